@@ -1,0 +1,119 @@
+//===- MoEAttrs.td - moe dialect enum attributes ------------*- tablegen -*-===//
+
+#ifndef MOE_ATTRS_TD
+#define MOE_ATTRS_TD
+
+include "MoE/IR/MoEBase.td"
+include "mlir/IR/EnumAttr.td"
+
+def MoE_ScoringSoftmax : I32EnumAttrCase<"softmax", 0>;
+def MoE_ScoringSigmoid : I32EnumAttrCase<"sigmoid", 1>;
+def MoE_ScoringSoftmaxTopK : I32EnumAttrCase<"softmax_topk", 2>;
+def MoE_Scoring : I32EnumAttr<"Scoring", "how router logits become scores",
+    [MoE_ScoringSoftmax, MoE_ScoringSigmoid, MoE_ScoringSoftmaxTopK]> {
+  let cppNamespace = "::mlir::moe";
+  let genSpecializedAttr = 0;
+}
+def MoE_ScoringAttr : EnumAttr<MoE_Dialect, MoE_Scoring, "scoring"> {
+  let summary = "router scoring function";
+  let description = [{
+    `softmax`: softmax over all experts, then top-k (Switch, OLMoE, ONNX
+    Runtime's MoE). `sigmoid`: independent sigmoid per expert, then top-k
+    (DeepSeek-V3). `softmax_topk`: top-k on the raw logits, then softmax over
+    the k chosen logits only (Mixtral's formulation, ONNX Runtime's CPU QMoE).
+  }];
+  let assemblyFormat = "`<` $value `>`";
+}
+
+def MoE_GroupScoringMax : I32EnumAttrCase<"max", 0>;
+def MoE_GroupScoringTop2Sum : I32EnumAttrCase<"top2_sum", 1>;
+def MoE_GroupScoring : I32EnumAttr<"GroupScoring",
+    "how an expert group is scored for group-limited routing",
+    [MoE_GroupScoringMax, MoE_GroupScoringTop2Sum]> {
+  let cppNamespace = "::mlir::moe";
+  let genSpecializedAttr = 0;
+}
+def MoE_GroupScoringAttr
+    : EnumAttr<MoE_Dialect, MoE_GroupScoring, "group_scoring"> {
+  let summary = "group score for group-limited routing";
+  let description = [{
+    `max`: a group scores its best expert (DeepSeek-V2). `top2_sum`: a group
+    scores the sum of its two best experts (DeepSeek-V3).
+  }];
+  let assemblyFormat = "`<` $value `>`";
+}
+
+def MoE_ActivationIdentity : I32EnumAttrCase<"identity", 0>;
+def MoE_ActivationRelu : I32EnumAttrCase<"relu", 1>;
+def MoE_ActivationGelu : I32EnumAttrCase<"gelu", 2>;
+def MoE_ActivationGeluTanh : I32EnumAttrCase<"gelu_tanh", 3>;
+def MoE_ActivationSilu : I32EnumAttrCase<"silu", 4>;
+def MoE_ActivationSwiglu : I32EnumAttrCase<"swiglu", 5>;
+def MoE_Activation : I32EnumAttr<"Activation", "expert activation function",
+    [MoE_ActivationIdentity, MoE_ActivationRelu, MoE_ActivationGelu,
+     MoE_ActivationGeluTanh, MoE_ActivationSilu, MoE_ActivationSwiglu]> {
+  let cppNamespace = "::mlir::moe";
+  let genSpecializedAttr = 0;
+}
+def MoE_ActivationAttr : EnumAttr<MoE_Dialect, MoE_Activation, "activation"> {
+  let summary = "activation between an expert's two projections";
+  let description = [{
+    `identity`, `relu`, `gelu` (erf form), `gelu_tanh` (tanh approximation)
+    and `silu` apply elementwise to `fc1`'s output; with an `fc3` projection
+    they become gated (GLU-family) activations `act(fc1 x) * (fc3 x)`.
+    `swiglu` is ONNX Runtime's parameterised SwiGLU
+    `G * sigmoid(alpha * G) * (L + beta)` with optional clamping `limit`,
+    whose gate and linear halves are laid out as `swiglu_fusion` says.
+  }];
+  let assemblyFormat = "`<` $value `>`";
+}
+
+def MoE_SwigluSeparate : I32EnumAttrCase<"separate", 0>;
+def MoE_SwigluInterleaved : I32EnumAttrCase<"interleaved", 1>;
+def MoE_SwigluConcatenated : I32EnumAttrCase<"concatenated", 2>;
+def MoE_SwigluFusion : I32EnumAttr<"SwigluFusion",
+    "where SwiGLU's gate and linear halves live",
+    [MoE_SwigluSeparate, MoE_SwigluInterleaved, MoE_SwigluConcatenated]> {
+  let cppNamespace = "::mlir::moe";
+  let genSpecializedAttr = 0;
+}
+def MoE_SwigluFusionAttr
+    : EnumAttr<MoE_Dialect, MoE_SwigluFusion, "swiglu_fusion"> {
+  let summary = "layout of SwiGLU's gate and linear projections";
+  let description = [{
+    Mirrors ONNX Runtime's `swiglu_fusion`: `separate` (0) keeps the gate in
+    `fc1` and the linear part in `fc3`; `interleaved` (1) stores both in
+    `fc1 [E, 2I, H]` with gate row `2i` and linear row `2i+1`;
+    `concatenated` (2) stores the gate in rows `[0, I)` and the linear part in
+    rows `[I, 2I)`.
+  }];
+  let assemblyFormat = "`<` $value `>`";
+}
+
+def MoE_ZeroExpertZero : I32EnumAttrCase<"zero", 0>;
+def MoE_ZeroExpertCopy : I32EnumAttrCase<"copy", 1>;
+def MoE_ZeroExpertConstant : I32EnumAttrCase<"constant", 2>;
+def MoE_ZeroExpertKind : I32EnumAttr<"ZeroExpertKind",
+    "kind of zero-computation expert",
+    [MoE_ZeroExpertZero, MoE_ZeroExpertCopy, MoE_ZeroExpertConstant]> {
+  let cppNamespace = "::mlir::moe";
+  let genSpecializedAttr = 0;
+}
+def MoE_ZeroExpertKindAttr
+    : EnumAttr<MoE_Dialect, MoE_ZeroExpertKind, "zero_expert"> {
+  let summary = "a zero-computation expert";
+  let description = [{
+    Experts that cost (almost) nothing, appended after the FFN experts in
+    routing order. `zero` contributes nothing (AdaMoE's null expert, which
+    lets a token use fewer experts); `copy` returns the token unchanged
+    (MoE++); `constant` returns `a1 * x + a2 * v` with a learned vector `v`
+    and `(a1, a2) = softmax(Wc x)` (MoE++).
+  }];
+  let assemblyFormat = "`<` $value `>`";
+}
+
+def MoE_ZeroExpertArrayAttr
+    : TypedArrayAttrBase<MoE_ZeroExpertKindAttr,
+                         "array of zero-computation expert kinds">;
+
+#endif // MOE_ATTRS_TD

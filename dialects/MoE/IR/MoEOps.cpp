@@ -1,0 +1,508 @@
+//===- MoEOps.cpp - moe dialect verifiers -----------------------------------===//
+//
+// Shapes are checked wherever both sides are static; dynamic dimensions (the
+// token count above all) are accepted and left to the runtime.
+//
+//===----------------------------------------------------------------------===//
+
+#include "MoE/IR/MoEOps.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/TypeUtilities.h"
+#include "llvm/ADT/STLExtras.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+
+/// Checks operands and results against one another, naming them in
+/// diagnostics the way the op's assembly format does.
+class ShapeChecker {
+public:
+  explicit ShapeChecker(Operation *op) : op(op) {}
+
+  /// Returns the shape of `value`, which must be a tensor of rank `rank`.
+  FailureOr<ArrayRef<int64_t>> shape(Value value, StringRef name,
+                                     int64_t rank) {
+    auto type = cast<RankedTensorType>(value.getType());
+    if (type.getRank() != rank)
+      return op->emitOpError() << "'" << name << "' must have rank " << rank
+                               << ", got " << type;
+    return type.getShape();
+  }
+
+  /// Checks that dimension `dim` of `name` equals `expected` (described by
+  /// `what`) unless either is dynamic.
+  LogicalResult dim(StringRef name, ArrayRef<int64_t> shape, unsigned dim,
+                    int64_t expected, const Twine &what) {
+    int64_t actual = shape[dim];
+    if (ShapedType::isDynamic(actual) || ShapedType::isDynamic(expected) ||
+        actual == expected)
+      return success();
+    return op->emitOpError() << "'" << name << "' dimension " << dim << " is "
+                             << actual << " but must be " << expected << " ("
+                             << what << ")";
+  }
+
+  /// Checks a whole shape against `expected` (described by `what`).
+  LogicalResult same(StringRef name, ArrayRef<int64_t> shape,
+                     ArrayRef<int64_t> expected, const Twine &what) {
+    for (auto [i, d] : llvm::enumerate(expected))
+      if (failed(dim(name, shape, i, d, what)))
+        return failure();
+    return success();
+  }
+
+  Operation *op;
+};
+
+/// Product of two dimensions, dynamic if either is.
+int64_t mulDims(int64_t a, int64_t b) {
+  if (ShapedType::isDynamic(a) || ShapedType::isDynamic(b))
+    return ShapedType::kDynamic;
+  return a * b;
+}
+
+int64_t addDims(int64_t a, int64_t b) {
+  if (ShapedType::isDynamic(a) || ShapedType::isDynamic(b))
+    return ShapedType::kDynamic;
+  return a + b;
+}
+
+/// Routing attributes as moe.route and moe.layer both carry them.
+struct RoutingConfig {
+  int64_t k;
+  int64_t numGroups;
+  int64_t topGroups;
+  GroupScoring groupScoring;
+  std::optional<double> topP;
+  double scaling;
+};
+
+/// Verifies the routing attributes against `numExperts` routable experts
+/// (dynamic when unknown).
+LogicalResult verifyRouting(Operation *op, const RoutingConfig &cfg,
+                            int64_t numExperts) {
+  bool known = !ShapedType::isDynamic(numExperts);
+  if (known && cfg.k > numExperts)
+    return op->emitOpError() << "k = " << cfg.k
+                             << " exceeds the number of experts ("
+                             << numExperts << ")";
+  if (cfg.numGroups < 1)
+    return op->emitOpError() << "num_groups must be at least 1, got "
+                             << cfg.numGroups;
+  if (cfg.numGroups == 1 && cfg.topGroups != 1)
+    return op->emitOpError()
+           << "top_groups = " << cfg.topGroups
+           << " needs group-limited routing (num_groups > 1)";
+  if (cfg.numGroups > 1) {
+    if (cfg.topGroups < 1 || cfg.topGroups > cfg.numGroups)
+      return op->emitOpError() << "top_groups must be in [1, num_groups = "
+                               << cfg.numGroups << "], got " << cfg.topGroups;
+    if (known) {
+      if (numExperts % cfg.numGroups != 0)
+        return op->emitOpError()
+               << "num_groups = " << cfg.numGroups
+               << " does not divide the number of experts (" << numExperts
+               << ")";
+      int64_t groupSize = numExperts / cfg.numGroups;
+      if (cfg.k > cfg.topGroups * groupSize)
+        return op->emitOpError()
+               << "k = " << cfg.k << " exceeds the " << cfg.topGroups * groupSize
+               << " experts in the top_groups = " << cfg.topGroups
+               << " selectable groups of " << groupSize;
+      if (cfg.groupScoring == GroupScoring::top2_sum && groupSize < 2)
+        return op->emitOpError()
+               << "group_scoring top2_sum needs groups of at least 2 "
+                  "experts, got "
+               << groupSize;
+    }
+  }
+  if (cfg.topP && !(*cfg.topP > 0.0 && *cfg.topP <= 1.0))
+    return op->emitOpError() << "top_p must be in (0, 1], got " << *cfg.topP;
+  if (!(cfg.scaling > 0.0 && std::isfinite(cfg.scaling)))
+    return op->emitOpError() << "scaling must be positive and finite, got "
+                             << cfg.scaling;
+  return success();
+}
+
+/// Expert attributes as moe.expert and moe.layer both carry them.
+struct ExpertConfig {
+  Activation activation;
+  SwigluFusion fusion;
+  std::optional<double> limit;
+
+  bool fusedSwiglu() const {
+    return activation == Activation::swiglu &&
+           fusion != SwigluFusion::separate;
+  }
+};
+
+/// Stacked expert weights with their diagnostic names.
+struct ExpertWeights {
+  Value fc1, fc1Bias, fc2, fc2Bias, fc3, fc3Bias;
+  StringRef prefix = "";
+};
+
+/// Verifies a stacked weight set for hidden size `hidden`; on success sets
+/// `numExperts` (possibly dynamic).
+LogicalResult verifyExpertWeights(Operation *op, const ExpertWeights &w,
+                                  const ExpertConfig &cfg, int64_t hidden,
+                                  int64_t &numExperts) {
+  ShapeChecker check(op);
+  std::string fc1Name = (w.prefix + "fc1").str();
+  std::string fc2Name = (w.prefix + "fc2").str();
+  std::string fc3Name = (w.prefix + "fc3").str();
+  auto fc1 = check.shape(w.fc1, fc1Name, 3);
+  auto fc2 = check.shape(w.fc2, fc2Name, 3);
+  if (failed(fc1) || failed(fc2))
+    return failure();
+
+  Type elementType = getElementTypeOrSelf(w.fc1.getType());
+  for (Value v : {w.fc1Bias, w.fc2, w.fc2Bias, w.fc3, w.fc3Bias})
+    if (v && getElementTypeOrSelf(v.getType()) != elementType)
+      return op->emitOpError()
+             << "expert weights and biases must share one element type, got "
+             << elementType << " and " << getElementTypeOrSelf(v.getType());
+
+  numExperts = (*fc1)[0];
+  int64_t inter = (*fc2)[2];
+  // A common mistake is handing over in-major ([E, in, out]) weights, as the
+  // legacy ONNX Runtime layout has them; say so rather than only "mismatch".
+  if (!ShapedType::isDynamic(hidden) && (*fc1)[2] != hidden &&
+      (*fc1)[1] == hidden)
+    return op->emitOpError()
+           << "'" << fc1Name << "' has shape [" << (*fc1)[0] << ", "
+           << (*fc1)[1] << ", " << (*fc1)[2]
+           << "], which looks in-major; expert weights are out-major: "
+           << fc1Name << " [E, f*I, H], " << fc2Name << " [E, H, I]";
+  if (failed(check.dim(fc1Name, *fc1, 2, hidden, "the hidden size")) ||
+      failed(check.dim(fc2Name, *fc2, 0, numExperts,
+                       "the expert count of " + fc1Name)) ||
+      failed(check.dim(fc2Name, *fc2, 1, hidden, "the hidden size")))
+    return failure();
+
+  bool separateSwiglu = cfg.activation == Activation::swiglu &&
+                        cfg.fusion == SwigluFusion::separate;
+  if (cfg.fusedSwiglu() && w.fc3)
+    return op->emitOpError()
+           << stringifySwigluFusion(cfg.fusion)
+           << " swiglu keeps both halves in " << fc1Name << "; '" << fc3Name
+           << "' must be absent";
+  if (separateSwiglu && !w.fc3)
+    return op->emitOpError() << "separate swiglu needs '" << fc3Name
+                             << "' for its linear half";
+  int64_t fc1Rows = cfg.fusedSwiglu() ? mulDims(2, inter) : inter;
+  if (failed(check.dim(fc1Name, *fc1, 1, fc1Rows,
+                       cfg.fusedSwiglu()
+                           ? "twice the intermediate size of " + fc2Name +
+                                 " for fused swiglu"
+                           : "the intermediate size of " + fc2Name)))
+    return failure();
+
+  if (w.fc3) {
+    auto fc3 = check.shape(w.fc3, fc3Name, 3);
+    if (failed(fc3) ||
+        failed(check.same(fc3Name, *fc3, {numExperts, inter, hidden},
+                          "[E, I, H] of " + fc1Name + "/" + fc2Name)))
+      return failure();
+  }
+  if (w.fc3Bias && !w.fc3)
+    return op->emitOpError() << "'fc3_bias' needs 'fc3'";
+
+  auto checkBias = [&](Value bias, StringRef name, int64_t rows) {
+    if (!bias)
+      return success();
+    auto shape = check.shape(bias, name, 2);
+    if (failed(shape))
+      return failure();
+    return check.same(name, *shape, {numExperts, rows},
+                      "[E, output size] of its projection");
+  };
+  if (failed(checkBias(w.fc1Bias, "fc1_bias", fc1Rows)) ||
+      failed(checkBias(w.fc2Bias, "fc2_bias", hidden)) ||
+      failed(checkBias(w.fc3Bias, "fc3_bias", inter)))
+    return failure();
+
+  if (cfg.limit) {
+    if (cfg.activation != Activation::swiglu)
+      return op->emitOpError() << "'limit' only applies to swiglu, not "
+                               << stringifyActivation(cfg.activation);
+    if (!(*cfg.limit > 0.0))
+      return op->emitOpError() << "limit must be positive, got " << *cfg.limit;
+  }
+  return success();
+}
+
+/// Verifies the operands `moe.combine` and `moe.layer` share for
+/// zero-computation experts and shared experts. `tokens` and `hidden` may be
+/// dynamic. `hasInput` says whether the token input is available (the layer
+/// always has it, in its own shape, and passes no `input` to check).
+LogicalResult verifyCombineExtras(Operation *op, std::optional<ArrayAttr> zero,
+                                  bool hasInput, Value input, Value shared,
+                                  Value sharedGate,
+                                  Value constants, Value constantGates,
+                                  int64_t tokens, int64_t hidden) {
+  ShapeChecker check(op);
+  int64_t numConstant = 0;
+  if (zero)
+    for (Attribute a : *zero) {
+      ZeroExpertKind kind = cast<ZeroExpertKindAttr>(a).getValue();
+      numConstant += kind == ZeroExpertKind::constant;
+      if (kind != ZeroExpertKind::zero && !hasInput)
+        return op->emitOpError()
+               << "a " << stringifyZeroExpertKind(kind)
+               << " expert needs the token 'input'";
+    }
+  if (sharedGate && !hasInput)
+    return op->emitOpError() << "'shared_gate' needs the token 'input'";
+
+  if (numConstant > 0 && (!constants || !constantGates))
+    return op->emitOpError() << numConstant
+                             << " constant expert(s) need 'constants' and "
+                                "'constant_gates'";
+  if (numConstant == 0 && (constants || constantGates))
+    return op->emitOpError()
+           << "'constants'/'constant_gates' given without constant experts";
+  if (constants) {
+    auto c = check.shape(constants, "constants", 2);
+    auto g = check.shape(constantGates, "constant_gates", 3);
+    if (failed(c) || failed(g) ||
+        failed(check.same("constants", *c, {numConstant, hidden},
+                          "[constant experts, H]")) ||
+        failed(check.same("constant_gates", *g, {numConstant, 2, hidden},
+                          "[constant experts, 2, H]")))
+      return failure();
+  }
+  if (input) {
+    auto s = check.shape(input, "input", 2);
+    if (failed(s) ||
+        failed(check.same("input", *s, {tokens, hidden}, "[T, H]")))
+      return failure();
+  }
+  if (shared) {
+    auto s = check.shape(shared, "shared", 2);
+    if (failed(s) ||
+        failed(check.same("shared", *s, {tokens, hidden}, "[T, H]")))
+      return failure();
+  }
+  if (sharedGate) {
+    auto s = check.shape(sharedGate, "shared_gate", 1);
+    if (failed(s) || failed(check.dim("shared_gate", *s, 0, hidden, "H")))
+      return failure();
+  }
+  return success();
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// RouteOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult RouteOp::verify() {
+  ShapeChecker check(*this);
+  auto logits = check.shape(getLogits(), "logits", 2);
+  auto weights = check.shape(getWeights(), "weights", 2);
+  auto ids = check.shape(getIds(), "ids", 2);
+  if (failed(logits) || failed(weights) || failed(ids))
+    return failure();
+  int64_t tokens = (*logits)[0], numExperts = (*logits)[1];
+  int64_t k = getK();
+  if (failed(check.same("weights", *weights, {tokens, k}, "[T, k]")) ||
+      failed(check.same("ids", *ids, {tokens, k}, "[T, k]")))
+    return failure();
+  if (getElementTypeOrSelf(getWeights().getType()) !=
+      getElementTypeOrSelf(getLogits().getType()))
+    return emitOpError("'weights' must have the element type of 'logits'");
+  if (getBias()) {
+    auto bias = check.shape(getBias(), "bias", 1);
+    if (failed(bias) ||
+        failed(check.dim("bias", *bias, 0, numExperts, "one per expert")))
+      return failure();
+  }
+  return verifyRouting(*this,
+                       {k, static_cast<int64_t>(getNumGroups()),
+                        static_cast<int64_t>(getTopGroups()), getGroupScoring(),
+                        getTopP() ? std::optional<double>(getTopP()->convertToDouble())
+                                  : std::nullopt,
+                        getScaling().convertToDouble()},
+                       numExperts);
+}
+
+//===----------------------------------------------------------------------===//
+// DispatchOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult DispatchOp::verify() {
+  ShapeChecker check(*this);
+  auto input = check.shape(getInput(), "input", 2);
+  auto ids = check.shape(getIds(), "ids", 2);
+  auto rows = check.shape(getRows(), "rows", 2);
+  auto offsets = check.shape(getOffsets(), "offsets", 1);
+  auto rowTokens = check.shape(getRowTokens(), "row_tokens", 1);
+  auto slotRows = check.shape(getSlotRows(), "slot_rows", 2);
+  if (failed(input) || failed(ids) || failed(rows) || failed(offsets) ||
+      failed(rowTokens) || failed(slotRows))
+    return failure();
+  int64_t tokens = (*input)[0], hidden = (*input)[1], k = (*ids)[1];
+  int64_t numRows = mulDims(tokens, k);
+  if (failed(check.dim("ids", *ids, 0, tokens, "the token count of 'input'")) ||
+      failed(check.same("rows", *rows, {numRows, hidden}, "[T * k, H]")) ||
+      failed(check.dim("offsets", *offsets, 0, getNumExperts() + 1,
+                       "num_experts + 1")) ||
+      failed(check.dim("row_tokens", *rowTokens, 0, numRows, "T * k")) ||
+      failed(check.same("slot_rows", *slotRows, {tokens, k}, "[T, k]")))
+    return failure();
+  if (getElementTypeOrSelf(getRows().getType()) !=
+      getElementTypeOrSelf(getInput().getType()))
+    return emitOpError("'rows' must have the element type of 'input'");
+  if (auto cf = getCapacityFactor(); cf && !(cf->convertToDouble() > 0.0))
+    return emitOpError() << "capacity_factor must be positive, got "
+                         << cf->convertToDouble();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// ExpertOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult ExpertOp::verify() {
+  ShapeChecker check(*this);
+  auto rows = check.shape(getRows(), "rows", 2);
+  auto offsets = check.shape(getOffsets(), "offsets", 1);
+  auto result = check.shape(getResult(), "result", 2);
+  if (failed(rows) || failed(offsets) || failed(result))
+    return failure();
+  int64_t numExperts;
+  ExpertConfig cfg{getActivation(), getSwigluFusion(),
+                   getLimit() ? std::optional<double>(getLimit()->convertToDouble())
+                              : std::nullopt};
+  if (failed(verifyExpertWeights(*this,
+                                 {getFc1(), getFc1Bias(), getFc2(),
+                                  getFc2Bias(), getFc3(), getFc3Bias()},
+                                 cfg, (*rows)[1], numExperts)))
+    return failure();
+  return failure(
+      failed(check.dim("offsets", *offsets, 0, addDims(numExperts, 1),
+                       "the expert count of fc1 + 1")) ||
+      failed(check.same("result", *result, *rows, "the shape of 'rows'")));
+}
+
+//===----------------------------------------------------------------------===//
+// CombineOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult CombineOp::verify() {
+  ShapeChecker check(*this);
+  auto expertOutput = check.shape(getExpertOutput(), "expert_output", 2);
+  auto weights = check.shape(getWeights(), "weights", 2);
+  auto ids = check.shape(getIds(), "ids", 2);
+  auto slotRows = check.shape(getSlotRows(), "slot_rows", 2);
+  auto result = check.shape(getResult(), "result", 2);
+  if (failed(expertOutput) || failed(weights) || failed(ids) ||
+      failed(slotRows) || failed(result))
+    return failure();
+  int64_t tokens = (*weights)[0], k = (*weights)[1];
+  int64_t hidden = (*expertOutput)[1];
+  if (failed(check.same("ids", *ids, {tokens, k}, "[T, k] of 'weights'")) ||
+      failed(check.same("slot_rows", *slotRows, {tokens, k},
+                        "[T, k] of 'weights'")) ||
+      failed(check.same("result", *result, {tokens, hidden}, "[T, H]")))
+    return failure();
+  if (getSharedGate() && !getShared())
+    return emitOpError("'shared_gate' needs the 'shared' expert output");
+  return verifyCombineExtras(*this, getZeroExperts(), bool(getInput()),
+                             getInput(), getShared(),
+                             getSharedGate(), getConstants(),
+                             getConstantGates(), tokens, hidden);
+}
+
+//===----------------------------------------------------------------------===//
+// LayerOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult LayerOp::verify() {
+  ShapeChecker check(*this);
+  auto inputType = cast<RankedTensorType>(getInput().getType());
+  if (inputType.getRank() != 2 && inputType.getRank() != 3)
+    return emitOpError() << "'input' must be [T, H] or [B, S, H], got "
+                         << inputType;
+  ArrayRef<int64_t> inputShape = inputType.getShape();
+  int64_t hidden = inputShape.back();
+  int64_t tokens = inputShape.size() == 2
+                       ? inputShape[0]
+                       : mulDims(inputShape[0], inputShape[1]);
+  if (failed(check.same("result", cast<RankedTensorType>(getType()).getShape(),
+                        inputShape, "the shape of 'input'")))
+    return failure();
+  if (cast<RankedTensorType>(getType()).getRank() != inputType.getRank())
+    return emitOpError("'result' must have the rank of 'input'");
+
+  ExpertConfig cfg{getActivation(), getSwigluFusion(),
+                   getLimit() ? std::optional<double>(getLimit()->convertToDouble())
+                              : std::nullopt};
+  int64_t numExperts;
+  if (failed(verifyExpertWeights(*this,
+                                 {getFc1(), getFc1Bias(), getFc2(),
+                                  getFc2Bias(), getFc3(), getFc3Bias()},
+                                 cfg, hidden, numExperts)))
+    return failure();
+  int64_t numRouted = addDims(numExperts, getNumZeroExperts());
+
+  auto logits = check.shape(getLogits(), "logits", 2);
+  if (failed(logits) ||
+      failed(check.same("logits", *logits, {tokens, numRouted},
+                        "[T, E + zero experts]")))
+    return failure();
+  if (getScoreBias()) {
+    auto bias = check.shape(getScoreBias(), "score_bias", 1);
+    if (failed(bias) || failed(check.dim("score_bias", *bias, 0, numRouted,
+                                         "one per routed expert")))
+      return failure();
+  }
+  if (failed(verifyRouting(
+          *this,
+          {static_cast<int64_t>(getK()), static_cast<int64_t>(getNumGroups()),
+           static_cast<int64_t>(getTopGroups()),
+           getGroupScoring(),
+           getTopP() ? std::optional<double>(getTopP()->convertToDouble())
+                     : std::nullopt,
+           getScaling().convertToDouble()},
+          numRouted)))
+    return failure();
+
+  if (bool(getSharedFc1()) != bool(getSharedFc2()))
+    return emitOpError("shared experts need both 'shared_fc1' and "
+                       "'shared_fc2'");
+  if (getSharedFc1()) {
+    if (bool(getSharedFc3()) != bool(getFc3()))
+      return emitOpError("'shared_fc3' must be given exactly when the routed "
+                         "experts have 'fc3'");
+    int64_t numShared;
+    ExpertWeights shared{getSharedFc1(), {}, getSharedFc2(), {},
+                         getSharedFc3(), {}, "shared_"};
+    if (failed(verifyExpertWeights(*this, shared, cfg, hidden, numShared)))
+      return failure();
+  } else if (getSharedFc3() || getSharedGate()) {
+    return emitOpError("'shared_fc3'/'shared_gate' need shared experts "
+                       "('shared_fc1', 'shared_fc2')");
+  }
+
+  if (auto cf = getCapacityFactor(); cf && !(cf->convertToDouble() > 0.0))
+    return emitOpError() << "capacity_factor must be positive, got "
+                         << cf->convertToDouble();
+
+  // The layer always has its input at hand; its shape was checked above, as
+  // were the shared experts.
+  return verifyCombineExtras(*this, getZeroExperts(), /*hasInput=*/true,
+                             Value(), Value(), getSharedGate(), getConstants(),
+                             getConstantGates(), tokens, hidden);
+}
+
+#define GET_OP_CLASSES
+#include "MoE/IR/MoEOps.cpp.inc"

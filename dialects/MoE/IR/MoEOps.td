@@ -1,0 +1,282 @@
+//===- MoEOps.td - moe dialect operations -------------------*- tablegen -*-===//
+
+#ifndef MOE_OPS_TD
+#define MOE_OPS_TD
+
+include "MoE/IR/MoEBase.td"
+include "MoE/IR/MoEAttrs.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+include "mlir/IR/BuiltinAttributes.td"
+
+// Element types the expert weights may have. Quantised weights will be
+// integer tensors plus scale operands on moe.expert (see MoE.md).
+def MoE_WeightTensor : RankedTensorOf<[F32, F16, BF16]>;
+def MoE_FloatTensor : RankedTensorOf<[F32, F16, BF16, F64]>;
+def MoE_IdTensor : RankedTensorOf<[I32]>;
+
+// Attributes shared by moe.route and moe.layer.
+defvar RouteAttrs = (ins
+  ConfinedAttr<I64Attr, [IntPositive]>:$k,
+  DefaultValuedAttr<MoE_ScoringAttr, "Scoring::softmax">:$scoring,
+  UnitAttr:$normalize,
+  DefaultValuedAttr<I64Attr, "1">:$num_groups,
+  DefaultValuedAttr<I64Attr, "1">:$top_groups,
+  DefaultValuedAttr<MoE_GroupScoringAttr, "GroupScoring::max">:$group_scoring,
+  OptionalAttr<F64Attr>:$top_p,
+  DefaultValuedAttr<F64Attr, "1.0">:$scaling
+);
+
+// Attributes shared by moe.expert and moe.layer.
+defvar ExpertAttrs = (ins
+  DefaultValuedAttr<MoE_ActivationAttr, "Activation::relu">:$activation,
+  DefaultValuedAttr<MoE_SwigluFusionAttr, "SwigluFusion::interleaved">
+      :$swiglu_fusion,
+  DefaultValuedAttr<F64Attr, "1.0">:$alpha,
+  DefaultValuedAttr<F64Attr, "0.0">:$beta,
+  OptionalAttr<F64Attr>:$limit
+);
+
+//===----------------------------------------------------------------------===//
+// RouteOp
+//===----------------------------------------------------------------------===//
+
+def MoE_RouteOp : MoE_Op<"route", [Pure]> {
+  let summary = "router: scores, top-k selection and routing weights";
+  let description = [{
+    Turns router logits `[T, E]` into, per token, `k` expert ids (`i32`, in
+    descending score order; `-1` for a slot left empty by top-p) and their
+    routing weights. Per token:
+
+    1. scores: `softmax`, `sigmoid`, or raw logits for `softmax_topk`;
+    2. selection scores: scores plus the optional per-expert `bias`
+       (DeepSeek-V3's load-balancing correction: it steers selection only);
+    3. when `num_groups > 1`, only experts of the `top_groups` best groups
+       of `E / num_groups` consecutive experts may be chosen, groups scored by
+       `group_scoring`;
+    4. top-k on the selection scores, ties won by the lower expert index;
+    5. weights: the unbiased scores of the chosen experts (for
+       `softmax_topk`, a softmax over the chosen logits);
+    6. with `top_p`, slots are kept in order until the kept weight reaches
+       `top_p` and the rest emptied (dynamic expert count, `k` a cap);
+    7. with `normalize`, weights are divided by their sum;
+    8. weights are multiplied by `scaling`.
+
+    Example (Mixtral: softmax, top-2, renormalised):
+
+    ```mlir
+    %weights, %ids = moe.route %logits {k = 2 : i64, normalize}
+        : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+    ```
+  }];
+  let arguments = !con((ins MoE_FloatTensor:$logits,
+                            Optional<MoE_FloatTensor>:$bias), RouteAttrs);
+  let results = (outs MoE_FloatTensor:$weights, MoE_IdTensor:$ids);
+  let assemblyFormat = [{
+    $logits (`bias` $bias^)? attr-dict `:` type($logits)
+    (`,` type($bias)^)? `->` type($weights) `,` type($ids)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// DispatchOp
+//===----------------------------------------------------------------------===//
+
+def MoE_DispatchOp : MoE_Op<"dispatch", [Pure]> {
+  let summary = "group token rows by expert";
+  let description = [{
+    Gathers the rows of `input [T, H]` into `rows [T*k, H]` grouped by expert:
+    expert `e` owns rows `offsets[e] .. offsets[e+1]` (`offsets [E+1]`,
+    `i32`), in increasing token order. Only assignments with
+    `0 <= id < num_experts` are dispatched: larger ids name zero-computation
+    experts, handled by `moe.combine`, and `-1` is an empty slot. Rows from
+    `offsets[E]` on are zero padding. `row_tokens [T*k]` gives each row's
+    token (`-1` for padding) and `slot_rows [T, k]` each assignment's row
+    (`-1` when not dispatched).
+
+    Dispatch is dropless unless `capacity_factor` is given: then each expert
+    takes at most `ceil(capacity_factor * T * k / E)` rows, assignments
+    competing slot-major (all first choices before any second choice) and in
+    token order within a slot; the rest are dropped (Switch/GShard).
+
+    ```mlir
+    %rows, %offsets, %row_tokens, %slot_rows = moe.dispatch %x, %ids
+        {num_experts = 8 : i64}
+        : tensor<?x4096xf32>, tensor<?x2xi32>
+        -> tensor<?x4096xf32>, tensor<9xi32>, tensor<?xi32>, tensor<?x2xi32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$input, MoE_IdTensor:$ids,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$num_experts,
+                       OptionalAttr<F64Attr>:$capacity_factor);
+  let results = (outs MoE_FloatTensor:$rows, MoE_IdTensor:$offsets,
+                      MoE_IdTensor:$row_tokens, MoE_IdTensor:$slot_rows);
+  let assemblyFormat = [{
+    $input `,` $ids attr-dict `:` type($input) `,` type($ids) `->`
+    type($rows) `,` type($offsets) `,` type($row_tokens) `,` type($slot_rows)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// ExpertOp
+//===----------------------------------------------------------------------===//
+
+def MoE_ExpertOp : MoE_Op<"expert", [Pure, AttrSizedOperandSegments]> {
+  let summary = "grouped expert FFN over dispatched rows";
+  let description = [{
+    Applies expert `e`'s feed-forward network to its rows
+    `offsets[e] .. offsets[e+1]` of `rows [N, H]`:
+    `y[r] = fc2[e] @ act(fc1[e] @ rows[r] + fc1_bias[e]) + fc2_bias[e]`.
+    Weights are stacked per expert, out-major: `fc1 [E, f*I, H]`,
+    `fc2 [E, H, I]`, optional `fc3 [E, I, H]`, biases `[E, out]`. `f` is 2
+    when `activation` is `swiglu` with an `interleaved` or `concatenated`
+    `swiglu_fusion`, else 1. With `fc3` and a non-SwiGLU activation the
+    activation is gated: `act(fc1 x) * (fc3 x)`; `swiglu` with `separate`
+    fusion takes its linear half from `fc3`. `alpha`, `beta` and `limit`
+    parameterise `swiglu` as in ONNX Runtime. Rows from `offsets[E]` on
+    produce zeros. Weights are f32, f16 or bf16, all alike; arithmetic is at
+    least f32.
+
+    ```mlir
+    %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2
+        {activation = #moe.activation<swiglu>,
+         swiglu_fusion = #moe.swiglu_fusion<interleaved>}
+        : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x512x64xf32>,
+           tensor<4x64x256xf32>) -> tensor<?x64xf32>
+    ```
+  }];
+  let arguments = !con((ins MoE_FloatTensor:$rows, MoE_IdTensor:$offsets,
+                            MoE_WeightTensor:$fc1,
+                            Optional<MoE_WeightTensor>:$fc1_bias,
+                            MoE_WeightTensor:$fc2,
+                            Optional<MoE_WeightTensor>:$fc2_bias,
+                            Optional<MoE_WeightTensor>:$fc3,
+                            Optional<MoE_WeightTensor>:$fc3_bias),
+                       ExpertAttrs);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $rows `,` $offsets `fc1` $fc1 (`fc1_bias` $fc1_bias^)? `fc2` $fc2
+    (`fc2_bias` $fc2_bias^)? (`fc3` $fc3^)? (`fc3_bias` $fc3_bias^)?
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// CombineOp
+//===----------------------------------------------------------------------===//
+
+def MoE_CombineOp : MoE_Op<"combine", [Pure, AttrSizedOperandSegments]> {
+  let summary = "weighted scatter of expert outputs back to token order";
+  let description = [{
+    `out[t]` is the sum over token `t`'s slots `j` of `weights[t, j]` times
+    that slot's expert output: `expert_output[slot_rows[t, j]]` for an FFN
+    expert (`0 <= ids[t, j] < num_experts`), nothing for an empty
+    (`-1`) or dropped slot. Ids from `num_experts` on name the
+    zero-computation experts listed in `zero_experts`, in order: `zero`
+    contributes nothing, `copy` contributes `input[t]`, and the `c`-th
+    `constant` expert contributes `a1 * input[t] + a2 * constants[c]` with
+    `(a1, a2) = softmax(constant_gates[c] @ input[t])` (MoE++).
+
+    The optional `shared` output of the shared experts is added, scaled by
+    `sigmoid(shared_gate . input[t])` when `shared_gate [H]` is given
+    (Qwen2-MoE). `input [T, H]` is required by `copy`/`constant` experts and
+    by the shared gate.
+
+    ```mlir
+    %out = moe.combine %y, %weights, %ids, %slot_rows {num_experts = 8 : i64}
+        : (tensor<?x64xf32>, tensor<?x2xf32>, tensor<?x2xi32>,
+           tensor<?x2xi32>) -> tensor<?x64xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$expert_output,
+                       MoE_FloatTensor:$weights, MoE_IdTensor:$ids,
+                       MoE_IdTensor:$slot_rows,
+                       Optional<MoE_FloatTensor>:$input,
+                       Optional<MoE_FloatTensor>:$shared,
+                       Optional<MoE_FloatTensor>:$shared_gate,
+                       Optional<MoE_FloatTensor>:$constants,
+                       Optional<MoE_FloatTensor>:$constant_gates,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$num_experts,
+                       OptionalAttr<MoE_ZeroExpertArrayAttr>:$zero_experts);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $expert_output `,` $weights `,` $ids `,` $slot_rows
+    (`input` $input^)? (`shared` $shared^)? (`shared_gate` $shared_gate^)?
+    (`constants` $constants^)? (`constant_gates` $constant_gates^)?
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// LayerOp
+//===----------------------------------------------------------------------===//
+
+def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
+  let summary = "a whole Mixture-of-Experts layer";
+  let description = [{
+    A complete MoE layer, close to ONNX Runtime's `com.microsoft.MoE`:
+    `input [T, H]` or `[B, S, H]` and router `logits [T, E + Z]` (`T = B*S`)
+    go through `moe.route` (route attributes, optional `score_bias`),
+    `moe.dispatch` (optional `capacity_factor`), `moe.expert` (weights
+    `fc1`/`fc2`/`fc3` with optional biases and the expert attributes) and
+    `moe.combine`. `E` is the number of stacked FFN experts; the `Z`
+    entries of `zero_experts` are zero-computation experts routed after
+    them (`constants`/`constant_gates` parameterise the `constant` ones).
+
+    Shared experts (DeepSeekMoE, Qwen-MoE) that every token visits are given
+    stacked as `shared_fc1 [S, f*Is, H]`, `shared_fc2 [S, H, Is]` and, when
+    the routed experts have `fc3`, `shared_fc3 [S, Is, H]`; they use the
+    routed experts' activation and their outputs are summed, then scaled by
+    `sigmoid(shared_gate . x)` when `shared_gate [H]` is given.
+
+    `-moe-decompose-layer` rewrites this op into the stage ops.
+
+    ```mlir
+    %out = moe.layer %x, %logits fc1 %w1 fc1_bias %b1 fc2 %w2 fc2_bias %b2
+        {k = 2 : i64, normalize, activation = #moe.activation<swiglu>,
+         swiglu_fusion = #moe.swiglu_fusion<interleaved>,
+         alpha = 1.702, beta = 1.0, limit = 7.0}
+        : (tensor<?x64xf32>, tensor<?x4xf32>, tensor<4x512x64xf32>,
+           tensor<4x512xf32>, tensor<4x64x256xf32>, tensor<4x64xf32>)
+        -> tensor<?x64xf32>
+    ```
+  }];
+  let arguments = !con(
+      (ins MoE_FloatTensor:$input, MoE_FloatTensor:$logits,
+           MoE_WeightTensor:$fc1, Optional<MoE_WeightTensor>:$fc1_bias,
+           MoE_WeightTensor:$fc2, Optional<MoE_WeightTensor>:$fc2_bias,
+           Optional<MoE_WeightTensor>:$fc3,
+           Optional<MoE_WeightTensor>:$fc3_bias,
+           Optional<MoE_FloatTensor>:$score_bias,
+           Optional<MoE_WeightTensor>:$shared_fc1,
+           Optional<MoE_WeightTensor>:$shared_fc2,
+           Optional<MoE_WeightTensor>:$shared_fc3,
+           Optional<MoE_FloatTensor>:$shared_gate,
+           Optional<MoE_FloatTensor>:$constants,
+           Optional<MoE_FloatTensor>:$constant_gates),
+      RouteAttrs, ExpertAttrs,
+      (ins OptionalAttr<F64Attr>:$capacity_factor,
+           OptionalAttr<MoE_ZeroExpertArrayAttr>:$zero_experts));
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $logits `fc1` $fc1 (`fc1_bias` $fc1_bias^)? `fc2` $fc2
+    (`fc2_bias` $fc2_bias^)? (`fc3` $fc3^)? (`fc3_bias` $fc3_bias^)?
+    (`score_bias` $score_bias^)? (`shared_fc1` $shared_fc1^)?
+    (`shared_fc2` $shared_fc2^)? (`shared_fc3` $shared_fc3^)?
+    (`shared_gate` $shared_gate^)? (`constants` $constants^)?
+    (`constant_gates` $constant_gates^)?
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// Number of zero-computation experts routed after the FFN experts.
+    int64_t getNumZeroExperts() {
+      return getZeroExperts() ? getZeroExperts()->size() : 0;
+    }
+  }];
+}
+
+#endif // MOE_OPS_TD

@@ -1,0 +1,27 @@
+//===- Passes.h - moe-mlir transformation passes ----------------*- C++ -*-===//
+
+#ifndef MOE_MLIR_TRANSFORMS_PASSES_H
+#define MOE_MLIR_TRANSFORMS_PASSES_H
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Pass/Pass.h"
+
+namespace mlir {
+class RewritePatternSet;
+
+namespace moe {
+
+#define GEN_PASS_DECL
+#include "moe-mlir/Transforms/Passes.h.inc"
+
+/// Adds the pattern rewriting moe.layer into the four stage ops.
+void populateDecomposeLayerPatterns(RewritePatternSet &patterns);
+
+#define GEN_PASS_REGISTRATION
+#include "moe-mlir/Transforms/Passes.h.inc"
+
+} // namespace moe
+} // namespace mlir
+
+#endif // MOE_MLIR_TRANSFORMS_PASSES_H

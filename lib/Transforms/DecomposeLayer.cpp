@@ -1,0 +1,174 @@
+//===- DecomposeLayer.cpp - moe.layer into its four stages ------------------===//
+//
+// moe.layer is convenient to import and to read, but every optimisation
+// works on one stage at a time: routing fusion, gather-fused grouped GEMMs,
+// the combine epilogue. This pass exposes the stages.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe-mlir/Transforms/Passes.h"
+
+#include "MoE/IR/MoEOps.h"
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/IR/TypeUtilities.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_MOEDECOMPOSELAYER
+#include "moe-mlir/Transforms/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+
+/// Multiplies two static sizes, staying dynamic if either is.
+int64_t mulSizes(int64_t a, int64_t b) {
+  return ShapedType::isDynamic(a) || ShapedType::isDynamic(b)
+             ? ShapedType::kDynamic
+             : a * b;
+}
+
+/// Runs every shared expert on all tokens and sums their outputs. Each
+/// shared expert is a one-expert moe.expert whose single expert owns rows
+/// [0, T), so shared experts reuse the grouped-FFN lowering unchanged.
+Value buildSharedExperts(PatternRewriter &rewriter, LayerOp layer,
+                         Value tokens) {
+  Location loc = layer.getLoc();
+  auto tokensType = cast<RankedTensorType>(tokens.getType());
+  auto i32 = rewriter.getI32Type();
+
+  Value zero = arith::ConstantIntOp::create(rewriter, loc, i32, 0);
+  Value numTokens = tensor::DimOp::create(rewriter, loc, tokens, 0);
+  Value numTokensI32 =
+      arith::IndexCastOp::create(rewriter, loc, i32, numTokens);
+  Value offsets = tensor::FromElementsOp::create(
+      rewriter, loc, RankedTensorType::get({2}, i32),
+      ValueRange{zero, numTokensI32});
+
+  // Takes shared expert `index` of a stacked [S, ...] weight as [1, ...].
+  auto sliceExpert = [&](Value stacked, int64_t index) -> Value {
+    if (!stacked)
+      return {};
+    auto type = cast<RankedTensorType>(stacked.getType());
+    if (type.getDimSize(0) == 1)
+      return stacked;
+    SmallVector<int64_t> shape(type.getShape());
+    shape[0] = 1;
+    SmallVector<OpFoldResult> offsets(type.getRank(), rewriter.getIndexAttr(0));
+    offsets[0] = rewriter.getIndexAttr(index);
+    SmallVector<OpFoldResult> sizes = llvm::map_to_vector(
+        shape, [&](int64_t d) -> OpFoldResult { return rewriter.getIndexAttr(d); });
+    SmallVector<OpFoldResult> strides(type.getRank(), rewriter.getIndexAttr(1));
+    return tensor::ExtractSliceOp::create(
+        rewriter, loc, RankedTensorType::get(shape, type.getElementType()),
+        stacked, offsets, sizes, strides);
+  };
+
+  int64_t numShared =
+      cast<RankedTensorType>(layer.getSharedFc1().getType()).getDimSize(0);
+  Value sum;
+  for (int64_t s = 0; s < numShared; ++s) {
+    // Sliced one after another: argument evaluation order is unspecified
+    // and the emitted IR must not depend on the compiler.
+    Value fc1 = sliceExpert(layer.getSharedFc1(), s);
+    Value fc2 = sliceExpert(layer.getSharedFc2(), s);
+    Value fc3 = sliceExpert(layer.getSharedFc3(), s);
+    Value out = ExpertOp::create(
+        rewriter, loc, tokensType, tokens, offsets, fc1, Value(), fc2, Value(),
+        fc3, Value(),
+        layer.getActivationAttr(), layer.getSwigluFusionAttr(),
+        layer.getAlphaAttr(), layer.getBetaAttr(), layer.getLimitAttr());
+    sum = sum ? arith::AddFOp::create(rewriter, loc, sum, out).getResult()
+              : out;
+  }
+  return sum;
+}
+
+struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(LayerOp layer,
+                                PatternRewriter &rewriter) const override {
+    Location loc = layer.getLoc();
+    auto i32 = rewriter.getI32Type();
+    Value input = layer.getInput();
+    auto inputType = cast<RankedTensorType>(input.getType());
+
+    // The stages work on [T, H]; a [B, S, H] layer is collapsed around them.
+    SmallVector<ReassociationIndices> collapse = {{0, 1}, {2}};
+    Value tokens = input;
+    if (inputType.getRank() == 3)
+      tokens = tensor::CollapseShapeOp::create(rewriter, loc, input, collapse);
+    auto tokensType = cast<RankedTensorType>(tokens.getType());
+    int64_t numTokens = tokensType.getDimSize(0);
+    int64_t hidden = tokensType.getDimSize(1);
+    int64_t k = layer.getK();
+    int64_t numExperts =
+        cast<RankedTensorType>(layer.getFc1().getType()).getDimSize(0);
+    Type scoreType = getElementTypeOrSelf(layer.getLogits().getType());
+
+    auto route = RouteOp::create(
+        rewriter, loc, RankedTensorType::get({numTokens, k}, scoreType),
+        RankedTensorType::get({numTokens, k}, i32), layer.getLogits(),
+        layer.getScoreBias(), layer.getKAttr(), layer.getScoringAttr(),
+        layer.getNormalizeAttr(), layer.getNumGroupsAttr(),
+        layer.getTopGroupsAttr(), layer.getGroupScoringAttr(),
+        layer.getTopPAttr(), layer.getScalingAttr());
+
+    int64_t numRows = mulSizes(numTokens, k);
+    auto dispatch = DispatchOp::create(
+        rewriter, loc,
+        RankedTensorType::get({numRows, hidden}, tokensType.getElementType()),
+        RankedTensorType::get({numExperts + 1}, i32),
+        RankedTensorType::get({numRows}, i32),
+        RankedTensorType::get({numTokens, k}, i32), tokens, route.getIds(),
+        rewriter.getI64IntegerAttr(numExperts), layer.getCapacityFactorAttr());
+
+    auto expert = ExpertOp::create(
+        rewriter, loc, dispatch.getRows().getType(), dispatch.getRows(),
+        dispatch.getOffsets(), layer.getFc1(), layer.getFc1Bias(),
+        layer.getFc2(), layer.getFc2Bias(), layer.getFc3(),
+        layer.getFc3Bias(), layer.getActivationAttr(),
+        layer.getSwigluFusionAttr(), layer.getAlphaAttr(), layer.getBetaAttr(),
+        layer.getLimitAttr());
+
+    Value shared;
+    if (layer.getSharedFc1())
+      shared = buildSharedExperts(rewriter, layer, tokens);
+    // Only hand the token input to combine when something there reads it,
+    // so the common case keeps the minimal form.
+    bool needsInput = layer.getSharedGate() || layer.getNumZeroExperts() > 0;
+    Value combined = CombineOp::create(
+        rewriter, loc, tokensType, expert.getResult(), route.getWeights(),
+        route.getIds(), dispatch.getSlotRows(), needsInput ? tokens : Value(),
+        shared, layer.getSharedGate(), layer.getConstants(),
+        layer.getConstantGates(), rewriter.getI64IntegerAttr(numExperts),
+        layer.getZeroExpertsAttr());
+
+    if (inputType.getRank() == 3)
+      combined = tensor::ExpandShapeOp::create(rewriter, loc, layer.getType(),
+                                               combined, collapse);
+    rewriter.replaceOp(layer, combined);
+    return success();
+  }
+};
+
+struct MoEDecomposeLayerPass
+    : moe::impl::MoEDecomposeLayerBase<MoEDecomposeLayerPass> {
+  void runOnOperation() override {
+    RewritePatternSet patterns(&getContext());
+    populateDecomposeLayerPatterns(patterns);
+    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+      signalPassFailure();
+  }
+};
+
+} // namespace
+
+void mlir::moe::populateDecomposeLayerPatterns(RewritePatternSet &patterns) {
+  patterns.add<DecomposeLayerPattern>(patterns.getContext());
+}

@@ -1,0 +1,28 @@
+//===- moe-opt.cpp - mlir-opt with the moe dialect and passes ---------------===//
+//
+// Registers the moe dialect and passes next to every upstream dialect and
+// pass, since the moe pipelines lower through linalg, vector, gpu and llvm.
+//
+//===----------------------------------------------------------------------===//
+
+#include "MoE/IR/MoEDialect.h"
+#include "moe-mlir/Transforms/Passes.h"
+
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/InitAllPasses.h"
+#include "mlir/Tools/mlir-opt/MlirOptMain.h"
+
+int main(int argc, char **argv) {
+  mlir::registerAllPasses();
+  mlir::moe::registerMoEPasses();
+
+  mlir::DialectRegistry registry;
+  mlir::registerAllDialects(registry);
+  mlir::registerAllExtensions(registry);
+  registry.insert<mlir::moe::MoEDialect>();
+
+  return mlir::asMainReturnCode(mlir::MlirOptMain(
+      argc, argv, "moe-mlir optimizer driver\n", registry));
+}
