@@ -51,6 +51,10 @@ public:
   /// Checks a whole shape against `expected` (described by `what`).
   LogicalResult same(StringRef name, ArrayRef<int64_t> shape,
                      ArrayRef<int64_t> expected, const Twine &what) {
+    if (shape.size() != expected.size())
+      return op->emitOpError() << "'" << name << "' must have rank "
+                               << expected.size() << " (" << what
+                               << "), got rank " << shape.size();
     for (auto [i, d] : llvm::enumerate(expected))
       if (failed(dim(name, shape, i, d, what)))
         return failure();
@@ -440,8 +444,6 @@ LogicalResult LayerOp::verify() {
   if (failed(check.same("result", cast<RankedTensorType>(getType()).getShape(),
                         inputShape, "the shape of 'input'")))
     return failure();
-  if (cast<RankedTensorType>(getType()).getRank() != inputType.getRank())
-    return emitOpError("'result' must have the rank of 'input'");
 
   ExpertConfig cfg{getActivation(), getSwigluFusion(),
                    getLimit() ? std::optional<double>(getLimit()->convertToDouble())

@@ -1,0 +1,630 @@
+// RUN: moe-opt %s --split-input-file --verify-diagnostics
+
+// Route logits must be [T, E].
+func.func @case0(%l: tensor<8xf32>) {
+  // expected-error @+1 {{'logits' must have rank 2, got 'tensor<8xf32>'}}
+  %w, %i = moe.route %l {k = 2 : i64} : tensor<8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+// k cannot exceed the expert count.
+func.func @case1(%l: tensor<?x4xf32>) {
+  // expected-error @+1 {{k = 5 exceeds the number of experts (4)}}
+  %w, %i = moe.route %l {k = 5 : i64} : tensor<?x4xf32> -> tensor<?x5xf32>, tensor<?x5xi32>
+  return
+}
+
+// -----
+
+// k must be positive.
+func.func @case2(%l: tensor<?x4xf32>) {
+  // expected-error @+1 {{attribute 'k' failed to satisfy constraint: 64-bit signless integer attribute whose value is positive}}
+  %w, %i = moe.route %l {k = 0 : i64} : tensor<?x4xf32> -> tensor<?x0xf32>, tensor<?x0xi32>
+  return
+}
+
+// -----
+
+// Weights are [T, k].
+func.func @case3(%l: tensor<?x4xf32>) {
+  // expected-error @+1 {{'weights' dimension 1 is 3 but must be 2 ([T, k])}}
+  %w, %i = moe.route %l {k = 2 : i64} : tensor<?x4xf32> -> tensor<?x3xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+// Ids follow the token count.
+func.func @case4(%l: tensor<5x4xf32>) {
+  // expected-error @+1 {{'ids' dimension 0 is 6 but must be 5 ([T, k])}}
+  %w, %i = moe.route %l {k = 2 : i64} : tensor<5x4xf32> -> tensor<5x2xf32>, tensor<6x2xi32>
+  return
+}
+
+// -----
+
+// Ids are i32.
+func.func @case5(%l: tensor<?x4xf32>) {
+  // expected-error @+1 {{result #1 must be ranked tensor of 32-bit signless integer values, but got 'tensor<?x2xi64>'}}
+  %w, %i = moe.route %l {k = 2 : i64} : tensor<?x4xf32> -> tensor<?x2xf32>, tensor<?x2xi64>
+  return
+}
+
+// -----
+
+// Weights keep the logits' element type.
+func.func @case6(%l: tensor<?x4xf32>) {
+  // expected-error @+1 {{'weights' must have the element type of 'logits'}}
+  %w, %i = moe.route %l {k = 2 : i64} : tensor<?x4xf32> -> tensor<?x2xf16>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+// One bias per expert.
+func.func @case7(%l: tensor<?x4xf32>, %b: tensor<5xf32>) {
+  // expected-error @+1 {{'bias' dimension 0 is 5 but must be 4 (one per expert)}}
+  %w, %i = moe.route %l bias %b {k = 2 : i64} : tensor<?x4xf32>, tensor<5xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+// Groups must divide the experts.
+func.func @case8(%l: tensor<?x8xf32>) {
+  // expected-error @+1 {{num_groups = 3 does not divide the number of experts (8)}}
+  %w, %i = moe.route %l {k = 2 : i64, num_groups = 3 : i64, top_groups = 2 : i64} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+// top_groups cannot exceed num_groups.
+func.func @case9(%l: tensor<?x8xf32>) {
+  // expected-error @+1 {{top_groups must be in [1, num_groups = 4], got 5}}
+  %w, %i = moe.route %l {k = 2 : i64, num_groups = 4 : i64, top_groups = 5 : i64} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+// top_groups without groups is a mistake, not a no-op.
+func.func @case10(%l: tensor<?x8xf32>) {
+  // expected-error @+1 {{top_groups = 2 needs group-limited routing (num_groups > 1)}}
+  %w, %i = moe.route %l {k = 2 : i64, top_groups = 2 : i64} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+// num_groups must be at least 1.
+func.func @case11(%l: tensor<?x8xf32>) {
+  // expected-error @+1 {{num_groups must be at least 1, got 0}}
+  %w, %i = moe.route %l {k = 2 : i64, num_groups = 0 : i64} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+// k must fit in the selectable groups.
+func.func @case12(%l: tensor<?x8xf32>) {
+  // expected-error @+1 {{k = 3 exceeds the 2 experts in the top_groups = 1 selectable groups of 2}}
+  %w, %i = moe.route %l {k = 3 : i64, num_groups = 4 : i64, top_groups = 1 : i64} : tensor<?x8xf32> -> tensor<?x3xf32>, tensor<?x3xi32>
+  return
+}
+
+// -----
+
+// top2_sum needs two experts per group.
+func.func @case13(%l: tensor<?x8xf32>) {
+  // expected-error @+1 {{group_scoring top2_sum needs groups of at least 2 experts, got 1}}
+  %w, %i = moe.route %l {k = 2 : i64, num_groups = 8 : i64, top_groups = 4 : i64, group_scoring = #moe.group_scoring<top2_sum>} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+// top_p is a probability mass.
+func.func @case14(%l: tensor<?x8xf32>) {
+  // expected-error @+1 {{top_p must be in (0, 1], got 1.5}}
+  %w, %i = moe.route %l {k = 2 : i64, top_p = 1.5} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+// The routed scaling factor is positive.
+func.func @case15(%l: tensor<?x8xf32>) {
+  // expected-error @+1 {{scaling must be positive and finite, got 0}}
+  %w, %i = moe.route %l {k = 2 : i64, scaling = 0.0} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+// Unknown scoring functions are rejected by the parser.
+func.func @case16(%l: tensor<?x8xf32>) {
+  // expected-error @+2 {{expected ::mlir::moe::Scoring to be one of: softmax, sigmoid, softmax_topk}}
+  // expected-error @+1 {{failed to parse MoE_ScoringAttr parameter 'value' which is to be a `::mlir::moe::Scoring`}}
+  %w, %i = moe.route %l {k = 2 : i64, scoring = #moe.scoring<tanh>} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+// Rows hold T * k token rows.
+func.func @case17(%x: tensor<16x64xf32>, %i: tensor<16x2xi32>) {
+  // expected-error @+1 {{'rows' dimension 0 is 16 but must be 32 ([T * k, H])}}
+  %r:4 = moe.dispatch %x, %i {num_experts = 4 : i64} : tensor<16x64xf32>, tensor<16x2xi32> -> tensor<16x64xf32>, tensor<5xi32>, tensor<32xi32>, tensor<16x2xi32>
+  return
+}
+
+// -----
+
+// Offsets are num_experts + 1 prefix sums.
+func.func @case18(%x: tensor<16x64xf32>, %i: tensor<16x2xi32>) {
+  // expected-error @+1 {{'offsets' dimension 0 is 4 but must be 5 (num_experts + 1)}}
+  %r:4 = moe.dispatch %x, %i {num_experts = 4 : i64} : tensor<16x64xf32>, tensor<16x2xi32> -> tensor<32x64xf32>, tensor<4xi32>, tensor<32xi32>, tensor<16x2xi32>
+  return
+}
+
+// -----
+
+// Ids must cover the same tokens.
+func.func @case19(%x: tensor<16x64xf32>, %i: tensor<8x2xi32>) {
+  // expected-error @+1 {{'ids' dimension 0 is 8 but must be 16 (the token count of 'input')}}
+  %r:4 = moe.dispatch %x, %i {num_experts = 4 : i64} : tensor<16x64xf32>, tensor<8x2xi32> -> tensor<32x64xf32>, tensor<5xi32>, tensor<32xi32>, tensor<16x2xi32>
+  return
+}
+
+// -----
+
+// One row token per row.
+func.func @case20(%x: tensor<16x64xf32>, %i: tensor<16x2xi32>) {
+  // expected-error @+1 {{'row_tokens' dimension 0 is 31 but must be 32 (T * k)}}
+  %r:4 = moe.dispatch %x, %i {num_experts = 4 : i64} : tensor<16x64xf32>, tensor<16x2xi32> -> tensor<32x64xf32>, tensor<5xi32>, tensor<31xi32>, tensor<16x2xi32>
+  return
+}
+
+// -----
+
+// One slot row per assignment.
+func.func @case21(%x: tensor<16x64xf32>, %i: tensor<16x2xi32>) {
+  // expected-error @+1 {{'slot_rows' dimension 1 is 3 but must be 2 ([T, k])}}
+  %r:4 = moe.dispatch %x, %i {num_experts = 4 : i64} : tensor<16x64xf32>, tensor<16x2xi32> -> tensor<32x64xf32>, tensor<5xi32>, tensor<32xi32>, tensor<16x3xi32>
+  return
+}
+
+// -----
+
+// Rows are copies of the input.
+func.func @case22(%x: tensor<16x64xf32>, %i: tensor<16x2xi32>) {
+  // expected-error @+1 {{'rows' must have the element type of 'input'}}
+  %r:4 = moe.dispatch %x, %i {num_experts = 4 : i64} : tensor<16x64xf32>, tensor<16x2xi32> -> tensor<32x64xbf16>, tensor<5xi32>, tensor<32xi32>, tensor<16x2xi32>
+  return
+}
+
+// -----
+
+// Capacity factors are positive.
+func.func @case23(%x: tensor<16x64xf32>, %i: tensor<16x2xi32>) {
+  // expected-error @+1 {{capacity_factor must be positive, got -1}}
+  %r:4 = moe.dispatch %x, %i {num_experts = 4 : i64, capacity_factor = -1.0} : tensor<16x64xf32>, tensor<16x2xi32> -> tensor<32x64xf32>, tensor<5xi32>, tensor<32xi32>, tensor<16x2xi32>
+  return
+}
+
+// -----
+
+// Legacy in-major weights get a hint about the layout.
+func.func @case24(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x64x256xf32>, %w2: tensor<4x256x64xf32>) {
+  // expected-error @+1 {{'fc1' has shape [4, 64, 256], which looks in-major; expert weights are out-major: fc1 [E, f*I, H], fc2 [E, H, I]}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x64x256xf32>, tensor<4x256x64xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// fc1 reads the hidden size.
+func.func @case25(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x256x32xf32>, %w2: tensor<4x64x256xf32>) {
+  // expected-error @+1 {{'fc1' dimension 2 is 32 but must be 64 (the hidden size)}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x32xf32>, tensor<4x64x256xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// fc1 and fc2 stack the same experts.
+func.func @case26(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x256x64xf32>, %w2: tensor<3x64x256xf32>) {
+  // expected-error @+1 {{'fc2' dimension 0 is 3 but must be 4 (the expert count of fc1)}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x64xf32>, tensor<3x64x256xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// fc2 writes the hidden size.
+func.func @case27(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x32x256xf32>) {
+  // expected-error @+1 {{'fc2' dimension 1 is 32 but must be 64 (the hidden size)}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x64xf32>, tensor<4x32x256xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Fused SwiGLU needs both halves in fc1.
+func.func @case28(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>) {
+  // expected-error @+1 {{'fc1' dimension 1 is 256 but must be 512 (twice the intermediate size of fc2 for fused swiglu)}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 {activation = #moe.activation<swiglu>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Without SwiGLU fc1 produces the intermediate size.
+func.func @case29(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x128x64xf32>, %w2: tensor<4x64x256xf32>) {
+  // expected-error @+1 {{'fc1' dimension 1 is 128 but must be 256 (the intermediate size of fc2)}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x128x64xf32>, tensor<4x64x256xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Fused SwiGLU has no fc3.
+func.func @case30(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x512x64xf32>, %w2: tensor<4x64x256xf32>, %w3: tensor<4x256x64xf32>) {
+  // expected-error @+1 {{concatenated swiglu keeps both halves in fc1; 'fc3' must be absent}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 fc3 %w3 {activation = #moe.activation<swiglu>, swiglu_fusion = #moe.swiglu_fusion<concatenated>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x512x64xf32>, tensor<4x64x256xf32>, tensor<4x256x64xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Separate SwiGLU takes its linear half from fc3.
+func.func @case31(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>) {
+  // expected-error @+1 {{separate swiglu needs 'fc3' for its linear half}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 {activation = #moe.activation<swiglu>, swiglu_fusion = #moe.swiglu_fusion<separate>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// fc3 is [E, I, H].
+func.func @case32(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>, %w3: tensor<4x128x64xf32>) {
+  // expected-error @+1 {{'fc3' dimension 1 is 128 but must be 256 ([E, I, H] of fc1/fc2)}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 fc3 %w3 {activation = #moe.activation<silu>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>, tensor<4x128x64xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// fc3_bias without fc3.
+func.func @case33(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>, %b3: tensor<4x256xf32>) {
+  // expected-error @+1 {{'fc3_bias' needs 'fc3'}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 fc3_bias %b3 : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>, tensor<4x256xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// fc1_bias is [E, fc1 rows].
+func.func @case34(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>, %b1: tensor<4x64xf32>) {
+  // expected-error @+1 {{'fc1_bias' dimension 1 is 64 but must be 256 ([E, output size] of its projection)}}
+  %y = moe.expert %rows, %off fc1 %w1 fc1_bias %b1 fc2 %w2 : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x64xf32>, tensor<4x64xf32>, tensor<4x64x256xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Biases are stacked per expert.
+func.func @case35(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>, %b2: tensor<64xf32>) {
+  // expected-error @+1 {{'fc2_bias' must have rank 2, got 'tensor<64xf32>'}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 fc2_bias %b2 : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>, tensor<64xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// All weights share one element type.
+func.func @case36(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf16>) {
+  // expected-error @+1 {{expert weights and biases must share one element type, got 'f32' and 'f16'}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x64xf32>, tensor<4x64x256xf16>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Integer (quantised) weights are not accepted yet.
+func.func @case37(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x256x64xi8>, %w2: tensor<4x64x256xi8>) {
+  // expected-error @+1 {{operand #2 must be ranked tensor of 32-bit float or 16-bit float or bfloat16 type values, but got 'tensor<4x256x64xi8>'}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x64xi8>, tensor<4x64x256xi8>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Only SwiGLU clamps.
+func.func @case38(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>) {
+  // expected-error @+1 {{'limit' only applies to swiglu, not gelu}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 {activation = #moe.activation<gelu>, limit = 7.0} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// The SwiGLU limit is positive.
+func.func @case39(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x512x64xf32>, %w2: tensor<4x64x256xf32>) {
+  // expected-error @+1 {{limit must be positive, got -1}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 {activation = #moe.activation<swiglu>, limit = -1.0} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x512x64xf32>, tensor<4x64x256xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Offsets have one entry per expert plus one.
+func.func @case40(%rows: tensor<?x64xf32>, %off: tensor<4xi32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>) {
+  // expected-error @+1 {{'offsets' dimension 0 is 4 but must be 5 (the expert count of fc1 + 1)}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 : (tensor<?x64xf32>, tensor<4xi32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// The output has one row per input row.
+func.func @case41(%rows: tensor<10x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>) {
+  // expected-error @+1 {{'result' dimension 0 is 12 but must be 10 (the shape of 'rows')}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 : (tensor<10x64xf32>, tensor<5xi32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>) -> tensor<12x64xf32>
+  return
+}
+
+// -----
+
+// Ids match the weights.
+func.func @case42(%y: tensor<?x64xf32>, %w: tensor<?x2xf32>, %i: tensor<?x3xi32>, %s: tensor<?x2xi32>) {
+  // expected-error @+1 {{'ids' dimension 1 is 3 but must be 2 ([T, k] of 'weights')}}
+  %o = moe.combine %y, %w, %i, %s {num_experts = 4 : i64} : (tensor<?x64xf32>, tensor<?x2xf32>, tensor<?x3xi32>, tensor<?x2xi32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Slot rows match the weights.
+func.func @case43(%y: tensor<?x64xf32>, %w: tensor<7x2xf32>, %i: tensor<7x2xi32>, %s: tensor<6x2xi32>) {
+  // expected-error @+1 {{'slot_rows' dimension 0 is 6 but must be 7 ([T, k] of 'weights')}}
+  %o = moe.combine %y, %w, %i, %s {num_experts = 4 : i64} : (tensor<?x64xf32>, tensor<7x2xf32>, tensor<7x2xi32>, tensor<6x2xi32>) -> tensor<7x64xf32>
+  return
+}
+
+// -----
+
+// The output is [T, H].
+func.func @case44(%y: tensor<?x64xf32>, %w: tensor<?x2xf32>, %i: tensor<?x2xi32>, %s: tensor<?x2xi32>) {
+  // expected-error @+1 {{'result' dimension 1 is 32 but must be 64 ([T, H])}}
+  %o = moe.combine %y, %w, %i, %s {num_experts = 4 : i64} : (tensor<?x64xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<?x2xi32>) -> tensor<?x32xf32>
+  return
+}
+
+// -----
+
+// Copy experts read the token input.
+func.func @case45(%y: tensor<?x64xf32>, %w: tensor<?x2xf32>, %i: tensor<?x2xi32>, %s: tensor<?x2xi32>) {
+  // expected-error @+1 {{a copy expert needs the token 'input'}}
+  %o = moe.combine %y, %w, %i, %s {num_experts = 4 : i64, zero_experts = [#moe.zero_expert<copy>]} : (tensor<?x64xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<?x2xi32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// A shared gate scales a shared output.
+func.func @case46(%y: tensor<?x64xf32>, %w: tensor<?x2xf32>, %i: tensor<?x2xi32>, %s: tensor<?x2xi32>, %x: tensor<?x64xf32>, %g: tensor<64xf32>) {
+  // expected-error @+1 {{'shared_gate' needs the 'shared' expert output}}
+  %o = moe.combine %y, %w, %i, %s input %x shared_gate %g {num_experts = 4 : i64} : (tensor<?x64xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<?x2xi32>, tensor<?x64xf32>, tensor<64xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// The shared gate reads the token input.
+func.func @case47(%y: tensor<?x64xf32>, %w: tensor<?x2xf32>, %i: tensor<?x2xi32>, %s: tensor<?x2xi32>, %sh: tensor<?x64xf32>, %g: tensor<64xf32>) {
+  // expected-error @+1 {{'shared_gate' needs the token 'input'}}
+  %o = moe.combine %y, %w, %i, %s shared %sh shared_gate %g {num_experts = 4 : i64} : (tensor<?x64xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<?x2xi32>, tensor<?x64xf32>, tensor<64xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Constant experts need their vectors and gates.
+func.func @case48(%y: tensor<?x64xf32>, %w: tensor<?x2xf32>, %i: tensor<?x2xi32>, %s: tensor<?x2xi32>, %x: tensor<?x64xf32>) {
+  // expected-error @+1 {{2 constant expert(s) need 'constants' and 'constant_gates'}}
+  %o = moe.combine %y, %w, %i, %s input %x {num_experts = 4 : i64, zero_experts = [#moe.zero_expert<constant>, #moe.zero_expert<constant>]} : (tensor<?x64xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<?x2xi32>, tensor<?x64xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Constants without constant experts.
+func.func @case49(%y: tensor<?x64xf32>, %w: tensor<?x2xf32>, %i: tensor<?x2xi32>, %s: tensor<?x2xi32>, %x: tensor<?x64xf32>, %v: tensor<1x64xf32>, %cg: tensor<1x2x64xf32>) {
+  // expected-error @+1 {{'constants'/'constant_gates' given without constant experts}}
+  %o = moe.combine %y, %w, %i, %s input %x constants %v constant_gates %cg {num_experts = 4 : i64} : (tensor<?x64xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<?x2xi32>, tensor<?x64xf32>, tensor<1x64xf32>, tensor<1x2x64xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// One constant vector per constant expert.
+func.func @case50(%y: tensor<?x64xf32>, %w: tensor<?x2xf32>, %i: tensor<?x2xi32>, %s: tensor<?x2xi32>, %x: tensor<?x64xf32>, %v: tensor<2x64xf32>, %cg: tensor<1x2x64xf32>) {
+  // expected-error @+1 {{'constants' dimension 0 is 2 but must be 1 ([constant experts, H])}}
+  %o = moe.combine %y, %w, %i, %s input %x constants %v constant_gates %cg {num_experts = 4 : i64, zero_experts = [#moe.zero_expert<constant>]} : (tensor<?x64xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<?x2xi32>, tensor<?x64xf32>, tensor<2x64xf32>, tensor<1x2x64xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Constant gates produce two mixing logits.
+func.func @case51(%y: tensor<?x64xf32>, %w: tensor<?x2xf32>, %i: tensor<?x2xi32>, %s: tensor<?x2xi32>, %x: tensor<?x64xf32>, %v: tensor<1x64xf32>, %cg: tensor<1x3x64xf32>) {
+  // expected-error @+1 {{'constant_gates' dimension 1 is 3 but must be 2 ([constant experts, 2, H])}}
+  %o = moe.combine %y, %w, %i, %s input %x constants %v constant_gates %cg {num_experts = 4 : i64, zero_experts = [#moe.zero_expert<constant>]} : (tensor<?x64xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<?x2xi32>, tensor<?x64xf32>, tensor<1x64xf32>, tensor<1x3x64xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// The token input is [T, H].
+func.func @case52(%y: tensor<?x64xf32>, %w: tensor<?x2xf32>, %i: tensor<?x2xi32>, %s: tensor<?x2xi32>, %x: tensor<?x32xf32>) {
+  // expected-error @+1 {{'input' dimension 1 is 32 but must be 64 ([T, H])}}
+  %o = moe.combine %y, %w, %i, %s input %x {num_experts = 4 : i64, zero_experts = [#moe.zero_expert<copy>]} : (tensor<?x64xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<?x2xi32>, tensor<?x32xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// The shared output is [T, H].
+func.func @case53(%y: tensor<?x64xf32>, %w: tensor<?x2xf32>, %i: tensor<?x2xi32>, %s: tensor<?x2xi32>, %sh: tensor<?x16xf32>) {
+  // expected-error @+1 {{'shared' dimension 1 is 16 but must be 64 ([T, H])}}
+  %o = moe.combine %y, %w, %i, %s shared %sh {num_experts = 4 : i64} : (tensor<?x64xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<?x2xi32>, tensor<?x16xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// The shared gate is a vector over H.
+func.func @case54(%y: tensor<?x64xf32>, %w: tensor<?x2xf32>, %i: tensor<?x2xi32>, %s: tensor<?x2xi32>, %x: tensor<?x64xf32>, %sh: tensor<?x64xf32>, %g: tensor<1x64xf32>) {
+  // expected-error @+1 {{'shared_gate' must have rank 1, got 'tensor<1x64xf32>'}}
+  %o = moe.combine %y, %w, %i, %s input %x shared %sh shared_gate %g {num_experts = 4 : i64} : (tensor<?x64xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<?x2xi32>, tensor<?x64xf32>, tensor<?x64xf32>, tensor<1x64xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// The layer takes [T, H] or [B, S, H].
+func.func @case55(%x: tensor<64xf32>, %l: tensor<?x4xf32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>) {
+  // expected-error @+1 {{'input' must be [T, H] or [B, S, H], got 'tensor<64xf32>'}}
+  %o = moe.layer %x, %l fc1 %w1 fc2 %w2 {k = 2 : i64} : (tensor<64xf32>, tensor<?x4xf32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>) -> tensor<64xf32>
+  return
+}
+
+// -----
+
+// The output has the input's shape.
+func.func @case56(%x: tensor<2x8x64xf32>, %l: tensor<16x4xf32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>) {
+  // expected-error @+1 {{'result' dimension 1 is 4 but must be 8 (the shape of 'input')}}
+  %o = moe.layer %x, %l fc1 %w1 fc2 %w2 {k = 2 : i64} : (tensor<2x8x64xf32>, tensor<16x4xf32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>) -> tensor<2x4x64xf32>
+  return
+}
+
+// -----
+
+// Router logits cover B * S tokens.
+func.func @case57(%x: tensor<2x8x64xf32>, %l: tensor<15x4xf32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>) {
+  // expected-error @+1 {{'logits' dimension 0 is 15 but must be 16 ([T, E + zero experts])}}
+  %o = moe.layer %x, %l fc1 %w1 fc2 %w2 {k = 2 : i64} : (tensor<2x8x64xf32>, tensor<15x4xf32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>) -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+// Logits include the zero-computation experts.
+func.func @case58(%x: tensor<?x64xf32>, %l: tensor<?x4xf32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>) {
+  // expected-error @+1 {{'logits' dimension 1 is 4 but must be 5 ([T, E + zero experts])}}
+  %o = moe.layer %x, %l fc1 %w1 fc2 %w2 {k = 2 : i64, zero_experts = [#moe.zero_expert<zero>]} : (tensor<?x64xf32>, tensor<?x4xf32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// k counts against all routable experts.
+func.func @case59(%x: tensor<?x64xf32>, %l: tensor<?x4xf32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>) {
+  // expected-error @+1 {{k = 6 exceeds the number of experts (4)}}
+  %o = moe.layer %x, %l fc1 %w1 fc2 %w2 {k = 6 : i64} : (tensor<?x64xf32>, tensor<?x4xf32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// One score bias per routed expert.
+func.func @case60(%x: tensor<?x64xf32>, %l: tensor<?x4xf32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>, %b: tensor<5xf32>) {
+  // expected-error @+1 {{'score_bias' dimension 0 is 5 but must be 4 (one per routed expert)}}
+  %o = moe.layer %x, %l fc1 %w1 fc2 %w2 score_bias %b {k = 2 : i64} : (tensor<?x64xf32>, tensor<?x4xf32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>, tensor<5xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Shared experts need both projections.
+func.func @case61(%x: tensor<?x64xf32>, %l: tensor<?x4xf32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>, %s1: tensor<1x128x64xf32>) {
+  // expected-error @+1 {{shared experts need both 'shared_fc1' and 'shared_fc2'}}
+  %o = moe.layer %x, %l fc1 %w1 fc2 %w2 shared_fc1 %s1 {k = 2 : i64} : (tensor<?x64xf32>, tensor<?x4xf32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>, tensor<1x128x64xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Shared experts use fc3 exactly when routed ones do.
+func.func @case62(%x: tensor<?x64xf32>, %l: tensor<?x4xf32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>, %s1: tensor<1x128x64xf32>, %s2: tensor<1x64x128xf32>, %s3: tensor<1x128x64xf32>) {
+  // expected-error @+1 {{'shared_fc3' must be given exactly when the routed experts have 'fc3'}}
+  %o = moe.layer %x, %l fc1 %w1 fc2 %w2 shared_fc1 %s1 shared_fc2 %s2 shared_fc3 %s3 {k = 2 : i64} : (tensor<?x64xf32>, tensor<?x4xf32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>, tensor<1x128x64xf32>, tensor<1x64x128xf32>, tensor<1x128x64xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Shared expert weights are checked like routed ones.
+func.func @case63(%x: tensor<?x64xf32>, %l: tensor<?x4xf32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>, %s1: tensor<1x128x64xf32>, %s2: tensor<1x64x96xf32>) {
+  // expected-error @+1 {{'shared_fc1' dimension 1 is 128 but must be 96 (the intermediate size of shared_fc2)}}
+  %o = moe.layer %x, %l fc1 %w1 fc2 %w2 shared_fc1 %s1 shared_fc2 %s2 {k = 2 : i64} : (tensor<?x64xf32>, tensor<?x4xf32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>, tensor<1x128x64xf32>, tensor<1x64x96xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// A shared gate without shared experts.
+func.func @case64(%x: tensor<?x64xf32>, %l: tensor<?x4xf32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>, %g: tensor<64xf32>) {
+  // expected-error @+1 {{'shared_fc3'/'shared_gate' need shared experts ('shared_fc1', 'shared_fc2')}}
+  %o = moe.layer %x, %l fc1 %w1 fc2 %w2 shared_gate %g {k = 2 : i64} : (tensor<?x64xf32>, tensor<?x4xf32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>, tensor<64xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Layer capacity factors are positive.
+func.func @case65(%x: tensor<?x64xf32>, %l: tensor<?x4xf32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>) {
+  // expected-error @+1 {{capacity_factor must be positive, got 0}}
+  %o = moe.layer %x, %l fc1 %w1 fc2 %w2 {k = 2 : i64, capacity_factor = 0.0} : (tensor<?x64xf32>, tensor<?x4xf32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Layer constant experts need their parameters.
+func.func @case66(%x: tensor<?x64xf32>, %l: tensor<?x5xf32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>) {
+  // expected-error @+1 {{1 constant expert(s) need 'constants' and 'constant_gates'}}
+  %o = moe.layer %x, %l fc1 %w1 fc2 %w2 {k = 2 : i64, zero_experts = [#moe.zero_expert<constant>]} : (tensor<?x64xf32>, tensor<?x5xf32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// The output keeps the input's rank.
+func.func @case67(%x: tensor<2x8x64xf32>, %l: tensor<16x4xf32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>) {
+  // expected-error @+1 {{'result' must have rank 3 (the shape of 'input'), got rank 2}}
+  %o = moe.layer %x, %l fc1 %w1 fc2 %w2 {k = 2 : i64} : (tensor<2x8x64xf32>, tensor<16x4xf32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>) -> tensor<16x64xf32>
+  return
+}
+
+// -----
+
+// Expert weights are stacked: [E, out, in].
+func.func @case68(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<256x64xf32>, %w2: tensor<4x64x256xf32>) {
+  // expected-error @+1 {{'fc1' must have rank 3, got 'tensor<256x64xf32>'}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 : (tensor<?x64xf32>, tensor<5xi32>, tensor<256x64xf32>, tensor<4x64x256xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// top_groups must be at least 1.
+func.func @case69(%l: tensor<?x8xf32>) {
+  // expected-error @+1 {{top_groups must be in [1, num_groups = 4], got 0}}
+  %w, %i = moe.route %l {k = 2 : i64, num_groups = 4 : i64, top_groups = 0 : i64} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
