@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs everything moe-mlir needs to build and test from Debian 12's
+# packages (LLVM/MLIR 22 come from bookworm-security). Idempotent: when every
+# package is already there it touches nothing and needs no network.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  cmake ninja-build g++ git
+  # LLVM/MLIR 22: libraries, mlir-tblgen/mlir-opt, lit/FileCheck/not, NVPTX llc
+  libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools clang-22 lld-22
+  # unit tests
+  libgtest-dev libgmock-dev
+  # test-model generation and numerics
+  python3 python3-numpy python3-onnx
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+$sudo apt-get update -q
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
