@@ -465,6 +465,8 @@ Tensor expert(const Tensor &rows, const IntTensor &offsets,
   } else if (isSwiglu && !fused) {
     fail(fn, "separate SwiGLU needs fc3");
   }
+  if (opt.limit && !isSwiglu)
+    fail(fn, "limit only applies to SwiGLU");
   if (opt.limit && !(*opt.limit >= 0.0))
     fail(fn, "swiglu limit must be >= 0");
   checkShape(fn, "offsets", offsets, {E + 1});

@@ -238,5 +238,9 @@ TEST(Expert, RejectsBadInput) {
         expert(dmat({{1}}), ivec({0, 1}), swigluExpert({1, 2, 3, 4}, 4), neg);
       },
       "limit");
+  ExpertOptions reluLimit = act(Activation::Relu);
+  reluLimit.limit = 7.0;
+  expectInvalid([&] { expert(rows, ivec({0, 2, 3}), w, reluLimit); },
+                "limit only applies to SwiGLU");
   EXPECT_THROW(activate(Activation::SwiGLU, 1.0), std::invalid_argument);
 }

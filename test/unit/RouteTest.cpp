@@ -259,25 +259,25 @@ TEST(Route, ZeroTokens) {
 
 TEST(Route, RejectsBadInput) {
   Tensor logits = twoTokens();
-  expectInvalid([&] { route(logits, nullptr, opts(0, Scoring::Softmax, 0)); },
+  expectInvalid([&] { route(logits, nullptr, opts(0, Scoring::Softmax, false)); },
                 "k = 0");
-  expectInvalid([&] { route(logits, nullptr, opts(5, Scoring::Softmax, 0)); },
+  expectInvalid([&] { route(logits, nullptr, opts(5, Scoring::Softmax, false)); },
                 "k = 5 must be in [1, 4]");
   expectInvalid(
-      [&] { route(dvec({1, 2}), nullptr, opts(1, Scoring::Softmax, 0)); },
+      [&] { route(dvec({1, 2}), nullptr, opts(1, Scoring::Softmax, false)); },
       "logits must have rank 2");
   Tensor shortBias = dvec({0, 0, 0});
   expectInvalid(
-      [&] { route(logits, &shortBias, opts(1, Scoring::Softmax, 0)); },
+      [&] { route(logits, &shortBias, opts(1, Scoring::Softmax, false)); },
       "bias must have shape [4]");
   Tensor nan = logits;
   nan.data[3] = std::numeric_limits<double>::quiet_NaN();
-  expectInvalid([&] { route(nan, nullptr, opts(1, Scoring::Softmax, 0)); },
+  expectInvalid([&] { route(nan, nullptr, opts(1, Scoring::Softmax, false)); },
                 "non-finite");
   Tensor inconsistent = logits;
   inconsistent.data.pop_back();
   expectInvalid(
-      [&] { route(inconsistent, nullptr, opts(1, Scoring::Softmax, 0)); },
+      [&] { route(inconsistent, nullptr, opts(1, Scoring::Softmax, false)); },
       "7 elements");
 
   RouteOptions o = opts(1, Scoring::Softmax, false);

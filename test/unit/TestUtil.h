@@ -13,6 +13,8 @@
 #include "gtest/gtest.h"
 
 #include <initializer_list>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace moe::test {

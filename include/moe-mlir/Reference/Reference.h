@@ -19,7 +19,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
-#include <string>
+#include <utility>
 #include <vector>
 
 namespace moe::reference {
@@ -162,13 +162,16 @@ struct ExpertWeights {
   std::optional<Tensor> fc1Bias, fc2Bias, fc3, fc3Bias;
 };
 
+/// Defaults are the dialect's attribute defaults (relu, interleaved, 1, 0).
 struct ExpertOptions {
-  Activation activation = Activation::Identity;
+  Activation activation = Activation::Relu;
   /// Only read when activation == SwiGLU.
-  SwigluFusion fusion = SwigluFusion::Separate;
-  /// SwiGLU parameters: h = G * sigmoid(alpha * G) * (L + beta).
+  SwigluFusion fusion = SwigluFusion::Interleaved;
+  /// SwiGLU parameters: h = G * sigmoid(alpha * G) * (L + beta); ignored by
+  /// the other activations.
   double alpha = 1.0, beta = 0.0;
   /// SwiGLU clamp: G = min(g, limit), L = clamp(l, -limit, limit); >= 0.
+  /// Rejected for other activations rather than silently ignored.
   std::optional<double> limit;
 };
 
