@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "MoE/IR/MoEDialect.h"
+#include "moe-mlir/Transforms/BufferizableOpInterfaceImpl.h"
 #include "moe-mlir/Transforms/Passes.h"
 
 #include "mlir/IR/DialectRegistry.h"
@@ -22,6 +23,7 @@ int main(int argc, char **argv) {
   mlir::registerAllDialects(registry);
   mlir::registerAllExtensions(registry);
   registry.insert<mlir::moe::MoEDialect>();
+  mlir::moe::registerBufferizableOpInterfaceExternalModels(registry);
 
   return mlir::asMainReturnCode(mlir::MlirOptMain(
       argc, argv, "moe-mlir optimizer driver\n", registry));

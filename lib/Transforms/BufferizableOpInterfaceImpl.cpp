@@ -1,0 +1,869 @@
+//===- BufferizableOpInterfaceImpl.cpp - bufferize the moe stage ops --------===//
+//
+// The stage ops bufferize into what they compute: memref loop nests for
+// routing, dispatch and combine, and per-expert linalg contractions for the
+// grouped FFN, so that one-shot bufferization is also the lowering out of
+// the moe dialect. Every result is a fresh allocation; operands are only
+// read. The expert GEMMs stay linalg ops so that later passes can tile and
+// vectorize them.
+//
+// Ids, offsets and row indices come from tensors that a caller may fill, so
+// every one of them is range-checked before it is used as an index: an
+// out-of-range id is ignored (as the semantics say for ids outside
+// [0, E + Z)), never a wild memory access.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe-mlir/Transforms/BufferizableOpInterfaceImpl.h"
+
+#include "KernelEmitter.h"
+#include "MoE/IR/MoEOps.h"
+#include "mlir/Dialect/Bufferization/IR/BufferizableOpInterface.h"
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/IR/AffineMap.h"
+#include "mlir/IR/DialectRegistry.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::moe;
+using namespace mlir::bufferization;
+
+namespace {
+
+/// Arithmetic happens in f64 for f64 data and in f32 otherwise.
+Type computeTypeFor(Type elementType) {
+  if (elementType.isF64())
+    return elementType;
+  return Float32Type::get(elementType.getContext());
+}
+
+/// Allocates an identity-layout buffer for tensor `type` with the given
+/// dynamic sizes.
+FailureOr<Value> allocBuffer(OpBuilder &b, Location loc, RankedTensorType type,
+                             ValueRange dynamicSizes,
+                             const BufferizationOptions &options) {
+  auto memrefType = MemRefType::get(type.getShape(), type.getElementType());
+  return options.createAlloc(b, loc, memrefType, dynamicSizes);
+}
+
+/// A rank-reduced view of `source[index]` along the leading dimension.
+Value sliceLeading(ImplicitLocOpBuilder &b, Value source, Value index) {
+  auto type = cast<MemRefType>(source.getType());
+  int64_t rank = type.getRank();
+  SmallVector<OpFoldResult> offsets(rank, b.getIndexAttr(0));
+  SmallVector<OpFoldResult> sizes, strides(rank, b.getIndexAttr(1));
+  offsets[0] = index;
+  sizes.push_back(b.getIndexAttr(1));
+  for (int64_t d = 1; d < rank; ++d) {
+    if (type.isDynamicDim(d))
+      sizes.push_back(memref::DimOp::create(b, source, d).getResult());
+    else
+      sizes.push_back(b.getIndexAttr(type.getDimSize(d)));
+  }
+  auto resultType = memref::SubViewOp::inferRankReducedResultType(
+      type.getShape().drop_front(), type, offsets, sizes, strides);
+  return memref::SubViewOp::create(b, resultType, source, offsets, sizes,
+                                   strides);
+}
+
+/// Rows `[start, start + count)` of a rank-2 buffer.
+Value sliceRows(ImplicitLocOpBuilder &b, Value source, Value start,
+                Value count) {
+  auto type = cast<MemRefType>(source.getType());
+  OpFoldResult cols =
+      type.isDynamicDim(1)
+          ? OpFoldResult(memref::DimOp::create(b, source, 1).getResult())
+          : OpFoldResult(b.getIndexAttr(type.getDimSize(1)));
+  SmallVector<OpFoldResult> offsets = {start, b.getIndexAttr(0)};
+  SmallVector<OpFoldResult> sizes = {count, cols};
+  SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
+  return memref::SubViewOp::create(b, source, offsets, sizes, strides);
+}
+
+/// Indexing maps of a linalg.generic from one result list per operand.
+SmallVector<AffineMap>
+indexingMaps(std::initializer_list<std::initializer_list<AffineExpr>> lists,
+             MLIRContext *ctx) {
+  SmallVector<ArrayRef<AffineExpr>> refs;
+  for (const auto &list : lists)
+    refs.push_back(ArrayRef<AffineExpr>(list));
+  return AffineMap::inferFromExprList(refs, ctx);
+}
+
+/// Shared model: moe stage ops read every operand, write none, and return
+/// fresh allocations.
+template <typename ConcreteModel, typename OpTy>
+struct StageOpInterface
+    : public BufferizableOpInterface::ExternalModel<ConcreteModel, OpTy> {
+  bool bufferizesToMemoryRead(Operation *, OpOperand &,
+                              const AnalysisState &) const {
+    return true;
+  }
+  bool bufferizesToMemoryWrite(Operation *, OpOperand &,
+                               const AnalysisState &) const {
+    return false;
+  }
+  AliasingValueList getAliasingValues(Operation *, OpOperand &,
+                                      const AnalysisState &) const {
+    return {};
+  }
+  bool bufferizesToAllocation(Operation *, Value) const { return true; }
+
+  /// Buffers of all tensor operands, in operand order (null for absent
+  /// optional operands, which have no OpOperand at all).
+  static FailureOr<SmallVector<Value>>
+  operandBuffers(RewriterBase &rewriter, Operation *op,
+                 const BufferizationOptions &options,
+                 const BufferizationState &state) {
+    SmallVector<Value> buffers;
+    for (Value operand : op->getOperands()) {
+      FailureOr<Value> buffer = getBuffer(rewriter, operand, options, state);
+      if (failed(buffer))
+        return failure();
+      buffers.push_back(*buffer);
+    }
+    return buffers;
+  }
+};
+
+/// Returns the buffer of an optional operand, or null.
+Value bufferOf(IRMapping &map, Value operand) {
+  return operand ? map.lookup(operand) : Value();
+}
+
+/// Maps every operand of `op` to its buffer.
+FailureOr<IRMapping> mapOperandBuffers(RewriterBase &rewriter, Operation *op,
+                                       const BufferizationOptions &options,
+                                       const BufferizationState &state) {
+  IRMapping map;
+  for (Value operand : op->getOperands()) {
+    FailureOr<Value> buffer = getBuffer(rewriter, operand, options, state);
+    if (failed(buffer))
+      return failure();
+    map.map(operand, *buffer);
+  }
+  return map;
+}
+
+//===----------------------------------------------------------------------===//
+// moe.route
+//===----------------------------------------------------------------------===//
+
+struct RouteOpInterface : StageOpInterface<RouteOpInterface, RouteOp> {
+  LogicalResult bufferize(Operation *op, RewriterBase &rewriter,
+                          const BufferizationOptions &options,
+                          BufferizationState &state) const {
+    auto route = cast<RouteOp>(op);
+    auto logitsType = route.getLogits().getType();
+    int64_t numExperts = logitsType.getDimSize(1);
+    if (ShapedType::isDynamic(numExperts))
+      return op->emitError("lowering moe.route needs a static expert count");
+    FailureOr<IRMapping> map = mapOperandBuffers(rewriter, op, options, state);
+    if (failed(map))
+      return failure();
+
+    ImplicitLocOpBuilder b(op->getLoc(), rewriter);
+    KernelEmitter e(b);
+    Value logits = map->lookup(route.getLogits());
+    Value bias = bufferOf(*map, route.getBias());
+    Value tokens = e.dim(logits, 0);
+    FailureOr<Value> weights =
+        allocBuffer(b, b.getLoc(), route.getWeights().getType(), {tokens},
+                    options);
+    FailureOr<Value> ids = allocBuffer(b, b.getLoc(), route.getIds().getType(),
+                                       {tokens}, options);
+    if (failed(weights) || failed(ids))
+      return failure();
+
+    Type scoreType = logitsType.getElementType();
+    Type ct = computeTypeFor(scoreType);
+    int64_t k = route.getK();
+    int64_t numGroups = route.getNumGroups();
+    Scoring scoring = route.getScoring();
+
+    // Per-token scratch, reused across tokens.
+    auto scratch = [&](int64_t n, Type t) {
+      return memref::AllocaOp::create(b, MemRefType::get({n}, t)).getResult();
+    };
+    Value scores = scratch(numExperts, ct);
+    Value select = scratch(numExperts, ct);
+    Value taken = scratch(numExperts, b.getI1Type());
+    Value kept = scratch(k, ct);
+
+    Value c0 = e.index(0), c1 = e.index(1);
+    Value cE = e.index(numExperts);
+    Value negInf = e.f(ct, -INFINITY);
+    Value zero = e.f(ct, 0.0);
+    Value falseV = e.boolean(false), trueV = e.boolean(true);
+
+    // Index of the largest `values[i]` over [0, n) with !mask[i]; ties go to
+    // the lower index; -1 when every entry is masked.
+    auto argmax = [&](Value values, Value mask, Value n) -> Value {
+      SmallVector<Value> best = e.loop(
+          c0, n, {negInf, e.index(-1)}, [&](Value i, ValueRange acc) {
+            Value v = e.load(values, i);
+            Value free = arith::XOrIOp::create(b, e.load(mask, i), trueV);
+            Value first = e.cmpi(arith::CmpIPredicate::slt, acc[1], c0);
+            Value better = arith::OrIOp::create(
+                b, first, e.cmpf(arith::CmpFPredicate::OGT, v, acc[0]));
+            Value take = e.land(free, better);
+            return SmallVector<Value>{e.select(take, v, acc[0]),
+                                      e.select(take, i, acc[1])};
+          });
+      return best[1];
+    };
+
+    e.loop(c0, tokens, [&](Value t) {
+      auto logit = [&](Value i) {
+        return e.castFloat(e.load(logits, {t, i}), ct);
+      };
+      // 1. Scores.
+      if (scoring == Scoring::softmax) {
+        Value max = e.loop(c0, cE, {negInf}, [&](Value i, ValueRange acc) {
+          return SmallVector<Value>{
+              arith::MaximumFOp::create(b, acc[0], logit(i))};
+        })[0];
+        Value total = e.sum(c0, cE, zero, [&](Value i) {
+          Value p = e.exp(e.subf(logit(i), max));
+          e.store(p, scores, i);
+          return p;
+        });
+        e.loop(c0, cE, [&](Value i) {
+          e.store(e.divf(e.load(scores, i), total), scores, i);
+        });
+      } else {
+        e.loop(c0, cE, [&](Value i) {
+          Value l = logit(i);
+          e.store(scoring == Scoring::sigmoid ? e.sigmoid(l) : l, scores, i);
+        });
+      }
+      // 2. Selection scores.
+      e.loop(c0, cE, [&](Value i) {
+        Value s = e.load(scores, i);
+        if (bias)
+          s = e.addf(s, e.castFloat(e.load(bias, i), ct));
+        e.store(s, select, i);
+        e.store(falseV, taken, i);
+      });
+      // 3. Group limit: mask every expert outside the best groups.
+      if (numGroups > 1) {
+        int64_t groupSize = numExperts / numGroups;
+        Value groupScores = scratch(numGroups, ct);
+        Value groupTaken = scratch(numGroups, b.getI1Type());
+        Value cG = e.index(numGroups), cGS = e.index(groupSize);
+        e.loop(c0, cG, [&](Value g) {
+          Value base = e.muli(g, cGS);
+          SmallVector<Value> top = e.loop(
+              c0, cGS, {negInf, negInf}, [&](Value i, ValueRange acc) {
+                Value v = e.load(select, e.addi(base, i));
+                Value above1 = e.cmpf(arith::CmpFPredicate::OGT, v, acc[0]);
+                Value above2 = e.cmpf(arith::CmpFPredicate::OGT, v, acc[1]);
+                Value second =
+                    e.select(above1, acc[0], e.select(above2, v, acc[1]));
+                return SmallVector<Value>{e.select(above1, v, acc[0]),
+                                          second};
+              });
+          Value score = route.getGroupScoring() == GroupScoring::max
+                            ? top[0]
+                            : e.addf(top[0], top[1]);
+          e.store(score, groupScores, g);
+          e.store(trueV, groupTaken, g);
+        });
+        // Repeated argmax over the still-excluded groups picks the best ones.
+        Value excluded = scratch(numGroups, b.getI1Type());
+        e.loop(c0, cG, [&](Value g) { e.store(falseV, excluded, g); });
+        e.loop(c0, e.index(route.getTopGroups()), [&](Value) {
+          Value g = argmax(groupScores, excluded, cG);
+          e.ifThen(e.cmpi(arith::CmpIPredicate::sge, g, c0), [&] {
+            e.store(trueV, excluded, g);
+            e.store(falseV, groupTaken, g);
+          });
+        });
+        // groupTaken now marks the groups that were *not* chosen.
+        e.loop(c0, cE, [&](Value i) {
+          Value g = arith::DivUIOp::create(b, i, cGS);
+          e.store(e.load(groupTaken, g), taken, i);
+        });
+      }
+      // 4-5. Top-k, in descending order of selection score.
+      e.loop(c0, e.index(k), [&](Value j) {
+        Value best = argmax(select, taken, cE);
+        Value found = e.cmpi(arith::CmpIPredicate::sge, best, c0);
+        Value safe = e.select(found, best, c0);
+        e.ifThen(found, [&] { e.store(trueV, taken, safe); });
+        Value w = e.select(found,
+                           scoring == Scoring::softmax_topk
+                               ? logit(safe)
+                               : e.load(scores, safe),
+                           zero);
+        e.store(w, kept, j);
+        e.store(e.toI32(best), *ids, {t, j});
+      });
+      Value ck = e.index(k);
+      if (scoring == Scoring::softmax_topk) {
+        // Slot 0 holds the largest chosen logit.
+        Value max = e.load(kept, c0);
+        Value total = e.sum(c0, ck, zero, [&](Value j) {
+          Value p = e.exp(e.subf(e.load(kept, j), max));
+          e.store(p, kept, j);
+          return p;
+        });
+        e.loop(c0, ck, [&](Value j) {
+          e.store(e.divf(e.load(kept, j), total), kept, j);
+        });
+      }
+      // 6. Top-p: keep slots while the weight kept before them is < p.
+      if (auto topP = route.getTopP()) {
+        Value p = e.f(ct, topP->convertToDouble());
+        e.loop(c1, ck, {e.load(kept, c0)}, [&](Value j, ValueRange acc) {
+          Value keep = e.cmpf(arith::CmpFPredicate::OLT, acc[0], p);
+          Value w = e.select(keep, e.load(kept, j), zero);
+          e.store(w, kept, j);
+          e.ifThen(arith::XOrIOp::create(b, keep, trueV),
+                   [&] { e.store(e.i32(-1), *ids, {t, j}); });
+          return SmallVector<Value>{e.addf(acc[0], w)};
+        });
+      }
+      // 7. Renormalise.
+      Value scale = e.f(ct, route.getScaling().convertToDouble());
+      if (route.getNormalize()) {
+        Value total =
+            e.sum(c0, ck, zero, [&](Value j) { return e.load(kept, j); });
+        Value positive = e.cmpf(arith::CmpFPredicate::OGT, total, zero);
+        scale = e.select(positive, e.divf(scale, total), scale);
+      }
+      // 8. Scale and store.
+      e.loop(c0, ck, [&](Value j) {
+        Value w = e.mulf(e.load(kept, j), scale);
+        e.store(e.castFloat(w, scoreType), *weights, {t, j});
+      });
+    });
+
+    replaceOpWithBufferizedValues(rewriter, op, {*weights, *ids});
+    return success();
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// moe.dispatch
+//===----------------------------------------------------------------------===//
+
+struct DispatchOpInterface
+    : StageOpInterface<DispatchOpInterface, DispatchOp> {
+  LogicalResult bufferize(Operation *op, RewriterBase &rewriter,
+                          const BufferizationOptions &options,
+                          BufferizationState &state) const {
+    auto dispatch = cast<DispatchOp>(op);
+    FailureOr<IRMapping> map = mapOperandBuffers(rewriter, op, options, state);
+    if (failed(map))
+      return failure();
+    ImplicitLocOpBuilder b(op->getLoc(), rewriter);
+    KernelEmitter e(b);
+    Value input = map->lookup(dispatch.getInput());
+    Value idsBuf = map->lookup(dispatch.getIds());
+    Value tokens = e.dim(input, 0);
+    Value hidden = e.dim(input, 1);
+    int64_t k = dispatch.getIds().getType().getDimSize(1);
+    if (ShapedType::isDynamic(k))
+      return op->emitError("lowering moe.dispatch needs a static k");
+    int64_t numExperts = dispatch.getNumExperts();
+    Value c0 = e.index(0), c1 = e.index(1), ck = e.index(k);
+    Value cE = e.index(numExperts);
+    Value numRows = e.muli(tokens, ck);
+
+    FailureOr<Value> rows = allocBuffer(
+        b, b.getLoc(), dispatch.getRows().getType(),
+        dispatch.getRows().getType().isDynamicDim(0) ? ValueRange{numRows}
+                                                      : ValueRange{},
+        options);
+    FailureOr<Value> offsets = allocBuffer(
+        b, b.getLoc(), dispatch.getOffsets().getType(), {}, options);
+    FailureOr<Value> rowTokens = allocBuffer(
+        b, b.getLoc(), dispatch.getRowTokens().getType(),
+        dispatch.getRowTokens().getType().isDynamicDim(0) ? ValueRange{numRows}
+                                                           : ValueRange{},
+        options);
+    FailureOr<Value> slotRows = allocBuffer(
+        b, b.getLoc(), dispatch.getSlotRows().getType(),
+        dispatch.getSlotRows().getType().isDynamicDim(0) ? ValueRange{tokens}
+                                                          : ValueRange{},
+        options);
+    if (failed(rows) || failed(offsets) || failed(rowTokens) ||
+        failed(slotRows))
+      return failure();
+
+    // counts[e], then the running write position of each expert.
+    Value counts = memref::AllocaOp::create(
+        b, MemRefType::get({numExperts}, b.getIndexType()));
+    e.loop(c0, cE, [&](Value x) { e.store(c0, counts, x); });
+
+    auto routedExpert = [&](Value t, Value j) {
+      Value id = e.toIndex(e.load(idsBuf, {t, j}));
+      Value valid = e.land(e.cmpi(arith::CmpIPredicate::sge, id, c0),
+                           e.cmpi(arith::CmpIPredicate::slt, id, cE));
+      return std::make_pair(valid, e.select(valid, id, c0));
+    };
+
+    // Pass 1: count the assignments each expert takes. slot_rows[t, j]
+    // temporarily records whether (t, j) is dispatched (0) or not (-1).
+    std::optional<APFloat> capacityFactor = dispatch.getCapacityFactor();
+    Value capacity;
+    if (capacityFactor) {
+      // C = ceil(c * (T * k) / E), in f64 as the semantics define it.
+      Type f64 = b.getF64Type();
+      Value assignments = arith::UIToFPOp::create(
+          b, f64, arith::IndexCastUIOp::create(b, b.getI64Type(), numRows));
+      Value c = e.mulf(e.f(f64, capacityFactor->convertToDouble()),
+                       assignments);
+      Value perExpert =
+          math::CeilOp::create(b, e.divf(c, e.f(f64, numExperts)));
+      capacity = arith::IndexCastUIOp::create(
+          b, b.getIndexType(),
+          arith::FPToUIOp::create(b, b.getI64Type(), perExpert));
+    }
+    // Capacity competition is slot-major; without capacity the order is
+    // irrelevant and the same loop nest serves.
+    e.loop(c0, ck, [&](Value j) {
+      e.loop(c0, tokens, [&](Value t) {
+        auto [valid, id] = routedExpert(t, j);
+        Value count = e.load(counts, id);
+        Value take = valid;
+        if (capacity)
+          take = e.land(valid,
+                        e.cmpi(arith::CmpIPredicate::ult, count, capacity));
+        e.ifThenElse(
+            take,
+            [&] {
+              e.store(e.addi(count, c1), counts, id);
+              e.store(e.i32(0), *slotRows, {t, j});
+            },
+            [&] { e.store(e.i32(-1), *slotRows, {t, j}); });
+      });
+    });
+
+    // Pass 2: prefix sums; counts becomes each expert's write cursor.
+    Value used = e.loop(c0, cE, {c0}, [&](Value x, ValueRange acc) {
+      e.store(e.toI32(acc[0]), *offsets, x);
+      Value next = e.addi(acc[0], e.load(counts, x));
+      e.store(acc[0], counts, x);
+      return SmallVector<Value>{next};
+    })[0];
+    e.store(e.toI32(used), *offsets, cE);
+
+    // Pass 3: place rows in token order inside each expert.
+    e.loop(c0, tokens, [&](Value t) {
+      e.loop(c0, ck, [&](Value j) {
+        auto [valid, id] = routedExpert(t, j);
+        Value dispatched = e.land(
+            valid, e.cmpi(arith::CmpIPredicate::eq,
+                          e.load(*slotRows, {t, j}), e.i32(0)));
+        e.ifThen(dispatched, [&] {
+          Value row = e.load(counts, id);
+          e.store(e.addi(row, c1), counts, id);
+          e.store(e.toI32(row), *slotRows, {t, j});
+          e.store(e.toI32(t), *rowTokens, row);
+        });
+      });
+    });
+    e.loop(used, numRows,
+           [&](Value r) { e.store(e.i32(-1), *rowTokens, r); });
+
+    // Pass 4: gather the rows (zero for padding).
+    Type elementType = dispatch.getRows().getType().getElementType();
+    Value zero = e.f(elementType, 0.0);
+    e.loop(c0, numRows, [&](Value r) {
+      Value t = e.toIndex(e.load(*rowTokens, r));
+      Value real = e.cmpi(arith::CmpIPredicate::sge, t, c0);
+      Value safeT = e.select(real, t, c0);
+      e.loop(c0, hidden, [&](Value h) {
+        Value v = e.select(real, e.load(input, {safeT, h}), zero);
+        e.store(v, *rows, {r, h});
+      });
+    });
+
+    replaceOpWithBufferizedValues(rewriter, op,
+                                  {*rows, *offsets, *rowTokens, *slotRows});
+    return success();
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// moe.expert
+//===----------------------------------------------------------------------===//
+
+/// Emits `c[m, n] (+)= sum_k a[m, k] * w[n, k]` as a linalg contraction, with
+/// `w` in the out-major weight layout. `c` is read (accumulated into).
+void emitMatmulTransposedB(ImplicitLocOpBuilder &b, Value a, Value w, Value c) {
+  MLIRContext *ctx = b.getContext();
+  AffineExpr m, n, k;
+  bindDims(ctx, m, n, k);
+  auto maps = indexingMaps({{m, k}, {n, k}, {m, n}}, ctx);
+  SmallVector<utils::IteratorType> iterators = {utils::IteratorType::parallel,
+                                                utils::IteratorType::parallel,
+                                                utils::IteratorType::reduction};
+  Type accType = cast<MemRefType>(c.getType()).getElementType();
+  linalg::GenericOp::create(
+      b, ValueRange{a, w}, ValueRange{c}, maps, iterators,
+      [&](OpBuilder &nested, Location loc, ValueRange args) {
+        ImplicitLocOpBuilder nb(loc, nested);
+        KernelEmitter ne(nb);
+        Value product = ne.mulf(ne.castFloat(args[0], accType),
+                                ne.castFloat(args[1], accType));
+        linalg::YieldOp::create(nb, ne.addf(args[2], product));
+      });
+}
+
+/// Fills rows of `c` with `bias` (rank 1, broadcast over rows) or zero.
+void emitInitRows(ImplicitLocOpBuilder &b, Value c, Value bias) {
+  Type accType = cast<MemRefType>(c.getType()).getElementType();
+  if (!bias) {
+    linalg::FillOp::create(b, ValueRange{KernelEmitter(b).f(accType, 0.0)},
+                           ValueRange{c});
+    return;
+  }
+  MLIRContext *ctx = b.getContext();
+  AffineExpr m, n;
+  bindDims(ctx, m, n);
+  auto maps = indexingMaps({{n}, {m, n}}, ctx);
+  linalg::GenericOp::create(
+      b, ValueRange{bias}, ValueRange{c}, maps,
+      {utils::IteratorType::parallel, utils::IteratorType::parallel},
+      [&](OpBuilder &nested, Location loc, ValueRange args) {
+        ImplicitLocOpBuilder nb(loc, nested);
+        linalg::YieldOp::create(nb,
+                                KernelEmitter(nb).castFloat(args[0], accType));
+      });
+}
+
+/// Emits the scalar activation `h = act(a)` (or its gated / SwiGLU form).
+Value emitActivation(KernelEmitter &e, ExpertOp expert, Value gate,
+                     Value linear) {
+  ImplicitLocOpBuilder &b = e.builder();
+  Type t = gate.getType();
+  Value half = e.f(t, 0.5), one = e.f(t, 1.0);
+  Value h;
+  switch (expert.getActivation()) {
+  case Activation::identity:
+    h = gate;
+    break;
+  case Activation::relu:
+    h = arith::MaximumFOp::create(b, gate, e.f(t, 0.0));
+    break;
+  case Activation::gelu:
+    h = e.mulf(e.mulf(half, gate),
+               e.addf(one, math::ErfOp::create(
+                               b, e.mulf(gate, e.f(t, M_SQRT1_2)))));
+    break;
+  case Activation::gelu_tanh: {
+    Value cube = e.mulf(gate, e.mulf(gate, gate));
+    Value inner = e.mulf(e.f(t, std::sqrt(2.0 / M_PI)),
+                         e.addf(gate, e.mulf(e.f(t, 0.044715), cube)));
+    h = e.mulf(e.mulf(half, gate), e.addf(one, math::TanhOp::create(b, inner)));
+    break;
+  }
+  case Activation::silu:
+    h = e.mulf(gate, e.sigmoid(gate));
+    break;
+  case Activation::swiglu: {
+    Value g = gate, l = linear;
+    if (auto limit = expert.getLimit()) {
+      Value lim = e.f(t, limit->convertToDouble());
+      g = arith::MinimumFOp::create(b, g, lim);
+      l = arith::MaximumFOp::create(
+          b, arith::MinimumFOp::create(b, l, lim), e.f(t, -limit->convertToDouble()));
+    }
+    Value alpha = e.f(t, expert.getAlpha().convertToDouble());
+    Value beta = e.f(t, expert.getBeta().convertToDouble());
+    return e.mulf(e.mulf(g, e.sigmoid(e.mulf(alpha, g))), e.addf(l, beta));
+  }
+  }
+  // GLU: the non-SwiGLU activations are gated by fc3's output when present.
+  return linear ? e.mulf(h, linear) : h;
+}
+
+struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
+  LogicalResult bufferize(Operation *op, RewriterBase &rewriter,
+                          const BufferizationOptions &options,
+                          BufferizationState &state) const {
+    auto expert = cast<ExpertOp>(op);
+    FailureOr<IRMapping> map = mapOperandBuffers(rewriter, op, options, state);
+    if (failed(map))
+      return failure();
+    ImplicitLocOpBuilder b(op->getLoc(), rewriter);
+    KernelEmitter e(b);
+    Value rows = map->lookup(expert.getRows());
+    Value offsets = map->lookup(expert.getOffsets());
+    Value fc1 = map->lookup(expert.getFc1());
+    Value fc2 = map->lookup(expert.getFc2());
+    Value fc1Bias = bufferOf(*map, expert.getFc1Bias());
+    Value fc2Bias = bufferOf(*map, expert.getFc2Bias());
+    Value fc3 = bufferOf(*map, expert.getFc3());
+    Value fc3Bias = bufferOf(*map, expert.getFc3Bias());
+
+    auto fc1Type = expert.getFc1().getType();
+    auto fc2Type = expert.getFc2().getType();
+    int64_t numExperts = fc1Type.getDimSize(0);
+    int64_t fc1Rows = fc1Type.getDimSize(1);
+    int64_t inter = fc2Type.getDimSize(2);
+    if (ShapedType::isDynamic(numExperts) || ShapedType::isDynamic(fc1Rows) ||
+        ShapedType::isDynamic(inter))
+      return op->emitError("lowering moe.expert needs static weight shapes");
+
+    Value numRows = e.dim(rows, 0);
+    Type rowType = expert.getRows().getType().getElementType();
+    Type ct = computeTypeFor(rowType);
+    FailureOr<Value> result = allocBuffer(
+        b, b.getLoc(), expert.getResult().getType(),
+        expert.getResult().getType().isDynamicDim(0) ? ValueRange{numRows}
+                                                      : ValueRange{},
+        options);
+    if (failed(result))
+      return failure();
+
+    // Scratch for fc1 (and fc3) outputs and the activation, one row per
+    // dispatched row so that experts write disjoint slices.
+    auto scratch = [&](int64_t cols) -> FailureOr<Value> {
+      return options.createAlloc(
+          b, b.getLoc(), MemRefType::get({ShapedType::kDynamic, cols}, ct),
+          {numRows});
+    };
+    FailureOr<Value> fc1Out = scratch(fc1Rows);
+    FailureOr<Value> act = scratch(inter);
+    FailureOr<Value> fc3Out = fc3 ? scratch(inter) : FailureOr<Value>(Value());
+    int64_t hiddenSize = fc2Type.getDimSize(1);
+    FailureOr<Value> fc2Out =
+        rowType != ct ? scratch(hiddenSize) : FailureOr<Value>(Value());
+    if (failed(fc1Out) || failed(act) || failed(fc3Out) || failed(fc2Out))
+      return failure();
+
+    bool swiglu = expert.getActivation() == Activation::swiglu;
+    SwigluFusion fusion = expert.getSwigluFusion();
+    Value c0 = e.index(0), c1 = e.index(1);
+    Value lastOffset = e.load(offsets, e.index(numExperts));
+    auto clampRow = [&](Value offset) {
+      Value v = e.toIndex(offset);
+      v = arith::MaxSIOp::create(b, v, c0);
+      return arith::MinSIOp::create(b, v, numRows).getResult();
+    };
+
+    e.loop(c0, e.index(numExperts), [&](Value x) {
+      Value start = clampRow(e.load(offsets, x));
+      Value end = arith::MaxSIOp::create(
+          b, clampRow(e.load(offsets, e.addi(x, c1))), start);
+      Value count = e.subi(end, start);
+      e.ifThen(e.cmpi(arith::CmpIPredicate::sgt, count, c0), [&] {
+        Value in = sliceRows(b, rows, start, count);
+        Value a1 = sliceRows(b, *fc1Out, start, count);
+        emitInitRows(b, a1, fc1Bias ? sliceLeading(b, fc1Bias, x) : Value());
+        emitMatmulTransposedB(b, in, sliceLeading(b, fc1, x), a1);
+        Value a3;
+        if (fc3) {
+          a3 = sliceRows(b, *fc3Out, start, count);
+          emitInitRows(b, a3,
+                       fc3Bias ? sliceLeading(b, fc3Bias, x) : Value());
+          emitMatmulTransposedB(b, in, sliceLeading(b, fc3, x), a3);
+        }
+        // Activation over [count, I]; fused SwiGLU reads both halves of fc1
+        // through strided index maps.
+        Value h = sliceRows(b, *act, start, count);
+        MLIRContext *ctx = b.getContext();
+        AffineExpr m, n;
+        bindDims(ctx, m, n);
+        SmallVector<AffineMap> maps;
+        SmallVector<Value> ins;
+        if (swiglu && fusion == SwigluFusion::interleaved) {
+          ins = {a1, a1};
+          maps = indexingMaps(
+              {{m, n * 2}, {m, n * 2 + 1}, {m, n}}, ctx);
+        } else if (swiglu && fusion == SwigluFusion::concatenated) {
+          ins = {a1, a1};
+          maps = indexingMaps(
+              {{m, n}, {m, n + inter}, {m, n}}, ctx);
+        } else if (a3) {
+          ins = {a1, a3};
+          maps = indexingMaps({{m, n}, {m, n}, {m, n}}, ctx);
+        } else {
+          ins = {a1};
+          maps = indexingMaps({{m, n}, {m, n}}, ctx);
+        }
+        linalg::GenericOp::create(
+            b, ins, ValueRange{h}, maps,
+            {utils::IteratorType::parallel, utils::IteratorType::parallel},
+            [&](OpBuilder &nested, Location loc, ValueRange args) {
+              ImplicitLocOpBuilder nb(loc, nested);
+              KernelEmitter ne(nb);
+              Value linear = ins.size() == 2 ? args[1] : Value();
+              linalg::YieldOp::create(
+                  nb, emitActivation(ne, expert, args[0], linear));
+            });
+        // y = fc2 h + b2, accumulated in the compute type; narrower outputs
+        // go through a compute-type scratch and are rounded once at the end.
+        Value out = sliceRows(b, *result, start, count);
+        Value acc = *fc2Out ? sliceRows(b, *fc2Out, start, count) : out;
+        emitInitRows(b, acc, fc2Bias ? sliceLeading(b, fc2Bias, x) : Value());
+        emitMatmulTransposedB(b, h, sliceLeading(b, fc2, x), acc);
+        if (acc != out)
+          linalg::GenericOp::create(
+              b, ValueRange{acc}, ValueRange{out},
+              indexingMaps({{m, n}, {m, n}}, ctx),
+              {utils::IteratorType::parallel, utils::IteratorType::parallel},
+              [&](OpBuilder &nested, Location loc, ValueRange args) {
+                ImplicitLocOpBuilder nb(loc, nested);
+                linalg::YieldOp::create(
+                    nb, KernelEmitter(nb).castFloat(args[0], rowType));
+              });
+      });
+    });
+    // Padding rows produce zeros.
+    Value firstPad = clampRow(lastOffset);
+    Value padding = sliceRows(b, *result, firstPad, e.subi(numRows, firstPad));
+    linalg::FillOp::create(b, ValueRange{e.f(rowType, 0.0)},
+                           ValueRange{padding});
+
+    for (Value buffer : {*fc1Out, *act, *fc3Out, *fc2Out})
+      if (buffer)
+        memref::DeallocOp::create(b, buffer);
+    replaceOpWithBufferizedValues(rewriter, op, {*result});
+    return success();
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// moe.combine
+//===----------------------------------------------------------------------===//
+
+struct CombineOpInterface : StageOpInterface<CombineOpInterface, CombineOp> {
+  LogicalResult bufferize(Operation *op, RewriterBase &rewriter,
+                          const BufferizationOptions &options,
+                          BufferizationState &state) const {
+    auto combine = cast<CombineOp>(op);
+    FailureOr<IRMapping> map = mapOperandBuffers(rewriter, op, options, state);
+    if (failed(map))
+      return failure();
+    ImplicitLocOpBuilder b(op->getLoc(), rewriter);
+    KernelEmitter e(b);
+    Value expertOut = map->lookup(combine.getExpertOutput());
+    Value weights = map->lookup(combine.getWeights());
+    Value ids = map->lookup(combine.getIds());
+    Value slotRows = map->lookup(combine.getSlotRows());
+    Value input = bufferOf(*map, combine.getInput());
+    Value shared = bufferOf(*map, combine.getShared());
+    Value sharedGate = bufferOf(*map, combine.getSharedGate());
+    Value constants = bufferOf(*map, combine.getConstants());
+    Value constantGates = bufferOf(*map, combine.getConstantGates());
+
+    int64_t k = combine.getWeights().getType().getDimSize(1);
+    int64_t hiddenSize = combine.getResult().getType().getDimSize(1);
+    if (ShapedType::isDynamic(k) || ShapedType::isDynamic(hiddenSize))
+      return op->emitError("lowering moe.combine needs static k and hidden size");
+    Value tokens = e.dim(weights, 0);
+    Value numRows = e.dim(expertOut, 0);
+    FailureOr<Value> result = allocBuffer(
+        b, b.getLoc(), combine.getResult().getType(),
+        combine.getResult().getType().isDynamicDim(0) ? ValueRange{tokens}
+                                                       : ValueRange{},
+        options);
+    if (failed(result))
+      return failure();
+
+    Type outType = combine.getResult().getType().getElementType();
+    Type ct = computeTypeFor(outType);
+    Value acc = memref::AllocaOp::create(b, MemRefType::get({hiddenSize}, ct));
+    int64_t numExperts = combine.getNumExperts();
+    Value c0 = e.index(0), cH = e.index(hiddenSize);
+    Value cE = e.index(numExperts);
+    Value zero = e.f(ct, 0.0);
+    auto value = [&](Value buffer, ValueRange idx) {
+      return e.castFloat(e.load(buffer, idx), ct);
+    };
+    // acc[h] += scale * row(h)
+    auto accumulate = [&](Value scale, function_ref<Value(Value)> row) {
+      e.loop(c0, cH, [&](Value h) {
+        e.store(e.addf(e.load(acc, h), e.mulf(scale, row(h))), acc, h);
+      });
+    };
+
+    SmallVector<ZeroExpertKind> zeroKinds;
+    if (auto zero = combine.getZeroExperts())
+      for (Attribute a : *zero)
+        zeroKinds.push_back(cast<ZeroExpertKindAttr>(a).getValue());
+
+    e.loop(c0, tokens, [&](Value t) {
+      e.loop(c0, cH, [&](Value h) { e.store(zero, acc, h); });
+      e.loop(c0, e.index(k), [&](Value j) {
+        Value id = e.toIndex(e.load(ids, {t, j}));
+        Value w = value(weights, {t, j});
+        Value row = e.toIndex(e.load(slotRows, {t, j}));
+        Value routed = e.land(
+            e.land(e.cmpi(arith::CmpIPredicate::sge, id, c0),
+                   e.cmpi(arith::CmpIPredicate::slt, id, cE)),
+            e.land(e.cmpi(arith::CmpIPredicate::sge, row, c0),
+                   e.cmpi(arith::CmpIPredicate::slt, row, numRows)));
+        e.ifThen(routed, [&] {
+          accumulate(w, [&](Value h) { return value(expertOut, {row, h}); });
+        });
+        int64_t constantIndex = 0;
+        for (auto [z, kind] : llvm::enumerate(zeroKinds)) {
+          if (kind == ZeroExpertKind::zero)
+            continue;
+          Value isThis = e.cmpi(arith::CmpIPredicate::eq, id,
+                                e.index(numExperts + z));
+          int64_t c = constantIndex;
+          if (kind == ZeroExpertKind::constant)
+            ++constantIndex;
+          e.ifThen(isThis, [&] {
+            if (kind == ZeroExpertKind::copy) {
+              accumulate(w, [&](Value h) { return value(input, {t, h}); });
+              return;
+            }
+            // MoE++ constant expert: (a1, a2) = softmax(Wc x).
+            Value cc = e.index(c);
+            auto gateLogit = [&](int64_t which) {
+              return e.sum(c0, cH, zero, [&](Value h) {
+                return e.mulf(value(constantGates, {cc, e.index(which), h}),
+                              value(input, {t, h}));
+              });
+            };
+            Value g0 = gateLogit(0), g1 = gateLogit(1);
+            Value max = arith::MaximumFOp::create(b, g0, g1);
+            Value p0 = e.exp(e.subf(g0, max)), p1 = e.exp(e.subf(g1, max));
+            Value total = e.addf(p0, p1);
+            Value a1 = e.divf(p0, total), a2 = e.divf(p1, total);
+            accumulate(w, [&](Value h) {
+              return e.addf(e.mulf(a1, value(input, {t, h})),
+                            e.mulf(a2, value(constants, {cc, h})));
+            });
+          });
+        }
+      });
+      if (shared) {
+        Value gate = e.f(ct, 1.0);
+        if (sharedGate)
+          gate = e.sigmoid(e.sum(c0, cH, zero, [&](Value h) {
+            return e.mulf(value(sharedGate, {h}), value(input, {t, h}));
+          }));
+        accumulate(gate, [&](Value h) { return value(shared, {t, h}); });
+      }
+      e.loop(c0, cH, [&](Value h) {
+        e.store(e.castFloat(e.load(acc, h), outType), *result, {t, h});
+      });
+    });
+
+    replaceOpWithBufferizedValues(rewriter, op, {*result});
+    return success();
+  }
+};
+
+} // namespace
+
+void mlir::moe::registerBufferizableOpInterfaceExternalModels(
+    DialectRegistry &registry) {
+  registry.addExtension(+[](MLIRContext *ctx, MoEDialect *) {
+    RouteOp::attachInterface<RouteOpInterface>(*ctx);
+    DispatchOp::attachInterface<DispatchOpInterface>(*ctx);
+    ExpertOp::attachInterface<ExpertOpInterface>(*ctx);
+    CombineOp::attachInterface<CombineOpInterface>(*ctx);
+  });
+}
