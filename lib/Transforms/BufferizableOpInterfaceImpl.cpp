@@ -722,9 +722,8 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
     linalg::FillOp::create(b, ValueRange{e.f(rowType, 0.0)},
                            ValueRange{padding});
 
-    for (Value buffer : {*fc1Out, *act, *fc3Out, *fc2Out})
-      if (buffer)
-        memref::DeallocOp::create(b, buffer);
+    // The scratch buffers are freed by the buffer-deallocation pipeline,
+    // which rejects hand-placed deallocations.
     replaceOpWithBufferizedValues(rewriter, op, {*result});
     return success();
   }

@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "MoE/IR/MoEDialect.h"
+#include "moe-mlir/Pipelines/Pipelines.h"
 #include "moe-mlir/Transforms/BufferizableOpInterfaceImpl.h"
 #include "moe-mlir/Transforms/Passes.h"
 
@@ -18,6 +19,7 @@
 int main(int argc, char **argv) {
   mlir::registerAllPasses();
   mlir::moe::registerMoEPasses();
+  mlir::moe::registerMoEPipelines();
 
   mlir::DialectRegistry registry;
   mlir::registerAllDialects(registry);

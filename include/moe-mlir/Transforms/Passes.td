@@ -30,4 +30,44 @@ def MoEDecomposeLayer : Pass<"moe-decompose-layer"> {
                            "::mlir::tensor::TensorDialect"];
 }
 
+def MoEExportABI : Pass<"moe-export-abi", "::mlir::ModuleOp"> {
+  let summary = "Record the compiled-module manifest and request C interfaces";
+  let description = [{
+    Runs on tensor-level IR, before bufferization, while function signatures
+    still say what the caller passes. For every public function it records
+    in the module attribute `moe.manifest` the JSON manifest of
+    docs/Runtime.md: input and output names, element types and shapes, with
+    dynamic dimensions named by symbols that are unified across arguments
+    through the moe ops' shape rules (the token count of `moe.layer`'s input
+    and logits is one symbol), output shapes expressed in those symbols, and,
+    for a function that is a single `moe.layer`, the reference description
+    `moe-run --check` evaluates. It marks the functions
+    `llvm.emit_c_interface` so that lowering produces the descriptor-based
+    entry points that `-moe-emit-abi-entry-points` wraps.
+
+    Fails, naming the function and argument, for non-tensor arguments,
+    unsupported element types, and output dimensions that cannot be expressed
+    in terms of the inputs.
+  }];
+  let options = [
+    Option<"target", "target", "std::string", /*default=*/"\"cpu\"",
+           "Target recorded in the manifest (cpu or cuda)">,
+  ];
+  let dependentDialects = ["::mlir::LLVM::LLVMDialect"];
+}
+
+def MoEEmitABIEntryPoints
+    : Pass<"moe-emit-abi-entry-points", "::mlir::ModuleOp"> {
+  let summary = "Emit the manifest accessor and packed entry points";
+  let description = [{
+    Runs on LLVM-dialect IR produced from a module that went through
+    `-moe-export-abi`. Emits `moe_module_manifest()` returning the manifest
+    string and, for every manifest function `f`, `moe_entry_f(ptr args) ->
+    i32`, which loads one memref-descriptor pointer per argument (inputs,
+    then caller-allocated outputs) from `args` and calls
+    `_mlir_ciface_f`. These are the only symbols the runtime looks up.
+  }];
+  let dependentDialects = ["::mlir::LLVM::LLVMDialect"];
+}
+
 #endif // MOE_TRANSFORMS_PASSES_TD

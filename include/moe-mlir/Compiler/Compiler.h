@@ -1,0 +1,69 @@
+//===- Compiler.h - moe-mlir ahead-of-time compilation ----------*- C++ -*-===//
+//
+// Everything between a tensor-level moe module and a deployable shared
+// object: the lowering pipeline, translation to LLVM IR, optimisation, code
+// generation and linking against the runtime library.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_MLIR_COMPILER_COMPILER_H
+#define MOE_MLIR_COMPILER_COMPILER_H
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Support/Timing.h"
+
+#include <memory>
+#include <string>
+
+namespace llvm {
+class LLVMContext;
+class Module;
+class TargetMachine;
+} // namespace llvm
+
+namespace mlir::moe {
+
+struct CompileOptions {
+  /// CPU to generate code for; "native" is the host's.
+  std::string cpu = "native";
+  /// Extra target features ("+avx512f,..."); with cpu=native the host's.
+  std::string features;
+  unsigned optLevel = 3;
+  /// Linker driver used to produce the .so (a cc-compatible driver).
+  std::string linker;
+  /// Directory holding libmoe_runtime.so.
+  std::string runtimeLibDir;
+  bool verbose = false;
+};
+
+/// Runs the CPU lowering pipeline on `module` (tensor-level moe in, LLVM
+/// dialect out), with pass timing under `timing`.
+LogicalResult lowerToLLVMDialect(ModuleOp module, TimingScope &timing);
+
+/// The target machine for `options` (host triple).
+FailureOr<std::unique_ptr<llvm::TargetMachine>>
+createTargetMachine(const CompileOptions &options, std::string &error);
+
+/// Translates an LLVM-dialect module and optimises it for `machine`.
+std::unique_ptr<llvm::Module>
+translateAndOptimize(ModuleOp module, llvm::LLVMContext &context,
+                     llvm::TargetMachine &machine, unsigned optLevel,
+                     TimingScope &timing);
+
+/// Writes `module` as an object file.
+LogicalResult emitObjectFile(llvm::Module &module, llvm::TargetMachine &machine,
+                             StringRef path, std::string &error);
+
+/// Links `objectPath` into the shared object `outputPath` against the
+/// runtime library.
+LogicalResult linkSharedObject(StringRef objectPath, StringRef outputPath,
+                               const CompileOptions &options,
+                               std::string &error);
+
+/// The default linker driver: the first of clang-22, clang, cc found on PATH
+/// or under /usr/lib/llvm-22/bin; empty when none.
+std::string findDefaultLinker();
+
+} // namespace mlir::moe
+
+#endif // MOE_MLIR_COMPILER_COMPILER_H

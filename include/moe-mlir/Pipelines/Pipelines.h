@@ -1,0 +1,35 @@
+//===- Pipelines.h - moe-mlir lowering pipelines ----------------*- C++ -*-===//
+
+#ifndef MOE_MLIR_PIPELINES_PIPELINES_H
+#define MOE_MLIR_PIPELINES_PIPELINES_H
+
+#include "mlir/Pass/PassOptions.h"
+
+#include <string>
+
+namespace mlir {
+class OpPassManager;
+
+namespace moe {
+
+struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
+  PassOptions::Option<bool> exportABI{
+      *this, "export-abi",
+      llvm::cl::desc("Record the module manifest and emit the runtime entry "
+                     "points (needed for moe-compile's .so)"),
+      llvm::cl::init(true)};
+};
+
+/// moe (tensor level) -> LLVM dialect for the host CPU: decomposition,
+/// bufferization (which lowers the moe stage ops), caller-allocated results,
+/// deallocation, and conversion of everything to the LLVM dialect.
+void buildCPULoweringPipeline(OpPassManager &pm,
+                              const CPUPipelineOptions &options);
+
+/// Registers `moe-lower-to-llvm-cpu` with the pass registry.
+void registerMoEPipelines();
+
+} // namespace moe
+} // namespace mlir
+
+#endif // MOE_MLIR_PIPELINES_PIPELINES_H

@@ -1,0 +1,65 @@
+//===- Pipelines.cpp - moe-mlir lowering pipelines --------------------------===//
+
+#include "moe-mlir/Pipelines/Pipelines.h"
+
+#include "moe-mlir/Transforms/Passes.h"
+
+#include "mlir/Conversion/Passes.h"
+#include "mlir/Dialect/Bufferization/Pipelines/Passes.h"
+#include "mlir/Dialect/Bufferization/Transforms/Passes.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Linalg/Passes.h"
+#include "mlir/Dialect/MemRef/Transforms/Passes.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Transforms/Passes.h"
+
+using namespace mlir;
+
+void moe::buildCPULoweringPipeline(OpPassManager &pm,
+                                   const CPUPipelineOptions &options) {
+  // The manifest describes the signatures the caller sees, so it is taken
+  // before anything rewrites them.
+  if (options.exportABI)
+    pm.addPass(createMoEExportABI());
+  pm.addPass(createMoEDecomposeLayer());
+  pm.addPass(createCanonicalizerPass());
+
+  // Bufferizing the moe stage ops is what lowers them (see
+  // BufferizableOpInterfaceImpl.cpp); identity layouts at function
+  // boundaries keep the C interface a plain dense descriptor.
+  bufferization::OneShotBufferizePassOptions bufferize;
+  bufferize.bufferizeFunctionBoundaries = true;
+  bufferize.functionBoundaryTypeConversion =
+      bufferization::LayoutMapOption::IdentityLayoutMap;
+  pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
+  // The runtime allocates outputs (their shapes come from the manifest).
+  bufferization::BufferResultsToOutParamsPassOptions outParams;
+  outParams.modifyPublicFunctions = true;
+  outParams.hoistStaticAllocs = true;
+  pm.addPass(bufferization::createBufferResultsToOutParamsPass(outParams));
+  bufferization::BufferDeallocationPipelineOptions dealloc;
+  bufferization::buildBufferDeallocationPipeline(pm, dealloc);
+  pm.addPass(createCanonicalizerPass());
+
+  pm.addPass(createConvertLinalgToLoopsPass());
+  pm.addPass(memref::createExpandStridedMetadataPass());
+  pm.addPass(createLowerAffinePass());
+  pm.addPass(createSCFToControlFlowPass());
+  pm.addPass(createConvertMathToLLVMPass());
+  // erf and friends have no LLVM intrinsic; they become libm calls.
+  pm.addPass(createConvertMathToLibmPass());
+  pm.addPass(createConvertToLLVMPass());
+  pm.addPass(createReconcileUnrealizedCastsPass());
+  if (options.exportABI)
+    pm.addPass(createMoEEmitABIEntryPoints());
+  pm.addPass(createCanonicalizerPass());
+}
+
+void moe::registerMoEPipelines() {
+  PassPipelineRegistration<CPUPipelineOptions>(
+      "moe-lower-to-llvm-cpu",
+      "Lower moe (tensor level) to the LLVM dialect for the host CPU, with "
+      "the runtime entry points",
+      buildCPULoweringPipeline);
+}

@@ -1,0 +1,348 @@
+//===- ExportABI.cpp - record the compiled-module manifest ------------------===//
+//
+// The runtime validates every call against the manifest before it touches
+// memory, so the manifest must carry every shape relation the generated code
+// relies on: two dynamic dimensions that the kernels assume equal get the
+// same symbol. The relations come from the moe ops' shape rules.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe-mlir/Transforms/Passes.h"
+
+#include "MoE/IR/MoEOps.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "llvm/ADT/EquivalenceClasses.h"
+#include "llvm/Support/JSON.h"
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_MOEEXPORTABI
+#include "moe-mlir/Transforms/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+
+/// A dynamic dimension of a function argument: (argument index, dimension).
+using ArgDim = std::pair<unsigned, int64_t>;
+
+FailureOr<StringRef> dtypeName(Type type) {
+  if (type.isF32())
+    return StringRef("f32");
+  if (type.isF16())
+    return StringRef("f16");
+  if (type.isBF16())
+    return StringRef("bf16");
+  if (type.isF64())
+    return StringRef("f64");
+  if (type.isSignlessInteger(32))
+    return StringRef("i32");
+  if (type.isSignlessInteger(64))
+    return StringRef("i64");
+  if (type.isSignlessInteger(8))
+    return StringRef("i8");
+  if (type.isUnsignedInteger(8))
+    return StringRef("u8");
+  return failure();
+}
+
+/// Builds the manifest entry of one function.
+class FunctionManifest {
+public:
+  explicit FunctionManifest(func::FuncOp func) : func(func) {}
+
+  FailureOr<llvm::json::Object> build();
+
+private:
+  /// The argument dimension `value`'s dimension `dim` equals, following the
+  /// moe ops' shape rules; nullopt when static or not traceable.
+  std::optional<ArgDim> trace(Value value, int64_t dim);
+  /// Records that two dimensions must agree at run time.
+  void unify(Value a, int64_t da, Value b, int64_t db);
+  void collectRelations();
+  /// The JSON shape entry of dimension `dim` of `value`.
+  FailureOr<llvm::json::Value> shapeEntry(Value value, int64_t dim);
+  std::string symbolFor(ArgDim argDim);
+  /// The single moe.layer making up the function, if that is all it is.
+  LayerOp singleLayer();
+  llvm::json::Object referenceFor(LayerOp layer);
+
+  func::FuncOp func;
+  llvm::EquivalenceClasses<ArgDim> classes;
+  /// Products: argument dimension -> the argument dimensions it multiplies.
+  DenseMap<ArgDim, SmallVector<ArgDim, 2>> products;
+  std::map<ArgDim, std::string> names;
+};
+
+std::optional<ArgDim> FunctionManifest::trace(Value value, int64_t dim) {
+  auto type = dyn_cast<RankedTensorType>(value.getType());
+  if (!type || !type.isDynamicDim(dim))
+    return std::nullopt;
+  if (auto arg = dyn_cast<BlockArgument>(value)) {
+    if (arg.getOwner() != &func.getBody().front())
+      return std::nullopt;
+    return ArgDim(arg.getArgNumber(), dim);
+  }
+  Operation *op = value.getDefiningOp();
+  auto result = cast<OpResult>(value);
+  if (auto layer = dyn_cast<LayerOp>(op))
+    return trace(layer.getInput(), dim);
+  if (auto expert = dyn_cast<ExpertOp>(op))
+    return trace(expert.getRows(), dim);
+  if (auto combine = dyn_cast<CombineOp>(op))
+    return dim == 0 ? trace(combine.getWeights(), 0)
+                    : trace(combine.getExpertOutput(), 1);
+  if (auto route = dyn_cast<RouteOp>(op))
+    return dim == 0 ? trace(route.getLogits(), 0) : std::nullopt;
+  if (auto dispatch = dyn_cast<DispatchOp>(op)) {
+    // slot_rows [T, k] follows the tokens; rows and row_tokens are T * k.
+    if (result.getResultNumber() == 3 && dim == 0)
+      return trace(dispatch.getInput(), 0);
+    if (result.getResultNumber() == 0 && dim == 1)
+      return trace(dispatch.getInput(), 1);
+  }
+  return std::nullopt;
+}
+
+void FunctionManifest::unify(Value a, int64_t da, Value b, int64_t db) {
+  std::optional<ArgDim> x = trace(a, da), y = trace(b, db);
+  if (x && y)
+    classes.unionSets(*x, *y);
+}
+
+void FunctionManifest::collectRelations() {
+  for (BlockArgument arg : func.getArguments())
+    if (auto type = dyn_cast<RankedTensorType>(arg.getType()))
+      for (int64_t d = 0; d < type.getRank(); ++d)
+        if (type.isDynamicDim(d))
+          classes.insert(ArgDim(arg.getArgNumber(), d));
+
+  func.walk([&](Operation *op) {
+    if (auto layer = dyn_cast<LayerOp>(op)) {
+      Value input = layer.getInput();
+      if (layer.getInput().getType().getRank() == 2) {
+        unify(input, 0, layer.getLogits(), 0);
+      } else if (auto logitsDim = trace(layer.getLogits(), 0)) {
+        // [B, S, H] input: the router sees B * S tokens.
+        auto b = trace(input, 0), s = trace(input, 1);
+        if (b && s)
+          products[*logitsDim] = {*b, *s};
+      }
+    } else if (auto dispatch = dyn_cast<DispatchOp>(op)) {
+      unify(dispatch.getInput(), 0, dispatch.getIds(), 0);
+    } else if (auto combine = dyn_cast<CombineOp>(op)) {
+      for (Value v : {combine.getIds(), combine.getSlotRows(),
+                      combine.getInput(), combine.getShared()})
+        if (v)
+          unify(combine.getWeights(), 0, v, 0);
+    }
+  });
+}
+
+std::string FunctionManifest::symbolFor(ArgDim argDim) {
+  ArgDim leader = classes.getLeaderValue(argDim);
+  auto it = names.find(leader);
+  if (it != names.end())
+    return it->second;
+  std::string name = "s" + std::to_string(names.size());
+  names.emplace(leader, name);
+  return name;
+}
+
+FailureOr<llvm::json::Value> FunctionManifest::shapeEntry(Value value,
+                                                          int64_t dim) {
+  auto type = cast<RankedTensorType>(value.getType());
+  if (!type.isDynamicDim(dim))
+    return llvm::json::Value(type.getDimSize(dim));
+  std::optional<ArgDim> argDim = trace(value, dim);
+  if (!argDim)
+    return failure();
+  auto product = products.find(*argDim);
+  if (product != products.end() &&
+      classes.getLeaderValue(*argDim) == *argDim) {
+    std::string expr;
+    for (ArgDim factor : product->second)
+      expr += (expr.empty() ? "" : "*") + symbolFor(factor);
+    return llvm::json::Value(expr);
+  }
+  return llvm::json::Value(symbolFor(*argDim));
+}
+
+LayerOp FunctionManifest::singleLayer() {
+  Block &body = func.getBody().front();
+  if (body.getOperations().size() != 2)
+    return {};
+  auto layer = dyn_cast<LayerOp>(body.front());
+  auto ret = dyn_cast<func::ReturnOp>(body.back());
+  if (!layer || !ret || ret.getNumOperands() != 1 ||
+      ret.getOperand(0) != layer.getResult())
+    return {};
+  for (Value operand : layer->getOperands())
+    if (!isa<BlockArgument>(operand))
+      return {};
+  return layer;
+}
+
+/// The moe.layer operands in the order and with the names of the manifest.
+SmallVector<std::pair<StringRef, Value>> namedOperands(LayerOp layer) {
+  return {{"input", layer.getInput()},
+          {"logits", layer.getLogits()},
+          {"fc1", layer.getFc1()},
+          {"fc1_bias", layer.getFc1Bias()},
+          {"fc2", layer.getFc2()},
+          {"fc2_bias", layer.getFc2Bias()},
+          {"fc3", layer.getFc3()},
+          {"fc3_bias", layer.getFc3Bias()},
+          {"score_bias", layer.getScoreBias()},
+          {"shared_fc1", layer.getSharedFc1()},
+          {"shared_fc2", layer.getSharedFc2()},
+          {"shared_fc3", layer.getSharedFc3()},
+          {"shared_gate", layer.getSharedGate()},
+          {"constants", layer.getConstants()},
+          {"constant_gates", layer.getConstantGates()}};
+}
+
+llvm::json::Object FunctionManifest::referenceFor(LayerOp layer) {
+  llvm::json::Object operands;
+  for (auto [name, value] : namedOperands(layer))
+    if (value)
+      operands[name] = cast<BlockArgument>(value).getArgNumber();
+  auto optionalFloat = [](std::optional<APFloat> v) -> llvm::json::Value {
+    if (!v)
+      return nullptr;
+    return v->convertToDouble();
+  };
+  llvm::json::Array zeroExperts;
+  if (auto zero = layer.getZeroExperts())
+    for (Attribute a : *zero)
+      zeroExperts.push_back(
+          stringifyZeroExpertKind(cast<ZeroExpertKindAttr>(a).getValue()));
+  llvm::json::Object attributes{
+      {"k", static_cast<int64_t>(layer.getK())},
+      {"scoring", stringifyScoring(layer.getScoring())},
+      {"normalize", layer.getNormalize()},
+      {"num_groups", static_cast<int64_t>(layer.getNumGroups())},
+      {"top_groups", static_cast<int64_t>(layer.getTopGroups())},
+      {"group_scoring", stringifyGroupScoring(layer.getGroupScoring())},
+      {"top_p", optionalFloat(layer.getTopP())},
+      {"scaling", layer.getScaling().convertToDouble()},
+      {"activation", stringifyActivation(layer.getActivation())},
+      {"swiglu_fusion", stringifySwigluFusion(layer.getSwigluFusion())},
+      {"alpha", layer.getAlpha().convertToDouble()},
+      {"beta", layer.getBeta().convertToDouble()},
+      {"limit", optionalFloat(layer.getLimit())},
+      {"capacity_factor", optionalFloat(layer.getCapacityFactor())},
+      {"zero_experts", std::move(zeroExperts)}};
+  return llvm::json::Object{{"op", "layer"},
+                            {"operands", std::move(operands)},
+                            {"attributes", std::move(attributes)}};
+}
+
+FailureOr<llvm::json::Object> FunctionManifest::build() {
+  collectRelations();
+  LayerOp layer = singleLayer();
+
+  // Argument names: the layer operand an argument feeds, an explicit
+  // `moe.name` argument attribute, or its position.
+  SmallVector<std::string> argNames;
+  for (BlockArgument arg : func.getArguments())
+    argNames.push_back("arg" + std::to_string(arg.getArgNumber()));
+  if (layer)
+    for (auto [name, value] : namedOperands(layer))
+      if (value)
+        argNames[cast<BlockArgument>(value).getArgNumber()] = name.str();
+  for (BlockArgument arg : func.getArguments())
+    if (auto name = func.getArgAttrOfType<StringAttr>(arg.getArgNumber(),
+                                                      "moe.name"))
+      argNames[arg.getArgNumber()] = name.str();
+
+  auto describe = [&](Value value, StringRef name,
+                      StringRef what) -> FailureOr<llvm::json::Object> {
+    auto type = dyn_cast<RankedTensorType>(value.getType());
+    if (!type)
+      return func.emitError() << what << " '" << name
+                              << "' must be a ranked tensor, got "
+                              << value.getType();
+    FailureOr<StringRef> dtype = dtypeName(type.getElementType());
+    if (failed(dtype))
+      return func.emitError() << what << " '" << name
+                              << "' has unsupported element type "
+                              << type.getElementType();
+    llvm::json::Array shape;
+    for (int64_t d = 0; d < type.getRank(); ++d) {
+      FailureOr<llvm::json::Value> entry = shapeEntry(value, d);
+      if (failed(entry))
+        return func.emitError()
+               << what << " '" << name << "' dimension " << d
+               << " is dynamic and cannot be expressed in terms of the "
+                  "function's inputs";
+      shape.push_back(std::move(*entry));
+    }
+    return llvm::json::Object{
+        {"name", name.str()}, {"dtype", dtype->str()}, {"shape", std::move(shape)}};
+  };
+
+  // Name symbols in input order so that the manifest reads naturally.
+  llvm::json::Array inputs, outputs;
+  for (BlockArgument arg : func.getArguments()) {
+    FailureOr<llvm::json::Object> entry =
+        describe(arg, argNames[arg.getArgNumber()], "input");
+    if (failed(entry))
+      return failure();
+    inputs.push_back(std::move(*entry));
+  }
+  auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
+  for (auto [i, value] : llvm::enumerate(ret.getOperands())) {
+    FailureOr<llvm::json::Object> entry =
+        describe(value, "result" + std::to_string(i), "output");
+    if (failed(entry))
+      return failure();
+    outputs.push_back(std::move(*entry));
+  }
+  llvm::json::Object manifest{{"name", func.getSymName().str()},
+                              {"entry", ("moe_entry_" + func.getSymName()).str()},
+                              {"inputs", std::move(inputs)},
+                              {"outputs", std::move(outputs)}};
+  if (layer)
+    manifest["reference"] = referenceFor(layer);
+  return manifest;
+}
+
+struct MoEExportABIPass : moe::impl::MoEExportABIBase<MoEExportABIPass> {
+  using MoEExportABIBase::MoEExportABIBase;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    if (target != "cpu" && target != "cuda") {
+      module.emitError() << "unknown target '" << target
+                         << "' (expected cpu or cuda)";
+      return signalPassFailure();
+    }
+    llvm::json::Array functions;
+    for (auto func : module.getOps<func::FuncOp>()) {
+      if (func.isExternal() || !func.isPublic())
+        continue;
+      FailureOr<llvm::json::Object> entry = FunctionManifest(func).build();
+      if (failed(entry))
+        return signalPassFailure();
+      functions.push_back(std::move(*entry));
+      func->setAttr(LLVM::LLVMDialect::getEmitCWrapperAttrName(),
+                    UnitAttr::get(&getContext()));
+    }
+    if (functions.empty()) {
+      module.emitError("module has no public function to export");
+      return signalPassFailure();
+    }
+    llvm::json::Object manifest{{"format", "moe-module-1"},
+                                {"target", target},
+                                {"functions", std::move(functions)}};
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    os << llvm::json::Value(std::move(manifest));
+    module->setAttr("moe.manifest", StringAttr::get(&getContext(), text));
+  }
+};
+
+} // namespace

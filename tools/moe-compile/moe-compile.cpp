@@ -1,0 +1,191 @@
+//===- moe-compile.cpp - ahead-of-time compiler for moe modules -------------===//
+//
+//   moe-compile IN.mlir --target=cpu -o OUT.so [--emit=mlir|llvm|obj|so]
+//
+// OUT.so is deployable: it depends on libc, libm and libmoe_runtime.so, and
+// exports `moe_module_manifest` and one `moe_entry_<function>` per function
+// (docs/Runtime.md).
+//
+//===----------------------------------------------------------------------===//
+
+#include "MoE/IR/MoEDialect.h"
+#include "moe-mlir/Compiler/Compiler.h"
+#include "moe-mlir/Transforms/BufferizableOpInterfaceImpl.h"
+
+#include "mlir/IR/AsmState.h"
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Support/FileUtilities.h"
+#include "llvm/IR/LLVMContext.h"
+#include "llvm/IR/Module.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FileUtilities.h"
+#include "llvm/Support/Process.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/SourceMgr.h"
+#include "llvm/Support/ToolOutputFile.h"
+#include "llvm/Target/TargetMachine.h"
+
+using namespace mlir;
+namespace cl = llvm::cl;
+
+namespace {
+enum class Emit { MLIR, LLVM, Object, SharedObject };
+
+cl::OptionCategory category("moe-compile options");
+cl::opt<std::string> inputFile(cl::Positional, cl::desc("<input .mlir>"),
+                               cl::Required, cl::cat(category));
+cl::opt<std::string> outputFile("o", cl::desc("Output file"),
+                                cl::value_desc("path"), cl::Required,
+                                cl::cat(category));
+cl::opt<std::string> target("target", cl::desc("Target: cpu (cuda: soon)"),
+                            cl::init("cpu"), cl::cat(category));
+cl::opt<Emit> emit(
+    "emit", cl::desc("Stop after a stage"), cl::init(Emit::SharedObject),
+    cl::values(clEnumValN(Emit::MLIR, "mlir", "LLVM-dialect MLIR"),
+               clEnumValN(Emit::LLVM, "llvm", "optimised LLVM IR"),
+               clEnumValN(Emit::Object, "obj", "object file"),
+               clEnumValN(Emit::SharedObject, "so", "shared object (default)")),
+    cl::cat(category));
+cl::opt<std::string> mcpu("mcpu", cl::desc("Target CPU (default: native)"),
+                          cl::init("native"), cl::cat(category));
+cl::opt<std::string> mattr("mattr", cl::desc("Target features"),
+                           cl::init(""), cl::cat(category));
+cl::opt<unsigned> optLevel("O", cl::desc("LLVM optimisation level (0-3)"),
+                           cl::Prefix, cl::init(3), cl::cat(category));
+cl::opt<std::string> linker("linker",
+                            cl::desc("cc-compatible linker driver"),
+                            cl::init(""), cl::cat(category));
+cl::opt<std::string>
+    runtimeDir("runtime-dir",
+               cl::desc("Directory of libmoe_runtime.so (default: ../lib "
+                        "next to moe-compile)"),
+               cl::init(""), cl::cat(category));
+cl::opt<bool> verbose("v", cl::desc("Print the link command"),
+                      cl::init(false), cl::cat(category));
+
+int fail(const Twine &message) {
+  llvm::errs() << "moe-compile: error: " << message << "\n";
+  return 1;
+}
+
+/// libmoe_runtime.so lives in build/lib when moe-compile is build/bin.
+std::string defaultRuntimeDir(const char *argv0) {
+  std::string exe = llvm::sys::fs::getMainExecutable(
+      argv0, reinterpret_cast<void *>(&defaultRuntimeDir));
+  SmallString<256> dir(llvm::sys::path::parent_path(exe));
+  llvm::sys::path::append(dir, "..", "lib");
+  llvm::sys::path::remove_dots(dir, /*remove_dot_dot=*/true);
+  return std::string(dir);
+}
+
+int compile(int argc, char **argv) {
+  registerAsmPrinterCLOptions();
+  registerMLIRContextCLOptions();
+  registerPassManagerCLOptions();
+  registerDefaultTimingManagerCLOptions();
+  cl::HideUnrelatedOptions({&category, &cl::getGeneralCategory()});
+  cl::ParseCommandLineOptions(argc, argv, "moe-mlir ahead-of-time compiler\n");
+
+  if (target != "cpu")
+    return fail("target '" + target +
+                "' is not supported yet (supported: cpu)");
+
+  DefaultTimingManager timingManager;
+  applyDefaultTimingManagerCLOptions(timingManager);
+  TimingScope timing = timingManager.getRootScope();
+
+  DialectRegistry registry;
+  registerAllDialects(registry);
+  registerAllExtensions(registry);
+  registry.insert<moe::MoEDialect>();
+  moe::registerBufferizableOpInterfaceExternalModels(registry);
+  MLIRContext context(registry);
+
+  std::string error;
+  auto input = openInputFile(inputFile, &error);
+  if (!input)
+    return fail(error);
+  llvm::SourceMgr sourceMgr;
+  sourceMgr.AddNewSourceBuffer(std::move(input), llvm::SMLoc());
+  SourceMgrDiagnosticHandler diagHandler(sourceMgr, &context);
+  OwningOpRef<ModuleOp> module;
+  {
+    TimingScope scope = timing.nest("Parse");
+    module = parseSourceFile<ModuleOp>(sourceMgr, &context);
+  }
+  if (!module)
+    return 1; // The diagnostic handler has reported why.
+
+  {
+    TimingScope scope = timing.nest("MLIR lowering");
+    if (failed(moe::lowerToLLVMDialect(*module, scope)))
+      return 1;
+  }
+
+  auto writeText = [&](function_ref<void(raw_ostream &)> print) {
+    auto out = openOutputFile(outputFile, &error);
+    if (!out)
+      return fail(error);
+    print(out->os());
+    out->keep();
+    return 0;
+  };
+  if (emit == Emit::MLIR)
+    return writeText([&](raw_ostream &os) { module->print(os); });
+
+  moe::CompileOptions options;
+  options.cpu = mcpu;
+  options.features = mattr;
+  options.optLevel = optLevel;
+  options.linker = linker;
+  options.runtimeLibDir =
+      runtimeDir.empty() ? defaultRuntimeDir(argv[0]) : std::string(runtimeDir);
+  options.verbose = verbose;
+
+  auto machine = moe::createTargetMachine(options, error);
+  if (failed(machine))
+    return fail(error);
+  llvm::LLVMContext llvmContext;
+  std::unique_ptr<llvm::Module> llvmModule = moe::translateAndOptimize(
+      *module, llvmContext, **machine, optLevel, timing);
+  if (!llvmModule)
+    return 1;
+  if (emit == Emit::LLVM)
+    return writeText([&](raw_ostream &os) { llvmModule->print(os, nullptr); });
+
+  std::string objectPath = outputFile;
+  SmallString<128> tempObject;
+  if (emit == Emit::SharedObject) {
+    int fd;
+    if (std::error_code ec = llvm::sys::fs::createTemporaryFile(
+            "moe-compile", "o", fd, tempObject))
+      return fail("cannot create a temporary object file: " + ec.message());
+    llvm::sys::Process::SafelyCloseFileDescriptor(fd);
+    objectPath = std::string(tempObject);
+  }
+  llvm::FileRemover removeTemp(tempObject);
+  {
+    TimingScope scope = timing.nest("Code generation");
+    if (failed(moe::emitObjectFile(*llvmModule, **machine, objectPath, error)))
+      return fail(error);
+  }
+  if (emit == Emit::Object)
+    return 0;
+  TimingScope scope = timing.nest("Link");
+  if (failed(moe::linkSharedObject(objectPath, outputFile, options, error)))
+    return fail(error);
+  return 0;
+}
+} // namespace
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  return compile(argc, argv);
+}
