@@ -68,19 +68,35 @@ void MoEEmitABIEntryPointsPass::runOnOperation() {
     LLVM::ReturnOp::create(b, loc, address);
   }
 
+  // The attribute comes from -moe-export-abi, but IR can be written by hand:
+  // check the fields used here rather than trusting them.
+  auto malformed = [&](const Twine &what) {
+    module.emitError() << "malformed 'moe.manifest': " << what;
+    signalPassFailure();
+  };
+  const llvm::json::Object *root = manifest->getAsObject();
+  const llvm::json::Array *functions =
+      root ? root->getArray("functions") : nullptr;
+  if (!functions)
+    return malformed("no 'functions' array");
+
   DenseSet<StringRef> exported = {"moe_module_manifest"};
-  for (const llvm::json::Value &fn :
-       *manifest->getAsObject()->getArray("functions")) {
-    const llvm::json::Object &obj = *fn.getAsObject();
-    StringRef name = *obj.getString("name");
-    StringRef entryName = *obj.getString("entry");
-    size_t numArgs =
-        obj.getArray("inputs")->size() + obj.getArray("outputs")->size();
-    std::string cifaceName = ("_mlir_ciface_" + name).str();
+  for (const llvm::json::Value &fn : *functions) {
+    const llvm::json::Object *obj = fn.getAsObject();
+    std::optional<StringRef> name = obj ? obj->getString("name") : std::nullopt;
+    std::optional<StringRef> entryName =
+        obj ? obj->getString("entry") : std::nullopt;
+    const llvm::json::Array *inputs = obj ? obj->getArray("inputs") : nullptr;
+    const llvm::json::Array *outputs = obj ? obj->getArray("outputs") : nullptr;
+    if (!name || !entryName || !inputs || !outputs)
+      return malformed("a function needs 'name', 'entry', 'inputs' and "
+                       "'outputs'");
+    size_t numArgs = inputs->size() + outputs->size();
+    std::string cifaceName = ("_mlir_ciface_" + *name).str();
     auto ciface = module.lookupSymbol<LLVM::LLVMFuncOp>(cifaceName);
     if (!ciface) {
       module.emitError() << "missing C interface '" << cifaceName
-                         << "' for manifest function '" << name << "'";
+                         << "' for manifest function '" << *name << "'";
       return signalPassFailure();
     }
     if (ciface.getNumArguments() != numArgs ||
@@ -94,7 +110,7 @@ void MoEEmitABIEntryPointsPass::runOnOperation() {
 
     // int32_t moe_entry_f(void **args)
     auto entry = LLVM::LLVMFuncOp::create(
-        b, loc, entryName, LLVM::LLVMFunctionType::get(i32, {ptrType}));
+        b, loc, *entryName, LLVM::LLVMFunctionType::get(i32, {ptrType}));
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(entry.addEntryBlock(b));
     Value args = entry.getArgument(0);

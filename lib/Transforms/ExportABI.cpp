@@ -73,6 +73,10 @@ private:
   llvm::EquivalenceClasses<ArgDim> classes;
   /// Products: argument dimension -> the argument dimensions it multiplies.
   DenseMap<ArgDim, SmallVector<ArgDim, 2>> products;
+  /// Dynamic argument dimensions that must equal a static size elsewhere.
+  std::map<ArgDim, int64_t> pinned;
+  /// Set when a relation cannot be expressed in the manifest.
+  std::string unsupported;
   std::map<ArgDim, std::string> names;
 };
 
@@ -108,8 +112,18 @@ std::optional<ArgDim> FunctionManifest::trace(Value value, int64_t dim) {
 
 void FunctionManifest::unify(Value a, int64_t da, Value b, int64_t db) {
   std::optional<ArgDim> x = trace(a, da), y = trace(b, db);
+  auto staticSize = [](Value v, int64_t d) -> std::optional<int64_t> {
+    auto type = cast<RankedTensorType>(v.getType());
+    if (type.isDynamicDim(d))
+      return std::nullopt;
+    return type.getDimSize(d);
+  };
   if (x && y)
     classes.unionSets(*x, *y);
+  else if (x && staticSize(b, db))
+    pinned[*x] = *staticSize(b, db);
+  else if (y && staticSize(a, da))
+    pinned[*y] = *staticSize(a, da);
 }
 
 void FunctionManifest::collectRelations() {
@@ -127,8 +141,15 @@ void FunctionManifest::collectRelations() {
       } else if (auto logitsDim = trace(layer.getLogits(), 0)) {
         // [B, S, H] input: the router sees B * S tokens.
         auto b = trace(input, 0), s = trace(input, 1);
+        ArrayRef<int64_t> shape = layer.getInput().getType().getShape();
         if (b && s)
           products[*logitsDim] = {*b, *s};
+        else if (!b && !s)
+          pinned[*logitsDim] = shape[0] * shape[1];
+        else
+          unsupported = "the router's token count is the product of a "
+                        "static and a dynamic dimension of the [B, S, H] "
+                        "input; make both dynamic or both static";
       }
     } else if (auto dispatch = dyn_cast<DispatchOp>(op)) {
       unify(dispatch.getInput(), 0, dispatch.getIds(), 0);
@@ -159,6 +180,9 @@ FailureOr<llvm::json::Value> FunctionManifest::shapeEntry(Value value,
   std::optional<ArgDim> argDim = trace(value, dim);
   if (!argDim)
     return failure();
+  for (const auto &[member, size] : pinned)
+    if (classes.isEquivalent(member, *argDim))
+      return llvm::json::Value(size);
   auto product = products.find(*argDim);
   if (product != products.end() &&
       classes.getLeaderValue(*argDim) == *argDim) {
@@ -242,6 +266,9 @@ llvm::json::Object FunctionManifest::referenceFor(LayerOp layer) {
 
 FailureOr<llvm::json::Object> FunctionManifest::build() {
   collectRelations();
+  if (!unsupported.empty())
+    return func.emitError() << "cannot export '" << func.getSymName()
+                            << "': " << unsupported;
   LayerOp layer = singleLayer();
 
   // Argument names: the layer operand an argument feeds, an explicit

@@ -1,0 +1,69 @@
+// RUN: moe-opt %s --split-input-file --one-shot-bufferize="bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map" | FileCheck %s
+
+// Routing becomes a loop over tokens writing freshly allocated [T, k]
+// weights and ids; softmax scores use exp, selection is an argmax loop.
+// CHECK-LABEL: func @route
+// CHECK-SAME:  (%[[L:.*]]: memref<?x8xf32>)
+// CHECK:       %[[T:.*]] = memref.dim %[[L]], %{{.*}} : memref<?x8xf32>
+// CHECK-DAG:   %[[W:.*]] = memref.alloc(%[[T]]) {{.*}} : memref<?x2xf32>
+// CHECK-DAG:   %[[IDS:.*]] = memref.alloc(%[[T]]) {{.*}} : memref<?x2xi32>
+// CHECK:       scf.for %{{.*}} = %{{.*}} to %[[T]]
+// CHECK:         math.exp
+// CHECK:         arith.cmpf ogt
+// CHECK:       return %[[W]], %[[IDS]]
+// CHECK-NOT:   moe.route
+func.func @route(%logits: tensor<?x8xf32>) -> (tensor<?x2xf32>, tensor<?x2xi32>) {
+  %w, %ids = moe.route %logits {k = 2 : i64, normalize} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return %w, %ids : tensor<?x2xf32>, tensor<?x2xi32>
+}
+
+// -----
+
+// Capacity is computed once, in f64, as ceil(c * T * k / E).
+// CHECK-LABEL: func @dispatch_capacity
+// CHECK:       %[[CF:.*]] = arith.constant 1.250000e+00 : f64
+// CHECK:       arith.mulf %[[CF]]
+// CHECK:       math.ceil
+// CHECK:       arith.cmpi ult
+// CHECK-NOT:   moe.dispatch
+func.func @dispatch_capacity(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>) -> (tensor<?x16xf32>, tensor<5xi32>) {
+  %rows, %offsets, %row_tokens, %slot_rows = moe.dispatch %x, %ids {num_experts = 4 : i64, capacity_factor = 1.25} : tensor<?x16xf32>, tensor<?x2xi32> -> tensor<?x16xf32>, tensor<5xi32>, tensor<?xi32>, tensor<?x2xi32>
+  return %rows, %offsets : tensor<?x16xf32>, tensor<5xi32>
+}
+
+// -----
+
+// The grouped FFN is a loop over experts with per-expert contractions on
+// row slices; interleaved SwiGLU reads gate and linear halves through
+// strided index maps.
+// CHECK-DAG:   #[[GATE:.*]] = affine_map<(d0, d1) -> (d0, d1 * 2)>
+// CHECK-DAG:   #[[LIN:.*]] = affine_map<(d0, d1) -> (d0, d1 * 2 + 1)>
+// CHECK-LABEL: func @expert_swiglu
+// CHECK:       scf.for %[[E:.*]] = %{{.*}} to %{{.*}}
+// CHECK:         scf.if
+// CHECK:           memref.subview %{{.*}}[%[[E]], 0, 0] [1, 64, 16] [1, 1, 1]
+// CHECK:           linalg.generic {{.*}} iterator_types = ["parallel", "parallel", "reduction"]
+// CHECK:           linalg.generic {indexing_maps = [#[[GATE]], #[[LIN]], #{{.*}}]
+// CHECK:             arith.minimumf
+// CHECK:             math.exp
+// CHECK:           linalg.generic {{.*}} iterator_types = ["parallel", "parallel", "reduction"]
+// CHECK:       linalg.fill
+// CHECK-NOT:   moe.expert
+func.func @expert_swiglu(%rows: tensor<?x16xf32>, %offsets: tensor<5xi32>, %w1: tensor<4x64x16xbf16>, %w2: tensor<4x16x32xbf16>) -> tensor<?x16xf32> {
+  %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 {activation = #moe.activation<swiglu>, limit = 7.0} : (tensor<?x16xf32>, tensor<5xi32>, tensor<4x64x16xbf16>, tensor<4x16x32xbf16>) -> tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
+}
+
+// -----
+
+// Combine accumulates per token in f32 and guards every id and row index.
+// CHECK-LABEL: func @combine_copy
+// CHECK:       memref.alloca() : memref<16xf32>
+// CHECK:       scf.for
+// CHECK:         arith.cmpi slt
+// CHECK:         arith.cmpi eq, %{{.*}}, %{{.*}} : index
+// CHECK-NOT:   moe.combine
+func.func @combine_copy(%y: tensor<?x16xf32>, %w: tensor<?x2xf32>, %ids: tensor<?x2xi32>, %slot_rows: tensor<?x2xi32>, %x: tensor<?x16xf32>) -> tensor<?x16xf32> {
+  %out = moe.combine %y, %w, %ids, %slot_rows input %x {num_experts = 4 : i64, zero_experts = [#moe.zero_expert<copy>]} : (tensor<?x16xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<?x2xi32>, tensor<?x16xf32>) -> tensor<?x16xf32>
+  return %out : tensor<?x16xf32>
+}
