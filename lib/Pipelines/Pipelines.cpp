@@ -42,6 +42,9 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   bufferization::buildBufferDeallocationPipeline(pm, dealloc);
   pm.addPass(createCanonicalizerPass());
 
+  // Expert GEMMs get register-tiled vector kernels; every other linalg op
+  // (bias broadcasts, activations) becomes plain loops that LLVM vectorizes.
+  pm.addPass(createMoEVectorizeContractions());
   pm.addPass(createConvertLinalgToLoopsPass());
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());

@@ -84,19 +84,23 @@ public:
     return divf(one, addf(one, exp(arith::NegFOp::create(b, x))));
   }
 
-  /// `for iv in [lb, ub)`.
-  void loop(Value lb, Value ub, function_ref<void(Value)> body) {
-    auto forOp = scf::ForOp::create(b, lb, ub, index(1));
+  /// `for iv in [lb, ub)` by `step` (default 1).
+  void loop(Value lb, Value ub, function_ref<void(Value)> body,
+            Value step = {}) {
+    auto forOp = scf::ForOp::create(b, lb, ub, step ? step : index(1));
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPoint(forOp.getBody()->getTerminator());
     body(forOp.getInductionVar());
   }
 
-  /// `for iv in [lb, ub)` carrying `init`; `body` returns the next values.
+  /// `for iv in [lb, ub)` by `step` (default 1) carrying `init`; `body`
+  /// returns the next values.
   SmallVector<Value>
   loop(Value lb, Value ub, ValueRange init,
-       function_ref<SmallVector<Value>(Value, ValueRange)> body) {
-    auto forOp = scf::ForOp::create(b, lb, ub, index(1), init);
+       function_ref<SmallVector<Value>(Value, ValueRange)> body,
+       Value step = {}) {
+    auto forOp =
+        scf::ForOp::create(b, lb, ub, step ? step : index(1), init);
     {
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPointToStart(forOp.getBody());

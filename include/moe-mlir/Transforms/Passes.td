@@ -30,6 +30,30 @@ def MoEDecomposeLayer : Pass<"moe-decompose-layer"> {
                            "::mlir::tensor::TensorDialect"];
 }
 
+def MoEVectorizeContractions : Pass<"moe-vectorize-contractions"> {
+  let summary = "Register-tile and vectorize transposed-B matmul contractions";
+  let description = [{
+    Rewrites memref `linalg.generic` contractions of the form
+    `C[m, n] += A[m, k] * B[n, k]` (the expert GEMMs with out-major weights)
+    into loops over `row-tile` x `col-tile` blocks of C whose partial sums
+    live in vector registers along k (`vector.load` + `vector.fma`), with a
+    single horizontal reduction per element of C and scalar tails for k, m
+    and n. Narrow operands (bf16, f16) are widened after the load. Columns of
+    C are the outer loop so that a panel of B stays in cache while the rows
+    of A pass over it.
+  }];
+  let options = [
+    Option<"vectorBits", "vector-bits", "int64_t", /*default=*/"512",
+           "Vector register width in bits">,
+    Option<"rowTile", "row-tile", "int64_t", /*default=*/"4",
+           "Rows of C per register block">,
+    Option<"colTile", "col-tile", "int64_t", /*default=*/"4",
+           "Columns of C per register block">,
+  ];
+  let dependentDialects = ["::mlir::vector::VectorDialect",
+                           "::mlir::scf::SCFDialect"];
+}
+
 def MoEExportABI : Pass<"moe-export-abi", "::mlir::ModuleOp"> {
   let summary = "Record the compiled-module manifest and request C interfaces";
   let description = [{

@@ -1,0 +1,182 @@
+//===- VectorizeContractions.cpp - register-tiled transposed-B matmuls ------===//
+//
+// The expert GEMMs are `C[m, n] += A[m, k] * W[n, k]` with W out-major, so
+// both operands are contiguous along the reduction. The microkernel keeps an
+// MR x NR block of C in registers as vectors of partial sums along k: every
+// step loads MR rows of A and NR rows of W once and issues MR * NR fused
+// multiply-adds, and only the final partial sums are reduced horizontally.
+// Columns of C are the outer loop so that an NR-row panel of W stays in
+// cache while every row block of A passes over it; for decode-sized M the
+// loop streams W exactly once, which is the memory-bound optimum.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe-mlir/Transforms/Passes.h"
+
+#include "KernelEmitter.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/AffineMap.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_MOEVECTORIZECONTRACTIONS
+#include "moe-mlir/Transforms/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+
+/// Matches `C(m, n) += A(m, k) * B(n, k)` on rank-2 memrefs with unit
+/// innermost strides.
+bool isTransposedBMatmul(linalg::GenericOp op) {
+  if (op.getNumDpsInputs() != 2 || op.getNumDpsInits() != 1 ||
+      !op.hasPureBufferSemantics() || op.getNumLoops() != 3)
+    return false;
+  auto iterators = op.getIteratorTypesArray();
+  if (iterators[0] != utils::IteratorType::parallel ||
+      iterators[1] != utils::IteratorType::parallel ||
+      iterators[2] != utils::IteratorType::reduction)
+    return false;
+  MLIRContext *ctx = op.getContext();
+  AffineExpr m, n, k;
+  bindDims(ctx, m, n, k);
+  SmallVector<AffineMap> expected = {AffineMap::get(3, 0, {m, k}, ctx),
+                                     AffineMap::get(3, 0, {n, k}, ctx),
+                                     AffineMap::get(3, 0, {m, n}, ctx)};
+  if (op.getIndexingMapsArray() != expected)
+    return false;
+  // The body must be a multiply-accumulate (operands possibly widened).
+  Block &body = op.getRegion().front();
+  auto yield = cast<linalg::YieldOp>(body.getTerminator());
+  auto add = yield.getOperand(0).getDefiningOp<arith::AddFOp>();
+  if (!add || add.getLhs() != body.getArgument(2))
+    return false;
+  auto mul = add.getRhs().getDefiningOp<arith::MulFOp>();
+  if (!mul)
+    return false;
+  for (Value operand : op->getOperands()) {
+    auto type = cast<MemRefType>(operand.getType());
+    if (!isa<FloatType>(type.getElementType()))
+      return false;
+    int64_t offset;
+    SmallVector<int64_t> strides;
+    if (failed(type.getStridesAndOffset(strides, offset)) || strides[1] != 1)
+      return false;
+  }
+  return true;
+}
+
+struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
+  VectorizeTransposedBMatmul(MLIRContext *ctx, int64_t vectorBits,
+                             int64_t rowTile, int64_t colTile)
+      : OpRewritePattern(ctx), vectorBits(vectorBits), rowTile(rowTile),
+        colTile(colTile) {}
+
+  LogicalResult matchAndRewrite(linalg::GenericOp op,
+                                PatternRewriter &rewriter) const override {
+    if (!isTransposedBMatmul(op))
+      return rewriter.notifyMatchFailure(op, "not a transposed-B matmul");
+    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
+    KernelEmitter e(b);
+    Value a = op.getDpsInputs()[0], w = op.getDpsInputs()[1];
+    Value c = op.getDpsInits()[0];
+    Type accType = cast<MemRefType>(c.getType()).getElementType();
+    int64_t lanes = vectorBits / accType.getIntOrFloatBitWidth();
+    auto vecType = VectorType::get({lanes}, accType);
+
+    Value c0 = e.index(0);
+    Value rows = e.dim(c, 0), cols = e.dim(c, 1), depth = e.dim(a, 1);
+    Value cLanes = e.index(lanes);
+    // k < kVec runs on full vectors, the rest is a scalar tail.
+    Value kVec = e.muli(arith::DivUIOp::create(b, depth, cLanes), cLanes);
+    Value zeroVec = arith::ConstantOp::create(
+        b, vecType, DenseElementsAttr::get(vecType, b.getFloatAttr(accType, 0)));
+
+    auto loadVec = [&](Value memref, Value row, Value k) -> Value {
+      Type element = cast<MemRefType>(memref.getType()).getElementType();
+      Value v = vector::LoadOp::create(b, VectorType::get({lanes}, element),
+                                       memref, ValueRange{row, k});
+      if (element != accType)
+        v = arith::ExtFOp::create(b, vecType, v);
+      return v;
+    };
+    auto loadScalar = [&](Value memref, Value row, Value k) {
+      return e.castFloat(e.load(memref, {row, k}), accType);
+    };
+
+    // One mr x nr block of C at (m0, n0).
+    auto emitTile = [&](Value m0, Value n0, int64_t mr, int64_t nr) {
+      SmallVector<Value> init(mr * nr, zeroVec);
+      SmallVector<Value> acc = e.loop(
+          c0, kVec, init,
+          [&](Value k, ValueRange partial) {
+            SmallVector<Value> as;
+            for (int64_t i = 0; i < mr; ++i)
+              as.push_back(loadVec(a, e.addi(m0, e.index(i)), k));
+            SmallVector<Value> next(partial.begin(), partial.end());
+            for (int64_t j = 0; j < nr; ++j) {
+              Value wv = loadVec(w, e.addi(n0, e.index(j)), k);
+              for (int64_t i = 0; i < mr; ++i)
+                next[i * nr + j] =
+                    vector::FMAOp::create(b, as[i], wv, next[i * nr + j]);
+            }
+            return next;
+          },
+          cLanes);
+      for (int64_t i = 0; i < mr; ++i) {
+        Value m = e.addi(m0, e.index(i));
+        for (int64_t j = 0; j < nr; ++j) {
+          Value n = e.addi(n0, e.index(j));
+          Value sum = vector::ReductionOp::create(
+              b, vector::CombiningKind::ADD, acc[i * nr + j], Value(),
+              arith::FastMathFlags::reassoc);
+          sum = e.sum(kVec, depth, sum, [&](Value k) {
+            return e.mulf(loadScalar(a, m, k), loadScalar(w, n, k));
+          });
+          e.store(e.addf(e.load(c, {m, n}), sum), c, {m, n});
+        }
+      }
+    };
+
+    auto fullTiles = [&](Value extent, int64_t tile) {
+      Value t = e.index(tile);
+      return e.muli(arith::DivUIOp::create(b, extent, t), t);
+    };
+    Value nFull = fullTiles(cols, colTile);
+    Value mFull = fullTiles(rows, rowTile);
+    auto overRows = [&](Value n0, int64_t nr) {
+      e.loop(
+          c0, mFull, [&](Value m0) { emitTile(m0, n0, rowTile, nr); },
+          e.index(rowTile));
+      e.loop(mFull, rows, [&](Value m0) { emitTile(m0, n0, 1, nr); });
+    };
+    e.loop(
+        c0, nFull, [&](Value n0) { overRows(n0, colTile); },
+        e.index(colTile));
+    e.loop(nFull, cols, [&](Value n0) { overRows(n0, 1); });
+
+    rewriter.eraseOp(op);
+    return success();
+  }
+
+  int64_t vectorBits, rowTile, colTile;
+};
+
+struct MoEVectorizeContractionsPass
+    : moe::impl::MoEVectorizeContractionsBase<MoEVectorizeContractionsPass> {
+  using MoEVectorizeContractionsBase::MoEVectorizeContractionsBase;
+
+  void runOnOperation() override {
+    RewritePatternSet patterns(&getContext());
+    patterns.add<VectorizeTransposedBMatmul>(&getContext(), vectorBits,
+                                             rowTile, colTile);
+    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+      signalPassFailure();
+  }
+};
+
+} // namespace

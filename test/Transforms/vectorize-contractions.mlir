@@ -1,0 +1,52 @@
+// RUN: moe-opt %s --split-input-file --moe-vectorize-contractions="row-tile=2 col-tile=2" | FileCheck %s
+
+#a = affine_map<(m, n, k) -> (m, k)>
+#b = affine_map<(m, n, k) -> (n, k)>
+#c = affine_map<(m, n, k) -> (m, n)>
+
+// A 2x2 register block: two A rows and two widened bf16 W rows per k step
+// feed four FMAs on vector<16xf32> partial sums, reduced once per element.
+// CHECK-LABEL: func @matmul_transpose_b
+// CHECK-SAME:  (%[[A:.*]]: memref<?x64xf32>, %[[W:.*]]: memref<6x64xbf16>, %[[C:.*]]: memref<?x6xf32>)
+// CHECK:       scf.for %[[N0:.*]] = %{{.*}} to %{{.*}} step %[[C2:.*]] {
+// CHECK:         scf.for %[[M0:.*]] = %{{.*}} to %{{.*}} step %[[C2]] {
+// CHECK:           scf.for %[[K:.*]] = %{{.*}} to %{{.*}} step %[[C16:.*]] iter_args(%[[S00:.*]] = %{{.*}}, %[[S01:.*]] = %{{.*}}, %[[S10:.*]] = %{{.*}}, %[[S11:.*]] = %{{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
+// CHECK-DAG:         vector.load %[[A]][%{{.*}}, %[[K]]] : memref<?x64xf32>, vector<16xf32>
+// CHECK-DAG:         %[[W0:.*]] = vector.load %[[W]][%{{.*}}, %[[K]]] : memref<6x64xbf16>, vector<16xbf16>
+// CHECK:             arith.extf %[[W0]] : vector<16xbf16> to vector<16xf32>
+// CHECK-COUNT-4:     vector.fma
+// CHECK:             scf.yield
+// CHECK-COUNT-4:   vector.reduction <add>, %{{.*}} fastmath<reassoc> : vector<16xf32> into f32
+// CHECK-NOT:   linalg.generic
+func.func @matmul_transpose_b(%a: memref<?x64xf32>, %w: memref<6x64xbf16>, %c: memref<?x6xf32>) {
+  linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%a, %w : memref<?x64xf32>, memref<6x64xbf16>) outs(%c : memref<?x6xf32>) {
+  ^bb0(%x: f32, %y: bf16, %acc: f32):
+    %y32 = arith.extf %y : bf16 to f32
+    %p = arith.mulf %x, %y32 : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+// -----
+
+#a = affine_map<(m, n, k) -> (m, k)>
+#b = affine_map<(m, n, k) -> (k, n)>
+#c = affine_map<(m, n, k) -> (m, n)>
+
+// A plain (non-transposed) matmul is not this kernel's business.
+// CHECK-LABEL: func @matmul_plain
+// CHECK:       linalg.generic
+// CHECK-NOT:   vector.fma
+func.func @matmul_plain(%a: memref<4x8xf32>, %b: memref<8x4xf32>, %c: memref<4x4xf32>) {
+  linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%a, %b : memref<4x8xf32>, memref<8x4xf32>) outs(%c : memref<4x4xf32>) {
+  ^bb0(%x: f32, %y: f32, %acc: f32):
+    %p = arith.mulf %x, %y : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
