@@ -16,10 +16,15 @@ config.test_exec_root = os.path.join(config.moe_obj_root, "test")
 config.substitutions.append(("%PATH%", config.environment["PATH"]))
 config.substitutions.append(("%moe_src_root", config.moe_src_root))
 config.substitutions.append(("%moe_obj_root", config.moe_obj_root))
+# Hand-written module following docs/Runtime.md (runtime/test/fake_module.c).
+config.substitutions.append(
+    ("%fake_module", config.moe_obj_root + "/lib/libmoe_fake_module.so"))
 
 llvm_config.with_system_environment(["HOME", "INCLUDE", "LIB", "TMP", "TEMP"])
 llvm_config.use_default_substitutions()
 
 tool_dirs = [config.moe_tools_dir, config.llvm_tools_dir]
-tools = ["moe-opt", "mlir-opt", "mlir-tblgen"]
+# "not" (LLVM's exit-code inverter) for `RUN: not moe-run ...`: the default
+# substitutions only cover "| not".
+tools = ["moe-opt", "mlir-opt", "mlir-tblgen", "moe-run", "not"]
 llvm_config.add_tool_substitutions(tools, tool_dirs)

@@ -1,0 +1,214 @@
+/*===- moe/runtime.h - C API of the moe-mlir runtime ------------*- C -*-===*
+ *
+ * Loads modules compiled by moe-compile (shared objects following
+ * docs/Runtime.md, ABI "moe-module-1"), describes their functions and runs
+ * them on caller-owned memory.
+ *
+ * Plain C, no MLIR or LLVM headers. Conventions:
+ *
+ *  - Every fallible call returns a moe_status. On failure, moe_last_error()
+ *    returns a message for the calling thread that says what was wrong
+ *    (e.g. "input 1 'router_logits': dimension 0 is 7 but symbol T is 8
+ *    (bound by input 0 'x')"). The message stays valid until the next
+ *    failing runtime call on that thread.
+ *  - Strings and arrays returned by the query functions are owned by the
+ *    module and valid until moe_module_unload().
+ *  - Tensors never own memory: a moe_tensor describes a dense row-major
+ *    (C order) buffer that the caller allocated. Outputs are allocated by
+ *    the caller too; moe_function_output_shapes() says how large.
+ *  - A loaded module may be used from several threads at once; the worker
+ *    pool is shared (a parallel loop started while another is running on the
+ *    pool runs on the calling thread alone rather than waiting).
+ *
+ *===----------------------------------------------------------------------===*/
+
+#ifndef MOE_RUNTIME_H
+#define MOE_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define MOE_API
+#else
+#define MOE_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*===-------------------------- Status codes -----------------------------===*/
+
+typedef enum moe_status {
+  MOE_OK = 0,
+  MOE_INVALID_ARGUMENT = 1, /* bad call: wrong dtype/shape/count, null, ... */
+  MOE_NOT_FOUND = 2,        /* no such file or function */
+  MOE_IO_ERROR = 3,         /* a file exists but cannot be read */
+  MOE_INVALID_MODULE = 4,   /* not a module, bad manifest, missing entry */
+  MOE_UNAVAILABLE = 5,      /* the module's target cannot run here (CUDA) */
+  MOE_INTERNAL = 6          /* the module failed, out of memory, ... */
+} moe_status;
+
+/* "OK", "INVALID_ARGUMENT", ...; "UNKNOWN" for other values. */
+MOE_API const char *moe_status_name(moe_status status);
+
+/* Message of the last failing call on this thread ("" if none). */
+MOE_API const char *moe_last_error(void);
+
+/*===----------------------------- Dtypes --------------------------------===*/
+
+typedef enum moe_dtype {
+  MOE_DTYPE_F32 = 0,
+  MOE_DTYPE_F16 = 1,
+  MOE_DTYPE_BF16 = 2,
+  MOE_DTYPE_F64 = 3,
+  MOE_DTYPE_I32 = 4,
+  MOE_DTYPE_I64 = 5,
+  MOE_DTYPE_I8 = 6,
+  MOE_DTYPE_U8 = 7
+} moe_dtype;
+
+/* Manifest spelling: "f32", "bf16", ...; NULL for an invalid value. */
+MOE_API const char *moe_dtype_name(moe_dtype dtype);
+/* Bytes per element; 0 for an invalid value. */
+MOE_API size_t moe_dtype_size(moe_dtype dtype);
+/* Parses a manifest spelling. */
+MOE_API moe_status moe_dtype_parse(const char *name, moe_dtype *out);
+
+/*===----------------------------- Tensors -------------------------------===*/
+
+/* Largest rank a moe_tensor can describe. */
+#define MOE_MAX_RANK 8
+
+/* A dense row-major view of caller memory. `data` may be NULL only when the
+ * tensor has no elements. */
+typedef struct moe_tensor {
+  moe_dtype dtype;
+  int32_t rank;
+  int64_t shape[MOE_MAX_RANK];
+  void *data;
+} moe_tensor;
+
+/* Number of elements (1 for rank 0); -1 when the rank or a dimension is
+ * invalid or the product overflows. */
+MOE_API int64_t moe_tensor_numel(const moe_tensor *tensor);
+/* numel * dtype size; -1 when invalid. */
+MOE_API int64_t moe_tensor_byte_size(const moe_tensor *tensor);
+
+/*===----------------------------- Modules -------------------------------===*/
+
+typedef struct moe_module moe_module;
+typedef struct moe_function moe_function;
+
+/* Loads the compiled module at `path` (dlopen with RTLD_NOW | RTLD_LOCAL)
+ * and validates its manifest. Fails with
+ *   MOE_NOT_FOUND       the file does not exist,
+ *   MOE_IO_ERROR        it cannot be read,
+ *   MOE_INVALID_MODULE  it is not an ELF shared object, the dynamic loader
+ *                       rejects it (truncated, wrong architecture, missing
+ *                       dependency), it does not export moe_module_manifest,
+ *                       the manifest is not valid JSON or breaks the contract
+ *                       (format version, dtypes, shapes, symbols), or an
+ *                       entry point of a CPU function is missing.
+ * A "cuda" module loads (its functions can be inspected) but moe_invoke
+ * fails with MOE_UNAVAILABLE. */
+MOE_API moe_status moe_module_load(const char *path, moe_module **out);
+/* Unloads a module; NULL is allowed. Invalidates its functions/strings. */
+MOE_API void moe_module_unload(moe_module *module);
+
+/* "cpu" or "cuda". */
+MOE_API const char *moe_module_target(const moe_module *module);
+/* The manifest text as the module returned it. */
+MOE_API const char *moe_module_manifest_json(const moe_module *module);
+/* The path the module was loaded from. */
+MOE_API const char *moe_module_path(const moe_module *module);
+
+MOE_API int64_t moe_module_function_count(const moe_module *module);
+/* The function at `index` in manifest order; NULL when out of range. */
+MOE_API const moe_function *moe_module_function(const moe_module *module,
+                                                int64_t index);
+/* Looks a function up by name; MOE_NOT_FOUND (the message lists the
+ * available functions) when there is none. */
+MOE_API moe_status moe_module_find_function(const moe_module *module,
+                                            const char *name,
+                                            const moe_function **out);
+
+/*===---------------------------- Functions ------------------------------===*/
+
+MOE_API const char *moe_function_name(const moe_function *function);
+/* Entry symbol name from the manifest. */
+MOE_API const char *moe_function_entry(const moe_function *function);
+MOE_API int64_t moe_function_input_count(const moe_function *function);
+MOE_API int64_t moe_function_output_count(const moe_function *function);
+
+/* Signature of one input or output as declared by the manifest. */
+typedef struct moe_arg_info {
+  const char *name;
+  moe_dtype dtype;
+  int32_t rank;
+  /* `rank` entries: the static size, or -1 for a symbolic dimension. */
+  const int64_t *shape;
+  /* `rank` entries: the symbol expression ("T", "B*S") of a symbolic
+   * dimension, NULL for a static one. */
+  const char *const *dims;
+} moe_arg_info;
+
+MOE_API moe_status moe_function_input(const moe_function *function,
+                                      int64_t index, moe_arg_info *out);
+MOE_API moe_status moe_function_output(const moe_function *function,
+                                       int64_t index, moe_arg_info *out);
+
+/* The function's `reference` section re-serialised as compact JSON, or NULL
+ * when the manifest has none (moe-run --check uses it). */
+MOE_API const char *moe_function_reference_json(const moe_function *function);
+
+/* Checks the dtypes and shapes of `inputs` (their `data` is not read and may
+ * be NULL) against the manifest, binds the shape symbols and writes the
+ * dtype, rank and shape of every output into `outputs[0..num_outputs)`
+ * (their `data` is left as it was). `num_inputs` and `num_outputs` must
+ * equal the function's counts. */
+MOE_API moe_status moe_function_output_shapes(const moe_function *function,
+                                              const moe_tensor *inputs,
+                                              int64_t num_inputs,
+                                              moe_tensor *outputs,
+                                              int64_t num_outputs);
+
+/* Runs the function. Inputs and outputs are validated as in
+ * moe_function_output_shapes(); in addition every output must have exactly
+ * the computed dtype and shape and every non-empty tensor a non-NULL data
+ * pointer. The module writes every output element. Returns MOE_UNAVAILABLE
+ * for a target this runtime cannot run and MOE_INTERNAL when the module's
+ * entry reports failure. */
+MOE_API moe_status moe_invoke(const moe_function *function,
+                              const moe_tensor *inputs, int64_t num_inputs,
+                              moe_tensor *outputs, int64_t num_outputs);
+
+/*===--------------------------- Worker pool -----------------------------===*/
+
+/* Sets the worker-pool size (the calling thread counts as one). n <= 0
+ * restores the default: $MOE_NUM_THREADS when it is a positive integer, else
+ * the number of hardware threads. Fails with MOE_INVALID_ARGUMENT when
+ * called from inside a parallel loop. Values above 1024 are clamped. */
+MOE_API moe_status moe_set_num_threads(int64_t n);
+/* The current worker-pool size (>= 1). */
+MOE_API int64_t moe_get_num_threads(void);
+
+/*===------------- Module-facing functions (docs/Runtime.md) -------------===*/
+
+/* Runs body(ctx, begin, end) over a partition of [0, n) on the worker pool,
+ * the calling thread included, and returns when every chunk is done. A call
+ * made from inside a body (or while another loop occupies the pool) runs the
+ * whole range on the calling thread. */
+MOE_API void moe_rt_parallel_for(int64_t n,
+                                 void (*body)(void *ctx, int64_t begin,
+                                              int64_t end),
+                                 void *ctx);
+/* Same as moe_get_num_threads(). */
+MOE_API int64_t moe_rt_num_threads(void);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* MOE_RUNTIME_H */

@@ -1,0 +1,362 @@
+//===- Manifest.cpp - module manifest parsing and shape binding -----------===//
+
+#include "Manifest.h"
+
+#include "Error.h"
+#include "Json.h"
+
+#include <map>
+#include <set>
+
+namespace moe::rt {
+
+using json::Value;
+
+namespace {
+
+[[noreturn]] void bad(const std::string &where, const std::string &msg) {
+  fail(MOE_INVALID_MODULE,
+       "manifest: " + (where.empty() ? msg : where + ": " + msg));
+}
+
+bool isSymbol(const std::string &s) {
+  if (s.empty())
+    return false;
+  auto alpha = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+  };
+  if (!alpha(s[0]))
+    return false;
+  for (char c : s)
+    if (!alpha(c) && !(c >= '0' && c <= '9'))
+      return false;
+  return true;
+}
+
+std::string trim(const std::string &s) {
+  size_t b = s.find_first_not_of(' '), e = s.find_last_not_of(' ');
+  return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
+}
+
+const Value &member(const Value &obj, const char *key,
+                    const std::string &where) {
+  const Value *v = obj.get(key);
+  if (!v)
+    bad(where, std::string("missing \"") + key + "\"");
+  return *v;
+}
+
+std::string stringMember(const Value &obj, const char *key,
+                         const std::string &where) {
+  const Value &v = member(obj, key, where);
+  if (!v.isString() || v.asString().empty())
+    bad(where, std::string("\"") + key + "\" must be a non-empty string, not " +
+                   (v.isString() ? "empty" : v.kindName()));
+  return v.asString();
+}
+
+DimSpec parseDim(const Value &v, const std::string &where) {
+  DimSpec d;
+  if (v.isInteger()) {
+    if (v.asInt() < 0)
+      bad(where, "negative size " + std::to_string(v.asInt()));
+    d.size = v.asInt();
+    return d;
+  }
+  if (!v.isString())
+    bad(where, std::string("must be a non-negative integer or a symbol, not ") +
+                   v.kindName());
+  const std::string &s = v.asString();
+  size_t start = 0;
+  while (true) {
+    size_t star = s.find('*', start);
+    std::string f = trim(s.substr(start, star == std::string::npos
+                                             ? std::string::npos
+                                             : star - start));
+    if (!isSymbol(f))
+      bad(where, "\"" + s +
+                     "\" is not a symbol ([A-Za-z_][A-Za-z0-9_]*) or a "
+                     "product of symbols (\"B*S\")");
+    d.factors.push_back(f);
+    if (star == std::string::npos)
+      break;
+    start = star + 1;
+  }
+  // Canonical spelling, without the spaces we tolerated.
+  for (size_t i = 0; i < d.factors.size(); ++i)
+    d.expr += (i ? "*" : "") + d.factors[i];
+  return d;
+}
+
+ArgSpec parseArg(const Value &v, const std::string &where) {
+  if (!v.isObject())
+    bad(where, std::string("must be an object, not ") + v.kindName());
+  ArgSpec a;
+  a.name = stringMember(v, "name", where);
+  std::string w = where + " '" + a.name + "'";
+  const Value &dt = member(v, "dtype", w);
+  if (!dt.isString() || moe_dtype_parse(dt.asString().c_str(), &a.dtype))
+    bad(w, "dtype " +
+               (dt.isString() ? "'" + dt.asString() + "'"
+                              : std::string(dt.kindName())) +
+               " is not one of f32, f16, bf16, f64, i32, i64, i8, u8");
+  const Value &shape = member(v, "shape", w);
+  if (!shape.isArray())
+    bad(w, std::string("\"shape\" must be an array, not ") + shape.kindName());
+  if (shape.items().size() > MOE_MAX_RANK)
+    bad(w, "rank " + std::to_string(shape.items().size()) +
+               " exceeds the runtime's maximum of " +
+               std::to_string(MOE_MAX_RANK));
+  for (size_t i = 0; i < shape.items().size(); ++i)
+    a.dims.push_back(
+        parseDim(shape.items()[i], w + ": dimension " + std::to_string(i)));
+  return a;
+}
+
+std::vector<ArgSpec> parseArgs(const Value &fn, const char *key,
+                               const char *what, const std::string &where) {
+  const Value &list = member(fn, key, where);
+  if (!list.isArray())
+    bad(where, std::string("\"") + key + "\" must be an array, not " +
+                   list.kindName());
+  std::vector<ArgSpec> args;
+  std::set<std::string> names;
+  for (size_t i = 0; i < list.items().size(); ++i) {
+    args.push_back(parseArg(list.items()[i],
+                            where + ": " + what + " " + std::to_string(i)));
+    if (!names.insert(args.back().name).second)
+      bad(where, std::string("two ") + what + "s are named '" +
+                     args.back().name + "'");
+  }
+  return args;
+}
+
+FunctionSpec parseFunction(const Value &v, size_t index) {
+  std::string where = "function " + std::to_string(index);
+  if (!v.isObject())
+    bad(where, std::string("must be an object, not ") + v.kindName());
+  FunctionSpec f;
+  f.name = stringMember(v, "name", where);
+  where += " '" + f.name + "'";
+  f.entry = stringMember(v, "entry", where);
+  f.inputs = parseArgs(v, "inputs", "input", where);
+  f.outputs = parseArgs(v, "outputs", "output", where);
+
+  // Every symbol must be bindable from a plain input dimension, otherwise
+  // output shapes could not be evaluated.
+  std::set<std::string> plain;
+  for (const ArgSpec &a : f.inputs)
+    for (const DimSpec &d : a.dims)
+      if (!d.isStatic() && d.isPlainSymbol())
+        plain.insert(d.expr);
+  auto checkBound = [&](const ArgSpec &a, const char *what, size_t i) {
+    for (const DimSpec &d : a.dims)
+      for (const std::string &s : d.factors)
+        if (!plain.count(s))
+          bad(where + ": " + what + " " + std::to_string(i) + " '" + a.name +
+                  "'",
+              "symbol " + s +
+                  " does not appear as a plain dimension of any input");
+  };
+  for (size_t i = 0; i < f.inputs.size(); ++i)
+    checkBound(f.inputs[i], "input", i);
+  for (size_t i = 0; i < f.outputs.size(); ++i)
+    checkBound(f.outputs[i], "output", i);
+
+  if (const Value *ref = v.get("reference"); ref && !ref->isNull()) {
+    if (!ref->isObject())
+      bad(where, std::string("\"reference\" must be an object, not ") +
+                     ref->kindName());
+    f.hasReference = true;
+    f.referenceJson = json::serialize(*ref);
+  }
+  return f;
+}
+
+} // namespace
+
+void ArgSpec::finalize() {
+  shape.clear();
+  dimNames.clear();
+  for (const DimSpec &d : dims) {
+    shape.push_back(d.size);
+    dimNames.push_back(d.isStatic() ? nullptr : d.expr.c_str());
+  }
+}
+
+Manifest parseManifest(const std::string &text) {
+  Value root;
+  try {
+    root = json::parse(text);
+  } catch (const json::ParseError &e) {
+    bad("", std::string("invalid JSON: ") + e.what());
+  }
+  if (!root.isObject())
+    bad("", std::string("must be a JSON object, not ") + root.kindName());
+  Manifest m;
+  const Value &format = member(root, "format", "");
+  if (!format.isString())
+    bad("", std::string("\"format\" must be a string, not ") +
+                format.kindName());
+  m.format = format.asString();
+  if (m.format != kManifestFormat)
+    bad("", "unsupported module format '" + m.format +
+                "' (this runtime reads '" + kManifestFormat + "')");
+  m.target = stringMember(root, "target", "");
+  if (m.target != "cpu" && m.target != "cuda")
+    bad("", "unsupported target '" + m.target + "' (expected 'cpu' or 'cuda')");
+  const Value &fns = member(root, "functions", "");
+  if (!fns.isArray())
+    bad("", std::string("\"functions\" must be an array, not ") +
+                fns.kindName());
+  if (fns.items().empty())
+    bad("", "the module declares no functions");
+  std::set<std::string> names;
+  for (size_t i = 0; i < fns.items().size(); ++i) {
+    m.functions.push_back(parseFunction(fns.items()[i], i));
+    if (!names.insert(m.functions.back().name).second)
+      bad("", "two functions are named '" + m.functions.back().name + "'");
+  }
+  return m;
+}
+
+std::string formatShape(const ArgSpec &arg) {
+  std::string s = "[";
+  for (size_t i = 0; i < arg.dims.size(); ++i) {
+    if (i)
+      s += ", ";
+    s += arg.dims[i].isStatic() ? std::to_string(arg.dims[i].size)
+                                : arg.dims[i].expr;
+  }
+  return s + "]";
+}
+
+std::string formatShape(const int64_t *shape, int64_t rank) {
+  std::string s = "[";
+  for (int64_t i = 0; i < rank; ++i)
+    s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+std::vector<std::vector<int64_t>>
+computeOutputShapes(const FunctionSpec &fn, const moe_tensor *inputs,
+                    int64_t numInputs) {
+  auto badArg = [](const std::string &msg) {
+    fail(MOE_INVALID_ARGUMENT, msg);
+  };
+  if (numInputs != static_cast<int64_t>(fn.inputs.size())) {
+    std::string names;
+    for (const ArgSpec &a : fn.inputs)
+      names += (names.empty() ? "" : ", ") + a.name;
+    badArg("function '" + fn.name + "' takes " +
+           std::to_string(fn.inputs.size()) + " input" +
+           (fn.inputs.size() == 1 ? "" : "s") + " (" + names + ") but " +
+           std::to_string(numInputs) + (numInputs == 1 ? " was" : " were") +
+           " given");
+  }
+  if (numInputs > 0 && !inputs)
+    badArg("inputs is NULL");
+
+  struct Binding {
+    int64_t value;
+    size_t input;
+  };
+  std::map<std::string, Binding> bound;
+  auto argName = [&](size_t i) {
+    return "input " + std::to_string(i) + " '" + fn.inputs[i].name + "'";
+  };
+
+  for (size_t i = 0; i < fn.inputs.size(); ++i) {
+    const ArgSpec &spec = fn.inputs[i];
+    const moe_tensor &t = inputs[i];
+    if (t.dtype != spec.dtype) {
+      const char *got = moe_dtype_name(t.dtype);
+      badArg(argName(i) + ": dtype is " +
+             (got ? std::string(got)
+                  : "invalid (" + std::to_string(int(t.dtype)) + ")") +
+             " but the function expects " + moe_dtype_name(spec.dtype));
+    }
+    if (t.rank < 0 || t.rank > MOE_MAX_RANK)
+      badArg(argName(i) + ": invalid rank " + std::to_string(t.rank));
+    if (t.rank != static_cast<int64_t>(spec.dims.size()))
+      badArg(argName(i) + ": rank is " + std::to_string(t.rank) +
+             " but the function expects rank " +
+             std::to_string(spec.dims.size()) + " " + formatShape(spec));
+    for (size_t d = 0; d < spec.dims.size(); ++d) {
+      int64_t have = t.shape[d];
+      std::string where =
+          argName(i) + ": dimension " + std::to_string(d) + " is " +
+          std::to_string(have);
+      if (have < 0)
+        badArg(argName(i) + ": dimension " + std::to_string(d) +
+               " is negative (" + std::to_string(have) + ")");
+      const DimSpec &ds = spec.dims[d];
+      if (ds.isStatic()) {
+        if (have != ds.size)
+          badArg(where + " but the function expects " +
+                 std::to_string(ds.size) + " (shape " + formatShape(spec) +
+                 ")");
+      } else if (ds.isPlainSymbol()) {
+        auto it = bound.find(ds.expr);
+        if (it == bound.end())
+          bound[ds.expr] = {have, i};
+        else if (it->second.value != have)
+          badArg(where + " but symbol " + ds.expr + " is " +
+                 std::to_string(it->second.value) + " (bound by " +
+                 argName(it->second.input) + ")");
+      }
+    }
+    if (moe_tensor_byte_size(&t) < 0)
+      badArg(argName(i) + ": size " + formatShape(t.shape, t.rank) +
+             " overflows int64");
+  }
+
+  // Products are checked once every plain symbol is bound (the manifest
+  // guarantees each factor has a plain occurrence).
+  auto evalProduct = [&](const DimSpec &ds, std::string *explain) {
+    int64_t product = 1;
+    for (const std::string &f : ds.factors) {
+      const Binding &b = bound.at(f);
+      if (explain)
+        *explain += (explain->empty() ? "" : ", ") + f + " = " +
+                    std::to_string(b.value) + " from " + argName(b.input);
+      if (b.value != 0 && product > INT64_MAX / b.value)
+        badArg("symbol product " + ds.expr + " overflows int64");
+      product *= b.value;
+    }
+    return product;
+  };
+  for (size_t i = 0; i < fn.inputs.size(); ++i) {
+    const ArgSpec &spec = fn.inputs[i];
+    for (size_t d = 0; d < spec.dims.size(); ++d) {
+      const DimSpec &ds = spec.dims[d];
+      if (ds.isStatic() || ds.isPlainSymbol())
+        continue;
+      std::string explain;
+      int64_t want = evalProduct(ds, &explain);
+      if (inputs[i].shape[d] != want)
+        badArg(argName(i) + ": dimension " + std::to_string(d) + " is " +
+               std::to_string(inputs[i].shape[d]) + " but " + ds.expr +
+               " is " + std::to_string(want) + " (" + explain + ")");
+    }
+  }
+
+  std::vector<std::vector<int64_t>> shapes;
+  for (const ArgSpec &spec : fn.outputs) {
+    std::vector<int64_t> shape;
+    for (const DimSpec &ds : spec.dims)
+      shape.push_back(ds.isStatic() ? ds.size : evalProduct(ds, nullptr));
+    moe_tensor probe{};
+    probe.dtype = spec.dtype;
+    probe.rank = static_cast<int32_t>(shape.size());
+    for (size_t d = 0; d < shape.size(); ++d)
+      probe.shape[d] = shape[d];
+    if (moe_tensor_byte_size(&probe) < 0)
+      badArg("output '" + spec.name + "': size " +
+             formatShape(shape.data(), probe.rank) + " overflows int64");
+    shapes.push_back(std::move(shape));
+  }
+  return shapes;
+}
+
+} // namespace moe::rt

@@ -1,0 +1,76 @@
+//===- Manifest.h - module manifest model and shape binding ------*- C++ -*-===//
+//
+// The parsed and validated form of a module manifest (docs/Runtime.md) and
+// the symbol binding that turns input shapes into output shapes. Everything
+// the manifest promises is checked once at load time so that invocation only
+// has to compare numbers.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_RUNTIME_MANIFEST_H
+#define MOE_RUNTIME_MANIFEST_H
+
+#include "moe/runtime.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace moe::rt {
+
+/// One entry of a manifest `shape`.
+struct DimSpec {
+  int64_t size = -1;                ///< static size, -1 when symbolic
+  std::string expr;                 ///< "T", "B*S"; empty when static
+  std::vector<std::string> factors; ///< symbols of `expr` (one when plain)
+  bool isStatic() const { return expr.empty(); }
+  bool isPlainSymbol() const { return factors.size() == 1; }
+};
+
+struct ArgSpec {
+  std::string name;
+  moe_dtype dtype = MOE_DTYPE_F32;
+  std::vector<DimSpec> dims;
+  /// For moe_arg_info; filled by finalize() once the spec no longer moves
+  /// (dimNames points into `dims[i].expr`).
+  std::vector<int64_t> shape;
+  std::vector<const char *> dimNames;
+  void finalize();
+};
+
+struct FunctionSpec {
+  std::string name;
+  std::string entry;
+  std::vector<ArgSpec> inputs, outputs;
+  bool hasReference = false;
+  std::string referenceJson; ///< compact JSON of `reference`
+};
+
+struct Manifest {
+  std::string format;
+  std::string target; ///< "cpu" or "cuda"
+  std::vector<FunctionSpec> functions;
+};
+
+/// The manifest format this runtime reads.
+inline constexpr const char *kManifestFormat = "moe-module-1";
+
+/// Parses and validates a manifest. Throws Error(MOE_INVALID_MODULE) with a
+/// message that starts with "manifest: " and names the offending function
+/// and argument.
+Manifest parseManifest(const std::string &text);
+
+/// "[T, 64]" (declared) and "[8, 64]" (concrete) for messages.
+std::string formatShape(const ArgSpec &arg);
+std::string formatShape(const int64_t *shape, int64_t rank);
+
+/// Checks `inputs` (dtype, rank, static dims, symbol agreement, products)
+/// against `fn` and returns the shape of every output. `inputs[i].data` is
+/// not read. Throws Error(MOE_INVALID_ARGUMENT).
+std::vector<std::vector<int64_t>>
+computeOutputShapes(const FunctionSpec &fn, const moe_tensor *inputs,
+                    int64_t numInputs);
+
+} // namespace moe::rt
+
+#endif // MOE_RUNTIME_MANIFEST_H

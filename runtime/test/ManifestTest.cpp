@@ -1,0 +1,162 @@
+//===- ManifestTest.cpp - manifest validation and shape binding -----------===//
+
+#include "Error.h"
+#include "Manifest.h"
+
+#include <gtest/gtest.h>
+
+using namespace moe::rt;
+
+namespace {
+
+// A manifest with one function whose inputs/outputs are given as JSON.
+std::string manifest(const std::string &inputs, const std::string &outputs,
+                     const std::string &extra = "") {
+  return R"({"format": "moe-module-1", "target": "cpu", "functions": [)"
+         R"({"name": "f", "entry": "f_entry", "inputs": )" +
+         inputs + R"(, "outputs": )" + outputs + extra + "}]}";
+}
+
+std::string manifestError(const std::string &text) {
+  try {
+    parseManifest(text);
+  } catch (const Error &e) {
+    EXPECT_EQ(e.status, MOE_INVALID_MODULE);
+    return e.what();
+  }
+  return "<no error>";
+}
+
+moe_tensor tensor(moe_dtype dtype, std::vector<int64_t> shape) {
+  moe_tensor t{};
+  t.dtype = dtype;
+  t.rank = static_cast<int32_t>(shape.size());
+  for (size_t i = 0; i < shape.size(); ++i)
+    t.shape[i] = shape[i];
+  return t;
+}
+
+TEST(Manifest, ParsesShapesAndReference) {
+  Manifest m = parseManifest(manifest(
+      R"([{"name": "x", "dtype": "bf16", "shape": ["B", "S", 64]},
+          {"name": "l", "dtype": "f32", "shape": ["B * S", 4]}])",
+      R"([{"name": "y", "dtype": "f32", "shape": ["B*S", 64]}])",
+      R"(, "reference": {"op": "layer", "attributes": {"k": 2}})"));
+  ASSERT_EQ(m.functions.size(), 1u);
+  const FunctionSpec &f = m.functions[0];
+  EXPECT_EQ(f.entry, "f_entry");
+  EXPECT_EQ(f.inputs[0].dtype, MOE_DTYPE_BF16);
+  EXPECT_EQ(formatShape(f.inputs[0]), "[B, S, 64]");
+  // Spaces around '*' are accepted and dropped.
+  EXPECT_EQ(f.inputs[1].dims[0].expr, "B*S");
+  EXPECT_EQ(f.inputs[1].dims[0].factors.size(), 2u);
+  EXPECT_TRUE(f.hasReference);
+  EXPECT_EQ(f.referenceJson, R"({"op":"layer","attributes":{"k":2}})");
+}
+
+TEST(Manifest, RejectsBrokenContracts) {
+  const std::string x = R"([{"name": "x", "dtype": "f32", "shape": ["T", 4]}])";
+  EXPECT_EQ(manifestError("[]"), "manifest: must be a JSON object, not an array");
+  EXPECT_EQ(manifestError("{"),
+            "manifest: invalid JSON: line 1, column 2: expected a string key");
+  EXPECT_EQ(manifestError(R"({"target": "cpu"})"), "manifest: missing \"format\"");
+  EXPECT_EQ(manifestError(R"({"format": "moe-module-9", "target": "cpu", "functions": []})"),
+            "manifest: unsupported module format 'moe-module-9' (this runtime "
+            "reads 'moe-module-1')");
+  EXPECT_EQ(manifestError(R"({"format": "moe-module-1", "target": "tpu", "functions": []})"),
+            "manifest: unsupported target 'tpu' (expected 'cpu' or 'cuda')");
+  EXPECT_EQ(manifestError(R"({"format": "moe-module-1", "target": "cpu", "functions": []})"),
+            "manifest: the module declares no functions");
+  EXPECT_EQ(manifestError(manifest(
+                R"([{"name": "x", "dtype": "f33", "shape": [1]}])", "[]")),
+            "manifest: function 0 'f': input 0 'x': dtype 'f33' is not one of "
+            "f32, f16, bf16, f64, i32, i64, i8, u8");
+  EXPECT_EQ(manifestError(manifest(
+                R"([{"name": "x", "dtype": "f32", "shape": [-1]}])", "[]")),
+            "manifest: function 0 'f': input 0 'x': dimension 0: negative size -1");
+  EXPECT_EQ(manifestError(manifest(
+                R"([{"name": "x", "dtype": "f32", "shape": ["2T"]}])", "[]")),
+            "manifest: function 0 'f': input 0 'x': dimension 0: \"2T\" is not a "
+            "symbol ([A-Za-z_][A-Za-z0-9_]*) or a product of symbols (\"B*S\")");
+  EXPECT_EQ(manifestError(manifest(
+                R"([{"name": "x", "dtype": "f32", "shape": [1.5]}])", "[]")),
+            "manifest: function 0 'f': input 0 'x': dimension 0: must be a "
+            "non-negative integer or a symbol, not a number");
+  EXPECT_EQ(manifestError(manifest(
+                x, R"([{"name": "y", "dtype": "f32", "shape": ["U", 4]}])")),
+            "manifest: function 0 'f': output 0 'y': symbol U does not appear as "
+            "a plain dimension of any input");
+  EXPECT_EQ(manifestError(manifest(
+                R"([{"name": "x", "dtype": "f32", "shape": ["A*B"]}])", "[]")),
+            "manifest: function 0 'f': input 0 'x': symbol A does not appear as "
+            "a plain dimension of any input");
+  EXPECT_EQ(manifestError(manifest(
+                R"([{"name": "x", "dtype": "f32", "shape": [1,1,1,1,1,1,1,1,1]}])",
+                "[]")),
+            "manifest: function 0 'f': input 0 'x': rank 9 exceeds the runtime's "
+            "maximum of 8");
+  EXPECT_EQ(manifestError(manifest(x + "", "[]", R"(, "reference": 3)")),
+            "manifest: function 0 'f': \"reference\" must be an object, not an integer");
+  EXPECT_EQ(manifestError(
+                R"({"format": "moe-module-1", "target": "cpu", "functions": [)"
+                R"({"name": "f", "entry": "e", "inputs": [], "outputs": []},)"
+                R"({"name": "f", "entry": "e", "inputs": [], "outputs": []}]})"),
+            "manifest: two functions are named 'f'");
+  EXPECT_EQ(manifestError(
+                R"({"format": "moe-module-1", "target": "cpu", "functions": [)"
+                R"({"name": "f", "inputs": [], "outputs": []}]})"),
+            "manifest: function 0 'f': missing \"entry\"");
+}
+
+TEST(Manifest, BindsSymbolsAndEvaluatesOutputs) {
+  Manifest m = parseManifest(manifest(
+      R"([{"name": "x", "dtype": "f32", "shape": ["B", "S", 4]},
+          {"name": "router_logits", "dtype": "f32", "shape": ["B*S", "E"]},
+          {"name": "w", "dtype": "bf16", "shape": ["E", 4]}])",
+      R"([{"name": "y", "dtype": "f32", "shape": ["B*S", 4]},
+          {"name": "z", "dtype": "i32", "shape": ["E", "S", 2]}])"));
+  const FunctionSpec &f = m.functions[0];
+  std::vector<moe_tensor> in = {tensor(MOE_DTYPE_F32, {2, 3, 4}),
+                                tensor(MOE_DTYPE_F32, {6, 5}),
+                                tensor(MOE_DTYPE_BF16, {5, 4})};
+  auto shapes = computeOutputShapes(f, in.data(), 3);
+  ASSERT_EQ(shapes.size(), 2u);
+  EXPECT_EQ(shapes[0], (std::vector<int64_t>{6, 4}));
+  EXPECT_EQ(shapes[1], (std::vector<int64_t>{5, 3, 2}));
+
+  auto error = [&](std::vector<moe_tensor> inputs) -> std::string {
+    try {
+      computeOutputShapes(f, inputs.data(), static_cast<int64_t>(inputs.size()));
+    } catch (const Error &e) {
+      EXPECT_EQ(e.status, MOE_INVALID_ARGUMENT);
+      return e.what();
+    }
+    return "<no error>";
+  };
+  auto with = [&](size_t i, moe_tensor t) {
+    auto copy = in;
+    copy[i] = t;
+    return copy;
+  };
+  EXPECT_EQ(error(with(1, tensor(MOE_DTYPE_F32, {7, 5}))),
+            "input 1 'router_logits': dimension 0 is 7 but B*S is 6 (B = 2 from "
+            "input 0 'x', S = 3 from input 0 'x')");
+  EXPECT_EQ(error(with(2, tensor(MOE_DTYPE_BF16, {8, 4}))),
+            "input 2 'w': dimension 0 is 8 but symbol E is 5 (bound by input 1 "
+            "'router_logits')");
+  EXPECT_EQ(error(with(0, tensor(MOE_DTYPE_F32, {2, 3, 5}))),
+            "input 0 'x': dimension 2 is 5 but the function expects 4 (shape "
+            "[B, S, 4])");
+  EXPECT_EQ(error(with(0, tensor(MOE_DTYPE_F32, {6, 4}))),
+            "input 0 'x': rank is 2 but the function expects rank 3 [B, S, 4]");
+  EXPECT_EQ(error(with(2, tensor(MOE_DTYPE_F16, {5, 4}))),
+            "input 2 'w': dtype is f16 but the function expects bf16");
+  EXPECT_EQ(error(with(0, tensor(MOE_DTYPE_F32, {2, -3, 4}))),
+            "input 0 'x': dimension 1 is negative (-3)");
+  EXPECT_EQ(error({in[0]}),
+            "function 'f' takes 3 inputs (x, router_logits, w) but 1 was given");
+  EXPECT_EQ(error(with(0, tensor(MOE_DTYPE_F32, {INT64_MAX / 2, 3, 4}))),
+            "input 0 'x': size [4611686018427387903, 3, 4] overflows int64");
+}
+
+} // namespace

@@ -1,0 +1,368 @@
+//===- RuntimeTest.cpp - the C API against the fake modules ---------------===//
+
+#include "moe/runtime.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+namespace {
+
+std::string fake(const std::string &name) {
+  return std::string(MOE_FAKE_MODULE_DIR) + "/lib" + name + ".so";
+}
+
+// Writes `bytes` to a fresh file in the test temp dir.
+std::string tempFile(const std::string &name, const std::string &bytes) {
+  std::string path = testing::TempDir() + "/moe_rt_" + name;
+  std::ofstream(path, std::ios::binary) << bytes;
+  return path;
+}
+
+std::string readFile(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Loads `path` expecting failure; returns "STATUS: message".
+std::string loadError(const std::string &path) {
+  moe_module *m = reinterpret_cast<moe_module *>(0x1);
+  moe_status s = moe_module_load(path.c_str(), &m);
+  EXPECT_EQ(m, nullptr);
+  if (s == MOE_OK) {
+    moe_module_unload(m);
+    return "OK";
+  }
+  return std::string(moe_status_name(s)) + ": " + moe_last_error();
+}
+
+bool contains(const std::string &s, const std::string &part) {
+  return s.find(part) != std::string::npos;
+}
+
+moe_tensor tensor(moe_dtype dtype, std::vector<int64_t> shape,
+                  void *data = nullptr) {
+  moe_tensor t{};
+  t.dtype = dtype;
+  t.rank = static_cast<int32_t>(shape.size());
+  for (size_t i = 0; i < shape.size(); ++i)
+    t.shape[i] = shape[i];
+  t.data = data;
+  return t;
+}
+
+class Loaded : public testing::Test {
+protected:
+  void SetUp() override {
+    ASSERT_EQ(moe_module_load(fake("moe_fake_module").c_str(), &mod), MOE_OK)
+        << moe_last_error();
+  }
+  void TearDown() override { moe_module_unload(mod); }
+
+  const moe_function *fn(const char *name) {
+    const moe_function *f = nullptr;
+    EXPECT_EQ(moe_module_find_function(mod, name, &f), MOE_OK)
+        << moe_last_error();
+    return f;
+  }
+
+  moe_module *mod = nullptr;
+};
+
+TEST(Names, StatusAndDtype) {
+  EXPECT_STREQ(moe_status_name(MOE_UNAVAILABLE), "UNAVAILABLE");
+  EXPECT_STREQ(moe_status_name(static_cast<moe_status>(99)), "UNKNOWN");
+  EXPECT_STREQ(moe_dtype_name(MOE_DTYPE_BF16), "bf16");
+  EXPECT_EQ(moe_dtype_name(static_cast<moe_dtype>(42)), nullptr);
+  EXPECT_EQ(moe_dtype_size(MOE_DTYPE_I64), 8u);
+  EXPECT_EQ(moe_dtype_size(MOE_DTYPE_U8), 1u);
+  moe_dtype d;
+  ASSERT_EQ(moe_dtype_parse("f16", &d), MOE_OK);
+  EXPECT_EQ(d, MOE_DTYPE_F16);
+  EXPECT_EQ(moe_dtype_parse("f8", &d), MOE_INVALID_ARGUMENT);
+  EXPECT_STREQ(moe_last_error(), "unknown dtype 'f8'");
+  moe_tensor t = tensor(MOE_DTYPE_F16, {3, 5});
+  EXPECT_EQ(moe_tensor_numel(&t), 15);
+  EXPECT_EQ(moe_tensor_byte_size(&t), 30);
+  t.shape[1] = -1;
+  EXPECT_EQ(moe_tensor_numel(&t), -1);
+  t.rank = 0;
+  EXPECT_EQ(moe_tensor_numel(&t), 1);
+}
+
+TEST_F(Loaded, DescribesFunctions) {
+  EXPECT_STREQ(moe_module_target(mod), "cpu");
+  EXPECT_TRUE(contains(moe_module_manifest_json(mod), "\"moe-module-1\""));
+  EXPECT_EQ(moe_module_function_count(mod), 8);
+  EXPECT_STREQ(moe_function_name(moe_module_function(mod, 0)), "add");
+  EXPECT_EQ(moe_module_function(mod, 8), nullptr);
+  EXPECT_EQ(moe_module_function(mod, -1), nullptr);
+
+  const moe_function *flatten = fn("flatten");
+  EXPECT_STREQ(moe_function_entry(flatten), "fake_flatten");
+  EXPECT_EQ(moe_function_input_count(flatten), 2);
+  EXPECT_EQ(moe_function_output_count(flatten), 1);
+  moe_arg_info info;
+  ASSERT_EQ(moe_function_input(flatten, 0, &info), MOE_OK);
+  EXPECT_STREQ(info.name, "x");
+  EXPECT_EQ(info.dtype, MOE_DTYPE_F32);
+  ASSERT_EQ(info.rank, 3);
+  EXPECT_EQ(info.shape[0], -1);
+  EXPECT_STREQ(info.dims[0], "B");
+  EXPECT_EQ(info.shape[2], 4);
+  EXPECT_EQ(info.dims[2], nullptr);
+  ASSERT_EQ(moe_function_output(flatten, 0, &info), MOE_OK);
+  EXPECT_STREQ(info.dims[0], "B*S");
+  ASSERT_EQ(moe_function_input(flatten, 1, &info), MOE_OK);
+  EXPECT_EQ(info.dtype, MOE_DTYPE_I32);
+  EXPECT_EQ(moe_function_input(flatten, 2, &info), MOE_INVALID_ARGUMENT);
+  EXPECT_STREQ(moe_last_error(), "function 'flatten' has no input 2 (it has 2)");
+
+  EXPECT_EQ(moe_function_reference_json(flatten), nullptr);
+  const char *ref = moe_function_reference_json(fn("layer"));
+  ASSERT_NE(ref, nullptr);
+  EXPECT_TRUE(contains(ref, "\"op\":\"layer\""));
+}
+
+TEST_F(Loaded, FindFunctionListsAlternatives) {
+  const moe_function *f = nullptr;
+  EXPECT_EQ(moe_module_find_function(mod, "nope", &f), MOE_NOT_FOUND);
+  EXPECT_EQ(f, nullptr);
+  EXPECT_TRUE(contains(moe_last_error(),
+                       "has no function 'nope' (available: add, scale_rows, "
+                       "flatten, widen, layer, layer3d, layer_wrong, fail)"));
+}
+
+TEST_F(Loaded, OutputShapes) {
+  moe_tensor in[2] = {tensor(MOE_DTYPE_F32, {2, 3, 4}),
+                      tensor(MOE_DTYPE_I32, {4})};
+  moe_tensor out[1] = {};
+  ASSERT_EQ(moe_function_output_shapes(fn("flatten"), in, 2, out, 1), MOE_OK)
+      << moe_last_error();
+  EXPECT_EQ(out[0].dtype, MOE_DTYPE_F32);
+  ASSERT_EQ(out[0].rank, 2);
+  EXPECT_EQ(out[0].shape[0], 6);
+  EXPECT_EQ(out[0].shape[1], 4);
+
+  moe_tensor add[2] = {tensor(MOE_DTYPE_F32, {8, 3}),
+                       tensor(MOE_DTYPE_F32, {7, 3})};
+  EXPECT_EQ(moe_function_output_shapes(fn("add"), add, 2, out, 1),
+            MOE_INVALID_ARGUMENT);
+  EXPECT_STREQ(moe_last_error(), "input 1 'b': dimension 0 is 7 but symbol B "
+                                 "is 8 (bound by input 0 'a')");
+  EXPECT_EQ(moe_function_output_shapes(fn("add"), add, 1, out, 1),
+            MOE_INVALID_ARGUMENT);
+  EXPECT_STREQ(moe_last_error(),
+               "function 'add' takes 2 inputs (a, b) but 1 was given");
+  add[1].shape[0] = 8;
+  EXPECT_EQ(moe_function_output_shapes(fn("add"), add, 2, out, 2),
+            MOE_INVALID_ARGUMENT);
+  EXPECT_STREQ(moe_last_error(),
+               "function 'add' has 1 output (y) but 2 were given");
+
+  moe_tensor layer3d[4] = {
+      tensor(MOE_DTYPE_F32, {2, 3, 4}), tensor(MOE_DTYPE_F32, {5, 2}),
+      tensor(MOE_DTYPE_F32, {2, 3, 4}), tensor(MOE_DTYPE_F32, {2, 4, 3})};
+  EXPECT_EQ(moe_function_output_shapes(fn("layer3d"), layer3d, 4, out, 1),
+            MOE_INVALID_ARGUMENT);
+  EXPECT_STREQ(moe_last_error(),
+               "input 1 'router_logits': dimension 0 is 5 but B*S is 6 (B = 2 "
+               "from input 0 'x', S = 3 from input 0 'x')");
+}
+
+TEST_F(Loaded, InvokeAdd) {
+  std::vector<float> a = {1, 2, 3, 4, 5, 6}, b = {10, 20, 30, 40, 50, 60};
+  std::vector<float> y(6, NAN);
+  moe_tensor in[2] = {tensor(MOE_DTYPE_F32, {2, 3}, a.data()),
+                      tensor(MOE_DTYPE_F32, {2, 3}, b.data())};
+  moe_tensor out = tensor(MOE_DTYPE_F32, {2, 3}, y.data());
+  ASSERT_EQ(moe_invoke(fn("add"), in, 2, &out, 1), MOE_OK) << moe_last_error();
+  EXPECT_EQ(y, (std::vector<float>{11, 22, 33, 44, 55, 66}));
+}
+
+TEST_F(Loaded, InvokeMixedDtypesAndProducts) {
+  std::vector<float> x(2 * 3 * 4);
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = float(i);
+  std::vector<int32_t> offset = {100, 200, 300, 400};
+  std::vector<float> y(6 * 4, NAN);
+  moe_tensor in[2] = {tensor(MOE_DTYPE_F32, {2, 3, 4}, x.data()),
+                      tensor(MOE_DTYPE_I32, {4}, offset.data())};
+  moe_tensor out = tensor(MOE_DTYPE_F32, {6, 4}, y.data());
+  ASSERT_EQ(moe_invoke(fn("flatten"), in, 2, &out, 1), MOE_OK)
+      << moe_last_error();
+  for (size_t i = 0; i < y.size(); ++i)
+    EXPECT_EQ(y[i], float(i) + float(offset[i % 4]));
+}
+
+TEST_F(Loaded, InvokeUsesWorkerPool) {
+  ASSERT_EQ(moe_set_num_threads(4), MOE_OK);
+  const int64_t rows = 1000, cols = 17;
+  std::vector<float> x(rows * cols), s(rows), y(rows * cols, NAN);
+  for (int64_t r = 0; r < rows; ++r) {
+    s[r] = float(r);
+    for (int64_t c = 0; c < cols; ++c)
+      x[r * cols + c] = float(c + 1);
+  }
+  moe_tensor in[2] = {tensor(MOE_DTYPE_F32, {rows, cols}, x.data()),
+                      tensor(MOE_DTYPE_F32, {rows}, s.data())};
+  moe_tensor out = tensor(MOE_DTYPE_F32, {rows, cols}, y.data());
+  for (int rep = 0; rep < 20; ++rep) {
+    std::fill(y.begin(), y.end(), NAN);
+    ASSERT_EQ(moe_invoke(fn("scale_rows"), in, 2, &out, 1), MOE_OK)
+        << moe_last_error();
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        ASSERT_EQ(y[r * cols + c], float(r) * float(c + 1));
+  }
+  ASSERT_EQ(moe_set_num_threads(0), MOE_OK);
+}
+
+TEST_F(Loaded, InvokeValidatesEverything) {
+  std::vector<float> a(6), b(6), y(6);
+  moe_tensor in[2] = {tensor(MOE_DTYPE_F32, {2, 3}, a.data()),
+                      tensor(MOE_DTYPE_F32, {2, 3}, b.data())};
+  moe_tensor out = tensor(MOE_DTYPE_F32, {3, 2}, y.data());
+  const moe_function *add = fn("add");
+  EXPECT_EQ(moe_invoke(add, in, 2, &out, 1), MOE_INVALID_ARGUMENT);
+  EXPECT_STREQ(moe_last_error(),
+               "output 0 'y': shape is [3, 2] but these inputs give [2, 3]");
+  out = tensor(MOE_DTYPE_F16, {2, 3}, y.data());
+  EXPECT_EQ(moe_invoke(add, in, 2, &out, 1), MOE_INVALID_ARGUMENT);
+  EXPECT_STREQ(moe_last_error(),
+               "output 0 'y': dtype is f16 but the function produces f32");
+  out = tensor(MOE_DTYPE_F32, {2, 3}, nullptr);
+  EXPECT_EQ(moe_invoke(add, in, 2, &out, 1), MOE_INVALID_ARGUMENT);
+  EXPECT_STREQ(moe_last_error(), "output 0 'y': data is NULL");
+  out.data = y.data();
+  in[1].data = nullptr;
+  EXPECT_EQ(moe_invoke(add, in, 2, &out, 1), MOE_INVALID_ARGUMENT);
+  EXPECT_STREQ(moe_last_error(), "input 1 'b': data is NULL");
+  in[1].data = b.data();
+  in[0].dtype = MOE_DTYPE_I32;
+  EXPECT_EQ(moe_invoke(add, in, 2, &out, 1), MOE_INVALID_ARGUMENT);
+  EXPECT_STREQ(moe_last_error(),
+               "input 0 'a': dtype is i32 but the function expects f32");
+  in[0].dtype = MOE_DTYPE_F32;
+  in[0].rank = 3;
+  in[0].shape[2] = 1;
+  EXPECT_EQ(moe_invoke(add, in, 2, &out, 1), MOE_INVALID_ARGUMENT);
+  EXPECT_STREQ(moe_last_error(),
+               "input 0 'a': rank is 3 but the function expects rank 2 [B, C]");
+  EXPECT_EQ(moe_invoke(nullptr, in, 2, &out, 1), MOE_INVALID_ARGUMENT);
+  EXPECT_STREQ(moe_last_error(), "function is NULL");
+}
+
+TEST_F(Loaded, EntryFailureIsReported) {
+  float x = 1, y = 0;
+  moe_tensor in = tensor(MOE_DTYPE_F32, {1}, &x);
+  moe_tensor out = tensor(MOE_DTYPE_F32, {1}, &y);
+  EXPECT_EQ(moe_invoke(fn("fail"), &in, 1, &out, 1), MOE_INTERNAL);
+  EXPECT_STREQ(moe_last_error(),
+               "function 'fail': entry 'fake_fail' failed with code 7");
+}
+
+TEST_F(Loaded, ZeroSizedTensorsMayHaveNullData) {
+  moe_tensor in[2] = {tensor(MOE_DTYPE_F32, {0, 3}),
+                      tensor(MOE_DTYPE_F32, {0, 3})};
+  moe_tensor out = tensor(MOE_DTYPE_F32, {0, 3});
+  EXPECT_EQ(moe_invoke(fn("add"), in, 2, &out, 1), MOE_OK) << moe_last_error();
+}
+
+TEST(Load, Errors) {
+  EXPECT_EQ(loadError("/nonexistent/dir/model.so"),
+            "NOT_FOUND: cannot open module '/nonexistent/dir/model.so': No such "
+            "file or directory");
+  EXPECT_EQ(loadError(testing::TempDir()).substr(0, 9), "IO_ERROR:");
+  std::string text = tempFile("text.so", "this is not a shared object\n");
+  EXPECT_EQ(loadError(text), "INVALID_MODULE: '" + text +
+                                 "' is not a compiled module: not an ELF "
+                                 "shared object");
+  std::string empty = tempFile("empty.so", "");
+  EXPECT_TRUE(contains(loadError(empty), "not an ELF shared object"));
+
+  // A truncated copy of a good module: the ELF header is intact, the
+  // segments are not.
+  std::string good = readFile(fake("moe_fake_module"));
+  ASSERT_GT(good.size(), 4096u);
+  std::string cut = tempFile("truncated.so", good.substr(0, good.size() / 3));
+  std::string err = loadError(cut);
+  EXPECT_TRUE(contains(err, "INVALID_MODULE: cannot load module '" + cut + "': "))
+      << err;
+  // Garbage after a valid ELF magic and header prefix.
+  std::string corrupt = good.substr(0, 64) + std::string(4096, '\xab');
+  std::string bad = tempFile("corrupt.so", corrupt);
+  EXPECT_TRUE(contains(loadError(bad), "INVALID_MODULE: ")) << loadError(bad);
+
+  EXPECT_EQ(loadError(fake("moe_fake_no_manifest")),
+            "INVALID_MODULE: '" + fake("moe_fake_no_manifest") +
+                "' is not a moe module: it does not export moe_module_manifest");
+  EXPECT_EQ(loadError(fake("moe_fake_null_manifest")),
+            "INVALID_MODULE: '" + fake("moe_fake_null_manifest") +
+                "': moe_module_manifest() returned NULL");
+  EXPECT_EQ(loadError(fake("moe_fake_bad_json")),
+            "INVALID_MODULE: '" + fake("moe_fake_bad_json") +
+                "': manifest: invalid JSON: line 2, column 31: expected a "
+                "string key");
+  EXPECT_EQ(loadError(fake("moe_fake_no_entry")),
+            "INVALID_MODULE: '" + fake("moe_fake_no_entry") +
+                "': function 'add': entry symbol 'fake_add_missing' not found "
+                "in the module");
+  EXPECT_EQ(loadError(fake("moe_fake_bad_format")),
+            "INVALID_MODULE: '" + fake("moe_fake_bad_format") +
+                "': manifest: unsupported module format 'moe-module-2' (this "
+                "runtime reads 'moe-module-1')");
+  EXPECT_EQ(loadError(fake("moe_fake_unbound_symbol")),
+            "INVALID_MODULE: '" + fake("moe_fake_unbound_symbol") +
+                "': manifest: function 0 'add': output 0 'y': symbol D does "
+                "not appear as a plain dimension of any input");
+
+  moe_module *m = nullptr;
+  EXPECT_EQ(moe_module_load(nullptr, &m), MOE_INVALID_ARGUMENT);
+  EXPECT_STREQ(moe_last_error(), "path is NULL");
+  moe_module_unload(nullptr); // allowed
+}
+
+TEST(Load, CudaModuleLoadsButDoesNotRun) {
+  moe_module *m = nullptr;
+  ASSERT_EQ(moe_module_load(fake("moe_fake_cuda").c_str(), &m), MOE_OK)
+      << moe_last_error();
+  EXPECT_STREQ(moe_module_target(m), "cuda");
+  const moe_function *add = nullptr;
+  ASSERT_EQ(moe_module_find_function(m, "add", &add), MOE_OK);
+  std::vector<float> a(2), b(2), y(2);
+  moe_tensor in[2] = {tensor(MOE_DTYPE_F32, {1, 2}, a.data()),
+                      tensor(MOE_DTYPE_F32, {1, 2}, b.data())};
+  moe_tensor out = tensor(MOE_DTYPE_F32, {1, 2}, y.data());
+  EXPECT_EQ(moe_invoke(add, in, 2, &out, 1), MOE_UNAVAILABLE);
+  std::string err = moe_last_error();
+  EXPECT_TRUE(contains(err, "function 'add' targets CUDA: ")) << err;
+  EXPECT_TRUE(contains(err, "no CUDA driver (libcuda.so.1 not found") ||
+              contains(err, "not supported by this runtime build yet"))
+      << err;
+  moe_module_unload(m);
+}
+
+TEST(Load, SameModuleTwice) {
+  moe_module *a = nullptr, *b = nullptr;
+  ASSERT_EQ(moe_module_load(fake("moe_fake_module").c_str(), &a), MOE_OK);
+  ASSERT_EQ(moe_module_load(fake("moe_fake_module").c_str(), &b), MOE_OK);
+  moe_module_unload(a);
+  // b keeps the object mapped (dlopen reference counting).
+  const moe_function *add = nullptr;
+  ASSERT_EQ(moe_module_find_function(b, "add", &add), MOE_OK);
+  float x = 1, y = 2, z = 0;
+  moe_tensor in[2] = {tensor(MOE_DTYPE_F32, {1, 1}, &x),
+                      tensor(MOE_DTYPE_F32, {1, 1}, &y)};
+  moe_tensor out = tensor(MOE_DTYPE_F32, {1, 1}, &z);
+  EXPECT_EQ(moe_invoke(add, in, 2, &out, 1), MOE_OK);
+  EXPECT_EQ(z, 3.0f);
+  moe_module_unload(b);
+}
+
+} // namespace
