@@ -46,12 +46,17 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   // (bias broadcasts, activations) becomes plain loops that LLVM vectorizes.
   pm.addPass(createMoEVectorizeContractions());
   pm.addPass(createConvertLinalgToLoopsPass());
+  pm.addPass(createMoEFoldExpandShapeCopies());
+  // Parallel loops run on the runtime's worker pool.
+  pm.addPass(createMoEOutlineParallelLoops());
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());
   pm.addPass(createSCFToControlFlowPass());
   pm.addPass(createConvertMathToLLVMPass());
   // erf and friends have no LLVM intrinsic; they become libm calls.
   pm.addPass(createConvertMathToLibmPass());
+  // Also lowers moe.parallel_call (the moe dialect's ConvertToLLVM
+  // interface, registered with the dialect by the tools).
   pm.addPass(createConvertToLLVMPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
   if (options.exportABI)

@@ -149,9 +149,14 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
         layer.getConstantGates(), rewriter.getI64IntegerAttr(numExperts),
         layer.getZeroExpertsAttr());
 
-    if (inputType.getRank() == 3)
-      combined = tensor::ExpandShapeOp::create(rewriter, loc, layer.getType(),
-                                               combined, collapse);
+    if (inputType.getRank() == 3) {
+      // The output takes the input's [B, S] split, which a dynamic B * S
+      // alone does not determine.
+      SmallVector<OpFoldResult> outputShape =
+          tensor::getMixedSizes(rewriter, loc, input);
+      combined = tensor::ExpandShapeOp::create(
+          rewriter, loc, layer.getType(), combined, collapse, outputShape);
+    }
     rewriter.replaceOp(layer, combined);
     return success();
   }

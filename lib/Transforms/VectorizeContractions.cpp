@@ -154,9 +154,15 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
           e.index(rowTile));
       e.loop(mFull, rows, [&](Value m0) { emitTile(m0, n0, 1, nr); });
     };
-    e.loop(
-        c0, nFull, [&](Value n0) { overRows(n0, colTile); },
-        e.index(colTile));
+    // Column panels are independent: they are the unit of parallel work
+    // (decode-sized M leaves nothing else to split).
+    auto panels = scf::ParallelOp::create(b, ValueRange{c0}, ValueRange{nFull},
+                                          ValueRange{e.index(colTile)});
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPoint(panels.getBody()->getTerminator());
+      overRows(panels.getInductionVars()[0], colTile);
+    }
     e.loop(nFull, cols, [&](Value n0) { overRows(n0, 1); });
 
     rewriter.eraseOp(op);

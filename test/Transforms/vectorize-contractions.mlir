@@ -6,9 +6,10 @@
 
 // A 2x2 register block: two A rows and two widened bf16 W rows per k step
 // feed four FMAs on vector<16xf32> partial sums, reduced once per element.
+// Full column panels are the parallel loop; the odd column is a serial tail.
 // CHECK-LABEL: func @matmul_transpose_b
 // CHECK-SAME:  (%[[A:.*]]: memref<?x64xf32>, %[[W:.*]]: memref<6x64xbf16>, %[[C:.*]]: memref<?x6xf32>)
-// CHECK:       scf.for %[[N0:.*]] = %{{.*}} to %{{.*}} step %[[C2:.*]] {
+// CHECK:       scf.parallel (%[[N0:.*]]) = (%{{.*}}) to (%{{.*}}) step (%[[C2:.*]]) {
 // CHECK:         scf.for %[[M0:.*]] = %{{.*}} to %{{.*}} step %[[C2]] {
 // CHECK:           scf.for %[[K:.*]] = %{{.*}} to %{{.*}} step %[[C16:.*]] iter_args(%[[S00:.*]] = %{{.*}}, %[[S01:.*]] = %{{.*}}, %[[S10:.*]] = %{{.*}}, %[[S11:.*]] = %{{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
 // CHECK-DAG:         vector.load %[[A]][%{{.*}}, %[[K]]] : memref<?x64xf32>, vector<16xf32>

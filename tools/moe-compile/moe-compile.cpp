@@ -10,6 +10,7 @@
 
 #include "MoE/IR/MoEDialect.h"
 #include "moe-mlir/Compiler/Compiler.h"
+#include "moe-mlir/Conversion/MoEToLLVM.h"
 #include "moe-mlir/Transforms/BufferizableOpInterfaceImpl.h"
 
 #include "mlir/IR/AsmState.h"
@@ -106,6 +107,7 @@ int compile(int argc, char **argv) {
   registerAllExtensions(registry);
   registry.insert<moe::MoEDialect>();
   moe::registerBufferizableOpInterfaceExternalModels(registry);
+  moe::registerConvertMoEToLLVMInterface(registry);
   MLIRContext context(registry);
 
   std::string error;

@@ -7,6 +7,7 @@
 
 #include "MoE/IR/MoEDialect.h"
 #include "moe-mlir/Pipelines/Pipelines.h"
+#include "moe-mlir/Conversion/MoEToLLVM.h"
 #include "moe-mlir/Transforms/BufferizableOpInterfaceImpl.h"
 #include "moe-mlir/Transforms/Passes.h"
 
@@ -26,6 +27,7 @@ int main(int argc, char **argv) {
   mlir::registerAllExtensions(registry);
   registry.insert<mlir::moe::MoEDialect>();
   mlir::moe::registerBufferizableOpInterfaceExternalModels(registry);
+  mlir::moe::registerConvertMoEToLLVMInterface(registry);
 
   return mlir::asMainReturnCode(mlir::MlirOptMain(
       argc, argv, "moe-mlir optimizer driver\n", registry));

@@ -10,6 +10,7 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/TypeUtilities.h"
+#include "mlir/Interfaces/FunctionInterfaces.h"
 #include "llvm/ADT/STLExtras.h"
 
 #include <cmath>
@@ -504,6 +505,36 @@ LogicalResult LayerOp::verify() {
   return verifyCombineExtras(*this, getZeroExperts(), /*hasInput=*/true,
                              Value(), Value(), getSharedGate(), getConstants(),
                              getConstantGates(), tokens, hidden);
+}
+
+//===----------------------------------------------------------------------===//
+// ParallelCallOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult
+ParallelCallOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
+  Operation *callee =
+      symbolTable.lookupNearestSymbolFrom(*this, getCalleeAttr());
+  if (!callee)
+    return emitOpError() << "'" << getCallee()
+                         << "' does not reference a function";
+  // Once the callee has been lowered (to llvm.func) its signature no longer
+  // mirrors the captures; only the function-type form is checked.
+  auto function = dyn_cast<FunctionOpInterface>(callee);
+  if (!function)
+    return emitOpError() << "'" << getCallee() << "' is not a function";
+  auto type = dyn_cast<FunctionType>(function.getFunctionType());
+  if (!type)
+    return success();
+  SmallVector<Type> expected(getCaptures().getTypes());
+  Type index = IndexType::get(getContext());
+  expected.append({index, index});
+  if (type.getInputs() != ArrayRef<Type>(expected) || type.getNumResults())
+    return emitOpError() << "callee '" << getCallee()
+                         << "' must take the captures, then (begin, end) as "
+                            "index, and return nothing; it has type "
+                         << type;
+  return success();
 }
 
 #define GET_OP_CLASSES

@@ -7,6 +7,7 @@ include "MoE/IR/MoEBase.td"
 include "MoE/IR/MoEAttrs.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 include "mlir/IR/BuiltinAttributes.td"
+include "mlir/IR/SymbolInterfaces.td"
 
 // Element types the expert weights may have. Quantised weights will be
 // integer tensors plus scale operands on moe.expert (see MoE.md).
@@ -276,6 +277,34 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
     int64_t getNumZeroExperts() {
       return getZeroExperts() ? getZeroExperts()->size() : 0;
     }
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// ParallelCallOp
+//===----------------------------------------------------------------------===//
+
+def MoE_ParallelCallOp : MoE_Op<"parallel_call",
+    [DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "run an outlined loop body on the runtime's worker pool";
+  let description = [{
+    A lowering-level op, produced by `-moe-outline-parallel-loops` from a
+    parallel loop: calls `callee(captures..., begin, end)` on chunks
+    `[begin, end)` that partition `[0, count)`, possibly concurrently on the
+    runtime's worker pool (`moe_rt_parallel_for`, docs/Runtime.md), and
+    returns when all chunks are done. The callee must not depend on how the
+    range is split. Lowering to LLVM packs the captures into a stack context
+    and emits a trampoline that unpacks them.
+
+    ```mlir
+    moe.parallel_call @body(%a, %b) count(%n) : memref<?x64xf32>, f32
+    ```
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$callee, Index:$count,
+                       Variadic<AnyType>:$captures);
+  let assemblyFormat = [{
+    $callee `(` $captures `)` `count` `(` $count `)` attr-dict
+    (`:` type($captures)^)?
   }];
 }
 

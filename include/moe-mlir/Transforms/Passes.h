@@ -3,8 +3,11 @@
 #ifndef MOE_MLIR_TRANSFORMS_PASSES_H
 #define MOE_MLIR_TRANSFORMS_PASSES_H
 
+#include "MoE/IR/MoEDialect.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"

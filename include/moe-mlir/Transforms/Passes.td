@@ -40,7 +40,8 @@ def MoEVectorizeContractions : Pass<"moe-vectorize-contractions"> {
     single horizontal reduction per element of C and scalar tails for k, m
     and n. Narrow operands (bf16, f16) are widened after the load. Columns of
     C are the outer loop so that a panel of B stays in cache while the rows
-    of A pass over it.
+    of A pass over it; the full column panels form an `scf.parallel` loop,
+    the unit of multithreading.
   }];
   let options = [
     Option<"vectorBits", "vector-bits", "int64_t", /*default=*/"512",
@@ -52,6 +53,35 @@ def MoEVectorizeContractions : Pass<"moe-vectorize-contractions"> {
   ];
   let dependentDialects = ["::mlir::vector::VectorDialect",
                            "::mlir::scf::SCFDialect"];
+}
+
+def MoEFoldExpandShapeCopies : Pass<"moe-fold-expand-shape-copies"> {
+  let summary = "Copy into a collapsed destination instead of out of an "
+                "expanded source";
+  let description = [{
+    Rewrites `memref.copy(memref.expand_shape(src), dst)` with an
+    identity-layout `dst` into `memref.copy(src, memref.collapse_shape(dst))`.
+    This is how a `[B, S, H]` layer returns its `[B*S, H]` result, and it
+    keeps `memref.expand_shape` with several dynamic result dimensions away
+    from `-expand-strided-metadata`, which crashes on it in MLIR 22.
+  }];
+  let dependentDialects = ["::mlir::memref::MemRefDialect"];
+}
+
+def MoEOutlineParallelLoops
+    : Pass<"moe-outline-parallel-loops", "::mlir::ModuleOp"> {
+  let summary = "Outline parallel loops into runtime worker-pool calls";
+  let description = [{
+    Replaces every outermost one-dimensional `scf.parallel` (without
+    reductions) with a private function running a chunk `[begin, end)` of the
+    loop's iterations and a `moe.parallel_call` of it over the trip count.
+    The body's uses of values from above become captures; constants are
+    cloned into the outlined function. Lowering `moe.parallel_call` to LLVM
+    calls the runtime's `moe_rt_parallel_for`.
+  }];
+  let dependentDialects = ["::mlir::func::FuncDialect",
+                           "::mlir::scf::SCFDialect",
+                           "::mlir::moe::MoEDialect"];
 }
 
 def MoEExportABI : Pass<"moe-export-abi", "::mlir::ModuleOp"> {

@@ -628,3 +628,22 @@ func.func @case69(%l: tensor<?x8xf32>) {
   %w, %i = moe.route %l {k = 2 : i64, num_groups = 4 : i64, top_groups = 0 : i64} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
   return
 }
+
+// -----
+
+// The callee must exist.
+func.func @parallel_call_missing(%n: index) {
+  // expected-error @+1 {{'missing' does not reference a function}}
+  moe.parallel_call @missing() count(%n)
+  return
+}
+
+// -----
+
+// The callee takes the captures, then (begin, end).
+func.func private @wrong_body(%buf: memref<?xf32>, %begin: index)
+func.func @parallel_call_signature(%buf: memref<?xf32>, %n: index) {
+  // expected-error @+1 {{callee 'wrong_body' must take the captures, then (begin, end) as index, and return nothing; it has type '(memref<?xf32>, index) -> ()'}}
+  moe.parallel_call @wrong_body(%buf) count(%n) : memref<?xf32>
+  return
+}

@@ -106,3 +106,16 @@ func.func @layer_everything(%x: tensor<?x64xf32>, %logits: tensor<?x6xf32>, %w1:
   %0 = moe.layer %x, %logits fc1 %w1 fc2 %w2 fc3 %w3 score_bias %sb shared_fc1 %s1 shared_fc2 %s2 shared_fc3 %s3 shared_gate %g constants %c constant_gates %cg {k = 2 : i64, activation = #moe.activation<silu>, num_groups = 2 : i64, top_groups = 1 : i64, zero_experts = [#moe.zero_expert<zero>, #moe.zero_expert<constant>], capacity_factor = 1.25} : (tensor<?x64xf32>, tensor<?x6xf32>, tensor<4x256x64xbf16>, tensor<4x64x256xbf16>, tensor<4x256x64xbf16>, tensor<6xf32>, tensor<2x128x64xbf16>, tensor<2x64x128xbf16>, tensor<2x128x64xbf16>, tensor<64xf32>, tensor<1x64xf32>, tensor<1x2x64xf32>) -> tensor<?x64xf32>
   return %0 : tensor<?x64xf32>
 }
+
+// -----
+
+// CHECK-LABEL: func @parallel_call
+// CHECK: moe.parallel_call @body(%{{.*}}, %{{.*}}) count(%{{.*}}) : memref<?xf32>, f32
+// CHECK: moe.parallel_call @no_captures() count(%{{.*}})
+func.func private @body(%buf: memref<?xf32>, %scale: f32, %begin: index, %end: index)
+func.func private @no_captures(%begin: index, %end: index)
+func.func @parallel_call(%buf: memref<?xf32>, %scale: f32, %n: index) {
+  moe.parallel_call @body(%buf, %scale) count(%n) : memref<?xf32>, f32
+  moe.parallel_call @no_captures() count(%n)
+  return
+}

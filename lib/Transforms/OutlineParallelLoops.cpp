@@ -1,0 +1,121 @@
+//===- OutlineParallelLoops.cpp - parallel loops to runtime calls -----------===//
+//
+// Generated modules get their threads from the runtime's worker pool rather
+// than from an OpenMP runtime, so that a .so needs nothing but libc, libm and
+// libmoe_runtime.so. Each outermost one-dimensional scf.parallel becomes a
+// private function over a chunk of its iteration space plus a
+// moe.parallel_call; values the body uses are passed as captures, constants
+// are rematerialised inside.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe-mlir/Transforms/Passes.h"
+
+#include "MoE/IR/MoEOps.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/IRMapping.h"
+#include "mlir/Transforms/RegionUtils.h"
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_MOEOUTLINEPARALLELLOOPS
+#include "moe-mlir/Transforms/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+
+struct MoEOutlineParallelLoopsPass
+    : moe::impl::MoEOutlineParallelLoopsBase<MoEOutlineParallelLoopsPass> {
+  void runOnOperation() override;
+};
+
+/// Outlines `loop` (1-D, no reductions) out of `func`.
+void outline(scf::ParallelOp loop, func::FuncOp func, unsigned index) {
+  OpBuilder b(loop);
+  Location loc = loop.getLoc();
+  MLIRContext *ctx = loop.getContext();
+
+  // Everything the body, bounds and step use from above, except constants.
+  SetVector<Value> used;
+  getUsedValuesDefinedAbove(loop.getRegion(), used);
+  for (Value v : {loop.getLowerBound()[0], loop.getStep()[0]})
+    used.insert(v);
+  SmallVector<Value> captures;
+  SmallVector<Operation *> constants;
+  for (Value v : used) {
+    Operation *def = v.getDefiningOp();
+    if (def && def->hasTrait<OpTrait::ConstantLike>())
+      constants.push_back(def);
+    else
+      captures.push_back(v);
+  }
+
+  SmallVector<Type> argTypes = llvm::to_vector(ValueRange(captures).getTypes());
+  Type indexType = b.getIndexType();
+  argTypes.append({indexType, indexType});
+  std::string name =
+      (func.getSymName() + "_parallel" + Twine(index)).str();
+  OpBuilder moduleBuilder(func);
+  moduleBuilder.setInsertionPointAfter(func);
+  auto outlined = func::FuncOp::create(moduleBuilder, loc, name,
+                                       FunctionType::get(ctx, argTypes, {}));
+  outlined.setPrivate();
+  Block *entry = outlined.addEntryBlock();
+  OpBuilder ob = OpBuilder::atBlockBegin(entry);
+  IRMapping map;
+  for (Operation *c : constants)
+    ob.clone(*c, map);
+  for (auto [capture, arg] : llvm::zip(captures, entry->getArguments()))
+    map.map(capture, arg);
+  Value begin = entry->getArgument(captures.size());
+  Value end = entry->getArgument(captures.size() + 1);
+  Value one = arith::ConstantIndexOp::create(ob, loc, 1);
+  Value lb = map.lookup(loop.getLowerBound()[0]);
+  Value step = map.lookup(loop.getStep()[0]);
+  auto chunk = scf::ForOp::create(ob, loc, begin, end, one);
+  ob.setInsertionPoint(chunk.getBody()->getTerminator());
+  // iv = lb + i * step for the chunk's iteration numbers i.
+  Value iv = arith::AddIOp::create(
+      ob, loc, lb, arith::MulIOp::create(ob, loc, chunk.getInductionVar(), step));
+  map.map(loop.getInductionVars()[0], iv);
+  for (Operation &op : loop.getBody()->without_terminator())
+    ob.clone(op, map);
+  ob.setInsertionPointToEnd(entry);
+  func::ReturnOp::create(ob, loc);
+
+  // count = ceildiv(ub - lb, step), for non-negative trip counts.
+  Value count = arith::CeilDivSIOp::create(
+      b, loc,
+      arith::SubIOp::create(b, loc, loop.getUpperBound()[0],
+                            loop.getLowerBound()[0]),
+      loop.getStep()[0]);
+  count = arith::MaxSIOp::create(
+      b, loc, count, arith::ConstantIndexOp::create(b, loc, 0));
+  ParallelCallOp::create(b, loc, name, count, captures);
+  loop.erase();
+}
+
+void MoEOutlineParallelLoopsPass::runOnOperation() {
+  ModuleOp module = getOperation();
+  SmallVector<func::FuncOp> funcs(module.getOps<func::FuncOp>());
+  for (func::FuncOp func : funcs) {
+    SmallVector<scf::ParallelOp> loops;
+    func.walk([&](scf::ParallelOp loop) {
+      if (!loop->getParentOfType<scf::ParallelOp>())
+        loops.push_back(loop);
+    });
+    unsigned index = 0;
+    for (scf::ParallelOp loop : loops) {
+      if (loop.getNumLoops() != 1 || loop.getNumReductions() != 0) {
+        loop.emitError("only one-dimensional parallel loops without "
+                       "reductions can run on the runtime's worker pool");
+        return signalPassFailure();
+      }
+      outline(loop, func, index++);
+    }
+  }
+}
+
+} // namespace
