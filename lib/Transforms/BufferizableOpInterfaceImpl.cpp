@@ -39,11 +39,22 @@ Type computeTypeFor(Type elementType) {
   return Float32Type::get(elementType.getContext());
 }
 
-/// Allocates an identity-layout buffer for tensor `type` with the given
-/// dynamic sizes.
+/// Allocates an identity-layout buffer for a result of tensor type `type`,
+/// whose only possibly dynamic dimension is the leading one, of size
+/// `leading`.
 FailureOr<Value> allocBuffer(OpBuilder &b, Location loc, RankedTensorType type,
-                             ValueRange dynamicSizes,
+                             Value leading,
                              const BufferizationOptions &options) {
+  SmallVector<Value> dynamicSizes;
+  for (int64_t d = 0; d < type.getRank(); ++d) {
+    if (!type.isDynamicDim(d))
+      continue;
+    if (d != 0)
+      return emitError(loc) << "only the leading dimension of a moe result "
+                               "may be dynamic, got "
+                            << type;
+    dynamicSizes.push_back(leading);
+  }
   auto memrefType = MemRefType::get(type.getShape(), type.getElementType());
   return options.createAlloc(b, loc, memrefType, dynamicSizes);
 }
@@ -170,10 +181,10 @@ struct RouteOpInterface : StageOpInterface<RouteOpInterface, RouteOp> {
     Value bias = bufferOf(*map, route.getBias());
     Value tokens = e.dim(logits, 0);
     FailureOr<Value> weights =
-        allocBuffer(b, b.getLoc(), route.getWeights().getType(), {tokens},
+        allocBuffer(b, b.getLoc(), route.getWeights().getType(), tokens,
                     options);
     FailureOr<Value> ids = allocBuffer(b, b.getLoc(), route.getIds().getType(),
-                                       {tokens}, options);
+                                       tokens, options);
     if (failed(weights) || failed(ids))
       return failure();
 
@@ -374,21 +385,15 @@ struct DispatchOpInterface
     Value numRows = e.muli(tokens, ck);
 
     FailureOr<Value> rows = allocBuffer(
-        b, b.getLoc(), dispatch.getRows().getType(),
-        dispatch.getRows().getType().isDynamicDim(0) ? ValueRange{numRows}
-                                                      : ValueRange{},
+        b, b.getLoc(), dispatch.getRows().getType(), numRows,
         options);
     FailureOr<Value> offsets = allocBuffer(
-        b, b.getLoc(), dispatch.getOffsets().getType(), {}, options);
+        b, b.getLoc(), dispatch.getOffsets().getType(), Value(), options);
     FailureOr<Value> rowTokens = allocBuffer(
-        b, b.getLoc(), dispatch.getRowTokens().getType(),
-        dispatch.getRowTokens().getType().isDynamicDim(0) ? ValueRange{numRows}
-                                                           : ValueRange{},
+        b, b.getLoc(), dispatch.getRowTokens().getType(), numRows,
         options);
     FailureOr<Value> slotRows = allocBuffer(
-        b, b.getLoc(), dispatch.getSlotRows().getType(),
-        dispatch.getSlotRows().getType().isDynamicDim(0) ? ValueRange{tokens}
-                                                          : ValueRange{},
+        b, b.getLoc(), dispatch.getSlotRows().getType(), tokens,
         options);
     if (failed(rows) || failed(offsets) || failed(rowTokens) ||
         failed(slotRows))
@@ -615,9 +620,7 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
     Type rowType = expert.getRows().getType().getElementType();
     Type ct = computeTypeFor(rowType);
     FailureOr<Value> result = allocBuffer(
-        b, b.getLoc(), expert.getResult().getType(),
-        expert.getResult().getType().isDynamicDim(0) ? ValueRange{numRows}
-                                                      : ValueRange{},
+        b, b.getLoc(), expert.getResult().getType(), numRows,
         options);
     if (failed(result))
       return failure();
@@ -760,9 +763,7 @@ struct CombineOpInterface : StageOpInterface<CombineOpInterface, CombineOp> {
     Value tokens = e.dim(weights, 0);
     Value numRows = e.dim(expertOut, 0);
     FailureOr<Value> result = allocBuffer(
-        b, b.getLoc(), combine.getResult().getType(),
-        combine.getResult().getType().isDynamicDim(0) ? ValueRange{tokens}
-                                                       : ValueRange{},
+        b, b.getLoc(), combine.getResult().getType(), tokens,
         options);
     if (failed(result))
       return failure();

@@ -67,3 +67,14 @@ func.func @combine_copy(%y: tensor<?x16xf32>, %w: tensor<?x2xf32>, %ids: tensor<
   %out = moe.combine %y, %w, %ids, %slot_rows input %x {num_experts = 4 : i64, zero_experts = [#moe.zero_expert<copy>]} : (tensor<?x16xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<?x2xi32>, tensor<?x16xf32>) -> tensor<?x16xf32>
   return %out : tensor<?x16xf32>
 }
+
+// -----
+
+// A static token count allocates static buffers.
+// CHECK-LABEL: func @route_static
+// CHECK-DAG:   memref.alloc() {{.*}} : memref<8x1xf32>
+// CHECK-DAG:   memref.alloc() {{.*}} : memref<8x1xi32>
+func.func @route_static(%logits: tensor<8x4xf32>) -> (tensor<8x1xf32>, tensor<8x1xi32>) {
+  %w, %ids = moe.route %logits {k = 1 : i64, scoring = #moe.scoring<sigmoid>} : tensor<8x4xf32> -> tensor<8x1xf32>, tensor<8x1xi32>
+  return %w, %ids : tensor<8x1xf32>, tensor<8x1xi32>
+}

@@ -78,6 +78,12 @@ int64_t addDims(int64_t a, int64_t b) {
   return a + b;
 }
 
+std::optional<double> toDouble(std::optional<APFloat> value) {
+  if (!value)
+    return std::nullopt;
+  return value->convertToDouble();
+}
+
 /// Routing attributes as moe.route and moe.layer both carry them.
 struct RoutingConfig {
   int64_t k;
@@ -333,8 +339,7 @@ LogicalResult RouteOp::verify() {
   return verifyRouting(*this,
                        {k, static_cast<int64_t>(getNumGroups()),
                         static_cast<int64_t>(getTopGroups()), getGroupScoring(),
-                        getTopP() ? std::optional<double>(getTopP()->convertToDouble())
-                                  : std::nullopt,
+                        toDouble(getTopP()),
                         getScaling().convertToDouble()},
                        numExperts);
 }
@@ -385,8 +390,7 @@ LogicalResult ExpertOp::verify() {
     return failure();
   int64_t numExperts;
   ExpertConfig cfg{getActivation(), getSwigluFusion(),
-                   getLimit() ? std::optional<double>(getLimit()->convertToDouble())
-                              : std::nullopt};
+                   toDouble(getLimit())};
   if (failed(verifyExpertWeights(*this,
                                  {getFc1(), getFc1Bias(), getFc2(),
                                   getFc2Bias(), getFc3(), getFc3Bias()},
@@ -447,8 +451,7 @@ LogicalResult LayerOp::verify() {
     return failure();
 
   ExpertConfig cfg{getActivation(), getSwigluFusion(),
-                   getLimit() ? std::optional<double>(getLimit()->convertToDouble())
-                              : std::nullopt};
+                   toDouble(getLimit())};
   int64_t numExperts;
   if (failed(verifyExpertWeights(*this,
                                  {getFc1(), getFc1Bias(), getFc2(),
@@ -473,8 +476,7 @@ LogicalResult LayerOp::verify() {
           {static_cast<int64_t>(getK()), static_cast<int64_t>(getNumGroups()),
            static_cast<int64_t>(getTopGroups()),
            getGroupScoring(),
-           getTopP() ? std::optional<double>(getTopP()->convertToDouble())
-                     : std::nullopt,
+           toDouble(getTopP()),
            getScaling().convertToDouble()},
           numRouted)))
     return failure();
