@@ -647,3 +647,13 @@ func.func @parallel_call_signature(%buf: memref<?xf32>, %n: index) {
   moe.parallel_call @wrong_body(%buf) count(%n) : memref<?xf32>
   return
 }
+
+// -----
+
+// The callee must be a function, not some other symbol.
+memref.global "private" @not_a_function : memref<4xf32>
+func.func @parallel_call_global(%n: index) {
+  // expected-error @+1 {{'not_a_function' is not a function}}
+  moe.parallel_call @not_a_function() count(%n)
+  return
+}
