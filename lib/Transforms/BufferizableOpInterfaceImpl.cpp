@@ -103,6 +103,17 @@ indexingMaps(std::initializer_list<std::initializer_list<AffineExpr>> lists,
   return AffineMap::inferFromExprList(refs, ctx);
 }
 
+/// Columns `[offset, offset + count)` of a rank-2 buffer.
+Value sliceColumns(ImplicitLocOpBuilder &b, Value source, int64_t offset,
+                   int64_t count) {
+  SmallVector<OpFoldResult> offsets = {b.getIndexAttr(0),
+                                       b.getIndexAttr(offset)};
+  SmallVector<OpFoldResult> sizes = {
+      memref::DimOp::create(b, source, 0).getResult(), b.getIndexAttr(count)};
+  SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
+  return memref::SubViewOp::create(b, source, offsets, sizes, strides);
+}
+
 /// Shared model: moe stage ops read every operand, write none, and return
 /// fresh allocations.
 template <typename ConcreteModel, typename OpTy>
@@ -681,9 +692,11 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
           maps = indexingMaps(
               {{m, n * 2}, {m, n * 2 + 1}, {m, n}}, ctx);
         } else if (swiglu && fusion == SwigluFusion::concatenated) {
-          ins = {a1, a1};
-          maps = indexingMaps(
-              {{m, n}, {m, n + inter}, {m, n}}, ctx);
+          // Two column halves rather than an offset map: linalg takes the
+          // loop range from the first operand whose map is a plain
+          // dimension, which would be fc1's full 2I columns.
+          ins = {sliceColumns(b, a1, 0, inter), sliceColumns(b, a1, inter, inter)};
+          maps = indexingMaps({{m, n}, {m, n}, {m, n}}, ctx);
         } else if (a3) {
           ins = {a1, a3};
           maps = indexingMaps({{m, n}, {m, n}, {m, n}}, ctx);

@@ -10,6 +10,7 @@
 
 #include "MoE/IR/MoEOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/IR/TypeUtilities.h"
@@ -82,8 +83,17 @@ Value buildSharedExperts(PatternRewriter &rewriter, LayerOp layer,
         fc3, Value(),
         layer.getActivationAttr(), layer.getSwigluFusionAttr(),
         layer.getAlphaAttr(), layer.getBetaAttr(), layer.getLimitAttr());
-    sum = sum ? arith::AddFOp::create(rewriter, loc, sum, out).getResult()
-              : out;
+    if (!sum) {
+      sum = out;
+      continue;
+    }
+    // linalg.add rather than arith.addf on tensors: it bufferizes.
+    Value init = tensor::EmptyOp::create(
+        rewriter, loc, tensor::getMixedSizes(rewriter, loc, out),
+        tokensType.getElementType());
+    sum = linalg::AddOp::create(rewriter, loc, ValueRange{sum, out},
+                                ValueRange{init})
+              .getResult(0);
   }
   return sum;
 }

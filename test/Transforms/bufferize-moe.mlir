@@ -78,3 +78,16 @@ func.func @route_static(%logits: tensor<8x4xf32>) -> (tensor<8x1xf32>, tensor<8x
   %w, %ids = moe.route %logits {k = 1 : i64, scoring = #moe.scoring<sigmoid>} : tensor<8x4xf32> -> tensor<8x1xf32>, tensor<8x1xi32>
   return %w, %ids : tensor<8x1xf32>, tensor<8x1xi32>
 }
+
+// -----
+
+// Concatenated SwiGLU reads fc1's two column halves as separate [rows, I]
+// views, so the activation loop runs over I columns, not 2I.
+// CHECK-LABEL: func @expert_swiglu_concatenated
+// CHECK:       %[[GATE:.*]] = memref.subview %[[FC1OUT:.*]][0, 0] [%{{.*}}, 32] [1, 1]
+// CHECK:       %[[LIN:.*]] = memref.subview %[[FC1OUT]][0, 32] [%{{.*}}, 32] [1, 1]
+// CHECK:       linalg.generic {{.*}} ins(%[[GATE]], %[[LIN]] : {{.*}}) outs(%{{.*}} : memref<?x32xf32, {{.*}}>)
+func.func @expert_swiglu_concatenated(%rows: tensor<?x16xf32>, %offsets: tensor<5xi32>, %w1: tensor<4x64x16xf32>, %w2: tensor<4x16x32xf32>) -> tensor<?x16xf32> {
+  %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 {activation = #moe.activation<swiglu>, swiglu_fusion = #moe.swiglu_fusion<concatenated>} : (tensor<?x16xf32>, tensor<5xi32>, tensor<4x64x16xf32>, tensor<4x16x32xf32>) -> tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
+}

@@ -57,7 +57,9 @@ func.func @deepseek_routing(%x: tensor<?x32xf32>, %logits: tensor<?x16xf32>, %w1
 // CHECK-NEXT: %[[B2:.*]] = tensor.extract_slice %[[S2]][1, 0, 0] [1, 64, 128] [1, 1, 1]
 // CHECK-NEXT: %[[B3:.*]] = tensor.extract_slice %[[S3]][1, 0, 0] [1, 128, 64] [1, 1, 1]
 // CHECK-NEXT: %[[SB:.*]] = moe.expert %[[X]], %[[ALL]] fc1 %[[B1]] fc2 %[[B2]] fc3 %[[B3]]
-// CHECK-NEXT: %[[SHARED:.*]] = arith.addf %[[SA]], %[[SB]] : tensor<?x64xf32>
+// CHECK-NEXT: %[[D:.*]] = tensor.dim %[[SB]], %[[C0]]
+// CHECK-NEXT: %[[INIT:.*]] = tensor.empty(%[[D]]) : tensor<?x64xf32>
+// CHECK-NEXT: %[[SHARED:.*]] = linalg.add ins(%[[SA]], %[[SB]] : tensor<?x64xf32>, tensor<?x64xf32>) outs(%[[INIT]] : tensor<?x64xf32>) -> tensor<?x64xf32>
 // CHECK-NEXT: %[[OUT:.*]] = moe.combine %[[Y]], %[[W]], %[[IDS]], %[[SLOTS]] input %[[X]] shared %[[SHARED]] shared_gate %[[G]] constants %[[C]] constant_gates %[[CG]] {num_experts = 4 : i64, zero_experts = [#moe.zero_expert<zero>, #moe.zero_expert<constant>]}
 // CHECK-NEXT: return %[[OUT]]
 func.func @shared_and_zero_experts(%x: tensor<?x64xf32>, %logits: tensor<?x6xf32>, %w1: tensor<4x256x64xbf16>, %w2: tensor<4x64x256xbf16>, %w3: tensor<4x256x64xbf16>, %s1: tensor<2x128x64xbf16>, %s2: tensor<2x64x128xbf16>, %s3: tensor<2x128x64xbf16>, %g: tensor<64xf32>, %c: tensor<1x64xf32>, %cg: tensor<1x2x64xf32>) -> tensor<?x64xf32> {

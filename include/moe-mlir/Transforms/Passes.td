@@ -22,11 +22,12 @@ def MoEDecomposeLayer : Pass<"moe-decompose-layer"> {
     ```
 
     Shared experts become one `moe.expert` per shared expert over all tokens
-    (a single expert owning rows `[0, T)`), summed and handed to
-    `moe.combine`. A `[B, S, H]` input is collapsed to `[B*S, H]` around the
+    (a single expert owning rows `[0, T)`), summed with `linalg.add` and
+    handed to `moe.combine`. A `[B, S, H]` input is collapsed to `[B*S, H]` around the
     stages and expanded back.
   }];
   let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::linalg::LinalgDialect",
                            "::mlir::tensor::TensorDialect"];
 }
 
