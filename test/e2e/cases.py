@@ -148,7 +148,7 @@ CASES = [
     dict(name="shared2_gate",
          shared=2, shared_gate=True, shared_I=56, E=8,
          k=2, H=72, I=24),
-    # S = 1 counterparts of the known-failing S = 2 cases.
+    # S = 1 counterparts of the S = 2 cases.
     dict(name="shared1_gate_own_size", shared=1, shared_gate=True,
          shared_I=56, E=8, k=2, H=72, I=24),
     dict(name="shared1_swiglu_interleaved", shared=1, activation="swiglu",
