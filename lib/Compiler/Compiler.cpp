@@ -22,12 +22,14 @@
 
 using namespace mlir;
 
-LogicalResult moe::lowerToLLVMDialect(ModuleOp module, TimingScope &timing) {
+LogicalResult moe::lowerToLLVMDialect(ModuleOp module,
+                                      const CPUPipelineOptions &options,
+                                      TimingScope &timing) {
   PassManager pm(module->getName());
   if (failed(applyPassManagerCLOptions(pm)))
     return failure();
   pm.enableTiming(timing);
-  buildCPULoweringPipeline(pm, CPUPipelineOptions());
+  buildCPULoweringPipeline(pm, options);
   return pm.run(module);
 }
 

@@ -44,7 +44,11 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
 
   // Expert GEMMs get register-tiled vector kernels; every other linalg op
   // (bias broadcasts, activations) becomes plain loops that LLVM vectorizes.
-  pm.addPass(createMoEVectorizeContractions());
+  MoEVectorizeContractionsOptions gemm;
+  gemm.rowTile = options.gemmRowTile;
+  gemm.colTile = options.gemmColTile;
+  gemm.vectorBits = options.vectorBits;
+  pm.addPass(createMoEVectorizeContractions(gemm));
   pm.addPass(createConvertLinalgToLoopsPass());
   pm.addPass(createMoEFoldExpandShapeCopies());
   // Parallel loops run on the runtime's worker pool.

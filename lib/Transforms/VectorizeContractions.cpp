@@ -177,6 +177,15 @@ struct MoEVectorizeContractionsPass
   using MoEVectorizeContractionsBase::MoEVectorizeContractionsBase;
 
   void runOnOperation() override {
+    // 24 accumulators (3 x 8) plus the row and weight vectors fit the 32
+    // AVX-512 registers; measured best of 4x4, 2x8, 3x8, 6x4, 4x6, 2x12
+    // on the benchmark shapes.
+    if (rowTile < 1 || colTile < 1 || vectorBits < 32) {
+      getOperation()->emitError()
+          << "row-tile and col-tile must be at least 1 and vector-bits at "
+             "least 32";
+      return signalPassFailure();
+    }
     RewritePatternSet patterns(&getContext());
     patterns.add<VectorizeTransposedBMatmul>(&getContext(), vectorBits,
                                              rowTile, colTile);

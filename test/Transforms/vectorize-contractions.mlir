@@ -1,4 +1,6 @@
 // RUN: moe-opt %s --split-input-file --moe-vectorize-contractions="row-tile=2 col-tile=2" | FileCheck %s
+// RUN: not moe-opt %s --split-input-file --moe-vectorize-contractions="row-tile=0" 2>&1 | FileCheck %s --check-prefix=BAD
+// BAD: error: row-tile and col-tile must be at least 1 and vector-bits at least 32
 
 #a = affine_map<(m, n, k) -> (m, k)>
 #b = affine_map<(m, n, k) -> (n, k)>

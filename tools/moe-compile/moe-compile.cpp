@@ -68,6 +68,12 @@ cl::opt<std::string>
                cl::desc("Directory of libmoe_runtime.so (default: ../lib "
                         "next to moe-compile)"),
                cl::init(""), cl::cat(category));
+cl::opt<int64_t> gemmRowTile("gemm-row-tile",
+                             cl::desc("Rows per expert-GEMM register block"),
+                             cl::init(3), cl::cat(category));
+cl::opt<int64_t> gemmColTile("gemm-col-tile",
+                             cl::desc("Columns per expert-GEMM register block"),
+                             cl::init(8), cl::cat(category));
 cl::opt<bool> verbose("v", cl::desc("Print the link command"),
                       cl::init(false), cl::cat(category));
 
@@ -94,6 +100,8 @@ int compile(int argc, char **argv) {
   cl::HideUnrelatedOptions({&category, &cl::getGeneralCategory()});
   cl::ParseCommandLineOptions(argc, argv, "moe-mlir ahead-of-time compiler\n");
 
+  if (gemmRowTile < 1 || gemmColTile < 1)
+    return fail("--gemm-row-tile and --gemm-col-tile must be at least 1");
   if (target != "cpu")
     return fail("target '" + target +
                 "' is not supported yet (supported: cpu)");
@@ -127,7 +135,10 @@ int compile(int argc, char **argv) {
 
   {
     TimingScope scope = timing.nest("MLIR lowering");
-    if (failed(moe::lowerToLLVMDialect(*module, scope)))
+    moe::CPUPipelineOptions pipeline;
+    pipeline.gemmRowTile = gemmRowTile;
+    pipeline.gemmColTile = gemmColTile;
+    if (failed(moe::lowerToLLVMDialect(*module, pipeline, scope)))
       return 1;
   }
 

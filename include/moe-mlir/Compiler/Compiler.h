@@ -9,6 +9,8 @@
 #ifndef MOE_MLIR_COMPILER_COMPILER_H
 #define MOE_MLIR_COMPILER_COMPILER_H
 
+#include "moe-mlir/Pipelines/Pipelines.h"
+
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Support/Timing.h"
 
@@ -38,7 +40,9 @@ struct CompileOptions {
 
 /// Runs the CPU lowering pipeline on `module` (tensor-level moe in, LLVM
 /// dialect out), with pass timing under `timing`.
-LogicalResult lowerToLLVMDialect(ModuleOp module, TimingScope &timing);
+LogicalResult lowerToLLVMDialect(ModuleOp module,
+                                 const CPUPipelineOptions &options,
+                                 TimingScope &timing);
 
 /// The target machine for `options` (host triple).
 FailureOr<std::unique_ptr<llvm::TargetMachine>>

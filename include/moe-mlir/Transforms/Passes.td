@@ -47,9 +47,9 @@ def MoEVectorizeContractions : Pass<"moe-vectorize-contractions"> {
   let options = [
     Option<"vectorBits", "vector-bits", "int64_t", /*default=*/"512",
            "Vector register width in bits">,
-    Option<"rowTile", "row-tile", "int64_t", /*default=*/"4",
+    Option<"rowTile", "row-tile", "int64_t", /*default=*/"3",
            "Rows of C per register block">,
-    Option<"colTile", "col-tile", "int64_t", /*default=*/"4",
+    Option<"colTile", "col-tile", "int64_t", /*default=*/"8",
            "Columns of C per register block">,
   ];
   let dependentDialects = ["::mlir::vector::VectorDialect",
