@@ -8,7 +8,7 @@ from lit.llvm.subst import ToolSubst
 config.name = "MOE"
 config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
 config.suffixes = [".mlir", ".test"]
-config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "unit", "golden"]
+config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "unit", "golden", "e2e", "Inputs"]
 
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.moe_obj_root, "test")
@@ -26,5 +26,5 @@ llvm_config.use_default_substitutions()
 tool_dirs = [config.moe_tools_dir, config.llvm_tools_dir]
 # "not" (LLVM's exit-code inverter) for `RUN: not moe-run ...`: the default
 # substitutions only cover "| not".
-tools = ["moe-opt", "mlir-opt", "mlir-tblgen", "moe-run", "not"]
+tools = ["moe-opt", "moe-compile", "mlir-opt", "mlir-tblgen", "moe-run", "not", "llvm-nm", "llvm-readelf"]
 llvm_config.add_tool_substitutions(tools, tool_dirs)
