@@ -132,22 +132,6 @@ struct StageOpInterface
     return {};
   }
   bool bufferizesToAllocation(Operation *, Value) const { return true; }
-
-  /// Buffers of all tensor operands, in operand order (null for absent
-  /// optional operands, which have no OpOperand at all).
-  static FailureOr<SmallVector<Value>>
-  operandBuffers(RewriterBase &rewriter, Operation *op,
-                 const BufferizationOptions &options,
-                 const BufferizationState &state) {
-    SmallVector<Value> buffers;
-    for (Value operand : op->getOperands()) {
-      FailureOr<Value> buffer = getBuffer(rewriter, operand, options, state);
-      if (failed(buffer))
-        return failure();
-      buffers.push_back(*buffer);
-    }
-    return buffers;
-  }
 };
 
 /// Returns the buffer of an optional operand, or null.
