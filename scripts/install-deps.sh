@@ -9,6 +9,8 @@ packages=(
   cmake ninja-build g++ git
   # LLVM/MLIR 22: libraries, mlir-tblgen/mlir-opt, lit/FileCheck/not, NVPTX llc
   libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools clang-22 lld-22
+  # ONNX import: the onnx protobuf classes and protobuf
+  libonnx-dev libprotobuf-dev
   # unit tests
   libgtest-dev libgmock-dev
   # test-model generation and numerics

@@ -16,6 +16,8 @@ config.test_exec_root = os.path.join(config.moe_obj_root, "test")
 config.substitutions.append(("%PATH%", config.environment["PATH"]))
 config.substitutions.append(("%moe_src_root", config.moe_src_root))
 config.substitutions.append(("%moe_obj_root", config.moe_obj_root))
+# Debian's python3 with numpy and onnx (a pyenv python3 on PATH may lack them).
+config.substitutions.append(("%python", "/usr/bin/python3"))
 # Hand-written module following docs/Runtime.md (runtime/test/fake_module.c).
 config.substitutions.append(
     ("%fake_module", config.moe_obj_root + "/lib/libmoe_fake_module.so"))
@@ -26,5 +28,5 @@ llvm_config.use_default_substitutions()
 tool_dirs = [config.moe_tools_dir, config.llvm_tools_dir]
 # "not" (LLVM's exit-code inverter) for `RUN: not moe-run ...`: the default
 # substitutions only cover "| not".
-tools = ["moe-opt", "moe-compile", "mlir-opt", "mlir-tblgen", "moe-run", "not", "llvm-nm", "llvm-readelf"]
+tools = ["moe-opt", "moe-compile", "moe-import-onnx", "mlir-opt", "mlir-tblgen", "moe-run", "not", "llvm-nm", "llvm-readelf"]
 llvm_config.add_tool_substitutions(tools, tool_dirs)

@@ -355,6 +355,9 @@ struct MoEExportABIPass : moe::impl::MoEExportABIBase<MoEExportABIPass> {
       if (failed(entry))
         return signalPassFailure();
       functions.push_back(std::move(*entry));
+      // The names now live in the manifest; LLVM has no use for them.
+      for (unsigned i = 0; i < func.getNumArguments(); ++i)
+        func.removeArgAttr(i, "moe.name");
       func->setAttr(LLVM::LLVMDialect::getEmitCWrapperAttrName(),
                     UnitAttr::get(&getContext()));
     }

@@ -1,6 +1,6 @@
 //===- moe-compile.cpp - ahead-of-time compiler for moe modules -------------===//
 //
-//   moe-compile IN.mlir --target=cpu -o OUT.so [--emit=mlir|llvm|obj|so]
+//   moe-compile IN.mlir|IN.onnx --target=cpu -o OUT.so [--emit=mlir|llvm|obj|so]
 //
 // OUT.so is deployable: it depends on libc, libm and libmoe_runtime.so, and
 // exports `moe_module_manifest` and one `moe_entry_<function>` per function
@@ -10,6 +10,7 @@
 
 #include "MoE/IR/MoEDialect.h"
 #include "moe-mlir/Compiler/Compiler.h"
+#include "moe-mlir/Import/ONNXImporter.h"
 #include "moe-mlir/Conversion/MoEToLLVM.h"
 #include "moe-mlir/Transforms/BufferizableOpInterfaceImpl.h"
 
@@ -40,7 +41,8 @@ namespace {
 enum class Emit { MLIR, LLVM, Object, SharedObject };
 
 cl::OptionCategory category("moe-compile options");
-cl::opt<std::string> inputFile(cl::Positional, cl::desc("<input .mlir>"),
+cl::opt<std::string> inputFile(cl::Positional,
+                               cl::desc("<input .mlir or .onnx>"),
                                cl::Required, cl::cat(category));
 cl::opt<std::string> outputFile("o", cl::desc("Output file"),
                                 cl::value_desc("path"), cl::Required,
@@ -119,14 +121,17 @@ int compile(int argc, char **argv) {
   MLIRContext context(registry);
 
   std::string error;
-  auto input = openInputFile(inputFile, &error);
-  if (!input)
-    return fail(error);
   llvm::SourceMgr sourceMgr;
-  sourceMgr.AddNewSourceBuffer(std::move(input), llvm::SMLoc());
   SourceMgrDiagnosticHandler diagHandler(sourceMgr, &context);
   OwningOpRef<ModuleOp> module;
-  {
+  if (StringRef(inputFile).ends_with(".onnx")) {
+    TimingScope scope = timing.nest("Import ONNX");
+    module = moe::importONNXModel(inputFile, &context);
+  } else {
+    auto input = openInputFile(inputFile, &error);
+    if (!input)
+      return fail(error);
+    sourceMgr.AddNewSourceBuffer(std::move(input), llvm::SMLoc());
     TimingScope scope = timing.nest("Parse");
     module = parseSourceFile<ModuleOp>(sourceMgr, &context);
   }

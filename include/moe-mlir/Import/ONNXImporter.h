@@ -1,0 +1,21 @@
+//===- ONNXImporter.h - ONNX models into the moe dialect --------*- C++ -*-===//
+
+#ifndef MOE_MLIR_IMPORT_ONNXIMPORTER_H
+#define MOE_MLIR_IMPORT_ONNXIMPORTER_H
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/OwningOpRef.h"
+
+namespace mlir::moe {
+
+/// Reads the ONNX model at `path` (protobuf, external-data tensors resolved
+/// relative to the model's folder) into a module with one public function
+/// named after the graph: graph inputs that are not initializers become
+/// arguments (symbolic dimensions stay dynamic), initializers become
+/// constants, graph outputs the results. Reports every problem as an error
+/// diagnostic naming the file, node and op, and returns null.
+OwningOpRef<ModuleOp> importONNXModel(StringRef path, MLIRContext *context);
+
+} // namespace mlir::moe
+
+#endif // MOE_MLIR_IMPORT_ONNXIMPORTER_H
