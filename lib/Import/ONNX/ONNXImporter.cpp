@@ -19,6 +19,8 @@
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 
+#include <cstring>
+
 #include <onnx/onnx_pb.h>
 
 using namespace mlir;
@@ -180,6 +182,37 @@ FailureOr<Value> Importer::importInitializer(const onnx::TensorProto &tensor) {
   return arith::ConstantOp::create(builder, fileLoc, type, attr).getResult();
 }
 
+/// Swaps the last two dimensions of a rank-3 constant; fails for values
+/// that are not constants.
+FailureOr<Value> transposeLastTwo(Value value) {
+  auto constant = value.getDefiningOp<arith::ConstantOp>();
+  auto dense = constant ? dyn_cast<DenseElementsAttr>(constant.getValue())
+                        : DenseElementsAttr();
+  auto type = dense ? dyn_cast<RankedTensorType>(dense.getType())
+                    : RankedTensorType();
+  if (!type || type.getRank() != 3)
+    return failure();
+  int64_t e = type.getDimSize(0), r = type.getDimSize(1),
+          c = type.getDimSize(2);
+  size_t width = type.getElementTypeBitWidth() / 8;
+  ArrayRef<char> src = dense.getRawData();
+  if (dense.isSplat() || src.size() != size_t(e * r * c) * width)
+    return failure();
+  std::vector<char> dst(src.size());
+  for (int64_t x = 0; x < e; ++x)
+    for (int64_t i = 0; i < r; ++i)
+      for (int64_t j = 0; j < c; ++j)
+        std::memcpy(&dst[((x * c + j) * r + i) * width],
+                    &src[((x * r + i) * c + j) * width], width);
+  auto transposedType =
+      RankedTensorType::get({e, c, r}, type.getElementType());
+  OpBuilder b(constant);
+  return arith::ConstantOp::create(
+             b, constant.getLoc(), transposedType,
+             DenseElementsAttr::getFromRawBuffer(transposedType, dst))
+      .getResult();
+}
+
 /// A node attribute by name, or null.
 const onnx::AttributeProto *attribute(const onnx::NodeProto &node,
                                       StringRef name) {
@@ -241,19 +274,30 @@ LogicalResult Importer::importMoE(const onnx::NodeProto &node, Location loc) {
     return fail("swiglu_fusion must be 0, 1 or 2, got " +
                 std::to_string(fusion));
 
-  // ONNX Runtime's legacy layout (fc1 [E, H, I], fc2 [E, I, H]) would need
-  // a transpose; this slice takes the current [E, out, in] layout only, as
-  // moe_helper.h detects it.
+  // ONNX Runtime before 1.23 stored weights in-major (fc1 [E, H, f*I],
+  // fc2 [E, I, H]); moe_helper.h recognises that layout by fc2's middle
+  // dimension being I != H. The dialect has one layout, so constant weights
+  // are transposed here, once.
   auto fc2Type = dyn_cast<RankedTensorType>(in[4].getType());
   auto inputType = dyn_cast<RankedTensorType>(in[0].getType());
-  if (!fc2Type || !inputType || fc2Type.getRank() != 3)
+  if (!fc2Type || !inputType || fc2Type.getRank() != 3 ||
+      inputType.getRank() < 1)
     return fail("fc2_experts_weights must be a rank-3 tensor");
   int64_t hidden = inputType.getShape().back();
-  int64_t inter = fc2Type.getDimSize(2);
-  if (hidden != inter && fc2Type.getDimSize(1) == inter &&
-      fc2Type.getDimSize(2) == hidden)
-    return fail("the legacy (pre-1.23) weight layout [E, H, I] / [E, I, H] "
-                "is not supported yet");
+  if (fc2Type.getDimSize(2) != hidden && fc2Type.getDimSize(1) == hidden) {
+    // Current layout fc2 [E, H, I]: nothing to do.
+  } else if (fc2Type.getDimSize(2) == hidden &&
+             fc2Type.getDimSize(1) != hidden) {
+    for (int i : {2, 4, 6}) {
+      if (!in[i])
+        continue;
+      FailureOr<Value> transposed = transposeLastTwo(in[i]);
+      if (failed(transposed))
+        return fail("weights in the legacy (pre-1.23) layout [E, in, out] "
+                    "must be initializers to be transposed at import");
+      in[i] = *transposed;
+    }
+  }
 
   MLIRContext *ctx = context;
   auto f64 = [&](double v) { return builder.getF64FloatAttr(v); };
@@ -378,6 +422,10 @@ OwningOpRef<ModuleOp> Importer::run() {
     results.push_back(v);
   }
   func::ReturnOp::create(builder, fileLoc, results);
+  // Initializers nothing reads (e.g. weights replaced by their transpose).
+  for (Operation &op : llvm::make_early_inc_range(*entry))
+    if (isa<arith::ConstantOp>(op) && op.use_empty())
+      op.erase();
   func.setFunctionType(
       builder.getFunctionType(argTypes, ValueRange(results).getTypes()));
   if (failed(mlir::verify(*module)))

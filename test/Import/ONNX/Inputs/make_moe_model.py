@@ -5,6 +5,8 @@ Usage: make_moe_model.py KIND OUT.onnx
 KIND: initializers  weights and biases as initializers, 3-D input, swiglu
       inputs        weights as graph inputs, symbolic token dim, silu + fc3
       external      like initializers, fc1 stored as external data
+      legacy        like initializers, in ORT's pre-1.23 layout
+                    (fc1 [E, H, 2I], fc2 [E, I, H])
       sparse_mixer  use_sparse_mixer = 1 (unsupported)
       unknown_op    a lone Relu node (not supported yet)
 """
@@ -55,6 +57,9 @@ def main():
                     helper.make_tensor_value_info(
                         "logits", f32, ["T" if kind == "inputs" else 6, E])]
     initializers = []
+    if kind == "legacy":
+        weights["fc1"] = weights["fc1"].transpose(0, 2, 1).copy()
+        weights["fc2"] = weights["fc2"].transpose(0, 2, 1).copy()
     for name, value in weights.items():
         if kind == "inputs":
             graph_inputs.append(
