@@ -14,8 +14,14 @@ packages=(
   # unit tests
   libgtest-dev libgmock-dev
   # test-model generation and numerics
-  python3 python3-numpy python3-onnx
+  python3 python3-numpy python3-onnx python3-torch
 )
+# ONNX Runtime (the peer imported models are checked against) runs under
+# node; scripts/build.sh installs onnxruntime-node with npm. A node from
+# elsewhere (e.g. NodeSource's nodejs, which bundles npm) is fine.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

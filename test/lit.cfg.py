@@ -8,7 +8,7 @@ from lit.llvm.subst import ToolSubst
 config.name = "MOE"
 config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
 config.suffixes = [".mlir", ".test"]
-config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "unit", "golden", "e2e", "Inputs"]
+config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "unit", "golden", "e2e", "Inputs", "lib"]
 
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.moe_obj_root, "test")
@@ -21,6 +21,16 @@ config.substitutions.append(("%python", "/usr/bin/python3"))
 # Hand-written module following docs/Runtime.md (runtime/test/fake_module.c).
 config.substitutions.append(
     ("%fake_module", config.moe_obj_root + "/lib/libmoe_fake_module.so"))
+
+# ONNX Runtime as the peer that imported models are checked against
+# (onnxruntime-node, installed into build/ort by scripts/build.sh).
+config.environment["ORT_NODE_MODULES"] = os.path.join(
+    config.moe_obj_root, "ort", "node_modules")
+config.environment["MOE_TOOLS_DIR"] = config.moe_tools_dir
+config.substitutions.append(
+    ("%onnx_vs_ort", "/usr/bin/python3 " + config.moe_src_root + "/test/lib/onnx_vs_ort.py"))
+config.substitutions.append(
+    ("%ort_run", "node " + config.moe_src_root + "/test/lib/ort_run.mjs"))
 
 llvm_config.with_system_environment(["HOME", "INCLUDE", "LIB", "TMP", "TEMP"])
 llvm_config.use_default_substitutions()

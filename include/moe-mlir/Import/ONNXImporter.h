@@ -5,8 +5,18 @@
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/OwningOpRef.h"
+#include "llvm/Support/raw_ostream.h"
 
 namespace mlir::moe {
+
+struct ImportOptions {
+  /// Rewrite MoE blocks spelled out in standard ops (per-expert branches,
+  /// the dense tiled form, gathered per-token weights) into moe ops.
+  bool raise = true;
+  /// When set, one line per raised block (what matched, experts, top-k,
+  /// activation) is written here.
+  llvm::raw_ostream *raisingLog = nullptr;
+};
 
 /// Reads the ONNX model at `path` (protobuf, external-data tensors resolved
 /// relative to the model's folder) into a module with one public function
@@ -14,7 +24,8 @@ namespace mlir::moe {
 /// arguments (symbolic dimensions stay dynamic), initializers become
 /// constants, graph outputs the results. Reports every problem as an error
 /// diagnostic naming the file, node and op, and returns null.
-OwningOpRef<ModuleOp> importONNXModel(StringRef path, MLIRContext *context);
+OwningOpRef<ModuleOp> importONNXModel(StringRef path, MLIRContext *context,
+                                      const ImportOptions &options = {});
 
 } // namespace mlir::moe
 

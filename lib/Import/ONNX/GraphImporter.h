@@ -1,0 +1,115 @@
+//===- GraphImporter.h - State shared by the ONNX node importers -*- C++ -*-===//
+//
+// The importer walks an ONNX graph in order and turns each node into MLIR
+// ops; node importers (MoENodes.cpp for com.microsoft.MoE/QMoE,
+// StandardOps.cpp for the ai.onnx ops) read their inputs and attributes and
+// define their outputs through this class.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_MLIR_LIB_IMPORT_ONNX_GRAPHIMPORTER_H
+#define MOE_MLIR_LIB_IMPORT_ONNX_GRAPHIMPORTER_H
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/Location.h"
+#include "mlir/IR/Value.h"
+#include "llvm/ADT/StringMap.h"
+
+#include <optional>
+#include <string>
+
+#include <onnx/onnx_pb.h>
+
+namespace mlir::moe::onnx_import {
+
+/// A node attribute by name, or null.
+const onnx::AttributeProto *findAttribute(const onnx::NodeProto &node,
+                                          llvm::StringRef name);
+
+/// The graph-wide state of one import: the builder (inserting into the
+/// graph's function) and the ONNX value name -> MLIR value map.
+class GraphImporter {
+public:
+  GraphImporter(llvm::StringRef modelPath, MLIRContext *context);
+
+  MLIRContext *getContext() const { return context; }
+  OpBuilder &getBuilder() { return builder; }
+  llvm::StringRef getModelPath() const { return modelPath; }
+  Location getFileLoc() const { return fileLoc; }
+
+  /// The value named `name`, or null when nothing defined it.
+  Value lookup(llvm::StringRef name) const {
+    auto it = values.find(name);
+    return it == values.end() ? Value() : it->second;
+  }
+  void define(llvm::StringRef name, Value value) { values[name] = value; }
+
+  /// The MLIR element type of an ONNX TensorProto::DataType; reports an
+  /// error naming `what` for types the importer does not know.
+  FailureOr<Type> elementType(int32_t onnxType, llvm::StringRef what);
+
+  /// An arith.constant holding the initializer's data (raw, typed fields or
+  /// external file).
+  FailureOr<Value> importInitializer(const onnx::TensorProto &tensor);
+
+  InFlightDiagnostic error() { return emitError(fileLoc); }
+
+private:
+  FailureOr<std::string> tensorBytes(const onnx::TensorProto &tensor,
+                                     size_t expected);
+
+  std::string modelPath;
+  MLIRContext *context;
+  OpBuilder builder;
+  Location fileLoc;
+  llvm::StringMap<Value> values;
+};
+
+/// What a node importer sees: the node, its location (the node's name) and
+/// helpers for inputs, attributes and errors that name the node and op.
+class NodeContext {
+public:
+  NodeContext(GraphImporter &graph, const onnx::NodeProto &node, Location loc)
+      : graph(graph), node(node), loc(loc) {}
+
+  GraphImporter &graph;
+  const onnx::NodeProto &node;
+  Location loc;
+
+  OpBuilder &builder() { return graph.getBuilder(); }
+  /// "domain.OpType", with ai.onnx for the default domain.
+  std::string opName() const;
+  /// Emits "node 'NAME' (DOMAIN.OP): MESSAGE" and returns failure.
+  LogicalResult fail(const llvm::Twine &message);
+
+  int numInputs() const { return node.input_size(); }
+  /// Input `i`, or null when it is absent (past the end or named "").
+  /// Fails with a diagnostic when the name is set but nothing defined it.
+  FailureOr<Value> optionalInput(int i);
+  /// Input `i`; fails with a diagnostic when absent.
+  FailureOr<Value> input(int i);
+
+  const onnx::AttributeProto *attribute(llvm::StringRef name) const {
+    return findAttribute(node, name);
+  }
+  int64_t intAttr(llvm::StringRef name, int64_t defaultValue) const;
+  std::optional<double> floatAttr(llvm::StringRef name) const;
+  std::optional<std::string> stringAttr(llvm::StringRef name) const;
+  std::optional<llvm::SmallVector<int64_t>> intsAttr(llvm::StringRef name) const;
+  /// Fails naming the first attribute not in `known`.
+  LogicalResult checkAttributes(llvm::ArrayRef<llvm::StringRef> known);
+
+  /// Defines output `i` (skipped when the output is unnamed).
+  void setOutput(int i, Value value);
+};
+
+/// com.microsoft.MoE (MoENodes.cpp).
+LogicalResult importMoENode(NodeContext &node);
+
+/// The ai.onnx ops (StandardOps.cpp). Fails with "op ... is not supported"
+/// for ops it does not know.
+LogicalResult importStandardNode(NodeContext &node);
+
+} // namespace mlir::moe::onnx_import
+
+#endif // MOE_MLIR_LIB_IMPORT_ONNX_GRAPHIMPORTER_H
