@@ -97,6 +97,7 @@ std::string defaultRuntimeDir(const char *argv0) {
 int compile(int argc, char **argv) {
   registerAsmPrinterCLOptions();
   registerMLIRContextCLOptions();
+  moe::registerONNXImportCLOptions();
   registerPassManagerCLOptions();
   registerDefaultTimingManagerCLOptions();
   cl::HideUnrelatedOptions({&category, &cl::getGeneralCategory()});
@@ -126,7 +127,8 @@ int compile(int argc, char **argv) {
   OwningOpRef<ModuleOp> module;
   if (StringRef(inputFile).ends_with(".onnx")) {
     TimingScope scope = timing.nest("Import ONNX");
-    module = moe::importONNXModel(inputFile, &context);
+    module = moe::importONNXModel(inputFile, &context,
+                                    moe::getONNXImportCLOptions());
   } else {
     auto input = openInputFile(inputFile, &error);
     if (!input)

@@ -25,13 +25,15 @@ int main(int argc, char **argv) {
                               cl::init("-"));
   registerAsmPrinterCLOptions();
   registerMLIRContextCLOptions();
+  moe::registerONNXImportCLOptions();
   cl::ParseCommandLineOptions(argc, argv,
                               "moe-mlir ONNX importer: ONNX model -> MLIR\n");
 
   MLIRContext context;
   llvm::SourceMgr sourceMgr;
   SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
-  OwningOpRef<ModuleOp> module = moe::importONNXModel(input, &context);
+  OwningOpRef<ModuleOp> module = moe::importONNXModel(input, &context,
+                                    moe::getONNXImportCLOptions());
   if (!module)
     return 1;
   std::string error;

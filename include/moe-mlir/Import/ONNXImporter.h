@@ -27,6 +27,13 @@ struct ImportOptions {
 OwningOpRef<ModuleOp> importONNXModel(StringRef path, MLIRContext *context,
                                       const ImportOptions &options = {});
 
+/// Registers the importer's command-line options (--print-raising,
+/// --no-raise) for tools that read ONNX; call before parsing options.
+void registerONNXImportCLOptions();
+/// The options registered above as the command line set them (raising log
+/// to stderr with --print-raising).
+ImportOptions getONNXImportCLOptions();
+
 } // namespace mlir::moe
 
 #endif // MOE_MLIR_IMPORT_ONNXIMPORTER_H

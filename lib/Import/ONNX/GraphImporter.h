@@ -106,6 +106,10 @@ public:
 /// com.microsoft.MoE (MoENodes.cpp).
 LogicalResult importMoENode(NodeContext &node);
 
+/// moe_mlir.RaisedMoE, the node Raising.cpp puts in place of a decomposed
+/// MoE block (RaisedMoE.cpp).
+LogicalResult importRaisedMoENode(NodeContext &node);
+
 /// The ai.onnx ops (StandardOps.cpp). Fails with "op ... is not supported"
 /// for ops it does not know.
 LogicalResult importStandardNode(NodeContext &node);

@@ -21,6 +21,7 @@
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/Verifier.h"
+#include "llvm/Support/CommandLine.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 
@@ -282,6 +283,8 @@ LogicalResult importNode(GraphImporter &graph, const onnx::NodeProto &node) {
   NodeContext context(graph, node, loc);
   if (node.domain() == "com.microsoft" && node.op_type() == "MoE")
     return importMoENode(context);
+  if (node.domain() == "moe_mlir" && node.op_type() == "RaisedMoE")
+    return importRaisedMoENode(context);
   if (node.domain().empty() || node.domain() == "ai.onnx")
     return importStandardNode(context);
   return context.fail("op is not supported");
@@ -396,4 +399,32 @@ OwningOpRef<ModuleOp> mlir::moe::importONNXModel(StringRef path,
                        linalg::LinalgDialect, math::MathDialect,
                        scf::SCFDialect, tensor::TensorDialect>();
   return importGraph(path, context, options);
+}
+
+namespace {
+struct ONNXImportCLOptions {
+  llvm::cl::opt<bool> printRaising{
+      "print-raising",
+      llvm::cl::desc("Print each MoE block raised from standard ONNX ops "
+                     "(and why candidates were not) to stderr")};
+  llvm::cl::opt<bool> noRaise{
+      "no-raise", llvm::cl::desc("Import decomposed MoE blocks op by op "
+                                 "instead of raising them to moe ops")};
+};
+std::unique_ptr<ONNXImportCLOptions> clOptions;
+} // namespace
+
+void mlir::moe::registerONNXImportCLOptions() {
+  if (!clOptions)
+    clOptions = std::make_unique<ONNXImportCLOptions>();
+}
+
+ImportOptions mlir::moe::getONNXImportCLOptions() {
+  ImportOptions options;
+  if (!clOptions)
+    return options;
+  options.raise = !clOptions->noRaise;
+  if (clOptions->printRaising)
+    options.raisingLog = &llvm::errs();
+  return options;
 }

@@ -1,12 +1,792 @@
 //===- Raising.cpp - Decomposed MoE subgraphs into fused MoE nodes ----------===//
+//
+// Exporters spell an MoE block out in standard ops in a few recurring ways.
+// Each matcher here recognises one of them on the ONNX graph itself (before
+// anything is imported) and replaces the node that produces the block's
+// output with one `moe_mlir.RaisedMoE` node; the dead remainder of the block
+// is dropped afterwards. The RaisedMoE node names the router logits, the
+// tokens and every expert's weights (per expert, or stacked); MoENodes.cpp
+// stacks them into moe.layer's layout.
+//
+// Matching works on meaning, not on exact node sequences: it looks through
+// the shape plumbing (Reshape, Unsqueeze, Squeeze, Flatten, float Casts)
+// exporters put between the ops that compute, and anchors on those: the
+// router's TopK, the expert MLPs' MatMul/Gemm with constant weights, and the
+// scatter/sum that combines the experts' outputs.
+//
+//===----------------------------------------------------------------------===//
 
 #include "Raising.h"
 
+#include "GraphImporter.h"
+
+#include "mlir/IR/Diagnostics.h"
+#include "llvm/ADT/DenseSet.h"
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/StringSet.h"
+
+#include <map>
+#include <optional>
+
 using namespace mlir;
 using namespace mlir::moe;
+using namespace mlir::moe::onnx_import;
+
+namespace {
+
+using onnx::NodeProto;
+
+//===----------------------------------------------------------------------===//
+// Graph queries
+//===----------------------------------------------------------------------===//
+
+/// Producers, consumers and constants of one ONNX graph.
+class GraphIndex {
+public:
+  explicit GraphIndex(const onnx::GraphProto &graph) : graph(graph) {
+    for (const auto &t : graph.initializer())
+      constants[t.name()] = &t;
+    for (const auto &[i, node] : llvm::enumerate(graph.node())) {
+      for (const std::string &out : node.output())
+        producers[out] = &node;
+      for (const std::string &in : node.input())
+        if (!in.empty())
+          consumers[in].push_back(&node);
+      if (node.op_type() == "Constant" && node.domain().empty() &&
+          node.output_size() == 1)
+        if (const onnx::AttributeProto *a = findAttribute(node, "value"))
+          constants[node.output(0)] = &a->t();
+    }
+  }
+
+  const NodeProto *producer(const std::string &name) const {
+    auto it = producers.find(name);
+    return it == producers.end() ? nullptr : it->second;
+  }
+  ArrayRef<const NodeProto *> users(const std::string &name) const {
+    auto it = consumers.find(name);
+    return it == consumers.end() ? ArrayRef<const NodeProto *>()
+                                 : ArrayRef<const NodeProto *>(it->second);
+  }
+  const onnx::TensorProto *constant(const std::string &name) const {
+    auto it = constants.find(name);
+    return it == constants.end() ? nullptr : it->second;
+  }
+  bool isInitializer(const std::string &name) const {
+    const onnx::TensorProto *t = constant(name);
+    return t && !producer(name);
+  }
+  /// The integer contents of a small int64/int32 constant.
+  std::optional<SmallVector<int64_t>> ints(const std::string &name) const {
+    const onnx::TensorProto *t = constant(name);
+    if (!t)
+      return std::nullopt;
+    SmallVector<int64_t> out;
+    if (t->data_type() == onnx::TensorProto::INT64) {
+      if (t->has_raw_data()) {
+        const std::string &raw = t->raw_data();
+        for (size_t i = 0; i + 8 <= raw.size(); i += 8) {
+          int64_t v;
+          std::memcpy(&v, raw.data() + i, 8);
+          out.push_back(v);
+        }
+      } else {
+        out.append(t->int64_data().begin(), t->int64_data().end());
+      }
+    } else if (t->data_type() == onnx::TensorProto::INT32) {
+      if (t->has_raw_data()) {
+        const std::string &raw = t->raw_data();
+        for (size_t i = 0; i + 4 <= raw.size(); i += 4) {
+          int32_t v;
+          std::memcpy(&v, raw.data() + i, 4);
+          out.push_back(v);
+        }
+      } else {
+        out.append(t->int32_data().begin(), t->int32_data().end());
+      }
+    } else {
+      return std::nullopt;
+    }
+    return out;
+  }
+  /// A scalar float constant (any float type stored as float/raw f32).
+  std::optional<double> scalar(const std::string &name) const {
+    const onnx::TensorProto *t = constant(name);
+    if (!t || t->data_type() != onnx::TensorProto::FLOAT)
+      return std::nullopt;
+    int64_t count = 1;
+    for (int64_t d : t->dims())
+      count *= d;
+    if (count != 1)
+      return std::nullopt;
+    if (t->has_raw_data() && t->raw_data().size() == 4) {
+      float v;
+      std::memcpy(&v, t->raw_data().data(), 4);
+      return v;
+    }
+    if (t->float_data_size() == 1)
+      return t->float_data(0);
+    return std::nullopt;
+  }
+  /// Dimensions of an initializer.
+  SmallVector<int64_t> dims(const std::string &name) const {
+    const onnx::TensorProto *t = constant(name);
+    return t ? SmallVector<int64_t>(t->dims().begin(), t->dims().end())
+             : SmallVector<int64_t>();
+  }
+
+  const onnx::GraphProto &graph;
+
+private:
+  llvm::StringMap<const NodeProto *> producers;
+  llvm::StringMap<SmallVector<const NodeProto *, 2>> consumers;
+  llvm::StringMap<const onnx::TensorProto *> constants;
+};
+
+bool isOp(const NodeProto *node, StringRef opType) {
+  return node && node->op_type() == opType &&
+         (node->domain().empty() || node->domain() == "ai.onnx");
+}
+
+/// Ops that move or relabel data without computing: looked through when
+/// following a value to the op that computes it.
+bool isPlumbing(const NodeProto *node) {
+  if (!node || !(node->domain().empty() || node->domain() == "ai.onnx"))
+    return false;
+  StringRef op = node->op_type();
+  if (op == "Cast") {
+    const onnx::AttributeProto *to = findAttribute(*node, "to");
+    return to && (to->i() == onnx::TensorProto::FLOAT ||
+                  to->i() == onnx::TensorProto::FLOAT16 ||
+                  to->i() == onnx::TensorProto::BFLOAT16);
+  }
+  return op == "Reshape" || op == "Unsqueeze" || op == "Squeeze" ||
+         op == "Flatten" || op == "Identity" || op == "Expand";
+}
+
+/// The op computing `name`, looking through plumbing.
+const NodeProto *computedBy(const GraphIndex &g, std::string name,
+                            std::string *through = nullptr) {
+  const NodeProto *node = g.producer(name);
+  for (int steps = 0; node && isPlumbing(node) && steps < 16; ++steps) {
+    name = node->input(0);
+    node = g.producer(name);
+  }
+  if (through)
+    *through = name;
+  return node;
+}
+
+/// `name` with leading plumbing stripped: the value it is a view of.
+std::string viewSource(const GraphIndex &g, const std::string &name) {
+  std::string source;
+  computedBy(g, name, &source);
+  return source;
+}
+
+/// Nodes reachable backwards from `name` within `budget` producers.
+SmallVector<const NodeProto *> ancestors(const GraphIndex &g,
+                                         const std::string &name,
+                                         int budget) {
+  SmallVector<const NodeProto *> found;
+  llvm::DenseSet<const NodeProto *> seen;
+  SmallVector<std::string> work{name};
+  while (!work.empty() && (int)found.size() < budget) {
+    std::string value = work.pop_back_val();
+    const NodeProto *node = g.producer(value);
+    if (!node || !seen.insert(node).second)
+      continue;
+    found.push_back(node);
+    for (const std::string &in : node->input())
+      if (!in.empty())
+        work.push_back(in);
+  }
+  return found;
+}
+
+//===----------------------------------------------------------------------===//
+// Expert MLPs
+//===----------------------------------------------------------------------===//
+
+/// y = x W (+ b) with a constant W: MatMul(x, W) [+ Add b] or Gemm.
+struct Linear {
+  std::string input, weight, bias;
+  /// W is [in, out] (MatMul, Gemm transB=0) rather than [out, in].
+  bool inMajor = true;
+};
+
+std::optional<Linear> matchLinear(const GraphIndex &g, const std::string &value) {
+  const NodeProto *node = computedBy(g, value);
+  Linear linear;
+  if (isOp(node, "Add")) {
+    for (int side : {0, 1}) {
+      const NodeProto *mm = computedBy(g, node->input(side));
+      const std::string &bias = node->input(1 - side);
+      if ((isOp(mm, "MatMul") || isOp(mm, "Gemm")) && g.isInitializer(bias) &&
+          g.dims(bias).size() == 1) {
+        std::optional<Linear> inner = matchLinear(g, node->input(side));
+        if (!inner || !inner->bias.empty())
+          return std::nullopt;
+        inner->bias = bias;
+        return inner;
+      }
+    }
+    return std::nullopt;
+  }
+  if (isOp(node, "MatMul") && g.isInitializer(node->input(1)) &&
+      g.dims(node->input(1)).size() == 2) {
+    linear.input = node->input(0);
+    linear.weight = node->input(1);
+    return linear;
+  }
+  if (isOp(node, "Gemm") && g.isInitializer(node->input(1)) &&
+      g.dims(node->input(1)).size() == 2) {
+    auto attr = [&](StringRef name, double def) {
+      const onnx::AttributeProto *a = findAttribute(*node, name);
+      return a ? (a->type() == onnx::AttributeProto::FLOAT ? a->f() : a->i())
+               : def;
+    };
+    if (attr("alpha", 1.0) != 1.0 || attr("beta", 1.0) != 1.0 ||
+        attr("transA", 0) != 0)
+      return std::nullopt;
+    linear.input = node->input(0);
+    linear.weight = node->input(1);
+    linear.inMajor = attr("transB", 0) == 0;
+    if (node->input_size() > 2 && !node->input(2).empty()) {
+      if (!g.isInitializer(node->input(2)) || g.dims(node->input(2)).size() != 1)
+        return std::nullopt;
+      linear.bias = node->input(2);
+    }
+    return linear;
+  }
+  return std::nullopt;
+}
+
+/// The activation computed from `pre` into `value`: relu, silu (x *
+/// sigmoid(x)), gelu (Gelu or the Erf form exporters write), gelu_tanh.
+std::optional<std::string> matchActivation(const GraphIndex &g,
+                                           const std::string &value,
+                                           std::string &pre) {
+  const NodeProto *node = computedBy(g, value);
+  if (isOp(node, "Relu")) {
+    pre = node->input(0);
+    return std::string("relu");
+  }
+  if (isOp(node, "Gelu")) {
+    pre = node->input(0);
+    const onnx::AttributeProto *approx = findAttribute(*node, "approximate");
+    return std::string(approx && approx->s() == "tanh" ? "gelu_tanh" : "gelu");
+  }
+  if (isOp(node, "Mul")) {
+    // silu: Mul(a, Sigmoid(a)).
+    for (int side : {0, 1}) {
+      const NodeProto *sig = computedBy(g, node->input(side));
+      if (isOp(sig, "Sigmoid") &&
+          viewSource(g, sig->input(0)) == viewSource(g, node->input(1 - side))) {
+        pre = node->input(1 - side);
+        return std::string("silu");
+      }
+    }
+    // gelu, erf form: Mul(Mul(a, Add(Erf(Div(a, sqrt2)), 1)), 0.5) in any
+    // association: find an Erf whose argument is a / sqrt(2) and whose
+    // input `a` also feeds this product.
+    for (const NodeProto *n : ancestors(g, value, 8)) {
+      if (!isOp(n, "Erf"))
+        continue;
+      const NodeProto *div = computedBy(g, n->input(0));
+      if (isOp(div, "Div") && g.scalar(div->input(1)) &&
+          std::abs(*g.scalar(div->input(1)) - 1.4142135) < 1e-4) {
+        pre = div->input(0);
+        return std::string("gelu");
+      }
+      if (isOp(div, "Mul") && g.scalar(div->input(1)) &&
+          std::abs(*g.scalar(div->input(1)) - 0.70710678) < 1e-4) {
+        pre = div->input(0);
+        return std::string("gelu");
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+/// One expert's FFN: fc2(act(fc1(x))) or fc2(silu(fc1(x)) * fc3(x)).
+struct ExpertMLP {
+  std::string input;
+  std::string activation; // relu|gelu|gelu_tanh|silu|identity|swiglu
+  Linear fc1, fc2;
+  std::optional<Linear> fc3; // the SwiGLU linear branch
+};
+
+std::optional<ExpertMLP> matchExpertMLP(const GraphIndex &g,
+                                        const std::string &value) {
+  std::optional<Linear> fc2 = matchLinear(g, value);
+  if (!fc2)
+    return std::nullopt;
+  ExpertMLP mlp;
+  mlp.fc2 = *fc2;
+  const NodeProto *hidden = computedBy(g, fc2->input);
+  // Gated: Mul(silu(fc1(x)), fc3(x)).
+  if (isOp(hidden, "Mul")) {
+    for (int side : {0, 1}) {
+      std::string pre;
+      std::optional<std::string> act =
+          matchActivation(g, hidden->input(side), pre);
+      std::optional<Linear> gate = act ? matchLinear(g, pre) : std::nullopt;
+      std::optional<Linear> up = matchLinear(g, hidden->input(1 - side));
+      if (act && *act == "silu" && gate && up &&
+          viewSource(g, gate->input) == viewSource(g, up->input)) {
+        mlp.activation = "swiglu";
+        mlp.fc1 = *gate;
+        mlp.fc3 = *up;
+        mlp.input = gate->input;
+        return mlp;
+      }
+    }
+  }
+  std::string pre;
+  if (std::optional<std::string> act = matchActivation(g, fc2->input, pre)) {
+    std::optional<Linear> fc1 = matchLinear(g, pre);
+    if (!fc1)
+      return std::nullopt;
+    mlp.activation = *act;
+    mlp.fc1 = *fc1;
+    mlp.input = fc1->input;
+    return mlp;
+  }
+  return std::nullopt;
+}
+
+//===----------------------------------------------------------------------===//
+// Routers
+//===----------------------------------------------------------------------===//
+
+/// logits -> Softmax -> TopK (-> renormalise) or logits -> TopK -> Softmax.
+struct Router {
+  const NodeProto *topk = nullptr;
+  std::string logits;
+  int64_t k = 0;
+  bool normalize = false;
+};
+
+std::optional<Router> matchRouterTopK(const GraphIndex &g,
+                                      const NodeProto *topk) {
+  if (!isOp(topk, "TopK") || topk->input_size() < 2)
+    return std::nullopt;
+  const onnx::AttributeProto *largest = findAttribute(*topk, "largest");
+  const onnx::AttributeProto *axis = findAttribute(*topk, "axis");
+  std::optional<SmallVector<int64_t>> k = g.ints(topk->input(1));
+  if ((largest && largest->i() != 1) || (axis && axis->i() != -1 && axis->i() != 1) ||
+      !k || k->size() != 1)
+    return std::nullopt;
+  Router router;
+  router.topk = topk;
+  router.k = (*k)[0];
+  const NodeProto *scores = computedBy(g, topk->input(0));
+  if (isOp(scores, "Softmax")) {
+    router.logits = scores->input(0);
+  } else {
+    // TopK on the logits; the softmax over the k values is checked by the
+    // caller where the weights are used.
+    router.logits = topk->input(0);
+  }
+  return router;
+}
+
+/// Whether the routing weights `weights` are the router's TopK values,
+/// renormalised (`normalize`) or a softmax over them (TopK on logits).
+bool matchRoutingWeights(const GraphIndex &g, const std::string &weights,
+                         Router &router) {
+  const bool softmaxFirst =
+      isOp(computedBy(g, router.topk->input(0)), "Softmax");
+  std::string source;
+  const NodeProto *node = computedBy(g, weights, &source);
+  // Gathers pick per-token rows/slots out of the [T, k] weights.
+  for (int steps = 0; isOp(node, "Gather") && steps < 4; ++steps)
+    node = computedBy(g, node->input(0), &source);
+  if (softmaxFirst) {
+    if (source == router.topk->output(0)) {
+      router.normalize = false;
+      return true;
+    }
+    if (isOp(node, "Div")) {
+      const NodeProto *sum = computedBy(g, node->input(1));
+      if (viewSource(g, node->input(0)) == router.topk->output(0) &&
+          isOp(sum, "ReduceSum") &&
+          viewSource(g, sum->input(0)) == router.topk->output(0)) {
+        router.normalize = true;
+        return true;
+      }
+    }
+    return false;
+  }
+  // Softmax over the k selected logits: the same weights as softmax over
+  // all experts renormalised over the top k.
+  if (isOp(node, "Softmax") &&
+      viewSource(g, node->input(0)) == router.topk->output(0)) {
+    router.normalize = true;
+    return true;
+  }
+  return false;
+}
+
+//===----------------------------------------------------------------------===//
+// The raised node
+//===----------------------------------------------------------------------===//
+
+struct RaisedBlock {
+  std::string form;
+  std::string input, logits, output;
+  Router router;
+  int64_t numExperts = 0;
+  /// Per expert (size numExperts, missing experts have no MLP), or one
+  /// entry holding stacked [E, ...] weights.
+  std::vector<std::optional<ExpertMLP>> experts;
+  bool stacked = false;
+  /// The node whose output the raised node produces instead.
+  const NodeProto *replaced = nullptr;
+};
+
+/// moe_mlir.RaisedMoE: inputs x, logits, then per expert fc1, fc1_bias,
+/// fc2, fc2_bias, fc3, fc3_bias ("" when absent); `in_major` lists which
+/// weights are [in, out].
+NodeProto buildRaisedNode(const RaisedBlock &block) {
+  NodeProto node;
+  node.set_domain("moe_mlir");
+  node.set_op_type("RaisedMoE");
+  node.set_name(block.replaced->name().empty()
+                    ? block.form
+                    : block.replaced->name() + "/raised");
+  node.add_input(block.input);
+  node.add_input(block.logits);
+  onnx::AttributeProto *inMajor = node.add_attribute();
+  inMajor->set_name("in_major");
+  inMajor->set_type(onnx::AttributeProto::INTS);
+  std::string activation = "identity";
+  for (const std::optional<ExpertMLP> &mlp : block.experts) {
+    auto add = [&](const Linear *linear) {
+      node.add_input(linear ? linear->weight : "");
+      node.add_input(linear ? linear->bias : "");
+      inMajor->add_ints(linear && linear->inMajor ? 1 : 0);
+    };
+    add(mlp ? &mlp->fc1 : nullptr);
+    add(mlp ? &mlp->fc2 : nullptr);
+    add(mlp && mlp->fc3 ? &*mlp->fc3 : nullptr);
+    if (mlp)
+      activation = mlp->activation;
+  }
+  auto intAttr = [&](StringRef name, int64_t v) {
+    onnx::AttributeProto *a = node.add_attribute();
+    a->set_name(name.str());
+    a->set_type(onnx::AttributeProto::INT);
+    a->set_i(v);
+  };
+  intAttr("k", block.router.k);
+  intAttr("normalize_routing_weights", block.router.normalize);
+  intAttr("num_experts", block.numExperts);
+  intAttr("stacked", block.stacked);
+  onnx::AttributeProto *act = node.add_attribute();
+  act->set_name("activation_type");
+  act->set_type(onnx::AttributeProto::STRING);
+  act->set_s(activation);
+  node.add_output(block.output);
+  return node;
+}
+
+//===----------------------------------------------------------------------===//
+// (a) Per-expert branches (TorchScript exports of Hugging Face blocks)
+//===----------------------------------------------------------------------===//
+
+/// The update a scatter-add node adds to its accumulator, with the
+/// accumulator: ScatterElements/ScatterND(acc, idx, upd, reduction=add), or
+/// Add(acc, Scatter(zeros, idx, upd)) (index_add_ as torch 1.13 exports it).
+struct Accumulation {
+  const NodeProto *node = nullptr;
+  std::string accumulator, update;
+};
+
+bool isZeros(const GraphIndex &g, const std::string &value) {
+  const NodeProto *node = computedBy(g, value);
+  if (isOp(node, "ConstantOfShape")) {
+    const onnx::AttributeProto *v = findAttribute(*node, "value");
+    if (!v)
+      return true;
+    const onnx::TensorProto &t = v->t();
+    if (t.data_type() == onnx::TensorProto::FLOAT) {
+      float f = t.float_data_size() ? t.float_data(0) : 0.f;
+      if (t.has_raw_data() && t.raw_data().size() >= 4)
+        std::memcpy(&f, t.raw_data().data(), 4);
+      return f == 0.f;
+    }
+    return false;
+  }
+  return false;
+}
+
+std::optional<Accumulation> matchScatterAdd(const GraphIndex &g,
+                                            const NodeProto *node) {
+  auto isScatter = [](const NodeProto *n) {
+    return isOp(n, "ScatterElements") || isOp(n, "ScatterND");
+  };
+  if (isScatter(node)) {
+    const onnx::AttributeProto *red = findAttribute(*node, "reduction");
+    if (red && red->s() == "add")
+      return Accumulation{node, node->input(0), node->input(2)};
+    return std::nullopt;
+  }
+  if (isOp(node, "Add")) {
+    for (int side : {0, 1}) {
+      const NodeProto *scatter = g.producer(node->input(side));
+      if (isScatter(scatter) && isZeros(g, scatter->input(0)))
+        return Accumulation{node, node->input(1 - side), scatter->input(2)};
+    }
+  }
+  return std::nullopt;
+}
+
+/// The expert a branch serves: the branch's token selection reads row `e`
+/// of the router's one-hot expert mask.
+std::optional<int64_t> branchExpert(const GraphIndex &g,
+                                    const std::string &tokens,
+                                    const Router &router,
+                                    int64_t &numExperts) {
+  for (const NodeProto *node : ancestors(g, tokens, 64)) {
+    if (!isOp(node, "Gather"))
+      continue;
+    std::optional<SmallVector<int64_t>> index = g.ints(node->input(1));
+    if (!index || index->size() != 1)
+      continue;
+    // Data: OneHot(topk indices) under a Transpose.
+    const NodeProto *data = g.producer(node->input(0));
+    while (isOp(data, "Transpose") || isPlumbing(data))
+      data = g.producer(data->input(0));
+    if (!isOp(data, "OneHot") ||
+        viewSource(g, data->input(0)) != router.topk->output(1))
+      continue;
+    std::optional<SmallVector<int64_t>> depth = g.ints(data->input(1));
+    if (!depth || depth->size() != 1)
+      continue;
+    numExperts = (*depth)[0];
+    return (*index)[0];
+  }
+  return std::nullopt;
+}
+
+/// The tokens an expert branch gathers its rows from: Gather(x, rows).
+std::optional<std::string> branchTokens(const GraphIndex &g,
+                                        const std::string &mlpInput) {
+  const NodeProto *gather = computedBy(g, mlpInput);
+  if (!isOp(gather, "Gather"))
+    return std::nullopt;
+  return viewSource(g, gather->input(0));
+}
+
+std::optional<RaisedBlock> matchPerExpertBranches(const GraphIndex &g,
+                                                  const NodeProto *last,
+                                                  std::string &why) {
+  // Walk the accumulation chain back from its last link.
+  SmallVector<Accumulation> chain;
+  std::optional<Accumulation> link = matchScatterAdd(g, last);
+  while (link) {
+    chain.push_back(*link);
+    if (isZeros(g, link->accumulator))
+      break;
+    const NodeProto *prev = g.producer(link->accumulator);
+    link = prev ? matchScatterAdd(g, prev) : std::nullopt;
+  }
+  if (chain.empty() || !isZeros(g, chain.back().accumulator))
+    return std::nullopt;
+
+  RaisedBlock block;
+  block.form = "per-expert branches";
+  block.replaced = last;
+  block.output = last->output(0);
+  std::map<int64_t, ExpertMLP> experts;
+  for (const Accumulation &acc : chain) {
+    // update = MLP(rows) * routing weight.
+    const NodeProto *mul = computedBy(g, acc.update);
+    if (!isOp(mul, "Mul"))
+      return std::nullopt;
+    std::optional<ExpertMLP> mlp;
+    std::string weights;
+    for (int side : {0, 1}) {
+      if ((mlp = matchExpertMLP(g, mul->input(side)))) {
+        weights = mul->input(1 - side);
+        break;
+      }
+    }
+    if (!mlp) {
+      why = "branch '" + acc.node->name() + "': expert MLP not recognised";
+      return std::nullopt;
+    }
+    if (!block.router.topk) {
+      // The routing weights lead to the router's TopK.
+      for (const NodeProto *n : ancestors(g, weights, 64))
+        if (std::optional<Router> r = matchRouterTopK(g, n)) {
+          block.router = *r;
+          break;
+        }
+      if (!block.router.topk) {
+        why = "no router TopK behind the routing weights";
+        return std::nullopt;
+      }
+    }
+    if (!matchRoutingWeights(g, weights, block.router)) {
+      why = "routing weights are not the router's top-k probabilities";
+      return std::nullopt;
+    }
+    int64_t numExperts = 0;
+    std::optional<int64_t> expert =
+        branchExpert(g, mlp->input, block.router, numExperts);
+    std::optional<std::string> tokens = branchTokens(g, mlp->input);
+    if (!expert || !tokens) {
+      why = "branch '" + acc.node->name() +
+            "': token selection from the expert mask not recognised";
+      return std::nullopt;
+    }
+    if (block.input.empty())
+      block.input = *tokens;
+    if (block.numExperts == 0)
+      block.numExperts = numExperts;
+    if (*tokens != block.input || numExperts != block.numExperts ||
+        *expert < 0 || *expert >= numExperts || experts.count(*expert)) {
+      why = "branches disagree on tokens or experts";
+      return std::nullopt;
+    }
+    experts[*expert] = *mlp;
+  }
+  block.logits = block.router.logits;
+  // The tokens in the [T, H] shape the router reads them: the gathers see
+  // them through reshapes (e.g. hidden_states[None, top_x]) and the output
+  // accumulates in [T, H].
+  if (std::optional<Linear> gate = matchLinear(g, block.logits)) {
+    if (viewSource(g, gate->input) != block.input) {
+      why = "the experts read other tokens than the router";
+      return std::nullopt;
+    }
+    block.input = gate->input;
+  }
+  block.experts.resize(block.numExperts);
+  for (auto &[e, mlp] : experts)
+    block.experts[e] = mlp;
+  // Every branch must compute the same kind of MLP.
+  const ExpertMLP &first = experts.begin()->second;
+  for (auto &[e, mlp] : experts)
+    if (mlp.activation != first.activation || bool(mlp.fc3) != bool(first.fc3) ||
+        mlp.fc1.bias.empty() != first.fc1.bias.empty() ||
+        mlp.fc2.bias.empty() != first.fc2.bias.empty()) {
+      why = "expert branches compute different MLPs";
+      return std::nullopt;
+    }
+  return block;
+}
+
+//===----------------------------------------------------------------------===//
+// Driver
+//===----------------------------------------------------------------------===//
+
+/// Removes nodes whose outputs nothing live reads.
+void eraseDeadNodes(onnx::GraphProto &graph) {
+  llvm::StringSet<> live;
+  for (const auto &out : graph.output())
+    live.insert(out.name());
+  SmallVector<bool> keep(graph.node_size(), false);
+  for (int i = graph.node_size() - 1; i >= 0; --i) {
+    const NodeProto &node = graph.node(i);
+    bool used = false;
+    for (const std::string &out : node.output())
+      used |= live.contains(out);
+    if (!used)
+      continue;
+    keep[i] = true;
+    for (const std::string &in : node.input())
+      live.insert(in);
+  }
+  google::protobuf::RepeatedPtrField<NodeProto> kept;
+  for (int i = 0; i < graph.node_size(); ++i)
+    if (keep[i])
+      *kept.Add() = graph.node(i);
+  graph.mutable_node()->Swap(&kept);
+}
+
+} // namespace
 
 LogicalResult mlir::moe::onnx_import::raiseMoESubgraphs(
     onnx::ModelProto &model, StringRef modelPath, const ImportOptions &options,
     Location loc) {
+  if (!options.raise)
+    return success();
+  onnx::GraphProto &graph = *model.mutable_graph();
+  std::vector<RaisedBlock> blocks;
+  {
+    GraphIndex g(graph);
+    llvm::DenseSet<const NodeProto *> claimed;
+    // Last links of accumulation chains: scatter-adds no other scatter-add
+    // continues.
+    for (const NodeProto &node : graph.node()) {
+      if (!matchScatterAdd(g, &node))
+        continue;
+      bool continued = llvm::any_of(g.users(node.output(0)), [&](auto *user) {
+        std::optional<Accumulation> next = matchScatterAdd(g, user);
+        return next && next->accumulator == node.output(0);
+      });
+      if (continued)
+        continue;
+      std::string why;
+      if (std::optional<RaisedBlock> block =
+              matchPerExpertBranches(g, &node, why))
+        blocks.push_back(std::move(*block));
+      else if (!why.empty() && options.raisingLog)
+        *options.raisingLog << "raising: not raised at node '" << node.name()
+                            << "': " << why << "\n";
+    }
+  }
+
+  for (const RaisedBlock &block : blocks) {
+    int64_t present = llvm::count_if(
+        block.experts, [](const auto &mlp) { return mlp.has_value(); });
+    if (options.raisingLog) {
+      const ExpertMLP &mlp = **llvm::find_if(
+          block.experts, [](const auto &m) { return m.has_value(); });
+      *options.raisingLog << "raised " << block.form << " at node '"
+                          << block.replaced->name() << "' -> moe.layer: "
+                          << block.numExperts << " experts, top-"
+                          << block.router.k << ", "
+                          << (block.router.normalize ? "renormalised"
+                                                     : "softmax")
+                          << " routing, " << mlp.activation << " MLP"
+                          << (mlp.fc1.bias.empty() ? "" : " with biases")
+                          << ", input '" << block.input << "', logits '"
+                          << block.logits << "', output '" << block.output
+                          << "'\n";
+    }
+    if (present < block.numExperts) {
+      std::string missing;
+      for (auto [e, mlp] : llvm::enumerate(block.experts))
+        if (!mlp)
+          missing += (missing.empty() ? "" : ", ") + std::to_string(e);
+      emitWarning(loc) << "MoE block at node '" << block.replaced->name()
+                       << "' holds " << present << " expert branches but "
+                       << "routes to " << block.numExperts
+                       << " experts; experts " << missing
+                       << " have no branch (a traced export drops experts "
+                          "the tracing input never reached), so tokens "
+                          "routed to them get no contribution from them, "
+                          "exactly as in the exported graph";
+    }
+  }
+
+  // Replace each block's output node with the raised node, then drop what
+  // only the blocks used.
+  for (const RaisedBlock &block : blocks) {
+    NodeProto raised = buildRaisedNode(block);
+    for (NodeProto &node : *graph.mutable_node())
+      if (&node == block.replaced) {
+        node = raised;
+        break;
+      }
+  }
+  if (!blocks.empty())
+    eraseDeadNodes(graph);
   return success();
 }

@@ -1,0 +1,223 @@
+//===- RaisedMoE.cpp - moe_mlir.RaisedMoE nodes into moe.layer --------------===//
+//
+// Raising.cpp replaces decomposed MoE blocks with moe_mlir.RaisedMoE nodes
+// that name each expert's weights as the exporter left them: one constant
+// per expert and projection, [in, out] or [out, in]. Here they are stacked
+// into moe.layer's out-major layout (fc1 [E, f*I, H], fc2 [E, H, I]), once,
+// at import; a SiLU-gated MLP (Mixtral, Qwen) becomes SwiGLU with the gate
+// and up projections concatenated into one fc1, as ONNX Runtime's fused
+// layout has them.
+//
+//===----------------------------------------------------------------------===//
+
+#include "GraphImporter.h"
+
+#include "MoE/IR/MoEOps.h"
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/Verifier.h"
+
+#include <cstring>
+
+using namespace mlir;
+using namespace mlir::moe;
+using namespace mlir::moe::onnx_import;
+
+namespace {
+
+/// One projection of every expert: its constants ([out, in] after
+/// transposing), null for experts the graph has no branch for.
+struct Projection {
+  SmallVector<DenseElementsAttr> weights, biases;
+};
+
+/// The [out, in] contents of a 2-D constant weight stored [in, out] when
+/// `inMajor`, as raw bytes.
+std::vector<char> outMajorBytes(DenseElementsAttr weight, bool inMajor) {
+  auto type = cast<RankedTensorType>(weight.getType());
+  size_t width = type.getElementTypeBitWidth() / 8;
+  int64_t rows = type.getDimSize(0), cols = type.getDimSize(1);
+  std::vector<char> bytes(rows * cols * width);
+  if (weight.isSplat()) {
+    ArrayRef<char> one = weight.getRawData();
+    for (size_t i = 0; i < bytes.size(); i += width)
+      std::memcpy(&bytes[i], one.data(), width);
+    return bytes;
+  }
+  ArrayRef<char> src = weight.getRawData();
+  if (!inMajor) {
+    std::memcpy(bytes.data(), src.data(), bytes.size());
+    return bytes;
+  }
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j)
+      std::memcpy(&bytes[(j * rows + i) * width], &src[(i * cols + j) * width],
+                  width);
+  return bytes;
+}
+
+} // namespace
+
+LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
+  OpBuilder &builder = node.builder();
+  MLIRContext *ctx = node.graph.getContext();
+  int64_t numExperts = node.intAttr("num_experts", 0);
+  std::optional<SmallVector<int64_t>> inMajor = node.intsAttr("in_major");
+  if (numExperts <= 0 || !inMajor || int64_t(inMajor->size()) != 3 * numExperts ||
+      node.numInputs() != 2 + 6 * numExperts)
+    return node.fail("malformed raised MoE node");
+  FailureOr<Value> input = node.input(0), logits = node.input(1);
+  if (failed(input) || failed(logits))
+    return failure();
+
+  // Collect the constants of each projection; p = 0 fc1, 1 fc2, 2 fc3.
+  Projection projections[3];
+  for (int p = 0; p < 3; ++p) {
+    for (int64_t e = 0; e < numExperts; ++e) {
+      auto constantAt = [&](int i) -> FailureOr<DenseElementsAttr> {
+        FailureOr<Value> v = node.optionalInput(i);
+        if (failed(v))
+          return failure();
+        if (!*v)
+          return DenseElementsAttr();
+        auto constant = v->getDefiningOp<arith::ConstantOp>();
+        auto dense = constant ? dyn_cast<DenseElementsAttr>(constant.getValue())
+                              : DenseElementsAttr();
+        if (!dense)
+          return node.fail("expert weights must be constants");
+        return dense;
+      };
+      FailureOr<DenseElementsAttr> w = constantAt(2 + 6 * e + 2 * p);
+      FailureOr<DenseElementsAttr> b = constantAt(3 + 6 * e + 2 * p);
+      if (failed(w) || failed(b))
+        return failure();
+      projections[p].weights.push_back(*w);
+      projections[p].biases.push_back(*b);
+    }
+  }
+
+  // The [out, in] shape every expert of a projection shares.
+  auto stack = [&](int p, bool bias) -> FailureOr<Value> {
+    Projection &proj = projections[p];
+    SmallVector<DenseElementsAttr> &items = bias ? proj.biases : proj.weights;
+    DenseElementsAttr first;
+    int64_t firstExpert = 0;
+    for (auto [e, w] : llvm::enumerate(items))
+      if (w) {
+        first = w;
+        firstExpert = e;
+        break;
+      }
+    if (!first)
+      return Value();
+    auto type = cast<RankedTensorType>(first.getType());
+    bool firstInMajor = (*inMajor)[3 * firstExpert + p];
+    SmallVector<int64_t> shape{numExperts};
+    if (bias) {
+      shape.push_back(type.getDimSize(0));
+    } else {
+      shape.push_back(type.getDimSize(firstInMajor ? 1 : 0));
+      shape.push_back(type.getDimSize(firstInMajor ? 0 : 1));
+    }
+    size_t width = type.getElementTypeBitWidth() / 8;
+    size_t perExpert = width;
+    for (int64_t d : ArrayRef<int64_t>(shape).drop_front())
+      perExpert *= d;
+    std::vector<char> bytes(perExpert * numExperts, 0);
+    for (auto [e, w] : llvm::enumerate(items)) {
+      if (!w)
+        continue; // no branch: zeros, so the expert adds nothing
+      if (w.getType() != first.getType() ||
+          bool((*inMajor)[3 * e + p]) != firstInMajor)
+        return node.fail("experts' weights differ in shape or type");
+      std::vector<char> data =
+          bias ? std::vector<char>(w.getRawData().begin(), w.getRawData().end())
+               : outMajorBytes(w, (*inMajor)[3 * e + p]);
+      if (w.isSplat() && bias)
+        for (size_t i = 0; i < perExpert; i += width)
+          std::memcpy(&bytes[e * perExpert + i], w.getRawData().data(), width);
+      else
+        std::memcpy(&bytes[e * perExpert], data.data(), perExpert);
+    }
+    auto stackedType = RankedTensorType::get(shape, type.getElementType());
+    return arith::ConstantOp::create(
+               builder, node.loc, stackedType,
+               DenseElementsAttr::getFromRawBuffer(stackedType, bytes))
+        .getResult();
+  };
+  Value stacked[3][2];
+  for (int p = 0; p < 3; ++p)
+    for (int bias = 0; bias < 2; ++bias) {
+      FailureOr<Value> v = stack(p, bias);
+      if (failed(v))
+        return failure();
+      stacked[p][bias] = *v;
+    }
+  if (!stacked[0][0] || !stacked[1][0])
+    return node.fail("no expert has weights");
+
+  std::string activationName =
+      node.stringAttr("activation_type").value_or("identity");
+  std::optional<Activation> activation = symbolizeActivation(activationName);
+  if (!activation)
+    return node.fail("unsupported activation '" + activationName + "'");
+  // SiLU-gated: fc1 = [gate; up] with swiglu's concatenated fusion, the
+  // layout the fused kernels read in one pass.
+  SwigluFusionAttr fusion;
+  if (*activation == Activation::swiglu) {
+    if (!stacked[2][0])
+      return node.fail("a gated MLP needs its up projection");
+    auto concat = [&](Value gate, Value up) -> Value {
+      if (!gate)
+        return Value();
+      auto gateConst = cast<DenseElementsAttr>(
+          gate.getDefiningOp<arith::ConstantOp>().getValue());
+      auto upConst = cast<DenseElementsAttr>(
+          up.getDefiningOp<arith::ConstantOp>().getValue());
+      auto type = cast<RankedTensorType>(gateConst.getType());
+      int64_t rows = type.getDimSize(1);
+      size_t rowBytes = gateConst.getRawData().size() /
+                        (type.getDimSize(0) * rows);
+      SmallVector<int64_t> shape(type.getShape());
+      shape[1] *= 2;
+      std::vector<char> bytes;
+      for (int64_t e = 0; e < type.getDimSize(0); ++e) {
+        auto slice = [&](DenseElementsAttr a) {
+          const char *base = a.getRawData().data() + e * rows * rowBytes;
+          bytes.insert(bytes.end(), base, base + rows * rowBytes);
+        };
+        slice(gateConst);
+        slice(upConst);
+      }
+      auto fusedType = RankedTensorType::get(shape, type.getElementType());
+      return arith::ConstantOp::create(
+                 builder, node.loc, fusedType,
+                 DenseElementsAttr::getFromRawBuffer(fusedType, bytes))
+          .getResult();
+    };
+    if (bool(stacked[0][1]) != bool(stacked[2][1]))
+      return node.fail("gate and up projections differ in having biases");
+    stacked[0][0] = concat(stacked[0][0], stacked[2][0]);
+    stacked[0][1] = concat(stacked[0][1], stacked[2][1]);
+    stacked[2][0] = stacked[2][1] = Value();
+    fusion = SwigluFusionAttr::get(ctx, SwigluFusion::concatenated);
+  }
+
+  auto f64 = [&](double v) { return builder.getF64FloatAttr(v); };
+  auto layer = LayerOp::create(
+      builder, node.loc, input->getType(), *input, *logits, stacked[0][0],
+      stacked[0][1], stacked[1][0], stacked[1][1], stacked[2][0],
+      stacked[2][1], Value(), Value(), Value(), Value(), Value(), Value(),
+      Value(), builder.getI64IntegerAttr(node.intAttr("k", 1)),
+      ScoringAttr::get(ctx, Scoring::softmax),
+      node.intAttr("normalize_routing_weights", 0) ? builder.getUnitAttr()
+                                                   : UnitAttr(),
+      builder.getI64IntegerAttr(1), builder.getI64IntegerAttr(1),
+      GroupScoringAttr::get(ctx, GroupScoring::max), FloatAttr(), f64(1.0),
+      ActivationAttr::get(ctx, *activation), fusion, f64(1.0), f64(0.0),
+      FloatAttr(), FloatAttr(), ArrayAttr());
+  if (failed(verify(layer)))
+    return failure();
+  node.setOutput(0, layer.getResult());
+  return success();
+}
