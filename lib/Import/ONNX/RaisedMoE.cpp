@@ -56,46 +56,129 @@ std::vector<char> outMajorBytes(DenseElementsAttr weight, bool inMajor) {
   return bytes;
 }
 
+/// Rows of `gate` then rows of `up`, per expert: [E, I, ...] x 2 ->
+/// [E, 2I, ...]. Null stays null.
+Value concatRows(OpBuilder &builder, Location loc, Value gate, Value up) {
+  if (!gate)
+    return Value();
+  auto gateConst =
+      cast<DenseElementsAttr>(gate.getDefiningOp<arith::ConstantOp>().getValue());
+  auto upConst =
+      cast<DenseElementsAttr>(up.getDefiningOp<arith::ConstantOp>().getValue());
+  auto type = cast<RankedTensorType>(gateConst.getType());
+  int64_t experts = type.getDimSize(0);
+  size_t perExpert = gateConst.getRawData().size() / experts;
+  SmallVector<int64_t> shape(type.getShape());
+  shape[1] *= 2;
+  std::vector<char> bytes;
+  for (int64_t e = 0; e < experts; ++e)
+    for (DenseElementsAttr half : {gateConst, upConst}) {
+      const char *base = half.getRawData().data() + e * perExpert;
+      bytes.insert(bytes.end(), base, base + perExpert);
+    }
+  auto fusedType = RankedTensorType::get(shape, type.getElementType());
+  return arith::ConstantOp::create(
+             builder, loc, fusedType,
+             DenseElementsAttr::getFromRawBuffer(fusedType, bytes))
+      .getResult();
+}
+
+/// A stacked [E, a, b] weight as [E, out, in]; a stacked bias [E, 1, out]
+/// or [E, out] as [E, out].
+DenseElementsAttr outMajorStacked(DenseElementsAttr value, bool inMajor,
+                                  bool bias) {
+  auto type = cast<RankedTensorType>(value.getType());
+  int64_t experts = type.getDimSize(0);
+  if (bias) {
+    auto flat = RankedTensorType::get(
+        {experts, type.getNumElements() / experts}, type.getElementType());
+    return value.reshape(flat);
+  }
+  if (!inMajor)
+    return value;
+  int64_t rows = type.getDimSize(1), cols = type.getDimSize(2);
+  size_t width = type.getElementTypeBitWidth() / 8;
+  auto outType = RankedTensorType::get({experts, cols, rows},
+                                       type.getElementType());
+  if (value.isSplat())
+    return value.reshape(RankedTensorType::get({experts, cols, rows},
+                                               type.getElementType()));
+  ArrayRef<char> src = value.getRawData();
+  std::vector<char> dst(src.size());
+  for (int64_t e = 0; e < experts; ++e)
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < cols; ++j)
+        std::memcpy(&dst[((e * cols + j) * rows + i) * width],
+                    &src[((e * rows + i) * cols + j) * width], width);
+  return DenseElementsAttr::getFromRawBuffer(outType, dst);
+}
+
 } // namespace
 
 LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
   OpBuilder &builder = node.builder();
   MLIRContext *ctx = node.graph.getContext();
   int64_t numExperts = node.intAttr("num_experts", 0);
+  bool isStacked = node.intAttr("stacked", 0);
+  int64_t groups = isStacked ? 1 : numExperts;
   std::optional<SmallVector<int64_t>> inMajor = node.intsAttr("in_major");
-  if (numExperts <= 0 || !inMajor || int64_t(inMajor->size()) != 3 * numExperts ||
-      node.numInputs() != 2 + 6 * numExperts)
+  if (numExperts <= 0 || !inMajor || int64_t(inMajor->size()) != 3 * groups ||
+      node.numInputs() != 2 + 6 * groups)
     return node.fail("malformed raised MoE node");
   FailureOr<Value> input = node.input(0), logits = node.input(1);
   if (failed(input) || failed(logits))
     return failure();
+  auto constantAt = [&](int i) -> FailureOr<DenseElementsAttr> {
+    FailureOr<Value> v = node.optionalInput(i);
+    if (failed(v))
+      return failure();
+    if (!*v)
+      return DenseElementsAttr();
+    auto constant = v->getDefiningOp<arith::ConstantOp>();
+    auto dense = constant ? dyn_cast<DenseElementsAttr>(constant.getValue())
+                          : DenseElementsAttr();
+    if (!dense)
+      return node.fail("expert weights must be constants");
+    return dense;
+  };
+  auto materialize = [&](DenseElementsAttr attr) -> Value {
+    if (!attr)
+      return Value();
+    return arith::ConstantOp::create(builder, node.loc, attr.getType(), attr)
+        .getResult();
+  };
 
-  // Collect the constants of each projection; p = 0 fc1, 1 fc2, 2 fc3.
-  Projection projections[3];
-  for (int p = 0; p < 3; ++p) {
-    for (int64_t e = 0; e < numExperts; ++e) {
-      auto constantAt = [&](int i) -> FailureOr<DenseElementsAttr> {
-        FailureOr<Value> v = node.optionalInput(i);
-        if (failed(v))
+  // stacked[p][bias]: p = 0 fc1, 1 fc2, 2 fc3, in moe.layer's layout.
+  Value stacked[3][2];
+  if (isStacked) {
+    for (int p = 0; p < 3; ++p)
+      for (int bias = 0; bias < 2; ++bias) {
+        FailureOr<DenseElementsAttr> c = constantAt(2 + 2 * p + bias);
+        if (failed(c))
           return failure();
-        if (!*v)
-          return DenseElementsAttr();
-        auto constant = v->getDefiningOp<arith::ConstantOp>();
-        auto dense = constant ? dyn_cast<DenseElementsAttr>(constant.getValue())
-                              : DenseElementsAttr();
-        if (!dense)
-          return node.fail("expert weights must be constants");
-        return dense;
-      };
+        auto type = *c ? cast<RankedTensorType>(c->getType())
+                       : RankedTensorType();
+        if (*c && (type.getRank() != (bias ? 2 : 3) + (bias && type.getRank() == 3) ||
+                   type.getDimSize(0) != numExperts))
+          return node.fail("stacked expert weights have an unexpected shape");
+        stacked[p][bias] = materialize(
+            *c ? outMajorStacked(*c, (*inMajor)[p], bias) : DenseElementsAttr());
+      }
+  }
+  // Per expert: collect the constants of each projection.
+  Projection projections[3];
+  for (int p = 0; p < 3 && !isStacked; ++p) {
+    for (int64_t e = 0; e < numExperts; ++e) {
       FailureOr<DenseElementsAttr> w = constantAt(2 + 6 * e + 2 * p);
       FailureOr<DenseElementsAttr> b = constantAt(3 + 6 * e + 2 * p);
       if (failed(w) || failed(b))
         return failure();
+      if (*w && cast<RankedTensorType>(w->getType()).getRank() != 2)
+        return node.fail("expert weights must be 2-D");
       projections[p].weights.push_back(*w);
       projections[p].biases.push_back(*b);
     }
   }
-
   // The [out, in] shape every expert of a projection shares.
   auto stack = [&](int p, bool bias) -> FailureOr<Value> {
     Projection &proj = projections[p];
@@ -145,8 +228,7 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
                DenseElementsAttr::getFromRawBuffer(stackedType, bytes))
         .getResult();
   };
-  Value stacked[3][2];
-  for (int p = 0; p < 3; ++p)
+  for (int p = 0; p < 3 && !isStacked; ++p)
     for (int bias = 0; bias < 2; ++bias) {
       FailureOr<Value> v = stack(p, bias);
       if (failed(v))
@@ -161,49 +243,31 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
   std::optional<Activation> activation = symbolizeActivation(activationName);
   if (!activation)
     return node.fail("unsupported activation '" + activationName + "'");
-  // SiLU-gated: fc1 = [gate; up] with swiglu's concatenated fusion, the
-  // layout the fused kernels read in one pass.
+  std::string fusionName = node.stringAttr("swiglu_fusion").value_or("separate");
+  std::optional<SwigluFusion> fusionKind = symbolizeSwigluFusion(fusionName);
+  if (!fusionKind)
+    return node.fail("unsupported swiglu_fusion '" + fusionName + "'");
   SwigluFusionAttr fusion;
   if (*activation == Activation::swiglu) {
-    if (!stacked[2][0])
-      return node.fail("a gated MLP needs its up projection");
-    auto concat = [&](Value gate, Value up) -> Value {
-      if (!gate)
-        return Value();
-      auto gateConst = cast<DenseElementsAttr>(
-          gate.getDefiningOp<arith::ConstantOp>().getValue());
-      auto upConst = cast<DenseElementsAttr>(
-          up.getDefiningOp<arith::ConstantOp>().getValue());
-      auto type = cast<RankedTensorType>(gateConst.getType());
-      int64_t rows = type.getDimSize(1);
-      size_t rowBytes = gateConst.getRawData().size() /
-                        (type.getDimSize(0) * rows);
-      SmallVector<int64_t> shape(type.getShape());
-      shape[1] *= 2;
-      std::vector<char> bytes;
-      for (int64_t e = 0; e < type.getDimSize(0); ++e) {
-        auto slice = [&](DenseElementsAttr a) {
-          const char *base = a.getRawData().data() + e * rows * rowBytes;
-          bytes.insert(bytes.end(), base, base + rows * rowBytes);
-        };
-        slice(gateConst);
-        slice(upConst);
-      }
-      auto fusedType = RankedTensorType::get(shape, type.getElementType());
-      return arith::ConstantOp::create(
-                 builder, node.loc, fusedType,
-                 DenseElementsAttr::getFromRawBuffer(fusedType, bytes))
-          .getResult();
-    };
-    if (bool(stacked[0][1]) != bool(stacked[2][1]))
-      return node.fail("gate and up projections differ in having biases");
-    stacked[0][0] = concat(stacked[0][0], stacked[2][0]);
-    stacked[0][1] = concat(stacked[0][1], stacked[2][1]);
-    stacked[2][0] = stacked[2][1] = Value();
-    fusion = SwigluFusionAttr::get(ctx, SwigluFusion::concatenated);
+    fusion = SwigluFusionAttr::get(ctx, *fusionKind);
+    // Separate gate and up projections: fc1 = [gate; up] with the
+    // concatenated fusion, the layout the fused kernels read in one pass.
+    if (*fusionKind == SwigluFusion::separate) {
+      if (!stacked[2][0])
+        return node.fail("a gated MLP needs its up projection");
+      if (bool(stacked[0][1]) != bool(stacked[2][1]))
+        return node.fail("gate and up projections differ in having biases");
+      stacked[0][0] = concatRows(builder, node.loc, stacked[0][0], stacked[2][0]);
+      stacked[0][1] = concatRows(builder, node.loc, stacked[0][1], stacked[2][1]);
+      stacked[2][0] = stacked[2][1] = Value();
+      fusion = SwigluFusionAttr::get(ctx, SwigluFusion::concatenated);
+    }
   }
 
   auto f64 = [&](double v) { return builder.getF64FloatAttr(v); };
+  std::optional<double> limit = node.floatAttr("swiglu_limit");
+  if (*activation != Activation::swiglu && limit)
+    return node.fail("swiglu_limit on a non-SwiGLU MLP");
   auto layer = LayerOp::create(
       builder, node.loc, input->getType(), *input, *logits, stacked[0][0],
       stacked[0][1], stacked[1][0], stacked[1][1], stacked[2][0],
@@ -214,8 +278,10 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
                                                    : UnitAttr(),
       builder.getI64IntegerAttr(1), builder.getI64IntegerAttr(1),
       GroupScoringAttr::get(ctx, GroupScoring::max), FloatAttr(), f64(1.0),
-      ActivationAttr::get(ctx, *activation), fusion, f64(1.0), f64(0.0),
-      FloatAttr(), FloatAttr(), ArrayAttr());
+      ActivationAttr::get(ctx, *activation), fusion,
+      f64(node.floatAttr("activation_alpha").value_or(1.0)),
+      f64(node.floatAttr("activation_beta").value_or(0.0)),
+      limit ? f64(*limit) : FloatAttr(), FloatAttr(), ArrayAttr());
   if (failed(verify(layer)))
     return failure();
   node.setOutput(0, layer.getResult());

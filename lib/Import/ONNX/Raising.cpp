@@ -25,7 +25,9 @@
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
+#include "llvm/Support/FormatVariadic.h"
 
+#include <functional>
 #include <map>
 #include <optional>
 
@@ -310,43 +312,195 @@ std::optional<std::string> matchActivation(const GraphIndex &g,
   return std::nullopt;
 }
 
-/// One expert's FFN: fc2(act(fc1(x))) or fc2(silu(fc1(x)) * fc3(x)).
+/// One expert's FFN (or all experts' at once, with stacked weights):
+/// fc2(act(fc1(x))), a gated fc2(act(fc1(x)) * fc3(x)), or SwiGLU
+/// G * sigmoid(alpha * G) * (L + beta) with G, L from fc1's two halves
+/// (interleaved or concatenated) or from fc1 and fc3, optionally clamped.
 struct ExpertMLP {
   std::string input;
   std::string activation; // relu|gelu|gelu_tanh|silu|identity|swiglu
   Linear fc1, fc2;
-  std::optional<Linear> fc3; // the SwiGLU linear branch
+  std::optional<Linear> fc3;
+  /// For swiglu: separate (fc3), interleaved or concatenated.
+  std::string fusion = "separate";
+  double alpha = 1.0, beta = 0.0;
+  std::optional<double> limit;
 };
 
+using LinearMatcher =
+    std::function<std::optional<Linear>(const std::string &value)>;
+
+/// A float constant operand of a binary node: the other side's value.
+std::optional<double> constantOperand(const GraphIndex &g,
+                                      const NodeProto *node,
+                                      std::string &other) {
+  for (int side : {0, 1})
+    if (std::optional<double> v = g.scalar(node->input(side))) {
+      other = node->input(1 - side);
+      return v;
+    }
+  return std::nullopt;
+}
+
+/// Strips a Clip(x, min, max) with constant bounds, reporting them.
+std::string stripClip(const GraphIndex &g, const std::string &value,
+                      std::optional<double> &lo, std::optional<double> &hi) {
+  std::string through;
+  const NodeProto *node = computedBy(g, value, &through);
+  if (!isOp(node, "Clip"))
+    return through;
+  if (node->input_size() > 1 && !node->input(1).empty())
+    lo = g.scalar(node->input(1));
+  if (node->input_size() > 2 && !node->input(2).empty())
+    hi = g.scalar(node->input(2));
+  return node->input(0);
+}
+
+/// Half of a fused projection: Slice(a, start, end, axis=-1, step).
+struct Half {
+  std::string of;
+  int64_t start = 0, end = 0, step = 1;
+};
+std::optional<Half> matchHalf(const GraphIndex &g, const std::string &value) {
+  const NodeProto *slice = computedBy(g, value);
+  if (!isOp(slice, "Slice") || slice->input_size() < 3)
+    return std::nullopt;
+  auto one = [&](int i, int64_t def) -> std::optional<int64_t> {
+    if (i >= slice->input_size() || slice->input(i).empty())
+      return def;
+    std::optional<SmallVector<int64_t>> v = g.ints(slice->input(i));
+    if (!v || v->size() != 1)
+      return std::nullopt;
+    return (*v)[0];
+  };
+  std::optional<int64_t> start = one(1, 0), end = one(2, INT64_MAX),
+                         axis = one(3, -1), step = one(4, 1);
+  if (!start || !end || !axis || !step)
+    return std::nullopt;
+  // The last axis: -1, or a positive index the caller cannot check here
+  // (ranks 3 and 4 are what exporters produce for these blocks).
+  if (*axis != -1 && *axis != 2 && *axis != 3)
+    return std::nullopt;
+  return Half{slice->input(0), *start, *end, *step};
+}
+
+/// The SwiGLU product G * sigmoid(alpha * G) * (L + beta), either side
+/// first. Fills gate/linear values and the constants.
+bool matchSwiGLUProduct(const GraphIndex &g, const NodeProto *mul,
+                        std::string &gate, std::string &linear,
+                        ExpertMLP &mlp) {
+  if (!isOp(mul, "Mul"))
+    return false;
+  for (int side : {0, 1}) {
+    // Gate side: Mul(G, Sigmoid(G)) or Mul(G, Sigmoid(Mul(G, alpha))).
+    const NodeProto *gated = computedBy(g, mul->input(side));
+    if (!isOp(gated, "Mul"))
+      continue;
+    for (int gs : {0, 1}) {
+      const NodeProto *sig = computedBy(g, gated->input(gs));
+      if (!isOp(sig, "Sigmoid"))
+        continue;
+      std::string gateValue = gated->input(1 - gs);
+      std::string sigArg = sig->input(0);
+      double alpha = 1.0;
+      const NodeProto *scaled = computedBy(g, sigArg);
+      std::string other;
+      if (isOp(scaled, "Mul"))
+        if (std::optional<double> a = constantOperand(g, scaled, other)) {
+          alpha = *a;
+          sigArg = other;
+        }
+      if (viewSource(g, sigArg) != viewSource(g, gateValue))
+        continue;
+      // Linear side: L or Add(L, beta).
+      std::string linearValue = mul->input(1 - side);
+      double beta = 0.0;
+      const NodeProto *shifted = computedBy(g, linearValue);
+      if (isOp(shifted, "Add"))
+        if (std::optional<double> b = constantOperand(g, shifted, other)) {
+          beta = *b;
+          linearValue = other;
+        }
+      // Clamps: G = min(g, limit), L = clamp(l, -limit, limit).
+      std::optional<double> glo, ghi, llo, lhi;
+      gate = stripClip(g, gateValue, glo, ghi);
+      linear = stripClip(g, linearValue, llo, lhi);
+      if (glo || (ghi && (!lhi || !llo || *lhi != *ghi || *llo != -*ghi)) ||
+          (!ghi && (llo || lhi)))
+        return false;
+      mlp.alpha = alpha;
+      mlp.beta = beta;
+      if (ghi)
+        mlp.limit = *ghi;
+      return true;
+    }
+  }
+  return false;
+}
+
 std::optional<ExpertMLP> matchExpertMLP(const GraphIndex &g,
-                                        const std::string &value) {
-  std::optional<Linear> fc2 = matchLinear(g, value);
+                                        const std::string &value,
+                                        const LinearMatcher &linearOf) {
+  std::optional<Linear> fc2 = linearOf(value);
   if (!fc2)
     return std::nullopt;
   ExpertMLP mlp;
   mlp.fc2 = *fc2;
   const NodeProto *hidden = computedBy(g, fc2->input);
-  // Gated: Mul(silu(fc1(x)), fc3(x)).
+  std::string gate, linear;
+  if (matchSwiGLUProduct(g, hidden, gate, linear, mlp)) {
+    mlp.activation = "swiglu";
+    // Both halves of one projection, or two projections.
+    std::optional<Half> gh = matchHalf(g, gate), lh = matchHalf(g, linear);
+    if (gh && lh && gh->of == lh->of) {
+      std::optional<Linear> fc1 = linearOf(gh->of);
+      if (!fc1)
+        return std::nullopt;
+      if (gh->step == 2 && lh->step == 2 && gh->start == 0 && lh->start == 1)
+        mlp.fusion = "interleaved";
+      else if (gh->step == 1 && lh->step == 1 && gh->start == 0 &&
+               lh->start > 0)
+        mlp.fusion = "concatenated";
+      else
+        return std::nullopt;
+      // Concatenated halves split fc1's outputs in the middle.
+      SmallVector<int64_t> dims = g.dims(fc1->weight);
+      int64_t outputs = fc1->inMajor ? dims.back() : dims[dims.size() - 2];
+      if (mlp.fusion == "concatenated" &&
+          (lh->start * 2 != outputs || gh->end != lh->start))
+        return std::nullopt;
+      mlp.fc1 = *fc1;
+      mlp.input = fc1->input;
+      return mlp;
+    }
+    std::optional<Linear> fc1 = linearOf(gate), fc3 = linearOf(linear);
+    if (!fc1 || !fc3 || viewSource(g, fc1->input) != viewSource(g, fc3->input))
+      return std::nullopt;
+    mlp.fc1 = *fc1;
+    mlp.fc3 = *fc3;
+    mlp.input = fc1->input;
+    return mlp;
+  }
+  // Other gated activations: Mul(act(fc1(x)), fc3(x)).
   if (isOp(hidden, "Mul")) {
     for (int side : {0, 1}) {
       std::string pre;
       std::optional<std::string> act =
           matchActivation(g, hidden->input(side), pre);
-      std::optional<Linear> gate = act ? matchLinear(g, pre) : std::nullopt;
-      std::optional<Linear> up = matchLinear(g, hidden->input(1 - side));
-      if (act && *act == "silu" && gate && up &&
-          viewSource(g, gate->input) == viewSource(g, up->input)) {
-        mlp.activation = "swiglu";
-        mlp.fc1 = *gate;
-        mlp.fc3 = *up;
-        mlp.input = gate->input;
+      std::optional<Linear> fc1 = act ? linearOf(pre) : std::nullopt;
+      std::optional<Linear> fc3 = linearOf(hidden->input(1 - side));
+      if (fc1 && fc3 && viewSource(g, fc1->input) == viewSource(g, fc3->input)) {
+        mlp.activation = *act;
+        mlp.fc1 = *fc1;
+        mlp.fc3 = *fc3;
+        mlp.input = fc1->input;
         return mlp;
       }
     }
   }
   std::string pre;
   if (std::optional<std::string> act = matchActivation(g, fc2->input, pre)) {
-    std::optional<Linear> fc1 = matchLinear(g, pre);
+    std::optional<Linear> fc1 = linearOf(pre);
     if (!fc1)
       return std::nullopt;
     mlp.activation = *act;
@@ -485,10 +639,26 @@ NodeProto buildRaisedNode(const RaisedBlock &block) {
   intAttr("normalize_routing_weights", block.router.normalize);
   intAttr("num_experts", block.numExperts);
   intAttr("stacked", block.stacked);
-  onnx::AttributeProto *act = node.add_attribute();
-  act->set_name("activation_type");
-  act->set_type(onnx::AttributeProto::STRING);
-  act->set_s(activation);
+  auto stringAttr = [&](StringRef name, StringRef v) {
+    onnx::AttributeProto *a = node.add_attribute();
+    a->set_name(name.str());
+    a->set_type(onnx::AttributeProto::STRING);
+    a->set_s(v.str());
+  };
+  auto floatAttr = [&](StringRef name, double v) {
+    onnx::AttributeProto *a = node.add_attribute();
+    a->set_name(name.str());
+    a->set_type(onnx::AttributeProto::FLOAT);
+    a->set_f(static_cast<float>(v));
+  };
+  stringAttr("activation_type", activation);
+  const ExpertMLP &mlp = **llvm::find_if(
+      block.experts, [](const auto &m) { return m.has_value(); });
+  stringAttr("swiglu_fusion", mlp.fusion);
+  floatAttr("activation_alpha", mlp.alpha);
+  floatAttr("activation_beta", mlp.beta);
+  if (mlp.limit)
+    floatAttr("swiglu_limit", *mlp.limit);
   node.add_output(block.output);
   return node;
 }
@@ -610,7 +780,9 @@ std::optional<RaisedBlock> matchPerExpertBranches(const GraphIndex &g,
     std::optional<ExpertMLP> mlp;
     std::string weights;
     for (int side : {0, 1}) {
-      if ((mlp = matchExpertMLP(g, mul->input(side)))) {
+      if ((mlp = matchExpertMLP(g, mul->input(side), [&](const std::string &v) {
+             return matchLinear(g, v);
+           }))) {
         weights = mul->input(1 - side);
         break;
       }
@@ -682,6 +854,210 @@ std::optional<RaisedBlock> matchPerExpertBranches(const GraphIndex &g,
 }
 
 //===----------------------------------------------------------------------===//
+// (b) Dense tiled and (c) gathered-weight forms: stacked [E, ...] weights
+//===----------------------------------------------------------------------===//
+
+/// The constant axes of a ReduceSum (input since opset 13, else attribute)
+/// when it drops them (keepdims = 0).
+std::optional<SmallVector<int64_t>> reducedAxes(const GraphIndex &g,
+                                                const NodeProto *reduce) {
+  if (!isOp(reduce, "ReduceSum"))
+    return std::nullopt;
+  const onnx::AttributeProto *keep = findAttribute(*reduce, "keepdims");
+  if (!keep || keep->i() != 0)
+    return std::nullopt;
+  if (reduce->input_size() > 1 && !reduce->input(1).empty())
+    return g.ints(reduce->input(1));
+  if (const onnx::AttributeProto *axes = findAttribute(*reduce, "axes"))
+    return SmallVector<int64_t>(axes->ints().begin(), axes->ints().end());
+  return std::nullopt;
+}
+
+/// Adds a constant stacked bias to a stacked linear: Add(y, b) where b is
+/// an initializer (tiled) or Gather(b, indices) (gathered).
+std::optional<Linear>
+withStackedBias(const GraphIndex &g, const std::string &value,
+                const std::function<std::optional<Linear>(const std::string &)>
+                    &bare,
+                const std::string &indices) {
+  const NodeProto *add = computedBy(g, value);
+  if (isOp(add, "Add")) {
+    for (int side : {0, 1}) {
+      std::optional<Linear> linear = bare(add->input(side));
+      if (!linear)
+        continue;
+      std::string bias = add->input(1 - side);
+      if (!indices.empty()) {
+        const NodeProto *gather = computedBy(g, bias);
+        if (!isOp(gather, "Gather") || gather->input(1) != indices)
+          return std::nullopt;
+        bias = gather->input(0);
+      }
+      if (!g.isInitializer(bias))
+        return std::nullopt;
+      linear->bias = bias;
+      return linear;
+    }
+    return std::nullopt;
+  }
+  return bare(value);
+}
+
+/// Per-token MatMul with the weights Gather(W [E, ...], topk indices):
+/// W[e] @ x (W [E, out, in]) or x @ W[e] (W [E, in, out]).
+std::optional<Linear> matchGatheredLinear(const GraphIndex &g,
+                                          const std::string &value,
+                                          const std::string &indices) {
+  auto bare = [&](const std::string &v) -> std::optional<Linear> {
+    const NodeProto *mm = computedBy(g, v);
+    if (!isOp(mm, "MatMul"))
+      return std::nullopt;
+    for (int side : {0, 1}) {
+      const NodeProto *gather = computedBy(g, mm->input(side));
+      if (!isOp(gather, "Gather") || gather->input(1) != indices ||
+          !g.isInitializer(gather->input(0)) ||
+          g.dims(gather->input(0)).size() != 3)
+        continue;
+      const onnx::AttributeProto *axis = findAttribute(*gather, "axis");
+      if (axis && axis->i() != 0)
+        return std::nullopt;
+      Linear linear;
+      linear.weight = gather->input(0);
+      linear.input = mm->input(1 - side);
+      linear.inMajor = side == 1;
+      return linear;
+    }
+    return std::nullopt;
+  };
+  return withStackedBias(g, value, bare, indices);
+}
+
+/// Batched MatMul of the tokens tiled to every expert with W [E, in, out].
+std::optional<Linear> matchTiledLinear(const GraphIndex &g,
+                                       const std::string &value) {
+  auto bare = [&](const std::string &v) -> std::optional<Linear> {
+    const NodeProto *mm = computedBy(g, v);
+    if (!isOp(mm, "MatMul") || !g.isInitializer(mm->input(1)) ||
+        g.dims(mm->input(1)).size() != 3)
+      return std::nullopt;
+    Linear linear;
+    linear.weight = mm->input(1);
+    linear.input = mm->input(0);
+    return linear;
+  };
+  return withStackedBias(g, value, bare, "");
+}
+
+/// The router and tokens of a stacked block whose routing weights are
+/// `weights`; checks the experts read the tokens the router reads.
+bool matchStackedRouting(const GraphIndex &g, const std::string &weights,
+                         const std::string &mlpInput, RaisedBlock &block,
+                         std::string &why) {
+  for (const NodeProto *n : ancestors(g, weights, 64))
+    if (std::optional<Router> r = matchRouterTopK(g, n)) {
+      block.router = *r;
+      break;
+    }
+  if (!block.router.topk)
+    return false;
+  block.logits = block.router.logits;
+  std::optional<Linear> gate = matchLinear(g, block.logits);
+  if (!gate) {
+    why = "the router is not a linear layer on the tokens";
+    return false;
+  }
+  if (viewSource(g, gate->input) != viewSource(g, mlpInput)) {
+    why = "the experts read other tokens than the router";
+    return false;
+  }
+  block.input = gate->input;
+  return true;
+}
+
+std::optional<RaisedBlock> matchStackedForms(const GraphIndex &g,
+                                             const NodeProto *reduce,
+                                             std::string &why) {
+  std::optional<SmallVector<int64_t>> axes = reducedAxes(g, reduce);
+  if (!axes || axes->size() != 1 || ((*axes)[0] != 0 && (*axes)[0] != 1))
+    return std::nullopt;
+  const bool tiled = (*axes)[0] == 0;
+  const NodeProto *mul = computedBy(g, reduce->input(0));
+  if (!isOp(mul, "Mul"))
+    return std::nullopt;
+  RaisedBlock block;
+  block.form = tiled ? "dense tiled experts" : "gathered expert weights";
+  block.replaced = reduce;
+  block.output = reduce->output(0);
+  block.stacked = true;
+  for (int side : {0, 1}) {
+    const std::string &y = mul->input(side);
+    const std::string &weights = mul->input(1 - side);
+    RaisedBlock candidate = block;
+    std::optional<ExpertMLP> mlp;
+    std::string routing = weights;
+    if (tiled) {
+      // weights = Transpose(ScatterElements(zeros [T, E], topk indices,
+      // routing weights, axis = 1)) viewed as [E, T, 1].
+      const NodeProto *transpose = computedBy(g, weights);
+      const NodeProto *scatter =
+          isOp(transpose, "Transpose") ? computedBy(g, transpose->input(0))
+                                       : nullptr;
+      if (!isOp(scatter, "ScatterElements") || !isZeros(g, scatter->input(0)))
+        continue;
+      const onnx::AttributeProto *axis = findAttribute(*scatter, "axis");
+      if (!axis || (axis->i() != 1 && axis->i() != -1))
+        continue;
+      mlp = matchExpertMLP(g, y, [&](const std::string &v) {
+        return matchTiledLinear(g, v);
+      });
+      if (!mlp)
+        continue;
+      // The tokens reach the batched MatMul tiled E times.
+      const NodeProto *tile = computedBy(g, mlp->input);
+      if (!isOp(tile, "Tile")) {
+        why = "experts' input is not the tokens tiled per expert";
+        return std::nullopt;
+      }
+      mlp->input = tile->input(0);
+      if (!matchStackedRouting(g, scatter->input(2), mlp->input, candidate,
+                               why))
+        return std::nullopt;
+      if (viewSource(g, scatter->input(1)) != candidate.router.topk->output(1)) {
+        why = "the routing matrix is not scattered at the top-k experts";
+        return std::nullopt;
+      }
+      routing = scatter->input(2);
+    } else {
+      // Find the router first: the gathers must use its indices.
+      for (const NodeProto *n : ancestors(g, weights, 64))
+        if (std::optional<Router> r = matchRouterTopK(g, n)) {
+          candidate.router = *r;
+          break;
+        }
+      if (!candidate.router.topk)
+        continue;
+      std::string indices = candidate.router.topk->output(1);
+      mlp = matchExpertMLP(g, y, [&](const std::string &v) {
+        return matchGatheredLinear(g, v, indices);
+      });
+      if (!mlp)
+        continue;
+      candidate.router = Router();
+      if (!matchStackedRouting(g, weights, mlp->input, candidate, why))
+        return std::nullopt;
+    }
+    if (!matchRoutingWeights(g, routing, candidate.router)) {
+      why = "routing weights are not the router's top-k probabilities";
+      return std::nullopt;
+    }
+    candidate.numExperts = g.dims(mlp->fc1.weight)[0];
+    candidate.experts = {*mlp};
+    return candidate;
+  }
+  return std::nullopt;
+}
+
+//===----------------------------------------------------------------------===//
 // Driver
 //===----------------------------------------------------------------------===//
 
@@ -724,6 +1100,15 @@ LogicalResult mlir::moe::onnx_import::raiseMoESubgraphs(
     // Last links of accumulation chains: scatter-adds no other scatter-add
     // continues.
     for (const NodeProto &node : graph.node()) {
+      if (isOp(&node, "ReduceSum")) {
+        std::string why;
+        if (std::optional<RaisedBlock> block = matchStackedForms(g, &node, why))
+          blocks.push_back(std::move(*block));
+        else if (!why.empty() && options.raisingLog)
+          *options.raisingLog << "raising: not raised at node '"
+                              << node.name() << "': " << why << "\n";
+        continue;
+      }
       if (!matchScatterAdd(g, &node))
         continue;
       bool continued = llvm::any_of(g.users(node.output(0)), [&](auto *user) {
@@ -754,13 +1139,24 @@ LogicalResult mlir::moe::onnx_import::raiseMoESubgraphs(
                           << block.router.k << ", "
                           << (block.router.normalize ? "renormalised"
                                                      : "softmax")
-                          << " routing, " << mlp.activation << " MLP"
+                          << " routing, " << mlp.activation
+                          << (mlp.activation == "swiglu"
+                                  ? " (" + mlp.fusion + ", alpha " +
+                                        llvm::formatv("{0}", mlp.alpha).str() +
+                                        ", beta " +
+                                        llvm::formatv("{0}", mlp.beta).str() +
+                                        (mlp.limit ? ", limit " +
+                                                         llvm::formatv("{0}", *mlp.limit).str()
+                                                   : std::string()) +
+                                        ")"
+                                  : std::string())
+                          << " MLP"
                           << (mlp.fc1.bias.empty() ? "" : " with biases")
                           << ", input '" << block.input << "', logits '"
                           << block.logits << "', output '" << block.output
                           << "'\n";
     }
-    if (present < block.numExperts) {
+    if (!block.stacked && present < block.numExperts) {
       std::string missing;
       for (auto [e, mlp] : llvm::enumerate(block.experts))
         if (!mlp)
