@@ -122,8 +122,11 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
   bool isStacked = node.intAttr("stacked", 0);
   int64_t groups = isStacked ? 1 : numExperts;
   std::optional<SmallVector<int64_t>> inMajor = node.intsAttr("in_major");
+  std::optional<SmallVector<int64_t>> sharedInMajor =
+      node.intsAttr("shared_in_major");
   if (numExperts <= 0 || !inMajor || int64_t(inMajor->size()) != 3 * groups ||
-      node.numInputs() != 2 + 6 * groups)
+      (sharedInMajor && sharedInMajor->size() != 4) ||
+      node.numInputs() != 2 + 6 * groups + (sharedInMajor ? 4 : 0))
     return node.fail("malformed raised MoE node");
   FailureOr<Value> input = node.input(0), logits = node.input(1);
   if (failed(input) || failed(logits))
@@ -264,6 +267,54 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
     }
   }
 
+  // Shared experts: one, given as 2-D projections like the routed ones.
+  Value sharedFc[3], sharedGate;
+  if (sharedInMajor) {
+    int first = 2 + 6 * groups;
+    DenseElementsAttr shared[4];
+    for (int i = 0; i < 4; ++i) {
+      FailureOr<DenseElementsAttr> c = constantAt(first + i);
+      if (failed(c))
+        return failure();
+      if (*c && cast<RankedTensorType>(c->getType()).getRank() != 2)
+        return node.fail("shared expert weights must be 2-D");
+      shared[i] = *c;
+    }
+    if (!shared[0] || !shared[1])
+      return node.fail("shared expert without fc1/fc2");
+    for (int p = 0; p < 3; ++p) {
+      if (!shared[p])
+        continue;
+      auto type = cast<RankedTensorType>(shared[p].getType());
+      bool transposed = (*sharedInMajor)[p];
+      SmallVector<int64_t> shape{1, type.getDimSize(transposed ? 1 : 0),
+                                 type.getDimSize(transposed ? 0 : 1)};
+      auto stackedType = RankedTensorType::get(shape, type.getElementType());
+      sharedFc[p] = arith::ConstantOp::create(
+                        builder, node.loc, stackedType,
+                        DenseElementsAttr::getFromRawBuffer(
+                            stackedType, outMajorBytes(shared[p], transposed)))
+                        .getResult();
+    }
+    // Routed gate/up were concatenated into fc1: the shared ones too.
+    if (*activation == Activation::swiglu &&
+        *fusionKind == SwigluFusion::separate) {
+      if (!sharedFc[2])
+        return node.fail("shared expert lacks its up projection");
+      sharedFc[0] = concatRows(builder, node.loc, sharedFc[0], sharedFc[2]);
+      sharedFc[2] = Value();
+    }
+    if (shared[3]) {
+      // [H, 1] or [1, H] -> [H].
+      auto type = cast<RankedTensorType>(shared[3].getType());
+      auto flat = RankedTensorType::get({type.getNumElements()},
+                                        type.getElementType());
+      sharedGate = arith::ConstantOp::create(builder, node.loc, flat,
+                                             shared[3].reshape(flat))
+                       .getResult();
+    }
+  }
+
   auto f64 = [&](double v) { return builder.getF64FloatAttr(v); };
   std::optional<double> limit = node.floatAttr("swiglu_limit");
   if (*activation != Activation::swiglu && limit)
@@ -271,8 +322,8 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
   auto layer = LayerOp::create(
       builder, node.loc, input->getType(), *input, *logits, stacked[0][0],
       stacked[0][1], stacked[1][0], stacked[1][1], stacked[2][0],
-      stacked[2][1], Value(), Value(), Value(), Value(), Value(), Value(),
-      Value(), builder.getI64IntegerAttr(node.intAttr("k", 1)),
+      stacked[2][1], Value(), sharedFc[0], sharedFc[1], sharedFc[2],
+      sharedGate, Value(), Value(), builder.getI64IntegerAttr(node.intAttr("k", 1)),
       ScoringAttr::get(ctx, Scoring::softmax),
       node.intAttr("normalize_routing_weights", 0) ? builder.getUnitAttr()
                                                    : UnitAttr(),

@@ -25,8 +25,8 @@
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
-#include "llvm/Support/FormatVariadic.h"
 
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <optional>
@@ -597,6 +597,10 @@ struct RaisedBlock {
   /// entry holding stacked [E, ...] weights.
   std::vector<std::optional<ExpertMLP>> experts;
   bool stacked = false;
+  /// Shared experts every token visits (Qwen2-MoE, DeepSeekMoE), added to
+  /// the routed output, optionally scaled by sigmoid(x . gate).
+  std::optional<ExpertMLP> shared;
+  std::optional<Linear> sharedGate;
   /// The node whose output the raised node produces instead.
   const NodeProto *replaced = nullptr;
 };
@@ -635,6 +639,19 @@ NodeProto buildRaisedNode(const RaisedBlock &block) {
     a->set_type(onnx::AttributeProto::INT);
     a->set_i(v);
   };
+  if (block.shared) {
+    // Appended after the experts: shared fc1, fc2, fc3, gate.
+    onnx::AttributeProto *sharedInMajor = node.add_attribute();
+    sharedInMajor->set_name("shared_in_major");
+    sharedInMajor->set_type(onnx::AttributeProto::INTS);
+    for (const Linear *linear :
+         {&block.shared->fc1, &block.shared->fc2,
+          block.shared->fc3 ? &*block.shared->fc3 : nullptr,
+          block.sharedGate ? &*block.sharedGate : nullptr}) {
+      node.add_input(linear ? linear->weight : "");
+      sharedInMajor->add_ints(linear && linear->inMajor ? 1 : 0);
+    }
+  }
   intAttr("k", block.router.k);
   intAttr("normalize_routing_weights", block.router.normalize);
   intAttr("num_experts", block.numExperts);
@@ -853,6 +870,56 @@ std::optional<RaisedBlock> matchPerExpertBranches(const GraphIndex &g,
   return block;
 }
 
+/// Extends a raised block with shared experts: its output feeds
+/// Add(routed, shared) where shared = MLP(x) or sigmoid(x . g) * MLP(x).
+void matchSharedExperts(const GraphIndex &g, RaisedBlock &block) {
+  ArrayRef<const NodeProto *> users = g.users(block.output);
+  if (users.size() != 1 || !isOp(users[0], "Add"))
+    return;
+  const NodeProto *add = users[0];
+  const std::string &other =
+      add->input(0) == block.output ? add->input(1) : add->input(0);
+  auto linearOf = [&](const std::string &v) { return matchLinear(g, v); };
+  const ExpertMLP &routed = **llvm::find_if(
+      block.experts, [](const auto &m) { return m.has_value(); });
+  auto accept = [&](const ExpertMLP &mlp, std::optional<Linear> gate) {
+    // The dialect's shared experts have no biases and share the routed
+    // experts' activation.
+    if (!mlp.fc1.bias.empty() || !mlp.fc2.bias.empty() ||
+        (mlp.fc3 && !mlp.fc3->bias.empty()) ||
+        mlp.activation != routed.activation || mlp.fusion != routed.fusion ||
+        bool(mlp.fc3) != bool(routed.fc3) || mlp.alpha != routed.alpha ||
+        mlp.beta != routed.beta || mlp.limit != routed.limit ||
+        viewSource(g, mlp.input) != viewSource(g, block.input))
+      return false;
+    if (gate && (!gate->bias.empty() ||
+                 viewSource(g, gate->input) != viewSource(g, block.input)))
+      return false;
+    block.shared = mlp;
+    block.sharedGate = gate;
+    block.replaced = add;
+    block.output = add->output(0);
+    return true;
+  };
+  if (std::optional<ExpertMLP> mlp = matchExpertMLP(g, other, linearOf)) {
+    accept(*mlp, std::nullopt);
+    return;
+  }
+  const NodeProto *mul = computedBy(g, other);
+  if (!isOp(mul, "Mul"))
+    return;
+  for (int side : {0, 1}) {
+    const NodeProto *sig = computedBy(g, mul->input(side));
+    if (!isOp(sig, "Sigmoid"))
+      continue;
+    std::optional<Linear> gate = matchLinear(g, sig->input(0));
+    std::optional<ExpertMLP> mlp =
+        matchExpertMLP(g, mul->input(1 - side), linearOf);
+    if (gate && mlp && accept(*mlp, gate))
+      return;
+  }
+}
+
 //===----------------------------------------------------------------------===//
 // (b) Dense tiled and (c) gathered-weight forms: stacked [E, ...] weights
 //===----------------------------------------------------------------------===//
@@ -1061,6 +1128,13 @@ std::optional<RaisedBlock> matchStackedForms(const GraphIndex &g,
 // Driver
 //===----------------------------------------------------------------------===//
 
+/// A float as the shortest text that reads back as the float it came from.
+std::string formatNumber(double v) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%g", static_cast<double>(static_cast<float>(v)));
+  return text;
+}
+
 /// Removes nodes whose outputs nothing live reads.
 void eraseDeadNodes(onnx::GraphProto &graph) {
   llvm::StringSet<> live;
@@ -1119,8 +1193,10 @@ LogicalResult mlir::moe::onnx_import::raiseMoESubgraphs(
         continue;
       std::string why;
       if (std::optional<RaisedBlock> block =
-              matchPerExpertBranches(g, &node, why))
+              matchPerExpertBranches(g, &node, why)) {
+        matchSharedExperts(g, *block);
         blocks.push_back(std::move(*block));
+      }
       else if (!why.empty() && options.raisingLog)
         *options.raisingLog << "raising: not raised at node '" << node.name()
                             << "': " << why << "\n";
@@ -1142,16 +1218,20 @@ LogicalResult mlir::moe::onnx_import::raiseMoESubgraphs(
                           << " routing, " << mlp.activation
                           << (mlp.activation == "swiglu"
                                   ? " (" + mlp.fusion + ", alpha " +
-                                        llvm::formatv("{0}", mlp.alpha).str() +
+                                        formatNumber(mlp.alpha) +
                                         ", beta " +
-                                        llvm::formatv("{0}", mlp.beta).str() +
+                                        formatNumber(mlp.beta) +
                                         (mlp.limit ? ", limit " +
-                                                         llvm::formatv("{0}", *mlp.limit).str()
+                                                         formatNumber(*mlp.limit)
                                                    : std::string()) +
                                         ")"
                                   : std::string())
                           << " MLP"
                           << (mlp.fc1.bias.empty() ? "" : " with biases")
+                          << (block.shared ? (block.sharedGate
+                                                  ? ", gated shared expert"
+                                                  : ", shared expert")
+                                           : "")
                           << ", input '" << block.input << "', logits '"
                           << block.logits << "', output '" << block.output
                           << "'\n";

@@ -16,6 +16,9 @@ Forms:
                 SiLU-gated experts (w2(silu(w1 x) * w3 x)).
   mixtral-skip  the same with `if top_x.shape[0] == 0: continue`, traced on
                 one token: the export holds only the k experts it reached.
+  qwen2         Hugging Face Qwen2MoeSparseMoeBlock: no renormalising, plus
+                a shared expert scaled by sigmoid(shared_expert_gate(x)).
+  shared        the same with an ungated shared expert (DeepSeekMoE style).
   switch        per-expert branches with top-1 routing, no renormalisation,
                 biased ReLU experts (nn.Linear with bias: Gemm) and GELU.
   gathered      TopK on the logits -> Gather(stacked weights) -> per-token
@@ -73,6 +76,37 @@ class MixtralBlock(nn.Module):
             current = hidden_states[None, top_x].reshape(-1, hidden)
             out = self.experts[e](current) * routing_weights[top_x, idx, None]
             final.index_add_(0, top_x, out.to(hidden_states.dtype))
+        return final.reshape(batch, seq, hidden)
+
+
+class Qwen2MoeBlock(MixtralBlock):
+    """Hugging Face Qwen2MoeSparseMoeBlock: Mixtral's routed experts without
+    renormalising (norm_topk_prob=False), plus a shared expert every token
+    visits, scaled by sigmoid(shared_expert_gate(x)) (or not, `gated`)."""
+
+    def __init__(self, hidden, inter, experts, top_k, shared_inter, gated=True):
+        super().__init__(hidden, inter, experts, top_k)
+        self.shared_expert = GatedExpert(hidden, shared_inter)
+        self.shared_expert_gate = nn.Linear(hidden, 1, bias=False) if gated else None
+
+    def forward(self, hidden_states):
+        batch, seq, hidden = hidden_states.shape
+        hidden_states = hidden_states.view(-1, hidden)
+        router_logits = self.gate(hidden_states)
+        routing_weights = F.softmax(router_logits, dim=1, dtype=torch.float)
+        routing_weights, selected = torch.topk(routing_weights, self.top_k, dim=-1)
+        routing_weights = routing_weights.to(hidden_states.dtype)
+        final = torch.zeros((batch * seq, hidden), dtype=hidden_states.dtype)
+        mask = F.one_hot(selected, num_classes=self.num_experts).permute(2, 1, 0)
+        for e in range(self.num_experts):
+            idx, top_x = torch.where(mask[e])
+            current = hidden_states[None, top_x].reshape(-1, hidden)
+            out = self.experts[e](current) * routing_weights[top_x, idx, None]
+            final.index_add_(0, top_x, out.to(hidden_states.dtype))
+        shared = self.shared_expert(hidden_states)
+        if self.shared_expert_gate is not None:
+            shared = torch.sigmoid(self.shared_expert_gate(hidden_states)) * shared
+        final = final + shared
         return final.reshape(batch, seq, hidden)
 
 
@@ -211,7 +245,7 @@ def fused_model(block, hidden, inter, experts, top_k, path):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("form", choices=["mixtral", "mixtral-skip", "switch", "switch-gelu",
+    parser.add_argument("form", choices=["mixtral", "mixtral-skip", "qwen2", "shared", "switch", "switch-gelu",
                                          "gathered", "tiled"])
     parser.add_argument("outdir")
     parser.add_argument("--tokens", type=int, default=16)
@@ -233,6 +267,9 @@ def main():
         export(block, trace_x, os.path.join(args.outdir, "model.onnx"))
         if args.form == "mixtral":
             fused_model(block, H, I, E, K, os.path.join(args.outdir, "fused.onnx"))
+    elif args.form in ("qwen2", "shared"):
+        block = Qwen2MoeBlock(H, I, E, K, shared_inter=2 * I, gated=args.form == "qwen2").eval()
+        export(block, x, os.path.join(args.outdir, "model.onnx"))
     elif args.form in ("switch", "switch-gelu"):
         act = nn.ReLU() if args.form == "switch" else nn.GELU()
         block = SwitchBlock(H, I, E, K, act).eval()
