@@ -105,6 +105,8 @@ public:
 
 /// com.microsoft.MoE (MoENodes.cpp).
 LogicalResult importMoENode(NodeContext &node);
+/// com.microsoft.QMoE, quantised experts (MoENodes.cpp).
+LogicalResult importQMoENode(NodeContext &node);
 
 /// The ai.onnx ops (StandardOps.cpp). Fails with "op ... is not supported"
 /// for ops it does not know.

@@ -282,6 +282,8 @@ LogicalResult importNode(GraphImporter &graph, const onnx::NodeProto &node) {
   NodeContext context(graph, node, loc);
   if (node.domain() == "com.microsoft" && node.op_type() == "MoE")
     return importMoENode(context);
+  if (node.domain() == "com.microsoft" && node.op_type() == "QMoE")
+    return importQMoENode(context);
   if (node.domain().empty() || node.domain() == "ai.onnx")
     return importStandardNode(context);
   return context.fail("op is not supported");
