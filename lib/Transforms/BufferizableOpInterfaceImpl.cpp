@@ -515,6 +515,137 @@ void emitMatmulTransposedB(ImplicitLocOpBuilder &b, Value a, Value w, Value c) {
       });
 }
 
+/// Rows of a dequantised weight panel. Small enough that the panel stays in
+/// L2 for the usual hidden sizes (64 x 4096 f32 is 1 MiB), large enough that
+/// the vectorised contraction has several column panels to run in parallel.
+constexpr int64_t kDequantPanelRows = 64;
+
+/// One expert projection's packed integer weights (`[E, N, K / pack]` ui8),
+/// scales and optional zero points, as whole stacked buffers.
+struct QuantizedProjection {
+  Value weights, scales, zeroPoints;
+};
+
+/// Loads byte `indices` of a `ui8` buffer as an `i32` in [0, 255]. Arith
+/// only knows signless integers; the cast disappears when the load itself
+/// becomes an LLVM load of i8.
+Value loadByte(KernelEmitter &e, Value memref, ValueRange indices) {
+  ImplicitLocOpBuilder &b = e.builder();
+  Value byte = e.load(memref, indices);
+  byte = UnrealizedConversionCastOp::create(b, b.getI8Type(), byte)
+             .getResult(0);
+  return arith::ExtUIOp::create(b, b.getI32Type(), byte);
+}
+
+/// Writes rows `[n0, n0 + rows)` of expert `x`'s dequantised weight,
+/// `(q - zp) * scale` with K logical columns, into rows `[0, rows)` of
+/// `panel` (compute type). Rows are independent and run in parallel.
+void emitDequantizeRows(ImplicitLocOpBuilder &b, const QuantizedProjection &p,
+                        QuantAttr quant, Value x, Value n0, Value rows,
+                        int64_t depth, Value panel) {
+  KernelEmitter e(b);
+  Type ct = cast<MemRefType>(panel.getType()).getElementType();
+  int64_t bits = quant.getBits();
+  // Per-row scales are one block spanning the whole row.
+  int64_t block = quant.getBlockSize() ? quant.getBlockSize() : depth;
+  int64_t numBlocks = (depth + block - 1) / block;
+  bool perRow = quant.getBlockSize() == 0;
+  Value c0 = e.index(0), c1 = e.index(1), c2 = e.index(2);
+  auto loop = scf::ParallelOp::create(b, ValueRange{c0}, ValueRange{rows},
+                                      ValueRange{c1});
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPoint(loop.getBody()->getTerminator());
+  Value r = loop.getInductionVars()[0];
+  Value n = e.addi(n0, r);
+  auto toFloat = [&](Value i32) -> Value {
+    return arith::UIToFPOp::create(b, ct, i32);
+  };
+  // Nibble `which` (0 low, 1 high) of an i32 byte.
+  auto nibble = [&](Value byte, Value which) -> Value {
+    Value shift = arith::ShLIOp::create(
+        b, e.toI32(which), arith::ConstantIntOp::create(b, b.getI32Type(), 2));
+    Value shifted = arith::ShRUIOp::create(b, byte, shift);
+    return arith::AndIOp::create(
+        b, shifted, arith::ConstantIntOp::create(b, b.getI32Type(), 15));
+  };
+  auto zeroPoint = [&](Value blk) -> Value {
+    if (!p.zeroPoints)
+      return e.f(ct, double(int64_t(1) << (bits - 1)));
+    if (bits == 8)
+      return toFloat(perRow ? loadByte(e, p.zeroPoints, {x, n})
+                            : loadByte(e, p.zeroPoints, {x, n, blk}));
+    // 4-bit zero points pack two per byte: along the rows for per-row
+    // scales, along the blocks otherwise; the low nibble comes first.
+    Value packed = perRow ? n : blk;
+    Value byteIndex = arith::DivUIOp::create(b, packed, c2);
+    Value which = arith::RemUIOp::create(b, packed, c2);
+    Value byte = perRow ? loadByte(e, p.zeroPoints, {x, byteIndex})
+                        : loadByte(e, p.zeroPoints, {x, n, byteIndex});
+    return toFloat(nibble(byte, which));
+  };
+  e.loop(c0, e.index(numBlocks), [&](Value blk) {
+    Value scale = e.castFloat(perRow ? e.load(p.scales, {x, n})
+                                     : e.load(p.scales, {x, n, blk}),
+                              ct);
+    Value zp = zeroPoint(blk);
+    auto dequant = [&](Value q) { return e.mulf(e.subf(toFloat(q), zp), scale); };
+    Value first = e.muli(blk, e.index(block));
+    Value last = arith::MinUIOp::create(b, e.addi(first, e.index(block)),
+                                        e.index(depth));
+    if (bits == 8) {
+      e.loop(first, last, [&](Value c) {
+        e.store(dequant(loadByte(e, p.weights, {x, n, c})), panel, {r, c});
+      });
+      return;
+    }
+    // 4-bit: byte j holds columns 2j (low nibble) and 2j + 1 (high nibble).
+    // Blocks are even-sized and K is even, so a block is whole bytes.
+    Value i15 = arith::ConstantIntOp::create(b, b.getI32Type(), 15);
+    Value i4 = arith::ConstantIntOp::create(b, b.getI32Type(), 4);
+    e.loop(arith::DivUIOp::create(b, first, c2),
+           arith::DivUIOp::create(b, last, c2), [&](Value j) {
+             Value byte = loadByte(e, p.weights, {x, n, j});
+             Value lo = arith::AndIOp::create(b, byte, i15);
+             Value hi = arith::ShRUIOp::create(b, byte, i4);
+             Value c = e.muli(j, c2);
+             e.store(dequant(lo), panel, {r, c});
+             e.store(dequant(hi), panel, {r, e.addi(c, c1)});
+           });
+  });
+}
+
+/// `c[m, n] += sum_k a[m, k] * W[x][n, k]` for a packed weight: a panel of
+/// `kDequantPanelRows` rows of expert `x`'s weight at a time is dequantised
+/// into `panel` and multiplied by the float contraction, so the whole
+/// weight is never materialised and the float kernels are reused as they
+/// are.
+void emitQuantizedMatmul(ImplicitLocOpBuilder &b, Value a,
+                         const QuantizedProjection &p, QuantAttr quant,
+                         Value x, int64_t outRows, int64_t depth, Value panel,
+                         Value c) {
+  KernelEmitter e(b);
+  Value c0 = e.index(0);
+  Value panelRows = e.index(kDequantPanelRows);
+  Value total = e.index(outRows);
+  e.loop(
+      c0, total,
+      [&](Value n0) {
+        Value rows = arith::MinUIOp::create(b, panelRows, e.subi(total, n0));
+        emitDequantizeRows(b, p, quant, x, n0, rows, depth, panel);
+        SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
+        Value w = memref::SubViewOp::create(
+            b, panel,
+            SmallVector<OpFoldResult>{b.getIndexAttr(0), b.getIndexAttr(0)},
+            SmallVector<OpFoldResult>{rows, b.getIndexAttr(depth)}, strides);
+        Value cols = memref::SubViewOp::create(
+            b, c, SmallVector<OpFoldResult>{b.getIndexAttr(0), n0},
+            SmallVector<OpFoldResult>{e.dim(c, 0), rows},
+            strides);
+        emitMatmulTransposedB(b, a, w, cols);
+      },
+      panelRows);
+}
+
 /// Fills rows of `c` with `bias` (rank 1, broadcast over rows) or zero.
 void emitInitRows(ImplicitLocOpBuilder &b, Value c, Value bias) {
   Type accType = cast<MemRefType>(c.getType()).getElementType();
@@ -601,15 +732,25 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
     Value fc2Bias = bufferOf(*map, expert.getFc2Bias());
     Value fc3 = bufferOf(*map, expert.getFc3());
     Value fc3Bias = bufferOf(*map, expert.getFc3Bias());
+    QuantAttr quant = expert.getQuantAttr();
+    QuantizedProjection quantized[3] = {
+        {fc1, bufferOf(*map, expert.getFc1Scales()),
+         bufferOf(*map, expert.getFc1ZeroPoints())},
+        {fc2, bufferOf(*map, expert.getFc2Scales()),
+         bufferOf(*map, expert.getFc2ZeroPoints())},
+        {fc3, bufferOf(*map, expert.getFc3Scales()),
+         bufferOf(*map, expert.getFc3ZeroPoints())}};
 
     auto fc1Type = expert.getFc1().getType();
     auto fc2Type = expert.getFc2().getType();
     int64_t numExperts = fc1Type.getDimSize(0);
     int64_t fc1Rows = fc1Type.getDimSize(1);
+    int64_t pack = quant ? quant.getPackFactor() : 1;
     int64_t inter = fc2Type.getDimSize(2);
     if (ShapedType::isDynamic(numExperts) || ShapedType::isDynamic(fc1Rows) ||
         ShapedType::isDynamic(inter))
       return op->emitError("lowering moe.expert needs static weight shapes");
+    inter *= pack;
 
     Value numRows = e.dim(rows, 0);
     Type rowType = expert.getRows().getType().getElementType();
@@ -635,6 +776,30 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
         rowType != ct ? scratch(hiddenSize) : FailureOr<Value>(Value());
     if (failed(fc1Out) || failed(act) || failed(fc3Out) || failed(fc2Out))
       return failure();
+    // Quantised weights are dequantised a panel of rows at a time into this
+    // scratch (K is H for fc1/fc3 and I for fc2).
+    Value panel;
+    if (quant) {
+      FailureOr<Value> buffer = options.createAlloc(
+          b, b.getLoc(),
+          MemRefType::get({kDequantPanelRows, std::max(hiddenSize, inter)},
+                          ct),
+          {});
+      if (failed(buffer))
+        return failure();
+      panel = *buffer;
+    }
+    // `c += in @ W[x]^T` for projection `which` (0: fc1, 1: fc2, 2: fc3).
+    auto project = [&](Value in, int which, Value x, Value c,
+                       int64_t outRows, int64_t depth) {
+      if (!quant) {
+        emitMatmulTransposedB(b, in, sliceLeading(b, quantized[which].weights, x),
+                              c);
+        return;
+      }
+      emitQuantizedMatmul(b, in, quantized[which], quant, x, outRows, depth,
+                          panel, c);
+    };
 
     bool swiglu = expert.getActivation() == Activation::swiglu;
     SwigluFusion fusion = expert.getSwigluFusion();
@@ -655,13 +820,13 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
         Value in = sliceRows(b, rows, start, count);
         Value a1 = sliceRows(b, *fc1Out, start, count);
         emitInitRows(b, a1, fc1Bias ? sliceLeading(b, fc1Bias, x) : Value());
-        emitMatmulTransposedB(b, in, sliceLeading(b, fc1, x), a1);
+        project(in, 0, x, a1, fc1Rows, hiddenSize);
         Value a3;
         if (fc3) {
           a3 = sliceRows(b, *fc3Out, start, count);
           emitInitRows(b, a3,
                        fc3Bias ? sliceLeading(b, fc3Bias, x) : Value());
-          emitMatmulTransposedB(b, in, sliceLeading(b, fc3, x), a3);
+          project(in, 2, x, a3, inter, hiddenSize);
         }
         // Activation over [count, I]; fused SwiGLU reads both halves of fc1
         // through strided index maps.
@@ -703,7 +868,7 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
         Value out = sliceRows(b, *result, start, count);
         Value acc = *fc2Out ? sliceRows(b, *fc2Out, start, count) : out;
         emitInitRows(b, acc, fc2Bias ? sliceLeading(b, fc2Bias, x) : Value());
-        emitMatmulTransposedB(b, h, sliceLeading(b, fc2, x), acc);
+        project(h, 1, x, acc, hiddenSize, inter);
         if (acc != out)
           linalg::GenericOp::create(
               b, ValueRange{acc}, ValueRange{out},

@@ -36,6 +36,7 @@ int64_t mulSizes(int64_t a, int64_t b) {
 /// Runs every shared expert on all tokens and sums their outputs. Each
 /// shared expert is a one-expert moe.expert whose single expert owns rows
 /// [0, T), so shared experts reuse the grouped-FFN lowering unchanged.
+/// Shared experts are never quantised (only the routed ones are).
 Value buildSharedExperts(PatternRewriter &rewriter, LayerOp layer,
                          Value tokens) {
   Location loc = layer.getLoc();
@@ -80,9 +81,12 @@ Value buildSharedExperts(PatternRewriter &rewriter, LayerOp layer,
     Value fc3 = sliceExpert(layer.getSharedFc3(), s);
     Value out = ExpertOp::create(
         rewriter, loc, tokensType, tokens, offsets, fc1, Value(), fc2, Value(),
-        fc3, Value(),
+        fc3, Value(), /*fc1_scales=*/Value(), /*fc2_scales=*/Value(),
+        /*fc3_scales=*/Value(), /*fc1_zero_points=*/Value(),
+        /*fc2_zero_points=*/Value(), /*fc3_zero_points=*/Value(),
         layer.getActivationAttr(), layer.getSwigluFusionAttr(),
-        layer.getAlphaAttr(), layer.getBetaAttr(), layer.getLimitAttr());
+        layer.getAlphaAttr(), layer.getBetaAttr(), layer.getLimitAttr(),
+        /*quant=*/QuantAttr());
     if (!sum) {
       sum = out;
       continue;
@@ -142,9 +146,12 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
         rewriter, loc, dispatch.getRows().getType(), dispatch.getRows(),
         dispatch.getOffsets(), layer.getFc1(), layer.getFc1Bias(),
         layer.getFc2(), layer.getFc2Bias(), layer.getFc3(),
-        layer.getFc3Bias(), layer.getActivationAttr(),
-        layer.getSwigluFusionAttr(), layer.getAlphaAttr(), layer.getBetaAttr(),
-        layer.getLimitAttr());
+        layer.getFc3Bias(), layer.getFc1Scales(), layer.getFc2Scales(),
+        layer.getFc3Scales(), layer.getFc1ZeroPoints(),
+        layer.getFc2ZeroPoints(), layer.getFc3ZeroPoints(),
+        layer.getActivationAttr(), layer.getSwigluFusionAttr(),
+        layer.getAlphaAttr(), layer.getBetaAttr(), layer.getLimitAttr(),
+        layer.getQuantAttr());
 
     Value shared;
     if (layer.getSharedFc1())

@@ -219,6 +219,12 @@ SmallVector<std::pair<StringRef, Value>> namedOperands(LayerOp layer) {
           {"fc2_bias", layer.getFc2Bias()},
           {"fc3", layer.getFc3()},
           {"fc3_bias", layer.getFc3Bias()},
+          {"fc1_scales", layer.getFc1Scales()},
+          {"fc2_scales", layer.getFc2Scales()},
+          {"fc3_scales", layer.getFc3Scales()},
+          {"fc1_zero_points", layer.getFc1ZeroPoints()},
+          {"fc2_zero_points", layer.getFc2ZeroPoints()},
+          {"fc3_zero_points", layer.getFc3ZeroPoints()},
           {"score_bias", layer.getScoreBias()},
           {"shared_fc1", layer.getSharedFc1()},
           {"shared_fc2", layer.getSharedFc2()},
@@ -259,6 +265,10 @@ llvm::json::Object FunctionManifest::referenceFor(LayerOp layer) {
       {"limit", optionalFloat(layer.getLimit())},
       {"capacity_factor", optionalFloat(layer.getCapacityFactor())},
       {"zero_experts", std::move(zeroExperts)}};
+  if (QuantAttr quant = layer.getQuantAttr()) {
+    attributes["weight_bits"] = quant.getBits();
+    attributes["block_size"] = quant.getBlockSize();
+  }
   return llvm::json::Object{{"op", "layer"},
                             {"operands", std::move(operands)},
                             {"attributes", std::move(attributes)}};

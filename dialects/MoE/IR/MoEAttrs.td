@@ -112,6 +112,39 @@ def MoE_ZeroExpertKindAttr
   let assemblyFormat = "`<` $value `>`";
 }
 
+def MoE_QuantAttr : AttrDef<MoE_Dialect, "Quant"> {
+  let mnemonic = "quant";
+  let summary = "integer quantisation of the expert weights";
+  let description = [{
+    Marks the expert weights `fc1`/`fc2`/`fc3` as `bits`-bit unsigned
+    integers packed into `ui8` bytes (ONNX Runtime's QMoE layout): a weight
+    `[E, N, K]` is stored as `[E, N, K * bits / 8]`, and with `bits = 4` the
+    low nibble of a byte holds the even column and the high nibble the odd
+    one. A weight dequantises as `(q - zp) * scale`.
+
+    `block_size = 0` (the default) gives one scale per output row
+    (`scales [E, N]`); a power of two `>= 16` gives one scale per
+    `block_size` consecutive input columns (`scales [E, N, ceil(K / block)]`).
+    Zero points are optional `ui8` operands; without them `zp` is
+    `2^(bits-1)`. 8-bit zero points have the scales' shape; 4-bit ones are
+    packed two to a byte like the weights, along the blocks
+    (`[E, N, ceil(ceil(K / block) / 2)]`) or, per row, along the rows
+    (`[E, ceil(N / 2)]`).
+
+    ```mlir
+    #moe.quant<bits = 4, block_size = 32>
+    ```
+  }];
+  let parameters = (ins "int64_t":$bits,
+                        DefaultValuedParameter<"int64_t", "0">:$block_size);
+  let assemblyFormat = "`<` struct(params) `>`";
+  let genVerifyDecl = 1;
+  let extraClassDeclaration = [{
+    /// Quantised values per storage byte.
+    int64_t getPackFactor() const { return 8 / getBits(); }
+  }];
+}
+
 def MoE_ZeroExpertArrayAttr
     : TypedArrayAttrBase<MoE_ZeroExpertKindAttr,
                          "array of zero-computation expert kinds">;

@@ -12,6 +12,9 @@
 #include "mlir/IR/TypeUtilities.h"
 #include "mlir/Interfaces/FunctionInterfaces.h"
 #include "llvm/ADT/STLExtras.h"
+#include "llvm/Support/MathExtras.h"
+
+#include <array>
 
 #include <cmath>
 
@@ -153,11 +156,59 @@ struct ExpertConfig {
   }
 };
 
-/// Stacked expert weights with their diagnostic names.
+/// Stacked expert weights with their diagnostic names. `quant` is set for
+/// packed integer weights, which then come with `scales` and optional
+/// `zeroPoints` (indexed fc1, fc2, fc3).
 struct ExpertWeights {
   Value fc1, fc1Bias, fc2, fc2Bias, fc3, fc3Bias;
   StringRef prefix = "";
+  QuantAttr quant = {};
+  std::array<Value, 3> scales = {}, zeroPoints = {};
 };
+
+int64_t ceilDivDims(int64_t a, int64_t b) {
+  if (ShapedType::isDynamic(a) || ShapedType::isDynamic(b))
+    return ShapedType::kDynamic;
+  return (a + b - 1) / b;
+}
+
+/// Verifies the quantisation operands of projection `name` whose logical
+/// (dequantised) shape is `[E, N, K]`.
+LogicalResult verifyQuantOperands(Operation *op, QuantAttr quant,
+                                  StringRef name, ArrayRef<int64_t> logical,
+                                  Value scales, Value zeroPoints) {
+  ShapeChecker check(op);
+  int64_t e = logical[0], n = logical[1], k = logical[2];
+  int64_t block = quant.getBlockSize();
+  std::string scalesName = (name + "_scales").str();
+  std::string zpName = (name + "_zero_points").str();
+  SmallVector<int64_t> scaleShape = {e, n};
+  std::string scaleWhat = "[E, N] per-row scales of " + name.str();
+  if (block != 0) {
+    scaleShape.push_back(ceilDivDims(k, block));
+    scaleWhat = "[E, N, ceil(K / " + std::to_string(block) +
+                ")] block-wise scales of " + name.str();
+  }
+  auto scaleType = cast<RankedTensorType>(scales.getType());
+  if (failed(check.same(scalesName, scaleType.getShape(), scaleShape,
+                        scaleWhat)))
+    return failure();
+  if (!zeroPoints)
+    return success();
+  // 8-bit zero points are one per scale; 4-bit ones are packed two to a
+  // byte like the weights, along the blocks or, per row, along the rows.
+  SmallVector<int64_t> zpShape = scaleShape;
+  std::string zpWhat = "one per scale";
+  if (quant.getBits() == 4) {
+    zpShape.back() = ceilDivDims(zpShape.back(), 2);
+    zpWhat = block != 0 ? "[E, N, ceil(blocks / 2)]: 4-bit zero points "
+                          "packed two per byte"
+                        : "[E, ceil(N / 2)]: 4-bit zero points packed two "
+                          "per byte";
+  }
+  auto zpType = cast<RankedTensorType>(zeroPoints.getType());
+  return check.same(zpName, zpType.getShape(), zpShape, zpWhat);
+}
 
 /// Verifies a stacked weight set for hidden size `hidden`; on success sets
 /// `numExperts` (possibly dynamic).
@@ -168,33 +219,89 @@ LogicalResult verifyExpertWeights(Operation *op, const ExpertWeights &w,
   std::string fc1Name = (w.prefix + "fc1").str();
   std::string fc2Name = (w.prefix + "fc2").str();
   std::string fc3Name = (w.prefix + "fc3").str();
-  auto fc1 = check.shape(w.fc1, fc1Name, 3);
-  auto fc2 = check.shape(w.fc2, fc2Name, 3);
-  if (failed(fc1) || failed(fc2))
+  auto fc1Stored = check.shape(w.fc1, fc1Name, 3);
+  auto fc2Stored = check.shape(w.fc2, fc2Name, 3);
+  if (failed(fc1Stored) || failed(fc2Stored))
     return failure();
 
-  Type elementType = getElementTypeOrSelf(w.fc1.getType());
-  for (Value v : {w.fc1Bias, w.fc2, w.fc2Bias, w.fc3, w.fc3Bias})
+  // Quantisation operands come with `quant` and only with it; quantised
+  // weights are bytes, float weights are not.
+  const char *projNames[] = {"fc1", "fc2", "fc3"};
+  Value projections[] = {w.fc1, w.fc2, w.fc3};
+  for (int i = 0; i < 3; ++i) {
+    std::string name = (w.prefix + projNames[i]).str();
+    Value proj = projections[i];
+    bool isBytes = proj && getElementTypeOrSelf(proj.getType()).isInteger();
+    if (!w.quant) {
+      if (isBytes)
+        return op->emitOpError()
+               << "integer weights '" << name
+               << "' need a 'quant' attribute saying how they dequantise";
+      if (w.scales[i] || w.zeroPoints[i])
+        return op->emitOpError()
+               << "'" << projNames[i] << (w.scales[i] ? "_scales" : "_zero_points")
+               << "' needs a 'quant' attribute";
+      continue;
+    }
+    if (!proj) {
+      if (w.scales[i] || w.zeroPoints[i])
+        return op->emitOpError()
+               << "'" << projNames[i]
+               << (w.scales[i] ? "_scales" : "_zero_points") << "' given without '"
+               << name << "'";
+      continue;
+    }
+    if (!isBytes)
+      return op->emitOpError()
+             << "with 'quant', '" << name << "' must hold packed ui8 bytes, got "
+             << getElementTypeOrSelf(proj.getType());
+    if (!w.scales[i])
+      return op->emitOpError() << "quantised '" << name << "' needs '"
+                               << projNames[i] << "_scales'";
+  }
+
+  // Biases (and, for quantised weights, scales) share the float element
+  // type of the weights.
+  Type elementType = w.quant ? getElementTypeOrSelf(w.scales[0].getType())
+                             : getElementTypeOrSelf(w.fc1.getType());
+  SmallVector<Value> floats = {w.fc1Bias, w.fc2Bias, w.fc3Bias};
+  if (w.quant)
+    floats.append(w.scales.begin(), w.scales.end());
+  else
+    floats.append({w.fc2, w.fc3});
+  for (Value v : floats)
     if (v && getElementTypeOrSelf(v.getType()) != elementType)
       return op->emitOpError()
-             << "expert weights and biases must share one element type, got "
-             << elementType << " and " << getElementTypeOrSelf(v.getType());
+             << (w.quant ? "expert biases and scales"
+                         : "expert weights and biases")
+             << " must share one element type, got " << elementType << " and "
+             << getElementTypeOrSelf(v.getType());
 
-  numExperts = (*fc1)[0];
-  int64_t inter = (*fc2)[2];
+  // The logical [E, N, K] of a packed weight has K = stored * (8 / bits).
+  int64_t pack = w.quant ? w.quant.getPackFactor() : 1;
+  auto logical = [&](ArrayRef<int64_t> stored) {
+    return SmallVector<int64_t>{stored[0], stored[1], mulDims(stored[2], pack)};
+  };
+  SmallVector<int64_t> fc1 = logical(*fc1Stored), fc2 = logical(*fc2Stored);
+  std::string packedNote =
+      w.quant ? " (packed: " + std::to_string(pack) + " values per byte)" : "";
+
+  numExperts = fc1[0];
+  int64_t inter = fc2[2];
   // A common mistake is handing over in-major ([E, in, out]) weights, as the
   // legacy ONNX Runtime layout has them; say so rather than only "mismatch".
-  if (!ShapedType::isDynamic(hidden) && (*fc1)[2] != hidden &&
-      (*fc1)[1] == hidden)
+  if (!w.quant && !ShapedType::isDynamic(hidden) && fc1[2] != hidden &&
+      fc1[1] == hidden)
     return op->emitOpError()
-           << "'" << fc1Name << "' has shape [" << (*fc1)[0] << ", "
-           << (*fc1)[1] << ", " << (*fc1)[2]
+           << "'" << fc1Name << "' has shape [" << fc1[0] << ", "
+           << fc1[1] << ", " << fc1[2]
            << "], which looks in-major; expert weights are out-major: "
            << fc1Name << " [E, f*I, H], " << fc2Name << " [E, H, I]";
-  if (failed(check.dim(fc1Name, *fc1, 2, hidden, "the hidden size")) ||
-      failed(check.dim(fc2Name, *fc2, 0, numExperts,
+  if (failed(check.dim(fc1Name, *fc1Stored, 2, ceilDivDims(hidden, pack),
+                       "the hidden size" + packedNote)) ||
+      failed(check.dim(fc2Name, fc2, 0, numExperts,
                        "the expert count of " + fc1Name)) ||
-      failed(check.dim(fc2Name, *fc2, 1, hidden, "the hidden size")))
+      failed(check.dim(fc2Name, fc2, 1, hidden, "the hidden size")))
     return failure();
 
   bool separateSwiglu = cfg.activation == Activation::swiglu &&
@@ -208,22 +315,35 @@ LogicalResult verifyExpertWeights(Operation *op, const ExpertWeights &w,
     return op->emitOpError() << "separate swiglu needs '" << fc3Name
                              << "' for its linear half";
   int64_t fc1Rows = cfg.fusedSwiglu() ? mulDims(2, inter) : inter;
-  if (failed(check.dim(fc1Name, *fc1, 1, fc1Rows,
+  if (failed(check.dim(fc1Name, fc1, 1, fc1Rows,
                        cfg.fusedSwiglu()
                            ? "twice the intermediate size of " + fc2Name +
                                  " for fused swiglu"
                            : "the intermediate size of " + fc2Name)))
     return failure();
 
+  SmallVector<int64_t> fc3;
   if (w.fc3) {
-    auto fc3 = check.shape(w.fc3, fc3Name, 3);
-    if (failed(fc3) ||
-        failed(check.same(fc3Name, *fc3, {numExperts, inter, hidden},
-                          "[E, I, H] of " + fc1Name + "/" + fc2Name)))
+    auto fc3Stored = check.shape(w.fc3, fc3Name, 3);
+    if (failed(fc3Stored) ||
+        failed(check.same(fc3Name, *fc3Stored,
+                          {numExperts, inter, ceilDivDims(hidden, pack)},
+                          "[E, I, H] of " + fc1Name + "/" + fc2Name +
+                              packedNote)))
       return failure();
+    fc3 = logical(*fc3Stored);
   }
   if (w.fc3Bias && !w.fc3)
     return op->emitOpError() << "'fc3_bias' needs 'fc3'";
+
+  if (w.quant) {
+    SmallVector<int64_t> shapes[] = {fc1, fc2, fc3};
+    for (int i = 0; i < 3; ++i)
+      if (projections[i] &&
+          failed(verifyQuantOperands(op, w.quant, projNames[i], shapes[i],
+                                     w.scales[i], w.zeroPoints[i])))
+        return failure();
+  }
 
   auto checkBias = [&](Value bias, StringRef name, int64_t rows) {
     if (!bias)
@@ -391,10 +511,19 @@ LogicalResult ExpertOp::verify() {
   int64_t numExperts;
   ExpertConfig cfg{getActivation(), getSwigluFusion(),
                    toDouble(getLimit())};
-  if (failed(verifyExpertWeights(*this,
-                                 {getFc1(), getFc1Bias(), getFc2(),
-                                  getFc2Bias(), getFc3(), getFc3Bias()},
-                                 cfg, (*rows)[1], numExperts)))
+  ExpertWeights weights{getFc1(),
+                        getFc1Bias(),
+                        getFc2(),
+                        getFc2Bias(),
+                        getFc3(),
+                        getFc3Bias(),
+                        "",
+                        getQuantAttr(),
+                        {getFc1Scales(), getFc2Scales(), getFc3Scales()},
+                        {getFc1ZeroPoints(), getFc2ZeroPoints(),
+                         getFc3ZeroPoints()}};
+  if (failed(verifyExpertWeights(*this, weights, cfg, (*rows)[1],
+                                 numExperts)))
     return failure();
   return failure(
       failed(check.dim("offsets", *offsets, 0, addDims(numExperts, 1),
@@ -453,10 +582,18 @@ LogicalResult LayerOp::verify() {
   ExpertConfig cfg{getActivation(), getSwigluFusion(),
                    toDouble(getLimit())};
   int64_t numExperts;
-  if (failed(verifyExpertWeights(*this,
-                                 {getFc1(), getFc1Bias(), getFc2(),
-                                  getFc2Bias(), getFc3(), getFc3Bias()},
-                                 cfg, hidden, numExperts)))
+  ExpertWeights weights{getFc1(),
+                        getFc1Bias(),
+                        getFc2(),
+                        getFc2Bias(),
+                        getFc3(),
+                        getFc3Bias(),
+                        "",
+                        getQuantAttr(),
+                        {getFc1Scales(), getFc2Scales(), getFc3Scales()},
+                        {getFc1ZeroPoints(), getFc2ZeroPoints(),
+                         getFc3ZeroPoints()}};
+  if (failed(verifyExpertWeights(*this, weights, cfg, hidden, numExperts)))
     return failure();
   int64_t numRouted = addDims(numExperts, getNumZeroExperts());
 
@@ -536,6 +673,24 @@ ParallelCallOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
                          << "' must take the captures, then (begin, end) as "
                             "index, and return nothing; it has type "
                          << type;
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// QuantAttr
+//===----------------------------------------------------------------------===//
+
+LogicalResult QuantAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                                int64_t bits, int64_t blockSize) {
+  if (bits != 4 && bits != 8)
+    return emitError() << "#moe.quant bits must be 4 or 8, got " << bits;
+  // ONNX Runtime's QMoE accepts powers of two from 16 on; nothing here
+  // needs more than a positive block, but other sizes have no producer.
+  if (blockSize != 0 &&
+      (blockSize < 16 || !llvm::isPowerOf2_64(static_cast<uint64_t>(blockSize))))
+    return emitError() << "#moe.quant block_size must be 0 (per-row scales) "
+                          "or a power of two >= 16, got "
+                       << blockSize;
   return success();
 }
 

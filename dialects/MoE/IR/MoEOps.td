@@ -9,9 +9,12 @@ include "mlir/Interfaces/SideEffectInterfaces.td"
 include "mlir/IR/BuiltinAttributes.td"
 include "mlir/IR/SymbolInterfaces.td"
 
-// Element types the expert weights may have. Quantised weights will be
-// integer tensors plus scale operands on moe.expert (see MoE.md).
+// Element types of float weights, biases and quantisation scales.
 def MoE_WeightTensor : RankedTensorOf<[F32, F16, BF16]>;
+// Projection weights: float, or packed integers (`ui8` bytes) under a
+// `#moe.quant` attribute.
+def MoE_ProjWeightTensor : RankedTensorOf<[F32, F16, BF16, UI8]>;
+def MoE_PackedTensor : RankedTensorOf<[UI8]>;
 def MoE_FloatTensor : RankedTensorOf<[F32, F16, BF16, F64]>;
 def MoE_IdTensor : RankedTensorOf<[I32]>;
 
@@ -34,7 +37,19 @@ defvar ExpertAttrs = (ins
       :$swiglu_fusion,
   DefaultValuedAttr<F64Attr, "1.0">:$alpha,
   DefaultValuedAttr<F64Attr, "0.0">:$beta,
-  OptionalAttr<F64Attr>:$limit
+  OptionalAttr<F64Attr>:$limit,
+  OptionalAttr<MoE_QuantAttr>:$quant
+);
+
+// Quantisation operands shared by moe.expert and moe.layer: scales for each
+// quantised projection and optional zero points.
+defvar QuantOperands = (ins
+  Optional<MoE_WeightTensor>:$fc1_scales,
+  Optional<MoE_WeightTensor>:$fc2_scales,
+  Optional<MoE_WeightTensor>:$fc3_scales,
+  Optional<MoE_PackedTensor>:$fc1_zero_points,
+  Optional<MoE_PackedTensor>:$fc2_zero_points,
+  Optional<MoE_PackedTensor>:$fc3_zero_points
 );
 
 //===----------------------------------------------------------------------===//
@@ -139,6 +154,23 @@ def MoE_ExpertOp : MoE_Op<"expert", [Pure, AttrSizedOperandSegments]> {
     produce zeros. Weights are f32, f16 or bf16, all alike; arithmetic is at
     least f32.
 
+    With a `quant` attribute (`#moe.quant<bits, block_size>`) `fc1`, `fc2`
+    and `fc3` are packed `ui8` integers, `[E, N, K * bits / 8]` for a logical
+    `[E, N, K]` weight, and each comes with its `fcN_scales` (per row
+    `[E, N]` or block-wise `[E, N, ceil(K / block_size)]`) and optionally
+    its `fcN_zero_points` (`ui8`; see `#moe.quant` for their packing). The
+    weights are dequantised, `(q - zp) * scale`, inside the expert kernel;
+    biases and scales share one float element type.
+
+    ```mlir
+    %y = moe.expert %rows, %offsets fc1 %q1 fc2 %q2
+        fc1_scales %s1 fc2_scales %s2
+        {quant = #moe.quant<bits = 4, block_size = 32>}
+        : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x32xui8>,
+           tensor<4x64x64xui8>, tensor<4x256x2xf32>, tensor<4x64x4xf32>)
+        -> tensor<?x64xf32>
+    ```
+
     ```mlir
     %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2
         {activation = #moe.activation<swiglu>,
@@ -148,17 +180,21 @@ def MoE_ExpertOp : MoE_Op<"expert", [Pure, AttrSizedOperandSegments]> {
     ```
   }];
   let arguments = !con((ins MoE_FloatTensor:$rows, MoE_IdTensor:$offsets,
-                            MoE_WeightTensor:$fc1,
+                            MoE_ProjWeightTensor:$fc1,
                             Optional<MoE_WeightTensor>:$fc1_bias,
-                            MoE_WeightTensor:$fc2,
+                            MoE_ProjWeightTensor:$fc2,
                             Optional<MoE_WeightTensor>:$fc2_bias,
-                            Optional<MoE_WeightTensor>:$fc3,
+                            Optional<MoE_ProjWeightTensor>:$fc3,
                             Optional<MoE_WeightTensor>:$fc3_bias),
-                       ExpertAttrs);
+                       QuantOperands, ExpertAttrs);
   let results = (outs MoE_FloatTensor:$result);
   let assemblyFormat = [{
     $rows `,` $offsets `fc1` $fc1 (`fc1_bias` $fc1_bias^)? `fc2` $fc2
     (`fc2_bias` $fc2_bias^)? (`fc3` $fc3^)? (`fc3_bias` $fc3_bias^)?
+    (`fc1_scales` $fc1_scales^)? (`fc2_scales` $fc2_scales^)?
+    (`fc3_scales` $fc3_scales^)? (`fc1_zero_points` $fc1_zero_points^)?
+    (`fc2_zero_points` $fc2_zero_points^)?
+    (`fc3_zero_points` $fc3_zero_points^)?
     attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
@@ -233,6 +269,10 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
     routed experts' activation and their outputs are summed, then scaled by
     `sigmoid(shared_gate . x)` when `shared_gate [H]` is given.
 
+    Quantised expert weights (`quant`, `fcN_scales`, `fcN_zero_points`)
+    are as on `moe.expert` (ONNX Runtime's `com.microsoft.QMoE`); shared
+    experts stay float.
+
     `-moe-decompose-layer` rewrites this op into the stage ops.
 
     ```mlir
@@ -247,11 +287,12 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
   }];
   let arguments = !con(
       (ins MoE_FloatTensor:$input, MoE_FloatTensor:$logits,
-           MoE_WeightTensor:$fc1, Optional<MoE_WeightTensor>:$fc1_bias,
-           MoE_WeightTensor:$fc2, Optional<MoE_WeightTensor>:$fc2_bias,
-           Optional<MoE_WeightTensor>:$fc3,
-           Optional<MoE_WeightTensor>:$fc3_bias,
-           Optional<MoE_FloatTensor>:$score_bias,
+           MoE_ProjWeightTensor:$fc1, Optional<MoE_WeightTensor>:$fc1_bias,
+           MoE_ProjWeightTensor:$fc2, Optional<MoE_WeightTensor>:$fc2_bias,
+           Optional<MoE_ProjWeightTensor>:$fc3,
+           Optional<MoE_WeightTensor>:$fc3_bias),
+      QuantOperands,
+      (ins Optional<MoE_FloatTensor>:$score_bias,
            Optional<MoE_WeightTensor>:$shared_fc1,
            Optional<MoE_WeightTensor>:$shared_fc2,
            Optional<MoE_WeightTensor>:$shared_fc3,
@@ -265,6 +306,10 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
   let assemblyFormat = [{
     $input `,` $logits `fc1` $fc1 (`fc1_bias` $fc1_bias^)? `fc2` $fc2
     (`fc2_bias` $fc2_bias^)? (`fc3` $fc3^)? (`fc3_bias` $fc3_bias^)?
+    (`fc1_scales` $fc1_scales^)? (`fc2_scales` $fc2_scales^)?
+    (`fc3_scales` $fc3_scales^)? (`fc1_zero_points` $fc1_zero_points^)?
+    (`fc2_zero_points` $fc2_zero_points^)?
+    (`fc3_zero_points` $fc3_zero_points^)?
     (`score_bias` $score_bias^)? (`shared_fc1` $shared_fc1^)?
     (`shared_fc2` $shared_fc2^)? (`shared_fc3` $shared_fc3^)?
     (`shared_gate` $shared_gate^)? (`constants` $constants^)?

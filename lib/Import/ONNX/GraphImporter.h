@@ -105,6 +105,8 @@ public:
 
 /// com.microsoft.MoE (MoENodes.cpp).
 LogicalResult importMoENode(NodeContext &node);
+/// com.microsoft.QMoE, quantised experts (MoENodes.cpp).
+LogicalResult importQMoENode(NodeContext &node);
 
 /// moe_mlir.RaisedMoE, the node Raising.cpp puts in place of a decomposed
 /// MoE block (RaisedMoE.cpp).

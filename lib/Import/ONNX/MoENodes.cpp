@@ -52,12 +52,83 @@ FailureOr<Value> transposeLastTwo(Value value) {
       .getResult();
 }
 
+/// The attributes com.microsoft.MoE and QMoE share, as moe.layer spells
+/// them.
+struct SharedAttributes {
+  int64_t k;
+  bool normalize;
+  Activation activation;
+  SwigluFusion fusion;
+  double alpha, beta;
+  std::optional<double> limit;
+};
+
+FailureOr<SharedAttributes> readSharedAttributes(NodeContext &node) {
+  if (node.intAttr("use_sparse_mixer", 0) != 0)
+    return node.fail("use_sparse_mixer = 1 is not supported yet");
+  std::string activationName =
+      node.stringAttr("activation_type").value_or("relu");
+  std::optional<Activation> activation = symbolizeActivation(activationName);
+  if (!activation)
+    return node.fail("unsupported activation_type '" + activationName + "'");
+  int64_t fusion = node.intAttr("swiglu_fusion", 0);
+  if (fusion < 0 || fusion > 2)
+    return node.fail("swiglu_fusion must be 0, 1 or 2, got " +
+                     std::to_string(fusion));
+  return SharedAttributes{node.intAttr("k", 1),
+                          node.intAttr("normalize_routing_weights", 0) != 0,
+                          *activation,
+                          static_cast<SwigluFusion>(fusion),
+                          node.floatAttr("activation_alpha").value_or(1.0),
+                          node.floatAttr("activation_beta").value_or(0.0),
+                          node.floatAttr("swiglu_limit")};
+}
+
+/// Projection weights with their quantisation operands (all null for float
+/// weights) in moe.layer's operand order.
+struct LayerWeights {
+  Value fc1, fc1Bias, fc2, fc2Bias, fc3, fc3Bias;
+  Value scales[3] = {}, zeroPoints[3] = {};
+};
+
+/// Builds and verifies the moe.layer and defines the node's output.
+LogicalResult buildLayer(NodeContext &node, Value input, Value logits,
+                         const LayerWeights &w, const SharedAttributes &attrs,
+                         Scoring scoring, bool normalize, QuantAttr quant) {
+  OpBuilder &builder = node.builder();
+  MLIRContext *ctx = node.graph.getContext();
+  auto f64 = [&](double v) { return builder.getF64FloatAttr(v); };
+  bool swiglu = attrs.activation == Activation::swiglu;
+  auto layer = LayerOp::create(
+      builder, node.loc, input.getType(), input, logits, w.fc1, w.fc1Bias,
+      w.fc2, w.fc2Bias, w.fc3, w.fc3Bias, w.scales[0], w.scales[1],
+      w.scales[2], w.zeroPoints[0], w.zeroPoints[1], w.zeroPoints[2],
+      /*score_bias=*/Value(), /*shared_fc1=*/Value(), /*shared_fc2=*/Value(),
+      /*shared_fc3=*/Value(), /*shared_gate=*/Value(), /*constants=*/Value(),
+      /*constant_gates=*/Value(), builder.getI64IntegerAttr(attrs.k),
+      ScoringAttr::get(ctx, scoring),
+      normalize ? builder.getUnitAttr() : UnitAttr(),
+      builder.getI64IntegerAttr(1), builder.getI64IntegerAttr(1),
+      GroupScoringAttr::get(ctx, GroupScoring::max), FloatAttr(), f64(1.0),
+      ActivationAttr::get(ctx, attrs.activation),
+      // swiglu_fusion only means something for swiglu; elsewhere the
+      // dialect's default keeps the IR free of a meaningless attribute.
+      swiglu ? SwigluFusionAttr::get(ctx, attrs.fusion) : SwigluFusionAttr(),
+      f64(attrs.alpha), f64(attrs.beta),
+      swiglu && attrs.limit ? f64(*attrs.limit) : FloatAttr(), quant,
+      FloatAttr(), ArrayAttr());
+  if (failed(verify(layer)))
+    return failure();
+  if (node.node.output_size() != 1 || node.node.output(0).empty())
+    return node.fail("expects exactly one output");
+  node.setOutput(0, layer.getResult());
+  return success();
+}
+
 } // namespace
 
 LogicalResult mlir::moe::onnx_import::importMoENode(NodeContext &node) {
   auto fail = [&](const Twine &message) { return node.fail(message); };
-  Location loc = node.loc;
-  OpBuilder &builder = node.builder();
   // Positional inputs of ONNX Runtime >= 1.23; empty names are absent.
   if (node.numInputs() > 8)
     return fail("more than 8 inputs");
@@ -72,27 +143,14 @@ LogicalResult mlir::moe::onnx_import::importMoENode(NodeContext &node) {
     return fail("needs input, router_probs, fc1_experts_weights and "
                 "fc2_experts_weights");
 
-  auto intAttr = [&](StringRef name, int64_t def) {
-    return node.intAttr(name, def);
-  };
-  auto floatAttr = [&](StringRef name) { return node.floatAttr(name); };
   if (failed(node.checkAttributes(
           {"activation_type", "k", "normalize_routing_weights",
            "use_sparse_mixer", "swiglu_fusion", "swiglu_limit",
            "activation_alpha", "activation_beta"})))
     return failure();
-  if (intAttr("use_sparse_mixer", 0) != 0)
-    return fail("use_sparse_mixer = 1 is not supported yet");
-
-  std::string activationName =
-      node.stringAttr("activation_type").value_or("relu");
-  std::optional<Activation> activation = symbolizeActivation(activationName);
-  if (!activation)
-    return fail("unsupported activation_type '" + activationName + "'");
-  int64_t fusion = intAttr("swiglu_fusion", 0);
-  if (fusion < 0 || fusion > 2)
-    return fail("swiglu_fusion must be 0, 1 or 2, got " +
-                std::to_string(fusion));
+  FailureOr<SharedAttributes> attrs = readSharedAttributes(node);
+  if (failed(attrs))
+    return failure();
 
   // ONNX Runtime before 1.23 stored weights in-major (fc1 [E, H, f*I],
   // fc2 [E, I, H]); moe_helper.h recognises that layout by fc2's middle
@@ -119,33 +177,78 @@ LogicalResult mlir::moe::onnx_import::importMoENode(NodeContext &node) {
     }
   }
 
-  MLIRContext *ctx = node.graph.getContext();
-  auto f64 = [&](double v) { return builder.getF64FloatAttr(v); };
-  std::optional<double> limit = floatAttr("swiglu_limit");
-  auto layer = LayerOp::create(
-      builder, loc, inputType, in[0], in[1], in[2], in[3], in[4], in[5], in[6],
-      in[7], Value(), Value(), Value(), Value(), Value(), Value(), Value(),
-      builder.getI64IntegerAttr(intAttr("k", 1)),
-      ScoringAttr::get(ctx, Scoring::softmax),
-      intAttr("normalize_routing_weights", 0) ? builder.getUnitAttr()
-                                              : UnitAttr(),
-      builder.getI64IntegerAttr(1), builder.getI64IntegerAttr(1),
-      GroupScoringAttr::get(ctx, GroupScoring::max), FloatAttr(), f64(1.0),
-      ActivationAttr::get(ctx, *activation),
-      // swiglu_fusion only means something for swiglu; elsewhere the
-      // dialect's default keeps the IR free of a meaningless attribute.
-      *activation == Activation::swiglu
-          ? SwigluFusionAttr::get(ctx, static_cast<SwigluFusion>(fusion))
-          : SwigluFusionAttr(),
-      f64(floatAttr("activation_alpha").value_or(1.0)),
-      f64(floatAttr("activation_beta").value_or(0.0)),
-      *activation == Activation::swiglu && limit ? f64(*limit) : FloatAttr(),
-      FloatAttr(), ArrayAttr());
-  if (failed(verify(layer)))
-    return failure();
-  if (node.node.output_size() != 1 || node.node.output(0).empty())
-    return fail("expects exactly one output");
-  node.setOutput(0, layer.getResult());
-  return success();
+  // CPU MoE semantics: softmax over all experts, then top-k, renormalised
+  // when normalize_routing_weights is set.
+  LayerWeights weights{in[2], in[3], in[4], in[5], in[6], in[7]};
+  return buildLayer(node, in[0], in[1], weights, *attrs, Scoring::softmax,
+                    attrs->normalize, QuantAttr());
 }
 
+LogicalResult mlir::moe::onnx_import::importQMoENode(NodeContext &node) {
+  auto fail = [&](const Twine &message) { return node.fail(message); };
+  // Positional inputs (ONNX Runtime 1.30): input, router_probs, then
+  // (weights, scales, bias) for fc1, fc2 and fc3, then zero points for fc1,
+  // fc2 and fc3. 14 is router_weights (DeepSeek-style routing on one tensor,
+  // weighting by another), 15 on are FP4/FP8 global and activation scales.
+  for (int i = 14; i < node.numInputs(); ++i)
+    if (!node.node.input(i).empty())
+      return fail(i == 14 ? std::string("input 14 (router_weights) is not "
+                                        "supported yet")
+                          : "input " + std::to_string(i) +
+                                " (FP4/FP8 scales) is not supported");
+  SmallVector<Value, 14> in(14);
+  for (int i = 0; i < 14; ++i) {
+    FailureOr<Value> value = node.optionalInput(i);
+    if (failed(value))
+      return failure();
+    in[i] = *value;
+  }
+  if (!in[0] || !in[1] || !in[2] || !in[5])
+    return fail("needs input, router_probs, fc1_experts_weights and "
+                "fc2_experts_weights");
+
+  if (failed(node.checkAttributes(
+          {"activation_type", "k", "normalize_routing_weights",
+           "use_sparse_mixer", "swiglu_fusion", "swiglu_limit",
+           "activation_alpha", "activation_beta", "expert_weight_bits",
+           "block_size", "quant_type", "weights_prepacked"})))
+    return failure();
+  FailureOr<SharedAttributes> attrs = readSharedAttributes(node);
+  if (failed(attrs))
+    return failure();
+  std::string quantType = node.stringAttr("quant_type").value_or("int");
+  if (quantType != "int")
+    return fail("quant_type '" + quantType +
+                "' is not supported (only 'int' weights)");
+  // -1 (automatic) and 0 both mean the raw layout on the CPU; 1 is the
+  // CUDA kernels' prepacked layout, which the dequantising kernel does not
+  // read.
+  int64_t prepacked = node.intAttr("weights_prepacked", -1);
+  if (prepacked != -1 && prepacked != 0)
+    return fail("weights_prepacked = " + std::to_string(prepacked) +
+                " (a prepacked weight layout) is not supported; give the "
+                "raw packed weights (0 or -1)");
+  int64_t bits = node.intAttr("expert_weight_bits", 4);
+  if (bits != 4 && bits != 8)
+    return fail("expert_weight_bits = " + std::to_string(bits) +
+                " is not supported (4 or 8)");
+  int64_t blockSize = node.intAttr("block_size", 0);
+  if (blockSize != 0 && (blockSize < 16 || (blockSize & (blockSize - 1))))
+    return fail("block_size must be a power of two >= 16, got " +
+                std::to_string(blockSize));
+  for (int i : {2, 5})
+    if (!in[i + 1])
+      return fail(Twine(i == 2 ? "fc1" : "fc2") +
+                  "_scales is required for quantised weights");
+  if (in[8] && !in[9])
+    return fail("fc3_scales is required for quantised weights");
+
+  // ONNX Runtime's CPU QMoE always routes by top-k on the raw logits and a
+  // softmax over the k chosen, whatever normalize_routing_weights says (the
+  // softmax over k is normalised already).
+  LayerWeights weights{in[2], in[4], in[5], in[7], in[8], in[10],
+                       {in[3], in[6], in[9]}, {in[11], in[12], in[13]}};
+  return buildLayer(node, in[0], in[1], weights, *attrs, Scoring::softmax_topk,
+                    /*normalize=*/false,
+                    QuantAttr::get(node.graph.getContext(), bits, blockSize));
+}

@@ -283,6 +283,8 @@ LogicalResult importNode(GraphImporter &graph, const onnx::NodeProto &node) {
   NodeContext context(graph, node, loc);
   if (node.domain() == "com.microsoft" && node.op_type() == "MoE")
     return importMoENode(context);
+  if (node.domain() == "com.microsoft" && node.op_type() == "QMoE")
+    return importQMoENode(context);
   if (node.domain() == "moe_mlir" && node.op_type() == "RaisedMoE")
     return importRaisedMoENode(context);
   if (node.domain().empty() || node.domain() == "ai.onnx")

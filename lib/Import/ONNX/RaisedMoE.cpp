@@ -322,8 +322,12 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
   auto layer = LayerOp::create(
       builder, node.loc, input->getType(), *input, *logits, stacked[0][0],
       stacked[0][1], stacked[1][0], stacked[1][1], stacked[2][0],
-      stacked[2][1], Value(), sharedFc[0], sharedFc[1], sharedFc[2],
-      sharedGate, Value(), Value(), builder.getI64IntegerAttr(node.intAttr("k", 1)),
+      stacked[2][1], /*fc1_scales=*/Value(), /*fc2_scales=*/Value(),
+      /*fc3_scales=*/Value(), /*fc1_zero_points=*/Value(),
+      /*fc2_zero_points=*/Value(), /*fc3_zero_points=*/Value(),
+      /*score_bias=*/Value(), sharedFc[0], sharedFc[1], sharedFc[2],
+      sharedGate, /*constants=*/Value(), /*constant_gates=*/Value(),
+      builder.getI64IntegerAttr(node.intAttr("k", 1)),
       ScoringAttr::get(ctx, Scoring::softmax),
       node.intAttr("normalize_routing_weights", 0) ? builder.getUnitAttr()
                                                    : UnitAttr(),
@@ -332,7 +336,8 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
       ActivationAttr::get(ctx, *activation), fusion,
       f64(node.floatAttr("activation_alpha").value_or(1.0)),
       f64(node.floatAttr("activation_beta").value_or(0.0)),
-      limit ? f64(*limit) : FloatAttr(), FloatAttr(), ArrayAttr());
+      limit ? f64(*limit) : FloatAttr(), /*quant=*/nullptr, FloatAttr(),
+      ArrayAttr());
   if (failed(verify(layer)))
     return failure();
   node.setOutput(0, layer.getResult());

@@ -334,9 +334,9 @@ func.func @case36(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x25
 
 // -----
 
-// Integer (quantised) weights are not accepted yet.
+// Signless integers are not a weight storage type (packed weights are ui8).
 func.func @case37(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x256x64xi8>, %w2: tensor<4x64x256xi8>) {
-  // expected-error @+1 {{operand #2 must be ranked tensor of 32-bit float or 16-bit float or bfloat16 type values, but got 'tensor<4x256x64xi8>'}}
+  // expected-error @+1 {{operand #2 must be ranked tensor of 32-bit float or 16-bit float or bfloat16 type or 8-bit unsigned integer values, but got 'tensor<4x256x64xi8>'}}
   %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x64xi8>, tensor<4x64x256xi8>) -> tensor<?x64xf32>
   return
 }
@@ -655,5 +655,102 @@ memref.global "private" @not_a_function : memref<4xf32>
 func.func @parallel_call_global(%n: index) {
   // expected-error @+1 {{'not_a_function' is not a function}}
   moe.parallel_call @not_a_function() count(%n)
+  return
+}
+
+// -----
+
+// Quantised weights: ui8 bytes need a #moe.quant attribute.
+func.func @quant_missing_attr(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x32x64xui8>, %w2: tensor<4x64x32xui8>) {
+  // expected-error @+1 {{integer weights 'fc1' need a 'quant' attribute saying how they dequantise}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x32x64xui8>, tensor<4x64x32xui8>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @quant_scales_without_attr(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x32x64xf32>, %w2: tensor<4x64x32xf32>, %s1: tensor<4x32xf32>) {
+  // expected-error @+1 {{'fc1_scales' needs a 'quant' attribute}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 fc1_scales %s1 : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x32x64xf32>, tensor<4x64x32xf32>, tensor<4x32xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @quant_float_weights(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x32x64xf32>, %w2: tensor<4x64x32xui8>, %s1: tensor<4x32xf32>, %s2: tensor<4x64xf32>) {
+  // expected-error @+1 {{with 'quant', 'fc1' must hold packed ui8 bytes, got 'f32'}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 {quant = #moe.quant<bits = 8>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x32x64xf32>, tensor<4x64x32xui8>, tensor<4x32xf32>, tensor<4x64xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @quant_missing_scales(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x32x64xui8>, %w2: tensor<4x64x32xui8>, %s1: tensor<4x32xf32>) {
+  // expected-error @+1 {{quantised 'fc2' needs 'fc2_scales'}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 fc1_scales %s1 {quant = #moe.quant<bits = 8>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x32x64xui8>, tensor<4x64x32xui8>, tensor<4x32xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// 4-bit weights hold two values a byte: fc1 [E, I, H] is stored [E, I, H/2].
+func.func @quant_int4_unpacked(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x32x64xui8>, %w2: tensor<4x64x16xui8>, %s1: tensor<4x32xf32>, %s2: tensor<4x64xf32>) {
+  // expected-error @+1 {{'fc1' dimension 2 is 64 but must be 32 (the hidden size (packed: 2 values per byte))}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 {quant = #moe.quant<bits = 4>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x32x64xui8>, tensor<4x64x16xui8>, tensor<4x32xf32>, tensor<4x64xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @quant_block_scales(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x32x32xui8>, %w2: tensor<4x64x16xui8>, %s1: tensor<4x32xf32>, %s2: tensor<4x64x1xf32>) {
+  // expected-error @+1 {{'fc1_scales' must have rank 3 ([E, N, ceil(K / 32)] block-wise scales of fc1), got rank 2}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 {quant = #moe.quant<bits = 4, block_size = 32>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x32x32xui8>, tensor<4x64x16xui8>, tensor<4x32xf32>, tensor<4x64x1xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @quant_block_count(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x32x32xui8>, %w2: tensor<4x64x16xui8>, %s1: tensor<4x32x4xf32>, %s2: tensor<4x64x1xf32>) {
+  // expected-error @+1 {{'fc1_scales' dimension 2 is 4 but must be 2 ([E, N, ceil(K / 32)] block-wise scales of fc1)}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 {quant = #moe.quant<bits = 4, block_size = 32>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x32x32xui8>, tensor<4x64x16xui8>, tensor<4x32x4xf32>, tensor<4x64x1xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// 4-bit per-row zero points pack two rows a byte: [E, ceil(N / 2)].
+func.func @quant_int4_row_zero_points(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x32x32xui8>, %w2: tensor<4x64x16xui8>, %s1: tensor<4x32xf32>, %s2: tensor<4x64xf32>, %z1: tensor<4x32xui8>) {
+  // expected-error @+1 {{'fc1_zero_points' dimension 1 is 32 but must be 16 ([E, ceil(N / 2)]: 4-bit zero points packed two per byte)}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 fc1_zero_points %z1 {quant = #moe.quant<bits = 4>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x32x32xui8>, tensor<4x64x16xui8>, tensor<4x32xf32>, tensor<4x64xf32>, tensor<4x32xui8>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @quant_scale_type(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x32x64xui8>, %w2: tensor<4x64x32xui8>, %b1: tensor<4x32xf32>, %s1: tensor<4x32xf16>, %s2: tensor<4x64xf16>) {
+  // expected-error @+1 {{expert biases and scales must share one element type, got 'f16' and 'f32'}}
+  %y = moe.expert %rows, %off fc1 %w1 fc1_bias %b1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 {quant = #moe.quant<bits = 8>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x32x64xui8>, tensor<4x32xf32>, tensor<4x64x32xui8>, tensor<4x32xf16>, tensor<4x64xf16>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @quant_fc3_scales_without_fc3(%x: tensor<?x64xf32>, %l: tensor<?x4xf32>, %w1: tensor<4x32x64xui8>, %w2: tensor<4x64x32xui8>, %s1: tensor<4x32xf32>, %s2: tensor<4x64xf32>, %s3: tensor<4x32xf32>) {
+  // expected-error @+1 {{'fc3_scales' given without 'fc3'}}
+  %y = moe.layer %x, %l fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 fc3_scales %s3 {k = 2 : i64, quant = #moe.quant<bits = 8>} : (tensor<?x64xf32>, tensor<?x4xf32>, tensor<4x32x64xui8>, tensor<4x64x32xui8>, tensor<4x32xf32>, tensor<4x64xf32>, tensor<4x32xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// expected-error @+1 {{#moe.quant bits must be 4 or 8, got 2}}
+func.func @quant_bits() attributes {q = #moe.quant<bits = 2>} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{#moe.quant block_size must be 0 (per-row scales) or a power of two >= 16, got 24}}
+func.func @quant_block_size() attributes {q = #moe.quant<bits = 4, block_size = 24>} {
   return
 }

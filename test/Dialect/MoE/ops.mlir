@@ -119,3 +119,25 @@ func.func @parallel_call(%buf: memref<?xf32>, %scale: f32, %n: index) {
   moe.parallel_call @no_captures() count(%n)
   return
 }
+
+// -----
+
+// Quantised experts: 4-bit weights packed two a byte (fc1 [4, 256, 64] is
+// stored [4, 256, 32]), block-wise f16 scales and packed zero points.
+// CHECK-LABEL: func @expert_int4_block
+// CHECK: moe.expert %{{.*}}, %{{.*}} fc1 %{{.*}} fc1_bias %{{.*}} fc2 %{{.*}} fc1_scales %{{.*}} fc2_scales %{{.*}} fc1_zero_points %{{.*}} {activation = #moe.activation<swiglu>, quant = #moe.quant<bits = 4, block_size = 32>}
+func.func @expert_int4_block(%rows: tensor<?x64xf32>, %offsets: tensor<5xi32>, %w1: tensor<4x256x32xui8>, %b1: tensor<4x256xf16>, %w2: tensor<4x64x64xui8>, %s1: tensor<4x256x2xf16>, %s2: tensor<4x64x4xf16>, %z1: tensor<4x256x1xui8>) -> tensor<?x64xf32> {
+  %y = moe.expert %rows, %offsets fc1 %w1 fc1_bias %b1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 fc1_zero_points %z1 {activation = #moe.activation<swiglu>, quant = #moe.quant<bits = 4, block_size = 32>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x32xui8>, tensor<4x256xf16>, tensor<4x64x64xui8>, tensor<4x256x2xf16>, tensor<4x64x4xf16>, tensor<4x256x1xui8>) -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+// ONNX Runtime's QMoE: 8-bit per-row scales and zero points, a gated fc3,
+// top-k on the raw logits then a softmax over the k.
+// CHECK-LABEL: func @layer_int8_row
+// CHECK: moe.layer %{{.*}}, %{{.*}} fc1 %{{.*}} fc2 %{{.*}} fc3 %{{.*}} fc1_scales %{{.*}} fc2_scales %{{.*}} fc3_scales %{{.*}} fc1_zero_points %{{.*}} fc2_zero_points %{{.*}} fc3_zero_points %{{.*}} {activation = #moe.activation<silu>, k = 2 : i64, quant = #moe.quant<bits = 8>, scoring = #moe.scoring<softmax_topk>}
+func.func @layer_int8_row(%x: tensor<2x3x64xf32>, %logits: tensor<6x4xf32>, %w1: tensor<4x128x64xui8>, %w2: tensor<4x64x128xui8>, %w3: tensor<4x128x64xui8>, %s1: tensor<4x128xf32>, %s2: tensor<4x64xf32>, %s3: tensor<4x128xf32>, %z1: tensor<4x128xui8>, %z2: tensor<4x64xui8>, %z3: tensor<4x128xui8>) -> tensor<2x3x64xf32> {
+  %0 = moe.layer %x, %logits fc1 %w1 fc2 %w2 fc3 %w3 fc1_scales %s1 fc2_scales %s2 fc3_scales %s3 fc1_zero_points %z1 fc2_zero_points %z2 fc3_zero_points %z3 {k = 2 : i64, scoring = #moe.scoring<softmax_topk>, activation = #moe.activation<silu>, quant = #moe.quant<bits = 8, block_size = 0>} : (tensor<2x3x64xf32>, tensor<6x4xf32>, tensor<4x128x64xui8>, tensor<4x64x128xui8>, tensor<4x128x64xui8>, tensor<4x128xf32>, tensor<4x64xf32>, tensor<4x128xf32>, tensor<4x128xui8>, tensor<4x64xui8>, tensor<4x128xui8>) -> tensor<2x3x64xf32>
+  return %0 : tensor<2x3x64xf32>
+}
