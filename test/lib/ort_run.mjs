@@ -2,9 +2,12 @@
 // optimisations off so the model's own ops are what runs) on .npy inputs and
 // writes every output as .npy.
 //
-// Usage: node ort_run.mjs MODEL.onnx OUT_PREFIX IN.npy...
+// Usage: node ort_run.mjs MODEL.onnx OUT_PREFIX IN.npy... [--bench=N]
+//        [--threads=T]
 //   Inputs are matched to the session's inputs in order; output i is written
-//   to OUT_PREFIX<i>.npy. onnxruntime-node is loaded from $ORT_NODE_MODULES
+//   to OUT_PREFIX<i>.npy. --bench=N also times N more runs (after 3 warm-up
+//   runs) and prints the median in microseconds; --threads sets ONNX
+//   Runtime's intra-op threads (default 1). onnxruntime-node is loaded from $ORT_NODE_MODULES
 //   (a node_modules folder; scripts/build.sh installs one in build/ort).
 import fs from 'node:fs';
 import path from 'node:path';
@@ -68,7 +71,13 @@ function writeNpy(file, tensor) {
 }
 
 async function main() {
-  const [model, prefix, ...inputs] = process.argv.slice(2);
+  const args = process.argv.slice(2);
+  const option = (name, def) => {
+    const a = args.find((x) => x.startsWith(`--${name}=`));
+    return a ? Number(a.split('=')[1]) : def;
+  };
+  const [model, prefix, ...inputs] = args.filter((a) => !a.startsWith('--'));
+  const bench = option('bench', 0);
   if (!model || !prefix) {
     console.error('usage: node ort_run.mjs MODEL.onnx OUT_PREFIX IN.npy...');
     process.exit(2);
@@ -76,7 +85,7 @@ async function main() {
   const ort = loadOrt();
   const session = await ort.InferenceSession.create(model, {
     executionProviders: ['cpu'], graphOptimizationLevel: 'disabled',
-    intraOpNumThreads: 1 });
+    intraOpNumThreads: option('threads', 1) });
   if (inputs.length !== session.inputNames.length)
     throw new Error(`model has ${session.inputNames.length} inputs, ` +
                     `got ${inputs.length} files`);
@@ -88,6 +97,17 @@ async function main() {
   const results = await session.run(feeds);
   session.outputNames.forEach((name, i) =>
       writeNpy(`${prefix}${i}.npy`, results[name]));
+  if (bench > 0) {
+    for (let i = 0; i < 3; ++i) await session.run(feeds);
+    const times = [];
+    for (let i = 0; i < bench; ++i) {
+      const start = process.hrtime.bigint();
+      await session.run(feeds);
+      times.push(Number(process.hrtime.bigint() - start) / 1e3);
+    }
+    times.sort((a, b) => a - b);
+    console.log(times[Math.floor(times.length / 2)].toFixed(1));
+  }
 }
 
 main().catch((e) => { console.error(`ort_run: ${e.message}`); process.exit(1); });

@@ -5,8 +5,9 @@ torch.onnx.export (TorchScript, torch 1.13), for the raising tests.
   make_moe_blocks.py FORM OUTDIR [--tokens T] [--hidden H] [--inter I]
                      [--experts E] [--top-k K] [--seed S]
 
-Writes OUTDIR/model.onnx (batch and sequence dims symbolic) and OUTDIR/x.npy
-([2, T/2, H] float32, fixed seed); for `mixtral` also OUTDIR/fused.onnx, the
+Writes OUTDIR/model.onnx (batch and sequence dims symbolic), OUTDIR/x.npy
+([batch, T/batch, H] float32, fixed seed) and OUTDIR/torch_y.npy (the
+module's own output); for `mixtral` also OUTDIR/fused.onnx, the
 same layer (same weights) as the router MatMul + com.microsoft.MoE that
 ONNX Runtime's model builders emit.
 
@@ -215,10 +216,13 @@ def export(module, x, path):
 
 def fused_model(block, hidden, inter, experts, top_k, path):
     """The same Mixtral layer as ORT's fused com.microsoft.MoE (SwiGLU,
-    concatenated gate/up)."""
+    interleaved gate/up)."""
     gate = block.gate.weight.detach().numpy().T.copy()                  # [H, E]
-    fc1 = np.stack([np.concatenate([e.w1.weight.detach().numpy(),
-                                    e.w3.weight.detach().numpy()]) for e in block.experts])
+    # Interleaved gate/up rows (swiglu_fusion=1): the layout ONNX Runtime's
+    # CPU MoE kernel requires.
+    fc1 = np.stack([np.stack([e.w1.weight.detach().numpy(),
+                              e.w3.weight.detach().numpy()], axis=1).reshape(2 * inter, hidden)
+                    for e in block.experts])
     fc2 = np.stack([e.w2.weight.detach().numpy() for e in block.experts])
     nodes = [
         helper.make_node("Shape", ["x"], ["shape"]),
@@ -226,7 +230,7 @@ def fused_model(block, hidden, inter, experts, top_k, path):
         helper.make_node("MatMul", ["x2d", "gate"], ["logits"]),
         helper.make_node("MoE", ["x2d", "logits", "fc1", "", "fc2"], ["y2d"],
                          domain="com.microsoft", k=top_k, activation_type="swiglu",
-                         swiglu_fusion=2, normalize_routing_weights=1),
+                         swiglu_fusion=1, normalize_routing_weights=1),
         helper.make_node("Reshape", ["y2d", "shape"], ["y"]),
     ]
     inits = [numpy_helper.from_array(np.array([-1, hidden], np.int64), "flat_shape"),
@@ -253,12 +257,14 @@ def main():
     parser.add_argument("--inter", type=int, default=48)
     parser.add_argument("--experts", type=int, default=8)
     parser.add_argument("--top-k", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=2,
+                        help="x is [batch, tokens / batch, H]")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     os.makedirs(args.outdir, exist_ok=True)
     H, I, E, K = args.hidden, args.inter, args.experts, args.top_k
-    x = torch.randn(2, max(args.tokens // 2, 1), H)
+    x = torch.randn(args.batch, max(args.tokens // args.batch, 1), H)
 
     if args.form in ("mixtral", "mixtral-skip"):
         block = MixtralBlock(H, I, E, K, skip_empty=args.form == "mixtral-skip").eval()
