@@ -264,6 +264,9 @@ RouteResult route(const Tensor &logits, const Tensor *bias,
   }
   if (opt.topP && !(*opt.topP > 0.0))
     fail(fn, "top_p must be > 0");
+  if (opt.scoring == Scoring::SparseMixer &&
+      (k != 2 || G != 1 || bias || opt.topP))
+    fail(fn, "sparse_mixer scoring needs k = 2 and no groups, bias or top_p");
   if (!std::isfinite(opt.scaling))
     fail(fn, "scaling must be finite");
 
@@ -313,6 +316,21 @@ RouteResult route(const Tensor &logits, const Tensor *bias,
       w[j] = s[chosen[j]];
     if (opt.scoring == Scoring::SoftmaxTopK)
       softmaxInPlace(w);
+    if (opt.scoring == Scoring::SparseMixer) {
+      // Slot j: softmax at m = logit of its expert over the experts whose
+      // logit is within 2 * eps * max(|x|, m) of m; slot 1's band leaves
+      // out slot 0's expert.
+      const double eps = 0.01;
+      for (int64_t j = 0; j < 2; ++j) {
+        double m = row[chosen[j]], total = 0.0;
+        for (int64_t e = 0; e < N; ++e) {
+          bool far = (m - row[e]) > 2 * eps * std::max(std::abs(row[e]), m);
+          if (!far && !(j == 1 && e == chosen[0]))
+            total += std::exp(row[e] - m);
+        }
+        w[j] = 1.0 / total;
+      }
+    }
     // Step 6: top-p. Slot j is kept while the weights kept before it sum to
     // less than p; slot 0 is always kept.
     int64_t kept = k;

@@ -153,6 +153,9 @@ FailureOr<IRMapping> mapOperandBuffers(RewriterBase &rewriter, Operation *op,
   return map;
 }
 
+/// SparseMixer's jitter epsilon, as Phi-3.5-MoE and ONNX Runtime use it.
+constexpr double kSparseMixerJitterEps = 0.01;
+
 //===----------------------------------------------------------------------===//
 // moe.route
 //===----------------------------------------------------------------------===//
@@ -294,19 +297,47 @@ struct RouteOpInterface : StageOpInterface<RouteOpInterface, RouteOp> {
         });
       }
       // 4-5. Top-k, in descending order of selection score.
-      e.loop(c0, e.index(k), [&](Value j) {
-        Value best = argmax(select, taken, cE);
-        Value found = e.cmpi(arith::CmpIPredicate::sge, best, c0);
-        Value safe = e.select(found, best, c0);
-        e.ifThen(found, [&] { e.store(trueV, taken, safe); });
-        Value w = e.select(found,
-                           scoring == Scoring::softmax_topk
-                               ? logit(safe)
-                               : e.load(scores, safe),
-                           zero);
-        e.store(w, kept, j);
-        e.store(e.toI32(best), *ids, {t, j});
-      });
+      if (scoring == Scoring::sparse_mixer) {
+        // SparseMixer: slot j's weight is a softmax, at the chosen logit m,
+        // over the experts within the jitter band of m; the band of slot 1
+        // excludes slot 0's expert.
+        Value eps2 = e.f(ct, 2 * kSparseMixerJitterEps);
+        Value first = c0;
+        for (int64_t j = 0; j < 2; ++j) {
+          Value best = argmax(select, taken, cE);
+          e.store(trueV, taken, best);
+          Value m = logit(best);
+          Value total = e.sum(c0, cE, zero, [&](Value i) {
+            Value x = logit(i);
+            Value factor = arith::MaximumFOp::create(
+                b, math::AbsFOp::create(b, x), m);
+            Value far = e.cmpf(arith::CmpFPredicate::OGT, e.subf(m, x),
+                               e.mulf(eps2, factor));
+            if (j == 1)
+              far = arith::OrIOp::create(
+                  b, far, e.cmpi(arith::CmpIPredicate::eq, i, first));
+            return e.select(far, zero, e.exp(e.subf(x, m)));
+          });
+          Value cj = e.index(j);
+          e.store(e.divf(e.f(ct, 1.0), total), kept, cj);
+          e.store(e.toI32(best), *ids, {t, cj});
+          first = best;
+        }
+      } else {
+        e.loop(c0, e.index(k), [&](Value j) {
+          Value best = argmax(select, taken, cE);
+          Value found = e.cmpi(arith::CmpIPredicate::sge, best, c0);
+          Value safe = e.select(found, best, c0);
+          e.ifThen(found, [&] { e.store(trueV, taken, safe); });
+          Value w = e.select(found,
+                             scoring == Scoring::softmax_topk
+                                 ? logit(safe)
+                                 : e.load(scores, safe),
+                             zero);
+          e.store(w, kept, j);
+          e.store(e.toI32(best), *ids, {t, j});
+        });
+      }
       Value ck = e.index(k);
       if (scoring == Scoring::softmax_topk) {
         // Slot 0 holds the largest chosen logit.

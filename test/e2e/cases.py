@@ -102,6 +102,8 @@ CASES = [
          E=8, k=2, H=72, I=56),
     dict(name="route_softmax_topk_k1", scoring="softmax_topk", E=32, k=1,
          H=40, I=24, tokens=3),
+    dict(name="route_sparse_mixer", scoring="sparse_mixer", normalize=False,
+         E=16, k=2, H=40, I=24, tokens=512, logits="near_ties"),
     dict(name="route_score_bias_softmax", score_bias=True, E=16, k=2,
          H=40, I=24),
     dict(name="route_score_bias_sigmoid", scoring="sigmoid", score_bias=True,

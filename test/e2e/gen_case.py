@@ -37,7 +37,7 @@ DEFAULTS = {
     "beta": None,
     "limit": None,
     "bias": False,           # fc1/fc2/fc3 biases
-    "scoring": "softmax",    # softmax, sigmoid, softmax_topk
+    "scoring": "softmax",    # softmax, sigmoid, softmax_topk, sparse_mixer
     "normalize": True,
     "score_bias": False,
     "num_groups": 1,
@@ -52,7 +52,9 @@ DEFAULTS = {
     "zero_experts": [],      # kinds: zero, copy, constant
     # Router logits: 'random'; 'one_expert' (every token strongly prefers
     # expert `target`); 'zero_tokens' (every `zero_every`-th token strongly
-    # prefers the experts of kind `zero`, so that it reaches no FFN expert).
+    # prefers the experts of kind `zero`, so that it reaches no FFN expert);
+    # 'near_ties' (every other token's next two experts within 1-2% of its
+    # best: band-based sparse_mixer routing sees them).
     "logits": "random",
     "logit_scale": 1.5,
     "target": 0,
@@ -238,6 +240,15 @@ def make_logits(s, rng):
         for t in range(0, T, s["zero_every"]):
             logits[t, zero_ids] += 12.0
             zero_tokens.append(t)
+    elif mode == "near_ties":
+        # Every other token gets experts within ~1% of its best logits, so
+        # that band-based routing (sparse_mixer) sees several in its band;
+        # the gaps stay far above float32 rounding.
+        for t in range(0, T, 2):
+            order = np.argsort(-logits[t])
+            best = logits[t, order[0]]
+            logits[t, order[1]] = best - 0.008 * max(abs(best), 1.0)
+            logits[t, order[2]] = best - 0.015 * max(abs(best), 1.0)
     elif mode != "random":
         sys.exit("gen_case.py: %s: unknown logits mode %s" % (s["name"], mode))
     return logits.astype(np.float32), zero_tokens

@@ -314,3 +314,28 @@ TEST(Tensor, ConstructionAndAccess) {
   EXPECT_EQ(s.data, (std::vector<int64_t>{-1, -1}));
   EXPECT_EQ(Tensor({}, {4.0}).numel(), 1); // rank 0
 }
+
+TEST(Route, SparseMixerSoftmaxOverJitterBand) {
+  // Slot 0: m = 2 (expert 0); the band m - x <= 0.02 * max(|x|, m) holds
+  // expert 1 (2 - 1.99 = 0.01 <= 0.04) but not 0.0 or 1.0, so
+  // w0 = 1 / (1 + e^-0.01). Slot 1: m = 1.99 (expert 1), expert 0 left
+  // out, nobody else in band: w1 = 1.
+  Tensor logits = rows({{2.0, 1.99, 0.0, 1.0},
+                        // Negative logits: the band scales with |x|.
+                        // Slot 0: m = -1 holds -1.01 (0.01 <= 0.0202) and
+                        // -1.0005; slot 1: m = -1.0005 (expert 3) holds
+                        // -1.01 (0.0095 <= 0.0202).
+                        {-1.0, -1.01, -3.0, -1.0005}});
+  RouteResult r = route(logits, nullptr, opts(2, Scoring::SparseMixer, false));
+  expectEq(r.ids, imat({{0, 1}, {0, 3}}));
+  expectNear(r.weights,
+             dmat({{1.0 / (1.0 + std::exp(-0.01)), 1.0},
+                   {1.0 / (1.0 + std::exp(-0.01) + std::exp(-0.0005)),
+                    1.0 / (1.0 + std::exp(-0.0095))}}));
+}
+
+TEST(Route, SparseMixerNeedsTopTwo) {
+  Tensor logits = rows({{2.0, 1.99, 0.0, 1.0}});
+  EXPECT_THROW(route(logits, nullptr, opts(3, Scoring::SparseMixer, false)),
+               std::invalid_argument);
+}

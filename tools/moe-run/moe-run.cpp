@@ -624,7 +624,8 @@ Reference parseReference(const moe_function *fn) {
       a, "scoring", ref::Scoring::Softmax,
       {{"softmax", ref::Scoring::Softmax},
        {"sigmoid", ref::Scoring::Sigmoid},
-       {"softmax_topk", ref::Scoring::SoftmaxTopK}});
+       {"softmax_topk", ref::Scoring::SoftmaxTopK},
+       {"sparse_mixer", ref::Scoring::SparseMixer}});
   if (const json::Value *n = attr(a, "normalize")) {
     if (!n->isBool())
       fail("reference attribute 'normalize' must be a boolean");

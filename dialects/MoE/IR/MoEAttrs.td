@@ -9,8 +9,10 @@ include "mlir/IR/EnumAttr.td"
 def MoE_ScoringSoftmax : I32EnumAttrCase<"softmax", 0>;
 def MoE_ScoringSigmoid : I32EnumAttrCase<"sigmoid", 1>;
 def MoE_ScoringSoftmaxTopK : I32EnumAttrCase<"softmax_topk", 2>;
+def MoE_ScoringSparseMixer : I32EnumAttrCase<"sparse_mixer", 3>;
 def MoE_Scoring : I32EnumAttr<"Scoring", "how router logits become scores",
-    [MoE_ScoringSoftmax, MoE_ScoringSigmoid, MoE_ScoringSoftmaxTopK]> {
+    [MoE_ScoringSoftmax, MoE_ScoringSigmoid, MoE_ScoringSoftmaxTopK,
+     MoE_ScoringSparseMixer]> {
   let cppNamespace = "::mlir::moe";
   let genSpecializedAttr = 0;
 }
@@ -21,6 +23,11 @@ def MoE_ScoringAttr : EnumAttr<MoE_Dialect, MoE_Scoring, "scoring"> {
     Runtime's MoE). `sigmoid`: independent sigmoid per expert, then top-k
     (DeepSeek-V3). `softmax_topk`: top-k on the raw logits, then softmax over
     the k chosen logits only (Mixtral's formulation, ONNX Runtime's CPU QMoE).
+    `sparse_mixer`: SparseMixer top-2 (Phi-3.5-MoE, ONNX Runtime's
+    `use_sparse_mixer`): for the best and then the second-best logit `m`,
+    the weight is a softmax over only the experts whose logit is close to
+    `m` (`m - x <= 0.02 * max(|x|, m)`; for the second, the first expert is
+    excluded), evaluated at `m`. Needs `k = 2`, no groups, bias or top-p.
   }];
   let assemblyFormat = "`<` $value `>`";
 }

@@ -89,6 +89,7 @@ std::optional<double> toDouble(std::optional<APFloat> value) {
 
 /// Routing attributes as moe.route and moe.layer both carry them.
 struct RoutingConfig {
+  Scoring scoring;
   int64_t k;
   int64_t numGroups;
   int64_t topGroups;
@@ -100,7 +101,7 @@ struct RoutingConfig {
 /// Verifies the routing attributes against `numExperts` routable experts
 /// (dynamic when unknown).
 LogicalResult verifyRouting(Operation *op, const RoutingConfig &cfg,
-                            int64_t numExperts) {
+                            int64_t numExperts, bool hasBias) {
   bool known = !ShapedType::isDynamic(numExperts);
   if (known && cfg.k > numExperts)
     return op->emitOpError() << "k = " << cfg.k
@@ -141,6 +142,11 @@ LogicalResult verifyRouting(Operation *op, const RoutingConfig &cfg,
   if (!(cfg.scaling > 0.0 && std::isfinite(cfg.scaling)))
     return op->emitOpError() << "scaling must be positive and finite, got "
                              << cfg.scaling;
+  if (cfg.scoring == Scoring::sparse_mixer &&
+      (cfg.k != 2 || cfg.numGroups != 1 || cfg.topP || hasBias))
+    return op->emitOpError()
+           << "sparse_mixer scoring is top-2 routing: it needs k = 2 and no "
+              "num_groups, top_p or score bias";
   return success();
 }
 
@@ -457,11 +463,11 @@ LogicalResult RouteOp::verify() {
       return failure();
   }
   return verifyRouting(*this,
-                       {k, static_cast<int64_t>(getNumGroups()),
+                       {getScoring(), k, static_cast<int64_t>(getNumGroups()),
                         static_cast<int64_t>(getTopGroups()), getGroupScoring(),
                         toDouble(getTopP()),
                         getScaling().convertToDouble()},
-                       numExperts);
+                       numExperts, bool(getBias()));
 }
 
 //===----------------------------------------------------------------------===//
@@ -610,12 +616,11 @@ LogicalResult LayerOp::verify() {
   }
   if (failed(verifyRouting(
           *this,
-          {static_cast<int64_t>(getK()), static_cast<int64_t>(getNumGroups()),
-           static_cast<int64_t>(getTopGroups()),
-           getGroupScoring(),
-           toDouble(getTopP()),
-           getScaling().convertToDouble()},
-          numRouted)))
+          {getScoring(), static_cast<int64_t>(getK()),
+           static_cast<int64_t>(getNumGroups()),
+           static_cast<int64_t>(getTopGroups()), getGroupScoring(),
+           toDouble(getTopP()), getScaling().convertToDouble()},
+          numRouted, bool(getScoreBias()))))
     return failure();
 
   if (bool(getSharedFc1()) != bool(getSharedFc2()))

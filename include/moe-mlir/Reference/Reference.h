@@ -84,7 +84,9 @@ extern template struct BasicTensor<int64_t>;
 enum class Scoring {
   Softmax,    ///< s = softmax(logits) over all E+Z experts.
   Sigmoid,    ///< s = sigmoid(logits), elementwise.
-  SoftmaxTopK ///< select on raw logits, softmax over the k chosen logits.
+  SoftmaxTopK, ///< select on raw logits, softmax over the k chosen logits.
+  SparseMixer  ///< SparseMixer top-2: softmax over the jitter band of each
+               ///< chosen logit (k = 2, no groups, bias or top-p).
 };
 
 /// How a group's score is formed when group-limited routing is on.

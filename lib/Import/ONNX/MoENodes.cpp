@@ -61,11 +61,18 @@ struct SharedAttributes {
   SwigluFusion fusion;
   double alpha, beta;
   std::optional<double> limit;
+  /// use_sparse_mixer: SparseMixer top-2 routing (Phi-3.5-MoE).
+  bool sparseMixer;
 };
 
 FailureOr<SharedAttributes> readSharedAttributes(NodeContext &node) {
-  if (node.intAttr("use_sparse_mixer", 0) != 0)
-    return node.fail("use_sparse_mixer = 1 is not supported yet");
+  int64_t sparseMixer = node.intAttr("use_sparse_mixer", 0);
+  if (sparseMixer != 0 && sparseMixer != 1)
+    return node.fail("use_sparse_mixer must be 0 or 1, got " +
+                     std::to_string(sparseMixer));
+  if (sparseMixer && node.intAttr("k", 1) != 2)
+    return node.fail("use_sparse_mixer = 1 needs k = 2, got k = " +
+                     std::to_string(node.intAttr("k", 1)));
   std::string activationName =
       node.stringAttr("activation_type").value_or("relu");
   std::optional<Activation> activation = symbolizeActivation(activationName);
@@ -81,7 +88,8 @@ FailureOr<SharedAttributes> readSharedAttributes(NodeContext &node) {
                           static_cast<SwigluFusion>(fusion),
                           node.floatAttr("activation_alpha").value_or(1.0),
                           node.floatAttr("activation_beta").value_or(0.0),
-                          node.floatAttr("swiglu_limit")};
+                          node.floatAttr("swiglu_limit"),
+                          sparseMixer != 0};
 }
 
 /// Projection weights with their quantisation operands (all null for float
@@ -180,6 +188,12 @@ LogicalResult mlir::moe::onnx_import::importMoENode(NodeContext &node) {
   // CPU MoE semantics: softmax over all experts, then top-k, renormalised
   // when normalize_routing_weights is set.
   LayerWeights weights{in[2], in[3], in[4], in[5], in[6], in[7]};
+  // With use_sparse_mixer, SparseMixer routing as ONNX Runtime's CUDA
+  // kernel computes it (its weights are not renormalised); ONNX Runtime
+  // 1.30's CPU kernel ignores the attribute.
+  if (attrs->sparseMixer)
+    return buildLayer(node, in[0], in[1], weights, *attrs,
+                      Scoring::sparse_mixer, /*normalize=*/false, QuantAttr());
   return buildLayer(node, in[0], in[1], weights, *attrs, Scoring::softmax,
                     attrs->normalize, QuantAttr());
 }
@@ -248,7 +262,9 @@ LogicalResult mlir::moe::onnx_import::importQMoENode(NodeContext &node) {
   // softmax over k is normalised already).
   LayerWeights weights{in[2], in[4], in[5], in[7], in[8], in[10],
                        {in[3], in[6], in[9]}, {in[11], in[12], in[13]}};
-  return buildLayer(node, in[0], in[1], weights, *attrs, Scoring::softmax_topk,
+  return buildLayer(node, in[0], in[1], weights, *attrs,
+                    attrs->sparseMixer ? Scoring::sparse_mixer
+                                       : Scoring::softmax_topk,
                     /*normalize=*/false,
                     QuantAttr::get(node.graph.getContext(), bits, blockSize));
 }

@@ -144,9 +144,26 @@ func.func @case15(%l: tensor<?x8xf32>) {
 
 // -----
 
+// SparseMixer is top-2 routing.
+func.func @sparse_mixer_k(%l: tensor<?x8xf32>) {
+  // expected-error @+1 {{sparse_mixer scoring is top-2 routing: it needs k = 2 and no num_groups, top_p or score bias}}
+  %w, %i = moe.route %l {k = 3 : i64, scoring = #moe.scoring<sparse_mixer>} : tensor<?x8xf32> -> tensor<?x3xf32>, tensor<?x3xi32>
+  return
+}
+
+// -----
+
+func.func @sparse_mixer_bias(%x: tensor<?x16xf32>, %l: tensor<?x8xf32>, %w1: tensor<8x32x16xf32>, %w2: tensor<8x16x32xf32>, %b: tensor<8xf32>) {
+  // expected-error @+1 {{sparse_mixer scoring is top-2 routing}}
+  %0 = moe.layer %x, %l fc1 %w1 fc2 %w2 score_bias %b {k = 2 : i64, scoring = #moe.scoring<sparse_mixer>} : (tensor<?x16xf32>, tensor<?x8xf32>, tensor<8x32x16xf32>, tensor<8x16x32xf32>, tensor<8xf32>) -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
 // Unknown scoring functions are rejected by the parser.
 func.func @case16(%l: tensor<?x8xf32>) {
-  // expected-error @+2 {{expected ::mlir::moe::Scoring to be one of: softmax, sigmoid, softmax_topk}}
+  // expected-error @+2 {{expected ::mlir::moe::Scoring to be one of: softmax, sigmoid, softmax_topk, sparse_mixer}}
   // expected-error @+1 {{failed to parse MoE_ScoringAttr parameter 'value' which is to be a `::mlir::moe::Scoring`}}
   %w, %i = moe.route %l {k = 2 : i64, scoring = #moe.scoring<tanh>} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
   return

@@ -28,10 +28,12 @@ func.func @route_deepseek(%logits: tensor<?x256xf32>, %bias: tensor<256xf32>) ->
 // CHECK-LABEL: func @route_top_p
 // CHECK: moe.route %{{.*}} {k = 4 : i64, top_p = 4.000000e-01 : f64} : tensor<3x16xbf16> -> tensor<3x4xbf16>, tensor<3x4xi32>
 // CHECK: moe.route %{{.*}} {k = 2 : i64, scoring = #moe.scoring<softmax_topk>} : tensor<3x16xbf16> -> tensor<3x2xbf16>, tensor<3x2xi32>
-func.func @route_top_p(%logits: tensor<3x16xbf16>) -> (tensor<3x4xi32>, tensor<3x2xi32>) {
+// CHECK: moe.route %{{.*}} {k = 2 : i64, scoring = #moe.scoring<sparse_mixer>} : tensor<3x16xbf16> -> tensor<3x2xbf16>, tensor<3x2xi32>
+func.func @route_top_p(%logits: tensor<3x16xbf16>) -> (tensor<3x4xi32>, tensor<3x2xi32>, tensor<3x2xi32>) {
   %w, %ids = moe.route %logits {k = 4 : i64, top_p = 0.4} : tensor<3x16xbf16> -> tensor<3x4xbf16>, tensor<3x4xi32>
   %w2, %ids2 = moe.route %logits {k = 2 : i64, scoring = #moe.scoring<softmax_topk>} : tensor<3x16xbf16> -> tensor<3x2xbf16>, tensor<3x2xi32>
-  return %ids, %ids2 : tensor<3x4xi32>, tensor<3x2xi32>
+  %w3, %ids3 = moe.route %logits {k = 2 : i64, scoring = #moe.scoring<sparse_mixer>} : tensor<3x16xbf16> -> tensor<3x2xbf16>, tensor<3x2xi32>
+  return %ids, %ids2, %ids3 : tensor<3x4xi32>, tensor<3x2xi32>, tensor<3x2xi32>
 }
 
 // -----

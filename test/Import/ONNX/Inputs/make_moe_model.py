@@ -7,7 +7,9 @@ KIND: initializers  weights and biases as initializers, 3-D input, swiglu
       external      like initializers, fc1 stored as external data
       legacy        like initializers, in ORT's pre-1.23 layout
                     (fc1 [E, H, 2I], fc2 [E, I, H])
-      sparse_mixer  use_sparse_mixer = 1 (unsupported)
+      sparse_mixer  use_sparse_mixer = 1, weights as graph inputs; also
+                    writes OUT.<input>.npy for every graph input
+      sparse_mixer_k3  use_sparse_mixer = 1 with k = 3 (invalid)
       unknown_op    a lone Relu node (not supported yet)
 """
 import os
@@ -48,8 +50,10 @@ def main():
         weights["fc3"] = rng.standard_normal((E, I, H)).astype(np.float32)
         inputs += ["", "fc3"]
         attrs.update(activation_type="silu")
-    if kind == "sparse_mixer":
+    if kind.startswith("sparse_mixer"):
         attrs["use_sparse_mixer"] = 1
+    if kind == "sparse_mixer_k3":
+        attrs["k"] = 3
     node = helper.make_node("MoE", inputs, ["y"], domain="com.microsoft",
                             name="moe", **attrs)
     x_shape = ["T", H] if kind == "inputs" else [2, 3, H]
@@ -61,7 +65,7 @@ def main():
         weights["fc1"] = weights["fc1"].transpose(0, 2, 1).copy()
         weights["fc2"] = weights["fc2"].transpose(0, 2, 1).copy()
     for name, value in weights.items():
-        if kind == "inputs":
+        if kind in ("inputs", "sparse_mixer"):
             graph_inputs.append(
                 helper.make_tensor_value_info(name, f32, list(value.shape)))
         else:
@@ -76,6 +80,17 @@ def main():
             model, all_tensors_to_one_file=True,
             location=os.path.basename(out) + ".data", size_threshold=1024)
     save(model, out)
+    if kind == "sparse_mixer":
+        # Inputs for a run: logits with near ties in every other token (the
+        # next expert within 1% of the best), so SparseMixer's band holds
+        # more than the chosen expert.
+        x = rng.standard_normal((2, 3, H)).astype(np.float32)
+        logits = (rng.standard_normal((6, E)) * 2).astype(np.float32)
+        for t in range(0, 6, 2):
+            order = np.argsort(-logits[t])
+            logits[t, order[1]] = logits[t, order[0]] - 0.01 * abs(logits[t, order[0]])
+        for name, value in dict(x=x, logits=logits, **weights).items():
+            np.save("%s.%s.npy" % (out, name), value)
 
 
 if __name__ == "__main__":
