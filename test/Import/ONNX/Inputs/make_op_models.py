@@ -1,0 +1,438 @@
+#!/usr/bin/env python3
+"""Small ONNX models of the standard ai.onnx ops, with inputs.
+
+  make_op_models.py NAME OUTDIR     writes OUTDIR/model.onnx and the graph
+                                    inputs as OUTDIR/in0.npy, in1.npy, ...
+  make_op_models.py --list          prints the case names
+
+Inputs are drawn from fixed seeds. A graph input whose declared shape holds
+a string (e.g. "T") has a symbolic, dynamic dimension there; the .npy holds
+one concrete size.
+"""
+import os
+import sys
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper, save
+
+f32, i64, i32, b1 = (TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32,
+                     TensorProto.BOOL)
+CASES = {}
+
+
+def case(fn):
+    CASES[fn.__name__] = fn
+    return fn
+
+
+def rand(shape, seed, low=-2.0, high=2.0):
+    return np.random.default_rng(seed).uniform(low, high, shape).astype(np.float32)
+
+
+def ints(values, dtype=np.int64):
+    return np.array(values, dtype=dtype)
+
+
+class Model:
+    """A graph being built: inputs (with .npy data), initializers, nodes."""
+
+    def __init__(self, opset=17):
+        self.opset = opset
+        self.nodes, self.inputs, self.data, self.inits = [], [], [], []
+        self.outputs = []
+        self.domains = {}
+
+    def input(self, name, array, shape=None):
+        dtype = {np.float32: f32, np.int64: i64, np.int32: i32,
+                 np.bool_: b1}[array.dtype.type]
+        self.inputs.append(helper.make_tensor_value_info(
+            name, dtype, shape if shape is not None else list(array.shape)))
+        self.data.append(array)
+        return name
+
+    def const(self, name, array):
+        self.inits.append(numpy_helper.from_array(array, name))
+        return name
+
+    def node(self, op, inputs, outputs, domain="", **attrs):
+        if domain:
+            self.domains[domain] = 1
+        self.nodes.append(helper.make_node(
+            op, inputs, outputs, name=f"{op.lower()}{len(self.nodes)}",
+            domain=domain, **attrs))
+        return outputs[0]
+
+    def output(self, name, dtype=f32):
+        self.outputs.append(helper.make_tensor_value_info(name, dtype, None))
+
+    def save(self, out):
+        graph = helper.make_graph(self.nodes, "ops", self.inputs, self.outputs,
+                                  self.inits)
+        opsets = [helper.make_opsetid("", self.opset)] + [
+            helper.make_opsetid(d, v) for d, v in self.domains.items()]
+        model = helper.make_model(graph, opset_imports=opsets)
+        model.ir_version = 8
+        os.makedirs(out, exist_ok=True)
+        save(model, os.path.join(out, "model.onnx"))
+        for i, array in enumerate(self.data):
+            np.save(os.path.join(out, f"in{i}.npy"), array)
+
+
+# --- Group 1: MatMul/Gemm, arithmetic, shapes ------------------------------
+
+@case
+def matmul(m):
+    # 2-D, batched, broadcast batch, vector operands.
+    a = m.input("a", rand([3, 4], 1))
+    b = m.input("b", rand([4, 5], 2))
+    m.output(m.node("MatMul", [a, b], ["y2d"]))
+    c = m.input("c", rand([2, 3, 4], 3))
+    d = m.input("d", rand([2, 4, 5], 4))
+    m.output(m.node("MatMul", [c, d], ["ybatch"]))
+    e = m.input("e", rand([2, 1, 3, 4], 5))
+    m.output(m.node("MatMul", [e, m.const("w", rand([3, 4, 5], 6))], ["ybcast"]))
+    v = m.input("v", rand([4], 7))
+    m.output(m.node("MatMul", [v, d], ["yvec"]))
+    m.output(m.node("MatMul", [c, v], ["yvec2"]))
+
+
+@case
+def matmul_dynamic(m):
+    x = m.input("x", rand([5, 8], 1), ["T", 8])
+    m.output(m.node("MatMul", [x, m.const("w", rand([8, 6], 2))], ["y"]))
+    xb = m.input("xb", rand([2, 3, 8], 3), ["B", "S", 8])
+    m.output(m.node("MatMul", [xb, m.const("w2", rand([8, 4], 4))], ["yb"]))
+
+
+@case
+def gemm(m):
+    a = m.input("a", rand([3, 4], 1))
+    b = m.const("b", rand([5, 4], 2))
+    c = m.const("c", rand([5], 3))
+    m.output(m.node("Gemm", [a, b, c], ["y"], transB=1, alpha=0.5, beta=2.0))
+    at = m.input("at", rand([4, 3], 4))
+    b2 = m.const("b2", rand([4, 5], 5))
+    c2 = m.const("c2", rand([3, 1], 6))
+    m.output(m.node("Gemm", [at, b2, c2], ["y2"], transA=1))
+    m.output(m.node("Gemm", [a, b2], ["y3"], alpha=3.0))
+
+
+@case
+def gemm_dynamic(m):
+    # nn.Linear as exported: x [T, 8] @ W^T + b.
+    x = m.input("x", rand([7, 8], 1), ["T", 8])
+    m.output(m.node("Gemm", [x, m.const("w", rand([6, 8], 2)),
+                             m.const("bias", rand([6], 3))], ["y"], transB=1))
+
+
+@case
+def arith(m):
+    x = m.input("x", rand([2, 3, 4], 1))
+    y = m.input("y", rand([3, 1], 2))
+    z = m.input("z", rand([4], 3, 0.5, 2.0))
+    m.output(m.node("Add", [x, y], ["add"]))
+    m.output(m.node("Sub", [z, x], ["sub"]))
+    m.output(m.node("Mul", [x, m.const("s", np.array(1.5, np.float32))], ["mul"]))
+    m.output(m.node("Div", [x, z], ["div"]))
+    m.output(m.node("Pow", [z, y], ["pow"]))
+
+
+@case
+def arith_dynamic(m):
+    x = m.input("x", rand([5, 4], 1), ["T", 4])
+    y = m.input("y", rand([1, 4], 2))
+    s = m.node("Add", [x, y], ["s"])
+    m.output(m.node("Mul", [s, x], ["y_out"]))
+
+
+@case
+def arith_int(m):
+    a = m.input("a", ints([[1, -2, 3], [4, 5, -6]]))
+    b = m.input("b", ints([2, -3, 4]))
+    m.output(m.node("Add", [a, b], ["add"]), i64)
+    m.output(m.node("Mul", [a, b], ["mul"]), i64)
+    m.output(m.node("Div", [a, b], ["div"]), i64)
+
+
+@case
+def unary(m):
+    x = m.input("x", rand([3, 5], 1, -4.0, 4.0))
+    m.output(m.node("Sigmoid", [x], ["sig"]))
+    m.output(m.node("Relu", [x], ["relu"]))
+    m.output(m.node("Tanh", [x], ["tanh"]))
+    m.output(m.node("Neg", [x], ["neg"]))
+    m.output(m.node("Exp", [x], ["exp"]))
+    a = m.node("Abs", [x], ["abs"])
+    m.output(m.node("Sqrt", [a], ["sqrt"]))
+
+
+@case
+def unary_dynamic(m):
+    x = m.input("x", rand([6, 4], 1, -4.0, 4.0), ["T", 4])
+    s = m.node("Sigmoid", [x], ["sig"])
+    m.output(m.node("Relu", [m.node("Tanh", [s], ["t"])], ["y"]))
+
+
+@case
+def softmax(m):
+    x = m.input("x", rand([2, 3, 5], 1, -5.0, 5.0))
+    m.output(m.node("Softmax", [x], ["last"]))
+    m.output(m.node("Softmax", [x], ["mid"], axis=1))
+    m.output(m.node("LogSoftmax", [x], ["log"]))
+
+
+@case
+def softmax_opset11(m):
+    # Before opset 13 Softmax normalises over every dimension from `axis`.
+    m.opset = 11
+    x = m.input("x", rand([2, 3, 5], 1, -5.0, 5.0))
+    m.output(m.node("Softmax", [x], ["y"]))
+
+
+@case
+def softmax_dynamic(m):
+    x = m.input("x", rand([7, 6], 1, -5.0, 5.0), ["T", 6])
+    m.output(m.node("Softmax", [x], ["y"]))
+
+
+@case
+def cast(m):
+    x = m.input("x", rand([2, 5], 1, -9.0, 9.0))
+    m.output(m.node("Cast", [x], ["to_i64"], to=i64), i64)
+    m.output(m.node("Cast", [x], ["to_i32"], to=i32), i32)
+    n = m.input("n", ints([[3, -1, 0], [7, 2, 5]]))
+    m.output(m.node("Cast", [n], ["to_f32"], to=f32))
+    mask = m.node("Cast", [n], ["mask"], to=b1)
+    m.output(m.node("Cast", [mask], ["back"], to=f32))
+
+
+@case
+def cast_dynamic(m):
+    x = m.input("x", rand([4, 3], 1, -9.0, 9.0), ["T", 3])
+    m.output(m.node("Cast", [x], ["y"], to=i64), i64)
+
+
+@case
+def constant(m):
+    x = m.input("x", rand([2, 3], 1))
+    c = m.node("Constant", [], ["c"], value=numpy_helper.from_array(rand([3], 2)))
+    m.output(m.node("Add", [x, c], ["y"]))
+    k = m.node("Constant", [], ["k"], value_float=2.5)
+    m.output(m.node("Mul", [x, k], ["z"]))
+
+
+@case
+def squeeze(m):
+    m.opset = 13
+    x = m.input("x", rand([2, 1, 3, 1], 1))
+    s = m.node("Squeeze", [x, m.const("ax", ints([1, -1]))], ["s"])
+    m.output(s)
+    m.output(m.node("Unsqueeze", [s, m.const("ax2", ints([0, 3]))], ["u"]))
+    m.output(m.node("Squeeze", [x], ["all"]))
+
+
+@case
+def squeeze_opset11(m):
+    m.opset = 11
+    x = m.input("x", rand([2, 1, 3], 1))
+    s = m.node("Squeeze", [x], ["s"], axes=[1])
+    m.output(m.node("Unsqueeze", [s], ["u"], axes=[-1]))
+
+
+@case
+def squeeze_dynamic(m):
+    m.opset = 13
+    x = m.input("x", rand([5, 3], 1), ["T", 3])
+    u = m.node("Unsqueeze", [x, m.const("ax", ints([1]))], ["u"])
+    m.output(m.node("Squeeze", [m.node("Relu", [u], ["r"]),
+                                m.const("ax1", ints([1]))], ["y"]))
+
+
+@case
+def reshape(m):
+    x = m.input("x", rand([2, 3, 4], 1))
+    m.output(m.node("Reshape", [x, m.const("s1", ints([0, -1]))], ["a"]))
+    m.output(m.node("Reshape", [x, m.const("s2", ints([4, 1, -1]))], ["b"]))
+    m.output(m.node("Reshape", [x, m.const("s3", ints([-1]))], ["c"]))
+    m.output(m.node("Flatten", [x], ["f"], axis=2))
+
+
+@case
+def reshape_dynamic(m):
+    x = m.input("x", rand([5, 3, 4], 1), ["T", 3, 4])
+    a = m.node("Reshape", [x, m.const("s1", ints([0, -1]))], ["a"])
+    m.output(a)
+    m.output(m.node("Reshape", [a, m.const("s2", ints([0, 2, 6]))], ["b"]))
+
+
+@case
+def shape_fold(m):
+    # The export pattern Shape -> Gather -> Unsqueeze -> Concat -> Reshape
+    # folds to a constant shape.
+    m.opset = 13
+    x = m.input("x", rand([2, 3, 4], 1))
+    shape = m.node("Shape", [x], ["shape"])
+    d0 = m.node("Gather", [shape, m.const("zero", ints(0))], ["d0"], axis=0)
+    u = m.node("Unsqueeze", [d0, m.const("ax", ints([0]))], ["u"])
+    tail = m.node("Slice", [shape, m.const("st", ints([1])),
+                            m.const("en", ints([3]))], ["tail"])
+    prod = m.node("ReduceProd", [tail], ["prod"], keepdims=1)
+    target = m.node("Concat", [u, prod], ["target"], axis=0)
+    m.output(m.node("Reshape", [x, target], ["y"]))
+    m.output(shape, i64)
+
+
+@case
+def shape_dynamic(m):
+    x = m.input("x", rand([5, 4], 1), ["T", 4])
+    m.output(m.node("Shape", [x], ["s"]), i64)
+    m.output(m.node("Size", [x], ["n"]), i64)
+
+
+@case
+def transpose(m):
+    x = m.input("x", rand([2, 3, 4], 1))
+    m.output(m.node("Transpose", [x], ["rev"]))
+    m.output(m.node("Transpose", [x], ["p"], perm=[1, 0, 2]))
+
+
+@case
+def transpose_dynamic(m):
+    x = m.input("x", rand([5, 3, 4], 1), ["T", 3, 4])
+    m.output(m.node("Transpose", [x], ["y"], perm=[1, 0, 2]))
+
+
+@case
+def concat(m):
+    a = m.input("a", rand([2, 3], 1))
+    b = m.input("b", rand([2, 2], 2))
+    m.output(m.node("Concat", [a, b, a], ["y"], axis=1))
+    m.output(m.node("Concat", [a, m.const("c", rand([1, 3], 3))], ["z"], axis=-2))
+
+
+@case
+def concat_dynamic(m):
+    a = m.input("a", rand([5, 3], 1), ["T", 3])
+    m.output(m.node("Concat", [a, m.node("Neg", [a], ["n"])], ["y"], axis=1))
+
+
+@case
+def slice(m):
+    m.opset = 13
+    x = m.input("x", rand([4, 6, 5], 1))
+    m.output(m.node("Slice", [x, m.const("s", ints([1, -4])),
+                              m.const("e", ints([3, 100])),
+                              m.const("a", ints([0, 2])),
+                              m.const("st", ints([1, 2]))], ["y"]))
+    m.output(m.node("Slice", [x, m.const("s2", ints([2])),
+                              m.const("e2", ints([-1]))], ["z"]))
+
+
+@case
+def slice_opset9(m):
+    m.opset = 9
+    x = m.input("x", rand([4, 6], 1))
+    m.output(m.node("Slice", [x], ["y"], starts=[1, 0], ends=[3, -2], axes=[0, 1]))
+
+
+@case
+def slice_dynamic(m):
+    m.opset = 13
+    x = m.input("x", rand([5, 8], 1), ["T", 8])
+    m.output(m.node("Slice", [x, m.const("s", ints([2])), m.const("e", ints([6])),
+                              m.const("a", ints([1]))], ["y"]))
+
+
+@case
+def gather(m):
+    x = m.input("x", rand([5, 4], 1))
+    m.output(m.node("Gather", [x, m.const("i", ints([[0, 4], [-1, 2]]))], ["rows"]))
+    m.output(m.node("Gather", [x, m.const("j", ints(2))], ["col"], axis=1))
+    idx = m.input("idx", ints([3, 0, 3], np.int32))
+    m.output(m.node("Gather", [x, idx], ["dyn"], axis=0))
+
+
+@case
+def gather_dynamic(m):
+    # An embedding lookup: constant table, token ids of dynamic length.
+    ids = m.input("ids", ints([3, 0, 7, 7, 1]), ["T"])
+    m.output(m.node("Gather", [m.const("table", rand([8, 6], 1)), ids], ["y"]))
+
+
+# --- Bad models (standard-ops-errors.test) ----------------------------------
+
+@case
+def bad_attribute(m):
+    m.opset = 20
+    x = m.input("x", rand([2, 3], 1))
+    m.output(m.node("Gelu", [x], ["y"], approximate="fast"))
+
+
+@case
+def bad_unknown_attribute(m):
+    x = m.input("x", rand([2, 3], 1))
+    m.output(m.node("Relu", [x], ["y"], alpha=0.5))
+
+
+@case
+def bad_rank(m):
+    a = m.input("a", rand([2, 3, 4], 1))
+    m.output(m.node("Gemm", [a, m.const("b", rand([4, 5], 2))], ["y"]))
+
+
+@case
+def bad_input_count(m):
+    x = m.input("x", rand([2, 3], 1))
+    m.output(m.node("Add", [x], ["y"]))
+
+
+@case
+def bad_broadcast(m):
+    x = m.input("x", rand([2, 3], 1))
+    m.output(m.node("Add", [x, m.input("z", rand([4], 2))], ["y"]))
+
+
+@case
+def bad_perm(m):
+    x = m.input("x", rand([2, 3], 1))
+    m.output(m.node("Transpose", [x], ["y"], perm=[0, 0]))
+
+
+@case
+def bad_axis(m):
+    x = m.input("x", rand([2, 3], 1))
+    m.output(m.node("Concat", [x, x], ["y"], axis=5))
+
+
+@case
+def bad_element_type(m):
+    x = m.input("x", ints([1, 2]))
+    m.output(m.node("Sigmoid", [x], ["y"]), i64)
+
+
+@case
+def bad_shape_input(m):
+    x = m.input("x", rand([2, 3], 1))
+    s = m.input("s", ints([3, 2]))
+    m.output(m.node("Reshape", [x, s], ["y"]))
+
+
+@case
+def bad_matmul(m):
+    a = m.input("a", rand([2, 3], 1))
+    m.output(m.node("MatMul", [a, m.input("b", rand([4, 5], 2))], ["y"]))
+
+
+def main():
+    if sys.argv[1:] == ["--list"]:
+        print("\n".join(CASES))
+        return
+    if len(sys.argv) != 3 or sys.argv[1] not in CASES:
+        sys.exit(f"usage: {sys.argv[0]} NAME OUTDIR | --list")
+    model = Model()
+    CASES[sys.argv[1]](model)
+    model.save(sys.argv[2])
+
+
+if __name__ == "__main__":
+    main()
