@@ -21,10 +21,10 @@ using namespace mlir::moe::onnx_import;
 
 LogicalResult mlir::moe::onnx_import::importStandardNode(NodeContext &node) {
   StringRef opType = node.node.op_type();
-  // ONNX Runtime exports RMS norms as SimplifiedLayerNormalization in either
-  // domain; nothing else of com.microsoft is handled here.
+  // Of com.microsoft, only the ops ONNX Runtime's exporters emit in place of
+  // standard ones (RMS norm, Gelu) are handled here.
   if (node.node.domain() == "com.microsoft" &&
-      opType != "SimplifiedLayerNormalization")
+      opType != "SimplifiedLayerNormalization" && opType != "Gelu")
     return node.fail("op is not supported yet");
   for (auto lookup : {lookupElementwiseImporter, lookupShapeImporter,
                       lookupComputeImporter})

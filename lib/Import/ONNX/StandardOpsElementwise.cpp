@@ -379,7 +379,7 @@ LogicalResult importWhere(NodeContext &node) {
     return node.fail("X and Y have different element types");
   if (failed(checkElementType(node, element, "X")))
     return failure();
-  ValueRange operands = {cond->first, x->first, y->first};
+  SmallVector<Value> operands = {cond->first, x->first, y->first};
   if (Value folded = foldIntElementwise(
           node.builder(), node.loc, operands, element,
           [](ArrayRef<int64_t> a) { return a[0] ? a[1] : a[2]; })) {

@@ -359,6 +359,186 @@ def gather_dynamic(m):
     m.output(m.node("Gather", [m.const("table", rand([8, 6], 1)), ids], ["y"]))
 
 
+# --- Group 2: reductions, normalisations, selection, broadcasting ----------
+
+@case
+def reduce(m):
+    m.opset = 18
+    x = m.input("x", rand([2, 3, 4], 1))
+    m.output(m.node("ReduceSum", [x, m.const("a1", ints([1]))], ["sum"]))
+    m.output(m.node("ReduceMean", [x, m.const("a2", ints([-1, 0]))], ["mean"],
+                    keepdims=0))
+    m.output(m.node("ReduceMax", [x], ["max"], keepdims=0))
+    m.output(m.node("ReduceMin", [x, m.const("a3", ints([2]))], ["min"]))
+
+
+@case
+def reduce_opset13(m):
+    # ReduceSum takes axes as an input from opset 13, ReduceMean from 18.
+    m.opset = 13
+    x = m.input("x", rand([2, 3, 4], 1))
+    m.output(m.node("ReduceSum", [x, m.const("a", ints([0, 2]))], ["sum"],
+                    keepdims=0))
+    m.output(m.node("ReduceMean", [x], ["mean"], axes=[1]))
+
+
+@case
+def reduce_dynamic(m):
+    m.opset = 18
+    x = m.input("x", rand([5, 6], 1), ["T", 6])
+    m.output(m.node("ReduceMean", [x, m.const("a", ints([1]))], ["mean"]))
+    m.output(m.node("ReduceSum", [x, m.const("b", ints([0]))], ["sum"],
+                    keepdims=0))
+
+
+@case
+def gelu(m):
+    m.opset = 20
+    x = m.input("x", rand([3, 7], 1, -4.0, 4.0))
+    m.output(m.node("Erf", [x], ["erf"]))
+    m.output(m.node("Gelu", [x], ["gelu"]))
+    m.output(m.node("Gelu", [x], ["tanh"], approximate="tanh"))
+    m.output(m.node("Gelu", [x], ["ms"], domain="com.microsoft"))
+
+
+@case
+def layernorm(m):
+    x = m.input("x", rand([2, 3, 8], 1))
+    scale = m.const("scale", rand([8], 2))
+    bias = m.const("bias", rand([8], 3))
+    m.output(m.node("LayerNormalization", [x, scale, bias], ["y"], epsilon=1e-3))
+    m.node("LayerNormalization", [x, m.const("s2", rand([3, 8], 4))],
+           ["y2", "mean", "inv"], axis=1)
+    for name in ("y2", "mean", "inv"):
+        m.output(name)
+    m.output(m.node("SimplifiedLayerNormalization", [x, scale], ["rms"],
+                    epsilon=1e-6))
+
+
+@case
+def layernorm_dynamic(m):
+    x = m.input("x", rand([5, 8], 1), ["T", 8])
+    m.output(m.node("LayerNormalization", [x, m.const("scale", rand([8], 2)),
+                                           m.const("bias", rand([8], 3))], ["y"]))
+
+
+@case
+def rmsnorm_dynamic(m):
+    # ONNX Runtime's RMS norm (its fusions spell it SimplifiedLayerNormalization
+    # in the ai.onnx domain) over [B, S, H].
+    x = m.input("x", rand([2, 4, 8], 1), ["B", "S", 8])
+    m.output(m.node("SimplifiedLayerNormalization",
+                    [x, m.const("scale", rand([8], 2))], ["y"], epsilon=1e-6))
+
+
+@case
+def rmsnorm_ms(m):
+    # The same in the com.microsoft domain (imported; ONNX Runtime has no
+    # kernel for it there).
+    x = m.input("x", rand([2, 8], 1))
+    m.output(m.node("SimplifiedLayerNormalization",
+                    [x, m.const("scale", rand([8], 2))], ["y"],
+                    domain="com.microsoft", epsilon=1e-6))
+
+
+@case
+def rmsnorm(m):
+    m.opset = 23
+    x = m.input("x", rand([2, 4, 8], 1))
+    m.output(m.node("RMSNormalization", [x, m.const("scale", rand([8], 2))],
+                    ["y"], epsilon=1e-6))
+
+
+@case
+def select(m):
+    m.opset = 13
+    x = m.input("x", rand([3, 4], 1))
+    y = m.input("y", rand([4], 2))
+    m.output(m.node("Clip", [x, m.const("lo", np.array(-0.5, np.float32)),
+                             m.const("hi", np.array(1.0, np.float32))], ["clip"]))
+    m.output(m.node("Clip", [x, "", m.const("hi2", np.array(0.0, np.float32))],
+                    ["clip_hi"]))
+    m.output(m.node("Min", [x, y], ["min"]))
+    m.output(m.node("Max", [x, y, m.const("z", rand([3, 1], 3))], ["max"]))
+    gt = m.node("Greater", [x, y], ["gt"])
+    m.output(m.node("Where", [gt, x, m.const("zero", np.array(0, np.float32))],
+                    ["where"]))
+    n = m.input("n", ints([[1, 2, 3], [3, 2, 1]]))
+    eq = m.node("Equal", [n, m.const("two", ints(2))], ["eq"])
+    m.output(m.node("Cast", [eq], ["eq_f"], to=f32))
+    m.output(m.node("Where", [eq, n, m.const("neg", ints(-1))], ["where_i"]), i64)
+
+
+@case
+def clip_opset6(m):
+    m.opset = 6
+    x = m.input("x", rand([3, 4], 1))
+    m.output(m.node("Clip", [x], ["y"], min=-0.5, max=0.5))
+
+
+@case
+def select_dynamic(m):
+    x = m.input("x", rand([5, 4], 1), ["T", 4])
+    mask = m.node("Less", [x, m.const("c", np.array(0.25, np.float32))], ["mask"])
+    m.output(m.node("Where", [mask, x, m.node("Neg", [x], ["n"])], ["y"]))
+    m.output(m.node("Clip", [x, m.const("lo", np.array(-1.0, np.float32))], ["clip"]))
+
+
+@case
+def expand_tile(m):
+    x = m.input("x", rand([3, 1], 1))
+    m.output(m.node("Expand", [x, m.const("s", ints([2, 3, 4]))], ["expand"]))
+    m.output(m.node("Expand", [x, m.const("s2", ints([1, 1]))], ["same"]))
+    m.output(m.node("Tile", [x, m.const("r", ints([2, 3]))], ["tile"]))
+
+
+@case
+def expand_tile_dynamic(m):
+    x = m.input("x", rand([5, 1], 1), ["T", 1])
+    m.output(m.node("Expand", [x, m.const("s", ints([1, 4]))], ["expand"]))
+    m.output(m.node("Tile", [x, m.const("r", ints([1, 3]))], ["tile"]))
+
+
+@case
+def split(m):
+    m.opset = 13
+    x = m.input("x", rand([6, 4], 1))
+    m.node("Split", [x, m.const("sp", ints([1, 2, 3]))], ["a", "b", "c"])
+    m.node("Split", [x], ["d", "e"], axis=1)
+    for name in "abcde":
+        m.output(name)
+
+
+@case
+def split_opset18(m):
+    m.opset = 18
+    x = m.input("x", rand([2, 7], 1), ["T", 7])
+    m.node("Split", [x], ["a", "b", "c"], axis=1, num_outputs=3)
+    for name in ("a", "b", "c"):
+        m.output(name)
+
+
+@case
+def split_opset11(m):
+    m.opset = 11
+    x = m.input("x", rand([5, 2], 1))
+    m.node("Split", [x], ["a", "b"], split=[2, 3])
+    for name in ("a", "b"):
+        m.output(name)
+
+
+@case
+def constant_of_shape(m):
+    x = m.input("x", rand([2, 3], 1))
+    shape = m.node("Shape", [x], ["shape"])
+    ones = m.node("ConstantOfShape", [shape], ["ones"],
+                  value=numpy_helper.from_array(np.array([1.5], np.float32)))
+    m.output(m.node("Add", [x, ones], ["y"]))
+    m.output(m.node("ConstantOfShape", [m.const("s", ints([2, 2]))], ["z"]))
+    m.output(m.node("ConstantOfShape", [m.const("s3", ints([3]))], ["k"],
+                    value=numpy_helper.from_array(ints([7]))), i64)
+
+
 # --- Bad models (standard-ops-errors.test) ----------------------------------
 
 @case
