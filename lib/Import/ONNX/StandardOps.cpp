@@ -27,7 +27,7 @@ LogicalResult mlir::moe::onnx_import::importStandardNode(NodeContext &node) {
       opType != "SimplifiedLayerNormalization" && opType != "Gelu")
     return node.fail("op is not supported yet");
   for (auto lookup : {lookupElementwiseImporter, lookupShapeImporter,
-                      lookupComputeImporter})
+                      lookupComputeImporter, lookupIndexingImporter})
     if (NodeImporter importer = lookup(opType))
       return importer(node);
   return node.fail("op is not supported yet");
@@ -439,6 +439,19 @@ Value mlir::moe::onnx_import::convertScalar(OpBuilder &b, Location loc, Value v,
   if (fromWidth < toWidth)
     return arith::ExtSIOp::create(b, loc, to, v);
   return arith::TruncIOp::create(b, loc, to, v);
+}
+
+Value mlir::moe::onnx_import::normalizeIndex(OpBuilder &b, Location loc, Value index, Value size) {
+  Value i = arith::IndexCastOp::create(b, loc, b.getIndexType(), index);
+  Value zero = arith::ConstantIndexOp::create(b, loc, 0);
+  Value negative =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i, zero);
+  i = arith::SelectOp::create(b, loc, negative,
+                              arith::AddIOp::create(b, loc, i, size), i);
+  Value last = arith::SubIOp::create(b, loc, size,
+                                     arith::ConstantIndexOp::create(b, loc, 1));
+  i = arith::MinSIOp::create(b, loc, i, last);
+  return arith::MaxSIOp::create(b, loc, i, zero);
 }
 
 //===----------------------------------------------------------------------===//

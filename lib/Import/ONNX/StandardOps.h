@@ -26,6 +26,7 @@ using NodeImporter = LogicalResult (*)(NodeContext &);
 NodeImporter lookupElementwiseImporter(llvm::StringRef opType);
 NodeImporter lookupShapeImporter(llvm::StringRef opType);
 NodeImporter lookupComputeImporter(llvm::StringRef opType);
+NodeImporter lookupIndexingImporter(llvm::StringRef opType);
 
 //===----------------------------------------------------------------------===//
 // Types and operands
@@ -119,6 +120,12 @@ Value reshapeTo(OpBuilder &b, Location loc, Value value,
 /// Converts scalar `v` to `to` (ONNX Cast semantics: float->int truncates,
 /// ->bool is != 0, bool->x is 0/1).
 Value convertScalar(OpBuilder &b, Location loc, Value v, Type to);
+
+/// `index` (any integer scalar) as an index in [0, size): negative values
+/// count from the end; out-of-range ones clamp, so that a bad index reads or
+/// writes a wrong element rather than outside the buffer (ONNX Runtime
+/// reports an error there instead).
+Value normalizeIndex(OpBuilder &b, Location loc, Value index, Value size);
 
 //===----------------------------------------------------------------------===//
 // Import-time folding

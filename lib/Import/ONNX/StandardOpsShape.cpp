@@ -794,22 +794,6 @@ LogicalResult importSplit(NodeContext &node) {
   return success();
 }
 
-/// `index` (any integer) as an index in [0, size): negative values count
-/// from the end; out-of-range ones clamp, so that a bad index reads a wrong
-/// element rather than outside the buffer.
-Value normalizeIndex(OpBuilder &b, Location loc, Value index, Value size) {
-  Value i = arith::IndexCastOp::create(b, loc, b.getIndexType(), index);
-  Value zero = arith::ConstantIndexOp::create(b, loc, 0);
-  Value negative =
-      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i, zero);
-  i = arith::SelectOp::create(b, loc, negative,
-                              arith::AddIOp::create(b, loc, i, size), i);
-  Value last = arith::SubIOp::create(b, loc, size,
-                                     arith::ConstantIndexOp::create(b, loc, 1));
-  i = arith::MinSIOp::create(b, loc, i, last);
-  return arith::MaxSIOp::create(b, loc, i, zero);
-}
-
 LogicalResult importGather(NodeContext &node) {
   if (failed(checkInputCount(node, 2, 2)) ||
       failed(node.checkAttributes({"axis"})))

@@ -539,6 +539,79 @@ def constant_of_shape(m):
                     value=numpy_helper.from_array(ints([7]))), i64)
 
 
+# --- Group 3: TopK, gathers and scatters, OneHot, NonZero ------------------
+
+@case
+def topk(m):
+    # Router-style top-k with ties (lower index first, as ONNX Runtime).
+    x = m.input("x", np.array([[0.5, 2.0, 2.0, -1.0, 0.5, 3.0],
+                               [1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+                               [-3.0, 4.0, 0.0, 4.0, -3.0, 2.0]], np.float32))
+    k = m.const("k", ints([3]))
+    m.node("TopK", [x, k], ["v", "i"])
+    m.node("TopK", [x, m.const("k2", ints([2]))], ["sv", "si"], largest=0)
+    y = m.input("y", rand([4, 3, 2], 2))
+    m.node("TopK", [y, m.const("k1", ints([2]))], ["av", "ai"], axis=1)
+    for name, t in (("v", f32), ("i", i64), ("sv", f32), ("si", i64),
+                    ("av", f32), ("ai", i64)):
+        m.output(name, t)
+
+
+@case
+def topk_dynamic(m):
+    logits = m.input("logits", rand([7, 8], 1), ["T", 8])
+    probs = m.node("Softmax", [logits], ["probs"])
+    m.node("TopK", [probs, m.const("k", ints([2]))], ["v", "i"])
+    m.output("v")
+    m.output("i", i64)
+
+
+@case
+def gather_elements(m):
+    x = m.input("x", rand([3, 4], 1))
+    idx = m.input("idx", ints([[0, 2], [3, -1], [1, 1]]))
+    m.output(m.node("GatherElements", [x, idx], ["y"], axis=1))
+    idx0 = m.const("idx0", ints([[2, 0, 1, 1]]))
+    m.output(m.node("GatherElements", [x, idx0], ["z"], axis=0))
+
+
+@case
+def scatter(m):
+    m.opset = 18
+    data = m.input("data", rand([3, 4], 1))
+    idx = m.input("idx", ints([[1, 3], [0, 0], [2, -1]]))
+    upd = m.input("upd", rand([3, 2], 2))
+    m.output(m.node("ScatterElements", [data, idx, upd], ["none"], axis=1))
+    m.output(m.node("ScatterElements", [data, idx, upd], ["add"], axis=1,
+                    reduction="add"))
+    nd_idx = m.const("nd_idx", ints([[2], [0], [2]]))
+    nd_upd = m.const("nd_upd", rand([3, 4], 3))
+    m.output(m.node("ScatterND", [data, nd_idx, nd_upd], ["nd_add"],
+                    reduction="add"))
+    pt_idx = m.const("pt_idx", ints([[0, 1], [2, 3]]))
+    pt_upd = m.const("pt_upd", rand([2], 4))
+    m.output(m.node("ScatterND", [data, pt_idx, pt_upd], ["nd"]))
+
+
+@case
+def onehot(m):
+    idx = m.input("idx", ints([[0, 3], [-1, 2]]))
+    depth = m.const("depth", np.array(4, np.int64))
+    values = m.const("values", np.array([0.0, 5.0], np.float32))
+    m.output(m.node("OneHot", [idx, depth, values], ["y"]))
+    m.output(m.node("OneHot", [idx, depth, values], ["z"], axis=0))
+
+
+@case
+def nonzero(m):
+    # The count is data-dependent: reduce to a static shape before the end.
+    x = m.input("x", np.array([[0.0, 1.5, 0.0], [2.0, 0.0, -1.0]], np.float32))
+    nz = m.node("NonZero", [x], ["nz"])
+    m.output(m.node("ReduceSum", [nz, m.const("ax", ints([1]))], ["sum"],
+                    keepdims=0), i64)
+    m.output(m.node("ReduceMax", [nz], ["max"], keepdims=0), i64)
+
+
 # --- Bad models (standard-ops-errors.test) ----------------------------------
 
 @case
@@ -601,6 +674,30 @@ def bad_shape_input(m):
 def bad_matmul(m):
     a = m.input("a", rand([2, 3], 1))
     m.output(m.node("MatMul", [a, m.input("b", rand([4, 5], 2))], ["y"]))
+
+
+@case
+def bad_reduction(m):
+    m.opset = 18
+    d = m.input("d", rand([3], 1))
+    i = m.input("i", ints([0]))
+    m.output(m.node("ScatterElements", [d, i, m.input("u", rand([1], 2))],
+                    ["y"], reduction="avg"))
+
+
+@case
+def bad_topk(m):
+    x = m.input("x", rand([2, 3], 1))
+    m.node("TopK", [x, m.const("k", ints([4]))], ["v", "i"])
+    m.output("v")
+
+
+@case
+def bad_nonzero_output(m):
+    # A data-dependent size cannot be a graph output (the runtime allocates
+    # outputs from the manifest).
+    x = m.input("x", rand([2, 3], 1))
+    m.output(m.node("NonZero", [x], ["nz"]), i64)
 
 
 def main():
