@@ -49,6 +49,8 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   gemm.colTile = options.gemmColTile;
   gemm.vectorBits = options.vectorBits;
   pm.addPass(createMoEVectorizeContractions(gemm));
+  // Copies out of slices would otherwise need MLIR's runner utilities.
+  pm.addPass(createMoELowerStridedCopies());
   pm.addPass(createConvertLinalgToLoopsPass());
   pm.addPass(createMoEFoldExpandShapeCopies());
   // Parallel loops run on the runtime's worker pool.

@@ -12,6 +12,7 @@
 #include "MoE/IR/MoEOps.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Interfaces/ValueBoundsOpInterface.h"
 #include "llvm/ADT/EquivalenceClasses.h"
 #include "llvm/Support/JSON.h"
 
@@ -59,6 +60,8 @@ private:
   /// The argument dimension `value`'s dimension `dim` equals, following the
   /// moe ops' shape rules; nullopt when static or not traceable.
   std::optional<ArgDim> trace(Value value, int64_t dim);
+  /// trace() for values of upstream ops, through the value-bounds analysis.
+  std::optional<ArgDim> traceUpstream(Value value, int64_t dim);
   /// Records that two dimensions must agree at run time.
   void unify(Value a, int64_t da, Value b, int64_t db);
   void collectRelations();
@@ -106,6 +109,31 @@ std::optional<ArgDim> FunctionManifest::trace(Value value, int64_t dim) {
       return trace(dispatch.getInput(), 0);
     if (result.getResultNumber() == 0 && dim == 1)
       return trace(dispatch.getInput(), 1);
+    return std::nullopt;
+  }
+  if (isa<MoEDialect>(op->getDialect()))
+    return std::nullopt;
+  return traceUpstream(value, dim);
+}
+
+std::optional<ArgDim> FunctionManifest::traceUpstream(Value value,
+                                                      int64_t dim) {
+  // Upstream tensor ops (what the ONNX importer builds for ai.onnx ops)
+  // implement the value-bounds interfaces: find the argument dimension this
+  // one provably equals.
+  for (BlockArgument arg : func.getArguments()) {
+    auto type = dyn_cast<RankedTensorType>(arg.getType());
+    if (!type)
+      continue;
+    for (int64_t d = 0; d < type.getRank(); ++d) {
+      if (!type.isDynamicDim(d))
+        continue;
+      FailureOr<bool> equal = ValueBoundsConstraintSet::areEqual(
+          ValueBoundsConstraintSet::Variable(value, dim),
+          ValueBoundsConstraintSet::Variable(arg, d));
+      if (succeeded(equal) && *equal)
+        return ArgDim(arg.getArgNumber(), d);
+    }
   }
   return std::nullopt;
 }

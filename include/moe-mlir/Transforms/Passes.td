@@ -69,6 +69,19 @@ def MoEFoldExpandShapeCopies : Pass<"moe-fold-expand-shape-copies"> {
   let dependentDialects = ["::mlir::memref::MemRefDialect"];
 }
 
+def MoELowerStridedCopies : Pass<"moe-lower-strided-copies"> {
+  let summary = "Turn memref.copy between non-contiguous memrefs into "
+                "linalg.copy";
+  let description = [{
+    `-finalize-memref-to-llvm` lowers a `memref.copy` whose source or target
+    is not contiguous (a slice of a tensor returned from a function, say) to
+    a call of `memrefCopy` from MLIR's C runner utilities, which compiled
+    modules do not link. As `linalg.copy` the copy becomes plain loops
+    instead. Contiguous copies are left to become `memcpy`.
+  }];
+  let dependentDialects = ["::mlir::linalg::LinalgDialect"];
+}
+
 def MoEOutlineParallelLoops
     : Pass<"moe-outline-parallel-loops", "::mlir::ModuleOp"> {
   let summary = "Outline parallel loops into runtime worker-pool calls";

@@ -36,6 +36,10 @@ public:
   OpBuilder &getBuilder() { return builder; }
   llvm::StringRef getModelPath() const { return modelPath; }
   Location getFileLoc() const { return fileLoc; }
+  /// The model's ai.onnx opset version (some ops changed their inputs or
+  /// semantics between versions).
+  int64_t getOpset() const { return opset; }
+  void setOpset(int64_t version) { opset = version; }
 
   /// The value named `name`, or null when nothing defined it.
   Value lookup(llvm::StringRef name) const {
@@ -63,6 +67,7 @@ private:
   OpBuilder builder;
   Location fileLoc;
   llvm::StringMap<Value> values;
+  int64_t opset = 0;
 };
 
 /// What a node importer sees: the node, its location (the node's name) and
@@ -77,6 +82,7 @@ public:
   Location loc;
 
   OpBuilder &builder() { return graph.getBuilder(); }
+  int64_t opset() const { return graph.getOpset(); }
   /// "domain.OpType", with ai.onnx for the default domain.
   std::string opName() const;
   /// Emits "node 'NAME' (DOMAIN.OP): MESSAGE" and returns failure.
@@ -112,8 +118,9 @@ LogicalResult importQMoENode(NodeContext &node);
 /// MoE block (RaisedMoE.cpp).
 LogicalResult importRaisedMoENode(NodeContext &node);
 
-/// The ai.onnx ops (StandardOps.cpp). Fails with "op ... is not supported"
-/// for ops it does not know.
+/// The ai.onnx ops, plus the com.microsoft normalisations ONNX Runtime
+/// exports (StandardOps*.cpp). Fails with "op is not supported yet" for ops
+/// it does not know.
 LogicalResult importStandardNode(NodeContext &node);
 
 } // namespace mlir::moe::onnx_import

@@ -13,6 +13,7 @@
 #include "Raising.h"
 
 #include "MoE/IR/MoEOps.h"
+#include "mlir/Dialect/Affine/IR/AffineOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
@@ -287,7 +288,8 @@ LogicalResult importNode(GraphImporter &graph, const onnx::NodeProto &node) {
     return importQMoENode(context);
   if (node.domain() == "moe_mlir" && node.op_type() == "RaisedMoE")
     return importRaisedMoENode(context);
-  if (node.domain().empty() || node.domain() == "ai.onnx")
+  if (node.domain().empty() || node.domain() == "ai.onnx" ||
+      node.domain() == "com.microsoft")
     return importStandardNode(context);
   return context.fail("op is not supported");
 }
@@ -319,6 +321,9 @@ OwningOpRef<ModuleOp> importGraph(StringRef path, MLIRContext *context,
   if (failed(raiseMoESubgraphs(model, path, options, graph.getFileLoc())))
     return nullptr;
   const onnx::GraphProto &onnxGraph = model.graph();
+  for (const auto &opset : model.opset_import())
+    if (opset.domain().empty() || opset.domain() == "ai.onnx")
+      graph.setOpset(opset.version());
 
   OwningOpRef<ModuleOp> module = ModuleOp::create(fileLoc);
   llvm::StringMap<const onnx::TensorProto *> initializers;
@@ -397,7 +402,8 @@ OwningOpRef<ModuleOp> importGraph(StringRef path, MLIRContext *context,
 OwningOpRef<ModuleOp> mlir::moe::importONNXModel(StringRef path,
                                                  MLIRContext *context,
                                                  const ImportOptions &options) {
-  context->loadDialect<MoEDialect, func::FuncDialect, arith::ArithDialect,
+  context->loadDialect<MoEDialect, affine::AffineDialect, func::FuncDialect,
+                       arith::ArithDialect,
                        linalg::LinalgDialect, math::MathDialect,
                        scf::SCFDialect, tensor::TensorDialect>();
   return importGraph(path, context, options);

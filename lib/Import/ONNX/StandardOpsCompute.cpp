@@ -1,0 +1,607 @@
+//===- StandardOpsCompute.cpp - Contractions, reductions, normalisations ----===//
+//
+// MatMul and Gemm (linalg.matmul or a contraction linalg.generic), Softmax,
+// the Reduce* ops and the layer norms, built from the reduction helpers of
+// StandardOps.h. Everything accumulates in the input's element type (f32
+// for f32 models, as ONNX Runtime's CPU kernels do).
+//
+//===----------------------------------------------------------------------===//
+
+#include "StandardOps.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Arith/Utils/Utils.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "llvm/ADT/StringSwitch.h"
+
+#include <limits>
+
+using namespace mlir;
+using namespace mlir::moe::onnx_import;
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+Value add(OpBuilder &b, Location loc, Value x, Value y) {
+  if (isa<FloatType>(x.getType()))
+    return arith::AddFOp::create(b, loc, x, y);
+  return arith::AddIOp::create(b, loc, x, y);
+}
+
+Value mul(OpBuilder &b, Location loc, Value x, Value y) {
+  if (isa<FloatType>(x.getType()))
+    return arith::MulFOp::create(b, loc, x, y);
+  return arith::MulIOp::create(b, loc, x, y);
+}
+
+Value maximum(OpBuilder &b, Location loc, Value x, Value y) {
+  if (isa<FloatType>(x.getType()))
+    return arith::MaximumFOp::create(b, loc, x, y);
+  return arith::MaxSIOp::create(b, loc, x, y);
+}
+
+Value minimum(OpBuilder &b, Location loc, Value x, Value y) {
+  if (isa<FloatType>(x.getType()))
+    return arith::MinimumFOp::create(b, loc, x, y);
+  return arith::MinSIOp::create(b, loc, x, y);
+}
+
+LogicalResult checkNumeric(NodeContext &node, Type element, const Twine &what) {
+  if (isFloatType(element) ||
+      (isSignlessInt(element) && !element.isInteger(1)))
+    return success();
+  return node.fail(what + " has unsupported element type " + typeName(element));
+}
+
+/// The number of elements `axes` of `value` span, as a scalar of `type`.
+Value countOf(OpBuilder &b, Location loc, Value value, ArrayRef<int64_t> axes,
+              Type type) {
+  int64_t fixed = 1;
+  Value dynamic;
+  for (int64_t d : axes) {
+    OpFoldResult size = tensor::getMixedSize(b, loc, value, d);
+    if (std::optional<int64_t> s = getConstantIntValue(size)) {
+      fixed *= *s;
+      continue;
+    }
+    Value v = cast<Value>(size);
+    dynamic = dynamic ? arith::MulIOp::create(b, loc, dynamic, v).getResult() : v;
+  }
+  if (!dynamic)
+    return createScalar(b, loc, type, double(fixed));
+  dynamic = arith::MulIOp::create(b, loc, dynamic,
+                                  arith::ConstantIndexOp::create(b, loc, fixed));
+  Value i64 = arith::IndexCastOp::create(b, loc, b.getI64Type(), dynamic);
+  return convertScalar(b, loc, i64, type);
+}
+
+/// `reduced` (the result of a reduction over `axes` of `input`) with the
+/// reduced dimensions put back as 1s.
+Value keepDims(OpBuilder &b, Location loc, Value input, ArrayRef<int64_t> axes,
+               Value reduced) {
+  SmallVector<OpFoldResult> sizes = mixedSizes(b, loc, input);
+  for (int64_t d : axes)
+    sizes[d] = b.getIndexAttr(1);
+  return reshapeTo(b, loc, reduced, sizes);
+}
+
+//===----------------------------------------------------------------------===//
+// MatMul, Gemm
+//===----------------------------------------------------------------------===//
+
+/// C[batch..., m, n] = sum_k A[batch..., m, k] * B[batch..., k, n] with
+/// numpy broadcasting of the batch dimensions.
+FailureOr<Value> buildBatchMatmul(NodeContext &node, Value a, Value bv) {
+  OpBuilder &b = node.builder();
+  Location loc = node.loc;
+  auto aType = cast<RankedTensorType>(a.getType());
+  auto bType = cast<RankedTensorType>(bv.getType());
+  Type element = aType.getElementType();
+  int64_t ra = aType.getRank(), rb = bType.getRank();
+  int64_t k1 = aType.getDimSize(ra - 1), k2 = bType.getDimSize(rb - 2);
+  if (!ShapedType::isDynamic(k1) && !ShapedType::isDynamic(k2) && k1 != k2)
+    return node.fail("inner dimensions differ: " + Twine(k1) + " and " +
+                     Twine(k2));
+  SmallVector<OpFoldResult> aSizes = mixedSizes(b, loc, a);
+  SmallVector<OpFoldResult> bSizes = mixedSizes(b, loc, bv);
+  if (ra == 2 && rb == 2) {
+    Value init = filledTensor(b, loc, {aSizes[0], bSizes[1]}, element, 0.0);
+    return linalg::MatmulOp::create(b, loc, ValueRange{a, bv}, init)
+        .getResult(0);
+  }
+  // Batch dimensions: aligned at the right, broadcast where one side is 1.
+  int64_t nb = std::max(ra, rb) - 2;
+  SmallVector<OpFoldResult> sizes;
+  SmallVector<int64_t> batch;
+  for (int64_t d = 0; d < nb; ++d) {
+    int64_t ja = d - (nb - (ra - 2)), jb = d - (nb - (rb - 2));
+    int64_t sa = ja >= 0 ? aType.getDimSize(ja) : 1;
+    int64_t sb = jb >= 0 ? bType.getDimSize(jb) : 1;
+    if (sa != 1 && sb != 1 && !ShapedType::isDynamic(sa) &&
+        !ShapedType::isDynamic(sb) && sa != sb)
+      return node.fail("batch dimensions " + Twine(sa) + " and " + Twine(sb) +
+                       " do not broadcast");
+    // A static size other than 1 wins; else a dynamic one; else 1.
+    if (sa != 1 && !ShapedType::isDynamic(sa))
+      sizes.push_back(aSizes[ja]);
+    else if (sb != 1 && !ShapedType::isDynamic(sb))
+      sizes.push_back(bSizes[jb]);
+    else if (ShapedType::isDynamic(sa))
+      sizes.push_back(aSizes[ja]);
+    else if (ShapedType::isDynamic(sb))
+      sizes.push_back(bSizes[jb]);
+    else
+      sizes.push_back(b.getIndexAttr(1));
+    batch.push_back(getConstantIntValue(sizes.back()).value_or(
+        ShapedType::kDynamic));
+  }
+  sizes.push_back(aSizes[ra - 2]);
+  sizes.push_back(bSizes[rb - 1]);
+  MLIRContext *ctx = b.getContext();
+  int64_t loops = nb + 3;
+  AffineExpr m = getAffineDimExpr(nb, ctx), n = getAffineDimExpr(nb + 1, ctx),
+             k = getAffineDimExpr(nb + 2, ctx);
+  auto operandMap = [&](RankedTensorType type, AffineExpr row, AffineExpr col) {
+    SmallVector<AffineExpr> exprs;
+    int64_t offset = nb - (type.getRank() - 2);
+    for (int64_t j = 0; j < type.getRank() - 2; ++j)
+      exprs.push_back(type.getDimSize(j) == 1 && batch[j + offset] != 1
+                          ? getAffineConstantExpr(0, ctx)
+                          : getAffineDimExpr(j + offset, ctx));
+    exprs.push_back(row);
+    exprs.push_back(col);
+    return AffineMap::get(loops, 0, exprs, ctx);
+  };
+  SmallVector<AffineExpr> outExprs;
+  for (int64_t d = 0; d < nb + 2; ++d)
+    outExprs.push_back(getAffineDimExpr(d, ctx));
+  SmallVector<AffineMap> maps = {operandMap(aType, m, k),
+                                 operandMap(bType, k, n),
+                                 AffineMap::get(loops, 0, outExprs, ctx)};
+  SmallVector<utils::IteratorType> iterators(loops - 1,
+                                             utils::IteratorType::parallel);
+  iterators.push_back(utils::IteratorType::reduction);
+  Value init = filledTensor(b, loc, sizes, element, 0.0);
+  auto generic = linalg::GenericOp::create(
+      b, loc, init.getType(), ValueRange{a, bv}, init, maps, iterators,
+      [](OpBuilder &nb2, Location nl, ValueRange args) {
+        linalg::YieldOp::create(
+            nb2, nl, add(nb2, nl, args[2], mul(nb2, nl, args[0], args[1])));
+      });
+  return generic.getResult(0);
+}
+
+LogicalResult importMatMul(NodeContext &node) {
+  if (failed(checkInputCount(node, 2, 2)) || failed(node.checkAttributes({})))
+    return failure();
+  auto lhs = rankedInput(node, 0), rhs = rankedInput(node, 1);
+  if (failed(lhs) || failed(rhs))
+    return failure();
+  Type element = lhs->second.getElementType();
+  if (rhs->second.getElementType() != element)
+    return node.fail("inputs have different element types");
+  if (failed(checkNumeric(node, element, "input 0")))
+    return failure();
+  if (lhs->second.getRank() < 1 || rhs->second.getRank() < 1)
+    return node.fail("inputs must have rank >= 1");
+  OpBuilder &b = node.builder();
+  Location loc = node.loc;
+  // Vectors take part as [1, K] and [K, 1]; the extra dimension goes again.
+  Value a = lhs->first, bv = rhs->first;
+  bool vectorA = lhs->second.getRank() == 1, vectorB = rhs->second.getRank() == 1;
+  if (vectorA)
+    a = reshapeTo(b, loc, a, {b.getIndexAttr(1), mixedSizes(b, loc, a)[0]});
+  if (vectorB)
+    bv = reshapeTo(b, loc, bv, {mixedSizes(b, loc, bv)[0], b.getIndexAttr(1)});
+  FailureOr<Value> result = buildBatchMatmul(node, a, bv);
+  if (failed(result))
+    return failure();
+  if (vectorA || vectorB) {
+    SmallVector<OpFoldResult> sizes = mixedSizes(b, loc, *result);
+    int64_t rank = sizes.size();
+    if (vectorB)
+      sizes.erase(sizes.begin() + rank - 1);
+    if (vectorA)
+      sizes.erase(sizes.begin() + rank - 2);
+    *result = reshapeTo(b, loc, *result, sizes);
+  }
+  node.setOutput(0, *result);
+  return success();
+}
+
+/// Gemm: alpha * A' B' + beta * C. A' B' is one contraction generic whose
+/// maps follow transA/transB (transB = 1, nn.Linear's layout, is what the
+/// pipeline's register-tiled GEMM kernel recognises).
+LogicalResult importGemm(NodeContext &node) {
+  if (failed(checkInputCount(node, 2, 3)) ||
+      failed(node.checkAttributes({"alpha", "beta", "transA", "transB"})))
+    return failure();
+  auto lhs = rankedInput(node, 0), rhs = rankedInput(node, 1);
+  if (failed(lhs) || failed(rhs))
+    return failure();
+  FailureOr<Value> c = node.optionalInput(2);
+  if (failed(c))
+    return failure();
+  if (lhs->second.getRank() != 2 || rhs->second.getRank() != 2)
+    return node.fail("A and B must have rank 2");
+  Type element = lhs->second.getElementType();
+  if (rhs->second.getElementType() != element ||
+      (*c && getElementTypeOrSelf(c->getType()) != element))
+    return node.fail("inputs have different element types");
+  if (failed(checkNumeric(node, element, "A")))
+    return failure();
+  bool transA = node.intAttr("transA", 0), transB = node.intAttr("transB", 0);
+  double alpha = node.floatAttr("alpha").value_or(1.0);
+  double beta = node.floatAttr("beta").value_or(1.0);
+  OpBuilder &b = node.builder();
+  Location loc = node.loc;
+  SmallVector<OpFoldResult> aSizes = mixedSizes(b, loc, lhs->first);
+  SmallVector<OpFoldResult> bSizes = mixedSizes(b, loc, rhs->first);
+  int64_t ka = lhs->second.getDimSize(transA ? 0 : 1);
+  int64_t kb = rhs->second.getDimSize(transB ? 1 : 0);
+  if (!ShapedType::isDynamic(ka) && !ShapedType::isDynamic(kb) && ka != kb)
+    return node.fail("inner dimensions differ: " + Twine(ka) + " and " +
+                     Twine(kb));
+  MLIRContext *ctx = b.getContext();
+  AffineExpr m, n, k;
+  bindDims(ctx, m, n, k);
+  SmallVector<AffineMap> maps = {
+      AffineMap::get(3, 0, transA ? ArrayRef{k, m} : ArrayRef{m, k}, ctx),
+      AffineMap::get(3, 0, transB ? ArrayRef{n, k} : ArrayRef{k, n}, ctx),
+      AffineMap::get(3, 0, {m, n}, ctx)};
+  Value init = filledTensor(
+      b, loc, {aSizes[transA ? 1 : 0], bSizes[transB ? 0 : 1]}, element, 0.0);
+  Value product =
+      linalg::GenericOp::create(
+          b, loc, init.getType(), ValueRange{lhs->first, rhs->first}, init,
+          maps,
+          {utils::IteratorType::parallel, utils::IteratorType::parallel,
+           utils::IteratorType::reduction},
+          [](OpBuilder &nb, Location nl, ValueRange args) {
+            linalg::YieldOp::create(
+                nb, nl, add(nb, nl, args[2], mul(nb, nl, args[0], args[1])));
+          })
+          .getResult(0);
+  if (!*c && alpha == 1.0) {
+    node.setOutput(0, product);
+    return success();
+  }
+  SmallVector<Value> operands = {product};
+  if (*c && beta != 0.0)
+    operands.push_back(*c);
+  FailureOr<Value> result = buildElementwise(
+      node, operands, element, [&](OpBuilder &nb, Location nl, ValueRange a) {
+        Value y = a[0];
+        if (alpha != 1.0)
+          y = mul(nb, nl, y, createScalar(nb, nl, element, alpha));
+        if (a.size() > 1) {
+          Value bias = a[1];
+          if (beta != 1.0)
+            bias = mul(nb, nl, bias, createScalar(nb, nl, element, beta));
+          y = add(nb, nl, y, bias);
+        }
+        return y;
+      },
+      ArrayRef<int64_t>(cast<RankedTensorType>(product.getType()).getShape()));
+  if (failed(result))
+    return failure();
+  node.setOutput(0, *result);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Softmax
+//===----------------------------------------------------------------------===//
+
+/// Softmax and LogSoftmax: exp(x - max) / sum, over `axis` (opset 13+) or,
+/// before opset 13, over every dimension from `axis` on (the input coerced
+/// to 2-D).
+template <bool IsLog>
+LogicalResult importSoftmax(NodeContext &node) {
+  if (failed(checkInputCount(node, 1, 1)) ||
+      failed(node.checkAttributes({"axis"})))
+    return failure();
+  auto input = rankedInput(node, 0);
+  if (failed(input))
+    return failure();
+  Type element = input->second.getElementType();
+  if (!isFloatType(element))
+    return node.fail("expects a float input");
+  int64_t rank = input->second.getRank();
+  if (rank == 0)
+    return node.fail("input must have rank >= 1");
+  bool perAxis = node.opset() >= 13;
+  FailureOr<int64_t> axis =
+      normalizeAxis(node, node.intAttr("axis", perAxis ? -1 : 1), rank);
+  if (failed(axis))
+    return failure();
+  SmallVector<int64_t> axes = {*axis};
+  if (!perAxis)
+    axes = llvm::to_vector(llvm::seq<int64_t>(*axis, rank));
+  OpBuilder &b = node.builder();
+  Location loc = node.loc;
+  Value x = input->first;
+  Value max = buildReduction(b, loc, x, axes, -kInf,
+                             [](OpBuilder &nb, Location nl, ValueRange a) {
+                               return maximum(nb, nl, a[0], a[1]);
+                             });
+  Value shifted = buildWithReduced(
+      b, loc, x, axes, max, element,
+      [](OpBuilder &nb, Location nl, ValueRange a) -> Value {
+        return arith::SubFOp::create(nb, nl, a[0], a[1]);
+      });
+  Value sum = buildReduction(
+      b, loc, shifted, axes, 0.0,
+      [](OpBuilder &nb, Location nl, ValueRange a) {
+        return add(nb, nl, a[0], a[1]);
+      },
+      {}, [](OpBuilder &nb, Location nl, ValueRange a) -> Value {
+        return math::ExpOp::create(nb, nl, a[0]);
+      });
+  Value result = buildWithReduced(
+      b, loc, shifted, axes, sum, element,
+      [](OpBuilder &nb, Location nl, ValueRange a) -> Value {
+        if (IsLog)
+          return arith::SubFOp::create(nb, nl, a[0],
+                                       math::LogOp::create(nb, nl, a[1]));
+        return arith::DivFOp::create(nb, nl, math::ExpOp::create(nb, nl, a[0]),
+                                     a[1]);
+      });
+  node.setOutput(0, result);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Reductions
+//===----------------------------------------------------------------------===//
+
+enum class Reduce { Sum, Mean, Max, Min, Prod, SumSquare };
+
+/// The sorted, unique, non-negative reduction axes: the `axes` attribute
+/// (before opset 13/18) or input 1; all axes when none are given, unless
+/// noop_with_empty_axes asks for none.
+FailureOr<SmallVector<int64_t>> reductionAxes(NodeContext &node, int64_t rank) {
+  std::optional<SmallVector<int64_t>> list = node.intsAttr("axes");
+  if (!list) {
+    FailureOr<Value> axesInput = node.optionalInput(1);
+    if (failed(axesInput))
+      return failure();
+    if (*axesInput) {
+      list = getConstantInts(*axesInput);
+      if (!list)
+        return node.fail("axes must be a constant");
+    }
+  }
+  SmallVector<int64_t> axes;
+  if (!list || list->empty()) {
+    if (node.intAttr("noop_with_empty_axes", 0))
+      return axes;
+    return llvm::to_vector(llvm::seq<int64_t>(0, rank));
+  }
+  for (int64_t a : *list) {
+    FailureOr<int64_t> axis = normalizeAxis(node, a, rank, "axes entry");
+    if (failed(axis))
+      return failure();
+    axes.push_back(*axis);
+  }
+  llvm::sort(axes);
+  axes.erase(llvm::unique(axes), axes.end());
+  return axes;
+}
+
+template <Reduce Kind>
+LogicalResult importReduce(NodeContext &node) {
+  if (failed(checkInputCount(node, 1, 2)) ||
+      failed(node.checkAttributes({"axes", "keepdims", "noop_with_empty_axes"})))
+    return failure();
+  auto input = rankedInput(node, 0);
+  if (failed(input))
+    return failure();
+  Type element = input->second.getElementType();
+  if (failed(checkNumeric(node, element, "input 0")))
+    return failure();
+  int64_t rank = input->second.getRank();
+  FailureOr<SmallVector<int64_t>> axes = reductionAxes(node, rank);
+  if (failed(axes))
+    return failure();
+  Value x = input->first;
+  if (axes->empty()) {
+    node.setOutput(0, x);
+    return success();
+  }
+  OpBuilder &b = node.builder();
+  Location loc = node.loc;
+  bool keep = node.intAttr("keepdims", 1);
+  // Whole-tensor reductions of shape vectors (element counts) fold.
+  if (std::optional<SmallVector<int64_t>> values = getConstantInts(x);
+      values && int64_t(axes->size()) == rank && !values->empty() &&
+      Kind != Reduce::Mean) {
+    int64_t acc = Kind == Reduce::SumSquare ? 0 : (*values)[0];
+    for (auto [i, v] : llvm::enumerate(*values)) {
+      if (Kind == Reduce::SumSquare)
+        acc += v * v;
+      else if (i == 0)
+        continue;
+      else if (Kind == Reduce::Sum)
+        acc += v;
+      else if (Kind == Reduce::Prod)
+        acc *= v;
+      else if (Kind == Reduce::Max)
+        acc = std::max(acc, v);
+      else if (Kind == Reduce::Min)
+        acc = std::min(acc, v);
+    }
+    SmallVector<int64_t> shape(keep ? rank : 0, 1);
+    node.setOutput(0, createIntConstant(b, loc, shape, element, {acc}));
+    return success();
+  }
+  double init = Kind == Reduce::Max    ? -kInf
+                : Kind == Reduce::Min  ? kInf
+                : Kind == Reduce::Prod ? 1.0
+                                       : 0.0;
+  Value reduced = buildReduction(
+      b, loc, x, *axes, init,
+      [](OpBuilder &nb, Location nl, ValueRange a) {
+        switch (Kind) {
+        case Reduce::Max:
+          return maximum(nb, nl, a[0], a[1]);
+        case Reduce::Min:
+          return minimum(nb, nl, a[0], a[1]);
+        case Reduce::Prod:
+          return mul(nb, nl, a[0], a[1]);
+        default:
+          return add(nb, nl, a[0], a[1]);
+        }
+      },
+      {},
+      Kind == Reduce::SumSquare
+          ? [](OpBuilder &nb, Location nl,
+               ValueRange a) { return mul(nb, nl, a[0], a[0]); }
+          : ScalarBody(nullptr));
+  if (Kind == Reduce::Mean) {
+    Value count = countOf(b, loc, x, *axes, element);
+    FailureOr<Value> mean = buildElementwise(
+        node, reduced, element, [&](OpBuilder &nb, Location nl, ValueRange a) {
+          if (isa<FloatType>(element))
+            return arith::DivFOp::create(nb, nl, a[0], count).getResult();
+          return arith::DivSIOp::create(nb, nl, a[0], count).getResult();
+        });
+    if (failed(mean))
+      return failure();
+    reduced = *mean;
+  }
+  if (keep)
+    reduced = keepDims(b, loc, x, *axes, reduced);
+  node.setOutput(0, reduced);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Normalisations
+//===----------------------------------------------------------------------===//
+
+/// LayerNormalization (opset 17): (x - mean) / sqrt(var + epsilon) * scale +
+/// bias over the dimensions from `axis` on; the optional Mean and InvStdDev
+/// outputs keep the normalised dimensions as 1s. With `rms`
+/// (SimplifiedLayerNormalization, RMSNormalization), no mean is subtracted.
+template <bool IsRms>
+LogicalResult importLayerNorm(NodeContext &node) {
+  if (failed(checkInputCount(node, 2, IsRms ? 2 : 3)) ||
+      failed(node.checkAttributes({"axis", "epsilon", "stash_type"})))
+    return failure();
+  auto input = rankedInput(node, 0), scale = rankedInput(node, 1);
+  if (failed(input) || failed(scale))
+    return failure();
+  FailureOr<Value> bias = node.optionalInput(2);
+  if (failed(bias))
+    return failure();
+  Type element = input->second.getElementType();
+  if (!isFloatType(element))
+    return node.fail("expects a float input");
+  if (scale->second.getElementType() != element ||
+      (*bias && getElementTypeOrSelf(bias->getType()) != element))
+    return node.fail("scale and bias must have the input's element type");
+  int64_t rank = input->second.getRank();
+  FailureOr<int64_t> axis = normalizeAxis(node, node.intAttr("axis", -1), rank);
+  if (failed(axis))
+    return failure();
+  double epsilon = node.floatAttr("epsilon").value_or(1e-5);
+  SmallVector<int64_t> axes = llvm::to_vector(llvm::seq<int64_t>(*axis, rank));
+  OpBuilder &b = node.builder();
+  Location loc = node.loc;
+  Value x = input->first;
+  Value count = countOf(b, loc, x, axes, element);
+  auto sumOf = [](OpBuilder &nb, Location nl, ValueRange a) {
+    return add(nb, nl, a[0], a[1]);
+  };
+  auto scalarElementwise = [&](Value v, ScalarBody body) {
+    return buildElementwise(node, v, element, body);
+  };
+
+  // Two passes (mean, then squared deviations) for accuracy.
+  Value mean;
+  if (!IsRms) {
+    Value sum = buildReduction(b, loc, x, axes, 0.0, sumOf);
+    FailureOr<Value> m = scalarElementwise(
+        sum, [&](OpBuilder &nb, Location nl, ValueRange a) -> Value {
+          return arith::DivFOp::create(nb, nl, a[0], count);
+        });
+    if (failed(m))
+      return failure();
+    mean = *m;
+  }
+  Value squares = buildReduction(
+      b, loc, x, axes, 0.0, sumOf, mean ? ValueRange(mean) : ValueRange(),
+      [](OpBuilder &nb, Location nl, ValueRange a) -> Value {
+        Value d = a.size() > 1 ? arith::SubFOp::create(nb, nl, a[0], a[1])
+                                     .getResult()
+                               : a[0];
+        return arith::MulFOp::create(nb, nl, d, d);
+      });
+  FailureOr<Value> invStdDev = scalarElementwise(
+      squares, [&](OpBuilder &nb, Location nl, ValueRange a) -> Value {
+        Value variance = arith::DivFOp::create(nb, nl, a[0], count);
+        Value shifted = arith::AddFOp::create(
+            nb, nl, variance, createScalar(nb, nl, element, epsilon));
+        return math::RsqrtOp::create(nb, nl, shifted);
+      });
+  if (failed(invStdDev))
+    return failure();
+  SmallVector<Value> stats;
+  if (mean)
+    stats.push_back(mean);
+  stats.push_back(*invStdDev);
+  Value normalized = buildWithReduced(
+      b, loc, x, axes, stats, element,
+      [](OpBuilder &nb, Location nl, ValueRange a) -> Value {
+        Value centered = a.size() > 2
+                             ? arith::SubFOp::create(nb, nl, a[0], a[1])
+                                   .getResult()
+                             : a[0];
+        return arith::MulFOp::create(nb, nl, centered, a.back());
+      });
+  SmallVector<Value> operands = {normalized, scale->first};
+  if (*bias)
+    operands.push_back(*bias);
+  FailureOr<Value> y = buildElementwise(
+      node, operands, element, [](OpBuilder &nb, Location nl, ValueRange a) {
+        Value v = arith::MulFOp::create(nb, nl, a[0], a[1]);
+        return a.size() > 2 ? arith::AddFOp::create(nb, nl, v, a[2]).getResult()
+                            : v;
+      });
+  if (failed(y))
+    return failure();
+  node.setOutput(0, *y);
+  // Optional statistics outputs: LayerNormalization's Mean and InvStdDev,
+  // SimplifiedLayerNormalization's inv_std_var.
+  if (IsRms) {
+    node.setOutput(1, keepDims(b, loc, x, axes, *invStdDev));
+  } else {
+    node.setOutput(1, keepDims(b, loc, x, axes, mean));
+    node.setOutput(2, keepDims(b, loc, x, axes, *invStdDev));
+  }
+  return success();
+}
+
+} // namespace
+
+NodeImporter mlir::moe::onnx_import::lookupComputeImporter(StringRef opType) {
+  return llvm::StringSwitch<NodeImporter>(opType)
+      .Case("MatMul", importMatMul)
+      .Case("Gemm", importGemm)
+      .Case("Softmax", importSoftmax<false>)
+      .Case("LogSoftmax", importSoftmax<true>)
+      .Case("ReduceSum", importReduce<Reduce::Sum>)
+      .Case("ReduceMean", importReduce<Reduce::Mean>)
+      .Case("ReduceMax", importReduce<Reduce::Max>)
+      .Case("ReduceMin", importReduce<Reduce::Min>)
+      .Case("ReduceProd", importReduce<Reduce::Prod>)
+      .Case("ReduceSumSquare", importReduce<Reduce::SumSquare>)
+      .Case("LayerNormalization", importLayerNorm<false>)
+      .Case("SimplifiedLayerNormalization", importLayerNorm<true>)
+      .Case("RMSNormalization", importLayerNorm<true>)
+      .Default(nullptr);
+}

@@ -1,0 +1,536 @@
+//===- StandardOpsElementwise.cpp - Elementwise ai.onnx ops -----------------===//
+//
+// Arithmetic, comparisons, activations, Cast, Where, Min/Max and Clip: one
+// broadcasting linalg.generic each (StandardOps.h). Integer ops on
+// constants fold at import, because exporters compute shapes with them.
+//
+//===----------------------------------------------------------------------===//
+
+#include "StandardOps.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "llvm/ADT/StringSwitch.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::moe::onnx_import;
+
+namespace {
+
+/// Element types the arithmetic importers accept: floats and signless
+/// integers (bool included); unsigned ints would need their own arith ops.
+LogicalResult checkElementType(NodeContext &node, Type type,
+                               const Twine &what) {
+  if (isFloatType(type) || isSignlessInt(type))
+    return success();
+  return node.fail(what + " has unsupported element type " + typeName(type));
+}
+
+//===----------------------------------------------------------------------===//
+// Binary ops
+//===----------------------------------------------------------------------===//
+
+enum class Binary {
+  Add,
+  Sub,
+  Mul,
+  Div,
+  Pow,
+  Equal,
+  Less,
+  LessOrEqual,
+  Greater,
+  GreaterOrEqual,
+  And,
+  Or,
+  Xor
+};
+
+bool isComparison(Binary kind) {
+  return kind == Binary::Equal || kind == Binary::Less ||
+         kind == Binary::LessOrEqual || kind == Binary::Greater ||
+         kind == Binary::GreaterOrEqual;
+}
+
+bool isLogical(Binary kind) {
+  return kind == Binary::And || kind == Binary::Or || kind == Binary::Xor;
+}
+
+Value buildBinary(OpBuilder &b, Location loc, Binary kind, Value x, Value y) {
+  bool isFloat = isa<FloatType>(x.getType());
+  auto cmp = [&](arith::CmpFPredicate f, arith::CmpIPredicate i) -> Value {
+    if (isFloat)
+      return arith::CmpFOp::create(b, loc, f, x, y);
+    return arith::CmpIOp::create(b, loc, i, x, y);
+  };
+  switch (kind) {
+  case Binary::Add:
+    return isFloat ? arith::AddFOp::create(b, loc, x, y).getResult()
+                   : arith::AddIOp::create(b, loc, x, y).getResult();
+  case Binary::Sub:
+    return isFloat ? arith::SubFOp::create(b, loc, x, y).getResult()
+                   : arith::SubIOp::create(b, loc, x, y).getResult();
+  case Binary::Mul:
+    return isFloat ? arith::MulFOp::create(b, loc, x, y).getResult()
+                   : arith::MulIOp::create(b, loc, x, y).getResult();
+  case Binary::Div:
+    return isFloat ? arith::DivFOp::create(b, loc, x, y).getResult()
+                   : arith::DivSIOp::create(b, loc, x, y).getResult();
+  case Binary::Pow:
+    return math::PowFOp::create(b, loc, x, convertScalar(b, loc, y, x.getType()));
+  case Binary::Equal:
+    return cmp(arith::CmpFPredicate::OEQ, arith::CmpIPredicate::eq);
+  case Binary::Less:
+    return cmp(arith::CmpFPredicate::OLT, arith::CmpIPredicate::slt);
+  case Binary::LessOrEqual:
+    return cmp(arith::CmpFPredicate::OLE, arith::CmpIPredicate::sle);
+  case Binary::Greater:
+    return cmp(arith::CmpFPredicate::OGT, arith::CmpIPredicate::sgt);
+  case Binary::GreaterOrEqual:
+    return cmp(arith::CmpFPredicate::OGE, arith::CmpIPredicate::sge);
+  case Binary::And:
+    return arith::AndIOp::create(b, loc, x, y);
+  case Binary::Or:
+    return arith::OrIOp::create(b, loc, x, y);
+  case Binary::Xor:
+    return arith::XOrIOp::create(b, loc, x, y);
+  }
+  llvm_unreachable("unknown binary op");
+}
+
+/// The import-time value of `x kind y` on integers; nullopt where it would
+/// be undefined (division by zero).
+std::optional<int64_t> foldBinary(Binary kind, int64_t x, int64_t y) {
+  switch (kind) {
+  case Binary::Add:
+    return x + y;
+  case Binary::Sub:
+    return x - y;
+  case Binary::Mul:
+    return x * y;
+  case Binary::Div:
+    if (y == 0 || (x == INT64_MIN && y == -1))
+      return std::nullopt;
+    return x / y;
+  case Binary::Pow:
+    return std::nullopt;
+  case Binary::Equal:
+    return x == y;
+  case Binary::Less:
+    return x < y;
+  case Binary::LessOrEqual:
+    return x <= y;
+  case Binary::Greater:
+    return x > y;
+  case Binary::GreaterOrEqual:
+    return x >= y;
+  case Binary::And:
+    return x && y;
+  case Binary::Or:
+    return x || y;
+  case Binary::Xor:
+    return (x != 0) != (y != 0);
+  }
+  return std::nullopt;
+}
+
+template <Binary Kind>
+LogicalResult importBinary(NodeContext &node) {
+  if (failed(checkInputCount(node, 2, 2)) ||
+      failed(node.checkAttributes({})))
+    return failure();
+  auto lhs = rankedInput(node, 0), rhs = rankedInput(node, 1);
+  if (failed(lhs) || failed(rhs))
+    return failure();
+  Type element = lhs->second.getElementType();
+  if (failed(checkElementType(node, element, "input 0")))
+    return failure();
+  if (Kind != Binary::Pow && rhs->second.getElementType() != element)
+    return node.fail("inputs have different element types");
+  if (Kind == Binary::Pow && !isFloatType(element))
+    return node.fail("integer Pow is not supported");
+  if (isLogical(Kind) && !element.isInteger(1))
+    return node.fail("expects bool inputs");
+  Type result = isComparison(Kind) ? node.builder().getI1Type() : element;
+
+  bool undefined = false;
+  if (Value folded = foldIntElementwise(
+          node.builder(), node.loc, {lhs->first, rhs->first}, result,
+          [&](ArrayRef<int64_t> args) {
+            std::optional<int64_t> v = foldBinary(Kind, args[0], args[1]);
+            undefined |= !v;
+            return v.value_or(0);
+          });
+      folded && !undefined) {
+    node.setOutput(0, folded);
+    return success();
+  }
+  FailureOr<Value> value = buildElementwise(
+      node, {lhs->first, rhs->first}, result,
+      [](OpBuilder &b, Location loc, ValueRange args) {
+        return buildBinary(b, loc, Kind, args[0], args[1]);
+      });
+  if (failed(value))
+    return failure();
+  node.setOutput(0, *value);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Unary ops
+//===----------------------------------------------------------------------===//
+
+enum class Unary {
+  Sigmoid,
+  Tanh,
+  Relu,
+  Erf,
+  Neg,
+  Sqrt,
+  Exp,
+  Log,
+  Abs,
+  Reciprocal,
+  Floor,
+  Ceil,
+  Not
+};
+
+/// Whether the op takes integer inputs too (the rest are float-only).
+bool acceptsIntegers(Unary kind) {
+  return kind == Unary::Relu || kind == Unary::Neg || kind == Unary::Abs;
+}
+
+Value buildUnary(OpBuilder &b, Location loc, Unary kind, Value x) {
+  Type type = x.getType();
+  bool isFloat = isa<FloatType>(type);
+  auto one = [&] { return createScalar(b, loc, type, 1.0); };
+  switch (kind) {
+  case Unary::Sigmoid: {
+    Value negated = arith::NegFOp::create(b, loc, x);
+    Value denom =
+        arith::AddFOp::create(b, loc, one(), math::ExpOp::create(b, loc, negated));
+    return arith::DivFOp::create(b, loc, one(), denom);
+  }
+  case Unary::Tanh:
+    return math::TanhOp::create(b, loc, x);
+  case Unary::Relu: {
+    Value zero = createScalar(b, loc, type, 0.0);
+    return isFloat ? arith::MaximumFOp::create(b, loc, x, zero).getResult()
+                   : arith::MaxSIOp::create(b, loc, x, zero).getResult();
+  }
+  case Unary::Erf:
+    return math::ErfOp::create(b, loc, x);
+  case Unary::Neg:
+    return isFloat ? arith::NegFOp::create(b, loc, x).getResult()
+                   : arith::SubIOp::create(b, loc, createScalar(b, loc, type, 0),
+                                           x)
+                         .getResult();
+  case Unary::Sqrt:
+    return math::SqrtOp::create(b, loc, x);
+  case Unary::Exp:
+    return math::ExpOp::create(b, loc, x);
+  case Unary::Log:
+    return math::LogOp::create(b, loc, x);
+  case Unary::Abs:
+    return isFloat ? math::AbsFOp::create(b, loc, x).getResult()
+                   : math::AbsIOp::create(b, loc, x).getResult();
+  case Unary::Reciprocal:
+    return arith::DivFOp::create(b, loc, one(), x);
+  case Unary::Floor:
+    return math::FloorOp::create(b, loc, x);
+  case Unary::Ceil:
+    return math::CeilOp::create(b, loc, x);
+  case Unary::Not:
+    return arith::XOrIOp::create(b, loc, x, createScalar(b, loc, type, 1));
+  }
+  llvm_unreachable("unknown unary op");
+}
+
+template <Unary Kind>
+LogicalResult importUnary(NodeContext &node) {
+  if (failed(checkInputCount(node, 1, 1)) ||
+      failed(node.checkAttributes({})))
+    return failure();
+  auto input = rankedInput(node, 0);
+  if (failed(input))
+    return failure();
+  Type element = input->second.getElementType();
+  bool supported = Kind == Unary::Not
+                       ? element.isInteger(1)
+                       : isFloatType(element) ||
+                             (acceptsIntegers(Kind) && isSignlessInt(element) &&
+                              !element.isInteger(1));
+  if (!supported)
+    return node.fail("input 0 has unsupported element type " +
+                     typeName(element));
+  FailureOr<Value> value = buildElementwise(
+      node, input->first, element,
+      [](OpBuilder &b, Location loc, ValueRange args) {
+        return buildUnary(b, loc, Kind, args[0]);
+      });
+  if (failed(value))
+    return failure();
+  node.setOutput(0, *value);
+  return success();
+}
+
+/// Gelu (opset 20; com.microsoft.Gelu has no attribute): the exact erf
+/// form, or the tanh approximation when asked for.
+LogicalResult importGelu(NodeContext &node) {
+  if (failed(checkInputCount(node, 1, 1)) ||
+      failed(node.checkAttributes({"approximate"})))
+    return failure();
+  std::string approximate = node.stringAttr("approximate").value_or("none");
+  if (approximate != "none" && approximate != "tanh")
+    return node.fail("approximate must be 'none' or 'tanh', got '" +
+                     approximate + "'");
+  auto input = rankedInput(node, 0);
+  if (failed(input))
+    return failure();
+  Type element = input->second.getElementType();
+  if (!isFloatType(element))
+    return node.fail("expects a float input");
+  bool useTanh = approximate == "tanh";
+  FailureOr<Value> value = buildElementwise(
+      node, input->first, element,
+      [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
+        Value x = args[0];
+        auto c = [&](double v) { return createScalar(b, loc, element, v); };
+        Value inner;
+        if (useTanh) {
+          // sqrt(2/pi) * (x + 0.044715 x^3)
+          Value x3 = arith::MulFOp::create(
+              b, loc, x, arith::MulFOp::create(b, loc, x, x));
+          Value sum = arith::AddFOp::create(
+              b, loc, x, arith::MulFOp::create(b, loc, c(0.044715), x3));
+          inner = math::TanhOp::create(
+              b, loc,
+              arith::MulFOp::create(b, loc, c(std::sqrt(2.0 / M_PI)), sum));
+        } else {
+          inner = math::ErfOp::create(
+              b, loc, arith::MulFOp::create(b, loc, x, c(M_SQRT1_2)));
+        }
+        Value half = arith::MulFOp::create(b, loc, c(0.5), x);
+        return arith::MulFOp::create(
+            b, loc, half, arith::AddFOp::create(b, loc, c(1.0), inner));
+      });
+  if (failed(value))
+    return failure();
+  node.setOutput(0, *value);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Cast, Where, Min/Max, Clip
+//===----------------------------------------------------------------------===//
+
+LogicalResult importCast(NodeContext &node) {
+  if (failed(checkInputCount(node, 1, 1)) ||
+      failed(node.checkAttributes({"to", "saturate"})))
+    return failure();
+  const onnx::AttributeProto *to = node.attribute("to");
+  if (!to)
+    return node.fail("needs the 'to' attribute");
+  auto input = rankedInput(node, 0);
+  if (failed(input))
+    return failure();
+  FailureOr<Type> target = node.graph.elementType(
+      static_cast<int32_t>(to->i()), "node '" + node.node.name() + "' 'to'");
+  if (failed(target))
+    return failure();
+  Type from = input->second.getElementType();
+  if (failed(checkElementType(node, from, "input 0")) ||
+      failed(checkElementType(node, *target, "the 'to' type")))
+    return failure();
+  if (Value folded = foldIntElementwise(
+          node.builder(), node.loc, input->first, *target,
+          [&](ArrayRef<int64_t> args) {
+            return target->isInteger(1) ? int64_t(args[0] != 0) : args[0];
+          })) {
+    node.setOutput(0, folded);
+    return success();
+  }
+  FailureOr<Value> value = buildElementwise(
+      node, input->first, *target,
+      [&](OpBuilder &b, Location loc, ValueRange args) {
+        return convertScalar(b, loc, args[0], *target);
+      });
+  if (failed(value))
+    return failure();
+  node.setOutput(0, *value);
+  return success();
+}
+
+LogicalResult importWhere(NodeContext &node) {
+  if (failed(checkInputCount(node, 3, 3)) ||
+      failed(node.checkAttributes({})))
+    return failure();
+  auto cond = rankedInput(node, 0), x = rankedInput(node, 1),
+       y = rankedInput(node, 2);
+  if (failed(cond) || failed(x) || failed(y))
+    return failure();
+  if (!cond->second.getElementType().isInteger(1))
+    return node.fail("condition must be bool");
+  Type element = x->second.getElementType();
+  if (y->second.getElementType() != element)
+    return node.fail("X and Y have different element types");
+  if (failed(checkElementType(node, element, "X")))
+    return failure();
+  SmallVector<Value> operands = {cond->first, x->first, y->first};
+  if (Value folded = foldIntElementwise(
+          node.builder(), node.loc, operands, element,
+          [](ArrayRef<int64_t> a) { return a[0] ? a[1] : a[2]; })) {
+    node.setOutput(0, folded);
+    return success();
+  }
+  FailureOr<Value> value = buildElementwise(
+      node, operands, element, [](OpBuilder &b, Location loc, ValueRange a) {
+        return arith::SelectOp::create(b, loc, a[0], a[1], a[2]).getResult();
+      });
+  if (failed(value))
+    return failure();
+  node.setOutput(0, *value);
+  return success();
+}
+
+Value buildMinMax(OpBuilder &b, Location loc, bool isMax, Value x, Value y) {
+  if (isa<FloatType>(x.getType()))
+    return isMax ? arith::MaximumFOp::create(b, loc, x, y).getResult()
+                 : arith::MinimumFOp::create(b, loc, x, y).getResult();
+  return isMax ? arith::MaxSIOp::create(b, loc, x, y).getResult()
+               : arith::MinSIOp::create(b, loc, x, y).getResult();
+}
+
+template <bool IsMax>
+LogicalResult importMinMax(NodeContext &node) {
+  if (node.numInputs() < 1)
+    return node.fail("expects at least one input");
+  if (failed(node.checkAttributes({})))
+    return failure();
+  SmallVector<Value> operands;
+  Type element;
+  for (int i = 0; i < node.numInputs(); ++i) {
+    auto input = rankedInput(node, i);
+    if (failed(input))
+      return failure();
+    if (i == 0)
+      element = input->second.getElementType();
+    else if (input->second.getElementType() != element)
+      return node.fail("inputs have different element types");
+    operands.push_back(input->first);
+  }
+  if (failed(checkElementType(node, element, "input 0")))
+    return failure();
+  if (Value folded = foldIntElementwise(
+          node.builder(), node.loc, operands, element,
+          [](ArrayRef<int64_t> a) {
+            return IsMax ? *llvm::max_element(a) : *llvm::min_element(a);
+          })) {
+    node.setOutput(0, folded);
+    return success();
+  }
+  FailureOr<Value> value = buildElementwise(
+      node, operands, element, [](OpBuilder &b, Location loc, ValueRange a) {
+        Value acc = a[0];
+        for (Value v : a.drop_front())
+          acc = buildMinMax(b, loc, IsMax, acc, v);
+        return acc;
+      });
+  if (failed(value))
+    return failure();
+  node.setOutput(0, *value);
+  return success();
+}
+
+/// Clip: bounds are optional scalar inputs from opset 11, float attributes
+/// before.
+LogicalResult importClip(NodeContext &node) {
+  if (failed(checkInputCount(node, 1, 3)) ||
+      failed(node.checkAttributes({"min", "max"})))
+    return failure();
+  auto input = rankedInput(node, 0);
+  if (failed(input))
+    return failure();
+  Type element = input->second.getElementType();
+  if (failed(checkElementType(node, element, "input 0")) ||
+      element.isInteger(1))
+    return node.fail("expects a float or integer input");
+  SmallVector<Value> operands = {input->first};
+  int lowIndex = -1, highIndex = -1;
+  for (int i : {1, 2}) {
+    FailureOr<Value> bound = node.optionalInput(i);
+    if (failed(bound))
+      return failure();
+    if (!*bound)
+      continue;
+    auto type = dyn_cast<RankedTensorType>(bound->getType());
+    if (!type || type.getElementType() != element || type.getNumElements() != 1)
+      return node.fail(Twine(i == 1 ? "min" : "max") +
+                       " must be a one-element tensor of the input's type");
+    (i == 1 ? lowIndex : highIndex) = operands.size();
+    operands.push_back(reshapeTo(node.builder(), node.loc, *bound, {}));
+  }
+  std::optional<double> lowAttr = node.floatAttr("min"),
+                        highAttr = node.floatAttr("max");
+  FailureOr<Value> value = buildElementwise(
+      node, operands, element, [&](OpBuilder &b, Location loc, ValueRange a) {
+        Value x = a[0];
+        Value low = lowIndex >= 0 ? a[lowIndex]
+                    : lowAttr     ? createScalar(b, loc, element, *lowAttr)
+                                  : Value();
+        Value high = highIndex >= 0 ? a[highIndex]
+                     : highAttr     ? createScalar(b, loc, element, *highAttr)
+                                    : Value();
+        if (low)
+          x = buildMinMax(b, loc, /*isMax=*/true, x, low);
+        if (high)
+          x = buildMinMax(b, loc, /*isMax=*/false, x, high);
+        return x;
+      });
+  if (failed(value))
+    return failure();
+  node.setOutput(0, *value);
+  return success();
+}
+
+} // namespace
+
+NodeImporter mlir::moe::onnx_import::lookupElementwiseImporter(StringRef opType) {
+  return llvm::StringSwitch<NodeImporter>(opType)
+      .Case("Add", importBinary<Binary::Add>)
+      .Case("Sub", importBinary<Binary::Sub>)
+      .Case("Mul", importBinary<Binary::Mul>)
+      .Case("Div", importBinary<Binary::Div>)
+      .Case("Pow", importBinary<Binary::Pow>)
+      .Case("Equal", importBinary<Binary::Equal>)
+      .Case("Less", importBinary<Binary::Less>)
+      .Case("LessOrEqual", importBinary<Binary::LessOrEqual>)
+      .Case("Greater", importBinary<Binary::Greater>)
+      .Case("GreaterOrEqual", importBinary<Binary::GreaterOrEqual>)
+      .Case("And", importBinary<Binary::And>)
+      .Case("Or", importBinary<Binary::Or>)
+      .Case("Xor", importBinary<Binary::Xor>)
+      .Case("Sigmoid", importUnary<Unary::Sigmoid>)
+      .Case("Tanh", importUnary<Unary::Tanh>)
+      .Case("Relu", importUnary<Unary::Relu>)
+      .Case("Erf", importUnary<Unary::Erf>)
+      .Case("Neg", importUnary<Unary::Neg>)
+      .Case("Sqrt", importUnary<Unary::Sqrt>)
+      .Case("Exp", importUnary<Unary::Exp>)
+      .Case("Log", importUnary<Unary::Log>)
+      .Case("Abs", importUnary<Unary::Abs>)
+      .Case("Reciprocal", importUnary<Unary::Reciprocal>)
+      .Case("Floor", importUnary<Unary::Floor>)
+      .Case("Ceil", importUnary<Unary::Ceil>)
+      .Case("Not", importUnary<Unary::Not>)
+      .Case("Gelu", importGelu)
+      .Case("Cast", importCast)
+      .Case("Where", importWhere)
+      .Case("Min", importMinMax<false>)
+      .Case("Max", importMinMax<true>)
+      .Case("Clip", importClip)
+      .Default(nullptr);
+}

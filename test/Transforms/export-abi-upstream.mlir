@@ -1,0 +1,29 @@
+// RUN: moe-opt %s --split-input-file --moe-export-abi --verify-diagnostics | FileCheck %s
+
+// Dynamic output sizes of upstream tensor ops (what ai.onnx graphs import
+// to) are traced to the inputs through the value-bounds analysis: the
+// transposed, sliced result's sizes are the inputs' symbols.
+// CHECK: \22inputs\22:[{\22dtype\22:\22f32\22,\22name\22:\22arg0\22,\22shape\22:[\22s0\22,\22s1\22,8]}]
+// CHECK-SAME: \22outputs\22:[{\22dtype\22:\22f32\22,\22name\22:\22result0\22,\22shape\22:[\22s1\22,\22s0\22,4]}]
+func.func @transpose_slice(%x: tensor<?x?x8xf32>) -> tensor<?x?x4xf32> {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %b = tensor.dim %x, %c0 : tensor<?x?x8xf32>
+  %s = tensor.dim %x, %c1 : tensor<?x?x8xf32>
+  %slice = tensor.extract_slice %x[0, 0, 2] [%b, %s, 4] [1, 1, 1] : tensor<?x?x8xf32> to tensor<?x?x4xf32>
+  %init = tensor.empty(%s, %b) : tensor<?x?x4xf32>
+  %t = linalg.transpose ins(%slice : tensor<?x?x4xf32>) outs(%init : tensor<?x?x4xf32>) permutation = [1, 0, 2]
+  return %t : tensor<?x?x4xf32>
+}
+
+// -----
+
+// A size that is not one of the inputs' (a data-dependent count) cannot be
+// described.
+// expected-error @below {{output 'result0' dimension 0 is dynamic and cannot be expressed in terms of the function's inputs}}
+func.func @data_dependent(%x: tensor<?xf32>, %len: tensor<i64>) -> tensor<?xf32> {
+  %v = tensor.extract %len[] : tensor<i64>
+  %n = arith.index_cast %v : i64 to index
+  %slice = tensor.extract_slice %x[0] [%n] [1] : tensor<?xf32> to tensor<?xf32>
+  return %slice : tensor<?xf32>
+}
