@@ -29,6 +29,9 @@ Error kinds (models the importer must reject):
   bad_block       block_size = 24
   prepacked       weights_prepacked = 1
   no_scales       fc1_scales missing
+  fp4             quant_type = 'fp4'
+  accuracy_level  an attribute ONNX Runtime 1.30's QMoE does not have
+  bad_scales      fc1_scales with half the rows fc1 has
 """
 import os
 import sys
@@ -159,6 +162,12 @@ def model(kind, outdir):
         attrs["weights_prepacked"] = 1
     elif kind == "no_scales":
         inputs[3] = ""
+    elif kind == "fp4":
+        attrs["quant_type"] = "fp4"
+    elif kind == "accuracy_level":
+        attrs["accuracy_level"] = 4
+    elif kind == "bad_scales":
+        inits["fc1_s"] = s1[:, :I]
 
     node = helper.make_node("QMoE", inputs, ["y"], domain="com.microsoft",
                             name="qmoe", **attrs)
