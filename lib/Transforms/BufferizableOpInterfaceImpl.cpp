@@ -802,6 +802,11 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
         ShapedType::isDynamic(inter))
       return op->emitError("lowering moe.expert needs static weight shapes");
     inter *= pack;
+    int64_t hiddenSize = fc2Type.getDimSize(1);
+    // The dequantisation panel and its loops are sized statically.
+    if (quant && ShapedType::isDynamic(hiddenSize))
+      return op->emitError(
+          "lowering a quantised moe.expert needs a static hidden size");
 
     Value numRows = e.dim(rows, 0);
     Type rowType = expert.getRows().getType().getElementType();
@@ -822,7 +827,6 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
     FailureOr<Value> fc1Out = scratch(fc1Rows);
     FailureOr<Value> act = scratch(inter);
     FailureOr<Value> fc3Out = fc3 ? scratch(inter) : FailureOr<Value>(Value());
-    int64_t hiddenSize = fc2Type.getDimSize(1);
     FailureOr<Value> fc2Out =
         rowType != ct ? scratch(hiddenSize) : FailureOr<Value>(Value());
     if (failed(fc1Out) || failed(act) || failed(fc3Out) || failed(fc2Out))
