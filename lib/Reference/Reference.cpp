@@ -459,9 +459,8 @@ Tensor dequantize(const ByteTensor &packed, const Tensor &scales,
     std::vector<int64_t> zpShape = scales.shape;
     if (bits == 4)
       zpShape.back() = (zpShape.back() + 1) / 2;
-    if (zeroPoints->shape != zpShape || zeroPoints->numel() !=
-                                            static_cast<int64_t>(
-                                                zeroPoints->data.size()))
+    if (zeroPoints->shape != zpShape ||
+        zeroPoints->numel() != static_cast<int64_t>(zeroPoints->data.size()))
       fail(fn, "zero points must have shape " + shapeStr(zpShape) + ", got " +
                    shapeStr(zeroPoints->shape));
   }
@@ -481,9 +480,8 @@ Tensor dequantize(const ByteTensor &packed, const Tensor &scales,
           // holding it.
           const int64_t along = block ? b : n;
           const int64_t width = zeroPoints->shape.back();
-          const int64_t byteIndex =
-              block ? (e * N + n) * width + along / pack
-                    : e * width + along / pack;
+          const int64_t byteIndex = block ? (e * N + n) * width + along / pack
+                                          : e * width + along / pack;
           zp = static_cast<double>(nibbleOrByte(
               zeroPoints->data[static_cast<size_t>(byteIndex)], along));
         }

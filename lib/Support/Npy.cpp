@@ -491,7 +491,7 @@ std::vector<int64_t> toInts(const Array &a) {
     const uint64_t raw = loadLE(a.bytes.data() + i * es, es);
     out[i] = a.dtype == DType::I32
                  ? static_cast<int32_t>(static_cast<uint32_t>(raw))
-                 : static_cast<int64_t>(raw);  // I64, or U8 zero-extended
+                 : static_cast<int64_t>(raw); // I64, or U8 zero-extended
   }
   return out;
 }
@@ -540,8 +540,8 @@ Array fromDoubles(DType dtype, std::vector<int64_t> shape,
     }
     case DType::U8:
       if (!(v >= 0.0 && v <= 255.0) || std::trunc(v) != v)
-        fail("fromDoubles", "value " + std::to_string(v) +
-                                " is not representable as |u1");
+        fail("fromDoubles",
+             "value " + std::to_string(v) + " is not representable as |u1");
       raw = static_cast<uint64_t>(v);
       break;
     }

@@ -533,8 +533,8 @@ struct QuantizedProjection {
 Value loadByte(KernelEmitter &e, Value memref, ValueRange indices) {
   ImplicitLocOpBuilder &b = e.builder();
   Value byte = e.load(memref, indices);
-  byte = UnrealizedConversionCastOp::create(b, b.getI8Type(), byte)
-             .getResult(0);
+  byte =
+      UnrealizedConversionCastOp::create(b, b.getI8Type(), byte).getResult(0);
   return arith::ExtUIOp::create(b, b.getI32Type(), byte);
 }
 
@@ -604,9 +604,8 @@ void emitDequantizeRows(ImplicitLocOpBuilder &b, const QuantizedProjection &p,
   Value i4 = arith::ConstantIntOp::create(b, b.getI32Type(), 4);
   Value cPack = e.index(pack);
   e.loop(c0, e.index(numBlocks), [&](Value blk) {
-    Value scale = e.castFloat(perRow ? e.load(p.scales, {x, n})
-                                     : e.load(p.scales, {x, n, blk}),
-                              ct);
+    Value scale = e.castFloat(
+        perRow ? e.load(p.scales, {x, n}) : e.load(p.scales, {x, n, blk}), ct);
     Value zp = zeroPoint(blk);
     // (q - zp) * scale, for scalars and (with broadcast zp/scale) vectors.
     Value zpVec = vector::BroadcastOp::create(b, floatVec, zp);
@@ -618,8 +617,7 @@ void emitDequantizeRows(ImplicitLocOpBuilder &b, const QuantizedProjection &p,
     };
     Value firstByte = e.muli(blk, e.index(blockBytes));
     Value blockEnd = e.addi(firstByte, e.index(blockBytes));
-    Value lastByte =
-        arith::MinUIOp::create(b, blockEnd, e.index(depth / pack));
+    Value lastByte = arith::MinUIOp::create(b, blockEnd, e.index(depth / pack));
     Value cChunk = e.index(chunk);
     Value vecEnd = e.addi(
         firstByte,
@@ -628,16 +626,15 @@ void emitDequantizeRows(ImplicitLocOpBuilder &b, const QuantizedProjection &p,
     e.loop(
         firstByte, vecEnd,
         [&](Value j) {
-          Value raw = vector::LoadOp::create(
-              b, VectorType::get({chunk}, storage), p.weights,
-              ValueRange{x, n, j});
+          Value raw =
+              vector::LoadOp::create(b, VectorType::get({chunk}, storage),
+                                     p.weights, ValueRange{x, n, j});
           raw = UnrealizedConversionCastOp::create(
                     b, VectorType::get({chunk}, b.getI8Type()), raw)
                     .getResult(0);
           Value codes = arith::ExtUIOp::create(b, i32Vec, raw);
           if (bits == 8) {
-            vector::StoreOp::create(b, dequant(codes), panel,
-                                    ValueRange{r, j});
+            vector::StoreOp::create(b, dequant(codes), panel, ValueRange{r, j});
             return;
           }
           // Low nibbles are the even columns, high nibbles the odd ones.
@@ -671,9 +668,8 @@ void emitDequantizeRows(ImplicitLocOpBuilder &b, const QuantizedProjection &p,
 /// weight is never materialised and the float kernels are reused as they
 /// are.
 void emitQuantizedMatmul(ImplicitLocOpBuilder &b, Value a,
-                         const QuantizedProjection &p, QuantAttr quant,
-                         Value x, int64_t outRows, int64_t depth, Value panel,
-                         Value c) {
+                         const QuantizedProjection &p, QuantAttr quant, Value x,
+                         int64_t outRows, int64_t depth, Value panel, Value c) {
   KernelEmitter e(b);
   Value c0 = e.index(0);
   Value panelRows = e.index(kDequantPanelRows);
@@ -690,8 +686,7 @@ void emitQuantizedMatmul(ImplicitLocOpBuilder &b, Value a,
             SmallVector<OpFoldResult>{rows, b.getIndexAttr(depth)}, strides);
         Value cols = memref::SubViewOp::create(
             b, c, SmallVector<OpFoldResult>{b.getIndexAttr(0), n0},
-            SmallVector<OpFoldResult>{e.dim(c, 0), rows},
-            strides);
+            SmallVector<OpFoldResult>{e.dim(c, 0), rows}, strides);
         emitMatmulTransposedB(b, a, w, cols);
       },
       panelRows);
@@ -784,7 +779,9 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
     Value fc3 = bufferOf(*map, expert.getFc3());
     Value fc3Bias = bufferOf(*map, expert.getFc3Bias());
     QuantAttr quant = expert.getQuantAttr();
-    QuantizedProjection quantized[3] = {
+    // fc1, fc2, fc3 with their quantisation operands (null for float
+    // weights).
+    QuantizedProjection projections[3] = {
         {fc1, bufferOf(*map, expert.getFc1Scales()),
          bufferOf(*map, expert.getFc1ZeroPoints())},
         {fc2, bufferOf(*map, expert.getFc2Scales()),
@@ -837,22 +834,21 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
     if (quant) {
       FailureOr<Value> buffer = options.createAlloc(
           b, b.getLoc(),
-          MemRefType::get({kDequantPanelRows, std::max(hiddenSize, inter)},
-                          ct),
+          MemRefType::get({kDequantPanelRows, std::max(hiddenSize, inter)}, ct),
           {});
       if (failed(buffer))
         return failure();
       panel = *buffer;
     }
     // `c += in @ W[x]^T` for projection `which` (0: fc1, 1: fc2, 2: fc3).
-    auto project = [&](Value in, int which, Value x, Value c,
-                       int64_t outRows, int64_t depth) {
+    auto project = [&](Value in, int which, Value x, Value c, int64_t outRows,
+                       int64_t depth) {
       if (!quant) {
-        emitMatmulTransposedB(b, in, sliceLeading(b, quantized[which].weights, x),
-                              c);
+        emitMatmulTransposedB(
+            b, in, sliceLeading(b, projections[which].weights, x), c);
         return;
       }
-      emitQuantizedMatmul(b, in, quantized[which], quant, x, outRows, depth,
+      emitQuantizedMatmul(b, in, projections[which], quant, x, outRows, depth,
                           panel, c);
     };
 

@@ -66,8 +66,7 @@ TEST(Quant, Int4BlockWiseZeroPointsPackAlongBlocks) {
   std::vector<uint8_t> codes(24, 0x77);
   ByteTensor zp = bytes({1, 1, 2}, {0x51, 0x03});
   Tensor w = dequantize(bytes({1, 1, 24}, codes),
-                        Tensor({1, 1, 3}, {1.0, 2.0, 0.5}), &zp,
-                        quant(4, 16));
+                        Tensor({1, 1, 3}, {1.0, 2.0, 0.5}), &zp, quant(4, 16));
   std::vector<double> expected;
   for (double v : {6.0, 4.0, 2.0})
     expected.insert(expected.end(), 16, v);
@@ -90,8 +89,8 @@ TEST(Quant, Int8BlockWisePartialLastBlock) {
 // H = I = 2, identity activation, an 8-bit fc1 and a 4-bit fc2.
 TEST(Quant, DequantisedWeightsFeedTheExpert) {
   ExpertWeights w;
-  w.fc2 = dequantize(bytes({1, 2, 1}, {0x0C, 0x09}),
-                     Tensor({1, 2}, {0.5, 0.5}), nullptr, quant(4));
+  w.fc2 = dequantize(bytes({1, 2, 1}, {0x0C, 0x09}), Tensor({1, 2}, {0.5, 0.5}),
+                     nullptr, quant(4));
   ASSERT_EQ(w.fc2.shape, (std::vector<int64_t>{1, 2, 2}));
   // fc1 = [[1, -1], [0, 0]] (codes 129, 127 and 128, 128; scale 1).
   w.fc1 = dequantize(bytes({1, 2, 2}, {129, 127, 128, 128}),
@@ -114,8 +113,8 @@ TEST(Quant, RejectsInconsistentOperands) {
   expectInvalid(
       [] {
         ByteTensor zp = bytes({1, 2}, {0, 0});
-        dequantize(bytes({1, 2, 2}, {0, 0, 0, 0}), Tensor({1, 2}, {1, 1}),
-                   &zp, quant(4));
+        dequantize(bytes({1, 2, 2}, {0, 0, 0, 0}), Tensor({1, 2}, {1, 1}), &zp,
+                   quant(4));
       },
       "zero points must have shape [1, 1]");
   expectInvalid(

@@ -596,12 +596,27 @@ Reference parseReference(const moe_function *fn) {
     fail("reference op '" + op->asString() +
          "' is not supported by --check (only 'layer')");
 
-  static const std::set<std::string> kKnown = {
-      "input",      "logits",     "fc1",        "fc1_bias",    "fc2",
-      "fc2_bias",   "fc3",        "fc3_bias",   "score_bias",  "shared_fc1",
-      "shared_fc2", "shared_fc3", "shared_gate", "constants", "constant_gates",
-      "fc1_scales", "fc2_scales", "fc3_scales", "fc1_zero_points",
-      "fc2_zero_points", "fc3_zero_points"};
+  static const std::set<std::string> kKnown = {"input",
+                                               "logits",
+                                               "fc1",
+                                               "fc1_bias",
+                                               "fc2",
+                                               "fc2_bias",
+                                               "fc3",
+                                               "fc3_bias",
+                                               "score_bias",
+                                               "shared_fc1",
+                                               "shared_fc2",
+                                               "shared_fc3",
+                                               "shared_gate",
+                                               "constants",
+                                               "constant_gates",
+                                               "fc1_scales",
+                                               "fc2_scales",
+                                               "fc3_scales",
+                                               "fc1_zero_points",
+                                               "fc2_zero_points",
+                                               "fc3_zero_points"};
   const json::Value *ops = root.get("operands");
   if (!ops || !ops->isObject())
     fail("reference section: \"operands\" must be an object");
@@ -708,7 +723,8 @@ ref::Tensor evaluateReference(const Reference &r,
     std::optional<size_t> index = r.operand(name);
     if (!index)
       return std::nullopt;
-    auto bytes = [&](const std::string &operand) -> std::optional<ref::ByteTensor> {
+    auto bytes =
+        [&](const std::string &operand) -> std::optional<ref::ByteTensor> {
       std::optional<size_t> i = r.operand(operand);
       if (!i)
         return std::nullopt;
@@ -729,8 +745,8 @@ ref::Tensor evaluateReference(const Reference &r,
     try {
       return ref::dequantize(*bytes(name), *s, zp ? &*zp : nullptr, *r.quant);
     } catch (const std::exception &e) {
-      fail(std::string("--check: cannot dequantise '") + name + "': " +
-           e.what());
+      fail(std::string("--check: cannot dequantise '") + name +
+           "': " + e.what());
     }
   };
   ref::LayerWeights w;

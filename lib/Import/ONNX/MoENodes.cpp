@@ -101,8 +101,8 @@ LogicalResult buildLayer(NodeContext &node, Value input, Value logits,
   bool swiglu = attrs.activation == Activation::swiglu;
   auto layer = LayerOp::create(
       builder, node.loc, input.getType(), input, logits, w.fc1, w.fc1Bias,
-      w.fc2, w.fc2Bias, w.fc3, w.fc3Bias, w.scales[0], w.scales[1],
-      w.scales[2], w.zeroPoints[0], w.zeroPoints[1], w.zeroPoints[2],
+      w.fc2, w.fc2Bias, w.fc3, w.fc3Bias, w.scales[0], w.scales[1], w.scales[2],
+      w.zeroPoints[0], w.zeroPoints[1], w.zeroPoints[2],
       /*score_bias=*/Value(), /*shared_fc1=*/Value(), /*shared_fc2=*/Value(),
       /*shared_fc3=*/Value(), /*shared_gate=*/Value(), /*constants=*/Value(),
       /*constant_gates=*/Value(), builder.getI64IntegerAttr(attrs.k),
@@ -246,8 +246,14 @@ LogicalResult mlir::moe::onnx_import::importQMoENode(NodeContext &node) {
   // ONNX Runtime's CPU QMoE always routes by top-k on the raw logits and a
   // softmax over the k chosen, whatever normalize_routing_weights says (the
   // softmax over k is normalised already).
-  LayerWeights weights{in[2], in[4], in[5], in[7], in[8], in[10],
-                       {in[3], in[6], in[9]}, {in[11], in[12], in[13]}};
+  LayerWeights weights{in[2],
+                       in[4],
+                       in[5],
+                       in[7],
+                       in[8],
+                       in[10],
+                       {in[3], in[6], in[9]},
+                       {in[11], in[12], in[13]}};
   return buildLayer(node, in[0], in[1], weights, *attrs, Scoring::softmax_topk,
                     /*normalize=*/false,
                     QuantAttr::get(node.graph.getContext(), bits, blockSize));
