@@ -106,6 +106,7 @@ BasicTensor<ElemT>::at(std::initializer_list<int64_t> index) const {
 
 template struct BasicTensor<double>;
 template struct BasicTensor<int64_t>;
+template struct BasicTensor<uint8_t>;
 
 //===----------------------------------------------------------------------===//
 // Validation helpers
@@ -449,6 +450,66 @@ void linear(const Tensor &w, const std::optional<Tensor> &b, int64_t e,
 }
 
 } // namespace
+
+Tensor dequantize(const ByteTensor &packed, const Tensor &scales,
+                  const ByteTensor *zeroPoints, const Quantization &quant) {
+  const char *fn = "dequantize";
+  const int64_t bits = quant.bits, block = quant.blockSize;
+  if (bits != 4 && bits != 8)
+    fail(fn, "bits must be 4 or 8, got " + std::to_string(bits));
+  if (block != 0 && (block < 16 || (block & (block - 1)) != 0))
+    fail(fn, "block size must be 0 or a power of two >= 16, got " +
+                 std::to_string(block));
+  checkTensor(fn, "packed weights", packed, 3);
+  const int64_t pack = 8 / bits;
+  const int64_t E = packed.shape[0], N = packed.shape[1],
+                K = packed.shape[2] * pack;
+  // Per-row scales are one block spanning the row.
+  const int64_t blockLen = block ? block : K;
+  const int64_t blocks = block ? (K + block - 1) / block : 1;
+  if (block)
+    checkShape(fn, "scales", scales, {E, N, blocks});
+  else
+    checkShape(fn, "scales", scales, {E, N});
+  // Zero points: one per scale for 8 bits; for 4 bits two a byte along the
+  // scales' last axis (rows for per-row scales, blocks otherwise).
+  if (zeroPoints) {
+    std::vector<int64_t> zpShape = scales.shape;
+    if (bits == 4)
+      zpShape.back() = (zpShape.back() + 1) / 2;
+    if (zeroPoints->shape != zpShape ||
+        zeroPoints->numel() != static_cast<int64_t>(zeroPoints->data.size()))
+      fail(fn, "zero points must have shape " + shapeStr(zpShape) + ", got " +
+                   shapeStr(zeroPoints->shape));
+  }
+  auto nibbleOrByte = [&](uint8_t byte, int64_t index) -> int64_t {
+    return bits == 8 ? byte : (index % 2 == 0 ? byte & 0xF : byte >> 4);
+  };
+  Tensor w = Tensor::zeros({E, N, K});
+  for (int64_t e = 0; e < E; ++e)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = 0; c < K; ++c) {
+        const int64_t b = c / blockLen;
+        const double scale =
+            scales.data[static_cast<size_t>((e * N + n) * blocks + b)];
+        double zp = static_cast<double>(int64_t(1) << (bits - 1));
+        if (zeroPoints) {
+          // The index along the zero points' packed axis and the byte
+          // holding it.
+          const int64_t along = block ? b : n;
+          const int64_t width = zeroPoints->shape.back();
+          const int64_t byteIndex = block ? (e * N + n) * width + along / pack
+                                          : e * width + along / pack;
+          zp = static_cast<double>(nibbleOrByte(
+              zeroPoints->data[static_cast<size_t>(byteIndex)], along));
+        }
+        const uint8_t byte = packed.data[static_cast<size_t>(
+            (e * N + n) * packed.shape[2] + c / pack)];
+        const double q = static_cast<double>(nibbleOrByte(byte, c));
+        w.data[static_cast<size_t>((e * N + n) * K + c)] = (q - zp) * scale;
+      }
+  return w;
+}
 
 Tensor expert(const Tensor &rows, const IntTensor &offsets,
               const ExpertWeights &wts, const ExpertOptions &opt) {

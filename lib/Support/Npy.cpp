@@ -261,9 +261,11 @@ DType dtypeFromDescr(const std::string &d, const std::string &name) {
     return DType::I32;
   if (d == "<i8")
     return DType::I64;
+  if (d == "|u1")
+    return DType::U8;
   fail(name, "unsupported dtype '" + d +
                  "' (supported: '<f2', '<u2' as bfloat16, '<f4', '<f8', "
-                 "'<i4', '<i8'; little-endian only)");
+                 "'<i4', '<i8', '|u1'; little-endian only)");
 }
 
 } // namespace
@@ -286,12 +288,16 @@ const char *descr(DType dtype) {
     return "<i4";
   case DType::I64:
     return "<i8";
+  case DType::U8:
+    return "|u1";
   }
   throw std::invalid_argument("npy: invalid DType");
 }
 
 size_t elementSize(DType dtype) {
   switch (dtype) {
+  case DType::U8:
+    return 1;
   case DType::F16:
   case DType::BF16:
     return 2;
@@ -306,7 +312,7 @@ size_t elementSize(DType dtype) {
 }
 
 bool isFloat(DType dtype) {
-  return dtype != DType::I32 && dtype != DType::I64;
+  return dtype != DType::I32 && dtype != DType::I64 && dtype != DType::U8;
 }
 
 int64_t Array::numel() const { return checkedNumel(shape, "array"); }
@@ -464,6 +470,9 @@ std::vector<double> toDoubles(const Array &a) {
     case DType::I64:
       out[i] = static_cast<double>(static_cast<int64_t>(raw));
       break;
+    case DType::U8:
+      out[i] = static_cast<double>(raw);
+      break;
     }
   }
   return out;
@@ -482,7 +491,7 @@ std::vector<int64_t> toInts(const Array &a) {
     const uint64_t raw = loadLE(a.bytes.data() + i * es, es);
     out[i] = a.dtype == DType::I32
                  ? static_cast<int32_t>(static_cast<uint32_t>(raw))
-                 : static_cast<int64_t>(raw);
+                 : static_cast<int64_t>(raw); // I64, or U8 zero-extended
   }
   return out;
 }
@@ -529,6 +538,12 @@ Array fromDoubles(DType dtype, std::vector<int64_t> shape,
       raw = static_cast<uint64_t>(static_cast<int64_t>(v));
       break;
     }
+    case DType::U8:
+      if (!(v >= 0.0 && v <= 255.0) || std::trunc(v) != v)
+        fail("fromDoubles",
+             "value " + std::to_string(v) + " is not representable as |u1");
+      raw = static_cast<uint64_t>(v);
+      break;
     }
     storeLE(a.bytes.data() + i * es, raw, es);
   }
@@ -555,6 +570,8 @@ Array fromInts(DType dtype, std::vector<int64_t> shape,
     if (dtype == DType::I32 && (v < std::numeric_limits<int32_t>::min() ||
                                 v > std::numeric_limits<int32_t>::max()))
       fail("fromInts", "value " + std::to_string(v) + " does not fit '<i4'");
+    if (dtype == DType::U8 && (v < 0 || v > 255))
+      fail("fromInts", "value " + std::to_string(v) + " does not fit '|u1'");
     storeLE(a.bytes.data() + i * es, static_cast<uint64_t>(v), es);
   }
   return a;

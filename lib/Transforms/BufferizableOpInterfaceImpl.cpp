@@ -21,6 +21,7 @@
 #include "mlir/Dialect/Bufferization/IR/BufferizableOpInterface.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/AffineMap.h"
 #include "mlir/IR/DialectRegistry.h"
 
@@ -563,8 +564,8 @@ struct QuantizedProjection {
 Value loadByte(KernelEmitter &e, Value memref, ValueRange indices) {
   ImplicitLocOpBuilder &b = e.builder();
   Value byte = e.load(memref, indices);
-  byte = UnrealizedConversionCastOp::create(b, b.getI8Type(), byte)
-             .getResult(0);
+  byte =
+      UnrealizedConversionCastOp::create(b, b.getI8Type(), byte).getResult(0);
   return arith::ExtUIOp::create(b, b.getI32Type(), byte);
 }
 
@@ -593,8 +594,11 @@ void emitDequantizeRows(ImplicitLocOpBuilder &b, const QuantizedProjection &p,
   };
   // Nibble `which` (0 low, 1 high) of an i32 byte.
   auto nibble = [&](Value byte, Value which) -> Value {
+    // Ops are built one statement at a time so that the emitted IR does not
+    // depend on the C++ compiler's argument evaluation order.
+    Value which32 = e.toI32(which);
     Value shift = arith::ShLIOp::create(
-        b, e.toI32(which), arith::ConstantIntOp::create(b, b.getI32Type(), 2));
+        b, which32, arith::ConstantIntOp::create(b, b.getI32Type(), 2));
     Value shifted = arith::ShRUIOp::create(b, byte, shift);
     return arith::AndIOp::create(
         b, shifted, arith::ConstantIntOp::create(b, b.getI32Type(), 15));
@@ -614,34 +618,78 @@ void emitDequantizeRows(ImplicitLocOpBuilder &b, const QuantizedProjection &p,
                         : loadByte(e, p.zeroPoints, {x, n, byteIndex});
     return toFloat(nibble(byte, which));
   };
+  // Bytes are unpacked `chunk` at a time as vectors (a 4-bit block of 16
+  // is 8 bytes), the rest of a block one by one. A block is whole bytes:
+  // blocks are even-sized and a 4-bit K is even.
+  int64_t pack = quant.getPackFactor();
+  int64_t blockBytes = block / pack;
+  int64_t chunk = std::min<int64_t>(16, blockBytes);
+  Type storage = cast<MemRefType>(p.weights.getType()).getElementType();
+  auto i32Vec = VectorType::get({chunk}, b.getI32Type());
+  auto floatVec = VectorType::get({chunk}, ct);
+  auto splatI32 = [&](int64_t v) -> Value {
+    return arith::ConstantOp::create(
+        b, i32Vec, DenseElementsAttr::get(i32Vec, b.getI32IntegerAttr(v)));
+  };
+  Value i15 = arith::ConstantIntOp::create(b, b.getI32Type(), 15);
+  Value i4 = arith::ConstantIntOp::create(b, b.getI32Type(), 4);
+  Value cPack = e.index(pack);
   e.loop(c0, e.index(numBlocks), [&](Value blk) {
-    Value scale = e.castFloat(perRow ? e.load(p.scales, {x, n})
-                                     : e.load(p.scales, {x, n, blk}),
-                              ct);
+    Value scale = e.castFloat(
+        perRow ? e.load(p.scales, {x, n}) : e.load(p.scales, {x, n, blk}), ct);
     Value zp = zeroPoint(blk);
-    auto dequant = [&](Value q) { return e.mulf(e.subf(toFloat(q), zp), scale); };
-    Value first = e.muli(blk, e.index(block));
-    Value last = arith::MinUIOp::create(b, e.addi(first, e.index(block)),
-                                        e.index(depth));
-    if (bits == 8) {
-      e.loop(first, last, [&](Value c) {
-        e.store(dequant(loadByte(e, p.weights, {x, n, c})), panel, {r, c});
-      });
-      return;
-    }
-    // 4-bit: byte j holds columns 2j (low nibble) and 2j + 1 (high nibble).
-    // Blocks are even-sized and K is even, so a block is whole bytes.
-    Value i15 = arith::ConstantIntOp::create(b, b.getI32Type(), 15);
-    Value i4 = arith::ConstantIntOp::create(b, b.getI32Type(), 4);
-    e.loop(arith::DivUIOp::create(b, first, c2),
-           arith::DivUIOp::create(b, last, c2), [&](Value j) {
-             Value byte = loadByte(e, p.weights, {x, n, j});
-             Value lo = arith::AndIOp::create(b, byte, i15);
-             Value hi = arith::ShRUIOp::create(b, byte, i4);
-             Value c = e.muli(j, c2);
-             e.store(dequant(lo), panel, {r, c});
-             e.store(dequant(hi), panel, {r, e.addi(c, c1)});
-           });
+    // (q - zp) * scale, for scalars and (with broadcast zp/scale) vectors.
+    Value zpVec = vector::BroadcastOp::create(b, floatVec, zp);
+    Value scaleVec = vector::BroadcastOp::create(b, floatVec, scale);
+    auto dequant = [&](Value q) {
+      bool vec = isa<VectorType>(q.getType());
+      Value f = arith::UIToFPOp::create(b, vec ? Type(floatVec) : ct, q);
+      return e.mulf(e.subf(f, vec ? zpVec : zp), vec ? scaleVec : scale);
+    };
+    Value firstByte = e.muli(blk, e.index(blockBytes));
+    Value blockEnd = e.addi(firstByte, e.index(blockBytes));
+    Value lastByte = arith::MinUIOp::create(b, blockEnd, e.index(depth / pack));
+    Value cChunk = e.index(chunk);
+    Value vecEnd = e.addi(
+        firstByte,
+        e.muli(arith::DivUIOp::create(b, e.subi(lastByte, firstByte), cChunk),
+               cChunk));
+    e.loop(
+        firstByte, vecEnd,
+        [&](Value j) {
+          Value raw =
+              vector::LoadOp::create(b, VectorType::get({chunk}, storage),
+                                     p.weights, ValueRange{x, n, j});
+          raw = UnrealizedConversionCastOp::create(
+                    b, VectorType::get({chunk}, b.getI8Type()), raw)
+                    .getResult(0);
+          Value codes = arith::ExtUIOp::create(b, i32Vec, raw);
+          if (bits == 8) {
+            vector::StoreOp::create(b, dequant(codes), panel, ValueRange{r, j});
+            return;
+          }
+          // Low nibbles are the even columns, high nibbles the odd ones.
+          Value lo = arith::AndIOp::create(b, codes, splatI32(15));
+          Value hi = arith::ShRUIOp::create(b, codes, splatI32(4));
+          Value even = dequant(lo);
+          Value odd = dequant(hi);
+          Value both = vector::InterleaveOp::create(b, even, odd);
+          vector::StoreOp::create(b, both, panel, ValueRange{r, e.muli(j, c2)});
+        },
+        cChunk);
+    e.loop(vecEnd, lastByte, [&](Value j) {
+      Value byte = loadByte(e, p.weights, {x, n, j});
+      if (bits == 8) {
+        e.store(dequant(byte), panel, {r, j});
+        return;
+      }
+      Value c = e.muli(j, cPack);
+      Value even = dequant(arith::AndIOp::create(b, byte, i15));
+      e.store(even, panel, {r, c});
+      Value odd = dequant(arith::ShRUIOp::create(b, byte, i4));
+      Value next = e.addi(c, c1);
+      e.store(odd, panel, {r, next});
+    });
   });
 }
 
@@ -651,9 +699,8 @@ void emitDequantizeRows(ImplicitLocOpBuilder &b, const QuantizedProjection &p,
 /// weight is never materialised and the float kernels are reused as they
 /// are.
 void emitQuantizedMatmul(ImplicitLocOpBuilder &b, Value a,
-                         const QuantizedProjection &p, QuantAttr quant,
-                         Value x, int64_t outRows, int64_t depth, Value panel,
-                         Value c) {
+                         const QuantizedProjection &p, QuantAttr quant, Value x,
+                         int64_t outRows, int64_t depth, Value panel, Value c) {
   KernelEmitter e(b);
   Value c0 = e.index(0);
   Value panelRows = e.index(kDequantPanelRows);
@@ -670,8 +717,7 @@ void emitQuantizedMatmul(ImplicitLocOpBuilder &b, Value a,
             SmallVector<OpFoldResult>{rows, b.getIndexAttr(depth)}, strides);
         Value cols = memref::SubViewOp::create(
             b, c, SmallVector<OpFoldResult>{b.getIndexAttr(0), n0},
-            SmallVector<OpFoldResult>{e.dim(c, 0), rows},
-            strides);
+            SmallVector<OpFoldResult>{e.dim(c, 0), rows}, strides);
         emitMatmulTransposedB(b, a, w, cols);
       },
       panelRows);
@@ -764,7 +810,9 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
     Value fc3 = bufferOf(*map, expert.getFc3());
     Value fc3Bias = bufferOf(*map, expert.getFc3Bias());
     QuantAttr quant = expert.getQuantAttr();
-    QuantizedProjection quantized[3] = {
+    // fc1, fc2, fc3 with their quantisation operands (null for float
+    // weights).
+    QuantizedProjection projections[3] = {
         {fc1, bufferOf(*map, expert.getFc1Scales()),
          bufferOf(*map, expert.getFc1ZeroPoints())},
         {fc2, bufferOf(*map, expert.getFc2Scales()),
@@ -782,6 +830,11 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
         ShapedType::isDynamic(inter))
       return op->emitError("lowering moe.expert needs static weight shapes");
     inter *= pack;
+    int64_t hiddenSize = fc2Type.getDimSize(1);
+    // The dequantisation panel and its loops are sized statically.
+    if (quant && ShapedType::isDynamic(hiddenSize))
+      return op->emitError(
+          "lowering a quantised moe.expert needs a static hidden size");
 
     Value numRows = e.dim(rows, 0);
     Type rowType = expert.getRows().getType().getElementType();
@@ -802,7 +855,6 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
     FailureOr<Value> fc1Out = scratch(fc1Rows);
     FailureOr<Value> act = scratch(inter);
     FailureOr<Value> fc3Out = fc3 ? scratch(inter) : FailureOr<Value>(Value());
-    int64_t hiddenSize = fc2Type.getDimSize(1);
     FailureOr<Value> fc2Out =
         rowType != ct ? scratch(hiddenSize) : FailureOr<Value>(Value());
     if (failed(fc1Out) || failed(act) || failed(fc3Out) || failed(fc2Out))
@@ -813,22 +865,21 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
     if (quant) {
       FailureOr<Value> buffer = options.createAlloc(
           b, b.getLoc(),
-          MemRefType::get({kDequantPanelRows, std::max(hiddenSize, inter)},
-                          ct),
+          MemRefType::get({kDequantPanelRows, std::max(hiddenSize, inter)}, ct),
           {});
       if (failed(buffer))
         return failure();
       panel = *buffer;
     }
     // `c += in @ W[x]^T` for projection `which` (0: fc1, 1: fc2, 2: fc3).
-    auto project = [&](Value in, int which, Value x, Value c,
-                       int64_t outRows, int64_t depth) {
+    auto project = [&](Value in, int which, Value x, Value c, int64_t outRows,
+                       int64_t depth) {
       if (!quant) {
-        emitMatmulTransposedB(b, in, sliceLeading(b, quantized[which].weights, x),
-                              c);
+        emitMatmulTransposedB(
+            b, in, sliceLeading(b, projections[which].weights, x), c);
         return;
       }
-      emitQuantizedMatmul(b, in, quantized[which], quant, x, outRows, depth,
+      emitQuantizedMatmul(b, in, projections[which], quant, x, outRows, depth,
                           panel, c);
     };
 
@@ -1058,5 +1109,10 @@ void mlir::moe::registerBufferizableOpInterfaceExternalModels(
     DispatchOp::attachInterface<DispatchOpInterface>(*ctx);
     ExpertOp::attachInterface<ExpertOpInterface>(*ctx);
     CombineOp::attachInterface<CombineOpInterface>(*ctx);
+    // Dialects whose ops bufferization creates beyond the ones one-shot
+    // bufferize loads itself (the quantised expert unpacks bytes as
+    // vectors).
+    ctx->loadDialect<arith::ArithDialect, linalg::LinalgDialect,
+                     scf::SCFDialect, vector::VectorDialect>();
   });
 }

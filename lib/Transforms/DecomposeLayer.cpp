@@ -145,13 +145,12 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
     auto expert = ExpertOp::create(
         rewriter, loc, dispatch.getRows().getType(), dispatch.getRows(),
         dispatch.getOffsets(), layer.getFc1(), layer.getFc1Bias(),
-        layer.getFc2(), layer.getFc2Bias(), layer.getFc3(),
-        layer.getFc3Bias(), layer.getFc1Scales(), layer.getFc2Scales(),
-        layer.getFc3Scales(), layer.getFc1ZeroPoints(),
-        layer.getFc2ZeroPoints(), layer.getFc3ZeroPoints(),
-        layer.getActivationAttr(), layer.getSwigluFusionAttr(),
-        layer.getAlphaAttr(), layer.getBetaAttr(), layer.getLimitAttr(),
-        layer.getQuantAttr());
+        layer.getFc2(), layer.getFc2Bias(), layer.getFc3(), layer.getFc3Bias(),
+        layer.getFc1Scales(), layer.getFc2Scales(), layer.getFc3Scales(),
+        layer.getFc1ZeroPoints(), layer.getFc2ZeroPoints(),
+        layer.getFc3ZeroPoints(), layer.getActivationAttr(),
+        layer.getSwigluFusionAttr(), layer.getAlphaAttr(), layer.getBetaAttr(),
+        layer.getLimitAttr(), layer.getQuantAttr());
 
     Value shared;
     if (layer.getSharedFc1())

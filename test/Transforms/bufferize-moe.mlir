@@ -91,3 +91,30 @@ func.func @expert_swiglu_concatenated(%rows: tensor<?x16xf32>, %offsets: tensor<
   %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 {activation = #moe.activation<swiglu>, swiglu_fusion = #moe.swiglu_fusion<concatenated>} : (tensor<?x16xf32>, tensor<5xi32>, tensor<4x64x16xf32>, tensor<4x16x32xf32>) -> tensor<?x16xf32>
   return %y : tensor<?x16xf32>
 }
+
+// -----
+
+// Quantised weights are dequantised inside the per-expert loop, 64 rows at
+// a time, into one [64, max(H, I)] f32 panel: 16 packed bytes become 32
+// floats (low nibble = even column), and the float contraction runs on the
+// panel against the matching output columns. No buffer the size of a
+// dequantised weight ([4, 256, 64] or [256, 64]) is allocated.
+// CHECK-LABEL: func @expert_int4_block
+// CHECK-NOT:     memref<4x256x64xf32>
+// CHECK-NOT:     memref<256x64xf32>
+// CHECK:         %[[PANEL:.*]] = memref.alloc() {{.*}} : memref<64x128xf32>
+// CHECK:         scf.for %[[X:.*]] =
+// CHECK:           scf.for %[[N0:.*]] =
+// CHECK:             scf.parallel
+// CHECK:               vector.load %{{.*}}[%[[X]], %{{.*}}, %{{.*}}] : memref<4x256x32xui8>, vector<16xui8>
+// CHECK:               arith.andi %{{.*}}, %{{.*}} : vector<16xi32>
+// CHECK:               arith.shrui %{{.*}}, %{{.*}} : vector<16xi32>
+// CHECK:               vector.interleave %{{.*}}, %{{.*}} : vector<16xf32> -> vector<32xf32>
+// CHECK:               vector.store %{{.*}}, %[[PANEL]][
+// CHECK:             %[[W:.*]] = memref.subview %[[PANEL]][0, 0] [%{{.*}}, 64] [1, 1]
+// CHECK:             %[[C:.*]] = memref.subview %{{.*}}[0, %[[N0]]] [%{{.*}}, %{{.*}}] [1, 1]
+// CHECK:             linalg.generic {{.*}} ins(%{{.*}}, %[[W]] : {{.*}}) outs(%[[C]] : {{.*}})
+func.func @expert_int4_block(%rows: tensor<?x64xf32>, %offsets: tensor<5xi32>, %w1: tensor<4x256x32xui8>, %w2: tensor<4x64x64xui8>, %s1: tensor<4x256x2xf32>, %s2: tensor<4x64x4xf32>, %z1: tensor<4x256x1xui8>) -> tensor<?x64xf32> {
+  %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 fc1_zero_points %z1 {activation = #moe.activation<swiglu>, quant = #moe.quant<bits = 4, block_size = 32>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x32xui8>, tensor<4x64x64xui8>, tensor<4x256x2xf32>, tensor<4x64x4xf32>, tensor<4x256x1xui8>) -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}

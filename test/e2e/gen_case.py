@@ -59,6 +59,9 @@ DEFAULTS = {
     "logit_scale": 1.5,
     "target": 0,
     "zero_every": 3,
+    "quant_bits": None,      # 8 or 4: packed ui8 weights under #moe.quant
+    "block_size": 0,         # quantisation block along K (0: per row)
+    "zero_points": False,    # quantised: fcN_zero_points operands
     "weight_scale": 1.0,     # multiplies the fc1/fc3 weights (bigger
                              # pre-activations reach swiglu's limit)
 }
@@ -122,6 +125,9 @@ def layer_attributes(s):
         for key in ("alpha", "beta", "limit"):
             if s[key] is not None:
                 attrs.append("%s = %s" % (key, fmt_float(s[key])))
+    if s["quant_bits"]:
+        attrs.append("quant = #moe.quant<bits = %d, block_size = %d>"
+                     % (s["quant_bits"], s["block_size"]))
     if s["capacity_factor"] is not None:
         attrs.append("capacity_factor = %s" % fmt_float(s["capacity_factor"]))
     if s["zero_experts"]:
@@ -144,19 +150,44 @@ def operand_specs(s):
     f = 2 if fused else 1
     three_d = isinstance(s["tokens"], (list, tuple))
 
+    # Quantised projections are packed ui8 [E, N, K / pack] with f32 scales
+    # (and biases) and optional ui8 zero points (MoE.md).
+    bits = s["quant_bits"]
+    pack = 8 // bits if bits else 1
+    pw = "ui8" if bits else wt
+
     ops = []
     ops.append(("input", [None, None, H] if three_d else [None, H], "f32"))
     ops.append(("logits", [None, E + Z], "f32"))
-    ops.append(("fc1", [E, f * I, H], wt))
+    ops.append(("fc1", [E, f * I, H // pack], pw))
     if s["bias"]:
         ops.append(("fc1_bias", [E, f * I], wt))
-    ops.append(("fc2", [E, H, I], wt))
+    ops.append(("fc2", [E, H, I // pack], pw))
     if s["bias"]:
         ops.append(("fc2_bias", [E, H], wt))
     if has_fc3:
-        ops.append(("fc3", [E, I, H], wt))
+        ops.append(("fc3", [E, I, H // pack], pw))
         if s["bias"]:
             ops.append(("fc3_bias", [E, I], wt))
+    if bits:
+        if wt != "f32" or s["shared"] or H % pack or I % pack:
+            sys.exit("gen_case.py: %s: quantised cases need f32 scales, no "
+                     "shared experts and H, I multiples of %d"
+                     % (s["name"], pack))
+        block = s["block_size"]
+        projections = [("fc1", f * I, H), ("fc2", H, I)]
+        if has_fc3:
+            projections.append(("fc3", I, H))
+        def scale_shape(n, k):
+            return [E, n, -(-k // block)] if block else [E, n]
+        for p, n, k in projections:
+            ops.append((p + "_scales", scale_shape(n, k), "f32"))
+        if s["zero_points"]:
+            for p, n, k in projections:
+                shape = scale_shape(n, k)
+                if bits == 4:
+                    shape[-1] = -(-shape[-1] // 2)
+                ops.append((p + "_zero_points", shape, "ui8"))
     if s["score_bias"]:
         ops.append(("score_bias", [E + Z], "f32"))
     S = s["shared"]
@@ -290,6 +321,26 @@ def make_inputs(s, ops, rng):
             a = rng.standard_normal(full)
         elif name == "logits":
             a, zero_tokens = make_logits(s, rng)
+        elif s["quant_bits"] and name in ("fc1", "fc2", "fc3"):
+            a = rng.integers(0, 256, size=shape)  # packed codes
+        elif name.endswith("_zero_points"):
+            # Codes around the middle of the range, packed like the weights.
+            levels = 1 << s["quant_bits"]
+            if s["quant_bits"] == 4:
+                a = rng.integers(4, 12, size=shape) | (
+                    rng.integers(4, 12, size=shape) << 4)
+            else:
+                a = rng.integers(levels // 4, 3 * levels // 4, size=shape)
+        elif name.endswith("_scales"):
+            # Dequantised weights of about unit variance over K inputs:
+            # codes spread over `levels` have a standard deviation of
+            # levels / sqrt(12).
+            levels = 1 << s["quant_bits"]
+            k = H if name in ("fc1_scales", "fc3_scales") else I
+            a = rng.uniform(0.5, 1.5, size=shape) * (
+                np.sqrt(12.0) / (levels * np.sqrt(k)))
+            if name != "fc2_scales":
+                a = a * s["weight_scale"]
         elif name in ("fc1", "fc3", "shared_fc1", "shared_fc3"):
             a = rng.standard_normal(shape) * (s["weight_scale"] / np.sqrt(H))
         elif name == "fc2":
@@ -310,7 +361,8 @@ def make_inputs(s, ops, rng):
             a = rng.standard_normal(shape) / np.sqrt(H)
         else:
             raise AssertionError(name)
-        arrays.append(np.asarray(a, dtype=np.float32))
+        arrays.append(np.asarray(a, dtype=np.int64 if np.issubdtype(
+            np.asarray(a).dtype, np.integer) else np.float32))
     return arrays, zero_tokens
 
 
@@ -328,6 +380,8 @@ def write_inputs(directory, s, ops, arrays):
                 sys.exit("gen_case.py: bad bf16_file %s" % s["bf16_file"])
         elif dtype == "f16":
             np.save(path, a.astype(np.float16))
+        elif dtype == "ui8":
+            np.save(path, a.astype(np.uint8))
         else:
             np.save(path, a.astype(np.float32))
         files.append(os.path.basename(path))

@@ -226,3 +226,22 @@ TEST(Npy, ReadReportsMissingFile) {
     EXPECT_NE(std::string(e.what()).find("cannot open"), std::string::npos);
   }
 }
+
+// Packed quantised weights travel as uint8 ('|u1', no byte order).
+TEST(Npy, Uint8RoundTrip) {
+  EXPECT_STREQ(descr(DType::U8), "|u1");
+  EXPECT_EQ(elementSize(DType::U8), 1u);
+  EXPECT_FALSE(isFloat(DType::U8));
+  Array a = parse(v1File("{'descr': '|u1', 'fortran_order': False, "
+                         "'shape': (3,), }",
+                         std::string("\x00\x07\xff", 3)),
+                  "u8.npy");
+  EXPECT_EQ(a.dtype, DType::U8);
+  EXPECT_EQ(toInts(a), (std::vector<int64_t>{0, 7, 255}));
+  EXPECT_EQ(toDoubles(a), (std::vector<double>{0, 7, 255}));
+  std::string path = tempPath("u8.npy");
+  write(path, fromInts(DType::U8, {3}, {0, 7, 255}));
+  EXPECT_EQ(read(path).bytes, a.bytes);
+  EXPECT_THROW(fromInts(DType::U8, {1}, {256}), std::runtime_error);
+  EXPECT_THROW(fromDoubles(DType::U8, {1}, {-1.0}), std::runtime_error);
+}

@@ -170,6 +170,8 @@ std::optional<npy::DType> toNpy(moe_dtype d) {
     return npy::DType::I32;
   case MOE_DTYPE_I64:
     return npy::DType::I64;
+  case MOE_DTYPE_U8:
+    return npy::DType::U8;
   default:
     return std::nullopt;
   }
@@ -189,6 +191,8 @@ moe_dtype fromNpy(npy::DType d) {
     return MOE_DTYPE_I32;
   case npy::DType::I64:
     return MOE_DTYPE_I64;
+  case npy::DType::U8:
+    return MOE_DTYPE_U8;
   }
   return MOE_DTYPE_F32;
 }
@@ -401,7 +405,7 @@ HostTensor readInput(const std::string &path, size_t index,
   if (!toNpy(spec.dtype))
     fail(where + " has dtype " + moe_dtype_name(spec.dtype) +
          ", which .npy files cannot provide (supported: f32, f64, f16, bf16, "
-         "i32, i64)");
+         "i32, i64, u8)");
   npy::Array a;
   try {
     a = npy::read(path);
@@ -507,6 +511,8 @@ struct Reference {
   std::map<std::string, size_t> operands;
   json::Value attributes;
   ref::LayerOptions options;
+  /// Set for a quantised layer (weight_bits / block_size attributes).
+  std::optional<ref::Quantization> quant;
 
   std::optional<size_t> operand(const std::string &name) const {
     auto it = operands.find(name);
@@ -590,10 +596,27 @@ Reference parseReference(const moe_function *fn) {
     fail("reference op '" + op->asString() +
          "' is not supported by --check (only 'layer')");
 
-  static const std::set<std::string> kKnown = {
-      "input",      "logits",     "fc1",        "fc1_bias",    "fc2",
-      "fc2_bias",   "fc3",        "fc3_bias",   "score_bias",  "shared_fc1",
-      "shared_fc2", "shared_fc3", "shared_gate", "constants", "constant_gates"};
+  static const std::set<std::string> kKnown = {"input",
+                                               "logits",
+                                               "fc1",
+                                               "fc1_bias",
+                                               "fc2",
+                                               "fc2_bias",
+                                               "fc3",
+                                               "fc3_bias",
+                                               "score_bias",
+                                               "shared_fc1",
+                                               "shared_fc2",
+                                               "shared_fc3",
+                                               "shared_gate",
+                                               "constants",
+                                               "constant_gates",
+                                               "fc1_scales",
+                                               "fc2_scales",
+                                               "fc3_scales",
+                                               "fc1_zero_points",
+                                               "fc2_zero_points",
+                                               "fc3_zero_points"};
   const json::Value *ops = root.get("operands");
   if (!ops || !ops->isObject())
     fail("reference section: \"operands\" must be an object");
@@ -658,6 +681,12 @@ Reference parseReference(const moe_function *fn) {
   eo.beta = numberAttr(a, "beta").value_or(0.0);
   eo.limit = numberAttr(a, "limit");
   r.options.capacityFactor = numberAttr(a, "capacity_factor");
+  if (attr(a, "weight_bits")) {
+    ref::Quantization q;
+    q.bits = intAttr(a, "weight_bits", 8);
+    q.blockSize = intAttr(a, "block_size", 0);
+    r.quant = q;
+  }
   if (const json::Value *z = attr(a, "zero_experts")) {
     if (!z->isArray())
       fail("reference attribute 'zero_experts' must be an array");
@@ -687,12 +716,46 @@ ref::Tensor evaluateReference(const Reference &r,
                                        std::strcmp(name, "logits") == 0);
     return std::nullopt;
   };
+  // Quantised projections are dequantised up front; the evaluator then runs
+  // its float path (MoE.md: the same arithmetic the kernel does in place).
+  auto weight = [&](const char *name) -> std::optional<ref::Tensor> {
+    if (!r.quant)
+      return get(name);
+    std::optional<size_t> index = r.operand(name);
+    if (!index)
+      return std::nullopt;
+    auto bytes =
+        [&](const std::string &operand) -> std::optional<ref::ByteTensor> {
+      std::optional<size_t> i = r.operand(operand);
+      if (!i)
+        return std::nullopt;
+      const HostTensor &t = inputs[*i];
+      if (t.dtype != MOE_DTYPE_U8)
+        fail("--check: quantised operand '" + operand + "' must be u8, not " +
+             moe_dtype_name(t.dtype));
+      return ref::ByteTensor(
+          t.shape, std::vector<uint8_t>(t.data.get(), t.data.get() + t.bytes));
+    };
+    std::string scales = std::string(name) + "_scales";
+    std::optional<ref::Tensor> s = get(scales.c_str());
+    if (!s)
+      fail("reference section: quantised '" + std::string(name) + "' needs '" +
+           scales + "'");
+    std::optional<ref::ByteTensor> zp =
+        bytes(std::string(name) + "_zero_points");
+    try {
+      return ref::dequantize(*bytes(name), *s, zp ? &*zp : nullptr, *r.quant);
+    } catch (const std::exception &e) {
+      fail(std::string("--check: cannot dequantise '") + name +
+           "': " + e.what());
+    }
+  };
   ref::LayerWeights w;
-  w.experts.fc1 = *get("fc1");
-  w.experts.fc2 = *get("fc2");
+  w.experts.fc1 = *weight("fc1");
+  w.experts.fc2 = *weight("fc2");
   w.experts.fc1Bias = get("fc1_bias");
   w.experts.fc2Bias = get("fc2_bias");
-  w.experts.fc3 = get("fc3");
+  w.experts.fc3 = weight("fc3");
   w.experts.fc3Bias = get("fc3_bias");
   w.routerBias = get("score_bias");
   if (r.operand("shared_fc1") || r.operand("shared_fc2")) {
@@ -793,8 +856,10 @@ std::optional<LayerWork> layerWork(const moe_function *fn,
   const HostTensor &fc2 = inputs[*r.operand("fc2")];
   if (fc1.shape.size() != 3 || fc2.shape.size() != 3)
     fail("--benchmark: fc1 and fc2 must be rank 3 [E, out, in]");
-  const int64_t E = fc1.shape[0], fI = fc1.shape[1], H = fc1.shape[2],
-                I = fc2.shape[2];
+  // Packed quantised weights hold 8 / bits values a byte.
+  const int64_t pack = r.quant ? 8 / r.quant->bits : 1;
+  const int64_t E = fc1.shape[0], fI = fc1.shape[1], H = fc1.shape[2] * pack,
+                I = fc2.shape[2] * pack;
   std::optional<size_t> fc3 = r.operand("fc3");
 
   // Route the actual logits to see which experts are used.
@@ -834,7 +899,9 @@ std::optional<LayerWork> layerWork(const moe_function *fn,
   }
   double perExpert = 0;
   for (const char *name :
-       {"fc1", "fc2", "fc3", "fc1_bias", "fc2_bias", "fc3_bias"})
+       {"fc1", "fc2", "fc3", "fc1_bias", "fc2_bias", "fc3_bias", "fc1_scales",
+        "fc2_scales", "fc3_scales", "fc1_zero_points", "fc2_zero_points",
+        "fc3_zero_points"})
     if (auto i = r.operand(name))
       perExpert += double(inputs[*i].bytes) / double(E);
   w.weightBytes = perExpert * double(w.expertsTouched);

@@ -172,6 +172,17 @@ struct ExpertWeights {
   std::array<Value, 3> scales = {}, zeroPoints = {};
 };
 
+/// The routed experts' weights of moe.expert or moe.layer.
+template <typename OpTy> ExpertWeights routedWeights(OpTy op) {
+  ExpertWeights w{op.getFc1(), op.getFc1Bias(), op.getFc2(),
+                  op.getFc2Bias(), op.getFc3(), op.getFc3Bias()};
+  w.quant = op.getQuantAttr();
+  w.scales = {op.getFc1Scales(), op.getFc2Scales(), op.getFc3Scales()};
+  w.zeroPoints = {op.getFc1ZeroPoints(), op.getFc2ZeroPoints(),
+                  op.getFc3ZeroPoints()};
+  return w;
+}
+
 int64_t ceilDivDims(int64_t a, int64_t b) {
   if (ShapedType::isDynamic(a) || ShapedType::isDynamic(b))
     return ShapedType::kDynamic;
@@ -196,8 +207,8 @@ LogicalResult verifyQuantOperands(Operation *op, QuantAttr quant,
                 ")] block-wise scales of " + name.str();
   }
   auto scaleType = cast<RankedTensorType>(scales.getType());
-  if (failed(check.same(scalesName, scaleType.getShape(), scaleShape,
-                        scaleWhat)))
+  if (failed(
+          check.same(scalesName, scaleType.getShape(), scaleShape, scaleWhat)))
     return failure();
   if (!zeroPoints)
     return success();
@@ -244,23 +255,22 @@ LogicalResult verifyExpertWeights(Operation *op, const ExpertWeights &w,
                << "integer weights '" << name
                << "' need a 'quant' attribute saying how they dequantise";
       if (w.scales[i] || w.zeroPoints[i])
-        return op->emitOpError()
-               << "'" << projNames[i] << (w.scales[i] ? "_scales" : "_zero_points")
-               << "' needs a 'quant' attribute";
+        return op->emitOpError() << "'" << projNames[i]
+                                 << (w.scales[i] ? "_scales" : "_zero_points")
+                                 << "' needs a 'quant' attribute";
       continue;
     }
     if (!proj) {
       if (w.scales[i] || w.zeroPoints[i])
-        return op->emitOpError()
-               << "'" << projNames[i]
-               << (w.scales[i] ? "_scales" : "_zero_points") << "' given without '"
-               << name << "'";
+        return op->emitOpError() << "'" << projNames[i]
+                                 << (w.scales[i] ? "_scales" : "_zero_points")
+                                 << "' given without '" << name << "'";
       continue;
     }
     if (!isBytes)
-      return op->emitOpError()
-             << "with 'quant', '" << name << "' must hold packed ui8 bytes, got "
-             << getElementTypeOrSelf(proj.getType());
+      return op->emitOpError() << "with 'quant', '" << name
+                               << "' must hold packed ui8 bytes, got "
+                               << getElementTypeOrSelf(proj.getType());
     if (!w.scales[i])
       return op->emitOpError() << "quantised '" << name << "' needs '"
                                << projNames[i] << "_scales'";
@@ -299,8 +309,8 @@ LogicalResult verifyExpertWeights(Operation *op, const ExpertWeights &w,
   if (!w.quant && !ShapedType::isDynamic(hidden) && fc1[2] != hidden &&
       fc1[1] == hidden)
     return op->emitOpError()
-           << "'" << fc1Name << "' has shape [" << fc1[0] << ", "
-           << fc1[1] << ", " << fc1[2]
+           << "'" << fc1Name << "' has shape [" << fc1[0] << ", " << fc1[1]
+           << ", " << fc1[2]
            << "], which looks in-major; expert weights are out-major: "
            << fc1Name << " [E, f*I, H], " << fc2Name << " [E, H, I]";
   if (failed(check.dim(fc1Name, *fc1Stored, 2, ceilDivDims(hidden, pack),
@@ -332,10 +342,9 @@ LogicalResult verifyExpertWeights(Operation *op, const ExpertWeights &w,
   if (w.fc3) {
     auto fc3Stored = check.shape(w.fc3, fc3Name, 3);
     if (failed(fc3Stored) ||
-        failed(check.same(fc3Name, *fc3Stored,
-                          {numExperts, inter, ceilDivDims(hidden, pack)},
-                          "[E, I, H] of " + fc1Name + "/" + fc2Name +
-                              packedNote)))
+        failed(check.same(
+            fc3Name, *fc3Stored, {numExperts, inter, ceilDivDims(hidden, pack)},
+            "[E, I, H] of " + fc1Name + "/" + fc2Name + packedNote)))
       return failure();
     fc3 = logical(*fc3Stored);
   }
@@ -517,18 +526,7 @@ LogicalResult ExpertOp::verify() {
   int64_t numExperts;
   ExpertConfig cfg{getActivation(), getSwigluFusion(),
                    toDouble(getLimit())};
-  ExpertWeights weights{getFc1(),
-                        getFc1Bias(),
-                        getFc2(),
-                        getFc2Bias(),
-                        getFc3(),
-                        getFc3Bias(),
-                        "",
-                        getQuantAttr(),
-                        {getFc1Scales(), getFc2Scales(), getFc3Scales()},
-                        {getFc1ZeroPoints(), getFc2ZeroPoints(),
-                         getFc3ZeroPoints()}};
-  if (failed(verifyExpertWeights(*this, weights, cfg, (*rows)[1],
+  if (failed(verifyExpertWeights(*this, routedWeights(*this), cfg, (*rows)[1],
                                  numExperts)))
     return failure();
   return failure(
@@ -588,18 +586,8 @@ LogicalResult LayerOp::verify() {
   ExpertConfig cfg{getActivation(), getSwigluFusion(),
                    toDouble(getLimit())};
   int64_t numExperts;
-  ExpertWeights weights{getFc1(),
-                        getFc1Bias(),
-                        getFc2(),
-                        getFc2Bias(),
-                        getFc3(),
-                        getFc3Bias(),
-                        "",
-                        getQuantAttr(),
-                        {getFc1Scales(), getFc2Scales(), getFc3Scales()},
-                        {getFc1ZeroPoints(), getFc2ZeroPoints(),
-                         getFc3ZeroPoints()}};
-  if (failed(verifyExpertWeights(*this, weights, cfg, hidden, numExperts)))
+  if (failed(verifyExpertWeights(*this, routedWeights(*this), cfg, hidden,
+                                 numExperts)))
     return failure();
   int64_t numRouted = addDims(numExperts, getNumZeroExperts());
 
@@ -692,7 +680,8 @@ LogicalResult QuantAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   // ONNX Runtime's QMoE accepts powers of two from 16 on; nothing here
   // needs more than a positive block, but other sizes have no producer.
   if (blockSize != 0 &&
-      (blockSize < 16 || !llvm::isPowerOf2_64(static_cast<uint64_t>(blockSize))))
+      (blockSize < 16 ||
+       !llvm::isPowerOf2_64(static_cast<uint64_t>(blockSize))))
     return emitError() << "#moe.quant block_size must be 0 (per-row scales) "
                           "or a power of two >= 16, got "
                        << blockSize;

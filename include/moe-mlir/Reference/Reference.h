@@ -73,8 +73,12 @@ using Tensor = BasicTensor<double>;
 /// evaluator uses int64 so that it never has to think about overflow.
 using IntTensor = BasicTensor<int64_t>;
 
+/// Packed bytes of quantised weights and their zero points (`ui8`).
+using ByteTensor = BasicTensor<uint8_t>;
+
 extern template struct BasicTensor<double>;
 extern template struct BasicTensor<int64_t>;
+extern template struct BasicTensor<uint8_t>;
 
 //===----------------------------------------------------------------------===//
 // moe.route
@@ -183,6 +187,26 @@ struct ExpertOptions {
 /// h = act(a) * (fc3 @ row + b3).
 Tensor expert(const Tensor &rows, const IntTensor &offsets,
               const ExpertWeights &weights, const ExpertOptions &options);
+
+//===----------------------------------------------------------------------===//
+// Quantised weights
+//===----------------------------------------------------------------------===//
+
+/// `#moe.quant<bits, block_size>` (MoE.md, "Quantised weights").
+struct Quantization {
+  int64_t bits = 8;      ///< 4 or 8.
+  int64_t blockSize = 0; ///< 0: one scale per row; else a power of two >= 16.
+};
+
+/// Dequantises one projection to W [E, N, K], W = (q - zp) * scale, where
+/// `packed` is [E, N, K * bits / 8] (4-bit: low nibble = even column),
+/// `scales` is [E, N] (per row) or [E, N, ceil(K / blockSize)], and
+/// `zeroPoints` (null: zp = 2^(bits-1)) has the scales' shape for 8 bits
+/// and is packed two a byte along the scales' last axis for 4 bits. The
+/// moe dialect dequantises inside its kernels; the evaluator dequantises up
+/// front and then runs the float path, which is the same arithmetic.
+Tensor dequantize(const ByteTensor &packed, const Tensor &scales,
+                  const ByteTensor *zeroPoints, const Quantization &quant);
 
 //===----------------------------------------------------------------------===//
 // moe.combine

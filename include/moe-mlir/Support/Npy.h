@@ -25,7 +25,8 @@
 
 namespace moe::npy {
 
-enum class DType { F16, BF16, F32, F64, I32, I64 };
+/// U8 ('|u1') holds the packed bytes of quantised weights.
+enum class DType { F16, BF16, F32, F64, I32, I64, U8 };
 
 /// The .npy descriptor of `dtype` ('<f2', '<u2' for bf16, '<f4', ...).
 const char *descr(DType dtype);

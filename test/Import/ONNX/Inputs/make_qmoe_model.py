@@ -23,12 +23,20 @@ KIND (weights are initializers; input and logits are graph inputs):
   int4_row_zp     4-bit, per-row scales and (row-packed) zero points, ReLU
   int4_block_odd  4-bit, block_size 16, H = I = 48: three blocks a row, so
                   the last zero-point byte is half used; ReLU
+  int4_f16        4-bit, block_size 32, zero points, SwiGLU, all float16
+  int8_inputs     8-bit, block_size 32, zero points, SiLU; weights, scales
+                  and zero points are graph inputs (also written as
+                  fc1_q.npy, fc1_s.npy, ...: x, logits, fc1_q, fc1_s, fc1_b,
+                  fc2_q, fc2_s, fc2_b, fc1_zp, fc2_zp), token count "T"
 Error kinds (models the importer must reject):
   bits2           expert_weight_bits = 2
   router_weights  a 15th input (router_weights)
   bad_block       block_size = 24
   prepacked       weights_prepacked = 1
   no_scales       fc1_scales missing
+  fp4             quant_type = 'fp4'
+  accuracy_level  an attribute ONNX Runtime 1.30's QMoE does not have
+  bad_scales      fc1_scales with half the rows fc1 has
 """
 import os
 import sys
@@ -39,14 +47,14 @@ from onnx import TensorProto, helper, numpy_helper, save
 E = 4
 
 
-def quantize(rng, n, k, bits, block, zero_points):
-    """Random packed weights [E, n, k * bits / 8], scales and zero points
-    in ONNX Runtime's layout, and the float64 dequantised [E, n, k]."""
+def quantize(rng, n, k, bits, block, zero_points, dtype):
+    """Random packed weights [E, n, k * bits / 8], scales (`dtype`) and zero
+    points in ONNX Runtime's layout, and the float64 dequantised [E, n, k]."""
     levels = 1 << bits
     q = rng.integers(0, levels, size=(E, n, k), dtype=np.int64)
     blocks = 1 if block == 0 else -(-k // block)
     scales = (rng.uniform(0.5, 1.5, size=(E, n, blocks)) /
-              (levels * np.sqrt(k))).astype(np.float32)
+              (levels * np.sqrt(k))).astype(dtype)
     if zero_points:
         zp = rng.integers(levels // 4, 3 * levels // 4, size=(E, n, blocks),
                           dtype=np.int64)
@@ -119,17 +127,26 @@ def model(kind, outdir):
         "int4_row_zp": dict(bits=4, zp=True, act="relu", I=48),
         "int4_block_odd": dict(bits=4, block=16, zp=True, H=48, I=48,
                                act="relu"),
+        "int4_f16": dict(bits=4, block=32, zp=True, I=64, dtype=np.float16),
+        "int8_inputs": dict(block=32, zp=True, act="silu", shape=("T",),
+                            tokens=12),
     }.get(kind, {}))
+    dtype = cfg.get("dtype", np.float32)
+    elem = (TensorProto.FLOAT16 if dtype == np.float16 else
+            TensorProto.FLOAT)
     bits, block, H, I, k, act = (cfg["bits"], cfg["block"], cfg["H"],
                                  cfg["I"], cfg["k"], cfg["act"])
     f = 2 if act == "swiglu" else 1
-    q1, s1, z1, w1 = quantize(rng, f * I, H, bits, block, cfg["zp"])
-    q2, s2, z2, w2 = quantize(rng, H, I, bits, block, cfg["zp"])
-    b1 = (0.1 * rng.standard_normal((E, f * I))).astype(np.float32)
-    b2 = (0.1 * rng.standard_normal((E, H))).astype(np.float32)
-    x = rng.standard_normal(cfg["shape"] + (H,)).astype(np.float32)
-    tokens = int(np.prod(cfg["shape"]))
-    logits = rng.standard_normal((tokens, E)).astype(np.float32)
+    q1, s1, z1, w1 = quantize(rng, f * I, H, bits, block, cfg["zp"], dtype)
+    q2, s2, z2, w2 = quantize(rng, H, I, bits, block, cfg["zp"], dtype)
+    b1 = (0.1 * rng.standard_normal((E, f * I))).astype(dtype)
+    b2 = (0.1 * rng.standard_normal((E, H))).astype(dtype)
+    # A symbolic token dimension ("T") is given `tokens` rows of data.
+    shape = tuple(cfg.get("tokens", d) if d == "T" else d
+                  for d in cfg["shape"])
+    x = rng.standard_normal(shape + (H,)).astype(dtype)
+    tokens = int(np.prod(shape))
+    logits = rng.standard_normal((tokens, E)).astype(dtype)
 
     inits = {"fc1_q": q1, "fc1_s": s1, "fc1_b": b1, "fc2_q": q2, "fc2_s": s2,
              "fc2_b": b2}
@@ -159,23 +176,40 @@ def model(kind, outdir):
         attrs["weights_prepacked"] = 1
     elif kind == "no_scales":
         inputs[3] = ""
+    elif kind == "fp4":
+        attrs["quant_type"] = "fp4"
+    elif kind == "accuracy_level":
+        attrs["accuracy_level"] = 4
+    elif kind == "bad_scales":
+        inits["fc1_s"] = s1[:, :I]
 
     node = helper.make_node("QMoE", inputs, ["y"], domain="com.microsoft",
                             name="qmoe", **attrs)
-    x_shape = list(x.shape)
+    x_shape = list(cfg["shape"]) + [H]
+    logits_shape = ["T" if "T" in cfg["shape"] else tokens, E]
+    graph_inputs = [helper.make_tensor_value_info("x", elem, x_shape),
+                    helper.make_tensor_value_info("logits", elem,
+                                                  logits_shape)]
+    initializers = [numpy_helper.from_array(v, n) for n, v in inits.items()]
+    if kind.endswith("_inputs"):
+        # Weights as graph inputs, in `inits` order after x and logits.
+        graph_inputs += [
+            helper.make_tensor_value_info(
+                n, TensorProto.UINT8 if v.dtype == np.uint8 else elem,
+                list(v.shape)) for n, v in inits.items()]
+        initializers = []
     graph = helper.make_graph(
-        [node], "qmoe_test",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape),
-         helper.make_tensor_value_info("logits", TensorProto.FLOAT,
-                                       [tokens, E])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, x_shape)],
-        [numpy_helper.from_array(v, n) for n, v in inits.items()])
+        [node], "qmoe_test", graph_inputs,
+        [helper.make_tensor_value_info("y", elem, x_shape)], initializers)
     onnx_model = helper.make_model(graph, opset_imports=[
         helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
     os.makedirs(outdir, exist_ok=True)
     save(onnx_model, os.path.join(outdir, "model.onnx"))
     np.save(os.path.join(outdir, "x.npy"), x)
     np.save(os.path.join(outdir, "logits.npy"), logits)
+    if kind.endswith("_inputs"):
+        for n, v in inits.items():
+            np.save(os.path.join(outdir, n + ".npy"), v)
     ref = reference(x, logits, k, act, w1, b1.astype(np.float64), w2,
                     b2.astype(np.float64), alpha, beta, limit)
     np.save(os.path.join(outdir, "ref.npy"), ref)
