@@ -30,6 +30,9 @@ KIND (weights are initializers; input and logits are graph inputs):
                   and zero points are graph inputs (also written as
                   fc1_q.npy, fc1_s.npy, ...: x, logits, fc1_q, fc1_s, fc1_b,
                   fc2_q, fc2_s, fc2_b, fc1_zp, fc2_zp), token count "T"
+  int4_single_block  4-bit, block_size 32, zero points, I = 32: fc2 rows
+                  are a single block (ONNX Runtime reads these zero points
+                  differently; the importer warns)
 Error kinds (models the importer must reject):
   bits2           expert_weight_bits = 2
   router_weights  a 15th input (router_weights)
@@ -132,6 +135,7 @@ def model(kind, outdir):
         "int4_row_zp": dict(bits=4, zp=True, act="relu", I=48),
         "int4_block_odd": dict(bits=4, block=16, zp=True, H=48, I=48,
                                act="relu"),
+        "int4_single_block": dict(bits=4, block=32, zp=True, I=32),
         "int8_row_norm": dict(normalize=1, act="gelu", k=3),
         "int4_f16": dict(bits=4, block=32, zp=True, I=64, dtype=np.float16),
         "int8_inputs": dict(block=32, zp=True, act="silu", shape=("T",),
