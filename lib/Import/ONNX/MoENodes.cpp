@@ -253,15 +253,15 @@ LogicalResult mlir::moe::onnx_import::importQMoENode(NodeContext &node) {
       Value weights = in[2 + 3 * i], zeroPoints = in[11 + i];
       auto type = weights ? dyn_cast<RankedTensorType>(weights.getType())
                           : RankedTensorType();
-      if (!zeroPoints || !type || type.getRank() != 3 ||
-          type.isDynamicDim(2) || 2 * type.getDimSize(2) > blockSize)
+      if (!zeroPoints || !type || type.getRank() != 3 || type.isDynamicDim(2) ||
+          2 * type.getDimSize(2) > blockSize)
         continue;
-      std::string name = node.node.name().empty() ? node.node.op_type()
-                                                  : node.node.name();
+      std::string name =
+          node.node.name().empty() ? node.node.op_type() : node.node.name();
       emitWarning(node.loc)
-          << "node '" << name << "' (" << node.opName() << "): "
-          << names[i] << " rows hold a single block (K = "
-          << 2 * type.getDimSize(2) << " <= block_size " << blockSize
+          << "node '" << name << "' (" << node.opName() << "): " << names[i]
+          << " rows hold a single block (K = " << 2 * type.getDimSize(2)
+          << " <= block_size " << blockSize
           << "); ONNX Runtime 1.30's CPU kernel then reads the 4-bit "
           << names[i]
           << "_zero_points as row-packed [E, ceil(N/2)], moe-mlir as the "
