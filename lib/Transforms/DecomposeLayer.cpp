@@ -33,6 +33,49 @@ int64_t mulSizes(int64_t a, int64_t b) {
              : a * b;
 }
 
+/// `value` converted elementwise to `elementType` (an extension or a
+/// truncation) by a linalg.generic, which bufferizes.
+Value convertElements(PatternRewriter &rewriter, Location loc, Value value,
+                      Type elementType) {
+  auto type = cast<RankedTensorType>(value.getType());
+  if (type.getElementType() == elementType)
+    return value;
+  bool extend = type.getElementTypeBitWidth() <
+                elementType.getIntOrFloatBitWidth();
+  Value init = tensor::EmptyOp::create(
+      rewriter, loc, tensor::getMixedSizes(rewriter, loc, value), elementType);
+  AffineMap identity = rewriter.getMultiDimIdentityMap(type.getRank());
+  SmallVector<utils::IteratorType> iterators(type.getRank(),
+                                             utils::IteratorType::parallel);
+  return linalg::GenericOp::create(
+             rewriter, loc, init.getType(), ValueRange{value},
+             ValueRange{init}, ArrayRef<AffineMap>{identity, identity},
+             iterators,
+             [&](OpBuilder &b, Location nested, ValueRange args) {
+               Value converted =
+                   extend ? arith::ExtFOp::create(b, nested, elementType,
+                                                  args[0])
+                                .getResult()
+                          : arith::TruncFOp::create(b, nested, elementType,
+                                                    args[0])
+                                .getResult();
+               linalg::YieldOp::create(b, nested, converted);
+             })
+      .getResult(0);
+}
+
+/// Half-precision (f16, bf16) activations and logits are widened to f32 for
+/// the stages: the arithmetic is f32 anyway, and rounding the routing
+/// weights and every expert's output to half precision on the way would
+/// triple the rounding error of the layer (ONNX Runtime rounds once, at
+/// the output, too).
+Value widenHalf(PatternRewriter &rewriter, Location loc, Value value) {
+  Type elementType = getElementTypeOrSelf(value.getType());
+  if (elementType.getIntOrFloatBitWidth() >= 32)
+    return value;
+  return convertElements(rewriter, loc, value, rewriter.getF32Type());
+}
+
 /// Runs every shared expert on all tokens and sums their outputs. Each
 /// shared expert is a one-expert moe.expert whose single expert owns rows
 /// [0, T), so shared experts reuse the grouped-FFN lowering unchanged.
@@ -117,17 +160,19 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
     Value tokens = input;
     if (inputType.getRank() == 3)
       tokens = tensor::CollapseShapeOp::create(rewriter, loc, input, collapse);
+    tokens = widenHalf(rewriter, loc, tokens);
+    Value logits = widenHalf(rewriter, loc, layer.getLogits());
     auto tokensType = cast<RankedTensorType>(tokens.getType());
     int64_t numTokens = tokensType.getDimSize(0);
     int64_t hidden = tokensType.getDimSize(1);
     int64_t k = layer.getK();
     int64_t numExperts =
         cast<RankedTensorType>(layer.getFc1().getType()).getDimSize(0);
-    Type scoreType = getElementTypeOrSelf(layer.getLogits().getType());
+    Type scoreType = getElementTypeOrSelf(logits.getType());
 
     auto route = RouteOp::create(
         rewriter, loc, RankedTensorType::get({numTokens, k}, scoreType),
-        RankedTensorType::get({numTokens, k}, i32), layer.getLogits(),
+        RankedTensorType::get({numTokens, k}, i32), logits,
         layer.getScoreBias(), layer.getKAttr(), layer.getScoringAttr(),
         layer.getNormalizeAttr(), layer.getNumGroupsAttr(),
         layer.getTopGroupsAttr(), layer.getGroupScoringAttr(),
@@ -164,6 +209,8 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
         shared, layer.getSharedGate(), layer.getConstants(),
         layer.getConstantGates(), rewriter.getI64IntegerAttr(numExperts),
         layer.getZeroExpertsAttr());
+    combined =
+        convertElements(rewriter, loc, combined, inputType.getElementType());
 
     if (inputType.getRank() == 3) {
       // The output takes the input's [B, S] split, which a dynamic B * S

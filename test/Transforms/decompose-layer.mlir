@@ -79,3 +79,22 @@ func.func @one_shared_expert(%x: tensor<8x16xf32>, %logits: tensor<8x2xf32>, %w1
   %0 = moe.layer %x, %logits fc1 %w1 fc2 %w2 shared_fc1 %s1 shared_fc2 %s2 {k = 1 : i64} : (tensor<8x16xf32>, tensor<8x2xf32>, tensor<2x32x16xf32>, tensor<2x16x32xf32>, tensor<1x32x16xf32>, tensor<1x16x32xf32>) -> tensor<8x16xf32>
   return %0 : tensor<8x16xf32>
 }
+
+// -----
+
+// Half-precision activations and logits are widened to f32 for the stages
+// and the output rounded back once.
+// CHECK-LABEL: func @half_precision
+// CHECK:       %[[X32:.*]] = linalg.generic {{.*}} ins(%{{.*}} : tensor<?x16xf16>) outs(%{{.*}} : tensor<?x16xf32>)
+// CHECK:         arith.extf %{{.*}} : f16 to f32
+// CHECK:       %[[L32:.*]] = linalg.generic {{.*}} ins(%{{.*}} : tensor<?x4xbf16>) outs(%{{.*}} : tensor<?x4xf32>)
+// CHECK:       moe.route %[[L32]] {{.*}} : tensor<?x4xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+// CHECK:       moe.dispatch %[[X32]], {{.*}} : tensor<?x16xf32>, tensor<?x2xi32> -> tensor<?x16xf32>
+// CHECK:       %[[Y:.*]] = moe.combine {{.*}} -> tensor<?x16xf32>
+// CHECK:       %[[OUT:.*]] = linalg.generic {{.*}} ins(%[[Y]] : tensor<?x16xf32>) outs(%{{.*}} : tensor<?x16xf16>)
+// CHECK:         arith.truncf %{{.*}} : f32 to f16
+// CHECK:       return %[[OUT]]
+func.func @half_precision(%x: tensor<?x16xf16>, %logits: tensor<?x4xbf16>, %w1: tensor<4x32x16xf16>, %w2: tensor<4x16x32xf16>) -> tensor<?x16xf16> {
+  %0 = moe.layer %x, %logits fc1 %w1 fc2 %w2 {k = 2 : i64} : (tensor<?x16xf16>, tensor<?x4xbf16>, tensor<4x32x16xf16>, tensor<4x16x32xf16>) -> tensor<?x16xf16>
+  return %0 : tensor<?x16xf16>
+}

@@ -257,6 +257,32 @@ LogicalResult mlir::moe::onnx_import::importQMoENode(NodeContext &node) {
   if (in[8] && !in[9])
     return fail("fc3_scales is required for quantised weights");
 
+  // ONNX Runtime 1.30's CPU kernel reads 4-bit block-wise zero points as
+  // row-packed ([E, ceil(N/2)], like per-row ones) when a row has a single
+  // block; the dialect keeps the documented [E, N, 1] layout, so say where
+  // the two part ways.
+  if (bits == 4 && blockSize != 0) {
+    const char *names[] = {"fc1", "fc2", "fc3"};
+    for (int i = 0; i < 3; ++i) {
+      Value weights = in[2 + 3 * i], zeroPoints = in[11 + i];
+      auto type = weights ? dyn_cast<RankedTensorType>(weights.getType())
+                          : RankedTensorType();
+      if (!zeroPoints || !type || type.getRank() != 3 || type.isDynamicDim(2) ||
+          2 * type.getDimSize(2) > blockSize)
+        continue;
+      std::string name =
+          node.node.name().empty() ? node.node.op_type() : node.node.name();
+      emitWarning(node.loc)
+          << "node '" << name << "' (" << node.opName() << "): " << names[i]
+          << " rows hold a single block (K = " << 2 * type.getDimSize(2)
+          << " <= block_size " << blockSize
+          << "); ONNX Runtime 1.30's CPU kernel then reads the 4-bit "
+          << names[i]
+          << "_zero_points as row-packed [E, ceil(N/2)], moe-mlir as the "
+             "documented [E, N, 1], so the results will differ from it";
+    }
+  }
+
   // ONNX Runtime's CPU QMoE always routes by top-k on the raw logits and a
   // softmax over the k chosen, whatever normalize_routing_weights says (the
   // softmax over k is normalised already).

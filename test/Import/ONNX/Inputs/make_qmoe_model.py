@@ -23,11 +23,16 @@ KIND (weights are initializers; input and logits are graph inputs):
   int4_row_zp     4-bit, per-row scales and (row-packed) zero points, ReLU
   int4_block_odd  4-bit, block_size 16, H = I = 48: three blocks a row, so
                   the last zero-point byte is half used; ReLU
+  int8_row_norm   8-bit per row, GELU, k = 3, normalize_routing_weights = 1
+                  (the same routing: the softmax over the k is normalised)
   int4_f16        4-bit, block_size 32, zero points, SwiGLU, all float16
   int8_inputs     8-bit, block_size 32, zero points, SiLU; weights, scales
                   and zero points are graph inputs (also written as
                   fc1_q.npy, fc1_s.npy, ...: x, logits, fc1_q, fc1_s, fc1_b,
                   fc2_q, fc2_s, fc2_b, fc1_zp, fc2_zp), token count "T"
+  int4_single_block  4-bit, block_size 32, zero points, I = 32: fc2 rows
+                  are a single block (ONNX Runtime reads these zero points
+                  differently; the importer warns)
 Error kinds (models the importer must reject):
   bits2           expert_weight_bits = 2
   router_weights  a 15th input (router_weights)
@@ -38,6 +43,7 @@ Error kinds (models the importer must reject):
   accuracy_level  an attribute ONNX Runtime 1.30's QMoE does not have
   bad_scales      fc1_scales with half the rows fc1 has
 """
+import math
 import os
 import sys
 
@@ -108,6 +114,8 @@ def reference(x, logits, k, act, w1, b1, w2, b2, alpha, beta, limit):
                 h = silu(a)
             elif act == "relu":
                 h = np.maximum(a, 0.0)
+            elif act == "gelu":
+                h = 0.5 * a * (1.0 + np.vectorize(math.erf)(a / math.sqrt(2.0)))
             else:
                 raise ValueError(act)
             out[t] += weight * (w2[e] @ h + b2[e])
@@ -127,6 +135,8 @@ def model(kind, outdir):
         "int4_row_zp": dict(bits=4, zp=True, act="relu", I=48),
         "int4_block_odd": dict(bits=4, block=16, zp=True, H=48, I=48,
                                act="relu"),
+        "int4_single_block": dict(bits=4, block=32, zp=True, I=32),
+        "int8_row_norm": dict(normalize=1, act="gelu", k=3),
         "int4_f16": dict(bits=4, block=32, zp=True, I=64, dtype=np.float16),
         "int8_inputs": dict(block=32, zp=True, act="silu", shape=("T",),
                             tokens=12),
@@ -156,7 +166,7 @@ def model(kind, outdir):
         inits.update(fc1_zp=z1, fc2_zp=z2)
         inputs += ["fc1_zp", "fc2_zp"]
     attrs = dict(k=k, expert_weight_bits=bits, activation_type=act,
-                 normalize_routing_weights=0)
+                 normalize_routing_weights=cfg.get("normalize", 0))
     if block:
         attrs["block_size"] = block
     alpha, beta, limit = 1.0, 0.0, None
