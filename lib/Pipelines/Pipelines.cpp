@@ -24,6 +24,7 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
     pm.addPass(createMoEExportABI());
   pm.addPass(createMoEDecomposeLayer());
   pm.addPass(createCanonicalizerPass());
+  pm.addNestedPass<func::FuncOp>(createMoECopyRepeatedResults());
 
   // Bufferizing the moe stage ops is what lowers them (see
   // BufferizableOpInterfaceImpl.cpp); identity layouts at function

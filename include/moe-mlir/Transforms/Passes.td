@@ -56,6 +56,20 @@ def MoEVectorizeContractions : Pass<"moe-vectorize-contractions"> {
                            "::mlir::scf::SCFDialect"];
 }
 
+def MoECopyRepeatedResults : Pass<"moe-copy-repeated-results",
+                                   "::mlir::func::FuncOp"> {
+  let summary = "Give every function result its own tensor";
+  let description = [{
+    A function that returns one tensor value twice (an ONNX graph listing
+    an output twice, or two outputs that CSE found equal) would hand one
+    buffer to two out-parameters; `-buffer-results-to-out-params` crashes on
+    that in MLIR 22. Every repeat after the first is returned as a copy
+    (`bufferization.alloc_tensor copy(...)`), which bufferizes to its own
+    buffer.
+  }];
+  let dependentDialects = ["::mlir::bufferization::BufferizationDialect"];
+}
+
 def MoEFoldExpandShapeCopies : Pass<"moe-fold-expand-shape-copies"> {
   let summary = "Copy into a collapsed destination instead of out of an "
                 "expanded source";

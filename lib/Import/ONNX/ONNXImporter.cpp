@@ -22,6 +22,8 @@
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/Verifier.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Transforms/Passes.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
@@ -393,6 +395,14 @@ OwningOpRef<ModuleOp> importGraph(StringRef path, MLIRContext *context,
   func.setFunctionType(
       builder.getFunctionType(argTypes, ValueRange(results).getTypes()));
   if (failed(mlir::verify(*module)))
+    return nullptr;
+  // Node-by-node import leaves repeated size queries and dead shape
+  // arithmetic (Shape -> Gather -> Concat chains); a cleanup makes the
+  // module read like the computation it is.
+  PassManager cleanup(context);
+  cleanup.addPass(createCanonicalizerPass());
+  cleanup.addPass(createCSEPass());
+  if (failed(cleanup.run(*module)))
     return nullptr;
   return module;
 }

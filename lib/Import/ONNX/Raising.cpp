@@ -146,6 +146,19 @@ private:
   llvm::StringMap<const onnx::TensorProto *> constants;
 };
 
+/// Input `i` of `node`, or "" when it has fewer inputs: matchers probe
+/// operands before knowing the node is well formed.
+const std::string &in(const NodeProto *node, int i) {
+  static const std::string none;
+  return i < node->input_size() ? node->input(i) : none;
+}
+
+/// Output `i` of `node`, or "".
+const std::string &out(const NodeProto *node, int i) {
+  static const std::string none;
+  return i < node->output_size() ? node->output(i) : none;
+}
+
 bool isOp(const NodeProto *node, StringRef opType) {
   return node && node->op_type() == opType &&
          (node->domain().empty() || node->domain() == "ai.onnx");
@@ -172,7 +185,7 @@ const NodeProto *computedBy(const GraphIndex &g, std::string name,
                             std::string *through = nullptr) {
   const NodeProto *node = g.producer(name);
   for (int steps = 0; node && isPlumbing(node) && steps < 16; ++steps) {
-    name = node->input(0);
+    name = in(node, 0);
     node = g.producer(name);
   }
   if (through)
@@ -223,11 +236,11 @@ std::optional<Linear> matchLinear(const GraphIndex &g, const std::string &value)
   Linear linear;
   if (isOp(node, "Add")) {
     for (int side : {0, 1}) {
-      const NodeProto *mm = computedBy(g, node->input(side));
-      const std::string &bias = node->input(1 - side);
+      const NodeProto *mm = computedBy(g, in(node, side));
+      const std::string &bias = in(node, 1 - side);
       if ((isOp(mm, "MatMul") || isOp(mm, "Gemm")) && g.isInitializer(bias) &&
           g.dims(bias).size() == 1) {
-        std::optional<Linear> inner = matchLinear(g, node->input(side));
+        std::optional<Linear> inner = matchLinear(g, in(node, side));
         if (!inner || !inner->bias.empty())
           return std::nullopt;
         inner->bias = bias;
@@ -236,14 +249,14 @@ std::optional<Linear> matchLinear(const GraphIndex &g, const std::string &value)
     }
     return std::nullopt;
   }
-  if (isOp(node, "MatMul") && g.isInitializer(node->input(1)) &&
-      g.dims(node->input(1)).size() == 2) {
-    linear.input = node->input(0);
-    linear.weight = node->input(1);
+  if (isOp(node, "MatMul") && g.isInitializer(in(node, 1)) &&
+      g.dims(in(node, 1)).size() == 2) {
+    linear.input = in(node, 0);
+    linear.weight = in(node, 1);
     return linear;
   }
-  if (isOp(node, "Gemm") && g.isInitializer(node->input(1)) &&
-      g.dims(node->input(1)).size() == 2) {
+  if (isOp(node, "Gemm") && g.isInitializer(in(node, 1)) &&
+      g.dims(in(node, 1)).size() == 2) {
     auto attr = [&](StringRef name, double def) {
       const onnx::AttributeProto *a = findAttribute(*node, name);
       return a ? (a->type() == onnx::AttributeProto::FLOAT ? a->f() : a->i())
@@ -252,13 +265,13 @@ std::optional<Linear> matchLinear(const GraphIndex &g, const std::string &value)
     if (attr("alpha", 1.0) != 1.0 || attr("beta", 1.0) != 1.0 ||
         attr("transA", 0) != 0)
       return std::nullopt;
-    linear.input = node->input(0);
-    linear.weight = node->input(1);
+    linear.input = in(node, 0);
+    linear.weight = in(node, 1);
     linear.inMajor = attr("transB", 0) == 0;
-    if (node->input_size() > 2 && !node->input(2).empty()) {
-      if (!g.isInitializer(node->input(2)) || g.dims(node->input(2)).size() != 1)
+    if (node->input_size() > 2 && !in(node, 2).empty()) {
+      if (!g.isInitializer(in(node, 2)) || g.dims(in(node, 2)).size() != 1)
         return std::nullopt;
-      linear.bias = node->input(2);
+      linear.bias = in(node, 2);
     }
     return linear;
   }
@@ -272,21 +285,21 @@ std::optional<std::string> matchActivation(const GraphIndex &g,
                                            std::string &pre) {
   const NodeProto *node = computedBy(g, value);
   if (isOp(node, "Relu")) {
-    pre = node->input(0);
+    pre = in(node, 0);
     return std::string("relu");
   }
   if (isOp(node, "Gelu")) {
-    pre = node->input(0);
+    pre = in(node, 0);
     const onnx::AttributeProto *approx = findAttribute(*node, "approximate");
     return std::string(approx && approx->s() == "tanh" ? "gelu_tanh" : "gelu");
   }
   if (isOp(node, "Mul")) {
     // silu: Mul(a, Sigmoid(a)).
     for (int side : {0, 1}) {
-      const NodeProto *sig = computedBy(g, node->input(side));
+      const NodeProto *sig = computedBy(g, in(node, side));
       if (isOp(sig, "Sigmoid") &&
-          viewSource(g, sig->input(0)) == viewSource(g, node->input(1 - side))) {
-        pre = node->input(1 - side);
+          viewSource(g, in(sig, 0)) == viewSource(g, in(node, 1 - side))) {
+        pre = in(node, 1 - side);
         return std::string("silu");
       }
     }
@@ -296,15 +309,15 @@ std::optional<std::string> matchActivation(const GraphIndex &g,
     for (const NodeProto *n : ancestors(g, value, 8)) {
       if (!isOp(n, "Erf"))
         continue;
-      const NodeProto *div = computedBy(g, n->input(0));
-      if (isOp(div, "Div") && g.scalar(div->input(1)) &&
-          std::abs(*g.scalar(div->input(1)) - 1.4142135) < 1e-4) {
-        pre = div->input(0);
+      const NodeProto *div = computedBy(g, in(n, 0));
+      if (isOp(div, "Div") && g.scalar(in(div, 1)) &&
+          std::abs(*g.scalar(in(div, 1)) - 1.4142135) < 1e-4) {
+        pre = in(div, 0);
         return std::string("gelu");
       }
-      if (isOp(div, "Mul") && g.scalar(div->input(1)) &&
-          std::abs(*g.scalar(div->input(1)) - 0.70710678) < 1e-4) {
-        pre = div->input(0);
+      if (isOp(div, "Mul") && g.scalar(in(div, 1)) &&
+          std::abs(*g.scalar(in(div, 1)) - 0.70710678) < 1e-4) {
+        pre = in(div, 0);
         return std::string("gelu");
       }
     }
@@ -335,8 +348,8 @@ std::optional<double> constantOperand(const GraphIndex &g,
                                       const NodeProto *node,
                                       std::string &other) {
   for (int side : {0, 1})
-    if (std::optional<double> v = g.scalar(node->input(side))) {
-      other = node->input(1 - side);
+    if (std::optional<double> v = g.scalar(in(node, side))) {
+      other = in(node, 1 - side);
       return v;
     }
   return std::nullopt;
@@ -349,11 +362,11 @@ std::string stripClip(const GraphIndex &g, const std::string &value,
   const NodeProto *node = computedBy(g, value, &through);
   if (!isOp(node, "Clip"))
     return through;
-  if (node->input_size() > 1 && !node->input(1).empty())
-    lo = g.scalar(node->input(1));
-  if (node->input_size() > 2 && !node->input(2).empty())
-    hi = g.scalar(node->input(2));
-  return node->input(0);
+  if (node->input_size() > 1 && !in(node, 1).empty())
+    lo = g.scalar(in(node, 1));
+  if (node->input_size() > 2 && !in(node, 2).empty())
+    hi = g.scalar(in(node, 2));
+  return in(node, 0);
 }
 
 /// Half of a fused projection: Slice(a, start, end, axis=-1, step).
@@ -366,9 +379,9 @@ std::optional<Half> matchHalf(const GraphIndex &g, const std::string &value) {
   if (!isOp(slice, "Slice") || slice->input_size() < 3)
     return std::nullopt;
   auto one = [&](int i, int64_t def) -> std::optional<int64_t> {
-    if (i >= slice->input_size() || slice->input(i).empty())
+    if (i >= slice->input_size() || in(slice, i).empty())
       return def;
-    std::optional<SmallVector<int64_t>> v = g.ints(slice->input(i));
+    std::optional<SmallVector<int64_t>> v = g.ints(in(slice, i));
     if (!v || v->size() != 1)
       return std::nullopt;
     return (*v)[0];
@@ -381,7 +394,7 @@ std::optional<Half> matchHalf(const GraphIndex &g, const std::string &value) {
   // (ranks 3 and 4 are what exporters produce for these blocks).
   if (*axis != -1 && *axis != 2 && *axis != 3)
     return std::nullopt;
-  return Half{slice->input(0), *start, *end, *step};
+  return Half{in(slice, 0), *start, *end, *step};
 }
 
 /// The SwiGLU product G * sigmoid(alpha * G) * (L + beta), either side
@@ -393,15 +406,15 @@ bool matchSwiGLUProduct(const GraphIndex &g, const NodeProto *mul,
     return false;
   for (int side : {0, 1}) {
     // Gate side: Mul(G, Sigmoid(G)) or Mul(G, Sigmoid(Mul(G, alpha))).
-    const NodeProto *gated = computedBy(g, mul->input(side));
+    const NodeProto *gated = computedBy(g, in(mul, side));
     if (!isOp(gated, "Mul"))
       continue;
     for (int gs : {0, 1}) {
-      const NodeProto *sig = computedBy(g, gated->input(gs));
+      const NodeProto *sig = computedBy(g, in(gated, gs));
       if (!isOp(sig, "Sigmoid"))
         continue;
-      std::string gateValue = gated->input(1 - gs);
-      std::string sigArg = sig->input(0);
+      std::string gateValue = in(gated, 1 - gs);
+      std::string sigArg = in(sig, 0);
       double alpha = 1.0;
       const NodeProto *scaled = computedBy(g, sigArg);
       std::string other;
@@ -413,7 +426,7 @@ bool matchSwiGLUProduct(const GraphIndex &g, const NodeProto *mul,
       if (viewSource(g, sigArg) != viewSource(g, gateValue))
         continue;
       // Linear side: L or Add(L, beta).
-      std::string linearValue = mul->input(1 - side);
+      std::string linearValue = in(mul, 1 - side);
       double beta = 0.0;
       const NodeProto *shifted = computedBy(g, linearValue);
       if (isOp(shifted, "Add"))
@@ -486,9 +499,9 @@ std::optional<ExpertMLP> matchExpertMLP(const GraphIndex &g,
     for (int side : {0, 1}) {
       std::string pre;
       std::optional<std::string> act =
-          matchActivation(g, hidden->input(side), pre);
+          matchActivation(g, in(hidden, side), pre);
       std::optional<Linear> fc1 = act ? linearOf(pre) : std::nullopt;
-      std::optional<Linear> fc3 = linearOf(hidden->input(1 - side));
+      std::optional<Linear> fc3 = linearOf(in(hidden, 1 - side));
       if (fc1 && fc3 && viewSource(g, fc1->input) == viewSource(g, fc3->input)) {
         mlp.activation = *act;
         mlp.fc1 = *fc1;
@@ -525,24 +538,25 @@ struct Router {
 
 std::optional<Router> matchRouterTopK(const GraphIndex &g,
                                       const NodeProto *topk) {
-  if (!isOp(topk, "TopK") || topk->input_size() < 2)
+  if (!isOp(topk, "TopK") || topk->input_size() < 2 ||
+      topk->output_size() < 2 || topk->output(1).empty())
     return std::nullopt;
   const onnx::AttributeProto *largest = findAttribute(*topk, "largest");
   const onnx::AttributeProto *axis = findAttribute(*topk, "axis");
-  std::optional<SmallVector<int64_t>> k = g.ints(topk->input(1));
+  std::optional<SmallVector<int64_t>> k = g.ints(in(topk, 1));
   if ((largest && largest->i() != 1) || (axis && axis->i() != -1 && axis->i() != 1) ||
       !k || k->size() != 1)
     return std::nullopt;
   Router router;
   router.topk = topk;
   router.k = (*k)[0];
-  const NodeProto *scores = computedBy(g, topk->input(0));
+  const NodeProto *scores = computedBy(g, in(topk, 0));
   if (isOp(scores, "Softmax")) {
-    router.logits = scores->input(0);
+    router.logits = in(scores, 0);
   } else {
     // TopK on the logits; the softmax over the k values is checked by the
     // caller where the weights are used.
-    router.logits = topk->input(0);
+    router.logits = in(topk, 0);
   }
   return router;
 }
@@ -552,22 +566,22 @@ std::optional<Router> matchRouterTopK(const GraphIndex &g,
 bool matchRoutingWeights(const GraphIndex &g, const std::string &weights,
                          Router &router) {
   const bool softmaxFirst =
-      isOp(computedBy(g, router.topk->input(0)), "Softmax");
+      isOp(computedBy(g, in(router.topk, 0)), "Softmax");
   std::string source;
   const NodeProto *node = computedBy(g, weights, &source);
   // Gathers pick per-token rows/slots out of the [T, k] weights.
   for (int steps = 0; isOp(node, "Gather") && steps < 4; ++steps)
-    node = computedBy(g, node->input(0), &source);
+    node = computedBy(g, in(node, 0), &source);
   if (softmaxFirst) {
-    if (source == router.topk->output(0)) {
+    if (source == out(router.topk, 0)) {
       router.normalize = false;
       return true;
     }
     if (isOp(node, "Div")) {
-      const NodeProto *sum = computedBy(g, node->input(1));
-      if (viewSource(g, node->input(0)) == router.topk->output(0) &&
+      const NodeProto *sum = computedBy(g, in(node, 1));
+      if (viewSource(g, in(node, 0)) == out(router.topk, 0) &&
           isOp(sum, "ReduceSum") &&
-          viewSource(g, sum->input(0)) == router.topk->output(0)) {
+          viewSource(g, in(sum, 0)) == out(router.topk, 0)) {
         router.normalize = true;
         return true;
       }
@@ -577,7 +591,7 @@ bool matchRoutingWeights(const GraphIndex &g, const std::string &weights,
   // Softmax over the k selected logits: the same weights as softmax over
   // all experts renormalised over the top k.
   if (isOp(node, "Softmax") &&
-      viewSource(g, node->input(0)) == router.topk->output(0)) {
+      viewSource(g, in(node, 0)) == out(router.topk, 0)) {
     router.normalize = true;
     return true;
   }
@@ -718,14 +732,14 @@ std::optional<Accumulation> matchScatterAdd(const GraphIndex &g,
   if (isScatter(node)) {
     const onnx::AttributeProto *red = findAttribute(*node, "reduction");
     if (red && red->s() == "add")
-      return Accumulation{node, node->input(0), node->input(2)};
+      return Accumulation{node, in(node, 0), in(node, 2)};
     return std::nullopt;
   }
   if (isOp(node, "Add")) {
     for (int side : {0, 1}) {
-      const NodeProto *scatter = g.producer(node->input(side));
-      if (isScatter(scatter) && isZeros(g, scatter->input(0)))
-        return Accumulation{node, node->input(1 - side), scatter->input(2)};
+      const NodeProto *scatter = g.producer(in(node, side));
+      if (isScatter(scatter) && isZeros(g, in(scatter, 0)))
+        return Accumulation{node, in(node, 1 - side), in(scatter, 2)};
     }
   }
   return std::nullopt;
@@ -740,17 +754,17 @@ std::optional<int64_t> branchExpert(const GraphIndex &g,
   for (const NodeProto *node : ancestors(g, tokens, 64)) {
     if (!isOp(node, "Gather"))
       continue;
-    std::optional<SmallVector<int64_t>> index = g.ints(node->input(1));
+    std::optional<SmallVector<int64_t>> index = g.ints(in(node, 1));
     if (!index || index->size() != 1)
       continue;
     // Data: OneHot(topk indices) under a Transpose.
-    const NodeProto *data = g.producer(node->input(0));
+    const NodeProto *data = g.producer(in(node, 0));
     while (isOp(data, "Transpose") || isPlumbing(data))
-      data = g.producer(data->input(0));
+      data = g.producer(in(data, 0));
     if (!isOp(data, "OneHot") ||
-        viewSource(g, data->input(0)) != router.topk->output(1))
+        viewSource(g, in(data, 0)) != out(router.topk, 1))
       continue;
-    std::optional<SmallVector<int64_t>> depth = g.ints(data->input(1));
+    std::optional<SmallVector<int64_t>> depth = g.ints(in(data, 1));
     if (!depth || depth->size() != 1)
       continue;
     numExperts = (*depth)[0];
@@ -765,7 +779,7 @@ std::optional<std::string> branchTokens(const GraphIndex &g,
   const NodeProto *gather = computedBy(g, mlpInput);
   if (!isOp(gather, "Gather"))
     return std::nullopt;
-  return viewSource(g, gather->input(0));
+  return viewSource(g, in(gather, 0));
 }
 
 std::optional<RaisedBlock> matchPerExpertBranches(const GraphIndex &g,
@@ -787,7 +801,7 @@ std::optional<RaisedBlock> matchPerExpertBranches(const GraphIndex &g,
   RaisedBlock block;
   block.form = "per-expert branches";
   block.replaced = last;
-  block.output = last->output(0);
+  block.output = out(last, 0);
   std::map<int64_t, ExpertMLP> experts;
   for (const Accumulation &acc : chain) {
     // update = MLP(rows) * routing weight.
@@ -797,10 +811,10 @@ std::optional<RaisedBlock> matchPerExpertBranches(const GraphIndex &g,
     std::optional<ExpertMLP> mlp;
     std::string weights;
     for (int side : {0, 1}) {
-      if ((mlp = matchExpertMLP(g, mul->input(side), [&](const std::string &v) {
+      if ((mlp = matchExpertMLP(g, in(mul, side), [&](const std::string &v) {
              return matchLinear(g, v);
            }))) {
-        weights = mul->input(1 - side);
+        weights = in(mul, 1 - side);
         break;
       }
     }
@@ -878,7 +892,7 @@ void matchSharedExperts(const GraphIndex &g, RaisedBlock &block) {
     return;
   const NodeProto *add = users[0];
   const std::string &other =
-      add->input(0) == block.output ? add->input(1) : add->input(0);
+      in(add, 0) == block.output ? in(add, 1) : in(add, 0);
   auto linearOf = [&](const std::string &v) { return matchLinear(g, v); };
   const ExpertMLP &routed = **llvm::find_if(
       block.experts, [](const auto &m) { return m.has_value(); });
@@ -898,7 +912,7 @@ void matchSharedExperts(const GraphIndex &g, RaisedBlock &block) {
     block.shared = mlp;
     block.sharedGate = gate;
     block.replaced = add;
-    block.output = add->output(0);
+    block.output = out(add, 0);
     return true;
   };
   if (std::optional<ExpertMLP> mlp = matchExpertMLP(g, other, linearOf)) {
@@ -909,12 +923,12 @@ void matchSharedExperts(const GraphIndex &g, RaisedBlock &block) {
   if (!isOp(mul, "Mul"))
     return;
   for (int side : {0, 1}) {
-    const NodeProto *sig = computedBy(g, mul->input(side));
+    const NodeProto *sig = computedBy(g, in(mul, side));
     if (!isOp(sig, "Sigmoid"))
       continue;
-    std::optional<Linear> gate = matchLinear(g, sig->input(0));
+    std::optional<Linear> gate = matchLinear(g, in(sig, 0));
     std::optional<ExpertMLP> mlp =
-        matchExpertMLP(g, mul->input(1 - side), linearOf);
+        matchExpertMLP(g, in(mul, 1 - side), linearOf);
     if (gate && mlp && accept(*mlp, gate))
       return;
   }
@@ -933,8 +947,8 @@ std::optional<SmallVector<int64_t>> reducedAxes(const GraphIndex &g,
   const onnx::AttributeProto *keep = findAttribute(*reduce, "keepdims");
   if (!keep || keep->i() != 0)
     return std::nullopt;
-  if (reduce->input_size() > 1 && !reduce->input(1).empty())
-    return g.ints(reduce->input(1));
+  if (reduce->input_size() > 1 && !in(reduce, 1).empty())
+    return g.ints(in(reduce, 1));
   if (const onnx::AttributeProto *axes = findAttribute(*reduce, "axes"))
     return SmallVector<int64_t>(axes->ints().begin(), axes->ints().end());
   return std::nullopt;
@@ -950,15 +964,15 @@ withStackedBias(const GraphIndex &g, const std::string &value,
   const NodeProto *add = computedBy(g, value);
   if (isOp(add, "Add")) {
     for (int side : {0, 1}) {
-      std::optional<Linear> linear = bare(add->input(side));
+      std::optional<Linear> linear = bare(in(add, side));
       if (!linear)
         continue;
-      std::string bias = add->input(1 - side);
+      std::string bias = in(add, 1 - side);
       if (!indices.empty()) {
         const NodeProto *gather = computedBy(g, bias);
-        if (!isOp(gather, "Gather") || gather->input(1) != indices)
+        if (!isOp(gather, "Gather") || in(gather, 1) != indices)
           return std::nullopt;
-        bias = gather->input(0);
+        bias = in(gather, 0);
       }
       if (!g.isInitializer(bias))
         return std::nullopt;
@@ -980,17 +994,17 @@ std::optional<Linear> matchGatheredLinear(const GraphIndex &g,
     if (!isOp(mm, "MatMul"))
       return std::nullopt;
     for (int side : {0, 1}) {
-      const NodeProto *gather = computedBy(g, mm->input(side));
-      if (!isOp(gather, "Gather") || gather->input(1) != indices ||
-          !g.isInitializer(gather->input(0)) ||
-          g.dims(gather->input(0)).size() != 3)
+      const NodeProto *gather = computedBy(g, in(mm, side));
+      if (!isOp(gather, "Gather") || in(gather, 1) != indices ||
+          !g.isInitializer(in(gather, 0)) ||
+          g.dims(in(gather, 0)).size() != 3)
         continue;
       const onnx::AttributeProto *axis = findAttribute(*gather, "axis");
       if (axis && axis->i() != 0)
         return std::nullopt;
       Linear linear;
-      linear.weight = gather->input(0);
-      linear.input = mm->input(1 - side);
+      linear.weight = in(gather, 0);
+      linear.input = in(mm, 1 - side);
       linear.inMajor = side == 1;
       return linear;
     }
@@ -1004,12 +1018,12 @@ std::optional<Linear> matchTiledLinear(const GraphIndex &g,
                                        const std::string &value) {
   auto bare = [&](const std::string &v) -> std::optional<Linear> {
     const NodeProto *mm = computedBy(g, v);
-    if (!isOp(mm, "MatMul") || !g.isInitializer(mm->input(1)) ||
-        g.dims(mm->input(1)).size() != 3)
+    if (!isOp(mm, "MatMul") || !g.isInitializer(in(mm, 1)) ||
+        g.dims(in(mm, 1)).size() != 3)
       return std::nullopt;
     Linear linear;
-    linear.weight = mm->input(1);
-    linear.input = mm->input(0);
+    linear.weight = in(mm, 1);
+    linear.input = in(mm, 0);
     return linear;
   };
   return withStackedBias(g, value, bare, "");
@@ -1048,17 +1062,17 @@ std::optional<RaisedBlock> matchStackedForms(const GraphIndex &g,
   if (!axes || axes->size() != 1 || ((*axes)[0] != 0 && (*axes)[0] != 1))
     return std::nullopt;
   const bool tiled = (*axes)[0] == 0;
-  const NodeProto *mul = computedBy(g, reduce->input(0));
+  const NodeProto *mul = computedBy(g, in(reduce, 0));
   if (!isOp(mul, "Mul"))
     return std::nullopt;
   RaisedBlock block;
   block.form = tiled ? "dense tiled experts" : "gathered expert weights";
   block.replaced = reduce;
-  block.output = reduce->output(0);
+  block.output = out(reduce, 0);
   block.stacked = true;
   for (int side : {0, 1}) {
-    const std::string &y = mul->input(side);
-    const std::string &weights = mul->input(1 - side);
+    const std::string &y = in(mul, side);
+    const std::string &weights = in(mul, 1 - side);
     RaisedBlock candidate = block;
     std::optional<ExpertMLP> mlp;
     std::string routing = weights;
@@ -1067,9 +1081,9 @@ std::optional<RaisedBlock> matchStackedForms(const GraphIndex &g,
       // routing weights, axis = 1)) viewed as [E, T, 1].
       const NodeProto *transpose = computedBy(g, weights);
       const NodeProto *scatter =
-          isOp(transpose, "Transpose") ? computedBy(g, transpose->input(0))
+          isOp(transpose, "Transpose") ? computedBy(g, in(transpose, 0))
                                        : nullptr;
-      if (!isOp(scatter, "ScatterElements") || !isZeros(g, scatter->input(0)))
+      if (!isOp(scatter, "ScatterElements") || !isZeros(g, in(scatter, 0)))
         continue;
       const onnx::AttributeProto *axis = findAttribute(*scatter, "axis");
       if (!axis || (axis->i() != 1 && axis->i() != -1))
@@ -1085,15 +1099,15 @@ std::optional<RaisedBlock> matchStackedForms(const GraphIndex &g,
         why = "experts' input is not the tokens tiled per expert";
         return std::nullopt;
       }
-      mlp->input = tile->input(0);
-      if (!matchStackedRouting(g, scatter->input(2), mlp->input, candidate,
+      mlp->input = in(tile, 0);
+      if (!matchStackedRouting(g, in(scatter, 2), mlp->input, candidate,
                                why))
         return std::nullopt;
-      if (viewSource(g, scatter->input(1)) != candidate.router.topk->output(1)) {
+      if (viewSource(g, in(scatter, 1)) != out(candidate.router.topk, 1)) {
         why = "the routing matrix is not scattered at the top-k experts";
         return std::nullopt;
       }
-      routing = scatter->input(2);
+      routing = in(scatter, 2);
     } else {
       // Find the router first: the gathers must use its indices.
       for (const NodeProto *n : ancestors(g, weights, 64))
@@ -1103,7 +1117,7 @@ std::optional<RaisedBlock> matchStackedForms(const GraphIndex &g,
         }
       if (!candidate.router.topk)
         continue;
-      std::string indices = candidate.router.topk->output(1);
+      std::string indices = out(candidate.router.topk, 1);
       mlp = matchExpertMLP(g, y, [&](const std::string &v) {
         return matchGatheredLinear(g, v, indices);
       });
@@ -1185,9 +1199,9 @@ LogicalResult mlir::moe::onnx_import::raiseMoESubgraphs(
       }
       if (!matchScatterAdd(g, &node))
         continue;
-      bool continued = llvm::any_of(g.users(node.output(0)), [&](auto *user) {
+      bool continued = llvm::any_of(g.users(out(&node, 0)), [&](auto *user) {
         std::optional<Accumulation> next = matchScatterAdd(g, user);
-        return next && next->accumulator == node.output(0);
+        return next && next->accumulator == out(&node, 0);
       });
       if (continued)
         continue;

@@ -26,6 +26,10 @@ LogicalResult mlir::moe::onnx_import::importStandardNode(NodeContext &node) {
   if (node.node.domain() == "com.microsoft" &&
       opType != "SimplifiedLayerNormalization" && opType != "Gelu")
     return node.fail("op is not supported yet");
+  // Shape arithmetic on dynamic sizes is evaluated at import.
+  if (node.node.domain().empty() || node.node.domain() == "ai.onnx")
+    if (std::optional<LogicalResult> folded = foldShapeVectorNode(node))
+      return *folded;
   for (auto lookup : {lookupElementwiseImporter, lookupShapeImporter,
                       lookupComputeImporter, lookupIndexingImporter})
     if (NodeImporter importer = lookup(opType))

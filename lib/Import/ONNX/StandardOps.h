@@ -137,6 +137,25 @@ Value foldIntElementwise(OpBuilder &b, Location loc, ValueRange inputs,
                          Type resultElement,
                          llvm::function_ref<int64_t(llvm::ArrayRef<int64_t>)> fn);
 
+/// A small 0-D/1-D integer tensor holding sizes (a shape computation), as
+/// index-typed constants or values: what arith.constant and the
+/// tensor.from_elements of index casts that Shape builds hold.
+struct ShapeVector {
+  llvm::SmallVector<OpFoldResult> elements;
+  bool scalar = false;
+  Type elementType;
+};
+/// The elements of `value` when it is such a shape vector.
+std::optional<ShapeVector> getShapeVector(OpBuilder &b, Location loc,
+                                          Value value);
+/// A constant or tensor.from_elements holding `vec`.
+Value buildShapeVector(OpBuilder &b, Location loc, const ShapeVector &vec);
+/// Evaluates Gather/Unsqueeze/Squeeze/Concat/Cast/Slice/Identity and
+/// integer Mul/Add/Sub/Div element by element when every input is a shape
+/// vector and one holds a dynamic size (ShapeVectors.cpp); nullopt when the
+/// node is not such a shape computation.
+std::optional<LogicalResult> foldShapeVectorNode(NodeContext &node);
+
 /// Largest constant (in elements) that import-time folding produces.
 constexpr int64_t kMaxFoldElements = 1 << 16;
 

@@ -108,12 +108,28 @@ LogicalResult importReshape(NodeContext &node) {
   auto data = rankedInput(node, 0);
   if (failed(data))
     return failure();
-  FailureOr<SmallVector<int64_t>> shape = constantInput(node, 1, "shape");
-  if (failed(shape))
-    return failure();
   bool allowZero = node.intAttr("allowzero", 0) != 0;
   OpBuilder &b = node.builder();
   Location loc = node.loc;
+  // The target shape: constant, or a shape vector with run-time sizes
+  // (ShapeVectors.cpp) whose dynamic entries are taken as they are.
+  FailureOr<Value> shapeValue = node.input(1);
+  if (failed(shapeValue))
+    return failure();
+  std::optional<ShapeVector> shapeVector =
+      getShapeVector(b, loc, *shapeValue);
+  if (!shapeVector || shapeVector->scalar)
+    return node.fail("shape must be a 1-D integer tensor computed from "
+                     "constants and input sizes");
+  SmallVector<int64_t> shapeEntries;
+  SmallVector<Value> dynamicEntries;
+  for (OpFoldResult e : shapeVector->elements) {
+    std::optional<int64_t> c = getConstantIntValue(e);
+    // Run-time entries are sizes (>= 0), never 0-copies or -1.
+    shapeEntries.push_back(c ? *c : ShapedType::kDynamic);
+    dynamicEntries.push_back(c ? Value() : cast<Value>(e));
+  }
+  FailureOr<SmallVector<int64_t>> shape = shapeEntries;
   RankedTensorType type = data->second;
   SmallVector<OpFoldResult> inSizes = mixedSizes(b, loc, data->first);
 
@@ -124,8 +140,16 @@ LogicalResult importReshape(NodeContext &node) {
   SmallVector<bool> copied(type.getRank(), false);
   std::optional<size_t> inferred;
   int64_t literalProduct = 1;
+  Value dynamicProduct;
   for (auto [i, s] : llvm::enumerate(*shape)) {
-    if (s == 0 && !allowZero) {
+    if (ShapedType::isDynamic(s)) {
+      sizes[i] = dynamicEntries[i];
+      dynamicProduct = dynamicProduct ? arith::MulIOp::create(
+                                            b, loc, dynamicProduct,
+                                            dynamicEntries[i])
+                                            .getResult()
+                                      : dynamicEntries[i];
+    } else if (s == 0 && !allowZero) {
       if (int64_t(i) >= type.getRank())
         return node.fail("shape entry " + Twine(i) +
                          " is 0 (copy) but the input has rank " +
@@ -156,7 +180,7 @@ LogicalResult importReshape(NodeContext &node) {
   if (inferred) {
     if (literalProduct == 0)
       return node.fail("shape has -1 next to a 0-sized dimension");
-    if (restDynamic.empty()) {
+    if (restDynamic.empty() && !dynamicProduct) {
       if (restStatic % literalProduct != 0)
         return node.fail("cannot reshape " + Twine(restStatic) +
                          " elements into a multiple of " +
@@ -167,13 +191,14 @@ LogicalResult importReshape(NodeContext &node) {
       for (int64_t d : restDynamic)
         total = arith::MulIOp::create(b, loc, total,
                                       indexValue(b, loc, inSizes[d]));
+      Value known = arith::ConstantIndexOp::create(b, loc, literalProduct);
+      if (dynamicProduct)
+        known = arith::MulIOp::create(b, loc, known, dynamicProduct);
       sizes[*inferred] =
-          arith::DivUIOp::create(
-              b, loc, total,
-              arith::ConstantIndexOp::create(b, loc, literalProduct))
-              .getResult();
+          arith::DivUIOp::create(b, loc, total, known).getResult();
     }
-  } else if (restDynamic.empty() && restStatic != literalProduct) {
+  } else if (restDynamic.empty() && !dynamicProduct &&
+             restStatic != literalProduct) {
     return node.fail("cannot reshape " + Twine(restStatic) + " elements into " +
                      Twine(literalProduct));
   }
