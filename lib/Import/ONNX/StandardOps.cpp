@@ -226,7 +226,8 @@ std::string shapeString(ArrayRef<int64_t> shape) {
 
 FailureOr<Value> mlir::moe::onnx_import::buildElementwise(
     NodeContext &node, ValueRange inputs, Type resultElement, ScalarBody body,
-    std::optional<ArrayRef<int64_t>> broadcastTo) {
+    std::optional<ArrayRef<int64_t>> broadcastTo,
+    ArrayRef<OpFoldResult> broadcastSizes) {
   OpBuilder &b = node.builder();
   Location loc = node.loc;
   SmallVector<RankedTensorType> types;
@@ -264,6 +265,12 @@ FailureOr<Value> mlir::moe::onnx_import::buildElementwise(
         break;
       }
     }
+    // Only the target shape (Expand's run-time sizes) has it.
+    int64_t j = d - (rank - int64_t(broadcastSizes.size()));
+    if (int64_t(sizes.size()) == d && j >= 0)
+      sizes.push_back(broadcastSizes[j]);
+    if (int64_t(sizes.size()) == d)
+      return node.fail("cannot tell the size of result dimension " + Twine(d));
   }
 
   MLIRContext *ctx = b.getContext();

@@ -88,13 +88,15 @@ using ScalarBody =
 
 /// A linalg.generic applying `body` to the numpy-broadcast `inputs` (the
 /// body sees one scalar per input). `broadcastTo`, when given, takes part in
-/// the broadcast as an extra shape (Expand). Static sizes that cannot
+/// the broadcast as an extra shape (Expand), with `broadcastSizes` giving
+/// its run-time sizes where it is dynamic. Static sizes that cannot
 /// broadcast fail; a dynamic size is assumed to match the others at run
 /// time.
-FailureOr<Value> buildElementwise(NodeContext &node, ValueRange inputs,
-                                  Type resultElement, ScalarBody body,
-                                  std::optional<llvm::ArrayRef<int64_t>>
-                                      broadcastTo = std::nullopt);
+FailureOr<Value>
+buildElementwise(NodeContext &node, ValueRange inputs, Type resultElement,
+                 ScalarBody body,
+                 std::optional<llvm::ArrayRef<int64_t>> broadcastTo = std::nullopt,
+                 llvm::ArrayRef<OpFoldResult> broadcastSizes = {});
 
 /// Reduces `input` over `axes` (sorted, unique) with `combine(acc, x)`
 /// starting from `init`; the reduced dimensions are dropped. `map`, when

@@ -914,15 +914,26 @@ LogicalResult importExpand(NodeContext &node) {
   if (failed(checkInputCount(node, 2, 2)) || failed(node.checkAttributes({})))
     return failure();
   auto data = rankedInput(node, 0);
-  FailureOr<SmallVector<int64_t>> shape = constantInput(node, 1, "shape");
-  if (failed(data) || failed(shape))
+  FailureOr<Value> shapeValue = node.input(1);
+  if (failed(data) || failed(shapeValue))
     return failure();
-  if (llvm::any_of(*shape, [](int64_t d) { return d < 0; }))
-    return node.fail("shape has a negative size");
+  // Constant, or sizes known at run time (ShapeVectors.cpp).
+  std::optional<ShapeVector> shapeVector =
+      getShapeVector(node.builder(), node.loc, *shapeValue);
+  if (!shapeVector || shapeVector->scalar)
+    return node.fail("shape must be a 1-D integer tensor computed from "
+                     "constants and input sizes");
+  SmallVector<int64_t> shape;
+  for (OpFoldResult e : shapeVector->elements) {
+    std::optional<int64_t> size = getConstantIntValue(e);
+    if (size && *size < 0)
+      return node.fail("shape has a negative size");
+    shape.push_back(size.value_or(ShapedType::kDynamic));
+  }
   FailureOr<Value> value = buildElementwise(
       node, data->first, data->second.getElementType(),
       [](OpBuilder &, Location, ValueRange args) { return args[0]; },
-      ArrayRef<int64_t>(*shape));
+      ArrayRef<int64_t>(shape), shapeVector->elements);
   if (failed(value))
     return failure();
   node.setOutput(0, *value);
