@@ -5,7 +5,7 @@
 // per expert and projection, [in, out] or [out, in]. Here they are stacked
 // into moe.layer's out-major layout (fc1 [E, f*I, H], fc2 [E, H, I]), once,
 // at import; a SiLU-gated MLP (Mixtral, Qwen) becomes SwiGLU with the gate
-// and up projections concatenated into one fc1, as ONNX Runtime's fused
+// and up projections interleaved into one fc1, as ONNX Runtime's fused
 // layout has them.
 //
 //===----------------------------------------------------------------------===//
@@ -56,9 +56,9 @@ std::vector<char> outMajorBytes(DenseElementsAttr weight, bool inMajor) {
   return bytes;
 }
 
-/// Rows of `gate` then rows of `up`, per expert: [E, I, ...] x 2 ->
-/// [E, 2I, ...]. Null stays null.
-Value concatRows(OpBuilder &builder, Location loc, Value gate, Value up) {
+/// Rows of `gate` and `up` interleaved, per expert: [E, I, ...] x 2 ->
+/// [E, 2I, ...] with gate row i at 2i and up row i at 2i+1. Null stays null.
+Value interleaveRows(OpBuilder &builder, Location loc, Value gate, Value up) {
   if (!gate)
     return Value();
   auto gateConst =
@@ -66,15 +66,17 @@ Value concatRows(OpBuilder &builder, Location loc, Value gate, Value up) {
   auto upConst =
       cast<DenseElementsAttr>(up.getDefiningOp<arith::ConstantOp>().getValue());
   auto type = cast<RankedTensorType>(gateConst.getType());
-  int64_t experts = type.getDimSize(0);
-  size_t perExpert = gateConst.getRawData().size() / experts;
+  // Rows are contiguous runs of `rowBytes` (a bias "row" is one element).
+  int64_t rows = type.getDimSize(0) * type.getDimSize(1);
+  size_t rowBytes = gateConst.getRawData().size() / rows;
   SmallVector<int64_t> shape(type.getShape());
   shape[1] *= 2;
   std::vector<char> bytes;
-  for (int64_t e = 0; e < experts; ++e)
+  bytes.reserve(2 * gateConst.getRawData().size());
+  for (int64_t r = 0; r < rows; ++r)
     for (DenseElementsAttr half : {gateConst, upConst}) {
-      const char *base = half.getRawData().data() + e * perExpert;
-      bytes.insert(bytes.end(), base, base + perExpert);
+      const char *base = half.getRawData().data() + r * rowBytes;
+      bytes.insert(bytes.end(), base, base + rowBytes);
     }
   auto fusedType = RankedTensorType::get(shape, type.getElementType());
   return arith::ConstantOp::create(
@@ -254,16 +256,17 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
   if (*activation == Activation::swiglu) {
     fusion = SwigluFusionAttr::get(ctx, *fusionKind);
     // Separate gate and up projections: fc1 = [gate; up] with the
-    // concatenated fusion, the layout the fused kernels read in one pass.
+    // interleaved fusion (ONNX Runtime's CPU layout): one GEMM pass yields
+    // each gate value next to its up value.
     if (*fusionKind == SwigluFusion::separate) {
       if (!stacked[2][0])
         return node.fail("a gated MLP needs its up projection");
       if (bool(stacked[0][1]) != bool(stacked[2][1]))
         return node.fail("gate and up projections differ in having biases");
-      stacked[0][0] = concatRows(builder, node.loc, stacked[0][0], stacked[2][0]);
-      stacked[0][1] = concatRows(builder, node.loc, stacked[0][1], stacked[2][1]);
+      stacked[0][0] = interleaveRows(builder, node.loc, stacked[0][0], stacked[2][0]);
+      stacked[0][1] = interleaveRows(builder, node.loc, stacked[0][1], stacked[2][1]);
       stacked[2][0] = stacked[2][1] = Value();
-      fusion = SwigluFusionAttr::get(ctx, SwigluFusion::concatenated);
+      fusion = SwigluFusionAttr::get(ctx, SwigluFusion::interleaved);
     }
   }
 
@@ -296,12 +299,12 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
                             stackedType, outMajorBytes(shared[p], transposed)))
                         .getResult();
     }
-    // Routed gate/up were concatenated into fc1: the shared ones too.
+    // Routed gate/up were interleaved into fc1: the shared ones too.
     if (*activation == Activation::swiglu &&
         *fusionKind == SwigluFusion::separate) {
       if (!sharedFc[2])
         return node.fail("shared expert lacks its up projection");
-      sharedFc[0] = concatRows(builder, node.loc, sharedFc[0], sharedFc[2]);
+      sharedFc[0] = interleaveRows(builder, node.loc, sharedFc[0], sharedFc[2]);
       sharedFc[2] = Value();
     }
     if (shared[3]) {
