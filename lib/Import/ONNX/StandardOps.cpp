@@ -391,6 +391,15 @@ Value mlir::moe::onnx_import::reshapeTo(OpBuilder &b, Location loc,
     flat = tensor::CollapseShapeOp::create(b, loc, value,
                                            ArrayRef<ReassociationIndices>{all});
   }
+  // A dynamic source reshaped to a static shape: say so before expanding
+  // (expand_shape cannot turn a dynamic size into static ones).
+  if (dstType.hasStaticShape() &&
+      cast<RankedTensorType>(flat.getType()).isDynamicDim(0))
+    flat = tensor::CastOp::create(
+        b, loc,
+        RankedTensorType::get({dstType.getNumElements()},
+                              srcType.getElementType()),
+        flat);
   int64_t dstRank = dstType.getRank();
   if (dstRank == 0)
     return tensor::CollapseShapeOp::create(b, loc, dstType, flat,

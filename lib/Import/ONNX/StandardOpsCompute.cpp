@@ -16,6 +16,7 @@
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "llvm/ADT/StringSwitch.h"
 
+#include <cstring>
 #include <limits>
 
 using namespace mlir;
@@ -91,6 +92,96 @@ Value keepDims(OpBuilder &b, Location loc, Value input, ArrayRef<int64_t> axes,
 //===----------------------------------------------------------------------===//
 // MatMul, Gemm
 //===----------------------------------------------------------------------===//
+
+/// A rank-2 constant transposed at import, or null for bool constants
+/// (bit-packed). Exporters store MatMul weights [K, N]; the register-tiled
+/// GEMM kernel of the pipeline reads them [N, K].
+Value transposeConstant(OpBuilder &b, Location loc, DenseElementsAttr dense) {
+  auto type = cast<RankedTensorType>(dense.getType());
+  if (type.getRank() != 2 || type.getElementType().isInteger(1))
+    return {};
+  int64_t rows = type.getDimSize(0), cols = type.getDimSize(1);
+  auto transposedType =
+      RankedTensorType::get({cols, rows}, type.getElementType());
+  if (dense.isSplat())
+    return createConstant(b, loc, dense.resizeSplat(transposedType));
+  size_t width = type.getElementTypeBitWidth() / 8;
+  ArrayRef<char> src = dense.getRawData();
+  if (src.size() != size_t(rows * cols) * width)
+    return {};
+  std::vector<char> dst(src.size());
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j)
+      std::memcpy(&dst[(j * rows + i) * width], &src[(i * cols + j) * width],
+                  width);
+  return createConstant(
+      b, loc, DenseElementsAttr::getFromRawBuffer(transposedType, dst));
+}
+
+/// C[m, n] = sum_k A'[m, k] * B'[k, n] as one contraction generic whose
+/// maps read A and B as stored (transposed or not). With transB and not
+/// transA it is the form the pipeline's register-tiled GEMM kernel matches.
+Value buildGemmContraction(OpBuilder &b, Location loc, Value a, Value bv,
+                           bool transA, bool transB) {
+  MLIRContext *ctx = b.getContext();
+  Type element = getElementTypeOrSelf(a.getType());
+  AffineExpr m, n, k;
+  bindDims(ctx, m, n, k);
+  SmallVector<AffineMap> maps = {
+      AffineMap::get(3, 0, transA ? ArrayRef{k, m} : ArrayRef{m, k}, ctx),
+      AffineMap::get(3, 0, transB ? ArrayRef{n, k} : ArrayRef{k, n}, ctx),
+      AffineMap::get(3, 0, {m, n}, ctx)};
+  Value init = filledTensor(
+      b, loc,
+      {tensor::getMixedSize(b, loc, a, transA ? 1 : 0),
+       tensor::getMixedSize(b, loc, bv, transB ? 0 : 1)},
+      element, 0.0);
+  return linalg::GenericOp::create(
+             b, loc, init.getType(), ValueRange{a, bv}, init, maps,
+             {utils::IteratorType::parallel, utils::IteratorType::parallel,
+              utils::IteratorType::reduction},
+             [](OpBuilder &nb, Location nl, ValueRange args) {
+               linalg::YieldOp::create(
+                   nb, nl,
+                   add(nb, nl, args[2], mul(nb, nl, args[0], args[1])));
+             })
+      .getResult(0);
+}
+
+/// MatMul by a constant [K, N] weight: the weight is transposed at import
+/// and A's leading dimensions are collapsed into rows, so that the product
+/// is the transposed-B GEMM the pipeline vectorises. Null when A does not
+/// fit (rank < 2, or more than one dynamic leading dimension, which the
+/// expand back could not lower).
+Value buildConstantWeightMatmul(OpBuilder &b, Location loc, Value a,
+                                Value weight) {
+  auto aType = cast<RankedTensorType>(a.getType());
+  DenseElementsAttr dense = getConstantAttr(weight);
+  int64_t rank = aType.getRank();
+  if (!dense || !isFloatType(aType.getElementType()) || rank < 2 ||
+      cast<RankedTensorType>(weight.getType()).getRank() != 2)
+    return {};
+  ArrayRef<int64_t> leading = aType.getShape().drop_back();
+  if (llvm::count_if(leading, ShapedType::isDynamic) > 1)
+    return {};
+  Value transposed = transposeConstant(b, loc, dense);
+  if (!transposed)
+    return {};
+  SmallVector<OpFoldResult> aSizes = mixedSizes(b, loc, a);
+  Value rows = a;
+  if (rank > 2) {
+    ReassociationIndices lead = llvm::to_vector(llvm::seq<int64_t>(0, rank - 1));
+    rows = tensor::CollapseShapeOp::create(
+        b, loc, a, ArrayRef<ReassociationIndices>{lead, {rank - 1}});
+  }
+  Value product = buildGemmContraction(b, loc, rows, transposed,
+                                       /*transA=*/false, /*transB=*/true);
+  if (rank == 2)
+    return product;
+  SmallVector<OpFoldResult> sizes(ArrayRef<OpFoldResult>(aSizes).drop_back());
+  sizes.push_back(tensor::getMixedSize(b, loc, product, 1));
+  return reshapeTo(b, loc, product, sizes);
+}
 
 /// C[batch..., m, n] = sum_k A[batch..., m, k] * B[batch..., k, n] with
 /// numpy broadcasting of the batch dimensions.
@@ -189,6 +280,13 @@ LogicalResult importMatMul(NodeContext &node) {
     return node.fail("inputs must have rank >= 1");
   OpBuilder &b = node.builder();
   Location loc = node.loc;
+  if (int64_t k = lhs->second.getShape().back(), kb = rhs->second.getDimSize(0);
+      rhs->second.getRank() == 2 && !ShapedType::isDynamic(k) && k == kb)
+    if (Value product = buildConstantWeightMatmul(b, loc, lhs->first,
+                                                  rhs->first)) {
+      node.setOutput(0, product);
+      return success();
+    }
   // Vectors take part as [1, K] and [K, 1]; the extra dimension goes again.
   Value a = lhs->first, bv = rhs->first;
   bool vectorA = lhs->second.getRank() == 1, vectorB = rhs->second.getRank() == 1;
@@ -238,33 +336,22 @@ LogicalResult importGemm(NodeContext &node) {
   double beta = node.floatAttr("beta").value_or(1.0);
   OpBuilder &b = node.builder();
   Location loc = node.loc;
-  SmallVector<OpFoldResult> aSizes = mixedSizes(b, loc, lhs->first);
-  SmallVector<OpFoldResult> bSizes = mixedSizes(b, loc, rhs->first);
   int64_t ka = lhs->second.getDimSize(transA ? 0 : 1);
   int64_t kb = rhs->second.getDimSize(transB ? 1 : 0);
   if (!ShapedType::isDynamic(ka) && !ShapedType::isDynamic(kb) && ka != kb)
     return node.fail("inner dimensions differ: " + Twine(ka) + " and " +
                      Twine(kb));
-  MLIRContext *ctx = b.getContext();
-  AffineExpr m, n, k;
-  bindDims(ctx, m, n, k);
-  SmallVector<AffineMap> maps = {
-      AffineMap::get(3, 0, transA ? ArrayRef{k, m} : ArrayRef{m, k}, ctx),
-      AffineMap::get(3, 0, transB ? ArrayRef{n, k} : ArrayRef{k, n}, ctx),
-      AffineMap::get(3, 0, {m, n}, ctx)};
-  Value init = filledTensor(
-      b, loc, {aSizes[transA ? 1 : 0], bSizes[transB ? 0 : 1]}, element, 0.0);
+  // A constant B in [K, N] is stored transposed, for the GEMM kernel.
+  Value bv = rhs->first;
+  if (!transB)
+    if (DenseElementsAttr dense = getConstantAttr(bv);
+        dense && isFloatType(element))
+      if (Value transposed = transposeConstant(b, loc, dense)) {
+        bv = transposed;
+        transB = true;
+      }
   Value product =
-      linalg::GenericOp::create(
-          b, loc, init.getType(), ValueRange{lhs->first, rhs->first}, init,
-          maps,
-          {utils::IteratorType::parallel, utils::IteratorType::parallel,
-           utils::IteratorType::reduction},
-          [](OpBuilder &nb, Location nl, ValueRange args) {
-            linalg::YieldOp::create(
-                nb, nl, add(nb, nl, args[2], mul(nb, nl, args[0], args[1])));
-          })
-          .getResult(0);
+      buildGemmContraction(b, loc, lhs->first, bv, transA, transB);
   if (!*c && alpha == 1.0) {
     node.setOutput(0, product);
     return success();

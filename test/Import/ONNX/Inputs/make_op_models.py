@@ -102,6 +102,9 @@ def matmul_dynamic(m):
     m.output(m.node("MatMul", [x, m.const("w", rand([8, 6], 2))], ["y"]))
     xb = m.input("xb", rand([2, 3, 8], 3), ["B", "S", 8])
     m.output(m.node("MatMul", [xb, m.const("w2", rand([8, 4], 4))], ["yb"]))
+    # One dynamic leading dimension: rows collapse into one GEMM.
+    xs = m.input("xs", rand([2, 5, 8], 5), [2, "S", 8])
+    m.output(m.node("MatMul", [xs, m.const("w3", rand([8, 3], 6))], ["ys"]))
 
 
 @case
@@ -263,6 +266,8 @@ def reshape_dynamic(m):
     a = m.node("Reshape", [x, m.const("s1", ints([0, -1]))], ["a"])
     m.output(a)
     m.output(m.node("Reshape", [a, m.const("s2", ints([0, 2, 6]))], ["b"]))
+    # A dynamic size reshaped to literal sizes (must be 5 at run time).
+    m.output(m.node("Reshape", [x, m.const("s3", ints([5, 12]))], ["c"]))
 
 
 @case
