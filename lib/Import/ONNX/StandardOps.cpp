@@ -519,3 +519,105 @@ Value mlir::moe::onnx_import::foldIntElementwise(
   }
   return createIntConstant(b, loc, *shape, resultElement, result);
 }
+
+std::optional<SmallVector<OpFoldResult>>
+mlir::moe::onnx_import::getShapeVector(Value value) {
+  auto type = dyn_cast<RankedTensorType>(value.getType());
+  if (!type || type.getRank() > 1 || !type.hasStaticShape() ||
+      !type.getElementType().isSignlessInteger() ||
+      type.getElementType().isInteger(1) ||
+      type.getNumElements() > kMaxFoldElements)
+    return std::nullopt;
+  Builder b(value.getContext());
+  if (std::optional<SmallVector<int64_t>> ints = getConstantInts(value)) {
+    SmallVector<OpFoldResult> entries;
+    for (int64_t v : *ints)
+      entries.push_back(b.getIndexAttr(v));
+    return entries;
+  }
+  Operation *op = value.getDefiningOp();
+  if (!op)
+    return std::nullopt;
+  // Reshapes between ranks 0 and 1 keep the entries.
+  if (isa<tensor::ExpandShapeOp, tensor::CollapseShapeOp, tensor::CastOp>(op))
+    return getShapeVector(op->getOperand(0));
+  auto fromElements = dyn_cast<tensor::FromElementsOp>(op);
+  if (!fromElements)
+    return std::nullopt;
+  SmallVector<OpFoldResult> entries;
+  for (Value element : fromElements.getElements()) {
+    APInt c;
+    if (matchPattern(element, m_ConstantInt(&c))) {
+      entries.push_back(b.getIndexAttr(c.getSExtValue()));
+      continue;
+    }
+    auto cast = element.getDefiningOp<arith::IndexCastOp>();
+    if (!cast || !cast.getIn().getType().isIndex())
+      return std::nullopt;
+    entries.push_back(cast.getIn());
+  }
+  return entries;
+}
+
+bool mlir::moe::onnx_import::isDynamicShapeVector(Value value) {
+  std::optional<SmallVector<OpFoldResult>> entries = getShapeVector(value);
+  return entries && llvm::any_of(*entries, [](OpFoldResult e) {
+           return !getConstantIntValue(e);
+         });
+}
+
+Value mlir::moe::onnx_import::createShapeVector(OpBuilder &b, Location loc,
+                                                ArrayRef<OpFoldResult> entries,
+                                                ArrayRef<int64_t> shape,
+                                                Type element) {
+  SmallVector<int64_t> constants;
+  for (OpFoldResult e : entries)
+    if (std::optional<int64_t> c = getConstantIntValue(e))
+      constants.push_back(*c);
+  if (constants.size() == entries.size())
+    return createIntConstant(b, loc, shape, element, constants);
+  SmallVector<Value> elements;
+  for (OpFoldResult e : entries) {
+    if (std::optional<int64_t> c = getConstantIntValue(e))
+      elements.push_back(createScalar(b, loc, element, double(*c)));
+    else
+      elements.push_back(
+          arith::IndexCastOp::create(b, loc, element, cast<Value>(e)));
+  }
+  return tensor::FromElementsOp::create(
+      b, loc, RankedTensorType::get(shape, element), elements);
+}
+
+Value mlir::moe::onnx_import::foldShapeElementwise(
+    OpBuilder &b, Location loc, ValueRange inputs, Type resultElement,
+    function_ref<OpFoldResult(OpBuilder &, Location, ArrayRef<OpFoldResult>)>
+        fn) {
+  if (!resultElement.isSignlessInteger() || resultElement.isInteger(1) ||
+      !llvm::any_of(inputs, isDynamicShapeVector))
+    return {};
+  SmallVector<SmallVector<OpFoldResult>> entries;
+  int64_t length = 1, rank = 0;
+  for (Value input : inputs) {
+    std::optional<SmallVector<OpFoldResult>> e = getShapeVector(input);
+    if (!e)
+      return {};
+    int64_t n = e->size();
+    rank = std::max(rank, cast<RankedTensorType>(input.getType()).getRank());
+    if (n != 1 && length != 1 && n != length)
+      return {};
+    if (n != 1)
+      length = n;
+    entries.push_back(std::move(*e));
+  }
+  SmallVector<OpFoldResult> result;
+  for (int64_t i = 0; i < length; ++i) {
+    SmallVector<OpFoldResult> args;
+    for (const SmallVector<OpFoldResult> &e : entries)
+      args.push_back(e.size() == 1 ? e[0] : e[i]);
+    result.push_back(fn(b, loc, args));
+  }
+  SmallVector<int64_t> shape;
+  if (rank == 1)
+    shape.push_back(length);
+  return createShapeVector(b, loc, result, shape, resultElement);
+}

@@ -137,6 +137,29 @@ Value foldIntElementwise(OpBuilder &b, Location loc, ValueRange inputs,
                          Type resultElement,
                          llvm::function_ref<int64_t(llvm::ArrayRef<int64_t>)> fn);
 
+/// The entries of a shape vector: a rank-0 or rank-1 integer tensor of
+/// static length whose entries are known at import as constants or as index
+/// values (sizes of dynamic dimensions, from Shape of a dynamic tensor).
+/// Looks through reshapes; nullopt for anything else.
+std::optional<llvm::SmallVector<OpFoldResult>> getShapeVector(Value value);
+/// Whether `value` is a shape vector with at least one non-constant entry.
+bool isDynamicShapeVector(Value value);
+/// A `shape`d (rank 0 or 1) tensor of integer `element` type holding
+/// `entries`: a constant when all are, else tensor.from_elements (index
+/// values enter through arith.index_cast, where getShapeVector finds them
+/// again).
+Value createShapeVector(OpBuilder &b, Location loc,
+                        llvm::ArrayRef<OpFoldResult> entries,
+                        llvm::ArrayRef<int64_t> shape, Type element);
+/// Folds an elementwise op over shape vectors (numpy broadcasting of
+/// lengths) when every input is one and some entry is dynamic; `fn` combines
+/// one entry of each input. Null otherwise.
+Value foldShapeElementwise(
+    OpBuilder &b, Location loc, ValueRange inputs, Type resultElement,
+    llvm::function_ref<OpFoldResult(OpBuilder &, Location,
+                                    llvm::ArrayRef<OpFoldResult>)>
+        fn);
+
 /// Largest constant (in elements) that import-time folding produces.
 constexpr int64_t kMaxFoldElements = 1 << 16;
 

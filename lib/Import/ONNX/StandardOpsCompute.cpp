@@ -525,6 +525,22 @@ LogicalResult importReduce(NodeContext &node) {
     node.setOutput(0, createIntConstant(b, loc, shape, element, {acc}));
     return success();
   }
+  // The element count of a shape vector with dynamic sizes.
+  if ((Kind == Reduce::Prod || Kind == Reduce::Sum) &&
+      isDynamicShapeVector(x) && int64_t(axes->size()) == rank) {
+    SmallVector<OpFoldResult> entries = *getShapeVector(x);
+    Value acc = arith::ConstantIndexOp::create(b, loc, Kind == Reduce::Prod);
+    for (OpFoldResult e : entries) {
+      Value v = getValueOrCreateConstantIndexOp(b, loc, e);
+      acc = Kind == Reduce::Prod
+                ? arith::MulIOp::create(b, loc, acc, v).getResult()
+                : arith::AddIOp::create(b, loc, acc, v).getResult();
+    }
+    SmallVector<int64_t> shape(keep ? rank : 0, 1);
+    node.setOutput(0, createShapeVector(b, loc, {OpFoldResult(acc)}, shape,
+                                        element));
+    return success();
+  }
   double init = Kind == Reduce::Max    ? -kInf
                 : Kind == Reduce::Min  ? kInf
                 : Kind == Reduce::Prod ? 1.0

@@ -9,7 +9,9 @@
 #include "StandardOps.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "llvm/ADT/StringSwitch.h"
 
 #include <cmath>
@@ -136,6 +138,29 @@ std::optional<int64_t> foldBinary(Binary kind, int64_t x, int64_t y) {
   return std::nullopt;
 }
 
+/// `x kind y` on sizes: folded when both are constants, else index
+/// arithmetic (Add, Sub, Mul, Div only).
+OpFoldResult foldIndexBinary(OpBuilder &b, Location loc, Binary kind,
+                             OpFoldResult x, OpFoldResult y) {
+  std::optional<int64_t> cx = getConstantIntValue(x);
+  std::optional<int64_t> cy = getConstantIntValue(y);
+  if (cx && cy)
+    if (std::optional<int64_t> v = foldBinary(kind, *cx, *cy))
+      return b.getIndexAttr(*v);
+  Value vx = getValueOrCreateConstantIndexOp(b, loc, x);
+  Value vy = getValueOrCreateConstantIndexOp(b, loc, y);
+  switch (kind) {
+  case Binary::Add:
+    return arith::AddIOp::create(b, loc, vx, vy).getResult();
+  case Binary::Sub:
+    return arith::SubIOp::create(b, loc, vx, vy).getResult();
+  case Binary::Mul:
+    return arith::MulIOp::create(b, loc, vx, vy).getResult();
+  default:
+    return arith::DivSIOp::create(b, loc, vx, vy).getResult();
+  }
+}
+
 template <Binary Kind>
 LogicalResult importBinary(NodeContext &node) {
   if (failed(checkInputCount(node, 2, 2)) ||
@@ -167,6 +192,18 @@ LogicalResult importBinary(NodeContext &node) {
     node.setOutput(0, folded);
     return success();
   }
+  // Arithmetic on shape vectors holding dynamic sizes stays index
+  // arithmetic, so that a Reshape downstream still sees the sizes.
+  if (Kind == Binary::Add || Kind == Binary::Sub || Kind == Binary::Mul ||
+      Kind == Binary::Div)
+    if (Value folded = foldShapeElementwise(
+            node.builder(), node.loc, {lhs->first, rhs->first}, result,
+            [](OpBuilder &b, Location loc, ArrayRef<OpFoldResult> args) {
+              return foldIndexBinary(b, loc, Kind, args[0], args[1]);
+            })) {
+      node.setOutput(0, folded);
+      return success();
+    }
   FailureOr<Value> value = buildElementwise(
       node, {lhs->first, rhs->first}, result,
       [](OpBuilder &b, Location loc, ValueRange args) {
@@ -351,6 +388,14 @@ LogicalResult importCast(NodeContext &node) {
             return target->isInteger(1) ? int64_t(args[0] != 0) : args[0];
           })) {
     node.setOutput(0, folded);
+    return success();
+  }
+  // Integer casts of shape vectors (int64 <-> int32) keep their entries.
+  if (isDynamicShapeVector(input->first) && target->isSignlessInteger() &&
+      !target->isInteger(1)) {
+    node.setOutput(0, createShapeVector(node.builder(), node.loc,
+                                        *getShapeVector(input->first),
+                                        input->second.getShape(), *target));
     return success();
   }
   FailureOr<Value> value = buildElementwise(

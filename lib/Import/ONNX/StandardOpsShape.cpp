@@ -38,6 +38,21 @@ FailureOr<SmallVector<int64_t>> constantInput(NodeContext &node, int i,
   return *ints;
 }
 
+/// The entries of input `i` as a shape vector (constants, or sizes of
+/// dynamic dimensions); fails naming `what` otherwise.
+FailureOr<SmallVector<OpFoldResult>> shapeInput(NodeContext &node, int i,
+                                                StringRef what) {
+  FailureOr<Value> value = node.input(i);
+  if (failed(value))
+    return failure();
+  std::optional<SmallVector<OpFoldResult>> entries = getShapeVector(*value);
+  if (!entries)
+    return node.fail(what + " must be computable at import: a constant, or "
+                            "built from the sizes of dynamic dimensions "
+                            "(Shape, Gather, Concat, Slice, arithmetic)");
+  return *entries;
+}
+
 /// Ints from the attribute `name` (older opsets) or else from input `i`
 /// when present; nullopt when neither is given.
 FailureOr<std::optional<SmallVector<int64_t>>>
@@ -108,7 +123,7 @@ LogicalResult importReshape(NodeContext &node) {
   auto data = rankedInput(node, 0);
   if (failed(data))
     return failure();
-  FailureOr<SmallVector<int64_t>> shape = constantInput(node, 1, "shape");
+  FailureOr<SmallVector<OpFoldResult>> shape = shapeInput(node, 1, "shape");
   if (failed(shape))
     return failure();
   bool allowZero = node.intAttr("allowzero", 0) != 0;
@@ -124,7 +139,17 @@ LogicalResult importReshape(NodeContext &node) {
   SmallVector<bool> copied(type.getRank(), false);
   std::optional<size_t> inferred;
   int64_t literalProduct = 1;
-  for (auto [i, s] : llvm::enumerate(*shape)) {
+  // Sizes computed from dynamic dimensions (Shape of a dynamic tensor):
+  // literal sizes known only at run time.
+  SmallVector<Value> dynamicLiterals;
+  for (auto [i, entry] : llvm::enumerate(*shape)) {
+    std::optional<int64_t> constant = getConstantIntValue(entry);
+    if (!constant) {
+      sizes[i] = entry;
+      dynamicLiterals.push_back(cast<Value>(entry));
+      continue;
+    }
+    int64_t s = *constant;
     if (s == 0 && !allowZero) {
       if (int64_t(i) >= type.getRank())
         return node.fail("shape entry " + Twine(i) +
@@ -153,10 +178,24 @@ LogicalResult importReshape(NodeContext &node) {
     else
       restStatic *= type.getDimSize(d);
   }
+  // A literal that is the size of one of the input's own dynamic
+  // dimensions cancels with it.
+  llvm::erase_if(dynamicLiterals, [&](Value v) {
+    auto dim = v.getDefiningOp<tensor::DimOp>();
+    std::optional<int64_t> index =
+        dim ? dim.getConstantIndex() : std::optional<int64_t>();
+    if (!dim || dim.getSource() != data->first || !index)
+      return false;
+    auto it = llvm::find(restDynamic, *index);
+    if (it == restDynamic.end())
+      return false;
+    restDynamic.erase(it);
+    return true;
+  });
   if (inferred) {
     if (literalProduct == 0)
       return node.fail("shape has -1 next to a 0-sized dimension");
-    if (restDynamic.empty()) {
+    if (restDynamic.empty() && dynamicLiterals.empty()) {
       if (restStatic % literalProduct != 0)
         return node.fail("cannot reshape " + Twine(restStatic) +
                          " elements into a multiple of " +
@@ -167,13 +206,14 @@ LogicalResult importReshape(NodeContext &node) {
       for (int64_t d : restDynamic)
         total = arith::MulIOp::create(b, loc, total,
                                       indexValue(b, loc, inSizes[d]));
+      Value denominator = arith::ConstantIndexOp::create(b, loc, literalProduct);
+      for (Value v : dynamicLiterals)
+        denominator = arith::MulIOp::create(b, loc, denominator, v);
       sizes[*inferred] =
-          arith::DivUIOp::create(
-              b, loc, total,
-              arith::ConstantIndexOp::create(b, loc, literalProduct))
-              .getResult();
+          arith::DivUIOp::create(b, loc, total, denominator).getResult();
     }
-  } else if (restDynamic.empty() && restStatic != literalProduct) {
+  } else if (restDynamic.empty() && dynamicLiterals.empty() &&
+             restStatic != literalProduct) {
     return node.fail("cannot reshape " + Twine(restStatic) + " elements into " +
                      Twine(literalProduct));
   }
@@ -362,21 +402,10 @@ LogicalResult importShape(NodeContext &node) {
   end = std::max(start, end);
   OpBuilder &b = node.builder();
   Location loc = node.loc;
-  ArrayRef<int64_t> shape = data->second.getShape().slice(start, end - start);
-  if (!ShapedType::isDynamicShape(shape)) {
-    node.setOutput(0, createIntConstant(b, loc, {int64_t(shape.size())},
-                                        b.getI64Type(), shape));
-    return success();
-  }
-  SmallVector<Value> dims;
-  for (int64_t d = start; d < end; ++d)
-    dims.push_back(arith::IndexCastOp::create(
-        b, loc, b.getI64Type(),
-        indexValue(b, loc, tensor::getMixedSize(b, loc, data->first, d))));
-  node.setOutput(0, tensor::FromElementsOp::create(
-                        b, loc,
-                        RankedTensorType::get({end - start}, b.getI64Type()),
-                        dims));
+  SmallVector<OpFoldResult> sizes = mixedSizes(b, loc, data->first);
+  node.setOutput(0, createShapeVector(
+                        b, loc, ArrayRef<OpFoldResult>(sizes).slice(start, end - start),
+                        {end - start}, b.getI64Type()));
   return success();
 }
 
@@ -473,6 +502,15 @@ LogicalResult importConstantOfShape(NodeContext &node) {
   auto element = cast<TypedAttr>(fill).getType();
   if (!shapeInput->second.hasStaticShape() || shapeInput->second.getRank() != 1)
     return node.fail("the shape input must be a 1-D tensor of static length");
+  if (std::optional<SmallVector<OpFoldResult>> entries =
+          getShapeVector(shapeInput->first);
+      entries && isDynamicShapeVector(shapeInput->first)) {
+    Value empty = emptyTensor(b, loc, *entries, element);
+    Value scalar = arith::ConstantOp::create(b, loc, cast<TypedAttr>(fill));
+    node.setOutput(0,
+                   linalg::FillOp::create(b, loc, scalar, empty).getResult(0));
+    return success();
+  }
   if (std::optional<SmallVector<int64_t>> shape =
           getConstantInts(shapeInput->first)) {
     if (llvm::any_of(*shape, [](int64_t d) { return d < 0; }))
@@ -579,6 +617,19 @@ LogicalResult importConcat(NodeContext &node) {
   bool allConstant = llvm::all_of(inputs, [](Value v) {
     return getConstantInts(v) && cast<RankedTensorType>(v.getType()).getRank() == 1;
   });
+  bool allShapes = llvm::all_of(inputs, [](Value v) {
+    return getShapeVector(v) &&
+           cast<RankedTensorType>(v.getType()).getRank() == 1;
+  });
+  if (allShapes && !allConstant) {
+    SmallVector<OpFoldResult> entries;
+    for (Value v : inputs)
+      llvm::append_range(entries, *getShapeVector(v));
+    node.setOutput(0, createShapeVector(b, loc, entries,
+                                        {int64_t(entries.size())},
+                                        types[0].getElementType()));
+    return success();
+  }
   if (allConstant) {
     SmallVector<int64_t> values;
     for (Value v : inputs)
@@ -717,6 +768,14 @@ LogicalResult importSlice(NodeContext &node) {
     std::optional<int64_t> offset = getConstantIntValue(offsets[0]),
                            size = getConstantIntValue(sizes[0]),
                            stride = getConstantIntValue(strides[0]);
+    if (offset && size && stride && isDynamicShapeVector(data->first)) {
+      SmallVector<OpFoldResult> entries = *getShapeVector(data->first), picked;
+      for (int64_t i = 0; i < *size; ++i)
+        picked.push_back(entries[*offset + i * *stride]);
+      node.setOutput(0, createShapeVector(b, loc, picked, {*size},
+                                          data->second.getElementType()));
+      return success();
+    }
     if (offset && size && stride)
       if (Value folded =
               foldIntRemap(b, loc, data->first, {*size},
@@ -818,6 +877,22 @@ LogicalResult importGather(NodeContext &node) {
   llvm::append_range(outShape, indices->second.getShape());
   llvm::append_range(outShape, dataShape.drop_front(*axis + 1));
 
+  // Picking entries of a shape vector happens at import, dynamic sizes
+  // included.
+  if (std::optional<SmallVector<int64_t>> idx = getConstantInts(indices->first);
+      idx && rank == 1 && isDynamicShapeVector(data->first)) {
+    SmallVector<OpFoldResult> entries = *getShapeVector(data->first), picked;
+    int64_t size = entries.size();
+    for (int64_t i : *idx) {
+      if (i < -size || i >= size)
+        return node.fail("index " + Twine(i) + " is out of range for " +
+                         Twine(size) + " entries");
+      picked.push_back(entries[i < 0 ? i + size : i]);
+    }
+    node.setOutput(0, createShapeVector(b, loc, picked, outShape,
+                                        data->second.getElementType()));
+    return success();
+  }
   // Picking entries of a shape vector happens at import.
   if (std::optional<SmallVector<int64_t>> idx =
           getConstantInts(indices->first);

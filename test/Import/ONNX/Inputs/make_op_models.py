@@ -295,6 +295,36 @@ def shape_dynamic(m):
 
 
 @case
+def shape_dynamic_reshape(m):
+    # The export pattern around a projection with symbolic batch and
+    # sequence: the shape arithmetic on Shape(x) stays symbolic.
+    m.opset = 13
+    x = m.input("x", rand([2, 3, 8], 1), ["B", "S", 8])
+    shape = m.node("Shape", [x], ["shape"])
+    b = m.node("Gather", [shape, m.const("i0", ints(0))], ["b"])
+    s = m.node("Gather", [shape, m.const("i1", ints(1))], ["s"])
+    bs = m.node("Mul", [b, s], ["bs"])
+    rows = m.node("Concat", [m.node("Unsqueeze", [bs, m.const("a0", ints([0]))],
+                                    ["bs1"]), m.const("h", ints([8]))],
+                  ["rows"], axis=0)
+    flat = m.node("Reshape", [x, rows], ["flat"])
+    y = m.node("MatMul", [flat, m.const("w", rand([8, 4], 2))], ["y"])
+    back = m.node("Concat", [m.node("Slice", [shape, m.const("st", ints([0])),
+                                              m.const("en", ints([2]))],
+                                    ["bsv"]),
+                             m.const("n", ints([4]))], ["back"], axis=0)
+    m.output(m.node("Reshape", [y, back], ["out"]))
+    # [B, -1] next to Shape's B: the -1 is S * 8.
+    first = m.node("Slice", [shape, m.const("s0", ints([0])),
+                             m.const("e1", ints([1]))], ["first"])
+    keep = m.node("Concat", [first, m.const("m1", ints([-1]))], ["keep"], axis=0)
+    merged = m.node("Reshape", [x, keep], ["merged"])
+    m.output(m.node("Reshape", [m.node("Relu", [merged], ["r"]), shape],
+                    ["again"]))
+    m.output(m.node("ConstantOfShape", [back], ["zeros"]))
+
+
+@case
 def transpose(m):
     x = m.input("x", rand([2, 3, 4], 1))
     m.output(m.node("Transpose", [x], ["rev"]))
