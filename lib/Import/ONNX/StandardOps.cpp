@@ -222,7 +222,7 @@ std::string shapeString(ArrayRef<int64_t> shape) {
 
 FailureOr<Value> mlir::moe::onnx_import::buildElementwise(
     NodeContext &node, ValueRange inputs, Type resultElement, ScalarBody body,
-    std::optional<ArrayRef<int64_t>> broadcastTo) {
+    std::optional<ArrayRef<OpFoldResult>> broadcastTo) {
   OpBuilder &b = node.builder();
   Location loc = node.loc;
   SmallVector<RankedTensorType> types;
@@ -235,8 +235,11 @@ FailureOr<Value> mlir::moe::onnx_import::buildElementwise(
     types.push_back(*type);
     shapes.push_back(type->getShape());
   }
-  if (broadcastTo)
-    shapes.push_back(*broadcastTo);
+  SmallVector<int64_t> targetShape;
+  if (broadcastTo) {
+    targetShape = staticSizes(*broadcastTo);
+    shapes.push_back(targetShape);
+  }
   FailureOr<SmallVector<int64_t>> shape = broadcastShapes(shapes);
   if (failed(shape)) {
     std::string list;
@@ -260,6 +263,8 @@ FailureOr<Value> mlir::moe::onnx_import::buildElementwise(
         break;
       }
     }
+    if (int64_t(sizes.size()) == d)
+      sizes.push_back((*broadcastTo)[d - (rank - broadcastTo->size())]);
   }
 
   MLIRContext *ctx = b.getContext();

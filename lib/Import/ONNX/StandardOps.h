@@ -88,12 +88,13 @@ using ScalarBody =
 
 /// A linalg.generic applying `body` to the numpy-broadcast `inputs` (the
 /// body sees one scalar per input). `broadcastTo`, when given, takes part in
-/// the broadcast as an extra shape (Expand). Static sizes that cannot
+/// the broadcast as an extra shape (Expand; its dynamic sizes are used where
+/// no input is dynamic). Static sizes that cannot
 /// broadcast fail; a dynamic size is assumed to match the others at run
 /// time.
 FailureOr<Value> buildElementwise(NodeContext &node, ValueRange inputs,
                                   Type resultElement, ScalarBody body,
-                                  std::optional<llvm::ArrayRef<int64_t>>
+                                  std::optional<llvm::ArrayRef<OpFoldResult>>
                                       broadcastTo = std::nullopt);
 
 /// Reduces `input` over `axes` (sorted, unique) with `combine(acc, x)`

@@ -372,7 +372,7 @@ LogicalResult importGemm(NodeContext &node) {
         }
         return y;
       },
-      ArrayRef<int64_t>(cast<RankedTensorType>(product.getType()).getShape()));
+      ArrayRef<OpFoldResult>(mixedSizes(b, loc, product)));
   if (failed(result))
     return failure();
   node.setOutput(0, *result);

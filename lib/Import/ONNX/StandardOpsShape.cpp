@@ -964,15 +964,17 @@ LogicalResult importExpand(NodeContext &node) {
   if (failed(checkInputCount(node, 2, 2)) || failed(node.checkAttributes({})))
     return failure();
   auto data = rankedInput(node, 0);
-  FailureOr<SmallVector<int64_t>> shape = constantInput(node, 1, "shape");
+  FailureOr<SmallVector<OpFoldResult>> shape = shapeInput(node, 1, "shape");
   if (failed(data) || failed(shape))
     return failure();
-  if (llvm::any_of(*shape, [](int64_t d) { return d < 0; }))
+  if (llvm::any_of(*shape, [](OpFoldResult d) {
+        return getConstantIntValue(d).value_or(0) < 0;
+      }))
     return node.fail("shape has a negative size");
   FailureOr<Value> value = buildElementwise(
       node, data->first, data->second.getElementType(),
       [](OpBuilder &, Location, ValueRange args) { return args[0]; },
-      ArrayRef<int64_t>(*shape));
+      ArrayRef<OpFoldResult>(*shape));
   if (failed(value))
     return failure();
   node.setOutput(0, *value);

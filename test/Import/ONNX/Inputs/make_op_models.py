@@ -532,6 +532,9 @@ def expand_tile_dynamic(m):
     x = m.input("x", rand([5, 1], 1), ["T", 1])
     m.output(m.node("Expand", [x, m.const("s", ints([1, 4]))], ["expand"]))
     m.output(m.node("Tile", [x, m.const("r", ints([1, 3]))], ["tile"]))
+    # To the (symbolic) shape of another input.
+    y = m.input("y", rand([2, 5, 3], 2), [2, "T", 3])
+    m.output(m.node("Expand", [x, m.node("Shape", [y], ["ys"])], ["like"]))
 
 
 @case
