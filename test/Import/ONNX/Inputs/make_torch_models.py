@@ -83,8 +83,33 @@ class RMSNormSwiGLU(nn.Module):
         return self.down(nn.functional.silu(self.gate(x)) * self.up(x))
 
 
+class DecomposedMoE(nn.Module):
+    """A top-2 MoE as eager PyTorch writes it: per expert, the tokens that
+    chose it (torch.where -> NonZero), their rows gathered, the expert MLP,
+    and the weighted rows added back (index_add -> ScatterElements)."""
+
+    def __init__(self, experts=4):
+        super().__init__()
+        self.gate = nn.Linear(H, experts, bias=False)
+        self.experts = nn.ModuleList([
+            nn.Sequential(nn.Linear(H, 2 * H), nn.SiLU(), nn.Linear(2 * H, H))
+            for _ in range(experts)])
+
+    def forward(self, x):
+        b, s, h = x.shape
+        tokens = x.reshape(-1, h)
+        weights, chosen = torch.topk(torch.softmax(self.gate(tokens), -1), 2)
+        weights = weights / weights.sum(-1, keepdim=True)
+        out = torch.zeros_like(tokens)
+        for e, expert in enumerate(self.experts):
+            token, slot = torch.where(chosen == e)
+            rows = expert(tokens[token]) * weights[token, slot].unsqueeze(-1)
+            out = out.index_add(0, token, rows)
+        return out.reshape(b, s, h)
+
+
 MODELS = {"mlp_block": MLPBlock, "router": Router, "attention": Attention,
-          "rmsnorm_swiglu": RMSNormSwiGLU}
+          "rmsnorm_swiglu": RMSNormSwiGLU, "moe_decomposed": DecomposedMoE}
 
 
 def main():
