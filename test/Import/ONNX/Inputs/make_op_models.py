@@ -210,6 +210,18 @@ def cast(m):
 
 
 @case
+def cast_half(m):
+    # f16/bf16 through Cast: rounding to half precision, f16 arithmetic.
+    x = m.input("x", rand([3, 5], 1, -9.0, 9.0))
+    h = m.node("Cast", [x], ["h"], to=TensorProto.FLOAT16)
+    m.output(m.node("Mul", [h, h], ["sq"]), TensorProto.FLOAT16)
+    bf = m.node("Cast", [x], ["bf"], to=TensorProto.BFLOAT16)
+    m.output(m.node("Cast", [bf], ["back"], to=f32))
+    m.output(m.node("Cast", [m.node("Cast", [bf], ["bh"], to=TensorProto.FLOAT16)],
+                    ["back2"], to=f32))
+
+
+@case
 def cast_dynamic(m):
     x = m.input("x", rand([4, 3], 1, -9.0, 9.0), ["T", 3])
     m.output(m.node("Cast", [x], ["y"], to=i64), i64)
