@@ -161,6 +161,40 @@ OpFoldResult foldIndexBinary(OpBuilder &b, Location loc, Binary kind,
   }
 }
 
+/// Equal on shape vectors with dynamic sizes, when every comparison is
+/// decided at import: equal constants, the same size, or a size against a
+/// negative constant (sizes are never negative; exporters compare against
+/// -1 to find "keep this size" entries). Null otherwise.
+Value foldShapeEquality(OpBuilder &b, Location loc, Value lhs, Value rhs) {
+  if (!isDynamicShapeVector(lhs) && !isDynamicShapeVector(rhs))
+    return {};
+  std::optional<SmallVector<OpFoldResult>> x = getShapeVector(lhs),
+                                           y = getShapeVector(rhs);
+  if (!x || !y || (x->size() != y->size() && x->size() != 1 && y->size() != 1))
+    return {};
+  size_t length = std::max(x->size(), y->size());
+  SmallVector<int64_t> result;
+  for (size_t i = 0; i < length; ++i) {
+    OpFoldResult a = (*x)[x->size() == 1 ? 0 : i];
+    OpFoldResult c = (*y)[y->size() == 1 ? 0 : i];
+    std::optional<int64_t> ca = getConstantIntValue(a), cc = getConstantIntValue(c);
+    if (ca && cc)
+      result.push_back(*ca == *cc);
+    else if (!ca && !cc && a == c)
+      result.push_back(1);
+    else if ((ca && *ca < 0) || (cc && *cc < 0))
+      result.push_back(0);
+    else
+      return {};
+  }
+  int64_t rank = std::max(cast<RankedTensorType>(lhs.getType()).getRank(),
+                          cast<RankedTensorType>(rhs.getType()).getRank());
+  SmallVector<int64_t> shape;
+  if (rank == 1)
+    shape.push_back(length);
+  return createIntConstant(b, loc, shape, b.getI1Type(), result);
+}
+
 template <Binary Kind>
 LogicalResult importBinary(NodeContext &node) {
   if (failed(checkInputCount(node, 2, 2)) ||
@@ -192,6 +226,12 @@ LogicalResult importBinary(NodeContext &node) {
     node.setOutput(0, folded);
     return success();
   }
+  if (Kind == Binary::Equal)
+    if (Value folded = foldShapeEquality(node.builder(), node.loc,
+                                         lhs->first, rhs->first)) {
+      node.setOutput(0, folded);
+      return success();
+    }
   // Arithmetic on shape vectors holding dynamic sizes stays index
   // arithmetic, so that a Reshape downstream still sees the sizes.
   if (Kind == Binary::Add || Kind == Binary::Sub || Kind == Binary::Mul ||
@@ -431,6 +471,30 @@ LogicalResult importWhere(NodeContext &node) {
     node.setOutput(0, folded);
     return success();
   }
+  // Selecting between shape vectors by a constant condition picks entries.
+  if (std::optional<SmallVector<int64_t>> pick = getConstantInts(cond->first);
+      pick && (isDynamicShapeVector(x->first) || isDynamicShapeVector(y->first)))
+    if (auto xs = getShapeVector(x->first), ys = getShapeVector(y->first);
+        xs && ys) {
+      size_t length = std::max({pick->size(), xs->size(), ys->size()});
+      auto at = [&](auto &v, size_t i) { return v[v.size() == 1 ? 0 : i]; };
+      bool fits = llvm::all_of(
+          ArrayRef<size_t>{pick->size(), xs->size(), ys->size()},
+          [&](size_t n) { return n == 1 || n == length; });
+      if (fits) {
+        SmallVector<OpFoldResult> entries;
+        for (size_t i = 0; i < length; ++i)
+          entries.push_back(at(*pick, i) ? at(*xs, i) : at(*ys, i));
+        int64_t rank = std::max({cond->second.getRank(), x->second.getRank(),
+                                 y->second.getRank()});
+        SmallVector<int64_t> shape;
+        if (rank == 1)
+          shape.push_back(length);
+        node.setOutput(0, createShapeVector(node.builder(), node.loc, entries,
+                                            shape, element));
+        return success();
+      }
+    }
   FailureOr<Value> value = buildElementwise(
       node, operands, element, [](OpBuilder &b, Location loc, ValueRange a) {
         return arith::SelectOp::create(b, loc, a[0], a[1], a[2]).getResult();

@@ -669,35 +669,55 @@ LogicalResult importConcat(NodeContext &node) {
   return success();
 }
 
-/// The clamped [start, end) of an ONNX slice with positive `step` on a
-/// dimension of `size`, as OpFoldResults (static when `size` is).
+/// The clamped start and end of an ONNX slice on a dimension of `size`, as
+/// OpFoldResults (static when `size` is): start in [0, size] and end in
+/// [0, size] going forward, start in [0, size - 1] and end in [-1, size - 1]
+/// going backward.
 std::pair<OpFoldResult, OpFoldResult> sliceBounds(OpBuilder &b, Location loc,
                                                   OpFoldResult size,
-                                                  int64_t start, int64_t end) {
+                                                  int64_t start, int64_t end,
+                                                  bool backward) {
+  int64_t startHigh = backward ? -1 : 0, endLow = backward ? -1 : 0,
+          endHigh = backward ? -1 : 0;
   if (std::optional<int64_t> n = getConstantIntValue(size)) {
-    auto clampIndex = [&](int64_t i) {
+    auto clampIndex = [&](int64_t i, int64_t low, int64_t high) {
       if (i < 0)
         i += *n;
-      return std::clamp<int64_t>(i, 0, *n);
+      return std::clamp<int64_t>(i, low, std::max(low, *n + high));
     };
-    return {b.getIndexAttr(clampIndex(start)), b.getIndexAttr(clampIndex(end))};
+    return {b.getIndexAttr(clampIndex(start, 0, startHigh)),
+            b.getIndexAttr(clampIndex(end, endLow, endHigh))};
   }
   Value dim = cast<Value>(size);
-  Value zero = arith::ConstantIndexOp::create(b, loc, 0);
-  auto clampIndex = [&](int64_t i) -> OpFoldResult {
-    // Ends past the dimension (INT64_MAX from exporters) are the size.
-    if (i >= 0) {
-      Value c = arith::ConstantIndexOp::create(
-          b, loc, std::min<int64_t>(i, std::numeric_limits<int32_t>::max()));
-      return arith::MinSIOp::create(b, loc, c, dim).getResult();
-    }
-    Value shifted = arith::AddIOp::create(
-        b, loc, dim,
-        arith::ConstantIndexOp::create(
-            b, loc, std::max<int64_t>(i, std::numeric_limits<int32_t>::min())));
-    return arith::MaxSIOp::create(b, loc, shifted, zero).getResult();
+  auto c = [&](int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); };
+  // The whole dimension, forward (0 .. INT_MAX) or backward (-1 or INT_MAX
+  // .. INT_MIN) as exporters write it, needs no clamping; keeping it exact
+  // keeps the result size provably the input's.
+  constexpr int64_t big = std::numeric_limits<int32_t>::max();
+  if (!backward && start == 0 && end >= big)
+    return {b.getIndexAttr(0), dim};
+  if (backward && (start == -1 || start >= big) && end <= -big)
+    return {arith::SubIOp::create(b, loc, dim, c(1)).getResult(),
+            b.getIndexAttr(-1)};
+  // Exporters write "to the end" as INT64_MAX/MIN: keep the arithmetic in
+  // range.
+  auto clampIndex = [&](int64_t i, int64_t low, int64_t high) -> OpFoldResult {
+    i = std::clamp<int64_t>(i, std::numeric_limits<int32_t>::min(),
+                            std::numeric_limits<int32_t>::max());
+    Value upper = arith::AddIOp::create(b, loc, dim, c(high));
+    Value v = i >= 0 ? c(i) : arith::AddIOp::create(b, loc, dim, c(i)).getResult();
+    v = arith::MinSIOp::create(b, loc, v, upper);
+    return arith::MaxSIOp::create(b, loc, v, c(low)).getResult();
   };
-  return {clampIndex(start), clampIndex(end)};
+  return {clampIndex(start, 0, startHigh), clampIndex(end, endLow, endHigh)};
+}
+
+/// max(0, ceil(a / s)) for s != 0.
+int64_t sliceLength(int64_t a, int64_t s) {
+  int64_t q = a / s;
+  if (a % s != 0 && ((a > 0) == (s > 0)))
+    ++q;
+  return std::max<int64_t>(0, q);
 }
 
 LogicalResult importSlice(NodeContext &node) {
@@ -730,6 +750,7 @@ LogicalResult importSlice(NodeContext &node) {
   SmallVector<OpFoldResult> offsets(rank, b.getIndexAttr(0));
   SmallVector<OpFoldResult> strides(rank, b.getIndexAttr(1));
   SmallVector<bool> seen(rank, false);
+  bool backward = false;
   for (size_t i = 0; i < n; ++i) {
     int64_t axisValue = *axes ? (**axes)[i] : int64_t(i);
     FailureOr<int64_t> axis = normalizeAxis(node, axisValue, rank);
@@ -739,25 +760,34 @@ LogicalResult importSlice(NodeContext &node) {
       return node.fail("axes repeat " + Twine(*axis));
     seen[*axis] = true;
     int64_t step = *steps ? (**steps)[i] : 1;
-    if (step <= 0)
-      return node.fail(step == 0 ? "steps must not be 0"
-                                 : "negative steps are not supported yet");
-    auto [begin, end] =
-        sliceBounds(b, loc, sizes[*axis], (**starts)[i], (**ends)[i]);
+    if (step == 0)
+      return node.fail("steps must not be 0");
+    backward |= step < 0;
+    auto [begin, end] = sliceBounds(b, loc, sizes[*axis], (**starts)[i],
+                                    (**ends)[i], step < 0);
     // size = max(0, ceil((end - begin) / step))
     std::optional<int64_t> b0 = getConstantIntValue(begin),
                            e0 = getConstantIntValue(end);
     if (b0 && e0) {
+      sizes[*axis] = b.getIndexAttr(sliceLength(*e0 - *b0, step));
+    } else if ((step == 1 && b0 == 0) || (step == -1 && e0 == -1)) {
+      // From the first or to the last element: the length is the clamped
+      // end (resp. begin + 1), never negative, and for the whole dimension
+      // provably its size.
       sizes[*axis] =
-          b.getIndexAttr(std::max<int64_t>(0, (*e0 - *b0 + step - 1) / step));
+          step == 1 ? end
+                    : arith::AddIOp::create(
+                          b, loc, indexValue(b, loc, begin),
+                          arith::ConstantIndexOp::create(b, loc, 1))
+                          .getResult();
     } else {
       Value length = arith::SubIOp::create(b, loc, indexValue(b, loc, end),
                                            indexValue(b, loc, begin));
-      length = arith::MaxSIOp::create(
-          b, loc, length, arith::ConstantIndexOp::create(b, loc, 0));
       if (step != 1)
         length = arith::CeilDivSIOp::create(
             b, loc, length, arith::ConstantIndexOp::create(b, loc, step));
+      length = arith::MaxSIOp::create(
+          b, loc, length, arith::ConstantIndexOp::create(b, loc, 0));
       sizes[*axis] = length;
     }
     offsets[*axis] = begin;
@@ -786,8 +816,35 @@ LogicalResult importSlice(NodeContext &node) {
         return success();
       }
   }
-  node.setOutput(0, tensor::ExtractSliceOp::create(b, loc, data->first, offsets,
-                                                   sizes, strides));
+  if (!backward) {
+    node.setOutput(0, tensor::ExtractSliceOp::create(b, loc, data->first,
+                                                     offsets, sizes, strides));
+    return success();
+  }
+  // extract_slice has no negative strides: read x[offset + i * step].
+  Value init = emptyTensor(b, loc, sizes, data->second.getElementType());
+  SmallVector<Value> offsetValues;
+  for (OpFoldResult offset : offsets)
+    offsetValues.push_back(indexValue(b, loc, offset));
+  SmallVector<utils::IteratorType> iterators(rank,
+                                             utils::IteratorType::parallel);
+  auto generic = linalg::GenericOp::create(
+      b, loc, init.getType(), ValueRange(), init,
+      {AffineMap::getMultiDimIdentityMap(rank, b.getContext())}, iterators,
+      [&](OpBuilder &nb, Location nl, ValueRange) {
+        SmallVector<Value> at;
+        for (int64_t d = 0; d < rank; ++d) {
+          Value scaled = arith::MulIOp::create(
+              nb, nl, linalg::IndexOp::create(nb, nl, d),
+              arith::ConstantIndexOp::create(
+                  nb, nl, *getConstantIntValue(strides[d])));
+          at.push_back(
+              arith::AddIOp::create(nb, nl, offsetValues[d], scaled));
+        }
+        linalg::YieldOp::create(
+            nb, nl, tensor::ExtractOp::create(nb, nl, data->first, at).getResult());
+      });
+  node.setOutput(0, generic.getResult(0));
   return success();
 }
 

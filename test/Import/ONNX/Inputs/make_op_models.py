@@ -376,6 +376,27 @@ def slice(m):
 
 
 @case
+def slice_backward(m):
+    m.opset = 13
+    x = m.input("x", rand([4, 6, 5], 1))
+    big = np.iinfo(np.int64).max
+    # Flip, every other element backwards from the end, a clamped range.
+    m.output(m.node("Slice", [x, m.const("s", ints([-1])),
+                              m.const("e", ints([-big])),
+                              m.const("a", ints([1])),
+                              m.const("st", ints([-1]))], ["flip"]))
+    m.output(m.node("Slice", [x, m.const("s2", ints([100, 3])),
+                              m.const("e2", ints([-100, 0])),
+                              m.const("a2", ints([2, 0])),
+                              m.const("st2", ints([-2, -1]))], ["steps"]))
+    v = m.input("v", rand([7, 3], 2), ["T", 3])
+    m.output(m.node("Slice", [v, m.const("s3", ints([big])),
+                              m.const("e3", ints([-big])),
+                              m.const("a3", ints([0])),
+                              m.const("st3", ints([-1]))], ["flip_dynamic"]))
+
+
+@case
 def slice_opset9(m):
     m.opset = 9
     x = m.input("x", rand([4, 6], 1))

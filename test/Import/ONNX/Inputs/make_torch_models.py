@@ -83,6 +83,20 @@ class RMSNormSwiGLU(nn.Module):
         return self.down(nn.functional.silu(self.gate(x)) * self.up(x))
 
 
+class ExpandFlip(nn.Module):
+    """expand(-1, S, -1) (exported as Where(Equal(shape, -1), 1, shape)) and
+    flip (a Slice with step -1) on symbolic sizes."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(H, H)
+
+    def forward(self, x):
+        b, s, h = x.shape
+        pooled = self.proj(x.mean(dim=1)).unsqueeze(1).expand(-1, s, -1)
+        return x.flip(1) + pooled
+
+
 class DecomposedMoE(nn.Module):
     """A top-2 MoE as eager PyTorch writes it: per expert, the tokens that
     chose it (torch.where -> NonZero), their rows gathered, the expert MLP,
@@ -109,7 +123,8 @@ class DecomposedMoE(nn.Module):
 
 
 MODELS = {"mlp_block": MLPBlock, "router": Router, "attention": Attention,
-          "rmsnorm_swiglu": RMSNormSwiGLU, "moe_decomposed": DecomposedMoE}
+          "rmsnorm_swiglu": RMSNormSwiGLU, "expand_flip": ExpandFlip,
+          "moe_decomposed": DecomposedMoE}
 
 
 def main():
