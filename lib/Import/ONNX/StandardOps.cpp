@@ -455,7 +455,8 @@ Value mlir::moe::onnx_import::convertScalar(OpBuilder &b, Location loc, Value v,
   return arith::TruncIOp::create(b, loc, to, v);
 }
 
-Value mlir::moe::onnx_import::normalizeIndex(OpBuilder &b, Location loc, Value index, Value size) {
+Value mlir::moe::onnx_import::normalizeIndex(OpBuilder &b, Location loc,
+                                             Value index, Value size) {
   Value i = arith::IndexCastOp::create(b, loc, b.getIndexType(), index);
   Value zero = arith::ConstantIndexOp::create(b, loc, 0);
   Value negative =

@@ -582,6 +582,145 @@ LogicalResult importReduce(NodeContext &node) {
   return success();
 }
 
+/// ArgMax/ArgMin: one reduction generic carrying the best value and its
+/// index; the first extreme wins unless select_last_index (NaNs never win).
+template <bool IsMax>
+LogicalResult importArgExtreme(NodeContext &node) {
+  if (failed(checkInputCount(node, 1, 1)) ||
+      failed(node.checkAttributes({"axis", "keepdims", "select_last_index"})))
+    return failure();
+  auto input = rankedInput(node, 0);
+  if (failed(input))
+    return failure();
+  Type element = input->second.getElementType();
+  if (failed(checkNumeric(node, element, "input 0")))
+    return failure();
+  int64_t rank = input->second.getRank();
+  if (rank == 0)
+    return node.fail("input must have rank >= 1");
+  FailureOr<int64_t> axis = normalizeAxis(node, node.intAttr("axis", 0), rank);
+  if (failed(axis))
+    return failure();
+  bool last = node.intAttr("select_last_index", 0) != 0;
+  OpBuilder &b = node.builder();
+  Location loc = node.loc;
+  MLIRContext *ctx = b.getContext();
+  Value x = input->first;
+  SmallVector<OpFoldResult> sizes = mixedSizes(b, loc, x);
+  sizes.erase(sizes.begin() + *axis);
+  Type i64 = b.getI64Type();
+  Value best = filledTensor(b, loc, sizes, element, IsMax ? -kInf : kInf);
+  Value index = filledTensor(b, loc, sizes, i64, 0.0);
+  SmallVector<AffineExpr> kept;
+  SmallVector<utils::IteratorType> iterators;
+  for (int64_t d = 0; d < rank; ++d) {
+    iterators.push_back(d == *axis ? utils::IteratorType::reduction
+                                   : utils::IteratorType::parallel);
+    if (d != *axis)
+      kept.push_back(getAffineDimExpr(d, ctx));
+  }
+  AffineMap outMap = AffineMap::get(rank, 0, kept, ctx);
+  bool isFloat = isFloatType(element);
+  auto generic = linalg::GenericOp::create(
+      b, loc, TypeRange{best.getType(), index.getType()}, x,
+      ValueRange{best, index},
+      {AffineMap::getMultiDimIdentityMap(rank, ctx), outMap, outMap},
+      iterators, [&](OpBuilder &nb, Location nl, ValueRange args) {
+        Value v = args[0], current = args[1];
+        Value better;
+        if (isFloat)
+          better = arith::CmpFOp::create(
+              nb, nl,
+              IsMax ? (last ? arith::CmpFPredicate::OGE
+                            : arith::CmpFPredicate::OGT)
+                    : (last ? arith::CmpFPredicate::OLE
+                            : arith::CmpFPredicate::OLT),
+              v, current);
+        else
+          better = arith::CmpIOp::create(
+              nb, nl,
+              IsMax ? (last ? arith::CmpIPredicate::sge
+                            : arith::CmpIPredicate::sgt)
+                    : (last ? arith::CmpIPredicate::sle
+                            : arith::CmpIPredicate::slt),
+              v, current);
+        Value i = arith::IndexCastOp::create(
+            nb, nl, i64, linalg::IndexOp::create(nb, nl, *axis));
+        linalg::YieldOp::create(
+            nb, nl,
+            ValueRange{
+                arith::SelectOp::create(nb, nl, better, v, current),
+                arith::SelectOp::create(nb, nl, better, i, args[2])});
+      });
+  Value result = generic.getResult(1);
+  if (node.intAttr("keepdims", 1))
+    result = keepDims(b, loc, x, *axis, result);
+  node.setOutput(0, result);
+  return success();
+}
+
+/// CumSum along a constant axis: out[i] = sum of x[j] for j <= i (j < i
+/// when exclusive, mirrored when reverse), as a reduction generic over
+/// (position, j); quadratic in the axis length, which is small where
+/// exports use it (positions within a routing slot).
+LogicalResult importCumSum(NodeContext &node) {
+  if (failed(checkInputCount(node, 2, 2)) ||
+      failed(node.checkAttributes({"exclusive", "reverse"})))
+    return failure();
+  auto input = rankedInput(node, 0);
+  if (failed(input))
+    return failure();
+  FailureOr<Value> axisInput = node.input(1);
+  if (failed(axisInput))
+    return failure();
+  std::optional<SmallVector<int64_t>> axisValue = getConstantInts(*axisInput);
+  if (!axisValue || axisValue->size() != 1)
+    return node.fail("axis must be a one-element constant");
+  Type element = input->second.getElementType();
+  if (failed(checkNumeric(node, element, "input 0")))
+    return failure();
+  int64_t rank = input->second.getRank();
+  if (rank == 0)
+    return node.fail("input must have rank >= 1");
+  FailureOr<int64_t> axis = normalizeAxis(node, (*axisValue)[0], rank);
+  if (failed(axis))
+    return failure();
+  bool exclusive = node.intAttr("exclusive", 0), reverse = node.intAttr("reverse", 0);
+  OpBuilder &b = node.builder();
+  Location loc = node.loc;
+  MLIRContext *ctx = b.getContext();
+  Value x = input->first;
+  Value init = filledTensor(b, loc, mixedSizes(b, loc, x), element, 0.0);
+  SmallVector<AffineExpr> own, other;
+  for (int64_t d = 0; d < rank; ++d) {
+    own.push_back(getAffineDimExpr(d, ctx));
+    other.push_back(getAffineDimExpr(d == *axis ? rank : d, ctx));
+  }
+  SmallVector<utils::IteratorType> iterators(rank,
+                                             utils::IteratorType::parallel);
+  iterators.push_back(utils::IteratorType::reduction);
+  arith::CmpIPredicate predicate =
+      reverse ? (exclusive ? arith::CmpIPredicate::ugt
+                           : arith::CmpIPredicate::uge)
+              : (exclusive ? arith::CmpIPredicate::ult
+                           : arith::CmpIPredicate::ule);
+  auto generic = linalg::GenericOp::create(
+      b, loc, init.getType(), x, init,
+      {AffineMap::get(rank + 1, 0, other, ctx),
+       AffineMap::get(rank + 1, 0, own, ctx)},
+      iterators, [&](OpBuilder &nb, Location nl, ValueRange args) {
+        Value counts = arith::CmpIOp::create(
+            nb, nl, predicate, linalg::IndexOp::create(nb, nl, rank),
+            linalg::IndexOp::create(nb, nl, *axis));
+        Value sum = add(nb, nl, args[1], args[0]);
+        linalg::YieldOp::create(
+            nb, nl,
+            arith::SelectOp::create(nb, nl, counts, sum, args[1]).getResult());
+      });
+  node.setOutput(0, generic.getResult(0));
+  return success();
+}
+
 //===----------------------------------------------------------------------===//
 // Normalisations
 //===----------------------------------------------------------------------===//
@@ -703,6 +842,9 @@ NodeImporter mlir::moe::onnx_import::lookupComputeImporter(StringRef opType) {
       .Case("ReduceMin", importReduce<Reduce::Min>)
       .Case("ReduceProd", importReduce<Reduce::Prod>)
       .Case("ReduceSumSquare", importReduce<Reduce::SumSquare>)
+      .Case("ArgMax", importArgExtreme<true>)
+      .Case("ArgMin", importArgExtreme<false>)
+      .Case("CumSum", importCumSum)
       .Case("LayerNormalization", importLayerNorm<false>)
       .Case("SimplifiedLayerNormalization", importLayerNorm<true>)
       .Case("RMSNormalization", importLayerNorm<true>)

@@ -272,6 +272,9 @@ enum class Unary {
   Reciprocal,
   Floor,
   Ceil,
+  Sin,
+  Cos,
+  Softplus,
   Not
 };
 
@@ -320,6 +323,12 @@ Value buildUnary(OpBuilder &b, Location loc, Unary kind, Value x) {
     return math::FloorOp::create(b, loc, x);
   case Unary::Ceil:
     return math::CeilOp::create(b, loc, x);
+  case Unary::Sin:
+    return math::SinOp::create(b, loc, x);
+  case Unary::Cos:
+    return math::CosOp::create(b, loc, x);
+  case Unary::Softplus:
+    return math::Log1pOp::create(b, loc, math::ExpOp::create(b, loc, x));
   case Unary::Not:
     return arith::XOrIOp::create(b, loc, x, createScalar(b, loc, type, 1));
   }
@@ -554,6 +563,72 @@ LogicalResult importMinMax(NodeContext &node) {
   return success();
 }
 
+/// Sum and Mean of any number of broadcast inputs.
+template <bool IsMean>
+LogicalResult importVariadicSum(NodeContext &node) {
+  if (node.numInputs() < 1)
+    return node.fail("expects at least one input");
+  if (failed(node.checkAttributes({})))
+    return failure();
+  SmallVector<Value> operands;
+  Type element;
+  for (int i = 0; i < node.numInputs(); ++i) {
+    auto input = rankedInput(node, i);
+    if (failed(input))
+      return failure();
+    if (i == 0)
+      element = input->second.getElementType();
+    else if (input->second.getElementType() != element)
+      return node.fail("inputs have different element types");
+    operands.push_back(input->first);
+  }
+  if (!isFloatType(element))
+    return node.fail("expects float inputs");
+  double count = operands.size();
+  FailureOr<Value> value = buildElementwise(
+      node, operands, element, [&](OpBuilder &b, Location loc, ValueRange a) {
+        Value acc = a[0];
+        for (Value v : a.drop_front())
+          acc = buildBinary(b, loc, Binary::Add, acc, v);
+        if (IsMean)
+          acc = arith::DivFOp::create(b, loc, acc,
+                                      createScalar(b, loc, element, count));
+        return acc;
+      });
+  if (failed(value))
+    return failure();
+  node.setOutput(0, *value);
+  return success();
+}
+
+/// LeakyRelu: x < 0 ? alpha * x : x.
+LogicalResult importLeakyRelu(NodeContext &node) {
+  if (failed(checkInputCount(node, 1, 1)) ||
+      failed(node.checkAttributes({"alpha"})))
+    return failure();
+  auto input = rankedInput(node, 0);
+  if (failed(input))
+    return failure();
+  Type element = input->second.getElementType();
+  if (!isFloatType(element))
+    return node.fail("expects a float input");
+  double alpha = node.floatAttr("alpha").value_or(0.01);
+  FailureOr<Value> value = buildElementwise(
+      node, input->first, element,
+      [&](OpBuilder &b, Location loc, ValueRange a) -> Value {
+        Value negative = arith::CmpFOp::create(
+            b, loc, arith::CmpFPredicate::OLT, a[0],
+            createScalar(b, loc, element, 0.0));
+        Value scaled = arith::MulFOp::create(
+            b, loc, a[0], createScalar(b, loc, element, alpha));
+        return arith::SelectOp::create(b, loc, negative, scaled, a[0]);
+      });
+  if (failed(value))
+    return failure();
+  node.setOutput(0, *value);
+  return success();
+}
+
 /// Clip: bounds are optional scalar inputs from opset 11, float attributes
 /// before.
 LogicalResult importClip(NodeContext &node) {
@@ -634,7 +709,13 @@ NodeImporter mlir::moe::onnx_import::lookupElementwiseImporter(StringRef opType)
       .Case("Reciprocal", importUnary<Unary::Reciprocal>)
       .Case("Floor", importUnary<Unary::Floor>)
       .Case("Ceil", importUnary<Unary::Ceil>)
+      .Case("Sin", importUnary<Unary::Sin>)
+      .Case("Cos", importUnary<Unary::Cos>)
+      .Case("Softplus", importUnary<Unary::Softplus>)
       .Case("Not", importUnary<Unary::Not>)
+      .Case("LeakyRelu", importLeakyRelu)
+      .Case("Sum", importVariadicSum<false>)
+      .Case("Mean", importVariadicSum<true>)
       .Case("Gelu", importGelu)
       .Case("Cast", importCast)
       .Case("Where", importWhere)

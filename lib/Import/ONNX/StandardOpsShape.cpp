@@ -403,9 +403,10 @@ LogicalResult importShape(NodeContext &node) {
   OpBuilder &b = node.builder();
   Location loc = node.loc;
   SmallVector<OpFoldResult> sizes = mixedSizes(b, loc, data->first);
-  node.setOutput(0, createShapeVector(
-                        b, loc, ArrayRef<OpFoldResult>(sizes).slice(start, end - start),
-                        {end - start}, b.getI64Type()));
+  ArrayRef<OpFoldResult> picked =
+      ArrayRef<OpFoldResult>(sizes).slice(start, end - start);
+  node.setOutput(0, createShapeVector(b, loc, picked, {end - start},
+                                      b.getI64Type()));
   return success();
 }
 
@@ -539,6 +540,27 @@ LogicalResult importIdentity(NodeContext &node) {
   FailureOr<Value> input = node.input(0);
   if (failed(input))
     return failure();
+  node.setOutput(0, *input);
+  return success();
+}
+
+/// Dropout at inference: the identity. A mask output or a training_mode
+/// that is not constant false is not supported.
+LogicalResult importDropout(NodeContext &node) {
+  if (failed(checkInputCount(node, 1, 3)) ||
+      failed(node.checkAttributes({"seed", "ratio", "is_test"})))
+    return failure();
+  FailureOr<Value> input = node.input(0);
+  FailureOr<Value> training = node.optionalInput(2);
+  if (failed(input) || failed(training))
+    return failure();
+  if (*training) {
+    std::optional<SmallVector<int64_t>> mode = getConstantInts(*training);
+    if (!mode || mode->size() != 1 || (*mode)[0] != 0)
+      return node.fail("training_mode must be a constant false");
+  }
+  if (node.node.output_size() > 1 && !node.node.output(1).empty())
+    return node.fail("the mask output is not supported");
   node.setOutput(0, *input);
   return success();
 }
@@ -1100,6 +1122,7 @@ NodeImporter mlir::moe::onnx_import::lookupShapeImporter(StringRef opType) {
       .Case("Constant", importConstant)
       .Case("ConstantOfShape", importConstantOfShape)
       .Case("Identity", importIdentity)
+      .Case("Dropout", importDropout)
       .Case("Range", importRange)
       .Case("Concat", importConcat)
       .Case("Slice", importSlice)

@@ -610,6 +610,44 @@ def constant_of_shape(m):
                     value=numpy_helper.from_array(ints([7]))), i64)
 
 
+@case
+def extras(m):
+    # Cheap extras that exports use around MoE blocks: rotary sin/cos,
+    # routing argmax and positions (CumSum), variadic Sum/Mean, LeakyRelu,
+    # Softplus, inference Dropout.
+    m.opset = 13
+    x = m.input("x", rand([3, 6], 1, -3.0, 3.0))
+    m.output(m.node("Sin", [x], ["sin"]))
+    m.output(m.node("Cos", [x], ["cos"]))
+    m.output(m.node("Softplus", [x], ["softplus"]))
+    m.output(m.node("LeakyRelu", [x], ["leaky"], alpha=0.2))
+    y = m.input("y", rand([6], 2))
+    m.output(m.node("Sum", [x, y, x], ["sum"]))
+    m.output(m.node("Mean", [x, y], ["mean"]))
+    m.output(m.node("Dropout", [x], ["drop"]))
+    m.output(m.node("ArgMax", [x], ["argmax"], axis=1), i64)
+    m.output(m.node("ArgMin", [x], ["argmin"], axis=0, keepdims=0), i64)
+    ties = m.input("ties", np.array([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0]],
+                                    np.float32))
+    m.output(m.node("ArgMax", [ties], ["first"], axis=-1), i64)
+    m.output(m.node("ArgMax", [ties], ["last"], axis=-1, select_last_index=1),
+             i64)
+    one = m.const("one", ints(1))
+    m.output(m.node("CumSum", [x, one], ["cumsum"]))
+    m.output(m.node("CumSum", [x, one], ["cumsum_ex_rev"], exclusive=1,
+                    reverse=1))
+    mask = m.input("mask", ints([[1, 0, 1, 1], [0, 1, 1, 0]]))
+    m.output(m.node("CumSum", [mask, m.const("zero", ints(0))], ["positions"]),
+             i64)
+
+
+@case
+def extras_dynamic(m):
+    x = m.input("x", rand([5, 8], 1, -3.0, 3.0), ["T", 8])
+    m.output(m.node("ArgMax", [x], ["argmax"], axis=1, keepdims=0), i64)
+    m.output(m.node("CumSum", [x, m.const("zero", ints(0))], ["cumsum"]))
+
+
 # --- Group 3: TopK, gathers and scatters, OneHot, NonZero ------------------
 
 @case
