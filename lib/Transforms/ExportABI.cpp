@@ -12,6 +12,7 @@
 #include "MoE/IR/MoEOps.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Interfaces/ValueBoundsOpInterface.h"
 #include "llvm/ADT/EquivalenceClasses.h"
 #include "llvm/Support/JSON.h"
@@ -62,6 +63,10 @@ private:
   std::optional<ArgDim> trace(Value value, int64_t dim);
   /// trace() for values of upstream ops, through the value-bounds analysis.
   std::optional<ArgDim> traceUpstream(Value value, int64_t dim);
+  /// The argument dimensions whose product `value`'s dimension `dim` equals
+  /// (tokens flattened from [B, S, H] by a tensor.collapse_shape); nullopt
+  /// when there are none.
+  std::optional<SmallVector<ArgDim, 2>> traceProduct(Value value, int64_t dim);
   /// Records that two dimensions must agree at run time.
   void unify(Value a, int64_t da, Value b, int64_t db);
   void collectRelations();
@@ -114,6 +119,40 @@ std::optional<ArgDim> FunctionManifest::trace(Value value, int64_t dim) {
   if (isa<MoEDialect>(op->getDialect()))
     return std::nullopt;
   return traceUpstream(value, dim);
+}
+
+std::optional<SmallVector<ArgDim, 2>>
+FunctionManifest::traceProduct(Value value, int64_t dim) {
+  std::optional<SmallVector<ArgDim, 2>> found;
+  func.walk([&](tensor::CollapseShapeOp collapse) {
+    auto srcType = collapse.getSrcType();
+    for (auto [d, group] : llvm::enumerate(collapse.getReassociationIndices())) {
+      // Only groups of dynamic sizes (and 1s) are a product of symbols.
+      SmallVector<ArgDim, 2> factors;
+      bool expressible = group.size() > 1;
+      for (int64_t s : group) {
+        if (srcType.getDimSize(s) == 1)
+          continue;
+        std::optional<ArgDim> factor = trace(collapse.getSrc(), s);
+        if (!factor) {
+          expressible = false;
+          break;
+        }
+        factors.push_back(*factor);
+      }
+      if (!expressible || factors.size() < 2)
+        continue;
+      FailureOr<bool> equal = ValueBoundsConstraintSet::areEqual(
+          ValueBoundsConstraintSet::Variable(value, dim),
+          ValueBoundsConstraintSet::Variable(collapse.getResult(), d));
+      if (succeeded(equal) && *equal) {
+        found = factors;
+        return WalkResult::interrupt();
+      }
+    }
+    return WalkResult::advance();
+  });
+  return found;
 }
 
 std::optional<ArgDim> FunctionManifest::traceUpstream(Value value,
@@ -206,8 +245,15 @@ FailureOr<llvm::json::Value> FunctionManifest::shapeEntry(Value value,
   if (!type.isDynamicDim(dim))
     return llvm::json::Value(type.getDimSize(dim));
   std::optional<ArgDim> argDim = trace(value, dim);
-  if (!argDim)
-    return failure();
+  if (!argDim) {
+    std::optional<SmallVector<ArgDim, 2>> factors = traceProduct(value, dim);
+    if (!factors)
+      return failure();
+    std::string expr;
+    for (ArgDim factor : *factors)
+      expr += (expr.empty() ? "" : "*") + symbolFor(factor);
+    return llvm::json::Value(expr);
+  }
   for (const auto &[member, size] : pinned)
     if (classes.isEquivalent(member, *argDim))
       return llvm::json::Value(size);

@@ -18,6 +18,21 @@ func.func @transpose_slice(%x: tensor<?x?x8xf32>) -> tensor<?x?x4xf32> {
 
 // -----
 
+// Tokens flattened from [B, S, H]: the size is the product of two symbols,
+// also after ops that keep it.
+// CHECK: \22inputs\22:[{\22dtype\22:\22f32\22,\22name\22:\22arg0\22,\22shape\22:[\22s0\22,\22s1\22,8]}]
+// CHECK-SAME: \22outputs\22:[{\22dtype\22:\22f32\22,\22name\22:\22result0\22,\22shape\22:[\22s0*s1\22,8]}]
+func.func @flatten_tokens(%x: tensor<?x?x8xf32>) -> tensor<?x8xf32> {
+  %c0 = arith.constant 0 : index
+  %rows = tensor.collapse_shape %x [[0, 1], [2]] : tensor<?x?x8xf32> into tensor<?x8xf32>
+  %n = tensor.dim %rows, %c0 : tensor<?x8xf32>
+  %init = tensor.empty(%n) : tensor<?x8xf32>
+  %y = linalg.copy ins(%rows : tensor<?x8xf32>) outs(%init : tensor<?x8xf32>) -> tensor<?x8xf32>
+  return %y : tensor<?x8xf32>
+}
+
+// -----
+
 // A size that is not one of the inputs' (a data-dependent count) cannot be
 // described.
 // expected-error @below {{output 'result0' dimension 0 is dynamic and cannot be expressed in terms of the function's inputs}}

@@ -22,6 +22,7 @@
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/Verifier.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Transforms/Passes.h"
 #include "llvm/Support/CommandLine.h"
@@ -388,9 +389,10 @@ OwningOpRef<ModuleOp> importGraph(StringRef path, MLIRContext *context,
     results.push_back(v);
   }
   func::ReturnOp::create(builder, fileLoc, results);
-  // Initializers nothing reads (e.g. weights replaced by their transpose).
-  for (Operation &op : llvm::make_early_inc_range(*entry))
-    if (isa<arith::ConstantOp>(op) && op.use_empty())
+  // Initializers nothing reads (e.g. weights replaced by their transpose)
+  // and what shape computations folded at import left unused.
+  for (Operation &op : llvm::make_early_inc_range(llvm::reverse(*entry)))
+    if (isOpTriviallyDead(&op))
       op.erase();
   func.setFunctionType(
       builder.getFunctionType(argTypes, ValueRange(results).getTypes()));

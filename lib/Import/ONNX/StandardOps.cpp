@@ -26,10 +26,6 @@ LogicalResult mlir::moe::onnx_import::importStandardNode(NodeContext &node) {
   if (node.node.domain() == "com.microsoft" &&
       opType != "SimplifiedLayerNormalization" && opType != "Gelu")
     return node.fail("op is not supported yet");
-  // Shape arithmetic on dynamic sizes is evaluated at import.
-  if (node.node.domain().empty() || node.node.domain() == "ai.onnx")
-    if (std::optional<LogicalResult> folded = foldShapeVectorNode(node))
-      return *folded;
   for (auto lookup : {lookupElementwiseImporter, lookupShapeImporter,
                       lookupComputeImporter, lookupIndexingImporter})
     if (NodeImporter importer = lookup(opType))
@@ -226,8 +222,7 @@ std::string shapeString(ArrayRef<int64_t> shape) {
 
 FailureOr<Value> mlir::moe::onnx_import::buildElementwise(
     NodeContext &node, ValueRange inputs, Type resultElement, ScalarBody body,
-    std::optional<ArrayRef<int64_t>> broadcastTo,
-    ArrayRef<OpFoldResult> broadcastSizes) {
+    std::optional<ArrayRef<OpFoldResult>> broadcastTo) {
   OpBuilder &b = node.builder();
   Location loc = node.loc;
   SmallVector<RankedTensorType> types;
@@ -240,8 +235,11 @@ FailureOr<Value> mlir::moe::onnx_import::buildElementwise(
     types.push_back(*type);
     shapes.push_back(type->getShape());
   }
-  if (broadcastTo)
-    shapes.push_back(*broadcastTo);
+  SmallVector<int64_t> targetShape;
+  if (broadcastTo) {
+    targetShape = staticSizes(*broadcastTo);
+    shapes.push_back(targetShape);
+  }
   FailureOr<SmallVector<int64_t>> shape = broadcastShapes(shapes);
   if (failed(shape)) {
     std::string list;
@@ -265,12 +263,8 @@ FailureOr<Value> mlir::moe::onnx_import::buildElementwise(
         break;
       }
     }
-    // Only the target shape (Expand's run-time sizes) has it.
-    int64_t j = d - (rank - int64_t(broadcastSizes.size()));
-    if (int64_t(sizes.size()) == d && j >= 0)
-      sizes.push_back(broadcastSizes[j]);
     if (int64_t(sizes.size()) == d)
-      return node.fail("cannot tell the size of result dimension " + Twine(d));
+      sizes.push_back((*broadcastTo)[d - (rank - broadcastTo->size())]);
   }
 
   MLIRContext *ctx = b.getContext();
@@ -402,6 +396,15 @@ Value mlir::moe::onnx_import::reshapeTo(OpBuilder &b, Location loc,
     flat = tensor::CollapseShapeOp::create(b, loc, value,
                                            ArrayRef<ReassociationIndices>{all});
   }
+  // A dynamic source reshaped to a static shape: say so before expanding
+  // (expand_shape cannot turn a dynamic size into static ones).
+  if (dstType.hasStaticShape() &&
+      cast<RankedTensorType>(flat.getType()).isDynamicDim(0))
+    flat = tensor::CastOp::create(
+        b, loc,
+        RankedTensorType::get({dstType.getNumElements()},
+                              srcType.getElementType()),
+        flat);
   int64_t dstRank = dstType.getRank();
   if (dstRank == 0)
     return tensor::CollapseShapeOp::create(b, loc, dstType, flat,
@@ -452,7 +455,8 @@ Value mlir::moe::onnx_import::convertScalar(OpBuilder &b, Location loc, Value v,
   return arith::TruncIOp::create(b, loc, to, v);
 }
 
-Value mlir::moe::onnx_import::normalizeIndex(OpBuilder &b, Location loc, Value index, Value size) {
+Value mlir::moe::onnx_import::normalizeIndex(OpBuilder &b, Location loc,
+                                             Value index, Value size) {
   Value i = arith::IndexCastOp::create(b, loc, b.getIndexType(), index);
   Value zero = arith::ConstantIndexOp::create(b, loc, 0);
   Value negative =
@@ -520,4 +524,106 @@ Value mlir::moe::onnx_import::foldIntElementwise(
     }
   }
   return createIntConstant(b, loc, *shape, resultElement, result);
+}
+
+std::optional<SmallVector<OpFoldResult>>
+mlir::moe::onnx_import::getShapeVector(Value value) {
+  auto type = dyn_cast<RankedTensorType>(value.getType());
+  if (!type || type.getRank() > 1 || !type.hasStaticShape() ||
+      !type.getElementType().isSignlessInteger() ||
+      type.getElementType().isInteger(1) ||
+      type.getNumElements() > kMaxFoldElements)
+    return std::nullopt;
+  Builder b(value.getContext());
+  if (std::optional<SmallVector<int64_t>> ints = getConstantInts(value)) {
+    SmallVector<OpFoldResult> entries;
+    for (int64_t v : *ints)
+      entries.push_back(b.getIndexAttr(v));
+    return entries;
+  }
+  Operation *op = value.getDefiningOp();
+  if (!op)
+    return std::nullopt;
+  // Reshapes between ranks 0 and 1 keep the entries.
+  if (isa<tensor::ExpandShapeOp, tensor::CollapseShapeOp, tensor::CastOp>(op))
+    return getShapeVector(op->getOperand(0));
+  auto fromElements = dyn_cast<tensor::FromElementsOp>(op);
+  if (!fromElements)
+    return std::nullopt;
+  SmallVector<OpFoldResult> entries;
+  for (Value element : fromElements.getElements()) {
+    APInt c;
+    if (matchPattern(element, m_ConstantInt(&c))) {
+      entries.push_back(b.getIndexAttr(c.getSExtValue()));
+      continue;
+    }
+    auto cast = element.getDefiningOp<arith::IndexCastOp>();
+    if (!cast || !cast.getIn().getType().isIndex())
+      return std::nullopt;
+    entries.push_back(cast.getIn());
+  }
+  return entries;
+}
+
+bool mlir::moe::onnx_import::isDynamicShapeVector(Value value) {
+  std::optional<SmallVector<OpFoldResult>> entries = getShapeVector(value);
+  return entries && llvm::any_of(*entries, [](OpFoldResult e) {
+           return !getConstantIntValue(e);
+         });
+}
+
+Value mlir::moe::onnx_import::createShapeVector(OpBuilder &b, Location loc,
+                                                ArrayRef<OpFoldResult> entries,
+                                                ArrayRef<int64_t> shape,
+                                                Type element) {
+  SmallVector<int64_t> constants;
+  for (OpFoldResult e : entries)
+    if (std::optional<int64_t> c = getConstantIntValue(e))
+      constants.push_back(*c);
+  if (constants.size() == entries.size())
+    return createIntConstant(b, loc, shape, element, constants);
+  SmallVector<Value> elements;
+  for (OpFoldResult e : entries) {
+    if (std::optional<int64_t> c = getConstantIntValue(e))
+      elements.push_back(createScalar(b, loc, element, double(*c)));
+    else
+      elements.push_back(
+          arith::IndexCastOp::create(b, loc, element, cast<Value>(e)));
+  }
+  return tensor::FromElementsOp::create(
+      b, loc, RankedTensorType::get(shape, element), elements);
+}
+
+Value mlir::moe::onnx_import::foldShapeElementwise(
+    OpBuilder &b, Location loc, ValueRange inputs, Type resultElement,
+    function_ref<OpFoldResult(OpBuilder &, Location, ArrayRef<OpFoldResult>)>
+        fn) {
+  if (!resultElement.isSignlessInteger() || resultElement.isInteger(1) ||
+      !llvm::any_of(inputs, isDynamicShapeVector))
+    return {};
+  SmallVector<SmallVector<OpFoldResult>> entries;
+  int64_t length = 1, rank = 0;
+  for (Value input : inputs) {
+    std::optional<SmallVector<OpFoldResult>> e = getShapeVector(input);
+    if (!e)
+      return {};
+    int64_t n = e->size();
+    rank = std::max(rank, cast<RankedTensorType>(input.getType()).getRank());
+    if (n != 1 && length != 1 && n != length)
+      return {};
+    if (n != 1)
+      length = n;
+    entries.push_back(std::move(*e));
+  }
+  SmallVector<OpFoldResult> result;
+  for (int64_t i = 0; i < length; ++i) {
+    SmallVector<OpFoldResult> args;
+    for (const SmallVector<OpFoldResult> &e : entries)
+      args.push_back(e.size() == 1 ? e[0] : e[i]);
+    result.push_back(fn(b, loc, args));
+  }
+  SmallVector<int64_t> shape;
+  if (rank == 1)
+    shape.push_back(length);
+  return createShapeVector(b, loc, result, shape, resultElement);
 }

@@ -88,15 +88,14 @@ using ScalarBody =
 
 /// A linalg.generic applying `body` to the numpy-broadcast `inputs` (the
 /// body sees one scalar per input). `broadcastTo`, when given, takes part in
-/// the broadcast as an extra shape (Expand), with `broadcastSizes` giving
-/// its run-time sizes where it is dynamic. Static sizes that cannot
+/// the broadcast as an extra shape (Expand; its dynamic sizes are used where
+/// no input is dynamic). Static sizes that cannot
 /// broadcast fail; a dynamic size is assumed to match the others at run
 /// time.
-FailureOr<Value>
-buildElementwise(NodeContext &node, ValueRange inputs, Type resultElement,
-                 ScalarBody body,
-                 std::optional<llvm::ArrayRef<int64_t>> broadcastTo = std::nullopt,
-                 llvm::ArrayRef<OpFoldResult> broadcastSizes = {});
+FailureOr<Value> buildElementwise(NodeContext &node, ValueRange inputs,
+                                  Type resultElement, ScalarBody body,
+                                  std::optional<llvm::ArrayRef<OpFoldResult>>
+                                      broadcastTo = std::nullopt);
 
 /// Reduces `input` over `axes` (sorted, unique) with `combine(acc, x)`
 /// starting from `init`; the reduced dimensions are dropped. `map`, when
@@ -139,24 +138,28 @@ Value foldIntElementwise(OpBuilder &b, Location loc, ValueRange inputs,
                          Type resultElement,
                          llvm::function_ref<int64_t(llvm::ArrayRef<int64_t>)> fn);
 
-/// A small 0-D/1-D integer tensor holding sizes (a shape computation), as
-/// index-typed constants or values: what arith.constant and the
-/// tensor.from_elements of index casts that Shape builds hold.
-struct ShapeVector {
-  llvm::SmallVector<OpFoldResult> elements;
-  bool scalar = false;
-  Type elementType;
-};
-/// The elements of `value` when it is such a shape vector.
-std::optional<ShapeVector> getShapeVector(OpBuilder &b, Location loc,
-                                          Value value);
-/// A constant or tensor.from_elements holding `vec`.
-Value buildShapeVector(OpBuilder &b, Location loc, const ShapeVector &vec);
-/// Evaluates Gather/Unsqueeze/Squeeze/Concat/Cast/Slice/Identity and
-/// integer Mul/Add/Sub/Div element by element when every input is a shape
-/// vector and one holds a dynamic size (ShapeVectors.cpp); nullopt when the
-/// node is not such a shape computation.
-std::optional<LogicalResult> foldShapeVectorNode(NodeContext &node);
+/// The entries of a shape vector: a rank-0 or rank-1 integer tensor of
+/// static length whose entries are known at import as constants or as index
+/// values (sizes of dynamic dimensions, from Shape of a dynamic tensor).
+/// Looks through reshapes; nullopt for anything else.
+std::optional<llvm::SmallVector<OpFoldResult>> getShapeVector(Value value);
+/// Whether `value` is a shape vector with at least one non-constant entry.
+bool isDynamicShapeVector(Value value);
+/// A `shape`d (rank 0 or 1) tensor of integer `element` type holding
+/// `entries`: a constant when all are, else tensor.from_elements (index
+/// values enter through arith.index_cast, where getShapeVector finds them
+/// again).
+Value createShapeVector(OpBuilder &b, Location loc,
+                        llvm::ArrayRef<OpFoldResult> entries,
+                        llvm::ArrayRef<int64_t> shape, Type element);
+/// Folds an elementwise op over shape vectors (numpy broadcasting of
+/// lengths) when every input is one and some entry is dynamic; `fn` combines
+/// one entry of each input. Null otherwise.
+Value foldShapeElementwise(
+    OpBuilder &b, Location loc, ValueRange inputs, Type resultElement,
+    llvm::function_ref<OpFoldResult(OpBuilder &, Location,
+                                    llvm::ArrayRef<OpFoldResult>)>
+        fn);
 
 /// Largest constant (in elements) that import-time folding produces.
 constexpr int64_t kMaxFoldElements = 1 << 16;

@@ -16,6 +16,7 @@
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "llvm/ADT/StringSwitch.h"
 
+#include <cstring>
 #include <limits>
 
 using namespace mlir;
@@ -91,6 +92,96 @@ Value keepDims(OpBuilder &b, Location loc, Value input, ArrayRef<int64_t> axes,
 //===----------------------------------------------------------------------===//
 // MatMul, Gemm
 //===----------------------------------------------------------------------===//
+
+/// A rank-2 constant transposed at import, or null for bool constants
+/// (bit-packed). Exporters store MatMul weights [K, N]; the register-tiled
+/// GEMM kernel of the pipeline reads them [N, K].
+Value transposeConstant(OpBuilder &b, Location loc, DenseElementsAttr dense) {
+  auto type = cast<RankedTensorType>(dense.getType());
+  if (type.getRank() != 2 || type.getElementType().isInteger(1))
+    return {};
+  int64_t rows = type.getDimSize(0), cols = type.getDimSize(1);
+  auto transposedType =
+      RankedTensorType::get({cols, rows}, type.getElementType());
+  if (dense.isSplat())
+    return createConstant(b, loc, dense.resizeSplat(transposedType));
+  size_t width = type.getElementTypeBitWidth() / 8;
+  ArrayRef<char> src = dense.getRawData();
+  if (src.size() != size_t(rows * cols) * width)
+    return {};
+  std::vector<char> dst(src.size());
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j)
+      std::memcpy(&dst[(j * rows + i) * width], &src[(i * cols + j) * width],
+                  width);
+  return createConstant(
+      b, loc, DenseElementsAttr::getFromRawBuffer(transposedType, dst));
+}
+
+/// C[m, n] = sum_k A'[m, k] * B'[k, n] as one contraction generic whose
+/// maps read A and B as stored (transposed or not). With transB and not
+/// transA it is the form the pipeline's register-tiled GEMM kernel matches.
+Value buildGemmContraction(OpBuilder &b, Location loc, Value a, Value bv,
+                           bool transA, bool transB) {
+  MLIRContext *ctx = b.getContext();
+  Type element = getElementTypeOrSelf(a.getType());
+  AffineExpr m, n, k;
+  bindDims(ctx, m, n, k);
+  SmallVector<AffineMap> maps = {
+      AffineMap::get(3, 0, transA ? ArrayRef{k, m} : ArrayRef{m, k}, ctx),
+      AffineMap::get(3, 0, transB ? ArrayRef{n, k} : ArrayRef{k, n}, ctx),
+      AffineMap::get(3, 0, {m, n}, ctx)};
+  Value init = filledTensor(
+      b, loc,
+      {tensor::getMixedSize(b, loc, a, transA ? 1 : 0),
+       tensor::getMixedSize(b, loc, bv, transB ? 0 : 1)},
+      element, 0.0);
+  return linalg::GenericOp::create(
+             b, loc, init.getType(), ValueRange{a, bv}, init, maps,
+             {utils::IteratorType::parallel, utils::IteratorType::parallel,
+              utils::IteratorType::reduction},
+             [](OpBuilder &nb, Location nl, ValueRange args) {
+               linalg::YieldOp::create(
+                   nb, nl,
+                   add(nb, nl, args[2], mul(nb, nl, args[0], args[1])));
+             })
+      .getResult(0);
+}
+
+/// MatMul by a constant [K, N] weight: the weight is transposed at import
+/// and A's leading dimensions are collapsed into rows, so that the product
+/// is the transposed-B GEMM the pipeline vectorises. Null when A does not
+/// fit (rank < 2, or more than one dynamic leading dimension, which the
+/// expand back could not lower).
+Value buildConstantWeightMatmul(OpBuilder &b, Location loc, Value a,
+                                Value weight) {
+  auto aType = cast<RankedTensorType>(a.getType());
+  DenseElementsAttr dense = getConstantAttr(weight);
+  int64_t rank = aType.getRank();
+  if (!dense || !isFloatType(aType.getElementType()) || rank < 2 ||
+      cast<RankedTensorType>(weight.getType()).getRank() != 2)
+    return {};
+  ArrayRef<int64_t> leading = aType.getShape().drop_back();
+  if (llvm::count_if(leading, ShapedType::isDynamic) > 1)
+    return {};
+  Value transposed = transposeConstant(b, loc, dense);
+  if (!transposed)
+    return {};
+  SmallVector<OpFoldResult> aSizes = mixedSizes(b, loc, a);
+  Value rows = a;
+  if (rank > 2) {
+    ReassociationIndices lead = llvm::to_vector(llvm::seq<int64_t>(0, rank - 1));
+    rows = tensor::CollapseShapeOp::create(
+        b, loc, a, ArrayRef<ReassociationIndices>{lead, {rank - 1}});
+  }
+  Value product = buildGemmContraction(b, loc, rows, transposed,
+                                       /*transA=*/false, /*transB=*/true);
+  if (rank == 2)
+    return product;
+  SmallVector<OpFoldResult> sizes(ArrayRef<OpFoldResult>(aSizes).drop_back());
+  sizes.push_back(tensor::getMixedSize(b, loc, product, 1));
+  return reshapeTo(b, loc, product, sizes);
+}
 
 /// C[batch..., m, n] = sum_k A[batch..., m, k] * B[batch..., k, n] with
 /// numpy broadcasting of the batch dimensions.
@@ -189,6 +280,13 @@ LogicalResult importMatMul(NodeContext &node) {
     return node.fail("inputs must have rank >= 1");
   OpBuilder &b = node.builder();
   Location loc = node.loc;
+  if (int64_t k = lhs->second.getShape().back(), kb = rhs->second.getDimSize(0);
+      rhs->second.getRank() == 2 && !ShapedType::isDynamic(k) && k == kb)
+    if (Value product = buildConstantWeightMatmul(b, loc, lhs->first,
+                                                  rhs->first)) {
+      node.setOutput(0, product);
+      return success();
+    }
   // Vectors take part as [1, K] and [K, 1]; the extra dimension goes again.
   Value a = lhs->first, bv = rhs->first;
   bool vectorA = lhs->second.getRank() == 1, vectorB = rhs->second.getRank() == 1;
@@ -238,33 +336,22 @@ LogicalResult importGemm(NodeContext &node) {
   double beta = node.floatAttr("beta").value_or(1.0);
   OpBuilder &b = node.builder();
   Location loc = node.loc;
-  SmallVector<OpFoldResult> aSizes = mixedSizes(b, loc, lhs->first);
-  SmallVector<OpFoldResult> bSizes = mixedSizes(b, loc, rhs->first);
   int64_t ka = lhs->second.getDimSize(transA ? 0 : 1);
   int64_t kb = rhs->second.getDimSize(transB ? 1 : 0);
   if (!ShapedType::isDynamic(ka) && !ShapedType::isDynamic(kb) && ka != kb)
     return node.fail("inner dimensions differ: " + Twine(ka) + " and " +
                      Twine(kb));
-  MLIRContext *ctx = b.getContext();
-  AffineExpr m, n, k;
-  bindDims(ctx, m, n, k);
-  SmallVector<AffineMap> maps = {
-      AffineMap::get(3, 0, transA ? ArrayRef{k, m} : ArrayRef{m, k}, ctx),
-      AffineMap::get(3, 0, transB ? ArrayRef{n, k} : ArrayRef{k, n}, ctx),
-      AffineMap::get(3, 0, {m, n}, ctx)};
-  Value init = filledTensor(
-      b, loc, {aSizes[transA ? 1 : 0], bSizes[transB ? 0 : 1]}, element, 0.0);
+  // A constant B in [K, N] is stored transposed, for the GEMM kernel.
+  Value bv = rhs->first;
+  if (!transB)
+    if (DenseElementsAttr dense = getConstantAttr(bv);
+        dense && isFloatType(element))
+      if (Value transposed = transposeConstant(b, loc, dense)) {
+        bv = transposed;
+        transB = true;
+      }
   Value product =
-      linalg::GenericOp::create(
-          b, loc, init.getType(), ValueRange{lhs->first, rhs->first}, init,
-          maps,
-          {utils::IteratorType::parallel, utils::IteratorType::parallel,
-           utils::IteratorType::reduction},
-          [](OpBuilder &nb, Location nl, ValueRange args) {
-            linalg::YieldOp::create(
-                nb, nl, add(nb, nl, args[2], mul(nb, nl, args[0], args[1])));
-          })
-          .getResult(0);
+      buildGemmContraction(b, loc, lhs->first, bv, transA, transB);
   if (!*c && alpha == 1.0) {
     node.setOutput(0, product);
     return success();
@@ -285,7 +372,7 @@ LogicalResult importGemm(NodeContext &node) {
         }
         return y;
       },
-      ArrayRef<int64_t>(cast<RankedTensorType>(product.getType()).getShape()));
+      ArrayRef<OpFoldResult>(mixedSizes(b, loc, product)));
   if (failed(result))
     return failure();
   node.setOutput(0, *result);
@@ -438,6 +525,22 @@ LogicalResult importReduce(NodeContext &node) {
     node.setOutput(0, createIntConstant(b, loc, shape, element, {acc}));
     return success();
   }
+  // The element count of a shape vector with dynamic sizes.
+  if ((Kind == Reduce::Prod || Kind == Reduce::Sum) &&
+      isDynamicShapeVector(x) && int64_t(axes->size()) == rank) {
+    SmallVector<OpFoldResult> entries = *getShapeVector(x);
+    Value acc = arith::ConstantIndexOp::create(b, loc, Kind == Reduce::Prod);
+    for (OpFoldResult e : entries) {
+      Value v = getValueOrCreateConstantIndexOp(b, loc, e);
+      acc = Kind == Reduce::Prod
+                ? arith::MulIOp::create(b, loc, acc, v).getResult()
+                : arith::AddIOp::create(b, loc, acc, v).getResult();
+    }
+    SmallVector<int64_t> shape(keep ? rank : 0, 1);
+    node.setOutput(0, createShapeVector(b, loc, {OpFoldResult(acc)}, shape,
+                                        element));
+    return success();
+  }
   double init = Kind == Reduce::Max    ? -kInf
                 : Kind == Reduce::Min  ? kInf
                 : Kind == Reduce::Prod ? 1.0
@@ -476,6 +579,145 @@ LogicalResult importReduce(NodeContext &node) {
   if (keep)
     reduced = keepDims(b, loc, x, *axes, reduced);
   node.setOutput(0, reduced);
+  return success();
+}
+
+/// ArgMax/ArgMin: one reduction generic carrying the best value and its
+/// index; the first extreme wins unless select_last_index (NaNs never win).
+template <bool IsMax>
+LogicalResult importArgExtreme(NodeContext &node) {
+  if (failed(checkInputCount(node, 1, 1)) ||
+      failed(node.checkAttributes({"axis", "keepdims", "select_last_index"})))
+    return failure();
+  auto input = rankedInput(node, 0);
+  if (failed(input))
+    return failure();
+  Type element = input->second.getElementType();
+  if (failed(checkNumeric(node, element, "input 0")))
+    return failure();
+  int64_t rank = input->second.getRank();
+  if (rank == 0)
+    return node.fail("input must have rank >= 1");
+  FailureOr<int64_t> axis = normalizeAxis(node, node.intAttr("axis", 0), rank);
+  if (failed(axis))
+    return failure();
+  bool last = node.intAttr("select_last_index", 0) != 0;
+  OpBuilder &b = node.builder();
+  Location loc = node.loc;
+  MLIRContext *ctx = b.getContext();
+  Value x = input->first;
+  SmallVector<OpFoldResult> sizes = mixedSizes(b, loc, x);
+  sizes.erase(sizes.begin() + *axis);
+  Type i64 = b.getI64Type();
+  Value best = filledTensor(b, loc, sizes, element, IsMax ? -kInf : kInf);
+  Value index = filledTensor(b, loc, sizes, i64, 0.0);
+  SmallVector<AffineExpr> kept;
+  SmallVector<utils::IteratorType> iterators;
+  for (int64_t d = 0; d < rank; ++d) {
+    iterators.push_back(d == *axis ? utils::IteratorType::reduction
+                                   : utils::IteratorType::parallel);
+    if (d != *axis)
+      kept.push_back(getAffineDimExpr(d, ctx));
+  }
+  AffineMap outMap = AffineMap::get(rank, 0, kept, ctx);
+  bool isFloat = isFloatType(element);
+  auto generic = linalg::GenericOp::create(
+      b, loc, TypeRange{best.getType(), index.getType()}, x,
+      ValueRange{best, index},
+      {AffineMap::getMultiDimIdentityMap(rank, ctx), outMap, outMap},
+      iterators, [&](OpBuilder &nb, Location nl, ValueRange args) {
+        Value v = args[0], current = args[1];
+        Value better;
+        if (isFloat)
+          better = arith::CmpFOp::create(
+              nb, nl,
+              IsMax ? (last ? arith::CmpFPredicate::OGE
+                            : arith::CmpFPredicate::OGT)
+                    : (last ? arith::CmpFPredicate::OLE
+                            : arith::CmpFPredicate::OLT),
+              v, current);
+        else
+          better = arith::CmpIOp::create(
+              nb, nl,
+              IsMax ? (last ? arith::CmpIPredicate::sge
+                            : arith::CmpIPredicate::sgt)
+                    : (last ? arith::CmpIPredicate::sle
+                            : arith::CmpIPredicate::slt),
+              v, current);
+        Value i = arith::IndexCastOp::create(
+            nb, nl, i64, linalg::IndexOp::create(nb, nl, *axis));
+        linalg::YieldOp::create(
+            nb, nl,
+            ValueRange{
+                arith::SelectOp::create(nb, nl, better, v, current),
+                arith::SelectOp::create(nb, nl, better, i, args[2])});
+      });
+  Value result = generic.getResult(1);
+  if (node.intAttr("keepdims", 1))
+    result = keepDims(b, loc, x, *axis, result);
+  node.setOutput(0, result);
+  return success();
+}
+
+/// CumSum along a constant axis: out[i] = sum of x[j] for j <= i (j < i
+/// when exclusive, mirrored when reverse), as a reduction generic over
+/// (position, j); quadratic in the axis length, which is small where
+/// exports use it (positions within a routing slot).
+LogicalResult importCumSum(NodeContext &node) {
+  if (failed(checkInputCount(node, 2, 2)) ||
+      failed(node.checkAttributes({"exclusive", "reverse"})))
+    return failure();
+  auto input = rankedInput(node, 0);
+  if (failed(input))
+    return failure();
+  FailureOr<Value> axisInput = node.input(1);
+  if (failed(axisInput))
+    return failure();
+  std::optional<SmallVector<int64_t>> axisValue = getConstantInts(*axisInput);
+  if (!axisValue || axisValue->size() != 1)
+    return node.fail("axis must be a one-element constant");
+  Type element = input->second.getElementType();
+  if (failed(checkNumeric(node, element, "input 0")))
+    return failure();
+  int64_t rank = input->second.getRank();
+  if (rank == 0)
+    return node.fail("input must have rank >= 1");
+  FailureOr<int64_t> axis = normalizeAxis(node, (*axisValue)[0], rank);
+  if (failed(axis))
+    return failure();
+  bool exclusive = node.intAttr("exclusive", 0), reverse = node.intAttr("reverse", 0);
+  OpBuilder &b = node.builder();
+  Location loc = node.loc;
+  MLIRContext *ctx = b.getContext();
+  Value x = input->first;
+  Value init = filledTensor(b, loc, mixedSizes(b, loc, x), element, 0.0);
+  SmallVector<AffineExpr> own, other;
+  for (int64_t d = 0; d < rank; ++d) {
+    own.push_back(getAffineDimExpr(d, ctx));
+    other.push_back(getAffineDimExpr(d == *axis ? rank : d, ctx));
+  }
+  SmallVector<utils::IteratorType> iterators(rank,
+                                             utils::IteratorType::parallel);
+  iterators.push_back(utils::IteratorType::reduction);
+  arith::CmpIPredicate predicate =
+      reverse ? (exclusive ? arith::CmpIPredicate::ugt
+                           : arith::CmpIPredicate::uge)
+              : (exclusive ? arith::CmpIPredicate::ult
+                           : arith::CmpIPredicate::ule);
+  auto generic = linalg::GenericOp::create(
+      b, loc, init.getType(), x, init,
+      {AffineMap::get(rank + 1, 0, other, ctx),
+       AffineMap::get(rank + 1, 0, own, ctx)},
+      iterators, [&](OpBuilder &nb, Location nl, ValueRange args) {
+        Value counts = arith::CmpIOp::create(
+            nb, nl, predicate, linalg::IndexOp::create(nb, nl, rank),
+            linalg::IndexOp::create(nb, nl, *axis));
+        Value sum = add(nb, nl, args[1], args[0]);
+        linalg::YieldOp::create(
+            nb, nl,
+            arith::SelectOp::create(nb, nl, counts, sum, args[1]).getResult());
+      });
+  node.setOutput(0, generic.getResult(0));
   return success();
 }
 
@@ -600,6 +842,9 @@ NodeImporter mlir::moe::onnx_import::lookupComputeImporter(StringRef opType) {
       .Case("ReduceMin", importReduce<Reduce::Min>)
       .Case("ReduceProd", importReduce<Reduce::Prod>)
       .Case("ReduceSumSquare", importReduce<Reduce::SumSquare>)
+      .Case("ArgMax", importArgExtreme<true>)
+      .Case("ArgMin", importArgExtreme<false>)
+      .Case("CumSum", importCumSum)
       .Case("LayerNormalization", importLayerNorm<false>)
       .Case("SimplifiedLayerNormalization", importLayerNorm<true>)
       .Case("RMSNormalization", importLayerNorm<true>)

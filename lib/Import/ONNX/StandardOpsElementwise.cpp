@@ -9,7 +9,9 @@
 #include "StandardOps.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "llvm/ADT/StringSwitch.h"
 
 #include <cmath>
@@ -136,6 +138,63 @@ std::optional<int64_t> foldBinary(Binary kind, int64_t x, int64_t y) {
   return std::nullopt;
 }
 
+/// `x kind y` on sizes: folded when both are constants, else index
+/// arithmetic (Add, Sub, Mul, Div only).
+OpFoldResult foldIndexBinary(OpBuilder &b, Location loc, Binary kind,
+                             OpFoldResult x, OpFoldResult y) {
+  std::optional<int64_t> cx = getConstantIntValue(x);
+  std::optional<int64_t> cy = getConstantIntValue(y);
+  if (cx && cy)
+    if (std::optional<int64_t> v = foldBinary(kind, *cx, *cy))
+      return b.getIndexAttr(*v);
+  Value vx = getValueOrCreateConstantIndexOp(b, loc, x);
+  Value vy = getValueOrCreateConstantIndexOp(b, loc, y);
+  switch (kind) {
+  case Binary::Add:
+    return arith::AddIOp::create(b, loc, vx, vy).getResult();
+  case Binary::Sub:
+    return arith::SubIOp::create(b, loc, vx, vy).getResult();
+  case Binary::Mul:
+    return arith::MulIOp::create(b, loc, vx, vy).getResult();
+  default:
+    return arith::DivSIOp::create(b, loc, vx, vy).getResult();
+  }
+}
+
+/// Equal on shape vectors with dynamic sizes, when every comparison is
+/// decided at import: equal constants, the same size, or a size against a
+/// negative constant (sizes are never negative; exporters compare against
+/// -1 to find "keep this size" entries). Null otherwise.
+Value foldShapeEquality(OpBuilder &b, Location loc, Value lhs, Value rhs) {
+  if (!isDynamicShapeVector(lhs) && !isDynamicShapeVector(rhs))
+    return {};
+  std::optional<SmallVector<OpFoldResult>> x = getShapeVector(lhs),
+                                           y = getShapeVector(rhs);
+  if (!x || !y || (x->size() != y->size() && x->size() != 1 && y->size() != 1))
+    return {};
+  size_t length = std::max(x->size(), y->size());
+  SmallVector<int64_t> result;
+  for (size_t i = 0; i < length; ++i) {
+    OpFoldResult a = (*x)[x->size() == 1 ? 0 : i];
+    OpFoldResult c = (*y)[y->size() == 1 ? 0 : i];
+    std::optional<int64_t> ca = getConstantIntValue(a), cc = getConstantIntValue(c);
+    if (ca && cc)
+      result.push_back(*ca == *cc);
+    else if (!ca && !cc && a == c)
+      result.push_back(1);
+    else if ((ca && *ca < 0) || (cc && *cc < 0))
+      result.push_back(0);
+    else
+      return {};
+  }
+  int64_t rank = std::max(cast<RankedTensorType>(lhs.getType()).getRank(),
+                          cast<RankedTensorType>(rhs.getType()).getRank());
+  SmallVector<int64_t> shape;
+  if (rank == 1)
+    shape.push_back(length);
+  return createIntConstant(b, loc, shape, b.getI1Type(), result);
+}
+
 template <Binary Kind>
 LogicalResult importBinary(NodeContext &node) {
   if (failed(checkInputCount(node, 2, 2)) ||
@@ -167,6 +226,24 @@ LogicalResult importBinary(NodeContext &node) {
     node.setOutput(0, folded);
     return success();
   }
+  if (Kind == Binary::Equal)
+    if (Value folded = foldShapeEquality(node.builder(), node.loc,
+                                         lhs->first, rhs->first)) {
+      node.setOutput(0, folded);
+      return success();
+    }
+  // Arithmetic on shape vectors holding dynamic sizes stays index
+  // arithmetic, so that a Reshape downstream still sees the sizes.
+  if (Kind == Binary::Add || Kind == Binary::Sub || Kind == Binary::Mul ||
+      Kind == Binary::Div)
+    if (Value folded = foldShapeElementwise(
+            node.builder(), node.loc, {lhs->first, rhs->first}, result,
+            [](OpBuilder &b, Location loc, ArrayRef<OpFoldResult> args) {
+              return foldIndexBinary(b, loc, Kind, args[0], args[1]);
+            })) {
+      node.setOutput(0, folded);
+      return success();
+    }
   FailureOr<Value> value = buildElementwise(
       node, {lhs->first, rhs->first}, result,
       [](OpBuilder &b, Location loc, ValueRange args) {
@@ -195,6 +272,9 @@ enum class Unary {
   Reciprocal,
   Floor,
   Ceil,
+  Sin,
+  Cos,
+  Softplus,
   Not
 };
 
@@ -243,6 +323,12 @@ Value buildUnary(OpBuilder &b, Location loc, Unary kind, Value x) {
     return math::FloorOp::create(b, loc, x);
   case Unary::Ceil:
     return math::CeilOp::create(b, loc, x);
+  case Unary::Sin:
+    return math::SinOp::create(b, loc, x);
+  case Unary::Cos:
+    return math::CosOp::create(b, loc, x);
+  case Unary::Softplus:
+    return math::Log1pOp::create(b, loc, math::ExpOp::create(b, loc, x));
   case Unary::Not:
     return arith::XOrIOp::create(b, loc, x, createScalar(b, loc, type, 1));
   }
@@ -353,6 +439,14 @@ LogicalResult importCast(NodeContext &node) {
     node.setOutput(0, folded);
     return success();
   }
+  // Integer casts of shape vectors (int64 <-> int32) keep their entries.
+  if (isDynamicShapeVector(input->first) && target->isSignlessInteger() &&
+      !target->isInteger(1)) {
+    node.setOutput(0, createShapeVector(node.builder(), node.loc,
+                                        *getShapeVector(input->first),
+                                        input->second.getShape(), *target));
+    return success();
+  }
   FailureOr<Value> value = buildElementwise(
       node, input->first, *target,
       [&](OpBuilder &b, Location loc, ValueRange args) {
@@ -386,6 +480,30 @@ LogicalResult importWhere(NodeContext &node) {
     node.setOutput(0, folded);
     return success();
   }
+  // Selecting between shape vectors by a constant condition picks entries.
+  if (std::optional<SmallVector<int64_t>> pick = getConstantInts(cond->first);
+      pick && (isDynamicShapeVector(x->first) || isDynamicShapeVector(y->first)))
+    if (auto xs = getShapeVector(x->first), ys = getShapeVector(y->first);
+        xs && ys) {
+      size_t length = std::max({pick->size(), xs->size(), ys->size()});
+      auto at = [&](auto &v, size_t i) { return v[v.size() == 1 ? 0 : i]; };
+      bool fits = llvm::all_of(
+          ArrayRef<size_t>{pick->size(), xs->size(), ys->size()},
+          [&](size_t n) { return n == 1 || n == length; });
+      if (fits) {
+        SmallVector<OpFoldResult> entries;
+        for (size_t i = 0; i < length; ++i)
+          entries.push_back(at(*pick, i) ? at(*xs, i) : at(*ys, i));
+        int64_t rank = std::max({cond->second.getRank(), x->second.getRank(),
+                                 y->second.getRank()});
+        SmallVector<int64_t> shape;
+        if (rank == 1)
+          shape.push_back(length);
+        node.setOutput(0, createShapeVector(node.builder(), node.loc, entries,
+                                            shape, element));
+        return success();
+      }
+    }
   FailureOr<Value> value = buildElementwise(
       node, operands, element, [](OpBuilder &b, Location loc, ValueRange a) {
         return arith::SelectOp::create(b, loc, a[0], a[1], a[2]).getResult();
@@ -438,6 +556,72 @@ LogicalResult importMinMax(NodeContext &node) {
         for (Value v : a.drop_front())
           acc = buildMinMax(b, loc, IsMax, acc, v);
         return acc;
+      });
+  if (failed(value))
+    return failure();
+  node.setOutput(0, *value);
+  return success();
+}
+
+/// Sum and Mean of any number of broadcast inputs.
+template <bool IsMean>
+LogicalResult importVariadicSum(NodeContext &node) {
+  if (node.numInputs() < 1)
+    return node.fail("expects at least one input");
+  if (failed(node.checkAttributes({})))
+    return failure();
+  SmallVector<Value> operands;
+  Type element;
+  for (int i = 0; i < node.numInputs(); ++i) {
+    auto input = rankedInput(node, i);
+    if (failed(input))
+      return failure();
+    if (i == 0)
+      element = input->second.getElementType();
+    else if (input->second.getElementType() != element)
+      return node.fail("inputs have different element types");
+    operands.push_back(input->first);
+  }
+  if (!isFloatType(element))
+    return node.fail("expects float inputs");
+  double count = operands.size();
+  FailureOr<Value> value = buildElementwise(
+      node, operands, element, [&](OpBuilder &b, Location loc, ValueRange a) {
+        Value acc = a[0];
+        for (Value v : a.drop_front())
+          acc = buildBinary(b, loc, Binary::Add, acc, v);
+        if (IsMean)
+          acc = arith::DivFOp::create(b, loc, acc,
+                                      createScalar(b, loc, element, count));
+        return acc;
+      });
+  if (failed(value))
+    return failure();
+  node.setOutput(0, *value);
+  return success();
+}
+
+/// LeakyRelu: x < 0 ? alpha * x : x.
+LogicalResult importLeakyRelu(NodeContext &node) {
+  if (failed(checkInputCount(node, 1, 1)) ||
+      failed(node.checkAttributes({"alpha"})))
+    return failure();
+  auto input = rankedInput(node, 0);
+  if (failed(input))
+    return failure();
+  Type element = input->second.getElementType();
+  if (!isFloatType(element))
+    return node.fail("expects a float input");
+  double alpha = node.floatAttr("alpha").value_or(0.01);
+  FailureOr<Value> value = buildElementwise(
+      node, input->first, element,
+      [&](OpBuilder &b, Location loc, ValueRange a) -> Value {
+        Value negative = arith::CmpFOp::create(
+            b, loc, arith::CmpFPredicate::OLT, a[0],
+            createScalar(b, loc, element, 0.0));
+        Value scaled = arith::MulFOp::create(
+            b, loc, a[0], createScalar(b, loc, element, alpha));
+        return arith::SelectOp::create(b, loc, negative, scaled, a[0]);
       });
   if (failed(value))
     return failure();
@@ -525,7 +709,13 @@ NodeImporter mlir::moe::onnx_import::lookupElementwiseImporter(StringRef opType)
       .Case("Reciprocal", importUnary<Unary::Reciprocal>)
       .Case("Floor", importUnary<Unary::Floor>)
       .Case("Ceil", importUnary<Unary::Ceil>)
+      .Case("Sin", importUnary<Unary::Sin>)
+      .Case("Cos", importUnary<Unary::Cos>)
+      .Case("Softplus", importUnary<Unary::Softplus>)
       .Case("Not", importUnary<Unary::Not>)
+      .Case("LeakyRelu", importLeakyRelu)
+      .Case("Sum", importVariadicSum<false>)
+      .Case("Mean", importVariadicSum<true>)
       .Case("Gelu", importGelu)
       .Case("Cast", importCast)
       .Case("Where", importWhere)

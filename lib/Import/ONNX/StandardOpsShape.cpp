@@ -38,6 +38,21 @@ FailureOr<SmallVector<int64_t>> constantInput(NodeContext &node, int i,
   return *ints;
 }
 
+/// The entries of input `i` as a shape vector (constants, or sizes of
+/// dynamic dimensions); fails naming `what` otherwise.
+FailureOr<SmallVector<OpFoldResult>> shapeInput(NodeContext &node, int i,
+                                                StringRef what) {
+  FailureOr<Value> value = node.input(i);
+  if (failed(value))
+    return failure();
+  std::optional<SmallVector<OpFoldResult>> entries = getShapeVector(*value);
+  if (!entries)
+    return node.fail(what + " must be computable at import: a constant, or "
+                            "built from the sizes of dynamic dimensions "
+                            "(Shape, Gather, Concat, Slice, arithmetic)");
+  return *entries;
+}
+
 /// Ints from the attribute `name` (older opsets) or else from input `i`
 /// when present; nullopt when neither is given.
 FailureOr<std::optional<SmallVector<int64_t>>>
@@ -108,28 +123,12 @@ LogicalResult importReshape(NodeContext &node) {
   auto data = rankedInput(node, 0);
   if (failed(data))
     return failure();
+  FailureOr<SmallVector<OpFoldResult>> shape = shapeInput(node, 1, "shape");
+  if (failed(shape))
+    return failure();
   bool allowZero = node.intAttr("allowzero", 0) != 0;
   OpBuilder &b = node.builder();
   Location loc = node.loc;
-  // The target shape: constant, or a shape vector with run-time sizes
-  // (ShapeVectors.cpp) whose dynamic entries are taken as they are.
-  FailureOr<Value> shapeValue = node.input(1);
-  if (failed(shapeValue))
-    return failure();
-  std::optional<ShapeVector> shapeVector =
-      getShapeVector(b, loc, *shapeValue);
-  if (!shapeVector || shapeVector->scalar)
-    return node.fail("shape must be a 1-D integer tensor computed from "
-                     "constants and input sizes");
-  SmallVector<int64_t> shapeEntries;
-  SmallVector<Value> dynamicEntries;
-  for (OpFoldResult e : shapeVector->elements) {
-    std::optional<int64_t> c = getConstantIntValue(e);
-    // Run-time entries are sizes (>= 0), never 0-copies or -1.
-    shapeEntries.push_back(c ? *c : ShapedType::kDynamic);
-    dynamicEntries.push_back(c ? Value() : cast<Value>(e));
-  }
-  FailureOr<SmallVector<int64_t>> shape = shapeEntries;
   RankedTensorType type = data->second;
   SmallVector<OpFoldResult> inSizes = mixedSizes(b, loc, data->first);
 
@@ -140,16 +139,18 @@ LogicalResult importReshape(NodeContext &node) {
   SmallVector<bool> copied(type.getRank(), false);
   std::optional<size_t> inferred;
   int64_t literalProduct = 1;
-  Value dynamicProduct;
-  for (auto [i, s] : llvm::enumerate(*shape)) {
-    if (ShapedType::isDynamic(s)) {
-      sizes[i] = dynamicEntries[i];
-      dynamicProduct = dynamicProduct ? arith::MulIOp::create(
-                                            b, loc, dynamicProduct,
-                                            dynamicEntries[i])
-                                            .getResult()
-                                      : dynamicEntries[i];
-    } else if (s == 0 && !allowZero) {
+  // Sizes computed from dynamic dimensions (Shape of a dynamic tensor):
+  // literal sizes known only at run time.
+  SmallVector<Value> dynamicLiterals;
+  for (auto [i, entry] : llvm::enumerate(*shape)) {
+    std::optional<int64_t> constant = getConstantIntValue(entry);
+    if (!constant) {
+      sizes[i] = entry;
+      dynamicLiterals.push_back(cast<Value>(entry));
+      continue;
+    }
+    int64_t s = *constant;
+    if (s == 0 && !allowZero) {
       if (int64_t(i) >= type.getRank())
         return node.fail("shape entry " + Twine(i) +
                          " is 0 (copy) but the input has rank " +
@@ -177,10 +178,24 @@ LogicalResult importReshape(NodeContext &node) {
     else
       restStatic *= type.getDimSize(d);
   }
+  // A literal that is the size of one of the input's own dynamic
+  // dimensions cancels with it.
+  llvm::erase_if(dynamicLiterals, [&](Value v) {
+    auto dim = v.getDefiningOp<tensor::DimOp>();
+    std::optional<int64_t> index =
+        dim ? dim.getConstantIndex() : std::optional<int64_t>();
+    if (!dim || dim.getSource() != data->first || !index)
+      return false;
+    auto it = llvm::find(restDynamic, *index);
+    if (it == restDynamic.end())
+      return false;
+    restDynamic.erase(it);
+    return true;
+  });
   if (inferred) {
     if (literalProduct == 0)
       return node.fail("shape has -1 next to a 0-sized dimension");
-    if (restDynamic.empty() && !dynamicProduct) {
+    if (restDynamic.empty() && dynamicLiterals.empty()) {
       if (restStatic % literalProduct != 0)
         return node.fail("cannot reshape " + Twine(restStatic) +
                          " elements into a multiple of " +
@@ -191,13 +206,13 @@ LogicalResult importReshape(NodeContext &node) {
       for (int64_t d : restDynamic)
         total = arith::MulIOp::create(b, loc, total,
                                       indexValue(b, loc, inSizes[d]));
-      Value known = arith::ConstantIndexOp::create(b, loc, literalProduct);
-      if (dynamicProduct)
-        known = arith::MulIOp::create(b, loc, known, dynamicProduct);
+      Value denominator = arith::ConstantIndexOp::create(b, loc, literalProduct);
+      for (Value v : dynamicLiterals)
+        denominator = arith::MulIOp::create(b, loc, denominator, v);
       sizes[*inferred] =
-          arith::DivUIOp::create(b, loc, total, known).getResult();
+          arith::DivUIOp::create(b, loc, total, denominator).getResult();
     }
-  } else if (restDynamic.empty() && !dynamicProduct &&
+  } else if (restDynamic.empty() && dynamicLiterals.empty() &&
              restStatic != literalProduct) {
     return node.fail("cannot reshape " + Twine(restStatic) + " elements into " +
                      Twine(literalProduct));
@@ -387,21 +402,11 @@ LogicalResult importShape(NodeContext &node) {
   end = std::max(start, end);
   OpBuilder &b = node.builder();
   Location loc = node.loc;
-  ArrayRef<int64_t> shape = data->second.getShape().slice(start, end - start);
-  if (!ShapedType::isDynamicShape(shape)) {
-    node.setOutput(0, createIntConstant(b, loc, {int64_t(shape.size())},
-                                        b.getI64Type(), shape));
-    return success();
-  }
-  SmallVector<Value> dims;
-  for (int64_t d = start; d < end; ++d)
-    dims.push_back(arith::IndexCastOp::create(
-        b, loc, b.getI64Type(),
-        indexValue(b, loc, tensor::getMixedSize(b, loc, data->first, d))));
-  node.setOutput(0, tensor::FromElementsOp::create(
-                        b, loc,
-                        RankedTensorType::get({end - start}, b.getI64Type()),
-                        dims));
+  SmallVector<OpFoldResult> sizes = mixedSizes(b, loc, data->first);
+  ArrayRef<OpFoldResult> picked =
+      ArrayRef<OpFoldResult>(sizes).slice(start, end - start);
+  node.setOutput(0, createShapeVector(b, loc, picked, {end - start},
+                                      b.getI64Type()));
   return success();
 }
 
@@ -498,6 +503,15 @@ LogicalResult importConstantOfShape(NodeContext &node) {
   auto element = cast<TypedAttr>(fill).getType();
   if (!shapeInput->second.hasStaticShape() || shapeInput->second.getRank() != 1)
     return node.fail("the shape input must be a 1-D tensor of static length");
+  if (std::optional<SmallVector<OpFoldResult>> entries =
+          getShapeVector(shapeInput->first);
+      entries && isDynamicShapeVector(shapeInput->first)) {
+    Value empty = emptyTensor(b, loc, *entries, element);
+    Value scalar = arith::ConstantOp::create(b, loc, cast<TypedAttr>(fill));
+    node.setOutput(0,
+                   linalg::FillOp::create(b, loc, scalar, empty).getResult(0));
+    return success();
+  }
   if (std::optional<SmallVector<int64_t>> shape =
           getConstantInts(shapeInput->first)) {
     if (llvm::any_of(*shape, [](int64_t d) { return d < 0; }))
@@ -526,6 +540,27 @@ LogicalResult importIdentity(NodeContext &node) {
   FailureOr<Value> input = node.input(0);
   if (failed(input))
     return failure();
+  node.setOutput(0, *input);
+  return success();
+}
+
+/// Dropout at inference: the identity. A mask output or a training_mode
+/// that is not constant false is not supported.
+LogicalResult importDropout(NodeContext &node) {
+  if (failed(checkInputCount(node, 1, 3)) ||
+      failed(node.checkAttributes({"seed", "ratio", "is_test"})))
+    return failure();
+  FailureOr<Value> input = node.input(0);
+  FailureOr<Value> training = node.optionalInput(2);
+  if (failed(input) || failed(training))
+    return failure();
+  if (*training) {
+    std::optional<SmallVector<int64_t>> mode = getConstantInts(*training);
+    if (!mode || mode->size() != 1 || (*mode)[0] != 0)
+      return node.fail("training_mode must be a constant false");
+  }
+  if (node.node.output_size() > 1 && !node.node.output(1).empty())
+    return node.fail("the mask output is not supported");
   node.setOutput(0, *input);
   return success();
 }
@@ -604,6 +639,19 @@ LogicalResult importConcat(NodeContext &node) {
   bool allConstant = llvm::all_of(inputs, [](Value v) {
     return getConstantInts(v) && cast<RankedTensorType>(v.getType()).getRank() == 1;
   });
+  bool allShapes = llvm::all_of(inputs, [](Value v) {
+    return getShapeVector(v) &&
+           cast<RankedTensorType>(v.getType()).getRank() == 1;
+  });
+  if (allShapes && !allConstant) {
+    SmallVector<OpFoldResult> entries;
+    for (Value v : inputs)
+      llvm::append_range(entries, *getShapeVector(v));
+    node.setOutput(0, createShapeVector(b, loc, entries,
+                                        {int64_t(entries.size())},
+                                        types[0].getElementType()));
+    return success();
+  }
   if (allConstant) {
     SmallVector<int64_t> values;
     for (Value v : inputs)
@@ -643,35 +691,55 @@ LogicalResult importConcat(NodeContext &node) {
   return success();
 }
 
-/// The clamped [start, end) of an ONNX slice with positive `step` on a
-/// dimension of `size`, as OpFoldResults (static when `size` is).
+/// The clamped start and end of an ONNX slice on a dimension of `size`, as
+/// OpFoldResults (static when `size` is): start in [0, size] and end in
+/// [0, size] going forward, start in [0, size - 1] and end in [-1, size - 1]
+/// going backward.
 std::pair<OpFoldResult, OpFoldResult> sliceBounds(OpBuilder &b, Location loc,
                                                   OpFoldResult size,
-                                                  int64_t start, int64_t end) {
+                                                  int64_t start, int64_t end,
+                                                  bool backward) {
+  int64_t startHigh = backward ? -1 : 0, endLow = backward ? -1 : 0,
+          endHigh = backward ? -1 : 0;
   if (std::optional<int64_t> n = getConstantIntValue(size)) {
-    auto clampIndex = [&](int64_t i) {
+    auto clampIndex = [&](int64_t i, int64_t low, int64_t high) {
       if (i < 0)
         i += *n;
-      return std::clamp<int64_t>(i, 0, *n);
+      return std::clamp<int64_t>(i, low, std::max(low, *n + high));
     };
-    return {b.getIndexAttr(clampIndex(start)), b.getIndexAttr(clampIndex(end))};
+    return {b.getIndexAttr(clampIndex(start, 0, startHigh)),
+            b.getIndexAttr(clampIndex(end, endLow, endHigh))};
   }
   Value dim = cast<Value>(size);
-  Value zero = arith::ConstantIndexOp::create(b, loc, 0);
-  auto clampIndex = [&](int64_t i) -> OpFoldResult {
-    // Ends past the dimension (INT64_MAX from exporters) are the size.
-    if (i >= 0) {
-      Value c = arith::ConstantIndexOp::create(
-          b, loc, std::min<int64_t>(i, std::numeric_limits<int32_t>::max()));
-      return arith::MinSIOp::create(b, loc, c, dim).getResult();
-    }
-    Value shifted = arith::AddIOp::create(
-        b, loc, dim,
-        arith::ConstantIndexOp::create(
-            b, loc, std::max<int64_t>(i, std::numeric_limits<int32_t>::min())));
-    return arith::MaxSIOp::create(b, loc, shifted, zero).getResult();
+  auto c = [&](int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); };
+  // The whole dimension, forward (0 .. INT_MAX) or backward (-1 or INT_MAX
+  // .. INT_MIN) as exporters write it, needs no clamping; keeping it exact
+  // keeps the result size provably the input's.
+  constexpr int64_t big = std::numeric_limits<int32_t>::max();
+  if (!backward && start == 0 && end >= big)
+    return {b.getIndexAttr(0), dim};
+  if (backward && (start == -1 || start >= big) && end <= -big)
+    return {arith::SubIOp::create(b, loc, dim, c(1)).getResult(),
+            b.getIndexAttr(-1)};
+  // Exporters write "to the end" as INT64_MAX/MIN: keep the arithmetic in
+  // range.
+  auto clampIndex = [&](int64_t i, int64_t low, int64_t high) -> OpFoldResult {
+    i = std::clamp<int64_t>(i, std::numeric_limits<int32_t>::min(),
+                            std::numeric_limits<int32_t>::max());
+    Value upper = arith::AddIOp::create(b, loc, dim, c(high));
+    Value v = i >= 0 ? c(i) : arith::AddIOp::create(b, loc, dim, c(i)).getResult();
+    v = arith::MinSIOp::create(b, loc, v, upper);
+    return arith::MaxSIOp::create(b, loc, v, c(low)).getResult();
   };
-  return {clampIndex(start), clampIndex(end)};
+  return {clampIndex(start, 0, startHigh), clampIndex(end, endLow, endHigh)};
+}
+
+/// max(0, ceil(a / s)) for s != 0.
+int64_t sliceLength(int64_t a, int64_t s) {
+  int64_t q = a / s;
+  if (a % s != 0 && ((a > 0) == (s > 0)))
+    ++q;
+  return std::max<int64_t>(0, q);
 }
 
 LogicalResult importSlice(NodeContext &node) {
@@ -704,6 +772,7 @@ LogicalResult importSlice(NodeContext &node) {
   SmallVector<OpFoldResult> offsets(rank, b.getIndexAttr(0));
   SmallVector<OpFoldResult> strides(rank, b.getIndexAttr(1));
   SmallVector<bool> seen(rank, false);
+  bool backward = false;
   for (size_t i = 0; i < n; ++i) {
     int64_t axisValue = *axes ? (**axes)[i] : int64_t(i);
     FailureOr<int64_t> axis = normalizeAxis(node, axisValue, rank);
@@ -713,25 +782,34 @@ LogicalResult importSlice(NodeContext &node) {
       return node.fail("axes repeat " + Twine(*axis));
     seen[*axis] = true;
     int64_t step = *steps ? (**steps)[i] : 1;
-    if (step <= 0)
-      return node.fail(step == 0 ? "steps must not be 0"
-                                 : "negative steps are not supported yet");
-    auto [begin, end] =
-        sliceBounds(b, loc, sizes[*axis], (**starts)[i], (**ends)[i]);
+    if (step == 0)
+      return node.fail("steps must not be 0");
+    backward |= step < 0;
+    auto [begin, end] = sliceBounds(b, loc, sizes[*axis], (**starts)[i],
+                                    (**ends)[i], step < 0);
     // size = max(0, ceil((end - begin) / step))
     std::optional<int64_t> b0 = getConstantIntValue(begin),
                            e0 = getConstantIntValue(end);
     if (b0 && e0) {
+      sizes[*axis] = b.getIndexAttr(sliceLength(*e0 - *b0, step));
+    } else if ((step == 1 && b0 == 0) || (step == -1 && e0 == -1)) {
+      // From the first or to the last element: the length is the clamped
+      // end (resp. begin + 1), never negative, and for the whole dimension
+      // provably its size.
       sizes[*axis] =
-          b.getIndexAttr(std::max<int64_t>(0, (*e0 - *b0 + step - 1) / step));
+          step == 1 ? end
+                    : arith::AddIOp::create(
+                          b, loc, indexValue(b, loc, begin),
+                          arith::ConstantIndexOp::create(b, loc, 1))
+                          .getResult();
     } else {
       Value length = arith::SubIOp::create(b, loc, indexValue(b, loc, end),
                                            indexValue(b, loc, begin));
-      length = arith::MaxSIOp::create(
-          b, loc, length, arith::ConstantIndexOp::create(b, loc, 0));
       if (step != 1)
         length = arith::CeilDivSIOp::create(
             b, loc, length, arith::ConstantIndexOp::create(b, loc, step));
+      length = arith::MaxSIOp::create(
+          b, loc, length, arith::ConstantIndexOp::create(b, loc, 0));
       sizes[*axis] = length;
     }
     offsets[*axis] = begin;
@@ -742,6 +820,14 @@ LogicalResult importSlice(NodeContext &node) {
     std::optional<int64_t> offset = getConstantIntValue(offsets[0]),
                            size = getConstantIntValue(sizes[0]),
                            stride = getConstantIntValue(strides[0]);
+    if (offset && size && stride && isDynamicShapeVector(data->first)) {
+      SmallVector<OpFoldResult> entries = *getShapeVector(data->first), picked;
+      for (int64_t i = 0; i < *size; ++i)
+        picked.push_back(entries[*offset + i * *stride]);
+      node.setOutput(0, createShapeVector(b, loc, picked, {*size},
+                                          data->second.getElementType()));
+      return success();
+    }
     if (offset && size && stride)
       if (Value folded =
               foldIntRemap(b, loc, data->first, {*size},
@@ -752,8 +838,35 @@ LogicalResult importSlice(NodeContext &node) {
         return success();
       }
   }
-  node.setOutput(0, tensor::ExtractSliceOp::create(b, loc, data->first, offsets,
-                                                   sizes, strides));
+  if (!backward) {
+    node.setOutput(0, tensor::ExtractSliceOp::create(b, loc, data->first,
+                                                     offsets, sizes, strides));
+    return success();
+  }
+  // extract_slice has no negative strides: read x[offset + i * step].
+  Value init = emptyTensor(b, loc, sizes, data->second.getElementType());
+  SmallVector<Value> offsetValues;
+  for (OpFoldResult offset : offsets)
+    offsetValues.push_back(indexValue(b, loc, offset));
+  SmallVector<utils::IteratorType> iterators(rank,
+                                             utils::IteratorType::parallel);
+  auto generic = linalg::GenericOp::create(
+      b, loc, init.getType(), ValueRange(), init,
+      {AffineMap::getMultiDimIdentityMap(rank, b.getContext())}, iterators,
+      [&](OpBuilder &nb, Location nl, ValueRange) {
+        SmallVector<Value> at;
+        for (int64_t d = 0; d < rank; ++d) {
+          Value scaled = arith::MulIOp::create(
+              nb, nl, linalg::IndexOp::create(nb, nl, d),
+              arith::ConstantIndexOp::create(
+                  nb, nl, *getConstantIntValue(strides[d])));
+          at.push_back(
+              arith::AddIOp::create(nb, nl, offsetValues[d], scaled));
+        }
+        linalg::YieldOp::create(
+            nb, nl, tensor::ExtractOp::create(nb, nl, data->first, at).getResult());
+      });
+  node.setOutput(0, generic.getResult(0));
   return success();
 }
 
@@ -843,6 +956,22 @@ LogicalResult importGather(NodeContext &node) {
   llvm::append_range(outShape, indices->second.getShape());
   llvm::append_range(outShape, dataShape.drop_front(*axis + 1));
 
+  // Picking entries of a shape vector happens at import, dynamic sizes
+  // included.
+  if (std::optional<SmallVector<int64_t>> idx = getConstantInts(indices->first);
+      idx && rank == 1 && isDynamicShapeVector(data->first)) {
+    SmallVector<OpFoldResult> entries = *getShapeVector(data->first), picked;
+    int64_t size = entries.size();
+    for (int64_t i : *idx) {
+      if (i < -size || i >= size)
+        return node.fail("index " + Twine(i) + " is out of range for " +
+                         Twine(size) + " entries");
+      picked.push_back(entries[i < 0 ? i + size : i]);
+    }
+    node.setOutput(0, createShapeVector(b, loc, picked, outShape,
+                                        data->second.getElementType()));
+    return success();
+  }
   // Picking entries of a shape vector happens at import.
   if (std::optional<SmallVector<int64_t>> idx =
           getConstantInts(indices->first);
@@ -914,26 +1043,17 @@ LogicalResult importExpand(NodeContext &node) {
   if (failed(checkInputCount(node, 2, 2)) || failed(node.checkAttributes({})))
     return failure();
   auto data = rankedInput(node, 0);
-  FailureOr<Value> shapeValue = node.input(1);
-  if (failed(data) || failed(shapeValue))
+  FailureOr<SmallVector<OpFoldResult>> shape = shapeInput(node, 1, "shape");
+  if (failed(data) || failed(shape))
     return failure();
-  // Constant, or sizes known at run time (ShapeVectors.cpp).
-  std::optional<ShapeVector> shapeVector =
-      getShapeVector(node.builder(), node.loc, *shapeValue);
-  if (!shapeVector || shapeVector->scalar)
-    return node.fail("shape must be a 1-D integer tensor computed from "
-                     "constants and input sizes");
-  SmallVector<int64_t> shape;
-  for (OpFoldResult e : shapeVector->elements) {
-    std::optional<int64_t> size = getConstantIntValue(e);
-    if (size && *size < 0)
-      return node.fail("shape has a negative size");
-    shape.push_back(size.value_or(ShapedType::kDynamic));
-  }
+  if (llvm::any_of(*shape, [](OpFoldResult d) {
+        return getConstantIntValue(d).value_or(0) < 0;
+      }))
+    return node.fail("shape has a negative size");
   FailureOr<Value> value = buildElementwise(
       node, data->first, data->second.getElementType(),
       [](OpBuilder &, Location, ValueRange args) { return args[0]; },
-      ArrayRef<int64_t>(shape), shapeVector->elements);
+      ArrayRef<OpFoldResult>(*shape));
   if (failed(value))
     return failure();
   node.setOutput(0, *value);
@@ -1002,6 +1122,7 @@ NodeImporter mlir::moe::onnx_import::lookupShapeImporter(StringRef opType) {
       .Case("Constant", importConstant)
       .Case("ConstantOfShape", importConstantOfShape)
       .Case("Identity", importIdentity)
+      .Case("Dropout", importDropout)
       .Case("Range", importRange)
       .Case("Concat", importConcat)
       .Case("Slice", importSlice)

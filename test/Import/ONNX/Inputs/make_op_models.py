@@ -102,6 +102,9 @@ def matmul_dynamic(m):
     m.output(m.node("MatMul", [x, m.const("w", rand([8, 6], 2))], ["y"]))
     xb = m.input("xb", rand([2, 3, 8], 3), ["B", "S", 8])
     m.output(m.node("MatMul", [xb, m.const("w2", rand([8, 4], 4))], ["yb"]))
+    # One dynamic leading dimension: rows collapse into one GEMM.
+    xs = m.input("xs", rand([2, 5, 8], 5), [2, "S", 8])
+    m.output(m.node("MatMul", [xs, m.const("w3", rand([8, 3], 6))], ["ys"]))
 
 
 @case
@@ -207,6 +210,18 @@ def cast(m):
 
 
 @case
+def cast_half(m):
+    # f16/bf16 through Cast: rounding to half precision, f16 arithmetic.
+    x = m.input("x", rand([3, 5], 1, -9.0, 9.0))
+    h = m.node("Cast", [x], ["h"], to=TensorProto.FLOAT16)
+    m.output(m.node("Mul", [h, h], ["sq"]), TensorProto.FLOAT16)
+    bf = m.node("Cast", [x], ["bf"], to=TensorProto.BFLOAT16)
+    m.output(m.node("Cast", [bf], ["back"], to=f32))
+    m.output(m.node("Cast", [m.node("Cast", [bf], ["bh"], to=TensorProto.FLOAT16)],
+                    ["back2"], to=f32))
+
+
+@case
 def cast_dynamic(m):
     x = m.input("x", rand([4, 3], 1, -9.0, 9.0), ["T", 3])
     m.output(m.node("Cast", [x], ["y"], to=i64), i64)
@@ -263,6 +278,8 @@ def reshape_dynamic(m):
     a = m.node("Reshape", [x, m.const("s1", ints([0, -1]))], ["a"])
     m.output(a)
     m.output(m.node("Reshape", [a, m.const("s2", ints([0, 2, 6]))], ["b"]))
+    # A dynamic size reshaped to literal sizes (must be 5 at run time).
+    m.output(m.node("Reshape", [x, m.const("s3", ints([5, 12]))], ["c"]))
 
 
 @case
@@ -287,6 +304,36 @@ def shape_dynamic(m):
     x = m.input("x", rand([5, 4], 1), ["T", 4])
     m.output(m.node("Shape", [x], ["s"]), i64)
     m.output(m.node("Size", [x], ["n"]), i64)
+
+
+@case
+def shape_dynamic_reshape(m):
+    # The export pattern around a projection with symbolic batch and
+    # sequence: the shape arithmetic on Shape(x) stays symbolic.
+    m.opset = 13
+    x = m.input("x", rand([2, 3, 8], 1), ["B", "S", 8])
+    shape = m.node("Shape", [x], ["shape"])
+    b = m.node("Gather", [shape, m.const("i0", ints(0))], ["b"])
+    s = m.node("Gather", [shape, m.const("i1", ints(1))], ["s"])
+    bs = m.node("Mul", [b, s], ["bs"])
+    rows = m.node("Concat", [m.node("Unsqueeze", [bs, m.const("a0", ints([0]))],
+                                    ["bs1"]), m.const("h", ints([8]))],
+                  ["rows"], axis=0)
+    flat = m.node("Reshape", [x, rows], ["flat"])
+    y = m.node("MatMul", [flat, m.const("w", rand([8, 4], 2))], ["y"])
+    back = m.node("Concat", [m.node("Slice", [shape, m.const("st", ints([0])),
+                                              m.const("en", ints([2]))],
+                                    ["bsv"]),
+                             m.const("n", ints([4]))], ["back"], axis=0)
+    m.output(m.node("Reshape", [y, back], ["out"]))
+    # [B, -1] next to Shape's B: the -1 is S * 8.
+    first = m.node("Slice", [shape, m.const("s0", ints([0])),
+                             m.const("e1", ints([1]))], ["first"])
+    keep = m.node("Concat", [first, m.const("m1", ints([-1]))], ["keep"], axis=0)
+    merged = m.node("Reshape", [x, keep], ["merged"])
+    m.output(m.node("Reshape", [m.node("Relu", [merged], ["r"]), shape],
+                    ["again"]))
+    m.output(m.node("ConstantOfShape", [back], ["zeros"]))
 
 
 @case
@@ -326,6 +373,27 @@ def slice(m):
                               m.const("st", ints([1, 2]))], ["y"]))
     m.output(m.node("Slice", [x, m.const("s2", ints([2])),
                               m.const("e2", ints([-1]))], ["z"]))
+
+
+@case
+def slice_backward(m):
+    m.opset = 13
+    x = m.input("x", rand([4, 6, 5], 1))
+    big = np.iinfo(np.int64).max
+    # Flip, every other element backwards from the end, a clamped range.
+    m.output(m.node("Slice", [x, m.const("s", ints([-1])),
+                              m.const("e", ints([-big])),
+                              m.const("a", ints([1])),
+                              m.const("st", ints([-1]))], ["flip"]))
+    m.output(m.node("Slice", [x, m.const("s2", ints([100, 3])),
+                              m.const("e2", ints([-100, 0])),
+                              m.const("a2", ints([2, 0])),
+                              m.const("st2", ints([-2, -1]))], ["steps"]))
+    v = m.input("v", rand([7, 3], 2), ["T", 3])
+    m.output(m.node("Slice", [v, m.const("s3", ints([big])),
+                              m.const("e3", ints([-big])),
+                              m.const("a3", ints([0])),
+                              m.const("st3", ints([-1]))], ["flip_dynamic"]))
 
 
 @case
@@ -497,6 +565,9 @@ def expand_tile_dynamic(m):
     x = m.input("x", rand([5, 1], 1), ["T", 1])
     m.output(m.node("Expand", [x, m.const("s", ints([1, 4]))], ["expand"]))
     m.output(m.node("Tile", [x, m.const("r", ints([1, 3]))], ["tile"]))
+    # To the (symbolic) shape of another input.
+    y = m.input("y", rand([2, 5, 3], 2), [2, "T", 3])
+    m.output(m.node("Expand", [x, m.node("Shape", [y], ["ys"])], ["like"]))
 
 
 @case
@@ -537,6 +608,44 @@ def constant_of_shape(m):
     m.output(m.node("ConstantOfShape", [m.const("s", ints([2, 2]))], ["z"]))
     m.output(m.node("ConstantOfShape", [m.const("s3", ints([3]))], ["k"],
                     value=numpy_helper.from_array(ints([7]))), i64)
+
+
+@case
+def extras(m):
+    # Cheap extras that exports use around MoE blocks: rotary sin/cos,
+    # routing argmax and positions (CumSum), variadic Sum/Mean, LeakyRelu,
+    # Softplus, inference Dropout.
+    m.opset = 13
+    x = m.input("x", rand([3, 6], 1, -3.0, 3.0))
+    m.output(m.node("Sin", [x], ["sin"]))
+    m.output(m.node("Cos", [x], ["cos"]))
+    m.output(m.node("Softplus", [x], ["softplus"]))
+    m.output(m.node("LeakyRelu", [x], ["leaky"], alpha=0.2))
+    y = m.input("y", rand([6], 2))
+    m.output(m.node("Sum", [x, y, x], ["sum"]))
+    m.output(m.node("Mean", [x, y], ["mean"]))
+    m.output(m.node("Dropout", [x], ["drop"]))
+    m.output(m.node("ArgMax", [x], ["argmax"], axis=1), i64)
+    m.output(m.node("ArgMin", [x], ["argmin"], axis=0, keepdims=0), i64)
+    ties = m.input("ties", np.array([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0]],
+                                    np.float32))
+    m.output(m.node("ArgMax", [ties], ["first"], axis=-1), i64)
+    m.output(m.node("ArgMax", [ties], ["last"], axis=-1, select_last_index=1),
+             i64)
+    one = m.const("one", ints(1))
+    m.output(m.node("CumSum", [x, one], ["cumsum"]))
+    m.output(m.node("CumSum", [x, one], ["cumsum_ex_rev"], exclusive=1,
+                    reverse=1))
+    mask = m.input("mask", ints([[1, 0, 1, 1], [0, 1, 1, 0]]))
+    m.output(m.node("CumSum", [mask, m.const("zero", ints(0))], ["positions"]),
+             i64)
+
+
+@case
+def extras_dynamic(m):
+    x = m.input("x", rand([5, 8], 1, -3.0, 3.0), ["T", 8])
+    m.output(m.node("ArgMax", [x], ["argmax"], axis=1, keepdims=0), i64)
+    m.output(m.node("CumSum", [x, m.const("zero", ints(0))], ["cumsum"]))
 
 
 # --- Group 3: TopK, gathers and scatters, OneHot, NonZero ------------------
