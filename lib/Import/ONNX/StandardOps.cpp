@@ -371,7 +371,8 @@ Value mlir::moe::onnx_import::reshapeTo(OpBuilder &b, Location loc,
     return value;
   // Constants reshape for free.
   if (DenseElementsAttr attr = getConstantAttr(value);
-      attr && dstType.hasStaticShape())
+      attr && dstType.hasStaticShape() &&
+      attr.getNumElements() == dstType.getNumElements())
     return createConstant(b, loc, attr.reshape(dstType));
   if (srcType.getRank() != dstType.getRank()) {
     if (auto reassociation =

@@ -337,6 +337,17 @@ def shape_dynamic_reshape(m):
 
 
 @case
+def reshape_dynamic_feed(m):
+    # [B*S, H] back to a symbolic [B, S, H] that feeds further ops (an
+    # expand_shape with two dynamic sizes in one group, not copied out).
+    x = m.input("x", rand([2, 3, 8], 1), ["B", "S", 8])
+    flat = m.node("Reshape", [x, m.const("rows", ints([-1, 8]))], ["flat"])
+    back = m.node("Reshape", [m.node("Relu", [flat], ["r"]),
+                              m.node("Shape", [x], ["shape"])], ["back"])
+    m.output(m.node("Add", [back, x], ["y"]))
+
+
+@case
 def transpose(m):
     x = m.input("x", rand([2, 3, 4], 1))
     m.output(m.node("Transpose", [x], ["rev"]))
