@@ -149,6 +149,17 @@ def arith_dynamic(m):
 
 
 @case
+def arith_dynamic_pair(m):
+    # Two inputs with their own symbols: the manifest requires them equal,
+    # and pins a symbol broadcast against a static size.
+    x = m.input("x", rand([5, 4], 1), ["T", 4])
+    y = m.input("y", rand([5, 4], 2), ["U", 4])
+    z = m.input("z", rand([1, 4], 3), [1, "V"])
+    m.output(m.node("Add", [x, y], ["sum"]))
+    m.output(m.node("Mul", [z, m.node("Neg", [x], ["n"])], ["prod"]))
+
+
+@case
 def arith_int(m):
     a = m.input("a", ints([[1, -2, 3], [4, 5, -6]]))
     b = m.input("b", ints([2, -3, 4]))
