@@ -506,6 +506,23 @@ def layernorm(m):
 
 
 @case
+def skip_layernorm(m):
+    # ONNX Runtime's fused norms (com.microsoft) as its transformer optimiser
+    # leaves them around a fused MoE; output 3 is input + skip + bias.
+    x = m.input("x", rand([2, 3, 8], 1), ["B", "S", 8])
+    skip = m.input("skip", rand([2, 3, 8], 2), ["B", "S", 8])
+    gamma = m.const("gamma", rand([8], 3))
+    beta = m.const("beta", rand([8], 4))
+    bias = m.const("bias", rand([8], 5))
+    m.node("SkipLayerNormalization", [x, skip, gamma, beta, bias],
+           ["y", "", "", "sum"], domain="com.microsoft", epsilon=1e-5)
+    m.node("SkipSimplifiedLayerNormalization", [x, skip, gamma],
+           ["rms", "", "", "rms_sum"], domain="com.microsoft", epsilon=1e-6)
+    for name in ("y", "sum", "rms", "rms_sum"):
+        m.output(name)
+
+
+@case
 def layernorm_dynamic(m):
     x = m.input("x", rand([5, 8], 1), ["T", 8])
     m.output(m.node("LayerNormalization", [x, m.const("scale", rand([8], 2)),
