@@ -27,7 +27,8 @@ LogicalResult mlir::moe::onnx_import::importStandardNode(NodeContext &node) {
   if (node.node.domain() == "com.microsoft" &&
       !llvm::is_contained({"SimplifiedLayerNormalization",
                            "SkipLayerNormalization",
-                           "SkipSimplifiedLayerNormalization", "Gelu"},
+                           "SkipSimplifiedLayerNormalization", "Gelu",
+                           "FastGelu", "BiasGelu", "QuickGelu"},
                           opType))
     return node.fail("op is not supported yet");
   for (auto lookup : {lookupElementwiseImporter, lookupShapeImporter,

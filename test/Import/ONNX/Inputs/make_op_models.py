@@ -492,6 +492,18 @@ def gelu(m):
 
 
 @case
+def fused_gelu(m):
+    # ONNX Runtime's fused activations (com.microsoft).
+    x = m.input("x", rand([3, 8], 1, -4.0, 4.0), ["T", 8])
+    bias = m.const("bias", rand([8], 2))
+    m.output(m.node("FastGelu", [x, bias], ["fast"], domain="com.microsoft"))
+    m.output(m.node("FastGelu", [x], ["fast_nobias"], domain="com.microsoft"))
+    m.output(m.node("BiasGelu", [x, bias], ["biasgelu"], domain="com.microsoft"))
+    m.output(m.node("QuickGelu", [x], ["quick"], domain="com.microsoft",
+                    alpha=1.5))
+
+
+@case
 def layernorm(m):
     x = m.input("x", rand([2, 3, 8], 1))
     scale = m.const("scale", rand([8], 2))
