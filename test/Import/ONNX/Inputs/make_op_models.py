@@ -772,6 +772,33 @@ def nonzero(m):
     m.output(m.node("ReduceMax", [nz], ["max"], keepdims=0), i64)
 
 
+# --- Standard ops around a fused MoE ---------------------------------------
+
+@case
+def moe_block(m):
+    # A decoder's MoE half as ONNX Runtime's optimiser leaves it: a fused RMS
+    # norm of the residual stream, the router projection, com.microsoft.MoE
+    # (interleaved SwiGLU experts) and the residual add, with a symbolic
+    # token count.
+    H, E, I = 16, 4, 24
+    rng = np.random.default_rng(7)
+    x = m.input("x", rand([6, H], 1), ["T", H])
+    skip = m.input("skip", rand([6, H], 2), ["T", H])
+    m.node("SkipSimplifiedLayerNormalization",
+           [x, skip, m.const("gamma", rand([H], 3, 0.5, 1.5))],
+           ["normed", "", "", "residual"], domain="com.microsoft",
+           epsilon=1e-6)
+    logits = m.node("MatMul", ["normed", m.const("router", rand([H, E], 4))],
+                    ["logits"])
+    w = lambda *shape: (rng.standard_normal(shape) * 0.2).astype(np.float32)
+    m.node("MoE", ["normed", logits, m.const("fc1", w(E, 2 * I, H)),
+                   m.const("fc1_b", w(E, 2 * I)), m.const("fc2", w(E, H, I))],
+           ["moe"], domain="com.microsoft", k=2, normalize_routing_weights=1,
+           activation_type="swiglu", swiglu_fusion=1, activation_alpha=1.702,
+           activation_beta=1.0, swiglu_limit=7.0)
+    m.output(m.node("Add", ["residual", "moe"], ["y"]))
+
+
 # --- Bad models (standard-ops-errors.test) ----------------------------------
 
 @case
