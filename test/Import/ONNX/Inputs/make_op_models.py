@@ -665,8 +665,8 @@ def constant_of_shape(m):
 def extras(m):
     # Cheap extras that exports use around MoE blocks: rotary sin/cos,
     # routing argmax and positions (CumSum), variadic Sum/Mean, LeakyRelu,
-    # Softplus, inference Dropout.
-    m.opset = 13
+    # Softplus, inference Dropout, Trilu, Range.
+    m.opset = 14
     x = m.input("x", rand([3, 6], 1, -3.0, 3.0))
     m.output(m.node("Sin", [x], ["sin"]))
     m.output(m.node("Cos", [x], ["cos"]))
@@ -690,6 +690,10 @@ def extras(m):
     mask = m.input("mask", ints([[1, 0, 1, 1], [0, 1, 1, 0]]))
     m.output(m.node("CumSum", [mask, m.const("zero", ints(0))], ["positions"]),
              i64)
+    m.output(m.node("Trilu", [x, one], ["upper"]))
+    m.output(m.node("Trilu", [x, m.const("km1", ints(-1))], ["lower"], upper=0))
+    m.output(m.node("Range", [m.const("r0", ints(2)), m.const("r1", ints(11)),
+                              m.const("r2", ints(3))], ["range"]), i64)
 
 
 @case
