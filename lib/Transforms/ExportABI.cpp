@@ -12,6 +12,7 @@
 #include "MoE/IR/MoEOps.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Interfaces/ValueBoundsOpInterface.h"
 #include "llvm/ADT/EquivalenceClasses.h"
@@ -61,8 +62,10 @@ private:
   /// The argument dimension `value`'s dimension `dim` equals, following the
   /// moe ops' shape rules; nullopt when static or not traceable.
   std::optional<ArgDim> trace(Value value, int64_t dim);
-  /// trace() for values of upstream ops, through the value-bounds analysis.
+  /// trace() for values of upstream ops, through the value-bounds analysis
+  /// (solveUpstream), cached: relations query the same values repeatedly.
   std::optional<ArgDim> traceUpstream(Value value, int64_t dim);
+  std::optional<ArgDim> solveUpstream(Value value, int64_t dim);
   /// The argument dimensions whose product `value`'s dimension `dim` equals
   /// (tokens flattened from [B, S, H] by a tensor.collapse_shape); nullopt
   /// when there are none.
@@ -86,6 +89,7 @@ private:
   /// Set when a relation cannot be expressed in the manifest.
   std::string unsupported;
   std::map<ArgDim, std::string> names;
+  DenseMap<std::pair<Value, int64_t>, std::optional<ArgDim>> upstreamTraces;
 };
 
 std::optional<ArgDim> FunctionManifest::trace(Value value, int64_t dim) {
@@ -157,6 +161,17 @@ FunctionManifest::traceProduct(Value value, int64_t dim) {
 
 std::optional<ArgDim> FunctionManifest::traceUpstream(Value value,
                                                       int64_t dim) {
+  auto [cached, inserted] =
+      upstreamTraces.try_emplace({value, dim}, std::nullopt);
+  if (!inserted)
+    return cached->second;
+  std::optional<ArgDim> result = solveUpstream(value, dim);
+  upstreamTraces[{value, dim}] = result;
+  return result;
+}
+
+std::optional<ArgDim> FunctionManifest::solveUpstream(Value value,
+                                                      int64_t dim) {
   // Upstream tensor ops (what the ONNX importer builds for ai.onnx ops)
   // implement the value-bounds interfaces: find the argument dimension this
   // one provably equals.
@@ -201,6 +216,26 @@ void FunctionManifest::collectRelations() {
           classes.insert(ArgDim(arg.getArgNumber(), d));
 
   func.walk([&](Operation *op) {
+    if (auto linalgOp = dyn_cast<linalg::LinalgOp>(op);
+        linalgOp && linalgOp.hasPureTensorSemantics()) {
+      // Operand dimensions indexed by the same loop must agree at run time
+      // (elementwise broadcasting and contractions assume it).
+      SmallVector<std::pair<Value, int64_t>> first(linalgOp.getNumLoops());
+      for (OpOperand &operand : op->getOpOperands()) {
+        AffineMap map = linalgOp.getMatchingIndexingMap(&operand);
+        for (auto [d, expr] : llvm::enumerate(map.getResults())) {
+          auto loop = dyn_cast<AffineDimExpr>(expr);
+          if (!loop)
+            continue;
+          auto &slot = first[loop.getPosition()];
+          if (!slot.first)
+            slot = {operand.get(), d};
+          else
+            unify(slot.first, slot.second, operand.get(), d);
+        }
+      }
+      return;
+    }
     if (auto layer = dyn_cast<LayerOp>(op)) {
       Value input = layer.getInput();
       if (layer.getInput().getType().getRank() == 2) {

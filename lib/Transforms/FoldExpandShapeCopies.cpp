@@ -11,6 +11,8 @@
 
 #include "moe-mlir/Transforms/Passes.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
@@ -48,11 +50,59 @@ struct CopyFromExpandShape : OpRewritePattern<memref::CopyOp> {
   }
 };
 
+/// The same crash for an expand_shape that is not copied out (its result
+/// feeds loops): with a contiguous source, the expanded view is the
+/// row-major view of the output shape, a memref.reinterpret_cast whose
+/// strides are the suffix products of the sizes.
+struct ExpandShapeToReinterpretCast
+    : OpRewritePattern<memref::ExpandShapeOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(memref::ExpandShapeOp expand,
+                                PatternRewriter &rewriter) const override {
+    MemRefType resultType = expand.getResultType();
+    if (!expand.getSrcType().getLayout().isIdentity() ||
+        !resultType.getLayout().isIdentity())
+      return rewriter.notifyMatchFailure(expand, "not contiguous");
+    bool severalDynamic = llvm::any_of(
+        expand.getReassociationIndices(), [&](const ReassociationIndices &g) {
+          return llvm::count_if(g, [&](int64_t d) {
+                   return resultType.isDynamicDim(d);
+                 }) > 1;
+        });
+    if (!severalDynamic)
+      return rewriter.notifyMatchFailure(expand, "expand-strided-metadata "
+                                                 "handles it");
+    Location loc = expand.getLoc();
+    SmallVector<OpFoldResult> sizes = expand.getMixedOutputShape();
+    SmallVector<OpFoldResult> strides(sizes.size());
+    OpFoldResult stride = rewriter.getIndexAttr(1);
+    for (int64_t d = sizes.size() - 1; d >= 0; --d) {
+      strides[d] = stride;
+      std::optional<int64_t> s = getConstantIntValue(stride);
+      std::optional<int64_t> n = getConstantIntValue(sizes[d]);
+      if (s && n)
+        stride = rewriter.getIndexAttr(*s * *n);
+      else
+        stride = arith::MulIOp::create(
+                     rewriter, loc,
+                     getValueOrCreateConstantIndexOp(rewriter, loc, stride),
+                     getValueOrCreateConstantIndexOp(rewriter, loc, sizes[d]))
+                     .getResult();
+    }
+    rewriter.replaceOpWithNewOp<memref::ReinterpretCastOp>(
+        expand, resultType, expand.getSrc(), rewriter.getIndexAttr(0), sizes,
+        strides);
+    return success();
+  }
+};
+
 struct MoEFoldExpandShapeCopiesPass
     : moe::impl::MoEFoldExpandShapeCopiesBase<MoEFoldExpandShapeCopiesPass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns.add<CopyFromExpandShape>(&getContext());
+    patterns.add<CopyFromExpandShape>(&getContext(), /*benefit=*/2);
+    patterns.add<ExpandShapeToReinterpretCast>(&getContext());
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }

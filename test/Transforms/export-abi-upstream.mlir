@@ -33,6 +33,25 @@ func.func @flatten_tokens(%x: tensor<?x?x8xf32>) -> tensor<?x8xf32> {
 
 // -----
 
+// Dimensions a linalg op indexes with the same loop are one symbol; one
+// that meets a static size is pinned to it (x's second dimension is 4).
+// CHECK: \22inputs\22:[{\22dtype\22:\22f32\22,\22name\22:\22arg0\22,\22shape\22:[\22s0\22,4]},{\22dtype\22:\22f32\22,\22name\22:\22arg1\22,\22shape\22:[\22s0\22,4]}]
+// CHECK-SAME: \22outputs\22:[{\22dtype\22:\22f32\22,\22name\22:\22result0\22,\22shape\22:[\22s0\22,4]}]
+#id = affine_map<(d0, d1) -> (d0, d1)>
+func.func @related(%x: tensor<?x?xf32>, %y: tensor<?x4xf32>) -> tensor<?x4xf32> {
+  %c0 = arith.constant 0 : index
+  %n = tensor.dim %x, %c0 : tensor<?x?xf32>
+  %init = tensor.empty(%n) : tensor<?x4xf32>
+  %sum = linalg.generic {indexing_maps = [#id, #id, #id], iterator_types = ["parallel", "parallel"]} ins(%x, %y : tensor<?x?xf32>, tensor<?x4xf32>) outs(%init : tensor<?x4xf32>) {
+  ^bb0(%a: f32, %b: f32, %out: f32):
+    %r = arith.addf %a, %b : f32
+    linalg.yield %r : f32
+  } -> tensor<?x4xf32>
+  return %sum : tensor<?x4xf32>
+}
+
+// -----
+
 // A size that is not one of the inputs' (a data-dependent count) cannot be
 // described.
 // expected-error @below {{output 'result0' dimension 0 is dynamic and cannot be expressed in terms of the function's inputs}}

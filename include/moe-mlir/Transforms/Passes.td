@@ -78,9 +78,13 @@ def MoEFoldExpandShapeCopies : Pass<"moe-fold-expand-shape-copies"> {
     identity-layout `dst` into `memref.copy(src, memref.collapse_shape(dst))`.
     This is how a `[B, S, H]` layer returns its `[B*S, H]` result, and it
     keeps `memref.expand_shape` with several dynamic result dimensions away
-    from `-expand-strided-metadata`, which crashes on it in MLIR 22.
+    from `-expand-strided-metadata`, which crashes on it in MLIR 22. Other
+    such expand_shapes of contiguous memrefs (e.g. an ONNX Reshape to
+    `[B, S, H]` that feeds further ops) become the equivalent
+    `memref.reinterpret_cast` with row-major strides.
   }];
-  let dependentDialects = ["::mlir::memref::MemRefDialect"];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::memref::MemRefDialect"];
 }
 
 def MoELowerStridedCopies : Pass<"moe-lower-strided-copies"> {

@@ -21,10 +21,15 @@ using namespace mlir::moe::onnx_import;
 
 LogicalResult mlir::moe::onnx_import::importStandardNode(NodeContext &node) {
   StringRef opType = node.node.op_type();
-  // Of com.microsoft, only the ops ONNX Runtime's exporters emit in place of
-  // standard ones (RMS norm, Gelu) are handled here.
+  // Of com.microsoft, only the norms and activations ONNX Runtime's
+  // exporters and transformer optimiser emit around MoE blocks are handled
+  // here.
   if (node.node.domain() == "com.microsoft" &&
-      opType != "SimplifiedLayerNormalization" && opType != "Gelu")
+      !llvm::is_contained({"SimplifiedLayerNormalization",
+                           "SkipLayerNormalization",
+                           "SkipSimplifiedLayerNormalization", "Gelu",
+                           "FastGelu", "BiasGelu", "QuickGelu"},
+                          opType))
     return node.fail("op is not supported yet");
   for (auto lookup : {lookupElementwiseImporter, lookupShapeImporter,
                       lookupComputeImporter, lookupIndexingImporter})
@@ -371,7 +376,8 @@ Value mlir::moe::onnx_import::reshapeTo(OpBuilder &b, Location loc,
     return value;
   // Constants reshape for free.
   if (DenseElementsAttr attr = getConstantAttr(value);
-      attr && dstType.hasStaticShape())
+      attr && dstType.hasStaticShape() &&
+      attr.getNumElements() == dstType.getNumElements())
     return createConstant(b, loc, attr.reshape(dstType));
   if (srcType.getRank() != dstType.getRank()) {
     if (auto reassociation =

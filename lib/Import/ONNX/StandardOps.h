@@ -1,11 +1,12 @@
 //===- StandardOps.h - Helpers shared by the ai.onnx importers --*- C++ -*-===//
 //
 // The ai.onnx importers are split by kind (StandardOpsElementwise.cpp,
-// StandardOpsShape.cpp, StandardOpsCompute.cpp); each exposes a lookup from
-// op_type to importer, and StandardOps.cpp dispatches through them. The
-// helpers here build the pieces they share: broadcasting elementwise
-// linalg.generic ops, reductions, and import-time folding of small integer
-// constants (the shape arithmetic exporters spell out as graph nodes).
+// StandardOpsShape.cpp, StandardOpsCompute.cpp, StandardOpsIndexing.cpp);
+// each exposes a lookup from op_type to importer, and StandardOps.cpp
+// dispatches through them. The helpers here build the pieces they share:
+// broadcasting elementwise linalg.generic ops, reductions, and import-time
+// evaluation of the shape arithmetic exporters spell out as graph nodes
+// (small integer constants, and shape vectors holding dynamic sizes).
 //
 //===----------------------------------------------------------------------===//
 

@@ -725,36 +725,24 @@ LogicalResult importCumSum(NodeContext &node) {
 // Normalisations
 //===----------------------------------------------------------------------===//
 
-/// LayerNormalization (opset 17): (x - mean) / sqrt(var + epsilon) * scale +
-/// bias over the dimensions from `axis` on; the optional Mean and InvStdDev
-/// outputs keep the normalised dimensions as 1s. With `rms`
-/// (SimplifiedLayerNormalization, RMSNormalization), no mean is subtracted.
-template <bool IsRms>
-LogicalResult importLayerNorm(NodeContext &node) {
-  if (failed(checkInputCount(node, 2, IsRms ? 2 : 3)) ||
-      failed(node.checkAttributes({"axis", "epsilon", "stash_type"})))
-    return failure();
-  auto input = rankedInput(node, 0), scale = rankedInput(node, 1);
-  if (failed(input) || failed(scale))
-    return failure();
-  FailureOr<Value> bias = node.optionalInput(2);
-  if (failed(bias))
-    return failure();
-  Type element = input->second.getElementType();
-  if (!isFloatType(element))
-    return node.fail("expects a float input");
-  if (scale->second.getElementType() != element ||
-      (*bias && getElementTypeOrSelf(bias->getType()) != element))
-    return node.fail("scale and bias must have the input's element type");
-  int64_t rank = input->second.getRank();
-  FailureOr<int64_t> axis = normalizeAxis(node, node.intAttr("axis", -1), rank);
-  if (failed(axis))
-    return failure();
-  double epsilon = node.floatAttr("epsilon").value_or(1e-5);
-  SmallVector<int64_t> axes = llvm::to_vector(llvm::seq<int64_t>(*axis, rank));
+/// What a layer norm computes: the result and its statistics (keeping the
+/// normalised dimensions, as the optional outputs have them).
+struct NormResult {
+  Value y, mean, invStdDev;
+};
+
+/// (x - mean) / sqrt(var + epsilon) * scale + bias over the dimensions from
+/// `axis` on; with `rms` (SimplifiedLayerNormalization, RMSNormalization)
+/// no mean is subtracted. Two passes (mean, then squared deviations) for
+/// accuracy.
+FailureOr<NormResult> buildNorm(NodeContext &node, bool rms, Value x,
+                                Value scale, Value bias, int64_t axis,
+                                double epsilon) {
+  Type element = getElementTypeOrSelf(x.getType());
+  int64_t rank = cast<RankedTensorType>(x.getType()).getRank();
+  SmallVector<int64_t> axes = llvm::to_vector(llvm::seq<int64_t>(axis, rank));
   OpBuilder &b = node.builder();
   Location loc = node.loc;
-  Value x = input->first;
   Value count = countOf(b, loc, x, axes, element);
   auto sumOf = [](OpBuilder &nb, Location nl, ValueRange a) {
     return add(nb, nl, a[0], a[1]);
@@ -762,10 +750,8 @@ LogicalResult importLayerNorm(NodeContext &node) {
   auto scalarElementwise = [&](Value v, ScalarBody body) {
     return buildElementwise(node, v, element, body);
   };
-
-  // Two passes (mean, then squared deviations) for accuracy.
   Value mean;
-  if (!IsRms) {
+  if (!rms) {
     Value sum = buildReduction(b, loc, x, axes, 0.0, sumOf);
     FailureOr<Value> m = scalarElementwise(
         sum, [&](OpBuilder &nb, Location nl, ValueRange a) -> Value {
@@ -805,9 +791,9 @@ LogicalResult importLayerNorm(NodeContext &node) {
                              : a[0];
         return arith::MulFOp::create(nb, nl, centered, a.back());
       });
-  SmallVector<Value> operands = {normalized, scale->first};
-  if (*bias)
-    operands.push_back(*bias);
+  SmallVector<Value> operands = {normalized, scale};
+  if (bias)
+    operands.push_back(bias);
   FailureOr<Value> y = buildElementwise(
       node, operands, element, [](OpBuilder &nb, Location nl, ValueRange a) {
         Value v = arith::MulFOp::create(nb, nl, a[0], a[1]);
@@ -816,15 +802,105 @@ LogicalResult importLayerNorm(NodeContext &node) {
       });
   if (failed(y))
     return failure();
-  node.setOutput(0, *y);
-  // Optional statistics outputs: LayerNormalization's Mean and InvStdDev,
-  // SimplifiedLayerNormalization's inv_std_var.
+  return NormResult{*y, mean ? keepDims(b, loc, x, axes, mean) : Value(),
+                    keepDims(b, loc, x, axes, *invStdDev)};
+}
+
+/// Checks that `values` (null where absent) share `x`'s float element type.
+LogicalResult checkNormTypes(NodeContext &node, Value x,
+                             ArrayRef<Value> values) {
+  Type element = getElementTypeOrSelf(x.getType());
+  if (!isFloatType(element))
+    return node.fail("expects a float input");
+  for (Value v : values)
+    if (v && getElementTypeOrSelf(v.getType()) != element)
+      return node.fail("scale, bias and skip must have the input's element "
+                       "type");
+  return success();
+}
+
+/// LayerNormalization (opset 17) with its optional Mean and InvStdDev
+/// outputs; SimplifiedLayerNormalization and RMSNormalization (`IsRms`)
+/// with inv_std_var.
+template <bool IsRms>
+LogicalResult importLayerNorm(NodeContext &node) {
+  if (failed(checkInputCount(node, 2, IsRms ? 2 : 3)) ||
+      failed(node.checkAttributes({"axis", "epsilon", "stash_type"})))
+    return failure();
+  auto input = rankedInput(node, 0), scale = rankedInput(node, 1);
+  if (failed(input) || failed(scale))
+    return failure();
+  FailureOr<Value> bias = node.optionalInput(2);
+  if (failed(bias) ||
+      failed(checkNormTypes(node, input->first, {scale->first, *bias})))
+    return failure();
+  int64_t rank = input->second.getRank();
+  FailureOr<int64_t> axis = normalizeAxis(node, node.intAttr("axis", -1), rank);
+  if (failed(axis))
+    return failure();
+  FailureOr<NormResult> norm =
+      buildNorm(node, IsRms, input->first, scale->first, *bias, *axis,
+                node.floatAttr("epsilon").value_or(1e-5));
+  if (failed(norm))
+    return failure();
+  node.setOutput(0, norm->y);
   if (IsRms) {
-    node.setOutput(1, keepDims(b, loc, x, axes, *invStdDev));
+    node.setOutput(1, norm->invStdDev);
   } else {
-    node.setOutput(1, keepDims(b, loc, x, axes, mean));
-    node.setOutput(2, keepDims(b, loc, x, axes, *invStdDev));
+    node.setOutput(1, norm->mean);
+    node.setOutput(2, norm->invStdDev);
   }
+  return success();
+}
+
+/// com.microsoft.SkipLayerNormalization (input, skip, gamma, beta?, bias?)
+/// and SkipSimplifiedLayerNormalization (input, skip, gamma, bias?), as
+/// ONNX Runtime's transformer optimiser emits them next to its fused MoE:
+/// the norm of input + skip (+ bias) over the last dimension; output 3 is
+/// that sum.
+template <bool IsRms>
+LogicalResult importSkipLayerNorm(NodeContext &node) {
+  if (failed(checkInputCount(node, 3, IsRms ? 4 : 5)) ||
+      failed(node.checkAttributes({"epsilon"})))
+    return failure();
+  auto input = rankedInput(node, 0), skip = rankedInput(node, 1),
+       gamma = rankedInput(node, 2);
+  if (failed(input) || failed(skip) || failed(gamma))
+    return failure();
+  FailureOr<Value> beta = IsRms ? FailureOr<Value>(Value())
+                                : node.optionalInput(3);
+  FailureOr<Value> bias = node.optionalInput(IsRms ? 3 : 4);
+  if (failed(beta) || failed(bias) ||
+      failed(checkNormTypes(node, input->first,
+                            {skip->first, gamma->first, *beta, *bias})))
+    return failure();
+  int64_t rank = input->second.getRank();
+  if (rank < 1)
+    return node.fail("input must have rank >= 1");
+  SmallVector<Value> addends = {input->first, skip->first};
+  if (*bias)
+    addends.push_back(*bias);
+  FailureOr<Value> sum = buildElementwise(
+      node, addends, input->second.getElementType(),
+      [](OpBuilder &nb, Location nl, ValueRange a) {
+        Value v = a[0];
+        for (Value next : a.drop_front())
+          v = add(nb, nl, v, next);
+        return v;
+      });
+  if (failed(sum))
+    return failure();
+  // ONNX Runtime's default epsilon for the skip norms.
+  FailureOr<NormResult> norm =
+      buildNorm(node, IsRms, *sum, gamma->first, *beta, rank - 1,
+                node.floatAttr("epsilon").value_or(1e-12));
+  if (failed(norm))
+    return failure();
+  node.setOutput(0, norm->y);
+  if (norm->mean)
+    node.setOutput(1, norm->mean);
+  node.setOutput(2, norm->invStdDev);
+  node.setOutput(3, *sum);
   return success();
 }
 
@@ -848,5 +924,7 @@ NodeImporter mlir::moe::onnx_import::lookupComputeImporter(StringRef opType) {
       .Case("LayerNormalization", importLayerNorm<false>)
       .Case("SimplifiedLayerNormalization", importLayerNorm<true>)
       .Case("RMSNormalization", importLayerNorm<true>)
+      .Case("SkipLayerNormalization", importSkipLayerNorm<false>)
+      .Case("SkipSimplifiedLayerNormalization", importSkipLayerNorm<true>)
       .Default(nullptr);
 }

@@ -12,6 +12,7 @@
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
+#include "mlir/IR/TypeUtilities.h"
 #include "llvm/ADT/StringSwitch.h"
 
 #include <cmath>
@@ -363,6 +364,76 @@ LogicalResult importUnary(NodeContext &node) {
   return success();
 }
 
+/// 0.5 x (1 + erf(x / sqrt 2)), or with `useTanh` the approximation
+/// 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))).
+Value buildGelu(OpBuilder &b, Location loc, Value x, bool useTanh) {
+  Type element = x.getType();
+  auto c = [&](double v) { return createScalar(b, loc, element, v); };
+  Value inner;
+  if (useTanh) {
+    Value x3 =
+        arith::MulFOp::create(b, loc, x, arith::MulFOp::create(b, loc, x, x));
+    Value sum = arith::AddFOp::create(
+        b, loc, x, arith::MulFOp::create(b, loc, c(0.044715), x3));
+    inner = math::TanhOp::create(
+        b, loc, arith::MulFOp::create(b, loc, c(std::sqrt(2.0 / M_PI)), sum));
+  } else {
+    inner = math::ErfOp::create(b, loc,
+                                arith::MulFOp::create(b, loc, x, c(M_SQRT1_2)));
+  }
+  Value half = arith::MulFOp::create(b, loc, c(0.5), x);
+  return arith::MulFOp::create(b, loc, half,
+                               arith::AddFOp::create(b, loc, c(1.0), inner));
+}
+
+/// ONNX Runtime's fused activations (com.microsoft): FastGelu (tanh Gelu of
+/// X + bias?), BiasGelu (erf Gelu of A + B) and QuickGelu
+/// (x * sigmoid(alpha x)).
+enum class FusedGelu { Fast, Bias, Quick };
+
+template <FusedGelu Kind>
+LogicalResult importFusedGelu(NodeContext &node) {
+  int maxInputs = Kind == FusedGelu::Quick ? 1 : 2;
+  int minInputs = Kind == FusedGelu::Bias ? 2 : 1;
+  if (failed(checkInputCount(node, minInputs, maxInputs)) ||
+      failed(node.checkAttributes(Kind == FusedGelu::Quick
+                                      ? ArrayRef<StringRef>{"alpha"}
+                                      : ArrayRef<StringRef>{})))
+    return failure();
+  SmallVector<Value> operands;
+  for (int i = 0; i < node.numInputs(); ++i) {
+    FailureOr<Value> v = i < minInputs ? node.input(i) : node.optionalInput(i);
+    if (failed(v))
+      return failure();
+    if (*v)
+      operands.push_back(*v);
+  }
+  Type element = getElementTypeOrSelf(operands[0].getType());
+  if (!isFloatType(element) ||
+      llvm::any_of(operands, [&](Value v) {
+        return getElementTypeOrSelf(v.getType()) != element;
+      }))
+    return node.fail("expects float inputs of one element type");
+  double alpha = node.floatAttr("alpha").value_or(1.702);
+  FailureOr<Value> value = buildElementwise(
+      node, operands, element,
+      [&](OpBuilder &b, Location loc, ValueRange a) -> Value {
+        Value x = a[0];
+        if (a.size() > 1)
+          x = arith::AddFOp::create(b, loc, x, a[1]);
+        if (Kind != FusedGelu::Quick)
+          return buildGelu(b, loc, x, /*useTanh=*/Kind == FusedGelu::Fast);
+        Value scaled = arith::MulFOp::create(
+            b, loc, x, createScalar(b, loc, element, alpha));
+        return arith::MulFOp::create(b, loc, x,
+                                     buildUnary(b, loc, Unary::Sigmoid, scaled));
+      });
+  if (failed(value))
+    return failure();
+  node.setOutput(0, *value);
+  return success();
+}
+
 /// Gelu (opset 20; com.microsoft.Gelu has no attribute): the exact erf
 /// form, or the tanh approximation when asked for.
 LogicalResult importGelu(NodeContext &node) {
@@ -382,26 +453,8 @@ LogicalResult importGelu(NodeContext &node) {
   bool useTanh = approximate == "tanh";
   FailureOr<Value> value = buildElementwise(
       node, input->first, element,
-      [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
-        Value x = args[0];
-        auto c = [&](double v) { return createScalar(b, loc, element, v); };
-        Value inner;
-        if (useTanh) {
-          // sqrt(2/pi) * (x + 0.044715 x^3)
-          Value x3 = arith::MulFOp::create(
-              b, loc, x, arith::MulFOp::create(b, loc, x, x));
-          Value sum = arith::AddFOp::create(
-              b, loc, x, arith::MulFOp::create(b, loc, c(0.044715), x3));
-          inner = math::TanhOp::create(
-              b, loc,
-              arith::MulFOp::create(b, loc, c(std::sqrt(2.0 / M_PI)), sum));
-        } else {
-          inner = math::ErfOp::create(
-              b, loc, arith::MulFOp::create(b, loc, x, c(M_SQRT1_2)));
-        }
-        Value half = arith::MulFOp::create(b, loc, c(0.5), x);
-        return arith::MulFOp::create(
-            b, loc, half, arith::AddFOp::create(b, loc, c(1.0), inner));
+      [&](OpBuilder &b, Location loc, ValueRange args) {
+        return buildGelu(b, loc, args[0], useTanh);
       });
   if (failed(value))
     return failure();
@@ -717,6 +770,9 @@ NodeImporter mlir::moe::onnx_import::lookupElementwiseImporter(StringRef opType)
       .Case("Sum", importVariadicSum<false>)
       .Case("Mean", importVariadicSum<true>)
       .Case("Gelu", importGelu)
+      .Case("FastGelu", importFusedGelu<FusedGelu::Fast>)
+      .Case("BiasGelu", importFusedGelu<FusedGelu::Bias>)
+      .Case("QuickGelu", importFusedGelu<FusedGelu::Quick>)
       .Case("Cast", importCast)
       .Case("Where", importWhere)
       .Case("Min", importMinMax<false>)

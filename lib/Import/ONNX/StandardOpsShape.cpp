@@ -565,28 +565,114 @@ LogicalResult importDropout(NodeContext &node) {
   return success();
 }
 
-/// Range on constant scalars (integer: folded; float: not supported).
+/// Range over integers known at import: folded when start, limit and delta
+/// are constants; with a symbolic limit (torch.arange(seq_len)) a generic
+/// computing start + i * delta over max(0, ceil((limit - start) / delta))
+/// elements, which is exactly `limit` for the common start 0, delta 1.
 LogicalResult importRange(NodeContext &node) {
   if (failed(checkInputCount(node, 3, 3)) || failed(node.checkAttributes({})))
     return failure();
-  FailureOr<SmallVector<int64_t>> start = constantInput(node, 0, "start"),
-                                  limit = constantInput(node, 1, "limit"),
-                                  delta = constantInput(node, 2, "delta");
-  if (failed(start) || failed(limit) || failed(delta))
-    return failure();
-  if (start->size() != 1 || limit->size() != 1 || delta->size() != 1 ||
-      (*delta)[0] == 0)
-    return node.fail("start, limit and delta must be scalars, delta nonzero");
-  int64_t s = (*start)[0], l = (*limit)[0], d = (*delta)[0];
-  int64_t count = std::max<int64_t>(0, (l - s + d + (d > 0 ? -1 : 1)) / d);
-  if (count > kMaxFoldElements)
-    return node.fail("range is too long to fold");
-  SmallVector<int64_t> values;
-  for (int64_t i = 0; i < count; ++i)
-    values.push_back(s + i * d);
+  SmallVector<OpFoldResult> scalars;
+  for (auto [i, what] : llvm::enumerate(ArrayRef<StringRef>{"start", "limit",
+                                                            "delta"})) {
+    FailureOr<SmallVector<OpFoldResult>> entries = shapeInput(node, i, what);
+    if (failed(entries))
+      return failure();
+    if (entries->size() != 1)
+      return node.fail(what + " must be a scalar");
+    scalars.push_back((*entries)[0]);
+  }
+  std::optional<int64_t> s = getConstantIntValue(scalars[0]),
+                         l = getConstantIntValue(scalars[1]),
+                         d = getConstantIntValue(scalars[2]);
+  if (!s || !d || *d == 0)
+    return node.fail("start and delta must be constants, delta nonzero");
   Type element = cast<ShapedType>(node.input(0)->getType()).getElementType();
-  node.setOutput(0, createIntConstant(node.builder(), node.loc, {count},
-                                      element, values));
+  OpBuilder &b = node.builder();
+  Location loc = node.loc;
+  if (l) {
+    int64_t count =
+        std::max<int64_t>(0, (*l - *s + *d + (*d > 0 ? -1 : 1)) / *d);
+    if (count > kMaxFoldElements)
+      return node.fail("range is too long to fold");
+    SmallVector<int64_t> values;
+    for (int64_t i = 0; i < count; ++i)
+      values.push_back(*s + i * *d);
+    node.setOutput(0, createIntConstant(b, loc, {count}, element, values));
+    return success();
+  }
+  Value limit = cast<Value>(scalars[1]);
+  OpFoldResult count = limit;
+  if (*s != 0 || *d != 1) {
+    Value length = arith::SubIOp::create(
+        b, loc, limit, arith::ConstantIndexOp::create(b, loc, *s));
+    length = arith::CeilDivSIOp::create(
+        b, loc, length, arith::ConstantIndexOp::create(b, loc, *d));
+    count = arith::MaxSIOp::create(b, loc, length,
+                                   arith::ConstantIndexOp::create(b, loc, 0))
+                .getResult();
+  }
+  Value init = emptyTensor(b, loc, {count}, element);
+  auto generic = linalg::GenericOp::create(
+      b, loc, init.getType(), ValueRange(), init,
+      {AffineMap::getMultiDimIdentityMap(1, b.getContext())},
+      {utils::IteratorType::parallel},
+      [&](OpBuilder &nb, Location nl, ValueRange) {
+        Value i = arith::IndexCastOp::create(
+            nb, nl, element, linalg::IndexOp::create(nb, nl, 0));
+        Value v = arith::AddIOp::create(
+            nb, nl, createScalar(nb, nl, element, double(*s)),
+            arith::MulIOp::create(nb, nl, i,
+                                  createScalar(nb, nl, element, double(*d))));
+        linalg::YieldOp::create(nb, nl, v);
+      });
+  node.setOutput(0, generic.getResult(0));
+  return success();
+}
+
+/// Trilu: keeps the upper (j - i >= k) or lower (j - i <= k) triangle of
+/// the last two dimensions, zeroing the rest; k is a constant input.
+LogicalResult importTrilu(NodeContext &node) {
+  if (failed(checkInputCount(node, 1, 2)) ||
+      failed(node.checkAttributes({"upper"})))
+    return failure();
+  auto input = rankedInput(node, 0);
+  if (failed(input))
+    return failure();
+  int64_t k = 0;
+  if (node.numInputs() > 1 && !node.node.input(1).empty()) {
+    FailureOr<SmallVector<int64_t>> kValue = constantInput(node, 1, "k");
+    if (failed(kValue))
+      return failure();
+    if (kValue->size() != 1)
+      return node.fail("k must be a scalar");
+    k = (*kValue)[0];
+  }
+  int64_t rank = input->second.getRank();
+  if (rank < 2)
+    return node.fail("input must have rank >= 2");
+  Type element = input->second.getElementType();
+  if (!isFloatType(element) && !isSignlessInt(element))
+    return node.fail("input 0 has unsupported element type " +
+                     typeName(element));
+  bool upper = node.intAttr("upper", 1) != 0;
+  FailureOr<Value> value = buildElementwise(
+      node, input->first, element,
+      [&](OpBuilder &nb, Location nl, ValueRange a) -> Value {
+        Value i = arith::IndexCastOp::create(
+            nb, nl, nb.getI64Type(), linalg::IndexOp::create(nb, nl, rank - 2));
+        Value j = arith::IndexCastOp::create(
+            nb, nl, nb.getI64Type(), linalg::IndexOp::create(nb, nl, rank - 1));
+        Value diff = arith::SubIOp::create(nb, nl, j, i);
+        Value keep = arith::CmpIOp::create(
+            nb, nl, upper ? arith::CmpIPredicate::sge : arith::CmpIPredicate::sle,
+            diff, createScalar(nb, nl, nb.getI64Type(), double(k)));
+        return arith::SelectOp::create(nb, nl, keep, a[0],
+                                       createScalar(nb, nl, element, 0.0));
+      });
+  if (failed(value))
+    return failure();
+  node.setOutput(0, *value);
   return success();
 }
 
@@ -1124,6 +1210,7 @@ NodeImporter mlir::moe::onnx_import::lookupShapeImporter(StringRef opType) {
       .Case("Identity", importIdentity)
       .Case("Dropout", importDropout)
       .Case("Range", importRange)
+      .Case("Trilu", importTrilu)
       .Case("Concat", importConcat)
       .Case("Slice", importSlice)
       .Case("Split", importSplit)

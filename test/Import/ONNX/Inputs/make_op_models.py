@@ -149,6 +149,17 @@ def arith_dynamic(m):
 
 
 @case
+def arith_dynamic_pair(m):
+    # Two inputs with their own symbols: the manifest requires them equal,
+    # and pins a symbol broadcast against a static size.
+    x = m.input("x", rand([5, 4], 1), ["T", 4])
+    y = m.input("y", rand([5, 4], 2), ["U", 4])
+    z = m.input("z", rand([1, 4], 3), [1, "V"])
+    m.output(m.node("Add", [x, y], ["sum"]))
+    m.output(m.node("Mul", [z, m.node("Neg", [x], ["n"])], ["prod"]))
+
+
+@case
 def arith_int(m):
     a = m.input("a", ints([[1, -2, 3], [4, 5, -6]]))
     b = m.input("b", ints([2, -3, 4]))
@@ -337,6 +348,17 @@ def shape_dynamic_reshape(m):
 
 
 @case
+def reshape_dynamic_feed(m):
+    # [B*S, H] back to a symbolic [B, S, H] that feeds further ops (an
+    # expand_shape with two dynamic sizes in one group, not copied out).
+    x = m.input("x", rand([2, 3, 8], 1), ["B", "S", 8])
+    flat = m.node("Reshape", [x, m.const("rows", ints([-1, 8]))], ["flat"])
+    back = m.node("Reshape", [m.node("Relu", [flat], ["r"]),
+                              m.node("Shape", [x], ["shape"])], ["back"])
+    m.output(m.node("Add", [back, x], ["y"]))
+
+
+@case
 def transpose(m):
     x = m.input("x", rand([2, 3, 4], 1))
     m.output(m.node("Transpose", [x], ["rev"]))
@@ -470,6 +492,18 @@ def gelu(m):
 
 
 @case
+def fused_gelu(m):
+    # ONNX Runtime's fused activations (com.microsoft).
+    x = m.input("x", rand([3, 8], 1, -4.0, 4.0), ["T", 8])
+    bias = m.const("bias", rand([8], 2))
+    m.output(m.node("FastGelu", [x, bias], ["fast"], domain="com.microsoft"))
+    m.output(m.node("FastGelu", [x], ["fast_nobias"], domain="com.microsoft"))
+    m.output(m.node("BiasGelu", [x, bias], ["biasgelu"], domain="com.microsoft"))
+    m.output(m.node("QuickGelu", [x], ["quick"], domain="com.microsoft",
+                    alpha=1.5))
+
+
+@case
 def layernorm(m):
     x = m.input("x", rand([2, 3, 8], 1))
     scale = m.const("scale", rand([8], 2))
@@ -481,6 +515,23 @@ def layernorm(m):
         m.output(name)
     m.output(m.node("SimplifiedLayerNormalization", [x, scale], ["rms"],
                     epsilon=1e-6))
+
+
+@case
+def skip_layernorm(m):
+    # ONNX Runtime's fused norms (com.microsoft) as its transformer optimiser
+    # leaves them around a fused MoE; output 3 is input + skip + bias.
+    x = m.input("x", rand([2, 3, 8], 1), ["B", "S", 8])
+    skip = m.input("skip", rand([2, 3, 8], 2), ["B", "S", 8])
+    gamma = m.const("gamma", rand([8], 3))
+    beta = m.const("beta", rand([8], 4))
+    bias = m.const("bias", rand([8], 5))
+    m.node("SkipLayerNormalization", [x, skip, gamma, beta, bias],
+           ["y", "", "", "sum"], domain="com.microsoft", epsilon=1e-5)
+    m.node("SkipSimplifiedLayerNormalization", [x, skip, gamma],
+           ["rms", "", "", "rms_sum"], domain="com.microsoft", epsilon=1e-6)
+    for name in ("y", "sum", "rms", "rms_sum"):
+        m.output(name)
 
 
 @case
@@ -614,8 +665,8 @@ def constant_of_shape(m):
 def extras(m):
     # Cheap extras that exports use around MoE blocks: rotary sin/cos,
     # routing argmax and positions (CumSum), variadic Sum/Mean, LeakyRelu,
-    # Softplus, inference Dropout.
-    m.opset = 13
+    # Softplus, inference Dropout, Trilu, Range.
+    m.opset = 14
     x = m.input("x", rand([3, 6], 1, -3.0, 3.0))
     m.output(m.node("Sin", [x], ["sin"]))
     m.output(m.node("Cos", [x], ["cos"]))
@@ -639,6 +690,10 @@ def extras(m):
     mask = m.input("mask", ints([[1, 0, 1, 1], [0, 1, 1, 0]]))
     m.output(m.node("CumSum", [mask, m.const("zero", ints(0))], ["positions"]),
              i64)
+    m.output(m.node("Trilu", [x, one], ["upper"]))
+    m.output(m.node("Trilu", [x, m.const("km1", ints(-1))], ["lower"], upper=0))
+    m.output(m.node("Range", [m.const("r0", ints(2)), m.const("r1", ints(11)),
+                              m.const("r2", ints(3))], ["range"]), i64)
 
 
 @case
@@ -719,6 +774,33 @@ def nonzero(m):
     m.output(m.node("ReduceSum", [nz, m.const("ax", ints([1]))], ["sum"],
                     keepdims=0), i64)
     m.output(m.node("ReduceMax", [nz], ["max"], keepdims=0), i64)
+
+
+# --- Standard ops around a fused MoE ---------------------------------------
+
+@case
+def moe_block(m):
+    # A decoder's MoE half as ONNX Runtime's optimiser leaves it: a fused RMS
+    # norm of the residual stream, the router projection, com.microsoft.MoE
+    # (interleaved SwiGLU experts) and the residual add, with a symbolic
+    # token count.
+    H, E, I = 16, 4, 24
+    rng = np.random.default_rng(7)
+    x = m.input("x", rand([6, H], 1), ["T", H])
+    skip = m.input("skip", rand([6, H], 2), ["T", H])
+    m.node("SkipSimplifiedLayerNormalization",
+           [x, skip, m.const("gamma", rand([H], 3, 0.5, 1.5))],
+           ["normed", "", "", "residual"], domain="com.microsoft",
+           epsilon=1e-6)
+    logits = m.node("MatMul", ["normed", m.const("router", rand([H, E], 4))],
+                    ["logits"])
+    w = lambda *shape: (rng.standard_normal(shape) * 0.2).astype(np.float32)
+    m.node("MoE", ["normed", logits, m.const("fc1", w(E, 2 * I, H)),
+                   m.const("fc1_b", w(E, 2 * I)), m.const("fc2", w(E, H, I))],
+           ["moe"], domain="com.microsoft", k=2, normalize_routing_weights=1,
+           activation_type="swiglu", swiglu_fusion=1, activation_alpha=1.702,
+           activation_beta=1.0, swiglu_limit=7.0)
+    m.output(m.node("Add", ["residual", "moe"], ["y"]))
 
 
 # --- Bad models (standard-ops-errors.test) ----------------------------------

@@ -97,6 +97,28 @@ class ExpandFlip(nn.Module):
         return x.flip(1) + pooled
 
 
+class RotaryCausal(nn.Module):
+    """Rotary position embedding from torch.arange(seq_len) and causally
+    masked attention scores (torch.triu -> Trilu) on symbolic sizes."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer(
+            "inv_freq", 1.0 / (100.0 ** (torch.arange(0, H, 2).float() / H)))
+
+    def forward(self, x):
+        b, s, h = x.shape
+        pos = torch.arange(s).float()
+        freqs = pos[:, None] * self.inv_freq[None, :]
+        emb = torch.cat([freqs, freqs], dim=-1)
+        half = torch.cat([-x[..., h // 2:], x[..., : h // 2]], dim=-1)
+        x = x * emb.cos() + half * emb.sin()
+        scores = x @ x.transpose(1, 2) / h ** 0.5
+        mask = torch.triu(torch.ones(s, s), diagonal=1).bool()
+        scores = scores.masked_fill(mask, float("-inf"))
+        return torch.softmax(scores, dim=-1) @ x
+
+
 class DecomposedMoE(nn.Module):
     """A top-2 MoE as eager PyTorch writes it: per expert, the tokens that
     chose it (torch.where -> NonZero), their rows gathered, the expert MLP,
@@ -124,6 +146,7 @@ class DecomposedMoE(nn.Module):
 
 MODELS = {"mlp_block": MLPBlock, "router": Router, "attention": Attention,
           "rmsnorm_swiglu": RMSNormSwiGLU, "expand_flip": ExpandFlip,
+          "rotary_causal": RotaryCausal,
           "moe_decomposed": DecomposedMoE}
 
 
