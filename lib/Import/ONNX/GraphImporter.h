@@ -109,6 +109,11 @@ public:
   void setOutput(int i, Value value);
 };
 
+/// `value` (rank >= 2, an int or float constant of whole bytes) with its
+/// last two dimensions swapped: how [E, in, out] weights become the
+/// dialect's [E, out, in] (MoENodes.cpp).
+DenseElementsAttr transposeInnerDims(DenseElementsAttr value);
+
 /// com.microsoft.MoE (MoENodes.cpp).
 LogicalResult importMoENode(NodeContext &node);
 /// com.microsoft.QMoE, quantised experts (MoENodes.cpp).

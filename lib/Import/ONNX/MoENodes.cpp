@@ -19,6 +19,29 @@ using namespace mlir;
 using namespace mlir::moe;
 using namespace mlir::moe::onnx_import;
 
+DenseElementsAttr
+mlir::moe::onnx_import::transposeInnerDims(DenseElementsAttr value) {
+  auto type = cast<RankedTensorType>(value.getType());
+  int64_t rank = type.getRank();
+  int64_t rows = type.getDimSize(rank - 2), cols = type.getDimSize(rank - 1);
+  SmallVector<int64_t> shape(type.getShape());
+  std::swap(shape[rank - 2], shape[rank - 1]);
+  auto transposedType = RankedTensorType::get(shape, type.getElementType());
+  if (value.isSplat())
+    return value.reshape(transposedType);
+  size_t width = type.getElementTypeBitWidth() / 8;
+  int64_t matrix = rows * cols;
+  int64_t batches = matrix != 0 ? type.getNumElements() / matrix : 0;
+  ArrayRef<char> src = value.getRawData();
+  std::vector<char> dst(src.size());
+  for (int64_t x = 0; x < batches; ++x)
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < cols; ++j)
+        std::memcpy(&dst[((x * cols + j) * rows + i) * width],
+                    &src[((x * rows + i) * cols + j) * width], width);
+  return DenseElementsAttr::getFromRawBuffer(transposedType, dst);
+}
+
 namespace {
 
 /// Swaps the last two dimensions of a rank-3 constant; fails for values
@@ -29,26 +52,12 @@ FailureOr<Value> transposeLastTwo(Value value) {
                         : DenseElementsAttr();
   auto type = dense ? dyn_cast<RankedTensorType>(dense.getType())
                     : RankedTensorType();
-  if (!type || type.getRank() != 3)
+  if (!type || type.getRank() != 3 || type.getElementTypeBitWidth() % 8)
     return failure();
-  int64_t e = type.getDimSize(0), r = type.getDimSize(1),
-          c = type.getDimSize(2);
-  size_t width = type.getElementTypeBitWidth() / 8;
-  ArrayRef<char> src = dense.getRawData();
-  if (dense.isSplat() || src.size() != size_t(e * r * c) * width)
-    return failure();
-  std::vector<char> dst(src.size());
-  for (int64_t x = 0; x < e; ++x)
-    for (int64_t i = 0; i < r; ++i)
-      for (int64_t j = 0; j < c; ++j)
-        std::memcpy(&dst[((x * c + j) * r + i) * width],
-                    &src[((x * r + i) * c + j) * width], width);
-  auto transposedType =
-      RankedTensorType::get({e, c, r}, type.getElementType());
+  DenseElementsAttr transposed = transposeInnerDims(dense);
   OpBuilder b(constant);
-  return arith::ConstantOp::create(
-             b, constant.getLoc(), transposedType,
-             DenseElementsAttr::getFromRawBuffer(transposedType, dst))
+  return arith::ConstantOp::create(b, constant.getLoc(),
+                                   transposed.getType(), transposed)
       .getResult();
 }
 

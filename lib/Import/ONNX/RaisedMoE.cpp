@@ -32,27 +32,18 @@ struct Projection {
 };
 
 /// The [out, in] contents of a 2-D constant weight stored [in, out] when
-/// `inMajor`, as raw bytes.
+/// `inMajor`, as raw bytes (a splat expanded).
 std::vector<char> outMajorBytes(DenseElementsAttr weight, bool inMajor) {
+  if (inMajor)
+    weight = transposeInnerDims(weight);
   auto type = cast<RankedTensorType>(weight.getType());
   size_t width = type.getElementTypeBitWidth() / 8;
-  int64_t rows = type.getDimSize(0), cols = type.getDimSize(1);
-  std::vector<char> bytes(rows * cols * width);
-  if (weight.isSplat()) {
-    ArrayRef<char> one = weight.getRawData();
-    for (size_t i = 0; i < bytes.size(); i += width)
-      std::memcpy(&bytes[i], one.data(), width);
-    return bytes;
-  }
-  ArrayRef<char> src = weight.getRawData();
-  if (!inMajor) {
-    std::memcpy(bytes.data(), src.data(), bytes.size());
-    return bytes;
-  }
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < cols; ++j)
-      std::memcpy(&bytes[(j * rows + i) * width], &src[(i * cols + j) * width],
-                  width);
+  ArrayRef<char> raw = weight.getRawData();
+  if (!weight.isSplat())
+    return std::vector<char>(raw.begin(), raw.end());
+  std::vector<char> bytes(type.getNumElements() * width);
+  for (size_t i = 0; i < bytes.size(); i += width)
+    std::memcpy(&bytes[i], raw.data(), width);
   return bytes;
 }
 
@@ -96,23 +87,7 @@ DenseElementsAttr outMajorStacked(DenseElementsAttr value, bool inMajor,
         {experts, type.getNumElements() / experts}, type.getElementType());
     return value.reshape(flat);
   }
-  if (!inMajor)
-    return value;
-  int64_t rows = type.getDimSize(1), cols = type.getDimSize(2);
-  size_t width = type.getElementTypeBitWidth() / 8;
-  auto outType = RankedTensorType::get({experts, cols, rows},
-                                       type.getElementType());
-  if (value.isSplat())
-    return value.reshape(RankedTensorType::get({experts, cols, rows},
-                                               type.getElementType()));
-  ArrayRef<char> src = value.getRawData();
-  std::vector<char> dst(src.size());
-  for (int64_t e = 0; e < experts; ++e)
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t j = 0; j < cols; ++j)
-        std::memcpy(&dst[((e * cols + j) * rows + i) * width],
-                    &src[((e * rows + i) * cols + j) * width], width);
-  return DenseElementsAttr::getFromRawBuffer(outType, dst);
+  return inMajor ? transposeInnerDims(value) : value;
 }
 
 } // namespace
