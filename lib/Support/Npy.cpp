@@ -263,9 +263,11 @@ DType dtypeFromDescr(const std::string &d, const std::string &name) {
     return DType::I64;
   if (d == "|u1")
     return DType::U8;
+  if (d == "|b1")
+    return DType::Bool;
   fail(name, "unsupported dtype '" + d +
                  "' (supported: '<f2', '<u2' as bfloat16, '<f4', '<f8', "
-                 "'<i4', '<i8', '|u1'; little-endian only)");
+                 "'<i4', '<i8', '|u1', '|b1'; little-endian only)");
 }
 
 } // namespace
@@ -290,6 +292,8 @@ const char *descr(DType dtype) {
     return "<i8";
   case DType::U8:
     return "|u1";
+  case DType::Bool:
+    return "|b1";
   }
   throw std::invalid_argument("npy: invalid DType");
 }
@@ -297,6 +301,7 @@ const char *descr(DType dtype) {
 size_t elementSize(DType dtype) {
   switch (dtype) {
   case DType::U8:
+  case DType::Bool:
     return 1;
   case DType::F16:
   case DType::BF16:
@@ -312,7 +317,8 @@ size_t elementSize(DType dtype) {
 }
 
 bool isFloat(DType dtype) {
-  return dtype != DType::I32 && dtype != DType::I64 && dtype != DType::U8;
+  return dtype != DType::I32 && dtype != DType::I64 && dtype != DType::U8 &&
+         dtype != DType::Bool;
 }
 
 int64_t Array::numel() const { return checkedNumel(shape, "array"); }
@@ -374,6 +380,13 @@ Array parse(const std::string &contents, const std::string &name) {
     fail(name, std::to_string(have - dataBytes) +
                    " unexpected trailing bytes after the data");
   a.bytes.assign(p + prefix + headerLen, p + size);
+  // A compiled module reads bools as i1: any other byte would be undefined.
+  if (a.dtype == DType::Bool)
+    for (size_t i = 0; i < a.bytes.size(); ++i)
+      if (static_cast<unsigned char>(a.bytes[i]) > 1)
+        fail(name, "bool element " + std::to_string(i) + " is byte " +
+                       std::to_string(static_cast<unsigned char>(a.bytes[i])) +
+                       ", not 0 or 1");
   return a;
 }
 
@@ -471,6 +484,7 @@ std::vector<double> toDoubles(const Array &a) {
       out[i] = static_cast<double>(static_cast<int64_t>(raw));
       break;
     case DType::U8:
+    case DType::Bool:
       out[i] = static_cast<double>(raw);
       break;
     }
@@ -491,7 +505,7 @@ std::vector<int64_t> toInts(const Array &a) {
     const uint64_t raw = loadLE(a.bytes.data() + i * es, es);
     out[i] = a.dtype == DType::I32
                  ? static_cast<int32_t>(static_cast<uint32_t>(raw))
-                 : static_cast<int64_t>(raw); // I64, or U8 zero-extended
+                 : static_cast<int64_t>(raw); // I64, or U8/Bool zero-extended
   }
   return out;
 }
@@ -544,6 +558,12 @@ Array fromDoubles(DType dtype, std::vector<int64_t> shape,
              "value " + std::to_string(v) + " is not representable as |u1");
       raw = static_cast<uint64_t>(v);
       break;
+    case DType::Bool:
+      if (v != 0.0 && v != 1.0)
+        fail("fromDoubles",
+             "value " + std::to_string(v) + " is not representable as |b1");
+      raw = static_cast<uint64_t>(v);
+      break;
     }
     storeLE(a.bytes.data() + i * es, raw, es);
   }
@@ -572,6 +592,8 @@ Array fromInts(DType dtype, std::vector<int64_t> shape,
       fail("fromInts", "value " + std::to_string(v) + " does not fit '<i4'");
     if (dtype == DType::U8 && (v < 0 || v > 255))
       fail("fromInts", "value " + std::to_string(v) + " does not fit '|u1'");
+    if (dtype == DType::Bool && v != 0 && v != 1)
+      fail("fromInts", "value " + std::to_string(v) + " does not fit '|b1'");
     storeLE(a.bytes.data() + i * es, static_cast<uint64_t>(v), es);
   }
   return a;

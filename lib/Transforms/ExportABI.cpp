@@ -48,6 +48,9 @@ FailureOr<StringRef> dtypeName(Type type) {
     return StringRef("i8");
   if (type.isUnsignedInteger(8))
     return StringRef("u8");
+  // i1 buffers hold a byte per element (0 or 1), as numpy's bool does.
+  if (type.isSignlessInteger(1))
+    return StringRef("bool");
   return failure();
 }
 

@@ -99,7 +99,7 @@ ArgSpec parseArg(const Value &v, const std::string &where) {
     bad(w, "dtype " +
                (dt.isString() ? "'" + dt.asString() + "'"
                               : std::string(dt.kindName())) +
-               " is not one of f32, f16, bf16, f64, i32, i64, i8, u8");
+               " is not one of f32, f16, bf16, f64, i32, i64, i8, u8, bool");
   const Value &shape = member(v, "shape", w);
   if (!shape.isArray())
     bad(w, std::string("\"shape\" must be an array, not ") + shape.kindName());

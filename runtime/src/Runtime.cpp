@@ -344,6 +344,8 @@ const char *moe_dtype_name(moe_dtype dtype) {
     return "i8";
   case MOE_DTYPE_U8:
     return "u8";
+  case MOE_DTYPE_BOOL:
+    return "bool";
   }
   return nullptr;
 }
@@ -361,6 +363,7 @@ size_t moe_dtype_size(moe_dtype dtype) {
     return 2;
   case MOE_DTYPE_I8:
   case MOE_DTYPE_U8:
+  case MOE_DTYPE_BOOL:
     return 1;
   }
   return 0;
@@ -370,7 +373,7 @@ moe_status moe_dtype_parse(const char *name, moe_dtype *out) {
   return guard([&] {
     requireNonNull(name, "name");
     requireNonNull(out, "out");
-    for (int d = MOE_DTYPE_F32; d <= MOE_DTYPE_U8; ++d) {
+    for (int d = MOE_DTYPE_F32; d <= MOE_DTYPE_BOOL; ++d) {
       if (std::strcmp(name, moe_dtype_name(static_cast<moe_dtype>(d))) == 0) {
         *out = static_cast<moe_dtype>(d);
         return;

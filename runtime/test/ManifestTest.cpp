@@ -70,7 +70,7 @@ TEST(Manifest, RejectsBrokenContracts) {
   EXPECT_EQ(manifestError(manifest(
                 R"([{"name": "x", "dtype": "f33", "shape": [1]}])", "[]")),
             "manifest: function 0 'f': input 0 'x': dtype 'f33' is not one of "
-            "f32, f16, bf16, f64, i32, i64, i8, u8");
+            "f32, f16, bf16, f64, i32, i64, i8, u8, bool");
   EXPECT_EQ(manifestError(manifest(
                 R"([{"name": "x", "dtype": "f32", "shape": [-1]}])", "[]")),
             "manifest: function 0 'f': input 0 'x': dimension 0: negative size -1");

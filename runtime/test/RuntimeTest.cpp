@@ -81,6 +81,10 @@ TEST(Names, StatusAndDtype) {
   EXPECT_EQ(moe_dtype_name(static_cast<moe_dtype>(42)), nullptr);
   EXPECT_EQ(moe_dtype_size(MOE_DTYPE_I64), 8u);
   EXPECT_EQ(moe_dtype_size(MOE_DTYPE_U8), 1u);
+  EXPECT_EQ(moe_dtype_size(MOE_DTYPE_BOOL), 1u);
+  moe_dtype parsed;
+  ASSERT_EQ(moe_dtype_parse("bool", &parsed), MOE_OK);
+  EXPECT_EQ(parsed, MOE_DTYPE_BOOL);
   moe_dtype d;
   ASSERT_EQ(moe_dtype_parse("f16", &d), MOE_OK);
   EXPECT_EQ(d, MOE_DTYPE_F16);

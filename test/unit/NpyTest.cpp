@@ -245,3 +245,27 @@ TEST(Npy, Uint8RoundTrip) {
   EXPECT_THROW(fromInts(DType::U8, {1}, {256}), std::runtime_error);
   EXPECT_THROW(fromDoubles(DType::U8, {1}, {-1.0}), std::runtime_error);
 }
+
+// Masks travel as numpy bool ('|b1'): a byte per element, only 0 or 1.
+TEST(Npy, BoolRoundTrip) {
+  EXPECT_STREQ(descr(DType::Bool), "|b1");
+  EXPECT_EQ(elementSize(DType::Bool), 1u);
+  EXPECT_FALSE(isFloat(DType::Bool));
+  Array a = parse(v1File("{'descr': '|b1', 'fortran_order': False, "
+                         "'shape': (3,), }",
+                         std::string("\x01\x00\x01", 3)),
+                  "b.npy");
+  EXPECT_EQ(a.dtype, DType::Bool);
+  EXPECT_EQ(toInts(a), (std::vector<int64_t>{1, 0, 1}));
+  std::string path = tempPath("b.npy");
+  write(path, fromInts(DType::Bool, {3}, {1, 0, 1}));
+  EXPECT_EQ(read(path).bytes, a.bytes);
+  EXPECT_THROW(fromInts(DType::Bool, {1}, {2}), std::runtime_error);
+  EXPECT_THROW(fromDoubles(DType::Bool, {1}, {0.5}), std::runtime_error);
+  // A byte that is neither 0 nor 1 is not a bool.
+  EXPECT_THROW(parse(v1File("{'descr': '|b1', 'fortran_order': False, "
+                            "'shape': (2,), }",
+                            std::string("\x01\x02", 2)),
+                     "bad.npy"),
+               std::runtime_error);
+}

@@ -172,6 +172,8 @@ std::optional<npy::DType> toNpy(moe_dtype d) {
     return npy::DType::I64;
   case MOE_DTYPE_U8:
     return npy::DType::U8;
+  case MOE_DTYPE_BOOL:
+    return npy::DType::Bool;
   default:
     return std::nullopt;
   }
@@ -193,6 +195,8 @@ moe_dtype fromNpy(npy::DType d) {
     return MOE_DTYPE_I64;
   case npy::DType::U8:
     return MOE_DTYPE_U8;
+  case npy::DType::Bool:
+    return MOE_DTYPE_BOOL;
   }
   return MOE_DTYPE_F32;
 }
@@ -405,7 +409,7 @@ HostTensor readInput(const std::string &path, size_t index,
   if (!toNpy(spec.dtype))
     fail(where + " has dtype " + moe_dtype_name(spec.dtype) +
          ", which .npy files cannot provide (supported: f32, f64, f16, bf16, "
-         "i32, i64, u8)");
+         "i32, i64, u8, bool)");
   npy::Array a;
   try {
     a = npy::read(path);

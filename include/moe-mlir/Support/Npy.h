@@ -25,8 +25,9 @@
 
 namespace moe::npy {
 
-/// U8 ('|u1') holds the packed bytes of quantised weights.
-enum class DType { F16, BF16, F32, F64, I32, I64, U8 };
+/// U8 ('|u1') holds the packed bytes of quantised weights; Bool ('|b1') a
+/// byte per element, 0 or 1 (reading rejects other bytes).
+enum class DType { F16, BF16, F32, F64, I32, I64, U8, Bool };
 
 /// The .npy descriptor of `dtype` ('<f2', '<u2' for bf16, '<f4', ...).
 const char *descr(DType dtype);

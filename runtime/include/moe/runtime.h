@@ -66,7 +66,8 @@ typedef enum moe_dtype {
   MOE_DTYPE_I32 = 4,
   MOE_DTYPE_I64 = 5,
   MOE_DTYPE_I8 = 6,
-  MOE_DTYPE_U8 = 7
+  MOE_DTYPE_U8 = 7,
+  MOE_DTYPE_BOOL = 8 /* one byte, 0 or 1 */
 } moe_dtype;
 
 /* Manifest spelling: "f32", "bf16", ...; NULL for an invalid value. */
