@@ -280,6 +280,94 @@ std::optional<Linear> matchLinear(const GraphIndex &g, const std::string &value)
 
 /// The activation computed from `pre` into `value`: relu, silu (x *
 /// sigmoid(x)), gelu (Gelu or the Erf form exporters write), gelu_tanh.
+/// A float constant operand of a binary node: the other side's value.
+std::optional<double> constantOperand(const GraphIndex &g,
+                                      const NodeProto *node,
+                                      std::string &other) {
+  for (int side : {0, 1})
+    if (std::optional<double> v = g.scalar(in(node, side))) {
+      other = in(node, 1 - side);
+      return v;
+    }
+  return std::nullopt;
+}
+
+/// `value` as a scalar function of `input`, evaluated at `x`: the
+/// elementwise ops between them (scalar constants only) are interpreted.
+/// nullopt when something else (another tensor, a non-elementwise op) feeds
+/// `value`, or the walk is too deep.
+std::optional<double> evaluateAt(const GraphIndex &g, const std::string &value,
+                                 const std::string &input, double x,
+                                 int depth = 0) {
+  if (value == input)
+    return x;
+  if (std::optional<double> c = g.scalar(value))
+    return c;
+  const NodeProto *node = g.producer(value);
+  if (!node || depth > 24)
+    return std::nullopt;
+  if (isPlumbing(node))
+    return evaluateAt(g, in(node, 0), input, x, depth + 1);
+  auto arg = [&](int i) {
+    return evaluateAt(g, in(node, i), input, x, depth + 1);
+  };
+  StringRef op = node->op_type();
+  if (op == "Erf" || op == "Tanh" || op == "Sigmoid" || op == "Neg" ||
+      op == "Relu" || op == "Sqrt" || op == "Exp") {
+    std::optional<double> a = arg(0);
+    if (!a)
+      return std::nullopt;
+    if (op == "Erf")
+      return std::erf(*a);
+    if (op == "Tanh")
+      return std::tanh(*a);
+    if (op == "Sigmoid")
+      return 1.0 / (1.0 + std::exp(-*a));
+    if (op == "Neg")
+      return -*a;
+    if (op == "Relu")
+      return std::max(*a, 0.0);
+    if (op == "Sqrt")
+      return std::sqrt(*a);
+    return std::exp(*a);
+  }
+  if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div" ||
+      op == "Pow") {
+    std::optional<double> a = arg(0), b = arg(1);
+    if (!a || !b)
+      return std::nullopt;
+    if (op == "Add")
+      return *a + *b;
+    if (op == "Sub")
+      return *a - *b;
+    if (op == "Mul")
+      return *a * *b;
+    if (op == "Div")
+      return *a / *b;
+    return std::pow(*a, *b);
+  }
+  return std::nullopt;
+}
+
+/// Whether `value` computes `fn(input)` elementwise: checked by evaluating
+/// the subgraph at a few points, which holds whatever association or
+/// spelling the exporter chose and rejects look-alikes.
+bool computes(const GraphIndex &g, const std::string &value,
+              const std::string &input, double (*fn)(double)) {
+  for (double x : {-2.5, -0.75, -0.1, 0.3, 1.1, 3.0}) {
+    std::optional<double> v = evaluateAt(g, value, input, x);
+    if (!v || std::abs(*v - fn(x)) > 1e-5 * (1.0 + std::abs(fn(x))))
+      return false;
+  }
+  return true;
+}
+
+double geluErf(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
+double geluTanh(double x) {
+  const double c = std::sqrt(2.0 / M_PI);
+  return 0.5 * x * (1.0 + std::tanh(c * (x + 0.044715 * x * x * x)));
+}
+
 std::optional<std::string> matchActivation(const GraphIndex &g,
                                            const std::string &value,
                                            std::string &pre) {
@@ -303,22 +391,31 @@ std::optional<std::string> matchActivation(const GraphIndex &g,
         return std::string("silu");
       }
     }
-    // gelu, erf form: Mul(Mul(a, Add(Erf(Div(a, sqrt2)), 1)), 0.5) in any
-    // association: find an Erf whose argument is a / sqrt(2) and whose
-    // input `a` also feeds this product.
-    for (const NodeProto *n : ancestors(g, value, 8)) {
-      if (!isOp(n, "Erf"))
+    // GELU written out (x * 0.5 * (1 + erf(x / sqrt 2)), or the tanh
+    // form): the input is what the Erf/Tanh's argument is computed from;
+    // the whole product must evaluate to GELU of it.
+    for (const NodeProto *n : ancestors(g, value, 16)) {
+      if (!isOp(n, "Erf") && !isOp(n, "Tanh"))
         continue;
-      const NodeProto *div = computedBy(g, in(n, 0));
-      if (isOp(div, "Div") && g.scalar(in(div, 1)) &&
-          std::abs(*g.scalar(in(div, 1)) - 1.4142135) < 1e-4) {
-        pre = in(div, 0);
-        return std::string("gelu");
+      // The candidate input: the first non-constant operand found walking
+      // the argument's arithmetic back.
+      std::string candidate = in(n, 0);
+      for (int steps = 0; steps < 8; ++steps) {
+        const NodeProto *op = computedBy(g, candidate, &candidate);
+        if (!op || !(isOp(op, "Div") || isOp(op, "Mul") || isOp(op, "Add") ||
+                     isOp(op, "Pow")))
+          break;
+        std::string other;
+        if (!constantOperand(g, op, other)) {
+          // x + c * x^3 (tanh form): follow the first operand.
+          other = in(op, 0);
+        }
+        candidate = other;
       }
-      if (isOp(div, "Mul") && g.scalar(in(div, 1)) &&
-          std::abs(*g.scalar(in(div, 1)) - 0.70710678) < 1e-4) {
-        pre = in(div, 0);
-        return std::string("gelu");
+      bool erf = isOp(n, "Erf");
+      if (computes(g, value, candidate, erf ? geluErf : geluTanh)) {
+        pre = candidate;
+        return std::string(erf ? "gelu" : "gelu_tanh");
       }
     }
   }
@@ -342,18 +439,6 @@ struct ExpertMLP {
 
 using LinearMatcher =
     std::function<std::optional<Linear>(const std::string &value)>;
-
-/// A float constant operand of a binary node: the other side's value.
-std::optional<double> constantOperand(const GraphIndex &g,
-                                      const NodeProto *node,
-                                      std::string &other) {
-  for (int side : {0, 1})
-    if (std::optional<double> v = g.scalar(in(node, side))) {
-      other = in(node, 1 - side);
-      return v;
-    }
-  return std::nullopt;
-}
 
 /// Strips a Clip(x, min, max) with constant bounds, reporting them.
 std::string stripClip(const GraphIndex &g, const std::string &value,
@@ -528,6 +613,14 @@ std::optional<ExpertMLP> matchExpertMLP(const GraphIndex &g,
 // Routers
 //===----------------------------------------------------------------------===//
 
+/// A Softmax over each row of [T, n] scores (axis -1 or 1).
+bool isRowSoftmax(const NodeProto *node) {
+  if (!isOp(node, "Softmax"))
+    return false;
+  const onnx::AttributeProto *axis = findAttribute(*node, "axis");
+  return !axis || axis->i() == -1 || axis->i() == 1;
+}
+
 /// logits -> Softmax -> TopK (-> renormalise) or logits -> TopK -> Softmax.
 struct Router {
   const NodeProto *topk = nullptr;
@@ -551,7 +644,7 @@ std::optional<Router> matchRouterTopK(const GraphIndex &g,
   router.topk = topk;
   router.k = (*k)[0];
   const NodeProto *scores = computedBy(g, in(topk, 0));
-  if (isOp(scores, "Softmax")) {
+  if (isRowSoftmax(scores)) {
     router.logits = in(scores, 0);
   } else {
     // TopK on the logits; the softmax over the k values is checked by the
@@ -561,12 +654,26 @@ std::optional<Router> matchRouterTopK(const GraphIndex &g,
   return router;
 }
 
+/// Whether `sum` adds a token's k routing weights: a ReduceSum over the
+/// last axis ([T, k] weights) that keeps it for the division to broadcast.
+bool sumsOverSlots(const GraphIndex &g, const NodeProto *sum) {
+  const onnx::AttributeProto *keep = findAttribute(*sum, "keepdims");
+  if (keep && keep->i() != 1)
+    return false;
+  std::optional<SmallVector<int64_t>> axes;
+  if (!in(sum, 1).empty())
+    axes = g.ints(in(sum, 1));
+  else if (const onnx::AttributeProto *a = findAttribute(*sum, "axes"))
+    axes = SmallVector<int64_t>(a->ints().begin(), a->ints().end());
+  return axes && axes->size() == 1 && ((*axes)[0] == -1 || (*axes)[0] == 1);
+}
+
 /// Whether the routing weights `weights` are the router's TopK values,
 /// renormalised (`normalize`) or a softmax over them (TopK on logits).
 bool matchRoutingWeights(const GraphIndex &g, const std::string &weights,
                          Router &router) {
   const bool softmaxFirst =
-      isOp(computedBy(g, in(router.topk, 0)), "Softmax");
+      isRowSoftmax(computedBy(g, in(router.topk, 0)));
   std::string source;
   const NodeProto *node = computedBy(g, weights, &source);
   // Gathers pick per-token rows/slots out of the [T, k] weights.
@@ -581,7 +688,8 @@ bool matchRoutingWeights(const GraphIndex &g, const std::string &weights,
       const NodeProto *sum = computedBy(g, in(node, 1));
       if (viewSource(g, in(node, 0)) == out(router.topk, 0) &&
           isOp(sum, "ReduceSum") &&
-          viewSource(g, in(sum, 0)) == out(router.topk, 0)) {
+          viewSource(g, in(sum, 0)) == out(router.topk, 0) &&
+          sumsOverSlots(g, sum)) {
         router.normalize = true;
         return true;
       }
@@ -590,7 +698,7 @@ bool matchRoutingWeights(const GraphIndex &g, const std::string &weights,
   }
   // Softmax over the k selected logits: the same weights as softmax over
   // all experts renormalised over the top k.
-  if (isOp(node, "Softmax") &&
+  if (isRowSoftmax(node) &&
       viewSource(g, in(node, 0)) == out(router.topk, 0)) {
     router.normalize = true;
     return true;

@@ -20,8 +20,10 @@ Forms:
   qwen2         Hugging Face Qwen2MoeSparseMoeBlock: no renormalising, plus
                 a shared expert scaled by sigmoid(shared_expert_gate(x)).
   shared        the same with an ungated shared expert (DeepSeekMoE style).
-  switch        per-expert branches with top-1 routing, no renormalisation,
-                biased ReLU experts (nn.Linear with bias: Gemm) and GELU.
+  switch        per-expert branches with top-2 routing, no renormalisation,
+                biased ReLU experts (nn.Linear with bias: Gemm); switch-gelu,
+                switch-gelu-tanh with GELU (erf, tanh); switch-not-gelu with
+                x * erf(x / sqrt 2), a look-alike that must not be raised.
   gathered      TopK on the logits -> Gather(stacked weights) -> per-token
                 MatMul -> Softmax over the k -> weighted ReduceSum
                 (onnxruntime-genai style decomposition).
@@ -109,6 +111,11 @@ class Qwen2MoeBlock(MixtralBlock):
             shared = torch.sigmoid(self.shared_expert_gate(hidden_states)) * shared
         final = final + shared
         return final.reshape(batch, seq, hidden)
+
+
+class NotGelu(nn.Module):
+    def forward(self, x):
+        return x * torch.erf(x / 2 ** 0.5)
 
 
 class SwitchExpert(nn.Module):
@@ -249,7 +256,8 @@ def fused_model(block, hidden, inter, experts, top_k, path):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("form", choices=["mixtral", "mixtral-skip", "qwen2", "shared", "switch", "switch-gelu",
+    parser.add_argument("form", choices=["mixtral", "mixtral-skip", "qwen2", "shared", "switch",
+                                         "switch-gelu", "switch-gelu-tanh", "switch-not-gelu",
                                          "gathered", "tiled"])
     parser.add_argument("outdir")
     parser.add_argument("--tokens", type=int, default=16)
@@ -276,8 +284,11 @@ def main():
     elif args.form in ("qwen2", "shared"):
         block = Qwen2MoeBlock(H, I, E, K, shared_inter=2 * I, gated=args.form == "qwen2").eval()
         export(block, x, os.path.join(args.outdir, "model.onnx"))
-    elif args.form in ("switch", "switch-gelu"):
-        act = nn.ReLU() if args.form == "switch" else nn.GELU()
+    elif args.form.startswith("switch"):
+        act = {"switch": nn.ReLU(), "switch-gelu": nn.GELU(),
+               "switch-gelu-tanh": nn.GELU(approximate="tanh"),
+               # Looks like GELU's erf form but is not: no raising.
+               "switch-not-gelu": NotGelu()}[args.form]
         block = SwitchBlock(H, I, E, K, act).eval()
         export(block, x, os.path.join(args.outdir, "model.onnx"))
     elif args.form == "gathered":
