@@ -1202,9 +1202,14 @@ std::optional<RaisedBlock> matchStackedForms(const GraphIndex &g,
       if (!mlp)
         continue;
       // The tokens reach the batched MatMul tiled E times.
+      // x.repeat(E, 1).view(E, T, H): the [T, H] tokens stacked E times.
       const NodeProto *tile = computedBy(g, mlp->input);
-      if (!isOp(tile, "Tile")) {
-        why = "experts' input is not the tokens tiled per expert";
+      std::optional<SmallVector<int64_t>> repeats =
+          isOp(tile, "Tile") ? g.ints(in(tile, 1)) : std::nullopt;
+      SmallVector<int64_t> weightDims = g.dims(mlp->fc1.weight);
+      if (!repeats || weightDims.empty() ||
+          *repeats != SmallVector<int64_t>{weightDims[0], 1}) {
+        why = "experts' input is not the tokens tiled once per expert";
         return std::nullopt;
       }
       mlp->input = in(tile, 0);
