@@ -22,7 +22,6 @@
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/Verifier.h"
-#include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Transforms/Passes.h"
 #include "llvm/Support/CommandLine.h"
@@ -321,7 +320,7 @@ OwningOpRef<ModuleOp> importGraph(StringRef path, MLIRContext *context,
     error() << "'" << path << "' has no graph nodes";
     return nullptr;
   }
-  if (failed(raiseMoESubgraphs(model, path, options, graph.getFileLoc())))
+  if (failed(raiseMoESubgraphs(model, options, graph.getFileLoc())))
     return nullptr;
   const onnx::GraphProto &onnxGraph = model.graph();
   for (const auto &opset : model.opset_import())
@@ -389,18 +388,14 @@ OwningOpRef<ModuleOp> importGraph(StringRef path, MLIRContext *context,
     results.push_back(v);
   }
   func::ReturnOp::create(builder, fileLoc, results);
-  // Initializers nothing reads (e.g. weights replaced by their transpose)
-  // and what shape computations folded at import left unused.
-  for (Operation &op : llvm::make_early_inc_range(llvm::reverse(*entry)))
-    if (isOpTriviallyDead(&op))
-      op.erase();
   func.setFunctionType(
       builder.getFunctionType(argTypes, ValueRange(results).getTypes()));
   if (failed(mlir::verify(*module)))
     return nullptr;
-  // Node-by-node import leaves repeated size queries and dead shape
-  // arithmetic (Shape -> Gather -> Concat chains); a cleanup makes the
-  // module read like the computation it is.
+  // Node-by-node import leaves repeated size queries, dead shape arithmetic
+  // (Shape -> Gather -> Concat chains) and initializers nothing reads (e.g.
+  // weights replaced by their transpose); a cleanup makes the module read
+  // like the computation it is.
   PassManager cleanup(context);
   cleanup.addPass(createCanonicalizerPass());
   cleanup.addPass(createCSEPass());

@@ -31,8 +31,8 @@ struct Projection {
   SmallVector<DenseElementsAttr> weights, biases;
 };
 
-/// The [out, in] contents of a 2-D constant weight stored [in, out] when
-/// `inMajor`, as raw bytes (a splat expanded).
+/// The contents of a constant as raw bytes (a splat expanded), the last two
+/// dimensions swapped first when `inMajor` (a 2-D weight stored [in, out]).
 std::vector<char> outMajorBytes(DenseElementsAttr weight, bool inMajor) {
   if (inMajor)
     weight = transposeInnerDims(weight);
@@ -193,14 +193,9 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
       if (w.getType() != first.getType() ||
           bool((*inMajor)[3 * e + p]) != firstInMajor)
         return node.fail("experts' weights differ in shape or type");
-      std::vector<char> data =
-          bias ? std::vector<char>(w.getRawData().begin(), w.getRawData().end())
-               : outMajorBytes(w, (*inMajor)[3 * e + p]);
-      if (w.isSplat() && bias)
-        for (size_t i = 0; i < perExpert; i += width)
-          std::memcpy(&bytes[e * perExpert + i], w.getRawData().data(), width);
-      else
-        std::memcpy(&bytes[e * perExpert], data.data(), perExpert);
+      // Biases are 1-D: nothing to transpose.
+      std::vector<char> data = outMajorBytes(w, !bias && (*inMajor)[3 * e + p]);
+      std::memcpy(&bytes[e * perExpert], data.data(), perExpert);
     }
     auto stackedType = RankedTensorType::get(shape, type.getElementType());
     return arith::ConstantOp::create(

@@ -84,33 +84,26 @@ public:
     const onnx::TensorProto *t = constant(name);
     if (!t)
       return std::nullopt;
-    SmallVector<int64_t> out;
-    if (t->data_type() == onnx::TensorProto::INT64) {
-      if (t->has_raw_data()) {
-        const std::string &raw = t->raw_data();
-        for (size_t i = 0; i + 8 <= raw.size(); i += 8) {
-          int64_t v;
-          std::memcpy(&v, raw.data() + i, 8);
-          out.push_back(v);
-        }
-      } else {
-        out.append(t->int64_data().begin(), t->int64_data().end());
+    // Raw little-endian data of `width`-byte integers, or the typed field.
+    auto fromRaw = [&](auto zero) {
+      SmallVector<int64_t> out;
+      const std::string &raw = t->raw_data();
+      for (size_t i = 0; i + sizeof(zero) <= raw.size(); i += sizeof(zero)) {
+        decltype(zero) v;
+        std::memcpy(&v, raw.data() + i, sizeof(zero));
+        out.push_back(v);
       }
-    } else if (t->data_type() == onnx::TensorProto::INT32) {
-      if (t->has_raw_data()) {
-        const std::string &raw = t->raw_data();
-        for (size_t i = 0; i + 4 <= raw.size(); i += 4) {
-          int32_t v;
-          std::memcpy(&v, raw.data() + i, 4);
-          out.push_back(v);
-        }
-      } else {
-        out.append(t->int32_data().begin(), t->int32_data().end());
-      }
-    } else {
-      return std::nullopt;
-    }
-    return out;
+      return out;
+    };
+    if (t->data_type() == onnx::TensorProto::INT64)
+      return t->has_raw_data() ? fromRaw(int64_t())
+                               : SmallVector<int64_t>(t->int64_data().begin(),
+                                                      t->int64_data().end());
+    if (t->data_type() == onnx::TensorProto::INT32)
+      return t->has_raw_data() ? fromRaw(int32_t())
+                               : SmallVector<int64_t>(t->int32_data().begin(),
+                                                      t->int32_data().end());
+    return std::nullopt;
   }
   /// A scalar float constant (any float type stored as float/raw f32).
   std::optional<double> scalar(const std::string &name) const {
@@ -654,17 +647,26 @@ std::optional<Router> matchRouterTopK(const GraphIndex &g,
   return router;
 }
 
+/// The constant axes of a ReduceSum (input since opset 13, else attribute)
+/// whose keepdims (default 1) is `keepDims`; nullopt for anything else.
+std::optional<SmallVector<int64_t>>
+reduceSumAxes(const GraphIndex &g, const NodeProto *reduce, bool keepDims) {
+  if (!isOp(reduce, "ReduceSum"))
+    return std::nullopt;
+  const onnx::AttributeProto *keep = findAttribute(*reduce, "keepdims");
+  if ((keep ? keep->i() != 0 : true) != keepDims)
+    return std::nullopt;
+  if (!in(reduce, 1).empty())
+    return g.ints(in(reduce, 1));
+  if (const onnx::AttributeProto *axes = findAttribute(*reduce, "axes"))
+    return SmallVector<int64_t>(axes->ints().begin(), axes->ints().end());
+  return std::nullopt;
+}
+
 /// Whether `sum` adds a token's k routing weights: a ReduceSum over the
 /// last axis ([T, k] weights) that keeps it for the division to broadcast.
 bool sumsOverSlots(const GraphIndex &g, const NodeProto *sum) {
-  const onnx::AttributeProto *keep = findAttribute(*sum, "keepdims");
-  if (keep && keep->i() != 1)
-    return false;
-  std::optional<SmallVector<int64_t>> axes;
-  if (!in(sum, 1).empty())
-    axes = g.ints(in(sum, 1));
-  else if (const onnx::AttributeProto *a = findAttribute(*sum, "axes"))
-    axes = SmallVector<int64_t>(a->ints().begin(), a->ints().end());
+  std::optional<SmallVector<int64_t>> axes = reduceSumAxes(g, sum, true);
   return axes && axes->size() == 1 && ((*axes)[0] == -1 || (*axes)[0] == 1);
 }
 
@@ -687,9 +689,8 @@ bool matchRoutingWeights(const GraphIndex &g, const std::string &weights,
     if (isOp(node, "Div")) {
       const NodeProto *sum = computedBy(g, in(node, 1));
       if (viewSource(g, in(node, 0)) == out(router.topk, 0) &&
-          isOp(sum, "ReduceSum") &&
-          viewSource(g, in(sum, 0)) == out(router.topk, 0) &&
-          sumsOverSlots(g, sum)) {
+          sumsOverSlots(g, sum) &&
+          viewSource(g, in(sum, 0)) == out(router.topk, 0)) {
         router.normalize = true;
         return true;
       }
@@ -1046,22 +1047,6 @@ void matchSharedExperts(const GraphIndex &g, RaisedBlock &block) {
 // (b) Dense tiled and (c) gathered-weight forms: stacked [E, ...] weights
 //===----------------------------------------------------------------------===//
 
-/// The constant axes of a ReduceSum (input since opset 13, else attribute)
-/// when it drops them (keepdims = 0).
-std::optional<SmallVector<int64_t>> reducedAxes(const GraphIndex &g,
-                                                const NodeProto *reduce) {
-  if (!isOp(reduce, "ReduceSum"))
-    return std::nullopt;
-  const onnx::AttributeProto *keep = findAttribute(*reduce, "keepdims");
-  if (!keep || keep->i() != 0)
-    return std::nullopt;
-  if (reduce->input_size() > 1 && !in(reduce, 1).empty())
-    return g.ints(in(reduce, 1));
-  if (const onnx::AttributeProto *axes = findAttribute(*reduce, "axes"))
-    return SmallVector<int64_t>(axes->ints().begin(), axes->ints().end());
-  return std::nullopt;
-}
-
 /// Adds a constant stacked bias to a stacked linear: Add(y, b) where b is
 /// an initializer (tiled) or Gather(b, indices) (gathered).
 std::optional<Linear>
@@ -1166,7 +1151,8 @@ bool matchStackedRouting(const GraphIndex &g, const std::string &weights,
 std::optional<RaisedBlock> matchStackedForms(const GraphIndex &g,
                                              const NodeProto *reduce,
                                              std::string &why) {
-  std::optional<SmallVector<int64_t>> axes = reducedAxes(g, reduce);
+  std::optional<SmallVector<int64_t>> axes =
+      reduceSumAxes(g, reduce, /*keepDims=*/false);
   if (!axes || axes->size() != 1 || ((*axes)[0] != 0 && (*axes)[0] != 1))
     return std::nullopt;
   const bool tiled = (*axes)[0] == 0;
@@ -1289,41 +1275,34 @@ void eraseDeadNodes(onnx::GraphProto &graph) {
 } // namespace
 
 LogicalResult mlir::moe::onnx_import::raiseMoESubgraphs(
-    onnx::ModelProto &model, StringRef modelPath, const ImportOptions &options,
-    Location loc) {
+    onnx::ModelProto &model, const ImportOptions &options, Location loc) {
   if (!options.raise)
     return success();
   onnx::GraphProto &graph = *model.mutable_graph();
   std::vector<RaisedBlock> blocks;
   {
     GraphIndex g(graph);
-    llvm::DenseSet<const NodeProto *> claimed;
-    // Last links of accumulation chains: scatter-adds no other scatter-add
-    // continues.
+    // A block ends in a ReduceSum (stacked forms) or in the last link of an
+    // accumulation chain: a scatter-add no other scatter-add continues.
+    auto endsChain = [&](const NodeProto &node) {
+      return matchScatterAdd(g, &node) &&
+             llvm::none_of(g.users(out(&node, 0)), [&](auto *user) {
+               std::optional<Accumulation> next = matchScatterAdd(g, user);
+               return next && next->accumulator == out(&node, 0);
+             });
+    };
     for (const NodeProto &node : graph.node()) {
-      if (isOp(&node, "ReduceSum")) {
-        std::string why;
-        if (std::optional<RaisedBlock> block = matchStackedForms(g, &node, why))
-          blocks.push_back(std::move(*block));
-        else if (!why.empty() && options.raisingLog)
-          *options.raisingLog << "raising: not raised at node '"
-                              << node.name() << "': " << why << "\n";
-        continue;
-      }
-      if (!matchScatterAdd(g, &node))
-        continue;
-      bool continued = llvm::any_of(g.users(out(&node, 0)), [&](auto *user) {
-        std::optional<Accumulation> next = matchScatterAdd(g, user);
-        return next && next->accumulator == out(&node, 0);
-      });
-      if (continued)
-        continue;
       std::string why;
-      if (std::optional<RaisedBlock> block =
-              matchPerExpertBranches(g, &node, why)) {
-        matchSharedExperts(g, *block);
-        blocks.push_back(std::move(*block));
+      std::optional<RaisedBlock> block;
+      if (isOp(&node, "ReduceSum")) {
+        block = matchStackedForms(g, &node, why);
+      } else if (endsChain(node)) {
+        block = matchPerExpertBranches(g, &node, why);
+        if (block)
+          matchSharedExperts(g, *block);
       }
+      if (block)
+        blocks.push_back(std::move(*block));
       else if (!why.empty() && options.raisingLog)
         *options.raisingLog << "raising: not raised at node '" << node.name()
                             << "': " << why << "\n";

@@ -17,7 +17,6 @@ namespace mlir::moe::onnx_import {
 /// to `options.raisingLog` and warns (at `loc`) about traced exports that
 /// hold fewer expert branches than experts.
 LogicalResult raiseMoESubgraphs(onnx::ModelProto &model,
-                                llvm::StringRef modelPath,
                                 const ImportOptions &options, Location loc);
 
 } // namespace mlir::moe::onnx_import
