@@ -4,6 +4,7 @@
 
 #include "moe-mlir/Pipelines/Pipelines.h"
 
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "mlir/Target/LLVMIR/Export.h"
@@ -12,6 +13,7 @@
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/Passes/PassBuilder.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Path.h"
 #include "llvm/Support/Program.h"
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/raw_ostream.h"
@@ -31,6 +33,46 @@ LogicalResult moe::lowerToLLVMDialect(ModuleOp module,
   pm.enableTiming(timing);
   buildCPULoweringPipeline(pm, options);
   return pm.run(module);
+}
+
+LogicalResult moe::lowerToLLVMDialect(ModuleOp module,
+                                      const CUDAPipelineOptions &options,
+                                      TimingScope &timing) {
+  PassManager pm(module->getName());
+  if (failed(applyPassManagerCLOptions(pm)))
+    return failure();
+  pm.enableTiming(timing);
+  buildCUDALoweringPipeline(pm, options);
+  return pm.run(module);
+}
+
+SmallVector<std::pair<std::string, std::string>>
+moe::collectPTX(ModuleOp module) {
+  SmallVector<std::pair<std::string, std::string>> result;
+  module.walk([&](gpu::BinaryOp binary) {
+    for (Attribute attr : binary.getObjects()) {
+      auto object = dyn_cast<gpu::ObjectAttr>(attr);
+      if (object && object.getFormat() == gpu::CompilationTarget::Assembly)
+        result.emplace_back(binary.getSymName().str(),
+                            object.getObject().getValue().str());
+    }
+  });
+  return result;
+}
+
+std::string moe::findCUDATool(StringRef tool) {
+  if (auto path = llvm::sys::findProgramByName(tool))
+    return *path;
+  SmallVector<StringRef, 2> dirs;
+  std::string home;
+  if (const char *cudaHome = std::getenv("CUDA_HOME")) {
+    home = std::string(cudaHome) + "/bin";
+    dirs.push_back(home);
+  }
+  dirs.push_back("/usr/local/cuda/bin");
+  if (auto path = llvm::sys::findProgramByName(tool, dirs))
+    return *path;
+  return "";
 }
 
 FailureOr<std::unique_ptr<llvm::TargetMachine>>

@@ -2,14 +2,18 @@
 
 #include "moe-mlir/Pipelines/Pipelines.h"
 
+#include "moe-mlir/Conversion/Passes.h"
 #include "moe-mlir/Transforms/Passes.h"
 
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Dialect/Bufferization/Pipelines/Passes.h"
 #include "mlir/Dialect/Bufferization/Transforms/Passes.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/Pipelines/Passes.h"
+#include "mlir/Dialect/GPU/Transforms/Passes.h"
 #include "mlir/Dialect/Linalg/Passes.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
+#include "mlir/Dialect/SCF/Transforms/Passes.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Transforms/Passes.h"
@@ -71,7 +75,80 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   pm.addPass(createCanonicalizerPass());
 }
 
+std::string moe::defaultPTXFeatures(llvm::StringRef chip) {
+  // sm_90a and sm_100 and later need newer PTX than sm_80/sm_89.
+  if (chip.starts_with("sm_9") || chip.starts_with("sm_1"))
+    return "+ptx80";
+  return "+ptx78";
+}
+
+void moe::buildCUDALoweringPipeline(OpPassManager &pm,
+                                    const CUDAPipelineOptions &options) {
+  if (options.exportABI) {
+    MoEExportABIOptions abi;
+    abi.target = "cuda";
+    pm.addPass(createMoEExportABI(abi));
+  }
+  pm.addPass(createMoEDecomposeLayer());
+  pm.addPass(createCanonicalizerPass());
+  pm.addNestedPass<func::FuncOp>(createMoECopyRepeatedResults());
+  // The stage ops become kernels on buffers; what remains is bufferized
+  // as on the CPU.
+  ConvertMoEToGPUOptions kernels;
+  kernels.threadsPerBlock = options.threadsPerBlock;
+  kernels.tensorCores = options.tensorCores;
+  pm.addPass(createConvertMoEToGPU(kernels));
+
+  bufferization::OneShotBufferizePassOptions bufferize;
+  bufferize.bufferizeFunctionBoundaries = true;
+  bufferize.functionBoundaryTypeConversion =
+      bufferization::LayoutMapOption::IdentityLayoutMap;
+  pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
+  bufferization::BufferResultsToOutParamsPassOptions outParams;
+  outParams.modifyPublicFunctions = true;
+  outParams.hoistStaticAllocs = true;
+  pm.addPass(bufferization::createBufferResultsToOutParamsPass(outParams));
+  // No buffer-deallocation pipeline: it rejects GPU ops (no memory-effect
+  // interface). -moe-host-buffers-to-gpu frees the device buffers instead.
+  pm.addPass(createCanonicalizerPass());
+
+  // Whatever linalg is left (reshapes' copies, upstream ops around the
+  // layer) runs as one GPU thread per element.
+  pm.addPass(createMoELowerStridedCopies());
+  pm.addPass(createConvertLinalgToParallelLoopsPass());
+  // Rows to blocks, 128 columns to threads.
+  pm.addNestedPass<func::FuncOp>(
+      createParallelLoopTilingPass({1, 128}, /*noMinMaxBounds=*/true));
+  pm.addNestedPass<func::FuncOp>(createGpuMapParallelLoopsPass());
+  pm.addPass(createConvertParallelLoopToGpuPass());
+  pm.addPass(createMoEHostBuffersToGPU());
+  pm.addPass(createCanonicalizerPass());
+  if (!options.lowerToLLVM)
+    return;
+  // One stream per call: allocations, copies and launches are ordered by
+  // async tokens rather than synchronised one by one.
+  pm.addPass(createGpuKernelOutliningPass());
+  pm.addNestedPass<func::FuncOp>(createGpuAsyncRegionPass());
+
+  gpu::GPUToNVVMPipelineOptions nvvm;
+  nvvm.cubinChip = options.chip;
+  nvvm.cubinFeatures = options.features.empty()
+                           ? defaultPTXFeatures(options.chip)
+                           : std::string(options.features);
+  nvvm.cubinFormat = options.binaryFormat;
+  nvvm.optLevel = 3;
+  gpu::buildLowerToNVVMPassPipeline(pm, nvvm);
+  if (options.exportABI)
+    pm.addPass(createMoEEmitABIEntryPoints());
+  pm.addPass(createCanonicalizerPass());
+}
+
 void moe::registerMoEPipelines() {
+  PassPipelineRegistration<CUDAPipelineOptions>(
+      "moe-lower-to-cuda",
+      "Lower moe (tensor level) to host LLVM IR launching NVVM kernels that "
+      "are embedded in the module, with the runtime entry points",
+      buildCUDALoweringPipeline);
   PassPipelineRegistration<CPUPipelineOptions>(
       "moe-lower-to-llvm-cpu",
       "Lower moe (tensor level) to the LLVM dialect for the host CPU, with "

@@ -13,7 +13,7 @@
 
 #include "moe-mlir/Transforms/Passes.h"
 
-#include "KernelEmitter.h"
+#include "moe-mlir/Transforms/KernelEmitter.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/AffineMap.h"

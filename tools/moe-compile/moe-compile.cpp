@@ -1,10 +1,13 @@
 //===- moe-compile.cpp - ahead-of-time compiler for moe modules -------------===//
 //
-//   moe-compile IN.mlir|IN.onnx --target=cpu -o OUT.so [--emit=mlir|llvm|obj|so]
+//   moe-compile IN.mlir|IN.onnx [--target=cpu|cuda] -o OUT.so
+//               [--emit=mlir|llvm|obj|so|ptx] [--cuda-arch=sm_90]
 //
 // OUT.so is deployable: it depends on libc, libm and libmoe_runtime.so, and
 // exports `moe_module_manifest` and one `moe_entry_<function>` per function
-// (docs/Runtime.md).
+// (docs/Runtime.md). A cuda module embeds its kernels (PTX, cubin or
+// fatbin) and launches them through the runtime, which loads the CUDA
+// driver at run time.
 //
 //===----------------------------------------------------------------------===//
 
@@ -22,6 +25,7 @@
 #include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Support/FileUtilities.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "llvm/IR/LLVMContext.h"
 #include "llvm/IR/Module.h"
 #include "llvm/Support/CommandLine.h"
@@ -38,7 +42,8 @@ using namespace mlir;
 namespace cl = llvm::cl;
 
 namespace {
-enum class Emit { MLIR, LLVM, Object, SharedObject };
+enum class Emit { MLIR, LLVM, Object, SharedObject, PTX };
+enum class GPUBinary { Auto, PTX, Cubin, Fatbin };
 
 cl::OptionCategory category("moe-compile options");
 cl::opt<std::string> inputFile(cl::Positional,
@@ -47,14 +52,33 @@ cl::opt<std::string> inputFile(cl::Positional,
 cl::opt<std::string> outputFile("o", cl::desc("Output file"),
                                 cl::value_desc("path"), cl::Required,
                                 cl::cat(category));
-cl::opt<std::string> target("target", cl::desc("Target: cpu (cuda: soon)"),
+cl::opt<std::string> target("target", cl::desc("Target: cpu or cuda"),
                             cl::init("cpu"), cl::cat(category));
+cl::opt<std::string>
+    cudaArch("cuda-arch",
+             cl::desc("GPU architecture for --target=cuda (sm_80, sm_86, "
+                      "sm_89, sm_90, ...; tensor cores need sm_80+)"),
+             cl::init("sm_90"), cl::cat(category));
+cl::opt<GPUBinary> gpuBinary(
+    "gpu-binary", cl::desc("Kernel format embedded in a cuda module"),
+    cl::init(GPUBinary::Auto),
+    cl::values(clEnumValN(GPUBinary::Auto, "auto",
+                          "fatbin (cubin + PTX) when the CUDA toolkit's ptxas "
+                          "and fatbinary are found, else PTX"),
+               clEnumValN(GPUBinary::PTX, "ptx",
+                          "PTX, compiled by the driver at load time"),
+               clEnumValN(GPUBinary::Cubin, "cubin",
+                          "cubin for --cuda-arch only (needs ptxas)"),
+               clEnumValN(GPUBinary::Fatbin, "fatbin",
+                          "cubin + PTX (needs ptxas and fatbinary)")),
+    cl::cat(category));
 cl::opt<Emit> emit(
     "emit", cl::desc("Stop after a stage"), cl::init(Emit::SharedObject),
     cl::values(clEnumValN(Emit::MLIR, "mlir", "LLVM-dialect MLIR"),
                clEnumValN(Emit::LLVM, "llvm", "optimised LLVM IR"),
                clEnumValN(Emit::Object, "obj", "object file"),
-               clEnumValN(Emit::SharedObject, "so", "shared object (default)")),
+               clEnumValN(Emit::SharedObject, "so", "shared object (default)"),
+               clEnumValN(Emit::PTX, "ptx", "the kernels' PTX (--target=cuda)")),
     cl::cat(category));
 cl::opt<std::string> mcpu("mcpu", cl::desc("Target CPU (default: native)"),
                           cl::init("native"), cl::cat(category));
@@ -105,9 +129,49 @@ int compile(int argc, char **argv) {
 
   if (gemmRowTile < 1 || gemmColTile < 1)
     return fail("--gemm-row-tile and --gemm-col-tile must be at least 1");
-  if (target != "cpu")
-    return fail("target '" + target +
-                "' is not supported yet (supported: cpu)");
+  if (target != "cpu" && target != "cuda")
+    return fail("target '" + target + "' is not supported (cpu or cuda)");
+  bool cuda = target == "cuda";
+  if (emit == Emit::PTX && !cuda)
+    return fail("--emit=ptx needs --target=cuda");
+  unsigned smVersion = 0;
+  if (cuda) {
+    StringRef arch = cudaArch;
+    StringRef digits = arch;
+    if (!digits.consume_front("sm_") ||
+        digits.consume_back("a"), digits.getAsInteger(10, smVersion))
+      return fail("--cuda-arch: expected sm_<version> (e.g. sm_90), got '" +
+                  arch + "'");
+    if (smVersion < 80)
+      return fail("--cuda-arch=" + arch +
+                  ": the tensor-core kernels need sm_80 or newer");
+  }
+  // What the module embeds, and the CUDA tools that needs.
+  std::string binaryFormat = "isa";
+  if (cuda && emit != Emit::PTX) {
+    std::string ptxas = moe::findCUDATool("ptxas");
+    std::string fatbinary = moe::findCUDATool("fatbinary");
+    GPUBinary format = gpuBinary;
+    if (format == GPUBinary::Auto)
+      format = !ptxas.empty() && !fatbinary.empty() ? GPUBinary::Fatbin
+                                                    : GPUBinary::PTX;
+    if (format != GPUBinary::PTX && ptxas.empty())
+      return fail("--gpu-binary=cubin/fatbin needs ptxas from the CUDA "
+                  "toolkit (looked on PATH, in $CUDA_HOME/bin and "
+                  "/usr/local/cuda/bin); use --gpu-binary=ptx");
+    if (format == GPUBinary::Fatbin && fatbinary.empty())
+      return fail("--gpu-binary=fatbin needs fatbinary from the CUDA "
+                  "toolkit; use --gpu-binary=cubin or ptx");
+    binaryFormat = format == GPUBinary::PTX     ? "isa"
+                   : format == GPUBinary::Cubin ? "bin"
+                                                : "fatbin";
+    if (format != GPUBinary::PTX) {
+      // MLIR's NVVM target runs the tools it finds on PATH.
+      std::string dir = llvm::sys::path::parent_path(ptxas).str();
+      const char *path = std::getenv("PATH");
+      ::setenv("PATH", (dir + ":" + (path ? path : "")).c_str(), 1);
+    }
+  }
 
   DefaultTimingManager timingManager;
   applyDefaultTimingManagerCLOptions(timingManager);
@@ -119,6 +183,8 @@ int compile(int argc, char **argv) {
   registry.insert<moe::MoEDialect>();
   moe::registerBufferizableOpInterfaceExternalModels(registry);
   moe::registerConvertMoEToLLVMInterface(registry);
+  // Kernels are translated to LLVM IR and PTX during the pipeline.
+  registerAllToLLVMIRTranslations(registry);
   MLIRContext context(registry);
 
   std::string error;
@@ -142,11 +208,19 @@ int compile(int argc, char **argv) {
 
   {
     TimingScope scope = timing.nest("MLIR lowering");
-    moe::CPUPipelineOptions pipeline;
-    pipeline.gemmRowTile = gemmRowTile;
-    pipeline.gemmColTile = gemmColTile;
-    if (failed(moe::lowerToLLVMDialect(*module, pipeline, scope)))
-      return 1;
+    if (cuda) {
+      moe::CUDAPipelineOptions pipeline;
+      pipeline.chip = cudaArch;
+      pipeline.binaryFormat = binaryFormat;
+      if (failed(moe::lowerToLLVMDialect(*module, pipeline, scope)))
+        return 1;
+    } else {
+      moe::CPUPipelineOptions pipeline;
+      pipeline.gemmRowTile = gemmRowTile;
+      pipeline.gemmColTile = gemmColTile;
+      if (failed(moe::lowerToLLVMDialect(*module, pipeline, scope)))
+        return 1;
+    }
   }
 
   auto writeText = [&](function_ref<void(raw_ostream &)> print) {
@@ -159,6 +233,18 @@ int compile(int argc, char **argv) {
   };
   if (emit == Emit::MLIR)
     return writeText([&](raw_ostream &os) { module->print(os); });
+  if (emit == Emit::PTX) {
+    auto ptx = moe::collectPTX(*module);
+    if (ptx.empty())
+      return fail("the module has no GPU kernels");
+    // One PTX module per gpu.binary, each headed by a `//--- NAME.ptx`
+    // line, so that LLVM's split-file can separate them.
+    return writeText([&](raw_ostream &os) {
+      for (auto &[name, text] : ptx)
+        os << "//--- " << name << ".ptx\n"
+           << StringRef(text).rtrim('\0') << "\n";
+    });
+  }
 
   moe::CompileOptions options;
   options.cpu = mcpu;

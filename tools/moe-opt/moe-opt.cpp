@@ -8,6 +8,7 @@
 #include "MoE/IR/MoEDialect.h"
 #include "moe-mlir/Pipelines/Pipelines.h"
 #include "moe-mlir/Conversion/MoEToLLVM.h"
+#include "moe-mlir/Conversion/Passes.h"
 #include "moe-mlir/Transforms/BufferizableOpInterfaceImpl.h"
 #include "moe-mlir/Transforms/Passes.h"
 
@@ -15,16 +16,20 @@
 #include "mlir/InitAllDialects.h"
 #include "mlir/InitAllExtensions.h"
 #include "mlir/InitAllPasses.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
 
 int main(int argc, char **argv) {
   mlir::registerAllPasses();
   mlir::moe::registerMoEPasses();
+  mlir::moe::registerMoEConversionPasses();
   mlir::moe::registerMoEPipelines();
 
   mlir::DialectRegistry registry;
   mlir::registerAllDialects(registry);
   mlir::registerAllExtensions(registry);
+  // gpu-module-to-binary translates kernels to LLVM IR and PTX in-process.
+  mlir::registerAllToLLVMIRTranslations(registry);
   registry.insert<mlir::moe::MoEDialect>();
   mlir::moe::registerBufferizableOpInterfaceExternalModels(registry);
   mlir::moe::registerConvertMoEToLLVMInterface(registry);

@@ -45,6 +45,18 @@ LogicalResult lowerToLLVMDialect(ModuleOp module,
                                  TimingScope &timing);
 
 /// The target machine for `options` (host triple).
+LogicalResult lowerToLLVMDialect(ModuleOp module,
+                                 const CUDAPipelineOptions &options,
+                                 TimingScope &timing);
+
+/// The PTX of every kernel binary of a module lowered for cuda with binary
+/// format `isa`: (gpu.binary name, PTX text) pairs.
+SmallVector<std::pair<std::string, std::string>> collectPTX(ModuleOp module);
+
+/// Finds `tool` (ptxas, fatbinary) on PATH, in $CUDA_HOME/bin or in
+/// /usr/local/cuda/bin; empty when absent.
+std::string findCUDATool(StringRef tool);
+
 FailureOr<std::unique_ptr<llvm::TargetMachine>>
 createTargetMachine(const CompileOptions &options, std::string &error);
 

@@ -38,6 +38,49 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
 void buildCPULoweringPipeline(OpPassManager &pm,
                               const CPUPipelineOptions &options);
 
+struct CUDAPipelineOptions : public PassPipelineOptions<CUDAPipelineOptions> {
+  PassOptions::Option<bool> exportABI{
+      *this, "export-abi",
+      llvm::cl::desc("Record the module manifest and emit the runtime entry "
+                     "points (needed for moe-compile's .so)"),
+      llvm::cl::init(true)};
+  PassOptions::Option<std::string> chip{
+      *this, "chip", llvm::cl::desc("GPU architecture (sm_80, sm_89, sm_90)"),
+      llvm::cl::init("sm_90")};
+  PassOptions::Option<std::string> features{
+      *this, "features",
+      llvm::cl::desc("PTX features (default: the PTX ISA the chip needs)"),
+      llvm::cl::init("")};
+  PassOptions::Option<std::string> binaryFormat{
+      *this, "binary-format",
+      llvm::cl::desc("What the module embeds: isa (PTX, JIT-compiled by the "
+                     "driver), bin (cubin, needs ptxas) or fatbin"),
+      llvm::cl::init("isa")};
+  PassOptions::Option<int64_t> threadsPerBlock{
+      *this, "threads-per-block",
+      llvm::cl::desc("Threads per block of the per-token and elementwise "
+                     "kernels"),
+      llvm::cl::init(128)};
+  PassOptions::Option<bool> tensorCores{
+      *this, "tensor-cores",
+      llvm::cl::desc("mma.sync tensor-core GEMMs for f16/bf16 experts"),
+      llvm::cl::init(true)};
+  PassOptions::Option<bool> lowerToLLVM{
+      *this, "lower-to-llvm",
+      llvm::cl::desc("Lower host and kernels to LLVM/NVVM and serialize the "
+                     "kernels (off: stop at gpu.launch kernels on memrefs)"),
+      llvm::cl::init(true)};
+};
+
+/// The PTX features of `chip` (the PTX ISA that introduced it).
+std::string defaultPTXFeatures(llvm::StringRef chip);
+
+/// Lowers a tensor-level moe module to host LLVM IR that launches NVVM
+/// kernels embedded in the module (gpu.binary), through MLIR's GPU runtime
+/// ABI (mgpu* functions, provided by libmoe_runtime).
+void buildCUDALoweringPipeline(OpPassManager &pm,
+                               const CUDAPipelineOptions &options);
+
 /// Registers `moe-lower-to-llvm-cpu` with the pass registry.
 void registerMoEPipelines();
 

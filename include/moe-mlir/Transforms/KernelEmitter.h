@@ -6,8 +6,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef MOE_MLIR_LIB_TRANSFORMS_KERNELEMITTER_H
-#define MOE_MLIR_LIB_TRANSFORMS_KERNELEMITTER_H
+#ifndef MOE_MLIR_TRANSFORMS_KERNELEMITTER_H
+#define MOE_MLIR_TRANSFORMS_KERNELEMITTER_H
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -141,4 +141,4 @@ private:
 
 } // namespace mlir::moe
 
-#endif // MOE_MLIR_LIB_TRANSFORMS_KERNELEMITTER_H
+#endif // MOE_MLIR_TRANSFORMS_KERNELEMITTER_H

@@ -1,0 +1,46 @@
+//===- StageKernels.h - per-item bodies shared by the backends --*- C++ -*-===//
+//
+// The CPU lowering (bufferization of the stage ops) and the GPU lowering
+// (-convert-moe-to-gpu) run the same scalar code per token and per element;
+// only the loops or threads around it differ. These emitters produce that
+// shared code at the builder's insertion point, on memrefs.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_MLIR_TRANSFORMS_STAGEKERNELS_H
+#define MOE_MLIR_TRANSFORMS_STAGEKERNELS_H
+
+#include "MoE/IR/MoEOps.h"
+#include "moe-mlir/Transforms/KernelEmitter.h"
+
+namespace mlir::moe {
+
+/// Arithmetic happens in f64 for f64 data and in f32 otherwise.
+Type computeTypeFor(Type elementType);
+
+/// The router's per-token scratch. Every buffer is statically sized (E, k
+/// and the group count are static), so it can live on the stack of a CPU
+/// loop or in a GPU thread's local memory, and is reused token after token.
+struct RouteScratch {
+  Value scores, select, taken, kept;
+  /// Only with num_groups > 1.
+  Value groupScores, groupTaken, excluded;
+
+  /// Allocates the scratch with memref.alloca at the insertion point.
+  static RouteScratch allocate(KernelEmitter &e, RouteOp route);
+};
+
+/// Routes token `t`: reads `logits[t, :]` (and `bias`, which may be null)
+/// and writes `weights[t, :]` and `ids[t, :]` as moe.route specifies.
+void emitRouteToken(KernelEmitter &e, RouteOp route, Value logits, Value bias,
+                    Value weights, Value ids, Value t,
+                    const RouteScratch &scratch);
+
+/// Emits the scalar activation `h = act(gate)` of `expert`, or its gated
+/// form `act(gate) * linear` / SwiGLU when `linear` is given.
+Value emitActivation(KernelEmitter &e, ExpertOp expert, Value gate,
+                     Value linear);
+
+} // namespace mlir::moe
+
+#endif // MOE_MLIR_TRANSFORMS_STAGEKERNELS_H

@@ -1,0 +1,461 @@
+//===- ExpertKernels.cpp - grouped expert GEMMs for the GPU ------------------===//
+//
+// moe.expert on the GPU is two grouped GEMMs over the dispatched rows:
+//
+//   act[r, j] = act(rows[r] . Wg[e, j] + bg, rows[r] . Wl[e, j] + bl)
+//   y[r, h]   = act[r] . fc2[e, h] + b2
+//
+// where e is row r's expert and Wg/Wl ("gate" and "linear" products) are
+// views of fc1 (and fc3) rows that depend on the activation: SwiGLU reads
+// both halves of fc1 (interleaved or concatenated) or fc1 and fc3, GLU
+// reads fc1 and fc3, plain activations read fc1 only. Evaluating both
+// products in one kernel puts the activation in the first GEMM's epilogue:
+// act is written once and fc1's output never reaches memory.
+//
+// Work is split in tiles of one expert's rows: block b of the grid finds
+// its expert by walking the experts' tile counts (ceil(rows_e / BM)), so the
+// grid is a static bound, ceil(N / BM) + E, and surplus blocks exit. Rows
+// of an expert are contiguous (moe.dispatch), so a tile reads its weights
+// from one expert only.
+//
+// f16/bf16 weights use tensor cores through nvvm.mma.sync m16n8k16 with f32
+// accumulators; fragments are loaded straight from global memory in the
+// PTX ISA's register layouts (groupID = lane / 4, threadID_in_group =
+// lane % 4):
+//   A (16x16, row-major): a0a1 (g, 2t..2t+1), a2a3 (g+8, 2t..),
+//                         a4a5 (g, 2t+8..), a6a7 (g+8, 2t+8..)
+//   B (16x8, column):     b0b1 (k 2t..2t+1, n g), b2b3 (k 2t+8.., n g)
+//   C (16x8, f32):        c0c1 (g, 2t..2t+1), c2c3 (g+8, 2t..2t+1)
+// f32 weights run a SIMT kernel with the same tiling.
+//
+//===----------------------------------------------------------------------===//
+
+#include "GPUKernels.h"
+
+#include "moe-mlir/Transforms/StageKernels.h"
+
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+using namespace mlir::moe::gpu_kernels;
+
+namespace {
+
+/// One weight product of a GEMM: output column j reads row `row(j)` of
+/// `weights[e]` (and of `bias[e]`, when present).
+struct Product {
+  Value weights, bias;
+  std::function<Value(KernelEmitter &, Value)> row;
+};
+
+/// Rows of a tile and the expert they belong to.
+struct Tile {
+  Value expert; // E when the block has no tile
+  Value rowStart, rowEnd;
+};
+
+/// Finds block `blockId`'s tile of `tileRows` rows: experts are visited in
+/// order, each owning ceil(rows_e / tileRows) consecutive blocks. Offsets
+/// are clamped to [0, numRows] and made monotone, as on the CPU, so that a
+/// caller's bad offsets can only mis-assign rows, never index out of
+/// bounds.
+Tile findTile(KernelEmitter &k, Value offsets, int64_t numExperts,
+              Value numRows, int64_t tileRows, Value blockId) {
+  ImplicitLocOpBuilder &b = k.builder();
+  Value c0 = k.index(0), c1 = k.index(1), cE = k.index(numExperts);
+  auto clampRow = [&](Value offset) -> Value {
+    Value v = arith::MaxSIOp::create(b, k.toIndex(offset), c0);
+    return arith::MinSIOp::create(b, v, numRows);
+  };
+  SmallVector<Value> found = k.loop(
+      c0, cE, {c0, cE, c0, c0, c0}, [&](Value x, ValueRange acc) {
+        // acc: tiles before x, expert, row start, row end, running start
+        Value start = arith::MaxSIOp::create(b, clampRow(k.load(offsets, x)),
+                                             acc[4]);
+        Value end = arith::MaxSIOp::create(
+            b, clampRow(k.load(offsets, k.addi(x, c1))), start);
+        Value tiles = ceilDiv(k, k.subi(end, start), tileRows);
+        Value next = k.addi(acc[0], tiles);
+        Value hit = k.land(k.cmpi(arith::CmpIPredicate::eq, acc[1], cE),
+                           k.cmpi(arith::CmpIPredicate::ult, blockId, next));
+        Value tileStart =
+            k.addi(start, k.muli(k.subi(blockId, acc[0]), k.index(tileRows)));
+        return SmallVector<Value>{next, k.select(hit, x, acc[1]),
+                                  k.select(hit, tileStart, acc[2]),
+                                  k.select(hit, end, acc[3]), end};
+      });
+  return {found[1], found[2], found[3]};
+}
+
+/// The products of the first GEMM (gate and, for gated activations,
+/// linear) for `expert`.
+SmallVector<Product> firstGemmProducts(ExpertOp expert,
+                                       const ExpertBuffers &buf,
+                                       int64_t inter) {
+  auto identity = [](KernelEmitter &, Value j) { return j; };
+  Product gate{buf.fc1, buf.fc1Bias, identity};
+  bool swiglu = expert.getActivation() == Activation::swiglu;
+  SwigluFusion fusion = expert.getSwigluFusion();
+  if (swiglu && fusion == SwigluFusion::interleaved) {
+    gate.row = [](KernelEmitter &k, Value j) { return k.muli(j, k.index(2)); };
+    Product linear{buf.fc1, buf.fc1Bias, [](KernelEmitter &k, Value j) {
+                     return k.addi(k.muli(j, k.index(2)), k.index(1));
+                   }};
+    return {gate, linear};
+  }
+  if (swiglu && fusion == SwigluFusion::concatenated) {
+    Product linear{buf.fc1, buf.fc1Bias, [inter](KernelEmitter &k, Value j) {
+                     return k.addi(j, k.index(inter));
+                   }};
+    return {gate, linear};
+  }
+  if (buf.fc3)
+    return {gate, Product{buf.fc3, buf.fc3Bias, identity}};
+  return {gate};
+}
+
+/// Loads `buffer[indices]` as `type`, or 0 where `valid` is false. Indices
+/// must be in bounds whatever `valid` says (callers clamp them).
+Value loadOrZero(KernelEmitter &k, Value buffer, ValueRange indices,
+                 Value valid, Type type) {
+  Value v = k.castFloat(k.load(buffer, indices), type);
+  return k.select(valid, v, k.f(type, 0.0));
+}
+
+Value clampIndex(KernelEmitter &k, Value v, Value size) {
+  Value last = arith::MaxSIOp::create(k.builder(),
+                                      k.subi(size, k.index(1)), k.index(0));
+  return arith::MinSIOp::create(k.builder(), v, last);
+}
+
+/// A GEMM `out[r, j] = epilogue(r, j, a[r] . P0[e, j] + b0, a[r] . P1...)`
+/// over tiles of one expert's rows, `numCols` output columns.
+struct GroupedGemm {
+  StringRef name;
+  Value a;             // [N, K]
+  Value offsets;       // [E + 1]
+  int64_t numExperts;
+  int64_t depth;       // K
+  int64_t numCols;     // J
+  SmallVector<Product> products;
+  /// Writes one output element from the products' values (bias added).
+  std::function<void(KernelEmitter &, Value r, Value j, ArrayRef<Value>)>
+      epilogue;
+};
+
+//===----------------------------------------------------------------------===//
+// Tensor cores: 4 warps, 64 rows x 32 columns per block
+//===----------------------------------------------------------------------===//
+
+constexpr int64_t kTcTileRows = 64;
+constexpr int64_t kTcTileCols = 32;
+constexpr int64_t kTcWarps = 4;
+
+/// Packs two values of the multiplicand type into one mma operand register:
+/// vector<2xf16> for f16, a 32-bit integer for bf16 (NVVM's spelling).
+Value packPair(KernelEmitter &k, Value lo, Value hi) {
+  ImplicitLocOpBuilder &b = k.builder();
+  auto pair = VectorType::get({2}, lo.getType());
+  Value v = vector::FromElementsOp::create(b, pair, ValueRange{lo, hi});
+  if (lo.getType().isF16())
+    return v;
+  Value word = vector::BitCastOp::create(
+      b, VectorType::get({1}, b.getI32Type()), v);
+  return vector::ExtractOp::create(b, word, ArrayRef<int64_t>{0});
+}
+
+void emitTensorCoreGemm(ImplicitLocOpBuilder &b, const GroupedGemm &gemm,
+                        Type mmaType) {
+  KernelEmitter e(b);
+  Value numRows = e.dim(gemm.a, 0);
+  Value gridX = e.addi(ceilDiv(e, numRows, kTcTileRows),
+                       e.index(gemm.numExperts));
+  Value gridY = e.index(llvm::divideCeil(gemm.numCols, kTcTileCols));
+  int64_t numProducts = gemm.products.size();
+  constexpr int64_t nTiles = kTcTileCols / 8;
+  NVVM::MMATypes ptxType =
+      mmaType.isF16() ? NVVM::MMATypes::f16 : NVVM::MMATypes::bf16;
+
+  launch(b, gemm.name, gridX, gridY, 32 * kTcWarps, 1, [&](KernelEmitter &k,
+                                                const LaunchIds &id) {
+    ImplicitLocOpBuilder &kb = k.builder();
+    Tile tile = findTile(k, gemm.offsets, gemm.numExperts, numRows,
+                         kTcTileRows, id.blockX);
+    Value cE = k.index(gemm.numExperts);
+    k.ifThen(k.cmpi(arith::CmpIPredicate::ult, tile.expert, cE), [&] {
+      Value c32 = k.index(32), c4 = k.index(4);
+      Value warp = arith::DivUIOp::create(kb, id.threadX, c32);
+      Value lane = arith::RemUIOp::create(kb, id.threadX, c32);
+      Value group = arith::DivUIOp::create(kb, lane, c4);
+      Value inGroup = arith::RemUIOp::create(kb, lane, c4);
+      Value r0 = k.addi(k.addi(tile.rowStart, k.muli(warp, k.index(16))),
+                        group);
+      Value r1 = k.addi(r0, k.index(8));
+      Value valid0 = k.cmpi(arith::CmpIPredicate::ult, r0, tile.rowEnd);
+      Value valid1 = k.cmpi(arith::CmpIPredicate::ult, r1, tile.rowEnd);
+      Value safe0 = clampIndex(k, r0, numRows);
+      Value safe1 = clampIndex(k, r1, numRows);
+      Value colBase = k.muli(id.blockY, k.index(kTcTileCols));
+      Value cK = k.index(gemm.depth), cJ = k.index(gemm.numCols);
+      Value twoT = k.muli(inGroup, k.index(2));
+
+      // Weight rows this thread reads for B fragments: column n * 8 + g of
+      // the block's tile, per product.
+      SmallVector<Value> bRows, bValid;
+      for (const Product &p : gemm.products)
+        for (int64_t n = 0; n < nTiles; ++n) {
+          Value j = k.addi(k.addi(colBase, k.index(n * 8)), group);
+          Value ok = k.cmpi(arith::CmpIPredicate::ult, j, cJ);
+          Value rowCount = k.dim(p.weights, 1);
+          bRows.push_back(clampIndex(k, p.row(k, clampIndex(k, j, cJ)),
+                                     rowCount));
+          bValid.push_back(ok);
+        }
+
+      Value zero = k.f(kb.getF32Type(), 0.0);
+      SmallVector<Value> init(numProducts * nTiles * 4, zero);
+      auto structType = LLVM::LLVMStructType::getLiteral(
+          kb.getContext(), SmallVector<Type>(4, kb.getF32Type()));
+      SmallVector<Value> acc = k.loop(
+          k.index(0), cK, init,
+          [&](Value k0, ValueRange accIn) {
+            // Columns 2t, 2t+1, 2t+8, 2t+9 of this K step.
+            Value kc[4];
+            Value kv[4];
+            for (int64_t i = 0; i < 4; ++i) {
+              Value col = k.addi(k.addi(k0, twoT),
+                                 k.index((i / 2) * 8 + i % 2));
+              kv[i] = k.cmpi(arith::CmpIPredicate::ult, col, cK);
+              kc[i] = clampIndex(k, col, cK);
+            }
+            auto aElem = [&](Value row, Value rowOk, int64_t i) {
+              return loadOrZero(k, gemm.a, {row, kc[i]},
+                                k.land(rowOk, kv[i]), mmaType);
+            };
+            SmallVector<Value> aRegs = {
+                packPair(k, aElem(safe0, valid0, 0), aElem(safe0, valid0, 1)),
+                packPair(k, aElem(safe1, valid1, 0), aElem(safe1, valid1, 1)),
+                packPair(k, aElem(safe0, valid0, 2), aElem(safe0, valid0, 3)),
+                packPair(k, aElem(safe1, valid1, 2), aElem(safe1, valid1, 3))};
+            SmallVector<Value> accOut;
+            for (int64_t p = 0; p < numProducts; ++p)
+              for (int64_t n = 0; n < nTiles; ++n) {
+                int64_t slot = p * nTiles + n;
+                Value w = gemm.products[p].weights;
+                auto bElem = [&](int64_t i) {
+                  return loadOrZero(k, w, {tile.expert, bRows[slot], kc[i]},
+                                    k.land(bValid[slot], kv[i]), mmaType);
+                };
+                SmallVector<Value> bRegs = {packPair(k, bElem(0), bElem(1)),
+                                            packPair(k, bElem(2), bElem(3))};
+                SmallVector<Value> cRegs(accIn.begin() + slot * 4,
+                                         accIn.begin() + slot * 4 + 4);
+                Value d = NVVM::MmaOp::create(
+                    kb, structType, aRegs, bRegs, cRegs, {16, 8, 16},
+                    std::nullopt, std::nullopt,
+                    std::array<NVVM::MMATypes, 2>{ptxType, ptxType},
+                    std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
+                                                   NVVM::MMALayout::col});
+                for (int64_t i = 0; i < 4; ++i)
+                  accOut.push_back(LLVM::ExtractValueOp::create(
+                      kb, d, ArrayRef<int64_t>{i}));
+              }
+            return accOut;
+          },
+          k.index(16));
+
+      // Epilogue: c0c1 at row g, c2c3 at row g + 8; columns 2t, 2t + 1.
+      for (int64_t n = 0; n < nTiles; ++n)
+        for (int64_t i = 0; i < 4; ++i) {
+          Value row = i < 2 ? r0 : r1;
+          Value rowOk = i < 2 ? valid0 : valid1;
+          Value j = k.addi(k.addi(colBase, k.index(n * 8 + i % 2)), twoT);
+          Value ok = k.land(rowOk, k.cmpi(arith::CmpIPredicate::ult, j, cJ));
+          k.ifThen(ok, [&] {
+            SmallVector<Value> values;
+            for (int64_t p = 0; p < numProducts; ++p) {
+              Value v = acc[(p * nTiles + n) * 4 + i];
+              const Product &prod = gemm.products[p];
+              if (prod.bias)
+                v = k.addf(v, k.castFloat(k.load(prod.bias,
+                                                 {tile.expert, prod.row(k, j)}),
+                                          kb.getF32Type()));
+              values.push_back(v);
+            }
+            gemm.epilogue(k, row, j, values);
+          });
+        }
+    });
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// SIMT: 8 rows x (threads) columns per block
+//===----------------------------------------------------------------------===//
+
+constexpr int64_t kSimtTileRows = 8;
+
+void emitSimtGemm(ImplicitLocOpBuilder &b, const GroupedGemm &gemm,
+                  Type computeType, int64_t threads) {
+  KernelEmitter e(b);
+  Value numRows = e.dim(gemm.a, 0);
+  Value gridX = e.addi(ceilDiv(e, numRows, kSimtTileRows),
+                       e.index(gemm.numExperts));
+  Value gridY = e.index(llvm::divideCeil(gemm.numCols, threads));
+  int64_t numProducts = gemm.products.size();
+
+  launch(b, gemm.name, gridX, gridY, threads, 1, [&](KernelEmitter &k,
+                                          const LaunchIds &id) {
+    Tile tile = findTile(k, gemm.offsets, gemm.numExperts, numRows,
+                         kSimtTileRows, id.blockX);
+    Value cJ = k.index(gemm.numCols);
+    Value j = k.addi(k.muli(id.blockY, id.blockDimX), id.threadX);
+    Value live =
+        k.land(k.cmpi(arith::CmpIPredicate::ult, tile.expert,
+                      k.index(gemm.numExperts)),
+               k.cmpi(arith::CmpIPredicate::ult, j, cJ));
+    k.ifThen(live, [&] {
+      Value zero = k.f(computeType, 0.0);
+      SmallVector<Value> weightRows;
+      for (const Product &p : gemm.products)
+        weightRows.push_back(p.row(k, j));
+      // rows x products accumulators; each weight element is loaded once
+      // per K step and reused for the tile's rows.
+      SmallVector<Value> init(kSimtTileRows * numProducts, zero);
+      SmallVector<Value> safeRows, validRows;
+      for (int64_t r = 0; r < kSimtTileRows; ++r) {
+        Value row = k.addi(tile.rowStart, k.index(r));
+        validRows.push_back(
+            k.cmpi(arith::CmpIPredicate::ult, row, tile.rowEnd));
+        safeRows.push_back(clampIndex(k, row, numRows));
+      }
+      SmallVector<Value> acc = k.loop(
+          k.index(0), k.index(gemm.depth), init,
+          [&](Value kk, ValueRange accIn) {
+            SmallVector<Value> out(accIn.begin(), accIn.end());
+            SmallVector<Value> w;
+            for (auto [p, prod] : llvm::enumerate(gemm.products))
+              w.push_back(k.castFloat(
+                  k.load(prod.weights, {tile.expert, weightRows[p], kk}),
+                  computeType));
+            for (int64_t r = 0; r < kSimtTileRows; ++r) {
+              Value x = loadOrZero(k, gemm.a, {safeRows[r], kk},
+                                   validRows[r], computeType);
+              for (int64_t p = 0; p < numProducts; ++p)
+                out[r * numProducts + p] = k.addf(
+                    out[r * numProducts + p], k.mulf(x, w[p]));
+            }
+            return out;
+          });
+      for (int64_t r = 0; r < kSimtTileRows; ++r)
+        k.ifThen(validRows[r], [&] {
+          SmallVector<Value> values;
+          for (auto [p, prod] : llvm::enumerate(gemm.products)) {
+            Value v = acc[r * numProducts + p];
+            if (prod.bias)
+              v = k.addf(v, k.castFloat(k.load(prod.bias, {tile.expert,
+                                                           weightRows[p]}),
+                                        computeType));
+            values.push_back(v);
+          }
+          gemm.epilogue(k, safeRows[r], j, values);
+        });
+    });
+  });
+}
+
+} // namespace
+
+LogicalResult gpu_kernels::emitExpertKernels(ImplicitLocOpBuilder &b,
+                                             ExpertOp expert,
+                                             const ExpertBuffers &buf,
+                                             const ExpertKernelOptions &opts) {
+  KernelEmitter e(b);
+  auto fc1Type = expert.getFc1().getType();
+  auto fc2Type = expert.getFc2().getType();
+  int64_t numExperts = fc1Type.getDimSize(0);
+  int64_t inter = fc2Type.getDimSize(2);
+  int64_t hidden = fc2Type.getDimSize(1);
+  int64_t fc1Depth = fc1Type.getDimSize(2);
+  if (ShapedType::isDynamic(numExperts) || ShapedType::isDynamic(inter) ||
+      ShapedType::isDynamic(hidden) || ShapedType::isDynamic(fc1Depth))
+    return expert.emitError("the cuda target needs static weight shapes");
+
+  Type rowType = expert.getRows().getType().getElementType();
+  Type weightType = fc1Type.getElementType();
+  bool tensorCores = opts.tensorCores && (weightType.isF16() ||
+                                          weightType.isBF16());
+  Type ct = computeTypeFor(rowType);
+  // The activation is stored in the multiplicand type on the tensor-core
+  // path (it is the A operand of the second GEMM) and in the compute type
+  // otherwise.
+  Type actType = tensorCores ? weightType : ct;
+  Value numRows = e.dim(buf.rows, 0);
+  Value act = memref::AllocOp::create(
+      b, MemRefType::get({ShapedType::kDynamic, inter}, actType),
+      ValueRange{numRows});
+
+  auto run = [&](const GroupedGemm &gemm) {
+    if (tensorCores)
+      emitTensorCoreGemm(b, gemm, weightType);
+    else
+      emitSimtGemm(b, gemm, ct, opts.threadsPerBlock);
+  };
+
+  GroupedGemm first;
+  first.name = tensorCores ? "moe_expert_up_mma" : "moe_expert_up";
+  first.a = buf.rows;
+  first.offsets = buf.offsets;
+  first.numExperts = numExperts;
+  first.depth = fc1Depth;
+  first.numCols = inter;
+  first.products = firstGemmProducts(expert, buf, inter);
+  first.epilogue = [&](KernelEmitter &k, Value r, Value j,
+                       ArrayRef<Value> v) {
+    Value gate = k.castFloat(v[0], ct);
+    Value linear = v.size() > 1 ? k.castFloat(v[1], ct) : Value();
+    k.store(k.castFloat(emitActivation(k, expert, gate, linear), actType), act,
+            {r, j});
+  };
+  run(first);
+
+  GroupedGemm second;
+  second.name = tensorCores ? "moe_expert_down_mma" : "moe_expert_down";
+  second.a = act;
+  second.offsets = buf.offsets;
+  second.numExperts = numExperts;
+  second.depth = inter;
+  second.numCols = hidden;
+  second.products = {Product{buf.fc2, buf.fc2Bias,
+                             [](KernelEmitter &, Value j) { return j; }}};
+  Value result = buf.result;
+  second.epilogue = [&](KernelEmitter &k, Value r, Value j,
+                        ArrayRef<Value> v) {
+    k.store(k.castFloat(v[0], rowType), result, {r, j});
+  };
+  run(second);
+
+  // Rows no expert owns (padding from offsets[E] on) are zero.
+  int64_t threads = opts.threadsPerBlock;
+  Value offsets = buf.offsets;
+  launch(b, "moe_expert_padding", numRows,
+         ceilDiv(e, e.index(hidden), threads), threads, 1,
+         [&](KernelEmitter &k, const LaunchIds &id) {
+           Value r = id.blockX;
+           Value h = k.addi(k.muli(id.blockY, id.blockDimX), id.threadX);
+           Value used = arith::MaxSIOp::create(
+               k.builder(), k.toIndex(k.load(offsets, k.index(numExperts))),
+               k.index(0));
+           Value pad = k.land(
+               k.land(k.cmpi(arith::CmpIPredicate::ult, r, numRows),
+                      k.cmpi(arith::CmpIPredicate::sge, r, used)),
+               k.cmpi(arith::CmpIPredicate::ult, h, k.index(hidden)));
+           k.ifThen(pad, [&] {
+             k.store(k.f(rowType, 0.0), result, {r, h});
+           });
+         });
+  return success();
+}
