@@ -29,6 +29,12 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   pm.addPass(createMoEDecomposeLayer());
   pm.addPass(createCanonicalizerPass());
   pm.addNestedPass<func::FuncOp>(createMoECopyRepeatedResults());
+  if (options.emulateCUDAKernels) {
+    ConvertMoEToGPUOptions kernels;
+    kernels.tensorCores = false;
+    pm.addPass(createConvertMoEToGPU(kernels));
+    pm.addPass(createMoEGPULaunchesToLoops());
+  }
 
   // Bufferizing the moe stage ops is what lowers them (see
   // BufferizableOpInterfaceImpl.cpp); identity layouts at function

@@ -100,6 +100,11 @@ cl::opt<int64_t> gemmRowTile("gemm-row-tile",
 cl::opt<int64_t> gemmColTile("gemm-col-tile",
                              cl::desc("Columns per expert-GEMM register block"),
                              cl::init(8), cl::cat(category));
+cl::opt<bool> emulateCUDAKernels(
+    "emulate-cuda-kernels",
+    cl::desc("Testing, --target=cpu: compile the cuda target's kernels "
+             "(SIMT variant) as host loops, to check them without a GPU"),
+    cl::init(false), cl::cat(category));
 cl::opt<bool> verbose("v", cl::desc("Print the link command"),
                       cl::init(false), cl::cat(category));
 
@@ -138,8 +143,9 @@ int compile(int argc, char **argv) {
   if (cuda) {
     StringRef arch = cudaArch;
     StringRef digits = arch;
-    if (!digits.consume_front("sm_") ||
-        digits.consume_back("a"), digits.getAsInteger(10, smVersion))
+    bool wellFormed = digits.consume_front("sm_");
+    digits.consume_back("a"); // sm_90a: arch-specific features
+    if (!wellFormed || digits.getAsInteger(10, smVersion))
       return fail("--cuda-arch: expected sm_<version> (e.g. sm_90), got '" +
                   arch + "'");
     if (smVersion < 80)
@@ -218,6 +224,7 @@ int compile(int argc, char **argv) {
       moe::CPUPipelineOptions pipeline;
       pipeline.gemmRowTile = gemmRowTile;
       pipeline.gemmColTile = gemmColTile;
+      pipeline.emulateCUDAKernels = emulateCUDAKernels;
       if (failed(moe::lowerToLLVMDialect(*module, pipeline, scope)))
         return 1;
     }

@@ -18,10 +18,9 @@ def ConvertMoEToGPU : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
 
     * route: one thread per token, running the same per-token code as the
       CPU backend (scores, group limit, top-k, top-p, renormalisation).
-    * dispatch: one block of E + 1 threads counts each expert's rows, takes
-      prefix sums in workgroup memory and places rows in token order
-      (deterministic, as the op specifies); a second kernel gathers the
-      token rows.
+    * dispatch: a thread per expert counts its rows; a second kernel takes
+      prefix sums and places rows in token order (deterministic, as the op
+      specifies, without atomics); a third gathers the token rows.
     * expert: a row-to-expert map, then the first projection with the
       activation (or SwiGLU / GLU gate) in its epilogue, then the second.
       f16/bf16 weights run on tensor cores (`nvgpu.mma.sync`, m16n8k16,
@@ -31,7 +30,7 @@ def ConvertMoEToGPU : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
       MoE++ constant experts), then one thread per output element.
 
     Unsupported on this target so far (a clear error): capacity-limited
-    dispatch, quantised experts, more than 1023 experts.
+    dispatch, quantised experts.
   }];
   let options = [
     Option<"threadsPerBlock", "threads-per-block", "int64_t",
@@ -69,6 +68,22 @@ def MoEHostBuffersToGPU : Pass<"moe-host-buffers-to-gpu", "::mlir::ModuleOp"> {
   }];
   let dependentDialects = ["::mlir::gpu::GPUDialect",
                            "::mlir::memref::MemRefDialect"];
+}
+
+def MoEGPULaunchesToLoops : Pass<"moe-gpu-launches-to-loops"> {
+  let summary = "Run gpu.launch kernels as sequential host loops (testing)";
+  let description = [{
+    Replaces every `gpu.launch` by `scf.for` loops over its blocks and
+    threads, each thread's body in a `memref.alloca_scope`. With it, the
+    cuda target's kernels (`-convert-moe-to-gpu` without tensor cores)
+    compile for the CPU and are checked against the float64 reference on
+    machines without a GPU: their indexing, tiling, dispatch order and
+    epilogues are the ones the GPU runs. Only kernels without cross-thread
+    communication can run this way: a `gpu.barrier`, workgroup memory or
+    an NVVM op (the tensor-core path) is an error.
+  }];
+  let dependentDialects = ["::mlir::memref::MemRefDialect",
+                           "::mlir::scf::SCFDialect"];
 }
 
 #endif // MOE_CONVERSION_PASSES_TD

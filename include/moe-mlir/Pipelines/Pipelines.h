@@ -26,6 +26,11 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
       *this, "gemm-col-tile",
       llvm::cl::desc("Columns of C per register block of the expert GEMMs"),
       llvm::cl::init(8)};
+  PassOptions::Option<bool> emulateCUDAKernels{
+      *this, "emulate-cuda-kernels",
+      llvm::cl::desc("Testing: lower the stage ops through the cuda target's "
+                     "SIMT kernels and run them as host loops"),
+      llvm::cl::init(false)};
   PassOptions::Option<int64_t> vectorBits{
       *this, "vector-bits",
       llvm::cl::desc("Vector register width in bits (512 for AVX-512)"),

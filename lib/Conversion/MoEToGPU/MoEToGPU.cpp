@@ -186,8 +186,8 @@ struct DispatchToGPU : OpRewritePattern<DispatchOp> {
       return rewriter.notifyMatchFailure(dispatch, "capacity-limited");
     int64_t slots = dispatch.getIds().getType().getDimSize(1);
     int64_t numExperts = dispatch.getNumExperts();
-    if (ShapedType::isDynamic(slots) || numExperts + 1 > 1024)
-      return rewriter.notifyMatchFailure(dispatch, "unsupported sizes");
+    if (ShapedType::isDynamic(slots))
+      return rewriter.notifyMatchFailure(dispatch, "dynamic k");
 
     ImplicitLocOpBuilder b(dispatch.getLoc(), rewriter);
     KernelEmitter e(b);
@@ -202,81 +202,84 @@ struct DispatchToGPU : OpRewritePattern<DispatchOp> {
         allocResult(b, dispatch.getRowTokens().getType(), {numRows});
     Value slotRows = allocResult(b, dispatch.getSlotRows().getType(), {tokens});
 
-    // One block: thread x < E owns expert x, thread E the leftovers. Each
-    // owner walks the assignments in token order, so rows stay in token
-    // order within an expert without atomics.
-    auto workgroup = MemRefType::get(
-        {numExperts}, b.getI32Type(), MemRefLayoutAttrInterface(),
-        gpu::AddressSpaceAttr::get(b.getContext(),
-                                   gpu::AddressSpace::Workgroup));
-    int64_t owners = llvm::alignTo(numExperts + 1, 32);
-    launch(
-        b, "moe_dispatch_sort", e.index(1), {}, owners, 1,
-        [&](KernelEmitter &k, const LaunchIds &id) {
-          ImplicitLocOpBuilder &kb = k.builder();
-          Value counts = id.workgroup[0];
-          Value x = id.threadX;
-          Value c0 = k.index(0), c1 = k.index(1);
-          Value isExpert = k.cmpi(arith::CmpIPredicate::ult, x, cE);
-          auto idAt = [&](Value t, Value j) {
-            return k.toIndex(k.load(ids, {t, j}));
-          };
-          // Visits every assignment (t, j) in token order.
-          auto forEachAssignment =
-              [&](ValueRange init,
-                  function_ref<SmallVector<Value>(Value, Value, ValueRange)>
-                      body) {
-                return k.loop(c0, tokens, init, [&](Value t, ValueRange acc) {
-                  return k.loop(c0, ck, acc, [&](Value j, ValueRange inner) {
-                    return body(t, j, inner);
-                  });
-                });
-              };
-          k.ifThen(isExpert, [&] {
-            Value count = forEachAssignment(
-                {c0}, [&](Value t, Value j, ValueRange acc) {
-                  Value hit = k.cmpi(arith::CmpIPredicate::eq, idAt(t, j), x);
-                  return SmallVector<Value>{
-                      k.select(hit, k.addi(acc[0], c1), acc[0])};
-                })[0];
-            k.store(k.toI32(count), counts, x);
+    // Thread x < E owns expert x, thread E the leftovers. Each owner walks
+    // the assignments in token order, so rows stay in token order within
+    // an expert without atomics. Two kernels: every count must be known
+    // before any owner places rows, and a kernel boundary is the barrier
+    // (so no kernel here needs one, and all can run as plain loops, see
+    // -moe-gpu-launches-to-loops).
+    Value counts = memref::AllocOp::create(
+        b, MemRefType::get({numExperts}, b.getI32Type()));
+    int64_t ownerBlocks = llvm::divideCeil(numExperts + 1, threads);
+    auto ownerKernel = [&](StringRef name,
+                           function_ref<void(KernelEmitter &, Value x)> body) {
+      launch(b, name, e.index(ownerBlocks), {}, threads, 1,
+             [&](KernelEmitter &k, const LaunchIds &id) {
+               body(k, k.addi(k.muli(id.blockX, id.blockDimX), id.threadX));
+             });
+    };
+    auto idAt = [&](KernelEmitter &k, Value t, Value j) {
+      return k.toIndex(k.load(ids, {t, j}));
+    };
+    // Visits every assignment (t, j) in token order.
+    auto forEachAssignment =
+        [&](KernelEmitter &k, ValueRange init,
+            function_ref<SmallVector<Value>(Value, Value, ValueRange)> body) {
+          Value c0 = k.index(0);
+          return k.loop(c0, tokens, init, [&](Value t, ValueRange acc) {
+            return k.loop(c0, ck, acc, [&](Value j, ValueRange inner) {
+              return body(t, j, inner);
+            });
           });
-          gpu::BarrierOp::create(kb);
-          // Rows before expert x: the counts of the experts below it.
-          auto countsBelow = [&](Value end) {
-            return k.loop(c0, end, {c0}, [&](Value y, ValueRange acc) {
-              return SmallVector<Value>{
-                  k.addi(acc[0], k.toIndex(k.load(counts, y)))};
-            })[0];
-          };
-          k.ifThen(isExpert, [&] {
-            Value start = countsBelow(x);
-            k.store(k.toI32(start), offsets, x);
-            forEachAssignment({start}, [&](Value t, Value j, ValueRange acc) {
-              Value hit = k.cmpi(arith::CmpIPredicate::eq, idAt(t, j), x);
-              k.ifThen(hit, [&] {
-                k.store(k.toI32(acc[0]), slotRows, {t, j});
-                k.store(k.toI32(t), rowTokens, acc[0]);
-              });
+        };
+    // Rows before expert `end`: the counts of the experts below it.
+    auto countsBelow = [&](KernelEmitter &k, Value end) {
+      Value c0 = k.index(0);
+      return k.loop(c0, end, {c0}, [&](Value y, ValueRange acc) {
+        return SmallVector<Value>{
+            k.addi(acc[0], k.toIndex(k.load(counts, y)))};
+      })[0];
+    };
+    ownerKernel("moe_dispatch_count", [&](KernelEmitter &k, Value x) {
+      k.ifThen(k.cmpi(arith::CmpIPredicate::ult, x, cE), [&] {
+        Value c0 = k.index(0), c1 = k.index(1);
+        Value count = forEachAssignment(
+            k, {c0}, [&](Value t, Value j, ValueRange acc) {
+              Value hit = k.cmpi(arith::CmpIPredicate::eq, idAt(k, t, j), x);
               return SmallVector<Value>{
                   k.select(hit, k.addi(acc[0], c1), acc[0])};
-            });
+            })[0];
+        k.store(k.toI32(count), counts, x);
+      });
+    });
+    ownerKernel("moe_dispatch_place", [&](KernelEmitter &k, Value x) {
+      Value c0 = k.index(0), c1 = k.index(1);
+      k.ifThen(k.cmpi(arith::CmpIPredicate::ult, x, cE), [&] {
+        Value start = countsBelow(k, x);
+        k.store(k.toI32(start), offsets, x);
+        forEachAssignment(k, {start}, [&](Value t, Value j, ValueRange acc) {
+          Value hit = k.cmpi(arith::CmpIPredicate::eq, idAt(k, t, j), x);
+          k.ifThen(hit, [&] {
+            k.store(k.toI32(acc[0]), slotRows, {t, j});
+            k.store(k.toI32(t), rowTokens, acc[0]);
           });
-          k.ifThen(k.cmpi(arith::CmpIPredicate::eq, x, cE), [&] {
-            Value used = countsBelow(cE);
-            k.store(k.toI32(used), offsets, cE);
-            k.loop(used, numRows,
-                   [&](Value r) { k.store(k.i32(-1), rowTokens, r); });
-            k.loop(c0, tokens, [&](Value t) {
-              k.loop(c0, ck, [&](Value j) {
-                k.ifThen(k.cmpi(arith::CmpIPredicate::eq,
-                                inRange(k, idAt(t, j), cE), k.boolean(false)),
-                         [&] { k.store(k.i32(-1), slotRows, {t, j}); });
-              });
-            });
+          return SmallVector<Value>{k.select(hit, k.addi(acc[0], c1), acc[0])};
+        });
+      });
+      k.ifThen(k.cmpi(arith::CmpIPredicate::eq, x, cE), [&] {
+        Value used = countsBelow(k, cE);
+        k.store(k.toI32(used), offsets, cE);
+        k.loop(used, numRows,
+               [&](Value r) { k.store(k.i32(-1), rowTokens, r); });
+        k.loop(c0, tokens, [&](Value t) {
+          k.loop(c0, ck, [&](Value j) {
+            k.ifThen(k.cmpi(arith::CmpIPredicate::eq,
+                            inRange(k, idAt(k, t, j), cE), k.boolean(false)),
+                     [&] { k.store(k.i32(-1), slotRows, {t, j}); });
           });
-        },
-        TypeRange{workgroup});
+        });
+      });
+    });
 
     // Gather: a thread per element of `rows` (zero for padding rows).
     Type elementType = dispatch.getRows().getType().getElementType();
@@ -502,8 +505,6 @@ struct ConvertMoEToGPUPass
       if (auto dispatch = dyn_cast<DispatchOp>(op)) {
         if (dispatch.getCapacityFactor())
           return reject("capacity-limited dispatch (capacity_factor)");
-        if (dispatch.getNumExperts() + 1 > 1024)
-          return reject("dispatch over more than 1023 experts");
       }
       if (auto expert = dyn_cast<ExpertOp>(op); expert && expert.getQuantAttr())
         return reject("a quantised moe.expert");
