@@ -373,6 +373,13 @@ def main():
 
     cuda_arch = None
     if args.target == "cuda":
+        # moe-run and the modules find libmoe_runtime.so by an absolute
+        # RUNPATH into the build tree they were linked in; a tree carried
+        # to the GPU machine has it next to bin/.
+        lib = os.path.join(os.path.dirname(bin_dir), "lib")
+        if os.path.isdir(lib):
+            old = os.environ.get("LD_LIBRARY_PATH")
+            os.environ["LD_LIBRARY_PATH"] = lib + (":" + old if old else "")
         if args.compile_only:
             cuda_arch = (args.cuda_arch or os.environ.get("MOE_CUDA_ARCH") or
                          None)
