@@ -1,13 +1,16 @@
 #!/usr/bin/python3
 """Writes one end-to-end test case: a `moe.layer` function and its inputs.
 
-    gen_case.py --list        names of the registered cases
+    gen_case.py --list        names of the registered (CPU) cases
     gen_case.py --list-all    every case, known failures included
+    gen_case.py --list-gpu    names of the registered GPU cases
+    gen_case.py --list-gpu-all  every GPU case, known failures included
     gen_case.py --show CASE   the case's spec with the defaults filled in
     gen_case.py CASE DIR      writes DIR/layer.mlir, DIR/in<i>_<name>.npy
                               and DIR/case.json (what run_case.py needs)
 
-The cases live in cases.py. Every case gets its own fixed seed (CRC-32 of
+The cases live in cases.py (CPU, ctest label `e2e`) and gpu_cases.py
+(CUDA, label `gpu`); names are unique across both. Every case gets its own fixed seed (CRC-32 of
 its name), so the files are identical on every run and every machine.
 Standard library + NumPy only; --list and --show need no NumPy.
 """
@@ -20,6 +23,7 @@ import zlib
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cases as case_list  # noqa: E402
+import gpu_cases  # noqa: E402
 
 # Defaults of a case spec; cases.py overrides what it needs.
 DEFAULTS = {
@@ -29,6 +33,8 @@ DEFAULTS = {
     "E": 8,                  # routed FFN experts
     "k": 2,
     "dtype": "f32",          # expert weights: f32, bf16 or f16
+    "act_dtype": "f32",      # input (and so output) element type: f32,
+                             # bf16 or f16; the router logits stay f32
     "bf16_file": "bits",     # bf16 weights on disk: 'bits' ('<u2') or 'f32'
     "activation": "silu",    # identity, relu, gelu, gelu_tanh, silu, swiglu
     "glu": False,            # fc3 (gated activation) for non-swiglu
@@ -69,9 +75,18 @@ DEFAULTS = {
 KEYS = set(DEFAULTS) | {"name", "known_failure"}
 
 
+def all_cases():
+    """Every case spec, CPU then GPU."""
+    return list(case_list.CASES) + list(gpu_cases.GPU_CASES)
+
+
+def is_gpu_case(name):
+    return any(c["name"] == name for c in gpu_cases.GPU_CASES)
+
+
 def spec_of(name):
     """The case `name` with the defaults filled in."""
-    for c in case_list.CASES:
+    for c in all_cases():
         if c["name"] == name:
             unknown = set(c) - KEYS
             if unknown:
@@ -85,7 +100,7 @@ def spec_of(name):
 
 def check_names():
     seen = set()
-    for c in case_list.CASES:
+    for c in all_cases():
         if c["name"] in seen:
             sys.exit("gen_case.py: duplicate case name %s" % c["name"])
         seen.add(c["name"])
@@ -157,7 +172,8 @@ def operand_specs(s):
     pw = "ui8" if bits else wt
 
     ops = []
-    ops.append(("input", [None, None, H] if three_d else [None, H], "f32"))
+    ops.append(("input", [None, None, H] if three_d else [None, H],
+                s["act_dtype"]))
     ops.append(("logits", [None, E + Z], "f32"))
     ops.append(("fc1", [E, f * I, H // pack], pw))
     if s["bias"]:
@@ -413,9 +429,11 @@ def generate(name, directory):
 
 def main(argv):
     check_names()
-    if len(argv) == 2 and argv[1] in ("--list", "--list-all"):
-        for c in case_list.CASES:
-            if argv[1] == "--list-all" or not c.get("known_failure"):
+    if len(argv) == 2 and argv[1] in ("--list", "--list-all", "--list-gpu",
+                                      "--list-gpu-all"):
+        gpu = argv[1].startswith("--list-gpu")
+        for c in gpu_cases.GPU_CASES if gpu else case_list.CASES:
+            if argv[1].endswith("-all") or not c.get("known_failure"):
                 print(c["name"])
         return 0
     if len(argv) == 3 and argv[1] == "--show":

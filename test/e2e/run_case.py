@@ -6,6 +6,26 @@
     run_case.py --bin DIR --work DIR --negative CHECK
                                                  one bad-input check (below)
 
+GPU cases (gpu_cases.py, ctest label `gpu`):
+
+    run_case.py --bin DIR --work DIR --target=cuda CASE...
+    run_case.py --bin DIR --work DIR --target=cuda --all-gpu
+        probe the GPU (nvidia-smi, libcuda.so.1), compile with
+        `--target=cuda --cuda-arch=<its compute capability>` and run
+        `moe-run --check --tolerance=2e-2`. Without a usable GPU every case
+        prints `SKIP <case>: <reason>` and the exit code is 77 (ctest's
+        SKIP_RETURN_CODE) when nothing ran.
+    ... --target=cuda --compile-only [--cuda-arch=sm_90]
+        generate and compile only (no GPU needed: for a machine with the
+        compiler but without the GPU)
+    ... --target=cuda --run-only
+        run WORK/CASE/layer.so as compiled by --compile-only (a machine
+        with the GPU and moe-run but without the compiler)
+
+MOE_CUDA_ARCH=sm_XX overrides the detected architecture. A GPU case runs
+on the CPU too (`--target=cpu`, moe-run's default tolerances), which checks
+its spec without a GPU.
+
 For every case: gen_case.py writes WORK/CASE/{layer.mlir, *.npy}, then
 
     moe-compile layer.mlir -o layer.so
@@ -22,6 +42,7 @@ non-zero exit and a specific `moe-run: error:` message on stderr.
 """
 
 import argparse
+import ctypes
 import json
 import os
 import re
@@ -40,6 +61,74 @@ class Failure(Exception):
     pass
 
 
+class NoGPU(Exception):
+    """No usable CUDA GPU here; the text says why."""
+
+
+SKIP_RETURN_CODE = 77   # ctest: SKIP_RETURN_CODE, see CMakeLists.txt
+GPU_TOLERANCE = "2e-2"  # max|diff| / max|ref|, bf16/f16 and f32 alike
+DEFAULT_CUDA_ARCH = "sm_90"
+
+
+def probe_gpu():
+    """Returns (cuda_arch, description) of GPU 0, or raises NoGPU.
+
+    A GPU is usable when nvidia-smi lists one and the driver library
+    (libcuda.so.1) loads and initialises (cuInit). The architecture is the
+    compute capability nvidia-smi reports (sm_<major><minor>), else the
+    driver's, else sm_90; MOE_CUDA_ARCH overrides it."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        raise NoGPU("nvidia-smi not found on PATH")
+    cap, name = None, None
+    try:
+        p = subprocess.run([smi, "--query-gpu=name,compute_cap",
+                            "--format=csv,noheader"], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, universal_newlines=True,
+                           timeout=60)
+        rows = [r for r in p.stdout.splitlines() if r.strip()]
+        if p.returncode == 0 and rows and "," in rows[0]:
+            name, _, c = rows[0].rpartition(",")
+            name, c = name.strip(), c.strip()
+            if re.match(r"^\d+\.\d+$", c):
+                cap = c
+        else:
+            # Older drivers lack the compute_cap field: is there a GPU?
+            p = subprocess.run([smi, "-L"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT,
+                               universal_newlines=True, timeout=60)
+            rows = [r for r in p.stdout.splitlines() if r.startswith("GPU ")]
+            if p.returncode != 0 or not rows:
+                first = (p.stdout.strip().splitlines() or ["no output"])[0]
+                raise NoGPU("nvidia-smi failed (exit %d): %s"
+                            % (p.returncode, first))
+            name = rows[0]
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise NoGPU("nvidia-smi could not run: %s" % e)
+
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+    except OSError as e:
+        raise NoGPU("libcuda.so.1 cannot be loaded: %s" % e)
+    rc = cuda.cuInit(0)
+    if rc != 0:
+        raise NoGPU("cuInit failed with CUDA error %d" % rc)
+    count = ctypes.c_int(0)
+    if cuda.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value < 1:
+        raise NoGPU("the CUDA driver sees no device")
+    if cap is None:
+        dev = ctypes.c_int(0)
+        major, minor = ctypes.c_int(0), ctypes.c_int(0)
+        if (cuda.cuDeviceGet(ctypes.byref(dev), 0) == 0 and
+                cuda.cuDeviceGetAttribute(ctypes.byref(major), 75, dev) == 0
+                and cuda.cuDeviceGetAttribute(ctypes.byref(minor), 76,
+                                              dev) == 0):
+            cap = "%d.%d" % (major.value, minor.value)
+    arch = ("sm_" + cap.replace(".", "")) if cap else DEFAULT_CUDA_ARCH
+    arch = os.environ.get("MOE_CUDA_ARCH") or arch
+    return arch, "%s, compute capability %s" % (name, cap or "unknown")
+
+
 def run(cmd, cwd, what):
     """Runs `cmd`; returns (returncode, stdout, stderr)."""
     start = time.time()
@@ -53,35 +142,62 @@ def run(cmd, cwd, what):
     return p.returncode, p.stdout, p.stderr
 
 
-SKIP_EXIT = 77
-
 
 class Unsupported(Exception):
     """The case uses a feature the variant under test lacks (exit 77)."""
 
 
-def compile_case(name, bin_dir, work):
+def compile_case(name, bin_dir, work, cuda_arch=None):
+    """Generates the case and compiles it, for the CPU or, with
+    `cuda_arch`, for that GPU architecture."""
     directory = os.path.join(work, name)
     if os.path.isdir(directory):
         shutil.rmtree(directory)
     meta = gen_case.generate(name, directory)
+    cmd = [os.path.join(bin_dir, "moe-compile"), "layer.mlir"]
+    if cuda_arch:
+        cmd += ["--target=cuda", "--cuda-arch=" + cuda_arch]
     # Extra moe-compile flags for a variant of the suite, e.g.
     # --emulate-cuda-kernels (the cuda target's kernels run as host loops).
-    extra = os.environ.get("MOE_E2E_COMPILE_ARGS", "").split()
-    rc, out, err = run([os.path.join(bin_dir, "moe-compile"), "layer.mlir",
-                        "-o", "layer.so"] + extra, directory, "compile")
+    cmd += os.environ.get("MOE_E2E_COMPILE_ARGS", "").split()
+    rc, _, err = run(cmd + ["-o", "layer.so"], directory, "compile")
     if rc != 0 and "is not supported by the cuda target yet" in err:
         raise Unsupported(err.strip().splitlines()[0])
     if rc != 0:
         raise Failure("moe-compile failed (exit %d)" % rc)
+    if cuda_arch:
+        meta["cuda_arch"] = cuda_arch
+        with open(os.path.join(directory, "case.json"), "w") as fh:
+            json.dump(meta, fh, indent=1)
+            fh.write("\n")
     return directory, meta
 
 
-def run_case(name, bin_dir, work):
-    directory, meta = compile_case(name, bin_dir, work)
+def load_compiled(name, work):
+    """The case as `--compile-only` left it in WORK/CASE."""
+    directory = os.path.join(work, name)
+    meta_path = os.path.join(directory, "case.json")
+    if not (os.path.exists(meta_path) and
+            os.path.exists(os.path.join(directory, "layer.so"))):
+        raise Failure("%s has no compiled case (run with --compile-only "
+                      "first)" % directory)
+    with open(meta_path) as fh:
+        return directory, json.load(fh)
+
+
+def run_case(name, bin_dir, work, cuda_arch=None, run_only=False):
+    if run_only:
+        directory, meta = load_compiled(name, work)
+        built = meta.get("cuda_arch")
+        if cuda_arch and built and built != cuda_arch:
+            print("note: compiled for %s, the GPU is %s" % (built, cuda_arch))
+    else:
+        directory, meta = compile_case(name, bin_dir, work, cuda_arch)
     cmd = [os.path.join(bin_dir, "moe-run"), "layer.so"]
     cmd += ["--input=@" + f for f in meta["inputs"]]
     cmd += ["--check", "--output=@out.npy", "--output-f32"]
+    if cuda_arch:
+        cmd.append("--tolerance=" + GPU_TOLERANCE)
     rc, out, err = run(cmd, directory, "run")
     if rc != 0:
         raise Failure("moe-run --check failed (exit %d)" % rc)
@@ -217,11 +333,29 @@ def main():
                     help="every registered case")
     ap.add_argument("--negative", metavar="CHECK",
                     help="one of: setup, " + ", ".join(NEGATIVE_CHECKS))
+    ap.add_argument("--target", choices=["cpu", "cuda"], default="cpu",
+                    help="cuda: compile for the GPU and run there (skipped "
+                         "with exit code 77 without a GPU)")
+    ap.add_argument("--all-gpu", action="store_true",
+                    help="every registered GPU case")
+    ap.add_argument("--cuda-arch", metavar="sm_XX",
+                    help="with --compile-only: the architecture (default "
+                         "MOE_CUDA_ARCH, else the GPU's, else sm_90)")
+    ap.add_argument("--compile-only", action="store_true",
+                    help="generate and compile, do not run (no GPU needed)")
+    ap.add_argument("--run-only", action="store_true",
+                    help="run the modules --compile-only left in WORK")
     ap.add_argument("cases", nargs="*")
     args = ap.parse_args()
     bin_dir = os.path.abspath(args.bin)
     work = os.path.abspath(args.work)
     os.makedirs(work, exist_ok=True)
+    if args.target == "cpu" and (args.compile_only or args.run_only or
+                                 args.cuda_arch):
+        ap.error("--compile-only, --run-only and --cuda-arch need "
+                 "--target=cuda")
+    if args.compile_only and args.run_only:
+        ap.error("--compile-only and --run-only exclude each other")
 
     if args.negative:
         try:
@@ -235,26 +369,68 @@ def main():
         print("PASS negative.%s" % args.negative)
         return 0
 
-    names = args.cases
+    names = list(args.cases)
     if args.all:
-        names = [c["name"] for c in gen_case.case_list.CASES
-                 if not c.get("known_failure")]
+        names += [c["name"] for c in gen_case.case_list.CASES
+                  if not c.get("known_failure")]
+    if args.all_gpu:
+        names += [c["name"] for c in gen_case.gpu_cases.GPU_CASES
+                  if not c.get("known_failure")]
     if not names:
         ap.error("no cases given")
+    for name in names:
+        gen_case.spec_of(name)  # exits on an unknown name
+
+    cuda_arch = None
+    if args.target == "cuda":
+        # moe-run and the modules find libmoe_runtime.so by an absolute
+        # RUNPATH into the build tree they were linked in; a tree carried
+        # to the GPU machine has it next to bin/.
+        lib = os.path.join(os.path.dirname(bin_dir), "lib")
+        if os.path.isdir(lib):
+            old = os.environ.get("LD_LIBRARY_PATH")
+            os.environ["LD_LIBRARY_PATH"] = lib + (":" + old if old else "")
+        if args.compile_only:
+            cuda_arch = (args.cuda_arch or os.environ.get("MOE_CUDA_ARCH") or
+                         None)
+            if not cuda_arch:
+                try:
+                    cuda_arch = probe_gpu()[0]
+                except NoGPU:
+                    cuda_arch = DEFAULT_CUDA_ARCH
+            print("compiling for %s (no GPU needed)" % cuda_arch)
+        else:
+            try:
+                cuda_arch, what = probe_gpu()
+            except NoGPU as e:
+                for name in names:
+                    print("SKIP %s: no usable CUDA GPU: %s" % (name, e))
+                return SKIP_RETURN_CODE
+            if args.cuda_arch and args.cuda_arch != cuda_arch:
+                print("note: --cuda-arch=%s ignored, the GPU is %s"
+                      % (args.cuda_arch, cuda_arch))
+            print("GPU: %s; compiling for %s" % (what, cuda_arch))
+
     failed = []
     for name in names:
         try:
-            run_case(name, bin_dir, work)
+            if args.compile_only:
+                compile_case(name, bin_dir, work, cuda_arch)
+                print("COMPILED %s" % name)
+                continue
+            run_case(name, bin_dir, work, cuda_arch, args.run_only)
             print("PASS %s" % name)
         except Unsupported as e:
             print("SKIP %s: %s" % (name, e))
             if len(names) == 1:
-                return SKIP_EXIT
+                return SKIP_RETURN_CODE
         except Failure as e:
             print("FAIL %s: %s" % (name, e))
             failed.append(name)
     if len(names) > 1:
-        print("%d of %d cases passed" % (len(names) - len(failed), len(names)))
+        done = "compiled" if args.compile_only else "passed"
+        print("%d of %d cases %s" % (len(names) - len(failed), len(names),
+                                     done))
         if failed:
             print("failed: " + " ".join(failed))
     return 1 if failed else 0
