@@ -23,7 +23,7 @@ def ConvertMoEToGPU : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
       specifies, without atomics); a third gathers the token rows.
     * expert: a row-to-expert map, then the first projection with the
       activation (or SwiGLU / GLU gate) in its epilogue, then the second.
-      f16/bf16 weights run on tensor cores (`nvgpu.mma.sync`, m16n8k16,
+      f16/bf16 weights run on tensor cores (`nvvm.mma.sync`, m16n8k16,
       f32 accumulation) in 64x64 tiles of one expert's rows; f32 weights
       run a SIMT kernel.
     * combine: an optional per-token gate kernel (shared-expert gate,
@@ -44,7 +44,8 @@ def ConvertMoEToGPU : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
                            "::mlir::gpu::GPUDialect",
                            "::mlir::math::MathDialect",
                            "::mlir::memref::MemRefDialect",
-                           "::mlir::nvgpu::NVGPUDialect",
+                           "::mlir::LLVM::LLVMDialect",
+                           "::mlir::NVVM::NVVMDialect",
                            "::mlir::scf::SCFDialect",
                            "::mlir::vector::VectorDialect"];
 }
