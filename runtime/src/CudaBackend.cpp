@@ -51,8 +51,10 @@ namespace {
 /// beyond a cap.
 class MemoryPool {
 public:
-  /// A block of at least `bytes` (> 0).
-  CUresult allocate(const Driver &d, size_t bytes, CUdeviceptr *out) {
+  /// A block of at least `bytes` (> 0). `forModule` marks blocks the module
+  /// may give back with mgpuMemFree (not the backend's argument buffers).
+  CUresult allocate(const Driver &d, size_t bytes, bool forModule,
+                    CUdeviceptr *out) {
     size_t size = roundUp(bytes);
     {
       std::lock_guard<std::mutex> lock(mutex);
@@ -61,7 +63,7 @@ public:
         *out = it->second.back();
         it->second.pop_back();
         idleBytes -= size;
-        live[*out] = size;
+        live[*out] = {size, forModule};
         return CUDA_SUCCESS;
       }
     }
@@ -73,14 +75,16 @@ public:
     if (r != CUDA_SUCCESS)
       return r;
     std::lock_guard<std::mutex> lock(mutex);
-    live[*out] = size;
+    live[*out] = {size, forModule};
     return CUDA_SUCCESS;
   }
 
-  /// Whether `p` is a block handed out by allocate() and not yet returned.
-  bool owns(CUdeviceptr p) {
+  /// Whether `p` is a block allocate() handed to the module and that has
+  /// not been returned.
+  bool ownedByModule(CUdeviceptr p) {
     std::lock_guard<std::mutex> lock(mutex);
-    return live.count(p) != 0;
+    auto it = live.find(p);
+    return it != live.end() && it->second.forModule;
   }
 
   /// Takes back a block that no queued work uses any more.
@@ -89,7 +93,7 @@ public:
     auto it = live.find(p);
     if (it == live.end())
       return;
-    size_t size = it->second;
+    size_t size = it->second.size;
     live.erase(it);
     if (idleBytes + size <= kMaxIdleBytes) {
       idle[size].push_back(p);
@@ -128,7 +132,11 @@ private:
   static constexpr size_t kMaxIdleBytes = size_t(4) << 30;
 
   std::mutex mutex;
-  std::unordered_map<CUdeviceptr, size_t> live;
+  struct Block {
+    size_t size;
+    bool forModule;
+  };
+  std::unordered_map<CUdeviceptr, Block> live;
   std::unordered_map<size_t, std::vector<CUdeviceptr>> idle;
   size_t idleBytes = 0;
 };
@@ -233,6 +241,31 @@ template <typename Body> void withDriver(const char *fn, Body &&body) {
     const Device &device = requireDevice();
     ContextScope scope(device);
     body(requireDriver());
+  } catch (const Error &e) {
+    report(e.status, std::string(fn) + ": " + e.what());
+  }
+}
+
+/// Runs a release (`body(driver)` returns the driver's result) even after
+/// the invocation has failed, since it cannot make anything worse and skipping
+/// it would leak; its own failure is reported only while nothing else has
+/// failed. Outside an invocation it needs a driver and device already in
+/// use (there is nothing to release otherwise).
+template <typename Body>
+void release(const char *fn, const char *call, Body &&body) {
+  if (Invocation *inv = currentInvocation) {
+    CUresult r = body(inv->driver);
+    if (inv->status == MOE_OK)
+      ok(r, fn, call);
+    return;
+  }
+  const Driver *d = loadedDriver();
+  const Device *device = openedDevice();
+  if (!d || !device)
+    return;
+  try {
+    ContextScope scope(*device);
+    ok(body(*d), fn, call);
   } catch (const Error &e) {
     report(e.status, std::string(fn) + ": " + e.what());
   }
@@ -345,7 +378,8 @@ public:
       size_t bytes = static_cast<size_t>(moe_tensor_byte_size(&t));
       CUdeviceptr p = 0;
       if (bytes > 0) {
-        run(memoryPool().allocate(driver, bytes, &p), "cuMemAlloc_v2",
+        run(memoryPool().allocate(driver, bytes, /*forModule=*/false, &p),
+            "cuMemAlloc_v2",
             " of " + std::to_string(bytes) + " bytes for " + argName(i));
         buffers.push_back(p);
         if (i < nIn)
@@ -672,12 +706,9 @@ MGPU_API void mgpuStreamDestroy(void *stream) {
   Invocation *inv = currentInvocation;
   if (!stream || (inv && stream == inv->stream))
     return;
-  // Releasing is cleanup: it happens even after a failure.
-  if (const Driver *d = loadedDriver()) {
-    CUresult r = d->cuStreamDestroy(static_cast<CUstream>(stream));
-    if (!inv || inv->status == MOE_OK)
-      ok(r, "mgpuStreamDestroy", "cuStreamDestroy_v2");
-  }
+  release("mgpuStreamDestroy", "cuStreamDestroy_v2", [&](const Driver &d) {
+    return d.cuStreamDestroy(static_cast<CUstream>(stream));
+  });
 }
 
 MGPU_API void mgpuStreamSynchronize(void *stream) {
@@ -708,12 +739,9 @@ MGPU_API void *mgpuEventCreate(void) {
 MGPU_API void mgpuEventDestroy(void *event) {
   if (!event)
     return;
-  Invocation *inv = currentInvocation;
-  if (const Driver *d = loadedDriver()) {
-    CUresult r = d->cuEventDestroy(static_cast<CUevent>(event));
-    if (!inv || inv->status == MOE_OK)
-      ok(r, "mgpuEventDestroy", "cuEventDestroy_v2");
-  }
+  release("mgpuEventDestroy", "cuEventDestroy_v2", [&](const Driver &d) {
+    return d.cuEventDestroy(static_cast<CUevent>(event));
+  });
 }
 
 MGPU_API void mgpuEventSynchronize(void *event) {
@@ -744,7 +772,8 @@ MGPU_API void *mgpuMemAlloc(uint64_t sizeBytes, void * /*stream*/,
     if (sizeBytes == 0)
       return;
     CUdeviceptr p = 0;
-    if (ok(memoryPool().allocate(d, sizeBytes, &p), "mgpuMemAlloc",
+    if (ok(memoryPool().allocate(d, sizeBytes, /*forModule=*/true, &p),
+           "mgpuMemAlloc",
            "cuMemAlloc_v2", " of " + std::to_string(sizeBytes) + " bytes"))
       result = hostPtr(p);
   });
@@ -756,7 +785,7 @@ MGPU_API void mgpuMemFree(void *ptr, void * /*stream*/) {
     return;
   CUdeviceptr p = devicePtr(ptr);
   Invocation *inv = currentInvocation;
-  if (!memoryPool().owns(p)) {
+  if (!memoryPool().ownedByModule(p)) {
     if (!inv || inv->status == MOE_OK)
       report(MOE_INVALID_MODULE, "mgpuMemFree: " + hex(ptr) +
                                      " was not allocated by mgpuMemAlloc");
@@ -769,8 +798,9 @@ MGPU_API void mgpuMemFree(void *ptr, void * /*stream*/) {
     inv->freed.push_back(p);
     return;
   }
-  if (const Driver *d = loadedDriver())
-    ok(memoryPool().release(*d, p), "mgpuMemFree", "cuMemFree_v2");
+  release("mgpuMemFree", "cuMemFree_v2", [&](const Driver &d) {
+    return memoryPool().release(d, p);
+  });
 }
 
 MGPU_API void mgpuMemcpy(void *dst, void *src, uint64_t sizeBytes,
