@@ -67,7 +67,24 @@ static const char kManifest[] =
     /* writes nothing: the outputs keep the runtime's 0xFF fill */
     "  {\"name\": \"nothing\", \"entry\": \"fake_cuda_nothing\",\n"
     "   \"inputs\": [{\"name\": \"x\", \"dtype\": \"f32\", \"shape\": [\"N\"]}],\n"
-    "   \"outputs\": [{\"name\": \"y\", \"dtype\": \"f32\", \"shape\": [\"N\"]}]}\n"
+    "   \"outputs\": [{\"name\": \"y\", \"dtype\": \"f32\", \"shape\": [\"N\"]}]},\n"
+    /* the signature and reference section of a tiny moe.layer (E = 2,
+     * H = 4, I = 3, k = 1), for moe-run's benchmark figures; computes
+     * nothing (the fake driver cannot run kernels) */
+    "  {\"name\": \"layer\", \"entry\": \"fake_cuda_nothing\",\n"
+    "   \"inputs\": [{\"name\": \"x\", \"dtype\": \"f32\", \"shape\": [\"T\", 4]},\n"
+    "              {\"name\": \"router_logits\", \"dtype\": \"f32\", \"shape\": [\"T\", 2]},\n"
+    "              {\"name\": \"fc1\", \"dtype\": \"f32\", \"shape\": [2, 3, 4]},\n"
+    "              {\"name\": \"fc2\", \"dtype\": \"f32\", \"shape\": [2, 4, 3]}],\n"
+    "   \"outputs\": [{\"name\": \"result0\", \"dtype\": \"f32\", \"shape\": [\"T\", 4]}],\n"
+    "   \"reference\": {\"op\": \"layer\","
+    " \"operands\": {\"input\": 0, \"logits\": 1, \"fc1\": 2, \"fc2\": 3},"
+    " \"attributes\": {\"k\": 1, \"scoring\": \"softmax\","
+    " \"normalize\": false, \"num_groups\": 1, \"top_groups\": 1,"
+    " \"group_scoring\": \"max\", \"top_p\": null, \"scaling\": 1.0,"
+    " \"activation\": \"relu\", \"swiglu_fusion\": \"interleaved\","
+    " \"alpha\": 1.0, \"beta\": 0.0, \"limit\": null,"
+    " \"capacity_factor\": null, \"zero_experts\": []}}}\n"
     " ]}";
 
 EXPORT const char *moe_module_manifest(void) { return kManifest; }
