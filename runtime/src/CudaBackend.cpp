@@ -219,30 +219,39 @@ std::string failure(const char *call, const std::string &detail,
 }
 
 /// Checks a driver call made by mgpu function `fn`; reports a failure.
-bool ok(CUresult result, const char *fn, const char *call,
-        const std::string &detail = "") {
+/// `detail()` says what the call was doing; it is only built on failure,
+/// since launches and copies are on the hot path.
+template <typename Detail>
+bool ok(CUresult result, const char *fn, const char *call, Detail &&detail) {
   if (result == CUDA_SUCCESS)
     return true;
   report(MOE_DEVICE_ERROR, std::string(fn) + ": " +
-                               failure(call, detail, result));
+                               failure(call, detail(), result));
   return false;
+}
+
+bool ok(CUresult result, const char *fn, const char *call) {
+  return ok(result, fn, call, [] { return std::string(); });
 }
 
 /// Runs `body(driver)` with the runtime's context current. Inside an
 /// invocation that already holds; outside one the driver and device are
-/// opened on demand. Does nothing once the invocation has failed.
-template <typename Body> void withDriver(const char *fn, Body &&body) {
-  if (Invocation *inv = currentInvocation) {
-    if (inv->status == MOE_OK)
-      body(inv->driver);
-    return;
-  }
+/// opened on demand. Does nothing once the invocation has failed. No
+/// exception may reach the generated code that called `fn`.
+template <typename Body> void withDriver(const char *fn, Body &&body) noexcept {
   try {
+    if (Invocation *inv = currentInvocation) {
+      if (inv->status == MOE_OK)
+        body(inv->driver);
+      return;
+    }
     const Device &device = requireDevice();
     ContextScope scope(device);
     body(requireDriver());
   } catch (const Error &e) {
     report(e.status, std::string(fn) + ": " + e.what());
+  } catch (const std::exception &e) {
+    report(MOE_INTERNAL, std::string(fn) + ": " + e.what());
   }
 }
 
@@ -320,8 +329,10 @@ bool loadImage(const Driver &d, GpuModule &m) {
     return true;
   if (!m.isPtx)
     return ok(d.cuModuleLoadData(&m.module, m.image.data()),
-              "mgpuModuleGetFunction", "cuModuleLoadData",
-              " of a " + std::to_string(m.image.size()) + "-byte GPU binary");
+              "mgpuModuleGetFunction", "cuModuleLoadData", [&] {
+                return " of a " + std::to_string(m.image.size()) +
+                       "-byte GPU binary";
+              });
   // The JIT's error log says what is wrong with the PTX; the driver's
   // error code alone does not.
   char log[16384] = {0};
@@ -379,15 +390,17 @@ public:
       CUdeviceptr p = 0;
       if (bytes > 0) {
         run(memoryPool().allocate(driver, bytes, /*forModule=*/false, &p),
-            "cuMemAlloc_v2",
-            " of " + std::to_string(bytes) + " bytes for " + argName(i));
+            "cuMemAlloc_v2", [&] {
+              return " of " + std::to_string(bytes) + " bytes for " +
+                     argName(i);
+            });
         buffers.push_back(p);
         if (i < nIn)
           run(driver.cuMemcpyHtoDAsync(p, t.data, bytes, stream),
-              "cuMemcpyHtoDAsync_v2", " of " + argName(i));
+              "cuMemcpyHtoDAsync_v2", [&] { return " of " + argName(i); });
         else
-          run(driver.cuMemsetD8Async(p, 0xFF, bytes, stream), "cuMemsetD8Async",
-              " of " + argName(i));
+          run(driver.cuMemsetD8Async(p, 0xFF, bytes, stream),
+              "cuMemsetD8Async", [&] { return " of " + argName(i); });
       }
       pointers.push_back(hostPtr(p));
     }
@@ -402,10 +415,10 @@ public:
         run(driver.cuMemcpyDtoHAsync(outputs[i].data,
                                      devicePtr(pointers[nIn + i]), bytes,
                                      stream),
-            "cuMemcpyDtoHAsync_v2", " of " + argName(nIn + i));
+            "cuMemcpyDtoHAsync_v2", [&] { return " of " + argName(nIn + i); });
     }
     run(driver.cuStreamSynchronize(stream), "cuStreamSynchronize",
-        " after copying the outputs");
+        [] { return std::string(" after copying the outputs"); });
   }
 
   /// Calls the entry with the device descriptors and waits for its work.
@@ -414,7 +427,7 @@ public:
   double call(Entry entry, Descriptors &descriptors, CUevent start = nullptr,
               CUevent end = nullptr) {
     if (start)
-      run(driver.cuEventRecord(start, stream), "cuEventRecord", "");
+      run(driver.cuEventRecord(start, stream), "cuEventRecord");
     Invocation inv{driver, device, stream};
     Invocation *outer = currentInvocation;
     currentInvocation = &inv;
@@ -434,12 +447,14 @@ public:
       fail(MOE_INTERNAL, "function '" + fn.name + "': entry '" + fn.entry +
                              "' failed with code " + std::to_string(rc));
     // Kernel faults surface asynchronously, at the next synchronisation.
-    run(synced, "cuStreamSynchronize",
-        " after the entry (an error of a kernel it launched)");
-    run(recorded, "cuEventRecord", "");
+    run(synced, "cuStreamSynchronize", [] {
+      return std::string(" after the entry (an error of a kernel it "
+                         "launched)");
+    });
+    run(recorded, "cuEventRecord");
     float ms = 0;
     if (start && end)
-      run(driver.cuEventElapsedTime(&ms, start, end), "cuEventElapsedTime", "");
+      run(driver.cuEventElapsedTime(&ms, start, end), "cuEventElapsedTime");
     return ms;
   }
 
@@ -449,12 +464,16 @@ public:
   const Device &dev() const { return device; }
 
   /// Throws Error(MOE_DEVICE_ERROR) when a driver call of the backend
-  /// itself fails.
-  void run(CUresult result, const char *call, const std::string &detail) {
+  /// itself fails; `detail()` says what the call was doing.
+  template <typename Detail>
+  void run(CUresult result, const char *call, Detail &&detail) {
     if (result != CUDA_SUCCESS)
       fail(MOE_DEVICE_ERROR, "function '" + fn.name + "' on CUDA " +
                                  device.description + ": " +
-                                 failure(call, detail, result));
+                                 failure(call, detail(), result));
+  }
+  void run(CUresult result, const char *call) {
+    run(result, call, [] { return std::string(); });
   }
 
 private:
@@ -489,8 +508,7 @@ struct Event {
   const Driver &driver;
   CUevent event = nullptr;
   Event(DeviceCall &call) : driver(call.drv()) {
-    call.run(driver.cuEventCreate(&event, CU_EVENT_DEFAULT), "cuEventCreate",
-             "");
+    call.run(driver.cuEventCreate(&event, CU_EVENT_DEFAULT), "cuEventCreate");
   }
   ~Event() { (void)driver.cuEventDestroy(event); }
 };
@@ -565,19 +583,31 @@ std::unique_ptr<Backend> moe::rt::createCudaBackend() {
 
 #define MGPU_API extern "C" __attribute__((visibility("default")))
 
+// Registration only records the image: these run in the module's
+// constructors, before any invocation and maybe without a driver.
 MGPU_API void *mgpuModuleLoad(void *data, uint64_t gpuBlobSize) {
-  auto *m = new GpuModule;
-  m->image.assign(static_cast<const char *>(data), gpuBlobSize);
-  return m;
+  try {
+    auto *m = new GpuModule;
+    m->image.assign(static_cast<const char *>(data), gpuBlobSize);
+    return m;
+  } catch (const std::exception &) {
+    report(MOE_INTERNAL, "mgpuModuleLoad: out of memory");
+    return nullptr;
+  }
 }
 
 MGPU_API void *mgpuModuleLoadJIT(void *data, int32_t optLevel) {
-  auto *m = new GpuModule;
-  m->image = static_cast<const char *>(data);
-  m->isPtx = true;
-  // The driver accepts levels 0 to 4.
-  m->optLevel = optLevel < 0 ? 0 : optLevel > 4 ? 4 : optLevel;
-  return m;
+  try {
+    auto *m = new GpuModule;
+    m->image = static_cast<const char *>(data);
+    m->isPtx = true;
+    // The driver accepts levels 0 to 4.
+    m->optLevel = optLevel < 0 ? 0 : optLevel > 4 ? 4 : optLevel;
+    return m;
+  } catch (const std::exception &) {
+    report(MOE_INTERNAL, "mgpuModuleLoadJIT: out of memory");
+    return nullptr;
+  }
 }
 
 MGPU_API void mgpuModuleUnload(void *module) {
@@ -623,7 +653,7 @@ MGPU_API void *mgpuModuleGetFunction(void *module, const char *name) {
     }
     if (!ok(d.cuModuleGetFunction(&function, m->module, name),
             "mgpuModuleGetFunction", "cuModuleGetFunction",
-            std::string(" of kernel '") + name + "'")) {
+            [&] { return std::string(" of kernel '") + name + "'"; })) {
       function = nullptr;
       return;
     }
@@ -641,26 +671,31 @@ MGPU_API void mgpuLaunchKernel(void *function, int64_t gridX, int64_t gridY,
                                uint64_t /*paramsCount*/) {
   withDriver("mgpuLaunchKernel", [&](const Driver &d) {
     auto f = static_cast<CUfunction>(function);
-    std::string kernel = f ? "'" + kernelName(f) + "'" : "<null>";
-    std::string shape =
-        " (grid " + std::to_string(gridX) + "x" + std::to_string(gridY) +
-        "x" + std::to_string(gridZ) + ", block " + std::to_string(blockX) +
-        "x" + std::to_string(blockY) + "x" + std::to_string(blockZ) + ", " +
-        std::to_string(smemBytes) + " bytes of dynamic shared memory)";
+    // Only built for messages: launches are the hot path.
+    auto kernel = [&] { return f ? "'" + kernelName(f) + "'" : "<null>"; };
+    auto shape = [&] {
+      return " (grid " + std::to_string(gridX) + "x" + std::to_string(gridY) +
+             "x" + std::to_string(gridZ) + ", block " + std::to_string(blockX) +
+             "x" + std::to_string(blockY) + "x" + std::to_string(blockZ) +
+             ", " + std::to_string(smemBytes) +
+             " bytes of dynamic shared memory)";
+    };
     if (!f) {
       report(MOE_INVALID_MODULE,
-             "mgpuLaunchKernel: null kernel function" + shape);
+             "mgpuLaunchKernel: null kernel function" + shape());
       return;
     }
     for (int64_t v : {gridX, gridY, gridZ, blockX, blockY, blockZ})
       if (v < 1 || v > INT32_MAX) {
-        report(MOE_INVALID_MODULE, "mgpuLaunchKernel: kernel " + kernel +
-                                       ": invalid launch dimensions" + shape);
+        report(MOE_INVALID_MODULE, "mgpuLaunchKernel: kernel " + kernel() +
+                                       ": invalid launch dimensions" +
+                                       shape());
         return;
       }
     if (smemBytes < 0) {
-      report(MOE_INVALID_MODULE, "mgpuLaunchKernel: kernel " + kernel +
-                                     ": negative shared memory size" + shape);
+      report(MOE_INVALID_MODULE, "mgpuLaunchKernel: kernel " + kernel() +
+                                     ": negative shared memory size" +
+                                     shape());
       return;
     }
     // Beyond the 48 KiB default a kernel must opt in to more.
@@ -669,7 +704,7 @@ MGPU_API void mgpuLaunchKernel(void *function, int64_t gridX, int64_t gridY,
                                                : requireDevice();
       if (smemBytes > device.maxSharedOptin) {
         report(MOE_DEVICE_ERROR,
-               "mgpuLaunchKernel: kernel " + kernel + " needs " +
+               "mgpuLaunchKernel: kernel " + kernel() + " needs " +
                    std::to_string(smemBytes) +
                    " bytes of shared memory but the device allows " +
                    std::to_string(device.maxSharedOptin));
@@ -678,15 +713,17 @@ MGPU_API void mgpuLaunchKernel(void *function, int64_t gridX, int64_t gridY,
       if (!ok(d.cuFuncSetAttribute(
                   f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                   smemBytes),
-              "mgpuLaunchKernel", "cuFuncSetAttribute",
-              " (dynamic shared memory) of kernel " + kernel))
+              "mgpuLaunchKernel", "cuFuncSetAttribute", [&] {
+                return " (dynamic shared memory) of kernel " + kernel();
+              }))
         return;
     }
     ok(d.cuLaunchKernel(f, unsigned(gridX), unsigned(gridY), unsigned(gridZ),
                         unsigned(blockX), unsigned(blockY), unsigned(blockZ),
                         unsigned(smemBytes), static_cast<CUstream>(stream),
                         params, extra),
-       "mgpuLaunchKernel", "cuLaunchKernel", " of kernel " + kernel + shape);
+       "mgpuLaunchKernel", "cuLaunchKernel",
+       [&] { return " of kernel " + kernel() + shape(); });
   });
 }
 
@@ -773,8 +810,8 @@ MGPU_API void *mgpuMemAlloc(uint64_t sizeBytes, void * /*stream*/,
       return;
     CUdeviceptr p = 0;
     if (ok(memoryPool().allocate(d, sizeBytes, /*forModule=*/true, &p),
-           "mgpuMemAlloc",
-           "cuMemAlloc_v2", " of " + std::to_string(sizeBytes) + " bytes"))
+           "mgpuMemAlloc", "cuMemAlloc_v2",
+           [&] { return " of " + std::to_string(sizeBytes) + " bytes"; }))
       result = hostPtr(p);
   });
   return result;
@@ -811,7 +848,7 @@ MGPU_API void mgpuMemcpy(void *dst, void *src, uint64_t sizeBytes,
     ok(d.cuMemcpyAsync(devicePtr(dst), devicePtr(src), sizeBytes,
                        static_cast<CUstream>(stream)),
        "mgpuMemcpy", "cuMemcpyAsync",
-       " of " + std::to_string(sizeBytes) + " bytes");
+       [&] { return " of " + std::to_string(sizeBytes) + " bytes"; });
   });
 }
 

@@ -8,7 +8,8 @@
 // matched to the manifest's inputs/outputs in order. --check compares the
 // first output with the float64 reference evaluator (lib/Reference) driven
 // by the manifest's `reference` section; --benchmark times the function and
-// reports throughput.
+// reports throughput (for a cuda module through moe_benchmark: inputs kept
+// on the device, CUDA events around the entry).
 //
 // Every failure prints "moe-run: error: ..." and exits with 1. Links only
 // the runtime, MoESupport and MoEReference: no MLIR.
