@@ -225,8 +225,8 @@ template <typename Detail>
 bool ok(CUresult result, const char *fn, const char *call, Detail &&detail) {
   if (result == CUDA_SUCCESS)
     return true;
-  report(MOE_DEVICE_ERROR, std::string(fn) + ": " +
-                               failure(call, detail(), result));
+  report(MOE_DEVICE_ERROR,
+         std::string(fn) + ": " + failure(call, detail(), result));
   return false;
 }
 
@@ -341,8 +341,8 @@ bool loadImage(const Driver &d, GpuModule &m) {
                             CU_JIT_OPTIMIZATION_LEVEL};
   void *values[] = {log, reinterpret_cast<void *>(uintptr_t(sizeof log - 1)),
                     reinterpret_cast<void *>(uintptr_t(m.optLevel))};
-  CUresult r = d.cuModuleLoadDataEx(&m.module, m.image.c_str(), 3, options,
-                                    values);
+  CUresult r =
+      d.cuModuleLoadDataEx(&m.module, m.image.c_str(), 3, options, values);
   if (r == CUDA_SUCCESS)
     return true;
   m.module = nullptr;
@@ -369,8 +369,9 @@ std::atomic<int> liveBackends{0};
 class DeviceCall {
 public:
   DeviceCall(const FunctionSpec &fn)
-      : fn(fn), driver(open(fn, requireDriver)), device(open(fn, requireDevice)),
-        scope(device), stream(streamPool().acquire(driver)) {}
+      : fn(fn), driver(open(fn, requireDriver)),
+        device(open(fn, requireDevice)), scope(device),
+        stream(streamPool().acquire(driver)) {}
 
   ~DeviceCall() {
     (void)driver.cuStreamSynchronize(stream);
@@ -399,8 +400,8 @@ public:
           run(driver.cuMemcpyHtoDAsync(p, t.data, bytes, stream),
               "cuMemcpyHtoDAsync_v2", [&] { return " of " + argName(i); });
         else
-          run(driver.cuMemsetD8Async(p, 0xFF, bytes, stream),
-              "cuMemsetD8Async", [&] { return " of " + argName(i); });
+          run(driver.cuMemsetD8Async(p, 0xFF, bytes, stream), "cuMemsetD8Async",
+              [&] { return " of " + argName(i); });
       }
       pointers.push_back(hostPtr(p));
     }
@@ -412,9 +413,8 @@ public:
     for (size_t i = 0; i < fn.outputs.size(); ++i) {
       size_t bytes = static_cast<size_t>(moe_tensor_byte_size(&outputs[i]));
       if (bytes > 0)
-        run(driver.cuMemcpyDtoHAsync(outputs[i].data,
-                                     devicePtr(pointers[nIn + i]), bytes,
-                                     stream),
+        run(driver.cuMemcpyDtoHAsync(
+                outputs[i].data, devicePtr(pointers[nIn + i]), bytes, stream),
             "cuMemcpyDtoHAsync_v2", [&] { return " of " + argName(nIn + i); });
     }
     run(driver.cuStreamSynchronize(stream), "cuStreamSynchronize",
@@ -488,10 +488,10 @@ private:
 
   std::string argName(size_t i) const {
     size_t nIn = fn.inputs.size();
-    return i < nIn ? "input " + std::to_string(i) + " '" + fn.inputs[i].name +
-                         "'"
-                   : "output " + std::to_string(i - nIn) + " '" +
-                         fn.outputs[i - nIn].name + "'";
+    return i < nIn
+               ? "input " + std::to_string(i) + " '" + fn.inputs[i].name + "'"
+               : "output " + std::to_string(i - nIn) + " '" +
+                     fn.outputs[i - nIn].name + "'";
   }
 
   const FunctionSpec &fn;
@@ -688,20 +688,18 @@ MGPU_API void mgpuLaunchKernel(void *function, int64_t gridX, int64_t gridY,
     for (int64_t v : {gridX, gridY, gridZ, blockX, blockY, blockZ})
       if (v < 1 || v > INT32_MAX) {
         report(MOE_INVALID_MODULE, "mgpuLaunchKernel: kernel " + kernel() +
-                                       ": invalid launch dimensions" +
-                                       shape());
+                                       ": invalid launch dimensions" + shape());
         return;
       }
     if (smemBytes < 0) {
       report(MOE_INVALID_MODULE, "mgpuLaunchKernel: kernel " + kernel() +
-                                     ": negative shared memory size" +
-                                     shape());
+                                     ": negative shared memory size" + shape());
       return;
     }
     // Beyond the 48 KiB default a kernel must opt in to more.
     if (smemBytes > 48 * 1024) {
-      const Device &device = currentInvocation ? currentInvocation->device
-                                               : requireDevice();
+      const Device &device =
+          currentInvocation ? currentInvocation->device : requireDevice();
       if (smemBytes > device.maxSharedOptin) {
         report(MOE_DEVICE_ERROR,
                "mgpuLaunchKernel: kernel " + kernel() + " needs " +
@@ -713,9 +711,8 @@ MGPU_API void mgpuLaunchKernel(void *function, int64_t gridX, int64_t gridY,
       if (!ok(d.cuFuncSetAttribute(
                   f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                   smemBytes),
-              "mgpuLaunchKernel", "cuFuncSetAttribute", [&] {
-                return " (dynamic shared memory) of kernel " + kernel();
-              }))
+              "mgpuLaunchKernel", "cuFuncSetAttribute",
+              [&] { return " (dynamic shared memory) of kernel " + kernel(); }))
         return;
     }
     ok(d.cuLaunchKernel(f, unsigned(gridX), unsigned(gridY), unsigned(gridZ),
@@ -766,8 +763,8 @@ MGPU_API void mgpuStreamWaitEvent(void *stream, void *event) {
 MGPU_API void *mgpuEventCreate(void) {
   CUevent event = nullptr;
   withDriver("mgpuEventCreate", [&](const Driver &d) {
-    if (!ok(d.cuEventCreate(&event, CU_EVENT_DISABLE_TIMING),
-            "mgpuEventCreate", "cuEventCreate"))
+    if (!ok(d.cuEventCreate(&event, CU_EVENT_DISABLE_TIMING), "mgpuEventCreate",
+            "cuEventCreate"))
       event = nullptr;
   });
   return event;
@@ -824,8 +821,8 @@ MGPU_API void mgpuMemFree(void *ptr, void * /*stream*/) {
   Invocation *inv = currentInvocation;
   if (!memoryPool().ownedByModule(p)) {
     if (!inv || inv->status == MOE_OK)
-      report(MOE_INVALID_MODULE, "mgpuMemFree: " + hex(ptr) +
-                                     " was not allocated by mgpuMemAlloc");
+      report(MOE_INVALID_MODULE,
+             "mgpuMemFree: " + hex(ptr) + " was not allocated by mgpuMemAlloc");
     return;
   }
   // Inside an invocation queued work may still use the block: it is
@@ -835,9 +832,8 @@ MGPU_API void mgpuMemFree(void *ptr, void * /*stream*/) {
     inv->freed.push_back(p);
     return;
   }
-  release("mgpuMemFree", "cuMemFree_v2", [&](const Driver &d) {
-    return memoryPool().release(d, p);
-  });
+  release("mgpuMemFree", "cuMemFree_v2",
+          [&](const Driver &d) { return memoryPool().release(d, p); });
 }
 
 MGPU_API void mgpuMemcpy(void *dst, void *src, uint64_t sizeBytes,
@@ -876,8 +872,8 @@ MGPU_API void mgpuMemset16(void *dst, uint16_t value, uint64_t count,
 
 MGPU_API void mgpuSetDefaultDevice(int32_t device) {
   withDriver("mgpuSetDefaultDevice", [&](const Driver &) {
-    const Device &current = currentInvocation ? currentInvocation->device
-                                              : requireDevice();
+    const Device &current =
+        currentInvocation ? currentInvocation->device : requireDevice();
     if (device != current.ordinal)
       report(MOE_INVALID_MODULE,
              "mgpuSetDefaultDevice(" + std::to_string(device) +

@@ -139,8 +139,8 @@ void openDevice(const Driver &d, DeviceState &s) {
     long v = std::strtol(env, &end, 10);
     if (*end != '\0' || v < 0 || v > 1 << 20) {
       s.status = MOE_INVALID_ARGUMENT;
-      s.problem = std::string("MOE_CUDA_DEVICE='") + env +
-                  "' is not a device number";
+      s.problem =
+          std::string("MOE_CUDA_DEVICE='") + env + "' is not a device number";
       return;
     }
     ordinal = static_cast<int>(v);
@@ -193,10 +193,9 @@ void openDevice(const Driver &d, DeviceState &s) {
       r != CUDA_SUCCESS)
     return fail("cuDevicePrimaryCtxRetain", r);
   dev.description = std::string(name) + " (device " + std::to_string(ordinal) +
-                    " of " + std::to_string(count) +
-                    ", compute capability " + std::to_string(major) + "." +
-                    std::to_string(minor) + ", driver " +
-                    std::to_string(version / 1000) + "." +
+                    " of " + std::to_string(count) + ", compute capability " +
+                    std::to_string(major) + "." + std::to_string(minor) +
+                    ", driver " + std::to_string(version / 1000) + "." +
                     std::to_string(version % 1000 / 10) + ")";
 }
 
@@ -221,9 +220,7 @@ const Driver &requireDriver() {
   return s.driver;
 }
 
-const Driver *loadedDriver() {
-  return loaded.load(std::memory_order_acquire);
-}
+const Driver *loadedDriver() { return loaded.load(std::memory_order_acquire); }
 
 const Device &requireDevice() {
   const Driver &d = requireDriver();
@@ -245,7 +242,8 @@ const Device *openedDevice() {
 }
 
 ContextScope::ContextScope(const Device &device) {
-  check(requireDriver().cuCtxPushCurrent(device.context), "cuCtxPushCurrent_v2");
+  check(requireDriver().cuCtxPushCurrent(device.context),
+        "cuCtxPushCurrent_v2");
   pushed = true;
 }
 

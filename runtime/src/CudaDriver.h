@@ -1,4 +1,5 @@
-//===- CudaDriver.h - the CUDA driver API, loaded at run time ----*- C++ -*-===//
+//===- CudaDriver.h - the CUDA driver API, loaded at run time ----*- C++
+//-*-===//
 //
 // The runtime never links libcuda: one libmoe_runtime.so serves CPU-only and
 // GPU machines, and the tests substitute a fake driver. The driver is opened
@@ -81,9 +82,9 @@ struct Driver {
                                  CUjit_option *, void **);
   CUresult (*cuModuleUnload)(CUmodule);
   CUresult (*cuModuleGetFunction)(CUfunction *, CUmodule, const char *);
-  CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned,
-                             unsigned, unsigned, unsigned, unsigned, CUstream,
-                             void **, void **);
+  CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned,
+                             unsigned, unsigned, unsigned, CUstream, void **,
+                             void **);
   CUresult (*cuFuncSetAttribute)(CUfunction, int, int);
 
   /// "CUDA_ERROR_OUT_OF_MEMORY (out of memory)"; copes with codes the driver

@@ -87,8 +87,8 @@ protected:
   void SetUp() override {
     ASSERT_TRUE(kUseFakeDriver);
     ASSERT_NE(fake().lib, nullptr) << dlerror();
-    std::string path = std::string(MOE_FAKE_MODULE_DIR) +
-                       "/libmoe_fake_cuda_module.so";
+    std::string path =
+        std::string(MOE_FAKE_MODULE_DIR) + "/libmoe_fake_cuda_module.so";
     ASSERT_EQ(moe_module_load(path.c_str(), &module), MOE_OK)
         << moe_last_error();
   }
@@ -298,9 +298,9 @@ TEST_F(Cuda, Benchmark) {
   moe_tensor out = tensor(MOE_DTYPE_F32, {50}, y.data());
   double times[3] = {-1, -1, -1};
   moe_benchmark_info info{};
-  ASSERT_EQ(moe_benchmark(function("copy"), &in, 1, &out, 1, 2, 3, times,
-                          &info),
-            MOE_OK)
+  ASSERT_EQ(
+      moe_benchmark(function("copy"), &in, 1, &out, 1, 2, 3, times, &info),
+      MOE_OK)
       << moe_last_error();
   EXPECT_STREQ(info.clock, "cuda_events");
   EXPECT_TRUE(contains(info.device, "Fake CUDA Device 0 (device 0 of 1, "
@@ -311,9 +311,9 @@ TEST_F(Cuda, Benchmark) {
   EXPECT_EQ(y, x);
   EXPECT_EQ(fake().launches(), launches + 2 * 5);
 
-  EXPECT_EQ(moe_benchmark(function("copy"), &in, 1, &out, 1, 0, 0, times,
-                          nullptr),
-            MOE_INVALID_ARGUMENT);
+  EXPECT_EQ(
+      moe_benchmark(function("copy"), &in, 1, &out, 1, 0, 0, times, nullptr),
+      MOE_INVALID_ARGUMENT);
   EXPECT_STREQ(moe_last_error(), "iterations must be >= 1, not 0");
 }
 
