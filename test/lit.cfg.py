@@ -21,6 +21,12 @@ config.substitutions.append(("%python", "/usr/bin/python3"))
 # Hand-written module following docs/Runtime.md (runtime/test/fake_module.c).
 config.substitutions.append(
     ("%fake_module", config.moe_obj_root + "/lib/libmoe_fake_module.so"))
+# Its cuda counterpart (runtime/test/fake_cuda_module.c) and the fake CUDA
+# driver it runs on without a GPU (MOE_CUDA_DRIVER=%fake_cuda_driver).
+config.substitutions.append(
+    ("%fake_cuda_module", config.moe_obj_root + "/lib/libmoe_fake_cuda_module.so"))
+config.substitutions.append(
+    ("%fake_cuda_driver", config.moe_obj_root + "/lib/libmoe_fake_cuda_driver.so"))
 
 # ONNX Runtime as the peer that imported models are checked against
 # (onnxruntime-node, installed into build/ort by scripts/build.sh).

@@ -6,10 +6,12 @@
 //
 //  * cpu:  entries are host functions taking memref descriptors
 //          (CpuBackend.cpp);
-//  * cuda: not implemented yet; reports whether the CUDA driver is missing
-//          or the runtime build lacks support (CudaBackend.cpp). The driver
-//          is probed with dlopen at run time so that CPU-only machines load
-//          and run CPU modules without it.
+//  * cuda: entries are host functions too, but every descriptor points to
+//          device memory; the backend moves the tensors to and from the
+//          device and provides the mgpu* functions the entries call
+//          (CudaBackend.cpp). The driver is loaded with dlopen on first use
+//          (CudaDriver.cpp) so that CPU-only machines load and run CPU
+//          modules without it.
 //
 //===----------------------------------------------------------------------===//
 
@@ -19,6 +21,7 @@
 #include "Manifest.h"
 
 #include <memory>
+#include <vector>
 
 namespace moe::rt {
 
@@ -35,6 +38,35 @@ public:
   /// Throws Error on failure.
   virtual void invoke(const FunctionSpec &fn, void *resolved,
                       const moe_tensor *inputs, moe_tensor *outputs) = 0;
+
+  /// moe_benchmark(): `warmup` untimed runs, then `iterations` timed ones
+  /// into timesMs; outputs hold the last run's results. Throws Error.
+  virtual void benchmark(const FunctionSpec &fn, void *resolved,
+                         const moe_tensor *inputs, moe_tensor *outputs,
+                         int64_t warmup, int64_t iterations, double *timesMs,
+                         moe_benchmark_info *info) = 0;
+};
+
+/// The entry point of a function: `int32_t entry(void **args)`.
+using Entry = int32_t (*)(void **);
+
+/// Looks up the entry symbol of `fn`; Error(MOE_INVALID_MODULE) when the
+/// module lacks it.
+Entry resolveEntry(void *dlHandle, const FunctionSpec &fn);
+
+/// The memref descriptors of a call (docs/Runtime.md): dense row-major,
+/// offset 0, `allocated == aligned == pointers[i]` for the i-th tensor
+/// (inputs, then outputs).
+class Descriptors {
+public:
+  Descriptors(const FunctionSpec &fn, const moe_tensor *inputs,
+              const moe_tensor *outputs, const std::vector<void *> &pointers);
+  /// args[i] points to the descriptor of argument i.
+  void **args() { return argPointers.data(); }
+
+private:
+  std::vector<int64_t> words;
+  std::vector<void *> argPointers;
 };
 
 std::unique_ptr<Backend> createCpuBackend();

@@ -260,8 +260,9 @@ void checkOutputCount(const FunctionSpec &spec, int64_t numOutputs) {
            " given");
 }
 
-void invoke(const moe_function *fn, const moe_tensor *inputs,
-            int64_t numInputs, moe_tensor *outputs, int64_t numOutputs) {
+// Validates a call of moe_invoke / moe_benchmark.
+void checkCall(const moe_function *fn, const moe_tensor *inputs,
+               int64_t numInputs, moe_tensor *outputs, int64_t numOutputs) {
   requireNonNull(fn, "function");
   const FunctionSpec &spec = fn->spec;
   auto shapes = computeOutputShapes(spec, inputs, numInputs);
@@ -297,7 +298,28 @@ void invoke(const moe_function *fn, const moe_tensor *inputs,
     if (!t.data && moe_tensor_numel(&t) > 0)
       fail(MOE_INVALID_ARGUMENT, where + ": data is NULL");
   }
-  fn->module->backend->invoke(spec, fn->resolved, inputs, outputs);
+}
+
+void invoke(const moe_function *fn, const moe_tensor *inputs,
+            int64_t numInputs, moe_tensor *outputs, int64_t numOutputs) {
+  checkCall(fn, inputs, numInputs, outputs, numOutputs);
+  fn->module->backend->invoke(fn->spec, fn->resolved, inputs, outputs);
+}
+
+void benchmark(const moe_function *fn, const moe_tensor *inputs,
+               int64_t numInputs, moe_tensor *outputs, int64_t numOutputs,
+               int64_t warmup, int64_t iterations, double *timesMs,
+               moe_benchmark_info *info) {
+  checkCall(fn, inputs, numInputs, outputs, numOutputs);
+  if (warmup < 0)
+    fail(MOE_INVALID_ARGUMENT,
+         "warmup must be >= 0, not " + std::to_string(warmup));
+  if (iterations < 1)
+    fail(MOE_INVALID_ARGUMENT,
+         "iterations must be >= 1, not " + std::to_string(iterations));
+  requireNonNull(timesMs, "times_ms");
+  fn->module->backend->benchmark(fn->spec, fn->resolved, inputs, outputs,
+                                 warmup, iterations, timesMs, info);
 }
 
 } // namespace
@@ -320,6 +342,8 @@ const char *moe_status_name(moe_status status) {
     return "UNAVAILABLE";
   case MOE_INTERNAL:
     return "INTERNAL";
+  case MOE_DEVICE_ERROR:
+    return "DEVICE_ERROR";
   }
   return "UNKNOWN";
 }
@@ -506,6 +530,17 @@ moe_status moe_invoke(const moe_function *fn, const moe_tensor *inputs,
                       int64_t numInputs, moe_tensor *outputs,
                       int64_t numOutputs) {
   return guard([&] { invoke(fn, inputs, numInputs, outputs, numOutputs); });
+}
+
+moe_status moe_benchmark(const moe_function *fn, const moe_tensor *inputs,
+                         int64_t numInputs, moe_tensor *outputs,
+                         int64_t numOutputs, int64_t warmup,
+                         int64_t iterations, double *timesMs,
+                         moe_benchmark_info *info) {
+  return guard([&] {
+    benchmark(fn, inputs, numInputs, outputs, numOutputs, warmup, iterations,
+              timesMs, info);
+  });
 }
 
 moe_status moe_set_num_threads(int64_t n) {

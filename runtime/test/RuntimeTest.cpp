@@ -6,12 +6,21 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <string>
 #include <vector>
 
 namespace {
+
+// A CUDA driver that cannot be found, whatever the machine has: cuda
+// modules must then fail cleanly while CPU modules run. (The driver is
+// looked for once per process; runtime/test/CudaTest.cpp covers a driver.)
+const bool kNoCudaDriver = [] {
+  setenv("MOE_CUDA_DRIVER", "/nonexistent/libcuda.so.1", 1);
+  return true;
+}();
 
 std::string fake(const std::string &name) {
   return std::string(MOE_FAKE_MODULE_DIR) + "/lib" + name + ".so";
@@ -76,6 +85,7 @@ protected:
 
 TEST(Names, StatusAndDtype) {
   EXPECT_STREQ(moe_status_name(MOE_UNAVAILABLE), "UNAVAILABLE");
+  EXPECT_STREQ(moe_status_name(MOE_DEVICE_ERROR), "DEVICE_ERROR");
   EXPECT_STREQ(moe_status_name(static_cast<moe_status>(99)), "UNKNOWN");
   EXPECT_STREQ(moe_dtype_name(MOE_DTYPE_BF16), "bf16");
   EXPECT_EQ(moe_dtype_name(static_cast<moe_dtype>(42)), nullptr);
@@ -332,7 +342,8 @@ TEST(Load, Errors) {
   moe_module_unload(nullptr); // allowed
 }
 
-TEST(Load, CudaModuleLoadsButDoesNotRun) {
+TEST(Load, CudaModuleLoadsButDoesNotRunWithoutADriver) {
+  ASSERT_TRUE(kNoCudaDriver);
   moe_module *m = nullptr;
   ASSERT_EQ(moe_module_load(fake("moe_fake_cuda").c_str(), &m), MOE_OK)
       << moe_last_error();
@@ -345,11 +356,54 @@ TEST(Load, CudaModuleLoadsButDoesNotRun) {
   moe_tensor out = tensor(MOE_DTYPE_F32, {1, 2}, y.data());
   EXPECT_EQ(moe_invoke(add, in, 2, &out, 1), MOE_UNAVAILABLE);
   std::string err = moe_last_error();
-  EXPECT_TRUE(contains(err, "function 'add' targets CUDA: ")) << err;
-  EXPECT_TRUE(contains(err, "no CUDA driver (libcuda.so.1 not found") ||
-              contains(err, "not supported by this runtime build yet"))
+  EXPECT_TRUE(contains(err, "function 'add' targets CUDA: no CUDA driver "
+                            "(/nonexistent/libcuda.so.1 (MOE_CUDA_DRIVER) "
+                            "not found: "))
       << err;
+  double ms;
+  EXPECT_EQ(moe_benchmark(add, in, 2, &out, 1, 0, 1, &ms, nullptr),
+            MOE_UNAVAILABLE);
+  EXPECT_TRUE(contains(moe_last_error(), "no CUDA driver")) << err;
   moe_module_unload(m);
+
+  // CPU modules are unaffected.
+  ASSERT_EQ(moe_module_load(fake("moe_fake_module").c_str(), &m), MOE_OK);
+  ASSERT_EQ(moe_module_find_function(m, "add", &add), MOE_OK);
+  a = {1, 2};
+  b = {10, 20};
+  ASSERT_EQ(moe_invoke(add, in, 2, &out, 1), MOE_OK) << moe_last_error();
+  EXPECT_EQ(y, (std::vector<float>{11, 22}));
+  moe_module_unload(m);
+}
+
+TEST_F(Loaded, BenchmarkOnTheHost) {
+  std::vector<float> a = {1, 2, 3}, b = {4, 5, 6}, y(3);
+  moe_tensor in[2] = {tensor(MOE_DTYPE_F32, {1, 3}, a.data()),
+                      tensor(MOE_DTYPE_F32, {1, 3}, b.data())};
+  moe_tensor out = tensor(MOE_DTYPE_F32, {1, 3}, y.data());
+  double times[4] = {-1, -1, -1, -1};
+  moe_benchmark_info info{};
+  ASSERT_EQ(moe_benchmark(fn("add"), in, 2, &out, 1, 1, 4, times, &info),
+            MOE_OK)
+      << moe_last_error();
+  EXPECT_STREQ(info.clock, "steady_clock");
+  EXPECT_STREQ(info.device, "host CPU");
+  for (double t : times)
+    EXPECT_GE(t, 0.0);
+  EXPECT_EQ(y, (std::vector<float>{5, 7, 9}));
+
+  EXPECT_EQ(moe_benchmark(fn("add"), in, 2, &out, 1, -1, 4, times, nullptr),
+            MOE_INVALID_ARGUMENT);
+  EXPECT_STREQ(moe_last_error(), "warmup must be >= 0, not -1");
+  EXPECT_EQ(moe_benchmark(fn("add"), in, 2, &out, 1, 0, 4, nullptr, nullptr),
+            MOE_INVALID_ARGUMENT);
+  EXPECT_STREQ(moe_last_error(), "times_ms is NULL");
+  // Calls are validated as for moe_invoke.
+  out.shape[1] = 4;
+  EXPECT_EQ(moe_benchmark(fn("add"), in, 2, &out, 1, 0, 4, times, nullptr),
+            MOE_INVALID_ARGUMENT);
+  EXPECT_EQ(moe_benchmark(fn("fail"), in, 1, &out, 1, 0, 1, times, nullptr),
+            MOE_INVALID_ARGUMENT);
 }
 
 TEST(Load, SameModuleTwice) {

@@ -8,7 +8,8 @@
 // matched to the manifest's inputs/outputs in order. --check compares the
 // first output with the float64 reference evaluator (lib/Reference) driven
 // by the manifest's `reference` section; --benchmark times the function and
-// reports throughput.
+// reports throughput (for a cuda module through moe_benchmark: inputs kept
+// on the device, CUDA events around the entry).
 //
 // Every failure prints "moe-run: error: ..." and exits with 1. Links only
 // the runtime, MoESupport and MoEReference: no MLIR.
@@ -267,9 +268,11 @@ const char kUsage[] =
     "                      2e-2 when a 16-bit float is involved)\n"
     "  --benchmark=N       times N runs: median/min time, tokens/s, weight "
     "GB/s,\n"
-    "                      GFLOP/s\n"
+    "                      GFLOP/s (cuda modules: device-resident inputs, "
+    "CUDA\n"
+    "                      events, TFLOP/s)\n"
     "  --threads=N         worker-pool size (default: $MOE_NUM_THREADS or all\n"
-    "                      cores)\n"
+    "                      cores; CPU modules only)\n"
     "  --print-signature   prints the function signatures (and exits when no\n"
     "                      --input is given)\n";
 
@@ -930,9 +933,52 @@ std::optional<LayerWork> layerWork(const moe_function *fn,
   return w;
 }
 
-void runBenchmark(const moe_function *fn, int64_t runs,
-                  const std::vector<HostTensor> &inputs,
-                  std::vector<HostTensor> &outputs) {
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/// Time, tokens/s and, with a reference section, weight GB/s and compute
+/// rate (in GFLOP/s or, for a GPU, TFLOP/s).
+void printBenchmarkSummary(const moe_function *fn,
+                           const std::vector<HostTensor> &inputs,
+                           const std::vector<double> &seconds,
+                           bool teraflops) {
+  double mid = median(seconds);
+  double best = *std::min_element(seconds.begin(), seconds.end());
+
+  // Tokens: all leading dimensions of the first input ([T, H], [B, S, H]).
+  int64_t tokens = 1;
+  if (!inputs.empty() && !inputs.front().shape.empty())
+    tokens = product(inputs.front().shape, 0, inputs.front().shape.size() - 1);
+
+  std::printf("  time: median %s, min %s\n", formatTime(mid).c_str(),
+              formatTime(best).c_str());
+  std::printf("  tokens/s: %.4g (T = %lld)\n", double(tokens) / mid,
+              static_cast<long long>(tokens));
+  if (std::optional<LayerWork> w = layerWork(fn, inputs)) {
+    // Decimal MB here, like the GB/s it is divided into.
+    std::printf("  weights: %.4g MB touched per run (%lld of %lld experts%s): "
+                "%.4g GB/s\n",
+                w->weightBytes / 1e6,
+                static_cast<long long>(w->expertsTouched),
+                static_cast<long long>(w->experts),
+                w->shared ? " + shared" : "", w->weightBytes / mid / 1e9);
+    if (teraflops)
+      std::printf("  compute: %.4g GFLOP per run: %.4g TFLOP/s\n",
+                  w->flops / 1e9, w->flops / mid / 1e12);
+    else
+      std::printf("  compute: %.4g GFLOP per run: %.4g GFLOP/s\n",
+                  w->flops / 1e9, w->flops / mid / 1e9);
+  }
+}
+
+/// --benchmark on the CPU: host time around moe_invoke, rotating among
+/// copies of the inputs.
+void runCpuBenchmark(const moe_function *fn, int64_t runs,
+                     const std::vector<HostTensor> &inputs,
+                     std::vector<HostTensor> &outputs) {
   // Rotate among copies of the inputs so that a model smaller than a large
   // L3 cache is not timed from cache: enough copies for ~1 GiB in total.
   double inputBytes = 0;
@@ -969,39 +1015,43 @@ void runBenchmark(const moe_function *fn, int64_t runs,
     auto end = std::chrono::steady_clock::now();
     seconds.push_back(std::chrono::duration<double>(end - start).count());
   }
-  std::vector<double> sorted = seconds;
-  std::sort(sorted.begin(), sorted.end());
-  double median = sorted.size() % 2
-                      ? sorted[sorted.size() / 2]
-                      : 0.5 * (sorted[sorted.size() / 2 - 1] +
-                               sorted[sorted.size() / 2]);
-  double best = sorted.front();
-
-  // Tokens: all leading dimensions of the first input ([T, H], [B, S, H]).
-  int64_t tokens = 1;
-  if (!inputs.empty() && !inputs.front().shape.empty())
-    tokens = product(inputs.front().shape, 0, inputs.front().shape.size() - 1);
 
   std::printf("benchmark: %lld runs, %lld threads, inputs rotated over %lld "
               "copies of %s\n",
               static_cast<long long>(runs),
               static_cast<long long>(moe_get_num_threads()),
               static_cast<long long>(copies), formatBytes(inputBytes).c_str());
-  std::printf("  time: median %s, min %s\n", formatTime(median).c_str(),
-              formatTime(best).c_str());
-  std::printf("  tokens/s: %.4g (T = %lld)\n", double(tokens) / median,
-              static_cast<long long>(tokens));
-  if (std::optional<LayerWork> w = layerWork(fn, inputs)) {
-    // Decimal MB here, like the GB/s it is divided into.
-    std::printf("  weights: %.4g MB touched per run (%lld of %lld experts%s): "
-                "%.4g GB/s\n",
-                w->weightBytes / 1e6,
-                static_cast<long long>(w->expertsTouched),
-                static_cast<long long>(w->experts),
-                w->shared ? " + shared" : "", w->weightBytes / median / 1e9);
-    std::printf("  compute: %.4g GFLOP per run: %.4g GFLOP/s\n",
-                w->flops / 1e9, w->flops / median / 1e9);
-  }
+  printBenchmarkSummary(fn, inputs, seconds, /*teraflops=*/false);
+}
+
+/// --benchmark on a GPU: the inputs stay on the device and moe_benchmark
+/// times the entry alone with CUDA events, after warm-up runs.
+void runDeviceBenchmark(const moe_function *fn, int64_t runs,
+                        const std::vector<HostTensor> &inputs,
+                        std::vector<HostTensor> &outputs) {
+  double inputBytes = 0;
+  for (const HostTensor &t : inputs)
+    inputBytes += double(t.bytes);
+  // Enough to load the kernels, fill the memory pool and wake the clocks.
+  const int64_t warmup = std::clamp<int64_t>(runs / 10, 3, 20);
+  std::vector<moe_tensor> in = views(inputs), out = views(outputs);
+  std::vector<double> ms(runs);
+  moe_benchmark_info info{};
+  check(moe_benchmark(fn, in.data(), static_cast<int64_t>(in.size()),
+                      out.data(), static_cast<int64_t>(out.size()), warmup,
+                      runs, ms.data(), &info));
+  std::vector<double> seconds;
+  for (double t : ms)
+    seconds.push_back(t / 1e3);
+  std::string clock = std::strcmp(info.clock, "cuda_events") == 0
+                          ? "CUDA events around the entry"
+                          : info.clock;
+  std::printf("benchmark: %lld runs after %lld warm-up runs, inputs resident "
+              "on the device (%s), timed by %s\n",
+              static_cast<long long>(runs), static_cast<long long>(warmup),
+              formatBytes(inputBytes).c_str(), clock.c_str());
+  std::printf("  device: %s\n", info.device);
+  printBenchmarkSummary(fn, inputs, seconds, /*teraflops=*/true);
 }
 
 //===----------------------------------------------------------------------===//
@@ -1020,6 +1070,10 @@ int run(int argc, char **argv) {
   moe_module *raw = nullptr;
   check(moe_module_load(o.module.c_str(), &raw));
   std::unique_ptr<moe_module, ModuleDeleter> mod(raw);
+  const bool onDevice = std::strcmp(moe_module_target(mod.get()), "cuda") == 0;
+  if (onDevice && o.threads > 0)
+    warn("--threads has no effect on a cuda module (the worker pool only "
+         "runs CPU code)");
 
   const moe_function *fn = nullptr;
   int64_t count = moe_module_function_count(mod.get());
@@ -1097,8 +1151,12 @@ int run(int argc, char **argv) {
   bool ok = true;
   if (o.check)
     ok = runCheck(fn, o, inputs, outputs);
-  if (o.benchmark)
-    runBenchmark(fn, o.benchmark, inputs, outputs);
+  if (o.benchmark) {
+    if (onDevice)
+      runDeviceBenchmark(fn, o.benchmark, inputs, outputs);
+    else
+      runCpuBenchmark(fn, o.benchmark, inputs, outputs);
+  }
   return ok ? 0 : 1;
 }
 

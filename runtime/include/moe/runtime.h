@@ -47,10 +47,13 @@ typedef enum moe_status {
   MOE_IO_ERROR = 3,         /* a file exists but cannot be read */
   MOE_INVALID_MODULE = 4,   /* not a module, bad manifest, missing entry */
   MOE_UNAVAILABLE = 5,      /* the module's target cannot run here (CUDA) */
-  MOE_INTERNAL = 6          /* the module failed, out of memory, ... */
+  MOE_INTERNAL = 6,         /* the module failed, out of memory, ... */
+  MOE_DEVICE_ERROR = 7      /* the CUDA driver reported an error (the
+                               message names the call and the error) */
 } moe_status;
 
-/* "OK", "INVALID_ARGUMENT", ...; "UNKNOWN" for other values. */
+/* "OK", "INVALID_ARGUMENT", ..., "DEVICE_ERROR"; "UNKNOWN" for other
+ * values. */
 MOE_API const char *moe_status_name(moe_status status);
 
 /* Message of the last failing call on this thread ("" if none). */
@@ -112,8 +115,8 @@ typedef struct moe_function moe_function;
  *                       the manifest is not valid JSON or breaks the contract
  *                       (format version, dtypes, shapes, symbols), or an
  *                       entry point of a CPU function is missing.
- * A "cuda" module loads (its functions can be inspected) but moe_invoke
- * fails with MOE_UNAVAILABLE. */
+ * A "cuda" module loads without a CUDA driver (its functions can be
+ * inspected); the driver is needed only once it runs. */
 MOE_API moe_status moe_module_load(const char *path, moe_module **out);
 /* Unloads a module; NULL is allowed. Invalidates its functions/strings. */
 MOE_API void moe_module_unload(moe_module *module);
@@ -178,12 +181,45 @@ MOE_API moe_status moe_function_output_shapes(const moe_function *function,
 /* Runs the function. Inputs and outputs are validated as in
  * moe_function_output_shapes(); in addition every output must have exactly
  * the computed dtype and shape and every non-empty tensor a non-NULL data
- * pointer. The module writes every output element. Returns MOE_UNAVAILABLE
- * for a target this runtime cannot run and MOE_INTERNAL when the module's
- * entry reports failure. */
+ * pointer. The module writes every output element. Returns MOE_INTERNAL
+ * when the module's entry reports failure.
+ *
+ * Tensors are host memory for every target. For a "cuda" module the runtime
+ * copies the inputs to the device, runs the entry on device buffers (output
+ * buffers start as 0xFF bytes) and copies the outputs back; it fails with
+ * MOE_UNAVAILABLE when there is no usable CUDA driver or device
+ * ("no CUDA driver (libcuda.so.1 not found: ...)") and MOE_DEVICE_ERROR
+ * when a driver call fails while the function runs (the message names the
+ * call, the driver's error and, for a launch, the kernel). */
 MOE_API moe_status moe_invoke(const moe_function *function,
                               const moe_tensor *inputs, int64_t num_inputs,
                               moe_tensor *outputs, int64_t num_outputs);
+
+/*===---------------------------- Benchmark ------------------------------===*/
+
+/* How moe_benchmark() timed the runs. Strings live as long as the process. */
+typedef struct moe_benchmark_info {
+  /* "steady_clock": host time around each call of the entry (cpu);
+   * "cuda_events": device time between CUDA events recorded on the
+   * invocation stream before and after the entry (cuda). */
+  const char *clock;
+  /* "host CPU", or the CUDA device: "NVIDIA H100 80GB HBM3 (device 0 of 1,
+   * compute capability 9.0, driver 13.0)". */
+  const char *device;
+} moe_benchmark_info;
+
+/* Times the function alone, without the transfers of moe_invoke(): the
+ * arguments are validated as in moe_invoke() and placed where the entry
+ * reads them once (a "cuda" module's inputs are copied to the device once
+ * and stay there), then the entry runs `warmup` times untimed and
+ * `iterations` times timed; times_ms[i] receives the i-th timed run in
+ * milliseconds. The outputs receive the last run's results. `warmup` >= 0,
+ * `iterations` >= 1; `info` may be NULL. Fails as moe_invoke() does. */
+MOE_API moe_status moe_benchmark(const moe_function *function,
+                                 const moe_tensor *inputs, int64_t num_inputs,
+                                 moe_tensor *outputs, int64_t num_outputs,
+                                 int64_t warmup, int64_t iterations,
+                                 double *times_ms, moe_benchmark_info *info);
 
 /*===--------------------------- Worker pool -----------------------------===*/
 
