@@ -44,5 +44,16 @@ llvm_config.use_default_substitutions()
 tool_dirs = [config.moe_tools_dir, config.llvm_tools_dir]
 # "not" (LLVM's exit-code inverter) for `RUN: not moe-run ...`: the default
 # substitutions only cover "| not".
-tools = ["moe-opt", "moe-compile", "moe-import-onnx", "mlir-opt", "mlir-tblgen", "moe-run", "not", "llvm-nm", "llvm-readelf"]
+tools = ["moe-opt", "moe-compile", "moe-import-onnx", "mlir-opt", "mlir-tblgen", "moe-run", "not", "llvm-nm", "llvm-readelf", "split-file"]
 llvm_config.add_tool_substitutions(tools, tool_dirs)
+
+# ptxas (CUDA toolkit) checks the PTX of the cuda target: on PATH, in
+# $CUDA_HOME/bin or in /usr/local/cuda/bin. Tests needing it say
+# `REQUIRES: ptxas` and are reported UNSUPPORTED where it is absent.
+import shutil
+_ptxas = shutil.which("ptxas") or next(
+    (p for p in [os.path.join(os.environ.get("CUDA_HOME", "/nonexistent"), "bin", "ptxas"),
+                 "/usr/local/cuda/bin/ptxas"] if os.access(p, os.X_OK)), None)
+if _ptxas:
+    config.available_features.add("ptxas")
+    config.substitutions.append(("%ptxas", _ptxas))

@@ -152,6 +152,25 @@ int compile(int argc, char **argv) {
       return fail("--cuda-arch=" + arch +
                   ": the tensor-core kernels need sm_80 or newer");
   }
+  if (cuda) {
+    // Kernels call libdevice (__nv_expf, ...), which MLIR's NVVM target
+    // links from the CUDA toolkit it finds through CUDA_ROOT.
+    std::string ptxas = moe::findCUDATool("ptxas");
+    if (!std::getenv("CUDA_ROOT") && !ptxas.empty())
+      ::setenv("CUDA_ROOT",
+               llvm::sys::path::parent_path(llvm::sys::path::parent_path(ptxas))
+                   .str()
+                   .c_str(),
+               1);
+    SmallString<128> libdevice(std::getenv("CUDA_ROOT") ? std::getenv("CUDA_ROOT")
+                                                        : "/usr/local/cuda");
+    llvm::sys::path::append(libdevice, "nvvm", "libdevice", "libdevice.10.bc");
+    if (!llvm::sys::fs::exists(libdevice))
+      llvm::errs() << "moe-compile: warning: no CUDA toolkit found (no '"
+                   << libdevice
+                   << "'): kernels using exp/erf/tanh will not load; set "
+                      "CUDA_ROOT\n";
+  }
   // What the module embeds, and the CUDA tools that needs.
   std::string binaryFormat = "isa";
   if (cuda && emit != Emit::PTX) {

@@ -56,6 +56,51 @@ LogicalResult checkLocal(Value buffer) {
   return success();
 }
 
+/// A small buffer the host fills element by element (a bufferized
+/// tensor.from_elements, such as the [0, T] offsets of a shared expert)
+/// stays in host memory; a device copy is uploaded after its last store
+/// and replaces it for every later use. Fails (changing nothing) when the
+/// host does not store into `alloc` directly in its block.
+LogicalResult stageHostWrites(IRRewriter &rewriter, memref::AllocOp alloc) {
+  Operation *lastStore = nullptr;
+  for (Operation *user : alloc->getUsers()) {
+    auto store = dyn_cast<memref::StoreOp>(user);
+    if (!store || onDevice(store) || store.getMemRef() != alloc.getResult())
+      continue;
+    if (store->getBlock() != alloc->getBlock())
+      return failure();
+    if (!lastStore || lastStore->isBeforeInBlock(store))
+      lastStore = store;
+  }
+  if (!lastStore)
+    return failure();
+  // Every other use must come after the last store.
+  for (Operation *user : alloc->getUsers()) {
+    if (isa<memref::StoreOp>(user) && !onDevice(user))
+      continue;
+    Operation *ancestor = alloc->getBlock()->findAncestorOpInBlock(*user);
+    if (!ancestor || ancestor->isBeforeInBlock(lastStore))
+      return failure();
+  }
+  Location loc = alloc.getLoc();
+  rewriter.setInsertionPointAfter(lastStore);
+  auto device = gpu::AllocOp::create(rewriter, loc, alloc.getType(), Type(),
+                                     ValueRange{}, alloc.getDynamicSizes(),
+                                     alloc.getSymbolOperands(), false);
+  rewriter.replaceUsesWithIf(alloc.getResult(), device.getMemref(),
+                             [&](OpOperand &use) {
+                               return !isa<memref::StoreOp>(use.getOwner()) ||
+                                      onDevice(use.getOwner());
+                             });
+  gpu::MemcpyOp::create(rewriter, loc, Type(), ValueRange{},
+                        device.getMemref(), alloc.getResult());
+  rewriter.setInsertionPoint(alloc->getBlock()->getTerminator());
+  gpu::DeallocOp::create(rewriter, loc, Type(), ValueRange{},
+                         device.getMemref());
+  memref::DeallocOp::create(rewriter, loc, alloc.getResult());
+  return success();
+}
+
 void MoEHostBuffersToGPUPass::runOnOperation() {
   IRRewriter rewriter(&getContext());
   SmallVector<Operation *> hostOps;
@@ -73,6 +118,8 @@ void MoEHostBuffersToGPUPass::runOnOperation() {
     if (auto alloc = dyn_cast<memref::AllocOp>(op)) {
       if (failed(checkLocal(alloc.getResult())))
         return signalPassFailure();
+      if (succeeded(stageHostWrites(rewriter, alloc)))
+        continue;
       auto device = gpu::AllocOp::create(
           rewriter, loc, alloc.getType(), /*asyncToken=*/Type(),
           /*asyncDependencies=*/ValueRange{}, alloc.getDynamicSizes(),
@@ -112,6 +159,10 @@ void MoEHostBuffersToGPUPass::runOnOperation() {
                              device.getMemref());
       continue;
     }
+    // Stores into a staged host buffer (above) are host memory writes.
+    if (auto store = dyn_cast<memref::StoreOp>(op))
+      if (isa_and_nonnull<memref::AllocOp>(store.getMemRef().getDefiningOp()))
+        continue;
     // A scalar access on the host would dereference device memory.
     op->emitError() << "host code of a cuda module accesses a buffer "
                        "outside a kernel ('"
