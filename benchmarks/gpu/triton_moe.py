@@ -33,14 +33,11 @@ def _configs():
     return out
 
 
-@triton.autotune(configs=_configs(), key=["N", "K", "EM", "BLOCK_M"])
 @triton.jit
-def _gemm1_swiglu(x_ptr, w_ptr, out_ptr, sorted_ids_ptr, expert_ids_ptr,
-                  num_post_ptr, N, K, EM, num_valid, top_k,
-                  stride_xm, stride_we, stride_wn, stride_om,
-                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                  BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
-    # N = I (columns of h), K = H.
+def _tile_ids(EM, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+              GROUP_M: tl.constexpr):
+    """This program's (row block, column block), GROUP_M row blocks at a
+    time so that neighbouring programs share weight tiles in L2."""
     pid = tl.program_id(0)
     num_pid_m = tl.cdiv(EM, BLOCK_M)
     num_pid_n = tl.cdiv(N, BLOCK_N)
@@ -50,6 +47,18 @@ def _gemm1_swiglu(x_ptr, w_ptr, out_ptr, sorted_ids_ptr, expert_ids_ptr,
     group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
     pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
     pid_n = (pid % num_pid_in_group) // group_size_m
+    return pid_m, pid_n
+
+
+@triton.autotune(configs=_configs(), key=["N", "K", "EM", "BLOCK_M"])
+@triton.jit
+def _gemm1_swiglu(x_ptr, w_ptr, out_ptr, sorted_ids_ptr, expert_ids_ptr,
+                  num_post_ptr, N, K, EM, num_valid, top_k,
+                  stride_xm, stride_we, stride_wn, stride_om,
+                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                  BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+    # N = I (columns of h), K = H.
+    pid_m, pid_n = _tile_ids(EM, N, BLOCK_M, BLOCK_N, GROUP_M)
 
     num_post = tl.load(num_post_ptr)
     if pid_m * BLOCK_M >= num_post:
@@ -96,15 +105,7 @@ def _gemm2_weighted(h_ptr, w_ptr, out_ptr, sorted_ids_ptr, expert_ids_ptr,
                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                     BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
     # N = H (output columns), K = I; rows are slots.
-    pid = tl.program_id(0)
-    num_pid_m = tl.cdiv(EM, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
-    num_pid_in_group = GROUP_M * num_pid_n
-    group_id = pid // num_pid_in_group
-    first_pid_m = group_id * GROUP_M
-    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
-    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
-    pid_n = (pid % num_pid_in_group) // group_size_m
+    pid_m, pid_n = _tile_ids(EM, N, BLOCK_M, BLOCK_N, GROUP_M)
 
     num_post = tl.load(num_post_ptr)
     if pid_m * BLOCK_M >= num_post:
