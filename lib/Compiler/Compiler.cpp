@@ -24,26 +24,32 @@
 
 using namespace mlir;
 
-LogicalResult moe::lowerToLLVMDialect(ModuleOp module,
-                                      const CPUPipelineOptions &options,
-                                      TimingScope &timing) {
+/// Runs the pipeline `build` adds, with the command line's pass-manager
+/// options and timing.
+static LogicalResult runPipeline(ModuleOp module, TimingScope &timing,
+                                 function_ref<void(OpPassManager &)> build) {
   PassManager pm(module->getName());
   if (failed(applyPassManagerCLOptions(pm)))
     return failure();
   pm.enableTiming(timing);
-  buildCPULoweringPipeline(pm, options);
+  build(pm);
   return pm.run(module);
+}
+
+LogicalResult moe::lowerToLLVMDialect(ModuleOp module,
+                                      const CPUPipelineOptions &options,
+                                      TimingScope &timing) {
+  return runPipeline(module, timing, [&](OpPassManager &pm) {
+    buildCPULoweringPipeline(pm, options);
+  });
 }
 
 LogicalResult moe::lowerToLLVMDialect(ModuleOp module,
                                       const CUDAPipelineOptions &options,
                                       TimingScope &timing) {
-  PassManager pm(module->getName());
-  if (failed(applyPassManagerCLOptions(pm)))
-    return failure();
-  pm.enableTiming(timing);
-  buildCUDALoweringPipeline(pm, options);
-  return pm.run(module);
+  return runPipeline(module, timing, [&](OpPassManager &pm) {
+    buildCUDALoweringPipeline(pm, options);
+  });
 }
 
 SmallVector<std::pair<std::string, std::string>>

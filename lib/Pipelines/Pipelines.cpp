@@ -20,15 +20,44 @@
 
 using namespace mlir;
 
-void moe::buildCPULoweringPipeline(OpPassManager &pm,
-                                   const CPUPipelineOptions &options) {
+namespace {
+
+/// The tensor-level start every target shares: the manifest, the layer
+/// split into its four stages, one tensor per function result.
+void addTensorLevelPasses(OpPassManager &pm, bool exportABI, StringRef target) {
   // The manifest describes the signatures the caller sees, so it is taken
   // before anything rewrites them.
-  if (options.exportABI)
-    pm.addPass(createMoEExportABI());
-  pm.addPass(createMoEDecomposeLayer());
+  if (exportABI) {
+    moe::MoEExportABIOptions abi;
+    abi.target = target.str();
+    pm.addPass(moe::createMoEExportABI(abi));
+  }
+  pm.addPass(moe::createMoEDecomposeLayer());
   pm.addPass(createCanonicalizerPass());
-  pm.addNestedPass<func::FuncOp>(createMoECopyRepeatedResults());
+  pm.addNestedPass<func::FuncOp>(moe::createMoECopyRepeatedResults());
+}
+
+/// One-shot bufferization with identity layouts at function boundaries, so
+/// that the C interface is a plain dense descriptor, and results turned
+/// into out-parameters: the runtime allocates outputs (their shapes come
+/// from the manifest).
+void addBufferizationPasses(OpPassManager &pm) {
+  bufferization::OneShotBufferizePassOptions bufferize;
+  bufferize.bufferizeFunctionBoundaries = true;
+  bufferize.functionBoundaryTypeConversion =
+      bufferization::LayoutMapOption::IdentityLayoutMap;
+  pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
+  bufferization::BufferResultsToOutParamsPassOptions outParams;
+  outParams.modifyPublicFunctions = true;
+  outParams.hoistStaticAllocs = true;
+  pm.addPass(bufferization::createBufferResultsToOutParamsPass(outParams));
+}
+
+} // namespace
+
+void moe::buildCPULoweringPipeline(OpPassManager &pm,
+                                   const CPUPipelineOptions &options) {
+  addTensorLevelPasses(pm, options.exportABI, "cpu");
   if (options.emulateCUDAKernels) {
     ConvertMoEToGPUOptions kernels;
     kernels.tensorCores = false;
@@ -37,18 +66,8 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   }
 
   // Bufferizing the moe stage ops is what lowers them (see
-  // BufferizableOpInterfaceImpl.cpp); identity layouts at function
-  // boundaries keep the C interface a plain dense descriptor.
-  bufferization::OneShotBufferizePassOptions bufferize;
-  bufferize.bufferizeFunctionBoundaries = true;
-  bufferize.functionBoundaryTypeConversion =
-      bufferization::LayoutMapOption::IdentityLayoutMap;
-  pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
-  // The runtime allocates outputs (their shapes come from the manifest).
-  bufferization::BufferResultsToOutParamsPassOptions outParams;
-  outParams.modifyPublicFunctions = true;
-  outParams.hoistStaticAllocs = true;
-  pm.addPass(bufferization::createBufferResultsToOutParamsPass(outParams));
+  // BufferizableOpInterfaceImpl.cpp).
+  addBufferizationPasses(pm);
   bufferization::BufferDeallocationPipelineOptions dealloc;
   bufferization::buildBufferDeallocationPipeline(pm, dealloc);
   pm.addPass(createCanonicalizerPass());
@@ -90,30 +109,14 @@ std::string moe::defaultPTXFeatures(llvm::StringRef chip) {
 
 void moe::buildCUDALoweringPipeline(OpPassManager &pm,
                                     const CUDAPipelineOptions &options) {
-  if (options.exportABI) {
-    MoEExportABIOptions abi;
-    abi.target = "cuda";
-    pm.addPass(createMoEExportABI(abi));
-  }
-  pm.addPass(createMoEDecomposeLayer());
-  pm.addPass(createCanonicalizerPass());
-  pm.addNestedPass<func::FuncOp>(createMoECopyRepeatedResults());
+  addTensorLevelPasses(pm, options.exportABI, "cuda");
   // The stage ops become kernels on buffers; what remains is bufferized
   // as on the CPU.
   ConvertMoEToGPUOptions kernels;
   kernels.threadsPerBlock = options.threadsPerBlock;
   kernels.tensorCores = options.tensorCores;
   pm.addPass(createConvertMoEToGPU(kernels));
-
-  bufferization::OneShotBufferizePassOptions bufferize;
-  bufferize.bufferizeFunctionBoundaries = true;
-  bufferize.functionBoundaryTypeConversion =
-      bufferization::LayoutMapOption::IdentityLayoutMap;
-  pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
-  bufferization::BufferResultsToOutParamsPassOptions outParams;
-  outParams.modifyPublicFunctions = true;
-  outParams.hoistStaticAllocs = true;
-  pm.addPass(bufferization::createBufferResultsToOutParamsPass(outParams));
+  addBufferizationPasses(pm);
   // No buffer-deallocation pipeline: it rejects GPU ops (no memory-effect
   // interface). -moe-host-buffers-to-gpu frees the device buffers instead.
   pm.addPass(createCanonicalizerPass());

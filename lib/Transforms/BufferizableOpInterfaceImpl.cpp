@@ -645,9 +645,7 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
     Value c0 = e.index(0), c1 = e.index(1);
     Value lastOffset = e.load(offsets, e.index(numExperts));
     auto clampRow = [&](Value offset) {
-      Value v = e.toIndex(offset);
-      v = arith::MaxSIOp::create(b, v, c0);
-      return arith::MinSIOp::create(b, v, numRows).getResult();
+      return clampRowOffset(e, offset, numRows);
     };
 
     e.loop(c0, e.index(numExperts), [&](Value x) {
@@ -786,10 +784,7 @@ struct CombineOpInterface : StageOpInterface<CombineOpInterface, CombineOp> {
       });
     };
 
-    SmallVector<ZeroExpertKind> zeroKinds;
-    if (auto zero = combine.getZeroExperts())
-      for (Attribute a : *zero)
-        zeroKinds.push_back(cast<ZeroExpertKindAttr>(a).getValue());
+    SmallVector<ZeroExpertKind> zeroKinds = combine.getZeroExpertKinds();
 
     e.loop(c0, tokens, [&](Value t) {
       e.loop(c0, cH, [&](Value h) { e.store(zero, acc, h); });

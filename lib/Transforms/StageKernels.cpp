@@ -24,6 +24,12 @@ Type mlir::moe::computeTypeFor(Type elementType) {
   return Float32Type::get(elementType.getContext());
 }
 
+Value mlir::moe::clampRowOffset(KernelEmitter &e, Value offset, Value numRows) {
+  ImplicitLocOpBuilder &b = e.builder();
+  Value v = arith::MaxSIOp::create(b, e.toIndex(offset), e.index(0));
+  return arith::MinSIOp::create(b, v, numRows);
+}
+
 RouteScratch RouteScratch::allocate(KernelEmitter &e, RouteOp route) {
   ImplicitLocOpBuilder &b = e.builder();
   int64_t numExperts = route.getLogits().getType().getDimSize(1);

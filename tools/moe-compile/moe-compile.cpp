@@ -139,9 +139,11 @@ int compile(int argc, char **argv) {
   bool cuda = target == "cuda";
   if (emit == Emit::PTX && !cuda)
     return fail("--emit=ptx needs --target=cuda");
-  unsigned smVersion = 0;
+  // What a cuda module embeds, and the CUDA toolkit that needs.
+  std::string binaryFormat = "isa";
   if (cuda) {
     StringRef arch = cudaArch;
+    unsigned smVersion = 0;
     StringRef digits = arch;
     bool wellFormed = digits.consume_front("sm_");
     digits.consume_back("a"); // sm_90a: arch-specific features
@@ -151,11 +153,9 @@ int compile(int argc, char **argv) {
     if (smVersion < 80)
       return fail("--cuda-arch=" + arch +
                   ": the tensor-core kernels need sm_80 or newer");
-  }
-  if (cuda) {
+    std::string ptxas = moe::findCUDATool("ptxas");
     // Kernels call libdevice (__nv_expf, ...), which MLIR's NVVM target
     // links from the CUDA toolkit it finds through CUDA_ROOT.
-    std::string ptxas = moe::findCUDATool("ptxas");
     if (!std::getenv("CUDA_ROOT") && !ptxas.empty())
       ::setenv("CUDA_ROOT",
                llvm::sys::path::parent_path(llvm::sys::path::parent_path(ptxas))
@@ -170,31 +170,28 @@ int compile(int argc, char **argv) {
                    << libdevice
                    << "'): kernels using exp/erf/tanh will not load; set "
                       "CUDA_ROOT\n";
-  }
-  // What the module embeds, and the CUDA tools that needs.
-  std::string binaryFormat = "isa";
-  if (cuda && emit != Emit::PTX) {
-    std::string ptxas = moe::findCUDATool("ptxas");
-    std::string fatbinary = moe::findCUDATool("fatbinary");
-    GPUBinary format = gpuBinary;
-    if (format == GPUBinary::Auto)
-      format = !ptxas.empty() && !fatbinary.empty() ? GPUBinary::Fatbin
-                                                    : GPUBinary::PTX;
-    if (format != GPUBinary::PTX && ptxas.empty())
-      return fail("--gpu-binary=cubin/fatbin needs ptxas from the CUDA "
-                  "toolkit (looked on PATH, in $CUDA_HOME/bin and "
-                  "/usr/local/cuda/bin); use --gpu-binary=ptx");
-    if (format == GPUBinary::Fatbin && fatbinary.empty())
-      return fail("--gpu-binary=fatbin needs fatbinary from the CUDA "
-                  "toolkit; use --gpu-binary=cubin or ptx");
-    binaryFormat = format == GPUBinary::PTX     ? "isa"
-                   : format == GPUBinary::Cubin ? "bin"
-                                                : "fatbin";
-    if (format != GPUBinary::PTX) {
-      // MLIR's NVVM target runs the tools it finds on PATH.
-      std::string dir = llvm::sys::path::parent_path(ptxas).str();
-      const char *path = std::getenv("PATH");
-      ::setenv("PATH", (dir + ":" + (path ? path : "")).c_str(), 1);
+    if (emit != Emit::PTX) {
+      std::string fatbinary = moe::findCUDATool("fatbinary");
+      GPUBinary format = gpuBinary;
+      if (format == GPUBinary::Auto)
+        format = !ptxas.empty() && !fatbinary.empty() ? GPUBinary::Fatbin
+                                                      : GPUBinary::PTX;
+      if (format != GPUBinary::PTX && ptxas.empty())
+        return fail("--gpu-binary=cubin/fatbin needs ptxas from the CUDA "
+                    "toolkit (looked on PATH, in $CUDA_HOME/bin and "
+                    "/usr/local/cuda/bin); use --gpu-binary=ptx");
+      if (format == GPUBinary::Fatbin && fatbinary.empty())
+        return fail("--gpu-binary=fatbin needs fatbinary from the CUDA "
+                    "toolkit; use --gpu-binary=cubin or ptx");
+      binaryFormat = format == GPUBinary::PTX     ? "isa"
+                     : format == GPUBinary::Cubin ? "bin"
+                                                  : "fatbin";
+      if (format != GPUBinary::PTX) {
+        // MLIR's NVVM target runs the tools it finds on PATH.
+        std::string dir = llvm::sys::path::parent_path(ptxas).str();
+        const char *path = std::getenv("PATH");
+        ::setenv("PATH", (dir + ":" + (path ? path : "")).c_str(), 1);
+      }
     }
   }
 

@@ -539,6 +539,14 @@ LogicalResult ExpertOp::verify() {
 // CombineOp
 //===----------------------------------------------------------------------===//
 
+SmallVector<ZeroExpertKind> CombineOp::getZeroExpertKinds() {
+  SmallVector<ZeroExpertKind> kinds;
+  if (auto zero = getZeroExperts())
+    for (Attribute a : *zero)
+      kinds.push_back(cast<ZeroExpertKindAttr>(a).getValue());
+  return kinds;
+}
+
 LogicalResult CombineOp::verify() {
   ShapeChecker check(*this);
   auto expertOutput = check.shape(getExpertOutput(), "expert_output", 2);

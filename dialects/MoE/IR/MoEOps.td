@@ -245,6 +245,11 @@ def MoE_CombineOp : MoE_Op<"combine", [Pure, AttrSizedOperandSegments]> {
     attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The kinds of the zero-computation experts, in id order: id
+    /// `num_experts + z` is of kind `getZeroExpertKinds()[z]`.
+    ::llvm::SmallVector<ZeroExpertKind> getZeroExpertKinds();
+  }];
 }
 
 //===----------------------------------------------------------------------===//

@@ -36,6 +36,11 @@ void emitRouteToken(KernelEmitter &e, RouteOp route, Value logits, Value bias,
                     Value weights, Value ids, Value t,
                     const RouteScratch &scratch);
 
+/// An i32 row offset of moe.expert's `offsets` as an index clamped to
+/// [0, numRows]: offsets may come from callers, and a bad one must not index
+/// out of bounds.
+Value clampRowOffset(KernelEmitter &e, Value offset, Value numRows);
+
 /// Emits the scalar activation `h = act(gate)` of `expert`, or its gated
 /// form `act(gate) * linear` / SwiGLU when `linear` is given.
 Value emitActivation(KernelEmitter &e, ExpertOp expert, Value gate,

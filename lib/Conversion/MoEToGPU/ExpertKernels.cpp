@@ -1,4 +1,5 @@
-//===- ExpertKernels.cpp - grouped expert GEMMs for the GPU ------------------===//
+//===- ExpertKernels.cpp - grouped expert GEMMs for the GPU
+//------------------===//
 //
 // moe.expert on the GPU is two grouped GEMMs over the dispatched rows:
 //
@@ -62,19 +63,25 @@ struct Tile {
 /// are clamped to [0, numRows] and made monotone, as on the CPU, so that a
 /// caller's bad offsets can only mis-assign rows, never index out of
 /// bounds.
+/// The grid size covering every tile findTile can hand out: each expert's
+/// partial last tile adds at most one block to ceil(numRows / tileRows).
+Value tileGridSize(KernelEmitter &e, Value numRows, int64_t tileRows,
+                   int64_t numExperts) {
+  return e.addi(ceilDiv(e, numRows, tileRows), e.index(numExperts));
+}
+
 Tile findTile(KernelEmitter &k, Value offsets, int64_t numExperts,
               Value numRows, int64_t tileRows, Value blockId) {
   ImplicitLocOpBuilder &b = k.builder();
   Value c0 = k.index(0), c1 = k.index(1), cE = k.index(numExperts);
-  auto clampRow = [&](Value offset) -> Value {
-    Value v = arith::MaxSIOp::create(b, k.toIndex(offset), c0);
-    return arith::MinSIOp::create(b, v, numRows);
+  auto clampRow = [&](Value offset) {
+    return clampRowOffset(k, offset, numRows);
   };
-  SmallVector<Value> found = k.loop(
-      c0, cE, {c0, cE, c0, c0, c0}, [&](Value x, ValueRange acc) {
+  SmallVector<Value> found =
+      k.loop(c0, cE, {c0, cE, c0, c0, c0}, [&](Value x, ValueRange acc) {
         // acc: tiles before x, expert, row start, row end, running start
-        Value start = arith::MaxSIOp::create(b, clampRow(k.load(offsets, x)),
-                                             acc[4]);
+        Value start =
+            arith::MaxSIOp::create(b, clampRow(k.load(offsets, x)), acc[4]);
         Value end = arith::MaxSIOp::create(
             b, clampRow(k.load(offsets, k.addi(x, c1))), start);
         Value tiles = ceilDiv(k, k.subi(end, start), tileRows);
@@ -92,9 +99,8 @@ Tile findTile(KernelEmitter &k, Value offsets, int64_t numExperts,
 
 /// The products of the first GEMM (gate and, for gated activations,
 /// linear) for `expert`.
-SmallVector<Product> firstGemmProducts(ExpertOp expert,
-                                       const ExpertBuffers &buf,
-                                       int64_t inter) {
+SmallVector<Product>
+firstGemmProducts(ExpertOp expert, const ExpertBuffers &buf, int64_t inter) {
   auto identity = [](KernelEmitter &, Value j) { return j; };
   Product gate{buf.fc1, buf.fc1Bias, identity};
   bool swiglu = expert.getActivation() == Activation::swiglu;
@@ -126,8 +132,8 @@ Value loadOrZero(KernelEmitter &k, Value buffer, ValueRange indices,
 }
 
 Value clampIndex(KernelEmitter &k, Value v, Value size) {
-  Value last = arith::MaxSIOp::create(k.builder(),
-                                      k.subi(size, k.index(1)), k.index(0));
+  Value last =
+      arith::MaxSIOp::create(k.builder(), k.subi(size, k.index(1)), k.index(0));
   return arith::MinSIOp::create(k.builder(), v, last);
 }
 
@@ -135,11 +141,11 @@ Value clampIndex(KernelEmitter &k, Value v, Value size) {
 /// over tiles of one expert's rows, `numCols` output columns.
 struct GroupedGemm {
   StringRef name;
-  Value a;             // [N, K]
-  Value offsets;       // [E + 1]
+  Value a;       // [N, K]
+  Value offsets; // [E + 1]
   int64_t numExperts;
-  int64_t depth;       // K
-  int64_t numCols;     // J
+  int64_t depth;   // K
+  int64_t numCols; // J
   SmallVector<Product> products;
   /// Writes one output element from the products' values (bias added).
   std::function<void(KernelEmitter &, Value r, Value j, ArrayRef<Value>)>
@@ -162,8 +168,8 @@ Value packPair(KernelEmitter &k, Value lo, Value hi) {
   Value v = vector::FromElementsOp::create(b, pair, ValueRange{lo, hi});
   if (lo.getType().isF16())
     return v;
-  Value word = vector::BitCastOp::create(
-      b, VectorType::get({1}, b.getI32Type()), v);
+  Value word =
+      vector::BitCastOp::create(b, VectorType::get({1}, b.getI32Type()), v);
   return vector::ExtractOp::create(b, word, ArrayRef<int64_t>{0});
 }
 
@@ -171,125 +177,131 @@ void emitTensorCoreGemm(ImplicitLocOpBuilder &b, const GroupedGemm &gemm,
                         Type mmaType) {
   KernelEmitter e(b);
   Value numRows = e.dim(gemm.a, 0);
-  Value gridX = e.addi(ceilDiv(e, numRows, kTcTileRows),
-                       e.index(gemm.numExperts));
+  Value gridX = tileGridSize(e, numRows, kTcTileRows, gemm.numExperts);
   Value gridY = e.index(llvm::divideCeil(gemm.numCols, kTcTileCols));
   int64_t numProducts = gemm.products.size();
   constexpr int64_t nTiles = kTcTileCols / 8;
   NVVM::MMATypes ptxType =
       mmaType.isF16() ? NVVM::MMATypes::f16 : NVVM::MMATypes::bf16;
 
-  launch(b, gemm.name, gridX, gridY, 32 * kTcWarps, 1, [&](KernelEmitter &k,
-                                                const LaunchIds &id) {
-    ImplicitLocOpBuilder &kb = k.builder();
-    Tile tile = findTile(k, gemm.offsets, gemm.numExperts, numRows,
-                         kTcTileRows, id.blockX);
-    Value cE = k.index(gemm.numExperts);
-    k.ifThen(k.cmpi(arith::CmpIPredicate::ult, tile.expert, cE), [&] {
-      Value c32 = k.index(32), c4 = k.index(4);
-      Value warp = arith::DivUIOp::create(kb, id.threadX, c32);
-      Value lane = arith::RemUIOp::create(kb, id.threadX, c32);
-      Value group = arith::DivUIOp::create(kb, lane, c4);
-      Value inGroup = arith::RemUIOp::create(kb, lane, c4);
-      Value r0 = k.addi(k.addi(tile.rowStart, k.muli(warp, k.index(16))),
-                        group);
-      Value r1 = k.addi(r0, k.index(8));
-      Value valid0 = k.cmpi(arith::CmpIPredicate::ult, r0, tile.rowEnd);
-      Value valid1 = k.cmpi(arith::CmpIPredicate::ult, r1, tile.rowEnd);
-      Value safe0 = clampIndex(k, r0, numRows);
-      Value safe1 = clampIndex(k, r1, numRows);
-      Value colBase = k.muli(id.blockY, k.index(kTcTileCols));
-      Value cK = k.index(gemm.depth), cJ = k.index(gemm.numCols);
-      Value twoT = k.muli(inGroup, k.index(2));
+  launch(
+      b, gemm.name, gridX, gridY, 32 * kTcWarps, 1,
+      [&](KernelEmitter &k, const LaunchIds &id) {
+        ImplicitLocOpBuilder &kb = k.builder();
+        Tile tile = findTile(k, gemm.offsets, gemm.numExperts, numRows,
+                             kTcTileRows, id.blockX);
+        Value cE = k.index(gemm.numExperts);
+        k.ifThen(k.cmpi(arith::CmpIPredicate::ult, tile.expert, cE), [&] {
+          Value c32 = k.index(32), c4 = k.index(4);
+          Value warp = arith::DivUIOp::create(kb, id.threadX, c32);
+          Value lane = arith::RemUIOp::create(kb, id.threadX, c32);
+          Value group = arith::DivUIOp::create(kb, lane, c4);
+          Value inGroup = arith::RemUIOp::create(kb, lane, c4);
+          Value r0 =
+              k.addi(k.addi(tile.rowStart, k.muli(warp, k.index(16))), group);
+          Value r1 = k.addi(r0, k.index(8));
+          Value valid0 = k.cmpi(arith::CmpIPredicate::ult, r0, tile.rowEnd);
+          Value valid1 = k.cmpi(arith::CmpIPredicate::ult, r1, tile.rowEnd);
+          Value safe0 = clampIndex(k, r0, numRows);
+          Value safe1 = clampIndex(k, r1, numRows);
+          Value colBase = k.muli(id.blockY, k.index(kTcTileCols));
+          Value cK = k.index(gemm.depth), cJ = k.index(gemm.numCols);
+          Value twoT = k.muli(inGroup, k.index(2));
 
-      // Weight rows this thread reads for B fragments: column n * 8 + g of
-      // the block's tile, per product.
-      SmallVector<Value> bRows, bValid;
-      for (const Product &p : gemm.products)
-        for (int64_t n = 0; n < nTiles; ++n) {
-          Value j = k.addi(k.addi(colBase, k.index(n * 8)), group);
-          Value ok = k.cmpi(arith::CmpIPredicate::ult, j, cJ);
-          Value rowCount = k.dim(p.weights, 1);
-          bRows.push_back(clampIndex(k, p.row(k, clampIndex(k, j, cJ)),
-                                     rowCount));
-          bValid.push_back(ok);
-        }
-
-      Value zero = k.f(kb.getF32Type(), 0.0);
-      SmallVector<Value> init(numProducts * nTiles * 4, zero);
-      auto structType = LLVM::LLVMStructType::getLiteral(
-          kb.getContext(), SmallVector<Type>(4, kb.getF32Type()));
-      SmallVector<Value> acc = k.loop(
-          k.index(0), cK, init,
-          [&](Value k0, ValueRange accIn) {
-            // Columns 2t, 2t+1, 2t+8, 2t+9 of this K step.
-            Value kc[4];
-            Value kv[4];
-            for (int64_t i = 0; i < 4; ++i) {
-              Value col = k.addi(k.addi(k0, twoT),
-                                 k.index((i / 2) * 8 + i % 2));
-              kv[i] = k.cmpi(arith::CmpIPredicate::ult, col, cK);
-              kc[i] = clampIndex(k, col, cK);
+          // Weight rows this thread reads for B fragments: column n * 8 + g of
+          // the block's tile, per product.
+          SmallVector<Value> bRows, bValid;
+          for (const Product &p : gemm.products)
+            for (int64_t n = 0; n < nTiles; ++n) {
+              Value j = k.addi(k.addi(colBase, k.index(n * 8)), group);
+              Value ok = k.cmpi(arith::CmpIPredicate::ult, j, cJ);
+              Value rowCount = k.dim(p.weights, 1);
+              bRows.push_back(
+                  clampIndex(k, p.row(k, clampIndex(k, j, cJ)), rowCount));
+              bValid.push_back(ok);
             }
-            auto aElem = [&](Value row, Value rowOk, int64_t i) {
-              return loadOrZero(k, gemm.a, {row, kc[i]},
-                                k.land(rowOk, kv[i]), mmaType);
-            };
-            SmallVector<Value> aRegs = {
-                packPair(k, aElem(safe0, valid0, 0), aElem(safe0, valid0, 1)),
-                packPair(k, aElem(safe1, valid1, 0), aElem(safe1, valid1, 1)),
-                packPair(k, aElem(safe0, valid0, 2), aElem(safe0, valid0, 3)),
-                packPair(k, aElem(safe1, valid1, 2), aElem(safe1, valid1, 3))};
-            SmallVector<Value> accOut;
-            for (int64_t p = 0; p < numProducts; ++p)
-              for (int64_t n = 0; n < nTiles; ++n) {
-                int64_t slot = p * nTiles + n;
-                Value w = gemm.products[p].weights;
-                auto bElem = [&](int64_t i) {
-                  return loadOrZero(k, w, {tile.expert, bRows[slot], kc[i]},
-                                    k.land(bValid[slot], kv[i]), mmaType);
+
+          Value zero = k.f(kb.getF32Type(), 0.0);
+          SmallVector<Value> init(numProducts * nTiles * 4, zero);
+          auto structType = LLVM::LLVMStructType::getLiteral(
+              kb.getContext(), SmallVector<Type>(4, kb.getF32Type()));
+          SmallVector<Value> acc = k.loop(
+              k.index(0), cK, init,
+              [&](Value k0, ValueRange accIn) {
+                // Columns 2t, 2t+1, 2t+8, 2t+9 of this K step.
+                Value kc[4];
+                Value kv[4];
+                for (int64_t i = 0; i < 4; ++i) {
+                  Value col =
+                      k.addi(k.addi(k0, twoT), k.index((i / 2) * 8 + i % 2));
+                  kv[i] = k.cmpi(arith::CmpIPredicate::ult, col, cK);
+                  kc[i] = clampIndex(k, col, cK);
+                }
+                auto aElem = [&](Value row, Value rowOk, int64_t i) {
+                  return loadOrZero(k, gemm.a, {row, kc[i]},
+                                    k.land(rowOk, kv[i]), mmaType);
                 };
-                SmallVector<Value> bRegs = {packPair(k, bElem(0), bElem(1)),
-                                            packPair(k, bElem(2), bElem(3))};
-                SmallVector<Value> cRegs(accIn.begin() + slot * 4,
-                                         accIn.begin() + slot * 4 + 4);
-                Value d = NVVM::MmaOp::create(
-                    kb, structType, aRegs, bRegs, cRegs, {16, 8, 16},
-                    std::nullopt, std::nullopt,
-                    std::array<NVVM::MMATypes, 2>{ptxType, ptxType},
-                    std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
-                                                   NVVM::MMALayout::col});
-                for (int64_t i = 0; i < 4; ++i)
-                  accOut.push_back(LLVM::ExtractValueOp::create(
-                      kb, d, ArrayRef<int64_t>{i}));
-              }
-            return accOut;
-          },
-          k.index(16));
+                SmallVector<Value> aRegs = {packPair(k, aElem(safe0, valid0, 0),
+                                                     aElem(safe0, valid0, 1)),
+                                            packPair(k, aElem(safe1, valid1, 0),
+                                                     aElem(safe1, valid1, 1)),
+                                            packPair(k, aElem(safe0, valid0, 2),
+                                                     aElem(safe0, valid0, 3)),
+                                            packPair(k, aElem(safe1, valid1, 2),
+                                                     aElem(safe1, valid1, 3))};
+                SmallVector<Value> accOut;
+                for (int64_t p = 0; p < numProducts; ++p)
+                  for (int64_t n = 0; n < nTiles; ++n) {
+                    int64_t slot = p * nTiles + n;
+                    Value w = gemm.products[p].weights;
+                    auto bElem = [&](int64_t i) {
+                      return loadOrZero(k, w, {tile.expert, bRows[slot], kc[i]},
+                                        k.land(bValid[slot], kv[i]), mmaType);
+                    };
+                    SmallVector<Value> bRegs = {
+                        packPair(k, bElem(0), bElem(1)),
+                        packPair(k, bElem(2), bElem(3))};
+                    SmallVector<Value> cRegs(accIn.begin() + slot * 4,
+                                             accIn.begin() + slot * 4 + 4);
+                    Value d = NVVM::MmaOp::create(
+                        kb, structType, aRegs, bRegs, cRegs, {16, 8, 16},
+                        std::nullopt, std::nullopt,
+                        std::array<NVVM::MMATypes, 2>{ptxType, ptxType},
+                        std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
+                                                       NVVM::MMALayout::col});
+                    for (int64_t i = 0; i < 4; ++i)
+                      accOut.push_back(LLVM::ExtractValueOp::create(
+                          kb, d, ArrayRef<int64_t>{i}));
+                  }
+                return accOut;
+              },
+              k.index(16));
 
-      // Epilogue: c0c1 at row g, c2c3 at row g + 8; columns 2t, 2t + 1.
-      for (int64_t n = 0; n < nTiles; ++n)
-        for (int64_t i = 0; i < 4; ++i) {
-          Value row = i < 2 ? r0 : r1;
-          Value rowOk = i < 2 ? valid0 : valid1;
-          Value j = k.addi(k.addi(colBase, k.index(n * 8 + i % 2)), twoT);
-          Value ok = k.land(rowOk, k.cmpi(arith::CmpIPredicate::ult, j, cJ));
-          k.ifThen(ok, [&] {
-            SmallVector<Value> values;
-            for (int64_t p = 0; p < numProducts; ++p) {
-              Value v = acc[(p * nTiles + n) * 4 + i];
-              const Product &prod = gemm.products[p];
-              if (prod.bias)
-                v = k.addf(v, k.castFloat(k.load(prod.bias,
-                                                 {tile.expert, prod.row(k, j)}),
-                                          kb.getF32Type()));
-              values.push_back(v);
+          // Epilogue: c0c1 at row g, c2c3 at row g + 8; columns 2t, 2t + 1.
+          for (int64_t n = 0; n < nTiles; ++n)
+            for (int64_t i = 0; i < 4; ++i) {
+              Value row = i < 2 ? r0 : r1;
+              Value rowOk = i < 2 ? valid0 : valid1;
+              Value j = k.addi(k.addi(colBase, k.index(n * 8 + i % 2)), twoT);
+              Value ok =
+                  k.land(rowOk, k.cmpi(arith::CmpIPredicate::ult, j, cJ));
+              k.ifThen(ok, [&] {
+                SmallVector<Value> values;
+                for (int64_t p = 0; p < numProducts; ++p) {
+                  Value v = acc[(p * nTiles + n) * 4 + i];
+                  const Product &prod = gemm.products[p];
+                  if (prod.bias)
+                    v = k.addf(
+                        v, k.castFloat(
+                               k.load(prod.bias, {tile.expert, prod.row(k, j)}),
+                               kb.getF32Type()));
+                  values.push_back(v);
+                }
+                gemm.epilogue(k, row, j, values);
+              });
             }
-            gemm.epilogue(k, row, j, values);
-          });
-        }
-    });
-  });
+        });
+      });
 }
 
 //===----------------------------------------------------------------------===//
@@ -302,69 +314,68 @@ void emitSimtGemm(ImplicitLocOpBuilder &b, const GroupedGemm &gemm,
                   Type computeType, int64_t threads) {
   KernelEmitter e(b);
   Value numRows = e.dim(gemm.a, 0);
-  Value gridX = e.addi(ceilDiv(e, numRows, kSimtTileRows),
-                       e.index(gemm.numExperts));
+  Value gridX = tileGridSize(e, numRows, kSimtTileRows, gemm.numExperts);
   Value gridY = e.index(llvm::divideCeil(gemm.numCols, threads));
   int64_t numProducts = gemm.products.size();
 
-  launch(b, gemm.name, gridX, gridY, threads, 1, [&](KernelEmitter &k,
-                                          const LaunchIds &id) {
-    Tile tile = findTile(k, gemm.offsets, gemm.numExperts, numRows,
-                         kSimtTileRows, id.blockX);
-    Value cJ = k.index(gemm.numCols);
-    Value j = k.addi(k.muli(id.blockY, id.blockDimX), id.threadX);
-    Value live =
-        k.land(k.cmpi(arith::CmpIPredicate::ult, tile.expert,
-                      k.index(gemm.numExperts)),
-               k.cmpi(arith::CmpIPredicate::ult, j, cJ));
-    k.ifThen(live, [&] {
-      Value zero = k.f(computeType, 0.0);
-      SmallVector<Value> weightRows;
-      for (const Product &p : gemm.products)
-        weightRows.push_back(p.row(k, j));
-      // rows x products accumulators; each weight element is loaded once
-      // per K step and reused for the tile's rows.
-      SmallVector<Value> init(kSimtTileRows * numProducts, zero);
-      SmallVector<Value> safeRows, validRows;
-      for (int64_t r = 0; r < kSimtTileRows; ++r) {
-        Value row = k.addi(tile.rowStart, k.index(r));
-        validRows.push_back(
-            k.cmpi(arith::CmpIPredicate::ult, row, tile.rowEnd));
-        safeRows.push_back(clampIndex(k, row, numRows));
-      }
-      SmallVector<Value> acc = k.loop(
-          k.index(0), k.index(gemm.depth), init,
-          [&](Value kk, ValueRange accIn) {
-            SmallVector<Value> out(accIn.begin(), accIn.end());
-            SmallVector<Value> w;
-            for (auto [p, prod] : llvm::enumerate(gemm.products))
-              w.push_back(k.castFloat(
-                  k.load(prod.weights, {tile.expert, weightRows[p], kk}),
-                  computeType));
-            for (int64_t r = 0; r < kSimtTileRows; ++r) {
-              Value x = loadOrZero(k, gemm.a, {safeRows[r], kk},
-                                   validRows[r], computeType);
-              for (int64_t p = 0; p < numProducts; ++p)
-                out[r * numProducts + p] = k.addf(
-                    out[r * numProducts + p], k.mulf(x, w[p]));
-            }
-            return out;
-          });
-      for (int64_t r = 0; r < kSimtTileRows; ++r)
-        k.ifThen(validRows[r], [&] {
-          SmallVector<Value> values;
-          for (auto [p, prod] : llvm::enumerate(gemm.products)) {
-            Value v = acc[r * numProducts + p];
-            if (prod.bias)
-              v = k.addf(v, k.castFloat(k.load(prod.bias, {tile.expert,
-                                                           weightRows[p]}),
-                                        computeType));
-            values.push_back(v);
-          }
-          gemm.epilogue(k, safeRows[r], j, values);
-        });
-    });
-  });
+  launch(b, gemm.name, gridX, gridY, threads, 1,
+         [&](KernelEmitter &k, const LaunchIds &id) {
+           Tile tile = findTile(k, gemm.offsets, gemm.numExperts, numRows,
+                                kSimtTileRows, id.blockX);
+           Value cJ = k.index(gemm.numCols);
+           Value j = k.addi(k.muli(id.blockY, id.blockDimX), id.threadX);
+           Value live = k.land(k.cmpi(arith::CmpIPredicate::ult, tile.expert,
+                                      k.index(gemm.numExperts)),
+                               k.cmpi(arith::CmpIPredicate::ult, j, cJ));
+           k.ifThen(live, [&] {
+             Value zero = k.f(computeType, 0.0);
+             SmallVector<Value> weightRows;
+             for (const Product &p : gemm.products)
+               weightRows.push_back(p.row(k, j));
+             // rows x products accumulators; each weight element is loaded once
+             // per K step and reused for the tile's rows.
+             SmallVector<Value> init(kSimtTileRows * numProducts, zero);
+             SmallVector<Value> safeRows, validRows;
+             for (int64_t r = 0; r < kSimtTileRows; ++r) {
+               Value row = k.addi(tile.rowStart, k.index(r));
+               validRows.push_back(
+                   k.cmpi(arith::CmpIPredicate::ult, row, tile.rowEnd));
+               safeRows.push_back(clampIndex(k, row, numRows));
+             }
+             SmallVector<Value> acc = k.loop(
+                 k.index(0), k.index(gemm.depth), init,
+                 [&](Value kk, ValueRange accIn) {
+                   SmallVector<Value> out(accIn.begin(), accIn.end());
+                   SmallVector<Value> w;
+                   for (auto [p, prod] : llvm::enumerate(gemm.products))
+                     w.push_back(k.castFloat(
+                         k.load(prod.weights, {tile.expert, weightRows[p], kk}),
+                         computeType));
+                   for (int64_t r = 0; r < kSimtTileRows; ++r) {
+                     Value x = loadOrZero(k, gemm.a, {safeRows[r], kk},
+                                          validRows[r], computeType);
+                     for (int64_t p = 0; p < numProducts; ++p)
+                       out[r * numProducts + p] =
+                           k.addf(out[r * numProducts + p], k.mulf(x, w[p]));
+                   }
+                   return out;
+                 });
+             for (int64_t r = 0; r < kSimtTileRows; ++r)
+               k.ifThen(validRows[r], [&] {
+                 SmallVector<Value> values;
+                 for (auto [p, prod] : llvm::enumerate(gemm.products)) {
+                   Value v = acc[r * numProducts + p];
+                   if (prod.bias)
+                     v = k.addf(
+                         v, k.castFloat(
+                                k.load(prod.bias, {tile.expert, weightRows[p]}),
+                                computeType));
+                   values.push_back(v);
+                 }
+                 gemm.epilogue(k, safeRows[r], j, values);
+               });
+           });
+         });
 }
 
 } // namespace
@@ -386,8 +397,8 @@ LogicalResult gpu_kernels::emitExpertKernels(ImplicitLocOpBuilder &b,
 
   Type rowType = expert.getRows().getType().getElementType();
   Type weightType = fc1Type.getElementType();
-  bool tensorCores = opts.tensorCores && (weightType.isF16() ||
-                                          weightType.isBF16());
+  bool tensorCores =
+      opts.tensorCores && (weightType.isF16() || weightType.isBF16());
   Type ct = computeTypeFor(rowType);
   // The activation is stored in the multiplicand type on the tensor-core
   // path (it is the A operand of the second GEMM) and in the compute type
@@ -413,8 +424,7 @@ LogicalResult gpu_kernels::emitExpertKernels(ImplicitLocOpBuilder &b,
   first.depth = fc1Depth;
   first.numCols = inter;
   first.products = firstGemmProducts(expert, buf, inter);
-  first.epilogue = [&](KernelEmitter &k, Value r, Value j,
-                       ArrayRef<Value> v) {
+  first.epilogue = [&](KernelEmitter &k, Value r, Value j, ArrayRef<Value> v) {
     Value gate = k.castFloat(v[0], ct);
     Value linear = v.size() > 1 ? k.castFloat(v[1], ct) : Value();
     k.store(k.castFloat(emitActivation(k, expert, gate, linear), actType), act,
@@ -432,8 +442,7 @@ LogicalResult gpu_kernels::emitExpertKernels(ImplicitLocOpBuilder &b,
   second.products = {Product{buf.fc2, buf.fc2Bias,
                              [](KernelEmitter &, Value j) { return j; }}};
   Value result = buf.result;
-  second.epilogue = [&](KernelEmitter &k, Value r, Value j,
-                        ArrayRef<Value> v) {
+  second.epilogue = [&](KernelEmitter &k, Value r, Value j, ArrayRef<Value> v) {
     k.store(k.castFloat(v[0], rowType), result, {r, j});
   };
   run(second);
@@ -441,21 +450,15 @@ LogicalResult gpu_kernels::emitExpertKernels(ImplicitLocOpBuilder &b,
   // Rows no expert owns (padding from offsets[E] on) are zero.
   int64_t threads = opts.threadsPerBlock;
   Value offsets = buf.offsets;
-  launch(b, "moe_expert_padding", numRows,
-         ceilDiv(e, e.index(hidden), threads), threads, 1,
-         [&](KernelEmitter &k, const LaunchIds &id) {
-           Value r = id.blockX;
-           Value h = k.addi(k.muli(id.blockY, id.blockDimX), id.threadX);
-           Value used = arith::MaxSIOp::create(
-               k.builder(), k.toIndex(k.load(offsets, k.index(numExperts))),
-               k.index(0));
-           Value pad = k.land(
-               k.land(k.cmpi(arith::CmpIPredicate::ult, r, numRows),
-                      k.cmpi(arith::CmpIPredicate::sge, r, used)),
-               k.cmpi(arith::CmpIPredicate::ult, h, k.index(hidden)));
-           k.ifThen(pad, [&] {
-             k.store(k.f(rowType, 0.0), result, {r, h});
-           });
-         });
+  launchPerElement(b, "moe_expert_padding", numRows, e.index(hidden), threads,
+                   [&](KernelEmitter &k, Value r, Value h) {
+                     Value used = arith::MaxSIOp::create(
+                         k.builder(),
+                         k.toIndex(k.load(offsets, k.index(numExperts))),
+                         k.index(0));
+                     k.ifThen(k.cmpi(arith::CmpIPredicate::sge, r, used), [&] {
+                       k.store(k.f(rowType, 0.0), result, {r, h});
+                     });
+                   });
   return success();
 }

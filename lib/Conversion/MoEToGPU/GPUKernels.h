@@ -18,10 +18,8 @@ namespace mlir::moe::gpu_kernels {
 
 /// The ids and sizes a kernel body sees.
 struct LaunchIds {
-  Value blockX, blockY, threadX, threadY;
+  Value blockX, blockY, threadX;
   Value blockDimX;
-  /// Workgroup (shared memory) buffers, in the order requested.
-  SmallVector<Value> workgroup;
 };
 
 /// The gpu.module every moe kernel is outlined into (one module to load).
@@ -31,11 +29,24 @@ constexpr llvm::StringLiteral kKernelModule = "moe_kernels";
 /// `kKernelModule`) of grid (gridX, gridY) and block (blockX, blockY,
 /// static). Empty grids (a dynamic size of 0) launch one block instead, as
 /// CUDA rejects empty grids; bodies guard their ranges themselves.
-gpu::LaunchOp launch(ImplicitLocOpBuilder &b, StringRef name, Value gridX,
-                     Value gridY,
-                     int64_t blockX, int64_t blockY,
-                     function_ref<void(KernelEmitter &, const LaunchIds &)> body,
-                     TypeRange workgroupBuffers = {});
+gpu::LaunchOp
+launch(ImplicitLocOpBuilder &b, StringRef name, Value gridX, Value gridY,
+       int64_t blockX, int64_t blockY,
+       function_ref<void(KernelEmitter &, const LaunchIds &)> body);
+
+/// A thread per item `i` in [0, n), in blocks of `threads`; `body` runs for
+/// the items in range only.
+void launchPerItem(ImplicitLocOpBuilder &b, StringRef name, Value n,
+                   int64_t threads,
+                   function_ref<void(KernelEmitter &, Value i)> body);
+
+/// A block per row `r` in [0, rows) and a thread per column `c` in
+/// [0, cols), `threads` columns per block (grid y); `body` runs for the
+/// elements in range only.
+void launchPerElement(
+    ImplicitLocOpBuilder &b, StringRef name, Value rows, Value cols,
+    int64_t threads,
+    function_ref<void(KernelEmitter &, Value r, Value c)> body);
 
 /// ceil(n / d) for a non-negative index `n`.
 Value ceilDiv(KernelEmitter &e, Value n, int64_t d);

@@ -1,4 +1,5 @@
-//===- GPULaunchesToLoops.cpp - kernels as host loops, for testing -----------===//
+//===- GPULaunchesToLoops.cpp - kernels as host loops, for testing
+//-----------===//
 
 #include "moe-mlir/Conversion/Passes.h"
 

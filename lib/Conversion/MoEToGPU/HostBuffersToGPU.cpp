@@ -1,4 +1,5 @@
-//===- HostBuffersToGPU.cpp - device memory for host-created buffers ---------===//
+//===- HostBuffersToGPU.cpp - device memory for host-created buffers
+//---------===//
 //
 // In a cuda module every buffer is device memory: the arguments because the
 // runtime passes device pointers, the rest because this pass allocates them
@@ -56,6 +57,34 @@ LogicalResult checkLocal(Value buffer) {
   return success();
 }
 
+/// A device buffer of `type` allocated at the insertion point and freed by
+/// a gpu.dealloc at the end of its block: every use is in the block
+/// (checkLocal) and the stream orders the free after the kernels using it.
+Value allocDevice(IRRewriter &rewriter, Location loc, MemRefType type,
+                  ValueRange dynamicSizes, ValueRange symbols) {
+  auto device = gpu::AllocOp::create(rewriter, loc, type, /*asyncToken=*/Type(),
+                                     /*asyncDependencies=*/ValueRange{},
+                                     dynamicSizes, symbols,
+                                     /*hostShared=*/false);
+  OpBuilder::InsertionGuard guard(rewriter);
+  rewriter.setInsertionPoint(device->getBlock()->getTerminator());
+  gpu::DeallocOp::create(rewriter, loc, Type(), ValueRange{},
+                         device.getMemref());
+  return device.getMemref();
+}
+
+/// Uploads the host buffer `host` into a fresh device buffer at the
+/// insertion point, which takes the place of `host` in the uses `redirect`
+/// selects.
+void upload(IRRewriter &rewriter, Location loc, Value host,
+            ValueRange dynamicSizes, ValueRange symbols,
+            function_ref<bool(OpOperand &)> redirect) {
+  Value device = allocDevice(rewriter, loc, cast<MemRefType>(host.getType()),
+                             dynamicSizes, symbols);
+  rewriter.replaceUsesWithIf(host, device, redirect);
+  gpu::MemcpyOp::create(rewriter, loc, Type(), ValueRange{}, device, host);
+}
+
 /// A small buffer the host fills element by element (a bufferized
 /// tensor.from_elements, such as the [0, T] offsets of a shared expert)
 /// stays in host memory; a device copy is uploaded after its last store
@@ -84,19 +113,12 @@ LogicalResult stageHostWrites(IRRewriter &rewriter, memref::AllocOp alloc) {
   }
   Location loc = alloc.getLoc();
   rewriter.setInsertionPointAfter(lastStore);
-  auto device = gpu::AllocOp::create(rewriter, loc, alloc.getType(), Type(),
-                                     ValueRange{}, alloc.getDynamicSizes(),
-                                     alloc.getSymbolOperands(), false);
-  rewriter.replaceUsesWithIf(alloc.getResult(), device.getMemref(),
-                             [&](OpOperand &use) {
-                               return !isa<memref::StoreOp>(use.getOwner()) ||
-                                      onDevice(use.getOwner());
-                             });
-  gpu::MemcpyOp::create(rewriter, loc, Type(), ValueRange{},
-                        device.getMemref(), alloc.getResult());
+  upload(rewriter, loc, alloc.getResult(), alloc.getDynamicSizes(),
+         alloc.getSymbolOperands(), [&](OpOperand &use) {
+           return !isa<memref::StoreOp>(use.getOwner()) ||
+                  onDevice(use.getOwner());
+         });
   rewriter.setInsertionPoint(alloc->getBlock()->getTerminator());
-  gpu::DeallocOp::create(rewriter, loc, Type(), ValueRange{},
-                         device.getMemref());
   memref::DeallocOp::create(rewriter, loc, alloc.getResult());
   return success();
 }
@@ -120,16 +142,9 @@ void MoEHostBuffersToGPUPass::runOnOperation() {
         return signalPassFailure();
       if (succeeded(stageHostWrites(rewriter, alloc)))
         continue;
-      auto device = gpu::AllocOp::create(
-          rewriter, loc, alloc.getType(), /*asyncToken=*/Type(),
-          /*asyncDependencies=*/ValueRange{}, alloc.getDynamicSizes(),
-          alloc.getSymbolOperands(), /*hostShared=*/false);
-      rewriter.replaceOp(alloc, device.getMemref());
-      // Freed when its block ends: every use is in the block (checked) and
-      // the stream orders the free after the kernels that use it.
-      rewriter.setInsertionPoint(device->getBlock()->getTerminator());
-      gpu::DeallocOp::create(rewriter, loc, Type(), ValueRange{},
-                             device.getMemref());
+      rewriter.replaceOp(alloc, allocDevice(rewriter, loc, alloc.getType(),
+                                            alloc.getDynamicSizes(),
+                                            alloc.getSymbolOperands()));
       continue;
     }
     if (auto dealloc = dyn_cast<memref::DeallocOp>(op)) {
@@ -138,25 +153,17 @@ void MoEHostBuffersToGPUPass::runOnOperation() {
       continue;
     }
     if (auto copy = dyn_cast<memref::CopyOp>(op)) {
-      gpu::MemcpyOp::create(rewriter, loc, /*asyncToken=*/Type(),
-                            ValueRange{}, copy.getTarget(), copy.getSource());
+      gpu::MemcpyOp::create(rewriter, loc, /*asyncToken=*/Type(), ValueRange{},
+                            copy.getTarget(), copy.getSource());
       rewriter.eraseOp(copy);
       continue;
     }
     if (auto global = dyn_cast<memref::GetGlobalOp>(op)) {
       // Constant weights live in the module's read-only data; each call
       // uploads them (a device-resident copy is a later optimisation).
-      auto type = global.getType();
       rewriter.setInsertionPointAfter(global);
-      auto device = gpu::AllocOp::create(rewriter, loc, type, Type(),
-                                         ValueRange{}, ValueRange{},
-                                         ValueRange{}, false);
-      rewriter.replaceAllUsesWith(global.getResult(), device.getMemref());
-      gpu::MemcpyOp::create(rewriter, loc, Type(), ValueRange{},
-                            device.getMemref(), global.getResult());
-      rewriter.setInsertionPoint(device->getBlock()->getTerminator());
-      gpu::DeallocOp::create(rewriter, loc, Type(), ValueRange{},
-                             device.getMemref());
+      upload(rewriter, loc, global.getResult(), ValueRange{}, ValueRange{},
+             [](OpOperand &) { return true; });
       continue;
     }
     // Stores into a staged host buffer (above) are host memory writes.

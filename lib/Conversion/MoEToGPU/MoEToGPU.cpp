@@ -1,4 +1,5 @@
-//===- MoEToGPU.cpp - moe stage ops to GPU kernels ---------------------------===//
+//===- MoEToGPU.cpp - moe stage ops to GPU kernels
+//---------------------------===//
 //
 // Each stage op becomes gpu.launch kernels between read-only to_buffer views
 // of its operands and fresh result buffers (see Passes.td). The per-token
@@ -42,10 +43,8 @@ Value gpu_kernels::ceilDiv(KernelEmitter &e, Value n, int64_t d) {
 
 gpu::LaunchOp gpu_kernels::launch(
     ImplicitLocOpBuilder &b, StringRef name, Value gridX, Value gridY,
-    int64_t blockX,
-    int64_t blockY,
-    function_ref<void(KernelEmitter &, const LaunchIds &)> body,
-    TypeRange workgroupBuffers) {
+    int64_t blockX, int64_t blockY,
+    function_ref<void(KernelEmitter &, const LaunchIds &)> body) {
   KernelEmitter e(b);
   Value one = e.index(1);
   auto nonEmpty = [&](Value v) -> Value {
@@ -54,9 +53,9 @@ gpu::LaunchOp gpu_kernels::launch(
   auto op = gpu::LaunchOp::create(
       b, nonEmpty(gridX), nonEmpty(gridY), one, e.index(blockX),
       e.index(blockY), one, /*dynamicSharedMemorySize=*/nullptr,
-      /*asyncTokenType=*/nullptr, /*asyncDependencies=*/{}, workgroupBuffers,
-      /*privateAttributions=*/{}, nullptr, nullptr, nullptr,
-      FlatSymbolRefAttr::get(b.getContext(), kKernelModule),
+      /*asyncTokenType=*/nullptr, /*asyncDependencies=*/{},
+      /*workgroupAttributions=*/{}, /*privateAttributions=*/{}, nullptr,
+      nullptr, nullptr, FlatSymbolRefAttr::get(b.getContext(), kKernelModule),
       FlatSymbolRefAttr::get(b.getContext(), name));
   Block &entry = op.getBody().front();
   OpBuilder::InsertionGuard guard(b);
@@ -67,13 +66,36 @@ gpu::LaunchOp gpu_kernels::launch(
   ids.blockX = op.getBlockIds().x;
   ids.blockY = op.getBlockIds().y;
   ids.threadX = op.getThreadIds().x;
-  ids.threadY = op.getThreadIds().y;
   ids.blockDimX = op.getBlockSize().x;
-  for (BlockArgument arg : op.getWorkgroupAttributions())
-    ids.workgroup.push_back(arg);
   KernelEmitter ke(b);
   body(ke, ids);
   return op;
+}
+
+void gpu_kernels::launchPerItem(
+    ImplicitLocOpBuilder &b, StringRef name, Value n, int64_t threads,
+    function_ref<void(KernelEmitter &, Value)> body) {
+  KernelEmitter e(b);
+  launch(b, name, ceilDiv(e, n, threads), {}, threads, 1,
+         [&](KernelEmitter &k, const LaunchIds &id) {
+           Value i = k.addi(k.muli(id.blockX, id.blockDimX), id.threadX);
+           k.ifThen(k.cmpi(arith::CmpIPredicate::ult, i, n),
+                    [&] { body(k, i); });
+         });
+}
+
+void gpu_kernels::launchPerElement(
+    ImplicitLocOpBuilder &b, StringRef name, Value rows, Value cols,
+    int64_t threads, function_ref<void(KernelEmitter &, Value, Value)> body) {
+  KernelEmitter e(b);
+  launch(b, name, rows, ceilDiv(e, cols, threads), threads, 1,
+         [&](KernelEmitter &k, const LaunchIds &id) {
+           Value r = id.blockX;
+           Value c = k.addi(k.muli(id.blockY, id.blockDimX), id.threadX);
+           Value live = k.land(k.cmpi(arith::CmpIPredicate::ult, r, rows),
+                               k.cmpi(arith::CmpIPredicate::ult, c, cols));
+           k.ifThen(live, [&] { body(k, r, c); });
+         });
 }
 
 namespace {
@@ -109,16 +131,13 @@ Value asTensor(ImplicitLocOpBuilder &b, Type type, Value buffer) {
 Value ifElseValue(KernelEmitter &e, Value cond, function_ref<Value()> then,
                   function_ref<Value()> otherwise) {
   ImplicitLocOpBuilder &b = e.builder();
-  Type type;
   auto ifOp = scf::IfOp::create(
       b, cond,
       [&](OpBuilder &nested, Location loc) {
         OpBuilder::InsertionGuard guard(b);
         b.setInsertionPoint(nested.getInsertionBlock(),
                             nested.getInsertionPoint());
-        Value v = then();
-        type = v.getType();
-        scf::YieldOp::create(b, v);
+        scf::YieldOp::create(b, then());
       },
       [&](OpBuilder &nested, Location loc) {
         OpBuilder::InsertionGuard guard(b);
@@ -159,8 +178,7 @@ struct RouteToGPU : OpRewritePattern<RouteOp> {
              RouteScratch scratch = RouteScratch::allocate(k, route);
              Value t = k.addi(k.muli(id.blockX, id.blockDimX), id.threadX);
              k.ifThen(k.cmpi(arith::CmpIPredicate::ult, t, tokens), [&] {
-               emitRouteToken(k, route, logits, bias, weights, ids, t,
-                              scratch);
+               emitRouteToken(k, route, logits, bias, weights, ids, t, scratch);
              });
            });
     rewriter.replaceOp(route,
@@ -210,13 +228,9 @@ struct DispatchToGPU : OpRewritePattern<DispatchOp> {
     // -moe-gpu-launches-to-loops).
     Value counts = memref::AllocOp::create(
         b, MemRefType::get({numExperts}, b.getI32Type()));
-    int64_t ownerBlocks = llvm::divideCeil(numExperts + 1, threads);
     auto ownerKernel = [&](StringRef name,
                            function_ref<void(KernelEmitter &, Value x)> body) {
-      launch(b, name, e.index(ownerBlocks), {}, threads, 1,
-             [&](KernelEmitter &k, const LaunchIds &id) {
-               body(k, k.addi(k.muli(id.blockX, id.blockDimX), id.threadX));
-             });
+      launchPerItem(b, name, e.index(numExperts + 1), threads, body);
     };
     auto idAt = [&](KernelEmitter &k, Value t, Value j) {
       return k.toIndex(k.load(ids, {t, j}));
@@ -236,15 +250,14 @@ struct DispatchToGPU : OpRewritePattern<DispatchOp> {
     auto countsBelow = [&](KernelEmitter &k, Value end) {
       Value c0 = k.index(0);
       return k.loop(c0, end, {c0}, [&](Value y, ValueRange acc) {
-        return SmallVector<Value>{
-            k.addi(acc[0], k.toIndex(k.load(counts, y)))};
+        return SmallVector<Value>{k.addi(acc[0], k.toIndex(k.load(counts, y)))};
       })[0];
     };
     ownerKernel("moe_dispatch_count", [&](KernelEmitter &k, Value x) {
       k.ifThen(k.cmpi(arith::CmpIPredicate::ult, x, cE), [&] {
         Value c0 = k.index(0), c1 = k.index(1);
-        Value count = forEachAssignment(
-            k, {c0}, [&](Value t, Value j, ValueRange acc) {
+        Value count =
+            forEachAssignment(k, {c0}, [&](Value t, Value j, ValueRange acc) {
               Value hit = k.cmpi(arith::CmpIPredicate::eq, idAt(k, t, j), x);
               return SmallVector<Value>{
                   k.select(hit, k.addi(acc[0], c1), acc[0])};
@@ -275,7 +288,9 @@ struct DispatchToGPU : OpRewritePattern<DispatchOp> {
           k.loop(c0, ck, [&](Value j) {
             k.ifThen(k.cmpi(arith::CmpIPredicate::eq,
                             inRange(k, idAt(k, t, j), cE), k.boolean(false)),
-                     [&] { k.store(k.i32(-1), slotRows, {t, j}); });
+                     [&] {
+                       k.store(k.i32(-1), slotRows, {t, j});
+                     });
           });
         });
       });
@@ -283,21 +298,17 @@ struct DispatchToGPU : OpRewritePattern<DispatchOp> {
 
     // Gather: a thread per element of `rows` (zero for padding rows).
     Type elementType = dispatch.getRows().getType().getElementType();
-    launch(b, "moe_dispatch_gather", numRows, ceilDiv(e, hidden, threads), threads, 1,
-           [&](KernelEmitter &k, const LaunchIds &id) {
-             Value r = id.blockX;
-             Value h = k.addi(k.muli(id.blockY, id.blockDimX), id.threadX);
-             Value live = k.land(k.cmpi(arith::CmpIPredicate::ult, r, numRows),
-                                 k.cmpi(arith::CmpIPredicate::ult, h, hidden));
-             k.ifThen(live, [&] {
-               Value t = k.toIndex(k.load(rowTokens, r));
-               Value v = ifElseValue(
-                   k, inRange(k, t, tokens),
-                   [&] { return k.load(input, {t, h}); },
-                   [&] { return k.f(elementType, 0.0); });
-               k.store(v, rows, {r, h});
-             });
-           });
+    launchPerElement(b, "moe_dispatch_gather", numRows, hidden, threads,
+                     [&](KernelEmitter &k, Value r, Value h) {
+                       Value t = k.toIndex(k.load(rowTokens, r));
+                       Value v = ifElseValue(
+                           k, inRange(k, t, tokens),
+                           [&] {
+                             return k.load(input, {t, h});
+                           },
+                           [&] { return k.f(elementType, 0.0); });
+                       k.store(v, rows, {r, h});
+                     });
 
     rewriter.replaceOp(
         dispatch, {asTensor(b, dispatch.getRows().getType(), rows),
@@ -333,13 +344,12 @@ struct ExpertToGPU : OpRewritePattern<ExpertOp> {
     buffers.fc2Bias = deviceBuffer(b, expert.getFc2Bias());
     buffers.fc3 = deviceBuffer(b, expert.getFc3());
     buffers.fc3Bias = deviceBuffer(b, expert.getFc3Bias());
-    buffers.result = allocResult(b, expert.getResult().getType(),
-                                 {e.dim(buffers.rows, 0)});
+    buffers.result =
+        allocResult(b, expert.getResult().getType(), {e.dim(buffers.rows, 0)});
     if (failed(emitExpertKernels(b, expert, buffers, options)))
       return failure();
-    rewriter.replaceOp(expert,
-                       asTensor(b, expert.getResult().getType(),
-                                buffers.result));
+    rewriter.replaceOp(
+        expert, asTensor(b, expert.getResult().getType(), buffers.result));
     return success();
   }
 
@@ -380,10 +390,7 @@ struct CombineToGPU : OpRewritePattern<CombineOp> {
     Value result = allocResult(b, resultType, {tokens});
     int64_t numExperts = combine.getNumExperts();
 
-    SmallVector<ZeroExpertKind> zeroKinds;
-    if (auto zero = combine.getZeroExperts())
-      for (Attribute a : *zero)
-        zeroKinds.push_back(cast<ZeroExpertKindAttr>(a).getValue());
+    SmallVector<ZeroExpertKind> zeroKinds = combine.getZeroExpertKinds();
     int64_t numConstants = llvm::count(zeroKinds, ZeroExpertKind::constant);
 
     // gates[t] = [shared gate, (a1, a2) per constant expert]: dot products
@@ -393,92 +400,86 @@ struct CombineToGPU : OpRewritePattern<CombineOp> {
       gates = memref::AllocOp::create(
           b, MemRefType::get({ShapedType::kDynamic, 1 + 2 * numConstants}, ct),
           ValueRange{tokens});
-      launch(b, "moe_combine_gates", ceilDiv(e, tokens, threads), {}, threads, 1,
-             [&](KernelEmitter &k, const LaunchIds &id) {
-               Value t = k.addi(k.muli(id.blockX, id.blockDimX), id.threadX);
-               k.ifThen(k.cmpi(arith::CmpIPredicate::ult, t, tokens), [&] {
-                 Value c0 = k.index(0), zero = k.f(ct, 0.0);
-                 auto value = [&](Value buffer, ValueRange idx) {
-                   return k.castFloat(k.load(buffer, idx), ct);
-                 };
-                 auto dot = [&](function_ref<Value(Value)> weight) {
-                   return k.sum(c0, hidden, zero, [&](Value h) {
-                     return k.mulf(weight(h), value(input, {t, h}));
-                   });
-                 };
-                 if (sharedGate)
-                   k.store(k.sigmoid(dot([&](Value h) {
-                             return value(sharedGate, {h});
-                           })),
-                           gates, {t, c0});
-                 for (int64_t c = 0; c < numConstants; ++c) {
-                   Value cc = k.index(c);
-                   Value g0 = dot([&](Value h) {
-                     return value(constantGates, {cc, k.index(0), h});
-                   });
-                   Value g1 = dot([&](Value h) {
-                     return value(constantGates, {cc, k.index(1), h});
-                   });
-                   Value max = arith::MaximumFOp::create(k.builder(), g0, g1);
-                   Value p0 = k.exp(k.subf(g0, max));
-                   Value p1 = k.exp(k.subf(g1, max));
-                   Value total = k.addf(p0, p1);
-                   k.store(k.divf(p0, total), gates, {t, k.index(1 + 2 * c)});
-                   k.store(k.divf(p1, total), gates, {t, k.index(2 + 2 * c)});
-                 }
-               });
-             });
-    }
-
-    launch(
-        b, "moe_combine", tokens, ceilDiv(e, hidden, threads), threads, 1,
-        [&](KernelEmitter &k, const LaunchIds &id) {
-          Value t = id.blockX;
-          Value h = k.addi(k.muli(id.blockY, id.blockDimX), id.threadX);
-          Value live = k.land(k.cmpi(arith::CmpIPredicate::ult, t, tokens),
-                              k.cmpi(arith::CmpIPredicate::ult, h, hidden));
-          k.ifThen(live, [&] {
+      launchPerItem(
+          b, "moe_combine_gates", tokens, threads,
+          [&](KernelEmitter &k, Value t) {
             Value c0 = k.index(0), zero = k.f(ct, 0.0);
-            Value cE = k.index(numExperts);
             auto value = [&](Value buffer, ValueRange idx) {
               return k.castFloat(k.load(buffer, idx), ct);
             };
-            Value acc = k.loop(
-                c0, k.index(slots), {zero}, [&](Value j, ValueRange sum) {
-                  Value id = k.toIndex(k.load(ids, {t, j}));
-                  Value w = value(weights, {t, j});
-                  Value row = k.toIndex(k.load(slotRows, {t, j}));
-                  Value routed =
-                      k.land(inRange(k, id, cE), inRange(k, row, numRows));
-                  Value term = ifElseValue(
-                      k, routed, [&] { return value(expertOut, {row, h}); },
-                      [&] { return zero; });
-                  int64_t constantIndex = 0;
-                  for (auto [z, kind] : llvm::enumerate(zeroKinds)) {
-                    if (kind == ZeroExpertKind::zero)
-                      continue;
-                    Value isThis = k.cmpi(arith::CmpIPredicate::eq, id,
-                                          k.index(numExperts + z));
-                    Value x = value(input, {t, h});
-                    Value contribution = x;
-                    if (kind == ZeroExpertKind::constant) {
-                      int64_t c = constantIndex++;
-                      Value a1 = k.load(gates, {t, k.index(1 + 2 * c)});
-                      Value a2 = k.load(gates, {t, k.index(2 + 2 * c)});
-                      contribution =
-                          k.addf(k.mulf(a1, x),
-                                 k.mulf(a2, value(constants, {k.index(c), h})));
-                    }
-                    term = k.select(isThis, contribution, term);
-                  }
-                  return SmallVector<Value>{k.addf(sum[0], k.mulf(w, term))};
-                })[0];
-            if (shared) {
-              Value gate = sharedGate ? k.load(gates, {t, c0}) : k.f(ct, 1.0);
-              acc = k.addf(acc, k.mulf(gate, value(shared, {t, h})));
+            auto dot = [&](function_ref<Value(Value)> weight) {
+              return k.sum(c0, hidden, zero, [&](Value h) {
+                return k.mulf(weight(h), value(input, {t, h}));
+              });
+            };
+            if (sharedGate)
+              k.store(k.sigmoid(
+                          dot([&](Value h) { return value(sharedGate, {h}); })),
+                      gates, {t, c0});
+            for (int64_t c = 0; c < numConstants; ++c) {
+              Value cc = k.index(c);
+              Value g0 = dot([&](Value h) {
+                return value(constantGates, {cc, k.index(0), h});
+              });
+              Value g1 = dot([&](Value h) {
+                return value(constantGates, {cc, k.index(1), h});
+              });
+              Value max = arith::MaximumFOp::create(k.builder(), g0, g1);
+              Value p0 = k.exp(k.subf(g0, max));
+              Value p1 = k.exp(k.subf(g1, max));
+              Value total = k.addf(p0, p1);
+              k.store(k.divf(p0, total), gates, {t, k.index(1 + 2 * c)});
+              k.store(k.divf(p1, total), gates, {t, k.index(2 + 2 * c)});
             }
-            k.store(k.castFloat(acc, outType), result, {t, h});
           });
+    }
+
+    launchPerElement(
+        b, "moe_combine", tokens, hidden, threads,
+        [&](KernelEmitter &k, Value t, Value h) {
+          Value c0 = k.index(0), zero = k.f(ct, 0.0);
+          Value cE = k.index(numExperts);
+          auto value = [&](Value buffer, ValueRange idx) {
+            return k.castFloat(k.load(buffer, idx), ct);
+          };
+          Value acc =
+              k.loop(c0, k.index(slots), {zero}, [&](Value j, ValueRange sum) {
+                Value id = k.toIndex(k.load(ids, {t, j}));
+                Value w = value(weights, {t, j});
+                Value row = k.toIndex(k.load(slotRows, {t, j}));
+                Value routed =
+                    k.land(inRange(k, id, cE), inRange(k, row, numRows));
+                Value term = ifElseValue(
+                    k, routed,
+                    [&] {
+                      return value(expertOut, {row, h});
+                    },
+                    [&] { return zero; });
+                int64_t constantIndex = 0;
+                for (auto [z, kind] : llvm::enumerate(zeroKinds)) {
+                  if (kind == ZeroExpertKind::zero)
+                    continue;
+                  Value isThis = k.cmpi(arith::CmpIPredicate::eq, id,
+                                        k.index(numExperts + z));
+                  Value x = value(input, {t, h});
+                  Value contribution = x;
+                  if (kind == ZeroExpertKind::constant) {
+                    int64_t c = constantIndex++;
+                    Value a1 = k.load(gates, {t, k.index(1 + 2 * c)});
+                    Value a2 = k.load(gates, {t, k.index(2 + 2 * c)});
+                    contribution =
+                        k.addf(k.mulf(a1, x),
+                               k.mulf(a2, value(constants, {k.index(c), h})));
+                  }
+                  term = k.select(isThis, contribution, term);
+                }
+                return SmallVector<Value>{k.addf(sum[0], k.mulf(w, term))};
+              })[0];
+          if (shared) {
+            Value gate = sharedGate ? k.load(gates, {t, c0}) : k.f(ct, 1.0);
+            acc = k.addf(acc, k.mulf(gate, value(shared, {t, h})));
+          }
+          k.store(k.castFloat(acc, outType), result, {t, h});
         });
     rewriter.replaceOp(combine, asTensor(b, resultType, result));
     return success();
@@ -520,14 +521,13 @@ struct ConvertMoEToGPUPass
     ExpertKernelOptions expertOptions;
     expertOptions.threadsPerBlock = threadsPerBlock;
     expertOptions.tensorCores = tensorCores;
-    patterns.add<RouteToGPU, DispatchToGPU, CombineToGPU>(ctx,
-                                                          threadsPerBlock);
+    patterns.add<RouteToGPU, DispatchToGPU, CombineToGPU>(ctx, threadsPerBlock);
     patterns.add<ExpertToGPU>(ctx, expertOptions);
     // Every stage op is rewritten exactly once; no folding of the new IR.
     GreedyRewriteConfig config;
     config.enableFolding(false);
-    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns),
-                                     config)))
+    if (failed(
+            applyPatternsGreedily(getOperation(), std::move(patterns), config)))
       return signalPassFailure();
     WalkResult left = getOperation()->walk([](Operation *op) {
       if (isa<RouteOp, DispatchOp, ExpertOp, CombineOp>(op)) {
