@@ -66,7 +66,38 @@ moe::collectPTX(ModuleOp module) {
   return result;
 }
 
-std::string moe::findCUDATool(StringRef tool) {
+static bool hasLibdevice(StringRef root) {
+  SmallString<128> libdevice(root);
+  llvm::sys::path::append(libdevice, "nvvm", "libdevice", "libdevice.10.bc");
+  return llvm::sys::fs::exists(libdevice);
+}
+
+std::string moe::findCUDAToolkit() {
+  SmallVector<std::string, 5> candidates;
+  for (const char *var : {"CUDA_ROOT", "CUDA_HOME", "CUDA_PATH"})
+    if (const char *value = std::getenv(var); value && *value)
+      candidates.push_back(value);
+  if (auto ptxas = llvm::sys::findProgramByName("ptxas")) {
+    SmallString<128> real;
+    if (!llvm::sys::fs::real_path(*ptxas, real))
+      candidates.push_back(
+          llvm::sys::path::parent_path(llvm::sys::path::parent_path(real))
+              .str());
+  }
+  candidates.push_back("/usr/local/cuda");
+  for (const std::string &root : candidates)
+    if (hasLibdevice(root))
+      return root;
+  return "";
+}
+
+std::string moe::findCUDATool(StringRef tool, StringRef toolkit) {
+  if (!toolkit.empty()) {
+    SmallString<128> path(toolkit);
+    llvm::sys::path::append(path, "bin", tool);
+    if (llvm::sys::fs::can_execute(path))
+      return path.str().str();
+  }
   if (auto path = llvm::sys::findProgramByName(tool))
     return *path;
   SmallVector<StringRef, 2> dirs;

@@ -153,25 +153,20 @@ int compile(int argc, char **argv) {
     if (smVersion < 80)
       return fail("--cuda-arch=" + arch +
                   ": the tensor-core kernels need sm_80 or newer");
-    std::string ptxas = moe::findCUDATool("ptxas");
     // Kernels call libdevice (__nv_expf, ...), which MLIR's NVVM target
     // links from the CUDA toolkit it finds through CUDA_ROOT.
-    if (!std::getenv("CUDA_ROOT") && !ptxas.empty())
-      ::setenv("CUDA_ROOT",
-               llvm::sys::path::parent_path(llvm::sys::path::parent_path(ptxas))
-                   .str()
-                   .c_str(),
-               1);
-    SmallString<128> libdevice(std::getenv("CUDA_ROOT") ? std::getenv("CUDA_ROOT")
-                                                        : "/usr/local/cuda");
-    llvm::sys::path::append(libdevice, "nvvm", "libdevice", "libdevice.10.bc");
-    if (!llvm::sys::fs::exists(libdevice))
-      llvm::errs() << "moe-compile: warning: no CUDA toolkit found (no '"
-                   << libdevice
-                   << "'): kernels using exp/erf/tanh will not load; set "
-                      "CUDA_ROOT\n";
+    std::string toolkit = moe::findCUDAToolkit();
+    if (toolkit.empty())
+      llvm::errs() << "moe-compile: warning: no CUDA toolkit found (no "
+                      "nvvm/libdevice/libdevice.10.bc under $CUDA_ROOT, "
+                      "$CUDA_HOME, $CUDA_PATH, the ptxas on PATH or "
+                      "/usr/local/cuda): kernels using exp/erf/tanh will not "
+                      "load; set CUDA_ROOT\n";
+    else
+      ::setenv("CUDA_ROOT", toolkit.c_str(), 1);
+    std::string ptxas = moe::findCUDATool("ptxas", toolkit);
     if (emit != Emit::PTX) {
-      std::string fatbinary = moe::findCUDATool("fatbinary");
+      std::string fatbinary = moe::findCUDATool("fatbinary", toolkit);
       GPUBinary format = gpuBinary;
       if (format == GPUBinary::Auto)
         format = !ptxas.empty() && !fatbinary.empty() ? GPUBinary::Fatbin

@@ -53,9 +53,18 @@ LogicalResult lowerToLLVMDialect(ModuleOp module,
 /// format `isa`: (gpu.binary name, PTX text) pairs.
 SmallVector<std::pair<std::string, std::string>> collectPTX(ModuleOp module);
 
-/// Finds `tool` (ptxas, fatbinary) on PATH, in $CUDA_HOME/bin or in
-/// /usr/local/cuda/bin; empty when absent.
-std::string findCUDATool(StringRef tool);
+/// The root of the CUDA toolkit: the first of $CUDA_ROOT, $CUDA_HOME,
+/// $CUDA_PATH, the toolkit holding the ptxas found on PATH (symlinks
+/// resolved) and /usr/local/cuda that has nvvm/libdevice/libdevice.10.bc;
+/// empty when none has. Recognising the toolkit by its layout rather than by
+/// where ptxas lies matters because distributions and CI images often put
+/// wrapper scripts for the CUDA tools in /usr/local/bin.
+std::string findCUDAToolkit();
+
+/// Finds `tool` (ptxas, fatbinary): in `toolkit`/bin when a toolkit was
+/// found, else on PATH, in $CUDA_HOME/bin or in /usr/local/cuda/bin; empty
+/// when absent.
+std::string findCUDATool(StringRef tool, StringRef toolkit);
 
 FailureOr<std::unique_ptr<llvm::TargetMachine>>
 createTargetMachine(const CompileOptions &options, std::string &error);
