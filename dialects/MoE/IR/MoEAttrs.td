@@ -156,4 +156,37 @@ def MoE_ZeroExpertArrayAttr
     : TypedArrayAttrBase<MoE_ZeroExpertKindAttr,
                          "array of zero-computation expert kinds">;
 
+def MoE_ExpertParallelAttr : AttrDef<MoE_Dialect, "ExpertParallel"> {
+  let mnemonic = "expert_parallel";
+  let summary = "the expert-parallel partition of a layer's experts";
+  let description = [{
+    Marks a `moe.layer` as one rank's part of a layer whose `num_experts`
+    experts are spread over the `ranks` processes of the `shard.grid`
+    `grid`: rank `r` owns experts `[lo(r), lo(r+1))`,
+    `lo(r) = r * (E / P) + min(r, E % P)`, and its expert weights hold
+    `ceil(E / P)` experts, zero padding after its own. The layer's tokens
+    are the rank's own; routing is local and tokens travel to the ranks that
+    own their experts and back (docs/ExpertParallel.md).
+
+    ```mlir
+    #moe.expert_parallel<grid = @moe_ep, ranks = 4, num_experts = 6>
+    ```
+  }];
+  let parameters = (ins "FlatSymbolRefAttr":$grid, "int64_t":$ranks,
+                        "int64_t":$num_experts);
+  let assemblyFormat = "`<` struct(params) `>`";
+  let genVerifyDecl = 1;
+  let extraClassDeclaration = [{
+    /// Experts per rank, the largest share: ceil(E / P).
+    int64_t getExpertsPerRank() const {
+      return (getNumExperts() + getRanks() - 1) / getRanks();
+    }
+    /// The first expert of rank `rank` (`rank == ranks` gives E).
+    int64_t getFirstExpert(int64_t rank) const {
+      return rank * (getNumExperts() / getRanks()) +
+             std::min(rank, getNumExperts() % getRanks());
+    }
+  }];
+}
+
 #endif // MOE_ATTRS_TD

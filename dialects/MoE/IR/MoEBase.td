@@ -26,6 +26,7 @@ def MoE_Dialect : Dialect {
     the reference evaluator.
   }];
   let useDefaultAttributePrinterParser = 1;
+  let useDefaultTypePrinterParser = 1;
 }
 
 class MoE_Op<string mnemonic, list<Trait> traits = []>

@@ -16,10 +16,17 @@ using namespace mlir::moe;
 #define GET_ATTRDEF_CLASSES
 #include "MoE/IR/MoEAttrs.cpp.inc"
 
+#define GET_TYPEDEF_CLASSES
+#include "MoE/IR/MoETypes.cpp.inc"
+
 void MoEDialect::initialize() {
   addAttributes<
 #define GET_ATTRDEF_LIST
 #include "MoE/IR/MoEAttrs.cpp.inc"
+      >();
+  addTypes<
+#define GET_TYPEDEF_LIST
+#include "MoE/IR/MoETypes.cpp.inc"
       >();
   addOperations<
 #define GET_OP_LIST

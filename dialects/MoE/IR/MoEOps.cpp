@@ -7,6 +7,7 @@
 
 #include "MoE/IR/MoEOps.h"
 
+#include "mlir/Dialect/Shard/IR/ShardOps.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/TypeUtilities.h"
@@ -597,6 +598,19 @@ LogicalResult LayerOp::verify() {
   if (failed(verifyExpertWeights(*this, routedWeights(*this), cfg, hidden,
                                  numExperts)))
     return failure();
+  // An expert-parallel layer's weights hold the rank's share of the
+  // experts; routing still scores all of them.
+  if (ExpertParallelAttr ep = getExpertParallelAttr()) {
+    if (failed(check.dim("fc1", {numExperts}, 0, ep.getExpertsPerRank(),
+                         "the experts of one rank, ceil(num_experts / "
+                         "ranks)")))
+      return failure();
+    if (getCapacityFactor())
+      return emitOpError("capacity_factor is not supported with "
+                         "expert_parallel: each rank routes only its own "
+                         "tokens, so capacities would not be the layer's");
+    numExperts = ep.getNumExperts();
+  }
   int64_t numRouted = addDims(numExperts, getNumZeroExperts());
 
   auto logits = check.shape(getLogits(), "logits", 2);
@@ -645,6 +659,74 @@ LogicalResult LayerOp::verify() {
   return verifyCombineExtras(*this, getZeroExperts(), /*hasInput=*/true,
                              Value(), Value(), getSharedGate(), getConstants(),
                              getConstantGates(), tokens, hidden);
+}
+
+//===----------------------------------------------------------------------===//
+// AllToAllStartOp / AllToAllWaitOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult AllToAllStartOp::verify() {
+  auto send = cast<RankedTensorType>(getSend().getType());
+  auto dest = cast<RankedTensorType>(getDest().getType());
+  if (send.getElementType() != dest.getElementType() ||
+      send.getRank() != dest.getRank() || send.getRank() < 1)
+    return emitOpError() << "'send' and 'dest' must be tensors of rows of "
+                            "one element type, got "
+                         << send << " and " << dest;
+  for (int64_t d = 1; d < send.getRank(); ++d)
+    if (send.isDynamicDim(d) || send.getDimSize(d) != dest.getDimSize(d))
+      return emitOpError() << "rows must have one static shape on both "
+                              "sides, got "
+                           << send << " and " << dest;
+  return success();
+}
+
+LogicalResult
+AllToAllStartOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
+  auto grid = symbolTable.lookupNearestSymbolFrom<shard::GridOp>(
+      *this, getGridAttr());
+  if (!grid)
+    return emitOpError() << "'" << getGrid()
+                         << "' does not reference a shard.grid";
+  if (grid.getRank() != 1 || ShapedType::isDynamic(grid.getShape()[0]))
+    return emitOpError() << "grid '" << getGrid()
+                         << "' must have one static dimension";
+  int64_t ranks = grid.getShape()[0];
+  for (auto [name, counts] : {std::pair<StringRef, Value>{"send_counts",
+                                                          getSendCounts()},
+                              {"recv_counts", getRecvCounts()}}) {
+    auto type = cast<RankedTensorType>(counts.getType());
+    if (type.getRank() != 1 || type.getDimSize(0) != ranks)
+      return emitOpError() << "'" << name << "' must hold one count per "
+                           << "process of '" << getGrid() << "', tensor<"
+                           << ranks << "xi32>, got " << type;
+  }
+  return success();
+}
+
+LogicalResult AllToAllWaitOp::verify() {
+  auto start = getRequest().getDefiningOp<AllToAllStartOp>();
+  if (!start)
+    return emitOpError("'request' must come from a moe.all_to_all_start");
+  if (getPending() != start.getPending() || getSend() != start.getSend())
+    return emitOpError("'pending' and 'send' must be the 'pending' result "
+                       "and the 'send' operand of the start of 'request'");
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// ExpertParallelAttr
+//===----------------------------------------------------------------------===//
+
+LogicalResult
+ExpertParallelAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                           FlatSymbolRefAttr grid, int64_t ranks,
+                           int64_t numExperts) {
+  if (ranks < 1 || numExperts < 1)
+    return emitError() << "#moe.expert_parallel needs ranks >= 1 and "
+                          "num_experts >= 1, got ranks = "
+                       << ranks << ", num_experts = " << numExperts;
+  return success();
 }
 
 //===----------------------------------------------------------------------===//

@@ -16,6 +16,9 @@
 #define GET_ATTRDEF_CLASSES
 #include "MoE/IR/MoEAttrs.h.inc"
 
+#define GET_TYPEDEF_CLASSES
+#include "MoE/IR/MoETypes.h.inc"
+
 #define GET_OP_CLASSES
 #include "MoE/IR/MoEOps.h.inc"
 

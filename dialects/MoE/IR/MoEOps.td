@@ -278,6 +278,12 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
     are as on `moe.expert` (ONNX Runtime's `com.microsoft.QMoE`); shared
     experts stay float.
 
+    With `expert_parallel` the layer is one rank's part of an
+    expert-parallel layer (`-moe-shard-experts`): its expert weights hold the
+    rank's `ceil(E / P)` experts while `logits` still score all `E`, and
+    decomposition routes the rank's tokens to the ranks that own their
+    experts with `moe.all_to_all_start`/`moe.all_to_all_wait`.
+
     `-moe-decompose-layer` rewrites this op into the stage ops.
 
     ```mlir
@@ -306,7 +312,8 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
            Optional<MoE_FloatTensor>:$constant_gates),
       RouteAttrs, ExpertAttrs,
       (ins OptionalAttr<F64Attr>:$capacity_factor,
-           OptionalAttr<MoE_ZeroExpertArrayAttr>:$zero_experts));
+           OptionalAttr<MoE_ZeroExpertArrayAttr>:$zero_experts,
+           OptionalAttr<MoE_ExpertParallelAttr>:$expert_parallel));
   let results = (outs MoE_FloatTensor:$result);
   let assemblyFormat = [{
     $input `,` $logits `fc1` $fc1 (`fc1_bias` $fc1_bias^)? `fc2` $fc2
@@ -328,6 +335,96 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
       return getZeroExperts() ? getZeroExperts()->size() : 0;
     }
   }];
+}
+
+//===----------------------------------------------------------------------===//
+// Types
+//===----------------------------------------------------------------------===//
+
+def MoE_RequestType : TypeDef<MoE_Dialect, "Request"> {
+  let mnemonic = "request";
+  let summary = "an outstanding collective";
+  let description = [{
+    The handle of a collective started by `moe.all_to_all_start` and
+    completed by the `moe.all_to_all_wait` that takes it.
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// AllToAllStartOp / AllToAllWaitOp
+//===----------------------------------------------------------------------===//
+
+def MoE_AllToAllStartOp : MoE_Op<"all_to_all_start",
+    [DeclareOpInterfaceMethods<SymbolUserOpInterface>,
+     AllTypesMatch<["dest", "pending"]>]> {
+  let summary = "start an all-to-all-v exchange of rows";
+  let description = [{
+    Starts a non-blocking all-to-all-v among the processes of the
+    `shard.grid` `grid` (one dimension, `P` processes). `send [N, ...]`
+    holds, for each destination `p` in order, `send_counts[p]` rows;
+    `recv_counts[p]` rows arrive from process `p`, in process order, into
+    the rows of `dest [M, ...]` (`M` the sum of `recv_counts`). Counts are
+    `tensor<P x i32>`; a row is everything after dimension 0, which must be
+    static.
+
+    The exchange is in flight until the `moe.all_to_all_wait` that takes
+    `request`: `pending` is `dest` being written, whose only use is that
+    wait, and `send` must stay untouched until then (the wait takes it as
+    well). Splitting start and wait is what lets passes overlap the exchange
+    with computation (`-moe-overlap-communication`). Lowering turns the
+    pair into the runtime's `moe_rt_comm_all_to_all_v_start` and
+    `moe_rt_comm_wait` (docs/ExpertParallel.md).
+
+    ```mlir
+    %req, %pending = moe.all_to_all_start %rows, %send_counts, %recv_counts
+        into %dest on @moe_ep
+        : tensor<?x64xf32>, tensor<2xi32>, tensor<2xi32> into tensor<?x64xf32>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$send, MoE_IdTensor:$send_counts,
+                       MoE_IdTensor:$recv_counts, AnyRankedTensor:$dest,
+                       FlatSymbolRefAttr:$grid);
+  let results = (outs MoE_RequestType:$request, AnyRankedTensor:$pending);
+  let assemblyFormat = [{
+    $send `,` $send_counts `,` $recv_counts `into` $dest `on` $grid attr-dict
+    `:` type($send) `,` type($send_counts) `,` type($recv_counts) `into`
+    type($dest)
+  }];
+  let builders = [OpBuilder<(ins "Value":$send, "Value":$sendCounts,
+                                "Value":$recvCounts, "Value":$dest,
+                                "FlatSymbolRefAttr":$grid), [{
+    build($_builder, $_state, RequestType::get($_builder.getContext()),
+          dest.getType(), send, sendCounts, recvCounts, dest, grid);
+  }]>];
+  let hasVerifier = 1;
+}
+
+def MoE_AllToAllWaitOp : MoE_Op<"all_to_all_wait",
+    [AllTypesMatch<["pending", "result"]>]> {
+  let summary = "complete an all-to-all-v exchange";
+  let description = [{
+    Waits for the exchange `request` of a `moe.all_to_all_start` and returns
+    the received rows: `pending` (that start's result) now filled. `send`
+    is the start's send tensor, taken so that its buffer lives until the
+    exchange is complete.
+
+    ```mlir
+    %recv = moe.all_to_all_wait %req, %pending, %rows
+        : tensor<?x64xf32>, tensor<?x64xf32>
+    ```
+  }];
+  let arguments = (ins MoE_RequestType:$request, AnyRankedTensor:$pending,
+                       AnyRankedTensor:$send);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = [{
+    $request `,` $pending `,` $send attr-dict `:` type($pending) `,`
+    type($send)
+  }];
+  let builders = [OpBuilder<(ins "Value":$request, "Value":$pending,
+                                "Value":$send), [{
+    build($_builder, $_state, pending.getType(), request, pending, send);
+  }]>];
+  let hasVerifier = 1;
 }
 
 //===----------------------------------------------------------------------===//

@@ -31,6 +31,37 @@ def MoEDecomposeLayer : Pass<"moe-decompose-layer"> {
                            "::mlir::tensor::TensorDialect"];
 }
 
+def MoEShardExperts : Pass<"moe-shard-experts", "::mlir::ModuleOp"> {
+  let summary = "Make every moe.layer one rank's part of an expert-parallel layer";
+  let description = [{
+    Turns the module into an SPMD program for `ranks` processes that share
+    the experts (docs/ExpertParallel.md). It declares the one-dimensional
+    `shard.grid @moe_ep`; every `moe.layer` gets
+    `#moe.expert_parallel<grid = @moe_ep, ranks = P, num_experts = E>` and
+    its per-expert operands (weights, biases, scales, zero points) shrink to
+    the rank's `ceil(E / P)` experts:
+
+    * a function argument changes type and is marked
+      `moe.split = "experts"`: the launcher passes each rank its experts,
+      zero-padded;
+    * a constant is cut into `P` constants, one per rank, of which
+      `scf.index_switch` on `shard.process_linear_index` picks the rank's.
+
+    The layer's `input` and `logits` arguments and the function's results
+    are marked `moe.split = "tokens"`: every rank holds its own token rows.
+    Shared experts and router weights stay replicated. Capacity-limited
+    layers are rejected (capacities are defined over all tokens), as are
+    expert weights that are neither arguments nor constants.
+  }];
+  let options = [
+    Option<"ranks", "ranks", "int64_t", /*default=*/"2",
+           "Number of processes the experts are spread over">,
+  ];
+  let dependentDialects = ["::mlir::scf::SCFDialect",
+                           "::mlir::shard::ShardDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
 def MoEVectorizeContractions : Pass<"moe-vectorize-contractions"> {
   let summary = "Register-tile and vectorize transposed-B matmul contractions";
   let description = [{
