@@ -58,6 +58,8 @@ MOE_API const moe_communicator *moe_mpi_communicator(void);
 MOE_API void moe_mpi_barrier(void);
 /* The maximum of `value` over all ranks, on every rank. */
 MOE_API double moe_mpi_allreduce_max(double value);
+/* The sum of `value` over all ranks, on every rank. */
+MOE_API int64_t moe_mpi_allreduce_sum(int64_t value);
 /* Concatenates every rank's `rows` rows of `row_bytes` bytes, in rank
  * order, into `recv` on rank 0, which has room for `recv_rows` rows
  * (`recv` and `recv_rows` are ignored on the other ranks). Returns the

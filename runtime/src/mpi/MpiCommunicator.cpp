@@ -331,6 +331,16 @@ double moe_mpi_allreduce_max(double value) {
   return out;
 }
 
+int64_t moe_mpi_allreduce_sum(int64_t value) {
+  if (!state)
+    return value;
+  int64_t out = value;
+  checkMpi(MPI_Allreduce(&value, &out, 1, MPI_INT64_T, MPI_SUM,
+                         state->helperComm),
+           "MPI_Allreduce");
+  return out;
+}
+
 int64_t moe_mpi_gather_rows(const void *send, int64_t rows, int64_t rowBytes,
                             void *recv, int64_t recvRows) {
   if (!state) {
