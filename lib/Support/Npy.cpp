@@ -440,8 +440,7 @@ Header readHeader(const std::string &path) {
     const auto *p = reinterpret_cast<const uint8_t *>(head.data());
     const size_t prefix = p[6] == 1 ? 10 : 12;
     if (head.size() >= prefix) {
-      const uint64_t want =
-          prefix + loadLE(p + 8, prefix - 8); // header length
+      const uint64_t want = prefix + loadLE(p + 8, prefix - 8); // header length
       const uint64_t avail = std::min(want, fileSize);
       head.resize(static_cast<size_t>(avail));
       in.seekg(0);

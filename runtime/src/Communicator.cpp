@@ -38,8 +38,7 @@ const moe_communicator &communicatorFor(const char *what, int64_t ranks) {
           " ranks but no communicator is installed (moe_set_communicator)");
   if (installed.size != ranks)
     fatal(std::string(what) + " called for " + std::to_string(ranks) +
-          " ranks but the communicator has " +
-          std::to_string(installed.size));
+          " ranks but the communicator has " + std::to_string(installed.size));
   return installed;
 }
 
@@ -53,8 +52,8 @@ void setCommunicator(const moe_communicator *comm) {
     return;
   }
   if (comm->size < 1)
-    fail(MOE_INVALID_ARGUMENT, "communicator size must be >= 1, not " +
-                                   std::to_string(comm->size));
+    fail(MOE_INVALID_ARGUMENT,
+         "communicator size must be >= 1, not " + std::to_string(comm->size));
   if (comm->rank < 0 || comm->rank >= comm->size)
     fail(MOE_INVALID_ARGUMENT,
          "communicator rank " + std::to_string(comm->rank) +
@@ -67,8 +66,7 @@ void setCommunicator(const moe_communicator *comm) {
 }
 
 int64_t communicatorSize() {
-  return haveCommunicator.load(std::memory_order_acquire) ? installed.size
-                                                          : 0;
+  return haveCommunicator.load(std::memory_order_acquire) ? installed.size : 0;
 }
 
 void checkCommunicatorFor(const FunctionSpec &fn) {

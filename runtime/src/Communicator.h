@@ -1,4 +1,5 @@
-//===- Communicator.h - the installed expert-parallel communicator -*- C++ -*-===//
+//===- Communicator.h - the installed expert-parallel communicator -*- C++
+//-*-===//
 //
 // moe_set_communicator() installs one communicator per process; the
 // moe_rt_comm_* functions that expert-parallel modules call forward to it

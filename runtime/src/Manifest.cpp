@@ -116,8 +116,8 @@ ArgSpec parseArg(const Value &v, const std::string &where) {
       bad(w, "\"split\" must be \"tokens\" or \"experts\", not " +
                  (split->isString() ? "'" + split->asString() + "'"
                                     : std::string(split->kindName())));
-    a.split = split->asString() == "tokens" ? MOE_SPLIT_TOKENS
-                                            : MOE_SPLIT_EXPERTS;
+    a.split =
+        split->asString() == "tokens" ? MOE_SPLIT_TOKENS : MOE_SPLIT_EXPERTS;
     if (a.dims.empty())
       bad(w, "a split tensor needs a dimension 0 to split");
   }
@@ -167,8 +167,8 @@ void checkExpertParallel(const Value &v, FunctionSpec &f,
   if (info.experts_per_rank != emax)
     bad(w, "experts_per_rank is " + std::to_string(info.experts_per_rank) +
                " but " + std::to_string(info.num_experts) + " experts on " +
-               std::to_string(info.ranks) + " ranks need ceil(E / P) = " +
-               std::to_string(emax));
+               std::to_string(info.ranks) +
+               " ranks need ceil(E / P) = " + std::to_string(emax));
   if (f.hasReference)
     bad(where, "an expert-parallel function has no \"reference\" (no rank "
                "holds all the weights)");
@@ -179,8 +179,7 @@ void checkExpertParallel(const Value &v, FunctionSpec &f,
         continue;
       const DimSpec &d0 = a.dims[0];
       if (!d0.isStatic() || d0.size != emax)
-        bad(where + ": " + what + " " + std::to_string(i) + " '" + a.name +
-                "'",
+        bad(where + ": " + what + " " + std::to_string(i) + " '" + a.name + "'",
             "an experts-split tensor must have experts_per_rank (" +
                 std::to_string(emax) + ") as its dimension 0, not " +
                 (d0.isStatic() ? std::to_string(d0.size) : d0.expr));

@@ -551,7 +551,9 @@ moe_status moe_partition_range(int64_t n, int64_t parts, int64_t index,
            "moe_partition_range(" + std::to_string(n) + ", " +
                std::to_string(parts) + ", " + std::to_string(index) +
                "): need n >= 0, parts >= 1 and 0 <= index < parts");
-    auto lo = [&](int64_t r) { return r * (n / parts) + std::min(r, n % parts); };
+    auto lo = [&](int64_t r) {
+      return r * (n / parts) + std::min(r, n % parts);
+    };
     *begin = lo(index);
     *end = lo(index + 1);
   });

@@ -179,8 +179,8 @@ std::string epManifest(const std::string &ep,
 } // namespace
 
 TEST(Manifest, ParsesExpertParallel) {
-  Manifest m = parseManifest(epManifest(
-      R"({"ranks": 3, "num_experts": 8, "experts_per_rank": 3})"));
+  Manifest m = parseManifest(
+      epManifest(R"({"ranks": 3, "num_experts": 8, "experts_per_rank": 3})"));
   const FunctionSpec &f = m.functions[0];
   EXPECT_TRUE(f.isExpertParallel());
   EXPECT_EQ(f.expertParallel.ranks, 3);
@@ -192,9 +192,9 @@ TEST(Manifest, ParsesExpertParallel) {
   EXPECT_EQ(f.outputs[0].split, MOE_SPLIT_TOKENS);
 
   // Ordinary functions have none of it.
-  Manifest plain = parseManifest(manifest(
-      R"([{"name": "x", "dtype": "f32", "shape": ["T", 4]}])",
-      R"([{"name": "y", "dtype": "f32", "shape": ["T", 4]}])"));
+  Manifest plain = parseManifest(
+      manifest(R"([{"name": "x", "dtype": "f32", "shape": ["T", 4]}])",
+               R"([{"name": "y", "dtype": "f32", "shape": ["T", 4]}])"));
   EXPECT_FALSE(plain.functions[0].isExpertParallel());
   EXPECT_EQ(plain.functions[0].expertParallel.ranks, 0);
   EXPECT_EQ(plain.functions[0].inputs[0].split, MOE_SPLIT_NONE);
@@ -210,21 +210,20 @@ TEST(Manifest, RejectsBadExpertParallel) {
                 R"({"ranks": 0, "num_experts": 8, "experts_per_rank": 3})")),
             where + "expert_parallel: \"ranks\" must be a positive integer, "
                     "not 0");
-  EXPECT_EQ(
-      manifestError(epManifest(
-          R"({"ranks": 3, "num_experts": "8", "experts_per_rank": 3})")),
-      where + "expert_parallel: \"num_experts\" must be a positive integer, "
-              "not a string");
+  EXPECT_EQ(manifestError(epManifest(
+                R"({"ranks": 3, "num_experts": "8", "experts_per_rank": 3})")),
+            where +
+                "expert_parallel: \"num_experts\" must be a positive integer, "
+                "not a string");
   EXPECT_EQ(manifestError(epManifest(
                 R"({"ranks": 3, "num_experts": 8, "experts_per_rank": 2})")),
             where + "expert_parallel: experts_per_rank is 2 but 8 experts on "
                     "3 ranks need ceil(E / P) = 3");
   // An experts-split tensor has Emax experts along dimension 0.
-  EXPECT_EQ(
-      manifestError(epManifest(
-          R"({"ranks": 2, "num_experts": 8, "experts_per_rank": 4})")),
-      where + "input 1 'w': an experts-split tensor must have "
-              "experts_per_rank (4) as its dimension 0, not 3");
+  EXPECT_EQ(manifestError(epManifest(
+                R"({"ranks": 2, "num_experts": 8, "experts_per_rank": 4})")),
+            where + "input 1 'w': an experts-split tensor must have "
+                    "experts_per_rank (4) as its dimension 0, not 3");
   EXPECT_EQ(
       manifestError(epManifest(
           R"({"ranks": 2, "num_experts": 6, "experts_per_rank": 3})",
@@ -241,11 +240,10 @@ TEST(Manifest, RejectsBadExpertParallel) {
   EXPECT_EQ(manifestError(manifest(kEpInputs, kEpOutputs)),
             where + "input 0 'x': \"split\" is only allowed in an "
                     "expert-parallel function (one with \"expert_parallel\")");
-  EXPECT_EQ(
-      manifestError(manifest(
-          kEpInputs, kEpOutputs,
-          R"(, "reference": {"op": "layer"}, "expert_parallel": )"
-          R"({"ranks": 3, "num_experts": 8, "experts_per_rank": 3})")),
-      where + "an expert-parallel function has no \"reference\" (no rank "
-              "holds all the weights)");
+  EXPECT_EQ(manifestError(manifest(
+                kEpInputs, kEpOutputs,
+                R"(, "reference": {"op": "layer"}, "expert_parallel": )"
+                R"({"ranks": 3, "num_experts": 8, "experts_per_rank": 3})")),
+            where + "an expert-parallel function has no \"reference\" (no rank "
+                    "holds all the weights)");
 }

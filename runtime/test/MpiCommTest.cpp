@@ -74,9 +74,9 @@ struct Exchange {
   }
 
   void start() {
-    request = moe_rt_comm_all_to_all_v_start(size, send.data(),
-                                             sendCounts.data(), recv.data(),
-                                             recvCounts.data(), unit);
+    request =
+        moe_rt_comm_all_to_all_v_start(size, send.data(), sendCounts.data(),
+                                       recv.data(), recvCounts.data(), unit);
   }
 
   void check() {
@@ -88,8 +88,8 @@ struct Exchange {
                (long long)unit, (long long)i, p, recv[at],
                byteOf(p, rank, i, seed));
     for (int64_t g = 0; g < kGuard; ++g)
-      EXPECT(recv[at + g] == 0xAB, "seed %d: guard byte %lld overwritten",
-             seed, (long long)g);
+      EXPECT(recv[at + g] == 0xAB, "seed %d: guard byte %lld overwritten", seed,
+             (long long)g);
   }
 };
 
@@ -137,8 +137,7 @@ void testHelpers() {
   for (int p = 0; p < size; ++p)
     total += p == 1 ? 0 : p + 1;
   std::vector<uint8_t> recv(rank == 0 ? total * 3 : 0);
-  int64_t got =
-      moe_mpi_gather_rows(send.data(), rows, 3, recv.data(), total);
+  int64_t got = moe_mpi_gather_rows(send.data(), rows, 3, recv.data(), total);
   if (rank != 0) {
     EXPECT(got == rows, "gather returned %lld", (long long)got);
     return;

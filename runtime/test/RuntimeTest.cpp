@@ -501,8 +501,8 @@ TEST(ExpertParallel, PartitionRule) {
     ASSERT_EQ(moe_partition_range(8, 3, r, &b, &e), MOE_OK);
     got.push_back({b, e});
   }
-  EXPECT_EQ(got, (std::vector<std::pair<int64_t, int64_t>>{
-                     {0, 3}, {3, 6}, {6, 8}}));
+  EXPECT_EQ(got,
+            (std::vector<std::pair<int64_t, int64_t>>{{0, 3}, {3, 6}, {6, 8}}));
   ASSERT_EQ(moe_partition_range(2, 3, 2, &b, &e), MOE_OK);
   EXPECT_EQ(b, 2);
   EXPECT_EQ(e, 2);

@@ -1223,8 +1223,9 @@ HostTensor readInputPart(const std::string &path, size_t index,
   }
   std::string declared = "[";
   for (int32_t d = 0; d < spec.rank; ++d)
-    declared += (d ? ", " : "") + (spec.dims[d] ? std::string(spec.dims[d])
-                                               : std::to_string(spec.shape[d]));
+    declared +=
+        (d ? ", " : "") + (spec.dims[d] ? std::string(spec.dims[d])
+                                        : std::to_string(spec.shape[d]));
   declared += "]";
   if (static_cast<int64_t>(h.shape.size()) != spec.rank)
     fail(where + ": rank is " + std::to_string(h.shape.size()) +
@@ -1243,9 +1244,9 @@ HostTensor readInputPart(const std::string &path, size_t index,
   std::pair<int64_t, int64_t> range;
   if (spec.split == MOE_SPLIT_TOKENS) {
     if (tokens && tokens->first != rows)
-      fail(where + ": dimension 0 is " + std::to_string(rows) +
-           " but input " + std::to_string(tokens->second) +
-           " has " + std::to_string(tokens->first) +
+      fail(where + ": dimension 0 is " + std::to_string(rows) + " but input " +
+           std::to_string(tokens->second) + " has " +
+           std::to_string(tokens->first) +
            " token rows (both are split by tokens)");
     if (!tokens)
       tokens = std::make_pair(rows, index);
@@ -1283,8 +1284,8 @@ HostTensor readInputPart(const std::string &path, size_t index,
 /// (tokens: all rows; experts: each rank's own experts, without padding;
 /// replicated: rank 0's). Other ranks get an empty tensor.
 HostTensor gatherOutput(MpiLibrary &mpi, const moe_arg_info &spec,
-                        const HostTensor &t,
-                        const moe_expert_parallel_info &ep, int64_t rank) {
+                        const HostTensor &t, const moe_expert_parallel_info &ep,
+                        int64_t rank) {
   if (spec.split == MOE_SPLIT_NONE || t.shape.empty())
     return rank == 0 ? t.clone() : HostTensor{};
   int64_t rows = t.shape[0];
@@ -1313,10 +1314,13 @@ int runExpertParallel(const Options &o, const moe_module *mod,
   const std::string name = moe_function_name(fn);
   const std::string p = std::to_string(ep.ranks);
   if (ep.ranks == 0)
-    fail("function '" + name + "' is not expert-parallel but moe-run was "
-         "started as " + std::to_string(worldSize) +
+    fail("function '" + name +
+         "' is not expert-parallel but moe-run was "
+         "started as " +
+         std::to_string(worldSize) +
          " ranks: run it without mpirun, or compile it with "
-         "--expert-parallel=" + std::to_string(worldSize));
+         "--expert-parallel=" +
+         std::to_string(worldSize));
   if (o.check)
     fail("--check is not available for expert-parallel function '" + name +
          "': no rank holds all the weights, so there is no reference; "
@@ -1327,9 +1331,8 @@ int runExpertParallel(const Options &o, const moe_module *mod,
          ": run it under mpirun -np " + p);
   if (worldSize != 0 && worldSize != ep.ranks)
     fail("function '" + name + "' was compiled for --expert-parallel=" + p +
-         " but moe-run was started as " + std::to_string(worldSize) +
-         " rank" + (worldSize == 1 ? "" : "s") + ": run it under mpirun -np " +
-         p);
+         " but moe-run was started as " + std::to_string(worldSize) + " rank" +
+         (worldSize == 1 ? "" : "s") + ": run it under mpirun -np " + p);
 
   // From here on a failure on one rank must not leave the others waiting
   // in a collective: main() aborts the job once activeMpi is set.
@@ -1340,8 +1343,8 @@ int runExpertParallel(const Options &o, const moe_module *mod,
   if (worldSize > 0) {
     mpi = loadMpiLibrary();
     char error[512];
-    if (mpi.init(&argc, &argv, "moe-run", o.commTimeout, error,
-                 sizeof error) != 0)
+    if (mpi.init(&argc, &argv, "moe-run", o.commTimeout, error, sizeof error) !=
+        0)
       fail(std::string("cannot initialise MPI: ") + error);
     activeMpi = &mpi;
     rank = mpi.rank();
@@ -1355,13 +1358,14 @@ int runExpertParallel(const Options &o, const moe_module *mod,
   }
   launchRank = rank;
 
-  std::vector<moe_arg_info> inSpecs = args(fn, true), outSpecs = args(fn, false);
+  std::vector<moe_arg_info> inSpecs = args(fn, true),
+                            outSpecs = args(fn, false);
   std::vector<HostTensor> inputs;
   std::vector<std::vector<int64_t>> fullShapes(inSpecs.size());
   std::optional<std::pair<int64_t, size_t>> tokens;
   for (size_t i = 0; i < o.inputs.size(); ++i)
-    inputs.push_back(readInputPart(o.inputs[i], i, inSpecs[i], ep, rank,
-                                   tokens, fullShapes[i]));
+    inputs.push_back(readInputPart(o.inputs[i], i, inSpecs[i], ep, rank, tokens,
+                                   fullShapes[i]));
 
   std::vector<moe_tensor> inViews = views(inputs);
   std::vector<moe_tensor> outShapes(outSpecs.size());
@@ -1426,8 +1430,8 @@ int runExpertParallel(const Options &o, const moe_module *mod,
       // Tokens of the whole layer, not of this rank.
       std::optional<int64_t> tokenCount;
       if (!fullShapes.empty() && !fullShapes.front().empty())
-        tokenCount = product(fullShapes.front(), 0,
-                             fullShapes.front().size() - 1);
+        tokenCount =
+            product(fullShapes.front(), 0, fullShapes.front().size() - 1);
       printBenchmarkSummary(fn, inputs, seconds, /*teraflops=*/false,
                             tokenCount);
     }

@@ -149,9 +149,9 @@ MOE_API int64_t moe_function_output_count(const moe_function *function);
 /* How an expert-parallel function's argument is split among the ranks
  * (docs/ExpertParallel.md, manifest field "split"). */
 typedef enum moe_split {
-  MOE_SPLIT_NONE = 0,    /* replicated: every rank passes the whole tensor */
-  MOE_SPLIT_TOKENS = 1,  /* dimension 0 split by the token rule */
-  MOE_SPLIT_EXPERTS = 2  /* dimension 0 is Emax: the rank's experts, padded */
+  MOE_SPLIT_NONE = 0,   /* replicated: every rank passes the whole tensor */
+  MOE_SPLIT_TOKENS = 1, /* dimension 0 split by the token rule */
+  MOE_SPLIT_EXPERTS = 2 /* dimension 0 is Emax: the rank's experts, padded */
 } moe_split;
 
 /* Signature of one input or output as declared by the manifest. */
@@ -222,8 +222,8 @@ typedef struct moe_expert_parallel_info {
   int64_t experts_per_rank; /* Emax = ceil(E / P) */
 } moe_expert_parallel_info;
 
-MOE_API moe_status moe_function_expert_parallel(
-    const moe_function *function, moe_expert_parallel_info *out);
+MOE_API moe_status moe_function_expert_parallel(const moe_function *function,
+                                                moe_expert_parallel_info *out);
 
 /* The partition rule of docs/ExpertParallel.md: part `index` of `parts` of
  * [0, n) is [begin, end) with begin = index * (n / parts) + min(index,
@@ -250,8 +250,7 @@ typedef struct moe_communicator {
    * untouched until `wait` returns. */
   int64_t (*all_to_all_v_start)(void *ctx, const void *send,
                                 const int32_t *send_counts, void *recv,
-                                const int32_t *recv_counts,
-                                int64_t unit_bytes);
+                                const int32_t *recv_counts, int64_t unit_bytes);
   /* Blocks until the request has completed; each request is waited for
    * exactly once. */
   void (*wait)(void *ctx, int64_t request);

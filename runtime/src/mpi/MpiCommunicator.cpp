@@ -56,7 +56,7 @@ struct State {
   moe_communicator comm{};
 
   std::mutex mutex;
-  std::condition_variable wake;    // new work or stop, for the thread
+  std::condition_variable wake;     // new work or stop, for the thread
   std::condition_variable finished; // a request completed, for waiters
   std::deque<Request *> pending;
   std::map<int64_t, std::unique_ptr<Request>> requests;
@@ -70,8 +70,7 @@ State *state = nullptr;
 [[noreturn]] void abortJob(const std::string &msg) {
   const std::string program = state ? state->program : "moe";
   const int rank = state ? state->rank : -1;
-  std::fprintf(stderr, "%s: rank %d: %s\n", program.c_str(), rank,
-               msg.c_str());
+  std::fprintf(stderr, "%s: rank %d: %s\n", program.c_str(), rank, msg.c_str());
   std::fflush(stderr);
   MPI_Abort(MPI_COMM_WORLD, 1);
   std::abort(); // MPI_Abort does not return; in case it does anyway
@@ -224,8 +223,8 @@ void setError(char *error, size_t size, const std::string &msg) {
 
 extern "C" {
 
-int moe_mpi_init(int *argc, char ***argv, const char *program,
-                 double timeoutS, char *error, size_t errorSize) {
+int moe_mpi_init(int *argc, char ***argv, const char *program, double timeoutS,
+                 char *error, size_t errorSize) {
   if (state) {
     setError(error, errorSize, "moe_mpi_init called twice");
     return -1;
@@ -325,9 +324,9 @@ double moe_mpi_allreduce_max(double value) {
   if (!state)
     return value;
   double out = value;
-  checkMpi(MPI_Allreduce(&value, &out, 1, MPI_DOUBLE, MPI_MAX,
-                         state->helperComm),
-           "MPI_Allreduce");
+  checkMpi(
+      MPI_Allreduce(&value, &out, 1, MPI_DOUBLE, MPI_MAX, state->helperComm),
+      "MPI_Allreduce");
   return out;
 }
 
@@ -335,9 +334,9 @@ int64_t moe_mpi_allreduce_sum(int64_t value) {
   if (!state)
     return value;
   int64_t out = value;
-  checkMpi(MPI_Allreduce(&value, &out, 1, MPI_INT64_T, MPI_SUM,
-                         state->helperComm),
-           "MPI_Allreduce");
+  checkMpi(
+      MPI_Allreduce(&value, &out, 1, MPI_INT64_T, MPI_SUM, state->helperComm),
+      "MPI_Allreduce");
   return out;
 }
 
