@@ -13,6 +13,8 @@ packages=(
   libonnx-dev libprotobuf-dev
   # unit tests
   libgtest-dev libgmock-dev
+  # expert-parallel runs and their tests: mpirun, libmpi (libmoe_runtime_mpi.so)
+  openmpi-bin libopenmpi-dev
   # test-model generation and numerics
   python3 python3-numpy python3-onnx python3-torch
 )

@@ -38,6 +38,19 @@ config.substitutions.append(
 config.substitutions.append(
     ("%ort_run", "node " + config.moe_src_root + "/test/lib/ort_run.mjs"))
 
+# An expert-parallel fake module (runtime/test/fake_ep_module.c) and, where
+# Open MPI's mpirun and libmoe_runtime_mpi.so exist, feature "mpi" with
+# %mpirun (root and more ranks than cores allowed, as in containers and CI).
+config.substitutions.append(
+    ("%fake_ep_module", config.moe_obj_root + "/lib/libmoe_fake_ep_module.so"))
+import shutil as _shutil
+if _shutil.which("mpirun") and os.path.exists(
+        os.path.join(config.moe_obj_root, "lib", "libmoe_runtime_mpi.so")):
+    config.available_features.add("mpi")
+    config.substitutions.append(("%mpirun", "mpirun --oversubscribe"))
+    config.environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+    config.environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+
 llvm_config.with_system_environment(["HOME", "INCLUDE", "LIB", "TMP", "TEMP"])
 llvm_config.use_default_substitutions()
 

@@ -12,6 +12,7 @@
 
 #include "moe-mlir/Support/Npy.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -332,12 +333,17 @@ uint16_t doubleToBF16(double value) {
   return static_cast<uint16_t>(encodeSmallFloat(value, 8, 7));
 }
 
-Array parse(const std::string &contents, const std::string &name) {
-  const size_t size = contents.size();
-  const auto *p = reinterpret_cast<const uint8_t *>(contents.data());
-  if (size < kMagicLen || std::memcmp(p, kMagic, kMagicLen) != 0)
+namespace {
+
+/// Checks everything up to and including the header dict of a file of
+/// `fileSize` bytes whose first `avail` bytes are at `p`, and that the data
+/// size matches the shape. `avail` must cover the header when the file
+/// does; otherwise the header is reported as truncated.
+Header parseHeader(const uint8_t *p, size_t avail, uint64_t fileSize,
+                   const std::string &name) {
+  if (avail < kMagicLen || std::memcmp(p, kMagic, kMagicLen) != 0)
     fail(name, "not a .npy file (bad magic string)");
-  if (size < kMagicLen + 2)
+  if (avail < kMagicLen + 2)
     fail(name, "truncated header (no version)");
   const uint8_t major = p[6];
   size_t lenBytes;
@@ -349,44 +355,61 @@ Array parse(const std::string &contents, const std::string &name) {
     fail(name, "unsupported .npy version " + std::to_string(major) + "." +
                    std::to_string(p[7]));
   const size_t prefix = 8 + lenBytes;
-  if (size < prefix)
+  if (avail < prefix)
     fail(name, "truncated header (no header length)");
   const uint64_t headerLen = loadLE(p + 8, lenBytes);
-  if (headerLen > size - prefix)
+  if (headerLen > avail - prefix)
     fail(name, "truncated header: header length " + std::to_string(headerLen) +
-                   " exceeds the " + std::to_string(size - prefix) +
+                   " exceeds the " + std::to_string(fileSize - prefix) +
                    " bytes left");
-  const std::string header =
-      contents.substr(prefix, static_cast<size_t>(headerLen));
+  const std::string header(reinterpret_cast<const char *>(p) + prefix,
+                           static_cast<size_t>(headerLen));
 
   std::string d;
   bool fortran = false;
-  Array a;
-  HeaderParser(header, name).parse(d, fortran, a.shape);
+  Header h;
+  HeaderParser(header, name).parse(d, fortran, h.shape);
   if (fortran)
     fail(name, "Fortran-order arrays are not supported; save with "
                "np.ascontiguousarray");
-  a.dtype = dtypeFromDescr(d, name);
-  const int64_t n = checkedNumel(a.shape, name);
-  const size_t es = elementSize(a.dtype);
+  h.dtype = dtypeFromDescr(d, name);
+  const int64_t n = checkedNumel(h.shape, name);
+  const size_t es = elementSize(h.dtype);
   if (static_cast<uint64_t>(n) > std::numeric_limits<uint64_t>::max() / es)
     fail(name, "shape is too large");
   const uint64_t dataBytes = static_cast<uint64_t>(n) * es;
-  const uint64_t have = size - prefix - headerLen;
+  h.dataOffset = prefix + headerLen;
+  const uint64_t have = fileSize - h.dataOffset;
   if (have < dataBytes)
     fail(name, "truncated data: shape needs " + std::to_string(dataBytes) +
                    " bytes, file has " + std::to_string(have));
   if (have > dataBytes)
     fail(name, std::to_string(have - dataBytes) +
                    " unexpected trailing bytes after the data");
-  a.bytes.assign(p + prefix + headerLen, p + size);
-  // A compiled module reads bools as i1: any other byte would be undefined.
-  if (a.dtype == DType::Bool)
-    for (size_t i = 0; i < a.bytes.size(); ++i)
-      if (static_cast<unsigned char>(a.bytes[i]) > 1)
-        fail(name, "bool element " + std::to_string(i) + " is byte " +
-                       std::to_string(static_cast<unsigned char>(a.bytes[i])) +
-                       ", not 0 or 1");
+  return h;
+}
+
+// A compiled module reads bools as i1: any other byte would be undefined.
+void checkBools(const Array &a, const std::string &name) {
+  if (a.dtype != DType::Bool)
+    return;
+  for (size_t i = 0; i < a.bytes.size(); ++i)
+    if (static_cast<unsigned char>(a.bytes[i]) > 1)
+      fail(name, "bool element " + std::to_string(i) + " is byte " +
+                     std::to_string(static_cast<unsigned char>(a.bytes[i])) +
+                     ", not 0 or 1");
+}
+
+} // namespace
+
+Array parse(const std::string &contents, const std::string &name) {
+  const auto *p = reinterpret_cast<const uint8_t *>(contents.data());
+  Header h = parseHeader(p, contents.size(), contents.size(), name);
+  Array a;
+  a.dtype = h.dtype;
+  a.shape = h.shape;
+  a.bytes.assign(p + h.dataOffset, p + contents.size());
+  checkBools(a, name);
   return a;
 }
 
@@ -399,6 +422,67 @@ Array read(const std::string &path) {
   if (in.bad())
     fail(path, "read error");
   return parse(contents, path);
+}
+
+Header readHeader(const std::string &path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in)
+    fail(path, "cannot open file");
+  const uint64_t fileSize = static_cast<uint64_t>(in.tellg());
+  in.seekg(0);
+  // The fixed prefix first (magic, version, header length), then exactly
+  // the header it announces: the data is never read.
+  std::string head(static_cast<size_t>(std::min<uint64_t>(fileSize, 12)), '\0');
+  in.read(head.data(), static_cast<std::streamsize>(head.size()));
+  if (!in)
+    fail(path, "read error");
+  if (head.size() >= 10 && std::memcmp(head.data(), kMagic, kMagicLen) == 0) {
+    const auto *p = reinterpret_cast<const uint8_t *>(head.data());
+    const size_t prefix = p[6] == 1 ? 10 : 12;
+    if (head.size() >= prefix) {
+      const uint64_t want = prefix + loadLE(p + 8, prefix - 8); // header length
+      const uint64_t avail = std::min(want, fileSize);
+      head.resize(static_cast<size_t>(avail));
+      in.seekg(0);
+      in.read(head.data(), static_cast<std::streamsize>(avail));
+      if (!in)
+        fail(path, "read error");
+    }
+  }
+  return parseHeader(reinterpret_cast<const uint8_t *>(head.data()),
+                     head.size(), fileSize, path);
+}
+
+Array readRows(const std::string &path, const Header &header, int64_t begin,
+               int64_t end) {
+  if (header.shape.empty())
+    fail(path, "cannot read rows of a 0-d array");
+  if (begin < 0 || end < begin || end > header.shape[0])
+    fail(path, "rows [" + std::to_string(begin) + ", " + std::to_string(end) +
+                   ") are outside [0, " + std::to_string(header.shape[0]) +
+                   ")");
+  Array a;
+  a.dtype = header.dtype;
+  a.shape = header.shape;
+  a.shape[0] = end - begin;
+  const uint64_t rowBytes =
+      static_cast<uint64_t>(checkedNumel(
+          std::vector<int64_t>(header.shape.begin() + 1, header.shape.end()),
+          path)) *
+      elementSize(header.dtype);
+  a.bytes.resize(static_cast<size_t>(rowBytes * (end - begin)));
+  if (a.bytes.empty())
+    return a;
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    fail(path, "cannot open file");
+  in.seekg(static_cast<std::streamoff>(header.dataOffset + rowBytes * begin));
+  in.read(reinterpret_cast<char *>(a.bytes.data()),
+          static_cast<std::streamsize>(a.bytes.size()));
+  if (!in)
+    fail(path, "read error (the file changed or is truncated)");
+  checkBools(a, path);
+  return a;
 }
 
 std::string serialize(const Array &a) {

@@ -110,7 +110,83 @@ ArgSpec parseArg(const Value &v, const std::string &where) {
   for (size_t i = 0; i < shape.items().size(); ++i)
     a.dims.push_back(
         parseDim(shape.items()[i], w + ": dimension " + std::to_string(i)));
+  if (const Value *split = v.get("split"); split && !split->isNull()) {
+    if (!split->isString() ||
+        (split->asString() != "tokens" && split->asString() != "experts"))
+      bad(w, "\"split\" must be \"tokens\" or \"experts\", not " +
+                 (split->isString() ? "'" + split->asString() + "'"
+                                    : std::string(split->kindName())));
+    a.split =
+        split->asString() == "tokens" ? MOE_SPLIT_TOKENS : MOE_SPLIT_EXPERTS;
+    if (a.dims.empty())
+      bad(w, "a split tensor needs a dimension 0 to split");
+  }
   return a;
+}
+
+int64_t positiveMember(const Value &obj, const char *key,
+                       const std::string &where) {
+  const Value &v = member(obj, key, where);
+  if (!v.isInteger() || v.asInt() < 1)
+    bad(where, std::string("\"") + key + "\" must be a positive integer, not " +
+                   (v.isInteger() ? std::to_string(v.asInt())
+                                  : std::string(v.kindName())));
+  return v.asInt();
+}
+
+// `expert_parallel` and the `split` of every argument
+// (docs/ExpertParallel.md). Checked here so that moe-run and the runtime
+// can rely on Emax = ceil(E / P) and on experts-split shapes.
+void checkExpertParallel(const Value &v, FunctionSpec &f,
+                         const std::string &where) {
+  const Value *ep = v.get("expert_parallel");
+  if (!ep || ep->isNull()) {
+    auto noSplit = [&](const std::vector<ArgSpec> &args, const char *what) {
+      for (size_t i = 0; i < args.size(); ++i)
+        if (args[i].split != MOE_SPLIT_NONE)
+          bad(where + ": " + what + " " + std::to_string(i) + " '" +
+                  args[i].name + "'",
+              "\"split\" is only allowed in an expert-parallel function "
+              "(one with \"expert_parallel\")");
+    };
+    noSplit(f.inputs, "input");
+    noSplit(f.outputs, "output");
+    return;
+  }
+  std::string w = where + ": expert_parallel";
+  if (!ep->isObject())
+    bad(w, std::string("must be an object, not ") + ep->kindName());
+  moe_expert_parallel_info &info = f.expertParallel;
+  info.ranks = positiveMember(*ep, "ranks", w);
+  info.num_experts = positiveMember(*ep, "num_experts", w);
+  info.experts_per_rank = positiveMember(*ep, "experts_per_rank", w);
+  // A bound that keeps every count below int32 and rejects garbage early.
+  if (info.ranks > (1 << 20))
+    bad(w, "ranks " + std::to_string(info.ranks) + " is implausibly large");
+  int64_t emax = (info.num_experts + info.ranks - 1) / info.ranks;
+  if (info.experts_per_rank != emax)
+    bad(w, "experts_per_rank is " + std::to_string(info.experts_per_rank) +
+               " but " + std::to_string(info.num_experts) + " experts on " +
+               std::to_string(info.ranks) +
+               " ranks need ceil(E / P) = " + std::to_string(emax));
+  if (f.hasReference)
+    bad(where, "an expert-parallel function has no \"reference\" (no rank "
+               "holds all the weights)");
+  auto checkArgs = [&](const std::vector<ArgSpec> &args, const char *what) {
+    for (size_t i = 0; i < args.size(); ++i) {
+      const ArgSpec &a = args[i];
+      if (a.split != MOE_SPLIT_EXPERTS)
+        continue;
+      const DimSpec &d0 = a.dims[0];
+      if (!d0.isStatic() || d0.size != emax)
+        bad(where + ": " + what + " " + std::to_string(i) + " '" + a.name + "'",
+            "an experts-split tensor must have experts_per_rank (" +
+                std::to_string(emax) + ") as its dimension 0, not " +
+                (d0.isStatic() ? std::to_string(d0.size) : d0.expr));
+    }
+  };
+  checkArgs(f.inputs, "input");
+  checkArgs(f.outputs, "output");
 }
 
 std::vector<ArgSpec> parseArgs(const Value &fn, const char *key,
@@ -170,6 +246,7 @@ FunctionSpec parseFunction(const Value &v, size_t index) {
     f.hasReference = true;
     f.referenceJson = json::serialize(*ref);
   }
+  checkExpertParallel(v, f, where);
   return f;
 }
 

@@ -31,6 +31,8 @@ struct ArgSpec {
   std::string name;
   moe_dtype dtype = MOE_DTYPE_F32;
   std::vector<DimSpec> dims;
+  /// Expert-parallel functions only (docs/ExpertParallel.md).
+  moe_split split = MOE_SPLIT_NONE;
   /// For moe_arg_info; filled by finalize() once the spec no longer moves
   /// (dimNames points into `dims[i].expr`).
   std::vector<int64_t> shape;
@@ -44,6 +46,9 @@ struct FunctionSpec {
   std::vector<ArgSpec> inputs, outputs;
   bool hasReference = false;
   std::string referenceJson; ///< compact JSON of `reference`
+  /// `expert_parallel`; ranks == 0 for an ordinary function.
+  moe_expert_parallel_info expertParallel{0, 0, 0};
+  bool isExpertParallel() const { return expertParallel.ranks > 0; }
 };
 
 struct Manifest {

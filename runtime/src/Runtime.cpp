@@ -9,10 +9,12 @@
 #include "moe/runtime.h"
 
 #include "Backend.h"
+#include "Communicator.h"
 #include "Error.h"
 #include "Manifest.h"
 #include "ThreadPool.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -231,6 +233,7 @@ void fillInfo(const ArgSpec &a, moe_arg_info *out) {
   out->rank = static_cast<int32_t>(a.dims.size());
   out->shape = a.shape.data();
   out->dims = a.dimNames.data();
+  out->split = a.split;
 }
 
 void argInfo(const moe_function *fn, int64_t index, moe_arg_info *out,
@@ -266,6 +269,9 @@ void checkCall(const moe_function *fn, const moe_tensor *inputs,
   requireNonNull(fn, "function");
   const FunctionSpec &spec = fn->spec;
   auto shapes = computeOutputShapes(spec, inputs, numInputs);
+  // After the input checks, so that a wrong tensor is reported as such
+  // whether or not the communicator is there.
+  checkCommunicatorFor(spec);
   checkOutputCount(spec, numOutputs);
   if (numOutputs > 0)
     requireNonNull(outputs, "outputs");
@@ -525,6 +531,39 @@ moe_status moe_function_output_shapes(const moe_function *fn,
     }
   });
 }
+
+moe_status moe_function_expert_parallel(const moe_function *fn,
+                                        moe_expert_parallel_info *out) {
+  return guard([&] {
+    requireNonNull(fn, "function");
+    requireNonNull(out, "out");
+    *out = fn->spec.expertParallel;
+  });
+}
+
+moe_status moe_partition_range(int64_t n, int64_t parts, int64_t index,
+                               int64_t *begin, int64_t *end) {
+  return guard([&] {
+    requireNonNull(begin, "begin");
+    requireNonNull(end, "end");
+    if (n < 0 || parts < 1 || index < 0 || index >= parts)
+      fail(MOE_INVALID_ARGUMENT,
+           "moe_partition_range(" + std::to_string(n) + ", " +
+               std::to_string(parts) + ", " + std::to_string(index) +
+               "): need n >= 0, parts >= 1 and 0 <= index < parts");
+    auto lo = [&](int64_t r) {
+      return r * (n / parts) + std::min(r, n % parts);
+    };
+    *begin = lo(index);
+    *end = lo(index + 1);
+  });
+}
+
+moe_status moe_set_communicator(const moe_communicator *comm) {
+  return guard([&] { setCommunicator(comm); });
+}
+
+int64_t moe_communicator_size(void) { return communicatorSize(); }
 
 moe_status moe_invoke(const moe_function *fn, const moe_tensor *inputs,
                       int64_t numInputs, moe_tensor *outputs,

@@ -160,3 +160,90 @@ TEST(Manifest, BindsSymbolsAndEvaluatesOutputs) {
 }
 
 } // namespace
+
+namespace {
+
+const char kEpInputs[] =
+    R"([{"name": "x", "dtype": "f32", "shape": ["T", 4], "split": "tokens"},
+        {"name": "w", "dtype": "f32", "shape": [3, 4], "split": "experts"},
+        {"name": "b", "dtype": "f32", "shape": [4]}])";
+const char kEpOutputs[] =
+    R"([{"name": "y", "dtype": "f32", "shape": ["T", 4], "split": "tokens"}])";
+
+std::string epManifest(const std::string &ep,
+                       const std::string &inputs = kEpInputs,
+                       const std::string &outputs = kEpOutputs) {
+  return manifest(inputs, outputs, R"(, "expert_parallel": )" + ep);
+}
+
+} // namespace
+
+TEST(Manifest, ParsesExpertParallel) {
+  Manifest m = parseManifest(
+      epManifest(R"({"ranks": 3, "num_experts": 8, "experts_per_rank": 3})"));
+  const FunctionSpec &f = m.functions[0];
+  EXPECT_TRUE(f.isExpertParallel());
+  EXPECT_EQ(f.expertParallel.ranks, 3);
+  EXPECT_EQ(f.expertParallel.num_experts, 8);
+  EXPECT_EQ(f.expertParallel.experts_per_rank, 3);
+  EXPECT_EQ(f.inputs[0].split, MOE_SPLIT_TOKENS);
+  EXPECT_EQ(f.inputs[1].split, MOE_SPLIT_EXPERTS);
+  EXPECT_EQ(f.inputs[2].split, MOE_SPLIT_NONE);
+  EXPECT_EQ(f.outputs[0].split, MOE_SPLIT_TOKENS);
+
+  // Ordinary functions have none of it.
+  Manifest plain = parseManifest(
+      manifest(R"([{"name": "x", "dtype": "f32", "shape": ["T", 4]}])",
+               R"([{"name": "y", "dtype": "f32", "shape": ["T", 4]}])"));
+  EXPECT_FALSE(plain.functions[0].isExpertParallel());
+  EXPECT_EQ(plain.functions[0].expertParallel.ranks, 0);
+  EXPECT_EQ(plain.functions[0].inputs[0].split, MOE_SPLIT_NONE);
+}
+
+TEST(Manifest, RejectsBadExpertParallel) {
+  const std::string where = "manifest: function 0 'f': ";
+  EXPECT_EQ(manifestError(epManifest("4")),
+            where + "expert_parallel: must be an object, not an integer");
+  EXPECT_EQ(manifestError(epManifest(R"({"ranks": 3, "num_experts": 8})")),
+            where + "expert_parallel: missing \"experts_per_rank\"");
+  EXPECT_EQ(manifestError(epManifest(
+                R"({"ranks": 0, "num_experts": 8, "experts_per_rank": 3})")),
+            where + "expert_parallel: \"ranks\" must be a positive integer, "
+                    "not 0");
+  EXPECT_EQ(manifestError(epManifest(
+                R"({"ranks": 3, "num_experts": "8", "experts_per_rank": 3})")),
+            where +
+                "expert_parallel: \"num_experts\" must be a positive integer, "
+                "not a string");
+  EXPECT_EQ(manifestError(epManifest(
+                R"({"ranks": 3, "num_experts": 8, "experts_per_rank": 2})")),
+            where + "expert_parallel: experts_per_rank is 2 but 8 experts on "
+                    "3 ranks need ceil(E / P) = 3");
+  // An experts-split tensor has Emax experts along dimension 0.
+  EXPECT_EQ(manifestError(epManifest(
+                R"({"ranks": 2, "num_experts": 8, "experts_per_rank": 4})")),
+            where + "input 1 'w': an experts-split tensor must have "
+                    "experts_per_rank (4) as its dimension 0, not 3");
+  EXPECT_EQ(
+      manifestError(epManifest(
+          R"({"ranks": 2, "num_experts": 6, "experts_per_rank": 3})",
+          R"([{"name": "x", "dtype": "f32", "shape": ["T", 4], "split": "rows"}])")),
+      where + "input 0 'x': \"split\" must be \"tokens\" or \"experts\", not "
+              "'rows'");
+  EXPECT_EQ(
+      manifestError(epManifest(
+          R"({"ranks": 2, "num_experts": 6, "experts_per_rank": 3})",
+          R"([{"name": "s", "dtype": "f32", "shape": [], "split": "tokens"}])",
+          "[]")),
+      where + "input 0 's': a split tensor needs a dimension 0 to split");
+  // `split` without `expert_parallel`, and a reference with it.
+  EXPECT_EQ(manifestError(manifest(kEpInputs, kEpOutputs)),
+            where + "input 0 'x': \"split\" is only allowed in an "
+                    "expert-parallel function (one with \"expert_parallel\")");
+  EXPECT_EQ(manifestError(manifest(
+                kEpInputs, kEpOutputs,
+                R"(, "reference": {"op": "layer"}, "expert_parallel": )"
+                R"({"ranks": 3, "num_experts": 8, "experts_per_rank": 3})")),
+            where + "an expert-parallel function has no \"reference\" (no rank "
+                    "holds all the weights)");
+}

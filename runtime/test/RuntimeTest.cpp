@@ -424,3 +424,152 @@ TEST(Load, SameModuleTwice) {
 }
 
 } // namespace
+
+namespace {
+
+// An in-process stand-in for the peers of an expert-parallel group: it
+// records what the module asks for and fills the receive buffer as if
+// every rank had sent `peerSum` (C floats) to this one.
+struct FakeComm {
+  int64_t starts = 0, waits = 0, lastRequest = -1;
+  std::vector<int32_t> sendCounts, recvCounts;
+  int64_t unitBytes = 0;
+  std::vector<float> sent;
+  float peerValue = 100;
+
+  static int64_t start(void *ctx, const void *send, const int32_t *sc,
+                       void *recv, const int32_t *rc, int64_t unit) {
+    auto *c = static_cast<FakeComm *>(ctx);
+    ++c->starts;
+    c->sendCounts.assign(sc, sc + 2);
+    c->recvCounts.assign(rc, rc + 2);
+    c->unitBytes = unit;
+    const auto *s = static_cast<const float *>(send);
+    c->sent.assign(s, s + unit / 4 * (sc[0] + sc[1]));
+    auto *r = static_cast<float *>(recv);
+    const int64_t n = unit / 4;
+    for (int64_t i = 0; i < n; ++i) {
+      r[i] = s[i];             // from ourselves: what we sent to rank 0
+      r[n + i] = c->peerValue; // from rank 1
+    }
+    return c->lastRequest = 40 + c->starts;
+  }
+  static void wait(void *ctx, int64_t request) {
+    auto *c = static_cast<FakeComm *>(ctx);
+    ++c->waits;
+    EXPECT_EQ(request, c->lastRequest);
+  }
+
+  moe_communicator communicator(int64_t size) {
+    return moe_communicator{this, 0, size, start, wait};
+  }
+};
+
+} // namespace
+
+TEST(ExpertParallel, DescribesSplitsAndRanks) {
+  moe_module *m = nullptr;
+  ASSERT_EQ(moe_module_load(fake("moe_fake_ep_module").c_str(), &m), MOE_OK)
+      << moe_last_error();
+  const moe_function *f = moe_module_function(m, 0);
+  moe_expert_parallel_info ep{};
+  ASSERT_EQ(moe_function_expert_parallel(f, &ep), MOE_OK);
+  EXPECT_EQ(ep.ranks, 2);
+  EXPECT_EQ(ep.num_experts, 3);
+  EXPECT_EQ(ep.experts_per_rank, 2);
+  moe_arg_info a;
+  ASSERT_EQ(moe_function_input(f, 0, &a), MOE_OK);
+  EXPECT_EQ(a.split, MOE_SPLIT_TOKENS);
+  ASSERT_EQ(moe_function_input(f, 1, &a), MOE_OK);
+  EXPECT_EQ(a.split, MOE_SPLIT_EXPERTS);
+  ASSERT_EQ(moe_function_input(f, 2, &a), MOE_OK);
+  EXPECT_EQ(a.split, MOE_SPLIT_NONE);
+  moe_module_unload(m);
+
+  ASSERT_EQ(moe_module_load(fake("moe_fake_module").c_str(), &m), MOE_OK);
+  ASSERT_EQ(moe_function_expert_parallel(moe_module_function(m, 0), &ep),
+            MOE_OK);
+  EXPECT_EQ(ep.ranks, 0);
+  moe_module_unload(m);
+}
+
+TEST(ExpertParallel, PartitionRule) {
+  // 8 experts on 3 ranks: 3, 3, 2; 2 tokens on 3 ranks: 1, 1, 0.
+  int64_t b = -1, e = -1;
+  std::vector<std::pair<int64_t, int64_t>> got;
+  for (int64_t r = 0; r < 3; ++r) {
+    ASSERT_EQ(moe_partition_range(8, 3, r, &b, &e), MOE_OK);
+    got.push_back({b, e});
+  }
+  EXPECT_EQ(got,
+            (std::vector<std::pair<int64_t, int64_t>>{{0, 3}, {3, 6}, {6, 8}}));
+  ASSERT_EQ(moe_partition_range(2, 3, 2, &b, &e), MOE_OK);
+  EXPECT_EQ(b, 2);
+  EXPECT_EQ(e, 2);
+  EXPECT_EQ(moe_partition_range(2, 3, 3, &b, &e), MOE_INVALID_ARGUMENT);
+  EXPECT_EQ(moe_partition_range(2, 0, 0, &b, &e), MOE_INVALID_ARGUMENT);
+}
+
+TEST(ExpertParallel, RefusedWithoutAMatchingCommunicator) {
+  moe_module *m = nullptr;
+  ASSERT_EQ(moe_module_load(fake("moe_fake_ep_module").c_str(), &m), MOE_OK)
+      << moe_last_error();
+  const moe_function *f = moe_module_function(m, 0);
+  // Rank 0 of 2 with T = 3 tokens: rows [0, 2); experts [0, 2) of 3.
+  std::vector<float> x = {1, 2, 3, 4}, w = {1, 1, 10, 10}, b = {0.5, 0.25};
+  std::vector<float> y(4, NAN), w2(4, NAN);
+  moe_tensor in[3] = {tensor(MOE_DTYPE_F32, {2, 2}, x.data()),
+                      tensor(MOE_DTYPE_F32, {2, 2}, w.data()),
+                      tensor(MOE_DTYPE_F32, {2}, b.data())};
+  moe_tensor out[2] = {tensor(MOE_DTYPE_F32, {2, 2}, y.data()),
+                       tensor(MOE_DTYPE_F32, {2, 2}, w2.data())};
+
+  ASSERT_EQ(moe_set_communicator(nullptr), MOE_OK);
+  EXPECT_EQ(moe_communicator_size(), 0);
+  EXPECT_EQ(moe_invoke(f, in, 3, out, 2), MOE_UNAVAILABLE);
+  EXPECT_STREQ(moe_last_error(),
+               "function 'ep_rows' was compiled for --expert-parallel=2 but "
+               "no communicator is installed (run under mpirun -np 2)");
+
+  FakeComm fake3;
+  moe_communicator c3 = fake3.communicator(3);
+  ASSERT_EQ(moe_set_communicator(&c3), MOE_OK);
+  EXPECT_EQ(moe_communicator_size(), 3);
+  EXPECT_EQ(moe_invoke(f, in, 3, out, 2), MOE_UNAVAILABLE);
+  EXPECT_STREQ(moe_last_error(),
+               "function 'ep_rows' was compiled for --expert-parallel=2 but "
+               "the communicator has 3 ranks (run under mpirun -np 2)");
+  double ms[1];
+  EXPECT_EQ(moe_benchmark(f, in, 3, out, 2, 0, 1, ms, nullptr),
+            MOE_UNAVAILABLE);
+  EXPECT_EQ(fake3.starts, 0);
+
+  // Inconsistent communicators are refused outright.
+  moe_communicator bad = fake3.communicator(2);
+  bad.rank = 2;
+  EXPECT_EQ(moe_set_communicator(&bad), MOE_INVALID_ARGUMENT);
+  bad = fake3.communicator(0);
+  EXPECT_EQ(moe_set_communicator(&bad), MOE_INVALID_ARGUMENT);
+  bad = fake3.communicator(2);
+  bad.wait = nullptr;
+  EXPECT_EQ(moe_set_communicator(&bad), MOE_INVALID_ARGUMENT);
+
+  // With two ranks the module runs, and moe_rt_comm_* reach the fake.
+  FakeComm fake;
+  moe_communicator c2 = fake.communicator(2);
+  ASSERT_EQ(moe_set_communicator(&c2), MOE_OK);
+  ASSERT_EQ(moe_invoke(f, in, 3, out, 2), MOE_OK) << moe_last_error();
+  EXPECT_EQ(fake.starts, 1);
+  EXPECT_EQ(fake.waits, 1);
+  EXPECT_EQ(fake.sendCounts, (std::vector<int32_t>{1, 1}));
+  EXPECT_EQ(fake.recvCounts, (std::vector<int32_t>{1, 1}));
+  EXPECT_EQ(fake.unitBytes, 8); // C = 2 floats
+  // Our experts' sum, once per destination rank.
+  EXPECT_EQ(fake.sent, (std::vector<float>{11, 11, 11, 11}));
+  // y = x + b + (own sum 11 + peer 100).
+  EXPECT_EQ(y, (std::vector<float>{112.5, 113.25, 114.5, 115.25}));
+  EXPECT_EQ(w2, (std::vector<float>{2, 2, 20, 20}));
+  EXPECT_EQ(moe_rt_comm_rank(2), 0);
+  ASSERT_EQ(moe_set_communicator(nullptr), MOE_OK);
+  moe_module_unload(m);
+}

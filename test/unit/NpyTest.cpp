@@ -269,3 +269,42 @@ TEST(Npy, BoolRoundTrip) {
                      "bad.npy"),
                std::runtime_error);
 }
+
+// Expert-parallel ranks read only their rows of a weight file.
+TEST(Npy, ReadHeaderAndRows) {
+  std::vector<double> v(4 * 3);
+  for (size_t i = 0; i < v.size(); ++i)
+    v[i] = double(i);
+  std::string path = tempPath("rows.npy");
+  write(path, fromDoubles(DType::F32, {4, 3}, v));
+  Header h = readHeader(path);
+  EXPECT_EQ(h.dtype, DType::F32);
+  EXPECT_EQ(h.shape, (std::vector<int64_t>{4, 3}));
+  EXPECT_EQ(h.dataOffset, 128u);
+  Array rows = readRows(path, h, 1, 3);
+  EXPECT_EQ(rows.shape, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(toDoubles(rows), (std::vector<double>{3, 4, 5, 6, 7, 8}));
+  EXPECT_TRUE(readRows(path, h, 4, 4).bytes.empty());
+  EXPECT_THROW(readRows(path, h, 3, 5), std::runtime_error);
+
+  // The checks of read() apply to the header alone: a truncated file is
+  // rejected without reading its data.
+  std::string full = serialize(fromDoubles(DType::F32, {4, 3}, v));
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << full.substr(0, full.size() - 4);
+  }
+  try {
+    readHeader(path);
+    ADD_FAILURE() << "expected std::runtime_error";
+  } catch (const std::runtime_error &e) {
+    EXPECT_NE(std::string(e.what()).find("truncated data"), std::string::npos)
+        << e.what();
+  }
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << full.substr(0, 40);
+  }
+  EXPECT_THROW(readHeader(path), std::runtime_error);
+  std::remove(path.c_str());
+}

@@ -28,6 +28,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <dlfcn.h>
 #include <map>
 #include <memory>
 #include <optional>
@@ -243,13 +244,14 @@ struct Options {
   int64_t threads = 0;
   bool printSignature = false;
   bool outputF32 = false;
+  double commTimeout = 0; ///< 0: $MOE_COMM_TIMEOUT or the library default
 };
 
 const char kUsage[] =
     "usage: moe-run MODEL.so [--function=NAME] --input=@x.npy ... "
     "[--output=@y.npy ...]\n"
     "               [--check [--tolerance=X]] [--benchmark=N] [--threads=N]\n"
-    "               [--print-signature] [--output-f32]\n"
+    "               [--print-signature] [--output-f32] [--comm-timeout=S]\n"
     "\n"
     "Runs a function of a module compiled by moe-compile.\n"
     "\n"
@@ -274,7 +276,20 @@ const char kUsage[] =
     "  --threads=N         worker-pool size (default: $MOE_NUM_THREADS or all\n"
     "                      cores; CPU modules only)\n"
     "  --print-signature   prints the function signatures (and exits when no\n"
-    "                      --input is given)\n";
+    "                      --input is given)\n"
+    "  --comm-timeout=S    expert-parallel runs: abort the job when an\n"
+    "                      all-to-all-v does not complete within S seconds\n"
+    "                      (default: $MOE_COMM_TIMEOUT or 120)\n"
+    "\n"
+    "A function compiled with --expert-parallel=P runs under mpirun:\n"
+    "\n"
+    "  mpirun -np P moe-run layer.so --input=@x.npy ... --output=@y.npy\n"
+    "\n"
+    "Every rank reads its own part of each input file (its token rows, its\n"
+    "experts), rank 0 gathers the outputs and writes them; --benchmark\n"
+    "reports the slowest rank's time per run. The MPI support is\n"
+    "libmoe_runtime_mpi.so next to libmoe_runtime.so ($MOE_RUNTIME_MPI\n"
+    "overrides the path). --check is not available for such functions.\n";
 
 int64_t parsePositive(const std::string &flag, const std::string &value) {
   char *end = nullptr;
@@ -349,6 +364,14 @@ Options parseOptions(int argc, char **argv) {
     } else if (flag == "--output-f32") {
       noValue();
       o.outputF32 = true;
+    } else if (flag == "--comm-timeout") {
+      needValue();
+      char *end = nullptr;
+      double t = std::strtod(value.c_str(), &end);
+      if (value.empty() || *end != '\0' || !(t > 0) || !std::isfinite(t))
+        fail("--comm-timeout expects a positive number of seconds, not '" +
+             value + "'");
+      o.commTimeout = t;
     } else {
       fail("unknown option '" + flag + "' (see --help)");
     }
@@ -943,14 +966,16 @@ double median(std::vector<double> v) {
 /// rate (in GFLOP/s or, for a GPU, TFLOP/s).
 void printBenchmarkSummary(const moe_function *fn,
                            const std::vector<HostTensor> &inputs,
-                           const std::vector<double> &seconds,
-                           bool teraflops) {
+                           const std::vector<double> &seconds, bool teraflops,
+                           std::optional<int64_t> tokenCount = std::nullopt) {
   double mid = median(seconds);
   double best = *std::min_element(seconds.begin(), seconds.end());
 
   // Tokens: all leading dimensions of the first input ([T, H], [B, S, H]).
   int64_t tokens = 1;
-  if (!inputs.empty() && !inputs.front().shape.empty())
+  if (tokenCount)
+    tokens = *tokenCount;
+  else if (!inputs.empty() && !inputs.front().shape.empty())
     tokens = product(inputs.front().shape, 0, inputs.front().shape.size() - 1);
 
   std::printf("  time: median %s, min %s\n", formatTime(mid).c_str(),
@@ -1055,6 +1080,373 @@ void runDeviceBenchmark(const moe_function *fn, int64_t runs,
 }
 
 //===----------------------------------------------------------------------===//
+// Expert-parallel runs (docs/ExpertParallel.md)
+//===----------------------------------------------------------------------===//
+
+/// libmoe_runtime_mpi.so (moe/runtime_mpi.h), loaded with dlopen so that
+/// moe-run neither links MPI nor needs it outside mpirun.
+struct MpiLibrary {
+  int (*init)(int *, char ***, const char *, double, char *, size_t);
+  void (*finalize)();
+  int64_t (*rank)();
+  int64_t (*size)();
+  const moe_communicator *(*communicator)();
+  void (*barrier)();
+  double (*allreduceMax)(double);
+  int64_t (*allreduceSum)(int64_t);
+  int64_t (*gatherRows)(const void *, int64_t, int64_t, void *, int64_t);
+  void (*abort)(const char *);
+};
+
+/// Set once MPI is initialised: errors then abort the whole job.
+MpiLibrary *activeMpi = nullptr;
+/// This process's rank when started by a launcher, for messages; -1 when
+/// not.
+int64_t launchRank = -1;
+
+/// The number of processes mpirun (Open MPI, or a PMI launcher such as
+/// MPICH's hydra) started, 0 when not started by one.
+int64_t launcherSize() {
+  for (const char *var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"})
+    if (const char *v = std::getenv(var); v && *v)
+      return std::atoll(v);
+  return 0;
+}
+
+int64_t launcherRank() {
+  for (const char *var : {"OMPI_COMM_WORLD_RANK", "PMI_RANK"})
+    if (const char *v = std::getenv(var); v && *v)
+      return std::atoll(v);
+  return 0;
+}
+
+/// $MOE_RUNTIME_MPI, else libmoe_runtime_mpi.so in the directory
+/// libmoe_runtime.so was loaded from (the build's lib/ or an install's),
+/// else the bare name for the dynamic loader's search.
+std::string mpiLibraryPath() {
+  if (const char *env = std::getenv("MOE_RUNTIME_MPI"); env && *env)
+    return env;
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void *>(&moe_status_name), &info) &&
+      info.dli_fname) {
+    std::string runtime = info.dli_fname;
+    size_t slash = runtime.rfind('/');
+    if (slash != std::string::npos)
+      return runtime.substr(0, slash + 1) + "libmoe_runtime_mpi.so";
+  }
+  return "libmoe_runtime_mpi.so";
+}
+
+MpiLibrary loadMpiLibrary() {
+  std::string path = mpiLibraryPath();
+  // RTLD_GLOBAL: Open MPI's plugins, which libmpi dlopens, resolve libmpi's
+  // symbols globally.
+  void *h = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
+  if (!h) {
+    const char *err = dlerror();
+    fail("cannot load the MPI support library " + path + ": " +
+         (err ? err : "unknown error") +
+         " (moe-run was built without MPI, or set MOE_RUNTIME_MPI)");
+  }
+  MpiLibrary lib{};
+  auto sym = [&](auto &fnPtr, const char *name) {
+    void *p = dlsym(h, name);
+    if (!p)
+      fail(path + " lacks " + name);
+    fnPtr = reinterpret_cast<std::remove_reference_t<decltype(fnPtr)>>(p);
+  };
+  sym(lib.init, "moe_mpi_init");
+  sym(lib.finalize, "moe_mpi_finalize");
+  sym(lib.rank, "moe_mpi_rank");
+  sym(lib.size, "moe_mpi_size");
+  sym(lib.communicator, "moe_mpi_communicator");
+  sym(lib.barrier, "moe_mpi_barrier");
+  sym(lib.allreduceMax, "moe_mpi_allreduce_max");
+  sym(lib.allreduceSum, "moe_mpi_allreduce_sum");
+  sym(lib.gatherRows, "moe_mpi_gather_rows");
+  sym(lib.abort, "moe_mpi_abort");
+  return lib;
+}
+
+/// A group of one process: --expert-parallel=1 runs without mpirun.
+int64_t selfAllToAllStart(void *, const void *send, const int32_t *sendCounts,
+                          void *recv, const int32_t *, int64_t unitBytes) {
+  if (sendCounts[0] > 0)
+    std::memmove(recv, send, static_cast<size_t>(sendCounts[0] * unitBytes));
+  return 1;
+}
+void selfWait(void *, int64_t) {}
+
+/// The part of the rows [0, n) that `rank` of `ranks` holds.
+std::pair<int64_t, int64_t> partRange(int64_t n, int64_t ranks, int64_t rank) {
+  int64_t b = 0, e = 0;
+  check(moe_partition_range(n, ranks, rank, &b, &e));
+  return {b, e};
+}
+
+/// Reads this rank's part of input `index`: its token rows, its experts
+/// padded with zeros to Emax, or (replicated) the whole file. The full
+/// file's header is checked against the manifest first, so that every rank
+/// reports a wrong file the same way. `tokens` carries the token count of
+/// the first tokens-split input for the others to agree with.
+HostTensor readInputPart(const std::string &path, size_t index,
+                         const moe_arg_info &spec,
+                         const moe_expert_parallel_info &ep, int64_t rank,
+                         std::optional<std::pair<int64_t, size_t>> &tokens,
+                         std::vector<int64_t> &fullShape) {
+  std::string where = "input " + std::to_string(index) + " '" + spec.name + "'";
+  if (spec.split == MOE_SPLIT_NONE) {
+    HostTensor t = readInput(path, index, spec);
+    fullShape = t.shape;
+    return t;
+  }
+  if (!toNpy(spec.dtype))
+    fail(where + " has dtype " + moe_dtype_name(spec.dtype) +
+         ", which .npy files cannot provide");
+  npy::Header h;
+  try {
+    h = npy::readHeader(path);
+  } catch (const std::exception &e) {
+    fail(where + ": " + e.what());
+  }
+  fullShape = h.shape;
+  moe_dtype have = fromNpy(h.dtype);
+  if (have != spec.dtype) {
+    bool halfPair = (have == MOE_DTYPE_F16 && spec.dtype == MOE_DTYPE_BF16) ||
+                    (have == MOE_DTYPE_BF16 && spec.dtype == MOE_DTYPE_F16);
+    if (!isFloat(have) || !isFloat(spec.dtype) || halfPair)
+      fail(where + ": " + path + " holds " + npyName(have) +
+           " but the function expects " + npyName(spec.dtype));
+    if (rank == 0)
+      note(where + ": converting " + moe_dtype_name(have) + " from " + path +
+           " to " + moe_dtype_name(spec.dtype));
+  }
+  std::string declared = "[";
+  for (int32_t d = 0; d < spec.rank; ++d)
+    declared +=
+        (d ? ", " : "") + (spec.dims[d] ? std::string(spec.dims[d])
+                                        : std::to_string(spec.shape[d]));
+  declared += "]";
+  if (static_cast<int64_t>(h.shape.size()) != spec.rank)
+    fail(where + ": rank is " + std::to_string(h.shape.size()) +
+         " but the function expects rank " + std::to_string(spec.rank) + " " +
+         declared);
+  // Dimension 0 is where the file and the rank's part differ; the others
+  // are checked here with the runtime's wording, and again by the runtime.
+  for (int32_t d = 1; d < spec.rank; ++d)
+    if (!spec.dims[d] && h.shape[d] != spec.shape[d])
+      fail(where + ": dimension " + std::to_string(d) + " is " +
+           std::to_string(h.shape[d]) + " but the function expects " +
+           std::to_string(spec.shape[d]) + " (shape " + declared + ")");
+
+  const int64_t rows = h.shape[0];
+  int64_t partRows;
+  std::pair<int64_t, int64_t> range;
+  if (spec.split == MOE_SPLIT_TOKENS) {
+    if (tokens && tokens->first != rows)
+      fail(where + ": dimension 0 is " + std::to_string(rows) + " but input " +
+           std::to_string(tokens->second) + " has " +
+           std::to_string(tokens->first) +
+           " token rows (both are split by tokens)");
+    if (!tokens)
+      tokens = std::make_pair(rows, index);
+    range = partRange(rows, ep.ranks, rank);
+    partRows = range.second - range.first;
+  } else {
+    if (rows != ep.num_experts)
+      fail(where + ": dimension 0 is " + std::to_string(rows) +
+           " but the function was compiled for " +
+           std::to_string(ep.num_experts) + " experts (" + path +
+           " must hold all of them; each rank reads its own)");
+    range = partRange(rows, ep.ranks, rank);
+    partRows = ep.experts_per_rank;
+  }
+  npy::Array a;
+  try {
+    a = npy::readRows(path, h, range.first, range.second);
+    if (have != spec.dtype)
+      a = npy::fromDoubles(*toNpy(spec.dtype), a.shape, npy::toDoubles(a));
+  } catch (const std::exception &e) {
+    fail(where + ": " + e.what());
+  }
+  std::vector<int64_t> shape = h.shape;
+  shape[0] = partRows;
+  HostTensor t = HostTensor::allocate(spec.dtype, shape);
+  // Padding experts are zeros (no token is routed to them).
+  std::memset(t.data.get(), 0, t.bytes);
+  if (a.bytes.size() > t.bytes)
+    fail(where + ": internal size mismatch");
+  std::memcpy(t.data.get(), a.bytes.data(), a.bytes.size());
+  return t;
+}
+
+/// Output `t` of every rank, concatenated on rank 0 as the split says
+/// (tokens: all rows; experts: each rank's own experts, without padding;
+/// replicated: rank 0's). Other ranks get an empty tensor.
+HostTensor gatherOutput(MpiLibrary &mpi, const moe_arg_info &spec,
+                        const HostTensor &t, const moe_expert_parallel_info &ep,
+                        int64_t rank) {
+  if (spec.split == MOE_SPLIT_NONE || t.shape.empty())
+    return rank == 0 ? t.clone() : HostTensor{};
+  int64_t rows = t.shape[0];
+  if (spec.split == MOE_SPLIT_EXPERTS) {
+    auto r = partRange(ep.num_experts, ep.ranks, rank);
+    rows = r.second - r.first;
+  }
+  const int64_t rowBytes = static_cast<int64_t>(
+      product(t.shape, 1, t.shape.size()) * moe_dtype_size(t.dtype));
+  const int64_t total = mpi.allreduceSum(rows);
+  HostTensor out;
+  if (rank == 0) {
+    std::vector<int64_t> shape = t.shape;
+    shape[0] = total;
+    out = HostTensor::allocate(t.dtype, shape);
+  }
+  mpi.gatherRows(t.data.get(), rows, rowBytes,
+                 rank == 0 ? out.data.get() : nullptr, rank == 0 ? total : 0);
+  return out;
+}
+
+int runExpertParallel(const Options &o, const moe_module *mod,
+                      const moe_function *fn,
+                      const moe_expert_parallel_info &ep, int64_t worldSize,
+                      int argc, char **argv) {
+  const std::string name = moe_function_name(fn);
+  const std::string p = std::to_string(ep.ranks);
+  if (ep.ranks == 0)
+    fail("function '" + name +
+         "' is not expert-parallel but moe-run was "
+         "started as " +
+         std::to_string(worldSize) +
+         " ranks: run it without mpirun, or compile it with "
+         "--expert-parallel=" +
+         std::to_string(worldSize));
+  if (o.check)
+    fail("--check is not available for expert-parallel function '" + name +
+         "': no rank holds all the weights, so there is no reference; "
+         "compare its output with that of the module compiled without "
+         "--expert-parallel instead");
+  if (worldSize == 0 && ep.ranks > 1)
+    fail("function '" + name + "' was compiled for --expert-parallel=" + p +
+         ": run it under mpirun -np " + p);
+  if (worldSize != 0 && worldSize != ep.ranks)
+    fail("function '" + name + "' was compiled for --expert-parallel=" + p +
+         " but moe-run was started as " + std::to_string(worldSize) + " rank" +
+         (worldSize == 1 ? "" : "s") + ": run it under mpirun -np " + p);
+
+  // From here on a failure on one rank must not leave the others waiting
+  // in a collective: main() aborts the job once activeMpi is set.
+  // Static: main() reaches it through activeMpi after this frame unwinds.
+  static MpiLibrary mpi{};
+  moe_communicator self{nullptr, 0, 1, selfAllToAllStart, selfWait};
+  int64_t rank = 0;
+  if (worldSize > 0) {
+    mpi = loadMpiLibrary();
+    char error[512];
+    if (mpi.init(&argc, &argv, "moe-run", o.commTimeout, error, sizeof error) !=
+        0)
+      fail(std::string("cannot initialise MPI: ") + error);
+    activeMpi = &mpi;
+    rank = mpi.rank();
+    if (mpi.size() != ep.ranks)
+      fail("function '" + name + "' was compiled for --expert-parallel=" + p +
+           " but MPI_COMM_WORLD has " + std::to_string(mpi.size()) +
+           " ranks: run it under mpirun -np " + p);
+    check(moe_set_communicator(mpi.communicator()));
+  } else {
+    check(moe_set_communicator(&self));
+  }
+  launchRank = rank;
+
+  std::vector<moe_arg_info> inSpecs = args(fn, true),
+                            outSpecs = args(fn, false);
+  std::vector<HostTensor> inputs;
+  std::vector<std::vector<int64_t>> fullShapes(inSpecs.size());
+  std::optional<std::pair<int64_t, size_t>> tokens;
+  for (size_t i = 0; i < o.inputs.size(); ++i)
+    inputs.push_back(readInputPart(o.inputs[i], i, inSpecs[i], ep, rank, tokens,
+                                   fullShapes[i]));
+
+  std::vector<moe_tensor> inViews = views(inputs);
+  std::vector<moe_tensor> outShapes(outSpecs.size());
+  check(moe_function_output_shapes(
+      fn, inViews.data(), static_cast<int64_t>(inViews.size()),
+      outShapes.data(), static_cast<int64_t>(outShapes.size())));
+  std::vector<HostTensor> outputs;
+  for (const moe_tensor &s : outShapes) {
+    HostTensor t = HostTensor::allocate(
+        s.dtype, std::vector<int64_t>(s.shape, s.shape + s.rank));
+    std::memset(t.data.get(), 0xFF, t.bytes);
+    outputs.push_back(std::move(t));
+  }
+
+  auto barrier = [&] {
+    if (worldSize > 0)
+      mpi.barrier();
+  };
+  invoke(fn, inputs, outputs);
+  for (size_t i = 0; i < outputs.size(); ++i)
+    if (int64_t n = countPoison(outputs[i]))
+      warn("rank " + std::to_string(rank) + ": output " + std::to_string(i) +
+           " '" + outSpecs[i].name + "': " + std::to_string(n) + " of " +
+           std::to_string(outputs[i].numel()) +
+           " elements still hold the 0xFF poison (never written?)");
+
+  std::vector<HostTensor> whole;
+  for (size_t i = 0; i < outputs.size(); ++i)
+    whole.push_back(worldSize > 0
+                        ? gatherOutput(mpi, outSpecs[i], outputs[i], ep, rank)
+                        : outputs[i].clone());
+  if (rank == 0) {
+    for (size_t i = 0; i < o.outputs.size(); ++i)
+      writeOutput(o.outputs[i], outSpecs[i], whole[i], o.outputF32);
+    if (o.outputs.empty() && !o.benchmark)
+      for (size_t i = 0; i < whole.size(); ++i)
+        printSummary(outSpecs[i], whole[i]);
+  }
+
+  if (o.benchmark) {
+    // Every run starts together; a run takes as long as its slowest rank.
+    for (int i = 0; i < 2; ++i) {
+      barrier();
+      invoke(fn, inputs, outputs);
+    }
+    std::vector<double> seconds;
+    for (int64_t i = 0; i < o.benchmark; ++i) {
+      barrier();
+      auto start = std::chrono::steady_clock::now();
+      invoke(fn, inputs, outputs);
+      double t = std::chrono::duration<double>(
+                     std::chrono::steady_clock::now() - start)
+                     .count();
+      seconds.push_back(worldSize > 0 ? mpi.allreduceMax(t) : t);
+    }
+    if (rank == 0) {
+      std::printf("benchmark: %lld runs after 2 warm-up runs, %lld threads "
+                  "per rank, ranks: %lld (time per run: the slowest rank)\n",
+                  static_cast<long long>(o.benchmark),
+                  static_cast<long long>(moe_get_num_threads()),
+                  static_cast<long long>(ep.ranks));
+      // Tokens of the whole layer, not of this rank.
+      std::optional<int64_t> tokenCount;
+      if (!fullShapes.empty() && !fullShapes.front().empty())
+        tokenCount =
+            product(fullShapes.front(), 0, fullShapes.front().size() - 1);
+      printBenchmarkSummary(fn, inputs, seconds, /*teraflops=*/false,
+                            tokenCount);
+    }
+  }
+  std::fflush(stdout);
+  (void)mod;
+  check(moe_set_communicator(nullptr));
+  if (worldSize > 0) {
+    activeMpi = nullptr;
+    mpi.finalize();
+  }
+  return 0;
+}
+
+//===----------------------------------------------------------------------===//
 // main
 //===----------------------------------------------------------------------===//
 
@@ -1096,6 +1488,12 @@ int run(int argc, char **argv) {
       return 0;
   }
 
+  moe_expert_parallel_info ep{};
+  check(moe_function_expert_parallel(fn, &ep));
+  const int64_t worldSize = launcherSize();
+  if (worldSize > 0)
+    launchRank = launcherRank();
+
   std::vector<moe_arg_info> inSpecs = args(fn, true), outSpecs = args(fn, false);
   if (o.inputs.size() != inSpecs.size()) {
     std::string expected;
@@ -1113,6 +1511,9 @@ int run(int argc, char **argv) {
          std::to_string(outSpecs.size()) + " output" +
          (outSpecs.size() == 1 ? "" : "s") + " but " +
          std::to_string(o.outputs.size()) + " --output were given");
+
+  if (ep.ranks > 0 || worldSize > 1)
+    return runExpertParallel(o, mod.get(), fn, ep, worldSize, argc, argv);
 
   std::vector<HostTensor> inputs;
   for (size_t i = 0; i < o.inputs.size(); ++i)
@@ -1162,15 +1563,28 @@ int run(int argc, char **argv) {
 
 } // namespace
 
+/// Reports a failure. Under mpirun the message names the rank, and once MPI
+/// is up the whole job is aborted: the other ranks may be waiting for this
+/// one in a collective.
+int reportFailure(const std::string &msg) {
+  if (activeMpi)
+    activeMpi->abort(("error: " + msg).c_str());
+  if (launchRank >= 0)
+    std::fprintf(stderr, "moe-run: rank %lld: error: %s\n",
+                 static_cast<long long>(launchRank), msg.c_str());
+  else
+    std::fprintf(stderr, "moe-run: error: %s\n", msg.c_str());
+  return 1;
+}
+
 int main(int argc, char **argv) {
   try {
     return run(argc, argv);
   } catch (const Failure &e) {
-    std::fprintf(stderr, "moe-run: error: %s\n", e.what());
+    return reportFailure(e.what());
   } catch (const std::bad_alloc &) {
-    std::fprintf(stderr, "moe-run: error: out of memory\n");
+    return reportFailure("out of memory");
   } catch (const std::exception &e) {
-    std::fprintf(stderr, "moe-run: error: %s\n", e.what());
+    return reportFailure(e.what());
   }
-  return 1;
 }

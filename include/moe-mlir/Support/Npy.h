@@ -52,6 +52,23 @@ Array parse(const std::string &contents, const std::string &name = "<npy>");
 /// Reads and parses the file at `path`.
 Array read(const std::string &path);
 
+/// What a .npy header says, plus where the data starts.
+struct Header {
+  DType dtype = DType::F64;
+  std::vector<int64_t> shape;
+  uint64_t dataOffset = 0; ///< bytes from the start of the file
+};
+
+/// Reads the header of the file at `path` without its data, with the checks
+/// of read() (the file size must match the shape; bools are checked by
+/// readRows).
+Header readHeader(const std::string &path);
+/// Rows [begin, end) of dimension 0 of the file whose header is `header`:
+/// only those bytes are read (expert-parallel ranks read their part of a
+/// large weight file).
+Array readRows(const std::string &path, const Header &header, int64_t begin,
+               int64_t end);
+
 /// Serialises `array` with a version 1.0 header (2.0 when the header does not
 /// fit 1.0's 16-bit length), padded so that the data is 64-byte aligned, as
 /// NumPy does. Throws when `bytes` does not match `shape` and `dtype`.

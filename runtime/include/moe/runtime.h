@@ -146,6 +146,14 @@ MOE_API const char *moe_function_entry(const moe_function *function);
 MOE_API int64_t moe_function_input_count(const moe_function *function);
 MOE_API int64_t moe_function_output_count(const moe_function *function);
 
+/* How an expert-parallel function's argument is split among the ranks
+ * (docs/ExpertParallel.md, manifest field "split"). */
+typedef enum moe_split {
+  MOE_SPLIT_NONE = 0,   /* replicated: every rank passes the whole tensor */
+  MOE_SPLIT_TOKENS = 1, /* dimension 0 split by the token rule */
+  MOE_SPLIT_EXPERTS = 2 /* dimension 0 is Emax: the rank's experts, padded */
+} moe_split;
+
 /* Signature of one input or output as declared by the manifest. */
 typedef struct moe_arg_info {
   const char *name;
@@ -156,6 +164,9 @@ typedef struct moe_arg_info {
   /* `rank` entries: the symbol expression ("T", "B*S") of a symbolic
    * dimension, NULL for a static one. */
   const char *const *dims;
+  /* MOE_SPLIT_NONE unless the function is expert-parallel and the manifest
+   * says "split". */
+  moe_split split;
 } moe_arg_info;
 
 MOE_API moe_status moe_function_input(const moe_function *function,
@@ -190,10 +201,68 @@ MOE_API moe_status moe_function_output_shapes(const moe_function *function,
  * MOE_UNAVAILABLE when there is no usable CUDA driver or device
  * ("no CUDA driver (libcuda.so.1 not found: ...)") and MOE_DEVICE_ERROR
  * when a driver call fails while the function runs (the message names the
- * call, the driver's error and, for a launch, the kernel). */
+ * call, the driver's error and, for a launch, the kernel).
+ *
+ * An expert-parallel function (moe_function_expert_parallel) takes this
+ * rank's part of each tensor and is refused with MOE_UNAVAILABLE unless a
+ * communicator with exactly its `ranks` is installed
+ * (moe_set_communicator). */
 MOE_API moe_status moe_invoke(const moe_function *function,
                               const moe_tensor *inputs, int64_t num_inputs,
                               moe_tensor *outputs, int64_t num_outputs);
+
+/*===---------------------- Expert parallelism ---------------------------===*/
+
+/* The `expert_parallel` section of a function compiled with
+ * --expert-parallel=P (docs/ExpertParallel.md); all zero for an ordinary
+ * function. */
+typedef struct moe_expert_parallel_info {
+  int64_t ranks;            /* P; 0 when the function is not expert-parallel */
+  int64_t num_experts;      /* E, experts of the whole layer */
+  int64_t experts_per_rank; /* Emax = ceil(E / P) */
+} moe_expert_parallel_info;
+
+MOE_API moe_status moe_function_expert_parallel(const moe_function *function,
+                                                moe_expert_parallel_info *out);
+
+/* The partition rule of docs/ExpertParallel.md: part `index` of `parts` of
+ * [0, n) is [begin, end) with begin = index * (n / parts) + min(index,
+ * n % parts): the first n % parts parts hold one item more. Experts and
+ * tokens are both split by it. Fails with MOE_INVALID_ARGUMENT unless
+ * n >= 0, parts >= 1 and 0 <= index < parts. */
+MOE_API moe_status moe_partition_range(int64_t n, int64_t parts, int64_t index,
+                                       int64_t *begin, int64_t *end);
+
+/* A communicator among the ranks of an expert-parallel group. The runtime
+ * itself has no MPI dependency: the launcher installs one
+ * (libmoe_runtime_mpi.so provides an MPI implementation, see
+ * moe/runtime_mpi.h) and the moe_rt_comm_* functions that compiled modules
+ * call forward to it. A collective cannot report an error to compiled code,
+ * so an implementation that fails or times out must report it and end the
+ * job itself (the MPI one prints the rank and calls MPI_Abort). */
+typedef struct moe_communicator {
+  void *ctx;    /* passed back to the functions below */
+  int64_t rank; /* this process, 0 <= rank < size */
+  int64_t size; /* ranks in the group, >= 1 */
+  /* Starts a non-blocking all-to-all-v with the semantics of
+   * moe_rt_comm_all_to_all_v_start (counts have `size` entries) and returns
+   * a request handle for `wait`. The buffers and counts stay valid and
+   * untouched until `wait` returns. */
+  int64_t (*all_to_all_v_start)(void *ctx, const void *send,
+                                const int32_t *send_counts, void *recv,
+                                const int32_t *recv_counts, int64_t unit_bytes);
+  /* Blocks until the request has completed; each request is waited for
+   * exactly once. */
+  void (*wait)(void *ctx, int64_t request);
+} moe_communicator;
+
+/* Installs a copy of `communicator` for the whole process (NULL removes
+ * it). Not to be called while a function runs. Fails with
+ * MOE_INVALID_ARGUMENT when the size or rank is out of range or a function
+ * pointer is NULL. */
+MOE_API moe_status moe_set_communicator(const moe_communicator *communicator);
+/* The installed communicator's size; 0 when there is none. */
+MOE_API int64_t moe_communicator_size(void);
 
 /*===---------------------------- Benchmark ------------------------------===*/
 
@@ -243,6 +312,21 @@ MOE_API void moe_rt_parallel_for(int64_t n,
                                  void *ctx);
 /* Same as moe_get_num_threads(). */
 MOE_API int64_t moe_rt_num_threads(void);
+
+/* The communicator ABI of expert-parallel modules (docs/ExpertParallel.md).
+ * They forward to the installed communicator. moe_invoke() runs an
+ * expert-parallel function only when a communicator of its `ranks` is
+ * installed, so these cannot fail for a compiled module; called otherwise
+ * (no communicator, `ranks` differing from its size, an unknown request)
+ * they print what was wrong and abort the process, since compiled code
+ * has no way to see an error. */
+MOE_API int64_t moe_rt_comm_rank(int64_t ranks);
+MOE_API int64_t moe_rt_comm_all_to_all_v_start(int64_t ranks, const void *send,
+                                               const int32_t *send_counts,
+                                               void *recv,
+                                               const int32_t *recv_counts,
+                                               int64_t unit_bytes);
+MOE_API void moe_rt_comm_wait(int64_t request);
 
 #ifdef __cplusplus
 } /* extern "C" */
