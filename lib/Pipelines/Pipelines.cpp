@@ -24,7 +24,16 @@ namespace {
 
 /// The tensor-level start every target shares: the manifest, the layer
 /// split into its four stages, one tensor per function result.
-void addTensorLevelPasses(OpPassManager &pm, bool exportABI, StringRef target) {
+void addTensorLevelPasses(OpPassManager &pm, bool exportABI, StringRef target,
+                          int64_t expertParallel = 0,
+                          int64_t overlapChunks = 1) {
+  // Sharding changes the signatures each rank sees, so it comes before the
+  // manifest.
+  if (expertParallel > 0) {
+    moe::MoEShardExpertsOptions shard;
+    shard.ranks = expertParallel;
+    pm.addPass(moe::createMoEShardExperts(shard));
+  }
   // The manifest describes the signatures the caller sees, so it is taken
   // before anything rewrites them.
   if (exportABI) {
@@ -34,6 +43,13 @@ void addTensorLevelPasses(OpPassManager &pm, bool exportABI, StringRef target) {
   }
   pm.addPass(moe::createMoEDecomposeLayer());
   pm.addPass(createCanonicalizerPass());
+  if (expertParallel > 0 && overlapChunks != 1) {
+    moe::MoEOverlapCommunicationOptions overlap;
+    overlap.chunks = overlapChunks;
+    pm.addNestedPass<func::FuncOp>(
+        moe::createMoEOverlapCommunication(overlap));
+    pm.addPass(createCanonicalizerPass());
+  }
   pm.addNestedPass<func::FuncOp>(moe::createMoECopyRepeatedResults());
 }
 
@@ -57,7 +73,8 @@ void addBufferizationPasses(OpPassManager &pm) {
 
 void moe::buildCPULoweringPipeline(OpPassManager &pm,
                                    const CPUPipelineOptions &options) {
-  addTensorLevelPasses(pm, options.exportABI, "cpu");
+  addTensorLevelPasses(pm, options.exportABI, "cpu", options.expertParallel,
+                       options.overlapChunks);
   if (options.emulateCUDAKernels) {
     ConvertMoEToGPUOptions kernels;
     kernels.tensorCores = false;
@@ -70,6 +87,8 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   addBufferizationPasses(pm);
   bufferization::BufferDeallocationPipelineOptions dealloc;
   bufferization::buildBufferDeallocationPipeline(pm, dealloc);
+  // Expert-parallel modules ask the runtime for their rank.
+  pm.addPass(createConvertShardToMoERuntime());
   pm.addPass(createCanonicalizerPass());
 
   // Expert GEMMs get register-tiled vector kernels; every other linalg op

@@ -21,6 +21,8 @@
 #include "MoE/IR/MoEOps.h"
 #include "mlir/Dialect/Bufferization/IR/BufferizableOpInterface.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Shard/IR/ShardOps.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/AffineMap.h"
@@ -852,6 +854,143 @@ struct CombineOpInterface : StageOpInterface<CombineOpInterface, CombineOp> {
   }
 };
 
+//===----------------------------------------------------------------------===//
+// moe.all_to_all_start / moe.all_to_all_wait
+//===----------------------------------------------------------------------===//
+
+/// The runtime function `name` of type `type`, declared in the module of
+/// `op` when missing (docs/ExpertParallel.md).
+func::FuncOp runtimeFunction(RewriterBase &rewriter, Operation *op,
+                             StringRef name, FunctionType type) {
+  auto module = op->getParentOfType<ModuleOp>();
+  if (auto existing = module.lookupSymbol<func::FuncOp>(name))
+    return existing;
+  OpBuilder::InsertionGuard guard(rewriter);
+  rewriter.setInsertionPointToStart(module.getBody());
+  auto func = func::FuncOp::create(rewriter, op->getLoc(), name, type);
+  func.setPrivate();
+  return func;
+}
+
+/// The address of a buffer's first element as an index; the exchange
+/// passes raw pointers, so the buffer must be dense and row-major.
+FailureOr<Value> denseAddress(ImplicitLocOpBuilder &b, Operation *op,
+                              Value buffer) {
+  auto type = cast<MemRefType>(buffer.getType());
+  if (!type.getLayout().isIdentity())
+    return op->emitError() << "exchanges need dense row-major buffers, got "
+                           << type;
+  return memref::ExtractAlignedPointerAsIndexOp::create(b, buffer)
+      .getResult();
+}
+
+/// moe.all_to_all_start becomes moe_rt_comm_all_to_all_v_start on the
+/// buffers: `dest` is written in place (its buffer is `pending`), the other
+/// operands are only read.
+struct AllToAllStartOpInterface
+    : public BufferizableOpInterface::ExternalModel<AllToAllStartOpInterface,
+                                                    AllToAllStartOp> {
+  bool bufferizesToMemoryRead(Operation *op, OpOperand &operand,
+                              const AnalysisState &) const {
+    return &operand != &cast<AllToAllStartOp>(op).getDestMutable();
+  }
+  bool bufferizesToMemoryWrite(Operation *op, OpOperand &operand,
+                               const AnalysisState &) const {
+    return &operand == &cast<AllToAllStartOp>(op).getDestMutable();
+  }
+  AliasingValueList getAliasingValues(Operation *op, OpOperand &operand,
+                                      const AnalysisState &) const {
+    auto start = cast<AllToAllStartOp>(op);
+    if (&operand != &start.getDestMutable())
+      return {};
+    return {{start.getPending(), BufferRelation::Equivalent}};
+  }
+
+  LogicalResult bufferize(Operation *op, RewriterBase &rewriter,
+                          const BufferizationOptions &options,
+                          BufferizationState &state) const {
+    auto start = cast<AllToAllStartOp>(op);
+    FailureOr<IRMapping> map = mapOperandBuffers(rewriter, op, options, state);
+    if (failed(map))
+      return failure();
+    ImplicitLocOpBuilder b(op->getLoc(), rewriter);
+    SmallVector<Value> args;
+    auto grid = SymbolTable::lookupNearestSymbolFrom<shard::GridOp>(
+        op, start.getGridAttr());
+    args.push_back(arith::ConstantIntOp::create(b, grid.getShape()[0], 64));
+    for (Value operand : {start.getSend(), start.getSendCounts(),
+                          start.getDest(), start.getRecvCounts()}) {
+      FailureOr<Value> address = denseAddress(b, op, map->lookup(operand));
+      if (failed(address))
+        return failure();
+      args.push_back(*address);
+    }
+    // A unit is one row: everything after dimension 0.
+    auto sendType = cast<RankedTensorType>(start.getSend().getType());
+    int64_t unitBytes = llvm::divideCeil(sendType.getElementTypeBitWidth(), 8);
+    for (int64_t d = 1; d < sendType.getRank(); ++d)
+      unitBytes *= sendType.getDimSize(d);
+    args.push_back(arith::ConstantIntOp::create(b, unitBytes, 64));
+
+    Type i64 = b.getI64Type(), index = b.getIndexType();
+    func::FuncOp callee = runtimeFunction(
+        rewriter, op, "moe_rt_comm_all_to_all_v_start",
+        b.getFunctionType({i64, index, index, index, index, i64}, {i64}));
+    Value handle = func::CallOp::create(b, callee, args).getResult(0);
+    // The handle stays typed in the IR until the LLVM lowering reconciles
+    // the casts.
+    Value request = UnrealizedConversionCastOp::create(
+                        b, TypeRange{start.getRequest().getType()}, handle)
+                        .getResult(0);
+    replaceOpWithBufferizedValues(rewriter, op,
+                                  {request, map->lookup(start.getDest())});
+    return success();
+  }
+};
+
+/// moe.all_to_all_wait becomes moe_rt_comm_wait; its result is the pending
+/// buffer, now filled.
+struct AllToAllWaitOpInterface
+    : public BufferizableOpInterface::ExternalModel<AllToAllWaitOpInterface,
+                                                    AllToAllWaitOp> {
+  bool bufferizesToMemoryRead(Operation *, OpOperand &,
+                              const AnalysisState &) const {
+    return true;
+  }
+  bool bufferizesToMemoryWrite(Operation *op, OpOperand &operand,
+                               const AnalysisState &) const {
+    return &operand == &cast<AllToAllWaitOp>(op).getPendingMutable();
+  }
+  AliasingValueList getAliasingValues(Operation *op, OpOperand &operand,
+                                      const AnalysisState &) const {
+    auto wait = cast<AllToAllWaitOp>(op);
+    if (&operand != &wait.getPendingMutable())
+      return {};
+    return {{wait.getResult(), BufferRelation::Equivalent}};
+  }
+
+  LogicalResult bufferize(Operation *op, RewriterBase &rewriter,
+                          const BufferizationOptions &options,
+                          BufferizationState &state) const {
+    auto wait = cast<AllToAllWaitOp>(op);
+    FailureOr<Value> pending =
+        getBuffer(rewriter, wait.getPending(), options, state);
+    if (failed(pending))
+      return failure();
+    ImplicitLocOpBuilder b(op->getLoc(), rewriter);
+    Type i64 = b.getI64Type();
+    Value handle =
+        UnrealizedConversionCastOp::create(b, TypeRange{i64},
+                                           wait.getRequest())
+            .getResult(0);
+    func::FuncOp callee = runtimeFunction(rewriter, op, "moe_rt_comm_wait",
+                                          b.getFunctionType({i64}, {}));
+    func::CallOp::create(b, callee, ValueRange{handle});
+    replaceOpWithBufferizedValues(rewriter, op, {*pending});
+    return success();
+  }
+};
+
 } // namespace
 
 void mlir::moe::registerBufferizableOpInterfaceExternalModels(
@@ -861,10 +1000,13 @@ void mlir::moe::registerBufferizableOpInterfaceExternalModels(
     DispatchOp::attachInterface<DispatchOpInterface>(*ctx);
     ExpertOp::attachInterface<ExpertOpInterface>(*ctx);
     CombineOp::attachInterface<CombineOpInterface>(*ctx);
+    AllToAllStartOp::attachInterface<AllToAllStartOpInterface>(*ctx);
+    AllToAllWaitOp::attachInterface<AllToAllWaitOpInterface>(*ctx);
     // Dialects whose ops bufferization creates beyond the ones one-shot
     // bufferize loads itself (the quantised expert unpacks bytes as
     // vectors).
-    ctx->loadDialect<arith::ArithDialect, linalg::LinalgDialect,
-                     scf::SCFDialect, vector::VectorDialect>();
+    ctx->loadDialect<arith::ArithDialect, func::FuncDialect,
+                     linalg::LinalgDialect, scf::SCFDialect,
+                     vector::VectorDialect>();
   });
 }

@@ -11,6 +11,7 @@
 #include "MoE/IR/MoEOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/IR/TypeUtilities.h"
@@ -145,6 +146,184 @@ Value buildSharedExperts(PatternRewriter &rewriter, LayerOp layer,
   return sum;
 }
 
+/// `value` with a dynamic leading dimension: the stages of an
+/// expert-parallel layer see any number of tokens per rank (and per chunk,
+/// once -moe-overlap-communication has split them).
+Value withDynamicRows(PatternRewriter &rewriter, Location loc, Value value) {
+  auto type = cast<RankedTensorType>(value.getType());
+  if (type.isDynamicDim(0))
+    return value;
+  SmallVector<int64_t> shape(type.getShape());
+  shape[0] = ShapedType::kDynamic;
+  return tensor::CastOp::create(rewriter, loc, type.clone(shape), value);
+}
+
+/// The routed experts of an expert-parallel layer: the dispatched rows
+/// travel to the ranks owning their experts, are grouped there by local
+/// expert, run through the rank's experts, and come back in dispatch order,
+/// so that moe.combine sees what moe.expert would have produced.
+///
+///   1. per-expert row counts: all-to-all, ceil(E/P) counts per rank pair;
+///   2. rows: all-to-all-v, rank p receiving the rows of its experts;
+///   3. local dispatch by local expert, moe.expert, and a unit-weight
+///      moe.combine back to arrival order;
+///   4. results: all-to-all-v back, the reverse of 2.
+Value buildExpertExchange(PatternRewriter &rewriter, LayerOp layer,
+                          DispatchOp dispatch, Type scoreType) {
+  Location loc = layer.getLoc();
+  ExpertParallelAttr ep = layer.getExpertParallelAttr();
+  FlatSymbolRefAttr grid = ep.getGrid();
+  int64_t ranks = ep.getRanks(), perRank = ep.getExpertsPerRank();
+  auto i32 = rewriter.getI32Type();
+  auto index = [&](int64_t v) -> Value {
+    return arith::ConstantIndexOp::create(rewriter, loc, v);
+  };
+  auto i32Const = [&](int64_t v) -> Value {
+    return arith::ConstantIntOp::create(rewriter, loc, i32, v);
+  };
+  auto countsType = RankedTensorType::get({ranks}, i32);
+  auto expertCountsType = RankedTensorType::get({ranks * perRank}, i32);
+
+  // Rows per expert, from the dispatch offsets.
+  SmallVector<Value> offsets;
+  for (int64_t e = 0; e <= ep.getNumExperts(); ++e)
+    offsets.push_back(tensor::ExtractOp::create(
+        rewriter, loc, dispatch.getOffsets(), ValueRange{index(e)}));
+  SmallVector<Value> expertCounts, sendRows;
+  for (int64_t p = 0; p < ranks; ++p) {
+    int64_t first = ep.getFirstExpert(p), last = ep.getFirstExpert(p + 1);
+    for (int64_t j = 0; j < perRank; ++j)
+      expertCounts.push_back(
+          first + j < last
+              ? arith::SubIOp::create(rewriter, loc, offsets[first + j + 1],
+                                      offsets[first + j])
+                    .getResult()
+              : i32Const(0));
+    sendRows.push_back(arith::SubIOp::create(rewriter, loc, offsets[last],
+                                             offsets[first]));
+  }
+
+  auto exchange = [&](Value send, Value sendCounts, Value recvCounts,
+                      Value dest) -> Value {
+    auto start = AllToAllStartOp::create(rewriter, loc, send, sendCounts,
+                                         recvCounts, dest, grid);
+    return AllToAllWaitOp::create(rewriter, loc, start.getRequest(),
+                                  start.getPending(), send);
+  };
+
+  // 1. Counts: every rank pair exchanges ceil(E/P) counts.
+  Value perRankCounts = tensor::FromElementsOp::create(
+      rewriter, loc, countsType,
+      SmallVector<Value>(ranks, i32Const(perRank)));
+  Value sentExpertCounts = tensor::FromElementsOp::create(
+      rewriter, loc, expertCountsType, expertCounts);
+  Value receivedExpertCounts = exchange(
+      sentExpertCounts, perRankCounts, perRankCounts,
+      tensor::EmptyOp::create(rewriter, loc, expertCountsType.getShape(), i32));
+
+  // 2. Rows.
+  SmallVector<Value> recvRows;
+  Value numReceived = index(0);
+  for (int64_t p = 0; p < ranks; ++p) {
+    Value rows = i32Const(0);
+    for (int64_t j = 0; j < perRank; ++j)
+      rows = arith::AddIOp::create(
+          rewriter, loc, rows,
+          tensor::ExtractOp::create(rewriter, loc, receivedExpertCounts,
+                                    ValueRange{index(p * perRank + j)}));
+    recvRows.push_back(rows);
+    numReceived = arith::AddIOp::create(
+        rewriter, loc, numReceived,
+        arith::IndexCastOp::create(rewriter, loc, rewriter.getIndexType(),
+                                   rows));
+  }
+  Value sendRowCounts =
+      tensor::FromElementsOp::create(rewriter, loc, countsType, sendRows);
+  Value recvRowCounts =
+      tensor::FromElementsOp::create(rewriter, loc, countsType, recvRows);
+  Value rows = dispatch.getRows();
+  auto rowsType = cast<RankedTensorType>(rows.getType());
+  Value received = exchange(
+      rows, sendRowCounts, recvRowCounts,
+      tensor::EmptyOp::create(rewriter, loc, rowsType.getShape(),
+                              rowsType.getElementType(),
+                              ValueRange{numReceived}));
+
+  // 3. Local experts. Rows arrive grouped by source rank, then by local
+  // expert; each row's local expert id follows from the counts.
+  auto idsType = RankedTensorType::get({ShapedType::kDynamic, 1}, i32);
+  Value ids = tensor::EmptyOp::create(rewriter, loc, idsType.getShape(), i32,
+                                      ValueRange{numReceived});
+  auto fillIds = scf::ForOp::create(
+      rewriter, loc, index(0), index(ranks * perRank), index(1),
+      ValueRange{ids, index(0)},
+      [&](OpBuilder &b, Location nested, Value i, ValueRange iterArgs) {
+        Value count = arith::IndexCastOp::create(
+            b, nested, b.getIndexType(),
+            tensor::ExtractOp::create(b, nested, receivedExpertCounts, i));
+        Value expert = arith::IndexCastOp::create(
+            b, nested, i32,
+            arith::RemUIOp::create(
+                b, nested, i,
+                arith::ConstantIndexOp::create(b, nested, perRank)));
+        Value slice = tensor::ExtractSliceOp::create(
+            b, nested, iterArgs[0],
+            ArrayRef<OpFoldResult>{iterArgs[1], b.getIndexAttr(0)},
+            ArrayRef<OpFoldResult>{count, b.getIndexAttr(1)},
+            ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
+        Value filled =
+            linalg::FillOp::create(b, nested, ValueRange{expert},
+                                   ValueRange{slice})
+                .getResult(0);
+        Value updated = tensor::InsertSliceOp::create(
+            b, nested, filled, iterArgs[0],
+            ArrayRef<OpFoldResult>{iterArgs[1], b.getIndexAttr(0)},
+            ArrayRef<OpFoldResult>{count, b.getIndexAttr(1)},
+            ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
+        Value next = arith::AddIOp::create(b, nested, iterArgs[1], count);
+        scf::YieldOp::create(b, nested, ValueRange{updated, next});
+      });
+  Value localIds = fillIds.getResult(0);
+  auto local = DispatchOp::create(
+      rewriter, loc, rowsType, RankedTensorType::get({perRank + 1}, i32),
+      RankedTensorType::get({ShapedType::kDynamic}, i32), idsType, received,
+      localIds, rewriter.getI64IntegerAttr(perRank),
+      /*capacity_factor=*/FloatAttr());
+  auto expert = ExpertOp::create(
+      rewriter, loc, rowsType, local.getRows(), local.getOffsets(),
+      layer.getFc1(), layer.getFc1Bias(), layer.getFc2(), layer.getFc2Bias(),
+      layer.getFc3(), layer.getFc3Bias(), layer.getFc1Scales(),
+      layer.getFc2Scales(), layer.getFc3Scales(), layer.getFc1ZeroPoints(),
+      layer.getFc2ZeroPoints(), layer.getFc3ZeroPoints(),
+      layer.getActivationAttr(), layer.getSwigluFusionAttr(),
+      layer.getAlphaAttr(), layer.getBetaAttr(), layer.getLimitAttr(),
+      layer.getQuantAttr());
+  auto unitWeightsType =
+      RankedTensorType::get({ShapedType::kDynamic, 1}, scoreType);
+  Value unitWeights =
+      linalg::FillOp::create(
+          rewriter, loc,
+          ValueRange{arith::ConstantOp::create(
+              rewriter, loc, rewriter.getFloatAttr(scoreType, 1.0))},
+          ValueRange{tensor::EmptyOp::create(rewriter, loc,
+                                             unitWeightsType.getShape(),
+                                             scoreType,
+                                             ValueRange{numReceived})})
+          .getResult(0);
+  Value arrivalOrder = CombineOp::create(
+      rewriter, loc, rowsType, expert.getResult(), unitWeights, localIds,
+      local.getSlotRows(), Value(), Value(), Value(), Value(), Value(),
+      rewriter.getI64IntegerAttr(perRank), ArrayAttr());
+
+  // 4. Results back to the ranks the rows came from, in dispatch order.
+  return exchange(arrivalOrder, recvRowCounts, sendRowCounts,
+                  tensor::EmptyOp::create(
+                      rewriter, loc, rowsType.getShape(),
+                      rowsType.getElementType(),
+                      ValueRange{tensor::DimOp::create(rewriter, loc, rows,
+                                                       0)}));
+}
+
 struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
   using OpRewritePattern::OpRewritePattern;
 
@@ -162,12 +341,18 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
       tokens = tensor::CollapseShapeOp::create(rewriter, loc, input, collapse);
     tokens = widenHalf(rewriter, loc, tokens);
     Value logits = widenHalf(rewriter, loc, layer.getLogits());
+    ExpertParallelAttr ep = layer.getExpertParallelAttr();
+    if (ep) {
+      tokens = withDynamicRows(rewriter, loc, tokens);
+      logits = withDynamicRows(rewriter, loc, logits);
+    }
     auto tokensType = cast<RankedTensorType>(tokens.getType());
     int64_t numTokens = tokensType.getDimSize(0);
     int64_t hidden = tokensType.getDimSize(1);
     int64_t k = layer.getK();
     int64_t numExperts =
-        cast<RankedTensorType>(layer.getFc1().getType()).getDimSize(0);
+        ep ? ep.getNumExperts()
+           : cast<RankedTensorType>(layer.getFc1().getType()).getDimSize(0);
     Type scoreType = getElementTypeOrSelf(logits.getType());
 
     auto route = RouteOp::create(
@@ -187,15 +372,20 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
         RankedTensorType::get({numTokens, k}, i32), tokens, route.getIds(),
         rewriter.getI64IntegerAttr(numExperts), layer.getCapacityFactorAttr());
 
-    auto expert = ExpertOp::create(
-        rewriter, loc, dispatch.getRows().getType(), dispatch.getRows(),
-        dispatch.getOffsets(), layer.getFc1(), layer.getFc1Bias(),
-        layer.getFc2(), layer.getFc2Bias(), layer.getFc3(), layer.getFc3Bias(),
-        layer.getFc1Scales(), layer.getFc2Scales(), layer.getFc3Scales(),
-        layer.getFc1ZeroPoints(), layer.getFc2ZeroPoints(),
-        layer.getFc3ZeroPoints(), layer.getActivationAttr(),
-        layer.getSwigluFusionAttr(), layer.getAlphaAttr(), layer.getBetaAttr(),
-        layer.getLimitAttr(), layer.getQuantAttr());
+    Value expertOutput;
+    if (ep)
+      expertOutput = buildExpertExchange(rewriter, layer, dispatch, scoreType);
+    else
+      expertOutput = ExpertOp::create(
+          rewriter, loc, dispatch.getRows().getType(), dispatch.getRows(),
+          dispatch.getOffsets(), layer.getFc1(), layer.getFc1Bias(),
+          layer.getFc2(), layer.getFc2Bias(), layer.getFc3(),
+          layer.getFc3Bias(), layer.getFc1Scales(), layer.getFc2Scales(),
+          layer.getFc3Scales(), layer.getFc1ZeroPoints(),
+          layer.getFc2ZeroPoints(), layer.getFc3ZeroPoints(),
+          layer.getActivationAttr(), layer.getSwigluFusionAttr(),
+          layer.getAlphaAttr(), layer.getBetaAttr(), layer.getLimitAttr(),
+          layer.getQuantAttr());
 
     Value shared;
     if (layer.getSharedFc1())
@@ -204,7 +394,7 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
     // so the common case keeps the minimal form.
     bool needsInput = layer.getSharedGate() || layer.getNumZeroExperts() > 0;
     Value combined = CombineOp::create(
-        rewriter, loc, tokensType, expert.getResult(), route.getWeights(),
+        rewriter, loc, tokensType, expertOutput, route.getWeights(),
         route.getIds(), dispatch.getSlotRows(), needsInput ? tokens : Value(),
         shared, layer.getSharedGate(), layer.getConstants(),
         layer.getConstantGates(), rewriter.getI64IntegerAttr(numExperts),
@@ -220,6 +410,9 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
       combined = tensor::ExpandShapeOp::create(
           rewriter, loc, layer.getType(), combined, collapse, outputShape);
     }
+    if (combined.getType() != layer.getType())
+      combined = tensor::CastOp::create(rewriter, loc, layer.getType(),
+                                        combined);
     rewriter.replaceOp(layer, combined);
     return success();
   }

@@ -432,6 +432,12 @@ FailureOr<llvm::json::Object> FunctionManifest::build() {
     return llvm::json::Object{
         {"name", name.str()}, {"dtype", dtype->str()}, {"shape", std::move(shape)}};
   };
+  // How an expert-parallel launcher hands the tensor to each rank
+  // (-moe-shard-experts); absent: every rank gets all of it.
+  auto addSplit = [](llvm::json::Object &entry, DictionaryAttr attrs) {
+    if (auto split = attrs ? attrs.getAs<StringAttr>("moe.split") : nullptr)
+      entry["split"] = split.str();
+  };
 
   // Name symbols in input order so that the manifest reads naturally.
   llvm::json::Array inputs, outputs;
@@ -440,6 +446,7 @@ FailureOr<llvm::json::Object> FunctionManifest::build() {
         describe(arg, argNames[arg.getArgNumber()], "input");
     if (failed(entry))
       return failure();
+    addSplit(*entry, func.getArgAttrDict(arg.getArgNumber()));
     inputs.push_back(std::move(*entry));
   }
   auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
@@ -448,13 +455,26 @@ FailureOr<llvm::json::Object> FunctionManifest::build() {
         describe(value, "result" + std::to_string(i), "output");
     if (failed(entry))
       return failure();
+    addSplit(*entry, func.getResultAttrDict(i));
     outputs.push_back(std::move(*entry));
   }
   llvm::json::Object manifest{{"name", func.getSymName().str()},
                               {"entry", ("moe_entry_" + func.getSymName()).str()},
                               {"inputs", std::move(inputs)},
                               {"outputs", std::move(outputs)}};
-  if (layer)
+  // No rank of an expert-parallel function holds all the weights the
+  // reference evaluator would need.
+  ExpertParallelAttr ep;
+  func.walk([&](LayerOp anyLayer) {
+    if (!ep)
+      ep = anyLayer.getExpertParallelAttr();
+  });
+  if (ep)
+    manifest["expert_parallel"] =
+        llvm::json::Object{{"ranks", ep.getRanks()},
+                           {"num_experts", ep.getNumExperts()},
+                           {"experts_per_rank", ep.getExpertsPerRank()}};
+  else if (layer)
     manifest["reference"] = referenceFor(layer);
   return manifest;
 }
@@ -478,8 +498,12 @@ struct MoEExportABIPass : moe::impl::MoEExportABIBase<MoEExportABIPass> {
         return signalPassFailure();
       functions.push_back(std::move(*entry));
       // The names now live in the manifest; LLVM has no use for them.
-      for (unsigned i = 0; i < func.getNumArguments(); ++i)
+      for (unsigned i = 0; i < func.getNumArguments(); ++i) {
         func.removeArgAttr(i, "moe.name");
+        func.removeArgAttr(i, "moe.split");
+      }
+      for (unsigned i = 0; i < func.getNumResults(); ++i)
+        func.removeResultAttr(i, StringAttr::get(&getContext(), "moe.split"));
       func->setAttr(LLVM::LLVMDialect::getEmitCWrapperAttrName(),
                     UnitAttr::get(&getContext()));
     }

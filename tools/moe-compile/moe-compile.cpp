@@ -105,6 +105,17 @@ cl::opt<bool> emulateCUDAKernels(
     cl::desc("Testing, --target=cpu: compile the cuda target's kernels "
              "(SIMT variant) as host loops, to check them without a GPU"),
     cl::init(false), cl::cat(category));
+cl::opt<int64_t> expertParallel(
+    "expert-parallel",
+    cl::desc("Spread the experts over this many ranks: an SPMD module run "
+             "with mpirun -np N moe-run (docs/ExpertParallel.md)"),
+    cl::init(0), cl::cat(category));
+cl::opt<std::string> overlapChunks(
+    "overlap-chunks",
+    cl::desc("With --expert-parallel: token chunks whose exchanges are "
+             "pipelined with the experts, or 'auto' for the cost model's "
+             "choice (1: no overlap)"),
+    cl::init("auto"), cl::cat(category));
 cl::opt<bool> verbose("v", cl::desc("Print the link command"),
                       cl::init(false), cl::cat(category));
 
@@ -137,6 +148,16 @@ int compile(int argc, char **argv) {
   if (target != "cpu" && target != "cuda")
     return fail("target '" + target + "' is not supported (cpu or cuda)");
   bool cuda = target == "cuda";
+  int64_t chunks = 0;
+  if (expertParallel < 0)
+    return fail("--expert-parallel must be a positive number of ranks");
+  if (overlapChunks != "auto" &&
+      (StringRef(overlapChunks).getAsInteger(10, chunks) || chunks < 1))
+    return fail("--overlap-chunks must be 'auto' or a positive number, got '" +
+                overlapChunks + "'");
+  if (cuda && expertParallel > 0)
+    return fail("--expert-parallel is not supported by the cuda target yet "
+                "(the runtime's NCCL exchanges have no compiler side)");
   if (emit == Emit::PTX && !cuda)
     return fail("--emit=ptx needs --target=cuda");
   // What a cuda module embeds, and the CUDA toolkit that needs.
@@ -236,6 +257,8 @@ int compile(int argc, char **argv) {
       pipeline.gemmRowTile = gemmRowTile;
       pipeline.gemmColTile = gemmColTile;
       pipeline.emulateCUDAKernels = emulateCUDAKernels;
+      pipeline.expertParallel = expertParallel;
+      pipeline.overlapChunks = chunks;
       if (failed(moe::lowerToLLVMDialect(*module, pipeline, scope)))
         return 1;
     }

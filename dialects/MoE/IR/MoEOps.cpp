@@ -708,6 +708,9 @@ LogicalResult AllToAllWaitOp::verify() {
   auto start = getRequest().getDefiningOp<AllToAllStartOp>();
   if (!start)
     return emitOpError("'request' must come from a moe.all_to_all_start");
+  if (!getPending().hasOneUse())
+    return emitOpError("'pending' must have no use but this wait: it is "
+                       "being written until the wait returns");
   if (getPending() != start.getPending() || getSend() != start.getSend())
     return emitOpError("'pending' and 'send' must be the 'pending' result "
                        "and the 'send' operand of the start of 'request'");

@@ -87,4 +87,23 @@ def MoEGPULaunchesToLoops : Pass<"moe-gpu-launches-to-loops"> {
                            "::mlir::scf::SCFDialect"];
 }
 
+def ConvertShardToMoERuntime : Pass<"convert-shard-to-moe-runtime",
+                                     "::mlir::ModuleOp"> {
+  let summary = "Lower shard process queries to the moe runtime";
+  let description = [{
+    An expert-parallel module (`-moe-shard-experts`) asks for its rank with
+    `shard.process_linear_index` on its one-dimensional `shard.grid`. This
+    pass turns the query into a call of the runtime's
+    `moe_rt_comm_rank(ranks)`, which answers from the communicator the
+    launcher installed (MPI under `mpirun`; docs/ExpertParallel.md), and
+    removes the grid declarations, which nothing references afterwards.
+
+    Upstream's `-convert-shard-to-mpi` would bind the module to one MPI
+    library at compile time; going through the runtime keeps the module
+    independent of the collective engine.
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::func::FuncDialect"];
+}
+
 #endif // MOE_CONVERSION_PASSES_TD

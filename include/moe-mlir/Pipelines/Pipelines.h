@@ -35,6 +35,17 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
       *this, "vector-bits",
       llvm::cl::desc("Vector register width in bits (512 for AVX-512)"),
       llvm::cl::init(512)};
+  PassOptions::Option<int64_t> expertParallel{
+      *this, "expert-parallel",
+      llvm::cl::desc("Spread the experts over this many ranks (an SPMD "
+                     "module run under mpirun; 0: a single-process module)"),
+      llvm::cl::init(0)};
+  PassOptions::Option<int64_t> overlapChunks{
+      *this, "overlap-chunks",
+      llvm::cl::desc("Expert parallelism: token chunks whose exchanges are "
+                     "pipelined with the experts (0: the cost model "
+                     "chooses, 1: no overlap)"),
+      llvm::cl::init(0)};
 };
 
 /// moe (tensor level) -> LLVM dialect for the host CPU: decomposition,

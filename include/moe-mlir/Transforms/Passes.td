@@ -28,6 +28,7 @@ def MoEDecomposeLayer : Pass<"moe-decompose-layer"> {
   }];
   let dependentDialects = ["::mlir::arith::ArithDialect",
                            "::mlir::linalg::LinalgDialect",
+                           "::mlir::scf::SCFDialect",
                            "::mlir::tensor::TensorDialect"];
 }
 
@@ -60,6 +61,55 @@ def MoEShardExperts : Pass<"moe-shard-experts", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::scf::SCFDialect",
                            "::mlir::shard::ShardDialect",
                            "::mlir::arith::ArithDialect"];
+}
+
+def MoEOverlapCommunication : Pass<"moe-overlap-communication",
+                                   "::mlir::func::FuncOp"> {
+  let summary = "Pipeline expert-parallel exchanges with expert compute";
+  let description = [{
+    Splits the tokens of every expert-parallel layer (the route ... combine
+    chain that -moe-decompose-layer builds for a layer with
+    `#moe.expert_parallel`) into `chunks` contiguous chunks and software-
+    pipelines them. Each chunk's chain has four stages, separated by the
+    waits of its three exchanges: (0) route, dispatch, start of the count
+    exchange; (1) its wait and the start of the row exchange; (2) its wait,
+    the local experts and the start of the return exchange; (3) its wait and
+    the combine. Step `t` of the schedule emits stage `s` of chunk `t - s`
+    for `s = 0..3`, so the rows of chunk `i + 1` are in flight while chunk
+    `i` computes and chunk `i - 1` returns (Tutel/FasterMoE-style pipelining).
+
+    With `chunks = 0` a cost model chooses: an exchange of `b` bytes costs
+    `latency + b / bandwidth`, the experts of a chunk the roofline
+    `max(flops / peak, bytes / memory bandwidth)` (each chunk rereads the
+    weights of the experts it touches), and `C` chunks take
+    `d + e + r + (C - 1) max(e, d + r) + C overhead` for per-chunk dispatch
+    `d`, expert `e` and return `r` times. Token counts that are dynamic are
+    taken as `tokens`. The chosen count and the model's predictions are
+    recorded on the function as `moe.overlap`; `report` prints the model's
+    table for every candidate.
+  }];
+  let options = [
+    Option<"chunks", "chunks", "int64_t", /*default=*/"0",
+           "Token chunks (0: chosen by the cost model, 1: no overlap)">,
+    Option<"maxChunks", "max-chunks", "int64_t", /*default=*/"8",
+           "Largest chunk count the cost model considers">,
+    Option<"tokens", "tokens", "int64_t", /*default=*/"256",
+           "Tokens per rank assumed when the count is dynamic">,
+    Option<"bandwidth", "bandwidth", "double", /*default=*/"8.0",
+           "Exchange bandwidth per rank, GB/s">,
+    Option<"latency", "latency", "double", /*default=*/"20.0",
+           "Latency of one exchange, microseconds">,
+    Option<"peakFlops", "peak-gflops", "double", /*default=*/"150.0",
+           "Expert arithmetic throughput per rank, GFLOP/s">,
+    Option<"memoryBandwidth", "memory-bandwidth", "double",
+           /*default=*/"12.0", "Memory bandwidth per rank, GB/s">,
+    Option<"chunkOverhead", "chunk-overhead", "double", /*default=*/"30.0",
+           "Fixed cost of one more chunk, microseconds">,
+    Option<"report", "report", "bool", /*default=*/"false",
+           "Print the cost model's table as a remark">,
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::tensor::TensorDialect"];
 }
 
 def MoEVectorizeContractions : Pass<"moe-vectorize-contractions"> {

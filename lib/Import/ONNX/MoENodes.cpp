@@ -133,7 +133,7 @@ LogicalResult buildLayer(NodeContext &node, Value input, Value logits,
       swiglu ? SwigluFusionAttr::get(ctx, attrs.fusion) : SwigluFusionAttr(),
       f64(attrs.alpha), f64(attrs.beta),
       swiglu && attrs.limit ? f64(*attrs.limit) : FloatAttr(), quant,
-      FloatAttr(), ArrayAttr());
+      FloatAttr(), ArrayAttr(), /*expert_parallel=*/ExpertParallelAttr());
   if (failed(verify(layer)))
     return failure();
   if (node.node.output_size() != 1 || node.node.output(0).empty())

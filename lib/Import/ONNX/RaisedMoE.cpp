@@ -310,7 +310,7 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
       f64(node.floatAttr("activation_alpha").value_or(1.0)),
       f64(node.floatAttr("activation_beta").value_or(0.0)),
       limit ? f64(*limit) : FloatAttr(), /*quant=*/nullptr, FloatAttr(),
-      ArrayAttr());
+      ArrayAttr(), /*expert_parallel=*/ExpertParallelAttr());
   if (failed(verify(layer)))
     return failure();
   node.setOutput(0, layer.getResult());
