@@ -16,9 +16,9 @@ layer.mlir and the inputs (ep_cases.py: the case list), then
     moe-run single.so --input=@... --check --output=@ref.npy
     moe-compile layer.mlir --target=cpu --expert-parallel=P \\
         [--overlap-chunks=C] -o ep[_cC].so            (each `overlap` variant)
-    timeout -k 10 S mpirun [--allow-run-as-root] --oversubscribe \\
+    mpirun [--allow-run-as-root] --oversubscribe \\
         --bind-to none -np P moe-run ep.so --input=@... --output=@y.npy \\
-        --threads=1 --comm-timeout=S2
+        --threads=1 --comm-timeout=S2     (killed after S s)
 
 The single-rank run must pass `--check` (float64 reference); every EP
 module's manifest must carry `expert_parallel` {ranks: P, experts_per_rank:
@@ -54,6 +54,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -66,7 +67,7 @@ import gen_case  # noqa: E402
 
 SKIP_RETURN_CODE = 77
 TOLERANCE = 1e-6           # max|diff| / max|ref|, EP against single rank
-KILL_GRACE_S = 10          # timeout -k: SIGKILL this long after SIGTERM
+KILL_GRACE_S = 10          # SIGKILL this long after SIGTERM (timeouts)
 # gen_case.py names its cases (and seeds their inputs) by name; the EP
 # cases get a prefix so that they never collide with cases.py.
 GEN_PREFIX = "ep_"
@@ -145,22 +146,69 @@ def rank_of(n, p, i):
 # Running things
 # ----------------------------------------------------------------------------
 
+def session_processes(sid):
+    """Pids of the live processes in session `sid` (Linux /proc)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp session ...; comm may hold spaces.
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 3 and int(fields[3]) == sid and fields[0] != "Z":
+            pids.append(int(entry))
+    return pids
+
+
 def run(cmd, cwd, what, timeout=None, env=None):
-    """Runs `cmd`; returns (returncode, stdout, stderr). A command still
-    running `timeout` seconds later is killed (returncode 137)."""
+    """Runs `cmd` in a session of its own; returns (returncode, stdout,
+    stderr). A command still running `timeout` seconds later gets SIGTERM
+    (mpirun then ends its ranks), and KILL_GRACE_S seconds later every
+    process left in its session gets SIGKILL; the return code is then 124.
+
+    (Not timeout(1): it signals mpirun's whole process group as well, and
+    Open MPI's mpirun, signalled twice, exits at once without ending its
+    ranks, which run on, each in a process group of its own.)"""
     start = time.time()
+    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                         universal_newlines=True, env=env,
+                         start_new_session=True)
+    killed = None
     try:
-        p = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, universal_newlines=True,
-                           timeout=timeout, env=env)
-        rc, out, err = p.returncode, p.stdout, p.stderr
-    except subprocess.TimeoutExpired as e:
-        rc = 137
-        out = e.stdout if isinstance(e.stdout, str) else (
-            e.stdout or b"").decode(errors="replace")
-        err = e.stderr if isinstance(e.stderr, str) else (
-            e.stderr or b"").decode(errors="replace")
-        err += "\n(killed by run_ep_case.py after %s s)" % timeout
+        out, err = p.communicate(timeout=timeout)
+        rc = p.returncode
+    except subprocess.TimeoutExpired:
+        killed = "SIGTERM"
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=KILL_GRACE_S)
+        except subprocess.TimeoutExpired:
+            killed = "SIGTERM, then SIGKILL"
+        for pid in [p.pid] + session_processes(p.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        out, err = p.communicate()
+        rc = 124
+        err += ("\n(run_ep_case.py: still running after %g s: %s sent, "
+                "its session killed)" % (timeout, killed))
+    leftovers = session_processes(p.pid)
+    if leftovers:
+        # Ranks that outlive their launcher would hold the cores (and the
+        # next test's results) hostage.
+        for pid in leftovers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        err += ("\n(run_ep_case.py: killed %d processes left behind in the "
+                "command's session)" % len(leftovers))
     elapsed = time.time() - start
     print("$ %s   [%s, %.2f s, exit %d]" % (" ".join(cmd), what, elapsed, rc))
     for line in (out + err).splitlines():
@@ -211,24 +259,16 @@ class Launcher:
         else:
             self.flags += ["-bind-to", "none"]
         self.flags += os.environ.get("MOE_MPIRUN_ARGS", "").split()
-        self.timeout_tool = shutil.which("timeout")
 
     def command(self, np_, argv):
-        cmd = [self.path] + self.flags + ["-np", str(np_)] + argv
-        if self.timeout_tool:
-            cmd = [self.timeout_tool, "-k", str(KILL_GRACE_S),
-                   "%g" % self.timeout] + cmd
-        return cmd
+        return [self.path] + self.flags + ["-np", str(np_)] + argv
 
     def launch(self, np_, argv, cwd, what):
-        # The subprocess timeout is the backstop should `timeout` itself
-        # fail to end the job.
-        return run(self.command(np_, argv), cwd, what,
-                   timeout=self.timeout + 2 * KILL_GRACE_S + 30)
+        return run(self.command(np_, argv), cwd, what, timeout=self.timeout)
 
 
 def timed_out(rc):
-    return rc in (124, 137) or rc == -9 or rc == -15
+    return rc == 124
 
 
 def allowed_missing(args):
@@ -570,13 +610,9 @@ def negative(check, bin_dir, work, launcher):
                if not re.match(r"^(OMPI_|PMIX_|PMI_|MPI_LOCALRANKID|HYDRA_)",
                                k)}
         cmd = argv + ["--comm-timeout=%s" % launcher.comm_timeout]
-        if launcher.timeout_tool:
-            cmd = [launcher.timeout_tool, "-k", str(KILL_GRACE_S),
-                   "%g" % launcher.timeout] + cmd
         rc, out, err = run(cmd, directory, "ep.so (P=%d) without mpirun, "
                            "expected to fail" % NEGATIVE_P,
-                           timeout=launcher.timeout + 2 * KILL_GRACE_S + 30,
-                           env=env)
+                           timeout=launcher.timeout, env=env)
         want = [r"\b%d\b" % NEGATIVE_P,
                 r"(?i)\b1\b|mpirun|mpiexec|\bMPI\b|communicator|launcher"]
         what = ("an error line naming %d and the missing launcher or group "
