@@ -283,9 +283,10 @@ def allowed_missing(args):
 def read_manifest(so_path):
     with open(so_path, "rb") as fh:
         data = fh.read()
-    i = data.find(b'{"format":"moe-module-')
-    if i < 0:
+    m = re.search(rb'\{\s*"format"\s*:\s*"moe-module-', data)
+    if not m:
         return None
+    i = m.start()
     j = data.find(b"\0", i)
     text = data[i:j if j > 0 else len(data)].decode("utf-8", "replace")
     try:
