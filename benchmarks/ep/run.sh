@@ -32,7 +32,8 @@
 #                       until the 1-minute load average is below 0.5
 #   -h, --help
 #
-# Environment: BENCH_EP_DIR (default build/bench-ep): weights (about 0.8 GB),
+# Environment: MOE_BIN (default build/bin): moe-compile and moe-run.
+# BENCH_EP_DIR (default build/bench-ep): weights (about 0.8 GB),
 # modules, logs (results/). MOE_MPIRUN: the launcher (default mpirun on
 # PATH); MOE_MPIRUN_ARGS: extra launcher flags. EP_AUTO_REGEX: a regex whose
 # first group is the chunk count in `moe-compile --overlap-chunks=auto
@@ -46,7 +47,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 here="$root/benchmarks/ep"
-bin="$root/build/bin"
+bin="${MOE_BIN:-$root/build/bin}"
 work="${BENCH_EP_DIR:-$root/build/bench-ep}"
 py=/usr/bin/python3
 
@@ -99,7 +100,10 @@ for tool in moe-compile moe-run; do
 done
 mpirun="${MOE_MPIRUN:-$(command -v mpirun || command -v mpiexec || true)}"
 [[ -n "$mpirun" ]] || { echo "run.sh: no mpirun/mpiexec on PATH (set MOE_MPIRUN)" >&2; exit 1; }
-if ! "$bin/moe-compile" --help 2>&1 | grep -q -- '--expert-parallel'; then
+# (The help text is captured first: grep -q closing the pipe early would
+# fail the pipeline under pipefail.)
+compile_help=$("$bin/moe-compile" --help 2>&1 || true)
+if ! grep -q -- '--expert-parallel' <<< "$compile_help"; then
   echo "run.sh: $bin/moe-compile has no --expert-parallel option yet" >&2
   exit 1
 fi
