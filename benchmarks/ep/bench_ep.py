@@ -191,11 +191,13 @@ def mpirun_prefix(mpirun, np_):
     return [mpirun] + flags + ["-np", str(np_)]
 
 
-def auto_chunks(bin_dir, layer, np_, extra_text=""):
-    """The chunk count --overlap-chunks=auto picks, as the compiler shows
-    it: a string ('3', '2/4' when several values appear, '?' when none)."""
+def auto_chunks(bin_dir, layer, np_, extra_text="", tokens_per_rank=256):
+    """The chunk count --overlap-chunks=auto picks for `tokens_per_rank`
+    tokens on each rank, as the compiler shows it: a string ('3', '2/4'
+    when several values appear, '?' when none)."""
     cmd = [os.path.join(bin_dir, "moe-compile"), layer, "--target=cpu",
            "--expert-parallel=%d" % np_, "--overlap-chunks=auto",
+           "--overlap-tokens=%d" % tokens_per_rank,
            "--emit=mlir", "-o", "-"]
     rc, out = run(cmd, quiet=True, timeout=600)
     patterns = list(AUTO_PATTERNS)
@@ -284,16 +286,27 @@ def cmd_run(args):
                        os.path.join(d, "single.so")], timeout=600)
         if rc != 0:
             sys.exit("bench_ep.py: moe-compile failed:\n" + out)
+        # The layer's token count is dynamic: `auto` is compiled per T, the
+        # cost model told the tokens each rank holds.
+        def module_path(c, T):
+            return os.path.join(d, "ep_c%s_T%d.so" % (c, T) if c == "auto"
+                                else "ep_c%s.so" % c)
         for c in chunks:
-            rc, out = run([moe_compile, layer, "--target=cpu",
-                           "--expert-parallel=%d" % np_,
-                           "--overlap-chunks=%s" % c, "-o",
-                           os.path.join(d, "ep_c%s.so" % c)], timeout=600)
-            if rc != 0:
-                sys.exit("bench_ep.py: moe-compile --expert-parallel=%d "
-                         "--overlap-chunks=%s failed:\n%s" % (np_, c, out))
-        auto_pick[m] = auto_chunks(bin_dir, layer, np_) \
-            if "auto" in chunks else "-"
+            for T in (tokens if c == "auto" else [None]):
+                extra = ["--overlap-tokens=%d" % max(1, T // np_)] \
+                    if T else []
+                rc, out = run([moe_compile, layer, "--target=cpu",
+                               "--expert-parallel=%d" % np_,
+                               "--overlap-chunks=%s" % c] + extra +
+                              ["-o", module_path(c, T)], timeout=600)
+                if rc != 0:
+                    sys.exit("bench_ep.py: moe-compile --expert-parallel=%d "
+                             "--overlap-chunks=%s failed:\n%s"
+                             % (np_, c, out))
+        auto_pick[m] = ", ".join(
+            "T=%d: %s" % (T, auto_chunks(bin_dir, layer, np_,
+                                         tokens_per_rank=max(1, T // np_)))
+            for T in tokens) if "auto" in chunks else "-"
         log("   --overlap-chunks=auto picks: %s" % auto_pick[m])
 
         def inputs(T):
@@ -311,7 +324,7 @@ def cmd_run(args):
             sys.exit("bench_ep.py: the single-rank module failed:\n" + out)
         for c in chunks:
             y = os.path.join(res_dir, "%s_ep_c%s_T%d.npy" % (m, c, T0))
-            rc, out = run(prefix + [moe_run, os.path.join(d, "ep_c%s.so" % c)]
+            rc, out = run(prefix + [moe_run, module_path(c, T0)]
                           + inputs(T0) + ["--threads=%d" % tpr,
                                           "--output=@" + y,
                                           "--comm-timeout=%d" % args.timeout],
@@ -350,8 +363,8 @@ def cmd_run(args):
                             inputs(T) + ["--threads=%d" % args.threads,
                                          "--benchmark=%d" % n]
                     else:
-                        cmd = prefix + [moe_run, os.path.join(
-                            d, "ep_%s.so" % v)] + inputs(T) + [
+                        cmd = prefix + [moe_run, module_path(
+                            v[1:], T)] + inputs(T) + [
                                 "--threads=%d" % tpr, "--benchmark=%d" % n,
                                 "--comm-timeout=%d" % args.timeout]
                     rc, out = run(cmd, timeout=args.timeout, quiet=True)
@@ -359,10 +372,6 @@ def cmd_run(args):
                     with open(os.path.join(res_dir, tag + ".txt"), "w") as fh:
                         fh.write(" ".join(cmd) + "\n" + out)
                     ms = parse_median_ms(out) if rc == 0 else None
-                    if v == "cauto" and auto_pick[m] == "?":
-                        pick = auto_chunks(bin_dir, layer, np_, out)
-                        if pick != "?":
-                            auto_pick[m] = pick
                     log("== %s T=%d %-7s pass %d/%d: %s" % (
                         m, T, v, p + 1, args.passes,
                         "%.3f ms" % ms if ms is not None else

@@ -26,7 +26,8 @@ namespace {
 /// split into its four stages, one tensor per function result.
 void addTensorLevelPasses(OpPassManager &pm, bool exportABI, StringRef target,
                           int64_t expertParallel = 0,
-                          int64_t overlapChunks = 1) {
+                          int64_t overlapChunks = 1,
+                          int64_t overlapTokens = 256) {
   // Sharding changes the signatures each rank sees, so it comes before the
   // manifest.
   if (expertParallel > 0) {
@@ -46,6 +47,7 @@ void addTensorLevelPasses(OpPassManager &pm, bool exportABI, StringRef target,
   if (expertParallel > 0 && overlapChunks != 1) {
     moe::MoEOverlapCommunicationOptions overlap;
     overlap.chunks = overlapChunks;
+    overlap.tokens = overlapTokens;
     pm.addNestedPass<func::FuncOp>(
         moe::createMoEOverlapCommunication(overlap));
     pm.addPass(createCanonicalizerPass());
@@ -74,7 +76,7 @@ void addBufferizationPasses(OpPassManager &pm) {
 void moe::buildCPULoweringPipeline(OpPassManager &pm,
                                    const CPUPipelineOptions &options) {
   addTensorLevelPasses(pm, options.exportABI, "cpu", options.expertParallel,
-                       options.overlapChunks);
+                       options.overlapChunks, options.overlapTokens);
   if (options.emulateCUDAKernels) {
     ConvertMoEToGPUOptions kernels;
     kernels.tensorCores = false;

@@ -342,6 +342,7 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
     tokens = widenHalf(rewriter, loc, tokens);
     Value logits = widenHalf(rewriter, loc, layer.getLogits());
     ExpertParallelAttr ep = layer.getExpertParallelAttr();
+    Type stageTokensType = tokens.getType();
     if (ep) {
       tokens = withDynamicRows(rewriter, loc, tokens);
       logits = withDynamicRows(rewriter, loc, logits);
@@ -399,6 +400,11 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
         shared, layer.getSharedGate(), layer.getConstants(),
         layer.getConstantGates(), rewriter.getI64IntegerAttr(numExperts),
         layer.getZeroExpertsAttr());
+    if (combined.getType() != stageTokensType &&
+        cast<RankedTensorType>(stageTokensType).getElementType() ==
+            cast<RankedTensorType>(combined.getType()).getElementType())
+      combined = tensor::CastOp::create(rewriter, loc, stageTokensType,
+                                        combined);
     combined =
         convertElements(rewriter, loc, combined, inputType.getElementType());
 

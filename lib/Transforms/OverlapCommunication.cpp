@@ -169,11 +169,18 @@ public:
       for (int64_t c = 1; c <= std::max<int64_t>(maxChunks, 1); ++c)
         predictions.push_back(predict(*chain, tokenCount, c));
       int64_t chosen = chunks;
-      if (chosen <= 0)
-        chosen = llvm::min_element(predictions, [](const Prediction &a,
-                                                   const Prediction &b) {
-                   return a.total < b.total;
-                 })->chunks;
+      if (chosen <= 0) {
+        const Prediction &best =
+            *llvm::min_element(predictions, [](const Prediction &a,
+                                               const Prediction &b) {
+              return a.total < b.total;
+            });
+        // Chunking has costs the model leaves out (smaller GEMMs, more
+        // passes over the activations); only a clear predicted gain pays.
+        chosen = best.total <= predictions.front().total * (1.0 - minGain)
+                     ? best.chunks
+                     : 1;
+      }
       recordModel(*chain, predictions, chosen, tokenCount);
       if (chosen > 1)
         pipeline(*chain, chosen);

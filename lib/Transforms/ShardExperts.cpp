@@ -94,7 +94,7 @@ public:
     if (ranks < 1) {
       module.emitError() << "-moe-shard-experts: ranks must be at least 1, "
                             "got "
-                         << ranks;
+                         << static_cast<int64_t>(ranks);
       return signalPassFailure();
     }
     SmallVector<LayerOp> layers;
@@ -118,7 +118,8 @@ private:
     if (auto grid = dyn_cast_or_null<shard::GridOp>(existing)) {
       if (grid.getRank() != 1 || grid.getShape()[0] != ranks) {
         grid.emitError() << "@" << kGridName << " exists with another "
-                         << "shape than the " << ranks << " ranks asked for";
+                         << "shape than the " << static_cast<int64_t>(ranks)
+                         << " ranks asked for";
         return {};
       }
       return FlatSymbolRefAttr::get(grid.getSymNameAttr());

@@ -116,6 +116,11 @@ cl::opt<std::string> overlapChunks(
              "pipelined with the experts, or 'auto' for the cost model's "
              "choice (1: no overlap)"),
     cl::init("auto"), cl::cat(category));
+cl::opt<int64_t> overlapTokens(
+    "overlap-tokens",
+    cl::desc("With --overlap-chunks=auto: tokens per rank the cost model "
+             "assumes when the layer's token count is dynamic"),
+    cl::init(256), cl::cat(category));
 cl::opt<bool> verbose("v", cl::desc("Print the link command"),
                       cl::init(false), cl::cat(category));
 
@@ -155,6 +160,8 @@ int compile(int argc, char **argv) {
       (StringRef(overlapChunks).getAsInteger(10, chunks) || chunks < 1))
     return fail("--overlap-chunks must be 'auto' or a positive number, got '" +
                 overlapChunks + "'");
+  if (overlapTokens < 1)
+    return fail("--overlap-tokens must be positive");
   if (cuda && expertParallel > 0)
     return fail("--expert-parallel is not supported by the cuda target yet "
                 "(the runtime's NCCL exchanges have no compiler side)");
@@ -259,6 +266,7 @@ int compile(int argc, char **argv) {
       pipeline.emulateCUDAKernels = emulateCUDAKernels;
       pipeline.expertParallel = expertParallel;
       pipeline.overlapChunks = chunks;
+      pipeline.overlapTokens = overlapTokens;
       if (failed(moe::lowerToLLVMDialect(*module, pipeline, scope)))
         return 1;
     }

@@ -661,6 +661,22 @@ LogicalResult LayerOp::verify() {
                              getConstantGates(), tokens, hidden);
 }
 
+LogicalResult LayerOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
+  ExpertParallelAttr ep = getExpertParallelAttr();
+  if (!ep)
+    return success();
+  auto grid =
+      symbolTable.lookupNearestSymbolFrom<shard::GridOp>(*this, ep.getGrid());
+  if (!grid)
+    return emitOpError() << "expert_parallel grid '" << ep.getGrid()
+                         << "' does not reference a shard.grid";
+  if (grid.getRank() != 1 || grid.getShape()[0] != ep.getRanks())
+    return emitOpError() << "expert_parallel grid '" << ep.getGrid()
+                         << "' must be one-dimensional with " << ep.getRanks()
+                         << " processes";
+  return success();
+}
+
 //===----------------------------------------------------------------------===//
 // AllToAllStartOp / AllToAllWaitOp
 //===----------------------------------------------------------------------===//

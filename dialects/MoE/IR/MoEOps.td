@@ -256,7 +256,8 @@ def MoE_CombineOp : MoE_Op<"combine", [Pure, AttrSizedOperandSegments]> {
 // LayerOp
 //===----------------------------------------------------------------------===//
 
-def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
+def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
   let summary = "a whole Mixture-of-Experts layer";
   let description = [{
     A complete MoE layer, close to ONNX Runtime's `com.microsoft.MoE`:

@@ -46,6 +46,11 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
                      "pipelined with the experts (0: the cost model "
                      "chooses, 1: no overlap)"),
       llvm::cl::init(0)};
+  PassOptions::Option<int64_t> overlapTokens{
+      *this, "overlap-tokens",
+      llvm::cl::desc("Expert parallelism: tokens per rank the overlap cost "
+                     "model assumes when the count is dynamic"),
+      llvm::cl::init(256)};
 };
 
 /// moe (tensor level) -> LLVM dialect for the host CPU: decomposition,

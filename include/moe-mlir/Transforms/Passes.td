@@ -82,9 +82,12 @@ def MoEOverlapCommunication : Pass<"moe-overlap-communication",
     `latency + b / bandwidth`, the experts of a chunk the roofline
     `max(flops / peak, bytes / memory bandwidth)` (each chunk rereads the
     weights of the experts it touches), and `C` chunks take
-    `d + e + r + (C - 1) max(e, d + r) + C overhead` for per-chunk dispatch
-    `d`, expert `e` and return `r` times. Token counts that are dynamic are
-    taken as `tokens`. The chosen count and the model's predictions are
+    `d + e + r + (C - 1) (max(e, d + r) + overhead)` for per-chunk dispatch
+    `d`, expert `e` and return `r` times; it splits only when the best
+    count is predicted at least `min-gain` faster than no split. Token
+    counts that are dynamic are taken as `tokens`. The defaults describe
+    one core of this project's CPU machine with MPI over shared memory;
+    moe-compile passes them unchanged. The chosen count and the model's predictions are
     recorded on the function as `moe.overlap`; `report` prints the model's
     table for every candidate.
   }];
@@ -99,12 +102,15 @@ def MoEOverlapCommunication : Pass<"moe-overlap-communication",
            "Exchange bandwidth per rank, GB/s">,
     Option<"latency", "latency", "double", /*default=*/"20.0",
            "Latency of one exchange, microseconds">,
-    Option<"peakFlops", "peak-gflops", "double", /*default=*/"150.0",
+    Option<"peakFlops", "peak-gflops", "double", /*default=*/"120.0",
            "Expert arithmetic throughput per rank, GFLOP/s">,
     Option<"memoryBandwidth", "memory-bandwidth", "double",
            /*default=*/"12.0", "Memory bandwidth per rank, GB/s">,
     Option<"chunkOverhead", "chunk-overhead", "double", /*default=*/"30.0",
            "Fixed cost of one more chunk, microseconds">,
+    Option<"minGain", "min-gain", "double", /*default=*/"0.05",
+           "Smallest predicted gain (fraction of the serial time) for which "
+           "the cost model splits at all">,
     Option<"report", "report", "bool", /*default=*/"false",
            "Print the cost model's table as a remark">,
   ];
