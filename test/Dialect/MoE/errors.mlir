@@ -771,3 +771,149 @@ func.func @quant_bits() attributes {q = #moe.quant<bits = 2>} {
 func.func @quant_block_size() attributes {q = #moe.quant<bits = 4, block_size = 24>} {
   return
 }
+
+// -----
+
+// Counts hold one entry per process of the grid.
+shard.grid @moe_ep(shape = 2)
+func.func @a2a_send_counts_size(%s: tensor<?x4xf32>, %c: tensor<3xi32>, %d: tensor<?x4xf32>) {
+  // expected-error @+1 {{'send_counts' must hold one count per process of 'moe_ep', tensor<2xi32>, got 'tensor<3xi32>'}}
+  %r, %p = moe.all_to_all_start %s, %c, %c into %d on @moe_ep : tensor<?x4xf32>, tensor<3xi32>, tensor<3xi32> into tensor<?x4xf32>
+  return
+}
+
+// -----
+
+shard.grid @moe_ep(shape = 2)
+func.func @a2a_recv_counts_size(%s: tensor<?x4xf32>, %c: tensor<2xi32>, %c3: tensor<3xi32>, %d: tensor<?x4xf32>) {
+  // expected-error @+1 {{'recv_counts' must hold one count per process of 'moe_ep', tensor<2xi32>, got 'tensor<3xi32>'}}
+  %r, %p = moe.all_to_all_start %s, %c, %c3 into %d on @moe_ep : tensor<?x4xf32>, tensor<2xi32>, tensor<3xi32> into tensor<?x4xf32>
+  return
+}
+
+// -----
+
+// The grid must exist...
+func.func @a2a_no_grid(%s: tensor<?x4xf32>, %c: tensor<2xi32>, %d: tensor<?x4xf32>) {
+  // expected-error @+1 {{'moe_ep' does not reference a shard.grid}}
+  %r, %p = moe.all_to_all_start %s, %c, %c into %d on @moe_ep : tensor<?x4xf32>, tensor<2xi32>, tensor<2xi32> into tensor<?x4xf32>
+  return
+}
+
+// -----
+
+// ... and be one-dimensional.
+shard.grid @moe_ep(shape = 2x2)
+func.func @a2a_grid_2d(%s: tensor<?x4xf32>, %c: tensor<2xi32>, %d: tensor<?x4xf32>) {
+  // expected-error @+1 {{grid 'moe_ep' must have one static dimension}}
+  %r, %p = moe.all_to_all_start %s, %c, %c into %d on @moe_ep : tensor<?x4xf32>, tensor<2xi32>, tensor<2xi32> into tensor<?x4xf32>
+  return
+}
+
+// -----
+
+// Rows sent and received have one shape...
+shard.grid @moe_ep(shape = 2)
+func.func @a2a_row_shape(%s: tensor<?x4xf32>, %c: tensor<2xi32>, %d: tensor<?x8xf32>) {
+  // expected-error @+1 {{rows must have one static shape on both sides, got 'tensor<?x4xf32>' and 'tensor<?x8xf32>'}}
+  %r, %p = moe.all_to_all_start %s, %c, %c into %d on @moe_ep : tensor<?x4xf32>, tensor<2xi32>, tensor<2xi32> into tensor<?x8xf32>
+  return
+}
+
+// -----
+
+// ... which is static...
+shard.grid @moe_ep(shape = 2)
+func.func @a2a_dynamic_row(%s: tensor<?x?xf32>, %c: tensor<2xi32>, %d: tensor<?x?xf32>) {
+  // expected-error @+1 {{rows must have one static shape on both sides, got 'tensor<?x?xf32>' and 'tensor<?x?xf32>'}}
+  %r, %p = moe.all_to_all_start %s, %c, %c into %d on @moe_ep : tensor<?x?xf32>, tensor<2xi32>, tensor<2xi32> into tensor<?x?xf32>
+  return
+}
+
+// -----
+
+// ... and one element type.
+shard.grid @moe_ep(shape = 2)
+func.func @a2a_element_type(%s: tensor<?x4xf32>, %c: tensor<2xi32>, %d: tensor<?x4xf16>) {
+  // expected-error @+1 {{'send' and 'dest' must be tensors of rows of one element type, got 'tensor<?x4xf32>' and 'tensor<?x4xf16>'}}
+  %r, %p = moe.all_to_all_start %s, %c, %c into %d on @moe_ep : tensor<?x4xf32>, tensor<2xi32>, tensor<2xi32> into tensor<?x4xf16>
+  return
+}
+
+// -----
+
+// A wait takes the pending tensor of its own start.
+shard.grid @moe_ep(shape = 2)
+func.func @a2a_wait_other_pending(%s: tensor<?x4xf32>, %c: tensor<2xi32>, %d: tensor<?x4xf32>) -> tensor<?x4xf32> {
+  %r, %p = moe.all_to_all_start %s, %c, %c into %d on @moe_ep : tensor<?x4xf32>, tensor<2xi32>, tensor<2xi32> into tensor<?x4xf32>
+  %r2, %p2 = moe.all_to_all_start %s, %c, %c into %d on @moe_ep : tensor<?x4xf32>, tensor<2xi32>, tensor<2xi32> into tensor<?x4xf32>
+  // expected-error @+1 {{'pending' and 'send' must be the 'pending' result and the 'send' operand of the start of 'request'}}
+  %x = moe.all_to_all_wait %r, %p2, %s : tensor<?x4xf32>, tensor<?x4xf32>
+  %y = moe.all_to_all_wait %r2, %p, %s : tensor<?x4xf32>, tensor<?x4xf32>
+  return %x : tensor<?x4xf32>
+}
+
+// -----
+
+// ... and the send tensor of its own start.
+shard.grid @moe_ep(shape = 2)
+func.func @a2a_wait_other_send(%s: tensor<?x4xf32>, %s2: tensor<?x4xf32>, %c: tensor<2xi32>, %d: tensor<?x4xf32>) -> tensor<?x4xf32> {
+  %r, %p = moe.all_to_all_start %s, %c, %c into %d on @moe_ep : tensor<?x4xf32>, tensor<2xi32>, tensor<2xi32> into tensor<?x4xf32>
+  // expected-error @+1 {{'pending' and 'send' must be the 'pending' result and the 'send' operand of the start of 'request'}}
+  %x = moe.all_to_all_wait %r, %p, %s2 : tensor<?x4xf32>, tensor<?x4xf32>
+  return %x : tensor<?x4xf32>
+}
+
+// -----
+
+// The pending tensor is being written: nothing but the wait may use it.
+shard.grid @moe_ep(shape = 2)
+func.func @a2a_pending_second_use(%s: tensor<?x4xf32>, %c: tensor<2xi32>, %d: tensor<?x4xf32>) -> tensor<?x4xf32> {
+  %r, %p = moe.all_to_all_start %s, %c, %c into %d on @moe_ep : tensor<?x4xf32>, tensor<2xi32>, tensor<2xi32> into tensor<?x4xf32>
+  // expected-error @+1 {{'pending' must have no use but this wait: it is being written until the wait returns}}
+  %x = moe.all_to_all_wait %r, %p, %s : tensor<?x4xf32>, tensor<?x4xf32>
+  return %p : tensor<?x4xf32>
+}
+
+// -----
+
+// A request comes from a start.
+func.func @a2a_wait_request_arg(%r: !moe.request, %p: tensor<?x4xf32>, %s: tensor<?x4xf32>) -> tensor<?x4xf32> {
+  // expected-error @+1 {{'request' must come from a moe.all_to_all_start}}
+  %x = moe.all_to_all_wait %r, %p, %s : tensor<?x4xf32>, tensor<?x4xf32>
+  return %x : tensor<?x4xf32>
+}
+
+// -----
+
+// An expert-parallel layer holds ceil(E / P) = ceil(5 / 2) = 3 experts.
+shard.grid @moe_ep(shape = 2)
+func.func @ep_layer_experts(%x: tensor<?x16xf32>, %l: tensor<?x5xf32>, %w1: tensor<2x8x16xf32>, %w2: tensor<2x16x8xf32>) -> tensor<?x16xf32> {
+  // expected-error @+1 {{'fc1' dimension 0 is 2 but must be 3 (the experts of one rank, ceil(num_experts / ranks))}}
+  %0 = moe.layer %x, %l fc1 %w1 fc2 %w2 {k = 2 : i64, expert_parallel = #moe.expert_parallel<grid = @moe_ep, ranks = 2, num_experts = 5>} : (tensor<?x16xf32>, tensor<?x5xf32>, tensor<2x8x16xf32>, tensor<2x16x8xf32>) -> tensor<?x16xf32>
+  return %0 : tensor<?x16xf32>
+}
+
+// -----
+
+// Capacities are defined over all tokens, each rank routes only its own.
+shard.grid @moe_ep(shape = 2)
+func.func @ep_layer_capacity(%x: tensor<?x16xf32>, %l: tensor<?x4xf32>, %w1: tensor<2x8x16xf32>, %w2: tensor<2x16x8xf32>) -> tensor<?x16xf32> {
+  // expected-error @+1 {{capacity_factor is not supported with expert_parallel: each rank routes only its own tokens, so capacities would not be the layer's}}
+  %0 = moe.layer %x, %l fc1 %w1 fc2 %w2 {k = 2 : i64, capacity_factor = 1.5, expert_parallel = #moe.expert_parallel<grid = @moe_ep, ranks = 2, num_experts = 4>} : (tensor<?x16xf32>, tensor<?x4xf32>, tensor<2x8x16xf32>, tensor<2x16x8xf32>) -> tensor<?x16xf32>
+  return %0 : tensor<?x16xf32>
+}
+
+// -----
+
+// expected-error @+1 {{#moe.expert_parallel needs ranks >= 1 and num_experts >= 1, got ranks = 0, num_experts = 4}}
+func.func @ep_zero_ranks() attributes {ep = #moe.expert_parallel<grid = @moe_ep, ranks = 0, num_experts = 4>} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{#moe.expert_parallel needs ranks >= 1 and num_experts >= 1, got ranks = 2, num_experts = 0}}
+func.func @ep_zero_experts() attributes {ep = #moe.expert_parallel<grid = @moe_ep, ranks = 2, num_experts = 0>} {
+  return
+}

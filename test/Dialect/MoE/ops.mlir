@@ -143,3 +143,28 @@ func.func @layer_int8_row(%x: tensor<2x3x64xf32>, %logits: tensor<6x4xf32>, %w1:
   %0 = moe.layer %x, %logits fc1 %w1 fc2 %w2 fc3 %w3 fc1_scales %s1 fc2_scales %s2 fc3_scales %s3 fc1_zero_points %z1 fc2_zero_points %z2 fc3_zero_points %z3 {k = 2 : i64, scoring = #moe.scoring<softmax_topk>, activation = #moe.activation<silu>, quant = #moe.quant<bits = 8, block_size = 0>} : (tensor<2x3x64xf32>, tensor<6x4xf32>, tensor<4x128x64xui8>, tensor<4x64x128xui8>, tensor<4x128x64xui8>, tensor<4x128xf32>, tensor<4x64xf32>, tensor<4x128xf32>, tensor<4x128xui8>, tensor<4x64xui8>, tensor<4x128xui8>) -> tensor<2x3x64xf32>
   return %0 : tensor<2x3x64xf32>
 }
+
+// -----
+
+// Expert parallelism: an all-to-all-v started and waited for on a shard.grid
+// (the request is a !moe.request), and a layer that is one rank's part of
+// an expert-parallel layer (3 of ceil(5 / 2) experts).
+// CHECK-LABEL: func @all_to_all
+// CHECK-SAME:  (%[[S:.*]]: tensor<?x64xf32>, %[[SC:.*]]: tensor<2xi32>, %[[RC:.*]]: tensor<2xi32>, %[[D:.*]]: tensor<?x64xf32>)
+// CHECK:       %[[REQ:.*]], %[[PEND:.*]] = moe.all_to_all_start %[[S]], %[[SC]], %[[RC]] into %[[D]] on @moe_ep : tensor<?x64xf32>, tensor<2xi32>, tensor<2xi32> into tensor<?x64xf32>
+// CHECK-NEXT:  %[[R:.*]] = moe.all_to_all_wait %[[REQ]], %[[PEND]], %[[S]] : tensor<?x64xf32>, tensor<?x64xf32>
+// CHECK-NEXT:  return %[[R]]
+// CHECK-LABEL: func.func private @request_type(!moe.request) -> !moe.request
+// CHECK-LABEL: func @layer_expert_parallel
+// CHECK:       moe.layer %{{.*}}, %{{.*}} fc1 %{{.*}} fc2 %{{.*}} {expert_parallel = #moe.expert_parallel<grid = @moe_ep, ranks = 2, num_experts = 5>, k = 2 : i64} : (tensor<?x16xf32>, tensor<?x5xf32>, tensor<3x8x16xf32>, tensor<3x16x8xf32>) -> tensor<?x16xf32>
+shard.grid @moe_ep(shape = 2)
+func.func @all_to_all(%s: tensor<?x64xf32>, %sc: tensor<2xi32>, %rc: tensor<2xi32>, %d: tensor<?x64xf32>) -> tensor<?x64xf32> {
+  %req, %pending = moe.all_to_all_start %s, %sc, %rc into %d on @moe_ep : tensor<?x64xf32>, tensor<2xi32>, tensor<2xi32> into tensor<?x64xf32>
+  %r = moe.all_to_all_wait %req, %pending, %s : tensor<?x64xf32>, tensor<?x64xf32>
+  return %r : tensor<?x64xf32>
+}
+func.func private @request_type(!moe.request) -> !moe.request
+func.func @layer_expert_parallel(%x: tensor<?x16xf32>, %l: tensor<?x5xf32>, %w1: tensor<3x8x16xf32>, %w2: tensor<3x16x8xf32>) -> tensor<?x16xf32> {
+  %0 = moe.layer %x, %l fc1 %w1 fc2 %w2 {k = 2 : i64, expert_parallel = #moe.expert_parallel<grid = @moe_ep, ranks = 2, num_experts = 5>} : (tensor<?x16xf32>, tensor<?x5xf32>, tensor<3x8x16xf32>, tensor<3x16x8xf32>) -> tensor<?x16xf32>
+  return %0 : tensor<?x16xf32>
+}
