@@ -14,6 +14,9 @@ Nothing here is measured; the hardware numbers are assumptions, listed in
 the output.
 
 Usage: model_table.py --bin build/bin [--out FILE]
+  --out FILE  a file with this script's BEGIN/END markers
+              (benchmarks/RESULTS.md) gets the block between them replaced;
+              any other file is overwritten.
 """
 
 import argparse
@@ -134,9 +137,23 @@ def main():
     ]
     text = "\n".join(lines + assumptions) + "\n"
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+        write_block(args.out, text)
     sys.stdout.write(text)
+
+
+BEGIN = ("<!-- BEGIN EP MODEL (benchmarks/ep/model_table.py): edits here are "
+         "lost -->")
+END = "<!-- END EP MODEL -->"
+
+
+def write_block(path, text):
+    old = open(path).read() if os.path.exists(path) else ""
+    if BEGIN in old and END in old:
+        head, rest = old.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        text = head + BEGIN + "\n" + text + END + tail
+    with open(path, "w") as f:
+        f.write(text)
 
 
 if __name__ == "__main__":
