@@ -257,12 +257,12 @@ const Device &requireDeviceForRank(int64_t rank) {
   // Module images and cached memory live in the context of the device
   // opened first; a rank cannot move to another one afterwards.
   if (!s.fromEnv && s.count > 0 && s.device.ordinal != rank % s.count)
-    fail(MOE_INVALID_ARGUMENT,
-         "rank " + std::to_string(rank) + " would use CUDA device " +
-             std::to_string(rank % s.count) +
-             " but the runtime already runs on device " +
-             std::to_string(s.device.ordinal) +
-             " (set MOE_CUDA_DEVICE to choose one)");
+    fail(MOE_INVALID_ARGUMENT, "rank " + std::to_string(rank) +
+                                   " would use CUDA device " +
+                                   std::to_string(rank % s.count) +
+                                   " but the runtime already runs on device " +
+                                   std::to_string(s.device.ordinal) +
+                                   " (set MOE_CUDA_DEVICE to choose one)");
   return s.device;
 }
 

@@ -133,8 +133,7 @@ void loadNccl(NcclState &s) {
   MOE_NCCL(ncclRecv);
 #undef MOE_NCCL
   if (!missing.empty()) {
-    s.problem = "cannot load NCCL (" + what +
-                "): it lacks " + missing +
+    s.problem = "cannot load NCCL (" + what + "): it lacks " + missing +
                 " (NCCL 2.7 or later is needed); set MOE_NCCL_LIBRARY";
     return;
   }
@@ -257,13 +256,13 @@ struct NcclCommunicator {
         for (int64_t p = 0; p < size; ++p) {
           const int peer = static_cast<int>(p);
           if (size_t n = static_cast<size_t>(sendCounts[p]) * unit)
-            checkNccl(nccl->ncclSend(sendPtr(p), n, ncclUint8, peer, handle,
-                                     stream),
-                      "ncclSend", " (to rank " + std::to_string(p) + ")");
+            checkNccl(
+                nccl->ncclSend(sendPtr(p), n, ncclUint8, peer, handle, stream),
+                "ncclSend", " (to rank " + std::to_string(p) + ")");
           if (size_t n = static_cast<size_t>(recvCounts[p]) * unit)
-            checkNccl(nccl->ncclRecv(recvPtr(p), n, ncclUint8, peer, handle,
-                                     stream),
-                      "ncclRecv", " (from rank " + std::to_string(p) + ")");
+            checkNccl(
+                nccl->ncclRecv(recvPtr(p), n, ncclUint8, peer, handle, stream),
+                "ncclRecv", " (from rank " + std::to_string(p) + ")");
         }
         checkNccl(nccl->ncclGroupEnd(), "ncclGroupEnd", "");
       }
@@ -362,15 +361,16 @@ void ncclWait(void *ctx, int64_t request) {
 
 } // namespace
 
-const moe_communicator *moe::rt::createNcclCommunicator(const moe_nccl_bootstrap &b) {
+const moe_communicator *
+moe::rt::createNcclCommunicator(const moe_nccl_bootstrap &b) {
   if (b.size < 1 || b.size > std::numeric_limits<int>::max())
     fail(MOE_INVALID_ARGUMENT,
          "NCCL bootstrap: size must be in [1, INT_MAX], not " +
              std::to_string(b.size));
   if (b.rank < 0 || b.rank >= b.size)
-    fail(MOE_INVALID_ARGUMENT, "NCCL bootstrap: rank " + std::to_string(b.rank) +
-                                   " is outside [0, " + std::to_string(b.size) +
-                                   ")");
+    fail(MOE_INVALID_ARGUMENT, "NCCL bootstrap: rank " +
+                                   std::to_string(b.rank) + " is outside [0, " +
+                                   std::to_string(b.size) + ")");
   if (!(b.timeout_s > 0))
     fail(MOE_INVALID_ARGUMENT, "NCCL bootstrap: the timeout must be > 0 s");
   if (!b.broadcast || !b.abort_job)
@@ -400,13 +400,12 @@ const moe_communicator *moe::rt::createNcclCommunicator(const moe_nccl_bootstrap
     if (b.rank == 0)
       if (ncclResult_t r = n->ncclGetUniqueId(&id); r != ncclSuccess) {
         cleanup();
-        fail(MOE_DEVICE_ERROR,
-             "NCCL initialisation failed on " + where +
-                 n->failed("ncclGetUniqueId", r));
+        fail(MOE_DEVICE_ERROR, "NCCL initialisation failed on " + where +
+                                   n->failed("ncclGetUniqueId", r));
       }
     b.broadcast(b.ctx, &id, sizeof id, 0);
-    if (ncclResult_t r = n->ncclCommInitRank(&c->handle, static_cast<int>(b.size),
-                                             id, static_cast<int>(b.rank));
+    if (ncclResult_t r = n->ncclCommInitRank(
+            &c->handle, static_cast<int>(b.size), id, static_cast<int>(b.rank));
         r != ncclSuccess) {
       cleanup();
       fail(MOE_DEVICE_ERROR, "NCCL initialisation failed on " + where +

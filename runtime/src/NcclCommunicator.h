@@ -1,4 +1,5 @@
-//===- NcclCommunicator.h - moe_communicator over NCCL -----------*- C++ -*-===//
+//===- NcclCommunicator.h - moe_communicator over NCCL -----------*- C++
+//-*-===//
 //
 // The communicator of expert-parallel cuda modules (moe/runtime_nccl.h,
 // docs/ExpertParallel.md). It lives in libmoe_runtime.so rather than in

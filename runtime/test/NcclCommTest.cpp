@@ -219,8 +219,8 @@ int main(int argc, char **argv) {
   if (mode == "expect-error") {
     const char *want = argc > 2 ? argv[2] : "";
     EXPECT(st != MOE_OK, "creating the communicator succeeded");
-    EXPECT(std::strstr(moe_last_error(), want),
-           "the error '%s' lacks '%s'", moe_last_error(), want);
+    EXPECT(std::strstr(moe_last_error(), want), "the error '%s' lacks '%s'",
+           moe_last_error(), want);
     if (st != MOE_OK)
       std::printf("rank %d: %s: %s\n", rank, moe_status_name(st),
                   moe_last_error());

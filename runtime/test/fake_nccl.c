@@ -101,15 +101,24 @@ EXPORT void fake_nccl_counts(long *groups, long *sends, long *recvs,
 /* The texts of NCCL 2.28's ncclGetErrorString. */
 EXPORT const char *ncclGetErrorString(ncclResult_t r) {
   switch (r) {
-  case ncclSuccess: return "no error";
-  case ncclUnhandledCudaError: return "unhandled cuda error (run with NCCL_DEBUG=INFO for details)";
-  case ncclSystemError: return "unhandled system error (run with NCCL_DEBUG=INFO for details)";
-  case ncclInternalError: return "internal error - please report this issue to the NCCL developers";
-  case ncclInvalidArgument: return "invalid argument (run with NCCL_DEBUG=WARN for details)";
-  case ncclInvalidUsage: return "invalid usage (run with NCCL_DEBUG=WARN for details)";
-  case ncclRemoteError: return "remote process exited or there was a network error";
-  case ncclInProgress: return "NCCL operation in progress";
-  default: return "unknown result code";
+  case ncclSuccess:
+    return "no error";
+  case ncclUnhandledCudaError:
+    return "unhandled cuda error (run with NCCL_DEBUG=INFO for details)";
+  case ncclSystemError:
+    return "unhandled system error (run with NCCL_DEBUG=INFO for details)";
+  case ncclInternalError:
+    return "internal error - please report this issue to the NCCL developers";
+  case ncclInvalidArgument:
+    return "invalid argument (run with NCCL_DEBUG=WARN for details)";
+  case ncclInvalidUsage:
+    return "invalid usage (run with NCCL_DEBUG=WARN for details)";
+  case ncclRemoteError:
+    return "remote process exited or there was a network error";
+  case ncclInProgress:
+    return "NCCL operation in progress";
+  default:
+    return "unknown result code";
   }
 }
 
@@ -195,10 +204,10 @@ static ncclResult_t runOps(void) {
   size_t n = 0;
   for (size_t i = 0; i < tOpCount; ++i) {
     struct Op *op = &tOps[i];
-    int rc = op->isSend ? MPI_Isend(op->buf, (int)op->bytes, MPI_BYTE,
-                                    op->peer, 0, op->comm->mpi, &reqs[n])
-                        : MPI_Irecv(op->buf, (int)op->bytes, MPI_BYTE,
-                                    op->peer, 0, op->comm->mpi, &reqs[n]);
+    int rc = op->isSend ? MPI_Isend(op->buf, (int)op->bytes, MPI_BYTE, op->peer,
+                                    0, op->comm->mpi, &reqs[n])
+                        : MPI_Irecv(op->buf, (int)op->bytes, MPI_BYTE, op->peer,
+                                    0, op->comm->mpi, &reqs[n]);
     if (rc != MPI_SUCCESS) {
       result = ncclSystemError;
       break;

@@ -1384,12 +1384,20 @@ int runExpertParallel(const Options &o, const moe_module *mod,
       fail("function '" + name + "' was compiled for --expert-parallel=" + p +
            " but MPI_COMM_WORLD has " + std::to_string(mpi.size()) +
            " ranks: run it under mpirun -np " + p);
-    boot = {rank, mpi.size(), mpi.timeout(), &mpi, mpiBroadcast, mpiAbortJob};
+    boot.rank = rank;
+    boot.size = mpi.size();
+    boot.timeout_s = mpi.timeout();
+    boot.ctx = &mpi;
+    boot.broadcast = mpiBroadcast;
+    boot.abort_job = mpiAbortJob;
   } else {
     // The self communicator's memmove cannot copy device memory; the NCCL
     // communicator of one rank copies on the device and loads no NCCL.
-    boot = {0, 1, o.commTimeout > 0 ? o.commTimeout : 120, nullptr,
-            selfBroadcast, selfAbortJob};
+    boot.rank = 0;
+    boot.size = 1;
+    boot.timeout_s = o.commTimeout > 0 ? o.commTimeout : 120;
+    boot.broadcast = selfBroadcast;
+    boot.abort_job = selfAbortJob;
   }
   launchRank = rank;
   if (onDevice) {
