@@ -1,7 +1,7 @@
 //===- NcclCommTest.cpp - the NCCL communicator under mpirun --------------===//
 //
-// Run by ctest under `mpirun -np 2` and `-np 4` (label mpi) with the fake
-// CUDA driver (MOE_CUDA_DRIVER) and the fake NCCL over MPI
+// Run by ctest under `mpirun -np 1`, `-np 2` and `-np 4` (label mpi) with the
+// fake CUDA driver (MOE_CUDA_DRIVER) and the fake NCCL over MPI
 // (MOE_NCCL_LIBRARY, fake_nccl.c). Creates the NCCL communicator with an
 // MPI bootstrap, the way moe-run does, drives it through the runtime's
 // module-facing moe_rt_comm_* functions and checks every received byte.
@@ -120,6 +120,9 @@ struct Counts {
 
 Counts fakeCounts() {
   Counts c;
+  // A group of one copies on the device and never loads NCCL.
+  if (size == 1)
+    return c;
   void *h = dlopen(std::getenv("MOE_NCCL_LIBRARY"), RTLD_NOW | RTLD_NOLOAD);
   EXPECT(h, "the NCCL library is not loaded");
   if (!h)
@@ -144,9 +147,10 @@ void testSingle() {
     // on the communicator's own stream.
     Counts after = fakeCounts();
     long sends = 0, recvs = 0;
-    e.calls(sends, recvs);
-    EXPECT(after.groups == before.groups + 1, "%ld groups for one exchange",
-           after.groups - before.groups);
+    if (size > 1)
+      e.calls(sends, recvs);
+    EXPECT(after.groups == before.groups + (size > 1),
+           "%ld groups for one exchange", after.groups - before.groups);
     EXPECT(after.sends - before.sends == sends, "%ld ncclSend, want %ld",
            after.sends - before.sends, sends);
     EXPECT(after.recvs - before.recvs == recvs, "%ld ncclRecv, want %ld",
