@@ -43,6 +43,13 @@ config.substitutions.append(
 # %mpirun (root and more ranks than cores allowed, as in containers and CI).
 config.substitutions.append(
     ("%fake_ep_module", config.moe_obj_root + "/lib/libmoe_fake_ep_module.so"))
+# Its cuda twin and, with MPI, the fake NCCL over MPI (runtime/test/
+# fake_nccl.c) that the NCCL communicator runs on without a GPU.
+config.substitutions.append(
+    ("%fake_ep_cuda_module",
+     config.moe_obj_root + "/lib/libmoe_fake_ep_cuda_module.so"))
+config.substitutions.append(
+    ("%fake_nccl", config.moe_obj_root + "/lib/libmoe_fake_nccl.so"))
 import shutil as _shutil
 if _shutil.which("mpirun") and os.path.exists(
         os.path.join(config.moe_obj_root, "lib", "libmoe_runtime_mpi.so")):

@@ -78,6 +78,7 @@ void loadDriver(DriverState &s) {
   MOE_CU(cuEventCreate, "cuEventCreate");
   MOE_CU(cuEventRecord, "cuEventRecord");
   MOE_CU(cuEventSynchronize, "cuEventSynchronize");
+  MOE_CU(cuEventQuery, "cuEventQuery");
   MOE_CU(cuEventDestroy, "cuEventDestroy_v2");
   MOE_CU(cuModuleLoadData, "cuModuleLoadData");
   MOE_CU(cuModuleLoadDataEx, "cuModuleLoadDataEx");
@@ -122,6 +123,8 @@ DriverState &driverState() {
 struct DeviceState {
   std::mutex mutex;
   bool tried = false;
+  bool fromEnv = false; // the ordinal came from MOE_CUDA_DEVICE
+  int count = 0;        // devices the driver reports
   Device device;
   std::string problem;
   moe_status status = MOE_OK;
@@ -132,9 +135,12 @@ DeviceState &deviceState() {
   return state;
 }
 
-void openDevice(const Driver &d, DeviceState &s) {
+// Opens $MOE_CUDA_DEVICE, else device `rank % count` for a rank >= 0, else
+// device 0.
+void openDevice(const Driver &d, DeviceState &s, int64_t rank) {
   int ordinal = 0;
   if (const char *env = std::getenv("MOE_CUDA_DEVICE"); env && *env) {
+    s.fromEnv = true;
     char *end = nullptr;
     long v = std::strtol(env, &end, 10);
     if (*end != '\0' || v < 0 || v > 1 << 20) {
@@ -151,6 +157,9 @@ void openDevice(const Driver &d, DeviceState &s) {
     s.problem = "no CUDA device (" + callFailed("cuDeviceGetCount", r) + ")";
     return;
   }
+  s.count = count;
+  if (!s.fromEnv && rank >= 0 && count > 0)
+    ordinal = static_cast<int>(rank % count);
   if (ordinal >= count) {
     s.status = MOE_UNAVAILABLE;
     s.problem = count == 0 ? std::string("no CUDA device (the driver reports "
@@ -228,10 +237,32 @@ const Device &requireDevice() {
   std::lock_guard<std::mutex> lock(s.mutex);
   if (!s.tried) {
     s.tried = true;
-    openDevice(d, s);
+    openDevice(d, s, /*rank=*/-1);
   }
   if (s.status != MOE_OK)
     fail(s.status, s.problem);
+  return s.device;
+}
+
+const Device &requireDeviceForRank(int64_t rank) {
+  const Driver &d = requireDriver();
+  DeviceState &s = deviceState();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (!s.tried) {
+    s.tried = true;
+    openDevice(d, s, rank);
+  }
+  if (s.status != MOE_OK)
+    fail(s.status, s.problem);
+  // Module images and cached memory live in the context of the device
+  // opened first; a rank cannot move to another one afterwards.
+  if (!s.fromEnv && s.count > 0 && s.device.ordinal != rank % s.count)
+    fail(MOE_INVALID_ARGUMENT, "rank " + std::to_string(rank) +
+                                   " would use CUDA device " +
+                                   std::to_string(rank % s.count) +
+                                   " but the runtime already runs on device " +
+                                   std::to_string(s.device.ordinal) +
+                                   " (set MOE_CUDA_DEVICE to choose one)");
   return s.device;
 }
 

@@ -35,6 +35,7 @@ using CUjit_option = int;
 inline constexpr CUresult CUDA_SUCCESS = 0;
 inline constexpr CUresult CUDA_ERROR_OUT_OF_MEMORY = 2;
 inline constexpr CUresult CUDA_ERROR_NO_DEVICE = 100;
+inline constexpr CUresult CUDA_ERROR_NOT_READY = 600;
 inline constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
 inline constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
 inline constexpr int CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97;
@@ -75,6 +76,7 @@ struct Driver {
   CUresult (*cuEventCreate)(CUevent *, unsigned);
   CUresult (*cuEventRecord)(CUevent, CUstream);
   CUresult (*cuEventSynchronize)(CUevent);
+  CUresult (*cuEventQuery)(CUevent);
   CUresult (*cuEventElapsedTime)(float *, CUevent, CUevent);
   CUresult (*cuEventDestroy)(CUevent);
   CUresult (*cuModuleLoadData)(CUmodule *, const void *);
@@ -118,6 +120,12 @@ struct Device {
 /// (kept for the life of the process: module images and cached memory live
 /// in it). Throws Error(MOE_UNAVAILABLE) when there is no such device.
 const Device &requireDevice();
+/// The device of rank `rank` of an expert-parallel group: $MOE_CUDA_DEVICE
+/// when set, else device `rank % deviceCount`, so that the ranks of a node
+/// spread over its GPUs. Must come before anything opens the device with
+/// requireDevice(); throws Error(MOE_INVALID_ARGUMENT) when the runtime
+/// already runs on another device.
+const Device &requireDeviceForRank(int64_t rank);
 /// The device when an earlier requireDevice() succeeded, else null.
 const Device *openedDevice();
 

@@ -12,6 +12,7 @@
 #include "Communicator.h"
 #include "Error.h"
 #include "Manifest.h"
+#include "NcclCommunicator.h"
 #include "ThreadPool.h"
 
 #include <algorithm>
@@ -564,6 +565,19 @@ moe_status moe_set_communicator(const moe_communicator *comm) {
 }
 
 int64_t moe_communicator_size(void) { return communicatorSize(); }
+
+moe_status moe_nccl_communicator_create(const moe_nccl_bootstrap *bootstrap,
+                                        const moe_communicator **out) {
+  return guard([&] {
+    requireNonNull(bootstrap, "bootstrap");
+    requireNonNull(out, "out");
+    *out = createNcclCommunicator(*bootstrap);
+  });
+}
+
+void moe_nccl_communicator_destroy(const moe_communicator *comm) {
+  destroyNcclCommunicator(comm);
+}
 
 moe_status moe_invoke(const moe_function *fn, const moe_tensor *inputs,
                       int64_t numInputs, moe_tensor *outputs,

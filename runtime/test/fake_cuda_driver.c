@@ -20,6 +20,9 @@
  *    (with a JIT log), cuMemAlloc_v2 CUDA_ERROR_OUT_OF_MEMORY, anything
  *    else CUDA_ERROR_UNKNOWN. FAKE_CUDA_DEVICE_COUNT=N changes the number
  *    of devices (default 1).
+ *  - FAKE_CUDA_EVENT_PENDING=1 makes cuEventQuery answer
+ *    CUDA_ERROR_NOT_READY forever: work on a stream that never finishes,
+ *    for the timeout of the NCCL communicator's wait.
  *
  *===----------------------------------------------------------------------===*/
 
@@ -46,6 +49,7 @@ enum {
   CUDA_ERROR_INVALID_PTX = 218,
   CUDA_ERROR_INVALID_HANDLE = 400,
   CUDA_ERROR_NOT_FOUND = 500,
+  CUDA_ERROR_NOT_READY = 600,
   CUDA_ERROR_LAUNCH_FAILED = 719,
   CUDA_ERROR_UNKNOWN = 999
 };
@@ -167,6 +171,7 @@ EXPORT CUresult cuGetErrorName(CUresult r, const char **name) {
   case CUDA_ERROR_INVALID_PTX: *name = "CUDA_ERROR_INVALID_PTX"; break;
   case CUDA_ERROR_INVALID_HANDLE: *name = "CUDA_ERROR_INVALID_HANDLE"; break;
   case CUDA_ERROR_NOT_FOUND: *name = "CUDA_ERROR_NOT_FOUND"; break;
+  case CUDA_ERROR_NOT_READY: *name = "CUDA_ERROR_NOT_READY"; break;
   case CUDA_ERROR_LAUNCH_FAILED: *name = "CUDA_ERROR_LAUNCH_FAILED"; break;
   case CUDA_ERROR_UNKNOWN: *name = "CUDA_ERROR_UNKNOWN"; break;
   default: *name = NULL; return CUDA_ERROR_INVALID_VALUE;
@@ -399,6 +404,18 @@ EXPORT CUresult cuEventSynchronize(Handle event) {
   (void)event;
   NEED_CONTEXT();
   FAIL_IF_ASKED("cuEventSynchronize", CUDA_ERROR_UNKNOWN);
+  return CUDA_SUCCESS;
+}
+
+/* Streams complete at once, so a recorded event has always happened. */
+EXPORT CUresult cuEventQuery(Handle event) {
+  NEED_CONTEXT();
+  FAIL_IF_ASKED("cuEventQuery", CUDA_ERROR_UNKNOWN);
+  if (!event)
+    return CUDA_ERROR_INVALID_HANDLE;
+  const char *pending = getenv("FAKE_CUDA_EVENT_PENDING");
+  if (pending && strcmp(pending, "1") == 0)
+    return CUDA_ERROR_NOT_READY;
   return CUDA_SUCCESS;
 }
 

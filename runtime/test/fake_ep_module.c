@@ -16,6 +16,14 @@
  * depend on the rank count, so a single-process check is
  * y = x + b + w_full.sum(0).
  *
+ * Built a second time with FAKE_EP_CUDA (libmoe_fake_ep_cuda_module.so):
+ * target "cuda", so that moe-run uses the NCCL communicator. Its arguments
+ * are then device buffers and its exchange buffers come from mgpuMemAlloc
+ * as in a compiled cuda module; the code still reads them from the host,
+ * which works on the fake CUDA driver (fake_cuda_driver.c), whose device
+ * memory is host memory, and nowhere else. The counts stay on the host, as
+ * the contract says.
+ *
  *===----------------------------------------------------------------------===*/
 
 #include <stdint.h>
@@ -30,12 +38,30 @@ int64_t moe_rt_comm_all_to_all_v_start(int64_t ranks, const void *send,
                                        int64_t unit_bytes);
 void moe_rt_comm_wait(int64_t request);
 
+#ifdef FAKE_EP_CUDA
+#include <stdbool.h>
+void *mgpuMemAlloc(uint64_t sizeBytes, void *stream, bool isHostShared);
+void mgpuMemFree(void *ptr, void *stream);
+#define TARGET "cuda"
+static void *alloc_zeroed(size_t bytes) {
+  void *p = mgpuMemAlloc(bytes, NULL, false);
+  if (p)
+    memset(p, 0, bytes); /* host-visible on the fake driver only */
+  return p;
+}
+static void release(void *p) { mgpuMemFree(p, NULL); }
+#else
+#define TARGET "cpu"
+static void *alloc_zeroed(size_t bytes) { return calloc(bytes, 1); }
+static void release(void *p) { free(p); }
+#endif
+
 #define EXPORT __attribute__((visibility("default")))
 #define RANKS 2
 #define EMAX 2
 
 static const char kManifest[] =
-    "{\"format\": \"moe-module-1\", \"target\": \"cpu\",\n"
+    "{\"format\": \"moe-module-1\", \"target\": \"" TARGET "\",\n"
     " \"functions\": [\n"
     "  {\"name\": \"ep_rows\", \"entry\": \"fake_ep_rows\",\n"
     "   \"expert_parallel\": {\"ranks\": 2, \"num_experts\": 3,"
@@ -78,8 +104,8 @@ EXPORT int32_t fake_ep_rows(void **args) {
   if (rank < 0 || rank >= RANKS)
     return 3;
 
-  float *send = calloc((size_t)(RANKS * C + 1), sizeof(float));
-  float *recv = calloc((size_t)(RANKS * C + 1), sizeof(float));
+  float *send = alloc_zeroed((size_t)(RANKS * C + 1) * sizeof(float));
+  float *recv = alloc_zeroed((size_t)(RANKS * C + 1) * sizeof(float));
   if (!send || !recv)
     return 2;
   for (int64_t e = 0; e < EMAX; ++e)
@@ -103,7 +129,7 @@ EXPORT int32_t fake_ep_rows(void **args) {
     for (int64_t p = 0; p < RANKS; ++p)
       for (int64_t j = 0; j < C; ++j)
         y[t * C + j] += recv[p * C + j];
-  free(send);
-  free(recv);
+  release(send);
+  release(recv);
   return 0;
 }

@@ -17,6 +17,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe/runtime.h"
+#include "moe/runtime_nccl.h"
 
 #include "Json.h"
 #include "moe-mlir/Reference/Reference.h"
@@ -289,7 +290,10 @@ const char kUsage[] =
     "experts), rank 0 gathers the outputs and writes them; --benchmark\n"
     "reports the slowest rank's time per run. The MPI support is\n"
     "libmoe_runtime_mpi.so next to libmoe_runtime.so ($MOE_RUNTIME_MPI\n"
-    "overrides the path). --check is not available for such functions.\n";
+    "overrides the path). --check is not available for such functions.\n"
+    "A cuda module exchanges its device buffers with NCCL (libnccl.so.2,\n"
+    "$MOE_NCCL_LIBRARY overrides the path), bootstrapped over MPI; rank r\n"
+    "uses CUDA device r % deviceCount unless $MOE_CUDA_DEVICE is set.\n";
 
 int64_t parsePositive(const std::string &flag, const std::string &value) {
   char *end = nullptr;
@@ -1095,6 +1099,8 @@ struct MpiLibrary {
   double (*allreduceMax)(double);
   int64_t (*allreduceSum)(int64_t);
   int64_t (*gatherRows)(const void *, int64_t, int64_t, void *, int64_t);
+  void (*broadcast)(void *, size_t, int);
+  double (*timeout)();
   void (*abort)(const char *);
 };
 
@@ -1164,6 +1170,8 @@ MpiLibrary loadMpiLibrary() {
   sym(lib.allreduceMax, "moe_mpi_allreduce_max");
   sym(lib.allreduceSum, "moe_mpi_allreduce_sum");
   sym(lib.gatherRows, "moe_mpi_gather_rows");
+  sym(lib.broadcast, "moe_mpi_broadcast");
+  sym(lib.timeout, "moe_mpi_timeout");
   sym(lib.abort, "moe_mpi_abort");
   return lib;
 }
@@ -1176,6 +1184,25 @@ int64_t selfAllToAllStart(void *, const void *send, const int32_t *sendCounts,
   return 1;
 }
 void selfWait(void *, int64_t) {}
+
+/// The NCCL communicator's bootstrap over libmoe_runtime_mpi.so (ctx: the
+/// MpiLibrary).
+void mpiBroadcast(void *ctx, void *data, size_t bytes, int64_t root) {
+  static_cast<MpiLibrary *>(ctx)->broadcast(data, bytes,
+                                            static_cast<int>(root));
+}
+void mpiAbortJob(void *ctx, const char *message) {
+  static_cast<MpiLibrary *>(ctx)->abort(message);
+  std::abort(); // moe_mpi_abort does not return
+}
+
+/// A group of one has nobody to broadcast to or to abort.
+void selfBroadcast(void *, void *, size_t, int64_t) {}
+void selfAbortJob(void *, const char *message) {
+  std::fprintf(stderr, "moe-run: error: %s\n", message);
+  std::fflush(stderr);
+  std::abort();
+}
 
 /// The part of the rows [0, n) that `rank` of `ranks` holds.
 std::pair<int64_t, int64_t> partRange(int64_t n, int64_t ranks, int64_t rank) {
@@ -1339,6 +1366,11 @@ int runExpertParallel(const Options &o, const moe_module *mod,
   // Static: main() reaches it through activeMpi after this frame unwinds.
   static MpiLibrary mpi{};
   moe_communicator self{nullptr, 0, 1, selfAllToAllStart, selfWait};
+  // A cuda module exchanges device buffers: NCCL's job, with MPI only
+  // bootstrapping it and serving the launcher (gather, barriers).
+  const bool onDevice = std::strcmp(moe_module_target(mod), "cuda") == 0;
+  const moe_communicator *nccl = nullptr;
+  moe_nccl_bootstrap boot{};
   int64_t rank = 0;
   if (worldSize > 0) {
     mpi = loadMpiLibrary();
@@ -1352,11 +1384,30 @@ int runExpertParallel(const Options &o, const moe_module *mod,
       fail("function '" + name + "' was compiled for --expert-parallel=" + p +
            " but MPI_COMM_WORLD has " + std::to_string(mpi.size()) +
            " ranks: run it under mpirun -np " + p);
-    check(moe_set_communicator(mpi.communicator()));
+    boot.rank = rank;
+    boot.size = mpi.size();
+    boot.timeout_s = mpi.timeout();
+    boot.ctx = &mpi;
+    boot.broadcast = mpiBroadcast;
+    boot.abort_job = mpiAbortJob;
   } else {
-    check(moe_set_communicator(&self));
+    // The self communicator's memmove cannot copy device memory; the NCCL
+    // communicator of one rank copies on the device and loads no NCCL.
+    boot.rank = 0;
+    boot.size = 1;
+    boot.timeout_s = o.commTimeout > 0 ? o.commTimeout : 120;
+    boot.broadcast = selfBroadcast;
+    boot.abort_job = selfAbortJob;
   }
   launchRank = rank;
+  if (onDevice) {
+    check(moe_nccl_communicator_create(&boot, &nccl),
+          "cannot set up the NCCL communicator of cuda function '" + name +
+              "'");
+    check(moe_set_communicator(nccl));
+  } else {
+    check(moe_set_communicator(worldSize > 0 ? mpi.communicator() : &self));
+  }
 
   std::vector<moe_arg_info> inSpecs = args(fn, true),
                             outSpecs = args(fn, false);
@@ -1437,8 +1488,8 @@ int runExpertParallel(const Options &o, const moe_module *mod,
     }
   }
   std::fflush(stdout);
-  (void)mod;
   check(moe_set_communicator(nullptr));
+  moe_nccl_communicator_destroy(nccl);
   if (worldSize > 0) {
     activeMpi = nullptr;
     mpi.finalize();

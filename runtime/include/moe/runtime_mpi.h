@@ -19,7 +19,7 @@
  * library is reported the same way: a collective cannot fail on one rank
  * alone without hanging the others.
  *
- * The launcher helpers (barrier, allreduce, gather) use a second
+ * The launcher helpers (barrier, allreduce, gather, broadcast) use a second
  * duplicate of MPI_COMM_WORLD and must be called from one thread, in the
  * same order on every rank.
  *
@@ -68,6 +68,10 @@ MOE_API int64_t moe_mpi_allreduce_sum(int64_t value);
 MOE_API int64_t moe_mpi_gather_rows(const void *send, int64_t rows,
                                     int64_t row_bytes, void *recv,
                                     int64_t recv_rows);
+/* Copies `bytes` bytes at `data` on rank `root` into `data` on every rank
+ * (MPI_Bcast). The NCCL communicator's bootstrap sends its unique id with
+ * it (moe/runtime_nccl.h). */
+MOE_API void moe_mpi_broadcast(void *data, size_t bytes, int root);
 /* Prints "<program>: rank R: <message>" to stderr and aborts the job
  * (MPI_Abort(MPI_COMM_WORLD, 1)). */
 MOE_API void moe_mpi_abort(const char *message) __attribute__((noreturn));

@@ -390,6 +390,22 @@ int64_t moe_mpi_gather_rows(const void *send, int64_t rows, int64_t rowBytes,
   return s->rank == 0 ? total : rows;
 }
 
+void moe_mpi_broadcast(void *data, size_t bytes, int root) {
+  if (!state || bytes == 0)
+    return;
+  if (root < 0 || root >= state->size)
+    abortJob("broadcast: root " + std::to_string(root) + " is outside [0, " +
+             std::to_string(state->size) + ")");
+  // In chunks of at most INT_MAX bytes: MPI counts are int.
+  char *p = static_cast<char *>(data);
+  for (size_t done = 0; done < bytes;) {
+    int n = static_cast<int>(std::min<size_t>(bytes - done, INT_MAX));
+    checkMpi(MPI_Bcast(p + done, n, MPI_BYTE, root, state->helperComm),
+             "broadcast: MPI_Bcast");
+    done += static_cast<size_t>(n);
+  }
+}
+
 void moe_mpi_abort(const char *message) { abortJob(message ? message : ""); }
 
 } // extern "C"
