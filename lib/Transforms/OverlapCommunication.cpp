@@ -14,11 +14,16 @@
 
 #include "MoE/IR/MoEOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Shard/IR/ShardOps.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/IRMapping.h"
 #include "llvm/ADT/SetVector.h"
 #include "llvm/Support/FormatVariadic.h"
+
+#include <cmath>
+#include <tuple>
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOEOVERLAPCOMMUNICATION
@@ -165,8 +170,18 @@ public:
                                .getDimSize(0);
       if (ShapedType::isDynamic(tokenCount))
         tokenCount = tokens;
+      if (split != "experts" && split != "tokens") {
+        getOperation().emitError() << "-moe-overlap-communication: split "
+                                      "must be 'experts' or 'tokens', got '"
+                                   << split << "'";
+        return signalPassFailure();
+      }
+      // Expert chunks need at least one expert each.
+      int64_t limit = std::max<int64_t>(maxChunks, 1);
+      if (splitExperts())
+        limit = std::min(limit, localExpertCount(*chain));
       SmallVector<Prediction> predictions;
-      for (int64_t c = 1; c <= std::max<int64_t>(maxChunks, 1); ++c)
+      for (int64_t c = 1; c <= limit; ++c)
         predictions.push_back(predict(*chain, tokenCount, c));
       int64_t chosen = chunks;
       if (chosen <= 0) {
@@ -181,13 +196,28 @@ public:
                      ? best.chunks
                      : 1;
       }
+      if (splitExperts())
+        chosen = std::min(chosen, localExpertCount(*chain));
       recordModel(*chain, predictions, chosen, tokenCount);
-      if (chosen > 1)
+      if (chosen <= 1)
+        continue;
+      if (splitExperts()) {
+        if (failed(pipelineExperts(*chain, chosen)))
+          return signalPassFailure();
+      } else {
         pipeline(*chain, chosen);
+      }
     }
   }
 
 private:
+  bool splitExperts() const { return split == "experts"; }
+
+  static int64_t localExpertCount(ExchangeChain &chain) {
+    return cast<RankedTensorType>(chain.expert.getFc1().getType())
+        .getDimSize(0);
+  }
+
   Prediction predict(ExchangeChain &chain, int64_t tokenCount,
                      int64_t numChunks) {
     ExpertOp expert = chain.expert;
@@ -220,7 +250,12 @@ private:
     double linkBytes = rows * rowBytes * (ranksD - 1) / ranksD;
     double exchange = latency + linkBytes / (bandwidth * 1e3);
     double countExchange = latency;
-    double touched = std::min<double>(localExperts, rows);
+    // Token chunks each reread the weights of every expert they touch;
+    // expert chunks read each expert's weights once, in their own chunk.
+    double touched = splitExperts()
+                         ? std::ceil(static_cast<double>(localExperts) /
+                                     numChunks)
+                         : std::min<double>(localExperts, rows);
     double flops = 2.0 * rows * expertValues;
     double bytes = touched * expertValues * weightBits / 8.0 +
                    2.0 * rows * rowBytes;
@@ -271,6 +306,268 @@ private:
                           serial.total / p.total);
     os << "chosen: " << chosen;
     chain.combine.emitRemark() << table;
+  }
+
+  /// Replaces the row and result exchanges of the chain and the experts
+  /// between them by `numChunks` copies over disjoint ranges of every
+  /// rank's local experts, emitted in pipelined order. The count exchange
+  /// and the routing stay whole. A chunk's rows for rank `p` are the
+  /// dispatched rows of p's experts in the range: contiguous per rank, so
+  /// they are packed into one send tensor, and its returned rows are
+  /// unpacked to the same places of a dispatch-order tensor that the
+  /// layer's combine reads.
+  LogicalResult pipelineExperts(ExchangeChain &chain, int64_t numChunks) {
+    DispatchOp dispatch = chain.dispatch;
+    CombineOp combine = chain.combine;
+    Value rows = dispatch.getRows();
+    Value offsets = dispatch.getOffsets();
+    auto rowsType = cast<RankedTensorType>(rows.getType());
+    int64_t ranks = chain.ranks;
+    int64_t numExperts = dispatch.getNumExperts();
+    int64_t perRank = localExpertCount(chain);
+
+    // The count exchange: the first wait of the chain, per-expert i32 counts.
+    AllToAllWaitOp countsWait;
+    AllToAllStartOp rowsStart;
+    for (Operation *op : chain.ops) {
+      if (auto wait = dyn_cast<AllToAllWaitOp>(op); wait && !countsWait)
+        countsWait = wait;
+      if (auto start = dyn_cast<AllToAllStartOp>(op);
+          start && start.getSend() == rows)
+        rowsStart = start;
+    }
+    auto returnWait = combine.getExpertOutput().getDefiningOp<AllToAllWaitOp>();
+    if (!countsWait || !rowsStart || !returnWait ||
+        cast<RankedTensorType>(countsWait.getType()).getDimSize(0) !=
+            ranks * perRank)
+      return combine.emitOpError(
+          "is not the combine of an expert exchange built by "
+          "-moe-decompose-layer; cannot split it by experts");
+    Value receivedCounts = countsWait.getResult();
+    FlatSymbolRefAttr grid = rowsStart.getGridAttr();
+    Type scoreType = getElementTypeOrSelf(combine.getWeights().getType());
+
+    OpBuilder b(combine);
+    Location loc = combine.getLoc();
+    Type i32 = b.getI32Type();
+    auto index = [&](int64_t v) -> Value {
+      return arith::ConstantIndexOp::create(b, loc, v);
+    };
+    auto toIndex = [&](Value v) -> Value {
+      return arith::IndexCastOp::create(b, loc, b.getIndexType(), v);
+    };
+    auto countsType = RankedTensorType::get({ranks}, i32);
+    auto firstExpert = [&](int64_t rank) {
+      return rank * (numExperts / ranks) + std::min(rank, numExperts % ranks);
+    };
+    auto rowSlice = [&](Value source, Value offset, Value size) {
+      SmallVector<OpFoldResult> offs(rowsType.getRank(), b.getIndexAttr(0));
+      SmallVector<OpFoldResult> sizes =
+          tensor::getMixedSizes(b, loc, source);
+      SmallVector<OpFoldResult> strides(rowsType.getRank(),
+                                        b.getIndexAttr(1));
+      offs[0] = offset;
+      sizes[0] = size;
+      return std::make_tuple(offs, sizes, strides);
+    };
+    auto extractRows = [&](Value source, Value offset, Value size) -> Value {
+      auto [offs, sizes, strides] = rowSlice(source, offset, size);
+      return tensor::ExtractSliceOp::create(b, loc, rowsType, source, offs,
+                                            sizes, strides);
+    };
+    auto insertRows = [&](Value part, Value dest, Value offset) -> Value {
+      auto [offs, sizes, strides] =
+          rowSlice(part, offset, tensor::DimOp::create(b, loc, part, 0));
+      return tensor::InsertSliceOp::create(b, loc, part, dest, offs, sizes,
+                                           strides);
+    };
+    SmallVector<Value> expertOffsets;
+    for (int64_t e = 0; e <= numExperts; ++e)
+      expertOffsets.push_back(
+          tensor::ExtractOp::create(b, loc, offsets, ValueRange{index(e)}));
+
+    struct Chunk {
+      int64_t first, last; // local experts [first, last)
+      SmallVector<Value> sendOffsets, sendCounts;
+      Value sendCountsTensor, recvCountsTensor, numReceived;
+      AllToAllStartOp rowsStart, resultsStart;
+    };
+    SmallVector<Chunk> chunks(numChunks);
+    Value dispatchOrder = tensor::EmptyOp::create(
+        b, loc, rowsType.getShape(), rowsType.getElementType(),
+        ValueRange{tensor::DimOp::create(b, loc, rows, 0)});
+
+    // Stage 0: pack the chunk's rows and start sending them.
+    auto sendRows = [&](Chunk &chunk) {
+      SmallVector<Value> recvCounts;
+      Value numSent = index(0);
+      chunk.numReceived = index(0);
+      for (int64_t p = 0; p < ranks; ++p) {
+        int64_t owned = firstExpert(p + 1) - firstExpert(p);
+        int64_t from = firstExpert(p) + std::min(chunk.first, owned);
+        int64_t to = firstExpert(p) + std::min(chunk.last, owned);
+        chunk.sendOffsets.push_back(expertOffsets[from]);
+        Value count = arith::SubIOp::create(b, loc, expertOffsets[to],
+                                            expertOffsets[from]);
+        chunk.sendCounts.push_back(count);
+        numSent = arith::AddIOp::create(b, loc, numSent, toIndex(count));
+        Value received = arith::ConstantIntOp::create(b, loc, i32, 0);
+        for (int64_t j = chunk.first; j < chunk.last; ++j)
+          received = arith::AddIOp::create(
+              b, loc, received,
+              tensor::ExtractOp::create(b, loc, receivedCounts,
+                                        ValueRange{index(p * perRank + j)}));
+        recvCounts.push_back(received);
+        chunk.numReceived =
+            arith::AddIOp::create(b, loc, chunk.numReceived, toIndex(received));
+      }
+      Value packed = tensor::EmptyOp::create(b, loc, rowsType.getShape(),
+                                             rowsType.getElementType(),
+                                             ValueRange{numSent});
+      Value at = index(0);
+      for (int64_t p = 0; p < ranks; ++p) {
+        Value count = toIndex(chunk.sendCounts[p]);
+        packed = insertRows(
+            extractRows(rows, toIndex(chunk.sendOffsets[p]), count), packed,
+            at);
+        at = arith::AddIOp::create(b, loc, at, count);
+      }
+      chunk.sendCountsTensor =
+          tensor::FromElementsOp::create(b, loc, countsType, chunk.sendCounts);
+      chunk.recvCountsTensor =
+          tensor::FromElementsOp::create(b, loc, countsType, recvCounts);
+      chunk.rowsStart = AllToAllStartOp::create(
+          b, loc, packed, chunk.sendCountsTensor, chunk.recvCountsTensor,
+          tensor::EmptyOp::create(b, loc, rowsType.getShape(),
+                                  rowsType.getElementType(),
+                                  ValueRange{chunk.numReceived}),
+          grid);
+    };
+
+    // Stage 1: the chunk's experts on the rows received, results sent back.
+    auto compute = [&](Chunk &chunk) {
+      Value received = AllToAllWaitOp::create(
+          b, loc, chunk.rowsStart.getRequest(), chunk.rowsStart.getPending(),
+          chunk.rowsStart.getSend());
+      int64_t width = chunk.last - chunk.first;
+      auto idsType = RankedTensorType::get({ShapedType::kDynamic, 1}, i32);
+      Value ids = tensor::EmptyOp::create(b, loc, idsType.getShape(), i32,
+                                          ValueRange{chunk.numReceived});
+      // Rows arrive by source rank, then by local expert of the range.
+      auto fill = scf::ForOp::create(
+          b, loc, index(0), index(ranks * width), index(1),
+          ValueRange{ids, index(0)},
+          [&](OpBuilder &nb, Location nl, Value i, ValueRange iter) {
+            Value w = arith::ConstantIndexOp::create(nb, nl, width);
+            Value source = arith::DivUIOp::create(nb, nl, i, w);
+            Value expert = arith::AddIOp::create(
+                nb, nl, arith::RemUIOp::create(nb, nl, i, w),
+                arith::ConstantIndexOp::create(nb, nl, chunk.first));
+            Value flat = arith::AddIOp::create(
+                nb, nl,
+                arith::MulIOp::create(
+                    nb, nl, source,
+                    arith::ConstantIndexOp::create(nb, nl, perRank)),
+                expert);
+            Value count = arith::IndexCastOp::create(
+                nb, nl, nb.getIndexType(),
+                tensor::ExtractOp::create(nb, nl, receivedCounts, flat));
+            SmallVector<OpFoldResult> offs = {iter[1], nb.getIndexAttr(0)};
+            SmallVector<OpFoldResult> sizes = {count, nb.getIndexAttr(1)};
+            SmallVector<OpFoldResult> strides(2, nb.getIndexAttr(1));
+            Value slice = tensor::ExtractSliceOp::create(nb, nl, iter[0], offs,
+                                                         sizes, strides);
+            Value filled =
+                linalg::FillOp::create(
+                    nb, nl,
+                    ValueRange{arith::IndexCastOp::create(nb, nl, i32,
+                                                          expert)},
+                    ValueRange{slice})
+                    .getResult(0);
+            Value updated = tensor::InsertSliceOp::create(
+                nb, nl, filled, iter[0], offs, sizes, strides);
+            scf::YieldOp::create(
+                nb, nl,
+                ValueRange{updated,
+                           arith::AddIOp::create(nb, nl, iter[1], count)});
+          });
+      Value localIds = fill.getResult(0);
+      auto local = DispatchOp::create(
+          b, loc, rowsType, RankedTensorType::get({perRank + 1}, i32),
+          RankedTensorType::get({ShapedType::kDynamic}, i32), idsType,
+          received, localIds, b.getI64IntegerAttr(perRank),
+          /*capacity_factor=*/FloatAttr());
+      IRMapping map;
+      map.map(chain.expert.getRows(), local.getRows());
+      map.map(chain.expert.getOffsets(), local.getOffsets());
+      Value expertOutput = b.clone(*chain.expert, map)->getResult(0);
+      Value unitWeights =
+          linalg::FillOp::create(
+              b, loc,
+              ValueRange{arith::ConstantOp::create(
+                  b, loc, b.getFloatAttr(scoreType, 1.0))},
+              ValueRange{tensor::EmptyOp::create(
+                  b, loc, ArrayRef<int64_t>{ShapedType::kDynamic, 1},
+                  scoreType, ValueRange{chunk.numReceived})})
+              .getResult(0);
+      Value arrivalOrder = CombineOp::create(
+          b, loc, rowsType, expertOutput, unitWeights, localIds,
+          local.getSlotRows(), Value(), Value(), Value(), Value(), Value(),
+          b.getI64IntegerAttr(perRank), ArrayAttr());
+      Value numReturned = index(0);
+      for (Value count : chunk.sendCounts)
+        numReturned = arith::AddIOp::create(b, loc, numReturned,
+                                            toIndex(count));
+      chunk.resultsStart = AllToAllStartOp::create(
+          b, loc, arrivalOrder, chunk.recvCountsTensor,
+          chunk.sendCountsTensor,
+          tensor::EmptyOp::create(b, loc, rowsType.getShape(),
+                                  rowsType.getElementType(),
+                                  ValueRange{numReturned}),
+          grid);
+    };
+
+    // Stage 2: the results back in dispatch order.
+    auto unpack = [&](Chunk &chunk) {
+      Value returned = AllToAllWaitOp::create(
+          b, loc, chunk.resultsStart.getRequest(),
+          chunk.resultsStart.getPending(), chunk.resultsStart.getSend());
+      Value at = index(0);
+      for (int64_t p = 0; p < ranks; ++p) {
+        Value count = toIndex(chunk.sendCounts[p]);
+        dispatchOrder =
+            insertRows(extractRows(returned, at, count), dispatchOrder,
+                       toIndex(chunk.sendOffsets[p]));
+        at = arith::AddIOp::create(b, loc, at, count);
+      }
+    };
+
+    for (int64_t c = 0; c < numChunks; ++c) {
+      chunks[c].first = c * perRank / numChunks;
+      chunks[c].last = (c + 1) * perRank / numChunks;
+    }
+    constexpr int64_t kExpertStages = 3;
+    for (int64_t step = 0; step < numChunks + kExpertStages - 1; ++step) {
+      if (step < numChunks)
+        sendRows(chunks[step]);
+      if (step >= 1 && step - 1 < numChunks)
+        compute(chunks[step - 1]);
+      if (step >= 2 && step - 2 < numChunks)
+        unpack(chunks[step - 2]);
+    }
+    combine.getExpertOutputMutable().assign(dispatchOrder);
+
+    // The whole-range exchange is dead now; its starts and waits are not
+    // pure, so they go explicitly.
+    DenseSet<Operation *> kept{combine.getOperation()};
+    for (Operation *op : llvm::reverse(chain.ops)) {
+      if (kept.contains(op))
+        continue;
+      if (llvm::all_of(op->getResults(),
+                       [](Value v) { return v.use_empty(); }))
+        op->erase();
+    }
+    return success();
   }
 
   /// Replaces the chain by `numChunks` copies over token chunks, emitted

@@ -94,6 +94,9 @@ def MoEOverlapCommunication : Pass<"moe-overlap-communication",
   let options = [
     Option<"chunks", "chunks", "int64_t", /*default=*/"0",
            "Token chunks (0: chosen by the cost model, 1: no overlap)">,
+    Option<"split", "split", "std::string", /*default=*/"\"experts\"",
+           "What a chunk is: 'experts' (a range of every rank's local "
+           "experts) or 'tokens' (a range of the rank's tokens)">,
     Option<"maxChunks", "max-chunks", "int64_t", /*default=*/"8",
            "Largest chunk count the cost model considers">,
     Option<"tokens", "tokens", "int64_t", /*default=*/"256",
@@ -115,6 +118,8 @@ def MoEOverlapCommunication : Pass<"moe-overlap-communication",
            "Print the cost model's table as a remark">,
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::scf::SCFDialect",
                            "::mlir::tensor::TensorDialect"];
 }
 
