@@ -147,8 +147,8 @@ FailureOr<ExchangeChain> findChain(CombineOp combine) {
 
 /// Predicted times of a layer split into `chunks`, in microseconds.
 struct Prediction {
-  int64_t chunks;
-  double dispatch, expert, ret, total;
+  int64_t chunks = 1;
+  double dispatch = 0, expert = 0, ret = 0, total = 0;
 };
 
 class OverlapCommunicationPass
@@ -179,7 +179,7 @@ public:
       // Expert chunks need at least one expert each.
       int64_t limit = std::max<int64_t>(maxChunks, 1);
       if (splitExperts())
-        limit = std::min(limit, localExpertCount(*chain));
+        limit = std::max<int64_t>(std::min(limit, localExpertCount(*chain)), 1);
       SmallVector<Prediction> predictions;
       for (int64_t c = 1; c <= limit; ++c)
         predictions.push_back(predict(*chain, tokenCount, c));

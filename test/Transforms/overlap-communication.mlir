@@ -1,6 +1,48 @@
-// RUN: moe-opt %s --split-input-file --moe-decompose-layer --moe-overlap-communication=chunks=3 | FileCheck %s --check-prefix=PIPE
-// RUN: moe-opt %s --split-input-file --moe-decompose-layer --moe-overlap-communication=bandwidth=0.5 | FileCheck %s --check-prefix=AUTO
-// RUN: moe-opt %s --split-input-file --moe-decompose-layer --moe-overlap-communication=report=true -o /dev/null 2>&1 | FileCheck %s --check-prefix=REPORT
+// RUN: moe-opt %s --split-input-file --moe-decompose-layer --moe-overlap-communication="chunks=3 split=tokens" | FileCheck %s --check-prefix=PIPE
+// RUN: moe-opt %s --split-input-file --moe-decompose-layer --moe-overlap-communication="bandwidth=0.5 split=tokens" | FileCheck %s --check-prefix=AUTO
+// RUN: moe-opt %s --split-input-file --moe-decompose-layer --moe-overlap-communication="report=true split=tokens" -o /dev/null 2>&1 | FileCheck %s --check-prefix=REPORT
+// RUN: moe-opt %s --split-input-file --moe-decompose-layer --moe-overlap-communication=chunks=2 | FileCheck %s --check-prefix=EXP
+
+// split=experts (the default), chunks = 2: routing, dispatch and the count
+// exchange stay whole; each chunk is one of every rank's two local experts.
+// A chunk's rows for each rank are packed into one send tensor, and the
+// chunks are pipelined over three stages (send / experts and return /
+// unpack): chunk 1's rows are sent before chunk 0's experts run, and chunk
+// 0's results are unpacked into dispatch order after chunk 1's experts.
+// The layer's combine reads the unpacked rows.
+// EXP-LABEL: func.func @ep_small
+// EXP-SAME:  attributes {moe.overlap = {chunks = 2 : i64,
+// EXP:       moe.route
+// EXP-NOT:   moe.route
+// EXP:       %[[ROWS:.*]], %[[OFFS:.*]], %{{.*}}, %[[SLOTS:.*]] = moe.dispatch
+// EXP:       %[[CREQ:.*]], %[[CPEND:.*]] = moe.all_to_all_start %{{.*}} into %{{.*}} on @moe_ep : tensor<4xi32>
+// EXP:       %[[COUNTS:.*]] = moe.all_to_all_wait %[[CREQ]], %[[CPEND]]
+// EXP:       %[[P0A:.*]] = tensor.insert_slice %{{.*}} into %{{.*}}[%{{.*}}, 0]
+// EXP:       %[[P0:.*]] = tensor.insert_slice %{{.*}} into %[[P0A]]
+// EXP:       %[[RREQ0:.*]], %[[RPEND0:.*]] = moe.all_to_all_start %[[P0]], %[[SC0:[^ ,]+]], %[[RC0:[^ ,]+]] into
+// EXP:       %[[P1A:.*]] = tensor.insert_slice %{{.*}} into %{{.*}}[%{{.*}}, 0]
+// EXP:       %[[P1:.*]] = tensor.insert_slice %{{.*}} into %[[P1A]]
+// EXP:       %[[RREQ1:.*]], %[[RPEND1:.*]] = moe.all_to_all_start %[[P1]], %[[SC1:[^ ,]+]], %[[RC1:[^ ,]+]] into
+// EXP:       %[[IN0:.*]] = moe.all_to_all_wait %[[RREQ0]], %[[RPEND0]], %[[P0]]
+// EXP:       scf.for
+// EXP:       moe.dispatch %[[IN0]], %{{.*}} {num_experts = 2 : i64}
+// EXP:       %[[Y0:.*]] = moe.expert
+// EXP:       %[[B0:.*]] = moe.combine %[[Y0]], {{.*}} {num_experts = 2 : i64}
+// EXP:       %[[BREQ0:.*]], %[[BPEND0:.*]] = moe.all_to_all_start %[[B0]], %[[RC0]], %[[SC0]] into
+// EXP:       %[[IN1:.*]] = moe.all_to_all_wait %[[RREQ1]], %[[RPEND1]], %[[P1]]
+// EXP:       moe.dispatch %[[IN1]], %{{.*}} {num_experts = 2 : i64}
+// EXP:       %[[Y1:.*]] = moe.expert
+// EXP:       %[[B1:.*]] = moe.combine %[[Y1]]
+// EXP:       %[[BREQ1:.*]], %[[BPEND1:.*]] = moe.all_to_all_start %[[B1]], %[[RC1]], %[[SC1]] into
+// EXP:       moe.all_to_all_wait %[[BREQ0]], %[[BPEND0]], %[[B0]]
+// EXP:       tensor.insert_slice
+// EXP:       %[[U0:.*]] = tensor.insert_slice
+// EXP:       moe.all_to_all_wait %[[BREQ1]], %[[BPEND1]], %[[B1]]
+// EXP:       %[[U1A:.*]] = tensor.insert_slice %{{.*}} into %[[U0]]
+// EXP:       %[[U1:.*]] = tensor.insert_slice %{{.*}} into %[[U1A]]
+// EXP:       moe.combine %[[U1]], %{{.*}}, %{{.*}}, %[[SLOTS]] {num_experts = 4 : i64}
+// EXP-NOT:   moe.all_to_all
+// EXP:       return
 
 // chunks = 3: the rank's tokens [0, T) are cut at T * i / 3 and every chunk
 // runs the whole expert-parallel chain; the four stages of the chunks are

@@ -67,29 +67,37 @@ def MoEOverlapCommunication : Pass<"moe-overlap-communication",
                                    "::mlir::func::FuncOp"> {
   let summary = "Pipeline expert-parallel exchanges with expert compute";
   let description = [{
-    Splits the tokens of every expert-parallel layer (the route ... combine
-    chain that -moe-decompose-layer builds for a layer with
-    `#moe.expert_parallel`) into `chunks` contiguous chunks and software-
-    pipelines them. Each chunk's chain has four stages, separated by the
-    waits of its three exchanges: (0) route, dispatch, start of the count
-    exchange; (1) its wait and the start of the row exchange; (2) its wait,
-    the local experts and the start of the return exchange; (3) its wait and
-    the combine. Step `t` of the schedule emits stage `s` of chunk `t - s`
-    for `s = 0..3`, so the rows of chunk `i + 1` are in flight while chunk
-    `i` computes and chunk `i - 1` returns (Tutel/FasterMoE-style pipelining).
+    Splits the exchanges of every expert-parallel layer (the route ...
+    combine chain that -moe-decompose-layer builds for a layer with
+    `#moe.expert_parallel`) into `chunks` chunks and software-pipelines
+    them, so that the rows of chunk `i + 1` are in flight while chunk `i`
+    computes and chunk `i - 1` returns (Tutel/FasterMoE-style pipelining).
+    What a chunk is depends on `split`:
+
+    * `experts` (default): a range of every rank's local experts. Routing,
+      dispatch and the count exchange stay whole; per chunk, the rows bound
+      for each rank's experts of the range are packed and sent, run through
+      those experts, sent back and unpacked into dispatch order. Three
+      stages: send / experts and return / unpack. Every expert's weights
+      are read once, as without chunks.
+    * `tokens`: a range of the rank's tokens; the whole chain is cloned per
+      chunk, with four stages separated by the waits of its three
+      exchanges. Each chunk rereads the weights of the experts it touches.
+
+    Step `t` of the schedule emits stage `s` of chunk `t - s`.
 
     With `chunks = 0` a cost model chooses: an exchange of `b` bytes costs
     `latency + b / bandwidth`, the experts of a chunk the roofline
-    `max(flops / peak, bytes / memory bandwidth)` (each chunk rereads the
-    weights of the experts it touches), and `C` chunks take
+    `max(flops / peak, bytes / memory bandwidth)` over the weights the
+    chunk reads and its rows, and `C` chunks take
     `d + e + r + (C - 1) (max(e, d + r) + overhead)` for per-chunk dispatch
     `d`, expert `e` and return `r` times; it splits only when the best
     count is predicted at least `min-gain` faster than no split. Token
     counts that are dynamic are taken as `tokens`. The defaults describe
     one core of this project's CPU machine with MPI over shared memory;
-    moe-compile passes them unchanged. The chosen count and the model's predictions are
-    recorded on the function as `moe.overlap`; `report` prints the model's
-    table for every candidate.
+    moe-compile passes them unchanged. The chosen count and the model's
+    predictions are recorded on the function as `moe.overlap`; `report`
+    prints the model's table for every candidate.
   }];
   let options = [
     Option<"chunks", "chunks", "int64_t", /*default=*/"0",
