@@ -144,68 +144,65 @@ LogicalResult stageHostWrites(IRRewriter &rewriter, memref::AllocOp alloc) {
 }
 
 /// The host reads `device` (a gpu.alloc'd buffer that kernels or an
-/// exchange fill) with scalar loads, `loads`: a host copy is downloaded
-/// just before the first of them and the loads read it instead. The stream
-/// orders the copy after the kernels that wrote `device`, and
-/// gpu-async-region makes the host wait for the copy before it loads.
-/// Nothing may use `device` but these loads from the first one on, or the
-/// copy would miss later writes.
+/// exchange fill) with scalar loads, `loads`: they read host copies
+/// instead, each downloaded just before a run of loads that no other use
+/// of `device` interrupts (a buffer may be refilled between runs, such as
+/// the counts of successive overlap chunks). The stream orders a copy after
+/// the kernels that wrote `device`, and gpu-async-region makes the host
+/// wait for it before the loads.
 LogicalResult stageHostReads(IRRewriter &rewriter, gpu::AllocOp device,
                              ArrayRef<memref::LoadOp> loads) {
   Block *home = device->getBlock();
-  Operation *first = nullptr;
-  for (memref::LoadOp load : loads) {
-    Operation *ancestor = home->findAncestorOpInBlock(*load);
-    if (!ancestor)
-      return load.emitError() << "the host reads a device buffer outside "
-                                 "the block that allocates it";
-    if (!first || ancestor->isBeforeInBlock(first))
-      first = ancestor;
-  }
+  // Every use but the free at the end of the block, by the op of `home`
+  // that holds it, in program order.
+  SmallVector<std::pair<Operation *, OpOperand *>> uses;
   for (OpOperand &use : device.getMemref().getUses()) {
-    auto load = dyn_cast<memref::LoadOp>(use.getOwner());
-    if (load && llvm::is_contained(loads, load))
-      continue;
-    // gpu.dealloc sits at the end of the block.
     if (isa<gpu::DeallocOp>(use.getOwner()))
       continue;
     Operation *ancestor = home->findAncestorOpInBlock(*use.getOwner());
-    if (ancestor && (ancestor == first || first->isBeforeInBlock(ancestor)))
+    if (!ancestor)
       return use.getOwner()->emitError()
-             << "uses a device buffer after the host has started reading "
-                "it; the host reads a copy taken before its first load";
+             << "uses a device buffer outside the block that allocates it";
+    uses.emplace_back(ancestor, &use);
   }
-  Location loc = device.getLoc();
-  rewriter.setInsertionPoint(first);
-  auto host = memref::AllocOp::create(rewriter, loc, device.getType(),
-                                      device.getDynamicSizes(),
-                                      device.getSymbolOperands());
-  gpu::MemcpyOp::create(rewriter, loc, Type(), ValueRange{}, host,
-                        device.getMemref());
-  for (memref::LoadOp load : loads)
-    rewriter.modifyOpInPlace(
-        load, [&] { load.getMemRefMutable().assign(host.getResult()); });
-  rewriter.setInsertionPoint(home->getTerminator());
-  memref::DeallocOp::create(rewriter, loc, host.getResult());
-  return success();
-}
-
-/// The runtime reads the buffers whose addresses a host call receives
-/// (moe_rt_comm_all_to_all_v_start sends rows that kernels wrote), so the
-/// host waits for every stream before such a call. gpu-async-region would
-/// insert the same wait before any call with side effects; the explicit one
-/// states the contract (docs/ExpertParallel.md) and survives changes there.
-void synchronizeBeforeHostCalls(IRRewriter &rewriter, Operation *root) {
-  root->walk([&](func::CallOp call) {
-    if (onDevice(call) ||
-        llvm::none_of(call.getOperands(), [](Value operand) {
-          return operand.getDefiningOp<memref::ExtractAlignedPointerAsIndexOp>();
-        }))
-      return;
-    rewriter.setInsertionPoint(call);
-    gpu::WaitOp::create(rewriter, call.getLoc(), /*asyncToken=*/Type(),
-                        ValueRange{});
+  llvm::stable_sort(uses, [](const auto &a, const auto &b) {
+    return a.first != b.first && a.first->isBeforeInBlock(b.first);
   });
+
+  auto isStagedLoad = [&](OpOperand *use) {
+    auto load = dyn_cast<memref::LoadOp>(use->getOwner());
+    return load && llvm::is_contained(loads, load);
+  };
+  Location loc = device.getLoc();
+  Value copy;
+  for (auto [ancestor, use] : uses) {
+    if (!isStagedLoad(use)) {
+      copy = {};
+      continue;
+    }
+    // One op holding a load and another use (a loop that reads and
+    // launches kernels on the buffer) has no point to copy at.
+    for (auto &[other, otherUse] : uses)
+      if (other == ancestor && !isStagedLoad(otherUse))
+        return otherUse->getOwner()->emitError()
+               << "uses a device buffer in the same op as a host read of "
+                  "it; the host reads a copy taken before that op";
+    if (!copy) {
+      rewriter.setInsertionPoint(ancestor);
+      copy = memref::AllocOp::create(rewriter, loc, device.getType(),
+                                     device.getDynamicSizes(),
+                                     device.getSymbolOperands());
+      gpu::MemcpyOp::create(rewriter, loc, Type(), ValueRange{}, copy,
+                            device.getMemref());
+      OpBuilder::InsertionGuard guard(rewriter);
+      rewriter.setInsertionPoint(home->getTerminator());
+      memref::DeallocOp::create(rewriter, loc, copy);
+    }
+    auto load = cast<memref::LoadOp>(use->getOwner());
+    rewriter.modifyOpInPlace(load,
+                             [&] { load.getMemrefMutable().assign(copy); });
+  }
+  return success();
 }
 
 void MoEHostBuffersToGPUPass::runOnOperation() {
@@ -289,7 +286,11 @@ void MoEHostBuffersToGPUPass::runOnOperation() {
     if (failed(stageHostReads(rewriter, cast<gpu::AllocOp>(device), loads)))
       return signalPassFailure();
 
-  synchronizeBeforeHostCalls(rewriter, getOperation());
+  // No gpu.wait is needed before the runtime calls that take buffer
+  // addresses (moe_rt_comm_all_to_all_v_start reads rows that kernels
+  // wrote): gpu-async-region makes the host wait for the stream before
+  // every call with side effects, and a gpu.wait without dependencies
+  // here would be canonicalized away before it runs.
 }
 
 } // namespace
