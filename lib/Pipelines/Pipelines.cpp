@@ -130,7 +130,8 @@ std::string moe::defaultPTXFeatures(llvm::StringRef chip) {
 
 void moe::buildCUDALoweringPipeline(OpPassManager &pm,
                                     const CUDAPipelineOptions &options) {
-  addTensorLevelPasses(pm, options.exportABI, "cuda");
+  addTensorLevelPasses(pm, options.exportABI, "cuda", options.expertParallel,
+                       options.overlapChunks, options.overlapTokens);
   // The stage ops become kernels on buffers; what remains is bufferized
   // as on the CPU.
   ConvertMoEToGPUOptions kernels;
@@ -140,6 +141,8 @@ void moe::buildCUDALoweringPipeline(OpPassManager &pm,
   addBufferizationPasses(pm);
   // No buffer-deallocation pipeline: it rejects GPU ops (no memory-effect
   // interface). -moe-host-buffers-to-gpu frees the device buffers instead.
+  // Expert-parallel modules ask the runtime for their rank (a host call).
+  pm.addPass(createConvertShardToMoERuntime());
   pm.addPass(createCanonicalizerPass());
 
   // Whatever linalg is left (reshapes' copies, upstream ops around the

@@ -923,6 +923,11 @@ struct AllToAllStartOpInterface
       FailureOr<Value> address = denseAddress(b, op, map->lookup(operand));
       if (failed(address))
         return failure();
+      // The runtime reads the counts on the host whatever the target
+      // (docs/ExpertParallel.md); the rows may live on a device.
+      if (operand != start.getSend() && operand != start.getDest())
+        address->getDefiningOp()->setAttr(MoEDialect::getHostAddressAttrName(),
+                                          b.getUnitAttr());
       args.push_back(*address);
     }
     // A unit is one row: everything after dimension 0.

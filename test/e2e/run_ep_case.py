@@ -8,6 +8,8 @@ the single-rank module (docs/ExpertParallel.md).
     run_ep_case.py --bin DIR --work DIR --negative CHECK one negative check
     run_ep_case.py --list-tests                          "<case> <P>" lines
                                                          (what CMake registers)
+    run_ep_case.py --list-emulated-tests                 the same for the
+                                                         cuda-emulated subset
 
 For one case at P ranks, in WORK/<case>/np<P>/: gen_case.py writes
 layer.mlir and the inputs (ep_cases.py: the case list), then
@@ -42,7 +44,10 @@ that into `SKIP <case>: <reason>` and exit 77 instead (for working trees
 where the compiler or runtime side has not landed yet; ctest does not pass
 it).
 
-Environment: MOE_MPIRUN (the launcher; default: `mpirun` on PATH),
+Environment: MOE_E2E_COMPILE_ARGS (extra moe-compile flags for every
+module of the case, the single-rank one included, split on spaces: e.g.
+--emulate-cuda-kernels, the cuda target's kernels as host loops),
+MOE_MPIRUN (the launcher; default: `mpirun` on PATH),
 MOE_MPIRUN_ARGS (extra launcher arguments, split on spaces),
 MOE_EP_TIMEOUT (seconds per launched job, default 120),
 MOE_EP_COMM_TIMEOUT (moe-run --comm-timeout, default 60).
@@ -114,9 +119,11 @@ def check_case_list():
         seen.add(n)
 
 
-def list_tests():
+def list_tests(names=None):
     check_case_list()
     for c in ep_cases.EP_CASES:
+        if names is not None and c["name"] not in names:
+            continue
         ep, _ = ep_spec(c["name"])
         for p in ep["ranks"]:
             print("%s %d" % (c["name"], p))
@@ -403,8 +410,11 @@ def routing_summary(logits, layer, ep, P):
 # ----------------------------------------------------------------------------
 
 def compile_module(bin_dir, directory, out, extra):
+    # MOE_E2E_COMPILE_ARGS (as for run_case.py) goes to every compile, the
+    # single-rank one included, so that both sides run the same kernels.
     cmd = [os.path.join(bin_dir, "moe-compile"), "layer.mlir",
-           "--target=cpu"] + extra + ["-o", out]
+           "--target=cpu"] + extra + \
+        os.environ.get("MOE_E2E_COMPILE_ARGS", "").split() + ["-o", out]
     rc, out_text, err = run(cmd, directory, "compile")
     if rc != 0:
         missing = lacks_flag(out_text + err)
@@ -658,10 +668,21 @@ def main():
                          "lack expert-parallel support")
     ap.add_argument("--list-tests", action="store_true",
                     help="print '<case> <P>' per test and exit")
+    ap.add_argument("--list-emulated-tests", action="store_true",
+                    help="print '<case> <P>' per test of the subset run "
+                         "with --emulate-cuda-kernels and exit")
     ap.add_argument("cases", nargs="*")
     args = ap.parse_args()
     if args.list_tests:
         list_tests()
+        return 0
+    if args.list_emulated_tests:
+        unknown = set(ep_cases.EMULATED_CASES) - \
+            {c["name"] for c in ep_cases.EP_CASES}
+        if unknown:
+            sys.exit("run_ep_case.py: EMULATED_CASES names unknown cases: "
+                     + ", ".join(sorted(unknown)))
+        list_tests(set(ep_cases.EMULATED_CASES))
         return 0
     if not args.bin or not args.work:
         ap.error("--bin and --work are required")

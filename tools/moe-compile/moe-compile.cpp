@@ -162,9 +162,6 @@ int compile(int argc, char **argv) {
                 overlapChunks + "'");
   if (overlapTokens < 1)
     return fail("--overlap-tokens must be positive");
-  if (cuda && expertParallel > 0)
-    return fail("--expert-parallel is not supported by the cuda target yet "
-                "(the runtime's NCCL exchanges have no compiler side)");
   if (emit == Emit::PTX && !cuda)
     return fail("--emit=ptx needs --target=cuda");
   // What a cuda module embeds, and the CUDA toolkit that needs.
@@ -257,6 +254,9 @@ int compile(int argc, char **argv) {
       moe::CUDAPipelineOptions pipeline;
       pipeline.chip = cudaArch;
       pipeline.binaryFormat = binaryFormat;
+      pipeline.expertParallel = expertParallel;
+      pipeline.overlapChunks = chunks;
+      pipeline.overlapTokens = overlapTokens;
       if (failed(moe::lowerToLLVMDialect(*module, pipeline, scope)))
         return 1;
     } else {

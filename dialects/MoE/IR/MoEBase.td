@@ -27,6 +27,14 @@ def MoE_Dialect : Dialect {
   }];
   let useDefaultAttributePrinterParser = 1;
   let useDefaultTypePrinterParser = 1;
+  let extraClassDeclaration = [{
+    /// Unit attribute on a `memref.extract_aligned_pointer_as_index` whose
+    /// address the host dereferences (the counts of an exchange): on the
+    /// cuda target that buffer must stay in host memory.
+    static constexpr ::llvm::StringLiteral getHostAddressAttrName() {
+      return ::llvm::StringLiteral("moe.host_address");
+    }
+  }];
 }
 
 class MoE_Op<string mnemonic, list<Trait> traits = []>

@@ -63,9 +63,19 @@ def MoEHostBuffersToGPU : Pass<"moe-host-buffers-to-gpu", "::mlir::ModuleOp"> {
     and the stream orders the free after the kernels), `memref.copy`
     becomes `gpu.memcpy`, and a `memref.get_global` (constant weights) is
     uploaded into a fresh device buffer. Existing `memref.dealloc`s are
-    dropped. Fails on a buffer that leaves its block, and on any other host
-    access to a buffer (a load or store outside a kernel), which would read
-    device memory from the host.
+    dropped.
+
+    The host touches small buffers through host copies: one it fills with
+    scalar stores (a bufferized `tensor.from_elements`) stays in host memory
+    and is uploaded after its last store for the uses outside the host; a
+    device buffer it reads with scalar loads (an expert-parallel layer's
+    dispatch offsets and received counts) is downloaded into a host buffer
+    before each run of loads that no other use interrupts. Addresses marked
+    `moe.host_address` (the counts of an exchange, which the runtime reads
+    on the host) keep host buffers and constants in host memory. Fails on
+    a buffer that leaves its block, on a constant passed on by a terminator,
+    and on any other host access to a buffer, which would read device memory
+    from the host.
   }];
   let dependentDialects = ["::mlir::gpu::GPUDialect",
                            "::mlir::memref::MemRefDialect"];

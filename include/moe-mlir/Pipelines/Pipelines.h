@@ -91,6 +91,23 @@ struct CUDAPipelineOptions : public PassPipelineOptions<CUDAPipelineOptions> {
       llvm::cl::desc("Lower host and kernels to LLVM/NVVM and serialize the "
                      "kernels (off: stop at gpu.launch kernels on memrefs)"),
       llvm::cl::init(true)};
+  PassOptions::Option<int64_t> expertParallel{
+      *this, "expert-parallel",
+      llvm::cl::desc("Spread the experts over this many ranks (an SPMD "
+                     "module whose exchanges go through the runtime's NCCL "
+                     "communicator; 0: a single-process module)"),
+      llvm::cl::init(0)};
+  PassOptions::Option<int64_t> overlapChunks{
+      *this, "overlap-chunks",
+      llvm::cl::desc("Expert parallelism: token chunks whose exchanges are "
+                     "pipelined with the experts (0: the cost model "
+                     "chooses, 1: no overlap)"),
+      llvm::cl::init(0)};
+  PassOptions::Option<int64_t> overlapTokens{
+      *this, "overlap-tokens",
+      llvm::cl::desc("Expert parallelism: tokens per rank the overlap cost "
+                     "model assumes when the count is dynamic"),
+      llvm::cl::init(256)};
 };
 
 /// The PTX features of `chip` (the PTX ISA that introduced it).
