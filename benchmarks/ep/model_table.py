@@ -61,8 +61,9 @@ CONFIGS = [
     ("Mixtral-8x7B", 8, 8, "NVLink", 512),
 ]
 
-ROW = re.compile(r"^\s*(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+"
-                 r"([\d.]+)x$")
+ROW = re.compile(r"^(none|experts|tokens)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+"
+                 r"([\d.]+)\s+([\d.]+)\s+([\d.]+)x$")
+CHOSEN = re.compile(r"^chosen: (none|experts|tokens), (\d+) chunks?$")
 
 
 def layer_text(h, i, e, k):
@@ -99,10 +100,12 @@ def predict(moe_opt, work, model, ranks, link, tokens):
     for line in out.stderr.splitlines():
         m = ROW.match(line)
         if m:
-            rows[int(m.group(1))] = [float(v) for v in m.groups()[1:]]
-        if line.startswith("chosen:"):
-            chosen = int(line.split()[1])
-    d, ex, r, serial, _ = rows[1]
+            rows[(m.group(1), int(m.group(2)))] = [
+                float(v) for v in m.groups()[2:]]
+        m = CHOSEN.match(line)
+        if m:
+            chosen = (m.group(1), int(m.group(2)))
+    d, ex, r, serial, _ = rows[("none", 1)]
     return {"serial": serial, "comm": (d + r) / serial, "chosen": chosen,
             "best": rows[chosen][3], "expert": ex}
 
@@ -115,15 +118,16 @@ def main():
     moe_opt = os.path.join(args.bin, "moe-opt")
     lines = [
         "| model | GPUs (EP group) | link | tokens/GPU | serial layer (ms) "
-        "| communication share | chosen C | overlapped (ms) | gain |",
+        "| communication share | chosen split, C | overlapped (ms) | gain |",
         "|---|---|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as work:
         for model, ranks, gpus, link, tokens in CONFIGS:
             p = predict(moe_opt, work, model, ranks, link, tokens)
             lines.append(
-                "| %s | %d (%d) | %s | %d | %.2f | %.0f%% | %d | %.2f | "
+                "| %s | %d (%d) | %s | %d | %.2f | %.0f%% | %s, %d | %.2f | "
                 "%.2fx |" % (model, gpus, ranks, link, tokens,
-                             p["serial"] / 1e3, 100 * p["comm"], p["chosen"],
+                             p["serial"] / 1e3, 100 * p["comm"],
+                             p["chosen"][0], p["chosen"][1],
                              p["best"] / 1e3, p["serial"] / p["best"]))
     assumptions = [
         "",

@@ -148,6 +148,7 @@ FailureOr<ExchangeChain> findChain(CombineOp combine) {
 /// Predicted times of a layer split into `chunks`, in microseconds.
 struct Prediction {
   int64_t chunks = 1;
+  bool byExperts = true;
   double dispatch = 0, expert = 0, ret = 0, total = 0;
 };
 
@@ -170,21 +171,35 @@ public:
                                .getDimSize(0);
       if (ShapedType::isDynamic(tokenCount))
         tokenCount = tokens;
-      if (split != "experts" && split != "tokens") {
+      if (split != "auto" && split != "experts" && split != "tokens") {
         getOperation().emitError() << "-moe-overlap-communication: split "
-                                      "must be 'experts' or 'tokens', got '"
+                                      "must be 'auto', 'experts' or "
+                                      "'tokens', got '"
                                    << split << "'";
         return signalPassFailure();
       }
-      // Expert chunks need at least one expert each.
+      // Candidates: no split, then expert chunks (at least one expert
+      // each) and token chunks, as `split` allows.
       int64_t limit = std::max<int64_t>(maxChunks, 1);
-      if (splitExperts())
-        limit = std::max<int64_t>(std::min(limit, localExpertCount(*chain)), 1);
-      SmallVector<Prediction> predictions;
-      for (int64_t c = 1; c <= limit; ++c)
-        predictions.push_back(predict(*chain, tokenCount, c));
-      int64_t chosen = chunks;
-      if (chosen <= 0) {
+      int64_t expertLimit = std::min(limit, localExpertCount(*chain));
+      SmallVector<Prediction> predictions{
+          predict(*chain, tokenCount, 1, /*byExperts=*/true)};
+      if (split != "tokens")
+        for (int64_t c = 2; c <= expertLimit; ++c)
+          predictions.push_back(predict(*chain, tokenCount, c, true));
+      if (split != "experts")
+        for (int64_t c = 2; c <= limit; ++c)
+          predictions.push_back(predict(*chain, tokenCount, c, false));
+
+      Prediction chosen = predictions.front();
+      if (chunks > 0) {
+        // A given count: by experts where every chunk gets an expert.
+        bool byExperts = split == "experts" ||
+                         (split == "auto" && chunks <= expertLimit);
+        int64_t count = byExperts ? std::min<int64_t>(chunks, expertLimit)
+                                  : static_cast<int64_t>(chunks);
+        chosen = predict(*chain, tokenCount, count, byExperts);
+      } else {
         const Prediction &best =
             *llvm::min_element(predictions, [](const Prediction &a,
                                                const Prediction &b) {
@@ -192,34 +207,29 @@ public:
             });
         // Chunking has costs the model leaves out (smaller GEMMs, more
         // passes over the activations); only a clear predicted gain pays.
-        chosen = best.total <= predictions.front().total * (1.0 - minGain)
-                     ? best.chunks
-                     : 1;
+        if (best.total <= predictions.front().total * (1.0 - minGain))
+          chosen = best;
       }
-      if (splitExperts())
-        chosen = std::min(chosen, localExpertCount(*chain));
       recordModel(*chain, predictions, chosen, tokenCount);
-      if (chosen <= 1)
+      if (chosen.chunks <= 1)
         continue;
-      if (splitExperts()) {
-        if (failed(pipelineExperts(*chain, chosen)))
+      if (chosen.byExperts) {
+        if (failed(pipelineExperts(*chain, chosen.chunks)))
           return signalPassFailure();
       } else {
-        pipeline(*chain, chosen);
+        pipeline(*chain, chosen.chunks);
       }
     }
   }
 
 private:
-  bool splitExperts() const { return split == "experts"; }
-
   static int64_t localExpertCount(ExchangeChain &chain) {
     return cast<RankedTensorType>(chain.expert.getFc1().getType())
         .getDimSize(0);
   }
 
   Prediction predict(ExchangeChain &chain, int64_t tokenCount,
-                     int64_t numChunks) {
+                     int64_t numChunks, bool byExperts) {
     ExpertOp expert = chain.expert;
     auto rowsType = cast<RankedTensorType>(expert.getRows().getType());
     auto fc1 = cast<RankedTensorType>(expert.getFc1().getType());
@@ -252,7 +262,7 @@ private:
     double countExchange = latency;
     // Token chunks each reread the weights of every expert they touch;
     // expert chunks read each expert's weights once, in their own chunk.
-    double touched = splitExperts()
+    double touched = byExperts
                          ? std::ceil(static_cast<double>(localExperts) /
                                      numChunks)
                          : std::min<double>(localExperts, rows);
@@ -263,6 +273,7 @@ private:
                                  bytes / (memoryBandwidth * 1e3));
     Prediction p;
     p.chunks = numChunks;
+    p.byExperts = byExperts;
     p.dispatch = countExchange + exchange;
     p.expert = expertTime;
     p.ret = exchange;
@@ -272,23 +283,24 @@ private:
     return p;
   }
 
-  void recordModel(ExchangeChain &chain,
-                   ArrayRef<Prediction> predictions, int64_t chosen,
-                   int64_t tokenCount) {
+  void recordModel(ExchangeChain &chain, ArrayRef<Prediction> predictions,
+                   const Prediction &chosen, int64_t tokenCount) {
     MLIRContext *ctx = &getContext();
-    auto f64 = [&](double v) { return FloatAttr::get(Float64Type::get(ctx), v); };
+    auto f64 = [&](double v) {
+      return FloatAttr::get(Float64Type::get(ctx), v);
+    };
+    auto splitName = [](const Prediction &p) {
+      return p.chunks == 1 ? "none" : p.byExperts ? "experts" : "tokens";
+    };
     const Prediction &serial = predictions.front();
-    const Prediction *picked = nullptr;
-    for (const Prediction &p : predictions)
-      if (p.chunks == chosen)
-        picked = &p;
     NamedAttrList model;
-    model.append("chunks", IntegerAttr::get(IntegerType::get(ctx, 64), chosen));
+    model.append("chunks",
+                 IntegerAttr::get(IntegerType::get(ctx, 64), chosen.chunks));
+    model.append("split", StringAttr::get(ctx, splitName(chosen)));
     model.append("tokens",
                  IntegerAttr::get(IntegerType::get(ctx, 64), tokenCount));
     model.append("serial_us", f64(serial.total));
-    if (picked)
-      model.append("predicted_us", f64(picked->total));
+    model.append("predicted_us", f64(chosen.total));
     model.append("communication_share",
                  f64((serial.dispatch + serial.ret) / serial.total));
     getOperation()->setAttr("moe.overlap", DictionaryAttr::get(ctx, model));
@@ -298,13 +310,15 @@ private:
     llvm::raw_string_ostream os(table);
     os << "expert-parallel overlap model (" << chain.ranks << " ranks, "
        << tokenCount << " tokens per rank):\n"
-       << "chunks  dispatch_us  expert_us  return_us  total_us  gain\n";
+       << "split    chunks  dispatch_us  expert_us  return_us  total_us  "
+          "gain\n";
     for (const Prediction &p : predictions)
-      os << llvm::formatv("{0,6}  {1,11:F1}  {2,9:F1}  {3,9:F1}  {4,8:F1}  "
-                          "{5,4:F2}x\n",
-                          p.chunks, p.dispatch, p.expert, p.ret, p.total,
-                          serial.total / p.total);
-    os << "chosen: " << chosen;
+      os << llvm::formatv("{0,-7}  {1,6}  {2,11:F1}  {3,9:F1}  {4,9:F1}  "
+                          "{5,8:F1}  {6,4:F2}x\n",
+                          splitName(p), p.chunks, p.dispatch, p.expert, p.ret,
+                          p.total, serial.total / p.total);
+    os << "chosen: " << splitName(chosen) << ", " << chosen.chunks
+       << (chosen.chunks == 1 ? " chunk" : " chunks");
     chain.combine.emitRemark() << table;
   }
 

@@ -74,7 +74,7 @@ def MoEOverlapCommunication : Pass<"moe-overlap-communication",
     computes and chunk `i - 1` returns (Tutel/FasterMoE-style pipelining).
     What a chunk is depends on `split`:
 
-    * `experts` (default): a range of every rank's local experts. Routing,
+    * `experts`: a range of every rank's local experts. Routing,
       dispatch and the count exchange stay whole; per chunk, the rows bound
       for each rank's experts of the range are packed and sent, run through
       those experts, sent back and unpacked into dispatch order. Three
@@ -84,6 +84,8 @@ def MoEOverlapCommunication : Pass<"moe-overlap-communication",
       chunk, with four stages separated by the waits of its three
       exchanges. Each chunk rereads the weights of the experts it touches.
 
+    With `split = auto` (default) the cost model chooses between them (a
+    given `chunks` splits by experts when every chunk gets at least one).
     Step `t` of the schedule emits stage `s` of chunk `t - s`.
 
     With `chunks = 0` a cost model chooses: an exchange of `b` bytes costs
@@ -102,9 +104,11 @@ def MoEOverlapCommunication : Pass<"moe-overlap-communication",
   let options = [
     Option<"chunks", "chunks", "int64_t", /*default=*/"0",
            "Token chunks (0: chosen by the cost model, 1: no overlap)">,
-    Option<"split", "split", "std::string", /*default=*/"\"experts\"",
+    Option<"split", "split", "std::string", /*default=*/"\"auto\"",
            "What a chunk is: 'experts' (a range of every rank's local "
-           "experts) or 'tokens' (a range of the rank's tokens)">,
+           "experts), 'tokens' (a range of the rank's tokens) or 'auto' "
+           "(the cost model's choice; a given chunk count splits by "
+           "experts when every chunk gets one)">,
     Option<"maxChunks", "max-chunks", "int64_t", /*default=*/"8",
            "Largest chunk count the cost model considers">,
     Option<"tokens", "tokens", "int64_t", /*default=*/"256",
