@@ -27,7 +27,8 @@ namespace {
 void addTensorLevelPasses(OpPassManager &pm, bool exportABI, StringRef target,
                           int64_t expertParallel = 0,
                           int64_t overlapChunks = 1,
-                          int64_t overlapTokens = 256) {
+                          int64_t overlapTokens = 256,
+                          StringRef overlapModel = "") {
   // Sharding changes the signatures each rank sees, so it comes before the
   // manifest.
   if (expertParallel > 0) {
@@ -48,8 +49,15 @@ void addTensorLevelPasses(OpPassManager &pm, bool exportABI, StringRef target,
     moe::MoEOverlapCommunicationOptions overlap;
     overlap.chunks = overlapChunks;
     overlap.tokens = overlapTokens;
-    pm.addNestedPass<func::FuncOp>(
-        moe::createMoEOverlapCommunication(overlap));
+    std::unique_ptr<Pass> pass = moe::createMoEOverlapCommunication(overlap);
+    // The cost model's machine (bandwidth, latency, ...) as pass options;
+    // moe-compile checks the string before it gets here.
+    if (!overlapModel.empty())
+      (void)pass->initializeOptions(overlapModel, [](const Twine &message) {
+        llvm::errs() << "overlap-model: " << message << "\n";
+        return failure();
+      });
+    pm.addNestedPass<func::FuncOp>(std::move(pass));
     pm.addPass(createCanonicalizerPass());
   }
   pm.addNestedPass<func::FuncOp>(moe::createMoECopyRepeatedResults());
@@ -76,7 +84,8 @@ void addBufferizationPasses(OpPassManager &pm) {
 void moe::buildCPULoweringPipeline(OpPassManager &pm,
                                    const CPUPipelineOptions &options) {
   addTensorLevelPasses(pm, options.exportABI, "cpu", options.expertParallel,
-                       options.overlapChunks, options.overlapTokens);
+                       options.overlapChunks, options.overlapTokens,
+                       options.overlapModel);
   if (options.emulateCUDAKernels) {
     ConvertMoEToGPUOptions kernels;
     kernels.tensorCores = false;
@@ -131,7 +140,8 @@ std::string moe::defaultPTXFeatures(llvm::StringRef chip) {
 void moe::buildCUDALoweringPipeline(OpPassManager &pm,
                                     const CUDAPipelineOptions &options) {
   addTensorLevelPasses(pm, options.exportABI, "cuda", options.expertParallel,
-                       options.overlapChunks, options.overlapTokens);
+                       options.overlapChunks, options.overlapTokens,
+                       options.overlapModel);
   // The stage ops become kernels on buffers; what remains is bufferized
   // as on the CPU.
   ConvertMoEToGPUOptions kernels;

@@ -16,6 +16,7 @@
 #include "moe-mlir/Import/ONNXImporter.h"
 #include "moe-mlir/Conversion/MoEToLLVM.h"
 #include "moe-mlir/Transforms/BufferizableOpInterfaceImpl.h"
+#include "moe-mlir/Transforms/Passes.h"
 
 #include "mlir/IR/AsmState.h"
 #include "mlir/IR/DialectRegistry.h"
@@ -121,6 +122,13 @@ cl::opt<int64_t> overlapTokens(
     cl::desc("With --overlap-chunks=auto: tokens per rank the cost model "
              "assumes when the layer's token count is dynamic"),
     cl::init(256), cl::cat(category));
+cl::opt<std::string> overlapModel(
+    "overlap-model",
+    cl::desc("With --expert-parallel: the machine the overlap cost model "
+             "assumes, as -moe-overlap-communication options, e.g. "
+             "\"bandwidth=400 latency=15 peak-gflops=600000 "
+             "memory-bandwidth=3000\" (GB/s, us, GFLOP/s per rank)"),
+    cl::init(""), cl::cat(category));
 cl::opt<bool> verbose("v", cl::desc("Print the link command"),
                       cl::init(false), cl::cat(category));
 
@@ -162,6 +170,18 @@ int compile(int argc, char **argv) {
                 overlapChunks + "'");
   if (overlapTokens < 1)
     return fail("--overlap-tokens must be positive");
+  if (!overlapModel.empty()) {
+    std::string problem;
+    if (failed(moe::createMoEOverlapCommunication()->initializeOptions(
+            overlapModel, [&](const Twine &message) {
+              problem = message.str();
+              return failure();
+            })))
+      return fail("--overlap-model: " +
+                  (problem.empty() ? std::string("cannot parse '") +
+                                         overlapModel.getValue() + "'"
+                                   : problem));
+  }
   if (emit == Emit::PTX && !cuda)
     return fail("--emit=ptx needs --target=cuda");
   // What a cuda module embeds, and the CUDA toolkit that needs.
@@ -257,6 +277,7 @@ int compile(int argc, char **argv) {
       pipeline.expertParallel = expertParallel;
       pipeline.overlapChunks = chunks;
       pipeline.overlapTokens = overlapTokens;
+      pipeline.overlapModel = overlapModel;
       if (failed(moe::lowerToLLVMDialect(*module, pipeline, scope)))
         return 1;
     } else {
@@ -267,6 +288,7 @@ int compile(int argc, char **argv) {
       pipeline.expertParallel = expertParallel;
       pipeline.overlapChunks = chunks;
       pipeline.overlapTokens = overlapTokens;
+      pipeline.overlapModel = overlapModel;
       if (failed(moe::lowerToLLVMDialect(*module, pipeline, scope)))
         return 1;
     }

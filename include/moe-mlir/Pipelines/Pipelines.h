@@ -51,6 +51,12 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
       llvm::cl::desc("Expert parallelism: tokens per rank the overlap cost "
                      "model assumes when the count is dynamic"),
       llvm::cl::init(256)};
+  PassOptions::Option<std::string> overlapModel{
+      *this, "overlap-model",
+      llvm::cl::desc("Expert parallelism: options of "
+                     "-moe-overlap-communication describing the machine "
+                     "(e.g. 'bandwidth=400 latency=15 peak-gflops=600000')"),
+      llvm::cl::init("")};
 };
 
 /// moe (tensor level) -> LLVM dialect for the host CPU: decomposition,
@@ -108,6 +114,12 @@ struct CUDAPipelineOptions : public PassPipelineOptions<CUDAPipelineOptions> {
       llvm::cl::desc("Expert parallelism: tokens per rank the overlap cost "
                      "model assumes when the count is dynamic"),
       llvm::cl::init(256)};
+  PassOptions::Option<std::string> overlapModel{
+      *this, "overlap-model",
+      llvm::cl::desc("Expert parallelism: options of "
+                     "-moe-overlap-communication describing the machine "
+                     "(e.g. 'bandwidth=400 latency=15 peak-gflops=600000')"),
+      llvm::cl::init("")};
 };
 
 /// The PTX features of `chip` (the PTX ISA that introduced it).
