@@ -482,6 +482,28 @@ std::vector<moe_tensor> views(const std::vector<HostTensor> &ts) {
   return v;
 }
 
+/// The `count` outputs of `fn` for `inputs`. Shapes are checked here, with
+/// the runtime's messages, before anything is allocated. The buffers are
+/// poisoned: 0xFF bytes are NaN for every float dtype, so elements the
+/// module forgets to write stand out.
+std::vector<HostTensor> allocateOutputs(const moe_function *fn,
+                                        const std::vector<HostTensor> &inputs,
+                                        size_t count) {
+  std::vector<moe_tensor> inViews = views(inputs);
+  std::vector<moe_tensor> shapes(count);
+  check(moe_function_output_shapes(
+      fn, inViews.data(), static_cast<int64_t>(inViews.size()), shapes.data(),
+      static_cast<int64_t>(shapes.size())));
+  std::vector<HostTensor> outputs;
+  for (const moe_tensor &s : shapes) {
+    HostTensor t = HostTensor::allocate(
+        s.dtype, std::vector<int64_t>(s.shape, s.shape + s.rank));
+    std::memset(t.data.get(), 0xFF, t.bytes);
+    outputs.push_back(std::move(t));
+  }
+  return outputs;
+}
+
 void invoke(const moe_function *fn, const std::vector<HostTensor> &inputs,
             std::vector<HostTensor> &outputs) {
   std::vector<moe_tensor> in = views(inputs), out = views(outputs);
@@ -1418,18 +1440,8 @@ int runExpertParallel(const Options &o, const moe_module *mod,
     inputs.push_back(readInputPart(o.inputs[i], i, inSpecs[i], ep, rank, tokens,
                                    fullShapes[i]));
 
-  std::vector<moe_tensor> inViews = views(inputs);
-  std::vector<moe_tensor> outShapes(outSpecs.size());
-  check(moe_function_output_shapes(
-      fn, inViews.data(), static_cast<int64_t>(inViews.size()),
-      outShapes.data(), static_cast<int64_t>(outShapes.size())));
-  std::vector<HostTensor> outputs;
-  for (const moe_tensor &s : outShapes) {
-    HostTensor t = HostTensor::allocate(
-        s.dtype, std::vector<int64_t>(s.shape, s.shape + s.rank));
-    std::memset(t.data.get(), 0xFF, t.bytes);
-    outputs.push_back(std::move(t));
-  }
+  std::vector<HostTensor> outputs =
+      allocateOutputs(fn, inputs, outSpecs.size());
 
   auto barrier = [&] {
     if (worldSize > 0)
@@ -1570,22 +1582,8 @@ int run(int argc, char **argv) {
   for (size_t i = 0; i < o.inputs.size(); ++i)
     inputs.push_back(readInput(o.inputs[i], i, inSpecs[i]));
 
-  // Shapes are checked here, with the runtime's messages, before anything
-  // is allocated.
-  std::vector<moe_tensor> inViews = views(inputs);
-  std::vector<moe_tensor> outShapes(outSpecs.size());
-  check(moe_function_output_shapes(
-      fn, inViews.data(), static_cast<int64_t>(inViews.size()),
-      outShapes.data(), static_cast<int64_t>(outShapes.size())));
-  std::vector<HostTensor> outputs;
-  for (const moe_tensor &s : outShapes) {
-    HostTensor t = HostTensor::allocate(
-        s.dtype, std::vector<int64_t>(s.shape, s.shape + s.rank));
-    // Poison: 0xFF bytes are NaN for every float dtype, so elements the
-    // module forgets to write stand out.
-    std::memset(t.data.get(), 0xFF, t.bytes);
-    outputs.push_back(std::move(t));
-  }
+  std::vector<HostTensor> outputs =
+      allocateOutputs(fn, inputs, outSpecs.size());
 
   invoke(fn, inputs, outputs);
   for (size_t i = 0; i < outputs.size(); ++i)

@@ -12,7 +12,36 @@ class OpPassManager;
 
 namespace moe {
 
-struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
+/// Expert parallelism, the same for every target (docs/ExpertParallel.md).
+template <typename Derived>
+struct ExpertParallelPipelineOptions : public PassPipelineOptions<Derived> {
+  detail::PassOptions::Option<int64_t> expertParallel{
+      *this, "expert-parallel",
+      llvm::cl::desc("Spread the experts over this many ranks: an SPMD "
+                     "module whose exchanges go through the runtime's "
+                     "communicator (MPI, NCCL); 0: a single-process module"),
+      llvm::cl::init(0)};
+  detail::PassOptions::Option<int64_t> overlapChunks{
+      *this, "overlap-chunks",
+      llvm::cl::desc("Expert parallelism: chunks (ranges of experts or "
+                     "tokens) whose exchanges are pipelined with the experts "
+                     "(0: the cost model chooses, 1: no overlap)"),
+      llvm::cl::init(0)};
+  detail::PassOptions::Option<int64_t> overlapTokens{
+      *this, "overlap-tokens",
+      llvm::cl::desc("Expert parallelism: tokens per rank the overlap cost "
+                     "model assumes when the count is dynamic"),
+      llvm::cl::init(256)};
+  detail::PassOptions::Option<std::string> overlapModel{
+      *this, "overlap-model",
+      llvm::cl::desc("Expert parallelism: options of "
+                     "-moe-overlap-communication describing the machine "
+                     "(e.g. 'bandwidth=400 latency=15 peak-gflops=600000')"),
+      llvm::cl::init("")};
+};
+
+struct CPUPipelineOptions
+    : public ExpertParallelPipelineOptions<CPUPipelineOptions> {
   PassOptions::Option<bool> exportABI{
       *this, "export-abi",
       llvm::cl::desc("Record the module manifest and emit the runtime entry "
@@ -35,28 +64,6 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
       *this, "vector-bits",
       llvm::cl::desc("Vector register width in bits (512 for AVX-512)"),
       llvm::cl::init(512)};
-  PassOptions::Option<int64_t> expertParallel{
-      *this, "expert-parallel",
-      llvm::cl::desc("Spread the experts over this many ranks (an SPMD "
-                     "module run under mpirun; 0: a single-process module)"),
-      llvm::cl::init(0)};
-  PassOptions::Option<int64_t> overlapChunks{
-      *this, "overlap-chunks",
-      llvm::cl::desc("Expert parallelism: token chunks whose exchanges are "
-                     "pipelined with the experts (0: the cost model "
-                     "chooses, 1: no overlap)"),
-      llvm::cl::init(0)};
-  PassOptions::Option<int64_t> overlapTokens{
-      *this, "overlap-tokens",
-      llvm::cl::desc("Expert parallelism: tokens per rank the overlap cost "
-                     "model assumes when the count is dynamic"),
-      llvm::cl::init(256)};
-  PassOptions::Option<std::string> overlapModel{
-      *this, "overlap-model",
-      llvm::cl::desc("Expert parallelism: options of "
-                     "-moe-overlap-communication describing the machine "
-                     "(e.g. 'bandwidth=400 latency=15 peak-gflops=600000')"),
-      llvm::cl::init("")};
 };
 
 /// moe (tensor level) -> LLVM dialect for the host CPU: decomposition,
@@ -65,7 +72,8 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
 void buildCPULoweringPipeline(OpPassManager &pm,
                               const CPUPipelineOptions &options);
 
-struct CUDAPipelineOptions : public PassPipelineOptions<CUDAPipelineOptions> {
+struct CUDAPipelineOptions
+    : public ExpertParallelPipelineOptions<CUDAPipelineOptions> {
   PassOptions::Option<bool> exportABI{
       *this, "export-abi",
       llvm::cl::desc("Record the module manifest and emit the runtime entry "
@@ -97,29 +105,6 @@ struct CUDAPipelineOptions : public PassPipelineOptions<CUDAPipelineOptions> {
       llvm::cl::desc("Lower host and kernels to LLVM/NVVM and serialize the "
                      "kernels (off: stop at gpu.launch kernels on memrefs)"),
       llvm::cl::init(true)};
-  PassOptions::Option<int64_t> expertParallel{
-      *this, "expert-parallel",
-      llvm::cl::desc("Spread the experts over this many ranks (an SPMD "
-                     "module whose exchanges go through the runtime's NCCL "
-                     "communicator; 0: a single-process module)"),
-      llvm::cl::init(0)};
-  PassOptions::Option<int64_t> overlapChunks{
-      *this, "overlap-chunks",
-      llvm::cl::desc("Expert parallelism: token chunks whose exchanges are "
-                     "pipelined with the experts (0: the cost model "
-                     "chooses, 1: no overlap)"),
-      llvm::cl::init(0)};
-  PassOptions::Option<int64_t> overlapTokens{
-      *this, "overlap-tokens",
-      llvm::cl::desc("Expert parallelism: tokens per rank the overlap cost "
-                     "model assumes when the count is dynamic"),
-      llvm::cl::init(256)};
-  PassOptions::Option<std::string> overlapModel{
-      *this, "overlap-model",
-      llvm::cl::desc("Expert parallelism: options of "
-                     "-moe-overlap-communication describing the machine "
-                     "(e.g. 'bandwidth=400 latency=15 peak-gflops=600000')"),
-      llvm::cl::init("")};
 };
 
 /// The PTX features of `chip` (the PTX ISA that introduced it).
