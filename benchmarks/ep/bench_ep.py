@@ -25,13 +25,16 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", "test", "lib"))
+from session_run import run_in_session  # noqa: E402
 
 # name: (description, H, I, E, k, seed). SwiGLU experts (interleaved fc1
 # rows, alpha 1, beta 0), top-k softmax routing with renormalised weights,
@@ -126,53 +129,15 @@ def gen_model(directory, name, tokens):
 # Tools
 # ----------------------------------------------------------------------------
 
-def session_processes(sid):
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) > 3 and int(fields[3]) == sid and fields[0] != "Z":
-            pids.append(int(entry))
-    return pids
-
-
 def run(cmd, cwd=None, timeout=None, quiet=False):
-    """(returncode, stdout + stderr); 124 after `timeout` seconds (SIGTERM
-    to the launcher, then SIGKILL to its session: see
-    test/e2e/run_ep_case.py)."""
+    """(returncode, stdout + stderr); 124 after `timeout` seconds, the
+    launcher and its ranks ended (test/lib/session_run.py)."""
     if not quiet:
         log("   $ " + " ".join(cmd))
-    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                         universal_newlines=True, start_new_session=True)
-    try:
-        out, _ = p.communicate(timeout=timeout)
-        rc = p.returncode
-    except subprocess.TimeoutExpired:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        for pid in [p.pid] + session_processes(p.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        out, _ = p.communicate()
-        rc = 124
+    rc, out, _, killed, _ = run_in_session(cmd, cwd=cwd, timeout=timeout,
+                                           merge_stderr=True)
+    if killed:
         out += "\n(killed after %g s)" % timeout
-    for pid in session_processes(p.pid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
     return rc, out
 
 

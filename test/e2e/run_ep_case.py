@@ -59,7 +59,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -67,8 +66,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 import ep_cases  # noqa: E402
 import gen_case  # noqa: E402
+from session_run import run_in_session  # noqa: E402
 
 SKIP_RETURN_CODE = 77
 TOLERANCE = 1e-6           # max|diff| / max|ref|, EP against single rank
@@ -153,69 +154,19 @@ def rank_of(n, p, i):
 # Running things
 # ----------------------------------------------------------------------------
 
-def session_processes(sid):
-    """Pids of the live processes in session `sid` (Linux /proc)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        # pid (comm) state ppid pgrp session ...; comm may hold spaces.
-        fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) > 3 and int(fields[3]) == sid and fields[0] != "Z":
-            pids.append(int(entry))
-    return pids
-
-
 def run(cmd, cwd, what, timeout=None, env=None):
-    """Runs `cmd` in a session of its own; returns (returncode, stdout,
-    stderr). A command still running `timeout` seconds later gets SIGTERM
-    (mpirun then ends its ranks), and KILL_GRACE_S seconds later every
-    process left in its session gets SIGKILL; the return code is then 124.
-
-    (Not timeout(1): it signals mpirun's whole process group as well, and
-    Open MPI's mpirun, signalled twice, exits at once without ending its
-    ranks, which run on, each in a process group of its own.)"""
+    """Runs `cmd` in a session of its own (test/lib/session_run.py); returns
+    (returncode, stdout, stderr). A command still running `timeout` seconds
+    later is ended with its ranks and returns 124."""
     start = time.time()
-    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                         universal_newlines=True, env=env,
-                         start_new_session=True)
-    killed = None
-    try:
-        out, err = p.communicate(timeout=timeout)
-        rc = p.returncode
-    except subprocess.TimeoutExpired:
-        killed = "SIGTERM"
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(timeout=KILL_GRACE_S)
-        except subprocess.TimeoutExpired:
-            killed = "SIGTERM, then SIGKILL"
-        for pid in [p.pid] + session_processes(p.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        out, err = p.communicate()
-        rc = 124
+    rc, out, err, killed, leftovers = run_in_session(
+        cmd, cwd=cwd, timeout=timeout, env=env, grace=KILL_GRACE_S)
+    if killed:
         err += ("\n(run_ep_case.py: still running after %g s: %s sent, "
                 "its session killed)" % (timeout, killed))
-    leftovers = session_processes(p.pid)
     if leftovers:
-        # Ranks that outlive their launcher would hold the cores (and the
-        # next test's results) hostage.
-        for pid in leftovers:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
         err += ("\n(run_ep_case.py: killed %d processes left behind in the "
-                "command's session)" % len(leftovers))
+                "command's session)" % leftovers)
     elapsed = time.time() - start
     print("$ %s   [%s, %.2f s, exit %d]" % (" ".join(cmd), what, elapsed, rc))
     for line in (out + err).splitlines():

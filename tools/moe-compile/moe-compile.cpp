@@ -113,9 +113,10 @@ cl::opt<int64_t> expertParallel(
     cl::init(0), cl::cat(category));
 cl::opt<std::string> overlapChunks(
     "overlap-chunks",
-    cl::desc("With --expert-parallel: token chunks whose exchanges are "
-             "pipelined with the experts, or 'auto' for the cost model's "
-             "choice (1: no overlap)"),
+    cl::desc("With --expert-parallel: chunks (ranges of every rank's "
+             "experts, else of its tokens) whose exchanges are pipelined "
+             "with the experts, or 'auto' for the cost model's choice of "
+             "split and count (1: no overlap)"),
     cl::init("auto"), cl::cat(category));
 cl::opt<int64_t> overlapTokens(
     "overlap-tokens",
