@@ -4,10 +4,12 @@ ONNX Runtime (test/lib/ort_run.mjs) on the same .npy inputs, and compares
 every output.
 
   onnx_vs_ort.py MODEL.onnx IN.npy... [--rtol 1e-5] [--workdir DIR]
-                 [--compile-arg=ARG ...]
+                 [--compile-arg=ARG ...] [--expected PATTERN]
 
 Float outputs pass when max|ours - ort| <= rtol * max|ort|; integer and
-bool outputs must be equal. Prints one line per output and exits 1 on any
+bool outputs must be equal. With --expected (e.g. `dir/torch_{i}.npy`),
+output i is also compared, the same way, with that file: the model's own
+framework's answer (torch eager). Prints one line per output and exits 1 on any
 mismatch. Tools come from $MOE_TOOLS_DIR, onnxruntime-node from
 $ORT_NODE_MODULES (both set by test/lit.cfg.py).
 """
@@ -31,6 +33,26 @@ def run(cmd):
     return result.stdout
 
 
+def compare(what, got, want, peer, rtol):
+    """Prints one line comparing `got` with `peer`'s `want`; True on PASS."""
+    if got.shape != want.shape:
+        print(f"{what}: shape {got.shape} != {peer}'s {want.shape}: FAIL")
+        return False
+    if np.issubdtype(want.dtype, np.floating):
+        scale = float(np.abs(want.astype(np.float64)).max()) if want.size else 0.0
+        err = float(np.abs(got.astype(np.float64) - want).max()) if want.size else 0.0
+        rel = err / scale if scale > 0 else err
+        good = bool(rel <= rtol) and not np.isnan(got).any()
+        print(f"{what} {want.dtype}{list(want.shape)}: max|ours-{peer}|/max|{peer}| "
+              f"= {rel:.3g} (bound {rtol:g}): {'PASS' if good else 'FAIL'}")
+    else:
+        good = bool(np.array_equal(got.astype(want.dtype), want))
+        vs = "" if peer == "ort" else " vs " + peer
+        print(f"{what} {want.dtype}{list(want.shape)}: exact{vs}: "
+              f"{'PASS' if good else 'FAIL'}")
+    return good
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("model")
@@ -38,6 +60,10 @@ def main():
     parser.add_argument("--rtol", type=float, default=1e-5)
     parser.add_argument("--workdir")
     parser.add_argument("--compile-arg", action="append", default=[])
+    parser.add_argument("--expected",
+                        help="also compare output i with this .npy ({i} is replaced)")
+    parser.add_argument("--no-ort", action="store_true",
+                        help="compare with --expected only")
     args = parser.parse_args()
 
     tools = os.environ.get("MOE_TOOLS_DIR", "")
@@ -55,29 +81,19 @@ def main():
     run([os.path.join(tools, "moe-run"), lib,
          *[f"--input=@{p}" for p in args.inputs],
          *[f"--output=@{p}" for p in ours]])
-    run(["node", os.path.join(HERE, "ort_run.mjs"), args.model,
-         os.path.join(work, "ort"), *args.inputs])
+    if not args.no_ort:
+        run(["node", os.path.join(HERE, "ort_run.mjs"), args.model,
+             os.path.join(work, "ort"), *args.inputs])
 
     ok = True
     for i, path in enumerate(ours):
         got = np.load(path)
-        want = np.load(os.path.join(work, f"ort{i}.npy"))
-        if got.shape != want.shape:
-            print(f"output {i}: shape {got.shape} != ONNX Runtime's {want.shape}: FAIL")
-            ok = False
-            continue
-        if np.issubdtype(want.dtype, np.floating):
-            scale = float(np.abs(want.astype(np.float64)).max()) if want.size else 0.0
-            err = float(np.abs(got.astype(np.float64) - want).max()) if want.size else 0.0
-            rel = err / scale if scale > 0 else err
-            good = bool(rel <= args.rtol) and not np.isnan(got).any()
-            print(f"output {i} {want.dtype}{list(want.shape)}: max|ours-ort|/max|ort| "
-                  f"= {rel:.3g} (bound {args.rtol:g}): {'PASS' if good else 'FAIL'}")
-        else:
-            good = bool(np.array_equal(got.astype(want.dtype), want))
-            print(f"output {i} {want.dtype}{list(want.shape)}: exact: "
-                  f"{'PASS' if good else 'FAIL'}")
-        ok = ok and good
+        if not args.no_ort:
+            ok &= compare(f"output {i}", got, np.load(os.path.join(work, f"ort{i}.npy")),
+                          "ort", args.rtol)
+        if args.expected:
+            ok &= compare(f"output {i}", got, np.load(args.expected.replace("{i}", str(i))),
+                          "expected", args.rtol)
     sys.exit(0 if ok else 1)
 
 

@@ -27,6 +27,7 @@
 #include "llvm/ADT/StringSet.h"
 
 #include <cstdio>
+#include <deque>
 #include <functional>
 #include <map>
 #include <optional>
@@ -193,21 +194,36 @@ std::string viewSource(const GraphIndex &g, const std::string &name) {
   return source;
 }
 
-/// Nodes reachable backwards from `name` within `budget` producers.
+/// Whether input `i` of `node` only contributes its shape, never its values
+/// (Shape, Size), or is itself a shape operand (the target shape of a
+/// Reshape/Expand/ConstantOfShape/Tile): value searches skip those, which
+/// in a whole model lead back through every layer above.
+bool isShapeOperand(const NodeProto *node, int i) {
+  StringRef op = node->op_type();
+  if (op == "Shape" || op == "Size")
+    return true;
+  if (op == "ConstantOfShape")
+    return i == 0;
+  return i == 1 && (op == "Reshape" || op == "Expand" || op == "Tile");
+}
+
+/// Nodes reachable backwards from `name` through the values it is computed
+/// from, nearest first, at most `budget` of them.
 SmallVector<const NodeProto *> ancestors(const GraphIndex &g,
                                          const std::string &name,
                                          int budget) {
   SmallVector<const NodeProto *> found;
   llvm::DenseSet<const NodeProto *> seen;
-  SmallVector<std::string> work{name};
+  std::deque<std::string> work{name};
   while (!work.empty() && (int)found.size() < budget) {
-    std::string value = work.pop_back_val();
+    std::string value = work.front();
+    work.pop_front();
     const NodeProto *node = g.producer(value);
     if (!node || !seen.insert(node).second)
       continue;
     found.push_back(node);
-    for (const std::string &in : node->input())
-      if (!in.empty())
+    for (auto [i, in] : llvm::enumerate(node->input()))
+      if (!in.empty() && !isShapeOperand(node, i))
         work.push_back(in);
   }
   return found;
@@ -815,21 +831,28 @@ struct Accumulation {
   std::string accumulator, update;
 };
 
+/// Whether every element of a float tensor constant is zero.
+bool isZeroTensor(const onnx::TensorProto &t) {
+  if (t.data_type() != onnx::TensorProto::FLOAT)
+    return false;
+  if (t.has_raw_data())
+    return llvm::all_of(t.raw_data(), [](char c) { return c == 0; });
+  return llvm::all_of(t.float_data(), [](float f) { return f == 0.f; });
+}
+
+/// Whether `value` is all zeros: ConstantOfShape with a zero (or default)
+/// fill, or a constant zero tensor (static exports fold the former).
 bool isZeros(const GraphIndex &g, const std::string &value) {
   const NodeProto *node = computedBy(g, value);
   if (isOp(node, "ConstantOfShape")) {
     const onnx::AttributeProto *v = findAttribute(*node, "value");
-    if (!v)
-      return true;
-    const onnx::TensorProto &t = v->t();
-    if (t.data_type() == onnx::TensorProto::FLOAT) {
-      float f = t.float_data_size() ? t.float_data(0) : 0.f;
-      if (t.has_raw_data() && t.raw_data().size() >= 4)
-        std::memcpy(&f, t.raw_data().data(), 4);
-      return f == 0.f;
-    }
-    return false;
+    return !v || isZeroTensor(v->t());
   }
+  if (const onnx::TensorProto *t = g.constant(value))
+    return isZeroTensor(*t);
+  if (node && isOp(node, "Constant"))
+    if (const onnx::TensorProto *t = g.constant(out(node, 0)))
+      return isZeroTensor(*t);
   return false;
 }
 
