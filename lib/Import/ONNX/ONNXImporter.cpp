@@ -390,6 +390,9 @@ OwningOpRef<ModuleOp> importGraph(StringRef path, MLIRContext *context,
   func::ReturnOp::create(builder, fileLoc, results);
   func.setFunctionType(
       builder.getFunctionType(argTypes, ValueRange(results).getTypes()));
+  // Outputs keep their ONNX names too (the manifest and moe-run show them).
+  for (auto [i, output] : llvm::enumerate(onnxGraph.output()))
+    func.setResultAttr(i, "moe.name", builder.getStringAttr(output.name()));
   if (failed(mlir::verify(*module)))
     return nullptr;
   // Node-by-node import leaves repeated size queries, dead shape arithmetic
