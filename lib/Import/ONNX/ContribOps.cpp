@@ -91,13 +91,18 @@ AffineMap loopsMap(MLIRContext *ctx, int64_t rank, ArrayRef<int64_t> loops) {
   return AffineMap::get(rank, 0, exprs, ctx);
 }
 
-/// `value` (a ui8 tensor) viewed as signless i8, which arith operates on.
-Value signlessBytes(OpBuilder &b, Location loc, Value value) {
-  auto type = cast<RankedTensorType>(value.getType());
-  auto i8Type = type.clone(b.getI8Type());
-  if (DenseElementsAttr attr = getConstantAttr(value))
-    return createConstant(b, loc, attr.bitcast(b.getI8Type()));
-  return tensor::BitcastOp::create(b, loc, i8Type, value);
+/// A constant ui8 tensor (packed weights, zero points) as signless i8 bytes,
+/// which arith operates on; fails naming `what` for anything but a constant
+/// (a ui8 graph input would need a tensor.bitcast, which does not
+/// bufferize).
+FailureOr<Value> signlessBytes(NodeContext &node, Value value,
+                               const Twine &what) {
+  DenseElementsAttr attr = getConstantAttr(value);
+  if (!attr)
+    return node.fail(what + " must be an initializer (uint8 graph inputs are "
+                            "not supported)");
+  OpBuilder &b = node.builder();
+  return createConstant(b, node.loc, attr.bitcast(b.getI8Type()));
 }
 
 /// Bits [shift, shift + bits) of the byte `byte` (i8), as an i32.
@@ -268,28 +273,25 @@ LogicalResult importRotaryEmbedding(NodeContext &node) {
     return node.fail("num_heads and rotary_embedding_dim must not be negative");
   if (rotaryDim > 0 && numHeads == 0)
     return node.fail("num_heads must be given with rotary_embedding_dim");
-  int64_t hidden = rank == 3 ? x->second.getDimSize(2)
-                             : (ShapedType::isDynamic(x->second.getDimSize(1)) ||
-                                        ShapedType::isDynamic(
-                                            x->second.getDimSize(3))
-                                    ? ShapedType::kDynamic
-                                    : x->second.getDimSize(1) *
-                                          x->second.getDimSize(3));
-  if (ShapedType::isDynamic(hidden))
+  ArrayRef<int64_t> shape = x->second.getShape();
+  if (rank == 3 ? ShapedType::isDynamic(shape[2])
+                : ShapedType::isDynamic(shape[1]) ||
+                      ShapedType::isDynamic(shape[3]))
     return node.fail("the hidden size (heads x head size) must be static");
+  int64_t hidden = rank == 3 ? shape[2] : shape[1] * shape[3];
   int64_t headSize;
   if (rank == 4)
-    headSize = x->second.getDimSize(3);
+    headSize = shape[3];
   else if (rotaryDim == 0)
     headSize = *cacheRotary;
   else
     headSize = hidden / numHeads;
   if (rotaryDim == 0)
     rotaryDim = headSize;
-  if (rank == 4 && numHeads != 0 && numHeads != x->second.getDimSize(1))
+  if (rank == 4 && numHeads != 0 && numHeads != shape[1])
     return node.fail("num_heads " + Twine(numHeads) +
                      " differs from the input's dimension 1, " +
-                     Twine(x->second.getDimSize(1)));
+                     Twine(shape[1]));
   if (headSize <= 0 || hidden % headSize != 0)
     return node.fail("hidden size " + Twine(hidden) +
                      " is not a multiple of the head size " + Twine(headSize));
@@ -356,8 +358,8 @@ LogicalResult importRotaryEmbedding(NodeContext &node) {
 // GroupQueryAttention
 //===----------------------------------------------------------------------===//
 
-/// The inputs of GroupQueryAttention beyond the ones the CPU kernel of the
-/// model builder's graphs uses, by position, and why they are rejected.
+/// GroupQueryAttention inputs the model builder's CPU graphs leave empty and
+/// these lowerings reject, by position.
 struct UnsupportedInput {
   int index;
   const char *name;
@@ -972,13 +974,22 @@ LogicalResult importMatMulNBits(NodeContext &node) {
       return node.fail("bias must have N = " + Twine(n) + " entries");
   }
 
+  FailureOr<Value> weightBytes =
+      signlessBytes(node, weight->first, "B (input 1)");
+  if (failed(weightBytes))
+    return failure();
+  if (zeroPoints) {
+    FailureOr<Value> zpBytes =
+        signlessBytes(node, zeroPoints, "zero_points (input 3)");
+    if (failed(zpBytes))
+      return failure();
+    zeroPoints = *zpBytes;
+  }
   OpBuilder &b = node.builder();
   Location loc = node.loc;
   Type f32 = b.getF32Type();
-  Value packedRows = reshapeTo(b, loc, signlessBytes(b, loc, weight->first),
+  Value packedRows = reshapeTo(b, loc, *weightBytes,
                                {b.getIndexAttr(n), b.getIndexAttr(blocks * blob)});
-  if (zeroPoints)
-    zeroPoints = signlessBytes(b, loc, zeroPoints);
   Value dequantized = buildGenerator(
       b, loc, {b.getIndexAttr(n), b.getIndexAttr(k)}, f32, {}, {},
       [&](OpBuilder &nb, Location nl, ValueRange at, ValueRange) {
@@ -1105,12 +1116,23 @@ LogicalResult importGatherBlockQuantized(NodeContext &node) {
                        "shape (packed like data for uint8)");
   }
 
+  Value values = data->first;
+  if (packedBytes) {
+    FailureOr<Value> bytes = signlessBytes(node, values, "data (input 0)");
+    if (failed(bytes))
+      return failure();
+    values = *bytes;
+    if (zeroPoints) {
+      FailureOr<Value> zpBytes =
+          signlessBytes(node, zeroPoints, "zero_points (input 3)");
+      if (failed(zpBytes))
+        return failure();
+      zeroPoints = *zpBytes;
+    }
+  }
   OpBuilder &b = node.builder();
   Location loc = node.loc;
   Type f32 = b.getF32Type();
-  Value values = packedBytes ? signlessBytes(b, loc, data->first) : data->first;
-  if (zeroPoints && packedBytes)
-    zeroPoints = signlessBytes(b, loc, zeroPoints);
   Value scales = scalesInput->first;
   int64_t q = indices->second.getRank();
   SmallVector<OpFoldResult> sizes;

@@ -6,6 +6,9 @@ one op per model, with inputs, for comparison with ONNX Runtime.
   make_genai_ops.py NAME OUTDIR     writes OUTDIR/model.onnx and the graph
                                     inputs as OUTDIR/in0.npy, in1.npy, ...
   make_genai_ops.py --list          prints the case names
+  make_genai_ops.py reference DIR OURS.npy ORT.npy BOUND
+                                    a MatMulNBits model's distances to its
+                                    float64 reference (ours within BOUND)
 
 Inputs are drawn from fixed seeds. A graph input whose declared shape holds a
 string has a symbolic, dynamic dimension there; the .npy holds one size.
@@ -157,6 +160,12 @@ def gqa(m, B, S, P, N, M, H, lengths=None, packed=True, dynamic=True,
 def gqa_prefill(m):
     # Empty past ([B, M, 0, H]), GQA ratio 2, packed QKV.
     gqa(m, B=2, S=7, P=0, N=4, M=2, H=16)
+
+
+@case
+def gqa_prefill_static(m):
+    # Static shapes, the past a static [1, 2, 0, 16].
+    gqa(m, B=1, S=4, P=0, N=2, M=2, H=16, dynamic=False)
 
 
 @case
@@ -445,15 +454,71 @@ def bad_mnb_float_zp(m):
 
 
 @case
+def bad_mnb_weight_input(m):
+    a = m.input("A", rand([3, 64], 1))
+    b = m.input("B", np.random.default_rng(2).integers(0, 256, (16, 2, 16),
+                                                       dtype=np.uint8))
+    s = m.const("scales", rand([32], 3, 0.01, 0.1))
+    m.output(m.ms("MatMulNBits", [a, b, s], ["Y"], K=64, N=16, bits=4,
+                  block_size=32))
+
+
+@case
 def bad_unknown_contrib(m):
     x = m.input("x", rand([2, 4], 1))
     m.output(m.ms("DecoderMaskedMultiHeadAttention", [x], ["y"], num_heads=2))
+
+
+def nbits_reference(model_dir):
+    """Y of a one-node MatMulNBits model in float64, from the stored weights
+    dequantised in numpy: (q - zp) * scale along K, plus the bias."""
+    import onnx
+    model = onnx.load(os.path.join(model_dir, "model.onnx"))
+    node = model.graph.node[0]
+    attrs = {a.name: a.i for a in node.attribute}
+    k, n, bits, block = attrs["K"], attrs["N"], attrs["bits"], attrs["block_size"]
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    a = np.load(os.path.join(model_dir, "in0.npy")).astype(np.float64)
+    packed = inits[node.input[1]].reshape(n, -1)
+    per_byte = 8 // bits
+    shifts = np.arange(per_byte) * bits
+    q = ((packed[..., None] >> shifts) & ((1 << bits) - 1)).reshape(n, -1)[:, :k]
+    blocks = (k + block - 1) // block
+    scales = inits[node.input[2]].reshape(n, blocks).astype(np.float64)
+    if len(node.input) > 3 and node.input[3]:
+        zp_bytes = inits[node.input[3]].reshape(n, -1)
+        zp = ((zp_bytes[..., None] >> shifts) & ((1 << bits) - 1)).reshape(n, -1)
+        zp = zp[:, :blocks]
+    else:
+        zp = np.full((n, blocks), 1 << (bits - 1))
+    w = (q - np.repeat(zp, block, axis=1)[:, :k]) * np.repeat(scales, block, axis=1)[:, :k]
+    y = a @ w.T
+    if len(node.input) > 5 and node.input[5]:
+        y += inits[node.input[5]].astype(np.float64)
+    return y
+
+
+def compare_reference(model_dir, ours, ort, bound):
+    """Distances of ours and ONNX Runtime's outputs to the float64
+    reference (relative to its largest magnitude); ours must be within
+    `bound`."""
+    ref = nbits_reference(model_dir)
+    scale = np.abs(ref).max()
+    d_ours = np.abs(np.load(ours) - ref).max() / scale
+    d_ort = np.abs(np.load(ort) - ref).max() / scale
+    good = d_ours <= bound
+    print(f"distance to float64 reference: ours {d_ours:.3g}, ORT {d_ort:.3g} "
+          f"(bound {bound:g} for ours): {'PASS' if good else 'FAIL'}")
+    return good
 
 
 def main():
     if sys.argv[1:] == ["--list"]:
         print("\n".join(CASES))
         return
+    if len(sys.argv) == 6 and sys.argv[1] == "reference":
+        sys.exit(0 if compare_reference(sys.argv[2], sys.argv[3], sys.argv[4],
+                                        float(sys.argv[5])) else 1)
     if len(sys.argv) != 3 or sys.argv[1] not in CASES:
         sys.exit(f"usage: {sys.argv[0]} NAME OUTDIR | --list\n"
                  f"names: {', '.join(CASES)}")
