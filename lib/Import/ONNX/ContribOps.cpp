@@ -416,6 +416,10 @@ Value buildPresent(OpBuilder &b, Location loc, Value past, Value fresh,
     pastBatch = tensor::DimOp::create(b, loc, past, 0);
     pastLen = tensor::DimOp::create(b, loc, past, 2);
   }
+  // Separate key and value inputs are not tied to the query's batch and
+  // sequence sizes in the manifest: their reads are bounded by their own.
+  Value freshBatch = tensor::DimOp::create(b, loc, fresh, 0);
+  Value freshLen = tensor::DimOp::create(b, loc, fresh, 1);
   Type f32 = b.getF32Type();
   return buildGenerator(
       b, loc, sizes, f32, seqlensK, loopsMap(ctx, 4, {0}),
@@ -428,10 +432,12 @@ Value buildPresent(OpBuilder &b, Location loc, Value past, Value fresh,
               .getResult();
         };
         Value newRow = arith::SubIOp::create(nb, nl, row, pastRows);
-        Value isNew = arith::AndIOp::create(
-            nb, nl, lt(newRow, step.seqLen),
-            arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::sge, newRow,
-                                  indexConstant(nb, nl, 0)));
+        Value isNew = arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::sge,
+                                            newRow, indexConstant(nb, nl, 0));
+        for (auto [x, bound] :
+             {std::pair{newRow, step.seqLen}, std::pair{newRow, freshLen},
+              std::pair{batch, freshBatch}})
+          isNew = arith::AndIOp::create(nb, nl, isNew, lt(x, bound));
         auto readNew = [&](OpBuilder &ib, Location il) {
           Value v = tensor::ExtractOp::create(
               ib, il, fresh, ValueRange{batch, newRow, head, d});
@@ -560,6 +566,13 @@ LogicalResult importGroupQueryAttention(NodeContext &node) {
         return node.fail(Twine(i ? "value" : "key") + "'s hidden size must be " +
                          Twine(kvHeads * headSize) +
                          " (kv_num_heads x head size)");
+      for (int64_t d = 0; d < 2; ++d)
+        if (!type->isDynamicDim(d) && !query->second.isDynamicDim(d) &&
+            type->getDimSize(d) != query->second.getDimSize(d))
+          return node.fail(Twine(i ? "value" : "key") +
+                           " must have the query's batch and sequence sizes "
+                           "(an empty key, ONNX Runtime's shared KV, is not "
+                           "supported)");
     }
   }
 
@@ -602,6 +615,10 @@ LogicalResult importGroupQueryAttention(NodeContext &node) {
                      "(a constant, or computed from input shapes as the "
                      "model builder's Shape(attention_mask)[1] is): the "
                      "present caches' length depends on it");
+  if (std::optional<int64_t> t = getConstantIntValue((*totalEntries)[0]);
+      t && *t < 1)
+    return node.fail("total_sequence_length must be positive, got " +
+                     Twine(*t));
 
   // Rotary caches and head sinks.
   FailureOr<Value> cos = node.optionalInput(7), sin = node.optionalInput(8);

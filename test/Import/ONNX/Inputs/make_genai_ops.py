@@ -426,6 +426,20 @@ def bad_gqa_quantized_cache(m):
 
 
 @case
+def bad_gqa_shared_kv(m):
+    # ONNX Runtime's shared KV: an empty key appends nothing to the cache.
+    q = m.input("query", rand([1, 2, 32], 1))
+    k = m.input("key", rand([1, 0, 16], 2))
+    v = m.input("value", rand([1, 0, 16], 3))
+    past = [m.input("past_key", rand([1, 1, 2, 16], 4)),
+            m.input("past_value", rand([1, 1, 2, 16], 5))]
+    mask = m.input("attention_mask", np.ones((1, 2), np.int64))
+    m.ms("GroupQueryAttention", [q, k, v] + past + list(seqlens_and_total(m, mask)),
+         ["attn", "pk", "pv"], num_heads=2, kv_num_heads=1)
+    m.output("attn")
+
+
+@case
 def bad_gqa_total_input(m):
     q = m.input("qkv", rand([1, 2, 64], 1))
     seqlens = m.input("seqlens_k", np.array([1], np.int32))
