@@ -21,16 +21,19 @@ using namespace mlir::moe::onnx_import;
 
 LogicalResult mlir::moe::onnx_import::importStandardNode(NodeContext &node) {
   StringRef opType = node.node.op_type();
-  // Of com.microsoft, only the norms and activations ONNX Runtime's
-  // exporters and transformer optimiser emit around MoE blocks are handled
-  // here.
-  if (node.node.domain() == "com.microsoft" &&
-      !llvm::is_contained({"SimplifiedLayerNormalization",
-                           "SkipLayerNormalization",
-                           "SkipSimplifiedLayerNormalization", "Gelu",
-                           "FastGelu", "BiasGelu", "QuickGelu"},
-                          opType))
-    return node.fail("op is not supported yet");
+  // Of com.microsoft, the ops of ONNX Runtime's model builder (attention,
+  // rotary embedding, 4-bit weights), and the norms and activations its
+  // exporters and transformer optimiser emit around MoE blocks.
+  if (node.node.domain() == "com.microsoft") {
+    if (NodeImporter importer = lookupContribImporter(opType))
+      return importer(node);
+    if (!llvm::is_contained({"SimplifiedLayerNormalization",
+                             "SkipLayerNormalization",
+                             "SkipSimplifiedLayerNormalization", "Gelu",
+                             "FastGelu", "BiasGelu", "QuickGelu"},
+                            opType))
+      return node.fail("op is not supported yet");
+  }
   for (auto lookup : {lookupElementwiseImporter, lookupShapeImporter,
                       lookupComputeImporter, lookupIndexingImporter})
     if (NodeImporter importer = lookup(opType))

@@ -90,6 +90,90 @@ Value keepDims(OpBuilder &b, Location loc, Value input, ArrayRef<int64_t> axes,
   return reshapeTo(b, loc, reduced, sizes);
 }
 
+} // namespace
+
+Value mlir::moe::onnx_import::buildGemmContraction(OpBuilder &b, Location loc,
+                                                   Value a, Value bv,
+                                                   bool transA, bool transB) {
+  MLIRContext *ctx = b.getContext();
+  Type element = getElementTypeOrSelf(a.getType());
+  AffineExpr m, n, k;
+  bindDims(ctx, m, n, k);
+  SmallVector<AffineMap> maps = {
+      AffineMap::get(3, 0, transA ? ArrayRef{k, m} : ArrayRef{m, k}, ctx),
+      AffineMap::get(3, 0, transB ? ArrayRef{n, k} : ArrayRef{k, n}, ctx),
+      AffineMap::get(3, 0, {m, n}, ctx)};
+  Value init = filledTensor(
+      b, loc,
+      {tensor::getMixedSize(b, loc, a, transA ? 1 : 0),
+       tensor::getMixedSize(b, loc, bv, transB ? 0 : 1)},
+      element, 0.0);
+  return linalg::GenericOp::create(
+             b, loc, init.getType(), ValueRange{a, bv}, init, maps,
+             {utils::IteratorType::parallel, utils::IteratorType::parallel,
+              utils::IteratorType::reduction},
+             [](OpBuilder &nb, Location nl, ValueRange args) {
+               linalg::YieldOp::create(
+                   nb, nl,
+                   add(nb, nl, args[2], mul(nb, nl, args[0], args[1])));
+             })
+      .getResult(0);
+}
+
+Value mlir::moe::onnx_import::buildRowsTimesWeightNK(OpBuilder &b, Location loc,
+                                                     Value a, Value weight) {
+  auto aType = cast<RankedTensorType>(a.getType());
+  int64_t rank = aType.getRank();
+  SmallVector<OpFoldResult> aSizes = mixedSizes(b, loc, a);
+  if (rank < 2 ||
+      llvm::count_if(aType.getShape().drop_back(), ShapedType::isDynamic) > 1) {
+    // One contraction over every leading dimension instead.
+    MLIRContext *ctx = b.getContext();
+    int64_t loops = rank + 1;
+    SmallVector<AffineExpr> aExprs, outExprs;
+    for (int64_t d = 0; d < rank - 1; ++d) {
+      aExprs.push_back(getAffineDimExpr(d, ctx));
+      outExprs.push_back(getAffineDimExpr(d, ctx));
+    }
+    AffineExpr n = getAffineDimExpr(rank - 1, ctx), k = getAffineDimExpr(rank, ctx);
+    aExprs.push_back(k);
+    outExprs.push_back(n);
+    SmallVector<OpFoldResult> sizes(ArrayRef<OpFoldResult>(aSizes).drop_back());
+    sizes.push_back(tensor::getMixedSize(b, loc, weight, 0));
+    Value init = filledTensor(b, loc, sizes, aType.getElementType(), 0.0);
+    SmallVector<utils::IteratorType> iterators(loops - 1,
+                                               utils::IteratorType::parallel);
+    iterators.push_back(utils::IteratorType::reduction);
+    return linalg::GenericOp::create(
+               b, loc, init.getType(), ValueRange{a, weight}, init,
+               {AffineMap::get(loops, 0, aExprs, ctx),
+                AffineMap::get(loops, 0, {n, k}, ctx),
+                AffineMap::get(loops, 0, outExprs, ctx)},
+               iterators,
+               [](OpBuilder &nb, Location nl, ValueRange args) {
+                 linalg::YieldOp::create(
+                     nb, nl,
+                     add(nb, nl, args[2], mul(nb, nl, args[0], args[1])));
+               })
+        .getResult(0);
+  }
+  Value rows = a;
+  if (rank > 2) {
+    ReassociationIndices lead = llvm::to_vector(llvm::seq<int64_t>(0, rank - 1));
+    rows = tensor::CollapseShapeOp::create(
+        b, loc, a, ArrayRef<ReassociationIndices>{lead, {rank - 1}});
+  }
+  Value product = buildGemmContraction(b, loc, rows, weight,
+                                       /*transA=*/false, /*transB=*/true);
+  if (rank == 2)
+    return product;
+  SmallVector<OpFoldResult> sizes(ArrayRef<OpFoldResult>(aSizes).drop_back());
+  sizes.push_back(tensor::getMixedSize(b, loc, product, 1));
+  return reshapeTo(b, loc, product, sizes);
+}
+
+namespace {
+
 //===----------------------------------------------------------------------===//
 // MatMul, Gemm
 //===----------------------------------------------------------------------===//
@@ -119,36 +203,6 @@ Value transposeConstant(OpBuilder &b, Location loc, DenseElementsAttr dense) {
       b, loc, DenseElementsAttr::getFromRawBuffer(transposedType, dst));
 }
 
-/// C[m, n] = sum_k A'[m, k] * B'[k, n] as one contraction generic whose
-/// maps read A and B as stored (transposed or not). With transB and not
-/// transA it is the form the pipeline's register-tiled GEMM kernel matches.
-Value buildGemmContraction(OpBuilder &b, Location loc, Value a, Value bv,
-                           bool transA, bool transB) {
-  MLIRContext *ctx = b.getContext();
-  Type element = getElementTypeOrSelf(a.getType());
-  AffineExpr m, n, k;
-  bindDims(ctx, m, n, k);
-  SmallVector<AffineMap> maps = {
-      AffineMap::get(3, 0, transA ? ArrayRef{k, m} : ArrayRef{m, k}, ctx),
-      AffineMap::get(3, 0, transB ? ArrayRef{n, k} : ArrayRef{k, n}, ctx),
-      AffineMap::get(3, 0, {m, n}, ctx)};
-  Value init = filledTensor(
-      b, loc,
-      {tensor::getMixedSize(b, loc, a, transA ? 1 : 0),
-       tensor::getMixedSize(b, loc, bv, transB ? 0 : 1)},
-      element, 0.0);
-  return linalg::GenericOp::create(
-             b, loc, init.getType(), ValueRange{a, bv}, init, maps,
-             {utils::IteratorType::parallel, utils::IteratorType::parallel,
-              utils::IteratorType::reduction},
-             [](OpBuilder &nb, Location nl, ValueRange args) {
-               linalg::YieldOp::create(
-                   nb, nl,
-                   add(nb, nl, args[2], mul(nb, nl, args[0], args[1])));
-             })
-      .getResult(0);
-}
-
 /// MatMul by a constant [K, N] weight: the weight is transposed at import
 /// and A's leading dimensions are collapsed into rows, so that the product
 /// is the transposed-B GEMM the pipeline vectorises. Null when A does not
@@ -160,28 +214,13 @@ Value buildConstantWeightMatmul(OpBuilder &b, Location loc, Value a,
   DenseElementsAttr dense = getConstantAttr(weight);
   int64_t rank = aType.getRank();
   if (!dense || !isFloatType(aType.getElementType()) || rank < 2 ||
-      cast<RankedTensorType>(weight.getType()).getRank() != 2)
-    return {};
-  ArrayRef<int64_t> leading = aType.getShape().drop_back();
-  if (llvm::count_if(leading, ShapedType::isDynamic) > 1)
+      cast<RankedTensorType>(weight.getType()).getRank() != 2 ||
+      llvm::count_if(aType.getShape().drop_back(), ShapedType::isDynamic) > 1)
     return {};
   Value transposed = transposeConstant(b, loc, dense);
   if (!transposed)
     return {};
-  SmallVector<OpFoldResult> aSizes = mixedSizes(b, loc, a);
-  Value rows = a;
-  if (rank > 2) {
-    ReassociationIndices lead = llvm::to_vector(llvm::seq<int64_t>(0, rank - 1));
-    rows = tensor::CollapseShapeOp::create(
-        b, loc, a, ArrayRef<ReassociationIndices>{lead, {rank - 1}});
-  }
-  Value product = buildGemmContraction(b, loc, rows, transposed,
-                                       /*transA=*/false, /*transB=*/true);
-  if (rank == 2)
-    return product;
-  SmallVector<OpFoldResult> sizes(ArrayRef<OpFoldResult>(aSizes).drop_back());
-  sizes.push_back(tensor::getMixedSize(b, loc, product, 1));
-  return reshapeTo(b, loc, product, sizes);
+  return buildRowsTimesWeightNK(b, loc, a, transposed);
 }
 
 /// C[batch..., m, n] = sum_k A[batch..., m, k] * B[batch..., k, n] with
