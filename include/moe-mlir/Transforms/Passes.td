@@ -191,6 +191,43 @@ def MoEFoldExpandShapeCopies : Pass<"moe-fold-expand-shape-copies"> {
                            "::mlir::memref::MemRefDialect"];
 }
 
+def MoEParallelizeLoopNests : Pass<"moe-parallelize-loop-nests"> {
+  let summary = "Turn scf.for nests over buffers into scf.parallel where "
+                "their iterations are independent";
+  let description = [{
+    Runs on bufferized code. Every outermost `scf.for` nest (not inside a
+    parallel loop or kernel) whose body loads and stores buffers, such as an
+    imported ScatterElements / ScatterND / NonZero or a linalg reduction to
+    a scalar lowered to loops, is considered. A loop of the nest's perfectly
+    nested band (loops without `iter_args` and with bounds defined above the
+    nest) is parallel when every buffer the nest writes is accessed through
+    one memref value only, always with that loop's induction variable as
+    the index of the same dimension: distinct iterations then touch
+    distinct elements. The nest becomes an `scf.parallel` over its parallel
+    loops around the sequential ones, which keep their order (moving a
+    loop that carries no dependence outwards is always legal), so that
+    `-gpu-map-parallel-loops` and `-convert-parallel-loops-to-gpu` make a
+    kernel of it. A scatter into `[T, H]` gets a thread per column that
+    applies its updates in order: the result is deterministic and no
+    atomics are needed.
+
+    With `wrap-sequential`, a nest without a parallel loop (NonZero's
+    compaction, a sum to a scalar) becomes the single iteration of an
+    `scf.parallel`: one GPU thread runs it, so that the host of a cuda
+    module never touches device memory. Nests with results, calls,
+    allocations, copies or views made inside are left alone; buffers are
+    told apart by their allocation (distinct allocations, globals and
+    function arguments do not alias).
+  }];
+  let options = [
+    Option<"wrapSequential", "wrap-sequential", "bool", /*default=*/"false",
+           "Also make an scf.parallel of one iteration of nests that have "
+           "no parallel loop">,
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::scf::SCFDialect"];
+}
+
 def MoELowerStridedCopies : Pass<"moe-lower-strided-copies"> {
   let summary = "Turn memref.copy between non-contiguous memrefs into "
                 "linalg.copy";
