@@ -8,7 +8,9 @@
 // that its iterations write disjoint elements, and rebuilds the nest as an
 // scf.parallel over those loops around the remaining sequential ones, e.g.
 // a scatter into [T, H] runs a thread per column, each applying its updates
-// in the original order (deterministic, no atomics).
+// in the original order (deterministic, no atomics). Linalg ops without
+// parallel loops (rank 0, or reductions of everything) would lower to such
+// sequential code; they are wrapped before they are lowered.
 //
 //===----------------------------------------------------------------------===//
 
@@ -211,14 +213,35 @@ void parallelize(scf::ForOp nest, bool wrapSequential) {
   nest.erase();
 }
 
+/// A linalg op on buffers without parallel loops (a fill of a scalar, a
+/// sum of everything) lowers to straight-line code or an scf.for nest that
+/// no scf.parallel holds: it gets a one-iteration scf.parallel of its own.
+void wrapSequentialLinalgOp(linalg::LinalgOp op) {
+  OpBuilder b(op);
+  Location loc = op.getLoc();
+  Value zero = arith::ConstantIndexOp::create(b, loc, 0);
+  Value one = arith::ConstantIndexOp::create(b, loc, 1);
+  auto wrapper = scf::ParallelOp::create(b, loc, zero, one, one);
+  op->moveBefore(wrapper.getBody()->getTerminator());
+}
+
 void MoEParallelizeLoopNestsPass::runOnOperation() {
   SmallVector<scf::ForOp> nests;
-  getOperation()->walk([&](scf::ForOp loop) {
-    if (!inParallelRegion(loop))
+  SmallVector<linalg::LinalgOp> sequentialOps;
+  getOperation()->walk([&](Operation *op) {
+    if (inParallelRegion(op))
+      return;
+    if (auto loop = dyn_cast<scf::ForOp>(op))
       nests.push_back(loop);
+    auto linalgOp = dyn_cast<linalg::LinalgOp>(op);
+    if (wrapSequential && linalgOp && linalgOp.hasPureBufferSemantics() &&
+        linalgOp.getNumParallelLoops() == 0)
+      sequentialOps.push_back(linalgOp);
   });
   for (scf::ForOp nest : nests)
     parallelize(nest, wrapSequential);
+  for (linalg::LinalgOp op : sequentialOps)
+    wrapSequentialLinalgOp(op);
 }
 
 } // namespace

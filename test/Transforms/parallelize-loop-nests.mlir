@@ -231,3 +231,32 @@ func.func @inside_parallel(%a: memref<8x8xf32>, %acc: memref<8xf32>) {
   }
   return
 }
+
+// -----
+
+// Linalg ops without parallel loops get a one-iteration scf.parallel with
+// wrap-sequential (before they become straight-line code or loops); the
+// others are left to -convert-linalg-to-parallel-loops.
+// CHECK-LABEL: func @linalg_ops
+// CHECK-NOT:   scf.parallel
+// WRAP-LABEL:  func @linalg_ops
+// WRAP:        scf.parallel
+// WRAP-NEXT:     linalg.fill {{.*}} memref<f32>
+// WRAP-NEXT:     scf.reduce
+// WRAP:        scf.parallel
+// WRAP-NEXT:     linalg.reduce
+// WRAP:        scf.reduce
+// WRAP:        }
+// WRAP-NEXT:   linalg.fill {{.*}} memref<4xf32>
+// WRAP-NEXT:   return
+func.func @linalg_ops(%x: memref<4x16xf32>, %sum: memref<f32>, %row: memref<4xf32>) {
+  %zero = arith.constant 0.0 : f32
+  linalg.fill ins(%zero : f32) outs(%sum : memref<f32>)
+  linalg.reduce ins(%x : memref<4x16xf32>) outs(%sum : memref<f32>) dimensions = [0, 1]
+    (%in: f32, %a: f32) {
+      %v = arith.addf %in, %a : f32
+      linalg.yield %v : f32
+    }
+  linalg.fill ins(%zero : f32) outs(%row : memref<4xf32>)
+  return
+}

@@ -197,8 +197,7 @@ def MoEParallelizeLoopNests : Pass<"moe-parallelize-loop-nests"> {
   let description = [{
     Runs on bufferized code. Every outermost `scf.for` nest (not inside a
     parallel loop or kernel) whose body loads and stores buffers, such as an
-    imported ScatterElements / ScatterND / NonZero or a linalg reduction to
-    a scalar lowered to loops, is considered. A loop of the nest's perfectly
+    imported ScatterElements / ScatterND / NonZero, is considered. A loop of the nest's perfectly
     nested band (loops without `iter_args` and with bounds defined above the
     nest) is parallel when every buffer the nest writes is accessed through
     one memref value only, always with that loop's induction variable as
@@ -212,9 +211,12 @@ def MoEParallelizeLoopNests : Pass<"moe-parallelize-loop-nests"> {
     atomics are needed.
 
     With `wrap-sequential`, a nest without a parallel loop (NonZero's
-    compaction, a sum to a scalar) becomes the single iteration of an
-    `scf.parallel`: one GPU thread runs it, so that the host of a cuda
-    module never touches device memory. Nests with results, calls,
+    compaction) becomes the single iteration of an `scf.parallel`, and so
+    does a linalg op on buffers without parallel loops (a fill of a scalar,
+    a sum of every element), which would otherwise lower to straight-line
+    code or loops outside any `scf.parallel`: one GPU thread runs it, so
+    that the host of a cuda module never touches device memory. Run the
+    pass before `-convert-linalg-to-parallel-loops`. Nests with results, calls,
     allocations, copies or views made inside are left alone; buffers are
     told apart by their allocation (distinct allocations, globals and
     function arguments do not alias).
@@ -225,6 +227,7 @@ def MoEParallelizeLoopNests : Pass<"moe-parallelize-loop-nests"> {
            "no parallel loop">,
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::linalg::LinalgDialect",
                            "::mlir::scf::SCFDialect"];
 }
 
