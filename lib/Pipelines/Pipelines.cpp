@@ -177,9 +177,11 @@ void moe::buildCUDALoweringPipeline(OpPassManager &pm,
   nests.wrapSequential = true;
   pm.addPass(createMoEParallelizeLoopNests(nests));
   pm.addPass(createConvertLinalgToParallelLoopsPass());
-  // Rows to blocks, 128 columns to threads.
-  pm.addNestedPass<func::FuncOp>(
-      createParallelLoopTilingPass({1, 128}, /*noMinMaxBounds=*/true));
+  // Each loop as one row-major dimension, of which every block takes
+  // threads-per-block consecutive elements, a thread each.
+  pm.addPass(createMoECollapseParallelLoops());
+  pm.addNestedPass<func::FuncOp>(createParallelLoopTilingPass(
+      {options.threadsPerBlock}, /*noMinMaxBounds=*/true));
   pm.addNestedPass<func::FuncOp>(createGpuMapParallelLoopsPass());
   pm.addPass(createConvertParallelLoopToGpuPass());
   // One gpu.module (one binary) for all kernels, the moe stages' included.

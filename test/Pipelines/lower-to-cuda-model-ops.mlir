@@ -10,21 +10,25 @@
 // GPU-LABEL: func.func @model_ops
 // GPU-NOT:     memref.load
 // GPU-NOT:     memref.store
-// GPU:         gpu.launch {{.*}} module(@moe_kernels)
+// The elementwise op over [B*S, 16], collapsed to one dimension: 128
+// consecutive elements per block.
+// GPU:         gpu.launch blocks({{.*}}) threads({{.*}}) in (%{{.*}} = %c128, %{{.*}} = %c1, %{{.*}} = %c1) module(@moe_kernels)
 // GPU:           arith.mulf
 // The scatter: a thread per column, applying the rows in order.
 // GPU:         gpu.launch
-// GPU-NEXT:      scf.for
-// GPU:             memref.load
-// GPU:             memref.store
+// GPU:           scf.if
+// GPU-NEXT:        scf.for
+// GPU:               memref.load
+// GPU:               memref.store
 // GPU:           gpu.terminator
 // The sum: its initial fill and its loops, each on one thread.
 // GPU:         gpu.launch
-// GPU-NEXT:      memref.store
-// GPU-NEXT:      gpu.terminator
+// GPU:           scf.if
+// GPU-NEXT:        memref.store
 // GPU:         gpu.launch
-// GPU-NEXT:      scf.for
+// GPU:           scf.if
 // GPU-NEXT:        scf.for
+// GPU-NEXT:          scf.for
 // GPU:           gpu.terminator
 // GPU-NOT:     memref.load
 // GPU-NOT:     memref.store

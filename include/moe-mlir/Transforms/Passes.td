@@ -231,6 +231,23 @@ def MoEParallelizeLoopNests : Pass<"moe-parallelize-loop-nests"> {
                            "::mlir::scf::SCFDialect"];
 }
 
+def MoECollapseParallelLoops : Pass<"moe-collapse-parallel-loops"> {
+  let summary = "Collapse every outermost scf.parallel into one dimension";
+  let description = [{
+    Rewrites each outermost multi-dimensional `scf.parallel` without
+    reductions into a one-dimensional loop over the product of its trip
+    counts, in row-major order (the last dimension varies fastest), with the
+    original induction variables recomputed in the body (upstream
+    `collapseParallelLoops`). The cuda pipeline then tiles every loop by
+    the block size alone: each block takes that many consecutive elements,
+    and consecutive threads touch consecutive addresses, whatever the rank
+    of the loop (a leading-dimension tiling gave 1-D loops one thread per
+    block and left dimensions beyond the third as serial loops).
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::scf::SCFDialect"];
+}
+
 def MoELowerStridedCopies : Pass<"moe-lower-strided-copies"> {
   let summary = "Turn memref.copy between non-contiguous memrefs into "
                 "linalg.copy";
