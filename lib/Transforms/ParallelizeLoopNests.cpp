@@ -113,7 +113,12 @@ bool isParallelIn(Value iv, ArrayRef<Access> accesses) {
       return false;
     std::optional<int64_t> dim;
     for (int64_t d = 0, e = type.getRank(); d < e && !dim; ++d) {
-      if (strides[d] == 0 || write.indices[d] != iv)
+      // A dynamic stride is a product of sizes (so not zero while there
+      // are accesses) only in the identity layout.
+      bool nonZeroStride =
+          strides[d] != 0 && (!ShapedType::isDynamic(strides[d]) ||
+                              type.getLayout().isIdentity());
+      if (!nonZeroStride || write.indices[d] != iv)
         continue;
       bool everyAccess = llvm::all_of(accesses, [&](const Access &other) {
         if (!mayAlias(other.memref, write.memref))

@@ -260,3 +260,19 @@ func.func @linalg_ops(%x: memref<4x16xf32>, %sum: memref<f32>, %row: memref<4xf3
   linalg.fill ins(%zero : f32) outs(%row : memref<4xf32>)
   return
 }
+
+// -----
+
+// A dynamic stride outside the identity layout may be zero: not a proof.
+// CHECK-LABEL: func @dynamic_stride
+// CHECK-NOT:   scf.parallel
+// WRAP-LABEL:  func @dynamic_stride
+func.func @dynamic_stride(%a: memref<8xf32, strided<[?]>>, %v: f32) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c8 = arith.constant 8 : index
+  scf.for %i = %c0 to %c8 step %c1 {
+    memref.store %v, %a[%i] : memref<8xf32, strided<[?]>>
+  }
+  return
+}
