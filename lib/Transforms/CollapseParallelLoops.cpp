@@ -1,4 +1,4 @@
-//===- CollapseParallelLoops.cpp - one dimension per parallel loop ---------===//
+//===- CollapseParallelLoops.cpp - one dimension per loop -----------------===//
 //
 // The cuda pipeline tiles parallel loops for blocks and threads with one
 // list of tile sizes, applied to the leading dimensions: with [1, 128],

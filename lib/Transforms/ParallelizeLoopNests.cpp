@@ -1,4 +1,4 @@
-//===- ParallelizeLoopNests.cpp - host scf.for nests to scf.parallel --------===//
+//===- ParallelizeLoopNests.cpp - host loop nests to scf.parallel ---------===//
 //
 // After bufferization, what the importer writes as loops (scatters, NonZero)
 // and what linalg leaves as loops (reductions to a scalar) are scf.for nests
@@ -116,8 +116,8 @@ bool isParallelIn(Value iv, ArrayRef<Access> accesses) {
       // A dynamic stride is a product of sizes (so not zero while there
       // are accesses) only in the identity layout.
       bool nonZeroStride =
-          strides[d] != 0 && (!ShapedType::isDynamic(strides[d]) ||
-                              type.getLayout().isIdentity());
+          strides[d] != 0 &&
+          (!ShapedType::isDynamic(strides[d]) || type.getLayout().isIdentity());
       if (!nonZeroStride || write.indices[d] != iv)
         continue;
       bool everyAccess = llvm::all_of(accesses, [&](const Access &other) {

@@ -1,4 +1,4 @@
-//===- GPUKernelModule.cpp - one kernel module for every launch ------------===//
+//===- GPUKernelModule.cpp - one kernel module for all --------------------===//
 //
 // -gpu-kernel-outlining gives every gpu.launch without a kernel module its
 // own gpu.module, and each becomes its own binary: a whole model's hundred

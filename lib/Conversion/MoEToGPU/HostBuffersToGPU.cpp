@@ -296,9 +296,15 @@ void MoEHostBuffersToGPUPass::runOnOperation() {
         continue;
       }
     // Any other scalar access on the host would dereference device memory.
-    op->emitError() << "host code of a cuda module accesses a buffer "
-                       "outside a kernel ('"
-                    << op->getName() << "'); it would read device memory";
+    InFlightDiagnostic diag =
+        op->emitError() << "host code of a cuda module accesses a buffer "
+                           "outside a kernel ('"
+                        << op->getName() << "'); it would read device memory";
+    // Imported ops carry their node's name (an ONNX node): say which.
+    if (auto name = op->getLoc()->findInstanceOf<NameLoc>())
+      diag.attachNote() << "the access comes from '"
+                        << name.getName().getValue()
+                        << "', which no kernel holds";
     return signalPassFailure();
   }
 
