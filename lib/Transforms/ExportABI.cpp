@@ -613,6 +613,12 @@ llvm::json::Object FunctionManifest::referenceFor(LayerOp layer) {
       {"beta", layer.getBeta().convertToDouble()},
       {"limit", optionalFloat(layer.getLimit())},
       {"capacity_factor", optionalFloat(layer.getCapacityFactor())},
+      {"expert_capacity",
+       layer.getExpertCapacity()
+           ? llvm::json::Value(static_cast<int64_t>(*layer.getExpertCapacity()))
+           : llvm::json::Value(nullptr)},
+      {"capacity_per_sequence", layer.getCapacityPerSequence()},
+      {"dropped_pass_through", layer.getDroppedPassThrough()},
       {"zero_experts", std::move(zeroExperts)}};
   if (QuantAttr quant = layer.getQuantAttr()) {
     attributes["weight_bits"] = quant.getBits();

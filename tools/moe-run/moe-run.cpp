@@ -569,6 +569,8 @@ struct Reference {
   ref::LayerOptions options;
   /// Set for a quantised layer (weight_bits / block_size attributes).
   std::optional<ref::Quantization> quant;
+  /// expert_capacity counts per sequence of the [B, S, H] input.
+  bool perSequenceCapacity = false;
 
   std::optional<size_t> operand(const std::string &name) const {
     auto it = operands.find(name);
@@ -601,6 +603,16 @@ std::optional<double> numberAttr(const json::Value &attrs, const char *name) {
     fail(std::string("reference attribute '") + name +
          "' must be a number, not " + v->kindName());
   return v->asDouble();
+}
+
+bool boolAttr(const json::Value &attrs, const char *name) {
+  const json::Value *v = attr(attrs, name);
+  if (!v)
+    return false;
+  if (!v->isBool())
+    fail(std::string("reference attribute '") + name +
+         "' must be a boolean, not " + v->kindName());
+  return v->asBool();
 }
 
 /// Decodes an enum spelled as in the dialect; `what` names it in errors.
@@ -737,6 +749,10 @@ Reference parseReference(const moe_function *fn) {
   eo.beta = numberAttr(a, "beta").value_or(0.0);
   eo.limit = numberAttr(a, "limit");
   r.options.capacityFactor = numberAttr(a, "capacity_factor");
+  if (std::optional<double> c = numberAttr(a, "expert_capacity"))
+    r.options.expertCapacity = static_cast<int64_t>(*c);
+  r.perSequenceCapacity = boolAttr(a, "capacity_per_sequence");
+  r.options.droppedPassThrough = boolAttr(a, "dropped_pass_through");
   if (attr(a, "weight_bits")) {
     ref::Quantization q;
     q.bits = intAttr(a, "weight_bits", 8);
@@ -826,8 +842,15 @@ ref::Tensor evaluateReference(const Reference &r,
   w.sharedGate = get("shared_gate");
   w.constants = get("constants");
   w.constantGates = get("constant_gates");
+  ref::LayerOptions options = r.options;
+  if (r.perSequenceCapacity) {
+    const HostTensor &input = inputs[*r.operand("input")];
+    if (input.shape.size() != 3)
+      fail("--check: a per-sequence capacity needs a [B, S, H] input");
+    options.capacityGroup = input.shape[1];
+  }
   try {
-    return ref::layer(*get("input"), *get("logits"), w, r.options);
+    return ref::layer(*get("input"), *get("logits"), w, options);
   } catch (const std::exception &e) {
     fail(std::string("--check: the reference evaluator rejected the "
                      "inputs: ") +
@@ -944,6 +967,15 @@ std::optional<LayerWork> layerWork(const moe_function *fn,
     int64_t cap = static_cast<int64_t>(std::ceil(c));
     for (int64_t &n : count)
       n = std::min(n, cap);
+  }
+  if (r.options.expertCapacity) {
+    // An upper bound: the capacity of every group.
+    const HostTensor &input = inputs[*r.operand("input")];
+    int64_t groups = r.perSequenceCapacity && input.shape.size() == 3
+                         ? input.shape[0]
+                         : 1;
+    for (int64_t &n : count)
+      n = std::min(n, *r.options.expertCapacity * groups);
   }
 
   LayerWork w;

@@ -206,7 +206,7 @@ struct DispatchToGPU : OpRewritePattern<DispatchOp> {
 
   LogicalResult matchAndRewrite(DispatchOp dispatch,
                                 PatternRewriter &rewriter) const override {
-    if (dispatch.getCapacityFactor())
+    if (dispatch.getCapacityFactor() || dispatch.getExpertCapacity())
       return rewriter.notifyMatchFailure(dispatch, "capacity-limited");
     int64_t slots = dispatch.getIds().getType().getDimSize(1);
     int64_t numExperts = dispatch.getNumExperts();
@@ -510,9 +510,13 @@ struct ConvertMoEToGPUPass
         return WalkResult::interrupt();
       };
       if (auto dispatch = dyn_cast<DispatchOp>(op)) {
-        if (dispatch.getCapacityFactor())
-          return reject("capacity-limited dispatch (capacity_factor)");
+        if (dispatch.getCapacityFactor() || dispatch.getExpertCapacity())
+          return reject("capacity-limited dispatch (capacity_factor, "
+                        "expert_capacity)");
       }
+      if (auto combine = dyn_cast<CombineOp>(op);
+          combine && combine.getDroppedPassThrough())
+        return reject("moe.combine with dropped_pass_through");
       if (auto expert = dyn_cast<ExpertOp>(op); expert && expert.getQuantAttr())
         return reject("a quantised moe.expert");
       if (isa<LayerOp>(op))

@@ -315,6 +315,12 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
 
   auto f64 = [&](double v) { return builder.getF64FloatAttr(v); };
   std::optional<double> limit = node.floatAttr("swiglu_limit");
+  // Switch-style capacity: rows per expert, per sequence of a [B, S, H]
+  // input when the block counted it per sequence.
+  int64_t capacity = node.intAttr("expert_capacity", 0);
+  bool perSequence = capacity > 0 && node.intAttr("capacity_per_sequence", 0);
+  if (perSequence && cast<RankedTensorType>(input->getType()).getRank() != 3)
+    return node.fail("a per-sequence expert capacity needs [B, S, H] tokens");
   if (*activation != Activation::swiglu && limit)
     return node.fail("swiglu_limit on a non-SwiGLU MLP");
   auto layer = LayerOp::create(
@@ -336,7 +342,13 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
       ActivationAttr::get(ctx, *activation), fusion,
       f64(node.floatAttr("activation_alpha").value_or(1.0)),
       f64(node.floatAttr("activation_beta").value_or(0.0)),
-      limit ? f64(*limit) : FloatAttr(), /*quant=*/nullptr, FloatAttr(),
+      limit ? f64(*limit) : FloatAttr(), /*quant=*/nullptr,
+      /*capacity_factor=*/FloatAttr(),
+      capacity > 0 ? builder.getI64IntegerAttr(capacity) : IntegerAttr(),
+      perSequence ? builder.getUnitAttr() : UnitAttr(),
+      capacity > 0 && node.intAttr("dropped_pass_through", 0)
+          ? builder.getUnitAttr()
+          : UnitAttr(),
       ArrayAttr(), /*expert_parallel=*/ExpertParallelAttr());
   if (failed(verify(layer)))
     return failure();
