@@ -14,6 +14,7 @@
 
 #include "MoE/IR/MoEOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/Verifier.h"
 
@@ -133,6 +134,14 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
   FailureOr<Value> input = node.input(0), logits = node.input(1);
   if (failed(input) || failed(logits))
     return failure();
+  // A router on [B, S, H] hidden states scores [B, S, E]; moe.layer takes
+  // the logits per token.
+  if (auto type = dyn_cast<RankedTensorType>(logits->getType());
+      type && type.getRank() == 3)
+    logits = tensor::CollapseShapeOp::create(
+                 builder, node.loc, *logits,
+                 SmallVector<ReassociationIndices>{{0, 1}, {2}})
+                 .getResult();
   auto constantAt = [&](int i) -> FailureOr<DenseElementsAttr> {
     FailureOr<Value> v = node.optionalInput(i);
     if (failed(v))
@@ -352,6 +361,13 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
       ArrayAttr(), /*expert_parallel=*/ExpertParallelAttr());
   if (failed(verify(layer)))
     return failure();
-  node.setOutput(0, layer.getResult());
+  Value result = layer.getResult();
+  // The block wrote its output per token ([T, H]) from [B, S, H] tokens.
+  if (node.intAttr("flatten_output", 0) &&
+      cast<RankedTensorType>(result.getType()).getRank() == 3)
+    result = tensor::CollapseShapeOp::create(
+        builder, node.loc, result,
+        SmallVector<ReassociationIndices>{{0, 1}, {2}});
+  node.setOutput(0, result);
   return success();
 }
