@@ -747,7 +747,8 @@ struct MoEExportABIPass : moe::impl::MoEExportABIBase<MoEExportABIPass> {
         func.removeArgAttr(i, "moe.split");
       }
       for (unsigned i = 0; i < func.getNumResults(); ++i)
-        func.removeResultAttr(i, StringAttr::get(&getContext(), "moe.split"));
+        for (StringRef name : {"moe.split", "moe.name"})
+          func.removeResultAttr(i, StringAttr::get(&getContext(), name));
       func->setAttr(LLVM::LLVMDialect::getEmitCWrapperAttrName(),
                     UnitAttr::get(&getContext()));
     }
