@@ -1029,12 +1029,17 @@ void printBenchmarkSummary(const moe_function *fn,
   double mid = median(seconds);
   double best = *std::min_element(seconds.begin(), seconds.end());
 
-  // Tokens: all leading dimensions of the first input ([T, H], [B, S, H]).
+  // Tokens: every element of integer token ids ([B, S] input_ids), else
+  // all leading dimensions of the first input ([T, H], [B, S, H]).
   int64_t tokens = 1;
-  if (tokenCount)
+  if (tokenCount) {
     tokens = *tokenCount;
-  else if (!inputs.empty() && !inputs.front().shape.empty())
-    tokens = product(inputs.front().shape, 0, inputs.front().shape.size() - 1);
+  } else if (!inputs.empty() && !inputs.front().shape.empty()) {
+    const HostTensor &first = inputs.front();
+    bool ids = first.dtype == MOE_DTYPE_I64 || first.dtype == MOE_DTYPE_I32;
+    tokens = product(first.shape, 0,
+                     ids ? first.shape.size() : first.shape.size() - 1);
+  }
 
   std::printf("  time: median %s, min %s\n", formatTime(mid).c_str(),
               formatTime(best).c_str());
