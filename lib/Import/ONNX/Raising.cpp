@@ -30,6 +30,7 @@
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
 
+#include <cmath>
 #include <cstdio>
 #include <deque>
 #include <functional>
@@ -1521,6 +1522,13 @@ std::optional<RaisedBlock> matchCapacityTop1(const GraphIndex &g,
   Linear gate = *matchLinear(g, *logits);
   SmallVector<int64_t> gateDims = g.dims(gate.weight);
   const int64_t hidden = gateDims[gate.inMajor ? 0 : 1];
+  // Sample logits are [4 * 512, E]: sizes a damaged graph may claim are
+  // not evaluated.
+  if (numExperts < 1 || numExperts > 1024 || hidden < 1) {
+    why = "router of " + std::to_string(numExperts) + " experts on " +
+          std::to_string(hidden) + " features not evaluated";
+    return std::nullopt;
+  }
   if (int64_t(branches.size()) != numExperts) {
     why = "the block has " + std::to_string(branches.size()) +
           " expert branches for " + std::to_string(numExperts) +
@@ -1592,8 +1600,13 @@ std::optional<RaisedBlock> matchCapacityTop1(const GraphIndex &g,
         return std::nullopt;
       }
       std::set<int64_t> picked;
+      if (rows->shapeOnly) {
+        why = "a branch's token selection is not computed from the router";
+        return std::nullopt;
+      }
       for (double r : rows->data) {
-        if (r < 0 || r >= T || !picked.insert(int64_t(r)).second) {
+        if (!(r >= 0 && r < double(T)) || r != std::trunc(r) ||
+            !picked.insert(int64_t(r)).second) {
           why = "a branch selects tokens out of range or twice";
           return std::nullopt;
         }
@@ -1603,7 +1616,7 @@ std::optional<RaisedBlock> matchCapacityTop1(const GraphIndex &g,
     s.weights.assign(T, 1.0);
     if (!weight.empty()) {
       std::optional<EvalTensor> w = ev.evaluate(weight);
-      if (!w || w->numel() != T) {
+      if (!w || w->shapeOnly || w->numel() != T) {
         why = "the output's scale is not one value per token" +
               (w ? std::string() : ": " + ev.failure());
         return std::nullopt;
@@ -1675,6 +1688,10 @@ std::optional<RaisedBlock> matchCapacityTop1(const GraphIndex &g,
     }
     if (!dropped && !size.fixed)
       continue; // a capacity above `seq`, if any: try longer sequences
+    if (dropped && kept < 1) {
+      why = "tokens are dropped although no expert keeps any";
+      return std::nullopt;
+    }
     // Candidates, per sequence first; dropless when nothing was dropped.
     struct Candidate {
       int64_t capacity;
