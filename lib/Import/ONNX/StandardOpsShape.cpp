@@ -573,8 +573,10 @@ LogicalResult importRange(NodeContext &node) {
   if (failed(checkInputCount(node, 3, 3)) || failed(node.checkAttributes({})))
     return failure();
   SmallVector<OpFoldResult> scalars;
-  for (auto [i, what] : llvm::enumerate(ArrayRef<StringRef>{"start", "limit",
-                                                            "delta"})) {
+  // Named: a braced list in the range-for would die before the loop body
+  // reads `what`.
+  const StringRef names[] = {"start", "limit", "delta"};
+  for (auto [i, what] : llvm::enumerate(names)) {
     FailureOr<SmallVector<OpFoldResult>> entries = shapeInput(node, i, what);
     if (failed(entries))
       return failure();
