@@ -359,16 +359,21 @@ LogicalResult importTranspose(NodeContext &node) {
   SmallVector<int64_t> outShape;
   for (int64_t p : perm)
     outShape.push_back(inShape[p]);
-  SmallVector<int64_t> inStrides = stridesOf(inShape);
-  if (Value folded = foldIntRemap(b, loc, data->first, outShape,
-                                  [&](ArrayRef<int64_t> index) {
-                                    int64_t offset = 0;
-                                    for (int64_t d = 0; d < rank; ++d)
-                                      offset += index[d] * inStrides[perm[d]];
-                                    return offset;
-                                  })) {
-    node.setOutput(0, folded);
-    return success();
+  // Only constants fold. Their shapes are static and small; the strides of
+  // any other input's shape may hold dynamic sizes, which overflow them.
+  if (getConstantAttr(data->first)) {
+    SmallVector<int64_t> inStrides = stridesOf(inShape);
+    if (Value folded = foldIntRemap(b, loc, data->first, outShape,
+                                    [&](ArrayRef<int64_t> index) {
+                                      int64_t offset = 0;
+                                      for (int64_t d = 0; d < rank; ++d)
+                                        offset +=
+                                            index[d] * inStrides[perm[d]];
+                                      return offset;
+                                    })) {
+      node.setOutput(0, folded);
+      return success();
+    }
   }
   SmallVector<OpFoldResult> inSizes = mixedSizes(b, loc, data->first), sizes;
   for (int64_t p : perm)
@@ -1060,10 +1065,11 @@ LogicalResult importGather(NodeContext &node) {
                                         data->second.getElementType()));
     return success();
   }
-  // Picking entries of a shape vector happens at import.
+  // Picking entries of a shape vector happens at import. Only constant data
+  // folds: the strides of another static shape may overflow.
   if (std::optional<SmallVector<int64_t>> idx =
           getConstantInts(indices->first);
-      idx && data->second.hasStaticShape()) {
+      idx && getConstantAttr(data->first)) {
     int64_t size = dataShape[*axis];
     SmallVector<int64_t> dataStrides = stridesOf(dataShape);
     SmallVector<int64_t> idxStrides = stridesOf(indices->second.getShape());
