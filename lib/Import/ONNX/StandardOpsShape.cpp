@@ -17,6 +17,7 @@
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Utils/IndexingUtils.h"
 #include "llvm/ADT/StringSwitch.h"
+#include "llvm/Support/MathExtras.h"
 
 using namespace mlir;
 using namespace mlir::moe::onnx_import;
@@ -165,7 +166,8 @@ LogicalResult importReshape(NodeContext &node) {
       return node.fail("shape entry " + Twine(s) + " is invalid");
     } else {
       sizes[i] = b.getIndexAttr(s);
-      literalProduct *= s;
+      if (llvm::MulOverflow(literalProduct, s, literalProduct))
+        return node.fail("the shape's sizes overflow a 64-bit element count");
     }
   }
   int64_t restStatic = 1;
@@ -175,8 +177,8 @@ LogicalResult importReshape(NodeContext &node) {
       continue;
     if (type.isDynamicDim(d))
       restDynamic.push_back(d);
-    else
-      restStatic *= type.getDimSize(d);
+    else if (llvm::MulOverflow(restStatic, type.getDimSize(d), restStatic))
+      return node.fail("the input's sizes overflow a 64-bit element count");
   }
   // A literal that is the size of one of the input's own dynamic
   // dimensions cancels with it.

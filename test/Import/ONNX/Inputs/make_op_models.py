@@ -862,6 +862,14 @@ def bad_shape_input(m):
 
 
 @case
+def bad_reshape_overflow(m):
+    # Sizes whose product overflows int64 (the import multiplied them
+    # unchecked).
+    x = m.input("x", rand([2, 3], 1))
+    m.output(m.node("Reshape", [x, m.const("s", ints([1 << 40, 1 << 40]))], ["y"]))
+
+
+@case
 def bad_range(m):
     # limit is not a scalar: the error names it ("limit" outlives the loop
     # over the three operands that formats it).
