@@ -2,9 +2,11 @@
 # Builds moe-mlir with AddressSanitizer and UndefinedBehaviorSanitizer into
 # build-asan/ (-DMOE_ENABLE_SANITIZERS=ON) and runs, against the
 # instrumented tools and runtime: the unit tests, the runtime tests (those
-# that need neither MPI nor a GPU), and the lit tests of the importer
-# (test/Import/ONNX) and of the tools (test/tools). Extra arguments go to
-# lit, e.g. `scripts/test-sanitizers.sh --filter fuzz`.
+# that need neither MPI nor a GPU), the end-to-end cases on the CPU and on
+# the emulated cuda target (not under mpirun), and the lit suite (the
+# importer's tests and fuzzing, the tools' tests, the expert-parallel ones
+# under mpirun included). Extra arguments go to lit, e.g.
+# `scripts/test-sanitizers.sh --filter fuzz`.
 # CMAKE_BUILD_PARALLEL_LEVEL limits the build's jobs.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,9 +44,7 @@ export LSAN_OPTIONS="suppressions=$root/scripts/lsan.supp:print_suppressions=0"
 export ASAN_SYMBOLIZER_PATH=/usr/lib/llvm-22/bin/llvm-symbolizer
 
 start=$SECONDS
-# The GoogleTest suites: unit tests and runtime tests, not lit (below), not
-# the end-to-end, MPI or GPU tests.
-ctest --test-dir "$build" --output-on-failure -E '^lit$' \
-  -LE '^(e2e|mpi|gpu|cuda-emulated)$'
-/usr/lib/llvm-22/bin/lit -sv "$build/test/Import/ONNX" "$build/test/tools" "$@"
+# Everything ctest runs but lit (below), the MPI and the GPU tests.
+ctest --test-dir "$build" --output-on-failure -E '^lit$' -LE '^(mpi|gpu)$'
+/usr/lib/llvm-22/bin/lit -sv "$build/test" "$@"
 echo "test-sanitizers: tests took $((SECONDS - start)) s"

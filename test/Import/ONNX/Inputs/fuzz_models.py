@@ -4,7 +4,8 @@ exports of test/lib/hf_moe.py.
 
 Usage: fuzz_models.py IMPORTER WORKDIR [--families F,...] [--modes M,...]
                       [--count N] [--compile MOE_COMPILE] [--compile-every N]
-                      [--jobs J] [--timeout SECONDS] [--compile-timeout SECONDS]
+                      [--jobs J] [--seed S] [--timeout SECONDS]
+                      [--compile-timeout SECONDS]
 Exports every family in every mode (static, dynamic, static-kv,
 dynamic-kv: --static or --dynamic, with or without --kv-cache; default:
 all nine families, all four modes) into WORKDIR/<family>-<mode> (kept, and
@@ -57,13 +58,15 @@ def main():
     parser.add_argument("--compile", dest="compile_tool")
     parser.add_argument("--compile-every", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=1)
+    # The nth model's mutants are drawn with seed S + n.
+    parser.add_argument("--seed", type=int, default=4321)
     parser.add_argument("--timeout", type=int, default=120)
     # A whole decoder whose MoE blocks are not raised takes LLVM minutes.
     parser.add_argument("--compile-timeout", type=int, default=600)
     args = parser.parse_args()
 
     totals = {"models": 0, "unexported": 0, "imported": 0, "rejected": 0,
-              "compiled": 0, "crashes": 0}
+              "compiled": 0, "built": 0, "crashes": 0}
     for index, (family, mode) in enumerate(
             (f, m) for f in args.families.split(",") for m in args.modes.split(",")):
         name = "%s-%s" % (family, mode)
@@ -84,28 +87,31 @@ def main():
         note = "" if code == 0 else " (the export itself is rejected)"
         counts = graph_fuzz.fuzz(args.importer, model,
                                  os.path.join(args.work, name, "mutants"),
-                                 args.count, seed=4321 + index, focus="/mlp/",
+                                 args.count, seed=args.seed + index, focus="/mlp/",
                                  compile_tool=args.compile_tool,
                                  compile_every=args.compile_every, jobs=args.jobs,
                                  timeout=args.timeout,
                                  compile_timeout=args.compile_timeout)
         for crash in counts["crashes"]:
             print("fuzz_models: %s" % crash)
-        print("fuzz_models: %s: %d mutated graphs: %d imported (%d compiled), %d "
-              "rejected with an error, %d crashes (%.0f s)%s"
+        print("fuzz_models: %s: %d mutated graphs: %d imported (%d compiled, %d "
+              "built a module), %d rejected with an error, %d crashes (%.0f s)%s"
               % (name, args.count, counts["imported"], counts["compiled"],
-                 counts["rejected"], len(counts["crashes"]), time.time() - start,
-                 note),
+                 counts["built"], counts["rejected"], len(counts["crashes"]),
+                 time.time() - start, note),
               flush=True)
         totals["models"] += 1
-        for key in ("imported", "rejected", "compiled"):
+        for key in ("imported", "rejected", "compiled", "built"):
             totals[key] += counts[key]
         totals["crashes"] += len(counts["crashes"])
+    # The compiles that did not build a module were rejected with an error
+    # (or crashed: counted as crashes).
     print("fuzz_models: %d models (%d more not exported), %d mutated graphs: %d "
-          "imported (%d compiled), %d rejected with an error, %d crashes"
+          "imported (%d compiled), %d rejected with an error, %d crashes; "
+          "%d of the compiled built a module"
           % (totals["models"], totals["unexported"], totals["models"] * args.count,
              totals["imported"], totals["compiled"], totals["rejected"],
-             totals["crashes"]))
+             totals["crashes"], totals["built"]))
     sys.exit(1 if totals["crashes"] else 0)
 
 

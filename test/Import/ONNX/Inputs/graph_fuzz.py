@@ -121,7 +121,9 @@ def fuzz(importer, model_path, work, count, seed=4321, focus=None,
     """Imports `count` mutated copies of the model, then compiles every
     `compile_every`th of those that imported (in index order, so that the
     sample does not depend on `jobs`). Returns {imported, rejected,
-    compiled, crashes: [message]}."""
+    compiled, built, crashes: [message]}: compiled counts the compiles
+    run, built those that wrote a module (the others were rejected with an
+    error or crashed)."""
     os.makedirs(work, exist_ok=True)
     original = onnx.load(model_path)
     rng = random.Random(seed)
@@ -138,7 +140,8 @@ def fuzz(importer, model_path, work, count, seed=4321, focus=None,
         return (("%s: %s %s" % (path, os.path.basename(tool_path), what))
                 if crashed else None), what
 
-    counts = {"imported": 0, "rejected": 0, "compiled": 0, "crashes": []}
+    counts = {"imported": 0, "rejected": 0, "compiled": 0, "built": 0,
+              "crashes": []}
     crashed = set()
     with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
         imports = list(pool.map(lambda p: tool(importer, p, "-o", os.devnull), paths))
@@ -155,8 +158,10 @@ def fuzz(importer, model_path, work, count, seed=4321, focus=None,
         compiles = pool.map(
             lambda p: tool(compile_tool, p, "-o", p[:-len(".onnx")] + ".so",
                            timeout=compile_timeout), sample)
-        for path, (crash, _) in zip(sample, compiles):
+        for path, (crash, code) in zip(sample, compiles):
             counts["compiled"] += 1
+            if not crash and code == 0:
+                counts["built"] += 1
             so = path[:-len(".onnx")] + ".so"
             if os.path.exists(so):
                 os.remove(so)
@@ -191,8 +196,8 @@ def main():
                   args.timeout, args.compile_timeout)
     for crash in counts["crashes"]:
         print("graph_fuzz: %s" % crash)
-    compiled = (", %d of them compiled" % counts["compiled"]
-                if args.compile_tool else "")
+    compiled = (", %d of them compiled (%d built a module)"
+                % (counts["compiled"], counts["built"]) if args.compile_tool else "")
     print("graph_fuzz: %d mutated graphs: %d imported%s, %d rejected with an "
           "error, %d crashes" % (args.count, counts["imported"], compiled,
                                  counts["rejected"], len(counts["crashes"])))
