@@ -79,6 +79,25 @@ void addBufferizationPasses(OpPassManager &pm) {
   pm.addPass(bufferization::createBufferResultsToOutParamsPass(outParams));
 }
 
+/// Loops and buffers on the host to the LLVM dialect, with the runtime
+/// entry points.
+void addHostLLVMLoweringPasses(OpPassManager &pm, bool exportABI) {
+  using namespace moe;
+  pm.addPass(memref::createExpandStridedMetadataPass());
+  pm.addPass(createLowerAffinePass());
+  pm.addPass(createSCFToControlFlowPass());
+  pm.addPass(createConvertMathToLLVMPass());
+  // erf and friends have no LLVM intrinsic; they become libm calls.
+  pm.addPass(createConvertMathToLibmPass());
+  // Also lowers moe.parallel_call (the moe dialect's ConvertToLLVM
+  // interface, registered with the dialect by the tools).
+  pm.addPass(createConvertToLLVMPass());
+  pm.addPass(createReconcileUnrealizedCastsPass());
+  if (exportABI)
+    pm.addPass(createMoEEmitABIEntryPoints());
+  pm.addPass(createCanonicalizerPass());
+}
+
 } // namespace
 
 void moe::buildCPULoweringPipeline(OpPassManager &pm,
@@ -115,19 +134,7 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   pm.addPass(createMoEFoldExpandShapeCopies());
   // Parallel loops run on the runtime's worker pool.
   pm.addPass(createMoEOutlineParallelLoops());
-  pm.addPass(memref::createExpandStridedMetadataPass());
-  pm.addPass(createLowerAffinePass());
-  pm.addPass(createSCFToControlFlowPass());
-  pm.addPass(createConvertMathToLLVMPass());
-  // erf and friends have no LLVM intrinsic; they become libm calls.
-  pm.addPass(createConvertMathToLibmPass());
-  // Also lowers moe.parallel_call (the moe dialect's ConvertToLLVM
-  // interface, registered with the dialect by the tools).
-  pm.addPass(createConvertToLLVMPass());
-  pm.addPass(createReconcileUnrealizedCastsPass());
-  if (options.exportABI)
-    pm.addPass(createMoEEmitABIEntryPoints());
-  pm.addPass(createCanonicalizerPass());
+  addHostLLVMLoweringPasses(pm, options.exportABI);
 }
 
 std::string moe::defaultPTXFeatures(llvm::StringRef chip) {
@@ -139,14 +146,18 @@ std::string moe::defaultPTXFeatures(llvm::StringRef chip) {
 
 void moe::buildCUDALoweringPipeline(OpPassManager &pm,
                                     const CUDAPipelineOptions &options) {
-  addTensorLevelPasses(pm, options.exportABI, "cuda", options.expertParallel,
-                       options.overlapChunks, options.overlapTokens,
-                       options.overlapModel);
+  // An emulated module runs on the CPU: its manifest says so.
+  addTensorLevelPasses(pm, options.exportABI,
+                       options.emulateKernels ? "cpu" : "cuda",
+                       options.expertParallel, options.overlapChunks,
+                       options.overlapTokens, options.overlapModel);
   // The stage ops become kernels on buffers; what remains is bufferized
   // as on the CPU.
   ConvertMoEToGPUOptions kernels;
   kernels.threadsPerBlock = options.threadsPerBlock;
-  kernels.tensorCores = options.tensorCores;
+  // Tensor-core kernels need a warp's threads together; emulated threads
+  // run one at a time.
+  kernels.tensorCores = options.tensorCores && !options.emulateKernels;
   pm.addPass(createConvertMoEToGPU(kernels));
   addBufferizationPasses(pm);
   // No buffer-deallocation pipeline: it rejects GPU ops (no memory-effect
@@ -158,14 +169,41 @@ void moe::buildCUDALoweringPipeline(OpPassManager &pm,
   // Whatever linalg is left (reshapes' copies, upstream ops around the
   // layer) runs as one GPU thread per element.
   pm.addPass(createMoELowerStridedCopies());
+  // The loops the importer writes (scatters, NonZero) are scf.for nests
+  // over buffers: parallel where their iterations are independent, else
+  // one thread, so that they too become kernels; so are linalg ops without
+  // parallel loops (scalars, sums of everything).
+  MoEParallelizeLoopNestsOptions nests;
+  nests.wrapSequential = true;
+  pm.addPass(createMoEParallelizeLoopNests(nests));
   pm.addPass(createConvertLinalgToParallelLoopsPass());
-  // Rows to blocks, 128 columns to threads.
-  pm.addNestedPass<func::FuncOp>(
-      createParallelLoopTilingPass({1, 128}, /*noMinMaxBounds=*/true));
+  // Each loop as one row-major dimension, of which every block takes
+  // threads-per-block consecutive elements, a thread each.
+  pm.addPass(createMoECollapseParallelLoops());
+  pm.addNestedPass<func::FuncOp>(createParallelLoopTilingPass(
+      {options.threadsPerBlock}, /*noMinMaxBounds=*/true));
   pm.addNestedPass<func::FuncOp>(createGpuMapParallelLoopsPass());
   pm.addPass(createConvertParallelLoopToGpuPass());
+  // One gpu.module (one binary) for all kernels, the moe stages' included.
+  pm.addPass(createMoEGPUKernelModule());
+  // Reshapes of dynamic sizes (a [B*S, H] layer result seen as [B, S, H])
+  // must not reach -expand-strided-metadata, which crashes on them (see the
+  // pass); as on the CPU.
+  pm.addPass(createMoEFoldExpandShapeCopies());
   pm.addPass(createMoEHostBuffersToGPU());
   pm.addPass(createCanonicalizerPass());
+  if (options.emulateKernels) {
+    // The same kernels and host code, with threads as loops and device
+    // memory as host memory; the rest is the CPU pipeline's tail.
+    pm.addPass(createMoEGPULaunchesToLoops());
+    // Hoists the threads' fixed-size scratch out of their alloca scopes and
+    // inlines the scopes, which SCF-to-CF could not lower (as on the CPU,
+    // where the deallocation pipeline canonicalizes).
+    pm.addPass(createCanonicalizerPass());
+    if (options.lowerToLLVM)
+      addHostLLVMLoweringPasses(pm, options.exportABI);
+    return;
+  }
   if (!options.lowerToLLVM)
     return;
   // One stream per call: allocations, copies and launches are ordered by

@@ -230,6 +230,15 @@ double swiglu(double g, double l, double alpha, double beta,
 // moe.route
 //===----------------------------------------------------------------------===//
 
+std::optional<RouteResult> tryRoute(const Tensor &logits, const Tensor *bias,
+                                    const RouteOptions &options) noexcept {
+  try {
+    return route(logits, bias, options);
+  } catch (const std::exception &) {
+    return std::nullopt;
+  }
+}
+
 RouteResult route(const Tensor &logits, const Tensor *bias,
                   const RouteOptions &opt) {
   const char *fn = "route";

@@ -18,6 +18,9 @@
 #include "llvm/ADT/EquivalenceClasses.h"
 #include "llvm/Support/JSON.h"
 
+#include <functional>
+#include <map>
+
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOEEXPORTABI
 #include "moe-mlir/Transforms/Passes.h.inc"
@@ -54,6 +57,13 @@ FailureOr<StringRef> dtypeName(Type type) {
   return failure();
 }
 
+/// A size that is an affine function of argument dimensions:
+/// sum(coefficient * dimension) + constant.
+struct AffineSize {
+  SmallVector<std::pair<ArgDim, int64_t>> terms;
+  int64_t constant = 0;
+};
+
 /// Builds the manifest entry of one function.
 class FunctionManifest {
 public:
@@ -73,6 +83,12 @@ private:
   /// (tokens flattened from [B, S, H] by a tensor.collapse_shape); nullopt
   /// when there are none.
   std::optional<SmallVector<ArgDim, 2>> traceProduct(Value value, int64_t dim);
+  /// `value`'s dimension `dim` as an affine sum of argument dimensions (a
+  /// KV cache's past + new tokens); nullopt when there is none.
+  std::optional<AffineSize> traceAffine(Value value, int64_t dim);
+  /// The manifest spelling of `size` ("s2+s1", "2*s0-1"); nullopt when an
+  /// operand cannot be named plainly.
+  std::optional<std::string> render(const AffineSize &size);
   /// Records that two dimensions must agree at run time.
   void unify(Value a, int64_t da, Value b, int64_t db);
   void collectRelations();
@@ -89,6 +105,13 @@ private:
   DenseMap<ArgDim, SmallVector<ArgDim, 2>> products;
   /// Dynamic argument dimensions that must equal a static size elsewhere.
   std::map<ArgDim, int64_t> pinned;
+  /// Dynamic argument dimensions that must equal a sum of other argument
+  /// dimensions (an attention mask as long as the past and new tokens).
+  std::map<ArgDim, AffineSize> derived;
+  /// Sizes that must agree at run time where one side is not an argument
+  /// dimension; resolved into classes and `derived` once all are known.
+  SmallVector<std::pair<AffineSize, AffineSize>> equations;
+  void solveEquations();
   /// Set when a relation cannot be expressed in the manifest.
   std::string unsupported;
   std::map<ArgDim, std::string> names;
@@ -195,6 +218,119 @@ std::optional<ArgDim> FunctionManifest::solveUpstream(Value value,
   return std::nullopt;
 }
 
+std::optional<AffineSize> FunctionManifest::traceAffine(Value value,
+                                                       int64_t dim) {
+  // Solve for the size in terms of the dimensions of the function's
+  // arguments; keep it when it is a sum of them times integers (what the
+  // manifest's shape grammar spells).
+  Block *entry = &func.getBody().front();
+  auto isArgDim = [&](Value v, std::optional<int64_t> d,
+                      ValueBoundsConstraintSet &) {
+    auto arg = dyn_cast<BlockArgument>(v);
+    return arg && arg.getOwner() == entry && d.has_value();
+  };
+  AffineMap map;
+  ValueDimList operands;
+  if (failed(ValueBoundsConstraintSet::computeBound(
+          map, operands, presburger::BoundType::EQ,
+          ValueBoundsConstraintSet::Variable(value, dim), isArgDim)) ||
+      map.getNumResults() != 1)
+    return std::nullopt;
+  SmallVector<ArgDim> argDims;
+  for (auto &[operand, d] : operands) {
+    auto arg = dyn_cast<BlockArgument>(operand);
+    if (!arg || !d)
+      return std::nullopt;
+    argDims.emplace_back(arg.getArgNumber(), *d);
+  }
+  AffineSize size;
+  std::map<ArgDim, int64_t> coefficients;
+  std::function<bool(AffineExpr, int64_t)> collect = [&](AffineExpr e,
+                                                         int64_t scale) {
+    if (auto c = dyn_cast<AffineConstantExpr>(e)) {
+      size.constant += scale * c.getValue();
+      return true;
+    }
+    if (auto d = dyn_cast<AffineDimExpr>(e)) {
+      coefficients[argDims[d.getPosition()]] += scale;
+      return true;
+    }
+    if (auto sym = dyn_cast<AffineSymbolExpr>(e)) {
+      coefficients[argDims[map.getNumDims() + sym.getPosition()]] += scale;
+      return true;
+    }
+    auto bin = dyn_cast<AffineBinaryOpExpr>(e);
+    if (!bin)
+      return false;
+    if (bin.getKind() == AffineExprKind::Add)
+      return collect(bin.getLHS(), scale) && collect(bin.getRHS(), scale);
+    if (bin.getKind() == AffineExprKind::Mul)
+      if (auto c = dyn_cast<AffineConstantExpr>(bin.getRHS()))
+        return collect(bin.getLHS(), scale * c.getValue());
+    return false;
+  };
+  if (!collect(map.getResult(0), 1))
+    return std::nullopt;
+  for (auto &[argDim, coefficient] : coefficients)
+    if (coefficient != 0)
+      size.terms.emplace_back(argDim, coefficient);
+  if (size.terms.empty())
+    return std::nullopt;
+  return size;
+}
+
+std::optional<std::string> FunctionManifest::render(const AffineSize &size) {
+  // Operands pinned to a static size fold into the constant; derived ones
+  // are replaced by their sums (a few levels deep, which also stops
+  // cycles); products cannot be nested in a sum.
+  std::map<ArgDim, int64_t> coefficients;
+  int64_t constant = size.constant;
+  std::function<bool(const AffineSize &, int64_t, int)> expand =
+      [&](const AffineSize &sum, int64_t scale, int depth) {
+        constant += scale * sum.constant;
+        for (auto &[argDim, coefficient] : sum.terms) {
+          int64_t c = scale * coefficient;
+          std::optional<int64_t> fixed;
+          for (const auto &[member, value] : pinned)
+            if (classes.isEquivalent(member, argDim))
+              fixed = value;
+          if (fixed) {
+            constant += c * *fixed;
+            continue;
+          }
+          if (products.count(classes.getLeaderValue(argDim)))
+            return false;
+          auto it = llvm::find_if(derived, [&](const auto &entry) {
+            return classes.isEquivalent(entry.first, argDim);
+          });
+          if (it != derived.end()) {
+            if (depth > 4 || !expand(it->second, c, depth + 1))
+              return false;
+            continue;
+          }
+          coefficients[classes.getLeaderValue(argDim)] += c;
+        }
+        return true;
+      };
+  if (!expand(size, 1, 0))
+    return std::nullopt;
+  std::string expr;
+  for (auto &[argDim, coefficient] : coefficients) {
+    if (coefficient == 0)
+      continue;
+    if (!expr.empty() || coefficient < 0)
+      expr += coefficient < 0 ? "-" : "+";
+    if (std::abs(coefficient) != 1)
+      expr += std::to_string(std::abs(coefficient)) + "*";
+    expr += symbolFor(argDim);
+  }
+  if (expr.empty())
+    return std::nullopt;
+  if (constant != 0)
+    expr += (constant < 0 ? "-" : "+") + std::to_string(std::abs(constant));
+  return expr;
+}
+
 void FunctionManifest::unify(Value a, int64_t da, Value b, int64_t db) {
   std::optional<ArgDim> x = trace(a, da), y = trace(b, db);
   auto staticSize = [](Value v, int64_t d) -> std::optional<int64_t> {
@@ -209,6 +345,98 @@ void FunctionManifest::unify(Value a, int64_t da, Value b, int64_t db) {
     pinned[*x] = *staticSize(b, db);
   else if (y && staticSize(a, da))
     pinned[*y] = *staticSize(a, da);
+  else {
+    // Sums of argument dimensions (a KV cache: past + new tokens) on one or
+    // both sides: solved once every relation is known.
+    auto sizeOf = [&](std::optional<ArgDim> argDim, Value v,
+                      int64_t d) -> std::optional<AffineSize> {
+      if (argDim)
+        return AffineSize{{{*argDim, 1}}, 0};
+      return traceAffine(v, d);
+    };
+    std::optional<AffineSize> sa = sizeOf(x, a, da), sb = sizeOf(y, b, db);
+    if (sa && sb)
+      equations.emplace_back(*sa, *sb);
+  }
+}
+
+void FunctionManifest::solveEquations() {
+  // Each equation lhs - rhs = 0 over classes of argument dimensions, with
+  // pinned and derived classes substituted: when it reduces to a - b = 0
+  // the classes merge; otherwise a class with a unit coefficient is derived
+  // from the others (spelled as their sum, so the runtime checks it),
+  // preferably one that stands alone on a side (the mask's length equals
+  // past + new tokens: the mask is derived). Repeated until nothing
+  // changes, since merging and deriving simplify the other equations.
+  auto isDerived = [&](ArgDim argDim) {
+    return llvm::any_of(derived, [&](const auto &entry) {
+      return classes.isEquivalent(entry.first, argDim);
+    });
+  };
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (auto &[lhs, rhs] : equations) {
+      std::map<ArgDim, int64_t> diff;
+      int64_t constant = 0;
+      std::function<void(const AffineSize &, int64_t, int)> add =
+          [&](const AffineSize &side, int64_t sign, int depth) {
+            constant += sign * side.constant;
+            for (auto &[argDim, c] : side.terms) {
+              auto pin = llvm::find_if(pinned, [&](const auto &entry) {
+                return classes.isEquivalent(entry.first, argDim);
+              });
+              auto sum = llvm::find_if(derived, [&](const auto &entry) {
+                return classes.isEquivalent(entry.first, argDim);
+              });
+              if (pin != pinned.end())
+                constant += sign * c * pin->second;
+              else if (sum != derived.end() && depth < 8)
+                add(sum->second, sign * c, depth + 1);
+              else
+                diff[classes.getLeaderValue(argDim)] += sign * c;
+            }
+          };
+      add(lhs, 1, 0);
+      add(rhs, -1, 0);
+      for (auto it = diff.begin(); it != diff.end();)
+        it = it->second == 0 ? diff.erase(it) : std::next(it);
+      if (diff.empty() || llvm::any_of(diff, [&](const auto &term) {
+            return isDerived(term.first);
+          }))
+        continue;
+      if (diff.size() == 2 && constant == 0 &&
+          diff.begin()->second == -std::next(diff.begin())->second &&
+          std::abs(diff.begin()->second) == 1) {
+        classes.unionSets(diff.begin()->first, std::next(diff.begin())->first);
+        changed = true;
+        continue;
+      }
+      auto alone = [&](const AffineSize &side) -> std::optional<ArgDim> {
+        if (side.terms.size() == 1 && side.terms[0].second == 1 &&
+            side.constant == 0)
+          return classes.getLeaderValue(side.terms[0].first);
+        return std::nullopt;
+      };
+      std::optional<ArgDim> pick;
+      for (std::optional<ArgDim> candidate : {alone(lhs), alone(rhs)})
+        if (candidate && !pick && diff.count(*candidate) &&
+            std::abs(diff[*candidate]) == 1 && !products.count(*candidate))
+          pick = candidate;
+      for (auto &[argDim, c] : diff)
+        if (!pick && std::abs(c) == 1 && !products.count(argDim))
+          pick = argDim;
+      if (!pick)
+        continue;
+      int64_t sign = diff[*pick];
+      AffineSize sum;
+      sum.constant = -sign * constant;
+      for (auto &[argDim, c] : diff)
+        if (argDim != *pick)
+          sum.terms.emplace_back(argDim, -sign * c);
+      derived.try_emplace(*pick, sum);
+      changed = true;
+    }
+  }
 }
 
 void FunctionManifest::collectRelations() {
@@ -265,6 +493,7 @@ void FunctionManifest::collectRelations() {
           unify(combine.getWeights(), 0, v, 0);
     }
   });
+  solveEquations();
 }
 
 std::string FunctionManifest::symbolFor(ArgDim argDim) {
@@ -285,8 +514,12 @@ FailureOr<llvm::json::Value> FunctionManifest::shapeEntry(Value value,
   std::optional<ArgDim> argDim = trace(value, dim);
   if (!argDim) {
     std::optional<SmallVector<ArgDim, 2>> factors = traceProduct(value, dim);
-    if (!factors)
+    if (!factors) {
+      if (std::optional<AffineSize> sum = traceAffine(value, dim))
+        if (std::optional<std::string> expr = render(*sum))
+          return llvm::json::Value(*expr);
       return failure();
+    }
     std::string expr;
     for (ArgDim factor : *factors)
       expr += (expr.empty() ? "" : "*") + symbolFor(factor);
@@ -295,6 +528,10 @@ FailureOr<llvm::json::Value> FunctionManifest::shapeEntry(Value value,
   for (const auto &[member, size] : pinned)
     if (classes.isEquivalent(member, *argDim))
       return llvm::json::Value(size);
+  for (const auto &[member, sum] : derived)
+    if (classes.isEquivalent(member, *argDim))
+      if (std::optional<std::string> expr = render(sum))
+        return llvm::json::Value(*expr);
   auto product = products.find(*argDim);
   if (product != products.end() &&
       classes.getLeaderValue(*argDim) == *argDim) {
@@ -451,8 +688,9 @@ FailureOr<llvm::json::Object> FunctionManifest::build() {
   }
   auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
   for (auto [i, value] : llvm::enumerate(ret.getOperands())) {
-    FailureOr<llvm::json::Object> entry =
-        describe(value, "result" + std::to_string(i), "output");
+    auto name = func.getResultAttrOfType<StringAttr>(i, "moe.name");
+    FailureOr<llvm::json::Object> entry = describe(
+        value, name ? name.str() : "result" + std::to_string(i), "output");
     if (failed(entry))
       return failure();
     addSplit(*entry, func.getResultAttrDict(i));

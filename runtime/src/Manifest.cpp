@@ -5,12 +5,20 @@
 #include "Error.h"
 #include "Json.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 
 namespace moe::rt {
 
 using json::Value;
+
+std::vector<std::string> DimSpec::symbols() const {
+  std::vector<std::string> all;
+  for (const Term &t : terms)
+    all.insert(all.end(), t.symbols.begin(), t.symbols.end());
+  return all;
+}
 
 namespace {
 
@@ -33,11 +41,6 @@ bool isSymbol(const std::string &s) {
   return true;
 }
 
-std::string trim(const std::string &s) {
-  size_t b = s.find_first_not_of(' '), e = s.find_last_not_of(' ');
-  return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
-}
-
 const Value &member(const Value &obj, const char *key,
                     const std::string &where) {
   const Value *v = obj.get(key);
@@ -55,6 +58,8 @@ std::string stringMember(const Value &obj, const char *key,
   return v.asString();
 }
 
+/// Parses "T", "B*S", "P+S", "2*T-1": a sum of terms, each an optional
+/// integer coefficient times symbols, or a constant.
 DimSpec parseDim(const Value &v, const std::string &where) {
   DimSpec d;
   if (v.isInteger()) {
@@ -67,24 +72,77 @@ DimSpec parseDim(const Value &v, const std::string &where) {
     bad(where, std::string("must be a non-negative integer or a symbol, not ") +
                    v.kindName());
   const std::string &s = v.asString();
-  size_t start = 0;
+  auto invalid = [&](const std::string &why) {
+    bad(where, "\"" + s + "\" is not a symbol ([A-Za-z_][A-Za-z0-9_]*), a "
+                              "product of symbols (\"B*S\") or a sum of such "
+                              "terms with integer coefficients (\"P+S\", "
+                              "\"2*T-1\"): " + why);
+  };
+  size_t pos = 0;
+  auto skipSpaces = [&] {
+    while (pos < s.size() && s[pos] == ' ')
+      ++pos;
+  };
+  bool first = true;
   while (true) {
-    size_t star = s.find('*', start);
-    std::string f = trim(s.substr(start, star == std::string::npos
-                                             ? std::string::npos
-                                             : star - start));
-    if (!isSymbol(f))
-      bad(where, "\"" + s +
-                     "\" is not a symbol ([A-Za-z_][A-Za-z0-9_]*) or a "
-                     "product of symbols (\"B*S\")");
-    d.factors.push_back(f);
-    if (star == std::string::npos)
+    skipSpaces();
+    DimSpec::Term term;
+    if (!first || (pos < s.size() && s[pos] == '-')) {
+      if (pos >= s.size() || (s[pos] != '+' && s[pos] != '-'))
+        invalid("expected + or - at offset " + std::to_string(pos));
+      term.coefficient = s[pos] == '-' ? -1 : 1;
+      ++pos;
+    }
+    first = false;
+    bool haveNumber = false;
+    // Factors separated by '*': at most one integer, any symbols.
+    while (true) {
+      skipSpaces();
+      size_t begin = pos;
+      if (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
+        while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9')
+          ++pos;
+        if (haveNumber || pos - begin > 15)
+          invalid("a term has two numbers or a number too large");
+        haveNumber = true;
+        term.coefficient *= std::stoll(s.substr(begin, pos - begin));
+      } else {
+        while (pos < s.size() && s[pos] != '*' && s[pos] != '+' &&
+               s[pos] != '-' && s[pos] != ' ')
+          ++pos;
+        std::string symbol = s.substr(begin, pos - begin);
+        if (!isSymbol(symbol))
+          invalid("'" + symbol + "' is not a symbol");
+        term.symbols.push_back(symbol);
+      }
+      skipSpaces();
+      if (pos < s.size() && s[pos] == '*') {
+        ++pos;
+        continue;
+      }
       break;
-    start = star + 1;
+    }
+    d.terms.push_back(term);
+    if (pos >= s.size())
+      break;
   }
+  if (std::none_of(d.terms.begin(), d.terms.end(),
+                   [](const DimSpec::Term &t) { return !t.symbols.empty(); }))
+    invalid("it names no symbol (write a static size as an integer)");
   // Canonical spelling, without the spaces we tolerated.
-  for (size_t i = 0; i < d.factors.size(); ++i)
-    d.expr += (i ? "*" : "") + d.factors[i];
+  for (const DimSpec::Term &t : d.terms) {
+    int64_t c = t.coefficient;
+    if (!d.expr.empty() || c < 0)
+      d.expr += c < 0 ? "-" : "+";
+    std::string factors;
+    if (c != 1 && c != -1)
+      factors = std::to_string(c < 0 ? -c : c);
+    for (const std::string &symbol : t.symbols)
+      factors += (factors.empty() ? "" : "*") + symbol;
+    if (factors.empty())
+      factors = "1";
+    d.expr += factors;
+  }
   return d;
 }
 
@@ -227,7 +285,7 @@ FunctionSpec parseFunction(const Value &v, size_t index) {
         plain.insert(d.expr);
   auto checkBound = [&](const ArgSpec &a, const char *what, size_t i) {
     for (const DimSpec &d : a.dims)
-      for (const std::string &s : d.factors)
+      for (const std::string &s : d.symbols())
         if (!plain.count(s))
           bad(where + ": " + what + " " + std::to_string(i) + " '" + a.name +
                   "'",
@@ -388,20 +446,27 @@ computeOutputShapes(const FunctionSpec &fn, const moe_tensor *inputs,
              " overflows int64");
   }
 
-  // Products are checked once every plain symbol is bound (the manifest
-  // guarantees each factor has a plain occurrence).
-  auto evalProduct = [&](const DimSpec &ds, std::string *explain) {
-    int64_t product = 1;
-    for (const std::string &f : ds.factors) {
-      const Binding &b = bound.at(f);
-      if (explain)
-        *explain += (explain->empty() ? "" : ", ") + f + " = " +
-                    std::to_string(b.value) + " from " + argName(b.input);
-      if (b.value != 0 && product > INT64_MAX / b.value)
-        badArg("symbol product " + ds.expr + " overflows int64");
-      product *= b.value;
+  // Expressions are evaluated once every plain symbol is bound (the
+  // manifest guarantees each symbol has a plain occurrence).
+  auto evaluate = [&](const DimSpec &ds, std::string *explain) {
+    std::set<std::string> explained;
+    __int128 sum = 0;
+    for (const DimSpec::Term &term : ds.terms) {
+      __int128 product = term.coefficient;
+      for (const std::string &f : term.symbols) {
+        const Binding &b = bound.at(f);
+        if (explain && explained.insert(f).second)
+          *explain += (explain->empty() ? "" : ", ") + f + " = " +
+                      std::to_string(b.value) + " from " + argName(b.input);
+        product *= b.value;
+        if (product > INT64_MAX || product < -INT64_MAX)
+          badArg("dimension " + ds.expr + " overflows int64");
+      }
+      sum += product;
+      if (sum > INT64_MAX || sum < -INT64_MAX)
+        badArg("dimension " + ds.expr + " overflows int64");
     }
-    return product;
+    return static_cast<int64_t>(sum);
   };
   for (size_t i = 0; i < fn.inputs.size(); ++i) {
     const ArgSpec &spec = fn.inputs[i];
@@ -410,7 +475,7 @@ computeOutputShapes(const FunctionSpec &fn, const moe_tensor *inputs,
       if (ds.isStatic() || ds.isPlainSymbol())
         continue;
       std::string explain;
-      int64_t want = evalProduct(ds, &explain);
+      int64_t want = evaluate(ds, &explain);
       if (inputs[i].shape[d] != want)
         badArg(argName(i) + ": dimension " + std::to_string(d) + " is " +
                std::to_string(inputs[i].shape[d]) + " but " + ds.expr +
@@ -421,8 +486,19 @@ computeOutputShapes(const FunctionSpec &fn, const moe_tensor *inputs,
   std::vector<std::vector<int64_t>> shapes;
   for (const ArgSpec &spec : fn.outputs) {
     std::vector<int64_t> shape;
-    for (const DimSpec &ds : spec.dims)
-      shape.push_back(ds.isStatic() ? ds.size : evalProduct(ds, nullptr));
+    for (const DimSpec &ds : spec.dims) {
+      if (ds.isStatic()) {
+        shape.push_back(ds.size);
+        continue;
+      }
+      std::string explain;
+      int64_t size = evaluate(ds, &explain);
+      if (size < 0)
+        badArg("output '" + spec.name + "': dimension " +
+               std::to_string(shape.size()) + " is " + ds.expr + " = " +
+               std::to_string(size) + " (" + explain + "), negative");
+      shape.push_back(size);
+    }
     moe_tensor probe{};
     probe.dtype = spec.dtype;
     probe.rank = static_cast<int32_t>(shape.size());

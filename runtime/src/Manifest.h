@@ -18,13 +18,23 @@
 
 namespace moe::rt {
 
-/// One entry of a manifest `shape`.
+/// One entry of a manifest `shape`: a static size, or a sum of terms, each
+/// an integer times a product of symbols ("T", "B*S", "P+S", "2*T-1").
 struct DimSpec {
-  int64_t size = -1;                ///< static size, -1 when symbolic
-  std::string expr;                 ///< "T", "B*S"; empty when static
-  std::vector<std::string> factors; ///< symbols of `expr` (one when plain)
+  struct Term {
+    int64_t coefficient = 1;
+    std::vector<std::string> symbols; ///< empty for a constant term
+  };
+  int64_t size = -1;       ///< static size, -1 when symbolic
+  std::string expr;        ///< canonical spelling; empty when static
+  std::vector<Term> terms; ///< the sum `expr` spells
   bool isStatic() const { return expr.empty(); }
-  bool isPlainSymbol() const { return factors.size() == 1; }
+  bool isPlainSymbol() const {
+    return terms.size() == 1 && terms[0].coefficient == 1 &&
+           terms[0].symbols.size() == 1;
+  }
+  /// Every symbol `expr` reads.
+  std::vector<std::string> symbols() const;
 };
 
 struct ArgSpec {

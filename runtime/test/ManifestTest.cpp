@@ -49,7 +49,8 @@ TEST(Manifest, ParsesShapesAndReference) {
   EXPECT_EQ(formatShape(f.inputs[0]), "[B, S, 64]");
   // Spaces around '*' are accepted and dropped.
   EXPECT_EQ(f.inputs[1].dims[0].expr, "B*S");
-  EXPECT_EQ(f.inputs[1].dims[0].factors.size(), 2u);
+  ASSERT_EQ(f.inputs[1].dims[0].terms.size(), 1u);
+  EXPECT_EQ(f.inputs[1].dims[0].terms[0].symbols.size(), 2u);
   EXPECT_TRUE(f.hasReference);
   EXPECT_EQ(f.referenceJson, R"({"op":"layer","attributes":{"k":2}})");
 }
@@ -77,7 +78,19 @@ TEST(Manifest, RejectsBrokenContracts) {
   EXPECT_EQ(manifestError(manifest(
                 R"([{"name": "x", "dtype": "f32", "shape": ["2T"]}])", "[]")),
             "manifest: function 0 'f': input 0 'x': dimension 0: \"2T\" is not a "
-            "symbol ([A-Za-z_][A-Za-z0-9_]*) or a product of symbols (\"B*S\")");
+            "symbol ([A-Za-z_][A-Za-z0-9_]*), a product of symbols (\"B*S\") or a "
+            "sum of such terms with integer coefficients (\"P+S\", \"2*T-1\"): "
+            "expected + or - at offset 1");
+  auto dimError = [&](const std::string &dim) {
+    return manifestError(manifest(
+        x, R"([{"name": "y", "dtype": "f32", "shape": [")" + dim + R"("]}])"));
+  };
+  const std::string prefix = "manifest: function 0 'f': output 0 'y': dimension 0: ";
+  EXPECT_NE(dimError("T+").find("'' is not a symbol"), std::string::npos);
+  EXPECT_NE(dimError("T**2").find("'' is not a symbol"), std::string::npos);
+  EXPECT_NE(dimError("2*3*T").find("a term has two numbers"), std::string::npos);
+  EXPECT_NE(dimError("3+1").find("it names no symbol"), std::string::npos);
+  EXPECT_NE(dimError("T-U").find("symbol U does not appear"), std::string::npos);
   EXPECT_EQ(manifestError(manifest(
                 R"([{"name": "x", "dtype": "f32", "shape": [1.5]}])", "[]")),
             "manifest: function 0 'f': input 0 'x': dimension 0: must be a "
@@ -106,6 +119,55 @@ TEST(Manifest, RejectsBrokenContracts) {
                 R"({"format": "moe-module-1", "target": "cpu", "functions": [)"
                 R"({"name": "f", "inputs": [], "outputs": []}]})"),
             "manifest: function 0 'f': missing \"entry\"");
+}
+
+TEST(Manifest, ParsesSums) {
+  Manifest m = parseManifest(manifest(
+      R"([{"name": "ids", "dtype": "i64", "shape": ["B", "S"]},
+          {"name": "past", "dtype": "f32", "shape": ["B", 2, "P", 8]},
+          {"name": "mask", "dtype": "i64", "shape": ["B", " P + S "]}])",
+      R"([{"name": "present", "dtype": "f32", "shape": ["B", 2, "S+P", 8]},
+          {"name": "d", "dtype": "f32", "shape": ["-P+2*S*B-1"]}])"));
+  const FunctionSpec &f = m.functions[0];
+  EXPECT_EQ(f.inputs[2].dims[1].expr, "P+S");
+  EXPECT_FALSE(f.inputs[2].dims[1].isPlainSymbol());
+  const DimSpec &d = f.outputs[1].dims[0];
+  EXPECT_EQ(d.expr, "-P+2*S*B-1");
+  ASSERT_EQ(d.terms.size(), 3u);
+  EXPECT_EQ(d.terms[0].coefficient, -1);
+  EXPECT_EQ(d.terms[1].coefficient, 2);
+  EXPECT_EQ(d.terms[1].symbols, (std::vector<std::string>{"S", "B"}));
+  EXPECT_EQ(d.terms[2].coefficient, -1);
+  EXPECT_TRUE(d.terms[2].symbols.empty());
+
+  // A KV cache: present holds past + new positions; the mask must too.
+  std::vector<moe_tensor> in = {tensor(MOE_DTYPE_I64, {1, 3}),
+                                tensor(MOE_DTYPE_F32, {1, 2, 5, 8}),
+                                tensor(MOE_DTYPE_I64, {1, 8})};
+  auto shapes = computeOutputShapes(f, in.data(), 3);
+  EXPECT_EQ(shapes[0], (std::vector<int64_t>{1, 2, 8, 8}));
+  EXPECT_EQ(shapes[1], (std::vector<int64_t>{0}));
+  in[2] = tensor(MOE_DTYPE_I64, {1, 7});
+  try {
+    computeOutputShapes(f, in.data(), 3);
+    ADD_FAILURE() << "a mask of the wrong length was accepted";
+  } catch (const Error &e) {
+    EXPECT_EQ(std::string(e.what()),
+              "input 2 'mask': dimension 1 is 7 but P+S is 8 (P = 5 from input "
+              "1 'past', S = 3 from input 0 'ids')");
+  }
+  // An output size that evaluates negative is refused.
+  in[1] = tensor(MOE_DTYPE_F32, {1, 2, 6, 8});
+  in[2] = tensor(MOE_DTYPE_I64, {1, 9});
+  try {
+    computeOutputShapes(f, in.data(), 3);
+    ADD_FAILURE() << "a negative output size was accepted";
+  } catch (const Error &e) {
+    EXPECT_EQ(std::string(e.what()),
+              "output 'd': dimension 0 is -P+2*S*B-1 = -1 (P = 6 from input 1 "
+              "'past', S = 3 from input 0 'ids', B = 1 from input 0 'ids'), "
+              "negative");
+  }
 }
 
 TEST(Manifest, BindsSymbolsAndEvaluatesOutputs) {

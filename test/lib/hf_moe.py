@@ -498,11 +498,18 @@ class SwitchMoeBlock(nn.Module):
         priority = torch.cumsum(mask, dim=-2)
         mask = mask * (priority <= self.capacity)
         router_probs = torch.max(probs, dim=-1).values.unsqueeze(-1)
-        next_states = hidden_states.clone()
+        # transformers writes `next_states[mask[:, :, idx].bool()] =
+        # expert(hidden_states[...])`; torch 1.13 exports that boolean
+        # assignment with an Expand of the [B, S] mask to [B, S, H] that
+        # ONNX Runtime rejects at run time ("invalid expand shape"), so the
+        # same assignment is written with the selected rows' indices.
+        b, s, h = hidden_states.shape
+        x = hidden_states.reshape(-1, h)
+        next_states = x.clone()
         for idx, expert in enumerate(self.experts.values()):
-            token_indices = mask[:, :, idx].bool()
-            next_states[token_indices] = expert(hidden_states[token_indices]).to(next_states.dtype)
-        return router_probs * next_states
+            rows = torch.nonzero(mask[:, :, idx].reshape(-1)).squeeze(-1)
+            next_states[rows] = expert(x[rows]).to(next_states.dtype)
+        return router_probs * next_states.reshape(b, s, h)
 
 
 class DenseMLP(nn.Module):

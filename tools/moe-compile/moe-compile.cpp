@@ -103,8 +103,11 @@ cl::opt<int64_t> gemmColTile("gemm-col-tile",
                              cl::init(8), cl::cat(category));
 cl::opt<bool> emulateCUDAKernels(
     "emulate-cuda-kernels",
-    cl::desc("Testing, --target=cpu: compile the cuda target's kernels "
-             "(SIMT variant) as host loops, to check them without a GPU"),
+    cl::desc("Testing: run the cuda target's kernels (SIMT variant) as host "
+             "loops in a module for this CPU, to check them without a GPU. "
+             "With --target=cuda the whole cuda pipeline (every kernel, the "
+             "host code, device memory as host memory); with --target=cpu "
+             "the moe stages' kernels only"),
     cl::init(false), cl::cat(category));
 cl::opt<int64_t> expertParallel(
     "expert-parallel",
@@ -183,11 +186,13 @@ int compile(int argc, char **argv) {
                                          overlapModel.getValue() + "'"
                                    : problem));
   }
-  if (emit == Emit::PTX && !cuda)
-    return fail("--emit=ptx needs --target=cuda");
-  // What a cuda module embeds, and the CUDA toolkit that needs.
+  if (emit == Emit::PTX && (!cuda || emulateCUDAKernels))
+    return fail("--emit=ptx needs --target=cuda without "
+                "--emulate-cuda-kernels");
+  // What a cuda module embeds, and the CUDA toolkit that needs (none when
+  // its kernels run on the host).
   std::string binaryFormat = "isa";
-  if (cuda) {
+  if (cuda && !emulateCUDAKernels) {
     StringRef arch = cudaArch;
     unsigned smVersion = 0;
     StringRef digits = arch;
@@ -279,6 +284,7 @@ int compile(int argc, char **argv) {
       pipeline.overlapChunks = chunks;
       pipeline.overlapTokens = overlapTokens;
       pipeline.overlapModel = overlapModel;
+      pipeline.emulateKernels = emulateCUDAKernels;
       if (failed(moe::lowerToLLVMDialect(*module, pipeline, scope)))
         return 1;
     } else {

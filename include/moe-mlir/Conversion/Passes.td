@@ -81,6 +81,24 @@ def MoEHostBuffersToGPU : Pass<"moe-host-buffers-to-gpu", "::mlir::ModuleOp"> {
                            "::mlir::memref::MemRefDialect"];
 }
 
+def MoEGPUKernelModule : Pass<"moe-gpu-kernel-module"> {
+  let summary = "Give every gpu.launch without a kernel module the same one";
+  let description = [{
+    Sets the `module` of every `gpu.launch` that names none, so that
+    `-gpu-kernel-outlining` puts its kernel into that `gpu.module` instead
+    of a module of its own. The kernels that `-convert-parallel-loops-to-gpu`
+    makes of a whole model's ops then share one binary with the moe
+    kernels: one NVPTX compilation, one ptxas run and one module load
+    rather than one per kernel. Launches naming a function keep it;
+    outlining makes the names unique.
+  }];
+  let options = [
+    Option<"moduleName", "module", "std::string", /*default=*/"\"moe_kernels\"",
+           "The kernel module's symbol name">,
+  ];
+  let dependentDialects = ["::mlir::gpu::GPUDialect"];
+}
+
 def MoEGPULaunchesToLoops : Pass<"moe-gpu-launches-to-loops"> {
   let summary = "Run gpu.launch kernels as sequential host loops (testing)";
   let description = [{
@@ -92,6 +110,12 @@ def MoEGPULaunchesToLoops : Pass<"moe-gpu-launches-to-loops"> {
     epilogues are the ones the GPU runs. Only kernels without cross-thread
     communication can run this way: a `gpu.barrier`, workgroup memory or
     an NVVM op (the tensor-core path) is an error.
+
+    Device memory becomes host memory: `gpu.alloc`, `gpu.dealloc` and
+    `gpu.memcpy` (synchronous ones, as `-moe-host-buffers-to-gpu` makes
+    them) become `memref.alloc`, `memref.dealloc` and `memref.copy`, so that
+    a whole cuda module (`moe-lower-to-cuda{emulate-kernels}`) runs on the
+    CPU with the host code the GPU would see.
   }];
   let dependentDialects = ["::mlir::memref::MemRefDialect",
                            "::mlir::scf::SCFDialect"];

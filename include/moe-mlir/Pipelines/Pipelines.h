@@ -100,6 +100,13 @@ struct CUDAPipelineOptions
       *this, "tensor-cores",
       llvm::cl::desc("mma.sync tensor-core GEMMs for f16/bf16 experts"),
       llvm::cl::init(true)};
+  PassOptions::Option<bool> emulateKernels{
+      *this, "emulate-kernels",
+      llvm::cl::desc("Testing: run every kernel (SIMT variant) as host loops "
+                     "and device memory as host memory, and lower the module "
+                     "for the CPU (a cpu manifest), to check the cuda "
+                     "pipeline without a GPU"),
+      llvm::cl::init(false)};
   PassOptions::Option<bool> lowerToLLVM{
       *this, "lower-to-llvm",
       llvm::cl::desc("Lower host and kernels to LLVM/NVVM and serialize the "

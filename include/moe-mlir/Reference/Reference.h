@@ -126,6 +126,11 @@ struct RouteResult {
 RouteResult route(const Tensor &logits, const Tensor *bias,
                   const RouteOptions &options);
 
+/// route() for callers built without exceptions (the ONNX importer checks
+/// raised routers against it): nullopt where route() would throw.
+std::optional<RouteResult> tryRoute(const Tensor &logits, const Tensor *bias,
+                                    const RouteOptions &options) noexcept;
+
 //===----------------------------------------------------------------------===//
 // moe.dispatch
 //===----------------------------------------------------------------------===//

@@ -191,6 +191,63 @@ def MoEFoldExpandShapeCopies : Pass<"moe-fold-expand-shape-copies"> {
                            "::mlir::memref::MemRefDialect"];
 }
 
+def MoEParallelizeLoopNests : Pass<"moe-parallelize-loop-nests"> {
+  let summary = "Turn scf.for nests over buffers into scf.parallel where "
+                "their iterations are independent";
+  let description = [{
+    Runs on bufferized code. Every outermost `scf.for` nest (not inside a
+    parallel loop or kernel) whose body loads and stores buffers, such as an
+    imported ScatterElements / ScatterND / NonZero, is considered. A loop of the nest's perfectly
+    nested band (loops without `iter_args` and with bounds defined above the
+    nest) is parallel when every buffer the nest writes is accessed through
+    one memref value only, always with that loop's induction variable as
+    the index of the same dimension: distinct iterations then touch
+    distinct elements. The nest becomes an `scf.parallel` over its parallel
+    loops around the sequential ones, which keep their order (moving a
+    loop that carries no dependence outwards is always legal), so that
+    `-gpu-map-parallel-loops` and `-convert-parallel-loops-to-gpu` make a
+    kernel of it. A scatter into `[T, H]` gets a thread per column that
+    applies its updates in order: the result is deterministic and no
+    atomics are needed.
+
+    With `wrap-sequential`, a nest without a parallel loop (NonZero's
+    compaction) becomes the single iteration of an `scf.parallel`, and so
+    does a linalg op on buffers without parallel loops (a fill of a scalar,
+    a sum of every element), which would otherwise lower to straight-line
+    code or loops outside any `scf.parallel`: one GPU thread runs it, so
+    that the host of a cuda module never touches device memory. Run the
+    pass before `-convert-linalg-to-parallel-loops`. Nests with results, calls,
+    allocations, copies or views made inside are left alone; buffers are
+    told apart by their allocation (distinct allocations, globals and
+    function arguments do not alias).
+  }];
+  let options = [
+    Option<"wrapSequential", "wrap-sequential", "bool", /*default=*/"false",
+           "Also make an scf.parallel of one iteration of nests that have "
+           "no parallel loop">,
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::scf::SCFDialect"];
+}
+
+def MoECollapseParallelLoops : Pass<"moe-collapse-parallel-loops"> {
+  let summary = "Collapse every outermost scf.parallel into one dimension";
+  let description = [{
+    Rewrites each outermost multi-dimensional `scf.parallel` without
+    reductions into a one-dimensional loop over the product of its trip
+    counts, in row-major order (the last dimension varies fastest), with the
+    original induction variables recomputed in the body (upstream
+    `collapseParallelLoops`). The cuda pipeline then tiles every loop by
+    the block size alone: each block takes that many consecutive elements,
+    and consecutive threads touch consecutive addresses, whatever the rank
+    of the loop (a leading-dimension tiling gave 1-D loops one thread per
+    block and left dimensions beyond the third as serial loops).
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::scf::SCFDialect"];
+}
+
 def MoELowerStridedCopies : Pass<"moe-lower-strided-copies"> {
   let summary = "Turn memref.copy between non-contiguous memrefs into "
                 "linalg.copy";

@@ -43,7 +43,45 @@ LogicalResult checkSequentiallyRunnable(gpu::LaunchOp launch) {
   return failure(result.wasInterrupted());
 }
 
+/// Device memory is host memory once kernels run on the host: the cuda
+/// pipeline's gpu.alloc / gpu.dealloc / gpu.memcpy (-moe-host-buffers-to-gpu)
+/// become their memref counterparts. They are synchronous here (no async
+/// tokens before -gpu-async-region).
+LogicalResult deviceMemoryToHost(Operation *root) {
+  SmallVector<Operation *> ops;
+  root->walk([&](Operation *op) {
+    if (isa<gpu::AllocOp, gpu::DeallocOp, gpu::MemcpyOp>(op))
+      ops.push_back(op);
+  });
+  for (Operation *op : ops) {
+    if (!op->getOperands().empty() &&
+        isa<gpu::AsyncTokenType>(op->getOperand(0).getType()))
+      return op->emitError("cannot run asynchronous '")
+             << op->getName() << "' on the host";
+    if (op->getNumResults() &&
+        isa<gpu::AsyncTokenType>(op->getResults().back().getType()))
+      return op->emitError("cannot run asynchronous '")
+             << op->getName() << "' on the host";
+    OpBuilder b(op);
+    if (auto alloc = dyn_cast<gpu::AllocOp>(op)) {
+      auto host = memref::AllocOp::create(
+          b, alloc.getLoc(), alloc.getMemref().getType(),
+          alloc.getDynamicSizes(), alloc.getSymbolOperands());
+      alloc.getMemref().replaceAllUsesWith(host.getResult());
+    } else if (auto dealloc = dyn_cast<gpu::DeallocOp>(op)) {
+      memref::DeallocOp::create(b, dealloc.getLoc(), dealloc.getMemref());
+    } else {
+      auto copy = cast<gpu::MemcpyOp>(op);
+      memref::CopyOp::create(b, copy.getLoc(), copy.getSrc(), copy.getDst());
+    }
+    op->erase();
+  }
+  return success();
+}
+
 void MoEGPULaunchesToLoopsPass::runOnOperation() {
+  if (failed(deviceMemoryToHost(getOperation())))
+    return signalPassFailure();
   SmallVector<gpu::LaunchOp> launches;
   getOperation()->walk([&](gpu::LaunchOp op) { launches.push_back(op); });
   for (gpu::LaunchOp launch : launches) {

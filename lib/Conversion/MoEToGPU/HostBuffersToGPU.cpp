@@ -110,8 +110,9 @@ void upload(IRRewriter &rewriter, Location loc, Value host,
 /// tensor.from_elements, such as the [0, T] offsets of a shared expert or
 /// the counts of an exchange) stays in host memory; a device copy is
 /// uploaded after its last store and replaces it for every later use that
-/// is not itself on the host. Fails (changing nothing) when the host does
-/// not store into `alloc` directly in its block.
+/// is not itself on the host, and for host loads after the device's first
+/// use. Fails (changing nothing) when the host does not store into `alloc`
+/// directly in its block.
 LogicalResult stageHostWrites(IRRewriter &rewriter, memref::AllocOp alloc) {
   Operation *lastStore = nullptr;
   for (Operation *user : alloc->getUsers()) {
@@ -133,11 +134,31 @@ LogicalResult stageHostWrites(IRRewriter &rewriter, memref::AllocOp alloc) {
     if (!ancestor || ancestor->isBeforeInBlock(lastStore))
       return failure();
   }
+  // From the first use on the device on, kernels may write the device copy
+  // (a reduction accumulating into the buffer in place), so host loads
+  // after it read the device copy, downloaded (stageHostReads), not the
+  // stale host one.
+  Block *home = alloc->getBlock();
+  Operation *firstDeviceUse = nullptr;
+  for (OpOperand &use : alloc->getUses()) {
+    if (isHostUse(use))
+      continue;
+    Operation *ancestor = home->findAncestorOpInBlock(*use.getOwner());
+    if (!firstDeviceUse || ancestor->isBeforeInBlock(firstDeviceUse))
+      firstDeviceUse = ancestor;
+  }
+  auto onDeviceCopy = [&](OpOperand &use) {
+    if (!isHostUse(use))
+      return true;
+    if (!firstDeviceUse || !isa<memref::LoadOp>(use.getOwner()))
+      return false;
+    return !home->findAncestorOpInBlock(*use.getOwner())
+                ->isBeforeInBlock(firstDeviceUse);
+  };
   Location loc = alloc.getLoc();
   rewriter.setInsertionPointAfter(lastStore);
   upload(rewriter, loc, alloc.getResult(), alloc.getDynamicSizes(),
-         alloc.getSymbolOperands(),
-         [&](OpOperand &use) { return !isHostUse(use); });
+         alloc.getSymbolOperands(), onDeviceCopy);
   rewriter.setInsertionPoint(alloc->getBlock()->getTerminator());
   memref::DeallocOp::create(rewriter, loc, alloc.getResult());
   return success();
@@ -275,9 +296,15 @@ void MoEHostBuffersToGPUPass::runOnOperation() {
         continue;
       }
     // Any other scalar access on the host would dereference device memory.
-    op->emitError() << "host code of a cuda module accesses a buffer "
-                       "outside a kernel ('"
-                    << op->getName() << "'); it would read device memory";
+    InFlightDiagnostic diag =
+        op->emitError() << "host code of a cuda module accesses a buffer "
+                           "outside a kernel ('"
+                        << op->getName() << "'); it would read device memory";
+    // Imported ops carry their node's name (an ONNX node): say which.
+    if (auto name = op->getLoc()->findInstanceOf<NameLoc>())
+      diag.attachNote() << "the access comes from '"
+                        << name.getName().getValue()
+                        << "', which no kernel holds";
     return signalPassFailure();
   }
 

@@ -114,12 +114,18 @@ Value deviceBuffer(ImplicitLocOpBuilder &b, Value tensor) {
       /*read_only=*/true);
 }
 
-/// A fresh buffer for a result whose dynamic dimensions are `sizes`.
+/// A fresh buffer for a result whose leading dimensions are `sizes` (the
+/// token or row count). Only the dynamic ones are alloc operands: the same
+/// stage op has a static token count in a static export.
 Value allocResult(ImplicitLocOpBuilder &b, Type type, ValueRange sizes) {
   auto tensorType = cast<RankedTensorType>(type);
+  SmallVector<Value> dynamicSizes;
+  for (auto [d, size] : llvm::enumerate(sizes))
+    if (tensorType.isDynamicDim(d))
+      dynamicSizes.push_back(size);
   return memref::AllocOp::create(
       b, MemRefType::get(tensorType.getShape(), tensorType.getElementType()),
-      sizes);
+      dynamicSizes);
 }
 
 Value asTensor(ImplicitLocOpBuilder &b, Type type, Value buffer) {

@@ -123,9 +123,10 @@ LogicalResult importQMoENode(NodeContext &node);
 /// MoE block (RaisedMoE.cpp).
 LogicalResult importRaisedMoENode(NodeContext &node);
 
-/// The ai.onnx ops, plus the com.microsoft normalisations ONNX Runtime
-/// exports (StandardOps*.cpp). Fails with "op is not supported yet" for ops
-/// it does not know.
+/// The ai.onnx ops, plus the com.microsoft ops of ONNX Runtime's model
+/// builder and the normalisations its exporters emit (StandardOps*.cpp,
+/// ContribOps.cpp). Fails with "op is not supported yet" for ops it does not
+/// know.
 LogicalResult importStandardNode(NodeContext &node);
 
 } // namespace mlir::moe::onnx_import

@@ -38,6 +38,13 @@ using namespace mlir::moe::onnx_import;
 // GraphImporter
 //===----------------------------------------------------------------------===//
 
+namespace {
+/// TensorProto.DataType values of ONNX 1.16 that Debian's onnx_proto (1.14)
+/// has no names for.
+constexpr int32_t kOnnxUint4 = 21;
+constexpr int32_t kOnnxInt4 = 22;
+} // namespace
+
 GraphImporter::GraphImporter(StringRef modelPath, MLIRContext *context)
     : modelPath(modelPath.str()), context(context), builder(context),
       fileLoc(FileLineColLoc::get(context, modelPath, 0, 0)) {}
@@ -146,6 +153,9 @@ FailureOr<std::string> GraphImporter::tensorBytes(const onnx::TensorProto &tenso
     case onnx::TensorProto::INT8:
     case onnx::TensorProto::UINT8:
     case onnx::TensorProto::BOOL:
+    // 4-bit values: one packed byte (two values) per entry.
+    case kOnnxUint4:
+    case kOnnxInt4:
       for (int32_t v : tensor.int32_data()) {
         uint8_t byte = static_cast<uint8_t>(v);
         append(&byte, 1);
@@ -164,8 +174,15 @@ FailureOr<std::string> GraphImporter::tensorBytes(const onnx::TensorProto &tenso
 }
 
 FailureOr<Value> GraphImporter::importInitializer(const onnx::TensorProto &tensor) {
+  // 4-bit integers (GatherBlockQuantized's embeddings) are stored two per
+  // byte, low nibble first; they import as one i8 value per element, which
+  // the arith ops (and DenseElementsAttr) work on.
+  bool fourBit = tensor.data_type() == kOnnxInt4 ||
+                 tensor.data_type() == kOnnxUint4;
   FailureOr<Type> element =
-      elementType(tensor.data_type(), "initializer '" + tensor.name() + "'");
+      fourBit ? FailureOr<Type>(builder.getI8Type())
+              : elementType(tensor.data_type(),
+                            "initializer '" + tensor.name() + "'");
   if (failed(element))
     return failure();
   SmallVector<int64_t> shape(tensor.dims().begin(), tensor.dims().end());
@@ -178,6 +195,19 @@ FailureOr<Value> GraphImporter::importInitializer(const onnx::TensorProto &tenso
     count *= d;
   }
   auto type = RankedTensorType::get(shape, *element);
+  if (fourBit) {
+    FailureOr<std::string> packed = tensorBytes(tensor, (count + 1) / 2);
+    if (failed(packed))
+      return failure();
+    bool isSigned = tensor.data_type() == kOnnxInt4;
+    std::vector<char> values(count);
+    for (uint64_t i = 0; i < count; ++i) {
+      int nibble = (uint8_t((*packed)[i / 2]) >> (4 * (i % 2))) & 0xF;
+      values[i] = char(isSigned && nibble >= 8 ? nibble - 16 : nibble);
+    }
+    auto attr = DenseElementsAttr::getFromRawBuffer(type, values);
+    return arith::ConstantOp::create(builder, fileLoc, type, attr).getResult();
+  }
   // ONNX stores a byte per bool.
   size_t bytesPer = std::max(1u, element->getIntOrFloatBitWidth() / 8);
   FailureOr<std::string> bytes = tensorBytes(tensor, count * bytesPer);
@@ -390,6 +420,9 @@ OwningOpRef<ModuleOp> importGraph(StringRef path, MLIRContext *context,
   func::ReturnOp::create(builder, fileLoc, results);
   func.setFunctionType(
       builder.getFunctionType(argTypes, ValueRange(results).getTypes()));
+  // Outputs keep their ONNX names too (the manifest and moe-run show them).
+  for (auto [i, output] : llvm::enumerate(onnxGraph.output()))
+    func.setResultAttr(i, "moe.name", builder.getStringAttr(output.name()));
   if (failed(mlir::verify(*module)))
     return nullptr;
   // Node-by-node import leaves repeated size queries, dead shape arithmetic

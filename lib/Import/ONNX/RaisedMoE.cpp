@@ -101,10 +101,35 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
   std::optional<SmallVector<int64_t>> inMajor = node.intsAttr("in_major");
   std::optional<SmallVector<int64_t>> sharedInMajor =
       node.intsAttr("shared_in_major");
+  bool hasScoreBias = node.intAttr("has_score_bias", 0);
   if (numExperts <= 0 || !inMajor || int64_t(inMajor->size()) != 3 * groups ||
       (sharedInMajor && sharedInMajor->size() != 4) ||
-      node.numInputs() != 2 + 6 * groups + (sharedInMajor ? 4 : 0))
+      node.numInputs() !=
+          2 + 6 * groups + (sharedInMajor ? 4 : 0) + (hasScoreBias ? 1 : 0))
     return node.fail("malformed raised MoE node");
+  // The router Raising.cpp found by evaluation.
+  std::optional<Scoring> scoring =
+      symbolizeScoring(node.stringAttr("scoring").value_or("softmax"));
+  std::optional<GroupScoring> groupScoring =
+      symbolizeGroupScoring(node.stringAttr("group_scoring").value_or("max"));
+  if (!scoring || !groupScoring)
+    return node.fail("malformed raised MoE node");
+  Value scoreBias;
+  if (hasScoreBias) {
+    FailureOr<Value> bias = node.input(node.numInputs() - 1);
+    if (failed(bias))
+      return failure();
+    auto constant = bias->getDefiningOp<arith::ConstantOp>();
+    auto dense = constant ? dyn_cast<DenseElementsAttr>(constant.getValue())
+                          : DenseElementsAttr();
+    if (!dense || dense.getNumElements() != numExperts)
+      return node.fail("the score bias must be a constant of " +
+                       Twine(numExperts) + " elements");
+    auto flat = RankedTensorType::get({numExperts}, dense.getElementType());
+    scoreBias = arith::ConstantOp::create(builder, node.loc, flat,
+                                          dense.reshape(flat))
+                    .getResult();
+  }
   FailureOr<Value> input = node.input(0), logits = node.input(1);
   if (failed(input) || failed(logits))
     return failure();
@@ -298,14 +323,16 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
       stacked[2][1], /*fc1_scales=*/Value(), /*fc2_scales=*/Value(),
       /*fc3_scales=*/Value(), /*fc1_zero_points=*/Value(),
       /*fc2_zero_points=*/Value(), /*fc3_zero_points=*/Value(),
-      /*score_bias=*/Value(), sharedFc[0], sharedFc[1], sharedFc[2],
+      scoreBias, sharedFc[0], sharedFc[1], sharedFc[2],
       sharedGate, /*constants=*/Value(), /*constant_gates=*/Value(),
       builder.getI64IntegerAttr(node.intAttr("k", 1)),
-      ScoringAttr::get(ctx, Scoring::softmax),
+      ScoringAttr::get(ctx, *scoring),
       node.intAttr("normalize_routing_weights", 0) ? builder.getUnitAttr()
                                                    : UnitAttr(),
-      builder.getI64IntegerAttr(1), builder.getI64IntegerAttr(1),
-      GroupScoringAttr::get(ctx, GroupScoring::max), FloatAttr(), f64(1.0),
+      builder.getI64IntegerAttr(node.intAttr("num_groups", 1)),
+      builder.getI64IntegerAttr(node.intAttr("top_groups", 1)),
+      GroupScoringAttr::get(ctx, *groupScoring), FloatAttr(),
+      f64(node.floatAttr("routed_scaling").value_or(1.0)),
       ActivationAttr::get(ctx, *activation), fusion,
       f64(node.floatAttr("activation_alpha").value_or(1.0)),
       f64(node.floatAttr("activation_beta").value_or(0.0)),

@@ -19,6 +19,10 @@
 #include "Raising.h"
 
 #include "GraphImporter.h"
+#include "GraphEvaluator.h"
+#include "GraphIndex.h"
+
+#include "moe-mlir/Reference/Reference.h"
 
 #include "mlir/IR/Diagnostics.h"
 #include "llvm/ADT/DenseSet.h"
@@ -31,6 +35,8 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <random>
+#include <set>
 
 using namespace mlir;
 using namespace mlir::moe;
@@ -43,102 +49,6 @@ using onnx::NodeProto;
 //===----------------------------------------------------------------------===//
 // Graph queries
 //===----------------------------------------------------------------------===//
-
-/// Producers, consumers and constants of one ONNX graph.
-class GraphIndex {
-public:
-  explicit GraphIndex(const onnx::GraphProto &graph) : graph(graph) {
-    for (const auto &t : graph.initializer())
-      constants[t.name()] = &t;
-    for (const auto &[i, node] : llvm::enumerate(graph.node())) {
-      for (const std::string &out : node.output())
-        producers[out] = &node;
-      for (const std::string &in : node.input())
-        if (!in.empty())
-          consumers[in].push_back(&node);
-      if (node.op_type() == "Constant" && node.domain().empty() &&
-          node.output_size() == 1)
-        if (const onnx::AttributeProto *a = findAttribute(node, "value"))
-          constants[node.output(0)] = &a->t();
-    }
-  }
-
-  const NodeProto *producer(const std::string &name) const {
-    auto it = producers.find(name);
-    return it == producers.end() ? nullptr : it->second;
-  }
-  ArrayRef<const NodeProto *> users(const std::string &name) const {
-    auto it = consumers.find(name);
-    return it == consumers.end() ? ArrayRef<const NodeProto *>()
-                                 : ArrayRef<const NodeProto *>(it->second);
-  }
-  const onnx::TensorProto *constant(const std::string &name) const {
-    auto it = constants.find(name);
-    return it == constants.end() ? nullptr : it->second;
-  }
-  bool isInitializer(const std::string &name) const {
-    const onnx::TensorProto *t = constant(name);
-    return t && !producer(name);
-  }
-  /// The integer contents of a small int64/int32 constant.
-  std::optional<SmallVector<int64_t>> ints(const std::string &name) const {
-    const onnx::TensorProto *t = constant(name);
-    if (!t)
-      return std::nullopt;
-    // Raw little-endian data of `width`-byte integers, or the typed field.
-    auto fromRaw = [&](auto zero) {
-      SmallVector<int64_t> out;
-      const std::string &raw = t->raw_data();
-      for (size_t i = 0; i + sizeof(zero) <= raw.size(); i += sizeof(zero)) {
-        decltype(zero) v;
-        std::memcpy(&v, raw.data() + i, sizeof(zero));
-        out.push_back(v);
-      }
-      return out;
-    };
-    if (t->data_type() == onnx::TensorProto::INT64)
-      return t->has_raw_data() ? fromRaw(int64_t())
-                               : SmallVector<int64_t>(t->int64_data().begin(),
-                                                      t->int64_data().end());
-    if (t->data_type() == onnx::TensorProto::INT32)
-      return t->has_raw_data() ? fromRaw(int32_t())
-                               : SmallVector<int64_t>(t->int32_data().begin(),
-                                                      t->int32_data().end());
-    return std::nullopt;
-  }
-  /// A scalar float constant (any float type stored as float/raw f32).
-  std::optional<double> scalar(const std::string &name) const {
-    const onnx::TensorProto *t = constant(name);
-    if (!t || t->data_type() != onnx::TensorProto::FLOAT)
-      return std::nullopt;
-    int64_t count = 1;
-    for (int64_t d : t->dims())
-      count *= d;
-    if (count != 1)
-      return std::nullopt;
-    if (t->has_raw_data() && t->raw_data().size() == 4) {
-      float v;
-      std::memcpy(&v, t->raw_data().data(), 4);
-      return v;
-    }
-    if (t->float_data_size() == 1)
-      return t->float_data(0);
-    return std::nullopt;
-  }
-  /// Dimensions of an initializer.
-  SmallVector<int64_t> dims(const std::string &name) const {
-    const onnx::TensorProto *t = constant(name);
-    return t ? SmallVector<int64_t>(t->dims().begin(), t->dims().end())
-             : SmallVector<int64_t>();
-  }
-
-  const onnx::GraphProto &graph;
-
-private:
-  llvm::StringMap<const NodeProto *> producers;
-  llvm::StringMap<SmallVector<const NodeProto *, 2>> consumers;
-  llvm::StringMap<const onnx::TensorProto *> constants;
-};
 
 /// Input `i` of `node`, or "" when it has fewer inputs: matchers probe
 /// operands before knowing the node is well formed.
@@ -622,45 +532,27 @@ std::optional<ExpertMLP> matchExpertMLP(const GraphIndex &g,
 // Routers
 //===----------------------------------------------------------------------===//
 
-/// A Softmax over each row of [T, n] scores (axis -1 or 1).
-bool isRowSoftmax(const NodeProto *node) {
-  if (!isOp(node, "Softmax"))
-    return false;
-  const onnx::AttributeProto *axis = findAttribute(*node, "axis");
-  return !axis || axis->i() == -1 || axis->i() == 1;
-}
-
-/// logits -> Softmax -> TopK (-> renormalise) or logits -> TopK -> Softmax.
+/// What moe.route has to do to reproduce a block's routing: found by
+/// evaluating the block's routing subgraph (matchRouting).
 struct Router {
-  const NodeProto *topk = nullptr;
+  /// The router's logits: a linear layer on the tokens.
   std::string logits;
   int64_t k = 0;
+  std::string scoring = "softmax"; // softmax|sigmoid|softmax_topk|sparse_mixer
   bool normalize = false;
+  int64_t numGroups = 1, topGroups = 1;
+  std::string groupScoring = "max";
+  double scaling = 1.0;
+  /// A per-expert selection bias (DeepSeek-V3's correction), "" if none.
+  std::string scoreBias;
 };
 
-std::optional<Router> matchRouterTopK(const GraphIndex &g,
-                                      const NodeProto *topk) {
-  if (!isOp(topk, "TopK") || topk->input_size() < 2 ||
-      topk->output_size() < 2 || topk->output(1).empty())
-    return std::nullopt;
-  const onnx::AttributeProto *largest = findAttribute(*topk, "largest");
-  const onnx::AttributeProto *axis = findAttribute(*topk, "axis");
-  std::optional<SmallVector<int64_t>> k = g.ints(in(topk, 1));
-  if ((largest && largest->i() != 1) || (axis && axis->i() != -1 && axis->i() != 1) ||
-      !k || k->size() != 1)
-    return std::nullopt;
-  Router router;
-  router.topk = topk;
-  router.k = (*k)[0];
-  const NodeProto *scores = computedBy(g, in(topk, 0));
-  if (isRowSoftmax(scores)) {
-    router.logits = in(scores, 0);
-  } else {
-    // TopK on the logits; the softmax over the k values is checked by the
-    // caller where the weights are used.
-    router.logits = in(topk, 0);
-  }
-  return router;
+/// The TopK whose indices `value` is computed from (nearest first), if any.
+const NodeProto *findTopK(const GraphIndex &g, const std::string &value) {
+  for (const NodeProto *n : ancestors(g, value, 64))
+    if (isOp(n, "TopK") && n->output_size() > 1 && !n->output(1).empty())
+      return n;
+  return nullptr;
 }
 
 /// The constant axes of a ReduceSum (input since opset 13, else attribute)
@@ -679,48 +571,331 @@ reduceSumAxes(const GraphIndex &g, const NodeProto *reduce, bool keepDims) {
   return std::nullopt;
 }
 
-/// Whether `sum` adds a token's k routing weights: a ReduceSum over the
-/// last axis ([T, k] weights) that keeps it for the division to broadcast.
-bool sumsOverSlots(const GraphIndex &g, const NodeProto *sum) {
-  std::optional<SmallVector<int64_t>> axes = reduceSumAxes(g, sum, true);
-  return axes && axes->size() == 1 && ((*axes)[0] == -1 || (*axes)[0] == 1);
+/// The [T, k] routing weights a per-token or per-slot gather reads from:
+/// `value` with gathers (and the plumbing around them) stripped.
+std::string gatheredFrom(const GraphIndex &g, const std::string &value) {
+  std::string source;
+  const NodeProto *node = computedBy(g, value, &source);
+  for (int steps = 0;
+       (isOp(node, "Gather") || isOp(node, "GatherElements") ||
+        isOp(node, "GatherND")) &&
+       steps < 4;
+       ++steps)
+    node = computedBy(g, in(node, 0), &source);
+  return source;
 }
 
-/// Whether the routing weights `weights` are the router's TopK values,
-/// renormalised (`normalize`) or a softmax over them (TopK on logits).
-bool matchRoutingWeights(const GraphIndex &g, const std::string &weights,
-                         Router &router) {
-  const bool softmaxFirst =
-      isRowSoftmax(computedBy(g, in(router.topk, 0)));
-  std::string source;
-  const NodeProto *node = computedBy(g, weights, &source);
-  // Gathers pick per-token rows/slots out of the [T, k] weights.
-  for (int steps = 0; isOp(node, "Gather") && steps < 4; ++steps)
-    node = computedBy(g, in(node, 0), &source);
-  if (softmaxFirst) {
-    if (source == out(router.topk, 0)) {
-      router.normalize = false;
-      return true;
-    }
-    if (isOp(node, "Div")) {
-      const NodeProto *sum = computedBy(g, in(node, 1));
-      if (viewSource(g, in(node, 0)) == out(router.topk, 0) &&
-          sumsOverSlots(g, sum) &&
-          viewSource(g, in(sum, 0)) == out(router.topk, 0)) {
-        router.normalize = true;
-        return true;
+/// The router's logits: the nearest linear layer on `tokens` with
+/// `numExperts` outputs that `ids` is computed from.
+std::optional<std::string> findRouterLogits(const GraphIndex &g,
+                                            const std::string &ids,
+                                            const std::string &tokens,
+                                            int64_t numExperts) {
+  for (const NodeProto *n : ancestors(g, ids, 256)) {
+    std::optional<Linear> linear = matchLinear(g, out(n, 0));
+    if (!linear || viewSource(g, linear->input) != viewSource(g, tokens))
+      continue;
+    SmallVector<int64_t> dims = g.dims(linear->weight);
+    if (dims.size() == 2 && dims[linear->inMajor ? 1 : 0] == numExperts)
+      return out(n, 0);
+  }
+  return std::nullopt;
+}
+
+/// Sample router logits [T, E]: ordinary, large and small magnitudes, rows
+/// with near-ties at several relative distances from the maximum (which
+/// SparseMixer's band and top-k tie-breaks depend on) and all-negative rows
+/// (where masking with 0 and excluding differ). Continuous draws: no exact
+/// ties.
+::moe::reference::Tensor sampleLogits(int64_t tokens, int64_t experts,
+                                    unsigned seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal;
+  ::moe::reference::Tensor logits;
+  logits.shape = {tokens, experts};
+  logits.data.assign(tokens * experts, 0.0);
+  const double nearTies[] = {0.001, 0.008, 0.012, 0.019, 0.021, 0.03, 0.05};
+  for (int64_t t = 0; t < tokens; ++t) {
+    double *row = &logits.data[t * experts];
+    int kind = t % 5;
+    double scale = kind == 1 ? 6.0 : kind == 2 ? 0.3 : 2.0;
+    for (int64_t e = 0; e < experts; ++e)
+      row[e] = scale * normal(rng) + (kind == 4 ? -8.0 : 0.0);
+    if (kind == 3) {
+      int64_t top = std::max_element(row, row + experts) - row;
+      for (int64_t j = 0; j < std::min<int64_t>(3, experts - 1); ++j) {
+        int64_t e = (top + 1 + j * 2) % experts;
+        if (e == top)
+          continue;
+        double d = nearTies[(t / 5 + j) % std::size(nearTies)];
+        row[e] = row[top] - d * std::abs(row[top]);
       }
     }
-    return false;
   }
-  // Softmax over the k selected logits: the same weights as softmax over
-  // all experts renormalised over the top k.
-  if (isRowSoftmax(node) &&
-      viewSource(g, in(node, 0)) == out(router.topk, 0)) {
-    router.normalize = true;
+  return logits;
+}
+
+/// Decides what routing the graph computes: `ids` (the experts each token
+/// is sent to, [T, k]) and `weights` (their weights, [T, k]) are evaluated
+/// from sample router logits and compared, as sets of (expert, weight) per
+/// token, with moe.route's reference semantics under each plausible
+/// configuration (scoring, renormalisation, expert groups read off the
+/// subgraph's reshapes and top-k sizes, a per-expert bias read off its
+/// constants); the routed scaling is the measured ratio. The first
+/// configuration that agrees on every sample is the router.
+std::optional<Router> matchRouting(const GraphIndex &g,
+                                   const std::string &ids,
+                                   const std::string &weights,
+                                   const std::string &tokens,
+                                   int64_t numExperts, std::string &why) {
+  std::optional<std::string> logits =
+      findRouterLogits(g, ids, tokens, numExperts);
+  if (!logits) {
+    why = "no router (a linear layer on the tokens with " +
+          std::to_string(numExperts) + " outputs) behind the expert choice";
+    return std::nullopt;
+  }
+  std::optional<Linear> gate = matchLinear(g, *logits);
+  SmallVector<int64_t> gateDims = g.dims(gate->weight);
+  int64_t hidden = gateDims[gate->inMajor ? 0 : 1];
+  constexpr int64_t kSamples = 60;
+
+  // Evaluates ids and weights on one set of sample logits.
+  struct Evaluated {
+    ::moe::reference::Tensor logits;
+    std::vector<std::vector<std::pair<int64_t, double>>> slots;
+  };
+  std::vector<const NodeProto *> visited;
+  std::set<int64_t> groupCounts, groupTops;
+  int64_t numTokens = kSamples, sourceRank = 2;
+  auto evaluateOn = [&](unsigned seed) -> std::optional<Evaluated> {
+    Evaluated e;
+    e.logits = sampleLogits(numTokens, numExperts, seed);
+    GraphEvaluator ev(g, g.opset);
+    EvalTensor bound;
+    bound.shape = {numTokens, numExperts};
+    bound.data = e.logits.data;
+    ev.bind(*logits, bound);
+    EvalTensor shapeOnly;
+    shapeOnly.shape = {numTokens, hidden};
+    shapeOnly.shapeOnly = true;
+    ev.bind(tokens, shapeOnly);
+    // What the tokens are a view of ([B, S, H] hidden states, usually):
+    // its shape with the tokens in one dimension.
+    EvalTensor source = shapeOnly;
+    source.shape.insert(source.shape.begin(), sourceRank - 2, 1);
+    ev.bind(viewSource(g, tokens), source);
+    std::optional<EvalTensor> idv = ev.evaluate(ids);
+    std::optional<EvalTensor> wv = idv ? ev.evaluate(weights) : std::nullopt;
+    if (!idv || !wv) {
+      why = "routing subgraph not evaluated: " + ev.failure();
+      return std::nullopt;
+    }
+    int64_t k = idv->shape.empty() ? 0 : idv->numel() / numTokens;
+    if (k < 1 || idv->numel() != numTokens * k || wv->numel() != numTokens * k ||
+        idv->shape[0] != numTokens || wv->shape[0] != numTokens) {
+      why = "the expert choice is not [tokens, k]";
+      return std::nullopt;
+    }
+    e.slots.resize(numTokens);
+    for (int64_t t = 0; t < numTokens; ++t) {
+      for (int64_t j = 0; j < k; ++j)
+        e.slots[t].emplace_back(int64_t(idv->data[t * k + j]),
+                                wv->data[t * k + j]);
+      llvm::sort(e.slots[t]);
+    }
+    // Group counts from the subgraph's reshapes, group top-k sizes from its
+    // other TopKs (their operands as evaluated: dynamic exports compute
+    // them from sizes).
+    for (const NodeProto *n : ev.visited()) {
+      const EvalTensor *operand = ev.lookup(in(n, 1));
+      if (!operand)
+        continue;
+      if (isOp(n, "Reshape"))
+        for (double d : operand->data)
+          if (d > 1 && d < numExperts && numExperts % int64_t(d) == 0)
+            groupCounts.insert(int64_t(d));
+      if (isOp(n, "TopK") && operand->data.size() == 1 && operand->data[0] != k)
+        groupTops.insert(int64_t(operand->data[0]));
+    }
+    visited = ev.visited();
+    return e;
+  };
+  // A static export fixes the token count in the subgraph's constants
+  // (reshape and expand shapes): if the usual sample count does not
+  // evaluate, try the sizes those constants hold, and draw as many sample
+  // sets as it takes to cover enough tokens.
+  std::set<int64_t> tokenCounts;
+  for (const std::string &from : {ids, weights})
+    for (const NodeProto *n : ancestors(g, from, 256))
+      for (const std::string &input : n->input())
+        if (std::optional<SmallVector<int64_t>> values = g.ints(input);
+            values && values->size() <= 8)
+          for (int64_t d : *values)
+            if (d > 0 && d <= 4096 && d != kSamples)
+              tokenCounts.insert(d);
+  // The token count and the rank of the tokens' source (they are usually
+  // a [T, H] view of [B, S, H] hidden states) that the subgraph evaluates
+  // with, and enough sample sets to cover twice kSamples tokens.
+  std::vector<Evaluated> samples;
+  auto sampleWith = [&](int64_t count, int64_t rank) {
+    numTokens = count;
+    sourceRank = rank;
+    for (unsigned seed = 17; int64_t(samples.size()) * count < 2 * kSamples;
+         seed += 7919) {
+      std::optional<Evaluated> e = evaluateOn(seed);
+      if (!e)
+        return false;
+      samples.push_back(std::move(*e));
+    }
     return true;
+  };
+  std::string firstWhy;
+  SmallVector<int64_t> counts{kSamples};
+  counts.append(tokenCounts.begin(), tokenCounts.end());
+  for (int64_t count : counts) {
+    for (int64_t rank : {2, 3, 4}) {
+      samples.clear();
+      if (sampleWith(count, rank))
+        break;
+      if (firstWhy.empty())
+        firstWhy = why;
+      samples.clear();
+    }
+    if (!samples.empty())
+      break;
   }
-  return false;
+  if (samples.empty()) {
+    why = firstWhy;
+    return std::nullopt;
+  }
+  int64_t k = samples[0].slots[0].size();
+
+  // Per-expert biases from the subgraph's constants.
+  std::set<std::string> biases{""};
+  for (const NodeProto *n : visited) {
+    for (const std::string &input : n->input()) {
+      const onnx::TensorProto *t = g.constant(input);
+      if (!t || t->data_type() != onnx::TensorProto::FLOAT)
+        continue;
+      int64_t count = 1;
+      for (int64_t d : t->dims())
+        count *= d;
+      if (count == numExperts && numExperts > 1)
+        biases.insert(input);
+    }
+  }
+  struct GroupChoice {
+    int64_t groups, tops;
+    ::moe::reference::GroupScoring scoring;
+  };
+  std::vector<GroupChoice> groupChoices{{1, 1, ::moe::reference::GroupScoring::Max}};
+  for (int64_t groups : groupCounts)
+    for (int64_t tops : groupTops)
+      if (tops < groups)
+        for (auto scoring : {::moe::reference::GroupScoring::Max,
+                             ::moe::reference::GroupScoring::Top2Sum})
+          if (scoring == ::moe::reference::GroupScoring::Max ||
+              numExperts / groups >= 2)
+            groupChoices.push_back({groups, tops, scoring});
+
+  using ::moe::reference::Scoring;
+  const std::pair<Scoring, const char *> scorings[] = {
+      {Scoring::Softmax, "softmax"},
+      {Scoring::Sigmoid, "sigmoid"},
+      {Scoring::SoftmaxTopK, "softmax_topk"},
+      {Scoring::SparseMixer, "sparse_mixer"}};
+  for (const std::string &bias : biases) {
+    std::optional<::moe::reference::Tensor> biasValues;
+    if (!bias.empty()) {
+      GraphEvaluator ev(g, g.opset);
+      std::optional<EvalTensor> b = ev.evaluate(bias);
+      if (!b)
+        continue;
+      if (int64_t(b->data.size()) != numExperts)
+        continue;
+      biasValues.emplace();
+      biasValues->shape = {numExperts};
+      biasValues->data = b->data;
+    }
+    for (const GroupChoice &group : groupChoices)
+      for (auto [scoring, scoringName] : scorings)
+        for (bool normalize : {false, true}) {
+          // The reference's preconditions (it would throw otherwise).
+          if (scoring == Scoring::SparseMixer &&
+              (k != 2 || group.groups != 1 || !bias.empty() || normalize))
+            continue;
+          if (scoring == Scoring::SoftmaxTopK && normalize)
+            continue;
+          if (k > numExperts ||
+              (group.groups > 1 &&
+               k > group.tops * (numExperts / group.groups)))
+            continue;
+          ::moe::reference::RouteOptions options;
+          options.k = k;
+          options.scoring = scoring;
+          options.normalize = normalize;
+          options.numGroups = group.groups;
+          options.topGroups = group.tops;
+          options.groupScoring = group.scoring;
+          // Same experts, weights equal up to one common factor.
+          std::optional<double> ratio;
+          bool agrees = true;
+          for (const Evaluated &e : samples) {
+            std::optional<::moe::reference::RouteResult> routed =
+                ::moe::reference::tryRoute(
+                    e.logits, biasValues ? &*biasValues : nullptr, options);
+            if (!routed) {
+              agrees = false;
+              break;
+            }
+            const ::moe::reference::RouteResult &ref = *routed;
+            for (int64_t t = 0; t < int64_t(e.slots.size()) && agrees; ++t) {
+              std::vector<std::pair<int64_t, double>> want;
+              for (int64_t j = 0; j < k; ++j)
+                want.emplace_back(ref.ids.data[t * k + j],
+                                  ref.weights.data[t * k + j]);
+              llvm::sort(want);
+              for (int64_t j = 0; j < k && agrees; ++j) {
+                auto [id, got] = e.slots[t][j];
+                double expect = want[j].second;
+                if (id != want[j].first) {
+                  agrees = false;
+                  break;
+                }
+                if (std::abs(expect) < 1e-12) {
+                  agrees = std::abs(got) < 1e-9;
+                  continue;
+                }
+                if (!ratio)
+                  ratio = got / expect;
+                agrees = std::abs(got - *ratio * expect) <=
+                         1e-6 * std::abs(*ratio * expect) + 1e-12;
+              }
+            }
+            if (!agrees)
+              break;
+          }
+          if (!agrees || !ratio || !(*ratio > 0))
+            continue;
+          Router router;
+          router.logits = *logits;
+          router.k = k;
+          router.scoring = scoringName;
+          router.normalize = normalize;
+          router.numGroups = group.groups;
+          router.topGroups = group.tops;
+          router.groupScoring =
+              group.scoring == ::moe::reference::GroupScoring::Max ? "max"
+                                                                 : "top2_sum";
+          // The factor as the float the graph's constant holds.
+          router.scaling = double(float(*ratio));
+          router.scoreBias = bias;
+          return router;
+        }
+  }
+  why = "routing matches no moe.route configuration on sample logits";
+  return std::nullopt;
 }
 
 //===----------------------------------------------------------------------===//
@@ -793,6 +968,8 @@ NodeProto buildRaisedNode(const RaisedBlock &block) {
   }
   intAttr("k", block.router.k);
   intAttr("normalize_routing_weights", block.router.normalize);
+  intAttr("num_groups", block.router.numGroups);
+  intAttr("top_groups", block.router.topGroups);
   intAttr("num_experts", block.numExperts);
   intAttr("stacked", block.stacked);
   auto stringAttr = [&](StringRef name, StringRef v) {
@@ -808,6 +985,14 @@ NodeProto buildRaisedNode(const RaisedBlock &block) {
     a->set_f(static_cast<float>(v));
   };
   stringAttr("activation_type", activation);
+  stringAttr("scoring", block.router.scoring);
+  stringAttr("group_scoring", block.router.groupScoring);
+  floatAttr("routed_scaling", block.router.scaling);
+  // The selection bias, when there is one, is the last input.
+  if (!block.router.scoreBias.empty()) {
+    intAttr("has_score_bias", 1);
+    node.add_input(block.router.scoreBias);
+  }
   const ExpertMLP &mlp = **llvm::find_if(
       block.experts, [](const auto &m) { return m.has_value(); });
   stringAttr("swiglu_fusion", mlp.fusion);
@@ -878,28 +1063,27 @@ std::optional<Accumulation> matchScatterAdd(const GraphIndex &g,
 }
 
 /// The expert a branch serves: the branch's token selection reads row `e`
-/// of the router's one-hot expert mask.
+/// of a one-hot expert mask OneHot(ids, E), under transposes. Sets `ids`
+/// (the [T, k] expert choice) and `numExperts`.
 std::optional<int64_t> branchExpert(const GraphIndex &g,
                                     const std::string &tokens,
-                                    const Router &router,
-                                    int64_t &numExperts) {
+                                    std::string &ids, int64_t &numExperts) {
   for (const NodeProto *node : ancestors(g, tokens, 64)) {
     if (!isOp(node, "Gather"))
       continue;
     std::optional<SmallVector<int64_t>> index = g.ints(in(node, 1));
     if (!index || index->size() != 1)
       continue;
-    // Data: OneHot(topk indices) under a Transpose.
     const NodeProto *data = g.producer(in(node, 0));
     while (isOp(data, "Transpose") || isPlumbing(data))
       data = g.producer(in(data, 0));
-    if (!isOp(data, "OneHot") ||
-        viewSource(g, in(data, 0)) != out(router.topk, 1))
+    if (!isOp(data, "OneHot"))
       continue;
     std::optional<SmallVector<int64_t>> depth = g.ints(in(data, 1));
     if (!depth || depth->size() != 1)
       continue;
     numExperts = (*depth)[0];
+    ids = viewSource(g, in(data, 0));
     return (*index)[0];
   }
   return std::nullopt;
@@ -935,6 +1119,7 @@ std::optional<RaisedBlock> matchPerExpertBranches(const GraphIndex &g,
   block.replaced = last;
   block.output = out(last, 0);
   std::map<int64_t, ExpertMLP> experts;
+  std::string routingWeights, ids;
   for (const Accumulation &acc : chain) {
     // update = MLP(rows) * routing weight.
     const NodeProto *mul = computedBy(g, acc.update);
@@ -954,26 +1139,25 @@ std::optional<RaisedBlock> matchPerExpertBranches(const GraphIndex &g,
       why = "branch '" + acc.node->name() + "': expert MLP not recognised";
       return std::nullopt;
     }
-    if (!block.router.topk) {
-      // The routing weights lead to the router's TopK.
-      for (const NodeProto *n : ancestors(g, weights, 64))
-        if (std::optional<Router> r = matchRouterTopK(g, n)) {
-          block.router = *r;
-          break;
-        }
-      if (!block.router.topk) {
-        why = "no router TopK behind the routing weights";
-        return std::nullopt;
-      }
-    }
-    if (!matchRoutingWeights(g, weights, block.router)) {
-      why = "routing weights are not the router's top-k probabilities";
+    // Every branch reads its weight out of one [T, k] routing tensor.
+    std::string branchWeights = gatheredFrom(g, weights);
+    if (routingWeights.empty())
+      routingWeights = branchWeights;
+    if (branchWeights != routingWeights) {
+      why = "branches read different routing weights";
       return std::nullopt;
     }
     int64_t numExperts = 0;
+    std::string branchIds;
     std::optional<int64_t> expert =
-        branchExpert(g, mlp->input, block.router, numExperts);
+        branchExpert(g, mlp->input, branchIds, numExperts);
     std::optional<std::string> tokens = branchTokens(g, mlp->input);
+    if (expert && ids.empty())
+      ids = branchIds;
+    if (expert && branchIds != ids) {
+      why = "branches select tokens from different expert choices";
+      return std::nullopt;
+    }
     if (!expert || !tokens) {
       why = "branch '" + acc.node->name() +
             "': token selection from the expert mask not recognised";
@@ -990,17 +1174,16 @@ std::optional<RaisedBlock> matchPerExpertBranches(const GraphIndex &g,
     }
     experts[*expert] = *mlp;
   }
-  block.logits = block.router.logits;
+  std::optional<Router> router = matchRouting(g, ids, routingWeights,
+                                              block.input, block.numExperts, why);
+  if (!router)
+    return std::nullopt;
+  block.router = *router;
+  block.logits = router->logits;
   // The tokens in the [T, H] shape the router reads them: the gathers see
   // them through reshapes (e.g. hidden_states[None, top_x]) and the output
   // accumulates in [T, H].
-  if (std::optional<Linear> gate = matchLinear(g, block.logits)) {
-    if (viewSource(g, gate->input) != block.input) {
-      why = "the experts read other tokens than the router";
-      return std::nullopt;
-    }
-    block.input = gate->input;
-  }
+  block.input = matchLinear(g, block.logits)->input;
   block.experts.resize(block.numExperts);
   for (auto &[e, mlp] : experts)
     block.experts[e] = mlp;
@@ -1145,32 +1328,6 @@ std::optional<Linear> matchTiledLinear(const GraphIndex &g,
   return withStackedBias(g, value, bare, "");
 }
 
-/// The router and tokens of a stacked block whose routing weights are
-/// `weights`; checks the experts read the tokens the router reads.
-bool matchStackedRouting(const GraphIndex &g, const std::string &weights,
-                         const std::string &mlpInput, RaisedBlock &block,
-                         std::string &why) {
-  for (const NodeProto *n : ancestors(g, weights, 64))
-    if (std::optional<Router> r = matchRouterTopK(g, n)) {
-      block.router = *r;
-      break;
-    }
-  if (!block.router.topk)
-    return false;
-  block.logits = block.router.logits;
-  std::optional<Linear> gate = matchLinear(g, block.logits);
-  if (!gate) {
-    why = "the router is not a linear layer on the tokens";
-    return false;
-  }
-  if (viewSource(g, gate->input) != viewSource(g, mlpInput)) {
-    why = "the experts read other tokens than the router";
-    return false;
-  }
-  block.input = gate->input;
-  return true;
-}
-
 std::optional<RaisedBlock> matchStackedForms(const GraphIndex &g,
                                              const NodeProto *reduce,
                                              std::string &why) {
@@ -1192,7 +1349,7 @@ std::optional<RaisedBlock> matchStackedForms(const GraphIndex &g,
     const std::string &weights = in(mul, 1 - side);
     RaisedBlock candidate = block;
     std::optional<ExpertMLP> mlp;
-    std::string routing = weights;
+    std::string routing, ids;
     if (tiled) {
       // weights = Transpose(ScatterElements(zeros [T, E], topk indices,
       // routing weights, axis = 1)) viewed as [E, T, 1].
@@ -1222,37 +1379,29 @@ std::optional<RaisedBlock> matchStackedForms(const GraphIndex &g,
         return std::nullopt;
       }
       mlp->input = in(tile, 0);
-      if (!matchStackedRouting(g, in(scatter, 2), mlp->input, candidate,
-                               why))
-        return std::nullopt;
-      if (viewSource(g, in(scatter, 1)) != out(candidate.router.topk, 1)) {
-        why = "the routing matrix is not scattered at the top-k experts";
-        return std::nullopt;
-      }
+      ids = viewSource(g, in(scatter, 1));
       routing = in(scatter, 2);
     } else {
-      // Find the router first: the gathers must use its indices.
-      for (const NodeProto *n : ancestors(g, weights, 64))
-        if (std::optional<Router> r = matchRouterTopK(g, n)) {
-          candidate.router = *r;
-          break;
-        }
-      if (!candidate.router.topk)
+      // The gathers of expert weights use the expert choice's indices.
+      const NodeProto *topk = findTopK(g, weights);
+      if (!topk)
         continue;
-      std::string indices = out(candidate.router.topk, 1);
+      ids = out(topk, 1);
       mlp = matchExpertMLP(g, y, [&](const std::string &v) {
-        return matchGatheredLinear(g, v, indices);
+        return matchGatheredLinear(g, v, ids);
       });
       if (!mlp)
         continue;
-      candidate.router = Router();
-      if (!matchStackedRouting(g, weights, mlp->input, candidate, why))
-        return std::nullopt;
+      routing = viewSource(g, weights);
     }
-    if (!matchRoutingWeights(g, routing, candidate.router)) {
-      why = "routing weights are not the router's top-k probabilities";
+    int64_t numExperts = g.dims(mlp->fc1.weight)[0];
+    std::optional<Router> router =
+        matchRouting(g, ids, routing, mlp->input, numExperts, why);
+    if (!router)
       return std::nullopt;
-    }
+    candidate.router = *router;
+    candidate.logits = router->logits;
+    candidate.input = matchLinear(g, router->logits)->input;
     candidate.numExperts = g.dims(mlp->fc1.weight)[0];
     candidate.experts = {*mlp};
     return candidate;
@@ -1268,6 +1417,28 @@ std::optional<RaisedBlock> matchStackedForms(const GraphIndex &g,
 std::string formatNumber(double v) {
   char text[32];
   std::snprintf(text, sizeof(text), "%g", static_cast<double>(static_cast<float>(v)));
+  return text;
+}
+
+/// The routing in words: "renormalised softmax", "sigmoid, 4 groups
+/// (best 2 by top-2 sum), score bias, renormalised, scaled 2.5".
+std::string describe(const Router &router) {
+  std::string text = router.scoring == "softmax_topk"
+                         ? "softmax over the top-k logits"
+                     : router.scoring == "sparse_mixer" ? "sparse mixer"
+                                                        : router.scoring;
+  if (router.normalize && router.scoring == "softmax")
+    text = "renormalised";
+  else if (router.normalize)
+    text += ", renormalised";
+  if (router.numGroups > 1)
+    text += ", " + std::to_string(router.numGroups) + " groups (best " +
+            std::to_string(router.topGroups) + " by " +
+            (router.groupScoring == "max" ? "max" : "top-2 sum") + ")";
+  if (!router.scoreBias.empty())
+    text += ", score bias '" + router.scoreBias + "'";
+  if (router.scaling != 1.0)
+    text += ", scaled " + formatNumber(router.scaling);
   return text;
 }
 
@@ -1304,7 +1475,11 @@ LogicalResult mlir::moe::onnx_import::raiseMoESubgraphs(
   onnx::GraphProto &graph = *model.mutable_graph();
   std::vector<RaisedBlock> blocks;
   {
-    GraphIndex g(graph);
+    int64_t opset = 17;
+    for (const auto &import : model.opset_import())
+      if (import.domain().empty() || import.domain() == "ai.onnx")
+        opset = import.version();
+    GraphIndex g(graph, opset);
     // A block ends in a ReduceSum (stacked forms) or in the last link of an
     // accumulation chain: a scatter-add no other scatter-add continues.
     auto endsChain = [&](const NodeProto &node) {
@@ -1341,9 +1516,7 @@ LogicalResult mlir::moe::onnx_import::raiseMoESubgraphs(
       *options.raisingLog << "raised " << block.form << " at node '"
                           << block.replaced->name() << "' -> moe.layer: "
                           << block.numExperts << " experts, top-"
-                          << block.router.k << ", "
-                          << (block.router.normalize ? "renormalised"
-                                                     : "softmax")
+                          << block.router.k << ", " << describe(block.router)
                           << " routing, " << mlp.activation
                           << (mlp.activation == "swiglu"
                                   ? " (" + mlp.fusion + ", alpha " +

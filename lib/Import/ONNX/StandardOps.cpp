@@ -21,16 +21,19 @@ using namespace mlir::moe::onnx_import;
 
 LogicalResult mlir::moe::onnx_import::importStandardNode(NodeContext &node) {
   StringRef opType = node.node.op_type();
-  // Of com.microsoft, only the norms and activations ONNX Runtime's
-  // exporters and transformer optimiser emit around MoE blocks are handled
-  // here.
-  if (node.node.domain() == "com.microsoft" &&
-      !llvm::is_contained({"SimplifiedLayerNormalization",
-                           "SkipLayerNormalization",
-                           "SkipSimplifiedLayerNormalization", "Gelu",
-                           "FastGelu", "BiasGelu", "QuickGelu"},
-                          opType))
-    return node.fail("op is not supported yet");
+  // Of com.microsoft, the ops of ONNX Runtime's model builder (attention,
+  // rotary embedding, 4-bit weights), and the norms and activations its
+  // exporters and transformer optimiser emit around MoE blocks.
+  if (node.node.domain() == "com.microsoft") {
+    if (NodeImporter importer = lookupContribImporter(opType))
+      return importer(node);
+    if (!llvm::is_contained({"SimplifiedLayerNormalization",
+                             "SkipLayerNormalization",
+                             "SkipSimplifiedLayerNormalization", "Gelu",
+                             "FastGelu", "BiasGelu", "QuickGelu"},
+                            opType))
+      return node.fail("op is not supported yet");
+  }
   for (auto lookup : {lookupElementwiseImporter, lookupShapeImporter,
                       lookupComputeImporter, lookupIndexingImporter})
     if (NodeImporter importer = lookup(opType))
@@ -385,6 +388,19 @@ Value mlir::moe::onnx_import::reshapeTo(OpBuilder &b, Location loc,
       if (srcType.getRank() > dstType.getRank())
         return tensor::CollapseShapeOp::create(b, loc, dstType, value,
                                                *reassociation);
+      // A static size expanded into a group with a size known only at run
+      // time (e.g. [64] -> [?, 64] where ? is a computed 1): expand_shape
+      // wants the source size dynamic too.
+      SmallVector<int64_t> srcShape(srcType.getShape());
+      for (auto [i, group] : llvm::enumerate(*reassociation))
+        if (llvm::any_of(group, [&](int64_t d) {
+              return dstType.isDynamicDim(d);
+            }))
+          srcShape[i] = ShapedType::kDynamic;
+      if (srcShape != srcType.getShape())
+        value = tensor::CastOp::create(
+            b, loc, RankedTensorType::get(srcShape, srcType.getElementType()),
+            value);
       return tensor::ExpandShapeOp::create(b, loc, dstType, value,
                                            *reassociation, sizes);
     }
@@ -419,6 +435,12 @@ Value mlir::moe::onnx_import::reshapeTo(OpBuilder &b, Location loc,
     return flat.getType() == dstType
                ? flat
                : tensor::CastOp::create(b, loc, dstType, flat).getResult();
+  if (!dstType.hasStaticShape() &&
+      !cast<RankedTensorType>(flat.getType()).isDynamicDim(0))
+    flat = tensor::CastOp::create(
+        b, loc,
+        RankedTensorType::get({ShapedType::kDynamic}, srcType.getElementType()),
+        flat);
   ReassociationIndices all = llvm::to_vector(llvm::seq<int64_t>(0, dstRank));
   return tensor::ExpandShapeOp::create(b, loc, dstType, flat,
                                        ArrayRef<ReassociationIndices>{all},

@@ -1,9 +1,10 @@
 //===- StandardOps.h - Helpers shared by the ai.onnx importers --*- C++ -*-===//
 //
 // The ai.onnx importers are split by kind (StandardOpsElementwise.cpp,
-// StandardOpsShape.cpp, StandardOpsCompute.cpp, StandardOpsIndexing.cpp);
-// each exposes a lookup from op_type to importer, and StandardOps.cpp
-// dispatches through them. The helpers here build the pieces they share:
+// StandardOpsShape.cpp, StandardOpsCompute.cpp, StandardOpsIndexing.cpp),
+// the com.microsoft ones of ONNX Runtime's model builder live in
+// ContribOps.cpp; each exposes a lookup from op_type to importer, and
+// StandardOps.cpp dispatches through them. The helpers here build the pieces they share:
 // broadcasting elementwise linalg.generic ops, reductions, and import-time
 // evaluation of the shape arithmetic exporters spell out as graph nodes
 // (small integer constants, and shape vectors holding dynamic sizes).
@@ -28,6 +29,9 @@ NodeImporter lookupElementwiseImporter(llvm::StringRef opType);
 NodeImporter lookupShapeImporter(llvm::StringRef opType);
 NodeImporter lookupComputeImporter(llvm::StringRef opType);
 NodeImporter lookupIndexingImporter(llvm::StringRef opType);
+/// The com.microsoft ops of ONNX Runtime's model builder (ContribOps.cpp):
+/// GroupQueryAttention, RotaryEmbedding, MatMulNBits, GatherBlockQuantized.
+NodeImporter lookupContribImporter(llvm::StringRef opType);
 
 //===----------------------------------------------------------------------===//
 // Types and operands
@@ -113,6 +117,21 @@ Value buildReduction(OpBuilder &b, Location loc, Value input,
 Value buildWithReduced(OpBuilder &b, Location loc, Value input,
                        llvm::ArrayRef<int64_t> axes, ValueRange reduced,
                        Type resultElement, ScalarBody body);
+
+/// C[m, n] = sum_k A'[m, k] * B'[k, n] as one contraction linalg.generic
+/// whose maps read `a` and `bv` as stored (transposed or not). With transB
+/// and not transA it is the form the pipeline's register-tiled GEMM kernel
+/// (-moe-vectorize-contractions) matches.
+Value buildGemmContraction(OpBuilder &b, Location loc, Value a, Value bv,
+                           bool transA, bool transB);
+
+/// `a` [..., K] times the transpose of `weight` [N, K], [..., N]: a's
+/// leading dimensions are collapsed into rows, so that the product is the
+/// transposed-B GEMM the pipeline vectorises, and expanded back. When `a`
+/// has rank 1 or more than one dynamic leading dimension (which the expand
+/// back could not lower), one contraction generic over all of them instead.
+Value buildRowsTimesWeightNK(OpBuilder &b, Location loc, Value a,
+                             Value weight);
 
 /// `value` reshaped to `sizes` (keeping the element order); uses
 /// collapse_shape/expand_shape where the shapes allow it.

@@ -17,6 +17,7 @@
 #include "llvm/ADT/StringSwitch.h"
 
 #include <cstring>
+#include <map>
 #include <limits>
 
 using namespace mlir;
@@ -89,6 +90,90 @@ Value keepDims(OpBuilder &b, Location loc, Value input, ArrayRef<int64_t> axes,
   return reshapeTo(b, loc, reduced, sizes);
 }
 
+} // namespace
+
+Value mlir::moe::onnx_import::buildGemmContraction(OpBuilder &b, Location loc,
+                                                   Value a, Value bv,
+                                                   bool transA, bool transB) {
+  MLIRContext *ctx = b.getContext();
+  Type element = getElementTypeOrSelf(a.getType());
+  AffineExpr m, n, k;
+  bindDims(ctx, m, n, k);
+  SmallVector<AffineMap> maps = {
+      AffineMap::get(3, 0, transA ? ArrayRef{k, m} : ArrayRef{m, k}, ctx),
+      AffineMap::get(3, 0, transB ? ArrayRef{n, k} : ArrayRef{k, n}, ctx),
+      AffineMap::get(3, 0, {m, n}, ctx)};
+  Value init = filledTensor(
+      b, loc,
+      {tensor::getMixedSize(b, loc, a, transA ? 1 : 0),
+       tensor::getMixedSize(b, loc, bv, transB ? 0 : 1)},
+      element, 0.0);
+  return linalg::GenericOp::create(
+             b, loc, init.getType(), ValueRange{a, bv}, init, maps,
+             {utils::IteratorType::parallel, utils::IteratorType::parallel,
+              utils::IteratorType::reduction},
+             [](OpBuilder &nb, Location nl, ValueRange args) {
+               linalg::YieldOp::create(
+                   nb, nl,
+                   add(nb, nl, args[2], mul(nb, nl, args[0], args[1])));
+             })
+      .getResult(0);
+}
+
+Value mlir::moe::onnx_import::buildRowsTimesWeightNK(OpBuilder &b, Location loc,
+                                                     Value a, Value weight) {
+  auto aType = cast<RankedTensorType>(a.getType());
+  int64_t rank = aType.getRank();
+  SmallVector<OpFoldResult> aSizes = mixedSizes(b, loc, a);
+  if (rank < 2 ||
+      llvm::count_if(aType.getShape().drop_back(), ShapedType::isDynamic) > 1) {
+    // One contraction over every leading dimension instead.
+    MLIRContext *ctx = b.getContext();
+    int64_t loops = rank + 1;
+    SmallVector<AffineExpr> aExprs, outExprs;
+    for (int64_t d = 0; d < rank - 1; ++d) {
+      aExprs.push_back(getAffineDimExpr(d, ctx));
+      outExprs.push_back(getAffineDimExpr(d, ctx));
+    }
+    AffineExpr n = getAffineDimExpr(rank - 1, ctx), k = getAffineDimExpr(rank, ctx);
+    aExprs.push_back(k);
+    outExprs.push_back(n);
+    SmallVector<OpFoldResult> sizes(ArrayRef<OpFoldResult>(aSizes).drop_back());
+    sizes.push_back(tensor::getMixedSize(b, loc, weight, 0));
+    Value init = filledTensor(b, loc, sizes, aType.getElementType(), 0.0);
+    SmallVector<utils::IteratorType> iterators(loops - 1,
+                                               utils::IteratorType::parallel);
+    iterators.push_back(utils::IteratorType::reduction);
+    return linalg::GenericOp::create(
+               b, loc, init.getType(), ValueRange{a, weight}, init,
+               {AffineMap::get(loops, 0, aExprs, ctx),
+                AffineMap::get(loops, 0, {n, k}, ctx),
+                AffineMap::get(loops, 0, outExprs, ctx)},
+               iterators,
+               [](OpBuilder &nb, Location nl, ValueRange args) {
+                 linalg::YieldOp::create(
+                     nb, nl,
+                     add(nb, nl, args[2], mul(nb, nl, args[0], args[1])));
+               })
+        .getResult(0);
+  }
+  Value rows = a;
+  if (rank > 2) {
+    ReassociationIndices lead = llvm::to_vector(llvm::seq<int64_t>(0, rank - 1));
+    rows = tensor::CollapseShapeOp::create(
+        b, loc, a, ArrayRef<ReassociationIndices>{lead, {rank - 1}});
+  }
+  Value product = buildGemmContraction(b, loc, rows, weight,
+                                       /*transA=*/false, /*transB=*/true);
+  if (rank == 2)
+    return product;
+  SmallVector<OpFoldResult> sizes(ArrayRef<OpFoldResult>(aSizes).drop_back());
+  sizes.push_back(tensor::getMixedSize(b, loc, product, 1));
+  return reshapeTo(b, loc, product, sizes);
+}
+
+namespace {
+
 //===----------------------------------------------------------------------===//
 // MatMul, Gemm
 //===----------------------------------------------------------------------===//
@@ -118,36 +203,6 @@ Value transposeConstant(OpBuilder &b, Location loc, DenseElementsAttr dense) {
       b, loc, DenseElementsAttr::getFromRawBuffer(transposedType, dst));
 }
 
-/// C[m, n] = sum_k A'[m, k] * B'[k, n] as one contraction generic whose
-/// maps read A and B as stored (transposed or not). With transB and not
-/// transA it is the form the pipeline's register-tiled GEMM kernel matches.
-Value buildGemmContraction(OpBuilder &b, Location loc, Value a, Value bv,
-                           bool transA, bool transB) {
-  MLIRContext *ctx = b.getContext();
-  Type element = getElementTypeOrSelf(a.getType());
-  AffineExpr m, n, k;
-  bindDims(ctx, m, n, k);
-  SmallVector<AffineMap> maps = {
-      AffineMap::get(3, 0, transA ? ArrayRef{k, m} : ArrayRef{m, k}, ctx),
-      AffineMap::get(3, 0, transB ? ArrayRef{n, k} : ArrayRef{k, n}, ctx),
-      AffineMap::get(3, 0, {m, n}, ctx)};
-  Value init = filledTensor(
-      b, loc,
-      {tensor::getMixedSize(b, loc, a, transA ? 1 : 0),
-       tensor::getMixedSize(b, loc, bv, transB ? 0 : 1)},
-      element, 0.0);
-  return linalg::GenericOp::create(
-             b, loc, init.getType(), ValueRange{a, bv}, init, maps,
-             {utils::IteratorType::parallel, utils::IteratorType::parallel,
-              utils::IteratorType::reduction},
-             [](OpBuilder &nb, Location nl, ValueRange args) {
-               linalg::YieldOp::create(
-                   nb, nl,
-                   add(nb, nl, args[2], mul(nb, nl, args[0], args[1])));
-             })
-      .getResult(0);
-}
-
 /// MatMul by a constant [K, N] weight: the weight is transposed at import
 /// and A's leading dimensions are collapsed into rows, so that the product
 /// is the transposed-B GEMM the pipeline vectorises. Null when A does not
@@ -159,28 +214,13 @@ Value buildConstantWeightMatmul(OpBuilder &b, Location loc, Value a,
   DenseElementsAttr dense = getConstantAttr(weight);
   int64_t rank = aType.getRank();
   if (!dense || !isFloatType(aType.getElementType()) || rank < 2 ||
-      cast<RankedTensorType>(weight.getType()).getRank() != 2)
-    return {};
-  ArrayRef<int64_t> leading = aType.getShape().drop_back();
-  if (llvm::count_if(leading, ShapedType::isDynamic) > 1)
+      cast<RankedTensorType>(weight.getType()).getRank() != 2 ||
+      llvm::count_if(aType.getShape().drop_back(), ShapedType::isDynamic) > 1)
     return {};
   Value transposed = transposeConstant(b, loc, dense);
   if (!transposed)
     return {};
-  SmallVector<OpFoldResult> aSizes = mixedSizes(b, loc, a);
-  Value rows = a;
-  if (rank > 2) {
-    ReassociationIndices lead = llvm::to_vector(llvm::seq<int64_t>(0, rank - 1));
-    rows = tensor::CollapseShapeOp::create(
-        b, loc, a, ArrayRef<ReassociationIndices>{lead, {rank - 1}});
-  }
-  Value product = buildGemmContraction(b, loc, rows, transposed,
-                                       /*transA=*/false, /*transB=*/true);
-  if (rank == 2)
-    return product;
-  SmallVector<OpFoldResult> sizes(ArrayRef<OpFoldResult>(aSizes).drop_back());
-  sizes.push_back(tensor::getMixedSize(b, loc, product, 1));
-  return reshapeTo(b, loc, product, sizes);
+  return buildRowsTimesWeightNK(b, loc, a, transposed);
 }
 
 /// C[batch..., m, n] = sum_k A[batch..., m, k] * B[batch..., k, n] with
@@ -307,6 +347,196 @@ LogicalResult importMatMul(NodeContext &node) {
     *result = reshapeTo(b, loc, *result, sizes);
   }
   node.setOutput(0, *result);
+  return success();
+}
+
+/// Einsum: one linalg.generic whose loops are the equation's labels, the
+/// output's first (parallel) and then the summed ones (reduction); each
+/// input's map lists its labels' loops (a repeated label reads a diagonal,
+/// an ellipsis dimension of static size 1 broadcasts), and the body
+/// accumulates the product of the inputs.
+LogicalResult importEinsum(NodeContext &node) {
+  if (failed(node.checkAttributes({"equation"})))
+    return failure();
+  std::optional<std::string> attr = node.stringAttr("equation");
+  if (!attr)
+    return node.fail("needs an equation");
+  std::string equation;
+  for (char c : *attr)
+    if (c != ' ')
+      equation.push_back(c);
+  StringRef lhs = equation, rhs;
+  bool explicitOutput = false;
+  if (size_t arrow = equation.find("->"); arrow != std::string::npos) {
+    lhs = StringRef(equation).take_front(arrow);
+    rhs = StringRef(equation).drop_front(arrow + 2);
+    explicitOutput = true;
+  }
+  SmallVector<StringRef> terms;
+  lhs.split(terms, ',');
+  if ((int)terms.size() != node.numInputs() || terms.empty())
+    return node.fail("equation '" + *attr + "' names " + Twine(terms.size()) +
+                     " inputs but the node has " + Twine(node.numInputs()));
+
+  // A term as its labels, with the ellipsis as '.' (one entry).
+  auto parseTerm = [&](StringRef term,
+                       SmallVector<char> &labels) -> LogicalResult {
+    for (size_t i = 0; i < term.size(); ++i) {
+      if (term.substr(i).starts_with("...")) {
+        if (llvm::is_contained(labels, '.'))
+          return node.fail("term '" + term + "' has two ellipses");
+        labels.push_back('.');
+        i += 2;
+      } else if (llvm::isAlpha(term[i])) {
+        labels.push_back(term[i]);
+      } else {
+        return node.fail("equation '" + *attr + "' has an invalid character '" +
+                         Twine(term[i]) + "'");
+      }
+    }
+    return success();
+  };
+
+  SmallVector<Value> inputs;
+  SmallVector<RankedTensorType> types;
+  SmallVector<SmallVector<char>> inputLabels(terms.size());
+  int64_t ellipsisRank = 0;
+  for (auto [i, term] : llvm::enumerate(terms)) {
+    auto operand = rankedInput(node, i);
+    if (failed(operand) || failed(parseTerm(term, inputLabels[i])))
+      return failure();
+    inputs.push_back(operand->first);
+    types.push_back(operand->second);
+    if (operand->second.getElementType() != types[0].getElementType())
+      return node.fail("inputs have different element types");
+    int64_t named = llvm::count_if(inputLabels[i], [](char c) { return c != '.'; });
+    bool hasEllipsis = llvm::is_contained(inputLabels[i], '.');
+    int64_t rank = operand->second.getRank();
+    if (rank < named || (!hasEllipsis && rank != named))
+      return node.fail("term '" + term + "' does not match input " + Twine(i) +
+                       " of rank " + Twine(rank));
+    ellipsisRank = std::max(ellipsisRank, rank - named);
+  }
+  Type element = types[0].getElementType();
+  if (failed(checkNumeric(node, element, "input 0")))
+    return failure();
+
+  // Output labels: given, or (implicit form) the ellipsis then every label
+  // used once, alphabetically.
+  SmallVector<char> outLabels;
+  if (explicitOutput) {
+    if (failed(parseTerm(rhs, outLabels)))
+      return failure();
+  } else {
+    outLabels.push_back('.');
+    std::map<char, int> uses;
+    for (auto &labels : inputLabels)
+      for (char c : labels)
+        if (c != '.')
+          ++uses[c];
+    for (auto [c, n] : uses)
+      if (n == 1)
+        outLabels.push_back(c);
+  }
+  bool anyEllipsis = llvm::any_of(inputLabels, [](auto &labels) {
+    return llvm::is_contained(labels, '.');
+  });
+  if (anyEllipsis && ellipsisRank > 0 && !llvm::is_contained(outLabels, '.'))
+    return node.fail("the output of '" + *attr +
+                     "' drops the ellipsis dimensions");
+
+  // Loops: output dimensions (the ellipsis expanded), then summed labels.
+  // Ellipsis dimension j is loop label -(j + 1).
+  SmallVector<int> loops;
+  auto expand = [&](ArrayRef<char> labels, int64_t ellipsisDims) {
+    SmallVector<int> dims;
+    for (char c : labels) {
+      if (c != '.') {
+        dims.push_back(c);
+        continue;
+      }
+      for (int64_t j = ellipsisRank - ellipsisDims; j < ellipsisRank; ++j)
+        dims.push_back(-int(j) - 1);
+    }
+    return dims;
+  };
+  SmallVector<int> outDims = expand(outLabels, ellipsisRank);
+  llvm::SmallDenseSet<int> outSet(outDims.begin(), outDims.end());
+  if (outSet.size() != outDims.size())
+    return node.fail("the output of '" + *attr + "' repeats a label");
+  loops = outDims;
+  SmallVector<SmallVector<int>> inputDims;
+  for (auto [i, labels] : llvm::enumerate(inputLabels)) {
+    int64_t named = llvm::count_if(labels, [](char c) { return c != '.'; });
+    inputDims.push_back(expand(labels, types[i].getRank() - named));
+    for (int d : inputDims.back())
+      if (!llvm::is_contained(loops, d)) {
+        if (d < 0)
+          return node.fail("ellipsis dimensions must appear in the output");
+        loops.push_back(d);
+      }
+  }
+  for (int d : outDims)
+    if (llvm::none_of(inputDims, [&](auto &dims) {
+          return llvm::is_contained(dims, d);
+        }))
+      return node.fail("output label '" + Twine(char(d)) +
+                       "' is not an input label");
+
+  // Each loop's size: the first input dimension with its label that is not
+  // a broadcast 1; static sizes must agree.
+  OpBuilder &b = node.builder();
+  Location loc = node.loc;
+  MLIRContext *ctx = b.getContext();
+  SmallVector<OpFoldResult> loopSizes(loops.size());
+  SmallVector<int64_t> staticLoop(loops.size(), ShapedType::kDynamic);
+  for (auto [i, dims] : llvm::enumerate(inputDims))
+    for (auto [axis, d] : llvm::enumerate(dims)) {
+      size_t l = llvm::find(loops, d) - loops.begin();
+      int64_t size = types[i].getDimSize(axis);
+      if (!ShapedType::isDynamic(size) && !ShapedType::isDynamic(staticLoop[l]) &&
+          size != staticLoop[l] && !(d < 0 && (size == 1 || staticLoop[l] == 1)))
+        return node.fail("label '" + (d < 0 ? Twine("...") : Twine(char(d))) +
+                         "' has sizes " + Twine(staticLoop[l]) + " and " +
+                         Twine(size));
+      if (!loopSizes[l] || (staticLoop[l] == 1 && size != 1)) {
+        loopSizes[l] = tensor::getMixedSize(b, loc, inputs[i], axis);
+        staticLoop[l] = size;
+      }
+    }
+
+  SmallVector<AffineMap> maps;
+  for (auto [i, dims] : llvm::enumerate(inputDims)) {
+    SmallVector<AffineExpr> exprs;
+    for (auto [axis, d] : llvm::enumerate(dims)) {
+      size_t l = llvm::find(loops, d) - loops.begin();
+      bool broadcast = d < 0 && types[i].getDimSize(axis) == 1 &&
+                       staticLoop[l] != 1;
+      exprs.push_back(broadcast ? getAffineConstantExpr(0, ctx)
+                                : getAffineDimExpr(l, ctx));
+    }
+    maps.push_back(AffineMap::get(loops.size(), 0, exprs, ctx));
+  }
+  SmallVector<AffineExpr> outExprs;
+  SmallVector<OpFoldResult> outSizes;
+  for (size_t l = 0; l < outDims.size(); ++l) {
+    outExprs.push_back(getAffineDimExpr(l, ctx));
+    outSizes.push_back(loopSizes[l]);
+  }
+  maps.push_back(AffineMap::get(loops.size(), 0, outExprs, ctx));
+  SmallVector<utils::IteratorType> iterators(loops.size(),
+                                             utils::IteratorType::reduction);
+  std::fill_n(iterators.begin(), outDims.size(), utils::IteratorType::parallel);
+  Value init = filledTensor(b, loc, outSizes, element, 0.0);
+  auto generic = linalg::GenericOp::create(
+      b, loc, init.getType(), inputs, init, maps, iterators,
+      [&](OpBuilder &nb, Location nl, ValueRange args) {
+        Value product = args[0];
+        for (Value v : args.drop_front().drop_back())
+          product = mul(nb, nl, product, v);
+        linalg::YieldOp::create(nb, nl, add(nb, nl, args.back(), product));
+      });
+  node.setOutput(0, generic.getResult(0));
   return success();
 }
 
@@ -909,6 +1139,7 @@ LogicalResult importSkipLayerNorm(NodeContext &node) {
 NodeImporter mlir::moe::onnx_import::lookupComputeImporter(StringRef opType) {
   return llvm::StringSwitch<NodeImporter>(opType)
       .Case("MatMul", importMatMul)
+      .Case("Einsum", importEinsum)
       .Case("Gemm", importGemm)
       .Case("Softmax", importSoftmax<false>)
       .Case("LogSoftmax", importSoftmax<true>)

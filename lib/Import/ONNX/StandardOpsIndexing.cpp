@@ -224,6 +224,67 @@ LogicalResult importGatherElements(NodeContext &node) {
   return success();
 }
 
+/// GatherND: output[b..., i..., r...] = data[b..., indices[b..., i..., :],
+/// r...] with the first `batch_dims` dimensions shared; one generic whose
+/// body reads the index tuple, then the data element.
+LogicalResult importGatherND(NodeContext &node) {
+  if (failed(checkInputCount(node, 2, 2)) ||
+      failed(node.checkAttributes({"batch_dims"})))
+    return failure();
+  auto data = rankedInput(node, 0), indices = rankedInput(node, 1);
+  if (failed(data) || failed(indices) ||
+      failed(checkIndices(node, indices->second)))
+    return failure();
+  int64_t r = data->second.getRank(), q = indices->second.getRank();
+  int64_t batch = node.intAttr("batch_dims", 0);
+  if (r < 1 || q < 1)
+    return node.fail("data and indices must have rank >= 1");
+  int64_t m = indices->second.getShape().back();
+  if (ShapedType::isDynamic(m))
+    return node.fail("the last dimension of indices must be static");
+  if (batch < 0 || batch >= q || batch >= r || batch + m > r)
+    return node.fail("batch_dims " + Twine(batch) + " and index length " +
+                     Twine(m) + " do not fit data of rank " + Twine(r) +
+                     " and indices of rank " + Twine(q));
+  OpBuilder &b = node.builder();
+  Location loc = node.loc;
+  MLIRContext *ctx = b.getContext();
+  SmallVector<OpFoldResult> dataSizes = mixedSizes(b, loc, data->first);
+  SmallVector<OpFoldResult> idxSizes = mixedSizes(b, loc, indices->first);
+  // Output: data's batch dims, indices' middle dims, data's trailing dims.
+  SmallVector<OpFoldResult> sizes(idxSizes.begin(), idxSizes.end() - 1);
+  sizes.append(dataSizes.begin() + batch + m, dataSizes.end());
+  int64_t rank = sizes.size();
+  Value init =
+      emptyTensor(b, loc, sizes, data->second.getElementType());
+  SmallVector<utils::IteratorType> iterators(rank,
+                                             utils::IteratorType::parallel);
+  auto generic = linalg::GenericOp::create(
+      b, loc, init.getType(), ValueRange(), init,
+      {AffineMap::getMultiDimIdentityMap(rank, ctx)}, iterators,
+      [&](OpBuilder &nb, Location nl, ValueRange) {
+        SmallVector<Value> loops;
+        for (int64_t d = 0; d < rank; ++d)
+          loops.push_back(linalg::IndexOp::create(nb, nl, d));
+        // indices[loops[0 .. q-2], j] for each j < m.
+        SmallVector<Value> at(loops.begin(), loops.begin() + batch);
+        SmallVector<Value> idxAt(loops.begin(), loops.begin() + q - 1);
+        idxAt.push_back(Value());
+        for (int64_t j = 0; j < m; ++j) {
+          idxAt.back() = arith::ConstantIndexOp::create(nb, nl, j);
+          Value i = tensor::ExtractOp::create(nb, nl, indices->first, idxAt);
+          at.push_back(normalizeIndex(
+              nb, nl, i, indexValue(nb, nl, dataSizes[batch + j])));
+        }
+        at.append(loops.begin() + q - 1, loops.end());
+        linalg::YieldOp::create(
+            nb, nl,
+            tensor::ExtractOp::create(nb, nl, data->first, at).getResult());
+      });
+  node.setOutput(0, generic.getResult(0));
+  return success();
+}
+
 LogicalResult importOneHot(NodeContext &node) {
   if (failed(checkInputCount(node, 3, 3)) ||
       failed(node.checkAttributes({"axis"})))
@@ -522,6 +583,7 @@ NodeImporter mlir::moe::onnx_import::lookupIndexingImporter(StringRef opType) {
   return llvm::StringSwitch<NodeImporter>(opType)
       .Case("TopK", importTopK)
       .Case("GatherElements", importGatherElements)
+      .Case("GatherND", importGatherND)
       .Case("OneHot", importOneHot)
       .Case("ScatterElements", importScatterElements)
       .Case("ScatterND", importScatterND)

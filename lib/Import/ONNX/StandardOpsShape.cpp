@@ -14,8 +14,10 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Utils/IndexingUtils.h"
+#include "mlir/Interfaces/ValueBoundsOpInterface.h"
 #include "llvm/ADT/StringSwitch.h"
 #include "llvm/Support/MathExtras.h"
 
@@ -579,27 +581,51 @@ LogicalResult importDropout(NodeContext &node) {
 LogicalResult importRange(NodeContext &node) {
   if (failed(checkInputCount(node, 3, 3)) || failed(node.checkAttributes({})))
     return failure();
-  SmallVector<OpFoldResult> scalars;
-  // Named: a braced list in the range-for would die before the loop body
-  // reads `what`.
-  const StringRef names[] = {"start", "limit", "delta"};
-  for (auto [i, what] : llvm::enumerate(names)) {
-    FailureOr<SmallVector<OpFoldResult>> entries = shapeInput(node, i, what);
-    if (failed(entries))
-      return failure();
-    if (entries->size() != 1)
-      return node.fail(what + " must be a scalar");
-    scalars.push_back((*entries)[0]);
-  }
-  std::optional<int64_t> s = getConstantIntValue(scalars[0]),
-                         l = getConstantIntValue(scalars[1]),
-                         d = getConstantIntValue(scalars[2]);
-  if (!s || !d || *d == 0)
-    return node.fail("start and delta must be constants, delta nonzero");
-  Type element = cast<ShapedType>(node.input(0)->getType()).getElementType();
   OpBuilder &b = node.builder();
   Location loc = node.loc;
-  if (l) {
+  // Each operand is a scalar: known at import (a constant, or a size of a
+  // dynamic dimension), or read from its tensor at run time (a limit
+  // computed from data, a float range).
+  static constexpr StringLiteral names[] = {"start", "limit", "delta"};
+  Type element;
+  SmallVector<OpFoldResult> known(3);
+  SmallVector<Value> scalars(3);
+  for (int i = 0; i < 3; ++i) {
+    FailureOr<std::pair<Value, RankedTensorType>> operand = rankedInput(node, i);
+    if (failed(operand))
+      return failure();
+    auto [value, type] = *operand;
+    if (type.getNumElements() != 1)
+      return node.fail(Twine(names[i]) + " must be a scalar, not " +
+                       typeName(type));
+    if (i == 0)
+      element = type.getElementType();
+    else if (type.getElementType() != element)
+      return node.fail(Twine(names[i]) + " has type " + typeName(type) +
+                       " but start has " + typeName(element));
+    std::optional<SmallVector<OpFoldResult>> entries;
+    if (isSignlessInt(element))
+      entries = getShapeVector(value);
+    if (entries && entries->size() == 1) {
+      known[i] = (*entries)[0];
+      continue;
+    }
+    SmallVector<Value> zeros(type.getRank(),
+                             arith::ConstantIndexOp::create(b, loc, 0));
+    scalars[i] = tensor::ExtractOp::create(b, loc, value, zeros);
+  }
+  if (!isSignlessInt(element) && !isFloatType(element))
+    return node.fail("unsupported element type " + typeName(element));
+
+  // All three known integers: a constant.
+  auto constantOf = [&](int i) {
+    return known[i] ? getConstantIntValue(known[i]) : std::nullopt;
+  };
+  std::optional<int64_t> s = constantOf(0), l = constantOf(1),
+                         d = constantOf(2);
+  if (d == 0)
+    return node.fail("delta is 0");
+  if (s && l && d) {
     int64_t count =
         std::max<int64_t>(0, (*l - *s + *d + (*d > 0 ? -1 : 1)) / *d);
     if (count > kMaxFoldElements)
@@ -610,29 +636,79 @@ LogicalResult importRange(NodeContext &node) {
     node.setOutput(0, createIntConstant(b, loc, {count}, element, values));
     return success();
   }
-  Value limit = cast<Value>(scalars[1]);
-  OpFoldResult count = limit;
-  if (*s != 0 || *d != 1) {
-    Value length = arith::SubIOp::create(
-        b, loc, limit, arith::ConstantIndexOp::create(b, loc, *s));
-    length = arith::CeilDivSIOp::create(
-        b, loc, length, arith::ConstantIndexOp::create(b, loc, *d));
-    count = arith::MaxSIOp::create(b, loc, length,
-                                   arith::ConstantIndexOp::create(b, loc, 0))
+
+  // Otherwise the length is max(ceil((limit - start) / delta), 0), computed
+  // at run time (index arithmetic for integers, so that sizes of dynamic
+  // dimensions stay visible to later shape folding).
+  OpFoldResult count;
+  if (isSignlessInt(element)) {
+    auto asIndex = [&](int i) -> Value {
+      if (known[i])
+        return getValueOrCreateConstantIndexOp(b, loc, known[i]);
+      return arith::IndexCastOp::create(b, loc, b.getIndexType(), scalars[i]);
+    };
+    Value start = asIndex(0), limit = asIndex(1), delta = asIndex(2);
+    // A forward range over sizes that provably does not run backwards
+    // (arange(past, past + seq)) has length (limit - start) / delta with no
+    // clamp, which keeps it an affine function of the input sizes.
+    bool nonNegative =
+        d > 0 && known[0] && known[1] &&
+        ValueBoundsConstraintSet::compare(
+            ValueBoundsConstraintSet::Variable(known[1]),
+            ValueBoundsConstraintSet::ComparisonOperator::GE,
+            ValueBoundsConstraintSet::Variable(known[0]));
+    if (s == 0 && d == 1) {
+      count = known[1] ? known[1] : OpFoldResult(limit);
+    } else if (nonNegative && d == 1) {
+      count = arith::SubIOp::create(b, loc, limit, start).getResult();
+    } else {
+      Value length = arith::CeilDivSIOp::create(
+          b, loc, arith::SubIOp::create(b, loc, limit, start), delta);
+      count = nonNegative
+                  ? OpFoldResult(length)
+                  : arith::MaxSIOp::create(
+                        b, loc, length,
+                        arith::ConstantIndexOp::create(b, loc, 0))
+                        .getResult();
+    }
+    for (int i = 0; i < 3; ++i)
+      if (!scalars[i])
+        scalars[i] = arith::IndexCastOp::create(
+            b, loc, element,
+            getValueOrCreateConstantIndexOp(b, loc, known[i]));
+  } else {
+    Value length = math::CeilOp::create(
+        b, loc,
+        arith::DivFOp::create(
+            b, loc, arith::SubFOp::create(b, loc, scalars[1], scalars[0]),
+            scalars[2]));
+    length = arith::MaximumFOp::create(b, loc, length,
+                                       createScalar(b, loc, element, 0.0));
+    count = arith::IndexCastOp::create(
+                b, loc, b.getIndexType(),
+                arith::FPToSIOp::create(b, loc, b.getI64Type(), length))
                 .getResult();
   }
   Value init = emptyTensor(b, loc, {count}, element);
+  Value start = scalars[0], delta = scalars[2];
   auto generic = linalg::GenericOp::create(
       b, loc, init.getType(), ValueRange(), init,
       {AffineMap::getMultiDimIdentityMap(1, b.getContext())},
       {utils::IteratorType::parallel},
       [&](OpBuilder &nb, Location nl, ValueRange) {
-        Value i = arith::IndexCastOp::create(
-            nb, nl, element, linalg::IndexOp::create(nb, nl, 0));
-        Value v = arith::AddIOp::create(
-            nb, nl, createScalar(nb, nl, element, double(*s)),
-            arith::MulIOp::create(nb, nl, i,
-                                  createScalar(nb, nl, element, double(*d))));
+        Value i = linalg::IndexOp::create(nb, nl, 0);
+        Value v;
+        if (isSignlessInt(element)) {
+          i = arith::IndexCastOp::create(nb, nl, element, i);
+          v = arith::AddIOp::create(nb, nl, start,
+                                    arith::MulIOp::create(nb, nl, i, delta));
+        } else {
+          i = arith::UIToFPOp::create(
+              nb, nl, element,
+              arith::IndexCastOp::create(nb, nl, nb.getI64Type(), i));
+          v = arith::AddFOp::create(nb, nl, start,
+                                    arith::MulFOp::create(nb, nl, i, delta));
+        }
         linalg::YieldOp::create(nb, nl, v);
       });
   node.setOutput(0, generic.getResult(0));
@@ -786,16 +862,75 @@ LogicalResult importConcat(NodeContext &node) {
   return success();
 }
 
+/// Slice starts or ends from the attribute `name` (older opsets) or input
+/// `i`: constants, or entries known only at run time (sizes of dynamic
+/// dimensions and arithmetic on them, e.g. x[:, :seq_len], or values
+/// computed from data).
+FailureOr<std::optional<SmallVector<OpFoldResult>>>
+boundsFromAttrOrInput(NodeContext &node, StringRef name, int i) {
+  if (auto attr = node.intsAttr(name))
+    return std::optional<SmallVector<OpFoldResult>>(
+        getAsIndexOpFoldResult(node.graph.getContext(), *attr));
+  FailureOr<Value> value = node.optionalInput(i);
+  if (failed(value))
+    return failure();
+  if (!*value)
+    return std::optional<SmallVector<OpFoldResult>>();
+  if (std::optional<SmallVector<OpFoldResult>> entries = getShapeVector(*value))
+    return entries;
+  // Computed from data: read the entries at run time.
+  auto type = dyn_cast<RankedTensorType>(value->getType());
+  if (!type || type.getRank() != 1 || type.isDynamicDim(0) ||
+      !isSignlessInt(type.getElementType()))
+    return node.fail(name + " must be a 1-D integer tensor of static length");
+  OpBuilder &b = node.builder();
+  SmallVector<OpFoldResult> entries;
+  for (int64_t i = 0; i < type.getDimSize(0); ++i) {
+    Value entry = tensor::ExtractOp::create(
+        b, node.loc, *value,
+        ValueRange{arith::ConstantIndexOp::create(b, node.loc, i)});
+    entries.push_back(
+        arith::IndexCastOp::create(b, node.loc, b.getIndexType(), entry)
+            .getResult());
+  }
+  return std::optional<SmallVector<OpFoldResult>>(entries);
+}
+
 /// The clamped start and end of an ONNX slice on a dimension of `size`, as
 /// OpFoldResults (static when `size` is): start in [0, size] and end in
 /// [0, size] going forward, start in [0, size - 1] and end in [-1, size - 1]
 /// going backward.
-std::pair<OpFoldResult, OpFoldResult> sliceBounds(OpBuilder &b, Location loc,
-                                                  OpFoldResult size,
-                                                  int64_t start, int64_t end,
-                                                  bool backward) {
+std::pair<OpFoldResult, OpFoldResult>
+sliceBounds(OpBuilder &b, Location loc, OpFoldResult size,
+            OpFoldResult startEntry, OpFoldResult endEntry, bool backward) {
   int64_t startHigh = backward ? -1 : 0, endLow = backward ? -1 : 0,
           endHigh = backward ? -1 : 0;
+  auto c = [&](int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); };
+  std::optional<int64_t> startConst = getConstantIntValue(startEntry),
+                         endConst = getConstantIntValue(endEntry);
+  if (!startConst || !endConst) {
+    // A bound known only at run time (a size of a dynamic dimension, or
+    // arithmetic on one): clamp at run time, negative counting from the end.
+    Value dim = getValueOrCreateConstantIndexOp(b, loc, size);
+    auto clampValue = [&](OpFoldResult entry, int64_t low,
+                          int64_t high) -> OpFoldResult {
+      if (std::optional<int64_t> i = getConstantIntValue(entry))
+        entry = b.getIndexAttr(std::clamp<int64_t>(
+            *i, std::numeric_limits<int32_t>::min(),
+            std::numeric_limits<int32_t>::max()));
+      Value v = getValueOrCreateConstantIndexOp(b, loc, entry);
+      Value wrapped = arith::AddIOp::create(b, loc, v, dim);
+      Value negative = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
+                                             v, c(0));
+      v = arith::SelectOp::create(b, loc, negative, wrapped, v);
+      v = arith::MinSIOp::create(b, loc, v,
+                                 arith::AddIOp::create(b, loc, dim, c(high)));
+      return arith::MaxSIOp::create(b, loc, v, c(low)).getResult();
+    };
+    return {clampValue(startEntry, 0, startHigh),
+            clampValue(endEntry, endLow, endHigh)};
+  }
+  int64_t start = *startConst, end = *endConst;
   if (std::optional<int64_t> n = getConstantIntValue(size)) {
     auto clampIndex = [&](int64_t i, int64_t low, int64_t high) {
       if (i < 0)
@@ -806,7 +941,6 @@ std::pair<OpFoldResult, OpFoldResult> sliceBounds(OpBuilder &b, Location loc,
             b.getIndexAttr(clampIndex(end, endLow, endHigh))};
   }
   Value dim = cast<Value>(size);
-  auto c = [&](int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); };
   // The whole dimension, forward (0 .. INT_MAX) or backward (-1 or INT_MAX
   // .. INT_MIN) as exporters write it, needs no clamping; keeping it exact
   // keeps the result size provably the input's.
@@ -844,8 +978,8 @@ LogicalResult importSlice(NodeContext &node) {
   auto data = rankedInput(node, 0);
   if (failed(data))
     return failure();
-  auto starts = intsFromAttrOrInput(node, "starts", 1);
-  auto ends = intsFromAttrOrInput(node, "ends", 2);
+  auto starts = boundsFromAttrOrInput(node, "starts", 1);
+  auto ends = boundsFromAttrOrInput(node, "ends", 2);
   auto axes = intsFromAttrOrInput(node, "axes", 3);
   FailureOr<std::optional<SmallVector<int64_t>>> steps =
       std::optional<SmallVector<int64_t>>();

@@ -22,6 +22,18 @@ func.func @route(%logits: tensor<?x8xf32>) -> (tensor<?x2xf32>, tensor<?x2xi32>)
 
 // -----
 
+// A static token count (a static export): results are allocated without
+// dynamic sizes.
+// CHECK-LABEL: func.func @route_static
+// CHECK:         memref.alloc() : memref<8x2xf32>
+// CHECK:         memref.alloc() : memref<8x2xi32>
+func.func @route_static(%logits: tensor<8x8xf32>) -> (tensor<8x2xf32>, tensor<8x2xi32>) {
+  %w, %ids = moe.route %logits {k = 2 : i64, normalize} : tensor<8x8xf32> -> tensor<8x2xf32>, tensor<8x2xi32>
+  return %w, %ids : tensor<8x2xf32>, tensor<8x2xi32>
+}
+
+// -----
+
 // Dispatch: count per expert, then place in token order, then gather; no
 // barriers or atomics.
 // CHECK-LABEL: func.func @dispatch

@@ -10,7 +10,7 @@ KIND: initializers  weights and biases as initializers, 3-D input, swiglu
       sparse_mixer  use_sparse_mixer = 1, weights as graph inputs; also
                     writes OUT.<input>.npy for every graph input
       sparse_mixer_k3  use_sparse_mixer = 1 with k = 3 (invalid)
-      unknown_op    a lone Einsum node (not supported yet)
+      unknown_op    a lone Det node (not supported)
 """
 import os
 import sys
@@ -27,11 +27,10 @@ def main():
     rng = np.random.default_rng(7)
     f32 = TensorProto.FLOAT
     if kind == "unknown_op":
-        node = helper.make_node("Einsum", ["x"], ["y"], name="act",
-                                equation="i->i")
+        node = helper.make_node("Det", ["x"], ["y"], name="act")
         graph = helper.make_graph(
-            [node], "einsum", [helper.make_tensor_value_info("x", f32, [2])],
-            [helper.make_tensor_value_info("y", f32, [2])])
+            [node], "det", [helper.make_tensor_value_info("x", f32, [2, 2])],
+            [helper.make_tensor_value_info("y", f32, [])])
         save(helper.make_model(graph), out)
         return
     swiglu = kind != "inputs"

@@ -703,6 +703,103 @@ def extras_dynamic(m):
     m.output(m.node("CumSum", [x, m.const("zero", ints(0))], ["cumsum"]))
 
 
+@case
+def einsum(m):
+    # The contractions torch exports as Einsum: outer products (RoPE's
+    # torch.outer / einsum("i,j->ij")), attention scores, batched matmuls,
+    # implicit outputs, diagonals, traces, ellipses with broadcasting.
+    v = m.input("v", rand([5], 1))
+    w = m.input("w", rand([3], 2))
+    q = m.input("q", rand([2, 3, 4, 8], 3))
+    k = m.input("k", rand([2, 3, 6, 8], 4))
+    a = m.input("a", rand([4, 5], 5))
+    b = m.input("b", rand([5, 6], 6))
+    sq = m.input("sq", rand([4, 4], 7))
+    e1 = m.input("e1", rand([2, 1, 4, 5], 8))
+    e2 = m.input("e2", rand([2, 3, 5, 6], 9))
+    bil = m.input("bil", rand([3, 5, 5], 10))
+    for name, ins, eq in (("outer", [v, w], "i,j->ij"),
+                          ("scores", [q, k], "bhqd,bhkd->bhqk"),
+                          ("matmul_implicit", [a, b], "ij,jk"),
+                          ("transpose", [q], "bhqd->bqhd"),
+                          ("diag", [sq], "ii->i"),
+                          ("trace", [sq], "ii"),
+                          ("dot", [v, v], "i,i->"),
+                          ("sum_all", [a], "ij->"),
+                          ("ellipsis", [e1, e2], "...ij,...jk->...ik"),
+                          ("bilinear", [a, bil, b], "ik,jlk,lm->ijm")):
+        m.output(m.node("Einsum", ins, [name], equation=eq))
+
+
+@case
+def einsum_dynamic(m):
+    # RoPE's angle table for a symbolic sequence length.
+    t = m.input("t", rand([7], 1), ["S"])
+    inv = m.const("inv", rand([4], 2, 0.0, 1.0))
+    m.output(m.node("Einsum", [t, inv], ["freqs"], equation="i,j->ij"))
+    x = m.input("x", rand([2, 7, 8], 3), ["B", "S", 8])
+    m.output(m.node("Einsum", [x, x], ["gram"], equation="bsd,btd->bst"))
+
+
+@case
+def bad_einsum(m):
+    x = m.input("x", rand([2, 3], 1))
+    m.output(m.node("Einsum", [x], ["y"], equation="ijk->ij"))
+
+
+@case
+def range_dynamic(m):
+    # Range bounds known only at run time: a limit computed from data
+    # (int64), a start from a symbolic size, and a float range. Results whose
+    # length depends on data cannot be graph outputs (the caller allocates
+    # outputs from the manifest): their sums and sums of squares are.
+    x = m.input("x", rand([6, 4], 1), ["S", 4])
+    limit = m.input("limit", ints(5))
+    start = m.node("Gather", [m.node("Shape", [x], ["shape"]),
+                              m.const("zero", ints(0))], ["s0"])
+
+    def summed(value, name, dtype=i64):
+        m.output(m.node("ReduceSum", [value], [name + "_sum"], keepdims=0), dtype)
+        square = m.node("Mul", [value, value], [name + "_sq"])
+        m.output(m.node("ReduceSum", [square], [name + "_sumsq"], keepdims=0), dtype)
+
+    lim = m.node("Add", [limit, m.const("two", ints(2))], ["lim"])
+    summed(m.node("Range", [m.const("one", ints(1)), lim, m.const("d2", ints(2))],
+                  ["r_data"]), "r_data")
+    end = m.node("Mul", [start, m.const("three", ints(3))], ["end"])
+    m.output(m.node("Range", [start, end, m.const("d1", ints(1))], ["r_shape"]), i64)
+    fstart = m.input("fstart", np.array(0.5, np.float32))
+    summed(m.node("Range", [fstart, m.const("flimit", np.array(-2.0, np.float32)),
+                            m.const("fdelta", np.array(-0.75, np.float32))],
+                  ["r_float"]), "r_float", f32)
+    # Slices whose bounds are computed from a symbolic size (x[:S - 2]) or
+    # from data (x[-(S - 2) + limit - 5:], Neg not being shape arithmetic).
+    end1 = m.node("Sub", [m.node("Unsqueeze", [start, m.const("ax0", ints([0]))], ["s1"]),
+                          m.const("two1", ints([2]))], ["end1"])
+    head = m.node("Slice", [x, m.const("st", ints([0])), end1, m.const("ax", ints([0]))],
+                  ["head"])
+    summed(head, "head", f32)
+    shift = m.node("Sub", [m.node("Unsqueeze", [limit, m.const("ax2", ints([0]))], ["l1"]),
+                           m.const("five", ints([5]))], ["shift"])
+    neg = m.node("Add", [m.node("Neg", [end1], ["negend"]), shift], ["tailstart"])
+    tail = m.node("Slice", [x, neg, m.const("big", ints([1 << 62])),
+                            m.const("ax1", ints([0]))], ["tail"])
+    summed(tail, "tail", f32)
+
+
+@case
+def gathernd(m):
+    data = m.input("data", rand([3, 4, 5], 1))
+    idx = m.input("idx", ints([[0, 1], [2, 3], [-1, 0]]))
+    m.output(m.node("GatherND", [data, idx], ["rows"]))
+    one = m.input("one", ints([[1], [0], [2], [1]]))
+    m.output(m.node("GatherND", [data, one], ["planes"]))
+    batch = m.input("batch", ints([[[1, 4]], [[0, 0]], [[3, 2]]]))
+    m.output(m.node("GatherND", [data, batch], ["batched"], batch_dims=1))
+    full = m.input("full", ints([[2, 3, 4], [0, 0, 0]]))
+    m.output(m.node("GatherND", [data, full], ["elements"]))
+
+
 # --- Group 3: TopK, gathers and scatters, OneHot, NonZero ------------------
 
 @case

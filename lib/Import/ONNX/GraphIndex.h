@@ -1,0 +1,129 @@
+//===- GraphIndex.h - Producers, consumers, constants of an ONNX graph ---===//
+//
+// Shared by the matchers that raise decomposed MoE blocks (Raising.cpp) and
+// the evaluator that checks what a matched subgraph computes
+// (GraphEvaluator.cpp): both walk the ONNX graph before it is imported.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_MLIR_LIB_IMPORT_ONNX_GRAPHINDEX_H
+#define MOE_MLIR_LIB_IMPORT_ONNX_GRAPHINDEX_H
+
+#include "GraphImporter.h"
+
+#include "mlir/Support/LLVM.h"
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/SmallVector.h"
+#include "llvm/ADT/StringMap.h"
+
+#include <cstring>
+#include <optional>
+
+#include <onnx/onnx_pb.h>
+
+namespace mlir::moe::onnx_import {
+
+using onnx::NodeProto;
+
+/// Producers, consumers and constants of one ONNX graph.
+class GraphIndex {
+public:
+  explicit GraphIndex(const onnx::GraphProto &graph, int64_t opset = 17)
+      : graph(graph), opset(opset) {
+    for (const auto &t : graph.initializer())
+      constants[t.name()] = &t;
+    for (const auto &[i, node] : llvm::enumerate(graph.node())) {
+      for (const std::string &out : node.output())
+        producers[out] = &node;
+      for (const std::string &in : node.input())
+        if (!in.empty())
+          consumers[in].push_back(&node);
+      if (node.op_type() == "Constant" && node.domain().empty() &&
+          node.output_size() == 1)
+        if (const onnx::AttributeProto *a = findAttribute(node, "value"))
+          constants[node.output(0)] = &a->t();
+    }
+  }
+
+  const NodeProto *producer(const std::string &name) const {
+    auto it = producers.find(name);
+    return it == producers.end() ? nullptr : it->second;
+  }
+  ArrayRef<const NodeProto *> users(const std::string &name) const {
+    auto it = consumers.find(name);
+    return it == consumers.end() ? ArrayRef<const NodeProto *>()
+                                 : ArrayRef<const NodeProto *>(it->second);
+  }
+  const onnx::TensorProto *constant(const std::string &name) const {
+    auto it = constants.find(name);
+    return it == constants.end() ? nullptr : it->second;
+  }
+  bool isInitializer(const std::string &name) const {
+    const onnx::TensorProto *t = constant(name);
+    return t && !producer(name);
+  }
+  /// The integer contents of a small int64/int32 constant.
+  std::optional<SmallVector<int64_t>> ints(const std::string &name) const {
+    const onnx::TensorProto *t = constant(name);
+    if (!t)
+      return std::nullopt;
+    // Raw little-endian data of `width`-byte integers, or the typed field.
+    auto fromRaw = [&](auto zero) {
+      SmallVector<int64_t> out;
+      const std::string &raw = t->raw_data();
+      for (size_t i = 0; i + sizeof(zero) <= raw.size(); i += sizeof(zero)) {
+        decltype(zero) v;
+        std::memcpy(&v, raw.data() + i, sizeof(zero));
+        out.push_back(v);
+      }
+      return out;
+    };
+    if (t->data_type() == onnx::TensorProto::INT64)
+      return t->has_raw_data() ? fromRaw(int64_t())
+                               : SmallVector<int64_t>(t->int64_data().begin(),
+                                                      t->int64_data().end());
+    if (t->data_type() == onnx::TensorProto::INT32)
+      return t->has_raw_data() ? fromRaw(int32_t())
+                               : SmallVector<int64_t>(t->int32_data().begin(),
+                                                      t->int32_data().end());
+    return std::nullopt;
+  }
+  /// A scalar float constant (any float type stored as float/raw f32).
+  std::optional<double> scalar(const std::string &name) const {
+    const onnx::TensorProto *t = constant(name);
+    if (!t || t->data_type() != onnx::TensorProto::FLOAT)
+      return std::nullopt;
+    int64_t count = 1;
+    for (int64_t d : t->dims())
+      count *= d;
+    if (count != 1)
+      return std::nullopt;
+    if (t->has_raw_data() && t->raw_data().size() == 4) {
+      float v;
+      std::memcpy(&v, t->raw_data().data(), 4);
+      return v;
+    }
+    if (t->float_data_size() == 1)
+      return t->float_data(0);
+    return std::nullopt;
+  }
+  /// Dimensions of an initializer.
+  SmallVector<int64_t> dims(const std::string &name) const {
+    const onnx::TensorProto *t = constant(name);
+    return t ? SmallVector<int64_t>(t->dims().begin(), t->dims().end())
+             : SmallVector<int64_t>();
+  }
+
+  const onnx::GraphProto &graph;
+  /// The model's ai.onnx opset (ops such as Softmax changed with it).
+  int64_t opset;
+
+private:
+  llvm::StringMap<const NodeProto *> producers;
+  llvm::StringMap<SmallVector<const NodeProto *, 2>> consumers;
+  llvm::StringMap<const onnx::TensorProto *> constants;
+};
+
+} // namespace mlir::moe::onnx_import
+
+#endif // MOE_MLIR_LIB_IMPORT_ONNX_GRAPHINDEX_H
