@@ -11,13 +11,5 @@ if [[ ! -f "$root/build/build.ninja" ]]; then
 fi
 ninja -C "$root/build"
 
-# ONNX Runtime 1.30 (onnxruntime-node, which ships the CPU library) for the
-# tests that compare imported models with it. --ignore-scripts skips the
-# postinstall, which fetches CUDA bits and fails offline.
-ort="$root/build/ort"
-if [[ ! -f "$ort/node_modules/onnxruntime-node/package.json" ]]; then
-  mkdir -p "$ort"
-  (cd "$ort" && ONNXRUNTIME_NODE_INSTALL=skip \
-     npm install --ignore-scripts --no-audit --no-fund --loglevel=error \
-       onnxruntime-node@1.30.0)
-fi
+# ONNX Runtime 1.30 for the tests that compare imported models with it.
+"$root/scripts/install-ort.sh" "$root/build/ort"

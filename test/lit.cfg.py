@@ -1,5 +1,6 @@
 # -*- Python -*-
 import os
+import shlex
 
 import lit.formats
 from lit.llvm import llvm_config
@@ -54,7 +55,14 @@ import shutil as _shutil
 if _shutil.which("mpirun") and os.path.exists(
         os.path.join(config.moe_obj_root, "lib", "libmoe_runtime_mpi.so")):
     config.available_features.add("mpi")
-    config.substitutions.append(("%mpirun", "mpirun --oversubscribe"))
+    mpirun = "mpirun --oversubscribe"
+    if config.moe_sanitizers:
+        # Open MPI's own leaks are suppressed by stack (scripts/lsan.supp);
+        # its libraries have no frame pointers, so the ranks unwind the slow
+        # way, which only these small runs can afford.
+        mpirun += " -x " + shlex.quote("LSAN_OPTIONS=%s:fast_unwind_on_malloc=0"
+                                       % os.environ.get("LSAN_OPTIONS", ""))
+    config.substitutions.append(("%mpirun", mpirun))
     config.environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
     config.environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
 

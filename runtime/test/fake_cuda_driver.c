@@ -76,11 +76,15 @@ struct Allocation {
 };
 static struct Allocation *gAllocations;
 
-struct Module {
-  char *text;
-};
 struct Function {
   char name[128];
+  struct Function *next;
+};
+/* A module owns the functions looked up in it, as in the real driver: they
+   are freed when it is unloaded. */
+struct Module {
+  char *text;
+  struct Function *functions;
 };
 struct Event {
   double ms;
@@ -439,7 +443,7 @@ EXPORT CUresult cuEventDestroy_v2(Handle event) {
 /*===-------------------------- Modules, kernels --------------------------===*/
 
 static CUresult loadModule(Handle *module, const void *image) {
-  struct Module *m = malloc(sizeof *m);
+  struct Module *m = calloc(1, sizeof *m);
   m->text = strdup((const char *)image);
   *module = m;
   pthread_mutex_lock(&gMutex);
@@ -483,6 +487,11 @@ EXPORT CUresult cuModuleUnload(Handle module) {
   pthread_mutex_lock(&gMutex);
   --gModulesLoaded;
   pthread_mutex_unlock(&gMutex);
+  while (m->functions) {
+    struct Function *next = m->functions->next;
+    free(m->functions);
+    m->functions = next;
+  }
   free(m->text);
   free(m);
   return CUDA_SUCCESS;
@@ -492,7 +501,7 @@ EXPORT CUresult cuModuleGetFunction(Handle *function, Handle module,
                                     const char *name) {
   NEED_CONTEXT();
   FAIL_IF_ASKED("cuModuleGetFunction", CUDA_ERROR_UNKNOWN);
-  const struct Module *m = module;
+  struct Module *m = module;
   size_t n = strlen(name);
   for (const char *p = strstr(m->text, ".entry "); p;
        p = strstr(p + 1, ".entry ")) {
@@ -502,7 +511,11 @@ EXPORT CUresult cuModuleGetFunction(Handle *function, Handle module,
         (end == '(' || end == ' ' || end == '\n' || end == '\0')) {
       struct Function *f = calloc(1, sizeof *f);
       snprintf(f->name, sizeof f->name, "%s", name);
-      *function = f; /* leaked: a real driver frees it with the module */
+      pthread_mutex_lock(&gMutex);
+      f->next = m->functions;
+      m->functions = f;
+      pthread_mutex_unlock(&gMutex);
+      *function = f;
       return CUDA_SUCCESS;
     }
   }

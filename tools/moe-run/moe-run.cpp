@@ -119,6 +119,14 @@ int64_t product(const std::vector<int64_t> &shape, size_t from, size_t to) {
 // Host tensors
 //===----------------------------------------------------------------------===//
 
+/// memcpy for buffers that may be empty: an empty .npy file's bytes (zero
+/// tokens, or a rank's empty share of them) have no data pointer, and
+/// memcpy's pointers must be valid even when it copies nothing.
+void copyBytes(void *to, const void *from, size_t bytes) {
+  if (bytes)
+    std::memcpy(to, from, bytes);
+}
+
 /// A 64-byte aligned, dense host buffer with its dtype and shape. Compiled
 /// kernels vectorise, so give them cache-line aligned data.
 struct HostTensor {
@@ -142,7 +150,7 @@ struct HostTensor {
 
   HostTensor clone() const {
     HostTensor t = allocate(dtype, shape);
-    std::memcpy(t.data.get(), data.get(), bytes);
+    copyBytes(t.data.get(), data.get(), bytes);
     return t;
   }
 
@@ -467,7 +475,7 @@ HostTensor readInput(const std::string &path, size_t index,
   HostTensor t = HostTensor::allocate(spec.dtype, a.shape);
   if (t.bytes != a.bytes.size())
     fail(where + ": internal size mismatch");
-  std::memcpy(t.data.get(), a.bytes.data(), t.bytes);
+  copyBytes(t.data.get(), a.bytes.data(), t.bytes);
   return t;
 }
 
@@ -1362,7 +1370,7 @@ HostTensor readInputPart(const std::string &path, size_t index,
   std::memset(t.data.get(), 0, t.bytes);
   if (a.bytes.size() > t.bytes)
     fail(where + ": internal size mismatch");
-  std::memcpy(t.data.get(), a.bytes.data(), a.bytes.size());
+  copyBytes(t.data.get(), a.bytes.data(), a.bytes.size());
   return t;
 }
 

@@ -19,6 +19,7 @@
 #include "mlir/Dialect/Utils/IndexingUtils.h"
 #include "mlir/Interfaces/ValueBoundsOpInterface.h"
 #include "llvm/ADT/StringSwitch.h"
+#include "llvm/Support/MathExtras.h"
 
 using namespace mlir;
 using namespace mlir::moe::onnx_import;
@@ -167,7 +168,8 @@ LogicalResult importReshape(NodeContext &node) {
       return node.fail("shape entry " + Twine(s) + " is invalid");
     } else {
       sizes[i] = b.getIndexAttr(s);
-      literalProduct *= s;
+      if (llvm::MulOverflow(literalProduct, s, literalProduct))
+        return node.fail("the shape's sizes overflow a 64-bit element count");
     }
   }
   int64_t restStatic = 1;
@@ -177,8 +179,8 @@ LogicalResult importReshape(NodeContext &node) {
       continue;
     if (type.isDynamicDim(d))
       restDynamic.push_back(d);
-    else
-      restStatic *= type.getDimSize(d);
+    else if (llvm::MulOverflow(restStatic, type.getDimSize(d), restStatic))
+      return node.fail("the input's sizes overflow a 64-bit element count");
   }
   // A literal that is the size of one of the input's own dynamic
   // dimensions cancels with it.
@@ -361,16 +363,21 @@ LogicalResult importTranspose(NodeContext &node) {
   SmallVector<int64_t> outShape;
   for (int64_t p : perm)
     outShape.push_back(inShape[p]);
-  SmallVector<int64_t> inStrides = stridesOf(inShape);
-  if (Value folded = foldIntRemap(b, loc, data->first, outShape,
-                                  [&](ArrayRef<int64_t> index) {
-                                    int64_t offset = 0;
-                                    for (int64_t d = 0; d < rank; ++d)
-                                      offset += index[d] * inStrides[perm[d]];
-                                    return offset;
-                                  })) {
-    node.setOutput(0, folded);
-    return success();
+  // Only constants fold. Their shapes are static and small; the strides of
+  // any other input's shape may hold dynamic sizes, which overflow them.
+  if (getConstantAttr(data->first)) {
+    SmallVector<int64_t> inStrides = stridesOf(inShape);
+    if (Value folded = foldIntRemap(b, loc, data->first, outShape,
+                                    [&](ArrayRef<int64_t> index) {
+                                      int64_t offset = 0;
+                                      for (int64_t d = 0; d < rank; ++d)
+                                        offset +=
+                                            index[d] * inStrides[perm[d]];
+                                      return offset;
+                                    })) {
+      node.setOutput(0, folded);
+      return success();
+    }
   }
   SmallVector<OpFoldResult> inSizes = mixedSizes(b, loc, data->first), sizes;
   for (int64_t p : perm)
@@ -619,8 +626,10 @@ LogicalResult importRange(NodeContext &node) {
   if (d == 0)
     return node.fail("delta is 0");
   if (s && l && d) {
-    int64_t count =
-        std::max<int64_t>(0, (*l - *s + *d + (*d > 0 ? -1 : 1)) / *d);
+    // In 128 bits: the constants may be anywhere in int64's range.
+    __int128 span = __int128(*l) - *s + *d + (*d > 0 ? -1 : 1);
+    int64_t count = int64_t(std::clamp<__int128>(
+        span / *d, 0, __int128(kMaxFoldElements) + 1));
     if (count > kMaxFoldElements)
       return node.fail("range is too long to fold");
     SmallVector<int64_t> values;
@@ -1194,10 +1203,11 @@ LogicalResult importGather(NodeContext &node) {
                                         data->second.getElementType()));
     return success();
   }
-  // Picking entries of a shape vector happens at import.
+  // Picking entries of a shape vector happens at import. Only constant data
+  // folds: the strides of another static shape may overflow.
   if (std::optional<SmallVector<int64_t>> idx =
           getConstantInts(indices->first);
-      idx && data->second.hasStaticShape()) {
+      idx && getConstantAttr(data->first)) {
     int64_t size = dataShape[*axis];
     SmallVector<int64_t> dataStrides = stridesOf(dataShape);
     SmallVector<int64_t> idxStrides = stridesOf(indices->second.getShape());

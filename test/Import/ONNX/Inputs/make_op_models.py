@@ -959,6 +959,22 @@ def bad_shape_input(m):
 
 
 @case
+def bad_reshape_overflow(m):
+    # Sizes whose product overflows int64 (the import multiplied them
+    # unchecked).
+    x = m.input("x", rand([2, 3], 1))
+    m.output(m.node("Reshape", [x, m.const("s", ints([1 << 40, 1 << 40]))], ["y"]))
+
+
+@case
+def bad_range(m):
+    # limit is not a scalar: the error names it ("limit" outlives the loop
+    # over the three operands that formats it).
+    m.output(m.node("Range", [m.const("r0", ints(2)), m.const("r1", ints([11, 12])),
+                              m.const("r2", ints(3))], ["range"]), i64)
+
+
+@case
 def bad_matmul(m):
     a = m.input("a", rand([2, 3], 1))
     m.output(m.node("MatMul", [a, m.input("b", rand([4, 5], 2))], ["y"]))
