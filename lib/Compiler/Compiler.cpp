@@ -312,7 +312,6 @@ moe::externalizeLargeConstants(ModuleOp module, StringRef blobPath,
 
 LogicalResult moe::assembleConstants(const ExternalConstants &constants,
                                      StringRef objectPath,
-                                     const CompileOptions &options,
                                      std::string &error) {
   // The blob becomes the one section of a relocatable object (LLVM's
   // objcopy library, as `llvm-objcopy -I binary`: the bytes are written
@@ -396,7 +395,6 @@ LogicalResult moe::assembleConstants(const ExternalConstants &constants,
     os.clear_error();
     return failure();
   }
-  (void)options;
   return success();
 }
 

@@ -343,16 +343,26 @@ int compile(int argc, char **argv) {
   if (failed(machine))
     return fail(error);
 
+  // A fresh temporary file's path (the caller removes it).
+  auto temporaryFile = [&](StringRef prefix, StringRef suffix,
+                           SmallString<128> &path) -> bool {
+    int fd;
+    if (std::error_code ec =
+            llvm::sys::fs::createTemporaryFile(prefix, suffix, fd, path)) {
+      error = "cannot create a temporary file: " + ec.message();
+      return false;
+    }
+    llvm::sys::Process::SafelyCloseFileDescriptor(fd);
+    return true;
+  };
+
   // Weights skip LLVM: their bytes go straight into the shared object.
   SmallString<128> constantsBlob, constantsObject;
   std::optional<moe::ExternalConstants> constants;
   if (emit == Emit::SharedObject && !inlineConstants) {
     TimingScope scope = timing.nest("Externalize constants");
-    int fd;
-    if (std::error_code ec = llvm::sys::fs::createTemporaryFile(
-            "moe-constants", "bin", fd, constantsBlob))
-      return fail("cannot create a temporary file: " + ec.message());
-    llvm::sys::Process::SafelyCloseFileDescriptor(fd);
+    if (!temporaryFile("moe-constants", "bin", constantsBlob))
+      return fail(error);
     FailureOr<moe::ExternalConstants> moved = moe::externalizeLargeConstants(
         *module, constantsBlob, /*minBytes=*/4096, error);
     if (failed(moved))
@@ -371,11 +381,8 @@ int compile(int argc, char **argv) {
   std::string objectPath = outputFile;
   SmallString<128> tempObject;
   if (emit == Emit::SharedObject) {
-    int fd;
-    if (std::error_code ec = llvm::sys::fs::createTemporaryFile(
-            "moe-compile", "o", fd, tempObject))
-      return fail("cannot create a temporary object file: " + ec.message());
-    llvm::sys::Process::SafelyCloseFileDescriptor(fd);
+    if (!temporaryFile("moe-compile", "o", tempObject))
+      return fail(error);
     objectPath = std::string(tempObject);
   }
   llvm::FileRemover removeTemp(tempObject);
@@ -389,13 +396,9 @@ int compile(int argc, char **argv) {
   std::vector<std::string> objects{objectPath};
   if (constants && !constants->entries.empty()) {
     TimingScope scope = timing.nest("Assemble constants");
-    int fd;
-    if (std::error_code ec = llvm::sys::fs::createTemporaryFile(
-            "moe-constants", "o", fd, constantsObject))
-      return fail("cannot create a temporary object file: " + ec.message());
-    llvm::sys::Process::SafelyCloseFileDescriptor(fd);
-    if (failed(moe::assembleConstants(*constants, constantsObject, options,
-                                      error)))
+    if (!temporaryFile("moe-constants", "o", constantsObject))
+      return fail(error);
+    if (failed(moe::assembleConstants(*constants, constantsObject, error)))
       return fail(error);
     objects.push_back(std::string(constantsObject));
   }

@@ -90,8 +90,8 @@ struct ExternalConstants {
 /// Moves the data of every top-level constant `llvm.mlir.global` of at
 /// least `minBytes` (model weights) out of the LLVM-dialect `module`: the
 /// bytes are appended to `blobPath` and the global becomes a hidden
-/// external declaration, which the object assembled from
-/// writeConstantsAssembly defines with `.incbin`. LLVM then never
+/// external declaration, which the object written by assembleConstants
+/// defines. LLVM then never
 /// optimises, hashes or emits the weights byte by byte, and they still end
 /// up in the shared object's read-only data, mapped by the loader.
 FailureOr<ExternalConstants> externalizeLargeConstants(ModuleOp module,
@@ -99,12 +99,10 @@ FailureOr<ExternalConstants> externalizeLargeConstants(ModuleOp module,
                                                        uint64_t minBytes,
                                                        std::string &error);
 
-/// Assembles an object defining every externalised constant from the blob
-/// (`.incbin`) with `options`' linker driver.
+/// Writes a relocatable object defining every externalised constant as a
+/// hidden symbol in one read-only section holding the blob's bytes.
 LogicalResult assembleConstants(const ExternalConstants &constants,
-                                StringRef objectPath,
-                                const CompileOptions &options,
-                                std::string &error);
+                                StringRef objectPath, std::string &error);
 
 /// Writes `module` as an object file.
 LogicalResult emitObjectFile(llvm::Module &module, llvm::TargetMachine &machine,
