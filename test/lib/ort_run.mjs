@@ -7,7 +7,8 @@
 //   Inputs are matched to the session's inputs in order; output i is written
 //   to OUT_PREFIX<i>.npy. --bench=N also times N more runs (after 3 warm-up
 //   runs) and prints the median in microseconds; --threads sets ONNX
-//   Runtime's intra-op threads (default 1). onnxruntime-node is loaded from $ORT_NODE_MODULES
+//   Runtime's intra-op threads (default 1); --optimize turns ONNX Runtime's
+//   graph optimisations on (benchmarks: the peer as users run it). onnxruntime-node is loaded from $ORT_NODE_MODULES
 //   (a node_modules folder; scripts/build.sh installs one in build/ort).
 import fs from 'node:fs';
 import path from 'node:path';
@@ -84,7 +85,8 @@ async function main() {
   }
   const ort = loadOrt();
   const session = await ort.InferenceSession.create(model, {
-    executionProviders: ['cpu'], graphOptimizationLevel: 'disabled',
+    executionProviders: ['cpu'],
+    graphOptimizationLevel: args.includes('--optimize') ? 'all' : 'disabled',
     intraOpNumThreads: option('threads', 1) });
   if (inputs.length !== session.inputNames.length)
     throw new Error(`model has ${session.inputNames.length} inputs, ` +
