@@ -45,6 +45,10 @@ void addTensorLevelPasses(OpPassManager &pm, bool exportABI, StringRef target,
   }
   pm.addPass(moe::createMoEDecomposeLayer());
   pm.addPass(createCanonicalizerPass());
+  // Chains of elementwise linalg ops around the layers (norms, RoPE,
+  // residual adds, activations) become single loops; splat operands become
+  // constants in the bodies.
+  pm.addPass(moe::createMoEFuseElementwise());
   if (expertParallel > 0 && overlapChunks != 1) {
     moe::MoEOverlapCommunicationOptions overlap;
     overlap.chunks = overlapChunks;
@@ -121,8 +125,7 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   pm.addPass(createConvertShardToMoERuntime());
   pm.addPass(createCanonicalizerPass());
 
-  // Expert GEMMs get register-tiled vector kernels; every other linalg op
-  // (bias broadcasts, activations) becomes plain loops that LLVM vectorizes.
+  // Expert GEMMs and matmuls by weights get register-tiled vector kernels.
   MoEVectorizeContractionsOptions gemm;
   gemm.rowTile = options.gemmRowTile;
   gemm.colTile = options.gemmColTile;
@@ -130,9 +133,15 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   pm.addPass(createMoEVectorizeContractions(gemm));
   // Copies out of slices would otherwise need MLIR's runner utilities.
   pm.addPass(createMoELowerStridedCopies());
-  pm.addPass(createConvertLinalgToLoopsPass());
+  // The other linalg ops' parallel dimensions run on the worker pool too
+  // when they have enough work; their last dimension is a serial loop that
+  // LLVM vectorizes.
+  pm.addPass(createMoEInterchangeReductions());
+  pm.addPass(createConvertLinalgToParallelLoopsPass());
   pm.addPass(createMoEFoldExpandShapeCopies());
-  // Parallel loops run on the runtime's worker pool.
+  pm.addPass(createMoEDistributeParallelLoops());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createMoEApproximateMath());
   pm.addPass(createMoEOutlineParallelLoops());
   addHostLLVMLoweringPasses(pm, options.exportABI);
 }
@@ -176,6 +185,7 @@ void moe::buildCUDALoweringPipeline(OpPassManager &pm,
   MoEParallelizeLoopNestsOptions nests;
   nests.wrapSequential = true;
   pm.addPass(createMoEParallelizeLoopNests(nests));
+  pm.addPass(createMoEInterchangeReductions());
   pm.addPass(createConvertLinalgToParallelLoopsPass());
   // Each loop as one row-major dimension, of which every block takes
   // threads-per-block consecutive elements, a thread each.

@@ -15,6 +15,7 @@
 
 #include "moe-mlir/Transforms/KernelEmitter.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/AffineMap.h"
 #include "mlir/IR/PatternMatch.h"
@@ -30,44 +31,82 @@ using namespace mlir::moe;
 
 namespace {
 
-/// Matches `C(m, n) += A(m, k) * B(n, k)` on rank-2 memrefs with unit
-/// innermost strides.
-bool isTransposedBMatmul(linalg::GenericOp op) {
+/// Matches `C(b..., m, n) += A(b..., m, k) * B(b..., n, k)` on memrefs
+/// with unit innermost strides, with any number of leading batch loops
+/// (attention's QK^T has two: batch and head). Returns the number of batch
+/// loops.
+FailureOr<unsigned> matchTransposedBMatmul(linalg::GenericOp op) {
   if (op.getNumDpsInputs() != 2 || op.getNumDpsInits() != 1 ||
-      !op.hasPureBufferSemantics() || op.getNumLoops() != 3)
-    return false;
+      !op.hasPureBufferSemantics() || op.getNumLoops() < 3)
+    return failure();
+  unsigned batch = op.getNumLoops() - 3;
   auto iterators = op.getIteratorTypesArray();
-  if (iterators[0] != utils::IteratorType::parallel ||
-      iterators[1] != utils::IteratorType::parallel ||
-      iterators[2] != utils::IteratorType::reduction)
-    return false;
+  for (unsigned i = 0; i < batch + 2; ++i)
+    if (iterators[i] != utils::IteratorType::parallel)
+      return failure();
+  if (iterators[batch + 2] != utils::IteratorType::reduction)
+    return failure();
   MLIRContext *ctx = op.getContext();
-  AffineExpr m, n, k;
-  bindDims(ctx, m, n, k);
-  SmallVector<AffineMap> expected = {AffineMap::get(3, 0, {m, k}, ctx),
-                                     AffineMap::get(3, 0, {n, k}, ctx),
-                                     AffineMap::get(3, 0, {m, n}, ctx)};
+  SmallVector<AffineExpr> a, w, c;
+  for (unsigned i = 0; i < batch; ++i) {
+    AffineExpr d = getAffineDimExpr(i, ctx);
+    a.push_back(d);
+    w.push_back(d);
+    c.push_back(d);
+  }
+  AffineExpr m = getAffineDimExpr(batch, ctx);
+  AffineExpr n = getAffineDimExpr(batch + 1, ctx);
+  AffineExpr k = getAffineDimExpr(batch + 2, ctx);
+  a.append({m, k});
+  w.append({n, k});
+  c.append({m, n});
+  unsigned loops = batch + 3;
+  SmallVector<AffineMap> expected = {AffineMap::get(loops, 0, a, ctx),
+                                     AffineMap::get(loops, 0, w, ctx),
+                                     AffineMap::get(loops, 0, c, ctx)};
   if (op.getIndexingMapsArray() != expected)
-    return false;
+    return failure();
   // The body must be a multiply-accumulate (operands possibly widened).
   Block &body = op.getRegion().front();
   auto yield = cast<linalg::YieldOp>(body.getTerminator());
   auto add = yield.getOperand(0).getDefiningOp<arith::AddFOp>();
   if (!add || add.getLhs() != body.getArgument(2))
-    return false;
+    return failure();
   auto mul = add.getRhs().getDefiningOp<arith::MulFOp>();
   if (!mul)
-    return false;
+    return failure();
   for (Value operand : op->getOperands()) {
     auto type = cast<MemRefType>(operand.getType());
     if (!isa<FloatType>(type.getElementType()))
-      return false;
+      return failure();
     int64_t offset;
     SmallVector<int64_t> strides;
-    if (failed(type.getStridesAndOffset(strides, offset)) || strides[1] != 1)
-      return false;
+    if (failed(type.getStridesAndOffset(strides, offset)) ||
+        strides.back() != 1)
+      return failure();
   }
-  return true;
+  return batch;
+}
+
+/// The rank-2 `[rows, cols]` matrix of `memref` at the leading indices
+/// `batch`.
+Value matrixAt(ImplicitLocOpBuilder &b, Value memref, ValueRange batch) {
+  if (batch.empty())
+    return memref;
+  auto type = cast<MemRefType>(memref.getType());
+  unsigned rank = type.getRank();
+  SmallVector<OpFoldResult> offsets(batch.begin(), batch.end());
+  SmallVector<OpFoldResult> sizes(batch.size(), b.getIndexAttr(1));
+  SmallVector<OpFoldResult> strides(rank, b.getIndexAttr(1));
+  for (unsigned d = batch.size(); d < rank; ++d) {
+    offsets.push_back(b.getIndexAttr(0));
+    sizes.push_back(memref::getMixedSize(b, b.getLoc(), memref, d));
+  }
+  auto matrixType = memref::SubViewOp::inferRankReducedResultType(
+      {type.getDimSize(rank - 2), type.getDimSize(rank - 1)}, type, offsets,
+      sizes, strides);
+  return memref::SubViewOp::create(b, cast<MemRefType>(matrixType), memref,
+                                   offsets, sizes, strides);
 }
 
 struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
@@ -78,12 +117,36 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
 
   LogicalResult matchAndRewrite(linalg::GenericOp op,
                                 PatternRewriter &rewriter) const override {
-    if (!isTransposedBMatmul(op))
+    FailureOr<unsigned> batch = matchTransposedBMatmul(op);
+    if (failed(batch))
       return rewriter.notifyMatchFailure(op, "not a transposed-B matmul");
     ImplicitLocOpBuilder b(op.getLoc(), rewriter);
     KernelEmitter e(b);
     Value a = op.getDpsInputs()[0], w = op.getDpsInputs()[1];
     Value c = op.getDpsInits()[0];
+    // Batches run one after the other, each with its column panels in
+    // parallel.
+    std::function<void(SmallVector<Value>)> overBatches =
+        [&](SmallVector<Value> indices) {
+          if (indices.size() == *batch) {
+            emitMatmul(b, matrixAt(b, a, indices), matrixAt(b, w, indices),
+                       matrixAt(b, c, indices));
+            return;
+          }
+          e.loop(e.index(0), e.dim(c, indices.size()), [&](Value i) {
+            SmallVector<Value> inner = indices;
+            inner.push_back(i);
+            overBatches(inner);
+          });
+        };
+    overBatches({});
+    rewriter.eraseOp(op);
+    return success();
+  }
+
+  /// `c += a @ w^T` for rank-2 memrefs.
+  void emitMatmul(ImplicitLocOpBuilder &b, Value a, Value w, Value c) const {
+    KernelEmitter e(b);
     Type accType = cast<MemRefType>(c.getType()).getElementType();
     int64_t lanes = vectorBits / accType.getIntOrFloatBitWidth();
     auto vecType = VectorType::get({lanes}, accType);
@@ -164,9 +227,6 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
       overRows(panels.getInductionVars()[0], colTile);
     }
     e.loop(nFull, cols, [&](Value n0) { overRows(n0, 1); });
-
-    rewriter.eraseOp(op);
-    return success();
   }
 
   int64_t vectorBits, rowTile, colTile;

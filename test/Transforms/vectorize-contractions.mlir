@@ -53,3 +53,36 @@ func.func @matmul_plain(%a: memref<4x8xf32>, %b: memref<8x4xf32>, %c: memref<4x4
   }
   return
 }
+
+// -----
+
+#q = affine_map<(b, h, s, t, d) -> (b, h, s, d)>
+#k = affine_map<(b, h, s, t, d) -> (b, h, t, d)>
+#s = affine_map<(b, h, s, t, d) -> (b, h, s, t)>
+
+// Attention's QK^T: leading batch loops (batch, head) index all three
+// operands alike; each (b, h) matrix gets the same register-tiled kernel on
+// rank-reduced views, one after the other.
+// CHECK-LABEL: func @batched_scores
+// CHECK-SAME:  (%[[Q:.*]]: memref<?x4x128x16xf32>, %[[K:.*]]: memref<?x4x128x16xf32>, %[[S:.*]]: memref<?x4x128x128xf32>)
+// CHECK:       scf.for %[[B:.*]] = %{{.*}} to %{{.*}} step
+// CHECK:         scf.for %[[H:.*]] = %{{.*}} to %{{.*}} step
+// CHECK-DAG:       %[[QM:.*]] = memref.subview %[[Q]][%[[B]], %[[H]], 0, 0] [1, 1, 128, 16] [1, 1, 1, 1] : memref<?x4x128x16xf32> to memref<128x16xf32, strided<[16, 1], offset: ?>>
+// CHECK-DAG:       %[[KM:.*]] = memref.subview %[[K]][%[[B]], %[[H]], 0, 0] [1, 1, 128, 16] [1, 1, 1, 1]
+// CHECK-DAG:       %[[SM:.*]] = memref.subview %[[S]][%[[B]], %[[H]], 0, 0] [1, 1, 128, 128] [1, 1, 1, 1]
+// CHECK:           scf.parallel
+// CHECK:             vector.load %[[QM]]
+// CHECK:             vector.load %[[KM]]
+// CHECK-COUNT-4:     vector.fma
+// CHECK-NOT:   linalg.generic
+func.func @batched_scores(%q: memref<?x4x128x16xf32>, %k: memref<?x4x128x16xf32>, %s: memref<?x4x128x128xf32>) {
+  linalg.generic {indexing_maps = [#q, #k, #s],
+                  iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction"]}
+      ins(%q, %k : memref<?x4x128x16xf32>, memref<?x4x128x16xf32>) outs(%s : memref<?x4x128x128xf32>) {
+  ^bb0(%x: f32, %y: f32, %acc: f32):
+    %p = arith.mulf %x, %y : f32
+    %r = arith.addf %acc, %p : f32
+    linalg.yield %r : f32
+  }
+  return
+}

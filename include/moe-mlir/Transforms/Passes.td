@@ -139,8 +139,10 @@ def MoEVectorizeContractions : Pass<"moe-vectorize-contractions"> {
   let summary = "Register-tile and vectorize transposed-B matmul contractions";
   let description = [{
     Rewrites memref `linalg.generic` contractions of the form
-    `C[m, n] += A[m, k] * B[n, k]` (the expert GEMMs with out-major weights)
-    into loops over `row-tile` x `col-tile` blocks of C whose partial sums
+    `C[m, n] += A[m, k] * B[n, k]` (the expert GEMMs with out-major weights,
+    matmuls by ONNX weights), also with leading batch loops indexing all
+    three operands alike (`C[b, h, m, n] += A[b, h, m, k] * B[b, h, n, k]`,
+    attention's QK^T: one matrix after the other), into loops over `row-tile` x `col-tile` blocks of C whose partial sums
     live in vector registers along k (`vector.load` + `vector.fma`), with a
     single horizontal reduction per element of C and scalar tails for k, m
     and n. Narrow operands (bf16, f16) are widened after the load. Columns of
@@ -259,6 +261,90 @@ def MoELowerStridedCopies : Pass<"moe-lower-strided-copies"> {
     instead. Contiguous copies are left to become `memcpy`.
   }];
   let dependentDialects = ["::mlir::linalg::LinalgDialect"];
+}
+
+def MoEInterchangeReductions : Pass<"moe-interchange-reductions"> {
+  let summary = "Move the output's contiguous dimension inside reduction "
+                "loops";
+  let description = [{
+    For a `linalg.generic` on buffers whose innermost loop is a reduction,
+    moves the loop of the output's last index (a parallel loop) innermost
+    when every operand is either contiguous along it (it is the operand's
+    last index, with unit stride) or independent of it. The attention
+    product `O[s, d] += P[s, t] * V[t, d]` then lowers to an inner loop over
+    d that reads V and writes O contiguously (a vectorizable axpy) instead
+    of a scalar dot product along t with V read a row apart. Ops with a
+    strided operand along that dimension (QK^T reads K along its rows) are
+    left as they are.
+  }];
+  let dependentDialects = ["::mlir::linalg::LinalgDialect"];
+}
+
+def MoEFuseElementwise : Pass<"moe-fuse-elementwise"> {
+  let summary = "Fuse elementwise linalg producers into consumers that read "
+                "each of their elements once";
+  let description = [{
+    Upstream's elementwise-op fusion patterns (`linalg.generic` producers
+    with all-parallel loops merged into the consuming `linalg.generic`,
+    splat and scalar constant operands folded into the bodies), restricted
+    to producers with a single use whose consumer reads each produced
+    element exactly once: the consumer's indexing map for the operand is a
+    permutation of its loops. A producer read by a contraction along a
+    broadcast dimension (the keys of QK^T) stays a loop of its own rather
+    than being recomputed for every element that reads it. Elementwise
+    chains (RMSNorm, RoPE, residual adds, activations) become one loop, and
+    producers of reductions (the squares of a norm) fuse into them.
+  }];
+  let dependentDialects = ["::mlir::linalg::LinalgDialect"];
+}
+
+def MoEApproximateMath : Pass<"moe-approximate-math"> {
+  let summary = "Polynomial approximations of exp, tanh, erf and logarithms";
+  let description = [{
+    Rewrites f32 `math.exp`, `math.expm1`, `math.tanh`, `math.erf`,
+    `math.log`, `math.log1p` and `math.log2` into upstream's polynomial
+    approximations (plain arith ops, a few ulp of error) so that the loops
+    around them vectorize instead of calling libm per element, and applies
+    upstream's algebraic simplifications (`math.powf` by a constant 2 or
+    0.5 becomes a multiply or a square root). Other math ops are left for
+    `-convert-math-to-llvm` / `-convert-math-to-libm`.
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::math::MathDialect",
+                           "::mlir::vector::VectorDialect"];
+}
+
+def MoEDistributeParallelLoops : Pass<"moe-distribute-parallel-loops"> {
+  let summary = "Shape scf.parallel nests for the CPU worker pool";
+  let description = [{
+    Prepares the parallel loops of CPU code (linalg ops lowered with
+    `-convert-linalg-to-parallel-loops`, the moe kernels' loops) for
+    `-moe-outline-parallel-loops`, which runs one-dimensional loops on the
+    runtime's worker pool:
+
+    * an outermost nest whose work (its trip count times the operations of
+      its body, nested loops' trips included; a dynamic trip count counts as
+      2^20) is below `min-work` becomes serial `scf.for` loops: a pool
+      dispatch costs more than it saves;
+    * any other outermost nest of rank n > 1 becomes one parallel loop over
+      its first n - 1 dimensions in row-major order (indices recovered with
+      `affine.delinearize_index`) around a serial `scf.for` over the last
+      dimension, the contiguous one that LLVM vectorizes; when the body has
+      loops of its own (a reduction, or a dimension that
+      `-moe-interchange-reductions` moved inward) all n dimensions form the
+      parallel loop;
+    * `scf.parallel` loops nested in another one become serial loops: a
+      worker runs its share alone.
+
+    Loops with reductions are left alone.
+  }];
+  let options = [
+    Option<"minWork", "min-work", "int64_t", /*default=*/"32768",
+           "Smallest work (operations executed) worth a worker-pool dispatch">,
+  ];
+  let dependentDialects = ["::mlir::affine::AffineDialect",
+                           "::mlir::arith::ArithDialect",
+                           "::mlir::scf::SCFDialect"];
 }
 
 def MoEOutlineParallelLoops

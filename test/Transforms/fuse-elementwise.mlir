@@ -1,0 +1,93 @@
+// RUN: moe-opt %s --split-input-file --moe-fuse-elementwise | FileCheck %s
+
+// RMSNorm as the importer writes it: x^2 (with the exponent a splat
+// constant), its row sum, the scale and the weight. The squares fuse into
+// the sum (read once per element), the exponent becomes a constant in the
+// body; the scale and the weight multiply fuse into one loop.
+// CHECK-LABEL: func @rms_norm
+// CHECK-SAME:  (%[[X:.*]]: tensor<128x64xf32>, %[[W:.*]]: tensor<64xf32>)
+// CHECK:       %[[SUM:.*]] = linalg.generic
+// CHECK-SAME:    iterator_types = ["parallel", "reduction"]
+// CHECK-SAME:    ins(%[[X]] : tensor<128x64xf32>)
+// CHECK:         math.powf %{{.*}}, %cst
+// CHECK:         arith.addf
+// CHECK:       %[[OUT:.*]] = linalg.generic
+// CHECK-SAME:    ins(%[[X]], %[[SUM]], %[[W]] :
+// CHECK:         arith.divf
+// CHECK:         math.sqrt
+// CHECK:         arith.mulf
+// CHECK:         arith.mulf
+// CHECK:       return %[[OUT]]
+#id = affine_map<(i, j) -> (i, j)>
+#row = affine_map<(i, j) -> (i)>
+#col = affine_map<(i, j) -> (j)>
+#scalar = affine_map<(i, j) -> ()>
+func.func @rms_norm(%x: tensor<128x64xf32>, %w: tensor<64xf32>) -> tensor<128x64xf32> {
+  %two = arith.constant dense<2.0> : tensor<f32>
+  %zero = arith.constant 0.0 : f32
+  %n = arith.constant 64.0 : f32
+  %e0 = tensor.empty() : tensor<128x64xf32>
+  %sq = linalg.generic {indexing_maps = [#id, #scalar, #id], iterator_types = ["parallel", "parallel"]}
+      ins(%x, %two : tensor<128x64xf32>, tensor<f32>) outs(%e0 : tensor<128x64xf32>) {
+  ^bb0(%a: f32, %b: f32, %o: f32):
+    %p = math.powf %a, %b : f32
+    linalg.yield %p : f32
+  } -> tensor<128x64xf32>
+  %e1 = tensor.empty() : tensor<128xf32>
+  %init = linalg.fill ins(%zero : f32) outs(%e1 : tensor<128xf32>) -> tensor<128xf32>
+  %sum = linalg.generic {indexing_maps = [#id, #row], iterator_types = ["parallel", "reduction"]}
+      ins(%sq : tensor<128x64xf32>) outs(%init : tensor<128xf32>) {
+  ^bb0(%a: f32, %acc: f32):
+    %s = arith.addf %acc, %a : f32
+    linalg.yield %s : f32
+  } -> tensor<128xf32>
+  %scaled = linalg.generic {indexing_maps = [#id, #row, #id], iterator_types = ["parallel", "parallel"]}
+      ins(%x, %sum : tensor<128x64xf32>, tensor<128xf32>) outs(%e0 : tensor<128x64xf32>) {
+  ^bb0(%a: f32, %s: f32, %o: f32):
+    %mean = arith.divf %s, %n : f32
+    %r = math.sqrt %mean : f32
+    %y = arith.mulf %a, %r : f32
+    linalg.yield %y : f32
+  } -> tensor<128x64xf32>
+  %out = linalg.generic {indexing_maps = [#id, #col, #id], iterator_types = ["parallel", "parallel"]}
+      ins(%scaled, %w : tensor<128x64xf32>, tensor<64xf32>) outs(%e0 : tensor<128x64xf32>) {
+  ^bb0(%a: f32, %b: f32, %o: f32):
+    %y = arith.mulf %a, %b : f32
+    linalg.yield %y : f32
+  } -> tensor<128x64xf32>
+  return %out : tensor<128x64xf32>
+}
+
+// -----
+
+// Rotated keys feeding QK^T: the contraction reads each key once per
+// query, so the rotation stays a loop of its own rather than being
+// recomputed 128 times per element.
+// CHECK-LABEL: func @keys_into_scores
+// CHECK:       %[[ROT:.*]] = linalg.generic
+// CHECK-SAME:    iterator_types = ["parallel", "parallel"]
+// CHECK:         arith.mulf
+// CHECK:       linalg.generic
+// CHECK-SAME:    iterator_types = ["parallel", "parallel", "reduction"]
+// CHECK-SAME:    ins(%{{.*}}, %[[ROT]] :
+func.func @keys_into_scores(%q: tensor<128x16xf32>, %k: tensor<128x16xf32>, %c: tensor<128x16xf32>) -> tensor<128x128xf32> {
+  %zero = arith.constant 0.0 : f32
+  %e0 = tensor.empty() : tensor<128x16xf32>
+  %rot = linalg.generic {indexing_maps = [affine_map<(i, j) -> (i, j)>, affine_map<(i, j) -> (i, j)>, affine_map<(i, j) -> (i, j)>], iterator_types = ["parallel", "parallel"]}
+      ins(%k, %c : tensor<128x16xf32>, tensor<128x16xf32>) outs(%e0 : tensor<128x16xf32>) {
+  ^bb0(%a: f32, %b: f32, %o: f32):
+    %y = arith.mulf %a, %b : f32
+    linalg.yield %y : f32
+  } -> tensor<128x16xf32>
+  %e1 = tensor.empty() : tensor<128x128xf32>
+  %init = linalg.fill ins(%zero : f32) outs(%e1 : tensor<128x128xf32>) -> tensor<128x128xf32>
+  %s = linalg.generic {indexing_maps = [affine_map<(s, t, d) -> (s, d)>, affine_map<(s, t, d) -> (t, d)>, affine_map<(s, t, d) -> (s, t)>],
+                       iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%q, %rot : tensor<128x16xf32>, tensor<128x16xf32>) outs(%init : tensor<128x128xf32>) {
+  ^bb0(%a: f32, %b: f32, %acc: f32):
+    %m = arith.mulf %a, %b : f32
+    %r = arith.addf %acc, %m : f32
+    linalg.yield %r : f32
+  } -> tensor<128x128xf32>
+  return %s : tensor<128x128xf32>
+}
