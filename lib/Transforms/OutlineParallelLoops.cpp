@@ -31,8 +31,10 @@ struct MoEOutlineParallelLoopsPass
   void runOnOperation() override;
 };
 
-/// Outlines `loop` (1-D, no reductions) out of `func`.
-void outline(scf::ParallelOp loop, func::FuncOp func, unsigned index) {
+/// Outlines `loop` (1-D, no reductions) out of `func`; returns the new
+/// function.
+func::FuncOp outline(scf::ParallelOp loop, func::FuncOp func,
+                     unsigned index) {
   OpBuilder b(loop);
   Location loc = loop.getLoc();
   MLIRContext *ctx = loop.getContext();
@@ -95,11 +97,50 @@ void outline(scf::ParallelOp loop, func::FuncOp func, unsigned index) {
       b, loc, count, arith::ConstantIndexOp::create(b, loc, 0));
   ParallelCallOp::create(b, loc, name, count, captures);
   loop.erase();
+  return outlined;
+}
+
+/// Erases outlined functions identical to an earlier one (same signature,
+/// same body up to locations) and points their calls at that one. The
+/// layers of a decoder repeat the same loops over buffers of the same
+/// shapes (only the captured weights differ): without this every layer's
+/// copy of every loop went through LLVM again.
+void mergeIdenticalFunctions(ModuleOp module,
+                             ArrayRef<func::FuncOp> outlined) {
+  llvm::DenseMap<std::pair<Type, size_t>, SmallVector<func::FuncOp>> kept;
+  llvm::StringMap<StringRef> replacement;
+  SmallVector<func::FuncOp> erased;
+  for (func::FuncOp f : outlined) {
+    size_t size = 0;
+    f.walk([&](Operation *) { ++size; });
+    auto &candidates = kept[{f.getFunctionType(), size}];
+    auto same = llvm::find_if(candidates, [&](func::FuncOp k) {
+      return OperationEquivalence::isRegionEquivalentTo(
+          &k.getBody(), &f.getBody(),
+          OperationEquivalence::Flags::IgnoreLocations);
+    });
+    if (same == candidates.end()) {
+      candidates.push_back(f);
+      continue;
+    }
+    replacement[f.getSymName()] = same->getSymName();
+    erased.push_back(f);
+  }
+  if (erased.empty())
+    return;
+  module.walk([&](ParallelCallOp call) {
+    auto it = replacement.find(call.getCallee());
+    if (it != replacement.end())
+      call.setCalleeAttr(FlatSymbolRefAttr::get(call.getContext(), it->second));
+  });
+  for (func::FuncOp f : erased)
+    f.erase();
 }
 
 void MoEOutlineParallelLoopsPass::runOnOperation() {
   ModuleOp module = getOperation();
   SmallVector<func::FuncOp> funcs(module.getOps<func::FuncOp>());
+  SmallVector<func::FuncOp> outlined;
   for (func::FuncOp func : funcs) {
     SmallVector<scf::ParallelOp> loops;
     func.walk([&](scf::ParallelOp loop) {
@@ -113,9 +154,10 @@ void MoEOutlineParallelLoopsPass::runOnOperation() {
                        "reductions can run on the runtime's worker pool");
         return signalPassFailure();
       }
-      outline(loop, func, index++);
+      outlined.push_back(outline(loop, func, index++));
     }
   }
+  mergeIdenticalFunctions(module, outlined);
 }
 
 } // namespace

@@ -31,36 +31,57 @@ using namespace mlir::moe;
 
 namespace {
 
-/// Matches `C(b..., m, n) += A(b..., m, k) * B(b..., n, k)` on memrefs
-/// with unit innermost strides, with any number of leading batch loops
-/// (attention's QK^T has two: batch and head). Returns the number of batch
-/// loops.
-FailureOr<unsigned> matchTransposedBMatmul(linalg::GenericOp op) {
+/// How the loops of a transposed-B contraction map onto the kernel's
+/// `C[m, n] += A[m, k] * B[n, k]`.
+struct ContractionForm {
+  /// Leading loops indexing A, B and C alike (batch and head of QK^T): one
+  /// matrix after the other.
+  unsigned batchLoops = 0;
+  /// Loops of A's and C's rows (the tokens' [batch, sequence] of a
+  /// projection by a weight): collapsed into m.
+  unsigned rowLoops = 1;
+};
+
+/// Matches `C(b..., r..., n) += A(b..., r..., k) * B(b..., n, k)` on memrefs
+/// with unit innermost strides, where either there are no batch loops b or
+/// exactly one row loop r.
+FailureOr<ContractionForm> matchTransposedBMatmul(linalg::GenericOp op) {
   if (op.getNumDpsInputs() != 2 || op.getNumDpsInits() != 1 ||
       !op.hasPureBufferSemantics() || op.getNumLoops() < 3)
     return failure();
-  unsigned batch = op.getNumLoops() - 3;
+  unsigned loops = op.getNumLoops();
   auto iterators = op.getIteratorTypesArray();
-  for (unsigned i = 0; i < batch + 2; ++i)
+  for (unsigned i = 0; i + 1 < loops; ++i)
     if (iterators[i] != utils::IteratorType::parallel)
       return failure();
-  if (iterators[batch + 2] != utils::IteratorType::reduction)
+  if (iterators.back() != utils::IteratorType::reduction)
     return failure();
+  // B's rank tells the forms apart: [batch..., n, k] or [n, k].
+  auto wType = cast<MemRefType>(op.getDpsInputs()[1].getType());
+  ContractionForm form;
+  if (wType.getRank() == 2) {
+    form.rowLoops = loops - 2;
+  } else {
+    form.batchLoops = loops - 3;
+  }
   MLIRContext *ctx = op.getContext();
   SmallVector<AffineExpr> a, w, c;
-  for (unsigned i = 0; i < batch; ++i) {
+  for (unsigned i = 0; i < form.batchLoops; ++i) {
     AffineExpr d = getAffineDimExpr(i, ctx);
     a.push_back(d);
     w.push_back(d);
     c.push_back(d);
   }
-  AffineExpr m = getAffineDimExpr(batch, ctx);
-  AffineExpr n = getAffineDimExpr(batch + 1, ctx);
-  AffineExpr k = getAffineDimExpr(batch + 2, ctx);
-  a.append({m, k});
+  for (unsigned i = 0; i < form.rowLoops; ++i) {
+    AffineExpr d = getAffineDimExpr(form.batchLoops + i, ctx);
+    a.push_back(d);
+    c.push_back(d);
+  }
+  AffineExpr n = getAffineDimExpr(loops - 2, ctx);
+  AffineExpr k = getAffineDimExpr(loops - 1, ctx);
+  a.push_back(k);
   w.append({n, k});
-  c.append({m, n});
-  unsigned loops = batch + 3;
+  c.push_back(n);
   SmallVector<AffineMap> expected = {AffineMap::get(loops, 0, a, ctx),
                                      AffineMap::get(loops, 0, w, ctx),
                                      AffineMap::get(loops, 0, c, ctx)};
@@ -85,7 +106,26 @@ FailureOr<unsigned> matchTransposedBMatmul(linalg::GenericOp op) {
         strides.back() != 1)
       return failure();
   }
-  return batch;
+  // Several row loops are collapsed into one: A's and C's must be.
+  if (form.rowLoops > 1) {
+    ReassociationIndices rows =
+        llvm::to_vector(llvm::seq<int64_t>(0, form.rowLoops));
+    SmallVector<ReassociationIndices> groups = {rows, {form.rowLoops}};
+    for (Value operand : {op.getDpsInputs()[0], op.getDpsInits()[0]})
+      if (!memref::CollapseShapeOp::isGuaranteedCollapsible(
+              cast<MemRefType>(operand.getType()), groups))
+        return failure();
+  }
+  return form;
+}
+
+/// `memref` with its leading `rowLoops` dimensions collapsed into one.
+Value collapseRows(ImplicitLocOpBuilder &b, Value memref, unsigned rowLoops) {
+  if (rowLoops == 1)
+    return memref;
+  ReassociationIndices rows = llvm::to_vector(llvm::seq<int64_t>(0, rowLoops));
+  return memref::CollapseShapeOp::create(
+      b, memref, ArrayRef<ReassociationIndices>{rows, {int64_t(rowLoops)}});
 }
 
 /// The rank-2 `[rows, cols]` matrix of `memref` at the leading indices
@@ -117,8 +157,8 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
 
   LogicalResult matchAndRewrite(linalg::GenericOp op,
                                 PatternRewriter &rewriter) const override {
-    FailureOr<unsigned> batch = matchTransposedBMatmul(op);
-    if (failed(batch))
+    FailureOr<ContractionForm> form = matchTransposedBMatmul(op);
+    if (failed(form))
       return rewriter.notifyMatchFailure(op, "not a transposed-B matmul");
     ImplicitLocOpBuilder b(op.getLoc(), rewriter);
     KernelEmitter e(b);
@@ -128,9 +168,10 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
     // parallel.
     std::function<void(SmallVector<Value>)> overBatches =
         [&](SmallVector<Value> indices) {
-          if (indices.size() == *batch) {
-            emitMatmul(b, matrixAt(b, a, indices), matrixAt(b, w, indices),
-                       matrixAt(b, c, indices));
+          if (indices.size() == form->batchLoops) {
+            emitMatmul(b, collapseRows(b, matrixAt(b, a, indices), form->rowLoops),
+                       matrixAt(b, w, indices),
+                       collapseRows(b, matrixAt(b, c, indices), form->rowLoops));
             return;
           }
           e.loop(e.index(0), e.dim(c, indices.size()), [&](Value i) {

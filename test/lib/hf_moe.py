@@ -5,7 +5,8 @@ configs, random weights), and their torch.onnx.export.
 
   hf_moe.py FAMILY OUTDIR [--static | --dynamic] [--kv-cache] [--seq S]
             [--batch B] [--past P] [--layers N] [--seed S] [--rope FORM]
-            [--hidden H] [--experts E] ...
+            [--hidden H] [--experts E] [--heads N] [--kv-heads N]
+            [--head-dim D] [--shared-inter I] ...
 
 Writes OUTDIR/model.onnx, the inputs as OUTDIR/in_<name>.npy (in graph
 input order, listed in OUTDIR/inputs.txt), torch eager's outputs as
@@ -83,6 +84,11 @@ FAMILIES = {
     "switch": dict(router="switch", experts_form="switch", experts=4, top_k=1,
                    capacity=6, expert_act="relu", expert_bias=False),
 }
+
+
+# The sizes a command line may override (benchmarks build bigger models).
+SIZE_KEYS = ("layers", "hidden", "experts", "top_k", "inter", "vocab", "heads",
+             "kv_heads", "head_dim", "shared_inter")
 
 
 def config(family, **overrides):
@@ -696,12 +702,11 @@ def main():
                         help="write the inputs and torch eager's outputs only (another "
                              "shape for a model exported before with the same flags)")
     parser.add_argument("--seed", type=int, default=0)
-    for key in ("layers", "hidden", "experts", "top_k", "inter", "vocab"):
+    for key in SIZE_KEYS:
         parser.add_argument("--" + key.replace("_", "-"), type=int)
     args = parser.parse_args()
 
-    overrides = {k: getattr(args, k) for k in ("layers", "hidden", "experts", "top_k",
-                                                "inter", "vocab")}
+    overrides = {k: getattr(args, k) for k in SIZE_KEYS}
     cfg, model = build(args.family, args.seed, args.rope, args.kv_cache, **overrides)
     gen = torch.Generator().manual_seed(args.seed + 1)
     os.makedirs(args.outdir, exist_ok=True)

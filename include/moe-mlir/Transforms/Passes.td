@@ -355,8 +355,11 @@ def MoEOutlineParallelLoops
     reductions) with a private function running a chunk `[begin, end)` of the
     loop's iterations and a `moe.parallel_call` of it over the trip count.
     The body's uses of values from above become captures; constants are
-    cloned into the outlined function. Lowering `moe.parallel_call` to LLVM
-    calls the runtime's `moe_rt_parallel_for`.
+    cloned into the outlined function. Outlined functions identical to an
+    earlier one (same signature, same body up to locations: a decoder's
+    layers repeat the same loops on other weights) are merged into it.
+    Lowering `moe.parallel_call` to LLVM calls the runtime's
+    `moe_rt_parallel_for`.
   }];
   let dependentDialects = ["::mlir::func::FuncDialect",
                            "::mlir::scf::SCFDialect",

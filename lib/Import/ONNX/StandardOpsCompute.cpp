@@ -204,18 +204,17 @@ Value transposeConstant(OpBuilder &b, Location loc, DenseElementsAttr dense) {
 }
 
 /// MatMul by a constant [K, N] weight: the weight is transposed at import
-/// and A's leading dimensions are collapsed into rows, so that the product
-/// is the transposed-B GEMM the pipeline vectorises. Null when A does not
-/// fit (rank < 2, or more than one dynamic leading dimension, which the
-/// expand back could not lower).
+/// so that the product is the transposed-B GEMM the pipeline vectorises
+/// (A's leading dimensions collapsed into rows, or, with several dynamic
+/// ones, which the expand back could not lower, as rows of the kernel's
+/// contraction). Null when A does not fit (rank < 2).
 Value buildConstantWeightMatmul(OpBuilder &b, Location loc, Value a,
                                 Value weight) {
   auto aType = cast<RankedTensorType>(a.getType());
   DenseElementsAttr dense = getConstantAttr(weight);
   int64_t rank = aType.getRank();
   if (!dense || !isFloatType(aType.getElementType()) || rank < 2 ||
-      cast<RankedTensorType>(weight.getType()).getRank() != 2 ||
-      llvm::count_if(aType.getShape().drop_back(), ShapedType::isDynamic) > 1)
+      cast<RankedTensorType>(weight.getType()).getRank() != 2)
     return {};
   Value transposed = transposeConstant(b, loc, dense);
   if (!transposed)
