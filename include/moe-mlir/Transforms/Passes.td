@@ -291,8 +291,13 @@ def MoEFuseElementwise : Pass<"moe-fuse-elementwise"> {
     element exactly once: the consumer's indexing map for the operand is a
     permutation of its loops. A producer read by a contraction along a
     broadcast dimension (the keys of QK^T) stays a loop of its own rather
-    than being recomputed for every element that reads it. Elementwise
-    chains (RMSNorm, RoPE, residual adds, activations) become one loop, and
+    than being recomputed for every element that reads it. Producers that
+    only move data (their body yields an input: transposes and broadcasts,
+    `linalg.transpose` / `linalg.broadcast` with a single `linalg.generic`
+    user are generalized first) fuse into any consumer, since reading
+    through them recomputes nothing: torch's `k.transpose(2, 3)` before
+    QK^T becomes the indexing of K in the contraction. Elementwise chains
+    (RMSNorm, RoPE, residual adds, activations) become one loop, and
     producers of reductions (the squares of a norm) fuse into them.
   }];
   let dependentDialects = ["::mlir::linalg::LinalgDialect"];
