@@ -17,6 +17,9 @@ packages=(
   openmpi-bin libopenmpi-dev
   # test-model generation and numerics
   python3 python3-numpy python3-onnx python3-torch
+  # a real BLAS for torch and numpy (Debian's default is the reference BLAS:
+  # torch's f32 GEMM ran at 5 GFLOP/s, a useless benchmark peer)
+  libopenblas0-pthread
 )
 # ONNX Runtime (the peer imported models are checked against) runs under
 # node; scripts/build.sh installs onnxruntime-node with npm. A node from

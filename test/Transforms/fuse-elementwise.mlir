@@ -91,3 +91,32 @@ func.func @keys_into_scores(%q: tensor<128x16xf32>, %k: tensor<128x16xf32>, %c: 
   } -> tensor<128x128xf32>
   return %s : tensor<128x128xf32>
 }
+
+// -----
+
+// Torch's `q @ k.transpose(2, 3)`: the transpose only moves data, so it
+// fuses into the contraction although K is read once per query; K is read
+// in place, in the batched transposed-B form of -moe-vectorize-contractions.
+// CHECK-DAG:   #[[Q:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d3)>
+// CHECK-DAG:   #[[K:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, d2, d3)>
+// CHECK-LABEL: func @transposed_keys
+// CHECK-SAME:  (%[[QA:.*]]: tensor<4x128x16xf32>, %[[KA:.*]]: tensor<4x128x16xf32>)
+// CHECK-NOT:   linalg.transpose
+// CHECK:       linalg.generic {indexing_maps = [#[[Q]], #[[K]], #{{.*}}]
+// CHECK-SAME:    ins(%[[QA]], %[[KA]] :
+func.func @transposed_keys(%q: tensor<4x128x16xf32>, %k: tensor<4x128x16xf32>) -> tensor<4x128x128xf32> {
+  %zero = arith.constant 0.0 : f32
+  %e0 = tensor.empty() : tensor<4x16x128xf32>
+  %kt = linalg.transpose ins(%k : tensor<4x128x16xf32>) outs(%e0 : tensor<4x16x128xf32>) permutation = [0, 2, 1]
+  %e1 = tensor.empty() : tensor<4x128x128xf32>
+  %init = linalg.fill ins(%zero : f32) outs(%e1 : tensor<4x128x128xf32>) -> tensor<4x128x128xf32>
+  %s = linalg.generic {indexing_maps = [affine_map<(h, s, t, d) -> (h, s, d)>, affine_map<(h, s, t, d) -> (h, d, t)>, affine_map<(h, s, t, d) -> (h, s, t)>],
+                       iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
+      ins(%q, %kt : tensor<4x128x16xf32>, tensor<4x16x128xf32>) outs(%init : tensor<4x128x128xf32>) {
+  ^bb0(%a: f32, %b: f32, %acc: f32):
+    %m = arith.mulf %a, %b : f32
+    %r = arith.addf %acc, %m : f32
+    linalg.yield %r : f32
+  } -> tensor<4x128x128xf32>
+  return %s : tensor<4x128x128xf32>
+}
