@@ -40,6 +40,9 @@ struct ContractionForm {
   /// Loops of A's and C's rows (the tokens' [batch, sequence] of a
   /// projection by a weight): collapsed into m.
   unsigned rowLoops = 1;
+  /// Per batch loop, B's index is the loop's divided by this (grouped-query
+  /// attention reads one key head for several query heads).
+  SmallVector<int64_t> batchDivisors;
 };
 
 /// Matches `C(b..., r..., n) += A(b..., r..., k) * B(b..., n, k)` on memrefs
@@ -66,11 +69,20 @@ FailureOr<ContractionForm> matchTransposedBMatmul(linalg::GenericOp op) {
   }
   MLIRContext *ctx = op.getContext();
   SmallVector<AffineExpr> a, w, c;
+  AffineMap wMap = op.getIndexingMapsArray()[1];
   for (unsigned i = 0; i < form.batchLoops; ++i) {
     AffineExpr d = getAffineDimExpr(i, ctx);
     a.push_back(d);
-    w.push_back(d);
     c.push_back(d);
+    // B's batch index: the loop's, or the loop's floordiv a constant.
+    int64_t divisor = 1;
+    if (auto div = dyn_cast<AffineBinaryOpExpr>(wMap.getResult(i));
+        div && div.getKind() == AffineExprKind::FloorDiv && div.getLHS() == d)
+      if (auto rhs = dyn_cast<AffineConstantExpr>(div.getRHS());
+          rhs && rhs.getValue() > 0)
+        divisor = rhs.getValue();
+    form.batchDivisors.push_back(divisor);
+    w.push_back(divisor == 1 ? d : d.floorDiv(divisor));
   }
   for (unsigned i = 0; i < form.rowLoops; ++i) {
     AffineExpr d = getAffineDimExpr(form.batchLoops + i, ctx);
@@ -169,8 +181,14 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
     std::function<void(SmallVector<Value>)> overBatches =
         [&](SmallVector<Value> indices) {
           if (indices.size() == form->batchLoops) {
+            SmallVector<Value> wIndices;
+            for (auto [i, divisor] : llvm::zip(indices, form->batchDivisors))
+              wIndices.push_back(divisor == 1
+                                     ? i
+                                     : arith::DivUIOp::create(
+                                           b, i, e.index(divisor)));
             emitMatmul(b, collapseRows(b, matrixAt(b, a, indices), form->rowLoops),
-                       matrixAt(b, w, indices),
+                       matrixAt(b, w, wIndices),
                        collapseRows(b, matrixAt(b, c, indices), form->rowLoops));
             return;
           }

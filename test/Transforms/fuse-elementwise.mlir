@@ -120,3 +120,45 @@ func.func @transposed_keys(%q: tensor<4x128x16xf32>, %k: tensor<4x128x16xf32>) -
   } -> tensor<4x128x128xf32>
   return %s : tensor<4x128x128xf32>
 }
+
+// -----
+
+// Grouped-query attention's repeat_kv (4 key heads, each for 3 query heads:
+// a broadcast along a new unit dimension collapsed into 12 heads): the
+// contraction reads the 4 heads in place at head floordiv 3, and the size
+// query of the repeated tensor is answered from the unrepeated one.
+// CHECK-DAG:   #[[KMAP:.*]] = affine_map<(d0, d1, d2, d3) -> (d0 floordiv 3, d2, d3)>
+// CHECK-LABEL: func @repeated_keys
+// CHECK-SAME:  (%[[Q:.*]]: tensor<12x?x16xf32>, %[[K:.*]]: tensor<4x1x?x16xf32>)
+// CHECK:       %[[K4:.*]] = tensor.collapse_shape %[[K]] {{\[}}[0, 1], [2], [3]] : tensor<4x1x?x16xf32> into tensor<4x?x16xf32>
+// CHECK:       %[[T:.*]] = tensor.dim %[[K4]], %c1
+// CHECK-NOT:   tensor<4x3x?x16xf32>
+// CHECK:       linalg.generic {indexing_maps = [#{{.*}}, #[[KMAP]], #{{.*}}]
+// CHECK-SAME:    ins(%[[Q]], %[[K4]] :
+func.func @repeated_keys(%q: tensor<12x?x16xf32>, %k: tensor<4x1x?x16xf32>) -> tensor<12x?x?xf32> {
+  %zero = arith.constant 0.0 : f32
+  %c1 = arith.constant 1 : index
+  %c2 = arith.constant 2 : index
+  %t = tensor.dim %k, %c2 : tensor<4x1x?x16xf32>
+  %e0 = tensor.empty(%t) : tensor<4x3x?x16xf32>
+  %rep = linalg.generic {indexing_maps = [affine_map<(g, r, t, d) -> (g, 0, t, d)>, affine_map<(g, r, t, d) -> (g, r, t, d)>],
+                         iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+      ins(%k : tensor<4x1x?x16xf32>) outs(%e0 : tensor<4x3x?x16xf32>) {
+  ^bb0(%a: f32, %o: f32):
+    linalg.yield %a : f32
+  } -> tensor<4x3x?x16xf32>
+  %k12 = tensor.collapse_shape %rep [[0, 1], [2], [3]] : tensor<4x3x?x16xf32> into tensor<12x?x16xf32>
+  %kt = tensor.dim %k12, %c1 : tensor<12x?x16xf32>
+  %s = tensor.dim %q, %c1 : tensor<12x?x16xf32>
+  %e1 = tensor.empty(%s, %kt) : tensor<12x?x?xf32>
+  %init = linalg.fill ins(%zero : f32) outs(%e1 : tensor<12x?x?xf32>) -> tensor<12x?x?xf32>
+  %r = linalg.generic {indexing_maps = [affine_map<(h, s, t, d) -> (h, s, d)>, affine_map<(h, s, t, d) -> (h, t, d)>, affine_map<(h, s, t, d) -> (h, s, t)>],
+                       iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
+      ins(%q, %k12 : tensor<12x?x16xf32>, tensor<12x?x16xf32>) outs(%init : tensor<12x?x?xf32>) {
+  ^bb0(%a: f32, %b: f32, %acc: f32):
+    %m = arith.mulf %a, %b : f32
+    %y = arith.addf %acc, %m : f32
+    linalg.yield %y : f32
+  } -> tensor<12x?x?xf32>
+  return %r : tensor<12x?x?xf32>
+}

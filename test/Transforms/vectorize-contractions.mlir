@@ -86,3 +86,29 @@ func.func @batched_scores(%q: memref<?x4x128x16xf32>, %k: memref<?x4x128x16xf32>
   }
   return
 }
+
+// -----
+
+#q = affine_map<(h, s, t, d) -> (h, s, d)>
+#k = affine_map<(h, s, t, d) -> (h floordiv 3, t, d)>
+#s = affine_map<(h, s, t, d) -> (h, s, t)>
+
+// Grouped-query QK^T: query head h reads key head h / 3.
+// CHECK-LABEL: func @grouped_scores
+// CHECK-SAME:  (%[[Q:.*]]: memref<12x?x16xf32>, %[[K:.*]]: memref<4x?x16xf32>, %[[S:.*]]: memref<12x?x?xf32>)
+// CHECK:       scf.for %[[H:.*]] = %{{.*}} to %{{.*}} step
+// CHECK:         %[[G:.*]] = arith.divui %[[H]], %c3
+// CHECK:         memref.subview %[[K]][%[[G]], 0, 0]
+// CHECK:         scf.parallel
+// CHECK-NOT:   linalg.generic
+func.func @grouped_scores(%q: memref<12x?x16xf32>, %k: memref<4x?x16xf32>, %s: memref<12x?x?xf32>) {
+  linalg.generic {indexing_maps = [#q, #k, #s],
+                  iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
+      ins(%q, %k : memref<12x?x16xf32>, memref<4x?x16xf32>) outs(%s : memref<12x?x?xf32>) {
+  ^bb0(%x: f32, %y: f32, %acc: f32):
+    %p = arith.mulf %x, %y : f32
+    %r = arith.addf %acc, %p : f32
+    linalg.yield %r : f32
+  }
+  return
+}
