@@ -296,7 +296,10 @@ def MoEFuseElementwise : Pass<"moe-fuse-elementwise"> {
     `linalg.transpose` / `linalg.broadcast` with a single `linalg.generic`
     user are generalized first) fuse into any consumer, since reading
     through them recomputes nothing: torch's `k.transpose(2, 3)` before
-    QK^T becomes the indexing of K in the contraction. Elementwise chains
+    QK^T becomes the indexing of K in the contraction. Grouped-query
+    attention's repeat of the keys and values (a broadcast along a unit
+    dimension collapsed into the heads) is read in place: the consumer
+    indexes the unrepeated tensor at head floordiv repeats. Elementwise chains
     (RMSNorm, RoPE, residual adds, activations) become one loop, and
     producers of reductions (the squares of a norm) fuse into them.
   }];
