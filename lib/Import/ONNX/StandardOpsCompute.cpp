@@ -320,12 +320,24 @@ LogicalResult importMatMul(NodeContext &node) {
   OpBuilder &b = node.builder();
   Location loc = node.loc;
   if (int64_t k = lhs->second.getShape().back(), kb = rhs->second.getDimSize(0);
-      rhs->second.getRank() == 2 && !ShapedType::isDynamic(k) && k == kb)
-    if (Value product = buildConstantWeightMatmul(b, loc, lhs->first,
-                                                  rhs->first)) {
+      rhs->second.getRank() == 2 && lhs->second.getRank() >= 2 &&
+      !ShapedType::isDynamic(kb) && (ShapedType::isDynamic(k) || k == kb)) {
+    // A's inner size may only be known at run time (a Reshape to
+    // [batch, seq, -1] before an output projection): MatMul requires it to
+    // be the weight's K (as any other lowering of this MatMul would assume).
+    Value a = lhs->first;
+    if (ShapedType::isDynamic(k)) {
+      SmallVector<int64_t> shape(lhs->second.getShape());
+      shape.back() = kb;
+      a = tensor::CastOp::create(
+          b, loc, RankedTensorType::get(shape, lhs->second.getElementType()),
+          a);
+    }
+    if (Value product = buildConstantWeightMatmul(b, loc, a, rhs->first)) {
       node.setOutput(0, product);
       return success();
     }
+  }
   // Vectors take part as [1, K] and [K, 1]; the extra dimension goes again.
   Value a = lhs->first, bv = rhs->first;
   bool vectorA = lhs->second.getRank() == 1, vectorB = rhs->second.getRank() == 1;
