@@ -21,6 +21,8 @@
 #include "mlir/IR/AsmState.h"
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
+
+#include <optional>
 #include "mlir/InitAllDialects.h"
 #include "mlir/InitAllExtensions.h"
 #include "mlir/Parser/Parser.h"
@@ -259,11 +261,16 @@ int compile(int argc, char **argv) {
   moe::registerConvertMoEToLLVMInterface(registry);
   // Kernels are translated to LLVM IR and PTX during the pipeline.
   registerAllToLLVMIRTranslations(registry);
-  MLIRContext context(registry);
+  // Held so that it can go once the LLVM module exists: its attributes
+  // (the weights, in every form the passes made of them) are only freed
+  // with it.
+  std::optional<MLIRContext> contextStorage(std::in_place, registry);
+  MLIRContext &context = *contextStorage;
 
   std::string error;
   llvm::SourceMgr sourceMgr;
-  SourceMgrDiagnosticHandler diagHandler(sourceMgr, &context);
+  std::optional<SourceMgrDiagnosticHandler> diagHandler(std::in_place,
+                                                        sourceMgr, &context);
   OwningOpRef<ModuleOp> module;
   if (StringRef(inputFile).ends_with(".onnx")) {
     TimingScope scope = timing.nest("Import ONNX");
@@ -375,6 +382,12 @@ int compile(int argc, char **argv) {
       *module, llvmContext, **machine, optLevel, timing);
   if (!llvmModule)
     return 1;
+  // Everything left is LLVM's: the MLIR module and context (hundreds of
+  // megabytes of weights for a whole model) are freed before code
+  // generation and the constants' object, keeping the peak near one copy.
+  module = nullptr;
+  diagHandler.reset();
+  contextStorage.reset();
   if (emit == Emit::LLVM)
     return writeText([&](raw_ostream &os) { llvmModule->print(os, nullptr); });
 

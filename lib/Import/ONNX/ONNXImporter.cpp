@@ -346,6 +346,8 @@ OwningOpRef<ModuleOp> importGraph(StringRef path, MLIRContext *context,
             << "' is not a valid ONNX model (the protobuf does not parse)";
     return nullptr;
   }
+  // The protobuf holds its own copy of every byte: the file's pages can go.
+  buffer->reset();
   if (!model.has_graph() || model.graph().node_size() == 0) {
     error() << "'" << path << "' has no graph nodes";
     return nullptr;
@@ -398,11 +400,17 @@ OwningOpRef<ModuleOp> importGraph(StringRef path, MLIRContext *context,
     graph.define(name, entry->getArgument(i));
     func.setArgAttr(i, "moe.name", builder.getStringAttr(name));
   }
-  for (const auto &t : onnxGraph.initializer()) {
+  for (int i = 0, e = onnxGraph.initializer_size(); i < e; ++i) {
+    const onnx::TensorProto &t = onnxGraph.initializer(i);
     FailureOr<Value> value = graph.importInitializer(t);
     if (failed(value))
       return nullptr;
     graph.define(t.name(), *value);
+    // The attribute holds the bytes now; freeing the protobuf's copy as we
+    // go keeps the importer's peak memory near one copy of the weights
+    // (raising, the only other reader, is done).
+    std::string().swap(*model.mutable_graph()->mutable_initializer(i)
+                            ->mutable_raw_data());
   }
   for (const auto &node : onnxGraph.node())
     if (failed(importNode(graph, node)))
