@@ -105,6 +105,10 @@ def matmul_dynamic(m):
     # One dynamic leading dimension: rows collapse into one GEMM.
     xs = m.input("xs", rand([2, 5, 8], 5), [2, "S", 8])
     m.output(m.node("MatMul", [xs, m.const("w3", rand([8, 3], 6))], ["ys"]))
+    # The inner size only known at run time (a Reshape to [B, S, -1] before
+    # an output projection): still the weight's K.
+    xk = m.input("xk", rand([2, 3, 8], 7), ["B", "S", "K"])
+    m.output(m.node("MatMul", [xk, m.const("w4", rand([8, 5], 8))], ["yk"]))
 
 
 @case
