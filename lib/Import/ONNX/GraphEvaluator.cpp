@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <numeric>
 
 using namespace mlir;
@@ -12,9 +14,17 @@ using namespace mlir::moe::onnx_import;
 using Kind = EvalTensor::Kind;
 
 int64_t EvalTensor::numel() const {
+  // Saturates instead of overflowing: shapes come from the graph (constants'
+  // dims, reshape and expand targets) and may be anything.
   int64_t n = 1;
-  for (int64_t d : shape)
-    n *= d;
+  for (int64_t d : shape) {
+    if (d < 0)
+      return -1;
+    if (d != 0 && n > std::numeric_limits<int64_t>::max() / d)
+      n = std::numeric_limits<int64_t>::max();
+    else
+      n *= d;
+  }
   return n;
 }
 
@@ -25,6 +35,30 @@ namespace {
 constexpr int64_t kWorkLimit = 1 << 26;
 /// Largest tensor an op may produce.
 constexpr int64_t kMaxElements = 1 << 22;
+
+/// The element count of `shape` when every size is non-negative and the
+/// count at most kMaxElements (so that it can be allocated and indexed).
+std::optional<int64_t> allocatable(const std::vector<int64_t> &shape) {
+  EvalTensor t;
+  t.shape = shape;
+  int64_t n = t.numel();
+  if (n < 0 || n > kMaxElements)
+    return std::nullopt;
+  return n;
+}
+
+/// `v` truncated to an integer, saturated to int64's range (INT64_MAX, a
+/// slice's usual end, is 2^63 as a double); nullopt for NaN. (A C++
+/// conversion of a double outside the range is undefined.)
+std::optional<int64_t> toInt(double v) {
+  if (std::isnan(v))
+    return std::nullopt;
+  if (v >= 9223372036854775808.0)
+    return std::numeric_limits<int64_t>::max();
+  if (v < -9223372036854775808.0)
+    return std::numeric_limits<int64_t>::min();
+  return int64_t(v);
+}
 
 std::vector<int64_t> stridesOf(const std::vector<int64_t> &shape) {
   std::vector<int64_t> strides(shape.size(), 1);
@@ -67,9 +101,10 @@ Kind kindOf(int32_t onnxType) {
 std::optional<EvalTensor> fromProto(const onnx::TensorProto &t) {
   EvalTensor out;
   out.shape.assign(t.dims().begin(), t.dims().end());
-  int64_t n = out.numel();
-  if (n < 0 || n > kMaxElements || t.data_location() == onnx::TensorProto::EXTERNAL)
+  std::optional<int64_t> count = allocatable(out.shape);
+  if (!count || t.data_location() == onnx::TensorProto::EXTERNAL)
     return std::nullopt;
+  int64_t n = *count;
   out.kind = kindOf(t.data_type());
   auto raw = [&](auto zero) -> bool {
     const std::string &bytes = t.raw_data();
@@ -158,8 +193,9 @@ int64_t intAttr(const NodeProto &node, StringRef name, int64_t def) {
   return a ? a->i() : def;
 }
 
+/// `axis` in [0, rank): a scalar has no axis.
 std::optional<int64_t> normalizeAxis(int64_t axis, int64_t rank) {
-  if (axis < -rank || axis >= std::max<int64_t>(rank, 1))
+  if (axis < -rank || axis >= rank)
     return std::nullopt;
   return axis < 0 ? axis + rank : axis;
 }
@@ -233,6 +269,16 @@ std::optional<EvalTensor> GraphEvaluator::evaluate(const std::string &name) {
 }
 
 bool GraphEvaluator::run(const NodeProto &node) {
+  produced.clear();
+  if (!compute(node))
+    return false;
+  for (auto &[name, value] : produced)
+    values[name] = std::move(value);
+  produced.clear();
+  return true;
+}
+
+bool GraphEvaluator::compute(const NodeProto &node) {
   const std::string &op = node.op_type();
   if (!node.domain().empty() && node.domain() != "ai.onnx")
     return fail("op " + node.domain() + "." + op + " is not evaluated");
@@ -244,7 +290,7 @@ bool GraphEvaluator::run(const NodeProto &node) {
   };
   for (const EvalTensor *t : in)
     if (t) {
-      work += t->numel();
+      work += std::max<int64_t>(t->numel(), 0);
       // Shapes pass through views and casts; nothing may read the values.
       if (t->shapeOnly && op != "Shape" && op != "Size" &&
           !((op == "Reshape" || op == "Flatten" || op == "Squeeze" ||
@@ -255,11 +301,19 @@ bool GraphEvaluator::run(const NodeProto &node) {
     }
   if (work > kWorkLimit)
     return fail("the subgraph is too large to evaluate");
+  // Every value has non-negative sizes, at most kMaxElements elements and
+  // that many values (none when only its shape is known).
   auto set = [&](int i, EvalTensor t) {
-    if (t.numel() > kMaxElements)
-      return fail("node '" + node.name() + "' produces too many elements");
+    std::optional<int64_t> n = allocatable(t.shape);
+    if (!n)
+      return fail("node '" + node.name() + "' produces a bad shape or too "
+                  "many elements");
+    if (!t.shapeOnly && int64_t(t.data.size()) != *n)
+      return fail("node '" + node.name() + "' produces " +
+                  std::to_string(t.data.size()) + " values for " +
+                  std::to_string(*n) + " elements");
     if (i < node.output_size() && !node.output(i).empty())
-      values[node.output(i)] = std::move(t);
+      produced.emplace_back(node.output(i), std::move(t));
     return true;
   };
   auto unsupported = [&](const std::string &what) {
@@ -270,8 +324,12 @@ bool GraphEvaluator::run(const NodeProto &node) {
     if (!t)
       return std::nullopt;
     std::vector<int64_t> out;
-    for (double v : t->data)
-      out.push_back(int64_t(v));
+    for (double v : t->data) {
+      std::optional<int64_t> i = toInt(v);
+      if (!i)
+        return std::nullopt;
+      out.push_back(*i);
+    }
     return out;
   };
   auto intsOrAttr = [&](size_t i, StringRef name)
@@ -335,7 +393,7 @@ bool GraphEvaluator::run(const NodeProto &node) {
           if (infer >= 0)
             return unsupported("two -1 sizes");
           infer = i;
-        } else if (s < 0) {
+        } else if (s < 0 || (s != 0 && known > kMaxElements / s)) {
           return unsupported("bad size");
         } else {
           known *= s;
@@ -401,9 +459,11 @@ bool GraphEvaluator::run(const NodeProto &node) {
     if (int64_t(perm.size()) != rank)
       return unsupported("bad perm");
     EvalTensor out = x;
+    std::vector<bool> seen(rank, false);
     for (int64_t d = 0; d < rank; ++d) {
-      if (perm[d] < 0 || perm[d] >= rank)
+      if (perm[d] < 0 || perm[d] >= rank || seen[perm[d]])
         return unsupported("bad perm");
+      seen[perm[d]] = true;
       out.shape[d] = x.shape[perm[d]];
     }
     std::vector<int64_t> strides = stridesOf(x.shape);
@@ -428,12 +488,19 @@ bool GraphEvaluator::run(const NodeProto &node) {
     } else {
       if (int64_t(arg->size()) != rank)
         return unsupported("bad repeats");
-      for (int64_t d = 0; d < rank; ++d)
-        shape.push_back(x.shape[d] * (*arg)[d]);
+      for (int64_t d = 0; d < rank; ++d) {
+        int64_t r = (*arg)[d];
+        if (r < 0 || (r != 0 && x.shape[d] > kMaxElements / r))
+          return unsupported("bad repeats");
+        shape.push_back(x.shape[d] * r);
+      }
     }
+    std::optional<int64_t> n = allocatable(shape);
+    if (!n)
+      return unsupported("bad shape or too many elements");
     EvalTensor out = x;
     out.shape = shape;
-    out.data.assign(std::max<int64_t>(out.numel(), 0), 0);
+    out.data.assign(*n, 0);
     std::vector<int64_t> strides = stridesOf(x.shape);
     forEachIndex(shape, [&](int64_t flat, const std::vector<int64_t> &i) {
       if (op == "Expand") {
@@ -480,13 +547,25 @@ bool GraphEvaluator::run(const NodeProto &node) {
     if (!axis)
       return unsupported("bad axis");
     std::vector<int64_t> sizes;
+    int64_t total = x.shape[*axis];
     if (std::optional<std::vector<int64_t>> s = intsOrAttr(1, "split"))
       sizes = *s;
     else {
-      int64_t n = node.output_size(), total = x.shape[*axis];
+      int64_t n = node.output_size();
+      if (n < 1)
+        return unsupported("no outputs");
       for (int64_t i = 0; i < n; ++i)
         sizes.push_back(total / n + (i < total % n ? 1 : 0));
     }
+    // The sizes cover the axis exactly.
+    int64_t covered = 0;
+    for (int64_t size : sizes) {
+      if (size < 0 || size > total - covered)
+        return unsupported("bad split");
+      covered += size;
+    }
+    if (covered != total)
+      return unsupported("bad split");
     int64_t outer = 1, inner = 1, offset = 0;
     for (int64_t d = 0; d < *axis; ++d)
       outer *= x.shape[d];
@@ -502,8 +581,8 @@ bool GraphEvaluator::run(const NodeProto &node) {
                         x.data.begin() + base + sizes[i] * inner);
       }
       offset += sizes[i];
-      if (offset > x.shape[*axis] || !set(int(i), std::move(out)))
-        return unsupported("bad split");
+      if (!set(int(i), std::move(out)))
+        return false;
     }
     return true;
   }
@@ -528,21 +607,27 @@ bool GraphEvaluator::run(const NodeProto &node) {
         s += n;
       if (e < 0)
         e += n;
+      // Any step longer than the axis takes at most one element: clamping
+      // it keeps the arithmetic below from overflowing.
+      st = std::clamp<int64_t>(st, -n - 1, n + 1);
       if (st > 0) {
         s = std::clamp<int64_t>(s, 0, n);
         e = std::clamp<int64_t>(e, 0, n);
-        shape[*d] = std::max<int64_t>(0, (e - s + st - 1) / st);
+        shape[*d] = e > s ? (e - s - 1) / st + 1 : 0;
+      } else if (n == 0) {
+        s = 0;
+        shape[*d] = 0;
       } else {
         s = std::clamp<int64_t>(s, 0, n - 1);
         e = std::clamp<int64_t>(e, -1, n - 1);
-        shape[*d] = std::max<int64_t>(0, (s - e - st - 1) / -st);
+        shape[*d] = s > e ? (s - e - 1) / -st + 1 : 0;
       }
       begin[*d] = s;
       step[*d] = st;
     }
     EvalTensor out = x;
     out.shape = shape;
-    out.data.assign(std::max<int64_t>(out.numel(), 0), 0);
+    out.data.assign(*allocatable(shape), 0);
     std::vector<int64_t> strides = stridesOf(x.shape);
     forEachIndex(shape, [&](int64_t flat, const std::vector<int64_t> &i) {
       int64_t src = 0;
@@ -559,9 +644,9 @@ bool GraphEvaluator::run(const NodeProto &node) {
       return unsupported("bad inputs");
     int64_t n = x.shape[*axis];
     auto index = [&](double v) -> std::optional<int64_t> {
-      int64_t i = int64_t(v);
-      if (i < -n || i >= n)
+      if (!(v >= double(-n) && v < double(n)))
         return std::nullopt;
+      int64_t i = int64_t(v);
       return i < 0 ? i + n : i;
     };
     std::vector<int64_t> strides = stridesOf(x.shape);
@@ -570,6 +655,9 @@ bool GraphEvaluator::run(const NodeProto &node) {
     if (op == "GatherElements") {
       if (idx->shape.size() != x.shape.size())
         return unsupported("ranks differ");
+      for (int64_t d = 0; d < rank; ++d)
+        if (d != *axis && idx->shape[d] > x.shape[d])
+          return unsupported("indices larger than the data");
       out.shape = idx->shape;
       out.data.assign(idx->numel(), 0);
       forEachIndex(idx->shape, [&](int64_t flat, const std::vector<int64_t> &i) {
@@ -587,7 +675,10 @@ bool GraphEvaluator::run(const NodeProto &node) {
       out.shape.assign(x.shape.begin(), x.shape.begin() + *axis);
       out.shape.insert(out.shape.end(), idx->shape.begin(), idx->shape.end());
       out.shape.insert(out.shape.end(), x.shape.begin() + *axis + 1, x.shape.end());
-      out.data.assign(out.numel(), 0);
+      std::optional<int64_t> count = allocatable(out.shape);
+      if (!count)
+        return unsupported("too many elements");
+      out.data.assign(*count, 0);
       int64_t q = int64_t(idx->shape.size());
       std::vector<int64_t> idxStrides = stridesOf(idx->shape);
       forEachIndex(out.shape, [&](int64_t flat, const std::vector<int64_t> &i) {
@@ -621,26 +712,31 @@ bool GraphEvaluator::run(const NodeProto &node) {
         (reduction != "none" && reduction != "add" && reduction != "mul" &&
          reduction != "max" && reduction != "min"))
       return unsupported("bad inputs");
+    for (int64_t d = 0; d < rank; ++d)
+      if (d != *axis && idx->shape[d] > x.shape[d])
+        return unsupported("indices larger than the data");
     EvalTensor out = x;
     std::vector<int64_t> strides = stridesOf(x.shape);
     bool bad = false;
     forEachIndex(idx->shape, [&](int64_t flat, const std::vector<int64_t> &i) {
-      int64_t j = int64_t(idx->data[flat]), n = x.shape[*axis];
-      if (j < -n || j >= n) {
+      double v = idx->data[flat];
+      int64_t n = x.shape[*axis];
+      if (!(v >= double(-n) && v < double(n))) {
         bad = true;
         return;
       }
+      int64_t j = int64_t(v);
       if (j < 0)
         j += n;
       int64_t dst = 0;
       for (int64_t d = 0; d < rank; ++d)
         dst += (d == *axis ? j : i[d]) * strides[d];
-      double v = upd->data[flat], &o = out.data[dst];
-      o = reduction == "add"   ? o + v
-          : reduction == "mul" ? o * v
-          : reduction == "max" ? std::max(o, v)
-          : reduction == "min" ? std::min(o, v)
-                               : v;
+      double u = upd->data[flat], &o = out.data[dst];
+      o = reduction == "add"   ? o + u
+          : reduction == "mul" ? o * u
+          : reduction == "max" ? std::max(o, u)
+          : reduction == "min" ? std::min(o, u)
+                               : u;
     });
     if (bad)
       return unsupported("index out of range");
@@ -657,12 +753,12 @@ bool GraphEvaluator::run(const NodeProto &node) {
       out.kind = t->kind;
       fill = t->data[0];
     }
-    for (double v : x.data)
-      out.shape.push_back(int64_t(v));
-    if (llvm::any_of(out.shape, [](int64_t d) { return d < 0; }) ||
-        out.numel() > kMaxElements)
+    std::optional<std::vector<int64_t>> shape = ints(0);
+    std::optional<int64_t> count = shape ? allocatable(*shape) : std::nullopt;
+    if (!count)
       return unsupported("bad shape");
-    out.data.assign(out.numel(), fill);
+    out.shape = *shape;
+    out.data.assign(*count, fill);
     return set(0, out);
   }
   if (op == "Range") {
@@ -671,9 +767,10 @@ bool GraphEvaluator::run(const NodeProto &node) {
         delta->data.size() != 1 || delta->data[0] == 0)
       return unsupported("bad operands");
     double s = x.data[0], l = limit->data[0], d = delta->data[0];
-    int64_t count = std::max<int64_t>(0, int64_t(std::ceil((l - s) / d)));
-    if (count > kMaxElements)
+    double length = std::ceil((l - s) / d);
+    if (!(length <= double(kMaxElements)))
       return unsupported("too long");
+    int64_t count = length > 0 ? int64_t(length) : 0;
     EvalTensor out;
     out.kind = x.kind;
     out.shape = {count};
@@ -685,22 +782,27 @@ bool GraphEvaluator::run(const NodeProto &node) {
     const EvalTensor *depth = input(1), *onOff = input(2);
     if (!depth || !onOff || depth->data.size() != 1 || onOff->data.size() != 2)
       return unsupported("bad operands");
-    int64_t n = int64_t(depth->data[0]);
+    std::optional<int64_t> depthValue = toInt(depth->data[0]);
     std::optional<int64_t> axis = normalizeAxis(intAttr(node, "axis", -1), rank + 1);
-    if (n <= 0 || !axis)
+    if (!depthValue || *depthValue <= 0 || *depthValue > kMaxElements || !axis)
       return unsupported("bad depth or axis");
+    int64_t n = *depthValue;
     EvalTensor out;
     out.kind = onOff->kind;
     out.shape = x.shape;
     out.shape.insert(out.shape.begin() + *axis, n);
-    out.data.assign(out.numel(), onOff->data[0]);
+    std::optional<int64_t> count = allocatable(out.shape);
+    if (!count)
+      return unsupported("too many elements");
+    out.data.assign(*count, onOff->data[0]);
     std::vector<int64_t> strides = stridesOf(out.shape);
     forEachIndex(x.shape, [&](int64_t flat, const std::vector<int64_t> &i) {
-      int64_t c = int64_t(x.data[flat]);
+      double v = x.data[flat];
+      if (!(v >= double(-n) && v < double(n)))
+        return;
+      int64_t c = int64_t(v);
       if (c < 0)
         c += n;
-      if (c < 0 || c >= n)
-        return;
       int64_t dst = c * strides[*axis];
       for (int64_t d = 0; d < rank; ++d)
         dst += i[d] * strides[d < *axis ? d : d + 1];
@@ -788,9 +890,10 @@ bool GraphEvaluator::run(const NodeProto &node) {
       EvalTensor out;
       out.shape = *shape;
       out.kind = compare ? Kind::Bool : acc.kind;
-      if (out.numel() > kMaxElements)
+      std::optional<int64_t> count = allocatable(*shape);
+      if (!count)
         return unsupported("too many elements");
-      out.data.assign(out.numel(), 0);
+      out.data.assign(*count, 0);
       std::vector<int64_t> sa = stridesOf(acc.shape), sb = stridesOf(y->shape);
       bool isInt = acc.kind != Kind::Float;
       forEachIndex(*shape, [&](int64_t flat, const std::vector<int64_t> &i) {
@@ -810,10 +913,13 @@ bool GraphEvaluator::run(const NodeProto &node) {
       shape = broadcastShapes(*shape, b->shape);
     if (!shape)
       return unsupported("shapes do not broadcast");
+    std::optional<int64_t> count = allocatable(*shape);
+    if (!count)
+      return unsupported("too many elements");
     EvalTensor out;
     out.shape = *shape;
     out.kind = a->kind;
-    out.data.assign(out.numel(), 0);
+    out.data.assign(*count, 0);
     std::vector<int64_t> sc = stridesOf(x.shape), sa = stridesOf(a->shape),
                          sb = stridesOf(b->shape);
     forEachIndex(*shape, [&](int64_t flat, const std::vector<int64_t> &i) {
@@ -975,8 +1081,14 @@ bool GraphEvaluator::run(const NodeProto &node) {
       std::vector<int64_t> order(n);
       std::iota(order.begin(), order.end(), 0);
       // Ties go to the lower index (ONNX Runtime's and torch's order).
+      // NaN counts as the largest value (as in torch): the order stays a
+      // strict weak one.
+      auto key = [&](int64_t j) {
+        double v = x.data[base + j * stride];
+        return std::isnan(v) ? INFINITY : v;
+      };
       std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-        double va = x.data[base + a * stride], vb = x.data[base + b * stride];
+        double va = key(a), vb = key(b);
         return largest ? va > vb : va < vb;
       });
       int64_t outBase = (lane / outInner) * k * outInner + lane % outInner;

@@ -16,6 +16,7 @@
 #include "GraphIndex.h"
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,12 +58,19 @@ public:
   const std::vector<const NodeProto *> &visited() const { return nodes; }
 
 private:
+  /// Runs one node whose inputs all have values; its outputs get theirs
+  /// only when it succeeds.
   bool run(const NodeProto &node);
+  /// Computes the node's outputs into `produced`.
+  bool compute(const NodeProto &node);
   bool fail(const std::string &message);
 
   const GraphIndex &graph;
   int64_t opset;
   std::map<std::string, EvalTensor> values;
+  /// The outputs of the node being run: `values` (which its inputs point
+  /// into) changes only after it has run.
+  std::vector<std::pair<std::string, EvalTensor>> produced;
   std::vector<const NodeProto *> nodes;
   std::string why;
   int64_t work = 0;

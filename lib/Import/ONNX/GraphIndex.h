@@ -15,6 +15,7 @@
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/StringMap.h"
+#include "llvm/Support/MathExtras.h"
 
 #include <cstring>
 #include <optional>
@@ -24,6 +25,16 @@
 namespace mlir::moe::onnx_import {
 
 using onnx::NodeProto;
+
+/// The element count of a tensor's dims; nullopt for a negative size or a
+/// count that overflows int64 (a damaged graph may claim either).
+inline std::optional<int64_t> elementCount(const onnx::TensorProto &t) {
+  int64_t count = 1;
+  for (int64_t d : t.dims())
+    if (d < 0 || llvm::MulOverflow(count, d, count))
+      return std::nullopt;
+  return count;
+}
 
 /// Producers, consumers and constants of one ONNX graph.
 class GraphIndex {
@@ -93,10 +104,7 @@ public:
     const onnx::TensorProto *t = constant(name);
     if (!t || t->data_type() != onnx::TensorProto::FLOAT)
       return std::nullopt;
-    int64_t count = 1;
-    for (int64_t d : t->dims())
-      count *= d;
-    if (count != 1)
+    if (elementCount(*t) != 1)
       return std::nullopt;
     if (t->has_raw_data() && t->raw_data().size() == 4) {
       float v;

@@ -30,9 +30,11 @@
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
 
+#include <cmath>
 #include <cstdio>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 #include <random>
@@ -659,6 +661,13 @@ std::optional<Router> matchRouting(const GraphIndex &g,
   SmallVector<int64_t> gateDims = g.dims(gate->weight);
   int64_t hidden = gateDims[gate->inMajor ? 0 : 1];
   constexpr int64_t kSamples = 60;
+  // The sample logits are [tokens, experts] with up to 4096 tokens: sizes a
+  // damaged graph may claim (an expert count of 2^40) are not evaluated.
+  if (numExperts < 1 || numExperts > (1 << 12) || hidden < 1) {
+    why = "router of " + std::to_string(numExperts) + " experts on " +
+          std::to_string(hidden) + " features not evaluated";
+    return std::nullopt;
+  }
 
   // Evaluates ids and weights on one set of sample logits.
   struct Evaluated {
@@ -670,6 +679,11 @@ std::optional<Router> matchRouting(const GraphIndex &g,
   int64_t numTokens = kSamples, sourceRank = 2;
   auto evaluateOn = [&](unsigned seed) -> std::optional<Evaluated> {
     Evaluated e;
+    // (Larger than the evaluator's largest tensor.)
+    if (numTokens * numExperts > (1 << 22)) {
+      why = "too many sample logits";
+      return std::nullopt;
+    }
     e.logits = sampleLogits(numTokens, numExperts, seed);
     GraphEvaluator ev(g, g.opset);
     EvalTensor bound;
@@ -692,16 +706,24 @@ std::optional<Router> matchRouting(const GraphIndex &g,
       return std::nullopt;
     }
     int64_t k = idv->shape.empty() ? 0 : idv->numel() / numTokens;
-    if (k < 1 || idv->numel() != numTokens * k || wv->numel() != numTokens * k ||
+    if (k < 1 || idv->shapeOnly || wv->shapeOnly || wv->shape.empty() ||
+        idv->numel() != numTokens * k || wv->numel() != numTokens * k ||
         idv->shape[0] != numTokens || wv->shape[0] != numTokens) {
       why = "the expert choice is not [tokens, k]";
       return std::nullopt;
     }
     e.slots.resize(numTokens);
     for (int64_t t = 0; t < numTokens; ++t) {
-      for (int64_t j = 0; j < k; ++j)
-        e.slots[t].emplace_back(int64_t(idv->data[t * k + j]),
-                                wv->data[t * k + j]);
+      for (int64_t j = 0; j < k; ++j) {
+        // Expert ids (compared with the reference's, in [0, E)).
+        double id = idv->data[t * k + j];
+        if (!(id >= 0 && id < double(numExperts)) || id != std::trunc(id)) {
+          why = "the expert choice holds " + std::to_string(id) +
+                ", not an expert";
+          return std::nullopt;
+        }
+        e.slots[t].emplace_back(int64_t(id), wv->data[t * k + j]);
+      }
       llvm::sort(e.slots[t]);
     }
     // Group counts from the subgraph's reshapes, group top-k sizes from its
@@ -715,7 +737,9 @@ std::optional<Router> matchRouting(const GraphIndex &g,
         for (double d : operand->data)
           if (d > 1 && d < numExperts && numExperts % int64_t(d) == 0)
             groupCounts.insert(int64_t(d));
-      if (isOp(n, "TopK") && operand->data.size() == 1 && operand->data[0] != k)
+      if (isOp(n, "TopK") && operand->data.size() == 1 &&
+          operand->data[0] != k && operand->data[0] >= 1 &&
+          operand->data[0] <= numExperts)
         groupTops.insert(int64_t(operand->data[0]));
     }
     visited = ev.visited();
@@ -778,10 +802,7 @@ std::optional<Router> matchRouting(const GraphIndex &g,
       const onnx::TensorProto *t = g.constant(input);
       if (!t || t->data_type() != onnx::TensorProto::FLOAT)
         continue;
-      int64_t count = 1;
-      for (int64_t d : t->dims())
-        count *= d;
-      if (count == numExperts && numExperts > 1)
+      if (elementCount(*t) == numExperts && numExperts > 1)
         biases.insert(input);
     }
   }
@@ -876,7 +897,8 @@ std::optional<Router> matchRouting(const GraphIndex &g,
             if (!agrees)
               break;
           }
-          if (!agrees || !ratio || !(*ratio > 0))
+          if (!agrees || !ratio || !(*ratio > 0) ||
+              !(*ratio <= std::numeric_limits<float>::max()))
             continue;
           Router router;
           router.logits = *logits;
