@@ -955,7 +955,11 @@ LogicalResult importMatMulNBits(NodeContext &node) {
     return failure();
   if (a->second.getRank() < 1 || a->second.getShape().back() != k)
     return node.fail("A's last dimension must be K = " + Twine(k));
-  int64_t blocks = (k + blockSize - 1) / blockSize;
+  // (Rounded up without k + block_size - 1, which may overflow, as may
+  // block_size * bits for a block size near 2^63.)
+  if (blockSize > std::numeric_limits<int64_t>::max() / bits)
+    return node.fail("block_size " + Twine(blockSize) + " is too large");
+  int64_t blocks = k / blockSize + (k % blockSize != 0);
   int64_t blob = blockSize * bits / 8;
   if (!weight->second.getElementType().isUnsignedInteger(8) ||
       weight->second.getShape() != ArrayRef<int64_t>{n, blocks, blob})
@@ -1107,10 +1111,12 @@ LogicalResult importGatherBlockQuantized(NodeContext &node) {
                      "last axis");
   // The logical (unpacked) shape of data and the scales' shape.
   SmallVector<int64_t> logical(data->second.getShape());
+  if (logical[*quantizeAxis] > std::numeric_limits<int64_t>::max() / perByte)
+    return node.fail("data's quantize_axis dimension is too large");
   logical[*quantizeAxis] *= perByte;
   SmallVector<int64_t> scaleShape(logical);
-  scaleShape[*quantizeAxis] =
-      (logical[*quantizeAxis] + blockSize - 1) / blockSize;
+  scaleShape[*quantizeAxis] = logical[*quantizeAxis] / blockSize +
+                              (logical[*quantizeAxis] % blockSize != 0);
   if (scalesInput->second.getShape() != ArrayRef<int64_t>(scaleShape))
     return node.fail("scales must be [" +
                      llvm::join(llvm::map_range(scaleShape,

@@ -626,8 +626,10 @@ LogicalResult importRange(NodeContext &node) {
   if (d == 0)
     return node.fail("delta is 0");
   if (s && l && d) {
-    int64_t count =
-        std::max<int64_t>(0, (*l - *s + *d + (*d > 0 ? -1 : 1)) / *d);
+    // In 128 bits: the constants may be anywhere in int64's range.
+    __int128 span = __int128(*l) - *s + *d + (*d > 0 ? -1 : 1);
+    int64_t count = int64_t(std::clamp<__int128>(
+        span / *d, 0, __int128(kMaxFoldElements) + 1));
     if (count > kMaxFoldElements)
       return node.fail("range is too long to fold");
     SmallVector<int64_t> values;
