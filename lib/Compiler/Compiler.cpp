@@ -5,14 +5,20 @@
 #include "moe-mlir/Pipelines/Pipelines.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "mlir/Target/LLVMIR/Export.h"
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
+#include "llvm/ObjCopy/CommonConfig.h"
+#include "llvm/ObjCopy/ELF/ELFConfig.h"
+#include "llvm/ObjCopy/ELF/ELFObjcopy.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/Passes/PassBuilder.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FileUtilities.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Program.h"
 #include "llvm/Support/TargetSelect.h"
@@ -226,16 +232,181 @@ std::string moe::findDefaultLinker() {
   return "";
 }
 
-LogicalResult moe::linkSharedObject(StringRef objectPath, StringRef outputPath,
-                                    const CompileOptions &options,
-                                    std::string &error) {
+namespace {
+std::string linkerDriver(const moe::CompileOptions &options, std::string &error) {
   std::string linker =
-      options.linker.empty() ? findDefaultLinker() : options.linker;
-  if (linker.empty()) {
+      options.linker.empty() ? moe::findDefaultLinker() : options.linker;
+  if (linker.empty())
     error = "no linker driver found (looked for clang-22, clang, cc, gcc); "
             "pass --linker=PATH";
+  return linker;
+}
+
+LogicalResult runDriver(StringRef driver, ArrayRef<StringRef> args,
+                        StringRef what, bool verbose, std::string &error) {
+  if (verbose) {
+    for (StringRef a : args)
+      llvm::errs() << a << " ";
+    llvm::errs() << "\n";
+  }
+  std::string message;
+  int rc = llvm::sys::ExecuteAndWait(driver, args, std::nullopt, {}, 0, 0,
+                                     &message);
+  if (rc != 0) {
+    error = what.str() + " failed (" + driver.str() + " exited with " +
+            std::to_string(rc) + (message.empty() ? "" : ": " + message) + ")";
     return failure();
   }
+  return success();
+}
+} // namespace
+
+FailureOr<moe::ExternalConstants>
+moe::externalizeLargeConstants(ModuleOp module, StringRef blobPath,
+                               uint64_t minBytes, std::string &error) {
+  ExternalConstants result;
+  result.blobPath = blobPath.str();
+  std::error_code ec;
+  llvm::raw_fd_ostream blob(blobPath, ec, llvm::sys::fs::OF_None);
+  if (ec) {
+    error = "cannot write '" + blobPath.str() + "': " + ec.message();
+    return failure();
+  }
+  // Only the host module's globals: kernels' globals belong to their own
+  // binaries.
+  for (auto global : module.getOps<LLVM::GlobalOp>()) {
+    auto dense = dyn_cast_or_null<DenseElementsAttr>(global.getValueOrNull());
+    if (!global.getConstant() || !dense || dense.isSplat() ||
+        global.getInitializerRegion().getBlocks().size() != 0)
+      continue;
+    // Byte-sized elements only: the raw data is then the memory image.
+    Type elementType = dense.getElementType();
+    if (!elementType.isIntOrFloat() ||
+        elementType.getIntOrFloatBitWidth() % 8 != 0)
+      continue;
+    ArrayRef<char> bytes = dense.getRawData();
+    uint64_t expected = uint64_t(dense.getNumElements()) *
+                        (elementType.getIntOrFloatBitWidth() / 8);
+    if (bytes.size() != expected || bytes.size() < minBytes)
+      continue;
+    uint64_t alignment = std::max<uint64_t>(global.getAlignment().value_or(16), 16);
+    uint64_t offset = llvm::alignTo(result.totalBytes, alignment);
+    blob.write_zeros(offset - result.totalBytes);
+    blob.write(bytes.data(), bytes.size());
+    result.totalBytes = offset + bytes.size();
+    result.entries.push_back(
+        {global.getSymName().str(), offset, bytes.size(), alignment});
+    global.removeValueAttr();
+    global.setLinkage(LLVM::Linkage::External);
+    global.setVisibility_(LLVM::Visibility::Hidden);
+    global.setDsoLocal(true);
+  }
+  blob.close();
+  if (blob.has_error()) {
+    error = "error writing '" + blobPath.str() + "'";
+    blob.clear_error();
+    return failure();
+  }
+  return result;
+}
+
+LogicalResult moe::assembleConstants(const ExternalConstants &constants,
+                                     StringRef objectPath,
+                                     const CompileOptions &options,
+                                     std::string &error) {
+  // The blob becomes the one section of a relocatable object (LLVM's
+  // objcopy library, as `llvm-objcopy -I binary`: the bytes are written
+  // once, never through the assembler), and every constant a hidden symbol
+  // at its offset in it.
+  llvm::ErrorOr<std::unique_ptr<llvm::MemoryBuffer>> blob =
+      llvm::MemoryBuffer::getFile(constants.blobPath, /*IsText=*/false,
+                                  /*RequiresNullTerminator=*/false);
+  if (!blob) {
+    error = "cannot read '" + constants.blobPath +
+            "': " + blob.getError().message();
+    return failure();
+  }
+  llvm::Triple triple(llvm::sys::getDefaultTargetTriple());
+  if (!triple.isOSBinFormatELF() || triple.getArch() != llvm::Triple::x86_64) {
+    error = "constants outside the LLVM module need an x86-64 ELF target, "
+            "not " + triple.str() + "; pass --inline-constants";
+    return failure();
+  }
+  StringRef section = ".rodata.moe_constants";
+  llvm::objcopy::CommonConfig config;
+  config.InputFormat = llvm::objcopy::FileFormat::Binary;
+  config.OutputFormat = llvm::objcopy::FileFormat::ELF;
+  config.OutputArch = llvm::objcopy::MachineInfo(llvm::ELF::EM_X86_64,
+                                                 /*Is64=*/true,
+                                                 /*IsLittle=*/true);
+  config.SectionsToRename.try_emplace(
+      ".data", llvm::objcopy::SectionRename{
+                   ".data", section,
+                   llvm::objcopy::SectionFlag(
+                       llvm::objcopy::SecAlloc | llvm::objcopy::SecLoad |
+                       llvm::objcopy::SecReadonly | llvm::objcopy::SecData |
+                       llvm::objcopy::SecContents)});
+  uint64_t alignment = 16;
+  for (const ExternalConstants::Entry &entry : constants.entries)
+    alignment = std::max(alignment, entry.alignment);
+  config.SetSectionAlignment[section] = alignment;
+  config.SetSectionAlignment[".data"] = alignment;
+  // The generated _binary_* symbols would clash between modules.
+  llvm::Expected<llvm::objcopy::NameOrPattern> generated =
+      llvm::objcopy::NameOrPattern::create(
+          "^_binary_", llvm::objcopy::MatchStyle::Regex,
+          [](llvm::Error err) { return err; });
+  if (!generated) {
+    error = llvm::toString(generated.takeError());
+    return failure();
+  }
+  if (llvm::Error err = config.SymbolsToRemove.addMatcher(std::move(generated))) {
+    error = llvm::toString(std::move(err));
+    return failure();
+  }
+  for (const ExternalConstants::Entry &entry : constants.entries) {
+    llvm::objcopy::NewSymbolInfo symbol;
+    symbol.SymbolName = entry.symbol;
+    symbol.SectionName = ".data"; // renamed after the symbols are added
+    symbol.Value = entry.offset;
+    symbol.Flags = {llvm::objcopy::SymbolFlag::Global,
+                    llvm::objcopy::SymbolFlag::Hidden,
+                    llvm::objcopy::SymbolFlag::Object};
+    config.SymbolsToAdd.push_back(symbol);
+  }
+  // No executable stack (what an assembler's .note.GNU-stack says).
+  config.AddSection.emplace_back(
+      ".note.GNU-stack", llvm::MemoryBuffer::getMemBuffer("", "note"));
+  llvm::objcopy::ELFConfig elfConfig;
+  std::error_code ec;
+  llvm::raw_fd_ostream os(objectPath, ec, llvm::sys::fs::OF_None);
+  if (ec) {
+    error = "cannot write '" + objectPath.str() + "': " + ec.message();
+    return failure();
+  }
+  if (llvm::Error err = llvm::objcopy::elf::executeObjcopyOnRawBinary(
+          config, elfConfig, **blob, os)) {
+    error = "writing the constants object failed: " +
+            llvm::toString(std::move(err));
+    return failure();
+  }
+  os.close();
+  if (os.has_error()) {
+    error = "error writing '" + objectPath.str() + "'";
+    os.clear_error();
+    return failure();
+  }
+  (void)options;
+  return success();
+}
+
+LogicalResult moe::linkSharedObject(ArrayRef<std::string> objectPaths,
+                                    StringRef outputPath,
+                                    const CompileOptions &options,
+                                    std::string &error) {
+  std::string linker = linkerDriver(options, error);
+  if (linker.empty())
+    return failure();
   SmallString<256> runtimeLib(options.runtimeLibDir);
   llvm::sys::path::append(runtimeLib, "libmoe_runtime.so");
   if (!llvm::sys::fs::exists(runtimeLib)) {
@@ -245,23 +416,10 @@ LogicalResult moe::linkSharedObject(StringRef objectPath, StringRef outputPath,
   }
   std::string rpath = "-Wl,-rpath," + options.runtimeLibDir;
   std::string libDir = "-L" + options.runtimeLibDir;
-  SmallVector<StringRef> args = {linker,    "-shared", "-o",
-                                 outputPath, objectPath, libDir,
-                                 "-lmoe_runtime", rpath, "-lm",
-                                 "-Wl,--no-undefined"};
-  if (options.verbose) {
-    for (StringRef a : args)
-      llvm::errs() << a << " ";
-    llvm::errs() << "\n";
-  }
-  std::string message;
-  int rc = llvm::sys::ExecuteAndWait(linker, args, std::nullopt, {}, 0, 0,
-                                     &message);
-  if (rc != 0) {
-    error = "linking '" + outputPath.str() + "' failed (" + linker +
-            " exited with " + std::to_string(rc) +
-            (message.empty() ? "" : ": " + message) + ")";
-    return failure();
-  }
-  return success();
+  SmallVector<StringRef> args = {linker, "-shared", "-o", outputPath};
+  for (const std::string &object : objectPaths)
+    args.push_back(object);
+  args.append({libDir, "-lmoe_runtime", rpath, "-lm", "-Wl,--no-undefined"});
+  return runDriver(linker, args, "linking '" + outputPath.str() + "'",
+                   options.verbose, error);
 }

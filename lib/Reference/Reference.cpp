@@ -378,7 +378,9 @@ RouteResult route(const Tensor &logits, const Tensor *bias,
 
 DispatchResult dispatch(const Tensor &x, const IntTensor &ids,
                         int64_t numExperts,
-                        std::optional<double> capacityFactor) {
+                        std::optional<double> capacityFactor,
+                        std::optional<int64_t> expertCapacity,
+                        int64_t groupSize) {
   const char *fn = "dispatch";
   checkTensor(fn, "x", x, 2);
   const int64_t T = x.shape[0], H = x.shape[1];
@@ -402,20 +404,35 @@ DispatchResult dispatch(const Tensor &x, const IntTensor &ids,
     if (cap < static_cast<double>(capacity))
       capacity = static_cast<int64_t>(cap);
   }
+  if (expertCapacity) {
+    if (capacityFactor)
+      fail(fn, "capacity_factor and expert_capacity are exclusive");
+    if (*expertCapacity < 1)
+      fail(fn, "expert_capacity must be >= 1");
+    capacity = std::min(capacity, *expertCapacity);
+  }
+  if (groupSize < 0 || (groupSize > 0 && !expertCapacity))
+    fail(fn, "a group size must be >= 0 and needs expert_capacity");
+  const int64_t group = groupSize > 0 ? groupSize : std::max<int64_t>(T, 1);
 
-  // Admit assignments in priority order: slot-major, token order inside.
+  // Admit assignments in priority order: group by group, slot-major, token
+  // order inside; `used` counts every admission, `taken` the group's.
   std::vector<int64_t> used(static_cast<size_t>(E), 0);
   std::vector<bool> admitted(static_cast<size_t>(T * k), false);
-  for (int64_t j = 0; j < k; ++j)
-    for (int64_t t = 0; t < T; ++t) {
-      int64_t id = ids.data[t * k + j];
-      if (id < 0 || id >= E)
-        continue;
-      if (used[id] < capacity) {
-        ++used[id];
-        admitted[t * k + j] = true;
+  for (int64_t first = 0; first < T; first += group) {
+    std::vector<int64_t> taken(static_cast<size_t>(E), 0);
+    for (int64_t j = 0; j < k; ++j)
+      for (int64_t t = first; t < std::min(T, first + group); ++t) {
+        int64_t id = ids.data[t * k + j];
+        if (id < 0 || id >= E)
+          continue;
+        if (taken[id] < capacity) {
+          ++taken[id];
+          ++used[id];
+          admitted[t * k + j] = true;
+        }
       }
-    }
+  }
 
   DispatchResult r{Tensor::zeros({T * k, H}), IntTensor::zeros({E + 1}),
                    IntTensor::filled({T * k}, -1),
@@ -636,7 +653,7 @@ Tensor combine(const Tensor &y, const Tensor &weights, const IntTensor &ids,
     if (zeroExperts[z] != ZeroExpert::Zero)
       needsInput = true;
   }
-  if (ops.sharedGate)
+  if (ops.sharedGate || ops.droppedPassThrough)
     needsInput = true;
   if (ops.input)
     checkShape(fn, "input", *ops.input, {T, H});
@@ -685,8 +702,13 @@ Tensor combine(const Tensor &y, const Tensor &weights, const IntTensor &ids,
         continue;
       if (id < E) {
         int64_t row = slotRows.data[t * k + j];
-        if (row < 0)
-          continue; // dropped by capacity
+        if (row < 0) {
+          // Dropped by capacity: nothing, or the token itself.
+          if (ops.droppedPassThrough)
+            for (int64_t h = 0; h < H; ++h)
+              o[h] += w * x[h];
+          continue;
+        }
         for (int64_t h = 0; h < H; ++h)
           o[h] += w * y.data[row * H + h];
         continue;
@@ -746,7 +768,8 @@ Tensor layer(const Tensor &x, const Tensor &logits, const LayerWeights &wts,
 
   RouteResult routed = route(
       logits, wts.routerBias ? &*wts.routerBias : nullptr, opt.route);
-  DispatchResult d = dispatch(x, routed.ids, E, opt.capacityFactor);
+  DispatchResult d = dispatch(x, routed.ids, E, opt.capacityFactor,
+                              opt.expertCapacity, opt.capacityGroup);
   Tensor y = expert(d.rows, d.offsets, wts.experts, opt.expert);
 
   // Shared experts: every token visits each of the S experts; run them as
@@ -777,6 +800,7 @@ Tensor layer(const Tensor &x, const Tensor &logits, const LayerWeights &wts,
   ops.sharedGate = wts.sharedGate ? &*wts.sharedGate : nullptr;
   ops.constants = wts.constants ? &*wts.constants : nullptr;
   ops.constantGates = wts.constantGates ? &*wts.constantGates : nullptr;
+  ops.droppedPassThrough = opt.droppedPassThrough;
   return combine(y, routed.weights, routed.ids, d.slotRows, E,
                  opt.zeroExperts, ops);
 }

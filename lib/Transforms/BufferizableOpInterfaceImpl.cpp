@@ -142,6 +142,9 @@ FailureOr<IRMapping> mapOperandBuffers(RewriterBase &rewriter, Operation *op,
                                        const BufferizationState &state) {
   IRMapping map;
   for (Value operand : op->getOperands()) {
+    // Scalars (moe.dispatch's group size) are used as they are.
+    if (!isa<TensorType>(operand.getType()))
+      continue;
     FailureOr<Value> buffer = getBuffer(rewriter, operand, options, state);
     if (failed(buffer))
       return failure();
@@ -259,26 +262,54 @@ struct DispatchOpInterface
       capacity = arith::IndexCastUIOp::create(
           b, b.getIndexType(),
           arith::FPToUIOp::create(b, b.getI64Type(), perExpert));
+    } else if (std::optional<uint64_t> perGroup =
+                   dispatch.getExpertCapacity()) {
+      capacity = e.index(static_cast<int64_t>(*perGroup));
     }
-    // Capacity competition is slot-major; without capacity the order is
-    // irrelevant and the same loop nest serves.
-    e.loop(c0, ck, [&](Value j) {
-      e.loop(c0, tokens, [&](Value t) {
-        auto [valid, id] = routedExpert(t, j);
-        Value count = e.load(counts, id);
-        Value take = valid;
-        if (capacity)
-          take = e.land(valid,
-                        e.cmpi(arith::CmpIPredicate::ult, count, capacity));
-        e.ifThenElse(
-            take,
-            [&] {
-              e.store(e.addi(count, c1), counts, id);
-              e.store(e.i32(0), *slotRows, {t, j});
-            },
-            [&] { e.store(e.i32(-1), *slotRows, {t, j}); });
+    auto markSlot = [&](Value t, Value j, Value take, Value id) {
+      e.ifThenElse(
+          take,
+          [&] {
+            e.store(e.addi(e.load(counts, id), c1), counts, id);
+            e.store(e.i32(0), *slotRows, {t, j});
+          },
+          [&] { e.store(e.i32(-1), *slotRows, {t, j}); });
+    };
+    if (!capacity) {
+      e.loop(c0, ck, [&](Value j) {
+        e.loop(c0, tokens, [&](Value t) {
+          auto [valid, id] = routedExpert(t, j);
+          markSlot(t, j, valid, id);
+        });
       });
-    });
+    } else {
+      // Capacity competition is slot-major within each group of
+      // consecutive tokens (one group of all tokens without group_size);
+      // used[e] counts the group's admissions.
+      Value groupSize = tokens;
+      if (Value given = dispatch.getGroupSize())
+        groupSize = given;
+      groupSize = arith::MaxUIOp::create(b, groupSize, c1);
+      Value numGroups = arith::CeilDivUIOp::create(b, tokens, groupSize);
+      Value used = memref::AllocaOp::create(
+          b, MemRefType::get({numExperts}, b.getIndexType()));
+      e.loop(c0, numGroups, [&](Value group) {
+        Value first = e.muli(group, groupSize);
+        Value last =
+            arith::MinUIOp::create(b, e.addi(first, groupSize), tokens);
+        e.loop(c0, cE, [&](Value x) { e.store(c0, used, x); });
+        e.loop(c0, ck, [&](Value j) {
+          e.loop(first, last, [&](Value t) {
+            auto [valid, id] = routedExpert(t, j);
+            Value taken = e.load(used, id);
+            Value take = e.land(
+                valid, e.cmpi(arith::CmpIPredicate::ult, taken, capacity));
+            e.ifThen(take, [&] { e.store(e.addi(taken, c1), used, id); });
+            markSlot(t, j, take, id);
+          });
+        });
+      });
+    }
 
     // Pass 2: prefix sums; counts becomes each expert's write cursor.
     Value used = e.loop(c0, cE, {c0}, [&](Value x, ValueRange acc) {
@@ -802,6 +833,16 @@ struct CombineOpInterface : StageOpInterface<CombineOpInterface, CombineOp> {
         e.ifThen(routed, [&] {
           accumulate(w, [&](Value h) { return value(expertOut, {row, h}); });
         });
+        if (combine.getDroppedPassThrough()) {
+          // A routed slot that dispatch dropped (row -1) keeps the token.
+          Value dropped = e.land(
+              e.land(e.cmpi(arith::CmpIPredicate::sge, id, c0),
+                     e.cmpi(arith::CmpIPredicate::slt, id, cE)),
+              e.cmpi(arith::CmpIPredicate::slt, row, c0));
+          e.ifThen(dropped, [&] {
+            accumulate(w, [&](Value h) { return value(input, {t, h}); });
+          });
+        }
         int64_t constantIndex = 0;
         for (auto [z, kind] : llvm::enumerate(zeroKinds)) {
           if (kind == ZeroExpertKind::zero)

@@ -287,8 +287,8 @@ Value buildExpertExchange(PatternRewriter &rewriter, LayerOp layer,
   auto local = DispatchOp::create(
       rewriter, loc, rowsType, RankedTensorType::get({perRank + 1}, i32),
       RankedTensorType::get({ShapedType::kDynamic}, i32), idsType, received,
-      localIds, rewriter.getI64IntegerAttr(perRank),
-      /*capacity_factor=*/FloatAttr());
+      localIds, /*group_size=*/Value(), rewriter.getI64IntegerAttr(perRank),
+      /*capacity_factor=*/FloatAttr(), /*expert_capacity=*/IntegerAttr());
   auto expert = ExpertOp::create(
       rewriter, loc, rowsType, local.getRows(), local.getOffsets(),
       layer.getFc1(), layer.getFc1Bias(), layer.getFc2(), layer.getFc2Bias(),
@@ -313,7 +313,8 @@ Value buildExpertExchange(PatternRewriter &rewriter, LayerOp layer,
   Value arrivalOrder = CombineOp::create(
       rewriter, loc, rowsType, expert.getResult(), unitWeights, localIds,
       local.getSlotRows(), Value(), Value(), Value(), Value(), Value(),
-      rewriter.getI64IntegerAttr(perRank), ArrayAttr());
+      rewriter.getI64IntegerAttr(perRank), ArrayAttr(),
+      /*dropped_pass_through=*/UnitAttr());
 
   // 4. Results back to the ranks the rows came from, in dispatch order.
   return exchange(arrivalOrder, recvRowCounts, sendRowCounts,
@@ -365,13 +366,18 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
         layer.getTopPAttr(), layer.getScalingAttr());
 
     int64_t numRows = mulSizes(numTokens, k);
+    // A per-sequence capacity groups the flattened tokens by sequence.
+    Value groupSize;
+    if (layer.getCapacityPerSequence())
+      groupSize = tensor::DimOp::create(rewriter, loc, input, 1);
     auto dispatch = DispatchOp::create(
         rewriter, loc,
         RankedTensorType::get({numRows, hidden}, tokensType.getElementType()),
         RankedTensorType::get({numExperts + 1}, i32),
         RankedTensorType::get({numRows}, i32),
         RankedTensorType::get({numTokens, k}, i32), tokens, route.getIds(),
-        rewriter.getI64IntegerAttr(numExperts), layer.getCapacityFactorAttr());
+        groupSize, rewriter.getI64IntegerAttr(numExperts),
+        layer.getCapacityFactorAttr(), layer.getExpertCapacityAttr());
 
     Value expertOutput;
     if (ep)
@@ -393,13 +399,14 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
       shared = buildSharedExperts(rewriter, layer, tokens);
     // Only hand the token input to combine when something there reads it,
     // so the common case keeps the minimal form.
-    bool needsInput = layer.getSharedGate() || layer.getNumZeroExperts() > 0;
+    bool needsInput = layer.getSharedGate() || layer.getNumZeroExperts() > 0 ||
+                      layer.getDroppedPassThrough();
     Value combined = CombineOp::create(
         rewriter, loc, tokensType, expertOutput, route.getWeights(),
         route.getIds(), dispatch.getSlotRows(), needsInput ? tokens : Value(),
         shared, layer.getSharedGate(), layer.getConstants(),
         layer.getConstantGates(), rewriter.getI64IntegerAttr(numExperts),
-        layer.getZeroExpertsAttr());
+        layer.getZeroExpertsAttr(), layer.getDroppedPassThroughAttr());
     if (combined.getType() != stageTokensType &&
         cast<RankedTensorType>(stageTokensType).getElementType() ==
             cast<RankedTensorType>(combined.getType()).getElementType())

@@ -613,6 +613,12 @@ llvm::json::Object FunctionManifest::referenceFor(LayerOp layer) {
       {"beta", layer.getBeta().convertToDouble()},
       {"limit", optionalFloat(layer.getLimit())},
       {"capacity_factor", optionalFloat(layer.getCapacityFactor())},
+      {"expert_capacity",
+       layer.getExpertCapacity()
+           ? llvm::json::Value(static_cast<int64_t>(*layer.getExpertCapacity()))
+           : llvm::json::Value(nullptr)},
+      {"capacity_per_sequence", layer.getCapacityPerSequence()},
+      {"dropped_pass_through", layer.getDroppedPassThrough()},
       {"zero_experts", std::move(zeroExperts)}};
   if (QuantAttr quant = layer.getQuantAttr()) {
     attributes["weight_bits"] = quant.getBits();
@@ -741,7 +747,8 @@ struct MoEExportABIPass : moe::impl::MoEExportABIBase<MoEExportABIPass> {
         func.removeArgAttr(i, "moe.split");
       }
       for (unsigned i = 0; i < func.getNumResults(); ++i)
-        func.removeResultAttr(i, StringAttr::get(&getContext(), "moe.split"));
+        for (StringRef name : {"moe.split", "moe.name"})
+          func.removeResultAttr(i, StringAttr::get(&getContext(), name));
       func->setAttr(LLVM::LLVMDialect::getEmitCWrapperAttrName(),
                     UnitAttr::get(&getContext()));
     }

@@ -509,8 +509,9 @@ private:
       auto local = DispatchOp::create(
           b, loc, rowsType, RankedTensorType::get({perRank + 1}, i32),
           RankedTensorType::get({ShapedType::kDynamic}, i32), idsType,
-          received, localIds, b.getI64IntegerAttr(perRank),
-          /*capacity_factor=*/FloatAttr());
+          received, localIds, /*group_size=*/Value(),
+          b.getI64IntegerAttr(perRank), /*capacity_factor=*/FloatAttr(),
+          /*expert_capacity=*/IntegerAttr());
       IRMapping map;
       map.map(chain.expert.getRows(), local.getRows());
       map.map(chain.expert.getOffsets(), local.getOffsets());
@@ -527,7 +528,8 @@ private:
       Value arrivalOrder = CombineOp::create(
           b, loc, rowsType, expertOutput, unitWeights, localIds,
           local.getSlotRows(), Value(), Value(), Value(), Value(), Value(),
-          b.getI64IntegerAttr(perRank), ArrayAttr());
+          b.getI64IntegerAttr(perRank), ArrayAttr(),
+          /*dropped_pass_through=*/UnitAttr());
       Value numReturned = index(0);
       for (Value count : chunk.sendCounts)
         numReturned = arith::AddIOp::create(b, loc, numReturned,

@@ -33,6 +33,28 @@ func.func @dispatch_capacity(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>) -> (te
 
 // -----
 
+// An absolute capacity per group of %g tokens: a loop over ceil(T / g)
+// groups, each resetting its per-expert admissions and competing over its
+// own tokens [g * i, min(g * i + g, T)).
+// CHECK-LABEL: func @dispatch_expert_capacity
+// CHECK-SAME:  (%{{.*}}: memref<?x16xf32>, %{{.*}}: memref<?x1xi32>, %[[G:.*]]: index)
+// CHECK-DAG:   %[[C3:.*]] = arith.constant 3 : index
+// CHECK:       %[[SIZE:.*]] = arith.maxui %[[G]], %{{.*}} : index
+// CHECK:       %[[GROUPS:.*]] = arith.ceildivui %{{.*}}, %[[SIZE]] : index
+// CHECK:       scf.for %[[I:.*]] = %{{.*}} to %[[GROUPS]]
+// CHECK:         %[[FIRST:.*]] = arith.muli %[[I]], %[[SIZE]]
+// CHECK:         %[[END:.*]] = arith.addi %[[FIRST]], %[[SIZE]]
+// CHECK:         %[[LAST:.*]] = arith.minui %[[END]], %{{.*}}
+// CHECK:         scf.for %{{.*}} = %[[FIRST]] to %[[LAST]]
+// CHECK:           arith.cmpi ult, %{{.*}}, %[[C3]]
+// CHECK-NOT:   moe.dispatch
+func.func @dispatch_expert_capacity(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>, %g: index) -> (tensor<?x16xf32>, tensor<5xi32>) {
+  %rows, %offsets, %row_tokens, %slot_rows = moe.dispatch %x, %ids group_size %g {num_experts = 4 : i64, expert_capacity = 3 : i64} : tensor<?x16xf32>, tensor<?x1xi32> -> tensor<?x16xf32>, tensor<5xi32>, tensor<?xi32>, tensor<?x1xi32>
+  return %rows, %offsets : tensor<?x16xf32>, tensor<5xi32>
+}
+
+// -----
+
 // The grouped FFN is a loop over experts with per-expert contractions on
 // row slices; interleaved SwiGLU reads gate and linear halves through
 // strided index maps.

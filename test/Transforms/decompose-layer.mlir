@@ -36,6 +36,25 @@ func.func @deepseek_routing(%x: tensor<?x32xf32>, %logits: tensor<?x16xf32>, %w1
 
 // -----
 
+// Switch Transformers: an absolute capacity per sequence groups dispatch by
+// the input's sequence length; combine gets the tokens to pass the dropped
+// ones through.
+// CHECK-LABEL: func @switch_capacity
+// CHECK-SAME: (%[[X:.*]]: tensor<?x?x32xf32>, %[[L:.*]]: tensor<?x4xf32>,
+// CHECK-DAG:  %[[C1:.*]] = arith.constant 1 : index
+// CHECK:      %[[T:.*]] = tensor.collapse_shape %[[X]] {{\[\[}}0, 1], [2]]
+// CHECK:      %[[W:.*]], %[[IDS:.*]] = moe.route %[[L]] {k = 1 : i64}
+// CHECK-NEXT: %[[S:.*]] = tensor.dim %[[X]], %[[C1]] : tensor<?x?x32xf32>
+// CHECK-NEXT: %[[ROWS:.*]], %[[OFF:.*]], %{{.*}}, %[[SLOTS:.*]] = moe.dispatch %[[T]], %[[IDS]] group_size %[[S]] {expert_capacity = 6 : i64, num_experts = 4 : i64}
+// CHECK-NEXT: %[[Y:.*]] = moe.expert %[[ROWS]], %[[OFF]]
+// CHECK-NEXT: moe.combine %[[Y]], %[[W]], %[[IDS]], %[[SLOTS]] input %[[T]] {dropped_pass_through, num_experts = 4 : i64}
+func.func @switch_capacity(%x: tensor<?x?x32xf32>, %logits: tensor<?x4xf32>, %w1: tensor<4x8x32xf32>, %w2: tensor<4x32x8xf32>) -> tensor<?x?x32xf32> {
+  %0 = moe.layer %x, %logits fc1 %w1 fc2 %w2 {k = 1 : i64, activation = #moe.activation<relu>, expert_capacity = 6 : i64, capacity_per_sequence, dropped_pass_through} : (tensor<?x?x32xf32>, tensor<?x4xf32>, tensor<4x8x32xf32>, tensor<4x32x8xf32>) -> tensor<?x?x32xf32>
+  return %0 : tensor<?x?x32xf32>
+}
+
+// -----
+
 // Two gated shared experts run as one-expert moe.expert ops over all tokens
 // (offsets [0, T]); their sum and the gate go to combine, as do the
 // zero-computation experts, which are routed but never dispatched.

@@ -136,6 +136,19 @@ CASES = [
          I=24, logits="one_expert", target=0, tokens=512),
     dict(name="capacity_t1", capacity_factor=0.1, E=16, k=2, H=40, I=24,
          tokens=1),
+    # Switch Transformers: top-1, an absolute capacity per sequence, tokens
+    # over it keep their hidden state (scaled by the router probability).
+    dict(name="capacity_switch_per_sequence", expert_capacity=3,
+         capacity_per_sequence=True, dropped_pass_through=True,
+         normalize=False, E=4, k=1, H=40, I=24, tokens=[3, 10],
+         activation="relu", logit_scale=3.0),
+    dict(name="capacity_switch_uneven_groups", expert_capacity=2,
+         capacity_per_sequence=True, dropped_pass_through=True, E=4, k=2,
+         H=24, I=8, tokens=[2, 7], logits="one_expert", target=1),
+    dict(name="capacity_absolute_t64", expert_capacity=5, E=8, k=2, H=40,
+         I=24, logit_scale=3.0),
+    dict(name="capacity_pass_through_factor", capacity_factor=0.5,
+         dropped_pass_through=True, E=8, k=2, H=40, I=24, logit_scale=3.0),
 
     # ---- all tokens to one expert ------------------------------------------------
     dict(name="one_expert_k1", logits="one_expert", target=3, E=8, k=1,

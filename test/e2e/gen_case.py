@@ -52,6 +52,9 @@ DEFAULTS = {
     "top_p": None,
     "scaling": None,
     "capacity_factor": None,
+    "expert_capacity": None, # absolute rows per expert (and sequence with
+    "capacity_per_sequence": False,  # a [B, S] input)
+    "dropped_pass_through": False,   # dropped slots keep the token
     "shared": 0,             # S shared experts
     "shared_I": None,        # their intermediate size (default: I)
     "shared_gate": False,
@@ -145,6 +148,12 @@ def layer_attributes(s):
                      % (s["quant_bits"], s["block_size"]))
     if s["capacity_factor"] is not None:
         attrs.append("capacity_factor = %s" % fmt_float(s["capacity_factor"]))
+    if s["expert_capacity"] is not None:
+        attrs.append("expert_capacity = %d : i64" % s["expert_capacity"])
+    if s["capacity_per_sequence"]:
+        attrs.append("capacity_per_sequence")
+    if s["dropped_pass_through"]:
+        attrs.append("dropped_pass_through")
     if s["zero_experts"]:
         attrs.append("zero_experts = [%s]" % ", ".join(
             "#moe.zero_expert<%s>" % z for z in s["zero_experts"]))

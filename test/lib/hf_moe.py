@@ -8,11 +8,13 @@ configs, random weights), and their torch.onnx.export.
             [--hidden H] [--experts E] ...
 
 Writes OUTDIR/model.onnx, the inputs as OUTDIR/in_<name>.npy (in graph
-input order, listed in OUTDIR/inputs.txt) and torch eager's outputs as
-OUTDIR/torch_<i>.npy. `--kv-cache` adds past_key_values inputs and present
-outputs (past length P; 0 is a prefill, which is exported with past 1 and
-run with past 0), and OUTDIR/steps/<n>/ holds a prefill and decode steps
-when `--decode-steps N` is given.
+input order, listed in OUTDIR/inputs.txt), torch eager's outputs as
+OUTDIR/torch_<i>.npy and the configuration as OUTDIR/config.json (with
+"moe_layers", the decoder layers whose MLP is a sparse MoE block).
+`--kv-cache` adds past_key_values inputs and present outputs (past length
+P; 0 is a prefill, which is exported with past 1 and run with past 0), and
+OUTDIR/steps/<n>/ holds a prefill and decode steps when `--decode-steps N`
+is given.
 
 Families (the MoE block each is known for; the decoder around it is the
 family's: RMSNorm or LayerNorm, GQA or MLA attention, RoPE, causal mask):
@@ -34,6 +36,7 @@ family's: RMSNorm or LayerNorm, GQA or MLA attention, RoPE, causal mask):
               router probability scaling
 """
 import argparse
+import json
 import math
 import os
 import sys
@@ -502,13 +505,17 @@ class SwitchMoeBlock(nn.Module):
         # expert(hidden_states[...])`; torch 1.13 exports that boolean
         # assignment with an Expand of the [B, S] mask to [B, S, H] that
         # ONNX Runtime rejects at run time ("invalid expand shape"), so the
-        # same assignment is written with the selected rows' indices.
+        # same assignment is written with the selected rows' indices, as
+        # index_put_: `next_states[rows] = value` views the value without
+        # its leading size-1 dimensions first, which the trace records as a
+        # Reshape to the traced shape ([H] when an expert had one row), so
+        # the export would only run where that expert has one row again.
         b, s, h = hidden_states.shape
         x = hidden_states.reshape(-1, h)
         next_states = x.clone()
         for idx, expert in enumerate(self.experts.values()):
             rows = torch.nonzero(mask[:, :, idx].reshape(-1)).squeeze(-1)
-            next_states[rows] = expert(x[rows]).to(next_states.dtype)
+            next_states.index_put_((rows,), expert(x[rows]).to(next_states.dtype))
         return router_probs * next_states.reshape(b, s, h)
 
 
@@ -592,6 +599,12 @@ def kv_shape(cfg):
     if cfg["attention"] == "mla":
         return (cfg["heads"], 24), (cfg["heads"], 16)
     return (cfg["kv_heads"], cfg["head_dim"]), (cfg["kv_heads"], cfg["head_dim"])
+
+
+def moe_layers(cfg):
+    """Indices of the layers whose MLP is a sparse MoE block (DeepSeek's
+    first `first_dense` layers are dense)."""
+    return [i for i in range(cfg["layers"]) if i >= cfg.get("first_dense", 0)]
 
 
 def input_names(cfg, kv_cache):
@@ -679,6 +692,9 @@ def main():
     parser.add_argument("--decode-steps", type=int, default=0,
                         help="also write a prefill and N decode steps (--kv-cache)")
     parser.add_argument("--rope", choices=["matmul", "outer", "einsum"], default="matmul")
+    parser.add_argument("--no-export", action="store_true",
+                        help="write the inputs and torch eager's outputs only (another "
+                             "shape for a model exported before with the same flags)")
     parser.add_argument("--seed", type=int, default=0)
     for key in ("layers", "hidden", "experts", "top_k", "inter", "vocab"):
         parser.add_argument("--" + key.replace("_", "-"), type=int)
@@ -689,12 +705,15 @@ def main():
     cfg, model = build(args.family, args.seed, args.rope, args.kv_cache, **overrides)
     gen = torch.Generator().manual_seed(args.seed + 1)
     os.makedirs(args.outdir, exist_ok=True)
+    with open(os.path.join(args.outdir, "config.json"), "w") as f:
+        json.dump(dict(cfg, moe_layers=moe_layers(cfg)), f, indent=1)
     # An empty past cannot be traced (zero-sized dims become constants):
     # export with one past position, then run with any past length.
     export_past = max(args.past, 1) if args.kv_cache else 0
     trace_inputs = make_inputs(cfg, args.batch, args.seq, export_past, args.kv_cache, gen)
     path = os.path.join(args.outdir, "model.onnx")
-    export(model, cfg, trace_inputs, path, args.dynamic, args.kv_cache)
+    if not args.no_export:
+        export(model, cfg, trace_inputs, path, args.dynamic, args.kv_cache)
     if not args.kv_cache or args.past == export_past:
         save_case(args.outdir, cfg, model, trace_inputs, args.kv_cache)
     else:

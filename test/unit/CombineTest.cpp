@@ -60,6 +60,27 @@ TEST(Combine, RoutedCopyConstantZeroAndDropped) {
   EXPECT_NEAR(out(1, 0), 2.1192029220221177, 1e-12);
 }
 
+TEST(Combine, DroppedPassThroughKeepsTheToken) {
+  // As above, but t2's dropped expert-0 slot contributes 0.3 x[t2]; empty,
+  // zero-expert and dispatched slots are unchanged.
+  Tensor in = x(), v = constants(), g = constantGates();
+  CombineOperands ops = withConstants(in, v, g);
+  ops.droppedPassThrough = true;
+  Tensor out = combine(y(), weights(), ids(), slotRows(), 2, kZeroKinds, ops);
+  Tensor expected = routedExpected();
+  expected.data[4] = 0.3 * 0.5;
+  expected.data[5] = 0.3 * 0.5;
+  expectNear(out, expected);
+  ops.input = nullptr;
+  ops.constants = ops.constantGates = nullptr;
+  expectInvalid(
+      [&] {
+        combine(y(), weights(), imat({{0, 1}, {1, 0}, {0, 1}}), slotRows(), 2,
+                {}, ops);
+      },
+      "input");
+}
+
 TEST(Combine, SharedWithoutGateIsAdded) {
   Tensor in = x(), v = constants(), g = constantGates();
   Tensor shared = dmat({{1, 1}, {2, 2}, {3, 3}});

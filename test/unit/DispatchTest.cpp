@@ -93,6 +93,27 @@ TEST(Dispatch, SameTokenTwiceUsesSlotOrder) {
   expectEq(d.rowTokens, ivec({0, 0}));
 }
 
+TEST(Dispatch, ExpertCapacityPerGroupOfTokens) {
+  // C = 1 per expert in groups of 2 tokens: group {t0, t1}: slot 0 takes
+  // t0->e2, t1->e0; slot 1: t0->e0 dropped (e0 full), t1->e1. Group
+  // {t2, t3}: t2->e1, t3->e0 (fresh counts).
+  DispatchResult d = dispatch(fourTokens(), fourIds(), 3, std::nullopt,
+                              /*expertCapacity=*/1, /*groupSize=*/2);
+  expectEq(d.offsets, ivec({0, 2, 4, 5}));
+  expectEq(d.rowTokens, ivec({1, 3, 1, 2, 0, -1, -1, -1}));
+  expectEq(d.slotRows, imat({{4, -1}, {0, 2}, {3, -1}, {1, -1}}));
+  // One group of all four tokens: slot 0 admits t0->e2, t1->e0, t2->e1;
+  // t3->e0 and every slot-1 choice are dropped.
+  DispatchResult all = dispatch(fourTokens(), fourIds(), 3, std::nullopt, 1);
+  expectEq(all.offsets, ivec({0, 1, 2, 3}));
+  expectEq(all.slotRows, imat({{2, -1}, {0, -1}, {1, -1}, {-1, -1}}));
+  // A last group shorter than the others (3 + 1 tokens): t3->e0 is
+  // admitted in its own group.
+  DispatchResult uneven =
+      dispatch(fourTokens(), fourIds(), 3, std::nullopt, 1, 3);
+  expectEq(uneven.slotRows, imat({{3, -1}, {0, -1}, {2, -1}, {1, -1}}));
+}
+
 TEST(Dispatch, RejectsBadInput) {
   Tensor x = fourTokens();
   expectInvalid([&] { dispatch(x, imat({{0, -2}, {0, 0}, {0, 0}, {0, 0}}), 3); },
@@ -108,4 +129,9 @@ TEST(Dispatch, RejectsBadInput) {
       "capacity_factor");
   expectInvalid([&] { dispatch(dvec({1, 2}), fourIds(), 3); },
                 "x must have rank 2");
+  expectInvalid([&] { dispatch(x, fourIds(), 3, 1.0, 2); }, "exclusive");
+  expectInvalid([&] { dispatch(x, fourIds(), 3, std::nullopt, 0); },
+                "expert_capacity");
+  expectInvalid([&] { dispatch(x, fourIds(), 3, std::nullopt, std::nullopt, 2); },
+                "needs expert_capacity");
 }

@@ -133,6 +133,12 @@ cl::opt<std::string> overlapModel(
              "\"bandwidth=400 latency=15 peak-gflops=600000 "
              "memory-bandwidth=3000\" (GB/s, us, GFLOP/s per rank)"),
     cl::init(""), cl::cat(category));
+cl::opt<bool> inlineConstants(
+    "inline-constants",
+    cl::desc("Keep large constants (weights) inside the LLVM module instead "
+             "of assembling their bytes into the shared object directly "
+             "(slower to compile; the same code and outputs)"),
+    cl::init(false));
 cl::opt<bool> verbose("v", cl::desc("Print the link command"),
                       cl::init(false), cl::cat(category));
 
@@ -336,6 +342,24 @@ int compile(int argc, char **argv) {
   auto machine = moe::createTargetMachine(options, error);
   if (failed(machine))
     return fail(error);
+
+  // Weights skip LLVM: their bytes go straight into the shared object.
+  SmallString<128> constantsBlob, constantsObject;
+  std::optional<moe::ExternalConstants> constants;
+  if (emit == Emit::SharedObject && !inlineConstants) {
+    TimingScope scope = timing.nest("Externalize constants");
+    int fd;
+    if (std::error_code ec = llvm::sys::fs::createTemporaryFile(
+            "moe-constants", "bin", fd, constantsBlob))
+      return fail("cannot create a temporary file: " + ec.message());
+    llvm::sys::Process::SafelyCloseFileDescriptor(fd);
+    FailureOr<moe::ExternalConstants> moved = moe::externalizeLargeConstants(
+        *module, constantsBlob, /*minBytes=*/4096, error);
+    if (failed(moved))
+      return fail(error);
+    constants = std::move(*moved);
+  }
+  llvm::FileRemover removeBlob(constantsBlob);
   llvm::LLVMContext llvmContext;
   std::unique_ptr<llvm::Module> llvmModule = moe::translateAndOptimize(
       *module, llvmContext, **machine, optLevel, timing);
@@ -362,8 +386,22 @@ int compile(int argc, char **argv) {
   }
   if (emit == Emit::Object)
     return 0;
+  std::vector<std::string> objects{objectPath};
+  if (constants && !constants->entries.empty()) {
+    TimingScope scope = timing.nest("Assemble constants");
+    int fd;
+    if (std::error_code ec = llvm::sys::fs::createTemporaryFile(
+            "moe-constants", "o", fd, constantsObject))
+      return fail("cannot create a temporary object file: " + ec.message());
+    llvm::sys::Process::SafelyCloseFileDescriptor(fd);
+    if (failed(moe::assembleConstants(*constants, constantsObject, options,
+                                      error)))
+      return fail(error);
+    objects.push_back(std::string(constantsObject));
+  }
+  llvm::FileRemover removeConstantsObject(constantsObject);
   TimingScope scope = timing.nest("Link");
-  if (failed(moe::linkSharedObject(objectPath, outputFile, options, error)))
+  if (failed(moe::linkSharedObject(objects, outputFile, options, error)))
     return fail(error);
   return 0;
 }

@@ -577,6 +577,8 @@ struct Reference {
   ref::LayerOptions options;
   /// Set for a quantised layer (weight_bits / block_size attributes).
   std::optional<ref::Quantization> quant;
+  /// expert_capacity counts per sequence of the [B, S, H] input.
+  bool perSequenceCapacity = false;
 
   std::optional<size_t> operand(const std::string &name) const {
     auto it = operands.find(name);
@@ -609,6 +611,16 @@ std::optional<double> numberAttr(const json::Value &attrs, const char *name) {
     fail(std::string("reference attribute '") + name +
          "' must be a number, not " + v->kindName());
   return v->asDouble();
+}
+
+bool boolAttr(const json::Value &attrs, const char *name) {
+  const json::Value *v = attr(attrs, name);
+  if (!v)
+    return false;
+  if (!v->isBool())
+    fail(std::string("reference attribute '") + name +
+         "' must be a boolean, not " + v->kindName());
+  return v->asBool();
 }
 
 /// Decodes an enum spelled as in the dialect; `what` names it in errors.
@@ -745,6 +757,10 @@ Reference parseReference(const moe_function *fn) {
   eo.beta = numberAttr(a, "beta").value_or(0.0);
   eo.limit = numberAttr(a, "limit");
   r.options.capacityFactor = numberAttr(a, "capacity_factor");
+  if (std::optional<double> c = numberAttr(a, "expert_capacity"))
+    r.options.expertCapacity = static_cast<int64_t>(*c);
+  r.perSequenceCapacity = boolAttr(a, "capacity_per_sequence");
+  r.options.droppedPassThrough = boolAttr(a, "dropped_pass_through");
   if (attr(a, "weight_bits")) {
     ref::Quantization q;
     q.bits = intAttr(a, "weight_bits", 8);
@@ -834,8 +850,15 @@ ref::Tensor evaluateReference(const Reference &r,
   w.sharedGate = get("shared_gate");
   w.constants = get("constants");
   w.constantGates = get("constant_gates");
+  ref::LayerOptions options = r.options;
+  if (r.perSequenceCapacity) {
+    const HostTensor &input = inputs[*r.operand("input")];
+    if (input.shape.size() != 3)
+      fail("--check: a per-sequence capacity needs a [B, S, H] input");
+    options.capacityGroup = input.shape[1];
+  }
   try {
-    return ref::layer(*get("input"), *get("logits"), w, r.options);
+    return ref::layer(*get("input"), *get("logits"), w, options);
   } catch (const std::exception &e) {
     fail(std::string("--check: the reference evaluator rejected the "
                      "inputs: ") +
@@ -953,6 +976,15 @@ std::optional<LayerWork> layerWork(const moe_function *fn,
     for (int64_t &n : count)
       n = std::min(n, cap);
   }
+  if (r.options.expertCapacity) {
+    // An upper bound: the capacity of every group.
+    const HostTensor &input = inputs[*r.operand("input")];
+    int64_t groups = r.perSequenceCapacity && input.shape.size() == 3
+                         ? input.shape[0]
+                         : 1;
+    for (int64_t &n : count)
+      n = std::min(n, *r.options.expertCapacity * groups);
+  }
 
   LayerWork w;
   w.experts = E;
@@ -1005,12 +1037,17 @@ void printBenchmarkSummary(const moe_function *fn,
   double mid = median(seconds);
   double best = *std::min_element(seconds.begin(), seconds.end());
 
-  // Tokens: all leading dimensions of the first input ([T, H], [B, S, H]).
+  // Tokens: every element of integer token ids ([B, S] input_ids), else
+  // all leading dimensions of the first input ([T, H], [B, S, H]).
   int64_t tokens = 1;
-  if (tokenCount)
+  if (tokenCount) {
     tokens = *tokenCount;
-  else if (!inputs.empty() && !inputs.front().shape.empty())
-    tokens = product(inputs.front().shape, 0, inputs.front().shape.size() - 1);
+  } else if (!inputs.empty() && !inputs.front().shape.empty()) {
+    const HostTensor &first = inputs.front();
+    bool ids = first.dtype == MOE_DTYPE_I64 || first.dtype == MOE_DTYPE_I32;
+    tokens = product(first.shape, 0,
+                     ids ? first.shape.size() : first.shape.size() - 1);
+  }
 
   std::printf("  time: median %s, min %s\n", formatTime(mid).c_str(),
               formatTime(best).c_str());

@@ -510,6 +510,12 @@ LogicalResult DispatchOp::verify() {
   if (auto cf = getCapacityFactor(); cf && !(cf->convertToDouble() > 0.0))
     return emitOpError() << "capacity_factor must be positive, got "
                          << cf->convertToDouble();
+  if (getCapacityFactor() && getExpertCapacity())
+    return emitOpError("'capacity_factor' and 'expert_capacity' are "
+                       "exclusive: give one capacity");
+  if (getGroupSize() && !getExpertCapacity())
+    return emitOpError("'group_size' needs 'expert_capacity': groups only "
+                       "bound an absolute capacity");
   return success();
 }
 
@@ -567,6 +573,8 @@ LogicalResult CombineOp::verify() {
     return failure();
   if (getSharedGate() && !getShared())
     return emitOpError("'shared_gate' needs the 'shared' expert output");
+  if (getDroppedPassThrough() && !getInput())
+    return emitOpError("'dropped_pass_through' needs the token 'input'");
   return verifyCombineExtras(*this, getZeroExperts(), bool(getInput()),
                              getInput(), getShared(),
                              getSharedGate(), getConstants(),
@@ -605,8 +613,8 @@ LogicalResult LayerOp::verify() {
                          "the experts of one rank, ceil(num_experts / "
                          "ranks)")))
       return failure();
-    if (getCapacityFactor())
-      return emitOpError("capacity_factor is not supported with "
+    if (getCapacityFactor() || getExpertCapacity())
+      return emitOpError("a capacity is not supported with "
                          "expert_parallel: each rank routes only its own "
                          "tokens, so capacities would not be the layer's");
     numExperts = ep.getNumExperts();
@@ -653,6 +661,17 @@ LogicalResult LayerOp::verify() {
   if (auto cf = getCapacityFactor(); cf && !(cf->convertToDouble() > 0.0))
     return emitOpError() << "capacity_factor must be positive, got "
                          << cf->convertToDouble();
+  if (getCapacityFactor() && getExpertCapacity())
+    return emitOpError("'capacity_factor' and 'expert_capacity' are "
+                       "exclusive: give one capacity");
+  if (getCapacityPerSequence() &&
+      (!getExpertCapacity() || inputType.getRank() != 3))
+    return emitOpError("'capacity_per_sequence' needs 'expert_capacity' and "
+                       "a [B, S, H] input");
+  if (getDroppedPassThrough() && !getCapacityFactor() && !getExpertCapacity())
+    return emitOpError("'dropped_pass_through' needs a capacity "
+                       "('capacity_factor' or 'expert_capacity'): nothing "
+                       "is dropped without one");
 
   // The layer always has its input at hand; its shape was checked above, as
   // were the shared experts.

@@ -110,26 +110,39 @@ def MoE_DispatchOp : MoE_Op<"dispatch", [Pure]> {
     token (`-1` for padding) and `slot_rows [T, k]` each assignment's row
     (`-1` when not dispatched).
 
-    Dispatch is dropless unless `capacity_factor` is given: then each expert
-    takes at most `ceil(capacity_factor * T * k / E)` rows, assignments
-    competing slot-major (all first choices before any second choice) and in
-    token order within a slot; the rest are dropped (Switch/GShard).
+    Dispatch is dropless unless a capacity is given: with `capacity_factor`
+    each expert takes at most `ceil(capacity_factor * T * k / E)` rows
+    (GShard), with `expert_capacity = C` at most `C` rows of every group of
+    `group_size` consecutive tokens (Switch Transformers' per-sequence
+    capacity; one group of all `T` tokens without `group_size`, and a last
+    group of `T mod group_size` tokens when it does not divide `T`).
+    Assignments compete slot-major (all first choices before any second
+    choice) and in token order within a slot; the rest are dropped.
 
     ```mlir
     %rows, %offsets, %row_tokens, %slot_rows = moe.dispatch %x, %ids
         {num_experts = 8 : i64}
         : tensor<?x4096xf32>, tensor<?x2xi32>
         -> tensor<?x4096xf32>, tensor<9xi32>, tensor<?xi32>, tensor<?x2xi32>
+    // At most 6 rows per expert and sequence of %seq tokens.
+    %rows, %offsets, %row_tokens, %slot_rows = moe.dispatch %x, %ids
+        group_size %seq {num_experts = 4 : i64, expert_capacity = 6 : i64}
+        : tensor<?x512xf32>, tensor<?x1xi32>
+        -> tensor<?x512xf32>, tensor<5xi32>, tensor<?xi32>, tensor<?x1xi32>
     ```
   }];
   let arguments = (ins MoE_FloatTensor:$input, MoE_IdTensor:$ids,
+                       Optional<Index>:$group_size,
                        ConfinedAttr<I64Attr, [IntPositive]>:$num_experts,
-                       OptionalAttr<F64Attr>:$capacity_factor);
+                       OptionalAttr<F64Attr>:$capacity_factor,
+                       OptionalAttr<ConfinedAttr<I64Attr, [IntPositive]>>:
+                           $expert_capacity);
   let results = (outs MoE_FloatTensor:$rows, MoE_IdTensor:$offsets,
                       MoE_IdTensor:$row_tokens, MoE_IdTensor:$slot_rows);
   let assemblyFormat = [{
-    $input `,` $ids attr-dict `:` type($input) `,` type($ids) `->`
-    type($rows) `,` type($offsets) `,` type($row_tokens) `,` type($slot_rows)
+    $input `,` $ids (`group_size` $group_size^)? attr-dict `:` type($input)
+    `,` type($ids) `->` type($rows) `,` type($offsets) `,` type($row_tokens)
+    `,` type($slot_rows)
   }];
   let hasVerifier = 1;
 }
@@ -210,7 +223,9 @@ def MoE_CombineOp : MoE_Op<"combine", [Pure, AttrSizedOperandSegments]> {
     `out[t]` is the sum over token `t`'s slots `j` of `weights[t, j]` times
     that slot's expert output: `expert_output[slot_rows[t, j]]` for an FFN
     expert (`0 <= ids[t, j] < num_experts`), nothing for an empty
-    (`-1`) or dropped slot. Ids from `num_experts` on name the
+    (`-1`) slot, and for a slot that dispatch dropped for capacity nothing
+    or, with `dropped_pass_through`, `input[t]` (Switch Transformers: a
+    token over its expert's capacity keeps its hidden state). Ids from `num_experts` on name the
     zero-computation experts listed in `zero_experts`, in order: `zero`
     contributes nothing, `copy` contributes `input[t]`, and the `c`-th
     `constant` expert contributes `a1 * input[t] + a2 * constants[c]` with
@@ -236,7 +251,8 @@ def MoE_CombineOp : MoE_Op<"combine", [Pure, AttrSizedOperandSegments]> {
                        Optional<MoE_FloatTensor>:$constants,
                        Optional<MoE_FloatTensor>:$constant_gates,
                        ConfinedAttr<I64Attr, [IntPositive]>:$num_experts,
-                       OptionalAttr<MoE_ZeroExpertArrayAttr>:$zero_experts);
+                       OptionalAttr<MoE_ZeroExpertArrayAttr>:$zero_experts,
+                       UnitAttr:$dropped_pass_through);
   let results = (outs MoE_FloatTensor:$result);
   let assemblyFormat = [{
     $expert_output `,` $weights `,` $ids `,` $slot_rows
@@ -263,7 +279,9 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments,
     A complete MoE layer, close to ONNX Runtime's `com.microsoft.MoE`:
     `input [T, H]` or `[B, S, H]` and router `logits [T, E + Z]` (`T = B*S`)
     go through `moe.route` (route attributes, optional `score_bias`),
-    `moe.dispatch` (optional `capacity_factor`), `moe.expert` (weights
+    `moe.dispatch` (optional `capacity_factor` or `expert_capacity`, the
+    latter per sequence of a `[B, S, H]` input with `capacity_per_sequence`;
+    `dropped_pass_through` as on `moe.combine`), `moe.expert` (weights
     `fc1`/`fc2`/`fc3` with optional biases and the expert attributes) and
     `moe.combine`. `E` is the number of stacked FFN experts; the `Z`
     entries of `zero_experts` are zero-computation experts routed after
@@ -313,6 +331,10 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments,
            Optional<MoE_FloatTensor>:$constant_gates),
       RouteAttrs, ExpertAttrs,
       (ins OptionalAttr<F64Attr>:$capacity_factor,
+           OptionalAttr<ConfinedAttr<I64Attr, [IntPositive]>>:
+               $expert_capacity,
+           UnitAttr:$capacity_per_sequence,
+           UnitAttr:$dropped_pass_through,
            OptionalAttr<MoE_ZeroExpertArrayAttr>:$zero_experts,
            OptionalAttr<MoE_ExpertParallelAttr>:$expert_parallel));
   let results = (outs MoE_FloatTensor:$result);

@@ -75,13 +75,45 @@ translateAndOptimize(ModuleOp module, llvm::LLVMContext &context,
                      llvm::TargetMachine &machine, unsigned optLevel,
                      TimingScope &timing);
 
+/// Constants moved out of the LLVM module (externalizeLargeConstants): the
+/// bytes of each are in `blobPath` at `offset`.
+struct ExternalConstants {
+  struct Entry {
+    std::string symbol;
+    uint64_t offset, size, alignment;
+  };
+  std::string blobPath;
+  SmallVector<Entry> entries;
+  uint64_t totalBytes = 0;
+};
+
+/// Moves the data of every top-level constant `llvm.mlir.global` of at
+/// least `minBytes` (model weights) out of the LLVM-dialect `module`: the
+/// bytes are appended to `blobPath` and the global becomes a hidden
+/// external declaration, which the object assembled from
+/// writeConstantsAssembly defines with `.incbin`. LLVM then never
+/// optimises, hashes or emits the weights byte by byte, and they still end
+/// up in the shared object's read-only data, mapped by the loader.
+FailureOr<ExternalConstants> externalizeLargeConstants(ModuleOp module,
+                                                       StringRef blobPath,
+                                                       uint64_t minBytes,
+                                                       std::string &error);
+
+/// Assembles an object defining every externalised constant from the blob
+/// (`.incbin`) with `options`' linker driver.
+LogicalResult assembleConstants(const ExternalConstants &constants,
+                                StringRef objectPath,
+                                const CompileOptions &options,
+                                std::string &error);
+
 /// Writes `module` as an object file.
 LogicalResult emitObjectFile(llvm::Module &module, llvm::TargetMachine &machine,
                              StringRef path, std::string &error);
 
 /// Links `objectPath` into the shared object `outputPath` against the
 /// runtime library.
-LogicalResult linkSharedObject(StringRef objectPath, StringRef outputPath,
+LogicalResult linkSharedObject(ArrayRef<std::string> objectPaths,
+                               StringRef outputPath,
                                const CompileOptions &options,
                                std::string &error);
 

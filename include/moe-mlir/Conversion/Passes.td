@@ -29,8 +29,11 @@ def ConvertMoEToGPU : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
     * combine: an optional per-token gate kernel (shared-expert gate,
       MoE++ constant experts), then one thread per output element.
 
-    Unsupported on this target so far (a clear error): capacity-limited
-    dispatch, quantised experts.
+    With a capacity (`capacity_factor`, `expert_capacity` per group) each
+    expert's owner thread admits its own assignments, slot-major and in
+    token order, group by group, in the count kernel.
+
+    Unsupported on this target so far (a clear error): quantised experts.
   }];
   let options = [
     Option<"threadsPerBlock", "threads-per-block", "int64_t",

@@ -146,10 +146,15 @@ struct DispatchResult {
 /// are zero-computation experts and are not dispatched). With
 /// `capacityFactor = c` (> 0) every expert keeps at most
 /// C = ceil(c * (T*k) / E) rows, evaluated in double in exactly that order;
-/// assignments compete slot-major, then in token order.
+/// assignments compete slot-major, then in token order. With
+/// `expertCapacity = C` (> 0, exclusive with capacityFactor) every expert
+/// keeps at most C rows of each group of `groupSize` consecutive tokens
+/// (0: one group of all T tokens; the last group may be shorter).
 DispatchResult dispatch(const Tensor &x, const IntTensor &ids,
                         int64_t numExperts,
-                        std::optional<double> capacityFactor = std::nullopt);
+                        std::optional<double> capacityFactor = std::nullopt,
+                        std::optional<int64_t> expertCapacity = std::nullopt,
+                        int64_t groupSize = 0);
 
 //===----------------------------------------------------------------------===//
 // moe.expert
@@ -238,6 +243,9 @@ struct CombineOperands {
   /// Constant entries in zeroExperts; both present exactly when Nc > 0.
   const Tensor *constants = nullptr;
   const Tensor *constantGates = nullptr;
+  /// A routed slot that dispatch dropped (slot row -1) contributes
+  /// w * x[t] (Switch Transformers); requires `input`.
+  bool droppedPassThrough = false;
 };
 
 /// moe.combine. `expertOut` is y [N, H]; `weights`, `ids`, `slotRows` are
@@ -270,6 +278,13 @@ struct LayerOptions {
   RouteOptions route;
   ExpertOptions expert;
   std::optional<double> capacityFactor;
+  /// Absolute capacity per expert and group of `capacityGroup` consecutive
+  /// tokens (0: all tokens; moe.layer's capacity_per_sequence is S).
+  std::optional<int64_t> expertCapacity;
+  int64_t capacityGroup = 0;
+  /// Dropped assignments keep the token (moe.combine's
+  /// dropped_pass_through).
+  bool droppedPassThrough = false;
   std::vector<ZeroExpert> zeroExperts; ///< Z entries.
 };
 

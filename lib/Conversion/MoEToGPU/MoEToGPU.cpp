@@ -20,6 +20,7 @@
 
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
@@ -206,8 +207,6 @@ struct DispatchToGPU : OpRewritePattern<DispatchOp> {
 
   LogicalResult matchAndRewrite(DispatchOp dispatch,
                                 PatternRewriter &rewriter) const override {
-    if (dispatch.getCapacityFactor())
-      return rewriter.notifyMatchFailure(dispatch, "capacity-limited");
     int64_t slots = dispatch.getIds().getType().getDimSize(1);
     int64_t numExperts = dispatch.getNumExperts();
     if (ShapedType::isDynamic(slots))
@@ -259,15 +258,64 @@ struct DispatchToGPU : OpRewritePattern<DispatchOp> {
         return SmallVector<Value>{k.addi(acc[0], k.toIndex(k.load(counts, y)))};
       })[0];
     };
+    // A capacity bounds each expert on its own, so its owner alone decides
+    // which of its assignments are admitted: slot-major, in token order,
+    // group by group. slot_rows[t, j] marks them (0) until placed.
+    Value capacity, groupSize;
+    if (std::optional<APFloat> factor = dispatch.getCapacityFactor()) {
+      // C = ceil(c * (T * k) / E), in f64 as the semantics define it.
+      Type f64 = b.getF64Type();
+      Value assignments = arith::UIToFPOp::create(
+          b, f64, arith::IndexCastUIOp::create(b, b.getI64Type(), numRows));
+      Value perExpert = math::CeilOp::create(
+          b, e.divf(e.mulf(e.f(f64, factor->convertToDouble()), assignments),
+                    e.f(f64, numExperts)));
+      capacity = arith::IndexCastUIOp::create(
+          b, b.getIndexType(),
+          arith::FPToUIOp::create(b, b.getI64Type(), perExpert));
+    } else if (std::optional<uint64_t> perGroup = dispatch.getExpertCapacity()) {
+      capacity = e.index(static_cast<int64_t>(*perGroup));
+    }
+    if (capacity) {
+      groupSize = dispatch.getGroupSize() ? dispatch.getGroupSize() : tokens;
+      groupSize = arith::MaxUIOp::create(b, groupSize, e.index(1));
+    }
     ownerKernel("moe_dispatch_count", [&](KernelEmitter &k, Value x) {
       k.ifThen(k.cmpi(arith::CmpIPredicate::ult, x, cE), [&] {
         Value c0 = k.index(0), c1 = k.index(1);
-        Value count =
-            forEachAssignment(k, {c0}, [&](Value t, Value j, ValueRange acc) {
-              Value hit = k.cmpi(arith::CmpIPredicate::eq, idAt(k, t, j), x);
-              return SmallVector<Value>{
-                  k.select(hit, k.addi(acc[0], c1), acc[0])};
+        Value count;
+        if (!capacity) {
+          count = forEachAssignment(
+              k, {c0}, [&](Value t, Value j, ValueRange acc) {
+                Value hit =
+                    k.cmpi(arith::CmpIPredicate::eq, idAt(k, t, j), x);
+                return SmallVector<Value>{
+                    k.select(hit, k.addi(acc[0], c1), acc[0])};
+              })[0];
+        } else {
+          Value numGroups =
+              arith::CeilDivUIOp::create(k.builder(), tokens, groupSize);
+          count = k.loop(c0, numGroups, {c0}, [&](Value g, ValueRange total) {
+            Value first = k.muli(g, groupSize);
+            Value last = arith::MinUIOp::create(
+                k.builder(), k.addi(first, groupSize), tokens);
+            Value taken = k.loop(c0, ck, {c0}, [&](Value j, ValueRange acc) {
+              return k.loop(first, last, acc, [&](Value t, ValueRange inner) {
+                Value hit =
+                    k.cmpi(arith::CmpIPredicate::eq, idAt(k, t, j), x);
+                Value admit = k.land(
+                    hit, k.cmpi(arith::CmpIPredicate::ult, inner[0], capacity));
+                k.ifThen(hit, [&] {
+                  k.store(k.select(admit, k.i32(0), k.i32(-1)), slotRows,
+                          {t, j});
+                });
+                return SmallVector<Value>{
+                    k.select(admit, k.addi(inner[0], c1), inner[0])};
+              });
             })[0];
+            return SmallVector<Value>{k.addi(total[0], taken)};
+          })[0];
+        }
         k.store(k.toI32(count), counts, x);
       });
     });
@@ -278,6 +326,9 @@ struct DispatchToGPU : OpRewritePattern<DispatchOp> {
         k.store(k.toI32(start), offsets, x);
         forEachAssignment(k, {start}, [&](Value t, Value j, ValueRange acc) {
           Value hit = k.cmpi(arith::CmpIPredicate::eq, idAt(k, t, j), x);
+          if (capacity) // admitted by the count kernel (dropped: -1 stays)
+            hit = k.land(hit, k.cmpi(arith::CmpIPredicate::eq,
+                                     k.load(slotRows, {t, j}), k.i32(0)));
           k.ifThen(hit, [&] {
             k.store(k.toI32(acc[0]), slotRows, {t, j});
             k.store(k.toI32(t), rowTokens, acc[0]);
@@ -461,6 +512,13 @@ struct CombineToGPU : OpRewritePattern<CombineOp> {
                       return value(expertOut, {row, h});
                     },
                     [&] { return zero; });
+                if (combine.getDroppedPassThrough()) {
+                  // A routed slot that dispatch dropped keeps the token.
+                  Value dropped = k.land(
+                      inRange(k, id, cE),
+                      k.cmpi(arith::CmpIPredicate::slt, row, c0));
+                  term = k.select(dropped, value(input, {t, h}), term);
+                }
                 int64_t constantIndex = 0;
                 for (auto [z, kind] : llvm::enumerate(zeroKinds)) {
                   if (kind == ZeroExpertKind::zero)
@@ -509,10 +567,6 @@ struct ConvertMoEToGPUPass
         op->emitError() << what << " is not supported by the cuda target yet";
         return WalkResult::interrupt();
       };
-      if (auto dispatch = dyn_cast<DispatchOp>(op)) {
-        if (dispatch.getCapacityFactor())
-          return reject("capacity-limited dispatch (capacity_factor)");
-      }
       if (auto expert = dyn_cast<ExpertOp>(op); expert && expert.getQuantAttr())
         return reject("a quantised moe.expert");
       if (isa<LayerOp>(op))

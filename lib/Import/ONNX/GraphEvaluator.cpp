@@ -778,6 +778,23 @@ bool GraphEvaluator::compute(const NodeProto &node) {
       out.data.push_back(s + double(i) * d);
     return set(0, out);
   }
+  if (op == "NonZero") {
+    // [rank, count]: the indices of the non-zero elements in row-major
+    // order (the tokens a mask selects).
+    std::vector<std::vector<int64_t>> found;
+    forEachIndex(x.shape, [&](int64_t flat, const std::vector<int64_t> &i) {
+      if (x.data[flat] != 0)
+        found.push_back(i);
+    });
+    EvalTensor out;
+    out.kind = Kind::Int;
+    out.shape = {rank, int64_t(found.size())};
+    out.data.assign(out.numel(), 0);
+    for (int64_t d = 0; d < rank; ++d)
+      for (size_t j = 0; j < found.size(); ++j)
+        out.data[d * found.size() + j] = double(found[j][d]);
+    return set(0, out);
+  }
   if (op == "OneHot") {
     const EvalTensor *depth = input(1), *onOff = input(2);
     if (!depth || !onOff || depth->data.size() != 1 || onOff->data.size() != 2)

@@ -133,7 +133,9 @@ LogicalResult buildLayer(NodeContext &node, Value input, Value logits,
       swiglu ? SwigluFusionAttr::get(ctx, attrs.fusion) : SwigluFusionAttr(),
       f64(attrs.alpha), f64(attrs.beta),
       swiglu && attrs.limit ? f64(*attrs.limit) : FloatAttr(), quant,
-      FloatAttr(), ArrayAttr(), /*expert_parallel=*/ExpertParallelAttr());
+      /*capacity_factor=*/FloatAttr(), /*expert_capacity=*/IntegerAttr(),
+      /*capacity_per_sequence=*/UnitAttr(), /*dropped_pass_through=*/UnitAttr(),
+      ArrayAttr(), /*expert_parallel=*/ExpertParallelAttr());
   if (failed(verify(layer)))
     return failure();
   if (node.node.output_size() != 1 || node.node.output(0).empty())

@@ -14,6 +14,7 @@
 
 #include "MoE/IR/MoEOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/Verifier.h"
 
@@ -133,6 +134,14 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
   FailureOr<Value> input = node.input(0), logits = node.input(1);
   if (failed(input) || failed(logits))
     return failure();
+  // A router on [B, S, H] hidden states scores [B, S, E]; moe.layer takes
+  // the logits per token.
+  if (auto type = dyn_cast<RankedTensorType>(logits->getType());
+      type && type.getRank() == 3)
+    logits = tensor::CollapseShapeOp::create(
+                 builder, node.loc, *logits,
+                 SmallVector<ReassociationIndices>{{0, 1}, {2}})
+                 .getResult();
   auto constantAt = [&](int i) -> FailureOr<DenseElementsAttr> {
     FailureOr<Value> v = node.optionalInput(i);
     if (failed(v))
@@ -315,6 +324,12 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
 
   auto f64 = [&](double v) { return builder.getF64FloatAttr(v); };
   std::optional<double> limit = node.floatAttr("swiglu_limit");
+  // Switch-style capacity: rows per expert, per sequence of a [B, S, H]
+  // input when the block counted it per sequence.
+  int64_t capacity = node.intAttr("expert_capacity", 0);
+  bool perSequence = capacity > 0 && node.intAttr("capacity_per_sequence", 0);
+  if (perSequence && cast<RankedTensorType>(input->getType()).getRank() != 3)
+    return node.fail("a per-sequence expert capacity needs [B, S, H] tokens");
   if (*activation != Activation::swiglu && limit)
     return node.fail("swiglu_limit on a non-SwiGLU MLP");
   auto layer = LayerOp::create(
@@ -336,10 +351,23 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
       ActivationAttr::get(ctx, *activation), fusion,
       f64(node.floatAttr("activation_alpha").value_or(1.0)),
       f64(node.floatAttr("activation_beta").value_or(0.0)),
-      limit ? f64(*limit) : FloatAttr(), /*quant=*/nullptr, FloatAttr(),
+      limit ? f64(*limit) : FloatAttr(), /*quant=*/nullptr,
+      /*capacity_factor=*/FloatAttr(),
+      capacity > 0 ? builder.getI64IntegerAttr(capacity) : IntegerAttr(),
+      perSequence ? builder.getUnitAttr() : UnitAttr(),
+      capacity > 0 && node.intAttr("dropped_pass_through", 0)
+          ? builder.getUnitAttr()
+          : UnitAttr(),
       ArrayAttr(), /*expert_parallel=*/ExpertParallelAttr());
   if (failed(verify(layer)))
     return failure();
-  node.setOutput(0, layer.getResult());
+  Value result = layer.getResult();
+  // The block wrote its output per token ([T, H]) from [B, S, H] tokens.
+  if (node.intAttr("flatten_output", 0) &&
+      cast<RankedTensorType>(result.getType()).getRank() == 3)
+    result = tensor::CollapseShapeOp::create(
+        builder, node.loc, result,
+        SmallVector<ReassociationIndices>{{0, 1}, {2}});
+  node.setOutput(0, result);
   return success();
 }

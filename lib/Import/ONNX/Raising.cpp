@@ -937,6 +937,13 @@ struct RaisedBlock {
   /// the routed output, optionally scaled by sigmoid(x . gate).
   std::optional<ExpertMLP> shared;
   std::optional<Linear> sharedGate;
+  /// Switch-style capacity: at most `capacity` tokens per expert (0: no
+  /// limit), per sequence of the [B, S, H] input with `perSequence`;
+  /// dropped tokens keep their hidden state with `passThrough`.
+  int64_t capacity = 0;
+  bool perSequence = false, passThrough = false;
+  /// The output is per token ([T, H]) although the input is [B, S, H].
+  bool flattenOutput = false;
   /// The node whose output the raised node produces instead.
   const NodeProto *replaced = nullptr;
 };
@@ -1017,6 +1024,13 @@ NodeProto buildRaisedNode(const RaisedBlock &block) {
   }
   const ExpertMLP &mlp = **llvm::find_if(
       block.experts, [](const auto &m) { return m.has_value(); });
+  if (block.flattenOutput)
+    intAttr("flatten_output", 1);
+  if (block.capacity > 0) {
+    intAttr("expert_capacity", block.capacity);
+    intAttr("capacity_per_sequence", block.perSequence);
+    intAttr("dropped_pass_through", block.passThrough);
+  }
   stringAttr("swiglu_fusion", mlp.fusion);
   floatAttr("activation_alpha", mlp.alpha);
   floatAttr("activation_beta", mlp.beta);
@@ -1432,6 +1446,390 @@ std::optional<RaisedBlock> matchStackedForms(const GraphIndex &g,
 }
 
 //===----------------------------------------------------------------------===//
+// (d) Capacity-limited top-1 (Switch Transformers)
+//===----------------------------------------------------------------------===//
+
+/// An assignment (no reduction) ScatterND: data, indices, updates.
+bool isAssignment(const NodeProto *node) {
+  if (!isOp(node, "ScatterND") && !isOp(node, "ScatterElements"))
+    return false;
+  const onnx::AttributeProto *red = findAttribute(*node, "reduction");
+  return !red || red->s() == "none";
+}
+
+/// Whether `node` is the last link of an assignment chain: no assignment
+/// continues from its output.
+bool endsAssignmentChain(const GraphIndex &g, const NodeProto &node) {
+  return isAssignment(&node) &&
+         llvm::none_of(g.users(out(&node, 0)), [&](const NodeProto *user) {
+           return isAssignment(user) && in(user, 0) == out(&node, 0);
+         });
+}
+
+/// Switch Transformers' sparse MLP, as torch exports it:
+///   next = x.clone()  (or zeros)
+///   for each expert e: next[rows_e] = expert_e(x[rows_e])
+///   out = p * next    (p: the router probability of the chosen expert)
+/// where rows_e are the tokens routed to e that fit in its capacity
+/// (top-1 by argmax, a cumulative sum over the sequence compared with the
+/// capacity, nonzero). The chain of assignments is matched structurally;
+/// which expert each branch serves, the capacity, whether it counts per
+/// sequence and the weights are found by evaluating the branches' token
+/// selections on sample router logits and comparing them with moe.route +
+/// moe.dispatch's reference.
+std::optional<RaisedBlock> matchCapacityTop1(const GraphIndex &g,
+                                             const NodeProto *last,
+                                             std::string &why) {
+  // The chain, last link first, and its base.
+  SmallVector<const NodeProto *> chain;
+  for (const NodeProto *link = last; isAssignment(link) && chain.size() < 1024;
+       link = g.producer(in(link, 0)))
+    chain.push_back(link);
+  std::string base = in(chain.back(), 0);
+
+  struct Branch {
+    ExpertMLP mlp;
+    std::string rows; // the selected token indices
+  };
+  std::vector<Branch> branches;
+  std::string tokens;
+  auto linearOf = [&](const std::string &v) { return matchLinear(g, v); };
+  for (const NodeProto *link : chain) {
+    std::optional<ExpertMLP> mlp = matchExpertMLP(g, in(link, 2), linearOf);
+    if (!mlp)
+      return std::nullopt;
+    const NodeProto *gather = computedBy(g, mlp->input);
+    if (!isOp(gather, "Gather") ||
+        viewSource(g, in(gather, 1)) != viewSource(g, in(link, 1))) {
+      why = "branch '" + link->name() +
+            "': the expert's rows are not the rows it writes";
+      return std::nullopt;
+    }
+    std::string source = viewSource(g, in(gather, 0));
+    if (tokens.empty())
+      tokens = source;
+    if (source != tokens) {
+      why = "branches read different tokens";
+      return std::nullopt;
+    }
+    branches.push_back({*mlp, in(gather, 1)});
+  }
+  bool passThrough = viewSource(g, base) == tokens;
+  if (!passThrough && !isZeros(g, base)) {
+    why = "the experts' outputs are written into neither the tokens nor "
+          "zeros";
+    return std::nullopt;
+  }
+
+  // The router: a linear layer on the tokens the selection depends on.
+  std::optional<std::string> logits;
+  int64_t numExperts = 0;
+  for (const NodeProto *n : ancestors(g, branches[0].rows, 256)) {
+    std::optional<Linear> linear = matchLinear(g, out(n, 0));
+    if (!linear || viewSource(g, linear->input) != viewSource(g, tokens))
+      continue;
+    SmallVector<int64_t> dims = g.dims(linear->weight);
+    if (dims.size() != 2)
+      continue;
+    logits = out(n, 0);
+    numExperts = dims[linear->inMajor ? 1 : 0];
+    break;
+  }
+  if (!logits) {
+    why = "no router (a linear layer on the tokens) behind the token "
+          "selection";
+    return std::nullopt;
+  }
+  Linear gate = *matchLinear(g, *logits);
+  SmallVector<int64_t> gateDims = g.dims(gate.weight);
+  const int64_t hidden = gateDims[gate.inMajor ? 0 : 1];
+  // Sample logits are [4 * 512, E]: sizes a damaged graph may claim are
+  // not evaluated.
+  if (numExperts < 1 || numExperts > 1024 || hidden < 1) {
+    why = "router of " + std::to_string(numExperts) + " experts on " +
+          std::to_string(hidden) + " features not evaluated";
+    return std::nullopt;
+  }
+  if (int64_t(branches.size()) != numExperts) {
+    why = "the block has " + std::to_string(branches.size()) +
+          " expert branches for " + std::to_string(numExperts) +
+          " experts (a traced export drops experts it never reached; a "
+          "dropped token would keep its hidden state there)";
+    return std::nullopt;
+  }
+
+  // The weight: out = p * chain (or the chain alone: weight 1).
+  const NodeProto *replaced = last;
+  std::string weight;
+  ArrayRef<const NodeProto *> users = g.users(out(last, 0));
+  std::string chainOut = out(last, 0);
+  while (users.size() == 1 && isPlumbing(users[0])) {
+    chainOut = out(users[0], 0);
+    users = g.users(chainOut);
+  }
+  if (users.size() == 1 && isOp(users[0], "Mul")) {
+    replaced = users[0];
+    weight = in(replaced, 0) == chainOut ? in(replaced, 1) : in(replaced, 0);
+  }
+  // The chain writes [T, H] rows; the output keeps that shape unless it
+  // was reshaped back (to [B, S, H], as transformers does) before the scale.
+  bool perTokenOutput = replaced == last || chainOut == out(last, 0);
+
+  // Sample logits: sequences dominated by one expert each (every expert in
+  // turn: the capacity binds), and ordinary ones. The tokens are [B, S, H]
+  // when the router reads 3-D hidden states.
+  std::string tokenSource = viewSource(g, gate.input);
+  const bool sequences = [&] {
+    const NodeProto *n = g.producer(gate.input);
+    // MatMul on [B, S, H] keeps the sequence axis; a flattening reshape
+    // before the router does not.
+    return !(n && isOp(n, "MatMul") && isPlumbing(g.producer(in(n, 0))));
+  }();
+  struct Sample {
+    ::moe::reference::Tensor logits; // [T, E]
+    int64_t batch, seq;
+    std::vector<std::set<int64_t>> selected; // per branch
+    std::vector<double> weights;             // per token
+  };
+  auto sample = [&](int64_t batch, int64_t seq, int64_t firstPattern,
+                    unsigned seed) -> std::optional<Sample> {
+    Sample s{{}, batch, seq, {}, {}};
+    const int64_t T = batch * seq;
+    s.logits = sampleLogits(T, numExperts, seed);
+    for (int64_t b = 0; b < batch; ++b) {
+      int64_t pattern = (firstPattern + b) % (numExperts + 2);
+      if (pattern >= numExperts)
+        continue;
+      for (int64_t t = b * seq; t < (b + 1) * seq; ++t)
+        s.logits.data[t * numExperts + pattern] += 12.0;
+    }
+    GraphEvaluator ev(g, g.opset);
+    EvalTensor bound;
+    bound.shape = sequences ? std::vector<int64_t>{batch, seq, numExperts}
+                            : std::vector<int64_t>{T, numExperts};
+    bound.data = s.logits.data;
+    ev.bind(*logits, bound);
+    EvalTensor shapeOnly;
+    shapeOnly.shapeOnly = true;
+    shapeOnly.shape = sequences ? std::vector<int64_t>{batch, seq, hidden}
+                                : std::vector<int64_t>{T, hidden};
+    ev.bind(viewSource(g, gate.input), shapeOnly);
+    for (const Branch &branch : branches) {
+      std::optional<EvalTensor> rows = ev.evaluate(branch.rows);
+      if (!rows) {
+        why = "token selection not evaluated: " + ev.failure();
+        return std::nullopt;
+      }
+      std::set<int64_t> picked;
+      if (rows->shapeOnly) {
+        why = "a branch's token selection is not computed from the router";
+        return std::nullopt;
+      }
+      for (double r : rows->data) {
+        if (!(r >= 0 && r < double(T)) || r != std::trunc(r) ||
+            !picked.insert(int64_t(r)).second) {
+          why = "a branch selects tokens out of range or twice";
+          return std::nullopt;
+        }
+      }
+      s.selected.push_back(std::move(picked));
+    }
+    s.weights.assign(T, 1.0);
+    if (!weight.empty()) {
+      std::optional<EvalTensor> w = ev.evaluate(weight);
+      if (!w || w->shapeOnly || w->numel() != T) {
+        why = "the output's scale is not one value per token" +
+              (w ? std::string() : ": " + ev.failure());
+        return std::nullopt;
+      }
+      s.weights = w->data;
+    }
+    return s;
+  };
+
+  using namespace ::moe::reference;
+  RouteOptions top1;
+  top1.k = 1;
+  top1.scoring = Scoring::Softmax;
+  // Sizes to sample with: long sequences, where a capacity binds; then the
+  // [B, S, H] or [T, H] sizes a static export fixed in its constants (there
+  // a capacity that never binds is no capacity).
+  struct Sizes {
+    int64_t batch, seq;
+    bool fixed;
+  };
+  SmallVector<Sizes> sizes{{std::min<int64_t>(4, numExperts + 2), 48, false},
+                           {std::min<int64_t>(4, numExperts + 2), 512, false}};
+  std::set<std::pair<int64_t, int64_t>> fixedSizes;
+  for (const std::string &from : {branches[0].rows, chainOut})
+    for (const NodeProto *n : ancestors(g, from, 256))
+      for (const std::string &input : n->input())
+        if (std::optional<SmallVector<int64_t>> v = g.ints(input)) {
+          if (v->size() == 3 && v->back() == hidden && (*v)[0] > 0 &&
+              (*v)[1] > 0)
+            fixedSizes.insert({(*v)[0], (*v)[1]});
+          if (v->size() == 2 && v->back() == hidden && (*v)[0] > 0)
+            fixedSizes.insert({1, (*v)[0]});
+        }
+  for (auto [b, sq] : fixedSizes)
+    if (b * sq <= 4096)
+      sizes.push_back({sequences ? b : 1, sequences ? sq : b * sq, true});
+  std::string firstWhy;
+  for (const Sizes &size : sizes) {
+    const int64_t seq = size.seq, batch = sequences ? size.batch : 1;
+    std::vector<Sample> samples;
+    for (int64_t first = 0; first < numExperts + 2; first += batch) {
+      std::optional<Sample> s =
+          sample(batch, seq, first, 17 + unsigned(first) * 7919);
+      if (!s)
+        break;
+      samples.push_back(std::move(*s));
+    }
+    if (samples.size() * batch < size_t(numExperts + 2)) {
+      if (firstWhy.empty())
+        firstWhy = why;
+      continue;
+    }
+    // The capacity: the most tokens a branch kept in one sequence
+    // dominated by its expert, if it kept fewer than it was sent.
+    int64_t kept = 0;
+    bool dropped = false;
+    for (const Sample &s : samples) {
+      for (const std::set<int64_t> &picked : s.selected) {
+        std::map<int64_t, int64_t> perSequence;
+        for (int64_t t : picked)
+          ++perSequence[sequences ? t / s.seq : 0];
+        for (auto [unused, count] : perSequence)
+          kept = std::max(kept, count);
+      }
+      int64_t total = 0;
+      for (const std::set<int64_t> &picked : s.selected)
+        total += picked.size();
+      dropped |= total < s.batch * s.seq;
+    }
+    if (!dropped && !size.fixed)
+      continue; // a capacity above `seq`, if any: try longer sequences
+    if (dropped && kept < 1) {
+      why = "tokens are dropped although no expert keeps any";
+      return std::nullopt;
+    }
+    // Candidates, per sequence first; dropless when nothing was dropped.
+    struct Candidate {
+      int64_t capacity;
+      bool perSequence;
+    };
+    SmallVector<Candidate> candidates;
+    if (dropped) {
+      if (sequences)
+        candidates.push_back({kept, true});
+      candidates.push_back({kept, false});
+    } else {
+      candidates.push_back({0, false});
+    }
+    for (const Candidate &c : candidates) {
+      std::optional<double> ratio;
+      bool agrees = true;
+      for (const Sample &s : samples) {
+        std::optional<RouteResult> routed = tryRoute(s.logits, nullptr, top1);
+        if (!routed) {
+          agrees = false;
+          break;
+        }
+        const int64_t T = s.batch * s.seq;
+        Tensor x = Tensor::zeros({T, 1});
+        DispatchResult d =
+            c.capacity > 0
+                ? dispatch(x, routed->ids, numExperts, std::nullopt,
+                           c.capacity, c.perSequence ? s.seq : 0)
+                : dispatch(x, routed->ids, numExperts);
+        // Each branch must keep exactly the tokens admitted to one expert.
+        std::vector<std::set<int64_t>> admitted(numExperts);
+        for (int64_t t = 0; t < T; ++t)
+          if (d.slotRows.data[t] >= 0)
+            admitted[routed->ids.data[t]].insert(t);
+        std::vector<bool> used(numExperts, false);
+        for (const std::set<int64_t> &picked : s.selected) {
+          if (picked.empty())
+            continue;
+          int64_t e = routed->ids.data[*picked.begin()];
+          if (used[e] || admitted[e] != picked) {
+            agrees = false;
+            break;
+          }
+          used[e] = true;
+        }
+        for (int64_t e = 0; e < numExperts && agrees; ++e)
+          agrees = used[e] || admitted[e].empty();
+        // The scale: the routing weight up to one common factor.
+        for (int64_t t = 0; t < T && agrees; ++t) {
+          double expect = routed->weights.data[t];
+          if (!ratio)
+            ratio = weight.empty() ? 1.0 / expect : s.weights[t] / expect;
+          double want = weight.empty() ? 1.0 : *ratio * expect;
+          agrees = std::abs(s.weights[t] - want) <=
+                   1e-6 * std::abs(want) + 1e-12;
+        }
+        if (!agrees)
+          break;
+      }
+      if (!agrees || !ratio)
+        continue;
+      // Branch b serves the expert its tokens were routed to: identify
+      // them on the first sample where each branch kept a token.
+      std::vector<int64_t> expertOf(branches.size(), -1);
+      for (const Sample &s : samples) {
+        RouteResult routed = *tryRoute(s.logits, nullptr, top1);
+        for (auto [b, picked] : llvm::enumerate(s.selected))
+          if (!picked.empty() && expertOf[b] < 0)
+            expertOf[b] = routed.ids.data[*picked.begin()];
+      }
+      RaisedBlock block;
+      block.form = "capacity-limited top-1";
+      block.replaced = replaced;
+      block.output = out(replaced, 0);
+      block.input = gate.input;
+      block.flattenOutput = sequences && perTokenOutput;
+      block.logits = *logits;
+      block.numExperts = numExperts;
+      block.experts.resize(numExperts);
+      for (auto [b, e] : llvm::enumerate(expertOf)) {
+        if (e < 0 || block.experts[e]) {
+          why = "a branch's expert is not determined by the samples";
+          return std::nullopt;
+        }
+        block.experts[e] = branches[b].mlp;
+      }
+      block.router.logits = *logits;
+      block.router.k = 1;
+      block.router.scoring = "softmax";
+      // Without a scale every kept token gets its expert's output as is:
+      // top-1 renormalised (weight 1).
+      block.router.normalize = weight.empty();
+      block.router.scaling = weight.empty() ? 1.0 : double(float(*ratio));
+      block.capacity = c.capacity;
+      block.perSequence = c.perSequence;
+      block.passThrough = passThrough && c.capacity > 0;
+      const ExpertMLP &first = branches[0].mlp;
+      for (const Branch &branch : branches)
+        if (branch.mlp.activation != first.activation ||
+            bool(branch.mlp.fc3) != bool(first.fc3) ||
+            branch.mlp.fc1.bias.empty() != first.fc1.bias.empty() ||
+            branch.mlp.fc2.bias.empty() != first.fc2.bias.empty()) {
+          why = "expert branches compute different MLPs";
+          return std::nullopt;
+        }
+      return block;
+    }
+    why = "token selection matches no top-1 routing with a capacity on "
+          "sample logits";
+    return std::nullopt;
+  }
+  why = firstWhy.empty() ? "no capacity observed up to 512 tokens per sequence"
+                         : firstWhy;
+  return std::nullopt;
+}
+
+//===----------------------------------------------------------------------===//
 // Driver
 //===----------------------------------------------------------------------===//
 
@@ -1520,6 +1918,8 @@ LogicalResult mlir::moe::onnx_import::raiseMoESubgraphs(
         block = matchPerExpertBranches(g, &node, why);
         if (block)
           matchSharedExperts(g, *block);
+      } else if (endsAssignmentChain(g, node)) {
+        block = matchCapacityTop1(g, &node, why);
       }
       if (block)
         blocks.push_back(std::move(*block));
@@ -1556,6 +1956,16 @@ LogicalResult mlir::moe::onnx_import::raiseMoESubgraphs(
                                                   ? ", gated shared expert"
                                                   : ", shared expert")
                                            : "")
+                          << (block.capacity > 0
+                                  ? ", capacity " +
+                                        std::to_string(block.capacity) +
+                                        (block.perSequence ? " per sequence"
+                                                           : "") +
+                                        (block.passThrough
+                                             ? " (dropped tokens pass "
+                                               "through)"
+                                             : "")
+                                  : std::string())
                           << ", input '" << block.input << "', logits '"
                           << block.logits << "', output '" << block.output
                           << "'\n";

@@ -53,6 +53,26 @@ func.func @dispatch(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>) -> (tensor<?x16
 
 // -----
 
+// With a capacity the owner of each expert admits its assignments group by
+// group (ceil(T / group_size) groups), slot-major and in token order, before
+// counting; placing skips the dropped ones (-1 in slot_rows).
+// CHECK-LABEL: func.func @dispatch_expert_capacity
+// CHECK-SAME:    %[[G:[^:]*]]: index
+// CHECK:         %[[SIZE:.*]] = arith.maxui %[[G]], %{{.*}} : index
+// CHECK:         gpu.launch {{.*}} module(@moe_kernels) function(@moe_dispatch_count)
+// CHECK:           arith.ceildivui %{{.*}}, %[[SIZE]]
+// CHECK:           arith.minui
+// CHECK:           arith.cmpi ult
+// CHECK:         gpu.launch {{.*}} module(@moe_kernels) function(@moe_dispatch_place)
+// CHECK-NOT:     memref.atomic_rmw
+// CHECK:         return
+func.func @dispatch_expert_capacity(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>, %g: index) -> (tensor<?x16xf32>, tensor<5xi32>, tensor<?xi32>, tensor<?x1xi32>) {
+  %rows, %offsets, %row_tokens, %slot_rows = moe.dispatch %x, %ids group_size %g {num_experts = 4 : i64, expert_capacity = 3 : i64} : tensor<?x16xf32>, tensor<?x1xi32> -> tensor<?x16xf32>, tensor<5xi32>, tensor<?xi32>, tensor<?x1xi32>
+  return %rows, %offsets, %row_tokens, %slot_rows : tensor<?x16xf32>, tensor<5xi32>, tensor<?xi32>, tensor<?x1xi32>
+}
+
+// -----
+
 // bf16 experts run on tensor cores: m16n8k16 mma.sync with f32
 // accumulators, 4 warps per block; interleaved SwiGLU needs the gate and
 // linear products (2 x 4 n-tiles per K step) and its activation is applied

@@ -234,6 +234,42 @@ func.func @case23(%x: tensor<16x64xf32>, %i: tensor<16x2xi32>) {
 
 // -----
 
+// One capacity at a time.
+func.func @dispatch_two_capacities(%x: tensor<16x64xf32>, %i: tensor<16x2xi32>) {
+  // expected-error @+1 {{'capacity_factor' and 'expert_capacity' are exclusive: give one capacity}}
+  %r:4 = moe.dispatch %x, %i {num_experts = 4 : i64, capacity_factor = 1.0, expert_capacity = 3 : i64} : tensor<16x64xf32>, tensor<16x2xi32> -> tensor<32x64xf32>, tensor<5xi32>, tensor<32xi32>, tensor<16x2xi32>
+  return
+}
+
+// -----
+
+// Absolute capacities are positive.
+func.func @dispatch_zero_capacity(%x: tensor<16x64xf32>, %i: tensor<16x2xi32>) {
+  // expected-error @+1 {{attribute 'expert_capacity' failed to satisfy constraint}}
+  %r:4 = moe.dispatch %x, %i {num_experts = 4 : i64, expert_capacity = 0 : i64} : tensor<16x64xf32>, tensor<16x2xi32> -> tensor<32x64xf32>, tensor<5xi32>, tensor<32xi32>, tensor<16x2xi32>
+  return
+}
+
+// -----
+
+// Groups bound an absolute capacity only.
+func.func @dispatch_group_without_capacity(%x: tensor<16x64xf32>, %i: tensor<16x2xi32>, %g: index) {
+  // expected-error @+1 {{'group_size' needs 'expert_capacity': groups only bound an absolute capacity}}
+  %r:4 = moe.dispatch %x, %i group_size %g {num_experts = 4 : i64, capacity_factor = 1.0} : tensor<16x64xf32>, tensor<16x2xi32> -> tensor<32x64xf32>, tensor<5xi32>, tensor<32xi32>, tensor<16x2xi32>
+  return
+}
+
+// -----
+
+// Dropped tokens pass through from the token input.
+func.func @combine_pass_through_without_input(%y: tensor<32x64xf32>, %w: tensor<16x2xf32>, %i: tensor<16x2xi32>, %s: tensor<16x2xi32>) {
+  // expected-error @+1 {{'dropped_pass_through' needs the token 'input'}}
+  %o = moe.combine %y, %w, %i, %s {num_experts = 4 : i64, dropped_pass_through} : (tensor<32x64xf32>, tensor<16x2xf32>, tensor<16x2xi32>, tensor<16x2xi32>) -> tensor<16x64xf32>
+  return
+}
+
+// -----
+
 // Legacy in-major weights get a hint about the layout.
 func.func @case24(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x64x256xf32>, %w2: tensor<4x256x64xf32>) {
   // expected-error @+1 {{'fc1' has shape [4, 64, 256], which looks in-major; expert weights are out-major: fc1 [E, f*I, H], fc2 [E, H, I]}}
@@ -612,6 +648,24 @@ func.func @case65(%x: tensor<?x64xf32>, %l: tensor<?x4xf32>, %w1: tensor<4x256x6
 
 // -----
 
+// A per-sequence capacity needs sequences and a capacity.
+func.func @layer_per_sequence_2d(%x: tensor<?x64xf32>, %l: tensor<?x4xf32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>) {
+  // expected-error @+1 {{'capacity_per_sequence' needs 'expert_capacity' and a [B, S, H] input}}
+  %o = moe.layer %x, %l fc1 %w1 fc2 %w2 {k = 1 : i64, expert_capacity = 4 : i64, capacity_per_sequence} : (tensor<?x64xf32>, tensor<?x4xf32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Nothing is dropped without a capacity.
+func.func @layer_pass_through_dropless(%x: tensor<?x64xf32>, %l: tensor<?x4xf32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>) {
+  // expected-error @+1 {{'dropped_pass_through' needs a capacity ('capacity_factor' or 'expert_capacity'): nothing is dropped without one}}
+  %o = moe.layer %x, %l fc1 %w1 fc2 %w2 {k = 1 : i64, dropped_pass_through} : (tensor<?x64xf32>, tensor<?x4xf32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
 // Layer constant experts need their parameters.
 func.func @case66(%x: tensor<?x64xf32>, %l: tensor<?x5xf32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>) {
   // expected-error @+1 {{1 constant expert(s) need 'constants' and 'constant_gates'}}
@@ -899,7 +953,7 @@ func.func @ep_layer_experts(%x: tensor<?x16xf32>, %l: tensor<?x5xf32>, %w1: tens
 // Capacities are defined over all tokens, each rank routes only its own.
 shard.grid @moe_ep(shape = 2)
 func.func @ep_layer_capacity(%x: tensor<?x16xf32>, %l: tensor<?x4xf32>, %w1: tensor<2x8x16xf32>, %w2: tensor<2x16x8xf32>) -> tensor<?x16xf32> {
-  // expected-error @+1 {{capacity_factor is not supported with expert_parallel: each rank routes only its own tokens, so capacities would not be the layer's}}
+  // expected-error @+1 {{a capacity is not supported with expert_parallel: each rank routes only its own tokens, so capacities would not be the layer's}}
   %0 = moe.layer %x, %l fc1 %w1 fc2 %w2 {k = 2 : i64, capacity_factor = 1.5, expert_parallel = #moe.expert_parallel<grid = @moe_ep, ranks = 2, num_experts = 4>} : (tensor<?x16xf32>, tensor<?x4xf32>, tensor<2x8x16xf32>, tensor<2x16x8xf32>) -> tensor<?x16xf32>
   return %0 : tensor<?x16xf32>
 }

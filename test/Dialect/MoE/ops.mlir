@@ -47,6 +47,28 @@ func.func @dispatch_capacity(%x: tensor<16x64xf32>, %ids: tensor<16x2xi32>) -> t
 
 // -----
 
+// Switch Transformers: at most 6 rows per expert and sequence of %seq
+// tokens; combine keeps the dropped tokens.
+// CHECK-LABEL: func @dispatch_combine_expert_capacity
+// CHECK: moe.dispatch %{{.*}}, %{{.*}} group_size %{{.*}} {expert_capacity = 6 : i64, num_experts = 4 : i64} : tensor<?x64xf32>, tensor<?x1xi32> -> tensor<?x64xf32>, tensor<5xi32>, tensor<?xi32>, tensor<?x1xi32>
+// CHECK: moe.combine %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} input %{{.*}} {dropped_pass_through, num_experts = 4 : i64}
+func.func @dispatch_combine_expert_capacity(%x: tensor<?x64xf32>, %ids: tensor<?x1xi32>, %w: tensor<?x1xf32>, %seq: index) -> tensor<?x64xf32> {
+  %rows, %offsets, %row_tokens, %slot_rows = moe.dispatch %x, %ids group_size %seq {num_experts = 4 : i64, expert_capacity = 6 : i64} : tensor<?x64xf32>, tensor<?x1xi32> -> tensor<?x64xf32>, tensor<5xi32>, tensor<?xi32>, tensor<?x1xi32>
+  %y = moe.combine %rows, %w, %ids, %slot_rows input %x {num_experts = 4 : i64, dropped_pass_through} : (tensor<?x64xf32>, tensor<?x1xf32>, tensor<?x1xi32>, tensor<?x1xi32>, tensor<?x64xf32>) -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func @layer_switch_capacity
+// CHECK: moe.layer %{{.*}}, %{{.*}} fc1 %{{.*}} fc2 %{{.*}} {capacity_per_sequence, dropped_pass_through, expert_capacity = 6 : i64, k = 1 : i64}
+func.func @layer_switch_capacity(%x: tensor<?x?x64xf32>, %l: tensor<?x4xf32>, %w1: tensor<4x128x64xf32>, %w2: tensor<4x64x128xf32>) -> tensor<?x?x64xf32> {
+  %0 = moe.layer %x, %l fc1 %w1 fc2 %w2 {k = 1 : i64, activation = #moe.activation<relu>, expert_capacity = 6 : i64, capacity_per_sequence, dropped_pass_through} : (tensor<?x?x64xf32>, tensor<?x4xf32>, tensor<4x128x64xf32>, tensor<4x64x128xf32>) -> tensor<?x?x64xf32>
+  return %0 : tensor<?x?x64xf32>
+}
+
+// -----
+
 // CHECK-LABEL: func @expert_swiglu_interleaved
 // CHECK: moe.expert %{{.*}}, %{{.*}} fc1 %{{.*}} fc1_bias %{{.*}} fc2 %{{.*}} fc2_bias %{{.*}} {activation = #moe.activation<swiglu>, alpha = 1.702000e+00 : f64, beta = 1.000000e+00 : f64, limit = 7.000000e+00 : f64}
 func.func @expert_swiglu_interleaved(%rows: tensor<?x64xf32>, %offsets: tensor<5xi32>, %w1: tensor<4x512x64xf32>, %b1: tensor<4x512xf32>, %w2: tensor<4x64x256xf32>, %b2: tensor<4x64xf32>) -> tensor<?x64xf32> {

@@ -154,6 +154,41 @@ class SwitchBlock(nn.Module):
         return out.reshape(batch, seq, hidden)
 
 
+class SwitchCapacityBlock(nn.Module):
+    """Switch Transformers' sparse MLP: top-1 by argmax, at most `capacity`
+    tokens per expert, counted per sequence (`scope="sequence"`, as
+    transformers does) or over the whole batch ("batch"). Tokens over the
+    capacity keep their hidden state and the output is scaled by the router
+    probability (`dropped="keep"`), or get zeros and no scale ("zero")."""
+
+    def __init__(self, hidden, inter, experts, capacity, scope, dropped):
+        super().__init__()
+        self.num_experts, self.capacity = experts, capacity
+        self.scope, self.dropped = scope, dropped
+        self.router = nn.Linear(hidden, experts, bias=False)
+        self.experts = nn.ModuleList(SwitchExpert(hidden, inter, nn.ReLU())
+                                     for _ in range(experts))
+
+    def forward(self, x):
+        batch, seq, hidden = x.shape
+        probs = torch.softmax(self.router(x), dim=-1)
+        mask = F.one_hot(torch.argmax(probs, dim=-1), num_classes=self.num_experts)
+        if self.scope == "sequence":
+            priority = torch.cumsum(mask, dim=-2)
+        else:
+            priority = torch.cumsum(mask.reshape(-1, self.num_experts), dim=0).reshape(mask.shape)
+        mask = mask * (priority <= self.capacity)
+        flat = x.reshape(-1, hidden)
+        out = flat.clone() if self.dropped == "keep" else torch.zeros_like(flat)
+        for e in range(self.num_experts):
+            rows = torch.nonzero(mask[:, :, e].reshape(-1)).squeeze(-1)
+            out.index_put_((rows,), self.experts[e](flat[rows]))
+        out = out.reshape(batch, seq, hidden)
+        if self.dropped == "keep":
+            out = torch.max(probs, dim=-1).values.unsqueeze(-1) * out
+        return out
+
+
 class GatheredBlock(nn.Module):
     """TopK -> gather each token's expert weights -> per-token matmuls."""
 
@@ -258,7 +293,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("form", choices=["mixtral", "mixtral-skip", "qwen2", "shared", "switch",
                                          "switch-gelu", "switch-gelu-tanh", "switch-not-gelu",
-                                         "gathered", "tiled"])
+                                         "switch-capacity", "switch-capacity-batch",
+                                         "switch-capacity-zero", "gathered", "tiled"])
     parser.add_argument("outdir")
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--hidden", type=int, default=32)
@@ -283,6 +319,13 @@ def main():
             fused_model(block, H, I, E, K, os.path.join(args.outdir, "fused.onnx"))
     elif args.form in ("qwen2", "shared"):
         block = Qwen2MoeBlock(H, I, E, K, shared_inter=2 * I, gated=args.form == "qwen2").eval()
+        export(block, x, os.path.join(args.outdir, "model.onnx"))
+    elif args.form.startswith("switch-capacity"):
+        # 4 experts, 3 tokens each per sequence (or batch) of 8: the
+        # capacity binds.
+        block = SwitchCapacityBlock(
+            H, I, 4, 3, "batch" if args.form.endswith("batch") else "sequence",
+            "zero" if args.form.endswith("zero") else "keep").eval()
         export(block, x, os.path.join(args.outdir, "model.onnx"))
     elif args.form.startswith("switch"):
         act = {"switch": nn.ReLU(), "switch-gelu": nn.GELU(),

@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""A whole Hugging Face-style MoE decoder (test/lib/hf_moe.py) imported,
+raised, compiled and run on the host against torch eager and ONNX Runtime.
+
+  hf_model.py FAMILY WORKDIR [--mode static|dynamic ...] [--no-other-shape]
+              [--decode-steps N] [--export-arg=ARG ...]
+
+For each export mode (default: static, then dynamic):
+  * exports FAMILY with hf_moe.py (batch 1, sequence 8; torch eager's
+    outputs saved);
+  * imports it with moe-import-onnx --print-raising and prints each raised
+    block, each reason given for a block not raised, and
+    "FAMILY MODE raised N of L MoE blocks (layers ...)", L the layers whose
+    MLP is a sparse MoE block (hf_moe.py's config.json), a block counted
+    for the layer its node names are under (/layers.K/);
+  * compiles it with moe-compile, runs it with moe-run, and compares every
+    output with torch eager's and with ONNX Runtime's on the same file
+    (test/lib/ort_run.mjs), 1e-5 relative (onnx_vs_ort.compare);
+  * the dynamic export also runs on batch 2, sequence 5 (hf_moe.py
+    --no-export with the same seed gives the inputs and torch eager's
+    outputs for the same weights).
+With --decode-steps N: exports FAMILY with a KV cache and dynamic axes,
+imports it as above ("FAMILY decode raised ..."), and runs a prefill of 8
+tokens on an empty past and N decode steps of one token. The tokens are
+torch eager's greedy choices (hf_moe.py --decode-steps, where each step's
+past is torch's own present), fed to all three; our compiled module and
+ONNX Runtime are each fed their own presents of the step before, so each
+runs a real decode loop. Logits and every present are compared at every
+step with ONNX Runtime's and with torch's (1e-5 relative).
+
+Prints one line per check for FileCheck; exits 1 when a tool fails (the
+comparisons print FAIL and exit 1 at the end). Tools come from
+$MOE_TOOLS_DIR, onnxruntime-node from $ORT_NODE_MODULES (set by lit).
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__))))))
+LIB = os.path.join(ROOT, "test", "lib")
+sys.path.insert(0, LIB)
+from onnx_vs_ort import compare  # noqa: E402
+
+TOOLS = os.environ.get("MOE_TOOLS_DIR", "")
+
+
+def run(cmd, what):
+    result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    if result.returncode != 0:
+        print(f"{what}: FAILED ({result.returncode}): {' '.join(cmd)}\n{result.stdout}")
+        sys.exit(1)
+    return result.stdout
+
+
+def export(args, out, *flags):
+    run([sys.executable, os.path.join(LIB, "hf_moe.py"), args.family, out, *flags,
+         *args.export_arg], f"{args.family} export {out}")
+    return os.path.join(out, "model.onnx")
+
+
+def check_raising(tag, out):
+    """Imports OUTDIR/model.onnx with --print-raising; prints the raised
+    blocks, the reasons for blocks not raised and the count against the
+    MoE layers (for FileCheck to judge: the exit status does not depend
+    on it)."""
+    model = os.path.join(out, "model.onnx")
+    log = run([os.path.join(TOOLS, "moe-import-onnx"), model, "--print-raising",
+               "-o", os.path.join(out, "model.mlir")], f"{tag} import")
+    moe_layers = json.load(open(os.path.join(out, "config.json")))["moe_layers"]
+    raised = {}
+    for line in log.splitlines():
+        layer = re.search(r"'/layers\.(\d+)/", line)
+        if line.startswith("raised "):
+            print(f"{tag} {line}")
+            key = int(layer.group(1)) if layer else -1  # -1: outside the layers
+            raised[key] = raised.get(key, 0) + 1
+        elif line.startswith("raising: not raised"):
+            print(f"{tag} {line}")
+    # One moe.layer per MoE layer, none anywhere else.
+    got = sum(1 for i in moe_layers if raised.get(i) == 1)
+    extra = sum(n for i, n in raised.items() if i not in moe_layers or n > 1)
+    # "unraised", not "not raised": lit substitutes the `not` tool in RUN
+    # lines, so --implicit-check-not="not raised" would never match.
+    for i in moe_layers:
+        if i not in raised:
+            print(f"{tag} layer {i}: MoE block unraised")
+    layers = ", ".join(str(i) for i in moe_layers)
+    print(f"{tag} raised {got} of {len(moe_layers)} MoE blocks (layers {layers})"
+          + (f", {extra} other blocks raised" if extra else ""))
+
+
+def output_names(model):
+    return [o.name for o in onnx.load(model, load_external_data=False).graph.output]
+
+
+def run_ours(lib, inputs, prefix, count, what):
+    paths = [f"{prefix}{i}.npy" for i in range(count)]
+    run([os.path.join(TOOLS, "moe-run"), lib, *[f"--input=@{p}" for p in inputs],
+         *[f"--output=@{p}" for p in paths]], what)
+    return [np.load(p) for p in paths]
+
+
+def run_ort(model, inputs, prefix, count, what):
+    run(["node", os.path.join(LIB, "ort_run.mjs"), model, prefix, *inputs], what)
+    return [np.load(f"{prefix}{i}.npy") for i in range(count)]
+
+
+def check_outputs(tag, names, ours, ort, torch_dir, rtol):
+    ok = True
+    for i, name in enumerate(names):
+        ok &= compare(f"{tag} {name}", ours[i], ort[i], "ort", rtol)
+        ok &= compare(f"{tag} {name}", ours[i],
+                      np.load(os.path.join(torch_dir, f"torch_{i}.npy")), "torch", rtol)
+    return ok
+
+
+def check_mode(args, mode):
+    tag = f"{args.family} {mode}"
+    out = os.path.join(args.workdir, mode)
+    model = export(args, out, "--" + mode)
+    check_raising(tag, out)
+    ok = True
+    lib = os.path.join(out, "model.so")
+    run([os.path.join(TOOLS, "moe-compile"), model, "-o", lib], f"{tag} compile")
+    names = output_names(model)
+    inputs = open(os.path.join(out, "inputs.txt")).read().split()
+    ours = run_ours(lib, inputs, os.path.join(out, "ours"), len(names), f"{tag} run")
+    ort = run_ort(model, inputs, os.path.join(out, "ort"), len(names), f"{tag} ort")
+    ok &= check_outputs(tag, names, ours, ort, out, args.rtol)
+    if mode == "dynamic" and not args.no_other_shape:
+        other = out + "-b2s5"
+        export(args, other, "--dynamic", "--batch", "2", "--seq", "5", "--no-export")
+        inputs = open(os.path.join(other, "inputs.txt")).read().split()
+        ours = run_ours(lib, inputs, os.path.join(other, "ours"), len(names),
+                        f"{tag} run b2s5")
+        ort = run_ort(model, inputs, os.path.join(other, "ort"), len(names),
+                      f"{tag} ort b2s5")
+        ok &= check_outputs(f"{tag} batch 2 seq 5", names, ours, ort, other, args.rtol)
+    return ok
+
+
+def check_decode(args):
+    tag = f"{args.family} decode"
+    out = os.path.join(args.workdir, "decode")
+    model = export(args, out, "--dynamic", "--kv-cache",
+                   "--decode-steps", str(args.decode_steps))
+    check_raising(tag, out)
+    ok = True
+    lib = os.path.join(out, "model.so")
+    run([os.path.join(TOOLS, "moe-compile"), model, "-o", lib], f"{tag} compile")
+    names = output_names(model)
+    worst = {"ort": 0.0, "torch": 0.0}
+    presents = {"ours": None, "ort": None}
+    for step in range(args.decode_steps + 1):
+        d = os.path.join(out, "steps", str(step))
+        torch_inputs = open(os.path.join(d, "inputs.txt")).read().split()
+        feeds = {}
+        for side in presents:
+            feeds[side] = []
+            for path in torch_inputs:
+                name = os.path.basename(path)[len("in_"):-len(".npy")]
+                if step == 0 or not name.startswith("past_key_values."):
+                    feeds[side].append(path)  # tokens, mask, the empty past
+                    continue
+                present = name.replace("past_key_values.", "present.")
+                feeds[side].append(f"{presents[side]}{names.index(present)}.npy")
+        ours = run_ours(lib, feeds["ours"], os.path.join(d, "ours"), len(names),
+                        f"{tag} step {step} run")
+        ort = run_ort(model, feeds["ort"], os.path.join(d, "ort"), len(names),
+                      f"{tag} step {step} ort")
+        presents = {"ours": os.path.join(d, "ours"), "ort": os.path.join(d, "ort")}
+        ok &= check_outputs(f"{tag} step {step}", names, ours, ort, d, args.rtol)
+        for i in range(len(names)):
+            for peer, want in [("ort", ort[i]),
+                               ("torch", np.load(os.path.join(d, f"torch_{i}.npy")))]:
+                if ours[i].shape == want.shape and want.size:
+                    err = float(np.abs(ours[i].astype(np.float64) - want).max() /
+                                max(float(np.abs(want).max()), 1e-30))
+                    worst[peer] = max(worst[peer], err)
+    print(f"{tag} max over {args.decode_steps + 1} steps and {len(names)} outputs: "
+          f"vs ort {worst['ort']:.3g}, vs torch {worst['torch']:.3g}")
+    return ok
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("family")
+    parser.add_argument("workdir")
+    parser.add_argument("--mode", action="append", choices=["static", "dynamic"])
+    parser.add_argument("--no-modes", action="store_true",
+                        help="only the decode run")
+    parser.add_argument("--no-other-shape", action="store_true")
+    parser.add_argument("--decode-steps", type=int, default=0)
+    parser.add_argument("--rtol", type=float, default=1e-5)
+    parser.add_argument("--export-arg", action="append", default=[],
+                        help="passed to hf_moe.py (a smaller config)")
+    args = parser.parse_args()
+    ok = True
+    if not args.no_modes:
+        for mode in args.mode or ["static", "dynamic"]:
+            ok &= check_mode(args, mode)
+    if args.decode_steps:
+        ok &= check_decode(args)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
