@@ -459,6 +459,16 @@ def bad_mnb_g_idx(m):
 
 
 @case
+def bad_mnb_huge_block(m):
+    # A power-of-2 block size near 2^63: block_size * bits and K + block_size
+    # - 1 overflowed int64 (the import now rejects it).
+    a = m.input("A", rand([2, 32], 1))
+    names = [a] + nbits_weight(m, 8, 32, 8, 32, 2, False)
+    m.output(m.ms("MatMulNBits", names, ["Y"], K=32, N=8, bits=8,
+                  block_size=1 << 62))
+
+
+@case
 def bad_mnb_float_zp(m):
     a = m.input("A", rand([2, 32], 1))
     names = [a] + nbits_weight(m, 8, 32, 4, 32, 2, False)

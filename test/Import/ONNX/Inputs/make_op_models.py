@@ -979,6 +979,15 @@ def bad_range(m):
 
 
 @case
+def bad_range_overflow(m):
+    # limit - start overflows int64 (the fold computed it unchecked).
+    big = np.iinfo(np.int64)
+    m.output(m.node("Range", [m.const("r0", ints(int(big.min))),
+                              m.const("r1", ints(int(big.max))),
+                              m.const("r2", ints(1))], ["range"]), i64)
+
+
+@case
 def bad_matmul(m):
     a = m.input("a", rand([2, 3], 1))
     m.output(m.node("MatMul", [a, m.input("b", rand([4, 5], 2))], ["y"]))
