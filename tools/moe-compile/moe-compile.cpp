@@ -165,8 +165,15 @@ int compile(int argc, char **argv) {
   moe::registerONNXImportCLOptions();
   registerPassManagerCLOptions();
   registerDefaultTimingManagerCLOptions();
-  cl::HideUnrelatedOptions({&category, &cl::getGeneralCategory()});
-  cl::ParseCommandLineOptions(argc, argv, "moe-mlir ahead-of-time compiler\n");
+  // --help lists what a user of this tool sets; LLVM's and MLIR's own
+  // options (--mlir-timing, ...) still work and --help-hidden lists them.
+  cl::HideUnrelatedOptions({&category, &moe::getONNXImportOptionCategory()});
+  cl::ParseCommandLineOptions(
+      argc, argv,
+      "moe-mlir ahead-of-time compiler\n\n"
+      "Compiles an ONNX model or moe/MLIR file into a shared object that\n"
+      "moe-run and the runtime load. --help-hidden also lists LLVM's and\n"
+      "MLIR's options (e.g. --mlir-timing: time of every stage).\n");
 
   if (gemmRowTile < 1 || gemmColTile < 1)
     return fail("--gemm-row-tile and --gemm-col-tile must be at least 1");

@@ -4,6 +4,7 @@
 #define MOE_MLIR_IMPORT_ONNXIMPORTER_H
 
 #include "mlir/IR/BuiltinOps.h"
+#include "llvm/Support/CommandLine.h"
 #include "mlir/IR/OwningOpRef.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -30,6 +31,8 @@ OwningOpRef<ModuleOp> importONNXModel(StringRef path, MLIRContext *context,
 /// Registers the importer's command-line options (--print-raising,
 /// --no-raise) for tools that read ONNX; call before parsing options.
 void registerONNXImportCLOptions();
+/// Their category, for tools that list only their own options in --help.
+llvm::cl::OptionCategory &getONNXImportOptionCategory();
 /// The options registered above as the command line set them (raising log
 /// to stderr with --print-raising).
 ImportOptions getONNXImportCLOptions();

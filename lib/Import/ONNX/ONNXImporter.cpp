@@ -457,15 +457,23 @@ OwningOpRef<ModuleOp> mlir::moe::importONNXModel(StringRef path,
   return importGraph(path, context, options);
 }
 
+llvm::cl::OptionCategory &mlir::moe::getONNXImportOptionCategory() {
+  static llvm::cl::OptionCategory category("ONNX import options");
+  return category;
+}
+
 namespace {
 struct ONNXImportCLOptions {
   llvm::cl::opt<bool> printRaising{
       "print-raising",
       llvm::cl::desc("Print each MoE block raised from standard ONNX ops "
-                     "(and why candidates were not) to stderr")};
+                     "(and why candidates were not) to stderr"),
+      llvm::cl::cat(getONNXImportOptionCategory())};
   llvm::cl::opt<bool> noRaise{
-      "no-raise", llvm::cl::desc("Import decomposed MoE blocks op by op "
-                                 "instead of raising them to moe ops")};
+      "no-raise",
+      llvm::cl::desc("Import decomposed MoE blocks op by op instead of "
+                     "raising them to moe ops"),
+      llvm::cl::cat(getONNXImportOptionCategory())};
 };
 std::unique_ptr<ONNXImportCLOptions> clOptions;
 } // namespace
