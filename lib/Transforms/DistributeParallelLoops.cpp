@@ -16,6 +16,8 @@
 
 #include "moe-mlir/Transforms/Passes.h"
 
+#include "moe-mlir/Transforms/LoopWork.h"
+
 #include "mlir/Dialect/Affine/IR/AffineOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -29,49 +31,6 @@ namespace mlir::moe {
 using namespace mlir;
 
 namespace {
-
-/// Work assumed for a loop whose trip count is only known at run time:
-/// enough to be worth the pool.
-constexpr int64_t kUnknownTrips = 1 << 20;
-
-int64_t saturatingMul(int64_t a, int64_t b) {
-  int64_t product;
-  if (__builtin_mul_overflow(a, b, &product))
-    return INT64_MAX;
-  return product;
-}
-
-int64_t tripCount(Value lb, Value ub, Value step) {
-  std::optional<int64_t> l = getConstantIntValue(lb);
-  std::optional<int64_t> u = getConstantIntValue(ub);
-  std::optional<int64_t> s = getConstantIntValue(step);
-  if (!l || !u || !s || *s <= 0)
-    return kUnknownTrips;
-  return *u <= *l ? 0 : (*u - *l + *s - 1) / *s;
-}
-
-/// Operations executed by one run of `block`, counting nested loops' trips.
-int64_t workOf(Block &block) {
-  int64_t work = 0;
-  for (Operation &op : block) {
-    int64_t inner = 1;
-    for (Region &region : op.getRegions())
-      for (Block &nested : region)
-        inner = std::max(inner, workOf(nested));
-    int64_t trips = 1;
-    if (auto loop = dyn_cast<scf::ForOp>(op))
-      trips = tripCount(loop.getLowerBound(), loop.getUpperBound(),
-                        loop.getStep());
-    else if (auto loop = dyn_cast<scf::ParallelOp>(op))
-      for (auto [lb, ub, step] : llvm::zip(loop.getLowerBound(),
-                                           loop.getUpperBound(),
-                                           loop.getStep()))
-        trips = saturatingMul(trips, tripCount(lb, ub, step));
-    work = std::min<int64_t>(INT64_MAX - 1,
-                             work + saturatingMul(trips, inner));
-  }
-  return work;
-}
 
 /// Moves the body of `loop` into `block` before its terminator, with the
 /// loop's induction variables replaced by `ivs`, and erases the loop.
@@ -174,8 +133,9 @@ struct MoEDistributeParallelLoopsPass
       for (auto [lb, ub, step] : llvm::zip(loop.getLowerBound(),
                                            loop.getUpperBound(),
                                            loop.getStep()))
-        trips = saturatingMul(trips, tripCount(lb, ub, step));
-      if (saturatingMul(trips, workOf(*loop.getBody())) < minWork)
+        trips = moe::saturatingMul(trips, moe::estimateTripCount(lb, ub, step));
+      if (moe::saturatingMul(trips, moe::estimateWork(*loop.getBody())) <
+          minWork)
         serialize(rewriter, loop);
       else if (loop.getNumLoops() > 1)
         // A body with loops of its own has its contiguous loop inside (a

@@ -11,8 +11,11 @@
 
 #include "moe-mlir/Transforms/Passes.h"
 
+#include "moe-mlir/Transforms/LoopWork.h"
+
 #include "MoE/IR/MoEOps.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/Transforms/RegionUtils.h"
 
@@ -28,13 +31,17 @@ namespace {
 
 struct MoEOutlineParallelLoopsPass
     : moe::impl::MoEOutlineParallelLoopsBase<MoEOutlineParallelLoopsPass> {
+  using MoEOutlineParallelLoopsBase::MoEOutlineParallelLoopsBase;
   void runOnOperation() override;
 };
 
 /// Outlines `loop` (1-D, no reductions) out of `func`; returns the new
-/// function.
-func::FuncOp outline(scf::ParallelOp loop, func::FuncOp func,
-                     unsigned index) {
+/// function. A loop whose trip count is only known at run time calls it
+/// directly over the whole range when count * (its body's work) is below
+/// `minWork` (a decode step's per-head softmax: a dispatch would cost more
+/// than the rows).
+func::FuncOp outline(scf::ParallelOp loop, func::FuncOp func, unsigned index,
+                     int64_t minWork) {
   OpBuilder b(loop);
   Location loc = loop.getLoc();
   MLIRContext *ctx = loop.getContext();
@@ -95,7 +102,32 @@ func::FuncOp outline(scf::ParallelOp loop, func::FuncOp func,
       loop.getStep()[0]);
   count = arith::MaxSIOp::create(
       b, loc, count, arith::ConstantIndexOp::create(b, loc, 0));
-  ParallelCallOp::create(b, loc, name, count, captures);
+  int64_t perIteration = std::max<int64_t>(1, estimateWork(*loop.getBody()));
+  bool dynamicCount =
+      !getConstantIntValue(loop.getLowerBound()[0]) ||
+      !getConstantIntValue(loop.getUpperBound()[0]) ||
+      !getConstantIntValue(loop.getStep()[0]);
+  if (dynamicCount && perIteration < minWork) {
+    Value zero = arith::ConstantIndexOp::create(b, loc, 0);
+    Value enough = arith::ConstantIndexOp::create(
+        b, loc, (minWork + perIteration - 1) / perIteration);
+    Value small = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
+                                        count, enough);
+    SmallVector<Value> args(captures);
+    args.append({zero, count});
+    scf::IfOp::create(
+        b, loc, small,
+        [&](OpBuilder &then, Location l) {
+          func::CallOp::create(then, l, outlined, args);
+          scf::YieldOp::create(then, l);
+        },
+        [&](OpBuilder &otherwise, Location l) {
+          ParallelCallOp::create(otherwise, l, name, count, captures);
+          scf::YieldOp::create(otherwise, l);
+        });
+  } else {
+    ParallelCallOp::create(b, loc, name, count, captures);
+  }
   loop.erase();
   return outlined;
 }
@@ -133,6 +165,11 @@ void mergeIdenticalFunctions(ModuleOp module,
     if (it != replacement.end())
       call.setCalleeAttr(FlatSymbolRefAttr::get(call.getContext(), it->second));
   });
+  module.walk([&](func::CallOp call) {
+    auto it = replacement.find(call.getCallee());
+    if (it != replacement.end())
+      call.setCalleeAttr(FlatSymbolRefAttr::get(call.getContext(), it->second));
+  });
   for (func::FuncOp f : erased)
     f.erase();
 }
@@ -154,7 +191,7 @@ void MoEOutlineParallelLoopsPass::runOnOperation() {
                        "reductions can run on the runtime's worker pool");
         return signalPassFailure();
       }
-      outlined.push_back(outline(loop, func, index++));
+      outlined.push_back(outline(loop, func, index++, minWork));
     }
   }
   mergeIdenticalFunctions(module, outlined);

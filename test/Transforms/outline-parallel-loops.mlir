@@ -62,3 +62,55 @@ func.func @two_d(%buf: memref<?x?xf32>, %n: index) {
   }
   return
 }
+
+// -----
+
+// A trip count known only at run time, with ~128 operations per row: fewer
+// than 32768 / 129 = 255 rows are not worth a dispatch, so they call the
+// outlined body directly over the whole range.
+// CHECK-LABEL: func.func @dynamic_rows
+// CHECK:       %[[COUNT:.*]] = arith.maxsi
+// CHECK:       %[[SMALL:.*]] = arith.cmpi slt, %[[COUNT]], %c255
+// CHECK:       scf.if %[[SMALL]] {
+// CHECK-NEXT:    func.call @dynamic_rows_parallel0(%{{.*}}, %{{.*}}, %[[COUNT]])
+// CHECK-NEXT:  } else {
+// CHECK-NEXT:    moe.parallel_call @dynamic_rows_parallel0(%{{.*}}) count(%[[COUNT]])
+// CHECK:       func.func private @dynamic_rows_parallel0
+func.func @dynamic_rows(%a: memref<?x64xf32>, %n: index) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c64 = arith.constant 64 : index
+  %v = arith.constant 1.0 : f32
+  scf.parallel (%i) = (%c0) to (%n) step (%c1) {
+    scf.for %j = %c0 to %c64 step %c1 {
+      memref.store %v, %a[%i, %j] : memref<?x64xf32>
+    }
+    scf.reduce
+  }
+  return
+}
+
+// -----
+
+// The same layer's loop twice (other buffers, same shapes and body): one
+// outlined function serves both calls.
+// CHECK-LABEL: func.func @two_layers
+// CHECK:       moe.parallel_call @two_layers_parallel0(%{{.*}}) count
+// CHECK:       moe.parallel_call @two_layers_parallel0(%{{.*}}) count
+// CHECK:       func.func private @two_layers_parallel0
+// CHECK-NOT:   func.func private @two_layers_parallel1
+func.func @two_layers(%a: memref<65536xf32>, %b: memref<65536xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %n = arith.constant 65536 : index
+  %v = arith.constant 1.0 : f32
+  scf.parallel (%i) = (%c0) to (%n) step (%c1) {
+    memref.store %v, %a[%i] : memref<65536xf32>
+    scf.reduce
+  }
+  scf.parallel (%i) = (%c0) to (%n) step (%c1) {
+    memref.store %v, %b[%i] : memref<65536xf32>
+    scf.reduce
+  }
+  return
+}

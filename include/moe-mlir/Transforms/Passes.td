@@ -366,9 +366,17 @@ def MoEOutlineParallelLoops
     cloned into the outlined function. Outlined functions identical to an
     earlier one (same signature, same body up to locations: a decoder's
     layers repeat the same loops on other weights) are merged into it.
-    Lowering `moe.parallel_call` to LLVM calls the runtime's
-    `moe_rt_parallel_for`.
+    A loop whose trip count is only known at run time and whose body does
+    less than `min-work` operations per iteration (nested loops' trips
+    counted as in `-moe-distribute-parallel-loops`) gets an `scf.if`: below
+    min-work operations in all it calls the outlined function directly over
+    the whole range instead of dispatching it. Lowering `moe.parallel_call`
+    to LLVM calls the runtime's `moe_rt_parallel_for`.
   }];
+  let options = [
+    Option<"minWork", "min-work", "int64_t", /*default=*/"32768",
+           "Smallest work (operations executed) worth a worker-pool dispatch">,
+  ];
   let dependentDialects = ["::mlir::func::FuncDialect",
                            "::mlir::scf::SCFDialect",
                            "::mlir::moe::MoEDialect"];
