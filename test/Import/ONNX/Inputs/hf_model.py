@@ -16,6 +16,8 @@ For each export mode (default: static, then dynamic):
   * compiles it with moe-compile, runs it with moe-run, and compares every
     output with torch eager's and with ONNX Runtime's on the same file
     (test/lib/ort_run.mjs), 1e-5 relative (onnx_vs_ort.compare);
+  * the static export is also compiled with the weights inside the LLVM
+    module (--inline-constants): its outputs must be bit-identical;
   * the dynamic export also runs on batch 2, sequence 5 (hf_moe.py
     --no-export with the same seed gives the inputs and torch eager's
     outputs for the same weights).
@@ -135,6 +137,18 @@ def check_mode(args, mode):
     ours = run_ours(lib, inputs, os.path.join(out, "ours"), len(names), f"{tag} run")
     ort = run_ort(model, inputs, os.path.join(out, "ort"), len(names), f"{tag} ort")
     ok &= check_outputs(tag, names, ours, ort, out, args.rtol)
+    if mode == "static":
+        # The weights as an object of their own (the default) and inside
+        # the LLVM module must give the same bits.
+        inline = os.path.join(out, "inline.so")
+        run([os.path.join(TOOLS, "moe-compile"), model, "--inline-constants", "-o",
+             inline], f"{tag} compile --inline-constants")
+        same = run_ours(inline, inputs, os.path.join(out, "inline"), len(names),
+                        f"{tag} run inline")
+        identical = all(np.array_equal(a, b) for a, b in zip(ours, same))
+        print(f"{tag} external vs inline constants: "
+              f"{'bit-identical' if identical else 'differ: FAIL'}")
+        ok &= identical
     if mode == "dynamic" and not args.no_other_shape:
         other = out + "-b2s5"
         export(args, other, "--dynamic", "--batch", "2", "--seq", "5", "--no-export")
