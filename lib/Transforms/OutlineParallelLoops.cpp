@@ -71,6 +71,12 @@ func::FuncOp outline(scf::ParallelOp loop, func::FuncOp func, unsigned index,
   auto outlined = func::FuncOp::create(moduleBuilder, loc, name,
                                        FunctionType::get(ctx, argTypes, {}));
   outlined.setPrivate();
+  // One copy of the body: without this LLVM inlined it into both its
+  // callers (the pool's trampoline and, for run-time trip counts, the
+  // direct call of the serial path), compiling every loop twice.
+  outlined->setAttr("passthrough",
+                    moduleBuilder.getArrayAttr(
+                        {moduleBuilder.getStringAttr("noinline")}));
   Block *entry = outlined.addEntryBlock();
   OpBuilder ob = OpBuilder::atBlockBegin(entry);
   IRMapping map;
