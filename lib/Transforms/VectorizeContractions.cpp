@@ -70,6 +70,9 @@ FailureOr<ContractionForm> matchTransposedBMatmul(linalg::GenericOp op) {
   MLIRContext *ctx = op.getContext();
   SmallVector<AffineExpr> a, w, c;
   AffineMap wMap = op.getIndexingMapsArray()[1];
+  // B indexed by its batch loops, n and k (read below result by result).
+  if (wMap.getNumResults() != form.batchLoops + 2)
+    return failure();
   for (unsigned i = 0; i < form.batchLoops; ++i) {
     AffineExpr d = getAffineDimExpr(i, ctx);
     a.push_back(d);

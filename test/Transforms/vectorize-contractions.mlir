@@ -112,3 +112,21 @@ func.func @grouped_scores(%q: memref<12x?x16xf32>, %k: memref<4x?x16xf32>, %s: m
   }
   return
 }
+
+// -----
+
+// B with fewer batch dimensions than the leading loops (neither form):
+// left as it is (the matcher read B's map past its results).
+// CHECK-LABEL: func @b_rank3_many_loops
+// CHECK:       linalg.generic
+func.func @b_rank3_many_loops(%a: memref<2x2x2x2x4x8xf32>, %w: memref<2x6x8xf32>, %c: memref<2x2x2x2x4x6xf32>) {
+  linalg.generic {indexing_maps = [affine_map<(b0, b1, b2, b3, m, n, k) -> (b0, b1, b2, b3, m, k)>, affine_map<(b0, b1, b2, b3, m, n, k) -> (b0, n, k)>, affine_map<(b0, b1, b2, b3, m, n, k) -> (b0, b1, b2, b3, m, n)>],
+                  iterator_types = ["parallel", "parallel", "parallel", "parallel", "parallel", "parallel", "reduction"]}
+      ins(%a, %w : memref<2x2x2x2x4x8xf32>, memref<2x6x8xf32>) outs(%c : memref<2x2x2x2x4x6xf32>) {
+  ^bb0(%x: f32, %y: f32, %acc: f32):
+    %p = arith.mulf %x, %y : f32
+    %r = arith.addf %acc, %p : f32
+    linalg.yield %r : f32
+  }
+  return
+}
