@@ -94,7 +94,10 @@ struct ReadRepeatsInPlace : OpRewritePattern<linalg::GenericOp> {
             if (use.getOwner() == consumer)
               return use.getOperandNumber() == operand->getOperandNumber();
             auto dim = dyn_cast<tensor::DimOp>(use.getOwner());
-            return dim && dim.getConstantIndex().has_value();
+            std::optional<int64_t> index =
+                dim ? dim.getConstantIndex() : std::nullopt;
+            return index && *index >= 0 &&
+                   *index < collapse.getResultType().getRank();
           }))
         continue;
       auto repeat = collapse.getSrc().getDefiningOp<linalg::GenericOp>();
