@@ -6,18 +6,18 @@
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/IR/DialectResourceBlobManager.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "mlir/Target/LLVMIR/Export.h"
+#include "llvm/BinaryFormat/ELF.h"
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
-#include "llvm/ObjCopy/CommonConfig.h"
-#include "llvm/ObjCopy/ELF/ELFConfig.h"
-#include "llvm/ObjCopy/ELF/ELFObjcopy.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/Passes/PassBuilder.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/EndianStream.h"
 #include "llvm/Support/FileUtilities.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Program.h"
@@ -261,141 +261,213 @@ LogicalResult runDriver(StringRef driver, ArrayRef<StringRef> args,
 }
 } // namespace
 
-FailureOr<moe::ExternalConstants>
-moe::externalizeLargeConstants(ModuleOp module, StringRef blobPath,
-                               uint64_t minBytes, std::string &error) {
-  ExternalConstants result;
-  result.blobPath = blobPath.str();
-  std::error_code ec;
-  llvm::raw_fd_ostream blob(blobPath, ec, llvm::sys::fs::OF_None);
-  if (ec) {
-    error = "cannot write '" + blobPath.str() + "': " + ec.message();
-    return failure();
+namespace {
+/// A constant global's data, when it can leave the LLVM module: byte-sized
+/// elements whose raw data is the memory image, inline or in a blob.
+std::optional<ArrayRef<char>> constantImage(LLVM::GlobalOp global) {
+  if (!global.getConstant() ||
+      global.getInitializerRegion().getBlocks().size() != 0)
+    return std::nullopt;
+  auto elements = dyn_cast_or_null<ElementsAttr>(global.getValueOrNull());
+  if (!elements)
+    return std::nullopt;
+  Type elementType = elements.getElementType();
+  if (!elementType.isIntOrFloat() ||
+      elementType.getIntOrFloatBitWidth() % 8 != 0)
+    return std::nullopt;
+  uint64_t expected = uint64_t(elements.getNumElements()) *
+                      (elementType.getIntOrFloatBitWidth() / 8);
+  ArrayRef<char> bytes;
+  if (auto dense = dyn_cast<DenseElementsAttr>(elements)) {
+    if (dense.isSplat())
+      return std::nullopt;
+    bytes = dense.getRawData();
+  } else if (auto resource = dyn_cast<DenseResourceElementsAttr>(elements)) {
+    AsmResourceBlob *blob = resource.getRawHandle().getBlob();
+    if (!blob)
+      return std::nullopt;
+    bytes = blob->getData();
+  } else {
+    return std::nullopt;
   }
-  // Only the host module's globals: kernels' globals belong to their own
-  // binaries.
-  for (auto global : module.getOps<LLVM::GlobalOp>()) {
-    auto dense = dyn_cast_or_null<DenseElementsAttr>(global.getValueOrNull());
-    if (!global.getConstant() || !dense || dense.isSplat() ||
-        global.getInitializerRegion().getBlocks().size() != 0)
-      continue;
-    // Byte-sized elements only: the raw data is then the memory image.
-    Type elementType = dense.getElementType();
-    if (!elementType.isIntOrFloat() ||
-        elementType.getIntOrFloatBitWidth() % 8 != 0)
-      continue;
-    ArrayRef<char> bytes = dense.getRawData();
-    uint64_t expected = uint64_t(dense.getNumElements()) *
-                        (elementType.getIntOrFloatBitWidth() / 8);
-    if (bytes.size() != expected || bytes.size() < minBytes)
-      continue;
-    uint64_t alignment = std::max<uint64_t>(global.getAlignment().value_or(16), 16);
-    uint64_t offset = llvm::alignTo(result.totalBytes, alignment);
-    blob.write_zeros(offset - result.totalBytes);
-    blob.write(bytes.data(), bytes.size());
-    result.totalBytes = offset + bytes.size();
-    result.entries.push_back(
-        {global.getSymName().str(), offset, bytes.size(), alignment});
-    global.removeValueAttr();
-    global.setLinkage(LLVM::Linkage::External);
-    global.setVisibility_(LLVM::Visibility::Hidden);
-    global.setDsoLocal(true);
-  }
-  blob.close();
-  if (blob.has_error()) {
-    error = "error writing '" + blobPath.str() + "'";
-    blob.clear_error();
-    return failure();
-  }
-  return result;
+  if (bytes.size() != expected)
+    return std::nullopt;
+  return bytes;
 }
+} // namespace
 
-LogicalResult moe::assembleConstants(const ExternalConstants &constants,
-                                     StringRef objectPath,
-                                     std::string &error) {
-  // The blob becomes the one section of a relocatable object (LLVM's
-  // objcopy library, as `llvm-objcopy -I binary`: the bytes are written
-  // once, never through the assembler), and every constant a hidden symbol
-  // at its offset in it.
-  llvm::ErrorOr<std::unique_ptr<llvm::MemoryBuffer>> blob =
-      llvm::MemoryBuffer::getFile(constants.blobPath, /*IsText=*/false,
-                                  /*RequiresNullTerminator=*/false);
-  if (!blob) {
-    error = "cannot read '" + constants.blobPath +
-            "': " + blob.getError().message();
-    return failure();
-  }
+FailureOr<size_t> moe::writeConstantsObject(ModuleOp module,
+                                            StringRef objectPath,
+                                            uint64_t minBytes,
+                                            std::string &error) {
   llvm::Triple triple(llvm::sys::getDefaultTargetTriple());
   if (!triple.isOSBinFormatELF() || triple.getArch() != llvm::Triple::x86_64) {
     error = "constants outside the LLVM module need an x86-64 ELF target, "
             "not " + triple.str() + "; pass --inline-constants";
     return failure();
   }
-  StringRef section = ".rodata.moe_constants";
-  llvm::objcopy::CommonConfig config;
-  config.InputFormat = llvm::objcopy::FileFormat::Binary;
-  config.OutputFormat = llvm::objcopy::FileFormat::ELF;
-  config.OutputArch = llvm::objcopy::MachineInfo(llvm::ELF::EM_X86_64,
-                                                 /*Is64=*/true,
-                                                 /*IsLittle=*/true);
-  config.SectionsToRename.try_emplace(
-      ".data", llvm::objcopy::SectionRename{
-                   ".data", section,
-                   llvm::objcopy::SectionFlag(
-                       llvm::objcopy::SecAlloc | llvm::objcopy::SecLoad |
-                       llvm::objcopy::SecReadonly | llvm::objcopy::SecData |
-                       llvm::objcopy::SecContents)});
-  uint64_t alignment = 16;
-  for (const ExternalConstants::Entry &entry : constants.entries)
-    alignment = std::max(alignment, entry.alignment);
-  config.SetSectionAlignment[section] = alignment;
-  config.SetSectionAlignment[".data"] = alignment;
-  // The generated _binary_* symbols would clash between modules.
-  llvm::Expected<llvm::objcopy::NameOrPattern> generated =
-      llvm::objcopy::NameOrPattern::create(
-          "^_binary_", llvm::objcopy::MatchStyle::Regex,
-          [](llvm::Error err) { return err; });
-  if (!generated) {
-    error = llvm::toString(generated.takeError());
-    return failure();
+  // Layout first: each distinct data (globals viewing one blob share it)
+  // at its offset in the one section.
+  struct Constant {
+    ArrayRef<char> bytes;
+    uint64_t offset, size;
+    /// The blobs holding `bytes` (globals viewing one blob share it).
+    SmallVector<DenseResourceElementsAttr, 1> blobs;
+  };
+  struct Symbol {
+    std::string name;
+    size_t constant;
+  };
+  SmallVector<Constant> constants;
+  SmallVector<Symbol> symbols;
+  DenseMap<const void *, size_t> byData;
+  uint64_t sectionBytes = 0, sectionAlignment = 16;
+  // Only the host module's globals: kernels' globals belong to their own
+  // binaries.
+  for (auto global : module.getOps<LLVM::GlobalOp>()) {
+    std::optional<ArrayRef<char>> bytes = constantImage(global);
+    if (!bytes || bytes->size() < minBytes)
+      continue;
+    auto [it, inserted] = byData.try_emplace(bytes->data(), constants.size());
+    if (inserted) {
+      uint64_t alignment =
+          std::max<uint64_t>(global.getAlignment().value_or(16), 16);
+      sectionAlignment = std::max(sectionAlignment, alignment);
+      sectionBytes = llvm::alignTo(sectionBytes, alignment);
+      constants.push_back({*bytes, sectionBytes, bytes->size(), {}});
+      sectionBytes += bytes->size();
+    }
+    symbols.push_back({global.getSymName().str(), it->second});
+    if (auto resource = dyn_cast<DenseResourceElementsAttr>(*global.getValue()))
+      constants[it->second].blobs.push_back(resource);
+    global.removeValueAttr();
+    global.setLinkage(LLVM::Linkage::External);
+    global.setVisibility_(LLVM::Visibility::Hidden);
+    global.setDsoLocal(true);
   }
-  if (llvm::Error err = config.SymbolsToRemove.addMatcher(std::move(generated))) {
-    error = llvm::toString(std::move(err));
-    return failure();
-  }
-  for (const ExternalConstants::Entry &entry : constants.entries) {
-    llvm::objcopy::NewSymbolInfo symbol;
-    symbol.SymbolName = entry.symbol;
-    symbol.SectionName = ".data"; // renamed after the symbols are added
-    symbol.Value = entry.offset;
-    symbol.Flags = {llvm::objcopy::SymbolFlag::Global,
-                    llvm::objcopy::SymbolFlag::Hidden,
-                    llvm::objcopy::SymbolFlag::Object};
-    config.SymbolsToAdd.push_back(symbol);
-  }
+  if (symbols.empty())
+    return size_t(0);
+
+  // An ELF64 relocatable object: [header][section data][.symtab][.strtab]
+  // [.shstrtab][section headers]. Written directly, the weights pass
+  // through no assembler or object library, which would hold another copy.
+  namespace ELF = llvm::ELF;
+  std::string strtab(1, '\0'), shstrtab(1, '\0');
+  auto addString = [](std::string &table, StringRef name) {
+    uint32_t offset = table.size();
+    table.append(name.data(), name.size());
+    table.push_back('\0');
+    return offset;
+  };
+  enum Section { Null, Data, Note, SymTab, StrTab, ShStrTab, NumSections };
+  uint32_t names[NumSections] = {0};
+  names[Data] = addString(shstrtab, ".rodata.moe_constants");
   // No executable stack (what an assembler's .note.GNU-stack says).
-  config.AddSection.emplace_back(
-      ".note.GNU-stack", llvm::MemoryBuffer::getMemBuffer("", "note"));
-  llvm::objcopy::ELFConfig elfConfig;
+  names[Note] = addString(shstrtab, ".note.GNU-stack");
+  names[SymTab] = addString(shstrtab, ".symtab");
+  names[StrTab] = addString(shstrtab, ".strtab");
+  names[ShStrTab] = addString(shstrtab, ".shstrtab");
+  SmallVector<uint32_t> symbolNames;
+  for (const Symbol &symbol : symbols)
+    symbolNames.push_back(addString(strtab, symbol.name));
+  constexpr uint64_t kHeaderBytes = 64, kSymbolBytes = 24,
+                     kSectionHeaderBytes = 64;
+  uint64_t dataOffset = llvm::alignTo(kHeaderBytes, sectionAlignment);
+  uint64_t symtabOffset = llvm::alignTo(dataOffset + sectionBytes, 8);
+  uint64_t symtabBytes = kSymbolBytes * (symbols.size() + 1);
+  uint64_t strtabOffset = symtabOffset + symtabBytes;
+  uint64_t shstrtabOffset = strtabOffset + strtab.size();
+  uint64_t headersOffset = llvm::alignTo(shstrtabOffset + shstrtab.size(), 8);
+
   std::error_code ec;
   llvm::raw_fd_ostream os(objectPath, ec, llvm::sys::fs::OF_None);
   if (ec) {
     error = "cannot write '" + objectPath.str() + "': " + ec.message();
     return failure();
   }
-  if (llvm::Error err = llvm::objcopy::elf::executeObjcopyOnRawBinary(
-          config, elfConfig, **blob, os)) {
-    error = "writing the constants object failed: " +
-            llvm::toString(std::move(err));
-    return failure();
+  llvm::support::endian::Writer out(os, llvm::endianness::little);
+  uint64_t position = 0;
+  auto padTo = [&](uint64_t offset) {
+    os.write_zeros(offset - position);
+    position = offset;
+  };
+  // ELF header.
+  const char ident[ELF::EI_NIDENT] = {
+      0x7f, 'E', 'L', 'F', ELF::ELFCLASS64, ELF::ELFDATA2LSB, ELF::EV_CURRENT,
+      ELF::ELFOSABI_NONE};
+  os.write(ident, sizeof(ident));
+  out.write<uint16_t>(ELF::ET_REL);
+  out.write<uint16_t>(ELF::EM_X86_64);
+  out.write<uint32_t>(ELF::EV_CURRENT);
+  out.write<uint64_t>(0); // e_entry
+  out.write<uint64_t>(0); // e_phoff
+  out.write<uint64_t>(headersOffset);
+  out.write<uint32_t>(0); // e_flags
+  out.write<uint16_t>(kHeaderBytes);
+  out.write<uint16_t>(0); // e_phentsize
+  out.write<uint16_t>(0); // e_phnum
+  out.write<uint16_t>(kSectionHeaderBytes);
+  out.write<uint16_t>(NumSections);
+  out.write<uint16_t>(ShStrTab);
+  position = kHeaderBytes;
+  // The constants, in layout order. Each blob is freed once its bytes are
+  // written (every global reading it has its offset already): the peak
+  // memory falls as the object grows.
+  for (Constant &constant : constants) {
+    padTo(dataOffset + constant.offset);
+    os.write(constant.bytes.data(), constant.bytes.size());
+    position += constant.bytes.size();
+    constant.bytes = {};
+    for (DenseResourceElementsAttr blob : constant.blobs)
+      if (auto *entry = blob.getRawHandle().getResource())
+        entry->setBlob(AsmResourceBlob());
   }
+  // Symbols: the null one, then a hidden global object per constant global.
+  padTo(symtabOffset);
+  os.write_zeros(kSymbolBytes);
+  for (auto [symbol, name] : llvm::zip(symbols, symbolNames)) {
+    out.write<uint32_t>(name);
+    os << char((ELF::STB_GLOBAL << 4) | ELF::STT_OBJECT);
+    os << char(ELF::STV_HIDDEN);
+    out.write<uint16_t>(Data);
+    out.write<uint64_t>(constants[symbol.constant].offset);
+    out.write<uint64_t>(constants[symbol.constant].size);
+  }
+  os << strtab << shstrtab;
+  position = shstrtabOffset + shstrtab.size();
+  padTo(headersOffset);
+  auto sectionHeader = [&](Section section, uint32_t type, uint64_t flags,
+                           uint64_t offset, uint64_t size, uint32_t link,
+                           uint32_t info, uint64_t align, uint64_t entsize) {
+    out.write<uint32_t>(names[section]);
+    out.write<uint32_t>(type);
+    out.write<uint64_t>(flags);
+    out.write<uint64_t>(0); // sh_addr
+    out.write<uint64_t>(offset);
+    out.write<uint64_t>(size);
+    out.write<uint32_t>(link);
+    out.write<uint32_t>(info);
+    out.write<uint64_t>(align);
+    out.write<uint64_t>(entsize);
+  };
+  os.write_zeros(kSectionHeaderBytes);
+  sectionHeader(Data, ELF::SHT_PROGBITS, ELF::SHF_ALLOC, dataOffset,
+                sectionBytes, 0, 0, sectionAlignment, 0);
+  sectionHeader(Note, ELF::SHT_PROGBITS, 0, symtabOffset, 0, 0, 0, 1, 0);
+  // sh_info: the index of the first non-local symbol.
+  sectionHeader(SymTab, ELF::SHT_SYMTAB, 0, symtabOffset, symtabBytes, StrTab,
+                1, 8, kSymbolBytes);
+  sectionHeader(StrTab, ELF::SHT_STRTAB, 0, strtabOffset, strtab.size(), 0, 0,
+                1, 0);
+  sectionHeader(ShStrTab, ELF::SHT_STRTAB, 0, shstrtabOffset, shstrtab.size(),
+                0, 0, 1, 0);
   os.close();
   if (os.has_error()) {
     error = "error writing '" + objectPath.str() + "'";
     os.clear_error();
     return failure();
   }
-  return success();
+  return symbols.size();
 }
 
 LogicalResult moe::linkSharedObject(ArrayRef<std::string> objectPaths,

@@ -41,6 +41,10 @@
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Target/TargetMachine.h"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 using namespace mlir;
 namespace cl = llvm::cl;
 
@@ -137,9 +141,10 @@ cl::opt<std::string> overlapModel(
     cl::init(""), cl::cat(category));
 cl::opt<bool> inlineConstants(
     "inline-constants",
-    cl::desc("Keep large constants (weights) inside the LLVM module instead "
-             "of assembling their bytes into the shared object directly "
-             "(slower to compile; the same code and outputs)"),
+    cl::desc("Keep large constants (weights) inline: dense attributes in "
+             "the IR (not resource blobs) and constants of the LLVM module "
+             "(not an object of their own); slower to compile, the same "
+             "code and outputs"),
     cl::init(false));
 cl::opt<bool> verbose("v", cl::desc("Print the link command"),
                       cl::init(false), cl::cat(category));
@@ -281,8 +286,10 @@ int compile(int argc, char **argv) {
   OwningOpRef<ModuleOp> module;
   if (StringRef(inputFile).ends_with(".onnx")) {
     TimingScope scope = timing.nest("Import ONNX");
-    module = moe::importONNXModel(inputFile, &context,
-                                    moe::getONNXImportCLOptions());
+    moe::ImportOptions importOptions = moe::getONNXImportCLOptions();
+    if (inlineConstants)
+      importOptions.resourceMinBytes = UINT64_MAX;
+    module = moe::importONNXModel(inputFile, &context, importOptions);
   } else {
     auto input = openInputFile(inputFile, &error);
     if (!input)
@@ -370,20 +377,20 @@ int compile(int argc, char **argv) {
     return true;
   };
 
-  // Weights skip LLVM: their bytes go straight into the shared object.
-  SmallString<128> constantsBlob, constantsObject;
-  std::optional<moe::ExternalConstants> constants;
+  // Weights skip LLVM: their bytes go straight into an object of their own.
+  SmallString<128> constantsObject;
+  size_t numConstants = 0;
   if (emit == Emit::SharedObject && !inlineConstants) {
-    TimingScope scope = timing.nest("Externalize constants");
-    if (!temporaryFile("moe-constants", "bin", constantsBlob))
+    TimingScope scope = timing.nest("Write constants");
+    if (!temporaryFile("moe-constants", "o", constantsObject))
       return fail(error);
-    FailureOr<moe::ExternalConstants> moved = moe::externalizeLargeConstants(
-        *module, constantsBlob, /*minBytes=*/4096, error);
-    if (failed(moved))
+    FailureOr<size_t> written = moe::writeConstantsObject(
+        *module, constantsObject, /*minBytes=*/4096, error);
+    if (failed(written))
       return fail(error);
-    constants = std::move(*moved);
+    numConstants = *written;
   }
-  llvm::FileRemover removeBlob(constantsBlob);
+  llvm::FileRemover removeConstantsObject(constantsObject);
   llvm::LLVMContext llvmContext;
   std::unique_ptr<llvm::Module> llvmModule = moe::translateAndOptimize(
       *module, llvmContext, **machine, optLevel, timing);
@@ -414,15 +421,8 @@ int compile(int argc, char **argv) {
   if (emit == Emit::Object)
     return 0;
   std::vector<std::string> objects{objectPath};
-  if (constants && !constants->entries.empty()) {
-    TimingScope scope = timing.nest("Assemble constants");
-    if (!temporaryFile("moe-constants", "o", constantsObject))
-      return fail(error);
-    if (failed(moe::assembleConstants(*constants, constantsObject, error)))
-      return fail(error);
+  if (numConstants != 0)
     objects.push_back(std::string(constantsObject));
-  }
-  llvm::FileRemover removeConstantsObject(constantsObject);
   TimingScope scope = timing.nest("Link");
   if (failed(moe::linkSharedObject(objects, outputFile, options, error)))
     return fail(error);
@@ -432,5 +432,11 @@ int compile(int argc, char **argv) {
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
+#if defined(__GLIBC__)
+  // Weights (MBs each) are allocated and freed through the whole compile;
+  // a fixed mmap threshold returns each freed one to the system at once
+  // (glibc's adaptive threshold would keep them in the heap, and the peak).
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
   return compile(argc, argv);
 }

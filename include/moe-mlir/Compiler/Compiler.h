@@ -75,34 +75,17 @@ translateAndOptimize(ModuleOp module, llvm::LLVMContext &context,
                      llvm::TargetMachine &machine, unsigned optLevel,
                      TimingScope &timing);
 
-/// Constants moved out of the LLVM module (externalizeLargeConstants): the
-/// bytes of each are in `blobPath` at `offset`.
-struct ExternalConstants {
-  struct Entry {
-    std::string symbol;
-    uint64_t offset, size, alignment;
-  };
-  std::string blobPath;
-  SmallVector<Entry> entries;
-  uint64_t totalBytes = 0;
-};
-
 /// Moves the data of every top-level constant `llvm.mlir.global` of at
-/// least `minBytes` (model weights) out of the LLVM-dialect `module`: the
-/// bytes are appended to `blobPath` and the global becomes a hidden
-/// external declaration, which the object written by assembleConstants
-/// defines. LLVM then never
-/// optimises, hashes or emits the weights byte by byte, and they still end
-/// up in the shared object's read-only data, mapped by the loader.
-FailureOr<ExternalConstants> externalizeLargeConstants(ModuleOp module,
-                                                       StringRef blobPath,
-                                                       uint64_t minBytes,
-                                                       std::string &error);
-
-/// Writes a relocatable object defining every externalised constant as a
-/// hidden symbol in one read-only section holding the blob's bytes.
-LogicalResult assembleConstants(const ExternalConstants &constants,
-                                StringRef objectPath, std::string &error);
+/// least `minBytes` (model weights, inline or in resource blobs) out of the
+/// LLVM-dialect `module` into the relocatable object `objectPath`: one
+/// read-only section holding the bytes, a hidden symbol per global, which
+/// becomes a hidden external declaration. LLVM then never optimises,
+/// hashes or emits the weights byte by byte, they still end up in the
+/// shared object's read-only data (mapped by the loader), and the blobs
+/// written are freed. Returns how many globals moved (0: no object was
+/// written).
+FailureOr<size_t> writeConstantsObject(ModuleOp module, StringRef objectPath,
+                                       uint64_t minBytes, std::string &error);
 
 /// Writes `module` as an object file.
 LogicalResult emitObjectFile(llvm::Module &module, llvm::TargetMachine &machine,

@@ -17,6 +17,12 @@ struct ImportOptions {
   /// When set, one line per raised block (what matched, experts, top-k,
   /// activation) is written here.
   llvm::raw_ostream *raisingLog = nullptr;
+  /// Initializers of at least this many bytes (the weights) become dense
+  /// resource blobs: their bytes are never copied into the context, and
+  /// blobs the import stops using (a weight stored transposed, experts
+  /// stacked) are freed during the import. Smaller ones stay inline
+  /// DenseElementsAttrs, which folding and shape inference read.
+  uint64_t resourceMinBytes = 16 * 1024;
 };
 
 /// Reads the ONNX model at `path` (protobuf, external-data tensors resolved

@@ -11,6 +11,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "ConstantData.h"
 #include "StandardOps.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -97,12 +98,15 @@ AffineMap loopsMap(MLIRContext *ctx, int64_t rank, ArrayRef<int64_t> loops) {
 /// bufferize).
 FailureOr<Value> signlessBytes(NodeContext &node, Value value,
                                const Twine &what) {
-  DenseElementsAttr attr = getConstantAttr(value);
-  if (!attr)
+  std::optional<ConstantData> data = getConstantData(value);
+  if (!data)
     return node.fail(what + " must be an initializer (uint8 graph inputs are "
                             "not supported)");
   OpBuilder &b = node.builder();
-  return createConstant(b, node.loc, attr.bitcast(b.getI8Type()));
+  auto signless = RankedTensorType::get(data->type.getShape(), b.getI8Type());
+  return arith::ConstantOp::create(
+             b, node.loc, cast<TypedAttr>(reinterpretConstant(data->attr, signless)))
+      .getResult();
 }
 
 /// Bits [shift, shift + bits) of the byte `byte` (i8), as an i32.

@@ -18,6 +18,8 @@
 #include <optional>
 #include <string>
 
+#include "ModelFile.h"
+
 #include <onnx/onnx_pb.h>
 
 namespace mlir::moe::onnx_import {
@@ -53,21 +55,43 @@ public:
   FailureOr<Type> elementType(int32_t onnxType, llvm::StringRef what);
 
   /// An arith.constant holding the initializer's data (raw, typed fields or
-  /// external file).
-  FailureOr<Value> importInitializer(const onnx::TensorProto &tensor);
+  /// external file): a resource blob from `resourceMinBytes` bytes on.
+  /// With `ownedRawData` (the tensor's raw_data, which the caller gives up),
+  /// a resource takes those bytes without a copy.
+  FailureOr<Value> importInitializer(const onnx::TensorProto &tensor,
+                                     std::string *ownedRawData = nullptr);
+  /// The files the model's tensors are read from (mapped once each).
+  ModelFiles &files() { return modelFiles; }
+  /// Constants of at least this many bytes are imported as resource blobs.
+  void setResourceMinBytes(uint64_t bytes) { resourceMinBytes = bytes; }
+
+  /// Frees an initializer that `node` was the last reader of: its constant
+  /// is erased (when nothing uses it) and its blob released. Importers that
+  /// copy weights into a new layout call this so that the old and the new
+  /// layout are never held together for the whole model.
+  void releaseInitializer(llvm::StringRef name);
+  /// How many nodes read `name` (counted once, before the nodes import).
+  void setReaderCounts(llvm::StringMap<int> counts) { readers = std::move(counts); }
 
   InFlightDiagnostic error() { return emitError(fileLoc); }
 
 private:
+  /// A view of an external-data tensor's `expected` bytes in its file.
+  FailureOr<AsmResourceBlob> externalData(const onnx::TensorProto &tensor,
+                                          size_t expected);
   FailureOr<std::string> tensorBytes(const onnx::TensorProto &tensor,
-                                     size_t expected);
+                                     size_t expected,
+                                     std::string *ownedRawData = nullptr);
 
   std::string modelPath;
   MLIRContext *context;
   OpBuilder builder;
   Location fileLoc;
   llvm::StringMap<Value> values;
+  llvm::StringMap<int> readers;
+  ModelFiles modelFiles;
   int64_t opset = 0;
+  uint64_t resourceMinBytes = UINT64_MAX;
 };
 
 /// What a node importer sees: the node, its location (the node's name) and
@@ -108,11 +132,6 @@ public:
   /// Defines output `i` (skipped when the output is unnamed).
   void setOutput(int i, Value value);
 };
-
-/// `value` (rank >= 2, an int or float constant of whole bytes) with its
-/// last two dimensions swapped: how [E, in, out] weights become the
-/// dialect's [E, out, in] (MoENodes.cpp).
-DenseElementsAttr transposeInnerDims(DenseElementsAttr value);
 
 /// com.microsoft.MoE (MoENodes.cpp).
 LogicalResult importMoENode(NodeContext &node);

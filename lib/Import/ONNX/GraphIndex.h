@@ -76,7 +76,8 @@ public:
   /// The integer contents of a small int64/int32 constant.
   std::optional<SmallVector<int64_t>> ints(const std::string &name) const {
     const onnx::TensorProto *t = constant(name);
-    if (!t)
+    // Data left in a file is large: not the shape arithmetic read here.
+    if (!t || t->data_location() == onnx::TensorProto::EXTERNAL)
       return std::nullopt;
     // Raw little-endian data of `width`-byte integers, or the typed field.
     auto fromRaw = [&](auto zero) {

@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "ConstantData.h"
 #include "GraphImporter.h"
 
 #include "MoE/IR/MoEOps.h"
@@ -19,45 +20,19 @@ using namespace mlir;
 using namespace mlir::moe;
 using namespace mlir::moe::onnx_import;
 
-DenseElementsAttr
-mlir::moe::onnx_import::transposeInnerDims(DenseElementsAttr value) {
-  auto type = cast<RankedTensorType>(value.getType());
-  int64_t rank = type.getRank();
-  int64_t rows = type.getDimSize(rank - 2), cols = type.getDimSize(rank - 1);
-  SmallVector<int64_t> shape(type.getShape());
-  std::swap(shape[rank - 2], shape[rank - 1]);
-  auto transposedType = RankedTensorType::get(shape, type.getElementType());
-  if (value.isSplat())
-    return value.reshape(transposedType);
-  size_t width = type.getElementTypeBitWidth() / 8;
-  int64_t matrix = rows * cols;
-  int64_t batches = matrix != 0 ? type.getNumElements() / matrix : 0;
-  ArrayRef<char> src = value.getRawData();
-  std::vector<char> dst(src.size());
-  for (int64_t x = 0; x < batches; ++x)
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t j = 0; j < cols; ++j)
-        std::memcpy(&dst[((x * cols + j) * rows + i) * width],
-                    &src[((x * rows + i) * cols + j) * width], width);
-  return DenseElementsAttr::getFromRawBuffer(transposedType, dst);
-}
-
 namespace {
 
 /// Swaps the last two dimensions of a rank-3 constant; fails for values
 /// that are not constants.
-FailureOr<Value> transposeLastTwo(Value value) {
-  auto constant = value.getDefiningOp<arith::ConstantOp>();
-  auto dense = constant ? dyn_cast<DenseElementsAttr>(constant.getValue())
-                        : DenseElementsAttr();
-  auto type = dense ? dyn_cast<RankedTensorType>(dense.getType())
-                    : RankedTensorType();
-  if (!type || type.getRank() != 3 || type.getElementTypeBitWidth() % 8)
+FailureOr<Value> transposeLastTwo(Value value, ModelFiles &store,
+                                  StringRef name) {
+  std::optional<ConstantData> data = getConstantData(value);
+  if (!data || data->type.getRank() != 3)
     return failure();
-  DenseElementsAttr transposed = transposeInnerDims(dense);
-  OpBuilder b(constant);
-  return arith::ConstantOp::create(b, constant.getLoc(),
-                                   transposed.getType(), transposed)
+  ElementsAttr transposed = transposeInnerDims(*data, name.str() + ".transposed", store);
+  OpBuilder b(value.getDefiningOp());
+  return arith::ConstantOp::create(b, value.getLoc(),
+                                   cast<TypedAttr>(transposed))
       .getResult();
 }
 
@@ -188,7 +163,8 @@ LogicalResult mlir::moe::onnx_import::importMoENode(NodeContext &node) {
     for (int i : {2, 4, 6}) {
       if (!in[i])
         continue;
-      FailureOr<Value> transposed = transposeLastTwo(in[i]);
+      FailureOr<Value> transposed = transposeLastTwo(
+          in[i], node.graph.files(), node.node.input(i));
       if (failed(transposed))
         return fail("weights in the legacy (pre-1.23) layout [E, in, out] "
                     "must be initializers to be transposed at import");

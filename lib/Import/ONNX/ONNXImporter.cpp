@@ -9,6 +9,7 @@
 
 #include "moe-mlir/Import/ONNXImporter.h"
 
+#include "ConstantData.h"
 #include "GraphImporter.h"
 #include "Raising.h"
 
@@ -25,7 +26,10 @@
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Transforms/Passes.h"
 #include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
+
+#include <google/protobuf/io/zero_copy_stream_impl.h>
 #include "llvm/Support/Path.h"
 
 #include <cstring>
@@ -48,6 +52,18 @@ constexpr int32_t kOnnxInt4 = 22;
 GraphImporter::GraphImporter(StringRef modelPath, MLIRContext *context)
     : modelPath(modelPath.str()), context(context), builder(context),
       fileLoc(FileLineColLoc::get(context, modelPath, 0, 0)) {}
+
+void GraphImporter::releaseInitializer(StringRef name) {
+  auto it = readers.find(name);
+  if (it == readers.end() || --it->second > 0)
+    return;
+  Value value = lookup(name);
+  auto constant = value ? value.getDefiningOp<arith::ConstantOp>() : nullptr;
+  if (!constant || !constant->use_empty())
+    return;
+  values.erase(name);
+  eraseConstant(constant);
+}
 
 FailureOr<Type> GraphImporter::elementType(int32_t onnxType, StringRef what) {
   switch (onnxType) {
@@ -84,46 +100,20 @@ FailureOr<Type> GraphImporter::elementType(int32_t onnxType, StringRef what) {
 /// The little-endian bytes of `tensor`, from raw_data, the typed fields or
 /// an external file.
 FailureOr<std::string> GraphImporter::tensorBytes(const onnx::TensorProto &tensor,
-                                             size_t expected) {
+                                             size_t expected,
+                                             std::string *ownedRawData) {
   const std::string &name = tensor.name();
   std::string bytes;
   if (tensor.data_location() == onnx::TensorProto::EXTERNAL) {
-    std::string location;
-    uint64_t offset = 0, length = expected;
-    for (const auto &entry : tensor.external_data()) {
-      if (entry.key() == "location")
-        location = entry.value();
-      else if (entry.key() == "offset")
-        offset = std::strtoull(entry.value().c_str(), nullptr, 10);
-      else if (entry.key() == "length")
-        length = std::strtoull(entry.value().c_str(), nullptr, 10);
-    }
-    if (location.empty() || llvm::sys::path::is_absolute(location) ||
-        StringRef(location).contains("..")) {
-      error() << "initializer '" << name
-              << "': external data needs a relative 'location' inside the "
-                 "model's folder, got '"
-              << location << "'";
+    FailureOr<AsmResourceBlob> view = externalData(tensor, expected);
+    if (failed(view))
       return failure();
-    }
-    SmallString<256> file(llvm::sys::path::parent_path(modelPath));
-    llvm::sys::path::append(file, location);
-    auto buffer = llvm::MemoryBuffer::getFile(file, /*IsText=*/false,
-                                              /*RequiresNullTerminator=*/false);
-    if (!buffer) {
-      error() << "initializer '" << name << "': cannot read external data '"
-              << file << "': " << buffer.getError().message();
-      return failure();
-    }
-    if (length != expected || offset + length > (*buffer)->getBufferSize()) {
-      error() << "initializer '" << name << "': external data '" << file
-              << "' holds " << (*buffer)->getBufferSize() << " bytes; need "
-              << expected << " at offset " << offset;
-      return failure();
-    }
-    bytes.assign((*buffer)->getBufferStart() + offset, length);
+    bytes.assign(view->getData().data(), view->getData().size());
   } else if (tensor.has_raw_data()) {
-    bytes = tensor.raw_data();
+    if (ownedRawData)
+      bytes.swap(*ownedRawData);
+    else
+      bytes = tensor.raw_data();
   } else {
     auto append = [&](const void *data, size_t size) {
       bytes.append(static_cast<const char *>(data), size);
@@ -173,7 +163,47 @@ FailureOr<std::string> GraphImporter::tensorBytes(const onnx::TensorProto &tenso
   return bytes;
 }
 
-FailureOr<Value> GraphImporter::importInitializer(const onnx::TensorProto &tensor) {
+FailureOr<AsmResourceBlob>
+GraphImporter::externalData(const onnx::TensorProto &tensor, size_t expected) {
+  const std::string &name = tensor.name();
+  std::string location;
+  uint64_t offset = 0, length = expected;
+  for (const auto &entry : tensor.external_data()) {
+    if (entry.key() == "location")
+      location = entry.value();
+    else if (entry.key() == "offset")
+      offset = std::strtoull(entry.value().c_str(), nullptr, 10);
+    else if (entry.key() == "length")
+      length = std::strtoull(entry.value().c_str(), nullptr, 10);
+  }
+  if (location.empty() || llvm::sys::path::is_absolute(location) ||
+      StringRef(location).contains("..")) {
+    error() << "initializer '" << name
+            << "': external data needs a relative 'location' inside the "
+               "model's folder, got '"
+            << location << "'";
+    return failure();
+  }
+  SmallString<256> file(llvm::sys::path::parent_path(modelPath));
+  llvm::sys::path::append(file, location);
+  if (length != expected) {
+    error() << "initializer '" << name << "': external data '" << file
+            << "' gives " << length << " bytes; its shape and type need "
+            << expected;
+    return failure();
+  }
+  std::string message;
+  FailureOr<AsmResourceBlob> view =
+      modelFiles.view(file, offset, length, message);
+  if (failed(view))
+    error() << "initializer '" << name << "': cannot read external data '"
+            << file << "': " << message;
+  return view;
+}
+
+FailureOr<Value>
+GraphImporter::importInitializer(const onnx::TensorProto &tensor,
+                                 std::string *ownedRawData) {
   // 4-bit integers (GatherBlockQuantized's embeddings) are stored two per
   // byte, low nibble first; they import as one i8 value per element, which
   // the arith ops (and DenseElementsAttr) work on.
@@ -210,9 +240,23 @@ FailureOr<Value> GraphImporter::importInitializer(const onnx::TensorProto &tenso
   }
   // ONNX stores a byte per bool.
   size_t bytesPer = std::max(1u, element->getIntOrFloatBitWidth() / 8);
-  FailureOr<std::string> bytes = tensorBytes(tensor, count * bytesPer);
+  bool asResource = !element->isInteger(1) && count * bytesPer >= resourceMinBytes;
+  if (asResource && tensor.data_location() == onnx::TensorProto::EXTERNAL) {
+    // Viewed in the file's mapping: read when something reads it.
+    FailureOr<AsmResourceBlob> view = externalData(tensor, count * bytesPer);
+    if (failed(view))
+      return failure();
+    auto attr = makeResourceConstant(type, tensor.name(), std::move(*view));
+    return arith::ConstantOp::create(builder, fileLoc, type, attr).getResult();
+  }
+  FailureOr<std::string> bytes =
+      tensorBytes(tensor, count * bytesPer, asResource ? ownedRawData : nullptr);
   if (failed(bytes))
     return failure();
+  if (asResource) {
+    auto attr = makeResourceConstant(type, tensor.name(), std::move(*bytes));
+    return arith::ConstantOp::create(builder, fileLoc, type, attr).getResult();
+  }
   DenseElementsAttr attr;
   if (element->isInteger(1)) {
     SmallVector<bool> bits(bytes->begin(), bytes->end());
@@ -326,28 +370,36 @@ LogicalResult importNode(GraphImporter &graph, const onnx::NodeProto &node) {
   return context.fail("op is not supported");
 }
 
+/// Adds one per node input of `graph` and of the graphs nested in its
+/// nodes' attributes (If/Loop bodies read outer values by name).
+void countReaders(const onnx::GraphProto &graph, llvm::StringMap<int> &readers) {
+  for (const auto &node : graph.node()) {
+    for (const std::string &input : node.input())
+      if (!input.empty())
+        ++readers[input];
+    for (const auto &attr : node.attribute()) {
+      if (attr.has_g())
+        countReaders(attr.g(), readers);
+      for (const auto &g : attr.graphs())
+        countReaders(g, readers);
+    }
+  }
+}
+
 OwningOpRef<ModuleOp> importGraph(StringRef path, MLIRContext *context,
                                   const ImportOptions &options) {
   GraphImporter graph(path, context);
   OpBuilder &builder = graph.getBuilder();
   Location fileLoc = graph.getFileLoc();
   auto error = [&] { return graph.error(); };
-  auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
-                                            /*RequiresNullTerminator=*/false);
-  if (!buffer) {
-    error() << "cannot read '" << path << "': " << buffer.getError().message();
-    return nullptr;
-  }
+  // The weights stay in the file's mapping (ModelFile.h): the protobuf
+  // holds no copy of them.
   onnx::ModelProto model;
-  if ((*buffer)->getBufferSize() > size_t(INT32_MAX) ||
-      !model.ParseFromArray((*buffer)->getBufferStart(),
-                            static_cast<int>((*buffer)->getBufferSize()))) {
-    error() << "'" << path
-            << "' is not a valid ONNX model (the protobuf does not parse)";
+  if (std::optional<std::string> message =
+          graph.files().read(path, options.resourceMinBytes, model)) {
+    error() << *message;
     return nullptr;
   }
-  // The protobuf holds its own copy of every byte: the file's pages can go.
-  buffer->reset();
   if (!model.has_graph() || model.graph().node_size() == 0) {
     error() << "'" << path << "' has no graph nodes";
     return nullptr;
@@ -400,17 +452,24 @@ OwningOpRef<ModuleOp> importGraph(StringRef path, MLIRContext *context,
     graph.define(name, entry->getArgument(i));
     func.setArgAttr(i, "moe.name", builder.getStringAttr(name));
   }
+  // Raising, the only other reader of the initializers' bytes, is done:
+  // large ones move into resource blobs without a copy, and the protobuf's
+  // copy of the small ones goes as soon as their attribute holds them.
+  graph.setResourceMinBytes(options.resourceMinBytes);
+  llvm::StringMap<int> readers;
+  countReaders(onnxGraph, readers);
+  for (const auto &output : onnxGraph.output())
+    ++readers[output.name()];
+  graph.setReaderCounts(std::move(readers));
   for (int i = 0, e = onnxGraph.initializer_size(); i < e; ++i) {
+    std::string *raw =
+        model.mutable_graph()->mutable_initializer(i)->mutable_raw_data();
     const onnx::TensorProto &t = onnxGraph.initializer(i);
-    FailureOr<Value> value = graph.importInitializer(t);
+    FailureOr<Value> value = graph.importInitializer(t, raw);
     if (failed(value))
       return nullptr;
     graph.define(t.name(), *value);
-    // The attribute holds the bytes now; freeing the protobuf's copy as we
-    // go keeps the importer's peak memory near one copy of the weights
-    // (raising, the only other reader, is done).
-    std::string().swap(*model.mutable_graph()->mutable_initializer(i)
-                            ->mutable_raw_data());
+    std::string().swap(*raw);
   }
   for (const auto &node : onnxGraph.node())
     if (failed(importNode(graph, node)))
@@ -454,7 +513,13 @@ OwningOpRef<ModuleOp> mlir::moe::importONNXModel(StringRef path,
                        arith::ArithDialect,
                        linalg::LinalgDialect, math::MathDialect,
                        scf::SCFDialect, tensor::TensorDialect>();
-  return importGraph(path, context, options);
+  // Blobs made by an import that failed, or that the import dropped, are
+  // freed now rather than when the context goes.
+  llvm::StringSet<> blobsBefore = resourceBlobKeys(context);
+  OwningOpRef<ModuleOp> module = importGraph(path, context, options);
+  releaseUnreferencedBlobs(module ? module->getOperation() : nullptr,
+                           blobsBefore, context);
+  return module;
 }
 
 llvm::cl::OptionCategory &mlir::moe::getONNXImportOptionCategory() {
@@ -474,6 +539,13 @@ struct ONNXImportCLOptions {
       llvm::cl::desc("Import decomposed MoE blocks op by op instead of "
                      "raising them to moe ops"),
       llvm::cl::cat(getONNXImportOptionCategory())};
+  llvm::cl::opt<uint64_t> resourceMinBytes{
+      "resource-min-bytes",
+      llvm::cl::desc("Import initializers of at least this many bytes as "
+                     "dense resource blobs (weights outside the attribute "
+                     "storage; freed when unused), smaller ones inline"),
+      llvm::cl::init(ImportOptions().resourceMinBytes),
+      llvm::cl::cat(getONNXImportOptionCategory())};
 };
 std::unique_ptr<ONNXImportCLOptions> clOptions;
 } // namespace
@@ -488,6 +560,7 @@ ImportOptions mlir::moe::getONNXImportCLOptions() {
   if (!clOptions)
     return options;
   options.raise = !clOptions->noRaise;
+  options.resourceMinBytes = clOptions->resourceMinBytes;
   if (clOptions->printRaising)
     options.raisingLog = &llvm::errs();
   return options;

@@ -10,6 +10,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "ConstantData.h"
 #include "GraphImporter.h"
 
 #include "MoE/IR/MoEOps.h"
@@ -26,69 +27,120 @@ using namespace mlir::moe::onnx_import;
 
 namespace {
 
-/// One projection of every expert: its constants ([out, in] after
-/// transposing), null for experts the graph has no branch for.
+using OptionalData = std::optional<ConstantData>;
+
+/// One projection of every expert: its constants as the graph stores them
+/// ([out, in], or [in, out] where `inMajor`), none for experts the graph has
+/// no branch for.
 struct Projection {
-  SmallVector<DenseElementsAttr> weights, biases;
+  SmallVector<OptionalData> weights, biases;
 };
 
-/// The contents of a constant as raw bytes (a splat expanded), the last two
-/// dimensions swapped first when `inMajor` (a 2-D weight stored [in, out]).
-std::vector<char> outMajorBytes(DenseElementsAttr weight, bool inMajor) {
-  if (inMajor)
-    weight = transposeInnerDims(weight);
-  auto type = cast<RankedTensorType>(weight.getType());
-  size_t width = type.getElementTypeBitWidth() / 8;
-  ArrayRef<char> raw = weight.getRawData();
-  if (!weight.isSplat())
-    return std::vector<char>(raw.begin(), raw.end());
-  std::vector<char> bytes(type.getNumElements() * width);
-  for (size_t i = 0; i < bytes.size(); i += width)
-    std::memcpy(&bytes[i], raw.data(), width);
-  return bytes;
+/// Writes `value` ([out, in] after transposing when `inMajor`; a bias is a
+/// matrix of one column) into `dst` as rows of `rowBytes`, row r at row
+/// `r * interleave + slot`: stacking copies each expert once, straight into
+/// its place in the fused layout.
+void writeOutMajor(const ConstantData &value, bool inMajor, char *dst,
+                   int64_t interleave, int64_t slot) {
+  RankedTensorType type = value.type;
+  int64_t rows, cols;
+  if (type.getRank() == 2) {
+    rows = type.getDimSize(inMajor ? 1 : 0);
+    cols = type.getDimSize(inMajor ? 0 : 1);
+  } else {
+    rows = type.getNumElements();
+    cols = 1;
+  }
+  size_t width = value.elementBytes();
+  size_t rowBytes = cols * width;
+  auto dstRow = [&](int64_t r) {
+    return dst + (r * interleave + slot) * rowBytes;
+  };
+  if (value.splat) {
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        std::memcpy(dstRow(r) + c * width, value.bytes.data(), width);
+    return;
+  }
+  if (!inMajor) {
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(dstRow(r), value.element(r * cols), rowBytes);
+    return;
+  }
+  // Source [cols, rows]: blocks keep both sides' cache lines in use.
+  const char *src = value.bytes.data();
+  constexpr int64_t kBlock = 32;
+  for (int64_t r0 = 0; r0 < rows; r0 += kBlock)
+    for (int64_t c0 = 0; c0 < cols; c0 += kBlock)
+      for (int64_t r = r0; r < std::min(rows, r0 + kBlock); ++r) {
+        char *out = dstRow(r);
+        for (int64_t c = c0; c < std::min(cols, c0 + kBlock); ++c)
+          std::memcpy(out + c * width, src + (c * rows + r) * width, width);
+      }
+}
+
+/// A constant op for `attr`.
+Value materialize(OpBuilder &builder, Location loc, ElementsAttr attr) {
+  if (!attr)
+    return Value();
+  return arith::ConstantOp::create(builder, loc, cast<TypedAttr>(attr))
+      .getResult();
 }
 
 /// Rows of `gate` and `up` interleaved, per expert: [E, I, ...] x 2 ->
-/// [E, 2I, ...] with gate row i at 2i and up row i at 2i+1. Null stays null.
-Value interleaveRows(OpBuilder &builder, Location loc, Value gate, Value up) {
+/// [E, 2I, ...] with gate row i at 2i and up row i at 2i+1. Null stays
+/// null. Constants of `gate` and `up` that nothing else uses are erased
+/// (their blobs freed when no other constant views them).
+Value interleaveRows(OpBuilder &builder, Location loc, Value gate, Value up,
+                     ModelFiles &store, StringRef name) {
   if (!gate)
     return Value();
-  auto gateConst =
-      cast<DenseElementsAttr>(gate.getDefiningOp<arith::ConstantOp>().getValue());
-  auto upConst =
-      cast<DenseElementsAttr>(up.getDefiningOp<arith::ConstantOp>().getValue());
-  auto type = cast<RankedTensorType>(gateConst.getType());
-  // Rows are contiguous runs of `rowBytes` (a bias "row" is one element).
-  int64_t rows = type.getDimSize(0) * type.getDimSize(1);
-  size_t rowBytes = gateConst.getRawData().size() / rows;
+  OptionalData gateData = getConstantData(gate), upData = getConstantData(up);
+  RankedTensorType type = gateData->type;
   SmallVector<int64_t> shape(type.getShape());
   shape[1] *= 2;
-  std::vector<char> bytes;
-  bytes.reserve(2 * gateConst.getRawData().size());
-  for (int64_t r = 0; r < rows; ++r)
-    for (DenseElementsAttr half : {gateConst, upConst}) {
-      const char *base = half.getRawData().data() + r * rowBytes;
-      bytes.insert(bytes.end(), base, base + rowBytes);
-    }
   auto fusedType = RankedTensorType::get(shape, type.getElementType());
-  return arith::ConstantOp::create(
-             builder, loc, fusedType,
-             DenseElementsAttr::getFromRawBuffer(fusedType, bytes))
-      .getResult();
+  ConstantBuffer fused(fusedType,
+                       gateData->isResource() || upData->isResource() ? &store
+                                                                      : nullptr);
+  int64_t experts = type.getDimSize(0);
+  size_t perExpert = gateData->bytes.size() / (gateData->splat ? 1 : experts);
+  auto asMatrix = [&](const ConstantData &data, int64_t e) {
+    // Expert e's [I, ...] slice as a 2-D [I, rest] constant view.
+    ConstantData slice = data;
+    int64_t rest = type.getNumElements() / (experts * type.getDimSize(1));
+    slice.type = RankedTensorType::get({type.getDimSize(1), rest},
+                                       type.getElementType());
+    if (!data.splat)
+      slice.bytes = data.bytes.slice(e * perExpert, perExpert);
+    return slice;
+  };
+  size_t fusedPerExpert = fused.bytes().size() / experts;
+  for (int64_t e = 0; e < experts; ++e) {
+    char *dst = fused.bytes().data() + e * fusedPerExpert;
+    writeOutMajor(asMatrix(*gateData, e), /*inMajor=*/false, dst, 2, 0);
+    writeOutMajor(asMatrix(*upData, e), /*inMajor=*/false, dst, 2, 1);
+  }
+  Value result = materialize(builder, loc, fused.take(name));
+  for (Value half : {gate, up})
+    if (auto constant = half.getDefiningOp<arith::ConstantOp>();
+        constant->use_empty())
+      eraseConstant(constant);
+  return result;
 }
 
 /// A stacked [E, a, b] weight as [E, out, in]; a stacked bias [E, 1, out]
 /// or [E, out] as [E, out].
-DenseElementsAttr outMajorStacked(DenseElementsAttr value, bool inMajor,
-                                  bool bias) {
-  auto type = cast<RankedTensorType>(value.getType());
-  int64_t experts = type.getDimSize(0);
+ElementsAttr outMajorStacked(const ConstantData &value, bool inMajor,
+                             bool bias, ModelFiles &store, StringRef name) {
+  int64_t experts = value.type.getDimSize(0);
   if (bias) {
     auto flat = RankedTensorType::get(
-        {experts, type.getNumElements() / experts}, type.getElementType());
-    return value.reshape(flat);
+        {experts, value.type.getNumElements() / experts},
+        value.type.getElementType());
+    return reinterpretConstant(value.attr, flat);
   }
-  return inMajor ? transposeInnerDims(value) : value;
+  return inMajor ? transposeInnerDims(value, name, store) : value.attr;
 }
 
 } // namespace
@@ -120,16 +172,13 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
     FailureOr<Value> bias = node.input(node.numInputs() - 1);
     if (failed(bias))
       return failure();
-    auto constant = bias->getDefiningOp<arith::ConstantOp>();
-    auto dense = constant ? dyn_cast<DenseElementsAttr>(constant.getValue())
-                          : DenseElementsAttr();
-    if (!dense || dense.getNumElements() != numExperts)
+    OptionalData data = getConstantData(*bias);
+    if (!data || data->type.getNumElements() != numExperts)
       return node.fail("the score bias must be a constant of " +
                        Twine(numExperts) + " elements");
-    auto flat = RankedTensorType::get({numExperts}, dense.getElementType());
-    scoreBias = arith::ConstantOp::create(builder, node.loc, flat,
-                                          dense.reshape(flat))
-                    .getResult();
+    auto flat = RankedTensorType::get({numExperts}, data->type.getElementType());
+    scoreBias = materialize(builder, node.loc,
+                            reinterpretConstant(data->attr, flat));
   }
   FailureOr<Value> input = node.input(0), logits = node.input(1);
   if (failed(input) || failed(logits))
@@ -142,111 +191,112 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
                  builder, node.loc, *logits,
                  SmallVector<ReassociationIndices>{{0, 1}, {2}})
                  .getResult();
-  auto constantAt = [&](int i) -> FailureOr<DenseElementsAttr> {
+  auto constantAt = [&](int i) -> FailureOr<OptionalData> {
     FailureOr<Value> v = node.optionalInput(i);
     if (failed(v))
       return failure();
     if (!*v)
-      return DenseElementsAttr();
-    auto constant = v->getDefiningOp<arith::ConstantOp>();
-    auto dense = constant ? dyn_cast<DenseElementsAttr>(constant.getValue())
-                          : DenseElementsAttr();
-    if (!dense)
+      return OptionalData();
+    OptionalData data = getConstantData(*v);
+    if (!data)
       return node.fail("expert weights must be constants");
-    return dense;
-  };
-  auto materialize = [&](DenseElementsAttr attr) -> Value {
-    if (!attr)
-      return Value();
-    return arith::ConstantOp::create(builder, node.loc, attr.getType(), attr)
-        .getResult();
+    return data;
   };
 
+  // Blobs are named after the node and the layer operand they become.
+  auto blobName = [&](int p, bool bias, StringRef kind = "") {
+    std::string prefix = node.node.name().empty() ? "moe" : node.node.name();
+    return prefix + "." + kind.str() + "fc" + std::to_string(p + 1) +
+           (bias ? "_bias" : "");
+  };
   // stacked[p][bias]: p = 0 fc1, 1 fc2, 2 fc3, in moe.layer's layout.
   Value stacked[3][2];
   if (isStacked) {
     for (int p = 0; p < 3; ++p)
       for (int bias = 0; bias < 2; ++bias) {
-        FailureOr<DenseElementsAttr> c = constantAt(2 + 2 * p + bias);
+        FailureOr<OptionalData> c = constantAt(2 + 2 * p + bias);
         if (failed(c))
           return failure();
-        auto type = *c ? cast<RankedTensorType>(c->getType())
-                       : RankedTensorType();
+        auto type = *c ? (*c)->type : RankedTensorType();
         if (*c && (type.getRank() != (bias ? 2 : 3) + (bias && type.getRank() == 3) ||
                    type.getDimSize(0) != numExperts))
           return node.fail("stacked expert weights have an unexpected shape");
         stacked[p][bias] = materialize(
-            *c ? outMajorStacked(*c, (*inMajor)[p], bias) : DenseElementsAttr());
+            builder, node.loc,
+            *c ? outMajorStacked(**c, (*inMajor)[p], bias, node.graph.files(),
+                                 blobName(p, bias)) : ElementsAttr());
       }
   }
   // Per expert: collect the constants of each projection.
   Projection projections[3];
   for (int p = 0; p < 3 && !isStacked; ++p) {
     for (int64_t e = 0; e < numExperts; ++e) {
-      FailureOr<DenseElementsAttr> w = constantAt(2 + 6 * e + 2 * p);
-      FailureOr<DenseElementsAttr> b = constantAt(3 + 6 * e + 2 * p);
+      FailureOr<OptionalData> w = constantAt(2 + 6 * e + 2 * p);
+      FailureOr<OptionalData> b = constantAt(3 + 6 * e + 2 * p);
       if (failed(w) || failed(b))
         return failure();
-      if (*w && cast<RankedTensorType>(w->getType()).getRank() != 2)
+      if (*w && (*w)->type.getRank() != 2)
         return node.fail("expert weights must be 2-D");
       projections[p].weights.push_back(*w);
       projections[p].biases.push_back(*b);
     }
   }
-  // The [out, in] shape every expert of a projection shares.
-  auto stack = [&](int p, bool bias) -> FailureOr<Value> {
-    Projection &proj = projections[p];
-    SmallVector<DenseElementsAttr> &items = bias ? proj.biases : proj.weights;
-    DenseElementsAttr first;
-    int64_t firstExpert = 0;
+  // The stacked type of a projection: [E, out, in] or, for biases,
+  // [E, out], from the first expert that has the projection; null when
+  // none has.
+  auto stackedType = [&](int p, bool bias) -> FailureOr<RankedTensorType> {
+    SmallVector<OptionalData> &items =
+        bias ? projections[p].biases : projections[p].weights;
+    const ConstantData *first = nullptr;
+    bool firstInMajor = false;
     for (auto [e, w] : llvm::enumerate(items))
       if (w) {
-        first = w;
-        firstExpert = e;
-        break;
+        if (!first) {
+          first = &*w;
+          firstInMajor = (*inMajor)[3 * e + p];
+        }
+        if (w->type != first->type ||
+            bool((*inMajor)[3 * e + p]) != firstInMajor)
+          return node.fail("experts' weights differ in shape or type");
       }
     if (!first)
-      return Value();
-    auto type = cast<RankedTensorType>(first.getType());
-    bool firstInMajor = (*inMajor)[3 * firstExpert + p];
+      return RankedTensorType();
     SmallVector<int64_t> shape{numExperts};
     if (bias) {
-      shape.push_back(type.getDimSize(0));
+      shape.push_back(first->type.getDimSize(0));
     } else {
-      shape.push_back(type.getDimSize(firstInMajor ? 1 : 0));
-      shape.push_back(type.getDimSize(firstInMajor ? 0 : 1));
+      shape.push_back(first->type.getDimSize(firstInMajor ? 1 : 0));
+      shape.push_back(first->type.getDimSize(firstInMajor ? 0 : 1));
     }
-    size_t width = type.getElementTypeBitWidth() / 8;
-    size_t perExpert = width;
-    for (int64_t d : ArrayRef<int64_t>(shape).drop_front())
-      perExpert *= d;
-    std::vector<char> bytes(perExpert * numExperts, 0);
-    for (auto [e, w] : llvm::enumerate(items)) {
-      if (!w)
-        continue; // no branch: zeros, so the expert adds nothing
-      if (w.getType() != first.getType() ||
-          bool((*inMajor)[3 * e + p]) != firstInMajor)
-        return node.fail("experts' weights differ in shape or type");
-      // Biases are 1-D: nothing to transpose.
-      std::vector<char> data = outMajorBytes(w, !bias && (*inMajor)[3 * e + p]);
-      std::memcpy(&bytes[e * perExpert], data.data(), perExpert);
-    }
-    auto stackedType = RankedTensorType::get(shape, type.getElementType());
-    return arith::ConstantOp::create(
-               builder, node.loc, stackedType,
-               DenseElementsAttr::getFromRawBuffer(stackedType, bytes))
-        .getResult();
+    return RankedTensorType::get(shape, first->type.getElementType());
   };
-  for (int p = 0; p < 3 && !isStacked; ++p)
-    for (int bias = 0; bias < 2; ++bias) {
-      FailureOr<Value> v = stack(p, bias);
-      if (failed(v))
-        return failure();
-      stacked[p][bias] = *v;
-    }
-  if (!stacked[0][0] || !stacked[1][0])
-    return node.fail("no expert has weights");
-
+  // Writes every expert's projection p into `buffer` (experts without a
+  // branch stay zero, so that they add nothing), its rows interleaved with
+  // another projection's as `interleave` and `slot` say.
+  auto fill = [&](int p, bool bias, ConstantBuffer &buffer, int64_t interleave,
+                  int64_t slot) {
+    SmallVector<OptionalData> &items =
+        bias ? projections[p].biases : projections[p].weights;
+    size_t perExpert = buffer.bytes().size() / numExperts;
+    for (auto [e, w] : llvm::enumerate(items))
+      if (w) {
+        writeOutMajor(*w, !bias && (*inMajor)[3 * e + p],
+                      buffer.bytes().data() + e * perExpert, interleave, slot);
+        node.graph.files().evict(w->bytes);
+      }
+  };
+  auto anyResource = [&](ArrayRef<int> ps, bool bias) {
+    for (int p : ps)
+      for (const OptionalData &w :
+           bias ? projections[p].biases : projections[p].weights)
+        if (w && w->isResource())
+          return true;
+    return false;
+  };
+  // A SiLU-gated MLP with separate gate and up projections is stacked
+  // straight into ONNX Runtime's interleaved fc1 ([E, 2I, H], gate row i at
+  // 2i, up row i at 2i+1), so that one GEMM pass yields each gate value
+  // next to its up value.
   std::string activationName =
       node.stringAttr("activation_type").value_or("identity");
   std::optional<Activation> activation = symbolizeActivation(activationName);
@@ -256,19 +306,68 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
   std::optional<SwigluFusion> fusionKind = symbolizeSwigluFusion(fusionName);
   if (!fusionKind)
     return node.fail("unsupported swiglu_fusion '" + fusionName + "'");
+  bool interleave =
+      *activation == Activation::swiglu && *fusionKind == SwigluFusion::separate;
+  for (int p = 0; p < 3 && !isStacked; ++p) {
+    if (interleave && p == 2)
+      break; // written with the gate
+    for (int bias = 0; bias < 2; ++bias) {
+      FailureOr<RankedTensorType> type = stackedType(p, bias);
+      if (failed(type))
+        return failure();
+      if (!*type)
+        continue;
+      bool fused = interleave && p == 0;
+      RankedTensorType resultType = *type;
+      if (fused) {
+        FailureOr<RankedTensorType> upType = stackedType(2, bias);
+        if (failed(upType))
+          return failure();
+        if (!*upType)
+          return node.fail(bias ? "gate and up projections differ in having "
+                                  "biases"
+                                : "a gated MLP needs its up projection");
+        if (*upType != *type)
+          return node.fail("gate and up projections differ in shape");
+        SmallVector<int64_t> shape(type->getShape());
+        shape[1] *= 2;
+        resultType = RankedTensorType::get(shape, type->getElementType());
+      }
+      bool resource =
+          fused ? anyResource({0, 2}, bias) : anyResource({p}, bias);
+      ConstantBuffer buffer(resultType,
+                            resource ? &node.graph.files() : nullptr);
+      fill(p, bias, buffer, fused ? 2 : 1, 0);
+      if (fused)
+        fill(2, bias, buffer, 2, 1);
+      stacked[p][bias] = materialize(
+          builder, node.loc,
+          buffer.take(blobName(p, bias)));
+    }
+    if (interleave && p == 0 && !stacked[0][1] &&
+        stackedType(2, true).value_or(RankedTensorType()))
+      return node.fail("gate and up projections differ in having biases");
+  }
+  if (!stacked[0][0] || !stacked[1][0])
+    return node.fail("no expert has weights");
+
   SwigluFusionAttr fusion;
   if (*activation == Activation::swiglu) {
     fusion = SwigluFusionAttr::get(ctx, *fusionKind);
-    // Separate gate and up projections: fc1 = [gate; up] with the
-    // interleaved fusion (ONNX Runtime's CPU layout): one GEMM pass yields
-    // each gate value next to its up value.
-    if (*fusionKind == SwigluFusion::separate) {
-      if (!stacked[2][0])
-        return node.fail("a gated MLP needs its up projection");
-      if (bool(stacked[0][1]) != bool(stacked[2][1]))
-        return node.fail("gate and up projections differ in having biases");
-      stacked[0][0] = interleaveRows(builder, node.loc, stacked[0][0], stacked[2][0]);
-      stacked[0][1] = interleaveRows(builder, node.loc, stacked[0][1], stacked[2][1]);
+    if (interleave) {
+      // Stacked inputs are interleaved here; per-expert ones were above.
+      if (isStacked) {
+        if (!stacked[2][0])
+          return node.fail("a gated MLP needs its up projection");
+        if (bool(stacked[0][1]) != bool(stacked[2][1]))
+          return node.fail("gate and up projections differ in having biases");
+        stacked[0][0] =
+            interleaveRows(builder, node.loc, stacked[0][0], stacked[2][0],
+                           node.graph.files(), blobName(0, false));
+        stacked[0][1] =
+            interleaveRows(builder, node.loc, stacked[0][1], stacked[2][1],
+                           node.graph.files(), blobName(0, true));
+      }
       stacked[2][0] = stacked[2][1] = Value();
       fusion = SwigluFusionAttr::get(ctx, SwigluFusion::interleaved);
     }
@@ -278,49 +377,63 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
   Value sharedFc[3], sharedGate;
   if (sharedInMajor) {
     int first = 2 + 6 * groups;
-    DenseElementsAttr shared[4];
+    OptionalData shared[4];
     for (int i = 0; i < 4; ++i) {
-      FailureOr<DenseElementsAttr> c = constantAt(first + i);
+      FailureOr<OptionalData> c = constantAt(first + i);
       if (failed(c))
         return failure();
-      if (*c && cast<RankedTensorType>(c->getType()).getRank() != 2)
+      if (*c && (*c)->type.getRank() != 2)
         return node.fail("shared expert weights must be 2-D");
       shared[i] = *c;
     }
     if (!shared[0] || !shared[1])
       return node.fail("shared expert without fc1/fc2");
+    bool gated = *activation == Activation::swiglu &&
+                 *fusionKind == SwigluFusion::separate;
+    if (gated && !shared[2])
+      return node.fail("shared expert lacks its up projection");
+    if (gated && shared[2]->type != shared[0]->type)
+      return node.fail("shared gate and up projections differ in shape");
     for (int p = 0; p < 3; ++p) {
-      if (!shared[p])
+      if (!shared[p] || (gated && p == 2))
         continue;
-      auto type = cast<RankedTensorType>(shared[p].getType());
+      RankedTensorType type = shared[p]->type;
       bool transposed = (*sharedInMajor)[p];
-      SmallVector<int64_t> shape{1, type.getDimSize(transposed ? 1 : 0),
-                                 type.getDimSize(transposed ? 0 : 1)};
-      auto stackedType = RankedTensorType::get(shape, type.getElementType());
-      sharedFc[p] = arith::ConstantOp::create(
-                        builder, node.loc, stackedType,
-                        DenseElementsAttr::getFromRawBuffer(
-                            stackedType, outMajorBytes(shared[p], transposed)))
-                        .getResult();
-    }
-    // Routed gate/up were interleaved into fc1: the shared ones too.
-    if (*activation == Activation::swiglu &&
-        *fusionKind == SwigluFusion::separate) {
-      if (!sharedFc[2])
-        return node.fail("shared expert lacks its up projection");
-      sharedFc[0] = interleaveRows(builder, node.loc, sharedFc[0], sharedFc[2]);
-      sharedFc[2] = Value();
+      bool fused = gated && p == 0;
+      // Routed gate/up are interleaved into fc1: the shared ones too.
+      SmallVector<int64_t> shape{
+          1, type.getDimSize(transposed ? 1 : 0) * (fused ? 2 : 1),
+          type.getDimSize(transposed ? 0 : 1)};
+      bool resource =
+          shared[p]->isResource() || (fused && shared[2]->isResource());
+      ConstantBuffer buffer(RankedTensorType::get(shape, type.getElementType()),
+                            resource ? &node.graph.files() : nullptr);
+      writeOutMajor(*shared[p], transposed, buffer.bytes().data(),
+                    fused ? 2 : 1, 0);
+      node.graph.files().evict(shared[p]->bytes);
+      if (fused) {
+        writeOutMajor(*shared[2], (*sharedInMajor)[2], buffer.bytes().data(),
+                      2, 1);
+        node.graph.files().evict(shared[2]->bytes);
+      }
+      sharedFc[p] = materialize(builder, node.loc, buffer.take(blobName(p, false, "shared_")));
     }
     if (shared[3]) {
       // [H, 1] or [1, H] -> [H].
-      auto type = cast<RankedTensorType>(shared[3].getType());
+      RankedTensorType type = shared[3]->type;
       auto flat = RankedTensorType::get({type.getNumElements()},
                                         type.getElementType());
-      sharedGate = arith::ConstantOp::create(builder, node.loc, flat,
-                                             shared[3].reshape(flat))
-                       .getResult();
+      sharedGate = materialize(builder, node.loc,
+                               reinterpretConstant(shared[3]->attr, flat));
     }
   }
+  // The weights are copied into the layer's layout: free the graph's
+  // constants now, not at the end of the import, so that the model's
+  // weights are held once, not twice (constants still read, or viewed by a
+  // reshape, stay).
+  for (int i = 2, e = node.numInputs(); i < e; ++i)
+    if (!node.node.input(i).empty())
+      node.graph.releaseInitializer(node.node.input(i));
 
   auto f64 = [&](double v) { return builder.getF64FloatAttr(v); };
   std::optional<double> limit = node.floatAttr("swiglu_limit");

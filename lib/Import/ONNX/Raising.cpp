@@ -1054,7 +1054,8 @@ struct Accumulation {
 
 /// Whether every element of a float tensor constant is zero.
 bool isZeroTensor(const onnx::TensorProto &t) {
-  if (t.data_type() != onnx::TensorProto::FLOAT)
+  if (t.data_type() != onnx::TensorProto::FLOAT ||
+      t.data_location() == onnx::TensorProto::EXTERNAL)
     return false;
   if (t.has_raw_data())
     return llvm::all_of(t.raw_data(), [](char c) { return c == 0; });

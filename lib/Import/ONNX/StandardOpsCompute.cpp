@@ -7,6 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "ConstantData.h"
 #include "StandardOps.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -181,26 +182,14 @@ namespace {
 /// A rank-2 constant transposed at import, or null for bool constants
 /// (bit-packed). Exporters store MatMul weights [K, N]; the register-tiled
 /// GEMM kernel of the pipeline reads them [N, K].
-Value transposeConstant(OpBuilder &b, Location loc, DenseElementsAttr dense) {
-  auto type = cast<RankedTensorType>(dense.getType());
-  if (type.getRank() != 2 || type.getElementType().isInteger(1))
+Value transposeConstant(OpBuilder &b, Location loc, Value weight,
+                        ModelFiles &store, StringRef name) {
+  std::optional<ConstantData> data = getConstantData(weight);
+  if (!data || data->type.getRank() != 2)
     return {};
-  int64_t rows = type.getDimSize(0), cols = type.getDimSize(1);
-  auto transposedType =
-      RankedTensorType::get({cols, rows}, type.getElementType());
-  if (dense.isSplat())
-    return createConstant(b, loc, dense.resizeSplat(transposedType));
-  size_t width = type.getElementTypeBitWidth() / 8;
-  ArrayRef<char> src = dense.getRawData();
-  if (src.size() != size_t(rows * cols) * width)
-    return {};
-  std::vector<char> dst(src.size());
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < cols; ++j)
-      std::memcpy(&dst[(j * rows + i) * width], &src[(i * cols + j) * width],
-                  width);
-  return createConstant(
-      b, loc, DenseElementsAttr::getFromRawBuffer(transposedType, dst));
+  return arith::ConstantOp::create(
+             b, loc, cast<TypedAttr>(transposeInnerDims(*data, name.str() + ".transposed", store)))
+      .getResult();
 }
 
 /// MatMul by a constant [K, N] weight: the weight is transposed at import
@@ -209,14 +198,14 @@ Value transposeConstant(OpBuilder &b, Location loc, DenseElementsAttr dense) {
 /// ones, which the expand back could not lower, as rows of the kernel's
 /// contraction). Null when A does not fit (rank < 2).
 Value buildConstantWeightMatmul(OpBuilder &b, Location loc, Value a,
-                                Value weight) {
+                                Value weight, ModelFiles &store,
+                                StringRef name) {
   auto aType = cast<RankedTensorType>(a.getType());
-  DenseElementsAttr dense = getConstantAttr(weight);
   int64_t rank = aType.getRank();
-  if (!dense || !isFloatType(aType.getElementType()) || rank < 2 ||
+  if (!isFloatType(aType.getElementType()) || rank < 2 ||
       cast<RankedTensorType>(weight.getType()).getRank() != 2)
     return {};
-  Value transposed = transposeConstant(b, loc, dense);
+  Value transposed = transposeConstant(b, loc, weight, store, name);
   if (!transposed)
     return {};
   return buildRowsTimesWeightNK(b, loc, a, transposed);
@@ -333,8 +322,14 @@ LogicalResult importMatMul(NodeContext &node) {
           b, loc, RankedTensorType::get(shape, lhs->second.getElementType()),
           a);
     }
-    if (Value product = buildConstantWeightMatmul(b, loc, a, rhs->first)) {
+    if (Value product = buildConstantWeightMatmul(b, loc, a, rhs->first,
+                                                  node.graph.files(),
+                                                  node.node.input(1))) {
+      if (std::optional<ConstantData> weight = getConstantData(rhs->first))
+        node.graph.files().evict(weight->bytes);
       node.setOutput(0, product);
+      // The weight is held transposed now.
+      node.graph.releaseInitializer(node.node.input(1));
       return success();
     }
   }
@@ -584,15 +579,20 @@ LogicalResult importGemm(NodeContext &node) {
                      Twine(kb));
   // A constant B in [K, N] is stored transposed, for the GEMM kernel.
   Value bv = rhs->first;
-  if (!transB)
-    if (DenseElementsAttr dense = getConstantAttr(bv);
-        dense && isFloatType(element))
-      if (Value transposed = transposeConstant(b, loc, dense)) {
-        bv = transposed;
-        transB = true;
-      }
+  bool transposedB = false;
+  if (!transB && isFloatType(element))
+    if (Value transposed = transposeConstant(b, loc, bv, node.graph.files(),
+                                              node.node.input(1))) {
+      bv = transposed;
+      transB = transposedB = true;
+    }
   Value product =
       buildGemmContraction(b, loc, lhs->first, bv, transA, transB);
+  if (transposedB) {
+    if (std::optional<ConstantData> weight = getConstantData(rhs->first))
+      node.graph.files().evict(weight->bytes);
+    node.graph.releaseInitializer(node.node.input(1));
+  }
   if (!*c && alpha == 1.0) {
     node.setOutput(0, product);
     return success();

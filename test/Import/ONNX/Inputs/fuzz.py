@@ -16,6 +16,8 @@ import sys
 def main():
     importer, model, work = sys.argv[1:4]
     count = int(sys.argv[4]) if len(sys.argv) > 4 else 200
+    # Further arguments go to the importer.
+    extra = sys.argv[5:]
     os.makedirs(work, exist_ok=True)
     data = open(model, "rb").read()
     rng = random.Random(1234)
@@ -36,7 +38,7 @@ def main():
         with open(path, "wb") as f:
             f.write(damaged)
         try:
-            result = subprocess.run([importer, path, "-o", os.devnull],
+            result = subprocess.run([importer, path, "-o", os.devnull] + extra,
                                     capture_output=True, timeout=60)
         except subprocess.TimeoutExpired:
             sys.exit("fuzz: %s: importer hung" % path)
