@@ -24,7 +24,7 @@ import numpy as np
 
 from . import _runtime
 from ._tools import find_tool
-from .errors import InvalidArgumentError, NotFoundError
+from .errors import InvalidArgumentError
 
 NUMPY_DTYPES = {
     "f32": np.dtype(np.float32),
@@ -225,6 +225,18 @@ class Module:
         else:
             outs = self._fn.invoke(buffers)
         return self._results(outs, from_torch)
+
+    def call_local(self, *args, **named):
+        """Runs an expert-parallel function on this rank's parts of the
+        inputs (token rows and padded experts as moe_partition_range splits
+        them) and returns this rank's outputs, without the slicing and
+        gathering of a plain call (moe_mlir.distributed)."""
+        if not self.expert_parallel:
+            raise InvalidArgumentError(
+                f"function '{self.name}' is not expert-parallel; call it directly")
+        from . import distributed
+        buffers, from_torch = self._bind(args, named)
+        return self._results(distributed.invoke(self, buffers, local=True), from_torch)
 
     def _bind(self, args, named):
         """The inputs in manifest order as buffers, from positional and named
