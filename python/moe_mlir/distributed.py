@@ -20,6 +20,7 @@ import os
 import numpy as np
 
 from . import _runtime
+from .runtime import as_numpy
 from .errors import InvalidArgumentError, UnavailableError
 
 _state = {"initialized": False, "rank": 0, "size": 1, "comm": None}
@@ -97,7 +98,7 @@ def _part(buffer, spec, index, ranks, rank, experts, per_rank, tokens):
     where = f"input {index} '{spec.name}'"
     if spec.split == "none":
         return buffer
-    array = np.asarray(buffer)
+    array = as_numpy(buffer)
     if array.ndim == 0:
         raise InvalidArgumentError(f"{where}: a split input needs a dimension 0")
     rows = array.shape[0]

@@ -116,6 +116,19 @@ def _torch_module():
     return sys.modules.get("torch")
 
 
+_TORCH_CODES = {}
+
+
+def _torch_dtype_codes(torch):
+    """torch dtype -> moe_dtype value (moe/runtime.h)."""
+    if not _TORCH_CODES:
+        _TORCH_CODES.update({
+            torch.float32: 0, torch.float16: 1, torch.bfloat16: 2,
+            torch.float64: 3, torch.int32: 4, torch.int64: 5, torch.int8: 6,
+            torch.uint8: 7, torch.bool: 8})
+    return _TORCH_CODES
+
+
 def _as_buffer(value, spec, where):
     """`value` as something the extension reads without a copy where the
     layout allows; the second result says whether it came from torch."""
@@ -123,13 +136,21 @@ def _as_buffer(value, spec, where):
         return value, False
     torch = _torch_module()
     if torch is not None and isinstance(value, torch.Tensor):
-        t = value.detach()
-        if t.device.type != "cpu":
+        # Described to the extension by address (torch tensors have no
+        # buffer protocol, and .numpy() costs microseconds per tensor);
+        # only a tensor on another device or with gaps is copied first.
+        t = value
+        if not t.is_cpu:
             # The runtime takes host tensors for every target.
             t = t.cpu()
-        if t.dtype == torch.bfloat16:
-            return t.view(torch.int16).numpy().view(np.uint16), True
-        return t.numpy(), True
+        if not t.is_contiguous():
+            t = t.contiguous()
+        code = _torch_dtype_codes(torch).get(t.dtype)
+        if code is None:
+            raise InvalidArgumentError(
+                f"{where}: torch dtype {t.dtype} is not a moe dtype "
+                f"(expected {spec.dtype})")
+        return (t.data_ptr(), t.shape, code, t), True
     if hasattr(value, "__dlpack__"):
         try:
             return np.from_dlpack(value), False
@@ -144,6 +165,17 @@ def _as_buffer(value, spec, where):
         raise InvalidArgumentError(
             f"{where}: expected a numpy array, a torch tensor or a buffer, "
             f"got {type(value).__name__}") from None
+
+
+def as_numpy(buffer):
+    """A numpy view of a buffer made by _as_buffer (bf16 as uint16)."""
+    if isinstance(buffer, tuple):
+        t = buffer[3].detach()
+        if buffer[2] == 2:  # bf16
+            import torch
+            return t.view(torch.int16).numpy().view(np.uint16)
+        return t.numpy()
+    return np.asarray(buffer)
 
 
 class Module:
@@ -167,6 +199,7 @@ class Module:
         self.signature = Signature(self._fn.name, inputs, outputs)
         self._num_inputs = len(inputs)
         self._index = {s.name: i for i, s in enumerate(inputs)}
+        self._where = [f"input {i} '{s.name}'" for i, s in enumerate(inputs)]
         ranks, experts, per_rank = self._fn.expert_parallel
         self.expert_parallel = ranks
         self._experts = (experts, per_rank)
@@ -242,6 +275,20 @@ class Module:
         """The inputs in manifest order as buffers, from positional and named
         arguments; and whether any came from torch."""
         sig = self.signature
+        if not named and len(args) == self._num_inputs:
+            values = args
+        else:
+            values = self._merge(args, named)
+        buffers, from_torch = [], False
+        for value, spec, where in zip(values, sig.inputs, self._where):
+            buffer, is_torch = _as_buffer(value, spec, where)
+            buffers.append(buffer)
+            from_torch |= is_torch
+        return buffers, from_torch
+
+    def _merge(self, args, named):
+        """Positional and named arguments in manifest order."""
+        sig = self.signature
         if len(args) > self._num_inputs:
             raise InvalidArgumentError(
                 f"function '{sig.name}' takes {self._num_inputs} inputs but "
@@ -263,12 +310,7 @@ class Module:
             raise InvalidArgumentError(
                 f"function '{sig.name}': missing input{'s' if len(missing) > 1 else ''} "
                 f"{', '.join(missing)}")
-        buffers, from_torch = [], False
-        for i, (value, spec) in enumerate(zip(values, sig.inputs)):
-            buffer, is_torch = _as_buffer(value, spec, f"input {i} '{spec.name}'")
-            buffers.append(buffer)
-            from_torch |= is_torch
-        return buffers, from_torch
+        return values
 
     def _results(self, outs, to_torch):
         if to_torch:
@@ -322,7 +364,7 @@ class Module:
         with tempfile.TemporaryDirectory(prefix="moe_mlir_check_") as tmp:
             for i, buffer in enumerate(buffers):
                 path = os.path.join(tmp, f"input{i}.npy")
-                np.save(path, np.ascontiguousarray(buffer))
+                np.save(path, np.ascontiguousarray(as_numpy(buffer)))
                 cmd.append(f"--input=@{path}")
             result = subprocess.run(cmd, capture_output=True, text=True)
         match = re.search(r"check: max abs error (\S+), max rel error (\S+) .*"

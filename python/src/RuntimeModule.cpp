@@ -361,7 +361,13 @@ private:
     std::vector<moe_tensor> tensors(n);
     for (size_t i = 0; i < n; ++i) {
       const moe_arg_info &info = inputInfo[i];
-      Py_buffer &view = v.add(arguments[i]);
+      py::handle argument = arguments[i];
+      moe_tensor &t = tensors[i];
+      if (PyTuple_Check(argument.ptr())) {
+        describeRaw(i, argument.ptr(), t);
+        continue;
+      }
+      Py_buffer &view = v.add(argument);
       std::string where = "input " + std::to_string(i) + " '" + info.name + "'";
       int dtype = dtypeOfFormat(view.format, view.itemsize, info.dtype);
       if (dtype < 0)
@@ -376,7 +382,6 @@ private:
                     where + ": rank " + std::to_string(view.ndim) +
                         " exceeds the runtime's maximum of " +
                         std::to_string(MOE_MAX_RANK));
-      moe_tensor &t = tensors[i];
       t.dtype = static_cast<moe_dtype>(dtype);
       t.rank = view.ndim;
       for (int d = 0; d < view.ndim; ++d)
@@ -384,6 +389,33 @@ private:
       t.data = view.buf;
     }
     return tensors;
+  }
+
+  /// A tensor the package describes itself, for memory without the buffer
+  /// protocol (torch tensors): a tuple (data address, shape, moe dtype,
+  /// owner) whose owner keeps the memory alive; the caller guarantees a
+  /// dense row-major layout.
+  void describeRaw(size_t i, PyObject *raw, moe_tensor &t) const {
+    // CPython's API directly: this is on every call with torch tensors.
+    PyObject *shape = PyTuple_Size(raw) == 4 ? PyTuple_GET_ITEM(raw, 1) : nullptr;
+    if (!shape || !PyTuple_Check(shape))
+      throwStatus(MOE_INVALID_ARGUMENT,
+                  "input " + std::to_string(i) +
+                      ": a raw tensor is (address, shape, dtype, owner)");
+    Py_ssize_t rank = PyTuple_GET_SIZE(shape);
+    if (rank > MOE_MAX_RANK)
+      throwStatus(MOE_INVALID_ARGUMENT,
+                  "input " + std::to_string(i) + " '" + inputInfo[i].name +
+                      "': rank " + std::to_string(rank) +
+                      " exceeds the runtime's maximum of " +
+                      std::to_string(MOE_MAX_RANK));
+    t.rank = static_cast<int32_t>(rank);
+    for (Py_ssize_t d = 0; d < rank; ++d)
+      t.shape[d] = PyLong_AsLongLong(PyTuple_GET_ITEM(shape, d));
+    t.dtype = static_cast<moe_dtype>(PyLong_AsLong(PyTuple_GET_ITEM(raw, 2)));
+    t.data = PyLong_AsVoidPtr(PyTuple_GET_ITEM(raw, 0));
+    if (PyErr_Occurred())
+      throw py::error_already_set();
   }
 
   std::shared_ptr<ModuleState> state;

@@ -177,3 +177,42 @@ def test_threads():
     assert moe_mlir.get_num_threads() == 1
     moe_mlir.set_num_threads(before)
     assert moe_mlir.get_num_threads() == before
+
+
+def test_torch_dtype_errors(layer):
+    tensors = [torch.from_numpy(a) for a in layer_inputs(3)]
+    tensors[2] = tensors[2].double()
+    with pytest.raises(moe_mlir.InvalidArgumentError, match="input 2 'fc1'.*f64"):
+        layer(*tensors)
+    tensors[2] = torch.zeros(4, 512, 64, dtype=torch.complex64)
+    with pytest.raises(moe_mlir.InvalidArgumentError, match="torch dtype torch.complex64"):
+        layer(*tensors)
+
+
+@pytest.fixture(scope="module")
+def bf16_layer(cache_dir):
+    # The example layer with every tensor in bf16.
+    from conftest import EXAMPLE_LAYER
+    text = EXAMPLE_LAYER.read_text().replace("xf32>", "xbf16>")
+    return moe_mlir.compile(text, cache_dir=cache_dir)
+
+
+def test_bf16_numpy_bits_and_torch(bf16_layer):
+    assert [s.dtype for s in bf16_layer.signature.inputs] == ["bf16"] * 6
+    tensors = [torch.from_numpy(a).to(torch.bfloat16) for a in layer_inputs(6)]
+    y = bf16_layer(*tensors)
+    assert y.dtype == torch.bfloat16 and y.shape == (6, H)
+    # numpy callers pass and get the bf16 bit patterns as uint16.
+    bits = [t.view(torch.int16).numpy().view(np.uint16) for t in tensors]
+    y_bits = bf16_layer(*bits)
+    assert y_bits.dtype == np.uint16
+    np.testing.assert_array_equal(y_bits.view(np.int16), y.view(torch.int16).numpy())
+    # Against the float64 reference of the bf16-rounded inputs.
+    rounded = [t.float().numpy() for t in tensors]
+    assert_close(y.float().numpy(), layer_reference(*rounded), rtol=2e-2)
+    for args in (tensors, bits):
+        result = bf16_layer.check(*args)
+        assert result.passed and result.tolerance == 2e-2
+    # Float32 data is not bf16.
+    with pytest.raises(moe_mlir.InvalidArgumentError, match="f32 but the function expects bf16"):
+        bf16_layer(*layer_inputs(6))
