@@ -20,34 +20,43 @@ from .errors import InvalidArgumentError
 
 
 class _Progress:
-    """A one-line progress bar on stderr. With `enabled=None` it appears
-    only when stderr is a terminal and the run has taken more than a
-    second, so short runs and logs stay clean."""
+    """A one-line progress bar on stderr, redrawn at most ten times a
+    second. With `enabled=None` it appears only when stderr is a terminal
+    and the run has taken more than a second, so short runs and logs stay
+    clean."""
 
     def __init__(self, total, enabled):
         self.total, self.enabled = total, enabled
         self.start = time.perf_counter()
-        self.shown = False
+        self.done = self.drawn = 0
+        self.last = None
 
     def update(self, done):
-        elapsed = time.perf_counter() - self.start
+        self.done = done
+        now = time.perf_counter()
         show = self.enabled
         if show is None:
-            show = sys.stderr.isatty() and elapsed > 1.0
-        if not show:
-            return
+            show = sys.stderr.isatty() and now - self.start > 1.0
+        if show and (self.last is None or now - self.last >= 0.1 or done == self.total):
+            self._draw(now)
+
+    def _draw(self, now):
         width = 30
-        filled = int(width * done / max(self.total, 1))
-        rate = done / elapsed if elapsed > 0 else 0.0
+        filled = int(width * self.done / max(self.total, 1))
+        elapsed = now - self.start
+        rate = self.done / elapsed if elapsed > 0 else 0.0
         sys.stderr.write(f"\rgenerate [{'#' * filled}{'.' * (width - filled)}] "
-                         f"{done}/{self.total} tokens, {rate:.1f} tokens/s")
+                         f"{self.done}/{self.total} tokens, {rate:.1f} steps/s")
         sys.stderr.flush()
-        self.shown = True
+        self.last, self.drawn = now, self.done
 
     def close(self):
-        if self.shown:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+        if self.last is None:
+            return
+        if self.drawn != self.done:
+            self._draw(time.perf_counter())
+        sys.stderr.write("\n")
+        sys.stderr.flush()
 
 
 def _find(specs, name):
