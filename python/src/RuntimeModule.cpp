@@ -26,6 +26,7 @@
 #include <cstring>
 #include <dlfcn.h>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -329,9 +330,7 @@ private:
 
     Call(const Function &f, const py::sequence &arguments) {
       inputs = f.describe(arguments, &views);
-      outputs.resize(f.numOutputs);
-      ::check(moe_function_output_shapes(f.fn, inputs.data(), f.numInputs,
-                                         outputs.data(), f.numOutputs));
+      outputs = f.shapesFor(inputs);
       for (moe_tensor &t : outputs) {
         std::vector<py::ssize_t> shape(t.shape, t.shape + t.rank);
         py::array array(numpyDtype(t.dtype), shape);
@@ -344,6 +343,45 @@ private:
       if (status != MOE_OK)
         throwStatus(status, moe_last_error());
     }
+  };
+
+  /// The outputs' dtypes and shapes for `inputs`. Calls in a loop repeat
+  /// the same input shapes, so the last answer is kept and reused when the
+  /// dtypes and shapes match; moe_invoke validates every call anyway.
+  std::vector<moe_tensor> shapesFor(const std::vector<moe_tensor> &inputs) const {
+    {
+      std::lock_guard<std::mutex> lock(shapeCache->mutex);
+      if (shapeCache->valid && sameShapes(shapeCache->inputs, inputs))
+        return shapeCache->outputs;
+    }
+    std::vector<moe_tensor> outputs(numOutputs);
+    check(moe_function_output_shapes(fn, inputs.data(), numInputs,
+                                     outputs.data(), numOutputs));
+    std::lock_guard<std::mutex> lock(shapeCache->mutex);
+    shapeCache->inputs = inputs;
+    shapeCache->outputs = outputs;
+    shapeCache->valid = true;
+    return outputs;
+  }
+
+  static bool sameShapes(const std::vector<moe_tensor> &a,
+                         const std::vector<moe_tensor> &b) {
+    if (a.size() != b.size())
+      return false;
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (a[i].dtype != b[i].dtype || a[i].rank != b[i].rank)
+        return false;
+      for (int32_t d = 0; d < a[i].rank; ++d)
+        if (a[i].shape[d] != b[i].shape[d])
+          return false;
+    }
+    return true;
+  }
+
+  struct ShapeCache {
+    std::mutex mutex;
+    bool valid = false;
+    std::vector<moe_tensor> inputs, outputs;
   };
 
   /// moe_tensors describing `arguments`; with `views`, their data too.
@@ -422,6 +460,8 @@ private:
   const moe_function *fn;
   int64_t numInputs = 0, numOutputs = 0;
   std::vector<moe_arg_info> inputInfo;
+  // Shared by the copies of this Function (pybind11 copies it around).
+  std::shared_ptr<ShapeCache> shapeCache = std::make_shared<ShapeCache>();
 };
 
 class Module {
