@@ -241,7 +241,7 @@ class Module:
 
     # -- Calling -------------------------------------------------------------
 
-    def __call__(self, *args, **named):
+    def __call__(self, /, *args, **named):
         # The common case goes straight to the extension: every input a
         # numpy array, in order.
         if not named and len(args) == self._num_inputs and not self.expert_parallel:
@@ -259,7 +259,7 @@ class Module:
             outs = self._fn.invoke(buffers)
         return self._results(outs, from_torch)
 
-    def call_local(self, *args, **named):
+    def call_local(self, /, *args, **named):
         """Runs an expert-parallel function on this rank's parts of the
         inputs (token rows and padded experts as moe_partition_range splits
         them) and returns this rank's outputs, without the slicing and
@@ -324,7 +324,7 @@ class Module:
             outs = converted
         return outs[0] if self._single else tuple(outs)
 
-    def output_shapes(self, *args, **named):
+    def output_shapes(self, /, *args, **named):
         """The (dtype, shape) of every output for these inputs, which are
         validated as for a call but not read."""
         buffers, _ = self._bind(args, named)

@@ -158,8 +158,13 @@ public:
     if (PyObject_GetBuffer(object.ptr(), &view, flags) == 0)
       return view;
     PyErr_Clear();
-    py::object copy = py::module_::import("numpy").attr("ascontiguousarray")(
-        object);
+    py::object copy;
+    try {
+      copy = py::module_::import("numpy").attr("ascontiguousarray")(object);
+    } catch (...) {
+      views.pop_back();
+      throw;
+    }
     if (PyObject_GetBuffer(copy.ptr(), &view, flags) != 0) {
       views.pop_back();
       throw py::error_already_set();
