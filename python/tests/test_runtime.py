@@ -216,3 +216,43 @@ def test_bf16_numpy_bits_and_torch(bf16_layer):
     # Float32 data is not bf16.
     with pytest.raises(moe_mlir.InvalidArgumentError, match="f32 but the function expects bf16"):
         bf16_layer(*layer_inputs(6))
+
+
+class _DLPackOnly:
+    """Exposes an array through DLPack alone (no buffer protocol)."""
+
+    def __init__(self, array):
+        self._array = array
+
+    def __dlpack__(self, stream=None):
+        return self._array.__dlpack__()
+
+    def __dlpack_device__(self):
+        return self._array.__dlpack_device__()
+
+
+def test_dlpack_inputs(layer):
+    inputs = layer_inputs(4)
+    wrapped = [_DLPackOnly(a) for a in inputs]
+    np.testing.assert_array_equal(layer(*wrapped), layer(*inputs))
+
+
+def test_concurrent_calls(layer):
+    # The GIL is released while a module runs: calls from several threads
+    # overlap and must each get their own, correct results.
+    import threading
+    cases = [layer_inputs(t, seed=t) for t in (1, 3, 8, 17)]
+    expected = [layer(*c) for c in cases]
+    failures = []
+
+    def run(i):
+        for _ in range(20):
+            if not np.array_equal(layer(*cases[i]), expected[i]):
+                failures.append(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(cases))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
