@@ -17,6 +17,11 @@ packages=(
   openmpi-bin libopenmpi-dev
   # test-model generation and numerics
   python3 python3-numpy python3-onnx python3-torch
+  # the moe_mlir Python package (python/): pybind11 and Python's headers for
+  # its extension, setuptools for pip install, pytest for its tests, mpi4py
+  # for expert-parallel runs from Python
+  python3-dev pybind11-dev python3-pybind11 python3-setuptools python3-pip
+  python3-pytest python3-mpi4py
   # a real BLAS for torch and numpy (Debian's default is the reference BLAS:
   # torch's f32 GEMM ran at 5 GFLOP/s, a useless benchmark peer)
   libopenblas0-pthread
