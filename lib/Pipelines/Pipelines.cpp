@@ -49,6 +49,10 @@ void addTensorLevelPasses(OpPassManager &pm, bool exportABI, StringRef target,
   // residual adds, activations) become single loops; splat operands become
   // constants in the bodies.
   pm.addPass(moe::createMoEFuseElementwise());
+  // Attention one block of score rows at a time (an scf.forall the CPU
+  // pipeline turns into a parallel loop).
+  if (target == "cpu")
+    pm.addPass(moe::createMoEFuseAttention());
   if (expertParallel > 0 && overlapChunks != 1) {
     moe::MoEOverlapCommunicationOptions overlap;
     overlap.chunks = overlapChunks;
@@ -123,6 +127,8 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   bufferization::buildBufferDeallocationPipeline(pm, dealloc);
   // Expert-parallel modules ask the runtime for their rank.
   pm.addPass(createConvertShardToMoERuntime());
+  // The attention tiles' scf.forall: a parallel loop like the others.
+  pm.addPass(createForallToParallelLoopPass());
   pm.addPass(createCanonicalizerPass());
 
   // Expert GEMMs and matmuls by weights get register-tiled vector kernels.

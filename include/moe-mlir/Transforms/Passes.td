@@ -280,6 +280,29 @@ def MoEInterchangeReductions : Pass<"moe-interchange-reductions"> {
   let dependentDialects = ["::mlir::linalg::LinalgDialect"];
 }
 
+def MoEFuseAttention : Pass<"moe-fuse-attention"> {
+  let summary = "Compute attention one block of score rows at a time";
+  let description = [{
+    Finds `softmax(Q K^T * scale + mask) V` as a chain of linalg ops on
+    tensors: a contraction (P V) whose first operand P is computed, through
+    ops indexed like P or like its rows, from a row reduction (the softmax's
+    max and sum) and a contraction producing P's shape (Q K^T). The P V
+    contraction is tiled along the loops indexing P's rows (1 per batch and
+    head, `row-tile` queries) in an `scf.forall`, and the chain producing
+    those rows is fused into the tile (upstream tile-and-fuse through
+    TilingInterface): each tile computes its rows of scores, softmax and
+    output end to end, and the full score tensor is never materialized.
+    Only ops shaped like the scores or their rows are fused; Q, K, V and
+    the mask are read as slices, so nothing is computed twice.
+  }];
+  let dependentDialects = ["scf::SCFDialect", "tensor::TensorDialect",
+                           "affine::AffineDialect", "arith::ArithDialect"];
+  let options = [
+    Option<"rowTile", "row-tile", "int64_t", /*default=*/"32",
+           "Queries (score rows) per tile">,
+  ];
+}
+
 def MoEFuseElementwise : Pass<"moe-fuse-elementwise"> {
   let summary = "Fuse elementwise linalg producers into consumers that read "
                 "each of their elements once";
