@@ -25,6 +25,7 @@ namespace {
 /// The tensor-level start every target shares: the manifest, the layer
 /// split into its four stages, one tensor per function result.
 void addTensorLevelPasses(OpPassManager &pm, bool exportABI, StringRef target,
+                          bool fuseAttention = false,
                           int64_t expertParallel = 0,
                           int64_t overlapChunks = 1,
                           int64_t overlapTokens = 256,
@@ -51,7 +52,7 @@ void addTensorLevelPasses(OpPassManager &pm, bool exportABI, StringRef target,
   pm.addPass(moe::createMoEFuseElementwise());
   // Attention one block of score rows at a time (an scf.forall the CPU
   // pipeline turns into a parallel loop).
-  if (target == "cpu")
+  if (fuseAttention)
     pm.addPass(moe::createMoEFuseAttention());
   if (expertParallel > 0 && overlapChunks != 1) {
     moe::MoEOverlapCommunicationOptions overlap;
@@ -110,7 +111,8 @@ void addHostLLVMLoweringPasses(OpPassManager &pm, bool exportABI) {
 
 void moe::buildCPULoweringPipeline(OpPassManager &pm,
                                    const CPUPipelineOptions &options) {
-  addTensorLevelPasses(pm, options.exportABI, "cpu", options.expertParallel,
+  addTensorLevelPasses(pm, options.exportABI, "cpu", options.fuseAttention,
+                       options.expertParallel,
                        options.overlapChunks, options.overlapTokens,
                        options.overlapModel);
   if (options.emulateCUDAKernels) {
@@ -164,7 +166,8 @@ void moe::buildCUDALoweringPipeline(OpPassManager &pm,
   // An emulated module runs on the CPU: its manifest says so.
   addTensorLevelPasses(pm, options.exportABI,
                        options.emulateKernels ? "cpu" : "cuda",
-                       options.expertParallel, options.overlapChunks,
+                       /*fuseAttention=*/false, options.expertParallel,
+                       options.overlapChunks,
                        options.overlapTokens, options.overlapModel);
   // The stage ops become kernels on buffers; what remains is bufferized
   // as on the CPU.

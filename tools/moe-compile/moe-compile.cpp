@@ -107,6 +107,11 @@ cl::opt<int64_t> gemmRowTile("gemm-row-tile",
 cl::opt<int64_t> gemmColTile("gemm-col-tile",
                              cl::desc("Columns per expert-GEMM register block"),
                              cl::init(8), cl::cat(category));
+cl::opt<bool> fuseAttention(
+    "fuse-attention",
+    cl::desc("CPU: compute attention one block of score rows at a time "
+             "(-moe-fuse-attention; off by default, slower for now)"),
+    cl::init(false), cl::cat(category));
 cl::opt<bool> emulateCUDAKernels(
     "emulate-cuda-kernels",
     cl::desc("Testing: run the cuda target's kernels (SIMT variant) as host "
@@ -318,6 +323,7 @@ int compile(int argc, char **argv) {
       moe::CPUPipelineOptions pipeline;
       pipeline.gemmRowTile = gemmRowTile;
       pipeline.gemmColTile = gemmColTile;
+      pipeline.fuseAttention = fuseAttention;
       pipeline.emulateCUDAKernels = emulateCUDAKernels;
       pipeline.expertParallel = expertParallel;
       pipeline.overlapChunks = chunks;

@@ -60,6 +60,13 @@ struct CPUPipelineOptions
       llvm::cl::desc("Testing: lower the stage ops through the cuda target's "
                      "SIMT kernels and run them as host loops"),
       llvm::cl::init(false)};
+  PassOptions::Option<bool> fuseAttention{
+      *this, "fuse-attention",
+      llvm::cl::desc("Compute attention one block of score rows at a time "
+                     "(-moe-fuse-attention); off by default: the tiles' row "
+                     "reductions are not vectorized yet, which makes it "
+                     "slower than the op-by-op loops (benchmarks/RESULTS.md)"),
+      llvm::cl::init(false)};
   PassOptions::Option<int64_t> vectorBits{
       *this, "vector-bits",
       llvm::cl::desc("Vector register width in bits (512 for AVX-512)"),

@@ -3,7 +3,7 @@
 raised, compiled and run on the host against torch eager and ONNX Runtime.
 
   hf_model.py FAMILY WORKDIR [--mode static|dynamic ...] [--no-other-shape]
-              [--decode-steps N] [--export-arg=ARG ...]
+              [--decode-steps N] [--export-arg=ARG ...] [--compile-arg=ARG ...]
 
 For each export mode (default: static, then dynamic):
   * exports FAMILY with hf_moe.py (batch 1, sequence 8; torch eager's
@@ -131,7 +131,8 @@ def check_mode(args, mode):
     check_raising(tag, out)
     ok = True
     lib = os.path.join(out, "model.so")
-    run([os.path.join(TOOLS, "moe-compile"), model, "-o", lib], f"{tag} compile")
+    run([os.path.join(TOOLS, "moe-compile"), model, *args.compile_arg, "-o", lib],
+        f"{tag} compile")
     names = output_names(model)
     inputs = open(os.path.join(out, "inputs.txt")).read().split()
     ours = run_ours(lib, inputs, os.path.join(out, "ours"), len(names), f"{tag} run")
@@ -141,7 +142,8 @@ def check_mode(args, mode):
         # The weights as an object of their own (the default) and inside
         # the LLVM module must give the same bits.
         inline = os.path.join(out, "inline.so")
-        run([os.path.join(TOOLS, "moe-compile"), model, "--inline-constants", "-o",
+        run([os.path.join(TOOLS, "moe-compile"), model, *args.compile_arg,
+             "--inline-constants", "-o",
              inline], f"{tag} compile --inline-constants")
         same = run_ours(inline, inputs, os.path.join(out, "inline"), len(names),
                         f"{tag} run inline")
@@ -169,7 +171,8 @@ def check_decode(args):
     check_raising(tag, out)
     ok = True
     lib = os.path.join(out, "model.so")
-    run([os.path.join(TOOLS, "moe-compile"), model, "-o", lib], f"{tag} compile")
+    run([os.path.join(TOOLS, "moe-compile"), model, *args.compile_arg, "-o", lib],
+        f"{tag} compile")
     names = output_names(model)
     worst = {"ort": 0.0, "torch": 0.0}
     presents = {"ours": None, "ort": None}
@@ -216,6 +219,8 @@ def main():
     parser.add_argument("--rtol", type=float, default=1e-5)
     parser.add_argument("--export-arg", action="append", default=[],
                         help="passed to hf_moe.py (a smaller config)")
+    parser.add_argument("--compile-arg", action="append", default=[],
+                        help="passed to moe-compile (a pipeline option)")
     args = parser.parse_args()
     ok = True
     if not args.no_modes:
