@@ -63,9 +63,9 @@ struct CPUPipelineOptions
   PassOptions::Option<bool> fuseAttention{
       *this, "fuse-attention",
       llvm::cl::desc("Compute attention one block of score rows at a time "
-                     "(-moe-fuse-attention); off by default: the tiles' row "
-                     "reductions are not vectorized yet, which makes it "
-                     "slower than the op-by-op loops (benchmarks/RESULTS.md)"),
+                     "(-moe-fuse-attention); off by default: its tiles are "
+                     "slower than the op-by-op loops for now "
+                     "(benchmarks/RESULTS.md)"),
       llvm::cl::init(false)};
   PassOptions::Option<int64_t> vectorBits{
       *this, "vector-bits",
