@@ -14,6 +14,7 @@
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
 #include "llvm/Support/MemoryBuffer.h"
+#include "llvm/MC/MCSubtargetInfo.h"
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/Passes/PassBuilder.h"
 #include "llvm/Support/FileSystem.h"
@@ -153,6 +154,11 @@ moe::createTargetMachine(const CompileOptions &options, std::string &error) {
     return failure();
   }
   return machine;
+}
+
+bool moe::targetHasFeature(const llvm::TargetMachine &machine,
+                           StringRef feature) {
+  return machine.getMCSubtargetInfo()->checkFeatures(("+" + feature).str());
 }
 
 std::unique_ptr<llvm::Module>

@@ -6,6 +6,7 @@
 #include "moe-mlir/Transforms/Passes.h"
 
 #include "mlir/Conversion/Passes.h"
+#include "mlir/Dialect/Arith/Transforms/Passes.h"
 #include "mlir/Dialect/Bufferization/Pipelines/Passes.h"
 #include "mlir/Dialect/Bufferization/Transforms/Passes.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -100,6 +101,11 @@ void addHostLLVMLoweringPasses(OpPassManager &pm, bool exportABI) {
   pm.addPass(createConvertMathToLibmPass());
   // Also lowers moe.parallel_call (the moe dialect's ConvertToLLVM
   // interface, registered with the dialect by the tools).
+  // x86vector ops (vdpbf16ps) have no ConvertToLLVM interface: this pass
+  // turns them into LLVM intrinsic calls, with the rest of the vector ops.
+  ConvertVectorToLLVMPassOptions vectorToLLVM;
+  vectorToLLVM.x86Vector = true;
+  pm.addPass(createConvertVectorToLLVMPass(vectorToLLVM));
   pm.addPass(createConvertToLLVMPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
   if (exportABI)
@@ -138,6 +144,7 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   gemm.rowTile = options.gemmRowTile;
   gemm.colTile = options.gemmColTile;
   gemm.vectorBits = options.vectorBits;
+  gemm.bf16Dot = options.bf16Dot;
   pm.addPass(createMoEVectorizeContractions(gemm));
   // Copies out of slices would otherwise need MLIR's runner utilities.
   pm.addPass(createMoELowerStridedCopies());
@@ -151,6 +158,13 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createMoEApproximateMath());
   pm.addPass(createMoEOutlineParallelLoops());
+  // Without AVX512-BF16, LLVM would round f32 to bf16 with a libgcc call
+  // that the module does not link against: integer arithmetic instead.
+  if (!options.bf16Dot) {
+    arith::ArithExpandOpsPassOptions expand;
+    expand.includeBf16 = true;
+    pm.addPass(arith::createArithExpandOpsPass(expand));
+  }
   addHostLLVMLoweringPasses(pm, options.exportABI);
 }
 

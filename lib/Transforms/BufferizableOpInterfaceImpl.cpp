@@ -643,7 +643,14 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
           {numRows});
     };
     FailureOr<Value> fc1Out = scratch(fc1Rows);
-    FailureOr<Value> act = scratch(inter);
+    // With bf16 weights the activation is rounded to bf16, as a bf16 model
+    // computes it (and as the GPU's tensor-core kernels store it), so that
+    // fc2 multiplies bf16 by bf16 (vdpbf16ps where the CPU has it).
+    Type weightType = fc2Type.getElementType();
+    Type actType = !quant && weightType.isBF16() ? weightType : ct;
+    FailureOr<Value> act = options.createAlloc(
+        b, b.getLoc(), MemRefType::get({ShapedType::kDynamic, inter}, actType),
+        {numRows});
     FailureOr<Value> fc3Out = fc3 ? scratch(inter) : FailureOr<Value>(Value());
     FailureOr<Value> fc2Out =
         rowType != ct ? scratch(hiddenSize) : FailureOr<Value>(Value());
@@ -731,7 +738,8 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
               KernelEmitter ne(nb);
               Value linear = ins.size() == 2 ? args[1] : Value();
               linalg::YieldOp::create(
-                  nb, emitActivation(ne, expert, args[0], linear));
+                  nb, ne.castFloat(emitActivation(ne, expert, args[0], linear),
+                                   actType));
             });
         // y = fc2 h + b2, accumulated in the compute type; narrower outputs
         // go through a compute-type scratch and are rounded once at the end.

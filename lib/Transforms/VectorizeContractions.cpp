@@ -9,6 +9,11 @@
 // cache while every row block of A passes over it; for decode-sized M the
 // loop streams W exactly once, which is the memory-bound optimum.
 //
+// With bf16 A and W and AVX512-BF16 (`bf16-dot`), each step takes twice as
+// many k: `vdpbf16ps` multiplies pairs of bf16 and adds both products to one
+// f32 lane, which is the same partial sum along k, so the kernel keeps its
+// shape and only the step and the multiply-add change.
+//
 //===----------------------------------------------------------------------===//
 
 #include "moe-mlir/Transforms/Passes.h"
@@ -17,6 +22,7 @@
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/Dialect/X86Vector/X86VectorDialect.h"
 #include "mlir/IR/AffineMap.h"
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
@@ -164,11 +170,57 @@ Value matrixAt(ImplicitLocOpBuilder &b, Value memref, ValueRange batch) {
                                    offsets, sizes, strides);
 }
 
+/// The horizontal sums of `vectors` (a power of two of them, at most their
+/// lane count), as one vector<count>: a transposing tree in which each step
+/// adds two shuffles of a pair of vectors, halving the partial sums each
+/// group of lanes holds and doubling the groups, so that count vectors cost
+/// about 2 * count shuffles and count adds instead of count full
+/// reductions and count scalar updates of C.
+Value reduceTransposed(ImplicitLocOpBuilder &b, ArrayRef<Value> vectors,
+                       int64_t count) {
+  int64_t lanes = cast<VectorType>(vectors.front().getType()).getNumElements();
+  // Every vector holds `groups` groups of `width` partial sums. Combining
+  // the `sources` (x, or x then y) gives their groups in order, each half
+  // as wide.
+  auto combine = [&](Value x, Value y, int64_t sources, int64_t groups,
+                     int64_t width) {
+    int64_t size = cast<VectorType>(x.getType()).getNumElements();
+    SmallVector<int64_t> low, high;
+    for (int64_t source = 0; source < sources; ++source)
+      for (int64_t g = 0; g < groups; ++g)
+        for (int64_t l = 0; l < width / 2; ++l) {
+          int64_t lane = source * size + g * width + l;
+          low.push_back(lane);
+          high.push_back(lane + width / 2);
+        }
+    Value lo = vector::ShuffleOp::create(b, x, y, low);
+    Value hi = vector::ShuffleOp::create(b, x, y, high);
+    return arith::AddFOp::create(b, lo, hi).getResult();
+  };
+  SmallVector<Value> level(vectors.begin(), vectors.end());
+  int64_t groups = 1, width = lanes;
+  while (level.size() > 1) {
+    SmallVector<Value> next;
+    for (size_t i = 0; i < level.size(); i += 2)
+      next.push_back(combine(level[i], level[i + 1], 2, groups, width));
+    level = std::move(next);
+    groups *= 2;
+    width /= 2;
+  }
+  // One vector of `count` groups: each group is summed within itself, the
+  // vector halving every step down to vector<count>.
+  Value v = level.front();
+  for (; width > 1; width /= 2)
+    v = combine(v, v, 1, groups, width);
+  assert(groups == count && "one group per input vector");
+  return v;
+}
+
 struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
   VectorizeTransposedBMatmul(MLIRContext *ctx, int64_t vectorBits,
-                             int64_t rowTile, int64_t colTile)
+                             int64_t rowTile, int64_t colTile, bool bf16Dot)
       : OpRewritePattern(ctx), vectorBits(vectorBits), rowTile(rowTile),
-        colTile(colTile) {}
+        colTile(colTile), bf16Dot(bf16Dot) {}
 
   LogicalResult matchAndRewrite(linalg::GenericOp op,
                                 PatternRewriter &rewriter) const override {
@@ -210,58 +262,103 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
   void emitMatmul(ImplicitLocOpBuilder &b, Value a, Value w, Value c) const {
     KernelEmitter e(b);
     Type accType = cast<MemRefType>(c.getType()).getElementType();
+    Type aType = cast<MemRefType>(a.getType()).getElementType();
+    Type wType = cast<MemRefType>(w.getType()).getElementType();
     int64_t lanes = vectorBits / accType.getIntOrFloatBitWidth();
     auto vecType = VectorType::get({lanes}, accType);
+    // vdpbf16ps exists for 4, 8 and 16 f32 lanes.
+    bool dot = bf16Dot && aType.isBF16() && wType.isBF16() &&
+               accType.isF32() && (lanes == 4 || lanes == 8 || lanes == 16);
+    // Elements of k per vector step: one per lane, or a bf16 pair per lane.
+    int64_t step = dot ? 2 * lanes : lanes;
 
     Value c0 = e.index(0);
     Value rows = e.dim(c, 0), cols = e.dim(c, 1), depth = e.dim(a, 1);
-    Value cLanes = e.index(lanes);
+    Value cStep = e.index(step);
     // k < kVec runs on full vectors, the rest is a scalar tail.
-    Value kVec = e.muli(arith::DivUIOp::create(b, depth, cLanes), cLanes);
+    Value kVec = e.muli(arith::DivUIOp::create(b, depth, cStep), cStep);
     Value zeroVec = arith::ConstantOp::create(
         b, vecType, DenseElementsAttr::get(vecType, b.getFloatAttr(accType, 0)));
 
     auto loadVec = [&](Value memref, Value row, Value k) -> Value {
       Type element = cast<MemRefType>(memref.getType()).getElementType();
-      Value v = vector::LoadOp::create(b, VectorType::get({lanes}, element),
+      Value v = vector::LoadOp::create(b, VectorType::get({step}, element),
                                        memref, ValueRange{row, k});
-      if (element != accType)
+      if (!dot && element != accType)
         v = arith::ExtFOp::create(b, vecType, v);
       return v;
     };
-    auto loadScalar = [&](Value memref, Value row, Value k) {
-      return e.castFloat(e.load(memref, {row, k}), accType);
+    auto multiplyAdd = [&](Value x, Value y, Value acc) -> Value {
+      if (dot)
+        return x86vector::DotBF16Op::create(b, vecType, acc, x, y);
+      return vector::FMAOp::create(b, x, y, acc);
+    };
+    // The last, partial step of k: the lanes past the end read as zero, so
+    // that it is one more multiply-add rather than a scalar loop per
+    // element of C.
+    Value kTail = e.subi(depth, kVec);
+    int64_t staticDepth = cast<MemRefType>(a.getType()).getDimSize(1);
+    bool hasTail = ShapedType::isDynamic(staticDepth) || staticDepth % step;
+    auto loadTail = [&](Value memref, Value row, Value mask) -> Value {
+      Type element = cast<MemRefType>(memref.getType()).getElementType();
+      auto type = VectorType::get({step}, element);
+      Value zeros = arith::ConstantOp::create(
+          b, type, DenseElementsAttr::get(type, b.getFloatAttr(element, 0)));
+      Value v = vector::MaskedLoadOp::create(b, type, memref,
+                                             ValueRange{row, kVec}, mask, zeros);
+      if (!dot && element != accType)
+        v = arith::ExtFOp::create(b, vecType, v);
+      return v;
     };
 
     // One mr x nr block of C at (m0, n0).
     auto emitTile = [&](Value m0, Value n0, int64_t mr, int64_t nr) {
       SmallVector<Value> init(mr * nr, zeroVec);
+      auto multiplyAddBlock = [&](ValueRange partial,
+                                  function_ref<Value(Value, Value)> load) {
+        SmallVector<Value> as;
+        for (int64_t i = 0; i < mr; ++i)
+          as.push_back(load(a, e.addi(m0, e.index(i))));
+        SmallVector<Value> next(partial.begin(), partial.end());
+        for (int64_t j = 0; j < nr; ++j) {
+          Value wv = load(w, e.addi(n0, e.index(j)));
+          for (int64_t i = 0; i < mr; ++i)
+            next[i * nr + j] = multiplyAdd(as[i], wv, next[i * nr + j]);
+        }
+        return next;
+      };
       SmallVector<Value> acc = e.loop(
           c0, kVec, init,
           [&](Value k, ValueRange partial) {
-            SmallVector<Value> as;
-            for (int64_t i = 0; i < mr; ++i)
-              as.push_back(loadVec(a, e.addi(m0, e.index(i)), k));
-            SmallVector<Value> next(partial.begin(), partial.end());
-            for (int64_t j = 0; j < nr; ++j) {
-              Value wv = loadVec(w, e.addi(n0, e.index(j)), k);
-              for (int64_t i = 0; i < mr; ++i)
-                next[i * nr + j] =
-                    vector::FMAOp::create(b, as[i], wv, next[i * nr + j]);
-            }
-            return next;
+            return multiplyAddBlock(partial, [&](Value memref, Value row) {
+              return loadVec(memref, row, k);
+            });
           },
-          cLanes);
+          cStep);
+      if (hasTail) {
+        Value mask = vector::CreateMaskOp::create(
+            b, VectorType::get({step}, b.getI1Type()), ValueRange{kTail});
+        acc = multiplyAddBlock(acc, [&](Value memref, Value row) {
+          return loadTail(memref, row, mask);
+        });
+      }
       for (int64_t i = 0; i < mr; ++i) {
         Value m = e.addi(m0, e.index(i));
+        ArrayRef<Value> row = ArrayRef<Value>(acc).slice(i * nr, nr);
+        if (nr > 1 && llvm::isPowerOf2_64(nr) && nr <= lanes) {
+          // C[m, n0 : n0 + nr] += the row's sums, as one vector.
+          auto rowType = VectorType::get({nr}, accType);
+          Value sums = reduceTransposed(b, row, nr);
+          Value old = vector::LoadOp::create(b, rowType, c, ValueRange{m, n0});
+          vector::StoreOp::create(b, arith::AddFOp::create(b, old, sums), c,
+                                  ValueRange{m, n0});
+          continue;
+        }
         for (int64_t j = 0; j < nr; ++j) {
           Value n = e.addi(n0, e.index(j));
           Value sum = vector::ReductionOp::create(
-              b, vector::CombiningKind::ADD, acc[i * nr + j], Value(),
+              b, vector::CombiningKind::ADD, row[j], Value(),
               arith::FastMathFlags::reassoc);
-          sum = e.sum(kVec, depth, sum, [&](Value k) {
-            return e.mulf(loadScalar(a, m, k), loadScalar(w, n, k));
-          });
           e.store(e.addf(e.load(c, {m, n}), sum), c, {m, n});
         }
       }
@@ -292,6 +389,7 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
   }
 
   int64_t vectorBits, rowTile, colTile;
+  bool bf16Dot;
 };
 
 struct MoEVectorizeContractionsPass
@@ -310,7 +408,7 @@ struct MoEVectorizeContractionsPass
     }
     RewritePatternSet patterns(&getContext());
     patterns.add<VectorizeTransposedBMatmul>(&getContext(), vectorBits,
-                                             rowTile, colTile);
+                                             rowTile, colTile, bf16Dot);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }

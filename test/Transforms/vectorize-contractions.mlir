@@ -1,4 +1,5 @@
 // RUN: moe-opt %s --split-input-file --moe-vectorize-contractions="row-tile=2 col-tile=2" | FileCheck %s
+// RUN: moe-opt %s --split-input-file --moe-vectorize-contractions="row-tile=2 col-tile=4 bf16-dot=1" | FileCheck %s --check-prefix=DOT
 // RUN: not moe-opt %s --split-input-file --moe-vectorize-contractions="row-tile=0" 2>&1 | FileCheck %s --check-prefix=BAD
 // BAD: error: row-tile and col-tile must be at least 1 and vector-bits at least 32
 
@@ -7,20 +8,37 @@
 #c = affine_map<(m, n, k) -> (m, n)>
 
 // A 2x2 register block: two A rows and two widened bf16 W rows per k step
-// feed four FMAs on vector<16xf32> partial sums, reduced once per element.
-// Full column panels are the parallel loop; the odd column is a serial tail.
+// feed four FMAs on vector<16xf32> partial sums. Each row of the block is
+// reduced by one transposing tree (pairs of shuffles and an add, halving the
+// vector each step) into a vector<2xf32> added to C's row at once. Full
+// column panels are the parallel loop; the odd column is a serial tail.
+// K (64) is a multiple of 16: no masked tail step.
 // CHECK-LABEL: func @matmul_transpose_b
 // CHECK-SAME:  (%[[A:.*]]: memref<?x64xf32>, %[[W:.*]]: memref<6x64xbf16>, %[[C:.*]]: memref<?x6xf32>)
 // CHECK:       scf.parallel (%[[N0:.*]]) = (%{{.*}}) to (%{{.*}}) step (%[[C2:.*]]) {
 // CHECK:         scf.for %[[M0:.*]] = %{{.*}} to %{{.*}} step %[[C2]] {
-// CHECK:           scf.for %[[K:.*]] = %{{.*}} to %{{.*}} step %[[C16:.*]] iter_args(%[[S00:.*]] = %{{.*}}, %[[S01:.*]] = %{{.*}}, %[[S10:.*]] = %{{.*}}, %[[S11:.*]] = %{{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
+// CHECK:           %[[ACC:.*]]:4 = scf.for %[[K:.*]] = %{{.*}} to %{{.*}} step %[[C16:.*]] iter_args(%[[S00:.*]] = %{{.*}}, %[[S01:.*]] = %{{.*}}, %[[S10:.*]] = %{{.*}}, %[[S11:.*]] = %{{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
 // CHECK-DAG:         vector.load %[[A]][%{{.*}}, %[[K]]] : memref<?x64xf32>, vector<16xf32>
 // CHECK-DAG:         %[[W0:.*]] = vector.load %[[W]][%{{.*}}, %[[K]]] : memref<6x64xbf16>, vector<16xbf16>
 // CHECK:             arith.extf %[[W0]] : vector<16xbf16> to vector<16xf32>
 // CHECK-COUNT-4:     vector.fma
 // CHECK:             scf.yield
-// CHECK-COUNT-4:   vector.reduction <add>, %{{.*}} fastmath<reassoc> : vector<16xf32> into f32
+// CHECK-NOT:       vector.maskedload
+// CHECK:           %[[LO:.*]] = vector.shuffle %[[ACC]]#0, %[[ACC]]#1 [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23]
+// CHECK:           %[[HI:.*]] = vector.shuffle %[[ACC]]#0, %[[ACC]]#1 [8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31]
+// CHECK:           arith.addf %[[LO]], %[[HI]] : vector<16xf32>
+// CHECK:           vector.shuffle {{.*}} [0, 1, 2, 3, 8, 9, 10, 11] : vector<16xf32>, vector<16xf32>
+// CHECK:           vector.shuffle {{.*}} [0, 1, 4, 5] : vector<8xf32>, vector<8xf32>
+// CHECK:           vector.shuffle {{.*}} [0, 2] : vector<4xf32>, vector<4xf32>
+// CHECK:           %[[SUMS:.*]] = arith.addf {{.*}} : vector<2xf32>
+// CHECK:           %[[OLD:.*]] = vector.load %[[C]][%[[M0]], %[[N0]]] : memref<?x6xf32>, vector<2xf32>
+// CHECK:           %[[NEW:.*]] = arith.addf %[[OLD]], %[[SUMS]] : vector<2xf32>
+// CHECK:           vector.store %[[NEW]], %[[C]][%[[M0]], %[[N0]]] : memref<?x6xf32>, vector<2xf32>
 // CHECK-NOT:   linalg.generic
+// With bf16-dot, bf16 x f32 is still widened: vdpbf16ps needs both bf16.
+// DOT-LABEL: func @matmul_transpose_b
+// DOT-NOT:     x86vector.avx512.dot
+// DOT:         vector.fma
 func.func @matmul_transpose_b(%a: memref<?x64xf32>, %w: memref<6x64xbf16>, %c: memref<?x6xf32>) {
   linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
       ins(%a, %w : memref<?x64xf32>, memref<6x64xbf16>) outs(%c : memref<?x6xf32>) {
@@ -127,6 +145,47 @@ func.func @b_rank3_many_loops(%a: memref<2x2x2x2x4x8xf32>, %w: memref<2x6x8xf32>
     %p = arith.mulf %x, %y : f32
     %r = arith.addf %acc, %p : f32
     linalg.yield %r : f32
+  }
+  return
+}
+
+// -----
+
+#a = affine_map<(m, n, k) -> (m, k)>
+#b = affine_map<(m, n, k) -> (n, k)>
+#c = affine_map<(m, n, k) -> (m, n)>
+
+// Two bf16 operands: with bf16-dot, each step takes 32 k (16 pairs) into
+// vdpbf16ps, unwidened. K = 72 leaves 8: one more step with masked loads
+// reading zeros past the end instead of a scalar loop per element of C.
+// Without the option, the same contraction widens both and steps by 16.
+// DOT-LABEL: func @bf16_both
+// DOT-SAME:  (%[[A:.*]]: memref<?x72xbf16>, %[[W:.*]]: memref<8x72xbf16>, %[[C:.*]]: memref<?x8xf32>)
+// DOT:         %[[C32:.*]] = arith.constant 32 : index
+// DOT:         scf.parallel
+// DOT:           scf.for
+// DOT:             scf.for %[[K:.*]] = %{{.*}} to %[[KV:.*]] step %[[C32]]
+// DOT-DAG:           %[[AV:.*]] = vector.load %[[A]][%{{.*}}, %[[K]]] : memref<?x72xbf16>, vector<32xbf16>
+// DOT-DAG:           %[[WV:.*]] = vector.load %[[W]][%{{.*}}, %[[K]]] : memref<8x72xbf16>, vector<32xbf16>
+// DOT:               x86vector.avx512.dot %{{.*}}, %[[AV]], %[[WV]] : vector<32xbf16> -> vector<16xf32>
+// DOT:             %[[MASK:.*]] = vector.create_mask %{{.*}} : vector<32xi1>
+// DOT:             vector.maskedload %[[A]][%{{.*}}, %[[KV]]], %[[MASK]], %{{.*}} : memref<?x72xbf16>, vector<32xi1>, vector<32xbf16> into vector<32xbf16>
+// DOT-COUNT-4:     vector.maskedload %[[W]]
+// DOT-COUNT-8:     x86vector.avx512.dot
+// DOT:             vector.store {{.*}} : memref<?x8xf32>, vector<4xf32>
+// CHECK-LABEL: func @bf16_both
+// CHECK-NOT:   x86vector.avx512.dot
+// CHECK:       arith.extf {{.*}} : vector<16xbf16> to vector<16xf32>
+// CHECK:       vector.fma
+func.func @bf16_both(%a: memref<?x72xbf16>, %w: memref<8x72xbf16>, %c: memref<?x8xf32>) {
+  linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%a, %w : memref<?x72xbf16>, memref<8x72xbf16>) outs(%c : memref<?x8xf32>) {
+  ^bb0(%x: bf16, %y: bf16, %acc: f32):
+    %x32 = arith.extf %x : bf16 to f32
+    %y32 = arith.extf %y : bf16 to f32
+    %p = arith.mulf %x32, %y32 : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
   }
   return
 }

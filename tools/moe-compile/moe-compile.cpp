@@ -102,10 +102,12 @@ cl::opt<std::string>
                         "next to moe-compile)"),
                cl::init(""), cl::cat(category));
 cl::opt<int64_t> gemmRowTile("gemm-row-tile",
-                             cl::desc("Rows per expert-GEMM register block"),
+                             cl::desc("Rows per expert-GEMM register block "
+                                      "(default: 3 with AVX-512, else 2)"),
                              cl::init(3), cl::cat(category));
 cl::opt<int64_t> gemmColTile("gemm-col-tile",
-                             cl::desc("Columns per expert-GEMM register block"),
+                             cl::desc("Columns per expert-GEMM register block "
+                                      "(default: 8 with AVX-512, else 4)"),
                              cl::init(8), cl::cat(category));
 cl::opt<bool> fuseAttention(
     "fuse-attention",
@@ -306,6 +308,20 @@ int compile(int argc, char **argv) {
   if (!module)
     return 1; // The diagnostic handler has reported why.
 
+  moe::CompileOptions options;
+  options.cpu = mcpu;
+  options.features = mattr;
+  options.optLevel = optLevel;
+  options.linker = linker;
+  options.runtimeLibDir =
+      runtimeDir.empty() ? defaultRuntimeDir(argv[0]) : std::string(runtimeDir);
+  options.verbose = verbose;
+
+  // The kernels the lowering picks depend on what the target CPU has.
+  auto machine = moe::createTargetMachine(options, error);
+  if (failed(machine))
+    return fail(error);
+
   {
     TimingScope scope = timing.nest("MLIR lowering");
     if (cuda) {
@@ -321,8 +337,18 @@ int compile(int argc, char **argv) {
         return 1;
     } else {
       moe::CPUPipelineOptions pipeline;
-      pipeline.gemmRowTile = gemmRowTile;
-      pipeline.gemmColTile = gemmColTile;
+      // The register block fits the target's vector registers: 3 x 8
+      // accumulators and 11 operand vectors of the 32 AVX-512 registers;
+      // 2 x 4 and 6 operands of AVX2's 16. The options override it.
+      bool avx512 = moe::targetHasFeature(**machine, "avx512f");
+      pipeline.vectorBits = avx512 ? 512 : 256;
+      pipeline.gemmRowTile = gemmRowTile.getNumOccurrences() || avx512
+                                 ? int64_t(gemmRowTile)
+                                 : 2;
+      pipeline.gemmColTile = gemmColTile.getNumOccurrences() || avx512
+                                 ? int64_t(gemmColTile)
+                                 : 4;
+      pipeline.bf16Dot = moe::targetHasFeature(**machine, "avx512bf16");
       pipeline.fuseAttention = fuseAttention;
       pipeline.emulateCUDAKernels = emulateCUDAKernels;
       pipeline.expertParallel = expertParallel;
@@ -356,19 +382,6 @@ int compile(int argc, char **argv) {
            << StringRef(text).rtrim('\0') << "\n";
     });
   }
-
-  moe::CompileOptions options;
-  options.cpu = mcpu;
-  options.features = mattr;
-  options.optLevel = optLevel;
-  options.linker = linker;
-  options.runtimeLibDir =
-      runtimeDir.empty() ? defaultRuntimeDir(argv[0]) : std::string(runtimeDir);
-  options.verbose = verbose;
-
-  auto machine = moe::createTargetMachine(options, error);
-  if (failed(machine))
-    return fail(error);
 
   // A fresh temporary file's path (the caller removes it).
   auto temporaryFile = [&](StringRef prefix, StringRef suffix,

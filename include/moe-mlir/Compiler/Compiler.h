@@ -69,6 +69,10 @@ std::string findCUDATool(StringRef tool, StringRef toolkit);
 FailureOr<std::unique_ptr<llvm::TargetMachine>>
 createTargetMachine(const CompileOptions &options, std::string &error);
 
+/// Whether `machine`'s CPU has `feature` ("avx512bf16").
+bool targetHasFeature(const llvm::TargetMachine &machine,
+                      llvm::StringRef feature);
+
 /// Translates an LLVM-dialect module and optimises it for `machine`.
 std::unique_ptr<llvm::Module>
 translateAndOptimize(ModuleOp module, llvm::LLVMContext &context,

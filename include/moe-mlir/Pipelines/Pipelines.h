@@ -71,6 +71,13 @@ struct CPUPipelineOptions
       *this, "vector-bits",
       llvm::cl::desc("Vector register width in bits (512 for AVX-512)"),
       llvm::cl::init(512)};
+  PassOptions::Option<bool> bf16Dot{
+      *this, "bf16-dot",
+      llvm::cl::desc("The target has AVX512-BF16 (moe-compile asks it): "
+                     "bf16 x bf16 GEMMs use vdpbf16ps and f32 -> bf16 "
+                     "rounding its instruction; without it, rounding is "
+                     "integer arithmetic"),
+      llvm::cl::init(false)};
 };
 
 /// moe (tensor level) -> LLVM dialect for the host CPU: decomposition,

@@ -145,7 +145,9 @@ def MoEVectorizeContractions : Pass<"moe-vectorize-contractions"> {
     attention's QK^T: one matrix after the other), into loops over `row-tile` x `col-tile` blocks of C whose partial sums
     live in vector registers along k (`vector.load` + `vector.fma`), with a
     single horizontal reduction per element of C and scalar tails for k, m
-    and n. Narrow operands (bf16, f16) are widened after the load. Columns of
+    and n. Narrow operands (bf16, f16) are widened after the load; with
+    `bf16-dot`, contractions of two bf16 operands into f32 use AVX512-BF16's
+    `vdpbf16ps` (`x86vector.avx512.dot`) on bf16 pairs instead. Columns of
     C are the outer loop so that a panel of B stays in cache while the rows
     of A pass over it; the full column panels form an `scf.parallel` loop,
     the unit of multithreading.
@@ -157,8 +159,12 @@ def MoEVectorizeContractions : Pass<"moe-vectorize-contractions"> {
            "Rows of C per register block">,
     Option<"colTile", "col-tile", "int64_t", /*default=*/"8",
            "Columns of C per register block">,
+    Option<"bf16Dot", "bf16-dot", "bool", /*default=*/"false",
+           "Multiply bf16 by bf16 with vdpbf16ps (the target has "
+           "AVX512-BF16)">,
   ];
   let dependentDialects = ["::mlir::vector::VectorDialect",
+                           "::mlir::x86vector::X86VectorDialect",
                            "::mlir::scf::SCFDialect"];
 }
 
