@@ -26,7 +26,7 @@ namespace {
 /// The tensor-level start every target shares: the manifest, the layer
 /// split into its four stages, one tensor per function result.
 void addTensorLevelPasses(OpPassManager &pm, bool exportABI, StringRef target,
-                          bool fuseAttention = false,
+                          bool fuseAttention = false, bool bf16Rows = false,
                           int64_t expertParallel = 0,
                           int64_t overlapChunks = 1,
                           int64_t overlapTokens = 256,
@@ -45,7 +45,9 @@ void addTensorLevelPasses(OpPassManager &pm, bool exportABI, StringRef target,
     abi.target = target.str();
     pm.addPass(moe::createMoEExportABI(abi));
   }
-  pm.addPass(moe::createMoEDecomposeLayer());
+  moe::MoEDecomposeLayerOptions decompose;
+  decompose.bf16Rows = bf16Rows;
+  pm.addPass(moe::createMoEDecomposeLayer(decompose));
   pm.addPass(createCanonicalizerPass());
   // Chains of elementwise linalg ops around the layers (norms, RoPE,
   // residual adds, activations) become single loops; splat operands become
@@ -118,6 +120,7 @@ void addHostLLVMLoweringPasses(OpPassManager &pm, bool exportABI) {
 void moe::buildCPULoweringPipeline(OpPassManager &pm,
                                    const CPUPipelineOptions &options) {
   addTensorLevelPasses(pm, options.exportABI, "cpu", options.fuseAttention,
+                       /*bf16Rows=*/options.bf16Dot && !options.emulateCUDAKernels,
                        options.expertParallel,
                        options.overlapChunks, options.overlapTokens,
                        options.overlapModel);
@@ -180,7 +183,8 @@ void moe::buildCUDALoweringPipeline(OpPassManager &pm,
   // An emulated module runs on the CPU: its manifest says so.
   addTensorLevelPasses(pm, options.exportABI,
                        options.emulateKernels ? "cpu" : "cuda",
-                       /*fuseAttention=*/false, options.expertParallel,
+                       /*fuseAttention=*/false, /*bf16Rows=*/false,
+                       options.expertParallel,
                        options.overlapChunks,
                        options.overlapTokens, options.overlapModel);
   // The stage ops become kernels on buffers; what remains is bufferized

@@ -628,6 +628,8 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
 
     Value numRows = e.dim(rows, 0);
     Type rowType = expert.getRows().getType().getElementType();
+    // bf16 rows may give f32 outputs (-moe-decompose-layer's bf16-rows).
+    Type resultType = expert.getResult().getType().getElementType();
     Type ct = computeTypeFor(rowType);
     FailureOr<Value> result = allocBuffer(
         b, b.getLoc(), expert.getResult().getType(), numRows,
@@ -653,7 +655,7 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
         {numRows});
     FailureOr<Value> fc3Out = fc3 ? scratch(inter) : FailureOr<Value>(Value());
     FailureOr<Value> fc2Out =
-        rowType != ct ? scratch(hiddenSize) : FailureOr<Value>(Value());
+        resultType != ct ? scratch(hiddenSize) : FailureOr<Value>(Value());
     if (failed(fc1Out) || failed(act) || failed(fc3Out) || failed(fc2Out))
       return failure();
     // Quantised weights are dequantised a panel of rows at a time into this
@@ -755,14 +757,14 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
               [&](OpBuilder &nested, Location loc, ValueRange args) {
                 ImplicitLocOpBuilder nb(loc, nested);
                 linalg::YieldOp::create(
-                    nb, KernelEmitter(nb).castFloat(args[0], rowType));
+                    nb, KernelEmitter(nb).castFloat(args[0], resultType));
               });
       });
     });
     // Padding rows produce zeros.
     Value firstPad = clampRow(lastOffset);
     Value padding = sliceRows(b, *result, firstPad, e.subi(numRows, firstPad));
-    linalg::FillOp::create(b, ValueRange{e.f(rowType, 0.0)},
+    linalg::FillOp::create(b, ValueRange{e.f(resultType, 0.0)},
                            ValueRange{padding});
 
     // The scratch buffers are freed by the buffer-deallocation pipeline,

@@ -326,7 +326,8 @@ Value buildExpertExchange(PatternRewriter &rewriter, LayerOp layer,
 }
 
 struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
-  using OpRewritePattern::OpRewritePattern;
+  DecomposeLayerPattern(MLIRContext *ctx, bool bf16Rows)
+      : OpRewritePattern(ctx), bf16Rows(bf16Rows) {}
 
   LogicalResult matchAndRewrite(LayerOp layer,
                                 PatternRewriter &rewriter) const override {
@@ -340,7 +341,17 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
     Value tokens = input;
     if (inputType.getRank() == 3)
       tokens = tensor::CollapseShapeOp::create(rewriter, loc, input, collapse);
+    // bf16 tokens dispatched as they are for bf16 expert weights: both GEMM
+    // operands bf16. Widening is exact, so only the bytes moved change; the
+    // expert outputs stay f32 (rounded once, at the output).
+    Value rowSource;
+    if (bf16Rows && !layer.getExpertParallelAttr() && !layer.getQuantAttr() &&
+        getElementTypeOrSelf(tokens.getType()).isBF16() &&
+        getElementTypeOrSelf(layer.getFc1().getType()).isBF16())
+      rowSource = tokens;
     tokens = widenHalf(rewriter, loc, tokens);
+    if (!rowSource)
+      rowSource = tokens;
     Value logits = widenHalf(rewriter, loc, layer.getLogits());
     ExpertParallelAttr ep = layer.getExpertParallelAttr();
     Type stageTokensType = tokens.getType();
@@ -372,10 +383,11 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
       groupSize = tensor::DimOp::create(rewriter, loc, input, 1);
     auto dispatch = DispatchOp::create(
         rewriter, loc,
-        RankedTensorType::get({numRows, hidden}, tokensType.getElementType()),
+        RankedTensorType::get({numRows, hidden},
+                              getElementTypeOrSelf(rowSource.getType())),
         RankedTensorType::get({numExperts + 1}, i32),
         RankedTensorType::get({numRows}, i32),
-        RankedTensorType::get({numTokens, k}, i32), tokens, route.getIds(),
+        RankedTensorType::get({numTokens, k}, i32), rowSource, route.getIds(),
         groupSize, rewriter.getI64IntegerAttr(numExperts),
         layer.getCapacityFactorAttr(), layer.getExpertCapacityAttr());
 
@@ -384,7 +396,9 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
       expertOutput = buildExpertExchange(rewriter, layer, dispatch, scoreType);
     else
       expertOutput = ExpertOp::create(
-          rewriter, loc, dispatch.getRows().getType(), dispatch.getRows(),
+          rewriter, loc,
+          RankedTensorType::get({numRows, hidden}, tokensType.getElementType()),
+          dispatch.getRows(),
           dispatch.getOffsets(), layer.getFc1(), layer.getFc1Bias(),
           layer.getFc2(), layer.getFc2Bias(), layer.getFc3(),
           layer.getFc3Bias(), layer.getFc1Scales(), layer.getFc2Scales(),
@@ -429,13 +443,17 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
     rewriter.replaceOp(layer, combined);
     return success();
   }
+
+  bool bf16Rows;
 };
 
 struct MoEDecomposeLayerPass
     : moe::impl::MoEDecomposeLayerBase<MoEDecomposeLayerPass> {
+  using MoEDecomposeLayerBase::MoEDecomposeLayerBase;
+
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    populateDecomposeLayerPatterns(patterns);
+    populateDecomposeLayerPatterns(patterns, bf16Rows);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }
@@ -443,6 +461,7 @@ struct MoEDecomposeLayerPass
 
 } // namespace
 
-void mlir::moe::populateDecomposeLayerPatterns(RewritePatternSet &patterns) {
-  patterns.add<DecomposeLayerPattern>(patterns.getContext());
+void mlir::moe::populateDecomposeLayerPatterns(RewritePatternSet &patterns,
+                                               bool bf16Rows) {
+  patterns.add<DecomposeLayerPattern>(patterns.getContext(), bf16Rows);
 }

@@ -1,4 +1,5 @@
 // RUN: moe-opt %s --split-input-file --moe-decompose-layer | FileCheck %s
+// RUN: moe-opt %s --split-input-file --moe-decompose-layer=bf16-rows=1 | FileCheck %s --check-prefix=NARROW
 
 // The ONNX Runtime test_moe_cpu.py layer: the [B, S, H] input is collapsed
 // around the four stages and every layer attribute lands on its stage.
@@ -116,4 +117,35 @@ func.func @one_shared_expert(%x: tensor<8x16xf32>, %logits: tensor<8x2xf32>, %w1
 func.func @half_precision(%x: tensor<?x16xf16>, %logits: tensor<?x4xbf16>, %w1: tensor<4x32x16xf16>, %w2: tensor<4x16x32xf16>) -> tensor<?x16xf16> {
   %0 = moe.layer %x, %logits fc1 %w1 fc2 %w2 {k = 2 : i64} : (tensor<?x16xf16>, tensor<?x4xbf16>, tensor<4x32x16xf16>, tensor<4x16x32xf16>) -> tensor<?x16xf16>
   return %0 : tensor<?x16xf16>
+}
+
+// -----
+
+// bf16 tokens with bf16 expert weights. By default they are widened to f32
+// before dispatch like any half-precision input; with bf16-rows they are
+// dispatched as they are, and the expert outputs are f32 all the same, so
+// that combine rounds once, at the output.
+// CHECK-LABEL: func @bf16_rows
+// CHECK:       %[[WIDE:.*]] = linalg.generic {{.*}} ins(%{{.*}} : tensor<?x32xbf16>) outs(%{{.*}} : tensor<?x32xf32>)
+// CHECK:       moe.dispatch %[[WIDE]], %{{.*}} {num_experts = 4 : i64} : tensor<?x32xf32>
+// CHECK:       moe.expert {{.*}} : (tensor<?x32xf32>, {{.*}}) -> tensor<?x32xf32>
+// NARROW-LABEL: func @bf16_rows
+// NARROW-SAME:  (%[[X:.*]]: tensor<?x32xbf16>,
+// NARROW:        %[[ROWS:.*]], %[[OFFSETS:.*]], %{{.*}}, %[[SLOTS:.*]] = moe.dispatch %[[X]], %{{.*}} {num_experts = 4 : i64} : tensor<?x32xbf16>, tensor<?x2xi32> -> tensor<?x32xbf16>,
+// NARROW:        %[[Y:.*]] = moe.expert %[[ROWS]], %[[OFFSETS]] {{.*}} : (tensor<?x32xbf16>, tensor<5xi32>, tensor<4x16x32xbf16>, tensor<4x32x16xbf16>) -> tensor<?x32xf32>
+// NARROW:        %[[OUT:.*]] = moe.combine %[[Y]], {{.*}} -> tensor<?x32xf32>
+// NARROW:        linalg.generic {{.*}} ins(%[[OUT]] : tensor<?x32xf32>) outs(%{{.*}} : tensor<?x32xbf16>)
+func.func @bf16_rows(%x: tensor<?x32xbf16>, %logits: tensor<?x4xf32>, %w1: tensor<4x16x32xbf16>, %w2: tensor<4x32x16xbf16>) -> tensor<?x32xbf16> {
+  %0 = moe.layer %x, %logits fc1 %w1 fc2 %w2 {k = 2 : i64} : (tensor<?x32xbf16>, tensor<?x4xf32>, tensor<4x16x32xbf16>, tensor<4x32x16xbf16>) -> tensor<?x32xbf16>
+  return %0 : tensor<?x32xbf16>
+}
+
+// -----
+
+// bf16-rows leaves f32 weights alone: the tokens are widened.
+// NARROW-LABEL: func @bf16_tokens_f32_weights
+// NARROW:        moe.dispatch %{{.*}}, %{{.*}} {num_experts = 4 : i64} : tensor<?x32xf32>
+func.func @bf16_tokens_f32_weights(%x: tensor<?x32xbf16>, %logits: tensor<?x4xf32>, %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>) -> tensor<?x32xbf16> {
+  %0 = moe.layer %x, %logits fc1 %w1 fc2 %w2 {k = 2 : i64} : (tensor<?x32xbf16>, tensor<?x4xf32>, tensor<4x16x32xf32>, tensor<4x32x16xf32>) -> tensor<?x32xbf16>
+  return %0 : tensor<?x32xbf16>
 }

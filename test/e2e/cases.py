@@ -85,6 +85,19 @@ CASES = [
          tokens=3),
     dict(name="bf16_t1_e128_k8", dtype="bf16", tokens=1, E=128, k=8, H=72,
          I=24),
+    # bf16 tokens and weights: dispatched as bf16 rows, both GEMMs bf16 x
+    # bf16 (vdpbf16ps where the CPU has AVX512-BF16), K not a multiple of 32
+    # (masked last step) as well as one.
+    dict(name="bf16io_swiglu_t1", dtype="bf16", act_dtype="bf16",
+         activation="swiglu", fusion="interleaved", tokens=1, E=8, k=2, H=72,
+         I=56),
+    dict(name="bf16io_swiglu_3d", dtype="bf16", act_dtype="bf16",
+         activation="swiglu", fusion="concatenated", tokens=[3, 21], E=8,
+         k=2, H=96, I=64, bias=True),
+    dict(name="bf16io_glu_silu_t300", dtype="bf16", act_dtype="bf16",
+         activation="silu", glu=True, tokens=300, E=16, k=4, H=100, I=136),
+    dict(name="bf16io_relu_e64_k8", dtype="bf16", act_dtype="bf16",
+         activation="relu", tokens=64, E=64, k=8, H=40, I=24),
     dict(name="f16_silu", dtype="f16", activation="silu", H=72, I=56,
          bias=True),
     dict(name="f16_swiglu_concatenated",
@@ -171,6 +184,8 @@ CASES = [
          E=8, k=2, H=72, I=24),
     dict(name="shared1_bf16", shared=1, shared_gate=True, dtype="bf16",
          E=8, k=2, H=40, I=24, bias=True),
+    dict(name="shared1_bf16io", shared=1, shared_gate=True, dtype="bf16",
+         act_dtype="bf16", E=8, k=2, H=40, I=24, tokens=17),
     dict(name="shared1_gate_glu", shared=1, shared_gate=True,
          activation="gelu", glu=True, E=16, k=4, H=40, I=24),
     dict(name="shared2_swiglu_interleaved",

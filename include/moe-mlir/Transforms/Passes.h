@@ -25,7 +25,8 @@ namespace moe {
 #include "moe-mlir/Transforms/Passes.h.inc"
 
 /// Adds the pattern rewriting moe.layer into the four stage ops.
-void populateDecomposeLayerPatterns(RewritePatternSet &patterns);
+void populateDecomposeLayerPatterns(RewritePatternSet &patterns,
+                                    bool bf16Rows = false);
 
 #define GEN_PASS_REGISTRATION
 #include "moe-mlir/Transforms/Passes.h.inc"

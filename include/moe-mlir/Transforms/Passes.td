@@ -25,7 +25,19 @@ def MoEDecomposeLayer : Pass<"moe-decompose-layer"> {
     (a single expert owning rows `[0, T)`), summed with `linalg.add` and
     handed to `moe.combine`. A `[B, S, H]` input is collapsed to `[B*S, H]` around the
     stages and expanded back.
+
+    Half-precision tokens are widened to f32 for the stages, so that the
+    routing weights and expert outputs are not rounded on the way. With
+    `bf16-rows`, bf16 tokens of a layer with bf16 routed-expert weights are
+    dispatched as bf16 rows instead (widening is exact, so only the bytes
+    moved and the GEMM's operand types change), while the expert outputs
+    stay f32: the CPU pipeline sets it where `vdpbf16ps` multiplies bf16 by
+    bf16.
   }];
+  let options = [
+    Option<"bf16Rows", "bf16-rows", "bool", /*default=*/"false",
+           "Dispatch bf16 tokens as bf16 rows for bf16 expert weights">,
+  ];
   let dependentDialects = ["::mlir::arith::ArithDialect",
                            "::mlir::linalg::LinalgDialect",
                            "::mlir::scf::SCFDialect",
