@@ -344,14 +344,12 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
     // bf16 tokens dispatched as they are for bf16 expert weights: both GEMM
     // operands bf16. Widening is exact, so only the bytes moved change; the
     // expert outputs stay f32 (rounded once, at the output).
-    Value rowSource;
+    Value narrowRows;
     if (bf16Rows && !layer.getExpertParallelAttr() && !layer.getQuantAttr() &&
         getElementTypeOrSelf(tokens.getType()).isBF16() &&
         getElementTypeOrSelf(layer.getFc1().getType()).isBF16())
-      rowSource = tokens;
+      narrowRows = tokens;
     tokens = widenHalf(rewriter, loc, tokens);
-    if (!rowSource)
-      rowSource = tokens;
     Value logits = widenHalf(rewriter, loc, layer.getLogits());
     ExpertParallelAttr ep = layer.getExpertParallelAttr();
     Type stageTokensType = tokens.getType();
@@ -359,6 +357,7 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
       tokens = withDynamicRows(rewriter, loc, tokens);
       logits = withDynamicRows(rewriter, loc, logits);
     }
+    Value rowSource = narrowRows ? narrowRows : tokens;
     auto tokensType = cast<RankedTensorType>(tokens.getType());
     int64_t numTokens = tokensType.getDimSize(0);
     int64_t hidden = tokensType.getDimSize(1);
