@@ -405,6 +405,51 @@ Value loadByte(KernelEmitter &e, Value memref, ValueRange indices) {
   return arith::ExtUIOp::create(b, b.getI32Type(), byte);
 }
 
+/// Nibble `which` (0 low, 1 high; an index) of an i32 byte.
+Value loadNibble(KernelEmitter &e, Value byte, Value which) {
+  ImplicitLocOpBuilder &b = e.builder();
+  // Ops are built one statement at a time so that the emitted IR does not
+  // depend on the C++ compiler's argument evaluation order.
+  Value which32 = e.toI32(which);
+  Value shift = arith::ShLIOp::create(b, which32, e.i32(2));
+  Value shifted = arith::ShRUIOp::create(b, byte, shift);
+  return arith::AndIOp::create(b, shifted, e.i32(15));
+}
+
+/// The scale of block `blk` of row `n` of expert `x`, in type `ct`.
+Value loadScale(KernelEmitter &e, const QuantizedProjection &p,
+                QuantAttr quant, Value x, Value n, Value blk, Type ct) {
+  Value scale = quant.getBlockSize() == 0 ? e.load(p.scales, {x, n})
+                                          : e.load(p.scales, {x, n, blk});
+  return e.castFloat(scale, ct);
+}
+
+/// The zero point of block `blk` of row `n` of expert `x`, in type `ct`:
+/// 2^(bits - 1) without zero-point operands.
+Value loadZeroPoint(KernelEmitter &e, const QuantizedProjection &p,
+                    QuantAttr quant, Value x, Value n, Value blk, Type ct) {
+  ImplicitLocOpBuilder &b = e.builder();
+  int64_t bits = quant.getBits();
+  bool perRow = quant.getBlockSize() == 0;
+  auto toFloat = [&](Value i32) -> Value {
+    return arith::UIToFPOp::create(b, ct, i32);
+  };
+  if (!p.zeroPoints)
+    return e.f(ct, double(int64_t(1) << (bits - 1)));
+  if (bits == 8)
+    return toFloat(perRow ? loadByte(e, p.zeroPoints, {x, n})
+                          : loadByte(e, p.zeroPoints, {x, n, blk}));
+  // 4-bit zero points pack two per byte: along the rows for per-row
+  // scales, along the blocks otherwise; the low nibble comes first.
+  Value c2 = e.index(2);
+  Value packed = perRow ? n : blk;
+  Value byteIndex = arith::DivUIOp::create(b, packed, c2);
+  Value which = arith::RemUIOp::create(b, packed, c2);
+  Value byte = perRow ? loadByte(e, p.zeroPoints, {x, byteIndex})
+                      : loadByte(e, p.zeroPoints, {x, n, byteIndex});
+  return toFloat(loadNibble(e, byte, which));
+}
+
 /// Writes rows `[n0, n0 + rows)` of expert `x`'s dequantised weight,
 /// `(q - zp) * scale` with K logical columns, into rows `[0, rows)` of
 /// `panel` (compute type). Rows are independent and run in parallel.
@@ -417,7 +462,6 @@ void emitDequantizeRows(ImplicitLocOpBuilder &b, const QuantizedProjection &p,
   // Per-row scales are one block spanning the whole row.
   int64_t block = quant.getBlockSize() ? quant.getBlockSize() : depth;
   int64_t numBlocks = (depth + block - 1) / block;
-  bool perRow = quant.getBlockSize() == 0;
   Value c0 = e.index(0), c1 = e.index(1), c2 = e.index(2);
   auto loop = scf::ParallelOp::create(b, ValueRange{c0}, ValueRange{rows},
                                       ValueRange{c1});
@@ -425,35 +469,6 @@ void emitDequantizeRows(ImplicitLocOpBuilder &b, const QuantizedProjection &p,
   b.setInsertionPoint(loop.getBody()->getTerminator());
   Value r = loop.getInductionVars()[0];
   Value n = e.addi(n0, r);
-  auto toFloat = [&](Value i32) -> Value {
-    return arith::UIToFPOp::create(b, ct, i32);
-  };
-  // Nibble `which` (0 low, 1 high) of an i32 byte.
-  auto nibble = [&](Value byte, Value which) -> Value {
-    // Ops are built one statement at a time so that the emitted IR does not
-    // depend on the C++ compiler's argument evaluation order.
-    Value which32 = e.toI32(which);
-    Value shift = arith::ShLIOp::create(
-        b, which32, arith::ConstantIntOp::create(b, b.getI32Type(), 2));
-    Value shifted = arith::ShRUIOp::create(b, byte, shift);
-    return arith::AndIOp::create(
-        b, shifted, arith::ConstantIntOp::create(b, b.getI32Type(), 15));
-  };
-  auto zeroPoint = [&](Value blk) -> Value {
-    if (!p.zeroPoints)
-      return e.f(ct, double(int64_t(1) << (bits - 1)));
-    if (bits == 8)
-      return toFloat(perRow ? loadByte(e, p.zeroPoints, {x, n})
-                            : loadByte(e, p.zeroPoints, {x, n, blk}));
-    // 4-bit zero points pack two per byte: along the rows for per-row
-    // scales, along the blocks otherwise; the low nibble comes first.
-    Value packed = perRow ? n : blk;
-    Value byteIndex = arith::DivUIOp::create(b, packed, c2);
-    Value which = arith::RemUIOp::create(b, packed, c2);
-    Value byte = perRow ? loadByte(e, p.zeroPoints, {x, byteIndex})
-                        : loadByte(e, p.zeroPoints, {x, n, byteIndex});
-    return toFloat(nibble(byte, which));
-  };
   // Bytes are unpacked `chunk` at a time as vectors (a 4-bit block of 16
   // is 8 bytes), the rest of a block one by one. A block is whole bytes:
   // blocks are even-sized and a 4-bit K is even.
@@ -471,9 +486,8 @@ void emitDequantizeRows(ImplicitLocOpBuilder &b, const QuantizedProjection &p,
   Value i4 = arith::ConstantIntOp::create(b, b.getI32Type(), 4);
   Value cPack = e.index(pack);
   e.loop(c0, e.index(numBlocks), [&](Value blk) {
-    Value scale = e.castFloat(
-        perRow ? e.load(p.scales, {x, n}) : e.load(p.scales, {x, n, blk}), ct);
-    Value zp = zeroPoint(blk);
+    Value scale = loadScale(e, p, quant, x, n, blk, ct);
+    Value zp = loadZeroPoint(e, p, quant, x, n, blk, ct);
     // (q - zp) * scale, for scalars and (with broadcast zp/scale) vectors.
     Value zpVec = vector::BroadcastOp::create(b, floatVec, zp);
     Value scaleVec = vector::BroadcastOp::create(b, floatVec, scale);
@@ -529,34 +543,241 @@ void emitDequantizeRows(ImplicitLocOpBuilder &b, const QuantizedProjection &p,
   });
 }
 
-/// `c[m, n] += sum_k a[m, k] * W[x][n, k]` for a packed weight: a panel of
-/// `kDequantPanelRows` rows of expert `x`'s weight at a time is dequantised
-/// into `panel` and multiplied by the float contraction, so the whole
-/// weight is never materialised and the float kernels are reused as they
-/// are.
+/// Expert row counts up to which a quantised projection runs the fused
+/// decode kernel (emitQuantizedMatvec) instead of dequantising panels. With
+/// few rows the panel path is bound by writing and rereading the f32 panel
+/// and by two worker-pool dispatches per panel; the fused kernel reads each
+/// packed byte once. With many rows the panel's register-tiled contraction
+/// reuses each dequantised weight across rows and wins.
+constexpr int64_t kDecodeMaxRows = 8;
+/// Activation rows the decode kernel multiplies by a weight row in one pass;
+/// their accumulators live in registers. A larger count takes more passes
+/// over the same weight row, which is then in L1.
+constexpr int64_t kDecodeRowGroup = 4;
+/// Weight rows per iteration of the decode kernel's parallel loop (the
+/// worker pool hands each thread several iterations at once).
+constexpr int64_t kDecodeTileRows = 16;
+/// Columns the decode kernel dequantises per vector step: 64 f32 are four
+/// AVX-512 registers, independent FMA chains that hide the FMA latency.
+constexpr int64_t kDecodeChunk = 64;
+
+/// Loads the `lanes` codes of columns `[k, k + lanes)` of row `n` of expert
+/// `x` as a vector of `ct`. 4-bit codes are split at the byte level (low
+/// nibble = even column) and interleaved before the one widening step.
+Value loadCodes(KernelEmitter &e, const QuantizedProjection &p, int64_t bits,
+                Value x, Value n, Value k, int64_t lanes, Type ct) {
+  ImplicitLocOpBuilder &b = e.builder();
+  int64_t pack = 8 / bits;
+  int64_t bytes = lanes / pack;
+  Type storage = cast<MemRefType>(p.weights.getType()).getElementType();
+  Value byteIndex = arith::DivUIOp::create(b, k, e.index(pack));
+  Value raw = vector::LoadOp::create(b, VectorType::get({bytes}, storage),
+                                     p.weights, ValueRange{x, n, byteIndex});
+  // Arith only knows signless integers.
+  auto i8Vec = VectorType::get({bytes}, b.getI8Type());
+  Value codes = UnrealizedConversionCastOp::create(b, i8Vec, raw).getResult(0);
+  if (bits == 4) {
+    auto splat = [&](int64_t v) -> Value {
+      return arith::ConstantOp::create(
+          b, i8Vec, DenseElementsAttr::get(i8Vec, b.getI8IntegerAttr(v)));
+    };
+    Value lo = arith::AndIOp::create(b, codes, splat(15));
+    Value hi = arith::ShRUIOp::create(b, codes, splat(4));
+    codes = vector::InterleaveOp::create(b, lo, hi);
+  }
+  Value wide = arith::ExtUIOp::create(
+      b, VectorType::get({lanes}, b.getI32Type()), codes);
+  return arith::UIToFPOp::create(b, VectorType::get({lanes}, ct), wide);
+}
+
+/// `c[m, n] += sum_k a[m, k] * W[x][n, k]` for the few rows of `a` that an
+/// expert gets at decode, streaming the packed weight once: a parallel loop
+/// over tiles of weight rows n; for each n and each group of up to
+/// kDecodeRowGroup rows m, the codes of a block are loaded a vector at a
+/// time, converted to floats, dequantised with the block's scale and zero
+/// point in registers and multiplied into one accumulator vector per row m,
+/// which is reduced once at the end of the row. Nothing is written but `c`.
+void emitQuantizedMatvec(ImplicitLocOpBuilder &b, Value a,
+                         const QuantizedProjection &p, QuantAttr quant,
+                         Value x, int64_t outRows, int64_t depth, Value c) {
+  KernelEmitter e(b);
+  Type ct = cast<MemRefType>(c.getType()).getElementType();
+  Type actType = cast<MemRefType>(a.getType()).getElementType();
+  int64_t bits = quant.getBits();
+  int64_t pack = quant.getPackFactor();
+  // Per-row scales are one block spanning the whole row.
+  int64_t block = quant.getBlockSize() ? quant.getBlockSize() : depth;
+  // The vector step is a power of two within a block, so that every step
+  // has one scale and the final reduction halves evenly; the columns of a
+  // block past the last whole step are done one byte at a time. A 4-bit
+  // block is an even number of columns, so a step is whole bytes.
+  int64_t lanes = 1;
+  while (lanes * 2 <= std::min(kDecodeChunk, block))
+    lanes *= 2;
+  auto floatVec = VectorType::get({lanes}, ct);
+  Value zeroVec = arith::ConstantOp::create(
+      b, floatVec, DenseElementsAttr::get(floatVec, b.getFloatAttr(ct, 0.0)));
+  Value zero = e.f(ct, 0.0);
+  Value c0 = e.index(0), c1 = e.index(1);
+  Value numRows = e.dim(a, 0);
+  auto loadActivation = [&](Value m, Value k) -> Value {
+    Value v = vector::LoadOp::create(b, VectorType::get({lanes}, actType), a,
+                                     ValueRange{m, k});
+    return actType == ct ? v : arith::ExtFOp::create(b, floatVec, v);
+  };
+
+  // Row n of the weight times rows [m0, m0 + group) of `a`.
+  auto emitRow = [&](Value n, Value m0, int64_t group) {
+    SmallVector<Value> rowsM;
+    for (int64_t i = 0; i < group; ++i)
+      rowsM.push_back(e.addi(m0, e.index(i)));
+    // Carried values: a vector accumulator per row, then a scalar one per
+    // row for the columns done byte by byte.
+    SmallVector<Value> init(group, zeroVec);
+    init.append(group, zero);
+    // Blocks [first, first + count) of `cols` columns each.
+    auto emitBlocks = [&](int64_t first, int64_t count, int64_t cols,
+                          ValueRange acc) -> SmallVector<Value> {
+      int64_t vecCols = cols / lanes * lanes;
+      return e.loop(
+          e.index(first), e.index(first + count), acc,
+          [&](Value blk, ValueRange acc) {
+            Value scale = loadScale(e, p, quant, x, n, blk, ct);
+            Value zp = loadZeroPoint(e, p, quant, x, n, blk, ct);
+            Value scaleVec = vector::BroadcastOp::create(b, floatVec, scale);
+            Value zpVec = vector::BroadcastOp::create(b, floatVec, zp);
+            Value k0 = e.muli(blk, e.index(block));
+            SmallVector<Value> next = e.loop(
+                c0, e.index(vecCols), acc,
+                [&](Value j, ValueRange acc) {
+                  Value k = e.addi(k0, j);
+                  Value q = loadCodes(e, p, bits, x, n, k, lanes, ct);
+                  Value w = e.mulf(e.subf(q, zpVec), scaleVec);
+                  SmallVector<Value> next(acc);
+                  for (int64_t i = 0; i < group; ++i)
+                    next[i] = vector::FMAOp::create(
+                        b, w, loadActivation(rowsM[i], k), acc[i]);
+                  return next;
+                },
+                e.index(lanes));
+            // The rest of the block, a byte (one or two columns) at a time.
+            return e.loop(
+                e.index(vecCols), e.index(cols), next,
+                [&](Value j, ValueRange acc) {
+                  Value k = e.addi(k0, j);
+                  Value byte = loadByte(
+                      e, p.weights,
+                      {x, n, arith::DivUIOp::create(b, k, e.index(pack))});
+                  SmallVector<Value> next(acc);
+                  for (int64_t t = 0; t < pack; ++t) {
+                    // Low nibble = even column.
+                    Value code = byte;
+                    if (bits == 4 && t == 0)
+                      code = arith::AndIOp::create(b, byte, e.i32(15));
+                    else if (bits == 4)
+                      code = arith::ShRUIOp::create(b, byte, e.i32(4));
+                    Value w = e.mulf(
+                        e.subf(arith::UIToFPOp::create(b, ct, code), zp),
+                        scale);
+                    Value col = e.addi(k, e.index(t));
+                    for (int64_t i = 0; i < group; ++i) {
+                      Value act = e.castFloat(e.load(a, {rowsM[i], col}), ct);
+                      next[group + i] =
+                          e.addf(next[group + i], e.mulf(w, act));
+                    }
+                  }
+                  return next;
+                },
+                e.index(pack));
+          });
+    };
+    SmallVector<Value> acc = emitBlocks(0, depth / block, block, init);
+    if (depth % block)
+      acc = emitBlocks(depth / block, 1, depth % block, acc);
+    for (int64_t i = 0; i < group; ++i) {
+      Value sum = vector::ReductionOp::create(
+          b, vector::CombiningKind::ADD, acc[i], Value(),
+          arith::FastMathFlags::reassoc);
+      sum = e.addf(sum, acc[group + i]);
+      e.store(e.addf(e.load(c, {rowsM[i], n}), sum), c, {rowsM[i], n});
+    }
+  };
+
+  int64_t numTiles = (outRows + kDecodeTileRows - 1) / kDecodeTileRows;
+  auto loop = scf::ParallelOp::create(b, ValueRange{c0},
+                                      ValueRange{e.index(numTiles)},
+                                      ValueRange{c1});
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPoint(loop.getBody()->getTerminator());
+  Value n0 = e.muli(loop.getInductionVars()[0], e.index(kDecodeTileRows));
+  Value n1 = arith::MinUIOp::create(b, e.addi(n0, e.index(kDecodeTileRows)),
+                                    e.index(outRows));
+  e.loop(n0, n1, [&](Value n) {
+    e.loop(
+        c0, numRows,
+        [&](Value m0) {
+          // The accumulators are registers, so their number is static: one
+          // case per group size, the default being a whole group.
+          Value group = arith::MinUIOp::create(
+              b, e.index(kDecodeRowGroup), e.subi(numRows, m0));
+          SmallVector<int64_t> sizes;
+          for (int64_t g = 1; g < kDecodeRowGroup; ++g)
+            sizes.push_back(g);
+          auto sw = scf::IndexSwitchOp::create(b, TypeRange{}, group, sizes,
+                                               sizes.size());
+          auto emitCase = [&](Region &region, int64_t g) {
+            OpBuilder::InsertionGuard caseGuard(b);
+            b.setInsertionPointToStart(&region.emplaceBlock());
+            emitRow(n, m0, g);
+            scf::YieldOp::create(b);
+          };
+          for (auto [region, g] : llvm::zip(sw.getCaseRegions(), sizes))
+            emitCase(region, g);
+          emitCase(sw.getDefaultRegion(), kDecodeRowGroup);
+        },
+        e.index(kDecodeRowGroup));
+  });
+}
+
+/// `c[m, n] += sum_k a[m, k] * W[x][n, k]` for a packed weight. An expert
+/// with at most kDecodeMaxRows rows (decode) runs the fused kernel above.
+/// Otherwise a panel of `kDequantPanelRows` rows of expert `x`'s weight at a
+/// time is dequantised into `panel` and multiplied by the float
+/// contraction, so the whole weight is never materialised and the float
+/// kernels are reused as they are.
 void emitQuantizedMatmul(ImplicitLocOpBuilder &b, Value a,
                          const QuantizedProjection &p, QuantAttr quant, Value x,
                          int64_t outRows, int64_t depth, Value panel, Value c) {
   KernelEmitter e(b);
-  Value c0 = e.index(0);
-  Value panelRows = e.index(kDequantPanelRows);
-  Value total = e.index(outRows);
-  e.loop(
-      c0, total,
-      [&](Value n0) {
-        Value rows = arith::MinUIOp::create(b, panelRows, e.subi(total, n0));
-        emitDequantizeRows(b, p, quant, x, n0, rows, depth, panel);
-        SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
-        Value w = memref::SubViewOp::create(
-            b, panel,
-            SmallVector<OpFoldResult>{b.getIndexAttr(0), b.getIndexAttr(0)},
-            SmallVector<OpFoldResult>{rows, b.getIndexAttr(depth)}, strides);
-        Value cols = memref::SubViewOp::create(
-            b, c, SmallVector<OpFoldResult>{b.getIndexAttr(0), n0},
-            SmallVector<OpFoldResult>{e.dim(c, 0), rows}, strides);
-        emitMatmulTransposedB(b, a, w, cols);
-      },
-      panelRows);
+  Value decode = e.cmpi(arith::CmpIPredicate::ule, e.dim(a, 0),
+                        e.index(kDecodeMaxRows));
+  e.ifThenElse(
+      decode,
+      [&] { emitQuantizedMatvec(b, a, p, quant, x, outRows, depth, c); },
+      [&] {
+        Value c0 = e.index(0);
+        Value panelRows = e.index(kDequantPanelRows);
+        Value total = e.index(outRows);
+        e.loop(
+            c0, total,
+            [&](Value n0) {
+              Value rows =
+                  arith::MinUIOp::create(b, panelRows, e.subi(total, n0));
+              emitDequantizeRows(b, p, quant, x, n0, rows, depth, panel);
+              SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
+              Value w = memref::SubViewOp::create(
+                  b, panel,
+                  SmallVector<OpFoldResult>{b.getIndexAttr(0),
+                                            b.getIndexAttr(0)},
+                  SmallVector<OpFoldResult>{rows, b.getIndexAttr(depth)},
+                  strides);
+              Value cols = memref::SubViewOp::create(
+                  b, c, SmallVector<OpFoldResult>{b.getIndexAttr(0), n0},
+                  SmallVector<OpFoldResult>{e.dim(c, 0), rows}, strides);
+              emitMatmulTransposedB(b, a, w, cols);
+            },
+            panelRows);
+      });
 }
 
 /// Fills rows of `c` with `bias` (rank 1, broadcast over rows) or zero.
