@@ -547,9 +547,13 @@ void emitDequantizeRows(ImplicitLocOpBuilder &b, const QuantizedProjection &p,
 /// decode kernel (emitQuantizedMatvec) instead of dequantising panels. With
 /// few rows the panel path is bound by writing and rereading the f32 panel
 /// and by two worker-pool dispatches per panel; the fused kernel reads each
-/// packed byte once. With many rows the panel's register-tiled contraction
-/// reuses each dequantised weight across rows and wins.
-constexpr int64_t kDecodeMaxRows = 8;
+/// packed byte once. It dequantises a weight row again for every group of
+/// kDecodeRowGroup rows, so its cost grows with the rows; on int8
+/// Mixtral-8x7B / 4 it still measured a little faster than the panels at
+/// 8-16 rows per expert (T = 32-64). Beyond that the panels' register-tiled
+/// contraction, which reuses each dequantised weight across rows, is meant
+/// to win.
+constexpr int64_t kDecodeMaxRows = 16;
 /// Activation rows the decode kernel multiplies by a weight row in one pass;
 /// their accumulators live in registers. A larger count takes more passes
 /// over the same weight row, which is then in L1.
@@ -561,11 +565,15 @@ constexpr int64_t kDecodeTileRows = 16;
 /// AVX-512 registers, independent FMA chains that hide the FMA latency.
 constexpr int64_t kDecodeChunk = 64;
 
-/// Loads the `lanes` codes of columns `[k, k + lanes)` of row `n` of expert
-/// `x` as a vector of `ct`. 4-bit codes are split at the byte level (low
-/// nibble = even column) and interleaved before the one widening step.
-Value loadCodes(KernelEmitter &e, const QuantizedProjection &p, int64_t bits,
-                Value x, Value n, Value k, int64_t lanes, Type ct) {
+/// Loads the codes of columns `[k, k + lanes)` of row `n` of expert `x` as
+/// `pack` vectors of `lanes / pack` floats (type `ct`): the codes in order
+/// for 8-bit; for 4-bit the low nibbles (even columns) and the high nibbles
+/// (odd columns) of `lanes / 2` bytes, each widened once and masked or
+/// shifted in place, so that no lane shuffle is needed; the kernel reads the
+/// activation in the matching (deinterleaved) order.
+SmallVector<Value> loadCodes(KernelEmitter &e, const QuantizedProjection &p,
+                             int64_t bits, Value x, Value n, Value k,
+                             int64_t lanes, Type ct) {
   ImplicitLocOpBuilder &b = e.builder();
   int64_t pack = 8 / bits;
   int64_t bytes = lanes / pack;
@@ -575,31 +583,40 @@ Value loadCodes(KernelEmitter &e, const QuantizedProjection &p, int64_t bits,
                                      p.weights, ValueRange{x, n, byteIndex});
   // Arith only knows signless integers.
   auto i8Vec = VectorType::get({bytes}, b.getI8Type());
+  auto i32Vec = VectorType::get({bytes}, b.getI32Type());
+  auto floatVec = VectorType::get({bytes}, ct);
   Value codes = UnrealizedConversionCastOp::create(b, i8Vec, raw).getResult(0);
-  if (bits == 4) {
-    auto splat = [&](int64_t v) -> Value {
-      return arith::ConstantOp::create(
-          b, i8Vec, DenseElementsAttr::get(i8Vec, b.getI8IntegerAttr(v)));
-    };
-    Value lo = arith::AndIOp::create(b, codes, splat(15));
-    Value hi = arith::ShRUIOp::create(b, codes, splat(4));
-    codes = vector::InterleaveOp::create(b, lo, hi);
-  }
-  Value wide = arith::ExtUIOp::create(
-      b, VectorType::get({lanes}, b.getI32Type()), codes);
-  return arith::UIToFPOp::create(b, VectorType::get({lanes}, ct), wide);
+  Value wide = arith::ExtUIOp::create(b, i32Vec, codes);
+  if (bits == 8)
+    return {arith::UIToFPOp::create(b, floatVec, wide)};
+  auto splat = [&](int64_t v) -> Value {
+    return arith::ConstantOp::create(
+        b, i32Vec, DenseElementsAttr::get(i32Vec, b.getI32IntegerAttr(v)));
+  };
+  Value lo = arith::AndIOp::create(b, wide, splat(15));
+  Value hi = arith::ShRUIOp::create(b, wide, splat(4));
+  Value even = arith::UIToFPOp::create(b, floatVec, lo);
+  Value odd = arith::UIToFPOp::create(b, floatVec, hi);
+  return {even, odd};
 }
 
 /// `c[m, n] += sum_k a[m, k] * W[x][n, k]` for the few rows of `a` that an
-/// expert gets at decode, streaming the packed weight once: a parallel loop
-/// over tiles of weight rows n; for each n and each group of up to
+/// expert gets at decode, streaming the packed weight once.
+///
+/// The rows of `a` are first staged into `staged` (at least kDecodeMaxRows
+/// x depth, compute type): converted once rather than in the inner loop,
+/// and for 4-bit weights with every vector step's columns deinterleaved
+/// (even columns, then odd) to match the nibbles' order. Then a parallel
+/// loop over tiles of weight rows n; for each n and each group of up to
 /// kDecodeRowGroup rows m, the codes of a block are loaded a vector at a
-/// time, converted to floats, dequantised with the block's scale and zero
-/// point in registers and multiplied into one accumulator vector per row m,
-/// which is reduced once at the end of the row. Nothing is written but `c`.
+/// time, converted to floats, dequantised in registers as
+/// q * scale - zp * scale (one FMA) and multiplied into accumulator vectors
+/// per row m, which are reduced once at the end of the row. Nothing is
+/// written but `c` and the small staging buffer.
 void emitQuantizedMatvec(ImplicitLocOpBuilder &b, Value a,
                          const QuantizedProjection &p, QuantAttr quant,
-                         Value x, int64_t outRows, int64_t depth, Value c) {
+                         Value x, int64_t outRows, int64_t depth, Value staged,
+                         Value c) {
   KernelEmitter e(b);
   Type ct = cast<MemRefType>(c.getType()).getElementType();
   Type actType = cast<MemRefType>(a.getType()).getElementType();
@@ -614,26 +631,60 @@ void emitQuantizedMatvec(ImplicitLocOpBuilder &b, Value a,
   int64_t lanes = 1;
   while (lanes * 2 <= std::min(kDecodeChunk, block))
     lanes *= 2;
-  auto floatVec = VectorType::get({lanes}, ct);
+  // Each step gives `pack` vectors (4-bit: even and odd columns) of `part`
+  // lanes, each with accumulators of its own.
+  int64_t part = lanes / pack;
+  auto partVec = VectorType::get({part}, ct);
   Value zeroVec = arith::ConstantOp::create(
-      b, floatVec, DenseElementsAttr::get(floatVec, b.getFloatAttr(ct, 0.0)));
+      b, partVec, DenseElementsAttr::get(partVec, b.getFloatAttr(ct, 0.0)));
   Value zero = e.f(ct, 0.0);
   Value c0 = e.index(0), c1 = e.index(1);
   Value numRows = e.dim(a, 0);
-  auto loadActivation = [&](Value m, Value k) -> Value {
-    Value v = vector::LoadOp::create(b, VectorType::get({lanes}, actType), a,
-                                     ValueRange{m, k});
-    return actType == ct ? v : arith::ExtFOp::create(b, floatVec, v);
+
+  // Calls `body(k)` for the first column of every whole vector step, in
+  // the kernel's order: blocks of `cols` columns from block `first`.
+  auto forEachStep = [&](int64_t first, int64_t count, int64_t cols,
+                         function_ref<void(Value)> body) {
+    e.loop(e.index(first), e.index(first + count), [&](Value blk) {
+      Value k0 = e.muli(blk, e.index(block));
+      e.loop(
+          c0, e.index(cols / lanes * lanes),
+          [&](Value j) { body(e.addi(k0, j)); }, e.index(lanes));
+    });
   };
+
+  // Stage the rows: all columns as they are, then for 4-bit each vector
+  // step's columns again, deinterleaved.
+  e.loop(c0, numRows, [&](Value m) {
+    e.loop(c0, e.index(depth), [&](Value k) {
+      e.store(e.castFloat(e.load(a, {m, k}), ct), staged, {m, k});
+    });
+    if (bits != 4)
+      return;
+    auto deinterleave = [&](Value k) {
+      Value v = vector::LoadOp::create(b, VectorType::get({lanes}, actType),
+                                       a, ValueRange{m, k});
+      if (actType != ct)
+        v = arith::ExtFOp::create(b, VectorType::get({lanes}, ct), v);
+      auto halves = vector::DeinterleaveOp::create(b, v);
+      vector::StoreOp::create(b, halves.getRes1(), staged, ValueRange{m, k});
+      vector::StoreOp::create(b, halves.getRes2(), staged,
+                              ValueRange{m, e.addi(k, e.index(part))});
+    };
+    forEachStep(0, depth / block, block, deinterleave);
+    if (depth % block)
+      forEachStep(depth / block, 1, depth % block, deinterleave);
+  });
 
   // Row n of the weight times rows [m0, m0 + group) of `a`.
   auto emitRow = [&](Value n, Value m0, int64_t group) {
     SmallVector<Value> rowsM;
     for (int64_t i = 0; i < group; ++i)
       rowsM.push_back(e.addi(m0, e.index(i)));
-    // Carried values: a vector accumulator per row, then a scalar one per
-    // row for the columns done byte by byte.
-    SmallVector<Value> init(group, zeroVec);
+    // Carried values: `pack` vector accumulators per row (acc[i * pack +
+    // t]), then a scalar one per row for the columns done byte by byte.
+    int64_t numVec = group * pack;
+    SmallVector<Value> init(numVec, zeroVec);
     init.append(group, zero);
     // Blocks [first, first + count) of `cols` columns each.
     auto emitBlocks = [&](int64_t first, int64_t count, int64_t cols,
@@ -644,19 +695,28 @@ void emitQuantizedMatvec(ImplicitLocOpBuilder &b, Value a,
           [&](Value blk, ValueRange acc) {
             Value scale = loadScale(e, p, quant, x, n, blk, ct);
             Value zp = loadZeroPoint(e, p, quant, x, n, blk, ct);
-            Value scaleVec = vector::BroadcastOp::create(b, floatVec, scale);
-            Value zpVec = vector::BroadcastOp::create(b, floatVec, zp);
+            Value offset = arith::NegFOp::create(b, e.mulf(zp, scale));
+            Value scaleVec = vector::BroadcastOp::create(b, partVec, scale);
+            Value offsetVec = vector::BroadcastOp::create(b, partVec, offset);
             Value k0 = e.muli(blk, e.index(block));
             SmallVector<Value> next = e.loop(
                 c0, e.index(vecCols), acc,
                 [&](Value j, ValueRange acc) {
                   Value k = e.addi(k0, j);
-                  Value q = loadCodes(e, p, bits, x, n, k, lanes, ct);
-                  Value w = e.mulf(e.subf(q, zpVec), scaleVec);
+                  SmallVector<Value> codes =
+                      loadCodes(e, p, bits, x, n, k, lanes, ct);
                   SmallVector<Value> next(acc);
-                  for (int64_t i = 0; i < group; ++i)
-                    next[i] = vector::FMAOp::create(
-                        b, w, loadActivation(rowsM[i], k), acc[i]);
+                  for (int64_t t = 0; t < pack; ++t) {
+                    Value w = vector::FMAOp::create(b, codes[t], scaleVec,
+                                                    offsetVec);
+                    Value col = e.addi(k, e.index(t * part));
+                    for (int64_t i = 0; i < group; ++i) {
+                      Value act = vector::LoadOp::create(
+                          b, partVec, staged, ValueRange{rowsM[i], col});
+                      next[i * pack + t] = vector::FMAOp::create(
+                          b, w, act, acc[i * pack + t]);
+                    }
+                  }
                   return next;
                 },
                 e.index(lanes));
@@ -681,9 +741,9 @@ void emitQuantizedMatvec(ImplicitLocOpBuilder &b, Value a,
                         scale);
                     Value col = e.addi(k, e.index(t));
                     for (int64_t i = 0; i < group; ++i) {
-                      Value act = e.castFloat(e.load(a, {rowsM[i], col}), ct);
-                      next[group + i] =
-                          e.addf(next[group + i], e.mulf(w, act));
+                      Value act = e.load(staged, {rowsM[i], col});
+                      next[numVec + i] =
+                          e.addf(next[numVec + i], e.mulf(w, act));
                     }
                   }
                   return next;
@@ -695,10 +755,11 @@ void emitQuantizedMatvec(ImplicitLocOpBuilder &b, Value a,
     if (depth % block)
       acc = emitBlocks(depth / block, 1, depth % block, acc);
     for (int64_t i = 0; i < group; ++i) {
-      Value sum = vector::ReductionOp::create(
-          b, vector::CombiningKind::ADD, acc[i], Value(),
-          arith::FastMathFlags::reassoc);
-      sum = e.addf(sum, acc[group + i]);
+      Value sum = acc[numVec + i];
+      for (int64_t t = 0; t < pack; ++t)
+        sum = e.addf(sum, vector::ReductionOp::create(
+                              b, vector::CombiningKind::ADD, acc[i * pack + t],
+                              Value(), arith::FastMathFlags::reassoc));
       e.store(e.addf(e.load(c, {rowsM[i], n}), sum), c, {rowsM[i], n});
     }
   };
@@ -747,13 +808,16 @@ void emitQuantizedMatvec(ImplicitLocOpBuilder &b, Value a,
 /// kernels are reused as they are.
 void emitQuantizedMatmul(ImplicitLocOpBuilder &b, Value a,
                          const QuantizedProjection &p, QuantAttr quant, Value x,
-                         int64_t outRows, int64_t depth, Value panel, Value c) {
+                         int64_t outRows, int64_t depth, Value panel,
+                         Value staged, Value c) {
   KernelEmitter e(b);
   Value decode = e.cmpi(arith::CmpIPredicate::ule, e.dim(a, 0),
                         e.index(kDecodeMaxRows));
   e.ifThenElse(
       decode,
-      [&] { emitQuantizedMatvec(b, a, p, quant, x, outRows, depth, c); },
+      [&] {
+        emitQuantizedMatvec(b, a, p, quant, x, outRows, depth, staged, c);
+      },
       [&] {
         Value c0 = e.index(0);
         Value panelRows = e.index(kDequantPanelRows);
@@ -870,17 +934,24 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
         rowType != ct ? scratch(hiddenSize) : FailureOr<Value>(Value());
     if (failed(fc1Out) || failed(act) || failed(fc3Out) || failed(fc2Out))
       return failure();
-    // Quantised weights are dequantised a panel of rows at a time into this
-    // scratch (K is H for fc1/fc3 and I for fc2).
-    Value panel;
+    // Quantised weights are dequantised a panel of rows at a time into the
+    // first scratch (K is H for fc1/fc3 and I for fc2); experts with at most
+    // kDecodeMaxRows rows instead stage their rows in the second, converted
+    // and in the decode kernel's column order.
+    Value panel, staged;
     if (quant) {
       FailureOr<Value> buffer = options.createAlloc(
           b, b.getLoc(),
           MemRefType::get({kDequantPanelRows, std::max(hiddenSize, inter)}, ct),
           {});
-      if (failed(buffer))
+      FailureOr<Value> rowsBuffer = options.createAlloc(
+          b, b.getLoc(),
+          MemRefType::get({kDecodeMaxRows, std::max(hiddenSize, inter)}, ct),
+          {});
+      if (failed(buffer) || failed(rowsBuffer))
         return failure();
       panel = *buffer;
+      staged = *rowsBuffer;
     }
     // `c += in @ W[x]^T` for projection `which` (0: fc1, 1: fc2, 2: fc3).
     auto project = [&](Value in, int which, Value x, Value c, int64_t outRows,
@@ -891,7 +962,7 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
         return;
       }
       emitQuantizedMatmul(b, in, projections[which], quant, x, outRows, depth,
-                          panel, c);
+                          panel, staged, c);
     };
 
     bool swiglu = expert.getActivation() == Activation::swiglu;

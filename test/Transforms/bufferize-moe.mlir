@@ -116,7 +116,7 @@ func.func @expert_swiglu_concatenated(%rows: tensor<?x16xf32>, %offsets: tensor<
 
 // -----
 
-// Experts with more than 8 rows (the else branch; the decode kernel is
+// Experts with more than 16 rows (the else branch; the decode kernel is
 // below) dequantise their quantised weights 64 rows at a time, into one [64, max(H, I)] f32 panel: 16 packed bytes become 32
 // floats (low nibble = even column), and the float contraction runs on the
 // panel against the matching output columns. No buffer the size of a
@@ -144,48 +144,58 @@ func.func @expert_int4_block(%rows: tensor<?x64xf32>, %offsets: tensor<5xi32>, %
 
 // -----
 
-// An expert with at most 8 rows (decode) multiplies the packed weight as it
-// is: one parallel loop over tiles of 16 weight rows; per weight row, groups
-// of up to 4 activation rows, switched on the group size so that each case
-// has a static number of accumulators (registers); per block of 64 columns,
-// its scale and zero point, then 32 packed bytes split into nibbles at the
-// byte level, interleaved (low nibble = even column), widened, dequantised
-// and FMA'd into one vector<64xf32> per activation row; the columns of a
-// block past its last whole vector (none here) go byte by byte, and each
-// accumulator is reduced once, into C. Nothing is written but C. More rows
-// take the panel path in the else branch.
+// An expert with at most 16 rows (decode) multiplies the packed weight as
+// it is. Its rows are first staged in f32, each 64-column vector step
+// deinterleaved (even columns, then odd) to match the nibbles. Then one
+// parallel loop over tiles of 16 weight rows; per weight row, groups of up
+// to 4 activation rows, switched on the group size so that each case has a
+// static number of accumulators (registers); per block of 64 columns, its
+// scale and zero point, then 32 packed bytes widened once, split into low
+// nibbles (even columns) and high nibbles (odd columns), dequantised as
+// q * scale - zp * scale by one FMA each and FMA'd into an even and an odd
+// accumulator per activation row; the columns of a block past its last
+// whole vector (none here) go byte by byte, and the accumulators are reduced
+// once, into C. More rows take the panel path in the else branch.
 // CHECK-LABEL: func @expert_int4_decode
+// CHECK:         %[[STAGED:.*]] = memref.alloc() {{.*}} : memref<16x256xf32>
 // CHECK:         scf.for %[[X:.*]] =
-// CHECK:           %[[DECODE:.*]] = arith.cmpi ule, %{{.*}}, %c8{{.*}} : index
+// CHECK:           %[[DECODE:.*]] = arith.cmpi ule, %{{.*}}, %c16{{.*}} : index
 // CHECK-NEXT:      scf.if %[[DECODE]] {
-// CHECK:             scf.parallel (%[[TILE:.*]]) = (%{{.*}}) to (%c4{{.*}}) step (%{{.*}}) {
+// CHECK:             scf.for %[[M:.*]] =
+// CHECK:               vector.load %{{.*}}[%[[M]], %{{.*}}] : memref<?x256xf32, {{.*}}>, vector<64xf32>
+// CHECK:               %[[EVEN:.*]], %[[ODD:.*]] = vector.deinterleave %{{.*}} : vector<64xf32> -> vector<32xf32>
+// CHECK:               vector.store %[[EVEN]], %[[STAGED]][%[[M]], %{{.*}}]
+// CHECK:               vector.store %[[ODD]], %[[STAGED]][%[[M]], %{{.*}}]
+// CHECK:             scf.parallel (%{{.*}}) = (%{{.*}}) to (%c4{{.*}}) step (%{{.*}}) {
 // CHECK:               scf.for %[[N:.*]] =
-// CHECK:                 scf.for %[[M0:.*]] = %{{.*}} to %{{.*}} step %c4
+// CHECK:                 scf.for %{{.*}} = %{{.*}} to %{{.*}} step %c4
 // CHECK:                   %[[GROUP:.*]] = arith.minui %c4{{.*}}, %{{.*}} : index
 // CHECK:                   scf.index_switch %[[GROUP]]
 // CHECK-NEXT:              case 1 {
-// CHECK:                     scf.for %[[BLK:.*]] = %{{.*}} to %c4{{.*}} step %{{.*}} iter_args({{.*}}) -> (vector<64xf32>, f32) {
+// CHECK:                     scf.for %[[BLK:.*]] = %{{.*}} to %c4{{.*}} step %{{.*}} iter_args({{.*}}) -> (vector<32xf32>, vector<32xf32>, f32) {
 // CHECK:                       memref.load %{{.*}}[%[[X]], %[[N]], %[[BLK]]] : memref<4x64x4xf32>
 // CHECK:                       memref.load %{{.*}}[%[[X]], %[[N]], %{{.*}}] : memref<4x64x2xui8>
-// CHECK:                       scf.for %{{.*}} iter_args({{.*}}) -> (vector<64xf32>, f32) {
+// CHECK:                       scf.for %{{.*}} iter_args({{.*}}) -> (vector<32xf32>, vector<32xf32>, f32) {
 // CHECK:                         vector.load %{{.*}}[%[[X]], %[[N]], %{{.*}}] : memref<4x64x128xui8>, vector<32xui8>
-// CHECK:                         arith.andi %{{.*}}, %{{.*}} : vector<32xi8>
-// CHECK:                         arith.shrui %{{.*}}, %{{.*}} : vector<32xi8>
-// CHECK:                         vector.interleave %{{.*}}, %{{.*}} : vector<32xi8> -> vector<64xi8>
-// CHECK:                         arith.extui %{{.*}} : vector<64xi8> to vector<64xi32>
-// CHECK:                         arith.uitofp %{{.*}} : vector<64xi32> to vector<64xf32>
-// CHECK:                         arith.subf
-// CHECK:                         arith.mulf
-// CHECK:                         vector.load %{{.*}} : memref<?x256xf32, {{.*}}>, vector<64xf32>
-// CHECK:                         vector.fma %{{.*}}, %{{.*}}, %{{.*}} : vector<64xf32>
-// CHECK:                     vector.reduction <add>, %{{.*}} fastmath<reassoc> : vector<64xf32> into f32
+// CHECK:                         arith.extui %{{.*}} : vector<32xi8> to vector<32xi32>
+// CHECK:                         arith.andi %{{.*}}, %{{.*}} : vector<32xi32>
+// CHECK:                         arith.shrui %{{.*}}, %{{.*}} : vector<32xi32>
+// CHECK-NOT:                     vector.interleave
+// CHECK:                         vector.fma %{{.*}} : vector<32xf32>
+// CHECK:                         vector.load %[[STAGED]]
+// CHECK:                         vector.fma %{{.*}} : vector<32xf32>
+// CHECK:                         vector.fma %{{.*}} : vector<32xf32>
+// CHECK:                         vector.load %[[STAGED]]
+// CHECK:                         vector.fma %{{.*}} : vector<32xf32>
+// CHECK:                     vector.reduction <add>, %{{.*}} fastmath<reassoc> : vector<32xf32> into f32
+// CHECK:                     vector.reduction <add>, %{{.*}} fastmath<reassoc> : vector<32xf32> into f32
 // CHECK:                     memref.store
 // CHECK:                   case 2 {
-// CHECK-COUNT-2:               vector.fma
+// CHECK-COUNT-6:               vector.fma
 // CHECK:                   case 3 {
-// CHECK-COUNT-3:               vector.fma
+// CHECK-COUNT-8:               vector.fma
 // CHECK:                   default {
-// CHECK-COUNT-4:               vector.fma
+// CHECK-COUNT-10:              vector.fma
 // CHECK:           } else {
 // CHECK:             scf.parallel
 // CHECK:             linalg.generic

@@ -277,10 +277,10 @@ CASES = [
     dict(name="q4_h2_i2", quant_bits=4, zero_points=True, tokens=3, E=4, k=2,
          H=2, I=2, bias=True),
     dict(name="q8_h1_i1", quant_bits=8, tokens=64, E=8, k=2, H=1, I=1),
-    # Decode sizes: experts with at most 8 rows run the fused kernel that
+    # Decode sizes: experts with at most 16 rows run the fused kernel that
     # dequantises in registers (the rest the dequantised panels). E = 2,
     # k = 2 gives every expert all T rows: 1-4 rows are one row group, 5-8
-    # two; 9 takes the panel path. H and I are chosen so that the 64-column
+    # two, up to four; 17 takes the panel path. H and I are chosen so that the 64-column
     # vector steps, the blocks and the rows' ends do not line up.
     dict(name="q8_decode_row_t1", quant_bits=8, tokens=1, E=8, k=2, H=72,
          I=40),
@@ -294,8 +294,12 @@ CASES = [
     dict(name="q8_decode_block128_zp_t2_f16", quant_bits=8, block_size=128,
          zero_points=True, act_dtype="f16", tokens=2, E=4, k=2, H=136,
          I=264),
-    dict(name="q8_decode_row_t9", quant_bits=8, tokens=9, E=2, k=2, H=72,
+    dict(name="q8_decode_row_t17", quant_bits=8, tokens=17, E=2, k=2, H=72,
          I=40),
+    dict(name="q8_decode_row_zp_t16", quant_bits=8, zero_points=True,
+         tokens=16, E=2, k=2, H=72, I=40),
+    dict(name="q4_decode_block32_zp_t15", quant_bits=4, block_size=32,
+         zero_points=True, tokens=15, E=2, k=2, H=96, I=66),
     dict(name="q8_decode_h1_i1", quant_bits=8, tokens=2, E=2, k=2, H=1, I=1),
     dict(name="q4_decode_row_t2", quant_bits=4, tokens=2, E=2, k=2, H=72,
          I=34, activation="relu"),
