@@ -754,12 +754,16 @@ void emitQuantizedMatvec(ImplicitLocOpBuilder &b, Value a,
     SmallVector<Value> acc = emitBlocks(0, depth / block, block, init);
     if (depth % block)
       acc = emitBlocks(depth / block, 1, depth % block, acc);
+    // One horizontal reduction per row: the even and odd accumulators are
+    // added lane-wise first.
     for (int64_t i = 0; i < group; ++i) {
-      Value sum = acc[numVec + i];
-      for (int64_t t = 0; t < pack; ++t)
-        sum = e.addf(sum, vector::ReductionOp::create(
-                              b, vector::CombiningKind::ADD, acc[i * pack + t],
-                              Value(), arith::FastMathFlags::reassoc));
+      Value lanesSum = acc[i * pack];
+      for (int64_t t = 1; t < pack; ++t)
+        lanesSum = e.addf(lanesSum, acc[i * pack + t]);
+      Value sum = vector::ReductionOp::create(
+          b, vector::CombiningKind::ADD, lanesSum, Value(),
+          arith::FastMathFlags::reassoc);
+      sum = e.addf(sum, acc[numVec + i]);
       e.store(e.addf(e.load(c, {rowsM[i], n}), sum), c, {rowsM[i], n});
     }
   };
