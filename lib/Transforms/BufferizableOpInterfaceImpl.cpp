@@ -405,6 +405,51 @@ Value loadByte(KernelEmitter &e, Value memref, ValueRange indices) {
   return arith::ExtUIOp::create(b, b.getI32Type(), byte);
 }
 
+/// Nibble `which` (0 low, 1 high; an index) of an i32 byte.
+Value loadNibble(KernelEmitter &e, Value byte, Value which) {
+  ImplicitLocOpBuilder &b = e.builder();
+  // Ops are built one statement at a time so that the emitted IR does not
+  // depend on the C++ compiler's argument evaluation order.
+  Value which32 = e.toI32(which);
+  Value shift = arith::ShLIOp::create(b, which32, e.i32(2));
+  Value shifted = arith::ShRUIOp::create(b, byte, shift);
+  return arith::AndIOp::create(b, shifted, e.i32(15));
+}
+
+/// The scale of block `blk` of row `n` of expert `x`, in type `ct`.
+Value loadScale(KernelEmitter &e, const QuantizedProjection &p,
+                QuantAttr quant, Value x, Value n, Value blk, Type ct) {
+  Value scale = quant.getBlockSize() == 0 ? e.load(p.scales, {x, n})
+                                          : e.load(p.scales, {x, n, blk});
+  return e.castFloat(scale, ct);
+}
+
+/// The zero point of block `blk` of row `n` of expert `x`, in type `ct`:
+/// 2^(bits - 1) without zero-point operands.
+Value loadZeroPoint(KernelEmitter &e, const QuantizedProjection &p,
+                    QuantAttr quant, Value x, Value n, Value blk, Type ct) {
+  ImplicitLocOpBuilder &b = e.builder();
+  int64_t bits = quant.getBits();
+  bool perRow = quant.getBlockSize() == 0;
+  auto toFloat = [&](Value i32) -> Value {
+    return arith::UIToFPOp::create(b, ct, i32);
+  };
+  if (!p.zeroPoints)
+    return e.f(ct, double(int64_t(1) << (bits - 1)));
+  if (bits == 8)
+    return toFloat(perRow ? loadByte(e, p.zeroPoints, {x, n})
+                          : loadByte(e, p.zeroPoints, {x, n, blk}));
+  // 4-bit zero points pack two per byte: along the rows for per-row
+  // scales, along the blocks otherwise; the low nibble comes first.
+  Value c2 = e.index(2);
+  Value packed = perRow ? n : blk;
+  Value byteIndex = arith::DivUIOp::create(b, packed, c2);
+  Value which = arith::RemUIOp::create(b, packed, c2);
+  Value byte = perRow ? loadByte(e, p.zeroPoints, {x, byteIndex})
+                      : loadByte(e, p.zeroPoints, {x, n, byteIndex});
+  return toFloat(loadNibble(e, byte, which));
+}
+
 /// Writes rows `[n0, n0 + rows)` of expert `x`'s dequantised weight,
 /// `(q - zp) * scale` with K logical columns, into rows `[0, rows)` of
 /// `panel` (compute type). Rows are independent and run in parallel.
@@ -417,7 +462,6 @@ void emitDequantizeRows(ImplicitLocOpBuilder &b, const QuantizedProjection &p,
   // Per-row scales are one block spanning the whole row.
   int64_t block = quant.getBlockSize() ? quant.getBlockSize() : depth;
   int64_t numBlocks = (depth + block - 1) / block;
-  bool perRow = quant.getBlockSize() == 0;
   Value c0 = e.index(0), c1 = e.index(1), c2 = e.index(2);
   auto loop = scf::ParallelOp::create(b, ValueRange{c0}, ValueRange{rows},
                                       ValueRange{c1});
@@ -425,35 +469,6 @@ void emitDequantizeRows(ImplicitLocOpBuilder &b, const QuantizedProjection &p,
   b.setInsertionPoint(loop.getBody()->getTerminator());
   Value r = loop.getInductionVars()[0];
   Value n = e.addi(n0, r);
-  auto toFloat = [&](Value i32) -> Value {
-    return arith::UIToFPOp::create(b, ct, i32);
-  };
-  // Nibble `which` (0 low, 1 high) of an i32 byte.
-  auto nibble = [&](Value byte, Value which) -> Value {
-    // Ops are built one statement at a time so that the emitted IR does not
-    // depend on the C++ compiler's argument evaluation order.
-    Value which32 = e.toI32(which);
-    Value shift = arith::ShLIOp::create(
-        b, which32, arith::ConstantIntOp::create(b, b.getI32Type(), 2));
-    Value shifted = arith::ShRUIOp::create(b, byte, shift);
-    return arith::AndIOp::create(
-        b, shifted, arith::ConstantIntOp::create(b, b.getI32Type(), 15));
-  };
-  auto zeroPoint = [&](Value blk) -> Value {
-    if (!p.zeroPoints)
-      return e.f(ct, double(int64_t(1) << (bits - 1)));
-    if (bits == 8)
-      return toFloat(perRow ? loadByte(e, p.zeroPoints, {x, n})
-                            : loadByte(e, p.zeroPoints, {x, n, blk}));
-    // 4-bit zero points pack two per byte: along the rows for per-row
-    // scales, along the blocks otherwise; the low nibble comes first.
-    Value packed = perRow ? n : blk;
-    Value byteIndex = arith::DivUIOp::create(b, packed, c2);
-    Value which = arith::RemUIOp::create(b, packed, c2);
-    Value byte = perRow ? loadByte(e, p.zeroPoints, {x, byteIndex})
-                        : loadByte(e, p.zeroPoints, {x, n, byteIndex});
-    return toFloat(nibble(byte, which));
-  };
   // Bytes are unpacked `chunk` at a time as vectors (a 4-bit block of 16
   // is 8 bytes), the rest of a block one by one. A block is whole bytes:
   // blocks are even-sized and a 4-bit K is even.
@@ -471,9 +486,8 @@ void emitDequantizeRows(ImplicitLocOpBuilder &b, const QuantizedProjection &p,
   Value i4 = arith::ConstantIntOp::create(b, b.getI32Type(), 4);
   Value cPack = e.index(pack);
   e.loop(c0, e.index(numBlocks), [&](Value blk) {
-    Value scale = e.castFloat(
-        perRow ? e.load(p.scales, {x, n}) : e.load(p.scales, {x, n, blk}), ct);
-    Value zp = zeroPoint(blk);
+    Value scale = loadScale(e, p, quant, x, n, blk, ct);
+    Value zp = loadZeroPoint(e, p, quant, x, n, blk, ct);
     // (q - zp) * scale, for scalars and (with broadcast zp/scale) vectors.
     Value zpVec = vector::BroadcastOp::create(b, floatVec, zp);
     Value scaleVec = vector::BroadcastOp::create(b, floatVec, scale);
@@ -529,34 +543,309 @@ void emitDequantizeRows(ImplicitLocOpBuilder &b, const QuantizedProjection &p,
   });
 }
 
-/// `c[m, n] += sum_k a[m, k] * W[x][n, k]` for a packed weight: a panel of
-/// `kDequantPanelRows` rows of expert `x`'s weight at a time is dequantised
-/// into `panel` and multiplied by the float contraction, so the whole
-/// weight is never materialised and the float kernels are reused as they
-/// are.
+/// Expert row counts up to which a quantised projection runs the fused
+/// decode kernel (emitQuantizedMatvec) instead of dequantising panels. With
+/// few rows the panel path is bound by writing and rereading the f32 panel
+/// and by two worker-pool dispatches per panel; the fused kernel reads each
+/// packed byte once. It dequantises a weight row again for every group of
+/// kDecodeRowGroup rows, so its cost grows with the rows; on int8
+/// Mixtral-8x7B / 4 it still measured a little faster than the panels at
+/// 8-16 rows per expert (T = 32-64). Beyond that the panels' register-tiled
+/// contraction, which reuses each dequantised weight across rows, is meant
+/// to win.
+constexpr int64_t kDecodeMaxRows = 16;
+/// Activation rows the decode kernel multiplies by a weight row in one pass;
+/// their accumulators live in registers. A larger count takes more passes
+/// over the same weight row, which is then in L1.
+constexpr int64_t kDecodeRowGroup = 4;
+/// Weight rows per iteration of the decode kernel's parallel loop (the
+/// worker pool hands each thread several iterations at once).
+constexpr int64_t kDecodeTileRows = 16;
+/// Columns the decode kernel dequantises per vector step: 64 f32 are four
+/// AVX-512 registers, independent FMA chains that hide the FMA latency.
+constexpr int64_t kDecodeChunk = 64;
+
+/// Loads the codes of columns `[k, k + lanes)` of row `n` of expert `x` as
+/// `pack` vectors of `lanes / pack` floats (type `ct`): the codes in order
+/// for 8-bit; for 4-bit the low nibbles (even columns) and the high nibbles
+/// (odd columns) of `lanes / 2` bytes, each widened once and masked or
+/// shifted in place, so that no lane shuffle is needed; the kernel reads the
+/// activation in the matching (deinterleaved) order.
+SmallVector<Value> loadCodes(KernelEmitter &e, const QuantizedProjection &p,
+                             int64_t bits, Value x, Value n, Value k,
+                             int64_t lanes, Type ct) {
+  ImplicitLocOpBuilder &b = e.builder();
+  int64_t pack = 8 / bits;
+  int64_t bytes = lanes / pack;
+  Type storage = cast<MemRefType>(p.weights.getType()).getElementType();
+  Value byteIndex = arith::DivUIOp::create(b, k, e.index(pack));
+  Value raw = vector::LoadOp::create(b, VectorType::get({bytes}, storage),
+                                     p.weights, ValueRange{x, n, byteIndex});
+  // Arith only knows signless integers.
+  auto i8Vec = VectorType::get({bytes}, b.getI8Type());
+  auto i32Vec = VectorType::get({bytes}, b.getI32Type());
+  auto floatVec = VectorType::get({bytes}, ct);
+  Value codes = UnrealizedConversionCastOp::create(b, i8Vec, raw).getResult(0);
+  Value wide = arith::ExtUIOp::create(b, i32Vec, codes);
+  if (bits == 8)
+    return {arith::UIToFPOp::create(b, floatVec, wide)};
+  auto splat = [&](int64_t v) -> Value {
+    return arith::ConstantOp::create(
+        b, i32Vec, DenseElementsAttr::get(i32Vec, b.getI32IntegerAttr(v)));
+  };
+  Value lo = arith::AndIOp::create(b, wide, splat(15));
+  Value hi = arith::ShRUIOp::create(b, wide, splat(4));
+  Value even = arith::UIToFPOp::create(b, floatVec, lo);
+  Value odd = arith::UIToFPOp::create(b, floatVec, hi);
+  return {even, odd};
+}
+
+/// `c[m, n] += sum_k a[m, k] * W[x][n, k]` for the few rows of `a` that an
+/// expert gets at decode, streaming the packed weight once.
+///
+/// The rows of `a` are first staged into `staged` (at least kDecodeMaxRows
+/// x depth, compute type): converted once rather than in the inner loop,
+/// and for 4-bit weights with every vector step's columns deinterleaved
+/// (even columns, then odd) to match the nibbles' order. Then a parallel
+/// loop over tiles of weight rows n; for each n and each group of up to
+/// kDecodeRowGroup rows m, the codes of a block are loaded a vector at a
+/// time, converted to floats, dequantised in registers as
+/// q * scale - zp * scale (one FMA) and multiplied into accumulator vectors
+/// per row m, which are reduced once at the end of the row. Nothing is
+/// written but `c` and the small staging buffer.
+void emitQuantizedMatvec(ImplicitLocOpBuilder &b, Value a,
+                         const QuantizedProjection &p, QuantAttr quant,
+                         Value x, int64_t outRows, int64_t depth, Value staged,
+                         Value c) {
+  KernelEmitter e(b);
+  Type ct = cast<MemRefType>(c.getType()).getElementType();
+  Type actType = cast<MemRefType>(a.getType()).getElementType();
+  int64_t bits = quant.getBits();
+  int64_t pack = quant.getPackFactor();
+  // Per-row scales are one block spanning the whole row.
+  int64_t block = quant.getBlockSize() ? quant.getBlockSize() : depth;
+  // The vector step is a power of two within a block, so that every step
+  // has one scale and the final reduction halves evenly; the columns of a
+  // block past the last whole step are done one byte at a time. A 4-bit
+  // block is an even number of columns, so a step is whole bytes.
+  int64_t lanes = 1;
+  while (lanes * 2 <= std::min(kDecodeChunk, block))
+    lanes *= 2;
+  // Each step gives `pack` vectors (4-bit: even and odd columns) of `part`
+  // lanes, each with accumulators of its own.
+  int64_t part = lanes / pack;
+  auto partVec = VectorType::get({part}, ct);
+  Value zeroVec = arith::ConstantOp::create(
+      b, partVec, DenseElementsAttr::get(partVec, b.getFloatAttr(ct, 0.0)));
+  Value zero = e.f(ct, 0.0);
+  Value c0 = e.index(0), c1 = e.index(1);
+  Value numRows = e.dim(a, 0);
+
+  // Calls `body(k)` for the first column of every whole vector step, in
+  // the kernel's order: blocks of `cols` columns from block `first`.
+  auto forEachStep = [&](int64_t first, int64_t count, int64_t cols,
+                         function_ref<void(Value)> body) {
+    e.loop(e.index(first), e.index(first + count), [&](Value blk) {
+      Value k0 = e.muli(blk, e.index(block));
+      e.loop(
+          c0, e.index(cols / lanes * lanes),
+          [&](Value j) { body(e.addi(k0, j)); }, e.index(lanes));
+    });
+  };
+
+  // Stage the rows: all columns as they are, then for 4-bit each vector
+  // step's columns again, deinterleaved.
+  e.loop(c0, numRows, [&](Value m) {
+    e.loop(c0, e.index(depth), [&](Value k) {
+      e.store(e.castFloat(e.load(a, {m, k}), ct), staged, {m, k});
+    });
+    if (bits != 4)
+      return;
+    auto deinterleave = [&](Value k) {
+      Value v = vector::LoadOp::create(b, VectorType::get({lanes}, actType),
+                                       a, ValueRange{m, k});
+      if (actType != ct)
+        v = arith::ExtFOp::create(b, VectorType::get({lanes}, ct), v);
+      auto halves = vector::DeinterleaveOp::create(b, v);
+      vector::StoreOp::create(b, halves.getRes1(), staged, ValueRange{m, k});
+      vector::StoreOp::create(b, halves.getRes2(), staged,
+                              ValueRange{m, e.addi(k, e.index(part))});
+    };
+    forEachStep(0, depth / block, block, deinterleave);
+    if (depth % block)
+      forEachStep(depth / block, 1, depth % block, deinterleave);
+  });
+
+  // Row n of the weight times rows [m0, m0 + group) of `a`.
+  auto emitRow = [&](Value n, Value m0, int64_t group) {
+    SmallVector<Value> rowsM;
+    for (int64_t i = 0; i < group; ++i)
+      rowsM.push_back(e.addi(m0, e.index(i)));
+    // Carried values: `pack` vector accumulators per row (acc[i * pack +
+    // t]), then a scalar one per row for the columns done byte by byte.
+    int64_t numVec = group * pack;
+    SmallVector<Value> init(numVec, zeroVec);
+    init.append(group, zero);
+    // Blocks [first, first + count) of `cols` columns each.
+    auto emitBlocks = [&](int64_t first, int64_t count, int64_t cols,
+                          ValueRange acc) -> SmallVector<Value> {
+      int64_t vecCols = cols / lanes * lanes;
+      return e.loop(
+          e.index(first), e.index(first + count), acc,
+          [&](Value blk, ValueRange acc) {
+            Value scale = loadScale(e, p, quant, x, n, blk, ct);
+            Value zp = loadZeroPoint(e, p, quant, x, n, blk, ct);
+            Value offset = arith::NegFOp::create(b, e.mulf(zp, scale));
+            Value scaleVec = vector::BroadcastOp::create(b, partVec, scale);
+            Value offsetVec = vector::BroadcastOp::create(b, partVec, offset);
+            Value k0 = e.muli(blk, e.index(block));
+            SmallVector<Value> next = e.loop(
+                c0, e.index(vecCols), acc,
+                [&](Value j, ValueRange acc) {
+                  Value k = e.addi(k0, j);
+                  SmallVector<Value> codes =
+                      loadCodes(e, p, bits, x, n, k, lanes, ct);
+                  SmallVector<Value> next(acc);
+                  for (int64_t t = 0; t < pack; ++t) {
+                    Value w = vector::FMAOp::create(b, codes[t], scaleVec,
+                                                    offsetVec);
+                    Value col = e.addi(k, e.index(t * part));
+                    for (int64_t i = 0; i < group; ++i) {
+                      Value act = vector::LoadOp::create(
+                          b, partVec, staged, ValueRange{rowsM[i], col});
+                      next[i * pack + t] = vector::FMAOp::create(
+                          b, w, act, acc[i * pack + t]);
+                    }
+                  }
+                  return next;
+                },
+                e.index(lanes));
+            // The rest of the block, a byte (one or two columns) at a time.
+            return e.loop(
+                e.index(vecCols), e.index(cols), next,
+                [&](Value j, ValueRange acc) {
+                  Value k = e.addi(k0, j);
+                  Value byte = loadByte(
+                      e, p.weights,
+                      {x, n, arith::DivUIOp::create(b, k, e.index(pack))});
+                  SmallVector<Value> next(acc);
+                  for (int64_t t = 0; t < pack; ++t) {
+                    // Low nibble = even column.
+                    Value code = byte;
+                    if (bits == 4 && t == 0)
+                      code = arith::AndIOp::create(b, byte, e.i32(15));
+                    else if (bits == 4)
+                      code = arith::ShRUIOp::create(b, byte, e.i32(4));
+                    Value w = e.mulf(
+                        e.subf(arith::UIToFPOp::create(b, ct, code), zp),
+                        scale);
+                    Value col = e.addi(k, e.index(t));
+                    for (int64_t i = 0; i < group; ++i) {
+                      Value act = e.load(staged, {rowsM[i], col});
+                      next[numVec + i] =
+                          e.addf(next[numVec + i], e.mulf(w, act));
+                    }
+                  }
+                  return next;
+                },
+                e.index(pack));
+          });
+    };
+    SmallVector<Value> acc = emitBlocks(0, depth / block, block, init);
+    if (depth % block)
+      acc = emitBlocks(depth / block, 1, depth % block, acc);
+    // One horizontal reduction per row: the even and odd accumulators are
+    // added lane-wise first.
+    for (int64_t i = 0; i < group; ++i) {
+      Value lanesSum = acc[i * pack];
+      for (int64_t t = 1; t < pack; ++t)
+        lanesSum = e.addf(lanesSum, acc[i * pack + t]);
+      Value sum = vector::ReductionOp::create(
+          b, vector::CombiningKind::ADD, lanesSum, Value(),
+          arith::FastMathFlags::reassoc);
+      sum = e.addf(sum, acc[numVec + i]);
+      e.store(e.addf(e.load(c, {rowsM[i], n}), sum), c, {rowsM[i], n});
+    }
+  };
+
+  int64_t numTiles = (outRows + kDecodeTileRows - 1) / kDecodeTileRows;
+  auto loop = scf::ParallelOp::create(b, ValueRange{c0},
+                                      ValueRange{e.index(numTiles)},
+                                      ValueRange{c1});
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPoint(loop.getBody()->getTerminator());
+  Value n0 = e.muli(loop.getInductionVars()[0], e.index(kDecodeTileRows));
+  Value n1 = arith::MinUIOp::create(b, e.addi(n0, e.index(kDecodeTileRows)),
+                                    e.index(outRows));
+  e.loop(n0, n1, [&](Value n) {
+    e.loop(
+        c0, numRows,
+        [&](Value m0) {
+          // The accumulators are registers, so their number is static: one
+          // case per group size, the default being a whole group.
+          Value group = arith::MinUIOp::create(
+              b, e.index(kDecodeRowGroup), e.subi(numRows, m0));
+          SmallVector<int64_t> sizes;
+          for (int64_t g = 1; g < kDecodeRowGroup; ++g)
+            sizes.push_back(g);
+          auto sw = scf::IndexSwitchOp::create(b, TypeRange{}, group, sizes,
+                                               sizes.size());
+          auto emitCase = [&](Region &region, int64_t g) {
+            OpBuilder::InsertionGuard caseGuard(b);
+            b.setInsertionPointToStart(&region.emplaceBlock());
+            emitRow(n, m0, g);
+            scf::YieldOp::create(b);
+          };
+          for (auto [region, g] : llvm::zip(sw.getCaseRegions(), sizes))
+            emitCase(region, g);
+          emitCase(sw.getDefaultRegion(), kDecodeRowGroup);
+        },
+        e.index(kDecodeRowGroup));
+  });
+}
+
+/// `c[m, n] += sum_k a[m, k] * W[x][n, k]` for a packed weight. An expert
+/// with at most kDecodeMaxRows rows (decode) runs the fused kernel above.
+/// Otherwise a panel of `kDequantPanelRows` rows of expert `x`'s weight at a
+/// time is dequantised into `panel` and multiplied by the float
+/// contraction, so the whole weight is never materialised and the float
+/// kernels are reused as they are.
 void emitQuantizedMatmul(ImplicitLocOpBuilder &b, Value a,
                          const QuantizedProjection &p, QuantAttr quant, Value x,
-                         int64_t outRows, int64_t depth, Value panel, Value c) {
+                         int64_t outRows, int64_t depth, Value panel,
+                         Value staged, Value c) {
   KernelEmitter e(b);
-  Value c0 = e.index(0);
-  Value panelRows = e.index(kDequantPanelRows);
-  Value total = e.index(outRows);
-  e.loop(
-      c0, total,
-      [&](Value n0) {
-        Value rows = arith::MinUIOp::create(b, panelRows, e.subi(total, n0));
-        emitDequantizeRows(b, p, quant, x, n0, rows, depth, panel);
-        SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
-        Value w = memref::SubViewOp::create(
-            b, panel,
-            SmallVector<OpFoldResult>{b.getIndexAttr(0), b.getIndexAttr(0)},
-            SmallVector<OpFoldResult>{rows, b.getIndexAttr(depth)}, strides);
-        Value cols = memref::SubViewOp::create(
-            b, c, SmallVector<OpFoldResult>{b.getIndexAttr(0), n0},
-            SmallVector<OpFoldResult>{e.dim(c, 0), rows}, strides);
-        emitMatmulTransposedB(b, a, w, cols);
+  Value decode = e.cmpi(arith::CmpIPredicate::ule, e.dim(a, 0),
+                        e.index(kDecodeMaxRows));
+  e.ifThenElse(
+      decode,
+      [&] {
+        emitQuantizedMatvec(b, a, p, quant, x, outRows, depth, staged, c);
       },
-      panelRows);
+      [&] {
+        Value c0 = e.index(0);
+        Value panelRows = e.index(kDequantPanelRows);
+        Value total = e.index(outRows);
+        e.loop(
+            c0, total,
+            [&](Value n0) {
+              Value rows =
+                  arith::MinUIOp::create(b, panelRows, e.subi(total, n0));
+              emitDequantizeRows(b, p, quant, x, n0, rows, depth, panel);
+              SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
+              Value w = memref::SubViewOp::create(
+                  b, panel,
+                  SmallVector<OpFoldResult>{b.getIndexAttr(0),
+                                            b.getIndexAttr(0)},
+                  SmallVector<OpFoldResult>{rows, b.getIndexAttr(depth)},
+                  strides);
+              Value cols = memref::SubViewOp::create(
+                  b, c, SmallVector<OpFoldResult>{b.getIndexAttr(0), n0},
+                  SmallVector<OpFoldResult>{e.dim(c, 0), rows}, strides);
+              emitMatmulTransposedB(b, a, w, cols);
+            },
+            panelRows);
+      });
 }
 
 /// Fills rows of `c` with `bias` (rank 1, broadcast over rows) or zero.
@@ -658,17 +947,24 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
         resultType != ct ? scratch(hiddenSize) : FailureOr<Value>(Value());
     if (failed(fc1Out) || failed(act) || failed(fc3Out) || failed(fc2Out))
       return failure();
-    // Quantised weights are dequantised a panel of rows at a time into this
-    // scratch (K is H for fc1/fc3 and I for fc2).
-    Value panel;
+    // Quantised weights are dequantised a panel of rows at a time into the
+    // first scratch (K is H for fc1/fc3 and I for fc2); experts with at most
+    // kDecodeMaxRows rows instead stage their rows in the second, converted
+    // and in the decode kernel's column order.
+    Value panel, staged;
     if (quant) {
       FailureOr<Value> buffer = options.createAlloc(
           b, b.getLoc(),
           MemRefType::get({kDequantPanelRows, std::max(hiddenSize, inter)}, ct),
           {});
-      if (failed(buffer))
+      FailureOr<Value> rowsBuffer = options.createAlloc(
+          b, b.getLoc(),
+          MemRefType::get({kDecodeMaxRows, std::max(hiddenSize, inter)}, ct),
+          {});
+      if (failed(buffer) || failed(rowsBuffer))
         return failure();
       panel = *buffer;
+      staged = *rowsBuffer;
     }
     // `c += in @ W[x]^T` for projection `which` (0: fc1, 1: fc2, 2: fc3).
     auto project = [&](Value in, int which, Value x, Value c, int64_t outRows,
@@ -679,7 +975,7 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
         return;
       }
       emitQuantizedMatmul(b, in, projections[which], quant, x, outRows, depth,
-                          panel, c);
+                          panel, staged, c);
     };
 
     bool swiglu = expert.getActivation() == Activation::swiglu;

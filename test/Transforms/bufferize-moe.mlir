@@ -116,8 +116,8 @@ func.func @expert_swiglu_concatenated(%rows: tensor<?x16xf32>, %offsets: tensor<
 
 // -----
 
-// Quantised weights are dequantised inside the per-expert loop, 64 rows at
-// a time, into one [64, max(H, I)] f32 panel: 16 packed bytes become 32
+// Experts with more than 16 rows (the else branch; the decode kernel is
+// below) dequantise their quantised weights 64 rows at a time, into one [64, max(H, I)] f32 panel: 16 packed bytes become 32
 // floats (low nibble = even column), and the float contraction runs on the
 // panel against the matching output columns. No buffer the size of a
 // dequantised weight ([4, 256, 64] or [256, 64]) is allocated.
@@ -126,6 +126,7 @@ func.func @expert_swiglu_concatenated(%rows: tensor<?x16xf32>, %offsets: tensor<
 // CHECK-NOT:     memref<256x64xf32>
 // CHECK:         %[[PANEL:.*]] = memref.alloc() {{.*}} : memref<64x128xf32>
 // CHECK:         scf.for %[[X:.*]] =
+// CHECK:           } else {
 // CHECK:           scf.for %[[N0:.*]] =
 // CHECK:             scf.parallel
 // CHECK:               vector.load %{{.*}}[%[[X]], %{{.*}}, %{{.*}}] : memref<4x256x32xui8>, vector<16xui8>
@@ -139,4 +140,68 @@ func.func @expert_swiglu_concatenated(%rows: tensor<?x16xf32>, %offsets: tensor<
 func.func @expert_int4_block(%rows: tensor<?x64xf32>, %offsets: tensor<5xi32>, %w1: tensor<4x256x32xui8>, %w2: tensor<4x64x64xui8>, %s1: tensor<4x256x2xf32>, %s2: tensor<4x64x4xf32>, %z1: tensor<4x256x1xui8>) -> tensor<?x64xf32> {
   %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 fc1_zero_points %z1 {activation = #moe.activation<swiglu>, quant = #moe.quant<bits = 4, block_size = 32>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x32xui8>, tensor<4x64x64xui8>, tensor<4x256x2xf32>, tensor<4x64x4xf32>, tensor<4x256x1xui8>) -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
+}
+
+// -----
+
+// An expert with at most 16 rows (decode) multiplies the packed weight as
+// it is. Its rows are first staged in f32, each 64-column vector step
+// deinterleaved (even columns, then odd) to match the nibbles. Then one
+// parallel loop over tiles of 16 weight rows; per weight row, groups of up
+// to 4 activation rows, switched on the group size so that each case has a
+// static number of accumulators (registers); per block of 64 columns, its
+// scale and zero point, then 32 packed bytes widened once, split into low
+// nibbles (even columns) and high nibbles (odd columns), dequantised as
+// q * scale - zp * scale by one FMA each and FMA'd into an even and an odd
+// accumulator per activation row; the columns of a block past its last
+// whole vector (none here) go byte by byte, and a row's accumulators are
+// added and reduced once, into C. More rows take the panel path in the else
+// branch.
+// CHECK-LABEL: func @expert_int4_decode
+// CHECK:         %[[STAGED:.*]] = memref.alloc() {{.*}} : memref<16x256xf32>
+// CHECK:         scf.for %[[X:.*]] =
+// CHECK:           %[[DECODE:.*]] = arith.cmpi ule, %{{.*}}, %c16{{.*}} : index
+// CHECK-NEXT:      scf.if %[[DECODE]] {
+// CHECK:             scf.for %[[M:.*]] =
+// CHECK:               vector.load %{{.*}}[%[[M]], %{{.*}}] : memref<?x256xf32, {{.*}}>, vector<64xf32>
+// CHECK:               %[[EVEN:.*]], %[[ODD:.*]] = vector.deinterleave %{{.*}} : vector<64xf32> -> vector<32xf32>
+// CHECK:               vector.store %[[EVEN]], %[[STAGED]][%[[M]], %{{.*}}]
+// CHECK:               vector.store %[[ODD]], %[[STAGED]][%[[M]], %{{.*}}]
+// CHECK:             scf.parallel (%{{.*}}) = (%{{.*}}) to (%c4{{.*}}) step (%{{.*}}) {
+// CHECK:               scf.for %[[N:.*]] =
+// CHECK:                 scf.for %{{.*}} = %{{.*}} to %{{.*}} step %c4
+// CHECK:                   %[[GROUP:.*]] = arith.minui %c4{{.*}}, %{{.*}} : index
+// CHECK:                   scf.index_switch %[[GROUP]]
+// CHECK-NEXT:              case 1 {
+// CHECK:                     scf.for %[[BLK:.*]] = %{{.*}} to %c4{{.*}} step %{{.*}} iter_args({{.*}}) -> (vector<32xf32>, vector<32xf32>, f32) {
+// CHECK:                       memref.load %{{.*}}[%[[X]], %[[N]], %[[BLK]]] : memref<4x64x4xf32>
+// CHECK:                       memref.load %{{.*}}[%[[X]], %[[N]], %{{.*}}] : memref<4x64x2xui8>
+// CHECK:                       scf.for %{{.*}} iter_args({{.*}}) -> (vector<32xf32>, vector<32xf32>, f32) {
+// CHECK:                         vector.load %{{.*}}[%[[X]], %[[N]], %{{.*}}] : memref<4x64x128xui8>, vector<32xui8>
+// CHECK:                         arith.extui %{{.*}} : vector<32xi8> to vector<32xi32>
+// CHECK:                         arith.andi %{{.*}}, %{{.*}} : vector<32xi32>
+// CHECK:                         arith.shrui %{{.*}}, %{{.*}} : vector<32xi32>
+// CHECK-NOT:                     vector.interleave
+// CHECK:                         vector.fma %{{.*}} : vector<32xf32>
+// CHECK:                         vector.load %[[STAGED]]
+// CHECK:                         vector.fma %{{.*}} : vector<32xf32>
+// CHECK:                         vector.fma %{{.*}} : vector<32xf32>
+// CHECK:                         vector.load %[[STAGED]]
+// CHECK:                         vector.fma %{{.*}} : vector<32xf32>
+// CHECK:                     arith.addf %{{.*}}, %{{.*}} : vector<32xf32>
+// CHECK-NEXT:                vector.reduction <add>, %{{.*}} fastmath<reassoc> : vector<32xf32> into f32
+// CHECK:                     memref.store
+// CHECK-NOT:                 vector.reduction
+// CHECK:                   case 2 {
+// CHECK-COUNT-6:               vector.fma
+// CHECK:                   case 3 {
+// CHECK-COUNT-8:               vector.fma
+// CHECK:                   default {
+// CHECK-COUNT-10:              vector.fma
+// CHECK:           } else {
+// CHECK:             scf.parallel
+// CHECK:             linalg.generic
+func.func @expert_int4_decode(%rows: tensor<?x256xf32>, %offsets: tensor<5xi32>, %w1: tensor<4x64x128xui8>, %w2: tensor<4x256x16xui8>, %s1: tensor<4x64x4xf32>, %s2: tensor<4x256x1xf32>, %z1: tensor<4x64x2xui8>) -> tensor<?x256xf32> {
+  %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 fc1_zero_points %z1 {activation = #moe.activation<swiglu>, quant = #moe.quant<bits = 4, block_size = 64>} : (tensor<?x256xf32>, tensor<5xi32>, tensor<4x64x128xui8>, tensor<4x256x16xui8>, tensor<4x64x4xf32>, tensor<4x256x1xf32>, tensor<4x64x2xui8>) -> tensor<?x256xf32>
+  return %y : tensor<?x256xf32>
 }
