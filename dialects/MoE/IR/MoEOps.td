@@ -173,7 +173,10 @@ def MoE_ExpertOp : MoE_Op<"expert", [Pure, AttrSizedOperandSegments]> {
     `[E, N]` or block-wise `[E, N, ceil(K / block_size)]`) and optionally
     its `fcN_zero_points` (`ui8`; see `#moe.quant` for their packing). The
     weights are dequantised, `(q - zp) * scale`, inside the expert kernel;
-    biases and scales share one float element type.
+    biases and scales share one float element type. On the CPU an expert with
+    at most 16 rows (decode) multiplies the packed bytes directly, each read
+    once and dequantised in registers; more rows dequantise 64-row panels
+    into a scratch for the float GEMM kernels.
 
     ```mlir
     %y = moe.expert %rows, %offsets fc1 %q1 fc2 %q2
