@@ -280,13 +280,17 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
     Value zeroVec = arith::ConstantOp::create(
         b, vecType, DenseElementsAttr::get(vecType, b.getFloatAttr(accType, 0)));
 
+    // A loaded vector<step> as the multiply-add takes it: narrow operands
+    // widened to the accumulator type, except bf16 pairs for the dot.
+    auto widen = [&](Value v) -> Value {
+      if (dot || cast<VectorType>(v.getType()).getElementType() == accType)
+        return v;
+      return arith::ExtFOp::create(b, vecType, v);
+    };
     auto loadVec = [&](Value memref, Value row, Value k) -> Value {
       Type element = cast<MemRefType>(memref.getType()).getElementType();
-      Value v = vector::LoadOp::create(b, VectorType::get({step}, element),
-                                       memref, ValueRange{row, k});
-      if (!dot && element != accType)
-        v = arith::ExtFOp::create(b, vecType, v);
-      return v;
+      return widen(vector::LoadOp::create(
+          b, VectorType::get({step}, element), memref, ValueRange{row, k}));
     };
     auto multiplyAdd = [&](Value x, Value y, Value acc) -> Value {
       if (dot)
@@ -304,11 +308,8 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
       auto type = VectorType::get({step}, element);
       Value zeros = arith::ConstantOp::create(
           b, type, DenseElementsAttr::get(type, b.getFloatAttr(element, 0)));
-      Value v = vector::MaskedLoadOp::create(b, type, memref,
-                                             ValueRange{row, kVec}, mask, zeros);
-      if (!dot && element != accType)
-        v = arith::ExtFOp::create(b, vecType, v);
-      return v;
+      return widen(vector::MaskedLoadOp::create(
+          b, type, memref, ValueRange{row, kVec}, mask, zeros));
     };
 
     // One mr x nr block of C at (m0, n0).
