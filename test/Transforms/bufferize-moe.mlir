@@ -55,25 +55,61 @@ func.func @dispatch_expert_capacity(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>,
 
 // -----
 
-// The grouped FFN is a loop over experts with per-expert contractions on
-// row slices; interleaved SwiGLU reads gate and linear halves through
-// strided index maps.
+// Float experts run as two parallel loops over experts x column panels:
+// fc1 with the activation on the panel just computed, then fc2. With one
+// panel of I = 32 and of H = 16 columns the loops are over experts only;
+// interleaved SwiGLU reads gate and linear columns through strided index
+// maps.
 // CHECK-DAG:   #[[GATE:.*]] = affine_map<(d0, d1) -> (d0, d1 * 2)>
 // CHECK-DAG:   #[[LIN:.*]] = affine_map<(d0, d1) -> (d0, d1 * 2 + 1)>
 // CHECK-LABEL: func @expert_swiglu
-// CHECK:       scf.for %[[E:.*]] = %{{.*}} to %{{.*}}
+// CHECK:       scf.parallel (%[[E:.*]], %{{.*}}) = (%{{.*}}, %{{.*}}) to (%c4{{.*}}, %{{.*}})
 // CHECK:         scf.if
 // CHECK:           memref.subview %{{.*}}[%[[E]], 0, 0] [1, 64, 16] [1, 1, 1]
 // CHECK:           linalg.generic {{.*}} iterator_types = ["parallel", "parallel", "reduction"]
 // CHECK:           linalg.generic {indexing_maps = [#[[GATE]], #[[LIN]], #{{.*}}]
 // CHECK:             arith.minimumf
 // CHECK:             math.exp
+// CHECK:       scf.parallel (%[[E2:.*]], %{{.*}}) = (%{{.*}}, %{{.*}}) to (%c4{{.*}}, %{{.*}})
+// CHECK:           memref.subview %{{.*}}[%[[E2]], 0, 0] [1, 16, 32] [1, 1, 1]
 // CHECK:           linalg.generic {{.*}} iterator_types = ["parallel", "parallel", "reduction"]
 // CHECK:       linalg.fill
 // CHECK-NOT:   moe.expert
 func.func @expert_swiglu(%rows: tensor<?x16xf32>, %offsets: tensor<5xi32>, %w1: tensor<4x64x16xbf16>, %w2: tensor<4x16x32xbf16>) -> tensor<?x16xf32> {
   %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 {activation = #moe.activation<swiglu>, limit = 7.0} : (tensor<?x16xf32>, tensor<5xi32>, tensor<4x64x16xbf16>, tensor<4x16x32xbf16>) -> tensor<?x16xf32>
   return %y : tensor<?x16xf32>
+}
+
+// -----
+
+// I = 128 splits into two panels of 64 columns (bias included). With fewer
+// than 16 rows per expert on average (64 rows for 4 experts) panels are
+// the outer dimension, so that threads share every expert's columns;
+// otherwise experts are, so that a thread keeps an expert's rows in cache.
+// CHECK-LABEL: func @expert_panels
+// CHECK:       %[[PANELS:.*]] = arith.ceildivui %c128{{.*}}, %c64{{.*}} : index
+// CHECK:       %[[FEW:.*]] = arith.cmpi ult, %[[ROWS:.*]], %c64{{.*}} : index
+// CHECK:       scf.if %[[FEW]] {
+// CHECK:         scf.parallel (%[[P:.*]], %[[E:.*]]) = (%{{.*}}, %{{.*}}) to (%[[PANELS]], %c4{{.*}})
+// CHECK:           %[[FIRST:.*]] = arith.muli %[[P]], %c64
+// CHECK:           %[[C:.*]] = memref.subview %{{.*}}[%{{.*}}, %[[FIRST]]] [%{{.*}}, 64] [1, 1] : memref<?x128xf32> to memref<?x64xf32, strided<[128, 1], offset: ?>>
+// CHECK:           %[[BIAS:.*]] = memref.subview %{{.*}}[%[[E]], 0] [1, 128]
+// CHECK:           memref.subview %[[BIAS]][%[[FIRST]]] [64] [1]
+// CHECK:           %[[W:.*]] = memref.subview %{{.*}}[%[[E]], 0, 0] [1, 128, 24] [1, 1, 1]
+// CHECK:           memref.subview %[[W]][%[[FIRST]], 0] [64, 24] [1, 1]
+// CHECK:           linalg.generic {{.*}} outs(%[[C]] :
+// CHECK:             math.erf
+// CHECK:       } else {
+// CHECK:         scf.parallel (%[[E2:.*]], %[[P2:.*]]) = (%{{.*}}, %{{.*}}) to (%c4{{.*}}, %[[PANELS]])
+// CHECK:           arith.muli %[[P2]], %c64
+// The second loop: H = 24 is one panel.
+// CHECK:       scf.parallel
+// CHECK:           memref.subview %{{.*}}[%{{.*}}, 0, 0] [1, 24, 128] [1, 1, 1]
+// CHECK-NOT:   scf.parallel
+// CHECK:       linalg.fill
+func.func @expert_panels(%rows: tensor<?x24xf32>, %offsets: tensor<5xi32>, %w1: tensor<4x128x24xf32>, %b1: tensor<4x128xf32>, %w2: tensor<4x24x128xf32>) -> tensor<?x24xf32> {
+  %y = moe.expert %rows, %offsets fc1 %w1 fc1_bias %b1 fc2 %w2 {activation = #moe.activation<gelu>} : (tensor<?x24xf32>, tensor<5xi32>, tensor<4x128x24xf32>, tensor<4x128xf32>, tensor<4x24x128xf32>) -> tensor<?x24xf32>
+  return %y : tensor<?x24xf32>
 }
 
 // -----
@@ -103,11 +139,17 @@ func.func @route_static(%logits: tensor<8x4xf32>) -> (tensor<8x1xf32>, tensor<8x
 
 // -----
 
-// Concatenated SwiGLU reads fc1's two column halves as separate [rows, I]
-// views, so the activation loop runs over I columns, not 2I.
+// Concatenated SwiGLU computes a panel's gate columns from fc1's first I
+// rows and its linear columns from the same panel of the last I rows, into
+// separate [rows, panel] views, so the activation loop runs over the
+// panel's columns.
 // CHECK-LABEL: func @expert_swiglu_concatenated
-// CHECK:       %[[GATE:.*]] = memref.subview %[[FC1OUT:.*]][0, 0] [%{{.*}}, 32] [1, 1]
-// CHECK:       %[[LIN:.*]] = memref.subview %[[FC1OUT]][0, 32] [%{{.*}}, 32] [1, 1]
+// CHECK:       %[[FIRST:.*]] = arith.muli %{{.*}}, %c32
+// CHECK:       %[[GATE:.*]] = memref.subview %[[FC1OUT:.*]][%[[ROW:.*]], %[[FIRST]]] [%{{.*}}, 32] [1, 1]
+// CHECK:       memref.subview %{{.*}}[%[[FIRST]], 0] [32, 16] [1, 1]
+// CHECK:       %[[SECOND:.*]] = arith.addi %[[FIRST]], %c32
+// CHECK:       %[[LIN:.*]] = memref.subview %[[FC1OUT]][%[[ROW]], %[[SECOND]]] [%{{.*}}, 32] [1, 1]
+// CHECK:       memref.subview %{{.*}}[%[[SECOND]], 0] [32, 16] [1, 1]
 // CHECK:       linalg.generic {{.*}} ins(%[[GATE]], %[[LIN]] : {{.*}}) outs(%{{.*}} : memref<?x32xf32, {{.*}}>)
 func.func @expert_swiglu_concatenated(%rows: tensor<?x16xf32>, %offsets: tensor<5xi32>, %w1: tensor<4x64x16xf32>, %w2: tensor<4x16x32xf32>) -> tensor<?x16xf32> {
   %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 {activation = #moe.activation<swiglu>, swiglu_fusion = #moe.swiglu_fusion<concatenated>} : (tensor<?x16xf32>, tensor<5xi32>, tensor<4x64x16xf32>, tensor<4x16x32xf32>) -> tensor<?x16xf32>

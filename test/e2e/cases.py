@@ -68,6 +68,18 @@ CASES = [
     dict(name="swiglu_separate_plain", activation="swiglu", fusion="separate",
          H=64, I=128, tokens=1),
 
+    # Column panels of the grouped float schedule: ragged last panels
+    # (I = 136 and H = 100 are 64 + 64 + 8 and 64 + 36 columns) with experts
+    # outermost (at least 16 rows per expert) and with panels outermost.
+    dict(name="panels_swiglu_expert_major", activation="swiglu",
+         fusion="interleaved", bias=True, tokens=300, E=4, k=2, H=100,
+         I=136),
+    dict(name="panels_concatenated_panel_major", activation="swiglu",
+         fusion="concatenated", bias=True, tokens=40, E=8, k=2, H=100,
+         I=136),
+    dict(name="panels_glu_expert_major", activation="gelu", glu=True,
+         bias=True, tokens=200, E=4, k=1, H=136, I=100),
+
     # ---- low-precision weights ------------------------------------------------
     dict(name="bf16_relu", dtype="bf16", activation="relu", H=72, I=56,
          bias=True),

@@ -173,7 +173,14 @@ def MoE_ExpertOp : MoE_Op<"expert", [Pure, AttrSizedOperandSegments]> {
     `[E, N]` or block-wise `[E, N, ceil(K / block_size)]`) and optionally
     its `fcN_zero_points` (`ui8`; see `#moe.quant` for their packing). The
     weights are dequantised, `(q - zp) * scale`, inside the expert kernel;
-    biases and scales share one float element type. On the CPU an expert with
+    biases and scales share one float element type.
+
+    On the CPU, float experts run as two parallel loops over experts x
+    column panels (up to 64 columns): fc1 (and fc3) with the activation
+    applied to each panel as it is computed, then fc2. Panels are the outer
+    dimension when experts have fewer than 16 rows on average, so that
+    threads share every expert's work; experts otherwise, so that a thread
+    keeps one expert's rows in cache. For quantised experts, an expert with
     at most 16 rows (decode) multiplies the packed bytes directly, each read
     once and dequantised in registers; more rows dequantise 64-row panels
     into a scratch for the float GEMM kernels.
