@@ -2,9 +2,9 @@
 //
 // The stage ops bufferize into what they compute: memref loop nests for
 // routing, dispatch and combine, and linalg contractions on row and column
-// slices for the grouped FFN (float experts: two parallel loops over
-// experts x column panels; quantised experts: a loop over experts), so
-// that one-shot bufferization is also the lowering out of the moe dialect. Every result is a fresh allocation; operands are only
+// slices for the grouped FFN (two parallel loops over experts x column
+// panels), so that one-shot bufferization is also the lowering out of the
+// moe dialect. Every result is a fresh allocation; operands are only
 // read. The expert GEMMs stay linalg ops so that later passes can tile and
 // vectorize them.
 //
@@ -101,15 +101,23 @@ indexingMaps(std::initializer_list<std::initializer_list<AffineExpr>> lists,
   return AffineMap::inferFromExprList(refs, ctx);
 }
 
-/// Columns `[offset, offset + count)` of a rank-2 buffer.
-Value sliceColumns(ImplicitLocOpBuilder &b, Value source, int64_t offset,
-                   int64_t count) {
-  SmallVector<OpFoldResult> offsets = {b.getIndexAttr(0),
-                                       b.getIndexAttr(offset)};
-  SmallVector<OpFoldResult> sizes = {
-      memref::DimOp::create(b, source, 0).getResult(), b.getIndexAttr(count)};
+/// The block `[r0, r0 + rows) x [c0, c0 + cols)` of a rank-2 buffer.
+Value sliceBlock(ImplicitLocOpBuilder &b, Value source, OpFoldResult r0,
+                 OpFoldResult rows, OpFoldResult c0, OpFoldResult cols) {
   SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
-  return memref::SubViewOp::create(b, source, offsets, sizes, strides);
+  return memref::SubViewOp::create(b, source,
+                                   SmallVector<OpFoldResult>{r0, c0},
+                                   SmallVector<OpFoldResult>{rows, cols},
+                                   strides);
+}
+
+/// Elements `[start, start + count)` of a rank-1 buffer.
+Value sliceRange(ImplicitLocOpBuilder &b, Value source, OpFoldResult start,
+                 OpFoldResult count) {
+  return memref::SubViewOp::create(
+      b, source, SmallVector<OpFoldResult>{start},
+      SmallVector<OpFoldResult>{count},
+      SmallVector<OpFoldResult>{b.getIndexAttr(1)});
 }
 
 /// Shared model: moe stage ops read every operand, write none, and return
@@ -384,11 +392,6 @@ void emitMatmulTransposedB(ImplicitLocOpBuilder &b, Value a, Value w, Value c) {
       });
 }
 
-/// Rows of a dequantised weight panel. Small enough that the panel stays in
-/// L2 for the usual hidden sizes (64 x 4096 f32 is 1 MiB), large enough that
-/// the vectorised contraction has several column panels to run in parallel.
-constexpr int64_t kDequantPanelRows = 64;
-
 /// One expert projection's packed integer weights (`[E, N, K / pack]` ui8),
 /// scales and optional zero points, as whole stacked buffers.
 struct QuantizedProjection {
@@ -546,9 +549,8 @@ void emitDequantizeRows(ImplicitLocOpBuilder &b, const QuantizedProjection &p,
 
 /// Expert row counts up to which a quantised projection runs the fused
 /// decode kernel (emitQuantizedMatvec) instead of dequantising panels. With
-/// few rows the panel path is bound by writing and rereading the f32 panel
-/// and by two worker-pool dispatches per panel; the fused kernel reads each
-/// packed byte once. It dequantises a weight row again for every group of
+/// few rows the panel path is bound by writing and rereading the f32 panel;
+/// the fused kernel reads each packed byte once. It dequantises a weight row again for every group of
 /// kDecodeRowGroup rows, so its cost grows with the rows; on int8
 /// Mixtral-8x7B / 4 it still measured a little faster than the panels at
 /// 8-16 rows per expert (T = 32-64). Beyond that the panels' register-tiled
@@ -601,37 +603,97 @@ SmallVector<Value> loadCodes(KernelEmitter &e, const QuantizedProjection &p,
   return {even, odd};
 }
 
-/// `c[m, n] += sum_k a[m, k] * W[x][n, k]` for the few rows of `a` that an
-/// expert gets at decode, streaming the packed weight once.
+/// The vector step of the decode kernel for blocks of `block` columns: a
+/// power of two within a block, so that every step has one scale and the
+/// final reduction halves evenly.
+int64_t decodeLanes(int64_t block) {
+  int64_t lanes = 1;
+  while (lanes * 2 <= std::min(kDecodeChunk, block))
+    lanes *= 2;
+  return lanes;
+}
+
+/// Whether the decode kernel reads its rows from a staged copy: converted
+/// to the compute type, and for 4-bit weights with every vector step's
+/// columns deinterleaved (even columns, then odd) to match the nibbles'
+/// order.
+bool decodeNeedsStaging(QuantAttr quant, Type rowType, Type ct) {
+  return quant.getBits() == 4 || rowType != ct;
+}
+
+/// Stages every row of `a` (depth columns) into `staged` for the decode
+/// kernel, once per projection input rather than once per panel; rows are
+/// independent and run in parallel.
+void emitStageRows(ImplicitLocOpBuilder &b, Value a, QuantAttr quant,
+                   int64_t depth, Value staged) {
+  KernelEmitter e(b);
+  Type ct = cast<MemRefType>(staged.getType()).getElementType();
+  Type actType = cast<MemRefType>(a.getType()).getElementType();
+  int64_t block = quant.getBlockSize() ? quant.getBlockSize() : depth;
+  int64_t lanes = decodeLanes(block);
+  int64_t part = lanes / quant.getPackFactor();
+  Value c0 = e.index(0), c1 = e.index(1);
+  auto loop = scf::ParallelOp::create(b, ValueRange{c0},
+                                      ValueRange{e.dim(a, 0)}, ValueRange{c1});
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPoint(loop.getBody()->getTerminator());
+  Value m = loop.getInductionVars()[0];
+  // All columns as they are, then for 4-bit each vector step's columns
+  // again, deinterleaved.
+  e.loop(c0, e.index(depth), [&](Value k) {
+    e.store(e.castFloat(e.load(a, {m, k}), ct), staged, {m, k});
+  });
+  if (quant.getBits() != 4)
+    return;
+  auto deinterleave = [&](Value k) {
+    Value v = vector::LoadOp::create(b, VectorType::get({lanes}, actType), a,
+                                     ValueRange{m, k});
+    if (actType != ct)
+      v = arith::ExtFOp::create(b, VectorType::get({lanes}, ct), v);
+    auto halves = vector::DeinterleaveOp::create(b, v);
+    vector::StoreOp::create(b, halves.getRes1(), staged, ValueRange{m, k});
+    vector::StoreOp::create(b, halves.getRes2(), staged,
+                            ValueRange{m, e.addi(k, e.index(part))});
+  };
+  // Blocks [first, first + count) of `cols` columns each.
+  auto forEachStep = [&](int64_t first, int64_t count, int64_t cols) {
+    e.loop(e.index(first), e.index(first + count), [&](Value blk) {
+      Value k0 = e.muli(blk, e.index(block));
+      e.loop(
+          c0, e.index(cols / lanes * lanes),
+          [&](Value j) { deinterleave(e.addi(k0, j)); }, e.index(lanes));
+    });
+  };
+  forEachStep(0, depth / block, block);
+  if (depth % block)
+    forEachStep(depth / block, 1, depth % block);
+}
+
+/// `c[m, n] += sum_k a[m, k] * W[x][n, k]` for weight rows n in
+/// `[nBegin, nEnd)` and the few rows of `a` that an expert gets at decode,
+/// streaming the packed weight once. `a` is staged (emitStageRows) where
+/// decodeNeedsStaging says so.
 ///
-/// The rows of `a` are first staged into `staged` (at least kDecodeMaxRows
-/// x depth, compute type): converted once rather than in the inner loop,
-/// and for 4-bit weights with every vector step's columns deinterleaved
-/// (even columns, then odd) to match the nibbles' order. Then a parallel
-/// loop over tiles of weight rows n; for each n and each group of up to
-/// kDecodeRowGroup rows m, the codes of a block are loaded a vector at a
-/// time, converted to floats, dequantised in registers as
+/// A parallel loop over tiles of weight rows n; for each n and each group
+/// of up to kDecodeRowGroup rows m, the codes of a block are loaded a
+/// vector at a time, converted to floats, dequantised in registers as
 /// q * scale - zp * scale (one FMA) and multiplied into accumulator vectors
 /// per row m, which are reduced once at the end of the row. Nothing is
-/// written but `c` and the small staging buffer.
-void emitQuantizedMatvec(ImplicitLocOpBuilder &b, Value a,
+/// written but `c`.
+void emitQuantizedMatvec(ImplicitLocOpBuilder &b, Value staged,
                          const QuantizedProjection &p, QuantAttr quant,
-                         Value x, int64_t outRows, int64_t depth, Value staged,
+                         Value x, Value nBegin, Value nEnd, int64_t depth,
                          Value c) {
   KernelEmitter e(b);
   Type ct = cast<MemRefType>(c.getType()).getElementType();
-  Type actType = cast<MemRefType>(a.getType()).getElementType();
   int64_t bits = quant.getBits();
   int64_t pack = quant.getPackFactor();
   // Per-row scales are one block spanning the whole row.
   int64_t block = quant.getBlockSize() ? quant.getBlockSize() : depth;
-  // The vector step is a power of two within a block, so that every step
-  // has one scale and the final reduction halves evenly; the columns of a
-  // block past the last whole step are done one byte at a time. A 4-bit
-  // block is an even number of columns, so a step is whole bytes.
-  int64_t lanes = 1;
-  while (lanes * 2 <= std::min(kDecodeChunk, block))
-    lanes *= 2;
+  // The columns of a block past the last whole vector step are done one
+  // byte at a time. A 4-bit block is an even number of columns, so a step
+  // is whole bytes.
+  int64_t lanes = decodeLanes(block);
   // Each step gives `pack` vectors (4-bit: even and odd columns) of `part`
   // lanes, each with accumulators of its own.
   int64_t part = lanes / pack;
@@ -640,42 +702,7 @@ void emitQuantizedMatvec(ImplicitLocOpBuilder &b, Value a,
       b, partVec, DenseElementsAttr::get(partVec, b.getFloatAttr(ct, 0.0)));
   Value zero = e.f(ct, 0.0);
   Value c0 = e.index(0), c1 = e.index(1);
-  Value numRows = e.dim(a, 0);
-
-  // Calls `body(k)` for the first column of every whole vector step, in
-  // the kernel's order: blocks of `cols` columns from block `first`.
-  auto forEachStep = [&](int64_t first, int64_t count, int64_t cols,
-                         function_ref<void(Value)> body) {
-    e.loop(e.index(first), e.index(first + count), [&](Value blk) {
-      Value k0 = e.muli(blk, e.index(block));
-      e.loop(
-          c0, e.index(cols / lanes * lanes),
-          [&](Value j) { body(e.addi(k0, j)); }, e.index(lanes));
-    });
-  };
-
-  // Stage the rows: all columns as they are, then for 4-bit each vector
-  // step's columns again, deinterleaved.
-  e.loop(c0, numRows, [&](Value m) {
-    e.loop(c0, e.index(depth), [&](Value k) {
-      e.store(e.castFloat(e.load(a, {m, k}), ct), staged, {m, k});
-    });
-    if (bits != 4)
-      return;
-    auto deinterleave = [&](Value k) {
-      Value v = vector::LoadOp::create(b, VectorType::get({lanes}, actType),
-                                       a, ValueRange{m, k});
-      if (actType != ct)
-        v = arith::ExtFOp::create(b, VectorType::get({lanes}, ct), v);
-      auto halves = vector::DeinterleaveOp::create(b, v);
-      vector::StoreOp::create(b, halves.getRes1(), staged, ValueRange{m, k});
-      vector::StoreOp::create(b, halves.getRes2(), staged,
-                              ValueRange{m, e.addi(k, e.index(part))});
-    };
-    forEachStep(0, depth / block, block, deinterleave);
-    if (depth % block)
-      forEachStep(depth / block, 1, depth % block, deinterleave);
-  });
+  Value numRows = e.dim(staged, 0);
 
   // Row n of the weight times rows [m0, m0 + group) of `a`.
   auto emitRow = [&](Value n, Value m0, int64_t group) {
@@ -769,15 +796,15 @@ void emitQuantizedMatvec(ImplicitLocOpBuilder &b, Value a,
     }
   };
 
-  int64_t numTiles = (outRows + kDecodeTileRows - 1) / kDecodeTileRows;
-  auto loop = scf::ParallelOp::create(b, ValueRange{c0},
-                                      ValueRange{e.index(numTiles)},
+  Value tileRows = e.index(kDecodeTileRows);
+  Value numTiles =
+      arith::CeilDivUIOp::create(b, e.subi(nEnd, nBegin), tileRows);
+  auto loop = scf::ParallelOp::create(b, ValueRange{c0}, ValueRange{numTiles},
                                       ValueRange{c1});
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPoint(loop.getBody()->getTerminator());
-  Value n0 = e.muli(loop.getInductionVars()[0], e.index(kDecodeTileRows));
-  Value n1 = arith::MinUIOp::create(b, e.addi(n0, e.index(kDecodeTileRows)),
-                                    e.index(outRows));
+  Value n0 = e.addi(nBegin, e.muli(loop.getInductionVars()[0], tileRows));
+  Value n1 = arith::MinUIOp::create(b, e.addi(n0, tileRows), nEnd);
   e.loop(n0, n1, [&](Value n) {
     e.loop(
         c0, numRows,
@@ -805,47 +832,42 @@ void emitQuantizedMatvec(ImplicitLocOpBuilder &b, Value a,
   });
 }
 
-/// `c[m, n] += sum_k a[m, k] * W[x][n, k]` for a packed weight. An expert
-/// with at most kDecodeMaxRows rows (decode) runs the fused kernel above.
-/// Otherwise a panel of `kDequantPanelRows` rows of expert `x`'s weight at a
-/// time is dequantised into `panel` and multiplied by the float
-/// contraction, so the whole weight is never materialised and the float
-/// kernels are reused as they are.
-void emitQuantizedMatmul(ImplicitLocOpBuilder &b, Value a,
-                         const QuantizedProjection &p, QuantAttr quant, Value x,
-                         int64_t outRows, int64_t depth, Value panel,
-                         Value staged, Value c) {
+/// `c[m, n] += sum_k a[m, k] * W[x][n, k]` for a packed weight's rows n in
+/// `[first, first + width)`; `c` has all of the output's columns (n
+/// indexes it) for `a`'s rows. An expert with at most kDecodeMaxRows rows
+/// (decode) runs the fused kernel above on `staged` (`a` staged, or `a`
+/// itself). Otherwise the panel's weight rows are dequantised into a
+/// scratch of their own (so that panels run in parallel) and multiplied by
+/// the float contraction, so the whole weight is never materialised and
+/// the float kernels are reused as they are.
+void emitQuantizedPanel(ImplicitLocOpBuilder &b, Value a, Value staged,
+                        const QuantizedProjection &p, QuantAttr quant, Value x,
+                        Value first, OpFoldResult width, int64_t depth,
+                        Value c) {
   KernelEmitter e(b);
-  Value decode = e.cmpi(arith::CmpIPredicate::ule, e.dim(a, 0),
-                        e.index(kDecodeMaxRows));
+  Value rows = e.dim(a, 0);
+  Value widthValue = getValueOrCreateConstantIndexOp(b, b.getLoc(), width);
   e.ifThenElse(
-      decode,
+      e.cmpi(arith::CmpIPredicate::ule, rows, e.index(kDecodeMaxRows)),
       [&] {
-        emitQuantizedMatvec(b, a, p, quant, x, outRows, depth, staged, c);
+        emitQuantizedMatvec(b, staged, p, quant, x, first,
+                            e.addi(first, widthValue), depth, c);
       },
       [&] {
-        Value c0 = e.index(0);
-        Value panelRows = e.index(kDequantPanelRows);
-        Value total = e.index(outRows);
-        e.loop(
-            c0, total,
-            [&](Value n0) {
-              Value rows =
-                  arith::MinUIOp::create(b, panelRows, e.subi(total, n0));
-              emitDequantizeRows(b, p, quant, x, n0, rows, depth, panel);
-              SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
-              Value w = memref::SubViewOp::create(
-                  b, panel,
-                  SmallVector<OpFoldResult>{b.getIndexAttr(0),
-                                            b.getIndexAttr(0)},
-                  SmallVector<OpFoldResult>{rows, b.getIndexAttr(depth)},
-                  strides);
-              Value cols = memref::SubViewOp::create(
-                  b, c, SmallVector<OpFoldResult>{b.getIndexAttr(0), n0},
-                  SmallVector<OpFoldResult>{e.dim(c, 0), rows}, strides);
-              emitMatmulTransposedB(b, a, w, cols);
-            },
-            panelRows);
+        Type ct = cast<MemRefType>(c.getType()).getElementType();
+        std::optional<int64_t> staticWidth = getConstantIntValue(width);
+        Value panel =
+            staticWidth
+                ? memref::AllocOp::create(
+                      b, MemRefType::get({*staticWidth, depth}, ct),
+                      ValueRange{}, b.getI64IntegerAttr(64))
+                : memref::AllocOp::create(
+                      b, MemRefType::get({ShapedType::kDynamic, depth}, ct),
+                      ValueRange{widthValue}, b.getI64IntegerAttr(64));
+        emitDequantizeRows(b, p, quant, x, first, widthValue, depth, panel);
+        emitMatmulTransposedB(
+            b, a, panel,
+            sliceBlock(b, c, b.getIndexAttr(0), rows, first, width));
       });
 }
 
@@ -869,25 +891,6 @@ void emitInitRows(ImplicitLocOpBuilder &b, Value c, Value bias) {
         linalg::YieldOp::create(nb,
                                 KernelEmitter(nb).castFloat(args[0], accType));
       });
-}
-
-/// The block `[r0, r0 + rows) x [c0, c0 + cols)` of a rank-2 buffer.
-Value sliceBlock(ImplicitLocOpBuilder &b, Value source, OpFoldResult r0,
-                 OpFoldResult rows, OpFoldResult c0, OpFoldResult cols) {
-  SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
-  return memref::SubViewOp::create(b, source,
-                                   SmallVector<OpFoldResult>{r0, c0},
-                                   SmallVector<OpFoldResult>{rows, cols},
-                                   strides);
-}
-
-/// Elements `[start, start + count)` of a rank-1 buffer.
-Value sliceRange(ImplicitLocOpBuilder &b, Value source, OpFoldResult start,
-                 OpFoldResult count) {
-  return memref::SubViewOp::create(
-      b, source, SmallVector<OpFoldResult>{start},
-      SmallVector<OpFoldResult>{count},
-      SmallVector<OpFoldResult>{b.getIndexAttr(1)});
 }
 
 /// Columns per panel in the grouped schedule of float experts (at most).
@@ -1097,44 +1100,28 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
         resultType != ct ? scratch(hiddenSize) : FailureOr<Value>(Value());
     if (failed(fc1Out) || failed(act) || failed(fc3Out) || failed(fc2Out))
       return failure();
-    // Quantised weights are dequantised a panel of rows at a time into the
-    // first scratch (K is H for fc1/fc3 and I for fc2); experts with at most
-    // kDecodeMaxRows rows instead stage their rows in the second, converted
-    // and in the decode kernel's column order.
-    Value panel, staged;
-    if (quant) {
-      FailureOr<Value> buffer = options.createAlloc(
-          b, b.getLoc(),
-          MemRefType::get({kDequantPanelRows, std::max(hiddenSize, inter)}, ct),
-          {});
-      FailureOr<Value> rowsBuffer = options.createAlloc(
-          b, b.getLoc(),
-          MemRefType::get({kDecodeMaxRows, std::max(hiddenSize, inter)}, ct),
-          {});
-      if (failed(buffer) || failed(rowsBuffer))
-        return failure();
-      panel = *buffer;
-      staged = *rowsBuffer;
-    }
-    // `c += in @ W[x]^T` for projection `which` (0: fc1, 1: fc2, 2: fc3).
-    auto project = [&](Value in, int which, Value x, Value c, int64_t outRows,
-                       int64_t depth) {
-      if (!quant) {
-        emitMatmulTransposedB(
-            b, in, sliceLeading(b, projections[which].weights, x), c);
-        return;
-      }
-      emitQuantizedMatmul(b, in, projections[which], quant, x, outRows, depth,
-                          panel, staged, c);
+    // The decode kernel of quantised experts reads each projection's input
+    // rows staged (converted, 4-bit columns deinterleaved): all rows at
+    // once before each of the two loops, rather than per panel.
+    bool staging = quant && decodeNeedsStaging(quant, rowType, ct);
+    FailureOr<Value> staged = staging ? scratch(std::max(hiddenSize, inter))
+                                      : FailureOr<Value>(Value());
+    if (failed(staged))
+      return failure();
+    auto stage = [&](Value in, int64_t depth) -> Value {
+      if (!quant)
+        return Value();
+      if (!staging)
+        return in;
+      Value view = sliceBlock(b, *staged, b.getIndexAttr(0), numRows,
+                              b.getIndexAttr(0), b.getIndexAttr(depth));
+      emitStageRows(b, in, quant, depth, view);
+      return view;
     };
 
     bool swiglu = expert.getActivation() == Activation::swiglu;
     SwigluFusion fusion = expert.getSwigluFusion();
-    Value c0 = e.index(0), c1 = e.index(1);
     Value lastOffset = e.load(offsets, e.index(numExperts));
-    auto clampRow = [&](Value offset) {
-      return clampRowOffset(e, offset, numRows);
-    };
 
     MLIRContext *ctx = b.getContext();
     AffineExpr m, n;
@@ -1157,132 +1144,100 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
       }
     };
 
-    if (!quant) {
-      // Float weights: two parallel loops over panels x experts, one for
-      // fc1 (and fc3) with the activation on the panel just computed, one
-      // for fc2, instead of a parallel loop per GEMM per expert. A layer
-      // with many small experts (decode, or 64-128 experts at T = 16-64)
-      // otherwise pays a worker-pool dispatch and barrier for every
-      // projection of every active expert.
-      auto weightRows = [&](int which, Value x, Value first,
-                            OpFoldResult count) {
-        Value weight = sliceLeading(b, projections[which].weights, x);
-        auto type = cast<MemRefType>(weight.getType());
-        OpFoldResult depth =
-            type.isDynamicDim(1) ? OpFoldResult(e.dim(weight, 1))
-                                 : OpFoldResult(b.getIndexAttr(
-                                       type.getDimSize(1)));
-        return sliceBlock(b, weight, first, count, b.getIndexAttr(0), depth);
-      };
-      // Columns [first, first + count) of projection `which`'s output for
-      // expert x's rows, into the same columns of `scratch`.
-      auto projectPanel = [&](int which, Value scratch, Value bias, Value in,
-                              Value x, Value start, Value rowCount,
-                              Value first, OpFoldResult count) {
-        Value c = sliceBlock(b, scratch, start, rowCount, first, count);
-        emitInitRows(b, c,
-                     bias ? sliceRange(b, sliceLeading(b, bias, x), first,
-                                       count)
-                          : Value());
+    // Two parallel loops over panels x experts, one for fc1 (and fc3) with
+    // the activation on the panel just computed, one for fc2, instead of a
+    // parallel loop per GEMM per expert. A layer with many small experts
+    // (decode, or 64-128 experts at T = 16-64) otherwise pays a worker-pool
+    // dispatch and barrier for every projection of every active expert.
+    auto weightRows = [&](int which, Value x, Value first,
+                          OpFoldResult count) {
+      Value weight = sliceLeading(b, projections[which].weights, x);
+      auto type = cast<MemRefType>(weight.getType());
+      OpFoldResult depth =
+          type.isDynamicDim(1)
+              ? OpFoldResult(e.dim(weight, 1))
+              : OpFoldResult(b.getIndexAttr(type.getDimSize(1)));
+      return sliceBlock(b, weight, first, count, b.getIndexAttr(0), depth);
+    };
+    // Columns [first, first + count) of projection `which`'s output for
+    // expert x's rows `in` (`stagedIn` for the quantised decode kernel),
+    // into the same columns of `scratch`; `depth` is K.
+    auto projectPanel = [&](int which, Value scratch, Value bias, Value in,
+                            Value stagedIn, Value x, Value start,
+                            Value rowCount, Value first, OpFoldResult count,
+                            int64_t depth) {
+      Value c = sliceBlock(b, scratch, start, rowCount, first, count);
+      emitInitRows(b, c,
+                   bias ? sliceRange(b, sliceLeading(b, bias, x), first, count)
+                        : Value());
+      if (quant)
+        emitQuantizedPanel(b, in, stagedIn, projections[which], quant, x,
+                           first, count, depth,
+                           sliceRows(b, scratch, start, rowCount));
+      else
         emitMatmulTransposedB(b, in, weightRows(which, x, first, count), c);
-        return c;
-      };
-      forEachExpertPanel(
-          b, offsets, numExperts, numRows, e.index(inter),
-          splitIntoPanels(inter),
-          [&](Value x, Value start, Value count, Value first,
-              OpFoldResult width) {
-            Value in = sliceRows(b, rows, start, count);
-            Value a1, a3, linear;
-            if (swiglu && fusion == SwigluFusion::interleaved) {
-              // Gate and linear columns alternate: the panel's 2 * width.
-              OpFoldResult both =
-                  isa<Attribute>(width)
-                      ? OpFoldResult(b.getIndexAttr(
-                            2 * *getConstantIntValue(width)))
-                      : OpFoldResult(e.muli(cast<Value>(width), e.index(2)));
-              a1 = projectPanel(0, *fc1Out, fc1Bias, in, x, start, count,
-                                e.muli(first, e.index(2)), both);
-            } else {
-              a1 = projectPanel(0, *fc1Out, fc1Bias, in, x, start, count,
-                                first, width);
-              if (swiglu && fusion == SwigluFusion::concatenated)
-                linear = projectPanel(0, *fc1Out, fc1Bias, in, x, start,
-                                      count, e.addi(first, e.index(inter)),
-                                      width);
-              else if (fc3)
-                a3 = projectPanel(2, *fc3Out, fc3Bias, in, x, start, count,
-                                  first, width);
-            }
-            SmallVector<Value> ins;
-            SmallVector<AffineMap> maps;
-            activationOperands(a1, a3, linear, ins, maps);
-            emitActivationGeneric(
-                b, expert, ins, maps,
-                sliceBlock(b, *act, start, count, first, width), actType);
-          });
-      Value hidden = ShapedType::isDynamic(hiddenSize)
-                         ? e.dim(*result, 1)
-                         : e.index(hiddenSize);
-      forEachExpertPanel(
-          b, offsets, numExperts, numRows, hidden,
-          splitIntoPanels(hiddenSize),
-          [&](Value x, Value start, Value count, Value first,
-              OpFoldResult width) {
-            // y = fc2 h + b2, accumulated in the compute type; narrower
-            // outputs go through a compute-type scratch and are rounded
-            // once at the end.
-            Value acc = projectPanel(1, *fc2Out ? *fc2Out : *result, fc2Bias,
-                                     sliceRows(b, *act, start, count), x,
-                                     start, count, first, width);
-            if (*fc2Out)
-              emitCastRows(b, acc,
-                           sliceBlock(b, *result, start, count, first, width));
-          });
-    } else {
-      e.loop(c0, e.index(numExperts), [&](Value x) {
-        Value start = clampRow(e.load(offsets, x));
-        Value end = arith::MaxSIOp::create(
-            b, clampRow(e.load(offsets, e.addi(x, c1))), start);
-        Value count = e.subi(end, start);
-        e.ifThen(e.cmpi(arith::CmpIPredicate::sgt, count, c0), [&] {
+      return c;
+    };
+    Value stagedRows = stage(rows, hiddenSize);
+    forEachExpertPanel(
+        b, offsets, numExperts, numRows, e.index(inter),
+        splitIntoPanels(inter),
+        [&](Value x, Value start, Value count, Value first,
+            OpFoldResult width) {
           Value in = sliceRows(b, rows, start, count);
-          Value a1 = sliceRows(b, *fc1Out, start, count);
-          emitInitRows(b, a1,
-                       fc1Bias ? sliceLeading(b, fc1Bias, x) : Value());
-          project(in, 0, x, a1, fc1Rows, hiddenSize);
-          Value a3, linear;
-          if (fc3) {
-            a3 = sliceRows(b, *fc3Out, start, count);
-            emitInitRows(b, a3,
-                         fc3Bias ? sliceLeading(b, fc3Bias, x) : Value());
-            project(in, 2, x, a3, inter, hiddenSize);
-          }
-          // Two column halves rather than an offset map for concatenated
-          // SwiGLU: linalg takes the loop range from the first operand
-          // whose map is a plain dimension, which would be fc1's full 2I
-          // columns.
-          if (swiglu && fusion == SwigluFusion::concatenated) {
-            linear = sliceColumns(b, a1, inter, inter);
-            a1 = sliceColumns(b, a1, 0, inter);
+          Value stagedIn =
+              stagedRows ? sliceRows(b, stagedRows, start, count) : Value();
+          auto fc1Panel = [&](int which, Value scratch, Value bias,
+                              Value panelFirst, OpFoldResult panelWidth) {
+            return projectPanel(which, scratch, bias, in, stagedIn, x, start,
+                                count, panelFirst, panelWidth, hiddenSize);
+          };
+          Value a1, a3, linear;
+          if (swiglu && fusion == SwigluFusion::interleaved) {
+            // Gate and linear columns alternate: the panel's 2 * width.
+            OpFoldResult both =
+                isa<Attribute>(width)
+                    ? OpFoldResult(
+                          b.getIndexAttr(2 * *getConstantIntValue(width)))
+                    : OpFoldResult(e.muli(cast<Value>(width), e.index(2)));
+            a1 = fc1Panel(0, *fc1Out, fc1Bias, e.muli(first, e.index(2)),
+                          both);
+          } else {
+            a1 = fc1Panel(0, *fc1Out, fc1Bias, first, width);
+            if (swiglu && fusion == SwigluFusion::concatenated)
+              linear = fc1Panel(0, *fc1Out, fc1Bias,
+                                e.addi(first, e.index(inter)), width);
+            else if (fc3)
+              a3 = fc1Panel(2, *fc3Out, fc3Bias, first, width);
           }
           SmallVector<Value> ins;
           SmallVector<AffineMap> maps;
           activationOperands(a1, a3, linear, ins, maps);
-          Value h = sliceRows(b, *act, start, count);
-          emitActivationGeneric(b, expert, ins, maps, h, actType);
-          Value out = sliceRows(b, *result, start, count);
-          Value acc = *fc2Out ? sliceRows(b, *fc2Out, start, count) : out;
-          emitInitRows(b, acc,
-                       fc2Bias ? sliceLeading(b, fc2Bias, x) : Value());
-          project(h, 1, x, acc, hiddenSize, inter);
-          if (acc != out)
-            emitCastRows(b, acc, out);
+          emitActivationGeneric(
+              b, expert, ins, maps,
+              sliceBlock(b, *act, start, count, first, width), actType);
         });
-      });
-    }
+    Value hidden = ShapedType::isDynamic(hiddenSize) ? e.dim(*result, 1)
+                                                     : e.index(hiddenSize);
+    Value stagedAct = stage(*act, inter);
+    forEachExpertPanel(
+        b, offsets, numExperts, numRows, hidden, splitIntoPanels(hiddenSize),
+        [&](Value x, Value start, Value count, Value first,
+            OpFoldResult width) {
+          // y = fc2 h + b2, accumulated in the compute type; narrower
+          // outputs go through a compute-type scratch and are rounded once
+          // at the end.
+          Value acc = projectPanel(
+              1, *fc2Out ? *fc2Out : *result, fc2Bias,
+              sliceRows(b, *act, start, count),
+              stagedAct ? sliceRows(b, stagedAct, start, count) : Value(), x,
+              start, count, first, width, inter);
+          if (*fc2Out)
+            emitCastRows(b, acc,
+                         sliceBlock(b, *result, start, count, first, width));
+        });
     // Padding rows produce zeros.
-    Value firstPad = clampRow(lastOffset);
+    Value firstPad = clampRowOffset(e, lastOffset, numRows);
     Value padding = sliceRows(b, *result, firstPad, e.subi(numRows, firstPad));
     linalg::FillOp::create(b, ValueRange{e.f(resultType, 0.0)},
                            ValueRange{padding});

@@ -159,26 +159,27 @@ func.func @expert_swiglu_concatenated(%rows: tensor<?x16xf32>, %offsets: tensor<
 // -----
 
 // Experts with more than 16 rows (the else branch; the decode kernel is
-// below) dequantise their quantised weights 64 rows at a time, into one [64, max(H, I)] f32 panel: 16 packed bytes become 32
-// floats (low nibble = even column), and the float contraction runs on the
-// panel against the matching output columns. No buffer the size of a
-// dequantised weight ([4, 256, 64] or [256, 64]) is allocated.
+// below) dequantise each panel's weight rows (here fc1's 2 x 64 interleaved
+// rows of the panel) into a scratch of the panel's own, so that panels run
+// in parallel: 16 packed bytes become 32 floats (low nibble = even column),
+// and the float contraction runs on it against the panel's output columns.
+// No buffer the size of a dequantised weight ([4, 256, 64] or [256, 64]) is
+// allocated.
 // CHECK-LABEL: func @expert_int4_block
 // CHECK-NOT:     memref<4x256x64xf32>
 // CHECK-NOT:     memref<256x64xf32>
-// CHECK:         %[[PANEL:.*]] = memref.alloc() {{.*}} : memref<64x128xf32>
-// CHECK:         scf.for %[[X:.*]] =
+// CHECK:         scf.parallel (%{{.*}}, %[[X:.*]]) =
+// CHECK:           %[[FIRST:.*]] = arith.muli %{{.*}}, %c2{{.*}} : index
 // CHECK:           } else {
-// CHECK:           scf.for %[[N0:.*]] =
+// CHECK:             %[[PANEL:.*]] = memref.alloc() {alignment = 64 : i64} : memref<128x64xf32>
 // CHECK:             scf.parallel
 // CHECK:               vector.load %{{.*}}[%[[X]], %{{.*}}, %{{.*}}] : memref<4x256x32xui8>, vector<16xui8>
 // CHECK:               arith.andi %{{.*}}, %{{.*}} : vector<16xi32>
 // CHECK:               arith.shrui %{{.*}}, %{{.*}} : vector<16xi32>
 // CHECK:               vector.interleave %{{.*}}, %{{.*}} : vector<16xf32> -> vector<32xf32>
 // CHECK:               vector.store %{{.*}}, %[[PANEL]][
-// CHECK:             %[[W:.*]] = memref.subview %[[PANEL]][0, 0] [%{{.*}}, 64] [1, 1]
-// CHECK:             %[[C:.*]] = memref.subview %{{.*}}[0, %[[N0]]] [%{{.*}}, %{{.*}}] [1, 1]
-// CHECK:             linalg.generic {{.*}} ins(%{{.*}}, %[[W]] : {{.*}}) outs(%[[C]] : {{.*}})
+// CHECK:             %[[C:.*]] = memref.subview %{{.*}}[0, %[[FIRST]]] [%{{.*}}, 128] [1, 1]
+// CHECK:             linalg.generic {{.*}} ins(%{{.*}}, %[[PANEL]] : {{.*}}) outs(%[[C]] : {{.*}})
 func.func @expert_int4_block(%rows: tensor<?x64xf32>, %offsets: tensor<5xi32>, %w1: tensor<4x256x32xui8>, %w2: tensor<4x64x64xui8>, %s1: tensor<4x256x2xf32>, %s2: tensor<4x64x4xf32>, %z1: tensor<4x256x1xui8>) -> tensor<?x64xf32> {
   %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 fc1_zero_points %z1 {activation = #moe.activation<swiglu>, quant = #moe.quant<bits = 4, block_size = 32>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x32xui8>, tensor<4x64x64xui8>, tensor<4x256x2xf32>, tensor<4x64x4xf32>, tensor<4x256x1xui8>) -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
@@ -187,9 +188,10 @@ func.func @expert_int4_block(%rows: tensor<?x64xf32>, %offsets: tensor<5xi32>, %
 // -----
 
 // An expert with at most 16 rows (decode) multiplies the packed weight as
-// it is. Its rows are first staged in f32, each 64-column vector step
-// deinterleaved (even columns, then odd) to match the nibbles. Then one
-// parallel loop over tiles of 16 weight rows; per weight row, groups of up
+// it is. All rows are first staged in f32 (one parallel loop before the
+// experts), each 64-column vector step deinterleaved (even columns, then
+// odd) to match the nibbles. Then, per panel of 64 weight rows, a loop over
+// tiles of 16 weight rows; per weight row, groups of up
 // to 4 activation rows, switched on the group size so that each case has a
 // static number of accumulators (registers); per block of 64 columns, its
 // scale and zero point, then 32 packed bytes widened once, split into low
@@ -200,16 +202,17 @@ func.func @expert_int4_block(%rows: tensor<?x64xf32>, %offsets: tensor<5xi32>, %
 // added and reduced once, into C. More rows take the panel path in the else
 // branch.
 // CHECK-LABEL: func @expert_int4_decode
-// CHECK:         %[[STAGED:.*]] = memref.alloc() {{.*}} : memref<16x256xf32>
-// CHECK:         scf.for %[[X:.*]] =
-// CHECK:           %[[DECODE:.*]] = arith.cmpi ule, %{{.*}}, %c16{{.*}} : index
-// CHECK-NEXT:      scf.if %[[DECODE]] {
-// CHECK:             scf.for %[[M:.*]] =
-// CHECK:               vector.load %{{.*}}[%[[M]], %{{.*}}] : memref<?x256xf32, {{.*}}>, vector<64xf32>
-// CHECK:               %[[EVEN:.*]], %[[ODD:.*]] = vector.deinterleave %{{.*}} : vector<64xf32> -> vector<32xf32>
-// CHECK:               vector.store %[[EVEN]], %[[STAGED]][%[[M]], %{{.*}}]
-// CHECK:               vector.store %[[ODD]], %[[STAGED]][%[[M]], %{{.*}}]
-// CHECK:             scf.parallel (%{{.*}}) = (%{{.*}}) to (%c4{{.*}}) step (%{{.*}}) {
+// CHECK:         %[[ALL:.*]] = memref.subview %{{.*}}[0, 0] [%{{.*}}, 256] [1, 1] : memref<?x256xf32> to memref<?x256xf32, strided<[256, 1]>>
+// CHECK:         scf.parallel (%[[M:.*]]) =
+// CHECK:           vector.load %{{.*}}[%[[M]], %{{.*}}] : memref<?x256xf32>, vector<64xf32>
+// CHECK:           %[[EVEN:.*]], %[[ODD:.*]] = vector.deinterleave %{{.*}} : vector<64xf32> -> vector<32xf32>
+// CHECK:           vector.store %[[EVEN]], %[[ALL]][%[[M]], %{{.*}}]
+// CHECK:           vector.store %[[ODD]], %[[ALL]][%[[M]], %{{.*}}]
+// CHECK:         scf.parallel (%[[X:.*]], %{{.*}}) =
+// CHECK:             %[[STAGED:.*]] = memref.subview %[[ALL]][
+// CHECK:             %[[DECODE:.*]] = arith.cmpi ule, %{{.*}}, %c16{{.*}} : index
+// CHECK-NEXT:        scf.if %[[DECODE]] {
+// CHECK:             scf.parallel (%{{.*}}) = (%{{.*}}) to (%{{.*}}) step (%{{.*}}) {
 // CHECK:               scf.for %[[N:.*]] =
 // CHECK:                 scf.for %{{.*}} = %{{.*}} to %{{.*}} step %c4
 // CHECK:                   %[[GROUP:.*]] = arith.minui %c4{{.*}}, %{{.*}} : index

@@ -304,6 +304,15 @@ CASES = [
     dict(name="q4_h2_i2", quant_bits=4, zero_points=True, tokens=3, E=4, k=2,
          H=2, I=2, bias=True),
     dict(name="q8_h1_i1", quant_bits=8, tokens=64, E=8, k=2, H=1, I=1),
+    # Column panels of quantised experts, ragged (I = 136: 64 + 64 + 8
+    # columns; H = 100: 64 + 36): over 16 rows per expert (experts
+    # outermost, dequantised panels), and a mix of decode-sized and larger
+    # experts with panels outermost.
+    dict(name="q8_panels_expert_major", quant_bits=8, block_size=16,
+         zero_points=True, activation="swiglu", fusion="interleaved",
+         bias=True, tokens=160, E=4, k=2, H=100, I=136),
+    dict(name="q4_panels_panel_major", quant_bits=4, block_size=32,
+         activation="silu", glu=True, tokens=48, E=8, k=2, H=100, I=136),
     # Decode sizes: experts with at most 16 rows run the fused kernel that
     # dequantises in registers (the rest the dequantised panels). E = 2,
     # k = 2 gives every expert all T rows: 1-4 rows are one row group, 5-8

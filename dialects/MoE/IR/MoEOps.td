@@ -175,15 +175,16 @@ def MoE_ExpertOp : MoE_Op<"expert", [Pure, AttrSizedOperandSegments]> {
     weights are dequantised, `(q - zp) * scale`, inside the expert kernel;
     biases and scales share one float element type.
 
-    On the CPU, float experts run as two parallel loops over experts x
-    column panels (up to 64 columns): fc1 (and fc3) with the activation
-    applied to each panel as it is computed, then fc2. Panels are the outer
-    dimension when experts have fewer than 16 rows on average, so that
-    threads share every expert's work; experts otherwise, so that a thread
-    keeps one expert's rows in cache. For quantised experts, an expert with
-    at most 16 rows (decode) multiplies the packed bytes directly, each read
-    once and dequantised in registers; more rows dequantise 64-row panels
-    into a scratch for the float GEMM kernels.
+    On the CPU, experts run as two parallel loops over experts x column
+    panels (up to 64 columns): fc1 (and fc3) with the activation applied to
+    each panel as it is computed, then fc2. Panels are the outer dimension
+    when experts have fewer than 16 rows on average, so that threads share
+    every expert's work; experts otherwise, so that a thread keeps one
+    expert's rows in cache. For quantised weights, an expert with at most
+    16 rows (decode) multiplies the packed bytes directly, each read once
+    and dequantised in registers; with more rows each panel's weight rows
+    are dequantised into a scratch of the panel's own for the float GEMM
+    kernels.
 
     ```mlir
     %y = moe.expert %rows, %offsets fc1 %q1 fc2 %q2
