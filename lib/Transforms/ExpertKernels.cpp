@@ -1,0 +1,506 @@
+//===- ExpertKernels.cpp - CPU kernels of moe.expert's projections --------===//
+//
+// The float contraction of an expert projection, and the kernels of
+// quantised projections: dequantisation of weight rows into a float panel,
+// and the decode kernel that multiplies the packed bytes directly.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe-mlir/Transforms/ExpertKernels.h"
+
+#include "mlir/Dialect/Arith/Utils/Utils.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+#include <algorithm>
+
+using namespace mlir;
+using namespace mlir::moe;
+
+void mlir::moe::emitMatmulTransposedB(ImplicitLocOpBuilder &b, Value a, Value w,
+                                      Value c) {
+  MLIRContext *ctx = b.getContext();
+  AffineExpr m, n, k;
+  bindDims(ctx, m, n, k);
+  SmallVector<AffineMap> maps = {AffineMap::get(3, 0, {m, k}, ctx),
+                                 AffineMap::get(3, 0, {n, k}, ctx),
+                                 AffineMap::get(3, 0, {m, n}, ctx)};
+  SmallVector<utils::IteratorType> iterators = {utils::IteratorType::parallel,
+                                                utils::IteratorType::parallel,
+                                                utils::IteratorType::reduction};
+  Type accType = cast<MemRefType>(c.getType()).getElementType();
+  linalg::GenericOp::create(
+      b, ValueRange{a, w}, ValueRange{c}, maps, iterators,
+      [&](OpBuilder &nested, Location loc, ValueRange args) {
+        ImplicitLocOpBuilder nb(loc, nested);
+        KernelEmitter ne(nb);
+        Value product = ne.mulf(ne.castFloat(args[0], accType),
+                                ne.castFloat(args[1], accType));
+        linalg::YieldOp::create(nb, ne.addf(args[2], product));
+      });
+}
+
+namespace {
+
+/// Loads byte `indices` of a `ui8` buffer as an `i32` in [0, 255]. Arith
+/// only knows signless integers; the cast disappears when the load itself
+/// becomes an LLVM load of i8.
+Value loadByte(KernelEmitter &e, Value memref, ValueRange indices) {
+  ImplicitLocOpBuilder &b = e.builder();
+  Value byte = e.load(memref, indices);
+  byte =
+      UnrealizedConversionCastOp::create(b, b.getI8Type(), byte).getResult(0);
+  return arith::ExtUIOp::create(b, b.getI32Type(), byte);
+}
+
+/// Nibble `which` (0 low, 1 high; an index) of an i32 byte.
+Value loadNibble(KernelEmitter &e, Value byte, Value which) {
+  ImplicitLocOpBuilder &b = e.builder();
+  // Ops are built one statement at a time so that the emitted IR does not
+  // depend on the C++ compiler's argument evaluation order.
+  Value which32 = e.toI32(which);
+  Value shift = arith::ShLIOp::create(b, which32, e.i32(2));
+  Value shifted = arith::ShRUIOp::create(b, byte, shift);
+  return arith::AndIOp::create(b, shifted, e.i32(15));
+}
+
+/// The scale of block `blk` of row `n` of expert `x`, in type `ct`.
+Value loadScale(KernelEmitter &e, const QuantizedProjection &p, QuantAttr quant,
+                Value x, Value n, Value blk, Type ct) {
+  Value scale = quant.getBlockSize() == 0 ? e.load(p.scales, {x, n})
+                                          : e.load(p.scales, {x, n, blk});
+  return e.castFloat(scale, ct);
+}
+
+/// The zero point of block `blk` of row `n` of expert `x`, in type `ct`:
+/// 2^(bits - 1) without zero-point operands.
+Value loadZeroPoint(KernelEmitter &e, const QuantizedProjection &p,
+                    QuantAttr quant, Value x, Value n, Value blk, Type ct) {
+  ImplicitLocOpBuilder &b = e.builder();
+  int64_t bits = quant.getBits();
+  bool perRow = quant.getBlockSize() == 0;
+  auto toFloat = [&](Value i32) -> Value {
+    return arith::UIToFPOp::create(b, ct, i32);
+  };
+  if (!p.zeroPoints)
+    return e.f(ct, double(int64_t(1) << (bits - 1)));
+  if (bits == 8)
+    return toFloat(perRow ? loadByte(e, p.zeroPoints, {x, n})
+                          : loadByte(e, p.zeroPoints, {x, n, blk}));
+  // 4-bit zero points pack two per byte: along the rows for per-row
+  // scales, along the blocks otherwise; the low nibble comes first.
+  Value c2 = e.index(2);
+  Value packed = perRow ? n : blk;
+  Value byteIndex = arith::DivUIOp::create(b, packed, c2);
+  Value which = arith::RemUIOp::create(b, packed, c2);
+  Value byte = perRow ? loadByte(e, p.zeroPoints, {x, byteIndex})
+                      : loadByte(e, p.zeroPoints, {x, n, byteIndex});
+  return toFloat(loadNibble(e, byte, which));
+}
+
+/// Writes rows `[n0, n0 + rows)` of expert `x`'s dequantised weight,
+/// `(q - zp) * scale` with K logical columns, into rows `[0, rows)` of
+/// `panel` (compute type). Rows are independent and run in parallel.
+void emitDequantizeRows(ImplicitLocOpBuilder &b, const QuantizedProjection &p,
+                        QuantAttr quant, Value x, Value n0, Value rows,
+                        int64_t depth, Value panel) {
+  KernelEmitter e(b);
+  Type ct = cast<MemRefType>(panel.getType()).getElementType();
+  int64_t bits = quant.getBits();
+  // Per-row scales are one block spanning the whole row.
+  int64_t block = quant.getBlockSize() ? quant.getBlockSize() : depth;
+  int64_t numBlocks = (depth + block - 1) / block;
+  Value c0 = e.index(0), c1 = e.index(1), c2 = e.index(2);
+  auto loop = scf::ParallelOp::create(b, ValueRange{c0}, ValueRange{rows},
+                                      ValueRange{c1});
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPoint(loop.getBody()->getTerminator());
+  Value r = loop.getInductionVars()[0];
+  Value n = e.addi(n0, r);
+  // Bytes are unpacked `chunk` at a time as vectors (a 4-bit block of 16
+  // is 8 bytes), the rest of a block one by one. A block is whole bytes:
+  // blocks are even-sized and a 4-bit K is even.
+  int64_t pack = quant.getPackFactor();
+  int64_t blockBytes = block / pack;
+  int64_t chunk = std::min<int64_t>(16, blockBytes);
+  Type storage = cast<MemRefType>(p.weights.getType()).getElementType();
+  auto i32Vec = VectorType::get({chunk}, b.getI32Type());
+  auto floatVec = VectorType::get({chunk}, ct);
+  auto splatI32 = [&](int64_t v) -> Value {
+    return arith::ConstantOp::create(
+        b, i32Vec, DenseElementsAttr::get(i32Vec, b.getI32IntegerAttr(v)));
+  };
+  Value i15 = arith::ConstantIntOp::create(b, b.getI32Type(), 15);
+  Value i4 = arith::ConstantIntOp::create(b, b.getI32Type(), 4);
+  Value cPack = e.index(pack);
+  e.loop(c0, e.index(numBlocks), [&](Value blk) {
+    Value scale = loadScale(e, p, quant, x, n, blk, ct);
+    Value zp = loadZeroPoint(e, p, quant, x, n, blk, ct);
+    // (q - zp) * scale, for scalars and (with broadcast zp/scale) vectors.
+    Value zpVec = vector::BroadcastOp::create(b, floatVec, zp);
+    Value scaleVec = vector::BroadcastOp::create(b, floatVec, scale);
+    auto dequant = [&](Value q) {
+      bool vec = isa<VectorType>(q.getType());
+      Value f = arith::UIToFPOp::create(b, vec ? Type(floatVec) : ct, q);
+      return e.mulf(e.subf(f, vec ? zpVec : zp), vec ? scaleVec : scale);
+    };
+    Value firstByte = e.muli(blk, e.index(blockBytes));
+    Value blockEnd = e.addi(firstByte, e.index(blockBytes));
+    Value lastByte = arith::MinUIOp::create(b, blockEnd, e.index(depth / pack));
+    Value cChunk = e.index(chunk);
+    Value vecEnd = e.addi(
+        firstByte,
+        e.muli(arith::DivUIOp::create(b, e.subi(lastByte, firstByte), cChunk),
+               cChunk));
+    e.loop(
+        firstByte, vecEnd,
+        [&](Value j) {
+          Value raw =
+              vector::LoadOp::create(b, VectorType::get({chunk}, storage),
+                                     p.weights, ValueRange{x, n, j});
+          raw = UnrealizedConversionCastOp::create(
+                    b, VectorType::get({chunk}, b.getI8Type()), raw)
+                    .getResult(0);
+          Value codes = arith::ExtUIOp::create(b, i32Vec, raw);
+          if (bits == 8) {
+            vector::StoreOp::create(b, dequant(codes), panel, ValueRange{r, j});
+            return;
+          }
+          // Low nibbles are the even columns, high nibbles the odd ones.
+          Value lo = arith::AndIOp::create(b, codes, splatI32(15));
+          Value hi = arith::ShRUIOp::create(b, codes, splatI32(4));
+          Value even = dequant(lo);
+          Value odd = dequant(hi);
+          Value both = vector::InterleaveOp::create(b, even, odd);
+          vector::StoreOp::create(b, both, panel, ValueRange{r, e.muli(j, c2)});
+        },
+        cChunk);
+    e.loop(vecEnd, lastByte, [&](Value j) {
+      Value byte = loadByte(e, p.weights, {x, n, j});
+      if (bits == 8) {
+        e.store(dequant(byte), panel, {r, j});
+        return;
+      }
+      Value c = e.muli(j, cPack);
+      Value even = dequant(arith::AndIOp::create(b, byte, i15));
+      e.store(even, panel, {r, c});
+      Value odd = dequant(arith::ShRUIOp::create(b, byte, i4));
+      Value next = e.addi(c, c1);
+      e.store(odd, panel, {r, next});
+    });
+  });
+}
+
+/// Expert row counts up to which a quantised projection runs the fused
+/// decode kernel (emitQuantizedMatvec) instead of dequantising panels. With
+/// few rows the panel path is bound by writing and rereading the f32 panel;
+/// the fused kernel reads each packed byte once. It dequantises a weight row
+/// again for every group of kDecodeRowGroup rows, so its cost grows with the
+/// rows; on int8 Mixtral-8x7B / 4 it still measured a little faster than the
+/// panels at 8-16 rows per expert (T = 32-64). Beyond that the panels'
+/// register-tiled contraction, which reuses each dequantised weight across
+/// rows, is meant to win.
+constexpr int64_t kDecodeMaxRows = 16;
+/// Activation rows the decode kernel multiplies by a weight row in one pass;
+/// their accumulators live in registers. A larger count takes more passes
+/// over the same weight row, which is then in L1.
+constexpr int64_t kDecodeRowGroup = 4;
+/// Weight rows per iteration of the decode kernel's parallel loop (the
+/// worker pool hands each thread several iterations at once).
+constexpr int64_t kDecodeTileRows = 16;
+/// Columns the decode kernel dequantises per vector step: 64 f32 are four
+/// AVX-512 registers, independent FMA chains that hide the FMA latency.
+constexpr int64_t kDecodeChunk = 64;
+
+/// Loads the codes of columns `[k, k + lanes)` of row `n` of expert `x` as
+/// `pack` vectors of `lanes / pack` floats (type `ct`): the codes in order
+/// for 8-bit; for 4-bit the low nibbles (even columns) and the high nibbles
+/// (odd columns) of `lanes / 2` bytes, each widened once and masked or
+/// shifted in place, so that no lane shuffle is needed; the kernel reads the
+/// activation in the matching (deinterleaved) order.
+SmallVector<Value> loadCodes(KernelEmitter &e, const QuantizedProjection &p,
+                             int64_t bits, Value x, Value n, Value k,
+                             int64_t lanes, Type ct) {
+  ImplicitLocOpBuilder &b = e.builder();
+  int64_t pack = 8 / bits;
+  int64_t bytes = lanes / pack;
+  Type storage = cast<MemRefType>(p.weights.getType()).getElementType();
+  Value byteIndex = arith::DivUIOp::create(b, k, e.index(pack));
+  Value raw = vector::LoadOp::create(b, VectorType::get({bytes}, storage),
+                                     p.weights, ValueRange{x, n, byteIndex});
+  // Arith only knows signless integers.
+  auto i8Vec = VectorType::get({bytes}, b.getI8Type());
+  auto i32Vec = VectorType::get({bytes}, b.getI32Type());
+  auto floatVec = VectorType::get({bytes}, ct);
+  Value codes = UnrealizedConversionCastOp::create(b, i8Vec, raw).getResult(0);
+  Value wide = arith::ExtUIOp::create(b, i32Vec, codes);
+  if (bits == 8)
+    return {arith::UIToFPOp::create(b, floatVec, wide)};
+  auto splat = [&](int64_t v) -> Value {
+    return arith::ConstantOp::create(
+        b, i32Vec, DenseElementsAttr::get(i32Vec, b.getI32IntegerAttr(v)));
+  };
+  Value lo = arith::AndIOp::create(b, wide, splat(15));
+  Value hi = arith::ShRUIOp::create(b, wide, splat(4));
+  Value even = arith::UIToFPOp::create(b, floatVec, lo);
+  Value odd = arith::UIToFPOp::create(b, floatVec, hi);
+  return {even, odd};
+}
+
+/// The vector step of the decode kernel for blocks of `block` columns: a
+/// power of two within a block, so that every step has one scale and the
+/// final reduction halves evenly.
+int64_t decodeLanes(int64_t block) {
+  int64_t lanes = 1;
+  while (lanes * 2 <= std::min(kDecodeChunk, block))
+    lanes *= 2;
+  return lanes;
+}
+
+/// `c[m, n] += sum_k a[m, k] * W[x][n, k]` for weight rows n in
+/// `[nBegin, nEnd)` and the few rows of `a` that an expert gets at decode,
+/// streaming the packed weight once. `a` is staged (emitStageRows) where
+/// decodeNeedsStaging says so.
+///
+/// A parallel loop over tiles of weight rows n; for each n and each group
+/// of up to kDecodeRowGroup rows m, the codes of a block are loaded a
+/// vector at a time, converted to floats, dequantised in registers as
+/// q * scale - zp * scale (one FMA) and multiplied into accumulator vectors
+/// per row m, which are reduced once at the end of the row. Nothing is
+/// written but `c`.
+void emitQuantizedMatvec(ImplicitLocOpBuilder &b, Value staged,
+                         const QuantizedProjection &p, QuantAttr quant, Value x,
+                         Value nBegin, Value nEnd, int64_t depth, Value c) {
+  KernelEmitter e(b);
+  Type ct = cast<MemRefType>(c.getType()).getElementType();
+  int64_t bits = quant.getBits();
+  int64_t pack = quant.getPackFactor();
+  // Per-row scales are one block spanning the whole row.
+  int64_t block = quant.getBlockSize() ? quant.getBlockSize() : depth;
+  // The columns of a block past the last whole vector step are done one
+  // byte at a time. A 4-bit block is an even number of columns, so a step
+  // is whole bytes.
+  int64_t lanes = decodeLanes(block);
+  // Each step gives `pack` vectors (4-bit: even and odd columns) of `part`
+  // lanes, each with accumulators of its own.
+  int64_t part = lanes / pack;
+  auto partVec = VectorType::get({part}, ct);
+  Value zeroVec = arith::ConstantOp::create(
+      b, partVec, DenseElementsAttr::get(partVec, b.getFloatAttr(ct, 0.0)));
+  Value zero = e.f(ct, 0.0);
+  Value c0 = e.index(0), c1 = e.index(1);
+  Value numRows = e.dim(staged, 0);
+
+  // Row n of the weight times rows [m0, m0 + group) of `a`.
+  auto emitRow = [&](Value n, Value m0, int64_t group) {
+    SmallVector<Value> rowsM;
+    for (int64_t i = 0; i < group; ++i)
+      rowsM.push_back(e.addi(m0, e.index(i)));
+    // Carried values: `pack` vector accumulators per row (acc[i * pack +
+    // t]), then a scalar one per row for the columns done byte by byte.
+    int64_t numVec = group * pack;
+    SmallVector<Value> init(numVec, zeroVec);
+    init.append(group, zero);
+    // Blocks [first, first + count) of `cols` columns each.
+    auto emitBlocks = [&](int64_t first, int64_t count, int64_t cols,
+                          ValueRange acc) -> SmallVector<Value> {
+      int64_t vecCols = cols / lanes * lanes;
+      return e.loop(
+          e.index(first), e.index(first + count), acc,
+          [&](Value blk, ValueRange acc) {
+            Value scale = loadScale(e, p, quant, x, n, blk, ct);
+            Value zp = loadZeroPoint(e, p, quant, x, n, blk, ct);
+            Value offset = arith::NegFOp::create(b, e.mulf(zp, scale));
+            Value scaleVec = vector::BroadcastOp::create(b, partVec, scale);
+            Value offsetVec = vector::BroadcastOp::create(b, partVec, offset);
+            Value k0 = e.muli(blk, e.index(block));
+            SmallVector<Value> next = e.loop(
+                c0, e.index(vecCols), acc,
+                [&](Value j, ValueRange acc) {
+                  Value k = e.addi(k0, j);
+                  SmallVector<Value> codes =
+                      loadCodes(e, p, bits, x, n, k, lanes, ct);
+                  SmallVector<Value> next(acc);
+                  for (int64_t t = 0; t < pack; ++t) {
+                    Value w =
+                        vector::FMAOp::create(b, codes[t], scaleVec, offsetVec);
+                    Value col = e.addi(k, e.index(t * part));
+                    for (int64_t i = 0; i < group; ++i) {
+                      Value act = vector::LoadOp::create(
+                          b, partVec, staged, ValueRange{rowsM[i], col});
+                      next[i * pack + t] =
+                          vector::FMAOp::create(b, w, act, acc[i * pack + t]);
+                    }
+                  }
+                  return next;
+                },
+                e.index(lanes));
+            // The rest of the block, a byte (one or two columns) at a time.
+            return e.loop(
+                e.index(vecCols), e.index(cols), next,
+                [&](Value j, ValueRange acc) {
+                  Value k = e.addi(k0, j);
+                  Value byte = loadByte(
+                      e, p.weights,
+                      {x, n, arith::DivUIOp::create(b, k, e.index(pack))});
+                  SmallVector<Value> next(acc);
+                  for (int64_t t = 0; t < pack; ++t) {
+                    // Low nibble = even column.
+                    Value code = byte;
+                    if (bits == 4 && t == 0)
+                      code = arith::AndIOp::create(b, byte, e.i32(15));
+                    else if (bits == 4)
+                      code = arith::ShRUIOp::create(b, byte, e.i32(4));
+                    Value w =
+                        e.mulf(e.subf(arith::UIToFPOp::create(b, ct, code), zp),
+                               scale);
+                    Value col = e.addi(k, e.index(t));
+                    for (int64_t i = 0; i < group; ++i) {
+                      Value act = e.load(staged, {rowsM[i], col});
+                      next[numVec + i] =
+                          e.addf(next[numVec + i], e.mulf(w, act));
+                    }
+                  }
+                  return next;
+                },
+                e.index(pack));
+          });
+    };
+    SmallVector<Value> acc = emitBlocks(0, depth / block, block, init);
+    if (depth % block)
+      acc = emitBlocks(depth / block, 1, depth % block, acc);
+    // One horizontal reduction per row: the even and odd accumulators are
+    // added lane-wise first.
+    for (int64_t i = 0; i < group; ++i) {
+      Value lanesSum = acc[i * pack];
+      for (int64_t t = 1; t < pack; ++t)
+        lanesSum = e.addf(lanesSum, acc[i * pack + t]);
+      Value sum =
+          vector::ReductionOp::create(b, vector::CombiningKind::ADD, lanesSum,
+                                      Value(), arith::FastMathFlags::reassoc);
+      sum = e.addf(sum, acc[numVec + i]);
+      e.store(e.addf(e.load(c, {rowsM[i], n}), sum), c, {rowsM[i], n});
+    }
+  };
+
+  Value tileRows = e.index(kDecodeTileRows);
+  Value numTiles =
+      arith::CeilDivUIOp::create(b, e.subi(nEnd, nBegin), tileRows);
+  auto loop = scf::ParallelOp::create(b, ValueRange{c0}, ValueRange{numTiles},
+                                      ValueRange{c1});
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPoint(loop.getBody()->getTerminator());
+  Value n0 = e.addi(nBegin, e.muli(loop.getInductionVars()[0], tileRows));
+  Value n1 = arith::MinUIOp::create(b, e.addi(n0, tileRows), nEnd);
+  e.loop(n0, n1, [&](Value n) {
+    e.loop(
+        c0, numRows,
+        [&](Value m0) {
+          // The accumulators are registers, so their number is static: one
+          // case per group size, the default being a whole group.
+          Value group = arith::MinUIOp::create(b, e.index(kDecodeRowGroup),
+                                               e.subi(numRows, m0));
+          SmallVector<int64_t> sizes;
+          for (int64_t g = 1; g < kDecodeRowGroup; ++g)
+            sizes.push_back(g);
+          auto sw = scf::IndexSwitchOp::create(b, TypeRange{}, group, sizes,
+                                               sizes.size());
+          auto emitCase = [&](Region &region, int64_t g) {
+            OpBuilder::InsertionGuard caseGuard(b);
+            b.setInsertionPointToStart(&region.emplaceBlock());
+            emitRow(n, m0, g);
+            scf::YieldOp::create(b);
+          };
+          for (auto [region, g] : llvm::zip(sw.getCaseRegions(), sizes))
+            emitCase(region, g);
+          emitCase(sw.getDefaultRegion(), kDecodeRowGroup);
+        },
+        e.index(kDecodeRowGroup));
+  });
+}
+
+} // namespace
+
+bool mlir::moe::decodeNeedsStaging(QuantAttr quant, Type rowType, Type ct) {
+  return quant.getBits() == 4 || rowType != ct;
+}
+
+void mlir::moe::emitStageRows(ImplicitLocOpBuilder &b, Value a, QuantAttr quant,
+                              int64_t depth, Value staged) {
+  KernelEmitter e(b);
+  Type ct = cast<MemRefType>(staged.getType()).getElementType();
+  Type actType = cast<MemRefType>(a.getType()).getElementType();
+  int64_t block = quant.getBlockSize() ? quant.getBlockSize() : depth;
+  int64_t lanes = decodeLanes(block);
+  int64_t part = lanes / quant.getPackFactor();
+  Value c0 = e.index(0), c1 = e.index(1);
+  auto loop = scf::ParallelOp::create(b, ValueRange{c0},
+                                      ValueRange{e.dim(a, 0)}, ValueRange{c1});
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPoint(loop.getBody()->getTerminator());
+  Value m = loop.getInductionVars()[0];
+  // All columns as they are, then for 4-bit each vector step's columns
+  // again, deinterleaved.
+  e.loop(c0, e.index(depth), [&](Value k) {
+    e.store(e.castFloat(e.load(a, {m, k}), ct), staged, {m, k});
+  });
+  if (quant.getBits() != 4)
+    return;
+  auto deinterleave = [&](Value k) {
+    Value v = vector::LoadOp::create(b, VectorType::get({lanes}, actType), a,
+                                     ValueRange{m, k});
+    if (actType != ct)
+      v = arith::ExtFOp::create(b, VectorType::get({lanes}, ct), v);
+    auto halves = vector::DeinterleaveOp::create(b, v);
+    vector::StoreOp::create(b, halves.getRes1(), staged, ValueRange{m, k});
+    vector::StoreOp::create(b, halves.getRes2(), staged,
+                            ValueRange{m, e.addi(k, e.index(part))});
+  };
+  // Blocks [first, first + count) of `cols` columns each.
+  auto forEachStep = [&](int64_t first, int64_t count, int64_t cols) {
+    e.loop(e.index(first), e.index(first + count), [&](Value blk) {
+      Value k0 = e.muli(blk, e.index(block));
+      e.loop(
+          c0, e.index(cols / lanes * lanes),
+          [&](Value j) { deinterleave(e.addi(k0, j)); }, e.index(lanes));
+    });
+  };
+  forEachStep(0, depth / block, block);
+  if (depth % block)
+    forEachStep(depth / block, 1, depth % block);
+}
+
+void mlir::moe::emitQuantizedPanel(ImplicitLocOpBuilder &b, Value a,
+                                   Value staged, const QuantizedProjection &p,
+                                   QuantAttr quant, Value x, Value first,
+                                   OpFoldResult width, int64_t depth, Value c) {
+  KernelEmitter e(b);
+  Value rows = e.dim(a, 0);
+  Value widthValue = getValueOrCreateConstantIndexOp(b, b.getLoc(), width);
+  e.ifThenElse(
+      e.cmpi(arith::CmpIPredicate::ule, rows, e.index(kDecodeMaxRows)),
+      [&] {
+        emitQuantizedMatvec(b, staged, p, quant, x, first,
+                            e.addi(first, widthValue), depth, c);
+      },
+      [&] {
+        Type ct = cast<MemRefType>(c.getType()).getElementType();
+        std::optional<int64_t> staticWidth = getConstantIntValue(width);
+        Value panel =
+            staticWidth
+                ? memref::AllocOp::create(
+                      b, MemRefType::get({*staticWidth, depth}, ct),
+                      ValueRange{}, b.getI64IntegerAttr(64))
+                : memref::AllocOp::create(
+                      b, MemRefType::get({ShapedType::kDynamic, depth}, ct),
+                      ValueRange{widthValue}, b.getI64IntegerAttr(64));
+        emitDequantizeRows(b, p, quant, x, first, widthValue, depth, panel);
+        SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
+        Value columns = memref::SubViewOp::create(
+            b, c, SmallVector<OpFoldResult>{b.getIndexAttr(0), first},
+            SmallVector<OpFoldResult>{rows, width}, strides);
+        emitMatmulTransposedB(b, a, panel, columns);
+      });
+}
