@@ -137,7 +137,11 @@ class Model:
         out = run(cmd).stdout
         if output:
             return np.load(output)
-        return float(re.search(r"median ([\d.]+) ms", out).group(1))
+        # moe-run prints sub-millisecond times in us.
+        m = re.search(r"time: median ([\d.]+) (us|ms|s)\b", out)
+        if not m:
+            sys.exit(f"moe-run printed no median time:\n{out}")
+        return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
 
     def reference(self, x):
         """float64 evaluation of the layer on the bf16 values."""

@@ -113,7 +113,11 @@ def ours(so, folder, runs, threads, output=None):
     result = run(cmd)
     if output:
         return None
-    return float(re.search(r"median ([\d.]+) ms", result.stdout).group(1))
+    # moe-run prints sub-millisecond times in us.
+    m = re.search(r"time: median ([\d.]+) (us|ms|s)\b", result.stdout)
+    if not m:
+        sys.exit(f"moe-run printed no median time:\n{result.stdout}")
+    return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
 
 
 def ort(onnx_path, folder, runs, threads, prefix=None):
