@@ -626,31 +626,12 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
     MLIRContext *ctx = b.getContext();
     AffineExpr m, n;
     bindDims(ctx, m, n);
-    // The activation's operands and indexing maps (h's last) for fc1's
-    // (and fc3's) outputs `a1` (`a3`) over the same rows; fused SwiGLU reads
-    // both halves of fc1, interleaved through strided index maps.
-    auto activationOperands = [&](Value a1, Value a3, Value linear,
-                                  SmallVector<Value> &ins,
-                                  SmallVector<AffineMap> &maps) {
-      if (swiglu && fusion == SwigluFusion::interleaved) {
-        ins = {a1, a1};
-        maps = indexingMaps({{m, n * 2}, {m, n * 2 + 1}, {m, n}}, ctx);
-      } else if (linear || a3) {
-        ins = {a1, linear ? linear : a3};
-        maps = indexingMaps({{m, n}, {m, n}, {m, n}}, ctx);
-      } else {
-        ins = {a1};
-        maps = indexingMaps({{m, n}, {m, n}}, ctx);
-      }
-    };
-
     // Two parallel loops over panels x experts, one for fc1 (and fc3) with
     // the activation on the panel just computed, one for fc2, instead of a
     // parallel loop per GEMM per expert. A layer with many small experts
     // (decode, or 64-128 experts at T = 16-64) otherwise pays a worker-pool
     // dispatch and barrier for every projection of every active expert.
-    auto weightRows = [&](int which, Value x, Value first,
-                          OpFoldResult count) {
+    auto weightRows = [&](int which, Value x, Value first, OpFoldResult count) {
       Value weight = sliceLeading(b, projections[which].weights, x);
       auto type = cast<MemRefType>(weight.getType());
       OpFoldResult depth =
@@ -671,8 +652,8 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
                    bias ? sliceRange(b, sliceLeading(b, bias, x), first, count)
                         : Value());
       if (quant)
-        emitQuantizedPanel(b, in, stagedIn, projections[which], quant, x,
-                           first, count, depth,
+        emitQuantizedPanel(b, in, stagedIn, projections[which], quant, x, first,
+                           count, depth,
                            sliceRows(b, scratch, start, rowCount));
       else
         emitMatmulTransposedB(b, in, weightRows(which, x, first, count), c);
@@ -680,8 +661,7 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
     };
     Value stagedRows = stage(rows, hiddenSize);
     forEachExpertPanel(
-        b, offsets, numExperts, numRows, e.index(inter),
-        splitIntoPanels(inter),
+        b, offsets, numExperts, numRows, e.index(inter), splitIntoPanels(inter),
         [&](Value x, Value start, Value count, Value first,
             OpFoldResult width) {
           Value in = sliceRows(b, rows, start, count);
@@ -692,30 +672,36 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
             return projectPanel(which, scratch, bias, in, stagedIn, x, start,
                                 count, panelFirst, panelWidth, hiddenSize);
           };
-          Value a1, a3, linear;
+          // The activation's operands and indexing maps (h's last): the
+          // gate product and, for gated activations, the linear one: fc1's
+          // second half (concatenated SwiGLU) or fc3's output. Interleaved
+          // SwiGLU reads both from one fc1 panel of 2 * width columns
+          // through strided index maps.
+          SmallVector<Value> ins;
+          SmallVector<AffineMap> maps;
           if (swiglu && fusion == SwigluFusion::interleaved) {
-            // Gate and linear columns alternate: the panel's 2 * width.
             OpFoldResult both =
                 isa<Attribute>(width)
                     ? OpFoldResult(
                           b.getIndexAttr(2 * *getConstantIntValue(width)))
                     : OpFoldResult(e.muli(cast<Value>(width), e.index(2)));
-            a1 = fc1Panel(0, *fc1Out, fc1Bias, e.muli(first, e.index(2)),
-                          both);
+            Value gateAndLinear =
+                fc1Panel(0, *fc1Out, fc1Bias, e.muli(first, e.index(2)), both);
+            ins = {gateAndLinear, gateAndLinear};
+            maps = indexingMaps({{m, n * 2}, {m, n * 2 + 1}, {m, n}}, ctx);
           } else {
-            a1 = fc1Panel(0, *fc1Out, fc1Bias, first, width);
+            ins = {fc1Panel(0, *fc1Out, fc1Bias, first, width)};
             if (swiglu && fusion == SwigluFusion::concatenated)
-              linear = fc1Panel(0, *fc1Out, fc1Bias,
-                                e.addi(first, e.index(inter)), width);
+              ins.push_back(fc1Panel(0, *fc1Out, fc1Bias,
+                                     e.addi(first, e.index(inter)), width));
             else if (fc3)
-              a3 = fc1Panel(2, *fc3Out, fc3Bias, first, width);
+              ins.push_back(fc1Panel(2, *fc3Out, fc3Bias, first, width));
+            maps.assign(ins.size() + 1,
+                        AffineMap::getMultiDimIdentityMap(2, ctx));
           }
-          SmallVector<Value> ins;
-          SmallVector<AffineMap> maps;
-          activationOperands(a1, a3, linear, ins, maps);
-          emitActivationGeneric(
-              b, expert, ins, maps,
-              sliceBlock(b, *act, start, count, first, width), actType);
+          emitActivationGeneric(b, expert, ins, maps,
+                                sliceBlock(b, *act, start, count, first, width),
+                                actType);
         });
     Value hidden = ShapedType::isDynamic(hiddenSize) ? e.dim(*result, 1)
                                                      : e.index(hiddenSize);
