@@ -30,7 +30,8 @@ void addTensorLevelPasses(OpPassManager &pm, bool exportABI, StringRef target,
                           int64_t expertParallel = 0,
                           int64_t overlapChunks = 1,
                           int64_t overlapTokens = 256,
-                          StringRef overlapModel = "") {
+                          StringRef overlapModel = "",
+                          bool fuseCombine = false) {
   // Sharding changes the signatures each rank sees, so it comes before the
   // manifest.
   if (expertParallel > 0) {
@@ -70,6 +71,12 @@ void addTensorLevelPasses(OpPassManager &pm, bool exportABI, StringRef target,
         return failure();
       });
     pm.addNestedPass<func::FuncOp>(std::move(pass));
+    pm.addPass(createCanonicalizerPass());
+  }
+  // After the overlap pass, which splits the stages by chunk; exchanged
+  // expert outputs are not fused.
+  if (fuseCombine) {
+    pm.addPass(moe::createMoEFuseCombine());
     pm.addPass(createCanonicalizerPass());
   }
   pm.addNestedPass<func::FuncOp>(moe::createMoECopyRepeatedResults());
@@ -123,7 +130,9 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
                        /*bf16Rows=*/options.bf16Dot && !options.emulateCUDAKernels,
                        options.expertParallel,
                        options.overlapChunks, options.overlapTokens,
-                       options.overlapModel);
+                       options.overlapModel,
+                       // The cuda target's kernels take the unfused stages.
+                       options.fuseCombine && !options.emulateCUDAKernels);
   if (options.emulateCUDAKernels) {
     ConvertMoEToGPUOptions kernels;
     kernels.tensorCores = false;

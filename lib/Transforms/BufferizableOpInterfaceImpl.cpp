@@ -421,6 +421,30 @@ PanelSplit splitIntoPanels(int64_t columns) {
   return {kExpertPanelColumns, false};
 }
 
+/// Expert `x`'s dispatched rows `[start, start + count)`, clamped to the
+/// `numRows` rows there are (offsets come from a tensor a caller may fill).
+std::pair<Value, Value> expertRowRange(KernelEmitter &e, Value offsets,
+                                       Value x, Value numRows) {
+  Value start = clampRowOffset(e, e.load(offsets, x), numRows);
+  Value next = e.load(offsets, e.addi(x, e.index(1)));
+  Value end = arith::MaxSIOp::create(
+      e.builder(), clampRowOffset(e, next, numRows), start);
+  return {start, e.subi(end, start)};
+}
+
+/// Panel `panel`'s first column and width among `columns`.
+std::pair<Value, OpFoldResult> panelColumns(ImplicitLocOpBuilder &b,
+                                            Value panel, Value columns,
+                                            PanelSplit split) {
+  KernelEmitter e(b);
+  Value width = e.index(split.width);
+  Value first = e.muli(panel, width);
+  if (split.exact)
+    return {first, b.getIndexAttr(split.width)};
+  return {first,
+          arith::MinUIOp::create(b, width, e.subi(columns, first)).getResult()};
+}
+
 /// Average dispatched rows per expert below which the grouped schedule
 /// runs panels outermost; from this many on, experts.
 constexpr int64_t kPanelMajorRowsPerExpert = 16;
@@ -461,17 +485,9 @@ void forEachExpertPanel(
     b.setInsertionPoint(loop.getBody()->getTerminator());
     Value panel = loop.getInductionVars()[panelMajor ? 0 : 1];
     Value x = loop.getInductionVars()[panelMajor ? 1 : 0];
-    Value start = clampRowOffset(e, e.load(offsets, x), numRows);
-    Value end = arith::MaxSIOp::create(
-        b, clampRowOffset(e, e.load(offsets, e.addi(x, c1)), numRows),
-        start);
-    Value count = e.subi(end, start);
+    auto [start, count] = expertRowRange(e, offsets, x, numRows);
     e.ifThen(e.cmpi(arith::CmpIPredicate::sgt, count, c0), [&] {
-      Value first = e.muli(panel, width);
-      OpFoldResult cols = b.getIndexAttr(split.width);
-      if (!split.exact)
-        cols = arith::MinUIOp::create(b, width, e.subi(columns, first))
-                   .getResult();
+      auto [first, cols] = panelColumns(b, panel, columns, split);
       body(x, start, count, first, cols);
     });
   };
@@ -486,6 +502,85 @@ void forEachExpertPanel(
              e.index(kPanelMajorRowsPerExpert * numExperts));
   e.ifThenElse(
       panelMajor, [&] { emitLoop(true); }, [&] { emitLoop(false); });
+}
+
+/// Rows per block of fc2's output when the combine is fused: the block of
+/// a panel (128 x 64 f32, 32 KiB) is scaled and added to the tokens' rows
+/// while it is in L1/L2.
+constexpr int64_t kCombineRowBlock = 128;
+
+/// The schedule of fc2 when the combine is fused into it: one scf.parallel
+/// over the column panels of `columns`, each panel taking every expert with
+/// rows in turn and the expert's rows in blocks of at most
+/// kCombineRowBlock, calling `body(x, blockStart, blockRows, first,
+/// width)`. A panel's columns of the output belong to one iteration, so no
+/// two threads add to the same element, and every token gets its rows in
+/// row order (experts ascending) however the panels are shared out.
+/// `prologue(first, width)` runs once per panel, before the experts.
+void forEachPanelOfEveryExpert(
+    ImplicitLocOpBuilder &b, Value offsets, int64_t numExperts, Value numRows,
+    Value columns, PanelSplit split, function_ref<void()> prologue,
+    function_ref<void(Value, Value, Value, Value, OpFoldResult)> body) {
+  KernelEmitter e(b);
+  Value c0 = e.index(0), c1 = e.index(1);
+  Value numPanels =
+      arith::CeilDivUIOp::create(b, columns, e.index(split.width));
+  auto loop = scf::ParallelOp::create(b, ValueRange{c0}, ValueRange{numPanels},
+                                      ValueRange{c1});
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPoint(loop.getBody()->getTerminator());
+  auto [first, width] =
+      panelColumns(b, loop.getInductionVars()[0], columns, split);
+  prologue();
+  Value blockRows = e.index(kCombineRowBlock);
+  e.loop(c0, e.index(numExperts), [&](Value x) {
+    auto [start, count] = expertRowRange(e, offsets, x, numRows);
+    e.loop(
+        c0, count,
+        [&](Value r0) {
+          Value rows = arith::MinUIOp::create(b, blockRows, e.subi(count, r0));
+          body(x, e.addi(start, r0), rows, first, width);
+        },
+        blockRows);
+  });
+}
+
+/// `into[row_tokens[r], cols] += row_weights[r] * block[r - blockStart, :]`
+/// for the block's rows `r` whose token is one of `into`'s rows (padding
+/// rows have none); `cols` are the block's columns of `into`.
+void emitCombineRows(ImplicitLocOpBuilder &b, Value block, Value blockStart,
+                     Value rowTokens, Value rowWeights, Value into,
+                     Value first, OpFoldResult width) {
+  KernelEmitter e(b);
+  Value c0 = e.index(0);
+  Value tokens = e.dim(into, 0);
+  Type ct = cast<MemRefType>(block.getType()).getElementType();
+  Type outType = cast<MemRefType>(into.getType()).getElementType();
+  MLIRContext *ctx = b.getContext();
+  AffineMap identity = AffineMap::getMultiDimIdentityMap(1, ctx);
+  e.loop(c0, e.dim(block, 0), [&](Value r) {
+    Value row = e.addi(blockStart, r);
+    Value token = e.toIndex(e.load(rowTokens, row));
+    Value isToken =
+        e.land(e.cmpi(arith::CmpIPredicate::sge, token, c0),
+               e.cmpi(arith::CmpIPredicate::slt, token, tokens));
+    e.ifThen(isToken, [&] {
+      Value weight = e.castFloat(e.load(rowWeights, row), ct);
+      Value from = sliceLeading(b, block, r);
+      Value to = sliceRange(b, sliceLeading(b, into, token), first, width);
+      linalg::GenericOp::create(
+          b, ValueRange{from}, ValueRange{to},
+          ArrayRef<AffineMap>{identity, identity},
+          {utils::IteratorType::parallel},
+          [&](OpBuilder &nested, Location loc, ValueRange args) {
+            ImplicitLocOpBuilder nb(loc, nested);
+            KernelEmitter ne(nb);
+            Value sum = ne.addf(ne.castFloat(args[1], ct),
+                                ne.mulf(weight, args[0]));
+            linalg::YieldOp::create(nb, ne.castFloat(sum, outType));
+          });
+    });
+  });
 }
 
 /// Writes `act(gate) [* linear]` (the expert's activation, rounded to
@@ -524,6 +619,29 @@ void emitCastRows(ImplicitLocOpBuilder &b, Value acc, Value out) {
 }
 
 struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
+  // With the combine fused, the result is `combine_into` accumulated in
+  // place (one-shot bufferization copies it first where it is still read
+  // elsewhere); otherwise a fresh allocation.
+  static bool isCombineInto(Operation *op, OpOperand &operand) {
+    auto expert = cast<ExpertOp>(op);
+    return expert.combinesRows() &&
+           &operand == &expert.getCombineIntoMutable()[0];
+  }
+  bool bufferizesToMemoryWrite(Operation *op, OpOperand &operand,
+                               const AnalysisState &) const {
+    return isCombineInto(op, operand);
+  }
+  AliasingValueList getAliasingValues(Operation *op, OpOperand &operand,
+                                      const AnalysisState &) const {
+    if (!isCombineInto(op, operand))
+      return {};
+    return {{op->getResult(0), BufferRelation::Equivalent,
+             /*isDefinite=*/true}};
+  }
+  bool bufferizesToAllocation(Operation *op, Value) const {
+    return !cast<ExpertOp>(op).combinesRows();
+  }
+
   LogicalResult bufferize(Operation *op, RewriterBase &rewriter,
                           const BufferizationOptions &options,
                           BufferizationState &state) const {
@@ -573,9 +691,11 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
     // bf16 rows may give f32 outputs (-moe-decompose-layer's bf16-rows).
     Type resultType = expert.getResult().getType().getElementType();
     Type ct = computeTypeFor(rowType);
-    FailureOr<Value> result = allocBuffer(
-        b, b.getLoc(), expert.getResult().getType(), numRows,
-        options);
+    bool combining = expert.combinesRows();
+    FailureOr<Value> result =
+        combining ? FailureOr<Value>(map->lookup(expert.getCombineInto()))
+                  : allocBuffer(b, b.getLoc(), expert.getResult().getType(),
+                                numRows, options);
     if (failed(result))
       return failure();
 
@@ -596,8 +716,9 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
         b, b.getLoc(), MemRefType::get({ShapedType::kDynamic, inter}, actType),
         {numRows});
     FailureOr<Value> fc3Out = fc3 ? scratch(inter) : FailureOr<Value>(Value());
-    FailureOr<Value> fc2Out =
-        resultType != ct ? scratch(hiddenSize) : FailureOr<Value>(Value());
+    FailureOr<Value> fc2Out = resultType != ct && !combining
+                                  ? scratch(hiddenSize)
+                                  : FailureOr<Value>(Value());
     if (failed(fc1Out) || failed(act) || failed(fc3Out) || failed(fc2Out))
       return failure();
     // The decode kernel of quantised experts reads each projection's input
@@ -642,19 +763,16 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
     };
     // Columns [first, first + count) of projection `which`'s output for
     // expert x's rows `in` (`stagedIn` for the quantised decode kernel),
-    // into the same columns of `scratch`; `depth` is K.
-    auto projectPanel = [&](int which, Value scratch, Value bias, Value in,
-                            Value stagedIn, Value x, Value start,
-                            Value rowCount, Value first, OpFoldResult count,
-                            int64_t depth) {
-      Value c = sliceBlock(b, scratch, start, rowCount, first, count);
+    // into `c` (those rows and columns); `depth` is K.
+    auto projectPanel = [&](int which, Value c, Value bias, Value in,
+                            Value stagedIn, Value x, Value first,
+                            OpFoldResult count, int64_t depth) {
       emitInitRows(b, c,
                    bias ? sliceRange(b, sliceLeading(b, bias, x), first, count)
                         : Value());
       if (quant)
         emitQuantizedPanel(b, in, stagedIn, projections[which], quant, x, first,
-                           count, depth,
-                           sliceRows(b, scratch, start, rowCount));
+                           count, depth, c);
       else
         emitMatmulTransposedB(b, in, weightRows(which, x, first, count), c);
       return c;
@@ -669,8 +787,10 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
               stagedRows ? sliceRows(b, stagedRows, start, count) : Value();
           auto fc1Panel = [&](int which, Value scratch, Value bias,
                               Value panelFirst, OpFoldResult panelWidth) {
-            return projectPanel(which, scratch, bias, in, stagedIn, x, start,
-                                count, panelFirst, panelWidth, hiddenSize);
+            return projectPanel(
+                which,
+                sliceBlock(b, scratch, start, count, panelFirst, panelWidth),
+                bias, in, stagedIn, x, panelFirst, panelWidth, hiddenSize);
           };
           // The activation's operands and indexing maps (h's last): the
           // gate product and, for gated activations, the linear one: fc1's
@@ -706,27 +826,59 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
     Value hidden = ShapedType::isDynamic(hiddenSize) ? e.dim(*result, 1)
                                                      : e.index(hiddenSize);
     Value stagedAct = stage(*act, inter);
-    forEachExpertPanel(
-        b, offsets, numExperts, numRows, hidden, splitIntoPanels(hiddenSize),
-        [&](Value x, Value start, Value count, Value first,
-            OpFoldResult width) {
-          // y = fc2 h + b2, accumulated in the compute type; narrower
-          // outputs go through a compute-type scratch and are rounded once
-          // at the end.
-          Value acc = projectPanel(
-              1, *fc2Out ? *fc2Out : *result, fc2Bias,
-              sliceRows(b, *act, start, count),
-              stagedAct ? sliceRows(b, stagedAct, start, count) : Value(), x,
-              start, count, first, width, inter);
-          if (*fc2Out)
-            emitCastRows(b, acc,
-                         sliceBlock(b, *result, start, count, first, width));
-        });
-    // Padding rows produce zeros.
-    Value firstPad = clampRowOffset(e, lastOffset, numRows);
-    Value padding = sliceRows(b, *result, firstPad, e.subi(numRows, firstPad));
-    linalg::FillOp::create(b, ValueRange{e.f(resultType, 0.0)},
-                           ValueRange{padding});
+    // y = fc2 h + b2 for expert x's rows [start, start + count), columns
+    // [first, first + width), into `c`.
+    auto secondProjection = [&](Value c, Value x, Value start, Value count,
+                                Value first, OpFoldResult width) {
+      return projectPanel(
+          1, c, fc2Bias, sliceRows(b, *act, start, count),
+          stagedAct ? sliceRows(b, stagedAct, start, count) : Value(), x,
+          first, width, inter);
+    };
+    PanelSplit hiddenSplit = splitIntoPanels(hiddenSize);
+    if (combining) {
+      // Each panel's block of rows goes through a scratch of the panel's
+      // own, straight into the tokens' rows of the result.
+      Value rowTokens = map->lookup(expert.getRowTokens());
+      Value rowWeights = map->lookup(expert.getRowWeights());
+      Value block;
+      forEachPanelOfEveryExpert(
+          b, offsets, numExperts, numRows, hidden, hiddenSplit,
+          [&] {
+            block = memref::AllocOp::create(
+                b, MemRefType::get({kCombineRowBlock, hiddenSplit.width}, ct),
+                ValueRange{}, b.getI64IntegerAttr(64));
+          },
+          [&](Value x, Value start, Value count, Value first,
+              OpFoldResult width) {
+            Value c = sliceBlock(b, block, b.getIndexAttr(0), count,
+                                 b.getIndexAttr(0), width);
+            secondProjection(c, x, start, count, first, width);
+            emitCombineRows(b, c, start, rowTokens, rowWeights, *result, first,
+                            width);
+          });
+    } else {
+      forEachExpertPanel(
+          b, offsets, numExperts, numRows, hidden, hiddenSplit,
+          [&](Value x, Value start, Value count, Value first,
+              OpFoldResult width) {
+            // Accumulated in the compute type; narrower outputs go through
+            // a compute-type scratch and are rounded once at the end.
+            Value acc = secondProjection(
+                sliceBlock(b, *fc2Out ? *fc2Out : *result, start, count, first,
+                           width),
+                x, start, count, first, width);
+            if (*fc2Out)
+              emitCastRows(b, acc,
+                           sliceBlock(b, *result, start, count, first, width));
+          });
+      // Padding rows produce zeros.
+      Value firstPad = clampRowOffset(e, lastOffset, numRows);
+      Value padding =
+          sliceRows(b, *result, firstPad, e.subi(numRows, firstPad));
+      linalg::FillOp::create(b, ValueRange{e.f(resultType, 0.0)},
+                             ValueRange{padding});
+    }
 
     // The scratch buffers are freed by the buffer-deallocation pipeline,
     // which rejects hand-placed deallocations.

@@ -128,6 +128,8 @@ Value buildSharedExperts(PatternRewriter &rewriter, LayerOp layer,
         fc3, Value(), /*fc1_scales=*/Value(), /*fc2_scales=*/Value(),
         /*fc3_scales=*/Value(), /*fc1_zero_points=*/Value(),
         /*fc2_zero_points=*/Value(), /*fc3_zero_points=*/Value(),
+        /*combine_into=*/Value(), /*row_tokens=*/Value(),
+        /*row_weights=*/Value(),
         layer.getActivationAttr(), layer.getSwigluFusionAttr(),
         layer.getAlphaAttr(), layer.getBetaAttr(), layer.getLimitAttr(),
         /*quant=*/QuantAttr());
@@ -295,9 +297,10 @@ Value buildExpertExchange(PatternRewriter &rewriter, LayerOp layer,
       layer.getFc3(), layer.getFc3Bias(), layer.getFc1Scales(),
       layer.getFc2Scales(), layer.getFc3Scales(), layer.getFc1ZeroPoints(),
       layer.getFc2ZeroPoints(), layer.getFc3ZeroPoints(),
-      layer.getActivationAttr(), layer.getSwigluFusionAttr(),
-      layer.getAlphaAttr(), layer.getBetaAttr(), layer.getLimitAttr(),
-      layer.getQuantAttr());
+      /*combine_into=*/Value(), /*row_tokens=*/Value(),
+      /*row_weights=*/Value(), layer.getActivationAttr(),
+      layer.getSwigluFusionAttr(), layer.getAlphaAttr(), layer.getBetaAttr(),
+      layer.getLimitAttr(), layer.getQuantAttr());
   auto unitWeightsType =
       RankedTensorType::get({ShapedType::kDynamic, 1}, scoreType);
   Value unitWeights =
@@ -403,9 +406,10 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
           layer.getFc3Bias(), layer.getFc1Scales(), layer.getFc2Scales(),
           layer.getFc3Scales(), layer.getFc1ZeroPoints(),
           layer.getFc2ZeroPoints(), layer.getFc3ZeroPoints(),
-          layer.getActivationAttr(), layer.getSwigluFusionAttr(),
-          layer.getAlphaAttr(), layer.getBetaAttr(), layer.getLimitAttr(),
-          layer.getQuantAttr());
+          /*combine_into=*/Value(), /*row_tokens=*/Value(),
+          /*row_weights=*/Value(), layer.getActivationAttr(),
+          layer.getSwigluFusionAttr(), layer.getAlphaAttr(),
+          layer.getBetaAttr(), layer.getLimitAttr(), layer.getQuantAttr());
 
     Value shared;
     if (layer.getSharedFc1())

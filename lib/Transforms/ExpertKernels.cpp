@@ -259,7 +259,7 @@ int64_t decodeLanes(int64_t block) {
   return lanes;
 }
 
-/// `c[m, n] += sum_k a[m, k] * W[x][n, k]` for weight rows n in
+/// `c[m, n - nBegin] += sum_k a[m, k] * W[x][n, k]` for weight rows n in
 /// `[nBegin, nEnd)` and the few rows of `a` that an expert gets at decode,
 /// streaming the packed weight once. `a` is staged (emitStageRows) where
 /// decodeNeedsStaging says so.
@@ -381,7 +381,9 @@ void emitQuantizedMatvec(ImplicitLocOpBuilder &b, Value staged,
           vector::ReductionOp::create(b, vector::CombiningKind::ADD, lanesSum,
                                       Value(), arith::FastMathFlags::reassoc);
       sum = e.addf(sum, acc[numVec + i]);
-      e.store(e.addf(e.load(c, {rowsM[i], n}), sum), c, {rowsM[i], n});
+      Value column = e.subi(n, nBegin);
+      e.store(e.addf(e.load(c, {rowsM[i], column}), sum), c,
+              {rowsM[i], column});
     }
   };
 
@@ -497,10 +499,6 @@ void mlir::moe::emitQuantizedPanel(ImplicitLocOpBuilder &b, Value a,
                       b, MemRefType::get({ShapedType::kDynamic, depth}, ct),
                       ValueRange{widthValue}, b.getI64IntegerAttr(64));
         emitDequantizeRows(b, p, quant, x, first, widthValue, depth, panel);
-        SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
-        Value columns = memref::SubViewOp::create(
-            b, c, SmallVector<OpFoldResult>{b.getIndexAttr(0), first},
-            SmallVector<OpFoldResult>{rows, width}, strides);
-        emitMatmulTransposedB(b, a, panel, columns);
+        emitMatmulTransposedB(b, a, panel, c);
       });
 }

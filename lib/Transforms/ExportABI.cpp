@@ -132,7 +132,9 @@ std::optional<ArgDim> FunctionManifest::trace(Value value, int64_t dim) {
   if (auto layer = dyn_cast<LayerOp>(op))
     return trace(layer.getInput(), dim);
   if (auto expert = dyn_cast<ExpertOp>(op))
-    return trace(expert.getRows(), dim);
+    return trace(expert.combinesRows() ? expert.getCombineInto()
+                                       : expert.getRows(),
+                 dim);
   if (auto combine = dyn_cast<CombineOp>(op))
     return dim == 0 ? trace(combine.getWeights(), 0)
                     : trace(combine.getExpertOutput(), 1);

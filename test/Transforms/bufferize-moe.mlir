@@ -162,7 +162,7 @@ func.func @expert_swiglu_concatenated(%rows: tensor<?x16xf32>, %offsets: tensor<
 // below) dequantise each panel's weight rows (here fc1's 2 x 64 interleaved
 // rows of the panel) into a scratch of the panel's own, so that panels run
 // in parallel: 16 packed bytes become 32 floats (low nibble = even column),
-// and the float contraction runs on it against the panel's output columns.
+// and the float contraction runs on it into the panel's output columns.
 // No buffer the size of a dequantised weight ([4, 256, 64] or [256, 64]) is
 // allocated.
 // CHECK-LABEL: func @expert_int4_block
@@ -170,6 +170,7 @@ func.func @expert_swiglu_concatenated(%rows: tensor<?x16xf32>, %offsets: tensor<
 // CHECK-NOT:     memref<256x64xf32>
 // CHECK:         scf.parallel (%{{.*}}, %[[X:.*]]) =
 // CHECK:           %[[FIRST:.*]] = arith.muli %{{.*}}, %c2{{.*}} : index
+// CHECK:           %[[C:.*]] = memref.subview %{{.*}}[%{{.*}}, %[[FIRST]]] [%{{.*}}, 128] [1, 1]
 // CHECK:           } else {
 // CHECK:             %[[PANEL:.*]] = memref.alloc() {alignment = 64 : i64} : memref<128x64xf32>
 // CHECK:             scf.parallel
@@ -178,7 +179,6 @@ func.func @expert_swiglu_concatenated(%rows: tensor<?x16xf32>, %offsets: tensor<
 // CHECK:               arith.shrui %{{.*}}, %{{.*}} : vector<16xi32>
 // CHECK:               vector.interleave %{{.*}}, %{{.*}} : vector<16xf32> -> vector<32xf32>
 // CHECK:               vector.store %{{.*}}, %[[PANEL]][
-// CHECK:             %[[C:.*]] = memref.subview %{{.*}}[0, %[[FIRST]]] [%{{.*}}, 128] [1, 1]
 // CHECK:             linalg.generic {{.*}} ins(%{{.*}}, %[[PANEL]] : {{.*}}) outs(%[[C]] : {{.*}})
 func.func @expert_int4_block(%rows: tensor<?x64xf32>, %offsets: tensor<5xi32>, %w1: tensor<4x256x32xui8>, %w2: tensor<4x64x64xui8>, %s1: tensor<4x256x2xf32>, %s2: tensor<4x64x4xf32>, %z1: tensor<4x256x1xui8>) -> tensor<?x64xf32> {
   %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 fc1_zero_points %z1 {activation = #moe.activation<swiglu>, quant = #moe.quant<bits = 4, block_size = 32>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x32xui8>, tensor<4x64x64xui8>, tensor<4x256x2xf32>, tensor<4x64x4xf32>, tensor<4x256x1xui8>) -> tensor<?x64xf32>
@@ -249,4 +249,54 @@ func.func @expert_int4_block(%rows: tensor<?x64xf32>, %offsets: tensor<5xi32>, %
 func.func @expert_int4_decode(%rows: tensor<?x256xf32>, %offsets: tensor<5xi32>, %w1: tensor<4x64x128xui8>, %w2: tensor<4x256x16xui8>, %s1: tensor<4x64x4xf32>, %s2: tensor<4x256x1xf32>, %z1: tensor<4x64x2xui8>) -> tensor<?x256xf32> {
   %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 fc1_zero_points %z1 {activation = #moe.activation<swiglu>, quant = #moe.quant<bits = 4, block_size = 64>} : (tensor<?x256xf32>, tensor<5xi32>, tensor<4x64x128xui8>, tensor<4x256x16xui8>, tensor<4x64x4xf32>, tensor<4x256x1xf32>, tensor<4x64x2xui8>) -> tensor<?x256xf32>
   return %y : tensor<?x256xf32>
+}
+
+// -----
+
+// With the combine fused (-moe-fuse-combine), fc2 is one parallel loop over
+// the 2 column panels of H = 128, accumulating in place into combine_into:
+// a panel allocates a 128 x 64 block, takes the experts in order and each
+// expert's rows in blocks of at most 128; a block's fc2 output is scaled by
+// the rows' routing weights and added to the rows of their tokens (rows
+// without a token in [0, T) are skipped). No [N, H] output is allocated
+// and no padding is filled.
+// CHECK-LABEL: func @expert_combine_rows
+// CHECK-SAME:    (%{{.*}}: memref<?x128xf32>, %[[OFF:.*]]: memref<5xi32>, %{{.*}}: memref<4x256x128xf32>, %[[W2:.*]]: memref<4x128x128xf32>, %[[INTO:.*]]: memref<?x128xf32>, %[[TOK:.*]]: memref<?xi32>, %[[RW:.*]]: memref<?xf32>)
+// CHECK:         %[[ACT:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x128xf32>
+// CHECK-NOT:     memref.alloc(%{{.*}}) {{.*}} : memref<?x128xf32>
+// fc1 and the activation: the grouped loops over panels x experts.
+// CHECK-COUNT-2: scf.parallel (%{{.*}}, %{{.*}}) =
+// CHECK:         %[[PANELS:.*]] = arith.ceildivui %c128{{.*}}, %c64{{.*}} : index
+// CHECK:         scf.parallel (%[[P:.*]]) = (%{{.*}}) to (%[[PANELS]])
+// CHECK:           %[[FIRST:.*]] = arith.muli %[[P]], %c64{{.*}} : index
+// CHECK:           %[[BLOCK:.*]] = memref.alloc() {alignment = 64 : i64} : memref<128x64xf32>
+// CHECK:           scf.for %[[X:.*]] = %{{.*}} to %c4{{.*}} step %c1{{.*}} {
+// CHECK:             memref.load %[[OFF]][%[[X]]] : memref<5xi32>
+// CHECK:             %[[COUNT:.*]] = arith.subi
+// CHECK:             scf.for %[[R0:.*]] = %{{.*}} to %[[COUNT]] step %c128{{.*}} {
+// CHECK:               %[[N:.*]] = arith.minui %c128{{.*}}, %{{.*}} : index
+// CHECK:               %[[START:.*]] = arith.addi %{{.*}}, %[[R0]] : index
+// CHECK:               %[[C:.*]] = memref.subview %[[BLOCK]][0, 0] [%[[N]], 64] [1, 1]
+// CHECK:               %[[A:.*]] = memref.subview %[[ACT]][%[[START]], 0] [%[[N]], 128] [1, 1]
+// CHECK:               linalg.fill ins(%{{.*}} : f32) outs(%[[C]] :
+// CHECK:               %[[WX:.*]] = memref.subview %[[W2]][%[[X]], 0, 0] [1, 128, 128]
+// CHECK:               %[[WP:.*]] = memref.subview %[[WX]][%[[FIRST]], 0] [64, 128] [1, 1]
+// CHECK:               linalg.generic {{.*}} ins(%[[A]], %[[WP]] : {{.*}}) outs(%[[C]] : {{.*}})
+// CHECK:               scf.for %[[R:.*]] = %{{.*}} to %{{.*}} step %{{.*}} {
+// CHECK:                 %[[ROW:.*]] = arith.addi %[[START]], %[[R]] : index
+// CHECK:                 %[[T32:.*]] = memref.load %[[TOK]][%[[ROW]]] : memref<?xi32>
+// CHECK:                 %[[T:.*]] = arith.index_cast %[[T32]] : i32 to index
+// CHECK:                 scf.if %{{.*}} {
+// CHECK:                   %[[WEIGHT:.*]] = memref.load %[[RW]][%[[ROW]]] : memref<?xf32>
+// CHECK:                   %[[FROM:.*]] = memref.subview %[[C]][%[[R]], 0] [1, 64] [1, 1]
+// CHECK:                   %[[TOROW:.*]] = memref.subview %[[INTO]][%[[T]], 0] [1, 128] [1, 1]
+// CHECK:                   %[[TO:.*]] = memref.subview %[[TOROW]][%[[FIRST]]] [64] [1]
+// CHECK:                   linalg.generic {{.*}} ins(%[[FROM]] : {{.*}}) outs(%[[TO]] : {{.*}})
+// CHECK:                     %[[SCALED:.*]] = arith.mulf %[[WEIGHT]], %{{.*}} : f32
+// CHECK:                     arith.addf %{{.*}}, %[[SCALED]] : f32
+// CHECK-NOT:     linalg.fill
+// CHECK:         return %[[INTO]]
+func.func @expert_combine_rows(%rows: tensor<?x128xf32>, %offsets: tensor<5xi32>, %w1: tensor<4x256x128xf32>, %w2: tensor<4x128x128xf32>, %into: tensor<?x128xf32>, %tokens: tensor<?xi32>, %weights: tensor<?xf32>) -> tensor<?x128xf32> {
+  %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 combine_into %into row_tokens %tokens row_weights %weights {activation = #moe.activation<swiglu>} : (tensor<?x128xf32>, tensor<5xi32>, tensor<4x256x128xf32>, tensor<4x128x128xf32>, tensor<?x128xf32>, tensor<?xi32>, tensor<?xf32>) -> tensor<?x128xf32>
+  return %y : tensor<?x128xf32>
 }

@@ -114,6 +114,13 @@ cl::opt<bool> fuseAttention(
     cl::desc("CPU: compute attention one block of score rows at a time "
              "(-moe-fuse-attention; off by default, slower for now)"),
     cl::init(false), cl::cat(category));
+cl::opt<bool> fuseCombine(
+    "fuse-combine",
+    cl::desc("CPU: add each expert row, scaled by its routing weight, to "
+             "its token's output in the second GEMM's epilogue "
+             "(-moe-fuse-combine; on by default, =false for the unfused "
+             "combine)"),
+    cl::init(true), cl::cat(category));
 cl::opt<bool> emulateCUDAKernels(
     "emulate-cuda-kernels",
     cl::desc("Testing: run the cuda target's kernels (SIMT variant) as host "
@@ -350,6 +357,7 @@ int compile(int argc, char **argv) {
                                  : 4;
       pipeline.bf16Dot = moe::targetHasFeature(**machine, "avx512bf16");
       pipeline.fuseAttention = fuseAttention;
+      pipeline.fuseCombine = fuseCombine;
       pipeline.emulateCUDAKernels = emulateCUDAKernels;
       pipeline.expertParallel = expertParallel;
       pipeline.overlapChunks = chunks;

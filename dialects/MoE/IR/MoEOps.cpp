@@ -536,10 +536,32 @@ LogicalResult ExpertOp::verify() {
   if (failed(verifyExpertWeights(*this, routedWeights(*this), cfg, (*rows)[1],
                                  numExperts)))
     return failure();
+  if (failed(check.dim("offsets", *offsets, 0, addDims(numExperts, 1),
+                       "the expert count of fc1 + 1")))
+    return failure();
+  int fusedOperands = bool(getCombineInto()) + bool(getRowTokens()) +
+                      bool(getRowWeights());
+  if (fusedOperands == 0)
+    return check.same("result", *result, *rows, "the shape of 'rows'");
+  if (fusedOperands != 3)
+    return emitOpError("'combine_into', 'row_tokens' and 'row_weights' go "
+                       "together");
+  auto into = check.shape(getCombineInto(), "combine_into", 2);
+  auto rowTokens = check.shape(getRowTokens(), "row_tokens", 1);
+  auto rowWeights = check.shape(getRowWeights(), "row_weights", 1);
+  if (failed(into) || failed(rowTokens) || failed(rowWeights))
+    return failure();
+  if (getResult().getType() != getCombineInto().getType())
+    return emitOpError() << "result type " << getResult().getType()
+                         << " must be the type of 'combine_into', "
+                         << getCombineInto().getType();
   return failure(
-      failed(check.dim("offsets", *offsets, 0, addDims(numExperts, 1),
-                       "the expert count of fc1 + 1")) ||
-      failed(check.same("result", *result, *rows, "the shape of 'rows'")));
+      failed(check.dim("combine_into", *into, 1, (*rows)[1],
+                       "the hidden size of 'rows'")) ||
+      failed(check.dim("row_tokens", *rowTokens, 0, (*rows)[0],
+                       "the row count of 'rows'")) ||
+      failed(check.dim("row_weights", *rowWeights, 0, (*rows)[0],
+                       "the row count of 'rows'")));
 }
 
 //===----------------------------------------------------------------------===//

@@ -186,6 +186,17 @@ def MoE_ExpertOp : MoE_Op<"expert", [Pure, AttrSizedOperandSegments]> {
     are dequantised into a scratch of the panel's own for the float GEMM
     kernels.
 
+    With `combine_into`, `row_tokens` and `row_weights` (all three or
+    none) the expert also does `moe.combine`'s routed part in fc2's
+    epilogue: the result is `combine_into [T, H]` plus, for every row `r`
+    with `0 <= row_tokens[r] < T`, `row_weights[r] * y[r]` added to row
+    `row_tokens[r]`, and no `[N, H]` row output is materialised. A token's
+    rows are added in increasing row order, so the sum does not depend on
+    the number of threads. `-moe-fuse-combine` forms it; on the CPU the
+    fc2 loop then runs over column panels only, each panel taking the
+    experts one after the other, so that no two threads update a token's
+    columns.
+
     ```mlir
     %y = moe.expert %rows, %offsets fc1 %q1 fc2 %q2
         fc1_scales %s1 fc2_scales %s2
@@ -210,7 +221,11 @@ def MoE_ExpertOp : MoE_Op<"expert", [Pure, AttrSizedOperandSegments]> {
                             Optional<MoE_WeightTensor>:$fc2_bias,
                             Optional<MoE_ProjWeightTensor>:$fc3,
                             Optional<MoE_WeightTensor>:$fc3_bias),
-                       QuantOperands, ExpertAttrs);
+                       QuantOperands,
+                       (ins Optional<MoE_FloatTensor>:$combine_into,
+                            Optional<MoE_IdTensor>:$row_tokens,
+                            Optional<MoE_FloatTensor>:$row_weights),
+                       ExpertAttrs);
   let results = (outs MoE_FloatTensor:$result);
   let assemblyFormat = [{
     $rows `,` $offsets `fc1` $fc1 (`fc1_bias` $fc1_bias^)? `fc2` $fc2
@@ -219,9 +234,15 @@ def MoE_ExpertOp : MoE_Op<"expert", [Pure, AttrSizedOperandSegments]> {
     (`fc3_scales` $fc3_scales^)? (`fc1_zero_points` $fc1_zero_points^)?
     (`fc2_zero_points` $fc2_zero_points^)?
     (`fc3_zero_points` $fc3_zero_points^)?
+    (`combine_into` $combine_into^)? (`row_tokens` $row_tokens^)?
+    (`row_weights` $row_weights^)?
     attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// Whether the combine's routed part is fused into fc2's epilogue.
+    bool combinesRows() { return static_cast<bool>(getCombineInto()); }
+  }];
 }
 
 //===----------------------------------------------------------------------===//
@@ -236,7 +257,11 @@ def MoE_CombineOp : MoE_Op<"combine", [Pure, AttrSizedOperandSegments]> {
     expert (`0 <= ids[t, j] < num_experts`), nothing for an empty
     (`-1`) slot, and for a slot that dispatch dropped for capacity nothing
     or, with `dropped_pass_through`, `input[t]` (Switch Transformers: a
-    token over its expert's capacity keeps its hidden state). Ids from `num_experts` on name the
+    token over its expert's capacity keeps its hidden state). A slot whose
+    row is not a row of `expert_output` contributes nothing either: with an
+    empty (`[0, H]`) `expert_output` combine adds only the contributions
+    below, which is how `-moe-fuse-combine` leaves it when `moe.expert`
+    accumulates the routed experts itself. Ids from `num_experts` on name the
     zero-computation experts listed in `zero_experts`, in order: `zero`
     contributes nothing, `copy` contributes `input[t]`, and the `c`-th
     `constant` expert contributes `a1 * input[t] + a2 * constants[c]` with

@@ -67,6 +67,12 @@ struct CPUPipelineOptions
                      "slower than the op-by-op loops for now "
                      "(benchmarks/RESULTS.md)"),
       llvm::cl::init(false)};
+  PassOptions::Option<bool> fuseCombine{
+      *this, "fuse-combine",
+      llvm::cl::desc("Add each expert row, scaled by its routing weight, to "
+                     "its token's output in the second GEMM's epilogue "
+                     "(-moe-fuse-combine)"),
+      llvm::cl::init(true)};
   PassOptions::Option<int64_t> vectorBits{
       *this, "vector-bits",
       llvm::cl::desc("Vector register width in bits (512 for AVX-512)"),

@@ -40,9 +40,9 @@ bool decodeNeedsStaging(QuantAttr quant, Type rowType, Type ct);
 void emitStageRows(ImplicitLocOpBuilder &b, Value a, QuantAttr quant,
                    int64_t depth, Value staged);
 
-/// `c[m, n] += sum_k a[m, k] * W[x][n, k]` for a packed weight's rows n in
-/// `[first, first + width)`; `c` has all of the output's columns (n
-/// indexes it) for `a`'s rows. An expert with at most kDecodeMaxRows rows
+/// `c[m, n - first] += sum_k a[m, k] * W[x][n, k]` for a packed weight's
+/// rows n in `[first, first + width)`; `c` is the panel of the output, its
+/// `width` columns for `a`'s rows. An expert with at most kDecodeMaxRows rows
 /// (decode) runs the decode kernel on `staged` (`a` staged, or `a`
 /// itself). Otherwise the panel's weight rows are dequantised into a
 /// scratch of their own (so that panels run in parallel) and multiplied by

@@ -44,6 +44,46 @@ def MoEDecomposeLayer : Pass<"moe-decompose-layer"> {
                            "::mlir::tensor::TensorDialect"];
 }
 
+def MoEFuseCombine : Pass<"moe-fuse-combine"> {
+  let summary = "Fold moe.combine's routed part into moe.expert's fc2 "
+                "epilogue";
+  let description = [{
+    Rewrites a `moe.combine` of a `moe.expert`'s output, both fed by one
+    `moe.dispatch`, so that the expert scales each row of fc2's output by
+    its routing weight and adds it to its token's row of the layer output
+    (`moe.expert` with `combine_into`, `row_tokens` and `row_weights`): the
+    `[T*k, H]` expert output is never written and read back, and the
+    combine's separate pass over it disappears.
+
+    ```
+    rows, offsets, row_tokens, slot_rows = moe.dispatch x, ids
+    y = moe.expert rows, offsets ...
+    out = moe.combine y, weights, ids, slot_rows [extras]
+    ```
+    becomes
+    ```
+    row_weights[r] = weights[t, j] where slot_rows[t, j] = r,
+                     t = row_tokens[r]                  (a linalg.generic)
+    base = zeros [T, H], or moe.combine of an empty [0, H] expert output
+           with the extras (shared experts, zero-computation experts,
+           dropped tokens passed through)
+    out = moe.expert rows, offsets ... combine_into base
+              row_tokens row_tokens row_weights row_weights
+    ```
+
+    Each token's rows are added in increasing row order (by expert, then
+    token), whatever the number of threads: the result is deterministic,
+    but sums in another order than `moe.combine`'s (by slot), so it
+    matches the unfused layer to rounding. Only f32 outputs are fused (a
+    narrower accumulator would be rounded at every row); expert-parallel
+    layers, whose expert outputs arrive through `moe.all_to_all_wait`, are
+    left as they are.
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::tensor::TensorDialect"];
+}
+
 def MoEShardExperts : Pass<"moe-shard-experts", "::mlir::ModuleOp"> {
   let summary = "Make every moe.layer one rank's part of an expert-parallel layer";
   let description = [{

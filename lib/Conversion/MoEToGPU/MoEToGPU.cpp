@@ -569,6 +569,9 @@ struct ConvertMoEToGPUPass
       };
       if (auto expert = dyn_cast<ExpertOp>(op); expert && expert.getQuantAttr())
         return reject("a quantised moe.expert");
+      if (auto expert = dyn_cast<ExpertOp>(op); expert && expert.combinesRows())
+        return reject("a moe.expert with the combine fused "
+                      "(-moe-fuse-combine)");
       if (isa<LayerOp>(op))
         return reject("moe.layer (run -moe-decompose-layer first)");
       return WalkResult::advance();

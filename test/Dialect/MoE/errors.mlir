@@ -971,3 +971,37 @@ func.func @ep_zero_ranks() attributes {ep = #moe.expert_parallel<grid = @moe_ep,
 func.func @ep_zero_experts() attributes {ep = #moe.expert_parallel<grid = @moe_ep, ranks = 2, num_experts = 0>} {
   return
 }
+
+// -----
+
+// The fused combine needs the tokens and weights of the rows too.
+func.func @combine_into_alone(%rows: tensor<?x8xf32>, %offsets: tensor<3xi32>, %w1: tensor<2x4x8xf32>, %w2: tensor<2x8x4xf32>, %into: tensor<?x8xf32>) -> tensor<?x8xf32> {
+  // expected-error @+1 {{'combine_into', 'row_tokens' and 'row_weights' go together}}
+  %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 combine_into %into : (tensor<?x8xf32>, tensor<3xi32>, tensor<2x4x8xf32>, tensor<2x8x4xf32>, tensor<?x8xf32>) -> tensor<?x8xf32>
+  return %y : tensor<?x8xf32>
+}
+
+// -----
+
+// The fused combine's result is the accumulated output, [T, H].
+func.func @combine_into_result(%rows: tensor<?x8xf32>, %offsets: tensor<3xi32>, %w1: tensor<2x4x8xf32>, %w2: tensor<2x8x4xf32>, %into: tensor<5x8xf32>, %tokens: tensor<?xi32>, %weights: tensor<?xf32>) -> tensor<?x8xf32> {
+  // expected-error @+1 {{result type 'tensor<?x8xf32>' must be the type of 'combine_into', 'tensor<5x8xf32>'}}
+  %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 combine_into %into row_tokens %tokens row_weights %weights : (tensor<?x8xf32>, tensor<3xi32>, tensor<2x4x8xf32>, tensor<2x8x4xf32>, tensor<5x8xf32>, tensor<?xi32>, tensor<?xf32>) -> tensor<?x8xf32>
+  return %y : tensor<?x8xf32>
+}
+
+// -----
+
+func.func @combine_into_hidden(%rows: tensor<?x8xf32>, %offsets: tensor<3xi32>, %w1: tensor<2x4x8xf32>, %w2: tensor<2x8x4xf32>, %into: tensor<?x6xf32>, %tokens: tensor<?xi32>, %weights: tensor<?xf32>) -> tensor<?x6xf32> {
+  // expected-error @+1 {{'combine_into' dimension 1 is 6 but must be 8 (the hidden size of 'rows')}}
+  %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 combine_into %into row_tokens %tokens row_weights %weights : (tensor<?x8xf32>, tensor<3xi32>, tensor<2x4x8xf32>, tensor<2x8x4xf32>, tensor<?x6xf32>, tensor<?xi32>, tensor<?xf32>) -> tensor<?x6xf32>
+  return %y : tensor<?x6xf32>
+}
+
+// -----
+
+func.func @row_weights_count(%rows: tensor<16x8xf32>, %offsets: tensor<3xi32>, %w1: tensor<2x4x8xf32>, %w2: tensor<2x8x4xf32>, %into: tensor<8x8xf32>, %tokens: tensor<16xi32>, %weights: tensor<8xf32>) -> tensor<8x8xf32> {
+  // expected-error @+1 {{'row_weights' dimension 0 is 8 but must be 16 (the row count of 'rows')}}
+  %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 combine_into %into row_tokens %tokens row_weights %weights : (tensor<16x8xf32>, tensor<3xi32>, tensor<2x4x8xf32>, tensor<2x8x4xf32>, tensor<8x8xf32>, tensor<16xi32>, tensor<8xf32>) -> tensor<8x8xf32>
+  return %y : tensor<8x8xf32>
+}
