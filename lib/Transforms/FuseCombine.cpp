@@ -6,10 +6,11 @@
 // token's row of the layer output directly. What the expert needs for that
 // is per row: the token (dispatch's row_tokens) and the weight (gathered
 // here from the [T, k] routing weights through slot_rows, a small
-// linalg.generic over the rows). What combine adds besides the routed
-// experts (shared experts, zero-computation experts, dropped tokens passed
-// through) stays a moe.combine, of an empty expert output, whose result the
-// expert accumulates into.
+// linalg.generic over the rows). The expert accumulates into the shared
+// experts' output when they are ungated; anything else combine adds (gated
+// shared experts, zero-computation experts, dropped tokens passed through)
+// stays a moe.combine, of an empty expert output, whose result the expert
+// accumulates into.
 //
 //===----------------------------------------------------------------------===//
 
@@ -32,9 +33,10 @@ using namespace mlir::moe;
 
 namespace {
 
-/// Whether combine adds anything but the routed experts' rows.
+/// Whether combine adds anything but the routed experts' rows and an
+/// ungated shared expert output (which the expert can accumulate into).
 bool hasExtras(CombineOp combine) {
-  if (combine.getShared() || combine.getDroppedPassThrough())
+  if (combine.getSharedGate() || combine.getDroppedPassThrough())
     return true;
   return llvm::any_of(combine.getZeroExpertKinds(), [](ZeroExpertKind kind) {
     return kind != ZeroExpertKind::zero;
@@ -145,6 +147,10 @@ struct FuseCombineIntoExpert : OpRewritePattern<CombineOp> {
       rewriter.modifyOpInPlace(
           extras, [&] { extras.getExpertOutputMutable().assign(noRows); });
       base = extras.getResult();
+    } else if (Value shared = combine.getShared()) {
+      // DeepSeek-style shared experts, summed with the routed ones as they
+      // are: their output is where the routed rows are added.
+      base = shared;
     } else {
       Value empty =
           tensor::EmptyOp::create(rewriter, loc, resultType.getShape(),

@@ -253,17 +253,16 @@ func.func @expert_int4_decode(%rows: tensor<?x256xf32>, %offsets: tensor<5xi32>,
 
 // -----
 
-// With the combine fused (-moe-fuse-combine), fc2 is one parallel loop over
-// the 2 column panels of H = 128, accumulating in place into combine_into:
-// a panel allocates a 128 x 64 block, takes the experts in order and each
-// expert's rows in blocks of at most 128; a block's fc2 output is scaled by
-// the rows' routing weights and added to the rows of their tokens (rows
-// without a token in [0, T) are skipped). No [N, H] output is allocated
-// and no padding is filled.
+// With the combine fused (-moe-fuse-combine) and fewer than 16 rows per
+// expert, fc2 is one parallel loop over the 2 column panels of H = 128,
+// accumulating in place into combine_into: a panel allocates a 128 x 64
+// block, takes the experts in order and each expert's rows in blocks of at
+// most 128; a block's fc2 output is scaled by the rows' routing weights and
+// added to the rows of their tokens (rows without a token in [0, T) are
+// skipped). No [N, H] output is allocated there and no padding is filled.
 // CHECK-LABEL: func @expert_combine_rows
 // CHECK-SAME:    (%{{.*}}: memref<?x128xf32>, %[[OFF:.*]]: memref<5xi32>, %{{.*}}: memref<4x256x128xf32>, %[[W2:.*]]: memref<4x128x128xf32>, %[[INTO:.*]]: memref<?x128xf32>, %[[TOK:.*]]: memref<?xi32>, %[[RW:.*]]: memref<?xf32>)
 // CHECK:         %[[ACT:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x128xf32>
-// CHECK-NOT:     memref.alloc(%{{.*}}) {{.*}} : memref<?x128xf32>
 // fc1 and the activation: the grouped loops over panels x experts.
 // CHECK-COUNT-2: scf.parallel (%{{.*}}, %{{.*}}) =
 // CHECK:         %[[PANELS:.*]] = arith.ceildivui %c128{{.*}}, %c64{{.*}} : index
@@ -294,7 +293,22 @@ func.func @expert_int4_decode(%rows: tensor<?x256xf32>, %offsets: tensor<5xi32>,
 // CHECK:                   linalg.generic {{.*}} ins(%[[FROM]] : {{.*}}) outs(%[[TO]] : {{.*}})
 // CHECK:                     %[[SCALED:.*]] = arith.mulf %[[WEIGHT]], %{{.*}} : f32
 // CHECK:                     arith.addf %{{.*}}, %[[SCALED]] : f32
-// CHECK-NOT:     linalg.fill
+// With 16 rows per expert or more, experts stay outermost for the GEMM,
+// into rows of their own, and a parallel loop over panels adds the
+// dispatched rows to their tokens.
+// CHECK:         } else {
+// CHECK:           %[[YROWS:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x128xf32>
+// CHECK:           scf.parallel (%[[X2:.*]], %[[P2:.*]]) = (%{{.*}}, %{{.*}}) to (%c4{{.*}}, %{{.*}})
+// CHECK:             linalg.generic {{.*}} outs(%{{.*}} : memref<?x64xf32, strided<[128, 1], offset: ?>>)
+// CHECK:           scf.parallel (%[[P3:.*]]) =
+// CHECK:             %[[FIRST3:.*]] = arith.muli %[[P3]], %c64{{.*}} : index
+// CHECK:             %[[ALL:.*]] = memref.subview %[[YROWS]][0, %[[FIRST3]]] [%{{.*}}, 64] [1, 1]
+// CHECK:             scf.for
+// CHECK:               memref.load %[[TOK]]
+// CHECK:               scf.if
+// CHECK:                 memref.subview %[[ALL]]
+// CHECK:                 linalg.generic
+// CHECK-NOT:     linalg.fill ins(%{{.*}}) outs(%[[INTO]]
 // CHECK:         return %[[INTO]]
 func.func @expert_combine_rows(%rows: tensor<?x128xf32>, %offsets: tensor<5xi32>, %w1: tensor<4x256x128xf32>, %w2: tensor<4x128x128xf32>, %into: tensor<?x128xf32>, %tokens: tensor<?xi32>, %weights: tensor<?xf32>) -> tensor<?x128xf32> {
   %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 combine_into %into row_tokens %tokens row_weights %weights {activation = #moe.activation<swiglu>} : (tensor<?x128xf32>, tensor<5xi32>, tensor<4x256x128xf32>, tensor<4x128x128xf32>, tensor<?x128xf32>, tensor<?xi32>, tensor<?xf32>) -> tensor<?x128xf32>

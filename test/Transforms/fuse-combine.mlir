@@ -57,6 +57,21 @@ func.func @shared_and_copy(%x: tensor<16x32xf32>, %ids: tensor<16x1xi32>, %w: te
 
 // -----
 
+// Ungated shared experts (DeepSeek) and nothing else: the routed rows are
+// added to the shared experts' output itself.
+// CHECK-LABEL: func @ungated_shared
+// CHECK-SAME:    %[[SH:[^:]*]]: tensor<16x32xf32>)
+// CHECK-NOT:     moe.combine
+// CHECK:         moe.expert {{.*}} combine_into %[[SH]] row_tokens
+func.func @ungated_shared(%x: tensor<16x32xf32>, %ids: tensor<16x2xi32>, %w: tensor<16x2xf32>, %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>, %shared: tensor<16x32xf32>) -> tensor<16x32xf32> {
+  %rows, %offsets, %row_tokens, %slot_rows = moe.dispatch %x, %ids {num_experts = 4 : i64} : tensor<16x32xf32>, tensor<16x2xi32> -> tensor<32x32xf32>, tensor<5xi32>, tensor<32xi32>, tensor<16x2xi32>
+  %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 : (tensor<32x32xf32>, tensor<5xi32>, tensor<4x16x32xf32>, tensor<4x32x16xf32>) -> tensor<32x32xf32>
+  %out = moe.combine %y, %w, %ids, %slot_rows shared %shared {num_experts = 4 : i64} : (tensor<32x32xf32>, tensor<16x2xf32>, tensor<16x2xi32>, tensor<16x2xi32>, tensor<16x32xf32>) -> tensor<16x32xf32>
+  return %out : tensor<16x32xf32>
+}
+
+// -----
+
 // Not fused: an expert output that is also returned (it would have to be
 // materialised anyway), a bf16 output (a bf16 accumulator would be rounded
 // at every row), and expert outputs that do not come from a moe.expert

@@ -313,6 +313,17 @@ CASES = [
          bias=True, tokens=160, E=4, k=2, H=100, I=136),
     dict(name="q4_panels_panel_major", quant_bits=4, block_size=32,
          activation="silu", glu=True, tokens=48, E=8, k=2, H=100, I=136),
+    # The fused combine runs fc2 in blocks of at most 128 rows per expert:
+    # E = 2, k = 2 gives each expert all T rows, so T = 270 is blocks of
+    # 128, 128 and 14 rows, and the quantised last blocks (14 and 3 rows)
+    # take the decode kernel on staged rows while the others dequantise.
+    dict(name="combine_row_blocks", tokens=270, E=2, k=2, H=72, I=40,
+         activation="swiglu", bias=True),
+    dict(name="q8_combine_row_blocks", quant_bits=8, block_size=16,
+         tokens=270, E=2, k=2, H=72, I=40, activation="swiglu"),
+    dict(name="q4_combine_row_blocks", quant_bits=4, block_size=32,
+         zero_points=True, tokens=259, E=2, k=2, H=72, I=40,
+         activation="silu", glu=True),
     # Decode sizes: experts with at most 16 rows run the fused kernel that
     # dequantises in registers (the rest the dequantised panels). E = 2,
     # k = 2 gives every expert all T rows: 1-4 rows are one row group, 5-8

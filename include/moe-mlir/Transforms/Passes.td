@@ -64,9 +64,10 @@ def MoEFuseCombine : Pass<"moe-fuse-combine"> {
     ```
     row_weights[r] = weights[t, j] where slot_rows[t, j] = r,
                      t = row_tokens[r]                  (a linalg.generic)
-    base = zeros [T, H], or moe.combine of an empty [0, H] expert output
-           with the extras (shared experts, zero-computation experts,
-           dropped tokens passed through)
+    base = zeros [T, H]; the shared experts' output when they are not
+           gated and there is nothing else; or moe.combine of an empty
+           [0, H] expert output with the extras (gated shared experts,
+           zero-computation experts, dropped tokens passed through)
     out = moe.expert rows, offsets ... combine_into base
               row_tokens row_tokens row_weights row_weights
     ```
