@@ -39,8 +39,10 @@ int64_t moe::estimateWork(Block &block) {
                                            loop.getUpperBound(),
                                            loop.getStep()))
         trips = saturatingMul(trips, estimateTripCount(lb, ub, step));
-    work = std::min<int64_t>(INT64_MAX - 1,
-                             work + saturatingMul(trips, inner));
+    // Saturating: a huge term (unknown trip counts nest) must not wrap the
+    // sum around to a small or negative estimate.
+    int64_t term = saturatingMul(trips, inner);
+    work = term >= INT64_MAX - 1 - work ? INT64_MAX - 1 : work + term;
   }
   return work;
 }

@@ -107,3 +107,35 @@ func.func @one_dim_and_reduction(%a: memref<65536xf32>, %s: memref<8xf32>) -> f3
   }
   return %sum : f32
 }
+
+// -----
+
+// Loops of unknown trip counts nested four deep estimate more work than an
+// int64_t holds: the estimate saturates rather than wrapping around to a
+// small number, so the 16 panels stay a parallel loop (the fused combine's
+// fc2 loop over panels, experts and row blocks was once serialised so).
+// CHECK-LABEL: func @saturated_estimate
+// CHECK:       scf.parallel (%{{.*}}) = (%c0) to (%c16) step (%c1) {
+func.func @saturated_estimate(%a: memref<?xf32>, %n: index) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c16 = arith.constant 16 : index
+  %v = arith.constant 1.0 : f32
+  %c8 = arith.constant 8 : index
+  scf.parallel (%p) = (%c0) to (%c16) step (%c1) {
+    scf.for %x = %c0 to %c8 step %c1 {
+      memref.store %v, %a[%x] : memref<?xf32>
+      scf.for %i = %c0 to %n step %c1 {
+        scf.for %j = %c0 to %n step %c1 {
+          scf.for %k = %c0 to %n step %c1 {
+            scf.for %l = %c0 to %n step %c1 {
+              memref.store %v, %a[%l] : memref<?xf32>
+            }
+          }
+        }
+      }
+    }
+    scf.reduce
+  }
+  return
+}

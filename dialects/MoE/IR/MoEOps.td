@@ -192,10 +192,13 @@ def MoE_ExpertOp : MoE_Op<"expert", [Pure, AttrSizedOperandSegments]> {
     with `0 <= row_tokens[r] < T`, `row_weights[r] * y[r]` added to row
     `row_tokens[r]`, and no `[N, H]` row output is materialised. A token's
     rows are added in increasing row order, so the sum does not depend on
-    the number of threads. `-moe-fuse-combine` forms it; on the CPU the
-    fc2 loop then runs over column panels only, each panel taking the
-    experts one after the other, so that no two threads update a token's
-    columns.
+    the number of threads. `-moe-fuse-combine` forms it. On the CPU, with
+    fewer than 16 rows per expert the fc2 loop runs over column panels
+    only, each panel taking the experts one after the other and adding
+    each block of rows to the tokens while it is in cache, so that no two
+    threads update a token's columns; with more, fc2 keeps experts
+    outermost (an expert's rows stay in cache across panels) into rows of
+    its own, which one parallel loop over panels then adds to the tokens.
 
     ```mlir
     %y = moe.expert %rows, %offsets fc1 %q1 fc2 %q2
