@@ -512,6 +512,23 @@ void forEachExpertPanel(
       [&] { emitLoop(false); });
 }
 
+/// One scf.parallel over the column panels of `columns`, calling
+/// `body(first, width)` inside it for each panel.
+void forEachPanel(ImplicitLocOpBuilder &b, Value columns, PanelSplit split,
+                  function_ref<void(Value, OpFoldResult)> body) {
+  KernelEmitter e(b);
+  Value numPanels =
+      arith::CeilDivUIOp::create(b, columns, e.index(split.width));
+  auto loop = scf::ParallelOp::create(b, ValueRange{e.index(0)},
+                                      ValueRange{numPanels},
+                                      ValueRange{e.index(1)});
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPoint(loop.getBody()->getTerminator());
+  auto [first, width] =
+      panelColumns(b, loop.getInductionVars()[0], columns, split);
+  body(first, width);
+}
+
 /// Rows per block of fc2's output when the combine is fused: the block of
 /// a panel (128 x 64 f32, 32 KiB) is scaled and added to the tokens' rows
 /// while it is in L1/L2.
@@ -524,32 +541,27 @@ constexpr int64_t kCombineRowBlock = 128;
 /// width)`. A panel's columns of the output belong to one iteration, so no
 /// two threads add to the same element, and every token gets its rows in
 /// row order (experts ascending) however the panels are shared out.
-/// `prologue(first, width)` runs once per panel, before the experts.
+/// `prologue()` runs once per panel, before the experts.
 void forEachPanelOfEveryExpert(
     ImplicitLocOpBuilder &b, Value offsets, int64_t numExperts, Value numRows,
     Value columns, PanelSplit split, function_ref<void()> prologue,
     function_ref<void(Value, Value, Value, Value, OpFoldResult)> body) {
-  KernelEmitter e(b);
-  Value c0 = e.index(0), c1 = e.index(1);
-  Value numPanels =
-      arith::CeilDivUIOp::create(b, columns, e.index(split.width));
-  auto loop = scf::ParallelOp::create(b, ValueRange{c0}, ValueRange{numPanels},
-                                      ValueRange{c1});
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPoint(loop.getBody()->getTerminator());
-  auto [first, width] =
-      panelColumns(b, loop.getInductionVars()[0], columns, split);
-  prologue();
-  Value blockRows = e.index(kCombineRowBlock);
-  e.loop(c0, e.index(numExperts), [&](Value x) {
-    auto [start, count] = expertRowRange(e, offsets, x, numRows);
-    e.loop(
-        c0, count,
-        [&](Value r0) {
-          Value rows = arith::MinUIOp::create(b, blockRows, e.subi(count, r0));
-          body(x, e.addi(start, r0), rows, first, width);
-        },
-        blockRows);
+  forEachPanel(b, columns, split, [&](Value first, OpFoldResult width) {
+    KernelEmitter e(b);
+    prologue();
+    Value c0 = e.index(0);
+    Value blockRows = e.index(kCombineRowBlock);
+    e.loop(c0, e.index(numExperts), [&](Value x) {
+      auto [start, count] = expertRowRange(e, offsets, x, numRows);
+      e.loop(
+          c0, count,
+          [&](Value r0) {
+            Value rows =
+                arith::MinUIOp::create(b, blockRows, e.subi(count, r0));
+            body(x, e.addi(start, r0), rows, first, width);
+          },
+          blockRows);
+    });
   });
 }
 
@@ -893,22 +905,14 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
                 },
                 /*expertMajor=*/true);
             Value dispatched = clampRowOffset(e, lastOffset, numRows);
-            Value c0 = e.index(0);
-            Value numPanels = arith::CeilDivUIOp::create(
-                b, hidden, e.index(hiddenSplit.width));
-            auto panels = scf::ParallelOp::create(b, ValueRange{c0},
-                                                  ValueRange{numPanels},
-                                                  ValueRange{e.index(1)});
-            OpBuilder::InsertionGuard guard(b);
-            b.setInsertionPoint(panels.getBody()->getTerminator());
-            auto [first, width] = panelColumns(
-                b, panels.getInductionVars()[0], hidden, hiddenSplit);
-            emitCombineRows(
-                b,
-                sliceBlock(b, expertRows, b.getIndexAttr(0), dispatched, first,
-                           width),
-                c0,
-                rowTokens, rowWeights, *result, first, width);
+            forEachPanel(
+                b, hidden, hiddenSplit, [&](Value first, OpFoldResult width) {
+                  emitCombineRows(b,
+                                  sliceBlock(b, expertRows, b.getIndexAttr(0),
+                                             dispatched, first, width),
+                                  e.index(0), rowTokens, rowWeights, *result,
+                                  first, width);
+                });
           });
     } else {
       forEachExpertPanel(
