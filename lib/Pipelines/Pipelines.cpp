@@ -157,6 +157,7 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   gemm.colTile = options.gemmColTile;
   gemm.vectorBits = options.vectorBits;
   gemm.bf16Dot = options.bf16Dot;
+  gemm.packMinRows = options.gemmPackMinRows;
   pm.addPass(createMoEVectorizeContractions(gemm));
   // Copies out of slices would otherwise need MLIR's runner utilities.
   pm.addPass(createMoELowerStridedCopies());
@@ -165,6 +166,7 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   // LLVM vectorizes.
   pm.addPass(createMoEInterchangeReductions());
   pm.addPass(createConvertLinalgToParallelLoopsPass());
+  pm.addPass(createMoEPromoteReductionAccumulators());
   pm.addPass(createMoEFoldExpandShapeCopies());
   pm.addPass(createMoEDistributeParallelLoops());
   pm.addPass(createCanonicalizerPass());

@@ -14,6 +14,14 @@
 // f32 lane, which is the same partial sum along k, so the kernel keeps its
 // shape and only the step and the multiply-add change.
 //
+// From `pack-min-rows` rows of A on (prefill), a second kernel takes over:
+// each 64-column panel of W is transposed, one block of k at a time, into
+// an L1-resident `[k, 64]` scratch, and a 6 x 64 block of C accumulates
+// outer products: per k step four vectors of the packed panel, six
+// broadcast elements of A and 24 multiply-adds, with no horizontal
+// reductions and every weight load from L1. Packing reads each weight once
+// per call, which the rows it is reused for amortise.
+//
 //===----------------------------------------------------------------------===//
 
 #include "moe-mlir/Transforms/Passes.h"
@@ -49,6 +57,9 @@ struct ContractionForm {
   /// Per batch loop, B's index is the loop's divided by this (grouped-query
   /// attention reads one key head for several query heads).
   SmallVector<int64_t> batchDivisors;
+  /// B is `[..., n, k]` (weights, keys) rather than `[..., k, n]` (attention's
+  /// values, activations times activations).
+  bool transposedB = true;
 };
 
 /// Matches `C(b..., r..., n) += A(b..., r..., k) * B(b..., n, k)` on memrefs
@@ -106,8 +117,14 @@ FailureOr<ContractionForm> matchTransposedBMatmul(linalg::GenericOp op) {
   SmallVector<AffineMap> expected = {AffineMap::get(loops, 0, a, ctx),
                                      AffineMap::get(loops, 0, w, ctx),
                                      AffineMap::get(loops, 0, c, ctx)};
-  if (op.getIndexingMapsArray() != expected)
-    return failure();
+  if (op.getIndexingMapsArray() != expected) {
+    // B read as [..., k, n].
+    std::swap(w[w.size() - 2], w.back());
+    expected[1] = AffineMap::get(loops, 0, w, ctx);
+    if (op.getIndexingMapsArray() != expected)
+      return failure();
+    form.transposedB = false;
+  }
   // The body must be a multiply-accumulate (operands possibly widened).
   Block &body = op.getRegion().front();
   auto yield = cast<linalg::YieldOp>(body.getTerminator());
@@ -216,21 +233,133 @@ Value reduceTransposed(ImplicitLocOpBuilder &b, ArrayRef<Value> vectors,
   return v;
 }
 
+/// The transpose of the square block whose rows are `rows` (as many vectors
+/// as each has lanes): result i holds lane i of every row. Each of the
+/// log2(lanes) steps swaps the off-diagonal d x d sub-blocks of every
+/// 2d x 2d block with two-source shuffles, one per row.
+SmallVector<Value> transposeSquare(ImplicitLocOpBuilder &b,
+                                   ArrayRef<Value> rows) {
+  int64_t n = rows.size();
+  SmallVector<Value> r(rows.begin(), rows.end());
+  for (int64_t d = n / 2; d >= 1; d /= 2) {
+    SmallVector<int64_t> low, high;
+    for (int64_t lane = 0; lane < n; ++lane) {
+      bool upper = lane & d;
+      low.push_back(upper ? n + lane - d : lane);
+      high.push_back(upper ? n + lane : lane + d);
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      if (i & d)
+        continue;
+      Value x = r[i], y = r[i + d];
+      r[i] = vector::ShuffleOp::create(b, x, y, low);
+      r[i + d] = vector::ShuffleOp::create(b, x, y, high);
+    }
+  }
+  return r;
+}
+
+/// The packed kernel's register block: rows of C, and columns in vectors
+/// (6 x 4 accumulators, 4 weight vectors and a broadcast of the 32 AVX-512
+/// registers).
+constexpr int64_t kPackedRows = 6, kPackedVectors = 4;
+/// Steps of k (one f32, or one bf16 pair) per block that the register block
+/// accumulates before C is stored: 128 x 64 x 4 bytes = 32 KiB of the packed
+/// panel, which stays in L1 while every row block of A passes over it.
+constexpr int64_t kPackedDepth = 128;
+/// Steps of k packed at once: 1024 x 64 x 4 bytes = 256 KiB, in L2. Packing
+/// reads 16 weight rows at a time, each along 4 KiB, which the hardware
+/// prefetchers follow; packing one 128-step block at a time (64 rows, 512
+/// bytes each) left a third of the kernel's time waiting on those loads.
+constexpr int64_t kPackedSpan = 1024;
+
+/// `C[m0 + i, n0 + g * lanes : ...] += sum_t broadcast(aAt(m0 + i, t)) *
+/// bAt(t, g)` for i < mr, g < vectors and t in [first, last), with 16 f32
+/// lanes: the outer-product register block, whose mr x vectors accumulators
+/// are loaded from C once and stored back once.
+void emitOuterProductBlock(
+    ImplicitLocOpBuilder &b, Value c, Value m0, int64_t mr, Value n0,
+    int64_t vectors, Value first, Value last,
+    function_ref<Value(Value, int64_t)> bAt,
+    function_ref<Value(Value, Value)> aAt,
+    function_ref<Value(Value, Value, Value)> multiplyAdd) {
+  KernelEmitter e(b);
+  constexpr int64_t lanes = 16;
+  auto accVec = VectorType::get({lanes}, b.getF32Type());
+  auto cIndices = [&](int64_t i, int64_t g) {
+    return SmallVector<Value>{e.addi(m0, e.index(i)),
+                              e.addi(n0, e.index(g * lanes))};
+  };
+  SmallVector<Value> acc;
+  for (int64_t i = 0; i < mr; ++i)
+    for (int64_t g = 0; g < vectors; ++g)
+      acc.push_back(vector::LoadOp::create(b, accVec, c, cIndices(i, g)));
+  acc = e.loop(first, last, acc, [&](Value t, ValueRange partial) {
+    SmallVector<Value> bs;
+    for (int64_t g = 0; g < vectors; ++g)
+      bs.push_back(bAt(t, g));
+    SmallVector<Value> next(partial.begin(), partial.end());
+    for (int64_t i = 0; i < mr; ++i) {
+      Value av = aAt(e.addi(m0, e.index(i)), t);
+      for (int64_t g = 0; g < vectors; ++g)
+        next[i * vectors + g] = multiplyAdd(av, bs[g], next[i * vectors + g]);
+    }
+    return next;
+  });
+  for (int64_t i = 0; i < mr; ++i)
+    for (int64_t g = 0; g < vectors; ++g)
+      vector::StoreOp::create(b, acc[i * vectors + g], c, cIndices(i, g));
+}
+
+/// Runs `block(m0, mr)` over rows [begin, end) in blocks of kPackedRows,
+/// the last rows % kPackedRows as one smaller block.
+void forEachRowBlock(ImplicitLocOpBuilder &b, Value begin, Value end,
+                     function_ref<void(Value, int64_t)> block) {
+  KernelEmitter e(b);
+  Value blockRows = e.index(kPackedRows);
+  Value count = e.subi(end, begin);
+  Value full = e.addi(
+      begin, e.muli(arith::DivUIOp::create(b, count, blockRows), blockRows));
+  e.loop(
+      begin, full, [&](Value m0) { block(m0, kPackedRows); }, blockRows);
+  Value rest = e.subi(end, full);
+  for (int64_t mr = 1; mr < kPackedRows; ++mr)
+    e.ifThen(e.cmpi(arith::CmpIPredicate::eq, rest, e.index(mr)),
+             [&] { block(full, mr); });
+}
+
 struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
   VectorizeTransposedBMatmul(MLIRContext *ctx, int64_t vectorBits,
-                             int64_t rowTile, int64_t colTile, bool bf16Dot)
+                             int64_t rowTile, int64_t colTile, bool bf16Dot,
+                             int64_t packMinRows)
       : OpRewritePattern(ctx), vectorBits(vectorBits), rowTile(rowTile),
-        colTile(colTile), bf16Dot(bf16Dot) {}
+        colTile(colTile), bf16Dot(bf16Dot), packMinRows(packMinRows) {}
 
   LogicalResult matchAndRewrite(linalg::GenericOp op,
                                 PatternRewriter &rewriter) const override {
     FailureOr<ContractionForm> form = matchTransposedBMatmul(op);
     if (failed(form))
       return rewriter.notifyMatchFailure(op, "not a transposed-B matmul");
-    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
-    KernelEmitter e(b);
     Value a = op.getDpsInputs()[0], w = op.getDpsInputs()[1];
     Value c = op.getDpsInits()[0];
+    if (!form->transposedB) {
+      // Only the outer-product kernel reads B along n; it takes f32 with
+      // 512-bit vectors and whole vectors of columns.
+      int64_t columns = cast<MemRefType>(c.getType()).getShape().back();
+      bool f32 = llvm::all_of(op->getOperands(), [](Value v) {
+        return cast<MemRefType>(v.getType()).getElementType().isF32();
+      });
+      if (vectorBits != 512 || !f32 || ShapedType::isDynamic(columns) ||
+          columns % 16 != 0)
+        return rewriter.notifyMatchFailure(
+            op, "B is [k, n] but not f32 with whole 16-lane column vectors");
+      ImplicitLocOpBuilder b(op.getLoc(), rewriter);
+      emitOuterProductMatmul(b, a, w, c, *form, columns);
+      rewriter.eraseOp(op);
+      return success();
+    }
+    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
+    KernelEmitter e(b);
     // Batches run one after the other, each with its column panels in
     // parallel.
     std::function<void(SmallVector<Value>)> overBatches =
@@ -256,6 +385,67 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
     overBatches({});
     rewriter.eraseOp(op);
     return success();
+  }
+
+  /// `c += a @ w` with `w` read as `[..., k, n]` (attention's probabilities
+  /// times values): B's rows are already vectors of columns, so the
+  /// outer-product block reads them in place. One scf.parallel over the
+  /// batch loops and chunks of rows; each task runs its rows over every
+  /// column panel, 64 columns wide (the last one narrower).
+  void emitOuterProductMatmul(ImplicitLocOpBuilder &b, Value a, Value w,
+                              Value c, const ContractionForm &form,
+                              int64_t columns) const {
+    KernelEmitter e(b);
+    constexpr int64_t lanes = 16;
+    auto accVec = VectorType::get({lanes}, b.getF32Type());
+    // Rows per parallel task: 8 register blocks.
+    constexpr int64_t chunkRows = 8 * kPackedRows;
+    Value c0 = e.index(0), c1 = e.index(1);
+    Value rows = c1;
+    for (unsigned d = 0; d < form.rowLoops; ++d)
+      rows = e.muli(rows, e.dim(c, form.batchLoops + d));
+    SmallVector<Value> lower(form.batchLoops + 1, c0),
+        steps(form.batchLoops + 1, c1), upper;
+    for (unsigned d = 0; d < form.batchLoops; ++d)
+      upper.push_back(e.dim(c, d));
+    upper.push_back(arith::CeilDivUIOp::create(b, rows, e.index(chunkRows)));
+    auto tasks = scf::ParallelOp::create(b, lower, upper, steps);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(tasks.getBody()->getTerminator());
+    ValueRange ivs = tasks.getInductionVars();
+    SmallVector<Value> batch(ivs.begin(), ivs.begin() + form.batchLoops);
+    SmallVector<Value> wBatch;
+    for (auto [i, divisor] : llvm::zip(batch, form.batchDivisors))
+      wBatch.push_back(divisor == 1 ? i
+                                    : arith::DivUIOp::create(
+                                          b, i, e.index(divisor)).getResult());
+    Value am = collapseRows(b, matrixAt(b, a, batch), form.rowLoops);
+    Value wm = matrixAt(b, w, wBatch);
+    Value cm = collapseRows(b, matrixAt(b, c, batch), form.rowLoops);
+    Value begin = e.muli(ivs.back(), e.index(chunkRows));
+    Value end = arith::MinUIOp::create(
+        b, e.addi(begin, e.index(chunkRows)), rows);
+    Value depth = e.dim(am, 1);
+    for (int64_t first = 0; first < columns; first += kPackedVectors * lanes) {
+      int64_t vectors =
+          std::min<int64_t>(kPackedVectors, (columns - first) / lanes);
+      Value n0 = e.index(first);
+      forEachRowBlock(b, begin, end, [&](Value m0, int64_t mr) {
+        emitOuterProductBlock(
+            b, cm, m0, mr, n0, vectors, c0, depth,
+            [&](Value k, int64_t g) -> Value {
+              return vector::LoadOp::create(
+                  b, accVec, wm, ValueRange{k, e.index(first + g * lanes)});
+            },
+            [&](Value m, Value k) -> Value {
+              return vector::BroadcastOp::create(b, accVec,
+                                                 e.load(am, {m, k}));
+            },
+            [&](Value x, Value y, Value sum) -> Value {
+              return vector::FMAOp::create(b, x, y, sum);
+            });
+      });
+    }
   }
 
   /// `c += a @ w^T` for rank-2 memrefs.
@@ -369,7 +559,6 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
       Value t = e.index(tile);
       return e.muli(arith::DivUIOp::create(b, extent, t), t);
     };
-    Value nFull = fullTiles(cols, colTile);
     Value mFull = fullTiles(rows, rowTile);
     auto overRows = [&](Value n0, int64_t nr) {
       e.loop(
@@ -377,20 +566,175 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
           e.index(rowTile));
       e.loop(mFull, rows, [&](Value m0) { emitTile(m0, n0, 1, nr); });
     };
-    // Column panels are independent: they are the unit of parallel work
-    // (decode-sized M leaves nothing else to split).
-    auto panels = scf::ParallelOp::create(b, ValueRange{c0}, ValueRange{nFull},
-                                          ValueRange{e.index(colTile)});
-    {
-      OpBuilder::InsertionGuard guard(b);
-      b.setInsertionPoint(panels.getBody()->getTerminator());
-      overRows(panels.getInductionVars()[0], colTile);
+    // Columns [first, cols) with the dot-product kernel. Column panels are
+    // independent: they are the unit of parallel work (decode-sized M
+    // leaves nothing else to split).
+    auto dotColumns = [&](Value first) {
+      Value nFull = e.addi(first, fullTiles(e.subi(cols, first), colTile));
+      auto panels = scf::ParallelOp::create(
+          b, ValueRange{first}, ValueRange{nFull}, ValueRange{e.index(colTile)});
+      {
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPoint(panels.getBody()->getTerminator());
+        overRows(panels.getInductionVars()[0], colTile);
+      }
+      e.loop(nFull, cols, [&](Value n0) { overRows(n0, 1); });
+    };
+
+    // The packed kernel needs AVX-512's 32 registers, f32 or bf16-pair
+    // operands, and whole pairs of k for the dot.
+    bool plainF32 = aType.isF32() && wType.isF32() && accType.isF32();
+    bool packable = packMinRows > 0 && lanes == 16 && (plainF32 || dot) &&
+                    (!dot || (!ShapedType::isDynamic(staticDepth) &&
+                              staticDepth % 2 == 0));
+    if (!packable) {
+      dotColumns(c0);
+      return;
     }
-    e.loop(nFull, cols, [&](Value n0) { overRows(n0, 1); });
+    int64_t panelWidth = kPackedVectors * lanes;
+    Value packedCols = fullTiles(cols, panelWidth);
+    Value enoughRows =
+        e.cmpi(arith::CmpIPredicate::uge, rows, e.index(packMinRows));
+    e.ifThenElse(
+        enoughRows,
+        [&] {
+          auto panels = scf::ParallelOp::create(b, ValueRange{c0},
+                                                ValueRange{packedCols},
+                                                ValueRange{e.index(panelWidth)});
+          {
+            OpBuilder::InsertionGuard guard(b);
+            b.setInsertionPoint(panels.getBody()->getTerminator());
+            emitPackedPanel(b, a, w, c, panels.getInductionVars()[0], lanes,
+                            dot);
+          }
+          dotColumns(packedCols);
+        },
+        [&] { dotColumns(c0); });
+  }
+
+  /// `c[:, n0 : n0 + 4 * lanes] += a @ w[n0 : n0 + 4 * lanes, :]^T` with the
+  /// packed outer-product kernel. Its unit of k is one f32, or with `dot` one
+  /// bf16 pair handled as an i32 so that packing moves pairs whole.
+  void emitPackedPanel(ImplicitLocOpBuilder &b, Value a, Value w, Value c,
+                       Value n0, int64_t lanes, bool dot) const {
+    KernelEmitter e(b);
+    Type f32 = b.getF32Type(), i32 = b.getI32Type();
+    Type element = cast<MemRefType>(w.getType()).getElementType();
+    // Elements of a and w per unit of k.
+    int64_t unitElements = dot ? 2 : 1;
+    auto accVec = VectorType::get({lanes}, f32);
+    auto unitVec = VectorType::get({lanes}, dot ? i32 : f32);
+    auto elementVec = VectorType::get({lanes * unitElements}, element);
+    int64_t panelWidth = kPackedVectors * lanes;
+    Value c0 = e.index(0);
+    Value rows = e.dim(c, 0);
+    Value units = dot ? e.index(cast<MemRefType>(a.getType()).getDimSize(1) /
+                                2)
+                      : e.dim(a, 1);
+    Value depth = e.dim(a, 1);
+
+    // The packed span is the panel iteration's own (panels run in
+    // parallel). It is on the heap: a stack allocation in the body of a
+    // parallel loop would grow its worker's stack every iteration, and an
+    // alloca_scope does not survive the lowering of the loops inside it.
+    // One malloc per panel is small against the panel's work.
+    auto packedType = MemRefType::get(
+        {kPackedSpan, panelWidth * unitElements}, element);
+    Value packed = memref::AllocOp::create(b, packedType, ValueRange{},
+                                           b.getI64IntegerAttr(64));
+
+    auto toUnits = [&](Value v) -> Value {
+      return dot ? vector::BitCastOp::create(b, unitVec, v).getResult() : v;
+    };
+    auto toElements = [&](Value v) -> Value {
+      return dot ? vector::BitCastOp::create(b, elementVec, v).getResult() : v;
+    };
+    Value zeros = arith::ConstantOp::create(
+        b, elementVec,
+        DenseElementsAttr::get(elementVec, b.getFloatAttr(element, 0)));
+    auto maskType = VectorType::get({lanes * unitElements}, b.getI1Type());
+
+    // Pack units [ks, ks + span) of the panel's rows: lanes x lanes blocks
+    // of w (rows n, units k) transposed into rows k - ks of `packed`; units
+    // past the end of a row read as zero.
+    auto pack = [&](Value ks, Value span) {
+      for (int64_t g = 0; g < kPackedVectors; ++g)
+        e.loop(
+            c0, span,
+            [&](Value t) {
+              Value kElem = e.muli(e.addi(ks, t), e.index(unitElements));
+              Value mask = vector::CreateMaskOp::create(
+                  b, maskType, ValueRange{e.subi(depth, kElem)});
+              SmallVector<Value> block;
+              for (int64_t r = 0; r < lanes; ++r) {
+                Value n = e.addi(n0, e.index(g * lanes + r));
+                block.push_back(toUnits(vector::MaskedLoadOp::create(
+                    b, elementVec, w, ValueRange{n, kElem}, mask, zeros)));
+              }
+              SmallVector<Value> transposed = transposeSquare(b, block);
+              for (int64_t i = 0; i < lanes; ++i)
+                vector::StoreOp::create(b, toElements(transposed[i]), packed,
+                                        ValueRange{e.addi(t, e.index(i)),
+                                                   e.index(g * lanes *
+                                                           unitElements)});
+            },
+            e.index(lanes));
+    };
+
+    // a's element (or bf16 pair) at row m and packed row t of span ks,
+    // broadcast.
+    auto aAt = [&](Value ks, Value m, Value t) -> Value {
+      Value kElem = e.muli(e.addi(ks, t), e.index(unitElements));
+      if (!dot)
+        return vector::BroadcastOp::create(b, accVec, e.load(a, {m, kElem}));
+      Value pair = vector::LoadOp::create(b, VectorType::get({2}, element), a,
+                                          ValueRange{m, kElem});
+      Value unit = vector::ExtractOp::create(
+          b, vector::BitCastOp::create(b, VectorType::get({1}, i32), pair),
+          ArrayRef<int64_t>{0});
+      return toElements(vector::BroadcastOp::create(b, unitVec, unit));
+    };
+    auto bAt = [&](Value t, int64_t g) -> Value {
+      return vector::LoadOp::create(
+          b, elementVec, packed,
+          ValueRange{t, e.index(g * lanes * unitElements)});
+    };
+    auto multiplyAdd = [&](Value x, Value y, Value sum) -> Value {
+      if (dot)
+        return x86vector::DotBF16Op::create(b, accVec, sum, x, y);
+      return vector::FMAOp::create(b, x, y, sum);
+    };
+
+    e.loop(
+        c0, units,
+        [&](Value ks) {
+          Value span =
+              arith::MinUIOp::create(b, e.index(kPackedSpan), e.subi(units, ks));
+          pack(ks, span);
+          e.loop(
+              ks, e.addi(ks, span),
+              [&](Value kb) {
+                // Packed rows [kb - ks, kb - ks + 128) of the span for every
+                // row block.
+                Value first = e.subi(kb, ks);
+                Value last = arith::MinUIOp::create(
+                    b, e.addi(first, e.index(kPackedDepth)), span);
+                forEachRowBlock(b, c0, rows, [&](Value m0, int64_t mr) {
+                  emitOuterProductBlock(
+                      b, c, m0, mr, n0, kPackedVectors, first, last, bAt,
+                      [&](Value m, Value t) { return aAt(ks, m, t); },
+                      multiplyAdd);
+                });
+              },
+              e.index(kPackedDepth));
+        },
+        e.index(kPackedSpan));
+    memref::DeallocOp::create(b, packed);
   }
 
   int64_t vectorBits, rowTile, colTile;
   bool bf16Dot;
+  int64_t packMinRows;
 };
 
 struct MoEVectorizeContractionsPass
@@ -401,15 +745,16 @@ struct MoEVectorizeContractionsPass
     // 24 accumulators (3 x 8) plus the row and weight vectors fit the 32
     // AVX-512 registers; measured best of 4x4, 2x8, 3x8, 6x4, 4x6, 2x12
     // on the benchmark shapes.
-    if (rowTile < 1 || colTile < 1 || vectorBits < 32) {
+    if (rowTile < 1 || colTile < 1 || vectorBits < 32 || packMinRows < 0) {
       getOperation()->emitError()
-          << "row-tile and col-tile must be at least 1 and vector-bits at "
-             "least 32";
+          << "row-tile and col-tile must be at least 1, vector-bits at "
+             "least 32 and pack-min-rows at least 0";
       return signalPassFailure();
     }
     RewritePatternSet patterns(&getContext());
     patterns.add<VectorizeTransposedBMatmul>(&getContext(), vectorBits,
-                                             rowTile, colTile, bf16Dot);
+                                             rowTile, colTile, bf16Dot,
+                                             packMinRows);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }

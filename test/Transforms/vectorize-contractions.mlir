@@ -1,7 +1,8 @@
 // RUN: moe-opt %s --split-input-file --moe-vectorize-contractions="row-tile=2 col-tile=2" | FileCheck %s
 // RUN: moe-opt %s --split-input-file --moe-vectorize-contractions="row-tile=2 col-tile=4 bf16-dot=1" | FileCheck %s --check-prefix=DOT
+// RUN: moe-opt %s --split-input-file --moe-vectorize-contractions="pack-min-rows=32" | FileCheck %s --check-prefix=PACK
 // RUN: not moe-opt %s --split-input-file --moe-vectorize-contractions="row-tile=0" 2>&1 | FileCheck %s --check-prefix=BAD
-// BAD: error: row-tile and col-tile must be at least 1 and vector-bits at least 32
+// BAD: error: row-tile and col-tile must be at least 1, vector-bits at least 32 and pack-min-rows at least 0
 
 #a = affine_map<(m, n, k) -> (m, k)>
 #b = affine_map<(m, n, k) -> (n, k)>
@@ -57,13 +58,94 @@ func.func @matmul_transpose_b(%a: memref<?x64xf32>, %w: memref<6x64xbf16>, %c: m
 #b = affine_map<(m, n, k) -> (k, n)>
 #c = affine_map<(m, n, k) -> (m, n)>
 
-// A plain (non-transposed) matmul is not this kernel's business.
+// B read as [k, n] takes the outer-product kernel only with whole 16-lane
+// vectors of columns; 4 columns stay a linalg.generic.
 // CHECK-LABEL: func @matmul_plain
 // CHECK:       linalg.generic
 // CHECK-NOT:   vector.fma
 func.func @matmul_plain(%a: memref<4x8xf32>, %b: memref<8x4xf32>, %c: memref<4x4xf32>) {
   linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
       ins(%a, %b : memref<4x8xf32>, memref<8x4xf32>) outs(%c : memref<4x4xf32>) {
+  ^bb0(%x: f32, %y: f32, %acc: f32):
+    %p = arith.mulf %x, %y : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+// -----
+
+#a = affine_map<(m, n, k) -> (m, k)>
+#b = affine_map<(m, n, k) -> (k, n)>
+#c = affine_map<(m, n, k) -> (m, n)>
+
+// B read as [k, n] with 80 columns: one parallel loop over chunks of 48
+// rows; in each, 6-row blocks of a 64-column panel (4 vectors of B's row k,
+// a broadcast element of A per row, 24 FMAs per step) and of the 16-column
+// rest (1 vector, 6 FMAs), the rows past the last whole block as one
+// smaller block.
+// CHECK-LABEL: func @matmul_plain_panels
+// CHECK-SAME:  (%[[A:.*]]: memref<?x8xf32>, %[[B:.*]]: memref<8x80xf32>, %[[C:.*]]: memref<?x80xf32>)
+// CHECK:       scf.parallel (%[[CHUNK:.*]]) =
+// CHECK:         scf.for %[[M0:.*]] =
+// CHECK:           scf.for %[[K:.*]] = %{{.*}} to %{{.*}} step %{{.*}} iter_args({{.*}}) -> (vector<16xf32>, {{.*}})
+// CHECK-COUNT-4:     vector.load %[[B]][%[[K]], %{{.*}}] : memref<8x80xf32>, vector<16xf32>
+// CHECK:             memref.load %[[A]][%{{.*}}, %[[K]]]
+// CHECK:             vector.broadcast %{{.*}} : f32 to vector<16xf32>
+// CHECK-COUNT-4:     vector.fma
+// CHECK:           scf.if
+// CHECK:         scf.for
+// CHECK:           scf.for %{{.*}} iter_args({{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
+// CHECK-COUNT-6:     vector.fma
+// CHECK-NOT:   linalg.generic
+func.func @matmul_plain_panels(%a: memref<?x8xf32>, %b: memref<8x80xf32>, %c: memref<?x80xf32>) {
+  linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%a, %b : memref<?x8xf32>, memref<8x80xf32>) outs(%c : memref<?x80xf32>) {
+  ^bb0(%x: f32, %y: f32, %acc: f32):
+    %p = arith.mulf %x, %y : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+// -----
+
+#a = affine_map<(m, n, k) -> (m, k)>
+#b = affine_map<(m, n, k) -> (n, k)>
+#c = affine_map<(m, n, k) -> (m, n)>
+
+// With pack-min-rows, a matmul with at least that many rows packs each
+// 64-column panel of W, 1024 steps of k at a time, into a scratch of its
+// own: 16 x 16 blocks of W's rows transposed by shuffles (4 steps of 16),
+// then 6 x 64 outer-product blocks over 128-step slices of it. The 16
+// columns past the panel, and fewer rows, take the dot-product kernel.
+// PACK-LABEL: func @packed_panels
+// PACK-SAME:  (%[[A:.*]]: memref<?x40xf32>, %[[W:.*]]: memref<80x40xf32>, %[[C:.*]]: memref<?x80xf32>)
+// PACK:       %[[ROWS:.*]] = memref.dim %[[C]], %c0
+// PACK:       %[[ENOUGH:.*]] = arith.cmpi uge, %[[ROWS]], %c32
+// PACK:       scf.if %[[ENOUGH]] {
+// PACK:         scf.parallel
+// PACK:           %[[PACKED:.*]] = memref.alloc() {alignment = 64 : i64} : memref<1024x64xf32>
+// PACK:           scf.for
+// PACK-COUNT-16:    vector.maskedload %[[W]]
+// PACK-COUNT-64:    vector.shuffle
+// PACK-COUNT-16:    vector.store %{{.*}}, %[[PACKED]]
+// PACK:           scf.for
+// PACK:             scf.for {{.*}} -> (vector<16xf32>, {{.*}})
+// PACK-COUNT-4:       vector.load %[[PACKED]]
+// PACK:               vector.broadcast
+// PACK-COUNT-4:       vector.fma
+// PACK:           memref.dealloc %[[PACKED]]
+// PACK:         scf.parallel
+// PACK:       } else {
+// PACK:         scf.parallel
+// PACK-NOT:       memref.alloc
+// PACK:       return
+func.func @packed_panels(%a: memref<?x40xf32>, %w: memref<80x40xf32>, %c: memref<?x80xf32>) {
+  linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%a, %w : memref<?x40xf32>, memref<80x40xf32>) outs(%c : memref<?x80xf32>) {
   ^bb0(%x: f32, %y: f32, %acc: f32):
     %p = arith.mulf %x, %y : f32
     %s = arith.addf %acc, %p : f32

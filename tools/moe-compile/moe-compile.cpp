@@ -109,6 +109,12 @@ cl::opt<int64_t> gemmColTile("gemm-col-tile",
                              cl::desc("Columns per expert-GEMM register block "
                                       "(default: 8 with AVX-512, else 4)"),
                              cl::init(8), cl::cat(category));
+cl::opt<int64_t> gemmPackMinRows(
+    "gemm-pack-min-rows",
+    cl::desc("Rows from which the GEMMs with AVX-512 pack 64-column panels "
+             "of the weights for the outer-product kernel (default 0: "
+             "never; benchmarks/RESULTS.md has the A/B)"),
+    cl::init(0), cl::cat(category));
 cl::opt<bool> fuseAttention(
     "fuse-attention",
     cl::desc("CPU: compute attention one block of score rows at a time "
@@ -196,6 +202,8 @@ int compile(int argc, char **argv) {
 
   if (gemmRowTile < 1 || gemmColTile < 1)
     return fail("--gemm-row-tile and --gemm-col-tile must be at least 1");
+  if (gemmPackMinRows < 0)
+    return fail("--gemm-pack-min-rows must be at least 0");
   if (target != "cpu" && target != "cuda")
     return fail("target '" + target + "' is not supported (cpu or cuda)");
   bool cuda = target == "cuda";
@@ -356,6 +364,7 @@ int compile(int argc, char **argv) {
                                  ? int64_t(gemmColTile)
                                  : 4;
       pipeline.bf16Dot = moe::targetHasFeature(**machine, "avx512bf16");
+      pipeline.gemmPackMinRows = avx512 ? int64_t(gemmPackMinRows) : 0;
       pipeline.fuseAttention = fuseAttention;
       pipeline.fuseCombine = fuseCombine;
       pipeline.emulateCUDAKernels = emulateCUDAKernels;

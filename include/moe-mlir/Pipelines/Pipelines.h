@@ -55,6 +55,11 @@ struct CPUPipelineOptions
       *this, "gemm-col-tile",
       llvm::cl::desc("Columns of C per register block of the expert GEMMs"),
       llvm::cl::init(8)};
+  PassOptions::Option<int64_t> gemmPackMinRows{
+      *this, "gemm-pack-min-rows",
+      llvm::cl::desc("Rows from which the GEMMs pack panels of the weights "
+                     "for the outer-product kernel (0: never)"),
+      llvm::cl::init(0)};
   PassOptions::Option<bool> emulateCUDAKernels{
       *this, "emulate-cuda-kernels",
       llvm::cl::desc("Testing: lower the stage ops through the cuda target's "

@@ -204,6 +204,16 @@ def MoEVectorizeContractions : Pass<"moe-vectorize-contractions"> {
     C are the outer loop so that a panel of B stays in cache while the rows
     of A pass over it; the full column panels form an `scf.parallel` loop,
     the unit of multithreading.
+
+    With `pack-min-rows` > 0 and 512-bit vectors, a matmul of f32 operands
+    (or bf16 pairs with `bf16-dot`) that has at least that many rows at run
+    time takes a second kernel on its full 64-column panels: every block of
+    128 steps of k of the panel of B is transposed (16 x 16 shuffle
+    transposes) into a `[128, 64]` scratch of the panel's own, and 6 x 64 blocks of C accumulate outer
+    products of broadcast elements of A with its rows: 24 accumulators, 4
+    loads from L1 and no horizontal reduction per step. The columns past the
+    last full panel, and matmuls with fewer rows, keep the dot-product
+    kernel.
   }];
   let options = [
     Option<"vectorBits", "vector-bits", "int64_t", /*default=*/"512",
@@ -215,9 +225,13 @@ def MoEVectorizeContractions : Pass<"moe-vectorize-contractions"> {
     Option<"bf16Dot", "bf16-dot", "bool", /*default=*/"false",
            "Multiply bf16 by bf16 with vdpbf16ps (the target has "
            "AVX512-BF16)">,
+    Option<"packMinRows", "pack-min-rows", "int64_t", /*default=*/"0",
+           "Rows of A from which 512-bit kernels pack 64-column panels of "
+           "B and accumulate outer products (0: never)">,
   ];
   let dependentDialects = ["::mlir::vector::VectorDialect",
                            "::mlir::x86vector::X86VectorDialect",
+                           "::mlir::memref::MemRefDialect",
                            "::mlir::scf::SCFDialect"];
 }
 
@@ -320,6 +334,27 @@ def MoELowerStridedCopies : Pass<"moe-lower-strided-copies"> {
     instead. Contiguous copies are left to become `memcpy`.
   }];
   let dependentDialects = ["::mlir::linalg::LinalgDialect"];
+}
+
+def MoEPromoteReductionAccumulators
+    : Pass<"moe-promote-reduction-accumulators"> {
+  let summary = "Keep the element a loop reduces into in a register";
+  let description = [{
+    Linalg's reductions lower to `scf.for` loops that load the output
+    element, combine it with a term and store it back every iteration
+    (softmax's row maxima and sums, norms' sums of squares), which LLVM can
+    neither keep in a register nor vectorize without proving that nothing
+    else in the loop reaches the element. For a `memref.store` at the top
+    level of an `scf.for` body with loop-invariant indices, whose buffer is
+    accessed in the loop only by one `memref.load` of the same element
+    before it, and where every other load or store in the loop goes to a
+    different root buffer (through views) with one of the two allocated in
+    the function (a fresh buffer reaches no other), the element becomes an
+    `iter_args` value: loaded before the loop, stored after it. Loops with
+    any other memory effect are left alone.
+  }];
+  let dependentDialects = ["::mlir::memref::MemRefDialect",
+                           "::mlir::scf::SCFDialect"];
 }
 
 def MoEInterchangeReductions : Pass<"moe-interchange-reductions"> {

@@ -97,6 +97,23 @@ def matmul(m):
 
 
 @case
+def matmul_panels(m):
+    # Activations times activations with whole 16-lane vectors of columns:
+    # the outer-product kernel of -moe-vectorize-contractions. 80 columns
+    # are a 64-column panel and a 16-column one; 53 rows are a 48-row task
+    # and 5 rows (a 5-row register block), 50 rows 48 + 2.
+    a = m.input("a", rand([53, 40], 1))
+    b = m.input("b", rand([40, 80], 2))
+    m.output(m.node("MatMul", [a, b], ["y2d"]))
+    p = m.input("p", rand([2, 3, 50, 24], 3))
+    v = m.input("v", rand([2, 3, 24, 64], 4))
+    m.output(m.node("MatMul", [p, v], ["ybatch"]))
+    x = m.input("x", rand([13, 16], 5), ["T", 16])
+    y = m.input("y", rand([16, 48], 6))
+    m.output(m.node("MatMul", [x, y], ["ydyn"]))
+
+
+@case
 def matmul_dynamic(m):
     x = m.input("x", rand([5, 8], 1), ["T", 8])
     m.output(m.node("MatMul", [x, m.const("w", rand([8, 6], 2))], ["y"]))
