@@ -1,4 +1,4 @@
-//===- PromoteReductionAccumulators.cpp - reductions in registers ----------===//
+//===- PromoteReductionAccumulators.cpp - reductions in registers ---------===//
 //
 // Linalg lowers a reduction to loops that load the output element, add to
 // it and store it back on every iteration (softmax's row sums and maxima,
@@ -112,6 +112,7 @@ scf::ForOp promoteOne(scf::ForOp loop) {
     SmallVector<Value> indices(store.getIndices());
     Value stored = store.getValueToStore();
     IRRewriter rewriter(b);
+    // `loop` is erased: only newLoop from here on.
     auto newLoop = cast<scf::ForOp>(*loop.replaceWithAdditionalYields(
         rewriter, init, /*replaceInitOperandUsesInLoop=*/false,
         [&](OpBuilder &, Location, ArrayRef<BlockArgument>) {
@@ -122,15 +123,20 @@ scf::ForOp promoteOne(scf::ForOp loop) {
     // A sum or product may be reassociated, which is what lets LLVM
     // vectorize it (partial sums per lane, combined after the loop); the
     // expert GEMMs' sums are reordered the same way.
-    if (auto fastMath = stored.getDefiningOp<arith::ArithFastMathInterface>();
-        fastMath && isa<arith::AddFOp, arith::MulFOp>(*stored.getDefiningOp()) &&
-        llvm::is_contained(stored.getDefiningOp()->getOperands(),
-                           Value(accumulator)))
-      stored.getDefiningOp()->setAttr(
+    Operation *combine = stored.getDefiningOp();
+    auto fastMath =
+        dyn_cast_or_null<arith::ArithFastMathInterface>(combine);
+    if (fastMath && isa<arith::AddFOp, arith::MulFOp>(combine) &&
+        llvm::is_contained(combine->getOperands(), Value(accumulator))) {
+      // Ops built without flags have no attribute at all.
+      arith::FastMathFlagsAttr flags = fastMath.getFastMathFlagsAttr();
+      combine->setAttr(
           fastMath.getFastMathAttrName(),
           arith::FastMathFlagsAttr::get(
-              loop.getContext(), fastMath.getFastMathFlagsAttr().getValue() |
-                                     arith::FastMathFlags::reassoc));
+              newLoop.getContext(),
+              (flags ? flags.getValue() : arith::FastMathFlags::none) |
+                  arith::FastMathFlags::reassoc));
+    }
     load.erase();
     store.erase();
     b.setInsertionPointAfter(newLoop);

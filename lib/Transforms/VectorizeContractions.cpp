@@ -14,13 +14,18 @@
 // f32 lane, which is the same partial sum along k, so the kernel keeps its
 // shape and only the step and the multiply-add change.
 //
-// From `pack-min-rows` rows of A on (prefill), a second kernel takes over:
-// each 64-column panel of W is transposed, one block of k at a time, into
-// an L1-resident `[k, 64]` scratch, and a 6 x 64 block of C accumulates
-// outer products: per k step four vectors of the packed panel, six
-// broadcast elements of A and 24 multiply-adds, with no horizontal
-// reductions and every weight load from L1. Packing reads each weight once
-// per call, which the rows it is reused for amortise.
+// B read as [k, n] (attention's probabilities times values) has its rows
+// as vectors of C's columns already: an outer-product kernel reads them in
+// place, a 6 x 64 block of C accumulating per k step four vectors of B's
+// row k times six broadcast elements of A.
+//
+// From `pack-min-rows` rows of A on (prefill), the transposed-B matmuls can
+// take the same block: each 64-column panel of W is transposed, 1024 steps
+// of k at a time, into a `[k, 64]` scratch of the panel's own (in L2), over
+// whose 128-step slices (in L1) the 6 x 64 blocks of C pass. Packing reads
+// each weight once per call, which the rows it is reused for must
+// amortise; on our benchmark shapes they did only from about 128 rows
+// (benchmarks/RESULTS.md), so the option is off unless asked for.
 //
 //===----------------------------------------------------------------------===//
 
@@ -572,7 +577,8 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
     auto dotColumns = [&](Value first) {
       Value nFull = e.addi(first, fullTiles(e.subi(cols, first), colTile));
       auto panels = scf::ParallelOp::create(
-          b, ValueRange{first}, ValueRange{nFull}, ValueRange{e.index(colTile)});
+          b, ValueRange{first}, ValueRange{nFull},
+          ValueRange{e.index(colTile)});
       {
         OpBuilder::InsertionGuard guard(b);
         b.setInsertionPoint(panels.getBody()->getTerminator());
@@ -598,9 +604,9 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
     e.ifThenElse(
         enoughRows,
         [&] {
-          auto panels = scf::ParallelOp::create(b, ValueRange{c0},
-                                                ValueRange{packedCols},
-                                                ValueRange{e.index(panelWidth)});
+          auto panels = scf::ParallelOp::create(
+              b, ValueRange{c0}, ValueRange{packedCols},
+              ValueRange{e.index(panelWidth)});
           {
             OpBuilder::InsertionGuard guard(b);
             b.setInsertionPoint(panels.getBody()->getTerminator());
@@ -708,8 +714,8 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
     e.loop(
         c0, units,
         [&](Value ks) {
-          Value span =
-              arith::MinUIOp::create(b, e.index(kPackedSpan), e.subi(units, ks));
+          Value span = arith::MinUIOp::create(b, e.index(kPackedSpan),
+                                              e.subi(units, ks));
           pack(ks, span);
           e.loop(
               ks, e.addi(ks, span),

@@ -205,6 +205,16 @@ def MoEVectorizeContractions : Pass<"moe-vectorize-contractions"> {
     of A pass over it; the full column panels form an `scf.parallel` loop,
     the unit of multithreading.
 
+    Contractions that read B as `[..., k, n]` (attention's probabilities
+    times values, activations times activations), f32 with 512-bit vectors
+    and a static number of columns that is a multiple of 16, take an
+    outer-product kernel instead: one `scf.parallel` over the batch loops
+    and chunks of 48 rows, and in each 6-row blocks of C across 64-column
+    panels (the last one 16-48 columns) that accumulate, per step of k, the
+    broadcast element of A of each row times B's row k (4 vector loads, 24
+    FMAs, no horizontal reduction). Other `[k, n]` contractions are left to
+    the generic lowering.
+
     With `pack-min-rows` > 0 and 512-bit vectors, a matmul of f32 operands
     (or bf16 pairs with `bf16-dot`) that has at least that many rows at run
     time takes a second kernel on its full 64-column panels: every block of
