@@ -644,8 +644,14 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
     // parallel loop would grow its worker's stack every iteration, and an
     // alloca_scope does not survive the lowering of the loops inside it.
     // One malloc per panel is small against the panel's work.
-    auto packedType = MemRefType::get(
-        {kPackedSpan, panelWidth * unitElements}, element);
+    // A short static depth needs only its own units (whole 16-unit blocks).
+    int64_t spanRows = kPackedSpan;
+    if (int64_t k = cast<MemRefType>(a.getType()).getDimSize(1);
+        !ShapedType::isDynamic(k))
+      spanRows = std::min<int64_t>(spanRows,
+                                   llvm::alignTo(k / unitElements, lanes));
+    auto packedType =
+        MemRefType::get({spanRows, panelWidth * unitElements}, element);
     Value packed = memref::AllocOp::create(b, packedType, ValueRange{},
                                            b.getI64IntegerAttr(64));
 

@@ -117,8 +117,8 @@ func.func @matmul_plain_panels(%a: memref<?x8xf32>, %b: memref<8x80xf32>, %c: me
 #c = affine_map<(m, n, k) -> (m, n)>
 
 // With pack-min-rows, a matmul with at least that many rows packs each
-// 64-column panel of W, 1024 steps of k at a time, into a scratch of its
-// own: 16 x 16 blocks of W's rows transposed by shuffles (4 steps of 16),
+// 64-column panel of W, up to 1024 steps of k at a time, into a scratch of
+// its own (here the 40 steps there are, in 16-step blocks: 48 rows): 16 x 16 blocks of W's rows transposed by shuffles (4 steps of 16),
 // then 6 x 64 outer-product blocks over 128-step slices of it. The 16
 // columns past the panel, and fewer rows, take the dot-product kernel.
 // PACK-LABEL: func @packed_panels
@@ -127,7 +127,7 @@ func.func @matmul_plain_panels(%a: memref<?x8xf32>, %b: memref<8x80xf32>, %c: me
 // PACK:       %[[ENOUGH:.*]] = arith.cmpi uge, %[[ROWS]], %c32
 // PACK:       scf.if %[[ENOUGH]] {
 // PACK:         scf.parallel
-// PACK:           %[[PACKED:.*]] = memref.alloc() {alignment = 64 : i64} : memref<1024x64xf32>
+// PACK:           %[[PACKED:.*]] = memref.alloc() {alignment = 64 : i64} : memref<48x64xf32>
 // PACK:           scf.for
 // PACK-COUNT-16:    vector.maskedload %[[W]]
 // PACK-COUNT-64:    vector.shuffle
