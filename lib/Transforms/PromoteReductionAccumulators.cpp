@@ -100,7 +100,7 @@ memref::LoadOp promotableLoad(scf::ForOp loop, memref::StoreOp store) {
 scf::ForOp promoteOne(scf::ForOp loop) {
   for (Operation &op : *loop.getBody()) {
     auto store = dyn_cast<memref::StoreOp>(&op);
-    if (!store || store->getBlock() != loop.getBody())
+    if (!store)
       continue;
     memref::LoadOp load = promotableLoad(loop, store);
     if (!load)

@@ -192,6 +192,20 @@ Value matrixAt(ImplicitLocOpBuilder &b, Value memref, ValueRange batch) {
                                    offsets, sizes, strides);
 }
 
+/// B's rank-2 matrix for A's and C's batch indices `batch`: each divided by
+/// its loop's divisor (grouped-query attention shares a key or value head).
+Value bMatrixAt(ImplicitLocOpBuilder &b, Value w, ValueRange batch,
+                const ContractionForm &form) {
+  SmallVector<Value> indices;
+  for (auto [i, divisor] : llvm::zip(batch, form.batchDivisors))
+    indices.push_back(
+        divisor == 1
+            ? i
+            : arith::DivUIOp::create(b, i, KernelEmitter(b).index(divisor))
+                  .getResult());
+  return matrixAt(b, w, indices);
+}
+
 /// The horizontal sums of `vectors` (a power of two of them, at most their
 /// lane count), as one vector<count>: a transposing tree in which each step
 /// adds two shuffles of a pair of vectors, halving the partial sums each
@@ -268,6 +282,8 @@ SmallVector<Value> transposeSquare(ImplicitLocOpBuilder &b,
 /// (6 x 4 accumulators, 4 weight vectors and a broadcast of the 32 AVX-512
 /// registers).
 constexpr int64_t kPackedRows = 6, kPackedVectors = 4;
+/// f32 lanes of the outer-product kernels' vectors (512-bit only).
+constexpr int64_t kOuterProductLanes = 16;
 /// Steps of k (one f32, or one bf16 pair) per block that the register block
 /// accumulates before C is stored: 128 x 64 x 4 bytes = 32 KiB of the packed
 /// panel, which stays in L1 while every row block of A passes over it.
@@ -289,7 +305,7 @@ void emitOuterProductBlock(
     function_ref<Value(Value, Value)> aAt,
     function_ref<Value(Value, Value, Value)> multiplyAdd) {
   KernelEmitter e(b);
-  constexpr int64_t lanes = 16;
+  constexpr int64_t lanes = kOuterProductLanes;
   auto accVec = VectorType::get({lanes}, b.getF32Type());
   auto cIndices = [&](int64_t i, int64_t g) {
     return SmallVector<Value>{e.addi(m0, e.index(i)),
@@ -370,15 +386,10 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
     std::function<void(SmallVector<Value>)> overBatches =
         [&](SmallVector<Value> indices) {
           if (indices.size() == form->batchLoops) {
-            SmallVector<Value> wIndices;
-            for (auto [i, divisor] : llvm::zip(indices, form->batchDivisors))
-              wIndices.push_back(divisor == 1
-                                     ? i
-                                     : arith::DivUIOp::create(
-                                           b, i, e.index(divisor)));
-            emitMatmul(b, collapseRows(b, matrixAt(b, a, indices), form->rowLoops),
-                       matrixAt(b, w, wIndices),
-                       collapseRows(b, matrixAt(b, c, indices), form->rowLoops));
+            emitMatmul(
+                b, collapseRows(b, matrixAt(b, a, indices), form->rowLoops),
+                bMatrixAt(b, w, indices, *form),
+                collapseRows(b, matrixAt(b, c, indices), form->rowLoops));
             return;
           }
           e.loop(e.index(0), e.dim(c, indices.size()), [&](Value i) {
@@ -401,7 +412,7 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
                               Value c, const ContractionForm &form,
                               int64_t columns) const {
     KernelEmitter e(b);
-    constexpr int64_t lanes = 16;
+    constexpr int64_t lanes = kOuterProductLanes;
     auto accVec = VectorType::get({lanes}, b.getF32Type());
     // Rows per parallel task: 8 register blocks.
     constexpr int64_t chunkRows = 8 * kPackedRows;
@@ -419,13 +430,8 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
     b.setInsertionPoint(tasks.getBody()->getTerminator());
     ValueRange ivs = tasks.getInductionVars();
     SmallVector<Value> batch(ivs.begin(), ivs.begin() + form.batchLoops);
-    SmallVector<Value> wBatch;
-    for (auto [i, divisor] : llvm::zip(batch, form.batchDivisors))
-      wBatch.push_back(divisor == 1 ? i
-                                    : arith::DivUIOp::create(
-                                          b, i, e.index(divisor)).getResult());
     Value am = collapseRows(b, matrixAt(b, a, batch), form.rowLoops);
-    Value wm = matrixAt(b, w, wBatch);
+    Value wm = bMatrixAt(b, w, batch, form);
     Value cm = collapseRows(b, matrixAt(b, c, batch), form.rowLoops);
     Value begin = e.muli(ivs.back(), e.index(chunkRows));
     Value end = arith::MinUIOp::create(
