@@ -145,14 +145,25 @@ moe::createTargetMachine(const CompileOptions &options, std::string &error) {
                       : options.optLevel == 2 ? llvm::CodeGenOptLevel::Default
                       : options.optLevel == 1 ? llvm::CodeGenOptLevel::Less
                                               : llvm::CodeGenOptLevel::None;
+  // x86-64's medium code model: code and small data within 2 GB of each
+  // other, and globals of kLargeConstantBytes or more (the weights) in large
+  // sections (.lrodata, laid out after everything else) addressed with 64
+  // bits, so that a model's weights may pass 2 GB. With the small model a
+  // real-size checkpoint (e.g. one Qwen3-30B-A3B layer, 2.5 GB) fails to
+  // link with truncated relocations.
+  std::optional<llvm::CodeModel::Model> codeModel;
+  if (triple.getArch() == llvm::Triple::x86_64 && triple.isOSBinFormatELF())
+    codeModel = llvm::CodeModel::Medium;
   std::unique_ptr<llvm::TargetMachine> machine(target->createTargetMachine(
-      triple, cpu, features, targetOptions, llvm::Reloc::PIC_, std::nullopt,
+      triple, cpu, features, targetOptions, llvm::Reloc::PIC_, codeModel,
       codeGenLevel));
   if (!machine) {
     error = "cannot create a target machine for " + triple.str() + " (cpu " +
             cpu + ")";
     return failure();
   }
+  if (codeModel)
+    machine->setLargeDataThreshold(kLargeConstantBytes - 1);
   return machine;
 }
 
@@ -367,7 +378,10 @@ FailureOr<size_t> moe::writeConstantsObject(ModuleOp module,
   };
   enum Section { Null, Data, Note, SymTab, StrTab, ShStrTab, NumSections };
   uint32_t names[NumSections] = {0};
-  names[Data] = addString(shstrtab, ".rodata.moe_constants");
+  // A large section (SHF_X86_64_LARGE): linkers place it after the small
+  // sections, so that it can pass 2 GB; the code reaches its symbols with
+  // 64-bit addresses (the medium code model, createTargetMachine).
+  names[Data] = addString(shstrtab, ".lrodata.moe_constants");
   // No executable stack (what an assembler's .note.GNU-stack says).
   names[Note] = addString(shstrtab, ".note.GNU-stack");
   names[SymTab] = addString(shstrtab, ".symtab");
@@ -457,7 +471,8 @@ FailureOr<size_t> moe::writeConstantsObject(ModuleOp module,
     out.write<uint64_t>(entsize);
   };
   os.write_zeros(kSectionHeaderBytes);
-  sectionHeader(Data, ELF::SHT_PROGBITS, ELF::SHF_ALLOC, dataOffset,
+  sectionHeader(Data, ELF::SHT_PROGBITS,
+                ELF::SHF_ALLOC | ELF::SHF_X86_64_LARGE, dataOffset,
                 sectionBytes, 0, 0, sectionAlignment, 0);
   sectionHeader(Note, ELF::SHT_PROGBITS, 0, symtabOffset, 0, 0, 0, 1, 0);
   // sh_info: the index of the first non-local symbol.

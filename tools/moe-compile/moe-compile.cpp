@@ -421,7 +421,7 @@ int compile(int argc, char **argv) {
     if (!temporaryFile("moe-constants", "o", constantsObject))
       return fail(error);
     FailureOr<size_t> written = moe::writeConstantsObject(
-        *module, constantsObject, /*minBytes=*/4096, error);
+        *module, constantsObject, moe::kLargeConstantBytes, error);
     if (failed(written))
       return fail(error);
     numConstants = *written;

@@ -79,6 +79,12 @@ translateAndOptimize(ModuleOp module, llvm::LLVMContext &context,
                      llvm::TargetMachine &machine, unsigned optLevel,
                      TimingScope &timing);
 
+/// Constants of at least this many bytes (the weights) are moved to the
+/// constants object (writeConstantsObject), and on x86-64 they, like every
+/// global this large, live in large data sections, so that the weights may
+/// pass 2 GB (createTargetMachine).
+constexpr uint64_t kLargeConstantBytes = 4096;
+
 /// Moves the data of every top-level constant `llvm.mlir.global` of at
 /// least `minBytes` (model weights, inline or in resource blobs) out of the
 /// LLVM-dialect `module` into the relocatable object `objectPath`: one

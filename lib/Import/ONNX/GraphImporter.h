@@ -75,6 +75,13 @@ public:
 
   InFlightDiagnostic error() { return emitError(fileLoc); }
 
+  /// A view of the bytes an external-data tensor names in its file (all
+  /// of them, whatever its shape says), or a message saying why there is
+  /// none. Reports nothing: the raising's matchers read constants they may
+  /// do without.
+  FailureOr<AsmResourceBlob> viewExternalData(const onnx::TensorProto &tensor,
+                                              std::string &message);
+
 private:
   /// A view of an external-data tensor's `expected` bytes in its file.
   FailureOr<AsmResourceBlob> externalData(const onnx::TensorProto &tensor,

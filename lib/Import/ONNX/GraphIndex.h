@@ -18,6 +18,7 @@
 #include "llvm/Support/MathExtras.h"
 
 #include <cstring>
+#include <functional>
 #include <optional>
 
 #include <onnx/onnx_pb.h>
@@ -36,11 +37,17 @@ inline std::optional<int64_t> elementCount(const onnx::TensorProto &t) {
   return count;
 }
 
+/// Reads the bytes of a tensor stored as external data: a view valid while
+/// the blob lives, or failure.
+using ExternalDataReader =
+    std::function<FailureOr<AsmResourceBlob>(const onnx::TensorProto &)>;
+
 /// Producers, consumers and constants of one ONNX graph.
 class GraphIndex {
 public:
-  explicit GraphIndex(const onnx::GraphProto &graph, int64_t opset = 17)
-      : graph(graph), opset(opset) {
+  explicit GraphIndex(const onnx::GraphProto &graph, int64_t opset = 17,
+                      ExternalDataReader readExternal = nullptr)
+      : graph(graph), opset(opset), readExternal(std::move(readExternal)) {
     for (const auto &t : graph.initializer())
       constants[t.name()] = &t;
     for (const auto &[i, node] : llvm::enumerate(graph.node())) {
@@ -68,6 +75,18 @@ public:
   const onnx::TensorProto *constant(const std::string &name) const {
     auto it = constants.find(name);
     return it == constants.end() ? nullptr : it->second;
+  }
+  /// Whether `pred` holds for the raw bytes of `t`: its raw_data, or its
+  /// external data read through the reader; false when it has neither.
+  bool withRawBytes(const onnx::TensorProto &t,
+                    llvm::function_ref<bool(ArrayRef<char>)> pred) const {
+    if (t.data_location() != onnx::TensorProto::EXTERNAL)
+      return t.has_raw_data() &&
+             pred(ArrayRef<char>(t.raw_data().data(), t.raw_data().size()));
+    if (!readExternal)
+      return false;
+    FailureOr<AsmResourceBlob> blob = readExternal(t);
+    return succeeded(blob) && pred(blob->getData());
   }
   bool isInitializer(const std::string &name) const {
     const onnx::TensorProto *t = constant(name);
@@ -126,6 +145,7 @@ public:
   const onnx::GraphProto &graph;
   /// The model's ai.onnx opset (ops such as Softmax changed with it).
   int64_t opset;
+  ExternalDataReader readExternal;
 
 private:
   llvm::StringMap<const NodeProto *> producers;

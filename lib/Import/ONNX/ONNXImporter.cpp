@@ -163,29 +163,74 @@ FailureOr<std::string> GraphImporter::tensorBytes(const onnx::TensorProto &tenso
   return bytes;
 }
 
-FailureOr<AsmResourceBlob>
-GraphImporter::externalData(const onnx::TensorProto &tensor, size_t expected) {
-  const std::string &name = tensor.name();
+namespace {
+/// Where an external-data tensor's bytes are: a file relative to the
+/// model's folder, an offset and a length (absent when not given).
+struct ExternalLocation {
   std::string location;
-  uint64_t offset = 0, length = expected;
+  uint64_t offset = 0;
+  std::optional<uint64_t> length;
+};
+
+ExternalLocation externalLocation(const onnx::TensorProto &tensor) {
+  ExternalLocation where;
   for (const auto &entry : tensor.external_data()) {
     if (entry.key() == "location")
-      location = entry.value();
+      where.location = entry.value();
     else if (entry.key() == "offset")
-      offset = std::strtoull(entry.value().c_str(), nullptr, 10);
+      where.offset = std::strtoull(entry.value().c_str(), nullptr, 10);
     else if (entry.key() == "length")
-      length = std::strtoull(entry.value().c_str(), nullptr, 10);
+      where.length = std::strtoull(entry.value().c_str(), nullptr, 10);
   }
-  if (location.empty() || llvm::sys::path::is_absolute(location) ||
-      StringRef(location).contains("..")) {
-    error() << "initializer '" << name
-            << "': external data needs a relative 'location' inside the "
-               "model's folder, got '"
-            << location << "'";
+  return where;
+}
+
+/// Whether `location` stays inside the model's folder.
+bool isInsideModelFolder(StringRef location) {
+  return !location.empty() && !llvm::sys::path::is_absolute(location) &&
+         !location.contains("..");
+}
+} // namespace
+
+FailureOr<AsmResourceBlob>
+GraphImporter::viewExternalData(const onnx::TensorProto &tensor,
+                                std::string &message) {
+  ExternalLocation where = externalLocation(tensor);
+  if (!isInsideModelFolder(where.location)) {
+    message = "external data needs a relative 'location' inside the "
+              "model's folder, got '" +
+              where.location + "'";
     return failure();
   }
   SmallString<256> file(llvm::sys::path::parent_path(modelPath));
-  llvm::sys::path::append(file, location);
+  llvm::sys::path::append(file, where.location);
+  uint64_t length = where.length.value_or(0);
+  if (!where.length) {
+    // No length: the rest of the file.
+    uint64_t size = 0;
+    if (llvm::sys::fs::file_size(file, size) || size < where.offset) {
+      message = "cannot read '" + std::string(file) + "'";
+      return failure();
+    }
+    length = size - where.offset;
+  }
+  return modelFiles.view(file, where.offset, length, message);
+}
+
+FailureOr<AsmResourceBlob>
+GraphImporter::externalData(const onnx::TensorProto &tensor, size_t expected) {
+  const std::string &name = tensor.name();
+  ExternalLocation where = externalLocation(tensor);
+  if (!isInsideModelFolder(where.location)) {
+    error() << "initializer '" << name
+            << "': external data needs a relative 'location' inside the "
+               "model's folder, got '"
+            << where.location << "'";
+    return failure();
+  }
+  SmallString<256> file(llvm::sys::path::parent_path(modelPath));
+  llvm::sys::path::append(file, where.location);
+  uint64_t length = where.length.value_or(expected);
   if (length != expected) {
     error() << "initializer '" << name << "': external data '" << file
             << "' gives " << length << " bytes; its shape and type need "
@@ -194,7 +239,7 @@ GraphImporter::externalData(const onnx::TensorProto &tensor, size_t expected) {
   }
   std::string message;
   FailureOr<AsmResourceBlob> view =
-      modelFiles.view(file, offset, length, message);
+      modelFiles.view(file, where.offset, length, message);
   if (failed(view))
     error() << "initializer '" << name << "': cannot read external data '"
             << file << "': " << message;
@@ -404,7 +449,14 @@ OwningOpRef<ModuleOp> importGraph(StringRef path, MLIRContext *context,
     error() << "'" << path << "' has no graph nodes";
     return nullptr;
   }
-  if (failed(raiseMoESubgraphs(model, options, graph.getFileLoc())))
+  // The raising reads some constants (zero accumulators) whose data may be
+  // in files beside the model.
+  auto readExternal = [&](const onnx::TensorProto &tensor) {
+    std::string message;
+    return graph.viewExternalData(tensor, message);
+  };
+  if (failed(raiseMoESubgraphs(model, options, graph.getFileLoc(),
+                               readExternal)))
     return nullptr;
   const onnx::GraphProto &onnxGraph = model.graph();
   for (const auto &opset : model.opset_import())

@@ -1052,13 +1052,16 @@ struct Accumulation {
   std::string accumulator, update;
 };
 
-/// Whether every element of a float tensor constant is zero.
-bool isZeroTensor(const onnx::TensorProto &t) {
-  if (t.data_type() != onnx::TensorProto::FLOAT ||
-      t.data_location() == onnx::TensorProto::EXTERNAL)
+/// Whether every element of a float tensor constant is zero. Its data may
+/// be in a file beside the model: torch writes the zero accumulators of
+/// index_add_ as Constant nodes, external once a model passes 2 GB.
+bool isZeroTensor(const GraphIndex &g, const onnx::TensorProto &t) {
+  if (t.data_type() != onnx::TensorProto::FLOAT)
     return false;
-  if (t.has_raw_data())
-    return llvm::all_of(t.raw_data(), [](char c) { return c == 0; });
+  if (t.data_location() == onnx::TensorProto::EXTERNAL || t.has_raw_data())
+    return g.withRawBytes(t, [](ArrayRef<char> bytes) {
+      return llvm::all_of(bytes, [](char c) { return c == 0; });
+    });
   return llvm::all_of(t.float_data(), [](float f) { return f == 0.f; });
 }
 
@@ -1068,13 +1071,13 @@ bool isZeros(const GraphIndex &g, const std::string &value) {
   const NodeProto *node = computedBy(g, value);
   if (isOp(node, "ConstantOfShape")) {
     const onnx::AttributeProto *v = findAttribute(*node, "value");
-    return !v || isZeroTensor(v->t());
+    return !v || isZeroTensor(g, v->t());
   }
   if (const onnx::TensorProto *t = g.constant(value))
-    return isZeroTensor(*t);
+    return isZeroTensor(g, *t);
   if (node && isOp(node, "Constant"))
     if (const onnx::TensorProto *t = g.constant(out(node, 0)))
-      return isZeroTensor(*t);
+      return isZeroTensor(g, *t);
   return false;
 }
 
@@ -1148,8 +1151,18 @@ std::optional<RaisedBlock> matchPerExpertBranches(const GraphIndex &g,
     const NodeProto *prev = g.producer(link->accumulator);
     link = prev ? matchScatterAdd(g, prev) : std::nullopt;
   }
-  if (chain.empty() || !isZeros(g, chain.back().accumulator))
+  if (chain.empty())
     return std::nullopt;
+  if (!isZeros(g, chain.back().accumulator)) {
+    // A long chain of scatter-adds is most likely an expert loop: say why
+    // it is not one (a single scatter-add is too common to report).
+    if (chain.size() > 1)
+      why = std::to_string(chain.size()) +
+            " scatter-adds into an accumulator that is not a known zero "
+            "tensor ('" +
+            chain.back().accumulator + "')";
+    return std::nullopt;
+  }
 
   RaisedBlock block;
   block.form = "per-expert branches";
@@ -1890,7 +1903,8 @@ void eraseDeadNodes(onnx::GraphProto &graph) {
 } // namespace
 
 LogicalResult mlir::moe::onnx_import::raiseMoESubgraphs(
-    onnx::ModelProto &model, const ImportOptions &options, Location loc) {
+    onnx::ModelProto &model, const ImportOptions &options, Location loc,
+    const ExternalDataReader &readExternal) {
   if (!options.raise)
     return success();
   onnx::GraphProto &graph = *model.mutable_graph();
@@ -1900,7 +1914,7 @@ LogicalResult mlir::moe::onnx_import::raiseMoESubgraphs(
     for (const auto &import : model.opset_import())
       if (import.domain().empty() || import.domain() == "ai.onnx")
         opset = import.version();
-    GraphIndex g(graph, opset);
+    GraphIndex g(graph, opset, readExternal);
     // A block ends in a ReduceSum (stacked forms) or in the last link of an
     // accumulation chain: a scatter-add no other scatter-add continues.
     auto endsChain = [&](const NodeProto &node) {

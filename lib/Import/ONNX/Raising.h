@@ -3,6 +3,7 @@
 #ifndef MOE_MLIR_LIB_IMPORT_ONNX_RAISING_H
 #define MOE_MLIR_LIB_IMPORT_ONNX_RAISING_H
 
+#include "GraphIndex.h"
 #include "moe-mlir/Import/ONNXImporter.h"
 
 #include "mlir/IR/Location.h"
@@ -16,8 +17,10 @@ namespace mlir::moe::onnx_import {
 /// new initializers), before the graph is imported. Reports what it raised
 /// to `options.raisingLog` and warns (at `loc`) about traced exports that
 /// hold fewer expert branches than experts.
+/// `readExternal` gives the bytes of constants stored as external data.
 LogicalResult raiseMoESubgraphs(onnx::ModelProto &model,
-                                const ImportOptions &options, Location loc);
+                                const ImportOptions &options, Location loc,
+                                const ExternalDataReader &readExternal);
 
 } // namespace mlir::moe::onnx_import
 

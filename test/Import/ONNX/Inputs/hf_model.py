@@ -18,6 +18,11 @@ For each export mode (default: static, then dynamic):
     (test/lib/ort_run.mjs), 1e-5 relative (onnx_vs_ort.compare);
   * the static export is also compiled with the weights inside the LLVM
     module (--inline-constants): its outputs must be bit-identical;
+  * with --external-data, the static export is also saved with every
+    tensor of 1 KiB or more (initializers and Constant nodes' values) in a
+    file of its own beside the model, as torch.onnx.export writes models
+    over 2 GB; it must raise alike ("FAMILY static external-data raised
+    ...") and give bit-identical outputs;
   * the dynamic export also runs on batch 2, sequence 5 (hf_moe.py
     --no-export with the same seed gives the inputs and torch eager's
     outputs for the same weights).
@@ -124,6 +129,31 @@ def check_outputs(tag, names, ours, ort, torch_dir, rtol):
     return ok
 
 
+def externalize(model_path, out_dir, min_bytes=1024):
+    """Saves the model in OUT_DIR with every tensor of at least MIN_BYTES
+    (initializers and Constant nodes' values) in a file of its own, the
+    layout torch.onnx.export gives models over 2 GB."""
+    model = onnx.load(model_path)
+    os.makedirs(out_dir, exist_ok=True)
+    tensors = list(model.graph.initializer) + [
+        a.t for n in model.graph.node if n.op_type == "Constant"
+        for a in n.attribute if a.name == "value"]
+    for i, t in enumerate(tensors):
+        raw = t.raw_data
+        if len(raw) < min_bytes:
+            continue
+        location = f"tensor_{i}"
+        with open(os.path.join(out_dir, location), "wb") as f:
+            f.write(raw)
+        t.ClearField("raw_data")
+        t.data_location = onnx.TensorProto.EXTERNAL
+        del t.external_data[:]
+        for key, value in (("location", location), ("length", str(len(raw)))):
+            entry = t.external_data.add()
+            entry.key, entry.value = key, value
+    onnx.save(model, os.path.join(out_dir, "model.onnx"))
+
+
 def check_mode(args, mode):
     tag = f"{args.family} {mode}"
     out = os.path.join(args.workdir, mode)
@@ -149,6 +179,22 @@ def check_mode(args, mode):
                         f"{tag} run inline")
         identical = all(np.array_equal(a, b) for a, b in zip(ours, same))
         print(f"{tag} external vs inline constants: "
+              f"{'bit-identical' if identical else 'differ: FAIL'}")
+        ok &= identical
+    if mode == "static" and args.external_data:
+        ext = out + "-external"
+        externalize(model, ext)
+        with open(os.path.join(out, "config.json")) as src, \
+                open(os.path.join(ext, "config.json"), "w") as dst:
+            dst.write(src.read())
+        check_raising(f"{tag} external-data", ext)
+        ext_lib = os.path.join(ext, "model.so")
+        run([os.path.join(TOOLS, "moe-compile"), os.path.join(ext, "model.onnx"),
+             *args.compile_arg, "-o", ext_lib], f"{tag} compile external-data")
+        same = run_ours(ext_lib, inputs, os.path.join(ext, "ours"), len(names),
+                        f"{tag} run external-data")
+        identical = all(np.array_equal(a, b) for a, b in zip(ours, same))
+        print(f"{tag} external-data vs in-file tensors: "
               f"{'bit-identical' if identical else 'differ: FAIL'}")
         ok &= identical
     if mode == "dynamic" and not args.no_other_shape:
@@ -215,6 +261,9 @@ def main():
     parser.add_argument("--no-modes", action="store_true",
                         help="only the decode run")
     parser.add_argument("--no-other-shape", action="store_true")
+    parser.add_argument("--external-data", action="store_true",
+                        help="also check the static export with its tensors "
+                             "in files beside the model")
     parser.add_argument("--decode-steps", type=int, default=0)
     parser.add_argument("--rtol", type=float, default=1e-5)
     parser.add_argument("--export-arg", action="append", default=[],
