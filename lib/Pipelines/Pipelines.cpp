@@ -31,7 +31,7 @@ void addTensorLevelPasses(OpPassManager &pm, bool exportABI, StringRef target,
                           int64_t overlapChunks = 1,
                           int64_t overlapTokens = 256,
                           StringRef overlapModel = "",
-                          bool fuseCombine = false) {
+                          bool fuseCombine = false, bool fuseGather = false) {
   // Sharding changes the signatures each rank sees, so it comes before the
   // manifest.
   if (expertParallel > 0) {
@@ -79,6 +79,8 @@ void addTensorLevelPasses(OpPassManager &pm, bool exportABI, StringRef target,
     pm.addPass(moe::createMoEFuseCombine());
     pm.addPass(createCanonicalizerPass());
   }
+  if (fuseGather)
+    pm.addPass(moe::createMoEFuseGather());
   pm.addNestedPass<func::FuncOp>(moe::createMoECopyRepeatedResults());
 }
 
@@ -132,7 +134,8 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
                        options.overlapChunks, options.overlapTokens,
                        options.overlapModel,
                        // The cuda target's kernels take the unfused stages.
-                       options.fuseCombine && !options.emulateCUDAKernels);
+                       options.fuseCombine && !options.emulateCUDAKernels,
+                       options.fuseGather && !options.emulateCUDAKernels);
   if (options.emulateCUDAKernels) {
     ConvertMoEToGPUOptions kernels;
     kernels.tensorCores = false;

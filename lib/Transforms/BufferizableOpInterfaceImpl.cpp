@@ -348,7 +348,13 @@ struct DispatchOpInterface
     e.loop(used, numRows,
            [&](Value r) { e.store(e.i32(-1), *rowTokens, r); });
 
-    // Pass 4: gather the rows (zero for padding).
+    // Pass 4: gather the rows (zero for padding), unless the experts read
+    // the tokens in place (-moe-fuse-gather), and nothing reads the rows.
+    if (dispatch.getRows().use_empty()) {
+      replaceOpWithBufferizedValues(rewriter, op,
+                                    {*rows, *offsets, *rowTokens, *slotRows});
+      return success();
+    }
     Type elementType = dispatch.getRows().getType().getElementType();
     Value zero = e.f(elementType, 0.0);
     e.loop(c0, numRows, [&](Value r) {
@@ -673,6 +679,9 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
     KernelEmitter e(b);
     Value rows = map->lookup(expert.getRows());
     Value offsets = map->lookup(expert.getOffsets());
+    // With a gather, `rows` are the tokens and the dispatched rows are
+    // `rows[gatherTokens[r]]`.
+    Value gatherTokens = bufferOf(*map, expert.getGatherTokens());
     Value fc1 = map->lookup(expert.getFc1());
     Value fc2 = map->lookup(expert.getFc2());
     Value fc1Bias = bufferOf(*map, expert.getFc1Bias());
@@ -706,8 +715,21 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
       return op->emitError(
           "lowering a quantised moe.expert needs a static hidden size");
 
-    Value numRows = e.dim(rows, 0);
+    Value numRows = e.dim(gatherTokens ? gatherTokens : rows, 0);
     Type rowType = expert.getRows().getType().getElementType();
+    if (gatherTokens && quant) {
+      // The quantised kernels read rows as they are (and the decode kernel
+      // stages them anyway): the gathered rows are copied first.
+      FailureOr<Value> gathered = options.createAlloc(
+          b, b.getLoc(),
+          MemRefType::get({ShapedType::kDynamic, hiddenSize}, rowType),
+          {numRows});
+      if (failed(gathered))
+        return failure();
+      emitGatherRows(b, rows, gatherTokens, *gathered);
+      rows = *gathered;
+      gatherTokens = Value();
+    }
     // bf16 rows may give f32 outputs (-moe-decompose-layer's bf16-rows).
     Type resultType = expert.getResult().getType().getElementType();
     Type ct = computeTypeFor(rowType);
@@ -782,17 +804,21 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
       return sliceBlock(b, weight, first, count, b.getIndexAttr(0), depth);
     };
     // Columns [first, first + count) of projection `which`'s output for
-    // expert x's rows `in` (`stagedIn` for the quantised decode kernel),
-    // into `c` (those rows and columns); `depth` is K.
+    // expert x's rows `in` (`stagedIn` for the quantised decode kernel; or
+    // with `inTokens` the rows of `in` those tokens name), into `c` (those
+    // rows and columns); `depth` is K.
     auto projectPanel = [&](int which, Value c, Value bias, Value in,
-                            Value stagedIn, Value x, Value first,
-                            OpFoldResult count, int64_t depth) {
+                            Value inTokens, Value stagedIn, Value x,
+                            Value first, OpFoldResult count, int64_t depth) {
       emitInitRows(b, c,
                    bias ? sliceRange(b, sliceLeading(b, bias, x), first, count)
                         : Value());
       if (quant)
         emitQuantizedPanel(b, in, stagedIn, projections[which], quant, x, first,
                            count, depth, c);
+      else if (inTokens)
+        emitGatheredMatmulTransposedB(b, in, inTokens,
+                                      weightRows(which, x, first, count), c);
       else
         emitMatmulTransposedB(b, in, weightRows(which, x, first, count), c);
       return c;
@@ -802,7 +828,11 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
         b, offsets, numExperts, numRows, e.index(inter), splitIntoPanels(inter),
         [&](Value x, Value start, Value count, Value first,
             OpFoldResult width) {
-          Value in = sliceRows(b, rows, start, count);
+          // The expert's rows, or all tokens and the expert's rows' tokens.
+          Value in = gatherTokens ? rows : sliceRows(b, rows, start, count);
+          Value inTokens = gatherTokens
+                               ? sliceRange(b, gatherTokens, start, count)
+                               : Value();
           Value stagedIn =
               stagedRows ? sliceRows(b, stagedRows, start, count) : Value();
           auto fc1Panel = [&](int which, Value scratch, Value bias,
@@ -810,7 +840,8 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
             return projectPanel(
                 which,
                 sliceBlock(b, scratch, start, count, panelFirst, panelWidth),
-                bias, in, stagedIn, x, panelFirst, panelWidth, hiddenSize);
+                bias, in, inTokens, stagedIn, x, panelFirst, panelWidth,
+                hiddenSize);
           };
           // The activation's operands and indexing maps (h's last): the
           // gate product and, for gated activations, the linear one: fc1's
@@ -851,7 +882,7 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
     auto secondProjection = [&](Value c, Value x, Value start, Value count,
                                 Value first, OpFoldResult width) {
       return projectPanel(
-          1, c, fc2Bias, sliceRows(b, *act, start, count),
+          1, c, fc2Bias, sliceRows(b, *act, start, count), Value(),
           stagedAct ? sliceRows(b, stagedAct, start, count) : Value(), x,
           first, width, inter);
     };

@@ -124,8 +124,8 @@ Value buildSharedExperts(PatternRewriter &rewriter, LayerOp layer,
     Value fc2 = sliceExpert(layer.getSharedFc2(), s);
     Value fc3 = sliceExpert(layer.getSharedFc3(), s);
     Value out = ExpertOp::create(
-        rewriter, loc, tokensType, tokens, offsets, fc1, Value(), fc2, Value(),
-        fc3, Value(), /*fc1_scales=*/Value(), /*fc2_scales=*/Value(),
+        rewriter, loc, tokensType, tokens, offsets, /*gather_tokens=*/Value(),
+        fc1, Value(), fc2, Value(), fc3, Value(), /*fc1_scales=*/Value(), /*fc2_scales=*/Value(),
         /*fc3_scales=*/Value(), /*fc1_zero_points=*/Value(),
         /*fc2_zero_points=*/Value(), /*fc3_zero_points=*/Value(),
         /*combine_into=*/Value(), /*row_tokens=*/Value(),
@@ -293,7 +293,7 @@ Value buildExpertExchange(PatternRewriter &rewriter, LayerOp layer,
       /*capacity_factor=*/FloatAttr(), /*expert_capacity=*/IntegerAttr());
   auto expert = ExpertOp::create(
       rewriter, loc, rowsType, local.getRows(), local.getOffsets(),
-      layer.getFc1(), layer.getFc1Bias(), layer.getFc2(), layer.getFc2Bias(),
+      /*gather_tokens=*/Value(), layer.getFc1(), layer.getFc1Bias(), layer.getFc2(), layer.getFc2Bias(),
       layer.getFc3(), layer.getFc3Bias(), layer.getFc1Scales(),
       layer.getFc2Scales(), layer.getFc3Scales(), layer.getFc1ZeroPoints(),
       layer.getFc2ZeroPoints(), layer.getFc3ZeroPoints(),
@@ -400,8 +400,8 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
       expertOutput = ExpertOp::create(
           rewriter, loc,
           RankedTensorType::get({numRows, hidden}, tokensType.getElementType()),
-          dispatch.getRows(),
-          dispatch.getOffsets(), layer.getFc1(), layer.getFc1Bias(),
+          dispatch.getRows(), dispatch.getOffsets(),
+          /*gather_tokens=*/Value(), layer.getFc1(), layer.getFc1Bias(),
           layer.getFc2(), layer.getFc2Bias(), layer.getFc3(),
           layer.getFc3Bias(), layer.getFc1Scales(), layer.getFc2Scales(),
           layer.getFc3Scales(), layer.getFc1ZeroPoints(),

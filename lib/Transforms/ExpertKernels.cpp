@@ -42,6 +42,65 @@ void mlir::moe::emitMatmulTransposedB(ImplicitLocOpBuilder &b, Value a, Value w,
       });
 }
 
+/// The row of `source` that token id `token` (an i32 tensor element) names,
+/// clamped to `[0, lastRow]`: a negative id becomes a huge index, which the
+/// unsigned minimum clamps as well.
+static Value clampedTokenRow(OpBuilder &b, Location loc, Value token,
+                             Value lastRow) {
+  Value row = arith::IndexCastOp::create(b, loc, b.getIndexType(), token);
+  return arith::MinUIOp::create(b, loc, row, lastRow);
+}
+
+/// The index of the last row of `source`.
+static Value lastRowOf(ImplicitLocOpBuilder &b, Value source) {
+  KernelEmitter e(b);
+  return e.subi(e.dim(source, 0), e.index(1));
+}
+
+void mlir::moe::emitGatheredMatmulTransposedB(ImplicitLocOpBuilder &b,
+                                              Value source, Value tokens,
+                                              Value w, Value c) {
+  MLIRContext *ctx = b.getContext();
+  AffineExpr m, n, k;
+  bindDims(ctx, m, n, k);
+  SmallVector<AffineMap> maps = {AffineMap::get(3, 0, {m}, ctx),
+                                 AffineMap::get(3, 0, {n, k}, ctx),
+                                 AffineMap::get(3, 0, {m, n}, ctx)};
+  SmallVector<utils::IteratorType> iterators = {utils::IteratorType::parallel,
+                                                utils::IteratorType::parallel,
+                                                utils::IteratorType::reduction};
+  Type accType = cast<MemRefType>(c.getType()).getElementType();
+  Value lastRow = lastRowOf(b, source);
+  linalg::GenericOp::create(
+      b, ValueRange{tokens, w}, ValueRange{c}, maps, iterators,
+      [&](OpBuilder &nested, Location loc, ValueRange args) {
+        ImplicitLocOpBuilder nb(loc, nested);
+        KernelEmitter ne(nb);
+        Value row = clampedTokenRow(nb, loc, args[0], lastRow);
+        Value column = linalg::IndexOp::create(nb, 2);
+        Value element = memref::LoadOp::create(nb, source, {row, column});
+        Value product = ne.mulf(ne.castFloat(element, accType),
+                                ne.castFloat(args[1], accType));
+        linalg::YieldOp::create(nb, ne.addf(args[2], product));
+      });
+}
+
+void mlir::moe::emitGatherRows(ImplicitLocOpBuilder &b, Value source,
+                               Value tokens, Value out) {
+  KernelEmitter e(b);
+  Value lastRow = lastRowOf(b, source);
+  Value c0 = e.index(0), c1 = e.index(1);
+  auto loop = scf::ParallelOp::create(b, ValueRange{c0},
+                                      ValueRange{e.dim(out, 0)}, ValueRange{c1});
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPoint(loop.getBody()->getTerminator());
+  Value r = loop.getInductionVars()[0];
+  Value row = clampedTokenRow(b, b.getLoc(), e.load(tokens, r), lastRow);
+  e.loop(c0, e.dim(out, 1), [&](Value h) {
+    e.store(e.load(source, {row, h}), out, {r, h});
+  });
+}
+
 namespace {
 
 /// Loads byte `indices` of a `ui8` buffer as an `i32` in [0, 255]. Arith

@@ -131,10 +131,14 @@ std::optional<ArgDim> FunctionManifest::trace(Value value, int64_t dim) {
   auto result = cast<OpResult>(value);
   if (auto layer = dyn_cast<LayerOp>(op))
     return trace(layer.getInput(), dim);
-  if (auto expert = dyn_cast<ExpertOp>(op))
-    return trace(expert.combinesRows() ? expert.getCombineInto()
-                                       : expert.getRows(),
-                 dim);
+  if (auto expert = dyn_cast<ExpertOp>(op)) {
+    if (expert.combinesRows())
+      return trace(expert.getCombineInto(), dim);
+    // Gathered rows are as many as the tokens gathered.
+    if (expert.gathersRows() && dim == 0)
+      return trace(expert.getGatherTokens(), 0);
+    return trace(expert.getRows(), dim);
+  }
   if (auto combine = dyn_cast<CombineOp>(op))
     return dim == 0 ? trace(combine.getWeights(), 0)
                     : trace(combine.getExpertOutput(), 1);

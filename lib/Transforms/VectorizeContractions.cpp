@@ -162,6 +162,79 @@ FailureOr<ContractionForm> matchTransposedBMatmul(linalg::GenericOp op) {
   return form;
 }
 
+/// Where a gathered contraction reads A (emitGatheredMatmulTransposedB):
+/// row m of A is row `min(tokens[m], lastRow)` of `source`.
+struct GatheredRows {
+  Value source, lastRow;
+};
+
+/// `v` without a widening arith.extf.
+Value stripExtension(Value v) {
+  if (auto ext = v.getDefiningOp<arith::ExtFOp>())
+    return ext.getIn();
+  return v;
+}
+
+/// Matches `C(m, n) += source(min(tokens(m), lastRow), k) * B(n, k)` on
+/// rank-2 memrefs with unit innermost strides, the form
+/// emitGatheredMatmulTransposedB builds: a linalg.generic over `tokens`
+/// and B whose body loads A's element from `source`, defined above it.
+FailureOr<GatheredRows> matchGatheredMatmul(linalg::GenericOp op) {
+  if (op.getNumDpsInputs() != 2 || op.getNumDpsInits() != 1 ||
+      !op.hasPureBufferSemantics() || op.getNumLoops() != 3)
+    return failure();
+  auto iterators = op.getIteratorTypesArray();
+  if (iterators[0] != utils::IteratorType::parallel ||
+      iterators[1] != utils::IteratorType::parallel ||
+      iterators[2] != utils::IteratorType::reduction)
+    return failure();
+  MLIRContext *ctx = op.getContext();
+  AffineExpr m, n, k;
+  bindDims(ctx, m, n, k);
+  SmallVector<AffineMap> expected = {AffineMap::get(3, 0, {m}, ctx),
+                                     AffineMap::get(3, 0, {n, k}, ctx),
+                                     AffineMap::get(3, 0, {m, n}, ctx)};
+  if (op.getIndexingMapsArray() != expected)
+    return failure();
+  auto tokensType = cast<MemRefType>(op.getDpsInputs()[0].getType());
+  if (!tokensType.getElementType().isSignlessInteger())
+    return failure();
+  Block &body = op.getRegion().front();
+  auto yield = cast<linalg::YieldOp>(body.getTerminator());
+  auto add = yield.getOperand(0).getDefiningOp<arith::AddFOp>();
+  if (!add || add.getLhs() != body.getArgument(2))
+    return failure();
+  auto mul = add.getRhs().getDefiningOp<arith::MulFOp>();
+  if (!mul || stripExtension(mul.getRhs()) != body.getArgument(1))
+    return failure();
+  auto load = stripExtension(mul.getLhs()).getDefiningOp<memref::LoadOp>();
+  if (!load || load.getIndices().size() != 2)
+    return failure();
+  // The source and the clamp bound come from above the op.
+  auto definedAbove = [&](Value v) {
+    return !op->isAncestor(v.getParentRegion()->getParentOp());
+  };
+  auto column = load.getIndices()[1].getDefiningOp<linalg::IndexOp>();
+  auto clamp = load.getIndices()[0].getDefiningOp<arith::MinUIOp>();
+  if (!column || column.getDim() != 2 || !clamp ||
+      !definedAbove(load.getMemRef()) || !definedAbove(clamp.getRhs()))
+    return failure();
+  auto token = clamp.getLhs().getDefiningOp<arith::IndexCastOp>();
+  if (!token || token.getIn() != body.getArgument(0))
+    return failure();
+  for (Value operand : {load.getMemRef(), op.getDpsInputs()[1],
+                        op.getDpsInits()[0]}) {
+    auto type = cast<MemRefType>(operand.getType());
+    int64_t offset;
+    SmallVector<int64_t> strides;
+    if (type.getRank() != 2 || !isa<FloatType>(type.getElementType()) ||
+        failed(type.getStridesAndOffset(strides, offset)) ||
+        strides.back() != 1)
+      return failure();
+  }
+  return GatheredRows{load.getMemRef(), clamp.getRhs()};
+}
+
 /// `memref` with its leading `rowLoops` dimensions collapsed into one.
 Value collapseRows(ImplicitLocOpBuilder &b, Value memref, unsigned rowLoops) {
   if (rowLoops == 1)
@@ -358,6 +431,22 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
 
   LogicalResult matchAndRewrite(linalg::GenericOp op,
                                 PatternRewriter &rewriter) const override {
+    if (FailureOr<GatheredRows> gathered = matchGatheredMatmul(op);
+        succeeded(gathered)) {
+      // A's rows through the tokens, each looked up once per register
+      // block.
+      ImplicitLocOpBuilder b(op.getLoc(), rewriter);
+      Value tokens = op.getDpsInputs()[0];
+      emitMatmul(b, gathered->source, op.getDpsInputs()[1],
+                 op.getDpsInits()[0], [&](Value m) -> Value {
+                   Value token = KernelEmitter(b).load(tokens, m);
+                   Value row =
+                       arith::IndexCastOp::create(b, b.getIndexType(), token);
+                   return arith::MinUIOp::create(b, row, gathered->lastRow);
+                 });
+      rewriter.eraseOp(op);
+      return success();
+    }
     FailureOr<ContractionForm> form = matchTransposedBMatmul(op);
     if (failed(form))
       return rewriter.notifyMatchFailure(op, "not a transposed-B matmul");
@@ -459,9 +548,12 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
     }
   }
 
-  /// `c += a @ w^T` for rank-2 memrefs.
-  void emitMatmul(ImplicitLocOpBuilder &b, Value a, Value w, Value c) const {
+  /// `c += a @ w^T` for rank-2 memrefs; with `rowOf`, row m of the product
+  /// reads row `rowOf(m)` of `a`.
+  void emitMatmul(ImplicitLocOpBuilder &b, Value a, Value w, Value c,
+                  function_ref<Value(Value)> rowOf = nullptr) const {
     KernelEmitter e(b);
+    auto aRow = [&](Value m) { return rowOf ? rowOf(m) : m; };
     Type accType = cast<MemRefType>(c.getType()).getElementType();
     Type aType = cast<MemRefType>(a.getType()).getElementType();
     Type wType = cast<MemRefType>(w.getType()).getElementType();
@@ -516,11 +608,15 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
     // One mr x nr block of C at (m0, n0).
     auto emitTile = [&](Value m0, Value n0, int64_t mr, int64_t nr) {
       SmallVector<Value> init(mr * nr, zeroVec);
+      // A's rows for the block, found before the loop over k.
+      SmallVector<Value> aRows;
+      for (int64_t i = 0; i < mr; ++i)
+        aRows.push_back(aRow(e.addi(m0, e.index(i))));
       auto multiplyAddBlock = [&](ValueRange partial,
                                   function_ref<Value(Value, Value)> load) {
         SmallVector<Value> as;
         for (int64_t i = 0; i < mr; ++i)
-          as.push_back(load(a, e.addi(m0, e.index(i))));
+          as.push_back(load(a, aRows[i]));
         SmallVector<Value> next(partial.begin(), partial.end());
         for (int64_t j = 0; j < nr; ++j) {
           Value wv = load(w, e.addi(n0, e.index(j)));
@@ -617,7 +713,7 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
             OpBuilder::InsertionGuard guard(b);
             b.setInsertionPoint(panels.getBody()->getTerminator());
             emitPackedPanel(b, a, w, c, panels.getInductionVars()[0], lanes,
-                            dot);
+                            dot, aRow);
           }
           dotColumns(packedCols);
         },
@@ -628,7 +724,8 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
   /// packed outer-product kernel. Its unit of k is one f32, or with `dot` one
   /// bf16 pair handled as an i32 so that packing moves pairs whole.
   void emitPackedPanel(ImplicitLocOpBuilder &b, Value a, Value w, Value c,
-                       Value n0, int64_t lanes, bool dot) const {
+                       Value n0, int64_t lanes, bool dot,
+                       function_ref<Value(Value)> aRow) const {
     KernelEmitter e(b);
     Type f32 = b.getF32Type(), i32 = b.getI32Type();
     Type element = cast<MemRefType>(w.getType()).getElementType();
@@ -700,8 +797,10 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
     };
 
     // a's element (or bf16 pair) at row m and packed row t of span ks,
-    // broadcast.
+    // broadcast. A gathered row's lookup does not depend on t: LLVM hoists
+    // it out of the loop over t.
     auto aAt = [&](Value ks, Value m, Value t) -> Value {
+      m = aRow(m);
       Value kElem = e.muli(e.addi(ks, t), e.index(unitElements));
       if (!dot)
         return vector::BroadcastOp::create(b, accVec, e.load(a, {m, kElem}));

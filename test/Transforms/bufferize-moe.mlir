@@ -314,3 +314,30 @@ func.func @expert_combine_rows(%rows: tensor<?x128xf32>, %offsets: tensor<5xi32>
   %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 combine_into %into row_tokens %tokens row_weights %weights {activation = #moe.activation<swiglu>} : (tensor<?x128xf32>, tensor<5xi32>, tensor<4x256x128xf32>, tensor<4x128x128xf32>, tensor<?x128xf32>, tensor<?xi32>, tensor<?xf32>) -> tensor<?x128xf32>
   return %y : tensor<?x128xf32>
 }
+
+// -----
+
+// Gathered rows (-moe-fuse-gather): dispatch writes the offsets and row
+// tokens but copies no token rows (its rows are unused), and fc1 reads the
+// tokens in place: a contraction over the expert's row tokens whose body
+// loads A's element from token min(row_tokens[r], T - 1).
+// CHECK-LABEL: func @dispatch_gathered
+// CHECK-SAME:    (%[[X:.*]]: memref<?x16xf32>, %{{.*}}: memref<?x2xi32>, %{{.*}}: memref<4x32x16xf32>, %{{.*}}: memref<4x16x32xf32>)
+// CHECK:         %[[TOK:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?xi32>
+// CHECK-NOT:     memref.store %{{.*}} : memref<?x16xf32>
+// CHECK:         %[[N:.*]] = memref.dim %[[TOK]], %{{.*}} : memref<?xi32>
+// CHECK:         memref.alloc(%[[N]]) {alignment = 64 : i64} : memref<?x32xf32>
+// CHECK:         scf.parallel
+// CHECK:           %[[TOKS:.*]] = memref.subview %[[TOK]][%{{.*}}] [%{{.*}}] [1]
+// CHECK:           %[[T:.*]] = memref.dim %[[X]], %{{.*}} : memref<?x16xf32>
+// CHECK:           %[[LAST:.*]] = arith.subi %[[T]], %{{.*}} : index
+// CHECK:           linalg.generic {{.*}} ins(%[[TOKS]], %{{.*}} : memref<?xi32, strided<[1], offset: ?>>, memref<32x16xf32, strided<[16, 1], offset: ?>>)
+// CHECK:             %[[ROW:.*]] = arith.index_cast %{{.*}} : i32 to index
+// CHECK:             %[[CLAMPED:.*]] = arith.minui %[[ROW]], %[[LAST]] : index
+// CHECK:             %[[K:.*]] = linalg.index 2 : index
+// CHECK:             memref.load %[[X]][%[[CLAMPED]], %[[K]]] : memref<?x16xf32>
+func.func @dispatch_gathered(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>, %w1: tensor<4x32x16xf32>, %w2: tensor<4x16x32xf32>) -> tensor<?x16xf32> {
+  %rows, %offsets, %row_tokens, %slot_rows = moe.dispatch %x, %ids {num_experts = 4 : i64} : tensor<?x16xf32>, tensor<?x2xi32> -> tensor<?x16xf32>, tensor<5xi32>, tensor<?xi32>, tensor<?x2xi32>
+  %y = moe.expert %x, %offsets gather_tokens %row_tokens fc1 %w1 fc2 %w2 : (tensor<?x16xf32>, tensor<5xi32>, tensor<?xi32>, tensor<4x32x16xf32>, tensor<4x16x32xf32>) -> tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
+}

@@ -271,3 +271,74 @@ func.func @bf16_both(%a: memref<?x72xbf16>, %w: memref<8x72xbf16>, %c: memref<?x
   }
   return
 }
+
+// -----
+
+#tok = affine_map<(m, n, k) -> (m)>
+#b = affine_map<(m, n, k) -> (n, k)>
+#c = affine_map<(m, n, k) -> (m, n)>
+
+// A gathered A (moe.expert with gather_tokens): row m is row
+// min(tokens[m], last) of the source, looked up once per register block
+// before the loop over k, whose loads then read the source in place.
+// CHECK-LABEL: func @gathered_rows
+// CHECK-SAME:  (%[[SRC:.*]]: memref<?x64xf32>, %[[TOK:.*]]: memref<?xi32>, %[[W:.*]]: memref<4x64xf32>, %[[C:.*]]: memref<?x4xf32>, %[[LAST:.*]]: index)
+// CHECK:       scf.parallel
+// CHECK:         scf.for %[[M0:.*]] =
+// CHECK:           %[[T0:.*]] = memref.load %[[TOK]][%[[M0]]] : memref<?xi32>
+// CHECK:           %[[I0:.*]] = arith.index_cast %[[T0]] : i32 to index
+// CHECK:           %[[R0:.*]] = arith.minui %[[I0]], %[[LAST]] : index
+// CHECK:           %[[T1:.*]] = memref.load %[[TOK]]
+// CHECK:           %[[I1:.*]] = arith.index_cast %[[T1]] : i32 to index
+// CHECK:           %[[R1:.*]] = arith.minui %[[I1]], %[[LAST]] : index
+// CHECK:           scf.for %[[K:.*]] = {{.*}} iter_args
+// CHECK-DAG:         vector.load %[[SRC]][%[[R0]], %[[K]]] : memref<?x64xf32>, vector<16xf32>
+// CHECK-DAG:         vector.load %[[SRC]][%[[R1]], %[[K]]] : memref<?x64xf32>, vector<16xf32>
+// CHECK-COUNT-4:     vector.fma
+// CHECK-NOT:   linalg.generic
+// The packed panels read A's broadcast elements through the tokens too.
+// PACK-LABEL: func @gathered_rows
+// PACK:         memref.load %{{.*}}[%{{.*}}] : memref<?xi32>
+// PACK:         arith.minui
+// PACK:         memref.load %{{.*}} : memref<?x64xf32>
+// PACK-NOT:   linalg.generic
+func.func @gathered_rows(%src: memref<?x64xf32>, %tokens: memref<?xi32>, %w: memref<4x64xf32>, %c: memref<?x4xf32>, %last: index) {
+  linalg.generic {indexing_maps = [#tok, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%tokens, %w : memref<?xi32>, memref<4x64xf32>) outs(%c : memref<?x4xf32>) {
+  ^bb0(%t: i32, %y: f32, %acc: f32):
+    %i = arith.index_cast %t : i32 to index
+    %row = arith.minui %i, %last : index
+    %k = linalg.index 2 : index
+    %x = memref.load %src[%row, %k] : memref<?x64xf32>
+    %p = arith.mulf %x, %y : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+// -----
+
+#tok = affine_map<(m, n, k) -> (m)>
+#b = affine_map<(m, n, k) -> (n, k)>
+#c = affine_map<(m, n, k) -> (m, n)>
+
+// A row that is not clamped is not the gathered form: left to the generic
+// lowering.
+// CHECK-LABEL: func @gathered_unclamped
+// CHECK:       linalg.generic
+// PACK-LABEL: func @gathered_unclamped
+// PACK:       linalg.generic
+func.func @gathered_unclamped(%src: memref<?x64xf32>, %tokens: memref<?xi32>, %w: memref<4x64xf32>, %c: memref<?x4xf32>) {
+  linalg.generic {indexing_maps = [#tok, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%tokens, %w : memref<?xi32>, memref<4x64xf32>) outs(%c : memref<?x4xf32>) {
+  ^bb0(%t: i32, %y: f32, %acc: f32):
+    %row = arith.index_cast %t : i32 to index
+    %k = linalg.index 2 : index
+    %x = memref.load %src[%row, %k] : memref<?x64xf32>
+    %p = arith.mulf %x, %y : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}

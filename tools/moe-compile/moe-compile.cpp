@@ -127,6 +127,12 @@ cl::opt<bool> fuseCombine(
              "(-moe-fuse-combine; on by default, =false for the unfused "
              "combine)"),
     cl::init(true), cl::cat(category));
+cl::opt<bool> fuseGather(
+    "fuse-gather",
+    cl::desc("CPU: the expert GEMMs read the token rows in place through "
+             "dispatch's row tokens instead of a [T*k, H] copy "
+             "(-moe-fuse-gather; on by default, =false for the copy)"),
+    cl::init(true), cl::cat(category));
 cl::opt<bool> emulateCUDAKernels(
     "emulate-cuda-kernels",
     cl::desc("Testing: run the cuda target's kernels (SIMT variant) as host "
@@ -367,6 +373,7 @@ int compile(int argc, char **argv) {
       pipeline.gemmPackMinRows = avx512 ? int64_t(gemmPackMinRows) : 0;
       pipeline.fuseAttention = fuseAttention;
       pipeline.fuseCombine = fuseCombine;
+      pipeline.fuseGather = fuseGather;
       pipeline.emulateCUDAKernels = emulateCUDAKernels;
       pipeline.expertParallel = expertParallel;
       pipeline.overlapChunks = chunks;

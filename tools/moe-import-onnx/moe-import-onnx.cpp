@@ -19,15 +19,21 @@ namespace cl = llvm::cl;
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
+  cl::OptionCategory category("moe-import-onnx options");
   cl::opt<std::string> input(cl::Positional, cl::desc("<model.onnx>"),
-                             cl::Required);
+                             cl::Required, cl::cat(category));
   cl::opt<std::string> output("o", cl::desc("Output .mlir (default: stdout)"),
-                              cl::init("-"));
+                              cl::init("-"), cl::cat(category));
   registerAsmPrinterCLOptions();
   registerMLIRContextCLOptions();
   moe::registerONNXImportCLOptions();
-  cl::ParseCommandLineOptions(argc, argv,
-                              "moe-mlir ONNX importer: ONNX model -> MLIR\n");
+  // --help shows our options, not LLVM's hundreds of backend flags.
+  cl::HideUnrelatedOptions({&category, &moe::getONNXImportOptionCategory()});
+  cl::ParseCommandLineOptions(
+      argc, argv,
+      "moe-mlir ONNX importer: ONNX model -> MLIR\n\n"
+      "--help-hidden also lists MLIR's printing options (e.g.\n"
+      "--mlir-elide-elementsattrs-if-larger) and LLVM's.\n");
 
   MLIRContext context;
   llvm::SourceMgr sourceMgr;

@@ -539,10 +539,24 @@ LogicalResult ExpertOp::verify() {
   if (failed(check.dim("offsets", *offsets, 0, addDims(numExperts, 1),
                        "the expert count of fc1 + 1")))
     return failure();
+  // The dispatched rows: those of `rows`, or with a gather one per entry of
+  // gather_tokens.
+  int64_t numRows = (*rows)[0];
+  StringRef rowCountName = "the row count of 'rows'";
+  if (getGatherTokens()) {
+    auto gather = check.shape(getGatherTokens(), "gather_tokens", 1);
+    if (failed(gather))
+      return failure();
+    numRows = (*gather)[0];
+    rowCountName = "the length of 'gather_tokens'";
+  }
   int fusedOperands = bool(getCombineInto()) + bool(getRowTokens()) +
                       bool(getRowWeights());
   if (fusedOperands == 0)
-    return check.same("result", *result, *rows, "the shape of 'rows'");
+    return check.same("result", *result, {numRows, (*rows)[1]},
+                      getGatherTokens() ? "the length of 'gather_tokens' by "
+                                          "the hidden size of 'rows'"
+                                        : "the shape of 'rows'");
   if (fusedOperands != 3)
     return emitOpError("'combine_into', 'row_tokens' and 'row_weights' go "
                        "together");
@@ -558,10 +572,9 @@ LogicalResult ExpertOp::verify() {
   return failure(
       failed(check.dim("combine_into", *into, 1, (*rows)[1],
                        "the hidden size of 'rows'")) ||
-      failed(check.dim("row_tokens", *rowTokens, 0, (*rows)[0],
-                       "the row count of 'rows'")) ||
-      failed(check.dim("row_weights", *rowWeights, 0, (*rows)[0],
-                       "the row count of 'rows'")));
+      failed(check.dim("row_tokens", *rowTokens, 0, numRows, rowCountName)) ||
+      failed(check.dim("row_weights", *rowWeights, 0, numRows,
+                       rowCountName)));
 }
 
 //===----------------------------------------------------------------------===//

@@ -200,10 +200,22 @@ def MoE_ExpertOp : MoE_Op<"expert", [Pure, AttrSizedOperandSegments]> {
     outermost (an expert's rows stay in cache across panels) into rows of
     its own, which one parallel loop over panels then adds to the tokens.
 
+    With `gather_tokens` the expert reads its input rows in place: `rows`
+    is then the tokens `[T, H]`, and dispatched row `r` is
+    `rows[gather_tokens[r]]`, for the `N` rows `gather_tokens [N]` has. It
+    is dispatch's `row_tokens`, and the `[N, H]` copy of the tokens that
+    dispatch would make is not needed (`-moe-fuse-gather` forms it). Every
+    row an expert owns must name a token in `[0, T)`; the CPU lowering
+    clamps other values into range, so they read some token's row rather
+    than outside `rows`. On the CPU the float GEMMs of fc1 (and fc3) load
+    each row of A through its token; quantised experts copy the rows
+    first.
+
     ```mlir
     %y = moe.expert %rows, %offsets fc1 %q1 fc2 %q2
         fc1_scales %s1 fc2_scales %s2
-        {quant = #moe.quant<bits = 4, block_size = 32>}
+        {activation = #moe.activation<swiglu>,
+         quant = #moe.quant<bits = 4, block_size = 32>}
         : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x32xui8>,
            tensor<4x64x64xui8>, tensor<4x256x2xf32>, tensor<4x64x4xf32>)
         -> tensor<?x64xf32>
@@ -218,6 +230,7 @@ def MoE_ExpertOp : MoE_Op<"expert", [Pure, AttrSizedOperandSegments]> {
     ```
   }];
   let arguments = !con((ins MoE_FloatTensor:$rows, MoE_IdTensor:$offsets,
+                            Optional<MoE_IdTensor>:$gather_tokens,
                             MoE_ProjWeightTensor:$fc1,
                             Optional<MoE_WeightTensor>:$fc1_bias,
                             MoE_ProjWeightTensor:$fc2,
@@ -231,7 +244,7 @@ def MoE_ExpertOp : MoE_Op<"expert", [Pure, AttrSizedOperandSegments]> {
                        ExpertAttrs);
   let results = (outs MoE_FloatTensor:$result);
   let assemblyFormat = [{
-    $rows `,` $offsets `fc1` $fc1 (`fc1_bias` $fc1_bias^)? `fc2` $fc2
+    $rows `,` $offsets (`gather_tokens` $gather_tokens^)? `fc1` $fc1 (`fc1_bias` $fc1_bias^)? `fc2` $fc2
     (`fc2_bias` $fc2_bias^)? (`fc3` $fc3^)? (`fc3_bias` $fc3_bias^)?
     (`fc1_scales` $fc1_scales^)? (`fc2_scales` $fc2_scales^)?
     (`fc3_scales` $fc3_scales^)? (`fc1_zero_points` $fc1_zero_points^)?
@@ -245,6 +258,8 @@ def MoE_ExpertOp : MoE_Op<"expert", [Pure, AttrSizedOperandSegments]> {
   let extraClassDeclaration = [{
     /// Whether the combine's routed part is fused into fc2's epilogue.
     bool combinesRows() { return static_cast<bool>(getCombineInto()); }
+    /// Whether the input rows are read in place through `gather_tokens`.
+    bool gathersRows() { return static_cast<bool>(getGatherTokens()); }
   }];
 }
 

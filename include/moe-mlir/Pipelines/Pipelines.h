@@ -78,6 +78,12 @@ struct CPUPipelineOptions
                      "its token's output in the second GEMM's epilogue "
                      "(-moe-fuse-combine)"),
       llvm::cl::init(true)};
+  PassOptions::Option<bool> fuseGather{
+      *this, "fuse-gather",
+      llvm::cl::desc("Expert GEMMs read the token rows in place through "
+                     "dispatch's row tokens instead of a [T*k, H] copy "
+                     "(-moe-fuse-gather)"),
+      llvm::cl::init(true)};
   PassOptions::Option<int64_t> vectorBits{
       *this, "vector-bits",
       llvm::cl::desc("Vector register width in bits (512 for AVX-512)"),

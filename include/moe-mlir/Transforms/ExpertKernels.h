@@ -28,6 +28,19 @@ struct QuantizedProjection {
 /// `w` in the out-major weight layout. `c` is read (accumulated into).
 void emitMatmulTransposedB(ImplicitLocOpBuilder &b, Value a, Value w, Value c);
 
+/// Emits the same contraction with row m of A read in place as row
+/// `tokens[m]` of `source` (clamped to its rows): a linalg.generic over
+/// `tokens` and `w` whose body loads from `source`, which
+/// -moe-vectorize-contractions turns into its kernel with A's rows looked up
+/// once per register block.
+void emitGatheredMatmulTransposedB(ImplicitLocOpBuilder &b, Value source,
+                                   Value tokens, Value w, Value c);
+
+/// Copies `out[r] = source[tokens[r]]` (tokens clamped to the rows of
+/// `source`) for every row of `out`, in parallel over the rows.
+void emitGatherRows(ImplicitLocOpBuilder &b, Value source, Value tokens,
+                    Value out);
+
 /// Whether the decode kernel reads its rows from a staged copy: converted
 /// to the compute type, and for 4-bit weights with every vector step's
 /// columns deinterleaved (even columns, then odd) to match the nibbles'

@@ -85,6 +85,35 @@ def MoEFuseCombine : Pass<"moe-fuse-combine"> {
                            "::mlir::tensor::TensorDialect"];
 }
 
+def MoEFuseGather : Pass<"moe-fuse-gather"> {
+  let summary = "Let moe.expert read its input rows in place through "
+                "dispatch's row tokens";
+  let description = [{
+    Rewrites a `moe.expert` whose rows and offsets come from one
+    `moe.dispatch` so that it reads the tokens themselves, row `r` being
+    token `row_tokens[r]` (`moe.expert` with `gather_tokens`):
+
+    ```
+    rows, offsets, row_tokens, slot_rows = moe.dispatch x, ids
+    y = moe.expert rows, offsets fc1 ...
+    ```
+    becomes
+    ```
+    rows, offsets, row_tokens, slot_rows = moe.dispatch x, ids
+    y = moe.expert x, offsets gather_tokens row_tokens fc1 ...
+    ```
+
+    Dispatch's `rows` are then unused, and its lowering does not copy the
+    tokens into them: the `[T*k, H]` copy, written by one thread and read
+    back by fc1, is gone. On the CPU the float expert GEMMs look up each
+    register block's rows of A once, through the tokens; quantised experts
+    copy their rows inside the expert (the fused decode kernel reads rows
+    staged anyway), so they gain nothing and lose nothing. Expert-parallel
+    layers, whose rows arrive through `moe.all_to_all_wait`, are left as
+    they are. Composes with `-moe-fuse-combine` in either order.
+  }];
+}
+
 def MoEShardExperts : Pass<"moe-shard-experts", "::mlir::ModuleOp"> {
   let summary = "Make every moe.layer one rank's part of an expert-parallel layer";
   let description = [{

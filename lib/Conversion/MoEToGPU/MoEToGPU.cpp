@@ -572,6 +572,9 @@ struct ConvertMoEToGPUPass
       if (auto expert = dyn_cast<ExpertOp>(op); expert && expert.combinesRows())
         return reject("a moe.expert with the combine fused "
                       "(-moe-fuse-combine)");
+      if (auto expert = dyn_cast<ExpertOp>(op); expert && expert.gathersRows())
+        return reject("a moe.expert reading its rows through gather_tokens "
+                      "(-moe-fuse-gather)");
       if (isa<LayerOp>(op))
         return reject("moe.layer (run -moe-decompose-layer first)");
       return WalkResult::advance();

@@ -1005,3 +1005,27 @@ func.func @row_weights_count(%rows: tensor<16x8xf32>, %offsets: tensor<3xi32>, %
   %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 combine_into %into row_tokens %tokens row_weights %weights : (tensor<16x8xf32>, tensor<3xi32>, tensor<2x4x8xf32>, tensor<2x8x4xf32>, tensor<8x8xf32>, tensor<16xi32>, tensor<8xf32>) -> tensor<8x8xf32>
   return %y : tensor<8x8xf32>
 }
+
+// -----
+
+func.func @gather_tokens_rank(%x: tensor<8x8xf32>, %offsets: tensor<3xi32>, %tokens: tensor<8x2xi32>, %w1: tensor<2x4x8xf32>, %w2: tensor<2x8x4xf32>) -> tensor<16x8xf32> {
+  // expected-error @+1 {{'gather_tokens' must have rank 1, got 'tensor<8x2xi32>'}}
+  %y = moe.expert %x, %offsets gather_tokens %tokens fc1 %w1 fc2 %w2 : (tensor<8x8xf32>, tensor<3xi32>, tensor<8x2xi32>, tensor<2x4x8xf32>, tensor<2x8x4xf32>) -> tensor<16x8xf32>
+  return %y : tensor<16x8xf32>
+}
+
+// -----
+
+func.func @gather_result_rows(%x: tensor<8x8xf32>, %offsets: tensor<3xi32>, %tokens: tensor<16xi32>, %w1: tensor<2x4x8xf32>, %w2: tensor<2x8x4xf32>) -> tensor<8x8xf32> {
+  // expected-error @+1 {{'result' dimension 0 is 8 but must be 16 (the length of 'gather_tokens' by the hidden size of 'rows')}}
+  %y = moe.expert %x, %offsets gather_tokens %tokens fc1 %w1 fc2 %w2 : (tensor<8x8xf32>, tensor<3xi32>, tensor<16xi32>, tensor<2x4x8xf32>, tensor<2x8x4xf32>) -> tensor<8x8xf32>
+  return %y : tensor<8x8xf32>
+}
+
+// -----
+
+func.func @gather_row_weights(%x: tensor<8x8xf32>, %offsets: tensor<3xi32>, %tokens: tensor<16xi32>, %w1: tensor<2x4x8xf32>, %w2: tensor<2x8x4xf32>, %into: tensor<8x8xf32>, %weights: tensor<8xf32>) -> tensor<8x8xf32> {
+  // expected-error @+1 {{'row_weights' dimension 0 is 8 but must be 16 (the length of 'gather_tokens')}}
+  %y = moe.expert %x, %offsets gather_tokens %tokens fc1 %w1 fc2 %w2 combine_into %into row_tokens %tokens row_weights %weights : (tensor<8x8xf32>, tensor<3xi32>, tensor<16xi32>, tensor<2x4x8xf32>, tensor<2x8x4xf32>, tensor<8x8xf32>, tensor<16xi32>, tensor<8xf32>) -> tensor<8x8xf32>
+  return %y : tensor<8x8xf32>
+}
