@@ -19,12 +19,18 @@
 using namespace mlir;
 using namespace mlir::moe;
 
-void mlir::moe::emitMatmulTransposedB(ImplicitLocOpBuilder &b, Value a, Value w,
-                                      Value c) {
+/// `c[m, n] (+)= sum_k A(m, k) * w[n, k]` as a linalg.generic whose first
+/// operand is `aOperand`, indexed by `aIndex` (of the loops m, n, k), and
+/// whose body gets A's element from that operand's with `elementOfA`.
+static void emitTransposedBContraction(
+    ImplicitLocOpBuilder &b, Value aOperand,
+    function_ref<SmallVector<AffineExpr>(AffineExpr m, AffineExpr k)> aIndex,
+    Value w, Value c,
+    function_ref<Value(ImplicitLocOpBuilder &, Value)> elementOfA) {
   MLIRContext *ctx = b.getContext();
   AffineExpr m, n, k;
   bindDims(ctx, m, n, k);
-  SmallVector<AffineMap> maps = {AffineMap::get(3, 0, {m, k}, ctx),
+  SmallVector<AffineMap> maps = {AffineMap::get(3, 0, aIndex(m, k), ctx),
                                  AffineMap::get(3, 0, {n, k}, ctx),
                                  AffineMap::get(3, 0, {m, n}, ctx)};
   SmallVector<utils::IteratorType> iterators = {utils::IteratorType::parallel,
@@ -32,23 +38,22 @@ void mlir::moe::emitMatmulTransposedB(ImplicitLocOpBuilder &b, Value a, Value w,
                                                 utils::IteratorType::reduction};
   Type accType = cast<MemRefType>(c.getType()).getElementType();
   linalg::GenericOp::create(
-      b, ValueRange{a, w}, ValueRange{c}, maps, iterators,
+      b, ValueRange{aOperand, w}, ValueRange{c}, maps, iterators,
       [&](OpBuilder &nested, Location loc, ValueRange args) {
         ImplicitLocOpBuilder nb(loc, nested);
         KernelEmitter ne(nb);
-        Value product = ne.mulf(ne.castFloat(args[0], accType),
+        Value product = ne.mulf(ne.castFloat(elementOfA(nb, args[0]), accType),
                                 ne.castFloat(args[1], accType));
         linalg::YieldOp::create(nb, ne.addf(args[2], product));
       });
 }
 
-/// The row of `source` that token id `token` (an i32 tensor element) names,
-/// clamped to `[0, lastRow]`: a negative id becomes a huge index, which the
-/// unsigned minimum clamps as well.
-static Value clampedTokenRow(OpBuilder &b, Location loc, Value token,
-                             Value lastRow) {
-  Value row = arith::IndexCastOp::create(b, loc, b.getIndexType(), token);
-  return arith::MinUIOp::create(b, loc, row, lastRow);
+void mlir::moe::emitMatmulTransposedB(ImplicitLocOpBuilder &b, Value a, Value w,
+                                      Value c) {
+  emitTransposedBContraction(
+      b, a,
+      [](AffineExpr m, AffineExpr k) { return SmallVector<AffineExpr>{m, k}; },
+      w, c, [](ImplicitLocOpBuilder &, Value element) { return element; });
 }
 
 /// The index of the last row of `source`.
@@ -60,28 +65,14 @@ static Value lastRowOf(ImplicitLocOpBuilder &b, Value source) {
 void mlir::moe::emitGatheredMatmulTransposedB(ImplicitLocOpBuilder &b,
                                               Value source, Value tokens,
                                               Value w, Value c) {
-  MLIRContext *ctx = b.getContext();
-  AffineExpr m, n, k;
-  bindDims(ctx, m, n, k);
-  SmallVector<AffineMap> maps = {AffineMap::get(3, 0, {m}, ctx),
-                                 AffineMap::get(3, 0, {n, k}, ctx),
-                                 AffineMap::get(3, 0, {m, n}, ctx)};
-  SmallVector<utils::IteratorType> iterators = {utils::IteratorType::parallel,
-                                                utils::IteratorType::parallel,
-                                                utils::IteratorType::reduction};
-  Type accType = cast<MemRefType>(c.getType()).getElementType();
   Value lastRow = lastRowOf(b, source);
-  linalg::GenericOp::create(
-      b, ValueRange{tokens, w}, ValueRange{c}, maps, iterators,
-      [&](OpBuilder &nested, Location loc, ValueRange args) {
-        ImplicitLocOpBuilder nb(loc, nested);
-        KernelEmitter ne(nb);
-        Value row = clampedTokenRow(nb, loc, args[0], lastRow);
+  emitTransposedBContraction(
+      b, tokens,
+      [](AffineExpr m, AffineExpr) { return SmallVector<AffineExpr>{m}; }, w,
+      c, [&](ImplicitLocOpBuilder &nb, Value token) -> Value {
+        Value row = KernelEmitter(nb).clampedTokenRow(token, lastRow);
         Value column = linalg::IndexOp::create(nb, 2);
-        Value element = memref::LoadOp::create(nb, source, {row, column});
-        Value product = ne.mulf(ne.castFloat(element, accType),
-                                ne.castFloat(args[1], accType));
-        linalg::YieldOp::create(nb, ne.addf(args[2], product));
+        return memref::LoadOp::create(nb, source, ValueRange{row, column});
       });
 }
 
@@ -95,7 +86,7 @@ void mlir::moe::emitGatherRows(ImplicitLocOpBuilder &b, Value source,
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPoint(loop.getBody()->getTerminator());
   Value r = loop.getInductionVars()[0];
-  Value row = clampedTokenRow(b, b.getLoc(), e.load(tokens, r), lastRow);
+  Value row = e.clampedTokenRow(e.load(tokens, r), lastRow);
   e.loop(c0, e.dim(out, 1), [&](Value h) {
     e.store(e.load(source, {row, h}), out, {r, h});
   });

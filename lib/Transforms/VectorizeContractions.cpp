@@ -67,6 +67,26 @@ struct ContractionForm {
   bool transposedB = true;
 };
 
+/// Whether `type` has strides with a unit innermost one (rows of
+/// contiguous elements, which the kernels load as vectors).
+bool hasUnitInnerStride(MemRefType type) {
+  int64_t offset;
+  SmallVector<int64_t> strides;
+  return succeeded(type.getStridesAndOffset(strides, offset)) &&
+         strides.back() == 1;
+}
+
+/// The product a contraction's body accumulates: its yield must be
+/// `addf(acc, mulf(...))` with `acc` the output's element; null otherwise.
+arith::MulFOp accumulatedProduct(linalg::GenericOp op) {
+  Block &body = op.getRegion().front();
+  auto yield = cast<linalg::YieldOp>(body.getTerminator());
+  auto add = yield.getOperand(0).getDefiningOp<arith::AddFOp>();
+  if (!add || add.getLhs() != body.getArgument(body.getNumArguments() - 1))
+    return {};
+  return add.getRhs().getDefiningOp<arith::MulFOp>();
+}
+
 /// Matches `C(b..., r..., n) += A(b..., r..., k) * B(b..., n, k)` on memrefs
 /// with unit innermost strides, where either there are no batch loops b or
 /// exactly one row loop r.
@@ -131,22 +151,11 @@ FailureOr<ContractionForm> matchTransposedBMatmul(linalg::GenericOp op) {
     form.transposedB = false;
   }
   // The body must be a multiply-accumulate (operands possibly widened).
-  Block &body = op.getRegion().front();
-  auto yield = cast<linalg::YieldOp>(body.getTerminator());
-  auto add = yield.getOperand(0).getDefiningOp<arith::AddFOp>();
-  if (!add || add.getLhs() != body.getArgument(2))
-    return failure();
-  auto mul = add.getRhs().getDefiningOp<arith::MulFOp>();
-  if (!mul)
+  if (!accumulatedProduct(op))
     return failure();
   for (Value operand : op->getOperands()) {
     auto type = cast<MemRefType>(operand.getType());
-    if (!isa<FloatType>(type.getElementType()))
-      return failure();
-    int64_t offset;
-    SmallVector<int64_t> strides;
-    if (failed(type.getStridesAndOffset(strides, offset)) ||
-        strides.back() != 1)
+    if (!isa<FloatType>(type.getElementType()) || !hasUnitInnerStride(type))
       return failure();
   }
   // Several row loops are collapsed into one: A's and C's must be.
@@ -200,11 +209,7 @@ FailureOr<GatheredRows> matchGatheredMatmul(linalg::GenericOp op) {
   if (!tokensType.getElementType().isSignlessInteger())
     return failure();
   Block &body = op.getRegion().front();
-  auto yield = cast<linalg::YieldOp>(body.getTerminator());
-  auto add = yield.getOperand(0).getDefiningOp<arith::AddFOp>();
-  if (!add || add.getLhs() != body.getArgument(2))
-    return failure();
-  auto mul = add.getRhs().getDefiningOp<arith::MulFOp>();
+  arith::MulFOp mul = accumulatedProduct(op);
   if (!mul || stripExtension(mul.getRhs()) != body.getArgument(1))
     return failure();
   auto load = stripExtension(mul.getLhs()).getDefiningOp<memref::LoadOp>();
@@ -225,11 +230,8 @@ FailureOr<GatheredRows> matchGatheredMatmul(linalg::GenericOp op) {
   for (Value operand : {load.getMemRef(), op.getDpsInputs()[1],
                         op.getDpsInits()[0]}) {
     auto type = cast<MemRefType>(operand.getType());
-    int64_t offset;
-    SmallVector<int64_t> strides;
     if (type.getRank() != 2 || !isa<FloatType>(type.getElementType()) ||
-        failed(type.getStridesAndOffset(strides, offset)) ||
-        strides.back() != 1)
+        !hasUnitInnerStride(type))
       return failure();
   }
   return GatheredRows{load.getMemRef(), clamp.getRhs()};
@@ -439,10 +441,9 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
       Value tokens = op.getDpsInputs()[0];
       emitMatmul(b, gathered->source, op.getDpsInputs()[1],
                  op.getDpsInits()[0], [&](Value m) -> Value {
-                   Value token = KernelEmitter(b).load(tokens, m);
-                   Value row =
-                       arith::IndexCastOp::create(b, b.getIndexType(), token);
-                   return arith::MinUIOp::create(b, row, gathered->lastRow);
+                   KernelEmitter e(b);
+                   return e.clampedTokenRow(e.load(tokens, m),
+                                            gathered->lastRow);
                  });
       rewriter.eraseOp(op);
       return success();

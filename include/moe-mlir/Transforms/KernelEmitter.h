@@ -59,6 +59,13 @@ public:
   Value toI32(Value v) {
     return arith::IndexCastOp::create(b, b.getI32Type(), v);
   }
+  /// The row an i32 token id names, clamped to `[0, lastRow]`: a negative
+  /// id becomes a huge index, which the unsigned minimum clamps as well.
+  /// The form gathered contractions read A's rows through
+  /// (emitGatheredMatmulTransposedB, -moe-vectorize-contractions).
+  Value clampedTokenRow(Value token, Value lastRow) {
+    return arith::MinUIOp::create(b, toIndex(token), lastRow);
+  }
 
   Value cmpi(arith::CmpIPredicate p, Value l, Value r) {
     return arith::CmpIOp::create(b, p, l, r);

@@ -168,19 +168,22 @@ def check_mode(args, mode):
     ours = run_ours(lib, inputs, os.path.join(out, "ours"), len(names), f"{tag} run")
     ort = run_ort(model, inputs, os.path.join(out, "ort"), len(names), f"{tag} ort")
     ok &= check_outputs(tag, names, ours, ort, out, args.rtol)
+    def same_bits(label, model_path, prefix, *compile_args):
+        """Compiles MODEL_PATH (with COMPILE_ARGS), runs it on the same
+        inputs and prints whether its outputs are bit-identical to ours."""
+        lib_path = prefix + ".so"
+        run([os.path.join(TOOLS, "moe-compile"), model_path, *args.compile_arg,
+             *compile_args, "-o", lib_path], f"{tag} compile {label}")
+        same = run_ours(lib_path, inputs, prefix, len(names), f"{tag} run {label}")
+        identical = all(np.array_equal(a, b) for a, b in zip(ours, same))
+        print(f"{tag} {label}: {'bit-identical' if identical else 'differ: FAIL'}")
+        return identical
+
     if mode == "static":
         # The weights as an object of their own (the default) and inside
         # the LLVM module must give the same bits.
-        inline = os.path.join(out, "inline.so")
-        run([os.path.join(TOOLS, "moe-compile"), model, *args.compile_arg,
-             "--inline-constants", "-o",
-             inline], f"{tag} compile --inline-constants")
-        same = run_ours(inline, inputs, os.path.join(out, "inline"), len(names),
-                        f"{tag} run inline")
-        identical = all(np.array_equal(a, b) for a, b in zip(ours, same))
-        print(f"{tag} external vs inline constants: "
-              f"{'bit-identical' if identical else 'differ: FAIL'}")
-        ok &= identical
+        ok &= same_bits("external vs inline constants", model,
+                        os.path.join(out, "inline"), "--inline-constants")
     if mode == "static" and args.external_data:
         ext = out + "-external"
         externalize(model, ext)
@@ -188,15 +191,8 @@ def check_mode(args, mode):
                 open(os.path.join(ext, "config.json"), "w") as dst:
             dst.write(src.read())
         check_raising(f"{tag} external-data", ext)
-        ext_lib = os.path.join(ext, "model.so")
-        run([os.path.join(TOOLS, "moe-compile"), os.path.join(ext, "model.onnx"),
-             *args.compile_arg, "-o", ext_lib], f"{tag} compile external-data")
-        same = run_ours(ext_lib, inputs, os.path.join(ext, "ours"), len(names),
-                        f"{tag} run external-data")
-        identical = all(np.array_equal(a, b) for a, b in zip(ours, same))
-        print(f"{tag} external-data vs in-file tensors: "
-              f"{'bit-identical' if identical else 'differ: FAIL'}")
-        ok &= identical
+        ok &= same_bits("external-data vs in-file tensors",
+                        os.path.join(ext, "model.onnx"), os.path.join(ext, "ours"))
     if mode == "dynamic" and not args.no_other_shape:
         other = out + "-b2s5"
         export(args, other, "--dynamic", "--batch", "2", "--seq", "5", "--no-export")
