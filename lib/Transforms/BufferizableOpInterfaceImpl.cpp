@@ -348,24 +348,21 @@ struct DispatchOpInterface
     e.loop(used, numRows,
            [&](Value r) { e.store(e.i32(-1), *rowTokens, r); });
 
-    // Pass 4: gather the rows (zero for padding), unless the experts read
-    // the tokens in place (-moe-fuse-gather), and nothing reads the rows.
-    if (dispatch.getRows().use_empty()) {
-      replaceOpWithBufferizedValues(rewriter, op,
-                                    {*rows, *offsets, *rowTokens, *slotRows});
-      return success();
-    }
-    Type elementType = dispatch.getRows().getType().getElementType();
-    Value zero = e.f(elementType, 0.0);
-    e.loop(c0, numRows, [&](Value r) {
-      Value t = e.toIndex(e.load(*rowTokens, r));
-      Value real = e.cmpi(arith::CmpIPredicate::sge, t, c0);
-      Value safeT = e.select(real, t, c0);
-      e.loop(c0, hidden, [&](Value h) {
-        Value v = e.select(real, e.load(input, {safeT, h}), zero);
-        e.store(v, *rows, {r, h});
+    // Pass 4: gather the rows (zero for padding), unless nothing reads
+    // them: the experts read the tokens in place (-moe-fuse-gather).
+    if (!dispatch.getRows().use_empty()) {
+      Type elementType = dispatch.getRows().getType().getElementType();
+      Value zero = e.f(elementType, 0.0);
+      e.loop(c0, numRows, [&](Value r) {
+        Value t = e.toIndex(e.load(*rowTokens, r));
+        Value real = e.cmpi(arith::CmpIPredicate::sge, t, c0);
+        Value safeT = e.select(real, t, c0);
+        e.loop(c0, hidden, [&](Value h) {
+          Value v = e.select(real, e.load(input, {safeT, h}), zero);
+          e.store(v, *rows, {r, h});
+        });
       });
-    });
+    }
 
     replaceOpWithBufferizedValues(rewriter, op,
                                   {*rows, *offsets, *rowTokens, *slotRows});

@@ -163,9 +163,9 @@ struct FuseCombineIntoExpert : OpRewritePattern<CombineOp> {
     Value rowWeights = gatherRowWeights(rewriter, loc, combine, rowTokens);
     auto fused = ExpertOp::create(
         rewriter, expert.getLoc(), resultType, expert.getRows(),
-        expert.getOffsets(), expert.getGatherTokens(), expert.getFc1(), expert.getFc1Bias(),
-        expert.getFc2(), expert.getFc2Bias(), expert.getFc3(),
-        expert.getFc3Bias(), expert.getFc1Scales(), expert.getFc2Scales(),
+        expert.getOffsets(), expert.getGatherTokens(), expert.getFc1(),
+        expert.getFc1Bias(), expert.getFc2(), expert.getFc2Bias(),
+        expert.getFc3(), expert.getFc3Bias(), expert.getFc1Scales(), expert.getFc2Scales(),
         expert.getFc3Scales(), expert.getFc1ZeroPoints(),
         expert.getFc2ZeroPoints(), expert.getFc3ZeroPoints(), base, rowTokens,
         rowWeights, expert.getActivationAttr(), expert.getSwigluFusionAttr(),

@@ -244,8 +244,8 @@ def MoE_ExpertOp : MoE_Op<"expert", [Pure, AttrSizedOperandSegments]> {
                        ExpertAttrs);
   let results = (outs MoE_FloatTensor:$result);
   let assemblyFormat = [{
-    $rows `,` $offsets (`gather_tokens` $gather_tokens^)? `fc1` $fc1 (`fc1_bias` $fc1_bias^)? `fc2` $fc2
-    (`fc2_bias` $fc2_bias^)? (`fc3` $fc3^)? (`fc3_bias` $fc3_bias^)?
+    $rows `,` $offsets (`gather_tokens` $gather_tokens^)? `fc1` $fc1
+    (`fc1_bias` $fc1_bias^)? `fc2` $fc2 (`fc2_bias` $fc2_bias^)? (`fc3` $fc3^)? (`fc3_bias` $fc3_bias^)?
     (`fc1_scales` $fc1_scales^)? (`fc2_scales` $fc2_scales^)?
     (`fc3_scales` $fc3_scales^)? (`fc1_zero_points` $fc1_zero_points^)?
     (`fc2_zero_points` $fc2_zero_points^)?

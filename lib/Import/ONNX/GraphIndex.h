@@ -145,9 +145,9 @@ public:
   const onnx::GraphProto &graph;
   /// The model's ai.onnx opset (ops such as Softmax changed with it).
   int64_t opset;
-  ExternalDataReader readExternal;
 
 private:
+  ExternalDataReader readExternal;
   llvm::StringMap<const NodeProto *> producers;
   llvm::StringMap<SmallVector<const NodeProto *, 2>> consumers;
   llvm::StringMap<const onnx::TensorProto *> constants;

@@ -185,10 +185,22 @@ ExternalLocation externalLocation(const onnx::TensorProto &tensor) {
   return where;
 }
 
-/// Whether `location` stays inside the model's folder.
-bool isInsideModelFolder(StringRef location) {
-  return !location.empty() && !llvm::sys::path::is_absolute(location) &&
-         !location.contains("..");
+/// The file `where` names beside the model at `modelPath`; a message when
+/// its location is not a relative path inside the model's folder.
+FailureOr<SmallString<256>> externalFile(StringRef modelPath,
+                                         const ExternalLocation &where,
+                                         std::string &message) {
+  StringRef location = where.location;
+  if (location.empty() || llvm::sys::path::is_absolute(location) ||
+      location.contains("..")) {
+    message = "external data needs a relative 'location' inside the "
+              "model's folder, got '" +
+              where.location + "'";
+    return failure();
+  }
+  SmallString<256> file(llvm::sys::path::parent_path(modelPath));
+  llvm::sys::path::append(file, location);
+  return file;
 }
 } // namespace
 
@@ -196,14 +208,10 @@ FailureOr<AsmResourceBlob>
 GraphImporter::viewExternalData(const onnx::TensorProto &tensor,
                                 std::string &message) {
   ExternalLocation where = externalLocation(tensor);
-  if (!isInsideModelFolder(where.location)) {
-    message = "external data needs a relative 'location' inside the "
-              "model's folder, got '" +
-              where.location + "'";
+  FailureOr<SmallString<256>> path = externalFile(modelPath, where, message);
+  if (failed(path))
     return failure();
-  }
-  SmallString<256> file(llvm::sys::path::parent_path(modelPath));
-  llvm::sys::path::append(file, where.location);
+  SmallString<256> &file = *path;
   uint64_t length = where.length.value_or(0);
   if (!where.length) {
     // No length: the rest of the file.
@@ -221,15 +229,13 @@ FailureOr<AsmResourceBlob>
 GraphImporter::externalData(const onnx::TensorProto &tensor, size_t expected) {
   const std::string &name = tensor.name();
   ExternalLocation where = externalLocation(tensor);
-  if (!isInsideModelFolder(where.location)) {
-    error() << "initializer '" << name
-            << "': external data needs a relative 'location' inside the "
-               "model's folder, got '"
-            << where.location << "'";
+  std::string message;
+  FailureOr<SmallString<256>> path = externalFile(modelPath, where, message);
+  if (failed(path)) {
+    error() << "initializer '" << name << "': " << message;
     return failure();
   }
-  SmallString<256> file(llvm::sys::path::parent_path(modelPath));
-  llvm::sys::path::append(file, where.location);
+  SmallString<256> &file = *path;
   uint64_t length = where.length.value_or(expected);
   if (length != expected) {
     error() << "initializer '" << name << "': external data '" << file
@@ -237,7 +243,6 @@ GraphImporter::externalData(const onnx::TensorProto &tensor, size_t expected) {
             << expected;
     return failure();
   }
-  std::string message;
   FailureOr<AsmResourceBlob> view =
       modelFiles.view(file, where.offset, length, message);
   if (failed(view))
