@@ -1,22 +1,28 @@
 #!/usr/bin/python3
-"""QMoE benchmark: moe-mlir against ONNX Runtime's com.microsoft.QMoE on
-quantised expert weights, at decode and prefill token counts, next to this
-machine's measured memory bandwidth.
+"""Router-in-graph layer benchmark: moe-mlir against ONNX Runtime's
+com.microsoft.QMoE on quantised expert weights and com.microsoft.MoE on f32
+ones, at decode and prefill token counts, next to this machine's measured
+memory bandwidth.
 
 Usage:
   /usr/bin/python3 benchmarks/qmoe/bench.py [--models=a,b] [--tokens=1,16]
       [--passes=P] [--runs=N] [--runs-large=M] [--rotations=R] [--threads=2]
-      [--variant=NAME:MOE_COMPILE ...] [--no-ort] [--dir=DIR]
+      [--variant=NAME:MOE_COMPILE[:FLAGS] ...] [--no-ort] [--dir=DIR]
 
-Models (one ONNX graph each: x [T, H] -> router MatMul -> QMoE, SwiGLU
-experts interleaved as swiglu_fusion = 1, f32 scales, no zero points):
+Models (one ONNX graph each, as users have them: x [T, H] -> router MatMul
+-> QMoE or MoE, SwiGLU experts interleaved as swiglu_fusion = 1; quantised
+ones with f32 scales, no zero points):
   mixtral-int8   Mixtral-8x7B / 4: H 1024, I 3584, E 8, k 2, 8-bit per-row
   qwen3-int4     Qwen3-30B-A3B / 2: H 1024, I 384, E 128, k 8, 4-bit,
                  block_size 32
+  mixtral-f32    Mixtral-8x7B / 4, f32 (--models=... only)
+  olmoe-f32      OLMoE-1B-7B / 2: H 1024, I 512, E 64, k 8, f32
+  qwen3-f32      Qwen3-30B-A3B / 2, f32
 
 Every variant (default `ours:build/bin/moe-compile`; give several, e.g. an
-old build as `before:/path/moe-compile`, to compare them under the same
-load) compiles model.onnx to a .so that this script runs in-process through
+old build as `before:/path/moe-compile`, or one compiler with other flags as
+`unfused:build/bin/moe-compile:--fuse-router=false` (FLAGS split at
+spaces), to compare them under the same load) compiles model.onnx to a .so that this script runs in-process through
 libmoe_runtime.so's C API (the call moe-run makes), timing moe_invoke over R
 different token sets in turn, so that consecutive runs route to different
 experts and the touched weights do not stay in L3 (moe-run --benchmark
@@ -51,6 +57,10 @@ HERE = os.path.join(ROOT, "benchmarks", "qmoe")
 MODELS = {
     "mixtral-int8": ("int8 Mixtral-8x7B / 4", 1024, 3584, 8, 2, 8, 0, 11),
     "qwen3-int4": ("int4 Qwen3-30B-A3B / 2", 1024, 384, 128, 8, 4, 32, 22),
+    # bits 0: f32 weights, com.microsoft.MoE.
+    "mixtral-f32": ("Mixtral-8x7B / 4", 1024, 3584, 8, 2, 0, 0, 33),
+    "olmoe-f32": ("OLMoE-1B-7B / 2", 1024, 512, 64, 8, 0, 0, 44),
+    "qwen3-f32": ("Qwen3-30B-A3B / 2", 1024, 384, 128, 8, 0, 0, 55),
 }
 
 
@@ -72,22 +82,33 @@ def generate(name, out, tokens, rotations):
     os.makedirs(out, exist_ok=True)
     rng = np.random.default_rng(seed)
     wr = (rng.standard_normal((H, E)) / np.sqrt(H)).astype(np.float32)
-    q1, s1 = quantize(rng, E, 2 * I, H, bits, block)
-    q2, s2 = quantize(rng, E, H, I, bits, block)
+    if bits:
+        q1, s1 = quantize(rng, E, 2 * I, H, bits, block)
+        q2, s2 = quantize(rng, E, H, I, bits, block)
+    else:
+        q1 = (rng.standard_normal((E, 2 * I, H), dtype=np.float32) *
+              np.float32(H ** -0.5))
+        q2 = (rng.standard_normal((E, H, I), dtype=np.float32) *
+              np.float32(I ** -0.5))
+        s1 = s2 = np.zeros((E, 0), np.float32)
     if not os.path.exists(os.path.join(out, "model.onnx")):
-        attrs = dict(k=k, expert_weight_bits=bits, activation_type="swiglu",
-                     swiglu_fusion=1, activation_alpha=1.702,
-                     activation_beta=1.0, swiglu_limit=7.0,
-                     normalize_routing_weights=1)
-        if block:
-            attrs["block_size"] = block
-        nodes = [
-            helper.make_node("MatMul", ["x", "router"], ["logits"]),
-            helper.make_node("QMoE", ["x", "logits", "fc1", "fc1_s", "",
-                                      "fc2", "fc2_s", ""], ["y"],
-                             domain="com.microsoft", **attrs)]
-        inits = [numpy_helper.from_array(v, n) for n, v in
-                 dict(router=wr, fc1=q1, fc1_s=s1, fc2=q2, fc2_s=s2).items()]
+        attrs = dict(k=k, activation_type="swiglu", swiglu_fusion=1,
+                     activation_alpha=1.702, activation_beta=1.0,
+                     swiglu_limit=7.0, normalize_routing_weights=1)
+        weights = dict(router=wr, fc1=q1, fc2=q2)
+        if bits:
+            attrs["expert_weight_bits"] = bits
+            if block:
+                attrs["block_size"] = block
+            moe = helper.make_node("QMoE", ["x", "logits", "fc1", "fc1_s", "",
+                                            "fc2", "fc2_s", ""], ["y"],
+                                   domain="com.microsoft", **attrs)
+            weights.update(fc1_s=s1, fc2_s=s2)
+        else:
+            moe = helper.make_node("MoE", ["x", "logits", "fc1", "", "fc2"],
+                                   ["y"], domain="com.microsoft", **attrs)
+        nodes = [helper.make_node("MatMul", ["x", "router"], ["logits"]), moe]
+        inits = [numpy_helper.from_array(v, n) for n, v in weights.items()]
         graph = helper.make_graph(
             nodes, name,
             [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", H])],
@@ -186,13 +207,15 @@ def main():
             continue
         key, _, value = a[2:].partition("=")
         if key == "variant":
-            variants.append(value.split(":", 1))
+            name, compiler, *flags = value.split(":", 2)
+            variants.append([name, compiler, flags[0].split() if flags
+                             else []])
         elif key in o:
             o[key] = value
         else:
             sys.exit(f"unknown option {a}\n{__doc__}")
     variants = variants or [["ours", os.path.join(ROOT, "build", "bin",
-                                                  "moe-compile")]]
+                                                  "moe-compile"), []]]
     models = o["models"].split(",")
     tokens = [int(t) for t in o["tokens"].split(",")]
     threads, rotations = int(o["threads"]), int(o["rotations"])
@@ -215,11 +238,11 @@ def main():
         work[m] = generate(m, d, tokens, rotations)
         xs[m] = {T: [np.load(os.path.join(d, f"x_T{T}_r{r}.npy"))
                      for r in range(rotations)] for T in tokens}
-        for name, compiler in variants:
+        for name, compiler, flags in variants:
             so = os.path.join(d, f"{name}.so")
             t0 = time.time()
             subprocess.run([compiler, os.path.join(d, "model.onnx"), "-o",
-                            so], check=True)
+                            so] + flags, check=True)
             print(f"{m}: {name} compiled in {time.time() - t0:.1f} s",
                   flush=True)
             fns[m, name] = rt.load(so)
@@ -232,7 +255,7 @@ def main():
                             ort_out, f"--threads={threads}"], check=True,
                            env=env)
             ref = np.load(ort_out)
-            for name, _ in variants:
+            for name, *_ in variants:
                 y = np.empty_like(x)
                 rt.invoke(fns[m, name], x, y)
                 err = np.abs(y - ref).max() / np.abs(ref).max()
@@ -243,7 +266,7 @@ def main():
     for p in range(int(o["passes"])):
         for m in models:
             d = os.path.join(o["dir"], m)
-            for name, _ in variants:
+            for name, *_ in variants:
                 for T in tokens:
                     runs = int(o["runs-large"] if T >= 256 else o["runs"])
                     ms = rt.bench(fns[m, name], xs[m][T], runs)
@@ -270,7 +293,7 @@ def main():
     print(f"\nmemory bandwidth ({threads} threads, membw.c median, before/"
           f"after): {bw[0]:.1f} / {bw[1]:.1f} GB/s; {o['passes']} passes, "
           f"{rotations} token sets rotated, {threads} threads\n")
-    sides = [n for n, _ in variants] + (["ort"] if use_ort else [])
+    sides = [n for n, *_ in variants] + (["ort"] if use_ort else [])
     head = "| model | T | MB touched |"
     for s in sides:
         head += f" {s} ms |"

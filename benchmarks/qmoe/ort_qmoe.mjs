@@ -1,4 +1,4 @@
-// Times ONNX Runtime's com.microsoft.QMoE (onnxruntime-node, CPU) on a model
+// Times ONNX Runtime (com.microsoft.QMoE or MoE, onnxruntime-node, CPU) on a model
 // written by bench.py: one graph input `x` [T, H] (the router MatMul is in
 // the graph), rotating among R token sets so that consecutive runs route to
 // different experts.

@@ -23,50 +23,69 @@ using namespace mlir;
 
 namespace {
 
+/// What the targets choose of the tensor-level passes; the defaults are the
+/// unfused stages (what the cuda target's kernels take).
+struct TensorLevelOptions {
+  bool exportABI = true;
+  StringRef target;
+  bool fuseAttention = false;
+  bool bf16Rows = false;
+  int64_t expertParallel = 0;
+  int64_t overlapChunks = 1;
+  int64_t overlapTokens = 256;
+  StringRef overlapModel;
+  bool fuseRouter = false;
+  bool fuseCombine = false;
+  bool fuseGather = false;
+};
+
 /// The tensor-level start every target shares: the manifest, the layer
 /// split into its four stages, one tensor per function result.
-void addTensorLevelPasses(OpPassManager &pm, bool exportABI, StringRef target,
-                          bool fuseAttention = false, bool bf16Rows = false,
-                          int64_t expertParallel = 0,
-                          int64_t overlapChunks = 1,
-                          int64_t overlapTokens = 256,
-                          StringRef overlapModel = "",
-                          bool fuseCombine = false, bool fuseGather = false) {
+void addTensorLevelPasses(OpPassManager &pm, const TensorLevelOptions &o) {
   // Sharding changes the signatures each rank sees, so it comes before the
   // manifest.
-  if (expertParallel > 0) {
+  if (o.expertParallel > 0) {
     moe::MoEShardExpertsOptions shard;
-    shard.ranks = expertParallel;
+    shard.ranks = o.expertParallel;
     pm.addPass(moe::createMoEShardExperts(shard));
   }
   // The manifest describes the signatures the caller sees, so it is taken
   // before anything rewrites them.
-  if (exportABI) {
+  if (o.exportABI) {
     moe::MoEExportABIOptions abi;
-    abi.target = target.str();
+    abi.target = o.target.str();
     pm.addPass(moe::createMoEExportABI(abi));
   }
+  // A router MatMul of a layer's input becomes the layer's router weight
+  // before decomposition, and one feeding a route after it; before
+  // -moe-fuse-elementwise, which would fold the tokens' producer into the
+  // MatMul.
+  if (o.fuseRouter)
+    pm.addPass(moe::createMoEFuseRouter());
   moe::MoEDecomposeLayerOptions decompose;
-  decompose.bf16Rows = bf16Rows;
+  decompose.bf16Rows = o.bf16Rows;
+  decompose.fuseRouter = o.fuseRouter;
   pm.addPass(moe::createMoEDecomposeLayer(decompose));
   pm.addPass(createCanonicalizerPass());
+  if (o.fuseRouter)
+    pm.addPass(moe::createMoEFuseRouter());
   // Chains of elementwise linalg ops around the layers (norms, RoPE,
   // residual adds, activations) become single loops; splat operands become
   // constants in the bodies.
   pm.addPass(moe::createMoEFuseElementwise());
   // Attention one block of score rows at a time (an scf.forall the CPU
   // pipeline turns into a parallel loop).
-  if (fuseAttention)
+  if (o.fuseAttention)
     pm.addPass(moe::createMoEFuseAttention());
-  if (expertParallel > 0 && overlapChunks != 1) {
+  if (o.expertParallel > 0 && o.overlapChunks != 1) {
     moe::MoEOverlapCommunicationOptions overlap;
-    overlap.chunks = overlapChunks;
-    overlap.tokens = overlapTokens;
+    overlap.chunks = o.overlapChunks;
+    overlap.tokens = o.overlapTokens;
     std::unique_ptr<Pass> pass = moe::createMoEOverlapCommunication(overlap);
     // The cost model's machine (bandwidth, latency, ...) as pass options;
     // moe-compile checks the string before it gets here.
-    if (!overlapModel.empty())
-      (void)pass->initializeOptions(overlapModel, [](const Twine &message) {
+    if (!o.overlapModel.empty())
+      (void)pass->initializeOptions(o.overlapModel, [](const Twine &message) {
         llvm::errs() << "overlap-model: " << message << "\n";
         return failure();
       });
@@ -75,11 +94,11 @@ void addTensorLevelPasses(OpPassManager &pm, bool exportABI, StringRef target,
   }
   // After the overlap pass, which splits the stages by chunk; exchanged
   // expert outputs are not fused.
-  if (fuseCombine) {
+  if (o.fuseCombine) {
     pm.addPass(moe::createMoEFuseCombine());
     pm.addPass(createCanonicalizerPass());
   }
-  if (fuseGather)
+  if (o.fuseGather)
     pm.addPass(moe::createMoEFuseGather());
   pm.addNestedPass<func::FuncOp>(moe::createMoECopyRepeatedResults());
 }
@@ -128,14 +147,22 @@ void addHostLLVMLoweringPasses(OpPassManager &pm, bool exportABI) {
 
 void moe::buildCPULoweringPipeline(OpPassManager &pm,
                                    const CPUPipelineOptions &options) {
-  addTensorLevelPasses(pm, options.exportABI, "cpu", options.fuseAttention,
-                       /*bf16Rows=*/options.bf16Dot && !options.emulateCUDAKernels,
-                       options.expertParallel,
-                       options.overlapChunks, options.overlapTokens,
-                       options.overlapModel,
-                       // The cuda target's kernels take the unfused stages.
-                       options.fuseCombine && !options.emulateCUDAKernels,
-                       options.fuseGather && !options.emulateCUDAKernels);
+  TensorLevelOptions tensorLevel;
+  tensorLevel.exportABI = options.exportABI;
+  tensorLevel.target = "cpu";
+  tensorLevel.fuseAttention = options.fuseAttention;
+  tensorLevel.expertParallel = options.expertParallel;
+  tensorLevel.overlapChunks = options.overlapChunks;
+  tensorLevel.overlapTokens = options.overlapTokens;
+  tensorLevel.overlapModel = options.overlapModel;
+  // The cuda target's kernels (emulated here) take the unfused stages.
+  if (!options.emulateCUDAKernels) {
+    tensorLevel.bf16Rows = options.bf16Dot;
+    tensorLevel.fuseRouter = options.fuseRouter;
+    tensorLevel.fuseCombine = options.fuseCombine;
+    tensorLevel.fuseGather = options.fuseGather;
+  }
+  addTensorLevelPasses(pm, tensorLevel);
   if (options.emulateCUDAKernels) {
     ConvertMoEToGPUOptions kernels;
     kernels.tensorCores = false;
@@ -195,12 +222,14 @@ std::string moe::defaultPTXFeatures(llvm::StringRef chip) {
 void moe::buildCUDALoweringPipeline(OpPassManager &pm,
                                     const CUDAPipelineOptions &options) {
   // An emulated module runs on the CPU: its manifest says so.
-  addTensorLevelPasses(pm, options.exportABI,
-                       options.emulateKernels ? "cpu" : "cuda",
-                       /*fuseAttention=*/false, /*bf16Rows=*/false,
-                       options.expertParallel,
-                       options.overlapChunks,
-                       options.overlapTokens, options.overlapModel);
+  TensorLevelOptions tensorLevel;
+  tensorLevel.exportABI = options.exportABI;
+  tensorLevel.target = options.emulateKernels ? "cpu" : "cuda";
+  tensorLevel.expertParallel = options.expertParallel;
+  tensorLevel.overlapChunks = options.overlapChunks;
+  tensorLevel.overlapTokens = options.overlapTokens;
+  tensorLevel.overlapModel = options.overlapModel;
+  addTensorLevelPasses(pm, tensorLevel);
   // The stage ops become kernels on buffers; what remains is bufferized
   // as on the CPU.
   ConvertMoEToGPUOptions kernels;

@@ -230,6 +230,23 @@ double swiglu(double g, double l, double alpha, double beta,
 // moe.route
 //===----------------------------------------------------------------------===//
 
+Tensor routerLogits(const Tensor &x, const Tensor &routerWeight) {
+  const char *fn = "routerLogits";
+  checkTensor(fn, "x", x, 2);
+  checkTensor(fn, "router_weight", routerWeight, 2);
+  const int64_t T = x.shape[0], H = x.shape[1], E = routerWeight.shape[0];
+  checkShape(fn, "router_weight", routerWeight, {E, H});
+  Tensor logits = Tensor::zeros({T, E});
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t e = 0; e < E; ++e) {
+      double sum = 0.0;
+      for (int64_t h = 0; h < H; ++h)
+        sum += x.data[t * H + h] * routerWeight.data[e * H + h];
+      logits.data[t * E + e] = sum;
+    }
+  return logits;
+}
+
 std::optional<RouteResult> tryRoute(const Tensor &logits, const Tensor *bias,
                                     const RouteOptions &options) noexcept {
   try {

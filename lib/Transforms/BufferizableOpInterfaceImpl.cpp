@@ -38,6 +38,10 @@ using namespace mlir::bufferization;
 
 namespace {
 
+/// Tokens per block of a fused route: four of -moe-vectorize-contractions'
+/// default 3-row register blocks, and parallel work from T = 24 on.
+constexpr int64_t kRouteBlockTokens = 12;
+
 /// Allocates an identity-layout buffer for a result of tensor type `type`,
 /// whose only possibly dynamic dimension is the leading one, of size
 /// `leading`.
@@ -172,8 +176,7 @@ struct RouteOpInterface : StageOpInterface<RouteOpInterface, RouteOp> {
                           const BufferizationOptions &options,
                           BufferizationState &state) const {
     auto route = cast<RouteOp>(op);
-    auto logitsType = route.getLogits().getType();
-    int64_t numExperts = logitsType.getDimSize(1);
+    int64_t numExperts = route.getNumExperts();
     if (ShapedType::isDynamic(numExperts))
       return op->emitError("lowering moe.route needs a static expert count");
     FailureOr<IRMapping> map = mapOperandBuffers(rewriter, op, options, state);
@@ -182,9 +185,9 @@ struct RouteOpInterface : StageOpInterface<RouteOpInterface, RouteOp> {
 
     ImplicitLocOpBuilder b(op->getLoc(), rewriter);
     KernelEmitter e(b);
-    Value logits = map->lookup(route.getLogits());
+    Value input = map->lookup(route.getInput());
     Value bias = bufferOf(*map, route.getBias());
-    Value tokens = e.dim(logits, 0);
+    Value tokens = e.dim(input, 0);
     FailureOr<Value> weights =
         allocBuffer(b, b.getLoc(), route.getWeights().getType(), tokens,
                     options);
@@ -193,12 +196,55 @@ struct RouteOpInterface : StageOpInterface<RouteOpInterface, RouteOp> {
     if (failed(weights) || failed(ids))
       return failure();
 
-    RouteScratch scratch = RouteScratch::allocate(e, route);
-    e.loop(e.index(0), tokens, [&](Value t) {
-      emitRouteToken(e, route, logits, bias, *weights, *ids, t, scratch);
-    });
+    if (Value routerWeight = bufferOf(*map, route.getRouterWeight()))
+      emitFusedRoute(e, route, input, tokens, routerWeight, bias, *weights,
+                     *ids);
+    else
+      emitRoute(e, route, input, tokens, bias, *weights, *ids);
     replaceOpWithBufferizedValues(rewriter, op, {*weights, *ids});
     return success();
+  }
+
+  /// Routes every token of `logits` in turn, with one scratch.
+  static void emitRoute(KernelEmitter &e, RouteOp route, Value logits,
+                        Value tokens, Value bias, Value weights, Value ids) {
+    RouteScratch scratch = RouteScratch::allocate(e, route);
+    e.loop(e.index(0), tokens, [&](Value t) {
+      emitRouteToken(e, route, logits, bias, weights, ids, t, scratch);
+    });
+  }
+
+  /// Routes blocks of kRouteBlockTokens tokens in parallel: each block's
+  /// logits, `input . router_weight^T`, go to a `[block, E]` scratch of its
+  /// own by the transposed-B contraction (-moe-vectorize-contractions makes
+  /// it the GEMM kernel) and are routed while they are in L1.
+  static void emitFusedRoute(KernelEmitter &e, RouteOp route, Value input,
+                             Value tokens, Value routerWeight, Value bias,
+                             Value weights, Value ids) {
+    ImplicitLocOpBuilder &b = e.builder();
+    Type scoreType = route.getScoreType();
+    int64_t numExperts = route.getNumExperts();
+    Value cBlock = e.index(kRouteBlockTokens);
+    e.parallelFor(e.index(0), tokens, cBlock, [&](Value t0) {
+      Value count = arith::MinUIOp::create(b, cBlock, e.subi(tokens, t0));
+      // On the heap: the body runs once per block on a worker (see
+      // RouteScratch::allocate); the buffer-deallocation pipeline frees it.
+      Value block = memref::AllocOp::create(
+          b, MemRefType::get({kRouteBlockTokens, numExperts}, scoreType));
+      Value logits = sliceBlock(b, block, b.getIndexAttr(0), count,
+                                b.getIndexAttr(0),
+                                b.getIndexAttr(numExperts));
+      linalg::FillOp::create(b, e.f(scoreType, 0.0), logits);
+      emitMatmulTransposedB(b, sliceRows(b, input, t0, count), routerWeight,
+                            logits);
+      RouteScratch scratch = RouteScratch::allocate(e, route, /*onHeap=*/true);
+      Value blockWeights = sliceRows(b, weights, t0, count);
+      Value blockIds = sliceRows(b, ids, t0, count);
+      e.loop(e.index(0), count, [&](Value t) {
+        emitRouteToken(e, route, logits, bias, blockWeights, blockIds, t,
+                       scratch);
+      });
+    });
   }
 };
 

@@ -77,6 +77,43 @@ Value widenHalf(PatternRewriter &rewriter, Location loc, Value value) {
   return convertElements(rewriter, loc, value, rewriter.getF32Type());
 }
 
+/// The router's logits `tokens . routerWeight^T` (`[T, H] x [E, H] -> [T, E]`)
+/// as the transposed-B contraction the importer builds for a MatMul by a
+/// weight, which -moe-fuse-router matches.
+Value buildRouterLogits(PatternRewriter &rewriter, Location loc, Value tokens,
+                        Value routerWeight) {
+  auto tokensType = cast<RankedTensorType>(tokens.getType());
+  Type elementType = tokensType.getElementType();
+  int64_t numExperts =
+      cast<RankedTensorType>(routerWeight.getType()).getDimSize(0);
+  SmallVector<OpFoldResult> sizes = {
+      tensor::getMixedSize(rewriter, loc, tokens, 0),
+      rewriter.getIndexAttr(numExperts)};
+  Value init = tensor::EmptyOp::create(rewriter, loc, sizes, elementType);
+  Value zero = arith::ConstantOp::create(rewriter, loc, elementType,
+                                         rewriter.getZeroAttr(elementType));
+  init = linalg::FillOp::create(rewriter, loc, zero, init).getResult(0);
+  MLIRContext *ctx = rewriter.getContext();
+  AffineExpr m, n, k;
+  bindDims(ctx, m, n, k);
+  SmallVector<AffineMap> maps =
+      AffineMap::inferFromExprList(
+          ArrayRef<ArrayRef<AffineExpr>>{{m, k}, {n, k}, {m, n}}, ctx);
+  SmallVector<utils::IteratorType> iterators = {
+      utils::IteratorType::parallel, utils::IteratorType::parallel,
+      utils::IteratorType::reduction};
+  return linalg::GenericOp::create(
+             rewriter, loc, init.getType(), ValueRange{tokens, routerWeight},
+             ValueRange{init}, maps, iterators,
+             [&](OpBuilder &b, Location nested, ValueRange args) {
+               Value product =
+                   arith::MulFOp::create(b, nested, args[0], args[1]);
+               Value sum = arith::AddFOp::create(b, nested, args[2], product);
+               linalg::YieldOp::create(b, nested, sum);
+             })
+      .getResult(0);
+}
+
 /// Runs every shared expert on all tokens and sums their outputs. Each
 /// shared expert is a one-expert moe.expert whose single expert owns rows
 /// [0, T), so shared experts reuse the grouped-FFN lowering unchanged.
@@ -330,8 +367,8 @@ Value buildExpertExchange(PatternRewriter &rewriter, LayerOp layer,
 }
 
 struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
-  DecomposeLayerPattern(MLIRContext *ctx, bool bf16Rows)
-      : OpRewritePattern(ctx), bf16Rows(bf16Rows) {}
+  DecomposeLayerPattern(MLIRContext *ctx, bool bf16Rows, bool fuseRouter)
+      : OpRewritePattern(ctx), bf16Rows(bf16Rows), fuseRouter(fuseRouter) {}
 
   LogicalResult matchAndRewrite(LayerOp layer,
                                 PatternRewriter &rewriter) const override {
@@ -354,12 +391,25 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
         getElementTypeOrSelf(layer.getFc1().getType()).isBF16())
       narrowRows = tokens;
     tokens = widenHalf(rewriter, loc, tokens);
-    Value logits = widenHalf(rewriter, loc, layer.getLogits());
     ExpertParallelAttr ep = layer.getExpertParallelAttr();
     Type stageTokensType = tokens.getType();
-    if (ep) {
+    if (ep)
       tokens = withDynamicRows(rewriter, loc, tokens);
-      logits = withDynamicRows(rewriter, loc, logits);
+    // The route's input: the logits, or the tokens with the router weight
+    // (of the tokens' type), or logits computed from it when not fused.
+    Value routeInput, routerWeight;
+    if (Value logits = layer.getLogits()) {
+      routeInput = widenHalf(rewriter, loc, logits);
+      if (ep)
+        routeInput = withDynamicRows(rewriter, loc, routeInput);
+    } else {
+      routeInput = tokens;
+      routerWeight = convertElements(rewriter, loc, layer.getRouterWeight(),
+                                     getElementTypeOrSelf(tokens.getType()));
+      if (!fuseRouter) {
+        routeInput = buildRouterLogits(rewriter, loc, tokens, routerWeight);
+        routerWeight = Value();
+      }
     }
     Value rowSource = narrowRows ? narrowRows : tokens;
     auto tokensType = cast<RankedTensorType>(tokens.getType());
@@ -369,11 +419,11 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
     int64_t numExperts =
         ep ? ep.getNumExperts()
            : cast<RankedTensorType>(layer.getFc1().getType()).getDimSize(0);
-    Type scoreType = getElementTypeOrSelf(logits.getType());
+    Type scoreType = getElementTypeOrSelf(routeInput.getType());
 
     auto route = RouteOp::create(
         rewriter, loc, RankedTensorType::get({numTokens, k}, scoreType),
-        RankedTensorType::get({numTokens, k}, i32), logits,
+        RankedTensorType::get({numTokens, k}, i32), routeInput, routerWeight,
         layer.getScoreBias(), layer.getKAttr(), layer.getScoringAttr(),
         layer.getNormalizeAttr(), layer.getNumGroupsAttr(),
         layer.getTopGroupsAttr(), layer.getGroupScoringAttr(),
@@ -449,6 +499,7 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
   }
 
   bool bf16Rows;
+  bool fuseRouter;
 };
 
 struct MoEDecomposeLayerPass
@@ -457,7 +508,7 @@ struct MoEDecomposeLayerPass
 
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    populateDecomposeLayerPatterns(patterns, bf16Rows);
+    populateDecomposeLayerPatterns(patterns, bf16Rows, fuseRouter);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }
@@ -466,6 +517,8 @@ struct MoEDecomposeLayerPass
 } // namespace
 
 void mlir::moe::populateDecomposeLayerPatterns(RewritePatternSet &patterns,
-                                               bool bf16Rows) {
-  patterns.add<DecomposeLayerPattern>(patterns.getContext(), bf16Rows);
+                                               bool bf16Rows,
+                                               bool fuseRouter) {
+  patterns.add<DecomposeLayerPattern>(patterns.getContext(), bf16Rows,
+                                      fuseRouter);
 }

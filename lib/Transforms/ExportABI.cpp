@@ -143,7 +143,7 @@ std::optional<ArgDim> FunctionManifest::trace(Value value, int64_t dim) {
     return dim == 0 ? trace(combine.getWeights(), 0)
                     : trace(combine.getExpertOutput(), 1);
   if (auto route = dyn_cast<RouteOp>(op))
-    return dim == 0 ? trace(route.getLogits(), 0) : std::nullopt;
+    return dim == 0 ? trace(route.getInput(), 0) : std::nullopt;
   if (auto dispatch = dyn_cast<DispatchOp>(op)) {
     // slot_rows [T, k] follows the tokens; rows and row_tokens are T * k.
     if (result.getResultNumber() == 3 && dim == 0)
@@ -474,10 +474,13 @@ void FunctionManifest::collectRelations() {
       return;
     }
     if (auto layer = dyn_cast<LayerOp>(op)) {
-      Value input = layer.getInput();
-      if (layer.getInput().getType().getRank() == 2) {
-        unify(input, 0, layer.getLogits(), 0);
-      } else if (auto logitsDim = trace(layer.getLogits(), 0)) {
+      // With the router weight instead of logits, the input is the layer's
+      // only token-indexed operand.
+      Value input = layer.getInput(), logits = layer.getLogits();
+      if (logits && layer.getInput().getType().getRank() == 2) {
+        unify(input, 0, logits, 0);
+      } else if (auto logitsDim =
+                     logits ? trace(logits, 0) : std::nullopt) {
         // [B, S, H] input: the router sees B * S tokens.
         auto b = trace(input, 0), s = trace(input, 1);
         ArrayRef<int64_t> shape = layer.getInput().getType().getShape();
@@ -568,6 +571,7 @@ LayerOp FunctionManifest::singleLayer() {
 SmallVector<std::pair<StringRef, Value>> namedOperands(LayerOp layer) {
   return {{"input", layer.getInput()},
           {"logits", layer.getLogits()},
+          {"router_weight", layer.getRouterWeight()},
           {"fc1", layer.getFc1()},
           {"fc1_bias", layer.getFc1Bias()},
           {"fc2", layer.getFc2()},

@@ -167,7 +167,7 @@ public:
       if (failed(chain))
         continue;
       int64_t tokenCount = cast<RankedTensorType>(
-                               chain->route.getLogits().getType())
+                               chain->route.getInput().getType())
                                .getDimSize(0);
       if (ShapedType::isDynamic(tokenCount))
         tokenCount = tokens;
@@ -592,8 +592,10 @@ private:
     CombineOp combine = chain.combine;
     OpBuilder builder(combine);
     Location loc = combine.getLoc();
-    Value logits = chain.route.getLogits();
-    Value tokenCount = tensor::DimOp::create(builder, loc, logits, 0);
+    // The route's input (logits, or tokens with the router fused) has a
+    // row per token.
+    Value routeInput = chain.route.getInput();
+    Value tokenCount = tensor::DimOp::create(builder, loc, routeInput, 0);
     SmallVector<Value> bounds;
     for (int64_t i = 0; i <= numChunks; ++i) {
       Value scaled = arith::MulIOp::create(
@@ -606,7 +608,7 @@ private:
 
     // Token-indexed inputs of the chain, each sliced per chunk.
     SetVector<Value> tokenInputs;
-    tokenInputs.insert(logits);
+    tokenInputs.insert(routeInput);
     tokenInputs.insert(chain.dispatch.getInput());
     if (Value input = combine.getInput())
       tokenInputs.insert(input);

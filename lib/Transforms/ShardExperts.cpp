@@ -196,7 +196,7 @@ private:
     // Tokens: the rank's own rows of the layer's input and logits, and of
     // what the function returns.
     for (Value tokens : {layer.getInput(), layer.getLogits()})
-      if (auto arg = dyn_cast<BlockArgument>(tokens);
+      if (auto arg = dyn_cast_if_present<BlockArgument>(tokens);
           arg && arg.getOwner() == &func.getBody().front())
         func.setArgAttr(arg.getArgNumber(), kSplitAttr,
                         StringAttr::get(&getContext(), "tokens"));

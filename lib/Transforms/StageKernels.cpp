@@ -30,13 +30,17 @@ Value mlir::moe::clampRowOffset(KernelEmitter &e, Value offset, Value numRows) {
   return arith::MinSIOp::create(b, v, numRows);
 }
 
-RouteScratch RouteScratch::allocate(KernelEmitter &e, RouteOp route) {
+RouteScratch RouteScratch::allocate(KernelEmitter &e, RouteOp route,
+                                   bool onHeap) {
   ImplicitLocOpBuilder &b = e.builder();
-  int64_t numExperts = route.getLogits().getType().getDimSize(1);
+  int64_t numExperts = route.getNumExperts();
   int64_t numGroups = route.getNumGroups();
-  Type ct = computeTypeFor(route.getLogits().getType().getElementType());
-  auto stackBuffer = [&](int64_t n, Type t) {
-    return memref::AllocaOp::create(b, MemRefType::get({n}, t)).getResult();
+  Type ct = computeTypeFor(route.getScoreType());
+  auto stackBuffer = [&](int64_t n, Type t) -> Value {
+    auto type = MemRefType::get({n}, t);
+    if (onHeap)
+      return memref::AllocOp::create(b, type);
+    return memref::AllocaOp::create(b, type);
   };
   RouteScratch s;
   s.scores = stackBuffer(numExperts, ct);
@@ -55,9 +59,8 @@ void mlir::moe::emitRouteToken(KernelEmitter &e, RouteOp route, Value logits,
                                Value bias, Value weights, Value ids, Value t,
                                const RouteScratch &scratch) {
   ImplicitLocOpBuilder &b = e.builder();
-  auto logitsType = route.getLogits().getType();
-  int64_t numExperts = logitsType.getDimSize(1);
-  Type scoreType = logitsType.getElementType();
+  int64_t numExperts = route.getNumExperts();
+  Type scoreType = route.getScoreType();
   Type ct = computeTypeFor(scoreType);
   int64_t k = route.getK();
   int64_t numGroups = route.getNumGroups();

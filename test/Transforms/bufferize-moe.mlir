@@ -19,6 +19,41 @@ func.func @route(%logits: tensor<?x8xf32>) -> (tensor<?x2xf32>, tensor<?x2xi32>)
 
 // -----
 
+// The router fused: one parallel loop over blocks of 12 tokens, each with
+// its own [12, E] logits (zeroed, then the transposed-B contraction of the
+// block's token rows) and scratch, routed into the block's rows of the
+// results.
+// CHECK-LABEL: func @route_router_weight
+// CHECK-SAME:  (%[[X:.*]]: memref<?x64xf32>, %[[R:.*]]: memref<8x64xf32>)
+// CHECK:       %[[T:.*]] = memref.dim %[[X]], %{{.*}} : memref<?x64xf32>
+// CHECK-DAG:   %[[W:.*]] = memref.alloc(%[[T]]) {{.*}} : memref<?x2xf32>
+// CHECK-DAG:   %[[IDS:.*]] = memref.alloc(%[[T]]) {{.*}} : memref<?x2xi32>
+// CHECK-DAG:   %[[C12:.*]] = arith.constant 12 : index
+// CHECK:       scf.parallel (%[[T0:.*]]) = (%{{.*}}) to (%[[T]]) step (%[[C12]])
+// CHECK:         %[[N:.*]] = arith.minui %[[C12]],
+// CHECK:         %[[BLOCK:.*]] = memref.alloc() : memref<12x8xf32>
+// CHECK:         %[[LOGITS:.*]] = memref.subview %[[BLOCK]][0, 0] [%[[N]], 8] [1, 1]
+// CHECK:         linalg.fill ins(%{{.*}} : f32) outs(%[[LOGITS]]
+// CHECK:         %[[ROWS:.*]] = memref.subview %[[X]][%[[T0]], 0] [%[[N]], 64] [1, 1]
+// CHECK:         linalg.generic
+// CHECK-SAME:      ins(%[[ROWS]], %[[R]] : {{.*}}) outs(%[[LOGITS]] : {{.*}})
+// CHECK:           arith.mulf
+// CHECK:           arith.addf
+// CHECK:         memref.alloc() : memref<8xf32>
+// CHECK:         memref.subview %[[W]][%[[T0]], 0] [%[[N]], 2] [1, 1]
+// CHECK:         memref.subview %[[IDS]][%[[T0]], 0] [%[[N]], 2] [1, 1]
+// CHECK:         scf.for %{{.*}} = %{{.*}} to %[[N]]
+// CHECK:           memref.load %[[LOGITS]]
+// CHECK:           math.exp
+// CHECK:       return %[[W]], %[[IDS]]
+// CHECK-NOT:   moe.route
+func.func @route_router_weight(%x: tensor<?x64xf32>, %r: tensor<8x64xf32>) -> (tensor<?x2xf32>, tensor<?x2xi32>) {
+  %w, %ids = moe.route %x router_weight %r {k = 2 : i64, normalize} : tensor<?x64xf32> router_weight tensor<8x64xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return %w, %ids : tensor<?x2xf32>, tensor<?x2xi32>
+}
+
+// -----
+
 // Capacity is computed once, in f64, as ceil(c * T * k / E).
 // CHECK-LABEL: func @dispatch_capacity
 // CHECK:       %[[CF:.*]] = arith.constant 1.250000e+00 : f64

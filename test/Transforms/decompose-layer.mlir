@@ -1,5 +1,6 @@
 // RUN: moe-opt %s --split-input-file --moe-decompose-layer | FileCheck %s
 // RUN: moe-opt %s --split-input-file --moe-decompose-layer=bf16-rows=1 | FileCheck %s --check-prefix=NARROW
+// RUN: moe-opt %s --split-input-file --moe-decompose-layer=fuse-router=0 | FileCheck %s --check-prefix=UNFUSED
 
 // The ONNX Runtime test_moe_cpu.py layer: the [B, S, H] input is collapsed
 // around the four stages and every layer attribute lands on its stage.
@@ -148,4 +149,29 @@ func.func @bf16_rows(%x: tensor<?x32xbf16>, %logits: tensor<?x4xf32>, %w1: tenso
 func.func @bf16_tokens_f32_weights(%x: tensor<?x32xbf16>, %logits: tensor<?x4xf32>, %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>) -> tensor<?x32xbf16> {
   %0 = moe.layer %x, %logits fc1 %w1 fc2 %w2 {k = 2 : i64} : (tensor<?x32xbf16>, tensor<?x4xf32>, tensor<4x16x32xf32>, tensor<4x32x16xf32>) -> tensor<?x32xbf16>
   return %0 : tensor<?x32xbf16>
+}
+
+// -----
+
+// A layer given the router weight: the route computes the logits from the
+// tokens; with fuse-router=0 a transposed-B contraction computes them
+// first. A bf16 router weight follows the tokens, widened to f32.
+// CHECK-LABEL: func @router_weight
+// CHECK-SAME: (%[[X:.*]]: tensor<?x64xbf16>, %[[R:.*]]: tensor<8x64xbf16>
+// CHECK:      %[[T:.*]] = linalg.generic {{.*}} ins(%[[X]] : tensor<?x64xbf16>)
+// CHECK:      %[[RF:.*]] = linalg.generic {{.*}} ins(%[[R]] : tensor<8x64xbf16>)
+// CHECK:      moe.route %[[T]] router_weight %[[RF]] {k = 2 : i64} : tensor<?x64xf32> router_weight tensor<8x64xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+// CHECK:      moe.dispatch %[[T]],
+// UNFUSED-LABEL: func @router_weight
+// UNFUSED-SAME: (%[[X:.*]]: tensor<?x64xbf16>, %[[R:.*]]: tensor<8x64xbf16>
+// UNFUSED:      %[[T:.*]] = linalg.generic {{.*}} ins(%[[X]] : tensor<?x64xbf16>)
+// UNFUSED:      %[[RF:.*]] = linalg.generic {{.*}} ins(%[[R]] : tensor<8x64xbf16>)
+// UNFUSED:      %[[ZERO:.*]] = linalg.fill ins(%{{.*}} : f32) outs(%{{.*}} : tensor<?x8xf32>)
+// UNFUSED:      %[[L:.*]] = linalg.generic {indexing_maps = [#[[$LHS:.*]], #[[$RHS:.*]], #[[$OUT:.*]]], iterator_types = ["parallel", "parallel", "reduction"]} ins(%[[T]], %[[RF]] : tensor<?x64xf32>, tensor<8x64xf32>) outs(%[[ZERO]] : tensor<?x8xf32>)
+// UNFUSED:        arith.mulf
+// UNFUSED:        arith.addf
+// UNFUSED:      moe.route %[[L]] {k = 2 : i64} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+func.func @router_weight(%x: tensor<?x64xbf16>, %r: tensor<8x64xbf16>, %w1: tensor<8x32x64xf32>, %w2: tensor<8x64x32xf32>) -> tensor<?x64xbf16> {
+  %y = moe.layer %x router_weight %r fc1 %w1 fc2 %w2 {k = 2 : i64} : (tensor<?x64xbf16>, tensor<8x64xbf16>, tensor<8x32x64xf32>, tensor<8x64x32xf32>) -> tensor<?x64xbf16>
+  return %y : tensor<?x64xbf16>
 }

@@ -149,6 +149,29 @@ CASES = [
     dict(name="route_scaling_sigmoid_t1", scoring="sigmoid", scaling=0.3,
          E=8, k=3, H=72, I=24, tokens=1),
 
+    # ---- router weight (the router's MatMul in the route) ----------------------
+    # Blocks of 12 tokens: a partial block (3, 512 = 42 * 12 + 8), exactly
+    # one (12), one token; a bf16 input and router; every scoring path.
+    dict(name="router_t1_e128_k8", router="weight", tokens=1, E=128, k=8,
+         H=72, I=24),
+    dict(name="router_t3_e8_k2", router="weight", tokens=3, E=8, k=2, H=100,
+         I=56, bias=True),
+    dict(name="router_t12_e16_k4", router="weight", tokens=12, E=16, k=4,
+         H=33, I=24, activation="gelu"),
+    dict(name="router_t512_e64_k6", router="weight", tokens=512, E=64, k=6,
+         H=40, I=8),
+    dict(name="router_sigmoid_groups", router="weight", scoring="sigmoid",
+         score_bias=True, num_groups=8, top_groups=4,
+         group_scoring="top2_sum", E=64, k=8, scaling=2.5, H=72, I=24),
+    dict(name="router_top_p_zero_experts", router="weight", top_p=0.6,
+         zero_experts=["zero", "copy"], E=8, k=3, H=40, I=24, tokens=100),
+    dict(name="router_3d_shared", router="weight", tokens=[4, 16], shared=1,
+         shared_gate=True, E=8, k=2, H=64, I=32),
+    dict(name="router_bf16", router="weight", act_dtype="bf16", dtype="bf16",
+         E=16, k=2, H=64, I=48, tokens=40),
+    dict(name="router_q4", router="weight", quant_bits=4, block_size=32,
+         E=8, k=2, H=64, I=48, tokens=16),
+
     # ---- capacity --------------------------------------------------------------
     dict(name="capacity_1_25", capacity_factor=1.25, E=8, k=2, H=40, I=24),
     dict(name="capacity_overflow", capacity_factor=0.5, E=8, k=2, H=40, I=24,

@@ -65,6 +65,11 @@ DEFAULTS = {
     # 'near_ties' (every other token's next two experts within 1-2% of its
     # best: band-based sparse_mixer routing sees them).
     "logits": "random",
+    # 'logits': the layer takes the router logits; 'weight': it takes the
+    # router weight [E + Z, H] (in the input's element type) and computes
+    # them (moe.layer router_weight, -moe-fuse-router's form). Only with
+    # 'random' logits.
+    "router": "logits",
     "logit_scale": 1.5,
     "target": 0,
     "zero_every": 3,
@@ -183,7 +188,16 @@ def operand_specs(s):
     ops = []
     ops.append(("input", [None, None, H] if three_d else [None, H],
                 s["act_dtype"]))
-    ops.append(("logits", [None, E + Z], "f32"))
+    if s["router"] == "weight":
+        if s["logits"] != "random":
+            sys.exit("gen_case.py: %s: a router weight gives 'random' "
+                     "logits only" % s["name"])
+        ops.append(("router_weight", [E + Z, H], s["act_dtype"]))
+    elif s["router"] == "logits":
+        ops.append(("logits", [None, E + Z], "f32"))
+    else:
+        sys.exit("gen_case.py: %s: unknown router %s" % (s["name"],
+                                                        s["router"]))
     ops.append(("fc1", [E, f * I, H // pack], pw))
     if s["bias"]:
         ops.append(("fc1_bias", [E, f * I], wt))
@@ -241,7 +255,10 @@ def write_mlir(path, s, ops):
         types.append(t)
         names.append(name)
     result = types[0]
-    parts = ["%%%s, %%%s" % (names[0], names[1])]
+    if names[1] == "router_weight":
+        parts = ["%%%s router_weight %%%s" % (names[0], names[1])]
+    else:
+        parts = ["%%%s, %%%s" % (names[0], names[1])]
     for name in names[2:]:
         parts.append("%s %%%s" % (name, name))
     text = []
@@ -346,6 +363,9 @@ def make_inputs(s, ops, rng):
             a = rng.standard_normal(full)
         elif name == "logits":
             a, zero_tokens = make_logits(s, rng)
+        elif name == "router_weight":
+            # Logits of about logit_scale's spread for unit-variance tokens.
+            a = rng.standard_normal(shape) * (s["logit_scale"] / np.sqrt(H))
         elif s["quant_bits"] and name in ("fc1", "fc2", "fc3"):
             a = rng.integers(0, 256, size=shape)  # packed codes
         elif name.endswith("_zero_points"):

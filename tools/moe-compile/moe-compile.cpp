@@ -120,6 +120,13 @@ cl::opt<bool> fuseAttention(
     cl::desc("CPU: compute attention one block of score rows at a time "
              "(-moe-fuse-attention; off by default, slower for now)"),
     cl::init(false), cl::cat(category));
+cl::opt<bool> fuseRouter(
+    "fuse-router",
+    cl::desc("CPU: compute the router's logits inside the route, a block of "
+             "tokens at a time, from the weight of the router MatMul "
+             "(-moe-fuse-router; on by default, =false for a separate "
+             "MatMul)"),
+    cl::init(true), cl::cat(category));
 cl::opt<bool> fuseCombine(
     "fuse-combine",
     cl::desc("CPU: add each expert row, scaled by its routing weight, to "
@@ -372,6 +379,7 @@ int compile(int argc, char **argv) {
       pipeline.bf16Dot = moe::targetHasFeature(**machine, "avx512bf16");
       pipeline.gemmPackMinRows = avx512 ? int64_t(gemmPackMinRows) : 0;
       pipeline.fuseAttention = fuseAttention;
+      pipeline.fuseRouter = fuseRouter;
       pipeline.fuseCombine = fuseCombine;
       pipeline.fuseGather = fuseGather;
       pipeline.emulateCUDAKernels = emulateCUDAKernels;

@@ -674,6 +674,7 @@ Reference parseReference(const moe_function *fn) {
 
   static const std::set<std::string> kKnown = {"input",
                                                "logits",
+                                               "router_weight",
                                                "fc1",
                                                "fc1_bias",
                                                "fc2",
@@ -706,10 +707,13 @@ Reference parseReference(const moe_function *fn) {
            std::to_string(numInputs) + ")");
     r.operands[m.first] = static_cast<size_t>(m.second.asInt());
   }
-  for (const char *required : {"input", "logits", "fc1", "fc2"})
+  for (const char *required : {"input", "fc1", "fc2"})
     if (!r.operand(required))
       fail(std::string("reference section lacks the '") + required +
            "' operand");
+  if (bool(r.operand("logits")) == bool(r.operand("router_weight")))
+    fail("reference section needs exactly one of the 'logits' and "
+         "'router_weight' operands");
 
   const json::Value *attrs = root.get("attributes");
   r.attributes = attrs && attrs->isObject()
@@ -788,6 +792,21 @@ ref::Tensor refTensor(const HostTensor &t, bool flatten) {
   return ref::Tensor(shape, toDoubles(t));
 }
 
+/// The layer's router logits [T, E]: an input, or computed in float64
+/// from the tokens and the router weight.
+ref::Tensor referenceLogits(const Reference &r,
+                            const std::vector<HostTensor> &inputs) {
+  if (auto logits = r.operand("logits"))
+    return refTensor(inputs[*logits], true);
+  try {
+    return ref::routerLogits(refTensor(inputs[*r.operand("input")], true),
+                             refTensor(inputs[*r.operand("router_weight")],
+                                       false));
+  } catch (const std::exception &e) {
+    fail(std::string("the router's logits: ") + e.what());
+  }
+}
+
 ref::Tensor evaluateReference(const Reference &r,
                               const std::vector<HostTensor> &inputs) {
   auto get = [&](const char *name) -> std::optional<ref::Tensor> {
@@ -858,7 +877,7 @@ ref::Tensor evaluateReference(const Reference &r,
     options.capacityGroup = input.shape[1];
   }
   try {
-    return ref::layer(*get("input"), *get("logits"), w, options);
+    return ref::layer(*get("input"), referenceLogits(r, inputs), w, options);
   } catch (const std::exception &e) {
     fail(std::string("--check: the reference evaluator rejected the "
                      "inputs: ") +
@@ -950,7 +969,7 @@ std::optional<LayerWork> layerWork(const moe_function *fn,
   std::optional<size_t> fc3 = r.operand("fc3");
 
   // Route the actual logits to see which experts are used.
-  ref::Tensor logits = refTensor(inputs[*r.operand("logits")], true);
+  ref::Tensor logits = referenceLogits(r, inputs);
   std::optional<ref::Tensor> bias;
   if (auto b = r.operand("score_bias"))
     bias = refTensor(inputs[*b], false);

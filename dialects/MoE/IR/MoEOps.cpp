@@ -445,27 +445,62 @@ LogicalResult verifyCombineExtras(Operation *op, std::optional<ArrayAttr> zero,
   return success();
 }
 
+/// Verifies a router weight `[E, H]` for the tokens `input` (`[..., H]`):
+/// `numExperts` rows (unchecked when dynamic) of `hidden` columns, in the
+/// tokens' element type (so that the fused MatMul has one operand type).
+LogicalResult verifyRouterWeight(Operation *op, Value routerWeight,
+                                 Value input, int64_t numExperts,
+                                 int64_t hidden) {
+  ShapeChecker check(op);
+  auto shape = check.shape(routerWeight, "router_weight", 2);
+  if (failed(shape) ||
+      failed(check.same("router_weight", *shape, {numExperts, hidden},
+                        "[experts, H]")))
+    return failure();
+  Type inputType = getElementTypeOrSelf(input.getType());
+  if (getElementTypeOrSelf(routerWeight.getType()) != inputType)
+    return op->emitOpError()
+           << "'router_weight' must have the element type of 'input' ("
+           << inputType << ")";
+  return success();
+}
+
 } // namespace
 
 //===----------------------------------------------------------------------===//
 // RouteOp
 //===----------------------------------------------------------------------===//
 
+int64_t RouteOp::getNumExperts() {
+  if (Value routerWeight = getRouterWeight())
+    return cast<RankedTensorType>(routerWeight.getType()).getDimSize(0);
+  return cast<RankedTensorType>(getInput().getType()).getDimSize(1);
+}
+
+Type RouteOp::getScoreType() {
+  return getElementTypeOrSelf(getInput().getType());
+}
+
 LogicalResult RouteOp::verify() {
   ShapeChecker check(*this);
-  auto logits = check.shape(getLogits(), "logits", 2);
+  bool fused = bool(getRouterWeight());
+  auto input = check.shape(getInput(), fused ? "input" : "logits", 2);
   auto weights = check.shape(getWeights(), "weights", 2);
   auto ids = check.shape(getIds(), "ids", 2);
-  if (failed(logits) || failed(weights) || failed(ids))
+  if (failed(input) || failed(weights) || failed(ids))
     return failure();
-  int64_t tokens = (*logits)[0], numExperts = (*logits)[1];
+  if (fused && failed(verifyRouterWeight(*this, getRouterWeight(),
+                                         getInput(), ShapedType::kDynamic,
+                                         (*input)[1])))
+    return failure();
+  int64_t tokens = (*input)[0], numExperts = getNumExperts();
   int64_t k = getK();
   if (failed(check.same("weights", *weights, {tokens, k}, "[T, k]")) ||
       failed(check.same("ids", *ids, {tokens, k}, "[T, k]")))
     return failure();
-  if (getElementTypeOrSelf(getWeights().getType()) !=
-      getElementTypeOrSelf(getLogits().getType()))
-    return emitOpError("'weights' must have the element type of 'logits'");
+  if (getElementTypeOrSelf(getWeights().getType()) != getScoreType())
+    return emitOpError() << "'weights' must have the element type of "
+                         << (fused ? "'input'" : "'logits'");
   if (getBias()) {
     auto bias = check.shape(getBias(), "bias", 1);
     if (failed(bias) ||
@@ -656,11 +691,18 @@ LogicalResult LayerOp::verify() {
   }
   int64_t numRouted = addDims(numExperts, getNumZeroExperts());
 
-  auto logits = check.shape(getLogits(), "logits", 2);
-  if (failed(logits) ||
-      failed(check.same("logits", *logits, {tokens, numRouted},
-                        "[T, E + zero experts]")))
+  if (bool(getLogits()) == bool(getRouterWeight()))
+    return emitOpError("needs exactly one of 'logits' and 'router_weight'");
+  if (getLogits()) {
+    auto logits = check.shape(getLogits(), "logits", 2);
+    if (failed(logits) ||
+        failed(check.same("logits", *logits, {tokens, numRouted},
+                          "[T, E + zero experts]")))
+      return failure();
+  } else if (failed(verifyRouterWeight(*this, getRouterWeight(), getInput(),
+                                       numRouted, hidden))) {
     return failure();
+  }
   if (getScoreBias()) {
     auto bias = check.shape(getScoreBias(), "score_bias", 1);
     if (failed(bias) || failed(check.dim("score_bias", *bias, 0, numRouted,

@@ -56,12 +56,16 @@ defvar QuantOperands = (ins
 // RouteOp
 //===----------------------------------------------------------------------===//
 
-def MoE_RouteOp : MoE_Op<"route", [Pure]> {
+def MoE_RouteOp : MoE_Op<"route", [Pure, AttrSizedOperandSegments]> {
   let summary = "router: scores, top-k selection and routing weights";
   let description = [{
     Turns router logits `[T, E]` into, per token, `k` expert ids (`i32`, in
     descending score order; `-1` for a slot left empty by top-p) and their
-    routing weights. Per token:
+    routing weights. `input` is the logits, or, with `router_weight [E, H]`,
+    the tokens `[T, H]` whose logits are `input . router_weight^T` (the
+    router's MatMul fused into the route by `-moe-fuse-router`: each block
+    of tokens' logits is computed and consumed while it is in cache, never
+    written out as `[T, E]`). Per token:
 
     1. scores: `softmax`, `sigmoid`, or raw logits for `softmax_topk`;
     2. selection scores: scores plus the optional per-expert `bias`
@@ -82,16 +86,29 @@ def MoE_RouteOp : MoE_Op<"route", [Pure]> {
     ```mlir
     %weights, %ids = moe.route %logits {k = 2 : i64, normalize}
         : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+    // The same with the router's MatMul fused: tokens [T, 4096].
+    %weights, %ids = moe.route %x router_weight %w {k = 2 : i64, normalize}
+        : tensor<?x4096xf32> router_weight tensor<8x4096xf32>
+        -> tensor<?x2xf32>, tensor<?x2xi32>
     ```
   }];
-  let arguments = !con((ins MoE_FloatTensor:$logits,
+  let arguments = !con((ins MoE_FloatTensor:$input,
+                            Optional<MoE_FloatTensor>:$router_weight,
                             Optional<MoE_FloatTensor>:$bias), RouteAttrs);
   let results = (outs MoE_FloatTensor:$weights, MoE_IdTensor:$ids);
   let assemblyFormat = [{
-    $logits (`bias` $bias^)? attr-dict `:` type($logits)
+    $input (`router_weight` $router_weight^)? (`bias` $bias^)? attr-dict `:`
+    type($input) (`router_weight` type($router_weight)^)?
     (`,` type($bias)^)? `->` type($weights) `,` type($ids)
   }];
   let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The number of experts scored: the rows of `router_weight`, else the
+    /// columns of the logits.
+    int64_t getNumExperts();
+    /// The element type of the logits (and so of the scores and weights).
+    ::mlir::Type getScoreType();
+  }];
 }
 
 //===----------------------------------------------------------------------===//
@@ -340,6 +357,10 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments,
     `moe.combine`. `E` is the number of stacked FFN experts; the `Z`
     entries of `zero_experts` are zero-computation experts routed after
     them (`constants`/`constant_gates` parameterise the `constant` ones).
+    Instead of `logits`, the layer may take the router's weight,
+    `router_weight [E + Z, H]`: the logits are then `input . router_weight^T`,
+    computed inside the route (`-moe-fuse-router` makes this form from a
+    router MatMul of the layer's input).
 
     Shared experts (DeepSeekMoE, Qwen-MoE) that every token visits are given
     stacked as `shared_fc1 [S, f*Is, H]`, `shared_fc2 [S, H, Is]` and, when
@@ -370,7 +391,8 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments,
     ```
   }];
   let arguments = !con(
-      (ins MoE_FloatTensor:$input, MoE_FloatTensor:$logits,
+      (ins MoE_FloatTensor:$input, Optional<MoE_FloatTensor>:$logits,
+           Optional<MoE_FloatTensor>:$router_weight,
            MoE_ProjWeightTensor:$fc1, Optional<MoE_WeightTensor>:$fc1_bias,
            MoE_ProjWeightTensor:$fc2, Optional<MoE_WeightTensor>:$fc2_bias,
            Optional<MoE_ProjWeightTensor>:$fc3,
@@ -393,7 +415,8 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments,
            OptionalAttr<MoE_ExpertParallelAttr>:$expert_parallel));
   let results = (outs MoE_FloatTensor:$result);
   let assemblyFormat = [{
-    $input `,` $logits `fc1` $fc1 (`fc1_bias` $fc1_bias^)? `fc2` $fc2
+    $input (`,` $logits^)? (`router_weight` $router_weight^)?
+    `fc1` $fc1 (`fc1_bias` $fc1_bias^)? `fc2` $fc2
     (`fc2_bias` $fc2_bias^)? (`fc3` $fc3^)? (`fc3_bias` $fc3_bias^)?
     (`fc1_scales` $fc1_scales^)? (`fc2_scales` $fc2_scales^)?
     (`fc3_scales` $fc3_scales^)? (`fc1_zero_points` $fc1_zero_points^)?

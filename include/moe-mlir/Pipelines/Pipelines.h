@@ -72,6 +72,12 @@ struct CPUPipelineOptions
                      "slower than the op-by-op loops for now "
                      "(benchmarks/RESULTS.md)"),
       llvm::cl::init(false)};
+  PassOptions::Option<bool> fuseRouter{
+      *this, "fuse-router",
+      llvm::cl::desc("Compute the router's logits inside the route, a block "
+                     "of tokens at a time, from the router weight of a "
+                     "MatMul feeding the layer (-moe-fuse-router)"),
+      llvm::cl::init(true)};
   PassOptions::Option<bool> fuseCombine{
       *this, "fuse-combine",
       llvm::cl::desc("Add each expert row, scaled by its routing weight, to "

@@ -121,6 +121,10 @@ struct RouteResult {
   IntTensor ids;  ///< [T, k]; expert index in [0, E+Z) or -1 for an empty slot.
 };
 
+/// The router's logits `x . routerWeight^T`: [T, H] x [E, H] -> [T, E]
+/// (moe.route and moe.layer with `router_weight`).
+Tensor routerLogits(const Tensor &x, const Tensor &routerWeight);
+
 /// moe.route. `logits` is [T, E+Z] and must be finite; `bias` (may be null)
 /// is the per-expert selection bias [E+Z], which only steers selection.
 RouteResult route(const Tensor &logits, const Tensor *bias,

@@ -100,6 +100,18 @@ public:
     body(forOp.getInductionVar());
   }
 
+  /// `scf.parallel iv in [lb, ub)` by `step` (default 1): iterations are
+  /// independent, and the outermost such loop is the unit of multithreading
+  /// (nested ones run serially on their worker).
+  void parallelFor(Value lb, Value ub, Value step,
+                   function_ref<void(Value)> body) {
+    auto loop = scf::ParallelOp::create(b, ValueRange{lb}, ValueRange{ub},
+                                        ValueRange{step ? step : index(1)});
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(loop.getBody()->getTerminator());
+    body(loop.getInductionVars()[0]);
+  }
+
   /// `for iv in [lb, ub)` by `step` (default 1) carrying `init`; `body`
   /// returns the next values.
   SmallVector<Value>

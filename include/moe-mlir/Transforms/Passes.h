@@ -24,9 +24,11 @@ namespace moe {
 #define GEN_PASS_DECL
 #include "moe-mlir/Transforms/Passes.h.inc"
 
-/// Adds the pattern rewriting moe.layer into the four stage ops.
+/// Adds the pattern rewriting moe.layer into the four stage ops (see the
+/// options of -moe-decompose-layer).
 void populateDecomposeLayerPatterns(RewritePatternSet &patterns,
-                                    bool bf16Rows = false);
+                                    bool bf16Rows = false,
+                                    bool fuseRouter = true);
 
 #define GEN_PASS_REGISTRATION
 #include "moe-mlir/Transforms/Passes.h.inc"

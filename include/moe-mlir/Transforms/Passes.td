@@ -33,15 +33,59 @@ def MoEDecomposeLayer : Pass<"moe-decompose-layer"> {
     moved and the GEMM's operand types change), while the expert outputs
     stay f32: the CPU pipeline sets it where `vdpbf16ps` multiplies bf16 by
     bf16.
+
+    A layer given its `router_weight` instead of logits becomes a
+    `moe.route` that computes the logits itself (see `-moe-fuse-router`);
+    with `fuse-router=false` (the cuda target, and A/B measurements), a
+    separate transposed-B `linalg.generic` computes them first.
   }];
   let options = [
     Option<"bf16Rows", "bf16-rows", "bool", /*default=*/"false",
            "Dispatch bf16 tokens as bf16 rows for bf16 expert weights">,
+    Option<"fuseRouter", "fuse-router", "bool", /*default=*/"true",
+           "Keep a layer's router weight in moe.route (false: a separate "
+           "MatMul computes the logits first)">,
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect",
                            "::mlir::linalg::LinalgDialect",
                            "::mlir::scf::SCFDialect",
                            "::mlir::tensor::TensorDialect"];
+}
+
+def MoEFuseRouter : Pass<"moe-fuse-router"> {
+  let summary = "Fold the router's MatMul into moe.layer / moe.route";
+  let description = [{
+    Rewrites a `moe.layer` or `moe.route` whose logits are a MatMul of
+    tokens by a router weight (the transposed-B `linalg.generic`
+    `logits[t, e] = sum_h x[t, h] * w[e, h]` on a zero-filled `[T, E]`
+    tensor, as the importer builds it for an ONNX MatMul or Gemm by a
+    weight) into the form that takes the weight, `router_weight`:
+
+    ```
+    logits = linalg.generic x, w  (transposed-B contraction)
+    y = moe.layer x, logits fc1 ...
+    weights, ids = moe.route logits
+    ```
+    becomes
+    ```
+    y = moe.layer x router_weight w fc1 ...
+    weights, ids = moe.route x router_weight w
+    ```
+
+    A layer is rewritten when the MatMul reads the layer's own input (or
+    its `[B*S, H]` collapse); a route takes whatever tokens the MatMul
+    reads. The logits must have no other use, operands and result one
+    element type, and the expert count must be static.
+
+    The fused route lowers (CPU) to one parallel loop over blocks of 12
+    tokens, each computing its `[12, E]` logits with the GEMM kernel into a
+    scratch of its own and routing them while they are in L1: the `[T, E]`
+    logits are never written out and read back, the router's MatMul and the
+    routing are one worker-pool dispatch instead of two, and the routing,
+    serial over the tokens unfused, runs on all workers. The cuda target
+    takes the unfused form.
+  }];
+  let dependentDialects = ["::mlir::tensor::TensorDialect"];
 }
 
 def MoEFuseCombine : Pass<"moe-fuse-combine"> {

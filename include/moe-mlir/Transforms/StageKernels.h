@@ -26,8 +26,12 @@ struct RouteScratch {
   /// Only with num_groups > 1.
   Value groupScores, groupTaken, excluded;
 
-  /// Allocates the scratch with memref.alloca at the insertion point.
-  static RouteScratch allocate(KernelEmitter &e, RouteOp route);
+  /// Allocates the scratch at the insertion point: with memref.alloca, or
+  /// with memref.alloc when `onHeap` (in the body of a parallel loop, where
+  /// a stack allocation would grow the worker's stack every iteration; the
+  /// buffer-deallocation pipeline frees it).
+  static RouteScratch allocate(KernelEmitter &e, RouteOp route,
+                               bool onHeap = false);
 };
 
 /// Routes token `t`: reads `logits[t, :]` (and `bias`, which may be null)

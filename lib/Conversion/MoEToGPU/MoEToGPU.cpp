@@ -173,7 +173,7 @@ struct RouteToGPU : OpRewritePattern<RouteOp> {
                                 PatternRewriter &rewriter) const override {
     ImplicitLocOpBuilder b(route.getLoc(), rewriter);
     KernelEmitter e(b);
-    Value logits = deviceBuffer(b, route.getLogits());
+    Value logits = deviceBuffer(b, route.getInput());
     Value bias = deviceBuffer(b, route.getBias());
     Value tokens = e.dim(logits, 0);
     Value weights = allocResult(b, route.getWeights().getType(), {tokens});
@@ -575,6 +575,9 @@ struct ConvertMoEToGPUPass
       if (auto expert = dyn_cast<ExpertOp>(op); expert && expert.gathersRows())
         return reject("a moe.expert reading its rows through gather_tokens "
                       "(-moe-fuse-gather)");
+      if (auto route = dyn_cast<RouteOp>(op); route && route.getRouterWeight())
+        return reject("a moe.route with the router's MatMul fused "
+                      "(-moe-fuse-router)");
       if (isa<LayerOp>(op))
         return reject("moe.layer (run -moe-decompose-layer first)");
       return WalkResult::advance();

@@ -92,7 +92,8 @@ LogicalResult buildLayer(NodeContext &node, Value input, Value logits,
   auto f64 = [&](double v) { return builder.getF64FloatAttr(v); };
   bool swiglu = attrs.activation == Activation::swiglu;
   auto layer = LayerOp::create(
-      builder, node.loc, input.getType(), input, logits, w.fc1, w.fc1Bias,
+      builder, node.loc, input.getType(), input, logits,
+      /*router_weight=*/Value(), w.fc1, w.fc1Bias,
       w.fc2, w.fc2Bias, w.fc3, w.fc3Bias, w.scales[0], w.scales[1], w.scales[2],
       w.zeroPoints[0], w.zeroPoints[1], w.zeroPoints[2],
       /*score_bias=*/Value(), /*shared_fc1=*/Value(), /*shared_fc2=*/Value(),

@@ -446,7 +446,8 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
   if (*activation != Activation::swiglu && limit)
     return node.fail("swiglu_limit on a non-SwiGLU MLP");
   auto layer = LayerOp::create(
-      builder, node.loc, input->getType(), *input, *logits, stacked[0][0],
+      builder, node.loc, input->getType(), *input, *logits,
+      /*router_weight=*/Value(), stacked[0][0],
       stacked[0][1], stacked[1][0], stacked[1][1], stacked[2][0],
       stacked[2][1], /*fc1_scales=*/Value(), /*fc2_scales=*/Value(),
       /*fc3_scales=*/Value(), /*fc1_zero_points=*/Value(),

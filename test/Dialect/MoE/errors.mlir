@@ -576,6 +576,69 @@ func.func @case57(%x: tensor<2x8x64xf32>, %l: tensor<15x4xf32>, %w1: tensor<4x25
 
 // -----
 
+// A layer takes logits or the router weight, not both.
+func.func @layer_logits_and_router_weight(%x: tensor<?x64xf32>, %l: tensor<?x4xf32>, %r: tensor<4x64xf32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>) {
+  // expected-error @+1 {{needs exactly one of 'logits' and 'router_weight'}}
+  %o = moe.layer %x, %l router_weight %r fc1 %w1 fc2 %w2 {k = 2 : i64} : (tensor<?x64xf32>, tensor<?x4xf32>, tensor<4x64xf32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// ... and one of them.
+func.func @layer_no_router(%x: tensor<?x64xf32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>) {
+  // expected-error @+1 {{needs exactly one of 'logits' and 'router_weight'}}
+  %o = moe.layer %x fc1 %w1 fc2 %w2 {k = 2 : i64} : (tensor<?x64xf32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// The router weight has a row per routed expert, zero experts included.
+func.func @layer_router_weight_rows(%x: tensor<?x64xf32>, %r: tensor<4x64xf32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>) {
+  // expected-error @+1 {{'router_weight' dimension 0 is 4 but must be 5 ([experts, H])}}
+  %o = moe.layer %x router_weight %r fc1 %w1 fc2 %w2 {k = 2 : i64, zero_experts = [#moe.zero_expert<zero>]} : (tensor<?x64xf32>, tensor<4x64xf32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// ... and a column per hidden unit of the input.
+func.func @layer_router_weight_hidden(%x: tensor<2x3x64xf32>, %r: tensor<4x32xf32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>) {
+  // expected-error @+1 {{'router_weight' dimension 1 is 32 but must be 64 ([experts, H])}}
+  %o = moe.layer %x router_weight %r fc1 %w1 fc2 %w2 {k = 2 : i64} : (tensor<2x3x64xf32>, tensor<4x32xf32>, tensor<4x256x64xf32>, tensor<4x64x256xf32>) -> tensor<2x3x64xf32>
+  return
+}
+
+// -----
+
+// The route's MatMul has one operand type.
+func.func @route_router_weight_type(%x: tensor<?x64xf32>, %r: tensor<8x64xbf16>) {
+  // expected-error @+1 {{'router_weight' must have the element type of 'input' ('f32')}}
+  %w, %i = moe.route %x router_weight %r {k = 2 : i64} : tensor<?x64xf32> router_weight tensor<8x64xbf16> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+// Its input is the tokens [T, H]: the router weight's columns.
+func.func @route_router_weight_hidden(%x: tensor<?x32xf32>, %r: tensor<8x64xf32>) {
+  // expected-error @+1 {{'router_weight' dimension 1 is 64 but must be 32 ([experts, H])}}
+  %w, %i = moe.route %x router_weight %r {k = 2 : i64} : tensor<?x32xf32> router_weight tensor<8x64xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+// k is checked against the router weight's experts.
+func.func @route_router_weight_k(%x: tensor<?x64xf32>, %r: tensor<4x64xf32>) {
+  // expected-error @+1 {{k = 6 exceeds the number of experts (4)}}
+  %w, %i = moe.route %x router_weight %r {k = 6 : i64} : tensor<?x64xf32> router_weight tensor<4x64xf32> -> tensor<?x6xf32>, tensor<?x6xi32>
+  return
+}
+
+// -----
+
 // Logits include the zero-computation experts.
 func.func @case58(%x: tensor<?x64xf32>, %l: tensor<?x4xf32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x64x256xf32>) {
   // expected-error @+1 {{'logits' dimension 1 is 4 but must be 5 ([T, E + zero experts])}}

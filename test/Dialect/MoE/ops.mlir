@@ -13,6 +13,28 @@ func.func @route_softmax(%logits: tensor<?x8xf32>) -> (tensor<?x2xf32>, tensor<?
 
 // -----
 
+// The router's MatMul inside the route: tokens and router weight, bias too.
+// CHECK-LABEL: func @route_router_weight
+// CHECK: moe.route %{{.*}} router_weight %{{.*}} {k = 2 : i64, normalize} : tensor<?x64xf32> router_weight tensor<8x64xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+// CHECK: moe.route %{{.*}} router_weight %{{.*}} bias %{{.*}} {k = 2 : i64, scoring = #moe.scoring<sigmoid>} : tensor<?x64xf32> router_weight tensor<8x64xf32>, tensor<8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+func.func @route_router_weight(%x: tensor<?x64xf32>, %r: tensor<8x64xf32>, %bias: tensor<8xf32>) -> (tensor<?x2xi32>, tensor<?x2xi32>) {
+  %w, %ids = moe.route %x router_weight %r {k = 2 : i64, normalize} : tensor<?x64xf32> router_weight tensor<8x64xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  %w2, %ids2 = moe.route %x router_weight %r bias %bias {k = 2 : i64, scoring = #moe.scoring<sigmoid>} : tensor<?x64xf32> router_weight tensor<8x64xf32>, tensor<8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return %ids, %ids2 : tensor<?x2xi32>, tensor<?x2xi32>
+}
+
+// -----
+
+// A layer given the router weight [E + zero experts, H] instead of logits.
+// CHECK-LABEL: func @layer_router_weight
+// CHECK: moe.layer %{{.*}} router_weight %{{.*}} fc1 %{{.*}} fc2 %{{.*}} {k = 2 : i64, zero_experts = [#moe.zero_expert<copy>]} : (tensor<2x3x64xf32>, tensor<5x64xf32>, tensor<4x32x64xf32>, tensor<4x64x32xf32>) -> tensor<2x3x64xf32>
+func.func @layer_router_weight(%x: tensor<2x3x64xf32>, %r: tensor<5x64xf32>, %w1: tensor<4x32x64xf32>, %w2: tensor<4x64x32xf32>) -> tensor<2x3x64xf32> {
+  %y = moe.layer %x router_weight %r fc1 %w1 fc2 %w2 {k = 2 : i64, zero_experts = [#moe.zero_expert<copy>]} : (tensor<2x3x64xf32>, tensor<5x64xf32>, tensor<4x32x64xf32>, tensor<4x64x32xf32>) -> tensor<2x3x64xf32>
+  return %y : tensor<2x3x64xf32>
+}
+
+// -----
+
 // DeepSeek-V3 routing: sigmoid scores, bias-corrected selection, 8 groups
 // scored by their two best experts, 4 kept, scaled weights.
 // CHECK-LABEL: func @route_deepseek
