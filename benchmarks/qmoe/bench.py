@@ -266,9 +266,13 @@ def main():
     for p in range(int(o["passes"])):
         for m in models:
             d = os.path.join(o["dir"], m)
-            for name, *_ in variants:
-                for T in tokens:
-                    runs = int(o["runs-large"] if T >= 256 else o["runs"])
+            # Variants side by side for each T, in turn first (every
+            # other pass reversed), so that drifting machine speed does not
+            # favour one of them.
+            order = [v[0] for v in variants][::1 if p % 2 == 0 else -1]
+            for T in tokens:
+                runs = int(o["runs-large"] if T >= 256 else o["runs"])
+                for name in order:
                     ms = rt.bench(fns[m, name], xs[m][T], runs)
                     times.setdefault((m, name, T), []).append(ms)
                     print(f"pass {p}: {m} {name} T={T}: {ms:.3f} ms",
