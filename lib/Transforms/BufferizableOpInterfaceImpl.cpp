@@ -568,14 +568,10 @@ void forEachPanel(ImplicitLocOpBuilder &b, Value columns, PanelSplit split,
   KernelEmitter e(b);
   Value numPanels =
       arith::CeilDivUIOp::create(b, columns, e.index(split.width));
-  auto loop = scf::ParallelOp::create(b, ValueRange{e.index(0)},
-                                      ValueRange{numPanels},
-                                      ValueRange{e.index(1)});
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPoint(loop.getBody()->getTerminator());
-  auto [first, width] =
-      panelColumns(b, loop.getInductionVars()[0], columns, split);
-  body(first, width);
+  e.parallelFor(e.index(0), numPanels, Value(), [&](Value panel) {
+    auto [first, width] = panelColumns(b, panel, columns, split);
+    body(first, width);
+  });
 }
 
 /// Rows per block of fc2's output when the combine is fused: the block of

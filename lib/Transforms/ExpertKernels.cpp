@@ -81,14 +81,11 @@ void mlir::moe::emitGatherRows(ImplicitLocOpBuilder &b, Value source,
   KernelEmitter e(b);
   Value lastRow = lastRowOf(b, source);
   Value c0 = e.index(0), c1 = e.index(1);
-  auto loop = scf::ParallelOp::create(b, ValueRange{c0},
-                                      ValueRange{e.dim(out, 0)}, ValueRange{c1});
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPoint(loop.getBody()->getTerminator());
-  Value r = loop.getInductionVars()[0];
-  Value row = e.clampedTokenRow(e.load(tokens, r), lastRow);
-  e.loop(c0, e.dim(out, 1), [&](Value h) {
-    e.store(e.load(source, {row, h}), out, {r, h});
+  e.parallelFor(c0, e.dim(out, 0), c1, [&](Value r) {
+    Value row = e.clampedTokenRow(e.load(tokens, r), lastRow);
+    e.loop(c0, e.dim(out, 1), [&](Value h) {
+      e.store(e.load(source, {row, h}), out, {r, h});
+    });
   });
 }
 
@@ -163,82 +160,82 @@ void emitDequantizeRows(ImplicitLocOpBuilder &b, const QuantizedProjection &p,
   int64_t block = quant.getBlockSize() ? quant.getBlockSize() : depth;
   int64_t numBlocks = (depth + block - 1) / block;
   Value c0 = e.index(0), c1 = e.index(1), c2 = e.index(2);
-  auto loop = scf::ParallelOp::create(b, ValueRange{c0}, ValueRange{rows},
-                                      ValueRange{c1});
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPoint(loop.getBody()->getTerminator());
-  Value r = loop.getInductionVars()[0];
-  Value n = e.addi(n0, r);
-  // Bytes are unpacked `chunk` at a time as vectors (a 4-bit block of 16
-  // is 8 bytes), the rest of a block one by one. A block is whole bytes:
-  // blocks are even-sized and a 4-bit K is even.
-  int64_t pack = quant.getPackFactor();
-  int64_t blockBytes = block / pack;
-  int64_t chunk = std::min<int64_t>(16, blockBytes);
-  Type storage = cast<MemRefType>(p.weights.getType()).getElementType();
-  auto i32Vec = VectorType::get({chunk}, b.getI32Type());
-  auto floatVec = VectorType::get({chunk}, ct);
-  auto splatI32 = [&](int64_t v) -> Value {
-    return arith::ConstantOp::create(
-        b, i32Vec, DenseElementsAttr::get(i32Vec, b.getI32IntegerAttr(v)));
-  };
-  Value i15 = arith::ConstantIntOp::create(b, b.getI32Type(), 15);
-  Value i4 = arith::ConstantIntOp::create(b, b.getI32Type(), 4);
-  Value cPack = e.index(pack);
-  e.loop(c0, e.index(numBlocks), [&](Value blk) {
-    Value scale = loadScale(e, p, quant, x, n, blk, ct);
-    Value zp = loadZeroPoint(e, p, quant, x, n, blk, ct);
-    // (q - zp) * scale, for scalars and (with broadcast zp/scale) vectors.
-    Value zpVec = vector::BroadcastOp::create(b, floatVec, zp);
-    Value scaleVec = vector::BroadcastOp::create(b, floatVec, scale);
-    auto dequant = [&](Value q) {
-      bool vec = isa<VectorType>(q.getType());
-      Value f = arith::UIToFPOp::create(b, vec ? Type(floatVec) : ct, q);
-      return e.mulf(e.subf(f, vec ? zpVec : zp), vec ? scaleVec : scale);
+  e.parallelFor(c0, rows, c1, [&](Value r) {
+    Value n = e.addi(n0, r);
+    // Bytes are unpacked `chunk` at a time as vectors (a 4-bit block of 16
+    // is 8 bytes), the rest of a block one by one. A block is whole bytes:
+    // blocks are even-sized and a 4-bit K is even.
+    int64_t pack = quant.getPackFactor();
+    int64_t blockBytes = block / pack;
+    int64_t chunk = std::min<int64_t>(16, blockBytes);
+    Type storage = cast<MemRefType>(p.weights.getType()).getElementType();
+    auto i32Vec = VectorType::get({chunk}, b.getI32Type());
+    auto floatVec = VectorType::get({chunk}, ct);
+    auto splatI32 = [&](int64_t v) -> Value {
+      return arith::ConstantOp::create(
+          b, i32Vec, DenseElementsAttr::get(i32Vec, b.getI32IntegerAttr(v)));
     };
-    Value firstByte = e.muli(blk, e.index(blockBytes));
-    Value blockEnd = e.addi(firstByte, e.index(blockBytes));
-    Value lastByte = arith::MinUIOp::create(b, blockEnd, e.index(depth / pack));
-    Value cChunk = e.index(chunk);
-    Value vecEnd = e.addi(
-        firstByte,
-        e.muli(arith::DivUIOp::create(b, e.subi(lastByte, firstByte), cChunk),
-               cChunk));
-    e.loop(
-        firstByte, vecEnd,
-        [&](Value j) {
-          Value raw =
-              vector::LoadOp::create(b, VectorType::get({chunk}, storage),
-                                     p.weights, ValueRange{x, n, j});
-          raw = UnrealizedConversionCastOp::create(
-                    b, VectorType::get({chunk}, b.getI8Type()), raw)
-                    .getResult(0);
-          Value codes = arith::ExtUIOp::create(b, i32Vec, raw);
-          if (bits == 8) {
-            vector::StoreOp::create(b, dequant(codes), panel, ValueRange{r, j});
-            return;
-          }
-          // Low nibbles are the even columns, high nibbles the odd ones.
-          Value lo = arith::AndIOp::create(b, codes, splatI32(15));
-          Value hi = arith::ShRUIOp::create(b, codes, splatI32(4));
-          Value even = dequant(lo);
-          Value odd = dequant(hi);
-          Value both = vector::InterleaveOp::create(b, even, odd);
-          vector::StoreOp::create(b, both, panel, ValueRange{r, e.muli(j, c2)});
-        },
-        cChunk);
-    e.loop(vecEnd, lastByte, [&](Value j) {
-      Value byte = loadByte(e, p.weights, {x, n, j});
-      if (bits == 8) {
-        e.store(dequant(byte), panel, {r, j});
-        return;
-      }
-      Value c = e.muli(j, cPack);
-      Value even = dequant(arith::AndIOp::create(b, byte, i15));
-      e.store(even, panel, {r, c});
-      Value odd = dequant(arith::ShRUIOp::create(b, byte, i4));
-      Value next = e.addi(c, c1);
-      e.store(odd, panel, {r, next});
+    Value i15 = arith::ConstantIntOp::create(b, b.getI32Type(), 15);
+    Value i4 = arith::ConstantIntOp::create(b, b.getI32Type(), 4);
+    Value cPack = e.index(pack);
+    e.loop(c0, e.index(numBlocks), [&](Value blk) {
+      Value scale = loadScale(e, p, quant, x, n, blk, ct);
+      Value zp = loadZeroPoint(e, p, quant, x, n, blk, ct);
+      // (q - zp) * scale, for scalars and (with broadcast zp/scale) vectors.
+      Value zpVec = vector::BroadcastOp::create(b, floatVec, zp);
+      Value scaleVec = vector::BroadcastOp::create(b, floatVec, scale);
+      auto dequant = [&](Value q) {
+        bool vec = isa<VectorType>(q.getType());
+        Value f = arith::UIToFPOp::create(b, vec ? Type(floatVec) : ct, q);
+        return e.mulf(e.subf(f, vec ? zpVec : zp), vec ? scaleVec : scale);
+      };
+      Value firstByte = e.muli(blk, e.index(blockBytes));
+      Value blockEnd = e.addi(firstByte, e.index(blockBytes));
+      Value lastByte =
+          arith::MinUIOp::create(b, blockEnd, e.index(depth / pack));
+      Value cChunk = e.index(chunk);
+      Value vecEnd = e.addi(
+          firstByte,
+          e.muli(arith::DivUIOp::create(b, e.subi(lastByte, firstByte), cChunk),
+                 cChunk));
+      e.loop(
+          firstByte, vecEnd,
+          [&](Value j) {
+            Value raw =
+                vector::LoadOp::create(b, VectorType::get({chunk}, storage),
+                                       p.weights, ValueRange{x, n, j});
+            raw = UnrealizedConversionCastOp::create(
+                      b, VectorType::get({chunk}, b.getI8Type()), raw)
+                      .getResult(0);
+            Value codes = arith::ExtUIOp::create(b, i32Vec, raw);
+            if (bits == 8) {
+              vector::StoreOp::create(b, dequant(codes), panel,
+                                      ValueRange{r, j});
+              return;
+            }
+            // Low nibbles are the even columns, high nibbles the odd ones.
+            Value lo = arith::AndIOp::create(b, codes, splatI32(15));
+            Value hi = arith::ShRUIOp::create(b, codes, splatI32(4));
+            Value even = dequant(lo);
+            Value odd = dequant(hi);
+            Value both = vector::InterleaveOp::create(b, even, odd);
+            vector::StoreOp::create(b, both, panel,
+                                    ValueRange{r, e.muli(j, c2)});
+          },
+          cChunk);
+      e.loop(vecEnd, lastByte, [&](Value j) {
+        Value byte = loadByte(e, p.weights, {x, n, j});
+        if (bits == 8) {
+          e.store(dequant(byte), panel, {r, j});
+          return;
+        }
+        Value c = e.muli(j, cPack);
+        Value even = dequant(arith::AndIOp::create(b, byte, i15));
+        e.store(even, panel, {r, c});
+        Value odd = dequant(arith::ShRUIOp::create(b, byte, i4));
+        Value next = e.addi(c, c1);
+        e.store(odd, panel, {r, next});
+      });
     });
   });
 }
@@ -440,36 +437,34 @@ void emitQuantizedMatvec(ImplicitLocOpBuilder &b, Value staged,
   Value tileRows = e.index(kDecodeTileRows);
   Value numTiles =
       arith::CeilDivUIOp::create(b, e.subi(nEnd, nBegin), tileRows);
-  auto loop = scf::ParallelOp::create(b, ValueRange{c0}, ValueRange{numTiles},
-                                      ValueRange{c1});
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPoint(loop.getBody()->getTerminator());
-  Value n0 = e.addi(nBegin, e.muli(loop.getInductionVars()[0], tileRows));
-  Value n1 = arith::MinUIOp::create(b, e.addi(n0, tileRows), nEnd);
-  e.loop(n0, n1, [&](Value n) {
-    e.loop(
-        c0, numRows,
-        [&](Value m0) {
-          // The accumulators are registers, so their number is static: one
-          // case per group size, the default being a whole group.
-          Value group = arith::MinUIOp::create(b, e.index(kDecodeRowGroup),
-                                               e.subi(numRows, m0));
-          SmallVector<int64_t> sizes;
-          for (int64_t g = 1; g < kDecodeRowGroup; ++g)
-            sizes.push_back(g);
-          auto sw = scf::IndexSwitchOp::create(b, TypeRange{}, group, sizes,
-                                               sizes.size());
-          auto emitCase = [&](Region &region, int64_t g) {
-            OpBuilder::InsertionGuard caseGuard(b);
-            b.setInsertionPointToStart(&region.emplaceBlock());
-            emitRow(n, m0, g);
-            scf::YieldOp::create(b);
-          };
-          for (auto [region, g] : llvm::zip(sw.getCaseRegions(), sizes))
-            emitCase(region, g);
-          emitCase(sw.getDefaultRegion(), kDecodeRowGroup);
-        },
-        e.index(kDecodeRowGroup));
+  e.parallelFor(c0, numTiles, c1, [&](Value tile) {
+    Value n0 = e.addi(nBegin, e.muli(tile, tileRows));
+    Value n1 = arith::MinUIOp::create(b, e.addi(n0, tileRows), nEnd);
+    e.loop(n0, n1, [&](Value n) {
+      e.loop(
+          c0, numRows,
+          [&](Value m0) {
+            // The accumulators are registers, so their number is static: one
+            // case per group size, the default being a whole group.
+            Value group = arith::MinUIOp::create(b, e.index(kDecodeRowGroup),
+                                                 e.subi(numRows, m0));
+            SmallVector<int64_t> sizes;
+            for (int64_t g = 1; g < kDecodeRowGroup; ++g)
+              sizes.push_back(g);
+            auto sw = scf::IndexSwitchOp::create(b, TypeRange{}, group, sizes,
+                                                 sizes.size());
+            auto emitCase = [&](Region &region, int64_t g) {
+              OpBuilder::InsertionGuard caseGuard(b);
+              b.setInsertionPointToStart(&region.emplaceBlock());
+              emitRow(n, m0, g);
+              scf::YieldOp::create(b);
+            };
+            for (auto [region, g] : llvm::zip(sw.getCaseRegions(), sizes))
+              emitCase(region, g);
+            emitCase(sw.getDefaultRegion(), kDecodeRowGroup);
+          },
+          e.index(kDecodeRowGroup));
+    });
   });
 }
 
@@ -488,40 +483,37 @@ void mlir::moe::emitStageRows(ImplicitLocOpBuilder &b, Value a, QuantAttr quant,
   int64_t lanes = decodeLanes(block);
   int64_t part = lanes / quant.getPackFactor();
   Value c0 = e.index(0), c1 = e.index(1);
-  auto loop = scf::ParallelOp::create(b, ValueRange{c0},
-                                      ValueRange{e.dim(a, 0)}, ValueRange{c1});
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPoint(loop.getBody()->getTerminator());
-  Value m = loop.getInductionVars()[0];
-  // All columns as they are, then for 4-bit each vector step's columns
-  // again, deinterleaved.
-  e.loop(c0, e.index(depth), [&](Value k) {
-    e.store(e.castFloat(e.load(a, {m, k}), ct), staged, {m, k});
-  });
-  if (quant.getBits() != 4)
-    return;
-  auto deinterleave = [&](Value k) {
-    Value v = vector::LoadOp::create(b, VectorType::get({lanes}, actType), a,
-                                     ValueRange{m, k});
-    if (actType != ct)
-      v = arith::ExtFOp::create(b, VectorType::get({lanes}, ct), v);
-    auto halves = vector::DeinterleaveOp::create(b, v);
-    vector::StoreOp::create(b, halves.getRes1(), staged, ValueRange{m, k});
-    vector::StoreOp::create(b, halves.getRes2(), staged,
-                            ValueRange{m, e.addi(k, e.index(part))});
-  };
-  // Blocks [first, first + count) of `cols` columns each.
-  auto forEachStep = [&](int64_t first, int64_t count, int64_t cols) {
-    e.loop(e.index(first), e.index(first + count), [&](Value blk) {
-      Value k0 = e.muli(blk, e.index(block));
-      e.loop(
-          c0, e.index(cols / lanes * lanes),
-          [&](Value j) { deinterleave(e.addi(k0, j)); }, e.index(lanes));
+  e.parallelFor(c0, e.dim(a, 0), c1, [&](Value m) {
+    // All columns as they are, then for 4-bit each vector step's columns
+    // again, deinterleaved.
+    e.loop(c0, e.index(depth), [&](Value k) {
+      e.store(e.castFloat(e.load(a, {m, k}), ct), staged, {m, k});
     });
-  };
-  forEachStep(0, depth / block, block);
-  if (depth % block)
-    forEachStep(depth / block, 1, depth % block);
+    if (quant.getBits() != 4)
+      return;
+    auto deinterleave = [&](Value k) {
+      Value v = vector::LoadOp::create(b, VectorType::get({lanes}, actType), a,
+                                       ValueRange{m, k});
+      if (actType != ct)
+        v = arith::ExtFOp::create(b, VectorType::get({lanes}, ct), v);
+      auto halves = vector::DeinterleaveOp::create(b, v);
+      vector::StoreOp::create(b, halves.getRes1(), staged, ValueRange{m, k});
+      vector::StoreOp::create(b, halves.getRes2(), staged,
+                              ValueRange{m, e.addi(k, e.index(part))});
+    };
+    // Blocks [first, first + count) of `cols` columns each.
+    auto forEachStep = [&](int64_t first, int64_t count, int64_t cols) {
+      e.loop(e.index(first), e.index(first + count), [&](Value blk) {
+        Value k0 = e.muli(blk, e.index(block));
+        e.loop(
+            c0, e.index(cols / lanes * lanes),
+            [&](Value j) { deinterleave(e.addi(k0, j)); }, e.index(lanes));
+      });
+    };
+    forEachStep(0, depth / block, block);
+    if (depth % block)
+      forEachStep(depth / block, 1, depth % block);
+  });
 }
 
 void mlir::moe::emitQuantizedPanel(ImplicitLocOpBuilder &b, Value a,
