@@ -38,8 +38,9 @@ using namespace mlir::bufferization;
 
 namespace {
 
-/// Tokens per block of a fused route: four of -moe-vectorize-contractions'
-/// default 3-row register blocks, and parallel work from T = 24 on.
+/// Tokens per block of moe.route's parallel loop: with the router fused,
+/// four of -moe-vectorize-contractions' default 3-row register blocks of
+/// the logits; parallel work from T = 24 on.
 constexpr int64_t kRouteBlockTokens = 12;
 
 /// Allocates an identity-layout buffer for a result of tensor type `type`,
@@ -205,12 +206,19 @@ struct RouteOpInterface : StageOpInterface<RouteOpInterface, RouteOp> {
     return success();
   }
 
-  /// Routes every token of `logits` in turn, with one scratch.
+  /// Routes the tokens of `logits` in parallel blocks of kRouteBlockTokens,
+  /// each block in turn with a scratch of its own.
   static void emitRoute(KernelEmitter &e, RouteOp route, Value logits,
                         Value tokens, Value bias, Value weights, Value ids) {
-    RouteScratch scratch = RouteScratch::allocate(e, route);
-    e.loop(e.index(0), tokens, [&](Value t) {
-      emitRouteToken(e, route, logits, bias, weights, ids, t, scratch);
+    ImplicitLocOpBuilder &b = e.builder();
+    Value cBlock = e.index(kRouteBlockTokens);
+    e.parallelFor(e.index(0), tokens, cBlock, [&](Value t0) {
+      Value end = arith::MinUIOp::create(b, e.addi(t0, cBlock), tokens);
+      // On the heap: see RouteScratch::allocate.
+      RouteScratch scratch = RouteScratch::allocate(e, route, /*onHeap=*/true);
+      e.loop(t0, end, [&](Value t) {
+        emitRouteToken(e, route, logits, bias, weights, ids, t, scratch);
+      });
     });
   }
 

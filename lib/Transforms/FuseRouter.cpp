@@ -2,10 +2,9 @@
 //
 // Models compute router logits with a MatMul of the tokens by a router
 // weight and hand them to the MoE block. Unfused, the [T, E] logits are
-// written by one worker-pool dispatch and read back by the routing, which
-// runs serially over the tokens. Given the weight, the route computes each
-// block of tokens' logits itself and routes them while they are in cache,
-// on all workers.
+// written by one worker-pool dispatch and read back by the routing in
+// another. Given the weight, the route computes each block of tokens'
+// logits itself and routes them while they are in cache, in one.
 //
 //===----------------------------------------------------------------------===//
 

@@ -1,13 +1,19 @@
 // RUN: moe-opt %s --split-input-file --one-shot-bufferize="bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map" | FileCheck %s
 
-// Routing becomes a loop over tokens writing freshly allocated [T, k]
-// weights and ids; softmax scores use exp, selection is an argmax loop.
+// Routing becomes a parallel loop over blocks of 12 tokens, each routed in
+// turn with a scratch of its own, writing freshly allocated [T, k] weights
+// and ids; softmax scores use exp, selection is an argmax loop.
 // CHECK-LABEL: func @route
 // CHECK-SAME:  (%[[L:.*]]: memref<?x8xf32>)
 // CHECK:       %[[T:.*]] = memref.dim %[[L]], %{{.*}} : memref<?x8xf32>
 // CHECK-DAG:   %[[W:.*]] = memref.alloc(%[[T]]) {{.*}} : memref<?x2xf32>
 // CHECK-DAG:   %[[IDS:.*]] = memref.alloc(%[[T]]) {{.*}} : memref<?x2xi32>
-// CHECK:       scf.for %{{.*}} = %{{.*}} to %[[T]]
+// CHECK-DAG:   %[[C12:.*]] = arith.constant 12 : index
+// CHECK:       scf.parallel (%[[T0:.*]]) = (%{{.*}}) to (%[[T]]) step (%[[C12]])
+// CHECK:         %[[NEXT:.*]] = arith.addi %[[T0]], %[[C12]]
+// CHECK:         %[[END:.*]] = arith.minui %[[NEXT]], %[[T]]
+// CHECK:         memref.alloc() : memref<8xf32>
+// CHECK:         scf.for %{{.*}} = %[[T0]] to %[[END]]
 // CHECK:         math.exp
 // CHECK:         arith.cmpf ogt
 // CHECK:       return %[[W]], %[[IDS]]

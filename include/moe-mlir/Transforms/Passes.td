@@ -80,9 +80,8 @@ def MoEFuseRouter : Pass<"moe-fuse-router"> {
     The fused route lowers (CPU) to one parallel loop over blocks of 12
     tokens, each computing its `[12, E]` logits with the GEMM kernel into a
     scratch of its own and routing them while they are in L1: the `[T, E]`
-    logits are never written out and read back, the router's MatMul and the
-    routing are one worker-pool dispatch instead of two, and the routing,
-    serial over the tokens unfused, runs on all workers. The cuda target
+    logits are never written out and read back, and the router's MatMul and
+    the routing are one worker-pool dispatch instead of two. The cuda target
     takes the unfused form.
   }];
   let dependentDialects = ["::mlir::tensor::TensorDialect"];
