@@ -1,5 +1,5 @@
-// Times ONNX Runtime (com.microsoft.QMoE or MoE, onnxruntime-node, CPU) on a model
-// written by bench.py: one graph input `x` [T, H] (the router MatMul is in
+// Times ONNX Runtime (com.microsoft.QMoE or MoE, onnxruntime-node, CPU) on
+// a model written by bench.py: one graph input `x` [T, H] (the router MatMul is in
 // the graph), rotating among R token sets so that consecutive runs route to
 // different experts.
 //

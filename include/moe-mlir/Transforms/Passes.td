@@ -12,7 +12,8 @@ def MoEDecomposeLayer : Pass<"moe-decompose-layer"> {
     be fused and lowered on its own:
 
     ```
-    moe.route    logits [+ score_bias]         -> weights, ids
+    moe.route    logits, or tokens and
+                 router_weight [+ score_bias]  -> weights, ids
     moe.dispatch input, ids                    -> rows, offsets, row_tokens,
                                                   slot_rows
     moe.expert   rows, offsets, fc1/fc2/fc3    -> expert output
