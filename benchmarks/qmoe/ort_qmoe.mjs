@@ -1,7 +1,7 @@
 // Times ONNX Runtime (com.microsoft.QMoE or MoE, onnxruntime-node, CPU) on
-// a model written by bench.py: one graph input `x` [T, H] (the router MatMul is in
-// the graph), rotating among R token sets so that consecutive runs route to
-// different experts.
+// a model written by bench.py: one graph input `x` [T, H] (the router MatMul
+// is in the graph), rotating among R token sets so that consecutive runs
+// route to different experts.
 //
 // Usage:
 //   node ort_qmoe.mjs MODEL_DIR bench --tokens=1,16 [--runs=N]
