@@ -43,6 +43,10 @@ EP_CASES = [
          activation="gelu_tanh"),
     dict(name="balanced_t257", tokens=257, E=8, k=2, H=40, I=24,
          overlap=[None, 3, 4]),
+    # The router's MatMul in the route (moe.layer router_weight): each rank
+    # routes its own tokens' rows; overlap chunks slice the tokens.
+    dict(name="balanced_router_weight", router="weight", tokens=100, E=8,
+         k=2, H=72, I=40, overlap=[None, 3]),
 
     # ---- every token's k best experts on one rank -----------------------------
     dict(name="one_rank_first_k1", tokens=64, E=8, k=1, H=40, I=24,

@@ -311,9 +311,17 @@ def check_manifest(so_path, P, E):
 # ----------------------------------------------------------------------------
 
 def route_logits(directory, meta, ep, layer, ranks):
-    """Applies the case's `route` to the logits file; returns the logits."""
+    """Applies the case's `route` to the logits file; returns the logits
+    (computed from the tokens for a layer given its router weight)."""
     import numpy as np
     path = os.path.join(directory, meta["inputs"][1])
+    if layer["router"] == "weight":
+        if ep["route"] != "random":
+            sys.exit("run_ep_case.py: %s: a router weight gives 'random' "
+                     "routing only" % layer["name"])
+        x = np.load(os.path.join(directory, meta["inputs"][0]))
+        x = x.reshape(-1, x.shape[-1]).astype(np.float64)
+        return (x @ np.load(path).astype(np.float64).T).astype(np.float32)
     logits = np.load(path)
     E, k = layer["E"], layer["k"]
     if ep["route"] != "random":
