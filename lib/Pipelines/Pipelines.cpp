@@ -188,6 +188,7 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   gemm.vectorBits = options.vectorBits;
   gemm.bf16Dot = options.bf16Dot;
   gemm.packMinRows = options.gemmPackMinRows;
+  gemm.expertPackMinRows = options.expertPackMinRows;
   pm.addPass(createMoEVectorizeContractions(gemm));
   // Copies out of slices would otherwise need MLIR's runner utilities.
   pm.addPass(createMoELowerStridedCopies());

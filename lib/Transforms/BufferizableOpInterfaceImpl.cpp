@@ -860,14 +860,16 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
       emitInitRows(b, c,
                    bias ? sliceRange(b, sliceLeading(b, bias, x), first, count)
                         : Value());
-      if (quant)
+      if (quant) {
         emitQuantizedPanel(b, in, stagedIn, projections[which], quant, x, first,
                            count, depth, c);
-      else if (inTokens)
-        emitGatheredMatmulTransposedB(b, in, inTokens,
-                                      weightRows(which, x, first, count), c);
-      else
-        emitMatmulTransposedB(b, in, weightRows(which, x, first, count), c);
+        return c;
+      }
+      Value weight = weightRows(which, x, first, count);
+      linalg::GenericOp gemm =
+          inTokens ? emitGatheredMatmulTransposedB(b, in, inTokens, weight, c)
+                   : emitMatmulTransposedB(b, in, weight, c);
+      gemm->setAttr(kExpertGemmAttrName, b.getUnitAttr());
       return c;
     };
     Value stagedRows = stage(rows, hiddenSize);

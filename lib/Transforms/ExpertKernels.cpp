@@ -22,7 +22,7 @@ using namespace mlir::moe;
 /// `c[m, n] (+)= sum_k A(m, k) * w[n, k]` as a linalg.generic whose first
 /// operand is `aOperand`, indexed by `aIndex` (of the loops m, n, k), and
 /// whose body gets A's element from that operand's with `elementOfA`.
-static void emitTransposedBContraction(
+static linalg::GenericOp emitTransposedBContraction(
     ImplicitLocOpBuilder &b, Value aOperand,
     function_ref<SmallVector<AffineExpr>(AffineExpr m, AffineExpr k)> aIndex,
     Value w, Value c,
@@ -37,7 +37,7 @@ static void emitTransposedBContraction(
                                                 utils::IteratorType::parallel,
                                                 utils::IteratorType::reduction};
   Type accType = cast<MemRefType>(c.getType()).getElementType();
-  linalg::GenericOp::create(
+  return linalg::GenericOp::create(
       b, ValueRange{aOperand, w}, ValueRange{c}, maps, iterators,
       [&](OpBuilder &nested, Location loc, ValueRange args) {
         ImplicitLocOpBuilder nb(loc, nested);
@@ -48,9 +48,9 @@ static void emitTransposedBContraction(
       });
 }
 
-void mlir::moe::emitMatmulTransposedB(ImplicitLocOpBuilder &b, Value a, Value w,
-                                      Value c) {
-  emitTransposedBContraction(
+linalg::GenericOp mlir::moe::emitMatmulTransposedB(ImplicitLocOpBuilder &b,
+                                                   Value a, Value w, Value c) {
+  return emitTransposedBContraction(
       b, a,
       [](AffineExpr m, AffineExpr k) { return SmallVector<AffineExpr>{m, k}; },
       w, c, [](ImplicitLocOpBuilder &, Value element) { return element; });
@@ -62,11 +62,11 @@ static Value lastRowOf(ImplicitLocOpBuilder &b, Value source) {
   return e.subi(e.dim(source, 0), e.index(1));
 }
 
-void mlir::moe::emitGatheredMatmulTransposedB(ImplicitLocOpBuilder &b,
-                                              Value source, Value tokens,
-                                              Value w, Value c) {
+linalg::GenericOp
+mlir::moe::emitGatheredMatmulTransposedB(ImplicitLocOpBuilder &b, Value source,
+                                         Value tokens, Value w, Value c) {
   Value lastRow = lastRowOf(b, source);
-  emitTransposedBContraction(
+  return emitTransposedBContraction(
       b, tokens,
       [](AffineExpr m, AffineExpr) { return SmallVector<AffineExpr>{m}; }, w,
       c, [&](ImplicitLocOpBuilder &nb, Value token) -> Value {

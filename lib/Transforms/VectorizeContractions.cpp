@@ -31,6 +31,7 @@
 
 #include "moe-mlir/Transforms/Passes.h"
 
+#include "moe-mlir/Transforms/ExpertKernels.h"
 #include "moe-mlir/Transforms/KernelEmitter.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -427,12 +428,18 @@ void forEachRowBlock(ImplicitLocOpBuilder &b, Value begin, Value end,
 struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
   VectorizeTransposedBMatmul(MLIRContext *ctx, int64_t vectorBits,
                              int64_t rowTile, int64_t colTile, bool bf16Dot,
-                             int64_t packMinRows)
+                             int64_t packMinRows, int64_t expertPackMinRows)
       : OpRewritePattern(ctx), vectorBits(vectorBits), rowTile(rowTile),
-        colTile(colTile), bf16Dot(bf16Dot), packMinRows(packMinRows) {}
+        colTile(colTile), bf16Dot(bf16Dot), packMinRows(packMinRows),
+        expertPackMinRows(expertPackMinRows) {}
 
   LogicalResult matchAndRewrite(linalg::GenericOp op,
                                 PatternRewriter &rewriter) const override {
+    // Expert GEMMs (marked by the expert lowering) pack from their own
+    // threshold: a panel of an expert's weight is reused by that expert's
+    // rows only.
+    int64_t minRows =
+        op->hasAttr(kExpertGemmAttrName) ? expertPackMinRows : packMinRows;
     if (FailureOr<GatheredRows> gathered = matchGatheredMatmul(op);
         succeeded(gathered)) {
       // A's rows through the tokens, each looked up once per register
@@ -440,7 +447,7 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
       ImplicitLocOpBuilder b(op.getLoc(), rewriter);
       Value tokens = op.getDpsInputs()[0];
       emitMatmul(b, gathered->source, op.getDpsInputs()[1],
-                 op.getDpsInits()[0], [&](Value m) -> Value {
+                 op.getDpsInits()[0], minRows, [&](Value m) -> Value {
                    KernelEmitter e(b);
                    return e.clampedTokenRow(e.load(tokens, m),
                                             gathered->lastRow);
@@ -479,7 +486,8 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
             emitMatmul(
                 b, collapseRows(b, matrixAt(b, a, indices), form->rowLoops),
                 bMatrixAt(b, w, indices, *form),
-                collapseRows(b, matrixAt(b, c, indices), form->rowLoops));
+                collapseRows(b, matrixAt(b, c, indices), form->rowLoops),
+                minRows);
             return;
           }
           e.loop(e.index(0), e.dim(c, indices.size()), [&](Value i) {
@@ -552,6 +560,7 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
   /// `c += a @ w^T` for rank-2 memrefs; with `rowOf`, row m of the product
   /// reads row `rowOf(m)` of `a`.
   void emitMatmul(ImplicitLocOpBuilder &b, Value a, Value w, Value c,
+                  int64_t packFromRows,
                   function_ref<Value(Value)> rowOf = nullptr) const {
     KernelEmitter e(b);
     auto aRow = [&](Value m) { return rowOf ? rowOf(m) : m; };
@@ -693,7 +702,7 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
     // The packed kernel needs AVX-512's 32 registers, f32 or bf16-pair
     // operands, and whole pairs of k for the dot.
     bool plainF32 = aType.isF32() && wType.isF32() && accType.isF32();
-    bool packable = packMinRows > 0 && lanes == 16 && (plainF32 || dot) &&
+    bool packable = packFromRows > 0 && lanes == 16 && (plainF32 || dot) &&
                     (!dot || (!ShapedType::isDynamic(staticDepth) &&
                               staticDepth % 2 == 0));
     if (!packable) {
@@ -703,7 +712,7 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
     int64_t panelWidth = kPackedVectors * lanes;
     Value packedCols = fullTiles(cols, panelWidth);
     Value enoughRows =
-        e.cmpi(arith::CmpIPredicate::uge, rows, e.index(packMinRows));
+        e.cmpi(arith::CmpIPredicate::uge, rows, e.index(packFromRows));
     e.ifThenElse(
         enoughRows,
         [&] {
@@ -852,7 +861,7 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
 
   int64_t vectorBits, rowTile, colTile;
   bool bf16Dot;
-  int64_t packMinRows;
+  int64_t packMinRows, expertPackMinRows;
 };
 
 struct MoEVectorizeContractionsPass
@@ -863,16 +872,17 @@ struct MoEVectorizeContractionsPass
     // 24 accumulators (3 x 8) plus the row and weight vectors fit the 32
     // AVX-512 registers; measured best of 4x4, 2x8, 3x8, 6x4, 4x6, 2x12
     // on the benchmark shapes.
-    if (rowTile < 1 || colTile < 1 || vectorBits < 32 || packMinRows < 0) {
+    if (rowTile < 1 || colTile < 1 || vectorBits < 32 || packMinRows < 0 ||
+        expertPackMinRows < 0) {
       getOperation()->emitError()
           << "row-tile and col-tile must be at least 1, vector-bits at "
-             "least 32 and pack-min-rows at least 0";
+             "least 32 and pack-min-rows and expert-pack-min-rows at least 0";
       return signalPassFailure();
     }
     RewritePatternSet patterns(&getContext());
     patterns.add<VectorizeTransposedBMatmul>(&getContext(), vectorBits,
                                              rowTile, colTile, bf16Dot,
-                                             packMinRows);
+                                             packMinRows, expertPackMinRows);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }

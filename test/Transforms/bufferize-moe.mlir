@@ -108,6 +108,7 @@ func.func @dispatch_expert_capacity(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>,
 // CHECK:         scf.if
 // CHECK:           memref.subview %{{.*}}[%[[E]], 0, 0] [1, 64, 16] [1, 1, 1]
 // CHECK:           linalg.generic {{.*}} iterator_types = ["parallel", "parallel", "reduction"]
+// CHECK-SAME:        attrs = {moe.expert_gemm}
 // CHECK:           linalg.generic {indexing_maps = [#[[GATE]], #[[LIN]], #{{.*}}]
 // CHECK:             arith.minimumf
 // CHECK:             math.exp
@@ -221,6 +222,7 @@ func.func @expert_swiglu_concatenated(%rows: tensor<?x16xf32>, %offsets: tensor<
 // CHECK:               vector.interleave %{{.*}}, %{{.*}} : vector<16xf32> -> vector<32xf32>
 // CHECK:               vector.store %{{.*}}, %[[PANEL]][
 // CHECK:             linalg.generic {{.*}} ins(%{{.*}}, %[[PANEL]] : {{.*}}) outs(%[[C]] : {{.*}})
+// CHECK-NOT:           moe.expert_gemm
 func.func @expert_int4_block(%rows: tensor<?x64xf32>, %offsets: tensor<5xi32>, %w1: tensor<4x256x32xui8>, %w2: tensor<4x64x64xui8>, %s1: tensor<4x256x2xf32>, %s2: tensor<4x64x4xf32>, %z1: tensor<4x256x1xui8>) -> tensor<?x64xf32> {
   %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 fc1_zero_points %z1 {activation = #moe.activation<swiglu>, quant = #moe.quant<bits = 4, block_size = 32>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x32xui8>, tensor<4x64x64xui8>, tensor<4x256x2xf32>, tensor<4x64x4xf32>, tensor<4x256x1xui8>) -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>

@@ -1,8 +1,9 @@
 // RUN: moe-opt %s --split-input-file --moe-vectorize-contractions="row-tile=2 col-tile=2" | FileCheck %s
 // RUN: moe-opt %s --split-input-file --moe-vectorize-contractions="row-tile=2 col-tile=4 bf16-dot=1" | FileCheck %s --check-prefix=DOT
 // RUN: moe-opt %s --split-input-file --moe-vectorize-contractions="pack-min-rows=32" | FileCheck %s --check-prefix=PACK
+// RUN: moe-opt %s --split-input-file --moe-vectorize-contractions="expert-pack-min-rows=24" | FileCheck %s --check-prefix=EXPERT
 // RUN: not moe-opt %s --split-input-file --moe-vectorize-contractions="row-tile=0" 2>&1 | FileCheck %s --check-prefix=BAD
-// BAD: error: row-tile and col-tile must be at least 1, vector-bits at least 32 and pack-min-rows at least 0
+// BAD: error: row-tile and col-tile must be at least 1, vector-bits at least 32 and pack-min-rows and expert-pack-min-rows at least 0
 
 #a = affine_map<(m, n, k) -> (m, k)>
 #b = affine_map<(m, n, k) -> (n, k)>
@@ -144,6 +145,47 @@ func.func @matmul_plain_panels(%a: memref<?x8xf32>, %b: memref<8x80xf32>, %c: me
 // PACK-NOT:       memref.alloc
 // PACK:       return
 func.func @packed_panels(%a: memref<?x40xf32>, %w: memref<80x40xf32>, %c: memref<?x80xf32>) {
+  linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%a, %w : memref<?x40xf32>, memref<80x40xf32>) outs(%c : memref<?x80xf32>) {
+  ^bb0(%x: f32, %y: f32, %acc: f32):
+    %p = arith.mulf %x, %y : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+// -----
+
+#a = affine_map<(m, n, k) -> (m, k)>
+#b = affine_map<(m, n, k) -> (n, k)>
+#c = affine_map<(m, n, k) -> (m, n)>
+
+// An expert's GEMM (moe.expert_gemm) packs from expert-pack-min-rows rows;
+// other matmuls from pack-min-rows (0 here: never).
+// EXPERT-LABEL: func @expert_packed_panels
+// EXPERT:       %[[ROWS:.*]] = memref.dim %{{.*}}, %c0
+// EXPERT:       %[[ENOUGH:.*]] = arith.cmpi uge, %[[ROWS]], %c24
+// EXPERT:       scf.if %[[ENOUGH]] {
+// EXPERT:         memref.alloc() {alignment = 64 : i64} : memref<48x64xf32>
+// EXPERT:       } else {
+// EXPERT:       return
+// EXPERT-LABEL: func @plain_matmul
+// EXPERT-NOT:   scf.if
+// EXPERT-NOT:   memref.alloc
+// EXPERT:       return
+func.func @expert_packed_panels(%a: memref<?x40xf32>, %w: memref<80x40xf32>, %c: memref<?x80xf32>) {
+  linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%a, %w : memref<?x40xf32>, memref<80x40xf32>) outs(%c : memref<?x80xf32>) attrs = {moe.expert_gemm} {
+  ^bb0(%x: f32, %y: f32, %acc: f32):
+    %p = arith.mulf %x, %y : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+func.func @plain_matmul(%a: memref<?x40xf32>, %w: memref<80x40xf32>, %c: memref<?x80xf32>) {
   linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
       ins(%a, %w : memref<?x40xf32>, memref<80x40xf32>) outs(%c : memref<?x80xf32>) {
   ^bb0(%x: f32, %y: f32, %acc: f32):

@@ -111,9 +111,17 @@ cl::opt<int64_t> gemmColTile("gemm-col-tile",
                              cl::init(8), cl::cat(category));
 cl::opt<int64_t> gemmPackMinRows(
     "gemm-pack-min-rows",
-    cl::desc("Rows from which the GEMMs with AVX-512 pack 64-column panels "
-             "of the weights for the outer-product kernel (default 0: "
-             "never; benchmarks/RESULTS.md has the A/B)"),
+    cl::desc("Rows from which the GEMMs other than the experts' with "
+             "AVX-512 pack 64-column panels of the weights for the "
+             "outer-product kernel (default 0: never; benchmarks/RESULTS.md "
+             "has the A/B)"),
+    cl::init(0), cl::cat(category));
+cl::opt<int64_t> expertPackMinRows(
+    "expert-pack-min-rows",
+    cl::desc("Rows of an expert from which its GEMMs with AVX-512 pack "
+             "64-column panels of the weights for the outer-product kernel "
+             "(default 0: never; 64 gains 1.16x on Mixtral-like layers at "
+             "T = 512, benchmarks/RESULTS.md)"),
     cl::init(0), cl::cat(category));
 cl::opt<bool> fuseAttention(
     "fuse-attention",
@@ -217,6 +225,8 @@ int compile(int argc, char **argv) {
     return fail("--gemm-row-tile and --gemm-col-tile must be at least 1");
   if (gemmPackMinRows < 0)
     return fail("--gemm-pack-min-rows must be at least 0");
+  if (expertPackMinRows < 0)
+    return fail("--expert-pack-min-rows must be at least 0");
   if (target != "cpu" && target != "cuda")
     return fail("target '" + target + "' is not supported (cpu or cuda)");
   bool cuda = target == "cuda";
@@ -378,6 +388,7 @@ int compile(int argc, char **argv) {
                                  : 4;
       pipeline.bf16Dot = moe::targetHasFeature(**machine, "avx512bf16");
       pipeline.gemmPackMinRows = avx512 ? int64_t(gemmPackMinRows) : 0;
+      pipeline.expertPackMinRows = avx512 ? int64_t(expertPackMinRows) : 0;
       pipeline.fuseAttention = fuseAttention;
       pipeline.fuseRouter = fuseRouter;
       pipeline.fuseCombine = fuseCombine;

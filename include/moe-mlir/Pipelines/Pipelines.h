@@ -57,8 +57,15 @@ struct CPUPipelineOptions
       llvm::cl::init(8)};
   PassOptions::Option<int64_t> gemmPackMinRows{
       *this, "gemm-pack-min-rows",
-      llvm::cl::desc("Rows from which the GEMMs pack panels of the weights "
-                     "for the outer-product kernel (0: never)"),
+      llvm::cl::desc("Rows from which the GEMMs other than the experts' "
+                     "pack panels of the weights for the outer-product "
+                     "kernel (0: never)"),
+      llvm::cl::init(0)};
+  PassOptions::Option<int64_t> expertPackMinRows{
+      *this, "expert-pack-min-rows",
+      llvm::cl::desc("Rows of an expert from which its GEMMs pack panels "
+                     "of the weights for the outer-product kernel (0: "
+                     "never)"),
       llvm::cl::init(0)};
   PassOptions::Option<bool> emulateCUDAKernels{
       *this, "emulate-cuda-kernels",

@@ -15,6 +15,7 @@
 
 #include "MoE/IR/MoEOps.h"
 #include "moe-mlir/Transforms/KernelEmitter.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
 
 namespace mlir::moe {
 
@@ -24,17 +25,24 @@ struct QuantizedProjection {
   Value weights, scales, zeroPoints;
 };
 
+/// Marks the contraction of an expert's projection by its float weights:
+/// -moe-vectorize-contractions packs its weight panels from its
+/// `expert-pack-min-rows` rows on.
+constexpr llvm::StringLiteral kExpertGemmAttrName = "moe.expert_gemm";
+
 /// Emits `c[m, n] (+)= sum_k a[m, k] * w[n, k]` as a linalg contraction, with
 /// `w` in the out-major weight layout. `c` is read (accumulated into).
-void emitMatmulTransposedB(ImplicitLocOpBuilder &b, Value a, Value w, Value c);
+linalg::GenericOp emitMatmulTransposedB(ImplicitLocOpBuilder &b, Value a,
+                                        Value w, Value c);
 
 /// Emits the same contraction with row m of A read in place as row
 /// `tokens[m]` of `source` (clamped to its rows): a linalg.generic over
 /// `tokens` and `w` whose body loads from `source`, which
 /// -moe-vectorize-contractions turns into its kernel with A's rows looked up
 /// once per register block.
-void emitGatheredMatmulTransposedB(ImplicitLocOpBuilder &b, Value source,
-                                   Value tokens, Value w, Value c);
+linalg::GenericOp emitGatheredMatmulTransposedB(ImplicitLocOpBuilder &b,
+                                                Value source, Value tokens,
+                                                Value w, Value c);
 
 /// Copies `out[r] = source[tokens[r]]` (tokens clamped to the rows of
 /// `source`) for every row of `out`, in parallel over the rows.

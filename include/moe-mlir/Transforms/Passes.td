@@ -296,7 +296,11 @@ def MoEVectorizeContractions : Pass<"moe-vectorize-contractions"> {
     products of broadcast elements of A with its rows: 24 accumulators, 4
     loads from L1 and no horizontal reduction per step. The columns past the
     last full panel, and matmuls with fewer rows, keep the dot-product
-    kernel.
+    kernel. Contractions marked `moe.expert_gemm` (the expert lowering's
+    projections by float weights, whose panels only the expert's rows
+    reuse) take `expert-pack-min-rows` instead (moe-compile's
+    `--expert-pack-min-rows`, off by default: benchmarks/RESULTS.md has the
+    A/B).
   }];
   let options = [
     Option<"vectorBits", "vector-bits", "int64_t", /*default=*/"512",
@@ -311,6 +315,10 @@ def MoEVectorizeContractions : Pass<"moe-vectorize-contractions"> {
     Option<"packMinRows", "pack-min-rows", "int64_t", /*default=*/"0",
            "Rows of A from which 512-bit kernels pack 64-column panels of "
            "B and accumulate outer products (0: never)">,
+    Option<"expertPackMinRows", "expert-pack-min-rows", "int64_t",
+           /*default=*/"0",
+           "pack-min-rows for the contractions marked moe.expert_gemm (an "
+           "expert's projection by its float weights)">,
   ];
   let dependentDialects = ["::mlir::vector::VectorDialect",
                            "::mlir::x86vector::X86VectorDialect",
