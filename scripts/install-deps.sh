@@ -11,6 +11,8 @@ packages=(
   libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools clang-22 lld-22
   # ONNX import: the onnx protobuf classes and protobuf
   libonnx-dev libprotobuf-dev
+  # the runtime's manifest reader (header-only JSON, with a CMake config)
+  nlohmann-json3-dev
   # unit tests
   libgtest-dev libgmock-dev
   # expert-parallel runs and their tests: mpirun, libmpi (libmoe_runtime_mpi.so)

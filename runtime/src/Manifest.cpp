@@ -3,15 +3,13 @@
 #include "Manifest.h"
 
 #include "Error.h"
-#include "Json.h"
+#include "JsonSupport.h"
 
 #include <algorithm>
 #include <map>
 #include <set>
 
 namespace moe::rt {
-
-using json::Value;
 
 std::vector<std::string> DimSpec::symbols() const {
   std::vector<std::string> all;
@@ -41,37 +39,37 @@ bool isSymbol(const std::string &s) {
   return true;
 }
 
-const Value &member(const Value &obj, const char *key,
+const Json &member(const Json &obj, const char *key,
                     const std::string &where) {
-  const Value *v = obj.get(key);
+  const Json *v = findMember(obj, key);
   if (!v)
     bad(where, std::string("missing \"") + key + "\"");
   return *v;
 }
 
-std::string stringMember(const Value &obj, const char *key,
+std::string stringMember(const Json &obj, const char *key,
                          const std::string &where) {
-  const Value &v = member(obj, key, where);
-  if (!v.isString() || v.asString().empty())
+  const Json &v = member(obj, key, where);
+  if (!v.is_string() || v.get_ref<const std::string &>().empty())
     bad(where, std::string("\"") + key + "\" must be a non-empty string, not " +
-                   (v.isString() ? "empty" : v.kindName()));
-  return v.asString();
+                   (v.is_string() ? "empty" : jsonKindName(v)));
+  return v.get<std::string>();
 }
 
 /// Parses "T", "B*S", "P+S", "2*T-1": a sum of terms, each an optional
 /// integer coefficient times symbols, or a constant.
-DimSpec parseDim(const Value &v, const std::string &where) {
+DimSpec parseDim(const Json &v, const std::string &where) {
   DimSpec d;
-  if (v.isInteger()) {
-    if (v.asInt() < 0)
-      bad(where, "negative size " + std::to_string(v.asInt()));
-    d.size = v.asInt();
+  if (isInt64(v)) {
+    if (v.get<int64_t>() < 0)
+      bad(where, "negative size " + std::to_string(v.get<int64_t>()));
+    d.size = v.get<int64_t>();
     return d;
   }
-  if (!v.isString())
+  if (!v.is_string())
     bad(where, std::string("must be a non-negative integer or a symbol, not ") +
-                   v.kindName());
-  const std::string &s = v.asString();
+                   jsonKindName(v));
+  const std::string &s = v.get_ref<const std::string &>();
   auto invalid = [&](const std::string &why) {
     bad(where, "\"" + s + "\" is not a symbol ([A-Za-z_][A-Za-z0-9_]*), a "
                               "product of symbols (\"B*S\") or a sum of such "
@@ -146,59 +144,60 @@ DimSpec parseDim(const Value &v, const std::string &where) {
   return d;
 }
 
-ArgSpec parseArg(const Value &v, const std::string &where) {
-  if (!v.isObject())
-    bad(where, std::string("must be an object, not ") + v.kindName());
+ArgSpec parseArg(const Json &v, const std::string &where) {
+  if (!v.is_object())
+    bad(where, std::string("must be an object, not ") + jsonKindName(v));
   ArgSpec a;
   a.name = stringMember(v, "name", where);
   std::string w = where + " '" + a.name + "'";
-  const Value &dt = member(v, "dtype", w);
-  if (!dt.isString() || moe_dtype_parse(dt.asString().c_str(), &a.dtype))
+  const Json &dt = member(v, "dtype", w);
+  std::string dtype = dt.is_string() ? dt.get<std::string>() : "";
+  if (!dt.is_string() || moe_dtype_parse(dtype.c_str(), &a.dtype))
     bad(w, "dtype " +
-               (dt.isString() ? "'" + dt.asString() + "'"
-                              : std::string(dt.kindName())) +
+               (dt.is_string() ? "'" + dtype + "'"
+                               : std::string(jsonKindName(dt))) +
                " is not one of f32, f16, bf16, f64, i32, i64, i8, u8, bool");
-  const Value &shape = member(v, "shape", w);
-  if (!shape.isArray())
-    bad(w, std::string("\"shape\" must be an array, not ") + shape.kindName());
-  if (shape.items().size() > MOE_MAX_RANK)
-    bad(w, "rank " + std::to_string(shape.items().size()) +
+  const Json &shape = member(v, "shape", w);
+  if (!shape.is_array())
+    bad(w, std::string("\"shape\" must be an array, not ") +
+               jsonKindName(shape));
+  if (shape.size() > MOE_MAX_RANK)
+    bad(w, "rank " + std::to_string(shape.size()) +
                " exceeds the runtime's maximum of " +
                std::to_string(MOE_MAX_RANK));
-  for (size_t i = 0; i < shape.items().size(); ++i)
+  for (size_t i = 0; i < shape.size(); ++i)
     a.dims.push_back(
-        parseDim(shape.items()[i], w + ": dimension " + std::to_string(i)));
-  if (const Value *split = v.get("split"); split && !split->isNull()) {
-    if (!split->isString() ||
-        (split->asString() != "tokens" && split->asString() != "experts"))
+        parseDim(shape[i], w + ": dimension " + std::to_string(i)));
+  if (const Json *split = findMember(v, "split"); split && !split->is_null()) {
+    std::string how = split->is_string() ? split->get<std::string>() : "";
+    if (how != "tokens" && how != "experts")
       bad(w, "\"split\" must be \"tokens\" or \"experts\", not " +
-                 (split->isString() ? "'" + split->asString() + "'"
-                                    : std::string(split->kindName())));
-    a.split =
-        split->asString() == "tokens" ? MOE_SPLIT_TOKENS : MOE_SPLIT_EXPERTS;
+                 (split->is_string() ? "'" + how + "'"
+                                     : std::string(jsonKindName(*split))));
+    a.split = how == "tokens" ? MOE_SPLIT_TOKENS : MOE_SPLIT_EXPERTS;
     if (a.dims.empty())
       bad(w, "a split tensor needs a dimension 0 to split");
   }
   return a;
 }
 
-int64_t positiveMember(const Value &obj, const char *key,
+int64_t positiveMember(const Json &obj, const char *key,
                        const std::string &where) {
-  const Value &v = member(obj, key, where);
-  if (!v.isInteger() || v.asInt() < 1)
+  const Json &v = member(obj, key, where);
+  if (!isInt64(v) || v.get<int64_t>() < 1)
     bad(where, std::string("\"") + key + "\" must be a positive integer, not " +
-                   (v.isInteger() ? std::to_string(v.asInt())
-                                  : std::string(v.kindName())));
-  return v.asInt();
+                   (isInt64(v) ? std::to_string(v.get<int64_t>())
+                                  : std::string(jsonKindName(v))));
+  return v.get<int64_t>();
 }
 
 // `expert_parallel` and the `split` of every argument
 // (docs/ExpertParallel.md). Checked here so that moe-run and the runtime
 // can rely on Emax = ceil(E / P) and on experts-split shapes.
-void checkExpertParallel(const Value &v, FunctionSpec &f,
+void checkExpertParallel(const Json &v, FunctionSpec &f,
                          const std::string &where) {
-  const Value *ep = v.get("expert_parallel");
-  if (!ep || ep->isNull()) {
+  const Json *ep = findMember(v, "expert_parallel");
+  if (!ep || ep->is_null()) {
     auto noSplit = [&](const std::vector<ArgSpec> &args, const char *what) {
       for (size_t i = 0; i < args.size(); ++i)
         if (args[i].split != MOE_SPLIT_NONE)
@@ -212,8 +211,8 @@ void checkExpertParallel(const Value &v, FunctionSpec &f,
     return;
   }
   std::string w = where + ": expert_parallel";
-  if (!ep->isObject())
-    bad(w, std::string("must be an object, not ") + ep->kindName());
+  if (!ep->is_object())
+    bad(w, std::string("must be an object, not ") + jsonKindName(*ep));
   moe_expert_parallel_info &info = f.expertParallel;
   info.ranks = positiveMember(*ep, "ranks", w);
   info.num_experts = positiveMember(*ep, "num_experts", w);
@@ -247,16 +246,16 @@ void checkExpertParallel(const Value &v, FunctionSpec &f,
   checkArgs(f.outputs, "output");
 }
 
-std::vector<ArgSpec> parseArgs(const Value &fn, const char *key,
+std::vector<ArgSpec> parseArgs(const Json &fn, const char *key,
                                const char *what, const std::string &where) {
-  const Value &list = member(fn, key, where);
-  if (!list.isArray())
+  const Json &list = member(fn, key, where);
+  if (!list.is_array())
     bad(where, std::string("\"") + key + "\" must be an array, not " +
-                   list.kindName());
+                   jsonKindName(list));
   std::vector<ArgSpec> args;
   std::set<std::string> names;
-  for (size_t i = 0; i < list.items().size(); ++i) {
-    args.push_back(parseArg(list.items()[i],
+  for (size_t i = 0; i < list.size(); ++i) {
+    args.push_back(parseArg(list[i],
                             where + ": " + what + " " + std::to_string(i)));
     if (!names.insert(args.back().name).second)
       bad(where, std::string("two ") + what + "s are named '" +
@@ -265,10 +264,10 @@ std::vector<ArgSpec> parseArgs(const Value &fn, const char *key,
   return args;
 }
 
-FunctionSpec parseFunction(const Value &v, size_t index) {
+FunctionSpec parseFunction(const Json &v, size_t index) {
   std::string where = "function " + std::to_string(index);
-  if (!v.isObject())
-    bad(where, std::string("must be an object, not ") + v.kindName());
+  if (!v.is_object())
+    bad(where, std::string("must be an object, not ") + jsonKindName(v));
   FunctionSpec f;
   f.name = stringMember(v, "name", where);
   where += " '" + f.name + "'";
@@ -297,12 +296,12 @@ FunctionSpec parseFunction(const Value &v, size_t index) {
   for (size_t i = 0; i < f.outputs.size(); ++i)
     checkBound(f.outputs[i], "output", i);
 
-  if (const Value *ref = v.get("reference"); ref && !ref->isNull()) {
-    if (!ref->isObject())
+  if (const Json *ref = findMember(v, "reference"); ref && !ref->is_null()) {
+    if (!ref->is_object())
       bad(where, std::string("\"reference\" must be an object, not ") +
-                     ref->kindName());
+                     jsonKindName(*ref));
     f.hasReference = true;
-    f.referenceJson = json::serialize(*ref);
+    f.referenceJson = ref->dump();
   }
   checkExpertParallel(v, f, where);
   return f;
@@ -320,35 +319,35 @@ void ArgSpec::finalize() {
 }
 
 Manifest parseManifest(const std::string &text) {
-  Value root;
+  Json root;
   try {
-    root = json::parse(text);
-  } catch (const json::ParseError &e) {
+    root = parseJson(text);
+  } catch (const JsonError &e) {
     bad("", std::string("invalid JSON: ") + e.what());
   }
-  if (!root.isObject())
-    bad("", std::string("must be a JSON object, not ") + root.kindName());
+  if (!root.is_object())
+    bad("", std::string("must be a JSON object, not ") + jsonKindName(root));
   Manifest m;
-  const Value &format = member(root, "format", "");
-  if (!format.isString())
+  const Json &format = member(root, "format", "");
+  if (!format.is_string())
     bad("", std::string("\"format\" must be a string, not ") +
-                format.kindName());
-  m.format = format.asString();
+                jsonKindName(format));
+  m.format = format.get<std::string>();
   if (m.format != kManifestFormat)
     bad("", "unsupported module format '" + m.format +
                 "' (this runtime reads '" + kManifestFormat + "')");
   m.target = stringMember(root, "target", "");
   if (m.target != "cpu" && m.target != "cuda")
     bad("", "unsupported target '" + m.target + "' (expected 'cpu' or 'cuda')");
-  const Value &fns = member(root, "functions", "");
-  if (!fns.isArray())
+  const Json &fns = member(root, "functions", "");
+  if (!fns.is_array())
     bad("", std::string("\"functions\" must be an array, not ") +
-                fns.kindName());
-  if (fns.items().empty())
+                jsonKindName(fns));
+  if (fns.empty())
     bad("", "the module declares no functions");
   std::set<std::string> names;
-  for (size_t i = 0; i < fns.items().size(); ++i) {
-    m.functions.push_back(parseFunction(fns.items()[i], i));
+  for (size_t i = 0; i < fns.size(); ++i) {
+    m.functions.push_back(parseFunction(fns[i], i));
     if (!names.insert(m.functions.back().name).second)
       bad("", "two functions are named '" + m.functions.back().name + "'");
   }

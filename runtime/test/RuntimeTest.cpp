@@ -321,8 +321,9 @@ TEST(Load, Errors) {
                 "': moe_module_manifest() returned NULL");
   EXPECT_EQ(loadError(fake("moe_fake_bad_json")),
             "INVALID_MODULE: '" + fake("moe_fake_bad_json") +
-                "': manifest: invalid JSON: line 2, column 31: expected a "
-                "string key");
+                "': manifest: invalid JSON: line 2, column 31: syntax error "
+                "while parsing object key - unexpected ','; expected string "
+                "literal");
   EXPECT_EQ(loadError(fake("moe_fake_no_entry")),
             "INVALID_MODULE: '" + fake("moe_fake_no_entry") +
                 "': function 'add': entry symbol 'fake_add_missing' not found "

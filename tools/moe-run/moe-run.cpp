@@ -19,7 +19,7 @@
 #include "moe/runtime.h"
 #include "moe/runtime_nccl.h"
 
-#include "Json.h"
+#include "JsonSupport.h"
 #include "moe-mlir/Reference/Reference.h"
 #include "moe-mlir/Support/Npy.h"
 
@@ -40,7 +40,11 @@
 
 namespace npy = moe::npy;
 namespace ref = moe::reference;
-namespace json = moe::rt::json;
+using moe::rt::findMember;
+using moe::rt::isInt64;
+using moe::rt::Json;
+using moe::rt::jsonKindName;
+using moe::rt::parseJson;
 
 namespace {
 
@@ -573,7 +577,6 @@ void writeOutput(const std::string &path, const moe_arg_info &spec,
 /// the function inputs.
 struct Reference {
   std::map<std::string, size_t> operands;
-  json::Value attributes;
   ref::LayerOptions options;
   /// Set for a quantised layer (weight_bits / block_size attributes).
   std::optional<ref::Quantization> quant;
@@ -588,46 +591,46 @@ struct Reference {
   }
 };
 
-const json::Value *attr(const json::Value &attrs, const char *name) {
-  const json::Value *v = attrs.get(name);
-  return v && !v->isNull() ? v : nullptr;
+const Json *attr(const Json &attrs, const char *name) {
+  const Json *v = findMember(attrs, name);
+  return v && !v->is_null() ? v : nullptr;
 }
 
-int64_t intAttr(const json::Value &attrs, const char *name, int64_t dflt) {
-  const json::Value *v = attr(attrs, name);
+int64_t intAttr(const Json &attrs, const char *name, int64_t dflt) {
+  const Json *v = attr(attrs, name);
   if (!v)
     return dflt;
-  if (!v->isInteger())
+  if (!isInt64(*v))
     fail(std::string("reference attribute '") + name +
-         "' must be an integer, not " + v->kindName());
-  return v->asInt();
+         "' must be an integer, not " + jsonKindName(*v));
+  return v->get<int64_t>();
 }
 
-std::optional<double> numberAttr(const json::Value &attrs, const char *name) {
-  const json::Value *v = attr(attrs, name);
+std::optional<double> numberAttr(const Json &attrs, const char *name) {
+  const Json *v = attr(attrs, name);
   if (!v)
     return std::nullopt;
-  if (!v->isNumber())
+  if (!v->is_number())
     fail(std::string("reference attribute '") + name +
-         "' must be a number, not " + v->kindName());
-  return v->asDouble();
+         "' must be a number, not " + jsonKindName(*v));
+  return v->get<double>();
 }
 
-bool boolAttr(const json::Value &attrs, const char *name) {
-  const json::Value *v = attr(attrs, name);
+bool boolAttr(const Json &attrs, const char *name) {
+  const Json *v = attr(attrs, name);
   if (!v)
     return false;
-  if (!v->isBool())
+  if (!v->is_boolean())
     fail(std::string("reference attribute '") + name +
-         "' must be a boolean, not " + v->kindName());
-  return v->asBool();
+         "' must be a boolean, not " + jsonKindName(*v));
+  return v->get<bool>();
 }
 
 /// Decodes an enum spelled as in the dialect; `what` names it in errors.
 template <typename E>
-E enumValue(const json::Value &v, const std::string &what,
+E enumValue(const Json &v, const std::string &what,
             const std::vector<std::pair<const char *, E>> &cases) {
-  std::string spelled = v.isString() ? v.asString() : "";
+  std::string spelled = v.is_string() ? v.get<std::string>() : "";
   std::string all;
   for (const auto &c : cases) {
     if (spelled == c.first)
@@ -635,14 +638,14 @@ E enumValue(const json::Value &v, const std::string &what,
     all += (all.empty() ? "" : ", ") + std::string(c.first);
   }
   fail(what + " is " +
-       (v.isString() ? "'" + spelled + "'" : std::string(v.kindName())) +
+       (v.is_string() ? "'" + spelled + "'" : std::string(jsonKindName(v))) +
        ", expected one of " + all);
 }
 
 template <typename E>
-E enumAttr(const json::Value &attrs, const char *name, E dflt,
+E enumAttr(const Json &attrs, const char *name, E dflt,
            const std::vector<std::pair<const char *, E>> &cases) {
-  const json::Value *v = attr(attrs, name);
+  const Json *v = attr(attrs, name);
   return v ? enumValue(*v, std::string("reference attribute '") + name + "'",
                        cases)
            : dflt;
@@ -659,17 +662,17 @@ Reference parseReference(const moe_function *fn) {
     fail(std::string("function '") + moe_function_name(fn) +
          "' has no reference section in its manifest; --check needs one");
   Reference r;
-  json::Value root;
+  Json root;
   try {
-    root = json::parse(text);
+    root = parseJson(text);
   } catch (const std::exception &e) {
     fail(std::string("reference section: ") + e.what());
   }
-  const json::Value *op = root.get("op");
-  if (!op || !op->isString())
+  const Json *op = findMember(root, "op");
+  if (!op || !op->is_string())
     fail("reference section: missing \"op\"");
-  if (op->asString() != "layer")
-    fail("reference op '" + op->asString() +
+  if (op->get<std::string>() != "layer")
+    fail("reference op '" + op->get<std::string>() +
          "' is not supported by --check (only 'layer')");
 
   static const std::set<std::string> kKnown = {"input",
@@ -694,18 +697,18 @@ Reference parseReference(const moe_function *fn) {
                                                "fc1_zero_points",
                                                "fc2_zero_points",
                                                "fc3_zero_points"};
-  const json::Value *ops = root.get("operands");
-  if (!ops || !ops->isObject())
+  const Json *ops = findMember(root, "operands");
+  if (!ops || !ops->is_object())
     fail("reference section: \"operands\" must be an object");
   int64_t numInputs = moe_function_input_count(fn);
-  for (const auto &m : ops->members()) {
-    if (!kKnown.count(m.first))
-      fail("reference operand '" + m.first + "' is not a moe.layer operand");
-    if (!m.second.isInteger() || m.second.asInt() < 0 ||
-        m.second.asInt() >= numInputs)
-      fail("reference operand '" + m.first + "' must be an input index in [0, " +
+  for (const auto &[name, index] : ops->items()) {
+    if (!kKnown.count(name))
+      fail("reference operand '" + name + "' is not a moe.layer operand");
+    if (!isInt64(index) || index.get<int64_t>() < 0 ||
+        index.get<int64_t>() >= numInputs)
+      fail("reference operand '" + name + "' must be an input index in [0, " +
            std::to_string(numInputs) + ")");
-    r.operands[m.first] = static_cast<size_t>(m.second.asInt());
+    r.operands[name] = static_cast<size_t>(index.get<int64_t>());
   }
   for (const char *required : {"input", "fc1", "fc2"})
     if (!r.operand(required))
@@ -715,11 +718,8 @@ Reference parseReference(const moe_function *fn) {
     fail("reference section needs exactly one of the 'logits' and "
          "'router_weight' operands");
 
-  const json::Value *attrs = root.get("attributes");
-  r.attributes = attrs && attrs->isObject()
-                     ? *attrs
-                     : json::Value::makeObject({});
-  const json::Value &a = r.attributes;
+  const Json *attrs = findMember(root, "attributes");
+  const Json a = attrs && attrs->is_object() ? *attrs : Json::object();
   // Defaults are the dialect's (MoEOps.td) for absent attributes.
   ref::RouteOptions &ro = r.options.route;
   ro.k = intAttr(a, "k", 1);
@@ -729,10 +729,10 @@ Reference parseReference(const moe_function *fn) {
        {"sigmoid", ref::Scoring::Sigmoid},
        {"softmax_topk", ref::Scoring::SoftmaxTopK},
        {"sparse_mixer", ref::Scoring::SparseMixer}});
-  if (const json::Value *n = attr(a, "normalize")) {
-    if (!n->isBool())
+  if (const Json *n = attr(a, "normalize")) {
+    if (!n->is_boolean())
       fail("reference attribute 'normalize' must be a boolean");
-    ro.normalize = n->asBool();
+    ro.normalize = n->get<bool>();
   }
   ro.numGroups = intAttr(a, "num_groups", 1);
   ro.topGroups = intAttr(a, "top_groups", 1);
@@ -771,12 +771,12 @@ Reference parseReference(const moe_function *fn) {
     q.blockSize = intAttr(a, "block_size", 0);
     r.quant = q;
   }
-  if (const json::Value *z = attr(a, "zero_experts")) {
-    if (!z->isArray())
+  if (const Json *z = attr(a, "zero_experts")) {
+    if (!z->is_array())
       fail("reference attribute 'zero_experts' must be an array");
-    for (size_t i = 0; i < z->items().size(); ++i)
+    for (size_t i = 0; i < z->size(); ++i)
       r.options.zeroExperts.push_back(enumValue(
-          z->items()[i],
+          (*z)[i],
           "reference attribute 'zero_experts' entry " + std::to_string(i),
           kZeroKinds));
   }
