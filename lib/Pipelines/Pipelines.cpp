@@ -37,6 +37,7 @@ struct TensorLevelOptions {
   bool fuseRouter = false;
   bool fuseCombine = false;
   bool fuseGather = false;
+  bool int8Activations = false;
 };
 
 /// The tensor-level start every target shares: the manifest, the layer
@@ -100,6 +101,9 @@ void addTensorLevelPasses(OpPassManager &pm, const TensorLevelOptions &o) {
   }
   if (o.fuseGather)
     pm.addPass(moe::createMoEFuseGather());
+  // Last: the fusions rebuild moe.expert, and its discardable mark with it.
+  if (o.int8Activations)
+    pm.addPass(moe::createMoEInt8Activations());
   pm.addNestedPass<func::FuncOp>(moe::createMoECopyRepeatedResults());
 }
 
@@ -161,6 +165,7 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
     tensorLevel.fuseRouter = options.fuseRouter;
     tensorLevel.fuseCombine = options.fuseCombine;
     tensorLevel.fuseGather = options.fuseGather;
+    tensorLevel.int8Activations = options.int8Activations;
   }
   addTensorLevelPasses(pm, tensorLevel);
   if (options.emulateCUDAKernels) {
@@ -175,6 +180,9 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   addBufferizationPasses(pm);
   bufferization::BufferDeallocationPipelineOptions dealloc;
   bufferization::buildBufferDeallocationPipeline(pm, dealloc);
+  // After deallocation, which takes no intrinsic calls.
+  if (options.vnniDot)
+    pm.addPass(createMoEX86VnniDot());
   // Expert-parallel modules ask the runtime for their rank.
   pm.addPass(createConvertShardToMoERuntime());
   // The attention tiles' scf.forall: a parallel loop like the others.

@@ -26,6 +26,7 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Shard/IR/ShardOps.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/AffineMap.h"
 #include "mlir/IR/DialectRegistry.h"
@@ -813,13 +814,59 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
     // The decode kernel of quantised experts reads each projection's input
     // rows staged (converted, 4-bit columns deinterleaved): all rows at
     // once before each of the two loops, rather than per panel.
-    bool staging = quant && decodeNeedsStaging(quant, rowType, ct);
+    // Experts marked by -moe-int8-activations quantise each projection's
+    // input rows to int8 instead, where the int8 kernel takes the
+    // projection's layout (fc1's and fc3's depth H, fc2's I).
+    bool int8Activations = quant && ct.isF32() &&
+                           expert->hasAttr(kInt8ActivationsAttrName);
+    auto int8Layout = [&](Value zeroPoints,
+                          int64_t depth) -> std::optional<Int8Layout> {
+      if (!int8Activations)
+        return std::nullopt;
+      return getInt8Layout(quant, bool(zeroPoints), depth);
+    };
+    std::optional<Int8Layout> fc1Int8 =
+        int8Layout(projections[0].zeroPoints, hiddenSize);
+    if (fc3 && !int8Layout(projections[2].zeroPoints, hiddenSize))
+      fc1Int8.reset();
+    std::optional<Int8Layout> fc2Int8 =
+        int8Layout(projections[1].zeroPoints, inter);
+    auto stageInt8 = [&](Value in, const std::optional<Int8Layout> &layout,
+                         int64_t depth) -> FailureOr<std::optional<Int8Rows>> {
+      if (!layout)
+        return std::optional<Int8Rows>();
+      auto buffer = [&](int64_t cols, Type type) {
+        return options.createAlloc(
+            b, b.getLoc(), MemRefType::get({ShapedType::kDynamic, cols}, type),
+            {numRows});
+      };
+      FailureOr<Value> codes = buffer(depth, b.getI8Type());
+      FailureOr<Value> scales = buffer(layout->blocks, b.getF32Type());
+      FailureOr<Value> corrections =
+          buffer(layout->units * 16, b.getI32Type());
+      if (failed(codes) || failed(scales) || failed(corrections))
+        return failure();
+      Int8Rows rows{*layout, *codes, *scales, *corrections};
+      emitQuantizeRowsInt8(b, in, *layout, depth, rows);
+      return std::optional<Int8Rows>(rows);
+    };
+    auto sliceInt8Rows = [&](const std::optional<Int8Rows> &all, Value start,
+                             Value count) -> std::optional<Int8Rows> {
+      if (!all)
+        return std::nullopt;
+      return Int8Rows{all->layout, sliceRows(b, all->codes, start, count),
+                      sliceRows(b, all->scales, start, count),
+                      sliceRows(b, all->corrections, start, count)};
+    };
+    bool staging = quant && decodeNeedsStaging(quant, rowType, ct) &&
+                   !(fc1Int8 && fc2Int8);
     FailureOr<Value> staged = staging ? scratch(std::max(hiddenSize, inter))
                                       : FailureOr<Value>(Value());
     if (failed(staged))
       return failure();
-    auto stage = [&](Value in, int64_t depth) -> Value {
-      if (!quant)
+    auto stage = [&](Value in, int64_t depth,
+                     const std::optional<Int8Layout> &int8) -> Value {
+      if (!quant || int8)
         return Value();
       if (!staging)
         return in;
@@ -855,14 +902,16 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
     // with `inTokens` the rows of `in` those tokens name), into `c` (those
     // rows and columns); `depth` is K.
     auto projectPanel = [&](int which, Value c, Value bias, Value in,
-                            Value inTokens, Value stagedIn, Value x,
+                            Value inTokens, Value stagedIn,
+                            const std::optional<Int8Rows> &int8In, Value x,
                             Value first, OpFoldResult count, int64_t depth) {
       emitInitRows(b, c,
                    bias ? sliceRange(b, sliceLeading(b, bias, x), first, count)
                         : Value());
       if (quant) {
-        emitQuantizedPanel(b, in, stagedIn, projections[which], quant, x, first,
-                           count, depth, c);
+        emitQuantizedPanel(b, in, stagedIn, int8In ? &*int8In : nullptr,
+                           projections[which], quant, x, first, count, depth,
+                           c);
         return c;
       }
       Value weight = weightRows(which, x, first, count);
@@ -872,7 +921,11 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
       gemm->setAttr(kExpertGemmAttrName, b.getUnitAttr());
       return c;
     };
-    Value stagedRows = stage(rows, hiddenSize);
+    Value stagedRows = stage(rows, hiddenSize, fc1Int8);
+    FailureOr<std::optional<Int8Rows>> int8Rows =
+        stageInt8(rows, fc1Int8, hiddenSize);
+    if (failed(int8Rows))
+      return failure();
     forEachExpertPanel(
         b, offsets, numExperts, numRows, e.index(inter), splitIntoPanels(inter),
         [&](Value x, Value start, Value count, Value first,
@@ -884,13 +937,15 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
                                : Value();
           Value stagedIn =
               stagedRows ? sliceRows(b, stagedRows, start, count) : Value();
+          std::optional<Int8Rows> int8In =
+              sliceInt8Rows(*int8Rows, start, count);
           auto fc1Panel = [&](int which, Value scratch, Value bias,
                               Value panelFirst, OpFoldResult panelWidth) {
             return projectPanel(
                 which,
                 sliceBlock(b, scratch, start, count, panelFirst, panelWidth),
-                bias, in, inTokens, stagedIn, x, panelFirst, panelWidth,
-                hiddenSize);
+                bias, in, inTokens, stagedIn, int8In, x, panelFirst,
+                panelWidth, hiddenSize);
           };
           // The activation's operands and indexing maps (h's last): the
           // gate product and, for gated activations, the linear one: fc1's
@@ -925,15 +980,19 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
         });
     Value hidden = ShapedType::isDynamic(hiddenSize) ? e.dim(*result, 1)
                                                      : e.index(hiddenSize);
-    Value stagedAct = stage(*act, inter);
+    Value stagedAct = stage(*act, inter, fc2Int8);
+    FailureOr<std::optional<Int8Rows>> int8Act =
+        stageInt8(*act, fc2Int8, inter);
+    if (failed(int8Act))
+      return failure();
     // y = fc2 h + b2 for expert x's rows [start, start + count), columns
     // [first, first + width), into `c`.
     auto secondProjection = [&](Value c, Value x, Value start, Value count,
                                 Value first, OpFoldResult width) {
       return projectPanel(
           1, c, fc2Bias, sliceRows(b, *act, start, count), Value(),
-          stagedAct ? sliceRows(b, stagedAct, start, count) : Value(), x,
-          first, width, inter);
+          stagedAct ? sliceRows(b, stagedAct, start, count) : Value(),
+          sliceInt8Rows(*int8Act, start, count), x, first, width, inter);
     };
     PanelSplit hiddenSplit = splitIntoPanels(hiddenSize);
     if (combining) {
@@ -1310,9 +1369,11 @@ void mlir::moe::registerBufferizableOpInterfaceExternalModels(
     AllToAllWaitOp::attachInterface<AllToAllWaitOpInterface>(*ctx);
     // Dialects whose ops bufferization creates beyond the ones one-shot
     // bufferize loads itself (the quantised expert unpacks bytes as
-    // vectors).
+    // vectors; the int8 decode kernel calls vpdpbusd as an LLVM
+    // intrinsic).
     ctx->loadDialect<arith::ArithDialect, func::FuncDialect,
-                     linalg::LinalgDialect, scf::SCFDialect,
+                     linalg::LinalgDialect, LLVM::LLVMDialect,
+                     math::MathDialect, scf::SCFDialect,
                      vector::VectorDialect>();
   });
 }

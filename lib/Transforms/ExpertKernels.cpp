@@ -337,7 +337,7 @@ void emitQuantizedMatvec(ImplicitLocOpBuilder &b, Value staged,
   Value zeroVec = arith::ConstantOp::create(
       b, partVec, DenseElementsAttr::get(partVec, b.getFloatAttr(ct, 0.0)));
   Value zero = e.f(ct, 0.0);
-  Value c0 = e.index(0), c1 = e.index(1);
+  Value c0 = e.index(0);
   Value numRows = e.dim(staged, 0);
 
   // Row n of the weight times rows [m0, m0 + group) of `a`.
@@ -434,6 +434,16 @@ void emitQuantizedMatvec(ImplicitLocOpBuilder &b, Value staged,
     }
   };
 
+  emitDecodeTiles(b, nBegin, nEnd, numRows, emitRow);
+}
+
+} // namespace
+
+void mlir::moe::emitDecodeTiles(
+    ImplicitLocOpBuilder &b, Value nBegin, Value nEnd, Value numRows,
+    function_ref<void(Value n, Value m0, int64_t group)> emitRow) {
+  KernelEmitter e(b);
+  Value c0 = e.index(0), c1 = e.index(1);
   Value tileRows = e.index(kDecodeTileRows);
   Value numTiles =
       arith::CeilDivUIOp::create(b, e.subi(nEnd, nBegin), tileRows);
@@ -467,8 +477,6 @@ void emitQuantizedMatvec(ImplicitLocOpBuilder &b, Value staged,
     });
   });
 }
-
-} // namespace
 
 bool mlir::moe::decodeNeedsStaging(QuantAttr quant, Type rowType, Type ct) {
   return quant.getBits() == 4 || rowType != ct;
@@ -517,17 +525,32 @@ void mlir::moe::emitStageRows(ImplicitLocOpBuilder &b, Value a, QuantAttr quant,
 }
 
 void mlir::moe::emitQuantizedPanel(ImplicitLocOpBuilder &b, Value a,
-                                   Value staged, const QuantizedProjection &p,
+                                   Value staged, const Int8Rows *int8Rows,
+                                   const QuantizedProjection &p,
                                    QuantAttr quant, Value x, Value first,
                                    OpFoldResult width, int64_t depth, Value c) {
   KernelEmitter e(b);
   Value rows = e.dim(a, 0);
   Value widthValue = getValueOrCreateConstantIndexOp(b, b.getLoc(), width);
+  Value last = e.addi(first, widthValue);
+  // vpdpbusd does 64 multiply-adds per instruction on weight bytes unpacked
+  // once per group of rows: with a scale per 64 bytes or fewer, the int8
+  // kernel beats the dequantised panels at every row count (1.33x at 64
+  // rows per expert on int8 Mixtral / 4, RESULTS.md). With smaller blocks
+  // their scales' conversions per row cost more than the panels (0.78x at
+  // 32 rows per expert on int4 Qwen3 / 2, blocks of 32): those take it up
+  // to kDecodeMaxRows rows only.
+  if (int8Rows && int8Rows->layout.blocksPerUnit == 1) {
+    emitInt8Matvec(b, *int8Rows, p, x, first, last, c);
+    return;
+  }
   e.ifThenElse(
       e.cmpi(arith::CmpIPredicate::ule, rows, e.index(kDecodeMaxRows)),
       [&] {
-        emitQuantizedMatvec(b, staged, p, quant, x, first,
-                            e.addi(first, widthValue), depth, c);
+        if (int8Rows)
+          emitInt8Matvec(b, *int8Rows, p, x, first, last, c);
+        else
+          emitQuantizedMatvec(b, staged, p, quant, x, first, last, depth, c);
       },
       [&] {
         Type ct = cast<MemRefType>(c.getType()).getElementType();

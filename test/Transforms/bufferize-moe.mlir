@@ -384,3 +384,56 @@ func.func @dispatch_gathered(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>, %w1: t
   %y = moe.expert %x, %offsets gather_tokens %row_tokens fc1 %w1 fc2 %w2 : (tensor<?x16xf32>, tensor<5xi32>, tensor<?xi32>, tensor<4x32x16xf32>, tensor<4x16x32xf32>) -> tensor<?x16xf32>
   return %y : tensor<?x16xf32>
 }
+
+// -----
+
+// Marked by -moe-int8-activations (4-bit, blocks of 32 columns, H = 256):
+// each projection's input rows are first quantised to int8, one parallel
+// loop over rows: per block, its largest magnitude, then 32 columns at a
+// time rounded, narrowed to i8 and stored deinterleaved (even columns, then
+// odd, per 128-column step); each block's -8 * sum q goes into the first of
+// its i32 lanes, the others are zeros. The decode kernel starts a row's
+// i32 lanes from those, adds for each 64 weight bytes the products of its
+// low nibbles with the even codes and of its high nibbles with the odd ones,
+// four per lane (vpdpbusd's semantics, -moe-x86-vnni-dot), then converts
+// the lanes once per step of four blocks, each block scaled by its weight
+// scale times its activation scale.
+// CHECK-LABEL: func @expert_int4_int8_activations
+// CHECK:         %[[CODES:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x256xi8>
+// CHECK:         %[[SCALES:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x8xf32>
+// CHECK:         %[[CORR:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x32xi32>
+// CHECK:         scf.parallel (%[[M:.*]]) =
+// CHECK:           vector.store %{{.*}}, %[[CORR]][%[[M]], %{{.*}}] : memref<?x32xi32>, vector<16xi32>
+// CHECK:           vector.reduction <maximumf>, %{{.*}} : vector<32xf32> into f32
+// CHECK:           memref.store %{{.*}}, %[[SCALES]][%[[M]], %{{.*}}] : memref<?x8xf32>
+// CHECK:             math.roundeven %{{.*}} : vector<32xf32>
+// CHECK:             arith.trunci %{{.*}} : vector<32xi32> to vector<32xi8>
+// CHECK:             vector.deinterleave %{{.*}} : vector<32xi8> -> vector<16xi8>
+// CHECK:           %[[SUM:.*]] = vector.reduction <add>, %{{.*}} : vector<32xi32> into i32
+// CHECK:           %[[NEG:.*]] = arith.muli %[[SUM]], %c-8_i32 : i32
+// CHECK:           memref.store %[[NEG]], %[[CORR]][%[[M]], %{{.*}}] : memref<?x32xi32>
+// CHECK:         scf.parallel (%[[X:.*]], %{{.*}}) =
+// CHECK:             scf.if
+// CHECK:                 scf.index_switch
+// CHECK-NEXT:            case 1 {
+// CHECK:                   scf.for %[[UNIT:.*]] = %{{.*}} to %c2{{.*}} iter_args(%{{.*}}) -> (vector<16xf32>) {
+// CHECK:                     %[[START:.*]] = vector.load %{{.*}} : memref<?x32xi32, {{.*}}>, vector<16xi32>
+// CHECK:                     scf.for %{{.*}} iter_args(%{{.*}} = %[[START]]) -> (vector<16xi32>) {
+// CHECK:                       vector.load %{{.*}}[%[[X]], %{{.*}}, %{{.*}}] : memref<4x256x128xui8>, vector<64xui8>
+// CHECK:                       arith.andi %{{.*}} : vector<64xi8>
+// CHECK:                       arith.shrui %{{.*}} : vector<64xi8>
+// CHECK:                       arith.extui %{{.*}} : vector<64xi8> to vector<64xi32>
+// CHECK:                       arith.extsi %{{.*}} : vector<64xi8> to vector<64xi32>
+// CHECK:                       vector.multi_reduction <add>, %{{.*}} [1] : vector<16x4xi32> to vector<16xi32>
+// CHECK:                       vector.multi_reduction <add>, %{{.*}} [1] : vector<16x4xi32> to vector<16xi32>
+// CHECK:                     vector.load %{{.*}}[%[[X]], %{{.*}}, %{{.*}}] : memref<4x256x8xf32>, vector<4xf32>
+// CHECK:                     vector.shuffle %{{.*}} [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3] : vector<4xf32>, vector<4xf32>
+// CHECK:                     arith.sitofp %{{.*}} : vector<16xi32> to vector<16xf32>
+// CHECK:                     vector.fma %{{.*}} : vector<16xf32>
+// CHECK:                   vector.reduction <add>, %{{.*}} fastmath<reassoc> : vector<16xf32> into f32
+// CHECK:                 default {
+// CHECK-COUNT-8:             vector.multi_reduction
+func.func @expert_int4_int8_activations(%rows: tensor<?x256xf32>, %offsets: tensor<5xi32>, %w1: tensor<4x256x128xui8>, %w2: tensor<4x256x64xui8>, %s1: tensor<4x256x8xf32>, %s2: tensor<4x256x4xf32>) -> tensor<?x256xf32> {
+  %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 {activation = #moe.activation<swiglu>, moe.int8_activations, quant = #moe.quant<bits = 4, block_size = 32>} : (tensor<?x256xf32>, tensor<5xi32>, tensor<4x256x128xui8>, tensor<4x256x64xui8>, tensor<4x256x8xf32>, tensor<4x256x4xf32>) -> tensor<?x256xf32>
+  return %y : tensor<?x256xf32>
+}

@@ -389,4 +389,31 @@ CASES = [
          I=130),
     dict(name="q4_decode_t3_3d", quant_bits=4, block_size=32, tokens=[1, 3],
          E=4, k=2, H=64, I=48),
+    # Shaped for the int8-activation kernel (e2e-int8: K a multiple of 128
+    # columns for 4-bit weights, of 64 for 8-bit; blocks of 32 columns or
+    # more): four blocks per 64-byte step (4-bit, 32), two (8-bit, 32), one
+    # (4-bit, 128), blocks over several steps (per-row scales), fc2 left to
+    # the float kernel (I = 72), bf16 rows, and row groups of 1-4.
+    dict(name="q4_int8act_block32_t3", quant_bits=4, block_size=32,
+         tokens=3, E=4, k=2, H=256, I=128, activation="swiglu",
+         fusion="interleaved"),
+    dict(name="q8_int8act_block32_glu_t6", quant_bits=8, block_size=32,
+         activation="silu", glu=True, tokens=6, E=2, k=2, H=128, I=64),
+    dict(name="q4_int8act_block128_bf16_t2", quant_bits=4, block_size=128,
+         act_dtype="bf16", tokens=2, E=2, k=2, H=384, I=256),
+    dict(name="q8_int8act_row_t5", quant_bits=8, tokens=5, E=2, k=2, H=128,
+         I=192, bias=True),
+    dict(name="q4_int8act_row_t1", quant_bits=4, tokens=1, E=8, k=2, H=256,
+         I=128),
+    dict(name="q8_int8act_block64_fc1_only_t7", quant_bits=8, block_size=64,
+         tokens=7, E=2, k=2, H=192, I=72, activation="gelu"),
+    # More than 16 rows per expert: with a scale per 64 bytes or more the
+    # int8 kernel runs whatever the rows (groups of 4 and a remainder of 2
+    # here), with smaller blocks (4-bit, 32) the dequantised panels.
+    dict(name="q8_int8act_row_t38", quant_bits=8, tokens=38, E=2, k=2,
+         H=128, I=192, activation="swiglu"),
+    dict(name="q4_int8act_block128_t21", quant_bits=4, block_size=128,
+         tokens=21, E=2, k=2, H=256, I=128),
+    dict(name="q4_int8act_block32_t20", quant_bits=4, block_size=32,
+         tokens=20, E=2, k=2, H=256, I=128),
 ]

@@ -35,7 +35,9 @@ must both exit 0, moe-run must print `: PASS` and must not warn about
 output elements that still hold the NaN poison, and the tokens the case
 routes to no expert at all (case.json's expect_zero_tokens) must come out
 exactly 0. The tolerance is moe-run's default (1e-5 relative to max|ref|
-for f32, 2e-2 when bf16/f16 is involved); it is never loosened here.
+for f32, 2e-2 when bf16/f16 is involved); only a variant whose compile
+flags approximate on purpose sets another (MOE_E2E_TOLERANCE, e.g. the
+int8-activation kernel's 3e-2).
 
 The negative checks run a compiled real module on bad inputs and require a
 non-zero exit and a specific `moe-run: error:` message on stderr.
@@ -161,7 +163,8 @@ def compile_case(name, bin_dir, work, cuda_arch=None):
     # --emulate-cuda-kernels (the cuda target's kernels run as host loops).
     cmd += os.environ.get("MOE_E2E_COMPILE_ARGS", "").split()
     rc, _, err = run(cmd + ["-o", "layer.so"], directory, "compile")
-    if rc != 0 and "is not supported by the cuda target yet" in err:
+    if rc != 0 and ("is not supported by the cuda target yet" in err or
+                    "needs a target with AVX512-VNNI" in err):
         raise Unsupported(err.strip().splitlines()[0])
     if rc != 0:
         raise Failure("moe-compile failed (exit %d)" % rc)
@@ -198,6 +201,10 @@ def run_case(name, bin_dir, work, cuda_arch=None, run_only=False):
     cmd += ["--check", "--output=@out.npy", "--output-f32"]
     if cuda_arch:
         cmd.append("--tolerance=" + GPU_TOLERANCE)
+    elif os.environ.get("MOE_E2E_TOLERANCE"):
+        # A variant whose compile flags approximate on purpose (e.g.
+        # --int8-activations) states its bound.
+        cmd.append("--tolerance=" + os.environ["MOE_E2E_TOLERANCE"])
     rc, out, err = run(cmd, directory, "run")
     if rc != 0:
         raise Failure("moe-run --check failed (exit %d)" % rc)

@@ -123,6 +123,14 @@ cl::opt<int64_t> expertPackMinRows(
              "(default 0: never; 64 gains 1.16x on Mixtral-like layers at "
              "T = 512, benchmarks/RESULTS.md)"),
     cl::init(0), cl::cat(category));
+cl::opt<bool> int8Activations(
+    "int8-activations",
+    cl::desc("CPU with AVX512-VNNI: quantised experts at decode quantise "
+             "their input rows to int8 (a scale per weight block) and "
+             "multiply them by the packed weights with vpdpbusd "
+             "(-moe-int8-activations; off by default: about 1% of max|y| of "
+             "error, benchmarks/RESULTS.md)"),
+    cl::init(false), cl::cat(category));
 cl::opt<bool> fuseAttention(
     "fuse-attention",
     cl::desc("CPU: compute attention one block of score rows at a time "
@@ -389,6 +397,12 @@ int compile(int argc, char **argv) {
       pipeline.bf16Dot = moe::targetHasFeature(**machine, "avx512bf16");
       pipeline.gemmPackMinRows = avx512 ? int64_t(gemmPackMinRows) : 0;
       pipeline.expertPackMinRows = avx512 ? int64_t(expertPackMinRows) : 0;
+      if (int8Activations && !moe::targetHasFeature(**machine, "avx512vnni"))
+        return fail("--int8-activations needs a target with AVX512-VNNI "
+                    "(this one is " +
+                    (**machine).getTargetCPU().str() + ")");
+      pipeline.int8Activations = int8Activations;
+      pipeline.vnniDot = moe::targetHasFeature(**machine, "avx512vnni");
       pipeline.fuseAttention = fuseAttention;
       pipeline.fuseRouter = fuseRouter;
       pipeline.fuseCombine = fuseCombine;

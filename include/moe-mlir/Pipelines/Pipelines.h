@@ -97,6 +97,19 @@ struct CPUPipelineOptions
                      "dispatch's row tokens instead of a [T*k, H] copy "
                      "(-moe-fuse-gather)"),
       llvm::cl::init(true)};
+  PassOptions::Option<bool> int8Activations{
+      *this, "int8-activations",
+      llvm::cl::desc("Quantised experts at decode quantise their input rows "
+                     "to int8 and multiply them by the packed weights with "
+                     "vpdpbusd (-moe-int8-activations; the target must have "
+                     "AVX512-VNNI; about 1% error)"),
+      llvm::cl::init(false)};
+  PassOptions::Option<bool> vnniDot{
+      *this, "vnni-dot",
+      llvm::cl::desc("The target has AVX512-VNNI (moe-compile asks it): u8 x "
+                     "s8 dot products of four become vpdpbusd "
+                     "(-moe-x86-vnni-dot)"),
+      llvm::cl::init(false)};
   PassOptions::Option<int64_t> vectorBits{
       *this, "vector-bits",
       llvm::cl::desc("Vector register width in bits (512 for AVX-512)"),

@@ -61,15 +61,74 @@ bool decodeNeedsStaging(QuantAttr quant, Type rowType, Type ct);
 void emitStageRows(ImplicitLocOpBuilder &b, Value a, QuantAttr quant,
                    int64_t depth, Value staged);
 
+/// The decode kernel's loop nest: a parallel loop over tiles of weight rows
+/// `[nBegin, nEnd)`, and in each for every weight row n `emitRow(n, m0,
+/// group)` for groups of up to four activation rows from m0 (of
+/// `numRows`), `group` static so that their accumulators are registers.
+void emitDecodeTiles(
+    ImplicitLocOpBuilder &b, Value nBegin, Value nEnd, Value numRows,
+    function_ref<void(Value n, Value m0, int64_t group)> emitRow);
+
+/// Marks a quantised moe.expert whose decode kernel multiplies activation
+/// rows quantised to int8 by the packed weights with AVX512-VNNI's
+/// vpdpbusd (set by -moe-int8-activations; the target must have
+/// avx512vnni).
+constexpr llvm::StringLiteral kInt8ActivationsAttrName =
+    "moe.int8_activations";
+
+/// How the int8-activation decode kernel walks a projection of depth K:
+/// activations are quantised per weight block (`blockCols` columns, the
+/// whole row for per-row scales) to `q = round(a * 127 / amax)`; the
+/// kernel reads weight bytes 64 at a time (one vpdpbusd, 16 i32 lanes of 4
+/// bytes) and converts its lanes to floats once per unit: a block, or the
+/// `blocksPerUnit` blocks of one 64-byte step.
+struct Int8Layout {
+  int64_t pack, blockCols, blockBytes, unitBytes, blocksPerUnit, units,
+      blocks, zeroPoint;
+};
+
+/// The layout of a projection of depth `depth` quantised as `quant`, or
+/// nothing where the int8 kernel does not apply: explicit zero points, K
+/// not a whole number of 64-byte steps, or blocks that are not a multiple
+/// of 32 columns or that straddle steps.
+std::optional<Int8Layout> getInt8Layout(QuantAttr quant, bool hasZeroPoints,
+                                        int64_t depth);
+
+/// Activation rows quantised for the int8 decode kernel: `codes` `[M, K]`
+/// i8 (for 4-bit weights every 128 columns as their 64 even columns, then
+/// the 64 odd ones, the order of the weight bytes' nibbles), `scales` `[M,
+/// blocks]` f32 (amax / 127), and `corrections` `[M, units * 16]` i32, each
+/// block's `-zp * sum q` in the first lane it owns and zeros elsewhere:
+/// the kernel's starting lanes.
+struct Int8Rows {
+  Int8Layout layout;
+  Value codes, scales, corrections;
+};
+
+/// Quantises every row of `a` (`depth` columns, f32 or bf16) into `out`,
+/// rows in parallel.
+void emitQuantizeRowsInt8(ImplicitLocOpBuilder &b, Value a,
+                          const Int8Layout &layout, int64_t depth,
+                          const Int8Rows &out);
+
+/// The decode kernel on int8 rows: `c[m, n - nBegin] += sum_k a[m, k] *
+/// W[x][n, k]` for weight rows n in `[nBegin, nEnd)`, with `a` as `rows`
+/// holds it.
+void emitInt8Matvec(ImplicitLocOpBuilder &b, const Int8Rows &rows,
+                    const QuantizedProjection &p, Value x, Value nBegin,
+                    Value nEnd, Value c);
+
 /// `c[m, n - first] += sum_k a[m, k] * W[x][n, k]` for a packed weight's
 /// rows n in `[first, first + width)`; `c` is the panel of the output, its
 /// `width` columns for `a`'s rows. An expert with at most kDecodeMaxRows rows
 /// (decode) runs the decode kernel on `staged` (`a` staged, or `a`
-/// itself). Otherwise the panel's weight rows are dequantised into a
-/// scratch of their own (so that panels run in parallel) and multiplied by
-/// the float contraction, so the whole weight is never materialised and
-/// the float kernels are reused as they are.
+/// itself), or with `int8Rows` the int8 decode kernel on those. Otherwise
+/// the panel's weight rows are dequantised into a scratch of their own (so
+/// that panels run in parallel) and multiplied by the float contraction,
+/// so the whole weight is never materialised and the float kernels are
+/// reused as they are.
 void emitQuantizedPanel(ImplicitLocOpBuilder &b, Value a, Value staged,
+                        const Int8Rows *int8Rows,
                         const QuantizedProjection &p, QuantAttr quant, Value x,
                         Value first, OpFoldResult width, int64_t depth,
                         Value c);

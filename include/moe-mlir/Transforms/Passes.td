@@ -158,6 +158,59 @@ def MoEFuseGather : Pass<"moe-fuse-gather"> {
   }];
 }
 
+def MoEInt8Activations : Pass<"moe-int8-activations"> {
+  let summary = "Decode quantised experts with int8 activations (AVX512-VNNI)";
+  let description = [{
+    Marks each quantised `moe.expert` (`#moe.quant`, 4 or 8 bits) that the
+    int8 decode kernel can run with the discardable attribute
+    `moe.int8_activations`. The CPU lowering then runs its decode path
+    (experts with at most 16 rows) differently: each projection's input
+    rows are quantised once to int8 with a scale per weight block (per row
+    for per-row scales), `q = round(a * 127 / amax)`, the way llama.cpp's
+    Q8 path and ONNX Runtime's accuracy level 4 do, and every 64 weight
+    bytes meet them in one `vpdpbusd` (unsigned weight codes times signed
+    activation codes, four products per i32 lane), where the float kernel
+    converts and multiplies each weight on its own. The integer sums are
+    exact; floats appear once per block of each weight row.
+
+    This changes the numbers: the activations carry a rounding error of up
+    to amax / 254 per block, which moves the layer's output by about 1% of
+    its largest magnitude (0.6-1.2% on the e2e-int8 cases against a
+    float64 reference; benchmarks/RESULTS.md against ONNX Runtime). Experts with
+    more rows keep the float kernel (dequantised panels), and so does a
+    projection whose layout the kernel does not take: explicit zero
+    points, a K that is not a whole number of 64-byte steps, blocks that
+    are not a multiple of 32 columns or that straddle 64-byte steps.
+
+    The kernel writes vpdpbusd's semantics in portable vector ops;
+    -moe-x86-vnni-dot emits the instruction (`moe-compile
+    --int8-activations` asks for a target with AVX512-VNNI).
+  }];
+}
+
+def MoEX86VnniDot : Pass<"moe-x86-vnni-dot"> {
+  let summary = "Emit AVX512-VNNI's vpdpbusd for u8 x s8 dot products of four";
+  let description = [{
+    Rewrites the portable form of `vpdpbusd` that kernels write (the int8
+    decode kernel of -moe-int8-activations):
+
+    ```
+    %p = arith.muli (arith.extui %u : vector<64xi8> to vector<64xi32>),
+                    (arith.extsi %s : vector<64xi8> to vector<64xi32>)
+    %g = vector.shape_cast %p : vector<64xi32> to vector<16x4xi32>
+    %r = vector.multi_reduction <add>, %g, %acc [1]
+    ```
+    into `llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%acc, %u, %s)`:
+    each i32 lane adds the four products of its unsigned and signed bytes
+    (exact: a product fits in 16 bits and the sum wraps as the vector ops
+    do). Run it after buffer deallocation, which rejects the intrinsic call
+    (its memory effects are unknown), and only for targets with
+    AVX512-VNNI; without it the portable form compiles to widening
+    multiplies and additions.
+  }];
+  let dependentDialects = ["::mlir::LLVM::LLVMDialect"];
+}
+
 def MoEShardExperts : Pass<"moe-shard-experts", "::mlir::ModuleOp"> {
   let summary = "Make every moe.layer one rank's part of an expert-parallel layer";
   let description = [{
