@@ -6,10 +6,10 @@
 // Runtime's accuracy level 4 do), and each 64 weight bytes are multiplied
 // by them with vpdpbusd (AVX512-VNNI: unsigned weight codes times signed
 // activation codes, four products summed into each i32 lane) instead of
-// being converted to floats one by one (the kernel writes vpdpbusd's
-// semantics in vector ops; -moe-x86-vnni-dot emits the instruction). Floats appear once per block of
+// being converted to floats one by one. Floats appear once per block of
 // each weight row: the i32 lanes are converted and scaled by the weight's
-// and the activation's scale.
+// and the activation's scale. The kernel writes vpdpbusd's semantics in
+// portable vector ops; -moe-x86-vnni-dot emits the instruction.
 //
 //===----------------------------------------------------------------------===//
 
