@@ -168,16 +168,7 @@ HostTensor readInputPart(const std::string &path, size_t index,
   }
   fullShape = h.shape;
   moe_dtype have = fromNpy(h.dtype);
-  if (have != spec.dtype) {
-    bool halfPair = (have == MOE_DTYPE_F16 && spec.dtype == MOE_DTYPE_BF16) ||
-                    (have == MOE_DTYPE_BF16 && spec.dtype == MOE_DTYPE_F16);
-    if (!isFloat(have) || !isFloat(spec.dtype) || halfPair)
-      fail(where + ": " + path + " holds " + npyName(have) +
-           " but the function expects " + npyName(spec.dtype));
-    if (rank == 0)
-      note(where + ": converting " + moe_dtype_name(have) + " from " + path +
-           " to " + moe_dtype_name(spec.dtype));
-  }
+  checkInputDtype(where, path, have, spec.dtype, /*announce=*/rank == 0);
   std::string declared = "[";
   for (int32_t d = 0; d < spec.rank; ++d)
     declared +=

@@ -134,6 +134,21 @@ std::vector<double> toDoubles(const HostTensor &t) {
   return npy::toDoubles(toArray(t));
 }
 
+bool checkInputDtype(const std::string &where, const std::string &path,
+                     moe_dtype have, moe_dtype want, bool announce) {
+  if (have == want)
+    return false;
+  bool halfPair = (have == MOE_DTYPE_F16 && want == MOE_DTYPE_BF16) ||
+                  (have == MOE_DTYPE_BF16 && want == MOE_DTYPE_F16);
+  if (!isFloat(have) || !isFloat(want) || halfPair)
+    fail(where + ": " + path + " holds " + npyName(have) +
+         " but the function expects " + npyName(want));
+  if (announce)
+    note(where + ": converting " + moe_dtype_name(have) + " from " + path +
+         " to " + moe_dtype_name(want));
+  return true;
+}
+
 HostTensor readInput(const std::string &path, size_t index,
                      const moe_arg_info &spec) {
   std::string where = "input " + std::to_string(index) + " '" + spec.name + "'";
@@ -147,15 +162,8 @@ HostTensor readInput(const std::string &path, size_t index,
   } catch (const std::exception &e) {
     fail(where + ": " + e.what());
   }
-  moe_dtype have = fromNpy(a.dtype);
-  if (have != spec.dtype) {
-    bool halfPair = (have == MOE_DTYPE_F16 && spec.dtype == MOE_DTYPE_BF16) ||
-                    (have == MOE_DTYPE_BF16 && spec.dtype == MOE_DTYPE_F16);
-    if (!isFloat(have) || !isFloat(spec.dtype) || halfPair)
-      fail(where + ": " + path + " holds " + npyName(have) +
-           " but the function expects " + npyName(spec.dtype));
-    note(where + ": converting " + moe_dtype_name(have) + " from " + path +
-         " to " + moe_dtype_name(spec.dtype));
+  if (checkInputDtype(where, path, fromNpy(a.dtype), spec.dtype,
+                      /*announce=*/true)) {
     try {
       a = npy::fromDoubles(*toNpy(spec.dtype), a.shape, npy::toDoubles(a));
     } catch (const std::exception &e) {

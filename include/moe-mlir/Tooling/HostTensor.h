@@ -57,6 +57,13 @@ std::string npyName(moe_dtype d);
 /// The elements of `t` as doubles; fails for dtypes .npy cannot hold.
 std::vector<double> toDoubles(const HostTensor &t);
 
+/// Checks that an .npy file (`path`) of dtype `have` can feed input `where`
+/// of dtype `want`: the same dtype, or two float dtypes other than f16 and
+/// bf16 (not converted into each other), converted with a note when
+/// `announce`; anything else fails. Returns whether a conversion is needed.
+bool checkInputDtype(const std::string &where, const std::string &path,
+                     moe_dtype have, moe_dtype want, bool announce);
+
 /// Reads input `index` and converts it to the manifest dtype when that is a
 /// float-to-float conversion (with a note); anything else is an error.
 HostTensor readInput(const std::string &path, size_t index,
