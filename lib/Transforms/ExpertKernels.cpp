@@ -434,47 +434,83 @@ void emitQuantizedMatvec(ImplicitLocOpBuilder &b, Value staged,
     }
   };
 
-  emitDecodeTiles(b, nBegin, nEnd, numRows, emitRow);
+  emitDecodeTiles(b, nBegin, nEnd, numRows,
+                  [&](Value n, int64_t, Value m0, int64_t group) {
+                    emitRow(n, m0, group);
+                  });
 }
 
 } // namespace
 
 void mlir::moe::emitDecodeTiles(
     ImplicitLocOpBuilder &b, Value nBegin, Value nEnd, Value numRows,
-    function_ref<void(Value n, Value m0, int64_t group)> emitRow) {
+    function_ref<void(Value n, int64_t count, Value m0, int64_t group)>
+        emitRows,
+    int64_t weightRows) {
   KernelEmitter e(b);
   Value c0 = e.index(0), c1 = e.index(1);
   Value tileRows = e.index(kDecodeTileRows);
   Value numTiles =
       arith::CeilDivUIOp::create(b, e.subi(nEnd, nBegin), tileRows);
+  // Weight rows [from, to) `count` at a time, times groups of up to
+  // `maxGroup` activation rows.
+  auto forRows = [&](Value from, Value to, int64_t count, int64_t maxGroup) {
+    e.loop(
+        from, to,
+        [&](Value n) {
+          e.loop(
+              c0, numRows,
+              [&](Value m0) {
+                // The accumulators are registers, so their number is
+                // static: one case per group size, the default being a
+                // whole group.
+                Value group = arith::MinUIOp::create(b, e.index(maxGroup),
+                                                     e.subi(numRows, m0));
+                SmallVector<int64_t> sizes;
+                for (int64_t g = 1; g < maxGroup; ++g)
+                  sizes.push_back(g);
+                auto sw = scf::IndexSwitchOp::create(b, TypeRange{}, group,
+                                                     sizes, sizes.size());
+                auto emitCase = [&](Region &region, int64_t g) {
+                  OpBuilder::InsertionGuard caseGuard(b);
+                  b.setInsertionPointToStart(&region.emplaceBlock());
+                  emitRows(n, count, m0, g);
+                  scf::YieldOp::create(b);
+                };
+                for (auto [region, g] : llvm::zip(sw.getCaseRegions(), sizes))
+                  emitCase(region, g);
+                emitCase(sw.getDefaultRegion(), maxGroup);
+              },
+              e.index(maxGroup));
+        },
+        e.index(count));
+  };
   e.parallelFor(c0, numTiles, c1, [&](Value tile) {
     Value n0 = e.addi(nBegin, e.muli(tile, tileRows));
     Value n1 = arith::MinUIOp::create(b, e.addi(n0, tileRows), nEnd);
-    e.loop(n0, n1, [&](Value n) {
-      e.loop(
-          c0, numRows,
-          [&](Value m0) {
-            // The accumulators are registers, so their number is static: one
-            // case per group size, the default being a whole group.
-            Value group = arith::MinUIOp::create(b, e.index(kDecodeRowGroup),
-                                                 e.subi(numRows, m0));
-            SmallVector<int64_t> sizes;
-            for (int64_t g = 1; g < kDecodeRowGroup; ++g)
-              sizes.push_back(g);
-            auto sw = scf::IndexSwitchOp::create(b, TypeRange{}, group, sizes,
-                                                 sizes.size());
-            auto emitCase = [&](Region &region, int64_t g) {
-              OpBuilder::InsertionGuard caseGuard(b);
-              b.setInsertionPointToStart(&region.emplaceBlock());
-              emitRow(n, m0, g);
-              scf::YieldOp::create(b);
-            };
-            for (auto [region, g] : llvm::zip(sw.getCaseRegions(), sizes))
-              emitCase(region, g);
-            emitCase(sw.getDefaultRegion(), kDecodeRowGroup);
-          },
-          e.index(kDecodeRowGroup));
-    });
+    if (weightRows == 1) {
+      forRows(n0, n1, 1, kDecodeRowGroup);
+      return;
+    }
+    // Whole steps of weight rows with smaller groups of activation rows
+    // (their product of accumulators is bounded), then the tile's rest.
+    // Where that would split rows that one group takes whole (more than
+    // the smaller group, at most a whole group), one weight row at a time.
+    int64_t smallGroup = std::max<int64_t>(1, kDecodeRowGroup * 2 / weightRows);
+    Value oneGroup =
+        e.land(e.cmpi(arith::CmpIPredicate::ugt, numRows, e.index(smallGroup)),
+               e.cmpi(arith::CmpIPredicate::ule, numRows,
+                      e.index(kDecodeRowGroup)));
+    e.ifThenElse(
+        oneGroup, [&] { forRows(n0, n1, 1, kDecodeRowGroup); },
+        [&] {
+          Value count = e.index(weightRows);
+          Value whole = e.addi(
+              n0, e.muli(arith::DivUIOp::create(b, e.subi(n1, n0), count),
+                         count));
+          forRows(n0, whole, weightRows, smallGroup);
+          forRows(whole, n1, 1, kDecodeRowGroup);
+        });
   });
 }
 

@@ -416,4 +416,12 @@ CASES = [
          tokens=21, E=2, k=2, H=256, I=128),
     dict(name="q4_int8act_block32_t20", quant_bits=4, block_size=32,
          tokens=20, E=2, k=2, H=256, I=128),
+    # fc1's 66 weight rows: steps of 4 rows with groups of up to 2
+    # activation rows, then 2 rows one at a time with groups of up to 4.
+    dict(name="q8_int8act_rows_rest_t5", quant_bits=8, tokens=5, E=2, k=2,
+         H=128, I=66, activation="relu"),
+    # 3 rows per expert: one group of activation rows, one weight row at a
+    # time.
+    dict(name="q8_int8act_rows_group_t3", quant_bits=8, tokens=3, E=2, k=2,
+         H=128, I=66, activation="relu"),
 ]

@@ -62,12 +62,16 @@ void emitStageRows(ImplicitLocOpBuilder &b, Value a, QuantAttr quant,
                    int64_t depth, Value staged);
 
 /// The decode kernel's loop nest: a parallel loop over tiles of weight rows
-/// `[nBegin, nEnd)`, and in each for every weight row n `emitRow(n, m0,
-/// group)` for groups of up to four activation rows from m0 (of
-/// `numRows`), `group` static so that their accumulators are registers.
+/// `[nBegin, nEnd)`, and in each `emitRows(n, count, m0, group)` for
+/// `count` weight rows from n (`weightRows` at a time, the tile's rest one
+/// by one) and groups of activation rows from m0 (of `numRows`: up to four,
+/// up to 8 / weightRows with several weight rows), `count` and `group`
+/// static so that their accumulators are registers.
 void emitDecodeTiles(
     ImplicitLocOpBuilder &b, Value nBegin, Value nEnd, Value numRows,
-    function_ref<void(Value n, Value m0, int64_t group)> emitRow);
+    function_ref<void(Value n, int64_t count, Value m0, int64_t group)>
+        emitRows,
+    int64_t weightRows = 1);
 
 /// Marks a quantised moe.expert whose decode kernel multiplies activation
 /// rows quantised to int8 by the packed weights with AVX512-VNNI's
