@@ -497,10 +497,11 @@ void mlir::moe::emitDecodeTiles(
     // Where that would split rows that one group takes whole (more than
     // the smaller group, at most a whole group), one weight row at a time.
     int64_t smallGroup = std::max<int64_t>(1, kDecodeRowGroup * 2 / weightRows);
-    Value oneGroup =
-        e.land(e.cmpi(arith::CmpIPredicate::ugt, numRows, e.index(smallGroup)),
-               e.cmpi(arith::CmpIPredicate::ule, numRows,
-                      e.index(kDecodeRowGroup)));
+    Value aboveSmall =
+        e.cmpi(arith::CmpIPredicate::ugt, numRows, e.index(smallGroup));
+    Value withinGroup =
+        e.cmpi(arith::CmpIPredicate::ule, numRows, e.index(kDecodeRowGroup));
+    Value oneGroup = e.land(aboveSmall, withinGroup);
     e.ifThenElse(
         oneGroup, [&] { forRows(n0, n1, 1, kDecodeRowGroup); },
         [&] {

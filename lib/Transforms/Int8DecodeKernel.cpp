@@ -338,11 +338,15 @@ void mlir::moe::emitInt8Matvec(ImplicitLocOpBuilder &b, const Int8Rows &rows,
               highMask.push_back(lane + rowLanes / 2);
             }
         SmallVector<Value> halved;
-        for (size_t r = 0; r < lanes.size(); r += 2)
-          halved.push_back(e.addf(
-              vector::ShuffleOp::create(b, lanes[r], lanes[r + 1], lowMask),
-              vector::ShuffleOp::create(b, lanes[r], lanes[r + 1],
-                                        highMask)));
+        // One statement per op: the IR must not depend on the order in
+        // which the C++ compiler evaluates arguments.
+        for (size_t r = 0; r < lanes.size(); r += 2) {
+          Value low =
+              vector::ShuffleOp::create(b, lanes[r], lanes[r + 1], lowMask);
+          Value high =
+              vector::ShuffleOp::create(b, lanes[r], lanes[r + 1], highMask);
+          halved.push_back(e.addf(low, high));
+        }
         lanes = halved;
         rowsPerVector *= 2;
       }
@@ -356,9 +360,9 @@ void mlir::moe::emitInt8Matvec(ImplicitLocOpBuilder &b, const Int8Rows &rows,
             lowMask.push_back(row * rowLanes + q);
             highMask.push_back(row * rowLanes + rowLanes / 2 + q);
           }
-        perRow =
-            e.addf(vector::ShuffleOp::create(b, perRow, perRow, lowMask),
-                   vector::ShuffleOp::create(b, perRow, perRow, highMask));
+        Value low = vector::ShuffleOp::create(b, perRow, perRow, lowMask);
+        Value high = vector::ShuffleOp::create(b, perRow, perRow, highMask);
+        perRow = e.addf(low, high);
       }
       auto outType = VectorType::get({count}, f32);
       Value old = vector::LoadOp::create(b, outType, c, ValueRange{m, column});

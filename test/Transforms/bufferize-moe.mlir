@@ -437,3 +437,37 @@ func.func @expert_int4_int8_activations(%rows: tensor<?x256xf32>, %offsets: tens
   %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 {activation = #moe.activation<swiglu>, moe.int8_activations, quant = #moe.quant<bits = 4, block_size = 32>} : (tensor<?x256xf32>, tensor<5xi32>, tensor<4x256x128xui8>, tensor<4x256x64xui8>, tensor<4x256x8xf32>, tensor<4x256x4xf32>) -> tensor<?x256xf32>
   return %y : tensor<?x256xf32>
 }
+
+// -----
+
+// With per-row scales (one broadcast per weight row and unit) the int8
+// kernel takes four weight rows per step and groups of at most two
+// activation rows, except for experts of 3-4 rows (one group, one weight
+// row at a time, as the float kernel), then the tile's last rows one by
+// one. The four rows' sums meet in one shuffle tree: two rows' 16 lanes
+// halved into one vector, twice, then the 4 x 4 lanes halved in place down
+// to four sums, added to C with one vector<4xf32> load and store.
+// CHECK-LABEL: func @expert_int8_rows_int8_activations
+// CHECK:         %[[ONE_GROUP:.*]] = arith.andi %{{.*}}, %{{.*}} : i1
+// CHECK:         scf.if %[[ONE_GROUP]] {
+// CHECK:           scf.for %{{.*}} step %c1
+// CHECK:             scf.for %{{.*}} step %c4
+// CHECK:         } else {
+// CHECK:           scf.for %{{.*}} step %c4
+// CHECK:             scf.for %{{.*}} step %c2
+// CHECK:               case 1 {
+// CHECK-COUNT-4:         vector.multi_reduction <add>, %{{.*}} [1] : vector<16x4xi32> to vector<16xi32>
+// CHECK:                 vector.shuffle %{{.*}}, %{{.*}} [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23] : vector<16xf32>, vector<16xf32>
+// CHECK:                 vector.shuffle %{{.*}}, %{{.*}} [8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31] : vector<16xf32>, vector<16xf32>
+// CHECK:                 vector.shuffle %{{.*}}, %{{.*}} [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27] : vector<16xf32>, vector<16xf32>
+// CHECK:                 %[[SUMS:.*]] = arith.addf %{{.*}}, %{{.*}} : vector<4xf32>
+// CHECK:                 %[[OLD:.*]] = vector.load %{{.*}} : memref<?x64xf32, {{.*}}>, vector<4xf32>
+// CHECK:                 %[[NEW:.*]] = arith.addf %[[OLD]], %[[SUMS]] : vector<4xf32>
+// CHECK:                 vector.store %[[NEW]], %{{.*}} : memref<?x64xf32, {{.*}}>, vector<4xf32>
+// CHECK:               default {
+// CHECK-COUNT-8:         vector.multi_reduction <add>
+// CHECK:           scf.for %{{.*}} step %c1
+func.func @expert_int8_rows_int8_activations(%rows: tensor<?x128xf32>, %offsets: tensor<3xi32>, %w1: tensor<2x64x128xui8>, %w2: tensor<2x128x64xui8>, %s1: tensor<2x64xf32>, %s2: tensor<2x128xf32>) -> tensor<?x128xf32> {
+  %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 {activation = #moe.activation<relu>, moe.int8_activations, quant = #moe.quant<bits = 8>} : (tensor<?x128xf32>, tensor<3xi32>, tensor<2x64x128xui8>, tensor<2x128x64xui8>, tensor<2x64xf32>, tensor<2x128xf32>) -> tensor<?x128xf32>
+  return %y : tensor<?x128xf32>
+}
