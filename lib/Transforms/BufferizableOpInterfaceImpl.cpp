@@ -847,7 +847,7 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
       if (failed(codes) || failed(scales) || failed(corrections))
         return failure();
       Int8Rows rows{*layout, *codes, *scales, *corrections};
-      emitQuantizeRowsInt8(b, in, *layout, depth, rows);
+      emitQuantizeRowsInt8(b, in, *layout, rows);
       return std::optional<Int8Rows>(rows);
     };
     auto sliceInt8Rows = [&](const std::optional<Int8Rows> &all, Value start,

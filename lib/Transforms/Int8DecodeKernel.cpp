@@ -74,7 +74,7 @@ static Value splat(ImplicitLocOpBuilder &b, VectorType type,
 }
 
 void mlir::moe::emitQuantizeRowsInt8(ImplicitLocOpBuilder &b, Value a,
-                                     const Int8Layout &l, int64_t depth,
+                                     const Int8Layout &l,
                                      const Int8Rows &out) {
   KernelEmitter e(b);
   Type f32 = b.getF32Type(), i32 = b.getI32Type(), i8 = b.getI8Type();
@@ -85,7 +85,8 @@ void mlir::moe::emitQuantizeRowsInt8(ImplicitLocOpBuilder &b, Value a,
   Value blockCols = e.index(l.blockCols);
   e.parallelFor(c0, e.dim(a, 0), c1, [&](Value m) {
     // Lanes of blocks that do not start a unit's lanes stay zero.
-    Value zeros = splat(b, VectorType::get({kLanes}, i32), b.getI32IntegerAttr(0));
+    Value zeros =
+        splat(b, VectorType::get({kLanes}, i32), b.getI32IntegerAttr(0));
     e.loop(
         c0, e.index(l.units * kLanes),
         [&](Value j) {

@@ -109,11 +109,10 @@ struct Int8Rows {
   Value codes, scales, corrections;
 };
 
-/// Quantises every row of `a` (`depth` columns, f32 or bf16) into `out`,
-/// rows in parallel.
+/// Quantises every row of `a` (the layout's columns, f32 or bf16) into
+/// `out`, rows in parallel.
 void emitQuantizeRowsInt8(ImplicitLocOpBuilder &b, Value a,
-                          const Int8Layout &layout, int64_t depth,
-                          const Int8Rows &out);
+                          const Int8Layout &layout, const Int8Rows &out);
 
 /// The decode kernel on int8 rows: `c[m, n - nBegin] += sum_k a[m, k] *
 /// W[x][n, k]` for weight rows n in `[nBegin, nEnd)`, with `a` as `rows`
