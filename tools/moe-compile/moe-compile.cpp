@@ -125,7 +125,8 @@ cl::opt<int64_t> expertPackMinRows(
     cl::init(0), cl::cat(category));
 cl::opt<bool> int8Activations(
     "int8-activations",
-    cl::desc("CPU with AVX512-VNNI: quantised experts at decode quantise "
+    cl::desc("CPU with AVX512-VNNI: quantised experts (at decode, or of "
+             "any size with a scale per 64 weight bytes or more) quantise "
              "their input rows to int8 (a scale per weight block) and "
              "multiply them by the packed weights with vpdpbusd "
              "(-moe-int8-activations; off by default: about 1% of max|y| of "

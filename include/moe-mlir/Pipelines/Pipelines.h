@@ -99,7 +99,8 @@ struct CPUPipelineOptions
       llvm::cl::init(true)};
   PassOptions::Option<bool> int8Activations{
       *this, "int8-activations",
-      llvm::cl::desc("Quantised experts at decode quantise their input rows "
+      llvm::cl::desc("Quantised experts (at decode, or with a scale per 64 "
+                     "weight bytes or more) quantise their input rows "
                      "to int8 and multiply them by the packed weights with "
                      "vpdpbusd (-moe-int8-activations; the target must have "
                      "AVX512-VNNI; about 1% error)"),

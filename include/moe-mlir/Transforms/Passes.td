@@ -163,8 +163,10 @@ def MoEInt8Activations : Pass<"moe-int8-activations"> {
   let description = [{
     Marks each quantised `moe.expert` (`#moe.quant`, 4 or 8 bits) that the
     int8 decode kernel can run with the discardable attribute
-    `moe.int8_activations`. The CPU lowering then runs its decode path
-    (experts with at most 16 rows) differently: each projection's input
+    `moe.int8_activations`. The CPU lowering then multiplies differently
+    (experts of at most 16 rows, and experts of any size where a weight
+    scale covers 64 bytes or more: int8 per-row scales, 4-bit blocks of
+    128 columns or more): each projection's input
     rows are quantised once to int8 with a scale per weight block (per row
     for per-row scales), `q = round(a * 127 / amax)`, the way llama.cpp's
     Q8 path and ONNX Runtime's accuracy level 4 do, and every 64 weight
@@ -175,9 +177,10 @@ def MoEInt8Activations : Pass<"moe-int8-activations"> {
 
     This changes the numbers: the activations carry a rounding error of up
     to amax / 254 per block, which moves the layer's output by about 1% of
-    its largest magnitude (0.6-1.2% on the e2e-int8 cases against a
-    float64 reference; benchmarks/RESULTS.md against ONNX Runtime). Experts with
-    more rows keep the float kernel (dequantised panels), and so does a
+    its largest magnitude (0.6-2.1% on the e2e-int8 cases against a
+    float64 reference, the most with per-row scales; benchmarks/RESULTS.md
+    against ONNX Runtime). Larger experts with smaller blocks keep the
+    float kernel (dequantised panels), and so does a
     projection whose layout the kernel does not take: explicit zero
     points, a K that is not a whole number of 64-byte steps, blocks that
     are not a multiple of 32 columns or that straddle 64-byte steps.
