@@ -35,6 +35,11 @@ Weight bytes touched per run: packed weights and scales of the experts the
 R token sets route to (averaged over the sets) plus the router's weight.
 GB/s is that over the median time; `%bw` is that over the median of
 benchmarks/membw.c (same thread count) measured before and after.
+GFLOP/s counts the router's and the k experts' multiply-adds (x 2) per
+token; `%peak` is that over the rate of the instruction the variant's
+expert kernel uses (vfmadd231ps, or vpdpbusd with --int8-activations on
+quantised experts) as benchmarks/peak.c measures it in registers (the
+best of its medians before and after): the roofline's compute roof.
 
 Scratch (models, .so files, inputs) goes to DIR (default build/bench-qmoe).
 """
@@ -188,6 +193,25 @@ class Runtime:
         return statistics.median(ms)
 
 
+def peaks(exe, threads):
+    """Median rate of each instruction benchmarks/peak.c measures here
+    (fma, bf16, vnni), in G(FL)OP/s."""
+    out = subprocess.run([exe, str(threads), "5"], check=True,
+                         capture_output=True, text=True).stdout
+    rates = {}
+    for line in out.splitlines():
+        kind = line.split()[1].rstrip(":")
+        rates[kind] = float(line.split("median ")[1].split()[0])
+    return rates
+
+
+def flops(name, T):
+    """Multiply-adds x 2 of one call at T tokens: the router and each
+    token's k experts (SwiGLU fc1 of 2I x H, fc2 of H x I)."""
+    _, H, I, E, k, *_ = MODELS[name]
+    return 2 * T * (H * E + k * 3 * I * H)
+
+
 def membw(exe, threads):
     line = subprocess.run([exe, str(threads), "1024", "10"], check=True,
                           capture_output=True, text=True).stdout.strip()
@@ -230,6 +254,13 @@ def main():
                     bw_exe], check=True)
     bw = [membw(bw_exe, threads)]
     print(f"membw ({threads} threads): {bw[0]:.1f} GB/s", flush=True)
+    peak_exe = os.path.join(o["dir"], "peak")
+    subprocess.run(["gcc", "-O2", "-march=native", "-pthread",
+                    os.path.join(ROOT, "benchmarks", "peak.c"), "-o",
+                    peak_exe], check=True)
+    peak = peaks(peak_exe, threads)
+    print("instruction peaks (%d threads): " % threads +
+          ", ".join(f"{k} {v:.0f}" for k, v in peak.items()), flush=True)
 
     rt = Runtime(threads)
     work, fns, xs = {}, {}, {}
@@ -293,17 +324,33 @@ def main():
                       f"{r['median_ms']:.3f} ms", flush=True)
     bw.append(membw(bw_exe, threads))
     bandwidth = statistics.median(bw)
+    for kind, rate in peaks(peak_exe, threads).items():
+        peak[kind] = max(peak.get(kind, 0), rate)
+
+    def instruction(model, variant):
+        """The instruction a variant's expert kernel multiplies with:
+        vpdpbusd for quantised experts with int8 activations, else FMA
+        (float weights, or quantised ones dequantised to f32)."""
+        flags = next(f for n, _, f in variants if n == variant)
+        quantised = MODELS[model][5] != 0
+        return "vnni" if quantised and "--int8-activations" in flags \
+            else "fma"
 
     print(f"\nmemory bandwidth ({threads} threads, membw.c median, before/"
           f"after): {bw[0]:.1f} / {bw[1]:.1f} GB/s; {o['passes']} passes, "
-          f"{rotations} token sets rotated, {threads} threads\n")
+          f"{rotations} token sets rotated, {threads} threads; instruction "
+          "peaks (benchmarks/peak.c, best median of before/after): " +
+          ", ".join(f"{k} {v:.0f}" for k, v in peak.items()) +
+          " G(FL)OP/s; %peak is a variant's FLOP rate over the peak of the "
+          "instruction its kernel uses\n")
     sides = [n for n, *_ in variants] + (["ort"] if use_ort else [])
     head = "| model | T | MB touched |"
     for s in sides:
         head += f" {s} ms |"
         if s != "ort":
-            head += f" {s} GB/s | {s} %bw |" + (" ORT/" + s + " |"
-                                                if use_ort else "")
+            head += (f" {s} GB/s | {s} %bw | {s} GFLOP/s | {s} %peak |" +
+                     (" ORT/" + s + " |"
+                      if use_ort else ""))
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for m in models:
@@ -318,6 +365,9 @@ def main():
                 if s != "ort":
                     gbs = work[m][T] / ms / 1e6
                     row += f" {gbs:.1f} | {100 * gbs / bandwidth:.0f}% |"
+                    rate = flops(m, T) / ms / 1e6
+                    row += (f" {rate:.0f} | "
+                            f"{100 * rate / peak[instruction(m, s)]:.0f}% |")
                     if use_ort:
                         row += f" {ort_ms / ms:.2f} |"
             print(row)

@@ -18,8 +18,10 @@ Derived columns: tokens/s; for decode the bytes a step must read (the
 weights it uses: attention, router, the top-k experts, shared experts,
 lm_head; plus the KV cache) per second and its fraction of this machine's
 read bandwidth (benchmarks/membw.c, measured in the run); for prefill the
-model's FLOPs per second and their fraction of torch's f32 GEMM rate on this
-machine (measured in the run). moe-compile's time and peak memory for each
+model's FLOPs per second and their fraction of the peak rate of the
+instruction our f32 kernels use (vfmadd231ps with 512-bit vectors, measured
+in registers by benchmarks/peak.c in the run; torch's f32 GEMM rate is
+printed beside it). moe-compile's time and peak memory for each
 model are reported next to the size of its weights.
 
 Environment: ORT_NODE_MODULES (a node_modules folder with onnxruntime-node;
@@ -177,6 +179,17 @@ def gemm_gflops(threads):
     return 2 * 2048 ** 3 / min(times) / 1e9
 
 
+def fma_peak(work, threads):
+    """vfmadd231ps's rate on this machine (benchmarks/peak.c, median
+    GFLOP/s): the compute roof of our f32 kernels."""
+    binary = os.path.join(work, "peak")
+    if not os.path.exists(binary):
+        run(["gcc", "-O2", "-march=native", "-pthread",
+             os.path.join(ROOT, "benchmarks", "peak.c"), "-o", binary])
+    out = run([binary, str(threads), "5"]).stdout
+    return float(re.search(r"peak fma: .* median ([\d.]+) GFLOP/s", out).group(1))
+
+
 def membw(work, threads):
     binary = os.path.join(work, "membw")
     if not os.path.exists(binary):
@@ -233,8 +246,9 @@ def main():
     os.makedirs(args.work, exist_ok=True)
     bandwidth = membw(args.work, args.threads)
     gemm = gemm_gflops(args.threads)
-    log(f"== machine: memory read {bandwidth:.1f} GB/s, torch f32 GEMM {gemm:.0f} GFLOP/s "
-        f"({args.threads} threads)")
+    peak = fma_peak(args.work, args.threads)
+    log(f"== machine: memory read {bandwidth:.1f} GB/s, FMA peak {peak:.0f} GFLOP/s, "
+        f"torch f32 GEMM {gemm:.0f} GFLOP/s ({args.threads} threads)")
 
     rows, builds = [], []
     for name in names:
@@ -277,11 +291,12 @@ def main():
             else:
                 flops = 2 * costs["active"] * seq + costs["attention_flops_per_pair"] * seq * seq
                 rate = flops / (ms["ours"] / 1e3) / 1e9
-                derived = f"{rate:.0f} GFLOP/s ({100 * rate / gemm:.0f}% of {gemm:.0f})"
+                derived = f"{rate:.0f} GFLOP/s ({100 * rate / peak:.0f}% of {peak:.0f})"
             rows.append((name, case, ms, tokens / (ms["ours"] / 1e3), derived))
 
     lines = [f"Machine: {args.threads} threads on every side; memory read {bandwidth:.1f} GB/s "
-             f"(membw), torch f32 GEMM {gemm:.0f} GFLOP/s; median of {args.passes} interleaved "
+             f"(membw), FMA peak {peak:.0f} GFLOP/s (peak.c; the prefill rates' reference), "
+             f"torch f32 GEMM {gemm:.0f} GFLOP/s; median of {args.passes} interleaved "
              f"passes of {args.runs} runs.", "",
              "| model | case | ours ms | ORT ms | torch fp32 ms | torch bf16 ms | ORT/ours | "
              "torch fp32/ours | ours tokens/s | ours rate (of measured peak) |",
