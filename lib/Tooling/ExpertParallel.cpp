@@ -106,15 +106,6 @@ MpiLibrary loadMpiLibrary() {
   return lib;
 }
 
-/// A group of one process: --expert-parallel=1 runs without mpirun.
-int64_t selfAllToAllStart(void *, const void *send, const int32_t *sendCounts,
-                          void *recv, const int32_t *, int64_t unitBytes) {
-  if (sendCounts[0] > 0)
-    std::memmove(recv, send, static_cast<size_t>(sendCounts[0] * unitBytes));
-  return 1;
-}
-void selfWait(void *, int64_t) {}
-
 /// The NCCL communicator's bootstrap over libmoe_runtime_mpi.so (ctx: the
 /// MpiLibrary).
 void mpiBroadcast(void *ctx, void *data, size_t bytes, int64_t root) {
@@ -289,7 +280,6 @@ int runExpertParallel(const RunOptions &o, const moe_module *mod,
   // Static: the NCCL communicator holds on to it (boot.ctx) and is not
   // destroyed when a failure unwinds this frame.
   static MpiLibrary mpi{};
-  moe_communicator self{nullptr, 0, 1, selfAllToAllStart, selfWait};
   // A cuda module exchanges device buffers: NCCL's job, with MPI only
   // bootstrapping it and serving the launcher (gather, barriers).
   const bool onDevice = std::strcmp(moe_module_target(mod), "cuda") == 0;
@@ -330,7 +320,8 @@ int runExpertParallel(const RunOptions &o, const moe_module *mod,
               "'");
     check(moe_set_communicator(nccl));
   } else {
-    check(moe_set_communicator(worldSize > 0 ? mpi.communicator() : &self));
+    check(moe_set_communicator(worldSize > 0 ? mpi.communicator()
+                                                 : moe_self_communicator()));
   }
 
   std::vector<moe_arg_info> inSpecs = functionArgs(fn, true),

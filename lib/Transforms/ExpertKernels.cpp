@@ -171,10 +171,6 @@ void emitDequantizeRows(ImplicitLocOpBuilder &b, const QuantizedProjection &p,
     Type storage = cast<MemRefType>(p.weights.getType()).getElementType();
     auto i32Vec = VectorType::get({chunk}, b.getI32Type());
     auto floatVec = VectorType::get({chunk}, ct);
-    auto splatI32 = [&](int64_t v) -> Value {
-      return arith::ConstantOp::create(
-          b, i32Vec, DenseElementsAttr::get(i32Vec, b.getI32IntegerAttr(v)));
-    };
     Value i15 = arith::ConstantIntOp::create(b, b.getI32Type(), 15);
     Value i4 = arith::ConstantIntOp::create(b, b.getI32Type(), 4);
     Value cPack = e.index(pack);
@@ -214,8 +210,8 @@ void emitDequantizeRows(ImplicitLocOpBuilder &b, const QuantizedProjection &p,
               return;
             }
             // Low nibbles are the even columns, high nibbles the odd ones.
-            Value lo = arith::AndIOp::create(b, codes, splatI32(15));
-            Value hi = arith::ShRUIOp::create(b, codes, splatI32(4));
+            Value lo = arith::AndIOp::create(b, codes, e.splat(i32Vec, 15));
+            Value hi = arith::ShRUIOp::create(b, codes, e.splat(i32Vec, 4));
             Value even = dequant(lo);
             Value odd = dequant(hi);
             Value both = vector::InterleaveOp::create(b, even, odd);
@@ -285,12 +281,8 @@ SmallVector<Value> loadCodes(KernelEmitter &e, const QuantizedProjection &p,
   Value wide = arith::ExtUIOp::create(b, i32Vec, codes);
   if (bits == 8)
     return {arith::UIToFPOp::create(b, floatVec, wide)};
-  auto splat = [&](int64_t v) -> Value {
-    return arith::ConstantOp::create(
-        b, i32Vec, DenseElementsAttr::get(i32Vec, b.getI32IntegerAttr(v)));
-  };
-  Value lo = arith::AndIOp::create(b, wide, splat(15));
-  Value hi = arith::ShRUIOp::create(b, wide, splat(4));
+  Value lo = arith::AndIOp::create(b, wide, e.splat(i32Vec, 15));
+  Value hi = arith::ShRUIOp::create(b, wide, e.splat(i32Vec, 4));
   Value even = arith::UIToFPOp::create(b, floatVec, lo);
   Value odd = arith::UIToFPOp::create(b, floatVec, hi);
   return {even, odd};
@@ -334,8 +326,7 @@ void emitQuantizedMatvec(ImplicitLocOpBuilder &b, Value staged,
   // lanes, each with accumulators of its own.
   int64_t part = lanes / pack;
   auto partVec = VectorType::get({part}, ct);
-  Value zeroVec = arith::ConstantOp::create(
-      b, partVec, DenseElementsAttr::get(partVec, b.getFloatAttr(ct, 0.0)));
+  Value zeroVec = e.splat(partVec, 0.0);
   Value zero = e.f(ct, 0.0);
   Value c0 = e.index(0);
   Value numRows = e.dim(staged, 0);

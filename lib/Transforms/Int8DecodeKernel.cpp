@@ -67,12 +67,6 @@ static Value toF32(ImplicitLocOpBuilder &b, Value v) {
   return arith::ExtFOp::create(b, type.clone(b.getF32Type()), v);
 }
 
-static Value splat(ImplicitLocOpBuilder &b, VectorType type,
-                   TypedAttr element) {
-  return arith::ConstantOp::create(b, type,
-                                   DenseElementsAttr::get(type, element));
-}
-
 void mlir::moe::emitQuantizeRowsInt8(ImplicitLocOpBuilder &b, Value a,
                                      const Int8Layout &l,
                                      const Int8Rows &out) {
@@ -85,8 +79,7 @@ void mlir::moe::emitQuantizeRowsInt8(ImplicitLocOpBuilder &b, Value a,
   Value blockCols = e.index(l.blockCols);
   e.parallelFor(c0, e.dim(a, 0), c1, [&](Value m) {
     // Lanes of blocks that do not start a unit's lanes stay zero.
-    Value zeros =
-        splat(b, VectorType::get({kLanes}, i32), b.getI32IntegerAttr(0));
+    Value zeros = e.splat(VectorType::get({kLanes}, i32), 0);
     e.loop(
         c0, e.index(l.units * kLanes),
         [&](Value j) {
@@ -100,7 +93,7 @@ void mlir::moe::emitQuantizeRowsInt8(ImplicitLocOpBuilder &b, Value a,
                                                ValueRange{m, e.addi(k0, j)}));
       };
       // The block's largest magnitude gives its scale: amax / 127.
-      Value amaxInit = splat(b, chunkOf(f32), b.getF32FloatAttr(0));
+      Value amaxInit = e.splat(chunkOf(f32), 0.0);
       Value amaxVec =
           e.loop(c0, blockCols, amaxInit,
                  [&](Value j, ValueRange acc) -> SmallVector<Value> {
@@ -115,7 +108,7 @@ void mlir::moe::emitQuantizeRowsInt8(ImplicitLocOpBuilder &b, Value a,
                                e.f(f32, 0));
       e.store(e.divf(amax, e.f(f32, 127)), out.scales, {m, blk});
       Value inverseVec = vector::BroadcastOp::create(b, chunkOf(f32), inverse);
-      Value sumInit = splat(b, chunkOf(i32), b.getI32IntegerAttr(0));
+      Value sumInit = e.splat(chunkOf(i32), 0);
       Value sumVec =
           e.loop(c0, blockCols, sumInit,
                  [&](Value j, ValueRange acc) -> SmallVector<Value> {
@@ -197,9 +190,9 @@ void mlir::moe::emitInt8Matvec(ImplicitLocOpBuilder &b, const Int8Rows &rows,
                vector::CombiningKind::ADD)
         .getResult();
   };
-  Value nibbleMask = splat(b, bytesType, b.getI8IntegerAttr(15));
-  Value nibbleShift = splat(b, bytesType, b.getI8IntegerAttr(4));
-  Value zeroF32 = splat(b, lanesF32, b.getF32FloatAttr(0));
+  Value nibbleMask = e.splat(bytesType, 15);
+  Value nibbleShift = e.splat(bytesType, 4);
+  Value zeroF32 = e.splat(lanesF32, 0.0);
 
   SmallVector<int64_t> spread;
   for (int64_t lane = 0; lane < kLanes; ++lane)

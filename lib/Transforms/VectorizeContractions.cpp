@@ -580,8 +580,7 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
     Value cStep = e.index(step);
     // k < kVec runs on full vectors, the rest is a scalar tail.
     Value kVec = e.muli(arith::DivUIOp::create(b, depth, cStep), cStep);
-    Value zeroVec = arith::ConstantOp::create(
-        b, vecType, DenseElementsAttr::get(vecType, b.getFloatAttr(accType, 0)));
+    Value zeroVec = e.splat(vecType, 0.0);
 
     // A loaded vector<step> as the multiply-add takes it: narrow operands
     // widened to the accumulator type, except bf16 pairs for the dot.
@@ -609,8 +608,7 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
     auto loadTail = [&](Value memref, Value row, Value mask) -> Value {
       Type element = cast<MemRefType>(memref.getType()).getElementType();
       auto type = VectorType::get({step}, element);
-      Value zeros = arith::ConstantOp::create(
-          b, type, DenseElementsAttr::get(type, b.getFloatAttr(element, 0)));
+      Value zeros = e.splat(type, 0.0);
       return widen(vector::MaskedLoadOp::create(
           b, type, memref, ValueRange{row, kVec}, mask, zeros));
     };
@@ -774,9 +772,7 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
     auto toElements = [&](Value v) -> Value {
       return dot ? vector::BitCastOp::create(b, elementVec, v).getResult() : v;
     };
-    Value zeros = arith::ConstantOp::create(
-        b, elementVec,
-        DenseElementsAttr::get(elementVec, b.getFloatAttr(element, 0)));
+    Value zeros = e.splat(elementVec, 0.0);
     auto maskType = VectorType::get({lanes * unitElements}, b.getI1Type());
 
     // Pack units [ks, ks + span) of the panel's rows: lanes x lanes blocks

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 
 namespace moe::rt {
@@ -63,6 +64,22 @@ void setCommunicator(const moe_communicator *comm) {
          "communicator function pointers must not be NULL");
   installed = *comm;
   haveCommunicator.store(true, std::memory_order_release);
+}
+
+const moe_communicator *selfCommunicator() {
+  // Rank 0 of 1 sends only to itself: the start copies, the wait has
+  // nothing left to do.
+  static const moe_communicator self{
+      nullptr, 0, 1,
+      [](void *, const void *send, const int32_t *sendCounts, void *recv,
+         const int32_t *, int64_t unitBytes) -> int64_t {
+        if (sendCounts[0] > 0)
+          std::memmove(recv, send,
+                       static_cast<size_t>(sendCounts[0] * unitBytes));
+        return 1;
+      },
+      [](void *, int64_t) {}};
+  return &self;
 }
 
 int64_t communicatorSize() {

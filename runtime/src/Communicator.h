@@ -23,6 +23,9 @@ void setCommunicator(const moe_communicator *comm);
 /// Size of the installed communicator, 0 when there is none.
 int64_t communicatorSize();
 
+/// The communicator of a group of one process.
+const moe_communicator *selfCommunicator();
+
 /// Throws Error(MOE_UNAVAILABLE) unless `fn` may run now: an
 /// expert-parallel function needs a communicator of exactly its ranks.
 void checkCommunicatorFor(const FunctionSpec &fn);

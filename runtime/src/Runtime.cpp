@@ -566,6 +566,10 @@ moe_status moe_set_communicator(const moe_communicator *comm) {
 
 int64_t moe_communicator_size(void) { return communicatorSize(); }
 
+const moe_communicator *moe_self_communicator(void) {
+  return selfCommunicator();
+}
+
 moe_status moe_nccl_communicator_create(const moe_nccl_bootstrap *bootstrap,
                                         const moe_communicator **out) {
   return guard([&] {

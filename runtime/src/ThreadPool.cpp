@@ -130,10 +130,21 @@ public:
     tlsInLoop = false;
 
     // Every chunk has been claimed; unpublish the job so late workers skip
-    // it, then wait for the workers still inside a chunk.
+    // it, then wait for the workers still inside a chunk. Spinning first:
+    // the last chunks usually end within microseconds, while sleeping on
+    // the condition variable costs a futex wait and a wake-up of tens of
+    // them, paid by every loop (a decode step runs several per layer).
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      current_ = nullptr;
+    }
+    for (int i = 0;
+         i < kSpinIterations && busy_.load(std::memory_order_acquire) != 0; ++i)
+      cpuRelax();
     std::unique_lock<std::mutex> lock(mu_);
-    current_ = nullptr;
-    done_.wait(lock, [&] { return busy_ == 0; });
+    callerWaiting_ = true;
+    done_.wait(lock, [&] { return busy_.load(std::memory_order_acquire) == 0; });
+    callerWaiting_ = false;
   }
 
 private:
@@ -145,7 +156,11 @@ private:
   std::condition_variable wake_, done_;
   Job *current_ = nullptr;
   std::atomic<uint64_t> generation_{0};
-  int busy_ = 0;
+  // Workers inside the current job; changed under mu_, read by the spinning
+  // caller without it.
+  std::atomic<int> busy_{0};
+  // Whether the caller sleeps on done_ (workers notify only then).
+  bool callerWaiting_ = false;
   bool stop_ = false;
   std::atomic<bool> stopFlag_{false}; // mirror of stop_ for spinning
 
@@ -199,11 +214,12 @@ private:
       Job *job = current_;
       if (!job)
         continue; // woke after that loop had already finished
-      ++busy_;
+      busy_.fetch_add(1, std::memory_order_relaxed);
       lock.unlock();
       job->run();
       lock.lock();
-      if (--busy_ == 0)
+      // Release: the caller that sees zero sees this worker's results.
+      if (busy_.fetch_sub(1, std::memory_order_acq_rel) == 1 && callerWaiting_)
         done_.notify_all();
     }
   }

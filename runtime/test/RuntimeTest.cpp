@@ -574,3 +574,26 @@ TEST(ExpertParallel, RefusedWithoutAMatchingCommunicator) {
   ASSERT_EQ(moe_set_communicator(nullptr), MOE_OK);
   moe_module_unload(m);
 }
+
+TEST(ExpertParallel, SelfCommunicatorCopiesToItself) {
+  const moe_communicator *self = moe_self_communicator();
+  ASSERT_NE(self, nullptr);
+  EXPECT_EQ(self->rank, 0);
+  EXPECT_EQ(self->size, 1);
+  // Three units of two floats sent to rank 0 arrive unchanged.
+  std::vector<float> send = {1, 2, 3, 4, 5, 6}, recv(6, NAN);
+  int32_t counts[1] = {3};
+  int64_t request = self->all_to_all_v_start(self->ctx, send.data(), counts,
+                                             recv.data(), counts, 8);
+  self->wait(self->ctx, request);
+  EXPECT_EQ(recv, send);
+  // Nothing to send leaves the receive buffer alone.
+  counts[0] = 0;
+  std::vector<float> untouched(2, 7);
+  self->wait(self->ctx, self->all_to_all_v_start(self->ctx, send.data(), counts,
+                                                 untouched.data(), counts, 8));
+  EXPECT_EQ(untouched, (std::vector<float>{7, 7}));
+  ASSERT_EQ(moe_set_communicator(self), MOE_OK);
+  EXPECT_EQ(moe_communicator_size(), 1);
+  ASSERT_EQ(moe_set_communicator(nullptr), MOE_OK);
+}

@@ -77,6 +77,40 @@ TEST_F(ThreadPool, UsesSeveralThreads) {
   EXPECT_GE(ctx.maxInside.load(), 2);
 }
 
+// The caller spins for the workers' last chunks and then sleeps: both ways
+// it returns only once every chunk has finished. Chunks of the worker
+// threads that outlast the spin (a few ms) make the caller sleep; many
+// short loops back to back exercise the spinning hand-over.
+TEST_F(ThreadPool, ReturnsAfterTheLastChunkEnds) {
+  ASSERT_EQ(moe_set_num_threads(2), MOE_OK);
+  struct Ctx {
+    std::thread::id caller = std::this_thread::get_id();
+    std::atomic<int> done{0}, byWorkers{0};
+  } ctx;
+  for (int loop = 0; loop < 20; ++loop) {
+    ctx.done = 0;
+    // The caller's chunks take 1 ms, so that the worker claims some, and
+    // the worker's 3 ms, so that they end after the caller's.
+    moe_rt_parallel_for(
+        8,
+        [](void *p, int64_t begin, int64_t end) {
+          auto *c = static_cast<Ctx *>(p);
+          bool worker = std::this_thread::get_id() != c->caller;
+          std::this_thread::sleep_for(std::chrono::milliseconds(worker ? 3 : 1));
+          c->byWorkers += worker;
+          c->done += static_cast<int>(end - begin);
+        },
+        &ctx);
+    ASSERT_EQ(ctx.done.load(), 8) << "loop " << loop;
+  }
+  EXPECT_GT(ctx.byWorkers.load(), 0);
+  for (int loop = 0; loop < 20000; ++loop) {
+    Coverage c(1 + loop % 9);
+    moe_rt_parallel_for(1 + loop % 9, Coverage::body, &c);
+    c.expectExactlyOnce();
+  }
+}
+
 // A body that starts another loop: the inner loop runs serially on the
 // calling thread and everything completes.
 struct Nested {

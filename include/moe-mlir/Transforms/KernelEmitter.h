@@ -31,6 +31,17 @@ public:
     return arith::ConstantOp::create(b, type, b.getFloatAttr(type, v));
   }
   Value boolean(bool v) { return arith::ConstantIntOp::create(b, v, 1); }
+  /// A vector constant with `v` in every lane, of an integer or float
+  /// element type (integers exact up to 2^53).
+  Value splat(VectorType type, double v) {
+    Type element = type.getElementType();
+    TypedAttr lane = isa<FloatType>(element)
+                         ? TypedAttr(b.getFloatAttr(element, v))
+                         : TypedAttr(b.getIntegerAttr(
+                               element, static_cast<int64_t>(v)));
+    return arith::ConstantOp::create(b, type,
+                                     DenseElementsAttr::get(type, lane));
+  }
 
   Value load(Value memref, ValueRange indices) {
     return memref::LoadOp::create(b, memref, indices);

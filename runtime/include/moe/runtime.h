@@ -263,6 +263,10 @@ typedef struct moe_communicator {
 MOE_API moe_status moe_set_communicator(const moe_communicator *communicator);
 /* The installed communicator's size; 0 when there is none. */
 MOE_API int64_t moe_communicator_size(void);
+/* A group of one process (rank 0 of 1): the all-to-all copies what this
+ * rank sends to itself. Install it to run a function compiled with
+ * --expert-parallel=1 without MPI. Valid for the life of the process. */
+MOE_API const moe_communicator *moe_self_communicator(void);
 
 /*===---------------------------- Benchmark ------------------------------===*/
 
