@@ -466,17 +466,40 @@ struct PanelSplit {
   bool exact;
 };
 
-/// The widest multiple of 8 from half of kExpertPanelColumns up to it that
-/// divides a static `columns`, so that every panel has the same static
-/// width; otherwise kExpertPanelColumns with a shorter last panel (narrow
-/// panels would multiply the iterations and the rereading of rows).
-PanelSplit splitIntoPanels(int64_t columns) {
+/// Weight bytes a panel of quantised experts should read at least (up to
+/// kMaxQuantizedPanelColumns columns): a quarter or an eighth of a float
+/// panel's bytes per column makes 64-column panels short streams (12 KiB
+/// for int4 fc2 rows of 384 columns), each paying the loop's and the
+/// kernel's set-up and the prefetchers' ramp. On int4 Qwen3-30B-A3B / 2
+/// panels of 128 KiB measured 1.24-1.51x at T = 1-64 against 64 columns,
+/// and better than 64 KiB (benchmarks/RESULTS.md).
+constexpr int64_t kQuantizedPanelBytes = 128 * 1024;
+constexpr int64_t kMaxQuantizedPanelColumns = 256;
+
+/// A static `columns` up to the panel width whole, else the widest multiple
+/// of 8 from half of the panel width up to it that divides it, so that
+/// every panel has the same static width; otherwise the panel width with a shorter last panel (narrow
+/// panels would multiply the iterations and the rereading of rows). The
+/// width is kExpertPanelColumns, or for quantised weights of
+/// `quantizedBytesPerColumn` bytes per output column the power of two that
+/// makes a panel kQuantizedPanelBytes (from kExpertPanelColumns up to
+/// kMaxQuantizedPanelColumns).
+PanelSplit splitIntoPanels(int64_t columns,
+                           int64_t quantizedBytesPerColumn = 0) {
+  int64_t width = kExpertPanelColumns;
+  if (quantizedBytesPerColumn > 0)
+    width = std::clamp<int64_t>(
+        llvm::PowerOf2Ceil(llvm::divideCeil(kQuantizedPanelBytes,
+                                            quantizedBytesPerColumn)),
+        kExpertPanelColumns, kMaxQuantizedPanelColumns);
+  // A static `columns` of at most the width is one panel.
+  if (!ShapedType::isDynamic(columns) && columns <= width)
+    return {columns, true};
   if (!ShapedType::isDynamic(columns))
-    for (int64_t w = kExpertPanelColumns; w >= kExpertPanelColumns / 2;
-         w -= 8)
+    for (int64_t w = width; w >= width / 2; w -= 8)
       if (columns % w == 0)
         return {w, true};
-  return {kExpertPanelColumns, false};
+  return {width, false};
 }
 
 /// Expert `x`'s dispatched rows `[start, start + count)`, clamped to the
@@ -763,6 +786,14 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
       return op->emitError(
           "lowering a quantised moe.expert needs a static hidden size");
 
+    // Packed weight bytes behind one output column of a quantised
+    // projection of `depth` inputs (two rows for a gated pair: the gate's
+    // and the linear one's); 0 for float weights.
+    auto quantizedBytesPerColumn = [&](int64_t depth,
+                                       bool gatedPair) -> int64_t {
+      return quant ? (gatedPair ? 2 : 1) * depth / pack : 0;
+    };
+
     Value numRows = e.dim(gatherTokens ? gatherTokens : rows, 0);
     Type rowType = expert.getRows().getType().getElementType();
     if (gatherTokens && quant) {
@@ -927,7 +958,9 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
     if (failed(int8Rows))
       return failure();
     forEachExpertPanel(
-        b, offsets, numExperts, numRows, e.index(inter), splitIntoPanels(inter),
+        b, offsets, numExperts, numRows, e.index(inter),
+        splitIntoPanels(inter, quantizedBytesPerColumn(
+                                   hiddenSize, /*gatedPair=*/swiglu || fc3)),
         [&](Value x, Value start, Value count, Value first,
             OpFoldResult width) {
           // The expert's rows, or all tokens and the expert's rows' tokens.
@@ -994,7 +1027,8 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
           stagedAct ? sliceRows(b, stagedAct, start, count) : Value(),
           sliceInt8Rows(*int8Act, start, count), x, first, width, inter);
     };
-    PanelSplit hiddenSplit = splitIntoPanels(hiddenSize);
+    PanelSplit hiddenSplit = splitIntoPanels(
+        hiddenSize, quantizedBytesPerColumn(inter, /*gatedPair=*/false));
     if (combining) {
       Value rowTokens = map->lookup(expert.getRowTokens());
       Value rowWeights = map->lookup(expert.getRowWeights());

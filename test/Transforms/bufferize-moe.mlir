@@ -201,30 +201,31 @@ func.func @expert_swiglu_concatenated(%rows: tensor<?x16xf32>, %offsets: tensor<
 // -----
 
 // Experts with more than 16 rows (the else branch; the decode kernel is
-// below) dequantise each panel's weight rows (here fc1's 2 x 64 interleaved
-// rows of the panel) into a scratch of the panel's own, so that panels run
-// in parallel: 16 packed bytes become 32 floats (low nibble = even column),
-// and the float contraction runs on it into the panel's output columns.
-// No buffer the size of a dequantised weight ([4, 256, 64] or [256, 64]) is
-// allocated.
+// below) dequantise each panel's weight rows (here fc1's 2 x 256
+// interleaved rows of the panel: quantised panels are sized by their bytes,
+// 128 KiB up to 256 columns) into a scratch of the panel's own, so that
+// panels run in parallel: 16 packed bytes become 32 floats (low nibble =
+// even column), and the float contraction runs on it into the panel's
+// output columns. No buffer the size of a dequantised weight
+// ([4, 1024, 64] or [1024, 64]) is allocated.
 // CHECK-LABEL: func @expert_int4_block
-// CHECK-NOT:     memref<4x256x64xf32>
-// CHECK-NOT:     memref<256x64xf32>
+// CHECK-NOT:     memref<4x1024x64xf32>
+// CHECK-NOT:     memref<1024x64xf32>
 // CHECK:         scf.parallel (%{{.*}}, %[[X:.*]]) =
-// CHECK:           %[[FIRST:.*]] = arith.muli %{{.*}}, %c2{{.*}} : index
-// CHECK:           %[[C:.*]] = memref.subview %{{.*}}[%{{.*}}, %[[FIRST]]] [%{{.*}}, 128] [1, 1]
+// CHECK:           %[[FIRST:.*]] = arith.muli %{{.*}}, %c2 : index
+// CHECK:           %[[C:.*]] = memref.subview %{{.*}}[%{{.*}}, %[[FIRST]]] [%{{.*}}, 512] [1, 1]
 // CHECK:           } else {
-// CHECK:             %[[PANEL:.*]] = memref.alloc() {alignment = 64 : i64} : memref<128x64xf32>
+// CHECK:             %[[PANEL:.*]] = memref.alloc() {alignment = 64 : i64} : memref<512x64xf32>
 // CHECK:             scf.parallel
-// CHECK:               vector.load %{{.*}}[%[[X]], %{{.*}}, %{{.*}}] : memref<4x256x32xui8>, vector<16xui8>
+// CHECK:               vector.load %{{.*}}[%[[X]], %{{.*}}, %{{.*}}] : memref<4x1024x32xui8>, vector<16xui8>
 // CHECK:               arith.andi %{{.*}}, %{{.*}} : vector<16xi32>
 // CHECK:               arith.shrui %{{.*}}, %{{.*}} : vector<16xi32>
 // CHECK:               vector.interleave %{{.*}}, %{{.*}} : vector<16xf32> -> vector<32xf32>
 // CHECK:               vector.store %{{.*}}, %[[PANEL]][
 // CHECK:             linalg.generic {{.*}} ins(%{{.*}}, %[[PANEL]] : {{.*}}) outs(%[[C]] : {{.*}})
 // CHECK-NOT:           moe.expert_gemm
-func.func @expert_int4_block(%rows: tensor<?x64xf32>, %offsets: tensor<5xi32>, %w1: tensor<4x256x32xui8>, %w2: tensor<4x64x64xui8>, %s1: tensor<4x256x2xf32>, %s2: tensor<4x64x4xf32>, %z1: tensor<4x256x1xui8>) -> tensor<?x64xf32> {
-  %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 fc1_zero_points %z1 {activation = #moe.activation<swiglu>, quant = #moe.quant<bits = 4, block_size = 32>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x32xui8>, tensor<4x64x64xui8>, tensor<4x256x2xf32>, tensor<4x64x4xf32>, tensor<4x256x1xui8>) -> tensor<?x64xf32>
+func.func @expert_int4_block(%rows: tensor<?x64xf32>, %offsets: tensor<5xi32>, %w1: tensor<4x1024x32xui8>, %w2: tensor<4x64x256xui8>, %s1: tensor<4x1024x2xf32>, %s2: tensor<4x64x16xf32>, %z1: tensor<4x1024x1xui8>) -> tensor<?x64xf32> {
+  %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 fc1_zero_points %z1 {activation = #moe.activation<swiglu>, quant = #moe.quant<bits = 4, block_size = 32>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x1024x32xui8>, tensor<4x64x256xui8>, tensor<4x1024x2xf32>, tensor<4x64x16xf32>, tensor<4x1024x1xui8>) -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
 }
 
