@@ -193,15 +193,16 @@ def MoE_ExpertOp : MoE_Op<"expert", [Pure, AttrSizedOperandSegments]> {
     biases and scales share one float element type.
 
     On the CPU, experts run as two parallel loops over experts x column
-    panels (up to 64 columns): fc1 (and fc3) with the activation applied to
-    each panel as it is computed, then fc2. Panels are the outer dimension
-    when experts have fewer than 16 rows on average, so that threads share
-    every expert's work; experts otherwise, so that a thread keeps one
-    expert's rows in cache. For quantised weights, an expert with at most
-    16 rows (decode) multiplies the packed bytes directly, each read once
-    and dequantised in registers; with more rows each panel's weight rows
-    are dequantised into a scratch of the panel's own for the float GEMM
-    kernels.
+    panels (up to 64 columns of float weights; quantised ones up to 128 KiB
+    of packed bytes, 64-256 columns): fc1 (and fc3) with the activation
+    applied to each panel as it is computed, then fc2. Panels are the outer
+    dimension when experts have fewer than 16 rows on average, so that
+    threads share every expert's work; experts otherwise, so that a thread
+    keeps one expert's rows in cache. For quantised weights, an expert with
+    at most 16 rows (decode) multiplies the packed bytes directly, each read
+    once and dequantised in registers; with more rows each panel's weight
+    rows are dequantised into a scratch of the panel's own for the float
+    GEMM kernels.
 
     With `combine_into`, `row_tokens` and `row_weights` (all three or
     none) the expert also does `moe.combine`'s routed part in fc2's
