@@ -24,8 +24,9 @@
 // of k at a time, into a `[k, 64]` scratch of the panel's own (in L2), over
 // whose 128-step slices (in L1) the 6 x 64 blocks of C pass. Packing reads
 // each weight once per call, which the rows it is reused for must
-// amortise; on our benchmark shapes they did only from about 128 rows
-// (benchmarks/RESULTS.md), so the option is off unless asked for.
+// amortise; on our benchmark shapes they did from about 96-128 rows, not
+// at 64 (benchmarks/RESULTS.md): the CPU pipeline packs experts' GEMMs
+// from 96 rows and leaves the pass's thresholds off unless asked for.
 //
 //===----------------------------------------------------------------------===//
 

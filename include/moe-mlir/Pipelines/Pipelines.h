@@ -66,7 +66,7 @@ struct CPUPipelineOptions
       llvm::cl::desc("Rows of an expert from which its GEMMs pack panels "
                      "of the weights for the outer-product kernel (0: "
                      "never)"),
-      llvm::cl::init(0)};
+      llvm::cl::init(96)};
   PassOptions::Option<bool> emulateCUDAKernels{
       *this, "emulate-cuda-kernels",
       llvm::cl::desc("Testing: lower the stage ops through the cuda target's "
