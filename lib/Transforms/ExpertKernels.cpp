@@ -433,6 +433,47 @@ void emitQuantizedMatvec(ImplicitLocOpBuilder &b, Value staged,
 
 } // namespace
 
+Value mlir::moe::reduceTransposed(ImplicitLocOpBuilder &b,
+                                  ArrayRef<Value> vectors) {
+  int64_t lanes = cast<VectorType>(vectors.front().getType()).getNumElements();
+  // Every vector holds `groups` groups of `width` partial sums. Combining
+  // the `sources` (x, or x then y) gives their groups in order, each half
+  // as wide.
+  auto combine = [&](Value x, Value y, int64_t sources, int64_t groups,
+                     int64_t width) {
+    int64_t size = cast<VectorType>(x.getType()).getNumElements();
+    SmallVector<int64_t> low, high;
+    for (int64_t source = 0; source < sources; ++source)
+      for (int64_t g = 0; g < groups; ++g)
+        for (int64_t l = 0; l < width / 2; ++l) {
+          int64_t lane = source * size + g * width + l;
+          low.push_back(lane);
+          high.push_back(lane + width / 2);
+        }
+    Value lo = vector::ShuffleOp::create(b, x, y, low);
+    Value hi = vector::ShuffleOp::create(b, x, y, high);
+    return arith::AddFOp::create(b, lo, hi).getResult();
+  };
+  SmallVector<Value> level(vectors.begin(), vectors.end());
+  int64_t groups = 1, width = lanes;
+  while (level.size() > 1) {
+    SmallVector<Value> next;
+    for (size_t i = 0; i < level.size(); i += 2)
+      next.push_back(combine(level[i], level[i + 1], 2, groups, width));
+    level = std::move(next);
+    groups *= 2;
+    width /= 2;
+  }
+  // One vector of `count` groups: each group is summed within itself, the
+  // vector halving every step down to vector<count>.
+  Value v = level.front();
+  for (; width > 1; width /= 2)
+    v = combine(v, v, 1, groups, width);
+  assert(groups == static_cast<int64_t>(vectors.size()) &&
+         "one group per input vector");
+  return v;
+}
+
 void mlir::moe::emitDecodeTiles(
     ImplicitLocOpBuilder &b, Value nBegin, Value nEnd, Value numRows,
     function_ref<void(Value n, int64_t count, Value m0, int64_t group)>

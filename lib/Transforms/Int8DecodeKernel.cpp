@@ -316,48 +316,9 @@ void mlir::moe::emitInt8Matvec(ImplicitLocOpBuilder &b, const Int8Rows &rows,
         e.store(e.addf(e.load(c, {m, column}), sum), c, {m, column});
         continue;
       }
-      // The rows' lanes halved two vectors at a time, each row's first
-      // half meeting its second, until one vector holds every row's lanes
-      // side by side; then one small sum per row. The rows share the
-      // shuffles that one reduction each would take.
-      int64_t rowsPerVector = 1;
-      while (lanes.size() > 1) {
-        int64_t rowLanes = kLanes / rowsPerVector;
-        SmallVector<int64_t> lowMask, highMask;
-        for (int64_t vec = 0; vec < 2; ++vec)
-          for (int64_t row = 0; row < rowsPerVector; ++row)
-            for (int64_t q = 0; q < rowLanes / 2; ++q) {
-              int64_t lane = vec * kLanes + row * rowLanes + q;
-              lowMask.push_back(lane);
-              highMask.push_back(lane + rowLanes / 2);
-            }
-        SmallVector<Value> halved;
-        // One statement per op: the IR must not depend on the order in
-        // which the C++ compiler evaluates arguments.
-        for (size_t r = 0; r < lanes.size(); r += 2) {
-          Value low =
-              vector::ShuffleOp::create(b, lanes[r], lanes[r + 1], lowMask);
-          Value high =
-              vector::ShuffleOp::create(b, lanes[r], lanes[r + 1], highMask);
-          halved.push_back(e.addf(low, high));
-        }
-        lanes = halved;
-        rowsPerVector *= 2;
-      }
-      // Then the one vector's rows halved in place down to a lane each.
-      Value perRow = lanes.pop_back_val();
-      for (int64_t width = kLanes; width > count; width /= 2) {
-        int64_t rowLanes = width / count;
-        SmallVector<int64_t> lowMask, highMask;
-        for (int64_t row = 0; row < count; ++row)
-          for (int64_t q = 0; q < rowLanes / 2; ++q) {
-            lowMask.push_back(row * rowLanes + q);
-            highMask.push_back(row * rowLanes + rowLanes / 2 + q);
-          }
-        Value low = vector::ShuffleOp::create(b, perRow, perRow, lowMask);
-        Value high = vector::ShuffleOp::create(b, perRow, perRow, highMask);
-        perRow = e.addf(low, high);
-      }
+      // The rows' sums side by side in one vector, sharing the shuffles
+      // that one reduction each would take.
+      Value perRow = reduceTransposed(b, lanes);
       auto outType = VectorType::get({count}, f32);
       Value old = vector::LoadOp::create(b, outType, c, ValueRange{m, column});
       vector::StoreOp::create(b, e.addf(old, perRow), c, ValueRange{m, column});

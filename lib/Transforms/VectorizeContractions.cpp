@@ -283,52 +283,6 @@ Value bMatrixAt(ImplicitLocOpBuilder &b, Value w, ValueRange batch,
   return matrixAt(b, w, indices);
 }
 
-/// The horizontal sums of `vectors` (a power of two of them, at most their
-/// lane count), as one vector<count>: a transposing tree in which each step
-/// adds two shuffles of a pair of vectors, halving the partial sums each
-/// group of lanes holds and doubling the groups, so that count vectors cost
-/// about 2 * count shuffles and count adds instead of count full
-/// reductions and count scalar updates of C.
-Value reduceTransposed(ImplicitLocOpBuilder &b, ArrayRef<Value> vectors,
-                       int64_t count) {
-  int64_t lanes = cast<VectorType>(vectors.front().getType()).getNumElements();
-  // Every vector holds `groups` groups of `width` partial sums. Combining
-  // the `sources` (x, or x then y) gives their groups in order, each half
-  // as wide.
-  auto combine = [&](Value x, Value y, int64_t sources, int64_t groups,
-                     int64_t width) {
-    int64_t size = cast<VectorType>(x.getType()).getNumElements();
-    SmallVector<int64_t> low, high;
-    for (int64_t source = 0; source < sources; ++source)
-      for (int64_t g = 0; g < groups; ++g)
-        for (int64_t l = 0; l < width / 2; ++l) {
-          int64_t lane = source * size + g * width + l;
-          low.push_back(lane);
-          high.push_back(lane + width / 2);
-        }
-    Value lo = vector::ShuffleOp::create(b, x, y, low);
-    Value hi = vector::ShuffleOp::create(b, x, y, high);
-    return arith::AddFOp::create(b, lo, hi).getResult();
-  };
-  SmallVector<Value> level(vectors.begin(), vectors.end());
-  int64_t groups = 1, width = lanes;
-  while (level.size() > 1) {
-    SmallVector<Value> next;
-    for (size_t i = 0; i < level.size(); i += 2)
-      next.push_back(combine(level[i], level[i + 1], 2, groups, width));
-    level = std::move(next);
-    groups *= 2;
-    width /= 2;
-  }
-  // One vector of `count` groups: each group is summed within itself, the
-  // vector halving every step down to vector<count>.
-  Value v = level.front();
-  for (; width > 1; width /= 2)
-    v = combine(v, v, 1, groups, width);
-  assert(groups == count && "one group per input vector");
-  return v;
-}
-
 /// The transpose of the square block whose rows are `rows` (as many vectors
 /// as each has lanes): result i holds lane i of every row. Each of the
 /// log2(lanes) steps swaps the off-diagonal d x d sub-blocks of every
@@ -655,7 +609,7 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
         if (nr > 1 && llvm::isPowerOf2_64(nr) && nr <= lanes) {
           // C[m, n0 : n0 + nr] += the row's sums, as one vector.
           auto rowType = VectorType::get({nr}, accType);
-          Value sums = reduceTransposed(b, row, nr);
+          Value sums = reduceTransposed(b, row);
           Value old = vector::LoadOp::create(b, rowType, c, ValueRange{m, n0});
           vector::StoreOp::create(b, arith::AddFOp::create(b, old, sums), c,
                                   ValueRange{m, n0});

@@ -61,6 +61,14 @@ bool decodeNeedsStaging(QuantAttr quant, Type rowType, Type ct);
 void emitStageRows(ImplicitLocOpBuilder &b, Value a, QuantAttr quant,
                    int64_t depth, Value staged);
 
+/// The horizontal sums of `vectors` (a power of two of them, at most their
+/// lane count) as one vector of that many lanes: a transposing tree in which
+/// each step adds two shuffles of a pair of vectors, halving the partial
+/// sums each group of lanes holds and doubling the groups, so that n vectors
+/// cost about 2n shuffles and n adds instead of n full reductions and n
+/// scalar updates of the result.
+Value reduceTransposed(ImplicitLocOpBuilder &b, ArrayRef<Value> vectors);
+
 /// The decode kernel's loop nest: a parallel loop over tiles of weight rows
 /// `[nBegin, nEnd)`, and in each `emitRows(n, count, m0, group)` for
 /// `count` weight rows from n (`weightRows` at a time, the tile's rest one
