@@ -492,13 +492,14 @@ PanelSplit splitIntoPanels(int64_t columns,
         llvm::PowerOf2Ceil(llvm::divideCeil(kQuantizedPanelBytes,
                                             quantizedBytesPerColumn)),
         kExpertPanelColumns, kMaxQuantizedPanelColumns);
+  if (ShapedType::isDynamic(columns))
+    return {width, false};
   // A static `columns` of at most the width is one panel.
-  if (!ShapedType::isDynamic(columns) && columns <= width)
+  if (columns <= width)
     return {columns, true};
-  if (!ShapedType::isDynamic(columns))
-    for (int64_t w = width; w >= width / 2; w -= 8)
-      if (columns % w == 0)
-        return {w, true};
+  for (int64_t w = width; w >= width / 2; w -= 8)
+    if (columns % w == 0)
+      return {w, true};
   return {width, false};
 }
 
