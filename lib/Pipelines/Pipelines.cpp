@@ -38,6 +38,7 @@ struct TensorLevelOptions {
   bool fuseCombine = false;
   bool fuseGather = false;
   bool int8Activations = false;
+  bool packExpertWeights = false;
 };
 
 /// The tensor-level start every target shares: the manifest, the layer
@@ -104,6 +105,10 @@ void addTensorLevelPasses(OpPassManager &pm, const TensorLevelOptions &o) {
   // Last: the fusions rebuild moe.expert, and its discardable mark with it.
   if (o.int8Activations)
     pm.addPass(moe::createMoEInt8Activations());
+  // Last too: it sets moe.expert's panel_width on experts the fusions have
+  // rebuilt.
+  if (o.packExpertWeights)
+    pm.addPass(moe::createMoEPackExpertWeights());
   pm.addNestedPass<func::FuncOp>(moe::createMoECopyRepeatedResults());
 }
 
@@ -166,6 +171,9 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
     tensorLevel.fuseCombine = options.fuseCombine;
     tensorLevel.fuseGather = options.fuseGather;
     tensorLevel.int8Activations = options.int8Activations;
+    // The panel-major kernel is AVX-512's.
+    tensorLevel.packExpertWeights =
+        options.packExpertWeights && options.vectorBits == 512;
   }
   addTensorLevelPasses(pm, tensorLevel);
   if (options.emulateCUDAKernels) {

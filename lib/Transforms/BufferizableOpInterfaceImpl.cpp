@@ -503,6 +503,15 @@ PanelSplit splitIntoPanels(int64_t columns,
   return {width, false};
 }
 
+} // namespace
+
+bool mlir::moe::expertColumnsFitPanels(int64_t columns, int64_t panelWidth) {
+  return !ShapedType::isDynamic(columns) && columns % panelWidth == 0 &&
+         splitIntoPanels(columns).width % panelWidth == 0;
+}
+
+namespace {
+
 /// Expert `x`'s dispatched rows `[start, start + count)`, clamped to the
 /// `numRows` rows there are (offsets come from a tensor a caller may fill).
 std::pair<Value, Value> expertRowRange(KernelEmitter &e, Value offsets,
@@ -773,15 +782,22 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
 
     auto fc1Type = expert.getFc1().getType();
     auto fc2Type = expert.getFc2().getType();
+    // Panel-major weights ([E, N / P, K, P]) hold N = panels * P columns.
+    int64_t panelWidth = expert.getPanelWidth().value_or(0);
+    auto outputColumns = [&](RankedTensorType type) {
+      int64_t stored = type.getDimSize(1);
+      return panelWidth && !ShapedType::isDynamic(stored) ? stored * panelWidth
+                                                          : stored;
+    };
     int64_t numExperts = fc1Type.getDimSize(0);
-    int64_t fc1Rows = fc1Type.getDimSize(1);
+    int64_t fc1Rows = outputColumns(fc1Type);
     int64_t pack = quant ? quant.getPackFactor() : 1;
     int64_t inter = fc2Type.getDimSize(2);
     if (ShapedType::isDynamic(numExperts) || ShapedType::isDynamic(fc1Rows) ||
         ShapedType::isDynamic(inter))
       return op->emitError("lowering moe.expert needs static weight shapes");
     inter *= pack;
-    int64_t hiddenSize = fc2Type.getDimSize(1);
+    int64_t hiddenSize = outputColumns(fc2Type);
     // The dequantisation panel and its loops are sized statically.
     if (quant && ShapedType::isDynamic(hiddenSize))
       return op->emitError(
@@ -920,14 +936,35 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
     // parallel loop per GEMM per expert. A layer with many small experts
     // (decode, or 64-128 experts at T = 16-64) otherwise pays a worker-pool
     // dispatch and barrier for every projection of every active expert.
-    auto weightRows = [&](int which, Value x, Value first, OpFoldResult count) {
+    // Expert x's weight for output columns [first, first + count): rows of
+    // an out-major weight, or whole panels of a panel-major one.
+    auto weightRows = [&](int which, Value x, Value first,
+                          OpFoldResult count) -> Value {
       Value weight = sliceLeading(b, projections[which].weights, x);
       auto type = cast<MemRefType>(weight.getType());
       OpFoldResult depth =
           type.isDynamicDim(1)
               ? OpFoldResult(e.dim(weight, 1))
               : OpFoldResult(b.getIndexAttr(type.getDimSize(1)));
-      return sliceBlock(b, weight, first, count, b.getIndexAttr(0), depth);
+      if (!panelWidth)
+        return sliceBlock(b, weight, first, count, b.getIndexAttr(0), depth);
+      Value width = e.index(panelWidth);
+      OpFoldResult panels =
+          isa<Attribute>(count)
+              ? OpFoldResult(
+                    b.getIndexAttr(*getConstantIntValue(count) / panelWidth))
+              : OpFoldResult(
+                    arith::DivUIOp::create(b, cast<Value>(count), width)
+                        .getResult());
+      return memref::SubViewOp::create(
+                 b, weight,
+                 SmallVector<OpFoldResult>{
+                     arith::DivUIOp::create(b, first, width).getResult(),
+                     b.getIndexAttr(0), b.getIndexAttr(0)},
+                 SmallVector<OpFoldResult>{panels, depth,
+                                           b.getIndexAttr(panelWidth)},
+                 SmallVector<OpFoldResult>(3, b.getIndexAttr(1)))
+          .getResult();
     };
     // Columns [first, first + count) of projection `which`'s output for
     // expert x's rows `in` (`stagedIn` for the quantised decode kernel; or
@@ -948,20 +985,31 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
       }
       Value weight = weightRows(which, x, first, count);
       linalg::GenericOp gemm =
-          inTokens ? emitGatheredMatmulTransposedB(b, in, inTokens, weight, c)
-                   : emitMatmulTransposedB(b, in, weight, c);
+          inTokens ? emitGatheredMatmulTransposedB(b, in, inTokens, weight, c,
+                                                   panelWidth)
+                   : emitMatmulTransposedB(b, in, weight, c, panelWidth);
       gemm->setAttr(kExpertGemmAttrName, b.getUnitAttr());
       return c;
     };
+    PanelSplit fc1Split = splitIntoPanels(
+        inter, quantizedBytesPerColumn(hiddenSize, /*gatedPair=*/swiglu || fc3));
+    PanelSplit hiddenSplit = splitIntoPanels(
+        hiddenSize, quantizedBytesPerColumn(inter, /*gatedPair=*/false));
+    // Every column panel of the schedule must be whole weight panels
+    // (-moe-pack-expert-weights packs only weights for which they are).
+    if (panelWidth && (!expertColumnsFitPanels(inter, panelWidth) ||
+                       !expertColumnsFitPanels(hiddenSize, panelWidth)))
+      return op->emitError()
+             << "panel-major weights of width " << panelWidth
+             << " need the CPU schedule's column panels of I = " << inter
+             << " and H = " << hiddenSize << " to be whole weight panels";
     Value stagedRows = stage(rows, hiddenSize, fc1Int8);
     FailureOr<std::optional<Int8Rows>> int8Rows =
         stageInt8(rows, fc1Int8, hiddenSize);
     if (failed(int8Rows))
       return failure();
     forEachExpertPanel(
-        b, offsets, numExperts, numRows, e.index(inter),
-        splitIntoPanels(inter, quantizedBytesPerColumn(
-                                   hiddenSize, /*gatedPair=*/swiglu || fc3)),
+        b, offsets, numExperts, numRows, e.index(inter), fc1Split,
         [&](Value x, Value start, Value count, Value first,
             OpFoldResult width) {
           // The expert's rows, or all tokens and the expert's rows' tokens.
@@ -1028,8 +1076,6 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
           stagedAct ? sliceRows(b, stagedAct, start, count) : Value(),
           sliceInt8Rows(*int8Act, start, count), x, first, width, inter);
     };
-    PanelSplit hiddenSplit = splitIntoPanels(
-        hiddenSize, quantizedBytesPerColumn(inter, /*gatedPair=*/false));
     if (combining) {
       Value rowTokens = map->lookup(expert.getRowTokens());
       Value rowWeights = map->lookup(expert.getRowWeights());

@@ -169,7 +169,7 @@ Value buildSharedExperts(PatternRewriter &rewriter, LayerOp layer,
         /*row_weights=*/Value(),
         layer.getActivationAttr(), layer.getSwigluFusionAttr(),
         layer.getAlphaAttr(), layer.getBetaAttr(), layer.getLimitAttr(),
-        /*quant=*/QuantAttr());
+        /*quant=*/QuantAttr(), /*panel_width=*/IntegerAttr());
     if (!sum) {
       sum = out;
       continue;
@@ -338,7 +338,8 @@ Value buildExpertExchange(PatternRewriter &rewriter, LayerOp layer,
       /*combine_into=*/Value(), /*row_tokens=*/Value(),
       /*row_weights=*/Value(), layer.getActivationAttr(),
       layer.getSwigluFusionAttr(), layer.getAlphaAttr(), layer.getBetaAttr(),
-      layer.getLimitAttr(), layer.getQuantAttr());
+      layer.getLimitAttr(), layer.getQuantAttr(),
+      /*panel_width=*/IntegerAttr());
   auto unitWeightsType =
       RankedTensorType::get({ShapedType::kDynamic, 1}, scoreType);
   Value unitWeights =
@@ -460,7 +461,8 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
           /*combine_into=*/Value(), /*row_tokens=*/Value(),
           /*row_weights=*/Value(), layer.getActivationAttr(),
           layer.getSwigluFusionAttr(), layer.getAlphaAttr(),
-          layer.getBetaAttr(), layer.getLimitAttr(), layer.getQuantAttr());
+          layer.getBetaAttr(), layer.getLimitAttr(), layer.getQuantAttr(),
+          /*panel_width=*/IntegerAttr());
 
     Value shared;
     if (layer.getSharedFc1())

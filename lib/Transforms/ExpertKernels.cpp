@@ -19,20 +19,32 @@
 using namespace mlir;
 using namespace mlir::moe;
 
-/// `c[m, n] (+)= sum_k A(m, k) * w[n, k]` as a linalg.generic whose first
+/// Where a contraction reads weight element (n, k): `w[n, k]` (out-major
+/// rows), or with a panel width P `w[n floordiv P, k, n mod P]`
+/// (panel-major, `-moe-pack-expert-weights`).
+static SmallVector<AffineExpr> weightIndex(AffineExpr n, AffineExpr k,
+                                           int64_t panelWidth) {
+  if (!panelWidth)
+    return {n, k};
+  return {n.floorDiv(panelWidth), k, n % panelWidth};
+}
+
+/// `c[m, n] (+)= sum_k A(m, k) * w(n, k)` as a linalg.generic whose first
 /// operand is `aOperand`, indexed by `aIndex` (of the loops m, n, k), and
-/// whose body gets A's element from that operand's with `elementOfA`.
+/// whose body gets A's element from that operand's with `elementOfA`; `w`
+/// is out-major, or panel-major with `panelWidth`.
 static linalg::GenericOp emitTransposedBContraction(
     ImplicitLocOpBuilder &b, Value aOperand,
     function_ref<SmallVector<AffineExpr>(AffineExpr m, AffineExpr k)> aIndex,
-    Value w, Value c,
+    Value w, int64_t panelWidth, Value c,
     function_ref<Value(ImplicitLocOpBuilder &, Value)> elementOfA) {
   MLIRContext *ctx = b.getContext();
   AffineExpr m, n, k;
   bindDims(ctx, m, n, k);
-  SmallVector<AffineMap> maps = {AffineMap::get(3, 0, aIndex(m, k), ctx),
-                                 AffineMap::get(3, 0, {n, k}, ctx),
-                                 AffineMap::get(3, 0, {m, n}, ctx)};
+  SmallVector<AffineMap> maps = {
+      AffineMap::get(3, 0, aIndex(m, k), ctx),
+      AffineMap::get(3, 0, weightIndex(n, k, panelWidth), ctx),
+      AffineMap::get(3, 0, {m, n}, ctx)};
   SmallVector<utils::IteratorType> iterators = {utils::IteratorType::parallel,
                                                 utils::IteratorType::parallel,
                                                 utils::IteratorType::reduction};
@@ -49,11 +61,13 @@ static linalg::GenericOp emitTransposedBContraction(
 }
 
 linalg::GenericOp mlir::moe::emitMatmulTransposedB(ImplicitLocOpBuilder &b,
-                                                   Value a, Value w, Value c) {
+                                                   Value a, Value w, Value c,
+                                                   int64_t panelWidth) {
   return emitTransposedBContraction(
       b, a,
       [](AffineExpr m, AffineExpr k) { return SmallVector<AffineExpr>{m, k}; },
-      w, c, [](ImplicitLocOpBuilder &, Value element) { return element; });
+      w, panelWidth, c,
+      [](ImplicitLocOpBuilder &, Value element) { return element; });
 }
 
 /// The index of the last row of `source`.
@@ -64,12 +78,13 @@ static Value lastRowOf(ImplicitLocOpBuilder &b, Value source) {
 
 linalg::GenericOp
 mlir::moe::emitGatheredMatmulTransposedB(ImplicitLocOpBuilder &b, Value source,
-                                         Value tokens, Value w, Value c) {
+                                         Value tokens, Value w, Value c,
+                                         int64_t panelWidth) {
   Value lastRow = lastRowOf(b, source);
   return emitTransposedBContraction(
       b, tokens,
       [](AffineExpr m, AffineExpr) { return SmallVector<AffineExpr>{m}; }, w,
-      c, [&](ImplicitLocOpBuilder &nb, Value token) -> Value {
+      panelWidth, c, [&](ImplicitLocOpBuilder &nb, Value token) -> Value {
         Value row = KernelEmitter(nb).clampedTokenRow(token, lastRow);
         Value column = linalg::IndexOp::create(nb, 2);
         return memref::LoadOp::create(nb, source, ValueRange{row, column});

@@ -170,7 +170,7 @@ struct FuseCombineIntoExpert : OpRewritePattern<CombineOp> {
         expert.getFc2ZeroPoints(), expert.getFc3ZeroPoints(), base, rowTokens,
         rowWeights, expert.getActivationAttr(), expert.getSwigluFusionAttr(),
         expert.getAlphaAttr(), expert.getBetaAttr(), expert.getLimitAttr(),
-        expert.getQuantAttr());
+        expert.getQuantAttr(), expert.getPanelWidthAttr());
     rewriter.replaceOp(combine, fused.getResult());
     rewriter.eraseOp(expert);
     return success();

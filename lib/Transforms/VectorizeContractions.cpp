@@ -28,6 +28,11 @@
 // at 64 (benchmarks/RESULTS.md): the CPU pipeline packs experts' GEMMs
 // from 96 rows and leaves the pass's thresholds off unless asked for.
 //
+// Weights stored panel-major at compile time (-moe-pack-expert-weights:
+// B read at `(n floordiv 64, k, n mod 64)`) are those `[k, 64]` panels
+// already: their contractions take the outer-product block directly, at
+// any row count, prefetching the panel's next 128 steps of k into L2.
+//
 //===----------------------------------------------------------------------===//
 
 #include "moe-mlir/Transforms/Passes.h"
@@ -186,11 +191,42 @@ Value stripExtension(Value v) {
   return v;
 }
 
+/// B's indexing map in a contraction with loops (m, n, k): `(n, k)`, or for
+/// panel-major weights of width P `(n floordiv P, k, n mod P)`.
+AffineMap weightMap(MLIRContext *ctx, int64_t panelWidth) {
+  AffineExpr n = getAffineDimExpr(1, ctx), k = getAffineDimExpr(2, ctx);
+  if (!panelWidth)
+    return AffineMap::get(3, 0, {n, k}, ctx);
+  return AffineMap::get(3, 0, {n.floorDiv(panelWidth), k, n % panelWidth},
+                        ctx);
+}
+
+/// The panel width P of a contraction reading B at
+/// `(n floordiv P, k, n mod P)` (panel-major weights), or failure.
+FailureOr<int64_t> matchPanelWidth(linalg::GenericOp op) {
+  if (op.getNumDpsInputs() != 2 || op.getNumLoops() != 3)
+    return failure();
+  AffineMap map = op.getIndexingMapsArray()[1];
+  if (map.getNumResults() != 3)
+    return failure();
+  auto mod = dyn_cast<AffineBinaryOpExpr>(map.getResult(2));
+  if (!mod || mod.getKind() != AffineExprKind::Mod)
+    return failure();
+  auto width = dyn_cast<AffineConstantExpr>(mod.getRHS());
+  if (!width || width.getValue() <= 0 ||
+      map != weightMap(op.getContext(), width.getValue()))
+    return failure();
+  return width.getValue();
+}
+
 /// Matches `C(m, n) += source(min(tokens(m), lastRow), k) * B(n, k)` on
 /// rank-2 memrefs with unit innermost strides, the form
 /// emitGatheredMatmulTransposedB builds: a linalg.generic over `tokens`
 /// and B whose body loads A's element from `source`, defined above it.
-FailureOr<GatheredRows> matchGatheredMatmul(linalg::GenericOp op) {
+/// With a `panelWidth`, B is panel-major (`[N / P, K, P]`, read at
+/// `(n floordiv P, k, n mod P)`).
+FailureOr<GatheredRows> matchGatheredMatmul(linalg::GenericOp op,
+                                            int64_t panelWidth = 0) {
   if (op.getNumDpsInputs() != 2 || op.getNumDpsInits() != 1 ||
       !op.hasPureBufferSemantics() || op.getNumLoops() != 3)
     return failure();
@@ -203,7 +239,7 @@ FailureOr<GatheredRows> matchGatheredMatmul(linalg::GenericOp op) {
   AffineExpr m, n, k;
   bindDims(ctx, m, n, k);
   SmallVector<AffineMap> expected = {AffineMap::get(3, 0, {m}, ctx),
-                                     AffineMap::get(3, 0, {n, k}, ctx),
+                                     weightMap(ctx, panelWidth),
                                      AffineMap::get(3, 0, {m, n}, ctx)};
   if (op.getIndexingMapsArray() != expected)
     return failure();
@@ -232,7 +268,8 @@ FailureOr<GatheredRows> matchGatheredMatmul(linalg::GenericOp op) {
   for (Value operand : {load.getMemRef(), op.getDpsInputs()[1],
                         op.getDpsInits()[0]}) {
     auto type = cast<MemRefType>(operand.getType());
-    if (type.getRank() != 2 || !isa<FloatType>(type.getElementType()) ||
+    int64_t rank = operand == op.getDpsInputs()[1] && panelWidth ? 3 : 2;
+    if (type.getRank() != rank || !isa<FloatType>(type.getElementType()) ||
         !hasUnitInnerStride(type))
       return failure();
   }
@@ -379,6 +416,149 @@ void forEachRowBlock(ImplicitLocOpBuilder &b, Value begin, Value end,
     e.ifThen(e.cmpi(arith::CmpIPredicate::eq, rest, e.index(mr)),
              [&] { block(full, mr); });
 }
+
+/// `C[m, n] += A[m, k] * W(n, k)` by panel-major weights (`[N / P, K, P]`,
+/// -moe-pack-expert-weights), A's rows in place or through tokens: each
+/// panel is the `[K, P]` matrix the outer-product block reads, so the
+/// packed kernel runs without packing, at any row count. f32 with 512-bit
+/// vectors and P of 16, 32 or 64 (up to the block's four vectors);
+/// other contractions keep their loops (linalg's lowering is correct for
+/// any layout).
+struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
+  VectorizePanelMatmul(MLIRContext *ctx, int64_t vectorBits)
+      : OpRewritePattern(ctx, /*benefit=*/2), vectorBits(vectorBits) {}
+
+  LogicalResult matchAndRewrite(linalg::GenericOp op,
+                                PatternRewriter &rewriter) const override {
+    FailureOr<int64_t> panelWidth = matchPanelWidth(op);
+    if (failed(panelWidth))
+      return rewriter.notifyMatchFailure(op, "B is not panel-major");
+    constexpr int64_t lanes = kOuterProductLanes;
+    if (vectorBits != 512 || *panelWidth % lanes ||
+        *panelWidth > kPackedVectors * lanes ||
+        !llvm::isPowerOf2_64(*panelWidth / lanes))
+      return rewriter.notifyMatchFailure(
+          op, "not 512-bit vectors and 16, 32 or 64 panel columns");
+    Value a, source, lastRow;
+    Value w = op.getDpsInputs()[1], c = op.getDpsInits()[0];
+    if (FailureOr<GatheredRows> gathered = matchGatheredMatmul(op, *panelWidth);
+        succeeded(gathered)) {
+      source = gathered->source;
+      lastRow = gathered->lastRow;
+    } else {
+      MLIRContext *ctx = op.getContext();
+      AffineExpr m, n, k;
+      bindDims(ctx, m, n, k);
+      SmallVector<AffineMap> expected = {AffineMap::get(3, 0, {m, k}, ctx),
+                                         weightMap(ctx, *panelWidth),
+                                         AffineMap::get(3, 0, {m, n}, ctx)};
+      if (op.getIndexingMapsArray() != expected || !accumulatedProduct(op) ||
+          !op.hasPureBufferSemantics() ||
+          !llvm::all_of(op->getOperands(), [](Value v) {
+            return hasUnitInnerStride(cast<MemRefType>(v.getType()));
+          }))
+        return rewriter.notifyMatchFailure(op, "not a panel-major matmul");
+      source = op.getDpsInputs()[0];
+    }
+    a = source;
+    if (!llvm::all_of(ValueRange{a, w, c}, [](Value v) {
+          return cast<MemRefType>(v.getType()).getElementType().isF32();
+        }))
+      return rewriter.notifyMatchFailure(op, "not f32");
+    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
+    KernelEmitter e(b);
+    Value tokens = lastRow ? op.getDpsInputs()[0] : Value();
+    auto aRow = [&](Value m) -> Value {
+      if (!tokens)
+        return m;
+      return e.clampedTokenRow(e.load(tokens, m), lastRow);
+    };
+    auto accVec = VectorType::get({lanes}, b.getF32Type());
+    int64_t vectors = *panelWidth / lanes;
+    Value c0 = e.index(0), c1 = e.index(1);
+    Value rows = e.dim(c, 0), panels = e.dim(w, 0), depth = e.dim(w, 1);
+    // The next 128 steps of k are prefetched into L2 while these are
+    // computed: the hardware prefetchers do not run ahead while every block
+    // of rows but the first hits L1, so the first block of each step would
+    // otherwise wait on memory (a quarter of the kernel's time at 128
+    // rows). Full blocks of rows each prefetch a share of the next steps'
+    // cache lines before they start; a partial block (all of decode's
+    // rows) prefetches row t + 128 as it reads row t, so that the requests
+    // are spread over its loop rather than issued at once.
+    Value rowBlocks = arith::MaxUIOp::create(
+        b, arith::CeilDivUIOp::create(b, rows, e.index(kPackedRows)), c1);
+    Value nextLines = e.index(kPackedDepth * vectors);
+    Value linesPerBlock = arith::CeilDivUIOp::create(b, nextLines, rowBlocks);
+    Value lastPanel = e.subi(panels, c1), lastK = e.subi(depth, c1);
+    Value ahead = e.index(kPackedDepth);
+    // Prefetches `column` of row k of panel p, or past the panel's end row
+    // k - depth of the next panel (clamped to the last row of the last
+    // panel); selects rather than divisions, which cost more than the
+    // kernel's arithmetic at decode.
+    auto prefetch = [&](Value p, Value k, Value column) {
+      Value past = e.cmpi(arith::CmpIPredicate::uge, k, depth);
+      Value panel = arith::MinUIOp::create(
+          b, arith::SelectOp::create(b, past, e.addi(p, c1), p), lastPanel);
+      Value row = arith::MinUIOp::create(
+          b, arith::SelectOp::create(b, past, e.subi(k, depth), k), lastK);
+      memref::PrefetchOp::create(b, w, ValueRange{panel, row, column},
+                                 /*isWrite=*/false, /*localityHint=*/2,
+                                 /*isDataCache=*/true);
+    };
+    // Panel by panel; within one, 128 steps of k (32 KiB of the panel, in
+    // L1) at a time for every block of rows.
+    e.loop(c0, panels, [&](Value p) {
+      Value n0 = e.muli(p, e.index(*panelWidth));
+      e.loop(
+          c0, depth,
+          [&](Value kb) {
+            Value last = arith::MinUIOp::create(
+                b, e.addi(kb, e.index(kPackedDepth)), depth);
+            forEachRowBlock(b, c0, rows, [&](Value m0, int64_t mr) {
+              bool fullBlock = mr == kPackedRows;
+              if (fullBlock) {
+                Value firstLine = e.muli(
+                    arith::DivUIOp::create(b, m0, e.index(kPackedRows)),
+                    linesPerBlock);
+                Value endLine = arith::MinUIOp::create(
+                    b, e.addi(firstLine, linesPerBlock), nextLines);
+                e.loop(firstLine, endLine, [&](Value line) {
+                  Value k = e.addi(
+                      e.addi(kb, ahead),
+                      arith::ShRUIOp::create(
+                          b, line, e.index(llvm::Log2_64(vectors))));
+                  prefetch(p, k,
+                           e.muli(arith::AndIOp::create(
+                                      b, line, e.index(vectors - 1)),
+                                  e.index(lanes)));
+                });
+              }
+              emitOuterProductBlock(
+                  b, c, m0, mr, n0, vectors, kb, last,
+                  [&](Value t, int64_t g) -> Value {
+                    Value column = e.index(g * lanes);
+                    if (!fullBlock)
+                      prefetch(p, e.addi(t, ahead), column);
+                    return vector::LoadOp::create(b, accVec, w,
+                                                  ValueRange{p, t, column});
+                  },
+                  [&](Value m, Value t) -> Value {
+                    return vector::BroadcastOp::create(
+                        b, accVec, e.load(a, {aRow(m), t}));
+                  },
+                  [&](Value x, Value y, Value sum) -> Value {
+                    return vector::FMAOp::create(b, x, y, sum);
+                  });
+            });
+          },
+          e.index(kPackedDepth));
+    });
+    rewriter.eraseOp(op);
+    return success();
+  }
+
+  int64_t vectorBits;
+};
 
 struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
   VectorizeTransposedBMatmul(MLIRContext *ctx, int64_t vectorBits,
@@ -834,6 +1014,7 @@ struct MoEVectorizeContractionsPass
     patterns.add<VectorizeTransposedBMatmul>(&getContext(), vectorBits,
                                              rowTile, colTile, bf16Dot,
                                              packMinRows, expertPackMinRows);
+    patterns.add<VectorizePanelMatmul>(&getContext(), vectorBits);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }

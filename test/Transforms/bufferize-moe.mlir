@@ -472,3 +472,19 @@ func.func @expert_int8_rows_int8_activations(%rows: tensor<?x128xf32>, %offsets:
   %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 {activation = #moe.activation<relu>, moe.int8_activations, quant = #moe.quant<bits = 8>} : (tensor<?x128xf32>, tensor<3xi32>, tensor<2x64x128xui8>, tensor<2x128x64xui8>, tensor<2x64xf32>, tensor<2x128xf32>) -> tensor<?x128xf32>
   return %y : tensor<?x128xf32>
 }
+
+// -----
+
+// Panel-major weights (panel_width = 64): each projection's GEMM reads its
+// panels of the expert's weight in place, B at (n floordiv 64, k, n mod 64):
+// fc1's interleaved SwiGLU panel of 128 columns is two weight panels.
+// CHECK-DAG: #[[PANEL_B:.*]] = affine_map<(d0, d1, d2) -> (d1 floordiv 64, d2, d1 mod 64)>
+// CHECK-LABEL: func.func @expert_panels
+// CHECK: memref.subview %{{.*}}[%{{.*}}, 0, 0, 0] [1, 2, 64, 64] [1, 1, 1, 1] : memref<4x2x64x64xf32> to memref<2x64x64xf32, strided<[4096, 64, 1], offset: ?>>
+// CHECK: linalg.generic {indexing_maps = [#{{.*}}, #[[PANEL_B]], #{{.*}}], {{.*}} ins(%{{.*}}, %{{.*}} : memref<?xi32, strided<[1], offset: ?>>, memref<2x64x64xf32, strided<[4096, 64, 1], offset: ?>>) outs(%{{.*}} : memref<?x128xf32, {{.*}}>) attrs = {moe.expert_gemm}
+// CHECK: memref.subview %{{.*}}[%{{.*}}, 0, 0, 0] [1, 1, 64, 64] [1, 1, 1, 1] : memref<4x1x64x64xf32> to memref<1x64x64xf32, strided<[4096, 64, 1], offset: ?>>
+// CHECK: linalg.generic {indexing_maps = [#{{.*}}, #[[PANEL_B]], #{{.*}}], {{.*}} ins(%{{.*}}, %{{.*}} : memref<?x64xf32, strided<[64, 1], offset: ?>>, memref<1x64x64xf32, strided<[4096, 64, 1], offset: ?>>) {{.*}} attrs = {moe.expert_gemm}
+func.func @expert_panels(%x: tensor<?x64xf32>, %offsets: tensor<5xi32>, %row_tokens: tensor<?xi32>, %w1: tensor<4x2x64x64xf32>, %w2: tensor<4x1x64x64xf32>) -> tensor<?x64xf32> {
+  %y = moe.expert %x, %offsets gather_tokens %row_tokens fc1 %w1 fc2 %w2 {activation = #moe.activation<swiglu>, panel_width = 64 : i64} : (tensor<?x64xf32>, tensor<5xi32>, tensor<?xi32>, tensor<4x2x64x64xf32>, tensor<4x1x64x64xf32>) -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}

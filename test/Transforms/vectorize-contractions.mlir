@@ -3,6 +3,7 @@
 // RUN: moe-opt %s --split-input-file --moe-vectorize-contractions="pack-min-rows=32" | FileCheck %s --check-prefix=PACK
 // RUN: moe-opt %s --split-input-file --moe-vectorize-contractions="expert-pack-min-rows=24" | FileCheck %s --check-prefix=EXPERT
 // RUN: not moe-opt %s --split-input-file --moe-vectorize-contractions="row-tile=0" 2>&1 | FileCheck %s --check-prefix=BAD
+// RUN: moe-opt %s --split-input-file --moe-vectorize-contractions | FileCheck %s --check-prefix=PANEL
 // BAD: error: row-tile and col-tile must be at least 1, vector-bits at least 32 and pack-min-rows and expert-pack-min-rows at least 0
 
 #a = affine_map<(m, n, k) -> (m, k)>
@@ -378,6 +379,63 @@ func.func @gathered_unclamped(%src: memref<?x64xf32>, %tokens: memref<?xi32>, %w
     %row = arith.index_cast %t : i32 to index
     %k = linalg.index 2 : index
     %x = memref.load %src[%row, %k] : memref<?x64xf32>
+    %p = arith.mulf %x, %y : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+// -----
+
+// Panel-major weights (-moe-pack-expert-weights): B is read in place as
+// [K, 64] panels by the outer-product block, at any row count, with the
+// next 128 steps of k prefetched; the gathered form looks its rows up
+// through the tokens.
+// PANEL-LABEL: func.func @panel_matmul
+// PANEL-NOT: linalg.generic
+// PANEL: memref.prefetch %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}], read, locality<2>, data : memref<2x96x64xf32>
+// PANEL: vector.load %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}] : memref<2x96x64xf32>, vector<16xf32>
+// PANEL: vector.fma %{{.*}}, %{{.*}}, %{{.*}} : vector<16xf32>
+#panel_a = affine_map<(m, n, k) -> (m, k)>
+#panel_b = affine_map<(m, n, k) -> (n floordiv 64, k, n mod 64)>
+#panel_c = affine_map<(m, n, k) -> (m, n)>
+func.func @panel_matmul(%a: memref<?x96xf32>, %w: memref<2x96x64xf32>, %c: memref<?x128xf32>) {
+  linalg.generic {indexing_maps = [#panel_a, #panel_b, #panel_c], iterator_types = ["parallel", "parallel", "reduction"]} ins(%a, %w : memref<?x96xf32>, memref<2x96x64xf32>) outs(%c : memref<?x128xf32>) {
+  ^bb0(%x: f32, %y: f32, %acc: f32):
+    %p = arith.mulf %x, %y : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+// PANEL-LABEL: func.func @panel_matmul_gathered
+// PANEL-NOT: linalg.generic
+// PANEL: arith.minui
+// PANEL: vector.fma %{{.*}}, %{{.*}}, %{{.*}} : vector<16xf32>
+#gather_a = affine_map<(m, n, k) -> (m)>
+func.func @panel_matmul_gathered(%src: memref<?x96xf32>, %tokens: memref<?xi32>, %w: memref<1x96x64xf32>, %c: memref<?x64xf32>, %last: index) {
+  linalg.generic {indexing_maps = [#gather_a, #panel_b, #panel_c], iterator_types = ["parallel", "parallel", "reduction"]} ins(%tokens, %w : memref<?xi32>, memref<1x96x64xf32>) outs(%c : memref<?x64xf32>) {
+  ^bb0(%t: i32, %y: f32, %acc: f32):
+    %ti = arith.index_cast %t : i32 to index
+    %row = arith.minui %ti, %last : index
+    %k = linalg.index 2 : index
+    %x = memref.load %src[%row, %k] : memref<?x96xf32>
+    %p = arith.mulf %x, %y : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+// A panel width the kernel does not take (8 columns) keeps its loops.
+// PANEL-LABEL: func.func @panel_matmul_narrow
+// PANEL: linalg.generic
+#narrow_b = affine_map<(m, n, k) -> (n floordiv 8, k, n mod 8)>
+func.func @panel_matmul_narrow(%a: memref<?x96xf32>, %w: memref<2x96x8xf32>, %c: memref<?x16xf32>) {
+  linalg.generic {indexing_maps = [#panel_a, #narrow_b, #panel_c], iterator_types = ["parallel", "parallel", "reduction"]} ins(%a, %w : memref<?x96xf32>, memref<2x96x8xf32>) outs(%c : memref<?x16xf32>) {
+  ^bb0(%x: f32, %y: f32, %acc: f32):
     %p = arith.mulf %x, %y : f32
     %s = arith.addf %acc, %p : f32
     linalg.yield %s : f32

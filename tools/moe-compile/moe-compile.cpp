@@ -124,6 +124,14 @@ cl::opt<int64_t> expertPackMinRows(
              "T = 512, where experts have about 128 rows, while experts of "
              "64 rows lost 5% with 64, benchmarks/RESULTS.md)"),
     cl::init(96), cl::cat(category));
+cl::opt<bool> packExpertWeights(
+    "pack-expert-weights",
+    cl::desc("CPU with AVX-512: store constant f32 expert weights in "
+             "64-column panels at compile time (-moe-pack-expert-weights), "
+             "so that the experts' GEMMs need no packing at run time "
+             "(off by default: 1.03-1.29x at T = 512 but 1.2-1.3x slower "
+             "at decode for now, benchmarks/RESULTS.md)"),
+    cl::init(false), cl::cat(category));
 cl::opt<bool> int8Activations(
     "int8-activations",
     cl::desc("CPU with AVX512-VNNI: quantised experts (at decode, or of "
@@ -399,6 +407,7 @@ int compile(int argc, char **argv) {
       pipeline.bf16Dot = moe::targetHasFeature(**machine, "avx512bf16");
       pipeline.gemmPackMinRows = avx512 ? int64_t(gemmPackMinRows) : 0;
       pipeline.expertPackMinRows = avx512 ? int64_t(expertPackMinRows) : 0;
+      pipeline.packExpertWeights = avx512 && packExpertWeights;
       if (int8Activations && !moe::targetHasFeature(**machine, "avx512vnni"))
         return fail("--int8-activations needs a target with AVX512-VNNI "
                     "(this one is " +

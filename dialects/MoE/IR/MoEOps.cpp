@@ -16,6 +16,7 @@
 #include "llvm/Support/MathExtras.h"
 
 #include <array>
+#include <type_traits>
 
 #include <cmath>
 
@@ -171,6 +172,8 @@ struct ExpertWeights {
   StringRef prefix = "";
   QuantAttr quant = {};
   std::array<Value, 3> scales = {}, zeroPoints = {};
+  /// Float weights stored panel-major (`[E, N / P, K, P]`), or 0.
+  int64_t panelWidth = 0;
 };
 
 /// The routed experts' weights of moe.expert or moe.layer.
@@ -181,7 +184,30 @@ template <typename OpTy> ExpertWeights routedWeights(OpTy op) {
   w.scales = {op.getFc1Scales(), op.getFc2Scales(), op.getFc3Scales()};
   w.zeroPoints = {op.getFc1ZeroPoints(), op.getFc2ZeroPoints(),
                   op.getFc3ZeroPoints()};
+  if constexpr (std::is_same_v<OpTy, ExpertOp>)
+    w.panelWidth = op.getPanelWidth().value_or(0);
   return w;
+}
+
+/// The `[E, N, K]` a stored weight holds: its own shape, or for
+/// panel-major weights `[E, N / P, K, P]` the panels' columns together.
+FailureOr<SmallVector<int64_t>> storedWeightShape(Operation *op, Value weight,
+                                                  StringRef name,
+                                                  int64_t panelWidth) {
+  ShapeChecker check(op);
+  if (!panelWidth) {
+    auto shape = check.shape(weight, name, 3);
+    if (failed(shape))
+      return failure();
+    return SmallVector<int64_t>(*shape);
+  }
+  auto shape = check.shape(weight, name, 4);
+  if (failed(shape) ||
+      failed(check.dim(name, *shape, 3, panelWidth,
+                       "the panel width of panel-major weights")))
+    return failure();
+  return SmallVector<int64_t>{(*shape)[0], mulDims((*shape)[1], panelWidth),
+                              (*shape)[2]};
 }
 
 int64_t ceilDivDims(int64_t a, int64_t b) {
@@ -237,8 +263,11 @@ LogicalResult verifyExpertWeights(Operation *op, const ExpertWeights &w,
   std::string fc1Name = (w.prefix + "fc1").str();
   std::string fc2Name = (w.prefix + "fc2").str();
   std::string fc3Name = (w.prefix + "fc3").str();
-  auto fc1Stored = check.shape(w.fc1, fc1Name, 3);
-  auto fc2Stored = check.shape(w.fc2, fc2Name, 3);
+  if (w.panelWidth && w.quant)
+    return op->emitOpError("panel-major weights ('panel_width') are float "
+                           "weights; quantised ones keep their rows");
+  auto fc1Stored = storedWeightShape(op, w.fc1, fc1Name, w.panelWidth);
+  auto fc2Stored = storedWeightShape(op, w.fc2, fc2Name, w.panelWidth);
   if (failed(fc1Stored) || failed(fc2Stored))
     return failure();
 
@@ -341,7 +370,7 @@ LogicalResult verifyExpertWeights(Operation *op, const ExpertWeights &w,
 
   SmallVector<int64_t> fc3;
   if (w.fc3) {
-    auto fc3Stored = check.shape(w.fc3, fc3Name, 3);
+    auto fc3Stored = storedWeightShape(op, w.fc3, fc3Name, w.panelWidth);
     if (failed(fc3Stored) ||
         failed(check.same(
             fc3Name, *fc3Stored, {numExperts, inter, ceilDivDims(hidden, pack)},

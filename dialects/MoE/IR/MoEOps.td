@@ -192,6 +192,14 @@ def MoE_ExpertOp : MoE_Op<"expert", [Pure, AttrSizedOperandSegments]> {
     weights are dequantised, `(q - zp) * scale`, inside the expert kernel;
     biases and scales share one float element type.
 
+    With `panel_width = P` the float weights are stored panel-major:
+    `fcN [E, N / P, K, P]` holds the logical `fcN [E, N, K]` as `N / P`
+    panels of `P` output columns, element `[e, p, k, j]` being the logical
+    `[e, p * P + j, k]`: each panel is a `[K, P]` matrix read along its
+    columns, the layout of the CPU's outer-product GEMM kernel.
+    `-moe-pack-expert-weights` forms it from constant weights at compile
+    time, so that the kernel needs no packing per call.
+
     On the CPU, experts run as two parallel loops over experts x column
     panels (up to 64 columns of float weights; quantised ones up to 128 KiB
     of packed bytes, 64-256 columns): fc1 (and fc3) with the activation
@@ -259,7 +267,9 @@ def MoE_ExpertOp : MoE_Op<"expert", [Pure, AttrSizedOperandSegments]> {
                        (ins Optional<MoE_FloatTensor>:$combine_into,
                             Optional<MoE_IdTensor>:$row_tokens,
                             Optional<MoE_FloatTensor>:$row_weights),
-                       ExpertAttrs);
+                       ExpertAttrs,
+                       (ins OptionalAttr<ConfinedAttr<I64Attr, [IntPositive]>>
+                            :$panel_width));
   let results = (outs MoE_FloatTensor:$result);
   let assemblyFormat = [{
     $rows `,` $offsets (`gather_tokens` $gather_tokens^)? `fc1` $fc1

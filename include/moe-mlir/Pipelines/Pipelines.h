@@ -67,6 +67,15 @@ struct CPUPipelineOptions
                      "of the weights for the outer-product kernel (0: "
                      "never)"),
       llvm::cl::init(96)};
+  PassOptions::Option<bool> packExpertWeights{
+      *this, "pack-expert-weights",
+      llvm::cl::desc("Store constant f32 expert weights panel-major at "
+                     "compile time (-moe-pack-expert-weights, 64 columns a "
+                     "panel) so that the experts' GEMMs run the "
+                     "outer-product kernel without packing; needs "
+                     "512-bit vectors; off by default: decode is slower "
+                     "for now, benchmarks/RESULTS.md)"),
+      llvm::cl::init(false)};
   PassOptions::Option<bool> emulateCUDAKernels{
       *this, "emulate-cuda-kernels",
       llvm::cl::desc("Testing: lower the stage ops through the cuda target's "

@@ -31,9 +31,12 @@ struct QuantizedProjection {
 constexpr llvm::StringLiteral kExpertGemmAttrName = "moe.expert_gemm";
 
 /// Emits `c[m, n] (+)= sum_k a[m, k] * w[n, k]` as a linalg contraction, with
-/// `w` in the out-major weight layout. `c` is read (accumulated into).
+/// `w` in the out-major weight layout, or with a `panelWidth` P panel-major:
+/// `w [N / P, K, P]` read at `[n floordiv P, k, n mod P]`. `c` is read
+/// (accumulated into).
 linalg::GenericOp emitMatmulTransposedB(ImplicitLocOpBuilder &b, Value a,
-                                        Value w, Value c);
+                                        Value w, Value c,
+                                        int64_t panelWidth = 0);
 
 /// Emits the same contraction with row m of A read in place as row
 /// `tokens[m]` of `source` (clamped to its rows): a linalg.generic over
@@ -42,7 +45,13 @@ linalg::GenericOp emitMatmulTransposedB(ImplicitLocOpBuilder &b, Value a,
 /// once per register block.
 linalg::GenericOp emitGatheredMatmulTransposedB(ImplicitLocOpBuilder &b,
                                                 Value source, Value tokens,
-                                                Value w, Value c);
+                                                Value w, Value c,
+                                                int64_t panelWidth = 0);
+
+/// Whether `columns` output columns of float expert weights split into the
+/// CPU schedule's column panels (BufferizableOpInterfaceImpl.cpp) as whole
+/// weight panels of `panelWidth` columns: what panel-major weights need.
+bool expertColumnsFitPanels(int64_t columns, int64_t panelWidth);
 
 /// Copies `out[r] = source[tokens[r]]` (tokens clamped to the rows of
 /// `source`) for every row of `out`, in parallel over the rows.

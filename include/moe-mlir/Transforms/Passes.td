@@ -191,6 +191,48 @@ def MoEInt8Activations : Pass<"moe-int8-activations"> {
   }];
 }
 
+def MoEPackExpertWeights : Pass<"moe-pack-expert-weights"> {
+  let summary = "Store constant f32 expert weights panel-major at compile "
+                "time";
+  let description = [{
+    Rewrites the constant f32 weights of every `moe.expert` (fc1, fc2 and
+    fc3, `[E, N, K]` out-major) into panels of `panel-width` output
+    columns, `[E, N / P, K, P]`, and sets the expert's `panel_width`:
+
+    ```
+    %w1 = arith.constant dense<...> : tensor<8x2048x768xf32>
+    %y = moe.expert %x, %offsets fc1 %w1 fc2 %w2 ...
+    ```
+    becomes
+    ```
+    %p1 = arith.constant dense<...> : tensor<8x32x768x64xf32>
+    %y = moe.expert %x, %offsets fc1 %p1 fc2 %p2 ... {panel_width = 64}
+    ```
+
+    Each panel is then the `[K, P]` matrix that the CPU's outer-product
+    GEMM kernel reads along its columns (four 16-lane vectors per step of
+    k for P = 64), so the experts' GEMMs use that kernel at every row count
+    without transposing weight panels at run time: that packing read and
+    rewrote every weight once per call, and cost about as much as a third
+    of the experts' GEMM time at 128 rows per expert (benchmarks/
+    RESULTS.md). Constants only (an AOT compile sees the model's weights);
+    weights that are function arguments keep the runtime path.
+
+    An expert is left as it is unless every weight is an f32 constant
+    (dense elements or a dense resource), it is not quantised, and its
+    intermediate and hidden sizes split into the CPU schedule's column
+    panels as whole weight panels (for P = 64: both multiples of 64). The
+    old constants are erased once unused, and their resource blobs
+    released.
+  }];
+  let options = [
+    Option<"panelWidth", "panel-width", "int64_t", "64",
+           "Output columns per weight panel (the CPU kernel vectorizes "
+           "multiples of 16 up to 64; other widths run as plain loops)">,
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect"];
+}
+
 def MoEX86VnniDot : Pass<"moe-x86-vnni-dot"> {
   let summary = "Emit AVX512-VNNI's vpdpbusd for u8 x s8 dot products of four";
   let description = [{

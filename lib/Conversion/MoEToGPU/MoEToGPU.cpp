@@ -569,6 +569,10 @@ struct ConvertMoEToGPUPass
       };
       if (auto expert = dyn_cast<ExpertOp>(op); expert && expert.getQuantAttr())
         return reject("a quantised moe.expert");
+      if (auto expert = dyn_cast<ExpertOp>(op);
+          expert && expert.getPanelWidth())
+        return reject("a moe.expert with panel-major weights "
+                      "(-moe-pack-expert-weights)");
       if (auto expert = dyn_cast<ExpertOp>(op); expert && expert.combinesRows())
         return reject("a moe.expert with the combine fused "
                       "(-moe-fuse-combine)");

@@ -1092,3 +1092,39 @@ func.func @gather_row_weights(%x: tensor<8x8xf32>, %offsets: tensor<3xi32>, %tok
   %y = moe.expert %x, %offsets gather_tokens %tokens fc1 %w1 fc2 %w2 combine_into %into row_tokens %tokens row_weights %weights : (tensor<8x8xf32>, tensor<3xi32>, tensor<16xi32>, tensor<2x4x8xf32>, tensor<2x8x4xf32>, tensor<8x8xf32>, tensor<16xi32>, tensor<8xf32>) -> tensor<8x8xf32>
   return %y : tensor<8x8xf32>
 }
+
+// -----
+
+// Panel-major weights are [E, N / P, K, P].
+func.func @panel_rank(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x256x64xf32>, %w2: tensor<4x1x256x64xf32>) {
+  // expected-error @+1 {{'fc1' must have rank 4, got 'tensor<4x256x64xf32>'}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 {panel_width = 64 : i64} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x64xf32>, tensor<4x1x256x64xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// A panel holds panel_width columns.
+func.func @panel_width_mismatch(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x4x64x64xf32>, %w2: tensor<4x2x256x32xf32>) {
+  // expected-error @+1 {{'fc2' dimension 3 is 32 but must be 64 (the panel width of panel-major weights)}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 {panel_width = 64 : i64} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x4x64x64xf32>, tensor<4x2x256x32xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// The panels' columns together are the logical weight's rows.
+func.func @panel_columns(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x4x64x64xf32>, %w2: tensor<4x2x256x64xf32>) {
+  // expected-error @+1 {{'fc2' dimension 1 is 128 but must be 64 (the hidden size)}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 {panel_width = 64 : i64} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x4x64x64xf32>, tensor<4x2x256x64xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Quantised weights keep their rows.
+func.func @panel_quant(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x256x32xui8>, %w2: tensor<4x64x128xui8>, %s1: tensor<4x256xf32>, %s2: tensor<4x64xf32>) {
+  // expected-error @+1 {{panel-major weights ('panel_width') are float weights; quantised ones keep their rows}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 {panel_width = 64 : i64, quant = #moe.quant<bits = 4, block_size = 0>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x32xui8>, tensor<4x64x128xui8>, tensor<4x256xf32>, tensor<4x64xf32>) -> tensor<?x64xf32>
+  return
+}

@@ -1,0 +1,177 @@
+//===- PackExpertWeights.cpp - panel-major expert weights at compile time -===//
+//
+// The CPU's outer-product GEMM kernel reads a weight panel as a [K, 64]
+// matrix, four 16-lane vectors per step of k. Out-major weights ([N, K]
+// rows) have to be transposed into that layout, and at run time that
+// happens once per call for every panel, reading and rewriting every weight
+// byte. Constant weights can be stored that way once, here: an AOT compile
+// sees them. The expert's `panel_width` says how to read them.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe-mlir/Transforms/Passes.h"
+
+#include "MoE/IR/MoEOps.h"
+#include "moe-mlir/Transforms/ExpertKernels.h"
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/DialectResourceBlobManager.h"
+#include "mlir/IR/Threading.h"
+#include "llvm/ADT/StringSet.h"
+
+#include <cstring>
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_MOEPACKEXPERTWEIGHTS
+#include "moe-mlir/Transforms/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+
+/// The bytes of a constant's elements, laid out densely (a splat is one
+/// element), or none when they are not available.
+std::optional<ArrayRef<char>> constantBytes(ElementsAttr attr) {
+  if (auto dense = dyn_cast<DenseElementsAttr>(attr))
+    return dense.getRawData();
+  if (auto resource = dyn_cast<DenseResourceElementsAttr>(attr))
+    if (AsmResourceBlob *blob = resource.getRawHandle().getBlob())
+      return blob->getData();
+  return std::nullopt;
+}
+
+/// `source [E, N, K]` (f32) as panels `[E, N / P, K, P]`: element
+/// `[e, p, k, j]` is `source[e, p * P + j, k]`. Experts are packed in
+/// parallel.
+void packPanels(MLIRContext *ctx, const float *source, float *packed,
+                int64_t experts, int64_t n, int64_t k, int64_t width) {
+  int64_t panels = n / width;
+  parallelFor(ctx, 0, experts, [&](size_t e) {
+    const float *from = source + e * n * k;
+    float *to = packed + e * n * k;
+    for (int64_t p = 0; p < panels; ++p)
+      for (int64_t j = 0; j < width; ++j) {
+        const float *row = from + (p * width + j) * k;
+        float *column = to + p * k * width + j;
+        for (int64_t t = 0; t < k; ++t)
+          column[t * width] = row[t];
+      }
+  });
+}
+
+/// A constant holding `attr`'s f32 elements panel-major, of the same kind
+/// (dense elements or a dense resource).
+ElementsAttr packConstant(MLIRContext *ctx, ElementsAttr attr,
+                          ArrayRef<char> bytes, int64_t width) {
+  auto type = cast<RankedTensorType>(attr.getType());
+  int64_t experts = type.getDimSize(0), n = type.getDimSize(1),
+          k = type.getDimSize(2);
+  auto packedType = RankedTensorType::get({experts, n / width, k, width},
+                                          type.getElementType());
+  if (auto dense = dyn_cast<DenseElementsAttr>(attr)) {
+    if (dense.isSplat())
+      return dense.reshape(packedType);
+    std::vector<float> packed(type.getNumElements());
+    packPanels(ctx, reinterpret_cast<const float *>(bytes.data()),
+               packed.data(), experts, n, k, width);
+    return DenseElementsAttr::get(packedType, ArrayRef<float>(packed));
+  }
+  auto resource = cast<DenseResourceElementsAttr>(attr);
+  AsmResourceBlob blob = HeapAsmResourceBlob::allocate(
+      bytes.size(), alignof(float), /*dataIsMutable=*/true);
+  packPanels(ctx, reinterpret_cast<const float *>(bytes.data()),
+             reinterpret_cast<float *>(blob.getMutableData().data()), experts,
+             n, k, width);
+  return DenseResourceElementsAttr::get(
+      packedType, (resource.getRawHandle().getKey() + "_panels").str(),
+      std::move(blob));
+}
+
+struct MoEPackExpertWeightsPass
+    : moe::impl::MoEPackExpertWeightsBase<MoEPackExpertWeightsPass> {
+  using MoEPackExpertWeightsBase::MoEPackExpertWeightsBase;
+
+  void runOnOperation() override {
+    if (panelWidth < 1) {
+      getOperation()->emitError() << "panel-width must be at least 1, got "
+                                  << static_cast<int64_t>(panelWidth);
+      return signalPassFailure();
+    }
+    MLIRContext *ctx = &getContext();
+    // A constant shared by several experts is packed once.
+    DenseMap<Value, Value> packedOf;
+    SmallVector<arith::ConstantOp> replaced;
+    getOperation()->walk([&](ExpertOp expert) {
+      if (expert.getPanelWidth() || expert.getQuantAttr())
+        return;
+      auto fc2Type = expert.getFc2().getType();
+      if (!expertColumnsFitPanels(fc2Type.getDimSize(1), panelWidth) ||
+          !expertColumnsFitPanels(fc2Type.getDimSize(2), panelWidth))
+        return;
+      SmallVector<OpOperand *> weights = {&expert.getFc1Mutable(),
+                                          &expert.getFc2Mutable()};
+      if (expert.getFc3())
+        weights.push_back(&expert.getFc3Mutable()[0]);
+      SmallVector<std::pair<arith::ConstantOp, ArrayRef<char>>> constants;
+      for (OpOperand *weight : weights) {
+        auto constant = weight->get().getDefiningOp<arith::ConstantOp>();
+        auto type = dyn_cast<RankedTensorType>(weight->get().getType());
+        if (!constant || !type || !type.hasStaticShape() ||
+            !type.getElementType().isF32())
+          return;
+        auto attr = dyn_cast<ElementsAttr>(constant.getValue());
+        std::optional<ArrayRef<char>> bytes =
+            attr ? constantBytes(attr) : std::nullopt;
+        if (!bytes)
+          return;
+        constants.push_back({constant, *bytes});
+      }
+      for (auto [weight, constant] : llvm::zip(weights, constants)) {
+        Value &packed = packedOf[weight->get()];
+        if (!packed) {
+          OpBuilder b(constant.first);
+          b.setInsertionPointAfter(constant.first);
+          packed = arith::ConstantOp::create(
+              b, constant.first.getLoc(),
+              cast<TypedAttr>(packConstant(
+                  ctx, cast<ElementsAttr>(constant.first.getValue()),
+                  constant.second, panelWidth)));
+          replaced.push_back(constant.first);
+        }
+        weight->set(packed);
+      }
+      expert.setPanelWidth(panelWidth);
+    });
+    eraseUnusedConstants(replaced);
+  }
+
+  /// Erases the replaced constants nothing reads any more, and releases the
+  /// resource blobs no remaining op refers to: their bytes are not needed,
+  /// and a model's weights would otherwise be held twice.
+  void eraseUnusedConstants(ArrayRef<arith::ConstantOp> constants) {
+    SmallVector<DenseResourceElementsAttr> released;
+    for (arith::ConstantOp constant : constants) {
+      if (!constant->use_empty())
+        continue;
+      if (auto resource = dyn_cast<DenseResourceElementsAttr>(constant.getValue()))
+        released.push_back(resource);
+      constant->erase();
+    }
+    if (released.empty())
+      return;
+    llvm::StringSet<> referenced;
+    getOperation()->walk([&](Operation *op) {
+      op->getAttrDictionary().walk([&](DenseResourceElementsAttr attr) {
+        referenced.insert(attr.getRawHandle().getKey());
+      });
+    });
+    for (DenseResourceElementsAttr resource : released)
+      if (!referenced.contains(resource.getRawHandle().getKey()))
+        if (auto *entry = resource.getRawHandle().getResource())
+          entry->setBlob(AsmResourceBlob());
+  }
+};
+
+} // namespace
