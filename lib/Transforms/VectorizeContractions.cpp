@@ -505,8 +505,69 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
                                  /*isWrite=*/false, /*localityHint=*/2,
                                  /*isDataCache=*/true);
     };
+    // Decode-sized products (one to three rows) read each panel as
+    // `streams` runs of k at once, each into accumulators of its own that
+    // are added at the end: one sequential stream per task left a thread
+    // with too few cache misses in flight to reach the bandwidth that the
+    // dot-product kernel's eight weight rows side by side reach.
+    auto fewRows = [&](int64_t count, int64_t streams) {
+      Value zero = e.splat(accVec, 0.0);
+      SmallVector<Value> aRows;
+      for (int64_t i = 0; i < count; ++i)
+        aRows.push_back(aRow(e.index(i)));
+      Value run = arith::DivUIOp::create(b, depth, e.index(streams));
+      e.loop(c0, panels, [&](Value p) {
+        // Accumulator (i, s, g): row i, stream s, vector g.
+        auto at = [&](int64_t i, int64_t s, int64_t g) {
+          return (i * streams + s) * vectors + g;
+        };
+        auto step = [&](ValueRange partial, Value k, int64_t s) {
+          SmallVector<Value> next(partial.begin(), partial.end());
+          SmallVector<Value> bs;
+          for (int64_t g = 0; g < vectors; ++g)
+            bs.push_back(vector::LoadOp::create(
+                b, accVec, w, ValueRange{p, k, e.index(g * lanes)}));
+          for (int64_t i = 0; i < count; ++i) {
+            Value av =
+                vector::BroadcastOp::create(b, accVec, e.load(a, {aRows[i], k}));
+            for (int64_t g = 0; g < vectors; ++g)
+              next[at(i, s, g)] =
+                  vector::FMAOp::create(b, av, bs[g], next[at(i, s, g)]);
+          }
+          return next;
+        };
+        SmallVector<Value> acc(count * streams * vectors, zero);
+        acc = e.loop(c0, run, acc, [&](Value t, ValueRange partial) {
+          SmallVector<Value> next(partial.begin(), partial.end());
+          for (int64_t s = 0; s < streams; ++s)
+            next = step(next, e.addi(t, e.muli(run, e.index(s))), s);
+          return next;
+        });
+        // The last depth % streams steps, into stream 0.
+        acc = e.loop(e.muli(run, e.index(streams)), depth, acc,
+                     [&](Value k, ValueRange partial) {
+                       return step(partial, k, 0);
+                     });
+        for (int64_t i = 0; i < count; ++i)
+          for (int64_t g = 0; g < vectors; ++g) {
+            Value sum = acc[at(i, 0, g)];
+            for (int64_t s = 1; s < streams; ++s)
+              sum = arith::AddFOp::create(b, sum, acc[at(i, s, g)]);
+            SmallVector<Value> index = {
+                e.index(i),
+                e.addi(e.muli(p, e.index(*panelWidth)), e.index(g * lanes))};
+            Value old = vector::LoadOp::create(b, accVec, c, index);
+            vector::StoreOp::create(b, arith::AddFOp::create(b, old, sum), c,
+                                    index);
+          }
+      });
+    };
+    auto isRows = [&](int64_t count) {
+      return e.cmpi(arith::CmpIPredicate::eq, rows, e.index(count));
+    };
     // Panel by panel; within one, 128 steps of k (32 KiB of the panel, in
     // L1) at a time for every block of rows.
+    auto manyRows = [&] {
     e.loop(c0, panels, [&](Value p) {
       Value n0 = e.muli(p, e.index(*panelWidth));
       e.loop(
@@ -553,6 +614,16 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
           },
           e.index(kPackedDepth));
     });
+    };
+    e.ifThenElse(
+        isRows(1), [&] { fewRows(1, 4); },
+        [&] {
+          e.ifThenElse(
+              isRows(2), [&] { fewRows(2, 2); },
+              [&] {
+                e.ifThenElse(isRows(3), [&] { fewRows(3, 2); }, manyRows);
+              });
+        });
     rewriter.eraseOp(op);
     return success();
   }

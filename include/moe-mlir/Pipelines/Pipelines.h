@@ -73,9 +73,8 @@ struct CPUPipelineOptions
                      "compile time (-moe-pack-expert-weights, 64 columns a "
                      "panel) so that the experts' GEMMs run the "
                      "outer-product kernel without packing; needs "
-                     "512-bit vectors; off by default: decode is slower "
-                     "for now, benchmarks/RESULTS.md)"),
-      llvm::cl::init(false)};
+                     "512-bit vectors)"),
+      llvm::cl::init(true)};
   PassOptions::Option<bool> emulateCUDAKernels{
       *this, "emulate-cuda-kernels",
       llvm::cl::desc("Testing: lower the stage ops through the cuda target's "

@@ -215,7 +215,10 @@ def MoEPackExpertWeights : Pass<"moe-pack-expert-weights"> {
     without transposing weight panels at run time: that packing read and
     rewrote every weight once per call, and cost about as much as a third
     of the experts' GEMM time at 128 rows per expert (benchmarks/
-    RESULTS.md). Constants only (an AOT compile sees the model's weights);
+    RESULTS.md). Products of one to three rows (decode) read each panel as
+    several runs of k at once, so that a thread keeps enough cache misses
+    in flight. The CPU pipeline runs this pass by default with AVX-512
+    (`moe-compile --pack-expert-weights=false` turns it off). Constants only (an AOT compile sees the model's weights);
     weights that are function arguments keep the runtime path.
 
     An expert is left as it is unless every weight is an f32 constant
