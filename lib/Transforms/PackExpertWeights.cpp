@@ -19,8 +19,6 @@
 #include "mlir/IR/Threading.h"
 #include "llvm/ADT/StringSet.h"
 
-#include <cstring>
-
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOEPACKEXPERTWEIGHTS
 #include "moe-mlir/Transforms/Passes.h.inc"
@@ -155,7 +153,8 @@ struct MoEPackExpertWeightsPass
     for (arith::ConstantOp constant : constants) {
       if (!constant->use_empty())
         continue;
-      if (auto resource = dyn_cast<DenseResourceElementsAttr>(constant.getValue()))
+      if (auto resource =
+              dyn_cast<DenseResourceElementsAttr>(constant.getValue()))
         released.push_back(resource);
       constant->erase();
     }

@@ -197,8 +197,7 @@ AffineMap weightMap(MLIRContext *ctx, int64_t panelWidth) {
   AffineExpr n = getAffineDimExpr(1, ctx), k = getAffineDimExpr(2, ctx);
   if (!panelWidth)
     return AffineMap::get(3, 0, {n, k}, ctx);
-  return AffineMap::get(3, 0, {n.floorDiv(panelWidth), k, n % panelWidth},
-                        ctx);
+  return AffineMap::get(3, 0, {n.floorDiv(panelWidth), k, n % panelWidth}, ctx);
 }
 
 /// The panel width P of a contraction reading B at
@@ -439,11 +438,12 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
         !llvm::isPowerOf2_64(*panelWidth / lanes))
       return rewriter.notifyMatchFailure(
           op, "not 512-bit vectors and 16, 32 or 64 panel columns");
-    Value a, source, lastRow;
+    // A's rows: `a`'s own, or with `lastRow` those its tokens name.
+    Value a, lastRow;
     Value w = op.getDpsInputs()[1], c = op.getDpsInits()[0];
     if (FailureOr<GatheredRows> gathered = matchGatheredMatmul(op, *panelWidth);
         succeeded(gathered)) {
-      source = gathered->source;
+      a = gathered->source;
       lastRow = gathered->lastRow;
     } else {
       MLIRContext *ctx = op.getContext();
@@ -458,9 +458,8 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
             return hasUnitInnerStride(cast<MemRefType>(v.getType()));
           }))
         return rewriter.notifyMatchFailure(op, "not a panel-major matmul");
-      source = op.getDpsInputs()[0];
+      a = op.getDpsInputs()[0];
     }
-    a = source;
     if (!llvm::all_of(ValueRange{a, w, c}, [](Value v) {
           return cast<MemRefType>(v.getType()).getElementType().isF32();
         }))
@@ -528,8 +527,8 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
             bs.push_back(vector::LoadOp::create(
                 b, accVec, w, ValueRange{p, k, e.index(g * lanes)}));
           for (int64_t i = 0; i < count; ++i) {
-            Value av =
-                vector::BroadcastOp::create(b, accVec, e.load(a, {aRows[i], k}));
+            Value av = vector::BroadcastOp::create(b, accVec,
+                                                   e.load(a, {aRows[i], k}));
             for (int64_t g = 0; g < vectors; ++g)
               next[at(i, s, g)] =
                   vector::FMAOp::create(b, av, bs[g], next[at(i, s, g)]);
@@ -544,10 +543,9 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
           return next;
         });
         // The last depth % streams steps, into stream 0.
-        acc = e.loop(e.muli(run, e.index(streams)), depth, acc,
-                     [&](Value k, ValueRange partial) {
-                       return step(partial, k, 0);
-                     });
+        acc = e.loop(
+            e.muli(run, e.index(streams)), depth, acc,
+            [&](Value k, ValueRange partial) { return step(partial, k, 0); });
         for (int64_t i = 0; i < count; ++i)
           for (int64_t g = 0; g < vectors; ++g) {
             Value sum = acc[at(i, 0, g)];
@@ -568,52 +566,52 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
     // Panel by panel; within one, 128 steps of k (32 KiB of the panel, in
     // L1) at a time for every block of rows.
     auto manyRows = [&] {
-    e.loop(c0, panels, [&](Value p) {
-      Value n0 = e.muli(p, e.index(*panelWidth));
-      e.loop(
-          c0, depth,
-          [&](Value kb) {
-            Value last = arith::MinUIOp::create(
-                b, e.addi(kb, e.index(kPackedDepth)), depth);
-            forEachRowBlock(b, c0, rows, [&](Value m0, int64_t mr) {
-              bool fullBlock = mr == kPackedRows;
-              if (fullBlock) {
-                Value firstLine = e.muli(
-                    arith::DivUIOp::create(b, m0, e.index(kPackedRows)),
-                    linesPerBlock);
-                Value endLine = arith::MinUIOp::create(
-                    b, e.addi(firstLine, linesPerBlock), nextLines);
-                e.loop(firstLine, endLine, [&](Value line) {
-                  Value k = e.addi(
-                      e.addi(kb, ahead),
-                      arith::ShRUIOp::create(
-                          b, line, e.index(llvm::Log2_64(vectors))));
-                  prefetch(p, k,
-                           e.muli(arith::AndIOp::create(
-                                      b, line, e.index(vectors - 1)),
-                                  e.index(lanes)));
-                });
-              }
-              emitOuterProductBlock(
-                  b, c, m0, mr, n0, vectors, kb, last,
-                  [&](Value t, int64_t g) -> Value {
-                    Value column = e.index(g * lanes);
-                    if (!fullBlock)
-                      prefetch(p, e.addi(t, ahead), column);
-                    return vector::LoadOp::create(b, accVec, w,
-                                                  ValueRange{p, t, column});
-                  },
-                  [&](Value m, Value t) -> Value {
-                    return vector::BroadcastOp::create(
-                        b, accVec, e.load(a, {aRow(m), t}));
-                  },
-                  [&](Value x, Value y, Value sum) -> Value {
-                    return vector::FMAOp::create(b, x, y, sum);
+      e.loop(c0, panels, [&](Value p) {
+        Value n0 = e.muli(p, e.index(*panelWidth));
+        e.loop(
+            c0, depth,
+            [&](Value kb) {
+              Value last = arith::MinUIOp::create(
+                  b, e.addi(kb, e.index(kPackedDepth)), depth);
+              forEachRowBlock(b, c0, rows, [&](Value m0, int64_t mr) {
+                bool fullBlock = mr == kPackedRows;
+                if (fullBlock) {
+                  Value firstLine = e.muli(
+                      arith::DivUIOp::create(b, m0, e.index(kPackedRows)),
+                      linesPerBlock);
+                  Value endLine = arith::MinUIOp::create(
+                      b, e.addi(firstLine, linesPerBlock), nextLines);
+                  e.loop(firstLine, endLine, [&](Value line) {
+                    Value k =
+                        e.addi(e.addi(kb, ahead),
+                               arith::ShRUIOp::create(
+                                   b, line, e.index(llvm::Log2_64(vectors))));
+                    prefetch(p, k,
+                             e.muli(arith::AndIOp::create(b, line,
+                                                          e.index(vectors - 1)),
+                                    e.index(lanes)));
                   });
-            });
-          },
-          e.index(kPackedDepth));
-    });
+                }
+                emitOuterProductBlock(
+                    b, c, m0, mr, n0, vectors, kb, last,
+                    [&](Value t, int64_t g) -> Value {
+                      Value column = e.index(g * lanes);
+                      if (!fullBlock)
+                        prefetch(p, e.addi(t, ahead), column);
+                      return vector::LoadOp::create(b, accVec, w,
+                                                    ValueRange{p, t, column});
+                    },
+                    [&](Value m, Value t) -> Value {
+                      return vector::BroadcastOp::create(
+                          b, accVec, e.load(a, {aRow(m), t}));
+                    },
+                    [&](Value x, Value y, Value sum) -> Value {
+                      return vector::FMAOp::create(b, x, y, sum);
+                    });
+              });
+            },
+            e.index(kPackedDepth));
+      });
     };
     e.ifThenElse(
         isRows(1), [&] { fewRows(1, 4); },
@@ -621,7 +619,8 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
           e.ifThenElse(
               isRows(2), [&] { fewRows(2, 2); },
               [&] {
-                e.ifThenElse(isRows(3), [&] { fewRows(3, 2); }, manyRows);
+                e.ifThenElse(
+                    isRows(3), [&] { fewRows(3, 2); }, manyRows);
               });
         });
     rewriter.eraseOp(op);
