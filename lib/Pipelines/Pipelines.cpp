@@ -39,6 +39,9 @@ struct TensorLevelOptions {
   bool fuseGather = false;
   bool int8Activations = false;
   bool packExpertWeights = false;
+  /// bf16 weights too, in pairs of k (only the AVX512-BF16 kernel reads
+  /// them).
+  bool packBf16Weights = false;
 };
 
 /// The tensor-level start every target shares: the manifest, the layer
@@ -107,8 +110,11 @@ void addTensorLevelPasses(OpPassManager &pm, const TensorLevelOptions &o) {
     pm.addPass(moe::createMoEInt8Activations());
   // Last too: it sets moe.expert's panel_width on experts the fusions have
   // rebuilt.
-  if (o.packExpertWeights)
-    pm.addPass(moe::createMoEPackExpertWeights());
+  if (o.packExpertWeights) {
+    moe::MoEPackExpertWeightsOptions pack;
+    pack.packBf16 = o.packBf16Weights;
+    pm.addPass(moe::createMoEPackExpertWeights(pack));
+  }
   pm.addNestedPass<func::FuncOp>(moe::createMoECopyRepeatedResults());
 }
 
@@ -174,6 +180,7 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
     // The panel-major kernel is AVX-512's.
     tensorLevel.packExpertWeights =
         options.packExpertWeights && options.vectorBits == 512;
+    tensorLevel.packBf16Weights = options.bf16Dot;
   }
   addTensorLevelPasses(pm, tensorLevel);
   if (options.emulateCUDAKernels) {

@@ -782,8 +782,11 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
 
     auto fc1Type = expert.getFc1().getType();
     auto fc2Type = expert.getFc2().getType();
-    // Panel-major weights ([E, N / P, K, P]) hold N = panels * P columns.
+    // Panel-major weights ([E, N / P, K, P], bf16 [E, N / P, K / 2, P, 2])
+    // hold N = panels * P columns of K.
     int64_t panelWidth = expert.getPanelWidth().value_or(0);
+    int64_t panelSteps =
+        panelWidth ? panelStepsOfK(fc2Type.getElementType()) : 1;
     auto outputColumns = [&](RankedTensorType type) {
       int64_t stored = type.getDimSize(1);
       return panelWidth && !ShapedType::isDynamic(stored) ? stored * panelWidth
@@ -793,6 +796,8 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
     int64_t fc1Rows = outputColumns(fc1Type);
     int64_t pack = quant ? quant.getPackFactor() : 1;
     int64_t inter = fc2Type.getDimSize(2);
+    if (!ShapedType::isDynamic(inter))
+      inter *= panelSteps;
     if (ShapedType::isDynamic(numExperts) || ShapedType::isDynamic(fc1Rows) ||
         ShapedType::isDynamic(inter))
       return op->emitError("lowering moe.expert needs static weight shapes");
@@ -956,14 +961,16 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
               : OpFoldResult(
                     arith::DivUIOp::create(b, cast<Value>(count), width)
                         .getResult());
+      // Panels [first / P, + count / P), each whole ([K, P], or bf16's
+      // [K / 2, P, 2]).
+      SmallVector<OpFoldResult> offsets(type.getRank(), b.getIndexAttr(0));
+      offsets[0] = arith::DivUIOp::create(b, first, width).getResult();
+      SmallVector<OpFoldResult> sizes = {panels, depth};
+      for (int64_t d = 2; d < type.getRank(); ++d)
+        sizes.push_back(b.getIndexAttr(type.getDimSize(d)));
       return memref::SubViewOp::create(
-                 b, weight,
-                 SmallVector<OpFoldResult>{
-                     arith::DivUIOp::create(b, first, width).getResult(),
-                     b.getIndexAttr(0), b.getIndexAttr(0)},
-                 SmallVector<OpFoldResult>{panels, depth,
-                                           b.getIndexAttr(panelWidth)},
-                 SmallVector<OpFoldResult>(3, b.getIndexAttr(1)))
+                 b, weight, offsets, sizes,
+                 SmallVector<OpFoldResult>(type.getRank(), b.getIndexAttr(1)))
           .getResult();
     };
     // Columns [first, first + count) of projection `which`'s output for

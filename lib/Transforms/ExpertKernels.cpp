@@ -19,43 +19,56 @@
 using namespace mlir;
 using namespace mlir::moe;
 
-/// Where a contraction reads weight element (n, k): `w[n, k]` (out-major
-/// rows), or with a panel width P `w[n floordiv P, k, n mod P]`
-/// (panel-major, `-moe-pack-expert-weights`).
-static SmallVector<AffineExpr> weightIndex(AffineExpr n, AffineExpr k,
-                                           int64_t panelWidth) {
-  if (!panelWidth)
-    return {n, k};
-  return {n.floorDiv(panelWidth), k, n % panelWidth};
-}
-
 /// `c[m, n] (+)= sum_k A(m, k) * w(n, k)` as a linalg.generic whose first
-/// operand is `aOperand`, indexed by `aIndex` (of the loops m, n, k), and
-/// whose body gets A's element from that operand's with `elementOfA`; `w`
-/// is out-major, or panel-major with `panelWidth`.
+/// operand is `aOperand`, indexed by `aIndex` (of the loops m and k), and
+/// whose body gets A's element from that operand's with `elementOfA` (given
+/// a callback emitting k's index). `w` is out-major (`w[n, k]`), or panel-major with `panelWidth` P
+/// (`w[n floordiv P, k, n mod P]`). Panel-major bf16 weights, `[N / P,
+/// K / 2, P, 2]`, are read at `[n floordiv P, k2, n mod P, r]` with k split
+/// into two loops, k = 2 * k2 + r, so that each loop is some operand's
+/// dimension.
 static linalg::GenericOp emitTransposedBContraction(
     ImplicitLocOpBuilder &b, Value aOperand,
     function_ref<SmallVector<AffineExpr>(AffineExpr m, AffineExpr k)> aIndex,
     Value w, int64_t panelWidth, Value c,
-    function_ref<Value(ImplicitLocOpBuilder &, Value)> elementOfA) {
+    function_ref<Value(ImplicitLocOpBuilder &, Value, function_ref<Value()>)>
+        elementOfA) {
   MLIRContext *ctx = b.getContext();
-  AffineExpr m, n, k;
-  bindDims(ctx, m, n, k);
+  bool pairs = panelWidth && panelStepsOfK(getElementTypeOrSelf(w)) == 2;
+  unsigned loops = pairs ? 4 : 3;
+  AffineExpr m = getAffineDimExpr(0, ctx), n = getAffineDimExpr(1, ctx),
+             k = getAffineDimExpr(2, ctx);
+  SmallVector<AffineExpr> weightIndex = {n, k};
+  if (pairs) {
+    AffineExpr r = getAffineDimExpr(3, ctx);
+    weightIndex = {n.floorDiv(panelWidth), k, n % panelWidth, r};
+    k = k * 2 + r;
+  } else if (panelWidth) {
+    weightIndex = {n.floorDiv(panelWidth), k, n % panelWidth};
+  }
   SmallVector<AffineMap> maps = {
-      AffineMap::get(3, 0, aIndex(m, k), ctx),
-      AffineMap::get(3, 0, weightIndex(n, k, panelWidth), ctx),
-      AffineMap::get(3, 0, {m, n}, ctx)};
-  SmallVector<utils::IteratorType> iterators = {utils::IteratorType::parallel,
-                                                utils::IteratorType::parallel,
-                                                utils::IteratorType::reduction};
+      AffineMap::get(loops, 0, aIndex(m, k), ctx),
+      AffineMap::get(loops, 0, weightIndex, ctx),
+      AffineMap::get(loops, 0, {m, n}, ctx)};
+  SmallVector<utils::IteratorType> iterators(loops,
+                                             utils::IteratorType::reduction);
+  iterators[0] = iterators[1] = utils::IteratorType::parallel;
   Type accType = cast<MemRefType>(c.getType()).getElementType();
   return linalg::GenericOp::create(
       b, ValueRange{aOperand, w}, ValueRange{c}, maps, iterators,
       [&](OpBuilder &nested, Location loc, ValueRange args) {
         ImplicitLocOpBuilder nb(loc, nested);
         KernelEmitter ne(nb);
-        Value product = ne.mulf(ne.castFloat(elementOfA(nb, args[0]), accType),
-                                ne.castFloat(args[1], accType));
+        auto kIndex = [&]() -> Value {
+          Value k = linalg::IndexOp::create(nb, 2);
+          if (!pairs)
+            return k;
+          return ne.addi(ne.muli(k, ne.index(2)),
+                         linalg::IndexOp::create(nb, 3));
+        };
+        Value product =
+            ne.mulf(ne.castFloat(elementOfA(nb, args[0], kIndex), accType),
+                    ne.castFloat(args[1], accType));
         linalg::YieldOp::create(nb, ne.addf(args[2], product));
       });
 }
@@ -67,7 +80,9 @@ linalg::GenericOp mlir::moe::emitMatmulTransposedB(ImplicitLocOpBuilder &b,
       b, a,
       [](AffineExpr m, AffineExpr k) { return SmallVector<AffineExpr>{m, k}; },
       w, panelWidth, c,
-      [](ImplicitLocOpBuilder &, Value element) { return element; });
+      [](ImplicitLocOpBuilder &, Value element, function_ref<Value()>) {
+        return element;
+      });
 }
 
 /// The index of the last row of `source`.
@@ -84,10 +99,11 @@ mlir::moe::emitGatheredMatmulTransposedB(ImplicitLocOpBuilder &b, Value source,
   return emitTransposedBContraction(
       b, tokens,
       [](AffineExpr m, AffineExpr) { return SmallVector<AffineExpr>{m}; }, w,
-      panelWidth, c, [&](ImplicitLocOpBuilder &nb, Value token) -> Value {
+      panelWidth, c,
+      [&](ImplicitLocOpBuilder &nb, Value token,
+          function_ref<Value()> column) -> Value {
         Value row = KernelEmitter(nb).clampedTokenRow(token, lastRow);
-        Value column = linalg::IndexOp::create(nb, 2);
-        return memref::LoadOp::create(nb, source, ValueRange{row, column});
+        return memref::LoadOp::create(nb, source, ValueRange{row, column()});
       });
 }
 

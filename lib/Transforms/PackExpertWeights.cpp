@@ -5,7 +5,9 @@
 // rows) have to be transposed into that layout, and at run time that
 // happens once per call for every panel, reading and rewriting every weight
 // byte. Constant weights can be stored that way once, here: an AOT compile
-// sees them. The expert's `panel_width` says how to read them.
+// sees them. The expert's `panel_width` says how to read them. bf16
+// weights go in pairs of k, the operand layout of AVX512-BF16's vdpbf16ps,
+// which the runtime packing forms the same way.
 //
 //===----------------------------------------------------------------------===//
 
@@ -40,48 +42,61 @@ std::optional<ArrayRef<char>> constantBytes(ElementsAttr attr) {
   return std::nullopt;
 }
 
-/// `source [E, N, K]` (f32) as panels `[E, N / P, K, P]`: element
-/// `[e, p, k, j]` is `source[e, p * P + j, k]`. Experts are packed in
-/// parallel.
-void packPanels(MLIRContext *ctx, const float *source, float *packed,
-                int64_t experts, int64_t n, int64_t k, int64_t width) {
+/// `source [E, N, K]` as panels `[E, N / P, K / S, P, S]` of `steps` S of k
+/// per panel row (1, stored `[E, N / P, K, P]`, or a bf16 pair): element
+/// `[e, p, t, j, r]` is `source[e, p * P + j, t * S + r]`. Experts are
+/// packed in parallel.
+template <typename Element>
+void packPanels(MLIRContext *ctx, const Element *source, Element *packed,
+                int64_t experts, int64_t n, int64_t k, int64_t width,
+                int64_t steps) {
   int64_t panels = n / width;
   parallelFor(ctx, 0, experts, [&](size_t e) {
-    const float *from = source + e * n * k;
-    float *to = packed + e * n * k;
+    const Element *from = source + e * n * k;
+    Element *to = packed + e * n * k;
     for (int64_t p = 0; p < panels; ++p)
       for (int64_t j = 0; j < width; ++j) {
-        const float *row = from + (p * width + j) * k;
-        float *column = to + p * k * width + j;
+        const Element *row = from + (p * width + j) * k;
+        Element *column = to + p * k * width + j * steps;
         for (int64_t t = 0; t < k; ++t)
-          column[t * width] = row[t];
+          column[(t / steps) * width * steps + t % steps] = row[t];
       }
   });
 }
 
-/// A constant holding `attr`'s f32 elements panel-major, of the same kind
-/// (dense elements or a dense resource).
+/// A constant holding `attr`'s elements (f32, or bf16 in pairs of k)
+/// panel-major, of the same kind (dense elements or a dense resource).
 ElementsAttr packConstant(MLIRContext *ctx, ElementsAttr attr,
                           ArrayRef<char> bytes, int64_t width) {
   auto type = cast<RankedTensorType>(attr.getType());
+  Type element = type.getElementType();
   int64_t experts = type.getDimSize(0), n = type.getDimSize(1),
-          k = type.getDimSize(2);
-  auto packedType = RankedTensorType::get({experts, n / width, k, width},
-                                          type.getElementType());
+          k = type.getDimSize(2), steps = panelStepsOfK(element);
+  SmallVector<int64_t> packedShape = {experts, n / width, k / steps, width};
+  if (steps != 1)
+    packedShape.push_back(steps);
+  auto packedType = RankedTensorType::get(packedShape, element);
+  auto pack = [&](MutableArrayRef<char> to) {
+    if (element.isF32())
+      packPanels(ctx, reinterpret_cast<const float *>(bytes.data()),
+                 reinterpret_cast<float *>(to.data()), experts, n, k, width,
+                 steps);
+    else
+      packPanels(ctx, reinterpret_cast<const uint16_t *>(bytes.data()),
+                 reinterpret_cast<uint16_t *>(to.data()), experts, n, k, width,
+                 steps);
+  };
   if (auto dense = dyn_cast<DenseElementsAttr>(attr)) {
     if (dense.isSplat())
       return dense.reshape(packedType);
-    std::vector<float> packed(type.getNumElements());
-    packPanels(ctx, reinterpret_cast<const float *>(bytes.data()),
-               packed.data(), experts, n, k, width);
-    return DenseElementsAttr::get(packedType, ArrayRef<float>(packed));
+    std::vector<char> packed(bytes.size());
+    pack(packed);
+    return DenseElementsAttr::getFromRawBuffer(packedType, packed);
   }
   auto resource = cast<DenseResourceElementsAttr>(attr);
   AsmResourceBlob blob = HeapAsmResourceBlob::allocate(
       bytes.size(), alignof(float), /*dataIsMutable=*/true);
-  packPanels(ctx, reinterpret_cast<const float *>(bytes.data()),
-             reinterpret_cast<float *>(blob.getMutableData().data()), experts,
-             n, k, width);
+  pack(blob.getMutableData());
   return DenseResourceElementsAttr::get(
       packedType, (resource.getRawHandle().getKey() + "_panels").str(),
       std::move(blob));
@@ -112,12 +127,20 @@ struct MoEPackExpertWeightsPass
                                           &expert.getFc2Mutable()};
       if (expert.getFc3())
         weights.push_back(&expert.getFc3Mutable()[0]);
+      // f32 weights; bf16 ones (pairs of k for vdpbf16ps) with bf16 rows,
+      // which the bf16 kernel multiplies them by, and an even K.
+      Type element = getElementTypeOrSelf(expert.getFc2().getType());
+      bool bf16 = packBf16 && element.isBF16() &&
+                  getElementTypeOrSelf(expert.getRows().getType()).isBF16();
+      if (!element.isF32() && !bf16)
+        return;
       SmallVector<std::pair<arith::ConstantOp, ArrayRef<char>>> constants;
       for (OpOperand *weight : weights) {
         auto constant = weight->get().getDefiningOp<arith::ConstantOp>();
         auto type = dyn_cast<RankedTensorType>(weight->get().getType());
         if (!constant || !type || !type.hasStaticShape() ||
-            !type.getElementType().isF32())
+            type.getElementType() != element ||
+            type.getDimSize(2) % panelStepsOfK(element))
           return;
         auto attr = dyn_cast<ElementsAttr>(constant.getValue());
         std::optional<ArrayRef<char>> bytes =

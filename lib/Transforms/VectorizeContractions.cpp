@@ -191,55 +191,98 @@ Value stripExtension(Value v) {
   return v;
 }
 
-/// B's indexing map in a contraction with loops (m, n, k): `(n, k)`, or for
-/// panel-major weights of width P `(n floordiv P, k, n mod P)`.
-AffineMap weightMap(MLIRContext *ctx, int64_t panelWidth) {
+/// How a contraction by an expert's weights reads B (ExpertKernels.cpp):
+/// out-major, `(n, k)` with loops (m, n, k); panel-major of width P,
+/// `(n floordiv P, k, n mod P)`; or panel-major bf16 with pairs of k,
+/// `(n floordiv P, k2, n mod P, r)` with loops (m, n, k2, r), k = 2 k2 + r.
+struct WeightLayout {
+  int64_t panelWidth = 0;
+  bool pairs = false;
+
+  unsigned loops() const { return pairs ? 4 : 3; }
+  /// Elements of k per step of the kernel's k loop.
+  int64_t stepsOfK() const { return pairs ? 2 : 1; }
+};
+
+/// B's indexing map for `layout`.
+AffineMap weightMap(MLIRContext *ctx, WeightLayout layout) {
+  unsigned loops = layout.loops();
   AffineExpr n = getAffineDimExpr(1, ctx), k = getAffineDimExpr(2, ctx);
-  if (!panelWidth)
-    return AffineMap::get(3, 0, {n, k}, ctx);
-  return AffineMap::get(3, 0, {n.floorDiv(panelWidth), k, n % panelWidth}, ctx);
+  int64_t width = layout.panelWidth;
+  if (!width)
+    return AffineMap::get(loops, 0, {n, k}, ctx);
+  if (!layout.pairs)
+    return AffineMap::get(loops, 0, {n.floorDiv(width), k, n % width}, ctx);
+  return AffineMap::get(
+      loops, 0, {n.floorDiv(width), k, n % width, getAffineDimExpr(3, ctx)},
+      ctx);
 }
 
-/// The panel width P of a contraction reading B at
-/// `(n floordiv P, k, n mod P)` (panel-major weights), or failure.
-FailureOr<int64_t> matchPanelWidth(linalg::GenericOp op) {
-  if (op.getNumDpsInputs() != 2 || op.getNumLoops() != 3)
+/// A's index of k for `layout`: `k`, or `2 k2 + r` with pairs.
+AffineExpr kOfA(MLIRContext *ctx, WeightLayout layout) {
+  AffineExpr k = getAffineDimExpr(2, ctx);
+  return layout.pairs ? k * 2 + getAffineDimExpr(3, ctx) : k;
+}
+
+/// The panel-major layout of a contraction reading B at
+/// `(n floordiv P, k, n mod P)` or `(n floordiv P, k2, n mod P, r)`, or
+/// failure.
+FailureOr<WeightLayout> matchPanelLayout(linalg::GenericOp op) {
+  if (op.getNumDpsInputs() != 2 ||
+      (op.getNumLoops() != 3 && op.getNumLoops() != 4))
     return failure();
   AffineMap map = op.getIndexingMapsArray()[1];
-  if (map.getNumResults() != 3)
+  if (map.getNumResults() < 3)
     return failure();
   auto mod = dyn_cast<AffineBinaryOpExpr>(map.getResult(2));
   if (!mod || mod.getKind() != AffineExprKind::Mod)
     return failure();
   auto width = dyn_cast<AffineConstantExpr>(mod.getRHS());
-  if (!width || width.getValue() <= 0 ||
-      map != weightMap(op.getContext(), width.getValue()))
+  WeightLayout layout{width ? width.getValue() : 0, op.getNumLoops() == 4};
+  if (layout.panelWidth <= 0 || map != weightMap(op.getContext(), layout))
     return failure();
-  return width.getValue();
+  return layout;
+}
+
+/// Whether `v` is the body's index of k for `layout`: `linalg.index 2`, or
+/// with pairs `linalg.index 2 * 2 + linalg.index 3`.
+bool isIndexOfK(Value v, WeightLayout layout) {
+  auto isIndex = [](Value x, uint64_t dim) {
+    auto index = x.getDefiningOp<linalg::IndexOp>();
+    return index && index.getDim() == dim;
+  };
+  if (!layout.pairs)
+    return isIndex(v, 2);
+  auto add = v.getDefiningOp<arith::AddIOp>();
+  if (!add || !isIndex(add.getRhs(), 3))
+    return false;
+  auto mul = add.getLhs().getDefiningOp<arith::MulIOp>();
+  std::optional<int64_t> two =
+      mul ? getConstantIntValue(mul.getRhs()) : std::nullopt;
+  return mul && isIndex(mul.getLhs(), 2) && two == 2;
 }
 
 /// Matches `C(m, n) += source(min(tokens(m), lastRow), k) * B(n, k)` on
-/// rank-2 memrefs with unit innermost strides, the form
+/// memrefs with unit innermost strides, the form
 /// emitGatheredMatmulTransposedB builds: a linalg.generic over `tokens`
-/// and B whose body loads A's element from `source`, defined above it.
-/// With a `panelWidth`, B is panel-major (`[N / P, K, P]`, read at
-/// `(n floordiv P, k, n mod P)`).
+/// and B whose body loads A's element from `source`, defined above it. B is
+/// read as `layout` says (rank-2 out-major, or panel-major).
 FailureOr<GatheredRows> matchGatheredMatmul(linalg::GenericOp op,
-                                            int64_t panelWidth = 0) {
+                                            WeightLayout layout = {}) {
+  unsigned loops = layout.loops();
   if (op.getNumDpsInputs() != 2 || op.getNumDpsInits() != 1 ||
-      !op.hasPureBufferSemantics() || op.getNumLoops() != 3)
+      !op.hasPureBufferSemantics() || op.getNumLoops() != loops)
     return failure();
   auto iterators = op.getIteratorTypesArray();
-  if (iterators[0] != utils::IteratorType::parallel ||
-      iterators[1] != utils::IteratorType::parallel ||
-      iterators[2] != utils::IteratorType::reduction)
-    return failure();
+  for (unsigned i = 0; i < loops; ++i)
+    if (iterators[i] != (i < 2 ? utils::IteratorType::parallel
+                               : utils::IteratorType::reduction))
+      return failure();
   MLIRContext *ctx = op.getContext();
-  AffineExpr m, n, k;
-  bindDims(ctx, m, n, k);
-  SmallVector<AffineMap> expected = {AffineMap::get(3, 0, {m}, ctx),
-                                     weightMap(ctx, panelWidth),
-                                     AffineMap::get(3, 0, {m, n}, ctx)};
+  AffineExpr m = getAffineDimExpr(0, ctx), n = getAffineDimExpr(1, ctx);
+  SmallVector<AffineMap> expected = {AffineMap::get(loops, 0, {m}, ctx),
+                                     weightMap(ctx, layout),
+                                     AffineMap::get(loops, 0, {m, n}, ctx)};
   if (op.getIndexingMapsArray() != expected)
     return failure();
   auto tokensType = cast<MemRefType>(op.getDpsInputs()[0].getType());
@@ -256,9 +299,8 @@ FailureOr<GatheredRows> matchGatheredMatmul(linalg::GenericOp op,
   auto definedAbove = [&](Value v) {
     return !op->isAncestor(v.getParentRegion()->getParentOp());
   };
-  auto column = load.getIndices()[1].getDefiningOp<linalg::IndexOp>();
   auto clamp = load.getIndices()[0].getDefiningOp<arith::MinUIOp>();
-  if (!column || column.getDim() != 2 || !clamp ||
+  if (!isIndexOfK(load.getIndices()[1], layout) || !clamp ||
       !definedAbove(load.getMemRef()) || !definedAbove(clamp.getRhs()))
     return failure();
   auto token = clamp.getLhs().getDefiningOp<arith::IndexCastOp>();
@@ -267,7 +309,9 @@ FailureOr<GatheredRows> matchGatheredMatmul(linalg::GenericOp op,
   for (Value operand : {load.getMemRef(), op.getDpsInputs()[1],
                         op.getDpsInits()[0]}) {
     auto type = cast<MemRefType>(operand.getType());
-    int64_t rank = operand == op.getDpsInputs()[1] && panelWidth ? 3 : 2;
+    int64_t rank = operand == op.getDpsInputs()[1]
+                       ? weightMap(ctx, layout).getNumResults()
+                       : 2;
     if (type.getRank() != rank || !isa<FloatType>(type.getElementType()) ||
         !hasUnitInnerStride(type))
       return failure();
@@ -361,6 +405,27 @@ constexpr int64_t kPackedDepth = 128;
 /// bytes each) left a third of the kernel's time waiting on those loads.
 constexpr int64_t kPackedSpan = 1024;
 
+/// A's element at (m, k) broadcast to the 16 lanes of the outer-product
+/// kernels, or with `pair` the bf16 pair at (m, k), (m, k + 1) broadcast as
+/// one 32-bit lane (a vector<32xbf16> for `vdpbf16ps`).
+Value broadcastStepOfA(ImplicitLocOpBuilder &b, Value a, Value m, Value k,
+                       bool pair) {
+  constexpr int64_t lanes = kOuterProductLanes;
+  Type element = cast<MemRefType>(a.getType()).getElementType();
+  if (!pair)
+    return vector::BroadcastOp::create(b, VectorType::get({lanes}, element),
+                                       KernelEmitter(b).load(a, {m, k}));
+  Type i32 = b.getI32Type();
+  Value both = vector::LoadOp::create(b, VectorType::get({2}, element), a,
+                                      ValueRange{m, k});
+  Value unit = vector::ExtractOp::create(
+      b, vector::BitCastOp::create(b, VectorType::get({1}, i32), both),
+      ArrayRef<int64_t>{0});
+  return vector::BitCastOp::create(
+      b, VectorType::get({2 * lanes}, element),
+      vector::BroadcastOp::create(b, VectorType::get({lanes}, i32), unit));
+}
+
 /// `C[m0 + i, n0 + g * lanes : ...] += sum_t broadcast(aAt(m0 + i, t)) *
 /// bAt(t, g)` for i < mr, g < vectors and t in [first, last), with 16 f32
 /// lanes: the outer-product register block, whose mr x vectors accumulators
@@ -419,39 +484,42 @@ void forEachRowBlock(ImplicitLocOpBuilder &b, Value begin, Value end,
 /// `C[m, n] += A[m, k] * W(n, k)` by panel-major weights (`[N / P, K, P]`,
 /// -moe-pack-expert-weights), A's rows in place or through tokens: each
 /// panel is the `[K, P]` matrix the outer-product block reads, so the
-/// packed kernel runs without packing, at any row count. f32 with 512-bit
-/// vectors and P of 16, 32 or 64 (up to the block's four vectors);
-/// other contractions keep their loops (linalg's lowering is correct for
-/// any layout).
+/// packed kernel runs without packing, at any row count. 512-bit vectors
+/// and P of 16, 32 or 64 (up to the block's four vectors); f32, or bf16
+/// pairs of k (`[N / P, K / 2, P, 2]`) with AVX512-BF16 (`bf16Dot`), a step
+/// of k then being one pair for `vdpbf16ps`. Other contractions keep their
+/// loops (linalg's lowering is correct for any layout).
 struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
-  VectorizePanelMatmul(MLIRContext *ctx, int64_t vectorBits)
-      : OpRewritePattern(ctx, /*benefit=*/2), vectorBits(vectorBits) {}
+  VectorizePanelMatmul(MLIRContext *ctx, int64_t vectorBits, bool bf16Dot)
+      : OpRewritePattern(ctx, /*benefit=*/2), vectorBits(vectorBits),
+        bf16Dot(bf16Dot) {}
 
   LogicalResult matchAndRewrite(linalg::GenericOp op,
                                 PatternRewriter &rewriter) const override {
-    FailureOr<int64_t> panelWidth = matchPanelWidth(op);
-    if (failed(panelWidth))
+    FailureOr<WeightLayout> layout = matchPanelLayout(op);
+    if (failed(layout))
       return rewriter.notifyMatchFailure(op, "B is not panel-major");
+    int64_t panelWidth = layout->panelWidth;
     constexpr int64_t lanes = kOuterProductLanes;
-    if (vectorBits != 512 || *panelWidth % lanes ||
-        *panelWidth > kPackedVectors * lanes ||
-        !llvm::isPowerOf2_64(*panelWidth / lanes))
+    if (vectorBits != 512 || panelWidth % lanes ||
+        panelWidth > kPackedVectors * lanes ||
+        !llvm::isPowerOf2_64(panelWidth / lanes))
       return rewriter.notifyMatchFailure(
           op, "not 512-bit vectors and 16, 32 or 64 panel columns");
     // A's rows: `a`'s own, or with `lastRow` those its tokens name.
     Value a, lastRow;
     Value w = op.getDpsInputs()[1], c = op.getDpsInits()[0];
-    if (FailureOr<GatheredRows> gathered = matchGatheredMatmul(op, *panelWidth);
+    if (FailureOr<GatheredRows> gathered = matchGatheredMatmul(op, *layout);
         succeeded(gathered)) {
       a = gathered->source;
       lastRow = gathered->lastRow;
     } else {
       MLIRContext *ctx = op.getContext();
-      AffineExpr m, n, k;
-      bindDims(ctx, m, n, k);
-      SmallVector<AffineMap> expected = {AffineMap::get(3, 0, {m, k}, ctx),
-                                         weightMap(ctx, *panelWidth),
-                                         AffineMap::get(3, 0, {m, n}, ctx)};
+      unsigned loops = layout->loops();
+      AffineExpr m = getAffineDimExpr(0, ctx), n = getAffineDimExpr(1, ctx);
+      SmallVector<AffineMap> expected = {
+          AffineMap::get(loops, 0, {m, kOfA(ctx, *layout)}, ctx),
+          weightMap(ctx, *layout), AffineMap::get(loops, 0, {m, n}, ctx)};
       if (op.getIndexingMapsArray() != expected || !accumulatedProduct(op) ||
           !op.hasPureBufferSemantics() ||
           !llvm::all_of(op->getOperands(), [](Value v) {
@@ -460,12 +528,24 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
         return rewriter.notifyMatchFailure(op, "not a panel-major matmul");
       a = op.getDpsInputs()[0];
     }
-    if (!llvm::all_of(ValueRange{a, w, c}, [](Value v) {
-          return cast<MemRefType>(v.getType()).getElementType().isF32();
-        }))
-      return rewriter.notifyMatchFailure(op, "not f32");
+    auto elementType = [](Value v) {
+      return cast<MemRefType>(v.getType()).getElementType();
+    };
+    bool pairs = layout->pairs;
+    Type element = pairs ? Type(rewriter.getBF16Type()) : rewriter.getF32Type();
+    if (elementType(a) != element || elementType(w) != element ||
+        !elementType(c).isF32() || (pairs && !bf16Dot))
+      return rewriter.notifyMatchFailure(
+          op, "not f32, nor bf16 pairs into f32 with AVX512-BF16");
     ImplicitLocOpBuilder b(op.getLoc(), rewriter);
     KernelEmitter e(b);
+    // bf16 panels as [N / P, K / 2, 2 P]: a row of a panel is then P
+    // columns' pairs, 2 P contiguous bf16.
+    if (pairs)
+      w = memref::CollapseShapeOp::create(
+          b, w, ArrayRef<ReassociationIndices>{{0}, {1}, {2, 3}});
+    // A step of k is one f32, or one bf16 pair handled as an i32.
+    int64_t stepsOfK = layout->stepsOfK();
     Value tokens = lastRow ? op.getDpsInputs()[0] : Value();
     auto aRow = [&](Value m) -> Value {
       if (!tokens)
@@ -473,7 +553,22 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
       return e.clampedTokenRow(e.load(tokens, m), lastRow);
     };
     auto accVec = VectorType::get({lanes}, b.getF32Type());
-    int64_t vectors = *panelWidth / lanes;
+    auto stepVec = VectorType::get({lanes * stepsOfK}, element);
+    int64_t vectors = panelWidth / lanes;
+    // A's value at row m, step t, broadcast to every lane.
+    auto broadcastA = [&](Value m, Value t) -> Value {
+      return broadcastStepOfA(b, a, m, e.muli(t, e.index(stepsOfK)), pairs);
+    };
+    // B's vector g of a panel's row t.
+    auto loadB = [&](Value p, Value t, int64_t g) -> Value {
+      return vector::LoadOp::create(
+          b, stepVec, w, ValueRange{p, t, e.index(g * lanes * stepsOfK)});
+    };
+    auto multiplyAdd = [&](Value x, Value y, Value sum) -> Value {
+      if (pairs)
+        return x86vector::DotBF16Op::create(b, accVec, sum, x, y);
+      return vector::FMAOp::create(b, x, y, sum);
+    };
     Value c0 = e.index(0), c1 = e.index(1);
     Value rows = e.dim(c, 0), panels = e.dim(w, 0), depth = e.dim(w, 1);
     // The next 128 steps of k are prefetched into L2 while these are
@@ -524,14 +619,11 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
           SmallVector<Value> next(partial.begin(), partial.end());
           SmallVector<Value> bs;
           for (int64_t g = 0; g < vectors; ++g)
-            bs.push_back(vector::LoadOp::create(
-                b, accVec, w, ValueRange{p, k, e.index(g * lanes)}));
+            bs.push_back(loadB(p, k, g));
           for (int64_t i = 0; i < count; ++i) {
-            Value av = vector::BroadcastOp::create(b, accVec,
-                                                   e.load(a, {aRows[i], k}));
+            Value av = broadcastA(aRows[i], k);
             for (int64_t g = 0; g < vectors; ++g)
-              next[at(i, s, g)] =
-                  vector::FMAOp::create(b, av, bs[g], next[at(i, s, g)]);
+              next[at(i, s, g)] = multiplyAdd(av, bs[g], next[at(i, s, g)]);
           }
           return next;
         };
@@ -553,7 +645,7 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
               sum = arith::AddFOp::create(b, sum, acc[at(i, s, g)]);
             SmallVector<Value> index = {
                 e.index(i),
-                e.addi(e.muli(p, e.index(*panelWidth)), e.index(g * lanes))};
+                e.addi(e.muli(p, e.index(panelWidth)), e.index(g * lanes))};
             Value old = vector::LoadOp::create(b, accVec, c, index);
             vector::StoreOp::create(b, arith::AddFOp::create(b, old, sum), c,
                                     index);
@@ -567,7 +659,7 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
     // L1) at a time for every block of rows.
     auto manyRows = [&] {
       e.loop(c0, panels, [&](Value p) {
-        Value n0 = e.muli(p, e.index(*panelWidth));
+        Value n0 = e.muli(p, e.index(panelWidth));
         e.loop(
             c0, depth,
             [&](Value kb) {
@@ -589,25 +681,19 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
                     prefetch(p, k,
                              e.muli(arith::AndIOp::create(b, line,
                                                           e.index(vectors - 1)),
-                                    e.index(lanes)));
+                                    e.index(lanes * stepsOfK)));
                   });
                 }
                 emitOuterProductBlock(
                     b, c, m0, mr, n0, vectors, kb, last,
                     [&](Value t, int64_t g) -> Value {
-                      Value column = e.index(g * lanes);
                       if (!fullBlock)
-                        prefetch(p, e.addi(t, ahead), column);
-                      return vector::LoadOp::create(b, accVec, w,
-                                                    ValueRange{p, t, column});
+                        prefetch(p, e.addi(t, ahead),
+                                 e.index(g * lanes * stepsOfK));
+                      return loadB(p, t, g);
                     },
-                    [&](Value m, Value t) -> Value {
-                      return vector::BroadcastOp::create(
-                          b, accVec, e.load(a, {aRow(m), t}));
-                    },
-                    [&](Value x, Value y, Value sum) -> Value {
-                      return vector::FMAOp::create(b, x, y, sum);
-                    });
+                    [&](Value m, Value t) { return broadcastA(aRow(m), t); },
+                    multiplyAdd);
               });
             },
             e.index(kPackedDepth));
@@ -628,6 +714,7 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
   }
 
   int64_t vectorBits;
+  bool bf16Dot;
 };
 
 struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
@@ -1011,16 +1098,8 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
     // broadcast. A gathered row's lookup does not depend on t: LLVM hoists
     // it out of the loop over t.
     auto aAt = [&](Value ks, Value m, Value t) -> Value {
-      m = aRow(m);
       Value kElem = e.muli(e.addi(ks, t), e.index(unitElements));
-      if (!dot)
-        return vector::BroadcastOp::create(b, accVec, e.load(a, {m, kElem}));
-      Value pair = vector::LoadOp::create(b, VectorType::get({2}, element), a,
-                                          ValueRange{m, kElem});
-      Value unit = vector::ExtractOp::create(
-          b, vector::BitCastOp::create(b, VectorType::get({1}, i32), pair),
-          ArrayRef<int64_t>{0});
-      return toElements(vector::BroadcastOp::create(b, unitVec, unit));
+      return broadcastStepOfA(b, a, aRow(m), kElem, dot);
     };
     auto bAt = [&](Value t, int64_t g) -> Value {
       return vector::LoadOp::create(
@@ -1084,7 +1163,7 @@ struct MoEVectorizeContractionsPass
     patterns.add<VectorizeTransposedBMatmul>(&getContext(), vectorBits,
                                              rowTile, colTile, bf16Dot,
                                              packMinRows, expertPackMinRows);
-    patterns.add<VectorizePanelMatmul>(&getContext(), vectorBits);
+    patterns.add<VectorizePanelMatmul>(&getContext(), vectorBits, bf16Dot);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }

@@ -156,6 +156,21 @@ func.func @expert_panels(%rows: tensor<?x24xf32>, %offsets: tensor<5xi32>, %w1: 
 
 // -----
 
+// Panel-major bf16 weights ([E, N / 64, K / 2, 64, 2]): whole panels are
+// sliced, and the contraction splits k into pairs, k = 2 k2 + r, each loop
+// a dimension of B.
+// CHECK-DAG: #[[PA:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, d2 * 2 + d3)>
+// CHECK-DAG: #[[PB:.*]] = affine_map<(d0, d1, d2, d3) -> (d1 floordiv 64, d2, d1 mod 64, d3)>
+// CHECK-LABEL: func @expert_bf16_panels
+// CHECK:       memref.subview %{{.*}}[%{{.*}}, 0, 0, 0] [1, 32, 64, 2] [1, 1, 1, 1] : memref<2x32x64x2xbf16, strided<[4096, 128, 2, 1], offset: ?>> to memref<1x32x64x2xbf16, strided<[4096, 128, 2, 1], offset: ?>>
+// CHECK:       linalg.generic {indexing_maps = [#[[PA]], #[[PB]], #{{.*}}], iterator_types = ["parallel", "parallel", "reduction", "reduction"]} ins(%{{.*}}, %{{.*}} : memref<?x64xbf16, {{.*}}>, memref<1x32x64x2xbf16, {{.*}}>) outs(%{{.*}} : memref<?x64xf32, {{.*}}>) attrs =  {moe.expert_gemm}
+func.func @expert_bf16_panels(%rows: tensor<?x64xbf16>, %offsets: tensor<3xi32>, %w1: tensor<2x2x32x64x2xbf16>, %w2: tensor<2x1x64x64x2xbf16>) -> tensor<?x64xbf16> {
+  %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 {activation = #moe.activation<relu>, panel_width = 64 : i64} : (tensor<?x64xbf16>, tensor<3xi32>, tensor<2x2x32x64x2xbf16>, tensor<2x1x64x64x2xbf16>) -> tensor<?x64xbf16>
+  return %y : tensor<?x64xbf16>
+}
+
+// -----
+
 // Combine accumulates per token in f32 and guards every id and row index.
 // CHECK-LABEL: func @combine_copy
 // CHECK:       memref.alloca() : memref<16xf32>

@@ -4,6 +4,7 @@
 // RUN: moe-opt %s --split-input-file --moe-vectorize-contractions="expert-pack-min-rows=24" | FileCheck %s --check-prefix=EXPERT
 // RUN: not moe-opt %s --split-input-file --moe-vectorize-contractions="row-tile=0" 2>&1 | FileCheck %s --check-prefix=BAD
 // RUN: moe-opt %s --split-input-file --moe-vectorize-contractions | FileCheck %s --check-prefix=PANEL
+// RUN: moe-opt %s --split-input-file --moe-vectorize-contractions="bf16-dot=1" | FileCheck %s --check-prefix=PAIRS
 // BAD: error: row-tile and col-tile must be at least 1, vector-bits at least 32 and pack-min-rows and expert-pack-min-rows at least 0
 
 #a = affine_map<(m, n, k) -> (m, k)>
@@ -437,6 +438,61 @@ func.func @panel_matmul_narrow(%a: memref<?x96xf32>, %w: memref<2x96x8xf32>, %c:
   linalg.generic {indexing_maps = [#panel_a, #narrow_b, #panel_c], iterator_types = ["parallel", "parallel", "reduction"]} ins(%a, %w : memref<?x96xf32>, memref<2x96x8xf32>) outs(%c : memref<?x16xf32>) {
   ^bb0(%x: f32, %y: f32, %acc: f32):
     %p = arith.mulf %x, %y : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+// -----
+
+// Panel-major bf16 weights hold pairs of k ([N / 64, K / 2, 64, 2], loops
+// m, n, k2, r with k = 2 k2 + r): with AVX512-BF16 a panel row is one
+// vector<32xbf16> per 16 columns, multiplied by A's pair broadcast as an
+// i32 with vdpbf16ps; without it (PANEL) the loops stay.
+// PAIRS-LABEL: func.func @panel_pairs
+// PAIRS-NOT: linalg.generic
+// PAIRS: memref.collapse_shape %{{.*}} {{\[}}[0], [1], [2, 3]] : memref<2x48x64x2xbf16> into memref<2x48x128xbf16>
+// PAIRS: vector.bitcast %{{.*}} : vector<2xbf16> to vector<1xi32>
+// PAIRS: vector.load %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}] : memref<2x48x128xbf16>, vector<32xbf16>
+// PAIRS: x86vector.avx512.dot %{{.*}}, %{{.*}}, %{{.*}} : vector<32xbf16> -> vector<16xf32>
+// PANEL-LABEL: func.func @panel_pairs
+// PANEL: linalg.generic
+#pairs_a = affine_map<(m, n, k, r) -> (m, k * 2 + r)>
+#pairs_b = affine_map<(m, n, k, r) -> (n floordiv 64, k, n mod 64, r)>
+#pairs_c = affine_map<(m, n, k, r) -> (m, n)>
+func.func @panel_pairs(%a: memref<?x96xbf16>, %w: memref<2x48x64x2xbf16>, %c: memref<?x128xf32>) {
+  linalg.generic {indexing_maps = [#pairs_a, #pairs_b, #pairs_c], iterator_types = ["parallel", "parallel", "reduction", "reduction"]} ins(%a, %w : memref<?x96xbf16>, memref<2x48x64x2xbf16>) outs(%c : memref<?x128xf32>) {
+  ^bb0(%x: bf16, %y: bf16, %acc: f32):
+    %x32 = arith.extf %x : bf16 to f32
+    %y32 = arith.extf %y : bf16 to f32
+    %p = arith.mulf %x32, %y32 : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+// The gathered form finds k as 2 k2 + r from the loop indices.
+// PAIRS-LABEL: func.func @panel_pairs_gathered
+// PAIRS-NOT: linalg.generic
+// PAIRS: arith.minui
+// PAIRS: x86vector.avx512.dot %{{.*}}, %{{.*}}, %{{.*}} : vector<32xbf16> -> vector<16xf32>
+#pairs_gather_a = affine_map<(m, n, k, r) -> (m)>
+func.func @panel_pairs_gathered(%src: memref<?x96xbf16>, %tokens: memref<?xi32>, %w: memref<1x48x64x2xbf16>, %c: memref<?x64xf32>, %last: index) {
+  linalg.generic {indexing_maps = [#pairs_gather_a, #pairs_b, #pairs_c], iterator_types = ["parallel", "parallel", "reduction", "reduction"]} ins(%tokens, %w : memref<?xi32>, memref<1x48x64x2xbf16>) outs(%c : memref<?x64xf32>) {
+  ^bb0(%t: i32, %y: bf16, %acc: f32):
+    %ti = arith.index_cast %t : i32 to index
+    %row = arith.minui %ti, %last : index
+    %k2 = linalg.index 2 : index
+    %r = linalg.index 3 : index
+    %c2 = arith.constant 2 : index
+    %k2x2 = arith.muli %k2, %c2 : index
+    %k = arith.addi %k2x2, %r : index
+    %x = memref.load %src[%row, %k] : memref<?x96xbf16>
+    %x32 = arith.extf %x : bf16 to f32
+    %y32 = arith.extf %y : bf16 to f32
+    %p = arith.mulf %x32, %y32 : f32
     %s = arith.addf %acc, %p : f32
     linalg.yield %s : f32
   }

@@ -23,6 +23,10 @@
 using namespace mlir;
 using namespace mlir::moe;
 
+int64_t mlir::moe::panelStepsOfK(Type elementType) {
+  return elementType.isBF16() ? 2 : 1;
+}
+
 namespace {
 
 /// Checks operands and results against one another, naming them in
@@ -190,7 +194,8 @@ template <typename OpTy> ExpertWeights routedWeights(OpTy op) {
 }
 
 /// The `[E, N, K]` a stored weight holds: its own shape, or for
-/// panel-major weights `[E, N / P, K, P]` the panels' columns together.
+/// panel-major weights `[E, N / P, K, P]` (bf16: `[E, N / P, K / 2, P, 2]`)
+/// the panels' columns together.
 FailureOr<SmallVector<int64_t>> storedWeightShape(Operation *op, Value weight,
                                                   StringRef name,
                                                   int64_t panelWidth) {
@@ -201,13 +206,17 @@ FailureOr<SmallVector<int64_t>> storedWeightShape(Operation *op, Value weight,
       return failure();
     return SmallVector<int64_t>(*shape);
   }
-  auto shape = check.shape(weight, name, 4);
+  int64_t steps = panelStepsOfK(getElementTypeOrSelf(weight.getType()));
+  auto shape = check.shape(weight, name, steps == 1 ? 4 : 5);
   if (failed(shape) ||
       failed(check.dim(name, *shape, 3, panelWidth,
-                       "the panel width of panel-major weights")))
+                       "the panel width of panel-major weights")) ||
+      (steps != 1 &&
+       failed(check.dim(name, *shape, 4, steps,
+                        "the pair of k of panel-major bf16 weights"))))
     return failure();
   return SmallVector<int64_t>{(*shape)[0], mulDims((*shape)[1], panelWidth),
-                              (*shape)[2]};
+                              mulDims((*shape)[2], steps)};
 }
 
 int64_t ceilDivDims(int64_t a, int64_t b) {

@@ -22,4 +22,14 @@
 #define GET_OP_CLASSES
 #include "MoE/IR/MoEOps.h.inc"
 
+namespace mlir::moe {
+
+/// Steps of k that one row of a panel-major weight panel holds (see
+/// moe.expert's `panel_width`): 2 for bf16, stored `[E, N / P, K / 2, P, 2]`
+/// so that a row holds each column's pair of k as AVX512-BF16's
+/// `vdpbf16ps` reads them; else 1 (`[E, N / P, K, P]`).
+int64_t panelStepsOfK(Type elementType);
+
+} // namespace mlir::moe
+
 #endif // MOE_IR_MOEOPS_H

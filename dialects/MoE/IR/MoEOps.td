@@ -196,9 +196,13 @@ def MoE_ExpertOp : MoE_Op<"expert", [Pure, AttrSizedOperandSegments]> {
     `fcN [E, N / P, K, P]` holds the logical `fcN [E, N, K]` as `N / P`
     panels of `P` output columns, element `[e, p, k, j]` being the logical
     `[e, p * P + j, k]`: each panel is a `[K, P]` matrix read along its
-    columns, the layout of the CPU's outer-product GEMM kernel.
-    `-moe-pack-expert-weights` forms it from constant weights at compile
-    time, so that the kernel needs no packing per call.
+    columns, the layout of the CPU's outer-product GEMM kernel. bf16
+    weights hold pairs of k side by side, `fcN [E, N / P, K / 2, P, 2]`
+    with element `[e, p, t, j, r]` the logical `[e, p * P + j, 2 * t + r]`:
+    a panel row is then what AVX512-BF16's `vdpbf16ps` takes, each 32-bit
+    lane one column's pair. `-moe-pack-expert-weights` forms
+    these layouts from constant weights at compile time, so that the
+    kernel needs no packing per call.
 
     On the CPU, experts run as two parallel loops over experts x column
     panels (up to 64 columns of float weights; quantised ones up to 128 KiB

@@ -71,9 +71,9 @@ struct CPUPipelineOptions
       *this, "pack-expert-weights",
       llvm::cl::desc("Store constant f32 expert weights panel-major at "
                      "compile time (-moe-pack-expert-weights, 64 columns a "
-                     "panel) so that the experts' GEMMs run the "
-                     "outer-product kernel without packing; needs "
-                     "512-bit vectors)"),
+                     "panel; bf16 ones in pairs of k with bf16-dot) so "
+                     "that the experts' GEMMs run the outer-product kernel "
+                     "without packing; needs 512-bit vectors)"),
       llvm::cl::init(true)};
   PassOptions::Option<bool> emulateCUDAKernels{
       *this, "emulate-cuda-kernels",

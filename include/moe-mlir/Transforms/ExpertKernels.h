@@ -32,8 +32,9 @@ constexpr llvm::StringLiteral kExpertGemmAttrName = "moe.expert_gemm";
 
 /// Emits `c[m, n] (+)= sum_k a[m, k] * w[n, k]` as a linalg contraction, with
 /// `w` in the out-major weight layout, or with a `panelWidth` P panel-major:
-/// `w [N / P, K, P]` read at `[n floordiv P, k, n mod P]`. `c` is read
-/// (accumulated into).
+/// `w [N / P, K, P]` read at `[n floordiv P, k, n mod P]`, bf16 `w [N / P,
+/// K / 2, 2 * P]` at `[n floordiv P, k floordiv 2, (n mod P) * 2 + k mod 2]`
+/// (moe.expert's `panel_width`). `c` is read (accumulated into).
 linalg::GenericOp emitMatmulTransposedB(ImplicitLocOpBuilder &b, Value a,
                                         Value w, Value c,
                                         int64_t panelWidth = 0);

@@ -197,7 +197,9 @@ def MoEPackExpertWeights : Pass<"moe-pack-expert-weights"> {
   let description = [{
     Rewrites the constant f32 weights of every `moe.expert` (fc1, fc2 and
     fc3, `[E, N, K]` out-major) into panels of `panel-width` output
-    columns, `[E, N / P, K, P]`, and sets the expert's `panel_width`:
+    columns, `[E, N / P, K, P]`, and sets the expert's `panel_width`
+    (bf16 weights, with `pack-bf16`: `[E, N / P, K / 2, P, 2]`, pairs of k
+    side by side as `vdpbf16ps` multiplies them):
 
     ```
     %w1 = arith.constant dense<...> : tensor<8x2048x768xf32>
@@ -221,8 +223,10 @@ def MoEPackExpertWeights : Pass<"moe-pack-expert-weights"> {
     (`moe-compile --pack-expert-weights=false` turns it off). Constants only (an AOT compile sees the model's weights);
     weights that are function arguments keep the runtime path.
 
-    An expert is left as it is unless every weight is an f32 constant
-    (dense elements or a dense resource), it is not quantised, and its
+    An expert is left as it is unless every weight is an f32 constant, or
+    with `pack-bf16` a bf16 constant of an expert whose rows are bf16 and
+    whose K are even (dense elements or a dense resource), it is not
+    quantised, and its
     intermediate and hidden sizes split into the CPU schedule's column
     panels as whole weight panels (for P = 64: both multiples of 64). The
     old constants are erased once unused, and their resource blobs
@@ -232,6 +236,9 @@ def MoEPackExpertWeights : Pass<"moe-pack-expert-weights"> {
     Option<"panelWidth", "panel-width", "int64_t", "64",
            "Output columns per weight panel (the CPU kernel vectorizes "
            "multiples of 16 up to 64; other widths run as plain loops)">,
+    Option<"packBf16", "pack-bf16", "bool", "true",
+           "Also pack bf16 weights, in pairs of k (for AVX512-BF16's "
+           "vdpbf16ps; without it their kernel runs as plain loops)">,
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect"];
 }

@@ -1122,6 +1122,32 @@ func.func @panel_columns(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tens
 
 // -----
 
+// Panel-major bf16 weights are [E, N / P, K / 2, P, 2]: pairs of k.
+func.func @panel_bf16_rank(%rows: tensor<?x64xbf16>, %off: tensor<5xi32>, %w1: tensor<4x4x64x64xbf16>, %w2: tensor<4x1x128x64x2xbf16>) {
+  // expected-error @+1 {{'fc1' must have rank 5, got 'tensor<4x4x64x64xbf16>'}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 {panel_width = 64 : i64} : (tensor<?x64xbf16>, tensor<5xi32>, tensor<4x4x64x64xbf16>, tensor<4x1x128x64x2xbf16>) -> tensor<?x64xbf16>
+  return
+}
+
+// -----
+
+func.func @panel_bf16_pair(%rows: tensor<?x64xbf16>, %off: tensor<5xi32>, %w1: tensor<4x4x32x64x2xbf16>, %w2: tensor<4x1x64x64x4xbf16>) {
+  // expected-error @+1 {{'fc2' dimension 4 is 4 but must be 2 (the pair of k of panel-major bf16 weights)}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 {panel_width = 64 : i64} : (tensor<?x64xbf16>, tensor<5xi32>, tensor<4x4x32x64x2xbf16>, tensor<4x1x64x64x4xbf16>) -> tensor<?x64xbf16>
+  return
+}
+
+// -----
+
+// The pairs together are the logical K (fc2's 2 x 64 = 128 is not I = 256).
+func.func @panel_bf16_depth(%rows: tensor<?x64xbf16>, %off: tensor<5xi32>, %w1: tensor<4x4x32x64x2xbf16>, %w2: tensor<4x1x64x64x2xbf16>) {
+  // expected-error @+1 {{'fc1' dimension 1 is 256 but must be 128 (the intermediate size of fc2)}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 {panel_width = 64 : i64} : (tensor<?x64xbf16>, tensor<5xi32>, tensor<4x4x32x64x2xbf16>, tensor<4x1x64x64x2xbf16>) -> tensor<?x64xbf16>
+  return
+}
+
+// -----
+
 // Quantised weights keep their rows.
 func.func @panel_quant(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x256x32xui8>, %w2: tensor<4x64x128xui8>, %s1: tensor<4x256xf32>, %s2: tensor<4x64xf32>) {
   // expected-error @+1 {{panel-major weights ('panel_width') are float weights; quantised ones keep their rows}}

@@ -1,0 +1,118 @@
+#!/usr/bin/python3
+"""End-to-end check of expert weights stored panel-major at compile time.
+
+The e2e cases pass their weights as arguments, which stay out-major; a
+deployed model's weights are constants, which moe-compile stores
+panel-major (-moe-pack-expert-weights: f32 panels, bf16 pairs of k) and
+multiplies with the panel kernel. Here a layer with its router
+(test/lib/bf16_layer.py) has its weights as dense resource constants; it is
+compiled with moe-compile's defaults (and the flags of the case) and run by
+moe-run on token counts that reach every form of that kernel: one to three
+rows per expert (decode), partial and full blocks of rows, one and two
+blocks of k. Each output is checked against the float64 reference at
+1e-5 (f32) or 2e-2 (bf16) of max|ref|, the e2e suite's tolerances; the
+optimised LLVM IR must hold the panel kernel's prefetches (and not
+with --pack-expert-weights=false, which shows that check can fail).
+
+    run_constant_weights.py --bin DIR --work DIR CASE
+
+Exits 77 (skipped) where the CPU has no AVX-512 (no panel kernel) or, for
+bf16, no AVX512-BF16.
+"""
+import argparse
+import os
+import subprocess
+import sys
+
+sys.dont_write_bytecode = True
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
+import numpy as np  # noqa: E402
+from bf16_layer import layer_mlir, reference, round_bf16  # noqa: E402
+
+# name: dtype, H, I, E, k, token counts, extra moe-compile flags. H and I
+# are multiples of 64 (whole weight panels); K of 256 and 320 (128 and 160
+# bf16 pairs) takes one and two blocks of k.
+CASES = {
+    "f32": ("f32", 128, 192, 4, 2, [1, 2, 3, 5, 40, 300], []),
+    "f32_unfused_gather": ("f32", 128, 192, 4, 2, [3, 300], ["--fuse-gather=false"]),
+    "bf16": ("bf16", 256, 320, 4, 2, [1, 2, 3, 5, 40, 300], []),
+    "bf16_unfused_gather": ("bf16", 256, 320, 4, 2, [3, 300], ["--fuse-gather=false"]),
+}
+
+
+def run(cmd):
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"FAIL: {' '.join(cmd)} exited {result.returncode}\n"
+                 f"{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bin", required=True)
+    parser.add_argument("--work", required=True)
+    parser.add_argument("case", choices=sorted(CASES))
+    args = parser.parse_args()
+    dtype, H, I, E, k, tokens, flags = CASES[args.case]
+    needed = {"avx512f"} | ({"avx512_bf16"} if dtype == "bf16" else set())
+    if not needed <= cpu_flags():
+        print(f"SKIP {args.case}: the CPU lacks {' '.join(sorted(needed))}")
+        return 77
+    work = os.path.join(args.work, args.case)
+    os.makedirs(work, exist_ok=True)
+    rng = np.random.default_rng(sum(map(ord, args.case)))
+    cast = round_bf16 if dtype == "bf16" else (lambda a: a.astype(np.float32))
+    normal = lambda shape, fan_in: cast(
+        rng.standard_normal(shape, dtype=np.float32) / np.sqrt(fan_in))
+    weights = dict(router=normal((E, H), H), fc1=normal((E, 2 * I, H), H),
+                   fc2=normal((E, H, I), I))
+    mlir = os.path.join(work, "layer.mlir")
+    with open(mlir, "w") as f:
+        f.write(layer_mlir(H, I, E, k, dtype, constants=weights))
+    compile_cmd = [os.path.join(args.bin, "moe-compile"), mlir] + flags
+
+    # The panel kernel is the only one that prefetches.
+    for pack, expected in (("true", True), ("false", False)):
+        ir = run(compile_cmd + [f"--pack-expert-weights={pack}", "--emit=llvm",
+                                "-o", "-"])
+        if ("@llvm.prefetch" in ir) != expected:
+            sys.exit(f"FAIL: --pack-expert-weights={pack}: the panel kernel's "
+                     f"prefetches {'missing' if expected else 'present'}")
+    so = os.path.join(work, "layer.so")
+    run(compile_cmd + ["-o", so])
+
+    tolerance = 2e-2 if dtype == "bf16" else 1e-5
+    for T in tokens:
+        x = cast(np.random.default_rng([T, H]).standard_normal(
+            (T, H), dtype=np.float32))
+        x_path = os.path.join(work, f"x_T{T}.npy")
+        y_path = os.path.join(work, f"y_T{T}.npy")
+        np.save(x_path, x)
+        run([os.path.join(args.bin, "moe-run"), so, "--threads=2",
+             f"--input=@{x_path}", f"--output=@{y_path}", "--output-f32"])
+        y = np.load(y_path).astype(np.float64)
+        ref = reference(x, weights["router"], weights["fc1"], weights["fc2"], k)
+        error = np.abs(y - ref).max() / np.abs(ref).max()
+        status = "ok" if error <= tolerance else "FAIL"
+        print(f"{status}: {args.case} T={T}: max|diff|/max|ref| = "
+              f"{error:.2e} (tolerance {tolerance:g})")
+        if error > tolerance or not np.isfinite(y).all():
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
