@@ -22,11 +22,11 @@ using namespace mlir::moe;
 /// `c[m, n] (+)= sum_k A(m, k) * w(n, k)` as a linalg.generic whose first
 /// operand is `aOperand`, indexed by `aIndex` (of the loops m and k), and
 /// whose body gets A's element from that operand's with `elementOfA` (given
-/// a callback emitting k's index). `w` is out-major (`w[n, k]`), or panel-major with `panelWidth` P
-/// (`w[n floordiv P, k, n mod P]`). Panel-major bf16 weights, `[N / P,
-/// K / 2, P, 2]`, are read at `[n floordiv P, k2, n mod P, r]` with k split
-/// into two loops, k = 2 * k2 + r, so that each loop is some operand's
-/// dimension.
+/// a callback emitting k's index). `w` is out-major (`w[n, k]`), or
+/// panel-major with `panelWidth` P (`w[n floordiv P, k, n mod P]`).
+/// Panel-major bf16 weights, `[N / P, K / 2, P, 2]`, are read at
+/// `[n floordiv P, k2, n mod P, r]` with k split into two loops,
+/// k = 2 * k2 + r, so that each loop is some operand's dimension.
 static linalg::GenericOp emitTransposedBContraction(
     ImplicitLocOpBuilder &b, Value aOperand,
     function_ref<SmallVector<AffineExpr>(AffineExpr m, AffineExpr k)> aIndex,
@@ -46,10 +46,9 @@ static linalg::GenericOp emitTransposedBContraction(
   } else if (panelWidth) {
     weightIndex = {n.floorDiv(panelWidth), k, n % panelWidth};
   }
-  SmallVector<AffineMap> maps = {
-      AffineMap::get(loops, 0, aIndex(m, k), ctx),
-      AffineMap::get(loops, 0, weightIndex, ctx),
-      AffineMap::get(loops, 0, {m, n}, ctx)};
+  SmallVector<AffineMap> maps = {AffineMap::get(loops, 0, aIndex(m, k), ctx),
+                                 AffineMap::get(loops, 0, weightIndex, ctx),
+                                 AffineMap::get(loops, 0, {m, n}, ctx)};
   SmallVector<utils::IteratorType> iterators(loops,
                                              utils::IteratorType::reduction);
   iterators[0] = iterators[1] = utils::IteratorType::parallel;
@@ -78,7 +77,9 @@ linalg::GenericOp mlir::moe::emitMatmulTransposedB(ImplicitLocOpBuilder &b,
                                                    int64_t panelWidth) {
   return emitTransposedBContraction(
       b, a,
-      [](AffineExpr m, AffineExpr k) { return SmallVector<AffineExpr>{m, k}; },
+      [](AffineExpr m, AffineExpr k) {
+        return SmallVector<AffineExpr>{m, k};
+      },
       w, panelWidth, c,
       [](ImplicitLocOpBuilder &, Value element, function_ref<Value()>) {
         return element;
