@@ -42,6 +42,7 @@ struct TensorLevelOptions {
   /// bf16 weights too, in pairs of k (only the AVX512-BF16 kernel reads
   /// them).
   bool packBf16Weights = false;
+  bool recordRouting = false;
 };
 
 /// The tensor-level start every target shares: the manifest, the layer
@@ -115,6 +116,10 @@ void addTensorLevelPasses(OpPassManager &pm, const TensorLevelOptions &o) {
     pack.packBf16 = o.packBf16Weights;
     pm.addPass(moe::createMoEPackExpertWeights(pack));
   }
+  // After the fusions, which rebuild the routes and would otherwise meet an
+  // extra use of their ids.
+  if (o.recordRouting)
+    pm.addPass(moe::createMoERecordRouting());
   pm.addNestedPass<func::FuncOp>(moe::createMoECopyRepeatedResults());
 }
 
@@ -181,6 +186,7 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
     tensorLevel.packExpertWeights =
         options.packExpertWeights && options.vectorBits == 512;
     tensorLevel.packBf16Weights = options.bf16Dot;
+    tensorLevel.recordRouting = options.recordRouting;
   }
   addTensorLevelPasses(pm, tensorLevel);
   if (options.emulateCUDAKernels) {

@@ -109,8 +109,11 @@ int run(int argc, char **argv) {
          (outSpecs.size() == 1 ? "" : "s") + " but " +
          std::to_string(o.outputs.size()) + " --output were given");
 
-  if (ep.ranks > 0 || worldSize > 1)
+  if (ep.ranks > 0 || worldSize > 1) {
+    if (!o.routingProfile.empty())
+      fail("--routing-profile is not available for expert-parallel runs");
     return runExpertParallel(o, mod.get(), fn, ep, worldSize, argc, argv);
+  }
 
   std::vector<HostTensor> inputs;
   for (size_t i = 0; i < o.inputs.size(); ++i)
@@ -119,7 +122,22 @@ int run(int argc, char **argv) {
   std::vector<HostTensor> outputs =
       allocateOutputs(fn, inputs, outSpecs.size());
 
+  // The profile counts this one run (not the --benchmark repetitions).
+  if (!o.routingProfile.empty())
+    moe_routing_profile_start();
   invoke(fn, inputs, outputs);
+  if (!o.routingProfile.empty()) {
+    moe_routing_profile_stop();
+    int64_t records = moe_routing_profile_records();
+    if (records == 0)
+      fail("--routing-profile: the run reported no routing; compile the "
+           "module with moe-compile --record-routing");
+    check(moe_routing_profile_write(o.routingProfile.c_str(), /*merge=*/1),
+          "--routing-profile");
+    std::printf("routing profile: %lld route report%s added to %s\n",
+                static_cast<long long>(records), records == 1 ? "" : "s",
+                o.routingProfile.c_str());
+  }
   for (size_t i = 0; i < outputs.size(); ++i)
     if (int64_t n = countPoison(outputs[i]))
       warn("output " + std::to_string(i) + " '" + outSpecs[i].name + "': " +

@@ -17,6 +17,7 @@ const char kUsage[] =
     "[--output=@y.npy ...]\n"
     "               [--check [--tolerance=X]] [--benchmark=N] [--threads=N]\n"
     "               [--print-signature] [--output-f32] [--comm-timeout=S]\n"
+    "               [--routing-profile=FILE]\n"
     "\n"
     "Runs a function of a module compiled by moe-compile.\n"
     "\n"
@@ -42,6 +43,11 @@ const char kUsage[] =
     "                      cores; CPU modules only)\n"
     "  --print-signature   prints the function signatures (and exits when no\n"
     "                      --input is given)\n"
+    "  --routing-profile=FILE  adds the run's routing (tokens per expert and\n"
+    "                      pairs of experts chosen together, per layer) to\n"
+    "                      the profile in FILE, or starts it; the module must\n"
+    "                      be compiled with moe-compile --record-routing\n"
+    "                      (docs/RoutingProfiles.md)\n"
     "  --comm-timeout=S    expert-parallel runs: abort the job when an\n"
     "                      all-to-all-v does not complete within S seconds\n"
     "                      (default: $MOE_COMM_TIMEOUT or 120)\n"
@@ -134,6 +140,11 @@ RunOptions parseRunOptions(int argc, char **argv) {
     } else if (flag == "--output-f32") {
       noValue();
       o.outputF32 = true;
+    } else if (flag == "--routing-profile") {
+      needValue();
+      if (value.empty())
+        fail("--routing-profile expects a file name");
+      o.routingProfile = value;
     } else if (flag == "--comm-timeout") {
       needValue();
       char *end = nullptr;

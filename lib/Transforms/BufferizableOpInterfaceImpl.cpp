@@ -1401,6 +1401,51 @@ struct AllToAllStartOpInterface
   }
 };
 
+/// moe.record_routing becomes moe_rt_record_routing(layer, experts, tokens,
+/// k, ids) on the ids' buffer, which it only reads.
+struct RecordRoutingOpInterface
+    : public BufferizableOpInterface::ExternalModel<RecordRoutingOpInterface,
+                                                    RecordRoutingOp> {
+  bool bufferizesToMemoryRead(Operation *, OpOperand &,
+                              const AnalysisState &) const {
+    return true;
+  }
+  bool bufferizesToMemoryWrite(Operation *, OpOperand &,
+                               const AnalysisState &) const {
+    return false;
+  }
+  AliasingValueList getAliasingValues(Operation *, OpOperand &,
+                                      const AnalysisState &) const {
+    return {};
+  }
+
+  LogicalResult bufferize(Operation *op, RewriterBase &rewriter,
+                          const BufferizationOptions &options,
+                          BufferizationState &state) const {
+    auto record = cast<RecordRoutingOp>(op);
+    FailureOr<Value> ids =
+        getBuffer(rewriter, record.getIds(), options, state);
+    if (failed(ids))
+      return failure();
+    ImplicitLocOpBuilder b(op->getLoc(), rewriter);
+    KernelEmitter e(b);
+    FailureOr<Value> address = denseAddress(b, op, *ids);
+    if (failed(address))
+      return failure();
+    Type i64 = b.getI64Type(), index = b.getIndexType();
+    func::FuncOp callee = runtimeFunction(
+        rewriter, op, "moe_rt_record_routing",
+        b.getFunctionType({i64, i64, index, index, index}, {}));
+    func::CallOp::create(
+        b, callee,
+        ValueRange{arith::ConstantIntOp::create(b, record.getLayer(), 64),
+                   arith::ConstantIntOp::create(b, record.getNumExperts(), 64),
+                   e.dim(*ids, 0), e.dim(*ids, 1), *address});
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
 /// moe.all_to_all_wait becomes moe_rt_comm_wait; its result is the pending
 /// buffer, now filled.
 struct AllToAllWaitOpInterface
@@ -1454,6 +1499,7 @@ void mlir::moe::registerBufferizableOpInterfaceExternalModels(
     ExpertOp::attachInterface<ExpertOpInterface>(*ctx);
     CombineOp::attachInterface<CombineOpInterface>(*ctx);
     AllToAllStartOp::attachInterface<AllToAllStartOpInterface>(*ctx);
+    RecordRoutingOp::attachInterface<RecordRoutingOpInterface>(*ctx);
     AllToAllWaitOp::attachInterface<AllToAllWaitOpInterface>(*ctx);
     // Dialects whose ops bufferization creates beyond the ones one-shot
     // bufferize loads itself (the quantised expert unpacks bytes as

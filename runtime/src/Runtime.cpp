@@ -13,6 +13,7 @@
 #include "Error.h"
 #include "Manifest.h"
 #include "NcclCommunicator.h"
+#include "RoutingProfile.h"
 #include "ThreadPool.h"
 
 #include <algorithm>
@@ -609,6 +610,19 @@ moe_status moe_set_num_threads(int64_t n) {
 }
 
 int64_t moe_get_num_threads(void) { return numThreads(); }
+
+void moe_routing_profile_start(void) { startRoutingProfile(); }
+
+void moe_routing_profile_stop(void) { stopRoutingProfile(); }
+
+int64_t moe_routing_profile_records(void) { return routingProfileRecords(); }
+
+moe_status moe_routing_profile_write(const char *path, int merge) {
+  return guard([&] {
+    requireNonNull(path, "path");
+    writeRoutingProfile(path, merge != 0);
+  });
+}
 
 void moe_rt_parallel_for(int64_t n,
                          void (*body)(void *ctx, int64_t begin, int64_t end),

@@ -134,6 +134,13 @@ cl::opt<bool> packExpertWeights(
              "level at decode; =false keeps the out-major weights, "
              "benchmarks/RESULTS.md)"),
     cl::init(true), cl::cat(category));
+cl::opt<bool> recordRouting(
+    "record-routing",
+    cl::desc("CPU: report every route's expert choices to the runtime, so "
+             "that `moe-run --routing-profile=FILE` (or the Python API) can "
+             "record the model's routing profile (-moe-record-routing; "
+             "docs/RoutingProfiles.md)"),
+    cl::init(false), cl::cat(category));
 cl::opt<bool> int8Activations(
     "int8-activations",
     cl::desc("CPU with AVX512-VNNI: quantised experts (at decode, or of "
@@ -271,6 +278,10 @@ int compile(int argc, char **argv) {
                                          overlapModel.getValue() + "'"
                                    : problem));
   }
+  if (recordRouting && (cuda || expertParallel > 1))
+    return fail("--record-routing is for single-process CPU modules (the "
+                "routes of --target=cuda and --expert-parallel modules are "
+                "not reported yet)");
   if (emit == Emit::PTX && (!cuda || emulateCUDAKernels))
     return fail("--emit=ptx needs --target=cuda without "
                 "--emulate-cuda-kernels");
@@ -410,6 +421,7 @@ int compile(int argc, char **argv) {
       pipeline.gemmPackMinRows = avx512 ? int64_t(gemmPackMinRows) : 0;
       pipeline.expertPackMinRows = avx512 ? int64_t(expertPackMinRows) : 0;
       pipeline.packExpertWeights = avx512 && packExpertWeights;
+      pipeline.recordRouting = recordRouting;
       if (int8Activations && !moe::targetHasFeature(**machine, "avx512vnni"))
         return fail("--int8-activations needs a target with AVX512-VNNI "
                     "(this one is " +

@@ -854,6 +854,13 @@ AllToAllStartOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
   return success();
 }
 
+LogicalResult RecordRoutingOp::verify() {
+  if (getIds().getType().getRank() != 2)
+    return emitOpError() << "'ids' must be [T, k], got "
+                         << getIds().getType();
+  return success();
+}
+
 LogicalResult AllToAllWaitOp::verify() {
   auto start = getRequest().getDefiningOp<AllToAllStartOp>();
   if (!start)

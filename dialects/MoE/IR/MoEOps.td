@@ -543,6 +543,33 @@ def MoE_AllToAllWaitOp : MoE_Op<"all_to_all_wait",
 }
 
 //===----------------------------------------------------------------------===//
+// RecordRoutingOp
+//===----------------------------------------------------------------------===//
+
+def MoE_RecordRoutingOp : MoE_Op<"record_routing"> {
+  let summary = "hand a layer's routing decisions to the routing profile";
+  let description = [{
+    Passes the expert ids `[T, k]` that a `moe.route` chose (`-1` for an
+    empty slot) to the runtime's routing profile as layer `layer` of
+    `num_experts` experts: the runtime counts tokens per expert and pairs of
+    experts chosen together (`moe-run --routing-profile`,
+    docs/RoutingProfiles.md). `-moe-record-routing` inserts one after every
+    route; it lowers to a call of the runtime's `moe_rt_record_routing`,
+    which ignores it unless a profile is being recorded.
+
+    ```mlir
+    moe.record_routing %ids {layer = 0 : i64, num_experts = 8 : i64}
+        : tensor<?x2xi32>
+    ```
+  }];
+  let arguments = (ins MoE_IdTensor:$ids,
+                       ConfinedAttr<I64Attr, [IntNonNegative]>:$layer,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$num_experts);
+  let assemblyFormat = "$ids attr-dict `:` type($ids)";
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
 // ParallelCallOp
 //===----------------------------------------------------------------------===//
 

@@ -75,6 +75,11 @@ struct CPUPipelineOptions
                      "that the experts' GEMMs run the outer-product kernel "
                      "without packing; needs 512-bit vectors)"),
       llvm::cl::init(true)};
+  PassOptions::Option<bool> recordRouting{
+      *this, "record-routing",
+      llvm::cl::desc("Report every route's expert ids to the runtime's "
+                     "routing profile (-moe-record-routing)"),
+      llvm::cl::init(false)};
   PassOptions::Option<bool> emulateCUDAKernels{
       *this, "emulate-cuda-kernels",
       llvm::cl::desc("Testing: lower the stage ops through the cuda target's "

@@ -27,6 +27,8 @@ struct RunOptions {
   bool printSignature = false;
   bool outputF32 = false;
   double commTimeout = 0; ///< 0: $MOE_COMM_TIMEOUT or the library default
+  /// --routing-profile=FILE: the run's routing counts are added there.
+  std::string routingProfile;
 };
 
 /// Parses argv (argv[0] is the program). --help prints the usage and exits

@@ -191,6 +191,33 @@ def MoEInt8Activations : Pass<"moe-int8-activations"> {
   }];
 }
 
+def MoERecordRouting : Pass<"moe-record-routing", "::mlir::ModuleOp"> {
+  let summary = "Record every route's expert choices in the routing profile";
+  let description = [{
+    Inserts a `moe.record_routing` after every `moe.route`, numbering the
+    routes of each function from 0 in the order they appear (a decoder's
+    layers), so that a run of the module can record its routing profile:
+    tokens per expert and pairs of experts chosen together, per layer
+    (`moe-compile --record-routing`, then `moe-run --routing-profile=FILE`;
+    docs/RoutingProfiles.md).
+
+    ```mlir
+    %weights, %ids = moe.route %logits {k = 2 : i64} : ...
+    ```
+    becomes
+    ```mlir
+    %weights, %ids = moe.route %logits {k = 2 : i64} : ...
+    moe.record_routing %ids {layer = 0 : i64, num_experts = 8 : i64}
+        : tensor<?x2xi32>
+    ```
+
+    The call costs a few microseconds per layer and run when no profile is
+    being recorded; modules for profiling are compiled with it, deployed
+    ones without.
+  }];
+  let dependentDialects = ["::mlir::moe::MoEDialect"];
+}
+
 def MoEPackExpertWeights : Pass<"moe-pack-expert-weights"> {
   let summary = "Store constant f32 expert weights panel-major at compile "
                 "time";

@@ -304,6 +304,24 @@ MOE_API moe_status moe_set_num_threads(int64_t n);
 /* The current worker-pool size (>= 1). */
 MOE_API int64_t moe_get_num_threads(void);
 
+/*===------------- Routing profiles (docs/RoutingProfiles.md) ------------===*/
+
+/* Starts counting the routing decisions that modules compiled with
+ * `moe-compile --record-routing` report (every route's expert ids): tokens
+ * per expert and pairs of experts chosen together, per layer. Counts start
+ * from zero; moe_routing_profile_stop() stops counting. */
+MOE_API void moe_routing_profile_start(void);
+MOE_API void moe_routing_profile_stop(void);
+/* The route reports counted since the start: 0 after running modules means
+ * they were compiled without --record-routing. */
+MOE_API int64_t moe_routing_profile_records(void);
+/* Writes the counts as JSON to `path` (replacing it whole). With `merge`
+ * non-zero and a profile at `path`, its counts are added first: layers
+ * must route to the same number of experts and top-k (else
+ * MOE_INVALID_ARGUMENT, nothing written). MOE_IO_ERROR when it cannot be
+ * written. */
+MOE_API moe_status moe_routing_profile_write(const char *path, int merge);
+
 /*===------------- Module-facing functions (docs/Runtime.md) -------------===*/
 
 /* Runs body(ctx, begin, end) over a partition of [0, n) on the worker pool,
@@ -331,6 +349,12 @@ MOE_API int64_t moe_rt_comm_all_to_all_v_start(int64_t ranks, const void *send,
                                                const int32_t *recv_counts,
                                                int64_t unit_bytes);
 MOE_API void moe_rt_comm_wait(int64_t request);
+/* Reports a route's expert ids ([tokens, top_k], row-major; -1 or ids from
+ * `experts` on for slots without an expert) as layer `layer` to the
+ * routing profile; nothing unless one is being recorded. */
+MOE_API void moe_rt_record_routing(int64_t layer, int64_t experts,
+                                   int64_t tokens, int64_t top_k,
+                                   const int32_t *ids);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -1154,3 +1154,20 @@ func.func @panel_quant(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor
   %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 {panel_width = 64 : i64, quant = #moe.quant<bits = 4, block_size = 0>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x32xui8>, tensor<4x64x128xui8>, tensor<4x256xf32>, tensor<4x64xf32>) -> tensor<?x64xf32>
   return
 }
+
+// -----
+
+// moe.record_routing takes a route's ids, [T, k].
+func.func @record_routing_rank(%ids: tensor<6xi32>) {
+  // expected-error @+1 {{'ids' must be [T, k], got 'tensor<6xi32>'}}
+  moe.record_routing %ids {layer = 0 : i64, num_experts = 8 : i64} : tensor<6xi32>
+  return
+}
+
+// -----
+
+func.func @record_routing_experts(%ids: tensor<6x2xi32>) {
+  // expected-error @+1 {{attribute 'num_experts' failed to satisfy constraint: 64-bit signless integer attribute whose value is positive}}
+  moe.record_routing %ids {layer = 0 : i64, num_experts = 0 : i64} : tensor<6x2xi32>
+  return
+}

@@ -1,0 +1,166 @@
+#!/usr/bin/python3
+"""End-to-end check of routing profiles (docs/RoutingProfiles.md).
+
+A function of two MoE layers (8 experts top-2, then 4 experts top-1), whose
+router logits are inputs, is compiled with `moe-compile --record-routing`
+and run by `moe-run --routing-profile=FILE` on three token sets. After
+every run the profile must hold exactly the counts numpy computes from the
+logits (tokens per expert, pairs of experts chosen together, per layer),
+added up over the runs so far (profiles merge). Then the failures: a
+module compiled without --record-routing, a profile that is not one, and a
+profile whose layers have other shapes must each exit non-zero with a
+message and leave the file as it was.
+
+    run_routing_profile.py --bin DIR --work DIR
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+H, I = 32, 16
+LAYERS = [(8, 2), (4, 1)]  # (experts, top-k)
+
+
+def layer_mlir():
+    args = ["%x: tensor<?x32xf32>"]
+    body = []
+    value = "%x"
+    for n, (E, k) in enumerate(LAYERS):
+        args += [f"%logits{n}: tensor<?x{E}xf32>",
+                 f"%fc1_{n}: tensor<{E}x{2 * I}x{H}xf32>",
+                 f"%fc2_{n}: tensor<{E}x{H}x{I}xf32>"]
+        body.append(
+            f"  %y{n} = moe.layer {value}, %logits{n} fc1 %fc1_{n} fc2 %fc2_{n}\n"
+            f"      {{k = {k} : i64, activation = #moe.activation<swiglu>,\n"
+            f"       swiglu_fusion = #moe.swiglu_fusion<interleaved>}}\n"
+            f"      : (tensor<?x{H}xf32>, tensor<?x{E}xf32>, "
+            f"tensor<{E}x{2 * I}x{H}xf32>, tensor<{E}x{H}x{I}xf32>)\n"
+            f"      -> tensor<?x{H}xf32>")
+        value = f"%y{n}"
+    return ("func.func @two_layers(" + ", ".join(args) +
+            ") -> tensor<?x32xf32> {\n" + "\n".join(body) +
+            f"\n  return {value} : tensor<?x32xf32>\n}}\n")
+
+
+def run(cmd, expect_ok=True):
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if (result.returncode == 0) != expect_ok:
+        sys.exit(f"FAIL: {' '.join(cmd)} exited {result.returncode}\n"
+                 f"{result.stdout}{result.stderr}")
+    return result
+
+
+def expected_counts(logits, E, k):
+    """Tokens per expert and the co-activation matrix of top-k choices."""
+    top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    per_expert = np.bincount(top.ravel(), minlength=E)
+    pairs = np.zeros((E, E), np.int64)
+    for row in top:
+        for a in range(k):
+            for b in range(a + 1, k):
+                pairs[row[a], row[b]] += 1
+                pairs[row[b], row[a]] += 1
+    return per_expert, pairs
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bin", required=True)
+    parser.add_argument("--work", required=True)
+    args = parser.parse_args()
+    work = os.path.join(args.work, "routing-profile")
+    os.makedirs(work, exist_ok=True)
+    compile_ = os.path.join(args.bin, "moe-compile")
+    moe_run = os.path.join(args.bin, "moe-run")
+    mlir = os.path.join(work, "layers.mlir")
+    with open(mlir, "w") as f:
+        f.write(layer_mlir())
+    so = os.path.join(work, "layers.so")
+    run([compile_, mlir, "--record-routing", "-o", so])
+    plain = os.path.join(work, "plain.so")
+    run([compile_, mlir, "-o", plain])
+
+    rng = np.random.default_rng(7)
+    weights = []
+    for n, (E, k) in enumerate(LAYERS):
+        for name, shape in ((f"fc1_{n}", (E, 2 * I, H)), (f"fc2_{n}", (E, H, I))):
+            path = os.path.join(work, name + ".npy")
+            np.save(path, (rng.standard_normal(shape) / 8).astype(np.float32))
+            weights.append(path)
+
+    profile = os.path.join(work, "profile.json")
+    if os.path.exists(profile):
+        os.remove(profile)
+    totals = [[np.zeros(E, np.int64), np.zeros((E, E), np.int64), 0]
+              for E, _ in LAYERS]
+    inputs = []
+    for step, tokens in enumerate([13, 1, 40]):
+        x = rng.standard_normal((tokens, H)).astype(np.float32)
+        files = [os.path.join(work, f"x{step}.npy")]
+        np.save(files[0], x)
+        for n, (E, k) in enumerate(LAYERS):
+            logits = rng.standard_normal((tokens, E)).astype(np.float32)
+            path = os.path.join(work, f"logits{n}_{step}.npy")
+            np.save(path, logits)
+            per_expert, pairs = expected_counts(logits, E, k)
+            totals[n][0] += per_expert
+            totals[n][1] += pairs
+            totals[n][2] += tokens
+            files += [path, weights[2 * n], weights[2 * n + 1]]
+        inputs = [f"--input=@{p}" for p in files]
+        out = run([moe_run, so, *inputs, f"--routing-profile={profile}",
+                   f"--output=@{os.path.join(work, 'y.npy')}"]).stdout
+        if f"routing profile: {len(LAYERS)} route reports added to" not in out:
+            sys.exit(f"FAIL: moe-run did not report the profile:\n{out}")
+        with open(profile) as f:
+            doc = json.load(f)
+        if (doc.get("format"), doc.get("version"), doc.get("records")) != \
+                ("moe-routing-profile", 1, len(LAYERS) * (step + 1)):
+            sys.exit(f"FAIL: run {step}: header {doc}")
+        for n, (E, k) in enumerate(LAYERS):
+            got = doc["layers"][n]
+            want = dict(layer=n, experts=E, top_k=k, records=step + 1,
+                        tokens=int(totals[n][2]), empty_slots=0,
+                        tokens_per_expert=totals[n][0].tolist(),
+                        coactivation=totals[n][1].tolist())
+            if got != want:
+                sys.exit(f"FAIL: run {step} layer {n}:\n got  {got}\n want {want}")
+        print(f"ok: after run {step + 1} ({tokens} tokens) the profile holds "
+              f"the counts of all {step + 1} runs")
+
+    def must_fail(cmd, message, what, path):
+        """`cmd` fails with `message` and leaves the profile at `path`."""
+        before = open(path).read()
+        result = run(cmd, expect_ok=False)
+        if message not in result.stderr:
+            sys.exit(f"FAIL: {what}: expected '{message}' in:\n{result.stderr}")
+        if open(path).read() != before:
+            sys.exit(f"FAIL: {what}: the profile changed")
+        print(f"ok: {what}: exits {result.returncode}: {message}")
+
+    must_fail([moe_run, plain, *inputs, f"--routing-profile={profile}"],
+              "compile the module with moe-compile --record-routing",
+              "a module compiled without --record-routing", profile)
+    other = os.path.join(work, "other.json")
+    with open(other, "w") as f:
+        json.dump(dict(format="moe-routing-profile", version=1, records=1,
+                       layers=[dict(layer=0, experts=16, top_k=2, records=1,
+                                    tokens=0, empty_slots=0,
+                                    tokens_per_expert=[0] * 16,
+                                    coactivation=[[0] * 16] * 16)]), f)
+    must_fail([moe_run, so, *inputs, f"--routing-profile={other}"],
+              "layer 0 routes to top-2 of 16 experts there, top-2 of 8 in "
+              "this run", "a profile of another model", other)
+    with open(other, "w") as f:
+        f.write("{\"layers\": []}")
+    must_fail([moe_run, so, *inputs, f"--routing-profile={other}"],
+              "not a routing profile", "a file that is not a profile", other)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
