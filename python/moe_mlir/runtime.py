@@ -18,6 +18,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from typing import NamedTuple, Tuple, Union
 
 import numpy as np
@@ -389,6 +390,28 @@ def load(path, function=None):
     corrupt one InvalidModuleError."""
     path = os.fspath(path)
     return Module(path, function)
+
+
+@contextmanager
+def routing_profile(path, merge=True):
+    """Records the routing of the modules run inside the `with` block
+    (compiled with `record_routing=True`, moe-compile --record-routing):
+    tokens per expert and pairs of experts chosen together, per layer. On
+    leaving the block the counts are written to `path` as JSON, added to
+    the profile already there unless `merge` is False
+    (docs/RoutingProfiles.md). Raises InvalidArgumentError when no routing
+    was reported or the profile at `path` is of other layer shapes."""
+    path = os.fspath(path)
+    _runtime.routing_profile_start()
+    try:
+        yield
+    finally:
+        _runtime.routing_profile_stop()
+    if _runtime.routing_profile_records() == 0:
+        raise InvalidArgumentError(
+            "routing_profile: the modules run reported no routing; compile "
+            "them with record_routing=True (moe-compile --record-routing)")
+    _runtime.routing_profile_write(path, bool(merge))
 
 
 def set_num_threads(n):

@@ -618,6 +618,15 @@ PYBIND11_MODULE(_runtime, m) {
       .def_property_readonly("functions", &Module::functions)
       .def("function", &Module::function, py::arg("name"));
 
+  m.def("routing_profile_start", &moe_routing_profile_start);
+  m.def("routing_profile_stop", &moe_routing_profile_stop);
+  m.def("routing_profile_records", &moe_routing_profile_records);
+  m.def(
+      "routing_profile_write",
+      [](const std::string &path, bool merge) {
+        check(moe_routing_profile_write(path.c_str(), merge ? 1 : 0));
+      },
+      py::arg("path"), py::arg("merge"));
   m.def("set_num_threads", [](int64_t n) { check(moe_set_num_threads(n)); });
   m.def("get_num_threads", &moe_get_num_threads);
   m.def("communicator_size", &moe_communicator_size);
