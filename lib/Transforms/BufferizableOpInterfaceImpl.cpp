@@ -1402,29 +1402,15 @@ struct AllToAllStartOpInterface
 };
 
 /// moe.record_routing becomes moe_rt_record_routing(layer, experts, tokens,
-/// k, ids) on the ids' buffer, which it only reads.
+/// k, ids) on the ids' buffer, which it only reads (as a stage op reads its
+/// operands; it has no results).
 struct RecordRoutingOpInterface
-    : public BufferizableOpInterface::ExternalModel<RecordRoutingOpInterface,
-                                                    RecordRoutingOp> {
-  bool bufferizesToMemoryRead(Operation *, OpOperand &,
-                              const AnalysisState &) const {
-    return true;
-  }
-  bool bufferizesToMemoryWrite(Operation *, OpOperand &,
-                               const AnalysisState &) const {
-    return false;
-  }
-  AliasingValueList getAliasingValues(Operation *, OpOperand &,
-                                      const AnalysisState &) const {
-    return {};
-  }
-
+    : StageOpInterface<RecordRoutingOpInterface, RecordRoutingOp> {
   LogicalResult bufferize(Operation *op, RewriterBase &rewriter,
                           const BufferizationOptions &options,
                           BufferizationState &state) const {
     auto record = cast<RecordRoutingOp>(op);
-    FailureOr<Value> ids =
-        getBuffer(rewriter, record.getIds(), options, state);
+    FailureOr<Value> ids = getBuffer(rewriter, record.getIds(), options, state);
     if (failed(ids))
       return failure();
     ImplicitLocOpBuilder b(op->getLoc(), rewriter);
@@ -1433,9 +1419,9 @@ struct RecordRoutingOpInterface
     if (failed(address))
       return failure();
     Type i64 = b.getI64Type(), index = b.getIndexType();
-    func::FuncOp callee = runtimeFunction(
-        rewriter, op, "moe_rt_record_routing",
-        b.getFunctionType({i64, i64, index, index, index}, {}));
+    func::FuncOp callee =
+        runtimeFunction(rewriter, op, "moe_rt_record_routing",
+                        b.getFunctionType({i64, i64, index, index, index}, {}));
     func::CallOp::create(
         b, callee,
         ValueRange{arith::ConstantIntOp::create(b, record.getLayer(), 64),

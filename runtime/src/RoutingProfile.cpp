@@ -65,12 +65,12 @@ LayerCounts &layerFor(std::map<int64_t, LayerCounts> &layers, int64_t layer,
     counts.tokensPerExpert.assign(experts, 0);
     counts.coactivation.assign(experts * experts, 0);
   } else if (counts.experts != experts || counts.topK != topK) {
-    fail(MOE_INVALID_ARGUMENT,
-         where + "layer " + std::to_string(layer) + " routes to top-" +
-             std::to_string(topK) + " of " + std::to_string(experts) +
-             " experts, but the profile has it as top-" +
-             std::to_string(counts.topK) + " of " +
-             std::to_string(counts.experts));
+    fail(MOE_INVALID_ARGUMENT, where + "layer " + std::to_string(layer) +
+                                   " routes to top-" + std::to_string(topK) +
+                                   " of " + std::to_string(experts) +
+                                   " experts, but the profile has it as top-" +
+                                   std::to_string(counts.topK) + " of " +
+                                   std::to_string(counts.experts));
   }
   return counts;
 }
@@ -79,8 +79,8 @@ LayerCounts &layerFor(std::map<int64_t, LayerCounts> &layers, int64_t layer,
 int64_t count(const Json &object, const char *member, const std::string &at) {
   const Json *v = findMember(object, member);
   if (!v || !isInt64(*v) || v->get<int64_t>() < 0)
-    fail(MOE_INVALID_ARGUMENT, at + ": '" + member +
-                                   "' must be a non-negative integer");
+    fail(MOE_INVALID_ARGUMENT,
+         at + ": '" + member + "' must be a non-negative integer");
   return v->get<int64_t>();
 }
 
@@ -98,10 +98,10 @@ void mergeProfile(const std::string &text, const std::string &path,
     fail(MOE_INVALID_ARGUMENT,
          path + ": not a routing profile (no \"format\": \"" + kFormat + "\")");
   if (count(doc, "version", path) != kVersion)
-    fail(MOE_INVALID_ARGUMENT,
-         path + ": routing profile version " +
-             std::to_string(count(doc, "version", path)) +
-             ", this runtime reads version " + std::to_string(kVersion));
+    fail(MOE_INVALID_ARGUMENT, path + ": routing profile version " +
+                                   std::to_string(count(doc, "version", path)) +
+                                   ", this runtime reads version " +
+                                   std::to_string(kVersion));
   records += count(doc, "records", path);
   const Json *list = findMember(doc, "layers");
   if (!list || !list->is_array())

@@ -856,8 +856,7 @@ AllToAllStartOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
 
 LogicalResult RecordRoutingOp::verify() {
   if (getIds().getType().getRank() != 2)
-    return emitOpError() << "'ids' must be [T, k], got "
-                         << getIds().getType();
+    return emitOpError() << "'ids' must be [T, k], got " << getIds().getType();
   return success();
 }
 
