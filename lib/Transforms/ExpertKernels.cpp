@@ -19,6 +19,26 @@
 using namespace mlir;
 using namespace mlir::moe;
 
+WeightLayout WeightLayout::of(Value w, int64_t panelWidth) {
+  return {panelWidth,
+          panelWidth && panelStepsOfK(getElementTypeOrSelf(w)) == 2};
+}
+
+AffineMap WeightLayout::weightMap(MLIRContext *ctx) const {
+  AffineExpr n = getAffineDimExpr(1, ctx), k = getAffineDimExpr(2, ctx);
+  SmallVector<AffineExpr> index = {n, k};
+  if (panelWidth)
+    index = {n.floorDiv(panelWidth), k, n % panelWidth};
+  if (pairs)
+    index.push_back(getAffineDimExpr(3, ctx));
+  return AffineMap::get(loops(), 0, index, ctx);
+}
+
+AffineExpr WeightLayout::kOfA(MLIRContext *ctx) const {
+  AffineExpr k = getAffineDimExpr(2, ctx);
+  return pairs ? k * 2 + getAffineDimExpr(3, ctx) : k;
+}
+
 /// `c[m, n] (+)= sum_k A(m, k) * w(n, k)` as a linalg.generic whose first
 /// operand is `aOperand`, indexed by `aIndex` (of the loops m and k), and
 /// whose body gets A's element from that operand's with `elementOfA` (given
@@ -34,21 +54,13 @@ static linalg::GenericOp emitTransposedBContraction(
     function_ref<Value(ImplicitLocOpBuilder &, Value, function_ref<Value()>)>
         elementOfA) {
   MLIRContext *ctx = b.getContext();
-  bool pairs = panelWidth && panelStepsOfK(getElementTypeOrSelf(w)) == 2;
-  unsigned loops = pairs ? 4 : 3;
-  AffineExpr m = getAffineDimExpr(0, ctx), n = getAffineDimExpr(1, ctx),
-             k = getAffineDimExpr(2, ctx);
-  SmallVector<AffineExpr> weightIndex = {n, k};
-  if (pairs) {
-    AffineExpr r = getAffineDimExpr(3, ctx);
-    weightIndex = {n.floorDiv(panelWidth), k, n % panelWidth, r};
-    k = k * 2 + r;
-  } else if (panelWidth) {
-    weightIndex = {n.floorDiv(panelWidth), k, n % panelWidth};
-  }
-  SmallVector<AffineMap> maps = {AffineMap::get(loops, 0, aIndex(m, k), ctx),
-                                 AffineMap::get(loops, 0, weightIndex, ctx),
-                                 AffineMap::get(loops, 0, {m, n}, ctx)};
+  WeightLayout layout = WeightLayout::of(w, panelWidth);
+  bool pairs = layout.pairs;
+  unsigned loops = layout.loops();
+  AffineExpr m = getAffineDimExpr(0, ctx), n = getAffineDimExpr(1, ctx);
+  SmallVector<AffineMap> maps = {
+      AffineMap::get(loops, 0, aIndex(m, layout.kOfA(ctx)), ctx),
+      layout.weightMap(ctx), AffineMap::get(loops, 0, {m, n}, ctx)};
   SmallVector<utils::IteratorType> iterators(loops,
                                              utils::IteratorType::reduction);
   iterators[0] = iterators[1] = utils::IteratorType::parallel;

@@ -191,39 +191,6 @@ Value stripExtension(Value v) {
   return v;
 }
 
-/// How a contraction by an expert's weights reads B (ExpertKernels.cpp):
-/// out-major, `(n, k)` with loops (m, n, k); panel-major of width P,
-/// `(n floordiv P, k, n mod P)`; or panel-major bf16 with pairs of k,
-/// `(n floordiv P, k2, n mod P, r)` with loops (m, n, k2, r), k = 2 k2 + r.
-struct WeightLayout {
-  int64_t panelWidth = 0;
-  bool pairs = false;
-
-  unsigned loops() const { return pairs ? 4 : 3; }
-  /// Elements of k per step of the kernel's k loop.
-  int64_t stepsOfK() const { return pairs ? 2 : 1; }
-};
-
-/// B's indexing map for `layout`.
-AffineMap weightMap(MLIRContext *ctx, WeightLayout layout) {
-  unsigned loops = layout.loops();
-  AffineExpr n = getAffineDimExpr(1, ctx), k = getAffineDimExpr(2, ctx);
-  int64_t width = layout.panelWidth;
-  if (!width)
-    return AffineMap::get(loops, 0, {n, k}, ctx);
-  if (!layout.pairs)
-    return AffineMap::get(loops, 0, {n.floorDiv(width), k, n % width}, ctx);
-  return AffineMap::get(
-      loops, 0, {n.floorDiv(width), k, n % width, getAffineDimExpr(3, ctx)},
-      ctx);
-}
-
-/// A's index of k for `layout`: `k`, or `2 k2 + r` with pairs.
-AffineExpr kOfA(MLIRContext *ctx, WeightLayout layout) {
-  AffineExpr k = getAffineDimExpr(2, ctx);
-  return layout.pairs ? k * 2 + getAffineDimExpr(3, ctx) : k;
-}
-
 /// The panel-major layout of a contraction reading B at
 /// `(n floordiv P, k, n mod P)` or `(n floordiv P, k2, n mod P, r)`, or
 /// failure.
@@ -239,7 +206,7 @@ FailureOr<WeightLayout> matchPanelLayout(linalg::GenericOp op) {
     return failure();
   auto width = dyn_cast<AffineConstantExpr>(mod.getRHS());
   WeightLayout layout{width ? width.getValue() : 0, op.getNumLoops() == 4};
-  if (layout.panelWidth <= 0 || map != weightMap(op.getContext(), layout))
+  if (layout.panelWidth <= 0 || map != layout.weightMap(op.getContext()))
     return failure();
   return layout;
 }
@@ -281,7 +248,7 @@ FailureOr<GatheredRows> matchGatheredMatmul(linalg::GenericOp op,
   MLIRContext *ctx = op.getContext();
   AffineExpr m = getAffineDimExpr(0, ctx), n = getAffineDimExpr(1, ctx);
   SmallVector<AffineMap> expected = {AffineMap::get(loops, 0, {m}, ctx),
-                                     weightMap(ctx, layout),
+                                     layout.weightMap(ctx),
                                      AffineMap::get(loops, 0, {m, n}, ctx)};
   if (op.getIndexingMapsArray() != expected)
     return failure();
@@ -310,7 +277,7 @@ FailureOr<GatheredRows> matchGatheredMatmul(linalg::GenericOp op,
                         op.getDpsInits()[0]}) {
     auto type = cast<MemRefType>(operand.getType());
     int64_t rank = operand == op.getDpsInputs()[1]
-                       ? weightMap(ctx, layout).getNumResults()
+                       ? layout.weightMap(ctx).getNumResults()
                        : 2;
     if (type.getRank() != rank || !isa<FloatType>(type.getElementType()) ||
         !hasUnitInnerStride(type))
@@ -518,8 +485,8 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
       unsigned loops = layout->loops();
       AffineExpr m = getAffineDimExpr(0, ctx), n = getAffineDimExpr(1, ctx);
       SmallVector<AffineMap> expected = {
-          AffineMap::get(loops, 0, {m, kOfA(ctx, *layout)}, ctx),
-          weightMap(ctx, *layout), AffineMap::get(loops, 0, {m, n}, ctx)};
+          AffineMap::get(loops, 0, {m, layout->kOfA(ctx)}, ctx),
+          layout->weightMap(ctx), AffineMap::get(loops, 0, {m, n}, ctx)};
       if (op.getIndexingMapsArray() != expected || !accumulatedProduct(op) ||
           !op.hasPureBufferSemantics() ||
           !llvm::all_of(op->getOperands(), [](Value v) {

@@ -97,11 +97,10 @@ void mergeProfile(const std::string &text, const std::string &path,
   if (!format || *format != kFormat)
     fail(MOE_INVALID_ARGUMENT,
          path + ": not a routing profile (no \"format\": \"" + kFormat + "\")");
-  if (count(doc, "version", path) != kVersion)
-    fail(MOE_INVALID_ARGUMENT, path + ": routing profile version " +
-                                   std::to_string(count(doc, "version", path)) +
-                                   ", this runtime reads version " +
-                                   std::to_string(kVersion));
+  if (int64_t version = count(doc, "version", path); version != kVersion)
+    fail(MOE_INVALID_ARGUMENT,
+         path + ": routing profile version " + std::to_string(version) +
+             ", this runtime reads version " + std::to_string(kVersion));
   records += count(doc, "records", path);
   const Json *list = findMember(doc, "layers");
   if (!list || !list->is_array())

@@ -30,6 +30,27 @@ struct QuantizedProjection {
 /// `expert-pack-min-rows` rows on.
 constexpr llvm::StringLiteral kExpertGemmAttrName = "moe.expert_gemm";
 
+/// How an expert's contraction (emitMatmulTransposedB) reads its weights B:
+/// out-major, `(n, k)` with loops (m, n, k); panel-major of width P,
+/// `(n floordiv P, k, n mod P)`; or panel-major bf16 with pairs of k,
+/// `(n floordiv P, k2, n mod P, r)` with loops (m, n, k2, r) and
+/// k = 2 k2 + r, so that every loop is some operand's dimension. The
+/// builders and -moe-vectorize-contractions' matchers share it.
+struct WeightLayout {
+  int64_t panelWidth = 0;
+  bool pairs = false;
+
+  /// The layout of weights `w` read with `panelWidth` (0: out-major).
+  static WeightLayout of(Value w, int64_t panelWidth);
+  unsigned loops() const { return pairs ? 4 : 3; }
+  /// Elements of k per step of the k loop.
+  int64_t stepsOfK() const { return pairs ? 2 : 1; }
+  /// B's indexing map.
+  AffineMap weightMap(MLIRContext *ctx) const;
+  /// The index of k that A is read at: `k`, or `2 k2 + r` with pairs.
+  AffineExpr kOfA(MLIRContext *ctx) const;
+};
+
 /// Emits `c[m, n] (+)= sum_k a[m, k] * w[n, k]` as a linalg contraction, with
 /// `w` in the out-major weight layout, or with a `panelWidth` P panel-major:
 /// `w [N / P, K, P]` read at `[n floordiv P, k, n mod P]`, bf16 `w [N / P,
