@@ -1402,8 +1402,9 @@ struct AllToAllStartOpInterface
 };
 
 /// moe.record_routing becomes moe_rt_record_routing(layer, experts, tokens,
-/// k, ids) on the ids' buffer, which it only reads (as a stage op reads its
-/// operands; it has no results).
+/// k, ids), or moe_rt_record_predicted_routing for a prediction, on the
+/// ids' buffer, which it only reads (as a stage op reads its operands; it
+/// has no results).
 struct RecordRoutingOpInterface
     : StageOpInterface<RecordRoutingOpInterface, RecordRoutingOp> {
   LogicalResult bufferize(Operation *op, RewriterBase &rewriter,
@@ -1419,9 +1420,11 @@ struct RecordRoutingOpInterface
     if (failed(address))
       return failure();
     Type i64 = b.getI64Type(), index = b.getIndexType();
-    func::FuncOp callee =
-        runtimeFunction(rewriter, op, "moe_rt_record_routing",
-                        b.getFunctionType({i64, i64, index, index, index}, {}));
+    func::FuncOp callee = runtimeFunction(
+        rewriter, op,
+        record.getPredicted() ? "moe_rt_record_predicted_routing"
+                              : "moe_rt_record_routing",
+        b.getFunctionType({i64, i64, index, index, index}, {}));
     func::CallOp::create(
         b, callee,
         ValueRange{arith::ConstantIntOp::create(b, record.getLayer(), 64),

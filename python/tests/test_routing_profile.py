@@ -38,7 +38,9 @@ def test_profile_counts_and_merges(tmp_path, cache_dir):
         assert doc["layers"] == [dict(
             layer=0, experts=E, top_k=2, records=runs, tokens=tokens,
             empty_slots=0, tokens_per_expert=per_expert.tolist(),
-            coactivation=pairs.tolist())]
+            coactivation=pairs.tolist(),
+            # One layer: nothing before it to predict its choice from.
+            pre_gating=dict(tokens=0, slots=0, hits=0, exact_tokens=0))]
 
     # merge=False starts the file over.
     inputs = layer_inputs(5, seed=3)

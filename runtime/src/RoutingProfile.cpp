@@ -4,7 +4,10 @@
 // moe_rt_record_routing after every route with the expert ids it chose.
 // While a profile is being recorded (moe_routing_profile_start) those ids
 // are counted per layer: tokens per expert and tokens per pair of experts
-// chosen together. moe_routing_profile_write writes the counts as JSON,
+// chosen together. Ids a module predicted for a layer before running it
+// (moe_rt_record_predicted_routing: pre-gating) wait for the layer's own
+// report, which counts how many of its experts were predicted.
+// moe_routing_profile_write writes the counts as JSON,
 // added to those of an existing profile when asked (profiles merge across
 // runs). The format is docs/RoutingProfiles.md's.
 //
@@ -39,12 +42,24 @@ struct LayerCounts {
   std::vector<int64_t> tokensPerExpert;
   /// [experts * experts], symmetric, zero diagonal: tokens that chose both.
   std::vector<int64_t> coactivation;
+  /// Pre-gating: tokens whose choice had a prediction, their slots with an
+  /// expert, those slots' experts that were predicted, and tokens whose
+  /// predicted experts were exactly the chosen ones.
+  int64_t predictedTokens = 0, predictedSlots = 0, predictedHits = 0,
+          predictedExact = 0;
+};
+
+/// A prediction of a layer's ids ([tokens, topK]) awaiting its report.
+struct Prediction {
+  int64_t experts = 0, tokens = 0, topK = 0;
+  std::vector<int32_t> ids;
 };
 
 struct Profile {
   std::mutex mutex;
   std::atomic<bool> recording{false};
   std::map<int64_t, LayerCounts> layers;
+  std::map<int64_t, Prediction> predictions;
   int64_t records = 0;
   /// The first report that did not fit the counts (a layer reported with
   /// two shapes): writing the profile fails with it.
@@ -82,6 +97,39 @@ int64_t count(const Json &object, const char *member, const std::string &at) {
     fail(MOE_INVALID_ARGUMENT,
          at + ": '" + member + "' must be a non-negative integer");
   return v->get<int64_t>();
+}
+
+/// Counts `prediction` against the ids a layer chose ([tokens, topK]): a
+/// chosen expert (an id in [0, experts)) is a hit when the prediction of
+/// its token names it too.
+void countPrediction(LayerCounts &counts, const Prediction &prediction,
+                     const int32_t *ids, int64_t tokens, int64_t topK) {
+  int64_t experts = counts.experts;
+  auto isExpert = [&](int32_t id) { return id >= 0 && id < experts; };
+  counts.predictedTokens += tokens;
+  for (int64_t t = 0; t < tokens; ++t) {
+    const int32_t *chosen = ids + t * topK;
+    const int32_t *guessed = prediction.ids.data() + t * topK;
+    int64_t slots = 0, hits = 0, guesses = 0;
+    for (int64_t a = 0; a < topK; ++a) {
+      if (isExpert(guessed[a]))
+        ++guesses;
+      if (!isExpert(chosen[a]))
+        continue;
+      ++slots;
+      for (int64_t b = 0; b < topK; ++b)
+        if (guessed[b] == chosen[a]) {
+          ++hits;
+          break;
+        }
+    }
+    counts.predictedSlots += slots;
+    counts.predictedHits += hits;
+    // Ids within a token are distinct, so equal counts of hits, chosen
+    // and guessed experts mean equal sets.
+    if (hits == slots && slots == guesses)
+      ++counts.predictedExact;
+  }
 }
 
 /// Adds the profile in `text` (read from `path`) to `layers`.
@@ -128,6 +176,16 @@ void mergeProfile(const std::string &text, const std::string &path,
     counts.records += count(entry, "records", at);
     counts.tokens += count(entry, "tokens", at);
     counts.emptySlots += count(entry, "empty_slots", at);
+    // Profiles written before pre-gating was counted have no 'pre_gating'.
+    if (const Json *pre = findMember(entry, "pre_gating")) {
+      std::string preAt = at + ": pre_gating";
+      if (!pre->is_object())
+        fail(MOE_INVALID_ARGUMENT, preAt + " must be an object");
+      counts.predictedTokens += count(*pre, "tokens", preAt);
+      counts.predictedSlots += count(*pre, "slots", preAt);
+      counts.predictedHits += count(*pre, "hits", preAt);
+      counts.predictedExact += count(*pre, "exact_tokens", preAt);
+    }
     const Json *perExpert = findMember(entry, "tokens_per_expert");
     if (!perExpert || !perExpert->is_array() ||
         int64_t(perExpert->size()) != experts)
@@ -162,6 +220,7 @@ void startRoutingProfile() {
   Profile &p = profile();
   std::lock_guard<std::mutex> lock(p.mutex);
   p.layers.clear();
+  p.predictions.clear();
   p.records = 0;
   p.error.clear();
   p.recording = true;
@@ -178,6 +237,7 @@ int64_t routingProfileRecords() {
 void writeRoutingProfile(const std::string &path, bool merge) {
   Profile &p = profile();
   std::map<int64_t, LayerCounts> layers;
+  std::map<int64_t, Prediction> predictions;
   int64_t records = 0;
   {
     std::lock_guard<std::mutex> lock(p.mutex);
@@ -214,6 +274,12 @@ void writeRoutingProfile(const std::string &path, bool merge) {
           counts.coactivation.begin() + i * counts.experts,
           counts.coactivation.begin() + (i + 1) * counts.experts));
     entry["coactivation"] = std::move(pairs);
+    Json preGating = Json::object();
+    preGating["tokens"] = counts.predictedTokens;
+    preGating["slots"] = counts.predictedSlots;
+    preGating["hits"] = counts.predictedHits;
+    preGating["exact_tokens"] = counts.predictedExact;
+    entry["pre_gating"] = std::move(preGating);
     list.push_back(std::move(entry));
   }
   doc["layers"] = std::move(list);
@@ -256,6 +322,14 @@ extern "C" void moe_rt_record_routing(int64_t layer, int64_t experts,
   ++p.records;
   ++counts->records;
   counts->tokens += tokens;
+  if (auto it = p.predictions.find(layer); it != p.predictions.end()) {
+    // A prediction of another shape (another call's tokens) is not counted.
+    const Prediction &prediction = it->second;
+    if (prediction.experts == experts && prediction.tokens == tokens &&
+        prediction.topK == topK)
+      countPrediction(*counts, prediction, ids, tokens, topK);
+    p.predictions.erase(it);
+  }
   for (int64_t t = 0; t < tokens; ++t) {
     const int32_t *row = ids + t * topK;
     for (int64_t a = 0; a < topK; ++a) {
@@ -274,4 +348,19 @@ extern "C" void moe_rt_record_routing(int64_t layer, int64_t experts,
       }
     }
   }
+}
+
+extern "C" void moe_rt_record_predicted_routing(int64_t layer, int64_t experts,
+                                                int64_t tokens, int64_t topK,
+                                                const int32_t *ids) {
+  Profile &p = profile();
+  if (!p.recording || layer < 0 || experts < 1 || tokens < 0 || topK < 1 ||
+      (tokens > 0 && !ids))
+    return;
+  std::lock_guard<std::mutex> lock(p.mutex);
+  Prediction &prediction = p.predictions[layer];
+  prediction.experts = experts;
+  prediction.tokens = tokens;
+  prediction.topK = topK;
+  prediction.ids.assign(ids, ids + tokens * topK);
 }

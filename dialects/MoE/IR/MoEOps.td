@@ -557,14 +557,23 @@ def MoE_RecordRoutingOp : MoE_Op<"record_routing"> {
     route; it lowers to a call of the runtime's `moe_rt_record_routing`,
     which ignores it unless a profile is being recorded.
 
+    With `predicted` the ids are not layer `layer`'s choice but a guess of
+    it made earlier (pre-gating: layer `layer`'s router run on the previous
+    layer's tokens); the runtime keeps them until layer `layer` reports its
+    choice and counts how many of the chosen experts were predicted. It
+    lowers to `moe_rt_record_predicted_routing`.
+
     ```mlir
     moe.record_routing %ids {layer = 0 : i64, num_experts = 8 : i64}
         : tensor<?x2xi32>
+    moe.record_routing %guess {layer = 1 : i64, num_experts = 8 : i64,
+                               predicted} : tensor<?x2xi32>
     ```
   }];
   let arguments = (ins MoE_IdTensor:$ids,
                        ConfinedAttr<I64Attr, [IntNonNegative]>:$layer,
-                       ConfinedAttr<I64Attr, [IntPositive]>:$num_experts);
+                       ConfinedAttr<I64Attr, [IntPositive]>:$num_experts,
+                       UnitAttr:$predicted);
   let assemblyFormat = "$ids attr-dict `:` type($ids)";
   let hasVerifier = 1;
 }

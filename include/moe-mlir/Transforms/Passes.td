@@ -211,10 +211,40 @@ def MoERecordRouting : Pass<"moe-record-routing", "::mlir::ModuleOp"> {
         : tensor<?x2xi32>
     ```
 
+    With `pre-gating` (the default) each route whose tokens and router
+    weight are operands (`router_weight`, as `-moe-fuse-router` leaves
+    them) also runs the next route's router on its own tokens and reports
+    that guess of the next layer's choice (`moe.record_routing` with
+    `predicted`): the profile then counts how many of layer L + 1's experts
+    its router picks from layer L's input already, what pre-gated expert
+    prefetching relies on (Pre-gated MoE). The guess is made only where the
+    next route's router weight (and score bias) is available there: a
+    function argument, or a constant, which is copied.
+
+    ```mlir
+    %w0, %ids0 = moe.route %x router_weight %r0 {k = 2 : i64} : ...
+    %w1, %ids1 = moe.route %h router_weight %r1 {k = 2 : i64} : ...
+    ```
+    becomes
+    ```mlir
+    %w0, %ids0 = moe.route %x router_weight %r0 {k = 2 : i64} : ...
+    moe.record_routing %ids0 {layer = 0 : i64, num_experts = 8 : i64} : ...
+    %gw, %guess = moe.route %x router_weight %r1 {k = 2 : i64} : ...
+    moe.record_routing %guess {layer = 1 : i64, num_experts = 8 : i64,
+                               predicted} : ...
+    %w1, %ids1 = moe.route %h router_weight %r1 {k = 2 : i64} : ...
+    moe.record_routing %ids1 {layer = 1 : i64, num_experts = 8 : i64} : ...
+    ```
+
     The call costs a few microseconds per layer and run when no profile is
-    being recorded; modules for profiling are compiled with it, deployed
-    ones without.
+    being recorded, the guess one router GEMM per layer; modules for
+    profiling are compiled with them, deployed ones without.
   }];
+  let options = [
+    Option<"preGating", "pre-gating", "bool", /*default=*/"true",
+           "Also report each next layer's router run on this layer's "
+           "tokens (pre-gating accuracy)">,
+  ];
   let dependentDialects = ["::mlir::moe::MoEDialect"];
 }
 

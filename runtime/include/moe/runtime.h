@@ -308,7 +308,8 @@ MOE_API int64_t moe_get_num_threads(void);
 
 /* Starts counting the routing decisions that modules compiled with
  * `moe-compile --record-routing` report (every route's expert ids): tokens
- * per expert and pairs of experts chosen together, per layer. Counts start
+ * per expert, pairs of experts chosen together and how well the previous
+ * layer's tokens predict the choice (pre-gating), per layer. Counts start
  * from zero; moe_routing_profile_stop() stops counting. */
 MOE_API void moe_routing_profile_start(void);
 MOE_API void moe_routing_profile_stop(void);
@@ -355,6 +356,13 @@ MOE_API void moe_rt_comm_wait(int64_t request);
 MOE_API void moe_rt_record_routing(int64_t layer, int64_t experts,
                                    int64_t tokens, int64_t top_k,
                                    const int32_t *ids);
+/* Reports a prediction of layer `layer`'s choice, made before it runs
+ * (its router on the previous layer's tokens): kept until the layer's own
+ * moe_rt_record_routing of the same shape, which counts the predicted
+ * experts among the chosen ones. */
+MOE_API void moe_rt_record_predicted_routing(int64_t layer, int64_t experts,
+                                             int64_t tokens, int64_t top_k,
+                                             const int32_t *ids);
 
 #ifdef __cplusplus
 } /* extern "C" */
