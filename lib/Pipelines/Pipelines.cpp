@@ -43,6 +43,8 @@ struct TensorLevelOptions {
   /// them).
   bool packBf16Weights = false;
   bool recordRouting = false;
+  std::string routingProfile;
+  int64_t pruneExperts = 0;
 };
 
 /// The tensor-level start every target shares: the manifest, the layer
@@ -68,6 +70,13 @@ void addTensorLevelPasses(OpPassManager &pm, const TensorLevelOptions &o) {
   // MatMul.
   if (o.fuseRouter)
     pm.addPass(moe::createMoEFuseRouter());
+  // On the layers, whose router weight the fusion above has made theirs.
+  if (o.pruneExperts > 0) {
+    moe::MoEPruneExpertsOptions prune;
+    prune.profile = o.routingProfile;
+    prune.prune = o.pruneExperts;
+    pm.addPass(moe::createMoEPruneExperts(prune));
+  }
   moe::MoEDecomposeLayerOptions decompose;
   decompose.bf16Rows = o.bf16Rows;
   decompose.fuseRouter = o.fuseRouter;
@@ -175,6 +184,8 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   tensorLevel.overlapChunks = options.overlapChunks;
   tensorLevel.overlapTokens = options.overlapTokens;
   tensorLevel.overlapModel = options.overlapModel;
+  tensorLevel.routingProfile = options.routingProfile;
+  tensorLevel.pruneExperts = options.pruneExperts;
   // The cuda target's kernels (emulated here) take the unfused stages.
   if (!options.emulateCUDAKernels) {
     tensorLevel.bf16Rows = options.bf16Dot;
@@ -259,6 +270,8 @@ void moe::buildCUDALoweringPipeline(OpPassManager &pm,
   tensorLevel.overlapChunks = options.overlapChunks;
   tensorLevel.overlapTokens = options.overlapTokens;
   tensorLevel.overlapModel = options.overlapModel;
+  tensorLevel.routingProfile = options.routingProfile;
+  tensorLevel.pruneExperts = options.pruneExperts;
   addTensorLevelPasses(pm, tensorLevel);
   // The stage ops become kernels on buffers; what remains is bufferized
   // as on the CPU.

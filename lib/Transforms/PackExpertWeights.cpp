@@ -14,6 +14,7 @@
 #include "moe-mlir/Transforms/Passes.h"
 
 #include "MoE/IR/MoEOps.h"
+#include "moe-mlir/Transforms/ConstantData.h"
 #include "moe-mlir/Transforms/ExpertKernels.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/IR/BuiltinAttributes.h"
@@ -30,17 +31,6 @@ using namespace mlir;
 using namespace mlir::moe;
 
 namespace {
-
-/// The bytes of a constant's elements, laid out densely (a splat is one
-/// element), or none when they are not available.
-std::optional<ArrayRef<char>> constantBytes(ElementsAttr attr) {
-  if (auto dense = dyn_cast<DenseElementsAttr>(attr))
-    return dense.getRawData();
-  if (auto resource = dyn_cast<DenseResourceElementsAttr>(attr))
-    if (AsmResourceBlob *blob = resource.getRawHandle().getBlob())
-      return blob->getData();
-  return std::nullopt;
-}
 
 /// `source [E, N, K]` as panels `[E, N / P, K / S, P, S]` of `steps` S of k
 /// per panel row (1, stored `[E, N / P, K, P]`, or a bf16 pair): element
@@ -86,20 +76,9 @@ ElementsAttr packConstant(MLIRContext *ctx, ElementsAttr attr,
                  reinterpret_cast<uint16_t *>(to.data()), experts, n, k, width,
                  steps);
   };
-  if (auto dense = dyn_cast<DenseElementsAttr>(attr)) {
-    if (dense.isSplat())
-      return dense.reshape(packedType);
-    std::vector<char> packed(bytes.size());
-    pack(packed);
-    return DenseElementsAttr::getFromRawBuffer(packedType, packed);
-  }
-  auto resource = cast<DenseResourceElementsAttr>(attr);
-  AsmResourceBlob blob = HeapAsmResourceBlob::allocate(
-      bytes.size(), alignof(float), /*dataIsMutable=*/true);
-  pack(blob.getMutableData());
-  return DenseResourceElementsAttr::get(
-      packedType, (resource.getRawHandle().getKey() + "_panels").str(),
-      std::move(blob));
+  if (auto dense = dyn_cast<DenseElementsAttr>(attr); dense && dense.isSplat())
+    return dense.reshape(packedType);
+  return rebuildConstant(attr, packedType, "_panels", pack);
 }
 
 struct MoEPackExpertWeightsPass

@@ -141,6 +141,19 @@ cl::opt<bool> recordRouting(
              "record the model's routing profile (-moe-record-routing; "
              "docs/RoutingProfiles.md)"),
     cl::init(false), cl::cat(category));
+cl::opt<std::string> routingProfile(
+    "routing-profile",
+    cl::desc("Routing profile (JSON, from `moe-run --routing-profile`) that "
+             "guides --prune-experts (docs/RoutingProfiles.md)"),
+    cl::value_desc("FILE"), cl::cat(category));
+cl::opt<int64_t> pruneExperts(
+    "prune-experts",
+    cl::desc("CPU: drop the N FFN experts of every layer that took the "
+             "fewest tokens in the --routing-profile (-moe-prune-experts): "
+             "their weights leave the module and the router chooses among "
+             "the rest. Needs constant weights and the router MatMul fused "
+             "into the layer (the default)"),
+    cl::value_desc("N"), cl::init(0), cl::cat(category));
 cl::opt<bool> int8Activations(
     "int8-activations",
     cl::desc("CPU with AVX512-VNNI: quantised experts (at decode, or of "
@@ -282,6 +295,18 @@ int compile(int argc, char **argv) {
     return fail("--record-routing is for single-process CPU modules (the "
                 "routes of --target=cuda and --expert-parallel modules are "
                 "not reported yet)");
+  if (pruneExperts < 0)
+    return fail("--prune-experts must be >= 0");
+  if (pruneExperts > 0 && routingProfile.empty())
+    return fail("--prune-experts needs --routing-profile=FILE (record one "
+                "with moe-compile --record-routing and moe-run "
+                "--routing-profile)");
+  if (!routingProfile.empty() && pruneExperts == 0)
+    return fail("--routing-profile is read by --prune-experts=N, which is "
+                "not given");
+  if (pruneExperts > 0 && (cuda || !fuseRouter))
+    return fail("--prune-experts needs the CPU target with the router fused "
+                "into the layers (not --target=cuda or --fuse-router=false)");
   if (emit == Emit::PTX && (!cuda || emulateCUDAKernels))
     return fail("--emit=ptx needs --target=cuda without "
                 "--emulate-cuda-kernels");
@@ -422,6 +447,8 @@ int compile(int argc, char **argv) {
       pipeline.expertPackMinRows = avx512 ? int64_t(expertPackMinRows) : 0;
       pipeline.packExpertWeights = avx512 && packExpertWeights;
       pipeline.recordRouting = recordRouting;
+      pipeline.routingProfile = routingProfile;
+      pipeline.pruneExperts = pruneExperts;
       if (int8Activations && !moe::targetHasFeature(**machine, "avx512vnni"))
         return fail("--int8-activations needs a target with AVX512-VNNI "
                     "(this one is " +

@@ -12,9 +12,11 @@ class OpPassManager;
 
 namespace moe {
 
-/// Expert parallelism, the same for every target (docs/ExpertParallel.md).
+/// Options every target shares: expert parallelism
+/// (docs/ExpertParallel.md) and the routing profile's model
+/// transformations (docs/RoutingProfiles.md).
 template <typename Derived>
-struct ExpertParallelPipelineOptions : public PassPipelineOptions<Derived> {
+struct SharedPipelineOptions : public PassPipelineOptions<Derived> {
   detail::PassOptions::Option<int64_t> expertParallel{
       *this, "expert-parallel",
       llvm::cl::desc("Spread the experts over this many ranks: an SPMD "
@@ -38,10 +40,20 @@ struct ExpertParallelPipelineOptions : public PassPipelineOptions<Derived> {
                      "-moe-overlap-communication describing the machine "
                      "(e.g. 'bandwidth=400 latency=15 peak-gflops=600000')"),
       llvm::cl::init("")};
+  detail::PassOptions::Option<std::string> routingProfile{
+      *this, "routing-profile",
+      llvm::cl::desc("Routing profile (moe-run --routing-profile) that "
+                     "prune-experts reads"),
+      llvm::cl::init("")};
+  detail::PassOptions::Option<int64_t> pruneExperts{
+      *this, "prune-experts",
+      llvm::cl::desc("Drop this many least-used FFN experts from every "
+                     "layer, by the routing profile (-moe-prune-experts)"),
+      llvm::cl::init(0)};
 };
 
 struct CPUPipelineOptions
-    : public ExpertParallelPipelineOptions<CPUPipelineOptions> {
+    : public SharedPipelineOptions<CPUPipelineOptions> {
   PassOptions::Option<bool> exportABI{
       *this, "export-abi",
       llvm::cl::desc("Record the module manifest and emit the runtime entry "
@@ -144,7 +156,7 @@ void buildCPULoweringPipeline(OpPassManager &pm,
                               const CPUPipelineOptions &options);
 
 struct CUDAPipelineOptions
-    : public ExpertParallelPipelineOptions<CUDAPipelineOptions> {
+    : public SharedPipelineOptions<CUDAPipelineOptions> {
   PassOptions::Option<bool> exportABI{
       *this, "export-abi",
       llvm::cl::desc("Record the module manifest and emit the runtime entry "

@@ -248,6 +248,46 @@ def MoERecordRouting : Pass<"moe-record-routing", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::moe::MoEDialect"];
 }
 
+def MoEPruneExperts : Pass<"moe-prune-experts", "::mlir::ModuleOp"> {
+  let summary = "Drop each layer's least-used experts, by a routing profile";
+  let description = [{
+    Removes from every `moe.layer` the `prune` FFN experts that the routing
+    profile `profile` (docs/RoutingProfiles.md, `moe-run
+    --routing-profile`) saw take the fewest tokens in that layer (ties drop
+    the higher index), as MC-SMoE and expert-pruning work do with a
+    calibration set. Layers are numbered per function in order, as the
+    profile numbers routes. The experts' weights (with their biases, scales
+    and zero points) lose those experts, and so do the router weight's rows
+    and the score bias: the route scores only the kept experts, so softmax
+    renormalises over them and top-k picks among them; ids are renumbered
+    in order (zero-computation experts stay after the FFN experts).
+
+    ```mlir
+    %y = moe.layer %x router_weight %r fc1 %w1 fc2 %w2 {k = 2 : i64}
+        : (tensor<?x64xf32>, tensor<8x64xf32>, tensor<8x256x64xf32>,
+           tensor<8x64x128xf32>) -> tensor<?x64xf32>
+    ```
+    with `prune=2` and a profile in which experts 3 and 6 took the fewest
+    tokens becomes the same layer on `tensor<6x64xf32>`,
+    `tensor<6x256x64xf32>` and `tensor<6x64x128xf32>` constants holding
+    experts 0, 1, 2, 4, 5, 7. A remark per layer names the dropped experts
+    and the share of the profile's routed tokens they took.
+
+    The weights must be constants and the router the layer's weight
+    (`router_weight`, which `-moe-fuse-router` makes of a router MatMul);
+    layers with group-limited routing, expert parallelism, or fewer than
+    `k` experts left are refused, as is a profile without the layer or
+    with another number of experts for it.
+  }];
+  let options = [
+    Option<"profile", "profile", "std::string", /*default=*/"",
+           "Routing profile (JSON) whose token counts choose the experts">,
+    Option<"prune", "prune", "int64_t", /*default=*/"0",
+           "FFN experts to drop from every layer">,
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect"];
+}
+
 def MoEPackExpertWeights : Pass<"moe-pack-expert-weights"> {
   let summary = "Store constant f32 expert weights panel-major at compile "
                 "time";

@@ -1,0 +1,33 @@
+//===- ConstantData.h - reading and rebuilding constant weights -*- C++ -*-===//
+//
+// Passes that rewrite constant weights at compile time (panel-major packing,
+// expert pruning) read the elements' bytes of a dense or dense-resource
+// constant and build a new constant of the same kind from new bytes.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_MLIR_TRANSFORMS_CONSTANTDATA_H
+#define MOE_MLIR_TRANSFORMS_CONSTANTDATA_H
+
+#include "mlir/IR/BuiltinAttributeInterfaces.h"
+#include "mlir/IR/BuiltinTypes.h"
+
+#include <optional>
+
+namespace mlir::moe {
+
+/// The bytes of a constant's elements, laid out densely (a splat is one
+/// element), or none when they are not available (an elided or missing
+/// resource, an unsupported attribute).
+std::optional<ArrayRef<char>> constantBytes(ElementsAttr attr);
+
+/// A constant of `type` of the same kind as `like`: dense elements, or a
+/// dense resource named after `like`'s with `keySuffix`; `fill` writes its
+/// elements' bytes (the byte size of `type`'s elements) in row-major order.
+ElementsAttr rebuildConstant(ElementsAttr like, RankedTensorType type,
+                             StringRef keySuffix,
+                             function_ref<void(MutableArrayRef<char>)> fill);
+
+} // namespace mlir::moe
+
+#endif // MOE_MLIR_TRANSFORMS_CONSTANTDATA_H
