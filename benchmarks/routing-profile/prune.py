@@ -1,9 +1,11 @@
 #!/usr/bin/python3
-"""Expert pruning by a routing profile: output error against savings.
+"""Expert pruning and merging by a routing profile: output error against
+savings.
 
 For each model, a routing profile is recorded on calibration inputs
 (`moe-compile --record-routing`, `moe-run --routing-profile`), the model is
-compiled with `--prune-experts=N` for each N, and every variant runs the
+compiled with `--prune-experts=N` and `--merge-experts=N` for each N, and
+every variant runs the
 held-out inputs: the table gives the output's relative RMS error against the
 unpruned model (and for decoders how often the top-1 next token stays the
 same), the module's size, and the time of a prefill and a decode step
@@ -20,7 +22,7 @@ Models:
               T = 128 prefill, held out: its T = 512 prefill and decode).
 
   prune.py [--models synthetic,mixtral,qwen2_moe] [--prune 1,2,4]
-           [--passes P] [--runs N] [--work DIR]
+           [--merge 1,2,4] [--passes P] [--runs N] [--work DIR]
 
 Needs build/bin (scripts/build.sh) and, for the decoders, the whole-model
 benchmark's exports (it makes them when missing).
@@ -126,19 +128,21 @@ def bench_model(name, args):
          *[f"--input=@{p}" for p in calibration], f"--routing-profile={profile}"])
     with open(profile) as f:
         layers = json.load(f)["layers"]
-    variants = {0: os.path.join(work, "full.so")}
-    run([compile_, source, "-o", variants[0]])
+    full = ("none", 0)
+    variants = {full: os.path.join(work, "full.so")}
+    run([compile_, source, "-o", variants[full]])
     remarks = {}
-    for n in args.prune:
-        so = os.path.join(work, f"prune{n}.so")
-        out = run([compile_, source, f"--routing-profile={profile}",
-                   f"--prune-experts={n}", "-o", so])
-        variants[n] = so
-        remarks[n] = re.findall(r"remark: (layer .*)", out.stderr)
+    for how, counts in (("prune", args.prune), ("merge", args.merge)):
+        for n in counts:
+            so = os.path.join(work, f"{how}{n}.so")
+            out = run([compile_, source, f"--routing-profile={profile}",
+                       f"--{how}-experts={n}", "-o", so])
+            variants[(how, n)] = so
+            remarks[(how, n)] = re.findall(r"remark: (layer .*)", out.stderr)
     rows = []
     for case, inputs in cases.items():
         log(f"== {name}: {case}")
-        want = outputs_of(variants[0], inputs, os.path.join(work, "full_out.npy"))
+        want = outputs_of(variants[full], inputs, os.path.join(work, "full_out.npy"))
         times = {n: [] for n in variants}
         for _ in range(args.passes):
             for n, so in variants.items():
@@ -153,7 +157,7 @@ def bench_model(name, args):
                 same = f"{(top_got == top_want).mean():.1%}"
             rows.append((case, n, rms, same, os.path.getsize(so) / 2**20,
                          statistics.median(times[n]),
-                         statistics.median(times[0])))
+                         statistics.median(times[full])))
     return layers, remarks, rows
 
 
@@ -162,25 +166,27 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="synthetic,mixtral,qwen2_moe")
     parser.add_argument("--prune", default="1,2,4")
+    parser.add_argument("--merge", default="1,2,4")
     parser.add_argument("--passes", type=int, default=2)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--work", default=os.path.join(ROOT, "build", "bench", "prune"))
     args = parser.parse_args()
-    args.prune = [int(n) for n in args.prune.split(",")]
-    print("| model | case | pruned per layer | rel. RMS vs unpruned | same top-1 "
+    args.prune = [int(n) for n in args.prune.split(",") if n]
+    args.merge = [int(n) for n in args.merge.split(",") if n]
+    print("| model | case | experts removed per layer | rel. RMS vs unpruned | same top-1 "
           "| module MiB | ms | unpruned ms |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for name in args.models.split(","):
         layers, remarks, rows = bench_model(name, args)
-        for case, n, rms, same, mib, ms, base in rows:
-            print(f"| {name} | {case} | {n} | {rms:.2e} | {same} | {mib:.1f} | "
+        for case, (how, n), rms, same, mib, ms, base in rows:
+            print(f"| {name} | {case} | {how} {n} | {rms:.2e} | {same} | {mib:.1f} | "
                   f"{ms:.3f} | {base:.3f} |", flush=True)
         for layer in layers:
             log(f"{name} layer {layer['layer']}: tokens per expert "
                 f"{layer['tokens_per_expert']}")
-        for n, lines in remarks.items():
+        for (how, n), lines in remarks.items():
             for line in lines:
-                log(f"{name} prune {n}: {line}")
+                log(f"{name} {how} {n}: {line}")
     return 0
 
 

@@ -45,6 +45,7 @@ struct TensorLevelOptions {
   bool recordRouting = false;
   std::string routingProfile;
   int64_t pruneExperts = 0;
+  int64_t mergeExperts = 0;
 };
 
 /// The tensor-level start every target shares: the manifest, the layer
@@ -76,6 +77,12 @@ void addTensorLevelPasses(OpPassManager &pm, const TensorLevelOptions &o) {
     prune.profile = o.routingProfile;
     prune.prune = o.pruneExperts;
     pm.addPass(moe::createMoEPruneExperts(prune));
+  }
+  if (o.mergeExperts > 0) {
+    moe::MoEMergeExpertsOptions merge;
+    merge.profile = o.routingProfile;
+    merge.merge = o.mergeExperts;
+    pm.addPass(moe::createMoEMergeExperts(merge));
   }
   moe::MoEDecomposeLayerOptions decompose;
   decompose.bf16Rows = o.bf16Rows;
@@ -186,6 +193,7 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   tensorLevel.overlapModel = options.overlapModel;
   tensorLevel.routingProfile = options.routingProfile;
   tensorLevel.pruneExperts = options.pruneExperts;
+  tensorLevel.mergeExperts = options.mergeExperts;
   // The cuda target's kernels (emulated here) take the unfused stages.
   if (!options.emulateCUDAKernels) {
     tensorLevel.bf16Rows = options.bf16Dot;
@@ -272,6 +280,7 @@ void moe::buildCUDALoweringPipeline(OpPassManager &pm,
   tensorLevel.overlapModel = options.overlapModel;
   tensorLevel.routingProfile = options.routingProfile;
   tensorLevel.pruneExperts = options.pruneExperts;
+  tensorLevel.mergeExperts = options.mergeExperts;
   addTensorLevelPasses(pm, tensorLevel);
   // The stage ops become kernels on buffers; what remains is bufferized
   // as on the CPU.

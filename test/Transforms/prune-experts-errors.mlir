@@ -29,7 +29,7 @@ func.func @too_many(%x: tensor<?x2xf32>) -> tensor<?x2xf32> {
   %r = arith.constant dense<1.0> : tensor<4x2xf32>
   %fc1 = arith.constant dense<1.0> : tensor<4x1x2xf32>
   %fc2 = arith.constant dense<1.0> : tensor<4x2x1xf32>
-  // expected-error @below {{cannot prune layer 0: dropping 2 of 4 experts leaves fewer than k = 3}}
+  // expected-error @below {{cannot prune layer 0: removing 2 of 4 experts leaves fewer than k = 3}}
   %y = moe.layer %x router_weight %r fc1 %fc1 fc2 %fc2 {k = 3 : i64}
       : (tensor<?x2xf32>, tensor<4x2xf32>, tensor<4x1x2xf32>, tensor<4x2x1xf32>) -> tensor<?x2xf32>
   return %y : tensor<?x2xf32>

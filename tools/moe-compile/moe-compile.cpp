@@ -154,6 +154,15 @@ cl::opt<int64_t> pruneExperts(
              "the rest. Needs constant weights and the router MatMul fused "
              "into the layer (the default)"),
     cl::value_desc("N"), cl::init(0), cl::cat(category));
+cl::opt<int64_t> mergeExperts(
+    "merge-experts",
+    cl::desc("CPU: fold the N FFN experts of every layer that took the "
+             "fewest tokens in the --routing-profile into the kept expert "
+             "with the most similar router row, averaging weights and router "
+             "rows by the tokens each took (-moe-merge-experts). Needs f32 "
+             "or bf16 constant weights and the router MatMul fused into the "
+             "layer (the default)"),
+    cl::value_desc("N"), cl::init(0), cl::cat(category));
 cl::opt<bool> int8Activations(
     "int8-activations",
     cl::desc("CPU with AVX512-VNNI: quantised experts (at decode, or of "
@@ -295,18 +304,25 @@ int compile(int argc, char **argv) {
     return fail("--record-routing is for single-process CPU modules (the "
                 "routes of --target=cuda and --expert-parallel modules are "
                 "not reported yet)");
-  if (pruneExperts < 0)
-    return fail("--prune-experts must be >= 0");
-  if (pruneExperts > 0 && routingProfile.empty())
-    return fail("--prune-experts needs --routing-profile=FILE (record one "
-                "with moe-compile --record-routing and moe-run "
-                "--routing-profile)");
-  if (!routingProfile.empty() && pruneExperts == 0)
-    return fail("--routing-profile is read by --prune-experts=N, which is "
-                "not given");
-  if (pruneExperts > 0 && (cuda || !fuseRouter))
-    return fail("--prune-experts needs the CPU target with the router fused "
-                "into the layers (not --target=cuda or --fuse-router=false)");
+  if (pruneExperts < 0 || mergeExperts < 0)
+    return fail("--prune-experts and --merge-experts must be >= 0");
+  if (pruneExperts > 0 && mergeExperts > 0)
+    return fail("--prune-experts and --merge-experts both remove experts "
+                "by the profile's counts; use one of them");
+  const char *profileUse = pruneExperts > 0   ? "--prune-experts"
+                           : mergeExperts > 0 ? "--merge-experts"
+                                              : nullptr;
+  if (profileUse && routingProfile.empty())
+    return fail(std::string(profileUse) +
+                " needs --routing-profile=FILE (record one with moe-compile "
+                "--record-routing and moe-run --routing-profile)");
+  if (!routingProfile.empty() && !profileUse)
+    return fail("--routing-profile is read by --prune-experts=N or "
+                "--merge-experts=N, neither of which is given");
+  if (profileUse && (cuda || !fuseRouter))
+    return fail(std::string(profileUse) +
+                " needs the CPU target with the router fused into the layers "
+                "(not --target=cuda or --fuse-router=false)");
   if (emit == Emit::PTX && (!cuda || emulateCUDAKernels))
     return fail("--emit=ptx needs --target=cuda without "
                 "--emulate-cuda-kernels");
@@ -449,6 +465,7 @@ int compile(int argc, char **argv) {
       pipeline.recordRouting = recordRouting;
       pipeline.routingProfile = routingProfile;
       pipeline.pruneExperts = pruneExperts;
+      pipeline.mergeExperts = mergeExperts;
       if (int8Activations && !moe::targetHasFeature(**machine, "avx512vnni"))
         return fail("--int8-activations needs a target with AVX512-VNNI "
                     "(this one is " +

@@ -43,12 +43,18 @@ struct SharedPipelineOptions : public PassPipelineOptions<Derived> {
   detail::PassOptions::Option<std::string> routingProfile{
       *this, "routing-profile",
       llvm::cl::desc("Routing profile (moe-run --routing-profile) that "
-                     "prune-experts reads"),
+                     "prune-experts and merge-experts read"),
       llvm::cl::init("")};
   detail::PassOptions::Option<int64_t> pruneExperts{
       *this, "prune-experts",
       llvm::cl::desc("Drop this many least-used FFN experts from every "
                      "layer, by the routing profile (-moe-prune-experts)"),
+      llvm::cl::init(0)};
+  detail::PassOptions::Option<int64_t> mergeExperts{
+      *this, "merge-experts",
+      llvm::cl::desc("Fold this many least-used FFN experts of every layer "
+                     "into similar ones, by the routing profile "
+                     "(-moe-merge-experts)"),
       llvm::cl::init(0)};
 };
 

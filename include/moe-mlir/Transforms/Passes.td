@@ -288,6 +288,46 @@ def MoEPruneExperts : Pass<"moe-prune-experts", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::arith::ArithDialect"];
 }
 
+def MoEMergeExperts : Pass<"moe-merge-experts", "::mlir::ModuleOp"> {
+  let summary = "Fold each layer's least-used experts into similar ones, by "
+                "a routing profile";
+  let description = [{
+    Merges, in every `moe.layer`, the `merge` FFN experts that the routing
+    profile `profile` saw take the fewest tokens (ties: the higher index)
+    into the remaining ones: each joins the kept expert whose router row has
+    the highest cosine similarity to its own (ties: the lower index), and
+    every group's weights (biases, fc3 too), router rows and score biases
+    become their average weighted by the tokens each member took in the
+    profile (evenly when none took any). The merged experts are gone, as
+    with `-moe-prune-experts`, but what they computed lives on in the
+    averages (MC-SMoE merges by usage-weighted averaging the same way).
+    Layers are numbered per function in order, as the profile numbers
+    routes. A remark per layer says which expert went into which.
+
+    ```mlir
+    %y = moe.layer %x router_weight %r fc1 %w1 fc2 %w2 {k = 2 : i64}
+        : (tensor<?x64xf32>, tensor<8x64xf32>, tensor<8x256x64xf32>,
+           tensor<8x64x128xf32>) -> tensor<?x64xf32>
+    ```
+    with `merge=1` and a profile in which expert 3 took 10 tokens and
+    expert 5 (the most similar router row) 30, becomes a layer of 7
+    experts whose fifth (old 5) is `0.25 * old 3 + 0.75 * old 5` in every
+    weight and in the router row.
+
+    Needs what `-moe-prune-experts` needs (constant weights, the router as
+    the layer's weight, no groups, no expert parallelism, k experts left),
+    and f32 or bf16 weights: quantised experts cannot be averaged.
+  }];
+  let options = [
+    Option<"profile", "profile", "std::string", /*default=*/"",
+           "Routing profile (JSON) whose token counts choose and weigh the "
+           "experts">,
+    Option<"merge", "merge", "int64_t", /*default=*/"0",
+           "FFN experts to fold into others in every layer">,
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect"];
+}
+
 def MoEPackExpertWeights : Pass<"moe-pack-expert-weights"> {
   let summary = "Store constant f32 expert weights panel-major at compile "
                 "time";

@@ -1,0 +1,132 @@
+//===- ProfileGuidedExperts.cpp - experts chosen by a profile -------------===//
+
+#include "moe-mlir/Transforms/ProfileGuidedExperts.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
+
+#include <numeric>
+
+using namespace mlir;
+using namespace mlir::moe;
+
+llvm::Expected<TokenCounts> moe::readTokenCounts(StringRef path) {
+  auto fail = [&](const Twine &message) {
+    return llvm::createStringError(
+        llvm::inconvertibleErrorCode(),
+        ("routing profile '" + path + "': " + message).str());
+  };
+  auto buffer = llvm::MemoryBuffer::getFile(path);
+  if (!buffer)
+    return fail(buffer.getError().message());
+  llvm::Expected<llvm::json::Value> doc =
+      llvm::json::parse((*buffer)->getBuffer());
+  if (!doc)
+    return fail(llvm::toString(doc.takeError()));
+  const llvm::json::Object *root = doc->getAsObject();
+  if (!root || root->getString("format") != "moe-routing-profile")
+    return fail("not a routing profile (no \"format\": "
+                "\"moe-routing-profile\")");
+  if (root->getInteger("version") != 1)
+    return fail("version must be 1");
+  const llvm::json::Array *layers = root->getArray("layers");
+  if (!layers)
+    return fail("'layers' must be an array");
+  TokenCounts counts;
+  for (const llvm::json::Value &entry : *layers) {
+    const llvm::json::Object *layer = entry.getAsObject();
+    std::optional<int64_t> index =
+        layer ? layer->getInteger("layer") : std::nullopt;
+    const llvm::json::Array *perExpert =
+        layer ? layer->getArray("tokens_per_expert") : nullptr;
+    if (!index || *index < 0 || !perExpert)
+      return fail("every layer needs 'layer' and 'tokens_per_expert'");
+    std::vector<int64_t> &tokens = counts[*index];
+    for (const llvm::json::Value &n : *perExpert) {
+      std::optional<int64_t> value = n.getAsInteger();
+      if (!value || *value < 0)
+        return fail("layer " + Twine(*index) +
+                    ": 'tokens_per_expert' must hold non-negative integers");
+      tokens.push_back(*value);
+    }
+  }
+  return counts;
+}
+
+FailureOr<ArrayRef<int64_t>> moe::checkLayer(LayerOp layer, int64_t index,
+                                             const TokenCounts &counts,
+                                             int64_t removed,
+                                             StringRef action) {
+  auto refuse = [&](const Twine &why) {
+    layer.emitError() << "cannot " << action << " layer " << index << ": "
+                      << why;
+    return failure();
+  };
+  int64_t experts =
+      cast<RankedTensorType>(layer.getFc1().getType()).getDimSize(0);
+  int64_t routeExperts = experts + layer.getNumZeroExperts();
+  auto it = counts.find(index);
+  if (it == counts.end())
+    return refuse("the routing profile has no layer " + Twine(index));
+  const std::vector<int64_t> &tokens = it->second;
+  if (static_cast<int64_t>(tokens.size()) != routeExperts)
+    return refuse("the routing profile has " + Twine(tokens.size()) +
+                  " experts for it, the layer routes to " +
+                  Twine(routeExperts) + " (a profile of another model?)");
+  if (layer.getExpertParallelAttr())
+    return refuse("it is expert-parallel");
+  if (layer.getNumGroups() > 1)
+    return refuse("group-limited routing needs its groups whole");
+  if (experts - removed < static_cast<int64_t>(layer.getK()))
+    return refuse("removing " + Twine(removed) + " of " + Twine(experts) +
+                  " experts leaves fewer than k = " + Twine(layer.getK()));
+  if (!layer.getRouterWeight())
+    return refuse("its router is not the layer's weight (a router MatMul "
+                  "of the layer's input is made one by -moe-fuse-router)");
+  return ArrayRef<int64_t>(tokens);
+}
+
+SmallVector<int64_t> moe::leastUsedExperts(ArrayRef<int64_t> tokens,
+                                           int64_t experts, int64_t n) {
+  SmallVector<int64_t> order(experts);
+  std::iota(order.begin(), order.end(), 0);
+  llvm::stable_sort(order, [&](int64_t a, int64_t b) {
+    return tokens[a] != tokens[b] ? tokens[a] < tokens[b] : a > b;
+  });
+  order.resize(n);
+  return order;
+}
+
+SmallVector<ExpertOperand> moe::expertOperands(LayerOp layer) {
+  SmallVector<ExpertOperand> operands;
+  auto add = [&](MutableOperandRange range, bool routed) {
+    if (!range.empty())
+      operands.push_back({&range[0], routed});
+  };
+  add(layer.getRouterWeightMutable(), true);
+  add(layer.getScoreBiasMutable(), true);
+  operands.push_back({&layer.getFc1Mutable(), false});
+  operands.push_back({&layer.getFc2Mutable(), false});
+  for (MutableOperandRange range :
+       {layer.getFc1BiasMutable(), layer.getFc2BiasMutable(),
+        layer.getFc3Mutable(), layer.getFc3BiasMutable(),
+        layer.getFc1ScalesMutable(), layer.getFc2ScalesMutable(),
+        layer.getFc3ScalesMutable(), layer.getFc1ZeroPointsMutable(),
+        layer.getFc2ZeroPointsMutable(), layer.getFc3ZeroPointsMutable()})
+    add(range, false);
+  return operands;
+}
+
+LogicalResult
+moe::forEachLayer(ModuleOp module,
+                  function_ref<LogicalResult(LayerOp, int64_t)> rewrite) {
+  WalkResult result = module.walk([&](func::FuncOp func) {
+    int64_t index = 0;
+    return func.walk([&](LayerOp layer) {
+      return failed(rewrite(layer, index++)) ? WalkResult::interrupt()
+                                             : WalkResult::advance();
+    });
+  });
+  return failure(result.wasInterrupted());
+}
