@@ -316,6 +316,7 @@ std::optional<ArrayRef<char>> constantImage(LLVM::GlobalOp global) {
 FailureOr<size_t> moe::writeConstantsObject(ModuleOp module,
                                             StringRef objectPath,
                                             uint64_t minBytes,
+                                            uint64_t hugePageMinBytes,
                                             std::string &error) {
   llvm::Triple triple(llvm::sys::getDefaultTargetTriple());
   if (!triple.isOSBinFormatELF() || triple.getArch() != llvm::Triple::x86_64) {
@@ -364,6 +365,10 @@ FailureOr<size_t> moe::writeConstantsObject(ModuleOp module,
   }
   if (symbols.empty())
     return size_t(0);
+  // Weights meant for huge pages start on one; the linker aligns the
+  // segment as its most aligned section.
+  if (hugePageMinBytes != 0 && sectionBytes >= hugePageMinBytes)
+    sectionAlignment = std::max<uint64_t>(sectionAlignment, 2 << 20);
 
   // An ELF64 relocatable object: [header][section data][.symtab][.strtab]
   // [.shstrtab][section headers]. Written directly, the weights pass

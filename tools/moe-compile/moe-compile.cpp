@@ -163,6 +163,13 @@ cl::opt<int64_t> mergeExperts(
              "or bf16 constant weights and the router MatMul fused into the "
              "layer (the default)"),
     cl::value_desc("N"), cl::init(0), cl::cat(category));
+cl::opt<bool> hugePageWeights(
+    "huge-page-weights",
+    cl::desc("Lay out modules with 16 MiB of weights or more on 2 MiB "
+             "boundaries, so that the runtime maps the weights with huge "
+             "pages (fewer TLB misses where the kernels stream weights; "
+             "benchmarks/RESULTS.md); =false keeps 4 KiB alignment"),
+    cl::init(true), cl::cat(category));
 cl::opt<bool> int8Activations(
     "int8-activations",
     cl::desc("CPU with AVX512-VNNI: quantised experts (at decode, or of "
@@ -530,7 +537,8 @@ int compile(int argc, char **argv) {
     if (!temporaryFile("moe-constants", "o", constantsObject))
       return fail(error);
     FailureOr<size_t> written = moe::writeConstantsObject(
-        *module, constantsObject, moe::kLargeConstantBytes, error);
+        *module, constantsObject, moe::kLargeConstantBytes,
+        hugePageWeights ? moe::kHugePageConstantBytes : 0, error);
     if (failed(written))
       return fail(error);
     numConstants = *written;

@@ -85,6 +85,12 @@ translateAndOptimize(ModuleOp module, llvm::LLVMContext &context,
 /// pass 2 GB (createTargetMachine).
 constexpr uint64_t kLargeConstantBytes = 4096;
 
+/// Weights of at least this many bytes are laid out for huge pages
+/// (writeConstantsObject): a TLB entry of 4 KiB pages covers 4 KiB of a
+/// weight stream, one of 2 MiB pages a whole expert panel, and up to 2 MiB
+/// of padding is noise at this size.
+constexpr uint64_t kHugePageConstantBytes = 16 << 20;
+
 /// Moves the data of every top-level constant `llvm.mlir.global` of at
 /// least `minBytes` (model weights, inline or in resource blobs) out of the
 /// LLVM-dialect `module` into the relocatable object `objectPath`: one
@@ -92,10 +98,16 @@ constexpr uint64_t kLargeConstantBytes = 4096;
 /// becomes a hidden external declaration. LLVM then never optimises,
 /// hashes or emits the weights byte by byte, they still end up in the
 /// shared object's read-only data (mapped by the loader), and the blobs
-/// written are freed. Returns how many globals moved (0: no object was
-/// written).
+/// written are freed. With `hugePageMinBytes` non-zero, a section of at
+/// least that many bytes is aligned to 2 MiB: the linker then aligns its
+/// segment to 2 MiB in the file and in memory (and the loader the whole
+/// object), which lets the kernel map the weights' file pages with 2 MiB
+/// entries once the runtime asks for huge pages. Returns how many globals
+/// moved (0: no object was written).
 FailureOr<size_t> writeConstantsObject(ModuleOp module, StringRef objectPath,
-                                       uint64_t minBytes, std::string &error);
+                                       uint64_t minBytes,
+                                       uint64_t hugePageMinBytes,
+                                       std::string &error);
 
 /// Writes `module` as an object file.
 LogicalResult emitObjectFile(llvm::Module &module, llvm::TargetMachine &machine,
