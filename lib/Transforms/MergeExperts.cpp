@@ -116,20 +116,11 @@ struct MoEMergeExpertsPass
   using MoEMergeExpertsBase::MoEMergeExpertsBase;
 
   void runOnOperation() override {
-    if (merge < 0) {
-      getOperation().emitError("-moe-merge-experts: 'merge' must be >= 0");
-      return signalPassFailure();
-    }
-    if (merge == 0)
-      return;
-    llvm::Expected<TokenCounts> counts = readTokenCounts(profile);
-    if (!counts) {
-      getOperation().emitError(llvm::toString(counts.takeError()));
-      return signalPassFailure();
-    }
-    if (failed(forEachLayer(getOperation(), [&](LayerOp layer, int64_t index) {
-          return mergeLayer(layer, index, *counts);
-        })))
+    if (failed(rewriteLayersByProfile(
+            getOperation(), profile, merge, "merge",
+            [&](LayerOp layer, int64_t index, const TokenCounts &counts) {
+              return mergeLayer(layer, index, counts);
+            })))
       signalPassFailure();
   }
 

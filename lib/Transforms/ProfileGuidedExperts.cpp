@@ -118,14 +118,22 @@ SmallVector<ExpertOperand> moe::expertOperands(LayerOp layer) {
   return operands;
 }
 
-LogicalResult
-moe::forEachLayer(ModuleOp module,
-                  function_ref<LogicalResult(LayerOp, int64_t)> rewrite) {
+LogicalResult moe::rewriteLayersByProfile(
+    ModuleOp module, StringRef profile, int64_t count, StringRef option,
+    function_ref<LogicalResult(LayerOp, int64_t, const TokenCounts &)>
+        rewrite) {
+  if (count < 0)
+    return module.emitError() << "'" << option << "' must be >= 0";
+  if (count == 0)
+    return success();
+  llvm::Expected<TokenCounts> counts = readTokenCounts(profile);
+  if (!counts)
+    return module.emitError(llvm::toString(counts.takeError()));
   WalkResult result = module.walk([&](func::FuncOp func) {
     int64_t index = 0;
     return func.walk([&](LayerOp layer) {
-      return failed(rewrite(layer, index++)) ? WalkResult::interrupt()
-                                             : WalkResult::advance();
+      return failed(rewrite(layer, index++, *counts)) ? WalkResult::interrupt()
+                                                      : WalkResult::advance();
     });
   });
   return failure(result.wasInterrupted());

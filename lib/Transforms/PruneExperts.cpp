@@ -55,20 +55,11 @@ struct MoEPruneExpertsPass
   using MoEPruneExpertsBase::MoEPruneExpertsBase;
 
   void runOnOperation() override {
-    if (prune < 0) {
-      getOperation().emitError("-moe-prune-experts: 'prune' must be >= 0");
-      return signalPassFailure();
-    }
-    if (prune == 0)
-      return;
-    llvm::Expected<TokenCounts> counts = readTokenCounts(profile);
-    if (!counts) {
-      getOperation().emitError(llvm::toString(counts.takeError()));
-      return signalPassFailure();
-    }
-    if (failed(forEachLayer(getOperation(), [&](LayerOp layer, int64_t index) {
-          return pruneLayer(layer, index, *counts);
-        })))
+    if (failed(rewriteLayersByProfile(
+            getOperation(), profile, prune, "prune",
+            [&](LayerOp layer, int64_t index, const TokenCounts &counts) {
+              return pruneLayer(layer, index, counts);
+            })))
       signalPassFailure();
   }
 

@@ -302,12 +302,21 @@ void writeRoutingProfile(const std::string &path, bool merge) {
 
 using namespace moe::rt;
 
+namespace {
+/// Whether a report is to be counted: a profile is being recorded and the
+/// report is well formed (compiled code passes what its route made).
+bool countsReport(const Profile &p, int64_t layer, int64_t experts,
+                  int64_t tokens, int64_t topK, const int32_t *ids) {
+  return p.recording && layer >= 0 && experts >= 1 && tokens >= 0 &&
+         topK >= 1 && (tokens == 0 || ids);
+}
+} // namespace
+
 extern "C" void moe_rt_record_routing(int64_t layer, int64_t experts,
                                       int64_t tokens, int64_t topK,
                                       const int32_t *ids) {
   Profile &p = profile();
-  if (!p.recording || layer < 0 || experts < 1 || tokens < 0 || topK < 1 ||
-      (tokens > 0 && !ids))
+  if (!countsReport(p, layer, experts, tokens, topK, ids))
     return;
   std::lock_guard<std::mutex> lock(p.mutex);
   LayerCounts *counts;
@@ -354,8 +363,7 @@ extern "C" void moe_rt_record_predicted_routing(int64_t layer, int64_t experts,
                                                 int64_t tokens, int64_t topK,
                                                 const int32_t *ids) {
   Profile &p = profile();
-  if (!p.recording || layer < 0 || experts < 1 || tokens < 0 || topK < 1 ||
-      (tokens > 0 && !ids))
+  if (!countsReport(p, layer, experts, tokens, topK, ids))
     return;
   std::lock_guard<std::mutex> lock(p.mutex);
   Prediction &prediction = p.predictions[layer];

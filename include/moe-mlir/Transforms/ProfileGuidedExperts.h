@@ -51,12 +51,14 @@ struct ExpertOperand {
 };
 SmallVector<ExpertOperand> expertOperands(LayerOp layer);
 
-/// Calls `rewrite` on every moe.layer of `module` with its index among its
-/// function's layers (the profile's layer numbers); stops at the first
-/// failure.
-LogicalResult
-forEachLayer(ModuleOp module,
-             function_ref<LogicalResult(LayerOp, int64_t)> rewrite);
+/// What -moe-prune-experts and -moe-merge-experts run: nothing for a
+/// `count` of 0, an error for a negative one (named `option`); otherwise
+/// reads `profile` and calls `rewrite` on every moe.layer of `module` with
+/// its index among its function's layers (the profile's layer numbers) and
+/// the profile's counts, stopping at the first failure.
+LogicalResult rewriteLayersByProfile(
+    ModuleOp module, StringRef profile, int64_t count, StringRef option,
+    function_ref<LogicalResult(LayerOp, int64_t, const TokenCounts &)> rewrite);
 
 } // namespace mlir::moe
 
