@@ -131,7 +131,8 @@ struct MoEMergeExpertsPass
     if (failed(tokens))
       return failure();
     auto refuse = [&](const Twine &why) {
-      return layer.emitError() << "cannot merge layer " << index << ": " << why;
+      return mlir::emitError(layer.getLoc())
+             << "cannot merge layer " << index << ": " << why;
     };
     SmallVector<ExpertOperand> operands = expertOperands(layer);
     SmallVector<ElementsAttr> values;

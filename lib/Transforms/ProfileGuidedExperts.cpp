@@ -59,8 +59,8 @@ FailureOr<ArrayRef<int64_t>> moe::checkLayer(LayerOp layer, int64_t index,
                                              int64_t removed,
                                              StringRef action) {
   auto refuse = [&](const Twine &why) {
-    layer.emitError() << "cannot " << action << " layer " << index << ": "
-                      << why;
+    mlir::emitError(layer.getLoc())
+        << "cannot " << action << " layer " << index << ": " << why;
     return failure();
   };
   int64_t experts =

@@ -86,12 +86,13 @@ struct MoEPruneExpertsPass
     for (ExpertOperand entry : operands) {
       ElementsAttr value;
       if (!matchPattern(entry.operand->get(), m_Constant(&value)))
-        return layer.emitError() << "cannot prune layer " << index
-                                 << ": its weights must be constants";
+        return mlir::emitError(layer.getLoc())
+               << "cannot prune layer " << index
+               << ": its weights must be constants";
       FailureOr<ElementsAttr> pruned =
           keepLeading(value, entry.routed ? ArrayRef(kept) : keptExperts);
       if (failed(pruned))
-        return layer.emitError()
+        return mlir::emitError(layer.getLoc())
                << "cannot prune layer " << index
                << ": the data of a weight constant is not available";
       prunedValues.push_back(*pruned);
