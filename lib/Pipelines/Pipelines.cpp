@@ -43,6 +43,7 @@ struct TensorLevelOptions {
   /// them).
   bool packBf16Weights = false;
   bool recordRouting = false;
+  bool prefetchExperts = false;
   std::string routingProfile;
   int64_t pruneExperts = 0;
   int64_t mergeExperts = 0;
@@ -136,6 +137,8 @@ void addTensorLevelPasses(OpPassManager &pm, const TensorLevelOptions &o) {
   // extra use of their ids.
   if (o.recordRouting)
     pm.addPass(moe::createMoERecordRouting());
+  if (o.prefetchExperts)
+    pm.addNestedPass<func::FuncOp>(moe::createMoEPrefetchExperts());
   pm.addNestedPass<func::FuncOp>(moe::createMoECopyRepeatedResults());
 }
 
@@ -206,6 +209,7 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
         options.packExpertWeights && options.vectorBits == 512;
     tensorLevel.packBf16Weights = options.bf16Dot;
     tensorLevel.recordRouting = options.recordRouting;
+    tensorLevel.prefetchExperts = options.prefetchExperts;
   }
   addTensorLevelPasses(pm, tensorLevel);
   if (options.emulateCUDAKernels) {

@@ -46,6 +46,28 @@ void printSignature(const moe_module *m, const moe_function *fn) {
               moe_function_reference_json(fn) ? ", reference: yes" : "");
 }
 
+/// What the expert cache did (--weights-memory-limit, --read-ahead).
+void printExpertCacheStats(const char *when) {
+  moe_expert_cache_wait();
+  moe_expert_cache_stats s{};
+  moe_expert_cache_get_stats(&s);
+  if (s.used == 0 && s.predicted == 0) {
+    warn("--weights-memory-limit/--read-ahead: the module announced no "
+         "experts; compile it with moe-compile --prefetch-experts (and its "
+         "expert weights as constants)");
+    return;
+  }
+  auto mib = [](int64_t bytes) { return double(bytes) / (1024.0 * 1024.0); };
+  std::printf("expert cache (%s): %lld expert slices used (%.1f MiB), %lld "
+              "predicted beforehand (%.0f%%); read ahead %.1f MiB; %lld "
+              "evicted (%.1f MiB); %.1f MiB resident\n",
+              when, static_cast<long long>(s.used), mib(s.used_bytes),
+              static_cast<long long>(s.used_predicted),
+              s.used ? 100.0 * double(s.used_predicted) / double(s.used) : 0.0,
+              mib(s.read_ahead_bytes), static_cast<long long>(s.evictions),
+              mib(s.evicted_bytes), mib(s.resident_bytes));
+}
+
 struct ModuleDeleter {
   void operator()(moe_module *m) const { moe_module_unload(m); }
 };
@@ -54,6 +76,16 @@ int run(int argc, char **argv) {
   RunOptions o = parseRunOptions(argc, argv);
   if (o.threads > 0)
     check(moe_set_num_threads(o.threads), "--threads");
+
+  // Before loading: under a budget the weights are mapped in small pages.
+  const bool expertCache = o.weightsMemoryLimit > 0 || !o.readAhead.empty();
+  if (expertCache)
+    check(moe_expert_cache_configure(o.weightsMemoryLimit,
+                                     o.readAhead == "none" ? MOE_READ_AHEAD_NONE
+                                     : o.readAhead == "chosen"
+                                         ? MOE_READ_AHEAD_CHOSEN
+                                         : MOE_READ_AHEAD_ALL),
+          "--weights-memory-limit");
 
   moe_module *raw = nullptr;
   check(moe_module_load(o.module.c_str(), &raw));
@@ -153,11 +185,16 @@ int run(int argc, char **argv) {
   bool ok = true;
   if (o.check)
     ok = runCheck(fn, o.tolerance, inputs, outputs);
+  if (expertCache)
+    printExpertCacheStats("run");
   if (o.benchmark) {
+    moe_expert_cache_reset_stats();
     if (onDevice)
       runDeviceBenchmark(fn, o.benchmark, inputs, outputs);
     else
       runCpuBenchmark(fn, o.benchmark, inputs, outputs);
+    if (expertCache)
+      printExpertCacheStats("benchmark, warm-up included");
   }
   return ok ? 0 : 1;
 }

@@ -17,7 +17,8 @@ const char kUsage[] =
     "[--output=@y.npy ...]\n"
     "               [--check [--tolerance=X]] [--benchmark=N] [--threads=N]\n"
     "               [--print-signature] [--output-f32] [--comm-timeout=S]\n"
-    "               [--routing-profile=FILE]\n"
+    "               [--routing-profile=FILE] [--weights-memory-limit=SIZE]\n"
+    "               [--read-ahead=none|chosen|all]\n"
     "\n"
     "Runs a function of a module compiled by moe-compile.\n"
     "\n"
@@ -48,6 +49,16 @@ const char kUsage[] =
     "                      the profile in FILE, or starts it; the module must\n"
     "                      be compiled with moe-compile --record-routing\n"
     "                      (docs/RoutingProfiles.md)\n"
+    "  --weights-memory-limit=SIZE  keeps at most SIZE bytes (K, M, G:\n"
+    "                      binary units) of the experts' weights in memory,\n"
+    "                      evicting the experts used longest ago from the\n"
+    "                      process and the page cache; for modules compiled\n"
+    "                      with moe-compile --prefetch-experts\n"
+    "                      (docs/Runtime.md, \"Expert cache\")\n"
+    "  --read-ahead=MODE   what such modules' expert cache reads ahead on a\n"
+    "                      worker: all (default: each layer's chosen experts\n"
+    "                      and the next layer's predicted ones), chosen, or\n"
+    "                      none\n"
     "  --comm-timeout=S    expert-parallel runs: abort the job when an\n"
     "                      all-to-all-v does not complete within S seconds\n"
     "                      (default: $MOE_COMM_TIMEOUT or 120)\n"
@@ -71,6 +82,29 @@ int64_t parsePositive(const std::string &flag, const std::string &value) {
   if (value.empty() || *end != '\0' || v <= 0)
     fail(flag + " expects a positive integer, not '" + value + "'");
   return v;
+}
+
+/// SIZE: a number of bytes with an optional K, M or G (binary units).
+int64_t parseBytes(const std::string &flag, const std::string &value) {
+  char *end = nullptr;
+  double v = std::strtod(value.c_str(), &end);
+  double unit = 1;
+  std::string suffix = end ? end : "";
+  if (suffix == "K" || suffix == "k")
+    unit = 1024.0;
+  else if (suffix == "M" || suffix == "m")
+    unit = 1024.0 * 1024;
+  else if (suffix == "G" || suffix == "g")
+    unit = 1024.0 * 1024 * 1024;
+  else if (!suffix.empty())
+    unit = 0;
+  if (value.empty() || end == value.c_str() || unit == 0 || !(v >= 0) ||
+      !std::isfinite(v) || v * unit > 9.0e18)
+    fail(flag +
+         " expects a size in bytes, optionally with K, M or G (e.g. "
+         "512M), not '" +
+         value + "'");
+  return static_cast<int64_t>(v * unit);
 }
 
 std::string fileArg(const std::string &flag, const std::string &value) {
@@ -145,6 +179,14 @@ RunOptions parseRunOptions(int argc, char **argv) {
       if (value.empty())
         fail("--routing-profile expects a file name");
       o.routingProfile = value;
+    } else if (flag == "--weights-memory-limit") {
+      needValue();
+      o.weightsMemoryLimit = parseBytes(flag, value);
+    } else if (flag == "--read-ahead") {
+      needValue();
+      if (value != "none" && value != "chosen" && value != "all")
+        fail("--read-ahead expects none, chosen or all, not '" + value + "'");
+      o.readAhead = value;
     } else if (flag == "--comm-timeout") {
       needValue();
       char *end = nullptr;

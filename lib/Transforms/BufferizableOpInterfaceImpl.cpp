@@ -1320,13 +1320,14 @@ func::FuncOp runtimeFunction(RewriterBase &rewriter, Operation *op,
   return func;
 }
 
-/// The address of a buffer's first element as an index; the exchange
-/// passes raw pointers, so the buffer must be dense and row-major.
+/// The address of a buffer's first element as an index; runtime calls
+/// take raw pointers, so the buffer must be dense and row-major.
 FailureOr<Value> denseAddress(ImplicitLocOpBuilder &b, Operation *op,
                               Value buffer) {
   auto type = cast<MemRefType>(buffer.getType());
   if (!type.getLayout().isIdentity())
-    return op->emitError() << "exchanges need dense row-major buffers, got "
+    return op->emitError() << "passes raw pointers to the runtime, which "
+                              "need dense row-major buffers, got "
                            << type;
   return memref::ExtractAlignedPointerAsIndexOp::create(b, buffer)
       .getResult();
@@ -1435,6 +1436,52 @@ struct RecordRoutingOpInterface
   }
 };
 
+/// moe.prefetch_experts becomes one moe_rt_prefetch_experts(layer,
+/// predicted, experts, tokens, k, ids, weight, expert bytes) per weight, on
+/// buffers it only reads.
+struct PrefetchExpertsOpInterface
+    : StageOpInterface<PrefetchExpertsOpInterface, PrefetchExpertsOp> {
+  LogicalResult bufferize(Operation *op, RewriterBase &rewriter,
+                          const BufferizationOptions &options,
+                          BufferizationState &state) const {
+    auto prefetch = cast<PrefetchExpertsOp>(op);
+    FailureOr<IRMapping> map = mapOperandBuffers(rewriter, op, options, state);
+    if (failed(map))
+      return failure();
+    ImplicitLocOpBuilder b(op->getLoc(), rewriter);
+    KernelEmitter e(b);
+    Value ids = map->lookup(prefetch.getIds());
+    FailureOr<Value> idsAddress = denseAddress(b, op, ids);
+    if (failed(idsAddress))
+      return failure();
+    Type i64 = b.getI64Type(), index = b.getIndexType();
+    func::FuncOp callee = runtimeFunction(
+        rewriter, op, "moe_rt_prefetch_experts",
+        b.getFunctionType({i64, i64, i64, index, index, index, index, i64},
+                          {}));
+    Value layer = arith::ConstantIntOp::create(b, prefetch.getLayer(), 64);
+    Value predicted =
+        arith::ConstantIntOp::create(b, prefetch.getPredicted() ? 1 : 0, 64);
+    Value tokens = e.dim(ids, 0), k = e.dim(ids, 1);
+    for (Value weight : prefetch.getWeights()) {
+      auto type = cast<RankedTensorType>(weight.getType());
+      FailureOr<Value> address = denseAddress(b, op, map->lookup(weight));
+      if (failed(address))
+        return failure();
+      int64_t expertBytes = type.getNumElements() / type.getDimSize(0) *
+                            (type.getElementTypeBitWidth() / 8);
+      func::CallOp::create(
+          b, callee,
+          ValueRange{layer, predicted,
+                     arith::ConstantIntOp::create(b, type.getDimSize(0), 64),
+                     tokens, k, *idsAddress, *address,
+                     arith::ConstantIntOp::create(b, expertBytes, 64)});
+    }
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
 /// moe.all_to_all_wait becomes moe_rt_comm_wait; its result is the pending
 /// buffer, now filled.
 struct AllToAllWaitOpInterface
@@ -1489,6 +1536,7 @@ void mlir::moe::registerBufferizableOpInterfaceExternalModels(
     CombineOp::attachInterface<CombineOpInterface>(*ctx);
     AllToAllStartOp::attachInterface<AllToAllStartOpInterface>(*ctx);
     RecordRoutingOp::attachInterface<RecordRoutingOpInterface>(*ctx);
+    PrefetchExpertsOp::attachInterface<PrefetchExpertsOpInterface>(*ctx);
     AllToAllWaitOp::attachInterface<AllToAllWaitOpInterface>(*ctx);
     // Dialects whose ops bufferization creates beyond the ones one-shot
     // bufferize loads itself (the quantised expert unpacks bytes as

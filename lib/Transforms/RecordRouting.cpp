@@ -18,8 +18,7 @@
 
 #include "MoE/IR/MoEOps.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
-#include "mlir/IR/Dominance.h"
-#include "mlir/IR/Matchers.h"
+#include "moe-mlir/Transforms/PreGating.h"
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOERECORDROUTING
@@ -31,73 +30,26 @@ using namespace mlir::moe;
 
 namespace {
 
-/// `value` usable at `builder`'s insertion point: itself where it
-/// dominates it, a copy of it when it is a constant, else null.
-Value availableAt(OpBuilder &builder, DominanceInfo &dominance, Value value,
-                  Operation *user) {
-  if (!value || dominance.properlyDominates(value, user))
-    return value;
-  Operation *def = value.getDefiningOp();
-  if (!def || !matchPattern(value, m_Constant()))
-    return {};
-  return builder.clone(*def)->getResult(
-      cast<OpResult>(value).getResultNumber());
-}
-
-/// After `current` (and its report), `next`'s router run on `current`'s
-/// tokens, reported as a prediction of layer `nextLayer`; nothing when the
-/// routes do not both take their router weight, or when `next`'s weight or
-/// bias are not available there.
-void recordPrediction(OpBuilder &builder, DominanceInfo &dominance,
-                      RouteOp current, RouteOp next, int64_t nextLayer) {
-  if (!current.getRouterWeight() || !next.getRouterWeight())
-    return;
-  Value tokens = current.getInput();
-  auto tokensType = cast<RankedTensorType>(tokens.getType());
-  auto nextTokensType = cast<RankedTensorType>(next.getInput().getType());
-  if (tokensType.getElementType() != nextTokensType.getElementType() ||
-      tokensType.getDimSize(1) != nextTokensType.getDimSize(1))
-    return;
-  Value weight =
-      availableAt(builder, dominance, next.getRouterWeight(), current);
-  Value bias = availableAt(builder, dominance, next.getBias(), current);
-  if (!weight || (next.getBias() && !bias))
-    return;
-  // The next route's attributes (k, scoring, groups...), on these tokens.
-  auto guess = cast<RouteOp>(builder.clone(*next));
-  guess.getInputMutable().assign(tokens);
-  guess.getRouterWeightMutable().assign(weight);
-  if (bias)
-    guess.getBiasMutable().assign(bias);
-  for (OpResult result : guess->getResults()) {
-    auto type = cast<RankedTensorType>(result.getType());
-    SmallVector<int64_t> shape(type.getShape());
-    shape[0] = tokensType.getDimSize(0);
-    result.setType(type.clone(shape));
-  }
-  RecordRoutingOp::create(builder, next.getLoc(), guess.getIds(), nextLayer,
-                          next.getNumExperts(), /*predicted=*/true);
-}
-
 struct MoERecordRoutingPass
     : moe::impl::MoERecordRoutingBase<MoERecordRoutingPass> {
   using MoERecordRoutingBase::MoERecordRoutingBase;
 
   void runOnOperation() override {
     getOperation()->walk([&](func::FuncOp func) {
-      // A function's routes in order are its layers in order.
-      SmallVector<RouteOp> routes;
-      func.walk([&](RouteOp route) { routes.push_back(route); });
+      SmallVector<RouteOp> routes = layerRoutes(func);
       DominanceInfo dominance(func);
       for (auto [layer, route] : llvm::enumerate(routes)) {
         OpBuilder b(route);
         b.setInsertionPointAfter(route);
         auto record = RecordRoutingOp::create(b, route.getLoc(), route.getIds(),
                                               layer, route.getNumExperts());
-        if (preGating && layer + 1 < routes.size()) {
-          b.setInsertionPointAfter(record);
-          recordPrediction(b, dominance, route, routes[layer + 1], layer + 1);
-        }
+        if (!preGating || layer + 1 == routes.size())
+          continue;
+        b.setInsertionPointAfter(record);
+        RouteOp next = routes[layer + 1];
+        if (RouteOp guess = buildPreGatedRoute(b, dominance, route, next))
+          RecordRoutingOp::create(b, next.getLoc(), guess.getIds(), layer + 1,
+                                  next.getNumExperts(), /*predicted=*/true);
       }
     });
   }

@@ -15,7 +15,8 @@ from .errors import (CompileError, DeviceError, Error, InternalError,
                      InvalidArgumentError, InvalidModuleError, NotFoundError,
                      UnavailableError)
 from .runtime import (BenchmarkResult, CheckResult, Module, Signature,
-                      TensorSpec, get_num_threads, load, routing_profile,
+                      TensorSpec, expert_cache, expert_cache_stats,
+                      get_num_threads, load, routing_profile,
                       set_num_threads)
 from .compiler import compile, opt
 from .generation import generate
@@ -24,6 +25,6 @@ __all__ = [
     "BenchmarkResult", "CheckResult", "CompileError", "DeviceError", "Error",
     "InternalError", "InvalidArgumentError", "InvalidModuleError", "Module",
     "NotFoundError", "Signature", "TensorSpec", "UnavailableError", "compile",
-    "generate", "get_num_threads", "load", "opt", "routing_profile",
-    "set_num_threads",
+    "expert_cache", "expert_cache_stats", "generate", "get_num_threads",
+    "load", "opt", "routing_profile", "set_num_threads",
 ]

@@ -22,7 +22,8 @@ _COMPILE_FLAGS = {
     "cuda_arch", "emit", "emulate_cuda_kernels", "expert_parallel",
     "gemm_col_tile", "gemm_row_tile", "gpu_binary", "inline_constants",
     "linker", "mattr", "mcpu", "no_raise", "overlap_chunks", "overlap_model",
-    "overlap_tokens", "record_routing", "runtime_dir", "O",
+    "overlap_tokens", "prefetch_experts", "record_routing", "runtime_dir",
+    "O",
 }
 
 

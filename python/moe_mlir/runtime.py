@@ -414,6 +414,39 @@ def routing_profile(path, merge=True):
     _runtime.routing_profile_write(path, bool(merge))
 
 
+_READ_AHEAD = {"none": 0, "chosen": 1, "all": 2}
+
+
+def expert_cache(memory_limit=0, read_ahead="all"):
+    """Configures the runtime's expert cache, which modules compiled with
+    `prefetch_experts=True` (moe-compile --prefetch-experts) feed:
+    `memory_limit` bytes of their experts' weights at most stay in memory
+    (0: no budget), the ones used longest ago being evicted from the process
+    and the page cache; `read_ahead` says what a worker thread reads ahead:
+    "all" (each layer's chosen experts and the next layer's predicted
+    ones), "chosen" or "none". Configure it before loading the modules
+    (docs/Runtime.md, "Expert cache"). Raises InvalidArgumentError for a
+    negative limit or another mode."""
+    if read_ahead not in _READ_AHEAD:
+        raise InvalidArgumentError(
+            f"expert_cache: read_ahead must be one of "
+            f"{', '.join(_READ_AHEAD)}, not {read_ahead!r}")
+    _runtime.expert_cache_configure(int(memory_limit), _READ_AHEAD[read_ahead])
+
+
+def expert_cache_stats(reset=False, wait=False):
+    """The expert cache's counts (a dict: used, used_bytes, used_predicted,
+    predicted, read_ahead_bytes, evictions, evicted_bytes, resident_bytes;
+    docs/Runtime.md). `wait` first lets the worker finish its reads;
+    `reset` zeroes the counts after reading them."""
+    if wait:
+        _runtime.expert_cache_wait()
+    stats = _runtime.expert_cache_stats()
+    if reset:
+        _runtime.expert_cache_reset_stats()
+    return stats
+
+
 def set_num_threads(n):
     """Sets the runtime's worker-pool size (the calling thread counts as
     one); n <= 0 restores the default ($MOE_NUM_THREADS or all cores)."""

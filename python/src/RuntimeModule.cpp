@@ -627,6 +627,30 @@ PYBIND11_MODULE(_runtime, m) {
         check(moe_routing_profile_write(path.c_str(), merge ? 1 : 0));
       },
       py::arg("path"), py::arg("merge"));
+  m.def(
+      "expert_cache_configure",
+      [](int64_t memoryLimit, int readAhead) {
+        check(moe_expert_cache_configure(
+            memoryLimit, static_cast<moe_read_ahead>(readAhead)));
+      },
+      py::arg("memory_limit"), py::arg("read_ahead"));
+  m.def("expert_cache_stats", [] {
+    moe_expert_cache_stats s{};
+    moe_expert_cache_get_stats(&s);
+    py::dict d;
+    d["used"] = s.used;
+    d["used_bytes"] = s.used_bytes;
+    d["used_predicted"] = s.used_predicted;
+    d["predicted"] = s.predicted;
+    d["read_ahead_bytes"] = s.read_ahead_bytes;
+    d["evictions"] = s.evictions;
+    d["evicted_bytes"] = s.evicted_bytes;
+    d["resident_bytes"] = s.resident_bytes;
+    return d;
+  });
+  m.def("expert_cache_reset_stats", &moe_expert_cache_reset_stats);
+  m.def("expert_cache_wait", &moe_expert_cache_wait,
+        py::call_guard<py::gil_scoped_release>());
   m.def("set_num_threads", [](int64_t n) { check(moe_set_num_threads(n)); });
   m.def("get_num_threads", &moe_get_num_threads);
   m.def("communicator_size", &moe_communicator_size);

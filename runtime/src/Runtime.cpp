@@ -11,6 +11,7 @@
 #include "Backend.h"
 #include "Communicator.h"
 #include "Error.h"
+#include "ExpertCache.h"
 #include "Manifest.h"
 #include "NcclCommunicator.h"
 #include "RoutingProfile.h"
@@ -48,8 +49,10 @@ struct moe_module {
 
   ~moe_module() {
     backend.reset();
-    if (handle)
+    if (handle) {
+      moe::rt::expertCacheRemoveModule(handle);
       dlclose(handle);
+    }
   }
 };
 
@@ -218,7 +221,11 @@ void loadModule(const char *pathArg, moe_module **out) {
     fail(MOE_INVALID_MODULE, "cannot load module '" + path +
                                  "': " + (err ? err : "unknown dlopen error"));
   }
-  adviseHugePages(lib.h);
+  // Under an expert-cache budget the weights stay in 4 KiB pages, which
+  // the cache can evict expert by expert.
+  if (expertCacheMemoryLimit() == 0)
+    adviseHugePages(lib.h);
+  expertCacheAddModule(lib.h, dlPath);
   dlerror();
   using ManifestFn = const char *(*)();
   auto manifestFn =
@@ -651,6 +658,20 @@ void moe_routing_profile_start(void) { startRoutingProfile(); }
 void moe_routing_profile_stop(void) { stopRoutingProfile(); }
 
 int64_t moe_routing_profile_records(void) { return routingProfileRecords(); }
+
+moe_status moe_expert_cache_configure(int64_t memory_limit,
+                                      moe_read_ahead read_ahead) {
+  return guard([&] { configureExpertCache(memory_limit, read_ahead); });
+}
+
+void moe_expert_cache_get_stats(moe_expert_cache_stats *stats) {
+  if (stats)
+    *stats = expertCacheStats();
+}
+
+void moe_expert_cache_reset_stats(void) { resetExpertCacheStats(); }
+
+void moe_expert_cache_wait(void) { waitForExpertCache(); }
 
 moe_status moe_routing_profile_write(const char *path, int merge) {
   return guard([&] {

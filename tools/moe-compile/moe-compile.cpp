@@ -141,6 +141,14 @@ cl::opt<bool> recordRouting(
              "record the model's routing profile (-moe-record-routing; "
              "docs/RoutingProfiles.md)"),
     cl::init(false), cl::cat(category));
+cl::opt<bool> prefetchExperts(
+    "prefetch-experts",
+    cl::desc("CPU: for weights larger than memory, hand every layer's "
+             "chosen experts, and the next layer's as guessed from this "
+             "layer's tokens, to the runtime's expert cache, which reads "
+             "their pages ahead on a worker (-moe-prefetch-experts; "
+             "moe-run --weights-memory-limit; docs/Runtime.md)"),
+    cl::init(false), cl::cat(category));
 cl::opt<std::string> routingProfile(
     "routing-profile",
     cl::desc("Routing profile (JSON, from `moe-run --routing-profile`) that "
@@ -311,6 +319,10 @@ int compile(int argc, char **argv) {
     return fail("--record-routing is for single-process CPU modules (the "
                 "routes of --target=cuda and --expert-parallel modules are "
                 "not reported yet)");
+  if (prefetchExperts && (cuda || expertParallel > 1))
+    return fail("--prefetch-experts is for single-process CPU modules (a "
+                "cuda module's weights live in device memory; an "
+                "expert-parallel layer's are split over the ranks)");
   if (pruneExperts < 0 || mergeExperts < 0)
     return fail("--prune-experts and --merge-experts must be >= 0");
   if (pruneExperts > 0 && mergeExperts > 0)
@@ -470,6 +482,7 @@ int compile(int argc, char **argv) {
       pipeline.expertPackMinRows = avx512 ? int64_t(expertPackMinRows) : 0;
       pipeline.packExpertWeights = avx512 && packExpertWeights;
       pipeline.recordRouting = recordRouting;
+      pipeline.prefetchExperts = prefetchExperts;
       pipeline.routingProfile = routingProfile;
       pipeline.pruneExperts = pruneExperts;
       pipeline.mergeExperts = mergeExperts;

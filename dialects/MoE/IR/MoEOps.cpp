@@ -860,6 +860,35 @@ LogicalResult RecordRoutingOp::verify() {
   return success();
 }
 
+LogicalResult PrefetchExpertsOp::verify() {
+  if (getIds().getType().getRank() != 2)
+    return emitOpError() << "'ids' must be [T, k], got " << getIds().getType();
+  if (getWeights().empty())
+    return emitOpError("needs at least one expert-stacked weight");
+  std::optional<int64_t> numExperts;
+  for (auto [index, weight] : llvm::enumerate(getWeights())) {
+    auto type = cast<RankedTensorType>(weight.getType());
+    if (type.getRank() < 2 || !type.hasStaticShape())
+      return emitOpError() << "weight #" << index
+                           << " must be a static expert-stacked tensor "
+                              "[E, ...], got "
+                           << type;
+    if (!type.getElementType().isIntOrFloat() ||
+        type.getElementTypeBitWidth() % 8 != 0)
+      return emitOpError() << "weight #" << index
+                           << " must have whole-byte elements (an expert's "
+                              "bytes are its address range), got "
+                           << type.getElementType();
+    if (numExperts && *numExperts != type.getDimSize(0))
+      return emitOpError() << "weights must stack the same number of "
+                              "experts: weight #"
+                           << index << " has " << type.getDimSize(0)
+                           << ", weight #0 has " << *numExperts;
+    numExperts = type.getDimSize(0);
+  }
+  return success();
+}
+
 LogicalResult AllToAllWaitOp::verify() {
   auto start = getRequest().getDefiningOp<AllToAllStartOp>();
   if (!start)

@@ -579,6 +579,46 @@ def MoE_RecordRoutingOp : MoE_Op<"record_routing"> {
 }
 
 //===----------------------------------------------------------------------===//
+// PrefetchExpertsOp
+//===----------------------------------------------------------------------===//
+
+def MoE_PrefetchExpertsOp : MoE_Op<"prefetch_experts"> {
+  let summary = "hint that some experts' weights are about to be read";
+  let description = [{
+    Tells the runtime that the experts named in `ids` (`[T, k]`, as a
+    `moe.route` returns them; `-1` and ids past the experts are ignored)
+    of layer `layer` are about to be read from `weights`, expert-stacked
+    tensors (dimension 0 is the expert) that the module holds as
+    constants. It changes no value: it lowers, per weight, to a call of the
+    runtime's `moe_rt_prefetch_experts` with the weight's address and the
+    bytes of one expert, and the runtime's expert cache reads those experts'
+    pages ahead on a worker thread and, under a weights memory budget,
+    evicts the experts used longest ago (docs/Runtime.md, "Expert cache").
+
+    With `predicted` the ids are a guess made a layer early (layer
+    `layer`'s router run on the previous layer's tokens, as
+    `-moe-prefetch-experts` builds it), so that the reads overlap the
+    previous layer's compute; without it they are the layer's own choice.
+
+    ```mlir
+    moe.prefetch_experts %ids, %fc1, %fc2 {layer = 0 : i64}
+        : tensor<?x2xi32>, tensor<8x512x64xf32>, tensor<8x64x256xf32>
+    moe.prefetch_experts %guess, %fc1_next, %fc2_next {layer = 1 : i64,
+        predicted} : tensor<?x2xi32>, tensor<8x512x64xf32>,
+        tensor<8x64x256xf32>
+    ```
+  }];
+  let arguments = (ins MoE_IdTensor:$ids,
+                       Variadic<AnyRankedTensor>:$weights,
+                       ConfinedAttr<I64Attr, [IntNonNegative]>:$layer,
+                       UnitAttr:$predicted);
+  let assemblyFormat = [{
+    $ids `,` $weights attr-dict `:` type($ids) `,` type($weights)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
 // ParallelCallOp
 //===----------------------------------------------------------------------===//
 

@@ -98,6 +98,12 @@ struct CPUPipelineOptions
       llvm::cl::desc("Report every route's expert ids to the runtime's "
                      "routing profile (-moe-record-routing)"),
       llvm::cl::init(false)};
+  PassOptions::Option<bool> prefetchExperts{
+      *this, "prefetch-experts",
+      llvm::cl::desc("Hand every layer's chosen experts, and the next "
+                     "layer's guessed ones, to the runtime's expert cache "
+                     "to read ahead (-moe-prefetch-experts)"),
+      llvm::cl::init(false)};
   PassOptions::Option<bool> emulateCUDAKernels{
       *this, "emulate-cuda-kernels",
       llvm::cl::desc("Testing: lower the stage ops through the cuda target's "

@@ -29,6 +29,11 @@ struct RunOptions {
   double commTimeout = 0; ///< 0: $MOE_COMM_TIMEOUT or the library default
   /// --routing-profile=FILE: the run's routing counts are added there.
   std::string routingProfile;
+  /// --weights-memory-limit=SIZE: the expert cache's budget in bytes (0:
+  /// none).
+  int64_t weightsMemoryLimit = 0;
+  /// --read-ahead=none|chosen|all (unset: the runtime's default, all).
+  std::string readAhead;
 };
 
 /// Parses argv (argv[0] is the program). --help prints the usage and exits

@@ -191,6 +191,47 @@ def MoEInt8Activations : Pass<"moe-int8-activations"> {
   }];
 }
 
+def MoEPrefetchExperts : Pass<"moe-prefetch-experts",
+                              "::mlir::func::FuncOp"> {
+  let summary = "Read each layer's experts, and the next layer's guessed "
+                "ones, ahead from the module's weights";
+  let description = [{
+    For weights larger than memory: inserts after every `moe.route` whose
+    routed `moe.expert` has constant weights a `moe.prefetch_experts` of the
+    route's ids and those weights, so that the runtime's expert cache starts
+    reading the chosen experts' pages before the tokens are gathered
+    (docs/Runtime.md, "Expert cache"; `moe-compile --prefetch-experts`).
+    Routes are numbered from 0 in the order they appear, as
+    `-moe-record-routing` numbers them.
+
+    With `pre-gating` (the default) it also guesses the next layer's choice
+    as `-moe-record-routing` does (the next route's router run on this
+    route's tokens, where both routes take their router weight) and
+    prefetches the guessed experts of the next layer's weights
+    (`predicted`), a whole layer of compute ahead of their use.
+
+    ```mlir
+    %w0, %ids0 = moe.route %x router_weight %r0 {k = 2 : i64} : ...
+    ```
+    becomes
+    ```mlir
+    %w0, %ids0 = moe.route %x router_weight %r0 {k = 2 : i64} : ...
+    moe.prefetch_experts %ids0, %fc1_0, %fc2_0 {layer = 0 : i64} : ...
+    %gw, %guess = moe.route %x router_weight %r1 {k = 2 : i64} : ...
+    moe.prefetch_experts %guess, %fc1_1, %fc2_1 {layer = 1 : i64,
+                                                 predicted} : ...
+    ```
+
+    Expert weights that are function arguments are the caller's memory and
+    are not prefetched; expert-parallel layers are left alone.
+  }];
+  let options = [
+    Option<"preGating", "pre-gating", "bool", /*default=*/"true",
+           "Also prefetch the next layer's experts as guessed from this "
+           "layer's tokens">,
+  ];
+}
+
 def MoERecordRouting : Pass<"moe-record-routing", "::mlir::ModuleOp"> {
   let summary = "Record every route's expert choices in the routing profile";
   let description = [{

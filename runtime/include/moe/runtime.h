@@ -323,6 +323,45 @@ MOE_API int64_t moe_routing_profile_records(void);
  * written. */
 MOE_API moe_status moe_routing_profile_write(const char *path, int merge);
 
+/*===---------- Expert cache (docs/Runtime.md, "Expert cache") -----------===*/
+
+/* What the expert cache counted since the start or the last reset. A
+ * "slice" is one expert of one expert-stacked weight of a module compiled
+ * with `moe-compile --prefetch-experts`. */
+typedef struct moe_expert_cache_stats {
+  int64_t used;             /* slices layers announced they are reading */
+  int64_t used_bytes;       /* their bytes */
+  int64_t used_predicted;   /* used slices a prediction named beforehand */
+  int64_t predicted;        /* slices named by predictions (pre-gating) */
+  int64_t read_ahead_bytes; /* bytes the worker found outside memory and read */
+  int64_t evictions;        /* slices evicted to keep the budget */
+  int64_t evicted_bytes;
+  int64_t resident_bytes; /* slice bytes the budget counts now */
+} moe_expert_cache_stats;
+
+/* What the expert cache reads ahead of use. */
+typedef enum moe_read_ahead {
+  MOE_READ_AHEAD_NONE = 0,   /* nothing: experts are read when used */
+  MOE_READ_AHEAD_CHOSEN = 1, /* a layer's chosen experts, once it is routed */
+  MOE_READ_AHEAD_ALL = 2     /* those and the next layer's predicted ones */
+} moe_read_ahead;
+
+/* Sets the expert cache's memory budget in bytes (0: none, the default)
+ * and what it reads ahead on its worker thread (MOE_READ_AHEAD_ALL by
+ * default). With a budget, at most that many bytes of announced experts
+ * stay in memory: the ones announced longest ago leave the process and the
+ * page cache (they are read from the module file again when used), as on a
+ * machine whose memory does not hold all of a model's experts; lowering it
+ * evicts at once. Set it before loading a module so that the module's
+ * weights are not mapped with huge pages, which evict only whole.
+ * MOE_INVALID_ARGUMENT for a negative budget or an unknown mode. */
+MOE_API moe_status moe_expert_cache_configure(int64_t memory_limit,
+                                              moe_read_ahead read_ahead);
+MOE_API void moe_expert_cache_get_stats(moe_expert_cache_stats *stats);
+MOE_API void moe_expert_cache_reset_stats(void);
+/* Returns when the worker has read every expert announced so far. */
+MOE_API void moe_expert_cache_wait(void);
+
 /*===------------- Module-facing functions (docs/Runtime.md) -------------===*/
 
 /* Runs body(ctx, begin, end) over a partition of [0, n) on the worker pool,
@@ -363,6 +402,16 @@ MOE_API void moe_rt_record_routing(int64_t layer, int64_t experts,
 MOE_API void moe_rt_record_predicted_routing(int64_t layer, int64_t experts,
                                              int64_t tokens, int64_t top_k,
                                              const int32_t *ids);
+
+/* Announces that layer `layer` is about to read the experts named in
+ * `ids` ([tokens, top_k], row-major; ids outside [0, experts) are ignored)
+ * of `weights`, an expert-stacked weight of `expert_bytes` bytes per
+ * expert (`predicted` non-zero: a guess made a layer early). Hands them to
+ * the expert cache; nothing else. */
+MOE_API void moe_rt_prefetch_experts(int64_t layer, int64_t predicted,
+                                     int64_t experts, int64_t tokens,
+                                     int64_t top_k, const int32_t *ids,
+                                     const void *weights, int64_t expert_bytes);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -1171,3 +1171,45 @@ func.func @record_routing_experts(%ids: tensor<6x2xi32>) {
   moe.record_routing %ids {layer = 0 : i64, num_experts = 0 : i64} : tensor<6x2xi32>
   return
 }
+
+// -----
+
+// moe.prefetch_experts names experts by a route's ids, [T, k].
+func.func @prefetch_experts_rank(%ids: tensor<6xi32>, %w: tensor<8x16x4xf32>) {
+  // expected-error @+1 {{'ids' must be [T, k], got 'tensor<6xi32>'}}
+  moe.prefetch_experts %ids, %w {layer = 0 : i64} : tensor<6xi32>, tensor<8x16x4xf32>
+  return
+}
+
+// -----
+
+func.func @prefetch_experts_no_weight(%ids: tensor<6x2xi32>) {
+  // expected-error @+1 {{needs at least one expert-stacked weight}}
+  "moe.prefetch_experts"(%ids) {layer = 0 : i64} : (tensor<6x2xi32>) -> ()
+  return
+}
+
+// -----
+
+// An expert is an address range: the weights' shapes must be static.
+func.func @prefetch_experts_dynamic(%ids: tensor<6x2xi32>, %w: tensor<?x16x4xf32>) {
+  // expected-error @+1 {{weight #0 must be a static expert-stacked tensor [E, ...], got 'tensor<?x16x4xf32>'}}
+  moe.prefetch_experts %ids, %w {layer = 0 : i64} : tensor<6x2xi32>, tensor<?x16x4xf32>
+  return
+}
+
+// -----
+
+func.func @prefetch_experts_sub_byte(%ids: tensor<6x2xi32>, %w: tensor<8x16x4xi4>) {
+  // expected-error @+1 {{weight #0 must have whole-byte elements (an expert's bytes are its address range), got 'i4'}}
+  moe.prefetch_experts %ids, %w {layer = 0 : i64} : tensor<6x2xi32>, tensor<8x16x4xi4>
+  return
+}
+
+// -----
+
+func.func @prefetch_experts_counts(%ids: tensor<6x2xi32>, %w1: tensor<8x16x4xf32>, %w2: tensor<4x4x16xf32>) {
+  // expected-error @+1 {{weights must stack the same number of experts: weight #1 has 4, weight #0 has 8}}
+  moe.prefetch_experts %ids, %w1, %w2 {layer = 0 : i64} : tensor<6x2xi32>, tensor<8x16x4xf32>, tensor<4x4x16xf32>
+  return
+}

@@ -212,3 +212,14 @@ func.func @layer_expert_parallel(%x: tensor<?x16xf32>, %l: tensor<?x5xf32>, %w1:
   %0 = moe.layer %x, %l fc1 %w1 fc2 %w2 {k = 2 : i64, expert_parallel = #moe.expert_parallel<grid = @moe_ep, ranks = 2, num_experts = 5>} : (tensor<?x16xf32>, tensor<?x5xf32>, tensor<3x8x16xf32>, tensor<3x16x8xf32>) -> tensor<?x16xf32>
   return %0 : tensor<?x16xf32>
 }
+
+// -----
+
+// CHECK-LABEL: func.func @prefetch_experts
+// CHECK:       moe.prefetch_experts %{{.*}}, %{{.*}}, %{{.*}} {layer = 1 : i64, predicted} : tensor<?x2xi32>, tensor<8x512x64xf32>, tensor<8x64x256xf32>
+// CHECK:       moe.record_routing %{{.*}} {layer = 1 : i64, num_experts = 8 : i64, predicted} : tensor<?x2xi32>
+func.func @prefetch_experts(%ids: tensor<?x2xi32>, %w1: tensor<8x512x64xf32>, %w2: tensor<8x64x256xf32>) {
+  moe.prefetch_experts %ids, %w1, %w2 {layer = 1 : i64, predicted} : tensor<?x2xi32>, tensor<8x512x64xf32>, tensor<8x64x256xf32>
+  moe.record_routing %ids {layer = 1 : i64, num_experts = 8 : i64, predicted} : tensor<?x2xi32>
+  return
+}
