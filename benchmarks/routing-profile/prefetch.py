@@ -25,6 +25,9 @@ bytes). Variants:
              runtime's worker once the layer is routed
   all        and the next layer's experts as guessed from this layer's
              tokens (pre-gating), a layer ahead
+  budget-M   (cgroup only) mode M with the runtime's budget as well, 0.9 of
+             the experts' share of the limit: the runtime decides which
+             experts leave, a whole expert at a time
 
 The stall of a budget variant is its time per step minus the resident
 one's. Variants are interleaved, passes repeated; the table gives the median
@@ -192,13 +195,20 @@ def main():
                     peak = min(r["peak"] for r in results["resident"])
                     cgroup_limit = peak - int(total * (1 - args.limit))
                 set_cgroup(cgroup, None if v == "resident" else cgroup_limit)
-            budget = 0 if (cgroup or v == "resident") else limit
+            # "budget-MODE": under the cgroup too, the runtime's own budget
+            # (a little under the experts' share of the limit) decides
+            # which experts leave, a whole expert at a time.
+            mode = v.split("-", 1)[1] if v.startswith("budget-") else v
+            if v.startswith("budget-"):
+                budget = int(total * args.limit * 0.9)
+            else:
+                budget = 0 if (cgroup or v == "resident") else limit
             out = run(["/usr/bin/python3", "-c", DRIVER, so,
-                       os.path.join(folder, "inputs.txt"), str(budget), v,
+                       os.path.join(folder, "inputs.txt"), str(budget), mode,
                        str(args.steps), str(args.warmup), str(args.threads),
                        "7", str(spec["vocab"]), cgroup or "-"], env=env)
             r = json.loads(out.strip().splitlines()[-1])
-            results[v].append(r)
+            results.setdefault(v, []).append(r)
             log(f"{name} {v}: mean {1e3 * statistics.mean(r['times']):.2f} ms, "
                 f"median {1e3 * statistics.median(r['times']):.2f} ms, "
                 f"faults {r['stats']['major_faults']}, peak {r['peak'] / 1e6:.0f} MB")

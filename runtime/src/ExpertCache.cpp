@@ -7,10 +7,8 @@
 // an address range of the module's read-only segment, pages of its file.
 //
 // * Read-ahead: a worker thread reads hinted experts that are not in memory
-//   (mincore) with MADV_WILLNEED, which starts the reads of the whole range
-//   at once, then MADV_POPULATE_READ, which waits for them and maps the
-//   pages, so that the layer using them finds them mapped instead of
-//   faulting them in a few pages at a time.
+//   (mincore) with MADV_POPULATE_READ, which faults them in and maps them,
+//   so that the layer finds them mapped instead of waiting on the file.
 // * Budget: with a memory limit, at most that many bytes of hinted experts
 //   are kept resident; the experts hinted longest ago are evicted: their
 //   pages leave the process (MADV_DONTNEED) and the page cache
@@ -298,7 +296,14 @@ private:
   }
 
   /// Reads [begin, begin + bytes) into memory and maps it, unless every
-  /// page is in memory already; returns the bytes read.
+  /// page is in memory already; returns the bytes read. MADV_POPULATE_READ
+  /// faults the range in as the layer would (the kernel's readahead
+  /// included), only earlier and on this thread. MADV_WILLNEED first was
+  /// tried and made decode steps under a memory cgroup 1.8-2.3x slower
+  /// than no read-ahead at all: it allocates and reads the whole range at
+  /// once, which under memory pressure reclaims what the running layer is
+  /// reading (benchmarks/RESULTS.md). Kernels before 5.14 lack it: the
+  /// pages are touched instead.
   static size_t readIn(uintptr_t begin, size_t bytes) {
     uintptr_t page = pageSize();
     uintptr_t first = begin & ~(page - 1);
@@ -309,8 +314,13 @@ private:
         std::all_of(inMemory.begin(), inMemory.end(),
                     [](unsigned char v) { return v & 1; }))
       return 0;
-    madvise(reinterpret_cast<void *>(first), last - first, MADV_WILLNEED);
-    madvise(reinterpret_cast<void *>(first), last - first, MADV_POPULATE_READ);
+    if (madvise(reinterpret_cast<void *>(first), last - first,
+                MADV_POPULATE_READ) != 0) {
+      unsigned sum = 0;
+      for (uintptr_t p = first; p < last; p += page)
+        sum += *reinterpret_cast<volatile const unsigned char *>(p);
+      (void)sum;
+    }
     return last - first;
   }
 
