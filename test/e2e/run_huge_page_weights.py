@@ -13,10 +13,8 @@ of under 16 MiB of weights keeps 4 KiB alignment.
 
     run_huge_page_weights.py --bin DIR --work DIR
 """
-import argparse
 import os
 import struct
-import subprocess
 import sys
 
 sys.dont_write_bytecode = True
@@ -24,16 +22,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
 import numpy as np  # noqa: E402
 from bf16_layer import layer_mlir, reference  # noqa: E402
+from e2e_tools import parse_args, run  # noqa: E402
 
 HUGE = 2 << 20
-
-
-def run(cmd):
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"FAIL: {' '.join(cmd)} exited {result.returncode}\n"
-                 f"{result.stdout}{result.stderr}")
-    return result
 
 
 def largest_load_segment(path):
@@ -56,14 +47,7 @@ def largest_load_segment(path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--bin", required=True)
-    parser.add_argument("--work", required=True)
-    args = parser.parse_args()
-    work = os.path.join(args.work, "huge-page-weights")
-    os.makedirs(work, exist_ok=True)
-    compile_ = os.path.join(args.bin, "moe-compile")
-    moe_run = os.path.join(args.bin, "moe-run")
+    work, compile_, moe_run = parse_args(__doc__, "huge-page-weights")
     rng = np.random.default_rng(3)
     x = rng.standard_normal((37, 256)).astype(np.float32)
     x_path = os.path.join(work, "x.npy")

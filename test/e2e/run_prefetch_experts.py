@@ -16,10 +16,8 @@ layer's remain counted. Misuses fail or warn with a message.
 
     run_prefetch_experts.py --bin DIR --work DIR
 """
-import argparse
 import os
 import re
-import subprocess
 import sys
 
 sys.dont_write_bytecode = True
@@ -27,6 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
 import numpy as np  # noqa: E402
 from bf16_layer import _resource_hex, reference  # noqa: E402
+from e2e_tools import parse_args, run  # noqa: E402
 
 H, I, E, K, LAYERS, T = 128, 256, 8, 2, 3, 16
 LIMIT = 1 << 20
@@ -64,14 +63,6 @@ def top_k(x, router):
     return np.argsort(-logits, axis=-1, kind="stable")[:, :K]
 
 
-def run(cmd, expect_ok=True):
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if (result.returncode == 0) != expect_ok:
-        sys.exit(f"FAIL: {' '.join(cmd)} exited {result.returncode}\n"
-                 f"{result.stdout}{result.stderr}")
-    return result
-
-
 def cache_line(stdout, when="run"):
     m = re.search(r"expert cache \(" + re.escape(when) +
                   r"\): (\d+) expert slices used \(([\d.]+) MiB\), (\d+) "
@@ -85,14 +76,7 @@ def cache_line(stdout, when="run"):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--bin", required=True)
-    parser.add_argument("--work", required=True)
-    args = parser.parse_args()
-    work = os.path.join(args.work, "prefetch-experts")
-    os.makedirs(work, exist_ok=True)
-    compile_tool = os.path.join(args.bin, "moe-compile")
-    run_tool = os.path.join(args.bin, "moe-run")
+    work, compile_tool, run_tool = parse_args(__doc__, "prefetch-experts")
 
     rng = np.random.default_rng(11)
     layers = [dict(router=rng.standard_normal((E, H), dtype=np.float32),

@@ -20,10 +20,8 @@ layer shape.
 
     run_prune_experts.py --bin DIR --work DIR
 """
-import argparse
 import json
 import os
-import subprocess
 import sys
 
 sys.dont_write_bytecode = True
@@ -31,29 +29,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
 import numpy as np  # noqa: E402
 from bf16_layer import layer_mlir, reference  # noqa: E402
+from e2e_tools import parse_args, run  # noqa: E402
 
 H, I, E, K = 64, 64, 8, 2
 PRUNE = [1, 3]
 MERGE = [1, 3]
 
 
-def run(cmd, expect_ok=True):
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if (result.returncode == 0) != expect_ok:
-        sys.exit(f"FAIL: {' '.join(cmd)} exited {result.returncode}\n"
-                 f"{result.stdout}{result.stderr}")
-    return result
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--bin", required=True)
-    parser.add_argument("--work", required=True)
-    args = parser.parse_args()
-    work = os.path.join(args.work, "prune-experts")
-    os.makedirs(work, exist_ok=True)
-    compile_ = os.path.join(args.bin, "moe-compile")
-    moe_run = os.path.join(args.bin, "moe-run")
+    work, compile_, moe_run = parse_args(__doc__, "prune-experts")
 
     rng = np.random.default_rng(5)
     # Tokens share a direction that some routers' rows follow more: those

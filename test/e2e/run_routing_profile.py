@@ -20,13 +20,16 @@ as numpy computes them from the outputs moe-run wrote.
 
     run_routing_profile.py --bin DIR --work DIR
 """
-import argparse
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
+
+sys.dont_write_bytecode = True
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
+from e2e_tools import parse_args, run  # noqa: E402
 
 H, I = 32, 16
 LAYERS = [(8, 2), (4, 1)]  # (experts, top-k)
@@ -154,14 +157,6 @@ def check_pre_gating(compile_, moe_run, work):
                     for w in want[1:]))
 
 
-def run(cmd, expect_ok=True):
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if (result.returncode == 0) != expect_ok:
-        sys.exit(f"FAIL: {' '.join(cmd)} exited {result.returncode}\n"
-                 f"{result.stdout}{result.stderr}")
-    return result
-
-
 def expected_counts(logits, E, k):
     """Tokens per expert and the co-activation matrix of top-k choices."""
     top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
@@ -176,14 +171,7 @@ def expected_counts(logits, E, k):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--bin", required=True)
-    parser.add_argument("--work", required=True)
-    args = parser.parse_args()
-    work = os.path.join(args.work, "routing-profile")
-    os.makedirs(work, exist_ok=True)
-    compile_ = os.path.join(args.bin, "moe-compile")
-    moe_run = os.path.join(args.bin, "moe-run")
+    work, compile_, moe_run = parse_args(__doc__, "routing-profile")
     mlir = os.path.join(work, "layers.mlir")
     with open(mlir, "w") as f:
         f.write(layer_mlir())
