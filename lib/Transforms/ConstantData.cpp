@@ -18,6 +18,27 @@ std::optional<ArrayRef<char>> moe::constantBytes(ElementsAttr attr) {
   return std::nullopt;
 }
 
+std::optional<SmallVector<char>> moe::elementBytes(ElementsAttr attr,
+                                                   RankedTensorType type) {
+  if (!type.getElementType().isIntOrFloat() ||
+      type.getElementTypeBitWidth() % 8 != 0)
+    return std::nullopt;
+  std::optional<ArrayRef<char>> raw = constantBytes(attr);
+  if (!raw)
+    return std::nullopt;
+  size_t elementSize = type.getElementTypeBitWidth() / 8;
+  size_t total = type.getNumElements() * elementSize;
+  if (raw->size() == total)
+    return SmallVector<char>(raw->begin(), raw->end());
+  if (raw->size() != elementSize)
+    return std::nullopt;
+  SmallVector<char> bytes;
+  bytes.reserve(total);
+  for (int64_t i = 0, e = type.getNumElements(); i < e; ++i)
+    bytes.append(raw->begin(), raw->end());
+  return bytes;
+}
+
 ElementsAttr
 moe::rebuildConstant(ElementsAttr like, RankedTensorType type,
                      StringRef keySuffix,

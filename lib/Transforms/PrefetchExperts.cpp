@@ -44,16 +44,11 @@ ExpertOp routedExperts(RouteOp route) {
 /// the caller's memory, nothing to read ahead.
 SmallVector<Value> constantWeights(ExpertOp experts) {
   SmallVector<Value> weights;
-  for (Value operand :
-       {experts.getFc1(), experts.getFc1Bias(), experts.getFc2(),
-        experts.getFc2Bias(), experts.getFc3(), experts.getFc3Bias(),
-        experts.getFc1Scales(), experts.getFc2Scales(), experts.getFc3Scales(),
-        experts.getFc1ZeroPoints(), experts.getFc2ZeroPoints(),
-        experts.getFc3ZeroPoints()}) {
-    auto type = dyn_cast_if_present<RankedTensorType>(
-        operand ? operand.getType() : Type());
-    if (type && type.hasStaticShape() && matchPattern(operand, m_Constant()))
-      weights.push_back(operand);
+  for (OpOperand *operand : experts.getExpertStackedOperands()) {
+    Value weight = operand->get();
+    if (cast<RankedTensorType>(weight.getType()).hasStaticShape() &&
+        matchPattern(weight, m_Constant()))
+      weights.push_back(weight);
   }
   return weights;
 }

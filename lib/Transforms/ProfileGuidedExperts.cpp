@@ -106,15 +106,8 @@ SmallVector<ExpertOperand> moe::expertOperands(LayerOp layer) {
   };
   add(layer.getRouterWeightMutable(), true);
   add(layer.getScoreBiasMutable(), true);
-  operands.push_back({&layer.getFc1Mutable(), false});
-  operands.push_back({&layer.getFc2Mutable(), false});
-  for (MutableOperandRange range :
-       {layer.getFc1BiasMutable(), layer.getFc2BiasMutable(),
-        layer.getFc3Mutable(), layer.getFc3BiasMutable(),
-        layer.getFc1ScalesMutable(), layer.getFc2ScalesMutable(),
-        layer.getFc3ScalesMutable(), layer.getFc1ZeroPointsMutable(),
-        layer.getFc2ZeroPointsMutable(), layer.getFc3ZeroPointsMutable()})
-    add(range, false);
+  for (OpOperand *operand : layer.getExpertStackedOperands())
+    operands.push_back({operand, false});
   return operands;
 }
 

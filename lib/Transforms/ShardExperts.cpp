@@ -11,6 +11,8 @@
 
 #include "moe-mlir/Transforms/Passes.h"
 
+#include "moe-mlir/Transforms/ConstantData.h"
+
 #include "MoE/IR/MoEOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -33,55 +35,10 @@ namespace {
 constexpr StringLiteral kGridName = "moe_ep";
 constexpr StringLiteral kSplitAttr = "moe.split";
 
-/// The operands of `layer` that are stacked per routed expert.
-SmallVector<OpOperand *> perExpertOperands(LayerOp layer) {
-  SmallVector<OpOperand *> operands{&layer.getFc1Mutable(),
-                                    &layer.getFc2Mutable()};
-  for (MutableOperandRange range :
-       {layer.getFc1BiasMutable(), layer.getFc2BiasMutable(),
-        layer.getFc3Mutable(), layer.getFc3BiasMutable(),
-        layer.getFc1ScalesMutable(), layer.getFc2ScalesMutable(),
-        layer.getFc3ScalesMutable(), layer.getFc1ZeroPointsMutable(),
-        layer.getFc2ZeroPointsMutable(), layer.getFc3ZeroPointsMutable()})
-    for (unsigned i = 0, e = range.size(); i < e; ++i)
-      operands.push_back(&range[i]);
-  return operands;
-}
-
 RankedTensorType withExperts(RankedTensorType type, int64_t experts) {
   SmallVector<int64_t> shape(type.getShape());
   shape[0] = experts;
   return type.clone(shape);
-}
-
-/// The bytes of a constant tensor, row-major; failure for an elided
-/// resource or an element type without a byte layout.
-FailureOr<SmallVector<char>> constantBytes(Attribute value,
-                                           RankedTensorType type) {
-  if (!type.getElementType().isIntOrFloat() ||
-      type.getElementTypeBitWidth() % 8 != 0)
-    return failure();
-  int64_t elementBytes = type.getElementTypeBitWidth() / 8;
-  int64_t total = type.getNumElements() * elementBytes;
-  if (auto dense = dyn_cast<DenseElementsAttr>(value)) {
-    ArrayRef<char> raw = dense.getRawData();
-    if (dense.isSplat()) {
-      SmallVector<char> bytes;
-      bytes.reserve(total);
-      for (int64_t i = 0; i < type.getNumElements(); ++i)
-        bytes.append(raw.begin(), raw.begin() + elementBytes);
-      return bytes;
-    }
-    return SmallVector<char>(raw.begin(), raw.end());
-  }
-  if (auto resource = dyn_cast<DenseResourceElementsAttr>(value)) {
-    AsmResourceBlob *blob = resource.getRawHandle().getBlob();
-    if (!blob || static_cast<int64_t>(blob->getData().size()) != total)
-      return failure();
-    ArrayRef<char> data = blob->getData();
-    return SmallVector<char>(data.begin(), data.end());
-  }
-  return failure();
 }
 
 class ShardExpertsPass
@@ -154,7 +111,7 @@ private:
     int64_t perRank = ep.getExpertsPerRank();
 
     Value rank;
-    for (OpOperand *operand : perExpertOperands(layer)) {
+    for (OpOperand *operand : layer.getExpertStackedOperands()) {
       Value value = operand->get();
       auto type = cast<RankedTensorType>(value.getType());
       RankedTensorType shardType = withExperts(type, perRank);
@@ -176,9 +133,9 @@ private:
                << "expert weights must be function arguments or constants "
                   "to be split over ranks; operand #"
                << operand->getOperandNumber() << " is neither";
-      FailureOr<SmallVector<char>> bytes =
-          constantBytes(constant.getValue(), type);
-      if (failed(bytes))
+      std::optional<SmallVector<char>> bytes =
+          elementBytes(cast<ElementsAttr>(constant.getValue()), type);
+      if (!bytes)
         return constant.emitOpError(
             "cannot be split over ranks: its elements are not available as "
             "bytes");

@@ -860,6 +860,30 @@ LogicalResult RecordRoutingOp::verify() {
   return success();
 }
 
+/// fc1, fc2, then the present ones of the optional expert-stacked operands
+/// of a moe.layer or moe.expert (the two spell them alike).
+template <typename OpTy>
+static SmallVector<OpOperand *> expertStackedOperands(OpTy op) {
+  SmallVector<OpOperand *> operands{&op.getFc1Mutable(), &op.getFc2Mutable()};
+  for (MutableOperandRange range :
+       {op.getFc1BiasMutable(), op.getFc2BiasMutable(), op.getFc3Mutable(),
+        op.getFc3BiasMutable(), op.getFc1ScalesMutable(),
+        op.getFc2ScalesMutable(), op.getFc3ScalesMutable(),
+        op.getFc1ZeroPointsMutable(), op.getFc2ZeroPointsMutable(),
+        op.getFc3ZeroPointsMutable()})
+    if (!range.empty())
+      operands.push_back(&range[0]);
+  return operands;
+}
+
+SmallVector<OpOperand *> LayerOp::getExpertStackedOperands() {
+  return expertStackedOperands(*this);
+}
+
+SmallVector<OpOperand *> ExpertOp::getExpertStackedOperands() {
+  return expertStackedOperands(*this);
+}
+
 LogicalResult PrefetchExpertsOp::verify() {
   if (getIds().getType().getRank() != 2)
     return emitOpError() << "'ids' must be [T, k], got " << getIds().getType();

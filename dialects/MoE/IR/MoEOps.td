@@ -292,6 +292,9 @@ def MoE_ExpertOp : MoE_Op<"expert", [Pure, AttrSizedOperandSegments]> {
     bool combinesRows() { return static_cast<bool>(getCombineInto()); }
     /// Whether the input rows are read in place through `gather_tokens`.
     bool gathersRows() { return static_cast<bool>(getGatherTokens()); }
+    /// The operands stacked per expert along dimension 0: fc1, fc2 and
+    /// whichever biases, fc3, scales and zero points are present.
+    SmallVector<OpOperand *> getExpertStackedOperands();
   }];
 }
 
@@ -449,6 +452,10 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments,
     int64_t getNumZeroExperts() {
       return getZeroExperts() ? getZeroExperts()->size() : 0;
     }
+    /// The operands stacked per routed FFN expert along dimension 0: fc1,
+    /// fc2 and whichever biases, fc3, scales and zero points are present
+    /// (not the router's rows nor the shared experts).
+    SmallVector<OpOperand *> getExpertStackedOperands();
   }];
 }
 

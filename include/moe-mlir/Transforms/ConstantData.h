@@ -21,6 +21,11 @@ namespace mlir::moe {
 /// resource, an unsupported attribute).
 std::optional<ArrayRef<char>> constantBytes(ElementsAttr attr);
 
+/// Every element's bytes of a constant of `type` (whole-byte elements), a
+/// splat repeated; none when they are not available or of another size.
+std::optional<SmallVector<char>> elementBytes(ElementsAttr attr,
+                                              RankedTensorType type);
+
 /// A constant of `type` of the same kind as `like`: dense elements, or a
 /// dense resource named after `like`'s with `keySuffix`; `fill` writes its
 /// elements' bytes (the byte size of `type`'s elements) in row-major order.
