@@ -47,11 +47,22 @@ struct TensorLevelOptions {
   std::string routingProfile;
   int64_t pruneExperts = 0;
   int64_t mergeExperts = 0;
+  bool placeExperts = false;
 };
 
 /// The tensor-level start every target shares: the manifest, the layer
 /// split into its four stages, one tensor per function result.
 void addTensorLevelPasses(OpPassManager &pm, const TensorLevelOptions &o) {
+  // Placement renumbers the experts that sharding then cuts into blocks; it
+  // reads the router's rows, so the router becomes the layer's weight first.
+  if (o.placeExperts && o.expertParallel > 1) {
+    if (o.fuseRouter)
+      pm.addPass(moe::createMoEFuseRouter());
+    moe::MoEPlaceExpertsOptions place;
+    place.profile = o.routingProfile;
+    place.ranks = o.expertParallel;
+    pm.addPass(moe::createMoEPlaceExperts(place));
+  }
   // Sharding changes the signatures each rank sees, so it comes before the
   // manifest.
   if (o.expertParallel > 0) {
@@ -196,6 +207,7 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   tensorLevel.overlapModel = options.overlapModel;
   tensorLevel.routingProfile = options.routingProfile;
   tensorLevel.pruneExperts = options.pruneExperts;
+  tensorLevel.placeExperts = options.placeExperts;
   tensorLevel.mergeExperts = options.mergeExperts;
   // The cuda target's kernels (emulated here) take the unfused stages.
   if (!options.emulateCUDAKernels) {
@@ -284,6 +296,7 @@ void moe::buildCUDALoweringPipeline(OpPassManager &pm,
   tensorLevel.overlapModel = options.overlapModel;
   tensorLevel.routingProfile = options.routingProfile;
   tensorLevel.pruneExperts = options.pruneExperts;
+  tensorLevel.placeExperts = options.placeExperts;
   tensorLevel.mergeExperts = options.mergeExperts;
   addTensorLevelPasses(pm, tensorLevel);
   // The stage ops become kernels on buffers; what remains is bufferized

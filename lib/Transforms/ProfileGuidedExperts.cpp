@@ -2,6 +2,8 @@
 
 #include "moe-mlir/Transforms/ProfileGuidedExperts.h"
 
+#include "moe-mlir/Transforms/ConstantData.h"
+
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -85,6 +87,27 @@ FailureOr<ArrayRef<int64_t>> moe::checkLayer(LayerOp layer, int64_t index,
     return refuse("its router is not the layer's weight (a router MatMul "
                   "of the layer's input is made one by -moe-fuse-router)");
   return ArrayRef<int64_t>(tokens);
+}
+
+FailureOr<ElementsAttr> moe::selectLeading(ElementsAttr attr,
+                                           ArrayRef<int64_t> rows,
+                                           StringRef keySuffix) {
+  auto type = cast<RankedTensorType>(attr.getType());
+  SmallVector<int64_t> shape(type.getShape());
+  shape[0] = rows.size();
+  auto selectedType = RankedTensorType::get(shape, type.getElementType());
+  if (auto dense = dyn_cast<DenseElementsAttr>(attr); dense && dense.isSplat())
+    return ElementsAttr(dense.resizeSplat(selectedType));
+  std::optional<ArrayRef<char>> bytes = constantBytes(attr);
+  if (!bytes || type.getElementTypeBitWidth() % 8)
+    return failure();
+  size_t rowBytes = bytes->size() / type.getDimSize(0);
+  return rebuildConstant(attr, selectedType, keySuffix,
+                         [&](MutableArrayRef<char> to) {
+                           for (auto [i, row] : llvm::enumerate(rows))
+                             std::copy_n(bytes->data() + row * rowBytes,
+                                         rowBytes, to.data() + i * rowBytes);
+                         });
 }
 
 SmallVector<int64_t> moe::leastUsedExperts(ArrayRef<int64_t> tokens,

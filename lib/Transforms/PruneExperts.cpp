@@ -29,27 +29,6 @@ using namespace mlir::moe;
 
 namespace {
 
-/// `attr` with only the `kept` entries of its leading dimension, in order.
-FailureOr<ElementsAttr> keepLeading(ElementsAttr attr,
-                                    ArrayRef<int64_t> kept) {
-  auto type = cast<RankedTensorType>(attr.getType());
-  SmallVector<int64_t> shape(type.getShape());
-  shape[0] = kept.size();
-  auto keptType = RankedTensorType::get(shape, type.getElementType());
-  if (auto dense = dyn_cast<DenseElementsAttr>(attr); dense && dense.isSplat())
-    return ElementsAttr(dense.resizeSplat(keptType));
-  std::optional<ArrayRef<char>> bytes = constantBytes(attr);
-  if (!bytes || type.getElementTypeBitWidth() % 8)
-    return failure();
-  size_t rowBytes = bytes->size() / type.getDimSize(0);
-  return rebuildConstant(attr, keptType, "_pruned",
-                         [&](MutableArrayRef<char> to) {
-                           for (auto [i, row] : llvm::enumerate(kept))
-                             std::copy_n(bytes->data() + row * rowBytes,
-                                         rowBytes, to.data() + i * rowBytes);
-                         });
-}
-
 struct MoEPruneExpertsPass
     : moe::impl::MoEPruneExpertsBase<MoEPruneExpertsPass> {
   using MoEPruneExpertsBase::MoEPruneExpertsBase;
@@ -89,8 +68,8 @@ struct MoEPruneExpertsPass
         return mlir::emitError(layer.getLoc())
                << "cannot prune layer " << index
                << ": its weights must be constants";
-      FailureOr<ElementsAttr> pruned =
-          keepLeading(value, entry.routed ? ArrayRef(kept) : keptExperts);
+      FailureOr<ElementsAttr> pruned = selectLeading(
+          value, entry.routed ? ArrayRef(kept) : keptExperts, "_pruned");
       if (failed(pruned))
         return mlir::emitError(layer.getLoc())
                << "cannot prune layer " << index

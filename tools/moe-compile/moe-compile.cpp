@@ -154,6 +154,13 @@ cl::opt<std::string> routingProfile(
     cl::desc("Routing profile (JSON, from `moe-run --routing-profile`) that "
              "guides --prune-experts (docs/RoutingProfiles.md)"),
     cl::value_desc("FILE"), cl::cat(category));
+cl::opt<bool> placeExperts(
+    "place-experts",
+    cl::desc("With --expert-parallel=P and --routing-profile: renumber every "
+             "layer's experts so that each rank's block takes a similar share "
+             "of the profile's tokens (-moe-place-experts; "
+             "docs/ExpertParallel.md)"),
+    cl::init(false), cl::cat(category));
 cl::opt<int64_t> pruneExperts(
     "prune-experts",
     cl::desc("CPU: drop the N FFN experts of every layer that took the "
@@ -330,14 +337,19 @@ int compile(int argc, char **argv) {
                 "by the profile's counts; use one of them");
   const char *profileUse = pruneExperts > 0   ? "--prune-experts"
                            : mergeExperts > 0 ? "--merge-experts"
+                           : placeExperts     ? "--place-experts"
                                               : nullptr;
+  if (placeExperts && expertParallel < 2)
+    return fail("--place-experts places experts on the ranks of "
+                "--expert-parallel=P (P >= 2), which is not given");
   if (profileUse && routingProfile.empty())
     return fail(std::string(profileUse) +
                 " needs --routing-profile=FILE (record one with moe-compile "
                 "--record-routing and moe-run --routing-profile)");
   if (!routingProfile.empty() && !profileUse)
-    return fail("--routing-profile is read by --prune-experts=N or "
-                "--merge-experts=N, neither of which is given");
+    return fail("--routing-profile is read by --prune-experts=N, "
+                "--merge-experts=N or --place-experts, none of which is "
+                "given");
   if (profileUse && (cuda || !fuseRouter))
     return fail(std::string(profileUse) +
                 " needs the CPU target with the router fused into the layers "
@@ -485,6 +497,7 @@ int compile(int argc, char **argv) {
       pipeline.prefetchExperts = prefetchExperts;
       pipeline.routingProfile = routingProfile;
       pipeline.pruneExperts = pruneExperts;
+      pipeline.placeExperts = placeExperts;
       pipeline.mergeExperts = mergeExperts;
       if (int8Activations && !moe::targetHasFeature(**machine, "avx512vnni"))
         return fail("--int8-activations needs a target with AVX512-VNNI "

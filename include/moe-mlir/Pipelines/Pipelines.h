@@ -43,13 +43,19 @@ struct SharedPipelineOptions : public PassPipelineOptions<Derived> {
   detail::PassOptions::Option<std::string> routingProfile{
       *this, "routing-profile",
       llvm::cl::desc("Routing profile (moe-run --routing-profile) that "
-                     "prune-experts and merge-experts read"),
+                     "prune-experts, merge-experts and place-experts read"),
       llvm::cl::init("")};
   detail::PassOptions::Option<int64_t> pruneExperts{
       *this, "prune-experts",
       llvm::cl::desc("Drop this many least-used FFN experts from every "
                      "layer, by the routing profile (-moe-prune-experts)"),
       llvm::cl::init(0)};
+  detail::PassOptions::Option<bool> placeExperts{
+      *this, "place-experts",
+      llvm::cl::desc("Renumber every layer's experts by the routing profile "
+                     "so that the expert-parallel ranks share its tokens "
+                     "evenly (-moe-place-experts, before sharding)"),
+      llvm::cl::init(false)};
   detail::PassOptions::Option<int64_t> mergeExperts{
       *this, "merge-experts",
       llvm::cl::desc("Fold this many least-used FFN experts of every layer "

@@ -444,6 +444,40 @@ def MoEX86VnniDot : Pass<"moe-x86-vnni-dot"> {
   let dependentDialects = ["::mlir::LLVM::LLVMDialect"];
 }
 
+def MoEPlaceExperts : Pass<"moe-place-experts", "::mlir::ModuleOp"> {
+  let summary = "Renumber each layer's experts so that expert-parallel "
+                "ranks share the profile's tokens evenly";
+  let description = [{
+    Expert placement for expert parallelism (docs/ExpertParallel.md,
+    "Placement"): `-moe-shard-experts{ranks=P}` gives each rank a contiguous
+    block of every layer's experts, so the rank whose block holds the most
+    used experts receives most rows and computes most, and the others wait
+    for it. Before sharding, this pass reads each layer's tokens per expert
+    from the routing profile (docs/RoutingProfiles.md) and assigns experts
+    to the `ranks` blocks greedily (most used first, to the least loaded
+    block with room; blocks as large as the partition rule makes them), then
+    renumbers the experts so that those blocks are contiguous: a
+    permutation of the constant expert weights (every expert-stacked
+    operand), the router's rows and the score bias. What the layer computes
+    is unchanged (ids are internal to it); only which rank runs which expert
+    changes. A remark per layer gives the blocks and the busiest block's
+    tokens in the profile, contiguous and placed.
+
+    Layers are numbered per function in order, as the profile numbers them.
+    Like pruning, it needs the router as the layer's weight
+    (`-moe-fuse-router`), constant weights, ungrouped routing, and a profile
+    with the layer and its expert count; each refusal is an error naming
+    the layer. With `ranks = 1` it does nothing.
+  }];
+  let options = [
+    Option<"profile", "profile", "std::string", /*default=*/"",
+           "Routing profile (JSON) whose token counts place the experts">,
+    Option<"ranks", "ranks", "int64_t", /*default=*/"2",
+           "Number of ranks the experts will be spread over">,
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect"];
+}
+
 def MoEShardExperts : Pass<"moe-shard-experts", "::mlir::ModuleOp"> {
   let summary = "Make every moe.layer one rank's part of an expert-parallel layer";
   let description = [{

@@ -36,6 +36,12 @@ FailureOr<ArrayRef<int64_t>> checkLayer(LayerOp layer, int64_t index,
                                         const TokenCounts &counts,
                                         int64_t removed, StringRef action);
 
+/// `attr` with only the `rows` entries of its leading dimension, in that
+/// order (a dense resource gets `keySuffix`); failure when its data is not
+/// available.
+FailureOr<ElementsAttr> selectLeading(ElementsAttr attr, ArrayRef<int64_t> rows,
+                                      StringRef keySuffix);
+
 /// The `n` FFN experts (of `experts`) that took the fewest tokens, ties
 /// taking the higher index first, in increasing order of use.
 SmallVector<int64_t> leastUsedExperts(ArrayRef<int64_t> tokens, int64_t experts,
