@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
 sys.path.insert(0, os.path.join(ROOT, "test", "e2e"))
 sys.dont_write_bytecode = True
 import numpy as np  # noqa: E402
-from bf16_layer import layer_mlir  # noqa: E402
+from bf16_layer import layer_mlir, skewed_layer  # noqa: E402
 from run_ep_case import Launcher  # noqa: E402
 
 H, I, E, K = 512, 512, 16, 2
@@ -123,16 +123,10 @@ def main():
     launcher = Launcher()
     compile_, moe_run = os.path.join(BIN, "moe-compile"), os.path.join(BIN, "moe-run")
 
-    rng = np.random.default_rng(21)
-    lean = rng.standard_normal(H)
-    lean /= np.linalg.norm(lean)
-    router = rng.standard_normal((E, H)) + np.linspace(-2, 5, E)[:, None] * lean
-    weights = dict(router=router.astype(np.float32),
-                   fc1=(rng.standard_normal((E, 2 * I, H)) / np.sqrt(H)).astype(np.float32),
-                   fc2=(rng.standard_normal((E, H, I)) / np.sqrt(I)).astype(np.float32))
-
-    def tokens(count):
-        return (rng.standard_normal((count, H)) + 2 * lean).astype(np.float32)
+    # The high-numbered experts take most tokens (H == I: one fan-in).
+    weights, tokens = skewed_layer(np.random.default_rng(21), H, I, E,
+                                   spread=(-2.0, 5.0), fan=np.sqrt(H))
+    router = weights["router"]
 
     mlir = os.path.join(args.work, "layer.mlir")
     with open(mlir, "w") as f:

@@ -15,7 +15,6 @@
 
 #include "MoE/IR/MoEOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
-#include "mlir/IR/Matchers.h"
 #include "moe-mlir/Transforms/ProfileGuidedExperts.h"
 
 #include <numeric>
@@ -137,28 +136,9 @@ struct MoEPlaceExpertsPass
       llvm::append_range(order, block);
     for (int64_t e = experts; e < routeExperts; ++e)
       order.push_back(e);
-    ArrayRef<int64_t> ffnOrder = ArrayRef(order).take_front(experts);
 
-    SmallVector<ExpertOperand> operands = expertOperands(layer);
-    SmallVector<ElementsAttr> placedValues;
-    for (ExpertOperand entry : operands) {
-      ElementsAttr value;
-      if (!matchPattern(entry.operand->get(), m_Constant(&value)))
-        return mlir::emitError(layer.getLoc())
-               << "cannot place the experts of layer " << index
-               << ": its weights must be constants";
-      FailureOr<ElementsAttr> permuted = selectLeading(
-          value, entry.routed ? ArrayRef(order) : ffnOrder, "_placed");
-      if (failed(permuted))
-        return mlir::emitError(layer.getLoc())
-               << "cannot place the experts of layer " << index
-               << ": the data of a weight constant is not available";
-      placedValues.push_back(*permuted);
-    }
-    OpBuilder b(layer);
-    for (auto [entry, value] : llvm::zip(operands, placedValues))
-      entry.operand->set(arith::ConstantOp::create(b, layer.getLoc(), value));
-    return success();
+    return selectExperts(layer, index, "place the experts of", order,
+                         ArrayRef(order).take_front(experts), "_placed");
   }
 };
 

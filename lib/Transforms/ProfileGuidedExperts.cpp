@@ -4,7 +4,9 @@
 
 #include "moe-mlir/Transforms/ConstantData.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Matchers.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
 
@@ -108,6 +110,32 @@ FailureOr<ElementsAttr> moe::selectLeading(ElementsAttr attr,
                              std::copy_n(bytes->data() + row * rowBytes,
                                          rowBytes, to.data() + i * rowBytes);
                          });
+}
+
+LogicalResult moe::selectExperts(LayerOp layer, int64_t index, StringRef action,
+                                 ArrayRef<int64_t> routeRows,
+                                 ArrayRef<int64_t> ffnRows,
+                                 StringRef keySuffix) {
+  SmallVector<ExpertOperand> operands = expertOperands(layer);
+  SmallVector<ElementsAttr> selected;
+  for (ExpertOperand entry : operands) {
+    ElementsAttr value;
+    if (!matchPattern(entry.operand->get(), m_Constant(&value)))
+      return mlir::emitError(layer.getLoc())
+             << "cannot " << action << " layer " << index
+             << ": its weights must be constants";
+    FailureOr<ElementsAttr> rows =
+        selectLeading(value, entry.routed ? routeRows : ffnRows, keySuffix);
+    if (failed(rows))
+      return mlir::emitError(layer.getLoc())
+             << "cannot " << action << " layer " << index
+             << ": the data of a weight constant is not available";
+    selected.push_back(*rows);
+  }
+  OpBuilder b(layer);
+  for (auto [entry, value] : llvm::zip(operands, selected))
+    entry.operand->set(arith::ConstantOp::create(b, layer.getLoc(), value));
+  return success();
 }
 
 SmallVector<int64_t> moe::leastUsedExperts(ArrayRef<int64_t> tokens,

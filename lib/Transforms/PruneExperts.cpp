@@ -15,8 +15,6 @@
 
 #include "MoE/IR/MoEOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
-#include "mlir/IR/Matchers.h"
-#include "moe-mlir/Transforms/ConstantData.h"
 #include "moe-mlir/Transforms/ProfileGuidedExperts.h"
 
 namespace mlir::moe {
@@ -60,25 +58,9 @@ struct MoEPruneExpertsPass
     ArrayRef<int64_t> keptExperts =
         ArrayRef(kept).drop_back(routeExperts - experts);
 
-    SmallVector<ExpertOperand> operands = expertOperands(layer);
-    SmallVector<ElementsAttr> prunedValues;
-    for (ExpertOperand entry : operands) {
-      ElementsAttr value;
-      if (!matchPattern(entry.operand->get(), m_Constant(&value)))
-        return mlir::emitError(layer.getLoc())
-               << "cannot prune layer " << index
-               << ": its weights must be constants";
-      FailureOr<ElementsAttr> pruned = selectLeading(
-          value, entry.routed ? ArrayRef(kept) : keptExperts, "_pruned");
-      if (failed(pruned))
-        return mlir::emitError(layer.getLoc())
-               << "cannot prune layer " << index
-               << ": the data of a weight constant is not available";
-      prunedValues.push_back(*pruned);
-    }
-    OpBuilder b(layer);
-    for (auto [entry, value] : llvm::zip(operands, prunedValues))
-      entry.operand->set(arith::ConstantOp::create(b, layer.getLoc(), value));
+    if (failed(
+            selectExperts(layer, index, "prune", kept, keptExperts, "_pruned")))
+      return failure();
 
     int64_t droppedTokens = 0, routedTokens = 0;
     for (int64_t e = 0; e < experts; ++e) {

@@ -28,7 +28,7 @@ sys.dont_write_bytecode = True
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
 import numpy as np  # noqa: E402
-from bf16_layer import layer_mlir, reference  # noqa: E402
+from bf16_layer import layer_mlir, reference, skewed_layer  # noqa: E402
 from e2e_tools import parse_args, run  # noqa: E402
 
 H, I, E, K = 64, 64, 8, 2
@@ -39,18 +39,8 @@ MERGE = [1, 3]
 def main():
     work, compile_, moe_run = parse_args(__doc__, "prune-experts")
 
-    rng = np.random.default_rng(5)
-    # Tokens share a direction that some routers' rows follow more: those
-    # experts take most tokens, the others few.
-    lean = rng.standard_normal(H)
-    lean /= np.linalg.norm(lean)
-    router = rng.standard_normal((E, H)) + np.linspace(-2, 3, E)[:, None] * lean
-    weights = dict(router=router.astype(np.float32),
-                   fc1=(rng.standard_normal((E, 2 * I, H)) / 8).astype(np.float32),
-                   fc2=(rng.standard_normal((E, H, I)) / 8).astype(np.float32))
-
-    def tokens(count):
-        return (rng.standard_normal((count, H)) + 2 * lean).astype(np.float32)
+    # The high-numbered experts take most tokens.
+    weights, tokens = skewed_layer(np.random.default_rng(5), H, I, E)
 
     mlir = os.path.join(work, "layer.mlir")
     with open(mlir, "w") as f:

@@ -1,6 +1,7 @@
 """A bf16 MoE layer with its router in the function, as MLIR, and its
 float64 reference: what benchmarks/bf16/bench.py times and
-test/e2e/run_constant_weights.py checks.
+test/e2e/run_constant_weights.py checks; and f32 weights whose routing is
+skewed (the profile-guided tests and benchmarks).
 
 The layer: x [T, H] -> logits = x W_r^T (f32 accumulation) -> top-k softmax
 with renormalisation -> interleaved SwiGLU experts (fc1 [E, 2I, H]: row 2i
@@ -108,3 +109,21 @@ def reference(x, router, fc1, fc2, k):
             a = gate / (1 + np.exp(-gate)) * up
             y[t] += we * (fc2[e].astype(np.float64) @ a)
     return y
+
+
+def skewed_layer(rng, H, I, E, spread=(-2.0, 3.0), fan=8.0):
+    """f32 weights (router, fc1, fc2) of a layer whose routing is skewed, as
+    trained routers' is, and a sampler of its tokens: tokens share a
+    direction that the routers' rows follow more the higher the expert
+    (by `spread`), so the high-numbered experts take most tokens."""
+    lean = rng.standard_normal(H)
+    lean /= np.linalg.norm(lean)
+    router = rng.standard_normal((E, H)) + np.linspace(*spread, E)[:, None] * lean
+    weights = dict(router=router.astype(np.float32),
+                   fc1=(rng.standard_normal((E, 2 * I, H)) / fan).astype(np.float32),
+                   fc2=(rng.standard_normal((E, H, I)) / fan).astype(np.float32))
+
+    def tokens(count):
+        return (rng.standard_normal((count, H)) + 2 * lean).astype(np.float32)
+
+    return weights, tokens

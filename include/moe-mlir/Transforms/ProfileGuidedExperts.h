@@ -42,6 +42,16 @@ FailureOr<ArrayRef<int64_t>> checkLayer(LayerOp layer, int64_t index,
 FailureOr<ElementsAttr> selectLeading(ElementsAttr attr, ArrayRef<int64_t> rows,
                                       StringRef keySuffix);
 
+/// Replaces every operand of `layer` that holds one entry per expert
+/// (expertOperands) with a constant of the given entries of its leading
+/// dimension, in order: `routeRows` for the router's rows and score bias,
+/// `ffnRows` for the expert-stacked weights. Changes nothing and fails,
+/// with "cannot <action> layer <index>: why", when one of them is not a
+/// constant whose data is available.
+LogicalResult selectExperts(LayerOp layer, int64_t index, StringRef action,
+                            ArrayRef<int64_t> routeRows,
+                            ArrayRef<int64_t> ffnRows, StringRef keySuffix);
+
 /// The `n` FFN experts (of `experts`) that took the fewest tokens, ties
 /// taking the higher index first, in increasing order of use.
 SmallVector<int64_t> leastUsedExperts(ArrayRef<int64_t> tokens, int64_t experts,
