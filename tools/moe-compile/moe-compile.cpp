@@ -152,7 +152,8 @@ cl::opt<bool> prefetchExperts(
 cl::opt<std::string> routingProfile(
     "routing-profile",
     cl::desc("Routing profile (JSON, from `moe-run --routing-profile`) that "
-             "guides --prune-experts (docs/RoutingProfiles.md)"),
+             "guides --prune-experts, --merge-experts and --place-experts "
+             "(docs/RoutingProfiles.md)"),
     cl::value_desc("FILE"), cl::cat(category));
 cl::opt<bool> placeExperts(
     "place-experts",
