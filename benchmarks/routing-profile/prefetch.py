@@ -10,6 +10,11 @@ random (the same sequence for every variant), so consecutive steps route to
 different experts. Before each variant the module file is dropped from the
 page cache; a few warm-up steps follow, then the timed steps.
 
+Model `synthetic` (--models synthetic): a skewed stack of 4 MoE layers
+(H 768, I 1024, 8 experts, top-2, 302 MB of experts, as the Mixtral-style
+decoder) whose tokens lean towards the high-numbered experts, one token a
+step.
+
 The memory limit is a real one where this runs as root with a cgroup memory
 controller (v1 here): the variant runs in a cgroup whose limit is the
 resident variant's peak minus the share of the experts' bytes that must not
@@ -74,15 +79,23 @@ elif limit:
 module = moe_mlir.load(so)
 paths = [line.strip() for line in open(inputs_txt) if line.strip()]
 inputs = [np.load(p) for p in paths]
-ids = next(i for i, p in enumerate(paths) if p.endswith("in_input_ids.npy"))
 rng = np.random.default_rng(seed)
+if vocab:
+    ids = next(i for i, p in enumerate(paths) if p.endswith("in_input_ids.npy"))
+else:
+    # The synthetic stack: tokens x [T, H] leaning along its skew direction.
+    lean = inputs.pop()
+    ids = 0
 times = []
 faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_majflt
 for step in range(warmup + steps):
     if step == warmup:
         moe_mlir.expert_cache_stats(reset=True, wait=True)
         faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_majflt
-    inputs[ids] = rng.integers(0, vocab, size=inputs[ids].shape).astype(inputs[ids].dtype)
+    if vocab:
+        inputs[ids] = rng.integers(0, vocab, size=inputs[ids].shape).astype(inputs[ids].dtype)
+    else:
+        inputs[0] = (rng.standard_normal(inputs[0].shape) + 2 * lean).astype(np.float32)
     start = time.perf_counter()
     module(*inputs)
     if step >= warmup:
@@ -142,6 +155,58 @@ def set_cgroup(cgroup, limit):
             f.write(value)
 
 
+SYNTHETIC = dict(layers=4, hidden=768, inter=1024, experts=8, top_k=2, vocab=0, tokens=1)
+
+
+def synthetic_stack(work):
+    """A skewed synthetic stack (ONNX): layers of router MatMul, MoE (SwiGLU,
+    top-2 renormalised) and residual Add. Tokens lean along one direction
+    that every router's rows follow more the higher the expert, so the
+    high-numbered experts take most tokens in every layer (the residual
+    stream keeps the lean). The module's input x and the lean direction are
+    listed in inputs.txt."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper, save
+    folder = os.path.join(work, "synthetic")
+    path = os.path.join(folder, "model.onnx")
+    os.makedirs(folder, exist_ok=True)
+    if os.path.exists(path):
+        return path, folder
+    s = SYNTHETIC
+    H, I, E = s["hidden"], s["inter"], s["experts"]
+    rng = np.random.default_rng(31)
+    nodes, inits, value = [], [], "x"
+    lean = rng.standard_normal(H)
+    lean /= np.linalg.norm(lean)
+    for n in range(s["layers"]):
+        router = rng.standard_normal((E, H)) + np.linspace(-2, 4, E)[:, None] * lean
+        fc1 = rng.standard_normal((E, 2 * I, H), dtype=np.float32) / np.float32(np.sqrt(H))
+        fc2 = rng.standard_normal((E, H, I), dtype=np.float32) / np.float32(np.sqrt(I))
+        inits += [numpy_helper.from_array(router.T.astype(np.float32), f"router{n}"),
+                  numpy_helper.from_array(fc1, f"fc1_{n}"),
+                  numpy_helper.from_array(fc2, f"fc2_{n}")]
+        nodes += [helper.make_node("MatMul", [value, f"router{n}"], [f"logits{n}"]),
+                  helper.make_node("MoE", [value, f"logits{n}", f"fc1_{n}", "", f"fc2_{n}"],
+                                   [f"moe{n}"], domain="com.microsoft", k=s["top_k"],
+                                   activation_type="swiglu", swiglu_fusion=1,
+                                   normalize_routing_weights=1),
+                  helper.make_node("Add", [value, f"moe{n}"], [f"h{n}"])]
+        value = f"h{n}"
+    graph = helper.make_graph(
+        nodes, "skewed_stack",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", H])],
+        [helper.make_tensor_value_info(value, TensorProto.FLOAT, ["T", H])], inits)
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                 helper.make_opsetid("com.microsoft", 1)]),
+         path)
+    np.save(os.path.join(folder, "in_x.npy"), np.zeros((s["tokens"], H), np.float32))
+    np.save(os.path.join(folder, "lean.npy"), lean.astype(np.float32))
+    with open(os.path.join(folder, "inputs.txt"), "w") as f:
+        f.write(os.path.join(folder, "in_x.npy") + "\n" +
+                os.path.join(folder, "lean.npy") + "\n")
+    return path, folder
+
+
 def expert_bytes(spec):
     fc = 3 * spec["hidden"] * spec["inter"] * 4
     return spec["layers"] * spec["experts"] * fc, spec["layers"] * spec["top_k"] * fc
@@ -171,9 +236,13 @@ def main():
     variants = args.variants.split(",")
     rows = []
     for name in args.models.split(","):
-        spec = bench.MODELS[name]
-        onnx_path = bench.prepare(args.work, name, spec)
-        folder = bench.case_dir(args.work, name, "decode past=512")
+        if name == "synthetic":
+            spec = SYNTHETIC
+            onnx_path, folder = synthetic_stack(args.work)
+        else:
+            spec = bench.MODELS[name]
+            onnx_path = bench.prepare(args.work, name, spec)
+            folder = bench.case_dir(args.work, name, "decode past=512")
         so = os.path.join(args.work, name, "model-prefetch.so")
         if not os.path.exists(so) or os.path.getmtime(so) < os.path.getmtime(
                 os.path.join(BIN, "moe-compile")):
