@@ -42,6 +42,7 @@ sys.path.insert(0, os.path.join(ROOT, "test", "e2e"))
 sys.dont_write_bytecode = True
 import numpy as np  # noqa: E402
 from bf16_layer import layer_mlir, skewed_layer  # noqa: E402
+from e2e_tools import record_profile  # noqa: E402
 from run_ep_case import Launcher  # noqa: E402
 
 H, I, E, K = 512, 512, 16, 2
@@ -132,16 +133,7 @@ def main():
     with open(mlir, "w") as f:
         f.write(layer_mlir(H, I, E, K, dtype="f32", constants=weights))
     log("== profiling")
-    profiling = os.path.join(args.work, "profiling.so")
-    run([compile_, mlir, "--record-routing", "-o", profiling])
-    profile = os.path.join(args.work, "profile.json")
-    if os.path.exists(profile):
-        os.remove(profile)
-    calibration = os.path.join(args.work, "calibration.npy")
-    np.save(calibration, tokens(4096))
-    run([moe_run, profiling, f"--input=@{calibration}", f"--routing-profile={profile}"])
-    with open(profile) as f:
-        counts = json.load(f)["layers"][0]["tokens_per_expert"]
+    profile, counts = record_profile(compile_, moe_run, mlir, args.work, [tokens(4096)])
 
     log("== compiling")
     modules = {}

@@ -29,11 +29,17 @@ using namespace mlir::moe;
 
 namespace {
 
+/// The number of experts rank `rank` owns by the partition rule.
+int64_t expertsOfRank(int64_t experts, int64_t ranks, int64_t rank) {
+  return ExpertParallelAttr::getFirstExpert(experts, ranks, rank + 1) -
+         ExpertParallelAttr::getFirstExpert(experts, ranks, rank);
+}
+
 /// The experts of each rank, ranks owning as many experts as the partition
-/// rule gives them (the first E % P one more), chosen greedily: the most
-/// used expert first, each to the least loaded rank with room left (ties to
-/// the lower rank, and the lower expert first). The longest-processing-time
-/// rule: the busiest rank is within 4/3 of the best possible.
+/// rule gives them, chosen greedily: the most used expert first, each to
+/// the least loaded rank with room left (ties to the lower rank, and the
+/// lower expert first). The longest-processing-time rule: the busiest rank
+/// is within 4/3 of the best possible.
 SmallVector<SmallVector<int64_t>> balanceRanks(ArrayRef<int64_t> tokens,
                                                int64_t experts, int64_t ranks) {
   SmallVector<int64_t> order(experts);
@@ -45,8 +51,8 @@ SmallVector<SmallVector<int64_t>> balanceRanks(ArrayRef<int64_t> tokens,
   for (int64_t e : order) {
     int64_t best = -1;
     for (int64_t r = 0; r < ranks; ++r) {
-      int64_t room = experts / ranks + (r < experts % ranks ? 1 : 0);
-      if (static_cast<int64_t>(owned[r].size()) < room &&
+      if (static_cast<int64_t>(owned[r].size()) <
+              expertsOfRank(experts, ranks, r) &&
           (best < 0 || load[r] < load[best]))
         best = r;
     }
@@ -103,17 +109,19 @@ struct MoEPlaceExpertsPass
         balanceRanks(*tokens, experts, ranks);
 
     SmallVector<SmallVector<int64_t>> contiguous(ranks);
-    for (int64_t r = 0, first = 0; r < ranks; ++r) {
-      int64_t owned = experts / ranks + (r < experts % ranks ? 1 : 0);
-      for (int64_t e = first; e < first + owned; ++e)
-        contiguous[r].push_back(e);
-      first += owned;
-    }
+    for (int64_t r = 0; r < ranks; ++r)
+      llvm::append_range(
+          contiguous[r],
+          llvm::seq(ExpertParallelAttr::getFirstExpert(experts, ranks, r),
+                    ExpertParallelAttr::getFirstExpert(experts, ranks, r + 1)));
     // A placement no better than the blocks as they are is not worth
     // renumbering for.
     int64_t contiguousLoad = busiestRank(*tokens, contiguous);
-    if (busiestRank(*tokens, placed) >= contiguousLoad)
+    int64_t placedLoad = busiestRank(*tokens, placed);
+    if (placedLoad >= contiguousLoad) {
       placed = contiguous;
+      placedLoad = contiguousLoad;
+    }
     InFlightDiagnostic remark = mlir::emitRemark(layer.getLoc())
                                 << "layer " << index << ": experts by rank ";
     llvm::interleave(
@@ -125,7 +133,7 @@ struct MoEPlaceExpertsPass
         },
         [&] { remark << " "; });
     remark << "; busiest rank's tokens in the profile " << contiguousLoad
-           << " contiguous, " << busiestRank(*tokens, placed) << " placed";
+           << " contiguous, " << placedLoad << " placed";
     if (placed == contiguous)
       return success();
 

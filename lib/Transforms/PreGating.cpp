@@ -7,10 +7,8 @@
 using namespace mlir;
 using namespace mlir::moe;
 
-/// `value` usable before `user`: itself where it dominates it, a copy made
-/// at `builder`'s insertion point when it is a constant, else null.
-static Value availableBefore(OpBuilder &builder, DominanceInfo &dominance,
-                             Value value, Operation *user) {
+Value mlir::moe::availableBefore(OpBuilder &builder, DominanceInfo &dominance,
+                                 Value value, Operation *user) {
   if (!value || dominance.properlyDominates(value, user))
     return value;
   Operation *def = value.getDefiningOp();

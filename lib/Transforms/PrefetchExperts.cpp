@@ -83,10 +83,8 @@ struct MoEPrefetchExpertsPass
       // point is copied (the same attribute, so bufferization gives both
       // the same global).
       SmallVector<Value> nextWeights =
-          llvm::map_to_vector(weights[layer + 1], [&](Value weight) -> Value {
-            if (dominance.properlyDominates(weight, guess))
-              return weight;
-            return b.clone(*weight.getDefiningOp())->getResult(0);
+          llvm::map_to_vector(weights[layer + 1], [&](Value weight) {
+            return availableBefore(b, dominance, weight, guess);
           });
       PrefetchExpertsOp::create(b, next.getLoc(), guess.getIds(), nextWeights,
                                 layer + 1, /*predicted=*/true);

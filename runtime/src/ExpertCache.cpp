@@ -26,14 +26,12 @@
 #include "ExpertCache.h"
 
 #include "Error.h"
+#include "ModuleSegments.h"
 
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
-#include <dlfcn.h>
-#include <elf.h>
 #include <fcntl.h>
-#include <link.h>
 #include <list>
 #include <mutex>
 #include <sys/mman.h>
@@ -58,9 +56,8 @@ uintptr_t pageSize() {
 struct Segment {
   void *module = nullptr;
   uintptr_t begin = 0, end = 0;
-  int fd = -1;
+  int fd = -1;             // the module file's, shared by its segments
   uint64_t fileOffset = 0; // of `begin`
-  bool executable = false;
 };
 
 /// One expert of one weight, by its first byte.
@@ -85,8 +82,8 @@ public:
     workAvailable.notify_all();
     if (worker.joinable())
       worker.join();
-    for (Segment &s : segments)
-      close(s.fd);
+    for (auto [module, fd] : files)
+      close(fd);
   }
 
   void configure(int64_t limit, moe_read_ahead mode) {
@@ -103,9 +100,14 @@ public:
     return memoryLimit;
   }
 
-  void addSegment(const Segment &segment) {
+  /// Records the module's segments, which read its file through `fd`
+  /// (the cache closes it with the module).
+  void addModule(void *module, int fd,
+                 const std::vector<Segment> &moduleSegments) {
     std::lock_guard<std::mutex> lock(mutex);
-    segments.push_back(segment);
+    files.emplace_back(module, fd);
+    segments.insert(segments.end(), moduleSegments.begin(),
+                    moduleSegments.end());
   }
 
   void removeModule(void *module) {
@@ -130,9 +132,13 @@ public:
       }
       it = ranges.erase(it);
     }
-    for (Segment &s : segments)
-      if (s.module == module)
-        close(s.fd);
+    for (auto it = files.begin(); it != files.end();)
+      if (it->first == module) {
+        close(it->second);
+        it = files.erase(it);
+      } else {
+        ++it;
+      }
     segments.erase(
         std::remove_if(segments.begin(), segments.end(),
                        [&](const Segment &s) { return s.module == module; }),
@@ -331,6 +337,8 @@ private:
   int64_t memoryLimit = 0;
   moe_read_ahead readAhead = MOE_READ_AHEAD_ALL;
   std::vector<Segment> segments;
+  /// Each registered module's file, which its segments' fd reads.
+  std::vector<std::pair<void *, int>> files;
   std::unordered_map<uintptr_t, ExpertRange> ranges;
   /// Resident experts, most recently hinted first.
   std::list<uintptr_t> lru;
@@ -351,69 +359,45 @@ ExpertCache &cache() {
   return instance;
 }
 
-/// Whether the module's dynamic section asks for text relocations: then
-/// its read-only pages may have been written by the loader.
-bool hasTextRelocations(const struct link_map *map) {
-  for (const ElfW(Dyn) *d = map->l_ld; d && d->d_tag != DT_NULL; ++d)
-    if (d->d_tag == DT_TEXTREL ||
-        (d->d_tag == DT_FLAGS && (d->d_un.d_val & DF_TEXTREL)))
-      return true;
-  return false;
-}
-
 } // namespace
 
 void expertCacheAddModule(void *handle, const std::string &path) {
-  struct link_map *map = nullptr;
-  if (dlinfo(handle, RTLD_DI_LINKMAP, &map) != 0 || !map ||
-      hasTextRelocations(map))
+  if (hasTextRelocations(handle))
     return;
-  struct Found {
-    uintptr_t base;
-    std::vector<Segment> segments;
-  } found{map->l_addr, {}};
-  dl_iterate_phdr(
-      [](struct dl_phdr_info *info, size_t, void *data) {
-        auto *found = static_cast<Found *>(data);
-        if (info->dlpi_addr != found->base)
-          return 0;
-        for (int i = 0; i < info->dlpi_phnum; ++i) {
-          const ElfW(Phdr) &p = info->dlpi_phdr[i];
-          if (p.p_type != PT_LOAD || (p.p_flags & PF_W) || p.p_filesz == 0)
-            continue;
-          Segment s;
-          s.begin = info->dlpi_addr + p.p_vaddr;
-          s.end = s.begin + p.p_filesz;
-          s.fileOffset = p.p_offset;
-          s.executable = p.p_flags & PF_X;
-          found->segments.push_back(s);
-        }
-        return 1;
-      },
-      &found);
+  std::vector<ReadOnlySegment> loaded = readOnlySegments(handle);
+  if (loaded.empty())
+    return;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return;
+  // Under a budget the weights start out of memory, as on a machine that
+  // cannot hold them. It also drops the large folios that writing the file
+  // (moe-compile) leaves in the page cache: those only leave it whole, so
+  // evicting one expert's pages would not free them. Pages not yet written
+  // back cannot be dropped: a module just compiled is flushed first.
   bool cold = cache().limit() > 0;
-  for (Segment &s : found.segments) {
-    s.module = handle;
-    s.fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (s.fd < 0)
+  if (cold)
+    fdatasync(fd);
+  std::vector<Segment> segments;
+  for (const ReadOnlySegment &loadedSegment : loaded) {
+    if (loadedSegment.fileSize == 0)
       continue;
-    // Under a budget the weights start out of memory, as on a machine that
-    // cannot hold them. It also drops the large folios that writing the
-    // file (moe-compile) leaves in the page cache: those only leave it
-    // whole, so evicting one expert's pages would not free them. Pages not
-    // yet written back cannot be dropped: a module just compiled is
-    // flushed first.
-    if (cold && !s.executable) {
-      fdatasync(s.fd);
+    Segment s;
+    s.module = handle;
+    s.begin = loadedSegment.begin;
+    s.end = s.begin + loadedSegment.fileSize;
+    s.fd = fd;
+    s.fileOffset = loadedSegment.fileOffset;
+    if (cold && !loadedSegment.executable) {
       uintptr_t page = pageSize();
       uintptr_t first = (s.begin + page - 1) & ~(page - 1);
       if (s.end > first)
-        posix_fadvise(s.fd,
-                      static_cast<off_t>(s.fileOffset + (first - s.begin)),
+        posix_fadvise(fd, static_cast<off_t>(s.fileOffset + (first - s.begin)),
                       static_cast<off_t>(s.end - first), POSIX_FADV_DONTNEED);
     }
-    cache().addSegment(s);
+    segments.push_back(s);
   }
+  cache().addModule(handle, fd, segments);
 }
 
 void expertCacheRemoveModule(void *handle) { cache().removeModule(handle); }

@@ -13,6 +13,7 @@
 #include "Error.h"
 #include "ExpertCache.h"
 #include "Manifest.h"
+#include "ModuleSegments.h"
 #include "NcclCommunicator.h"
 #include "RoutingProfile.h"
 #include "ThreadPool.h"
@@ -23,7 +24,6 @@
 #include <cstring>
 #include <dlfcn.h>
 #include <elf.h>
-#include <link.h>
 #include <memory>
 #include <new>
 #include <string>
@@ -176,29 +176,15 @@ struct DlHandle {
 /// 2 MiB at a time their page walks vanish. Advice only: a kernel without
 /// transparent huge pages for files keeps 4 KiB pages.
 void adviseHugePages(void *handle) {
-  struct link_map *map = nullptr;
-  if (dlinfo(handle, RTLD_DI_LINKMAP, &map) != 0 || !map)
-    return;
   constexpr uintptr_t kHugePage = uintptr_t(2) << 20;
-  dl_iterate_phdr(
-      [](struct dl_phdr_info *info, size_t, void *base) {
-        if (info->dlpi_addr != *static_cast<uintptr_t *>(base))
-          return 0;
-        for (int i = 0; i < info->dlpi_phnum; ++i) {
-          const ElfW(Phdr) &segment = info->dlpi_phdr[i];
-          if (segment.p_type != PT_LOAD || (segment.p_flags & PF_W) ||
-              segment.p_align < kHugePage || segment.p_memsz < 2 * kHugePage)
-            continue;
-          uintptr_t start = info->dlpi_addr + segment.p_vaddr;
-          uintptr_t begin = (start + kHugePage - 1) & ~(kHugePage - 1);
-          uintptr_t end = (start + segment.p_memsz) & ~(kHugePage - 1);
-          if (end > begin)
-            madvise(reinterpret_cast<void *>(begin), end - begin,
-                    MADV_HUGEPAGE);
-        }
-        return 1;
-      },
-      &map->l_addr);
+  for (const ReadOnlySegment &segment : readOnlySegments(handle)) {
+    if (segment.align < kHugePage || segment.memSize < 2 * kHugePage)
+      continue;
+    uintptr_t begin = (segment.begin + kHugePage - 1) & ~(kHugePage - 1);
+    uintptr_t end = (segment.begin + segment.memSize) & ~(kHugePage - 1);
+    if (end > begin)
+      madvise(reinterpret_cast<void *>(begin), end - begin, MADV_HUGEPAGE);
+  }
 }
 
 void loadModule(const char *pathArg, moe_module **out) {

@@ -15,7 +15,6 @@ Misuses fail with a message.
 
     run_place_experts.py --bin DIR --work DIR [--mpirun PATH]
 """
-import json
 import os
 import re
 import sys
@@ -26,7 +25,7 @@ sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 from bf16_layer import layer_mlir, reference, skewed_layer  # noqa: E402
-from e2e_tools import parse_args, run  # noqa: E402
+from e2e_tools import parse_args, record_profile, run  # noqa: E402
 from run_ep_case import Launcher  # noqa: E402
 
 H, I, E, K, RANKS = 64, 64, 8, 2, 2
@@ -58,16 +57,7 @@ def main():
         f.write(layer_mlir(H, I, E, K, dtype="f32", constants=weights))
     single = os.path.join(work, "single.so")
     run([compile_, mlir, "-o", single])
-    profiling = os.path.join(work, "profiling.so")
-    run([compile_, mlir, "--record-routing", "-o", profiling])
-    profile = os.path.join(work, "profile.json")
-    if os.path.exists(profile):
-        os.remove(profile)
-    calibration = os.path.join(work, "calibration.npy")
-    np.save(calibration, tokens(256))
-    run([moe_run, profiling, f"--input=@{calibration}", f"--routing-profile={profile}"])
-    with open(profile) as f:
-        counts = json.load(f)["layers"][0]["tokens_per_expert"]
+    profile, counts = record_profile(compile_, moe_run, mlir, work, [tokens(256)])
 
     placed = os.path.join(work, "placed.so")
     remark = run([compile_, mlir, f"--expert-parallel={RANKS}",

@@ -29,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
 import numpy as np  # noqa: E402
 from bf16_layer import layer_mlir, reference, skewed_layer  # noqa: E402
-from e2e_tools import parse_args, run  # noqa: E402
+from e2e_tools import parse_args, record_profile, run  # noqa: E402
 
 H, I, E, K = 64, 64, 8, 2
 PRUNE = [1, 3]
@@ -47,19 +47,8 @@ def main():
         f.write(layer_mlir(H, I, E, K, dtype="f32", constants=weights))
     full = os.path.join(work, "full.so")
     run([compile_, mlir, "-o", full])
-    profiling = os.path.join(work, "profiling.so")
-    run([compile_, mlir, "--record-routing", "-o", profiling])
-
-    profile = os.path.join(work, "profile.json")
-    if os.path.exists(profile):
-        os.remove(profile)
-    for step in range(3):
-        path = os.path.join(work, f"calibration{step}.npy")
-        np.save(path, tokens(64))
-        run([moe_run, profiling, f"--input=@{path}",
-             f"--routing-profile={profile}"])
-    with open(profile) as f:
-        counts = json.load(f)["layers"][0]["tokens_per_expert"]
+    profile, counts = record_profile(compile_, moe_run, mlir, work,
+                                     [tokens(64) for _ in range(3)])
     print(f"profile: tokens per expert {counts}")
 
     held_out = {count: tokens(count) for count in (1, 5, 300)}

@@ -183,8 +183,13 @@ def MoE_ExpertParallelAttr : AttrDef<MoE_Dialect, "ExpertParallel"> {
     }
     /// The first expert of rank `rank` (`rank == ranks` gives E).
     int64_t getFirstExpert(int64_t rank) const {
-      return rank * (getNumExperts() / getRanks()) +
-             std::min(rank, getNumExperts() % getRanks());
+      return getFirstExpert(getNumExperts(), getRanks(), rank);
+    }
+    /// The partition rule: of `numExperts` experts over `ranks` ranks, the
+    /// first one rank `rank` owns (the first E % P ranks own one more).
+    static int64_t getFirstExpert(int64_t numExperts, int64_t ranks,
+                                  int64_t rank) {
+      return rank * (numExperts / ranks) + std::min(rank, numExperts % ranks);
     }
   }];
 }

@@ -17,6 +17,11 @@
 
 namespace mlir::moe {
 
+/// `value` usable before `user`: itself where it dominates `user`, a copy
+/// made at `builder`'s insertion point when it is a constant, else null.
+Value availableBefore(OpBuilder &builder, DominanceInfo &dominance, Value value,
+                      Operation *user);
+
 /// A copy of `next` (its k, scoring, groups...) at `builder`'s insertion
 /// point, after `current`, routing `current`'s tokens: its ids are the guess
 /// of `next`'s choice. Null when the routes do not both take their router
