@@ -33,6 +33,7 @@ struct TensorLevelOptions {
   int64_t expertParallel = 0;
   int64_t overlapChunks = 1;
   int64_t overlapTokens = 256;
+  StringRef epDispatch = "expert";
   StringRef overlapModel;
   bool fuseRouter = false;
   bool fuseCombine = false;
@@ -61,6 +62,9 @@ void addTensorLevelPasses(OpPassManager &pm, const TensorLevelOptions &o) {
     moe::MoEPlaceExpertsOptions place;
     place.profile = o.routingProfile;
     place.ranks = o.expertParallel;
+    // Rows that travel once per token and rank make experts chosen
+    // together cheaper on one rank.
+    place.coactivated = o.epDispatch == "rank";
     pm.addPass(moe::createMoEPlaceExperts(place));
   }
   // Sharding changes the signatures each rank sees, so it comes before the
@@ -99,6 +103,7 @@ void addTensorLevelPasses(OpPassManager &pm, const TensorLevelOptions &o) {
   moe::MoEDecomposeLayerOptions decompose;
   decompose.bf16Rows = o.bf16Rows;
   decompose.fuseRouter = o.fuseRouter;
+  decompose.epDispatch = o.epDispatch.str();
   pm.addPass(moe::createMoEDecomposeLayer(decompose));
   pm.addPass(createCanonicalizerPass());
   if (o.fuseRouter)
@@ -205,6 +210,7 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   tensorLevel.overlapChunks = options.overlapChunks;
   tensorLevel.overlapTokens = options.overlapTokens;
   tensorLevel.overlapModel = options.overlapModel;
+  tensorLevel.epDispatch = options.epDispatch;
   tensorLevel.routingProfile = options.routingProfile;
   tensorLevel.pruneExperts = options.pruneExperts;
   tensorLevel.placeExperts = options.placeExperts;
@@ -294,6 +300,7 @@ void moe::buildCUDALoweringPipeline(OpPassManager &pm,
   tensorLevel.overlapChunks = options.overlapChunks;
   tensorLevel.overlapTokens = options.overlapTokens;
   tensorLevel.overlapModel = options.overlapModel;
+  tensorLevel.epDispatch = options.epDispatch;
   tensorLevel.routingProfile = options.routingProfile;
   tensorLevel.pruneExperts = options.pruneExperts;
   tensorLevel.placeExperts = options.placeExperts;

@@ -368,6 +368,7 @@ int runExpertParallel(const RunOptions &o, const moe_module *mod,
       invoke(fn, inputs, outputs);
     }
     std::vector<double> seconds;
+    moe_comm_reset_stats();
     for (int64_t i = 0; i < o.benchmark; ++i) {
       barrier();
       auto start = std::chrono::steady_clock::now();
@@ -390,6 +391,24 @@ int runExpertParallel(const RunOptions &o, const moe_module *mod,
             product(fullShapes.front(), 0, fullShapes.front().size() - 1);
       printBenchmarkSummary(fn, inputs, seconds, /*teraflops=*/false,
                             tokenCount);
+    }
+    // What the exchanges moved per run: all ranks together, and the rank
+    // that received the most (the one the others wait for).
+    moe_comm_stats comm{};
+    moe_comm_get_stats(&comm);
+    int64_t total = comm.bytes_sent, busiest = comm.bytes_received;
+    if (worldSize > 0) {
+      total = mpi.allreduceSum(total);
+      busiest =
+          static_cast<int64_t>(mpi.allreduceMax(static_cast<double>(busiest)));
+    }
+    if (rank == 0) {
+      double runs = static_cast<double>(o.benchmark);
+      std::printf("all-to-all per run: %lld exchanges per rank, %.3f MB "
+                  "between ranks in all, at most %.3f MB received by one "
+                  "rank\n",
+                  static_cast<long long>(comm.exchanges / o.benchmark),
+                  double(total) / runs / 1e6, double(busiest) / runs / 1e6);
     }
   }
   std::fflush(stdout);

@@ -12,6 +12,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Shard/IR/ShardOps.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/IR/TypeUtilities.h"
@@ -367,9 +368,366 @@ Value buildExpertExchange(PatternRewriter &rewriter, LayerOp layer,
                                                        0)}));
 }
 
+/// What the layer's moe.combine reads of the routed experts: their rows,
+/// the weight each slot's row is scaled by and each slot's row.
+struct RoutedRows {
+  Value expertOutput, weights, slotRows;
+};
+
+/// The routed experts of an expert-parallel layer, a row per token and
+/// destination rank: a token whose k experts live on fewer than k ranks
+/// travels once to each of them, with its ids and weights, and comes back
+/// as one row per rank, that rank's experts' weighted sum.
+///
+///   1. the slots' ranks, a slot whose rank an earlier slot of its token
+///      already has marked empty (-1); moe.dispatch by rank packs the rows
+///      to send (rank-major, token order), and the rows' ids and routing
+///      weights (the weights' bits) as [rows, 2k] integers;
+///   2. per-rank row counts: all-to-all, one count per rank pair;
+///   3. rows and their ids and weights: two all-to-all-v, started together;
+///   4. the rank's experts: ids outside the rank's block become empty
+///      slots, the others local; local dispatch, moe.expert, and a
+///      moe.combine by the routing weights into one row per received row;
+///   5. results: all-to-all-v back, the reverse of 3.
+///
+/// The layer's combine then adds each token's returned rows with weight 1
+/// (the slot that sent it) and nothing for the slots that did not, so
+/// zero-computation experts, shared experts and constants are unchanged.
+RoutedRows buildRankExchange(PatternRewriter &rewriter, LayerOp layer,
+                             Value rowSource, RouteOp route) {
+  Location loc = layer.getLoc();
+  ExpertParallelAttr ep = layer.getExpertParallelAttr();
+  FlatSymbolRefAttr grid = ep.getGrid();
+  int64_t ranks = ep.getRanks(), perRank = ep.getExpertsPerRank();
+  int64_t numExperts = ep.getNumExperts();
+  Value ids = route.getIds(), weights = route.getWeights();
+  auto idsType = cast<RankedTensorType>(ids.getType());
+  int64_t k = idsType.getDimSize(1);
+  Type scoreType = getElementTypeOrSelf(weights.getType());
+  // Ids travel with the weights' bits, in integers of the weights' width.
+  auto metaType = rewriter.getIntegerType(scoreType.getIntOrFloatBitWidth());
+  auto i32 = rewriter.getI32Type();
+  auto index = [&](int64_t v) -> Value {
+    return arith::ConstantIndexOp::create(rewriter, loc, v);
+  };
+  auto i32Const = [&](int64_t v) -> Value {
+    return arith::ConstantIntOp::create(rewriter, loc, i32, v);
+  };
+  auto toIndex = [&](OpBuilder &b, Location l, Value v) -> Value {
+    return arith::IndexCastOp::create(b, l, b.getIndexType(), v);
+  };
+  auto parallel = [](int64_t rank) {
+    return SmallVector<utils::IteratorType>(rank,
+                                            utils::IteratorType::parallel);
+  };
+  AffineMap identity = rewriter.getMultiDimIdentityMap(2);
+  auto emptyLike = [&](Value like, Type elementType) -> Value {
+    return tensor::EmptyOp::create(
+        rewriter, loc, tensor::getMixedSizes(rewriter, loc, like), elementType);
+  };
+
+  // 1. The rank of every expert (the partition rule as a table) and of
+  // every slot, -1 for the zero-computation experts and empty slots.
+  SmallVector<int32_t> rankOfExpert(numExperts);
+  for (int64_t p = 0; p < ranks; ++p)
+    for (int64_t e = ep.getFirstExpert(p); e < ep.getFirstExpert(p + 1); ++e)
+      rankOfExpert[e] = p;
+  Value rankTable = arith::ConstantOp::create(
+      rewriter, loc,
+      DenseIntElementsAttr::get(RankedTensorType::get({numExperts}, i32),
+                                ArrayRef(rankOfExpert)));
+  auto rankOf = [&](OpBuilder &b, Location l, Value expert) -> Value {
+    auto c = [&](int64_t v) -> Value {
+      return arith::ConstantIntOp::create(b, l, expert.getType(), v);
+    };
+    Value valid = arith::AndIOp::create(
+        b, l,
+        arith::CmpIOp::create(b, l, arith::CmpIPredicate::sge, expert, c(0)),
+        arith::CmpIOp::create(b, l, arith::CmpIPredicate::slt, expert,
+                              c(numExperts)));
+    Value clamped = arith::SelectOp::create(b, l, valid, expert, c(0));
+    Value rank = tensor::ExtractOp::create(b, l, rankTable,
+                                           ValueRange{toIndex(b, l, clamped)});
+    return arith::SelectOp::create(b, l, valid, rank,
+                                   arith::ConstantIntOp::create(b, l, i32, -1));
+  };
+  // A slot goes to its rank unless an earlier slot of its token does.
+  Value slotRanks =
+      linalg::GenericOp::create(
+          rewriter, loc,
+          TypeRange{RankedTensorType::get(idsType.getShape(), i32)},
+          ValueRange{ids}, ValueRange{emptyLike(ids, i32)},
+          ArrayRef<AffineMap>{identity, identity}, parallel(2),
+          [&](OpBuilder &b, Location l, ValueRange args) {
+            Value token = linalg::IndexOp::create(b, l, 0);
+            Value slot = linalg::IndexOp::create(b, l, 1);
+            Value rank = rankOf(b, l, args[0]);
+            Value taken = arith::ConstantIntOp::create(b, l, b.getI1Type(), 0);
+            for (int64_t earlier = 0; earlier + 1 < k; ++earlier) {
+              Value at = arith::ConstantIndexOp::create(b, l, earlier);
+              Value before = arith::CmpIOp::create(
+                  b, l, arith::CmpIPredicate::ult, at, slot);
+              Value same = arith::CmpIOp::create(
+                  b, l, arith::CmpIPredicate::eq, rank,
+                  rankOf(b, l,
+                         tensor::ExtractOp::create(b, l, ids,
+                                                   ValueRange{token, at})));
+              taken = arith::OrIOp::create(
+                  b, l, taken, arith::AndIOp::create(b, l, before, same));
+            }
+            linalg::YieldOp::create(
+                b, l,
+                ValueRange{arith::SelectOp::create(
+                    b, l, taken, arith::ConstantIntOp::create(b, l, i32, -1),
+                    rank)});
+          })
+          .getResult(0);
+  auto rowSourceType = cast<RankedTensorType>(rowSource.getType());
+  int64_t numTokens = rowSourceType.getDimSize(0);
+  int64_t hidden = rowSourceType.getDimSize(1);
+  int64_t numRows = mulSizes(numTokens, k);
+  auto rowsType =
+      RankedTensorType::get({numRows, hidden}, rowSourceType.getElementType());
+  auto byRank = DispatchOp::create(
+      rewriter, loc, rowsType, RankedTensorType::get({ranks + 1}, i32),
+      RankedTensorType::get({numRows}, i32), slotRanks.getType(), rowSource,
+      slotRanks, /*group_size=*/Value(), rewriter.getI64IntegerAttr(ranks),
+      /*capacity_factor=*/FloatAttr(), /*expert_capacity=*/IntegerAttr());
+
+  // Each row's token's ids (columns [0, k)) and weights' bits ([k, 2k));
+  // padding rows read token 0 and are never sent.
+  auto metaRowsType = RankedTensorType::get({numRows, 2 * k}, metaType);
+  Value metaInit = tensor::EmptyOp::create(
+      rewriter, loc, metaRowsType.getShape(), metaType,
+      rowsType.isDynamicDim(0) ? ValueRange{tensor::DimOp::create(
+                                     rewriter, loc, byRank.getRows(), 0)}
+                               : ValueRange{});
+  Value meta =
+      linalg::GenericOp::create(
+          rewriter, loc, TypeRange{metaRowsType},
+          ValueRange{byRank.getRowTokens()}, ValueRange{metaInit},
+          ArrayRef<AffineMap>{
+              AffineMap::get(2, 0, rewriter.getAffineDimExpr(0)), identity},
+          parallel(2),
+          [&](OpBuilder &b, Location l, ValueRange args) {
+            auto c = [&](int64_t v) -> Value {
+              return arith::ConstantIndexOp::create(b, l, v);
+            };
+            Value token =
+                arith::MaxSIOp::create(b, l, toIndex(b, l, args[0]), c(0));
+            Value column = linalg::IndexOp::create(b, l, 1);
+            Value isId = arith::CmpIOp::create(b, l, arith::CmpIPredicate::ult,
+                                               column, c(k));
+            Value id = tensor::ExtractOp::create(
+                b, l, ids,
+                ValueRange{token,
+                           arith::MinUIOp::create(b, l, column, c(k - 1))});
+            if (metaType != i32)
+              id = arith::ExtSIOp::create(b, l, metaType, id);
+            Value weight = tensor::ExtractOp::create(
+                b, l, weights,
+                ValueRange{token,
+                           arith::SubIOp::create(
+                               b, l, arith::MaxUIOp::create(b, l, column, c(k)),
+                               c(k))});
+            Value bits = arith::BitcastOp::create(b, l, metaType, weight);
+            linalg::YieldOp::create(
+                b, l,
+                ValueRange{arith::SelectOp::create(b, l, isId, id, bits)});
+          })
+          .getResult(0);
+
+  // 2. Rows per destination rank, from the dispatch offsets.
+  SmallVector<Value> rankOffsets;
+  for (int64_t p = 0; p <= ranks; ++p)
+    rankOffsets.push_back(tensor::ExtractOp::create(
+        rewriter, loc, byRank.getOffsets(), ValueRange{index(p)}));
+  SmallVector<Value> sendRows;
+  for (int64_t p = 0; p < ranks; ++p)
+    sendRows.push_back(arith::SubIOp::create(rewriter, loc, rankOffsets[p + 1],
+                                             rankOffsets[p]));
+  auto countsType = RankedTensorType::get({ranks}, i32);
+  Value sendCounts =
+      tensor::FromElementsOp::create(rewriter, loc, countsType, sendRows);
+  Value ones = tensor::FromElementsOp::create(
+      rewriter, loc, countsType, SmallVector<Value>(ranks, i32Const(1)));
+  auto exchangeStart = [&](Value send, Value counts, Value recvCounts,
+                           Value dest) {
+    return AllToAllStartOp::create(rewriter, loc, send, counts, recvCounts,
+                                   dest, grid);
+  };
+  auto exchangeWait = [&](AllToAllStartOp start) -> Value {
+    return AllToAllWaitOp::create(rewriter, loc, start.getRequest(),
+                                  start.getPending(), start.getSend());
+  };
+  Value recvCounts = exchangeWait(exchangeStart(
+      sendCounts, ones, ones,
+      tensor::EmptyOp::create(rewriter, loc, countsType.getShape(), i32)));
+
+  // 3. Rows, and their ids and weights.
+  Value numReceived = index(0);
+  for (int64_t p = 0; p < ranks; ++p)
+    numReceived = arith::AddIOp::create(
+        rewriter, loc, numReceived,
+        toIndex(rewriter, loc,
+                tensor::ExtractOp::create(rewriter, loc, recvCounts,
+                                          ValueRange{index(p)})));
+  auto rowsStart =
+      exchangeStart(byRank.getRows(), sendCounts, recvCounts,
+                    tensor::EmptyOp::create(rewriter, loc, rowsType.getShape(),
+                                            rowsType.getElementType(),
+                                            ValueRange{numReceived}));
+  auto metaStart = exchangeStart(
+      meta, sendCounts, recvCounts,
+      tensor::EmptyOp::create(rewriter, loc, metaRowsType.getShape(), metaType,
+                              ValueRange{numReceived}));
+  Value received = exchangeWait(rowsStart);
+  Value receivedMeta = exchangeWait(metaStart);
+
+  // 4. The rank's experts: [first, last) of the partition rule.
+  Value rank =
+      shard::ProcessLinearIndexOp::create(rewriter, loc, grid.getValue());
+  SmallVector<int32_t> firstOfRank;
+  for (int64_t p = 0; p <= ranks; ++p)
+    firstOfRank.push_back(ep.getFirstExpert(p));
+  Value firstTable = arith::ConstantOp::create(
+      rewriter, loc,
+      DenseIntElementsAttr::get(
+          RankedTensorType::get({ranks + 1}, metaType),
+          llvm::map_to_vector(firstOfRank, [&](int32_t v) {
+            return APInt(metaType.getWidth(), v);
+          })));
+  Value first =
+      tensor::ExtractOp::create(rewriter, loc, firstTable, ValueRange{rank});
+  Value last = tensor::ExtractOp::create(
+      rewriter, loc, firstTable,
+      ValueRange{arith::AddIOp::create(rewriter, loc, rank, index(1))});
+  auto receivedSlotsType =
+      RankedTensorType::get({ShapedType::kDynamic, k}, metaType);
+  auto metaColumns = [&](int64_t from) -> Value {
+    return tensor::ExtractSliceOp::create(
+        rewriter, loc, receivedSlotsType, receivedMeta,
+        ArrayRef<OpFoldResult>{rewriter.getIndexAttr(0),
+                               rewriter.getIndexAttr(from)},
+        ArrayRef<OpFoldResult>{numReceived, rewriter.getIndexAttr(k)},
+        ArrayRef<OpFoldResult>{rewriter.getIndexAttr(1),
+                               rewriter.getIndexAttr(1)});
+  };
+  auto localIdsType = RankedTensorType::get({ShapedType::kDynamic, k}, i32);
+  Value localIds =
+      linalg::GenericOp::create(
+          rewriter, loc, TypeRange{localIdsType}, ValueRange{metaColumns(0)},
+          ValueRange{tensor::EmptyOp::create(rewriter, loc,
+                                             localIdsType.getShape(), i32,
+                                             ValueRange{numReceived})},
+          ArrayRef<AffineMap>{identity, identity}, parallel(2),
+          [&](OpBuilder &b, Location l, ValueRange args) {
+            Value mine = arith::AndIOp::create(
+                b, l,
+                arith::CmpIOp::create(b, l, arith::CmpIPredicate::sge, args[0],
+                                      first),
+                arith::CmpIOp::create(b, l, arith::CmpIPredicate::slt, args[0],
+                                      last));
+            Value local = arith::SubIOp::create(b, l, args[0], first);
+            if (metaType != i32)
+              local = arith::TruncIOp::create(b, l, i32, local);
+            linalg::YieldOp::create(
+                b, l,
+                ValueRange{arith::SelectOp::create(
+                    b, l, mine, local,
+                    arith::ConstantIntOp::create(b, l, i32, -1))});
+          })
+          .getResult(0);
+  auto localWeightsType =
+      RankedTensorType::get({ShapedType::kDynamic, k}, scoreType);
+  Value localWeights =
+      linalg::GenericOp::create(
+          rewriter, loc, TypeRange{localWeightsType},
+          ValueRange{metaColumns(k)},
+          ValueRange{tensor::EmptyOp::create(
+              rewriter, loc, localWeightsType.getShape(), scoreType,
+              ValueRange{numReceived})},
+          ArrayRef<AffineMap>{identity, identity}, parallel(2),
+          [&](OpBuilder &b, Location l, ValueRange args) {
+            linalg::YieldOp::create(
+                b, l,
+                ValueRange{arith::BitcastOp::create(b, l, scoreType, args[0])});
+          })
+          .getResult(0);
+  auto receivedRowsType = RankedTensorType::get({ShapedType::kDynamic, hidden},
+                                                rowsType.getElementType());
+  auto local = DispatchOp::create(
+      rewriter, loc, receivedRowsType,
+      RankedTensorType::get({perRank + 1}, i32),
+      RankedTensorType::get({ShapedType::kDynamic}, i32), localIdsType,
+      received, localIds, /*group_size=*/Value(),
+      rewriter.getI64IntegerAttr(perRank), /*capacity_factor=*/FloatAttr(),
+      /*expert_capacity=*/IntegerAttr());
+  auto expert = ExpertOp::create(
+      rewriter, loc, receivedRowsType, local.getRows(), local.getOffsets(),
+      /*gather_tokens=*/Value(), layer.getFc1(), layer.getFc1Bias(),
+      layer.getFc2(), layer.getFc2Bias(), layer.getFc3(), layer.getFc3Bias(),
+      layer.getFc1Scales(), layer.getFc2Scales(), layer.getFc3Scales(),
+      layer.getFc1ZeroPoints(), layer.getFc2ZeroPoints(),
+      layer.getFc3ZeroPoints(), /*combine_into=*/Value(),
+      /*row_tokens=*/Value(), /*row_weights=*/Value(),
+      layer.getActivationAttr(), layer.getSwigluFusionAttr(),
+      layer.getAlphaAttr(), layer.getBetaAttr(), layer.getLimitAttr(),
+      layer.getQuantAttr(), /*panel_width=*/IntegerAttr());
+  auto partialType = RankedTensorType::get({ShapedType::kDynamic, hidden},
+                                           rowsType.getElementType());
+  Value partial = CombineOp::create(
+      rewriter, loc, partialType, expert.getResult(), localWeights, localIds,
+      local.getSlotRows(), Value(), Value(), Value(), Value(), Value(),
+      rewriter.getI64IntegerAttr(perRank), ArrayAttr(),
+      /*dropped_pass_through=*/UnitAttr());
+
+  // 5. Results back, in the order the rows were sent.
+  Value returned = exchangeWait(exchangeStart(
+      partial, recvCounts, sendCounts,
+      tensor::EmptyOp::create(
+          rewriter, loc, partialType.getShape(), partialType.getElementType(),
+          ValueRange{toIndex(rewriter, loc, rankOffsets[ranks])})));
+
+  // A routed slot that sent its token's row takes the row whole; its
+  // token's other slots on that rank are in it already.
+  Value unitWeights =
+      linalg::GenericOp::create(
+          rewriter, loc, TypeRange{weights.getType()},
+          ValueRange{weights, ids, byRank.getSlotRows()},
+          ValueRange{emptyLike(weights, scoreType)},
+          ArrayRef<AffineMap>{identity, identity, identity, identity},
+          parallel(2),
+          [&](OpBuilder &b, Location l, ValueRange args) {
+            auto c = [&](int64_t v) -> Value {
+              return arith::ConstantIntOp::create(b, l, i32, v);
+            };
+            auto f = [&](double v) -> Value {
+              return arith::ConstantOp::create(b, l,
+                                               b.getFloatAttr(scoreType, v));
+            };
+            Value routed = arith::AndIOp::create(
+                b, l,
+                arith::CmpIOp::create(b, l, arith::CmpIPredicate::sge, args[1],
+                                      c(0)),
+                arith::CmpIOp::create(b, l, arith::CmpIPredicate::slt, args[1],
+                                      c(numExperts)));
+            Value sent = arith::CmpIOp::create(b, l, arith::CmpIPredicate::sge,
+                                               args[2], c(0));
+            Value unit = arith::SelectOp::create(b, l, sent, f(1.0), f(0.0));
+            linalg::YieldOp::create(b, l,
+                                    ValueRange{arith::SelectOp::create(
+                                        b, l, routed, unit, args[0])});
+          })
+          .getResult(0);
+  return {returned, unitWeights, byRank.getSlotRows()};
+}
+
 struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
-  DecomposeLayerPattern(MLIRContext *ctx, bool bf16Rows, bool fuseRouter)
-      : OpRewritePattern(ctx), bf16Rows(bf16Rows), fuseRouter(fuseRouter) {}
+  DecomposeLayerPattern(MLIRContext *ctx, bool bf16Rows, bool fuseRouter,
+                        StringRef epDispatch)
+      : OpRewritePattern(ctx), bf16Rows(bf16Rows), fuseRouter(fuseRouter),
+        epDispatch(epDispatch.str()) {}
 
   LogicalResult matchAndRewrite(LayerOp layer,
                                 PatternRewriter &rewriter) const override {
@@ -430,39 +788,48 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
         layer.getTopGroupsAttr(), layer.getGroupScoringAttr(),
         layer.getTopPAttr(), layer.getScalingAttr());
 
-    int64_t numRows = mulSizes(numTokens, k);
-    // A per-sequence capacity groups the flattened tokens by sequence.
-    Value groupSize;
-    if (layer.getCapacityPerSequence())
-      groupSize = tensor::DimOp::create(rewriter, loc, input, 1);
-    auto dispatch = DispatchOp::create(
-        rewriter, loc,
-        RankedTensorType::get({numRows, hidden},
-                              getElementTypeOrSelf(rowSource.getType())),
-        RankedTensorType::get({numExperts + 1}, i32),
-        RankedTensorType::get({numRows}, i32),
-        RankedTensorType::get({numTokens, k}, i32), rowSource, route.getIds(),
-        groupSize, rewriter.getI64IntegerAttr(numExperts),
-        layer.getCapacityFactorAttr(), layer.getExpertCapacityAttr());
-
-    Value expertOutput;
-    if (ep)
-      expertOutput = buildExpertExchange(rewriter, layer, dispatch, scoreType);
-    else
-      expertOutput = ExpertOp::create(
+    RoutedRows routed;
+    // Dropped rows passed through would look like the slots that share
+    // their token's row with an earlier slot of the same rank.
+    if (ep && epDispatch == "rank" && !layer.getDroppedPassThrough()) {
+      routed = buildRankExchange(rewriter, layer, rowSource, route);
+    } else {
+      int64_t numRows = mulSizes(numTokens, k);
+      // A per-sequence capacity groups the flattened tokens by sequence.
+      Value groupSize;
+      if (layer.getCapacityPerSequence())
+        groupSize = tensor::DimOp::create(rewriter, loc, input, 1);
+      auto dispatch = DispatchOp::create(
           rewriter, loc,
-          RankedTensorType::get({numRows, hidden}, tokensType.getElementType()),
-          dispatch.getRows(), dispatch.getOffsets(),
-          /*gather_tokens=*/Value(), layer.getFc1(), layer.getFc1Bias(),
-          layer.getFc2(), layer.getFc2Bias(), layer.getFc3(),
-          layer.getFc3Bias(), layer.getFc1Scales(), layer.getFc2Scales(),
-          layer.getFc3Scales(), layer.getFc1ZeroPoints(),
-          layer.getFc2ZeroPoints(), layer.getFc3ZeroPoints(),
-          /*combine_into=*/Value(), /*row_tokens=*/Value(),
-          /*row_weights=*/Value(), layer.getActivationAttr(),
-          layer.getSwigluFusionAttr(), layer.getAlphaAttr(),
-          layer.getBetaAttr(), layer.getLimitAttr(), layer.getQuantAttr(),
-          /*panel_width=*/IntegerAttr());
+          RankedTensorType::get({numRows, hidden},
+                                getElementTypeOrSelf(rowSource.getType())),
+          RankedTensorType::get({numExperts + 1}, i32),
+          RankedTensorType::get({numRows}, i32),
+          RankedTensorType::get({numTokens, k}, i32), rowSource, route.getIds(),
+          groupSize, rewriter.getI64IntegerAttr(numExperts),
+          layer.getCapacityFactorAttr(), layer.getExpertCapacityAttr());
+      routed.weights = route.getWeights();
+      routed.slotRows = dispatch.getSlotRows();
+      if (ep)
+        routed.expertOutput =
+            buildExpertExchange(rewriter, layer, dispatch, scoreType);
+      else
+        routed.expertOutput = ExpertOp::create(
+            rewriter, loc,
+            RankedTensorType::get({numRows, hidden},
+                                  tokensType.getElementType()),
+            dispatch.getRows(), dispatch.getOffsets(),
+            /*gather_tokens=*/Value(), layer.getFc1(), layer.getFc1Bias(),
+            layer.getFc2(), layer.getFc2Bias(), layer.getFc3(),
+            layer.getFc3Bias(), layer.getFc1Scales(), layer.getFc2Scales(),
+            layer.getFc3Scales(), layer.getFc1ZeroPoints(),
+            layer.getFc2ZeroPoints(), layer.getFc3ZeroPoints(),
+            /*combine_into=*/Value(), /*row_tokens=*/Value(),
+            /*row_weights=*/Value(), layer.getActivationAttr(),
+            layer.getSwigluFusionAttr(), layer.getAlphaAttr(),
+            layer.getBetaAttr(), layer.getLimitAttr(), layer.getQuantAttr(),
+            /*panel_width=*/IntegerAttr());
+    }
 
     Value shared;
     if (layer.getSharedFc1())
@@ -472,11 +839,11 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
     bool needsInput = layer.getSharedGate() || layer.getNumZeroExperts() > 0 ||
                       layer.getDroppedPassThrough();
     Value combined = CombineOp::create(
-        rewriter, loc, tokensType, expertOutput, route.getWeights(),
-        route.getIds(), dispatch.getSlotRows(), needsInput ? tokens : Value(),
-        shared, layer.getSharedGate(), layer.getConstants(),
-        layer.getConstantGates(), rewriter.getI64IntegerAttr(numExperts),
-        layer.getZeroExpertsAttr(), layer.getDroppedPassThroughAttr());
+        rewriter, loc, tokensType, routed.expertOutput, routed.weights,
+        route.getIds(), routed.slotRows, needsInput ? tokens : Value(), shared,
+        layer.getSharedGate(), layer.getConstants(), layer.getConstantGates(),
+        rewriter.getI64IntegerAttr(numExperts), layer.getZeroExpertsAttr(),
+        layer.getDroppedPassThroughAttr());
     if (combined.getType() != stageTokensType &&
         cast<RankedTensorType>(stageTokensType).getElementType() ==
             cast<RankedTensorType>(combined.getType()).getElementType())
@@ -502,6 +869,7 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
 
   bool bf16Rows;
   bool fuseRouter;
+  std::string epDispatch;
 };
 
 struct MoEDecomposeLayerPass
@@ -509,8 +877,15 @@ struct MoEDecomposeLayerPass
   using MoEDecomposeLayerBase::MoEDecomposeLayerBase;
 
   void runOnOperation() override {
+    if (epDispatch != "expert" && epDispatch != "rank") {
+      getOperation()->emitError()
+          << "-moe-decompose-layer: ep-dispatch must be 'expert' or 'rank', "
+             "got '"
+          << epDispatch << "'";
+      return signalPassFailure();
+    }
     RewritePatternSet patterns(&getContext());
-    populateDecomposeLayerPatterns(patterns, bf16Rows, fuseRouter);
+    populateDecomposeLayerPatterns(patterns, bf16Rows, fuseRouter, epDispatch);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }
@@ -519,8 +894,8 @@ struct MoEDecomposeLayerPass
 } // namespace
 
 void mlir::moe::populateDecomposeLayerPatterns(RewritePatternSet &patterns,
-                                               bool bf16Rows,
-                                               bool fuseRouter) {
+                                               bool bf16Rows, bool fuseRouter,
+                                               StringRef epDispatch) {
   patterns.add<DecomposeLayerPattern>(patterns.getContext(), bf16Rows,
-                                      fuseRouter);
+                                      fuseRouter, epDispatch);
 }

@@ -46,6 +46,11 @@ struct ExchangeChain {
   CombineOp combine;
   ExpertOp expert;
   int64_t ranks = 0;
+  /// Whether rows travel one per token and expert (-moe-decompose-layer's
+  /// ep-dispatch=expert: the layer's dispatch is by the route's ids), which
+  /// expert-range chunks need; one per token and rank can only be split by
+  /// tokens.
+  bool rowPerExpert = false;
   SmallVector<Operation *> ops;
   DenseMap<Operation *, int64_t> stage;
 };
@@ -79,6 +84,7 @@ FailureOr<ExchangeChain> findChain(CombineOp combine) {
   if (!chain.route || !chain.dispatch || chain.route->getBlock() != block ||
       chain.dispatch->getBlock() != block)
     return failure();
+  chain.rowPerExpert = chain.dispatch.getIds() == chain.route.getIds();
 
   // Forward from the route, restricted to what the combine needs.
   SmallVector<Operation *> forward;
@@ -181,7 +187,15 @@ public:
       // Candidates: no split, then expert chunks (at least one expert
       // each) and token chunks, as `split` allows.
       int64_t limit = std::max<int64_t>(maxChunks, 1);
-      int64_t expertLimit = std::min(limit, localExpertCount(*chain));
+      int64_t expertLimit =
+          chain->rowPerExpert ? std::min(limit, localExpertCount(*chain)) : 1;
+      if (split == "experts" && !chain->rowPerExpert) {
+        chain->combine.emitError()
+            << "-moe-overlap-communication: split=experts needs a row per "
+               "token and expert (-moe-decompose-layer ep-dispatch=expert); "
+               "this layer sends a row per token and rank";
+        return signalPassFailure();
+      }
       SmallVector<Prediction> predictions{
           predict(*chain, tokenCount, 1, /*byExperts=*/true)};
       if (split != "tokens")
@@ -252,14 +266,23 @@ private:
     }
     double expertValues = fc1Values + fc2Values + fc3Values;
     double rowBytes = hidden * (rowsType.getElementTypeBitWidth() / 8.0);
-    double ranksD = static_cast<double>(chain.ranks);
 
-    // Balanced routing: a rank receives as many rows as it sends, T * k,
-    // of which (P - 1) / P cross the link.
+    // Balanced routing: a rank receives as many rows as it sends, of which
+    // (P - 1) / P cross the link: T * k, or with a row per token and rank
+    // the ranks a token's k uniformly chosen experts fall on,
+    // P (1 - (1 - 1/P)^k) on average.
+    double ranksD = static_cast<double>(chain.ranks);
+    double rowsPerToken =
+        chain.rowPerExpert ? static_cast<double>(k)
+                           : ranksD * (1.0 - std::pow(1.0 - 1.0 / ranksD, k));
     double rows = static_cast<double>(tokenCount) * k / numChunks;
-    double linkBytes = rows * rowBytes * (ranksD - 1) / ranksD;
+    double sentRows =
+        static_cast<double>(tokenCount) * rowsPerToken / numChunks;
+    double linkBytes = sentRows * rowBytes * (ranksD - 1) / ranksD;
     double exchange = latency + linkBytes / (bandwidth * 1e3);
-    double countExchange = latency;
+    // The count exchange; with a row per token and rank, the rows' ids and
+    // weights travel in an exchange of their own, beside the rows.
+    double countExchange = chain.rowPerExpert ? latency : 2.0 * latency;
     // Token chunks each reread the weights of every expert they touch;
     // expert chunks read each expert's weights once, in their own chunk.
     double touched = byExperts

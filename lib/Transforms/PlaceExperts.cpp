@@ -17,6 +17,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "moe-mlir/Transforms/ProfileGuidedExperts.h"
 
+#include <cmath>
 #include <numeric>
 
 namespace mlir::moe {
@@ -77,6 +78,108 @@ int64_t busiestRank(ArrayRef<int64_t> tokens,
   return busiest;
 }
 
+/// Tokens that chose both of experts `a` and `b` in the profile.
+int64_t pairCount(ArrayRef<int64_t> coactivation, int64_t routeExperts,
+                  int64_t a, int64_t b) {
+  return coactivation[a * routeExperts + b];
+}
+
+/// The rows a layer sends with a row per token and rank (-moe-decompose-layer
+/// ep-dispatch=rank) when rank r owns `blocks[r]`, estimated from the
+/// profile's pairs: a block's tokens less the pairs inside it. Exact for
+/// k <= 2; for larger k a token whose block holds three or more of its
+/// experts is subtracted too often (a lower bound).
+int64_t sentRows(ArrayRef<int64_t> tokens, ArrayRef<int64_t> coactivation,
+                 ArrayRef<SmallVector<int64_t>> blocks) {
+  int64_t rows = 0;
+  for (ArrayRef<int64_t> block : blocks)
+    for (auto [i, e] : llvm::enumerate(block)) {
+      rows += tokens[e];
+      for (int64_t f : block.drop_front(i + 1))
+        rows -= pairCount(coactivation, tokens.size(), e, f);
+    }
+  return rows;
+}
+
+/// `blocks` improved by swapping experts between blocks (which keeps their
+/// sizes), best swap first, for as long as a swap moves more co-activated
+/// pairs into blocks than out of them (fewer rows with a row per token and
+/// rank) without any block's tokens exceeding `bound`, at most 16 swaps per
+/// expert.
+void groupCoactivated(ArrayRef<int64_t> tokens, ArrayRef<int64_t> coactivation,
+                      SmallVector<SmallVector<int64_t>> &blocks,
+                      int64_t bound) {
+  int64_t numBlocks = blocks.size();
+  int64_t routeExperts = tokens.size();
+  // blockOf[e], load[b], and pairsWith[e * numBlocks + b]: the pairs of e
+  // with the experts of block b.
+  DenseMap<int64_t, int64_t> blockOf;
+  SmallVector<int64_t> load(numBlocks, 0);
+  for (auto [b, block] : llvm::enumerate(blocks))
+    for (int64_t e : block) {
+      blockOf[e] = b;
+      load[b] += tokens[e];
+    }
+  SmallVector<int64_t> experts;
+  for (SmallVector<int64_t> &block : blocks)
+    llvm::append_range(experts, block);
+  SmallVector<int64_t> pairsWith(routeExperts * numBlocks, 0);
+  for (int64_t e : experts)
+    for (int64_t f : experts)
+      pairsWith[e * numBlocks + blockOf[f]] +=
+          pairCount(coactivation, routeExperts, e, f);
+
+  // Each swap gains at least one pair, so the search ends; the cap keeps a
+  // profile of many tokens from taking long (a few swaps per expert is
+  // where it settles in practice).
+  for (int64_t swaps = 0, limit = 16 * routeExperts; swaps < limit; ++swaps) {
+    int64_t bestGain = 0, bestE = -1, bestF = -1;
+    for (int64_t e : experts)
+      for (int64_t f : experts) {
+        int64_t a = blockOf[e], b = blockOf[f];
+        if (a >= b)
+          continue;
+        int64_t delta = tokens[f] - tokens[e];
+        if (load[a] + delta > bound || load[b] - delta > bound)
+          continue;
+        int64_t pair = pairCount(coactivation, routeExperts, e, f);
+        int64_t gain = (pairsWith[f * numBlocks + a] - pair) -
+                       pairsWith[e * numBlocks + a] +
+                       (pairsWith[e * numBlocks + b] - pair) -
+                       pairsWith[f * numBlocks + b];
+        if (gain > bestGain) {
+          bestGain = gain;
+          bestE = e;
+          bestF = f;
+        }
+      }
+    if (bestE < 0)
+      break;
+    int64_t a = blockOf[bestE], b = blockOf[bestF];
+    for (int64_t g : experts) {
+      int64_t moved = pairCount(coactivation, routeExperts, g, bestE) -
+                      pairCount(coactivation, routeExperts, g, bestF);
+      pairsWith[g * numBlocks + a] -= moved;
+      pairsWith[g * numBlocks + b] += moved;
+    }
+    load[a] += tokens[bestF] - tokens[bestE];
+    load[b] += tokens[bestE] - tokens[bestF];
+    blockOf[bestE] = b;
+    blockOf[bestF] = a;
+    *llvm::find(blocks[a], bestE) = bestF;
+    *llvm::find(blocks[b], bestF) = bestE;
+  }
+  for (SmallVector<int64_t> &block : blocks)
+    llvm::sort(block);
+  // Blocks of one size can go to any of their ranks: the one with the
+  // lower experts first, which renumbers least.
+  llvm::stable_sort(blocks, [](ArrayRef<int64_t> x, ArrayRef<int64_t> y) {
+    if (x.size() != y.size() || x.empty())
+      return x.size() > y.size();
+    return x.front() < y.front();
+  });
+}
+
 struct MoEPlaceExpertsPass
     : moe::impl::MoEPlaceExpertsBase<MoEPlaceExpertsPass> {
   using MoEPlaceExpertsBase::MoEPlaceExpertsBase;
@@ -86,6 +189,12 @@ struct MoEPlaceExpertsPass
       getOperation().emitError()
           << "-moe-place-experts: ranks must be at least 1, got "
           << static_cast<int64_t>(ranks);
+      return signalPassFailure();
+    }
+    if (!(tolerance >= 0.0)) {
+      getOperation().emitError()
+          << "-moe-place-experts: tolerance must be at least 0, got "
+          << static_cast<double>(tolerance);
       return signalPassFailure();
     }
     if (failed(rewriteLayersByProfile(
@@ -102,6 +211,12 @@ struct MoEPlaceExpertsPass
         checkLayer(layer, index, counts, /*removed=*/0, "place the experts of");
     if (failed(tokens))
       return failure();
+    ArrayRef<int64_t> coactivation = counts.at(index).coactivation;
+    if (coactivated && coactivation.empty())
+      return mlir::emitError(layer.getLoc())
+             << "cannot place the experts of layer " << index
+             << " by co-activation: the routing profile has no "
+                "'coactivation' for it";
     int64_t experts =
         cast<RankedTensorType>(layer.getFc1().getType()).getDimSize(0);
     int64_t routeExperts = tokens->size();
@@ -122,6 +237,23 @@ struct MoEPlaceExpertsPass
       placed = contiguous;
       placedLoad = contiguousLoad;
     }
+    int64_t contiguousRows = 0, placedRows = 0;
+    if (coactivated) {
+      // Co-activated experts grouped from the balanced placement, the
+      // busiest block allowed `tolerance` more tokens than that.
+      int64_t bound = static_cast<int64_t>(
+          std::floor(static_cast<double>(placedLoad) * (1.0 + tolerance)));
+      contiguousRows = sentRows(*tokens, coactivation, contiguous);
+      groupCoactivated(*tokens, coactivation, placed, bound);
+      placedLoad = busiestRank(*tokens, placed);
+      placedRows = sentRows(*tokens, coactivation, placed);
+      if (placedRows > contiguousRows ||
+          (placedRows == contiguousRows && placedLoad >= contiguousLoad)) {
+        placed = contiguous;
+        placedLoad = contiguousLoad;
+        placedRows = contiguousRows;
+      }
+    }
     InFlightDiagnostic remark = mlir::emitRemark(layer.getLoc())
                                 << "layer " << index << ": experts by rank ";
     llvm::interleave(
@@ -134,6 +266,9 @@ struct MoEPlaceExpertsPass
         [&] { remark << " "; });
     remark << "; busiest rank's tokens in the profile " << contiguousLoad
            << " contiguous, " << placedLoad << " placed";
+    if (coactivated)
+      remark << "; rows sent per token and rank " << contiguousRows
+             << " contiguous, " << placedRows << " placed";
     if (placed == contiguous)
       return success();
 

@@ -46,13 +46,35 @@ llvm::Expected<TokenCounts> moe::readTokenCounts(StringRef path) {
         layer ? layer->getArray("tokens_per_expert") : nullptr;
     if (!index || *index < 0 || !perExpert)
       return fail("every layer needs 'layer' and 'tokens_per_expert'");
-    std::vector<int64_t> &tokens = counts[*index];
+    LayerCounts &layerCounts = counts[*index];
+    std::vector<int64_t> &tokens = layerCounts.tokens;
     for (const llvm::json::Value &n : *perExpert) {
       std::optional<int64_t> value = n.getAsInteger();
       if (!value || *value < 0)
         return fail("layer " + Twine(*index) +
                     ": 'tokens_per_expert' must hold non-negative integers");
       tokens.push_back(*value);
+    }
+    const llvm::json::Array *pairs = layer->getArray("coactivation");
+    if (!pairs)
+      continue;
+    auto badPairs = [&] {
+      return fail("layer " + Twine(*index) + ": 'coactivation' must be " +
+                  Twine(tokens.size()) + " rows of " + Twine(tokens.size()) +
+                  " non-negative integers");
+    };
+    if (pairs->size() != tokens.size())
+      return badPairs();
+    for (const llvm::json::Value &row : *pairs) {
+      const llvm::json::Array *values = row.getAsArray();
+      if (!values || values->size() != tokens.size())
+        return badPairs();
+      for (const llvm::json::Value &n : *values) {
+        std::optional<int64_t> value = n.getAsInteger();
+        if (!value || *value < 0)
+          return badPairs();
+        layerCounts.coactivation.push_back(*value);
+      }
     }
   }
   return counts;
@@ -73,7 +95,7 @@ FailureOr<ArrayRef<int64_t>> moe::checkLayer(LayerOp layer, int64_t index,
   auto it = counts.find(index);
   if (it == counts.end())
     return refuse("the routing profile has no layer " + Twine(index));
-  const std::vector<int64_t> &tokens = it->second;
+  const std::vector<int64_t> &tokens = it->second.tokens;
   if (static_cast<int64_t>(tokens.size()) != routeExperts)
     return refuse("the routing profile has " + Twine(tokens.size()) +
                   " experts for it, the layer routes to " +

@@ -25,6 +25,9 @@ std::mutex installMutex;
 moe_communicator installed{};
 std::atomic<bool> haveCommunicator{false};
 
+// Exchange accounting (moe_comm_get_stats); relaxed: counts only.
+std::atomic<int64_t> exchanges{0}, bytesSent{0}, bytesReceived{0};
+
 // Compiled code cannot see an error, so a misuse of the ABI ends the
 // process with a message rather than corrupting memory or hanging.
 [[noreturn]] void fatal(const std::string &msg) {
@@ -124,8 +127,31 @@ int64_t moe_rt_comm_all_to_all_v_start(int64_t ranks, const void *send,
           std::to_string(unitBytes));
   if (!sendCounts || !recvCounts)
     fatal("moe_rt_comm_all_to_all_v_start: NULL counts");
+  int64_t sent = 0, received = 0;
+  for (int64_t p = 0; p < ranks; ++p)
+    if (p != c.rank) {
+      sent += int64_t(sendCounts[p]) * unitBytes;
+      received += int64_t(recvCounts[p]) * unitBytes;
+    }
+  exchanges.fetch_add(1, std::memory_order_relaxed);
+  bytesSent.fetch_add(sent, std::memory_order_relaxed);
+  bytesReceived.fetch_add(received, std::memory_order_relaxed);
   return c.all_to_all_v_start(c.ctx, send, sendCounts, recv, recvCounts,
                               unitBytes);
+}
+
+void moe_comm_get_stats(moe_comm_stats *stats) {
+  if (!stats)
+    return;
+  stats->exchanges = exchanges.load(std::memory_order_relaxed);
+  stats->bytes_sent = bytesSent.load(std::memory_order_relaxed);
+  stats->bytes_received = bytesReceived.load(std::memory_order_relaxed);
+}
+
+void moe_comm_reset_stats(void) {
+  exchanges.store(0, std::memory_order_relaxed);
+  bytesSent.store(0, std::memory_order_relaxed);
+  bytesReceived.store(0, std::memory_order_relaxed);
 }
 
 void moe_rt_comm_wait(int64_t request) {

@@ -1,4 +1,5 @@
 // RUN: moe-opt %s --split-input-file --moe-decompose-layer | FileCheck %s
+// RUN: moe-opt %s --split-input-file --moe-decompose-layer=ep-dispatch=rank | FileCheck %s --check-prefix=RANK
 
 // One rank's part of a layer with E = 5 experts over P = 2 ranks (Emax = 3
 // local experts per rank: rank 0 owns 0-2, rank 1 owns 3-4 and a padding
@@ -86,6 +87,58 @@
 // CHECK-NEXT:  return %[[OUT]] : tensor<?x16xf32>
 // CHECK-NOT:   moe.layer
 shard.grid @moe_ep(shape = 2)
+// With ep-dispatch=rank a token travels once to every rank owning any of
+// its experts:
+//  1. each slot's rank from the table expert -> rank ([0, 0, 0, 1, 1]),
+//     -1 where an earlier slot of the token has the same rank; moe.dispatch
+//     by rank (num_experts = P = 2) packs the rows to send, and a generic
+//     gives every packed row its token's ids and weights' bits
+//     (tensor<?x4xi32>: 2 ids, then 2 weights);
+//  2. one count per rank pair;
+//  3. rows and their ids/weights started together, then both waited for;
+//  4. ids outside the rank's block [first, last) (the table [0, 3, 5] at
+//     shard.process_linear_index) become -1, the others local; the
+//     weights are the bits cast back; local dispatch over 3 experts, the
+//     experts, and a combine by the received weights: one row per
+//     received row;
+//  5. the rows back, counts swapped, as many as were sent (offsets[P]);
+//     the layer's combine weights a routed slot 1 when it sent the row and
+//     0 when its token's row went to that rank from an earlier slot.
+// RANK-LABEL: func.func @ep_uneven
+// RANK-DAG:   %[[FIRST:.*]] = arith.constant dense<[0, 3, 5]> : tensor<3xi32>
+// RANK-DAG:   %[[ONES:.*]] = arith.constant dense<1> : tensor<2xi32>
+// RANK-DAG:   %[[RANK_OF:.*]] = arith.constant dense<[0, 0, 0, 1, 1]> : tensor<5xi32>
+// RANK:       %[[W:.*]], %[[IDS:.*]] = moe.route
+// RANK:       %[[SLOT_RANKS:.*]] = linalg.generic {{.*}} ins(%[[IDS]] : tensor<?x2xi32>)
+// RANK:         tensor.extract %[[RANK_OF]]
+// RANK:         tensor.extract %[[IDS]]
+// RANK:         arith.cmpi eq
+// RANK:       %[[ROWS:.*]], %[[OFF:.*]], %[[ROW_TOKENS:.*]], %[[SLOTS:.*]] = moe.dispatch %{{.*}}, %[[SLOT_RANKS]] {num_experts = 2 : i64}
+// RANK:       %[[META:.*]] = linalg.generic {{.*}} ins(%[[ROW_TOKENS]] : tensor<?xi32>) outs(%{{.*}} : tensor<?x4xi32>)
+// RANK:         tensor.extract %[[IDS]]
+// RANK:         %[[WEIGHT:.*]] = tensor.extract %[[W]]
+// RANK:         arith.bitcast %[[WEIGHT]] : f32 to i32
+// RANK:       %[[SEND:.*]] = tensor.from_elements %{{.*}}, %{{.*}} : tensor<2xi32>
+// RANK:       %[[REQ:.*]], %[[PEND:.*]] = moe.all_to_all_start %[[SEND]], %[[ONES]], %[[ONES]]
+// RANK:       %[[RECV:.*]] = moe.all_to_all_wait %[[REQ]], %[[PEND]], %[[SEND]]
+// RANK:       %[[RREQ:.*]], %[[RPEND:.*]] = moe.all_to_all_start %[[ROWS]], %[[SEND]], %[[RECV]]
+// RANK:       %[[MREQ:.*]], %[[MPEND:.*]] = moe.all_to_all_start %[[META]], %[[SEND]], %[[RECV]]
+// RANK:       %[[GOT_ROWS:.*]] = moe.all_to_all_wait %[[RREQ]], %[[RPEND]], %[[ROWS]]
+// RANK:       %[[GOT_META:.*]] = moe.all_to_all_wait %[[MREQ]], %[[MPEND]], %[[META]]
+// RANK:       %[[ME:.*]] = shard.process_linear_index on @moe_ep : index
+// RANK:       tensor.extract %[[FIRST]][%[[ME]]]
+// RANK:       %[[ID_BITS:.*]] = tensor.extract_slice %[[GOT_META]][0, 0] [%{{.*}}, 2] [1, 1]
+// RANK:       %[[LOCAL_IDS:.*]] = linalg.generic {{.*}} ins(%[[ID_BITS]] : tensor<?x2xi32>)
+// RANK:       %[[WEIGHT_BITS:.*]] = tensor.extract_slice %[[GOT_META]][0, 2] [%{{.*}}, 2] [1, 1]
+// RANK:       %[[LOCAL_W:.*]] = linalg.generic {{.*}} ins(%[[WEIGHT_BITS]] : tensor<?x2xi32>) outs(%{{.*}} : tensor<?x2xf32>)
+// RANK:         arith.bitcast %{{.*}} : i32 to f32
+// RANK:       %[[LROWS:.*]], %[[LOFF:.*]], %{{.*}}, %[[LSLOTS:.*]] = moe.dispatch %[[GOT_ROWS]], %[[LOCAL_IDS]] {num_experts = 3 : i64}
+// RANK:       %[[OUT:.*]] = moe.expert %[[LROWS]], %[[LOFF]]
+// RANK:       %[[PARTIAL:.*]] = moe.combine %[[OUT]], %[[LOCAL_W]], %[[LOCAL_IDS]], %[[LSLOTS]] {num_experts = 3 : i64}
+// RANK:       moe.all_to_all_start %[[PARTIAL]], %[[RECV]], %[[SEND]]
+// RANK:       %[[BACK:.*]] = moe.all_to_all_wait
+// RANK:       %[[UNIT:.*]] = linalg.generic {{.*}} ins(%[[W]], %[[IDS]], %[[SLOTS]] : tensor<?x2xf32>, tensor<?x2xi32>, tensor<?x2xi32>)
+// RANK:       moe.combine %[[BACK]], %[[UNIT]], %[[IDS]], %[[SLOTS]] {num_experts = 5 : i64}
 func.func @ep_uneven(%x: tensor<?x16xf32>, %l: tensor<?x5xf32>, %w1: tensor<3x8x16xf32>, %b1: tensor<3x8xf32>, %w2: tensor<3x16x8xf32>) -> tensor<?x16xf32> {
   %0 = moe.layer %x, %l fc1 %w1 fc1_bias %b1 fc2 %w2 {k = 2 : i64, normalize, activation = #moe.activation<silu>, expert_parallel = #moe.expert_parallel<grid = @moe_ep, ranks = 2, num_experts = 5>} : (tensor<?x16xf32>, tensor<?x5xf32>, tensor<3x8x16xf32>, tensor<3x8xf32>, tensor<3x16x8xf32>) -> tensor<?x16xf32>
   return %0 : tensor<?x16xf32>

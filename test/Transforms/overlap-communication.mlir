@@ -2,6 +2,9 @@
 // RUN: moe-opt %s --split-input-file --moe-decompose-layer --moe-overlap-communication="bandwidth=0.5 split=tokens" | FileCheck %s --check-prefix=AUTO
 // RUN: moe-opt %s --split-input-file --moe-decompose-layer --moe-overlap-communication=report=true -o /dev/null 2>&1 | FileCheck %s --check-prefix=REPORT
 // RUN: moe-opt %s --split-input-file --moe-decompose-layer --moe-overlap-communication=chunks=2 | FileCheck %s --check-prefix=EXP
+// RUN: moe-opt %s --split-input-file --moe-decompose-layer=ep-dispatch=rank --moe-overlap-communication=chunks=2 | FileCheck %s --check-prefix=RANK
+// RUN: moe-opt %s --split-input-file --moe-decompose-layer=ep-dispatch=rank --moe-overlap-communication="chunks=2 report=true" -o /dev/null 2>&1 | FileCheck %s --check-prefix=RANK-REPORT
+// RUN: not moe-opt %s --split-input-file --moe-decompose-layer=ep-dispatch=rank --moe-overlap-communication="chunks=2 split=experts" 2>&1 | FileCheck %s --check-prefix=RANK-EXPERTS
 
 // split=experts (the default), chunks = 2: routing, dispatch and the count
 // exchange stay whole; each chunk is one of every rank's two local experts.
@@ -131,6 +134,23 @@
 // REPORT-NEXT: {{^tokens +2 }}
 // REPORT:      {{^tokens +8 }}
 // REPORT-NEXT: chosen: none, 1 chunk
+// A row per token and rank (ep-dispatch=rank) serves several of a rank's
+// experts, so only token chunks split it: the report has no expert rows,
+// its exchanges carry the ranks a token's experts fall on (P (1 - (1 -
+// 1/P)^k) = 1.5 rows a token here, not k = 2) and pay a latency more for
+// the ids and weights; chunks=2 clones the chain per token chunk, each
+// with its four exchanges (counts; rows with ids and weights; results).
+// RANK-REPORT:      remark: expert-parallel overlap model (2 ranks, 256 tokens per rank):
+// RANK-REPORT-NEXT: split    chunks  dispatch_us  expert_us  return_us  total_us  gain
+// RANK-REPORT-NEXT: {{^none +1 }}
+// RANK-REPORT-NEXT: {{^tokens +2 }}
+// RANK-REPORT:      chosen: tokens, 2 chunks
+// RANK-LABEL: func.func @ep_small
+// RANK-SAME:  moe.overlap = {chunks = 2 : i64, {{.*}}, split = "tokens"
+// RANK-COUNT-8: moe.all_to_all_start
+// RANK-NOT:   moe.all_to_all_start
+// RANK:       return
+// RANK-EXPERTS: error: -moe-overlap-communication: split=experts needs a row per token and expert (-moe-decompose-layer ep-dispatch=expert); this layer sends a row per token and rank
 shard.grid @moe_ep(shape = 2)
 func.func @ep_small(%x: tensor<?x16xf32>, %l: tensor<?x4xf32>, %w1: tensor<2x8x16xf32>, %w2: tensor<2x16x8xf32>) -> tensor<?x16xf32> {
   %0 = moe.layer %x, %l fc1 %w1 fc2 %w2 {k = 2 : i64, expert_parallel = #moe.expert_parallel<grid = @moe_ep, ranks = 2, num_experts = 4>} : (tensor<?x16xf32>, tensor<?x4xf32>, tensor<2x8x16xf32>, tensor<2x16x8xf32>) -> tensor<?x16xf32>

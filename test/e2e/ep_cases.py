@@ -13,11 +13,15 @@ written by gen_case.py), plus these EP-only keys (EP_DEFAULTS):
             are a prefix of its experts at P = 2, the last rank's a
             suffix); the driver checks that the k best of every token are
             on that one rank
+  dispatch  the --ep-dispatch modes: 'expert' (a row per token and
+            expert) and 'rank' (a row per token and rank, with its ids and
+            weights); every mode is compiled with every `overlap` variant
   overlap   the --overlap-chunks variants compiled besides the plain
             `--expert-parallel=P` module (None: the compiler's default)
 
 For each (case, P) run_ep_case.py compiles the single-rank module
-(`--target=cpu`) and the EP module for every `overlap` entry, runs the
+(`--target=cpu`) and the EP module for every `dispatch` mode and `overlap`
+entry, runs the
 former with moe-run and the latter under `mpirun -np P`, and requires the
 gathered output to equal the single-rank one: same shape, max|diff| /
 max|ref| <= 1e-6.
@@ -29,6 +33,7 @@ minutes on two oversubscribed cores; H and I are mostly not multiples of 8.
 EP_DEFAULTS = {
     "ranks": [2, 4],
     "route": "random",      # random, first_rank, last_rank
+    "dispatch": ["expert", "rank"],  # --ep-dispatch modes
     "overlap": [None, 3],   # --overlap-chunks variants (None: default)
 }
 

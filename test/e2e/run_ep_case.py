@@ -17,7 +17,8 @@ layer.mlir and the inputs (ep_cases.py: the case list), then
     moe-compile layer.mlir --target=cpu -o single.so
     moe-run single.so --input=@... --check --output=@ref.npy
     moe-compile layer.mlir --target=cpu --expert-parallel=P \\
-        [--overlap-chunks=C] -o ep[_cC].so            (each `overlap` variant)
+        --ep-dispatch=D [--overlap-chunks=C] \\
+        -o ep[_D][_cC].so       (each `dispatch` mode and `overlap` variant)
     mpirun [--allow-run-as-root] --oversubscribe \\
         --bind-to none -np P moe-run ep.so --input=@... --output=@y.npy \\
         --threads=1 --comm-timeout=S2     (killed after S s)
@@ -433,8 +434,14 @@ def compare(y_path, ref_path, what):
     return rel
 
 
-def variant_tag(chunks):
-    return "ep" if chunks is None else "ep_c%s" % chunks
+def variant_tag(dispatch, chunks):
+    tag = "ep" if dispatch == "expert" else "ep_" + dispatch
+    return tag if chunks is None else "%s_c%s" % (tag, chunks)
+
+
+def variants(ep):
+    """(--ep-dispatch mode, --overlap-chunks) of every EP module of a case."""
+    return [(d, c) for d in ep["dispatch"] for c in ep["overlap"]]
 
 
 def generate(name, P, work):
@@ -470,9 +477,9 @@ def run_ep_case(name, P, bin_dir, work, launcher):
                       "unwritten")
 
     worst = 0.0
-    for chunks in ep["overlap"]:
-        tag = variant_tag(chunks)
-        extra = ["--expert-parallel=%d" % P]
+    for dispatch, chunks in variants(ep):
+        tag = variant_tag(dispatch, chunks)
+        extra = ["--expert-parallel=%d" % P, "--ep-dispatch=" + dispatch]
         if chunks is not None:
             extra.append("--overlap-chunks=%s" % chunks)
         compile_module(bin_dir, directory, tag + ".so", extra)
@@ -502,8 +509,8 @@ def run_ep_case(name, P, bin_dir, work, launcher):
                       "%s np%d" % (tag, P))
         worst = max(worst, rel)
     print("EP result: %d variant(s) %s at P=%d, worst max|diff| / max|ref| "
-          "%.3g" % (len(ep["overlap"]),
-                    ", ".join(variant_tag(c) for c in ep["overlap"]), P,
+          "%.3g" % (len(variants(ep)),
+                    ", ".join(variant_tag(*v) for v in variants(ep)), P,
                     worst))
 
 

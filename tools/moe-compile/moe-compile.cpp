@@ -252,6 +252,15 @@ cl::opt<std::string> overlapModel(
              "\"bandwidth=400 latency=15 peak-gflops=600000 "
              "memory-bandwidth=3000\" (GB/s, us, GFLOP/s per rank)"),
     cl::init(""), cl::cat(category));
+cl::opt<std::string> epDispatch(
+    "ep-dispatch",
+    cl::desc("With --expert-parallel: 'expert' sends a token once per "
+             "chosen expert and gets every expert's output back; 'rank' "
+             "sends it once per rank owning any of its experts, with its "
+             "ids and routing weights, and gets one weighted sum per rank "
+             "back (fewer bytes when a token's experts share a rank; no "
+             "expert-range overlap chunks)"),
+    cl::init("expert"), cl::cat(category));
 cl::opt<bool> inlineConstants(
     "inline-constants",
     cl::desc("Keep large constants (weights) inline: dense attributes in "
@@ -311,6 +320,12 @@ int compile(int argc, char **argv) {
                 overlapChunks + "'");
   if (overlapTokens < 1)
     return fail("--overlap-tokens must be positive");
+  if (epDispatch != "expert" && epDispatch != "rank")
+    return fail("--ep-dispatch must be 'expert' or 'rank', got '" + epDispatch +
+                "'");
+  if (epDispatch.getNumOccurrences() && expertParallel < 2)
+    return fail("--ep-dispatch chooses how --expert-parallel=P (P >= 2) "
+                "exchanges rows, which is not given");
   if (!overlapModel.empty()) {
     std::string problem;
     if (failed(moe::createMoEOverlapCommunication()->initializeOptions(
@@ -474,6 +489,7 @@ int compile(int argc, char **argv) {
       pipeline.overlapChunks = chunks;
       pipeline.overlapTokens = overlapTokens;
       pipeline.overlapModel = overlapModel;
+      pipeline.epDispatch = epDispatch;
       pipeline.emulateKernels = emulateCUDAKernels;
       if (failed(moe::lowerToLLVMDialect(*module, pipeline, scope)))
         return 1;
@@ -515,6 +531,7 @@ int compile(int argc, char **argv) {
       pipeline.overlapChunks = chunks;
       pipeline.overlapTokens = overlapTokens;
       pipeline.overlapModel = overlapModel;
+      pipeline.epDispatch = epDispatch;
       if (failed(moe::lowerToLLVMDialect(*module, pipeline, scope)))
         return 1;
     }

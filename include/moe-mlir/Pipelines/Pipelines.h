@@ -40,6 +40,13 @@ struct SharedPipelineOptions : public PassPipelineOptions<Derived> {
                      "-moe-overlap-communication describing the machine "
                      "(e.g. 'bandwidth=400 latency=15 peak-gflops=600000')"),
       llvm::cl::init("")};
+  detail::PassOptions::Option<std::string> epDispatch{
+      *this, "ep-dispatch",
+      llvm::cl::desc("Expert parallelism: send a row per token and expert "
+                     "('expert') or per token and destination rank ('rank', "
+                     "with the token's ids and weights; fewer bytes when a "
+                     "token's experts share a rank)"),
+      llvm::cl::init("expert")};
   detail::PassOptions::Option<std::string> routingProfile{
       *this, "routing-profile",
       llvm::cl::desc("Routing profile (moe-run --routing-profile) that "

@@ -28,7 +28,8 @@ namespace moe {
 /// options of -moe-decompose-layer).
 void populateDecomposeLayerPatterns(RewritePatternSet &patterns,
                                     bool bf16Rows = false,
-                                    bool fuseRouter = true);
+                                    bool fuseRouter = true,
+                                    StringRef epDispatch = "expert");
 
 #define GEN_PASS_REGISTRATION
 #include "moe-mlir/Transforms/Passes.h.inc"

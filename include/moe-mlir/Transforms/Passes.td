@@ -39,6 +39,17 @@ def MoEDecomposeLayer : Pass<"moe-decompose-layer"> {
     `moe.route` that computes the logits itself (see `-moe-fuse-router`);
     with `fuse-router=false` (the cuda target, and A/B measurements), a
     separate transposed-B `linalg.generic` computes them first.
+
+    An expert-parallel layer (`#moe.expert_parallel`, from
+    `-moe-shard-experts`) exchanges its rows with the ranks that own their
+    experts through `moe.all_to_all_start` / `moe.all_to_all_wait`
+    (docs/ExpertParallel.md). With `ep-dispatch=expert` a token travels
+    once per chosen expert and every expert output comes back; with
+    `ep-dispatch=rank` it travels once per rank owning any of its experts,
+    with its ids and routing weights, and the rank returns one row, the
+    weighted sum of its experts' outputs: fewer bytes whenever a token's
+    experts share a rank, for one more exchange (the ids and weights).
+    Layers that pass dropped tokens through keep the per-expert form.
   }];
   let options = [
     Option<"bf16Rows", "bf16-rows", "bool", /*default=*/"false",
@@ -46,6 +57,9 @@ def MoEDecomposeLayer : Pass<"moe-decompose-layer"> {
     Option<"fuseRouter", "fuse-router", "bool", /*default=*/"true",
            "Keep a layer's router weight in moe.route (false: a separate "
            "MatMul computes the logits first)">,
+    Option<"epDispatch", "ep-dispatch", "std::string", /*default=*/"\"expert\"",
+           "Expert-parallel layers: send a row per token and expert "
+           "('expert') or per token and destination rank ('rank')">,
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect",
                            "::mlir::linalg::LinalgDialect",
@@ -463,6 +477,17 @@ def MoEPlaceExperts : Pass<"moe-place-experts", "::mlir::ModuleOp"> {
     changes. A remark per layer gives the blocks and the busiest block's
     tokens in the profile, contiguous and placed.
 
+    With `co-activation`, for layers whose rows travel once per token and
+    rank (`-moe-decompose-layer{ep-dispatch=rank}`), the balanced placement
+    is then improved by swapping experts between blocks, the swap that puts
+    the most co-activated pairs (the profile's `coactivation`) into one
+    block first, as long as no block takes more than `1 + tolerance` times
+    the balanced busiest block's tokens: a token whose experts share a rank
+    is sent there once. The remark adds the rows sent, contiguous and
+    placed, estimated from the pairs (exact for `k <= 2`); a placement that
+    sends no fewer rows than the contiguous blocks (or as many, and is no
+    better balanced) is not applied.
+
     Layers are numbered per function in order, as the profile numbers them.
     Like pruning, it needs the router as the layer's weight
     (`-moe-fuse-router`), constant weights, ungrouped routing, and a profile
@@ -474,6 +499,12 @@ def MoEPlaceExperts : Pass<"moe-place-experts", "::mlir::ModuleOp"> {
            "Routing profile (JSON) whose token counts place the experts">,
     Option<"ranks", "ranks", "int64_t", /*default=*/"2",
            "Number of ranks the experts will be spread over">,
+    Option<"coactivated", "co-activation", "bool", /*default=*/"false",
+           "Also put experts that tokens choose together on one rank "
+           "(fewer rows with -moe-decompose-layer ep-dispatch=rank)">,
+    Option<"tolerance", "tolerance", "double", /*default=*/"0.05",
+           "With co-activation: how many more tokens (a fraction) the "
+           "busiest rank may take than in the balanced placement">,
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect"];
 }

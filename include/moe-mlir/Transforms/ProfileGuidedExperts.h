@@ -19,12 +19,19 @@
 
 namespace mlir::moe {
 
-/// Per layer of a routing profile, the tokens each of its route's experts
-/// took.
-using TokenCounts = std::map<int64_t, std::vector<int64_t>>;
+/// What a routing profile says of one layer: the tokens each of its
+/// route's experts took and, row-major `[experts][experts]`, the tokens that
+/// chose both of a pair (empty when the profile has none).
+struct LayerCounts {
+  std::vector<int64_t> tokens;
+  std::vector<int64_t> coactivation;
+};
 
-/// The tokens per expert of the routing profile at `path`, or an error
-/// naming the file.
+/// The routing profile's layers by number.
+using TokenCounts = std::map<int64_t, LayerCounts>;
+
+/// The tokens per expert and co-activation counts of the routing profile
+/// at `path`, or an error naming the file.
 llvm::Expected<TokenCounts> readTokenCounts(StringRef path);
 
 /// Layer `index`'s tokens per route expert, after checking that the layer

@@ -268,6 +268,17 @@ MOE_API int64_t moe_communicator_size(void);
  * --expert-parallel=1 without MPI. Valid for the life of the process. */
 MOE_API const moe_communicator *moe_self_communicator(void);
 
+/* What this process's expert-parallel exchanges moved since the last
+ * moe_comm_reset_stats(): all-to-all-v calls, and bytes to and from the
+ * other ranks (the rank's own rows, copied locally, not counted). */
+typedef struct moe_comm_stats {
+  int64_t exchanges;
+  int64_t bytes_sent;
+  int64_t bytes_received;
+} moe_comm_stats;
+MOE_API void moe_comm_get_stats(moe_comm_stats *stats);
+MOE_API void moe_comm_reset_stats(void);
+
 /*===---------------------------- Benchmark ------------------------------===*/
 
 /* How moe_benchmark() timed the runs. Strings live as long as the process. */
