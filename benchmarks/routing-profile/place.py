@@ -1,21 +1,30 @@
 #!/usr/bin/python3
-"""Expert placement for expert parallelism: the busiest rank's all-to-all
-bytes and the layer's time, placed by a routing profile against contiguous
-blocks.
+"""Expert placement for expert parallelism: the all-to-all bytes and the
+layer's time, placed by a routing profile against contiguous blocks, with
+a row per token and expert and with a row per token and rank.
 
-A layer with its router and constant weights (H 512, I 512, E 16, top-2,
-SwiGLU, f32) whose tokens lean towards the high-numbered experts (a skewed
-profile, as trained routers have: contiguous blocks put the hot experts on
-one rank) is profiled on calibration tokens (`moe-compile --record-routing`,
-`moe-run --routing-profile`), then compiled for P ranks with
-`--expert-parallel=P` and with `--routing-profile --place-experts` as well,
+Two synthetic layers with their routers and constant weights (H 512, I
+512, E 16, top-2, SwiGLU, f32):
+  skewed   tokens lean towards the high-numbered experts (as trained
+           routers do): contiguous blocks put the hot experts on one rank;
+  paired   tokens choose experts j and j + 8 together (about 70%):
+           contiguous blocks split every pair.
+Each is profiled on calibration tokens (`moe-compile --record-routing`,
+`moe-run --routing-profile`), then compiled for P ranks four ways:
+
+  contiguous         --expert-parallel=P (a row per token and expert)
+  balanced           ... --routing-profile --place-experts
+  contiguous, rank   --expert-parallel=P --ep-dispatch=rank (a row per token
+                     and rank, with the token's ids and weights)
+  co-activated, rank ... --ep-dispatch=rank --routing-profile --place-experts
+                     (balanced, then co-activated pairs put on one rank)
+
 and timed under `mpirun -np P moe-run --threads=1 --benchmark` (the
-slowest rank's time per run) on held-out tokens, the two interleaved over
-passes. Rows and bytes are counted from the routing (numpy, the same
-tokens): each slot whose expert another rank owns sends its row there and
-gets it back. The busiest rank (most rows to compute, most bytes to
-receive) sets the layer's time; the total bytes do not depend on the
-placement (rows travel per slot, whichever rank holds the expert).
+slowest rank's time per run) on held-out tokens, interleaved over passes.
+The bytes are the runtime's counts of what the exchanges moved between
+ranks per run (moe-run's "all-to-all per run" line: all ranks together,
+and the rank that received most); rows computed per rank come from the
+routing (numpy, the same tokens).
 
 Where the whole-model benchmark's decoder profiles exist
 (build/bench/whole-model/<model>/profile.json, from
@@ -41,7 +50,7 @@ sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
 sys.path.insert(0, os.path.join(ROOT, "test", "e2e"))
 sys.dont_write_bytecode = True
 import numpy as np  # noqa: E402
-from bf16_layer import layer_mlir, skewed_layer  # noqa: E402
+from bf16_layer import layer_mlir, paired_layer, skewed_layer  # noqa: E402
 from e2e_tools import record_profile  # noqa: E402
 from run_ep_case import Launcher  # noqa: E402
 
@@ -69,24 +78,14 @@ def blocks_of(placement, ranks):
     return [list(range(first[r], first[r + 1])) for r in range(ranks)]
 
 
-def exchange_bytes(x, router, blocks, ranks):
-    """For tokens x split over the ranks by rows: the rows each rank's
-    experts compute, the dispatch bytes each rank receives (rows of other
-    ranks' tokens for its experts; the return exchange sends as many back),
-    and the bytes of both exchanges in total."""
-    T = x.shape[0]
+def rows_per_rank(x, router, blocks, ranks):
+    """The rows each rank's experts compute for tokens x."""
     top = np.argsort(-(x.astype(np.float64) @ router.T.astype(np.float64)),
                      axis=1, kind="stable")[:, :K]
     owner = np.empty(E, int)
     for r, block in enumerate(blocks):
         owner[block] = r
-    home = np.repeat(np.arange(ranks), [T // ranks + (1 if r < T % ranks else 0)
-                                        for r in range(ranks)])
-    dest = owner[top]
-    rows = np.bincount(dest.ravel(), minlength=ranks)
-    remote = dest != home[:, None]
-    received = np.bincount(dest[remote], minlength=ranks) * H * 4
-    return rows, received, 2 * int(remote.sum()) * H * 4
+    return np.bincount(owner[top].ravel(), minlength=ranks)
 
 
 def placement_of(stderr):
@@ -96,99 +95,147 @@ def placement_of(stderr):
     return [[int(e) for e in b.split(",")] for b in re.findall(r"\[([\d, ]+)\]", m[1])]
 
 
-def balance(counts, ranks):
-    """Busiest block's share of the tokens, contiguous and greedy-placed
-    (the pass's rule), for one layer's tokens per expert."""
-    n = len(counts)
-    per = [n // ranks + (1 if r < n % ranks else 0) for r in range(ranks)]
-    first = np.cumsum([0] + per)
-    contiguous = max(sum(counts[first[r]:first[r + 1]]) for r in range(ranks))
-    load, room = [0] * ranks, list(per)
-    for e in sorted(range(n), key=lambda e: -counts[e]):
-        r = min((r for r in range(ranks) if room[r]), key=lambda r: load[r])
-        load[r] += counts[e]
-        room[r] -= 1
-    total = sum(counts)
-    return contiguous / total, min(max(load), contiguous) / total
+def place_profile(model_dir, ranks, work):
+    """-moe-place-experts's remarks for an exported decoder and its
+    profile: per layer, the busiest rank's tokens and the rows sent per
+    token and rank (from the profile's pairs), contiguous and placed."""
+    mlir = os.path.join(work, os.path.basename(model_dir) + ".mlir")
+    run([os.path.join(BIN, "moe-import-onnx"),
+         os.path.join(model_dir, "export", "model.onnx"), "-o", mlir])
+    err = run([os.path.join(BIN, "moe-opt"), mlir, "--moe-fuse-router",
+               f"--moe-place-experts=profile={os.path.join(model_dir, 'profile.json')} "
+               f"ranks={ranks} co-activation", "-o", os.devnull]).stderr
+    return [tuple(int(v) for v in m) for m in re.findall(
+        r"layer (\d+): experts by rank .*; busiest rank's tokens in the profile "
+        r"(\d+) contiguous, (\d+) placed; rows sent per token and rank (\d+) "
+        r"contiguous, (\d+) placed", err)]
+
+
+VARIANTS = [
+    # (name, extra moe-compile flags, placed by the profile)
+    ("contiguous", [], False),
+    ("balanced", ["--place-experts"], True),
+    ("contiguous, rank", ["--ep-dispatch=rank"], False),
+    ("co-activated, rank", ["--ep-dispatch=rank", "--place-experts"], True),
+]
+
+
+def bench_layer(name, weights, tokens, args, launcher, compile_, moe_run):
+    work = os.path.join(args.work, name)
+    os.makedirs(work, exist_ok=True)
+    router = weights["router"]
+    mlir = os.path.join(work, "layer.mlir")
+    with open(mlir, "w") as f:
+        f.write(layer_mlir(H, I, E, K, dtype="f32", constants=weights))
+    log(f"== {name}: profiling")
+    profile, counts = record_profile(compile_, moe_run, mlir, work, [tokens(4096)])
+
+    log(f"== {name}: compiling")
+    modules, placements = {}, {}
+    for variant, flags, placed in VARIANTS:
+        path = os.path.join(work, variant.replace(", ", "_").replace("-", "_") + ".so")
+        if placed:
+            flags = flags + [f"--routing-profile={profile}"]
+        out = run([compile_, mlir, f"--expert-parallel={args.ranks}", *flags,
+                   "-o", path])
+        modules[variant] = path
+        placements[variant] = placement_of(out.stderr) if placed else None
+
+    x = tokens(args.tokens)
+    x_path = os.path.join(work, "x.npy")
+    np.save(x_path, x)
+    times = {v: [] for v in modules}
+    moved = {}
+    for p in range(args.passes):
+        for variant in (list(modules) if p % 2 == 0 else list(modules)[::-1]):
+            out = run(launcher.command(args.ranks, [
+                moe_run, modules[variant], f"--input=@{x_path}", "--threads=1",
+                f"--benchmark={args.runs}"])).stdout
+            m = re.search(r"time: median ([\d.]+) (us|ms|s)\b", out)
+            ms = float(m[1]) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m[2]]
+            times[variant].append(ms)
+            m = re.search(r"all-to-all per run: (\d+) exchanges per rank, (\d+) bytes "
+                          r"between ranks in all, at most (\d+) received", out)
+            if not m:
+                sys.exit(f"no all-to-all line in moe-run's output:\n{out}")
+            moved[variant] = (int(m[1]), int(m[2]) / 1e6, int(m[3]) / 1e6)
+            log(f"pass {p + 1} {variant}: {ms:.3f} ms")
+
+    print(f"\n{name.capitalize()} synthetic layer (H {H}, I {I}, E {E}, top-{K}, f32, "
+          f"constant weights), {args.ranks} ranks, {args.tokens} held-out tokens; "
+          f"profile on 4096 calibration tokens: tokens per expert {counts}.\n")
+    print("| placement, dispatch | experts per rank | rows computed per rank | "
+          "exchanges per rank | MB between ranks (all) | MB received (busiest rank) "
+          "| median ms (passes) | vs contiguous |")
+    print("|---|---|---|---:|---:|---:|---|---:|")
+    base = statistics.median(times["contiguous"])
+    for variant in modules:
+        blocks = blocks_of(placements[variant], args.ranks)
+        rows = rows_per_rank(x, router, blocks, args.ranks)
+        exchanges, total, busiest = moved[variant]
+        median = statistics.median(times[variant])
+        print(f"| {variant} | {' '.join(str(b) for b in blocks)} | "
+              f"{' / '.join(str(r) for r in rows)} | {exchanges} | {total:.3f} | "
+              f"{busiest:.3f} | {median:.3f} "
+              f"({', '.join(f'{t:.3f}' for t in times[variant])}) | "
+              f"{base / median:.2f}x |")
 
 
 def main():
+    global I
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ranks", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=1024)
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--layers", default="skewed,paired")
+    parser.add_argument("--inter", type=int, default=I,
+                        help="the experts' intermediate size (smaller: the "
+                             "exchanges weigh more against the experts)")
     parser.add_argument("--work", default=os.path.join(ROOT, "build", "bench", "place"))
     args = parser.parse_args()
+    I = args.inter
     os.makedirs(args.work, exist_ok=True)
     launcher = Launcher()
     compile_, moe_run = os.path.join(BIN, "moe-compile"), os.path.join(BIN, "moe-run")
 
-    # The high-numbered experts take most tokens (H == I: one fan-in).
-    weights, tokens = skewed_layer(np.random.default_rng(21), H, I, E,
-                                   spread=(-2.0, 5.0), fan=np.sqrt(H))
-    router = weights["router"]
-
-    mlir = os.path.join(args.work, "layer.mlir")
-    with open(mlir, "w") as f:
-        f.write(layer_mlir(H, I, E, K, dtype="f32", constants=weights))
-    log("== profiling")
-    profile, counts = record_profile(compile_, moe_run, mlir, args.work, [tokens(4096)])
-
-    log("== compiling")
-    modules = {}
-    modules["contiguous"] = os.path.join(args.work, "contiguous.so")
-    run([compile_, mlir, f"--expert-parallel={args.ranks}", "-o", modules["contiguous"]])
-    modules["placed"] = os.path.join(args.work, "placed.so")
-    placement = placement_of(run(
-        [compile_, mlir, f"--expert-parallel={args.ranks}", f"--routing-profile={profile}",
-         "--place-experts", "-o", modules["placed"]]).stderr)
-
-    x = tokens(args.tokens)
-    x_path = os.path.join(args.work, "x.npy")
-    np.save(x_path, x)
-    times = {name: [] for name in modules}
-    for p in range(args.passes):
-        for name in (list(modules) if p % 2 == 0 else list(modules)[::-1]):
-            out = run(launcher.command(args.ranks, [
-                moe_run, modules[name], f"--input=@{x_path}", "--threads=1",
-                f"--benchmark={args.runs}"])).stdout
-            m = re.search(r"time: median ([\d.]+) (us|ms|s)\b", out)
-            ms = float(m[1]) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m[2]]
-            times[name].append(ms)
-            log(f"pass {p + 1} {name}: {ms:.3f} ms")
-
-    print(f"\nSkewed synthetic layer (H {H}, I {I}, E {E}, top-{K}, f32, constant "
-          f"weights), {args.ranks} ranks, {args.tokens} held-out tokens; profile on "
-          f"4096 calibration tokens: tokens per expert {counts}.\n")
-    print("| placement | experts per rank | rows computed per rank | dispatch MB "
-          "received per rank | both exchanges MB | median ms (passes) |")
-    print("|---|---|---|---|---:|---|")
-    for name in modules:
-        blocks = blocks_of(placement if name == "placed" else None, args.ranks)
-        rows, received, total = exchange_bytes(x, router, blocks, args.ranks)
-        print(f"| {name} | {' '.join(str(b) for b in blocks)} | "
-              f"{' / '.join(str(r) for r in rows)} | "
-              f"{' / '.join(f'{b / 1e6:.2f}' for b in received)} | {total / 1e6:.2f} | "
-              f"{statistics.median(times[name]):.3f} "
-              f"({', '.join(f'{t:.3f}' for t in times[name])}) |")
+    layers = {
+        # The high-numbered experts take most tokens (H == I: one fan-in).
+        "skewed": lambda: skewed_layer(np.random.default_rng(21), H, I, E,
+                                       spread=(-2.0, 5.0), fan=np.sqrt(H)),
+        "paired": lambda: paired_layer(np.random.default_rng(22), H, I, E,
+                                       fan=np.sqrt(H)),
+    }
+    for name in filter(None, args.layers.split(",")):
+        if name not in layers:
+            sys.exit(f"unknown layer {name!r} (skewed, paired)")
+        weights, tokens = layers[name]()
+        bench_layer(name, weights, tokens, args, launcher, compile_, moe_run)
 
     rows = []
     for model in ("mixtral", "qwen2_moe"):
-        path = os.path.join(ROOT, "build", "bench", "whole-model", model, "profile.json")
-        if not os.path.exists(path):
+        model_dir = os.path.join(ROOT, "build", "bench", "whole-model", model)
+        if not os.path.exists(os.path.join(model_dir, "profile.json")):
             continue
-        with open(path) as f:
-            for layer in json.load(f)["layers"]:
-                c, pl = balance(layer["tokens_per_expert"], args.ranks)
-                rows.append((model, layer["layer"], c, pl))
+        with open(os.path.join(model_dir, "profile.json")) as f:
+            layers = {l["layer"]: l for l in json.load(f)["layers"]}
+        for layer, busy_c, busy_p, rows_c, rows_p in place_profile(
+                model_dir, args.ranks, args.work):
+            total = sum(layers[layer]["tokens_per_expert"])
+            rows.append((model, layer, layers[layer]["top_k"], busy_c / total,
+                         busy_p / total, rows_c, rows_p))
     if rows:
-        print(f"\nHF-style decoder profiles, {args.ranks} ranks: the busiest rank's "
-              f"share of the routed tokens.\n")
-        print("| model | layer | contiguous | placed |")
-        print("|---|---|---:|---:|")
-        for model, layer, c, pl in rows:
-            print(f"| {model} | {layer} | {100 * c:.1f}% | {100 * pl:.1f}% |")
+        print(f"\nHF-style decoder profiles, {args.ranks} ranks, placed with "
+              f"co-activation (-moe-place-experts co-activation): the busiest rank's "
+              f"share of the routed tokens, and the rows sent per token and rank "
+              f"(estimated from the profile's pairs: exact for k <= 2, a lower "
+              f"bound above).\n")
+        print("| model | layer | k | busiest share contiguous | placed | rows contiguous "
+              "| placed | change |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        for model, layer, k, bc, bp, rc, rp in rows:
+            print(f"| {model} | {layer} | {k} | {100 * bc:.1f}% | {100 * bp:.1f}% | "
+                  f"{rc} | {rp} | {100 * (rp - rc) / rc:+.0f}% |")
 
 
 if __name__ == "__main__":

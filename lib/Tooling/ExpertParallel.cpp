@@ -404,11 +404,10 @@ int runExpertParallel(const RunOptions &o, const moe_module *mod,
     }
     if (rank == 0) {
       double runs = static_cast<double>(o.benchmark);
-      std::printf("all-to-all per run: %lld exchanges per rank, %.3f MB "
-                  "between ranks in all, at most %.3f MB received by one "
-                  "rank\n",
+      std::printf("all-to-all per run: %lld exchanges per rank, %.0f bytes "
+                  "between ranks in all, at most %.0f received by one rank\n",
                   static_cast<long long>(comm.exchanges / o.benchmark),
-                  double(total) / runs / 1e6, double(busiest) / runs / 1e6);
+                  double(total) / runs, double(busiest) / runs);
     }
   }
   std::fflush(stdout);

@@ -239,19 +239,26 @@ struct MoEPlaceExpertsPass
     }
     int64_t contiguousRows = 0, placedRows = 0;
     if (coactivated) {
-      // Co-activated experts grouped from the balanced placement, the
-      // busiest block allowed `tolerance` more tokens than that.
+      // Balance first: the busiest block may take `tolerance` more tokens
+      // than in the balanced placement. Within that, co-activated experts
+      // are grouped from the balanced placement and, when they are within
+      // it, from the contiguous blocks; the fewer rows win.
       int64_t bound = static_cast<int64_t>(
           std::floor(static_cast<double>(placedLoad) * (1.0 + tolerance)));
       contiguousRows = sentRows(*tokens, coactivation, contiguous);
       groupCoactivated(*tokens, coactivation, placed, bound);
       placedLoad = busiestRank(*tokens, placed);
       placedRows = sentRows(*tokens, coactivation, placed);
-      if (placedRows > contiguousRows ||
-          (placedRows == contiguousRows && placedLoad >= contiguousLoad)) {
-        placed = contiguous;
-        placedLoad = contiguousLoad;
-        placedRows = contiguousRows;
+      if (contiguousLoad <= bound) {
+        SmallVector<SmallVector<int64_t>> regrouped = contiguous;
+        groupCoactivated(*tokens, coactivation, regrouped, bound);
+        int64_t rows = sentRows(*tokens, coactivation, regrouped);
+        int64_t load = busiestRank(*tokens, regrouped);
+        if (rows < placedRows || (rows == placedRows && load < placedLoad)) {
+          placed = regrouped;
+          placedRows = rows;
+          placedLoad = load;
+        }
       }
     }
     InFlightDiagnostic remark = mlir::emitRemark(layer.getLoc())

@@ -127,3 +127,29 @@ def skewed_layer(rng, H, I, E, spread=(-2.0, 3.0), fan=8.0):
         return (rng.standard_normal((count, H)) + 2 * lean).astype(np.float32)
 
     return weights, tokens
+
+
+def paired_layer(rng, H, I, E, strength=20.0, fan=8.0):
+    """f32 weights (router, fc1, fc2) of a top-2 layer whose experts come in
+    pairs that tokens choose together, the pairs far apart in numbering
+    (expert j with j + E/2), and a sampler of its tokens: each token leans
+    towards one pair's direction, which both routers' rows of the pair
+    follow (by `strength`). Contiguous expert-parallel blocks split every
+    pair; placing each pair on one rank halves the rows a token needs
+    when it travels once per rank."""
+    pairs = E // 2
+    directions = rng.standard_normal((pairs, H))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    router = rng.standard_normal((E, H))
+    router[:pairs] += strength * directions
+    router[pairs:2 * pairs] += strength * directions
+    weights = dict(router=router.astype(np.float32),
+                   fc1=(rng.standard_normal((E, 2 * I, H)) / fan).astype(np.float32),
+                   fc2=(rng.standard_normal((E, H, I)) / fan).astype(np.float32))
+
+    def tokens(count):
+        pair = rng.integers(0, pairs, count)
+        return (rng.standard_normal((count, H)) +
+                4.0 * directions[pair]).astype(np.float32)
+
+    return weights, tokens

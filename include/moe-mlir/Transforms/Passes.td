@@ -483,10 +483,11 @@ def MoEPlaceExperts : Pass<"moe-place-experts", "::mlir::ModuleOp"> {
     the most co-activated pairs (the profile's `coactivation`) into one
     block first, as long as no block takes more than `1 + tolerance` times
     the balanced busiest block's tokens: a token whose experts share a rank
-    is sent there once. The remark adds the rows sent, contiguous and
-    placed, estimated from the pairs (exact for `k <= 2`); a placement that
-    sends no fewer rows than the contiguous blocks (or as many, and is no
-    better balanced) is not applied.
+    is sent there once. When the contiguous blocks are within that bound
+    too, the same search also starts from them, and the placement that
+    sends fewer rows is kept. The remark adds the rows sent, contiguous and
+    placed, estimated from the pairs (exact for `k <= 2`, a lower bound for
+    larger `k`).
 
     Layers are numbered per function in order, as the profile numbers them.
     Like pruning, it needs the router as the layer's weight
