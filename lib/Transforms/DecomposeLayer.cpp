@@ -186,6 +186,23 @@ Value buildSharedExperts(PatternRewriter &rewriter, LayerOp layer,
   return sum;
 }
 
+/// The layer's routed experts (its weights, biases, quantisation and
+/// activation) on `rows` grouped by `offsets`.
+Value buildRoutedExperts(PatternRewriter &rewriter, Location loc, LayerOp layer,
+                         Type resultType, Value rows, Value offsets) {
+  return ExpertOp::create(
+      rewriter, loc, resultType, rows, offsets, /*gather_tokens=*/Value(),
+      layer.getFc1(), layer.getFc1Bias(), layer.getFc2(), layer.getFc2Bias(),
+      layer.getFc3(), layer.getFc3Bias(), layer.getFc1Scales(),
+      layer.getFc2Scales(), layer.getFc3Scales(), layer.getFc1ZeroPoints(),
+      layer.getFc2ZeroPoints(), layer.getFc3ZeroPoints(),
+      /*combine_into=*/Value(), /*row_tokens=*/Value(),
+      /*row_weights=*/Value(), layer.getActivationAttr(),
+      layer.getSwigluFusionAttr(), layer.getAlphaAttr(), layer.getBetaAttr(),
+      layer.getLimitAttr(), layer.getQuantAttr(),
+      /*panel_width=*/IntegerAttr());
+}
+
 /// `value` with a dynamic leading dimension: the stages of an
 /// expert-parallel layer see any number of tokens per rank (and per chunk,
 /// once -moe-overlap-communication has split them).
@@ -329,18 +346,8 @@ Value buildExpertExchange(PatternRewriter &rewriter, LayerOp layer,
       RankedTensorType::get({ShapedType::kDynamic}, i32), idsType, received,
       localIds, /*group_size=*/Value(), rewriter.getI64IntegerAttr(perRank),
       /*capacity_factor=*/FloatAttr(), /*expert_capacity=*/IntegerAttr());
-  auto expert = ExpertOp::create(
-      rewriter, loc, rowsType, local.getRows(), local.getOffsets(),
-      /*gather_tokens=*/Value(), layer.getFc1(), layer.getFc1Bias(),
-      layer.getFc2(), layer.getFc2Bias(), layer.getFc3(), layer.getFc3Bias(),
-      layer.getFc1Scales(), layer.getFc2Scales(), layer.getFc3Scales(),
-      layer.getFc1ZeroPoints(),
-      layer.getFc2ZeroPoints(), layer.getFc3ZeroPoints(),
-      /*combine_into=*/Value(), /*row_tokens=*/Value(),
-      /*row_weights=*/Value(), layer.getActivationAttr(),
-      layer.getSwigluFusionAttr(), layer.getAlphaAttr(), layer.getBetaAttr(),
-      layer.getLimitAttr(), layer.getQuantAttr(),
-      /*panel_width=*/IntegerAttr());
+  Value expert = buildRoutedExperts(rewriter, loc, layer, rowsType,
+                                    local.getRows(), local.getOffsets());
   auto unitWeightsType =
       RankedTensorType::get({ShapedType::kDynamic, 1}, scoreType);
   Value unitWeights =
@@ -354,7 +361,7 @@ Value buildExpertExchange(PatternRewriter &rewriter, LayerOp layer,
                                              ValueRange{numReceived})})
           .getResult(0);
   Value arrivalOrder = CombineOp::create(
-      rewriter, loc, rowsType, expert.getResult(), unitWeights, localIds,
+      rewriter, loc, rowsType, expert, unitWeights, localIds,
       local.getSlotRows(), Value(), Value(), Value(), Value(), Value(),
       rewriter.getI64IntegerAttr(perRank), ArrayAttr(),
       /*dropped_pass_through=*/UnitAttr());
@@ -663,21 +670,12 @@ RoutedRows buildRankExchange(PatternRewriter &rewriter, LayerOp layer,
       received, localIds, /*group_size=*/Value(),
       rewriter.getI64IntegerAttr(perRank), /*capacity_factor=*/FloatAttr(),
       /*expert_capacity=*/IntegerAttr());
-  auto expert = ExpertOp::create(
-      rewriter, loc, receivedRowsType, local.getRows(), local.getOffsets(),
-      /*gather_tokens=*/Value(), layer.getFc1(), layer.getFc1Bias(),
-      layer.getFc2(), layer.getFc2Bias(), layer.getFc3(), layer.getFc3Bias(),
-      layer.getFc1Scales(), layer.getFc2Scales(), layer.getFc3Scales(),
-      layer.getFc1ZeroPoints(), layer.getFc2ZeroPoints(),
-      layer.getFc3ZeroPoints(), /*combine_into=*/Value(),
-      /*row_tokens=*/Value(), /*row_weights=*/Value(),
-      layer.getActivationAttr(), layer.getSwigluFusionAttr(),
-      layer.getAlphaAttr(), layer.getBetaAttr(), layer.getLimitAttr(),
-      layer.getQuantAttr(), /*panel_width=*/IntegerAttr());
+  Value expert = buildRoutedExperts(rewriter, loc, layer, receivedRowsType,
+                                    local.getRows(), local.getOffsets());
   auto partialType = RankedTensorType::get({ShapedType::kDynamic, hidden},
                                            rowsType.getElementType());
   Value partial = CombineOp::create(
-      rewriter, loc, partialType, expert.getResult(), localWeights, localIds,
+      rewriter, loc, partialType, expert, localWeights, localIds,
       local.getSlotRows(), Value(), Value(), Value(), Value(), Value(),
       rewriter.getI64IntegerAttr(perRank), ArrayAttr(),
       /*dropped_pass_through=*/UnitAttr());
@@ -814,21 +812,11 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
         routed.expertOutput =
             buildExpertExchange(rewriter, layer, dispatch, scoreType);
       else
-        routed.expertOutput = ExpertOp::create(
-            rewriter, loc,
+        routed.expertOutput = buildRoutedExperts(
+            rewriter, loc, layer,
             RankedTensorType::get({numRows, hidden},
                                   tokensType.getElementType()),
-            dispatch.getRows(), dispatch.getOffsets(),
-            /*gather_tokens=*/Value(), layer.getFc1(), layer.getFc1Bias(),
-            layer.getFc2(), layer.getFc2Bias(), layer.getFc3(),
-            layer.getFc3Bias(), layer.getFc1Scales(), layer.getFc2Scales(),
-            layer.getFc3Scales(), layer.getFc1ZeroPoints(),
-            layer.getFc2ZeroPoints(), layer.getFc3ZeroPoints(),
-            /*combine_into=*/Value(), /*row_tokens=*/Value(),
-            /*row_weights=*/Value(), layer.getActivationAttr(),
-            layer.getSwigluFusionAttr(), layer.getAlphaAttr(),
-            layer.getBetaAttr(), layer.getLimitAttr(), layer.getQuantAttr(),
-            /*panel_width=*/IntegerAttr());
+            dispatch.getRows(), dispatch.getOffsets());
     }
 
     Value shared;

@@ -19,11 +19,12 @@ from .runtime import Module
 # moe-compile's flags (moe-compile --help) as keyword arguments:
 # gemm_row_tile=3 becomes --gemm-row-tile=3, no_raise=True --no-raise.
 _COMPILE_FLAGS = {
-    "cuda_arch", "emit", "emulate_cuda_kernels", "expert_parallel",
-    "gemm_col_tile", "gemm_row_tile", "gpu_binary", "inline_constants",
-    "linker", "mattr", "mcpu", "no_raise", "overlap_chunks", "overlap_model",
-    "overlap_tokens", "prefetch_experts", "record_routing", "runtime_dir",
-    "O",
+    "cuda_arch", "emit", "emulate_cuda_kernels", "ep_dispatch",
+    "expert_parallel", "gemm_col_tile", "gemm_row_tile", "gpu_binary",
+    "inline_constants", "linker", "mattr", "mcpu", "merge_experts",
+    "no_raise", "overlap_chunks", "overlap_model", "overlap_tokens",
+    "place_experts", "prefetch_experts", "prune_experts", "record_routing",
+    "routing_profile", "runtime_dir", "O",
 }
 
 

@@ -72,3 +72,27 @@ def test_profile_of_another_model_is_refused(tmp_path, cache_dir):
         with moe_mlir.routing_profile(path):
             layer(*layer_inputs(4))
     assert json.loads(path.read_text()) == other
+
+
+def test_compile_takes_the_profile_back(tmp_path, cache_dir):
+    # The flags reach moe-compile: the example layer takes its logits as an
+    # input, so pruning and placement (which read the router's rows) refuse
+    # it by name, and --ep-dispatch is checked.
+    layer = moe_mlir.compile(EXAMPLE_LAYER, cache_dir=cache_dir,
+                             record_routing=True)
+    path = tmp_path / "profile.json"
+    with moe_mlir.routing_profile(path):
+        layer(*layer_inputs(16))
+    with pytest.raises(moe_mlir.CompileError,
+                       match="cannot prune layer 0: its router is not the "
+                             "layer's weight"):
+        moe_mlir.compile(EXAMPLE_LAYER, routing_profile=str(path),
+                         prune_experts=1)
+    with pytest.raises(moe_mlir.CompileError,
+                       match="cannot place the experts of layer 0"):
+        moe_mlir.compile(EXAMPLE_LAYER, routing_profile=str(path),
+                         expert_parallel=2, ep_dispatch="rank",
+                         place_experts=True)
+    with pytest.raises(moe_mlir.CompileError,
+                       match="--ep-dispatch must be 'expert' or 'rank'"):
+        moe_mlir.compile(EXAMPLE_LAYER, expert_parallel=2, ep_dispatch="token")

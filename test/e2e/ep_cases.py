@@ -15,7 +15,10 @@ written by gen_case.py), plus these EP-only keys (EP_DEFAULTS):
             on that one rank
   dispatch  the --ep-dispatch modes: 'expert' (a row per token and
             expert) and 'rank' (a row per token and rank, with its ids and
-            weights); every mode is compiled with every `overlap` variant
+            weights); 'expert' is compiled with every `overlap` variant,
+            'rank' with every `rank_overlap` one
+  rank_overlap  the --overlap-chunks variants of --ep-dispatch=rank (token
+            chunks; a few cases only, to keep the label's time)
   overlap   the --overlap-chunks variants compiled besides the plain
             `--expert-parallel=P` module (None: the compiler's default)
 
@@ -34,6 +37,7 @@ EP_DEFAULTS = {
     "ranks": [2, 4],
     "route": "random",      # random, first_rank, last_rank
     "dispatch": ["expert", "rank"],  # --ep-dispatch modes
+    "rank_overlap": [None],  # --overlap-chunks variants with --ep-dispatch=rank
     "overlap": [None, 3],   # --overlap-chunks variants (None: default)
 }
 
@@ -47,11 +51,11 @@ EP_CASES = [
     dict(name="balanced_k_eq_e", tokens=64, E=4, k=4, H=40, I=24,
          activation="gelu_tanh"),
     dict(name="balanced_t257", tokens=257, E=8, k=2, H=40, I=24,
-         overlap=[None, 3, 4]),
+         overlap=[None, 3, 4], rank_overlap=[None, 3]),
     # The router's MatMul in the route (moe.layer router_weight): each rank
     # routes its own tokens' rows; overlap chunks slice the tokens.
     dict(name="balanced_router_weight", router="weight", tokens=100, E=8,
-         k=2, H=72, I=40, overlap=[None, 3]),
+         k=2, H=72, I=40, overlap=[None, 3], rank_overlap=[None, 3]),
 
     # ---- every token's k best experts on one rank -----------------------------
     dict(name="one_rank_first_k1", tokens=64, E=8, k=1, H=40, I=24,
@@ -61,7 +65,8 @@ EP_CASES = [
     dict(name="one_rank_last_k2", tokens=64, E=8, k=2, H=72, I=40,
          route="last_rank"),
     dict(name="one_rank_first_k3_e12", tokens=64, E=12, k=3, H=40, I=24,
-         route="first_rank", activation="silu", glu=True),
+         route="first_rank", activation="silu", glu=True,
+         rank_overlap=[None, 3]),
     # E = 6 at P = 4: the last rank owns one expert (5), so k = 1.
     dict(name="one_rank_last_k1_e6", tokens=64, E=6, k=1, H=40, I=24,
          route="last_rank"),
@@ -93,7 +98,7 @@ EP_CASES = [
     dict(name="shared_expert", tokens=64, E=8, k=2, H=72, I=40, shared=1,
          shared_gate=True),
     dict(name="shared_expert_t3", tokens=3, E=8, k=2, H=40, I=24, shared=1,
-         shared_I=56, activation="gelu", glu=True),
+         shared_I=56, activation="gelu", glu=True, rank_overlap=[None, 3]),
 ]
 
 EP_KEYS = set(EP_DEFAULTS)

@@ -18,7 +18,7 @@ layer.mlir and the inputs (ep_cases.py: the case list), then
     moe-run single.so --input=@... --check --output=@ref.npy
     moe-compile layer.mlir --target=cpu --expert-parallel=P \\
         --ep-dispatch=D [--overlap-chunks=C] \\
-        -o ep[_D][_cC].so       (each `dispatch` mode and `overlap` variant)
+        -o ep[_D][_cC].so   (each `dispatch` mode and its `overlap` variants)
     mpirun [--allow-run-as-root] --oversubscribe \\
         --bind-to none -np P moe-run ep.so --input=@... --output=@y.npy \\
         --threads=1 --comm-timeout=S2     (killed after S s)
@@ -441,7 +441,8 @@ def variant_tag(dispatch, chunks):
 
 def variants(ep):
     """(--ep-dispatch mode, --overlap-chunks) of every EP module of a case."""
-    return [(d, c) for d in ep["dispatch"] for c in ep["overlap"]]
+    return [(d, c) for d in ep["dispatch"]
+            for c in (ep["overlap"] if d == "expert" else ep["rank_overlap"])]
 
 
 def generate(name, P, work):
