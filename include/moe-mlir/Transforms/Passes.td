@@ -564,7 +564,13 @@ def MoEOverlapCommunication : Pass<"moe-overlap-communication",
 
     With `split = auto` (default) the cost model chooses between them (a
     given `chunks` splits by experts when every chunk gets at least one).
-    Step `t` of the schedule emits stage `s` of chunk `t - s`.
+    Step `t` of the schedule emits stage `s` of chunk `t - s`. A layer
+    decomposed with a row per token and rank
+    (`-moe-decompose-layer{ep-dispatch=rank}`) is split by tokens only (a
+    row serves several of a rank's experts; `split = experts` is an error
+    there), and the model counts its rows as the ranks a token's `k`
+    experts fall on, `P (1 - (1 - 1/P)^k)`, with one more latency for the
+    exchange of their ids and weights.
 
     With `chunks = 0` a cost model chooses: an exchange of `b` bytes costs
     `latency + b / bandwidth`, the experts of a chunk the roofline
