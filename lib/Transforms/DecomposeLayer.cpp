@@ -381,6 +381,132 @@ struct RoutedRows {
   Value expertOutput, weights, slotRows;
 };
 
+/// The destination rank of each slot of `ids` ([T, k]) under `ep`'s
+/// partition rule (a constant table), or -1: for zero-computation experts,
+/// empty slots, and slots whose rank an earlier slot of the token already
+/// has (the token travels there once).
+Value buildSlotRanks(PatternRewriter &rewriter, Location loc,
+                     ExpertParallelAttr ep, Value ids) {
+  int64_t ranks = ep.getRanks(), numExperts = ep.getNumExperts();
+  auto idsType = cast<RankedTensorType>(ids.getType());
+  int64_t k = idsType.getDimSize(1);
+  auto i32 = rewriter.getI32Type();
+  auto toIndex = [&](OpBuilder &b, Location l, Value v) -> Value {
+    return arith::IndexCastOp::create(b, l, b.getIndexType(), v);
+  };
+  AffineMap identity = rewriter.getMultiDimIdentityMap(2);
+  SmallVector<utils::IteratorType> parallel(2, utils::IteratorType::parallel);
+  Value empty = tensor::EmptyOp::create(
+      rewriter, loc, tensor::getMixedSizes(rewriter, loc, ids), i32);
+  SmallVector<int32_t> rankOfExpert(numExperts);
+  for (int64_t p = 0; p < ranks; ++p)
+    for (int64_t e = ep.getFirstExpert(p); e < ep.getFirstExpert(p + 1); ++e)
+      rankOfExpert[e] = p;
+  Value rankTable = arith::ConstantOp::create(
+      rewriter, loc,
+      DenseIntElementsAttr::get(RankedTensorType::get({numExperts}, i32),
+                                ArrayRef(rankOfExpert)));
+  auto rankOf = [&](OpBuilder &b, Location l, Value expert) -> Value {
+    auto c = [&](int64_t v) -> Value {
+      return arith::ConstantIntOp::create(b, l, expert.getType(), v);
+    };
+    Value valid = arith::AndIOp::create(
+        b, l,
+        arith::CmpIOp::create(b, l, arith::CmpIPredicate::sge, expert, c(0)),
+        arith::CmpIOp::create(b, l, arith::CmpIPredicate::slt, expert,
+                              c(numExperts)));
+    Value clamped = arith::SelectOp::create(b, l, valid, expert, c(0));
+    Value rank = tensor::ExtractOp::create(b, l, rankTable,
+                                           ValueRange{toIndex(b, l, clamped)});
+    return arith::SelectOp::create(b, l, valid, rank,
+                                   arith::ConstantIntOp::create(b, l, i32, -1));
+  };
+  return linalg::GenericOp::create(
+             rewriter, loc,
+             TypeRange{RankedTensorType::get(idsType.getShape(), i32)},
+             ValueRange{ids}, ValueRange{empty},
+             ArrayRef<AffineMap>{identity, identity}, parallel,
+             [&](OpBuilder &b, Location l, ValueRange args) {
+               Value token = linalg::IndexOp::create(b, l, 0);
+               Value slot = linalg::IndexOp::create(b, l, 1);
+               Value rank = rankOf(b, l, args[0]);
+               Value taken =
+                   arith::ConstantIntOp::create(b, l, b.getI1Type(), 0);
+               for (int64_t earlier = 0; earlier + 1 < k; ++earlier) {
+                 Value at = arith::ConstantIndexOp::create(b, l, earlier);
+                 Value before = arith::CmpIOp::create(
+                     b, l, arith::CmpIPredicate::ult, at, slot);
+                 Value same = arith::CmpIOp::create(
+                     b, l, arith::CmpIPredicate::eq, rank,
+                     rankOf(b, l,
+                            tensor::ExtractOp::create(b, l, ids,
+                                                      ValueRange{token, at})));
+                 taken = arith::OrIOp::create(
+                     b, l, taken, arith::AndIOp::create(b, l, before, same));
+               }
+               linalg::YieldOp::create(
+                   b, l,
+                   ValueRange{arith::SelectOp::create(
+                       b, l, taken, arith::ConstantIntOp::create(b, l, i32, -1),
+                       rank)});
+             })
+      .getResult(0);
+}
+
+/// Each dispatched row's token's ids (columns [0, k)) and routing weights'
+/// bits ([k, 2k)) as `metaType` integers, from `rowTokens` ([rows], the
+/// token of each row); padding rows (token -1) read token 0 and are never
+/// sent.
+Value buildRowMetadata(PatternRewriter &rewriter, Location loc, Value rowTokens,
+                       Value ids, Value weights, IntegerType metaType) {
+  int64_t k = cast<RankedTensorType>(ids.getType()).getDimSize(1);
+  auto i32 = rewriter.getI32Type();
+  auto toIndex = [&](OpBuilder &b, Location l, Value v) -> Value {
+    return arith::IndexCastOp::create(b, l, b.getIndexType(), v);
+  };
+  AffineMap identity = rewriter.getMultiDimIdentityMap(2);
+  SmallVector<utils::IteratorType> parallel(2, utils::IteratorType::parallel);
+  auto metaRowsType =
+      RankedTensorType::get({ShapedType::kDynamic, 2 * k}, metaType);
+  Value metaInit = tensor::EmptyOp::create(
+      rewriter, loc, metaRowsType.getShape(), metaType,
+      ValueRange{tensor::DimOp::create(rewriter, loc, rowTokens, 0)});
+  return linalg::GenericOp::create(
+             rewriter, loc, TypeRange{metaRowsType}, ValueRange{rowTokens},
+             ValueRange{metaInit},
+             ArrayRef<AffineMap>{
+                 AffineMap::get(2, 0, rewriter.getAffineDimExpr(0)), identity},
+             parallel,
+             [&](OpBuilder &b, Location l, ValueRange args) {
+               auto c = [&](int64_t v) -> Value {
+                 return arith::ConstantIndexOp::create(b, l, v);
+               };
+               Value token =
+                   arith::MaxSIOp::create(b, l, toIndex(b, l, args[0]), c(0));
+               Value column = linalg::IndexOp::create(b, l, 1);
+               Value isId = arith::CmpIOp::create(
+                   b, l, arith::CmpIPredicate::ult, column, c(k));
+               Value id = tensor::ExtractOp::create(
+                   b, l, ids,
+                   ValueRange{token,
+                              arith::MinUIOp::create(b, l, column, c(k - 1))});
+               if (metaType != i32)
+                 id = arith::ExtSIOp::create(b, l, metaType, id);
+               Value weight = tensor::ExtractOp::create(
+                   b, l, weights,
+                   ValueRange{token,
+                              arith::SubIOp::create(
+                                  b, l,
+                                  arith::MaxUIOp::create(b, l, column, c(k)),
+                                  c(k))});
+               Value bits = arith::BitcastOp::create(b, l, metaType, weight);
+               linalg::YieldOp::create(
+                   b, l,
+                   ValueRange{arith::SelectOp::create(b, l, isId, id, bits)});
+             })
+      .getResult(0);
+}
+
 /// The routed experts of an expert-parallel layer, a row per token and
 /// destination rank: a token whose k experts live on fewer than k ranks
 /// travels once to each of them, with its ids and weights, and comes back
@@ -433,62 +559,9 @@ RoutedRows buildRankExchange(PatternRewriter &rewriter, LayerOp layer,
         rewriter, loc, tensor::getMixedSizes(rewriter, loc, like), elementType);
   };
 
-  // 1. The rank of every expert (the partition rule as a table) and of
-  // every slot, -1 for the zero-computation experts and empty slots.
-  SmallVector<int32_t> rankOfExpert(numExperts);
-  for (int64_t p = 0; p < ranks; ++p)
-    for (int64_t e = ep.getFirstExpert(p); e < ep.getFirstExpert(p + 1); ++e)
-      rankOfExpert[e] = p;
-  Value rankTable = arith::ConstantOp::create(
-      rewriter, loc,
-      DenseIntElementsAttr::get(RankedTensorType::get({numExperts}, i32),
-                                ArrayRef(rankOfExpert)));
-  auto rankOf = [&](OpBuilder &b, Location l, Value expert) -> Value {
-    auto c = [&](int64_t v) -> Value {
-      return arith::ConstantIntOp::create(b, l, expert.getType(), v);
-    };
-    Value valid = arith::AndIOp::create(
-        b, l,
-        arith::CmpIOp::create(b, l, arith::CmpIPredicate::sge, expert, c(0)),
-        arith::CmpIOp::create(b, l, arith::CmpIPredicate::slt, expert,
-                              c(numExperts)));
-    Value clamped = arith::SelectOp::create(b, l, valid, expert, c(0));
-    Value rank = tensor::ExtractOp::create(b, l, rankTable,
-                                           ValueRange{toIndex(b, l, clamped)});
-    return arith::SelectOp::create(b, l, valid, rank,
-                                   arith::ConstantIntOp::create(b, l, i32, -1));
-  };
-  // A slot goes to its rank unless an earlier slot of its token does.
-  Value slotRanks =
-      linalg::GenericOp::create(
-          rewriter, loc,
-          TypeRange{RankedTensorType::get(idsType.getShape(), i32)},
-          ValueRange{ids}, ValueRange{emptyLike(ids, i32)},
-          ArrayRef<AffineMap>{identity, identity}, parallel(2),
-          [&](OpBuilder &b, Location l, ValueRange args) {
-            Value token = linalg::IndexOp::create(b, l, 0);
-            Value slot = linalg::IndexOp::create(b, l, 1);
-            Value rank = rankOf(b, l, args[0]);
-            Value taken = arith::ConstantIntOp::create(b, l, b.getI1Type(), 0);
-            for (int64_t earlier = 0; earlier + 1 < k; ++earlier) {
-              Value at = arith::ConstantIndexOp::create(b, l, earlier);
-              Value before = arith::CmpIOp::create(
-                  b, l, arith::CmpIPredicate::ult, at, slot);
-              Value same = arith::CmpIOp::create(
-                  b, l, arith::CmpIPredicate::eq, rank,
-                  rankOf(b, l,
-                         tensor::ExtractOp::create(b, l, ids,
-                                                   ValueRange{token, at})));
-              taken = arith::OrIOp::create(
-                  b, l, taken, arith::AndIOp::create(b, l, before, same));
-            }
-            linalg::YieldOp::create(
-                b, l,
-                ValueRange{arith::SelectOp::create(
-                    b, l, taken, arith::ConstantIntOp::create(b, l, i32, -1),
-                    rank)});
-          })
-          .getResult(0);
+  // 1. Each slot's rank, then the rows packed by rank and their ids and
+  // weights.
+  Value slotRanks = buildSlotRanks(rewriter, loc, ep, ids);
   auto rowSourceType = cast<RankedTensorType>(rowSource.getType());
   int64_t numTokens = rowSourceType.getDimSize(0);
   int64_t hidden = rowSourceType.getDimSize(1);
@@ -501,48 +574,8 @@ RoutedRows buildRankExchange(PatternRewriter &rewriter, LayerOp layer,
       slotRanks, /*group_size=*/Value(), rewriter.getI64IntegerAttr(ranks),
       /*capacity_factor=*/FloatAttr(), /*expert_capacity=*/IntegerAttr());
 
-  // Each row's token's ids (columns [0, k)) and weights' bits ([k, 2k));
-  // padding rows read token 0 and are never sent.
-  auto metaRowsType = RankedTensorType::get({numRows, 2 * k}, metaType);
-  Value metaInit = tensor::EmptyOp::create(
-      rewriter, loc, metaRowsType.getShape(), metaType,
-      rowsType.isDynamicDim(0) ? ValueRange{tensor::DimOp::create(
-                                     rewriter, loc, byRank.getRows(), 0)}
-                               : ValueRange{});
-  Value meta =
-      linalg::GenericOp::create(
-          rewriter, loc, TypeRange{metaRowsType},
-          ValueRange{byRank.getRowTokens()}, ValueRange{metaInit},
-          ArrayRef<AffineMap>{
-              AffineMap::get(2, 0, rewriter.getAffineDimExpr(0)), identity},
-          parallel(2),
-          [&](OpBuilder &b, Location l, ValueRange args) {
-            auto c = [&](int64_t v) -> Value {
-              return arith::ConstantIndexOp::create(b, l, v);
-            };
-            Value token =
-                arith::MaxSIOp::create(b, l, toIndex(b, l, args[0]), c(0));
-            Value column = linalg::IndexOp::create(b, l, 1);
-            Value isId = arith::CmpIOp::create(b, l, arith::CmpIPredicate::ult,
-                                               column, c(k));
-            Value id = tensor::ExtractOp::create(
-                b, l, ids,
-                ValueRange{token,
-                           arith::MinUIOp::create(b, l, column, c(k - 1))});
-            if (metaType != i32)
-              id = arith::ExtSIOp::create(b, l, metaType, id);
-            Value weight = tensor::ExtractOp::create(
-                b, l, weights,
-                ValueRange{token,
-                           arith::SubIOp::create(
-                               b, l, arith::MaxUIOp::create(b, l, column, c(k)),
-                               c(k))});
-            Value bits = arith::BitcastOp::create(b, l, metaType, weight);
-            linalg::YieldOp::create(
-                b, l,
-                ValueRange{arith::SelectOp::create(b, l, isId, id, bits)});
-          })
-          .getResult(0);
+  Value meta = buildRowMetadata(rewriter, loc, byRank.getRowTokens(), ids,
+                                weights, metaType);
 
   // 2. Rows per destination rank, from the dispatch offsets.
   SmallVector<Value> rankOffsets;
@@ -586,8 +619,9 @@ RoutedRows buildRankExchange(PatternRewriter &rewriter, LayerOp layer,
                                             ValueRange{numReceived}));
   auto metaStart = exchangeStart(
       meta, sendCounts, recvCounts,
-      tensor::EmptyOp::create(rewriter, loc, metaRowsType.getShape(), metaType,
-                              ValueRange{numReceived}));
+      tensor::EmptyOp::create(rewriter, loc,
+                              cast<RankedTensorType>(meta.getType()).getShape(),
+                              metaType, ValueRange{numReceived}));
   Value received = exchangeWait(rowsStart);
   Value receivedMeta = exchangeWait(metaStart);
 
