@@ -203,6 +203,45 @@ Value buildRoutedExperts(PatternRewriter &rewriter, Location loc, LayerOp layer,
       /*panel_width=*/IntegerAttr());
 }
 
+/// Starts an all-to-all-v of `send`'s rows on `grid` into `dest`.
+AllToAllStartOp startExchange(PatternRewriter &rewriter, Location loc,
+                              FlatSymbolRefAttr grid, Value send,
+                              Value sendCounts, Value recvCounts, Value dest) {
+  return AllToAllStartOp::create(rewriter, loc, send, sendCounts, recvCounts,
+                                 dest, grid);
+}
+
+/// Waits for `start`'s exchange: the received rows.
+Value waitExchange(PatternRewriter &rewriter, Location loc,
+                   AllToAllStartOp start) {
+  return AllToAllWaitOp::create(rewriter, loc, start.getRequest(),
+                                start.getPending(), start.getSend());
+}
+
+/// A rank's own experts on the rows it received: a local moe.dispatch by
+/// `localIds` ([rows, k'], ids in [0, perRank), -1 for none), the layer's
+/// experts, and a moe.combine by `weights` back to one row per received
+/// row.
+Value buildLocalExperts(PatternRewriter &rewriter, Location loc, LayerOp layer,
+                        Value received, Value localIds, Value weights,
+                        int64_t perRank) {
+  auto i32 = rewriter.getI32Type();
+  Type rowsType = received.getType();
+  auto local = DispatchOp::create(
+      rewriter, loc, rowsType, RankedTensorType::get({perRank + 1}, i32),
+      RankedTensorType::get({ShapedType::kDynamic}, i32), localIds.getType(),
+      received, localIds, /*group_size=*/Value(),
+      rewriter.getI64IntegerAttr(perRank), /*capacity_factor=*/FloatAttr(),
+      /*expert_capacity=*/IntegerAttr());
+  Value expert = buildRoutedExperts(rewriter, loc, layer, rowsType,
+                                    local.getRows(), local.getOffsets());
+  return CombineOp::create(rewriter, loc, rowsType, expert, weights, localIds,
+                           local.getSlotRows(), Value(), Value(), Value(),
+                           Value(), Value(),
+                           rewriter.getI64IntegerAttr(perRank), ArrayAttr(),
+                           /*dropped_pass_through=*/UnitAttr());
+}
+
 /// `value` with a dynamic leading dimension: the stages of an
 /// expert-parallel layer see any number of tokens per rank (and per chunk,
 /// once -moe-overlap-communication has split them).
@@ -262,10 +301,9 @@ Value buildExpertExchange(PatternRewriter &rewriter, LayerOp layer,
 
   auto exchange = [&](Value send, Value sendCounts, Value recvCounts,
                       Value dest) -> Value {
-    auto start = AllToAllStartOp::create(rewriter, loc, send, sendCounts,
-                                         recvCounts, dest, grid);
-    return AllToAllWaitOp::create(rewriter, loc, start.getRequest(),
-                                  start.getPending(), send);
+    return waitExchange(
+        rewriter, loc,
+        startExchange(rewriter, loc, grid, send, sendCounts, recvCounts, dest));
   };
 
   // 1. Counts: every rank pair exchanges ceil(E/P) counts.
@@ -341,13 +379,6 @@ Value buildExpertExchange(PatternRewriter &rewriter, LayerOp layer,
         scf::YieldOp::create(b, nested, ValueRange{updated, next});
       });
   Value localIds = fillIds.getResult(0);
-  auto local = DispatchOp::create(
-      rewriter, loc, rowsType, RankedTensorType::get({perRank + 1}, i32),
-      RankedTensorType::get({ShapedType::kDynamic}, i32), idsType, received,
-      localIds, /*group_size=*/Value(), rewriter.getI64IntegerAttr(perRank),
-      /*capacity_factor=*/FloatAttr(), /*expert_capacity=*/IntegerAttr());
-  Value expert = buildRoutedExperts(rewriter, loc, layer, rowsType,
-                                    local.getRows(), local.getOffsets());
   auto unitWeightsType =
       RankedTensorType::get({ShapedType::kDynamic, 1}, scoreType);
   Value unitWeights =
@@ -360,11 +391,8 @@ Value buildExpertExchange(PatternRewriter &rewriter, LayerOp layer,
                                              scoreType,
                                              ValueRange{numReceived})})
           .getResult(0);
-  Value arrivalOrder = CombineOp::create(
-      rewriter, loc, rowsType, expert, unitWeights, localIds,
-      local.getSlotRows(), Value(), Value(), Value(), Value(), Value(),
-      rewriter.getI64IntegerAttr(perRank), ArrayAttr(),
-      /*dropped_pass_through=*/UnitAttr());
+  Value arrivalOrder = buildLocalExperts(rewriter, loc, layer, received,
+                                         localIds, unitWeights, perRank);
 
   // 4. Results back to the ranks the rows came from, in dispatch order.
   return exchange(arrivalOrder, recvRowCounts, sendRowCounts,
@@ -593,12 +621,10 @@ RoutedRows buildRankExchange(PatternRewriter &rewriter, LayerOp layer,
       rewriter, loc, countsType, SmallVector<Value>(ranks, i32Const(1)));
   auto exchangeStart = [&](Value send, Value counts, Value recvCounts,
                            Value dest) {
-    return AllToAllStartOp::create(rewriter, loc, send, counts, recvCounts,
-                                   dest, grid);
+    return startExchange(rewriter, loc, grid, send, counts, recvCounts, dest);
   };
-  auto exchangeWait = [&](AllToAllStartOp start) -> Value {
-    return AllToAllWaitOp::create(rewriter, loc, start.getRequest(),
-                                  start.getPending(), start.getSend());
+  auto exchangeWait = [&](AllToAllStartOp start) {
+    return waitExchange(rewriter, loc, start);
   };
   Value recvCounts = exchangeWait(exchangeStart(
       sendCounts, ones, ones,
@@ -695,30 +721,14 @@ RoutedRows buildRankExchange(PatternRewriter &rewriter, LayerOp layer,
                 ValueRange{arith::BitcastOp::create(b, l, scoreType, args[0])});
           })
           .getResult(0);
-  auto receivedRowsType = RankedTensorType::get({ShapedType::kDynamic, hidden},
-                                                rowsType.getElementType());
-  auto local = DispatchOp::create(
-      rewriter, loc, receivedRowsType,
-      RankedTensorType::get({perRank + 1}, i32),
-      RankedTensorType::get({ShapedType::kDynamic}, i32), localIdsType,
-      received, localIds, /*group_size=*/Value(),
-      rewriter.getI64IntegerAttr(perRank), /*capacity_factor=*/FloatAttr(),
-      /*expert_capacity=*/IntegerAttr());
-  Value expert = buildRoutedExperts(rewriter, loc, layer, receivedRowsType,
-                                    local.getRows(), local.getOffsets());
-  auto partialType = RankedTensorType::get({ShapedType::kDynamic, hidden},
-                                           rowsType.getElementType());
-  Value partial = CombineOp::create(
-      rewriter, loc, partialType, expert, localWeights, localIds,
-      local.getSlotRows(), Value(), Value(), Value(), Value(), Value(),
-      rewriter.getI64IntegerAttr(perRank), ArrayAttr(),
-      /*dropped_pass_through=*/UnitAttr());
+  Value partial = buildLocalExperts(rewriter, loc, layer, received, localIds,
+                                    localWeights, perRank);
 
   // 5. Results back, in the order the rows were sent.
   Value returned = exchangeWait(exchangeStart(
       partial, recvCounts, sendCounts,
       tensor::EmptyOp::create(
-          rewriter, loc, partialType.getShape(), partialType.getElementType(),
+          rewriter, loc, rowsType.getShape(), rowsType.getElementType(),
           ValueRange{toIndex(rewriter, loc, rankOffsets[ranks])})));
 
   // A routed slot that sent its token's row takes the row whole; its

@@ -113,7 +113,7 @@ void groupCoactivated(ArrayRef<int64_t> tokens, ArrayRef<int64_t> coactivation,
   int64_t routeExperts = tokens.size();
   // blockOf[e], load[b], and pairsWith[e * numBlocks + b]: the pairs of e
   // with the experts of block b.
-  DenseMap<int64_t, int64_t> blockOf;
+  SmallVector<int64_t> blockOf(routeExperts, -1);
   SmallVector<int64_t> load(numBlocks, 0);
   for (auto [b, block] : llvm::enumerate(blocks))
     for (int64_t e : block) {

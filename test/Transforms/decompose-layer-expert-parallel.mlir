@@ -74,10 +74,10 @@
 // CHECK-NEXT:    %[[NEXT:.*]] = arith.addi %[[AT]], %[[CNTI]] : index
 // CHECK-NEXT:    scf.yield %[[INS]], %[[NEXT]] : tensor<?x1xi32>, index
 // CHECK-NEXT:  }
-// CHECK-NEXT:  %[[LROWS:.*]], %[[LOFF:.*]], %{{.*}}, %[[LSLOTS:.*]] = moe.dispatch %[[RECV]], %[[LIDS]]#0 {num_experts = 3 : i64} : tensor<?x16xf32>, tensor<?x1xi32> -> tensor<?x16xf32>, tensor<4xi32>, tensor<?xi32>, tensor<?x1xi32>
-// CHECK-NEXT:  %[[Y:.*]] = moe.expert %[[LROWS]], %[[LOFF]] fc1 %[[W1]] fc1_bias %[[B1]] fc2 %[[W2]] {activation = #moe.activation<silu>} : (tensor<?x16xf32>, tensor<4xi32>, tensor<3x8x16xf32>, tensor<3x8xf32>, tensor<3x16x8xf32>) -> tensor<?x16xf32>
 // CHECK-NEXT:  %[[UEMPTY:.*]] = tensor.empty(%[[NRECV]]) : tensor<?x1xf32>
 // CHECK-NEXT:  %[[UNIT:.*]] = linalg.fill ins(%[[ONE]] : f32) outs(%[[UEMPTY]] : tensor<?x1xf32>) -> tensor<?x1xf32>
+// CHECK-NEXT:  %[[LROWS:.*]], %[[LOFF:.*]], %{{.*}}, %[[LSLOTS:.*]] = moe.dispatch %[[RECV]], %[[LIDS]]#0 {num_experts = 3 : i64} : tensor<?x16xf32>, tensor<?x1xi32> -> tensor<?x16xf32>, tensor<4xi32>, tensor<?xi32>, tensor<?x1xi32>
+// CHECK-NEXT:  %[[Y:.*]] = moe.expert %[[LROWS]], %[[LOFF]] fc1 %[[W1]] fc1_bias %[[B1]] fc2 %[[W2]] {activation = #moe.activation<silu>} : (tensor<?x16xf32>, tensor<4xi32>, tensor<3x8x16xf32>, tensor<3x8xf32>, tensor<3x16x8xf32>) -> tensor<?x16xf32>
 // CHECK-NEXT:  %[[LOUT:.*]] = moe.combine %[[Y]], %[[UNIT]], %[[LIDS]]#0, %[[LSLOTS]] {num_experts = 3 : i64} : (tensor<?x16xf32>, tensor<?x1xf32>, tensor<?x1xi32>, tensor<?x1xi32>) -> tensor<?x16xf32>
 // CHECK-NEXT:  %[[NROWS:.*]] = tensor.dim %[[ROWS]], %[[C0]] : tensor<?x16xf32>
 // CHECK-NEXT:  %[[BDEST:.*]] = tensor.empty(%[[NROWS]]) : tensor<?x16xf32>

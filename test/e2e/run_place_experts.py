@@ -38,12 +38,33 @@ from e2e_tools import parse_args, record_profile, run  # noqa: E402
 from run_ep_case import Launcher  # noqa: E402
 
 H, I, E, K, RANKS = 64, 64, 8, 2, 2
+# The partition rule's blocks (E divisible by RANKS here).
+CONTIGUOUS = [list(range(r * E // RANKS, (r + 1) * E // RANKS)) for r in range(RANKS)]
+
+
+def top_k(x, router):
+    """Each token's K experts (float64 logits, ties to the lower expert)."""
+    return np.argsort(-(x.astype(np.float64) @ router.T.astype(np.float64)),
+                      axis=1, kind="stable")[:, :K]
+
+
+def blocks_of(remark):
+    """The experts by rank of the remark's layer 0, or None."""
+    m = re.search(r"layer 0: experts by rank ((?:\[[\d, ]+\] ?)+)", remark)
+    return m and [[int(e) for e in b.split(",")]
+                  for b in re.findall(r"\[([\d, ]+)\]", m[1])]
+
+
+def run_ep(launcher, moe_run, so, x_path, y_path):
+    """The EP module's gathered output for x under mpirun -np RANKS."""
+    run(launcher.command(RANKS, [moe_run, so, f"--input=@{x_path}",
+                                 f"--output=@{y_path}"]))
+    return np.load(y_path).astype(np.float64)
 
 
 def rows_per_rank(x, router, blocks):
     """Rows each rank's block of experts receives for tokens x."""
-    top = np.argsort(-(x.astype(np.float64) @ router.T.astype(np.float64)),
-                     axis=1, kind="stable")[:, :K]
+    top = top_k(x, router)
     return [int(np.isin(top, block).sum()) for block in blocks]
 
 
@@ -53,8 +74,7 @@ def exchange_bytes(x, router, blocks, dispatch):
     (per slot, or per distinct rank with 2k ids and weights), and the
     results back."""
     T = x.shape[0]
-    top = np.argsort(-(x.astype(np.float64) @ router.T.astype(np.float64)),
-                     axis=1, kind="stable")[:, :K]
+    top = top_k(x, router)
     owner = np.empty(E, int)
     for r, block in enumerate(blocks):
         owner[block] = r
@@ -101,14 +121,11 @@ def check_rank_dispatch(work, compile_, moe_run, launcher):
         modules[name] = os.path.join(work, f"paired_{name}.so")
         remark = run([compile_, mlir, f"--expert-parallel={RANKS}", *flags,
                       "-o", modules[name]]).stderr
-    m = re.search(r"layer 0: experts by rank ((?:\[[\d, ]+\] ?)+); .*; rows sent "
-                  r"per token and rank (\d+) contiguous, (\d+) placed", remark)
-    if not m or not int(m[3]) < int(m[2]):
+    m = re.search(r"layer 0: experts by rank .*; rows sent per token and rank "
+                  r"(\d+) contiguous, (\d+) placed", remark)
+    if not m or not int(m[2]) < int(m[1]):
         sys.exit(f"FAIL: no co-activation remark with fewer rows placed:\n{remark}")
-    placed_blocks = [[int(e) for e in b.split(",")]
-                     for b in re.findall(r"\[([\d, ]+)\]", m[1])]
-    half = E // RANKS
-    contiguous_blocks = [list(range(r * half, (r + 1) * half)) for r in range(RANKS)]
+    placed_blocks = blocks_of(remark)
 
     held_out = tokens(300)
     x_path = os.path.join(work, "paired_x.npy")
@@ -118,15 +135,13 @@ def check_rank_dispatch(work, compile_, moe_run, launcher):
     want = np.load(y_single).astype(np.float64)
     moved = {}
     for name, so in modules.items():
-        y_path = os.path.join(work, f"paired_y_{name}.npy")
-        run(launcher.command(RANKS, [moe_run, so, f"--input=@{x_path}",
-                                     f"--output=@{y_path}"]))
-        err = np.abs(np.load(y_path).astype(np.float64) - want).max() / \
-            np.abs(want).max()
+        got = run_ep(launcher, moe_run, so, x_path,
+                     os.path.join(work, f"paired_y_{name}.npy"))
+        err = np.abs(got - want).max() / np.abs(want).max()
         if not err <= 1e-5:
             sys.exit(f"FAIL: paired {name} under mpirun -np {RANKS}: {err:.3g} "
                      f"of max|out| off the single-process module")
-        blocks = placed_blocks if name == "rank_placed" else contiguous_blocks
+        blocks = placed_blocks if name == "rank_placed" else CONTIGUOUS
         expected = exchange_bytes(held_out, weights["router"], blocks,
                                   "expert" if name == "expert" else "rank")
         moved[name] = measured_bytes(launcher, moe_run, so, x_path)
@@ -170,16 +185,15 @@ def main():
     remark = run([compile_, mlir, f"--expert-parallel={RANKS}",
                   f"--routing-profile={profile}", "--place-experts",
                   "-o", placed]).stderr
-    m = re.search(r"layer 0: experts by rank ((?:\[[\d, ]+\] ?)+); busiest "
+    m = re.search(r"layer 0: experts by rank .*; busiest "
                   r"rank's tokens in the profile (\d+) contiguous, (\d+) placed",
                   remark)
     if not m:
         sys.exit(f"FAIL: no placement remark from moe-compile:\n{remark}")
-    blocks = [[int(e) for e in b.split(",")] for b in re.findall(r"\[([\d, ]+)\]", m[1])]
-    contiguous_load, placed_load = int(m[2]), int(m[3])
+    blocks = blocks_of(remark)
+    contiguous_load, placed_load = int(m[1]), int(m[2])
     half = E // RANKS
-    contiguous_blocks = [list(range(r * half, (r + 1) * half)) for r in range(RANKS)]
-    expected = [sum(counts[e] for e in b) for b in contiguous_blocks]
+    expected = [sum(counts[e] for e in b) for b in CONTIGUOUS]
     if contiguous_load != max(expected) or not placed_load < contiguous_load:
         sys.exit(f"FAIL: remark says {contiguous_load} contiguous, {placed_load} "
                  f"placed; the profile {counts} gives {expected} contiguous")
@@ -198,10 +212,8 @@ def main():
     want = np.load(y_single).astype(np.float64)
     ref = reference(held_out, weights["router"], weights["fc1"], weights["fc2"], K)
     for name, so in [("contiguous", contiguous), ("placed", placed)]:
-        y_path = os.path.join(work, f"y_{name}.npy")
-        run(launcher.command(RANKS, [moe_run, so, f"--input=@{x_path}",
-                                     f"--output=@{y_path}"]))
-        got = np.load(y_path).astype(np.float64)
+        got = run_ep(launcher, moe_run, so, x_path,
+                     os.path.join(work, f"y_{name}.npy"))
         err = np.abs(got - want).max() / np.abs(want).max()
         ref_err = np.abs(got - ref).max() / np.abs(ref).max()
         if not (err <= 1e-5 and ref_err <= 1e-5):
@@ -210,7 +222,7 @@ def main():
                      f"off float64")
         print(f"ok: {name}, mpirun -np {RANKS}: {err:.2g} off the single "
               f"process, {ref_err:.2g} off float64")
-    before = rows_per_rank(held_out, weights["router"], contiguous_blocks)
+    before = rows_per_rank(held_out, weights["router"], CONTIGUOUS)
     after = rows_per_rank(held_out, weights["router"], blocks)
     if not max(after) < max(before):
         sys.exit(f"FAIL: held-out rows per rank {after} placed, {before} "
