@@ -159,8 +159,9 @@ cl::opt<bool> placeExperts(
     "place-experts",
     cl::desc("With --expert-parallel=P and --routing-profile: renumber every "
              "layer's experts so that each rank's block takes a similar share "
-             "of the profile's tokens (-moe-place-experts; "
-             "docs/ExpertParallel.md)"),
+             "of the profile's tokens, and with --ep-dispatch=rank also "
+             "put experts that tokens choose together on one rank "
+             "(-moe-place-experts; docs/ExpertParallel.md)"),
     cl::init(false), cl::cat(category));
 cl::opt<int64_t> pruneExperts(
     "prune-experts",
