@@ -36,6 +36,7 @@ struct TensorLevelOptions {
   StringRef epDispatch = "expert";
   StringRef overlapModel;
   bool fuseRouter = false;
+  bool groupSharedExperts = false;
   bool fuseCombine = false;
   bool fuseGather = false;
   bool int8Activations = false;
@@ -106,6 +107,12 @@ void addTensorLevelPasses(OpPassManager &pm, const TensorLevelOptions &o) {
   decompose.epDispatch = o.epDispatch.str();
   pm.addPass(moe::createMoEDecomposeLayer(decompose));
   pm.addPass(createCanonicalizerPass());
+  // On decomposition's form of the shared experts (before
+  // -moe-fuse-elementwise folds their sum into other loops); the combine
+  // fusion below then adds their slices in fc2's epilogue with the routed
+  // rows.
+  if (o.groupSharedExperts)
+    pm.addPass(moe::createMoEGroupSharedExperts());
   if (o.fuseRouter)
     pm.addPass(moe::createMoEFuseRouter());
   // Chains of elementwise linalg ops around the layers (norms, RoPE,
@@ -219,6 +226,7 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   if (!options.emulateCUDAKernels) {
     tensorLevel.bf16Rows = options.bf16Dot;
     tensorLevel.fuseRouter = options.fuseRouter;
+    tensorLevel.groupSharedExperts = options.groupSharedExperts;
     tensorLevel.fuseCombine = options.fuseCombine;
     tensorLevel.fuseGather = options.fuseGather;
     tensorLevel.int8Activations = options.int8Activations;

@@ -4,6 +4,7 @@
 
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
+#include "llvm/ADT/StringSet.h"
 
 #include <vector>
 
@@ -57,4 +58,24 @@ moe::rebuildConstant(ElementsAttr like, RankedTensorType type,
   return DenseResourceElementsAttr::get(
       type, (resource.getRawHandle().getKey() + keySuffix).str(),
       std::move(blob));
+}
+
+void moe::releaseUnreferencedResources(Operation *root,
+                                       ArrayRef<ElementsAttr> constants) {
+  SmallVector<DenseResourceElementsAttr> resources;
+  for (ElementsAttr constant : constants)
+    if (auto resource = dyn_cast<DenseResourceElementsAttr>(constant))
+      resources.push_back(resource);
+  if (resources.empty())
+    return;
+  llvm::StringSet<> referenced;
+  root->walk([&](Operation *op) {
+    op->getAttrDictionary().walk([&](DenseResourceElementsAttr attr) {
+      referenced.insert(attr.getRawHandle().getKey());
+    });
+  });
+  for (DenseResourceElementsAttr resource : resources)
+    if (!referenced.contains(resource.getRawHandle().getKey()))
+      if (auto *entry = resource.getRawHandle().getResource())
+        entry->setBlob(AsmResourceBlob());
 }

@@ -14,13 +14,12 @@
 #include "moe-mlir/Transforms/Passes.h"
 
 #include "MoE/IR/MoEOps.h"
-#include "moe-mlir/Transforms/ConstantData.h"
-#include "moe-mlir/Transforms/ExpertKernels.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
 #include "mlir/IR/Threading.h"
-#include "llvm/ADT/StringSet.h"
+#include "moe-mlir/Transforms/ConstantData.h"
+#include "moe-mlir/Transforms/ExpertKernels.h"
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOEPACKEXPERTWEIGHTS
@@ -147,31 +146,17 @@ struct MoEPackExpertWeightsPass
     eraseUnusedConstants(replaced);
   }
 
-  /// Erases the replaced constants nothing reads any more, and releases the
-  /// resource blobs no remaining op refers to: their bytes are not needed,
-  /// and a model's weights would otherwise be held twice.
+  /// Erases the replaced constants nothing reads any more, and releases
+  /// their resource blobs where no remaining op refers to them.
   void eraseUnusedConstants(ArrayRef<arith::ConstantOp> constants) {
-    SmallVector<DenseResourceElementsAttr> released;
+    SmallVector<ElementsAttr> erased;
     for (arith::ConstantOp constant : constants) {
       if (!constant->use_empty())
         continue;
-      if (auto resource =
-              dyn_cast<DenseResourceElementsAttr>(constant.getValue()))
-        released.push_back(resource);
+      erased.push_back(cast<ElementsAttr>(constant.getValue()));
       constant->erase();
     }
-    if (released.empty())
-      return;
-    llvm::StringSet<> referenced;
-    getOperation()->walk([&](Operation *op) {
-      op->getAttrDictionary().walk([&](DenseResourceElementsAttr attr) {
-        referenced.insert(attr.getRawHandle().getKey());
-      });
-    });
-    for (DenseResourceElementsAttr resource : released)
-      if (!referenced.contains(resource.getRawHandle().getKey()))
-        if (auto *entry = resource.getRawHandle().getResource())
-          entry->setBlob(AsmResourceBlob());
+    releaseUnreferencedResources(getOperation(), erased);
   }
 };
 

@@ -28,14 +28,25 @@ using namespace mlir::moe;
 namespace {
 
 /// The routed moe.expert that runs `route`'s choice: the one whose offsets
-/// come from the dispatch of `route`'s ids.
+/// come from the dispatch of `route`'s ids, or of ids a linalg.generic
+/// extends them to (-moe-group-shared-experts appends the shared experts'
+/// slices, which come after the routed experts and which every token
+/// visits anyway).
 ExpertOp routedExperts(RouteOp route) {
+  SmallVector<Value> ids = {route.getIds()};
+  // The extension reads the ids in its body.
   for (Operation *user : route.getIds().getUsers())
-    if (auto dispatch = dyn_cast<DispatchOp>(user))
-      for (Operation *offsetsUser : dispatch.getOffsets().getUsers())
-        if (auto experts = dyn_cast<ExpertOp>(offsetsUser);
-            experts && experts.getOffsets() == dispatch.getOffsets())
-          return experts;
+    if (auto extended = user->getParentOfType<linalg::GenericOp>();
+        extended && extended->getNumResults() == 1)
+      ids.push_back(extended->getResult(0));
+  for (Value routedIds : ids)
+    for (Operation *user : routedIds.getUsers())
+      if (auto dispatch = dyn_cast<DispatchOp>(user);
+          dispatch && dispatch.getIds() == routedIds)
+        for (Operation *offsetsUser : dispatch.getOffsets().getUsers())
+          if (auto experts = dyn_cast<ExpertOp>(offsetsUser);
+              experts && experts.getOffsets() == dispatch.getOffsets())
+            return experts;
   return {};
 }
 

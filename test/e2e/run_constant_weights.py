@@ -21,6 +21,7 @@ bf16, no AVX512-BF16.
 """
 import argparse
 import os
+import re
 import subprocess
 import sys
 
@@ -30,14 +31,23 @@ sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
 import numpy as np  # noqa: E402
 from bf16_layer import layer_mlir, reference, round_bf16  # noqa: E402
 
-# name: dtype, H, I, E, k, token counts, extra moe-compile flags. H and I
-# are multiples of 64 (whole weight panels); K of 256 and 320 (128 and 160
-# bf16 pairs) takes one and two blocks of k.
+# name: dtype, H, I, E, k, token counts, extra moe-compile flags, shared
+# experts (S, Is, gated) or None. H and I are multiples of 64 (whole weight
+# panels); K of 256 and 320 (128 and 160 bf16 pairs) takes one and two
+# blocks of k. The shared cases run their shared experts as slices of the
+# routed experts' size in the routed experts' schedule
+# (-moe-group-shared-experts): a gated one of 2 I (two slices), two of
+# 1.75 I (a padded slice each), and the same layer as separate experts;
+# the experts the routed moe.dispatch has after that pass show which.
 CASES = {
-    "f32": ("f32", 128, 192, 4, 2, [1, 2, 3, 5, 40, 300], []),
-    "f32_unfused_gather": ("f32", 128, 192, 4, 2, [3, 300], ["--fuse-gather=false"]),
-    "bf16": ("bf16", 256, 320, 4, 2, [1, 2, 3, 5, 40, 300], []),
-    "bf16_unfused_gather": ("bf16", 256, 320, 4, 2, [3, 300], ["--fuse-gather=false"]),
+    "f32": ("f32", 128, 192, 4, 2, [1, 2, 3, 5, 40, 300], [], None),
+    "f32_unfused_gather": ("f32", 128, 192, 4, 2, [3, 300], ["--fuse-gather=false"], None),
+    "bf16": ("bf16", 256, 320, 4, 2, [1, 2, 3, 5, 40, 300], [], None),
+    "bf16_unfused_gather": ("bf16", 256, 320, 4, 2, [3, 300], ["--fuse-gather=false"], None),
+    "f32_shared_gated": ("f32", 128, 128, 4, 2, [1, 3, 40, 300], [], (1, 256, True)),
+    "f32_shared2_padded": ("f32", 128, 128, 4, 2, [1, 40], ["--fuse-combine=false"], (2, 224, False)),
+    "f32_shared_separate": ("f32", 128, 128, 4, 2, [1, 40], ["--group-shared-experts=false"], (1, 256, True)),
+    "bf16_shared_gated": ("bf16", 256, 128, 4, 2, [1, 40], [], (1, 256, True)),
 }
 
 
@@ -66,7 +76,7 @@ def main():
     parser.add_argument("--work", required=True)
     parser.add_argument("case", choices=sorted(CASES))
     args = parser.parse_args()
-    dtype, H, I, E, k, tokens, flags = CASES[args.case]
+    dtype, H, I, E, k, tokens, flags, shared = CASES[args.case]
     needed = {"avx512f"} | ({"avx512_bf16"} if dtype == "bf16" else set())
     if not needed <= cpu_flags():
         print(f"SKIP {args.case}: the CPU lacks {' '.join(sorted(needed))}")
@@ -79,9 +89,16 @@ def main():
         rng.standard_normal(shape, dtype=np.float32) / np.sqrt(fan_in))
     weights = dict(router=normal((E, H), H), fc1=normal((E, 2 * I, H), H),
                    fc2=normal((E, H, I), I))
+    if shared:
+        S, Is, gated = shared
+        weights.update(shared_fc1=normal((S, 2 * Is, H), H),
+                       shared_fc2=normal((S, H, Is), Is))
+        if gated:
+            weights.update(shared_gate=normal((H,), H))
     mlir = os.path.join(work, "layer.mlir")
     with open(mlir, "w") as f:
-        f.write(layer_mlir(H, I, E, k, dtype, constants=weights))
+        f.write(layer_mlir(H, I, E, k, dtype, constants=weights,
+                           shared=shared))
     compile_cmd = [os.path.join(args.bin, "moe-compile"), mlir] + flags
 
     # The panel kernel is the only one that prefetches.
@@ -91,6 +108,19 @@ def main():
         if ("@llvm.prefetch" in ir) != expected:
             sys.exit(f"FAIL: --pack-expert-weights={pack}: the panel kernel's "
                      f"prefetches {'missing' if expected else 'present'}")
+    if shared:
+        S, Is, _ = shared
+        slices = S * -(-Is // I)
+        grouped = "--group-shared-experts=false" not in flags
+        ir = subprocess.run(
+            compile_cmd + ["--emit=mlir", "-o", os.devnull,
+                           "--mlir-print-ir-after=moe-fuse-gather"],
+            capture_output=True, text=True).stderr
+        counts = set(re.findall(r"moe\.dispatch .*\{num_experts = (\d+)", ir))
+        expected = {str(E + slices if grouped else E)}
+        if counts != expected:
+            sys.exit(f"FAIL: the routed dispatch has {sorted(counts)} experts "
+                     f"after the fusions, expected {expected}")
     so = os.path.join(work, "layer.so")
     run(compile_cmd + ["-o", so])
 
@@ -104,7 +134,9 @@ def main():
         run([os.path.join(args.bin, "moe-run"), so, "--threads=2",
              f"--input=@{x_path}", f"--output=@{y_path}", "--output-f32"])
         y = np.load(y_path).astype(np.float64)
-        ref = reference(x, weights["router"], weights["fc1"], weights["fc2"], k)
+        ref = reference(x, weights["router"], weights["fc1"], weights["fc2"], k,
+                        weights.get("shared_fc1"), weights.get("shared_fc2"),
+                        weights.get("shared_gate"))
         error = np.abs(y - ref).max() / np.abs(ref).max()
         status = "ok" if error <= tolerance else "FAIL"
         print(f"{status}: {args.case} T={T}: max|diff|/max|ref| = "

@@ -37,14 +37,28 @@ def _resource_hex(a, dtype):
     return "0x" + alignment.to_bytes(4, "little").hex() + data.tobytes().hex()
 
 
-def layer_mlir(H, I, E, k, dtype="bf16", constants=None):
+def layer_mlir(H, I, E, k, dtype="bf16", constants=None, shared=None):
     """The layer's function `@moe_layer`. Weights (router [E, H], fc1, fc2,
     of `dtype`, bf16 or f32; x and y have it too) are arguments after x, or
-    with `constants` (a dict of router, fc1 and fc2 arrays) constants."""
+    with `constants` (a dict of router, fc1 and fc2 arrays) constants.
+    `shared` = (S, Is, gated) adds S shared experts of intermediate size Is
+    (shared_fc1 [S, 2 Is, H], shared_fc2 [S, H, Is], interleaved like the
+    routed ones) and, when gated, a shared_gate [H] (Qwen2-MoE)."""
     fI = 2 * I
     t = dtype
     types = dict(router=f"tensor<{E}x{H}x{t}>", fc1=f"tensor<{E}x{fI}x{H}x{t}>",
                  fc2=f"tensor<{E}x{H}x{I}x{t}>")
+    shared_operands, shared_types = "", ""
+    if shared:
+        S, Is, gated = shared
+        types.update(shared_fc1=f"tensor<{S}x{2 * Is}x{H}x{t}>",
+                     shared_fc2=f"tensor<{S}x{H}x{Is}x{t}>")
+        shared_operands = " shared_fc1 %shared_fc1 shared_fc2 %shared_fc2"
+        shared_types = f", {types['shared_fc1']}, {types['shared_fc2']}"
+        if gated:
+            types.update(shared_gate=f"tensor<{H}x{t}>")
+            shared_operands += " shared_gate %shared_gate"
+            shared_types += f", {types['shared_gate']}"
     if constants is None:
         params = "".join(f", %{n}: {ty}" for n, ty in types.items())
         consts = ""
@@ -81,19 +95,27 @@ func.func @moe_layer(%x: tensor<?x{H}x{t}>{params}) -> tensor<?x{H}x{t}> {{
     %s = arith.addf %acc, %p : f32
     linalg.yield %s : f32
   }} -> tensor<?x{E}xf32>
-  %y = moe.layer %x, %logits fc1 %fc1 fc2 %fc2
+  %y = moe.layer %x, %logits fc1 %fc1 fc2 %fc2{shared_operands}
          {{k = {k} : i64, normalize, activation = #moe.activation<swiglu>,
           swiglu_fusion = #moe.swiglu_fusion<interleaved>,
           alpha = 1.0, beta = 0.0}}
        : (tensor<?x{H}x{t}>, tensor<?x{E}xf32>, {types["fc1"]},
-          {types["fc2"]}) -> tensor<?x{H}x{t}>
+          {types["fc2"]}{shared_types}) -> tensor<?x{H}x{t}>
   return %y : tensor<?x{H}x{t}>
 }}
 {resources}"""
 
 
-def reference(x, router, fc1, fc2, k):
-    """float64 evaluation of the layer on the given (bf16 or f32) values."""
+def _swiglu_ffn(w1, w2, x64):
+    h = w1.astype(np.float64) @ x64
+    gate, up = h[0::2], h[1::2]
+    return w2.astype(np.float64) @ (gate / (1 + np.exp(-gate)) * up)
+
+
+def reference(x, router, fc1, fc2, k, shared_fc1=None, shared_fc2=None,
+              shared_gate=None):
+    """float64 evaluation of the layer on the given (bf16 or f32) values,
+    with its shared experts (and their gate) when given."""
     x64 = x.astype(np.float64)
     logits = x64 @ router.astype(np.float64).T
     probs = np.exp(logits - logits.max(-1, keepdims=True))
@@ -104,10 +126,13 @@ def reference(x, router, fc1, fc2, k):
         w = probs[t, top[t]]
         w /= w.sum()
         for e, we in zip(top[t], w):
-            h = fc1[e].astype(np.float64) @ x64[t]
-            gate, up = h[0::2], h[1::2]
-            a = gate / (1 + np.exp(-gate)) * up
-            y[t] += we * (fc2[e].astype(np.float64) @ a)
+            y[t] += we * _swiglu_ffn(fc1[e], fc2[e], x64[t])
+        if shared_fc1 is not None:
+            s = sum(_swiglu_ffn(w1, w2, x64[t])
+                    for w1, w2 in zip(shared_fc1, shared_fc2))
+            if shared_gate is not None:
+                s = s / (1 + np.exp(-(shared_gate.astype(np.float64) @ x64[t])))
+            y[t] += s
     return y
 
 

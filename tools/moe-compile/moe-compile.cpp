@@ -13,8 +13,9 @@
 
 #include "MoE/IR/MoEDialect.h"
 #include "moe-mlir/Compiler/Compiler.h"
-#include "moe-mlir/Import/ONNXImporter.h"
 #include "moe-mlir/Conversion/MoEToLLVM.h"
+#include "moe-mlir/Conversion/Passes.h"
+#include "moe-mlir/Import/ONNXImporter.h"
 #include "moe-mlir/Transforms/BufferizableOpInterfaceImpl.h"
 #include "moe-mlir/Transforms/Passes.h"
 
@@ -208,6 +209,13 @@ cl::opt<bool> fuseRouter(
              "(-moe-fuse-router; on by default, =false for a separate "
              "MatMul)"),
     cl::init(true), cl::cat(category));
+cl::opt<bool> groupSharedExperts(
+    "group-shared-experts",
+    cl::desc("CPU: shared experts with constant weights become slices of the "
+             "routed experts' size that every token is routed to, in the "
+             "routed experts' grouped schedule (-moe-group-shared-experts; "
+             "on by default, =false for a moe.expert per shared expert)"),
+    cl::init(true), cl::cat(category));
 cl::opt<bool> fuseCombine(
     "fuse-combine",
     cl::desc("CPU: add each expert row, scaled by its routing weight, to "
@@ -291,6 +299,10 @@ int compile(int argc, char **argv) {
   registerAsmPrinterCLOptions();
   registerMLIRContextCLOptions();
   moe::registerONNXImportCLOptions();
+  // By name, so that --mlir-print-ir-after=<pass> (hidden) can name ours;
+  // before the pass manager's options, which list the registered passes.
+  moe::registerMoEPasses();
+  moe::registerMoEConversionPasses();
   registerPassManagerCLOptions();
   registerDefaultTimingManagerCLOptions();
   // --help lists what a user of this tool sets; LLVM's and MLIR's own
@@ -525,6 +537,7 @@ int compile(int argc, char **argv) {
       pipeline.vnniDot = moe::targetHasFeature(**machine, "avx512vnni");
       pipeline.fuseAttention = fuseAttention;
       pipeline.fuseRouter = fuseRouter;
+      pipeline.groupSharedExperts = groupSharedExperts;
       pipeline.fuseCombine = fuseCombine;
       pipeline.fuseGather = fuseGather;
       pipeline.emulateCUDAKernels = emulateCUDAKernels;

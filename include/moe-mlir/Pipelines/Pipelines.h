@@ -135,6 +135,12 @@ struct CPUPipelineOptions
                      "of tokens at a time, from the router weight of a "
                      "MatMul feeding the layer (-moe-fuse-router)"),
       llvm::cl::init(true)};
+  PassOptions::Option<bool> groupSharedExperts{
+      *this, "group-shared-experts",
+      llvm::cl::desc("Run shared experts with constant weights as slices of "
+                     "the routed experts' size in their grouped schedule "
+                     "(-moe-group-shared-experts)"),
+      llvm::cl::init(true)};
   PassOptions::Option<bool> fuseCombine{
       *this, "fuse-combine",
       llvm::cl::desc("Add each expert row, scaled by its routing weight, to "

@@ -11,6 +11,7 @@
 
 #include "mlir/IR/BuiltinAttributeInterfaces.h"
 #include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Operation.h"
 
 #include <optional>
 
@@ -32,6 +33,12 @@ std::optional<SmallVector<char>> elementBytes(ElementsAttr attr,
 ElementsAttr rebuildConstant(ElementsAttr like, RankedTensorType type,
                              StringRef keySuffix,
                              function_ref<void(MutableArrayRef<char>)> fill);
+
+/// Releases the blobs of the dense resources among `constants` that no
+/// attribute under `root` refers to any more: a rewritten model's old
+/// weights would otherwise be held beside the new ones until the end.
+void releaseUnreferencedResources(Operation *root,
+                                  ArrayRef<ElementsAttr> constants);
 
 } // namespace mlir::moe
 

@@ -102,6 +102,58 @@ def MoEFuseRouter : Pass<"moe-fuse-router"> {
   let dependentDialects = ["::mlir::tensor::TensorDialect"];
 }
 
+def MoEGroupSharedExperts : Pass<"moe-group-shared-experts"> {
+  let summary = "Run shared experts in the routed experts' grouped schedule";
+  let description = [{
+    Decomposition gives every shared expert (DeepSeekMoE, Qwen-MoE) a
+    `moe.expert` of its own over all tokens, whose output `moe.combine`
+    adds to the routed experts' (`shared`, scaled by the shared gate's
+    `sigmoid(shared_gate . x)` where there is one). That is two more
+    parallel loops per shared expert, a `[T, H]` output written and read
+    back, and expert panels too few at decode to keep both threads busy.
+
+    An FFN's intermediate columns do not interact: a shared expert of
+    intermediate size `Is` is the sum of `ceil(Is / I)` FFNs of the routed
+    experts' size `I`, each over a slice of its columns (SwiGLU's gate and
+    linear rows stay together; a partial last slice is padded with zero
+    weights, which add nothing). With constant weights this pass appends
+    those slices to the routed experts' stacked weights (zero biases where
+    the routed experts have biases) and routes every token to each of them:
+
+    ```
+    ids'     [T, k + C] = ids, then E, E + 1, ..., E + C - 1
+    weights' [T, k + C] = weights, then sigmoid(shared_gate . x) (or 1)
+    rows, offsets, row_tokens, slot_rows = moe.dispatch x, ids'
+                                           {num_experts = E + C}
+    y = moe.expert rows, offsets  (E + C experts)
+    out = moe.combine y, weights', ids', slot_rows {num_experts = E + C}
+    ```
+
+    so that one grouped schedule runs the routed and the shared work, and
+    `-moe-fuse-combine` adds both in fc2's epilogue. Zero-computation
+    experts' ids move up by `C`. The sum runs in another order than
+    before, so results match to rounding.
+
+    A layer is left as it is unless its routed experts are float (not
+    quantised), not yet fused with their gather or combine, every
+    projection and bias of the routed and shared experts is a constant of
+    one element type, the shared experts read the tokens the routed ones
+    are dispatched from, dispatch has no capacity limit, and the padding
+    is at most `max-padding` times the shared experts' intermediate size.
+    Expert-parallel layers (routed outputs from an exchange) are not
+    matched.
+  }];
+  let options = [
+    Option<"maxPadding", "max-padding", "double", "0.25",
+           "Largest share of zero-padded intermediate columns, over the "
+           "shared experts' own, that grouping may add">,
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::math::MathDialect",
+                           "::mlir::tensor::TensorDialect"];
+}
+
 def MoEFuseCombine : Pass<"moe-fuse-combine"> {
   let summary = "Fold moe.combine's routed part into moe.expert's fc2 "
                 "epilogue";
