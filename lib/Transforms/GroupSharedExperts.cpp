@@ -133,6 +133,23 @@ bool hasOneUseBesidesDims(Value value) {
   return uses == 1;
 }
 
+/// Whether `wide` is `narrow` widened elementwise (a linalg.generic of one
+/// arith.extf, as decomposition widens bf16 tokens for the shared experts):
+/// the same values, so the routed experts' rows serve the shared ones too.
+bool isWidening(Value wide, Value narrow) {
+  auto generic = wide.getDefiningOp<linalg::GenericOp>();
+  if (!generic || generic.getNumDpsInputs() != 1 ||
+      generic.getDpsInputs()[0] != narrow ||
+      !llvm::all_of(generic.getIndexingMapsArray(),
+                    [](AffineMap map) { return map.isIdentity(); }))
+    return false;
+  Block &body = generic.getRegion().front();
+  auto yield = cast<linalg::YieldOp>(body.getTerminator());
+  auto extend = yield.getValues()[0].getDefiningOp<arith::ExtFOp>();
+  return body.getOperations().size() == 2 && extend &&
+         extend.getIn() == body.getArgument(0);
+}
+
 /// The shared experts summed into `shared`: one moe.expert over all of
 /// `tokens`, or linalg.add of such sums, each used only there.
 bool collectSharedExperts(Value shared, Value tokens,
@@ -143,11 +160,13 @@ bool collectSharedExperts(Value shared, Value tokens,
     return collectSharedExperts(add.getInputs()[0], tokens, experts) &&
            collectSharedExperts(add.getInputs()[1], tokens, experts);
   auto expert = shared.getDefiningOp<ExpertOp>();
-  if (!expert || expert.getRows() != tokens || expert.gathersRows() ||
-      expert.combinesRows() || expert.getQuantAttr() ||
+  if (!expert ||
+      (expert.getRows() != tokens && !isWidening(expert.getRows(), tokens)) ||
+      expert.gathersRows() || expert.combinesRows() || expert.getQuantAttr() ||
       expert.getPanelWidth() || expert.getFc1Bias() || expert.getFc2Bias() ||
       expert.getFc3Bias() || expert.getFc1().getType().getDimSize(0) != 1 ||
-      !coversAllTokens(expert.getOffsets(), tokens))
+      !(coversAllTokens(expert.getOffsets(), tokens) ||
+        coversAllTokens(expert.getOffsets(), expert.getRows())))
     return false;
   experts.push_back(expert);
   return true;

@@ -15,10 +15,13 @@ namespace moe::rt {
 namespace {
 
 constexpr int64_t kMaxThreads = 1024;
-// Chunks per thread: more than one so that uneven chunks (experts with
-// different row counts) still balance, few enough to keep the atomic
-// counter cheap.
-constexpr int64_t kChunksPerThread = 4;
+// Guided chunks: each claim takes the unclaimed iterations over this many
+// times the threads (at least one), so that the first claims are large
+// (few claims, each a call of the loop body) and the last ones small, and a
+// loop whose iterations differ in cost (experts with different row counts,
+// a layer's shared experts' slices after its routed experts) still ends
+// with the threads within about one iteration of each other.
+constexpr int64_t kGuidedDivisor = 2;
 // Workers spin this many times before sleeping on the condition variable:
 // a compiled layer issues several loops back to back and a futex wake-up
 // costs more than a short spin.
@@ -40,17 +43,19 @@ struct Job {
   LoopBody body;
   void *ctx;
   int64_t n;
-  int64_t chunk;
-  int64_t numChunks;
+  // Iterations left are divided by this for the next claim.
+  int64_t divisor;
   std::atomic<int64_t> next{0};
 
   void run() {
-    while (true) {
-      int64_t c = next.fetch_add(1, std::memory_order_relaxed);
-      if (c >= numChunks)
-        return;
-      int64_t begin = c * chunk;
-      body(ctx, begin, std::min(n, begin + chunk));
+    int64_t begin = next.load(std::memory_order_relaxed);
+    while (begin < n) {
+      int64_t end = begin + std::max<int64_t>(1, (n - begin) / divisor);
+      // On failure `begin` is what another thread has claimed up to.
+      if (next.compare_exchange_weak(begin, end, std::memory_order_relaxed)) {
+        body(ctx, begin, end);
+        begin = next.load(std::memory_order_relaxed);
+      }
     }
   }
 };
@@ -114,9 +119,7 @@ public:
     job.body = body;
     job.ctx = ctx;
     job.n = n;
-    int64_t wanted = std::min(n, threads * kChunksPerThread);
-    job.chunk = (n + wanted - 1) / wanted;
-    job.numChunks = (n + job.chunk - 1) / job.chunk;
+    job.divisor = threads * kGuidedDivisor;
 
     {
       std::lock_guard<std::mutex> lock(mu_);

@@ -4,8 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -45,6 +47,40 @@ TEST_F(ThreadPool, CoversRangeExactlyOnce) {
       c.expectExactlyOnce();
     }
   }
+}
+
+// Claims shrink towards the end of the range (guided chunks), down to one
+// iteration, so that threads finish within about one iteration of each
+// other even where the last iterations cost the most (a layer's shared
+// experts' slices after its routed experts); and the first claims are
+// large, so that the body is called a few dozen times, not once per
+// iteration.
+TEST_F(ThreadPool, ChunksShrinkTowardsTheEnd) {
+  ASSERT_EQ(moe_set_num_threads(2), MOE_OK);
+  struct Chunks {
+    std::mutex mu;
+    std::vector<std::pair<int64_t, int64_t>> ranges;
+    static void body(void *ctx, int64_t begin, int64_t end) {
+      auto *c = static_cast<Chunks *>(ctx);
+      std::lock_guard<std::mutex> lock(c->mu);
+      c->ranges.push_back({begin, end});
+    }
+  } chunks;
+  const int64_t n = 240;
+  moe_rt_parallel_for(n, Chunks::body, &chunks);
+  std::sort(chunks.ranges.begin(), chunks.ranges.end());
+  ASSERT_FALSE(chunks.ranges.empty());
+  EXPECT_EQ(chunks.ranges.front().first, 0);
+  EXPECT_EQ(chunks.ranges.back().second, n);
+  for (size_t i = 1; i < chunks.ranges.size(); ++i) {
+    auto [begin, end] = chunks.ranges[i];
+    auto [previousBegin, previousEnd] = chunks.ranges[i - 1];
+    EXPECT_EQ(begin, previousEnd);
+    EXPECT_LE(end - begin, previousEnd - previousBegin) << "chunk " << i;
+  }
+  EXPECT_EQ(chunks.ranges.back().second - chunks.ranges.back().first, 1);
+  EXPECT_GE(chunks.ranges.front().second, n / 8);
+  EXPECT_LE(chunks.ranges.size(), 32u);
 }
 
 TEST_F(ThreadPool, EmptyRangeCallsNothing) {

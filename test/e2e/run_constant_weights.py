@@ -34,20 +34,21 @@ from bf16_layer import layer_mlir, reference, round_bf16  # noqa: E402
 # name: dtype, H, I, E, k, token counts, extra moe-compile flags, shared
 # experts (S, Is, gated) or None. H and I are multiples of 64 (whole weight
 # panels); K of 256 and 320 (128 and 160 bf16 pairs) takes one and two
-# blocks of k. The shared cases run their shared experts as slices of the
-# routed experts' size in the routed experts' schedule
-# (-moe-group-shared-experts): a gated one of 2 I (two slices), two of
-# 1.75 I (a padded slice each), and the same layer as separate experts;
-# the experts the routed moe.dispatch has after that pass show which.
+# blocks of k. The shared cases with --group-shared-experts run their
+# shared experts as slices of the routed experts' size in the routed
+# experts' schedule (-moe-group-shared-experts): a gated one of 2 I (two
+# slices), two of 1.75 I (a padded slice each); the default keeps them
+# separate. The experts the routed moe.dispatch has after the fusions show
+# which.
 CASES = {
     "f32": ("f32", 128, 192, 4, 2, [1, 2, 3, 5, 40, 300], [], None),
     "f32_unfused_gather": ("f32", 128, 192, 4, 2, [3, 300], ["--fuse-gather=false"], None),
     "bf16": ("bf16", 256, 320, 4, 2, [1, 2, 3, 5, 40, 300], [], None),
     "bf16_unfused_gather": ("bf16", 256, 320, 4, 2, [3, 300], ["--fuse-gather=false"], None),
-    "f32_shared_gated": ("f32", 128, 128, 4, 2, [1, 3, 40, 300], [], (1, 256, True)),
-    "f32_shared2_padded": ("f32", 128, 128, 4, 2, [1, 40], ["--fuse-combine=false"], (2, 224, False)),
-    "f32_shared_separate": ("f32", 128, 128, 4, 2, [1, 40], ["--group-shared-experts=false"], (1, 256, True)),
-    "bf16_shared_gated": ("bf16", 256, 128, 4, 2, [1, 40], [], (1, 256, True)),
+    "f32_shared_gated": ("f32", 128, 128, 4, 2, [1, 3, 40, 300], ["--group-shared-experts"], (1, 256, True)),
+    "f32_shared2_padded": ("f32", 128, 128, 4, 2, [1, 40], ["--group-shared-experts", "--fuse-combine=false"], (2, 224, False)),
+    "f32_shared_separate": ("f32", 128, 128, 4, 2, [1, 40], [], (1, 256, True)),
+    "bf16_shared_gated": ("bf16", 256, 128, 4, 2, [1, 40], ["--group-shared-experts"], (1, 256, True)),
 }
 
 
@@ -111,7 +112,7 @@ def main():
     if shared:
         S, Is, _ = shared
         slices = S * -(-Is // I)
-        grouped = "--group-shared-experts=false" not in flags
+        grouped = "--group-shared-experts" in flags
         ir = subprocess.run(
             compile_cmd + ["--emit=mlir", "-o", os.devnull,
                            "--mlir-print-ir-after=moe-fuse-gather"],

@@ -214,8 +214,10 @@ cl::opt<bool> groupSharedExperts(
     cl::desc("CPU: shared experts with constant weights become slices of the "
              "routed experts' size that every token is routed to, in the "
              "routed experts' grouped schedule (-moe-group-shared-experts; "
-             "on by default, =false for a moe.expert per shared expert)"),
-    cl::init(true), cl::cat(category));
+             "off by default, a moe.expert per shared expert: it is faster "
+             "on some layers and slower on others, see "
+             "benchmarks/RESULTS.md)"),
+    cl::init(false), cl::cat(category));
 cl::opt<bool> fuseCombine(
     "fuse-combine",
     cl::desc("CPU: add each expert row, scaled by its routing weight, to "

@@ -139,8 +139,9 @@ struct CPUPipelineOptions
       *this, "group-shared-experts",
       llvm::cl::desc("Run shared experts with constant weights as slices of "
                      "the routed experts' size in their grouped schedule "
-                     "(-moe-group-shared-experts)"),
-      llvm::cl::init(true)};
+                     "(-moe-group-shared-experts; off by default: faster on "
+                     "some layers, slower on others, benchmarks/RESULTS.md)"),
+      llvm::cl::init(false)};
   PassOptions::Option<bool> fuseCombine{
       *this, "fuse-combine",
       llvm::cl::desc("Add each expert row, scaled by its routing weight, to "
