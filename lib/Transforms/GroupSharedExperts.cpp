@@ -384,7 +384,8 @@ struct MoEGroupSharedExpertsPass
                        function_ref<void(int64_t, char *)> fillSlice) {
       SmallVector<int64_t> shape(routedBytes.type.getShape());
       shape[0] = totalExperts;
-      auto type = RankedTensorType::get(shape, element);
+      auto type =
+          RankedTensorType::get(shape, routedBytes.type.getElementType());
       int64_t perExpert = routedBytes.type.getNumElements() / numExperts;
       int64_t es = routedBytes.elementSize;
       ElementsAttr attr = rebuildConstant(
