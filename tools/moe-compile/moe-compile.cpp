@@ -214,9 +214,8 @@ cl::opt<bool> groupSharedExperts(
     cl::desc("CPU: shared experts with constant weights become slices of the "
              "routed experts' size that every token is routed to, in the "
              "routed experts' grouped schedule (-moe-group-shared-experts; "
-             "off by default, a moe.expert per shared expert: it is faster "
-             "on some layers and slower on others, see "
-             "benchmarks/RESULTS.md)"),
+             "off by default, a moe.expert per shared expert: measured "
+             "within the noise of that, see benchmarks/RESULTS.md)"),
     cl::init(false), cl::cat(category));
 cl::opt<bool> fuseCombine(
     "fuse-combine",

@@ -139,8 +139,8 @@ struct CPUPipelineOptions
       *this, "group-shared-experts",
       llvm::cl::desc("Run shared experts with constant weights as slices of "
                      "the routed experts' size in their grouped schedule "
-                     "(-moe-group-shared-experts; off by default: faster on "
-                     "some layers, slower on others, benchmarks/RESULTS.md)"),
+                     "(-moe-group-shared-experts; off by default: within the "
+                     "noise of separate shared experts, benchmarks/RESULTS.md)"),
       llvm::cl::init(false)};
   PassOptions::Option<bool> fuseCombine{
       *this, "fuse-combine",

@@ -134,8 +134,8 @@ def MoEGroupSharedExperts : Pass<"moe-group-shared-experts"> {
     experts' ids move up by `C`. The sum runs in another order than
     before, so results match to rounding. `moe-compile
     --group-shared-experts` runs it (off by default: against separate
-    shared experts it measured 1.05x at decode on a layer of 16 experts
-    and 0.83-0.94x on one of 64 small experts, benchmarks/RESULTS.md).
+    shared experts it measured within this machine's run-to-run noise,
+    0.83-1.16x over runs and layers, benchmarks/RESULTS.md).
 
     A layer is left as it is unless its routed experts are float (not
     quantised), not yet fused with their gather or combine, every
