@@ -28,6 +28,7 @@
 
 #include "llvm/ADT/SetVector.h"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -42,24 +43,30 @@ using namespace mlir::moe;
 namespace {
 
 /// An expert-stacked constant weight `[E, ...]`, or the one-expert slice
-/// `[1, ...]` of one (a shared expert of several): the bytes of expert
-/// `first` on (a splat's single element stands for all of them).
+/// `[1, ...]` of one (a shared expert of several): the bytes of its experts
+/// from `start` on (a splat's single element stands for all of them).
 struct StackedBytes {
-  ArrayRef<char> bytes;
+  /// The first expert's first element (of the slice, for a slice).
+  const char *start = nullptr;
+  /// The stacked constant's type (a slice's source's).
   RankedTensorType type;
   ElementsAttr attr;
   /// The constant op (a slice's source), where a rebuilt weight goes.
   Operation *constant = nullptr;
-  int64_t first = 0;
   bool splat = false;
   int64_t elementSize = 0;
+  /// Elements per expert.
+  int64_t perExpert = 0;
 
-  /// Element `index` (row-major, within the experts from `first` on).
-  const char *element(int64_t index) const {
-    if (splat)
-      return bytes.data();
-    int64_t perExpert = type.getNumElements() / type.getDimSize(0);
-    return bytes.data() + (first * perExpert + index) * elementSize;
+  /// Copies `count` elements from element `index` on (row-major, from
+  /// `start`) to `to`.
+  void copy(int64_t index, int64_t count, char *to) const {
+    if (!splat) {
+      std::memcpy(to, start + index * elementSize, count * elementSize);
+      return;
+    }
+    for (int64_t i = 0; i < count; ++i)
+      std::memcpy(to + i * elementSize, start, elementSize);
   }
 };
 
@@ -93,8 +100,11 @@ std::optional<StackedBytes> readStacked(Value weight) {
   if (!splat && static_cast<int64_t>(bytes->size()) !=
                     type.getNumElements() * elementSize)
     return std::nullopt;
-  return StackedBytes{*bytes, type,  attr,       weight.getDefiningOp(),
-                      first,  splat, elementSize};
+  int64_t perExpert = type.getNumElements() / type.getDimSize(0);
+  const char *start =
+      splat ? bytes->data() : bytes->data() + first * perExpert * elementSize;
+  return StackedBytes{start, type,        attr,     weight.getDefiningOp(),
+                      splat, elementSize, perExpert};
 }
 
 /// Whether `offsets` are `[0, T]` for `tokens [T, H]`: one expert owning
@@ -184,29 +194,22 @@ enum class Slicing {
 };
 
 /// Writes the slice `[from, from + width)` of the intermediate dimension
-/// of one expert's projection (`source`, intermediate size `size`) to
+/// of a one-expert projection (`source`, intermediate size `size`) to
 /// `out`, zero where the slice runs past `size`. `runs` is the number of
 /// row runs of `Rows` (2 for concatenated SwiGLU's gate and linear halves).
-void writeSlice(const StackedBytes &source, int64_t expert, Slicing slicing,
-                int64_t runs, int64_t size, int64_t from, int64_t width,
-                char *out) {
+void writeSlice(const StackedBytes &source, Slicing slicing, int64_t runs,
+                int64_t size, int64_t from, int64_t width, char *out) {
   ArrayRef<int64_t> shape = source.type.getShape();
   int64_t es = source.elementSize;
-  int64_t perExpert = source.type.getNumElements() / shape[0];
-  int64_t base = expert * perExpert;
-  auto copy = [&](int64_t element, char *to) {
-    std::memcpy(to, source.element(base + element), es);
-  };
   if (slicing == Slicing::Columns) {
+    // Each of the H rows: the slice's columns that exist, then zeros.
     int64_t rows = shape[1];
-    for (int64_t h = 0; h < rows; ++h)
-      for (int64_t c = 0; c < width; ++c) {
-        char *to = out + (h * width + c) * es;
-        if (from + c < size)
-          copy(h * size + from + c, to);
-        else
-          std::memset(to, 0, es);
-      }
+    int64_t present = std::clamp<int64_t>(size - from, 0, width);
+    for (int64_t h = 0; h < rows; ++h) {
+      char *to = out + h * width * es;
+      source.copy(h * size + from, present, to);
+      std::memset(to + present * es, 0, (width - present) * es);
+    }
     return;
   }
   int64_t columns = shape[2];
@@ -224,8 +227,7 @@ void writeSlice(const StackedBytes &source, int64_t expert, Slicing slicing,
       continue;
     }
     int64_t sourceRow = run * pairs * size + index * pairs + within % pairs;
-    for (int64_t c = 0; c < columns; ++c)
-      copy(sourceRow * columns + c, to + c * es);
+    source.copy(sourceRow * columns, columns, to);
   }
 }
 
@@ -386,12 +388,11 @@ struct MoEGroupSharedExpertsPass
       shape[0] = totalExperts;
       auto type =
           RankedTensorType::get(shape, routedBytes.type.getElementType());
-      int64_t perExpert = routedBytes.type.getNumElements() / numExperts;
+      int64_t perExpert = routedBytes.perExpert;
       int64_t es = routedBytes.elementSize;
       ElementsAttr attr = rebuildConstant(
           routedBytes.attr, type, "_shared", [&](MutableArrayRef<char> out) {
-            for (int64_t i = 0, e = numExperts * perExpert; i < e; ++i)
-              std::memcpy(out.data() + i * es, routedBytes.element(i), es);
+            routedBytes.copy(0, numExperts * perExpert, out.data());
             for (int64_t slice = 0; slice < numSlices; ++slice)
               fillSlice(slice,
                         out.data() + (numExperts + slice) * perExpert * es);
@@ -413,22 +414,19 @@ struct MoEGroupSharedExpertsPass
         while (slice >= slicesOf[expert])
           slice -= slicesOf[expert++];
         const StackedBytes &source = projection.sharedBytes[expert];
-        writeSlice(source, /*expert=*/0, projection.slicing, projection.runs,
+        writeSlice(source, projection.slicing, projection.runs,
                    sharedInter[expert], slice * inter, inter, out);
       }));
     std::array<Value, 3> newBiases;
     for (auto [bytes, bias] : llvm::zip(biasBytes, newBiases))
       if (bytes)
         bias = rebuild(
-            *bytes, [&, perExpert = bytes->type.getNumElements() / numExperts *
-                                    bytes->elementSize](int64_t, char *out) {
-              std::memset(out, 0, perExpert);
-            });
-    for (ExpertOp expert : shared)
-      for (Value weight : {expert.getFc1(), expert.getFc2(), expert.getFc3()})
-        if (weight)
-          if (std::optional<StackedBytes> bytes = readStacked(weight))
-            replaced.push_back(bytes->attr);
+            *bytes,
+            [&, expertBytes = bytes->perExpert * bytes->elementSize](
+                int64_t, char *out) { std::memset(out, 0, expertBytes); });
+    for (Projection &projection : projections)
+      for (const StackedBytes &bytes : projection.sharedBytes)
+        replaced.push_back(bytes.attr);
 
     auto [ids, weightsOfSlots] =
         extendRouting(b, loc, combine, numExperts, numSlices);
