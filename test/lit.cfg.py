@@ -28,6 +28,9 @@ config.substitutions.append(
     ("%fake_cuda_module", config.moe_obj_root + "/lib/libmoe_fake_cuda_module.so"))
 config.substitutions.append(
     ("%fake_cuda_driver", config.moe_obj_root + "/lib/libmoe_fake_cuda_driver.so"))
+# The CUDA driver that runs kernels on the CPU (tools/gpu-executor).
+config.substitutions.append(
+    ("%gpu_executor", config.moe_obj_root + "/lib/libmoe_gpu_executor.so"))
 
 # ONNX Runtime as the peer that imported models are checked against
 # (onnxruntime-node, installed into build/ort by scripts/build.sh).

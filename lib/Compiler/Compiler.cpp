@@ -496,6 +496,20 @@ FailureOr<size_t> moe::writeConstantsObject(ModuleOp module,
   return symbols.size();
 }
 
+LogicalResult moe::linkExecutorImage(StringRef objectPath, StringRef outputPath,
+                                     const CompileOptions &options,
+                                     std::string &error) {
+  std::string linker = linkerDriver(options, error);
+  if (linker.empty())
+    return failure();
+  // The executor's functions (moe_gpuexec_*, __nv_*) stay undefined: the
+  // executor provides them when it loads the image.
+  SmallVector<StringRef> args = {linker,     "-shared",  "-o",
+                                 outputPath, objectPath, "-lm"};
+  return runDriver(linker, args, "linking '" + outputPath.str() + "'",
+                   options.verbose, error);
+}
+
 LogicalResult moe::linkSharedObject(ArrayRef<std::string> objectPaths,
                                     StringRef outputPath,
                                     const CompileOptions &options,

@@ -298,6 +298,57 @@ std::string moe::defaultPTXFeatures(llvm::StringRef chip) {
   return "+ptx78";
 }
 
+/// Upstream's gpu-lower-to-nvvm-pipeline (MLIR 22), spelled out so that the
+/// moe GPU executor can take the kernels where that pipeline would
+/// serialize them: the executor then runs the very NVVM IR that PTX is
+/// generated from. With binary-format=executor the gpu.modules stay, in the
+/// LLVM and NVVM dialects, for moe-compile to build into executor images.
+static void addNVVMLoweringPasses(OpPassManager &pm,
+                                  const moe::CUDAPipelineOptions &options) {
+  // Host and kernels: everything to the LLVM dialect but the gpu ops.
+  pm.addPass(createConvertNVGPUToNVVMPass());
+  pm.addPass(createGpuKernelOutliningPass());
+  pm.addPass(createConvertVectorToSCFPass());
+  pm.addPass(createSCFToControlFlowPass());
+  pm.addPass(createConvertNVVMToLLVMPass());
+  pm.addPass(createConvertFuncToLLVMPass());
+  pm.addPass(memref::createExpandStridedMetadataPass());
+  GpuNVVMAttachTargetOptions target;
+  target.chip = options.chip;
+  target.features = options.features.empty()
+                        ? moe::defaultPTXFeatures(options.chip)
+                        : std::string(options.features);
+  target.optLevel = 3;
+  pm.addPass(createGpuNVVMAttachTarget(target));
+  pm.addPass(createLowerAffinePass());
+  pm.addPass(createArithToLLVMConversionPass());
+  ConvertIndexToLLVMPassOptions index;
+  index.indexBitwidth = 64;
+  pm.addPass(createConvertIndexToLLVMPass(index));
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+
+  // The kernels' gpu ops to NVVM.
+  ConvertGpuOpsToNVVMOpsOptions kernels;
+  kernels.indexBitwidth = 64;
+  pm.addNestedPass<gpu::GPUModuleOp>(createConvertGpuOpsToNVVMOps(kernels));
+  pm.addNestedPass<gpu::GPUModuleOp>(createCanonicalizerPass());
+  pm.addNestedPass<gpu::GPUModuleOp>(createCSEPass());
+  pm.addNestedPass<gpu::GPUModuleOp>(createReconcileUnrealizedCastsPass());
+
+  // Host launches to the mgpu* ABI, kernels to their binary.
+  pm.addPass(createGpuToLLVMConversionPass());
+  if (options.binaryFormat != moe::kExecutorBinaryFormat) {
+    GpuModuleToBinaryPassOptions binary;
+    binary.compilationTarget = options.binaryFormat;
+    pm.addPass(createGpuModuleToBinaryPass(binary));
+  }
+  pm.addPass(createConvertMathToLLVMPass());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  pm.addPass(createReconcileUnrealizedCastsPass());
+}
+
 void moe::buildCUDALoweringPipeline(OpPassManager &pm,
                                     const CUDAPipelineOptions &options) {
   // An emulated module runs on the CPU: its manifest says so.
@@ -321,6 +372,7 @@ void moe::buildCUDALoweringPipeline(OpPassManager &pm,
   // Tensor-core kernels need a warp's threads together; emulated threads
   // run one at a time.
   kernels.tensorCores = options.tensorCores && !options.emulateKernels;
+  kernels.testMisplaceFragment = options.testMisplaceFragment;
   pm.addPass(createConvertMoEToGPU(kernels));
   addBufferizationPasses(pm);
   // No buffer-deallocation pipeline: it rejects GPU ops (no memory-effect
@@ -375,14 +427,7 @@ void moe::buildCUDALoweringPipeline(OpPassManager &pm,
   pm.addPass(createGpuKernelOutliningPass());
   pm.addNestedPass<func::FuncOp>(createGpuAsyncRegionPass());
 
-  gpu::GPUToNVVMPipelineOptions nvvm;
-  nvvm.cubinChip = options.chip;
-  nvvm.cubinFeatures = options.features.empty()
-                           ? defaultPTXFeatures(options.chip)
-                           : std::string(options.features);
-  nvvm.cubinFormat = options.binaryFormat;
-  nvvm.optLevel = 3;
-  gpu::buildLowerToNVVMPassPipeline(pm, nvvm);
+  addNVVMLoweringPasses(pm, options);
   if (options.exportABI)
     pm.addPass(createMoEEmitABIEntryPoints());
   pm.addPass(createCanonicalizerPass());

@@ -22,6 +22,16 @@ GPU cases (gpu_cases.py, ctest label `gpu`):
         run WORK/CASE/layer.so as compiled by --compile-only (a machine
         with the GPU and moe-run but without the compiler)
 
+GPU cases on the moe GPU executor (ctest label `gpu-executor`), no GPU
+needed:
+
+    run_case.py --bin DIR --work DIR --target=executor CASE...
+        compile with `--target=cuda --cuda-arch=sm_90 --gpu-binary=executor`
+        and run with MOE_CUDA_DRIVER=<DIR>/../lib/libmoe_gpu_executor.so,
+        the CUDA driver that runs the kernels on the CPU with their warp
+        and block semantics (tools/gpu-executor); same checks and tolerance
+        as on a GPU.
+
 MOE_CUDA_ARCH=sm_XX overrides the detected architecture. A GPU case runs
 on the CPU too (`--target=cpu`, moe-run's default tolerances), which checks
 its spec without a GPU.
@@ -149,9 +159,10 @@ class Unsupported(Exception):
     """The case uses a feature the variant under test lacks (exit 77)."""
 
 
-def compile_case(name, bin_dir, work, cuda_arch=None):
+def compile_case(name, bin_dir, work, cuda_arch=None, gpu_binary=None):
     """Generates the case and compiles it, for the CPU or, with
-    `cuda_arch`, for that GPU architecture."""
+    `cuda_arch`, for that GPU architecture (`gpu_binary`: moe-compile's
+    --gpu-binary)."""
     directory = os.path.join(work, name)
     if os.path.isdir(directory):
         shutil.rmtree(directory)
@@ -159,6 +170,8 @@ def compile_case(name, bin_dir, work, cuda_arch=None):
     cmd = [os.path.join(bin_dir, "moe-compile"), "layer.mlir"]
     if cuda_arch:
         cmd += ["--target=cuda", "--cuda-arch=" + cuda_arch]
+    if gpu_binary:
+        cmd.append("--gpu-binary=" + gpu_binary)
     # Extra moe-compile flags for a variant of the suite, e.g.
     # --emulate-cuda-kernels (the cuda target's kernels run as host loops).
     cmd += os.environ.get("MOE_E2E_COMPILE_ARGS", "").split()
@@ -188,14 +201,16 @@ def load_compiled(name, work):
         return directory, json.load(fh)
 
 
-def run_case(name, bin_dir, work, cuda_arch=None, run_only=False):
+def run_case(name, bin_dir, work, cuda_arch=None, run_only=False,
+             gpu_binary=None):
     if run_only:
         directory, meta = load_compiled(name, work)
         built = meta.get("cuda_arch")
         if cuda_arch and built and built != cuda_arch:
             print("note: compiled for %s, the GPU is %s" % (built, cuda_arch))
     else:
-        directory, meta = compile_case(name, bin_dir, work, cuda_arch)
+        directory, meta = compile_case(name, bin_dir, work, cuda_arch,
+                                       gpu_binary)
     cmd = [os.path.join(bin_dir, "moe-run"), "layer.so"]
     cmd += ["--input=@" + f for f in meta["inputs"]]
     cmd += ["--check", "--output=@out.npy", "--output-f32"]
@@ -340,9 +355,12 @@ def main():
                     help="every registered case")
     ap.add_argument("--negative", metavar="CHECK",
                     help="one of: setup, " + ", ".join(NEGATIVE_CHECKS))
-    ap.add_argument("--target", choices=["cpu", "cuda"], default="cpu",
+    ap.add_argument("--target", choices=["cpu", "cuda", "executor"],
+                    default="cpu",
                     help="cuda: compile for the GPU and run there (skipped "
-                         "with exit code 77 without a GPU)")
+                         "with exit code 77 without a GPU); executor: "
+                         "compile for the GPU and run on the moe GPU "
+                         "executor (the CPU)")
     ap.add_argument("--all-gpu", action="store_true",
                     help="every registered GPU case")
     ap.add_argument("--cuda-arch", metavar="sm_XX",
@@ -389,7 +407,21 @@ def main():
         gen_case.spec_of(name)  # exits on an unknown name
 
     cuda_arch = None
-    if args.target == "cuda":
+    gpu_binary = None
+    if args.target == "executor":
+        if args.compile_only or args.run_only:
+            ap.error("--compile-only and --run-only need --target=cuda")
+        cuda_arch = (args.cuda_arch or os.environ.get("MOE_CUDA_ARCH") or
+                     DEFAULT_CUDA_ARCH)
+        gpu_binary = "executor"
+        executor = os.path.join(os.path.dirname(bin_dir), "lib",
+                                "libmoe_gpu_executor.so")
+        if not os.path.exists(executor):
+            print("FAIL: the GPU executor %s is not built" % executor)
+            return 1
+        os.environ["MOE_CUDA_DRIVER"] = executor
+        print("GPU executor: %s; compiling for %s" % (executor, cuda_arch))
+    elif args.target == "cuda":
         # moe-run and the modules find libmoe_runtime.so by an absolute
         # RUNPATH into the build tree they were linked in; a tree carried
         # to the GPU machine has it next to bin/.
@@ -425,7 +457,8 @@ def main():
                 compile_case(name, bin_dir, work, cuda_arch)
                 print("COMPILED %s" % name)
                 continue
-            run_case(name, bin_dir, work, cuda_arch, args.run_only)
+            run_case(name, bin_dir, work, cuda_arch, args.run_only,
+                     gpu_binary)
             print("PASS %s" % name)
         except Unsupported as e:
             print("SKIP %s: %s" % (name, e))

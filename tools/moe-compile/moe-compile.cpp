@@ -51,7 +51,7 @@ namespace cl = llvm::cl;
 
 namespace {
 enum class Emit { MLIR, LLVM, Object, SharedObject, PTX };
-enum class GPUBinary { Auto, PTX, Cubin, Fatbin };
+enum class GPUBinary { Auto, PTX, Cubin, Fatbin, Executor };
 
 cl::OptionCategory category("moe-compile options");
 cl::opt<std::string> inputFile(cl::Positional,
@@ -78,8 +78,20 @@ cl::opt<GPUBinary> gpuBinary(
                clEnumValN(GPUBinary::Cubin, "cubin",
                           "cubin for --cuda-arch only (needs ptxas)"),
                clEnumValN(GPUBinary::Fatbin, "fatbin",
-                          "cubin + PTX (needs ptxas and fatbinary)")),
+                          "cubin + PTX (needs ptxas and fatbinary)"),
+               clEnumValN(GPUBinary::Executor, "executor",
+                          "host code for the moe GPU executor, a CUDA driver "
+                          "that runs the kernels on the CPU with their warp "
+                          "and block semantics (MOE_CUDA_DRIVER=<build>/lib/"
+                          "libmoe_gpu_executor.so); needs no CUDA toolkit")),
     cl::cat(category));
+// Not for users: a deliberately wrong tensor-core fragment layout, with
+// which the GPU executor's tests show that they can fail.
+cl::opt<bool> testMisplaceFragment(
+    "test-misplace-fragment",
+    cl::desc("Testing only: swap two mma.sync A fragment registers in the "
+             "tensor-core kernels"),
+    cl::init(false), cl::Hidden, cl::cat(category));
 cl::opt<Emit> emit(
     "emit", cl::desc("Stop after a stage"), cl::init(Emit::SharedObject),
     cl::values(clEnumValN(Emit::MLIR, "mlir", "LLVM-dialect MLIR"),
@@ -402,6 +414,13 @@ int compile(int argc, char **argv) {
     if (smVersion < 80)
       return fail("--cuda-arch=" + arch +
                   ": the tensor-core kernels need sm_80 or newer");
+  }
+  if (cuda && !emulateCUDAKernels && gpuBinary == GPUBinary::Executor) {
+    if (emit == Emit::PTX)
+      return fail("--emit=ptx and --gpu-binary=executor: executor images "
+                  "hold host code, not PTX");
+    binaryFormat = moe::kExecutorBinaryFormat;
+  } else if (cuda && !emulateCUDAKernels) {
     // Kernels call libdevice (__nv_expf, ...), which MLIR's NVVM target
     // links from the CUDA toolkit it finds through CUDA_ROOT.
     std::string toolkit = moe::findCUDAToolkit();
@@ -505,8 +524,13 @@ int compile(int argc, char **argv) {
       pipeline.overlapModel = overlapModel;
       pipeline.epDispatch = epDispatch;
       pipeline.emulateKernels = emulateCUDAKernels;
+      pipeline.testMisplaceFragment = testMisplaceFragment;
       if (failed(moe::lowerToLLVMDialect(*module, pipeline, scope)))
         return 1;
+      if (binaryFormat == moe::kExecutorBinaryFormat &&
+          failed(moe::buildGPUExecutorImages(*module, options, **machine, scope,
+                                             error)))
+        return fail(error);
     } else {
       moe::CPUPipelineOptions pipeline;
       // The register block fits the target's vector registers: 3 x 8

@@ -122,6 +122,21 @@ LogicalResult linkSharedObject(ArrayRef<std::string> objectPaths,
 
 /// The default linker driver: the first of clang-22, clang, cc found on PATH
 /// or under /usr/lib/llvm-22/bin; empty when none.
+/// Links the GPU executor image `objectPath` (host code of a cuda module's
+/// kernels) into the shared object `outputPath`.
+LogicalResult linkExecutorImage(StringRef objectPath, StringRef outputPath,
+                                const CompileOptions &options,
+                                std::string &error);
+
+/// Replaces every gpu.module of `module` (lowered to NVVM by the cuda
+/// pipeline with binary-format=executor) by a gpu.binary holding its
+/// kernels built for the moe GPU executor (tools/gpu-executor): host code
+/// for `machine`, linked into a shared object.
+LogicalResult buildGPUExecutorImages(ModuleOp module,
+                                     const CompileOptions &options,
+                                     llvm::TargetMachine &machine,
+                                     TimingScope &timing, std::string &error);
+
 std::string findDefaultLinker();
 
 } // namespace mlir::moe

@@ -41,6 +41,11 @@ def ConvertMoEToGPU : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
            "Threads per block of the elementwise and per-token kernels">,
     Option<"tensorCores", "tensor-cores", "bool", /*default=*/"true",
            "Use mma.sync tensor-core GEMMs for f16/bf16 experts">,
+    Option<"testMisplaceFragment", "test-misplace-fragment", "bool",
+           /*default=*/"false",
+           "Testing only: load the mma.sync A fragment's registers a2a3 and "
+           "a4a5 swapped (a wrong fragment layout), so that a test can show "
+           "the GPU executor's checks catch it">,
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect",
                            "::mlir::bufferization::BufferizationDialect",
@@ -122,6 +127,41 @@ def MoEGPULaunchesToLoops : Pass<"moe-gpu-launches-to-loops"> {
   }];
   let dependentDialects = ["::mlir::memref::MemRefDialect",
                            "::mlir::scf::SCFDialect"];
+}
+
+def ConvertNVVMToGPUExecutor : Pass<"convert-nvvm-to-gpu-executor",
+                                     "::mlir::ModuleOp"> {
+  let summary = "Turn NVVM kernels into host code for the moe GPU executor";
+  let description = [{
+    Runs on a module holding the contents of a `gpu.module` lowered to the
+    LLVM and NVVM dialects: the IR from which PTX would be generated. It
+    rewrites that IR into host LLVM IR that the moe GPU executor
+    (`tools/gpu-executor`, a CUDA driver over the CPU) runs with real block
+    and warp semantics, one fiber per GPU thread:
+
+    * special registers (`nvvm.read.ptx.sreg.*`) become calls of
+      `moe_gpuexec_sreg`;
+    * `nvvm.barrier0` / `nvvm.barrier` (barrier 0, all threads) become
+      `moe_gpuexec_barrier`;
+    * the warp-collective `nvvm.mma.sync` (m16n8k16, f16/bf16 operands,
+      f32 or f16 accumulators), `nvvm.shfl.sync` and `nvvm.ldmatrix`
+      (m8n8, b16) become calls that hand the thread's fragment registers
+      to the executor, which gathers the warp's 32 lanes and computes with
+      the PTX ISA's fragment layouts;
+    * `nvvm.cp.async.shared.global` and its commit / wait groups become
+      deferred copies completed at the wait, as the ISA allows;
+    * shared memory (globals in address space 3, static and dynamic) is
+      laid out in one per-block buffer the executor allocates, and every
+      address space becomes the host's;
+    * each kernel (`gpu.kernel`) gets an exported entry
+      `__moe_gpuexec_entry_<kernel>(void **params)` that unpacks
+      `cuLaunchKernel`'s parameter array and runs one thread.
+
+    Every call site of a collective carries a number (`site`) by which the
+    executor names it when threads diverge or deadlock. An NVVM operation
+    the executor does not model, inline PTX, or an `llvm.nvvm.*` intrinsic
+    call is an error naming the operation.
+  }];
 }
 
 def ConvertShardToMoERuntime : Pass<"convert-shard-to-moe-runtime",

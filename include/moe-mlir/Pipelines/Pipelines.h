@@ -204,7 +204,9 @@ struct CUDAPipelineOptions
   PassOptions::Option<std::string> binaryFormat{
       *this, "binary-format",
       llvm::cl::desc("What the module embeds: isa (PTX, JIT-compiled by the "
-                     "driver), bin (cubin, needs ptxas) or fatbin"),
+                     "driver), bin (cubin, needs ptxas), fatbin, or executor "
+                     "(the gpu.modules stay, lowered to NVVM, for moe-compile "
+                     "to build into images of the moe GPU executor)"),
       llvm::cl::init("isa")};
   PassOptions::Option<int64_t> threadsPerBlock{
       *this, "threads-per-block",
@@ -215,6 +217,12 @@ struct CUDAPipelineOptions
       *this, "tensor-cores",
       llvm::cl::desc("mma.sync tensor-core GEMMs for f16/bf16 experts"),
       llvm::cl::init(true)};
+  PassOptions::Option<bool> testMisplaceFragment{
+      *this, "test-misplace-fragment",
+      llvm::cl::desc("Testing only: a wrong mma.sync A fragment layout in the "
+                     "tensor-core kernels (-convert-moe-to-gpu's option), to "
+                     "show that the GPU executor's checks catch it"),
+      llvm::cl::init(false)};
   PassOptions::Option<bool> emulateKernels{
       *this, "emulate-kernels",
       llvm::cl::desc("Testing: run every kernel (SIMT variant) as host loops "
@@ -228,6 +236,10 @@ struct CUDAPipelineOptions
                      "kernels (off: stop at gpu.launch kernels on memrefs)"),
       llvm::cl::init(true)};
 };
+
+/// CUDAPipelineOptions::binaryFormat for kernels run by the moe GPU executor
+/// (tools/gpu-executor) instead of a GPU.
+inline constexpr llvm::StringLiteral kExecutorBinaryFormat = "executor";
 
 /// The PTX features of `chip` (the PTX ISA that introduced it).
 std::string defaultPTXFeatures(llvm::StringRef chip);

@@ -174,7 +174,7 @@ Value packPair(KernelEmitter &k, Value lo, Value hi) {
 }
 
 void emitTensorCoreGemm(ImplicitLocOpBuilder &b, const GroupedGemm &gemm,
-                        Type mmaType) {
+                        Type mmaType, bool misplaceFragment) {
   KernelEmitter e(b);
   Value numRows = e.dim(gemm.a, 0);
   Value gridX = tileGridSize(e, numRows, kTcTileRows, gemm.numExperts);
@@ -249,6 +249,8 @@ void emitTensorCoreGemm(ImplicitLocOpBuilder &b, const GroupedGemm &gemm,
                                                      aElem(safe0, valid0, 3)),
                                             packPair(k, aElem(safe1, valid1, 2),
                                                      aElem(safe1, valid1, 3))};
+                if (misplaceFragment)
+                  std::swap(aRegs[1], aRegs[2]);
                 SmallVector<Value> accOut;
                 for (int64_t p = 0; p < numProducts; ++p)
                   for (int64_t n = 0; n < nTiles; ++n) {
@@ -411,7 +413,7 @@ LogicalResult gpu_kernels::emitExpertKernels(ImplicitLocOpBuilder &b,
 
   auto run = [&](const GroupedGemm &gemm) {
     if (tensorCores)
-      emitTensorCoreGemm(b, gemm, weightType);
+      emitTensorCoreGemm(b, gemm, weightType, opts.testMisplaceFragment);
     else
       emitSimtGemm(b, gemm, ct, opts.threadsPerBlock);
   };

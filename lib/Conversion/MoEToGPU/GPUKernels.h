@@ -60,6 +60,8 @@ struct ExpertBuffers {
 struct ExpertKernelOptions {
   int64_t threadsPerBlock = 128;
   bool tensorCores = true;
+  /// Testing: a wrong A fragment layout (registers 1 and 2 swapped).
+  bool testMisplaceFragment = false;
 };
 
 /// Emits the kernels computing `expert` on device buffers into `buffers`

@@ -594,6 +594,7 @@ struct ConvertMoEToGPUPass
     ExpertKernelOptions expertOptions;
     expertOptions.threadsPerBlock = threadsPerBlock;
     expertOptions.tensorCores = tensorCores;
+    expertOptions.testMisplaceFragment = testMisplaceFragment;
     patterns.add<RouteToGPU, DispatchToGPU, CombineToGPU>(ctx, threadsPerBlock);
     patterns.add<ExpertToGPU>(ctx, expertOptions);
     // Every stage op is rewritten exactly once; no folding of the new IR.
