@@ -685,6 +685,12 @@ MGPU_API void mgpuLaunchKernel(void *function, int64_t gridX, int64_t gridY,
              "mgpuLaunchKernel: null kernel function" + shape());
       return;
     }
+    // A grid without blocks runs no thread: the kernels of loops over a
+    // dynamic range (gpu.launch from scf.parallel) get one when the range is
+    // empty, e.g. on a rank that receives no rows. CUDA would reject it.
+    if ((gridX == 0 || gridY == 0 || gridZ == 0) && gridX >= 0 && gridY >= 0 &&
+        gridZ >= 0)
+      return;
     for (int64_t v : {gridX, gridY, gridZ, blockX, blockY, blockZ})
       if (v < 1 || v > INT32_MAX) {
         report(MOE_INVALID_MODULE, "mgpuLaunchKernel: kernel " + kernel() +

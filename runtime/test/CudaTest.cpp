@@ -172,8 +172,12 @@ TEST_F(Cuda, ZeroSizeTensors) {
   std::vector<float> x, y;
   moe_tensor in = tensor(MOE_DTYPE_F32, {0}, nullptr);
   moe_tensor out = tensor(MOE_DTYPE_F32, {0}, nullptr);
+  long launches = fake().launches();
   EXPECT_EQ(moe_invoke(function("copy"), &in, 1, &out, 1), MOE_OK)
       << moe_last_error();
+  // fake_scale's grid of 0 blocks runs nothing and reaches no driver (CUDA
+  // would reject it); only fake_bias launched.
+  EXPECT_EQ(fake().launches(), launches + 1);
   EXPECT_EQ(runUnary("copy", x, y), MOE_OK) << moe_last_error();
 }
 
