@@ -24,8 +24,12 @@ def ConvertMoEToGPU : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
     * expert: a row-to-expert map, then the first projection with the
       activation (or SwiGLU / GLU gate) in its epilogue, then the second.
       f16/bf16 weights run on tensor cores (`nvvm.mma.sync`, m16n8k16,
-      f32 accumulation) in 64x64 tiles of one expert's rows; f32 weights
-      run a SIMT kernel.
+      f32 accumulation) in tiles of 64 of one expert's rows by 32 columns,
+      4 warps; when K % 8 == 0 each k-tile of 32 is staged in shared memory
+      by a two-stage `nvgpu.device_async_copy` (cp.async) pipeline and
+      fragments are read with `nvgpu.ldmatrix` (rows padded against bank
+      conflicts), else fragments are loaded from global memory. f32
+      weights run a SIMT kernel.
     * combine: an optional per-token gate kernel (shared-expert gate,
       MoE++ constant experts), then one thread per output element.
 
@@ -41,6 +45,11 @@ def ConvertMoEToGPU : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
            "Threads per block of the elementwise and per-token kernels">,
     Option<"tensorCores", "tensor-cores", "bool", /*default=*/"true",
            "Use mma.sync tensor-core GEMMs for f16/bf16 experts">,
+    Option<"sharedMemoryStages", "shared-memory-stages", "bool",
+           /*default=*/"true",
+           "Tensor-core GEMMs with K % 8 == 0 stage their operands in shared "
+           "memory (two-stage cp.async pipeline, ldmatrix fragments); off: "
+           "fragments loaded from global memory">,
     Option<"testMisplaceFragment", "test-misplace-fragment", "bool",
            /*default=*/"false",
            "Testing only: load the mma.sync A fragment's registers a2a3 and "
@@ -54,6 +63,7 @@ def ConvertMoEToGPU : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
                            "::mlir::memref::MemRefDialect",
                            "::mlir::LLVM::LLVMDialect",
                            "::mlir::NVVM::NVVMDialect",
+                           "::mlir::nvgpu::NVGPUDialect",
                            "::mlir::scf::SCFDialect",
                            "::mlir::vector::VectorDialect"];
 }

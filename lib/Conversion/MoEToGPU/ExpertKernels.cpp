@@ -37,6 +37,7 @@
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 using namespace mlir;
@@ -173,6 +174,40 @@ Value packPair(KernelEmitter &k, Value lo, Value hi) {
   return vector::ExtractOp::create(b, word, ArrayRef<int64_t>{0});
 }
 
+/// Writes a warp's accumulators (for each product, kTcTileCols / 8 n-tiles
+/// of 4 f32 registers): c0c1 at row g (rows[0]), c2c3 at row g + 8
+/// (rows[1]); columns colBase + n * 8 + 2t and + 1. Biases are added and
+/// the GEMM's epilogue applied in range only.
+void emitFragmentEpilogue(KernelEmitter &k, const GroupedGemm &gemm,
+                          const Tile &tile, ArrayRef<Value> acc,
+                          std::array<Value, 2> rows,
+                          std::array<Value, 2> rowsValid, Value colBase,
+                          Value twoT) {
+  constexpr int64_t nTiles = kTcTileCols / 8;
+  int64_t numProducts = gemm.products.size();
+  Value cJ = k.index(gemm.numCols);
+  for (int64_t n = 0; n < nTiles; ++n)
+    for (int64_t i = 0; i < 4; ++i) {
+      Value row = rows[i / 2];
+      Value j = k.addi(k.addi(colBase, k.index(n * 8 + i % 2)), twoT);
+      Value ok =
+          k.land(rowsValid[i / 2], k.cmpi(arith::CmpIPredicate::ult, j, cJ));
+      k.ifThen(ok, [&] {
+        SmallVector<Value> values;
+        for (int64_t p = 0; p < numProducts; ++p) {
+          Value v = acc[(p * nTiles + n) * 4 + i];
+          const Product &prod = gemm.products[p];
+          if (prod.bias)
+            v = k.addf(
+                v, k.castFloat(k.load(prod.bias, {tile.expert, prod.row(k, j)}),
+                               k.builder().getF32Type()));
+          values.push_back(v);
+        }
+        gemm.epilogue(k, row, j, values);
+      });
+    }
+}
+
 void emitTensorCoreGemm(ImplicitLocOpBuilder &b, const GroupedGemm &gemm,
                         Type mmaType, bool misplaceFragment) {
   KernelEmitter e(b);
@@ -279,31 +314,230 @@ void emitTensorCoreGemm(ImplicitLocOpBuilder &b, const GroupedGemm &gemm,
               },
               k.index(16));
 
-          // Epilogue: c0c1 at row g, c2c3 at row g + 8; columns 2t, 2t + 1.
-          for (int64_t n = 0; n < nTiles; ++n)
-            for (int64_t i = 0; i < 4; ++i) {
-              Value row = i < 2 ? r0 : r1;
-              Value rowOk = i < 2 ? valid0 : valid1;
-              Value j = k.addi(k.addi(colBase, k.index(n * 8 + i % 2)), twoT);
-              Value ok =
-                  k.land(rowOk, k.cmpi(arith::CmpIPredicate::ult, j, cJ));
-              k.ifThen(ok, [&] {
-                SmallVector<Value> values;
-                for (int64_t p = 0; p < numProducts; ++p) {
-                  Value v = acc[(p * nTiles + n) * 4 + i];
-                  const Product &prod = gemm.products[p];
-                  if (prod.bias)
-                    v = k.addf(
-                        v, k.castFloat(
-                               k.load(prod.bias, {tile.expert, prod.row(k, j)}),
-                               kb.getF32Type()));
-                  values.push_back(v);
-                }
-                gemm.epilogue(k, row, j, values);
-              });
-            }
+          emitFragmentEpilogue(k, gemm, tile, acc, {r0, r1}, {valid0, valid1},
+                               colBase, twoT);
         });
       });
+}
+
+//===----------------------------------------------------------------------===//
+// Tensor cores through shared memory: cp.async stages, ldmatrix fragments
+//===----------------------------------------------------------------------===//
+//
+// The same tiles, warps and accumulator layout as above, but operands reach
+// the registers the way sm_80 kernels feed tensor cores: each k-tile of 32
+// (the A rows and every product's weight rows of the block) is copied to
+// shared memory with 16-byte cp.async (zero-filled outside the tile), two
+// stages deep so that the copies of k-tile t + 1 run while t is multiplied,
+// and fragments are read with ldmatrix x4. Rows are padded by 8 elements
+// (a pitch of 80 bytes), which puts the 8 rows one ldmatrix matrix reads in
+// 8 distinct groups of 4 banks. Needs K % 8 == 0 (16-byte rows); A in
+// another type than the multiplicands (f32 tokens) is converted on its way
+// to shared memory by plain loads and stores.
+
+constexpr int64_t kStageDepth = 32;
+constexpr int64_t kSmemPitch = kStageDepth + 8;
+constexpr int64_t kStages = 2;
+constexpr int64_t kTcThreads = 32 * kTcWarps;
+
+bool canStageInSharedMemory(const GroupedGemm &gemm) {
+  return gemm.depth >= 8 && gemm.depth % 8 == 0;
+}
+
+/// An ldmatrix result row (vector<2xT>) as an mma operand register.
+Value mmaRegister(KernelEmitter &k, Value fragment, int64_t i) {
+  ImplicitLocOpBuilder &b = k.builder();
+  Value pair = vector::ExtractOp::create(b, fragment, ArrayRef<int64_t>{i});
+  if (cast<VectorType>(pair.getType()).getElementType().isF16())
+    return pair;
+  Value word =
+      vector::BitCastOp::create(b, VectorType::get({1}, b.getI32Type()), pair);
+  return vector::ExtractOp::create(b, word, ArrayRef<int64_t>{0});
+}
+
+void emitStagedTensorCoreGemm(ImplicitLocOpBuilder &b, const GroupedGemm &gemm,
+                              Type mmaType, bool misplaceFragment) {
+  KernelEmitter e(b);
+  MLIRContext *ctx = b.getContext();
+  Value numRows = e.dim(gemm.a, 0);
+  Value gridX = tileGridSize(e, numRows, kTcTileRows, gemm.numExperts);
+  Value gridY = e.index(llvm::divideCeil(gemm.numCols, kTcTileCols));
+  int64_t numProducts = gemm.products.size();
+  constexpr int64_t nTiles = kTcTileCols / 8;
+  NVVM::MMATypes ptxType =
+      mmaType.isF16() ? NVVM::MMATypes::f16 : NVVM::MMATypes::bf16;
+  auto workgroup =
+      gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  SmallVector<Type> sharedTypes = {
+      MemRefType::get({kStages, kTcTileRows, kSmemPitch}, mmaType,
+                      MemRefLayoutAttrInterface(), workgroup)};
+  for (int64_t p = 0; p < numProducts; ++p)
+    sharedTypes.push_back(MemRefType::get({kStages, kTcTileCols, kSmemPitch},
+                                          mmaType, MemRefLayoutAttrInterface(),
+                                          workgroup));
+  bool asyncA = cast<MemRefType>(gemm.a.getType()).getElementType() == mmaType;
+
+  auto body = [&](KernelEmitter &k, const LaunchIds &id) {
+    ImplicitLocOpBuilder &kb = k.builder();
+    Tile tile = findTile(k, gemm.offsets, gemm.numExperts, numRows, kTcTileRows,
+                         id.blockX);
+    Value cE = k.index(gemm.numExperts);
+    // Block-uniform: every thread of the block takes the same branch, so
+    // the barriers inside are reached by all.
+    k.ifThen(k.cmpi(arith::CmpIPredicate::ult, tile.expert, cE), [&] {
+      Value c4 = k.index(4), c8 = k.index(8), c16 = k.index(16),
+            c32 = k.index(32);
+      Value tid = id.threadX;
+      Value warp = arith::DivUIOp::create(kb, tid, c32);
+      Value lane = arith::RemUIOp::create(kb, tid, c32);
+      Value group = arith::DivUIOp::create(kb, lane, c4);
+      Value inGroup = arith::RemUIOp::create(kb, lane, c4);
+      Value colBase = k.muli(id.blockY, k.index(kTcTileCols));
+      Value cK = k.index(gemm.depth), cJ = k.index(gemm.numCols);
+      Value lastChunk = k.index(gemm.depth - 8);
+      Value sharedA = id.workgroup[0];
+      auto tokenType = nvgpu::DeviceAsyncTokenType::get(ctx);
+
+      // Copies k-tile `kt` (zeros from the end of K on) into `stage`:
+      // 8-element chunks, A's 64 x 4 two per thread, each product's
+      // 32 x 4 one per thread.
+      auto loadStage = [&](Value kt, Value stage) {
+        Value k0 = k.muli(kt, k.index(kStageDepth));
+        SmallVector<Value> tokens;
+        auto chunk = [&](Value c, Value &row, Value &kc, Value &gk) {
+          row = arith::DivUIOp::create(kb, c, c4);
+          kc = k.muli(arith::RemUIOp::create(kb, c, c4), c8);
+          gk = k.addi(k0, kc);
+        };
+        for (int64_t i = 0; i < kTcTileRows * 4 / kTcThreads; ++i) {
+          Value row, kc, gk;
+          chunk(k.addi(tid, k.index(i * kTcThreads)), row, kc, gk);
+          Value globalRow = k.addi(tile.rowStart, row);
+          Value valid =
+              k.land(k.cmpi(arith::CmpIPredicate::ult, globalRow, tile.rowEnd),
+                     k.cmpi(arith::CmpIPredicate::ult, gk, cK));
+          Value srcRow = clampIndex(k, globalRow, numRows);
+          Value srcK = arith::MinUIOp::create(kb, gk, lastChunk);
+          if (asyncA) {
+            tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
+                kb, tokenType, sharedA, ValueRange{stage, row, kc}, gemm.a,
+                ValueRange{srcRow, srcK}, kb.getIndexAttr(8),
+                k.select(valid, c8, k.index(0)), /*bypassL1=*/nullptr));
+            continue;
+          }
+          for (int64_t x = 0; x < 8; ++x)
+            k.store(loadOrZero(k, gemm.a, {srcRow, k.addi(srcK, k.index(x))},
+                               valid, mmaType),
+                    sharedA, {stage, row, k.addi(kc, k.index(x))});
+        }
+        for (auto [p, prod] : llvm::enumerate(gemm.products)) {
+          Value row, kc, gk;
+          chunk(tid, row, kc, gk);
+          Value j = k.addi(colBase, row);
+          Value valid = k.land(k.cmpi(arith::CmpIPredicate::ult, j, cJ),
+                               k.cmpi(arith::CmpIPredicate::ult, gk, cK));
+          Value weightRow = clampIndex(k, prod.row(k, clampIndex(k, j, cJ)),
+                                       k.dim(prod.weights, 1));
+          tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
+              kb, tokenType, id.workgroup[1 + p], ValueRange{stage, row, kc},
+              prod.weights,
+              ValueRange{tile.expert, weightRow,
+                         arith::MinUIOp::create(kb, gk, lastChunk)},
+              kb.getIndexAttr(8), k.select(valid, c8, k.index(0)),
+              /*bypassL1=*/nullptr));
+        }
+        return nvgpu::DeviceAsyncCreateGroupOp::create(kb, tokenType, tokens)
+            .getResult();
+      };
+
+      Value numK = ceilDiv(k, cK, kStageDepth);
+      loadStage(k.index(0), k.index(0));
+      // Per lane, the ldmatrix x4 row it addresses: A's matrices are
+      // (rows 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15),
+      // (rows 8-15, k 8-15), i.e. a0a1, a2a3, a4a5, a6a7; each product's
+      // (n 0-7, k 0-7), (n 0-7, k 8-15), (n 8-15, k 0-7), (n 8-15, k 8-15),
+      // i.e. b0b1 and b2b3 of two n-tiles.
+      Value matrix = arith::DivUIOp::create(kb, lane, c8);
+      Value matrixRow = arith::RemUIOp::create(kb, lane, c8);
+      Value lowHigh = arith::RemUIOp::create(kb, matrix, k.index(2));
+      Value upperPair = arith::DivUIOp::create(kb, matrix, k.index(2));
+      Value aRow =
+          k.addi(k.addi(k.muli(warp, c16), k.muli(lowHigh, c8)), matrixRow);
+      Value aCol = k.muli(upperPair, c8);
+      Value bRow = k.addi(k.muli(upperPair, c8), matrixRow);
+      Value bCol = k.muli(lowHigh, c8);
+      auto fragmentType = [&](int64_t n) {
+        return VectorType::get({n, 2}, mmaType);
+      };
+
+      Value zero = k.f(kb.getF32Type(), 0.0);
+      SmallVector<Value> init(numProducts * nTiles * 4, zero);
+      auto structType = LLVM::LLVMStructType::getLiteral(
+          ctx, SmallVector<Type>(4, kb.getF32Type()));
+      SmallVector<Value> acc =
+          k.loop(k.index(0), numK, init, [&](Value kt, ValueRange accIn) {
+            Value stage = arith::RemUIOp::create(kb, kt, k.index(kStages));
+            Value next = k.addi(kt, k.index(1));
+            // The next k-tile's copies (zeros past the end) overlap this
+            // one's products; waiting for all groups but the newest leaves
+            // only them in flight.
+            Value pending = loadStage(
+                next, arith::RemUIOp::create(kb, next, k.index(kStages)));
+            nvgpu::DeviceAsyncWaitOp::create(kb, pending,
+                                             kb.getI32IntegerAttr(1));
+            gpu::BarrierOp::create(kb);
+            SmallVector<Value> accOut(accIn.begin(), accIn.end());
+            for (int64_t ks = 0; ks < kStageDepth / 16; ++ks) {
+              Value kOff = k.index(ks * 16);
+              Value aFrag = nvgpu::LdMatrixOp::create(
+                  kb, fragmentType(4), sharedA,
+                  ValueRange{stage, aRow, k.addi(aCol, kOff)},
+                  kb.getBoolAttr(false), kb.getI32IntegerAttr(4));
+              SmallVector<Value> aRegs;
+              for (int64_t i = 0; i < 4; ++i)
+                aRegs.push_back(mmaRegister(k, aFrag, i));
+              if (misplaceFragment)
+                std::swap(aRegs[1], aRegs[2]);
+              for (int64_t p = 0; p < numProducts; ++p)
+                for (int64_t pair = 0; pair < nTiles / 2; ++pair) {
+                  Value bFrag = nvgpu::LdMatrixOp::create(
+                      kb, fragmentType(4), id.workgroup[1 + p],
+                      ValueRange{stage, k.addi(bRow, k.index(pair * 16)),
+                                 k.addi(bCol, kOff)},
+                      kb.getBoolAttr(false), kb.getI32IntegerAttr(4));
+                  for (int64_t half = 0; half < 2; ++half) {
+                    int64_t slot = p * nTiles + pair * 2 + half;
+                    SmallVector<Value> bRegs = {
+                        mmaRegister(k, bFrag, half * 2),
+                        mmaRegister(k, bFrag, half * 2 + 1)};
+                    SmallVector<Value> cRegs(accOut.begin() + slot * 4,
+                                             accOut.begin() + slot * 4 + 4);
+                    Value d = NVVM::MmaOp::create(
+                        kb, structType, aRegs, bRegs, cRegs, {16, 8, 16},
+                        std::nullopt, std::nullopt,
+                        std::array<NVVM::MMATypes, 2>{ptxType, ptxType},
+                        std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
+                                                       NVVM::MMALayout::col});
+                    for (int64_t i = 0; i < 4; ++i)
+                      accOut[slot * 4 + i] = LLVM::ExtractValueOp::create(
+                          kb, d, ArrayRef<int64_t>{i});
+                  }
+                }
+            }
+            // The next iteration's copies overwrite this stage.
+            gpu::BarrierOp::create(kb);
+            return accOut;
+          });
+
+      Value r0 = k.addi(k.addi(tile.rowStart, k.muli(warp, c16)), group);
+      Value r1 = k.addi(r0, c8);
+      emitFragmentEpilogue(k, gemm, tile, acc, {r0, r1},
+                           {k.cmpi(arith::CmpIPredicate::ult, r0, tile.rowEnd),
+                            k.cmpi(arith::CmpIPredicate::ult, r1, tile.rowEnd)},
+                           colBase, k.muli(inGroup, k.index(2)));
+    });
+  };
+  launch(b, gemm.name, gridX, gridY, kTcThreads, 1, body, sharedTypes);
 }
 
 //===----------------------------------------------------------------------===//
@@ -412,7 +646,9 @@ LogicalResult gpu_kernels::emitExpertKernels(ImplicitLocOpBuilder &b,
       ValueRange{numRows});
 
   auto run = [&](const GroupedGemm &gemm) {
-    if (tensorCores)
+    if (tensorCores && opts.sharedMemoryStages && canStageInSharedMemory(gemm))
+      emitStagedTensorCoreGemm(b, gemm, weightType, opts.testMisplaceFragment);
+    else if (tensorCores)
       emitTensorCoreGemm(b, gemm, weightType, opts.testMisplaceFragment);
     else
       emitSimtGemm(b, gemm, ct, opts.threadsPerBlock);

@@ -20,6 +20,8 @@ namespace mlir::moe::gpu_kernels {
 struct LaunchIds {
   Value blockX, blockY, threadX;
   Value blockDimX;
+  /// The block's shared memory: one buffer per workgroup type given.
+  SmallVector<Value> workgroup;
 };
 
 /// The gpu.module every moe kernel is outlined into (one module to load).
@@ -29,10 +31,13 @@ constexpr llvm::StringLiteral kKernelModule = "moe_kernels";
 /// `kKernelModule`) of grid (gridX, gridY) and block (blockX, blockY,
 /// static). Empty grids (a dynamic size of 0) launch one block instead, as
 /// CUDA rejects empty grids; bodies guard their ranges themselves.
+/// `workgroup` lists the types of the block's shared-memory buffers (memrefs
+/// in the workgroup address space).
 gpu::LaunchOp
 launch(ImplicitLocOpBuilder &b, StringRef name, Value gridX, Value gridY,
        int64_t blockX, int64_t blockY,
-       function_ref<void(KernelEmitter &, const LaunchIds &)> body);
+       function_ref<void(KernelEmitter &, const LaunchIds &)> body,
+       TypeRange workgroup = {});
 
 /// A thread per item `i` in [0, n), in blocks of `threads`; `body` runs for
 /// the items in range only.
@@ -60,6 +65,8 @@ struct ExpertBuffers {
 struct ExpertKernelOptions {
   int64_t threadsPerBlock = 128;
   bool tensorCores = true;
+  /// Operands staged in shared memory (cp.async, ldmatrix) where K allows.
+  bool sharedMemoryStages = true;
   /// Testing: a wrong A fragment layout (registers 1 and 2 swapped).
   bool testMisplaceFragment = false;
 };

@@ -42,10 +42,11 @@ Value gpu_kernels::ceilDiv(KernelEmitter &e, Value n, int64_t d) {
                                 e.index(d));
 }
 
-gpu::LaunchOp gpu_kernels::launch(
-    ImplicitLocOpBuilder &b, StringRef name, Value gridX, Value gridY,
-    int64_t blockX, int64_t blockY,
-    function_ref<void(KernelEmitter &, const LaunchIds &)> body) {
+gpu::LaunchOp
+gpu_kernels::launch(ImplicitLocOpBuilder &b, StringRef name, Value gridX,
+                    Value gridY, int64_t blockX, int64_t blockY,
+                    function_ref<void(KernelEmitter &, const LaunchIds &)> body,
+                    TypeRange workgroup) {
   KernelEmitter e(b);
   Value one = e.index(1);
   auto nonEmpty = [&](Value v) -> Value {
@@ -55,7 +56,7 @@ gpu::LaunchOp gpu_kernels::launch(
       b, nonEmpty(gridX), nonEmpty(gridY), one, e.index(blockX),
       e.index(blockY), one, /*dynamicSharedMemorySize=*/nullptr,
       /*asyncTokenType=*/nullptr, /*asyncDependencies=*/{},
-      /*workgroupAttributions=*/{}, /*privateAttributions=*/{}, nullptr,
+      /*workgroupAttributions=*/workgroup, /*privateAttributions=*/{}, nullptr,
       nullptr, nullptr, FlatSymbolRefAttr::get(b.getContext(), kKernelModule),
       FlatSymbolRefAttr::get(b.getContext(), name));
   Block &entry = op.getBody().front();
@@ -68,6 +69,7 @@ gpu::LaunchOp gpu_kernels::launch(
   ids.blockY = op.getBlockIds().y;
   ids.threadX = op.getThreadIds().x;
   ids.blockDimX = op.getBlockSize().x;
+  llvm::append_range(ids.workgroup, op.getWorkgroupAttributions());
   KernelEmitter ke(b);
   body(ke, ids);
   return op;
@@ -594,6 +596,7 @@ struct ConvertMoEToGPUPass
     ExpertKernelOptions expertOptions;
     expertOptions.threadsPerBlock = threadsPerBlock;
     expertOptions.tensorCores = tensorCores;
+    expertOptions.sharedMemoryStages = sharedMemoryStages;
     expertOptions.testMisplaceFragment = testMisplaceFragment;
     patterns.add<RouteToGPU, DispatchToGPU, CombineToGPU>(ctx, threadsPerBlock);
     patterns.add<ExpertToGPU>(ctx, expertOptions);

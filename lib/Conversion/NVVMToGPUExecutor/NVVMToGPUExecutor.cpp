@@ -30,6 +30,7 @@
 #include "mlir/IR/AttrTypeSubElements.h"
 #include "mlir/Interfaces/DataLayoutInterfaces.h"
 
+#include "llvm/ADT/SetVector.h"
 #include "llvm/ADT/StringSwitch.h"
 
 namespace mlir::moe {
@@ -429,39 +430,59 @@ void ConvertNVVMToGPUExecutorPass::runOnOperation() {
   MLIRContext *ctx = &getContext();
 
   // Every address space is the host's. Shared-memory globals are first laid
-  // out in the per-block buffer: static ones one after another, aligned;
-  // zero-sized ones (dynamic shared memory) after them all.
+  // out in the per-block buffer, for each kernel the ones it uses (as ptxas
+  // allocates a kernel's static shared memory): static ones one after
+  // another, aligned; zero-sized ones (dynamic shared memory) after them.
   DataLayout layout(module);
-  llvm::DenseMap<StringAttr, uint64_t> sharedOffsets;
-  SmallVector<LLVM::GlobalOp> shared, dynamicShared;
+  llvm::DenseMap<StringAttr, LLVM::GlobalOp> sharedGlobals;
+  SmallVector<LLVM::GlobalOp> shared;
   for (auto global : module.getOps<LLVM::GlobalOp>())
     if (global.getAddrSpace() ==
-        static_cast<unsigned>(NVVM::NVVMMemorySpace::Shared))
-      (layout.getTypeSize(global.getGlobalType()) == 0 ? dynamicShared : shared)
-          .push_back(global);
-  uint64_t staticBytes = 0;
-  for (LLVM::GlobalOp global : shared) {
-    uint64_t align = std::max<uint64_t>(global.getAlignment().value_or(0), 16);
-    staticBytes = llvm::alignTo(staticBytes, align);
-    sharedOffsets[global.getSymNameAttr()] = staticBytes;
-    staticBytes += layout.getTypeSize(global.getGlobalType());
-  }
-  for (LLVM::GlobalOp global : dynamicShared)
-    sharedOffsets[global.getSymNameAttr()] = llvm::alignTo(staticBytes, 16);
+        static_cast<unsigned>(NVVM::NVVMMemorySpace::Shared)) {
+      sharedGlobals[global.getSymNameAttr()] = global;
+      shared.push_back(global);
+    }
 
   SmallVector<LLVM::LLVMFuncOp> kernels;
   unsigned nextSite = 0;
   for (auto func : llvm::to_vector(module.getOps<LLVM::LLVMFuncOp>())) {
     if (func.isExternal())
       continue;
-    if (func->hasAttr("nvvm.kernel") || func->hasAttr("gpu.kernel"))
+    bool isKernel = func->hasAttr("nvvm.kernel") || func->hasAttr("gpu.kernel");
+    if (isKernel)
       kernels.push_back(func);
+    llvm::SetVector<LLVM::GlobalOp> used;
+    func.walk([&](LLVM::AddressOfOp addressOf) {
+      auto it = sharedGlobals.find(addressOf.getGlobalNameAttr().getAttr());
+      if (it != sharedGlobals.end())
+        used.insert(it->second);
+    });
+    if (!used.empty() && !isKernel) {
+      // Its layout would have to agree with every calling kernel's.
+      func.emitError("the GPU executor lays out shared memory per kernel; "
+                     "a device function using it is not supported");
+      return signalPassFailure();
+    }
+    llvm::DenseMap<StringAttr, uint64_t> sharedOffsets;
+    uint64_t staticBytes = 0;
+    for (LLVM::GlobalOp global : used) {
+      uint64_t size = layout.getTypeSize(global.getGlobalType());
+      if (size == 0)
+        continue;
+      uint64_t align =
+          std::max<uint64_t>(global.getAlignment().value_or(0), 16);
+      staticBytes = llvm::alignTo(staticBytes, align);
+      sharedOffsets[global.getSymNameAttr()] = staticBytes;
+      staticBytes += size;
+    }
+    for (LLVM::GlobalOp global : used)
+      if (layout.getTypeSize(global.getGlobalType()) == 0)
+        sharedOffsets[global.getSymNameAttr()] = llvm::alignTo(staticBytes, 16);
     KernelRewriter rewriter(func, module, nextSite, staticBytes, sharedOffsets);
     if (failed(rewriter.run()))
       return signalPassFailure();
   }
-  for (LLVM::GlobalOp global :
-       llvm::concat<LLVM::GlobalOp>(shared, dynamicShared)) {
+  for (LLVM::GlobalOp global : shared) {
     if (!SymbolTable::symbolKnownUseEmpty(global, module)) {
       global.emitError("shared memory used other than through its address");
       return signalPassFailure();

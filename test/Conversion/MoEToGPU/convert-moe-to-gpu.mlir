@@ -1,4 +1,5 @@
 // RUN: moe-opt %s --convert-moe-to-gpu --split-input-file | FileCheck %s
+// RUN: moe-opt %s --convert-moe-to-gpu=shared-memory-stages=false --split-input-file | FileCheck %s --check-prefix=DIRECT
 
 // Routing: a thread per token, with the per-token scratch in the kernel's
 // entry block.
@@ -75,19 +76,50 @@ func.func @dispatch_expert_capacity(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>,
 
 // bf16 experts run on tensor cores: m16n8k16 mma.sync with f32
 // accumulators, 4 warps per block; interleaved SwiGLU needs the gate and
-// linear products (2 x 4 n-tiles per K step) and its activation is applied
+// linear products (2 x 4 n-tiles per k16 step) and its activation is applied
 // in the first GEMM's epilogue, stored as bf16 for the second GEMM.
+// K % 8 == 0: each k-tile of 32 is staged in shared memory (A and a buffer
+// per product, two stages, rows padded to 40), f32 tokens converted on the
+// way, weights by cp.async with zero fill; the next k-tile's copies are in
+// flight while this one's fragments are read with ldmatrix x4.
 // CHECK-LABEL: func.func @expert_bf16
 // CHECK:         %[[ACT:.*]] = memref.alloc(%{{.*}}) : memref<?x32xbf16>
-// CHECK:         gpu.launch {{.*}} threads({{.*}}) in (%{{.*}} = %c128{{.*}} module(@moe_kernels) function(@moe_expert_up_mma)
-// CHECK:           scf.for %{{.*}} = %c0 to %c16 step %c16
-// CHECK-COUNT-8:     nvvm.mma.sync {{.*}} {layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, multiplicandAPtxType = #nvvm.mma_type<bf16>, multiplicandBPtxType = #nvvm.mma_type<bf16>, shape = #nvvm.shape<m = 16, n = 8, k = 16>}
+// CHECK:         gpu.launch {{.*}} threads({{.*}}) in (%{{.*}} = %c128{{.*}} module(@moe_kernels) function(@moe_expert_up_mma) workgroup(%[[SA:.*]] : memref<2x64x40xbf16, #gpu.address_space<workgroup>>, %[[SG:.*]] : memref<2x32x40xbf16, #gpu.address_space<workgroup>>, %[[SL:.*]] : memref<2x32x40xbf16, #gpu.address_space<workgroup>>)
+// CHECK-COUNT-16:  memref.store %{{.*}}, %[[SA]][%c0,
+// CHECK:           nvgpu.device_async_copy %{{.*}}, %[[SG]][%c0, {{.*}}], 8, %{{.*}} : memref<4x64x16xbf16> to memref<2x32x40xbf16, #gpu.address_space<workgroup>>
+// CHECK:           nvgpu.device_async_copy %{{.*}}, %[[SL]][%c0, {{.*}}], 8, %{{.*}} : memref<4x64x16xbf16> to memref<2x32x40xbf16, #gpu.address_space<workgroup>>
+// CHECK:           nvgpu.device_async_create_group
+// CHECK:           scf.for
+// CHECK:             nvgpu.device_async_copy
+// CHECK:             nvgpu.device_async_copy
+// CHECK:             %[[GROUP:.*]] = nvgpu.device_async_create_group
+// CHECK:             nvgpu.device_async_wait %[[GROUP]] {numGroups = 1 : i32}
+// CHECK:             gpu.barrier
+// CHECK:             nvgpu.ldmatrix %[[SA]]{{.*}} {numTiles = 4 : i32, transpose = false} : memref<2x64x40xbf16, #gpu.address_space<workgroup>> -> vector<4x2xbf16>
+// CHECK:             nvgpu.ldmatrix %[[SG]]{{.*}} {numTiles = 4 : i32, transpose = false}
+// CHECK-COUNT-2:     nvvm.mma.sync {{.*}} {layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, multiplicandAPtxType = #nvvm.mma_type<bf16>, multiplicandBPtxType = #nvvm.mma_type<bf16>, shape = #nvvm.shape<m = 16, n = 8, k = 16>}
+// CHECK-COUNT-14:    nvvm.mma.sync
+// CHECK:             gpu.barrier
 // CHECK:           math.exp
 // CHECK:           memref.store %{{.*}}, %[[ACT]]
-// CHECK:         gpu.launch {{.*}} function(@moe_expert_down_mma)
-// CHECK:           scf.for %{{.*}} = %c0 to %c32 step %c16
-// CHECK-COUNT-4:     nvvm.mma.sync
+// CHECK:         gpu.launch {{.*}} function(@moe_expert_down_mma) workgroup(%{{.*}} : memref<2x64x40xbf16, #gpu.address_space<workgroup>>, %{{.*}} : memref<2x32x40xbf16, #gpu.address_space<workgroup>>)
+// CHECK:           nvgpu.device_async_copy %[[ACT]]
+// CHECK:           scf.for
+// CHECK-COUNT-8:     nvvm.mma.sync
 // CHECK:         gpu.launch {{.*}} function(@moe_expert_padding)
+
+// Without shared-memory stages, fragments are loaded from global memory.
+// DIRECT-LABEL: func.func @expert_bf16
+// DIRECT:         %[[ACT:.*]] = memref.alloc(%{{.*}}) : memref<?x32xbf16>
+// DIRECT:         gpu.launch {{.*}} threads({{.*}}) in (%{{.*}} = %c128{{.*}} module(@moe_kernels) function(@moe_expert_up_mma) {
+// DIRECT:           scf.for %{{.*}} = %c0 to %c16 step %c16
+// DIRECT-COUNT-8:     nvvm.mma.sync {{.*}} {layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, multiplicandAPtxType = #nvvm.mma_type<bf16>, multiplicandBPtxType = #nvvm.mma_type<bf16>, shape = #nvvm.shape<m = 16, n = 8, k = 16>}
+// DIRECT:           math.exp
+// DIRECT:           memref.store %{{.*}}, %[[ACT]]
+// DIRECT:         gpu.launch {{.*}} function(@moe_expert_down_mma) {
+// DIRECT:           scf.for %{{.*}} = %c0 to %c32 step %c16
+// DIRECT-COUNT-4:     nvvm.mma.sync
+// DIRECT:         gpu.launch {{.*}} function(@moe_expert_padding)
 func.func @expert_bf16(%rows: tensor<?x16xf32>, %offsets: tensor<5xi32>, %w1: tensor<4x64x16xbf16>, %w2: tensor<4x16x32xbf16>) -> tensor<?x16xf32> {
   %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 {activation = #moe.activation<swiglu>, swiglu_fusion = #moe.swiglu_fusion<interleaved>} : (tensor<?x16xf32>, tensor<5xi32>, tensor<4x64x16xbf16>, tensor<4x16x32xbf16>) -> tensor<?x16xf32>
   return %y : tensor<?x16xf32>

@@ -118,12 +118,13 @@ llvm.func @shfl(%mask: i32, %v: f32, %off: i32, %clamp: i32, %w: i32) -> i32 {
 
 // -----
 
-// Shared memory: static globals laid out in the executor's per-block buffer
-// (16-byte aligned), dynamic shared memory after them; address space 3
-// becomes the host's, as do the casts to generic pointers.
+// Shared memory: each kernel's static globals laid out in the executor's
+// per-block buffer (16-byte aligned), dynamic shared memory after them;
+// address space 3 becomes the host's, as do the casts to generic pointers.
+// A kernel's layout holds the globals it uses only.
 
 // CHECK-NOT:   addr_space = 3
-// CHECK-LABEL: llvm.func @shared(
+// CHECK-LABEL: llvm.func internal @shared(
 // CHECK:         %[[STATIC:.*]] = llvm.mlir.constant(68 : i64) : i64
 // CHECK:         %[[BASE0:.*]] = llvm.call @moe_gpuexec_shared_memory(%[[STATIC]]) : (i64) -> !llvm.ptr
 // CHECK:         %[[TILE:.*]] = llvm.getelementptr %[[BASE0]][0] : (!llvm.ptr) -> !llvm.ptr, i8
@@ -142,7 +143,7 @@ llvm.func @shfl(%mask: i32, %v: f32, %off: i32, %clamp: i32, %w: i32) -> i32 {
 llvm.mlir.global internal @tile() {addr_space = 3 : i32, alignment = 16 : i64} : !llvm.array<32 x i16>
 llvm.mlir.global internal @flag() {addr_space = 3 : i32} : i32
 llvm.mlir.global external @__dynamic_shmem__0() {addr_space = 3 : i32, alignment = 16 : i64} : !llvm.array<0 x i8>
-llvm.func @shared(%src: !llvm.ptr<1>, %n: i32) -> !llvm.struct<(i32, i32, i32, i32)> {
+llvm.func @shared(%src: !llvm.ptr<1>, %n: i32) attributes {gpu.kernel} {
   %tile = llvm.mlir.addressof @tile : !llvm.ptr<3>
   %flag = llvm.mlir.addressof @flag : !llvm.ptr<3>
   %dyn = llvm.mlir.addressof @__dynamic_shmem__0 : !llvm.ptr<3>
@@ -154,5 +155,19 @@ llvm.func @shared(%src: !llvm.ptr<1>, %n: i32) -> !llvm.struct<(i32, i32, i32, i
   %generic = llvm.addrspacecast %flag : !llvm.ptr<3> to !llvm.ptr
   %one = llvm.mlir.constant(1 : i32) : i32
   llvm.store %one, %generic : i32, !llvm.ptr
-  llvm.return %m : !llvm.struct<(i32, i32, i32, i32)>
+  %m0 = llvm.extractvalue %m[0] : !llvm.struct<(i32, i32, i32, i32)>
+  %dyn1 = llvm.getelementptr %dyn[4] : (!llvm.ptr<3>) -> !llvm.ptr<3>, i32
+  llvm.store %m0, %dyn1 : i32, !llvm.ptr<3>
+  llvm.return
+}
+
+// CHECK-LABEL: llvm.func internal @flag_only(
+// CHECK:         %[[FLAGBYTES:.*]] = llvm.mlir.constant(4 : i64) : i64
+// CHECK:         %[[BASE:.*]] = llvm.call @moe_gpuexec_shared_memory(%[[FLAGBYTES]])
+// CHECK:         llvm.getelementptr %[[BASE]][0] : (!llvm.ptr) -> !llvm.ptr, i8
+llvm.func @flag_only() attributes {gpu.kernel} {
+  %flag = llvm.mlir.addressof @flag : !llvm.ptr<3>
+  %one = llvm.mlir.constant(1 : i32) : i32
+  llvm.store %one, %flag : i32, !llvm.ptr<3>
+  llvm.return
 }

@@ -36,3 +36,12 @@ llvm.func @inline_ptx() {
   llvm.inline_asm has_side_effects "membar.gl;", "" : () -> ()
   llvm.return
 }
+
+// -----
+
+llvm.mlir.global internal @tile() {addr_space = 3 : i32} : !llvm.array<8 x f32>
+// expected-error @+1 {{the GPU executor lays out shared memory per kernel; a device function using it is not supported}}
+llvm.func @device_function() {
+  %tile = llvm.mlir.addressof @tile : !llvm.ptr<3>
+  llvm.return
+}
