@@ -16,6 +16,10 @@ import os
 import statistics
 import sys
 
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import roofline  # noqa: E402
+
 BEGIN = "<!-- BEGIN GPU RESULTS (benchmarks/gpu/report.py): edits here are lost -->"
 END = "<!-- END GPU RESULTS -->"
 TITLE = "## GPU (H100), bf16"
@@ -33,6 +37,10 @@ benchmarks/gpu/run.sh report                     # this section of RESULTS.md
 
 
 def placeholder():
+    models_line = "; ".join(
+        "%s %.2f TB/s, %.0f TFLOP/s dense bf16" % (
+            g["desc"], g["bandwidth"] / 1e12, g["bf16_flops"] / 1e12)
+        for g in roofline.GPUS.values())
     return f"""{BEGIN}
 {TITLE}
 
@@ -45,6 +53,13 @@ and a Triton fused-MoE kernel on full-size Mixtral-8x7B, DeepSeek-V3
 512 and 4096 tokens (benchmarks/README.md, "GPU benchmark"). To produce it:
 
 {REPRODUCE}
+
+Until then, what those layers should take: the roofline model
+(`benchmarks/gpu/roofline.py`; **a model, not a measurement**) with the
+datasheet numbers ({models_line}), for uniform random routing. A measured
+run puts the same model, from its own routing, next to each time.
+
+{roofline.table(list(roofline.M.MODELS), roofline.M.TOKENS)}
 {END}"""
 
 
@@ -71,7 +86,11 @@ def table(env, rows):
             order.append((m, T))
     model_order = list(dict.fromkeys(m for m, _ in order))
     order.sort(key=lambda mt: (model_order.index(mt[0]), mt[1]))
+    # The roofline model of the measured GPU (roofline.py), from the run's
+    # own bytes and FLOPs, when it is one the model knows.
+    gpu = roofline.gpu_of(env.get("gpu") or env.get("device"))
     head = ("| model | T | experts used | ours ms | ours GB/s | ours TFLOP/s "
+            "| roofline ms (model) | ours % of roofline "
             "| eager ms | grouped_mm ms | Triton ms | ours vs eager "
             "| ours vs grouped_mm | ours vs Triton |")
     out = [head, "|" + "---|" * head.count(" |")]
@@ -101,6 +120,10 @@ def table(env, rows):
                       "%.3g" % (w["flops"] / ours / 1e9)]
         else:
             cells += ["-", "-"]
+        bound = roofline.model_ms(w, gpu)[2] if gpu else None
+        cells.append(fmt_ms(bound) if bound else "-")
+        cells.append("%.0f%%" % (100 * bound / ours) if bound and ours
+                     else "-")
         peer_ms = {}
         for p in PEERS:
             peer_ms[p], s = ms(get[p])
@@ -167,6 +190,9 @@ warm-up runs; {how}, no L2 flush between runs (ours: `moe-run
   the bf16 fc1 + fc2 weights of those experts, plus x and y (bf16) and
   the float32 logits, over the median time; *TFLOP/s*: 2 x routed slots x
   3 x H x I (SwiGLU gate, up and down projections) over the median time.
+* *roofline ms (model)*: max(bytes / HBM bandwidth, FLOPs / dense bf16
+  peak) with the datasheet numbers of the GPU (benchmarks/gpu/roofline.py;
+  a model, not a measurement); *% of roofline*: that time over ours.
 * *ours vs X*: X's median / ours (> 1: ours is faster).
 * Every side's output was checked against a float64 reference (routing
   in float64 from the same float32 logits, float64 matmuls on the bf16
