@@ -12,9 +12,15 @@ torch eager's outputs saved), then
     the cuda pipeline run as host loops) and compares each output with
     torch eager's (test/lib/onnx_vs_ort.py --no-ort, 1e-5 relative); the
     dynamic export, traced with batch 1 and sequence 8, also runs on
-    batch 2, sequence 5.
+    batch 2, sequence 5;
+  * with --executor, compiles it with --target=cuda --gpu-binary=executor
+    and runs the cuda module itself (host code, kernels, device buffers)
+    on the moe GPU executor (tools/gpu-executor, a CUDA driver that runs
+    the kernels on the CPU with their block and warp semantics), compared
+    with torch eager as above.
 Prints one line per step ("FAMILY MODE sm_80 ptx: N modules",
-"... ptxas-ok", "... emulated output 0 ... PASS") for FileCheck; exits 1
+"... ptxas-ok", "... emulated output 0 ... PASS", "... executor output 0
+... PASS") for FileCheck; exits 1
 when a tool fails. Tools come from $MOE_TOOLS_DIR (set by lit).
 """
 import argparse
@@ -44,9 +50,15 @@ def main():
     parser.add_argument("--ptxas")
     parser.add_argument("--mode", action="append", choices=["static", "dynamic"])
     parser.add_argument("--kv-cache", action="store_true")
+    parser.add_argument("--executor", metavar="LIB",
+                        help="libmoe_gpu_executor.so: also run the cuda "
+                             "module on it")
     parser.add_argument("--export-arg", action="append", default=[],
                         help="passed to hf_moe.py (a smaller config)")
     args = parser.parse_args()
+    if args.executor:
+        # moe-run (through onnx_vs_ort.py) loads it as the CUDA driver.
+        os.environ["MOE_CUDA_DRIVER"] = args.executor
     tools = os.environ.get("MOE_TOOLS_DIR", "")
     compile_tool = os.path.join(tools, "moe-compile")
 
@@ -92,6 +104,17 @@ def main():
                       f"{tag} emulated")
         for line in compare.splitlines():
             print(f"{tag} emulated {line}")
+        if args.executor:
+            compare = run([sys.executable, os.path.join(LIB, "onnx_vs_ort.py"),
+                           model, *inputs, "--no-ort", "--workdir",
+                           os.path.join(out, "executor"),
+                           "--compile-arg=--target=cuda",
+                           "--compile-arg=--cuda-arch=sm_90",
+                           "--compile-arg=--gpu-binary=executor",
+                           "--expected", os.path.join(out, "torch_{i}.npy")],
+                          f"{tag} executor")
+            for line in compare.splitlines():
+                print(f"{tag} executor {line}")
         if mode == "dynamic" and not args.kv_cache:
             run_other_shape(args, tag, out)
 
