@@ -372,6 +372,7 @@ void moe::buildCUDALoweringPipeline(OpPassManager &pm,
   // Tensor-core kernels need a warp's threads together; emulated threads
   // run one at a time.
   kernels.tensorCores = options.tensorCores && !options.emulateKernels;
+  kernels.sharedMemoryStages = options.sharedMemoryStages;
   kernels.testMisplaceFragment = options.testMisplaceFragment;
   pm.addPass(createConvertMoEToGPU(kernels));
   addBufferizationPasses(pm);

@@ -85,6 +85,12 @@ cl::opt<GPUBinary> gpuBinary(
                           "and block semantics (MOE_CUDA_DRIVER=<build>/lib/"
                           "libmoe_gpu_executor.so); needs no CUDA toolkit")),
     cl::cat(category));
+cl::opt<bool> cudaSharedMemoryStages(
+    "cuda-shared-memory-stages",
+    cl::desc("--target=cuda: tensor-core GEMMs with K % 8 == 0 stage their "
+             "operands in shared memory (two-stage cp.async pipeline, "
+             "ldmatrix fragments); false: fragments from global memory"),
+    cl::init(true), cl::cat(category));
 // Not for users: a deliberately wrong tensor-core fragment layout, with
 // which the GPU executor's tests show that they can fail.
 cl::opt<bool> testMisplaceFragment(
@@ -524,6 +530,7 @@ int compile(int argc, char **argv) {
       pipeline.overlapModel = overlapModel;
       pipeline.epDispatch = epDispatch;
       pipeline.emulateKernels = emulateCUDAKernels;
+      pipeline.sharedMemoryStages = cudaSharedMemoryStages;
       pipeline.testMisplaceFragment = testMisplaceFragment;
       if (failed(moe::lowerToLLVMDialect(*module, pipeline, scope)))
         return 1;

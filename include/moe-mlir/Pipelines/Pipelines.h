@@ -217,6 +217,12 @@ struct CUDAPipelineOptions
       *this, "tensor-cores",
       llvm::cl::desc("mma.sync tensor-core GEMMs for f16/bf16 experts"),
       llvm::cl::init(true)};
+  PassOptions::Option<bool> sharedMemoryStages{
+      *this, "shared-memory-stages",
+      llvm::cl::desc("Tensor-core GEMMs with K % 8 == 0 stage their operands "
+                     "in shared memory (cp.async pipeline, ldmatrix); off: "
+                     "fragments loaded from global memory"),
+      llvm::cl::init(true)};
   PassOptions::Option<bool> testMisplaceFragment{
       *this, "test-misplace-fragment",
       llvm::cl::desc("Testing only: a wrong mma.sync A fragment layout in the "
