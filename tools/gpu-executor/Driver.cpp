@@ -6,7 +6,9 @@
 // sense: one device, its primary context current per thread (calls that
 // need one fail with CUDA_ERROR_INVALID_CONTEXT without it), device memory
 // is host memory, streams are trivially in order and every asynchronous
-// operation completes before the call returns.
+// operation completes before the call returns. A memory map of the device
+// allocations (with their sizes) and the loaded images' segments is what
+// each launch checks the kernels' memory accesses against.
 //
 // Module images are x86-64 shared objects (moe-compile
 // --gpu-binary=executor): each is written to a memfd and dlopen'd, after
@@ -26,13 +28,13 @@
 #include <dlfcn.h>
 #include <elf.h>
 #include <fcntl.h>
+#include <link.h>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <sys/mman.h>
 #include <unistd.h>
-#include <unordered_set>
 #include <vector>
 
 using namespace moe::gpuexec;
@@ -51,6 +53,8 @@ struct CUfunc_st {
 struct CUmod_st {
   void *handle = nullptr;
   int fd = -1; // the memfd the image was loaded from, kept while loaded
+  // Where its PT_LOAD segments start (keys of the memory map).
+  std::vector<uintptr_t> segments;
   std::map<std::string, std::unique_ptr<CUfunc_st>> functions;
 };
 struct CUstream_st {
@@ -79,10 +83,22 @@ std::atomic<bool> gInitialized{false};
 CUctx_st gContext;
 thread_local int tContextDepth = 0; // pushes of gContext on this thread
 
-std::mutex gMutex; // allocations, test functions
-std::unordered_set<void *> &allocations() {
-  static auto *set = new std::unordered_set<void *>;
-  return *set;
+/// Device allocations remembered after cuMemFree, for reports.
+constexpr size_t kFreedRemembered = 64;
+
+/// What kernels may address (besides shared memory and their stacks), for
+/// the executor's memory access checks: live device allocations with their
+/// requested sizes and the segments of loaded images, by start address.
+struct MemoryMap {
+  std::map<uintptr_t, MemoryRange> live;
+  std::vector<MemoryRange> freed; // newest last
+  uint64_t version = 0;           // bumped on every change
+};
+
+std::mutex gMutex; // the memory map, module functions
+MemoryMap &memoryMap() {
+  static auto *map = new MemoryMap;
+  return *map;
 }
 
 #define MOE_NEED_CONTEXT()                                                     \
@@ -192,6 +208,46 @@ bool promoteSelf(std::string &error) {
   return problem.empty();
 }
 
+// Adds the PT_LOAD segments of the loaded image `m` (its code, constants
+// and globals) to the memory map, as the loader mapped them: the object
+// dl_iterate_phdr reports at the image's load address under its name.
+void recordSegments(CUmod_st &m) {
+  struct link_map *map = nullptr;
+  if (dlinfo(m.handle, RTLD_DI_LINKMAP, &map) != 0 || !map)
+    return;
+  struct Search {
+    const struct link_map *map;
+    std::vector<MemoryRange> segments;
+  } search{map, {}};
+  dl_iterate_phdr(
+      [](struct dl_phdr_info *info, size_t, void *data) {
+        auto &s = *static_cast<Search *>(data);
+        if (info->dlpi_addr != s.map->l_addr || !info->dlpi_name ||
+            std::strcmp(info->dlpi_name, s.map->l_name) != 0)
+          return 0;
+        for (unsigned i = 0; i < info->dlpi_phnum; ++i) {
+          const ElfW(Phdr) &ph = info->dlpi_phdr[i];
+          if (ph.p_type != PT_LOAD || ph.p_memsz == 0)
+            continue;
+          MemoryRange r;
+          r.begin = info->dlpi_addr + ph.p_vaddr;
+          r.end = r.begin + ph.p_memsz;
+          r.kind = MemoryRange::ImageSegment;
+          r.writable = ph.p_flags & PF_W;
+          s.segments.push_back(r);
+        }
+        return 1;
+      },
+      &search);
+  std::lock_guard<std::mutex> lock(gMutex);
+  MemoryMap &mm = memoryMap();
+  for (const MemoryRange &r : search.segments) {
+    mm.live[r.begin] = r;
+    m.segments.push_back(r.begin);
+  }
+  ++mm.version;
+}
+
 bool writeAll(int fd, const unsigned char *data, size_t size) {
   while (size) {
     ssize_t n = write(fd, data, size);
@@ -238,6 +294,7 @@ std::string dlopenImage(CUmod_st &m, const unsigned char *image, size_t size) {
     }
     m.handle = handle;
     m.fd = fd;
+    recordSegments(m);
     return {};
   }
   return "cannot find a free file name for the image";
@@ -489,6 +546,24 @@ MOE_GPUEXEC_EXPORT CUresult cuCtxPopCurrent_v2(CUcontext *ctx) {
 // Memory
 //===----------------------------------------------------------------------===//
 
+namespace moe::gpuexec {
+
+void updateMemorySnapshot(MemorySnapshot &snapshot) {
+  std::lock_guard<std::mutex> lock(gMutex);
+  const MemoryMap &mm = memoryMap();
+  if (snapshot.version == mm.version)
+    return;
+  // Into the vectors' existing capacity: no allocation per launch once the
+  // map stops growing.
+  snapshot.live.clear();
+  for (const auto &entry : mm.live)
+    snapshot.live.push_back(entry.second);
+  snapshot.freed.assign(mm.freed.begin(), mm.freed.end());
+  snapshot.version = mm.version;
+}
+
+} // namespace moe::gpuexec
+
 MOE_GPUEXEC_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *ptr, size_t bytes) {
   MOE_NEED_CONTEXT();
   if (!ptr || bytes == 0)
@@ -502,8 +577,15 @@ MOE_GPUEXEC_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *ptr, size_t bytes) {
   if (!p)
     return CUDA_ERROR_OUT_OF_MEMORY;
   {
+    // The requested size, not the rounded one: kernels that read past
+    // the end of a buffer fail even inside the rounding.
+    MemoryRange r;
+    r.begin = reinterpret_cast<uintptr_t>(p);
+    r.end = r.begin + bytes;
     std::lock_guard<std::mutex> lock(gMutex);
-    allocations().insert(p);
+    MemoryMap &mm = memoryMap();
+    mm.live[r.begin] = r;
+    ++mm.version;
   }
   *ptr = reinterpret_cast<uintptr_t>(p);
   return CUDA_SUCCESS;
@@ -514,8 +596,15 @@ MOE_GPUEXEC_EXPORT CUresult cuMemFree_v2(CUdeviceptr ptr) {
   void *p = reinterpret_cast<void *>(uintptr_t(ptr));
   {
     std::lock_guard<std::mutex> lock(gMutex);
-    if (!allocations().erase(p))
+    MemoryMap &mm = memoryMap();
+    auto it = mm.live.find(uintptr_t(ptr));
+    if (it == mm.live.end() || it->second.kind != MemoryRange::Allocation)
       return CUDA_ERROR_INVALID_VALUE;
+    if (mm.freed.size() == kFreedRemembered)
+      mm.freed.erase(mm.freed.begin());
+    mm.freed.push_back(it->second);
+    mm.live.erase(it);
+    ++mm.version;
   }
   std::free(p);
   return CUDA_SUCCESS;
@@ -698,6 +787,13 @@ MOE_GPUEXEC_EXPORT CUresult cuModuleUnload(CUmodule module) {
   MOE_NEED_CONTEXT();
   if (!module)
     return CUDA_ERROR_INVALID_HANDLE;
+  {
+    std::lock_guard<std::mutex> lock(gMutex);
+    MemoryMap &mm = memoryMap();
+    for (uintptr_t begin : module->segments)
+      mm.live.erase(begin);
+    ++mm.version;
+  }
   dlclose(module->handle);
   close(module->fd);
   delete module;

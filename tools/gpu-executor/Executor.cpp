@@ -12,12 +12,15 @@
 // collective whose lanes disagree, and a block in which no fiber can run
 // but some have not returned all fail the launch with a report that names
 // the threads, instead of the hang or garbage the hardware may produce.
+// So does a load or store outside the memory a thread may access
+// (moe_gpuexec_check_access, before each of them).
 //
 //===----------------------------------------------------------------------===//
 
 #include "Executor.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
@@ -111,6 +114,8 @@ moeGpuExecFiberStart:
 namespace {
 
 constexpr size_t kStackSize = 256 * 1024;
+/// Access check hints, one per call site modulo this (a power of two).
+constexpr uint32_t kSiteHints = 256;
 
 struct Stack {
   char *mapping = nullptr; // guard page first
@@ -128,9 +133,14 @@ struct PendingCopy {
   uint64_t group; // the commit count when issued
 };
 
+struct LaunchState;
+
 struct Fiber {
   void *sp = nullptr; // saved stack pointer while switched out
   Stack stack;
+  // The launch it runs in, for moe_gpuexec_check_access, which finds the
+  // fiber through gRunningFiber rather than the thread-locals.
+  LaunchState *launch = nullptr;
   Dim3 tid;
   uint32_t linear = 0, lane = 0, warp = 0;
   FiberState state = FiberState::Ready;
@@ -180,10 +190,23 @@ struct LaunchState {
   uint32_t exited = 0;
   int64_t firstExited = -1;
 
+  // The block's shared memory; null and 0 until a thread of the block asks
+  // for it, so that the access check's range test needs no other flag.
   char *shared = nullptr;
   size_t sharedBytes = 0;
   uint64_t sharedStatic = 0;
   bool sharedReady = false;
+
+  // moe_gpuexec_check_access: whether it checks, and the device
+  // allocations and image segments it checks against.
+  bool checkAccess = true;
+  MemorySnapshot memory;
+  // Per call site (modulo kSiteHints), the index in memory.live of the
+  // range its last access fell in: a site keeps accessing the same buffer,
+  // so one range test mostly replaces the binary search. Only a hint: it
+  // is checked like any range, so stale or colliding entries just miss.
+  uint32_t siteHints[kSiteHints] = {};
+  uint32_t cpAsyncHint = 0;
 
   bool failed = false;
   CUresult code = CUDA_SUCCESS;
@@ -213,6 +236,11 @@ Executor &executor() {
 
 thread_local LaunchState *tLaunch = nullptr;
 thread_local Fiber *tFiber = nullptr;
+/// The fiber that runs now, process-wide (launches are serialised): what
+/// moe_gpuexec_check_access reads instead of tFiber, whose every read is a
+/// __tls_get_addr call in a shared library. It is the caller's own fiber
+/// only if the caller runs on that fiber's stack, which it checks.
+std::atomic<Fiber *> gRunningFiber{nullptr};
 
 uint64_t alignTo(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
@@ -435,6 +463,8 @@ bool runBlock(LaunchState &l) {
   l.exited = 0;
   l.firstExited = -1;
   l.sharedReady = false;
+  l.shared = nullptr;
+  l.sharedBytes = 0;
   l.readyHead = l.readyCount = 0;
   for (uint32_t w = 0; w < l.warps; ++w) {
     WarpState &ws = l.warpStates[w];
@@ -458,7 +488,9 @@ bool runBlock(LaunchState &l) {
     --l.readyCount;
     f.state = FiberState::Running;
     tFiber = &f;
+    gRunningFiber.store(&f, std::memory_order_relaxed);
     runFiber(l, f);
+    gRunningFiber.store(nullptr, std::memory_order_relaxed);
     tFiber = nullptr;
     if (l.failed)
       return false;
@@ -507,6 +539,206 @@ LaunchState &currentLaunch(const char *function) {
     abort();
   }
   return *tLaunch;
+}
+
+// The calling GPU thread, from its thread-local pointer; aborts outside a
+// launch. Out of line: moe_gpuexec_check_access needs it only when called
+// from elsewhere than a fiber's stack, which is an error.
+__attribute__((noinline)) Fiber *runningFiber(const char *function) {
+  currentLaunch(function);
+  return tFiber;
+}
+
+bool within(uintptr_t a, uint64_t bytes, uintptr_t begin, uint64_t size) {
+  return a - begin < size && bytes <= size - (a - begin);
+}
+
+// The range of l.memory.live that starts at or below `a`, or null.
+const MemoryRange *rangeBelow(const LaunchState &l, uintptr_t a) {
+  const std::vector<MemoryRange> &live = l.memory.live;
+  auto it = std::upper_bound(
+      live.begin(), live.end(), a,
+      [](uintptr_t x, const MemoryRange &r) { return x < r.begin; });
+  return it == live.begin() ? nullptr : &it[-1];
+}
+
+// Whether the GPU thread `f` may access [a, a + bytes) (bytes > 0). Runs
+// before every load and store of a translated kernel, so the cheap range
+// tests come first and nothing allocates or locks: shared memory, the
+// thread's stack, the range `hint` names, then a binary search of the
+// launch's snapshot (which updates the hint).
+inline bool accessible(const LaunchState &l, const Fiber &f, uintptr_t a,
+                       uint64_t bytes, bool isStore, uint32_t &hint) {
+  if (within(a, bytes, reinterpret_cast<uintptr_t>(l.shared), l.sharedBytes))
+    return true;
+  if (within(a, bytes, reinterpret_cast<uintptr_t>(f.stack.bottom),
+             f.stack.size))
+    return true;
+  auto allows = [&](const MemoryRange &r) {
+    return within(a, bytes, r.begin, r.end - r.begin) &&
+           (r.writable || !isStore);
+  };
+  const std::vector<MemoryRange> &live = l.memory.live;
+  if (hint < live.size() && allows(live[hint]))
+    return true;
+  const MemoryRange *r = rangeBelow(l, a);
+  if (!r || !allows(*r))
+    return false;
+  hint = uint32_t(r - live.data());
+  return true;
+}
+
+const char *kindName(MemoryRange::Kind kind) {
+  return kind == MemoryRange::Allocation ? "device allocation"
+                                         : "kernel image segment";
+}
+
+unsigned long long ull(uint64_t v) { return v; }
+
+// Explains why `access` (e.g. "load of 4 bytes at 0x... (site 3)") of
+// [a, a + bytes) is not allowed, into buf: a store into read-only image
+// memory, another thread's stack, a freed allocation, or the distance to
+// the nearest memory the thread may access.
+void describeBadAccess(const LaunchState &l, const Fiber &f, uintptr_t a,
+                       uint64_t bytes, const char *access, char *buf,
+                       size_t size) {
+  // Saturated: an access that wraps around ends past everything.
+  uintptr_t end = a + bytes < a ? UINTPTR_MAX : a + bytes;
+  const MemoryRange *below = rangeBelow(l, a);
+  if (below && a < below->end && end <= below->end) {
+    snprintf(buf, size,
+             "%s into read-only memory: a %llu-byte %s at %p "
+             "(offset %llu)",
+             access, ull(below->end - below->begin), kindName(below->kind),
+             reinterpret_cast<void *>(below->begin), ull(a - below->begin));
+    return;
+  }
+  int n = snprintf(buf, size, "out-of-bounds %s: ", access);
+  char *reason = buf + n;
+  size_t left = size - size_t(n);
+  if (a + bytes < a) {
+    snprintf(reason, left, "it wraps around the end of the address space");
+    return;
+  }
+
+  auto inStackOf = [&](const Fiber &g) {
+#ifdef MOE_GPUEXEC_HAS_ASAN
+    // Or in its fake stack, saved while it is switched out.
+    void *begin = nullptr, *end = nullptr;
+    if (g.fakeStack &&
+        __asan_addr_is_in_fake_stack(g.fakeStack, reinterpret_cast<void *>(a),
+                                     &begin, &end))
+      return true;
+#endif
+    return a - reinterpret_cast<uintptr_t>(g.stack.bottom) < g.stack.size;
+  };
+  for (const Fiber &g : l.fibers)
+    if (&g != &f && inStackOf(g)) {
+      snprintf(reason, left,
+               "in the stack of thread (%u,%u,%u), not its own (a thread's "
+               "local memory is private to it)",
+               g.tid.x, g.tid.y, g.tid.z);
+      return;
+    }
+  // A freed allocation whose memory a live range has reused since (an
+  // allocation at the same address, say) is forgotten.
+  auto reused = [&](const MemoryRange &r) {
+    const MemoryRange *live = rangeBelow(l, r.end - 1);
+    return live && live->end > r.begin;
+  };
+  const std::vector<MemoryRange> &freed = l.memory.freed;
+  for (auto it = freed.rbegin(); it != freed.rend(); ++it)
+    if (a - it->begin < it->end - it->begin && !reused(*it)) {
+      snprintf(reason, left,
+               "inside a %llu-byte device allocation at %p that has been "
+               "freed (offset %llu)",
+               ull(it->end - it->begin), reinterpret_cast<void *>(it->begin),
+               ull(a - it->begin));
+      return;
+    }
+
+  // The nearest memory below (the access ends past its end) or above (the
+  // access starts before it): live ranges and the block's shared memory.
+  struct Candidate {
+    uintptr_t begin, end;
+    const char *what;
+    MemoryRange::Kind kind;
+  };
+  const std::vector<MemoryRange> &live = l.memory.live;
+  size_t next = below ? size_t(below - live.data()) + 1 : 0;
+  Candidate candidates[3];
+  size_t count = 0;
+  if (below)
+    candidates[count++] = {below->begin, below->end, nullptr, below->kind};
+  if (next < live.size())
+    candidates[count++] = {live[next].begin, live[next].end, nullptr,
+                           live[next].kind};
+  if (l.shared)
+    candidates[count++] = {reinterpret_cast<uintptr_t>(l.shared),
+                           reinterpret_cast<uintptr_t>(l.shared) +
+                               l.sharedBytes,
+                           "shared memory", MemoryRange::Allocation};
+  auto gap = [&](const Candidate &c) -> uintptr_t {
+    if (a >= c.begin)
+      return a >= c.end ? a - c.end : 0;
+    return c.begin >= end ? c.begin - end : 0;
+  };
+  const Candidate *best = nullptr;
+  for (size_t i = 0; i < count; ++i)
+    if (!best || gap(candidates[i]) < gap(*best))
+      best = &candidates[i];
+  // A wild pointer (null plus an offset, say) is not "near" anything:
+  // memory further away than 16 MiB or the range's own size goes unnamed.
+  if (best &&
+      gap(*best) > std::max<uint64_t>(16 << 20, best->end - best->begin))
+    best = nullptr;
+  if (!best) {
+    snprintf(reason, left,
+             "not in device memory, shared memory or the thread's stack");
+    return;
+  }
+  char name[128];
+  if (best->what)
+    snprintf(name, sizeof name, "the block's %llu bytes of %s at %p",
+             ull(best->end - best->begin), best->what,
+             reinterpret_cast<void *>(best->begin));
+  else
+    snprintf(name, sizeof name, "a %llu-byte %s at %p",
+             ull(best->end - best->begin), kindName(best->kind),
+             reinterpret_cast<void *>(best->begin));
+  if (a >= best->begin)
+    snprintf(reason, left, "%llu bytes past the end of %s (offset %llu)",
+             ull(end - best->end), name, ull(a - best->begin));
+  else
+    snprintf(reason, left, "%llu bytes before the start of %s",
+             ull(best->begin - a), name);
+}
+
+// The slow path of an access that failed the range tests (`op` "load",
+// "store", ...; `site` < 0: none): accepted only for a stack array that
+// AddressSanitizer moved to its fake stack (detect_stack_use_after_return),
+// else the launch fails. Out of line, so that the checks inline into the
+// callers stay small.
+__attribute__((noinline, cold)) void badAccess(const LaunchState &l,
+                                               const Fiber &f, uintptr_t a,
+                                               uint64_t bytes, const char *op,
+                                               int64_t site) {
+#ifdef MOE_GPUEXEC_HAS_ASAN
+  void *begin = nullptr, *end = nullptr;
+  if (__asan_addr_is_in_fake_stack(__asan_get_current_fake_stack(),
+                                   reinterpret_cast<void *>(a), &begin, &end) &&
+      within(a, bytes, reinterpret_cast<uintptr_t>(begin),
+             uintptr_t(end) - uintptr_t(begin)))
+    return;
+#endif
+  char access[128], message[768];
+  int n = snprintf(access, sizeof access, "%s of %llu bytes at %p", op,
+                   ull(bytes), reinterpret_cast<void *>(a));
+  if (site >= 0)
+    snprintf(access + n, sizeof access - size_t(n), " (site %lld)",
+             static_cast<long long>(site));
+  describeBadAccess(l, f, a, bytes, access, message, sizeof message);
+  fail("%s", message);
 }
 
 } // namespace
@@ -564,6 +796,10 @@ CUresult launch(const Kernel &kernel, Dim3 grid, Dim3 block,
   l.failed = false;
   l.code = CUDA_SUCCESS;
   l.message[0] = 0;
+  // Under the launch lock: the snapshot belongs to this launch.
+  l.checkAccess = accessChecksEnabled();
+  if (l.checkAccess)
+    updateMemorySnapshot(l.memory);
   // Kernels run with the launching thread's rounding and denormal modes.
   uint32_t mxcsr = __builtin_ia32_stmxcsr();
   uint16_t fcw = 0;
@@ -587,6 +823,7 @@ CUresult launch(const Kernel &kernel, Dim3 grid, Dim3 block,
   for (uint32_t t = 0; t < l.threads; ++t) {
     Fiber &f = l.fibers[t];
     f.stack = e.stacks[t];
+    f.launch = &l;
     f.linear = t;
     f.lane = t % kWarpSize;
     f.warp = t / kWarpSize;
@@ -613,6 +850,11 @@ CUresult launch(const Kernel &kernel, Dim3 grid, Dim3 block,
 }
 
 void requireLaunch(const char *function) { (void)currentLaunch(function); }
+
+bool accessChecksEnabled() {
+  const char *env = std::getenv("MOE_GPUEXEC_CHECK_ACCESS");
+  return !(env && std::strcmp(env, "0") == 0);
+}
 
 void fail(const char *format, ...) {
   va_list ap;
@@ -899,6 +1141,13 @@ MOE_GPUEXEC_EXPORT void moe_gpuexec_cp_async(void *dst, const void *src,
       !(static_cast<const char *>(src) + cpSize <= l.shared ||
         static_cast<const char *>(src) >= l.shared + l.sharedBytes))
     fail("cp.async: source %p is in shared memory (it must be global)", src);
+  // The copy is a global load the compiler cannot precede with a check of
+  // its own: the bytes it reads (srcSize, the rest is zero fill) are
+  // checked here, when it is issued.
+  auto from = reinterpret_cast<uintptr_t>(src);
+  if (l.checkAccess && srcSize &&
+      !accessible(l, f, from, srcSize, false, l.cpAsyncHint))
+    badAccess(l, f, from, srcSize, "cp.async read", -1);
   f.copies.push_back({dst, src, cpSize, srcSize, f.commits});
 }
 
@@ -921,4 +1170,42 @@ MOE_GPUEXEC_EXPORT void moe_gpuexec_cp_async_wait_all(void) {
   Fiber &f = *tFiber;
   ++f.commits;
   performCopies(f, f.commits);
+}
+
+namespace {
+
+// moe_gpuexec_check_access for the GPU thread `f`: inlined, with the
+// failure out of line.
+inline void checkAccess(Fiber &f, const void *address, uint64_t bytes,
+                        uint32_t isStore, uint32_t site) {
+  LaunchState &l = *f.launch;
+  auto a = reinterpret_cast<uintptr_t>(address);
+  if (!l.checkAccess || bytes == 0 ||
+      accessible(l, f, a, bytes, isStore != 0, l.siteHints[site % kSiteHints]))
+    return;
+  badAccess(l, f, a, bytes, isStore ? "store" : "load", site);
+}
+
+// Called off a fiber's stack: finds the GPU thread through tFiber, or
+// aborts outside a launch.
+__attribute__((noinline)) void checkAccessOffFiber(const void *address,
+                                                   uint64_t bytes,
+                                                   uint32_t isStore,
+                                                   uint32_t site) {
+  Fiber *f = runningFiber("moe_gpuexec_check_access");
+  checkAccess(*f, address, bytes, isStore, site);
+}
+
+} // namespace
+
+MOE_GPUEXEC_EXPORT void moe_gpuexec_check_access(const void *address,
+                                                 uint64_t bytes,
+                                                 uint32_t isStore,
+                                                 uint32_t site) {
+  Fiber *f = gRunningFiber.load(std::memory_order_relaxed);
+  uintptr_t sp;
+  asm("movq %%rsp, %0" : "=r"(sp));
+  if (!f || sp - reinterpret_cast<uintptr_t>(f->stack.bottom) >= f->stack.size)
+    return checkAccessOffFiber(address, bytes, isStore, site);
+  checkAccess(*f, address, bytes, isStore, site);
 }

@@ -10,7 +10,8 @@
 //
 // Driver.cpp calls launch(); the moe_gpuexec_* functions that translated
 // kernels call are in Executor.cpp (special registers, barriers, shared
-// memory, cp.async) and WarpOps.cpp (mma, shfl, ldmatrix).
+// memory, cp.async, memory access checks) and WarpOps.cpp (mma, shfl,
+// ldmatrix).
 //
 //===----------------------------------------------------------------------===//
 
@@ -20,6 +21,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 /// Everything the library exports is marked with this (the rest is hidden,
 /// and exports.map drops anything else that slips out).
@@ -69,6 +71,38 @@ struct Kernel {
 /// The emulated compute capability as major * 10 + minor, from
 /// $MOE_GPUEXEC_SM ("90", "sm_80", ...; default 90).
 int smVersion();
+
+/// Memory that kernels may address besides the block's shared memory and
+/// their own stacks: a live device allocation (cuMemAlloc_v2, its requested
+/// size) or a PT_LOAD segment of a loaded kernel image (its globals).
+struct MemoryRange {
+  enum Kind : uint8_t { Allocation, ImageSegment };
+  uintptr_t begin = 0, end = 0; // [begin, end)
+  Kind kind = Allocation;
+  bool writable = true; // stores into read-only segments would fault
+};
+
+/// A launch's copy of the driver's memory map, taken when the launch starts,
+/// so that memory access checks read it without a lock. Kernels run on the
+/// launching thread, which cannot change the map during the launch; what
+/// other host threads allocate or free meanwhile counts from the next one.
+struct MemorySnapshot {
+  /// Sorted by begin; the ranges are disjoint.
+  std::vector<MemoryRange> live;
+  /// The most recently freed device allocations, newest last: only for
+  /// reports (their memory may since have been reused).
+  std::vector<MemoryRange> freed;
+  /// The driver's version of the map that the copy reflects.
+  uint64_t version = UINT64_MAX;
+};
+
+/// Driver.cpp: brings `snapshot` up to date with the driver's device
+/// allocations and image segments; copies only when they changed since.
+void updateMemorySnapshot(MemorySnapshot &snapshot);
+
+/// Whether launches check memory accesses (moe_gpuexec_check_access): not
+/// when $MOE_GPUEXEC_CHECK_ACCESS is "0". Read per launch.
+bool accessChecksEnabled();
 
 /// Runs the whole grid before returning. Returns CUDA_SUCCESS,
 /// CUDA_ERROR_INVALID_VALUE (launch shape or shared memory out of limits),

@@ -167,11 +167,23 @@ def ConvertNVVMToGPUExecutor : Pass<"convert-nvvm-to-gpu-executor",
       `__moe_gpuexec_entry_<kernel>(void **params)` that unpacks
       `cuLaunchKernel`'s parameter array and runs one thread.
 
-    Every call site of a collective carries a number (`site`) by which the
-    executor names it when threads diverge or deadlock. An NVVM operation
-    the executor does not model, inline PTX, or an `llvm.nvvm.*` intrinsic
-    call is an error naming the operation.
+    * with `check-memory` (the default), every load, store, atomic and
+      memory intrinsic that does not address the thread's own stack slots
+      is preceded by `moe_gpuexec_check_access(address, bytes, is_store,
+      site)`: the executor fails the launch unless the bytes lie in one
+      device allocation, the block's shared memory, the thread's stack or
+      the image's own globals.
+
+    Every call site of a collective or a checked access carries a number
+    (`site`) by which the executor names it. An NVVM operation the
+    executor does not model, inline PTX, or an `llvm.nvvm.*` intrinsic call
+    is an error naming the operation.
   }];
+  let options = [
+    Option<"checkMemory", "check-memory", "bool", /*default=*/"true",
+           "Check every global and shared memory access against the "
+           "executor's allocations">,
+  ];
 }
 
 def ConvertShardToMoERuntime : Pass<"convert-shard-to-moe-runtime",

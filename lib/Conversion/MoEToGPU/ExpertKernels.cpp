@@ -208,6 +208,26 @@ void emitFragmentEpilogue(KernelEmitter &k, const GroupedGemm &gemm,
     }
 }
 
+/// One m16n8k16 mma.sync (row.col, f32 accumulators): returns D's four
+/// registers for the accumulators `c`.
+SmallVector<Value> mmaSync(KernelEmitter &k, Type mmaType, ValueRange a,
+                           ValueRange b, ValueRange c) {
+  ImplicitLocOpBuilder &kb = k.builder();
+  NVVM::MMATypes ptxType =
+      mmaType.isF16() ? NVVM::MMATypes::f16 : NVVM::MMATypes::bf16;
+  auto structType = LLVM::LLVMStructType::getLiteral(
+      kb.getContext(), SmallVector<Type>(4, kb.getF32Type()));
+  Value d = NVVM::MmaOp::create(
+      kb, structType, a, b, c, {16, 8, 16}, std::nullopt, std::nullopt,
+      std::array<NVVM::MMATypes, 2>{ptxType, ptxType},
+      std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
+                                     NVVM::MMALayout::col});
+  SmallVector<Value> out;
+  for (int64_t i = 0; i < 4; ++i)
+    out.push_back(LLVM::ExtractValueOp::create(kb, d, ArrayRef<int64_t>{i}));
+  return out;
+}
+
 void emitTensorCoreGemm(ImplicitLocOpBuilder &b, const GroupedGemm &gemm,
                         Type mmaType, bool misplaceFragment) {
   KernelEmitter e(b);
@@ -216,8 +236,6 @@ void emitTensorCoreGemm(ImplicitLocOpBuilder &b, const GroupedGemm &gemm,
   Value gridY = e.index(llvm::divideCeil(gemm.numCols, kTcTileCols));
   int64_t numProducts = gemm.products.size();
   constexpr int64_t nTiles = kTcTileCols / 8;
-  NVVM::MMATypes ptxType =
-      mmaType.isF16() ? NVVM::MMATypes::f16 : NVVM::MMATypes::bf16;
 
   launch(
       b, gemm.name, gridX, gridY, 32 * kTcWarps, 1,
@@ -258,8 +276,6 @@ void emitTensorCoreGemm(ImplicitLocOpBuilder &b, const GroupedGemm &gemm,
 
           Value zero = k.f(kb.getF32Type(), 0.0);
           SmallVector<Value> init(numProducts * nTiles * 4, zero);
-          auto structType = LLVM::LLVMStructType::getLiteral(
-              kb.getContext(), SmallVector<Type>(4, kb.getF32Type()));
           SmallVector<Value> acc = k.loop(
               k.index(0), cK, init,
               [&](Value k0, ValueRange accIn) {
@@ -298,17 +314,9 @@ void emitTensorCoreGemm(ImplicitLocOpBuilder &b, const GroupedGemm &gemm,
                     SmallVector<Value> bRegs = {
                         packPair(k, bElem(0), bElem(1)),
                         packPair(k, bElem(2), bElem(3))};
-                    SmallVector<Value> cRegs(accIn.begin() + slot * 4,
-                                             accIn.begin() + slot * 4 + 4);
-                    Value d = NVVM::MmaOp::create(
-                        kb, structType, aRegs, bRegs, cRegs, {16, 8, 16},
-                        std::nullopt, std::nullopt,
-                        std::array<NVVM::MMATypes, 2>{ptxType, ptxType},
-                        std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
-                                                       NVVM::MMALayout::col});
-                    for (int64_t i = 0; i < 4; ++i)
-                      accOut.push_back(LLVM::ExtractValueOp::create(
-                          kb, d, ArrayRef<int64_t>{i}));
+                    llvm::append_range(accOut,
+                                       mmaSync(k, mmaType, aRegs, bRegs,
+                                               accIn.slice(slot * 4, 4)));
                   }
                 return accOut;
               },
@@ -364,8 +372,6 @@ void emitStagedTensorCoreGemm(ImplicitLocOpBuilder &b, const GroupedGemm &gemm,
   Value gridY = e.index(llvm::divideCeil(gemm.numCols, kTcTileCols));
   int64_t numProducts = gemm.products.size();
   constexpr int64_t nTiles = kTcTileCols / 8;
-  NVVM::MMATypes ptxType =
-      mmaType.isF16() ? NVVM::MMATypes::f16 : NVVM::MMATypes::bf16;
   auto workgroup =
       gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
   SmallVector<Type> sharedTypes = {
@@ -472,8 +478,6 @@ void emitStagedTensorCoreGemm(ImplicitLocOpBuilder &b, const GroupedGemm &gemm,
 
       Value zero = k.f(kb.getF32Type(), 0.0);
       SmallVector<Value> init(numProducts * nTiles * 4, zero);
-      auto structType = LLVM::LLVMStructType::getLiteral(
-          ctx, SmallVector<Type>(4, kb.getF32Type()));
       SmallVector<Value> acc =
           k.loop(k.index(0), numK, init, [&](Value kt, ValueRange accIn) {
             Value stage = arith::RemUIOp::create(kb, kt, k.index(kStages));
@@ -510,17 +514,10 @@ void emitStagedTensorCoreGemm(ImplicitLocOpBuilder &b, const GroupedGemm &gemm,
                     SmallVector<Value> bRegs = {
                         mmaRegister(k, bFrag, half * 2),
                         mmaRegister(k, bFrag, half * 2 + 1)};
-                    SmallVector<Value> cRegs(accOut.begin() + slot * 4,
-                                             accOut.begin() + slot * 4 + 4);
-                    Value d = NVVM::MmaOp::create(
-                        kb, structType, aRegs, bRegs, cRegs, {16, 8, 16},
-                        std::nullopt, std::nullopt,
-                        std::array<NVVM::MMATypes, 2>{ptxType, ptxType},
-                        std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
-                                                       NVVM::MMALayout::col});
-                    for (int64_t i = 0; i < 4; ++i)
-                      accOut[slot * 4 + i] = LLVM::ExtractValueOp::create(
-                          kb, d, ArrayRef<int64_t>{i});
+                    SmallVector<Value> d =
+                        mmaSync(k, mmaType, aRegs, bRegs,
+                                ArrayRef<Value>(accOut).slice(slot * 4, 4));
+                    llvm::copy(d, accOut.begin() + slot * 4);
                   }
                 }
             }

@@ -101,6 +101,16 @@ private:
   Value loadWord(Location loc, Value slot, int64_t i, Type type);
 
   LogicalResult rewrite(Operation *op);
+  /// Precedes a memory access with moe_gpuexec_check_access, unless it
+  /// reads or writes the thread's own stack slots.
+  void checkAccess(Operation *op, Value address, Value bytes, bool isStore);
+  void checkAccess(Operation *op, Value address, Type type, bool isStore);
+  void checkAccess(Operation *op);
+
+public:
+  bool checkMemory = true;
+
+private:
   LogicalResult rewriteMma(NVVM::MmaOp op);
   LogicalResult rewriteShfl(NVVM::ShflOp op);
   LogicalResult rewriteLdMatrix(NVVM::LdMatrixOp op);
@@ -382,6 +392,76 @@ LogicalResult KernelRewriter::rewrite(Operation *op) {
   return success();
 }
 
+/// Whether `address` is a slot of the function's own stack frame (an
+/// alloca, through address computations): the executor gives each thread
+/// its own stack, so such accesses cannot leave it unnoticed by the host.
+static bool isStackSlot(Value address) {
+  while (Operation *def = address.getDefiningOp()) {
+    if (isa<LLVM::AllocaOp>(def))
+      return true;
+    if (auto gep = dyn_cast<LLVM::GEPOp>(def))
+      address = gep.getBase();
+    else if (auto cast = dyn_cast<LLVM::AddrSpaceCastOp>(def))
+      address = cast.getArg();
+    else
+      return false;
+  }
+  return false;
+}
+
+void KernelRewriter::checkAccess(Operation *op, Value address, Value bytes,
+                                 bool isStore) {
+  if (isStackSlot(address))
+    return;
+  Location loc = op->getLoc();
+  b.setInsertionPoint(op);
+  // One declaration for every address space: generic pointers.
+  if (cast<LLVM::LLVMPointerType>(address.getType()).getAddressSpace() != 0)
+    address = LLVM::AddrSpaceCastOp::create(b, loc, ptr(), address);
+  call(loc, "moe_gpuexec_check_access", Type(),
+       {address, bytes, constI32(loc, isStore), site(loc)});
+}
+
+void KernelRewriter::checkAccess(Operation *op, Value address, Type type,
+                                 bool isStore) {
+  if (isStackSlot(address))
+    return;
+  DataLayout layout = DataLayout::closest(op);
+  b.setInsertionPoint(op);
+  checkAccess(op, address,
+              constI64(op->getLoc(), int64_t(layout.getTypeSize(type))),
+              isStore);
+}
+
+void KernelRewriter::checkAccess(Operation *op) {
+  if (auto load = dyn_cast<LLVM::LoadOp>(op))
+    return checkAccess(op, load.getAddr(), load.getType(), false);
+  if (auto store = dyn_cast<LLVM::StoreOp>(op))
+    return checkAccess(op, store.getAddr(), store.getValue().getType(), true);
+  if (auto rmw = dyn_cast<LLVM::AtomicRMWOp>(op))
+    return checkAccess(op, rmw.getPtr(), rmw.getVal().getType(), true);
+  if (auto cmpxchg = dyn_cast<LLVM::AtomicCmpXchgOp>(op))
+    return checkAccess(op, cmpxchg.getPtr(), cmpxchg.getVal().getType(), true);
+  auto bytes = [&](Value len) -> Value {
+    b.setInsertionPoint(op);
+    if (len.getType() == i64())
+      return len;
+    return LLVM::ZExtOp::create(b, op->getLoc(), i64(), len);
+  };
+  if (auto copy = dyn_cast<LLVM::MemcpyOp>(op)) {
+    Value len = bytes(copy.getLen());
+    checkAccess(op, copy.getSrc(), len, false);
+    return checkAccess(op, copy.getDst(), len, true);
+  }
+  if (auto move = dyn_cast<LLVM::MemmoveOp>(op)) {
+    Value len = bytes(move.getLen());
+    checkAccess(op, move.getSrc(), len, false);
+    return checkAccess(op, move.getDst(), len, true);
+  }
+  if (auto set = dyn_cast<LLVM::MemsetOp>(op))
+    return checkAccess(op, set.getDst(), bytes(set.getLen()), true);
+}
+
 LogicalResult KernelRewriter::run() {
   SmallVector<Operation *> ops;
   func.walk([&](Operation *op) {
@@ -391,6 +471,19 @@ LogicalResult KernelRewriter::run() {
   for (Operation *op : ops)
     if (failed(rewrite(op)))
       return failure();
+  if (checkMemory) {
+    // After the rewrite, so that shared memory is addressed through the
+    // executor's buffer and the operand slots of collectives are allocas.
+    SmallVector<Operation *> accesses;
+    func.walk([&](Operation *op) {
+      if (isa<LLVM::LoadOp, LLVM::StoreOp, LLVM::AtomicRMWOp,
+              LLVM::AtomicCmpXchgOp, LLVM::MemcpyOp, LLVM::MemmoveOp,
+              LLVM::MemsetOp>(op))
+        accesses.push_back(op);
+    });
+    for (Operation *op : accesses)
+      checkAccess(op);
+  }
   return success();
 }
 
@@ -422,6 +515,7 @@ void buildEntry(LLVM::LLVMFuncOp kernel, ModuleOp module) {
 
 struct ConvertNVVMToGPUExecutorPass
     : moe::impl::ConvertNVVMToGPUExecutorBase<ConvertNVVMToGPUExecutorPass> {
+  using Base::Base;
   void runOnOperation() override;
 };
 
@@ -479,6 +573,7 @@ void ConvertNVVMToGPUExecutorPass::runOnOperation() {
       if (layout.getTypeSize(global.getGlobalType()) == 0)
         sharedOffsets[global.getSymNameAttr()] = llvm::alignTo(staticBytes, 16);
     KernelRewriter rewriter(func, module, nextSite, staticBytes, sharedOffsets);
+    rewriter.checkMemory = checkMemory;
     if (failed(rewriter.run()))
       return signalPassFailure();
   }

@@ -1,4 +1,5 @@
 // RUN: moe-opt %s --split-input-file --convert-nvvm-to-gpu-executor | FileCheck %s
+// RUN: moe-opt %s --split-input-file --convert-nvvm-to-gpu-executor=check-memory=false | FileCheck %s --check-prefix=NOCHECK
 
 // A kernel gets an entry that loads each argument through cuLaunchKernel's
 // parameter array; special registers become executor calls.
@@ -40,6 +41,7 @@ llvm.func @ids(%out: !llvm.ptr, %n: i64) attributes {gpu.kernel, nvvm.kernel} {
 // site has its own number.
 
 // CHECK-LABEL: llvm.func @mma_bf16(
+// CHECK-NOT:     moe_gpuexec_check_access
 // CHECK:         %[[D1:.*]] = llvm.alloca %{{.*}} x i32 {alignment = 16 : i64} : (i64) -> !llvm.ptr
 // CHECK-COUNT-6: llvm.alloca
 // CHECK:         %[[A0:.*]] = llvm.alloca %{{.*}} x i32 {alignment = 16 : i64} : (i64) -> !llvm.ptr
@@ -169,5 +171,40 @@ llvm.func @flag_only() attributes {gpu.kernel} {
   %flag = llvm.mlir.addressof @flag : !llvm.ptr<3>
   %one = llvm.mlir.constant(1 : i32) : i32
   llvm.store %one, %flag : i32, !llvm.ptr<3>
+  llvm.return
+}
+
+// -----
+
+// Memory checks: global and shared accesses (loads, stores, atomics, memory
+// intrinsics) are preceded by moe_gpuexec_check_access(address, bytes,
+// is_store, site) on a generic pointer; the thread's own stack slots are
+// not checked.
+
+// CHECK-LABEL: llvm.func @accesses(
+// CHECK:         %[[SLOT:.*]] = llvm.alloca
+// CHECK:         %[[FOUR:.*]] = llvm.mlir.constant(4 : i64) : i64
+// CHECK:         %[[LOAD:.*]] = llvm.mlir.constant(0 : i32) : i32
+// CHECK:         llvm.call @moe_gpuexec_check_access(%arg0, %[[FOUR]], %[[LOAD]], %{{.*}}) : (!llvm.ptr, i64, i32, i32) -> ()
+// CHECK-NEXT:    %[[V:.*]] = llvm.load %arg0 : !llvm.ptr -> f32
+// CHECK-NOT:     moe_gpuexec_check_access
+// CHECK:         llvm.store %[[V]], %[[SLOT]]
+// CHECK:         %[[EIGHT:.*]] = llvm.mlir.constant(8 : i64) : i64
+// CHECK:         %[[STORE:.*]] = llvm.mlir.constant(1 : i32) : i32
+// CHECK:         llvm.call @moe_gpuexec_check_access(%arg1, %[[EIGHT]], %[[STORE]], %{{.*}})
+// CHECK-NEXT:    llvm.atomicrmw add %arg1
+// CHECK:         %[[LEN:.*]] = llvm.zext %arg2 : i32 to i64
+// CHECK:         llvm.call @moe_gpuexec_check_access(%arg0, %[[LEN]], %{{.*}}, %{{.*}})
+// CHECK:         llvm.call @moe_gpuexec_check_access(%arg1, %[[LEN]], %{{.*}}, %{{.*}})
+// CHECK-NEXT:    "llvm.intr.memcpy"
+// NOCHECK-LABEL: llvm.func @accesses(
+// NOCHECK-NOT:   moe_gpuexec_check_access
+llvm.func @accesses(%in: !llvm.ptr<1>, %out: !llvm.ptr, %n: i32) {
+  %one = llvm.mlir.constant(1 : i64) : i64
+  %slot = llvm.alloca %one x f32 : (i64) -> !llvm.ptr
+  %v = llvm.load %in : !llvm.ptr<1> -> f32
+  llvm.store %v, %slot : f32, !llvm.ptr
+  %old = llvm.atomicrmw add %out, %one monotonic : !llvm.ptr, i64
+  "llvm.intr.memcpy"(%out, %in, %n) <{isVolatile = false}> : (!llvm.ptr, !llvm.ptr<1>, i32) -> ()
   llvm.return
 }

@@ -90,6 +90,7 @@ struct Api {
   void (*cpAsyncWaitAll)();
   void *(*sharedMemory)(uint64_t);
   void (*trap)();
+  void (*checkAccess)(const void *, uint64_t, uint32_t, uint32_t);
   Handle (*testFunction)(KernelFn, const char *);
 };
 
@@ -153,6 +154,7 @@ void loadApi() {
   resolve(gx.cpAsyncWaitAll, "moe_gpuexec_cp_async_wait_all");
   resolve(gx.sharedMemory, "moe_gpuexec_shared_memory");
   resolve(gx.trap, "moe_gpuexec_trap");
+  resolve(gx.checkAccess, "moe_gpuexec_check_access");
   resolve(gx.testFunction, "moe_gpuexec_test_function");
 }
 
@@ -1298,6 +1300,9 @@ TEST_F(Executor, KernelFunctionsAbortOutsideALaunch) {
   EXPECT_DEATH(gx.sreg(0), "moe-gpu-executor: moe_gpuexec_sreg called outside "
                            "a kernel launch");
   EXPECT_DEATH(gx.barrier(0), "moe_gpuexec_barrier called outside");
+  int word = 0;
+  EXPECT_DEATH(gx.checkAccess(&word, 4, 0, 1),
+               "moe_gpuexec_check_access called outside");
 }
 
 //===----------------------------------------------------------------------===//
@@ -1361,6 +1366,254 @@ TEST_F(Executor, GemmWithCpAsyncLdmatrixAndMma) {
         expected += fa[m][k] * fb[k][n];
       EXPECT_EQ(c[m * 16 + n], expected) << "C[" << m << "][" << n << "]";
     }
+}
+
+//===----------------------------------------------------------------------===//
+// Memory access checks (moe_gpuexec_check_access)
+//===----------------------------------------------------------------------===//
+
+std::string hex(const void *p) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%p", p);
+  return buf;
+}
+
+// What a translated kernel does for a load or store: the check, then the
+// access (up to 1024 bytes) of `bytes` at base + offset; at site 7.
+void kAccess(void **p) {
+  char *address = arg<char *>(p, 0) + arg<int64_t>(p, 1);
+  auto bytes = arg<uint64_t>(p, 2);
+  bool store = arg<uint32_t>(p, 3);
+  gx.checkAccess(address, bytes, store, 7);
+  char scratch[1024];
+  if (!bytes)
+    return;
+  if (store)
+    std::memset(address, 0x5a, bytes);
+  else
+    std::memcpy(scratch, address, bytes);
+  asm volatile("" : : "r"(scratch) : "memory"); // keep the load
+}
+
+class AccessCheck : public Executor {
+protected:
+  CUresult access(const void *base, int64_t offset, uint64_t bytes,
+                  bool store) {
+    uint32_t isStore = store;
+    return launch(kAccess, "access", {}, {1},
+                  {&base, &offset, &bytes, &isStore});
+  }
+  std::string accessFailing(const void *base, int64_t offset, uint64_t bytes,
+                            bool store) {
+    uint32_t isStore = store;
+    return launchFailing(kAccess, "access", {}, {1},
+                         {&base, &offset, &bytes, &isStore});
+  }
+};
+
+TEST_F(AccessCheck, DeviceMemoryInBounds) {
+  char *buffer = alloc<char>(1000);
+  EXPECT_EQ(access(buffer, 0, 4, false), kSuccess);
+  EXPECT_EQ(access(buffer, 996, 4, true), kSuccess);
+  EXPECT_EQ(access(buffer, 0, 1000, false), kSuccess);
+  EXPECT_EQ(access(buffer, 999, 1, true), kSuccess);
+  // Zero bytes are fine anywhere.
+  EXPECT_EQ(access(reinterpret_cast<const void *>(uintptr_t(16)), 0, 0, false),
+            kSuccess);
+  EXPECT_EQ(access(buffer, 5000, 0, true), kSuccess);
+}
+
+TEST_F(AccessCheck, LoadPastTheEndFailsInsideTheRounding) {
+  // 1000 bytes are rounded up to 1024: the element right after the last
+  // is still host memory of the allocation, but not the kernel's.
+  auto *buffer = alloc<float>(250);
+  std::string err = accessFailing(buffer, 1000, 4, false);
+  EXPECT_NE(err.find("kernel 'access' (grid 1x1x1, block 1x1x1): block "
+                     "(0,0,0) thread (0,0,0): out-of-bounds load of 4 bytes "
+                     "at " +
+                     hex(reinterpret_cast<char *>(buffer) + 1000) +
+                     " (site 7): 4 bytes past the end of a 1000-byte device "
+                     "allocation at " +
+                     hex(buffer) + " (offset 1000)"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  // Further out, and before the start.
+  err = accessFailing(buffer, 1016, 8, true);
+  EXPECT_NE(err.find("out-of-bounds store of 8 bytes at " +
+                     hex(reinterpret_cast<char *>(buffer) + 1016) +
+                     " (site 7): 24 bytes past the end of a 1000-byte"),
+            std::string::npos)
+      << err;
+  err = accessFailing(buffer, -4, 4, false);
+  EXPECT_NE(err.find(": 4 bytes before the start of a 1000-byte device "
+                     "allocation at " +
+                     hex(buffer)),
+            std::string::npos)
+      << err;
+}
+
+TEST_F(AccessCheck, AccessSpanningTheEndFails) {
+  char *buffer = alloc<char>(1000);
+  std::string err = accessFailing(buffer, 996, 8, false);
+  EXPECT_NE(err.find("out-of-bounds load of 8 bytes at " + hex(buffer + 996) +
+                     " (site 7): 4 bytes past the end of a 1000-byte device "
+                     "allocation at " +
+                     hex(buffer) + " (offset 996)"),
+            std::string::npos)
+      << err;
+  // Starting inside the rounding to 256 bytes.
+  err = accessFailing(buffer, 1020, 8, true);
+  EXPECT_NE(err.find(": 28 bytes past the end of a 1000-byte device "
+                     "allocation at " +
+                     hex(buffer) + " (offset 1020)"),
+            std::string::npos)
+      << err;
+}
+
+TEST_F(AccessCheck, StoreToFreedAllocationFails) {
+  CUdeviceptr p = 0;
+  ASSERT_EQ(gx.cuMemAlloc(&p, 512), kSuccess);
+  auto *freed = reinterpret_cast<char *>(uintptr_t(p));
+  EXPECT_EQ(access(freed, 16, 4, true), kSuccess);
+  ASSERT_EQ(gx.cuMemFree(p), kSuccess);
+  std::string err = accessFailing(freed, 16, 4, true);
+  EXPECT_NE(err.find("out-of-bounds store of 4 bytes at " + hex(freed + 16) +
+                     " (site 7): inside a 512-byte device allocation at " +
+                     hex(freed) + " that has been freed (offset 16)"),
+            std::string::npos)
+      << err;
+}
+
+TEST_F(AccessCheck, HostMemoryFails) {
+  // Device pointers are the only global memory: host memory, even memory
+  // the host could register with CUDA, is not the kernel's.
+  std::vector<float> host(64, 1.0f);
+  std::string err = accessFailing(host.data(), 0, 4, false);
+  EXPECT_NE(err.find("out-of-bounds load of 4 bytes at " + hex(host.data()) +
+                     " (site 7): "),
+            std::string::npos)
+      << err;
+  static float global[4];
+  err = accessFailing(global, 0, 4, true);
+  EXPECT_NE(err.find("out-of-bounds store of 4 bytes at " + hex(global)),
+            std::string::npos)
+      << err;
+}
+
+// Shared memory of 64 static and `dynamic` bytes: every thread of each
+// block checks and stores the last word (thread t at word -1 - t), then
+// thread 0 of block 1 the word at offset `offset`.
+void kSharedAccess(void **p) {
+  auto *s = static_cast<char *>(gx.sharedMemory(64));
+  uint64_t total = 64 + arg<uint32_t>(p, 0);
+  uint32_t t = gx.sreg(kTidX);
+  char *word = s + total - 4 * (t + 1);
+  gx.checkAccess(word, 4, 1, 1);
+  std::memset(word, 0, 4);
+  if (gx.sreg(kCtaidX) == 1 && t == 0) {
+    char *extra = s + arg<int64_t>(p, 1);
+    gx.checkAccess(extra, 4, 0, 2);
+    asm volatile("" : : "r"(*reinterpret_cast<volatile uint32_t *>(extra)));
+  }
+}
+
+TEST_F(AccessCheck, SharedMemory) {
+  uint32_t dynamic = 128;
+  int64_t offset = 188;
+  EXPECT_EQ(launch(kSharedAccess, "shared_access", {2}, {4},
+                   {&dynamic, &offset}, dynamic),
+            kSuccess);
+  offset = 192;
+  std::string err = launchFailing(kSharedAccess, "shared_access", {2}, {4},
+                                  {&dynamic, &offset}, kLaunchFailed, dynamic);
+  EXPECT_NE(err.find("block (1,0,0) thread (0,0,0): out-of-bounds load of 4 "
+                     "bytes at "),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find(" (site 2): 4 bytes past the end of the block's 192 "
+                     "bytes of shared memory at "),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find(" (offset 192)"), std::string::npos) << err;
+}
+
+TEST_F(AccessCheck, StackArrays) {
+  // A kernel's local array is on its thread's stack; a pointer to it may be
+  // passed around, but only its own thread may use it.
+  auto kernel = [](void **p) {
+    uint32_t local[16];
+    uint32_t t = gx.sreg(kTidX);
+    for (uint32_t i = 0; i < 16; ++i) {
+      gx.checkAccess(&local[i], 4, 1, 1);
+      local[i] = t + i;
+    }
+    gx.checkAccess(local, sizeof local, 0, 2);
+    uint32_t sum = 0;
+    for (uint32_t v : local)
+      sum += v;
+    auto *out = arg<uint32_t *>(p, 0);
+    gx.checkAccess(&out[t], 4, 1, 3);
+    out[t] = sum;
+    // Thread 1 hands its array to thread 0 through shared memory.
+    auto **slot = static_cast<uint32_t **>(gx.sharedMemory(8));
+    if (t == 1)
+      *slot = local;
+    gx.barrier(4);
+    if (t == 0 && arg<uint32_t>(p, 1))
+      gx.checkAccess(*slot, 4, 0, 5);
+    gx.barrier(6);
+  };
+  auto *out = alloc<uint32_t>(2);
+  uint32_t foreign = 0;
+  ASSERT_EQ(launch(kernel, "stack", {}, {2}, {&out, &foreign}), kSuccess);
+  EXPECT_EQ(out[0], 120u);
+  EXPECT_EQ(out[1], 136u);
+  foreign = 1;
+  std::string err = launchFailing(kernel, "stack", {}, {2}, {&out, &foreign});
+  EXPECT_NE(err.find("thread (0,0,0): out-of-bounds load of 4 bytes at "),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("(site 5): in the stack of thread (1,0,0), not its own"),
+            std::string::npos)
+      << err;
+}
+
+TEST_F(AccessCheck, CpAsyncSourceIsChecked) {
+  auto kernel = [](void **p) {
+    auto *src = arg<const char *>(p, 0);
+    auto srcSize = arg<uint32_t>(p, 1);
+    auto *s = static_cast<char *>(gx.sharedMemory(16));
+    // [992, 1008) of a 1000-byte buffer: srcSize bytes are read, the rest
+    // zero-filled.
+    gx.cpAsync(s, src + 992, 16, srcSize);
+    gx.cpAsyncWaitAll();
+  };
+  char *buffer = alloc<char>(1000);
+  uint32_t srcSize = 8;
+  EXPECT_EQ(launch(kernel, "cp_tail", {}, {1}, {&buffer, &srcSize}), kSuccess);
+  srcSize = 16;
+  std::string err =
+      launchFailing(kernel, "cp_tail", {}, {1}, {&buffer, &srcSize});
+  EXPECT_NE(err.find("out-of-bounds cp.async read of 16 bytes at " +
+                     hex(buffer + 992) +
+                     ": 8 bytes past the end of a 1000-byte device "
+                     "allocation"),
+            std::string::npos)
+      << err;
+}
+
+TEST_F(AccessCheck, CanBeTurnedOff) {
+  auto *buffer = alloc<float>(250);
+  setenv("MOE_GPUEXEC_CHECK_ACCESS", "0", 1);
+  // Inside the rounding to 256 bytes: safe to read without the check.
+  EXPECT_EQ(access(buffer, 1000, 4, false), kSuccess);
+  setenv("MOE_GPUEXEC_CHECK_ACCESS", "1", 1);
+  accessFailing(buffer, 1000, 4, false);
+  setenv("MOE_GPUEXEC_CHECK_ACCESS", "0", 1);
+  EXPECT_EQ(access(buffer, 1000, 4, false), kSuccess);
+  unsetenv("MOE_GPUEXEC_CHECK_ACCESS");
+  accessFailing(buffer, 1000, 4, false);
 }
 
 //===----------------------------------------------------------------------===//
@@ -1441,6 +1694,48 @@ TEST_F(Executor, ImageLoadsAndRuns) {
     for (Handle module : modules)
       EXPECT_EQ(gx.cuModuleUnload(module), kSuccess);
   }
+}
+
+TEST_F(Executor, ImageConstantsPassTheAccessCheck) {
+  std::vector<char> image = readFile(MOE_GPUEXEC_TEST_IMAGE);
+  ASSERT_GT(image.size(), 64u);
+  Handle module = nullptr;
+  ASSERT_EQ(gx.cuModuleLoadData(&module, image.data()), kSuccess);
+  Handle lookup = nullptr, poke = nullptr;
+  ASSERT_EQ(gx.cuModuleGetFunction(&lookup, module, "lookup"), kSuccess);
+  ASSERT_EQ(gx.cuModuleGetFunction(&poke, module, "poke"), kSuccess);
+  auto *out = alloc<float>(16);
+  auto *table = alloc<uint64_t>(1);
+  void *params[] = {&out, &table};
+  ASSERT_EQ(
+      gx.cuLaunchKernel(lookup, 1, 1, 1, 16, 1, 1, 0, nullptr, params, nullptr),
+      kSuccess);
+  const float expected[8] = {1.5f, -2.0f, 3.0f, 4.0f, 5.0f, 6.0f, 7.0f, 8.25f};
+  for (int t = 0; t < 16; ++t)
+    EXPECT_EQ(out[t], expected[t % 8]) << t;
+  ASSERT_NE(*table, 0u);
+  // Its constants are read-only: a store fails the check, not the process.
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(
+      gx.cuLaunchKernel(poke, 1, 1, 1, 1, 1, 1, 0, nullptr, params, nullptr),
+      kLaunchFailed);
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(
+      err.find("store of 4 bytes at " +
+               hex(reinterpret_cast<const char *>(uintptr_t(*table)) + 8) +
+               " (site 8) into read-only memory: a "),
+      std::string::npos)
+      << err;
+  EXPECT_NE(err.find("-byte kernel image segment at "), std::string::npos)
+      << err;
+  EXPECT_EQ(gx.cuModuleUnload(module), kSuccess);
+  // Once unloaded, its memory is no longer the kernels'.
+  const void *constants = reinterpret_cast<const void *>(uintptr_t(*table));
+  int64_t offset = 0;
+  uint64_t bytes = 4;
+  uint32_t isStore = 0;
+  launchFailing(kAccess, "access", {}, {1},
+                {&constants, &offset, &bytes, &isStore});
 }
 
 TEST_F(Executor, ImageWithUnknownLibdeviceFunctionIsRejected) {
