@@ -88,7 +88,7 @@ cl::opt<GPUBinary> gpuBinary(
 cl::opt<bool> cudaSharedMemoryStages(
     "cuda-shared-memory-stages",
     cl::desc("--target=cuda: tensor-core GEMMs with K % 8 == 0 stage their "
-             "operands in shared memory (two-stage cp.async pipeline, "
+             "operands in shared memory (three-stage cp.async pipeline, "
              "ldmatrix fragments); false: fragments from global memory"),
     cl::init(true), cl::cat(category));
 // Not for users: a deliberately wrong tensor-core fragment layout, with

@@ -26,7 +26,7 @@ def ConvertMoEToGPU : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
       f16/bf16 weights run on tensor cores (`nvvm.mma.sync`, m16n8k16,
       f32 accumulation) in tiles of 64 of one expert's rows by 32 columns,
       4 warps; when K % 8 == 0 each k-tile of 32 is staged in shared memory
-      by a two-stage `nvgpu.device_async_copy` (cp.async) pipeline and
+      by a three-stage `nvgpu.device_async_copy` (cp.async) pipeline and
       fragments are read with `nvgpu.ldmatrix` (rows padded against bank
       conflicts), else fragments are loaded from global memory. f32
       weights run a SIMT kernel.
@@ -48,7 +48,7 @@ def ConvertMoEToGPU : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
     Option<"sharedMemoryStages", "shared-memory-stages", "bool",
            /*default=*/"true",
            "Tensor-core GEMMs with K % 8 == 0 stage their operands in shared "
-           "memory (two-stage cp.async pipeline, ldmatrix fragments); off: "
+           "memory (three-stage cp.async pipeline, ldmatrix fragments); off: "
            "fragments loaded from global memory">,
     Option<"testMisplaceFragment", "test-misplace-fragment", "bool",
            /*default=*/"false",

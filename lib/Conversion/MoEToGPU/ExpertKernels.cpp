@@ -335,17 +335,17 @@ void emitTensorCoreGemm(ImplicitLocOpBuilder &b, const GroupedGemm &gemm,
 // The same tiles, warps and accumulator layout as above, but operands reach
 // the registers the way sm_80 kernels feed tensor cores: each k-tile of 32
 // (the A rows and every product's weight rows of the block) is copied to
-// shared memory with 16-byte cp.async (zero-filled outside the tile), two
-// stages deep so that the copies of k-tile t + 1 run while t is multiplied,
-// and fragments are read with ldmatrix x4. Rows are padded by 8 elements
-// (a pitch of 80 bytes), which puts the 8 rows one ldmatrix matrix reads in
-// 8 distinct groups of 4 banks. Needs K % 8 == 0 (16-byte rows); A in
-// another type than the multiplicands (f32 tokens) is converted on its way
-// to shared memory by plain loads and stores.
+// shared memory with 16-byte cp.async (zero-filled outside the tile),
+// kStages deep so that the copies of k-tiles t + 1 .. t + kStages - 1 are in
+// flight while t is multiplied, and fragments are read with ldmatrix x4. Rows
+// are padded by 8 elements (a pitch of 80 bytes), which puts the 8 rows one
+// ldmatrix matrix reads in 8 distinct groups of 4 banks. Needs K % 8 == 0
+// (16-byte rows); A in another type than the multiplicands (f32 tokens) is
+// converted on its way to shared memory by plain loads and stores.
 
 constexpr int64_t kStageDepth = 32;
 constexpr int64_t kSmemPitch = kStageDepth + 8;
-constexpr int64_t kStages = 2;
+constexpr int64_t kStages = 3;
 constexpr int64_t kTcThreads = 32 * kTcWarps;
 
 bool canStageInSharedMemory(const GroupedGemm &gemm) {
@@ -457,7 +457,9 @@ void emitStagedTensorCoreGemm(ImplicitLocOpBuilder &b, const GroupedGemm &gemm,
       };
 
       Value numK = ceilDiv(k, cK, kStageDepth);
-      loadStage(k.index(0), k.index(0));
+      // The first kStages - 1 k-tiles, a commit group each.
+      for (int64_t s = 0; s + 1 < kStages; ++s)
+        loadStage(k.index(s), k.index(s));
       // Per lane, the ldmatrix x4 row it addresses: A's matrices are
       // (rows 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15),
       // (rows 8-15, k 8-15), i.e. a0a1, a2a3, a4a5, a6a7; each product's
@@ -481,14 +483,15 @@ void emitStagedTensorCoreGemm(ImplicitLocOpBuilder &b, const GroupedGemm &gemm,
       SmallVector<Value> acc =
           k.loop(k.index(0), numK, init, [&](Value kt, ValueRange accIn) {
             Value stage = arith::RemUIOp::create(kb, kt, k.index(kStages));
-            Value next = k.addi(kt, k.index(1));
-            // The next k-tile's copies (zeros past the end) overlap this
-            // one's products; waiting for all groups but the newest leaves
-            // only them in flight.
+            // k-tile kt + kStages - 1 (zeros past the end) goes to the stage
+            // the previous iteration read; waiting for all groups but the
+            // newest kStages - 1 completes k-tile kt's and leaves the later
+            // ones in flight while kt is multiplied.
+            Value ahead = k.addi(kt, k.index(kStages - 1));
             Value pending = loadStage(
-                next, arith::RemUIOp::create(kb, next, k.index(kStages)));
+                ahead, arith::RemUIOp::create(kb, ahead, k.index(kStages)));
             nvgpu::DeviceAsyncWaitOp::create(kb, pending,
-                                             kb.getI32IntegerAttr(1));
+                                             kb.getI32IntegerAttr(kStages - 1));
             gpu::BarrierOp::create(kb);
             SmallVector<Value> accOut(accIn.begin(), accIn.end());
             for (int64_t ks = 0; ks < kStageDepth / 16; ++ks) {

@@ -79,30 +79,30 @@ func.func @dispatch_expert_capacity(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>,
 // linear products (2 x 4 n-tiles per k16 step) and its activation is applied
 // in the first GEMM's epilogue, stored as bf16 for the second GEMM.
 // K % 8 == 0: each k-tile of 32 is staged in shared memory (A and a buffer
-// per product, two stages, rows padded to 40), f32 tokens converted on the
-// way, weights by cp.async with zero fill; the next k-tile's copies are in
-// flight while this one's fragments are read with ldmatrix x4.
+// per product, three stages, rows padded to 40), f32 tokens converted on the
+// way, weights by cp.async with zero fill; the next two k-tiles' copies are
+// in flight while this one's fragments are read with ldmatrix x4.
 // CHECK-LABEL: func.func @expert_bf16
 // CHECK:         %[[ACT:.*]] = memref.alloc(%{{.*}}) : memref<?x32xbf16>
-// CHECK:         gpu.launch {{.*}} threads({{.*}}) in (%{{.*}} = %c128{{.*}} module(@moe_kernels) function(@moe_expert_up_mma) workgroup(%[[SA:.*]] : memref<2x64x40xbf16, #gpu.address_space<workgroup>>, %[[SG:.*]] : memref<2x32x40xbf16, #gpu.address_space<workgroup>>, %[[SL:.*]] : memref<2x32x40xbf16, #gpu.address_space<workgroup>>)
+// CHECK:         gpu.launch {{.*}} threads({{.*}}) in (%{{.*}} = %c128{{.*}} module(@moe_kernels) function(@moe_expert_up_mma) workgroup(%[[SA:.*]] : memref<3x64x40xbf16, #gpu.address_space<workgroup>>, %[[SG:.*]] : memref<3x32x40xbf16, #gpu.address_space<workgroup>>, %[[SL:.*]] : memref<3x32x40xbf16, #gpu.address_space<workgroup>>)
 // CHECK-COUNT-16:  memref.store %{{.*}}, %[[SA]][%c0,
-// CHECK:           nvgpu.device_async_copy %{{.*}}, %[[SG]][%c0, {{.*}}], 8, %{{.*}} : memref<4x64x16xbf16> to memref<2x32x40xbf16, #gpu.address_space<workgroup>>
-// CHECK:           nvgpu.device_async_copy %{{.*}}, %[[SL]][%c0, {{.*}}], 8, %{{.*}} : memref<4x64x16xbf16> to memref<2x32x40xbf16, #gpu.address_space<workgroup>>
+// CHECK:           nvgpu.device_async_copy %{{.*}}, %[[SG]][%c0, {{.*}}], 8, %{{.*}} : memref<4x64x16xbf16> to memref<3x32x40xbf16, #gpu.address_space<workgroup>>
+// CHECK:           nvgpu.device_async_copy %{{.*}}, %[[SL]][%c0, {{.*}}], 8, %{{.*}} : memref<4x64x16xbf16> to memref<3x32x40xbf16, #gpu.address_space<workgroup>>
 // CHECK:           nvgpu.device_async_create_group
 // CHECK:           scf.for
 // CHECK:             nvgpu.device_async_copy
 // CHECK:             nvgpu.device_async_copy
 // CHECK:             %[[GROUP:.*]] = nvgpu.device_async_create_group
-// CHECK:             nvgpu.device_async_wait %[[GROUP]] {numGroups = 1 : i32}
+// CHECK:             nvgpu.device_async_wait %[[GROUP]] {numGroups = 2 : i32}
 // CHECK:             gpu.barrier
-// CHECK:             nvgpu.ldmatrix %[[SA]]{{.*}} {numTiles = 4 : i32, transpose = false} : memref<2x64x40xbf16, #gpu.address_space<workgroup>> -> vector<4x2xbf16>
+// CHECK:             nvgpu.ldmatrix %[[SA]]{{.*}} {numTiles = 4 : i32, transpose = false} : memref<3x64x40xbf16, #gpu.address_space<workgroup>> -> vector<4x2xbf16>
 // CHECK:             nvgpu.ldmatrix %[[SG]]{{.*}} {numTiles = 4 : i32, transpose = false}
 // CHECK-COUNT-2:     nvvm.mma.sync {{.*}} {layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, multiplicandAPtxType = #nvvm.mma_type<bf16>, multiplicandBPtxType = #nvvm.mma_type<bf16>, shape = #nvvm.shape<m = 16, n = 8, k = 16>}
 // CHECK-COUNT-14:    nvvm.mma.sync
 // CHECK:             gpu.barrier
 // CHECK:           math.exp
 // CHECK:           memref.store %{{.*}}, %[[ACT]]
-// CHECK:         gpu.launch {{.*}} function(@moe_expert_down_mma) workgroup(%{{.*}} : memref<2x64x40xbf16, #gpu.address_space<workgroup>>, %{{.*}} : memref<2x32x40xbf16, #gpu.address_space<workgroup>>)
+// CHECK:         gpu.launch {{.*}} function(@moe_expert_down_mma) workgroup(%{{.*}} : memref<3x64x40xbf16, #gpu.address_space<workgroup>>, %{{.*}} : memref<3x32x40xbf16, #gpu.address_space<workgroup>>)
 // CHECK:           nvgpu.device_async_copy %[[ACT]]
 // CHECK:           scf.for
 // CHECK-COUNT-8:     nvvm.mma.sync
