@@ -103,9 +103,9 @@ EP_CASES = [
 
 EP_KEYS = set(EP_DEFAULTS)
 
-# The cases also run with the cuda target's kernels executed as host loops
-# (moe-compile --emulate-cuda-kernels, for the single-rank module and every
-# EP module): ep-emulated.<case>.np<P>, labels mpi and cuda-emulated. A few
+# The cases also run as cuda modules on the GPU executor (moe-compile
+# --target=cuda --gpu-binary=executor, for the single-rank module and every
+# EP module): ep-executor.<case>.np<P>, labels mpi and gpu-executor. A few
 # that cover the exchanges' corner cases: balanced routing, every slot on
 # one rank, ranks with zero tokens, padding experts, a shared expert.
 EMULATED_CASES = ["balanced_k2", "one_rank_first_k2", "tokens3", "e5_k2",

@@ -9,7 +9,7 @@ the single-rank module (docs/ExpertParallel.md).
     run_ep_case.py --list-tests                          "<case> <P>" lines
                                                          (what CMake registers)
     run_ep_case.py --list-emulated-tests                 the same for the
-                                                         cuda-emulated subset
+                                                         executor subset
 
 For one case at P ranks, in WORK/<case>/np<P>/: gen_case.py writes
 layer.mlir and the inputs (ep_cases.py: the case list), then
@@ -637,7 +637,7 @@ def main():
                     help="print '<case> <P>' per test and exit")
     ap.add_argument("--list-emulated-tests", action="store_true",
                     help="print '<case> <P>' per test of the subset run "
-                         "with --emulate-cuda-kernels and exit")
+                         "as cuda modules on the GPU executor and exit")
     ap.add_argument("cases", nargs="*")
     args = ap.parse_args()
     if args.list_tests:
