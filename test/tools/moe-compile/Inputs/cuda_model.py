@@ -93,30 +93,29 @@ def main():
                 print(f"{tag} {arch} ptxas-ok {name}")
 
         inputs = open(os.path.join(out, "inputs.txt")).read().split()
-        compare = run([sys.executable, os.path.join(LIB, "onnx_vs_ort.py"), model,
-                       *inputs, "--no-ort", "--workdir", os.path.join(out, "emulated"),
-                       "--compile-arg=--target=cuda",
-                       "--compile-arg=--emulate-cuda-kernels",
-                       # The kernels as host loops are one large function:
-                       # LLVM's optimiser would take most of the test's time.
-                       "--compile-arg=-O0",
-                       "--expected", os.path.join(out, "torch_{i}.npy")],
-                      f"{tag} emulated")
-        for line in compare.splitlines():
-            print(f"{tag} emulated {line}")
+        # The kernels as host loops are one large function: LLVM's
+        # optimiser would take most of the test's time (-O0).
+        compare_with_torch(tag, "emulated", model, inputs, out,
+                           ["--target=cuda", "--emulate-cuda-kernels", "-O0"])
         if args.executor:
-            compare = run([sys.executable, os.path.join(LIB, "onnx_vs_ort.py"),
-                           model, *inputs, "--no-ort", "--workdir",
-                           os.path.join(out, "executor"),
-                           "--compile-arg=--target=cuda",
-                           "--compile-arg=--cuda-arch=sm_90",
-                           "--compile-arg=--gpu-binary=executor",
-                           "--expected", os.path.join(out, "torch_{i}.npy")],
-                          f"{tag} executor")
-            for line in compare.splitlines():
-                print(f"{tag} executor {line}")
+            compare_with_torch(tag, "executor", model, inputs, out,
+                               ["--target=cuda", "--cuda-arch=sm_90",
+                                "--gpu-binary=executor"])
         if mode == "dynamic" and not args.kv_cache:
             run_other_shape(args, tag, out)
+
+
+def compare_with_torch(tag, variant, model, inputs, out, compile_args):
+    """Compiles `model` with `compile_args` into OUT/VARIANT, runs it and
+    prints one "TAG VARIANT output I ... PASS" line per output against
+    torch eager's."""
+    compare = run([sys.executable, os.path.join(LIB, "onnx_vs_ort.py"), model,
+                   *inputs, "--no-ort", "--workdir", os.path.join(out, variant),
+                   *["--compile-arg=" + a for a in compile_args],
+                   "--expected", os.path.join(out, "torch_{i}.npy")],
+                  f"{tag} {variant}")
+    for line in compare.splitlines():
+        print(f"{tag} {variant} {line}")
 
 
 def run_other_shape(args, tag, out):
