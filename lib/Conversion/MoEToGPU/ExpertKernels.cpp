@@ -174,15 +174,41 @@ Value packPair(KernelEmitter &k, Value lo, Value hi) {
   return vector::ExtractOp::create(b, word, ArrayRef<int64_t>{0});
 }
 
+/// Where a thread's mma fragments lie in the block's tile: warp w owns rows
+/// 16w .. 16w + 15; lane = 4g + t holds rows g (rows[0]) and g + 8 (rows[1])
+/// and columns 2t, 2t + 1 (twoT) of its A and C/D fragments.
+struct FragmentLayout {
+  Value warp, lane;
+  std::array<Value, 2> rows, rowsValid;
+  Value twoT;
+};
+
+FragmentLayout fragmentLayout(KernelEmitter &k, Value threadX,
+                              const Tile &tile) {
+  ImplicitLocOpBuilder &kb = k.builder();
+  Value c4 = k.index(4);
+  FragmentLayout f;
+  f.warp = arith::DivUIOp::create(kb, threadX, k.index(32));
+  f.lane = arith::RemUIOp::create(kb, threadX, k.index(32));
+  Value group = arith::DivUIOp::create(kb, f.lane, c4);
+  Value inGroup = arith::RemUIOp::create(kb, f.lane, c4);
+  f.rows[0] = k.addi(k.addi(tile.rowStart, k.muli(f.warp, k.index(16))), group);
+  f.rows[1] = k.addi(f.rows[0], k.index(8));
+  for (int64_t i = 0; i < 2; ++i)
+    f.rowsValid[i] = k.cmpi(arith::CmpIPredicate::ult, f.rows[i], tile.rowEnd);
+  f.twoT = k.muli(inGroup, k.index(2));
+  return f;
+}
+
 /// Writes a warp's accumulators (for each product, kTcTileCols / 8 n-tiles
-/// of 4 f32 registers): c0c1 at row g (rows[0]), c2c3 at row g + 8
-/// (rows[1]); columns colBase + n * 8 + 2t and + 1. Biases are added and
-/// the GEMM's epilogue applied in range only.
+/// of 4 f32 registers): c0c1 at row g, c2c3 at row g + 8; columns
+/// colBase + n * 8 + 2t and + 1. Biases are added and the GEMM's epilogue
+/// applied in range only.
 void emitFragmentEpilogue(KernelEmitter &k, const GroupedGemm &gemm,
                           const Tile &tile, ArrayRef<Value> acc,
-                          std::array<Value, 2> rows,
-                          std::array<Value, 2> rowsValid, Value colBase,
-                          Value twoT) {
+                          const FragmentLayout &f, Value colBase) {
+  const std::array<Value, 2> &rows = f.rows, &rowsValid = f.rowsValid;
+  Value twoT = f.twoT;
   constexpr int64_t nTiles = kTcTileCols / 8;
   int64_t numProducts = gemm.products.size();
   Value cJ = k.index(gemm.numCols);
@@ -245,21 +271,14 @@ void emitTensorCoreGemm(ImplicitLocOpBuilder &b, const GroupedGemm &gemm,
                              kTcTileRows, id.blockX);
         Value cE = k.index(gemm.numExperts);
         k.ifThen(k.cmpi(arith::CmpIPredicate::ult, tile.expert, cE), [&] {
-          Value c32 = k.index(32), c4 = k.index(4);
-          Value warp = arith::DivUIOp::create(kb, id.threadX, c32);
-          Value lane = arith::RemUIOp::create(kb, id.threadX, c32);
-          Value group = arith::DivUIOp::create(kb, lane, c4);
-          Value inGroup = arith::RemUIOp::create(kb, lane, c4);
-          Value r0 =
-              k.addi(k.addi(tile.rowStart, k.muli(warp, k.index(16))), group);
-          Value r1 = k.addi(r0, k.index(8));
-          Value valid0 = k.cmpi(arith::CmpIPredicate::ult, r0, tile.rowEnd);
-          Value valid1 = k.cmpi(arith::CmpIPredicate::ult, r1, tile.rowEnd);
-          Value safe0 = clampIndex(k, r0, numRows);
-          Value safe1 = clampIndex(k, r1, numRows);
+          FragmentLayout frag = fragmentLayout(k, id.threadX, tile);
+          Value group = arith::DivUIOp::create(kb, frag.lane, k.index(4));
+          Value valid0 = frag.rowsValid[0], valid1 = frag.rowsValid[1];
+          Value safe0 = clampIndex(k, frag.rows[0], numRows);
+          Value safe1 = clampIndex(k, frag.rows[1], numRows);
           Value colBase = k.muli(id.blockY, k.index(kTcTileCols));
           Value cK = k.index(gemm.depth), cJ = k.index(gemm.numCols);
-          Value twoT = k.muli(inGroup, k.index(2));
+          Value twoT = frag.twoT;
 
           // Weight rows this thread reads for B fragments: column n * 8 + g of
           // the block's tile, per product.
@@ -322,8 +341,7 @@ void emitTensorCoreGemm(ImplicitLocOpBuilder &b, const GroupedGemm &gemm,
               },
               k.index(16));
 
-          emitFragmentEpilogue(k, gemm, tile, acc, {r0, r1}, {valid0, valid1},
-                               colBase, twoT);
+          emitFragmentEpilogue(k, gemm, tile, acc, frag, colBase);
         });
       });
 }
@@ -391,13 +409,10 @@ void emitStagedTensorCoreGemm(ImplicitLocOpBuilder &b, const GroupedGemm &gemm,
     // Block-uniform: every thread of the block takes the same branch, so
     // the barriers inside are reached by all.
     k.ifThen(k.cmpi(arith::CmpIPredicate::ult, tile.expert, cE), [&] {
-      Value c4 = k.index(4), c8 = k.index(8), c16 = k.index(16),
-            c32 = k.index(32);
+      Value c4 = k.index(4), c8 = k.index(8), c16 = k.index(16);
       Value tid = id.threadX;
-      Value warp = arith::DivUIOp::create(kb, tid, c32);
-      Value lane = arith::RemUIOp::create(kb, tid, c32);
-      Value group = arith::DivUIOp::create(kb, lane, c4);
-      Value inGroup = arith::RemUIOp::create(kb, lane, c4);
+      FragmentLayout frag = fragmentLayout(k, tid, tile);
+      Value warp = frag.warp, lane = frag.lane;
       Value colBase = k.muli(id.blockY, k.index(kTcTileCols));
       Value cK = k.index(gemm.depth), cJ = k.index(gemm.numCols);
       Value lastChunk = k.index(gemm.depth - 8);
@@ -529,12 +544,7 @@ void emitStagedTensorCoreGemm(ImplicitLocOpBuilder &b, const GroupedGemm &gemm,
             return accOut;
           });
 
-      Value r0 = k.addi(k.addi(tile.rowStart, k.muli(warp, c16)), group);
-      Value r1 = k.addi(r0, c8);
-      emitFragmentEpilogue(k, gemm, tile, acc, {r0, r1},
-                           {k.cmpi(arith::CmpIPredicate::ult, r0, tile.rowEnd),
-                            k.cmpi(arith::CmpIPredicate::ult, r1, tile.rowEnd)},
-                           colBase, k.muli(inGroup, k.index(2)));
+      emitFragmentEpilogue(k, gemm, tile, acc, frag, colBase);
     });
   };
   launch(b, gemm.name, gridX, gridY, kTcThreads, 1, body, sharedTypes);
