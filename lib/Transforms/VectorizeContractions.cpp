@@ -543,9 +543,9 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
     // of rows but the first hits L1, so the first block of each step would
     // otherwise wait on memory (a quarter of the kernel's time at 128
     // rows). Full blocks of rows each prefetch a share of the next steps'
-    // cache lines before they start; a partial block (all of decode's
-    // rows) prefetches row t + 128 as it reads row t, so that the requests
-    // are spread over its loop rather than issued at once.
+    // cache lines, a line per step; a partial block (all of decode's rows)
+    // prefetches row t + 128 as it reads row t. Either way the requests are
+    // spread over the loop rather than issued at once.
     Value rowBlocks = arith::MaxUIOp::create(
         b, arith::CeilDivUIOp::create(b, rows, e.index(kPackedRows)), c1);
     Value nextLines = e.index(kPackedDepth * vectors);
@@ -634,22 +634,35 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
                   b, e.addi(kb, e.index(kPackedDepth)), depth);
               forEachRowBlock(b, c0, rows, [&](Value m0, int64_t mr) {
                 bool fullBlock = mr == kPackedRows;
+                // A full block's share of the next steps' lines: one per
+                // step of its own loop where the share is at most a line
+                // per step (from 24 rows: issued at once, they filled the
+                // miss buffers and stalled the block's first steps), else
+                // all before it starts (fewer rows, where the weights'
+                // stream bounds the time and the requests want the most
+                // lead).
+                Value firstLine, spreadEnd, endLine;
+                auto prefetchLine = [&](Value line) {
+                  Value k =
+                      e.addi(e.addi(kb, ahead),
+                             arith::ShRUIOp::create(
+                                 b, line, e.index(llvm::Log2_64(vectors))));
+                  prefetch(p, k,
+                           e.muli(arith::AndIOp::create(b, line,
+                                                        e.index(vectors - 1)),
+                                  e.index(lanes * stepsOfK)));
+                };
                 if (fullBlock) {
-                  Value firstLine = e.muli(
+                  firstLine = e.muli(
                       arith::DivUIOp::create(b, m0, e.index(kPackedRows)),
                       linesPerBlock);
-                  Value endLine = arith::MinUIOp::create(
+                  endLine = arith::MinUIOp::create(
                       b, e.addi(firstLine, linesPerBlock), nextLines);
-                  e.loop(firstLine, endLine, [&](Value line) {
-                    Value k =
-                        e.addi(e.addi(kb, ahead),
-                               arith::ShRUIOp::create(
-                                   b, line, e.index(llvm::Log2_64(vectors))));
-                    prefetch(p, k,
-                             e.muli(arith::AndIOp::create(b, line,
-                                                          e.index(vectors - 1)),
-                                    e.index(lanes * stepsOfK)));
-                  });
+                  Value spread = e.cmpi(arith::CmpIPredicate::ule,
+                                        linesPerBlock, e.subi(last, kb));
+                  spreadEnd =
+                      arith::SelectOp::create(b, spread, endLine, firstLine);
+                  e.loop(spreadEnd, endLine, prefetchLine);
                 }
                 emitOuterProductBlock(
                     b, c, m0, mr, n0, vectors, kb, last,
@@ -657,6 +670,15 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
                       if (!fullBlock)
                         prefetch(p, e.addi(t, ahead),
                                  e.index(g * lanes * stepsOfK));
+                      else if (g == 0)
+                        // Past the spread lines, the last of them (or the
+                        // share's first) again, an L2 hit, rather than a
+                        // branch per step.
+                        prefetchLine(arith::MinUIOp::create(
+                            b, e.addi(firstLine, e.subi(t, kb)),
+                            e.subi(arith::MaxUIOp::create(
+                                       b, spreadEnd, e.addi(firstLine, c1)),
+                                   c1)));
                       return loadB(p, t, g);
                     },
                     [&](Value m, Value t) { return broadcastA(aRow(m), t); },
