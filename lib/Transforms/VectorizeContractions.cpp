@@ -550,22 +550,33 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
         b, arith::CeilDivUIOp::create(b, rows, e.index(kPackedRows)), c1);
     Value nextLines = e.index(kPackedDepth * vectors);
     Value linesPerBlock = arith::CeilDivUIOp::create(b, nextLines, rowBlocks);
-    Value lastPanel = e.subi(panels, c1), lastK = e.subi(depth, c1);
     Value ahead = e.index(kPackedDepth);
-    // Prefetches `column` of row k of panel p, or past the panel's end row
-    // k - depth of the next panel (clamped to the last row of the last
-    // panel); selects rather than divisions, which cost more than the
-    // kernel's arithmetic at decode.
-    auto prefetch = [&](Value p, Value k, Value column) {
-      Value past = e.cmpi(arith::CmpIPredicate::uge, k, depth);
-      Value panel = arith::MinUIOp::create(
-          b, arith::SelectOp::create(b, past, e.addi(p, c1), p), lastPanel);
-      Value row = arith::MinUIOp::create(
-          b, arith::SelectOp::create(b, past, e.subi(k, depth), k), lastK);
-      memref::PrefetchOp::create(b, w, ValueRange{panel, row, column},
-                                 /*isWrite=*/false, /*localityHint=*/2,
-                                 /*isDataCache=*/true);
+    // The panels are one contiguous run (panel after panel, row after row),
+    // so a prefetch addresses it flat: row k of panel p at (p * depth + k)
+    // * rowElements, a row past a panel's end being the next panel's first
+    // (clamped to the last element). Two multiply-adds and a min per
+    // prefetch, which costs less than the kernel's arithmetic at decode.
+    SmallVector<ReassociationIndices> allDims = {{0, 1, 2}};
+    Value flat;
+    if (memref::CollapseShapeOp::isGuaranteedCollapsible(
+            cast<MemRefType>(w.getType()), allDims))
+      flat = memref::CollapseShapeOp::create(b, w, allDims);
+    Value rowElements = e.index(panelWidth * stepsOfK);
+    Value lastElement;
+    if (flat)
+      lastElement = e.subi(e.dim(flat, 0), c1);
+    // Element offset of row k of panel p.
+    auto rowStart = [&](Value p, Value k) {
+      return e.muli(e.addi(e.muli(p, depth), k), rowElements);
     };
+    auto prefetch = [&](Value offset) {
+      if (!flat)
+        return;
+      memref::PrefetchOp::create(
+          b, flat, ValueRange{arith::MinUIOp::create(b, offset, lastElement)},
+          /*isWrite=*/false, /*localityHint=*/2, /*isDataCache=*/true);
+    };
+    Value lineElements = e.index(lanes * stepsOfK);
     // Decode-sized products (one to three rows) read each panel as
     // `streams` runs of k at once, each into accumulators of its own that
     // are added at the end: one sequential stream per task left a thread
@@ -642,15 +653,10 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
                 // stream bounds the time and the requests want the most
                 // lead).
                 Value firstLine, spreadEnd, endLine;
+                // The next k-block starts at row kb + 128 of this panel.
+                Value nextBlock = rowStart(p, e.addi(kb, ahead));
                 auto prefetchLine = [&](Value line) {
-                  Value k =
-                      e.addi(e.addi(kb, ahead),
-                             arith::ShRUIOp::create(
-                                 b, line, e.index(llvm::Log2_64(vectors))));
-                  prefetch(p, k,
-                           e.muli(arith::AndIOp::create(b, line,
-                                                        e.index(vectors - 1)),
-                                  e.index(lanes * stepsOfK)));
+                  prefetch(e.addi(nextBlock, e.muli(line, lineElements)));
                 };
                 if (fullBlock) {
                   firstLine = e.muli(
@@ -668,8 +674,8 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
                     b, c, m0, mr, n0, vectors, kb, last,
                     [&](Value t, int64_t g) -> Value {
                       if (!fullBlock)
-                        prefetch(p, e.addi(t, ahead),
-                                 e.index(g * lanes * stepsOfK));
+                        prefetch(e.addi(rowStart(p, e.addi(t, ahead)),
+                                        e.index(g * lanes * stepsOfK)));
                       else if (g == 0)
                         // Past the spread lines, the last of them (or the
                         // share's first) again, an L2 hit, rather than a

@@ -391,11 +391,12 @@ func.func @gathered_unclamped(%src: memref<?x64xf32>, %tokens: memref<?xi32>, %w
 
 // Panel-major weights (-moe-pack-expert-weights): B is read in place as
 // [K, 64] panels by the outer-product block, at any row count, with the
-// next 128 steps of k prefetched; the gathered form looks its rows up
-// through the tokens.
+// next 128 steps of k prefetched through a flat view of the panels; the
+// gathered form looks its rows up through the tokens.
 // PANEL-LABEL: func.func @panel_matmul
 // PANEL-NOT: linalg.generic
-// PANEL: memref.prefetch %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}], read, locality<2>, data : memref<2x96x64xf32>
+// PANEL: %[[FLAT:.*]] = memref.collapse_shape %{{.*}} {{\[}}[0, 1, 2]] : memref<2x96x64xf32> into memref<12288xf32>
+// PANEL: memref.prefetch %[[FLAT]][%{{.*}}], read, locality<2>, data : memref<12288xf32>
 // PANEL: vector.load %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}] : memref<2x96x64xf32>, vector<16xf32>
 // PANEL: vector.fma %{{.*}}, %{{.*}}, %{{.*}} : vector<16xf32>
 #panel_a = affine_map<(m, n, k) -> (m, k)>
