@@ -50,6 +50,7 @@ struct TensorLevelOptions {
   int64_t pruneExperts = 0;
   int64_t mergeExperts = 0;
   bool placeExperts = false;
+  std::string expertWeightType;
 };
 
 /// The tensor-level start every target shares: the manifest, the layer
@@ -101,8 +102,16 @@ void addTensorLevelPasses(OpPassManager &pm, const TensorLevelOptions &o) {
     merge.merge = o.mergeExperts;
     pm.addPass(moe::createMoEMergeExperts(merge));
   }
+  // On the layers, whose routed and shared weights are still theirs, and
+  // after pruning and merging, which read the f32 weights.
+  if (!o.expertWeightType.empty()) {
+    moe::MoEConvertExpertWeightsOptions convert;
+    convert.elementType = o.expertWeightType;
+    pm.addPass(moe::createMoEConvertExpertWeights(convert));
+  }
   moe::MoEDecomposeLayerOptions decompose;
   decompose.bf16Rows = o.bf16Rows;
+  decompose.roundF32Rows = !o.expertWeightType.empty();
   decompose.fuseRouter = o.fuseRouter;
   decompose.epDispatch = o.epDispatch.str();
   pm.addPass(moe::createMoEDecomposeLayer(decompose));
@@ -222,6 +231,7 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   tensorLevel.pruneExperts = options.pruneExperts;
   tensorLevel.placeExperts = options.placeExperts;
   tensorLevel.mergeExperts = options.mergeExperts;
+  tensorLevel.expertWeightType = options.expertWeightType;
   // The cuda target's kernels (emulated here) take the unfused stages.
   if (!options.emulateCUDAKernels) {
     tensorLevel.bf16Rows = options.bf16Dot;
@@ -364,6 +374,7 @@ void moe::buildCUDALoweringPipeline(OpPassManager &pm,
   tensorLevel.pruneExperts = options.pruneExperts;
   tensorLevel.placeExperts = options.placeExperts;
   tensorLevel.mergeExperts = options.mergeExperts;
+  tensorLevel.expertWeightType = options.expertWeightType;
   addTensorLevelPasses(pm, tensorLevel);
   // The stage ops become kernels on buffers; what remains is bufferized
   // as on the CPU.

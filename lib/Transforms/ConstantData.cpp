@@ -79,3 +79,15 @@ void moe::releaseUnreferencedResources(Operation *root,
       if (auto *entry = resource.getRawHandle().getResource())
         entry->setBlob(AsmResourceBlob());
 }
+
+void moe::eraseUnusedConstants(Operation *root,
+                               ArrayRef<arith::ConstantOp> constants) {
+  SmallVector<ElementsAttr> erased;
+  for (arith::ConstantOp constant : constants) {
+    if (!constant->use_empty())
+      continue;
+    erased.push_back(cast<ElementsAttr>(constant.getValue()));
+    constant->erase();
+  }
+  releaseUnreferencedResources(root, erased);
+}

@@ -118,11 +118,12 @@ Value buildRouterLogits(PatternRewriter &rewriter, Location loc, Value tokens,
 /// Runs every shared expert on all tokens and sums their outputs. Each
 /// shared expert is a one-expert moe.expert whose single expert owns rows
 /// [0, T), so shared experts reuse the grouped-FFN lowering unchanged.
-/// Shared experts are never quantised (only the routed ones are).
-Value buildSharedExperts(PatternRewriter &rewriter, LayerOp layer,
-                         Value tokens) {
+/// Shared experts are never quantised (only the routed ones are). They read
+/// `tokens` (bf16 rows for bf16 weights with bf16-rows) and give
+/// `tokensType`.
+Value buildSharedExperts(PatternRewriter &rewriter, LayerOp layer, Value tokens,
+                         RankedTensorType tokensType) {
   Location loc = layer.getLoc();
-  auto tokensType = cast<RankedTensorType>(tokens.getType());
   auto i32 = rewriter.getI32Type();
 
   Value zero = arith::ConstantIntOp::create(rewriter, loc, i32, 0);
@@ -766,10 +767,11 @@ RoutedRows buildRankExchange(PatternRewriter &rewriter, LayerOp layer,
 }
 
 struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
-  DecomposeLayerPattern(MLIRContext *ctx, bool bf16Rows, bool fuseRouter,
-                        StringRef epDispatch)
-      : OpRewritePattern(ctx), bf16Rows(bf16Rows), fuseRouter(fuseRouter),
-        epDispatch(epDispatch.str()) {}
+  DecomposeLayerPattern(MLIRContext *ctx,
+                        const MoEDecomposeLayerOptions &options)
+      : OpRewritePattern(ctx), bf16Rows(options.bf16Rows),
+        roundF32Rows(options.roundF32Rows), fuseRouter(options.fuseRouter),
+        epDispatch(options.epDispatch) {}
 
   LogicalResult matchAndRewrite(LayerOp layer,
                                 PatternRewriter &rewriter) const override {
@@ -785,12 +787,30 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
       tokens = tensor::CollapseShapeOp::create(rewriter, loc, input, collapse);
     // bf16 tokens dispatched as they are for bf16 expert weights: both GEMM
     // operands bf16. Widening is exact, so only the bytes moved change; the
-    // expert outputs stay f32 (rounded once, at the output).
+    // expert outputs stay f32 (rounded once, at the output). With
+    // round-f32-rows, f32 tokens (an f32 model's, its expert weights made
+    // bf16 by -moe-convert-expert-weights at the user's request) are
+    // rounded to bf16 rows for them; otherwise they stay f32, as exact.
+    Type tokenElement = getElementTypeOrSelf(tokens.getType());
+    auto narrowFor = [&](Value weight) -> Value {
+      if (!bf16Rows || layer.getExpertParallelAttr() ||
+          !getElementTypeOrSelf(weight.getType()).isBF16() ||
+          !(tokenElement.isBF16() || (roundF32Rows && tokenElement.isF32())))
+        return Value();
+      return convertElements(rewriter, loc, tokens, rewriter.getBF16Type());
+    };
     Value narrowRows;
-    if (bf16Rows && !layer.getExpertParallelAttr() && !layer.getQuantAttr() &&
-        getElementTypeOrSelf(tokens.getType()).isBF16() &&
-        getElementTypeOrSelf(layer.getFc1().getType()).isBF16())
-      narrowRows = tokens;
+    if (!layer.getQuantAttr())
+      narrowRows = narrowFor(layer.getFc1());
+    Value sharedRows;
+    if (Value sharedFc1 = layer.getSharedFc1()) {
+      Type sharedElement = getElementTypeOrSelf(sharedFc1.getType());
+      if (narrowRows &&
+          sharedElement == getElementTypeOrSelf(layer.getFc1().getType()))
+        sharedRows = narrowRows;
+      else
+        sharedRows = narrowFor(sharedFc1);
+    }
     tokens = widenHalf(rewriter, loc, tokens);
     ExpertParallelAttr ep = layer.getExpertParallelAttr();
     Type stageTokensType = tokens.getType();
@@ -865,7 +885,9 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
 
     Value shared;
     if (layer.getSharedFc1())
-      shared = buildSharedExperts(rewriter, layer, tokens);
+      shared =
+          buildSharedExperts(rewriter, layer, sharedRows ? sharedRows : tokens,
+                             cast<RankedTensorType>(tokens.getType()));
     // Only hand the token input to combine when something there reads it,
     // so the common case keeps the minimal form.
     bool needsInput = layer.getSharedGate() || layer.getNumZeroExperts() > 0 ||
@@ -900,6 +922,7 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
   }
 
   bool bf16Rows;
+  bool roundF32Rows;
   bool fuseRouter;
   std::string epDispatch;
 };
@@ -917,7 +940,12 @@ struct MoEDecomposeLayerPass
       return signalPassFailure();
     }
     RewritePatternSet patterns(&getContext());
-    populateDecomposeLayerPatterns(patterns, bf16Rows, fuseRouter, epDispatch);
+    MoEDecomposeLayerOptions options;
+    options.bf16Rows = bf16Rows;
+    options.roundF32Rows = roundF32Rows;
+    options.fuseRouter = fuseRouter;
+    options.epDispatch = epDispatch;
+    populateDecomposeLayerPatterns(patterns, options);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }
@@ -925,9 +953,7 @@ struct MoEDecomposeLayerPass
 
 } // namespace
 
-void mlir::moe::populateDecomposeLayerPatterns(RewritePatternSet &patterns,
-                                               bool bf16Rows, bool fuseRouter,
-                                               StringRef epDispatch) {
-  patterns.add<DecomposeLayerPattern>(patterns.getContext(), bf16Rows,
-                                      fuseRouter, epDispatch);
+void mlir::moe::populateDecomposeLayerPatterns(
+    RewritePatternSet &patterns, const MoEDecomposeLayerOptions &options) {
+  patterns.add<DecomposeLayerPattern>(patterns.getContext(), options);
 }

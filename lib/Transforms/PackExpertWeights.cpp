@@ -143,20 +143,7 @@ struct MoEPackExpertWeightsPass
       }
       expert.setPanelWidth(panelWidth);
     });
-    eraseUnusedConstants(replaced);
-  }
-
-  /// Erases the replaced constants nothing reads any more, and releases
-  /// their resource blobs where no remaining op refers to them.
-  void eraseUnusedConstants(ArrayRef<arith::ConstantOp> constants) {
-    SmallVector<ElementsAttr> erased;
-    for (arith::ConstantOp constant : constants) {
-      if (!constant->use_empty())
-        continue;
-      erased.push_back(cast<ElementsAttr>(constant.getValue()));
-      constant->erase();
-    }
-    releaseUnreferencedResources(getOperation(), erased);
+    eraseUnusedConstants(getOperation(), replaced);
   }
 };
 

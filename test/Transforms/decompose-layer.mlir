@@ -1,5 +1,6 @@
 // RUN: moe-opt %s --split-input-file --moe-decompose-layer | FileCheck %s
 // RUN: moe-opt %s --split-input-file --moe-decompose-layer=bf16-rows=1 | FileCheck %s --check-prefix=NARROW
+// RUN: moe-opt %s --split-input-file --moe-decompose-layer="bf16-rows=1 round-f32-rows=1" | FileCheck %s --check-prefix=ROUND
 // RUN: moe-opt %s --split-input-file --moe-decompose-layer=fuse-router=0 | FileCheck %s --check-prefix=UNFUSED
 
 // The ONNX Runtime test_moe_cpu.py layer: the [B, S, H] input is collapsed
@@ -149,6 +150,47 @@ func.func @bf16_rows(%x: tensor<?x32xbf16>, %logits: tensor<?x4xf32>, %w1: tenso
 func.func @bf16_tokens_f32_weights(%x: tensor<?x32xbf16>, %logits: tensor<?x4xf32>, %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>) -> tensor<?x32xbf16> {
   %0 = moe.layer %x, %logits fc1 %w1 fc2 %w2 {k = 2 : i64} : (tensor<?x32xbf16>, tensor<?x4xf32>, tensor<4x16x32xf32>, tensor<4x32x16xf32>) -> tensor<?x32xbf16>
   return %0 : tensor<?x32xbf16>
+}
+
+// -----
+
+// f32 tokens with bf16 expert weights (-moe-convert-expert-weights): with
+// bf16-rows and round-f32-rows the tokens are rounded to bf16 rows once,
+// for the routed experts' dispatch and the shared experts (bf16 too)
+// alike; the route and the combine keep the f32 tokens, and the expert
+// outputs are f32. bf16-rows alone keeps the f32 rows (bf16 weights alone
+// do not round a model's activations).
+// NARROW-LABEL: func @f32_tokens_bf16_weights
+// NARROW-NOT:    arith.truncf
+// NARROW:        moe.dispatch %{{.*}}, %{{.*}} {num_experts = 4 : i64} : tensor<?x32xf32>
+// NARROW-NOT:    arith.truncf
+// NARROW:        return
+// ROUND-LABEL: func @f32_tokens_bf16_weights
+// ROUND-SAME:  (%[[X:.*]]: tensor<?x32xf32>, %[[R:.*]]: tensor<4x32xf32>
+// ROUND:        %[[ROUNDED:.*]] = linalg.generic {{.*}} ins(%[[X]] : tensor<?x32xf32>) outs(%{{.*}} : tensor<?x32xbf16>)
+// ROUND:          arith.truncf %{{.*}} : f32 to bf16
+// ROUND:        moe.route %[[X]] router_weight %[[R]]
+// ROUND:        %[[ROWS:.*]], %[[OFFSETS:.*]], %{{.*}}, %{{.*}} = moe.dispatch %[[ROUNDED]], %{{.*}} {num_experts = 4 : i64} : tensor<?x32xbf16>, tensor<?x2xi32> -> tensor<?x32xbf16>,
+// ROUND:        moe.expert %[[ROWS]], %[[OFFSETS]] {{.*}} : (tensor<?x32xbf16>, tensor<5xi32>, tensor<4x16x32xbf16>, tensor<4x32x16xbf16>) -> tensor<?x32xf32>
+// ROUND:        moe.expert %[[ROUNDED]], %{{.*}} fc1 {{.*}} : (tensor<?x32xbf16>, tensor<2xi32>, tensor<1x16x32xbf16>, tensor<1x32x16xbf16>) -> tensor<?x32xf32>
+// ROUND:        moe.combine {{.*}} -> tensor<?x32xf32>
+func.func @f32_tokens_bf16_weights(%x: tensor<?x32xf32>, %r: tensor<4x32xf32>, %w1: tensor<4x16x32xbf16>, %w2: tensor<4x32x16xbf16>, %s1: tensor<1x16x32xbf16>, %s2: tensor<1x32x16xbf16>) -> tensor<?x32xf32> {
+  %0 = moe.layer %x router_weight %r fc1 %w1 fc2 %w2 shared_fc1 %s1 shared_fc2 %s2 {k = 2 : i64} : (tensor<?x32xf32>, tensor<4x32xf32>, tensor<4x16x32xbf16>, tensor<4x32x16xbf16>, tensor<1x16x32xbf16>, tensor<1x32x16xbf16>) -> tensor<?x32xf32>
+  return %0 : tensor<?x32xf32>
+}
+
+// -----
+
+// Only the shared experts' weights bf16: with round-f32-rows they get
+// rounded rows of their own; the routed f32 experts read the f32 tokens.
+// ROUND-LABEL: func @bf16_shared_weights_only
+// ROUND-SAME:  (%[[X:.*]]: tensor<?x32xf32>,
+// ROUND:        %[[ROUNDED:.*]] = linalg.generic {{.*}} ins(%[[X]] : tensor<?x32xf32>) outs(%{{.*}} : tensor<?x32xbf16>)
+// ROUND:        moe.dispatch %[[X]], %{{.*}} {num_experts = 4 : i64} : tensor<?x32xf32>
+// ROUND:        moe.expert %[[ROUNDED]], %{{.*}} fc1 {{.*}} : (tensor<?x32xbf16>, tensor<2xi32>, tensor<1x16x32xbf16>, tensor<1x32x16xbf16>) -> tensor<?x32xf32>
+func.func @bf16_shared_weights_only(%x: tensor<?x32xf32>, %r: tensor<4x32xf32>, %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>, %s1: tensor<1x16x32xbf16>, %s2: tensor<1x32x16xbf16>) -> tensor<?x32xf32> {
+  %0 = moe.layer %x router_weight %r fc1 %w1 fc2 %w2 shared_fc1 %s1 shared_fc2 %s2 {k = 2 : i64} : (tensor<?x32xf32>, tensor<4x32xf32>, tensor<4x16x32xf32>, tensor<4x32x16xf32>, tensor<1x16x32xbf16>, tensor<1x32x16xbf16>) -> tensor<?x32xf32>
+  return %0 : tensor<?x32xf32>
 }
 
 // -----

@@ -14,6 +14,12 @@ blocks of k. Each output is checked against the float64 reference at
 optimised LLVM IR must hold the panel kernel's prefetches (and not
 with --pack-expert-weights=false, which shows that check can fail).
 
+The f32_bf16_weights cases compile f32 layers with
+--expert-weight-type=bf16: the IR must hold vdpbf16ps (with AVX512-BF16;
+not without the flag), the error must be bf16's (above 1e-5, within 2e-2),
+and the same layer compiled for cuda must take the tensor-core kernels and
+pass on the GPU executor.
+
     run_constant_weights.py --bin DIR --work DIR CASE
 
 Exits 77 (skipped) where the CPU has no AVX-512 (no panel kernel) or, for
@@ -30,6 +36,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
 import numpy as np  # noqa: E402
 from bf16_layer import layer_mlir, reference, round_bf16  # noqa: E402
+
+BF16_WEIGHTS = "--expert-weight-type=bf16"
 
 # name: dtype, H, I, E, k, token counts, extra moe-compile flags, shared
 # experts (S, Is, gated) or None. H and I are multiples of 64 (whole weight
@@ -49,11 +57,16 @@ CASES = {
     "f32_shared2_padded": ("f32", 128, 128, 4, 2, [1, 40], ["--group-shared-experts", "--fuse-combine=false"], (2, 224, False)),
     "f32_shared_separate": ("f32", 128, 128, 4, 2, [1, 40], [], (1, 256, True)),
     "bf16_shared_gated": ("bf16", 256, 128, 4, 2, [1, 40], ["--group-shared-experts"], (1, 256, True)),
+    # f32 layers whose routed (and shared) expert weights moe-compile stores
+    # as bf16 (-moe-convert-expert-weights): bf16 tolerance.
+    "f32_bf16_weights": ("f32", 128, 192, 4, 2, [1, 3, 40, 300], [BF16_WEIGHTS], None),
+    "f32_bf16_weights_shared": ("f32", 128, 128, 4, 2, [1, 40], [BF16_WEIGHTS], (1, 256, True)),
 }
 
 
-def run(cmd):
-    result = subprocess.run(cmd, capture_output=True, text=True)
+def run(cmd, env=None):
+    result = subprocess.run(cmd, capture_output=True, text=True,
+                            env=dict(os.environ, **env) if env else None)
     if result.returncode != 0:
         sys.exit(f"FAIL: {' '.join(cmd)} exited {result.returncode}\n"
                  f"{result.stdout}{result.stderr}")
@@ -122,28 +135,58 @@ def main():
         if counts != expected:
             sys.exit(f"FAIL: the routed dispatch has {sorted(counts)} experts "
                      f"after the fusions, expected {expected}")
+    # bf16 weights of an f32 layer: with AVX512-BF16 the experts' GEMMs are
+    # vdpbf16ps on rows rounded to bf16 (and not without the flag); the
+    # error must show bf16's rounding (an f32 layer is within 1e-6), so
+    # that an ignored flag fails the check.
+    converted = BF16_WEIGHTS in flags
+    if converted and "avx512_bf16" in cpu_flags():
+        plain = [c for c in compile_cmd if c != BF16_WEIGHTS]
+        for cmd, expected in ((compile_cmd, True), (plain, False)):
+            ir = run(cmd + ["--emit=llvm", "-o", "-"])
+            if ("llvm.x86.avx512bf16.dpbf16ps" in ir) != expected:
+                sys.exit(f"FAIL: vdpbf16ps {'missing' if expected else 'present'}"
+                         f" in the experts' GEMMs of {' '.join(cmd[1:])}")
     so = os.path.join(work, "layer.so")
     run(compile_cmd + ["-o", so])
+    # On the cuda target the bf16 weights take the tensor-core kernels
+    # (f32 expert weights the SIMT ones), run here on the GPU executor.
+    modules = [(so, {})]
+    executor = os.path.join(args.bin, "..", "lib", "libmoe_gpu_executor.so")
+    if converted and os.path.exists(executor):
+        cuda = compile_cmd + ["--target=cuda", "--cuda-arch=sm_90"]
+        if "mma.sync" not in run(cuda + ["--emit=ptx", "-o", "-"]):
+            sys.exit("FAIL: no tensor-core kernel for the bf16 weights on cuda")
+        cuda_so = os.path.join(work, "layer-cuda.so")
+        run(cuda + ["--gpu-binary=executor", "-o", cuda_so])
+        modules.append((cuda_so, {"MOE_CUDA_DRIVER": executor}))
 
-    tolerance = 2e-2 if dtype == "bf16" else 1e-5
+    tolerance = 2e-2 if dtype == "bf16" or converted else 1e-5
     for T in tokens:
         x = cast(np.random.default_rng([T, H]).standard_normal(
             (T, H), dtype=np.float32))
         x_path = os.path.join(work, f"x_T{T}.npy")
         y_path = os.path.join(work, f"y_T{T}.npy")
         np.save(x_path, x)
-        run([os.path.join(args.bin, "moe-run"), so, "--threads=2",
-             f"--input=@{x_path}", f"--output=@{y_path}", "--output-f32"])
-        y = np.load(y_path).astype(np.float64)
         ref = reference(x, weights["router"], weights["fc1"], weights["fc2"], k,
                         weights.get("shared_fc1"), weights.get("shared_fc2"),
                         weights.get("shared_gate"))
-        error = np.abs(y - ref).max() / np.abs(ref).max()
-        status = "ok" if error <= tolerance else "FAIL"
-        print(f"{status}: {args.case} T={T}: max|diff|/max|ref| = "
-              f"{error:.2e} (tolerance {tolerance:g})")
-        if error > tolerance or not np.isfinite(y).all():
-            return 1
+        for module, env in modules:
+            run([os.path.join(args.bin, "moe-run"), module, "--threads=2",
+                 f"--input=@{x_path}", f"--output=@{y_path}", "--output-f32"],
+                env)
+            y = np.load(y_path).astype(np.float64)
+            error = np.abs(y - ref).max() / np.abs(ref).max()
+            status = "ok" if error <= tolerance else "FAIL"
+            target = " (cuda, GPU executor)" if env else ""
+            print(f"{status}: {args.case}{target} T={T}: max|diff|/max|ref| = "
+                  f"{error:.2e} (tolerance {tolerance:g})")
+            if error > tolerance or not np.isfinite(y).all():
+                return 1
+            if converted and error < 1e-5:
+                print(f"FAIL: {args.case}{target} T={T}: an f32 result; the "
+                      "weights were not converted to bf16")
+                return 1
     return 0
 
 

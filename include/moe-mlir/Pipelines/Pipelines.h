@@ -63,6 +63,12 @@ struct SharedPipelineOptions : public PassPipelineOptions<Derived> {
                      "so that the expert-parallel ranks share its tokens "
                      "evenly (-moe-place-experts, before sharding)"),
       llvm::cl::init(false)};
+  detail::PassOptions::Option<std::string> expertWeightType{
+      *this, "expert-weight-type",
+      llvm::cl::desc("Store the constant f32 expert weights of the layers "
+                     "as this type ('bf16'; -moe-convert-expert-weights); "
+                     "empty: as the model has them"),
+      llvm::cl::init("")};
   detail::PassOptions::Option<int64_t> mergeExperts{
       *this, "merge-experts",
       llvm::cl::desc("Fold this many least-used FFN experts of every layer "

@@ -9,6 +9,7 @@
 #ifndef MOE_MLIR_TRANSFORMS_CONSTANTDATA_H
 #define MOE_MLIR_TRANSFORMS_CONSTANTDATA_H
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/IR/BuiltinAttributeInterfaces.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/Operation.h"
@@ -39,6 +40,12 @@ ElementsAttr rebuildConstant(ElementsAttr like, RankedTensorType type,
 /// weights would otherwise be held beside the new ones until the end.
 void releaseUnreferencedResources(Operation *root,
                                   ArrayRef<ElementsAttr> constants);
+
+/// Erases those of `constants` that nothing reads any more (a pass has
+/// replaced them), then releases their resource blobs where no op under
+/// `root` refers to them.
+void eraseUnusedConstants(Operation *root,
+                          ArrayRef<arith::ConstantOp> constants);
 
 } // namespace mlir::moe
 

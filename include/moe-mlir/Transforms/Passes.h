@@ -27,10 +27,8 @@ namespace moe {
 
 /// Adds the pattern rewriting moe.layer into the four stage ops (see the
 /// options of -moe-decompose-layer).
-void populateDecomposeLayerPatterns(RewritePatternSet &patterns,
-                                    bool bf16Rows = false,
-                                    bool fuseRouter = true,
-                                    StringRef epDispatch = "expert");
+void populateDecomposeLayerPatterns(
+    RewritePatternSet &patterns, const MoEDecomposeLayerOptions &options = {});
 
 #define GEN_PASS_REGISTRATION
 #include "moe-mlir/Transforms/Passes.h.inc"

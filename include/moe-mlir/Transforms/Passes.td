@@ -33,7 +33,12 @@ def MoEDecomposeLayer : Pass<"moe-decompose-layer"> {
     dispatched as bf16 rows instead (widening is exact, so only the bytes
     moved and the GEMM's operand types change), while the expert outputs
     stay f32: the CPU pipeline sets it where `vdpbf16ps` multiplies bf16 by
-    bf16.
+    bf16; the bf16 shared experts read the bf16 tokens too. With
+    `round-f32-rows` as well, f32 tokens of such a layer (bf16 weights of
+    an f32 model, from `-moe-convert-expert-weights`) are rounded to bf16
+    rows the same way: bf16's precision, which that pass's user has chosen;
+    without it they stay f32, so that bf16 weights alone never round a
+    model's activations.
 
     A layer given its `router_weight` instead of logits becomes a
     `moe.route` that computes the logits itself (see `-moe-fuse-router`);
@@ -54,6 +59,10 @@ def MoEDecomposeLayer : Pass<"moe-decompose-layer"> {
   let options = [
     Option<"bf16Rows", "bf16-rows", "bool", /*default=*/"false",
            "Dispatch bf16 tokens as bf16 rows for bf16 expert weights">,
+    Option<"roundF32Rows", "round-f32-rows", "bool", /*default=*/"false",
+           "With bf16-rows, round f32 tokens to bf16 rows for bf16 expert "
+           "weights too (bf16's precision, which "
+           "-moe-convert-expert-weights has chosen)">,
     Option<"fuseRouter", "fuse-router", "bool", /*default=*/"true",
            "Keep a layer's router weight in moe.route (false: a separate "
            "MatMul computes the logits first)">,
@@ -434,6 +443,49 @@ def MoEMergeExperts : Pass<"moe-merge-experts", "::mlir::ModuleOp"> {
            "experts">,
     Option<"merge", "merge", "int64_t", /*default=*/"0",
            "FFN experts to fold into others in every layer">,
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect"];
+}
+
+def MoEConvertExpertWeights : Pass<"moe-convert-expert-weights"> {
+  let summary = "Store the constant f32 expert weights of moe.layer ops as "
+                "bf16";
+  let description = [{
+    Rounds the constant f32 expert weights of every `moe.layer` (`fc1`,
+    `fc2`, `fc3` and their biases; the shared experts' `shared_fc1..3`
+    likewise, as a group of their own) to bf16 at compile time, to the
+    nearest value with ties to even:
+
+    ```
+    %w1 = arith.constant dense<...> : tensor<8x2048x768xf32>
+    %y = moe.layer %x router_weight %r fc1 %w1 fc2 %w2 ... : (...) -> tensor<?x768xf32>
+    ```
+    becomes
+    ```
+    %w1 = arith.constant dense<...> : tensor<8x2048x768xbf16>
+    %y = moe.layer %x router_weight %r fc1 %w1 fc2 %w2 ... : (...) -> tensor<?x768xf32>
+    ```
+
+    The weights then take half the memory and half the bandwidth, and
+    `-moe-decompose-layer` with `bf16-rows` and `round-f32-rows` (the CPU
+    pipeline with AVX512-BF16 sets both with this pass) dispatches the f32
+    tokens rounded to bf16 so that
+    `vdpbf16ps` multiplies bf16 by bf16, accumulating in f32; the cuda
+    target's tensor-core kernels take bf16 weights the same way. The
+    layer's input, routing (the router weight stays f32), expert outputs
+    and combine stay f32. The results change by bf16's rounding (about
+    2^-9 of a weight; measured in benchmarks/RESULTS.md), so this is an
+    option (`moe-compile --expert-weight-type=bf16`), not a default.
+
+    A group is converted only when every weight and bias it has is an f32
+    constant with its elements at hand (dense elements or a dense
+    resource); quantised layers and weights that are function arguments are
+    left as they are. The old constants are erased once unused, and their
+    resource blobs released.
+  }];
+  let options = [
+    Option<"elementType", "element-type", "std::string", "\"bf16\"",
+           "Element type of the converted weights (only 'bf16')">,
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect"];
 }
