@@ -50,7 +50,7 @@ struct TensorLevelOptions {
   int64_t pruneExperts = 0;
   int64_t mergeExperts = 0;
   bool placeExperts = false;
-  std::string expertWeightType;
+  std::string weightType;
 };
 
 /// The tensor-level start every target shares: the manifest, the layer
@@ -104,14 +104,14 @@ void addTensorLevelPasses(OpPassManager &pm, const TensorLevelOptions &o) {
   }
   // On the layers, whose routed and shared weights are still theirs, and
   // after pruning and merging, which read the f32 weights.
-  if (!o.expertWeightType.empty()) {
+  if (!o.weightType.empty()) {
     moe::MoEConvertExpertWeightsOptions convert;
-    convert.elementType = o.expertWeightType;
+    convert.elementType = o.weightType;
     pm.addPass(moe::createMoEConvertExpertWeights(convert));
   }
   moe::MoEDecomposeLayerOptions decompose;
   decompose.bf16Rows = o.bf16Rows;
-  decompose.roundF32Rows = !o.expertWeightType.empty();
+  decompose.roundF32Rows = !o.weightType.empty();
   decompose.fuseRouter = o.fuseRouter;
   decompose.epDispatch = o.epDispatch.str();
   pm.addPass(moe::createMoEDecomposeLayer(decompose));
@@ -124,6 +124,14 @@ void addTensorLevelPasses(OpPassManager &pm, const TensorLevelOptions &o) {
     pm.addPass(moe::createMoEGroupSharedExperts());
   if (o.fuseRouter)
     pm.addPass(moe::createMoEFuseRouter());
+  // The projections' and LM head's weights, once the router's MatMuls are
+  // the routes' (their logits stay f32) and before the elementwise fusion
+  // folds producers into the contractions' bodies.
+  if (!o.weightType.empty()) {
+    moe::MoEConvertMatmulWeightsOptions convert;
+    convert.elementType = o.weightType;
+    pm.addPass(moe::createMoEConvertMatmulWeights(convert));
+  }
   // Chains of elementwise linalg ops around the layers (norms, RoPE,
   // residual adds, activations) become single loops; splat operands become
   // constants in the bodies.
@@ -231,7 +239,7 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   tensorLevel.pruneExperts = options.pruneExperts;
   tensorLevel.placeExperts = options.placeExperts;
   tensorLevel.mergeExperts = options.mergeExperts;
-  tensorLevel.expertWeightType = options.expertWeightType;
+  tensorLevel.weightType = options.weightType;
   // The cuda target's kernels (emulated here) take the unfused stages.
   if (!options.emulateCUDAKernels) {
     tensorLevel.bf16Rows = options.bf16Dot;
@@ -374,7 +382,7 @@ void moe::buildCUDALoweringPipeline(OpPassManager &pm,
   tensorLevel.pruneExperts = options.pruneExperts;
   tensorLevel.placeExperts = options.placeExperts;
   tensorLevel.mergeExperts = options.mergeExperts;
-  tensorLevel.expertWeightType = options.expertWeightType;
+  tensorLevel.weightType = options.weightType;
   addTensorLevelPasses(pm, tensorLevel);
   // The stage ops become kernels on buffers; what remains is bufferized
   // as on the CPU.

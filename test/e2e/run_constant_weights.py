@@ -15,7 +15,7 @@ optimised LLVM IR must hold the panel kernel's prefetches (and not
 with --pack-expert-weights=false, which shows that check can fail).
 
 The f32_bf16_weights cases compile f32 layers with
---expert-weight-type=bf16: the IR must hold vdpbf16ps (with AVX512-BF16;
+--weight-type=bf16: the IR must hold vdpbf16ps (with AVX512-BF16;
 not without the flag), the error must be bf16's (above 1e-5, within 2e-2),
 and the same layer compiled for cuda must take the tensor-core kernels and
 pass on the GPU executor.
@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
 import numpy as np  # noqa: E402
 from bf16_layer import layer_mlir, reference, round_bf16  # noqa: E402
 
-BF16_WEIGHTS = "--expert-weight-type=bf16"
+BF16_WEIGHTS = "--weight-type=bf16"
 
 # name: dtype, H, I, E, k, token counts, extra moe-compile flags, shared
 # experts (S, Is, gated) or None. H and I are multiples of 64 (whole weight

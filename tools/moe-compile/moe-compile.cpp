@@ -190,14 +190,16 @@ cl::opt<int64_t> pruneExperts(
              "the rest. Needs constant weights and the router MatMul fused "
              "into the layer (the default)"),
     cl::value_desc("N"), cl::init(0), cl::cat(category));
-cl::opt<std::string> expertWeightType(
-    "expert-weight-type",
-    cl::desc("Store the constant f32 expert weights of every MoE layer as "
-             "bf16 (-moe-convert-expert-weights): half the bytes, and "
-             "bf16 x bf16 GEMMs (vdpbf16ps with AVX512-BF16, tensor cores "
-             "on cuda) on f32 tokens rounded to bf16; routing and outputs "
-             "stay f32. Changes results by bf16's rounding "
-             "(benchmarks/RESULTS.md); default: the model's types"),
+cl::opt<std::string> weightType(
+    "weight-type",
+    cl::desc("Store the constant f32 weights of the MoE layers' experts and "
+             "of the matmuls (projections, LM head) as bf16 "
+             "(-moe-convert-expert-weights, -moe-convert-matmul-weights): "
+             "half the bytes, and bf16 x bf16 GEMMs accumulating in f32 "
+             "(vdpbf16ps with AVX512-BF16; the experts' tensor-core kernels "
+             "on cuda) on activations rounded to bf16; routing stays f32. "
+             "Changes results by bf16's rounding (benchmarks/RESULTS.md); "
+             "default: the model's types"),
     cl::value_desc("bf16"), cl::init(""), cl::cat(category));
 
 cl::opt<int64_t> mergeExperts(
@@ -388,9 +390,8 @@ int compile(int argc, char **argv) {
     return fail("--prefetch-experts is for single-process CPU modules (a "
                 "cuda module's weights live in device memory; an "
                 "expert-parallel layer's are split over the ranks)");
-  if (!expertWeightType.empty() && expertWeightType != "bf16")
-    return fail("--expert-weight-type must be 'bf16', got '" +
-                expertWeightType + "'");
+  if (!weightType.empty() && weightType != "bf16")
+    return fail("--weight-type must be 'bf16', got '" + weightType + "'");
   if (pruneExperts < 0 || mergeExperts < 0)
     return fail("--prune-experts and --merge-experts must be >= 0");
   if (pruneExperts > 0 && mergeExperts > 0)
@@ -542,7 +543,7 @@ int compile(int argc, char **argv) {
       pipeline.overlapTokens = overlapTokens;
       pipeline.overlapModel = overlapModel;
       pipeline.epDispatch = epDispatch;
-      pipeline.expertWeightType = expertWeightType;
+      pipeline.weightType = weightType;
       pipeline.emulateKernels = emulateCUDAKernels;
       pipeline.sharedMemoryStages = cudaSharedMemoryStages;
       pipeline.testMisplaceFragment = testMisplaceFragment;
@@ -575,7 +576,7 @@ int compile(int argc, char **argv) {
       pipeline.pruneExperts = pruneExperts;
       pipeline.placeExperts = placeExperts;
       pipeline.mergeExperts = mergeExperts;
-      pipeline.expertWeightType = expertWeightType;
+      pipeline.weightType = weightType;
       if (int8Activations && !moe::targetHasFeature(**machine, "avx512vnni"))
         return fail("--int8-activations needs a target with AVX512-VNNI "
                     "(this one is " +

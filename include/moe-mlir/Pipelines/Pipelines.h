@@ -63,11 +63,13 @@ struct SharedPipelineOptions : public PassPipelineOptions<Derived> {
                      "so that the expert-parallel ranks share its tokens "
                      "evenly (-moe-place-experts, before sharding)"),
       llvm::cl::init(false)};
-  detail::PassOptions::Option<std::string> expertWeightType{
-      *this, "expert-weight-type",
-      llvm::cl::desc("Store the constant f32 expert weights of the layers "
-                     "as this type ('bf16'; -moe-convert-expert-weights); "
-                     "empty: as the model has them"),
+  detail::PassOptions::Option<std::string> weightType{
+      *this, "weight-type",
+      llvm::cl::desc("Store the constant f32 weights of the expert layers "
+                     "and of the matmuls as this type ('bf16'; "
+                     "-moe-convert-expert-weights, "
+                     "-moe-convert-matmul-weights); empty: as the model has "
+                     "them"),
       llvm::cl::init("")};
   detail::PassOptions::Option<int64_t> mergeExperts{
       *this, "merge-experts",

@@ -475,7 +475,8 @@ def MoEConvertExpertWeights : Pass<"moe-convert-expert-weights"> {
     layer's input, routing (the router weight stays f32), expert outputs
     and combine stay f32. The results change by bf16's rounding (about
     2^-9 of a weight; measured in benchmarks/RESULTS.md), so this is an
-    option (`moe-compile --expert-weight-type=bf16`), not a default.
+    option (`moe-compile --weight-type=bf16`, which also runs
+    `-moe-convert-matmul-weights`), not a default.
 
     A group is converted only when every weight and bias it has is an f32
     constant with its elements at hand (dense elements or a dense
@@ -488,6 +489,44 @@ def MoEConvertExpertWeights : Pass<"moe-convert-expert-weights"> {
            "Element type of the converted weights (only 'bf16')">,
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect"];
+}
+
+def MoEConvertMatmulWeights : Pass<"moe-convert-matmul-weights"> {
+  let summary = "Multiply by constant f32 matmul weights as bf16";
+  let description = [{
+    The dense counterpart of `-moe-convert-expert-weights`: every
+    transposed-B contraction `C[..., n] += A[..., k] * B[n, k]` of f32
+    tensors whose `B` is a constant (the projections and the LM head of a
+    decoder, as the importer writes them) gets a bf16 `B`, rounded to
+    nearest with ties to even at compile time, and an `A` rounded to bf16
+    elementwise before it; the body widens both, so products and sums stay
+    f32, which is what AVX512-BF16's `vdpbf16ps` (the CPU's dot-product
+    kernel with `bf16-dot`) computes:
+
+    ```
+    %y = linalg.generic {...} ins(%x, %w : tensor<?x768xf32>, tensor<8192x768xf32>) ...
+        %p = arith.mulf %a, %b : f32
+    ```
+    becomes
+    ```
+    %xb = linalg.generic {...} ins(%x : tensor<?x768xf32>) outs(... : tensor<?x768xbf16>)
+    %y = linalg.generic {...} ins(%xb, %wb : tensor<?x768xbf16>, tensor<8192x768xbf16>) ...
+        %p = arith.mulf (arith.extf %a), (arith.extf %b) : f32
+    ```
+
+    A contraction whose result a `moe.route` or `moe.layer` reads (router
+    logits) stays f32, as do contractions of other forms. The old
+    constants are erased once unused. `moe-compile --weight-type=bf16` runs
+    it with `-moe-convert-expert-weights`, after the fusions that read the
+    f32 contractions (router, attention).
+  }];
+  let options = [
+    Option<"elementType", "element-type", "std::string", "\"bf16\"",
+           "Element type of the converted weights (only 'bf16')">,
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::tensor::TensorDialect"];
 }
 
 def MoEPackExpertWeights : Pass<"moe-pack-expert-weights"> {
