@@ -5,7 +5,7 @@
 bf16, same machine, same run, interleaved passes.
 
   bench.py [--quick] [--models mixtral,qwen2_moe] [--passes P] [--runs N]
-           [--threads T] [--out FILE] [--work DIR]
+           [--threads T] [--out FILE] [--work DIR] [--bf16-weights]
 
 Cases: prefill of 128 and 512 tokens on an empty cache, and one decode step
 after 512 cached positions. For every (model, case) each pass times ours
@@ -91,11 +91,12 @@ def prepare(work, name, spec):
     return os.path.join(export, "model.onnx")
 
 
-def compile_model(work, name, onnx_path):
-    so = os.path.join(work, name, "model.so")
-    log(f"== {name}: moe-compile")
+def compile_model(work, name, onnx_path, flags=(), suffix=""):
+    so = os.path.join(work, name, f"model{suffix}.so")
+    log(f"== {name}: moe-compile {' '.join(flags)}")
     result = run(["/usr/bin/time", "-f", "TIME %e %M",
-                  os.path.join(ROOT, "build", "bin", "moe-compile"), onnx_path, "-o", so])
+                  os.path.join(ROOT, "build", "bin", "moe-compile"), onnx_path,
+                  *flags, "-o", so])
     seconds, kib = re.search(r"TIME ([\d.]+) (\d+)", result.stderr).groups()
     return so, float(seconds), int(kib) * 1024
 
@@ -233,6 +234,9 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", default=os.path.join(ROOT, "build", "bench", "whole-model"))
     parser.add_argument("--out", help="Markdown table to write (default: stdout only)")
+    parser.add_argument("--bf16-weights", action="store_true",
+                        help="also time ours compiled with --weight-type=bf16 "
+                             "(columns 'ours bf16w'; its logits' error is printed)")
     args = parser.parse_args()
     if args.quick:
         args.passes, args.runs = 1, 2
@@ -259,6 +263,10 @@ def main():
         builds.append((name, costs["total"] * 4, seconds, peak))
         log(f"== {name}: {costs['total'] * 4 / 1e6:.0f} MB of weights, compiled in "
             f"{seconds:.1f} s, peak {peak / 1e9:.2f} GB")
+        so_bf16 = None
+        if args.bf16_weights:
+            so_bf16, _, _ = compile_model(args.work, name, onnx_path,
+                                          ["--weight-type=bf16"], "-bf16w")
         # Same answers first.
         for case, _, _ in CASES:
             folder = case_dir(args.work, name, case)
@@ -268,6 +276,11 @@ def main():
             reference = np.load(os.path.join(folder, "torch_0.npy"))
             log(f"   {case}: max rel. error vs torch: ours {max_rel(np.load(out), reference):.1e}, "
                 f"ORT {max_rel(np.load(os.path.join(folder, 'ort_0.npy')), reference):.1e}")
+            if so_bf16:
+                out = os.path.join(folder, "ours_bf16w_logits.npy")
+                ours(so_bf16, folder, 0, args.threads, output=out)
+                log(f"   {case}: max rel. error vs torch: ours bf16w "
+                    f"{max_rel(np.load(out), reference):.1e}")
         model = Torch(spec, args.threads)
         samples = {}
         for p in range(args.passes):
@@ -275,6 +288,9 @@ def main():
                 folder = case_dir(args.work, name, case)
                 got = samples.setdefault(case, {"ours": [], "ort": [], "fp32": [], "bf16": []})
                 got["ours"].append(ours(so, folder, args.runs, args.threads))
+                if so_bf16:
+                    got.setdefault("ours_bf16w", []).append(
+                        ours(so_bf16, folder, args.runs, args.threads))
                 got["ort"].append(ort(onnx_path, folder, args.runs, args.threads))
                 got["fp32"].append(model.time(folder, args.runs, "fp32"))
                 got["bf16"].append(model.time(folder, args.runs, "bf16"))
@@ -306,6 +322,13 @@ def main():
         lines.append(f"| {name} | {case} | {ms['ours']:.2f} | {ms['ort']:.2f} | "
                      f"{ms['fp32']:.2f} | {ms['bf16']:.2f} | {ms['ort'] / ms['ours']:.2f}x | "
                      f"{ms['fp32'] / ms['ours']:.2f}x | {tps:.0f} | {derived} |")
+    if args.bf16_weights:
+        lines += ["", "| model | case | ours bf16w ms | ours f32 / bf16w | "
+                  "torch bf16 / ours bf16w | ORT / ours bf16w |", "|---|---|---:|---:|---:|---:|"]
+        for name, case, ms, _, _ in rows:
+            b = ms["ours_bf16w"]
+            lines.append(f"| {name} | {case} | {b:.2f} | {ms['ours'] / b:.2f}x | "
+                         f"{ms['bf16'] / b:.2f}x | {ms['ort'] / b:.2f}x |")
     lines += ["", "| model | weights | moe-compile time | moe-compile peak memory |",
               "|---|---:|---:|---:|"]
     for name, weight_bytes, seconds, peak in builds:
