@@ -73,6 +73,14 @@ ElementsAttr convertToBF16(MLIRContext *ctx, ElementsAttr attr,
       });
 }
 
+/// The passes' `element-type` option: bf16 is the one there is.
+LogicalResult checkElementType(Operation *root, StringRef elementType) {
+  if (elementType == "bf16")
+    return success();
+  return root->emitError() << "element-type must be 'bf16', got '"
+                           << elementType << "'";
+}
+
 /// The bf16 constants replacing f32 ones, each made once however many
 /// operands share it, and the f32 constants replaced.
 struct ConvertedConstants {
@@ -100,11 +108,8 @@ struct MoEConvertExpertWeightsPass
   using MoEConvertExpertWeightsBase::MoEConvertExpertWeightsBase;
 
   void runOnOperation() override {
-    if (elementType != "bf16") {
-      getOperation()->emitError()
-          << "element-type must be 'bf16', got '" << elementType << "'";
+    if (failed(checkElementType(getOperation(), elementType)))
       return signalPassFailure();
-    }
     getOperation()->walk([&](LayerOp layer) {
       if (layer.getQuantAttr())
         return;
@@ -182,11 +187,8 @@ struct MoEConvertMatmulWeightsPass
   using MoEConvertMatmulWeightsBase::MoEConvertMatmulWeightsBase;
 
   void runOnOperation() override {
-    if (elementType != "bf16") {
-      getOperation()->emitError()
-          << "element-type must be 'bf16', got '" << elementType << "'";
+    if (failed(checkElementType(getOperation(), elementType)))
       return signalPassFailure();
-    }
     SmallVector<linalg::GenericOp> matmuls;
     getOperation()->walk([&](linalg::GenericOp op) {
       if (!isConstantWeightMatmul(op))
