@@ -16,10 +16,10 @@
 #include "MoE/IR/MoEOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
-#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/Threading.h"
 #include "moe-mlir/Transforms/ConstantData.h"
+#include "moe-mlir/Transforms/ElementConversion.h"
 
 #include <cstring>
 
@@ -214,24 +214,7 @@ struct MoEConvertMatmulWeightsPass
   void convert(linalg::GenericOp op) {
     OpBuilder b(op);
     Location loc = op.getLoc();
-    Type bf16 = b.getBF16Type();
-    Value a = op.getDpsInputs()[0];
-    auto aType = cast<RankedTensorType>(a.getType());
-    SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, a);
-    Value init = tensor::EmptyOp::create(b, loc, sizes, bf16);
-    AffineMap identity = b.getMultiDimIdentityMap(aType.getRank());
-    SmallVector<utils::IteratorType> parallel(aType.getRank(),
-                                              utils::IteratorType::parallel);
-    Value rounded = linalg::GenericOp::create(
-                        b, loc, init.getType(), ValueRange{a}, ValueRange{init},
-                        ArrayRef<AffineMap>{identity, identity}, parallel,
-                        [&](OpBuilder &nested, Location l, ValueRange args) {
-                          linalg::YieldOp::create(
-                              nested, l,
-                              arith::TruncFOp::create(nested, l, bf16, args[0])
-                                  .getResult());
-                        })
-                        .getResult(0);
+    Value rounded = roundedOf(op.getDpsInputs()[0]);
     Value weight =
         converted.of(op.getDpsInputs()[1].getDefiningOp<arith::ConstantOp>());
     auto product = linalg::GenericOp::create(
@@ -249,7 +232,21 @@ struct MoEConvertMatmulWeightsPass
     op->erase();
   }
 
+  /// `a` rounded to bf16 once, after its definition, for every
+  /// contraction reading it (a norm's output feeds the q, k and v
+  /// projections).
+  Value roundedOf(Value a) {
+    Value &rounded = roundedOfSource[a];
+    if (!rounded) {
+      OpBuilder b(a.getContext());
+      b.setInsertionPointAfterValue(a);
+      rounded = convertElements(b, a.getLoc(), a, b.getBF16Type());
+    }
+    return rounded;
+  }
+
   ConvertedConstants converted;
+  DenseMap<Value, Value> roundedOfSource;
 };
 
 } // namespace

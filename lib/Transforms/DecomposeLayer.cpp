@@ -8,6 +8,8 @@
 
 #include "moe-mlir/Transforms/Passes.h"
 
+#include "moe-mlir/Transforms/ElementConversion.h"
+
 #include "MoE/IR/MoEOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
@@ -33,37 +35,6 @@ int64_t mulSizes(int64_t a, int64_t b) {
   return ShapedType::isDynamic(a) || ShapedType::isDynamic(b)
              ? ShapedType::kDynamic
              : a * b;
-}
-
-/// `value` converted elementwise to `elementType` (an extension or a
-/// truncation) by a linalg.generic, which bufferizes.
-Value convertElements(PatternRewriter &rewriter, Location loc, Value value,
-                      Type elementType) {
-  auto type = cast<RankedTensorType>(value.getType());
-  if (type.getElementType() == elementType)
-    return value;
-  bool extend = type.getElementTypeBitWidth() <
-                elementType.getIntOrFloatBitWidth();
-  Value init = tensor::EmptyOp::create(
-      rewriter, loc, tensor::getMixedSizes(rewriter, loc, value), elementType);
-  AffineMap identity = rewriter.getMultiDimIdentityMap(type.getRank());
-  SmallVector<utils::IteratorType> iterators(type.getRank(),
-                                             utils::IteratorType::parallel);
-  return linalg::GenericOp::create(
-             rewriter, loc, init.getType(), ValueRange{value},
-             ValueRange{init}, ArrayRef<AffineMap>{identity, identity},
-             iterators,
-             [&](OpBuilder &b, Location nested, ValueRange args) {
-               Value converted =
-                   extend ? arith::ExtFOp::create(b, nested, elementType,
-                                                  args[0])
-                                .getResult()
-                          : arith::TruncFOp::create(b, nested, elementType,
-                                                    args[0])
-                                .getResult();
-               linalg::YieldOp::create(b, nested, converted);
-             })
-      .getResult(0);
 }
 
 /// Half-precision (f16, bf16) activations and logits are widened to f32 for
@@ -952,6 +923,34 @@ struct MoEDecomposeLayerPass
 };
 
 } // namespace
+
+Value moe::convertElements(OpBuilder &rewriter, Location loc, Value value,
+                           Type elementType) {
+  auto type = cast<RankedTensorType>(value.getType());
+  if (type.getElementType() == elementType)
+    return value;
+  bool extend =
+      type.getElementTypeBitWidth() < elementType.getIntOrFloatBitWidth();
+  Value init = tensor::EmptyOp::create(
+      rewriter, loc, tensor::getMixedSizes(rewriter, loc, value), elementType);
+  AffineMap identity = rewriter.getMultiDimIdentityMap(type.getRank());
+  SmallVector<utils::IteratorType> iterators(type.getRank(),
+                                             utils::IteratorType::parallel);
+  return linalg::GenericOp::create(
+             rewriter, loc, init.getType(), ValueRange{value}, ValueRange{init},
+             ArrayRef<AffineMap>{identity, identity}, iterators,
+             [&](OpBuilder &b, Location nested, ValueRange args) {
+               Value converted =
+                   extend
+                       ? arith::ExtFOp::create(b, nested, elementType, args[0])
+                             .getResult()
+                       : arith::TruncFOp::create(b, nested, elementType,
+                                                 args[0])
+                             .getResult();
+               linalg::YieldOp::create(b, nested, converted);
+             })
+      .getResult(0);
+}
 
 void mlir::moe::populateDecomposeLayerPatterns(
     RewritePatternSet &patterns, const MoEDecomposeLayerOptions &options) {

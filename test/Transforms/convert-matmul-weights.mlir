@@ -11,9 +11,9 @@
 // CHECK-DAG:  #[[$ID:.*]] = affine_map<(d0, d1, d2) -> (d0, d1, d2)>
 // CHECK-LABEL: func.func @projection
 // CHECK-SAME:  (%[[X:.*]]: tensor<?x?x2xf32>, %[[INIT:.*]]: tensor<?x?x3xf32>)
-// CHECK-DAG:   %[[W:.*]] = arith.constant dense<{{\[}}[1.000000e+00, 1.000980e-01], [-2.000000e+00, 5.000000e-01], [3.000000e+00, 2.500000e-01]]> : tensor<3x2xbf16>
 // CHECK:       %[[XB:.*]] = linalg.generic {indexing_maps = [#[[$ID]], #[[$ID]]], iterator_types = ["parallel", "parallel", "parallel"]} ins(%[[X]] : tensor<?x?x2xf32>) outs(%{{.*}} : tensor<?x?x2xbf16>)
 // CHECK:         arith.truncf %{{.*}} : f32 to bf16
+// CHECK:       %[[W:.*]] = arith.constant dense<{{\[}}[1.000000e+00, 1.000980e-01], [-2.000000e+00, 5.000000e-01], [3.000000e+00, 2.500000e-01]]> : tensor<3x2xbf16>
 // CHECK:       %[[Y:.*]] = linalg.generic {{.*}} ins(%[[XB]], %[[W]] : tensor<?x?x2xbf16>, tensor<3x2xbf16>) outs(%[[INIT]] : tensor<?x?x3xf32>)
 // CHECK-NEXT:  ^bb0(%[[A:.*]]: bf16, %[[B:.*]]: bf16, %[[ACC:.*]]: f32):
 // CHECK-NEXT:    %[[AW:.*]] = arith.extf %[[A]] : bf16 to f32
@@ -36,6 +36,35 @@ func.func @projection(%x: tensor<?x?x2xf32>, %init: tensor<?x?x3xf32>) -> tensor
     linalg.yield %s : f32
   } -> tensor<?x?x3xf32>
   return %y : tensor<?x?x3xf32>
+}
+
+// -----
+
+// Two projections of the same activations (a norm's output feeding q and
+// k) share one rounding.
+// CHECK-LABEL: func.func @shared_activations
+// CHECK-COUNT-1: arith.truncf
+// CHECK-NOT:   arith.truncf
+// CHECK:       return
+#sh_a = affine_map<(m, n, k) -> (m, k)>
+#sh_w = affine_map<(m, n, k) -> (n, k)>
+#sh_c = affine_map<(m, n, k) -> (m, n)>
+func.func @shared_activations(%x: tensor<?x4xf32>, %init: tensor<?x2xf32>) -> (tensor<?x2xf32>, tensor<?x2xf32>) {
+  %wq = arith.constant dense<0.5> : tensor<2x4xf32>
+  %wk = arith.constant dense<0.25> : tensor<2x4xf32>
+  %q = linalg.generic {indexing_maps = [#sh_a, #sh_w, #sh_c], iterator_types = ["parallel", "parallel", "reduction"]} ins(%x, %wq : tensor<?x4xf32>, tensor<2x4xf32>) outs(%init : tensor<?x2xf32>) {
+  ^bb0(%a: f32, %b: f32, %acc: f32):
+    %p = arith.mulf %a, %b : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  } -> tensor<?x2xf32>
+  %k = linalg.generic {indexing_maps = [#sh_a, #sh_w, #sh_c], iterator_types = ["parallel", "parallel", "reduction"]} ins(%x, %wk : tensor<?x4xf32>, tensor<2x4xf32>) outs(%init : tensor<?x2xf32>) {
+  ^bb0(%a: f32, %b: f32, %acc: f32):
+    %p = arith.mulf %a, %b : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  } -> tensor<?x2xf32>
+  return %q, %k : tensor<?x2xf32>, tensor<?x2xf32>
 }
 
 // -----
