@@ -47,7 +47,8 @@ start=$SECONDS
 # labelled suites: the end-to-end cases compile a module each, several
 # hundred in all, which CI's time cannot afford instrumented; the importer
 # and compiler paths they take are the lit tests' too).
-ctest --test-dir "$build" --output-on-failure -E '^(lit|gpu-executor(-direct)?\..*)$' \
+CTEST_PARALLEL_LEVEL="${CTEST_PARALLEL_LEVEL:-$(nproc)}" \
+  ctest --test-dir "$build" --output-on-failure -E '^(lit|gpu-executor(-direct)?\..*)$' \
   -LE '^(mpi|gpu|e2e|e2e-unfused|e2e-packed|e2e-int8|cuda-emulated)$'
 # The whole-model suites (test/Import/ONNX/hf-models, every family exported
 # and compiled twice, and test/tools/moe-compile/cuda-models) take half an
