@@ -591,6 +591,12 @@ void forEachExpertPanel(
       auto [first, cols] = panelColumns(b, panel, columns, split);
       body(x, start, count, first, cols);
     });
+    // The pool's contiguous chunks mostly give the iteration after this one
+    // to the same thread: (x, panel + 1), whose weights follow these, or
+    // in panel-major order (x + 1, panel). A second projection's panel in
+    // the same iteration (fc3, concatenated SwiGLU) prefetches its own
+    // next ones an iteration early, still in L2 when read.
+    markNextWeights(loop, /*followingPanels=*/!panelMajor);
   };
   // With one panel there is no order to choose.
   std::optional<int64_t> staticColumns = getConstantIntValue(columns);
@@ -650,6 +656,9 @@ void forEachPanelOfEveryExpert(
           blockRows);
     });
   });
+  // The loop just emitted runs expert after expert on the same panel.
+  markNextWeights(&*std::prev(b.getInsertionPoint()),
+                  /*followingPanels=*/false);
 }
 
 /// `into[row_tokens[r], cols] += row_weights[r] * block[r - blockStart, :]`

@@ -477,6 +477,40 @@ void emitQuantizedMatvec(ImplicitLocOpBuilder &b, Value staged,
 
 } // namespace
 
+Value mlir::moe::weightsBuffer(Value weights) {
+  Value buffer = weights;
+  while (auto subview = buffer.getDefiningOp<memref::SubViewOp>())
+    buffer = subview.getSource();
+  if (buffer == weights ||
+      !cast<MemRefType>(buffer.getType()).getLayout().isIdentity())
+    return Value();
+  return buffer;
+}
+
+void mlir::moe::markNextWeights(Operation *loop, bool followingPanels) {
+  loop->walk([&](linalg::GenericOp gemm) {
+    if (!gemm->hasAttr(kExpertGemmAttrName))
+      return;
+    Value weights = gemm.getDpsInputs()[1];
+    Value buffer = weightsBuffer(weights);
+    if (!buffer)
+      return;
+    auto weightsType = cast<MemRefType>(weights.getType());
+    auto bufferType = cast<MemRefType>(buffer.getType());
+    // Panel-major weights are [N / P, K, P] (bf16 pairs: [N / P, K / 2, P,
+    // 2]); out-major ones, [N, K], take no prefetch from it.
+    if (weightsType.getRank() < 3 || !weightsType.hasStaticShape() ||
+        !bufferType.hasStaticShape())
+      return;
+    int64_t offset = followingPanels ? weightsType.getNumElements()
+                                     : bufferType.getNumElements() /
+                                           bufferType.getDimSize(0);
+    gemm->setAttr(
+        kNextWeightsOffsetAttrName,
+        IntegerAttr::get(IntegerType::get(gemm.getContext(), 64), offset));
+  });
+}
+
 Value mlir::moe::reduceTransposed(ImplicitLocOpBuilder &b,
                                   ArrayRef<Value> vectors) {
   int64_t lanes = cast<VectorType>(vectors.front().getType()).getNumElements();

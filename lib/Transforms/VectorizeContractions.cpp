@@ -556,18 +556,53 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
     // * rowElements, a row past a panel's end being the next panel's first
     // (clamped to the last element). Two multiply-adds and a min per
     // prefetch, which costs less than the kernel's arithmetic at decode.
-    SmallVector<ReassociationIndices> allDims = {{0, 1, 2}};
-    Value flat;
-    if (memref::CollapseShapeOp::isGuaranteedCollapsible(
-            cast<MemRefType>(w.getType()), allDims))
-      flat = memref::CollapseShapeOp::create(b, w, allDims);
+    // With moe.next_weights_offset, past the last panel the run goes on
+    // into the weights the thread reads next, in the buffer the panels
+    // were cut from: the flat view is then that buffer's, from the
+    // panels' offset in it.
+    auto allDims = [](Value v) {
+      SmallVector<ReassociationIndices> dims(1);
+      for (int64_t d = 0; d < cast<MemRefType>(v.getType()).getRank(); ++d)
+        dims[0].push_back(d);
+      return dims;
+    };
+    auto contiguous = [&](Value v) {
+      return memref::CollapseShapeOp::isGuaranteedCollapsible(
+          cast<MemRefType>(v.getType()), allDims(v));
+    };
+    // Elements of the panels, and from their end to the next weights.
+    int64_t panelElements = 0, gapToNext = 0;
+    Value flat, panelsOffset, cut = op.getDpsInputs()[1];
+    auto next = op->getAttrOfType<IntegerAttr>(kNextWeightsOffsetAttrName);
+    if (Value buffer = next ? weightsBuffer(cut) : Value();
+        buffer && contiguous(w) &&
+        cast<MemRefType>(cut.getType()).hasStaticShape()) {
+      flat = memref::CollapseShapeOp::create(b, buffer, allDims(buffer));
+      // An identity layout: offsets from the buffer's aligned pointer,
+      // which its subviews share, are offsets into it.
+      panelsOffset =
+          memref::ExtractStridedMetadataOp::create(b, cut).getOffset();
+      panelElements = cast<MemRefType>(cut.getType()).getNumElements();
+      gapToNext = next.getInt() - panelElements;
+    } else if (contiguous(w)) {
+      flat = memref::CollapseShapeOp::create(b, w, allDims(w));
+    }
     Value rowElements = e.index(panelWidth * stepsOfK);
     Value lastElement;
     if (flat)
       lastElement = e.subi(e.dim(flat, 0), c1);
     // Element offset of row k of panel p.
     auto rowStart = [&](Value p, Value k) {
-      return e.muli(e.addi(e.muli(p, depth), k), rowElements);
+      Value start = e.muli(e.addi(e.muli(p, depth), k), rowElements);
+      if (!panelsOffset)
+        return start;
+      if (gapToNext)
+        start = e.addi(start, arith::SelectOp::create(
+                                  b,
+                                  e.cmpi(arith::CmpIPredicate::uge, start,
+                                         e.index(panelElements)),
+                                  e.index(gapToNext), c0));
+      return e.addi(panelsOffset, start);
     };
     auto prefetch = [&](Value offset) {
       if (!flat)

@@ -163,7 +163,13 @@ func.func @expert_panels(%rows: tensor<?x24xf32>, %offsets: tensor<5xi32>, %w1: 
 // CHECK-DAG: #[[PB:.*]] = affine_map<(d0, d1, d2, d3) -> (d1 floordiv 64, d2, d1 mod 64, d3)>
 // CHECK-LABEL: func @expert_bf16_panels
 // CHECK:       memref.subview %{{.*}}[%{{.*}}, 0, 0, 0] [1, 32, 64, 2] [1, 1, 1, 1] : memref<2x32x64x2xbf16, strided<[4096, 128, 2, 1], offset: ?>> to memref<1x32x64x2xbf16, strided<[4096, 128, 2, 1], offset: ?>>
-// CHECK:       linalg.generic {indexing_maps = [#[[PA]], #[[PB]], #{{.*}}], iterator_types = ["parallel", "parallel", "reduction", "reduction"]} ins(%{{.*}}, %{{.*}} : memref<?x64xbf16, {{.*}}>, memref<1x32x64x2xbf16, {{.*}}>) outs(%{{.*}} : memref<?x64xf32, {{.*}}>) attrs =  {moe.expert_gemm}
+// Each GEMM is marked with where the weights its thread reads next start:
+// panels first (few rows per expert), the next expert's same panel, 2 x 32
+// x 64 x 2 elements on; experts first, the expert's next panel, right
+// after its own 32 x 64 x 2.
+// CHECK:       linalg.generic {indexing_maps = [#[[PA]], #[[PB]], #{{.*}}], iterator_types = ["parallel", "parallel", "reduction", "reduction"]} ins(%{{.*}}, %{{.*}} : memref<?x64xbf16, {{.*}}>, memref<1x32x64x2xbf16, {{.*}}>) outs(%{{.*}} : memref<?x64xf32, {{.*}}>) attrs =  {moe.expert_gemm, moe.next_weights_offset = 8192 : i64}
+// CHECK:       } else {
+// CHECK:       linalg.generic {{.*}} memref<1x32x64x2xbf16, {{.*}}>) outs(%{{.*}} : memref<?x64xf32, {{.*}}>) attrs =  {moe.expert_gemm, moe.next_weights_offset = 4096 : i64}
 func.func @expert_bf16_panels(%rows: tensor<?x64xbf16>, %offsets: tensor<3xi32>, %w1: tensor<2x2x32x64x2xbf16>, %w2: tensor<2x1x64x64x2xbf16>) -> tensor<?x64xbf16> {
   %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 {activation = #moe.activation<relu>, panel_width = 64 : i64} : (tensor<?x64xbf16>, tensor<3xi32>, tensor<2x2x32x64x2xbf16>, tensor<2x1x64x64x2xbf16>) -> tensor<?x64xbf16>
   return %y : tensor<?x64xbf16>
@@ -492,13 +498,14 @@ func.func @expert_int8_rows_int8_activations(%rows: tensor<?x128xf32>, %offsets:
 
 // Panel-major weights (panel_width = 64): each projection's GEMM reads its
 // panels of the expert's weight in place, B at (n floordiv 64, k, n mod 64):
-// fc1's interleaved SwiGLU panel of 128 columns is two weight panels.
+// fc1's interleaved SwiGLU panel of 128 columns is two weight panels; the
+// expert's next ones (one panel of I, of H each here) follow them.
 // CHECK-DAG: #[[PANEL_B:.*]] = affine_map<(d0, d1, d2) -> (d1 floordiv 64, d2, d1 mod 64)>
 // CHECK-LABEL: func.func @expert_panels
 // CHECK: memref.subview %{{.*}}[%{{.*}}, 0, 0, 0] [1, 2, 64, 64] [1, 1, 1, 1] : memref<4x2x64x64xf32> to memref<2x64x64xf32, strided<[4096, 64, 1], offset: ?>>
-// CHECK: linalg.generic {indexing_maps = [#{{.*}}, #[[PANEL_B]], #{{.*}}], {{.*}} ins(%{{.*}}, %{{.*}} : memref<?xi32, strided<[1], offset: ?>>, memref<2x64x64xf32, strided<[4096, 64, 1], offset: ?>>) outs(%{{.*}} : memref<?x128xf32, {{.*}}>) attrs = {moe.expert_gemm}
+// CHECK: linalg.generic {indexing_maps = [#{{.*}}, #[[PANEL_B]], #{{.*}}], {{.*}} ins(%{{.*}}, %{{.*}} : memref<?xi32, strided<[1], offset: ?>>, memref<2x64x64xf32, strided<[4096, 64, 1], offset: ?>>) outs(%{{.*}} : memref<?x128xf32, {{.*}}>) attrs = {moe.expert_gemm, moe.next_weights_offset = 8192 : i64}
 // CHECK: memref.subview %{{.*}}[%{{.*}}, 0, 0, 0] [1, 1, 64, 64] [1, 1, 1, 1] : memref<4x1x64x64xf32> to memref<1x64x64xf32, strided<[4096, 64, 1], offset: ?>>
-// CHECK: linalg.generic {indexing_maps = [#{{.*}}, #[[PANEL_B]], #{{.*}}], {{.*}} ins(%{{.*}}, %{{.*}} : memref<?x64xf32, strided<[64, 1], offset: ?>>, memref<1x64x64xf32, strided<[4096, 64, 1], offset: ?>>) {{.*}} attrs = {moe.expert_gemm}
+// CHECK: linalg.generic {indexing_maps = [#{{.*}}, #[[PANEL_B]], #{{.*}}], {{.*}} ins(%{{.*}}, %{{.*}} : memref<?x64xf32, strided<[64, 1], offset: ?>>, memref<1x64x64xf32, strided<[4096, 64, 1], offset: ?>>) {{.*}} attrs = {moe.expert_gemm, moe.next_weights_offset = 4096 : i64}
 func.func @expert_panels(%x: tensor<?x64xf32>, %offsets: tensor<5xi32>, %row_tokens: tensor<?xi32>, %w1: tensor<4x2x64x64xf32>, %w2: tensor<4x1x64x64xf32>) -> tensor<?x64xf32> {
   %y = moe.expert %x, %offsets gather_tokens %row_tokens fc1 %w1 fc2 %w2 {activation = #moe.activation<swiglu>, panel_width = 64 : i64} : (tensor<?x64xf32>, tensor<5xi32>, tensor<?xi32>, tensor<4x2x64x64xf32>, tensor<4x1x64x64xf32>) -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>

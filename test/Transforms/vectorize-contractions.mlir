@@ -431,6 +431,47 @@ func.func @panel_matmul_gathered(%src: memref<?x96xf32>, %tokens: memref<?xi32>,
   return
 }
 
+// Panels cut from a stacked buffer, marked with where the weights the
+// thread reads next start (moe.next_weights_offset, in elements from the
+// panels' first): the prefetches address the whole buffer from the
+// panels' offset in it, so that the last k-block's run past the panels
+// reaches the next weights. Right after these panels (the expert's next
+// ones), the flat offset goes on as it is; further on (the next expert's
+// same panels), offsets past the panels skip the gap (18432 - 12288).
+// PANEL-LABEL: func.func @panel_matmul_next_panels
+// PANEL: %[[BUFFER:.*]] = memref.collapse_shape %{{.*}} {{\[}}[0, 1, 2, 3]] : memref<4x3x96x64xf32> into memref<73728xf32>
+// PANEL: %{{.*}}, %[[OFFSET:.*]], %{{.*}}:3, %{{.*}}:3 = memref.extract_strided_metadata %[[CUT:.*]] : memref<2x96x64xf32, strided<[6144, 64, 1], offset: ?>>
+// PANEL-NOT: arith.cmpi uge
+// PANEL: memref.prefetch %[[BUFFER]][%{{.*}}], read, locality<2>, data : memref<73728xf32>
+// PANEL: vector.load %[[CUT]]
+// PANEL-LABEL: func.func @panel_matmul_next_expert
+// PANEL-DAG: %[[GAP:.*]] = arith.constant 6144 : index
+// PANEL-DAG: %[[PANELS:.*]] = arith.constant 12288 : index
+// PANEL: %[[PAST:.*]] = arith.cmpi uge, %[[START:.*]], %[[PANELS]] : index
+// PANEL: %[[SKIP:.*]] = arith.select %[[PAST]], %[[GAP]], %{{.*}} : index
+// PANEL: arith.addi %[[START]], %[[SKIP]] : index
+func.func @panel_matmul_next_panels(%a: memref<?x96xf32>, %buffer: memref<4x3x96x64xf32>, %x: index, %c: memref<?x128xf32>) {
+  %cut = memref.subview %buffer[%x, 0, 0, 0] [1, 2, 96, 64] [1, 1, 1, 1] : memref<4x3x96x64xf32> to memref<2x96x64xf32, strided<[6144, 64, 1], offset: ?>>
+  linalg.generic {indexing_maps = [#panel_a, #panel_b, #panel_c], iterator_types = ["parallel", "parallel", "reduction"]} ins(%a, %cut : memref<?x96xf32>, memref<2x96x64xf32, strided<[6144, 64, 1], offset: ?>>) outs(%c : memref<?x128xf32>) attrs = {moe.next_weights_offset = 12288 : i64} {
+  ^bb0(%v: f32, %y: f32, %acc: f32):
+    %p = arith.mulf %v, %y : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+func.func @panel_matmul_next_expert(%a: memref<?x96xf32>, %buffer: memref<4x3x96x64xf32>, %x: index, %c: memref<?x128xf32>) {
+  %cut = memref.subview %buffer[%x, 0, 0, 0] [1, 2, 96, 64] [1, 1, 1, 1] : memref<4x3x96x64xf32> to memref<2x96x64xf32, strided<[6144, 64, 1], offset: ?>>
+  linalg.generic {indexing_maps = [#panel_a, #panel_b, #panel_c], iterator_types = ["parallel", "parallel", "reduction"]} ins(%a, %cut : memref<?x96xf32>, memref<2x96x64xf32, strided<[6144, 64, 1], offset: ?>>) outs(%c : memref<?x128xf32>) attrs = {moe.next_weights_offset = 18432 : i64} {
+  ^bb0(%v: f32, %y: f32, %acc: f32):
+    %p = arith.mulf %v, %y : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
 // A panel width the kernel does not take (8 columns) keeps its loops.
 // PANEL-LABEL: func.func @panel_matmul_narrow
 // PANEL: linalg.generic

@@ -30,6 +30,27 @@ struct QuantizedProjection {
 /// `expert-pack-min-rows` rows on.
 constexpr llvm::StringLiteral kExpertGemmAttrName = "moe.expert_gemm";
 
+/// On an expert contraction by panel-major weights that subviews cut from
+/// a larger contiguous buffer: the thread running it next reads the weights
+/// this many elements after its own first one in that buffer (the grouped
+/// schedule's next task: in expert-major order the expert's next panel,
+/// right after these; in panel-major order the next expert's same panel).
+/// -moe-vectorize-contractions prefetches past the last panel into them,
+/// so that the next task does not start on cold weights.
+constexpr llvm::StringLiteral kNextWeightsOffsetAttrName =
+    "moe.next_weights_offset";
+
+/// Sets kNextWeightsOffsetAttrName on the expert contractions in `loop`
+/// whose weights have a static shape and are cut from a static buffer with
+/// an identity layout: the weights right after theirs with
+/// `followingPanels`, else the same ones of the next expert (the buffer's
+/// leading dimension).
+void markNextWeights(Operation *loop, bool followingPanels);
+
+/// The buffer that the subviews of `weights` are cut from, if it has an
+/// identity layout, else null.
+Value weightsBuffer(Value weights);
+
 /// How an expert's contraction (emitMatmulTransposedB) reads its weights B:
 /// out-major, `(n, k)` with loops (m, n, k); panel-major of width P,
 /// `(n floordiv P, k, n mod P)`; or panel-major bf16 with pairs of k,
