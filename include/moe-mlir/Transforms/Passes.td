@@ -805,6 +805,16 @@ def MoEVectorizeContractions : Pass<"moe-vectorize-contractions"> {
     reuse) take `expert-pack-min-rows` instead (moe-compile's
     `--expert-pack-min-rows`, 96 in the CPU pipeline: packing pays from
     about 96-128 rows of an expert, benchmarks/RESULTS.md has the A/Bs).
+
+    Contractions by panel-major weights (`-moe-pack-expert-weights`: B read
+    at `(n floordiv P, k, n mod P)`, or bf16 pairs of k with `bf16-dot`)
+    take the outer-product block on the panels in place, at any row count,
+    prefetching each panel's next 128 steps of k into L2 as they go. A
+    contraction marked `moe.next_weights_offset = N` (the expert lowering's
+    grouped schedule: its weights are cut from a stacked buffer, and the
+    thread running it reads next the weights N elements after its own first
+    one) prefetches past its last panel into those, so that the next task
+    does not start on cold weights.
   }];
   let options = [
     Option<"vectorBits", "vector-bits", "int64_t", /*default=*/"512",
