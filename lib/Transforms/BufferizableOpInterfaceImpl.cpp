@@ -44,6 +44,11 @@ namespace {
 /// the logits; parallel work from T = 24 on.
 constexpr int64_t kRouteBlockTokens = 12;
 
+/// f32 lanes of the route's vector form (emitRouteToken): a 512-bit
+/// register with AVX-512, two or four of them elsewhere, as LLVM splits
+/// the vectors for the target.
+constexpr int64_t kRouteVectorLanes = 16;
+
 /// Allocates an identity-layout buffer for a result of tensor type `type`,
 /// whose only possibly dynamic dimension is the leading one, of size
 /// `leading`.
@@ -218,7 +223,8 @@ struct RouteOpInterface : StageOpInterface<RouteOpInterface, RouteOp> {
       // On the heap: see RouteScratch::allocate.
       RouteScratch scratch = RouteScratch::allocate(e, route, /*onHeap=*/true);
       e.loop(t0, end, [&](Value t) {
-        emitRouteToken(e, route, logits, bias, weights, ids, t, scratch);
+        emitRouteToken(e, route, logits, bias, weights, ids, t, scratch,
+                       kRouteVectorLanes);
       });
     });
   }
@@ -251,7 +257,7 @@ struct RouteOpInterface : StageOpInterface<RouteOpInterface, RouteOp> {
       Value blockIds = sliceRows(b, ids, t0, count);
       e.loop(e.index(0), count, [&](Value t) {
         emitRouteToken(e, route, logits, bias, blockWeights, blockIds, t,
-                       scratch);
+                       scratch, kRouteVectorLanes);
       });
     });
   }

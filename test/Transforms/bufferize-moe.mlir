@@ -2,7 +2,10 @@
 
 // Routing becomes a parallel loop over blocks of 12 tokens, each routed in
 // turn with a scratch of its own, writing freshly allocated [T, k] weights
-// and ids; softmax scores use exp, selection is an argmax loop.
+// and ids. A token's scores are vectors of 16 f32 (E = 8: one chunk, its
+// lanes past E masked): a softmax by vector reductions, then k rounds of a
+// vector maximum (maxnumf) and the lowest expert holding it among those not
+// yet taken, a mask carried from round to round.
 // CHECK-LABEL: func @route
 // CHECK-SAME:  (%[[L:.*]]: memref<?x8xf32>)
 // CHECK:       %[[T:.*]] = memref.dim %[[L]], %{{.*}} : memref<?x8xf32>
@@ -13,9 +16,18 @@
 // CHECK:         %[[NEXT:.*]] = arith.addi %[[T0]], %[[C12]]
 // CHECK:         %[[END:.*]] = arith.minui %[[NEXT]], %[[T]]
 // CHECK:         memref.alloc() : memref<8xf32>
-// CHECK:         scf.for %{{.*}} = %[[T0]] to %[[END]]
-// CHECK:         math.exp
-// CHECK:         arith.cmpf ogt
+// CHECK:         scf.for %[[TOKEN:.*]] = %[[T0]] to %[[END]]
+// CHECK:           %[[MASK:.*]] = arith.constant dense<[true, true, true, true, true, true, true, true, false, false, false, false, false, false, false, false]> : vector<16xi1>
+// CHECK:           %[[ROW:.*]] = vector.maskedload %[[L]][%[[TOKEN]], %{{.*}}], %[[MASK]], %{{.*}} : memref<?x8xf32>, vector<16xi1>, vector<16xf32> into vector<16xf32>
+// CHECK:           vector.reduction <maximumf>, %[[ROW]] : vector<16xf32> into f32
+// CHECK:           math.exp %{{.*}} : vector<16xf32>
+// CHECK:           vector.reduction <add>
+// CHECK:           scf.for %{{.*}} = %{{.*}} to %{{.*}} step %{{.*}} iter_args(%[[FREE:.*]] = %[[MASK]]) -> (vector<16xi1>)
+// CHECK:             arith.select %[[FREE]]
+// CHECK:             vector.reduction <maxnumf>
+// CHECK:             vector.reduction <minsi>
+// CHECK:             vector.reduction <minsi>
+// CHECK:             memref.store %{{.*}}, %[[IDS]]
 // CHECK:       return %[[W]], %[[IDS]]
 // CHECK-NOT:   moe.route
 func.func @route(%logits: tensor<?x8xf32>) -> (tensor<?x2xf32>, tensor<?x2xi32>) {
@@ -48,8 +60,8 @@ func.func @route(%logits: tensor<?x8xf32>) -> (tensor<?x2xf32>, tensor<?x2xi32>)
 // CHECK:         memref.alloc() : memref<8xf32>
 // CHECK:         memref.subview %[[W]][%[[T0]], 0] [%[[N]], 2] [1, 1]
 // CHECK:         memref.subview %[[IDS]][%[[T0]], 0] [%[[N]], 2] [1, 1]
-// CHECK:         scf.for %{{.*}} = %{{.*}} to %[[N]]
-// CHECK:           memref.load %[[LOGITS]]
+// CHECK:         scf.for %[[TOKEN:.*]] = %{{.*}} to %[[N]]
+// CHECK:           vector.maskedload %[[LOGITS]][%[[TOKEN]], %{{.*}}]
 // CHECK:           math.exp
 // CHECK:       return %[[W]], %[[IDS]]
 // CHECK-NOT:   moe.route
@@ -187,6 +199,21 @@ func.func @expert_bf16_panels(%rows: tensor<?x64xbf16>, %offsets: tensor<3xi32>,
 func.func @combine_copy(%y: tensor<?x16xf32>, %w: tensor<?x2xf32>, %ids: tensor<?x2xi32>, %slot_rows: tensor<?x2xi32>, %x: tensor<?x16xf32>) -> tensor<?x16xf32> {
   %out = moe.combine %y, %w, %ids, %slot_rows input %x {num_experts = 4 : i64, zero_experts = [#moe.zero_expert<copy>]} : (tensor<?x16xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<?x2xi32>, tensor<?x16xf32>) -> tensor<?x16xf32>
   return %out : tensor<?x16xf32>
+}
+
+// -----
+
+// Grouped routing (like SparseMixer and logits that are not f32) keeps the
+// element-wise form: per round an argmax loop over the scores in memory.
+// CHECK-LABEL: func @route_groups_elementwise
+// CHECK-NOT:   vector.
+// CHECK:       memref.load
+// CHECK:       arith.cmpf ogt
+// CHECK-NOT:   vector.
+// CHECK:       return
+func.func @route_groups_elementwise(%logits: tensor<?x8xf32>) -> (tensor<?x2xf32>, tensor<?x2xi32>) {
+  %w, %ids = moe.route %logits {k = 2 : i64, num_groups = 4 : i64, top_groups = 2 : i64} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return %w, %ids : tensor<?x2xf32>, tensor<?x2xi32>
 }
 
 // -----

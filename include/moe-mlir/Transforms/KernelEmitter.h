@@ -96,9 +96,10 @@ public:
   Value subi(Value l, Value r) { return arith::SubIOp::create(b, l, r); }
   Value muli(Value l, Value r) { return arith::MulIOp::create(b, l, r); }
   Value exp(Value v) { return math::ExpOp::create(b, v); }
-  /// 1 / (1 + exp(-x)).
+  /// 1 / (1 + exp(-x)), of a scalar or a vector.
   Value sigmoid(Value x) {
-    Value one = f(x.getType(), 1.0);
+    auto vector = dyn_cast<VectorType>(x.getType());
+    Value one = vector ? splat(vector, 1.0) : f(x.getType(), 1.0);
     return divf(one, addf(one, exp(arith::NegFOp::create(b, x))));
   }
 

@@ -35,10 +35,14 @@ struct RouteScratch {
 };
 
 /// Routes token `t`: reads `logits[t, :]` (and `bias`, which may be null)
-/// and writes `weights[t, :]` and `ids[t, :]` as moe.route specifies.
+/// and writes `weights[t, :]` and `ids[t, :]` as moe.route specifies. With
+/// `vectorLanes` (a CPU caller) the scores and the top-k selection work on
+/// vectors of that many f32 lanes where the route allows (f32 scores,
+/// neither groups nor SparseMixer, contiguous rows); otherwise, and on the
+/// GPU, element by element.
 void emitRouteToken(KernelEmitter &e, RouteOp route, Value logits, Value bias,
                     Value weights, Value ids, Value t,
-                    const RouteScratch &scratch);
+                    const RouteScratch &scratch, int64_t vectorLanes = 0);
 
 /// An i32 row offset of moe.expert's `offsets` as an index clamped to
 /// [0, numRows]: offsets may come from callers, and a bad one must not index
