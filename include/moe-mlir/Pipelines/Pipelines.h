@@ -99,7 +99,7 @@ struct CPUPipelineOptions
       llvm::cl::desc("Rows from which the GEMMs other than the experts' "
                      "pack panels of the weights for the outer-product "
                      "kernel (0: never)"),
-      llvm::cl::init(0)};
+      llvm::cl::init(256)};
   PassOptions::Option<int64_t> expertPackMinRows{
       *this, "expert-pack-min-rows",
       llvm::cl::desc("Rows of an expert from which its GEMMs pack panels "
