@@ -89,24 +89,14 @@ void routeWithVectors(KernelEmitter &e, RouteOp route, Value logits, Value bias,
       vector::StoreOp::create(b, v, memref, index);
   };
   auto chunkStart = [&](int64_t c) { return e.index(c * lanes); };
-  // Elementwise `combine` of the chunks, then across the lanes by `kind`.
-  auto reduce = [&](ArrayRef<Value> vectors, vector::CombiningKind kind,
-                    function_ref<Value(Value, Value)> combine) -> Value {
+  // The chunks combined lane by lane, then the lanes, by `kind`.
+  auto reduce = [&](ArrayRef<Value> vectors,
+                    vector::CombiningKind kind) -> Value {
     Value acc = vectors.front();
     for (Value v : vectors.drop_front())
-      acc = combine(acc, v);
+      acc = vector::makeArithReduction(b, b.getLoc(), kind, v, acc);
     return vector::ReductionOp::create(b, kind, acc);
   };
-  auto maximum = [&](Value l, Value r) -> Value {
-    return arith::MaximumFOp::create(b, l, r);
-  };
-  auto maxNum = [&](Value l, Value r) -> Value {
-    return arith::MaxNumFOp::create(b, l, r);
-  };
-  auto minSigned = [&](Value l, Value r) -> Value {
-    return arith::MinSIOp::create(b, l, r);
-  };
-  auto add = [&](Value l, Value r) { return e.addf(l, r); };
   auto splatOf = [&](VectorType type, Value scalar) -> Value {
     return vector::BroadcastOp::create(b, type, scalar);
   };
@@ -116,12 +106,11 @@ void routeWithVectors(KernelEmitter &e, RouteOp route, Value logits, Value bias,
   for (int64_t c = 0; c < chunks; ++c)
     scores.push_back(loadChunk(logits, {t, chunkStart(c)}, c, -INFINITY));
   if (scoring == Scoring::softmax) {
-    Value max = splatOf(
-        floats, reduce(scores, vector::CombiningKind::MAXIMUMF, maximum));
+    Value max =
+        splatOf(floats, reduce(scores, vector::CombiningKind::MAXIMUMF));
     for (Value &v : scores)
       v = e.exp(e.subf(v, max));
-    Value total =
-        splatOf(floats, reduce(scores, vector::CombiningKind::ADD, add));
+    Value total = splatOf(floats, reduce(scores, vector::CombiningKind::ADD));
     for (Value &v : scores)
       v = e.divf(v, total);
   } else if (scoring == Scoring::sigmoid) {
@@ -153,16 +142,16 @@ void routeWithVectors(KernelEmitter &e, RouteOp route, Value logits, Value bias,
     for (int64_t c = 0; c < chunks; ++c)
       candidates.push_back(e.select(free[c], select[c], negInf));
     // maxnumf: NaN scores lose to any number.
-    Value max = splatOf(
-        floats, reduce(candidates, vector::CombiningKind::MAXNUMF, maxNum));
+    Value max =
+        splatOf(floats, reduce(candidates, vector::CombiningKind::MAXNUMF));
     for (int64_t c = 0; c < chunks; ++c) {
       Value hit =
           e.land(free[c], e.cmpf(arith::CmpFPredicate::OEQ, select[c], max));
       atMax.push_back(e.select(hit, experts[c], noExpert));
       firstFree.push_back(e.select(free[c], experts[c], noExpert));
     }
-    Value best = reduce(atMax, vector::CombiningKind::MINSI, minSigned);
-    Value first = reduce(firstFree, vector::CombiningKind::MINSI, minSigned);
+    Value best = reduce(atMax, vector::CombiningKind::MINSI);
+    Value first = reduce(firstFree, vector::CombiningKind::MINSI);
     // The scalar loop starts from the first free expert and keeps it if its
     // score is NaN (nothing compares greater).
     Value found = e.cmpi(arith::CmpIPredicate::slt, first, e.i32(numExperts));
@@ -186,6 +175,153 @@ void routeWithVectors(KernelEmitter &e, RouteOp route, Value logits, Value bias,
           e.land(free[c], e.cmpi(arith::CmpIPredicate::ne, experts[c], taken)));
     return next;
   });
+}
+/// Steps 1-5 of emitRouteToken element by element, any route: the scores
+/// and the selection scores in the scratch, then the top-k (after the group
+/// limit) into `kept` and `ids[t, :]`.
+void routeElementwise(KernelEmitter &e, RouteOp route, Value logits, Value bias,
+                      Value ids, Value t, const RouteScratch &scratch) {
+  ImplicitLocOpBuilder &b = e.builder();
+  int64_t numExperts = route.getNumExperts();
+  Type scoreType = route.getScoreType();
+  Type ct = computeTypeFor(scoreType);
+  int64_t k = route.getK();
+  int64_t numGroups = route.getNumGroups();
+  Scoring scoring = route.getScoring();
+  Value scores = scratch.scores, select = scratch.select;
+  Value taken = scratch.taken, kept = scratch.kept;
+
+  Value c0 = e.index(0);
+  Value cE = e.index(numExperts);
+  Value negInf = e.f(ct, -INFINITY);
+  Value zero = e.f(ct, 0.0);
+  Value falseV = e.boolean(false), trueV = e.boolean(true);
+
+  // Index of the largest `values[i]` over [0, n) with !mask[i]; ties go to
+  // the lower index; -1 when every entry is masked.
+  auto argmax = [&](Value values, Value mask, Value n) -> Value {
+    SmallVector<Value> best =
+        e.loop(c0, n, {negInf, e.index(-1)}, [&](Value i, ValueRange acc) {
+          Value v = e.load(values, i);
+          Value free = arith::XOrIOp::create(b, e.load(mask, i), trueV);
+          Value first = e.cmpi(arith::CmpIPredicate::slt, acc[1], c0);
+          Value better = arith::OrIOp::create(
+              b, first, e.cmpf(arith::CmpFPredicate::OGT, v, acc[0]));
+          Value take = e.land(free, better);
+          return SmallVector<Value>{e.select(take, v, acc[0]),
+                                    e.select(take, i, acc[1])};
+        });
+    return best[1];
+  };
+
+  auto logit = [&](Value i) { return e.castFloat(e.load(logits, {t, i}), ct); };
+  // 1. Scores.
+  if (scoring == Scoring::softmax) {
+    Value max = e.loop(c0, cE, {negInf}, [&](Value i, ValueRange acc) {
+      return SmallVector<Value>{arith::MaximumFOp::create(b, acc[0], logit(i))};
+    })[0];
+    Value total = e.sum(c0, cE, zero, [&](Value i) {
+      Value p = e.exp(e.subf(logit(i), max));
+      e.store(p, scores, i);
+      return p;
+    });
+    e.loop(c0, cE, [&](Value i) {
+      e.store(e.divf(e.load(scores, i), total), scores, i);
+    });
+  } else {
+    e.loop(c0, cE, [&](Value i) {
+      Value l = logit(i);
+      e.store(scoring == Scoring::sigmoid ? e.sigmoid(l) : l, scores, i);
+    });
+  }
+  // 2. Selection scores.
+  e.loop(c0, cE, [&](Value i) {
+    Value s = e.load(scores, i);
+    if (bias)
+      s = e.addf(s, e.castFloat(e.load(bias, i), ct));
+    e.store(s, select, i);
+    e.store(falseV, taken, i);
+  });
+  // 3. Group limit: mask every expert outside the best groups.
+  if (numGroups > 1) {
+    int64_t groupSize = numExperts / numGroups;
+    Value groupScores = scratch.groupScores;
+    Value groupTaken = scratch.groupTaken;
+    Value cG = e.index(numGroups), cGS = e.index(groupSize);
+    e.loop(c0, cG, [&](Value g) {
+      Value base = e.muli(g, cGS);
+      SmallVector<Value> top =
+          e.loop(c0, cGS, {negInf, negInf}, [&](Value i, ValueRange acc) {
+            Value v = e.load(select, e.addi(base, i));
+            Value above1 = e.cmpf(arith::CmpFPredicate::OGT, v, acc[0]);
+            Value above2 = e.cmpf(arith::CmpFPredicate::OGT, v, acc[1]);
+            Value second =
+                e.select(above1, acc[0], e.select(above2, v, acc[1]));
+            return SmallVector<Value>{e.select(above1, v, acc[0]), second};
+          });
+      Value score = route.getGroupScoring() == GroupScoring::max
+                        ? top[0]
+                        : e.addf(top[0], top[1]);
+      e.store(score, groupScores, g);
+      e.store(trueV, groupTaken, g);
+    });
+    // Repeated argmax over the still-excluded groups picks the best ones.
+    Value excluded = scratch.excluded;
+    e.loop(c0, cG, [&](Value g) { e.store(falseV, excluded, g); });
+    e.loop(c0, e.index(route.getTopGroups()), [&](Value) {
+      Value g = argmax(groupScores, excluded, cG);
+      e.ifThen(e.cmpi(arith::CmpIPredicate::sge, g, c0), [&] {
+        e.store(trueV, excluded, g);
+        e.store(falseV, groupTaken, g);
+      });
+    });
+    // groupTaken now marks the groups that were *not* chosen.
+    e.loop(c0, cE, [&](Value i) {
+      Value g = arith::DivUIOp::create(b, i, cGS);
+      e.store(e.load(groupTaken, g), taken, i);
+    });
+  }
+  // 4-5. Top-k, in descending order of selection score.
+  if (scoring == Scoring::sparse_mixer) {
+    // SparseMixer: slot j's weight is a softmax, at the chosen logit m,
+    // over the experts within the jitter band of m; the band of slot 1
+    // excludes slot 0's expert.
+    Value eps2 = e.f(ct, 2 * kSparseMixerJitterEps);
+    Value first = c0;
+    for (int64_t j = 0; j < 2; ++j) {
+      Value best = argmax(select, taken, cE);
+      e.store(trueV, taken, best);
+      Value m = logit(best);
+      Value total = e.sum(c0, cE, zero, [&](Value i) {
+        Value x = logit(i);
+        Value factor =
+            arith::MaximumFOp::create(b, math::AbsFOp::create(b, x), m);
+        Value far = e.cmpf(arith::CmpFPredicate::OGT, e.subf(m, x),
+                           e.mulf(eps2, factor));
+        if (j == 1)
+          far = arith::OrIOp::create(
+              b, far, e.cmpi(arith::CmpIPredicate::eq, i, first));
+        return e.select(far, zero, e.exp(e.subf(x, m)));
+      });
+      Value cj = e.index(j);
+      e.store(e.divf(e.f(ct, 1.0), total), kept, cj);
+      e.store(e.toI32(best), ids, {t, cj});
+      first = best;
+    }
+  } else {
+    e.loop(c0, e.index(k), [&](Value j) {
+      Value best = argmax(select, taken, cE);
+      Value found = e.cmpi(arith::CmpIPredicate::sge, best, c0);
+      Value safe = e.select(found, best, c0);
+      e.ifThen(found, [&] { e.store(trueV, taken, safe); });
+      Value w = e.select(
+          found,
+          scoring == Scoring::softmax_topk ? logit(safe) : e.load(scores, safe),
+          zero);
+      e.store(w, kept, j);
+      e.store(e.toI32(best), ids, {t, j});
+    });
+  }
 }
 } // namespace
 
@@ -231,154 +367,19 @@ void mlir::moe::emitRouteToken(KernelEmitter &e, RouteOp route, Value logits,
                                const RouteScratch &scratch,
                                int64_t vectorLanes) {
   ImplicitLocOpBuilder &b = e.builder();
-  int64_t numExperts = route.getNumExperts();
   Type scoreType = route.getScoreType();
   Type ct = computeTypeFor(scoreType);
   int64_t k = route.getK();
-  int64_t numGroups = route.getNumGroups();
   Scoring scoring = route.getScoring();
-  Value scores = scratch.scores, select = scratch.select;
-  Value taken = scratch.taken, kept = scratch.kept;
-
+  Value kept = scratch.kept;
   Value c0 = e.index(0), c1 = e.index(1);
-  Value cE = e.index(numExperts);
-  Value negInf = e.f(ct, -INFINITY);
   Value zero = e.f(ct, 0.0);
-  Value falseV = e.boolean(false), trueV = e.boolean(true);
+  Value trueV = e.boolean(true);
 
-  if (vectorLanes && canRouteWithVectors(route, logits, bias)) {
+  if (vectorLanes && canRouteWithVectors(route, logits, bias))
     routeWithVectors(e, route, logits, bias, ids, t, scratch, vectorLanes);
-  } else {
-    // Index of the largest `values[i]` over [0, n) with !mask[i]; ties go to
-    // the lower index; -1 when every entry is masked.
-    auto argmax = [&](Value values, Value mask, Value n) -> Value {
-      SmallVector<Value> best =
-          e.loop(c0, n, {negInf, e.index(-1)}, [&](Value i, ValueRange acc) {
-            Value v = e.load(values, i);
-            Value free = arith::XOrIOp::create(b, e.load(mask, i), trueV);
-            Value first = e.cmpi(arith::CmpIPredicate::slt, acc[1], c0);
-            Value better = arith::OrIOp::create(
-                b, first, e.cmpf(arith::CmpFPredicate::OGT, v, acc[0]));
-            Value take = e.land(free, better);
-            return SmallVector<Value>{e.select(take, v, acc[0]),
-                                      e.select(take, i, acc[1])};
-          });
-      return best[1];
-    };
-
-    auto logit = [&](Value i) {
-      return e.castFloat(e.load(logits, {t, i}), ct);
-    };
-    // 1. Scores.
-    if (scoring == Scoring::softmax) {
-      Value max = e.loop(c0, cE, {negInf}, [&](Value i, ValueRange acc) {
-        return SmallVector<Value>{
-            arith::MaximumFOp::create(b, acc[0], logit(i))};
-      })[0];
-      Value total = e.sum(c0, cE, zero, [&](Value i) {
-        Value p = e.exp(e.subf(logit(i), max));
-        e.store(p, scores, i);
-        return p;
-      });
-      e.loop(c0, cE, [&](Value i) {
-        e.store(e.divf(e.load(scores, i), total), scores, i);
-      });
-    } else {
-      e.loop(c0, cE, [&](Value i) {
-        Value l = logit(i);
-        e.store(scoring == Scoring::sigmoid ? e.sigmoid(l) : l, scores, i);
-      });
-    }
-    // 2. Selection scores.
-    e.loop(c0, cE, [&](Value i) {
-      Value s = e.load(scores, i);
-      if (bias)
-        s = e.addf(s, e.castFloat(e.load(bias, i), ct));
-      e.store(s, select, i);
-      e.store(falseV, taken, i);
-    });
-    // 3. Group limit: mask every expert outside the best groups.
-    if (numGroups > 1) {
-      int64_t groupSize = numExperts / numGroups;
-      Value groupScores = scratch.groupScores;
-      Value groupTaken = scratch.groupTaken;
-      Value cG = e.index(numGroups), cGS = e.index(groupSize);
-      e.loop(c0, cG, [&](Value g) {
-        Value base = e.muli(g, cGS);
-        SmallVector<Value> top =
-            e.loop(c0, cGS, {negInf, negInf}, [&](Value i, ValueRange acc) {
-              Value v = e.load(select, e.addi(base, i));
-              Value above1 = e.cmpf(arith::CmpFPredicate::OGT, v, acc[0]);
-              Value above2 = e.cmpf(arith::CmpFPredicate::OGT, v, acc[1]);
-              Value second =
-                  e.select(above1, acc[0], e.select(above2, v, acc[1]));
-              return SmallVector<Value>{e.select(above1, v, acc[0]), second};
-            });
-        Value score = route.getGroupScoring() == GroupScoring::max
-                          ? top[0]
-                          : e.addf(top[0], top[1]);
-        e.store(score, groupScores, g);
-        e.store(trueV, groupTaken, g);
-      });
-      // Repeated argmax over the still-excluded groups picks the best ones.
-      Value excluded = scratch.excluded;
-      e.loop(c0, cG, [&](Value g) { e.store(falseV, excluded, g); });
-      e.loop(c0, e.index(route.getTopGroups()), [&](Value) {
-        Value g = argmax(groupScores, excluded, cG);
-        e.ifThen(e.cmpi(arith::CmpIPredicate::sge, g, c0), [&] {
-          e.store(trueV, excluded, g);
-          e.store(falseV, groupTaken, g);
-        });
-      });
-      // groupTaken now marks the groups that were *not* chosen.
-      e.loop(c0, cE, [&](Value i) {
-        Value g = arith::DivUIOp::create(b, i, cGS);
-        e.store(e.load(groupTaken, g), taken, i);
-      });
-    }
-    // 4-5. Top-k, in descending order of selection score.
-    if (scoring == Scoring::sparse_mixer) {
-      // SparseMixer: slot j's weight is a softmax, at the chosen logit m,
-      // over the experts within the jitter band of m; the band of slot 1
-      // excludes slot 0's expert.
-      Value eps2 = e.f(ct, 2 * kSparseMixerJitterEps);
-      Value first = c0;
-      for (int64_t j = 0; j < 2; ++j) {
-        Value best = argmax(select, taken, cE);
-        e.store(trueV, taken, best);
-        Value m = logit(best);
-        Value total = e.sum(c0, cE, zero, [&](Value i) {
-          Value x = logit(i);
-          Value factor =
-              arith::MaximumFOp::create(b, math::AbsFOp::create(b, x), m);
-          Value far = e.cmpf(arith::CmpFPredicate::OGT, e.subf(m, x),
-                             e.mulf(eps2, factor));
-          if (j == 1)
-            far = arith::OrIOp::create(
-                b, far, e.cmpi(arith::CmpIPredicate::eq, i, first));
-          return e.select(far, zero, e.exp(e.subf(x, m)));
-        });
-        Value cj = e.index(j);
-        e.store(e.divf(e.f(ct, 1.0), total), kept, cj);
-        e.store(e.toI32(best), ids, {t, cj});
-        first = best;
-      }
-    } else {
-      e.loop(c0, e.index(k), [&](Value j) {
-        Value best = argmax(select, taken, cE);
-        Value found = e.cmpi(arith::CmpIPredicate::sge, best, c0);
-        Value safe = e.select(found, best, c0);
-        e.ifThen(found, [&] { e.store(trueV, taken, safe); });
-        Value w =
-            e.select(found,
-                     scoring == Scoring::softmax_topk ? logit(safe)
-                                                      : e.load(scores, safe),
-                     zero);
-        e.store(w, kept, j);
-        e.store(e.toI32(best), ids, {t, j});
-      });
-    }
-  }
+  else
+    routeElementwise(e, route, logits, bias, ids, t, scratch);
   Value ck = e.index(k);
   if (scoring == Scoring::softmax_topk) {
     // Slot 0 holds the largest chosen logit.

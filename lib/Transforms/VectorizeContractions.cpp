@@ -574,8 +574,9 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
     int64_t panelElements = 0, gapToNext = 0;
     Value flat, panelsOffset, cut = op.getDpsInputs()[1];
     auto next = op->getAttrOfType<IntegerAttr>(kNextWeightsOffsetAttrName);
+    bool contiguousPanels = contiguous(w);
     if (Value buffer = next ? weightsBuffer(cut) : Value();
-        buffer && contiguous(w) &&
+        buffer && contiguousPanels &&
         cast<MemRefType>(cut.getType()).hasStaticShape()) {
       flat = memref::CollapseShapeOp::create(b, buffer, allDims(buffer));
       // An identity layout: offsets from the buffer's aligned pointer,
@@ -584,7 +585,7 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
           memref::ExtractStridedMetadataOp::create(b, cut).getOffset();
       panelElements = cast<MemRefType>(cut.getType()).getNumElements();
       gapToNext = next.getInt() - panelElements;
-    } else if (contiguous(w)) {
+    } else if (contiguousPanels) {
       flat = memref::CollapseShapeOp::create(b, w, allDims(w));
     }
     Value rowElements = e.index(panelWidth * stepsOfK);
