@@ -435,28 +435,6 @@ struct DispatchOpInterface
 // moe.expert
 //===----------------------------------------------------------------------===//
 
-/// Fills rows of `c` with `bias` (rank 1, broadcast over rows) or zero.
-void emitInitRows(ImplicitLocOpBuilder &b, Value c, Value bias) {
-  Type accType = cast<MemRefType>(c.getType()).getElementType();
-  if (!bias) {
-    linalg::FillOp::create(b, ValueRange{KernelEmitter(b).f(accType, 0.0)},
-                           ValueRange{c});
-    return;
-  }
-  MLIRContext *ctx = b.getContext();
-  AffineExpr m, n;
-  bindDims(ctx, m, n);
-  auto maps = indexingMaps({{n}, {m, n}}, ctx);
-  linalg::GenericOp::create(
-      b, ValueRange{bias}, ValueRange{c}, maps,
-      {utils::IteratorType::parallel, utils::IteratorType::parallel},
-      [&](OpBuilder &nested, Location loc, ValueRange args) {
-        ImplicitLocOpBuilder nb(loc, nested);
-        linalg::YieldOp::create(nb,
-                                KernelEmitter(nb).castFloat(args[0], accType));
-      });
-}
-
 /// Columns per panel in the grouped schedule of float experts (at most).
 /// A panel is a multiple of the register block's columns; 64 columns of
 /// weight rows are 64 x H contiguous elements, long streams for the
@@ -996,15 +974,16 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
                             Value inTokens, Value stagedIn,
                             const std::optional<Int8Rows> &int8In, Value x,
                             Value first, OpFoldResult count, int64_t depth) {
-      emitInitRows(b, c,
-                   bias ? sliceRange(b, sliceLeading(b, bias, x), first, count)
-                        : Value());
+      Value panelBias =
+          bias ? sliceRange(b, sliceLeading(b, bias, x), first, count)
+               : Value();
       if (quant) {
         emitQuantizedPanel(b, in, stagedIn, int8In ? &*int8In : nullptr,
                            projections[which], quant, x, first, count, depth,
-                           c);
+                           panelBias, c);
         return c;
       }
+      emitInitRows(b, c, panelBias);
       Value weight = weightRows(which, x, first, count);
       linalg::GenericOp gemm =
           inTokens ? emitGatheredMatmulTransposedB(b, in, inTokens, weight, c,

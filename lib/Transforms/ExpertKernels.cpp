@@ -297,6 +297,15 @@ constexpr int64_t kDecodeRowGroup = 4;
 /// Weight rows per iteration of the decode kernel's parallel loop (the
 /// worker pool hands each thread several iterations at once).
 constexpr int64_t kDecodeTileRows = 16;
+/// Rows of an expert from which the int8 kernel takes outer products of
+/// rearranged weight panels (emitInt8PanelGemm) instead of dot products
+/// along the weight rows (emitInt8Matvec): where a weight scale covers 64
+/// bytes or more the dot products take four weight rows per step, and at
+/// 16 rows still beat rearranging the panel (int8 Mixtral-8x7B / 4 at
+/// T = 64); with smaller blocks they take one, and the panels win from
+/// where the dequantised float panels did.
+constexpr int64_t kInt8PanelMinRows = 32;
+constexpr int64_t kInt8PanelMinRowsSmallBlocks = kDecodeMaxRows + 1;
 /// Columns the decode kernel dequantises per vector step: 64 f32 are four
 /// AVX-512 registers, independent FMA chains that hide the FMA latency.
 constexpr int64_t kDecodeChunk = 64;
@@ -671,33 +680,60 @@ void mlir::moe::emitStageRows(ImplicitLocOpBuilder &b, Value a, QuantAttr quant,
   });
 }
 
+void mlir::moe::emitInitRows(ImplicitLocOpBuilder &b, Value c, Value bias) {
+  Type accType = cast<MemRefType>(c.getType()).getElementType();
+  if (!bias) {
+    linalg::FillOp::create(b, ValueRange{KernelEmitter(b).f(accType, 0.0)},
+                           ValueRange{c});
+    return;
+  }
+  MLIRContext *ctx = b.getContext();
+  AffineExpr m, n;
+  bindDims(ctx, m, n);
+  SmallVector<AffineMap> maps = {AffineMap::get(2, 0, {n}, ctx),
+                                 AffineMap::get(2, 0, {m, n}, ctx)};
+  linalg::GenericOp::create(
+      b, ValueRange{bias}, ValueRange{c}, maps,
+      {utils::IteratorType::parallel, utils::IteratorType::parallel},
+      [&](OpBuilder &nested, Location loc, ValueRange args) {
+        ImplicitLocOpBuilder nb(loc, nested);
+        linalg::YieldOp::create(nb,
+                                KernelEmitter(nb).castFloat(args[0], accType));
+      });
+}
+
 void mlir::moe::emitQuantizedPanel(ImplicitLocOpBuilder &b, Value a,
                                    Value staged, const Int8Rows *int8Rows,
                                    const QuantizedProjection &p,
                                    QuantAttr quant, Value x, Value first,
-                                   OpFoldResult width, int64_t depth, Value c) {
+                                   OpFoldResult width, int64_t depth,
+                                   Value bias, Value c) {
   KernelEmitter e(b);
   Value rows = e.dim(a, 0);
   Value widthValue = getValueOrCreateConstantIndexOp(b, b.getLoc(), width);
   Value last = e.addi(first, widthValue);
-  // vpdpbusd does 64 multiply-adds per instruction on weight bytes unpacked
-  // once per group of rows: with a scale per 64 bytes or fewer, the int8
-  // kernel beats the dequantised panels at every row count (1.33x at 64
-  // rows per expert on int8 Mixtral / 4, RESULTS.md). With smaller blocks
-  // their scales' conversions per row cost more than the panels (0.78x at
-  // 32 rows per expert on int4 Qwen3 / 2, blocks of 32): those take it up
-  // to kDecodeMaxRows rows only.
-  if (int8Rows && int8Rows->layout.blocksPerUnit == 1) {
-    emitInt8Matvec(b, *int8Rows, p, x, first, last, c);
+  // vpdpbusd does 64 multiply-adds per instruction: with int8 activations
+  // every row count takes it, by dot products along the weight rows for a
+  // few rows and by outer products of rearranged panels from
+  // kInt8PanelMinRows rows on.
+  if (int8Rows) {
+    int64_t minRows = int8Rows->layout.blocksPerUnit == 1
+                          ? kInt8PanelMinRows
+                          : kInt8PanelMinRowsSmallBlocks;
+    e.ifThenElse(
+        e.cmpi(arith::CmpIPredicate::ult, rows, e.index(minRows)),
+        [&] {
+          emitInitRows(b, c, bias);
+          emitInt8Matvec(b, *int8Rows, p, x, first, last, c);
+        },
+        [&] { emitInt8PanelGemm(b, *int8Rows, p, x, first, last, bias, c); });
     return;
   }
+  emitInitRows(b, c, bias);
   e.ifThenElse(
       e.cmpi(arith::CmpIPredicate::ule, rows, e.index(kDecodeMaxRows)),
       [&] {
-        if (int8Rows)
-          emitInt8Matvec(b, *int8Rows, p, x, first, last, c);
-        else
-          emitQuantizedMatvec(b, staged, p, quant, x, first, last, depth, c);
+        emitQuantizedMatvec(b, staged, p, quant, x, first, last, depth, c);
       },
       [&] {
         Type ct = cast<MemRefType>(c.getType()).getElementType();

@@ -1,20 +1,23 @@
-//===- Int8DecodeKernel.cpp - quantised decode with int8 activations ------===//
+//===- Int8DecodeKernel.cpp - quantised experts with int8 activations -----===//
 //
-// The decode kernel of quantised expert projections for experts marked by
+// The kernels of quantised expert projections for experts marked by
 // -moe-int8-activations: activation rows are quantised to int8 once per
 // projection (a scale per weight block, as llama.cpp's Q8 path and ONNX
 // Runtime's accuracy level 4 do), and each 64 weight bytes are multiplied
 // by them with vpdpbusd (AVX512-VNNI: unsigned weight codes times signed
 // activation codes, four products summed into each i32 lane) instead of
-// being converted to floats one by one. Floats appear once per block of
-// each weight row: the i32 lanes are converted and scaled by the weight's
-// and the activation's scale. The kernel writes vpdpbusd's semantics in
-// portable vector ops; -moe-x86-vnni-dot emits the instruction.
+// being converted to floats one by one. Floats appear once per weight
+// block: the i32 lanes are converted and scaled by the weight's and the
+// activation's scale. At decode the kernel takes dot products along each
+// weight row; with more rows, outer products of weight panels rearranged
+// for them. The kernels write vpdpbusd's semantics in portable vector ops;
+// -moe-x86-vnni-dot emits the instruction.
 //
 //===----------------------------------------------------------------------===//
 
 #include "moe-mlir/Transforms/ExpertKernels.h"
 
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 using namespace mlir;
@@ -58,6 +61,49 @@ std::optional<Int8Layout> mlir::moe::getInt8Layout(QuantAttr quant,
   l.zeroPoint = int64_t(1) << (quant.getBits() - 1);
   return l;
 }
+
+/// acc[l] += sum_{i < 4} zext(w[4l + i]) * sext(a[4l + i]) on 64 bytes:
+/// vpdpbusd's semantics in portable vector ops, which -moe-x86-vnni-dot
+/// turns into the instruction where the target has it.
+static Value emitVnniDot(ImplicitLocOpBuilder &b, Value acc,
+                         Value weightCodes, Value activationCodes) {
+  Type i32 = b.getI32Type();
+  auto wide = VectorType::get({kStepBytes}, i32);
+  auto groups = VectorType::get({kLanes, kStepBytes / kLanes}, i32);
+  Value w = arith::ExtUIOp::create(b, wide, weightCodes);
+  Value a = arith::ExtSIOp::create(b, wide, activationCodes);
+  Value products =
+      vector::ShapeCastOp::create(b, groups, arith::MulIOp::create(b, w, a));
+  return vector::MultiDimReductionOp::create(b, products, acc,
+                                             ArrayRef<bool>{false, true},
+                                             vector::CombiningKind::ADD)
+      .getResult();
+}
+
+/// What both int8 kernels read a projection with: 64-byte steps of weight
+/// codes, 16 i32 or f32 lanes, the weights' storage and scale types.
+struct Int8Operands {
+  VectorType bytes, lanesI32, lanesF32;
+  Type storage, scaleType;
+  bool perRowScales;
+
+  Int8Operands(Builder &b, const QuantizedProjection &p)
+      : bytes(VectorType::get({kStepBytes}, b.getI8Type())),
+        lanesI32(VectorType::get({kLanes}, b.getI32Type())),
+        lanesF32(VectorType::get({kLanes}, b.getF32Type())),
+        storage(cast<MemRefType>(p.weights.getType()).getElementType()),
+        scaleType(cast<MemRefType>(p.scales.getType()).getElementType()),
+        perRowScales(cast<MemRefType>(p.scales.getType()).getRank() == 2) {}
+
+  /// The 64 weight bytes of row n of expert x from `byte`, as i8.
+  Value loadStep(ImplicitLocOpBuilder &b, const QuantizedProjection &p, Value x,
+                 Value n, Value byte) const {
+    Value raw =
+        vector::LoadOp::create(b, VectorType::get({kStepBytes}, storage),
+                               p.weights, ValueRange{x, n, byte});
+    return UnrealizedConversionCastOp::create(b, bytes, raw).getResult(0);
+  }
+};
 
 /// `v` (a vector of floats) as a vector of f32.
 static Value toF32(ImplicitLocOpBuilder &b, Value v) {
@@ -168,27 +214,13 @@ void mlir::moe::emitInt8Matvec(ImplicitLocOpBuilder &b, const Int8Rows &rows,
                                Value nBegin, Value nEnd, Value c) {
   KernelEmitter e(b);
   const Int8Layout &l = rows.layout;
-  Type f32 = b.getF32Type(), i32 = b.getI32Type(), i8 = b.getI8Type();
-  auto bytesType = VectorType::get({kStepBytes}, i8);
-  auto lanesI32 = VectorType::get({kLanes}, i32);
-  auto lanesF32 = VectorType::get({kLanes}, f32);
-  Type storage = cast<MemRefType>(p.weights.getType()).getElementType();
-  Type scaleType = cast<MemRefType>(p.scales.getType()).getElementType();
-  bool perRowScales = cast<MemRefType>(p.scales.getType()).getRank() == 2;
-  // acc[l] += sum_{i < 4} zext(w[4l + i]) * sext(a[4l + i]): vpdpbusd's
-  // semantics in portable vector ops, which -moe-x86-vnni-dot turns into
-  // the instruction where the target has it.
-  auto wide = VectorType::get({kStepBytes}, i32);
-  auto groups = VectorType::get({kLanes, kStepBytes / kLanes}, i32);
+  Int8Operands o(b, p);
+  Type f32 = b.getF32Type();
+  VectorType bytesType = o.bytes, lanesI32 = o.lanesI32, lanesF32 = o.lanesF32;
+  Type scaleType = o.scaleType;
+  bool perRowScales = o.perRowScales;
   auto dot = [&](Value acc, Value weightCodes, Value activationCodes) {
-    Value w = arith::ExtUIOp::create(b, wide, weightCodes);
-    Value a = arith::ExtSIOp::create(b, wide, activationCodes);
-    Value products = vector::ShapeCastOp::create(
-        b, groups, arith::MulIOp::create(b, w, a));
-    return vector::MultiDimReductionOp::create(
-               b, products, acc, ArrayRef<bool>{false, true},
-               vector::CombiningKind::ADD)
-        .getResult();
+    return emitVnniDot(b, acc, weightCodes, activationCodes);
   };
   Value nibbleMask = e.splat(bytesType, 15);
   Value nibbleShift = e.splat(bytesType, 4);
@@ -232,11 +264,7 @@ void mlir::moe::emitInt8Matvec(ImplicitLocOpBuilder &b, const Int8Rows &rows,
                 // nibbles (even and odd columns).
                 SmallVector<SmallVector<Value, 2>> weightCodes;
                 for (Value n : ns) {
-                  Value raw = vector::LoadOp::create(
-                      b, VectorType::get({kStepBytes}, storage), p.weights,
-                      ValueRange{x, n, byte});
-                  raw = UnrealizedConversionCastOp::create(b, bytesType, raw)
-                            .getResult(0);
+                  Value raw = o.loadStep(b, p, x, n, byte);
                   if (l.pack == 1)
                     weightCodes.push_back({raw});
                   else
@@ -330,4 +358,349 @@ void mlir::moe::emitInt8Matvec(ImplicitLocOpBuilder &b, const Int8Rows &rows,
   // the shared reductions save (0.8-0.95x on int4 Qwen3 / 2, blocks of 32).
   emitDecodeTiles(b, nBegin, nEnd, e.dim(rows.codes, 0), emitRows,
                   l.blocksPerUnit == 1 ? kInt8WeightRows : 1);
+}
+
+/// The transpose of 16 vectors of 16 lanes: lane i of result j is lane j
+/// of vector i. Each of four rounds swaps one bit between the vector index
+/// and the lane index of every element (a shuffle per vector and round), so
+/// that the 16 x 16 block costs 64 two-source shuffles.
+static SmallVector<Value> transpose16(ImplicitLocOpBuilder &b,
+                                      ArrayRef<Value> vectors) {
+  SmallVector<Value> v(vectors);
+  for (int64_t bit : {8, 4, 2, 1}) {
+    SmallVector<int64_t> lowMask, highMask;
+    for (int64_t lane = 0; lane < kLanes; ++lane) {
+      // The vector without `bit` keeps its lanes without it and takes the
+      // partner's lanes without it into its lanes with it; the partner
+      // keeps its lanes with it and takes the others.
+      lowMask.push_back(lane & bit ? kLanes + (lane ^ bit) : lane);
+      highMask.push_back(lane & bit ? kLanes + lane : lane ^ bit);
+    }
+    SmallVector<Value> next(v.size());
+    for (int64_t i = 0; i < kLanes; ++i) {
+      if (i & bit)
+        continue;
+      next[i] = vector::ShuffleOp::create(b, v[i], v[i | bit], lowMask);
+      next[i | bit] = vector::ShuffleOp::create(b, v[i], v[i | bit], highMask);
+    }
+    v = std::move(next);
+  }
+  return v;
+}
+
+/// Activation rows per register block of the int8 panel kernel, and
+/// 16-column vectors per block: 24 i32 accumulators, 4 weight vectors and a
+/// broadcast within AVX-512's 32 registers; with several scale blocks per
+/// row, 12 i32 and 12 f32 accumulators.
+static constexpr int64_t kPanelRows = 6;
+static constexpr int64_t kPanelRowsFloatSums = 3;
+/// Blocks of up to this many weight words are emitted unrolled.
+static constexpr int64_t kMaxUnrolledWords = 8;
+static constexpr int64_t kPanelVectors = 4;
+
+void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
+                                  const QuantizedProjection &p, Value x,
+                                  Value nBegin, Value nEnd, Value bias,
+                                  Value c) {
+  KernelEmitter e(b);
+  const Int8Layout &l = rows.layout;
+  Int8Operands o(b, p);
+  Type f32 = b.getF32Type(), i32 = b.getI32Type(), i8 = b.getI8Type();
+  VectorType bytesType = o.bytes, lanesI32 = o.lanesI32, lanesF32 = o.lanesF32;
+  Type scaleType = o.scaleType;
+  bool perRowScales = o.perRowScales;
+  int64_t depth = l.blocks * l.blockCols;
+  // The weights as 4-byte words: a block's are consecutive (blocks of
+  // whole steps, or the same quarter or half of every step's bytes).
+  int64_t words = depth / l.pack / 4, wordsPerBlock = l.blockBytes / 4;
+  int64_t steps = depth / l.pack / kStepBytes;
+  Value c0 = e.index(0), c1 = e.index(1), lanes = e.index(kLanes);
+  Value width = e.subi(nEnd, nBegin);
+  Value vectors = arith::CeilDivUIOp::create(b, width, lanes);
+  Value paddedWidth = e.muli(vectors, lanes);
+
+  // The panel's weights in the order vpdpbusd wants them against a
+  // broadcast activation quad: packed[w, n] holds weight word w of column
+  // n, so that 16 neighbouring columns are one 64-byte load. Its bytes are
+  // the codes of quad w (code positions 4w to 4w + 3, the activation codes'
+  // order) for 8-bit weights; for 4-bit ones the low nibbles are the codes
+  // of one quad and the high nibbles of the quad 16 after it (a step's 64
+  // even code positions, then its 64 odd ones). Columns past the panel
+  // repeat its last one; their lanes are never stored.
+  Value packed = memref::AllocOp::create(
+      b, MemRefType::get({words, ShapedType::kDynamic}, i32),
+      ValueRange{paddedWidth}, b.getI64IntegerAttr(64));
+  // Each block's weight scales as f32, likewise 16 columns to a load (for
+  // blocks, rows for whole groups of 16 blocks, the last ones unused).
+  int64_t scaleRows = perRowScales ? 1 : llvm::alignTo(l.blocks, kLanes);
+  Value weightScales = memref::AllocOp::create(
+      b, MemRefType::get({scaleRows, ShapedType::kDynamic}, f32),
+      ValueRange{paddedWidth}, b.getI64IntegerAttr(64));
+  auto scalesType = VectorType::get({kLanes}, scaleType);
+  auto maskType = VectorType::get({kLanes}, b.getI1Type());
+  Value zeroScales = arith::ConstantOp::create(
+      b, scalesType, DenseElementsAttr::get(scalesType, b.getZeroAttr(scaleType)));
+  Value lastColumn = e.subi(nEnd, c1);
+  Value nibbleMask = e.splat(bytesType, 15);
+  Value nibbleShift = e.splat(bytesType, 4);
+  e.loop(c0, vectors, [&](Value vec) {
+    Value col0 = e.muli(vec, lanes);
+    SmallVector<Value> columns;
+    for (int64_t i = 0; i < kLanes; ++i)
+      columns.push_back(arith::MinUIOp::create(
+          b, e.addi(nBegin, e.addi(col0, e.index(i))), lastColumn));
+    if (perRowScales) {
+      Value mask = vector::CreateMaskOp::create(b, maskType,
+                                                ValueRange{e.subi(width, col0)});
+      Value scales = vector::MaskedLoadOp::create(
+          b, scalesType, p.scales, ValueRange{x, e.addi(nBegin, col0)}, mask,
+          zeroScales);
+      vector::StoreOp::create(b, toF32(b, scales), weightScales,
+                              ValueRange{c0, col0});
+    } else {
+      // The 16 columns' scales of 16 blocks at a time, transposed.
+      e.loop(
+          c0, e.index(scaleRows),
+          [&](Value firstBlock) {
+            Value mask = vector::CreateMaskOp::create(
+                b, maskType, ValueRange{e.subi(e.index(l.blocks), firstBlock)});
+            SmallVector<Value> blocksOfColumns;
+            for (Value n : columns)
+              blocksOfColumns.push_back(toF32(
+                  b, vector::MaskedLoadOp::create(b, scalesType, p.scales,
+                                                  ValueRange{x, n, firstBlock},
+                                                  mask, zeroScales)));
+            for (auto [j, columnsOfBlock] :
+                 llvm::enumerate(transpose16(b, blocksOfColumns)))
+              vector::StoreOp::create(
+                  b, columnsOfBlock, weightScales,
+                  ValueRange{e.addi(firstBlock, e.index(j)), col0});
+          },
+          lanes);
+    }
+    e.loop(c0, e.index(steps), [&](Value step) {
+      // Each column's 64 bytes, transposed: 16 columns' 4-byte words.
+      Value byte = e.muli(step, e.index(kStepBytes));
+      SmallVector<Value> wordsOfColumns;
+      for (Value n : columns) {
+        wordsOfColumns.push_back(vector::BitCastOp::create(
+            b, lanesI32, o.loadStep(b, p, x, n, byte)));
+      }
+      Value firstWord = e.muli(step, lanes);
+      for (auto [j, columnsOfWord] :
+           llvm::enumerate(transpose16(b, wordsOfColumns)))
+        vector::StoreOp::create(
+            b, columnsOfWord, packed,
+            ValueRange{e.addi(firstWord, e.index(j)), col0});
+    });
+  });
+
+  // Where each block's -zp * sum q sits in the corrections: the first lane
+  // that the block owns in its unit.
+  auto correctionIndex = [&](Value blk) {
+    Value perUnit = e.index(l.blocksPerUnit);
+    return e.addi(
+        e.muli(arith::DivUIOp::create(b, blk, perUnit), lanes),
+        e.muli(arith::RemUIOp::create(b, blk, perUnit),
+               e.index(kLanes / l.blocksPerUnit)));
+  };
+
+  // c[m0 + r, 16 (v0 + v) + lane] for `count` rows from m0 and `group`
+  // column vectors from v0: an i32 accumulator per row and vector, started
+  // at each block's -zp * sum q of its row, converted and scaled by the
+  // weight's and the activation's scales at the block's end: into c with
+  // a single block (per-row scales), into f32 accumulators with several.
+  auto quadType = VectorType::get({4}, i8);
+  auto oneLane = VectorType::get({1}, i32);
+  bool floatSums = l.blocks > 1;
+  auto emitBlock = [&](Value m0, int64_t count, Value v0, int64_t group) {
+    SmallVector<Value> ms, cols;
+    for (int64_t r = 0; r < count; ++r)
+      ms.push_back(e.addi(m0, e.index(r)));
+    for (int64_t v = 0; v < group; ++v)
+      cols.push_back(e.muli(e.addi(v0, e.index(v)), lanes));
+    // Integer sums of one block, scaled: the block's terms of the output.
+    // One weight word's products added to the accumulators `acc`: 8-bit
+    // weights hold the codes of quad `word`, 4-bit ones those of two quads
+    // 16 apart (the low and the high nibbles of a step's bytes).
+    auto wordStep = [&](Value word, ValueRange acc) -> SmallVector<Value> {
+      SmallVector<Value> raw;
+      for (Value col : cols)
+        raw.push_back(vector::BitCastOp::create(
+            b, bytesType,
+            vector::LoadOp::create(b, lanesI32, packed,
+                                   ValueRange{word, col})));
+      SmallVector<Value> next(acc);
+      auto multiply = [&](ArrayRef<Value> weights, Value quad) {
+        Value k = e.muli(quad, e.index(4));
+        for (auto [r, m] : llvm::enumerate(ms)) {
+          // The row's quad in every lane.
+          Value codes = vector::BitCastOp::create(
+              b, oneLane,
+              vector::LoadOp::create(b, quadType, rows.codes,
+                                     ValueRange{m, k}));
+          Value activation = vector::BitCastOp::create(
+              b, bytesType, vector::BroadcastOp::create(b, lanesI32, codes));
+          for (int64_t v = 0; v < group; ++v)
+            next[r * group + v] =
+                emitVnniDot(b, next[r * group + v], weights[v], activation);
+        }
+      };
+      if (l.pack == 1) {
+        multiply(raw, word);
+        return next;
+      }
+      Value lowQuad =
+          e.addi(e.muli(arith::DivUIOp::create(b, word, lanes),
+                        e.index(2 * kLanes)),
+                 arith::RemUIOp::create(b, word, lanes));
+      SmallVector<Value> low, high;
+      for (Value w : raw)
+        low.push_back(arith::AndIOp::create(b, w, nibbleMask));
+      multiply(low, lowQuad);
+      for (Value w : raw)
+        high.push_back(arith::ShRUIOp::create(b, w, nibbleShift));
+      multiply(high, e.addi(lowQuad, lanes));
+      return next;
+    };
+    // Block `blk`'s integer sums, scaled, added to what `addends` gives
+    // (asked for after the sums, so that it holds no registers during them).
+    auto accumulateBlock = [&](Value blk,
+                               function_ref<SmallVector<Value>()> addends) {
+      SmallVector<Value> sums;
+      for (Value m : ms) {
+        Value correction =
+            e.load(rows.corrections, {m, correctionIndex(blk)});
+        sums.append(group,
+                    vector::BroadcastOp::create(b, lanesI32, correction));
+      }
+      // Short blocks (32 columns: 4 or 8 words) straight, without a loop's
+      // overhead per few words.
+      Value firstWord = e.muli(blk, e.index(wordsPerBlock));
+      if (wordsPerBlock <= kMaxUnrolledWords) {
+        for (int64_t i = 0; i < wordsPerBlock; ++i)
+          sums = wordStep(e.addi(firstWord, e.index(i)), sums);
+      } else {
+        sums = e.loop(firstWord, e.addi(firstWord, e.index(wordsPerBlock)),
+                      sums, wordStep);
+      }
+      SmallVector<Value> scales, next, base = addends();
+      for (Value col : cols)
+        scales.push_back(vector::LoadOp::create(b, lanesF32, weightScales,
+                                                ValueRange{blk, col}));
+      for (auto [r, m] : llvm::enumerate(ms)) {
+        Value activationScale = vector::BroadcastOp::create(
+            b, lanesF32, e.load(rows.scales, {m, blk}));
+        for (int64_t v = 0; v < group; ++v)
+          next.push_back(vector::FMAOp::create(
+              b, arith::SIToFPOp::create(b, lanesF32, sums[r * group + v]),
+              e.mulf(scales[v], activationScale), base[r * group + v]));
+      }
+      return next;
+    };
+    SmallVector<Value> masks;
+    for (Value col : cols)
+      masks.push_back(vector::CreateMaskOp::create(
+          b, VectorType::get({kLanes}, b.getI1Type()),
+          ValueRange{e.subi(width, col)}));
+    // What the sums are added to: the bias, or zeros.
+    auto initialC = [&] {
+      SmallVector<Value> values;
+      for (auto [v, col] : llvm::enumerate(cols)) {
+        if (!bias) {
+          values.push_back(e.splat(lanesF32, 0.0));
+          continue;
+        }
+        auto biasType = cast<MemRefType>(bias.getType());
+        auto vectorType = VectorType::get({kLanes}, biasType.getElementType());
+        Value zeros = arith::ConstantOp::create(
+            b, vectorType,
+            DenseElementsAttr::get(vectorType,
+                                   b.getZeroAttr(biasType.getElementType())));
+        values.push_back(toF32(
+            b, vector::MaskedLoadOp::create(b, vectorType, bias,
+                                            ValueRange{col}, masks[v], zeros)));
+      }
+      SmallVector<Value> perRow;
+      for (int64_t r = 0; r < count; ++r)
+        perRow.append(values);
+      return perRow;
+    };
+    SmallVector<Value> outputs;
+    if (floatSums) {
+      // Several blocks: their sums in f32 accumulators, then added to c.
+      SmallVector<Value> zeros(count * group, e.splat(lanesF32, 0.0));
+      outputs = e.loop(c0, e.index(l.blocks), zeros,
+                       [&](Value blk, ValueRange acc) -> SmallVector<Value> {
+                         return accumulateBlock(blk, [&] {
+                           return SmallVector<Value>(acc);
+                         });
+                       });
+      if (bias)
+        for (auto [sum, value] : llvm::zip(outputs, initialC()))
+          sum = e.addf(value, sum);
+    } else {
+      outputs = accumulateBlock(c0, initialC);
+    }
+    for (auto [r, m] : llvm::enumerate(ms))
+      for (auto [v, col] : llvm::enumerate(cols))
+        vector::MaskedStoreOp::create(b, c, ValueRange{m, col}, masks[v],
+                                      outputs[r * group + v]);
+  };
+  // Column vectors kPanelVectors at a time, then one at a time; rows
+  // `panelRows` at a time, then one at a time. The packed panel stays in
+  // cache across the row blocks.
+  int64_t panelRows = floatSums ? kPanelRowsFloatSums : kPanelRows;
+  Value numRows = e.dim(rows.codes, 0);
+  Value rowBlocks = arith::DivUIOp::create(b, numRows, e.index(panelRows));
+  Value blockedRows = e.muli(rowBlocks, e.index(panelRows));
+  // While the panel computes, the weights after its own (in expert-major
+  // order the next task's: the expert's next panel, or the next expert's
+  // first) are prefetched into cache, a share per row block of the first
+  // column group, so that the next rearrangement does not wait on memory.
+  auto weightsType = cast<MemRefType>(p.weights.getType());
+  bool prefetchNext =
+      weightsType.hasStaticShape() && weightsType.getDimSize(2) % 64 == 0;
+  int64_t rowBytes = prefetchNext ? weightsType.getDimSize(2) : 64;
+  int64_t expertRows = prefetchNext ? weightsType.getDimSize(1) : 1;
+  int64_t lastLine =
+      prefetchNext ? weightsType.getNumElements() / 64 : int64_t(0);
+  Value firstLine = e.muli(e.addi(e.muli(x, e.index(expertRows)), nEnd),
+                           e.index(rowBytes / 64));
+  Value nextLines = e.muli(width, e.index(rowBytes / 64));
+  Value linesPerBlock = arith::CeilDivUIOp::create(
+      b, nextLines, arith::MaxUIOp::create(b, rowBlocks, c1));
+  auto prefetchShare = [&](Value rb) {
+    Value from = e.addi(firstLine, e.muli(rb, linesPerBlock));
+    Value to = arith::MinUIOp::create(
+        b, e.addi(from, linesPerBlock),
+        arith::MinUIOp::create(b, e.addi(firstLine, nextLines),
+                               e.index(lastLine)));
+    e.loop(from, to, [&](Value line) {
+      Value byte = e.muli(line, e.index(64));
+      Value row = arith::DivUIOp::create(b, byte, e.index(rowBytes));
+      memref::PrefetchOp::create(
+          b, p.weights,
+          ValueRange{arith::DivUIOp::create(b, row, e.index(expertRows)),
+                     arith::RemUIOp::create(b, row, e.index(expertRows)),
+                     arith::RemUIOp::create(b, byte, e.index(rowBytes))},
+          /*isWrite=*/false, /*localityHint=*/2, /*isDataCache=*/true);
+    });
+  };
+  auto forRows = [&](Value v0, int64_t group) {
+    e.loop(c0, rowBlocks, [&](Value rb) {
+      if (prefetchNext)
+        e.ifThen(e.cmpi(arith::CmpIPredicate::eq, v0, c0),
+                 [&] { prefetchShare(rb); });
+      emitBlock(e.muli(rb, e.index(panelRows)), panelRows, v0, group);
+    });
+    e.loop(blockedRows, numRows,
+           [&](Value m) { emitBlock(m, 1, v0, group); });
+  };
+  Value groups = arith::DivUIOp::create(b, vectors, e.index(kPanelVectors));
+  e.loop(c0, groups, [&](Value g) {
+    forRows(e.muli(g, e.index(kPanelVectors)), kPanelVectors);
+  });
+  e.loop(e.muli(groups, e.index(kPanelVectors)), vectors,
+         [&](Value v) { forRows(v, 1); });
 }

@@ -516,6 +516,37 @@ func.func @expert_int4_int8_activations(%rows: tensor<?x256xf32>, %offsets: tens
 // CHECK:               default {
 // CHECK-COUNT-8:         vector.multi_reduction <add>
 // CHECK:           scf.for %{{.*}} step %c1
+// From 16 rows per expert on, outer products: the panel's weight columns are
+// first rearranged into a scratch of [quads, columns] i32 (K = 128: 32 quads
+// of 4 codes), 16 columns' 64 bytes at a time transposed as 16 x 16 lanes,
+// four rounds of shuffles swapping one bit of the lane and vector indices
+// (the last: lanes 1 apart). Then blocks of 6 rows by 4 vectors of 16
+// columns: 24 i32 accumulators started at their row's -128 * sum q, each
+// step one 64-byte load per vector and one activation quad broadcast per
+// row, then converted, scaled and written to C, which is not zeroed first
+// (through masks, for the panel's last columns).
+// CHECK:         } else {
+// CHECK:           %[[PACKED:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<32x?xi32>
+// CHECK:           memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<1x?xf32>
+// CHECK-COUNT-16:    vector.load %{{.*}} : memref<2x64x128xui8>, vector<64xui8>
+// CHECK-COUNT-8:     vector.shuffle %{{.*}}, %{{.*}} [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23]
+// CHECK-COUNT-8:     vector.shuffle %{{.*}}, %{{.*}} [0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27]
+// CHECK-COUNT-8:     vector.shuffle %{{.*}}, %{{.*}} [0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29]
+// CHECK-COUNT-8:     vector.shuffle %{{.*}}, %{{.*}} [0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30]
+// CHECK-COUNT-16:    vector.store %{{.*}}, %[[PACKED]][%{{.*}}, %{{.*}}] : memref<32x?xi32>, vector<16xi32>
+// CHECK:           scf.for
+// CHECK:             scf.for
+// CHECK-COUNT-4:       vector.create_mask %{{.*}} : vector<16xi1>
+// CHECK:               scf.for %{{.*}} iter_args({{.*}}) -> (vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>) {
+// CHECK-COUNT-4:         vector.load %[[PACKED]][%{{.*}}, %{{.*}}] : memref<32x?xi32>, vector<16xi32>
+// CHECK:                 %[[QUAD:.*]] = vector.load %{{.*}} : memref<?x128xi8, {{.*}}>, vector<4xi8>
+// CHECK:                 %[[LANE:.*]] = vector.bitcast %[[QUAD]] : vector<4xi8> to vector<1xi32>
+// CHECK:                 vector.broadcast %[[LANE]] : vector<1xi32> to vector<16xi32>
+// CHECK-COUNT-24:        vector.multi_reduction <add>, %{{.*}} [1] : vector<16x4xi32> to vector<16xi32>
+// CHECK-NOT:           vector.maskedload
+// CHECK:               arith.sitofp %{{.*}} : vector<16xi32> to vector<16xf32>
+// CHECK:               vector.fma
+// CHECK:               vector.maskedstore
 func.func @expert_int8_rows_int8_activations(%rows: tensor<?x128xf32>, %offsets: tensor<3xi32>, %w1: tensor<2x64x128xui8>, %w2: tensor<2x128x64xui8>, %s1: tensor<2x64xf32>, %s2: tensor<2x128xf32>) -> tensor<?x128xf32> {
   %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 {activation = #moe.activation<relu>, moe.int8_activations, quant = #moe.quant<bits = 8>} : (tensor<?x128xf32>, tensor<3xi32>, tensor<2x64x128xui8>, tensor<2x128x64xui8>, tensor<2x64xf32>, tensor<2x128xf32>) -> tensor<?x128xf32>
   return %y : tensor<?x128xf32>

@@ -408,14 +408,29 @@ CASES = [
     dict(name="q8_int8act_block64_fc1_only_t7", quant_bits=8, block_size=64,
          tokens=7, E=2, k=2, H=192, I=72, activation="gelu"),
     # More than 16 rows per expert: with a scale per 64 bytes or more the
-    # int8 kernel runs whatever the rows (groups of 4 and a remainder of 2
-    # here), with smaller blocks (4-bit, 32) the dequantised panels.
+    # dot products up to 31 rows (21 here), the outer products from 32 (38,
+    # row blocks of 6 and a remainder of 2), with smaller blocks (4-bit, 32)
+    # the outer products from 17 rows (20).
     dict(name="q8_int8act_row_t38", quant_bits=8, tokens=38, E=2, k=2,
          H=128, I=192, activation="swiglu"),
     dict(name="q4_int8act_block128_t21", quant_bits=4, block_size=128,
          tokens=21, E=2, k=2, H=256, I=128),
     dict(name="q4_int8act_block32_t20", quant_bits=4, block_size=32,
          tokens=20, E=2, k=2, H=256, I=128),
+    # 32 rows per expert or more (17 with blocks under 64 bytes): the int8
+    # kernel's outer products over rearranged panels, with row blocks of 6
+    # (3 with several blocks per row) and the rest, 4-vector column groups and a masked last vector
+    # (72 and 136 columns), several blocks per row (3 of 64 bytes, 2 of 32
+    # per 64 bytes), biases, per-row scales of 4-bit weights and bf16 rows.
+    dict(name="q8_int8act_block64_t40", quant_bits=8, block_size=64,
+         tokens=40, E=2, k=2, H=192, I=72, activation="gelu", bias=True),
+    dict(name="q4_int8act_row_bf16_t33", quant_bits=4, act_dtype="bf16",
+         tokens=33, E=2, k=2, H=256, I=136, activation="swiglu"),
+    dict(name="q8_int8act_row_t64", quant_bits=8, tokens=64, E=2, k=2,
+         H=128, I=320, bias=True, activation="relu"),
+    dict(name="q8_int8act_block32_t36", quant_bits=8, block_size=32,
+         tokens=36, E=2, k=2, H=128, I=96, activation="swiglu",
+         fusion="interleaved"),
     # fc1's 66 weight rows: steps of 4 rows with groups of up to 2
     # activation rows, then 2 rows one at a time with groups of up to 4.
     dict(name="q8_int8act_rows_rest_t5", quant_bits=8, tokens=5, E=2, k=2,

@@ -181,20 +181,37 @@ void emitInt8Matvec(ImplicitLocOpBuilder &b, const Int8Rows &rows,
                     const QuantizedProjection &p, Value x, Value nBegin,
                     Value nEnd, Value c);
 
-/// `c[m, n - first] += sum_k a[m, k] * W[x][n, k]` for a packed weight's
-/// rows n in `[first, first + width)`; `c` is the panel of the output, its
-/// `width` columns for `a`'s rows. An expert with at most kDecodeMaxRows rows
-/// (decode) runs the decode kernel on `staged` (`a` staged, or `a`
-/// itself), or with `int8Rows` the int8 decode kernel on those. Otherwise
-/// the panel's weight rows are dequantised into a scratch of their own (so
+/// Fills the rows of `c` with `bias` (rank 1, broadcast over rows) or zero.
+void emitInitRows(ImplicitLocOpBuilder &b, Value c, Value bias);
+
+/// `c[m, n - nBegin] = bias[n - nBegin] + sum_k a[m, k] * W[x][n, k]`
+/// (without `bias`, the sum alone; `c` is only written) by outer products,
+/// for prefill: the panel's weights are first rearranged (in a scratch of
+/// its own, so that panels run in parallel) so that the same 4-byte word of
+/// 16 columns is one 64-byte vector, which vpdpbusd multiplies (4-bit: its
+/// low nibbles, then its high ones) by one activation row's 4 codes
+/// broadcast; register blocks of 6 rows by 64 columns accumulate i32 lanes,
+/// converted and scaled once per scale block (into f32 accumulators of 3
+/// rows by 64 columns where a row has several blocks).
+void emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
+                       const QuantizedProjection &p, Value x, Value nBegin,
+                       Value nEnd, Value bias, Value c);
+
+/// `c[m, n - first] = bias[n - first] + sum_k a[m, k] * W[x][n, k]` (without
+/// `bias`, the sum alone) for a packed weight's rows n in `[first, first +
+/// width)`; `c` is the panel of the output, its `width` columns for `a`'s
+/// rows. With `int8Rows`, the int8 kernels run
+/// on those: emitInt8Matvec for a few rows, emitInt8PanelGemm for more.
+/// Otherwise an expert with at most kDecodeMaxRows rows (decode) runs the
+/// decode kernel on `staged` (`a` staged, or `a` itself), and one with more
+/// has the panel's weight rows dequantised into a scratch of their own (so
 /// that panels run in parallel) and multiplied by the float contraction,
 /// so the whole weight is never materialised and the float kernels are
 /// reused as they are.
 void emitQuantizedPanel(ImplicitLocOpBuilder &b, Value a, Value staged,
-                        const Int8Rows *int8Rows,
-                        const QuantizedProjection &p, QuantAttr quant, Value x,
-                        Value first, OpFoldResult width, int64_t depth,
-                        Value c);
+                        const Int8Rows *int8Rows, const QuantizedProjection &p,
+                        QuantAttr quant, Value x, Value first,
+                        OpFoldResult width, int64_t depth, Value bias, Value c);
 
 } // namespace mlir::moe
 

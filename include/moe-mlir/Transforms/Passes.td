@@ -237,31 +237,36 @@ def MoEFuseGather : Pass<"moe-fuse-gather"> {
 }
 
 def MoEInt8Activations : Pass<"moe-int8-activations"> {
-  let summary = "Decode quantised experts with int8 activations (AVX512-VNNI)";
+  let summary = "Quantised experts on int8 activations (AVX512-VNNI)";
   let description = [{
     Marks each quantised `moe.expert` (`#moe.quant`, 4 or 8 bits) that the
-    int8 decode kernel can run with the discardable attribute
-    `moe.int8_activations`. The CPU lowering then multiplies differently
-    (experts of at most 16 rows, and experts of any size where a weight
-    scale covers 64 bytes or more: int8 per-row scales, 4-bit blocks of
-    128 columns or more): each projection's input
-    rows are quantised once to int8 with a scale per weight block (per row
-    for per-row scales), `q = round(a * 127 / amax)`, the way llama.cpp's
-    Q8 path and ONNX Runtime's accuracy level 4 do, and every 64 weight
-    bytes meet them in one `vpdpbusd` (unsigned weight codes times signed
-    activation codes, four products per i32 lane), where the float kernel
-    converts and multiplies each weight on its own. The integer sums are
-    exact; floats appear once per block of each weight row.
+    int8 kernels can run with the discardable attribute
+    `moe.int8_activations`. The CPU lowering then multiplies differently:
+    each projection's input rows are quantised once to int8 with a scale
+    per weight block (per row for per-row scales), `q = round(a * 127 /
+    amax)`, the way llama.cpp's Q8 path and ONNX Runtime's accuracy level 4
+    do, and every 64 weight bytes meet them in `vpdpbusd` (unsigned weight
+    codes times signed activation codes, four products per i32 lane), where
+    the float kernel converts and multiplies each weight on its own. The
+    integer sums are exact; floats appear once per weight block. Experts
+    of fewer than 32 rows (17 where a weight scale covers less than 64
+    bytes) take dot products along each weight row (one activation vector
+    per 64 weight bytes); larger ones take outer products: each panel of
+    weight columns is first rearranged in a scratch so that one 64-byte
+    load holds the same 4 weight bytes of 16 columns, which `vpdpbusd`
+    multiplies (4-bit weights: the low nibbles, then the high ones) by an
+    activation row's 4 codes broadcast, in register blocks of 6 rows (3
+    with several weight blocks per row) by 64 columns, while the weights
+    after the panel's are prefetched for the next one.
 
     This changes the numbers: the activations carry a rounding error of up
     to amax / 254 per block, which moves the layer's output by about 1% of
     its largest magnitude (0.6-2.1% on the e2e-int8 cases against a
     float64 reference, the most with per-row scales; benchmarks/RESULTS.md
-    against ONNX Runtime). Larger experts with smaller blocks keep the
-    float kernel (dequantised panels), and so does a
-    projection whose layout the kernel does not take: explicit zero
-    points, a K that is not a whole number of 64-byte steps, blocks that
-    are not a multiple of 32 columns or that straddle 64-byte steps.
+    against ONNX Runtime). A projection whose layout the kernels do not
+    take keeps the float kernel: explicit zero points, a K that is not a
+    whole number of 64-byte steps, blocks that are not a multiple of 32
+    columns or that straddle 64-byte steps.
 
     The kernel writes vpdpbusd's semantics in portable vector ops;
     -moe-x86-vnni-dot emits the instruction (`moe-compile
