@@ -262,8 +262,10 @@ def MoEInt8Activations : Pass<"moe-int8-activations"> {
     This changes the numbers: the activations carry a rounding error of up
     to amax / 254 per block, which moves the layer's output by about 1% of
     its largest magnitude (0.6-2.1% on the e2e-int8 cases against a
-    float64 reference, the most with per-row scales; benchmarks/RESULTS.md
-    against ONNX Runtime). A projection whose layout the kernels do not
+    float64 reference, the most with per-row scales; 3.5% on int8
+    Mixtral-8x7B / 4 at 512 tokens, one scale per 1024 columns, and 0.8%
+    on 4-bit Qwen3-30B-A3B / 2, blocks of 32, against the float kernel;
+    benchmarks/RESULTS.md). A projection whose layout the kernels do not
     take keeps the float kernel: explicit zero points, a K that is not a
     whole number of 64-byte steps, blocks that are not a multiple of 32
     columns or that straddle 64-byte steps.
