@@ -65,8 +65,8 @@ std::optional<Int8Layout> mlir::moe::getInt8Layout(QuantAttr quant,
 /// acc[l] += sum_{i < 4} zext(w[4l + i]) * sext(a[4l + i]) on 64 bytes:
 /// vpdpbusd's semantics in portable vector ops, which -moe-x86-vnni-dot
 /// turns into the instruction where the target has it.
-static Value emitVnniDot(ImplicitLocOpBuilder &b, Value acc,
-                         Value weightCodes, Value activationCodes) {
+static Value emitVnniDot(ImplicitLocOpBuilder &b, Value acc, Value weightCodes,
+                         Value activationCodes) {
   Type i32 = b.getI32Type();
   auto wide = VectorType::get({kStepBytes}, i32);
   auto groups = VectorType::get({kLanes, kStepBytes / kLanes}, i32);
@@ -439,7 +439,8 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
   auto scalesType = VectorType::get({kLanes}, scaleType);
   auto maskType = VectorType::get({kLanes}, b.getI1Type());
   Value zeroScales = arith::ConstantOp::create(
-      b, scalesType, DenseElementsAttr::get(scalesType, b.getZeroAttr(scaleType)));
+      b, scalesType,
+      DenseElementsAttr::get(scalesType, b.getZeroAttr(scaleType)));
   Value lastColumn = e.subi(nEnd, c1);
   Value nibbleMask = e.splat(bytesType, 15);
   Value nibbleShift = e.splat(bytesType, 4);
@@ -450,8 +451,8 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
       columns.push_back(arith::MinUIOp::create(
           b, e.addi(nBegin, e.addi(col0, e.index(i))), lastColumn));
     if (perRowScales) {
-      Value mask = vector::CreateMaskOp::create(b, maskType,
-                                                ValueRange{e.subi(width, col0)});
+      Value mask = vector::CreateMaskOp::create(
+          b, maskType, ValueRange{e.subi(width, col0)});
       Value scales = vector::MaskedLoadOp::create(
           b, scalesType, p.scales, ValueRange{x, e.addi(nBegin, col0)}, mask,
           zeroScales);
@@ -482,10 +483,9 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
       // Each column's 64 bytes, transposed: 16 columns' 4-byte words.
       Value byte = e.muli(step, e.index(kStepBytes));
       SmallVector<Value> wordsOfColumns;
-      for (Value n : columns) {
+      for (Value n : columns)
         wordsOfColumns.push_back(vector::BitCastOp::create(
             b, lanesI32, o.loadStep(b, p, x, n, byte)));
-      }
       Value firstWord = e.muli(step, lanes);
       for (auto [j, columnsOfWord] :
            llvm::enumerate(transpose16(b, wordsOfColumns)))
@@ -499,17 +499,17 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
   // that the block owns in its unit.
   auto correctionIndex = [&](Value blk) {
     Value perUnit = e.index(l.blocksPerUnit);
-    return e.addi(
-        e.muli(arith::DivUIOp::create(b, blk, perUnit), lanes),
-        e.muli(arith::RemUIOp::create(b, blk, perUnit),
-               e.index(kLanes / l.blocksPerUnit)));
+    return e.addi(e.muli(arith::DivUIOp::create(b, blk, perUnit), lanes),
+                  e.muli(arith::RemUIOp::create(b, blk, perUnit),
+                         e.index(kLanes / l.blocksPerUnit)));
   };
 
   // c[m0 + r, 16 (v0 + v) + lane] for `count` rows from m0 and `group`
   // column vectors from v0: an i32 accumulator per row and vector, started
   // at each block's -zp * sum q of its row, converted and scaled by the
-  // weight's and the activation's scales at the block's end: into c with
-  // a single block (per-row scales), into f32 accumulators with several.
+  // weight's and the activation's scales at the block's end, added to the
+  // bias (or zeros) and written to c: at once with a single block (per-row
+  // scales), through f32 accumulators with several.
   auto quadType = VectorType::get({4}, i8);
   auto oneLane = VectorType::get({1}, i32);
   bool floatSums = l.blocks > 1;
@@ -519,7 +519,6 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
       ms.push_back(e.addi(m0, e.index(r)));
     for (int64_t v = 0; v < group; ++v)
       cols.push_back(e.muli(e.addi(v0, e.index(v)), lanes));
-    // Integer sums of one block, scaled: the block's terms of the output.
     // One weight word's products added to the accumulators `acc`: 8-bit
     // weights hold the codes of quad `word`, 4-bit ones those of two quads
     // 16 apart (the low and the high nibbles of a step's bytes).
@@ -550,10 +549,9 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
         multiply(raw, word);
         return next;
       }
-      Value lowQuad =
-          e.addi(e.muli(arith::DivUIOp::create(b, word, lanes),
-                        e.index(2 * kLanes)),
-                 arith::RemUIOp::create(b, word, lanes));
+      Value lowQuad = e.addi(
+          e.muli(arith::DivUIOp::create(b, word, lanes), e.index(2 * kLanes)),
+          arith::RemUIOp::create(b, word, lanes));
       SmallVector<Value> low, high;
       for (Value w : raw)
         low.push_back(arith::AndIOp::create(b, w, nibbleMask));
@@ -569,8 +567,7 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
                                function_ref<SmallVector<Value>()> addends) {
       SmallVector<Value> sums;
       for (Value m : ms) {
-        Value correction =
-            e.load(rows.corrections, {m, correctionIndex(blk)});
+        Value correction = e.load(rows.corrections, {m, correctionIndex(blk)});
         sums.append(group,
                     vector::BroadcastOp::create(b, lanesI32, correction));
       }
@@ -632,9 +629,8 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
       SmallVector<Value> zeros(count * group, e.splat(lanesF32, 0.0));
       outputs = e.loop(c0, e.index(l.blocks), zeros,
                        [&](Value blk, ValueRange acc) -> SmallVector<Value> {
-                         return accumulateBlock(blk, [&] {
-                           return SmallVector<Value>(acc);
-                         });
+                         return accumulateBlock(
+                             blk, [&] { return SmallVector<Value>(acc); });
                        });
       if (bias)
         for (auto [sum, value] : llvm::zip(outputs, initialC()))
@@ -694,8 +690,7 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
                  [&] { prefetchShare(rb); });
       emitBlock(e.muli(rb, e.index(panelRows)), panelRows, v0, group);
     });
-    e.loop(blockedRows, numRows,
-           [&](Value m) { emitBlock(m, 1, v0, group); });
+    e.loop(blockedRows, numRows, [&](Value m) { emitBlock(m, 1, v0, group); });
   };
   Value groups = arith::DivUIOp::create(b, vectors, e.index(kPanelVectors));
   e.loop(c0, groups, [&](Value g) {
