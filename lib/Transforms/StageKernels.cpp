@@ -92,9 +92,9 @@ void routeWithVectors(KernelEmitter &e, RouteOp route, Value logits, Value bias,
   // The chunks combined lane by lane, then the lanes, by `kind`.
   auto reduce = [&](ArrayRef<Value> vectors,
                     vector::CombiningKind kind) -> Value {
-    Value acc = vectors.front();
-    for (Value v : vectors.drop_front())
-      acc = vector::makeArithReduction(b, b.getLoc(), kind, v, acc);
+    Value acc;
+    for (Value v : vectors)
+      acc = acc ? vector::makeArithReduction(b, b.getLoc(), kind, v, acc) : v;
     return vector::ReductionOp::create(b, kind, acc);
   };
   auto splatOf = [&](VectorType type, Value scalar) -> Value {
