@@ -438,9 +438,7 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
       ValueRange{paddedWidth}, b.getI64IntegerAttr(64));
   auto scalesType = VectorType::get({kLanes}, scaleType);
   auto maskType = VectorType::get({kLanes}, b.getI1Type());
-  Value zeroScales = arith::ConstantOp::create(
-      b, scalesType,
-      DenseElementsAttr::get(scalesType, b.getZeroAttr(scaleType)));
+  Value zeroScales = e.splat(scalesType, 0.0);
   Value lastColumn = e.subi(nEnd, c1);
   Value nibbleMask = e.splat(bytesType, 15);
   Value nibbleShift = e.splat(bytesType, 4);
@@ -608,15 +606,11 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
           values.push_back(e.splat(lanesF32, 0.0));
           continue;
         }
-        auto biasType = cast<MemRefType>(bias.getType());
-        auto vectorType = VectorType::get({kLanes}, biasType.getElementType());
-        Value zeros = arith::ConstantOp::create(
-            b, vectorType,
-            DenseElementsAttr::get(vectorType,
-                                   b.getZeroAttr(biasType.getElementType())));
-        values.push_back(toF32(
-            b, vector::MaskedLoadOp::create(b, vectorType, bias,
-                                            ValueRange{col}, masks[v], zeros)));
+        auto vectorType = VectorType::get(
+            {kLanes}, cast<MemRefType>(bias.getType()).getElementType());
+        values.push_back(toF32(b, vector::MaskedLoadOp::create(
+                                      b, vectorType, bias, ValueRange{col},
+                                      masks[v], e.splat(vectorType, 0.0))));
       }
       SmallVector<Value> perRow;
       for (int64_t r = 0; r < count; ++r)
@@ -633,8 +627,8 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
                              blk, [&] { return SmallVector<Value>(acc); });
                        });
       if (bias)
-        for (auto [sum, value] : llvm::zip(outputs, initialC()))
-          sum = e.addf(value, sum);
+        for (auto [i, value] : llvm::enumerate(initialC()))
+          outputs[i] = e.addf(value, outputs[i]);
     } else {
       outputs = accumulateBlock(c0, initialC);
     }

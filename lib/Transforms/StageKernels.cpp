@@ -176,6 +176,7 @@ void routeWithVectors(KernelEmitter &e, RouteOp route, Value logits, Value bias,
     return next;
   });
 }
+
 /// Steps 1-5 of emitRouteToken element by element, any route: the scores
 /// and the selection scores in the scratch, then the top-k (after the group
 /// limit) into `kept` and `ids[t, :]`.

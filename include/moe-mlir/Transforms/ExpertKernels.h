@@ -200,14 +200,13 @@ void emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
 /// `c[m, n - first] = bias[n - first] + sum_k a[m, k] * W[x][n, k]` (without
 /// `bias`, the sum alone) for a packed weight's rows n in `[first, first +
 /// width)`; `c` is the panel of the output, its `width` columns for `a`'s
-/// rows. With `int8Rows`, the int8 kernels run
-/// on those: emitInt8Matvec for a few rows, emitInt8PanelGemm for more.
-/// Otherwise an expert with at most kDecodeMaxRows rows (decode) runs the
-/// decode kernel on `staged` (`a` staged, or `a` itself), and one with more
-/// has the panel's weight rows dequantised into a scratch of their own (so
-/// that panels run in parallel) and multiplied by the float contraction,
-/// so the whole weight is never materialised and the float kernels are
-/// reused as they are.
+/// rows. With `int8Rows`, the int8 kernels run on those: emitInt8Matvec
+/// for a few rows, emitInt8PanelGemm for more. Otherwise an expert with at most
+/// kDecodeMaxRows rows (decode) runs the decode kernel on `staged` (`a` staged,
+/// or `a` itself), and one with more has the panel's weight rows dequantised
+/// into a scratch of their own (so that panels run in parallel) and multiplied
+/// by the float contraction, so the whole weight is never materialised and the
+/// float kernels are reused as they are.
 void emitQuantizedPanel(ImplicitLocOpBuilder &b, Value a, Value staged,
                         const Int8Rows *int8Rows, const QuantizedProjection &p,
                         QuantAttr quant, Value x, Value first,
