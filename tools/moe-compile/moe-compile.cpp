@@ -221,12 +221,14 @@ cl::opt<bool> hugePageWeights(
     cl::init(true), cl::cat(category));
 cl::opt<bool> int8Activations(
     "int8-activations",
-    cl::desc("CPU with AVX512-VNNI: quantised experts (at decode, or of "
-             "any size with a scale per 64 weight bytes or more) quantise "
-             "their input rows to int8 (a scale per weight block) and "
-             "multiply them by the packed weights with vpdpbusd "
-             "(-moe-int8-activations; off by default: about 1% of max|y| of "
-             "error, benchmarks/RESULTS.md)"),
+    cl::desc("CPU with AVX512-VNNI: quantised experts quantise their input "
+             "rows to int8 (a scale per weight block) and multiply them by "
+             "the packed weights with vpdpbusd, by dot products at decode "
+             "and outer products of rearranged panels from 32 rows per "
+             "expert (17 with weight blocks under 64 bytes) "
+             "(-moe-int8-activations; off by default: about 1-4% of max|y| "
+             "of error, the most with per-row weight scales, "
+             "benchmarks/RESULTS.md)"),
     cl::init(false), cl::cat(category));
 cl::opt<bool> fuseAttention(
     "fuse-attention",
