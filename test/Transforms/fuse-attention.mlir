@@ -1,22 +1,47 @@
 // RUN: moe-opt %s --split-input-file --moe-fuse-attention=row-tile=16 | FileCheck %s
+// RUN: moe-opt %s --split-input-file --moe-fuse-attention="row-tile=16 trim-masked-keys=false" | FileCheck %s --check-prefix=ALL-KEYS
 
 // softmax(Q K^T * scale + mask) V with grouped-query keys (2 query heads per
 // key head), as the importer and moe-fuse-elementwise leave it. The P V
 // contraction is tiled by (batch, head, 16 queries) in an scf.forall and
 // the whole score chain is fused into the tile: QK^T, scale and mask, row
 // max, shift, row sum of exponentials, division. The only score buffers
-// are a tile's [1, 1, 16, 128]; Q, K, V and the mask are read as slices.
+// are a tile's [1, 1, 16, keys]; Q, K, V and the mask are read as slices.
+// The tile first scans its rows of the mask, 16 keys at a time: the last
+// chunk and the first chunk that some row sees (a value above -1e30), and
+// whether every row sees a key between them. The slices of K, V and the
+// mask and the score buffers then cover those keys only (all of them when
+// a row sees none).
 // CHECK-LABEL: func @attention
 // CHECK-SAME:  (%[[Q:.*]]: tensor<1x4x128x16xf32>, %[[K:.*]]: tensor<1x2x128x16xf32>, %[[V:.*]]: tensor<1x2x128x16xf32>, %[[MASK:.*]]: tensor<1x1x128x128xf32>)
 // CHECK-NOT:   tensor<1x4x128x128xf32>
 // CHECK:       %[[OUT:.*]] = scf.forall (%[[B:.*]], %[[H:.*]], %[[R:.*]]) = (0, 0, 0) to (1, 4, 128) step (1, 1, 16) shared_outs(%[[ACC:.*]] = %{{.*}})
 // CHECK:         %[[KH:.*]] = affine.apply #{{.*}}(%[[H]])
 // CHECK:         %[[QT:.*]] = tensor.extract_slice %[[Q]][%[[B]], %[[H]], %[[R]], 0] [1, 1, 16, 16]
-// CHECK:         %[[KT:.*]] = tensor.extract_slice %[[K]][%[[B]], %[[KH]], 0, 0] [1, 1, 128, 16]
-// CHECK:         %[[S:.*]] = linalg.generic {{.*}} ins(%[[QT]], %[[KT]] : tensor<1x1x16x16xf32>, tensor<1x1x128x16xf32>) outs(%{{.*}} : tensor<1x1x16x128xf32>)
-// CHECK:         %[[MT:.*]] = tensor.extract_slice %[[MASK]][%[[B]], 0, %[[R]], 0] [1, 1, 16, 128]
-// CHECK:         %[[SM:.*]] = linalg.generic {{.*}} ins(%[[S]], %[[MT]] : tensor<1x1x16x128xf32>, tensor<1x1x16x128xf32>)
-// CHECK:         %[[MAX:.*]] = linalg.generic {{.*}} ins(%[[SM]] : tensor<1x1x16x128xf32>) outs(%{{.*}} : tensor<1x1x16xf32>)
+// CHECK:         %[[SCAN:.*]] = tensor.extract_slice %[[MASK]][%[[B]], 0, %[[R]], 0] [1, 1, 16, 128]
+// CHECK:         %[[END:.*]] = scf.while
+// CHECK:           scf.for
+// CHECK:             vector.transfer_read %[[SCAN]]
+// CHECK:             arith.cmpf ugt, %{{.*}}, %{{.*}} : vector<16xf32>
+// CHECK:             vector.reduction <or>, %{{.*}} : vector<16xi1> into i1
+// CHECK:         %[[BEGIN:.*]] = scf.while
+// CHECK:           scf.for
+// CHECK:         } do {
+// CHECK:         %[[EVERY:.*]] = scf.for
+// CHECK:           scf.while
+// CHECK:             vector.transfer_read %[[SCAN]]
+// CHECK:         %[[FIRST:.*]] = arith.muli %[[BEGIN]], %[[C16:.*]] : index
+// CHECK:         %[[LO:.*]] = arith.select %[[EVERY]], %[[FIRST]], %{{.*}} : index
+// CHECK:         %[[LAST:.*]] = arith.muli %[[END]], %[[C16]] : index
+// CHECK:         %[[CLAMPED:.*]] = arith.minui %[[LAST]], %[[C128:.*]] : index
+// CHECK:         %[[HI:.*]] = arith.select %[[EVERY]], %[[CLAMPED]], %[[C128]] : index
+// CHECK:         %[[LEN:.*]] = arith.subi %[[HI]], %[[LO]] : index
+// CHECK:         %[[KT:.*]] = tensor.extract_slice %[[K]][%[[B]], %[[KH]], %[[LO]], 0] [1, 1, %[[LEN]], 16]
+// CHECK:         %[[SE:.*]] = tensor.empty(%[[LEN]]) : tensor<1x1x16x?xf32>
+// CHECK:         %[[S:.*]] = linalg.generic {{.*}} ins(%[[QT]], %[[KT]] : tensor<1x1x16x16xf32>, tensor<1x1x?x16xf32>) outs(%{{.*}} : tensor<1x1x16x?xf32>)
+// CHECK:         %[[MT:.*]] = tensor.extract_slice %[[MASK]][%[[B]], 0, %[[R]], %[[LO]]] [1, 1, 16, %[[LEN]]]
+// CHECK:         %[[SM:.*]] = linalg.generic {{.*}} ins(%[[S]], %[[MT]] : tensor<1x1x16x?xf32>, tensor<1x1x16x?xf32>) outs(%[[SE]] : tensor<1x1x16x?xf32>)
+// CHECK:         %[[MAX:.*]] = linalg.generic {{.*}} ins(%[[SM]] : tensor<1x1x16x?xf32>) outs(%{{.*}} : tensor<1x1x16xf32>)
 // CHECK:           arith.maximumf
 // CHECK:         linalg.generic
 // CHECK:           arith.subf
@@ -24,10 +49,17 @@
 // CHECK:           math.exp
 // CHECK:         linalg.generic
 // CHECK:           arith.divf
-// CHECK:         %[[VT:.*]] = tensor.extract_slice %[[V]][%[[B]], %[[KH]], 0, 0] [1, 1, 128, 16]
-// CHECK:         %[[PV:.*]] = linalg.generic {{.*}} ins(%{{.*}}, %[[VT]] : {{.*}}) outs(%{{.*}} : tensor<1x1x16x16xf32>)
+// CHECK:         %[[VT:.*]] = tensor.extract_slice %[[V]][%[[B]], %[[KH]], %[[LO]], 0] [1, 1, %[[LEN]], 16]
+// CHECK:         %[[PV:.*]] = linalg.generic {{.*}} ins(%{{.*}}, %[[VT]] : tensor<1x1x16x?xf32>, tensor<1x1x?x16xf32>) outs(%{{.*}} : tensor<1x1x16x16xf32>)
 // CHECK:         tensor.parallel_insert_slice %[[PV]] into %[[ACC]][%[[B]], %[[H]], %[[R]], 0] [1, 1, 16, 16]
 // CHECK:       return %[[OUT]]
+
+// Without the trimming, every tile reads all 128 keys.
+// ALL-KEYS-LABEL: func @attention
+// ALL-KEYS-NOT:   scf.while
+// ALL-KEYS:       tensor.extract_slice %{{.*}}[%{{.*}}, %{{.*}}, 0, 0] [1, 1, 128, 16]
+// ALL-KEYS:       linalg.generic {{.*}} outs(%{{.*}} : tensor<1x1x16x128xf32>)
+// ALL-KEYS:       tensor.extract_slice %{{.*}}[%{{.*}}, 0, %{{.*}}, 0] [1, 1, 16, 128]
 #q = affine_map<(b, h, i, j, d) -> (b, h, i, d)>
 #k = affine_map<(b, h, i, j, d) -> (b, h floordiv 2, j, d)>
 #s = affine_map<(b, h, i, j, d) -> (b, h, i, j)>
@@ -98,6 +130,176 @@ func.func @attention(%q: tensor<1x4x128x16xf32>, %k: tensor<1x2x128x16xf32>,
     linalg.yield %s : f32
   } -> tensor<1x4x128x16xf32>
   return %out : tensor<1x4x128x16xf32>
+}
+
+// -----
+
+// Dynamic batch, queries and keys (a dynamic-axes export). The scores'
+// extents are tensor.dim of different tensors of the chain; resolved to
+// the one size they share, the copies of QK^T fused for each reader of the
+// scores merge, and the tile computes QK^T once.
+// CHECK-LABEL: func @attention_dynamic
+// CHECK:       scf.forall
+// CHECK:         scf.while
+// CHECK-COUNT-1: ins(%{{.*}}, %{{.*}} : tensor<1x1x?x16xf32>, tensor<1x1x?x16xf32>) outs(%{{.*}} : tensor<1x1x?x?xf32>)
+// CHECK-NOT:     ins(%{{.*}}, %{{.*}} : tensor<1x1x?x16xf32>, tensor<1x1x?x16xf32>) outs(%{{.*}} : tensor<1x1x?x?xf32>)
+// CHECK:         tensor.parallel_insert_slice
+#q = affine_map<(b, h, i, j, d) -> (b, h, i, d)>
+#k = affine_map<(b, h, i, j, d) -> (b, h floordiv 2, j, d)>
+#s = affine_map<(b, h, i, j, d) -> (b, h, i, j)>
+#id = affine_map<(b, h, i, j) -> (b, h, i, j)>
+#mask = affine_map<(b, h, i, j) -> (b, 0, i, j)>
+#row = affine_map<(b, h, i, j) -> (b, h, i)>
+#p = affine_map<(b, h, i, d, j) -> (b, h, i, j)>
+#v = affine_map<(b, h, i, d, j) -> (b, h floordiv 2, j, d)>
+#o = affine_map<(b, h, i, d, j) -> (b, h, i, d)>
+func.func @attention_dynamic(%q: tensor<?x4x?x16xf32>, %k: tensor<?x2x?x16xf32>,
+                             %v: tensor<?x2x?x16xf32>, %mask: tensor<?x1x?x?xf32>)
+    -> tensor<?x4x?x16xf32> {
+  %c0 = arith.constant 0 : index
+  %c2 = arith.constant 2 : index
+  %zero = arith.constant 0.0 : f32
+  %lowest = arith.constant -3.40282347E+38 : f32
+  %scale = arith.constant 0.25 : f32
+  %batch = tensor.dim %q, %c0 : tensor<?x4x?x16xf32>
+  %queries = tensor.dim %q, %c2 : tensor<?x4x?x16xf32>
+  %keys = tensor.dim %k, %c2 : tensor<?x2x?x16xf32>
+  %e = tensor.empty(%batch, %queries, %keys) : tensor<?x4x?x?xf32>
+  %z = linalg.fill ins(%zero : f32) outs(%e : tensor<?x4x?x?xf32>) -> tensor<?x4x?x?xf32>
+  %qk = linalg.generic {indexing_maps = [#q, #k, #s], iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction"]}
+      ins(%q, %k : tensor<?x4x?x16xf32>, tensor<?x2x?x16xf32>) outs(%z : tensor<?x4x?x?xf32>) {
+  ^bb0(%a: f32, %b: f32, %acc: f32):
+    %m = arith.mulf %a, %b : f32
+    %s = arith.addf %acc, %m : f32
+    linalg.yield %s : f32
+  } -> tensor<?x4x?x?xf32>
+  %masked = linalg.generic {indexing_maps = [#id, #mask, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+      ins(%qk, %mask : tensor<?x4x?x?xf32>, tensor<?x1x?x?xf32>) outs(%e : tensor<?x4x?x?xf32>) {
+  ^bb0(%a: f32, %b: f32, %out: f32):
+    %m = arith.mulf %a, %scale : f32
+    %s = arith.addf %m, %b : f32
+    linalg.yield %s : f32
+  } -> tensor<?x4x?x?xf32>
+  %re = tensor.empty(%batch, %queries) : tensor<?x4x?xf32>
+  %rl = linalg.fill ins(%lowest : f32) outs(%re : tensor<?x4x?xf32>) -> tensor<?x4x?xf32>
+  %max = linalg.generic {indexing_maps = [#id, #row], iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
+      ins(%masked : tensor<?x4x?x?xf32>) outs(%rl : tensor<?x4x?xf32>) {
+  ^bb0(%a: f32, %acc: f32):
+    %m = arith.maximumf %acc, %a : f32
+    linalg.yield %m : f32
+  } -> tensor<?x4x?xf32>
+  %shifted = linalg.generic {indexing_maps = [#id, #row, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+      ins(%masked, %max : tensor<?x4x?x?xf32>, tensor<?x4x?xf32>) outs(%e : tensor<?x4x?x?xf32>) {
+  ^bb0(%a: f32, %b: f32, %out: f32):
+    %s = arith.subf %a, %b : f32
+    linalg.yield %s : f32
+  } -> tensor<?x4x?x?xf32>
+  %rz = linalg.fill ins(%zero : f32) outs(%re : tensor<?x4x?xf32>) -> tensor<?x4x?xf32>
+  %sum = linalg.generic {indexing_maps = [#id, #row], iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
+      ins(%shifted : tensor<?x4x?x?xf32>) outs(%rz : tensor<?x4x?xf32>) {
+  ^bb0(%a: f32, %acc: f32):
+    %x = math.exp %a : f32
+    %s = arith.addf %acc, %x : f32
+    linalg.yield %s : f32
+  } -> tensor<?x4x?xf32>
+  %probs = linalg.generic {indexing_maps = [#id, #row, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+      ins(%shifted, %sum : tensor<?x4x?x?xf32>, tensor<?x4x?xf32>) outs(%e : tensor<?x4x?x?xf32>) {
+  ^bb0(%a: f32, %b: f32, %out: f32):
+    %x = math.exp %a : f32
+    %d = arith.divf %x, %b : f32
+    linalg.yield %d : f32
+  } -> tensor<?x4x?x?xf32>
+  %oe = tensor.empty(%batch, %queries) : tensor<?x4x?x16xf32>
+  %oz = linalg.fill ins(%zero : f32) outs(%oe : tensor<?x4x?x16xf32>) -> tensor<?x4x?x16xf32>
+  %out = linalg.generic {indexing_maps = [#p, #v, #o], iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction"]}
+      ins(%probs, %v : tensor<?x4x?x?xf32>, tensor<?x2x?x16xf32>) outs(%oz : tensor<?x4x?x16xf32>) {
+  ^bb0(%a: f32, %b: f32, %acc: f32):
+    %m = arith.mulf %a, %b : f32
+    %s = arith.addf %acc, %m : f32
+    linalg.yield %s : f32
+  } -> tensor<?x4x?x16xf32>
+  return %out : tensor<?x4x?x16xf32>
+}
+
+// -----
+
+// Scores capped after the mask (tanh): a hidden key's probability is no
+// longer 0, so the tile keeps every key.
+// CHECK-LABEL: func @attention_capped_after_mask
+// CHECK:       scf.forall
+// CHECK-NOT:     scf.while
+// CHECK:         tensor.extract_slice %{{.*}}[%{{.*}}, %{{.*}}, 0, 0] [1, 1, 64, 16]
+// CHECK:         math.tanh
+#q = affine_map<(b, h, i, j, d) -> (b, h, i, d)>
+#k = affine_map<(b, h, i, j, d) -> (b, h, j, d)>
+#s = affine_map<(b, h, i, j, d) -> (b, h, i, j)>
+#id = affine_map<(b, h, i, j) -> (b, h, i, j)>
+#mask = affine_map<(b, h, i, j) -> (b, 0, i, j)>
+#row = affine_map<(b, h, i, j) -> (b, h, i)>
+#p = affine_map<(b, h, i, d, j) -> (b, h, i, j)>
+#v = affine_map<(b, h, i, d, j) -> (b, h, j, d)>
+#o = affine_map<(b, h, i, d, j) -> (b, h, i, d)>
+func.func @attention_capped_after_mask(%q: tensor<1x2x64x16xf32>, %k: tensor<1x2x64x16xf32>,
+                                       %v: tensor<1x2x64x16xf32>, %mask: tensor<1x1x64x64xf32>)
+    -> tensor<1x2x64x16xf32> {
+  %zero = arith.constant 0.0 : f32
+  %lowest = arith.constant -3.40282347E+38 : f32
+  %e = tensor.empty() : tensor<1x2x64x64xf32>
+  %z = linalg.fill ins(%zero : f32) outs(%e : tensor<1x2x64x64xf32>) -> tensor<1x2x64x64xf32>
+  %qk = linalg.generic {indexing_maps = [#q, #k, #s], iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction"]}
+      ins(%q, %k : tensor<1x2x64x16xf32>, tensor<1x2x64x16xf32>) outs(%z : tensor<1x2x64x64xf32>) {
+  ^bb0(%a: f32, %b: f32, %acc: f32):
+    %m = arith.mulf %a, %b : f32
+    %s = arith.addf %acc, %m : f32
+    linalg.yield %s : f32
+  } -> tensor<1x2x64x64xf32>
+  %masked = linalg.generic {indexing_maps = [#id, #mask, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+      ins(%qk, %mask : tensor<1x2x64x64xf32>, tensor<1x1x64x64xf32>) outs(%e : tensor<1x2x64x64xf32>) {
+  ^bb0(%a: f32, %b: f32, %out: f32):
+    %s = arith.addf %a, %b : f32
+    linalg.yield %s : f32
+  } -> tensor<1x2x64x64xf32>
+  %capped = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+      ins(%masked : tensor<1x2x64x64xf32>) outs(%e : tensor<1x2x64x64xf32>) {
+  ^bb0(%a: f32, %out: f32):
+    %t = math.tanh %a : f32
+    linalg.yield %t : f32
+  } -> tensor<1x2x64x64xf32>
+  %re = tensor.empty() : tensor<1x2x64xf32>
+  %rl = linalg.fill ins(%lowest : f32) outs(%re : tensor<1x2x64xf32>) -> tensor<1x2x64xf32>
+  %max = linalg.generic {indexing_maps = [#id, #row], iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
+      ins(%capped : tensor<1x2x64x64xf32>) outs(%rl : tensor<1x2x64xf32>) {
+  ^bb0(%a: f32, %acc: f32):
+    %m = arith.maximumf %acc, %a : f32
+    linalg.yield %m : f32
+  } -> tensor<1x2x64xf32>
+  %rz = linalg.fill ins(%zero : f32) outs(%re : tensor<1x2x64xf32>) -> tensor<1x2x64xf32>
+  %sum = linalg.generic {indexing_maps = [#id, #row, #row], iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
+      ins(%capped, %max : tensor<1x2x64x64xf32>, tensor<1x2x64xf32>) outs(%rz : tensor<1x2x64xf32>) {
+  ^bb0(%a: f32, %b: f32, %acc: f32):
+    %d = arith.subf %a, %b : f32
+    %x = math.exp %d : f32
+    %s = arith.addf %acc, %x : f32
+    linalg.yield %s : f32
+  } -> tensor<1x2x64xf32>
+  %probs = linalg.generic {indexing_maps = [#id, #row, #row, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+      ins(%capped, %max, %sum : tensor<1x2x64x64xf32>, tensor<1x2x64xf32>, tensor<1x2x64xf32>) outs(%e : tensor<1x2x64x64xf32>) {
+  ^bb0(%a: f32, %b: f32, %c: f32, %out: f32):
+    %d = arith.subf %a, %b : f32
+    %x = math.exp %d : f32
+    %r = arith.divf %x, %c : f32
+    linalg.yield %r : f32
+  } -> tensor<1x2x64x64xf32>
+  %oe = tensor.empty() : tensor<1x2x64x16xf32>
+  %oz = linalg.fill ins(%zero : f32) outs(%oe : tensor<1x2x64x16xf32>) -> tensor<1x2x64x16xf32>
+  %out = linalg.generic {indexing_maps = [#p, #v, #o], iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction"]}
+      ins(%probs, %v : tensor<1x2x64x64xf32>, tensor<1x2x64x16xf32>) outs(%oz : tensor<1x2x64x16xf32>) {
+  ^bb0(%a: f32, %b: f32, %acc: f32):
+    %m = arith.mulf %a, %b : f32
+    %s = arith.addf %acc, %m : f32
+    linalg.yield %s : f32
+  } -> tensor<1x2x64x16xf32>
+  return %out : tensor<1x2x64x16xf32>
 }
 
 // -----

@@ -4,7 +4,7 @@ transformers modelling files write them (no hub access here: our own small
 configs, random weights), and their torch.onnx.export.
 
   hf_moe.py FAMILY OUTDIR [--static | --dynamic] [--kv-cache] [--seq S]
-            [--batch B] [--past P] [--layers N] [--seed S] [--rope FORM]
+            [--batch B] [--past P] [--pad N] [--layers N] [--seed S] [--rope FORM]
             [--hidden H] [--experts E] [--heads N] [--kv-heads N]
             [--head-dim D] [--shared-inter I] ...
 
@@ -629,9 +629,13 @@ def output_names(cfg, kv_cache):
     return names
 
 
-def make_inputs(cfg, batch, seq, past, kv_cache, generator):
+def make_inputs(cfg, batch, seq, past, kv_cache, generator, pad=0):
+    """Random tokens and an attention mask of ones, but for the first `pad`
+    positions of the first sequence (left padding: their queries see no
+    key, the other queries not them)."""
     ids = torch.randint(0, cfg["vocab"], (batch, seq), generator=generator)
     mask = torch.ones((batch, past + seq), dtype=torch.int64)
+    mask[0, :pad] = 0
     inputs = [ids, mask]
     if kv_cache:
         (kh, kd), (vh, vd) = kv_shape(cfg)
@@ -702,6 +706,9 @@ def main():
                         help="write the inputs and torch eager's outputs only (another "
                              "shape for a model exported before with the same flags)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pad", type=int, default=0,
+                        help="left-pad the first sequence: its first N positions "
+                             "masked out by the attention mask")
     for key in SIZE_KEYS:
         parser.add_argument("--" + key.replace("_", "-"), type=int)
     args = parser.parse_args()
@@ -715,7 +722,8 @@ def main():
     # An empty past cannot be traced (zero-sized dims become constants):
     # export with one past position, then run with any past length.
     export_past = max(args.past, 1) if args.kv_cache else 0
-    trace_inputs = make_inputs(cfg, args.batch, args.seq, export_past, args.kv_cache, gen)
+    trace_inputs = make_inputs(cfg, args.batch, args.seq, export_past, args.kv_cache, gen,
+                               args.pad)
     path = os.path.join(args.outdir, "model.onnx")
     if not args.no_export:
         export(model, cfg, trace_inputs, path, args.dynamic, args.kv_cache)
@@ -723,7 +731,8 @@ def main():
         save_case(args.outdir, cfg, model, trace_inputs, args.kv_cache)
     else:
         save_case(args.outdir, cfg, model,
-                  make_inputs(cfg, args.batch, args.seq, args.past, True, gen), True)
+                  make_inputs(cfg, args.batch, args.seq, args.past, True, gen, args.pad),
+                  True)
 
     if args.decode_steps:
         # Prefill with an empty past, then N decode steps of one token, each

@@ -232,9 +232,12 @@ cl::opt<bool> int8Activations(
     cl::init(false), cl::cat(category));
 cl::opt<bool> fuseAttention(
     "fuse-attention",
-    cl::desc("CPU: compute attention one block of score rows at a time "
-             "(-moe-fuse-attention; off by default, slower for now)"),
-    cl::init(false), cl::cat(category));
+    cl::desc("CPU: compute attention one block of score rows at a time, "
+             "over the keys that an additive mask shows some row of the "
+             "block (-moe-fuse-attention; on by default: a causal prompt "
+             "skips half of its scores, benchmarks/RESULTS.md; =false runs "
+             "attention op by op)"),
+    cl::init(true), cl::cat(category));
 cl::opt<bool> fuseRouter(
     "fuse-router",
     cl::desc("CPU: compute the router's logits inside the route, a block of "

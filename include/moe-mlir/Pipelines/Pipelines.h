@@ -132,11 +132,10 @@ struct CPUPipelineOptions
       llvm::cl::init(false)};
   PassOptions::Option<bool> fuseAttention{
       *this, "fuse-attention",
-      llvm::cl::desc("Compute attention one block of score rows at a time "
-                     "(-moe-fuse-attention); off by default: its tiles are "
-                     "slower than the op-by-op loops for now "
-                     "(benchmarks/RESULTS.md)"),
-      llvm::cl::init(false)};
+      llvm::cl::desc("Compute attention one block of score rows at a time, "
+                     "over the keys an additive mask shows some row of the "
+                     "block (-moe-fuse-attention)"),
+      llvm::cl::init(true)};
   PassOptions::Option<bool> fuseRouter{
       *this, "fuse-router",
       llvm::cl::desc("Compute the router's logits inside the route, a block "

@@ -999,13 +999,30 @@ def MoEFuseAttention : Pass<"moe-fuse-attention"> {
     TilingInterface): each tile computes its rows of scores, softmax and
     output end to end, and the full score tensor is never materialized.
     Only ops shaped like the scores or their rows are fused; Q, K, V and
-    the mask are read as slices, so nothing is computed twice.
+    the mask are read as slices, so nothing is computed twice (the copies
+    that tile-and-fuse makes for each reader of the scores merge).
+
+    With `trim-masked-keys`, a tile whose scores get an additive f32 mask
+    (a slice of a tensor from outside, keys along its last dimension)
+    followed by a softmax (max, shift, exponential, sum, scaling) first
+    scans its rows of the mask, 16 keys at a time, for the first and the
+    last chunk that some row sees (a value above -1e30; `finfo.min` and
+    `-inf` hide a key). The slices of K, V and the mask and the tile's
+    score buffers then cover those keys only: a causal mask's tile skips
+    the keys after its last row, half of QK^T, softmax and P V over a
+    prompt. A hidden key's probability is 0 in a row that sees any key,
+    so the result is unchanged; when a row of the tile sees none (a
+    padding query), the tile keeps every key.
   }];
   let dependentDialects = ["scf::SCFDialect", "tensor::TensorDialect",
-                           "affine::AffineDialect", "arith::ArithDialect"];
+                           "affine::AffineDialect", "arith::ArithDialect",
+                           "vector::VectorDialect"];
   let options = [
     Option<"rowTile", "row-tile", "int64_t", /*default=*/"32",
            "Queries (score rows) per tile">,
+    Option<"trimKeys", "trim-masked-keys", "bool", /*default=*/"true",
+           "Skip the keys that an additive mask hides from every row of a "
+           "tile (the future of a causal mask)">,
   ];
 }
 

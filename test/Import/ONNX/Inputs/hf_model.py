@@ -3,6 +3,7 @@
 raised, compiled and run on the host against torch eager and ONNX Runtime.
 
   hf_model.py FAMILY WORKDIR [--mode static|dynamic ...] [--no-other-shape]
+              [--padded-shape B,S,P ...]
               [--decode-steps N] [--export-arg=ARG ...] [--compile-arg=ARG ...]
 
 For each export mode (default: static, then dynamic):
@@ -25,7 +26,9 @@ For each export mode (default: static, then dynamic):
     ...") and give bit-identical outputs;
   * the dynamic export also runs on batch 2, sequence 5 (hf_moe.py
     --no-export with the same seed gives the inputs and torch eager's
-    outputs for the same weights).
+    outputs for the same weights), and on each --padded-shape B,S,P:
+    B sequences of S tokens, the first left-padded by P (its attention
+    mask 0 there), long enough for several blocks of attention rows.
 With --decode-steps N: exports FAMILY with a KV cache and dynamic axes,
 imports it as above ("FAMILY decode raised ..."), and runs a prefill of 8
 tokens on an empty past and N decode steps of one token. The tokens are
@@ -202,6 +205,18 @@ def check_mode(args, mode):
         ort = run_ort(model, inputs, os.path.join(other, "ort"), len(names),
                       f"{tag} ort b2s5")
         ok &= check_outputs(f"{tag} batch 2 seq 5", names, ours, ort, other, args.rtol)
+    for shape in args.padded_shape if mode == "dynamic" else []:
+        batch, seq, pad = shape.split(",")
+        other = f"{out}-b{batch}s{seq}p{pad}"
+        export(args, other, "--dynamic", "--batch", batch, "--seq", seq, "--pad", pad,
+               "--no-export")
+        inputs = open(os.path.join(other, "inputs.txt")).read().split()
+        label = f"batch {batch} seq {seq} left-padded {pad}"
+        ours = run_ours(lib, inputs, os.path.join(other, "ours"), len(names),
+                        f"{tag} run {label}")
+        ort = run_ort(model, inputs, os.path.join(other, "ort"), len(names),
+                      f"{tag} ort {label}")
+        ok &= check_outputs(f"{tag} {label}", names, ours, ort, other, args.rtol)
     return ok
 
 
@@ -257,6 +272,10 @@ def main():
     parser.add_argument("--no-modes", action="store_true",
                         help="only the decode run")
     parser.add_argument("--no-other-shape", action="store_true")
+    parser.add_argument("--padded-shape", action="append", default=[],
+                        metavar="BATCH,SEQ,PAD",
+                        help="also run the dynamic export on BATCH sequences of SEQ "
+                             "tokens, the first left-padded by PAD (repeatable)")
     parser.add_argument("--external-data", action="store_true",
                         help="also check the static export with its tensors "
                              "in files beside the model")
