@@ -216,6 +216,12 @@ void addHostLLVMLoweringPasses(OpPassManager &pm, bool exportABI) {
   ConvertVectorToLLVMPassOptions vectorToLLVM;
   vectorToLLVM.x86Vector = true;
   pm.addPass(createConvertVectorToLLVMPass(vectorToLLVM));
+  // Buffers through the runtime's _mlir_memref_to_llvm_alloc / _free, which
+  // keep blocks of 32 MiB or more mapped from call to call
+  // (runtime/src/HostBuffers.cpp).
+  FinalizeMemRefToLLVMConversionPassOptions memrefToLLVM;
+  memrefToLLVM.useGenericFunctions = true;
+  pm.addPass(createFinalizeMemRefToLLVMConversionPass(memrefToLLVM));
   pm.addPass(createConvertToLLVMPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
   if (exportABI)

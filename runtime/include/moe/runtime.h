@@ -386,6 +386,14 @@ MOE_API void moe_rt_parallel_for(int64_t n,
 /* Same as moe_get_num_threads(). */
 MOE_API int64_t moe_rt_num_threads(void);
 
+/* A compiled module's intermediate buffers (memref.alloc / memref.dealloc
+ * through finalize-memref-to-llvm's generic functions): malloc'd blocks,
+ * but for blocks of 32 MiB or more, which are mappings of their own that
+ * stay cached after their free (up to 4 GiB in all) so that the next call
+ * finds them mapped; MOE_MALLOC_DEFAULTS=1 unmaps them at once. */
+MOE_API void *_mlir_memref_to_llvm_alloc(size_t bytes);
+MOE_API void _mlir_memref_to_llvm_free(void *pointer);
+
 /* The communicator ABI of expert-parallel modules (docs/ExpertParallel.md).
  * They forward to the installed communicator. moe_invoke() runs an
  * expert-parallel function only when a communicator of its `ranks` is
