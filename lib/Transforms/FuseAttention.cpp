@@ -453,49 +453,53 @@ std::pair<Value, Value> emitKeptKeys(ImplicitLocOpBuilder &b, Value mask,
         });
     return overRows.getResult(0);
   };
-  Value chunks = arith::CeilDivUIOp::create(b, extent, chunk);
+  // Moves a chunk index from `from` by `step` while `inRange` holds and
+  // `seenAt` does not; returns where it stopped.
+  auto scanChunks =
+      [&](OpBuilder &nested, Location loc, Value from, int64_t step,
+          function_ref<Value(ImplicitLocOpBuilder &, Value)> inRange,
+          function_ref<Value(ImplicitLocOpBuilder &, Value)> seenAt) {
+        auto loop = scf::WhileOp::create(
+            nested, loc, TypeRange{nested.getIndexType()}, ValueRange{from},
+            [&](OpBuilder &inner, Location innerLoc, ValueRange args) {
+              ImplicitLocOpBuilder ib(innerLoc, inner);
+              Value c = args[0];
+              Value unseen =
+                  arith::XOrIOp::create(ib, seenAt(ib, c), trueValue);
+              scf::ConditionOp::create(
+                  ib, arith::AndIOp::create(ib, inRange(ib, c), unseen), c);
+            },
+            [&](OpBuilder &inner, Location innerLoc, ValueRange args) {
+              Value next = arith::AddIOp::create(
+                  inner, innerLoc, args[0],
+                  arith::ConstantIndexOp::create(inner, innerLoc, step));
+              scf::YieldOp::create(inner, innerLoc, next);
+            });
+        return loop.getResult(0);
+      };
   // One past the last chunk that a row sees (0 when none does).
-  auto last = scf::WhileOp::create(
-      b, TypeRange{b.getIndexType()}, ValueRange{chunks},
-      [&](OpBuilder &nested, Location loc, ValueRange args) {
-        ImplicitLocOpBuilder ib(loc, nested);
-        Value c = args[0];
-        Value positive =
-            arith::CmpIOp::create(ib, arith::CmpIPredicate::ugt, c, c0);
-        Value previous = arith::SelectOp::create(
-            ib, positive, arith::SubIOp::create(ib, c, c1), c0);
-        Value unseen = arith::XOrIOp::create(ib, someRowSees(ib, loc, previous),
-                                             trueValue);
-        scf::ConditionOp::create(
-            ib, arith::AndIOp::create(ib, positive, unseen), c);
-      },
-      [&](OpBuilder &nested, Location loc, ValueRange args) {
-        scf::YieldOp::create(
-            nested, loc,
-            ValueRange{arith::SubIOp::create(nested, loc, args[0], c1)});
-      });
-  Value end = last.getResult(0);
+  Value chunks = arith::CeilDivUIOp::create(b, extent, chunk);
+  auto positive = [&](ImplicitLocOpBuilder &ib, Value c) -> Value {
+    return arith::CmpIOp::create(ib, arith::CmpIPredicate::ugt, c, c0);
+  };
+  Value end = scanChunks(b, b.getLoc(), chunks, -1, positive,
+                         [&](ImplicitLocOpBuilder &ib, Value c) {
+                           Value previous = arith::SelectOp::create(
+                               ib, positive(ib, c),
+                               arith::SubIOp::create(ib, c, c1), c0);
+                           return someRowSees(ib, ib.getLoc(), previous);
+                         });
   // The first chunk that a row sees, from `from` (`end` when none does).
   auto firstSeen = [&](OpBuilder &nested, Location loc, Value from,
                        function_ref<Value(OpBuilder &, Location, Value)> seen) {
-    auto loop = scf::WhileOp::create(
-        nested, loc, TypeRange{nested.getIndexType()}, ValueRange{from},
-        [&](OpBuilder &inner, Location innerLoc, ValueRange args) {
-          ImplicitLocOpBuilder ib(innerLoc, inner);
-          Value c = args[0];
-          Value inside =
-              arith::CmpIOp::create(ib, arith::CmpIPredicate::ult, c, end);
-          Value unseen =
-              arith::XOrIOp::create(ib, seen(ib, innerLoc, c), trueValue);
-          scf::ConditionOp::create(
-              ib, arith::AndIOp::create(ib, inside, unseen), c);
+    return scanChunks(
+        nested, loc, from, 1,
+        [&](ImplicitLocOpBuilder &ib, Value c) -> Value {
+          return arith::CmpIOp::create(ib, arith::CmpIPredicate::ult, c, end);
         },
-        [&](OpBuilder &inner, Location innerLoc, ValueRange args) {
-          scf::YieldOp::create(
-              inner, innerLoc,
-              ValueRange{arith::AddIOp::create(inner, innerLoc, args[0], c1)});
+        [&](ImplicitLocOpBuilder &ib, Value c) {
+          return seen(ib, ib.getLoc(), c);
         });
-    return loop.getResult(0);
   };
   Value begin = firstSeen(b, b.getLoc(), c0, someRowSees);
   // Every row sees a key in [begin, end).
