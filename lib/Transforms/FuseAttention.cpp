@@ -26,6 +26,7 @@
 #include "mlir/Dialect/SCF/Transforms/TileUsingInterface.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Tensor/Transforms/Transforms.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/Dominance.h"
 #include "mlir/IR/PatternMatch.h"
@@ -132,14 +133,6 @@ struct KeyDims {
   }
 };
 
-bool sameSize(OpFoldResult a, OpFoldResult b) {
-  std::optional<int64_t> ca = getConstantIntValue(a),
-                         cb = getConstantIntValue(b);
-  if (ca || cb)
-    return ca == cb;
-  return cast<Value>(a) == cast<Value>(b);
-}
-
 /// Follows the keys from the P V contraction `pv` (its reduction loop)
 /// back through the ops of `tile`: every tensor's key dimension, from the
 /// indexing maps. Fails where the keys are indexed other than by a plain
@@ -240,7 +233,7 @@ FailureOr<KeyDims> findKeyDims(scf::ForallOp tile, linalg::GenericOp pv) {
     if (OpFoldResult size = sizeOf(value, d)) {
       if (!extent)
         extent = size;
-      else if (!sameSize(size, *extent))
+      else if (!isEqualConstantIntOrValue(size, *extent))
         return failure();
     }
     for (Operation *user : value.getUsers())
@@ -668,9 +661,9 @@ struct FuseAttention
     // A producer read more than once in the tile (the scores by the row
     // max and the shift) was fused once per read: with their extents
     // resolved, the copies compute the same slice from the same operands,
-    // and merge.
-    // The functions around the tiles, whole: a copy's extent may be a
-    // `tensor.dim` in the tile of a tensor measured outside it too.
+    // and merge. CSE runs on the functions around the tiles, whole: a
+    // copy's extent may be a `tensor.dim` in the tile of a tensor measured
+    // outside it too.
     llvm::SetVector<Operation *> functions;
     for (LoopLikeOpInterface loop : tiles)
       functions.insert(loop->getParentOfType<FunctionOpInterface>());
