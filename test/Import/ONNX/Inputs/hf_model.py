@@ -196,27 +196,25 @@ def check_mode(args, mode):
         check_raising(f"{tag} external-data", ext)
         ok &= same_bits("external-data vs in-file tensors",
                         os.path.join(ext, "model.onnx"), os.path.join(ext, "ours"))
-    if mode == "dynamic" and not args.no_other_shape:
-        other = out + "-b2s5"
-        export(args, other, "--dynamic", "--batch", "2", "--seq", "5", "--no-export")
+    def other_shape(suffix, label, *flags):
+        """Runs the dynamic export's module and ONNX Runtime on inputs of
+        another shape (hf_moe.py --no-export with FLAGS: same weights)."""
+        other = out + suffix
+        export(args, other, "--dynamic", *flags, "--no-export")
         inputs = open(os.path.join(other, "inputs.txt")).read().split()
-        ours = run_ours(lib, inputs, os.path.join(other, "ours"), len(names),
-                        f"{tag} run b2s5")
-        ort = run_ort(model, inputs, os.path.join(other, "ort"), len(names),
-                      f"{tag} ort b2s5")
-        ok &= check_outputs(f"{tag} batch 2 seq 5", names, ours, ort, other, args.rtol)
-    for shape in args.padded_shape if mode == "dynamic" else []:
-        batch, seq, pad = shape.split(",")
-        other = f"{out}-b{batch}s{seq}p{pad}"
-        export(args, other, "--dynamic", "--batch", batch, "--seq", seq, "--pad", pad,
-               "--no-export")
-        inputs = open(os.path.join(other, "inputs.txt")).read().split()
-        label = f"batch {batch} seq {seq} left-padded {pad}"
         ours = run_ours(lib, inputs, os.path.join(other, "ours"), len(names),
                         f"{tag} run {label}")
         ort = run_ort(model, inputs, os.path.join(other, "ort"), len(names),
                       f"{tag} ort {label}")
-        ok &= check_outputs(f"{tag} {label}", names, ours, ort, other, args.rtol)
+        return check_outputs(f"{tag} {label}", names, ours, ort, other, args.rtol)
+
+    if mode == "dynamic" and not args.no_other_shape:
+        ok &= other_shape("-b2s5", "batch 2 seq 5", "--batch", "2", "--seq", "5")
+    for shape in args.padded_shape if mode == "dynamic" else []:
+        batch, seq, pad = shape.split(",")
+        ok &= other_shape(f"-b{batch}s{seq}p{pad}",
+                          f"batch {batch} seq {seq} left-padded {pad}",
+                          "--batch", batch, "--seq", seq, "--pad", pad)
     return ok
 
 
