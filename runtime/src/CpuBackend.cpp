@@ -9,13 +9,12 @@
 
 #include "Backend.h"
 #include "Error.h"
+#include "HostBuffers.h"
 
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <dlfcn.h>
-#include <malloc.h>
-#include <mutex>
 #include <vector>
 
 namespace moe::rt {
@@ -124,25 +123,6 @@ Descriptors::Descriptors(const FunctionSpec &fn, const moe_tensor *inputs,
   }
   for (size_t s : starts)
     argPointers.push_back(words.data() + s);
-}
-
-/// Compiled modules allocate their intermediate buffers with malloc and free
-/// them on every call. glibc's defaults hand blocks of more than 128 KiB out
-/// as fresh mappings and trim the heap top after a free, so every call would
-/// fault its buffers in (and the kernel zero them) again: a 4-layer decoder
-/// spent 9% of its time in page faults. Blocks up to 32 MiB (glibc's
-/// largest mmap threshold) come from the heap, which is no longer trimmed,
-/// so later calls reuse the same pages. MOE_MALLOC_DEFAULTS=1 keeps glibc's
-/// settings.
-void keepHeapPagesAcrossCalls() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    const char *keep = std::getenv("MOE_MALLOC_DEFAULTS");
-    if (keep && std::strcmp(keep, "1") == 0)
-      return;
-    mallopt(M_MMAP_THRESHOLD, 32 << 20);
-    mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  });
 }
 
 std::unique_ptr<Backend> createCpuBackend() {
