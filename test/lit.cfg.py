@@ -69,6 +69,12 @@ if _shutil.which("mpirun") and os.path.exists(
     config.environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
     config.environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
 
+# The fuzz tests (fuzz.py, graph_fuzz.py) run every damaged model under the
+# sanitizers, whose checks catch what a plain build's signals miss, and a
+# third of them in a plain build (the importer's start-up is most of their
+# time: ~200 s of the suite for all of them).
+config.environment["MOE_FUZZ_SHARE"] = "1" if config.moe_sanitizers else "3"
+
 llvm_config.with_system_environment(["HOME", "INCLUDE", "LIB", "TMP", "TEMP"])
 llvm_config.use_default_substitutions()
 

@@ -17,7 +17,8 @@ whole `moe-compile` on every Nth copy that imported (N = --compile-every).
 The importer (and moe-compile) must exit 0, or 1 with an error message:
 a signal, another exit code, a sanitizer report, an LLVM fatal error or
 running past the timeout is a crash. Prints each crash (the copy is kept)
-and a summary; exits 1 when anything crashed.
+and a summary; exits 1 when anything crashed. Only 1 in MOE_FUZZ_SHARE
+(default 1) of the COUNT copies is run.
 """
 import argparse
 import concurrent.futures
@@ -117,13 +118,14 @@ def run(command, timeout):
 
 def fuzz(importer, model_path, work, count, seed=4321, focus=None,
          compile_tool=None, compile_every=10, jobs=1, timeout=120,
-         compile_timeout=600):
-    """Imports `count` mutated copies of the model, then compiles every
+         compile_timeout=600, share=1):
+    """Imports every `share`th of `count` mutated copies of the model (all
+    are drawn, so that copy i is the same at any share), then compiles every
     `compile_every`th of those that imported (in index order, so that the
     sample does not depend on `jobs`). Returns {imported, rejected,
-    compiled, built, crashes: [message]}: compiled counts the compiles
-    run, built those that wrote a module (the others were rejected with an
-    error or crashed)."""
+    compiled, built, mutated, crashes: [message]}: mutated counts the copies
+    tried, compiled the compiles run, built those that wrote a module (the
+    others were rejected with an error or crashed)."""
     os.makedirs(work, exist_ok=True)
     original = onnx.load(model_path)
     rng = random.Random(seed)
@@ -132,6 +134,8 @@ def fuzz(importer, model_path, work, count, seed=4321, focus=None,
         model = onnx.ModelProto()
         model.CopyFrom(original)
         mutate(model, rng, focus)
+        if i % share:
+            continue
         paths.append(os.path.join(work, "mutated%03d.onnx" % i))
         onnx.save(model, paths[-1])
 
@@ -172,7 +176,18 @@ def fuzz(importer, model_path, work, count, seed=4321, focus=None,
     for path in paths:
         if path not in crashed:
             os.remove(path)
+    counts["mutated"] = len(paths)
     return counts
+
+
+def fuzz_share():
+    """1 in MOE_FUZZ_SHARE of the damaged copies is run (the others are
+    still drawn, so that each copy is the same at any share): lit sets 1
+    under the sanitizers, 3 in a plain build (test/lit.cfg.py)."""
+    share = int(os.environ.get("MOE_FUZZ_SHARE", "1"))
+    if share < 1:
+        sys.exit("MOE_FUZZ_SHARE must be at least 1, got %d" % share)
+    return share
 
 
 def main():
@@ -193,13 +208,13 @@ def main():
     args = parser.parse_args()
     counts = fuzz(args.importer, args.model, args.work, args.count, args.seed,
                   args.focus, args.compile_tool, args.compile_every, args.jobs,
-                  args.timeout, args.compile_timeout)
+                  args.timeout, args.compile_timeout, fuzz_share())
     for crash in counts["crashes"]:
         print("graph_fuzz: %s" % crash)
     compiled = (", %d of them compiled (%d built a module)"
                 % (counts["compiled"], counts["built"]) if args.compile_tool else "")
     print("graph_fuzz: %d mutated graphs: %d imported%s, %d rejected with an "
-          "error, %d crashes" % (args.count, counts["imported"], compiled,
+          "error, %d crashes" % (counts["mutated"], counts["imported"], compiled,
                                  counts["rejected"], len(counts["crashes"])))
     sys.exit(1 if counts["crashes"] else 0)
 
