@@ -44,6 +44,7 @@ struct TensorLevelOptions {
   /// bf16 weights too, in pairs of k (only the AVX512-BF16 kernel reads
   /// them).
   bool packBf16Weights = false;
+  bool packQuantizedWeights = false;
   bool recordRouting = false;
   bool prefetchExperts = false;
   std::string routingProfile;
@@ -171,6 +172,7 @@ void addTensorLevelPasses(OpPassManager &pm, const TensorLevelOptions &o) {
   if (o.packExpertWeights) {
     moe::MoEPackExpertWeightsOptions pack;
     pack.packBf16 = o.packBf16Weights;
+    pack.packQuantized = o.packQuantizedWeights;
     pm.addPass(moe::createMoEPackExpertWeights(pack));
   }
   // After the fusions, which rebuild the routes and would otherwise meet an
@@ -259,6 +261,7 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
     tensorLevel.packExpertWeights =
         options.packExpertWeights && options.vectorBits == 512;
     tensorLevel.packBf16Weights = options.bf16Dot;
+    tensorLevel.packQuantizedWeights = options.packQuantizedWeights;
     tensorLevel.recordRouting = options.recordRouting;
     tensorLevel.prefetchExperts = options.prefetchExperts;
   }

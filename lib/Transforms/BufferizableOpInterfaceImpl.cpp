@@ -489,9 +489,11 @@ PanelSplit splitIntoPanels(int64_t columns,
 
 } // namespace
 
-bool mlir::moe::expertColumnsFitPanels(int64_t columns, int64_t panelWidth) {
+bool mlir::moe::expertColumnsFitPanels(int64_t columns, int64_t panelWidth,
+                                       int64_t quantizedBytesPerColumn) {
   return !ShapedType::isDynamic(columns) && columns % panelWidth == 0 &&
-         splitIntoPanels(columns).width % panelWidth == 0;
+         splitIntoPanels(columns, quantizedBytesPerColumn).width % panelWidth ==
+             0;
 }
 
 namespace {
@@ -801,12 +803,9 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
       return op->emitError(
           "lowering a quantised moe.expert needs a static hidden size");
 
-    // Packed weight bytes behind one output column of a quantised
-    // projection of `depth` inputs (two rows for a gated pair: the gate's
-    // and the linear one's); 0 for float weights.
-    auto quantizedBytesPerColumn = [&](int64_t depth,
-                                       bool gatedPair) -> int64_t {
-      return quant ? (gatedPair ? 2 : 1) * depth / pack : 0;
+    // 0 for float weights.
+    auto bytesPerColumn = [&](int64_t depth, bool gatedPair) -> int64_t {
+      return quant ? quantizedBytesPerColumn(quant, depth, gatedPair) : 0;
     };
 
     Value numRows = e.dim(gatherTokens ? gatherTokens : rows, 0);
@@ -992,18 +991,32 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
       gemm->setAttr(kExpertGemmAttrName, b.getUnitAttr());
       return c;
     };
-    PanelSplit fc1Split = splitIntoPanels(
-        inter, quantizedBytesPerColumn(hiddenSize, /*gatedPair=*/swiglu || fc3));
-    PanelSplit hiddenSplit = splitIntoPanels(
-        hiddenSize, quantizedBytesPerColumn(inter, /*gatedPair=*/false));
+    int64_t fc1BytesPerColumn =
+        bytesPerColumn(hiddenSize, /*gatedPair=*/swiglu || fc3);
+    int64_t fc2BytesPerColumn = bytesPerColumn(inter, /*gatedPair=*/false);
+    PanelSplit fc1Split = splitIntoPanels(inter, fc1BytesPerColumn);
+    PanelSplit hiddenSplit = splitIntoPanels(hiddenSize, fc2BytesPerColumn);
     // Every column panel of the schedule must be whole weight panels
     // (-moe-pack-expert-weights packs only weights for which they are).
-    if (panelWidth && (!expertColumnsFitPanels(inter, panelWidth) ||
-                       !expertColumnsFitPanels(hiddenSize, panelWidth)))
+    if (panelWidth &&
+        (!expertColumnsFitPanels(inter, panelWidth, fc1BytesPerColumn) ||
+         !expertColumnsFitPanels(hiddenSize, panelWidth, fc2BytesPerColumn)))
       return op->emitError()
              << "panel-major weights of width " << panelWidth
              << " need the CPU schedule's column panels of I = " << inter
              << " and H = " << hiddenSize << " to be whole weight panels";
+    // Panel-major quantised weights are read by the int8 panel kernel
+    // alone, 16 columns (a vpdpbusd's lanes) to a load.
+    if (panelWidth && quant && (!fc1Int8 || !fc2Int8 || panelWidth % 16))
+      return op->emitError()
+             << "panel-major quantised weights need the int8 kernels "
+                "(moe.int8_activations, no zero points, f32 rows and K of "
+                "whole 64-byte steps) and a panel width that is a multiple "
+                "of 16, got "
+             << panelWidth;
+    if (panelWidth && quant)
+      for (QuantizedProjection &projection : projections)
+        projection.panelWidth = panelWidth;
     Value stagedRows = stage(rows, hiddenSize, fc1Int8);
     FailureOr<std::optional<Int8Rows>> int8Rows =
         stageInt8(rows, fc1Int8, hiddenSize);

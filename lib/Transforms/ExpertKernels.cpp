@@ -715,7 +715,12 @@ void mlir::moe::emitQuantizedPanel(ImplicitLocOpBuilder &b, Value a,
   // vpdpbusd does 64 multiply-adds per instruction: with int8 activations
   // every row count takes it, by dot products along the weight rows for a
   // few rows and by outer products of rearranged panels from
-  // kInt8PanelMinRows rows on.
+  // kInt8PanelMinRows rows on; panel-major weights are already rearranged
+  // for the outer products, and the dot products could not read them.
+  if (int8Rows && p.panelWidth) {
+    emitInt8PanelGemm(b, *int8Rows, p, x, first, last, bias, c);
+    return;
+  }
   if (int8Rows) {
     int64_t minRows = int8Rows->layout.blocksPerUnit == 1
                           ? kInt8PanelMinRows

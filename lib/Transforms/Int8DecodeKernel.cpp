@@ -427,9 +427,34 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
   // of one quad and the high nibbles of the quad 16 after it (a step's 64
   // even code positions, then its 64 odd ones). Columns past the panel
   // repeat its last one; their lanes are never stored.
-  Value packed = memref::AllocOp::create(
-      b, MemRefType::get({words, ShapedType::kDynamic}, i32),
-      ValueRange{paddedWidth}, b.getI64IntegerAttr(64));
+  // Panel-major weights (`[E, N / P, words, P, 4]`) hold those vectors
+  // already, in rows of P columns: viewed as `[E, N / P, words, 4 P]`
+  // bytes, 16 columns from a multiple of 16 are 64 consecutive bytes.
+  bool prepacked = p.panelWidth != 0;
+  Value packed =
+      prepacked ? memref::CollapseShapeOp::create(
+                      b, p.weights,
+                      ArrayRef<ReassociationIndices>{{0}, {1}, {2}, {3, 4}})
+                      .getResult()
+                : memref::AllocOp::create(
+                      b, MemRefType::get({words, ShapedType::kDynamic}, i32),
+                      ValueRange{paddedWidth}, b.getI64IntegerAttr(64))
+                      .getResult();
+  // Word `word` of the 16 columns from panel column `col`, as bytes.
+  Value panelWidth = e.index(prepacked ? p.panelWidth : 1);
+  auto loadWordOfColumns = [&](Value word, Value col) -> Value {
+    if (!prepacked)
+      return vector::BitCastOp::create(
+          b, bytesType,
+          vector::LoadOp::create(b, lanesI32, packed, ValueRange{word, col}));
+    Value n = e.addi(nBegin, col);
+    Value raw = vector::LoadOp::create(
+        b, VectorType::get({kStepBytes}, o.storage), packed,
+        ValueRange{
+            x, arith::DivUIOp::create(b, n, panelWidth), word,
+            e.muli(arith::RemUIOp::create(b, n, panelWidth), e.index(4))});
+    return UnrealizedConversionCastOp::create(b, bytesType, raw).getResult(0);
+  };
   // Each block's weight scales as f32, likewise 16 columns to a load (for
   // blocks, rows for whole groups of 16 blocks, the last ones unused).
   int64_t scaleRows = perRowScales ? 1 : llvm::alignTo(l.blocks, kLanes);
@@ -477,6 +502,8 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
           },
           lanes);
     }
+    if (prepacked)
+      return;
     e.loop(c0, e.index(steps), [&](Value step) {
       // Each column's 64 bytes, transposed: 16 columns' 4-byte words.
       Value byte = e.muli(step, e.index(kStepBytes));
@@ -523,10 +550,7 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
     auto wordStep = [&](Value word, ValueRange acc) -> SmallVector<Value> {
       SmallVector<Value> raw;
       for (Value col : cols)
-        raw.push_back(vector::BitCastOp::create(
-            b, bytesType,
-            vector::LoadOp::create(b, lanesI32, packed,
-                                   ValueRange{word, col})));
+        raw.push_back(loadWordOfColumns(word, col));
       SmallVector<Value> next(acc);
       auto multiply = [&](ArrayRef<Value> weights, Value quad) {
         Value k = e.muli(quad, e.index(4));
@@ -648,11 +672,21 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
   // order the next task's: the expert's next panel, or the next expert's
   // first) are prefetched into cache, a share per row block of the first
   // column group, so that the next rearrangement does not wait on memory.
-  auto weightsType = cast<MemRefType>(p.weights.getType());
-  bool prefetchNext =
-      weightsType.hasStaticShape() && weightsType.getDimSize(2) % 64 == 0;
-  int64_t rowBytes = prefetchNext ? weightsType.getDimSize(2) : 64;
-  int64_t expertRows = prefetchNext ? weightsType.getDimSize(1) : 1;
+  // Panel-major weights hold each task's columns as the same bytes (tasks
+  // are whole panels), in another order.
+  Value weights = prepacked ? packed : p.weights;
+  auto weightsType = cast<MemRefType>(weights.getType());
+  int64_t rowBytes =
+      weightsType.hasStaticShape()
+          ? weightsType.getNumElements() / weightsType.getDimSize(0) /
+                (weightsType.getDimSize(1) * (prepacked ? p.panelWidth : 1))
+          : 0;
+  bool prefetchNext = weightsType.hasStaticShape() && rowBytes % 64 == 0;
+  if (!prefetchNext)
+    rowBytes = 64;
+  int64_t expertRows =
+      prefetchNext ? weightsType.getDimSize(1) * (prepacked ? p.panelWidth : 1)
+                   : 1;
   int64_t lastLine =
       prefetchNext ? weightsType.getNumElements() / 64 : int64_t(0);
   Value firstLine = e.muli(e.addi(e.muli(x, e.index(expertRows)), nEnd),
@@ -667,14 +701,18 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
         arith::MinUIOp::create(b, e.addi(firstLine, nextLines),
                                e.index(lastLine)));
     e.loop(from, to, [&](Value line) {
+      // The line's first byte as an index of the weights.
       Value byte = e.muli(line, e.index(64));
-      Value row = arith::DivUIOp::create(b, byte, e.index(rowBytes));
-      memref::PrefetchOp::create(
-          b, p.weights,
-          ValueRange{arith::DivUIOp::create(b, row, e.index(expertRows)),
-                     arith::RemUIOp::create(b, row, e.index(expertRows)),
-                     arith::RemUIOp::create(b, byte, e.index(rowBytes))},
-          /*isWrite=*/false, /*localityHint=*/2, /*isDataCache=*/true);
+      SmallVector<Value> index;
+      int64_t stride = weightsType.getNumElements();
+      for (int64_t size : weightsType.getShape()) {
+        stride /= size;
+        index.push_back(arith::RemUIOp::create(
+            b, arith::DivUIOp::create(b, byte, e.index(stride)),
+            e.index(size)));
+      }
+      memref::PrefetchOp::create(b, weights, index, /*isWrite=*/false,
+                                 /*localityHint=*/2, /*isDataCache=*/true);
     });
   };
   auto forRows = [&](Value v0, int64_t group) {

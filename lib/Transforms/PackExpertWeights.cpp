@@ -7,7 +7,10 @@
 // byte. Constant weights can be stored that way once, here: an AOT compile
 // sees them. The expert's `panel_width` says how to read them. bf16
 // weights go in pairs of k, the operand layout of AVX512-BF16's vdpbf16ps,
-// which the runtime packing forms the same way.
+// which the runtime packing forms the same way. Quantised weights of the
+// int8 kernels go in 4-byte words, the operand of AVX512-VNNI's vpdpbusd,
+// which their panel kernel otherwise forms per call by 16 x 16 word
+// transposes.
 //
 //===----------------------------------------------------------------------===//
 
@@ -20,6 +23,7 @@
 #include "mlir/IR/Threading.h"
 #include "moe-mlir/Transforms/ConstantData.h"
 #include "moe-mlir/Transforms/ExpertKernels.h"
+#include "moe-mlir/Transforms/StageKernels.h"
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOEPACKEXPERTWEIGHTS
@@ -53,8 +57,9 @@ void packPanels(MLIRContext *ctx, const Element *source, Element *packed,
   });
 }
 
-/// A constant holding `attr`'s elements (f32, or bf16 in pairs of k)
-/// panel-major, of the same kind (dense elements or a dense resource).
+/// A constant holding `attr`'s elements (f32, bf16 in pairs of k, or
+/// quantised bytes in words of 4) panel-major, of the same kind (dense
+/// elements or a dense resource).
 ElementsAttr packConstant(MLIRContext *ctx, ElementsAttr attr,
                           ArrayRef<char> bytes, int64_t width) {
   auto type = cast<RankedTensorType>(attr.getType());
@@ -70,6 +75,10 @@ ElementsAttr packConstant(MLIRContext *ctx, ElementsAttr attr,
       packPanels(ctx, reinterpret_cast<const float *>(bytes.data()),
                  reinterpret_cast<float *>(to.data()), experts, n, k, width,
                  steps);
+    else if (element.isInteger(8))
+      packPanels(ctx, reinterpret_cast<const uint8_t *>(bytes.data()),
+                 reinterpret_cast<uint8_t *>(to.data()), experts, n, k, width,
+                 steps);
     else
       packPanels(ctx, reinterpret_cast<const uint16_t *>(bytes.data()),
                  reinterpret_cast<uint16_t *>(to.data()), experts, n, k, width,
@@ -78,6 +87,34 @@ ElementsAttr packConstant(MLIRContext *ctx, ElementsAttr attr,
   if (auto dense = dyn_cast<DenseElementsAttr>(attr); dense && dense.isSplat())
     return dense.reshape(packedType);
   return rebuildConstant(attr, packedType, "_panels", pack);
+}
+
+/// Whether the CPU lowering reads quantised `expert`'s weights with the int8
+/// panel kernel, which alone reads them panel-major: int8 activations
+/// (moe.int8_activations, f32 arithmetic, no zero points, a layout for
+/// both depths) and schedule panels of whole weight panels of a multiple of
+/// 16 columns (a vpdpbusd's lanes), as the lowering checks.
+bool int8KernelReadsPanels(ExpertOp expert, int64_t panelWidth) {
+  QuantAttr quant = expert.getQuantAttr();
+  if (!expert->hasAttr(kInt8ActivationsAttrName) || panelWidth % 16 ||
+      expert.getFc1ZeroPoints() || expert.getFc2ZeroPoints() ||
+      expert.getFc3ZeroPoints() ||
+      !computeTypeFor(getElementTypeOrSelf(expert.getRows().getType())).isF32())
+    return false;
+  auto fc2Type = expert.getFc2().getType();
+  int64_t hidden = fc2Type.getDimSize(1);
+  if (ShapedType::isDynamic(hidden) || fc2Type.isDynamicDim(2))
+    return false;
+  int64_t inter = fc2Type.getDimSize(2) * quant.getPackFactor();
+  bool gatedPair =
+      expert.getActivation() == Activation::swiglu || expert.getFc3();
+  return getInt8Layout(quant, false, hidden) &&
+         getInt8Layout(quant, false, inter) &&
+         expertColumnsFitPanels(
+             inter, panelWidth,
+             quantizedBytesPerColumn(quant, hidden, gatedPair)) &&
+         expertColumnsFitPanels(hidden, panelWidth,
+                                quantizedBytesPerColumn(quant, inter, false));
 }
 
 struct MoEPackExpertWeightsPass
@@ -95,22 +132,28 @@ struct MoEPackExpertWeightsPass
     DenseMap<Value, Value> packedOf;
     SmallVector<arith::ConstantOp> replaced;
     getOperation()->walk([&](ExpertOp expert) {
-      if (expert.getPanelWidth() || expert.getQuantAttr())
+      if (expert.getPanelWidth())
+        return;
+      bool quantized = static_cast<bool>(expert.getQuantAttr());
+      if (quantized &&
+          (!packQuantized || !int8KernelReadsPanels(expert, panelWidth)))
         return;
       auto fc2Type = expert.getFc2().getType();
-      if (!expertColumnsFitPanels(fc2Type.getDimSize(1), panelWidth) ||
-          !expertColumnsFitPanels(fc2Type.getDimSize(2), panelWidth))
+      if (!quantized &&
+          (!expertColumnsFitPanels(fc2Type.getDimSize(1), panelWidth) ||
+           !expertColumnsFitPanels(fc2Type.getDimSize(2), panelWidth)))
         return;
       SmallVector<OpOperand *> weights = {&expert.getFc1Mutable(),
                                           &expert.getFc2Mutable()};
       if (expert.getFc3())
         weights.push_back(&expert.getFc3Mutable()[0]);
       // f32 weights; bf16 ones (pairs of k for vdpbf16ps) with bf16 rows,
-      // which the bf16 kernel multiplies them by, and an even K.
+      // which the bf16 kernel multiplies them by, and an even K; quantised
+      // bytes, whose rows are whole 64-byte steps.
       Type element = getElementTypeOrSelf(expert.getFc2().getType());
       bool bf16 = packBf16 && element.isBF16() &&
                   getElementTypeOrSelf(expert.getRows().getType()).isBF16();
-      if (!element.isF32() && !bf16)
+      if (!element.isF32() && !bf16 && !(quantized && element.isInteger(8)))
         return;
       SmallVector<std::pair<arith::ConstantOp, ArrayRef<char>>> constants;
       for (OpOperand *weight : weights) {

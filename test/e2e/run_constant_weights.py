@@ -14,6 +14,16 @@ blocks of k. Each output is checked against the float64 reference at
 optimised LLVM IR must hold the panel kernel's prefetches (and not
 with --pack-expert-weights=false, which shows that check can fail).
 
+The quantised cases (QUANT) compile f32 layers whose expert weights are
+QMoE's packed codes with --int8-activations: moe-compile stores them in
+panels of 4-byte words (the vpdpbusd operand), which the int8 panel kernel
+reads at every row count. The same layer compiled with
+--pack-quantized-weights=false (rows, rearranged per call; dot products
+at decode) must give the same output within 1e-5 of max|ref|: both
+quantise the activations alike and sum the same integers. Both are checked
+against the float64 reference of the dequantised weights at 3e-2, the
+int8 activations' bound (e2e-int8).
+
 The f32_bf16_weights cases compile f32 layers with
 --weight-type=bf16: the IR must hold vdpbf16ps (with AVX512-BF16;
 not without the flag), the error must be bf16's (above 1e-5, within 2e-2),
@@ -35,9 +45,10 @@ sys.dont_write_bytecode = True
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
 import numpy as np  # noqa: E402
-from bf16_layer import layer_mlir, reference, round_bf16  # noqa: E402
+from bf16_layer import layer_mlir, quantize, reference, round_bf16  # noqa: E402
 
 BF16_WEIGHTS = "--weight-type=bf16"
+INT8 = "--int8-activations"
 
 # name: dtype, H, I, E, k, token counts, extra moe-compile flags, shared
 # experts (S, Is, gated) or None. H and I are multiples of 64 (whole weight
@@ -61,7 +72,16 @@ CASES = {
     # as bf16 (-moe-convert-expert-weights): bf16 tolerance.
     "f32_bf16_weights": ("f32", 128, 192, 4, 2, [1, 3, 40, 300], [BF16_WEIGHTS], None),
     "f32_bf16_weights_shared": ("f32", 128, 128, 4, 2, [1, 40], [BF16_WEIGHTS], (1, 256, True)),
+    # Quantised experts with int8 activations (QUANT gives bits and block
+    # size): per-row 8-bit scales with two schedule panels of fc1 (I = 512
+    # at 256 columns a panel); 4-bit blocks of 32 (floats sums per block);
+    # 8-bit blocks of 64 with fc2's 384 columns in two panels of 192.
+    "q8_row_int8act": ("f32", 256, 512, 4, 2, [1, 2, 3, 7, 40, 300], [INT8], None),
+    "q4_block32_int8act": ("f32", 256, 256, 4, 2, [1, 3, 40, 300], [INT8], None),
+    "q8_block64_int8act": ("f32", 384, 192, 4, 2, [1, 5, 40], [INT8], None),
 }
+QUANT = {"q8_row_int8act": (8, 0), "q4_block32_int8act": (4, 32),
+         "q8_block64_int8act": (8, 64)}
 
 
 def run(cmd, env=None):
@@ -91,7 +111,9 @@ def main():
     parser.add_argument("case", choices=sorted(CASES))
     args = parser.parse_args()
     dtype, H, I, E, k, tokens, flags, shared = CASES[args.case]
-    needed = {"avx512f"} | ({"avx512_bf16"} if dtype == "bf16" else set())
+    quant = QUANT.get(args.case)
+    needed = {"avx512f"} | ({"avx512_bf16"} if dtype == "bf16" else set()) \
+        | ({"avx512_vnni"} if quant else set())
     if not needed <= cpu_flags():
         print(f"SKIP {args.case}: the CPU lacks {' '.join(sorted(needed))}")
         return 77
@@ -109,14 +131,39 @@ def main():
                        shared_fc2=normal((S, H, Is), Is))
         if gated:
             weights.update(shared_gate=normal((H,), H))
+    constants = weights
+    if quant:
+        # The codes and scales are the layer's; the reference takes the
+        # weights they dequantise to.
+        constants = dict(weights)
+        for name in ("fc1", "fc2"):
+            codes, scales, weights[name] = quantize(weights[name], *quant)
+            constants.update({name: codes, f"{name}_scales": scales})
     mlir = os.path.join(work, "layer.mlir")
     with open(mlir, "w") as f:
-        f.write(layer_mlir(H, I, E, k, dtype, constants=weights,
-                           shared=shared))
+        f.write(layer_mlir(H, I, E, k, dtype, constants=constants,
+                           shared=shared, quant=quant))
     compile_cmd = [os.path.join(args.bin, "moe-compile"), mlir] + flags
 
-    # The panel kernel is the only one that prefetches.
-    for pack, expected in (("true", True), ("false", False)):
+    # The quantised experts' weights in words (and not with
+    # --pack-quantized-weights=false): the int8 panel kernel alone reads
+    # them, so the two modules below take different kernels.
+    if quant:
+        for pack, expected in (("true", True), ("false", False)):
+            ir = subprocess.run(
+                compile_cmd + [f"--pack-quantized-weights={pack}",
+                               "--emit=mlir", "-o", os.devnull,
+                               "--mlir-print-ir-after=moe-pack-expert-weights"],
+                capture_output=True, text=True).stderr
+            words = re.search(r"moe\.expert .*panel_width = 64.*quant = "
+                              r"#moe\.quant.*x64x4xui8>", ir) is not None
+            if words != expected:
+                sys.exit(f"FAIL: --pack-quantized-weights={pack}: quantised "
+                         f"weights in panels of words "
+                         f"{'missing' if expected else 'present'}")
+    # The panel kernel is the only float kernel that prefetches.
+    for pack, expected in (() if quant else
+                           (("true", True), ("false", False))):
         ir = run(compile_cmd + [f"--pack-expert-weights={pack}", "--emit=llvm",
                                 "-o", "-"])
         if ("@llvm.prefetch" in ir) != expected:
@@ -149,6 +196,10 @@ def main():
                          f" in the experts' GEMMs of {' '.join(cmd[1:])}")
     so = os.path.join(work, "layer.so")
     run(compile_cmd + ["-o", so])
+    rows_so = None
+    if quant:
+        rows_so = os.path.join(work, "layer-rows.so")
+        run(compile_cmd + ["--pack-quantized-weights=false", "-o", rows_so])
     # On the cuda target the bf16 weights take the tensor-core kernels
     # (f32 expert weights the SIMT ones), run here on the GPU executor.
     modules = [(so, {})]
@@ -162,6 +213,8 @@ def main():
         modules.append((cuda_so, {"MOE_CUDA_DRIVER": executor}))
 
     tolerance = 2e-2 if dtype == "bf16" or converted else 1e-5
+    if quant:
+        tolerance = 3e-2
     for T in tokens:
         x = cast(np.random.default_rng([T, H]).standard_normal(
             (T, H), dtype=np.float32))
@@ -186,6 +239,19 @@ def main():
             if converted and error < 1e-5:
                 print(f"FAIL: {args.case}{target} T={T}: an f32 result; the "
                       "weights were not converted to bf16")
+                return 1
+        if rows_so:
+            rows_path = os.path.join(work, f"y_rows_T{T}.npy")
+            run([os.path.join(args.bin, "moe-run"), rows_so, "--threads=2",
+                 f"--input=@{x_path}", f"--output=@{rows_path}",
+                 "--output-f32"])
+            rows = np.load(rows_path).astype(np.float64)
+            y = np.load(y_path).astype(np.float64)
+            apart = np.abs(y - rows).max() / np.abs(ref).max()
+            status = "ok" if apart <= 1e-5 else "FAIL"
+            print(f"{status}: {args.case} T={T}: words vs rows: "
+                  f"max|diff|/max|ref| = {apart:.2e} (tolerance 1e-05)")
+            if apart > 1e-5:
                 return 1
     return 0
 

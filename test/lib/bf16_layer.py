@@ -31,23 +31,68 @@ def bf16_bits(a):
 def _resource_hex(a, dtype):
     """A dense resource blob's text: the alignment (little-endian u32) and
     the elements' bytes, in hex."""
-    data = bf16_bits(a) if dtype == "bf16" else \
-        np.ascontiguousarray(a, dtype="<f4")
-    alignment = 2 if dtype == "bf16" else 4
+    if dtype == "ui8":
+        data, alignment = np.ascontiguousarray(a, dtype=np.uint8), 1
+    elif dtype == "bf16":
+        data, alignment = bf16_bits(a), 2
+    else:
+        data, alignment = np.ascontiguousarray(a, dtype="<f4"), 4
     return "0x" + alignment.to_bytes(4, "little").hex() + data.tobytes().hex()
 
 
-def layer_mlir(H, I, E, k, dtype="bf16", constants=None, shared=None):
+def quantize(w, bits, block_size):
+    """Symmetric quantisation of float weights [E, N, K] the way QMoE
+    stores them without zero points: codes q = round(w / scale) + 2^(bits
+    - 1) with a scale per row (block_size 0) or per block of k, 4-bit codes
+    packed two a byte (even k in the low nibble). Returns the packed codes
+    (ui8 [E, N, K * bits / 8]), the f32 scales ([E, N] or [E, N, K /
+    block]) and the dequantised weights (float64) the reference takes."""
+    E, N, K = w.shape
+    block = block_size or K
+    blocks = w.astype(np.float64).reshape(E, N, K // block, block)
+    zero = 1 << (bits - 1)
+    scales = (np.abs(blocks).max(-1) / (zero - 1)).astype(np.float32)
+    scales[scales == 0] = 1
+    codes = np.clip(np.rint(blocks / scales[..., None]) + zero, 0,
+                    2 * zero - 1).astype(np.uint8)
+    dequantised = ((codes.astype(np.float64) - zero) *
+                   scales[..., None]).reshape(E, N, K)
+    codes = codes.reshape(E, N, K)
+    if bits == 4:
+        codes = codes[..., 0::2] | (codes[..., 1::2] << 4)
+    if not block_size:
+        scales = scales[..., 0]
+    return codes, scales, dequantised
+
+
+def layer_mlir(H, I, E, k, dtype="bf16", constants=None, shared=None,
+               quant=None):
     """The layer's function `@moe_layer`. Weights (router [E, H], fc1, fc2,
     of `dtype`, bf16 or f32; x and y have it too) are arguments after x, or
     with `constants` (a dict of router, fc1 and fc2 arrays) constants.
     `shared` = (S, Is, gated) adds S shared experts of intermediate size Is
     (shared_fc1 [S, 2 Is, H], shared_fc2 [S, H, Is], interleaved like the
-    routed ones) and, when gated, a shared_gate [H] (Qwen2-MoE)."""
+    routed ones) and, when gated, a shared_gate [H] (Qwen2-MoE).
+    `quant` = (bits, block_size) makes the experts' weights quantised:
+    fc1 and fc2 are then quantize()'s packed codes, with fc1_scales and
+    fc2_scales (f32 layers only)."""
     fI = 2 * I
     t = dtype
     types = dict(router=f"tensor<{E}x{H}x{t}>", fc1=f"tensor<{E}x{fI}x{H}x{t}>",
                  fc2=f"tensor<{E}x{H}x{I}x{t}>")
+    element = dict.fromkeys(types, t)
+    quant_operands, quant_attr = "", ""
+    if quant:
+        bits, block = quant
+        for name, n, depth in (("fc1", fI, H), ("fc2", H, I)):
+            types[name] = f"tensor<{E}x{n}x{depth * bits // 8}xui8>"
+            element[name] = "ui8"
+            blocks = f"x{depth // block}" if block else ""
+            types[f"{name}_scales"] = f"tensor<{E}x{n}{blocks}xf32>"
+            element[f"{name}_scales"] = "f32"
+        quant_operands = " fc1_scales %fc1_scales fc2_scales %fc2_scales"
+        quant_attr = (f", quant = #moe.quant<bits = {bits}, "
+                      f"block_size = {block}>")
     shared_operands, shared_types = "", ""
     if shared:
         S, Is, gated = shared
@@ -68,10 +113,13 @@ def layer_mlir(H, I, E, k, dtype="bf16", constants=None, shared=None):
         consts = "".join(
             f"  %{n} = arith.constant dense_resource<{n}> : {ty}\n"
             for n, ty in types.items())
-        blobs = ",\n".join(f"      {n}: \"{_resource_hex(constants[n], t)}\""
-                           for n in types)
+        blobs = ",\n".join(
+            f"      {n}: \"{_resource_hex(constants[n], element[n])}\""
+            for n in types)
         resources = ("{-#\n  dialect_resources: {\n    builtin: {\n" + blobs +
                      "\n    }\n  }\n#-}\n")
+    quant_types = "".join(f", {types[f'{n}_scales']}" for n in ("fc1", "fc2")) \
+        if quant else ""
     # bf16 products are taken in f32.
     widen, a, b = ("    %a32 = arith.extf %a : bf16 to f32\n"
                    "    %b32 = arith.extf %b : bf16 to f32\n", "%a32", "%b32") \
@@ -95,12 +143,12 @@ func.func @moe_layer(%x: tensor<?x{H}x{t}>{params}) -> tensor<?x{H}x{t}> {{
     %s = arith.addf %acc, %p : f32
     linalg.yield %s : f32
   }} -> tensor<?x{E}xf32>
-  %y = moe.layer %x, %logits fc1 %fc1 fc2 %fc2{shared_operands}
+  %y = moe.layer %x, %logits fc1 %fc1 fc2 %fc2{quant_operands}{shared_operands}
          {{k = {k} : i64, normalize, activation = #moe.activation<swiglu>,
           swiglu_fusion = #moe.swiglu_fusion<interleaved>,
-          alpha = 1.0, beta = 0.0}}
+          alpha = 1.0, beta = 0.0{quant_attr}}}
        : (tensor<?x{H}x{t}>, tensor<?x{E}xf32>, {types["fc1"]},
-          {types["fc2"]}{shared_types}) -> tensor<?x{H}x{t}>
+          {types["fc2"]}{quant_types}{shared_types}) -> tensor<?x{H}x{t}>
   return %y : tensor<?x{H}x{t}>
 }}
 {resources}"""

@@ -230,6 +230,13 @@ cl::opt<bool> int8Activations(
              "of error, the most with per-row weight scales, "
              "benchmarks/RESULTS.md)"),
     cl::init(false), cl::cat(category));
+cl::opt<bool> packQuantizedWeights(
+    "pack-quantized-weights",
+    cl::desc("With --int8-activations and --pack-expert-weights: store the "
+             "quantised experts' constant weights in panels of 4-byte words "
+             "at compile time, which the int8 panel kernel reads at every "
+             "row count without rearranging them (=false keeps their rows)"),
+    cl::init(true), cl::cat(category));
 cl::opt<bool> fuseAttention(
     "fuse-attention",
     cl::desc("CPU: compute attention one block of score rows at a time, "
@@ -576,6 +583,7 @@ int compile(int argc, char **argv) {
       pipeline.gemmPackMinRows = avx512 ? int64_t(gemmPackMinRows) : 0;
       pipeline.expertPackMinRows = avx512 ? int64_t(expertPackMinRows) : 0;
       pipeline.packExpertWeights = avx512 && packExpertWeights;
+      pipeline.packQuantizedWeights = packQuantizedWeights;
       pipeline.recordRouting = recordRouting;
       pipeline.prefetchExperts = prefetchExperts;
       pipeline.routingProfile = routingProfile;

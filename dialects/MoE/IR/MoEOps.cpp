@@ -24,7 +24,9 @@ using namespace mlir;
 using namespace mlir::moe;
 
 int64_t mlir::moe::panelStepsOfK(Type elementType) {
-  return elementType.isBF16() ? 2 : 1;
+  if (elementType.isBF16())
+    return 2;
+  return elementType.isInteger() ? 4 : 1;
 }
 
 namespace {
@@ -176,7 +178,8 @@ struct ExpertWeights {
   StringRef prefix = "";
   QuantAttr quant = {};
   std::array<Value, 3> scales = {}, zeroPoints = {};
-  /// Float weights stored panel-major (`[E, N / P, K, P]`), or 0.
+  /// Weights stored panel-major (`[E, N / P, K, P]`, bf16 and quantised
+  /// ones with a last dimension of 2 or 4 steps of k), or 0.
   int64_t panelWidth = 0;
 };
 
@@ -213,7 +216,9 @@ FailureOr<SmallVector<int64_t>> storedWeightShape(Operation *op, Value weight,
                        "the panel width of panel-major weights")) ||
       (steps != 1 &&
        failed(check.dim(name, *shape, 4, steps,
-                        "the pair of k of panel-major bf16 weights"))))
+                        steps == 2 ? "the pair of k of panel-major bf16 weights"
+                                   : "the 4-byte word of panel-major quantised "
+                                     "weights"))))
     return failure();
   return SmallVector<int64_t>{(*shape)[0], mulDims((*shape)[1], panelWidth),
                               mulDims((*shape)[2], steps)};
@@ -272,9 +277,6 @@ LogicalResult verifyExpertWeights(Operation *op, const ExpertWeights &w,
   std::string fc1Name = (w.prefix + "fc1").str();
   std::string fc2Name = (w.prefix + "fc2").str();
   std::string fc3Name = (w.prefix + "fc3").str();
-  if (w.panelWidth && w.quant)
-    return op->emitOpError("panel-major weights ('panel_width') are float "
-                           "weights; quantised ones keep their rows");
   auto fc1Stored = storedWeightShape(op, w.fc1, fc1Name, w.panelWidth);
   auto fc2Stored = storedWeightShape(op, w.fc2, fc2Name, w.panelWidth);
   if (failed(fc1Stored) || failed(fc2Stored))

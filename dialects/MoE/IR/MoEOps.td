@@ -200,9 +200,14 @@ def MoE_ExpertOp : MoE_Op<"expert", [Pure, AttrSizedOperandSegments]> {
     weights hold pairs of k side by side, `fcN [E, N / P, K / 2, P, 2]`
     with element `[e, p, t, j, r]` the logical `[e, p * P + j, 2 * t + r]`:
     a panel row is then what AVX512-BF16's `vdpbf16ps` takes, each 32-bit
-    lane one column's pair. `-moe-pack-expert-weights` forms
-    these layouts from constant weights at compile time, so that the
-    kernel needs no packing per call.
+    lane one column's pair. Quantised weights (with `quant`) hold words of
+    four packed bytes side by side, `fcN [E, N / P, Kb / 4, P, 4]` for `Kb`
+    packed bytes per row, element `[e, p, w, j, r]` being the packed byte
+    `[e, p * P + j, 4 * w + r]`: 16 columns of a panel row are then the
+    64 bytes that AVX512-VNNI's `vpdpbusd` multiplies by an activation's
+    four codes broadcast (scales and zero points keep their layout).
+    `-moe-pack-expert-weights` forms these layouts from constant weights at
+    compile time, so that the kernel needs no packing per call.
 
     On the CPU, experts run as two parallel loops over experts x column
     panels (up to 64 columns of float weights; quantised ones up to 128 KiB

@@ -114,6 +114,13 @@ struct CPUPipelineOptions
                      "that the experts' GEMMs run the outer-product kernel "
                      "without packing; needs 512-bit vectors)"),
       llvm::cl::init(true)};
+  PassOptions::Option<bool> packQuantizedWeights{
+      *this, "pack-quantized-weights",
+      llvm::cl::desc("With pack-expert-weights and int8-activations, also "
+                     "store the quantised experts' constant weights in "
+                     "panels of 4-byte words, which the int8 panel kernel "
+                     "reads at every row count without rearranging them"),
+      llvm::cl::init(true)};
   PassOptions::Option<bool> recordRouting{
       *this, "record-routing",
       llvm::cl::desc("Report every route's expert ids to the runtime's "

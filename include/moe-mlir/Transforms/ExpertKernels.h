@@ -20,10 +20,21 @@
 namespace mlir::moe {
 
 /// One expert projection's packed integer weights (`[E, N, K / pack]` ui8),
-/// scales and optional zero points, as whole stacked buffers.
+/// scales and optional zero points, as whole stacked buffers. With
+/// `panelWidth` P the weights are panel-major, `[E, N / P, Kb / 4, P, 4]`
+/// (moe.expert's `panel_width`), which only the int8 panel kernel reads.
 struct QuantizedProjection {
   Value weights, scales, zeroPoints;
+  int64_t panelWidth = 0;
 };
+
+/// Packed weight bytes behind one output column of a quantised projection
+/// of `depth` inputs (two rows for a gated pair: the gate's and the linear
+/// one's): what sizes the CPU schedule's panels of quantised experts.
+inline int64_t quantizedBytesPerColumn(QuantAttr quant, int64_t depth,
+                                       bool gatedPair) {
+  return (gatedPair ? 2 : 1) * depth / quant.getPackFactor();
+}
 
 /// Marks the contraction of an expert's projection by its float weights:
 /// -moe-vectorize-contractions packs its weight panels from its
@@ -91,10 +102,13 @@ linalg::GenericOp emitGatheredMatmulTransposedB(ImplicitLocOpBuilder &b,
                                                 Value w, Value c,
                                                 int64_t panelWidth = 0);
 
-/// Whether `columns` output columns of float expert weights split into the
-/// CPU schedule's column panels (BufferizableOpInterfaceImpl.cpp) as whole
+/// Whether `columns` output columns of expert weights split into the CPU
+/// schedule's column panels (BufferizableOpInterfaceImpl.cpp) as whole
 /// weight panels of `panelWidth` columns: what panel-major weights need.
-bool expertColumnsFitPanels(int64_t columns, int64_t panelWidth);
+/// Quantised weights give their quantizedBytesPerColumn, which sizes the
+/// schedule's panels; float ones 0.
+bool expertColumnsFitPanels(int64_t columns, int64_t panelWidth,
+                            int64_t quantizedBytesPerColumn = 0);
 
 /// Copies `out[r] = source[tokens[r]]` (tokens clamped to the rows of
 /// `source`) for every row of `out`, in parallel over the rows.
@@ -185,10 +199,11 @@ void emitInt8Matvec(ImplicitLocOpBuilder &b, const Int8Rows &rows,
 void emitInitRows(ImplicitLocOpBuilder &b, Value c, Value bias);
 
 /// `c[m, n - nBegin] = bias[n - nBegin] + sum_k a[m, k] * W[x][n, k]`
-/// (without `bias`, the sum alone; `c` is only written) by outer products,
-/// for prefill: the panel's weights are first rearranged (in a scratch of
-/// its own, so that panels run in parallel) so that the same 4-byte word of
-/// 16 columns is one 64-byte vector, which vpdpbusd multiplies (4-bit: its
+/// (without `bias`, the sum alone; `c` is only written) by outer products:
+/// the panel's weights are first rearranged (in a scratch of its own, so
+/// that panels run in parallel; panel-major weights already are) so that
+/// the same 4-byte word of 16 columns is one 64-byte vector, which vpdpbusd
+/// multiplies (4-bit: its
 /// low nibbles, then its high ones) by one activation row's 4 codes
 /// broadcast; register blocks of 6 rows by 64 columns accumulate i32 lanes,
 /// converted and scaled once per scale block (into f32 accumulators of 3
@@ -201,7 +216,8 @@ void emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
 /// `bias`, the sum alone) for a packed weight's rows n in `[first, first +
 /// width)`; `c` is the panel of the output, its `width` columns for `a`'s
 /// rows. With `int8Rows`, the int8 kernels run on those: emitInt8Matvec
-/// for a few rows, emitInt8PanelGemm for more. Otherwise an expert with at most
+/// for a few rows, emitInt8PanelGemm for more (for panel-major weights at
+/// every row count). Otherwise an expert with at most
 /// kDecodeMaxRows rows (decode) runs the decode kernel on `staged` (`a` staged,
 /// or `a` itself), and one with more has the panel's weight rows dequantised
 /// into a scratch of their own (so that panels run in parallel) and multiplied

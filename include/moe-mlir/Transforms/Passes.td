@@ -537,8 +537,7 @@ def MoEConvertMatmulWeights : Pass<"moe-convert-matmul-weights"> {
 }
 
 def MoEPackExpertWeights : Pass<"moe-pack-expert-weights"> {
-  let summary = "Store constant f32 expert weights panel-major at compile "
-                "time";
+  let summary = "Store constant expert weights panel-major at compile time";
   let description = [{
     Rewrites the constant f32 weights of every `moe.expert` (fc1, fc2 and
     fc3, `[E, N, K]` out-major) into panels of `panel-width` output
@@ -568,14 +567,24 @@ def MoEPackExpertWeights : Pass<"moe-pack-expert-weights"> {
     (`moe-compile --pack-expert-weights=false` turns it off). Constants only (an AOT compile sees the model's weights);
     weights that are function arguments keep the runtime path.
 
+    With `pack-quantized`, the packed bytes of quantised experts that the
+    int8 kernels of `-moe-int8-activations` multiply (marked
+    `moe.int8_activations`, no zero points) go in words of 4 bytes,
+    `[E, N / P, Kb / 4, P, 4]` for `Kb` bytes per row: 16 columns of a
+    panel row are the 64 bytes that `vpdpbusd` multiplies by an
+    activation's 4 codes broadcast. Their panel kernel then runs at every
+    row count without rearranging each panel's weights per call (a 16 x 16
+    transpose of 4-byte words per 1 KiB of weights). Scales keep their
+    layout.
+
     An expert is left as it is unless every weight is an f32 constant, or
     with `pack-bf16` a bf16 constant of an expert whose rows are bf16 and
-    whose K are even (dense elements or a dense resource), it is not
-    quantised, and its
-    intermediate and hidden sizes split into the CPU schedule's column
-    panels as whole weight panels (for P = 64: both multiples of 64). The
-    old constants are erased once unused, and their resource blobs
-    released.
+    whose K are even, or with `pack-quantized` a quantised constant of an
+    expert the int8 kernels run with P a multiple of 16 (dense elements or
+    a dense resource), and its intermediate and hidden sizes split into the
+    CPU schedule's column panels as whole weight panels (for P = 64: both
+    multiples of 64). The old constants are erased once unused, and their
+    resource blobs released.
   }];
   let options = [
     Option<"panelWidth", "panel-width", "int64_t", "64",
@@ -584,6 +593,10 @@ def MoEPackExpertWeights : Pass<"moe-pack-expert-weights"> {
     Option<"packBf16", "pack-bf16", "bool", "true",
            "Also pack bf16 weights, in pairs of k (for AVX512-BF16's "
            "vdpbf16ps; without it their kernel runs as plain loops)">,
+    Option<"packQuantized", "pack-quantized", "bool", "true",
+           "Also pack the quantised weights of experts marked "
+           "moe.int8_activations, in 4-byte words (for AVX512-VNNI's "
+           "vpdpbusd)">,
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect"];
 }

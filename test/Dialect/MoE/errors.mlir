@@ -1148,10 +1148,10 @@ func.func @panel_bf16_depth(%rows: tensor<?x64xbf16>, %off: tensor<5xi32>, %w1: 
 
 // -----
 
-// Quantised weights keep their rows.
-func.func @panel_quant(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x256x32xui8>, %w2: tensor<4x64x128xui8>, %s1: tensor<4x256xf32>, %s2: tensor<4x64xf32>) {
-  // expected-error @+1 {{panel-major weights ('panel_width') are float weights; quantised ones keep their rows}}
-  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 {panel_width = 64 : i64, quant = #moe.quant<bits = 4, block_size = 0>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x256x32xui8>, tensor<4x64x128xui8>, tensor<4x256xf32>, tensor<4x64xf32>) -> tensor<?x64xf32>
+// Panel-major quantised weights hold 4-byte words of k.
+func.func @panel_quant_word(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x4x8x64x4xui8>, %w2: tensor<4x1x32x64x2xui8>, %s1: tensor<4x256xf32>, %s2: tensor<4x64xf32>) {
+  // expected-error @+1 {{'fc2' dimension 4 is 2 but must be 4 (the 4-byte word of panel-major quantised weights)}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 {panel_width = 64 : i64, quant = #moe.quant<bits = 4, block_size = 0>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x4x8x64x4xui8>, tensor<4x1x32x64x2xui8>, tensor<4x256xf32>, tensor<4x64xf32>) -> tensor<?x64xf32>
   return
 }
 
