@@ -457,17 +457,37 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
   };
   // Each block's weight scales as f32, likewise 16 columns to a load (for
   // blocks, rows for whole groups of 16 blocks, the last ones unused).
+  // Panel-major block-wise scales (`[E, N / P, blocks, P]`) are read as
+  // they are.
+  bool prepackedScales = prepacked && !perRowScales;
   int64_t scaleRows = perRowScales ? 1 : llvm::alignTo(l.blocks, kLanes);
-  Value weightScales = memref::AllocOp::create(
-      b, MemRefType::get({scaleRows, ShapedType::kDynamic}, f32),
-      ValueRange{paddedWidth}, b.getI64IntegerAttr(64));
+  Value weightScales =
+      prepackedScales
+          ? Value()
+          : memref::AllocOp::create(
+                b, MemRefType::get({scaleRows, ShapedType::kDynamic}, f32),
+                ValueRange{paddedWidth}, b.getI64IntegerAttr(64))
+                .getResult();
+  auto loadScalesOfColumns = [&](Value blk, Value col) -> Value {
+    if (!prepackedScales)
+      return vector::LoadOp::create(b, lanesF32, weightScales,
+                                    ValueRange{blk, col});
+    Value n = e.addi(nBegin, col);
+    return toF32(
+        b, vector::LoadOp::create(
+               b, VectorType::get({kLanes}, scaleType), p.scales,
+               ValueRange{x, arith::DivUIOp::create(b, n, panelWidth), blk,
+                          arith::RemUIOp::create(b, n, panelWidth)}));
+  };
   auto scalesType = VectorType::get({kLanes}, scaleType);
   auto maskType = VectorType::get({kLanes}, b.getI1Type());
   Value zeroScales = e.splat(scalesType, 0.0);
   Value lastColumn = e.subi(nEnd, c1);
   Value nibbleMask = e.splat(bytesType, 15);
   Value nibbleShift = e.splat(bytesType, 4);
-  e.loop(c0, vectors, [&](Value vec) {
+  // Rearranged per call: whatever is not panel-major (with panel-major
+  // weights, per-row scales are copied, 16 columns to a load).
+  auto rearrange = [&](Value vec) {
     Value col0 = e.muli(vec, lanes);
     SmallVector<Value> columns;
     for (int64_t i = 0; i < kLanes; ++i)
@@ -518,7 +538,9 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
             b, columnsOfWord, packed,
             ValueRange{e.addi(firstWord, e.index(j)), col0});
     });
-  });
+  };
+  if (!prepackedScales)
+    e.loop(c0, vectors, rearrange);
 
   // Where each block's -zp * sum q sits in the corrections: the first lane
   // that the block owns in its unit.
@@ -605,8 +627,7 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
       }
       SmallVector<Value> scales, next, base = addends();
       for (Value col : cols)
-        scales.push_back(vector::LoadOp::create(b, lanesF32, weightScales,
-                                                ValueRange{blk, col}));
+        scales.push_back(loadScalesOfColumns(blk, col));
       for (auto [r, m] : llvm::enumerate(ms)) {
         Value activationScale = vector::BroadcastOp::create(
             b, lanesF32, e.load(rows.scales, {m, blk}));
@@ -662,8 +683,8 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
                                       outputs[r * group + v]);
   };
   // Column vectors kPanelVectors at a time, then one at a time; rows
-  // `panelRows` at a time, then one at a time. The packed panel stays in
-  // cache across the row blocks.
+  // `panelRows` at a time, then the rest in blocks of 4, 2 and 1. The
+  // packed panel stays in cache across the row blocks.
   int64_t panelRows = floatSums ? kPanelRowsFloatSums : kPanelRows;
   Value numRows = e.dim(rows.codes, 0);
   Value rowBlocks = arith::DivUIOp::create(b, numRows, e.index(panelRows));
@@ -722,7 +743,19 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
                  [&] { prefetchShare(rb); });
       emitBlock(e.muli(rb, e.index(panelRows)), panelRows, v0, group);
     });
-    e.loop(blockedRows, numRows, [&](Value m) { emitBlock(m, 1, v0, group); });
+    // The last rows (fewer than a block) in blocks of powers of two, so
+    // that a few rows (an expert's at decode) still share each weight
+    // load.
+    Value rest = e.subi(numRows, blockedRows);
+    for (int64_t count = int64_t(llvm::bit_floor(uint64_t(panelRows - 1)));
+         count >= 1; count /= 2) {
+      Value first =
+          e.addi(blockedRows,
+                 arith::AndIOp::create(b, rest, e.index(~(2 * count - 1))));
+      e.ifThen(e.cmpi(arith::CmpIPredicate::ne,
+                      arith::AndIOp::create(b, rest, e.index(count)), c0),
+               [&] { emitBlock(first, count, v0, group); });
+    }
   };
   Value groups = arith::DivUIOp::create(b, vectors, e.index(kPanelVectors));
   e.loop(c0, groups, [&](Value g) {

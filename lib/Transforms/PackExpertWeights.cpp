@@ -57,32 +57,38 @@ void packPanels(MLIRContext *ctx, const Element *source, Element *packed,
   });
 }
 
-/// A constant holding `attr`'s elements (f32, bf16 in pairs of k, or
-/// quantised bytes in words of 4) panel-major, of the same kind (dense
-/// elements or a dense resource).
+/// A constant holding `attr`'s elements panel-major, `steps` of k to a
+/// panel row (f32 weights and scales 1, bf16 weights a pair, quantised
+/// bytes a word of 4), of the same kind (dense elements or a dense
+/// resource).
 ElementsAttr packConstant(MLIRContext *ctx, ElementsAttr attr,
-                          ArrayRef<char> bytes, int64_t width) {
+                          ArrayRef<char> bytes, int64_t width, int64_t steps) {
   auto type = cast<RankedTensorType>(attr.getType());
   Type element = type.getElementType();
   int64_t experts = type.getDimSize(0), n = type.getDimSize(1),
-          k = type.getDimSize(2), steps = panelStepsOfK(element);
+          k = type.getDimSize(2);
   SmallVector<int64_t> packedShape = {experts, n / width, k / steps, width};
   if (steps != 1)
     packedShape.push_back(steps);
   auto packedType = RankedTensorType::get(packedShape, element);
+  // Elements are moved as they are: only their size matters.
+  auto packAs = [&](auto *sized, MutableArrayRef<char> to) {
+    using Element = std::remove_pointer_t<decltype(sized)>;
+    packPanels(ctx, reinterpret_cast<const Element *>(bytes.data()),
+               reinterpret_cast<Element *>(to.data()), experts, n, k, width,
+               steps);
+  };
   auto pack = [&](MutableArrayRef<char> to) {
-    if (element.isF32())
-      packPanels(ctx, reinterpret_cast<const float *>(bytes.data()),
-                 reinterpret_cast<float *>(to.data()), experts, n, k, width,
-                 steps);
-    else if (element.isInteger(8))
-      packPanels(ctx, reinterpret_cast<const uint8_t *>(bytes.data()),
-                 reinterpret_cast<uint8_t *>(to.data()), experts, n, k, width,
-                 steps);
-    else
-      packPanels(ctx, reinterpret_cast<const uint16_t *>(bytes.data()),
-                 reinterpret_cast<uint16_t *>(to.data()), experts, n, k, width,
-                 steps);
+    switch (element.getIntOrFloatBitWidth()) {
+    case 8:
+      return packAs(static_cast<uint8_t *>(nullptr), to);
+    case 16:
+      return packAs(static_cast<uint16_t *>(nullptr), to);
+    case 32:
+      return packAs(static_cast<uint32_t *>(nullptr), to);
+    default:
+      return packAs(static_cast<uint64_t *>(nullptr), to);
+    }
   };
   if (auto dense = dyn_cast<DenseElementsAttr>(attr); dense && dense.isSplat())
     return dense.reshape(packedType);
@@ -147,6 +153,15 @@ struct MoEPackExpertWeightsPass
                                           &expert.getFc2Mutable()};
       if (expert.getFc3())
         weights.push_back(&expert.getFc3Mutable()[0]);
+      // Block-wise scales go panel-major with their weights, one scale of
+      // a block to a panel row.
+      SmallVector<OpOperand *> scales;
+      if (quantized && expert.getQuantAttr().getBlockSize() != 0) {
+        scales = {&expert.getFc1ScalesMutable()[0],
+                  &expert.getFc2ScalesMutable()[0]};
+        if (expert.getFc3Scales())
+          scales.push_back(&expert.getFc3ScalesMutable()[0]);
+      }
       // f32 weights; bf16 ones (pairs of k for vdpbf16ps) with bf16 rows,
       // which the bf16 kernel multiplies them by, and an even K; quantised
       // bytes, whose rows are whole 64-byte steps.
@@ -155,34 +170,50 @@ struct MoEPackExpertWeightsPass
                   getElementTypeOrSelf(expert.getRows().getType()).isBF16();
       if (!element.isF32() && !bf16 && !(quantized && element.isInteger(8)))
         return;
-      SmallVector<std::pair<arith::ConstantOp, ArrayRef<char>>> constants;
-      for (OpOperand *weight : weights) {
-        auto constant = weight->get().getDefiningOp<arith::ConstantOp>();
-        auto type = dyn_cast<RankedTensorType>(weight->get().getType());
+      // Each operand to pack, its constant, bytes and steps of k.
+      struct Packing {
+        OpOperand *operand;
+        arith::ConstantOp constant;
+        ArrayRef<char> bytes;
+        int64_t steps;
+      };
+      SmallVector<Packing> packings;
+      auto collect = [&](OpOperand *operand, int64_t steps) {
+        auto constant = operand->get().getDefiningOp<arith::ConstantOp>();
+        auto type = dyn_cast<RankedTensorType>(operand->get().getType());
         if (!constant || !type || !type.hasStaticShape() ||
-            type.getElementType() != element ||
-            type.getDimSize(2) % panelStepsOfK(element))
-          return;
+            type.getRank() != 3 || type.getDimSize(2) % steps ||
+            !llvm::is_contained({8u, 16u, 32u, 64u},
+                                type.getElementType().getIntOrFloatBitWidth()))
+          return false;
         auto attr = dyn_cast<ElementsAttr>(constant.getValue());
         std::optional<ArrayRef<char>> bytes =
             attr ? constantBytes(attr) : std::nullopt;
         if (!bytes)
+          return false;
+        packings.push_back({operand, constant, *bytes, steps});
+        return true;
+      };
+      for (OpOperand *weight : weights)
+        if (getElementTypeOrSelf(weight->get().getType()) != element ||
+            !collect(weight, panelStepsOfK(element)))
           return;
-        constants.push_back({constant, *bytes});
-      }
-      for (auto [weight, constant] : llvm::zip(weights, constants)) {
-        Value &packed = packedOf[weight->get()];
+      for (OpOperand *scale : scales)
+        if (!collect(scale, 1))
+          return;
+      for (Packing &packing : packings) {
+        Value &packed = packedOf[packing.operand->get()];
         if (!packed) {
-          OpBuilder b(constant.first);
-          b.setInsertionPointAfter(constant.first);
+          OpBuilder b(packing.constant);
+          b.setInsertionPointAfter(packing.constant);
           packed = arith::ConstantOp::create(
-              b, constant.first.getLoc(),
+              b, packing.constant.getLoc(),
               cast<TypedAttr>(packConstant(
-                  ctx, cast<ElementsAttr>(constant.first.getValue()),
-                  constant.second, panelWidth)));
-          replaced.push_back(constant.first);
+                  ctx, cast<ElementsAttr>(packing.constant.getValue()),
+                  packing.bytes, panelWidth, packing.steps)));
+          replaced.push_back(packing.constant);
         }
-        weight->set(packed);
+        packing.operand->set(packed);
       }
       expert.setPanelWidth(panelWidth);
     });

@@ -88,6 +88,23 @@ func.func @left_alone(%rows: tensor<?x2xf32>, %offsets: tensor<3xi32>, %w1: tens
 
 // -----
 
+// Block-wise scales go panel-major with their weights: [E, N, blocks] as
+// [E, N / P, blocks, P].
+// WORDS-LABEL: func.func @packs_block_scales
+// WIDE-LABEL: func.func @packs_block_scales
+// WIDE: tensor<1x2x4x64xf32>
+// WORDS-DAG: %[[Q:.*]] = arith.constant dense<136> : tensor<1x8x16x16x4xui8>
+// WORDS-DAG: %[[S:.*]] = arith.constant dense<2.500000e-01> : tensor<1x8x4x16xf32>
+// WORDS: moe.expert {{.*}} fc1 %[[Q]] fc2 %[[Q]] fc1_scales %[[S]] fc2_scales %[[S]] {moe.int8_activations, panel_width = 16 : i64, quant = #moe.quant<bits = 4, block_size = 32>}
+func.func @packs_block_scales(%rows: tensor<?x128xf32>, %offsets: tensor<2xi32>) -> tensor<?x128xf32> {
+  %q = arith.constant dense<136> : tensor<1x128x64xui8>
+  %s = arith.constant dense<0.25> : tensor<1x128x4xf32>
+  %y = moe.expert %rows, %offsets fc1 %q fc2 %q fc1_scales %s fc2_scales %s {moe.int8_activations, quant = #moe.quant<bits = 4, block_size = 32>} : (tensor<?x128xf32>, tensor<2xi32>, tensor<1x128x64xui8>, tensor<1x128x64xui8>, tensor<1x128x4xf32>, tensor<1x128x4xf32>) -> tensor<?x128xf32>
+  return %y : tensor<?x128xf32>
+}
+
+// -----
+
 // Quantised weights of the int8 kernels go in 4-byte words, 16 columns
 // from a panel row being one vpdpbusd operand: element [e, p, w, j, r] is
 // the packed byte [e, 16p + j, 4w + r]. fc1's row n holds n in every byte,

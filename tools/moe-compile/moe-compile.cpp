@@ -223,7 +223,9 @@ cl::opt<bool> int8Activations(
     "int8-activations",
     cl::desc("CPU with AVX512-VNNI: quantised experts quantise their input "
              "rows to int8 (a scale per weight block) and multiply them by "
-             "the packed weights with vpdpbusd, by dot products at decode "
+             "the packed weights with vpdpbusd: constant weights stored "
+             "in panels of 4-byte words (--pack-quantized-weights) by outer "
+             "products at every row count; others by dot products at decode "
              "and outer products of rearranged panels from 32 rows per "
              "expert (17 with weight blocks under 64 bytes) "
              "(-moe-int8-activations; off by default: about 1-4% of max|y| "

@@ -231,10 +231,12 @@ int64_t ceilDivDims(int64_t a, int64_t b) {
 }
 
 /// Verifies the quantisation operands of projection `name` whose logical
-/// (dequantised) shape is `[E, N, K]`.
+/// (dequantised) shape is `[E, N, K]`; block-wise scales of panel-major
+/// weights (`panelWidth` P) are panel-major too, `[E, N / P, blocks, P]`.
 LogicalResult verifyQuantOperands(Operation *op, QuantAttr quant,
                                   StringRef name, ArrayRef<int64_t> logical,
-                                  Value scales, Value zeroPoints) {
+                                  Value scales, Value zeroPoints,
+                                  int64_t panelWidth) {
   ShapeChecker check(op);
   int64_t e = logical[0], n = logical[1], k = logical[2];
   int64_t block = quant.getBlockSize();
@@ -248,9 +250,21 @@ LogicalResult verifyQuantOperands(Operation *op, QuantAttr quant,
                 ")] block-wise scales of " + name.str();
   }
   auto scaleType = cast<RankedTensorType>(scales.getType());
-  if (failed(
-          check.same(scalesName, scaleType.getShape(), scaleShape, scaleWhat)))
+  if (block != 0 && panelWidth) {
+    SmallVector<int64_t> panels = {e, ShapedType::kDynamic, scaleShape[2],
+                                   panelWidth};
+    if (!ShapedType::isDynamic(n))
+      panels[1] = n / panelWidth;
+    if (failed(check.same(scalesName, scaleType.getShape(), panels,
+                          "[E, N / " + std::to_string(panelWidth) +
+                              ", ceil(K / " + std::to_string(block) + "), " +
+                              std::to_string(panelWidth) +
+                              "] panel-major block-wise scales of " + name)))
+      return failure();
+  } else if (failed(check.same(scalesName, scaleType.getShape(), scaleShape,
+                               scaleWhat))) {
     return failure();
+  }
   if (!zeroPoints)
     return success();
   // 8-bit zero points are one per scale; 4-bit ones are packed two to a
@@ -395,9 +409,9 @@ LogicalResult verifyExpertWeights(Operation *op, const ExpertWeights &w,
   if (w.quant) {
     SmallVector<int64_t> shapes[] = {fc1, fc2, fc3};
     for (int i = 0; i < 3; ++i)
-      if (projections[i] &&
-          failed(verifyQuantOperands(op, w.quant, projNames[i], shapes[i],
-                                     w.scales[i], w.zeroPoints[i])))
+      if (projections[i] && failed(verifyQuantOperands(
+                                op, w.quant, projNames[i], shapes[i],
+                                w.scales[i], w.zeroPoints[i], w.panelWidth)))
         return failure();
   }
 

@@ -205,7 +205,10 @@ def MoE_ExpertOp : MoE_Op<"expert", [Pure, AttrSizedOperandSegments]> {
     packed bytes per row, element `[e, p, w, j, r]` being the packed byte
     `[e, p * P + j, 4 * w + r]`: 16 columns of a panel row are then the
     64 bytes that AVX512-VNNI's `vpdpbusd` multiplies by an activation's
-    four codes broadcast (scales and zero points keep their layout).
+    four codes broadcast. Their block-wise scales are panel-major too,
+    `fcN_scales [E, N / P, blocks, P]` with element `[e, p, b, j]` the
+    scale `[e, p * P + j, b]`, so that 16 columns' scales of a block are
+    one load; per-row scales and zero points keep their layout.
     `-moe-pack-expert-weights` forms these layouts from constant weights at
     compile time, so that the kernel needs no packing per call.
 

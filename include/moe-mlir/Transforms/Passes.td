@@ -256,8 +256,11 @@ def MoEInt8Activations : Pass<"moe-int8-activations"> {
     load holds the same 4 weight bytes of 16 columns, which `vpdpbusd`
     multiplies (4-bit weights: the low nibbles, then the high ones) by an
     activation row's 4 codes broadcast, in register blocks of 6 rows (3
-    with several weight blocks per row) by 64 columns, while the weights
-    after the panel's are prefetched for the next one.
+    with several weight blocks per row; the last rows in blocks of 4, 2
+    and 1) by 64 columns, while the weights after the panel's are
+    prefetched for the next one. Constant weights that
+    `-moe-pack-expert-weights` has stored in that layout (`panel_width`)
+    take the outer products at every row count, with no rearranging.
 
     This changes the numbers: the activations carry a rounding error of up
     to amax / 254 per block, which moves the layer's output by about 1% of

@@ -1148,6 +1148,15 @@ func.func @panel_bf16_depth(%rows: tensor<?x64xbf16>, %off: tensor<5xi32>, %w1: 
 
 // -----
 
+// Block-wise scales of panel-major weights are panel-major too.
+func.func @panel_quant_scales(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x4x8x64x4xui8>, %w2: tensor<4x1x32x64x4xui8>, %s1: tensor<4x256x2xf32>, %s2: tensor<4x1x8x64xf32>) {
+  // expected-error @+1 {{'fc1_scales' must have rank 4 ([E, N / 64, ceil(K / 32), 64] panel-major block-wise scales of fc1), got rank 3}}
+  %y = moe.expert %rows, %off fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 {panel_width = 64 : i64, quant = #moe.quant<bits = 4, block_size = 32>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x4x8x64x4xui8>, tensor<4x1x32x64x4xui8>, tensor<4x256x2xf32>, tensor<4x1x8x64xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
 // Panel-major quantised weights hold 4-byte words of k.
 func.func @panel_quant_word(%rows: tensor<?x64xf32>, %off: tensor<5xi32>, %w1: tensor<4x4x8x64x4xui8>, %w2: tensor<4x1x32x64x2xui8>, %s1: tensor<4x256xf32>, %s2: tensor<4x64xf32>) {
   // expected-error @+1 {{'fc2' dimension 4 is 2 but must be 4 (the 4-byte word of panel-major quantised weights)}}

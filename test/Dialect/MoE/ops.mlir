@@ -180,11 +180,12 @@ func.func @expert_int4_block(%rows: tensor<?x64xf32>, %offsets: tensor<5xi32>, %
 // -----
 
 // The same weights panel-major: fc1's logical [4, 256, 32] bytes as 4
-// panels of 64 columns by 8 words of 4 bytes; scales keep their layout.
+// panels of 64 columns by 8 words of 4 bytes, its block-wise scales
+// [4, 256, 2] as 4 panels of 2 blocks by 64 columns.
 // CHECK-LABEL: func @expert_int4_panels
-// CHECK: moe.expert %{{.*}}, %{{.*}} fc1 %{{.*}} fc2 %{{.*}} fc1_scales %{{.*}} fc2_scales %{{.*}} {activation = #moe.activation<swiglu>, panel_width = 64 : i64, quant = #moe.quant<bits = 4, block_size = 32>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x4x8x64x4xui8>, tensor<4x1x16x64x4xui8>, tensor<4x256x2xf16>, tensor<4x64x4xf16>) -> tensor<?x64xf32>
-func.func @expert_int4_panels(%rows: tensor<?x64xf32>, %offsets: tensor<5xi32>, %w1: tensor<4x4x8x64x4xui8>, %w2: tensor<4x1x16x64x4xui8>, %s1: tensor<4x256x2xf16>, %s2: tensor<4x64x4xf16>) -> tensor<?x64xf32> {
-  %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 {activation = #moe.activation<swiglu>, panel_width = 64 : i64, quant = #moe.quant<bits = 4, block_size = 32>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x4x8x64x4xui8>, tensor<4x1x16x64x4xui8>, tensor<4x256x2xf16>, tensor<4x64x4xf16>) -> tensor<?x64xf32>
+// CHECK: moe.expert %{{.*}}, %{{.*}} fc1 %{{.*}} fc2 %{{.*}} fc1_scales %{{.*}} fc2_scales %{{.*}} {activation = #moe.activation<swiglu>, panel_width = 64 : i64, quant = #moe.quant<bits = 4, block_size = 32>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x4x8x64x4xui8>, tensor<4x1x16x64x4xui8>, tensor<4x4x2x64xf16>, tensor<4x1x4x64xf16>) -> tensor<?x64xf32>
+func.func @expert_int4_panels(%rows: tensor<?x64xf32>, %offsets: tensor<5xi32>, %w1: tensor<4x4x8x64x4xui8>, %w2: tensor<4x1x16x64x4xui8>, %s1: tensor<4x4x2x64xf16>, %s2: tensor<4x1x4x64xf16>) -> tensor<?x64xf32> {
+  %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 {activation = #moe.activation<swiglu>, panel_width = 64 : i64, quant = #moe.quant<bits = 4, block_size = 32>} : (tensor<?x64xf32>, tensor<5xi32>, tensor<4x4x8x64x4xui8>, tensor<4x1x16x64x4xui8>, tensor<4x4x2x64xf16>, tensor<4x1x4x64xf16>) -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
 }
 
