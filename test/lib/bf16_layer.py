@@ -114,7 +114,7 @@ def layer_mlir(H, I, E, k, dtype="bf16", constants=None, shared=None,
             f"  %{n} = arith.constant dense_resource<{n}> : {ty}\n"
             for n, ty in types.items())
         blobs = ",\n".join(
-            f"      {n}: \"{_resource_hex(constants[n], element[n])}\""
+            f"      {n}: \"{_resource_hex(constants[n], element.get(n, t))}\""
             for n in types)
         resources = ("{-#\n  dialect_resources: {\n    builtin: {\n" + blobs +
                      "\n    }\n  }\n#-}\n")
