@@ -489,6 +489,31 @@ func.func @expert_int4_int8_activations(%rows: tensor<?x256xf32>, %offsets: tens
 
 // -----
 
+// The same expert with its weights and block-wise scales panel-major
+// (-moe-pack-expert-weights): the outer-product kernel runs at every row
+// count (no dot-product kernel's switch over row counts, no scratch, no
+// transposes). 16
+// columns' word is one 64-byte load from the weights viewed as
+// [E, N / 64, words, 256] bytes, and 16 columns' scales of a block one load.
+// CHECK-LABEL: func @expert_int4_panels_int8_activations
+// CHECK-NOT:     {{vector.shuffle|scf.index_switch}}
+// CHECK:         %[[WORDS:.*]] = memref.collapse_shape %{{.*}} {{\[}}[0], [1], [2], [3, 4]] : memref<4x4x32x64x4xui8> into memref<4x4x32x256xui8>
+// CHECK-NOT:     memref.alloc
+// CHECK-NOT:     {{vector.shuffle|scf.index_switch}}
+// CHECK:         memref.prefetch %[[WORDS]]
+// CHECK-NOT:     {{vector.shuffle|scf.index_switch}}
+// CHECK:         vector.load %[[WORDS]][%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}] : memref<4x4x32x256xui8>, vector<64xui8>
+// CHECK-NOT:     {{vector.shuffle|scf.index_switch}}
+// CHECK:         vector.load %{{.*}} : memref<4x4x8x64xf32>, vector<16xf32>
+// CHECK-NOT:     {{vector.shuffle|scf.index_switch}}
+// CHECK:         return
+func.func @expert_int4_panels_int8_activations(%rows: tensor<?x256xf32>, %offsets: tensor<5xi32>, %w1: tensor<4x4x32x64x4xui8>, %w2: tensor<4x4x16x64x4xui8>, %s1: tensor<4x4x8x64xf32>, %s2: tensor<4x4x4x64xf32>) -> tensor<?x256xf32> {
+  %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 {activation = #moe.activation<swiglu>, moe.int8_activations, panel_width = 64 : i64, quant = #moe.quant<bits = 4, block_size = 32>} : (tensor<?x256xf32>, tensor<5xi32>, tensor<4x4x32x64x4xui8>, tensor<4x4x16x64x4xui8>, tensor<4x4x8x64xf32>, tensor<4x4x4x64xf32>) -> tensor<?x256xf32>
+  return %y : tensor<?x256xf32>
+}
+
+// -----
+
 // With per-row scales (one broadcast per weight row and unit) the int8
 // kernel takes four weight rows per step and groups of at most two
 // activation rows, except for experts of 3-4 rows (one group, one weight
