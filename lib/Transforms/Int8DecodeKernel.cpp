@@ -10,8 +10,9 @@
 // block: the i32 lanes are converted and scaled by the weight's and the
 // activation's scale. At decode the kernel takes dot products along each
 // weight row; with more rows, outer products of weight panels rearranged
-// for them. The kernels write vpdpbusd's semantics in portable vector ops;
-// -moe-x86-vnni-dot emits the instruction.
+// for them (at every row count where -moe-pack-expert-weights has stored
+// them rearranged). The kernels write vpdpbusd's semantics in portable vector
+// ops; -moe-x86-vnni-dot emits the instruction.
 //
 //===----------------------------------------------------------------------===//
 
