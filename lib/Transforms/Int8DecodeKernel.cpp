@@ -398,6 +398,10 @@ static constexpr int64_t kPanelRowsFloatSums = 3;
 /// Blocks of up to this many weight words are emitted unrolled.
 static constexpr int64_t kMaxUnrolledWords = 8;
 static constexpr int64_t kPanelVectors = 4;
+/// Row blocks a task needs for its first column group to prefetch the next
+/// task's weights: with fewer, each block's share is a burst of prefetches
+/// that competes with the task's own loads.
+static constexpr int64_t kMinPrefetchRowBlocks = 4;
 
 void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
                                   const QuantizedProjection &p, Value x,
@@ -740,8 +744,11 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
   auto forRows = [&](Value v0, int64_t group) {
     e.loop(c0, rowBlocks, [&](Value rb) {
       if (prefetchNext)
-        e.ifThen(e.cmpi(arith::CmpIPredicate::eq, v0, c0),
-                 [&] { prefetchShare(rb); });
+        e.ifThen(
+            arith::AndIOp::create(b, e.cmpi(arith::CmpIPredicate::eq, v0, c0),
+                                  e.cmpi(arith::CmpIPredicate::uge, rowBlocks,
+                                         e.index(kMinPrefetchRowBlocks))),
+            [&] { prefetchShare(rb); });
       emitBlock(e.muli(rb, e.index(panelRows)), panelRows, v0, group);
     });
     // The last rows (fewer than a block) in blocks of powers of two, so
