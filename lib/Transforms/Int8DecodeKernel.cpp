@@ -697,7 +697,8 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
   // While the panel computes, the weights after its own (in expert-major
   // order the next task's: the expert's next panel, or the next expert's
   // first) are prefetched into cache, a share per row block of the first
-  // column group, so that the next rearrangement does not wait on memory.
+  // column group (of tasks with kMinPrefetchRowBlocks row blocks or more),
+  // so that the next task does not start on cold weights.
   // Panel-major weights hold each task's columns as the same bytes (tasks
   // are whole panels), in another order.
   Value weights = prepacked ? packed : p.weights;
