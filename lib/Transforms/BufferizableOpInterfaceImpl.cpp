@@ -862,20 +862,10 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
     // Experts marked by -moe-int8-activations quantise each projection's
     // input rows to int8 instead, where the int8 kernel takes the
     // projection's layout (fc1's and fc3's depth H, fc2's I).
-    bool int8Activations = quant && ct.isF32() &&
-                           expert->hasAttr(kInt8ActivationsAttrName);
-    auto int8Layout = [&](Value zeroPoints,
-                          int64_t depth) -> std::optional<Int8Layout> {
-      if (!int8Activations)
-        return std::nullopt;
-      return getInt8Layout(quant, bool(zeroPoints), depth);
-    };
-    std::optional<Int8Layout> fc1Int8 =
-        int8Layout(projections[0].zeroPoints, hiddenSize);
-    if (fc3 && !int8Layout(projections[2].zeroPoints, hiddenSize))
-      fc1Int8.reset();
-    std::optional<Int8Layout> fc2Int8 =
-        int8Layout(projections[1].zeroPoints, inter);
+    ExpertInt8Layouts int8Layouts =
+        getExpertInt8Layouts(expert, hiddenSize, inter);
+    std::optional<Int8Layout> fc1Int8 = int8Layouts.fc1,
+                              fc2Int8 = int8Layouts.fc2;
     auto stageInt8 = [&](Value in, const std::optional<Int8Layout> &layout,
                          int64_t depth) -> FailureOr<std::optional<Int8Rows>> {
       if (!layout)

@@ -18,6 +18,8 @@
 
 #include "moe-mlir/Transforms/ExpertKernels.h"
 
+#include "moe-mlir/Transforms/StageKernels.h"
+
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
@@ -61,6 +63,22 @@ std::optional<Int8Layout> mlir::moe::getInt8Layout(QuantAttr quant,
   l.blocks = depth / l.blockCols;
   l.zeroPoint = int64_t(1) << (quant.getBits() - 1);
   return l;
+}
+
+ExpertInt8Layouts mlir::moe::getExpertInt8Layouts(ExpertOp expert,
+                                                  int64_t hidden,
+                                                  int64_t inter) {
+  QuantAttr quant = expert.getQuantAttr();
+  if (!quant || !expert->hasAttr(kInt8ActivationsAttrName) ||
+      !computeTypeFor(getElementTypeOrSelf(expert.getRows().getType())).isF32())
+    return {};
+  ExpertInt8Layouts layouts;
+  layouts.fc1 = getInt8Layout(quant, bool(expert.getFc1ZeroPoints()), hidden);
+  if (expert.getFc3() &&
+      !getInt8Layout(quant, bool(expert.getFc3ZeroPoints()), hidden))
+    layouts.fc1.reset();
+  layouts.fc2 = getInt8Layout(quant, bool(expert.getFc2ZeroPoints()), inter);
+  return layouts;
 }
 
 /// acc[l] += sum_{i < 4} zext(w[4l + i]) * sext(a[4l + i]) on 64 bytes:

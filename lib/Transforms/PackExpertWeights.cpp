@@ -23,7 +23,6 @@
 #include "mlir/IR/Threading.h"
 #include "moe-mlir/Transforms/ConstantData.h"
 #include "moe-mlir/Transforms/ExpertKernels.h"
-#include "moe-mlir/Transforms/StageKernels.h"
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOEPACKEXPERTWEIGHTS
@@ -96,26 +95,22 @@ ElementsAttr packConstant(MLIRContext *ctx, ElementsAttr attr,
 }
 
 /// Whether the CPU lowering reads quantised `expert`'s weights with the int8
-/// panel kernel, which alone reads them panel-major: int8 activations
-/// (moe.int8_activations, f32 arithmetic, no zero points, a layout for
-/// both depths) and schedule panels of whole weight panels of a multiple of
-/// 16 columns (a vpdpbusd's lanes), as the lowering checks.
+/// panel kernel, which alone reads them panel-major: int8 layouts for all
+/// its projections (getExpertInt8Layouts) and schedule panels of whole
+/// weight panels of a multiple of 16 columns (a vpdpbusd's lanes), as the
+/// lowering checks.
 bool int8KernelReadsPanels(ExpertOp expert, int64_t panelWidth) {
   QuantAttr quant = expert.getQuantAttr();
-  if (!expert->hasAttr(kInt8ActivationsAttrName) || panelWidth % 16 ||
-      expert.getFc1ZeroPoints() || expert.getFc2ZeroPoints() ||
-      expert.getFc3ZeroPoints() ||
-      !computeTypeFor(getElementTypeOrSelf(expert.getRows().getType())).isF32())
-    return false;
   auto fc2Type = expert.getFc2().getType();
   int64_t hidden = fc2Type.getDimSize(1);
-  if (ShapedType::isDynamic(hidden) || fc2Type.isDynamicDim(2))
+  if (panelWidth % 16 || ShapedType::isDynamic(hidden) ||
+      fc2Type.isDynamicDim(2))
     return false;
   int64_t inter = fc2Type.getDimSize(2) * quant.getPackFactor();
+  ExpertInt8Layouts layouts = getExpertInt8Layouts(expert, hidden, inter);
   bool gatedPair =
       expert.getActivation() == Activation::swiglu || expert.getFc3();
-  return getInt8Layout(quant, false, hidden) &&
-         getInt8Layout(quant, false, inter) &&
+  return layouts.fc1 && layouts.fc2 &&
          expertColumnsFitPanels(
              inter, panelWidth,
              quantizedBytesPerColumn(quant, hidden, gatedPair)) &&

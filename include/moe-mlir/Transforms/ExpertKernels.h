@@ -172,6 +172,16 @@ struct Int8Layout {
 std::optional<Int8Layout> getInt8Layout(QuantAttr quant, bool hasZeroPoints,
                                         int64_t depth);
 
+/// The int8 layouts that the CPU lowering runs quantised `expert`'s
+/// projections with: fc1's (and fc3's) of depth `hidden`, fc2's of depth
+/// `inter`. None unless the expert is marked moe.int8_activations and
+/// computes in f32; fc1's only where fc3, if any, has one too.
+struct ExpertInt8Layouts {
+  std::optional<Int8Layout> fc1, fc2;
+};
+ExpertInt8Layouts getExpertInt8Layouts(ExpertOp expert, int64_t hidden,
+                                       int64_t inter);
+
 /// Activation rows quantised for the int8 decode kernel: `codes` `[M, K]`
 /// i8 (for 4-bit weights every 128 columns as their 64 even columns, then
 /// the 64 odd ones, the order of the weight bytes' nibbles), `scales` `[M,
