@@ -810,9 +810,17 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
 
     Value numRows = e.dim(gatherTokens ? gatherTokens : rows, 0);
     Type rowType = expert.getRows().getType().getElementType();
-    if (gatherTokens && quant) {
-      // The quantised kernels read rows as they are (and the decode kernel
-      // stages them anyway): the gathered rows are copied first.
+    ExpertInt8Layouts int8Layouts =
+        getExpertInt8Layouts(expert, hiddenSize, inter);
+    std::optional<Int8Layout> fc1Int8 = int8Layouts.fc1,
+                              fc2Int8 = int8Layouts.fc2;
+    // The int8 kernels read fc1's input as codes quantised once per token,
+    // through the dispatched rows' tokens (k times fewer rows to quantise,
+    // and no [T*k, H] copy).
+    Value int8Tokens = fc1Int8 ? gatherTokens : Value();
+    if (gatherTokens && quant && !int8Tokens) {
+      // The other quantised kernels read rows as they are (and the decode
+      // kernel stages them anyway): the gathered rows are copied first.
       FailureOr<Value> gathered = options.createAlloc(
           b, b.getLoc(),
           MemRefType::get({ShapedType::kDynamic, hiddenSize}, rowType),
@@ -862,18 +870,18 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
     // Experts marked by -moe-int8-activations quantise each projection's
     // input rows to int8 instead, where the int8 kernel takes the
     // projection's layout (fc1's and fc3's depth H, fc2's I).
-    ExpertInt8Layouts int8Layouts =
-        getExpertInt8Layouts(expert, hiddenSize, inter);
-    std::optional<Int8Layout> fc1Int8 = int8Layouts.fc1,
-                              fc2Int8 = int8Layouts.fc2;
+    // `in`'s rows quantised (with `tokens`, the rows are tokens' and the
+    // dispatched rows read them through `tokens`).
     auto stageInt8 = [&](Value in, const std::optional<Int8Layout> &layout,
-                         int64_t depth) -> FailureOr<std::optional<Int8Rows>> {
+                         int64_t depth,
+                         Value tokens) -> FailureOr<std::optional<Int8Rows>> {
       if (!layout)
         return std::optional<Int8Rows>();
+      Value inRows = e.dim(in, 0);
       auto buffer = [&](int64_t cols, Type type) {
         return options.createAlloc(
             b, b.getLoc(), MemRefType::get({ShapedType::kDynamic, cols}, type),
-            {numRows});
+            {inRows});
       };
       FailureOr<Value> codes = buffer(depth, b.getI8Type());
       FailureOr<Value> scales = buffer(layout->blocks, b.getF32Type());
@@ -881,7 +889,7 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
           buffer(layout->units * 16, b.getI32Type());
       if (failed(codes) || failed(scales) || failed(corrections))
         return failure();
-      Int8Rows rows{*layout, *codes, *scales, *corrections};
+      Int8Rows rows{*layout, *codes, *scales, *corrections, tokens};
       emitQuantizeRowsInt8(b, in, *layout, rows);
       return std::optional<Int8Rows>(rows);
     };
@@ -889,6 +897,11 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
                              Value count) -> std::optional<Int8Rows> {
       if (!all)
         return std::nullopt;
+      if (all->tokens) {
+        Int8Rows rows = *all;
+        rows.tokens = sliceRange(b, all->tokens, start, count);
+        return rows;
+      }
       return Int8Rows{all->layout, sliceRows(b, all->codes, start, count),
                       sliceRows(b, all->scales, start, count),
                       sliceRows(b, all->corrections, start, count)};
@@ -1009,7 +1022,7 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
         projection.panelWidth = panelWidth;
     Value stagedRows = stage(rows, hiddenSize, fc1Int8);
     FailureOr<std::optional<Int8Rows>> int8Rows =
-        stageInt8(rows, fc1Int8, hiddenSize);
+        stageInt8(rows, fc1Int8, hiddenSize, int8Tokens);
     if (failed(int8Rows))
       return failure();
     forEachExpertPanel(
@@ -1068,7 +1081,7 @@ struct ExpertOpInterface : StageOpInterface<ExpertOpInterface, ExpertOp> {
                                                      : e.index(hiddenSize);
     Value stagedAct = stage(*act, inter, fc2Int8);
     FailureOr<std::optional<Int8Rows>> int8Act =
-        stageInt8(*act, fc2Int8, inter);
+        stageInt8(*act, fc2Int8, inter, Value());
     if (failed(int8Act))
       return failure();
     // y = fc2 h + b2 for expert x's rows [start, start + count), columns

@@ -709,7 +709,7 @@ void mlir::moe::emitQuantizedPanel(ImplicitLocOpBuilder &b, Value a,
                                    OpFoldResult width, int64_t depth,
                                    Value bias, Value c) {
   KernelEmitter e(b);
-  Value rows = e.dim(a, 0);
+  Value rows = int8Rows ? int8Rows->numRows(e) : e.dim(a, 0);
   Value widthValue = getValueOrCreateConstantIndexOp(b, b.getLoc(), width);
   Value last = e.addi(first, widthValue);
   // vpdpbusd does 64 multiply-adds per instruction: with int8 activations

@@ -257,6 +257,10 @@ void mlir::moe::emitInt8Matvec(ImplicitLocOpBuilder &b, const Int8Rows &rows,
       ns.push_back(e.addi(n0, e.index(r)));
     for (int64_t i = 0; i < group; ++i)
       ms.push_back(e.addi(m0, e.index(i)));
+    // The activation rows' rows of codes, scales and corrections.
+    SmallVector<Value> sources;
+    for (Value m : ms)
+      sources.push_back(rows.sourceRow(e, m));
     // Accumulators, weight row major: acc[r * group + i].
     auto pairs = [&](auto body) {
       for (int64_t r = 0; r < count; ++r)
@@ -269,7 +273,7 @@ void mlir::moe::emitInt8Matvec(ImplicitLocOpBuilder &b, const Int8Rows &rows,
         [&](Value unit, ValueRange facc) -> SmallVector<Value> {
           Value unitByte = e.muli(unit, e.index(l.unitBytes));
           SmallVector<Value> start;
-          for (Value m : ms)
+          for (Value m : sources)
             start.push_back(vector::LoadOp::create(
                 b, lanesI32, rows.corrections,
                 ValueRange{m, e.muli(unit, e.index(kLanes))}));
@@ -294,7 +298,7 @@ void mlir::moe::emitInt8Matvec(ImplicitLocOpBuilder &b, const Int8Rows &rows,
                 // Each activation row's codes in the same order.
                 SmallVector<SmallVector<Value, 2>> activationCodes;
                 Value col = l.pack == 1 ? byte : e.muli(byte, e.index(2));
-                for (Value m : ms) {
+                for (Value m : sources) {
                   SmallVector<Value, 2> codes = {vector::LoadOp::create(
                       b, bytesType, rows.codes, ValueRange{m, col})};
                   if (l.pack != 1)
@@ -331,7 +335,7 @@ void mlir::moe::emitInt8Matvec(ImplicitLocOpBuilder &b, const Int8Rows &rows,
                   b, lanesF32, e.castFloat(v, f32)));
             }
           }
-          for (Value m : ms) {
+          for (Value m : sources) {
             if (l.blocksPerUnit > 1) {
               Value v = vector::LoadOp::create(
                   b, VectorType::get({l.blocksPerUnit}, f32), rows.scales,
@@ -375,7 +379,7 @@ void mlir::moe::emitInt8Matvec(ImplicitLocOpBuilder &b, const Int8Rows &rows,
   // broadcast per row (1.15-2.7x on int8 Mixtral / 4, per-row scales); with
   // a shuffle of several blocks' scales per weight row they cost more than
   // the shared reductions save (0.8-0.95x on int4 Qwen3 / 2, blocks of 32).
-  emitDecodeTiles(b, nBegin, nEnd, e.dim(rows.codes, 0), emitRows,
+  emitDecodeTiles(b, nBegin, nEnd, rows.numRows(e), emitRows,
                   l.blocksPerUnit == 1 ? kInt8WeightRows : 1);
 }
 
@@ -584,9 +588,11 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
   auto oneLane = VectorType::get({1}, i32);
   bool floatSums = l.blocks > 1;
   auto emitBlock = [&](Value m0, int64_t count, Value v0, int64_t group) {
-    SmallVector<Value> ms, cols;
-    for (int64_t r = 0; r < count; ++r)
+    SmallVector<Value> ms, sources, cols;
+    for (int64_t r = 0; r < count; ++r) {
       ms.push_back(e.addi(m0, e.index(r)));
+      sources.push_back(rows.sourceRow(e, ms.back()));
+    }
     for (int64_t v = 0; v < group; ++v)
       cols.push_back(e.muli(e.addi(v0, e.index(v)), lanes));
     // One weight word's products added to the accumulators `acc`: 8-bit
@@ -599,7 +605,7 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
       SmallVector<Value> next(acc);
       auto multiply = [&](ArrayRef<Value> weights, Value quad) {
         Value k = e.muli(quad, e.index(4));
-        for (auto [r, m] : llvm::enumerate(ms)) {
+        for (auto [r, m] : llvm::enumerate(sources)) {
           // The row's quad in every lane.
           Value codes = vector::BitCastOp::create(
               b, oneLane,
@@ -633,7 +639,7 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
     auto accumulateBlock = [&](Value blk,
                                function_ref<SmallVector<Value>()> addends) {
       SmallVector<Value> sums;
-      for (Value m : ms) {
+      for (Value m : sources) {
         Value correction = e.load(rows.corrections, {m, correctionIndex(blk)});
         sums.append(group,
                     vector::BroadcastOp::create(b, lanesI32, correction));
@@ -651,7 +657,7 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
       SmallVector<Value> scales, next, base = addends();
       for (Value col : cols)
         scales.push_back(loadScalesOfColumns(blk, col));
-      for (auto [r, m] : llvm::enumerate(ms)) {
+      for (auto [r, m] : llvm::enumerate(sources)) {
         Value activationScale = vector::BroadcastOp::create(
             b, lanesF32, e.load(rows.scales, {m, blk}));
         for (int64_t v = 0; v < group; ++v)
@@ -709,7 +715,7 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
   // `panelRows` at a time, then the rest in blocks of 4, 2 and 1. The
   // packed panel stays in cache across the row blocks.
   int64_t panelRows = floatSums ? kPanelRowsFloatSums : kPanelRows;
-  Value numRows = e.dim(rows.codes, 0);
+  Value numRows = rows.numRows(e);
   Value rowBlocks = arith::DivUIOp::create(b, numRows, e.index(panelRows));
   Value blockedRows = e.muli(rowBlocks, e.index(panelRows));
   // While the panel computes, the weights after its own (in expert-major
@@ -726,7 +732,9 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
           ? weightsType.getNumElements() / weightsType.getDimSize(0) /
                 (weightsType.getDimSize(1) * (prepacked ? p.panelWidth : 1))
           : 0;
-  bool prefetchNext = weightsType.hasStaticShape() && rowBytes % 64 == 0;
+  bool prefetchNext = weightsType.hasStaticShape() &&
+                      weightsType.getLayout().isIdentity() &&
+                      rowBytes % 64 == 0;
   if (!prefetchNext)
     rowBytes = 64;
   int64_t expertRows =
@@ -739,6 +747,15 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
   Value nextLines = e.muli(width, e.index(rowBytes / 64));
   Value linesPerBlock = arith::CeilDivUIOp::create(
       b, nextLines, arith::MaxUIOp::create(b, rowBlocks, c1));
+  // The weights as one run of bytes, so that a line's address is its
+  // offset (not an index per dimension, a division and a remainder each).
+  Value weightBytes =
+      prefetchNext ? memref::CollapseShapeOp::create(
+                         b, weights,
+                         ArrayRef<ReassociationIndices>{llvm::to_vector(
+                             llvm::seq<int64_t>(0, weightsType.getRank()))})
+                         .getResult()
+                   : Value();
   auto prefetchShare = [&](Value rb) {
     Value from = e.addi(firstLine, e.muli(rb, linesPerBlock));
     Value to = arith::MinUIOp::create(
@@ -746,17 +763,8 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
         arith::MinUIOp::create(b, e.addi(firstLine, nextLines),
                                e.index(lastLine)));
     e.loop(from, to, [&](Value line) {
-      // The line's first byte as an index of the weights.
-      Value byte = e.muli(line, e.index(64));
-      SmallVector<Value> index;
-      int64_t stride = weightsType.getNumElements();
-      for (int64_t size : weightsType.getShape()) {
-        stride /= size;
-        index.push_back(arith::RemUIOp::create(
-            b, arith::DivUIOp::create(b, byte, e.index(stride)),
-            e.index(size)));
-      }
-      memref::PrefetchOp::create(b, weights, index, /*isWrite=*/false,
+      memref::PrefetchOp::create(b, weightBytes, e.muli(line, e.index(64)),
+                                 /*isWrite=*/false,
                                  /*localityHint=*/2, /*isDataCache=*/true);
     });
   };

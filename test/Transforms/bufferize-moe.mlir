@@ -495,12 +495,17 @@ func.func @expert_int4_int8_activations(%rows: tensor<?x256xf32>, %offsets: tens
 // transposes). 16
 // columns' word is one 64-byte load from the weights viewed as
 // [E, N / 64, words, 256] bytes, and 16 columns' scales of a block one load.
+// The next task's lines are prefetched by their offsets in the weights
+// viewed as one run of bytes.
 // CHECK-LABEL: func @expert_int4_panels_int8_activations
 // CHECK-NOT:     {{vector.shuffle|scf.index_switch}}
 // CHECK:         %[[WORDS:.*]] = memref.collapse_shape %{{.*}} {{\[}}[0], [1], [2], [3, 4]] : memref<4x4x32x64x4xui8> into memref<4x4x32x256xui8>
 // CHECK-NOT:     memref.alloc
 // CHECK-NOT:     {{vector.shuffle|scf.index_switch}}
-// CHECK:         memref.prefetch %[[WORDS]]
+// CHECK:         %[[BYTES:.*]] = memref.collapse_shape %[[WORDS]] {{\[}}[0, 1, 2, 3]] : memref<4x4x32x256xui8> into memref<131072xui8>
+// CHECK-NOT:     {{vector.shuffle|scf.index_switch}}
+// CHECK:         %[[LINE:.*]] = arith.muli %{{.*}}, %c64{{.*}} : index
+// CHECK-NEXT:    memref.prefetch %[[BYTES]][%[[LINE]]], read, locality<2>, data : memref<131072xui8>
 // CHECK-NOT:     {{vector.shuffle|scf.index_switch}}
 // CHECK:         vector.load %[[WORDS]][%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}] : memref<4x4x32x256xui8>, vector<64xui8>
 // CHECK-NOT:     {{vector.shuffle|scf.index_switch}}
@@ -509,6 +514,35 @@ func.func @expert_int4_int8_activations(%rows: tensor<?x256xf32>, %offsets: tens
 // CHECK:         return
 func.func @expert_int4_panels_int8_activations(%rows: tensor<?x256xf32>, %offsets: tensor<5xi32>, %w1: tensor<4x4x32x64x4xui8>, %w2: tensor<4x4x16x64x4xui8>, %s1: tensor<4x4x8x64xf32>, %s2: tensor<4x4x4x64xf32>) -> tensor<?x256xf32> {
   %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 {activation = #moe.activation<swiglu>, moe.int8_activations, panel_width = 64 : i64, quant = #moe.quant<bits = 4, block_size = 32>} : (tensor<?x256xf32>, tensor<5xi32>, tensor<4x4x32x64x4xui8>, tensor<4x4x16x64x4xui8>, tensor<4x4x8x64xf32>, tensor<4x4x4x64xf32>) -> tensor<?x256xf32>
+  return %y : tensor<?x256xf32>
+}
+
+// -----
+
+// Reading the tokens' rows in place (-moe-fuse-gather), the int8 kernels
+// take fc1's input as codes quantised once per token: the codes, scales and
+// corrections have a row per token (the rows' dimension, not the dispatched
+// rows'), no gathered copy of the float rows is made, and the kernel reads
+// each dispatched row's codes at its token's row (clamped to the last).
+// CHECK-LABEL: func @expert_int4_panels_int8_activations_gathered
+// CHECK-SAME:      (%[[TOKENS_IN:.*]]: memref<?x256xf32>, %{{.*}}: memref<5xi32>, %[[ROW_TOKENS:.*]]: memref<?xi32>,
+// CHECK-NOT:     memref.load %[[TOKENS_IN]]
+// CHECK:         %[[T:.*]] = memref.dim %[[TOKENS_IN]], %c0
+// CHECK:         %[[CODES:.*]] = memref.alloc(%[[T]]) {alignment = 64 : i64} : memref<?x256xi8>
+// CHECK:         memref.alloc(%[[T]]) {alignment = 64 : i64} : memref<?x8xf32>
+// CHECK:         memref.alloc(%[[T]]) {alignment = 64 : i64} : memref<?x32xi32>
+// CHECK:         scf.parallel (%[[X:.*]], %{{.*}}) =
+// CHECK:           memref.subview %[[ROW_TOKENS]]
+// CHECK:           %[[ROWS:.*]] = memref.dim %[[CODES]], %c0{{.*}} : memref<?x256xi8>
+// CHECK:           %[[LAST:.*]] = arith.subi %[[ROWS]], %c1{{.*}} : index
+// CHECK:           %[[TOKEN:.*]] = memref.load %{{.*}}[%{{.*}}] : memref<?xi32, strided<[1], offset: ?>>
+// CHECK:           %[[TOKEN_INDEX:.*]] = arith.index_cast %[[TOKEN]] : i32 to index
+// CHECK:           %[[ROW:.*]] = arith.minui %[[TOKEN_INDEX]], %[[LAST]] : index
+// CHECK:           vector.load %[[CODES]][%[[ROW]], %{{.*}}] : memref<?x256xi8>, vector<4xi8>
+// CHECK-NOT:     memref.load %[[TOKENS_IN]]
+// CHECK:         return
+func.func @expert_int4_panels_int8_activations_gathered(%tokens: tensor<?x256xf32>, %offsets: tensor<5xi32>, %row_tokens: tensor<?xi32>, %w1: tensor<4x4x32x64x4xui8>, %w2: tensor<4x4x16x64x4xui8>, %s1: tensor<4x4x8x64xf32>, %s2: tensor<4x4x4x64xf32>) -> tensor<?x256xf32> {
+  %y = moe.expert %tokens, %offsets gather_tokens %row_tokens fc1 %w1 fc2 %w2 fc1_scales %s1 fc2_scales %s2 {activation = #moe.activation<swiglu>, moe.int8_activations, panel_width = 64 : i64, quant = #moe.quant<bits = 4, block_size = 32>} : (tensor<?x256xf32>, tensor<5xi32>, tensor<?xi32>, tensor<4x4x32x64x4xui8>, tensor<4x4x16x64x4xui8>, tensor<4x4x8x64xf32>, tensor<4x4x4x64xf32>) -> tensor<?x256xf32>
   return %y : tensor<?x256xf32>
 }
 

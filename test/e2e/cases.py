@@ -439,4 +439,12 @@ CASES = [
     # time.
     dict(name="q8_int8act_rows_group_t3", quant_bits=8, tokens=3, E=2, k=2,
          H=128, I=66, activation="relu"),
+    # Experts that take some tokens each (8 experts, k = 3, 17-60 rows):
+    # fc1 reads the tokens' int8 rows, quantised once per token, through
+    # the dispatched rows' tokens, in the panel kernel and (few rows) the
+    # dot products.
+    dict(name="q4_int8act_block32_e8k3_t90", quant_bits=4, block_size=32,
+         tokens=90, E=8, k=3, H=256, I=96, activation="swiglu"),
+    dict(name="q8_int8act_row_e8k3_t40", quant_bits=8, tokens=40, E=8, k=3,
+         H=128, I=64, activation="gelu", bias=True),
 ]

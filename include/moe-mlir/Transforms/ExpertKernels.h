@@ -187,10 +187,26 @@ ExpertInt8Layouts getExpertInt8Layouts(ExpertOp expert, int64_t hidden,
 /// the 64 odd ones, the order of the weight bytes' nibbles), `scales` `[M,
 /// blocks]` f32 (amax / 127), and `corrections` `[M, units * 16]` i32, each
 /// block's `-zp * sum q` in the first lane it owns and zeros elsewhere:
-/// the kernel's starting lanes.
+/// the kernel's starting lanes. With `tokens` (the dispatched rows'
+/// tokens), the codes are the tokens' rows, quantised once per token, and
+/// row m of the projection's input is row `tokens[m]` of all three: the
+/// kernels read them in place, as the float GEMMs read token rows.
 struct Int8Rows {
   Int8Layout layout;
   Value codes, scales, corrections;
+  Value tokens = {};
+
+  /// The rows of the projection's input.
+  Value numRows(KernelEmitter &e) const {
+    return e.dim(tokens ? tokens : codes, 0);
+  }
+  /// Row m of the input's row of codes, scales and corrections.
+  Value sourceRow(KernelEmitter &e, Value m) const {
+    if (!tokens)
+      return m;
+    Value lastRow = e.subi(e.dim(codes, 0), e.index(1));
+    return e.clampedTokenRow(e.load(tokens, m), lastRow);
+  }
 };
 
 /// Quantises every row of `a` (the layout's columns, f32 or bf16) into
