@@ -583,11 +583,15 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
   // at each block's -zp * sum q of its row, converted and scaled by the
   // weight's and the activation's scales at the block's end, added to the
   // bias (or zeros) and written to c: at once with a single block (per-row
-  // scales), through f32 accumulators with several.
+  // scales), through f32 accumulators with several. `eachStep`, if given,
+  // is emitted once per step along K (the step's index): per weight word
+  // with a single block, per block with several (not between a block's
+  // few unrolled words, which keep the accumulators in registers).
   auto quadType = VectorType::get({4}, i8);
   auto oneLane = VectorType::get({1}, i32);
   bool floatSums = l.blocks > 1;
-  auto emitBlock = [&](Value m0, int64_t count, Value v0, int64_t group) {
+  auto emitBlock = [&](Value m0, int64_t count, Value v0, int64_t group,
+                       function_ref<void(Value)> eachStep = nullptr) {
     SmallVector<Value> ms, sources, cols;
     for (int64_t r = 0; r < count; ++r) {
       ms.push_back(e.addi(m0, e.index(r)));
@@ -599,6 +603,8 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
     // weights hold the codes of quad `word`, 4-bit ones those of two quads
     // 16 apart (the low and the high nibbles of a step's bytes).
     auto wordStep = [&](Value word, ValueRange acc) -> SmallVector<Value> {
+      if (eachStep && !floatSums)
+        eachStep(word);
       SmallVector<Value> raw;
       for (Value col : cols)
         raw.push_back(loadWordOfColumns(word, col));
@@ -697,6 +703,8 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
       SmallVector<Value> zeros(count * group, e.splat(lanesF32, 0.0));
       outputs = e.loop(c0, e.index(l.blocks), zeros,
                        [&](Value blk, ValueRange acc) -> SmallVector<Value> {
+                         if (eachStep)
+                           eachStep(blk);
                          return accumulateBlock(
                              blk, [&] { return SmallVector<Value>(acc); });
                        });
@@ -722,7 +730,10 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
   // order the next task's: the expert's next panel, or the next expert's
   // first) are prefetched into cache, a share per row block of the first
   // column group (of tasks with kMinPrefetchRowBlocks row blocks or more),
-  // so that the next task does not start on cold weights.
+  // so that the next task does not start on cold weights. A share's lines
+  // are spread over the block's steps along K, a few with each: issued at
+  // once, they stalled the core on the misses in flight (a tenth of
+  // fc1's time on int8 Mixtral / 4 at T = 512) while it could multiply.
   // Panel-major weights hold each task's columns as the same bytes (tasks
   // are whole panels), in another order.
   Value weights = prepacked ? packed : p.weights;
@@ -756,27 +767,39 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
                              llvm::seq<int64_t>(0, weightsType.getRank()))})
                          .getResult()
                    : Value();
-  auto prefetchShare = [&](Value rb) {
-    Value from = e.addi(firstLine, e.muli(rb, linesPerBlock));
-    Value to = arith::MinUIOp::create(
-        b, e.addi(from, linesPerBlock),
-        arith::MinUIOp::create(b, e.addi(firstLine, nextLines),
-                               e.index(lastLine)));
-    e.loop(from, to, [&](Value line) {
-      memref::PrefetchOp::create(b, weightBytes, e.muli(line, e.index(64)),
-                                 /*isWrite=*/false,
-                                 /*localityHint=*/2, /*isDataCache=*/true);
-    });
-  };
+  Value linesPerStep = arith::CeilDivUIOp::create(
+      b, linesPerBlock, e.index(floatSums ? l.blocks : words));
   auto forRows = [&](Value v0, int64_t group) {
     e.loop(c0, rowBlocks, [&](Value rb) {
-      if (prefetchNext)
-        e.ifThen(
-            arith::AndIOp::create(b, e.cmpi(arith::CmpIPredicate::eq, v0, c0),
-                                  e.cmpi(arith::CmpIPredicate::uge, rowBlocks,
-                                         e.index(kMinPrefetchRowBlocks))),
-            [&] { prefetchShare(rb); });
-      emitBlock(e.muli(rb, e.index(panelRows)), panelRows, v0, group);
+      if (!prefetchNext) {
+        emitBlock(e.muli(rb, e.index(panelRows)), panelRows, v0, group);
+        return;
+      }
+      // Row block rb's share of the lines, [from, to) (empty where this
+      // block prefetches nothing).
+      Value prefetches =
+          arith::AndIOp::create(b, e.cmpi(arith::CmpIPredicate::eq, v0, c0),
+                                e.cmpi(arith::CmpIPredicate::uge, rowBlocks,
+                                       e.index(kMinPrefetchRowBlocks)));
+      Value from = e.addi(firstLine, e.muli(rb, linesPerBlock));
+      Value to = arith::MinUIOp::create(
+          b, e.addi(from, linesPerBlock),
+          arith::MinUIOp::create(b, e.addi(firstLine, nextLines),
+                                 e.index(lastLine)));
+      to = e.select(prefetches, arith::MaxUIOp::create(b, from, to), from);
+      emitBlock(e.muli(rb, e.index(panelRows)), panelRows, v0, group,
+                [&](Value step) {
+                  Value lo = arith::MinUIOp::create(
+                      b, e.addi(from, e.muli(step, linesPerStep)), to);
+                  Value hi =
+                      arith::MinUIOp::create(b, e.addi(lo, linesPerStep), to);
+                  e.loop(lo, hi, [&](Value line) {
+                    memref::PrefetchOp::create(
+                        b, weightBytes, e.muli(line, e.index(64)),
+                        /*isWrite=*/false, /*localityHint=*/2,
+                        /*isDataCache=*/true);
+                  });
+                });
     });
     // The last rows (fewer than a block) in blocks of powers of two, so
     // that a few rows (an expert's at decode) still share each weight

@@ -496,7 +496,8 @@ func.func @expert_int4_int8_activations(%rows: tensor<?x256xf32>, %offsets: tens
 // columns' word is one 64-byte load from the weights viewed as
 // [E, N / 64, words, 256] bytes, and 16 columns' scales of a block one load.
 // The next task's lines are prefetched by their offsets in the weights
-// viewed as one run of bytes.
+// viewed as one run of bytes, a few with each block's step along K (the
+// 12 f32 sums of 3 rows by 4 vectors are the loop's).
 // CHECK-LABEL: func @expert_int4_panels_int8_activations
 // CHECK-NOT:     {{vector.shuffle|scf.index_switch}}
 // CHECK:         %[[WORDS:.*]] = memref.collapse_shape %{{.*}} {{\[}}[0], [1], [2], [3, 4]] : memref<4x4x32x64x4xui8> into memref<4x4x32x256xui8>
@@ -504,8 +505,15 @@ func.func @expert_int4_int8_activations(%rows: tensor<?x256xf32>, %offsets: tens
 // CHECK-NOT:     {{vector.shuffle|scf.index_switch}}
 // CHECK:         %[[BYTES:.*]] = memref.collapse_shape %[[WORDS]] {{\[}}[0, 1, 2, 3]] : memref<4x4x32x256xui8> into memref<131072xui8>
 // CHECK-NOT:     {{vector.shuffle|scf.index_switch}}
-// CHECK:         %[[LINE:.*]] = arith.muli %{{.*}}, %c64{{.*}} : index
-// CHECK-NEXT:    memref.prefetch %[[BYTES]][%[[LINE]]], read, locality<2>, data : memref<131072xui8>
+// CHECK:         scf.for %{{.*}} = %{{.*}} to %c8{{.*}} step %c1{{.*}} iter_args({{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>) {
+// CHECK-NEXT:      arith.muli
+// CHECK-NEXT:      arith.addi
+// CHECK-NEXT:      %[[LO:.*]] = arith.minui
+// CHECK-NEXT:      arith.addi
+// CHECK-NEXT:      %[[HI:.*]] = arith.minui
+// CHECK:           scf.for %[[LINE:.*]] = %[[LO]] to %[[HI]]
+// CHECK:             %[[BYTE:.*]] = arith.muli %[[LINE]], %c64{{.*}} : index
+// CHECK-NEXT:        memref.prefetch %[[BYTES]][%[[BYTE]]], read, locality<2>, data : memref<131072xui8>
 // CHECK-NOT:     {{vector.shuffle|scf.index_switch}}
 // CHECK:         vector.load %[[WORDS]][%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}] : memref<4x4x32x256xui8>, vector<64xui8>
 // CHECK-NOT:     {{vector.shuffle|scf.index_switch}}
