@@ -228,9 +228,14 @@ def MoEFuseGather : Pass<"moe-fuse-gather"> {
     Dispatch's `rows` are then unused, and its lowering does not copy the
     tokens into them: the `[T*k, H]` copy, written by one thread and read
     back by fc1, is gone. On the CPU the float expert GEMMs look up each
-    register block's rows of A once, through the tokens; quantised experts
-    copy their rows inside the expert (the fused decode kernel reads rows
-    staged anyway), so they gain nothing and lose nothing. Expert-parallel
+    register block's rows of A once, through the tokens. Experts on int8
+    activations (`-moe-int8-activations`) quantise the tokens' rows once
+    (not once per expert that took them: k times fewer rows) and their
+    kernels read each row's codes through the tokens likewise (int4
+    Qwen3-30B-A3B / 2 1.2x at T = 512, benchmarks/RESULTS.md). Other
+    quantised experts copy their rows inside the expert (the fused decode
+    kernel reads rows staged anyway), so they gain nothing and lose
+    nothing. Expert-parallel
     layers, whose rows arrive through `moe.all_to_all_wait`, are left as
     they are. Composes with `-moe-fuse-combine` in either order.
   }];
@@ -258,7 +263,8 @@ def MoEInt8Activations : Pass<"moe-int8-activations"> {
     activation row's 4 codes broadcast, in register blocks of 6 rows (3
     with several weight blocks per row; the last rows in blocks of 4, 2
     and 1) by 64 columns, while the weights after the panel's are
-    prefetched for the next one. Constant weights that
+    prefetched for the next one, a few lines with each step along K.
+    Constant weights that
     `-moe-pack-expert-weights` has stored in that layout (`panel_width`)
     take the outer products at every row count, with no rearranging.
 
