@@ -257,7 +257,7 @@ void mlir::moe::emitInt8Matvec(ImplicitLocOpBuilder &b, const Int8Rows &rows,
       ns.push_back(e.addi(n0, e.index(r)));
     for (int64_t i = 0; i < group; ++i)
       ms.push_back(e.addi(m0, e.index(i)));
-    // The activation rows' rows of codes, scales and corrections.
+    // The rows of codes, scales and corrections holding those input rows.
     SmallVector<Value> sources;
     for (Value m : ms)
       sources.push_back(rows.sourceRow(e, m));
@@ -771,10 +771,9 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
       b, linesPerBlock, e.index(floatSums ? l.blocks : words));
   auto forRows = [&](Value v0, int64_t group) {
     e.loop(c0, rowBlocks, [&](Value rb) {
-      if (!prefetchNext) {
-        emitBlock(e.muli(rb, e.index(panelRows)), panelRows, v0, group);
-        return;
-      }
+      Value firstRow = e.muli(rb, e.index(panelRows));
+      if (!prefetchNext)
+        return emitBlock(firstRow, panelRows, v0, group);
       // Row block rb's share of the lines, [from, to) (empty where this
       // block prefetches nothing).
       Value prefetches =
@@ -787,7 +786,7 @@ void mlir::moe::emitInt8PanelGemm(ImplicitLocOpBuilder &b, const Int8Rows &rows,
           arith::MinUIOp::create(b, e.addi(firstLine, nextLines),
                                  e.index(lastLine)));
       to = e.select(prefetches, arith::MaxUIOp::create(b, from, to), from);
-      emitBlock(e.muli(rb, e.index(panelRows)), panelRows, v0, group,
+      emitBlock(firstRow, panelRows, v0, group,
                 [&](Value step) {
                   Value lo = arith::MinUIOp::create(
                       b, e.addi(from, e.muli(step, linesPerStep)), to);

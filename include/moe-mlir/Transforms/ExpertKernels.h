@@ -200,7 +200,7 @@ struct Int8Rows {
   Value numRows(KernelEmitter &e) const {
     return e.dim(tokens ? tokens : codes, 0);
   }
-  /// Row m of the input's row of codes, scales and corrections.
+  /// The row of codes, scales and corrections that holds input row m.
   Value sourceRow(KernelEmitter &e, Value m) const {
     if (!tokens)
       return m;
