@@ -141,6 +141,10 @@ moe::createTargetMachine(const CompileOptions &options, std::string &error) {
     }
   }
   llvm::TargetOptions targetOptions;
+  // Constructors (a cuda module's image registration) in .init_array, as
+  // clang emits them: GNU ld moves .ctors there, lld leaves them in .ctors,
+  // which glibc does not run.
+  targetOptions.UseInitArray = true;
   auto codeGenLevel = options.optLevel >= 3   ? llvm::CodeGenOptLevel::Aggressive
                       : options.optLevel == 2 ? llvm::CodeGenOptLevel::Default
                       : options.optLevel == 1 ? llvm::CodeGenOptLevel::Less
@@ -243,7 +247,7 @@ std::string moe::findDefaultLinker() {
   for (StringRef name : {"clang-22", "clang", "cc", "gcc"}) {
     if (auto path = llvm::sys::findProgramByName(name))
       return *path;
-    if (auto path = llvm::sys::findProgramByName(name, {"/usr/lib/llvm-22/bin"}))
+    if (auto path = llvm::sys::findProgramByName(name, {MOE_LLVM_TOOLS_DIR}))
       return *path;
   }
   return "";
@@ -257,6 +261,23 @@ std::string linkerDriver(const moe::CompileOptions &options, std::string &error)
     error = "no linker driver found (looked for clang-22, clang, cc, gcc); "
             "pass --linker=PATH";
   return linker;
+}
+
+/// The flag that makes a clang driver link with the lld of the LLVM we are
+/// built with, or "" (the driver's default linker). A module's weights are
+/// one section of up to gigabytes: lld writes it in a few large copies where
+/// GNU ld takes five times as long (a 3.4 GB OLMoE-size export: 6 s against
+/// 34 s, benchmarks/RESULTS.md). Not an ld.lld found on PATH: before LLVM 18
+/// lld laid the medium code model's large sections (.lrodata) out between
+/// the code and its small data, whose 32-bit references then overflow
+/// (Debian 12's /usr/bin/ld.lld is lld 14). gcc has no flag naming the
+/// linker's path, so it keeps its default.
+std::string lldFlag(StringRef driver) {
+  if (!llvm::sys::path::filename(driver).starts_with("clang"))
+    return "";
+  if (auto path = llvm::sys::findProgramByName("ld.lld", {MOE_LLVM_TOOLS_DIR}))
+    return "--ld-path=" + *path;
+  return "";
 }
 
 LogicalResult runDriver(StringRef driver, ArrayRef<StringRef> args,
@@ -527,6 +548,9 @@ LogicalResult moe::linkSharedObject(ArrayRef<std::string> objectPaths,
   std::string rpath = "-Wl,-rpath," + options.runtimeLibDir;
   std::string libDir = "-L" + options.runtimeLibDir;
   SmallVector<StringRef> args = {linker, "-shared", "-o", outputPath};
+  std::string lld = options.useLLD ? lldFlag(linker) : "";
+  if (!lld.empty())
+    args.push_back(lld);
   for (const std::string &object : objectPaths)
     args.push_back(object);
   args.append({libDir, "-lmoe_runtime", rpath, "-lm", "-Wl,--no-undefined"});

@@ -3,14 +3,17 @@
 #include "moe-mlir/Transforms/ConstantData.h"
 
 #include "mlir/IR/BuiltinAttributes.h"
+#include "moe-mlir/Support/LargeBuffer.h"
+
 #include "mlir/IR/DialectResourceBlobManager.h"
 #include "llvm/ADT/StringSet.h"
+#include "llvm/Support/ErrorHandling.h"
 
 #include <vector>
 
 using namespace mlir;
 
-std::optional<ArrayRef<char>> moe::constantBytes(ElementsAttr attr) {
+std::optional<ArrayRef<char>> mlir::moe::constantBytes(ElementsAttr attr) {
   if (auto dense = dyn_cast<DenseElementsAttr>(attr))
     return dense.getRawData();
   if (auto resource = dyn_cast<DenseResourceElementsAttr>(attr))
@@ -19,8 +22,8 @@ std::optional<ArrayRef<char>> moe::constantBytes(ElementsAttr attr) {
   return std::nullopt;
 }
 
-std::optional<SmallVector<char>> moe::elementBytes(ElementsAttr attr,
-                                                   RankedTensorType type) {
+std::optional<SmallVector<char>>
+mlir::moe::elementBytes(ElementsAttr attr, RankedTensorType type) {
   if (!type.getElementType().isIntOrFloat() ||
       type.getElementTypeBitWidth() % 8 != 0)
     return std::nullopt;
@@ -40,10 +43,23 @@ std::optional<SmallVector<char>> moe::elementBytes(ElementsAttr attr,
   return bytes;
 }
 
+AsmResourceBlob mlir::moe::allocateWeightBlob(size_t bytes) {
+  void *buffer = ::moe::support::allocateLargeBuffer(bytes);
+  if (!buffer)
+    llvm::report_bad_alloc_error("out of memory for a weight's buffer");
+  return AsmResourceBlob(
+      MutableArrayRef<char>(static_cast<char *>(buffer), bytes),
+      /*dataAlignment=*/64,
+      [](void *data, size_t size, size_t) {
+        ::moe::support::freeLargeBuffer(data, size);
+      },
+      /*dataIsMutable=*/true);
+}
+
 ElementsAttr
-moe::rebuildConstant(ElementsAttr like, RankedTensorType type,
-                     StringRef keySuffix,
-                     function_ref<void(MutableArrayRef<char>)> fill) {
+mlir::moe::rebuildConstant(ElementsAttr like, RankedTensorType type,
+                           StringRef keySuffix,
+                           function_ref<void(MutableArrayRef<char>)> fill) {
   size_t bytes = type.getNumElements() *
                  llvm::divideCeil(type.getElementTypeBitWidth(), 8);
   if (isa<DenseElementsAttr>(like)) {
@@ -52,16 +68,15 @@ moe::rebuildConstant(ElementsAttr like, RankedTensorType type,
     return DenseElementsAttr::getFromRawBuffer(type, data);
   }
   auto resource = cast<DenseResourceElementsAttr>(like);
-  AsmResourceBlob blob = HeapAsmResourceBlob::allocate(
-      bytes, /*align=*/64, /*dataIsMutable=*/true);
+  AsmResourceBlob blob = allocateWeightBlob(bytes);
   fill(blob.getMutableData());
   return DenseResourceElementsAttr::get(
       type, (resource.getRawHandle().getKey() + keySuffix).str(),
       std::move(blob));
 }
 
-void moe::releaseUnreferencedResources(Operation *root,
-                                       ArrayRef<ElementsAttr> constants) {
+void mlir::moe::releaseUnreferencedResources(Operation *root,
+                                             ArrayRef<ElementsAttr> constants) {
   SmallVector<DenseResourceElementsAttr> resources;
   for (ElementsAttr constant : constants)
     if (auto resource = dyn_cast<DenseResourceElementsAttr>(constant))
@@ -80,8 +95,8 @@ void moe::releaseUnreferencedResources(Operation *root,
         entry->setBlob(AsmResourceBlob());
 }
 
-void moe::eraseUnusedConstants(Operation *root,
-                               ArrayRef<arith::ConstantOp> constants) {
+void mlir::moe::eraseUnusedConstants(Operation *root,
+                                     ArrayRef<arith::ConstantOp> constants) {
   SmallVector<ElementsAttr> erased;
   for (arith::ConstantOp constant : constants) {
     if (!constant->use_empty())

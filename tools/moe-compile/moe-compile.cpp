@@ -112,9 +112,18 @@ cl::opt<std::string> mattr("mattr", cl::desc("Target features"),
                            cl::init(""), cl::cat(category));
 cl::opt<unsigned> optLevel("O", cl::desc("LLVM optimisation level (0-3)"),
                            cl::Prefix, cl::init(3), cl::cat(category));
-cl::opt<std::string> linker("linker",
-                            cl::desc("cc-compatible linker driver"),
-                            cl::init(""), cl::cat(category));
+cl::opt<std::string> linker(
+    "linker",
+    cl::desc("cc-compatible linker driver (default: the first of clang-22, "
+             "clang, cc, gcc found)"),
+    cl::init(""), cl::cat(category));
+cl::opt<bool> useLLD(
+    "lld",
+    cl::desc("With a clang driver, link with the lld of the LLVM moe-compile "
+             "is built with, where found: a module's weights link about 5x "
+             "faster than with GNU ld; =false keeps the driver's default "
+             "linker"),
+    cl::init(true), cl::cat(category));
 cl::opt<std::string>
     runtimeDir("runtime-dir",
                cl::desc("Directory of libmoe_runtime.so (default: ../lib "
@@ -538,6 +547,7 @@ int compile(int argc, char **argv) {
   options.features = mattr;
   options.optLevel = optLevel;
   options.linker = linker;
+  options.useLLD = useLLD;
   options.runtimeLibDir =
       runtimeDir.empty() ? defaultRuntimeDir(argv[0]) : std::string(runtimeDir);
   options.verbose = verbose;

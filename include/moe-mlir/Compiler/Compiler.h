@@ -33,6 +33,8 @@ struct CompileOptions {
   unsigned optLevel = 3;
   /// Linker driver used to produce the .so (a cc-compatible driver).
   std::string linker;
+  /// Whether the driver links with lld where it finds ld.lld.
+  bool useLLD = true;
   /// Directory holding libmoe_runtime.so.
   std::string runtimeLibDir;
   bool verbose = false;
@@ -120,8 +122,6 @@ LogicalResult linkSharedObject(ArrayRef<std::string> objectPaths,
                                const CompileOptions &options,
                                std::string &error);
 
-/// The default linker driver: the first of clang-22, clang, cc found on PATH
-/// or under /usr/lib/llvm-22/bin; empty when none.
 /// Links the GPU executor image `objectPath` (host code of a cuda module's
 /// kernels) into the shared object `outputPath`.
 LogicalResult linkExecutorImage(StringRef objectPath, StringRef outputPath,
@@ -137,6 +137,9 @@ LogicalResult buildGPUExecutorImages(ModuleOp module,
                                      llvm::TargetMachine &machine,
                                      TimingScope &timing, std::string &error);
 
+/// The default linker driver: the first of clang-22, clang, cc, gcc found on
+/// PATH or in the tools directory of the LLVM we are built with; empty when
+/// none.
 std::string findDefaultLinker();
 
 } // namespace mlir::moe

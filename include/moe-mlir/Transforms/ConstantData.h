@@ -10,6 +10,7 @@
 #define MOE_MLIR_TRANSFORMS_CONSTANTDATA_H
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/IR/AsmState.h"
 #include "mlir/IR/BuiltinAttributeInterfaces.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/Operation.h"
@@ -27,6 +28,11 @@ std::optional<ArrayRef<char>> constantBytes(ElementsAttr attr);
 /// splat repeated; none when they are not available or of another size.
 std::optional<SmallVector<char>> elementBytes(ElementsAttr attr,
                                               RankedTensorType type);
+
+/// A mutable blob of `bytes` zeroed bytes, 64-byte aligned, for a weight
+/// written once from start to end: mapped with huge pages from 2 MiB
+/// (moe/Support/LargeBuffer.h says why), freed with the blob.
+AsmResourceBlob allocateWeightBlob(size_t bytes);
 
 /// A constant of `type` of the same kind as `like`: dense elements, or a
 /// dense resource named after `like`'s with `keySuffix`; `fill` writes its

@@ -2,6 +2,8 @@
 
 #include "ConstantData.h"
 
+#include "moe-mlir/Transforms/ConstantData.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/IR/BuiltinDialect.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
@@ -86,7 +88,7 @@ ConstantBuffer::ConstantBuffer(RankedTensorType type, ModelFiles *store)
     : type(type), store(store) {
   size_t size = size_t(type.getNumElements()) * (type.getElementTypeBitWidth() / 8);
   if (store) {
-    blob = HeapAsmResourceBlob::allocate(size, blobAlignment(type));
+    blob = allocateWeightBlob(size);
     data = blob.getMutableData();
   } else {
     inlineBytes.assign(size, 0);
