@@ -15,7 +15,7 @@
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/IR/PatternMatch.h"
-#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+#include "mlir/Transforms/WalkPatternRewriteDriver.h"
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOEFOLDEXPANDSHAPECOPIES
@@ -79,6 +79,8 @@ struct ExpandShapeToReinterpretCast
     OpFoldResult stride = rewriter.getIndexAttr(1);
     for (int64_t d = sizes.size() - 1; d >= 0; --d) {
       strides[d] = stride;
+      if (d == 0)
+        break; // the outermost size multiplies no stride
       std::optional<int64_t> s = getConstantIntValue(stride);
       std::optional<int64_t> n = getConstantIntValue(sizes[d]);
       if (s && n)
@@ -86,8 +88,8 @@ struct ExpandShapeToReinterpretCast
       else
         stride = arith::MulIOp::create(
                      rewriter, loc,
-                     getValueOrCreateConstantIndexOp(rewriter, loc, stride),
-                     getValueOrCreateConstantIndexOp(rewriter, loc, sizes[d]))
+                     getValueOrCreateConstantIndexOp(rewriter, loc, sizes[d]),
+                     getValueOrCreateConstantIndexOp(rewriter, loc, stride))
                      .getResult();
     }
     rewriter.replaceOpWithNewOp<memref::ReinterpretCastOp>(
@@ -100,11 +102,15 @@ struct ExpandShapeToReinterpretCast
 struct MoEFoldExpandShapeCopiesPass
     : moe::impl::MoEFoldExpandShapeCopiesBase<MoEFoldExpandShapeCopiesPass> {
   void runOnOperation() override {
-    RewritePatternSet patterns(&getContext());
-    patterns.add<CopyFromExpandShape>(&getContext(), /*benefit=*/2);
-    patterns.add<ExpandShapeToReinterpretCast>(&getContext());
-    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
-      signalPassFailure();
+    // Two walks instead of the greedy driver's fixpoint over the whole
+    // function: the copies first, so that an expand_shape that is copied out
+    // folds into its copy before the second walk would turn it into a cast.
+    RewritePatternSet copies(&getContext());
+    copies.add<CopyFromExpandShape>(&getContext());
+    walkAndApplyPatterns(getOperation(), std::move(copies));
+    RewritePatternSet expands(&getContext());
+    expands.add<ExpandShapeToReinterpretCast>(&getContext());
+    walkAndApplyPatterns(getOperation(), std::move(expands));
   }
 };
 

@@ -14,7 +14,7 @@
 
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
 #include "mlir/IR/PatternMatch.h"
-#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+#include "mlir/Transforms/WalkPatternRewriteDriver.h"
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOEINTERCHANGEREDUCTIONS
@@ -85,10 +85,11 @@ struct MoveContiguousDimInward : OpRewritePattern<linalg::GenericOp> {
 struct MoEInterchangeReductionsPass
     : moe::impl::MoEInterchangeReductionsBase<MoEInterchangeReductionsPass> {
   void runOnOperation() override {
+    // One walk: an interchanged op has its contiguous dimension innermost
+    // already, so no op needs a second visit.
     RewritePatternSet patterns(&getContext());
     patterns.add<MoveContiguousDimInward>(&getContext());
-    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
-      signalPassFailure();
+    walkAndApplyPatterns(getOperation(), std::move(patterns));
   }
 };
 
