@@ -23,7 +23,6 @@
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
 
-#include <optional>
 #include "mlir/InitAllDialects.h"
 #include "mlir/InitAllExtensions.h"
 #include "mlir/Parser/Parser.h"
@@ -35,12 +34,16 @@
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FileUtilities.h"
-#include "llvm/Support/Process.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/Path.h"
+#include "llvm/Support/Process.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Target/TargetMachine.h"
+#include <chrono>
+#include <optional>
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -334,11 +337,48 @@ cl::opt<bool> inlineConstants(
     cl::init(false));
 cl::opt<bool> verbose("v", cl::desc("Print the link command"),
                       cl::init(false), cl::cat(category));
+cl::opt<cl::boolOrDefault> progressLines(
+    "progress",
+    cl::desc("Print a line on stderr as each stage ends (import, lowering, "
+             "weights, LLVM, code generation, link) with its time; by "
+             "default when stderr is a terminal. --mlir-timing also times "
+             "each pass, at the end"),
+    cl::cat(category));
 
 int fail(const Twine &message) {
   llvm::errs() << "moe-compile: error: " << message << "\n";
   return 1;
 }
+
+/// A line on stderr as each stage of the compile ends: a model of gigabytes
+/// takes a while, and its user sees which stage it is in.
+class Progress {
+public:
+  Progress()
+      : enabled(progressLines == cl::BOU_UNSET
+                    ? llvm::sys::Process::StandardErrIsDisplayed()
+                    : progressLines == cl::BOU_TRUE),
+        start(Clock::now()), last(start) {}
+
+  void done(const Twine &stage) {
+    if (!enabled)
+      return;
+    Clock::time_point now = Clock::now();
+    llvm::errs() << "moe-compile: " << stage << " ("
+                 << llvm::format("%.1f", seconds(now - last)) << " s)\n";
+    last = now;
+  }
+
+  double total() const { return seconds(Clock::now() - start); }
+
+private:
+  using Clock = std::chrono::steady_clock;
+  static double seconds(Clock::duration d) {
+    return std::chrono::duration<double>(d).count();
+  }
+  bool enabled;
+  Clock::time_point start, last;
+};
 
 /// libmoe_runtime.so lives in build/lib when moe-compile is build/bin.
 std::string defaultRuntimeDir(const char *argv0) {
@@ -505,6 +545,7 @@ int compile(int argc, char **argv) {
   DefaultTimingManager timingManager;
   applyDefaultTimingManagerCLOptions(timingManager);
   TimingScope timing = timingManager.getRootScope();
+  Progress progress;
 
   DialectRegistry registry;
   registerAllDialects(registry);
@@ -531,6 +572,8 @@ int compile(int argc, char **argv) {
     if (inlineConstants)
       importOptions.resourceMinBytes = UINT64_MAX;
     module = moe::importONNXModel(inputFile, &context, importOptions);
+    if (module)
+      progress.done("imported '" + inputFile + "'");
   } else {
     auto input = openInputFile(inputFile, &error);
     if (!input)
@@ -538,6 +581,8 @@ int compile(int argc, char **argv) {
     sourceMgr.AddNewSourceBuffer(std::move(input), llvm::SMLoc());
     TimingScope scope = timing.nest("Parse");
     module = parseSourceFile<ModuleOp>(sourceMgr, &context);
+    if (module)
+      progress.done("parsed '" + inputFile + "'");
   }
   if (!module)
     return 1; // The diagnostic handler has reported why.
@@ -624,6 +669,7 @@ int compile(int argc, char **argv) {
         return 1;
     }
   }
+  progress.done("lowered to the LLVM dialect");
 
   auto writeText = [&](function_ref<void(raw_ostream &)> print) {
     auto out = openOutputFile(outputFile, &error);
@@ -674,6 +720,9 @@ int compile(int argc, char **argv) {
     if (failed(written))
       return fail(error);
     numConstants = *written;
+    if (numConstants != 0)
+      progress.done("wrote " + Twine(numConstants) +
+                    " weights to their object");
   }
   llvm::FileRemover removeConstantsObject(constantsObject);
   llvm::LLVMContext llvmContext;
@@ -681,6 +730,7 @@ int compile(int argc, char **argv) {
       *module, llvmContext, **machine, optLevel, timing);
   if (!llvmModule)
     return 1;
+  progress.done("optimised the LLVM IR");
   // Everything left is LLVM's: the MLIR module and context (hundreds of
   // megabytes of weights for a whole model) are freed before code
   // generation and the constants' object, keeping the peak near one copy.
@@ -702,6 +752,7 @@ int compile(int argc, char **argv) {
     TimingScope scope = timing.nest("Code generation");
     if (failed(moe::emitObjectFile(*llvmModule, **machine, objectPath, error)))
       return fail(error);
+    progress.done("generated code");
   }
   if (emit == Emit::Object)
     return 0;
@@ -711,6 +762,8 @@ int compile(int argc, char **argv) {
   TimingScope scope = timing.nest("Link");
   if (failed(moe::linkSharedObject(objects, outputFile, options, error)))
     return fail(error);
+  progress.done(llvm::formatv("linked '{0}', {1:f1} s in all",
+                              StringRef(outputFile), progress.total()));
   return 0;
 }
 } // namespace
