@@ -265,13 +265,13 @@ std::string linkerDriver(const moe::CompileOptions &options, std::string &error)
 
 /// The flag that makes a clang driver link with the lld of the LLVM we are
 /// built with, or "" (the driver's default linker). A module's weights are
-/// one section of up to gigabytes: lld writes it in a few large copies where
-/// GNU ld takes five times as long (a 3.4 GB OLMoE-size export: 6 s against
-/// 34 s, benchmarks/RESULTS.md). Not an ld.lld found on PATH: before LLVM 18
-/// lld laid the medium code model's large sections (.lrodata) out between
-/// the code and its small data, whose 32-bit references then overflow
-/// (Debian 12's /usr/bin/ld.lld is lld 14). gcc has no flag naming the
-/// linker's path, so it keeps its default.
+/// one section of up to gigabytes, which lld copies about ten times faster
+/// than GNU ld (a 3.4 GB OLMoE-size export: 3 s against 34 s,
+/// benchmarks/RESULTS.md). Not an ld.lld found on PATH, which may be older:
+/// Debian 12's /usr/bin/ld.lld is lld 14, which lays the medium code
+/// model's large sections (.lrodata) out between the code and its small
+/// data, whose 32-bit references then overflow past 2 GB of weights. gcc
+/// has no flag naming the linker's path, so it keeps its default.
 std::string lldFlag(StringRef driver) {
   if (!llvm::sys::path::filename(driver).starts_with("clang"))
     return "";

@@ -122,10 +122,11 @@ cl::opt<std::string> linker(
     cl::init(""), cl::cat(category));
 cl::opt<bool> useLLD(
     "lld",
-    cl::desc("With a clang driver, link with the lld of the LLVM moe-compile "
-             "is built with, where found: a module's weights link about 5x "
-             "faster than with GNU ld; =false keeps the driver's default "
-             "linker"),
+    cl::desc(
+        "With a clang driver, link with the lld of the LLVM moe-compile "
+        "is built with, where found: a module's weights link about ten times "
+        "faster than with GNU ld; =false keeps the driver's default "
+        "linker"),
     cl::init(true), cl::cat(category));
 cl::opt<std::string>
     runtimeDir("runtime-dir",
