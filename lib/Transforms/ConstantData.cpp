@@ -1,10 +1,9 @@
 //===- ConstantData.cpp - reading and rebuilding constant weights ---------===//
 
 #include "moe-mlir/Transforms/ConstantData.h"
-
-#include "mlir/IR/BuiltinAttributes.h"
 #include "moe-mlir/Support/LargeBuffer.h"
 
+#include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/ErrorHandling.h"

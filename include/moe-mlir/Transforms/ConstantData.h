@@ -31,7 +31,7 @@ std::optional<SmallVector<char>> elementBytes(ElementsAttr attr,
 
 /// A mutable blob of `bytes` zeroed bytes, 64-byte aligned, for a weight
 /// written once from start to end: mapped with huge pages from 2 MiB
-/// (moe/Support/LargeBuffer.h says why), freed with the blob.
+/// (moe-mlir/Support/LargeBuffer.h says why), freed with the blob.
 AsmResourceBlob allocateWeightBlob(size_t bytes);
 
 /// A constant of `type` of the same kind as `like`: dense elements, or a
