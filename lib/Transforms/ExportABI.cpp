@@ -290,7 +290,7 @@ std::optional<std::string> FunctionManifest::render(const AffineSize &size) {
   // are replaced by their sums (a few levels deep, which also stops
   // cycles); products cannot be nested in a sum.
   std::map<ArgDim, int64_t> coefficients;
-  int64_t constant = size.constant;
+  int64_t constant = 0;
   std::function<bool(const AffineSize &, int64_t, int)> expand =
       [&](const AffineSize &sum, int64_t scale, int depth) {
         constant += scale * sum.constant;

@@ -52,6 +52,28 @@ func.func @related(%x: tensor<?x?xf32>, %y: tensor<?x4xf32>) -> tensor<?x4xf32> 
 
 // -----
 
+// A sum of input sizes and a constant: the keys of a KV cache (past + new)
+// and one attention-sink column appended to the scores. The constant is
+// counted once (it was doubled: a [.., s0+s1+2] output whose last column
+// was never written).
+// CHECK: \22inputs\22:[{\22dtype\22:\22f32\22,\22name\22:\22arg0\22,\22shape\22:[\22s0\22,4]},{\22dtype\22:\22f32\22,\22name\22:\22arg1\22,\22shape\22:[\22s1\22,4]}]
+// CHECK-SAME: \22outputs\22:[{\22dtype\22:\22f32\22,\22name\22:\22result0\22,\22shape\22:[\22s0+s1+1\22,4]}]
+func.func @sum_plus_constant(%past: tensor<?x4xf32>, %new: tensor<?x4xf32>) -> tensor<?x4xf32> {
+  %c0 = arith.constant 0 : index
+  %p = tensor.dim %past, %c0 : tensor<?x4xf32>
+  %n = tensor.dim %new, %c0 : tensor<?x4xf32>
+  %rows = affine.apply affine_map<()[s0, s1] -> (s0 + s1 + 1)>()[%p, %n]
+  %init = tensor.empty(%rows) : tensor<?x4xf32>
+  %with_past = tensor.insert_slice %past into %init[0, 0] [%p, 4] [1, 1] : tensor<?x4xf32> into tensor<?x4xf32>
+  %keys = tensor.insert_slice %new into %with_past[%p, 0] [%n, 4] [1, 1] : tensor<?x4xf32> into tensor<?x4xf32>
+  %sink = arith.constant dense<0.0> : tensor<1x4xf32>
+  %last = affine.apply affine_map<()[s0, s1] -> (s0 + s1)>()[%p, %n]
+  %scores = tensor.insert_slice %sink into %keys[%last, 0] [1, 4] [1, 1] : tensor<1x4xf32> into tensor<?x4xf32>
+  return %scores : tensor<?x4xf32>
+}
+
+// -----
+
 // A size that is not one of the inputs' (a data-dependent count) cannot be
 // described.
 // expected-error @below {{output 'result0' dimension 0 is dynamic and cannot be expressed in terms of the function's inputs}}

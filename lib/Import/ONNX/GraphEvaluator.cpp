@@ -2,6 +2,8 @@
 
 #include "GraphEvaluator.h"
 
+#include "moe-mlir/Support/Npy.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -143,6 +145,20 @@ std::optional<EvalTensor> fromProto(const onnx::TensorProto &t) {
                                              t.int32_data().end()),
                              true);
     break;
+  case onnx::TensorProto::FLOAT16:
+  case onnx::TensorProto::BFLOAT16: {
+    // Half-precision exports: the bits, raw or one per int32_data entry.
+    double (*decode)(uint16_t) = t.data_type() == onnx::TensorProto::FLOAT16
+                                     ? ::moe::npy::halfToDouble
+                                     : ::moe::npy::bf16ToDouble;
+    ok = t.has_raw_data()
+             ? raw(uint16_t())
+             : (out.data.assign(t.int32_data().begin(), t.int32_data().end()),
+                true);
+    for (double &v : out.data)
+      v = decode(uint16_t(v));
+    break;
+  }
   case onnx::TensorProto::BOOL:
     ok = t.has_raw_data() ? raw(uint8_t())
                           : (out.data.assign(t.int32_data().begin(),

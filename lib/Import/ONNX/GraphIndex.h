@@ -10,6 +10,7 @@
 #define MOE_MLIR_LIB_IMPORT_ONNX_GRAPHINDEX_H
 
 #include "GraphImporter.h"
+#include "moe-mlir/Support/Npy.h"
 
 #include "mlir/Support/LLVM.h"
 #include "llvm/ADT/STLExtras.h"
@@ -119,21 +120,49 @@ public:
                                                       t->int32_data().end());
     return std::nullopt;
   }
-  /// A scalar float constant (any float type stored as float/raw f32).
+  /// A scalar float constant: f32, f64, or the f16/bf16 of half-precision
+  /// exports (raw bits, or one per int32_data entry).
   std::optional<double> scalar(const std::string &name) const {
     const onnx::TensorProto *t = constant(name);
-    if (!t || t->data_type() != onnx::TensorProto::FLOAT)
+    if (!t || elementCount(*t) != 1 ||
+        t->data_location() == onnx::TensorProto::EXTERNAL)
       return std::nullopt;
-    if (elementCount(*t) != 1)
-      return std::nullopt;
-    if (t->has_raw_data() && t->raw_data().size() == 4) {
-      float v;
-      std::memcpy(&v, t->raw_data().data(), 4);
+    const std::string &raw = t->raw_data();
+    auto fromRaw = [&](auto zero) -> std::optional<decltype(zero)> {
+      if (raw.size() != sizeof(zero))
+        return std::nullopt;
+      decltype(zero) v;
+      std::memcpy(&v, raw.data(), sizeof(zero));
       return v;
+    };
+    switch (t->data_type()) {
+    case onnx::TensorProto::FLOAT:
+      if (t->has_raw_data())
+        return fromRaw(float());
+      return t->float_data_size() == 1 ? std::optional<double>(t->float_data(0))
+                                       : std::nullopt;
+    case onnx::TensorProto::DOUBLE:
+      if (t->has_raw_data())
+        return fromRaw(double());
+      return t->double_data_size() == 1
+                 ? std::optional<double>(t->double_data(0))
+                 : std::nullopt;
+    case onnx::TensorProto::FLOAT16:
+    case onnx::TensorProto::BFLOAT16: {
+      std::optional<uint16_t> bits =
+          t->has_raw_data() ? fromRaw(uint16_t())
+          : t->int32_data_size() == 1
+              ? std::optional<uint16_t>(uint16_t(t->int32_data(0)))
+              : std::nullopt;
+      if (!bits)
+        return std::nullopt;
+      return t->data_type() == onnx::TensorProto::FLOAT16
+                 ? ::moe::npy::halfToDouble(*bits)
+                 : ::moe::npy::bf16ToDouble(*bits);
     }
-    if (t->float_data_size() == 1)
-      return t->float_data(0);
-    return std::nullopt;
+    default:
+      return std::nullopt;
+    }
   }
   /// Dimensions of an initializer.
   SmallVector<int64_t> dims(const std::string &name) const {

@@ -70,6 +70,14 @@ bool isOp(const NodeProto *node, StringRef opType) {
          (node->domain().empty() || node->domain() == "ai.onnx");
 }
 
+/// f32, f16 or bf16: the element types a model's float weights and
+/// activations come in (half-precision exports hold the latter two).
+bool isFloatElementType(int32_t onnxType) {
+  return onnxType == onnx::TensorProto::FLOAT ||
+         onnxType == onnx::TensorProto::FLOAT16 ||
+         onnxType == onnx::TensorProto::BFLOAT16;
+}
+
 /// Ops that move or relabel data without computing: looked through when
 /// following a value to the op that computes it.
 bool isPlumbing(const NodeProto *node) {
@@ -78,9 +86,7 @@ bool isPlumbing(const NodeProto *node) {
   StringRef op = node->op_type();
   if (op == "Cast") {
     const onnx::AttributeProto *to = findAttribute(*node, "to");
-    return to && (to->i() == onnx::TensorProto::FLOAT ||
-                  to->i() == onnx::TensorProto::FLOAT16 ||
-                  to->i() == onnx::TensorProto::BFLOAT16);
+    return to && isFloatElementType(int32_t(to->i()));
   }
   return op == "Reshape" || op == "Unsqueeze" || op == "Squeeze" ||
          op == "Flatten" || op == "Identity" || op == "Expand";
@@ -800,7 +806,7 @@ std::optional<Router> matchRouting(const GraphIndex &g,
   for (const NodeProto *n : visited) {
     for (const std::string &input : n->input()) {
       const onnx::TensorProto *t = g.constant(input);
-      if (!t || t->data_type() != onnx::TensorProto::FLOAT)
+      if (!t || !isFloatElementType(t->data_type()))
         continue;
       if (elementCount(*t) == numExperts && numExperts > 1)
         biases.insert(input);
@@ -1055,13 +1061,17 @@ struct Accumulation {
 /// Whether every element of a float tensor constant is zero. Its data may
 /// be in a file beside the model: torch writes the zero accumulators of
 /// index_add_ as Constant nodes, external once a model passes 2 GB.
+/// Models exported in half precision hold f16 or bf16 zeros.
 bool isZeroTensor(const GraphIndex &g, const onnx::TensorProto &t) {
-  if (t.data_type() != onnx::TensorProto::FLOAT)
+  if (!isFloatElementType(t.data_type()))
     return false;
   if (t.data_location() == onnx::TensorProto::EXTERNAL || t.has_raw_data())
     return g.withRawBytes(t, [](ArrayRef<char> bytes) {
       return llvm::all_of(bytes, [](char c) { return c == 0; });
     });
+  // Without raw data, 16-bit floats are stored as their bits in int32_data.
+  if (t.data_type() != onnx::TensorProto::FLOAT)
+    return llvm::all_of(t.int32_data(), [](int32_t bits) { return bits == 0; });
   return llvm::all_of(t.float_data(), [](float f) { return f == 0.f; });
 }
 

@@ -29,6 +29,10 @@ For each export mode (default: static, then dynamic):
     outputs for the same weights), and on each --padded-shape B,S,P:
     B sequences of S tokens, the first left-padded by P (its attention
     mask 0 there), long enough for several blocks of attention rows.
+With --half f16|bf16: the dynamic export converted to that type
+(test/lib/half_onnx.py) must raise alike ("FAMILY f16 raised ...") and its
+logits, run on the half inputs, stay within --half-rtol of torch eager's
+f32 logits.
 With --decode-steps N: exports FAMILY with a KV cache and dynamic axes,
 imports it as above ("FAMILY decode raised ..."), and runs a prefill of 8
 tokens on an empty past and N decode steps of one token. The tokens are
@@ -262,6 +266,37 @@ def check_decode(args):
     return ok
 
 
+def check_half(args, kind):
+    """The dynamic export converted to KIND (test/lib/half_onnx.py): its
+    MoE blocks must raise as the f32 file's do, and its logits stay within
+    --half-rtol of torch eager's f32 ones. (ONNX Runtime's CPU provider
+    cannot run such a graph: it casts half ops it has no kernel for to f32
+    and then rejects its own casts.)"""
+    tag = f"{args.family} {kind}"
+    out = os.path.join(args.workdir, kind)
+    f32_model = export(args, out, "--dynamic")
+    model = os.path.join(out, "model_half.onnx")
+    f32_inputs = open(os.path.join(out, "inputs.txt")).read().split()
+    inputs = [p[:-len(".npy")] + f"_{kind}.npy" for p in f32_inputs]
+    pairs = [x for pair in zip(f32_inputs, inputs) for x in pair]
+    run([sys.executable, os.path.join(LIB, "half_onnx.py"), kind, f32_model, model,
+         *pairs], f"{tag} convert")
+    os.replace(model, os.path.join(out, "model.onnx"))
+    model = os.path.join(out, "model.onnx")
+    check_raising(tag, out)
+    lib = os.path.join(out, "model.so")
+    run([os.path.join(TOOLS, "moe-compile"), model, *args.compile_arg, "-o", lib],
+        f"{tag} compile")
+    names = output_names(model)
+    paths = [os.path.join(out, f"ours{i}.npy") for i in range(len(names))]
+    run([os.path.join(TOOLS, "moe-run"), lib, "--output-f32",
+         *[f"--input=@{p}" for p in inputs], *[f"--output=@{p}" for p in paths]],
+        f"{tag} run")
+    torch = np.load(os.path.join(out, "torch_0.npy"))
+    return compare(f"{tag} {names[0]}", np.load(paths[0]), torch, "torch",
+                   args.half_rtol)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("family")
@@ -278,6 +313,11 @@ def main():
                         help="also check the static export with its tensors "
                              "in files beside the model")
     parser.add_argument("--decode-steps", type=int, default=0)
+    parser.add_argument("--half", action="append", default=[],
+                        choices=["f16", "bf16"],
+                        help="also check the dynamic export converted to "
+                             "this type (test/lib/half_onnx.py)")
+    parser.add_argument("--half-rtol", type=float, default=1e-2)
     parser.add_argument("--rtol", type=float, default=1e-5)
     parser.add_argument("--export-arg", action="append", default=[],
                         help="passed to hf_moe.py (a smaller config)")
@@ -290,6 +330,8 @@ def main():
             ok &= check_mode(args, mode)
     if args.decode_steps:
         ok &= check_decode(args)
+    for kind in args.half:
+        ok &= check_half(args, kind)
     sys.exit(0 if ok else 1)
 
 
