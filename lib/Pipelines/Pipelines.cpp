@@ -13,6 +13,7 @@
 #include "mlir/Dialect/GPU/Pipelines/Passes.h"
 #include "mlir/Dialect/GPU/Transforms/Passes.h"
 #include "mlir/Dialect/Linalg/Passes.h"
+#include "mlir/Dialect/Math/Transforms/Passes.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
 #include "mlir/Dialect/SCF/Transforms/Passes.h"
 #include "mlir/Pass/PassManager.h"
@@ -29,6 +30,7 @@ struct TensorLevelOptions {
   bool exportABI = true;
   StringRef target;
   bool fuseAttention = false;
+  bool widenHalfAccumulators = false;
   bool bf16Rows = false;
   int64_t expertParallel = 0;
   int64_t overlapChunks = 1;
@@ -133,6 +135,10 @@ void addTensorLevelPasses(OpPassManager &pm, const TensorLevelOptions &o) {
     convert.elementType = o.weightType;
     pm.addPass(moe::createMoEConvertMatmulWeights(convert));
   }
+  // Half-precision models' matmuls and sums: in f32, before the fusions
+  // look for contractions and elementwise chains.
+  if (o.widenHalfAccumulators)
+    pm.addPass(moe::createMoEWidenHalfAccumulators());
   // Chains of elementwise linalg ops around the layers (norms, RoPE,
   // residual adds, activations) become single loops; splat operands become
   // constants in the bodies.
@@ -239,6 +245,7 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   tensorLevel.exportABI = options.exportABI;
   tensorLevel.target = "cpu";
   tensorLevel.fuseAttention = options.fuseAttention;
+  tensorLevel.widenHalfAccumulators = options.widenHalfAccumulators;
   tensorLevel.expertParallel = options.expertParallel;
   tensorLevel.overlapChunks = options.overlapChunks;
   tensorLevel.overlapTokens = options.overlapTokens;
@@ -307,6 +314,10 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
   pm.addPass(createMoEFoldExpandShapeCopies());
   pm.addPass(createMoEDistributeParallelLoops());
   pm.addPass(createCanonicalizerPass());
+  // f16/bf16 math functions (a half-precision model's softmax and SiLU)
+  // computed in f32, where the approximations below apply; otherwise LLVM
+  // calls libm's expf per element.
+  pm.addPass(math::createMathExtendToSupportedTypes());
   pm.addPass(createMoEApproximateMath());
   pm.addPass(createMoEOutlineParallelLoops());
   // Without AVX512-BF16, LLVM would round f32 to bf16 with a libgcc call

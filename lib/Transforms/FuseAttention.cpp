@@ -67,8 +67,14 @@ llvm::SetVector<Operation *> scoreChain(Value p) {
   auto scoresType = dyn_cast<RankedTensorType>(p.getType());
   if (!scoresType || scoresType.getRank() < 2)
     return {};
-  auto rowsType = RankedTensorType::get(scoresType.getShape().drop_back(),
-                                        scoresType.getElementType());
+  // Shapes, not types: a half-precision model's chain mixes f32 sums
+  // (-moe-widen-half-accumulators) with f16/bf16 scores.
+  ArrayRef<int64_t> scoresShape = scoresType.getShape();
+  ArrayRef<int64_t> rowsShape = scoresShape.drop_back();
+  auto shaped = [](Value v, ArrayRef<int64_t> shape) {
+    auto type = dyn_cast<RankedTensorType>(v.getType());
+    return type && type.getShape() == shape;
+  };
   llvm::SetVector<Operation *> chain;
   SmallVector<Value> worklist{p};
   bool hasRowReduction = false, hasScoreContraction = false;
@@ -79,19 +85,19 @@ llvm::SetVector<Operation *> scoreChain(Value p) {
         !chain.insert(producer))
       continue;
     if (auto generic = dyn_cast<linalg::GenericOp>(producer)) {
-      if (isContraction(generic) && value.getType() == scoresType) {
+      if (isContraction(generic) && shaped(value, scoresShape)) {
         // QK^T: its inputs (Q, K) are read as slices; its init is fused.
         hasScoreContraction = true;
         worklist.push_back(generic.getDpsInits()[0]);
         continue;
       }
-      if (generic.getNumReductionLoops() == 1 && value.getType() == rowsType)
+      if (generic.getNumReductionLoops() == 1 && shaped(value, rowsShape))
         hasRowReduction = true;
       else if (generic.getNumReductionLoops() != 0)
         return {};
     }
     for (Value operand : producer->getOperands())
-      if (operand.getType() == scoresType || operand.getType() == rowsType)
+      if (shaped(operand, scoresShape) || shaped(operand, rowsShape))
         worklist.push_back(operand);
   }
   if (!hasRowReduction || !hasScoreContraction)
@@ -108,6 +114,10 @@ llvm::SetVector<Operation *> scoreChain(Value p) {
 /// exponent far below the smallest float's, so a hidden key's probability
 /// is 0 whenever its row has a visible key.
 constexpr double kHiddenKeyBound = -1e30;
+/// The same for an f16 mask, whose `finfo.min` is -65504: exp of it (or
+/// of it plus a sane score, which f16 rounds back to it) is 0 in f32 and
+/// in f16.
+constexpr double kHiddenKeyBoundF16 = -65504.0;
 /// Keys per step of the mask scan (one 512-bit vector of f32), and the
 /// granularity of the kept range.
 constexpr int64_t kKeyChunk = 16;
@@ -298,6 +308,10 @@ bool softmaxOf(Value masked, const KeyDims &keys, linalg::GenericOp pv) {
             result = Score::Probability;
           else if (of(exp.getOperand()) != Score::None)
             return false;
+        } else if (isa<arith::ExtFOp, arith::TruncFOp>(inner)) {
+          // A half-precision model's scores, widened and rounded between
+          // f32 sums (-moe-widen-half-accumulators).
+          result = of(inner.getOperand(0));
         } else if (auto sub = dyn_cast<arith::SubFOp>(inner)) {
           if (of(sub.getRhs()) != Score::None)
             return false;
@@ -366,7 +380,8 @@ FailureOr<AdditiveMask> findAdditiveMask(const KeyDims &keys,
       OpOperand &operand = op->getOpOperand(arg.getArgNumber());
       auto slice = operand.get().getDefiningOp<tensor::ExtractSliceOp>();
       if (!slice || !llvm::is_contained(keys.slices, slice) ||
-          !slice.getType().getElementType().isF32() ||
+          !isa<Float32Type, Float16Type, BFloat16Type>(
+              slice.getType().getElementType()) ||
           keys.of(slice) != slice.getType().getRank() - 1)
         continue;
       // The rows: the loop of the result's dimension before the keys.
@@ -411,14 +426,18 @@ std::pair<Value, Value> emitKeptKeys(ImplicitLocOpBuilder &b, Value mask,
   auto maskType = cast<RankedTensorType>(mask.getType());
   int64_t keyDim = maskType.getRank() - 1;
   auto chunkType = VectorType::get({kKeyChunk}, b.getF32Type());
+  // A half-precision mask is read as it is stored and widened.
+  auto maskElement = cast<FloatType>(maskType.getElementType());
+  auto readType = VectorType::get({kKeyChunk}, maskElement);
   Value c0 = arith::ConstantIndexOp::create(b, 0);
   Value c1 = arith::ConstantIndexOp::create(b, 1);
   Value chunk = arith::ConstantIndexOp::create(b, kKeyChunk);
+  double bound = maskElement.isF16() ? kHiddenKeyBoundF16 : kHiddenKeyBound;
   Value hidden = arith::ConstantOp::create(
-      b, DenseElementsAttr::get(chunkType, b.getF32FloatAttr(kHiddenKeyBound)));
+      b, DenseElementsAttr::get(chunkType, b.getF32FloatAttr(bound)));
   // Lanes past the last key read as hidden.
   Value pad = arith::ConstantOp::create(
-      b, b.getF32FloatAttr(-std::numeric_limits<float>::infinity()));
+      b, b.getFloatAttr(maskElement, -std::numeric_limits<double>::infinity()));
   Value falseValue = arith::ConstantIntOp::create(b, 0, 1);
   Value trueValue = arith::ConstantIntOp::create(b, 1, 1);
   Value rows =
@@ -431,7 +450,9 @@ std::pair<Value, Value> emitKeptKeys(ImplicitLocOpBuilder &b, Value mask,
     if (rowDim >= 0)
       at[rowDim] = row;
     at[keyDim] = arith::MulIOp::create(ib, index, chunk);
-    Value keys = vector::TransferReadOp::create(ib, chunkType, mask, at, pad);
+    Value keys = vector::TransferReadOp::create(ib, readType, mask, at, pad);
+    if (readType != chunkType)
+      keys = arith::ExtFOp::create(ib, chunkType, keys);
     Value seen =
         arith::CmpFOp::create(ib, arith::CmpFPredicate::UGT, keys, hidden);
     return vector::ReductionOp::create(ib, vector::CombiningKind::OR, seen);

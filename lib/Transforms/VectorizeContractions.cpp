@@ -784,16 +784,23 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
     Value a = op.getDpsInputs()[0], w = op.getDpsInputs()[1];
     Value c = op.getDpsInits()[0];
     if (!form->transposedB) {
-      // Only the outer-product kernel reads B along n; it takes f32 with
-      // 512-bit vectors and whole vectors of columns.
+      // Only the outer-product kernel reads B along n; it takes an f32 C
+      // (f32, f16 or bf16 A and B, widened as loaded: a half-precision
+      // model's probabilities times values) with 512-bit vectors and whole
+      // vectors of columns.
       int64_t columns = cast<MemRefType>(c.getType()).getShape().back();
-      bool f32 = llvm::all_of(op->getOperands(), [](Value v) {
-        return cast<MemRefType>(v.getType()).getElementType().isF32();
-      });
-      if (vectorBits != 512 || !f32 || ShapedType::isDynamic(columns) ||
-          columns % 16 != 0)
+      auto elementOf = [](Value v) {
+        return cast<MemRefType>(v.getType()).getElementType();
+      };
+      auto widenable = [&](Value v) {
+        Type t = elementOf(v);
+        return t.isF32() || t.isF16() || t.isBF16();
+      };
+      if (vectorBits != 512 || !elementOf(c).isF32() || !widenable(a) ||
+          !widenable(w) || ShapedType::isDynamic(columns) || columns % 16 != 0)
         return rewriter.notifyMatchFailure(
-            op, "B is [k, n] but not f32 with whole 16-lane column vectors");
+            op, "B is [k, n] but not into f32 with whole 16-lane column "
+                "vectors");
       ImplicitLocOpBuilder b(op.getLoc(), rewriter);
       emitOuterProductMatmul(b, a, w, c, *form, columns);
       rewriter.eraseOp(op);
@@ -858,6 +865,7 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
     Value end = arith::MinUIOp::create(
         b, e.addi(begin, e.index(chunkRows)), rows);
     Value depth = e.dim(am, 1);
+    Type wElement = cast<MemRefType>(w.getType()).getElementType();
     for (int64_t first = 0; first < columns; first += kPackedVectors * lanes) {
       int64_t vectors =
           std::min<int64_t>(kPackedVectors, (columns - first) / lanes);
@@ -866,12 +874,17 @@ struct VectorizeTransposedBMatmul : OpRewritePattern<linalg::GenericOp> {
         emitOuterProductBlock(
             b, cm, m0, mr, n0, vectors, c0, depth,
             [&](Value k, int64_t g) -> Value {
-              return vector::LoadOp::create(
-                  b, accVec, wm, ValueRange{k, e.index(first + g * lanes)});
+              Value row = vector::LoadOp::create(
+                  b, VectorType::get({lanes}, wElement), wm,
+                  ValueRange{k, e.index(first + g * lanes)});
+              return wElement.isF32() ? row
+                                      : arith::ExtFOp::create(b, accVec, row);
             },
             [&](Value m, Value k) -> Value {
-              return vector::BroadcastOp::create(b, accVec,
-                                                 e.load(am, {m, k}));
+              Value element = e.load(am, {m, k});
+              if (!element.getType().isF32())
+                element = arith::ExtFOp::create(b, b.getF32Type(), element);
+              return vector::BroadcastOp::create(b, accVec, element);
             },
             [&](Value x, Value y, Value sum) -> Value {
               return vector::FMAOp::create(b, x, y, sum);

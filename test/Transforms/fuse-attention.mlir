@@ -333,3 +333,113 @@ func.func @not_attention(%x: tensor<64x32xf32>, %w: tensor<16x32xf32>) -> tensor
   } -> tensor<64x16xf32>
   return %y : tensor<64x16xf32>
 }
+
+// -----
+
+// A half-precision model's chain, as -moe-widen-half-accumulators and
+// -moe-fuse-elementwise leave it: f16 scores and mask between f32 sums, with
+// the sums rounded to f16 (extf/truncf in the bodies). The chain is the
+// same softmax, so it is fused; the scan reads the f16 mask as stored and
+// widens it, and hides keys at or below f16's lowest value, -65504 (what a
+// half-precision export writes for finfo.min).
+// CHECK-LABEL: func @attention_f16
+// CHECK-SAME:  %[[MASK:[^:]*]]: tensor<1x1x128x128xf16>)
+// CHECK:       scf.forall (%[[B:.*]], %{{.*}}, %[[R:.*]]) = (0, 0, 0) to (1, 4, 128) step (1, 1, 16)
+// CHECK:         %[[SCAN:.*]] = tensor.extract_slice %[[MASK]][%[[B]], 0, %[[R]], 0] [1, 1, 16, 128]
+// CHECK:         %[[HIDDEN:.*]] = arith.constant dense<-6.550400e+04> : vector<16xf32>
+// CHECK:         scf.while
+// CHECK:           %[[CHUNK:.*]] = vector.transfer_read %[[SCAN]]{{.*}} : tensor<1x1x16x128xf16>, vector<16xf16>
+// CHECK:           %[[WIDE:.*]] = arith.extf %[[CHUNK]] : vector<16xf16> to vector<16xf32>
+// CHECK:           arith.cmpf ugt, %[[WIDE]], %[[HIDDEN]] : vector<16xf32>
+// CHECK:         linalg.generic {{.*}} outs(%{{.*}} : tensor<1x1x16x16xf32>)
+// CHECK:       return
+#h16map = affine_map<(d0, d1, d2, d3, d4) -> (d0, d1, d2, d4)>
+#h16map1 = affine_map<(d0, d1, d2, d3, d4) -> (d0, d1 floordiv 2, d3, d4)>
+#h16map2 = affine_map<(d0, d1, d2, d3, d4) -> (d0, d1, d2, d3)>
+#h16map3 = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+#h16map4 = affine_map<(d0, d1, d2, d3) -> (d0, 0, d2, d3)>
+#h16map5 = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>
+#h16map6 = affine_map<(d0, d1, d2) -> (d0, d1, d2)>
+#h16map7 = affine_map<(d0, d1, d2, d3, d4) -> (d0, d1 floordiv 2, d4, d3)>
+module {
+func.func @attention_f16(%arg0: tensor<1x4x128x16xf16>, %arg1: tensor<1x2x128x16xf16>, %arg2: tensor<1x2x128x16xf16>, %arg3: tensor<1x1x128x128xf16>) -> tensor<1x4x128x16xf16> {
+  %cst = arith.constant -6.550400e+04 : f32
+  %cst_0 = arith.constant 0.000000e+00 : f32
+  %cst_1 = arith.constant 2.500000e-01 : f16
+  %0 = tensor.empty() : tensor<1x4x128x128xf16>
+  %1 = tensor.empty() : tensor<1x4x128x128xf32>
+  %2 = linalg.fill ins(%cst_0 : f32) outs(%1 : tensor<1x4x128x128xf32>) -> tensor<1x4x128x128xf32>
+  %3 = linalg.generic {indexing_maps = [#h16map, #h16map1, #h16map2], iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction"]} ins(%arg0, %arg1 : tensor<1x4x128x16xf16>, tensor<1x2x128x16xf16>) outs(%2 : tensor<1x4x128x128xf32>) {
+  ^bb0(%in: f16, %in_2: f16, %out: f32):
+    %22 = arith.extf %in : f16 to f32
+    %23 = arith.extf %in_2 : f16 to f32
+    %24 = arith.mulf %22, %23 : f32
+    %25 = arith.addf %out, %24 : f32
+    linalg.yield %25 : f32
+  } -> tensor<1x4x128x128xf32>
+  %4 = linalg.generic {indexing_maps = [#h16map3, #h16map4, #h16map3], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%3, %arg3 : tensor<1x4x128x128xf32>, tensor<1x1x128x128xf16>) outs(%0 : tensor<1x4x128x128xf16>) {
+  ^bb0(%in: f32, %in_2: f16, %out: f16):
+    %22 = arith.truncf %in : f32 to f16
+    %23 = arith.mulf %22, %cst_1 : f16
+    %24 = arith.addf %23, %in_2 : f16
+    linalg.yield %24 : f16
+  } -> tensor<1x4x128x128xf16>
+  %5 = tensor.empty() : tensor<1x4x128xf32>
+  %6 = linalg.fill ins(%cst : f32) outs(%5 : tensor<1x4x128xf32>) -> tensor<1x4x128xf32>
+  %7 = linalg.generic {indexing_maps = [#h16map3, #h16map5], iterator_types = ["parallel", "parallel", "parallel", "reduction"]} ins(%4 : tensor<1x4x128x128xf16>) outs(%6 : tensor<1x4x128xf32>) {
+  ^bb0(%in: f16, %out: f32):
+    %22 = arith.extf %in : f16 to f32
+    %23 = arith.maximumf %out, %22 : f32
+    linalg.yield %23 : f32
+  } -> tensor<1x4x128xf32>
+  %8 = tensor.empty() : tensor<1x4x128xf16>
+  %9 = linalg.generic {indexing_maps = [#h16map6, #h16map6], iterator_types = ["parallel", "parallel", "parallel"]} ins(%7 : tensor<1x4x128xf32>) outs(%8 : tensor<1x4x128xf16>) {
+  ^bb0(%in: f32, %out: f16):
+    %22 = arith.truncf %in : f32 to f16
+    linalg.yield %22 : f16
+  } -> tensor<1x4x128xf16>
+  %10 = linalg.generic {indexing_maps = [#h16map3, #h16map5, #h16map3], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%4, %9 : tensor<1x4x128x128xf16>, tensor<1x4x128xf16>) outs(%0 : tensor<1x4x128x128xf16>) {
+  ^bb0(%in: f16, %in_2: f16, %out: f16):
+    %22 = arith.subf %in, %in_2 : f16
+    linalg.yield %22 : f16
+  } -> tensor<1x4x128x128xf16>
+  %11 = tensor.empty() : tensor<1x4x128xf32>
+  %12 = linalg.fill ins(%cst_0 : f32) outs(%11 : tensor<1x4x128xf32>) -> tensor<1x4x128xf32>
+  %13 = linalg.generic {indexing_maps = [#h16map3, #h16map5], iterator_types = ["parallel", "parallel", "parallel", "reduction"]} ins(%10 : tensor<1x4x128x128xf16>) outs(%12 : tensor<1x4x128xf32>) {
+  ^bb0(%in: f16, %out: f32):
+    %22 = arith.extf %in : f16 to f32
+    %23 = math.exp %22 : f32
+    %24 = arith.addf %out, %23 : f32
+    linalg.yield %24 : f32
+  } -> tensor<1x4x128xf32>
+  %14 = tensor.empty() : tensor<1x4x128xf16>
+  %15 = linalg.generic {indexing_maps = [#h16map6, #h16map6], iterator_types = ["parallel", "parallel", "parallel"]} ins(%13 : tensor<1x4x128xf32>) outs(%14 : tensor<1x4x128xf16>) {
+  ^bb0(%in: f32, %out: f16):
+    %22 = arith.truncf %in : f32 to f16
+    linalg.yield %22 : f16
+  } -> tensor<1x4x128xf16>
+  %16 = linalg.generic {indexing_maps = [#h16map3, #h16map5, #h16map3], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%10, %15 : tensor<1x4x128x128xf16>, tensor<1x4x128xf16>) outs(%0 : tensor<1x4x128x128xf16>) {
+  ^bb0(%in: f16, %in_2: f16, %out: f16):
+    %22 = math.exp %in : f16
+    %23 = arith.divf %22, %in_2 : f16
+    linalg.yield %23 : f16
+  } -> tensor<1x4x128x128xf16>
+  %17 = tensor.empty() : tensor<1x4x128x16xf32>
+  %18 = linalg.fill ins(%cst_0 : f32) outs(%17 : tensor<1x4x128x16xf32>) -> tensor<1x4x128x16xf32>
+  %19 = linalg.generic {indexing_maps = [#h16map, #h16map7, #h16map2], iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction"]} ins(%16, %arg2 : tensor<1x4x128x128xf16>, tensor<1x2x128x16xf16>) outs(%18 : tensor<1x4x128x16xf32>) {
+  ^bb0(%in: f16, %in_2: f16, %out: f32):
+    %22 = arith.extf %in : f16 to f32
+    %23 = arith.extf %in_2 : f16 to f32
+    %24 = arith.mulf %22, %23 : f32
+    %25 = arith.addf %out, %24 : f32
+    linalg.yield %25 : f32
+  } -> tensor<1x4x128x16xf32>
+  %20 = tensor.empty() : tensor<1x4x128x16xf16>
+  %21 = linalg.generic {indexing_maps = [#h16map3, #h16map3], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%19 : tensor<1x4x128x16xf32>) outs(%20 : tensor<1x4x128x16xf16>) {
+  ^bb0(%in: f32, %out: f16):
+    %22 = arith.truncf %in : f32 to f16
+    linalg.yield %22 : f16
+  } -> tensor<1x4x128x16xf16>
+  return %21 : tensor<1x4x128x16xf16>
+}
+}

@@ -116,6 +116,39 @@ func.func @matmul_plain_panels(%a: memref<?x8xf32>, %b: memref<8x80xf32>, %c: me
 // -----
 
 #a = affine_map<(m, n, k) -> (m, k)>
+#b = affine_map<(m, n, k) -> (k, n)>
+#c = affine_map<(m, n, k) -> (m, n)>
+
+// A half-precision model's probabilities times values (f16 A and B into
+// f32, -moe-widen-half-accumulators): the same outer-product blocks, B's
+// rows loaded as f16 vectors and A's elements as f16, each widened.
+// CHECK-LABEL: func @matmul_plain_f16
+// CHECK-SAME:  (%[[A:.*]]: memref<?x8xf16>, %[[B:.*]]: memref<8x64xf16>, %[[C:.*]]: memref<?x64xf32>)
+// CHECK:       scf.parallel
+// CHECK:           scf.for %[[K:.*]] = %{{.*}} to %{{.*}} step %{{.*}} iter_args({{.*}}) -> (vector<16xf32>, {{.*}})
+// CHECK:             %[[ROW:.*]] = vector.load %[[B]][%[[K]], %{{.*}}] : memref<8x64xf16>, vector<16xf16>
+// CHECK:             arith.extf %[[ROW]] : vector<16xf16> to vector<16xf32>
+// CHECK:             %[[X:.*]] = memref.load %[[A]][%{{.*}}, %[[K]]] : memref<?x8xf16>
+// CHECK:             %[[XW:.*]] = arith.extf %[[X]] : f16 to f32
+// CHECK:             vector.broadcast %[[XW]] : f32 to vector<16xf32>
+// CHECK-COUNT-4:     vector.fma
+// CHECK-NOT:   linalg.generic
+func.func @matmul_plain_f16(%a: memref<?x8xf16>, %b: memref<8x64xf16>, %c: memref<?x64xf32>) {
+  linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%a, %b : memref<?x8xf16>, memref<8x64xf16>) outs(%c : memref<?x64xf32>) {
+  ^bb0(%x: f16, %y: f16, %acc: f32):
+    %xw = arith.extf %x : f16 to f32
+    %yw = arith.extf %y : f16 to f32
+    %p = arith.mulf %xw, %yw : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+// -----
+
+#a = affine_map<(m, n, k) -> (m, k)>
 #b = affine_map<(m, n, k) -> (n, k)>
 #c = affine_map<(m, n, k) -> (m, n)>
 

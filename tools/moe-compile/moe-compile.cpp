@@ -252,6 +252,13 @@ cl::opt<bool> packQuantizedWeights(
              "at compile time, which the int8 panel kernel reads at every "
              "row count without rearranging them (=false keeps their rows)"),
     cl::init(true), cl::cat(category));
+cl::opt<bool> widenHalfAccumulators(
+    "widen-half-accumulators",
+    cl::desc("CPU: accumulate an f16/bf16 model's matmuls and reductions in "
+             "f32 and round each result once (-moe-widen-half-accumulators; "
+             "on by default, as half GEMMs elsewhere accumulate; =false "
+             "rounds every step to the model's type)"),
+    cl::init(true), cl::cat(category));
 cl::opt<bool> fuseAttention(
     "fuse-attention",
     cl::desc("CPU: compute attention one block of score rows at a time, "
@@ -656,6 +663,7 @@ int compile(int argc, char **argv) {
       pipeline.int8Activations = int8Activations;
       pipeline.vnniDot = moe::targetHasFeature(**machine, "avx512vnni");
       pipeline.fuseAttention = fuseAttention;
+      pipeline.widenHalfAccumulators = widenHalfAccumulators;
       pipeline.fuseRouter = fuseRouter;
       pipeline.groupSharedExperts = groupSharedExperts;
       pipeline.fuseCombine = fuseCombine;

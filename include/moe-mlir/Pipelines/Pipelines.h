@@ -143,6 +143,12 @@ struct CPUPipelineOptions
                      "over the keys an additive mask shows some row of the "
                      "block (-moe-fuse-attention)"),
       llvm::cl::init(true)};
+  PassOptions::Option<bool> widenHalfAccumulators{
+      *this, "widen-half-accumulators",
+      llvm::cl::desc("Accumulate f16 and bf16 matmuls and reductions in f32, "
+                     "rounding each result once "
+                     "(-moe-widen-half-accumulators)"),
+      llvm::cl::init(true)};
   PassOptions::Option<bool> fuseRouter{
       *this, "fuse-router",
       llvm::cl::desc("Compute the router's logits inside the route, a block "

@@ -545,6 +545,58 @@ def MoEConvertMatmulWeights : Pass<"moe-convert-matmul-weights"> {
                            "::mlir::tensor::TensorDialect"];
 }
 
+def MoEWidenHalfAccumulators : Pass<"moe-widen-half-accumulators"> {
+  let summary = "Accumulate f16 and bf16 reductions in f32";
+  let description = [{
+    A model exported in half precision has its matmuls, norms' sums and
+    softmax's sums imported as `linalg.generic` reductions into f16 or bf16
+    tensors, so every step of the reduction rounds the running sum to the
+    half type (and without AVX512-FP16 each f16 multiply-add is computed
+    through f32 and rounded back). Every reduction on tensors whose results
+    are all of one half type, and whose body is elementwise float
+    arithmetic (arith, math), comparisons, selects and conversions, is
+    rebuilt with f32 results: half operands are widened in the body, half
+    constants become f32 ones, conversions between the half type and f32
+    vanish, and each result is rounded to the half type once, after the
+    reduction:
+
+    ```
+    %y = linalg.generic {... "reduction"]} ins(%x, %w : tensor<?x768xf16>, tensor<256x768xf16>)
+           outs(%zeros : tensor<?x256xf16>) {
+      ^bb0(%a: f16, %b: f16, %acc: f16):
+        %p = arith.mulf %a, %b : f16
+        %s = arith.addf %acc, %p : f16
+        linalg.yield %s : f16
+    }
+    ```
+    becomes
+    ```
+    %y32 = linalg.generic {... "reduction"]} ins(%x, %w : tensor<?x768xf16>, tensor<256x768xf16>)
+             outs(%zeros32 : tensor<?x256xf32>) {
+      ^bb0(%a: f16, %b: f16, %acc: f32):
+        %a32 = arith.extf %a : f16 to f32
+        %b32 = arith.extf %b : f16 to f32
+        %p = arith.mulf %a32, %b32 : f32
+        %s = arith.addf %acc, %p : f32
+        linalg.yield %s : f32
+    }
+    %y = linalg.generic {...} ins(%y32 : tensor<?x256xf32>) outs(... : tensor<?x256xf16>)  // arith.truncf
+    ```
+
+    A fill of a constant init becomes the same fill in f32, an init the
+    body never reads an empty f32 tensor, any other init is widened
+    elementwise. The contraction kernels take the result as they take
+    bf16 weights: f16 operands widened as they are loaded, bf16 pairs on
+    `vdpbf16ps`. This is how ONNX Runtime's and cuBLAS's half GEMMs
+    accumulate; results differ from per-step rounding by less than one
+    rounding of the half type per step. Reductions with other results
+    (integer, f32, mixed) or other ops in their bodies are left alone.
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::tensor::TensorDialect"];
+}
+
 def MoEPackExpertWeights : Pass<"moe-pack-expert-weights"> {
   let summary = "Store constant expert weights panel-major at compile time";
   let description = [{
