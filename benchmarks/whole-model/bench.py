@@ -6,6 +6,7 @@ bf16, same machine, same run, interleaved passes.
 
   bench.py [--quick] [--models mixtral,qwen2_moe] [--passes P] [--runs N]
            [--threads T] [--out FILE] [--work DIR] [--bf16-weights]
+           [--half f16|bf16 ...]
 
 Cases: prefill of 128 and 512 tokens on an empty cache, and one decode step
 after 512 cached positions. For every (model, case) each pass times ours
@@ -13,6 +14,13 @@ after 512 cached positions. For every (model, case) each pass times ours
 torch (fp32, bf16) in turn, N runs each; the table reports the median of the
 passes' medians. Before timing, every case's logits are compared with torch
 eager fp32 (and ONNX Runtime's).
+
+With --half KIND, the export converted to f16 or bf16 (test/lib/half_onnx.py:
+weights, constants, inputs and casts in that type, as a half-precision export
+holds them) is compiled too and timed in the same passes ("ours f16", "ours
+bf16"), its logits compared with torch eager fp32; its table puts it beside
+ours f32, torch eager bf16 (the same model in the type users run it in) and
+ONNX Runtime f32 (whose CPU provider cannot run these half graphs).
 
 Derived columns: tokens/s; for decode the bytes a step must read (the
 weights it uses: attention, router, the top-k experts, shared experts,
@@ -101,16 +109,53 @@ def compile_model(work, name, onnx_path, flags=(), suffix=""):
     return so, float(seconds), int(kib) * 1024
 
 
+def half_folder(folder, kind):
+    return os.path.join(folder, kind)
+
+
+def convert_half(work, name, onnx_path, kind):
+    """The export and every case's inputs converted to KIND (half_onnx.py),
+    compiled; returns the module."""
+    half_dir = os.path.join(work, name, f"export-{kind}")
+    os.makedirs(half_dir, exist_ok=True)
+    half_onnx = os.path.join(half_dir, "model.onnx")
+    tool = os.path.join(ROOT, "test", "lib", "half_onnx.py")
+    if not os.path.exists(half_onnx):
+        log(f"== {name}: converting the export to {kind}")
+        run([sys.executable, tool, kind, onnx_path, half_onnx])
+    for case, _, _ in CASES:
+        folder = case_dir(work, name, case)
+        target = half_folder(folder, kind)
+        if os.path.exists(os.path.join(target, "inputs.txt")):
+            continue
+        os.makedirs(target, exist_ok=True)
+        import numpy as np
+        from half_onnx import to_half
+        converted = []
+        for path in inputs_of(folder):
+            values = np.load(path)
+            out = os.path.join(target, os.path.basename(path))
+            np.save(out, to_half(values, kind) if values.dtype == np.float32 else values)
+            converted.append(out)
+        with open(os.path.join(target, "inputs.txt"), "w") as f:
+            f.write("\n".join(converted) + "\n")
+    so, seconds, _ = compile_model(work, name, half_onnx, suffix=f"-{kind}")
+    log(f"== {name}: {kind} export compiled in {seconds:.1f} s")
+    return so
+
+
 def inputs_of(folder):
     with open(os.path.join(folder, "inputs.txt")) as f:
         return [line.strip() for line in f if line.strip()]
 
 
-def ours(so, folder, runs, threads, output=None):
+def ours(so, folder, runs, threads, output=None, output_f32=False):
     cmd = [os.path.join(ROOT, "build", "bin", "moe-run"), so, f"--threads={threads}"]
     cmd += [f"--input=@{p}" for p in inputs_of(folder)]
     if output:
         cmd.append(f"--output=@{output}")
+        if output_f32:
+            cmd.append("--output-f32")
     else:
         cmd.append(f"--benchmark={runs}")
     result = run(cmd)
@@ -234,6 +279,9 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", default=os.path.join(ROOT, "build", "bench", "whole-model"))
     parser.add_argument("--out", help="Markdown table to write (default: stdout only)")
+    parser.add_argument("--half", action="append", default=[], choices=["f16", "bf16"],
+                        help="also time the export converted to this type "
+                             "(columns 'ours f16' / 'ours bf16')")
     parser.add_argument("--bf16-weights", action="store_true",
                         help="also time ours compiled with --weight-type=bf16 "
                              "(columns 'ours bf16w'; its logits' error is printed)")
@@ -267,6 +315,9 @@ def main():
         if args.bf16_weights:
             so_bf16, _, _ = compile_model(args.work, name, onnx_path,
                                           ["--weight-type=bf16"], "-bf16w")
+        halves = {}
+        for kind in args.half:
+            halves[kind] = convert_half(args.work, name, onnx_path, kind)
         # Same answers first.
         for case, _, _ in CASES:
             folder = case_dir(args.work, name, case)
@@ -281,6 +332,12 @@ def main():
                 ours(so_bf16, folder, 0, args.threads, output=out)
                 log(f"   {case}: max rel. error vs torch: ours bf16w "
                     f"{max_rel(np.load(out), reference):.1e}")
+            for kind, so_half in halves.items():
+                out = os.path.join(folder, f"ours_{kind}_logits.npy")
+                ours(so_half, half_folder(folder, kind), 0, args.threads, output=out,
+                     output_f32=True)
+                log(f"   {case}: max rel. error vs torch: ours {kind} "
+                    f"{max_rel(np.load(out), reference):.1e}")
         model = Torch(spec, args.threads)
         samples = {}
         for p in range(args.passes):
@@ -291,6 +348,9 @@ def main():
                 if so_bf16:
                     got.setdefault("ours_bf16w", []).append(
                         ours(so_bf16, folder, args.runs, args.threads))
+                for kind, so_half in halves.items():
+                    got.setdefault(f"ours_{kind}", []).append(
+                        ours(so_half, half_folder(folder, kind), args.runs, args.threads))
                 got["ort"].append(ort(onnx_path, folder, args.runs, args.threads))
                 got["fp32"].append(model.time(folder, args.runs, "fp32"))
                 got["bf16"].append(model.time(folder, args.runs, "bf16"))
@@ -329,6 +389,14 @@ def main():
             b = ms["ours_bf16w"]
             lines.append(f"| {name} | {case} | {b:.2f} | {ms['ours'] / b:.2f}x | "
                          f"{ms['bf16'] / b:.2f}x | {ms['ort'] / b:.2f}x |")
+    for kind in args.half:
+        lines += ["", f"| model | case | ours {kind} ms | ours f32 / {kind} | "
+                  f"torch bf16 / ours {kind} | ORT f32 / ours {kind} |",
+                  "|---|---|---:|---:|---:|---:|"]
+        for name, case, ms, _, _ in rows:
+            h = ms[f"ours_{kind}"]
+            lines.append(f"| {name} | {case} | {h:.2f} | {ms['ours'] / h:.2f}x | "
+                         f"{ms['bf16'] / h:.2f}x | {ms['ort'] / h:.2f}x |")
     lines += ["", "| model | weights | moe-compile time | moe-compile peak memory |",
               "|---|---:|---:|---:|"]
     for name, weight_bytes, seconds, peak in builds:

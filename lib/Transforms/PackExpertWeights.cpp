@@ -158,12 +158,16 @@ struct MoEPackExpertWeightsPass
           scales.push_back(&expert.getFc3ScalesMutable()[0]);
       }
       // f32 weights; bf16 ones (pairs of k for vdpbf16ps) with bf16 rows,
-      // which the bf16 kernel multiplies them by, and an even K; quantised
-      // bytes, whose rows are whole 64-byte steps.
+      // which the bf16 kernel multiplies them by, and an even K; f16 ones
+      // with f32 rows (a half-precision model's: the kernel widens the
+      // panels as it loads them); quantised bytes, whose rows are whole
+      // 64-byte steps.
       Type element = getElementTypeOrSelf(expert.getFc2().getType());
-      bool bf16 = packBf16 && element.isBF16() &&
-                  getElementTypeOrSelf(expert.getRows().getType()).isBF16();
-      if (!element.isF32() && !bf16 && !(quantized && element.isInteger(8)))
+      Type rowElement = getElementTypeOrSelf(expert.getRows().getType());
+      bool bf16 = packBf16 && element.isBF16() && rowElement.isBF16();
+      bool f16 = element.isF16() && rowElement.isF32();
+      if (!element.isF32() && !bf16 && !f16 &&
+          !(quantized && element.isInteger(8)))
         return;
       // Each operand to pack, its constant, bytes and steps of k.
       struct Packing {

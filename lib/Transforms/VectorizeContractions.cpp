@@ -500,10 +500,14 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
     };
     bool pairs = layout->pairs;
     Type element = pairs ? Type(rewriter.getBF16Type()) : rewriter.getF32Type();
-    if (elementType(a) != element || elementType(w) != element ||
-        !elementType(c).isF32() || (pairs && !bf16Dot))
+    // f16 panels (a half-precision model's experts) are widened as loaded.
+    bool halfPanels = !pairs && elementType(w).isF16();
+    if (elementType(a) != element ||
+        (elementType(w) != element && !halfPanels) || !elementType(c).isF32() ||
+        (pairs && !bf16Dot))
       return rewriter.notifyMatchFailure(
-          op, "not f32, nor bf16 pairs into f32 with AVX512-BF16");
+          op, "not f32 (or f16 panels), nor bf16 pairs into f32 with "
+              "AVX512-BF16");
     ImplicitLocOpBuilder b(op.getLoc(), rewriter);
     KernelEmitter e(b);
     // bf16 panels as [N / P, K / 2, 2 P]: a row of a panel is then P
@@ -528,6 +532,12 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
     };
     // B's vector g of a panel's row t.
     auto loadB = [&](Value p, Value t, int64_t g) -> Value {
+      if (halfPanels)
+        return arith::ExtFOp::create(
+            b, stepVec,
+            vector::LoadOp::create(b, VectorType::get({lanes}, elementType(w)),
+                                   w, ValueRange{p, t, e.index(g * lanes)})
+                .getResult());
       return vector::LoadOp::create(
           b, stepVec, w, ValueRange{p, t, e.index(g * lanes * stepsOfK)});
     };

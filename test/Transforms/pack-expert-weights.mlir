@@ -66,6 +66,25 @@ func.func @packs_bf16_pairs(%rows: tensor<?x4xbf16>, %offsets: tensor<2xi32>) ->
 
 // -----
 
+// f16 weights of f32 rows (a half-precision model's experts, whose tokens
+// decomposition widens) take the f32 layout, in f16: the kernel widens
+// each panel row as it loads it.
+// CHECK-LABEL: func.func @packs_f16
+// CHECK-DAG: %[[H1:.*]] = arith.constant dense<{{\[}}{{\[}}{{\[}}[0.000000e+00, 2.000000e+00], [1.000000e+00, 3.000000e+00]], {{\[}}[4.000000e+00, 6.000000e+00], [5.000000e+00, 7.000000e+00]]]]> : tensor<1x2x2x2xf16>
+// CHECK-DAG: %[[H2:.*]] = arith.constant dense<5.000000e-01> : tensor<1x1x4x2xf16>
+// CHECK: moe.expert %{{.*}}, %{{.*}} fc1 %[[H1]] fc2 %[[H2]] {panel_width = 2 : i64} : (tensor<?x2xf32>, tensor<2xi32>, tensor<1x2x2x2xf16>, tensor<1x1x4x2xf16>) -> tensor<?x2xf32>
+// Not a bf16 option's business.
+// NOBF16-LABEL: func.func @packs_f16
+// NOBF16: panel_width = 2
+func.func @packs_f16(%rows: tensor<?x2xf32>, %offsets: tensor<2xi32>) -> tensor<?x2xf32> {
+  %w1 = arith.constant dense<[[[0.0, 1.0], [2.0, 3.0], [4.0, 5.0], [6.0, 7.0]]]> : tensor<1x4x2xf16>
+  %w2 = arith.constant dense<0.5> : tensor<1x2x4xf16>
+  %y = moe.expert %rows, %offsets fc1 %w1 fc2 %w2 : (tensor<?x2xf32>, tensor<2xi32>, tensor<1x4x2xf16>, tensor<1x2x4xf16>) -> tensor<?x2xf32>
+  return %y : tensor<?x2xf32>
+}
+
+// -----
+
 // Left as they are: weights that are arguments, an intermediate size of 3
 // (not whole panels of 2), bf16 weights of f32 rows, and bf16 weights of
 // an odd K (no whole pairs).

@@ -464,6 +464,24 @@ func.func @panel_matmul_gathered(%src: memref<?x96xf32>, %tokens: memref<?xi32>,
   return
 }
 
+// f16 panels (a half-precision model's experts) into f32 rows: each
+// 16-column vector of a panel row is loaded as f16 and widened.
+// PANEL-LABEL: func.func @panel_matmul_f16
+// PANEL-NOT: linalg.generic
+// PANEL: %[[H:.*]] = vector.load %{{.*}} : memref<2x96x64xf16>, vector<16xf16>
+// PANEL: %[[HW:.*]] = arith.extf %[[H]] : vector<16xf16> to vector<16xf32>
+// PANEL: vector.fma %{{.*}}, %[[HW]], %{{.*}} : vector<16xf32>
+func.func @panel_matmul_f16(%a: memref<?x96xf32>, %w: memref<2x96x64xf16>, %c: memref<?x128xf32>) {
+  linalg.generic {indexing_maps = [#panel_a, #panel_b, #panel_c], iterator_types = ["parallel", "parallel", "reduction"]} ins(%a, %w : memref<?x96xf32>, memref<2x96x64xf16>) outs(%c : memref<?x128xf32>) {
+  ^bb0(%x: f32, %y: f16, %acc: f32):
+    %yw = arith.extf %y : f16 to f32
+    %p = arith.mulf %x, %yw : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
 // Panels cut from a stacked buffer, marked with where the weights the
 // thread reads next start (moe.next_weights_offset, in elements from the
 // panels' first): the prefetches address the whole buffer from the

@@ -638,7 +638,12 @@ def MoEPackExpertWeights : Pass<"moe-pack-expert-weights"> {
     transpose of 4-byte words per 1 KiB of weights). Scales keep their
     layout.
 
-    An expert is left as it is unless every weight is an f32 constant, or
+    f16 weights of an expert whose rows are f32 (a half-precision model's:
+    decomposition widens its tokens) take the f32 layout in f16, which the
+    kernel widens as it loads each panel row.
+
+    An expert is left as it is unless every weight is an f32 constant, an
+    f16 constant of an expert with f32 rows, or
     with `pack-bf16` a bf16 constant of an expert whose rows are bf16 and
     whose K are even, or with `pack-quantized` a quantised constant of an
     expert the int8 kernels run with P a multiple of 16 (dense elements or
