@@ -11,15 +11,17 @@
 #include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "mlir/Target/LLVMIR/Export.h"
 #include "llvm/BinaryFormat/ELF.h"
+#include "llvm/Bitcode/BitcodeReader.h"
+#include "llvm/Bitcode/BitcodeWriter.h"
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
-#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/MC/MCSubtargetInfo.h"
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/Passes/PassBuilder.h"
-#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/EndianStream.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FileUtilities.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Program.h"
 #include "llvm/Support/TargetSelect.h"
@@ -28,6 +30,11 @@
 #include "llvm/Target/TargetOptions.h"
 #include "llvm/TargetParser/Host.h"
 #include "llvm/TargetParser/SubtargetFeature.h"
+#include "llvm/Transforms/Utils/SplitModule.h"
+
+#include <atomic>
+#include <numeric>
+#include <thread>
 
 using namespace mlir;
 
@@ -179,7 +186,7 @@ bool moe::targetHasFeature(const llvm::TargetMachine &machine,
 std::unique_ptr<llvm::Module>
 moe::translateAndOptimize(ModuleOp module, llvm::LLVMContext &context,
                           llvm::TargetMachine &machine, unsigned optLevel,
-                          TimingScope &timing) {
+                          TimingScope &timing, bool optimize) {
   DialectRegistry registry;
   registerAllToLLVMIRTranslations(registry);
   module->getContext()->appendDialectRegistry(registry);
@@ -195,8 +202,15 @@ moe::translateAndOptimize(ModuleOp module, llvm::LLVMContext &context,
   }
   llvmModule->setDataLayout(machine.createDataLayout());
   llvmModule->setTargetTriple(machine.getTargetTriple());
-
+  if (!optimize)
+    return llvmModule;
   TimingScope scope = timing.nest("LLVM optimization");
+  optimizeModule(*llvmModule, machine, optLevel);
+  return llvmModule;
+}
+
+void moe::optimizeModule(llvm::Module &module, llvm::TargetMachine &machine,
+                         unsigned optLevel) {
   llvm::LoopAnalysisManager lam;
   llvm::FunctionAnalysisManager fam;
   llvm::CGSCCAnalysisManager cgam;
@@ -215,8 +229,7 @@ moe::translateAndOptimize(ModuleOp module, llvm::LLVMContext &context,
       level == llvm::OptimizationLevel::O0
           ? builder.buildO0DefaultPipeline(level)
           : builder.buildPerModuleDefaultPipeline(level);
-  mpm.run(*llvmModule, mam);
-  return llvmModule;
+  mpm.run(module, mam);
 }
 
 LogicalResult moe::emitObjectFile(llvm::Module &module,
@@ -240,6 +253,70 @@ LogicalResult moe::emitObjectFile(llvm::Module &module,
     error = "error writing '" + path.str() + "'";
     return failure();
   }
+  return success();
+}
+
+LogicalResult moe::optimizeAndEmitObjects(std::unique_ptr<llvm::Module> module,
+                                          const CompileOptions &options,
+                                          unsigned optLevel, unsigned threads,
+                                          ArrayRef<std::string> paths,
+                                          std::string &error) {
+  unsigned parts = paths.size();
+  assert(threads >= 1 && parts >= threads && "at least a part per thread");
+  // Each part goes through bitcode into a context of its own: an
+  // LLVMContext (and a TargetMachine) serves one thread at a time.
+  SmallVector<SmallVector<char, 0>> bitcode;
+  llvm::SplitModule(*module, parts, [&](std::unique_ptr<llvm::Module> part) {
+    llvm::raw_svector_ostream os(bitcode.emplace_back());
+    llvm::WriteBitcodeToFile(*part, os);
+  });
+  module.reset();
+  // The largest parts first: the entry function (the model's glue, one
+  // function that cannot be split) takes a thread while the others share
+  // the kernels.
+  SmallVector<unsigned> order(bitcode.size());
+  std::iota(order.begin(), order.end(), 0);
+  llvm::stable_sort(order, [&](unsigned a, unsigned b) {
+    return bitcode[a].size() > bitcode[b].size();
+  });
+  SmallVector<std::unique_ptr<llvm::TargetMachine>> machines;
+  for (unsigned i = 0; i < threads; ++i) {
+    FailureOr<std::unique_ptr<llvm::TargetMachine>> machine =
+        createTargetMachine(options, error);
+    if (failed(machine))
+      return failure();
+    machines.push_back(std::move(*machine));
+  }
+  SmallVector<std::string> errors(bitcode.size());
+  std::atomic<unsigned> next{0};
+  auto work = [&](llvm::TargetMachine &machine) {
+    for (unsigned n; (n = next++) < order.size();) {
+      unsigned i = order[n];
+      llvm::LLVMContext context;
+      llvm::Expected<std::unique_ptr<llvm::Module>> part =
+          llvm::parseBitcodeFile(
+              llvm::MemoryBufferRef(
+                  StringRef(bitcode[i].data(), bitcode[i].size()), "part"),
+              context);
+      if (!part) {
+        errors[i] = llvm::toString(part.takeError());
+        continue;
+      }
+      optimizeModule(**part, machine, optLevel);
+      (void)emitObjectFile(**part, machine, paths[i], errors[i]);
+    }
+  };
+  std::vector<std::thread> workers;
+  for (unsigned t = 1; t < threads; ++t)
+    workers.emplace_back(work, std::ref(*machines[t]));
+  work(*machines[0]);
+  for (std::thread &worker : workers)
+    worker.join();
+  for (const std::string &message : errors)
+    if (!message.empty()) {
+      error = message;
+      return failure();
+    }
   return success();
 }
 

@@ -44,6 +44,7 @@
 #include "llvm/Target/TargetMachine.h"
 #include <chrono>
 #include <optional>
+#include <thread>
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -252,6 +253,12 @@ cl::opt<bool> packQuantizedWeights(
              "at compile time, which the int8 panel kernel reads at every "
              "row count without rearranging them (=false keeps their rows)"),
     cl::init(true), cl::cat(category));
+cl::opt<unsigned> codegenThreads(
+    "codegen-threads",
+    cl::desc("Optimise and compile a shared object's LLVM module on this "
+             "many threads, split into four parts a thread (default: the "
+             "cores, at most 8; 1 keeps one module)"),
+    cl::cat(category));
 cl::opt<bool> widenHalfAccumulators(
     "widen-half-accumulators",
     cl::desc("CPU: accumulate an f16/bf16 model's matmuls and reductions in "
@@ -735,11 +742,28 @@ int compile(int argc, char **argv) {
   }
   llvm::FileRemover removeConstantsObject(constantsObject);
   llvm::LLVMContext llvmContext;
+  // A shared object's LLVM work runs in parts on threads; the LLVM IR and
+  // object outputs are one module. Constructors (a cuda module's image
+  // registration) keep the module whole.
+  unsigned threads =
+      emit == Emit::SharedObject
+          ? std::max(1u,
+                     codegenThreads.getNumOccurrences()
+                         ? unsigned(codegenThreads)
+                         : std::min(8u, std::thread::hardware_concurrency()))
+          : 1;
   std::unique_ptr<llvm::Module> llvmModule = moe::translateAndOptimize(
-      *module, llvmContext, **machine, optLevel, timing);
+      *module, llvmContext, **machine, optLevel, timing,
+      /*optimize=*/threads == 1);
   if (!llvmModule)
     return 1;
-  progress.done("optimised the LLVM IR");
+  if (threads > 1 && llvmModule->getNamedGlobal("llvm.global_ctors")) {
+    threads = 1;
+    TimingScope scope = timing.nest("LLVM optimization");
+    moe::optimizeModule(*llvmModule, **machine, optLevel);
+  }
+  if (threads == 1)
+    progress.done("optimised the LLVM IR");
   // Everything left is LLVM's: the MLIR module and context (hundreds of
   // megabytes of weights for a whole model) are freed before code
   // generation and the constants' object, keeping the peak near one copy.
@@ -749,23 +773,41 @@ int compile(int argc, char **argv) {
   if (emit == Emit::LLVM)
     return writeText([&](raw_ostream &os) { llvmModule->print(os, nullptr); });
 
-  std::string objectPath = outputFile;
-  SmallString<128> tempObject;
+  // Four parts a thread, the largest first, balance the threads around the
+  // entry function (the largest part, which cannot be split).
+  unsigned objectCount = threads > 1 ? 4 * threads : 1;
+  std::vector<std::string> objects;
+  std::vector<llvm::FileRemover> removeTemps(objectCount);
   if (emit == Emit::SharedObject) {
-    if (!temporaryFile("moe-compile", "o", tempObject))
-      return fail(error);
-    objectPath = std::string(tempObject);
+    for (unsigned i = 0; i < objectCount; ++i) {
+      SmallString<128> tempObject;
+      if (!temporaryFile("moe-compile", "o", tempObject))
+        return fail(error);
+      removeTemps[i].setFile(tempObject);
+      objects.push_back(std::string(tempObject));
+    }
+  } else {
+    objects.push_back(outputFile);
   }
-  llvm::FileRemover removeTemp(tempObject);
-  {
+  if (threads > 1) {
+    TimingScope scope = timing.nest(
+        llvm::formatv("LLVM optimization and code generation ({0} threads)",
+                      threads)
+            .str());
+    if (failed(moe::optimizeAndEmitObjects(std::move(llvmModule), options,
+                                           optLevel, threads, objects, error)))
+      return fail(error);
+    progress.done(llvm::formatv("optimised the LLVM IR and generated code "
+                                "({0} threads)",
+                                threads));
+  } else {
     TimingScope scope = timing.nest("Code generation");
-    if (failed(moe::emitObjectFile(*llvmModule, **machine, objectPath, error)))
+    if (failed(moe::emitObjectFile(*llvmModule, **machine, objects[0], error)))
       return fail(error);
     progress.done("generated code");
   }
   if (emit == Emit::Object)
     return 0;
-  std::vector<std::string> objects{objectPath};
   if (numConstants != 0)
     objects.push_back(std::string(constantsObject));
   TimingScope scope = timing.nest("Link");

@@ -75,11 +75,31 @@ createTargetMachine(const CompileOptions &options, std::string &error);
 bool targetHasFeature(const llvm::TargetMachine &machine,
                       llvm::StringRef feature);
 
-/// Translates an LLVM-dialect module and optimises it for `machine`.
+/// Translates an LLVM-dialect module and, unless `optimize` is false,
+/// optimises it for `machine`.
 std::unique_ptr<llvm::Module>
 translateAndOptimize(ModuleOp module, llvm::LLVMContext &context,
                      llvm::TargetMachine &machine, unsigned optLevel,
-                     TimingScope &timing);
+                     TimingScope &timing, bool optimize = true);
+
+/// Runs LLVM's default pipeline at `optLevel` on `module`.
+void optimizeModule(llvm::Module &module, llvm::TargetMachine &machine,
+                    unsigned optLevel);
+
+/// Splits the translated, unoptimised `module` into one module per path
+/// of `paths` (llvm::SplitModule: locals referenced across parts become
+/// hidden globals), then optimises each and writes it as that object, on
+/// `threads` threads taking the largest parts first. A whole model's LLVM
+/// work (about a second per decoder layer) then scales with the cores, up
+/// to the entry function, which holds the model's glue and cannot be
+/// split. Functions in different parts are not inlined into each other,
+/// which our modules do not need (the kernels are outlined, noinline
+/// functions). Every object is written (a part may hold no function).
+LogicalResult optimizeAndEmitObjects(std::unique_ptr<llvm::Module> module,
+                                     const CompileOptions &options,
+                                     unsigned optLevel, unsigned threads,
+                                     ArrayRef<std::string> paths,
+                                     std::string &error);
 
 /// Constants of at least this many bytes (the weights) are moved to the
 /// constants object (writeConstantsObject), and on x86-64 they, like every
