@@ -62,6 +62,14 @@ bool isWidenable(Operation *op) {
                       [&](Type t) { return t == op->getResult(0).getType(); });
 }
 
+/// An f32 constant holding `value` (an f16 or bf16 one) exactly.
+Value f32Constant(OpBuilder &b, Location loc, APFloat value) {
+  bool losesInfo;
+  value.convert(APFloat::IEEEsingle(), APFloat::rmNearestTiesToEven,
+                &losesInfo);
+  return arith::ConstantFloatOp::create(b, loc, b.getF32Type(), value);
+}
+
 struct WidenReduction : OpRewritePattern<linalg::GenericOp> {
   using OpRewritePattern::OpRewritePattern;
 
@@ -99,12 +107,7 @@ struct WidenReduction : OpRewritePattern<linalg::GenericOp> {
       auto constant =
           fill ? fill.value().getDefiningOp<arith::ConstantFloatOp>() : nullptr;
       if (constant) {
-        APFloat wide = constant.value();
-        bool losesInfo;
-        wide.convert(APFloat::IEEEsingle(), APFloat::rmNearestTiesToEven,
-                     &losesInfo);
-        Value scalar = arith::ConstantFloatOp::create(
-            rewriter, loc, cast<FloatType>(f32), wide);
+        Value scalar = f32Constant(rewriter, loc, constant.value());
         SmallVector<OpFoldResult> sizes =
             tensor::getMixedSizes(rewriter, loc, value);
         Value empty = tensor::EmptyOp::create(rewriter, loc, sizes, f32);
@@ -148,13 +151,8 @@ struct WidenReduction : OpRewritePattern<linalg::GenericOp> {
     for (Operation &inner : body->without_terminator()) {
       if (auto constant = dyn_cast<arith::ConstantFloatOp>(&inner);
           constant && isHalf(constant.getType())) {
-        APFloat value = constant.value();
-        bool losesInfo;
-        value.convert(APFloat::IEEEsingle(), APFloat::rmNearestTiesToEven,
-                      &losesInfo);
         mapping.map(constant.getResult(),
-                    arith::ConstantFloatOp::create(
-                        rewriter, inner.getLoc(), cast<FloatType>(f32), value));
+                    f32Constant(rewriter, inner.getLoc(), constant.value()));
         continue;
       }
       if (isa<arith::ExtFOp, arith::TruncFOp>(inner)) {
