@@ -50,6 +50,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -273,16 +274,20 @@ def check_half(args, kind):
     cannot run such a graph: it casts half ops it has no kernel for to f32
     and then rejects its own casts.)"""
     tag = f"{args.family} {kind}"
+    # One f32 export for every kind.
+    source = os.path.join(args.workdir, "half-source")
+    if not os.path.exists(os.path.join(source, "model.onnx")):
+        export(args, source, "--dynamic")
     out = os.path.join(args.workdir, kind)
-    f32_model = export(args, out, "--dynamic")
-    model = os.path.join(out, "model_half.onnx")
-    f32_inputs = open(os.path.join(out, "inputs.txt")).read().split()
-    inputs = [p[:-len(".npy")] + f"_{kind}.npy" for p in f32_inputs]
-    pairs = [x for pair in zip(f32_inputs, inputs) for x in pair]
-    run([sys.executable, os.path.join(LIB, "half_onnx.py"), kind, f32_model, model,
-         *pairs], f"{tag} convert")
-    os.replace(model, os.path.join(out, "model.onnx"))
+    os.makedirs(out, exist_ok=True)
     model = os.path.join(out, "model.onnx")
+    f32_inputs = open(os.path.join(source, "inputs.txt")).read().split()
+    inputs = [os.path.join(out, os.path.basename(p)) for p in f32_inputs]
+    pairs = [x for pair in zip(f32_inputs, inputs) for x in pair]
+    run([sys.executable, os.path.join(LIB, "half_onnx.py"), kind,
+         os.path.join(source, "model.onnx"), model, *pairs], f"{tag} convert")
+    for name in ("config.json", "torch_0.npy"):
+        shutil.copy(os.path.join(source, name), out)
     check_raising(tag, out)
     lib = os.path.join(out, "model.so")
     run([os.path.join(TOOLS, "moe-compile"), model, *args.compile_arg, "-o", lib],
