@@ -25,6 +25,7 @@
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Program.h"
 #include "llvm/Support/TargetSelect.h"
+#include "llvm/Support/ThreadPool.h"
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/Target/TargetMachine.h"
 #include "llvm/Target/TargetOptions.h"
@@ -32,9 +33,7 @@
 #include "llvm/TargetParser/SubtargetFeature.h"
 #include "llvm/Transforms/Utils/SplitModule.h"
 
-#include <atomic>
 #include <numeric>
-#include <thread>
 
 using namespace mlir;
 
@@ -263,8 +262,7 @@ LogicalResult moe::optimizeAndEmitObjects(std::unique_ptr<llvm::Module> module,
                                           std::string &error) {
   unsigned parts = paths.size();
   assert(threads >= 1 && parts >= threads && "at least a part per thread");
-  // Each part goes through bitcode into a context of its own: an
-  // LLVMContext (and a TargetMachine) serves one thread at a time.
+  // Each part goes through bitcode into a context of its own.
   SmallVector<SmallVector<char, 0>> bitcode;
   llvm::SplitModule(*module, parts, [&](std::unique_ptr<llvm::Module> part) {
     llvm::raw_svector_ostream os(bitcode.emplace_back());
@@ -279,19 +277,23 @@ LogicalResult moe::optimizeAndEmitObjects(std::unique_ptr<llvm::Module> module,
   llvm::stable_sort(order, [&](unsigned a, unsigned b) {
     return bitcode[a].size() > bitcode[b].size();
   });
+  // An LLVMContext and a TargetMachine serve one thread at a time: each
+  // part has its own, the machines made here (createTargetMachine
+  // initialises LLVM's target registry).
   SmallVector<std::unique_ptr<llvm::TargetMachine>> machines;
-  for (unsigned i = 0; i < threads; ++i) {
+  for (size_t i = 0; i < bitcode.size(); ++i) {
     FailureOr<std::unique_ptr<llvm::TargetMachine>> machine =
         createTargetMachine(options, error);
     if (failed(machine))
       return failure();
     machines.push_back(std::move(*machine));
   }
+  // LLVM's pool runs the tasks in the order given.
   SmallVector<std::string> errors(bitcode.size());
-  std::atomic<unsigned> next{0};
-  auto work = [&](llvm::TargetMachine &machine) {
-    for (unsigned n; (n = next++) < order.size();) {
-      unsigned i = order[n];
+  llvm::DefaultThreadPool pool(llvm::hardware_concurrency(threads));
+  for (unsigned i : order)
+    pool.async([&, i] {
+      llvm::TargetMachine &machine = *machines[i];
       llvm::LLVMContext context;
       llvm::Expected<std::unique_ptr<llvm::Module>> part =
           llvm::parseBitcodeFile(
@@ -300,18 +302,12 @@ LogicalResult moe::optimizeAndEmitObjects(std::unique_ptr<llvm::Module> module,
               context);
       if (!part) {
         errors[i] = llvm::toString(part.takeError());
-        continue;
+        return;
       }
       optimizeModule(**part, machine, optLevel);
       (void)emitObjectFile(**part, machine, paths[i], errors[i]);
-    }
-  };
-  std::vector<std::thread> workers;
-  for (unsigned t = 1; t < threads; ++t)
-    workers.emplace_back(work, std::ref(*machines[t]));
-  work(*machines[0]);
-  for (std::thread &worker : workers)
-    worker.join();
+    });
+  pool.wait();
   for (const std::string &message : errors)
     if (!message.empty()) {
       error = message;
