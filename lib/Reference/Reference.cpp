@@ -787,6 +787,22 @@ Tensor layer(const Tensor &x, const Tensor &logits, const LayerWeights &wts,
       logits, wts.routerBias ? &*wts.routerBias : nullptr, opt.route);
   DispatchResult d = dispatch(x, routed.ids, E, opt.capacityFactor,
                               opt.expertCapacity, opt.capacityGroup);
+  Tensor combineWeights = routed.weights;
+  if (opt.scaleInput) {
+    if (Z > 0 || opt.droppedPassThrough)
+      fail(fn, "scaleInput with zero experts or dropped pass-through");
+    // Each slot's row scaled by its weight; the outputs summed unweighted.
+    const int64_t k = opt.route.k;
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t j = 0; j < k; ++j) {
+        int64_t r = d.slotRows.data[t * k + j];
+        if (r < 0)
+          continue;
+        for (int64_t h = 0; h < H; ++h)
+          d.rows.data[r * H + h] *= routed.weights.data[t * k + j];
+        combineWeights.data[t * k + j] = 1.0;
+      }
+  }
   Tensor y = expert(d.rows, d.offsets, wts.experts, opt.expert);
 
   // Shared experts: every token visits each of the S experts; run them as
@@ -818,8 +834,8 @@ Tensor layer(const Tensor &x, const Tensor &logits, const LayerWeights &wts,
   ops.constants = wts.constants ? &*wts.constants : nullptr;
   ops.constantGates = wts.constantGates ? &*wts.constantGates : nullptr;
   ops.droppedPassThrough = opt.droppedPassThrough;
-  return combine(y, routed.weights, routed.ids, d.slotRows, E,
-                 opt.zeroExperts, ops);
+  return combine(y, combineWeights, routed.ids, d.slotRows, E, opt.zeroExperts,
+                 ops);
 }
 
 } // namespace moe::reference

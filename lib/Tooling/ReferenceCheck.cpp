@@ -200,6 +200,7 @@ Reference parseReference(const moe_function *fn) {
     r.options.expertCapacity = static_cast<int64_t>(*c);
   r.perSequenceCapacity = boolAttr(a, "capacity_per_sequence");
   r.options.droppedPassThrough = boolAttr(a, "dropped_pass_through");
+  r.options.scaleInput = boolAttr(a, "scale_input");
   if (attr(a, "weight_bits")) {
     ref::Quantization q;
     q.bits = intAttr(a, "weight_bits", 8);

@@ -737,6 +737,90 @@ RoutedRows buildRankExchange(PatternRewriter &rewriter, LayerOp layer,
   return {returned, unitWeights, byRank.getSlotRows()};
 }
 
+/// The dispatched `rows` ([R, H]) each scaled by its slot's routing weight
+/// (moe.layer's `scale_input`): row r holds token `rowTokens[r]`, and the
+/// token's slot j with `slotRows[t, j] == r` gives its weight (padding
+/// rows, token -1, get 0).
+Value scaleRowsByWeights(PatternRewriter &rewriter, Location loc, Value rows,
+                         Value rowTokens, Value slotRows, Value weights) {
+  auto rowsType = cast<RankedTensorType>(rows.getType());
+  auto weightsType = cast<RankedTensorType>(weights.getType());
+  Type scoreType = weightsType.getElementType();
+  int64_t k = weightsType.getDimSize(1);
+  MLIRContext *ctx = rewriter.getContext();
+  Value numRows = tensor::DimOp::create(rewriter, loc, rows, 0);
+  auto rowWeightsType =
+      RankedTensorType::get({rowsType.getDimSize(0)}, scoreType);
+  Value rowWeightsInit = tensor::EmptyOp::create(
+      rewriter, loc, rowWeightsType.getShape(), scoreType,
+      rowWeightsType.isDynamicDim(0) ? ValueRange{numRows} : ValueRange{});
+  AffineMap id1 = AffineMap::getMultiDimIdentityMap(1, ctx);
+  Value rowWeights =
+      linalg::GenericOp::create(
+          rewriter, loc, TypeRange{rowWeightsType}, ValueRange{rowTokens},
+          ValueRange{rowWeightsInit}, ArrayRef<AffineMap>{id1, id1},
+          SmallVector<utils::IteratorType>{utils::IteratorType::parallel},
+          [&](OpBuilder &b, Location l, ValueRange args) {
+            Value row = arith::IndexCastOp::create(
+                b, l, b.getI32Type(), linalg::IndexOp::create(b, l, 0));
+            Value zeroI = arith::ConstantIntOp::create(b, l, b.getI32Type(), 0);
+            Value token = arith::IndexCastOp::create(
+                b, l, b.getIndexType(),
+                arith::MaxSIOp::create(b, l, args[0], zeroI));
+            Value weight =
+                arith::ConstantOp::create(b, l, b.getFloatAttr(scoreType, 0.0));
+            for (int64_t j = 0; j < k; ++j) {
+              Value slot = arith::ConstantIndexOp::create(b, l, j);
+              Value slotRow = tensor::ExtractOp::create(
+                  b, l, slotRows, ValueRange{token, slot});
+              Value slotWeight = tensor::ExtractOp::create(
+                  b, l, weights, ValueRange{token, slot});
+              Value mine = arith::CmpIOp::create(b, l, arith::CmpIPredicate::eq,
+                                                 slotRow, row);
+              weight = arith::SelectOp::create(b, l, mine, slotWeight, weight);
+            }
+            Value padding = arith::CmpIOp::create(
+                b, l, arith::CmpIPredicate::slt, args[0], zeroI);
+            Value zeroF =
+                arith::ConstantOp::create(b, l, b.getFloatAttr(scoreType, 0.0));
+            linalg::YieldOp::create(b, l,
+                                    ValueRange{arith::SelectOp::create(
+                                        b, l, padding, zeroF, weight)});
+          })
+          .getResult(0);
+  Value scaledInit = tensor::EmptyOp::create(
+      rewriter, loc, tensor::getMixedSizes(rewriter, loc, rows),
+      rowsType.getElementType());
+  AffineMap id2 = AffineMap::getMultiDimIdentityMap(2, ctx);
+  AffineMap perRow = AffineMap::get(2, 0, getAffineDimExpr(0, ctx));
+  return linalg::GenericOp::create(
+             rewriter, loc, TypeRange{rowsType}, ValueRange{rows, rowWeights},
+             ValueRange{scaledInit}, ArrayRef<AffineMap>{id2, perRow, id2},
+             SmallVector<utils::IteratorType>(2, utils::IteratorType::parallel),
+             [&](OpBuilder &b, Location l, ValueRange args) {
+               Value weight = args[1];
+               if (weight.getType() != args[0].getType())
+                 weight =
+                     arith::TruncFOp::create(b, l, args[0].getType(), weight);
+               linalg::YieldOp::create(
+                   b, l,
+                   ValueRange{arith::MulFOp::create(b, l, args[0], weight)});
+             })
+      .getResult(0);
+}
+
+/// Ones shaped like `weights`: the combine weights of a layer whose routing
+/// weights were applied to its experts' inputs.
+Value unitWeightsLike(PatternRewriter &rewriter, Location loc, Value weights) {
+  auto type = cast<RankedTensorType>(weights.getType());
+  Value init = tensor::EmptyOp::create(
+      rewriter, loc, tensor::getMixedSizes(rewriter, loc, weights),
+      type.getElementType());
+  Value one = arith::ConstantOp::create(
+      rewriter, loc, rewriter.getFloatAttr(type.getElementType(), 1.0));
+  return linalg::FillOp::create(rewriter, loc, one, init).getResult(0);
+}
+
 struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
   DecomposeLayerPattern(MLIRContext *ctx,
                         const MoEDecomposeLayerOptions &options)
@@ -770,8 +854,10 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
         return Value();
       return convertElements(rewriter, loc, tokens, rewriter.getBF16Type());
     };
+    // Rows scaled by their weights are computed in the tokens' type (as
+    // the exported graph does) and handed to the experts as such.
     Value narrowRows;
-    if (!layer.getQuantAttr())
+    if (!layer.getQuantAttr() && !layer.getScaleInput())
       narrowRows = narrowFor(layer.getFc1());
     Value sharedRows;
     if (Value sharedFc1 = layer.getSharedFc1()) {
@@ -843,6 +929,14 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
           layer.getCapacityFactorAttr(), layer.getExpertCapacityAttr());
       routed.weights = route.getWeights();
       routed.slotRows = dispatch.getSlotRows();
+      Value rows = dispatch.getRows();
+      if (layer.getScaleInput()) {
+        // The weights scale what the experts read; their outputs are summed
+        // as they are.
+        rows = scaleRowsByWeights(rewriter, loc, rows, dispatch.getRowTokens(),
+                                  dispatch.getSlotRows(), route.getWeights());
+        routed.weights = unitWeightsLike(rewriter, loc, route.getWeights());
+      }
       if (ep)
         routed.expertOutput =
             buildExpertExchange(rewriter, layer, dispatch, scoreType);
@@ -851,7 +945,7 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
             rewriter, loc, layer,
             RankedTensorType::get({numRows, hidden},
                                   tokensType.getElementType()),
-            dispatch.getRows(), dispatch.getOffsets());
+            rows, dispatch.getOffsets());
     }
 
     Value shared;

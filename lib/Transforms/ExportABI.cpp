@@ -629,6 +629,7 @@ llvm::json::Object FunctionManifest::referenceFor(LayerOp layer) {
            : llvm::json::Value(nullptr)},
       {"capacity_per_sequence", layer.getCapacityPerSequence()},
       {"dropped_pass_through", layer.getDroppedPassThrough()},
+      {"scale_input", layer.getScaleInput()},
       {"zero_experts", std::move(zeroExperts)}};
   if (QuantAttr quant = layer.getQuantAttr()) {
     attributes["weight_bits"] = quant.getBits();

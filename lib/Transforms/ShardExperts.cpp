@@ -106,6 +106,10 @@ private:
       return layer.emitOpError(
           "with capacity_factor cannot be made expert-parallel: capacities "
           "are defined over all tokens, but each rank routes only its own");
+    if (layer.getScaleInput())
+      return layer.emitOpError(
+          "with scale_input cannot be made expert-parallel yet: the "
+          "exchange sends unscaled rows");
     int64_t numExperts = fc1Type.getDimSize(0);
     auto ep = ExpertParallelAttr::get(&getContext(), grid, ranks, numExperts);
     int64_t perRank = ep.getExpertsPerRank();

@@ -217,3 +217,24 @@ func.func @router_weight(%x: tensor<?x64xbf16>, %r: tensor<8x64xbf16>, %w1: tens
   %y = moe.layer %x router_weight %r fc1 %w1 fc2 %w2 {k = 2 : i64} : (tensor<?x64xbf16>, tensor<8x64xbf16>, tensor<8x32x64xf32>, tensor<8x64x32xf32>) -> tensor<?x64xbf16>
   return %y : tensor<?x64xbf16>
 }
+
+// -----
+
+// Llama 4 (scale_input): each dispatched row is scaled by its slot's
+// routing weight (found through slot_rows, 0 for padding rows), the experts
+// read the scaled rows, and combine sums their outputs with unit weights.
+// CHECK-LABEL: func @scale_input
+// CHECK-SAME: (%[[X:.*]]: tensor<?x16xf32>, %[[L:.*]]: tensor<?x4xf32>, %[[W1:.*]]: tensor<4x16x16xf32>, %[[W2:.*]]: tensor<4x16x8xf32>)
+// CHECK:      %[[W:.*]], %[[IDS:.*]] = moe.route %[[L]] {k = 2 : i64, scoring = #moe.scoring<sigmoid>}
+// CHECK-NEXT: %[[ROWS:.*]], %[[OFF:.*]], %[[TOKENS:.*]], %[[SLOTS:.*]] = moe.dispatch %[[X]], %[[IDS]]
+// CHECK:      %[[RW:.*]] = linalg.generic {{.*}} ins(%[[TOKENS]] : tensor<?xi32>) outs(%{{.*}} : tensor<?xf32>)
+// CHECK-COUNT-2: tensor.extract %[[SLOTS]]
+// CHECK:      %[[SCALED:.*]] = linalg.generic {{.*}} ins(%[[ROWS]], %[[RW]] : tensor<?x16xf32>, tensor<?xf32>)
+// CHECK:        arith.mulf
+// CHECK:      %[[ONES:.*]] = linalg.fill ins(%{{.*}} : f32) outs(%{{.*}} : tensor<?x2xf32>)
+// CHECK:      %[[Y:.*]] = moe.expert %[[SCALED]], %[[OFF]] fc1 %[[W1]] fc2 %[[W2]]
+// CHECK-NEXT: moe.combine %[[Y]], %[[ONES]], %[[IDS]], %[[SLOTS]]
+func.func @scale_input(%x: tensor<?x16xf32>, %logits: tensor<?x4xf32>, %w1: tensor<4x16x16xf32>, %w2: tensor<4x16x8xf32>) -> tensor<?x16xf32> {
+  %0 = moe.layer %x, %logits fc1 %w1 fc2 %w2 {k = 2 : i64, scoring = #moe.scoring<sigmoid>, scale_input, activation = #moe.activation<swiglu>, swiglu_fusion = #moe.swiglu_fusion<concatenated>} : (tensor<?x16xf32>, tensor<?x4xf32>, tensor<4x16x16xf32>, tensor<4x16x8xf32>) -> tensor<?x16xf32>
+  return %0 : tensor<?x16xf32>
+}

@@ -102,6 +102,15 @@ func.func @capacity(%x: tensor<?x16xf32>, %l: tensor<?x4xf32>, %w1: tensor<4x8x1
 
 // -----
 
+// The exchange sends the dispatched rows before any scaling.
+func.func @scale_input(%x: tensor<?x16xf32>, %l: tensor<?x4xf32>, %w1: tensor<4x8x16xf32>, %w2: tensor<4x16x8xf32>) -> tensor<?x16xf32> {
+  // expected-error @+1 {{'moe.layer' op with scale_input cannot be made expert-parallel yet: the exchange sends unscaled rows}}
+  %0 = moe.layer %x, %l fc1 %w1 fc2 %w2 {k = 1 : i64, scoring = #moe.scoring<sigmoid>, scale_input} : (tensor<?x16xf32>, tensor<?x4xf32>, tensor<4x8x16xf32>, tensor<4x16x8xf32>) -> tensor<?x16xf32>
+  return %0 : tensor<?x16xf32>
+}
+
+// -----
+
 // A computed expert weight (here fc1_bias, operand #3) can be neither
 // re-typed nor cut.
 func.func @computed_weight(%x: tensor<?x16xf32>, %l: tensor<?x4xf32>, %w1: tensor<4x8x16xf32>, %w2: tensor<4x16x8xf32>) -> tensor<?x16xf32> {

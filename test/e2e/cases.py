@@ -447,4 +447,14 @@ CASES = [
          tokens=90, E=8, k=3, H=256, I=96, activation="swiglu"),
     dict(name="q8_int8act_row_e8k3_t40", quant_bits=8, tokens=40, E=8, k=3,
          H=128, I=64, activation="gelu", bias=True),
+    # Llama 4 (scale_input): each dispatched row scaled by its slot's
+    # weight before the experts, their outputs summed unweighted; top-1
+    # sigmoid with a shared expert, and top-2 with bf16 weights and a
+    # router weight (logits in the route), unfused in e2e-unfused.
+    dict(name="scale_input_llama4_t37", scale_input=True, scoring="sigmoid",
+         normalize=False, k=1, E=8, tokens=37, activation="swiglu",
+         fusion="concatenated", shared=1),
+    dict(name="scale_input_k2_bf16_t50", scale_input=True, scoring="sigmoid",
+         normalize=False, k=2, E=6, tokens=50, dtype="bf16",
+         activation="swiglu", router="weight"),
 ]

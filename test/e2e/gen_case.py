@@ -55,6 +55,8 @@ DEFAULTS = {
     "expert_capacity": None, # absolute rows per expert (and sequence with
     "capacity_per_sequence": False,  # a [B, S] input)
     "dropped_pass_through": False,   # dropped slots keep the token
+    "scale_input": False,    # routing weights scale the experts' input rows
+                             # (Llama 4)
     "shared": 0,             # S shared experts
     "shared_I": None,        # their intermediate size (default: I)
     "shared_gate": False,
@@ -159,6 +161,8 @@ def layer_attributes(s):
         attrs.append("capacity_per_sequence")
     if s["dropped_pass_through"]:
         attrs.append("dropped_pass_through")
+    if s["scale_input"]:
+        attrs.append("scale_input")
     if s["zero_experts"]:
         attrs.append("zero_experts = [%s]" % ", ".join(
             "#moe.zero_expert<%s>" % z for z in s["zero_experts"]))

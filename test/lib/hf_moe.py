@@ -35,6 +35,13 @@ family's: RMSNorm or LayerNorm, GQA or MLA attention, RoPE, causal mask):
   phimoe      SparseMixer top-2 routing, LayerNorm, biased projections
   switch      top-1 with an expert capacity (dropped tokens pass through),
               router probability scaling
+  llama4      sigmoid top-1 whose score scales the expert's *input*, dense
+              experts over all tokens (bmm, gate/up halves of one weight),
+              scatter_add_ into the shared expert's output; q/k L2 norm
+              after RoPE, no RoPE on every second layer
+  dbrx        softmax top-k divided by its p-norm (p = 1), experts as views
+              of fused [E*I, H] parameters (w2 not transposed), fused Wqkv
+              clamped by clip_qkv, LayerNorm without bias
 """
 import argparse
 import json
@@ -83,6 +90,10 @@ FAMILIES = {
                    jitter_eps=0.01),
     "switch": dict(router="switch", experts_form="switch", experts=4, top_k=1,
                    capacity=6, expert_act="relu", expert_bias=False),
+    "llama4": dict(router="sigmoid_input", experts_form="llama4", top_k=1,
+                   shared_inter=80, qk_norm="l2", nope_every=2),
+    "dbrx": dict(router="pnorm", experts_form="dbrx", norm="layer_nobias",
+                 fused_qkv=True, clip_qkv=4.0, experts=8, top_k=4, eps=1e-5),
 }
 
 
@@ -117,7 +128,32 @@ class RMSNorm(nn.Module):
         return self.weight * x.to(dtype)
 
 
+class LayerNormNoBias(nn.Module):
+    """DBRX's LayerNorm: a weight and no bias."""
+
+    def __init__(self, size, eps):
+        super().__init__()
+        self.weight = nn.Parameter(1.0 + 0.1 * torch.randn(size))
+        self.eps = eps
+
+    def forward(self, x):
+        return F.layer_norm(x, self.weight.shape, self.weight, None, self.eps)
+
+
+class L2Norm(nn.Module):
+    """Llama 4's q/k norm: x / rms(x) over the head, no weight."""
+
+    def __init__(self, eps):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+
+
 def make_norm(cfg, size):
+    if cfg["norm"] == "layer_nobias":
+        return LayerNormNoBias(size, cfg["eps"])
     if cfg["norm"] == "layer":
         norm = nn.LayerNorm(size, eps=cfg["eps"])
         with torch.no_grad():
@@ -209,9 +245,14 @@ class Attention(nn.Module):
         super().__init__()
         h, d = cfg["hidden"], cfg["head_dim"]
         self.heads, self.kv_heads, self.head_dim = cfg["heads"], cfg["kv_heads"], d
-        self.q_proj = nn.Linear(h, self.heads * d, bias=cfg["qkv_bias"])
-        self.k_proj = nn.Linear(h, self.kv_heads * d, bias=cfg["qkv_bias"])
-        self.v_proj = nn.Linear(h, self.kv_heads * d, bias=cfg["qkv_bias"])
+        self.fused_qkv, self.clip_qkv = cfg.get("fused_qkv"), cfg.get("clip_qkv")
+        if self.fused_qkv:
+            self.Wqkv = nn.Linear(h, (self.heads + 2 * self.kv_heads) * d,
+                                  bias=cfg["qkv_bias"])
+        else:
+            self.q_proj = nn.Linear(h, self.heads * d, bias=cfg["qkv_bias"])
+            self.k_proj = nn.Linear(h, self.kv_heads * d, bias=cfg["qkv_bias"])
+            self.v_proj = nn.Linear(h, self.kv_heads * d, bias=cfg["qkv_bias"])
         self.o_proj = nn.Linear(self.heads * d, h, bias=cfg["o_bias"])
         self.qk_norm = cfg["qk_norm"]
         if self.qk_norm == "head":
@@ -219,13 +260,24 @@ class Attention(nn.Module):
         elif self.qk_norm == "full":
             self.q_norm = RMSNorm(self.heads * d, cfg["eps"])
             self.k_norm = RMSNorm(self.kv_heads * d, cfg["eps"])
+        elif self.qk_norm == "l2":
+            self.qk_l2 = L2Norm(cfg["eps"])
+        nope_every = cfg.get("nope_every")
+        self.use_rope = not nope_every or (layer + 1) % nope_every != 0
         self.sinks = nn.Parameter(torch.randn(self.heads)) if cfg["sinks"] else None
         self.sliding_window = cfg["sliding_window"] if layer % 2 == 0 else None
         self.scaling = d ** -0.5
 
     def forward(self, x, cos, sin, masks, past):
         b, s, _ = x.shape
-        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        if self.fused_qkv:
+            qkv = self.Wqkv(x)
+            if self.clip_qkv is not None:
+                qkv = qkv.clamp(min=-self.clip_qkv, max=self.clip_qkv)
+            q, k, v = qkv.split([self.heads * self.head_dim, self.kv_heads * self.head_dim,
+                                 self.kv_heads * self.head_dim], dim=2)
+        else:
+            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         if self.qk_norm == "full":
             q, k = self.q_norm(q), self.k_norm(k)
         q = q.view(b, s, self.heads, self.head_dim)
@@ -234,7 +286,10 @@ class Attention(nn.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = v.view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rotary(q, k, cos, sin)
+        if self.use_rope:
+            q, k = apply_rotary(q, k, cos, sin)
+            if self.qk_norm == "l2":
+                q, k = self.qk_l2(q), self.qk_l2(k)
         if past is not None:
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
@@ -525,6 +580,79 @@ class SwitchMoeBlock(nn.Module):
         return router_probs * next_states.reshape(b, s, h)
 
 
+class Llama4MoeBlock(nn.Module):
+    """Llama 4's Llama4TextMoe: top-k of the logits scattered into a [E, T]
+    matrix of -inf, sigmoid (0 for the experts not chosen); every token's
+    row, scaled by its score, goes through every expert (bmm over stacked
+    gate_up_proj [E, H, 2I], gate and up its two halves); the experts'
+    outputs are scatter-added into the shared expert's output."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        h, i, e = cfg["hidden"], cfg["inter"], cfg["experts"]
+        self.top_k, self.experts_n, self.hidden, self.inter = cfg["top_k"], e, h, i
+        self.router = nn.Linear(h, e, bias=False)
+        self.gate_up_proj = nn.Parameter(torch.randn(e, h, 2 * i) / h ** 0.5)
+        self.down_proj = nn.Parameter(torch.randn(e, i, h) / i ** 0.5)
+        self.shared_expert = GatedMLP(h, cfg["shared_inter"])
+
+    def forward(self, hidden_states):
+        b, s, h = hidden_states.shape
+        x = hidden_states.view(-1, h)
+        router_logits = self.router(x).transpose(0, 1)
+        tokens = b * s
+        top_value, top_index = torch.topk(router_logits.transpose(0, 1), self.top_k, dim=1)
+        scores = (torch.full_like(router_logits.transpose(0, 1), float("-inf"))
+                  .scatter_(1, top_index, top_value).transpose(0, 1))
+        indices = torch.arange(tokens).view(1, -1).expand(scores.size(0), -1)
+        scores = torch.sigmoid(scores.float()).to(x.dtype)
+        indices = indices.reshape(-1, 1).expand(-1, h)
+        routed_in = torch.gather(input=x, dim=0, index=indices)
+        routed_in = routed_in * scores.reshape(-1, 1)
+        xs = routed_in.view(self.experts_n, -1, h)
+        gate_up = torch.bmm(xs, self.gate_up_proj)
+        gate, up = gate_up.chunk(2, dim=-1)
+        routed_out = torch.bmm(up * F.silu(gate), self.down_proj).view(-1, h)
+        out = self.shared_expert(x)
+        out.scatter_add_(dim=0, index=indices, src=routed_out.view(-1, h))
+        return out.reshape(b, s, h)
+
+
+class DbrxMoeBlock(nn.Module):
+    """DBRX's DbrxFFN: softmax, top-k, divided by the top weights' p-norm
+    (moe_normalize_expert_weights = 1); the experts' weights are slices of
+    fused [E*I, H] parameters (w1, v1, w2), w2 used untransposed."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        h, i, e = cfg["hidden"], cfg["inter"], cfg["experts"]
+        self.top_k, self.experts_n, self.hidden, self.inter = cfg["top_k"], e, h, i
+        self.layer = nn.Linear(h, e, bias=False)
+        self.w1 = nn.Parameter(torch.randn(e * i, h) / h ** 0.5)
+        self.v1 = nn.Parameter(torch.randn(e * i, h) / h ** 0.5)
+        self.w2 = nn.Parameter(torch.randn(e * i, h) / i ** 0.5)
+
+    def forward(self, hidden_states):
+        b, s, h = hidden_states.shape
+        x = hidden_states.view(-1, h)
+        weights = self.layer(x).softmax(dim=-1, dtype=torch.float32)
+        top_weights, top_experts = torch.topk(weights, self.top_k, dim=-1)
+        top_weights = top_weights / torch.norm(top_weights, p=1, dim=-1, keepdim=True)
+        top_weights = top_weights.to(x.dtype)
+        out = torch.zeros_like(x)
+        mask = F.one_hot(top_experts, num_classes=self.experts_n).permute(2, 1, 0)
+        w1 = [w.squeeze(0) for w in self.w1.view(self.experts_n, self.inter, h).chunk(self.experts_n, 0)]
+        v1 = [w.squeeze(0) for w in self.v1.view(self.experts_n, self.inter, h).chunk(self.experts_n, 0)]
+        w2 = [w.squeeze(0) for w in self.w2.view(self.experts_n, self.inter, h).chunk(self.experts_n, 0)]
+        for e in range(self.experts_n):
+            topk_idx, token_idx = torch.where(mask[e])
+            tokens = x[None, token_idx].reshape(-1, h)
+            inter = F.silu(tokens.matmul(w1[e].t())) * tokens.matmul(v1[e].t())
+            expert_out = inter.matmul(w2[e]) * top_weights[token_idx, topk_idx, None]
+            out.index_add_(0, token_idx, expert_out)
+        return out.reshape(b, s, h)
+
+
 class DenseMLP(nn.Module):
     def __init__(self, cfg):
         super().__init__()
@@ -541,6 +669,10 @@ def make_moe(cfg, layer):
         return GptOssMoeBlock(cfg)
     if cfg["experts_form"] == "switch":
         return SwitchMoeBlock(cfg)
+    if cfg["experts_form"] == "llama4":
+        return Llama4MoeBlock(cfg)
+    if cfg["experts_form"] == "dbrx":
+        return DbrxMoeBlock(cfg)
     return SparseMoeBlock(cfg)
 
 

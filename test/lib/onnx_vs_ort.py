@@ -39,10 +39,17 @@ def compare(what, got, want, peer, rtol):
         print(f"{what}: shape {got.shape} != {peer}'s {want.shape}: FAIL")
         return False
     if np.issubdtype(want.dtype, np.floating):
-        scale = float(np.abs(want.astype(np.float64)).max()) if want.size else 0.0
-        err = float(np.abs(got.astype(np.float64) - want).max()) if want.size else 0.0
+        # Infinities must be the same ones; the rest is compared relative
+        # to the largest finite value.
+        got64, want64 = got.astype(np.float64), want.astype(np.float64)
+        finite = np.isfinite(want64)
+        same_inf = bool(np.array_equal(got64[~finite], want64[~finite],
+                                       equal_nan=True))
+        scale = float(np.abs(want64[finite]).max()) if finite.any() else 0.0
+        err = float(np.abs(got64[finite] - want64[finite]).max()) if finite.any() else 0.0
         rel = err / scale if scale > 0 else err
-        good = bool(rel <= rtol) and not np.isnan(got).any()
+        good = (bool(rel <= rtol) and same_inf
+                and not np.isnan(got64[~np.isnan(want64)]).any())
         print(f"{what} {want.dtype}{list(want.shape)}: max|ours-{peer}|/max|{peer}| "
               f"= {rel:.3g} (bound {rtol:g}): {'PASS' if good else 'FAIL'}")
     else:

@@ -744,6 +744,16 @@ LogicalResult LayerOp::verify() {
     numExperts = ep.getNumExperts();
   }
   int64_t numRouted = addDims(numExperts, getNumZeroExperts());
+  if (getScaleInput() && getNumZeroExperts() > 0)
+    return emitOpError("'scale_input' is not supported with zero-computation "
+                       "experts: what a scaled input would mean for them is "
+                       "not defined");
+  if (getScaleInput() && getExpertParallelAttr())
+    return emitOpError("'scale_input' is not supported with "
+                       "expert_parallel");
+  if (getScaleInput() && getDroppedPassThrough())
+    return emitOpError("'scale_input' is not supported with "
+                       "'dropped_pass_through'");
 
   if (bool(getLogits()) == bool(getRouterWeight()))
     return emitOpError("needs exactly one of 'logits' and 'router_weight'");

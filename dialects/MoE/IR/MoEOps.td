@@ -398,6 +398,12 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments,
     are as on `moe.expert` (ONNX Runtime's `com.microsoft.QMoE`); shared
     experts stay float.
 
+    With `scale_input` (Llama 4) a token's routing weight scales the rows
+    its experts read instead of their outputs: `y = sum_j E_{id_j}(w_j x)`
+    rather than `sum_j w_j E_{id_j}(x)`, which differ for every non-linear
+    expert. Zero-computation experts and `expert_parallel` are not
+    supported with it.
+
     With `expert_parallel` the layer is one rank's part of an
     expert-parallel layer (`-moe-shard-experts`): its expert weights hold the
     rank's `ceil(E / P)` experts while `logits` still score all `E`, and
@@ -437,6 +443,7 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments,
                $expert_capacity,
            UnitAttr:$capacity_per_sequence,
            UnitAttr:$dropped_pass_through,
+           UnitAttr:$scale_input,
            OptionalAttr<MoE_ZeroExpertArrayAttr>:$zero_experts,
            OptionalAttr<MoE_ExpertParallelAttr>:$expert_parallel));
   let results = (outs MoE_FloatTensor:$result);

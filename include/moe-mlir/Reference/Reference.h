@@ -289,6 +289,9 @@ struct LayerOptions {
   /// Dropped assignments keep the token (moe.combine's
   /// dropped_pass_through).
   bool droppedPassThrough = false;
+  /// The routing weights scale the experts' input rows, not their outputs
+  /// (moe.layer's scale_input).
+  bool scaleInput = false;
   std::vector<ZeroExpert> zeroExperts; ///< Z entries.
 };
 

@@ -306,7 +306,9 @@ bool GraphEvaluator::compute(const NodeProto &node) {
   };
   for (const EvalTensor *t : in)
     if (t) {
-      work += std::max<int64_t>(t->numel(), 0);
+      // Reading a shape costs nothing per element.
+      if (!t->shapeOnly)
+        work += std::max<int64_t>(t->numel(), 0);
       // Shapes pass through views and casts; nothing may read the values.
       if (t->shapeOnly && op != "Shape" && op != "Size" &&
           !((op == "Reshape" || op == "Flatten" || op == "Squeeze" ||
@@ -1017,8 +1019,15 @@ bool GraphEvaluator::compute(const NodeProto &node) {
     return set(0, out);
   }
   if (op == "ReduceMax" || op == "ReduceMin" || op == "ReduceSum" ||
-      op == "ReduceMean" || op == "ReduceProd" || op == "ArgMax" ||
-      op == "ArgMin") {
+      op == "ReduceMean" || op == "ReduceProd" || op == "ReduceSumSquare" ||
+      op == "ReduceL1" || op == "ReduceL2" || op == "ReduceLogSum" ||
+      op == "ReduceLogSumExp" || op == "ArgMax" || op == "ArgMin") {
+    // The sums of mapped elements: sum x^2, sum |x|, sqrt(sum x^2),
+    // log(sum x), log(sum exp x) (shifted by the max, as the import does).
+    bool summed = op == "ReduceSum" || op == "ReduceMean" ||
+                  op == "ReduceSumSquare" || op == "ReduceL1" ||
+                  op == "ReduceL2" || op == "ReduceLogSum" ||
+                  op == "ReduceLogSumExp";
     bool arg = op == "ArgMax" || op == "ArgMin";
     std::vector<int64_t> axes;
     if (arg) {
@@ -1030,7 +1039,7 @@ bool GraphEvaluator::compute(const NodeProto &node) {
       else if (!intAttr(node, "noop_with_empty_axes", 0))
         for (int64_t d = 0; d < rank; ++d)
           axes.push_back(d);
-      else
+      else if (!summed || op == "ReduceSum" || op == "ReduceMean")
         return set(0, x);
     }
     std::vector<bool> reduced(rank, false);
@@ -1058,14 +1067,32 @@ bool GraphEvaluator::compute(const NodeProto &node) {
     std::vector<int64_t> outStrides = stridesOf(keptShape);
     bool last = intAttr(node, "select_last_index", 0);
     int64_t axis = arg ? *normalizeAxis(axes[0], rank) : 0;
-    forEachIndex(x.shape, [&](int64_t flat, const std::vector<int64_t> &i) {
+    auto outIndex = [&](const std::vector<int64_t> &i) {
       int64_t o = 0;
       for (int64_t d = 0; d < rank; ++d)
         if (!reduced[d])
           o += i[d] * outStrides[d];
+      return o;
+    };
+    std::vector<double> shift(n, -INFINITY);
+    if (op == "ReduceLogSumExp") {
+      forEachIndex(x.shape, [&](int64_t flat, const std::vector<int64_t> &i) {
+        shift[outIndex(i)] = std::max(shift[outIndex(i)], x.data[flat]);
+      });
+      for (double &m : shift)
+        m = std::isinf(m) ? 0.0 : m;
+    }
+    forEachIndex(x.shape, [&](int64_t flat, const std::vector<int64_t> &i) {
+      int64_t o = outIndex(i);
       double v = x.data[flat];
       count[o] += 1;
-      if (op == "ReduceSum" || op == "ReduceMean")
+      if (op == "ReduceSumSquare" || op == "ReduceL2")
+        acc[o] += v * v;
+      else if (op == "ReduceL1")
+        acc[o] += std::fabs(v);
+      else if (op == "ReduceLogSumExp")
+        acc[o] += std::exp(v - shift[o]);
+      else if (summed)
         acc[o] += v;
       else if (op == "ReduceProd")
         acc[o] *= v;
@@ -1080,9 +1107,16 @@ bool GraphEvaluator::compute(const NodeProto &node) {
         }
       }
     });
-    if (op == "ReduceMean")
-      for (int64_t o = 0; o < n; ++o)
+    for (int64_t o = 0; o < n; ++o) {
+      if (op == "ReduceMean")
         acc[o] /= count[o];
+      else if (op == "ReduceL2")
+        acc[o] = std::sqrt(acc[o]);
+      else if (op == "ReduceLogSum")
+        acc[o] = std::log(acc[o]);
+      else if (op == "ReduceLogSumExp")
+        acc[o] = std::log(acc[o]) + shift[o];
+    }
     out.data = arg ? argAt : acc;
     if (!keep) {
       std::vector<int64_t> shape;

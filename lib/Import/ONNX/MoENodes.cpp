@@ -93,9 +93,9 @@ LogicalResult buildLayer(NodeContext &node, Value input, Value logits,
   bool swiglu = attrs.activation == Activation::swiglu;
   auto layer = LayerOp::create(
       builder, node.loc, input.getType(), input, logits,
-      /*router_weight=*/Value(), w.fc1, w.fc1Bias,
-      w.fc2, w.fc2Bias, w.fc3, w.fc3Bias, w.scales[0], w.scales[1], w.scales[2],
-      w.zeroPoints[0], w.zeroPoints[1], w.zeroPoints[2],
+      /*router_weight=*/Value(), w.fc1, w.fc1Bias, w.fc2, w.fc2Bias, w.fc3,
+      w.fc3Bias, w.scales[0], w.scales[1], w.scales[2], w.zeroPoints[0],
+      w.zeroPoints[1], w.zeroPoints[2],
       /*score_bias=*/Value(), /*shared_fc1=*/Value(), /*shared_fc2=*/Value(),
       /*shared_fc3=*/Value(), /*shared_gate=*/Value(), /*constants=*/Value(),
       /*constant_gates=*/Value(), builder.getI64IntegerAttr(attrs.k),
@@ -111,7 +111,8 @@ LogicalResult buildLayer(NodeContext &node, Value input, Value logits,
       swiglu && attrs.limit ? f64(*attrs.limit) : FloatAttr(), quant,
       /*capacity_factor=*/FloatAttr(), /*expert_capacity=*/IntegerAttr(),
       /*capacity_per_sequence=*/UnitAttr(), /*dropped_pass_through=*/UnitAttr(),
-      ArrayAttr(), /*expert_parallel=*/ExpertParallelAttr());
+      /*scale_input=*/UnitAttr(), ArrayAttr(),
+      /*expert_parallel=*/ExpertParallelAttr());
   if (failed(verify(layer)))
     return failure();
   if (node.node.output_size() != 1 || node.node.output(0).empty())

@@ -388,8 +388,14 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
     }
     if (!shared[0] || !shared[1])
       return node.fail("shared expert without fc1/fc2");
-    bool gated = *activation == Activation::swiglu &&
-                 *fusionKind == SwigluFusion::separate;
+    // Separate gate and up projections are fused the way the routed ones
+    // are: interleaved (the routed experts' separate projections are
+    // interleaved above) or concatenated (gate rows first).
+    bool concatenate = *activation == Activation::swiglu &&
+                       *fusionKind == SwigluFusion::concatenated && shared[2];
+    bool gated = (*activation == Activation::swiglu &&
+                  *fusionKind == SwigluFusion::separate) ||
+                 concatenate;
     if (gated && !shared[2])
       return node.fail("shared expert lacks its up projection");
     if (gated && shared[2]->type != shared[0]->type)
@@ -408,12 +414,17 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
           shared[p]->isResource() || (fused && shared[2]->isResource());
       ConstantBuffer buffer(RankedTensorType::get(shape, type.getElementType()),
                             resource ? &node.graph.files() : nullptr);
-      writeOutMajor(*shared[p], transposed, buffer.bytes().data(),
-                    fused ? 2 : 1, 0);
+      int64_t interleave = fused && !concatenate ? 2 : 1;
+      writeOutMajor(*shared[p], transposed, buffer.bytes().data(), interleave,
+                    0);
       node.graph.files().evict(shared[p]->bytes);
       if (fused) {
-        writeOutMajor(*shared[2], (*sharedInMajor)[2], buffer.bytes().data(),
-                      2, 1);
+        // The up projection: the odd rows, or the second half.
+        char *up = buffer.bytes().data();
+        if (concatenate)
+          up += buffer.bytes().size() / 2;
+        writeOutMajor(*shared[2], (*sharedInMajor)[2], up, interleave,
+                      concatenate ? 0 : 1);
         node.graph.files().evict(shared[2]->bytes);
       }
       sharedFc[p] = materialize(builder, node.loc, buffer.take(blobName(p, false, "shared_")));
@@ -447,13 +458,13 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
     return node.fail("swiglu_limit on a non-SwiGLU MLP");
   auto layer = LayerOp::create(
       builder, node.loc, input->getType(), *input, *logits,
-      /*router_weight=*/Value(), stacked[0][0],
-      stacked[0][1], stacked[1][0], stacked[1][1], stacked[2][0],
-      stacked[2][1], /*fc1_scales=*/Value(), /*fc2_scales=*/Value(),
+      /*router_weight=*/Value(), stacked[0][0], stacked[0][1], stacked[1][0],
+      stacked[1][1], stacked[2][0], stacked[2][1], /*fc1_scales=*/Value(),
+      /*fc2_scales=*/Value(),
       /*fc3_scales=*/Value(), /*fc1_zero_points=*/Value(),
-      /*fc2_zero_points=*/Value(), /*fc3_zero_points=*/Value(),
-      scoreBias, sharedFc[0], sharedFc[1], sharedFc[2],
-      sharedGate, /*constants=*/Value(), /*constant_gates=*/Value(),
+      /*fc2_zero_points=*/Value(), /*fc3_zero_points=*/Value(), scoreBias,
+      sharedFc[0], sharedFc[1], sharedFc[2], sharedGate, /*constants=*/Value(),
+      /*constant_gates=*/Value(),
       builder.getI64IntegerAttr(node.intAttr("k", 1)),
       ScoringAttr::get(ctx, *scoring),
       node.intAttr("normalize_routing_weights", 0) ? builder.getUnitAttr()
@@ -472,6 +483,7 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
       capacity > 0 && node.intAttr("dropped_pass_through", 0)
           ? builder.getUnitAttr()
           : UnitAttr(),
+      node.intAttr("scale_input", 0) ? builder.getUnitAttr() : UnitAttr(),
       ArrayAttr(), /*expert_parallel=*/ExpertParallelAttr());
   if (failed(verify(layer)))
     return failure();

@@ -17,6 +17,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "Raising.h"
+#include "WeightViews.h"
 
 #include "GraphImporter.h"
 #include "GraphEvaluator.h"
@@ -386,15 +387,49 @@ struct Half {
   std::string of;
   int64_t start = 0, end = 0, step = 1;
 };
-std::optional<Half> matchHalf(const GraphIndex &g, const std::string &value) {
+/// A Slice of `value` along its last axis. Its bounds are constants, or
+/// (torch's `chunk` in a dynamic export) computed from the sliced tensor's
+/// shape: then they are evaluated with its last dimension `lastDim` and
+/// must not depend on the others.
+std::optional<Half> matchHalf(const GraphIndex &g, const std::string &value,
+                              int64_t lastDim = 0) {
   const NodeProto *slice = computedBy(g, value);
   if (!isOp(slice, "Slice") || slice->input_size() < 3)
     return std::nullopt;
+  auto evaluated = [&](const std::string &bound) -> std::optional<int64_t> {
+    if (lastDim <= 0)
+      return std::nullopt;
+    for (int64_t rank : {3, 2, 4}) {
+      std::optional<int64_t> value;
+      bool agree = true;
+      for (int64_t lead : {3, 5}) {
+        GraphEvaluator ev(g, g.opset);
+        EvalTensor sliced;
+        sliced.shapeOnly = true;
+        sliced.shape.assign(rank - 1, lead);
+        sliced.shape.push_back(lastDim);
+        ev.bind(in(slice, 0), sliced);
+        std::optional<EvalTensor> v = ev.evaluate(bound);
+        if (!v || v->shapeOnly || v->numel() != 1) {
+          agree = false;
+          break;
+        }
+        if (value && *value != int64_t(v->data[0]))
+          agree = false;
+        value = int64_t(v->data[0]);
+      }
+      if (agree && value)
+        return value;
+    }
+    return std::nullopt;
+  };
   auto one = [&](int i, int64_t def) -> std::optional<int64_t> {
     if (i >= slice->input_size() || in(slice, i).empty())
       return def;
     std::optional<SmallVector<int64_t>> v = g.ints(in(slice, i));
-    if (!v || v->size() != 1)
+    if (!v)
+      return evaluated(in(slice, i));
+    if (v->size() != 1)
       return std::nullopt;
     return (*v)[0];
   };
@@ -476,11 +511,25 @@ std::optional<ExpertMLP> matchExpertMLP(const GraphIndex &g,
   if (matchSwiGLUProduct(g, hidden, gate, linear, mlp)) {
     mlp.activation = "swiglu";
     // Both halves of one projection, or two projections.
-    std::optional<Half> gh = matchHalf(g, gate), lh = matchHalf(g, linear);
-    if (gh && lh && gh->of == lh->of) {
-      std::optional<Linear> fc1 = linearOf(gh->of);
-      if (!fc1)
+    auto sliced = [&](const std::string &v) -> std::string {
+      const NodeProto *slice = computedBy(g, v);
+      return isOp(slice, "Slice") ? in(slice, 0) : std::string();
+    };
+    std::optional<Half> gh, lh;
+    std::optional<Linear> fused;
+    if (std::string of = sliced(gate); !of.empty() && of == sliced(linear)) {
+      fused = linearOf(of);
+      if (!fused)
         return std::nullopt;
+      SmallVector<int64_t> dims = g.dims(fused->weight);
+      int64_t outputs = dims.size() < 2  ? 0
+                        : fused->inMajor ? dims.back()
+                                         : dims[dims.size() - 2];
+      gh = matchHalf(g, gate, outputs);
+      lh = matchHalf(g, linear, outputs);
+    }
+    if (gh && lh && gh->of == lh->of) {
+      const Linear *fc1 = &*fused;
       if (gh->step == 2 && lh->step == 2 && gh->start == 0 && lh->start == 1)
         mlp.fusion = "interleaved";
       else if (gh->step == 1 && lh->step == 1 && gh->start == 0 &&
@@ -650,12 +699,14 @@ std::optional<std::string> findRouterLogits(const GraphIndex &g,
 /// configuration (scoring, renormalisation, expert groups read off the
 /// subgraph's reshapes and top-k sizes, a per-expert bias read off its
 /// constants); the routed scaling is the measured ratio. The first
-/// configuration that agrees on every sample is the router.
-std::optional<Router> matchRouting(const GraphIndex &g,
-                                   const std::string &ids,
+/// configuration that agrees on every sample is the router. With
+/// `expertMajorWeights`, `weights` is a dense [E, T] matrix (Llama 4's
+/// scores), zero off the chosen experts.
+std::optional<Router> matchRouting(const GraphIndex &g, const std::string &ids,
                                    const std::string &weights,
                                    const std::string &tokens,
-                                   int64_t numExperts, std::string &why) {
+                                   int64_t numExperts, std::string &why,
+                                   bool expertMajorWeights) {
   std::optional<std::string> logits =
       findRouterLogits(g, ids, tokens, numExperts);
   if (!logits) {
@@ -713,11 +764,30 @@ std::optional<Router> matchRouting(const GraphIndex &g,
     }
     int64_t k = idv->shape.empty() ? 0 : idv->numel() / numTokens;
     if (k < 1 || idv->shapeOnly || wv->shapeOnly || wv->shape.empty() ||
-        idv->numel() != numTokens * k || wv->numel() != numTokens * k ||
-        idv->shape[0] != numTokens || wv->shape[0] != numTokens) {
+        idv->numel() != numTokens * k || idv->shape[0] != numTokens ||
+        (expertMajorWeights
+             ? wv->numel() != numExperts * numTokens
+             : wv->numel() != numTokens * k || wv->shape[0] != numTokens)) {
       why = "the expert choice is not [tokens, k]";
       return std::nullopt;
     }
+    // A dense [E, T] matrix: each slot's weight is its expert's entry, and
+    // the experts not chosen must have none (they would run otherwise).
+    auto slotWeight = [&](int64_t t, int64_t j, int64_t id) {
+      return expertMajorWeights ? wv->data[id * numTokens + t]
+                                : wv->data[t * k + j];
+    };
+    if (expertMajorWeights)
+      for (int64_t t = 0; t < numTokens; ++t)
+        for (int64_t e = 0; e < numExperts; ++e) {
+          bool chosen = false;
+          for (int64_t j = 0; j < k; ++j)
+            chosen |= idv->data[t * k + j] == double(e);
+          if (!chosen && wv->data[e * numTokens + t] != 0.0) {
+            why = "the routing matrix weights experts outside the top-k";
+            return std::nullopt;
+          }
+        }
     e.slots.resize(numTokens);
     for (int64_t t = 0; t < numTokens; ++t) {
       for (int64_t j = 0; j < k; ++j) {
@@ -728,7 +798,7 @@ std::optional<Router> matchRouting(const GraphIndex &g,
                 ", not an expert";
           return std::nullopt;
         }
-        e.slots[t].emplace_back(int64_t(id), wv->data[t * k + j]);
+        e.slots[t].emplace_back(int64_t(id), slotWeight(t, j, int64_t(id)));
       }
       llvm::sort(e.slots[t]);
     }
@@ -950,6 +1020,8 @@ struct RaisedBlock {
   bool perSequence = false, passThrough = false;
   /// The output is per token ([T, H]) although the input is [B, S, H].
   bool flattenOutput = false;
+  /// The routing weights scale the experts' input rows (Llama 4).
+  bool scaleInput = false;
   /// The node whose output the raised node produces instead.
   const NodeProto *replaced = nullptr;
 };
@@ -1032,6 +1104,8 @@ NodeProto buildRaisedNode(const RaisedBlock &block) {
       block.experts, [](const auto &m) { return m.has_value(); });
   if (block.flattenOutput)
     intAttr("flatten_output", 1);
+  if (block.scaleInput)
+    intAttr("scale_input", 1);
   if (block.capacity > 0) {
     intAttr("expert_capacity", block.capacity);
     intAttr("capacity_per_sequence", block.perSequence);
@@ -1234,8 +1308,9 @@ std::optional<RaisedBlock> matchPerExpertBranches(const GraphIndex &g,
     }
     experts[*expert] = *mlp;
   }
-  std::optional<Router> router = matchRouting(g, ids, routingWeights,
-                                              block.input, block.numExperts, why);
+  std::optional<Router> router =
+      matchRouting(g, ids, routingWeights, block.input, block.numExperts, why,
+                   /*expertMajorWeights=*/false);
   if (!router)
     return std::nullopt;
   block.router = *router;
@@ -1456,7 +1531,8 @@ std::optional<RaisedBlock> matchStackedForms(const GraphIndex &g,
     }
     int64_t numExperts = g.dims(mlp->fc1.weight)[0];
     std::optional<Router> router =
-        matchRouting(g, ids, routing, mlp->input, numExperts, why);
+        matchRouting(g, ids, routing, mlp->input, numExperts, why,
+                     /*expertMajorWeights=*/false);
     if (!router)
       return std::nullopt;
     candidate.router = *router;
@@ -1465,6 +1541,158 @@ std::optional<RaisedBlock> matchStackedForms(const GraphIndex &g,
     candidate.numExperts = g.dims(mlp->fc1.weight)[0];
     candidate.experts = {*mlp};
     return candidate;
+  }
+  return std::nullopt;
+}
+
+//===----------------------------------------------------------------------===//
+// (e) Input-scaled dense experts (Llama 4)
+//===----------------------------------------------------------------------===//
+
+/// Whether `indices` maps row r of an [E * T, ...] index tensor to token
+/// r mod T (every entry of a row): the tokens repeated once per expert.
+/// Evaluated with `tokens` bound to a sample row count; a static export's
+/// constant index fixes its own T. Sets `numTokens`.
+bool repeatsTokens(const GraphIndex &g, const std::string &indices,
+                   const std::string &tokens, int64_t hidden,
+                   const std::string &logits, int64_t numExperts) {
+  for (int64_t rank : {2, 3}) {
+    GraphEvaluator ev(g, g.opset);
+    EvalTensor bound;
+    bound.shapeOnly = true;
+    bound.shape = {7, hidden};
+    ev.bind(tokens, bound);
+    EvalTensor source = bound;
+    source.shape.insert(source.shape.begin(), rank - 2, 1);
+    ev.bind(viewSource(g, tokens), source);
+    // The repeat count may be read off the router's scores (Llama 4:
+    // `router_scores.size(0)`, the scores computed from the logits): any
+    // logits will do.
+    EvalTensor scores;
+    scores.shape = {7, numExperts};
+    for (int64_t i = 0; i < 7 * numExperts; ++i)
+      scores.data.push_back(double((i * 37) % 101) / 17.0);
+    ev.bind(logits, scores);
+    std::optional<EvalTensor> idx = ev.evaluate(indices);
+    if (!idx || idx->shapeOnly || idx->shape.empty() || idx->numel() == 0)
+      continue;
+    int64_t rows = idx->shape[0], perRow = idx->numel() / rows;
+    if (rows % numExperts)
+      continue;
+    int64_t numTokens = rows / numExperts;
+    bool repeats = true;
+    for (int64_t r = 0; r < rows && repeats; ++r)
+      for (int64_t c = 0; c < perRow && repeats; ++c)
+        repeats = idx->data[r * perRow + c] == double(r % numTokens);
+    if (repeats)
+      return true;
+  }
+  return false;
+}
+
+/// Llama 4's Llama4TextMoe (anchor: ScatterElements, reduction add, axis
+/// 0): every token's row, scaled by a dense [E, T] routing matrix (zero
+/// off the top-k), goes through every expert (batched MatMuls over stacked
+/// weights); the outputs, [E * T, H], are scatter-added into the shared
+/// expert's output (or zeros) at their tokens.
+std::optional<RaisedBlock> matchInputScaledExperts(const GraphIndex &g,
+                                                   const NodeProto *scatter,
+                                                   std::string &why) {
+  if (!isOp(scatter, "ScatterElements"))
+    return std::nullopt;
+  const onnx::AttributeProto *axis = findAttribute(*scatter, "axis");
+  if (axis && axis->i() != 0)
+    return std::nullopt;
+  std::optional<ExpertMLP> mlp =
+      matchExpertMLP(g, in(scatter, 2), [&](const std::string &v) {
+        return matchTiledLinear(g, v);
+      });
+  if (!mlp)
+    return std::nullopt;
+  SmallVector<int64_t> fc1Dims = g.dims(mlp->fc1.weight);
+  if (fc1Dims.size() != 3)
+    return std::nullopt;
+  int64_t numExperts = fc1Dims[0], hidden = fc1Dims[1];
+  // The experts not routed to see zero rows: only bias-free ones give 0.
+  if (!mlp->fc1.bias.empty() || !mlp->fc2.bias.empty() ||
+      (mlp->fc3 && !mlp->fc3->bias.empty())) {
+    why = "input-scaled experts with biases (experts not routed to would "
+          "add their output for a zero row)";
+    return std::nullopt;
+  }
+  const NodeProto *mul = computedBy(g, mlp->input);
+  if (!isOp(mul, "Mul"))
+    return std::nullopt;
+  for (int side : {0, 1}) {
+    // The tokens repeated once per expert: GatherElements/Gather by
+    // repeated token indices, or Tile.
+    const NodeProto *repeat = computedBy(g, in(mul, side));
+    const std::string &scale = in(mul, 1 - side);
+    const NodeProto *topk = findTopK(g, scale);
+    std::string tokens =
+        repeat && repeat->input_size() > 0 ? in(repeat, 0) : std::string();
+    std::optional<std::string> logits =
+        topk ? findRouterLogits(g, out(topk, 1), tokens, numExperts)
+             : std::nullopt;
+    if (!logits)
+      continue;
+    if (isOp(repeat, "GatherElements") || isOp(repeat, "Gather")) {
+      const onnx::AttributeProto *gatherAxis = findAttribute(*repeat, "axis");
+      if ((gatherAxis && gatherAxis->i() != 0) ||
+          !repeatsTokens(g, in(repeat, 1), tokens, hidden, *logits, numExperts))
+        continue;
+    } else if (isOp(repeat, "Tile")) {
+      std::optional<SmallVector<int64_t>> repeats = g.ints(in(repeat, 1));
+      if (!repeats || *repeats != SmallVector<int64_t>{numExperts, 1})
+        continue;
+    } else {
+      continue;
+    }
+    // The scatter writes row r back to token r mod T.
+    if (!repeatsTokens(g, in(scatter, 1), tokens, hidden, *logits,
+                       numExperts)) {
+      why = "the experts' outputs are not added back to their tokens";
+      return std::nullopt;
+    }
+    mlp->input = tokens;
+    std::optional<Router> router =
+        matchRouting(g, out(topk, 1), scale, tokens, numExperts, why,
+                     /*expertMajorWeights=*/true);
+    if (!router)
+      return std::nullopt;
+    RaisedBlock block;
+    block.form = "input-scaled dense experts";
+    block.replaced = scatter;
+    block.output = out(scatter, 0);
+    block.stacked = true;
+    block.scaleInput = true;
+    block.router = *router;
+    block.logits = router->logits;
+    block.input = matchLinear(g, router->logits)->input;
+    block.numExperts = numExperts;
+    block.experts = {*mlp};
+    // The accumulator: zeros, or the shared expert on the same tokens.
+    const std::string &acc = in(scatter, 0);
+    if (!isZeros(g, acc)) {
+      std::optional<ExpertMLP> shared = matchExpertMLP(
+          g, acc, [&](const std::string &v) { return matchLinear(g, v); });
+      bool separateHalves = shared && shared->activation == "swiglu" &&
+                            shared->fusion == "separate" &&
+                            mlp->activation == "swiglu";
+      if (!shared || !shared->fc1.bias.empty() || !shared->fc2.bias.empty() ||
+          (shared->fc3 && !shared->fc3->bias.empty()) ||
+          shared->activation != mlp->activation ||
+          (shared->fusion != mlp->fusion && !separateHalves) ||
+          shared->alpha != mlp->alpha || shared->beta != mlp->beta ||
+          shared->limit != mlp->limit ||
+          viewSource(g, shared->input) != viewSource(g, block.input)) {
+        why = "the experts' outputs are added to something other than zeros "
+              "or a shared expert like them";
+        return std::nullopt;
+      }
+      block.shared = shared;
+    }
+    return block;
   }
   return std::nullopt;
 }
@@ -1924,6 +2152,7 @@ LogicalResult mlir::moe::onnx_import::raiseMoESubgraphs(
     for (const auto &import : model.opset_import())
       if (import.domain().empty() || import.domain() == "ai.onnx")
         opset = import.version();
+    foldWeightViews(graph, opset, readExternal);
     GraphIndex g(graph, opset, readExternal);
     // A block ends in a ReduceSum (stacked forms) or in the last link of an
     // accumulation chain: a scatter-add no other scatter-add continues.
@@ -1941,8 +2170,14 @@ LogicalResult mlir::moe::onnx_import::raiseMoESubgraphs(
         block = matchStackedForms(g, &node, why);
       } else if (endsChain(node)) {
         block = matchPerExpertBranches(g, &node, why);
-        if (block)
+        if (block) {
           matchSharedExperts(g, *block);
+        } else {
+          std::string scaledWhy;
+          block = matchInputScaledExperts(g, &node, scaledWhy);
+          if (block || !scaledWhy.empty())
+            why = scaledWhy;
+        }
       } else if (endsAssignmentChain(g, node)) {
         block = matchCapacityTop1(g, &node, why);
       }

@@ -686,7 +686,18 @@ LogicalResult importSoftmax(NodeContext &node) {
 // Reductions
 //===----------------------------------------------------------------------===//
 
-enum class Reduce { Sum, Mean, Max, Min, Prod, SumSquare };
+enum class Reduce {
+  Sum,
+  Mean,
+  Max,
+  Min,
+  Prod,
+  SumSquare,
+  L1,
+  L2,
+  LogSum,
+  LogSumExp
+};
 
 /// The sorted, unique, non-negative reduction axes: the `axes` attribute
 /// (before opset 13/18) or input 1; all axes when none are given, unless
@@ -731,12 +742,23 @@ LogicalResult importReduce(NodeContext &node) {
   Type element = input->second.getElementType();
   if (failed(checkNumeric(node, element, "input 0")))
     return failure();
+  // A square root or a logarithm of integers would truncate; exporters
+  // write these reductions on floats.
+  constexpr bool kFloatOnly =
+      Kind == Reduce::L2 || Kind == Reduce::LogSum || Kind == Reduce::LogSumExp;
+  if (kFloatOnly && !isFloatType(element))
+    return node.fail("expects a float input");
   int64_t rank = input->second.getRank();
   FailureOr<SmallVector<int64_t>> axes = reductionAxes(node, rank);
   if (failed(axes))
     return failure();
   Value x = input->first;
-  if (axes->empty()) {
+  // With no axis left to reduce, ONNX still applies the element map
+  // (|x|, x*x, exp) and the final function (sqrt, log) to each element;
+  // only the plain reductions return their input.
+  if (axes->empty() &&
+      (Kind == Reduce::Sum || Kind == Reduce::Mean || Kind == Reduce::Max ||
+       Kind == Reduce::Min || Kind == Reduce::Prod)) {
     node.setOutput(0, x);
     return success();
   }
@@ -745,12 +767,18 @@ LogicalResult importReduce(NodeContext &node) {
   bool keep = node.intAttr("keepdims", 1);
   // Whole-tensor reductions of shape vectors (element counts) fold.
   if (std::optional<SmallVector<int64_t>> values = getConstantInts(x);
-      values && int64_t(axes->size()) == rank && !values->empty() &&
-      Kind != Reduce::Mean) {
-    int64_t acc = Kind == Reduce::SumSquare ? 0 : (*values)[0];
+      values && !axes->empty() && int64_t(axes->size()) == rank &&
+      !values->empty() &&
+      (Kind == Reduce::Sum || Kind == Reduce::Max || Kind == Reduce::Min ||
+       Kind == Reduce::Prod || Kind == Reduce::SumSquare ||
+       Kind == Reduce::L1)) {
+    int64_t acc =
+        Kind == Reduce::SumSquare || Kind == Reduce::L1 ? 0 : (*values)[0];
     for (auto [i, v] : llvm::enumerate(*values)) {
       if (Kind == Reduce::SumSquare)
         acc += v * v;
+      else if (Kind == Reduce::L1)
+        acc += v < 0 ? -v : v;
       else if (i == 0)
         continue;
       else if (Kind == Reduce::Sum)
@@ -786,6 +814,39 @@ LogicalResult importReduce(NodeContext &node) {
                 : Kind == Reduce::Min  ? kInf
                 : Kind == Reduce::Prod ? 1.0
                                        : 0.0;
+  // LogSumExp sums exp(x - max) and adds the max back, as ONNX Runtime
+  // does, so that large logits do not overflow.
+  Value rowMax;
+  if (Kind == Reduce::LogSumExp)
+    rowMax = buildReduction(b, loc, x, *axes, -kInf,
+                            [](OpBuilder &nb, Location nl, ValueRange a) {
+                              return maximum(nb, nl, a[0], a[1]);
+                            });
+  auto elementMap = [](OpBuilder &nb, Location nl, ValueRange a) -> Value {
+    switch (Kind) {
+    case Reduce::SumSquare:
+    case Reduce::L2:
+      return mul(nb, nl, a[0], a[0]);
+    case Reduce::L1:
+      return isa<FloatType>(a[0].getType())
+                 ? math::AbsFOp::create(nb, nl, a[0]).getResult()
+                 : math::AbsIOp::create(nb, nl, a[0]).getResult();
+    case Reduce::LogSumExp: {
+      // A row of -inf only keeps its max (-inf), not NaN from inf - inf.
+      Value shifted = arith::SubFOp::create(nb, nl, a[0], a[1]);
+      Value isInf =
+          arith::CmpFOp::create(nb, nl, arith::CmpFPredicate::OEQ, a[0], a[1]);
+      Value zero = arith::ConstantOp::create(
+          nb, nl, nb.getFloatAttr(a[0].getType(), 0.0));
+      return math::ExpOp::create(
+          nb, nl, arith::SelectOp::create(nb, nl, isInf, zero, shifted));
+    }
+    default:
+      return a[0];
+    }
+  };
+  bool mapped = Kind == Reduce::SumSquare || Kind == Reduce::L2 ||
+                Kind == Reduce::L1 || Kind == Reduce::LogSumExp;
   Value reduced = buildReduction(
       b, loc, x, *axes, init,
       [](OpBuilder &nb, Location nl, ValueRange a) {
@@ -800,11 +861,27 @@ LogicalResult importReduce(NodeContext &node) {
           return add(nb, nl, a[0], a[1]);
         }
       },
-      {},
-      Kind == Reduce::SumSquare
-          ? [](OpBuilder &nb, Location nl,
-               ValueRange a) { return mul(nb, nl, a[0], a[0]); }
-          : ScalarBody(nullptr));
+      rowMax ? ValueRange(rowMax) : ValueRange(),
+      mapped ? ScalarBody(elementMap) : ScalarBody(nullptr));
+  if (Kind == Reduce::L2 || Kind == Reduce::LogSum ||
+      Kind == Reduce::LogSumExp) {
+    SmallVector<Value> operands = {reduced};
+    if (rowMax)
+      operands.push_back(rowMax);
+    FailureOr<Value> finished =
+        buildElementwise(node, operands, element,
+                         [](OpBuilder &nb, Location nl, ValueRange a) -> Value {
+                           if (Kind == Reduce::L2)
+                             return math::SqrtOp::create(nb, nl, a[0]);
+                           Value log = math::LogOp::create(nb, nl, a[0]);
+                           if (Kind == Reduce::LogSum)
+                             return log;
+                           return arith::AddFOp::create(nb, nl, log, a[1]);
+                         });
+    if (failed(finished))
+      return failure();
+    reduced = *finished;
+  }
   if (Kind == Reduce::Mean) {
     Value count = countOf(b, loc, x, *axes, element);
     FailureOr<Value> mean = buildElementwise(
@@ -1160,6 +1237,10 @@ NodeImporter mlir::moe::onnx_import::lookupComputeImporter(StringRef opType) {
       .Case("ReduceMin", importReduce<Reduce::Min>)
       .Case("ReduceProd", importReduce<Reduce::Prod>)
       .Case("ReduceSumSquare", importReduce<Reduce::SumSquare>)
+      .Case("ReduceL1", importReduce<Reduce::L1>)
+      .Case("ReduceL2", importReduce<Reduce::L2>)
+      .Case("ReduceLogSum", importReduce<Reduce::LogSum>)
+      .Case("ReduceLogSumExp", importReduce<Reduce::LogSumExp>)
       .Case("ArgMax", importArgExtreme<true>)
       .Case("ArgMin", importArgExtreme<false>)
       .Case("CumSum", importCumSum)

@@ -1013,6 +1013,24 @@ func.func @ep_layer_experts(%x: tensor<?x16xf32>, %l: tensor<?x5xf32>, %w1: tens
 
 // -----
 
+// A scaled input has no meaning for a zero-computation expert.
+func.func @scale_input_zero_experts(%x: tensor<?x16xf32>, %l: tensor<?x5xf32>, %w1: tensor<4x8x16xf32>, %w2: tensor<4x16x8xf32>) -> tensor<?x16xf32> {
+  // expected-error @+1 {{'scale_input' is not supported with zero-computation experts: what a scaled input would mean for them is not defined}}
+  %0 = moe.layer %x, %l fc1 %w1 fc2 %w2 {k = 1 : i64, scoring = #moe.scoring<sigmoid>, scale_input, zero_experts = [#moe.zero_expert<copy>]} : (tensor<?x16xf32>, tensor<?x5xf32>, tensor<4x8x16xf32>, tensor<4x16x8xf32>) -> tensor<?x16xf32>
+  return %0 : tensor<?x16xf32>
+}
+
+// -----
+
+shard.grid @moe_ep(shape = 2)
+func.func @scale_input_ep(%x: tensor<?x16xf32>, %l: tensor<?x4xf32>, %w1: tensor<2x8x16xf32>, %w2: tensor<2x16x8xf32>) -> tensor<?x16xf32> {
+  // expected-error @+1 {{'scale_input' is not supported with expert_parallel}}
+  %0 = moe.layer %x, %l fc1 %w1 fc2 %w2 {k = 1 : i64, scale_input, expert_parallel = #moe.expert_parallel<grid = @moe_ep, ranks = 2, num_experts = 4>} : (tensor<?x16xf32>, tensor<?x4xf32>, tensor<2x8x16xf32>, tensor<2x16x8xf32>) -> tensor<?x16xf32>
+  return %0 : tensor<?x16xf32>
+}
+
+// -----
+
 // Capacities are defined over all tokens, each rank routes only its own.
 shard.grid @moe_ep(shape = 2)
 func.func @ep_layer_capacity(%x: tensor<?x16xf32>, %l: tensor<?x4xf32>, %w1: tensor<2x8x16xf32>, %w2: tensor<2x16x8xf32>) -> tensor<?x16xf32> {

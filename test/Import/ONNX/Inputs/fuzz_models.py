@@ -8,7 +8,7 @@ Usage: fuzz_models.py IMPORTER WORKDIR [--families F,...] [--modes M,...]
                       [--compile-timeout SECONDS]
 Exports every family in every mode (static, dynamic, static-kv,
 dynamic-kv: --static or --dynamic, with or without --kv-cache; default:
-all nine families, all four modes) into WORKDIR/<family>-<mode> (kept, and
+all eleven families, all four modes) into WORKDIR/<family>-<mode> (kept, and
 reused when there), imports the export itself, then COUNT mutated copies
 of it with the edits drawn half from the MoE blocks (graph_fuzz.py
 --focus /mlp/). Prints a line per model and the totals; exits 1 when
@@ -26,7 +26,7 @@ import graph_fuzz  # noqa: E402
 HF_MOE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
                       "lib", "hf_moe.py")
 FAMILIES = ["mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2", "deepseek_v3",
-            "olmoe", "gpt_oss", "phimoe", "switch"]
+            "olmoe", "gpt_oss", "phimoe", "switch", "llama4", "dbrx"]
 MODES = {"static": ["--static"], "dynamic": ["--dynamic"],
          "static-kv": ["--static", "--kv-cache"],
          "dynamic-kv": ["--dynamic", "--kv-cache"]}

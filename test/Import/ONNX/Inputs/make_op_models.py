@@ -503,6 +503,43 @@ def reduce_dynamic(m):
 
 
 @case
+def reduce_norms(m):
+    # The norms and log-sums (torch.norm(p=1) exports ReduceL1: DBRX's
+    # router); LogSumExp on logits large enough that exp overflows f32
+    # unless the max is taken out first, and on a row of -inf.
+    m.opset = 18
+    x = m.input("x", rand([2, 3, 4], 1, -2.0, 2.0), ["B", 3, 4])
+    m.output(m.node("ReduceL1", [x, m.const("a1", ints([-1]))], ["l1"]))
+    m.output(m.node("ReduceL2", [x, m.const("a2", ints([0, 2]))], ["l2"],
+                    keepdims=0))
+    m.output(m.node("ReduceSumSquare", [x, m.const("a3", ints([1]))], ["ss"]))
+    ax = m.node("Abs", [x], ["ax"])
+    m.output(m.node("ReduceLogSum", [ax, m.const("a4", ints([2]))], ["ls"],
+                    keepdims=0))
+    m.output(m.node("ReduceLogSumExp", [x], ["lse"], keepdims=0))
+    big = m.node("Mul", [x, m.const("k", np.array([300.0], np.float32))], ["big"])
+    m.output(m.node("ReduceLogSumExp", [big, m.const("a5", ints([2]))],
+                    ["lse_big"]))
+    ninf = m.const("ninf", np.full([1, 3, 4], -np.inf, np.float32))
+    rows = m.node("Concat", [big, ninf], ["rows"], axis=0)
+    m.output(m.node("ReduceLogSumExp", [rows, m.const("a6", ints([2]))],
+                    ["lse_inf"]))
+    m.output(m.node("ReduceL1", [x, m.const("a7", ints([]))], ["l1_noop"],
+                    noop_with_empty_axes=1))
+
+
+@case
+def reduce_norms_opset13(m):
+    # axes as an attribute; integers through ReduceL1.
+    m.opset = 13
+    x = m.input("x", rand([3, 5], 1, -2.0, 2.0))
+    m.output(m.node("ReduceL1", [x], ["l1"], axes=[1]))
+    m.output(m.node("ReduceL2", [x], ["l2"], axes=[0], keepdims=0))
+    i = m.input("i", np.array([[3, -4, 5], [-1, 0, 2]], np.int64))
+    m.output(m.node("ReduceL1", [i], ["l1_int"], axes=[1]), i64)
+
+
+@case
 def gelu(m):
     m.opset = 20
     x = m.input("x", rand([3, 7], 1, -4.0, 4.0))
