@@ -57,7 +57,18 @@ MODELS = {
     "qwen2_moe": dict(family="qwen2_moe", layers=4, hidden=768, heads=12, kv_heads=4,
                       head_dim=64, inter=384, experts=16, top_k=4, shared_inter=1536,
                       vocab=8192),
+    # Llama-4-Scout-style: 16 experts, top-1 sigmoid scaling the experts'
+    # input, a shared expert, every token through every expert in the
+    # exported graph (dense bmm).
+    "llama4": dict(family="llama4", layers=4, hidden=768, heads=12, kv_heads=4,
+                   head_dim=64, inter=1024, experts=16, top_k=1, shared_inter=1024,
+                   vocab=8192),
+    # DBRX-style: 16 experts, top-4 divided by the p-norm, experts as views
+    # of fused parameters.
+    "dbrx": dict(family="dbrx", layers=4, hidden=768, heads=12, kv_heads=4,
+                 head_dim=64, inter=512, experts=16, top_k=4, vocab=8192),
 }
+DEFAULT_MODELS = ["mixtral", "qwen2_moe"]
 CASES = [("prefill T=128", 128, 0), ("prefill T=512", 512, 0), ("decode past=512", 1, 512)]
 
 
@@ -273,7 +284,8 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="1 pass of 2 runs (checks the scripts)")
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                        help="comma-separated, of: " + ", ".join(MODELS))
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)

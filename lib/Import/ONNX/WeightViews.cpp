@@ -15,6 +15,7 @@
 
 #include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/StringSet.h"
+#include "llvm/Support/MathExtras.h"
 
 #include <numeric>
 
@@ -308,10 +309,14 @@ std::optional<SmallVector<View>> apply(const NodeProto &node, const View &in,
         return std::nullopt;
       shape[inferred] = in.numel() / known;
     }
-    View out = in.reshaped(shape);
-    if (out.numel() != in.numel())
+    // A damaged target may claim sizes whose product overflows.
+    int64_t count = 1;
+    for (int64_t d : shape)
+      if (llvm::MulOverflow(count, d, count))
+        return std::nullopt;
+    if (count != in.numel())
       return std::nullopt;
-    return one(out);
+    return one(in.reshaped(shape));
   }
   if (op == "Squeeze" || op == "Unsqueeze") {
     std::optional<SmallVector<int64_t>> axes =
@@ -544,10 +549,18 @@ int64_t mlir::moe::onnx_import::foldWeightViews(
   llvm::StringSet<> inputs, initializers;
   for (const onnx::ValueInfoProto &v : graph.input())
     inputs.insert(v.name());
-  for (const onnx::TensorProto &t : graph.initializer())
-    if (elementSize(t.data_type()) && !inputs.contains(t.name()) &&
-        (t.has_raw_data() || t.data_location() == onnx::TensorProto::EXTERNAL))
+  // Their sizes must add up: a damaged tensor is left to the importer,
+  // which reports it.
+  for (const onnx::TensorProto &t : graph.initializer()) {
+    int64_t size = elementSize(t.data_type());
+    std::optional<int64_t> count = elementCount(t);
+    if (!size || !count || inputs.contains(t.name()) ||
+        llvm::MulOverflow(*count, size, size))
+      continue;
+    if ((t.has_raw_data() && int64_t(t.raw_data().size()) == size) ||
+        t.data_location() == onnx::TensorProto::EXTERNAL)
       initializers.insert(t.name());
+  }
   bool any = false;
   for (const NodeProto &node : graph.node())
     any |= isLayoutOp(node.op_type()) && node.input_size() > 0 &&
