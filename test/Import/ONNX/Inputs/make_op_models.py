@@ -539,6 +539,56 @@ def reduce_norms_opset13(m):
     m.output(m.node("ReduceL1", [i], ["l1_int"], axes=[1]), i64)
 
 
+def weight_views_model(m, tokens):
+    # Views of weights whose parameters come from Shape of the activations,
+    # as dynamic exports write them (lib/Import/ONNX/WeightViews.cpp folds
+    # the ones that do not depend on the token count before raising).
+    m.opset = 17
+    x = m.input("x", rand([tokens, 4], 1), ["T", 4])
+    w = m.const("w", rand([6, 4], 2))
+    w3 = m.const("w3", rand([2, 3, 4], 3))
+    shape = m.node("Shape", [x], ["shape"])
+    t = m.node("Unsqueeze", [m.node("Gather", [shape, m.const("i0", ints(0))], ["t0"]),
+                             m.const("u0", ints([0]))], ["t"])
+    h = m.node("Unsqueeze", [m.node("Gather", [shape, m.const("i1", ints(1))], ["h0"]),
+                             m.const("u1", ints([0]))], ["h"])
+    # W[:T]: depends on T, never folded.
+    a = m.node("Slice", [w, m.const("s0", ints([0])), t, m.const("ax0", ints([0]))], ["a"])
+    m.output(m.node("Add", [x, a], ["out_slice_t"]))
+    # Reshape to [H, 6]: one size read off x, fixed by the element count.
+    target = m.node("Concat", [h, m.const("c6", ints([6]))], ["target"], axis=0)
+    b = m.node("Reshape", [w3, target], ["b"])
+    m.output(m.node("MatMul", [x, b], ["out_reshape"]))
+    # W3[1]^T and a Split's second part transposed.
+    c = m.node("Transpose", [m.node("Gather", [w3, m.const("one", ints(1))], ["g"], axis=0)],
+               ["c"])
+    m.output(m.node("MatMul", [x, c], ["out_gather_t"]))
+    parts = ["d0", "d1"]
+    m.node("Split", [w, m.const("sp", ints([2, 4]))], parts, axis=0)
+    m.output(m.node("MatMul", [x, m.node("Transpose", ["d1"], ["d1t"])], ["out_split"]))
+    # Slice, Squeeze, Unsqueeze, Reshape to a constant shape, Transpose.
+    e = m.node("Slice", [w3, m.const("s1", ints([1])), m.const("e1", ints([2])),
+                         m.const("ax1", ints([0]))], ["e0"])
+    e = m.node("Unsqueeze", [m.node("Squeeze", [e, m.const("sq", ints([0]))], ["e1s"]),
+                             m.const("us", ints([0]))], ["e2"])
+    e = m.node("Reshape", [e, m.const("r34", ints([3, 4]))], ["e3"])
+    m.output(m.node("MatMul", [x, m.node("Transpose", [e], ["e4"])], ["out_chain"]))
+    # A target with two sizes read off x: not folded, still right.
+    h2 = m.node("Add", [h, m.const("two", ints([2]))], ["h2"])
+    r = m.node("Reshape", [w, m.node("Concat", [h, h2], ["target2"], axis=0)], ["r"])
+    m.output(m.node("MatMul", [x, r], ["out_two_unknown"]))
+
+
+@case
+def weight_views(m):
+    weight_views_model(m, 5)
+
+
+@case
+def weight_views_t2(m):
+    weight_views_model(m, 2)
+
+
 @case
 def gelu(m):
     m.opset = 20
