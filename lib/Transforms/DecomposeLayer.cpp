@@ -37,6 +37,15 @@ int64_t mulSizes(int64_t a, int64_t b) {
              : a * b;
 }
 
+/// A `sizes` tensor of `elementType` filled with `value`.
+Value filledTensor(OpBuilder &b, Location loc, ArrayRef<OpFoldResult> sizes,
+                   Type elementType, double value) {
+  Value init = tensor::EmptyOp::create(b, loc, sizes, elementType);
+  Value fill = arith::ConstantOp::create(b, loc, elementType,
+                                         b.getFloatAttr(elementType, value));
+  return linalg::FillOp::create(b, loc, fill, init).getResult(0);
+}
+
 /// Half-precision (f16, bf16) activations and logits are widened to f32 for
 /// the stages: the arithmetic is f32 anyway, and rounding the routing
 /// weights and every expert's output to half precision on the way would
@@ -61,10 +70,7 @@ Value buildRouterLogits(PatternRewriter &rewriter, Location loc, Value tokens,
   SmallVector<OpFoldResult> sizes = {
       tensor::getMixedSize(rewriter, loc, tokens, 0),
       rewriter.getIndexAttr(numExperts)};
-  Value init = tensor::EmptyOp::create(rewriter, loc, sizes, elementType);
-  Value zero = arith::ConstantOp::create(rewriter, loc, elementType,
-                                         rewriter.getZeroAttr(elementType));
-  init = linalg::FillOp::create(rewriter, loc, zero, init).getResult(0);
+  Value init = filledTensor(rewriter, loc, sizes, elementType, 0.0);
   MLIRContext *ctx = rewriter.getContext();
   AffineExpr m, n, k;
   bindDims(ctx, m, n, k);
@@ -351,18 +357,8 @@ Value buildExpertExchange(PatternRewriter &rewriter, LayerOp layer,
         scf::YieldOp::create(b, nested, ValueRange{updated, next});
       });
   Value localIds = fillIds.getResult(0);
-  auto unitWeightsType =
-      RankedTensorType::get({ShapedType::kDynamic, 1}, scoreType);
-  Value unitWeights =
-      linalg::FillOp::create(
-          rewriter, loc,
-          ValueRange{arith::ConstantOp::create(
-              rewriter, loc, rewriter.getFloatAttr(scoreType, 1.0))},
-          ValueRange{tensor::EmptyOp::create(rewriter, loc,
-                                             unitWeightsType.getShape(),
-                                             scoreType,
-                                             ValueRange{numReceived})})
-          .getResult(0);
+  Value unitWeights = filledTensor(
+      rewriter, loc, {numReceived, rewriter.getIndexAttr(1)}, scoreType, 1.0);
   Value arrivalOrder = buildLocalExperts(rewriter, loc, layer, received,
                                          localIds, unitWeights, perRank);
 
@@ -740,7 +736,8 @@ RoutedRows buildRankExchange(PatternRewriter &rewriter, LayerOp layer,
 /// The dispatched `rows` ([R, H]) each scaled by its slot's routing weight
 /// (moe.layer's `scale_input`): row r holds token `rowTokens[r]`, and the
 /// token's slot j with `slotRows[t, j] == r` gives its weight (padding
-/// rows, token -1, get 0).
+/// rows, token -1, get 0). Rows and weights share their element type: the
+/// stages compute in f32.
 Value scaleRowsByWeights(PatternRewriter &rewriter, Location loc, Value rows,
                          Value rowTokens, Value slotRows, Value weights) {
   auto rowsType = cast<RankedTensorType>(rows.getType());
@@ -798,27 +795,11 @@ Value scaleRowsByWeights(PatternRewriter &rewriter, Location loc, Value rows,
              ValueRange{scaledInit}, ArrayRef<AffineMap>{id2, perRow, id2},
              SmallVector<utils::IteratorType>(2, utils::IteratorType::parallel),
              [&](OpBuilder &b, Location l, ValueRange args) {
-               Value weight = args[1];
-               if (weight.getType() != args[0].getType())
-                 weight =
-                     arith::TruncFOp::create(b, l, args[0].getType(), weight);
                linalg::YieldOp::create(
                    b, l,
-                   ValueRange{arith::MulFOp::create(b, l, args[0], weight)});
+                   ValueRange{arith::MulFOp::create(b, l, args[0], args[1])});
              })
       .getResult(0);
-}
-
-/// Ones shaped like `weights`: the combine weights of a layer whose routing
-/// weights were applied to its experts' inputs.
-Value unitWeightsLike(PatternRewriter &rewriter, Location loc, Value weights) {
-  auto type = cast<RankedTensorType>(weights.getType());
-  Value init = tensor::EmptyOp::create(
-      rewriter, loc, tensor::getMixedSizes(rewriter, loc, weights),
-      type.getElementType());
-  Value one = arith::ConstantOp::create(
-      rewriter, loc, rewriter.getFloatAttr(type.getElementType(), 1.0));
-  return linalg::FillOp::create(rewriter, loc, one, init).getResult(0);
 }
 
 struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
@@ -935,7 +916,10 @@ struct DecomposeLayerPattern : OpRewritePattern<LayerOp> {
         // as they are.
         rows = scaleRowsByWeights(rewriter, loc, rows, dispatch.getRowTokens(),
                                   dispatch.getSlotRows(), route.getWeights());
-        routed.weights = unitWeightsLike(rewriter, loc, route.getWeights());
+        routed.weights = filledTensor(
+            rewriter, loc,
+            tensor::getMixedSizes(rewriter, loc, route.getWeights()), scoreType,
+            1.0);
       }
       if (ep)
         routed.expertOutput =

@@ -401,8 +401,8 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments,
     With `scale_input` (Llama 4) a token's routing weight scales the rows
     its experts read instead of their outputs: `y = sum_j E_{id_j}(w_j x)`
     rather than `sum_j w_j E_{id_j}(x)`, which differ for every non-linear
-    expert. Zero-computation experts and `expert_parallel` are not
-    supported with it.
+    expert. Zero-computation experts, `dropped_pass_through` and
+    `expert_parallel` are not supported with it.
 
     With `expert_parallel` the layer is one rank's part of an
     expert-parallel layer (`-moe-shard-experts`): its expert weights hold the

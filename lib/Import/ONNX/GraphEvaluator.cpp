@@ -209,13 +209,6 @@ int64_t intAttr(const NodeProto &node, StringRef name, int64_t def) {
   return a ? a->i() : def;
 }
 
-/// `axis` in [0, rank): a scalar has no axis.
-std::optional<int64_t> normalizeAxis(int64_t axis, int64_t rank) {
-  if (axis < -rank || axis >= rank)
-    return std::nullopt;
-  return axis < 0 ? axis + rank : axis;
-}
-
 } // namespace
 
 void GraphEvaluator::bind(const std::string &name, EvalTensor value) {

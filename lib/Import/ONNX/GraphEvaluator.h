@@ -49,6 +49,9 @@ public:
   /// was not bound, too much work), with the reason in `failure()`.
   std::optional<EvalTensor> evaluate(const std::string &name);
   const std::string &failure() const { return why; }
+  /// Forgets the last failure so that other values can be asked for; the
+  /// values computed so far (never those of a node that failed) are kept.
+  void clearFailure() { why.clear(); }
   /// The value computed or bound for `name`, null when there is none.
   const EvalTensor *lookup(const std::string &name) const {
     auto it = values.find(name);

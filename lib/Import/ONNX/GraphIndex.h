@@ -38,6 +38,14 @@ inline std::optional<int64_t> elementCount(const onnx::TensorProto &t) {
   return count;
 }
 
+/// `axis` (negative: from the end) in [0, rank), or nullopt when out of
+/// range (a scalar has no axis).
+inline std::optional<int64_t> normalizeAxis(int64_t axis, int64_t rank) {
+  if (axis < -rank || axis >= rank)
+    return std::nullopt;
+  return axis < 0 ? axis + rank : axis;
+}
+
 /// Reads the bytes of a tensor stored as external data: a view valid while
 /// the blob lives, or failure.
 using ExternalDataReader =

@@ -391,11 +391,9 @@ LogicalResult mlir::moe::onnx_import::importRaisedMoENode(NodeContext &node) {
     // Separate gate and up projections are fused the way the routed ones
     // are: interleaved (the routed experts' separate projections are
     // interleaved above) or concatenated (gate rows first).
-    bool concatenate = *activation == Activation::swiglu &&
-                       *fusionKind == SwigluFusion::concatenated && shared[2];
-    bool gated = (*activation == Activation::swiglu &&
-                  *fusionKind == SwigluFusion::separate) ||
-                 concatenate;
+    bool gated = *activation == Activation::swiglu &&
+                 (*fusionKind == SwigluFusion::separate || shared[2]);
+    bool concatenate = gated && *fusionKind == SwigluFusion::concatenated;
     if (gated && !shared[2])
       return node.fail("shared expert lacks its up projection");
     if (gated && shared[2]->type != shared[0]->type)

@@ -1334,6 +1334,28 @@ std::optional<RaisedBlock> matchPerExpertBranches(const GraphIndex &g,
   return block;
 }
 
+/// Whether `shared` can be the layer's shared expert beside the `routed`
+/// experts on `input`: the dialect's shared experts have no biases, share
+/// the routed experts' activation and its constants, and read the same
+/// tokens. With `separateHalves`, a gated shared expert may keep its gate
+/// and up projections apart where the routed ones are halves of one
+/// (the import fuses them into the routed layout).
+bool fitsAsShared(const GraphIndex &g, const ExpertMLP &shared,
+                  const ExpertMLP &routed, const std::string &input,
+                  bool separateHalves) {
+  bool halves = separateHalves && shared.activation == "swiglu" &&
+                shared.fusion == "separate" && routed.activation == "swiglu";
+  return shared.fc1.bias.empty() && shared.fc2.bias.empty() &&
+         !(shared.fc3 && !shared.fc3->bias.empty()) &&
+         shared.activation == routed.activation &&
+         ((shared.fusion == routed.fusion &&
+           bool(shared.fc3) == bool(routed.fc3)) ||
+          halves) &&
+         shared.alpha == routed.alpha && shared.beta == routed.beta &&
+         shared.limit == routed.limit &&
+         viewSource(g, shared.input) == viewSource(g, input);
+}
+
 /// Extends a raised block with shared experts: its output feeds
 /// Add(routed, shared) where shared = MLP(x) or sigmoid(x . g) * MLP(x).
 void matchSharedExperts(const GraphIndex &g, RaisedBlock &block) {
@@ -1347,14 +1369,7 @@ void matchSharedExperts(const GraphIndex &g, RaisedBlock &block) {
   const ExpertMLP &routed = **llvm::find_if(
       block.experts, [](const auto &m) { return m.has_value(); });
   auto accept = [&](const ExpertMLP &mlp, std::optional<Linear> gate) {
-    // The dialect's shared experts have no biases and share the routed
-    // experts' activation.
-    if (!mlp.fc1.bias.empty() || !mlp.fc2.bias.empty() ||
-        (mlp.fc3 && !mlp.fc3->bias.empty()) ||
-        mlp.activation != routed.activation || mlp.fusion != routed.fusion ||
-        bool(mlp.fc3) != bool(routed.fc3) || mlp.alpha != routed.alpha ||
-        mlp.beta != routed.beta || mlp.limit != routed.limit ||
-        viewSource(g, mlp.input) != viewSource(g, block.input))
+    if (!fitsAsShared(g, mlp, routed, block.input, /*separateHalves=*/false))
       return false;
     if (gate && (!gate->bias.empty() ||
                  viewSource(g, gate->input) != viewSource(g, block.input)))
@@ -1552,7 +1567,7 @@ std::optional<RaisedBlock> matchStackedForms(const GraphIndex &g,
 /// Whether `indices` maps row r of an [E * T, ...] index tensor to token
 /// r mod T (every entry of a row): the tokens repeated once per expert.
 /// Evaluated with `tokens` bound to a sample row count; a static export's
-/// constant index fixes its own T. Sets `numTokens`.
+/// constant index fixes its own T.
 bool repeatsTokens(const GraphIndex &g, const std::string &indices,
                    const std::string &tokens, int64_t hidden,
                    const std::string &logits, int64_t numExperts) {
@@ -1676,16 +1691,8 @@ std::optional<RaisedBlock> matchInputScaledExperts(const GraphIndex &g,
     if (!isZeros(g, acc)) {
       std::optional<ExpertMLP> shared = matchExpertMLP(
           g, acc, [&](const std::string &v) { return matchLinear(g, v); });
-      bool separateHalves = shared && shared->activation == "swiglu" &&
-                            shared->fusion == "separate" &&
-                            mlp->activation == "swiglu";
-      if (!shared || !shared->fc1.bias.empty() || !shared->fc2.bias.empty() ||
-          (shared->fc3 && !shared->fc3->bias.empty()) ||
-          shared->activation != mlp->activation ||
-          (shared->fusion != mlp->fusion && !separateHalves) ||
-          shared->alpha != mlp->alpha || shared->beta != mlp->beta ||
-          shared->limit != mlp->limit ||
-          viewSource(g, shared->input) != viewSource(g, block.input)) {
+      if (!shared || !fitsAsShared(g, *shared, *mlp, block.input,
+                                   /*separateHalves=*/true)) {
         why = "the experts' outputs are added to something other than zeros "
               "or a shared expert like them";
         return std::nullopt;

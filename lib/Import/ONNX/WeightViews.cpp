@@ -93,12 +93,6 @@ int64_t elementSize(int32_t type) {
   }
 }
 
-std::optional<int64_t> normalizeAxis(int64_t axis, int64_t rank) {
-  if (axis < -rank || axis >= rank)
-    return std::nullopt;
-  return axis < 0 ? axis + rank : axis;
-}
-
 int64_t intAttribute(const NodeProto &node, StringRef name, int64_t dflt) {
   const onnx::AttributeProto *a = findAttribute(node, name);
   return a && a->type() == onnx::AttributeProto::INT ? a->i() : dflt;
@@ -118,7 +112,7 @@ class Parameters {
 public:
   Parameters(const GraphIndex &index, const onnx::GraphProto &graph,
              int64_t opset)
-      : index(index), opset(opset) {
+      : index(index), first(index, opset), second(index, opset) {
     llvm::StringSet<> initializers;
     for (const onnx::TensorProto &t : graph.initializer())
       initializers.insert(t.name());
@@ -154,8 +148,8 @@ public:
         a.shape.push_back(sa);
         b.shape.push_back(sb);
       }
-      firstBindings[v.name()] = a;
-      secondBindings[v.name()] = b;
+      first.bind(v.name(), a);
+      second.bind(v.name(), b);
     }
     // Parameters read shapes of weights, never their values: large ones
     // are bound by shape (the evaluator would refuse to load them).
@@ -171,8 +165,8 @@ public:
     EvalTensor t;
     t.shapeOnly = true;
     t.shape.assign(shape.begin(), shape.end());
-    firstBindings[name] = t;
-    secondBindings[name] = t;
+    first.bind(name, t);
+    second.bind(name, t);
   }
 
   /// The integer value of `name` (and its shape), when it does not depend
@@ -181,17 +175,14 @@ public:
   ints(const std::string &name) {
     if (name.empty())
       return std::nullopt;
-    // A fresh evaluator each time: one that failed keeps its state.
-    auto evaluate = [&](const llvm::StringMap<EvalTensor> &bindings) {
-      GraphEvaluator ev(index, opset);
-      for (const auto &[bound, value] : bindings)
-        ev.bind(bound.str(), value);
-      return ev.evaluate(name);
-    };
-    std::optional<EvalTensor> a = evaluate(firstBindings);
+    // A parameter read off the activations fails to evaluate; the next
+    // one must not inherit that failure.
+    first.clearFailure();
+    second.clearFailure();
+    std::optional<EvalTensor> a = first.evaluate(name);
     if (!a || a->shapeOnly)
       return std::nullopt;
-    std::optional<EvalTensor> b = evaluate(secondBindings);
+    std::optional<EvalTensor> b = second.evaluate(name);
     if (!b || b->shapeOnly || a->shape != b->shape || a->data != b->data)
       return std::nullopt;
     SmallVector<int64_t> values;
@@ -241,8 +232,7 @@ public:
 
 private:
   const GraphIndex &index;
-  int64_t opset;
-  llvm::StringMap<EvalTensor> firstBindings, secondBindings;
+  GraphEvaluator first, second;
 };
 
 /// Slices `v` along `axis` from `start` by `step` for `count` elements.
