@@ -43,6 +43,7 @@ struct TensorLevelOptions {
   bool fuseGather = false;
   bool int8Activations = false;
   bool packExpertWeights = false;
+  bool packMatmulWeights = false;
   /// bf16 weights too, in pairs of k (only the AVX512-BF16 kernel reads
   /// them).
   bool packBf16Weights = false;
@@ -181,6 +182,13 @@ void addTensorLevelPasses(OpPassManager &pm, const TensorLevelOptions &o) {
     pack.packQuantized = o.packQuantizedWeights;
     pm.addPass(moe::createMoEPackExpertWeights(pack));
   }
+  // After the router fusion, which takes the router's weight, and after
+  // -moe-fuse-elementwise, which leaves matmuls by weights as they were.
+  if (o.packMatmulWeights) {
+    moe::MoEPackMatmulWeightsOptions pack;
+    pack.packBf16 = o.packBf16Weights;
+    pm.addPass(moe::createMoEPackMatmulWeights(pack));
+  }
   // After the fusions, which rebuild the routes and would otherwise meet an
   // extra use of their ids.
   if (o.recordRouting)
@@ -267,6 +275,8 @@ void moe::buildCPULoweringPipeline(OpPassManager &pm,
     // The panel-major kernel is AVX-512's.
     tensorLevel.packExpertWeights =
         options.packExpertWeights && options.vectorBits == 512;
+    tensorLevel.packMatmulWeights =
+        options.packMatmulWeights && options.vectorBits == 512;
     tensorLevel.packBf16Weights = options.bf16Dot;
     tensorLevel.packQuantizedWeights = options.packQuantizedWeights;
     tensorLevel.recordRouting = options.recordRouting;

@@ -5,6 +5,7 @@
 
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
+#include "mlir/IR/Threading.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/ErrorHandling.h"
 
@@ -72,6 +73,65 @@ mlir::moe::rebuildConstant(ElementsAttr like, RankedTensorType type,
   return DenseResourceElementsAttr::get(
       type, (resource.getRawHandle().getKey() + keySuffix).str(),
       std::move(blob));
+}
+
+/// `matrices` source matrices `[n, k]` as panels `[n / width, k / steps,
+/// width, steps]`, one matrix per parallel task.
+template <typename Element>
+static void packPanels(MLIRContext *ctx, const Element *source, Element *packed,
+                       int64_t matrices, int64_t n, int64_t k, int64_t width,
+                       int64_t steps) {
+  int64_t panels = n / width;
+  parallelFor(ctx, 0, matrices, [&](size_t e) {
+    const Element *from = source + e * n * k;
+    Element *to = packed + e * n * k;
+    for (int64_t p = 0; p < panels; ++p)
+      for (int64_t j = 0; j < width; ++j) {
+        const Element *row = from + (p * width + j) * k;
+        Element *column = to + p * k * width + j * steps;
+        for (int64_t t = 0; t < k; ++t)
+          column[(t / steps) * width * steps + t % steps] = row[t];
+      }
+  });
+}
+
+ElementsAttr mlir::moe::packWeightPanels(MLIRContext *ctx, ElementsAttr attr,
+                                         ArrayRef<char> bytes, int64_t width,
+                                         int64_t steps) {
+  auto type = cast<RankedTensorType>(attr.getType());
+  Type element = type.getElementType();
+  int64_t rank = type.getRank();
+  assert(rank >= 2 && "weights are matrices");
+  int64_t n = type.getDimSize(rank - 2), k = type.getDimSize(rank - 1);
+  assert(n % width == 0 && k % steps == 0 && "whole panels of whole steps");
+  int64_t matrices = type.getNumElements() / (n * k);
+  SmallVector<int64_t> packedShape(type.getShape().drop_back(2));
+  packedShape.append({n / width, k / steps, width});
+  if (steps != 1)
+    packedShape.push_back(steps);
+  auto packedType = RankedTensorType::get(packedShape, element);
+  // Elements are moved as they are: only their size matters.
+  auto packAs = [&](auto *sized, MutableArrayRef<char> to) {
+    using Sized = std::remove_pointer_t<decltype(sized)>;
+    packPanels(ctx, reinterpret_cast<const Sized *>(bytes.data()),
+               reinterpret_cast<Sized *>(to.data()), matrices, n, k, width,
+               steps);
+  };
+  auto pack = [&](MutableArrayRef<char> to) {
+    switch (element.getIntOrFloatBitWidth()) {
+    case 8:
+      return packAs(static_cast<uint8_t *>(nullptr), to);
+    case 16:
+      return packAs(static_cast<uint16_t *>(nullptr), to);
+    case 32:
+      return packAs(static_cast<uint32_t *>(nullptr), to);
+    default:
+      return packAs(static_cast<uint64_t *>(nullptr), to);
+    }
+  };
+  if (auto dense = dyn_cast<DenseElementsAttr>(attr); dense && dense.isSplat())
+    return dense.reshape(packedType);
+  return rebuildConstant(attr, packedType, "_panels", pack);
 }
 
 void mlir::moe::releaseUnreferencedResources(Operation *root,

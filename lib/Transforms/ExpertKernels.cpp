@@ -25,18 +25,19 @@ WeightLayout WeightLayout::of(Value w, int64_t panelWidth) {
 }
 
 AffineMap WeightLayout::weightMap(MLIRContext *ctx) const {
-  AffineExpr n = getAffineDimExpr(1, ctx), k = getAffineDimExpr(2, ctx);
+  AffineExpr n = getAffineDimExpr(rowLoops, ctx),
+             k = getAffineDimExpr(rowLoops + 1, ctx);
   SmallVector<AffineExpr> index = {n, k};
   if (panelWidth)
     index = {n.floorDiv(panelWidth), k, n % panelWidth};
   if (pairs)
-    index.push_back(getAffineDimExpr(3, ctx));
+    index.push_back(getAffineDimExpr(rowLoops + 2, ctx));
   return AffineMap::get(loops(), 0, index, ctx);
 }
 
 AffineExpr WeightLayout::kOfA(MLIRContext *ctx) const {
-  AffineExpr k = getAffineDimExpr(2, ctx);
-  return pairs ? k * 2 + getAffineDimExpr(3, ctx) : k;
+  AffineExpr k = getAffineDimExpr(rowLoops + 1, ctx);
+  return pairs ? k * 2 + getAffineDimExpr(rowLoops + 2, ctx) : k;
 }
 
 /// `c[m, n] (+)= sum_k A(m, k) * w(n, k)` as a linalg.generic whose first

@@ -19,8 +19,6 @@
 #include "MoE/IR/MoEOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/IR/BuiltinAttributes.h"
-#include "mlir/IR/DialectResourceBlobManager.h"
-#include "mlir/IR/Threading.h"
 #include "moe-mlir/Transforms/ConstantData.h"
 #include "moe-mlir/Transforms/ExpertKernels.h"
 
@@ -33,66 +31,6 @@ using namespace mlir;
 using namespace mlir::moe;
 
 namespace {
-
-/// `source [E, N, K]` as panels `[E, N / P, K / S, P, S]` of `steps` S of k
-/// per panel row (1, stored `[E, N / P, K, P]`, or a bf16 pair): element
-/// `[e, p, t, j, r]` is `source[e, p * P + j, t * S + r]`. Experts are
-/// packed in parallel.
-template <typename Element>
-void packPanels(MLIRContext *ctx, const Element *source, Element *packed,
-                int64_t experts, int64_t n, int64_t k, int64_t width,
-                int64_t steps) {
-  int64_t panels = n / width;
-  parallelFor(ctx, 0, experts, [&](size_t e) {
-    const Element *from = source + e * n * k;
-    Element *to = packed + e * n * k;
-    for (int64_t p = 0; p < panels; ++p)
-      for (int64_t j = 0; j < width; ++j) {
-        const Element *row = from + (p * width + j) * k;
-        Element *column = to + p * k * width + j * steps;
-        for (int64_t t = 0; t < k; ++t)
-          column[(t / steps) * width * steps + t % steps] = row[t];
-      }
-  });
-}
-
-/// A constant holding `attr`'s elements panel-major, `steps` of k to a
-/// panel row (f32 weights and scales 1, bf16 weights a pair, quantised
-/// bytes a word of 4), of the same kind (dense elements or a dense
-/// resource).
-ElementsAttr packConstant(MLIRContext *ctx, ElementsAttr attr,
-                          ArrayRef<char> bytes, int64_t width, int64_t steps) {
-  auto type = cast<RankedTensorType>(attr.getType());
-  Type element = type.getElementType();
-  int64_t experts = type.getDimSize(0), n = type.getDimSize(1),
-          k = type.getDimSize(2);
-  SmallVector<int64_t> packedShape = {experts, n / width, k / steps, width};
-  if (steps != 1)
-    packedShape.push_back(steps);
-  auto packedType = RankedTensorType::get(packedShape, element);
-  // Elements are moved as they are: only their size matters.
-  auto packAs = [&](auto *sized, MutableArrayRef<char> to) {
-    using Element = std::remove_pointer_t<decltype(sized)>;
-    packPanels(ctx, reinterpret_cast<const Element *>(bytes.data()),
-               reinterpret_cast<Element *>(to.data()), experts, n, k, width,
-               steps);
-  };
-  auto pack = [&](MutableArrayRef<char> to) {
-    switch (element.getIntOrFloatBitWidth()) {
-    case 8:
-      return packAs(static_cast<uint8_t *>(nullptr), to);
-    case 16:
-      return packAs(static_cast<uint16_t *>(nullptr), to);
-    case 32:
-      return packAs(static_cast<uint32_t *>(nullptr), to);
-    default:
-      return packAs(static_cast<uint64_t *>(nullptr), to);
-    }
-  };
-  if (auto dense = dyn_cast<DenseElementsAttr>(attr); dense && dense.isSplat())
-    return dense.reshape(packedType);
-  return rebuildConstant(attr, packedType, "_panels", pack);
-}
 
 /// Whether the CPU lowering reads quantised `expert`'s weights with the int8
 /// panel kernel, which alone reads them panel-major: int8 layouts for all
@@ -207,7 +145,7 @@ struct MoEPackExpertWeightsPass
           b.setInsertionPointAfter(packing.constant);
           packed = arith::ConstantOp::create(
               b, packing.constant.getLoc(),
-              cast<TypedAttr>(packConstant(
+              cast<TypedAttr>(packWeightPanels(
                   ctx, cast<ElementsAttr>(packing.constant.getValue()),
                   packing.bytes, panelWidth, packing.steps)));
           replaced.push_back(packing.constant);

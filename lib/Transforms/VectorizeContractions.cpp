@@ -195,17 +195,21 @@ Value stripExtension(Value v) {
 /// `(n floordiv P, k, n mod P)` or `(n floordiv P, k2, n mod P, r)`, or
 /// failure.
 FailureOr<WeightLayout> matchPanelLayout(linalg::GenericOp op) {
-  if (op.getNumDpsInputs() != 2 ||
-      (op.getNumLoops() != 3 && op.getNumLoops() != 4))
+  if (op.getNumDpsInputs() != 2)
     return failure();
   AffineMap map = op.getIndexingMapsArray()[1];
-  if (map.getNumResults() < 3)
+  if (map.getNumResults() != 3 && map.getNumResults() != 4)
     return failure();
   auto mod = dyn_cast<AffineBinaryOpExpr>(map.getResult(2));
   if (!mod || mod.getKind() != AffineExprKind::Mod)
     return failure();
   auto width = dyn_cast<AffineConstantExpr>(mod.getRHS());
-  WeightLayout layout{width ? width.getValue() : 0, op.getNumLoops() == 4};
+  WeightLayout layout{width ? width.getValue() : 0, map.getNumResults() == 4};
+  // The loops before n are rows.
+  int64_t rowLoops = int64_t(op.getNumLoops()) - (layout.pairs ? 3 : 2);
+  if (rowLoops < 1)
+    return failure();
+  layout.rowLoops = rowLoops;
   if (layout.panelWidth <= 0 || map != layout.weightMap(op.getContext()))
     return failure();
   return layout;
@@ -237,8 +241,9 @@ bool isIndexOfK(Value v, WeightLayout layout) {
 FailureOr<GatheredRows> matchGatheredMatmul(linalg::GenericOp op,
                                             WeightLayout layout = {}) {
   unsigned loops = layout.loops();
-  if (op.getNumDpsInputs() != 2 || op.getNumDpsInits() != 1 ||
-      !op.hasPureBufferSemantics() || op.getNumLoops() != loops)
+  if (layout.rowLoops != 1 || op.getNumDpsInputs() != 2 ||
+      op.getNumDpsInits() != 1 || !op.hasPureBufferSemantics() ||
+      op.getNumLoops() != loops)
     return failure();
   auto iterators = op.getIteratorTypesArray();
   for (unsigned i = 0; i < loops; ++i)
@@ -379,9 +384,15 @@ Value broadcastStepOfA(ImplicitLocOpBuilder &b, Value a, Value m, Value k,
                        bool pair) {
   constexpr int64_t lanes = kOuterProductLanes;
   Type element = cast<MemRefType>(a.getType()).getElementType();
-  if (!pair)
-    return vector::BroadcastOp::create(b, VectorType::get({lanes}, element),
-                                       KernelEmitter(b).load(a, {m, k}));
+  if (!pair) {
+    // f16 rows (a half-precision model's projections) widened once per
+    // element, before the broadcast.
+    Value scalar = KernelEmitter(b).load(a, {m, k});
+    if (!element.isF32())
+      scalar = arith::ExtFOp::create(b, b.getF32Type(), scalar);
+    return vector::BroadcastOp::create(
+        b, VectorType::get({lanes}, b.getF32Type()), scalar);
+  }
   Type i32 = b.getI32Type();
   Value both = vector::LoadOp::create(b, VectorType::get({2}, element), a,
                                       ValueRange{m, k});
@@ -481,17 +492,39 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
       a = gathered->source;
       lastRow = gathered->lastRow;
     } else {
+      // Rows in place: one loop of them, or several (a packed ONNX weight's
+      // matmul over [batch, sequence] tokens) collapsed into one.
       MLIRContext *ctx = op.getContext();
-      unsigned loops = layout->loops();
-      AffineExpr m = getAffineDimExpr(0, ctx), n = getAffineDimExpr(1, ctx);
-      SmallVector<AffineMap> expected = {
-          AffineMap::get(loops, 0, {m, layout->kOfA(ctx)}, ctx),
-          layout->weightMap(ctx), AffineMap::get(loops, 0, {m, n}, ctx)};
-      if (op.getIndexingMapsArray() != expected || !accumulatedProduct(op) ||
+      unsigned loops = layout->loops(), rowLoops = layout->rowLoops;
+      SmallVector<AffineExpr> aIndex, cIndex;
+      for (unsigned d = 0; d < rowLoops; ++d)
+        aIndex.push_back(getAffineDimExpr(d, ctx));
+      cIndex = aIndex;
+      aIndex.push_back(layout->kOfA(ctx));
+      cIndex.push_back(getAffineDimExpr(rowLoops, ctx));
+      SmallVector<AffineMap> expected = {AffineMap::get(loops, 0, aIndex, ctx),
+                                         layout->weightMap(ctx),
+                                         AffineMap::get(loops, 0, cIndex, ctx)};
+      arith::MulFOp product = accumulatedProduct(op);
+      Block &body = op.getRegion().front();
+      auto rowsCollapse = [&](Value v) {
+        auto type = cast<MemRefType>(v.getType());
+        ReassociationIndices rows =
+            llvm::to_vector(llvm::seq<int64_t>(0, rowLoops));
+        return rowLoops == 1 ||
+               memref::CollapseShapeOp::isGuaranteedCollapsible(
+                   type, {rows, {int64_t(rowLoops)}});
+      };
+      if (op.getIndexingMapsArray() != expected || !product ||
+          stripExtension(product.getLhs()) != body.getArgument(0) ||
+          stripExtension(product.getRhs()) != body.getArgument(1) ||
           !op.hasPureBufferSemantics() ||
-          !llvm::all_of(op->getOperands(), [](Value v) {
-            return hasUnitInnerStride(cast<MemRefType>(v.getType()));
-          }))
+          !llvm::all_of(op->getOperands(),
+                        [](Value v) {
+                          return hasUnitInnerStride(
+                              cast<MemRefType>(v.getType()));
+                        }) ||
+          !rowsCollapse(op.getDpsInputs()[0]) || !rowsCollapse(c))
         return rewriter.notifyMatchFailure(op, "not a panel-major matmul");
       a = op.getDpsInputs()[0];
     }
@@ -500,16 +533,20 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
     };
     bool pairs = layout->pairs;
     Type element = pairs ? Type(rewriter.getBF16Type()) : rewriter.getF32Type();
-    // f16 panels (a half-precision model's experts) are widened as loaded.
+    // f16 panels (a half-precision model's experts and projections) are
+    // widened as loaded, f16 rows (its projections') as broadcast.
     bool halfPanels = !pairs && elementType(w).isF16();
-    if (elementType(a) != element ||
+    bool halfRows = !pairs && elementType(a).isF16();
+    if ((elementType(a) != element && !halfRows) ||
         (elementType(w) != element && !halfPanels) || !elementType(c).isF32() ||
         (pairs && !bf16Dot))
       return rewriter.notifyMatchFailure(
-          op, "not f32 (or f16 panels), nor bf16 pairs into f32 with "
+          op, "not f32 (or f16 rows or panels), nor bf16 pairs into f32 with "
               "AVX512-BF16");
     ImplicitLocOpBuilder b(op.getLoc(), rewriter);
     KernelEmitter e(b);
+    a = collapseRows(b, a, layout->rowLoops);
+    c = collapseRows(b, c, layout->rowLoops);
     // bf16 panels as [N / P, K / 2, 2 P]: a row of a panel is then P
     // columns' pairs, 2 P contiguous bf16.
     if (pairs)
@@ -580,6 +617,14 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
       return memref::CollapseShapeOp::isGuaranteedCollapsible(
           cast<MemRefType>(v.getType()), allDims(v));
     };
+    // The expert lowering's schedule runs its contractions as tasks of a
+    // parallel loop; anything else (a matmul by a packed ONNX weight) makes
+    // its panels that loop: they write disjoint columns of C. Such a
+    // thread's next panel follows its own in memory, which the hardware
+    // prefetchers find without help: the prefetch instructions cost more
+    // issue slots than they saved there (2-5% on projection and LM-head
+    // shapes, benchmarks/RESULTS.md).
+    bool parallelPanels = !op->getParentOfType<scf::ParallelOp>();
     // Elements of the panels, and from their end to the next weights.
     int64_t panelElements = 0, gapToNext = 0;
     Value flat, panelsOffset, cut = op.getDpsInputs()[1];
@@ -595,7 +640,7 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
           memref::ExtractStridedMetadataOp::create(b, cut).getOffset();
       panelElements = cast<MemRefType>(cut.getType()).getNumElements();
       gapToNext = next.getInt() - panelElements;
-    } else if (contiguousPanels) {
+    } else if (contiguousPanels && !parallelPanels) {
       flat = memref::CollapseShapeOp::create(b, w, allDims(w));
     }
     Value rowElements = e.index(panelWidth * stepsOfK);
@@ -623,6 +668,17 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
           /*isWrite=*/false, /*localityHint=*/2, /*isDataCache=*/true);
     };
     Value lineElements = e.index(lanes * stepsOfK);
+    auto overPanels = [&](function_ref<void(Value)> body) {
+      if (!parallelPanels) {
+        e.loop(c0, panels, body);
+        return;
+      }
+      auto loop = scf::ParallelOp::create(b, ValueRange{c0}, ValueRange{panels},
+                                          ValueRange{c1});
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPoint(loop.getBody()->getTerminator());
+      body(loop.getInductionVars()[0]);
+    };
     // Decode-sized products (one to three rows) read each panel as
     // `streams` runs of k at once, each into accumulators of its own that
     // are added at the end: one sequential stream per task left a thread
@@ -634,7 +690,7 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
       for (int64_t i = 0; i < count; ++i)
         aRows.push_back(aRow(e.index(i)));
       Value run = arith::DivUIOp::create(b, depth, e.index(streams));
-      e.loop(c0, panels, [&](Value p) {
+      overPanels([&](Value p) {
         // Accumulator (i, s, g): row i, stream s, vector g.
         auto at = [&](int64_t i, int64_t s, int64_t g) {
           return (i * streams + s) * vectors + g;
@@ -682,7 +738,7 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
     // Panel by panel; within one, 128 steps of k (32 KiB of the panel, in
     // L1) at a time for every block of rows.
     auto manyRows = [&] {
-      e.loop(c0, panels, [&](Value p) {
+      overPanels([&](Value p) {
         Value n0 = e.muli(p, e.index(panelWidth));
         e.loop(
             c0, depth,

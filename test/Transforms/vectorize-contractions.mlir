@@ -426,10 +426,13 @@ func.func @gathered_unclamped(%src: memref<?x64xf32>, %tokens: memref<?xi32>, %w
 // [K, 64] panels by the outer-product block, at any row count, with the
 // next 128 steps of k prefetched through a flat view of the panels; the
 // gathered form looks its rows up through the tokens.
+// Outside a parallel loop (not an expert's task) the panels are one: they
+// write disjoint columns of C, and each thread's next panel follows its
+// own (no prefetches).
 // PANEL-LABEL: func.func @panel_matmul
 // PANEL-NOT: linalg.generic
-// PANEL: %[[FLAT:.*]] = memref.collapse_shape %{{.*}} {{\[}}[0, 1, 2]] : memref<2x96x64xf32> into memref<12288xf32>
-// PANEL: memref.prefetch %[[FLAT]][%{{.*}}], read, locality<2>, data : memref<12288xf32>
+// PANEL: scf.parallel
+// PANEL-NOT: memref.prefetch
 // PANEL: vector.load %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}] : memref<2x96x64xf32>, vector<16xf32>
 // PANEL: vector.fma %{{.*}}, %{{.*}}, %{{.*}} : vector<16xf32>
 #panel_a = affine_map<(m, n, k) -> (m, k)>
@@ -482,6 +485,26 @@ func.func @panel_matmul_f16(%a: memref<?x96xf32>, %w: memref<2x96x64xf16>, %c: m
   return
 }
 
+// f16 rows too (a half-precision model's projection): each element of A
+// is widened once, then broadcast.
+// PANEL-LABEL: func.func @panel_matmul_f16_rows
+// PANEL-NOT: linalg.generic
+// PANEL: %[[X:.*]] = memref.load %{{.*}} : memref<?x96xf16>
+// PANEL: %[[XW:.*]] = arith.extf %[[X]] : f16 to f32
+// PANEL: vector.broadcast %[[XW]] : f32 to vector<16xf32>
+// PANEL: vector.fma
+func.func @panel_matmul_f16_rows(%a: memref<?x96xf16>, %w: memref<2x96x64xf16>, %c: memref<?x128xf32>) {
+  linalg.generic {indexing_maps = [#panel_a, #panel_b, #panel_c], iterator_types = ["parallel", "parallel", "reduction"]} ins(%a, %w : memref<?x96xf16>, memref<2x96x64xf16>) outs(%c : memref<?x128xf32>) {
+  ^bb0(%x: f16, %y: f16, %acc: f32):
+    %xw = arith.extf %x : f16 to f32
+    %yw = arith.extf %y : f16 to f32
+    %p = arith.mulf %xw, %yw : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
 // Panels cut from a stacked buffer, marked with where the weights the
 // thread reads next start (moe.next_weights_offset, in elements from the
 // panels' first): the prefetches address the whole buffer from the
@@ -519,6 +542,51 @@ func.func @panel_matmul_next_expert(%a: memref<?x96xf32>, %buffer: memref<4x3x96
     %p = arith.mulf %v, %y : f32
     %s = arith.addf %acc, %p : f32
     linalg.yield %s : f32
+  }
+  return
+}
+
+// Rows in several loops (a matmul by a packed ONNX weight over [batch,
+// sequence] tokens) are collapsed into one.
+// PANEL-LABEL: func.func @panel_matmul_row_loops
+// PANEL-NOT: linalg.generic
+// PANEL-DAG: memref.collapse_shape %{{.*}} {{\[}}[0, 1], [2]] : memref<?x?x96xf32> into memref<?x96xf32>
+// PANEL-DAG: memref.collapse_shape %{{.*}} {{\[}}[0, 1], [2]] : memref<?x?x128xf32> into memref<?x128xf32>
+// PANEL: scf.parallel
+// PANEL: vector.fma %{{.*}}, %{{.*}}, %{{.*}} : vector<16xf32>
+#rows_a = affine_map<(b, s, n, k) -> (b, s, k)>
+#rows_b = affine_map<(b, s, n, k) -> (n floordiv 64, k, n mod 64)>
+#rows_c = affine_map<(b, s, n, k) -> (b, s, n)>
+func.func @panel_matmul_row_loops(%a: memref<?x?x96xf32>, %w: memref<2x96x64xf32>, %c: memref<?x?x128xf32>) {
+  linalg.generic {indexing_maps = [#rows_a, #rows_b, #rows_c], iterator_types = ["parallel", "parallel", "parallel", "reduction"]} ins(%a, %w : memref<?x?x96xf32>, memref<2x96x64xf32>) outs(%c : memref<?x?x128xf32>) {
+  ^bb0(%x: f32, %y: f32, %acc: f32):
+    %p = arith.mulf %x, %y : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+// Inside a task of a parallel loop (the expert schedule's) the panels run
+// one after the other, and the next 128 steps of k are prefetched through
+// a flat view of the panels.
+// PANEL-LABEL: func.func @panel_matmul_in_task
+// PANEL: scf.parallel
+// PANEL: %[[FLAT:.*]] = memref.collapse_shape %{{.*}} {{\[}}[0, 1, 2]] : memref<2x96x64xf32> into memref<12288xf32>
+// PANEL-NOT: scf.parallel
+// PANEL: memref.prefetch %[[FLAT]][%{{.*}}], read, locality<2>, data : memref<12288xf32>
+// PANEL: vector.fma
+func.func @panel_matmul_in_task(%a: memref<?x96xf32>, %w: memref<2x96x64xf32>, %c: memref<?x128xf32>, %tasks: index) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  scf.parallel (%i) = (%c0) to (%tasks) step (%c1) {
+    linalg.generic {indexing_maps = [#panel_a, #panel_b, #panel_c], iterator_types = ["parallel", "parallel", "reduction"]} ins(%a, %w : memref<?x96xf32>, memref<2x96x64xf32>) outs(%c : memref<?x128xf32>) {
+    ^bb0(%x: f32, %y: f32, %acc: f32):
+      %p = arith.mulf %x, %y : f32
+      %s = arith.addf %acc, %p : f32
+      linalg.yield %s : f32
+    }
+    scf.reduce
   }
   return
 }

@@ -168,6 +168,16 @@ cl::opt<bool> packExpertWeights(
              "level at decode; =false keeps the out-major weights, "
              "benchmarks/RESULTS.md)"),
     cl::init(true), cl::cat(category));
+cl::opt<bool> packMatmulWeights(
+    "pack-matmul-weights",
+    cl::desc("CPU with AVX-512: store the constant weights of the matmuls "
+             "outside the experts (attention projections, dense MLPs, the "
+             "LM head) in panels at compile time "
+             "(-moe-pack-matmul-weights), so that they run the "
+             "outer-product kernel at every token count without packing "
+             "at run time (default on; =false keeps the out-major weights, "
+             "benchmarks/RESULTS.md)"),
+    cl::init(true), cl::cat(category));
 cl::opt<bool> recordRouting(
     "record-routing",
     cl::desc("CPU: report every route's expert choices to the runtime, so "
@@ -655,6 +665,7 @@ int compile(int argc, char **argv) {
       pipeline.gemmPackMinRows = avx512 ? int64_t(gemmPackMinRows) : 0;
       pipeline.expertPackMinRows = avx512 ? int64_t(expertPackMinRows) : 0;
       pipeline.packExpertWeights = avx512 && packExpertWeights;
+      pipeline.packMatmulWeights = avx512 && packMatmulWeights;
       pipeline.packQuantizedWeights = packQuantizedWeights;
       pipeline.recordRouting = recordRouting;
       pipeline.prefetchExperts = prefetchExperts;

@@ -114,6 +114,14 @@ struct CPUPipelineOptions
                      "that the experts' GEMMs run the outer-product kernel "
                      "without packing; needs 512-bit vectors)"),
       llvm::cl::init(true)};
+  PassOptions::Option<bool> packMatmulWeights{
+      *this, "pack-matmul-weights",
+      llvm::cl::desc("Store the constant weights of matmuls outside the "
+                     "experts (projections, LM head) panel-major at compile "
+                     "time (-moe-pack-matmul-weights) so that they run the "
+                     "outer-product kernel at every row count; needs "
+                     "512-bit vectors"),
+      llvm::cl::init(true)};
   PassOptions::Option<bool> packQuantizedWeights{
       *this, "pack-quantized-weights",
       llvm::cl::desc("With pack-expert-weights and int8-activations, also "

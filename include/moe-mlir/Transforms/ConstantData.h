@@ -41,6 +41,18 @@ ElementsAttr rebuildConstant(ElementsAttr like, RankedTensorType type,
                              StringRef keySuffix,
                              function_ref<void(MutableArrayRef<char>)> fill);
 
+/// `attr` (whose elements' bytes are `bytes`) stored panel-major: weights
+/// `[..., N, K]` out-major (a matmul's `[N, K]`, or experts' `[E, N, K]`)
+/// become `[..., N / P, K / S, P, S]` for `width` P and `steps` S of k per
+/// panel row (stored `[..., N / P, K, P]` when S is 1): element
+/// `[..., p, t, j, r]` is the source's `[..., p * P + j, t * S + r]`. Each
+/// panel is then the `[K, P]` matrix the CPU's outer-product kernel reads
+/// along its columns. N must be a multiple of P and K of S. Leading
+/// matrices are packed in parallel; the result is of `attr`'s kind.
+ElementsAttr packWeightPanels(MLIRContext *ctx, ElementsAttr attr,
+                              ArrayRef<char> bytes, int64_t width,
+                              int64_t steps);
+
 /// Releases the blobs of the dense resources among `constants` that no
 /// attribute under `root` refers to any more: a rewritten model's old
 /// weights would otherwise be held beside the new ones until the end.

@@ -67,14 +67,18 @@ Value weightsBuffer(Value weights);
 /// `(n floordiv P, k, n mod P)`; or panel-major bf16 with pairs of k,
 /// `(n floordiv P, k2, n mod P, r)` with loops (m, n, k2, r) and
 /// k = 2 k2 + r, so that every loop is some operand's dimension. The
-/// builders and -moe-vectorize-contractions' matchers share it.
+/// builders and -moe-vectorize-contractions' matchers share it. A matmul by
+/// a packed ONNX weight (-moe-pack-matmul-weights) may have several loops
+/// of rows in place of m (the tokens' batch and sequence); n, k (and r)
+/// follow them.
 struct WeightLayout {
   int64_t panelWidth = 0;
   bool pairs = false;
+  unsigned rowLoops = 1;
 
   /// The layout of weights `w` read with `panelWidth` (0: out-major).
   static WeightLayout of(Value w, int64_t panelWidth);
-  unsigned loops() const { return pairs ? 4 : 3; }
+  unsigned loops() const { return rowLoops + (pairs ? 3 : 2); }
   /// Elements of k per step of the k loop.
   int64_t stepsOfK() const { return pairs ? 2 : 1; }
   /// B's indexing map.

@@ -667,6 +667,55 @@ def MoEPackExpertWeights : Pass<"moe-pack-expert-weights"> {
   let dependentDialects = ["::mlir::arith::ArithDialect"];
 }
 
+def MoEPackMatmulWeights : Pass<"moe-pack-matmul-weights"> {
+  let summary = "Store constant matmul weights panel-major at compile time";
+  let description = [{
+    Rewrites the matmuls by constant weights outside the experts (a
+    decoder's attention projections, its dense MLPs, the LM head: the
+    importer's `C[rows..., n] += A[rows..., k] * W[n, k]` contractions, W
+    an `[N, K]` constant) so that they read W panel-major,
+    `[N / P, K, P]` at `(n floordiv P, k, n mod P)`, as
+    -moe-pack-expert-weights stores the experts' weights (bf16 weights of
+    bf16 rows in pairs of k, `[N / P, K / 2, P, 2]` with k split into two
+    loops):
+
+    ```
+    %w = arith.constant dense<...> : tensor<2048x1024xf32>
+    %y = linalg.generic {indexing_maps = [(m, n, k) -> (m, k),
+                                          (m, n, k) -> (n, k),
+                                          (m, n, k) -> (m, n)], ...}
+        ins(%x, %w : ...) outs(%zero : tensor<?x2048xf32>)
+    ```
+    becomes
+    ```
+    %w = arith.constant dense<...> : tensor<32x1024x64xf32>
+    %y = linalg.generic {indexing_maps = [(m, n, k) -> (m, k),
+                                          (m, n, k) -> (n floordiv 64, k, n mod 64),
+                                          (m, n, k) -> (m, n)], ...}
+    ```
+
+    -moe-vectorize-contractions then runs them on the outer-product kernel
+    at every row count, its column panels in parallel, instead of the
+    dot-product kernel below `pack-min-rows` rows and a transpose of every
+    weight panel per call above it. P is `panel-width`, or half or a
+    quarter of it (not below 16), whichever divides N first; a weight with
+    no such P, or read by anything but such matmuls, keeps its layout. The
+    products accumulate into f32: f32 or f16 rows by f32 or f16 weights (a
+    half-precision model's, once -moe-widen-half-accumulators has widened
+    its sums), or with `pack-bf16` bf16 rows by bf16 weights of an even K. The CPU pipeline
+    runs this pass with AVX-512 (`moe-compile --pack-matmul-weights`).
+  }];
+  let options = [
+    Option<"panelWidth", "panel-width", "int64_t", "64",
+           "Output columns per weight panel: 16, 32 or 64">,
+    Option<"packBf16", "pack-bf16", "bool", "true",
+           "Also pack bf16 weights of bf16 rows, in pairs of k (for "
+           "AVX512-BF16's vdpbf16ps)">,
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::linalg::LinalgDialect"];
+}
+
 def MoEX86VnniDot : Pass<"moe-x86-vnni-dot"> {
   let summary = "Emit AVX512-VNNI's vpdpbusd for u8 x s8 dot products of four";
   let description = [{
@@ -892,10 +941,14 @@ def MoEVectorizeContractions : Pass<"moe-vectorize-contractions"> {
     `--expert-pack-min-rows`, 96 in the CPU pipeline: packing pays from
     about 96-128 rows of an expert, benchmarks/RESULTS.md has the A/Bs).
 
-    Contractions by panel-major weights (`-moe-pack-expert-weights`: B read
-    at `(n floordiv P, k, n mod P)`, or bf16 pairs of k with `bf16-dot`)
-    take the outer-product block on the panels in place, at any row count,
-    prefetching each panel's next 128 steps of k into L2 as they go. A
+    Contractions by panel-major weights (`-moe-pack-expert-weights`,
+    `-moe-pack-matmul-weights`: B read at `(n floordiv P, k, n mod P)`, or
+    bf16 pairs of k with `bf16-dot`) take the outer-product block on the
+    panels in place, at any row count, prefetching each panel's next 128
+    steps of k into L2 as they go. Several loops of rows (a projection over
+    `[batch, sequence]` tokens) are collapsed into one. Outside a parallel
+    loop (a matmul by a packed ONNX weight, not an expert's task in the
+    expert schedule) the panels form an `scf.parallel` loop. A
     contraction marked `moe.next_weights_offset = N` (the expert lowering's
     grouped schedule: its weights are cut from a stacked buffer, and the
     thread running it reads next the weights N elements after its own first
