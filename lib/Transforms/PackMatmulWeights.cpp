@@ -87,9 +87,10 @@ std::optional<unsigned> weightMatmulRows(linalg::GenericOp op) {
 }
 
 /// The layout `op` reads its constant weight in once packed, if the CPU
-/// kernel takes it: products accumulated in f32 of f32 or f16 rows by f32
-/// or f16 weights, or bf16 rows by bf16 weights in pairs of k; P the first
-/// of
+/// kernel takes it: products accumulated in f32 of f32 rows by f32 or f16
+/// weights, or bf16 rows by bf16 weights in pairs of k (not f16 rows, a
+/// half-precision model's: widened in the kernel or once before it, they
+/// ran as fast as the dot-product kernel runs them); P the first of
 /// `width`, `width / 2`, `width / 4` (at least 16) that divides N.
 std::optional<WeightLayout> packedLayout(linalg::GenericOp op, int64_t width,
                                          bool packBf16) {
@@ -103,9 +104,8 @@ std::optional<WeightLayout> packedLayout(linalg::GenericOp op, int64_t width,
   if (!weightType.hasStaticShape() || !cElement.isF32())
     return std::nullopt;
   bool pairs = aElement.isBF16() && wElement.isBF16();
-  auto f32OrF16 = [](Type t) { return t.isF32() || t.isF16(); };
   if (pairs ? !packBf16 || weightType.getDimSize(1) % 2
-            : !f32OrF16(aElement) || !f32OrF16(wElement))
+            : !aElement.isF32() || !(wElement.isF32() || wElement.isF16()))
     return std::nullopt;
   int64_t n = weightType.getDimSize(0);
   for (int64_t p = width; p >= 16; p /= 2)

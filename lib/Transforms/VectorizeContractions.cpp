@@ -384,15 +384,9 @@ Value broadcastStepOfA(ImplicitLocOpBuilder &b, Value a, Value m, Value k,
                        bool pair) {
   constexpr int64_t lanes = kOuterProductLanes;
   Type element = cast<MemRefType>(a.getType()).getElementType();
-  if (!pair) {
-    // f16 rows (a half-precision model's projections) widened once per
-    // element, before the broadcast.
-    Value scalar = KernelEmitter(b).load(a, {m, k});
-    if (!element.isF32())
-      scalar = arith::ExtFOp::create(b, b.getF32Type(), scalar);
-    return vector::BroadcastOp::create(
-        b, VectorType::get({lanes}, b.getF32Type()), scalar);
-  }
+  if (!pair)
+    return vector::BroadcastOp::create(b, VectorType::get({lanes}, element),
+                                       KernelEmitter(b).load(a, {m, k}));
   Type i32 = b.getI32Type();
   Value both = vector::LoadOp::create(b, VectorType::get({2}, element), a,
                                       ValueRange{m, k});
@@ -533,15 +527,13 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
     };
     bool pairs = layout->pairs;
     Type element = pairs ? Type(rewriter.getBF16Type()) : rewriter.getF32Type();
-    // f16 panels (a half-precision model's experts and projections) are
-    // widened as loaded, f16 rows (its projections') as broadcast.
+    // f16 panels (a half-precision model's experts) are widened as loaded.
     bool halfPanels = !pairs && elementType(w).isF16();
-    bool halfRows = !pairs && elementType(a).isF16();
-    if ((elementType(a) != element && !halfRows) ||
+    if (elementType(a) != element ||
         (elementType(w) != element && !halfPanels) || !elementType(c).isF32() ||
         (pairs && !bf16Dot))
       return rewriter.notifyMatchFailure(
-          op, "not f32 (or f16 rows or panels), nor bf16 pairs into f32 with "
+          op, "not f32 (or f16 panels), nor bf16 pairs into f32 with "
               "AVX512-BF16");
     ImplicitLocOpBuilder b(op.getLoc(), rewriter);
     KernelEmitter e(b);

@@ -114,40 +114,17 @@ func.func @bf16_pairs(%x: tensor<?x4xbf16>, %init: tensor<?x16xf32>) -> tensor<?
 
 // -----
 
-// A half-precision model's projection (f16 rows and weights, its sum
-// widened to f32) packs its f16 weight.
-// CHECK-LABEL: func.func @f16_rows
-// CHECK: %[[P:.*]] = arith.constant dense<{{.*}}> : tensor<1x4x16xf16>
-// CHECK: linalg.generic {{.*}} ins(%{{.*}}, %[[P]] : tensor<?x4xf16>, tensor<1x4x16xf16>)
-#a = affine_map<(m, n, k) -> (m, k)>
-#w = affine_map<(m, n, k) -> (n, k)>
-#c = affine_map<(m, n, k) -> (m, n)>
-func.func @f16_rows(%x: tensor<?x4xf16>, %init: tensor<?x16xf32>) -> tensor<?x16xf32> {
-  %w = arith.constant dense<0.5> : tensor<16x4xf16>
-  %y = linalg.generic {indexing_maps = [#a, #w, #c], iterator_types = ["parallel", "parallel", "reduction"]} ins(%x, %w : tensor<?x4xf16>, tensor<16x4xf16>) outs(%init : tensor<?x16xf32>) {
-  ^bb0(%u: f16, %v: f16, %acc: f32):
-    %u32 = arith.extf %u : f16 to f32
-    %v32 = arith.extf %v : f16 to f32
-    %p = arith.mulf %u32, %v32 : f32
-    %s = arith.addf %acc, %p : f32
-    linalg.yield %s : f32
-  } -> tensor<?x16xf32>
-  return %y : tensor<?x16xf32>
-}
-
-// -----
-
 // Left as they are: a weight also read by something else (a tied
 // embedding's gather), N that 16 does not divide, a body that does more
-// than accumulate the product, bf16 weights of f32 rows, and an f32 weight
-// accumulated into bf16.
+// than accumulate the product, bf16 weights of f32 rows, an f32 weight
+// accumulated into bf16, and f16 rows (an f16 model's).
 // CHECK-LABEL: func.func @left_alone
 // CHECK-NOT: floordiv
 // CHECK: return
 #a = affine_map<(m, n, k) -> (m, k)>
 #w = affine_map<(m, n, k) -> (n, k)>
 #c = affine_map<(m, n, k) -> (m, n)>
-func.func @left_alone(%x: tensor<?x4xf32>, %init: tensor<?x16xf32>, %init8: tensor<?x8xf32>, %initb: tensor<?x16xbf16>, %i: index) -> (tensor<?x16xf32>, f32, tensor<?x8xf32>, tensor<?x16xf32>, tensor<?x16xf32>, tensor<?x16xbf16>) {
+func.func @left_alone(%x: tensor<?x4xf32>, %xh: tensor<?x4xf16>, %init: tensor<?x16xf32>, %init8: tensor<?x8xf32>, %initb: tensor<?x16xbf16>, %i: index) -> (tensor<?x16xf32>, f32, tensor<?x8xf32>, tensor<?x16xf32>, tensor<?x16xf32>, tensor<?x16xbf16>, tensor<?x16xf32>) {
   %tied = arith.constant dense<1.0> : tensor<16x4xf32>
   %y = linalg.generic {indexing_maps = [#a, #w, #c], iterator_types = ["parallel", "parallel", "reduction"]} ins(%x, %tied : tensor<?x4xf32>, tensor<16x4xf32>) outs(%init : tensor<?x16xf32>) {
   ^bb0(%u: f32, %v: f32, %acc: f32):
@@ -186,5 +163,14 @@ func.func @left_alone(%x: tensor<?x4xf32>, %init: tensor<?x16xf32>, %init8: tens
     %s = arith.addf %acc, %pb : bf16
     linalg.yield %s : bf16
   } -> tensor<?x16xbf16>
-  return %y, %e, %y8, %ym, %yb, %yc : tensor<?x16xf32>, f32, tensor<?x8xf32>, tensor<?x16xf32>, tensor<?x16xf32>, tensor<?x16xbf16>
+  %wh = arith.constant dense<0.5> : tensor<16x4xf16>
+  %yh = linalg.generic {indexing_maps = [#a, #w, #c], iterator_types = ["parallel", "parallel", "reduction"]} ins(%xh, %wh : tensor<?x4xf16>, tensor<16x4xf16>) outs(%init : tensor<?x16xf32>) {
+  ^bb0(%u: f16, %v: f16, %acc: f32):
+    %u32 = arith.extf %u : f16 to f32
+    %v32 = arith.extf %v : f16 to f32
+    %p = arith.mulf %u32, %v32 : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  } -> tensor<?x16xf32>
+  return %y, %e, %y8, %ym, %yb, %yc, %yh : tensor<?x16xf32>, f32, tensor<?x8xf32>, tensor<?x16xf32>, tensor<?x16xf32>, tensor<?x16xbf16>, tensor<?x16xf32>
 }

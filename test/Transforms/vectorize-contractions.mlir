@@ -485,26 +485,6 @@ func.func @panel_matmul_f16(%a: memref<?x96xf32>, %w: memref<2x96x64xf16>, %c: m
   return
 }
 
-// f16 rows too (a half-precision model's projection): each element of A
-// is widened once, then broadcast.
-// PANEL-LABEL: func.func @panel_matmul_f16_rows
-// PANEL-NOT: linalg.generic
-// PANEL: %[[X:.*]] = memref.load %{{.*}} : memref<?x96xf16>
-// PANEL: %[[XW:.*]] = arith.extf %[[X]] : f16 to f32
-// PANEL: vector.broadcast %[[XW]] : f32 to vector<16xf32>
-// PANEL: vector.fma
-func.func @panel_matmul_f16_rows(%a: memref<?x96xf16>, %w: memref<2x96x64xf16>, %c: memref<?x128xf32>) {
-  linalg.generic {indexing_maps = [#panel_a, #panel_b, #panel_c], iterator_types = ["parallel", "parallel", "reduction"]} ins(%a, %w : memref<?x96xf16>, memref<2x96x64xf16>) outs(%c : memref<?x128xf32>) {
-  ^bb0(%x: f16, %y: f16, %acc: f32):
-    %xw = arith.extf %x : f16 to f32
-    %yw = arith.extf %y : f16 to f32
-    %p = arith.mulf %xw, %yw : f32
-    %s = arith.addf %acc, %p : f32
-    linalg.yield %s : f32
-  }
-  return
-}
-
 // Panels cut from a stacked buffer, marked with where the weights the
 // thread reads next start (moe.next_weights_offset, in elements from the
 // panels' first): the prefetches address the whole buffer from the

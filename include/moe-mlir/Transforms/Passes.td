@@ -700,9 +700,10 @@ def MoEPackMatmulWeights : Pass<"moe-pack-matmul-weights"> {
     weight panel per call above it. P is `panel-width`, or half or a
     quarter of it (not below 16), whichever divides N first; a weight with
     no such P, or read by anything but such matmuls, keeps its layout. The
-    products accumulate into f32: f32 or f16 rows by f32 or f16 weights (a
-    half-precision model's, once -moe-widen-half-accumulators has widened
-    its sums), or with `pack-bf16` bf16 rows by bf16 weights of an even K. The CPU pipeline
+    products accumulate into f32: f32 rows by f32 or f16 weights, or with
+    `pack-bf16` bf16 rows by bf16 weights of an even K (a bf16 model's).
+    f16 rows (an f16 model's) keep the dot-product kernel: widened in the
+    outer-product kernel, or once before it, they ran no faster. The CPU pipeline
     runs this pass with AVX-512 (`moe-compile --pack-matmul-weights`).
   }];
   let options = [
