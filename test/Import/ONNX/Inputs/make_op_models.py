@@ -113,6 +113,38 @@ def matmul_panels(m):
     m.output(m.node("MatMul", [x, y], ["ydyn"]))
 
 
+def weight_panels_model(m, batch, tokens):
+    # Matmuls by constant weights, stored panel-major at compile time
+    # (-moe-pack-matmul-weights): 48, 96 and 128 columns take panels of 16,
+    # 32 and 64; 20 columns stay out-major. K = 200 is a k-block of 128 and
+    # a partial one. Rows over two dynamic dimensions (collapsed by the
+    # kernel), and a 2-D Gemm by a transposed weight.
+    x = m.input("x", rand([batch, tokens, 200], 1), ["B", "T", 200])
+    for seed, columns in enumerate((48, 96, 128, 20)):
+        w = m.const(f"w{columns}", rand([200, columns], 10 + seed))
+        m.output(m.node("MatMul", [x, w], [f"y{columns}"]))
+    x2 = m.input("x2", rand([batch * tokens, 200], 2), ["R", 200])
+    m.output(m.node("Gemm", [x2, m.const("wt", rand([64, 200], 20))], ["ygemm"],
+                    transB=1))
+
+
+@case
+def matmul_weight_panels(m):
+    # 2 x 7 = 14 rows: two 6-row register blocks and a 2-row one.
+    weight_panels_model(m, 2, 7)
+
+
+@case
+def matmul_weight_panels_decode(m):
+    # 1 and 3 rows: the decode-sized kernels (one row, three rows).
+    weight_panels_model(m, 1, 1)
+
+
+@case
+def matmul_weight_panels_t3(m):
+    weight_panels_model(m, 1, 3)
+
+
 @case
 def matmul_dynamic(m):
     x = m.input("x", rand([5, 8], 1), ["T", 8])
