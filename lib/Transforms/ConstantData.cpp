@@ -9,6 +9,8 @@
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/ErrorHandling.h"
 
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 using namespace mlir;
@@ -75,22 +77,25 @@ mlir::moe::rebuildConstant(ElementsAttr like, RankedTensorType type,
       std::move(blob));
 }
 
-/// `matrices` source matrices `[n, k]` as panels `[n / width, k / steps,
-/// width, steps]`, one matrix per parallel task.
-template <typename Element>
-static void packPanels(MLIRContext *ctx, const Element *source, Element *packed,
+/// `matrices` source matrices `[n, k]` of `Size`-byte elements as panels
+/// `[n / width, k / steps, width, steps]`, one matrix per parallel task.
+/// Elements are copied as bytes: a dense attribute's raw data need not be
+/// aligned to its element.
+template <size_t Size>
+static void packPanels(MLIRContext *ctx, const char *source, char *packed,
                        int64_t matrices, int64_t n, int64_t k, int64_t width,
                        int64_t steps) {
   int64_t panels = n / width;
   parallelFor(ctx, 0, matrices, [&](size_t e) {
-    const Element *from = source + e * n * k;
-    Element *to = packed + e * n * k;
+    const char *from = source + e * n * k * Size;
+    char *to = packed + e * n * k * Size;
     for (int64_t p = 0; p < panels; ++p)
       for (int64_t j = 0; j < width; ++j) {
-        const Element *row = from + (p * width + j) * k;
-        Element *column = to + p * k * width + j * steps;
+        const char *row = from + (p * width + j) * k * Size;
+        char *column = to + (p * k * width + j * steps) * Size;
         for (int64_t t = 0; t < k; ++t)
-          column[(t / steps) * width * steps + t % steps] = row[t];
+          std::memcpy(column + ((t / steps) * width * steps + t % steps) * Size,
+                      row + t * Size, Size);
       }
   });
 }
@@ -111,22 +116,20 @@ ElementsAttr mlir::moe::packWeightPanels(MLIRContext *ctx, ElementsAttr attr,
     packedShape.push_back(steps);
   auto packedType = RankedTensorType::get(packedShape, element);
   // Elements are moved as they are: only their size matters.
-  auto packAs = [&](auto *sized, MutableArrayRef<char> to) {
-    using Sized = std::remove_pointer_t<decltype(sized)>;
-    packPanels(ctx, reinterpret_cast<const Sized *>(bytes.data()),
-               reinterpret_cast<Sized *>(to.data()), matrices, n, k, width,
-               steps);
-  };
   auto pack = [&](MutableArrayRef<char> to) {
+    auto packAs = [&](auto size) {
+      packPanels<decltype(size)::value>(ctx, bytes.data(), to.data(), matrices,
+                                        n, k, width, steps);
+    };
     switch (element.getIntOrFloatBitWidth()) {
     case 8:
-      return packAs(static_cast<uint8_t *>(nullptr), to);
+      return packAs(std::integral_constant<size_t, 1>());
     case 16:
-      return packAs(static_cast<uint16_t *>(nullptr), to);
+      return packAs(std::integral_constant<size_t, 2>());
     case 32:
-      return packAs(static_cast<uint32_t *>(nullptr), to);
+      return packAs(std::integral_constant<size_t, 4>());
     default:
-      return packAs(static_cast<uint64_t *>(nullptr), to);
+      return packAs(std::integral_constant<size_t, 8>());
     }
   };
   if (auto dense = dyn_cast<DenseElementsAttr>(attr); dense && dense.isSplat())
