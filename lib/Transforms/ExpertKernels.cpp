@@ -40,6 +40,17 @@ AffineExpr WeightLayout::kOfA(MLIRContext *ctx) const {
   return pairs ? k * 2 + getAffineDimExpr(rowLoops + 2, ctx) : k;
 }
 
+SmallVector<AffineMap> WeightLayout::rowsInPlaceMaps(MLIRContext *ctx) const {
+  SmallVector<AffineExpr> a, c;
+  for (unsigned d = 0; d < rowLoops; ++d)
+    a.push_back(getAffineDimExpr(d, ctx));
+  c = a;
+  a.push_back(kOfA(ctx));
+  c.push_back(getAffineDimExpr(rowLoops, ctx));
+  return {AffineMap::get(loops(), 0, a, ctx), weightMap(ctx),
+          AffineMap::get(loops(), 0, c, ctx)};
+}
+
 /// `c[m, n] (+)= sum_k A(m, k) * w(n, k)` as a linalg.generic whose first
 /// operand is `aOperand`, indexed by `aIndex` (of the loops m and k), and
 /// whose body gets A's element from that operand's with `elementOfA` (given

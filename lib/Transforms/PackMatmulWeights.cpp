@@ -35,12 +35,6 @@ struct WeightMatmul {
   WeightLayout layout;
 };
 
-Value stripExtension(Value v) {
-  if (auto ext = v.getDefiningOp<arith::ExtFOp>())
-    return ext.getIn();
-  return v;
-}
-
 /// Whether `op` is `C[rows..., n] += A[rows..., k] * W[n, k]` on tensors,
 /// with one or more loops of rows (the importer's matmul by a weight), and
 /// if so how many.
@@ -54,19 +48,10 @@ std::optional<unsigned> weightMatmulRows(linalg::GenericOp op) {
     if (iterators[i] != (i + 1 < loops ? utils::IteratorType::parallel
                                        : utils::IteratorType::reduction))
       return std::nullopt;
-  MLIRContext *ctx = op.getContext();
-  SmallVector<AffineExpr> a, c;
-  for (unsigned d = 0; d < rows; ++d)
-    a.push_back(getAffineDimExpr(d, ctx));
-  c = a;
-  AffineExpr n = getAffineDimExpr(rows, ctx),
-             k = getAffineDimExpr(rows + 1, ctx);
-  a.push_back(k);
-  c.push_back(n);
-  SmallVector<AffineMap> expected = {AffineMap::get(loops, 0, a, ctx),
-                                     AffineMap::get(loops, 0, {n, k}, ctx),
-                                     AffineMap::get(loops, 0, c, ctx)};
-  if (op.getIndexingMapsArray() != expected)
+  // The maps of a matmul by an out-major weight.
+  WeightLayout outMajor;
+  outMajor.rowLoops = rows;
+  if (op.getIndexingMapsArray() != outMajor.rowsInPlaceMaps(op.getContext()))
     return std::nullopt;
   // The body accumulates the product of the two inputs' elements (widened
   // or not), and nothing else.
@@ -121,17 +106,7 @@ std::optional<WeightLayout> packedLayout(linalg::GenericOp op, int64_t width,
 void rewriteMatmul(const WeightMatmul &matmul, Value packed) {
   linalg::GenericOp op = matmul.op;
   const WeightLayout &layout = matmul.layout;
-  MLIRContext *ctx = op.getContext();
   unsigned loops = layout.loops(), rows = layout.rowLoops;
-  SmallVector<AffineExpr> a, c;
-  for (unsigned d = 0; d < rows; ++d)
-    a.push_back(getAffineDimExpr(d, ctx));
-  c = a;
-  a.push_back(layout.kOfA(ctx));
-  c.push_back(getAffineDimExpr(rows, ctx));
-  SmallVector<AffineMap> maps = {AffineMap::get(loops, 0, a, ctx),
-                                 layout.weightMap(ctx),
-                                 AffineMap::get(loops, 0, c, ctx)};
   SmallVector<utils::IteratorType> iterators(loops,
                                              utils::IteratorType::reduction);
   for (unsigned d = 0; d <= rows; ++d)
@@ -139,8 +114,9 @@ void rewriteMatmul(const WeightMatmul &matmul, Value packed) {
   OpBuilder b(op);
   auto packedOp = linalg::GenericOp::create(
       b, op.getLoc(), op.getResultTypes(),
-      ValueRange{op.getDpsInputs()[0], packed}, op.getDpsInits(), maps,
-      iterators, [](OpBuilder &nb, Location loc, ValueRange args) {
+      ValueRange{op.getDpsInputs()[0], packed}, op.getDpsInits(),
+      layout.rowsInPlaceMaps(op.getContext()), iterators,
+      [](OpBuilder &nb, Location loc, ValueRange args) {
         Type f32 = nb.getF32Type();
         auto widened = [&](Value v) -> Value {
           if (v.getType() == f32)

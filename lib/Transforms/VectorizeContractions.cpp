@@ -184,13 +184,6 @@ struct GatheredRows {
   Value source, lastRow;
 };
 
-/// `v` without a widening arith.extf.
-Value stripExtension(Value v) {
-  if (auto ext = v.getDefiningOp<arith::ExtFOp>())
-    return ext.getIn();
-  return v;
-}
-
 /// The panel-major layout of a contraction reading B at
 /// `(n floordiv P, k, n mod P)` or `(n floordiv P, k2, n mod P, r)`, or
 /// failure.
@@ -488,17 +481,7 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
     } else {
       // Rows in place: one loop of them, or several (a packed ONNX weight's
       // matmul over [batch, sequence] tokens) collapsed into one.
-      MLIRContext *ctx = op.getContext();
-      unsigned loops = layout->loops(), rowLoops = layout->rowLoops;
-      SmallVector<AffineExpr> aIndex, cIndex;
-      for (unsigned d = 0; d < rowLoops; ++d)
-        aIndex.push_back(getAffineDimExpr(d, ctx));
-      cIndex = aIndex;
-      aIndex.push_back(layout->kOfA(ctx));
-      cIndex.push_back(getAffineDimExpr(rowLoops, ctx));
-      SmallVector<AffineMap> expected = {AffineMap::get(loops, 0, aIndex, ctx),
-                                         layout->weightMap(ctx),
-                                         AffineMap::get(loops, 0, cIndex, ctx)};
+      unsigned rowLoops = layout->rowLoops;
       arith::MulFOp product = accumulatedProduct(op);
       Block &body = op.getRegion().front();
       auto rowsCollapse = [&](Value v) {
@@ -509,8 +492,9 @@ struct VectorizePanelMatmul : OpRewritePattern<linalg::GenericOp> {
                memref::CollapseShapeOp::isGuaranteedCollapsible(
                    type, {rows, {int64_t(rowLoops)}});
       };
-      if (op.getIndexingMapsArray() != expected || !product ||
-          stripExtension(product.getLhs()) != body.getArgument(0) ||
+      if (op.getIndexingMapsArray() !=
+              layout->rowsInPlaceMaps(op.getContext()) ||
+          !product || stripExtension(product.getLhs()) != body.getArgument(0) ||
           stripExtension(product.getRhs()) != body.getArgument(1) ||
           !op.hasPureBufferSemantics() ||
           !llvm::all_of(op->getOperands(),

@@ -85,7 +85,18 @@ struct WeightLayout {
   AffineMap weightMap(MLIRContext *ctx) const;
   /// The index of k that A is read at: `k`, or `2 k2 + r` with pairs.
   AffineExpr kOfA(MLIRContext *ctx) const;
+  /// The indexing maps of A, B and C of the contraction with A's and C's
+  /// rows in place: A at `(rows..., kOfA)`, B at weightMap, C at
+  /// `(rows..., n)`.
+  SmallVector<AffineMap> rowsInPlaceMaps(MLIRContext *ctx) const;
 };
+
+/// `v` without a widening arith.extf.
+inline Value stripExtension(Value v) {
+  if (auto ext = v.getDefiningOp<arith::ExtFOp>())
+    return ext.getIn();
+  return v;
+}
 
 /// Emits `c[m, n] (+)= sum_k a[m, k] * w[n, k]` as a linalg contraction, with
 /// `w` in the out-major weight layout, or with a `panelWidth` P panel-major:
